@@ -1,0 +1,244 @@
+//! `Gino`: the `db` value of an application (GINO's `Gino`).
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, RwLock};
+
+use crate::connection::{Acquire, Connection};
+use crate::context::Stack;
+use crate::engine::{Engine, IntoEngine};
+use crate::error::{Error, Result};
+use crate::executor::Bind;
+use crate::transaction::{Begin, ManagedTransaction, Origin};
+
+/// The database of an application: binds an engine, runs the query API on
+/// it, and is what models belong to. Usually one `static` named `DB`.
+///
+/// Queries run implicitly: on the current task's contextual connection
+/// (a managed transaction, a reusable acquired connection, a web request's
+/// connection) if there is one, else on the bound engine. While nothing is
+/// bound they fail with [`Error::Uninitialized`]; nothing panics.
+///
+/// `Gino::new()` makes the application's *default* database: plain diesel
+/// queries run with `.gino()` (and models that name no database) use the
+/// default database bound most recently. [`Gino::secondary`] makes one that
+/// is used only where it is named.
+///
+/// ```
+/// use diesel::dsl::sql;
+/// use diesel::sql_types::Integer;
+/// use gino::prelude::*;
+///
+/// pub static DB: Gino = Gino::new();
+///
+/// # async fn demo(url: &str) -> gino::Result<()> {
+/// DB.set_bind(url).await?;
+/// let two: i32 = diesel::select(sql::<Integer>("2")).gino().one().await?;
+/// DB.pop_bind().expect("bound").close().await;
+/// # Ok(()) }
+/// ```
+pub struct Gino {
+    engine: RwLock<Option<Engine>>,
+    default: bool,
+    id: AtomicU64,
+}
+
+impl std::fmt::Debug for Gino {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gino")
+            .field("default", &self.default)
+            .field("engine", &self.engine.read().ok().and_then(|e| e.clone()))
+            .finish()
+    }
+}
+
+impl Default for Gino {
+    fn default() -> Self {
+        Gino::new()
+    }
+}
+
+/// Engines of bound default databases, newest last.
+static DEFAULTS: Mutex<Vec<(u64, Engine)>> = Mutex::new(Vec::new());
+
+fn defaults() -> std::sync::MutexGuard<'static, Vec<(u64, Engine)>> {
+    DEFAULTS.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The engine `.gino()` falls back to: the newest bound default database's.
+pub(crate) fn default_engine() -> Result<Engine> {
+    defaults()
+        .last()
+        .map(|(_, e)| e.clone())
+        .ok_or(Error::Uninitialized)
+}
+
+impl Gino {
+    /// A default database, unbound. `const`, so it can live in a `static`.
+    pub const fn new() -> Self {
+        Gino {
+            engine: RwLock::new(None),
+            default: true,
+            id: AtomicU64::new(0),
+        }
+    }
+
+    /// A database used only where it is named (`DB2.all(..)`,
+    /// `.bind(&DB2)`, models declared with it), never as the fallback of
+    /// `.gino()`.
+    ///
+    /// ```
+    /// static REPORTING: gino::Gino = gino::Gino::secondary();
+    /// assert!(!REPORTING.is_bound());
+    /// ```
+    pub const fn secondary() -> Self {
+        Gino {
+            engine: RwLock::new(None),
+            default: false,
+            id: AtomicU64::new(0),
+        }
+    }
+
+    fn id(&self) -> u64 {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        let id = self.id.load(Ordering::Acquire);
+        if id != 0 {
+            return id;
+        }
+        let fresh = NEXT.fetch_add(1, Ordering::Relaxed);
+        match self
+            .id
+            .compare_exchange(0, fresh, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => fresh,
+            Err(existing) => existing,
+        }
+    }
+
+    /// Binds an engine, made from a URL (`"postgresql://..."`), a URL with
+    /// [`EngineOptions`](crate::EngineOptions), or an existing [`Engine`],
+    /// and returns it. A previous engine is replaced (not closed).
+    ///
+    /// ```
+    /// # async fn demo(url: &str) -> gino::Result<()> {
+    /// static DB: gino::Gino = gino::Gino::new();
+    /// let engine = DB.set_bind((url, gino::EngineOptions::new().max_size(4))).await?;
+    /// assert!(DB.is_bound());
+    /// # Ok(()) }
+    /// ```
+    pub async fn set_bind(&self, bind: impl IntoEngine) -> Result<Engine> {
+        let engine = bind.into_engine().await?;
+        *self.engine.write().unwrap_or_else(|p| p.into_inner()) = Some(engine.clone());
+        if self.default {
+            let id = self.id();
+            let mut list = defaults();
+            list.retain(|(owner, _)| *owner != id);
+            list.push((id, engine.clone()));
+        }
+        Ok(engine)
+    }
+
+    /// Unbinds and returns the engine, usually to close it:
+    /// `DB.pop_bind().unwrap().close().await`.
+    pub fn pop_bind(&self) -> Option<Engine> {
+        let engine = self
+            .engine
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if self.default {
+            let id = self.id();
+            defaults().retain(|(owner, _)| *owner != id);
+        }
+        engine
+    }
+
+    /// Whether an engine is bound.
+    pub fn is_bound(&self) -> bool {
+        self.engine
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
+    }
+
+    /// The bound engine, or [`Error::Uninitialized`].
+    pub fn engine(&self) -> Result<Engine> {
+        self.engine
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or(Error::Uninitialized)
+    }
+
+    /// Binds `bind` for the duration of `scope(engine)`, then unbinds and
+    /// closes the engine, also when the scope fails, panics or is dropped.
+    ///
+    /// ```
+    /// # async fn demo(url: &str) -> gino::Result<()> {
+    /// static DB: gino::Gino = gino::Gino::new();
+    /// let status = DB
+    ///     .with_bind(url, |_engine| async {
+    ///         DB.status(diesel::sql_query("SELECT 1")).await
+    ///     })
+    ///     .await?;
+    /// assert_eq!(status, "SELECT 1");
+    /// assert!(!DB.is_bound());
+    /// # Ok(()) }
+    /// ```
+    pub async fn with_bind<B, F, Fut, T, E>(&self, bind: B, scope: F) -> Result<T, E>
+    where
+        B: IntoEngine,
+        F: FnOnce(Engine) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        E: From<Error>,
+    {
+        struct Unbind<'a>(&'a Gino);
+        impl Drop for Unbind<'_> {
+            fn drop(&mut self) {
+                if let Some(engine) = self.0.pop_bind() {
+                    // Closing only marks the pool closed; no await needed.
+                    drop(engine.close());
+                }
+            }
+        }
+        let engine = self.set_bind(bind).await?;
+        let _unbind = Unbind(self);
+        scope(engine).await
+    }
+
+    /// Acquires a connection from the bound engine; see [`Engine::acquire`].
+    /// Fails with [`Error::Uninitialized`] when awaited while unbound.
+    ///
+    /// ```
+    /// # async fn demo(db: &gino::Gino) -> gino::Result<()> {
+    /// let conn = db.acquire().lazy(true).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn acquire(&self) -> Acquire<'static> {
+        Acquire::unbound_or(self.engine().ok())
+    }
+
+    /// The current task's newest contextual connection of any engine, as a
+    /// reusing connection.
+    pub fn current_connection(&self) -> Option<Connection> {
+        Stack::find(None).map(Connection::reusing)
+    }
+
+    /// Runs `fut` in a managed transaction on the contextual connection or
+    /// a connection of the bound engine. See [`Transaction`](crate::Transaction).
+    pub fn transaction<F>(&self, fut: F) -> ManagedTransaction<'_, F> {
+        ManagedTransaction::new(Origin::Db(self), fut)
+    }
+
+    /// Begins a manual transaction on the contextual connection or a new
+    /// reusable connection of the bound engine.
+    pub fn begin(&self) -> Begin<'_> {
+        Begin::new(Origin::Db(self))
+    }
+
+    pub(crate) fn bind(&self) -> Bind<'_> {
+        Bind::Db(self)
+    }
+
+    crate::executor::query_methods!();
+}

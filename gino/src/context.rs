@@ -1,0 +1,179 @@
+//! The reuse context: which connections a task has acquired as reusable.
+//!
+//! GINO keeps this stack in a context variable, so it belongs to one task.
+//! gino keeps it in two places: inside a scope that gino opens (a managed
+//! transaction, a web request) it lives in a tokio task-local, so concurrent
+//! futures of one task (`join!`) each see only their own scopes; outside any
+//! scope it lives in a process-wide table keyed by the tokio task (or by the
+//! thread, for code driven by `block_on`), so a plain
+//! `let conn = engine.acquire().await?` is seen by later calls in the same
+//! task without a closure. Spawned tasks start with an empty context either
+//! way, and an entry disappears when its connection is released or dropped.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use crate::connection::Root;
+use crate::transaction::Transaction;
+
+tokio::task_local! {
+    static SCOPE: Arc<Stack>;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Owner {
+    Task(tokio::task::Id),
+    Thread(std::thread::ThreadId),
+}
+
+impl Owner {
+    fn current() -> Self {
+        match tokio::task::try_id() {
+            Some(id) => Owner::Task(id),
+            None => Owner::Thread(std::thread::current().id()),
+        }
+    }
+}
+
+fn unscoped() -> &'static Mutex<HashMap<Owner, Arc<Stack>>> {
+    static TABLE: OnceLock<Mutex<HashMap<Owner, Arc<Stack>>>> = OnceLock::new();
+    TABLE.get_or_init(Default::default)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+struct Entry {
+    id: u64,
+    engine_id: u64,
+    root: Arc<Root>,
+}
+
+/// One level of reusable connections; a scope's stack sees its parent's.
+pub(crate) struct Stack {
+    parent: Option<Arc<Stack>>,
+    owner: Option<Owner>,
+    entries: Mutex<Vec<Entry>>,
+    transaction: Option<Transaction>,
+}
+
+/// Proof that a connection sits on a stack; removing it is the connection's
+/// job when it is released or dropped.
+pub(crate) struct Registration {
+    stack: Arc<Stack>,
+    id: u64,
+}
+
+impl Stack {
+    /// The stack new reusable connections of this task go on.
+    fn current() -> Arc<Stack> {
+        if let Ok(stack) = SCOPE.try_with(Arc::clone) {
+            return stack;
+        }
+        let owner = Owner::current();
+        lock(unscoped())
+            .entry(owner)
+            .or_insert_with(|| {
+                Arc::new(Stack {
+                    parent: None,
+                    owner: Some(owner),
+                    entries: Mutex::new(Vec::new()),
+                    transaction: None,
+                })
+            })
+            .clone()
+    }
+
+    /// The stack lookups start from, if this task has one.
+    fn visible() -> Option<Arc<Stack>> {
+        SCOPE
+            .try_with(Arc::clone)
+            .ok()
+            .or_else(|| lock(unscoped()).get(&Owner::current()).cloned())
+    }
+
+    /// Puts a reusable connection on this task's context.
+    pub(crate) fn register(engine_id: u64, root: Arc<Root>) -> Registration {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        let id = NEXT.fetch_add(1, Ordering::Relaxed);
+        let stack = Stack::current();
+        lock(&stack.entries).push(Entry {
+            id,
+            engine_id,
+            root,
+        });
+        Registration { stack, id }
+    }
+
+    /// The newest live reusable connection, of `engine_id` or of any engine.
+    pub(crate) fn find(engine_id: Option<u64>) -> Option<Arc<Root>> {
+        let mut level = Stack::visible();
+        while let Some(stack) = level {
+            let found = lock(&stack.entries)
+                .iter()
+                .rev()
+                .find(|e| engine_id.is_none_or(|id| id == e.engine_id) && !e.root.is_released())
+                .map(|e| e.root.clone());
+            if found.is_some() {
+                return found;
+            }
+            level = stack.parent.clone();
+        }
+        None
+    }
+
+    /// The innermost managed transaction of the current scope.
+    pub(crate) fn transaction() -> Option<Transaction> {
+        let mut level = Stack::visible();
+        while let Some(stack) = level {
+            if let Some(tx) = &stack.transaction {
+                return Some(tx.clone());
+            }
+            level = stack.parent.clone();
+        }
+        None
+    }
+
+    /// Runs `fut` in a new scope whose context is the current one plus
+    /// `transaction` (and its connection, made reusable for the scope).
+    pub(crate) async fn scope<F: std::future::Future>(
+        engine_id: u64,
+        root: Arc<Root>,
+        transaction: Option<Transaction>,
+        fut: F,
+    ) -> F::Output {
+        let stack = Arc::new(Stack {
+            parent: Stack::visible(),
+            owner: None,
+            entries: Mutex::new(vec![Entry {
+                id: 0,
+                engine_id,
+                root,
+            }]),
+            transaction,
+        });
+        SCOPE.scope(stack, fut).await
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let mut entries = lock(&self.stack.entries);
+        entries.retain(|e| e.id != self.id);
+        let now_empty = entries.is_empty();
+        drop(entries);
+        if let (true, Some(owner)) = (now_empty, self.stack.owner) {
+            let mut table = lock(unscoped());
+            // Only forget the stack if it is still the one on record and
+            // nothing was pushed on it meanwhile.
+            if table
+                .get(&owner)
+                .is_some_and(|s| Arc::ptr_eq(s, &self.stack) && lock(&s.entries).is_empty())
+            {
+                table.remove(&owner);
+            }
+        }
+    }
+}

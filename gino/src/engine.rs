@@ -1,0 +1,354 @@
+//! `Engine`: GINO's `GinoEngine`, a pool of connections plus defaults.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool::managed::{Pool, PoolError, Timeouts};
+use deadpool::Runtime;
+
+use crate::config::{DatabaseUrl, EngineOptions};
+use crate::connection::{Acquire, Connection};
+use crate::context::Stack;
+use crate::error::{Error, Result};
+use crate::executor::{run_statement, Bind, Deadline, Statement};
+use crate::pool::{Manager, PgConn, RawConn};
+use crate::transaction::{Begin, ManagedTransaction, Origin};
+
+/// Creates an [`Engine`] for a `postgresql://` or `postgres://` URL:
+/// GINO's `create_engine`.
+///
+/// `options.min_size` connections are opened right away, so a wrong URL
+/// fails here; with `min_size(0)` nothing is opened until first use. URL
+/// query parameters are applied on top of `options` (see
+/// [`EngineOptions`]).
+///
+/// ```
+/// # async fn demo(url: &str) -> gino::Result<()> {
+/// use gino::{create_engine, EngineOptions};
+/// let engine = create_engine(url, EngineOptions::new().max_size(5)).await?;
+/// engine.close().await;
+/// # Ok(()) }
+/// ```
+pub async fn create_engine(url: &str, options: EngineOptions) -> Result<Engine> {
+    let url: DatabaseUrl = url.parse()?;
+    let (pg, options) = url.resolve(options)?;
+    let echo = Arc::new(AtomicBool::new(options.echo));
+    let manager = Manager {
+        pg,
+        echo: echo.clone(),
+    };
+    let source = if options.pooled {
+        let pool = Pool::builder(manager)
+            .max_size(options.max_size)
+            .wait_timeout(options.acquire_timeout)
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|e| Error::Configuration(format!("cannot build the pool: {e}")))?;
+        Source::Pool(pool)
+    } else {
+        Source::Direct(manager)
+    };
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    let engine = Engine {
+        inner: Arc::new(EngineInner {
+            id: NEXT.fetch_add(1, Ordering::Relaxed),
+            source,
+            options,
+            echo,
+            url,
+            closed: AtomicBool::new(false),
+        }),
+    };
+    engine.warm_up().await?;
+    Ok(engine)
+}
+
+enum Source {
+    Pool(Pool<Manager>),
+    Direct(Manager),
+}
+
+struct EngineInner {
+    id: u64,
+    source: Source,
+    options: EngineOptions,
+    echo: Arc<AtomicBool>,
+    url: DatabaseUrl,
+    closed: AtomicBool,
+}
+
+/// A source of database connections: a pool of diesel-async connections
+/// with the engine's defaults. Cloning is cheap and shares the pool.
+///
+/// Query methods ([`all`](Self::all), [`status`](Self::status), ...) run on
+/// the current task's reusable connection of this engine if there is one,
+/// else on a pooled connection borrowed for that one query (GINO's
+/// `acquire(reuse=True)`).
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<EngineInner>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("url", &self.inner.url)
+            .field("status", &self.pool_status())
+            .finish()
+    }
+}
+
+/// A snapshot of an engine's pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStatus {
+    /// Most connections the pool may hold.
+    pub max_size: usize,
+    /// Connections currently open (idle or in use).
+    pub size: usize,
+    /// Idle connections ready to be borrowed.
+    pub available: usize,
+    /// Tasks waiting for a connection.
+    pub waiting: usize,
+}
+
+impl Engine {
+    async fn warm_up(&self) -> Result<()> {
+        let wanted = self.inner.options.min_size;
+        if wanted == 0 || !self.inner.options.pooled {
+            return Ok(());
+        }
+        let deadline = Deadline::none();
+        let borrowed =
+            futures_util::future::join_all((0..wanted).map(|_| self.borrow(None, &deadline))).await;
+        for result in borrowed {
+            if let Err(e) = result {
+                self.close().await;
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn id(&self) -> u64 {
+        self.inner.id
+    }
+
+    /// The options this engine was created with (URL parameters applied).
+    pub fn options(&self) -> &EngineOptions {
+        &self.inner.options
+    }
+
+    /// The URL this engine connects to (its `Display` masks the password).
+    pub fn url(&self) -> &DatabaseUrl {
+        &self.inner.url
+    }
+
+    /// Turns statement logging on or off at run time.
+    ///
+    /// ```
+    /// # fn demo(engine: &gino::Engine) {
+    /// engine.set_echo(true);
+    /// assert!(engine.echo());
+    /// # }
+    /// ```
+    pub fn set_echo(&self, echo: bool) {
+        self.inner.echo.store(echo, Ordering::Relaxed);
+    }
+
+    /// Whether statements are logged.
+    pub fn echo(&self) -> bool {
+        self.inner.echo.load(Ordering::Relaxed)
+    }
+
+    /// A snapshot of the pool (all zeros when pooling is off).
+    ///
+    /// ```
+    /// # fn demo(engine: &gino::Engine) {
+    /// let status = engine.pool_status();
+    /// assert!(status.available <= status.size && status.size <= status.max_size);
+    /// # }
+    /// ```
+    pub fn pool_status(&self) -> PoolStatus {
+        match &self.inner.source {
+            Source::Pool(pool) => {
+                let s = pool.status();
+                PoolStatus {
+                    max_size: s.max_size,
+                    size: s.size,
+                    available: s.available,
+                    waiting: s.waiting,
+                }
+            }
+            Source::Direct(_) => PoolStatus {
+                max_size: 0,
+                size: 0,
+                available: 0,
+                waiting: 0,
+            },
+        }
+    }
+
+    /// Closes the pool: idle connections close now, borrowed ones when they
+    /// come back; borrowing afterwards fails with [`Error::PoolClosed`].
+    pub async fn close(&self) {
+        self.inner.closed.store(true, Ordering::Release);
+        if let Source::Pool(pool) = &self.inner.source {
+            pool.close();
+        }
+    }
+
+    /// Borrows a raw connection, waiting at most `acquire_timeout` for the
+    /// pool and never past `deadline`.
+    pub(crate) async fn borrow(
+        &self,
+        acquire_timeout: Option<Duration>,
+        deadline: &Deadline,
+    ) -> Result<RawConn> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(Error::PoolClosed);
+        }
+        match &self.inner.source {
+            Source::Pool(pool) => {
+                let remaining = deadline.remaining();
+                let wait = match (acquire_timeout, remaining) {
+                    (Some(a), Some(r)) => Some(a.min(r)),
+                    (a, r) => a.or(r),
+                };
+                let timeouts = Timeouts {
+                    wait,
+                    ..Timeouts::default()
+                };
+                match deadline.wait(pool.timeout_get(&timeouts)).await? {
+                    Ok(object) => Ok(RawConn::pooled(object)),
+                    Err(PoolError::Timeout(_)) => match (acquire_timeout, remaining) {
+                        (Some(a), Some(r)) if a < r => Err(Error::PoolTimeout(a)),
+                        (Some(a), None) => Err(Error::PoolTimeout(a)),
+                        _ => Err(deadline.error()),
+                    },
+                    Err(PoolError::Backend(e)) => Err(e),
+                    Err(PoolError::Closed) => Err(Error::PoolClosed),
+                    Err(e) => Err(Error::Connection(e.to_string())),
+                }
+            }
+            Source::Direct(manager) => {
+                let conn = deadline
+                    .wait(PgConn::open(&manager.pg, &manager.echo))
+                    .await??;
+                Ok(RawConn::direct(conn))
+            }
+        }
+    }
+
+    /// Runs one statement on a connection borrowed just for it.
+    pub(crate) async fn run_once<R, S: Statement<R>>(
+        &self,
+        timeout: Option<Duration>,
+        statement: S,
+    ) -> Result<R> {
+        let deadline = Deadline::new(timeout.or(self.inner.options.timeout));
+        let mut raw = self
+            .borrow(self.inner.options.acquire_timeout, &deadline)
+            .await?;
+        run_statement(raw.get(), &deadline, statement).await
+    }
+
+    /// Acquires a connection (GINO's `acquire`); chain options before
+    /// `.await`: [`timeout`](Acquire::timeout), [`reuse`](Acquire::reuse),
+    /// [`lazy`](Acquire::lazy), [`reusable`](Acquire::reusable).
+    ///
+    /// ```
+    /// # async fn demo(engine: &gino::Engine) -> gino::Result<()> {
+    /// let outer = engine.acquire().await?;
+    /// let inner = engine.acquire().reuse(true).await?;   // shares outer's connection
+    /// assert!(inner.is_reusing());
+    /// # Ok(()) }
+    /// ```
+    pub fn acquire(&self) -> Acquire<'_> {
+        Acquire::new(self)
+    }
+
+    /// The newest reusable connection of this engine still held by the
+    /// current task, as a reusing connection; `None` if there is none.
+    ///
+    /// ```
+    /// # async fn demo(engine: &gino::Engine) -> gino::Result<()> {
+    /// assert!(engine.current_connection().is_none());
+    /// let conn = engine.acquire().await?;
+    /// assert!(engine.current_connection().is_some());
+    /// conn.release().await?;
+    /// assert!(engine.current_connection().is_none());
+    /// # Ok(()) }
+    /// ```
+    pub fn current_connection(&self) -> Option<Connection> {
+        Stack::find(Some(self.id())).map(Connection::reusing)
+    }
+
+    /// Runs `fut` in a managed transaction on this engine's contextual
+    /// connection (nested: a savepoint) or a newly borrowed one. See
+    /// [`Transaction`](crate::Transaction).
+    ///
+    /// ```
+    /// # async fn demo(engine: &gino::Engine) -> gino::Result<()> {
+    /// engine
+    ///     .transaction(async {
+    ///         engine.status(diesel::sql_query("CREATE TEMP TABLE t (x int)")).await?;
+    ///         Ok::<_, gino::Error>(())
+    ///     })
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn transaction<F>(&self, fut: F) -> ManagedTransaction<'_, F> {
+        ManagedTransaction::new(Origin::Engine(self), fut)
+    }
+
+    /// Begins a manual transaction on this engine's contextual connection or
+    /// a newly borrowed, reusable one.
+    pub fn begin(&self) -> Begin<'_> {
+        Begin::new(Origin::Engine(self))
+    }
+
+    pub(crate) fn bind(&self) -> Bind<'_> {
+        Bind::Engine(self)
+    }
+
+    crate::executor::query_methods!();
+}
+
+/// Something an engine can be made from: a URL, a URL with options, or an
+/// existing engine. Accepted by [`Gino::set_bind`](crate::Gino::set_bind).
+pub trait IntoEngine: Send {
+    /// Creates (or hands over) the engine.
+    fn into_engine(self) -> impl Future<Output = Result<Engine>> + Send;
+}
+
+impl IntoEngine for Engine {
+    async fn into_engine(self) -> Result<Engine> {
+        Ok(self)
+    }
+}
+
+impl IntoEngine for &str {
+    async fn into_engine(self) -> Result<Engine> {
+        create_engine(self, EngineOptions::default()).await
+    }
+}
+
+impl IntoEngine for String {
+    async fn into_engine(self) -> Result<Engine> {
+        create_engine(&self, EngineOptions::default()).await
+    }
+}
+
+impl IntoEngine for &String {
+    async fn into_engine(self) -> Result<Engine> {
+        create_engine(self, EngineOptions::default()).await
+    }
+}
+
+impl<S: AsRef<str> + Send> IntoEngine for (S, EngineOptions) {
+    async fn into_engine(self) -> Result<Engine> {
+        create_engine(self.0.as_ref(), self.1).await
+    }
+}

@@ -1,0 +1,285 @@
+//! The one error type of gino.
+
+use std::fmt;
+use std::time::Duration;
+
+/// A `Result` whose error is [`gino::Error`](Error).
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in gino.
+///
+/// Match on the variants to react to a particular failure; every message says
+/// what to do about it.
+///
+/// ```
+/// # async fn demo(db: &gino::Gino) -> gino::Result<()> {
+/// use diesel::dsl::sql;
+/// use diesel::sql_types::Integer;
+/// use gino::prelude::*;
+///
+/// match db.one::<i32, _>(diesel::select(sql::<Integer>("1"))).await {
+///     Ok(one) => assert_eq!(one, 1),
+///     Err(gino::Error::Uninitialized) => eprintln!("call DB.set_bind(url) first"),
+///     Err(gino::Error::Database(e)) => eprintln!("SQLSTATE {}: {}", e.code(), e.message()),
+///     Err(e) => return Err(e),
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A URL, option or setting is malformed or unknown; the message names it.
+    #[error("invalid configuration: {0}")]
+    Configuration(String),
+
+    /// The `Gino` has no engine bound and nothing else to run on.
+    #[error(
+        "Gino engine is not initialized: call `set_bind(url)` (or `with_bind`) on the Gino \
+         before running queries, or run them on an engine or connection with `.bind(...)`"
+    )]
+    Uninitialized,
+
+    /// No pooled connection became free in time.
+    #[error(
+        "timed out after {0:?} waiting for a connection from the pool: raise the pool's \
+         `max_size` or the acquire timeout, or release connections sooner"
+    )]
+    PoolTimeout(Duration),
+
+    /// The pool was closed with `Engine::close`.
+    #[error("the engine is closed: create a new engine (or `set_bind` again) to run queries")]
+    PoolClosed,
+
+    /// A query (including any wait for a lazy connection) did not finish in
+    /// time; it was cancelled on the server.
+    #[error("query timed out after {0:?} and was cancelled on the server")]
+    QueryTimeout(Duration),
+
+    /// The row an instance-level operation was meant for does not exist.
+    #[error("no such row: the row this operation refers to does not exist (any more)")]
+    NoSuchRow,
+
+    /// `one()` found no row.
+    #[error(
+        "the query returned no row, but exactly one was expected: use `first()` or \
+         `one_or_none()` when no row is acceptable"
+    )]
+    NoResultFound,
+
+    /// `one()` or `one_or_none()` found more than one row.
+    #[error(
+        "the query returned more than one row, but at most one was expected: add a \
+         filter or a limit, or use `first()` or `all()`"
+    )]
+    MultipleResultsFound,
+
+    /// PostgreSQL reported an error; see [`DatabaseError`] for its SQLSTATE.
+    #[error("{0}")]
+    Database(DatabaseError),
+
+    /// The server could not be reached or the connection broke.
+    #[error("connection error: {0}")]
+    Connection(String),
+
+    /// A transaction or connection was used in a way its mode does not allow.
+    #[error("illegal transaction use: {0}")]
+    TransactionMisuse(String),
+
+    /// `COMMIT` found the transaction failed by an earlier error and rolled
+    /// it back instead: nothing of it was saved.
+    #[error(
+        "the transaction was rolled back instead of committed, because a statement in it \
+         failed earlier: nothing was saved; handle that statement's error (or use a nested \
+         transaction around it) and retry"
+    )]
+    TransactionAborted,
+
+    /// The connection was released and cannot run queries any more.
+    #[error(
+        "this connection was released: acquire a new one (a non-permanent \
+         `release(false)` keeps a connection usable)"
+    )]
+    ConnectionReleased,
+
+    /// Control flow of `Transaction::raise_commit` / `raise_rollback`:
+    /// propagate it with `?`; the transaction it names catches it.
+    #[error(
+        "transaction ended early by raise_commit/raise_rollback; propagate this error with `?` \
+         out of the transaction it belongs to"
+    )]
+    EarlyExit,
+
+    /// An error of diesel's that is not from the database, e.g. a row that
+    /// cannot be deserialized into the requested type.
+    #[error("query error: {0}")]
+    Query(diesel::result::Error),
+}
+
+/// Details of an error reported by PostgreSQL.
+///
+/// ```
+/// # fn demo(err: gino::Error) {
+/// if let gino::Error::Database(e) = err {
+///     if e.code() == "23505" {
+///         println!("duplicate value violates {:?}", e.constraint());
+///     }
+/// }
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct DatabaseError {
+    pub(crate) code: String,
+    pub(crate) message: String,
+    pub(crate) detail: Option<String>,
+    pub(crate) hint: Option<String>,
+    pub(crate) table: Option<String>,
+    pub(crate) column: Option<String>,
+    pub(crate) constraint: Option<String>,
+}
+
+impl DatabaseError {
+    /// The five-character SQLSTATE, e.g. `"23505"` for a unique violation.
+    pub fn code(&self) -> &str {
+        &self.code
+    }
+    /// PostgreSQL's primary message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+    /// PostgreSQL's DETAIL, when it sent one.
+    pub fn detail(&self) -> Option<&str> {
+        self.detail.as_deref()
+    }
+    /// PostgreSQL's HINT, when it sent one.
+    pub fn hint(&self) -> Option<&str> {
+        self.hint.as_deref()
+    }
+    /// The table the error concerns, when known.
+    pub fn table(&self) -> Option<&str> {
+        self.table.as_deref()
+    }
+    /// The column the error concerns, when known.
+    pub fn column(&self) -> Option<&str> {
+        self.column.as_deref()
+    }
+    /// The violated constraint, for constraint violations.
+    pub fn constraint(&self) -> Option<&str> {
+        self.constraint.as_deref()
+    }
+    /// `true` for `23505 unique_violation`.
+    pub fn is_unique_violation(&self) -> bool {
+        self.code == "23505"
+    }
+    /// `true` for `23503 foreign_key_violation`.
+    pub fn is_foreign_key_violation(&self) -> bool {
+        self.code == "23503"
+    }
+    /// `true` for `23502 not_null_violation`.
+    pub fn is_not_null_violation(&self) -> bool {
+        self.code == "23502"
+    }
+    /// `true` for `23514 check_violation`.
+    pub fn is_check_violation(&self) -> bool {
+        self.code == "23514"
+    }
+    /// `true` for `40001 serialization_failure` and `40P01 deadlock_detected`:
+    /// the transaction may succeed when retried.
+    pub fn is_retryable(&self) -> bool {
+        self.code == "40001" || self.code == "40P01"
+    }
+}
+
+impl fmt::Display for DatabaseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "database error {}: {}", self.code, self.message)?;
+        if let Some(detail) = &self.detail {
+            write!(f, " (detail: {detail})")?;
+        }
+        if let Some(hint) = &self.hint {
+            write!(f, " (hint: {hint})")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for DatabaseError {}
+
+impl DatabaseError {
+    pub(crate) fn from_postgres(db: &tokio_postgres::error::DbError) -> Self {
+        DatabaseError {
+            code: db.code().code().to_owned(),
+            message: db.message().to_owned(),
+            detail: db.detail().map(str::to_owned),
+            hint: db.hint().map(str::to_owned),
+            table: db.table().map(str::to_owned),
+            column: db.column().map(str::to_owned),
+            constraint: db.constraint().map(str::to_owned),
+        }
+    }
+}
+
+impl Error {
+    /// The SQLSTATE when this is a database error.
+    ///
+    /// ```
+    /// # fn demo(err: gino::Error) {
+    /// if err.sqlstate() == Some("3D000") {
+    ///     eprintln!("create the database first");
+    /// }
+    /// # }
+    /// ```
+    pub fn sqlstate(&self) -> Option<&str> {
+        match self {
+            Error::Database(e) => Some(e.code()),
+            _ => None,
+        }
+    }
+
+    /// Builds the error for a diesel failure; `code` is the SQLSTATE the
+    /// connection observed on the wire for that statement, since diesel's
+    /// error type does not carry it.
+    pub(crate) fn from_diesel(err: diesel::result::Error, code: Option<String>) -> Self {
+        use diesel::result::{DatabaseErrorKind, Error as D};
+        match err {
+            D::DatabaseError(
+                DatabaseErrorKind::UnableToSendCommand | DatabaseErrorKind::ClosedConnection,
+                info,
+            ) if code.is_none() => Error::Connection(info.message().to_owned()),
+            D::DatabaseError(kind, info) => Error::Database(DatabaseError {
+                code: code.unwrap_or_else(|| fallback_code(&kind).to_owned()),
+                message: info.message().to_owned(),
+                detail: info.details().map(str::to_owned),
+                hint: info.hint().map(str::to_owned),
+                table: info.table_name().map(str::to_owned),
+                column: info.column_name().map(str::to_owned),
+                constraint: info.constraint_name().map(str::to_owned),
+            }),
+            other => Error::Query(other),
+        }
+    }
+
+    /// Builds the error for a failure of tokio-postgres (connecting, cancelling).
+    pub(crate) fn from_postgres(err: tokio_postgres::Error) -> Self {
+        match err.as_db_error() {
+            Some(db) => Error::Database(DatabaseError::from_postgres(db)),
+            None => Error::Connection(err.to_string()),
+        }
+    }
+}
+
+/// SQLSTATE by diesel's classification, used only if the wire observer saw no
+/// ErrorResponse (which a server-side error always sends).
+fn fallback_code(kind: &diesel::result::DatabaseErrorKind) -> &'static str {
+    use diesel::result::DatabaseErrorKind as K;
+    match kind {
+        K::UniqueViolation => "23505",
+        K::ForeignKeyViolation => "23503",
+        K::NotNullViolation => "23502",
+        K::CheckViolation => "23514",
+        K::RestrictViolation => "23001",
+        K::ExclusionViolation => "23P01",
+        K::SerializationFailure => "40001",
+        K::ReadOnlyTransaction => "25006",
+        _ => "XX000",
+    }
+}

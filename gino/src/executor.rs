@@ -1,0 +1,697 @@
+//! Running diesel queries: GINO's `GinoExecutor` (`.gino()`), timeouts with
+//! server-side cancellation, and where an implicit query runs.
+
+use std::fmt;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use diesel::pg::Pg;
+use diesel::query_builder::{QueryFragment, QueryId};
+use diesel_async::methods::{ExecuteDsl, LoadQuery};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use futures_util::future::BoxFuture;
+use futures_util::{FutureExt, TryStreamExt};
+use tokio::time::Instant;
+
+use crate::api::Gino;
+use crate::connection::{Connection, Root};
+use crate::context::Stack;
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::pool::PgConn;
+use crate::transaction::Transaction;
+use crate::wire::WireState;
+
+/// When a statement (and any wait for a connection it needs) must be done.
+pub(crate) struct Deadline {
+    at: Option<Instant>,
+    timeout: Duration,
+}
+
+impl Deadline {
+    pub(crate) fn new(timeout: Option<Duration>) -> Self {
+        Deadline {
+            at: timeout.map(|t| Instant::now() + t),
+            timeout: timeout.unwrap_or_default(),
+        }
+    }
+
+    pub(crate) fn none() -> Self {
+        Deadline::new(None)
+    }
+
+    pub(crate) fn remaining(&self) -> Option<Duration> {
+        self.at
+            .map(|at| at.saturating_duration_since(Instant::now()))
+    }
+
+    pub(crate) fn error(&self) -> Error {
+        Error::QueryTimeout(self.timeout)
+    }
+
+    /// Awaits `fut`, failing with [`Error::QueryTimeout`] at the deadline.
+    pub(crate) async fn wait<F: Future>(&self, fut: F) -> Result<F::Output> {
+        match self.at {
+            None => Ok(fut.await),
+            Some(at) => tokio::time::timeout_at(at, fut)
+                .await
+                .map_err(|_| self.error()),
+        }
+    }
+}
+
+/// One statement, run on a raw connection.
+pub(crate) trait Statement<R>: Send {
+    fn run<'c>(
+        self,
+        conn: &'c mut AsyncPgConnection,
+        wire: &'c WireState,
+    ) -> BoxFuture<'c, diesel::QueryResult<R>>
+    where
+        Self: 'c;
+}
+
+impl<R, F> Statement<R> for F
+where
+    F: for<'c> FnOnce(&'c mut AsyncPgConnection) -> BoxFuture<'c, diesel::QueryResult<R>> + Send,
+{
+    fn run<'c>(
+        self,
+        conn: &'c mut AsyncPgConnection,
+        _: &'c WireState,
+    ) -> BoxFuture<'c, diesel::QueryResult<R>>
+    where
+        Self: 'c,
+    {
+        self(conn)
+    }
+}
+
+/// Runs `statement` on `pg`, cancelling it on the server at the deadline.
+///
+/// On timeout the cancel request goes out and the statement is still
+/// awaited to its end, so the connection is in a known state afterwards
+/// and the cancel cannot hit a later statement.
+pub(crate) async fn run_statement<R, S: Statement<R>>(
+    pg: &mut PgConn,
+    deadline: &Deadline,
+    statement: S,
+) -> Result<R> {
+    let PgConn {
+        conn,
+        wire,
+        addr,
+        in_flight,
+    } = pg;
+    wire.begin_statement();
+    let token = deadline.at.map(|_| conn.cancel_token());
+    *in_flight = true;
+    let mut fut = statement.run(conn, wire);
+    let result = match deadline.at {
+        None => fut.await,
+        Some(at) => {
+            tokio::select! {
+                biased;
+                result = &mut fut => result,
+                _ = tokio::time::sleep_until(at) => {
+                    let token = token.expect("made when there is a deadline");
+                    if let Err(e) = addr.cancel(&token).await {
+                        tracing::warn!(target: "gino", "could not cancel a timed-out query: {e}");
+                    }
+                    let result = fut.await;
+                    if result.is_err() && wire.error_code().as_deref() == Some("57014") {
+                        *in_flight = false;
+                        return Err(deadline.error());
+                    }
+                    result
+                }
+            }
+        }
+    };
+    *in_flight = false;
+    result.map_err(|e| Error::from_diesel(e, wire.error_code()))
+}
+
+/// Where a query runs; see [`Executor::bind`].
+///
+/// Implicit execution looks for, in order: the connection given with
+/// `.bind(...)`; the current task's contextual connection (a managed
+/// transaction, a connection acquired as reusable, a web request's
+/// connection); the engine bound to the `Gino`.
+#[derive(Clone, Copy)]
+#[non_exhaustive]
+pub enum Bind<'a> {
+    /// The contextual connection, else the default `Gino`'s engine.
+    Default,
+    /// The contextual connection, else this `Gino`'s engine.
+    Db(&'a Gino),
+    /// This engine's contextual connection, else a pooled connection of it.
+    Engine(&'a Engine),
+    /// Exactly this connection.
+    Connection(&'a Connection),
+}
+
+impl fmt::Debug for Bind<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Bind::Default => "Bind::Default",
+            Bind::Db(_) => "Bind::Db",
+            Bind::Engine(_) => "Bind::Engine",
+            Bind::Connection(_) => "Bind::Connection",
+        })
+    }
+}
+
+impl<'a> From<&'a Engine> for Bind<'a> {
+    fn from(engine: &'a Engine) -> Self {
+        Bind::Engine(engine)
+    }
+}
+
+impl<'a> From<&'a Connection> for Bind<'a> {
+    fn from(conn: &'a Connection) -> Self {
+        Bind::Connection(conn)
+    }
+}
+
+impl<'a> From<&'a Gino> for Bind<'a> {
+    fn from(db: &'a Gino) -> Self {
+        Bind::Db(db)
+    }
+}
+
+impl<'a> From<&'a Transaction> for Bind<'a> {
+    fn from(tx: &'a Transaction) -> Self {
+        Bind::Connection(tx.connection())
+    }
+}
+
+enum Target {
+    Root(std::sync::Arc<Root>),
+    Engine(Engine),
+}
+
+impl Bind<'_> {
+    fn target(self) -> Result<Target> {
+        Ok(match self {
+            Bind::Connection(conn) => {
+                conn.check_usable()?;
+                Target::Root(conn.root.clone())
+            }
+            Bind::Engine(engine) => match Stack::find(Some(engine.id())) {
+                Some(root) => Target::Root(root),
+                None => Target::Engine(engine.clone()),
+            },
+            Bind::Db(db) => match Stack::find(None) {
+                Some(root) => Target::Root(root),
+                None => Target::Engine(db.engine()?),
+            },
+            Bind::Default => match Stack::find(None) {
+                Some(root) => Target::Root(root),
+                None => Target::Engine(crate::api::default_engine()?),
+            },
+        })
+    }
+
+    pub(crate) async fn run<R, S: Statement<R>>(
+        self,
+        timeout: Option<Duration>,
+        statement: S,
+    ) -> Result<R> {
+        match self.target()? {
+            Target::Root(root) => root.run(timeout, statement).await,
+            Target::Engine(engine) => engine.run_once(timeout, statement).await,
+        }
+    }
+}
+
+/// PostgreSQL's command tag of a statement, e.g. `UPDATE 8`, as returned by
+/// [`Executor::status`].
+///
+/// ```
+/// # async fn demo(db: &gino::Gino) -> gino::Result<()> {
+/// let status = db.status(diesel::sql_query("CREATE TEMP TABLE t (x int)")).await?;
+/// assert_eq!(status, "CREATE TABLE");
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    tag: String,
+    rows: u64,
+}
+
+impl Status {
+    /// The command tag as PostgreSQL sent it.
+    pub fn tag(&self) -> &str {
+        &self.tag
+    }
+
+    /// Rows the statement affected or returned.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.tag)
+    }
+}
+
+impl PartialEq<str> for Status {
+    fn eq(&self, other: &str) -> bool {
+        self.tag == other
+    }
+}
+
+impl PartialEq<&str> for Status {
+    fn eq(&self, other: &&str) -> bool {
+        self.tag == *other
+    }
+}
+
+/// A query compiled to SQL, without running it: [`Executor::compile`].
+///
+/// ```
+/// use diesel::dsl::sql;
+/// use diesel::sql_types::Integer;
+/// use gino::prelude::*;
+///
+/// let q = diesel::select(sql::<Integer>("1 + ").bind::<Integer, _>(41));
+/// let compiled = q.gino().compile();
+/// assert_eq!(compiled.sql(), "SELECT 1 + $1");
+/// assert_eq!(compiled.binds(), ["41"]);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Compiled {
+    sql: String,
+    binds: Vec<String>,
+}
+
+impl Compiled {
+    pub(crate) fn of<Q: QueryFragment<Pg>>(query: &Q) -> Self {
+        let debug = diesel::debug_query::<Pg, _>(query);
+        // diesel renders bind values only through `Debug`; its pretty form
+        // puts each top-level value on lines of its own, which is what is
+        // split here.
+        let pretty = format!("{debug:#?}");
+        let mut binds: Vec<String> = Vec::new();
+        let mut in_binds = false;
+        for line in pretty.lines() {
+            if line == "    binds: [" {
+                in_binds = true;
+            } else if in_binds && line.starts_with("    ]") {
+                break;
+            } else if in_binds {
+                let body = &line[8.min(line.len())..];
+                let starts_value = line.starts_with("        ")
+                    && !body.starts_with(' ')
+                    && !body.starts_with([')', ']', '}']);
+                match binds.last_mut() {
+                    Some(current) if !starts_value => {
+                        current.push('\n');
+                        current.push_str(body);
+                    }
+                    _ => binds.push(body.to_owned()),
+                }
+            }
+        }
+        for bind in &mut binds {
+            if bind.ends_with(',') {
+                bind.pop();
+            }
+        }
+        Compiled {
+            sql: serialize(query),
+            binds,
+        }
+    }
+
+    /// The SQL text, with `$1`-style placeholders.
+    pub fn sql(&self) -> &str {
+        &self.sql
+    }
+
+    /// The bind values, rendered with `Debug`, in placeholder order.
+    pub fn binds(&self) -> &[String] {
+        &self.binds
+    }
+}
+
+fn serialize<Q: QueryFragment<Pg>>(query: &Q) -> String {
+    use diesel::query_builder::QueryBuilder;
+    let mut builder = diesel::pg::PgQueryBuilder::default();
+    match query.to_sql(&mut builder, &Pg) {
+        Ok(()) => builder.finish(),
+        Err(e) => format!("<cannot render query: {e}>"),
+    }
+}
+
+impl fmt::Display for Compiled {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} -- binds: [{}]", self.sql, self.binds.join(", "))
+    }
+}
+
+/// Adds `.gino()` to every diesel query: GINO's `query.gino` extension.
+///
+/// ```
+/// # async fn demo() -> gino::Result<()> {
+/// use diesel::dsl::sql;
+/// use diesel::sql_types::Text;
+/// use gino::prelude::*;
+///
+/// let greeting: String = diesel::select(sql::<Text>("'hello'")).gino().one().await?;
+/// # Ok(()) }
+/// ```
+pub trait GinoQuery: Sized {
+    /// Wraps the query for execution through gino.
+    fn gino(self) -> Executor<'static, Self>;
+}
+
+impl<Q: QueryFragment<Pg> + QueryId> GinoQuery for Q {
+    fn gino(self) -> Executor<'static, Self> {
+        Executor {
+            query: self,
+            bind: Bind::Default,
+            timeout: None,
+        }
+    }
+}
+
+/// A query ready to run: returned by `.gino()` and used by every query API
+/// of [`Gino`], [`Engine`] and [`Connection`].
+///
+/// Without [`bind`](Self::bind) it runs implicitly: on the task's
+/// contextual connection if there is one, else on the default `Gino`'s
+/// engine.
+#[must_use = "a query does nothing until one of all/first/one/one_or_none/scalar/status is awaited"]
+pub struct Executor<'a, Q> {
+    query: Q,
+    bind: Bind<'a>,
+    timeout: Option<Duration>,
+}
+
+struct LoadAll<'q, Q, U>(Q, PhantomData<fn(&'q ()) -> U>);
+struct LoadSome<'q, Q, U>(Q, usize, PhantomData<fn(&'q ()) -> U>);
+struct Execute<Q>(Q);
+
+impl<'q, Q, U> Statement<Vec<U>> for LoadAll<'q, Q, U>
+where
+    Q: LoadQuery<'q, AsyncPgConnection, U> + Send + 'q,
+    U: Send + 'static,
+{
+    fn run<'c>(
+        self,
+        conn: &'c mut AsyncPgConnection,
+        _: &'c WireState,
+    ) -> BoxFuture<'c, diesel::QueryResult<Vec<U>>>
+    where
+        Self: 'c,
+    {
+        self.0.load(conn).boxed()
+    }
+}
+
+impl<'q, Q, U> Statement<Vec<U>> for LoadSome<'q, Q, U>
+where
+    Q: LoadQuery<'q, AsyncPgConnection, U> + Send + 'q,
+    U: Send + 'static,
+{
+    fn run<'c>(
+        self,
+        conn: &'c mut AsyncPgConnection,
+        _: &'c WireState,
+    ) -> BoxFuture<'c, diesel::QueryResult<Vec<U>>>
+    where
+        Self: 'c,
+    {
+        let LoadSome(query, limit, _) = self;
+        async move {
+            let stream = query.load_stream(conn).await?;
+            futures_util::pin_mut!(stream);
+            let mut rows = Vec::with_capacity(limit);
+            while rows.len() < limit {
+                match stream.try_next().await? {
+                    Some(row) => rows.push(row),
+                    None => break,
+                }
+            }
+            Ok(rows)
+        }
+        .boxed()
+    }
+}
+
+/// Executes a statement and picks up its command tag from the wire.
+impl<Q> Statement<(usize, Option<String>)> for Execute<Q>
+where
+    Q: ExecuteDsl<AsyncPgConnection> + Send,
+{
+    fn run<'c>(
+        self,
+        conn: &'c mut AsyncPgConnection,
+        wire: &'c WireState,
+    ) -> BoxFuture<'c, diesel::QueryResult<(usize, Option<String>)>>
+    where
+        Self: 'c,
+    {
+        self.0
+            .execute(conn)
+            .map(|r| r.map(|rows| (rows, wire.tag())))
+            .boxed()
+    }
+}
+
+impl<'a, Q> Executor<'a, Q> {
+    pub(crate) fn new(query: Q, bind: Bind<'a>) -> Self {
+        Executor {
+            query,
+            bind,
+            timeout: None,
+        }
+    }
+
+    /// Runs on `to` (an [`Engine`], a [`Connection`], a [`Transaction`] or
+    /// a [`Gino`]) instead of implicitly.
+    ///
+    /// ```
+    /// # async fn demo(engine: &gino::Engine) -> gino::Result<()> {
+    /// use diesel::dsl::sql;
+    /// use diesel::sql_types::Integer;
+    /// use gino::prelude::*;
+    /// let conn = engine.acquire().await?;
+    /// let n: i32 = diesel::select(sql::<Integer>("3")).gino().bind(&conn).one().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn bind<'b>(self, to: impl Into<Bind<'b>>) -> Executor<'b, Q> {
+        Executor {
+            query: self.query,
+            bind: to.into(),
+            timeout: self.timeout,
+        }
+    }
+
+    /// Fails with [`Error::QueryTimeout`] if the query (with any wait for a
+    /// lazy connection) takes longer; the query is cancelled on the server.
+    /// Overrides the engine's default `timeout`.
+    ///
+    /// ```
+    /// # async fn demo() -> gino::Result<()> {
+    /// use std::time::Duration;
+    /// use gino::prelude::*;
+    /// let slow = diesel::sql_query("SELECT pg_sleep(10)");
+    /// let err = slow.gino().timeout(Duration::from_millis(100)).status().await.unwrap_err();
+    /// assert!(matches!(err, gino::Error::QueryTimeout(_)));
+    /// # Ok(()) }
+    /// ```
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// The query as SQL and bind values, without running it.
+    pub fn compile(&self) -> Compiled
+    where
+        Q: QueryFragment<Pg>,
+    {
+        Compiled::of(&self.query)
+    }
+
+    async fn load_some<'q, U>(self, limit: usize) -> Result<Vec<U>>
+    where
+        Q: LoadQuery<'q, AsyncPgConnection, U> + Send + 'q,
+        U: Send + 'static,
+    {
+        self.bind
+            .run(self.timeout, LoadSome(self.query, limit, PhantomData))
+            .await
+    }
+
+    /// All rows, loaded as `U`.
+    ///
+    /// ```
+    /// # async fn demo() -> gino::Result<()> {
+    /// use diesel::dsl::sql;
+    /// use diesel::sql_types::Integer;
+    /// use gino::prelude::*;
+    /// let rows: Vec<i32> = diesel::select(sql::<Integer>("generate_series(1, 3)"))
+    ///     .gino()
+    ///     .all()
+    ///     .await?;
+    /// assert_eq!(rows, [1, 2, 3]);
+    /// # Ok(()) }
+    /// ```
+    pub async fn all<'q, U>(self) -> Result<Vec<U>>
+    where
+        Q: LoadQuery<'q, AsyncPgConnection, U> + Send + 'q,
+        U: Send + 'static,
+    {
+        self.bind
+            .run(self.timeout, LoadAll(self.query, PhantomData))
+            .await
+    }
+
+    /// The first row, or `None` when there is none. Only the first row is
+    /// read; the query itself is not changed (add a `LIMIT` to spare the
+    /// server the rest).
+    pub async fn first<'q, U>(self) -> Result<Option<U>>
+    where
+        Q: LoadQuery<'q, AsyncPgConnection, U> + Send + 'q,
+        U: Send + 'static,
+    {
+        Ok(self.load_some(1).await?.pop())
+    }
+
+    /// Exactly one row: [`Error::NoResultFound`] when there is none,
+    /// [`Error::MultipleResultsFound`] when there are more.
+    pub async fn one<'q, U>(self) -> Result<U>
+    where
+        Q: LoadQuery<'q, AsyncPgConnection, U> + Send + 'q,
+        U: Send + 'static,
+    {
+        self.one_or_none().await?.ok_or(Error::NoResultFound)
+    }
+
+    /// One row or none: [`Error::MultipleResultsFound`] when there are more.
+    pub async fn one_or_none<'q, U>(self) -> Result<Option<U>>
+    where
+        Q: LoadQuery<'q, AsyncPgConnection, U> + Send + 'q,
+        U: Send + 'static,
+    {
+        let mut rows = self.load_some(2).await?;
+        if rows.len() > 1 {
+            return Err(Error::MultipleResultsFound);
+        }
+        Ok(rows.pop())
+    }
+
+    /// The value of a single-column query's first row; `None` when there
+    /// is no row. (A NULL value loads as `None` when `T` is an `Option`.)
+    ///
+    /// ```
+    /// # async fn demo() -> gino::Result<()> {
+    /// use diesel::dsl::sql;
+    /// use diesel::sql_types::BigInt;
+    /// use gino::prelude::*;
+    /// let none: Option<i64> = diesel::select(sql::<BigInt>("1 WHERE false")).gino().scalar().await?;
+    /// assert_eq!(none, None);
+    /// # Ok(()) }
+    /// ```
+    pub async fn scalar<'q, T>(self) -> Result<Option<T>>
+    where
+        Q: LoadQuery<'q, AsyncPgConnection, T> + Send + 'q,
+        T: Send + 'static,
+    {
+        self.first().await
+    }
+
+    /// Runs the statement and returns PostgreSQL's command tag, e.g.
+    /// `UPDATE 8` or `INSERT 0 1`.
+    pub async fn status(self) -> Result<Status>
+    where
+        Q: ExecuteDsl<AsyncPgConnection> + Send,
+    {
+        let (rows, tag) = self.bind.run(self.timeout, Execute(self.query)).await?;
+        Ok(Status {
+            tag: tag.unwrap_or_else(|| rows.to_string()),
+            rows: rows as u64,
+        })
+    }
+}
+
+/// The query API shared by [`Gino`], [`Engine`] and [`Connection`]: each
+/// method wraps the query in an [`Executor`] bound to `self.bind()`.
+macro_rules! query_methods {
+    () => {
+        /// All rows of `query`; see [`Executor::all`](crate::Executor::all).
+        pub async fn all<'q, Q, U>(&self, query: Q) -> $crate::Result<Vec<U>>
+        where
+            Q: diesel_async::methods::LoadQuery<'q, diesel_async::AsyncPgConnection, U> + Send + 'q,
+            U: Send + 'static,
+        {
+            $crate::Executor::new(query, self.bind()).all().await
+        }
+
+        /// The first row of `query`, if any; see
+        /// [`Executor::first`](crate::Executor::first).
+        pub async fn first<'q, Q, U>(&self, query: Q) -> $crate::Result<Option<U>>
+        where
+            Q: diesel_async::methods::LoadQuery<'q, diesel_async::AsyncPgConnection, U> + Send + 'q,
+            U: Send + 'static,
+        {
+            $crate::Executor::new(query, self.bind()).first().await
+        }
+
+        /// Exactly one row of `query`; see [`Executor::one`](crate::Executor::one).
+        pub async fn one<'q, Q, U>(&self, query: Q) -> $crate::Result<U>
+        where
+            Q: diesel_async::methods::LoadQuery<'q, diesel_async::AsyncPgConnection, U> + Send + 'q,
+            U: Send + 'static,
+        {
+            $crate::Executor::new(query, self.bind()).one().await
+        }
+
+        /// One row of `query` or none; see
+        /// [`Executor::one_or_none`](crate::Executor::one_or_none).
+        pub async fn one_or_none<'q, Q, U>(&self, query: Q) -> $crate::Result<Option<U>>
+        where
+            Q: diesel_async::methods::LoadQuery<'q, diesel_async::AsyncPgConnection, U> + Send + 'q,
+            U: Send + 'static,
+        {
+            $crate::Executor::new(query, self.bind())
+                .one_or_none()
+                .await
+        }
+
+        /// The single value of `query`'s first row; see
+        /// [`Executor::scalar`](crate::Executor::scalar).
+        pub async fn scalar<'q, Q, T>(&self, query: Q) -> $crate::Result<Option<T>>
+        where
+            Q: diesel_async::methods::LoadQuery<'q, diesel_async::AsyncPgConnection, T> + Send + 'q,
+            T: Send + 'static,
+        {
+            $crate::Executor::new(query, self.bind()).scalar().await
+        }
+
+        /// Runs `query` and returns its command tag; see
+        /// [`Executor::status`](crate::Executor::status).
+        pub async fn status<Q>(&self, query: Q) -> $crate::Result<$crate::Status>
+        where
+            Q: diesel_async::methods::ExecuteDsl<diesel_async::AsyncPgConnection> + Send,
+        {
+            $crate::Executor::new(query, self.bind()).status().await
+        }
+
+        /// `query` as SQL and bind values, without running it; see
+        /// [`Executor::compile`](crate::Executor::compile).
+        pub fn compile<Q>(&self, query: &Q) -> $crate::Compiled
+        where
+            Q: diesel::query_builder::QueryFragment<diesel::pg::Pg>,
+        {
+            $crate::Compiled::of(query)
+        }
+    };
+}
+pub(crate) use query_methods;

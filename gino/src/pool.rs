@@ -1,0 +1,199 @@
+//! The pool's connections and the one rule for giving them back.
+//!
+//! deadpool checks nothing when a connection comes back, and diesel-async
+//! leaves a transaction open when a future is dropped inside it. So every
+//! raw connection gino holds is a [`RawConn`], and a `RawConn` decides on its
+//! own way out: a connection whose server side is idle (as the wire says) and
+//! that was not interrupted in the middle of a statement goes back to the
+//! pool; any other is closed, which makes the server roll back whatever it
+//! had open. Callers that can await try a `ROLLBACK` first
+//! ([`RawConn::clean_up`]), so that an orderly release keeps the connection.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use deadpool::managed::{self, Metrics, Object, RecycleError, RecycleResult};
+use diesel::connection::{Instrumentation, InstrumentationEvent};
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+
+use crate::error::{Error, Result};
+use crate::wire::{self, ServerAddr, TxStatus, WireState};
+
+/// A diesel-async connection with what gino knows about it.
+pub(crate) struct PgConn {
+    pub(crate) conn: AsyncPgConnection,
+    pub(crate) wire: Arc<WireState>,
+    pub(crate) addr: ServerAddr,
+    /// Set while a statement runs; still set afterwards means the future
+    /// running it was dropped half-way, and the connection's state is unknown.
+    pub(crate) in_flight: bool,
+}
+
+impl PgConn {
+    pub(crate) async fn open(pg: &tokio_postgres::Config, echo: &Arc<AtomicBool>) -> Result<Self> {
+        let opened = wire::open(pg).await?;
+        let mut conn = AsyncPgConnection::try_from(opened.client)
+            .await
+            .map_err(|e| Error::Connection(e.to_string()))?;
+        conn.set_instrumentation(Echo::new(echo.clone()));
+        Ok(PgConn {
+            conn,
+            wire: opened.state,
+            addr: opened.addr,
+            in_flight: false,
+        })
+    }
+
+    /// Whether the connection can be handed to someone else as it is.
+    pub(crate) fn is_clean(&self) -> bool {
+        !self.in_flight && !self.wire.is_closed() && self.wire.tx_status() == TxStatus::Idle
+    }
+
+    /// Runs transaction-control SQL, keeping `in_flight` honest.
+    pub(crate) async fn control(&mut self, sql: &str) -> Result<()> {
+        self.wire.begin_statement();
+        self.in_flight = true;
+        let result = self.conn.batch_execute(sql).await;
+        self.in_flight = false;
+        result.map_err(|e| Error::from_diesel(e, self.wire.error_code()))
+    }
+}
+
+/// The deadpool manager of gino's connections.
+pub(crate) struct Manager {
+    pub(crate) pg: tokio_postgres::Config,
+    pub(crate) echo: Arc<AtomicBool>,
+}
+
+impl managed::Manager for Manager {
+    type Type = PgConn;
+    type Error = Error;
+
+    async fn create(&self) -> Result<PgConn> {
+        PgConn::open(&self.pg, &self.echo).await
+    }
+
+    async fn recycle(&self, conn: &mut PgConn, _: &Metrics) -> RecycleResult<Error> {
+        // Cheap checks only (no round trip): `RawConn` never returns a
+        // connection that is not clean, so only a connection the server
+        // closed while it sat idle can be bad here.
+        if conn.wire.is_closed() {
+            return Err(RecycleError::message("the server closed the connection"));
+        }
+        if !conn.is_clean() {
+            return Err(RecycleError::message("connection is inside a transaction"));
+        }
+        Ok(())
+    }
+}
+
+enum Held {
+    Pooled(Object<Manager>),
+    Direct(Box<PgConn>),
+}
+
+/// A raw connection out of the pool (or opened for one acquire when pooling
+/// is off). Dropping it gives it back or closes it, by the rule above.
+pub(crate) struct RawConn {
+    held: Option<Held>,
+}
+
+impl RawConn {
+    pub(crate) fn pooled(object: Object<Manager>) -> Self {
+        RawConn {
+            held: Some(Held::Pooled(object)),
+        }
+    }
+
+    pub(crate) fn direct(conn: PgConn) -> Self {
+        RawConn {
+            held: Some(Held::Direct(Box::new(conn))),
+        }
+    }
+
+    pub(crate) fn get(&mut self) -> &mut PgConn {
+        match self.held.as_mut().expect("RawConn is only emptied by drop") {
+            Held::Pooled(object) => object,
+            Held::Direct(conn) => conn,
+        }
+    }
+
+    /// Rolls back whatever the server still has open, so that dropping the
+    /// connection afterwards returns it to the pool instead of closing it.
+    pub(crate) async fn clean_up(&mut self) {
+        let conn = self.get();
+        if !conn.in_flight && conn.wire.tx_status() != TxStatus::Idle {
+            if let Err(e) = conn.control("ROLLBACK").await {
+                tracing::debug!(target: "gino", "rollback on release failed, closing: {e}");
+            }
+        }
+    }
+}
+
+impl Drop for RawConn {
+    fn drop(&mut self) {
+        let Some(held) = self.held.take() else { return };
+        let clean = match &held {
+            Held::Pooled(object) => object.is_clean(),
+            Held::Direct(conn) => conn.is_clean(),
+        };
+        match held {
+            Held::Pooled(object) if !clean => {
+                tracing::debug!(
+                    target: "gino",
+                    "closing a connection left inside a transaction or statement"
+                );
+                drop(Object::take(object));
+            }
+            other => drop(other),
+        }
+    }
+}
+
+/// Logs statements through `tracing` when the engine's echo is on.
+///
+/// diesel reports the query with its binds when it starts and only the SQL
+/// when it finishes, so the start's rendering waits in a queue (statements
+/// may be pipelined) until its finish arrives with the duration.
+struct Echo {
+    enabled: Arc<AtomicBool>,
+    started: VecDeque<(String, Instant)>,
+}
+
+impl Echo {
+    fn new(enabled: Arc<AtomicBool>) -> Self {
+        Echo {
+            enabled,
+            started: VecDeque::new(),
+        }
+    }
+}
+
+impl Instrumentation for Echo {
+    fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
+        if !self.enabled.load(Ordering::Relaxed) {
+            self.started.clear();
+            return;
+        }
+        match event {
+            InstrumentationEvent::StartQuery { query, .. } => {
+                self.started.push_back((query.to_string(), Instant::now()));
+            }
+            InstrumentationEvent::FinishQuery { query, error, .. } => {
+                let (text, elapsed) = match self.started.pop_front() {
+                    Some((text, at)) => (text, at.elapsed()),
+                    None => (query.to_string(), Default::default()),
+                };
+                match error {
+                    None => tracing::info!(target: "gino::echo", elapsed = ?elapsed, "{text}"),
+                    Some(e) => {
+                        tracing::info!(target: "gino::echo", elapsed = ?elapsed, error = %e, "{text}")
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}

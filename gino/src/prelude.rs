@@ -1,0 +1,6 @@
+//! `use gino::prelude::*;` brings in what most code needs: the `Gino` type,
+//! `.gino()` on diesel queries, and diesel's own query DSL.
+
+pub use crate::api::Gino;
+pub use crate::executor::GinoQuery;
+pub use diesel::prelude::*;

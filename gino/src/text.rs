@@ -1,0 +1,279 @@
+//! Raw SQL with named parameters: `text("... WHERE id = :id")`.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use diesel::pg::Pg;
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::serialize::ToSql;
+use diesel::sql_types::{HasSqlType, Untyped};
+use diesel::QueryResult;
+
+/// Raw SQL with `:name` parameters, runnable like any diesel query and
+/// loadable into `#[derive(QueryableByName)]` rows.
+///
+/// A parameter is a `:` followed by a letter or `_` and then letters,
+/// digits or `_`; `::` casts, string literals, quoted identifiers,
+/// dollar-quoted strings and comments are left alone. The same name may
+/// appear several times. Each value is bound with its SQL type, so the
+/// server sees real bind parameters, never interpolated text.
+///
+/// ```
+/// # async fn demo() -> gino::Result<()> {
+/// use diesel::sql_types::{Integer, Text};
+/// use gino::prelude::*;
+///
+/// #[derive(diesel::QueryableByName, Debug)]
+/// struct Row {
+///     #[diesel(sql_type = Integer)]
+///     n: i32,
+///     #[diesel(sql_type = Text)]
+///     label: String,
+/// }
+///
+/// let rows: Vec<Row> = gino::text("SELECT :n::int + 1 AS n, :label AS label")
+///     .bind::<Integer, _>("n", 41)
+///     .bind::<Text, _>("label", "answer")
+///     .gino()
+///     .all()
+///     .await?;
+/// assert_eq!(rows[0].n, 42);
+/// # Ok(()) }
+/// ```
+pub fn text(sql: impl AsRef<str>) -> Text {
+    Text::parse(sql.as_ref())
+}
+
+enum Piece {
+    Sql(String),
+    Param(usize),
+}
+
+trait BindValue: Send + Sync {
+    fn push<'b>(&'b self, out: &mut AstPass<'_, 'b, Pg>) -> QueryResult<()>;
+}
+
+struct Typed<ST, T> {
+    value: T,
+    sql_type: std::marker::PhantomData<fn() -> ST>,
+}
+
+impl<ST, T> BindValue for Typed<ST, T>
+where
+    Pg: HasSqlType<ST>,
+    T: ToSql<ST, Pg> + Send + Sync,
+{
+    fn push<'b>(&'b self, out: &mut AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_bind_param::<ST, T>(&self.value)
+    }
+}
+
+/// A raw SQL statement with named parameters; made by [`text`].
+pub struct Text {
+    pieces: Vec<Piece>,
+    names: Vec<String>,
+    values: Vec<Option<Box<dyn BindValue>>>,
+}
+
+impl fmt::Debug for Text {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Text")
+            .field("params", &self.names)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Text {
+    fn parse(sql: &str) -> Text {
+        let mut pieces = Vec::new();
+        let mut names: Vec<String> = Vec::new();
+        let mut index: HashMap<String, usize> = HashMap::new();
+        let bytes = sql.as_bytes();
+        let mut start = 0;
+        let mut i = 0;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'\'' | b'"' => i = skip_quoted(bytes, i, bytes[i]),
+                b'-' if bytes.get(i + 1) == Some(&b'-') => {
+                    i = sql[i..].find('\n').map_or(bytes.len(), |n| i + n)
+                }
+                b'/' if bytes.get(i + 1) == Some(&b'*') => {
+                    i = sql[i + 2..]
+                        .find("*/")
+                        .map_or(bytes.len(), |n| i + 2 + n + 2)
+                }
+                b'$' => i = skip_dollar_quoted(sql, i),
+                b':' if bytes.get(i + 1) == Some(&b':') => i += 2,
+                b':' if bytes
+                    .get(i + 1)
+                    .is_some_and(|b| b.is_ascii_alphabetic() || *b == b'_') =>
+                {
+                    let end = bytes[i + 1..]
+                        .iter()
+                        .position(|b| !(b.is_ascii_alphanumeric() || *b == b'_'))
+                        .map_or(bytes.len(), |n| i + 1 + n);
+                    let name = &sql[i + 1..end];
+                    pieces.push(Piece::Sql(sql[start..i].to_owned()));
+                    let slot = *index.entry(name.to_owned()).or_insert_with(|| {
+                        names.push(name.to_owned());
+                        names.len() - 1
+                    });
+                    pieces.push(Piece::Param(slot));
+                    start = end;
+                    i = end;
+                }
+                _ => i += 1,
+            }
+        }
+        pieces.push(Piece::Sql(sql[start..].to_owned()));
+        let values = names.iter().map(|_| None).collect();
+        Text {
+            pieces,
+            names,
+            values,
+        }
+    }
+
+    /// Binds `value` as SQL type `ST` to every `:name` in the statement.
+    ///
+    /// Binding a name the statement does not have is a mistake that would
+    /// otherwise go unnoticed, so it panics with the names it does have.
+    ///
+    /// ```
+    /// use diesel::sql_types::BigInt;
+    /// let q = gino::text("SELECT * FROM users WHERE id = :id OR parent = :id")
+    ///     .bind::<BigInt, _>("id", 7_i64);
+    /// assert_eq!(q.param_names(), ["id"]);
+    /// ```
+    #[track_caller]
+    pub fn bind<ST, T>(mut self, name: &str, value: T) -> Self
+    where
+        Pg: HasSqlType<ST>,
+        T: ToSql<ST, Pg> + Send + Sync + 'static,
+        ST: 'static,
+    {
+        let Some(slot) = self.names.iter().position(|n| n == name) else {
+            panic!(
+                "gino::text: the statement has no parameter `:{name}` (its parameters: {:?})",
+                self.names
+            );
+        };
+        self.values[slot] = Some(Box::new(Typed {
+            value,
+            sql_type: std::marker::PhantomData::<fn() -> ST>,
+        }));
+        self
+    }
+
+    /// The parameter names, in order of first appearance.
+    pub fn param_names(&self) -> &[String] {
+        &self.names
+    }
+}
+
+fn skip_quoted(bytes: &[u8], open: usize, quote: u8) -> usize {
+    let mut i = open + 1;
+    while i < bytes.len() {
+        if bytes[i] == quote {
+            // A doubled quote is an escaped quote inside the literal.
+            if bytes.get(i + 1) == Some(&quote) {
+                i += 2;
+                continue;
+            }
+            return i + 1;
+        }
+        i += 1;
+    }
+    bytes.len()
+}
+
+fn skip_dollar_quoted(sql: &str, open: usize) -> usize {
+    let rest = &sql[open + 1..];
+    let tag_len = rest
+        .bytes()
+        .position(|b| !(b.is_ascii_alphanumeric() || b == b'_'))
+        .unwrap_or(rest.len());
+    if rest.as_bytes().get(tag_len) != Some(&b'$')
+        || rest[..tag_len].starts_with(|c: char| c.is_ascii_digit())
+    {
+        // `$1` and the like: not a dollar quote.
+        return open + 1;
+    }
+    let delimiter = &sql[open..open + tag_len + 2];
+    let body = open + delimiter.len();
+    sql[body..]
+        .find(delimiter)
+        .map_or(sql.len(), |n| body + n + delimiter.len())
+}
+
+impl QueryFragment<Pg> for Text {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.unsafe_to_cache_prepared();
+        for piece in &self.pieces {
+            match piece {
+                Piece::Sql(sql) => out.push_sql(sql),
+                Piece::Param(slot) => match &self.values[*slot] {
+                    Some(value) => value.push(&mut out)?,
+                    None => {
+                        return Err(diesel::result::Error::QueryBuilderError(
+                            format!(
+                                "no value bound for parameter `:{}`: call .bind::<SqlType, _>(\"{}\", value)",
+                                self.names[*slot], self.names[*slot]
+                            )
+                            .into(),
+                        ))
+                    }
+                },
+            }
+        }
+        Ok(())
+    }
+}
+
+impl QueryId for Text {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl Query for Text {
+    type SqlType = Untyped;
+}
+
+impl<Conn> diesel::query_dsl::RunQueryDsl<Conn> for Text {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rendered(sql: &str) -> (String, Vec<String>) {
+        let mut t = text(sql);
+        for name in t.names.clone() {
+            t = t.bind::<diesel::sql_types::Integer, _>(&name, 1);
+        }
+        let compiled = crate::Compiled::of(&t);
+        (compiled.sql().to_owned(), t.names)
+    }
+
+    #[test]
+    fn numbers_parameters_and_repeats_names() {
+        let (sql, names) = rendered("SELECT :a, :b_2, :a");
+        assert_eq!(sql, "SELECT $1, $2, $3");
+        assert_eq!(names, ["a", "b_2"]);
+    }
+
+    #[test]
+    fn leaves_casts_literals_comments_and_dollar_quotes_alone() {
+        let (sql, names) = rendered(
+            "SELECT ':x', \"col:y\", 1::int, $$ :z $$, $t$ :w $t$ -- :c\n, /* :d */ :real, $1",
+        );
+        assert_eq!(names, ["real"]);
+        assert!(sql.contains("':x'") && sql.contains("$$ :z $$") && sql.contains("-- :c"));
+        assert!(sql.ends_with("$1, $1"), "{sql}");
+    }
+
+    #[test]
+    #[should_panic(expected = "no parameter `:nope`")]
+    fn binding_an_unknown_name_panics_with_the_known_ones() {
+        let _ = text("SELECT :yes").bind::<diesel::sql_types::Integer, _>("nope", 1);
+    }
+}

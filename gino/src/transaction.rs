@@ -1,0 +1,568 @@
+//! Transactions: GINO's `GinoTransaction`, managed and manual, nested as
+//! savepoints.
+
+use std::any::Any;
+use std::convert::Infallible;
+use std::future::{Future, IntoFuture};
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use futures_util::FutureExt;
+
+use crate::api::Gino;
+use crate::config::IsolationLevel;
+use crate::connection::{Connection, Slot};
+use crate::context::Stack;
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::executor::Deadline;
+use crate::wire::TxStatus;
+
+/// A database transaction, or a savepoint inside one when nested.
+///
+/// Managed transactions come from `transaction(future)` on a [`Gino`],
+/// [`Engine`] or [`Connection`]: they commit when the future returns `Ok`
+/// and roll back when it returns `Err`, panics or is dropped. Code inside
+/// finds the transaction's connection implicitly, and the transaction
+/// itself with [`Transaction::current`]. Manual transactions come from
+/// `begin()` and end with [`commit`](Self::commit) or
+/// [`rollback`](Self::rollback); one that is never ended is rolled back when
+/// its connection is released.
+///
+/// ```
+/// # async fn demo(db: &gino::Gino) -> gino::Result<()> {
+/// use diesel::dsl::sql;
+/// use diesel::sql_types::Integer;
+///
+/// // managed: commits on Ok
+/// db.transaction(async {
+///     db.status(diesel::sql_query("CREATE TEMP TABLE t (x int)")).await?;
+///     Ok::<_, gino::Error>(())
+/// })
+/// .await?;
+///
+/// // manual
+/// let tx = db.begin().await?;
+/// let one: i32 = tx.connection().one(diesel::select(sql::<Integer>("1"))).await?;
+/// tx.commit().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Transaction {
+    inner: Arc<TxInner>,
+}
+
+struct TxInner {
+    id: u64,
+    conn: Connection,
+    managed: bool,
+    parent: Option<Transaction>,
+    exit: Mutex<Option<Exit>>,
+}
+
+/// An early end requested by `raise_commit` / `raise_rollback`.
+struct Exit {
+    commit: bool,
+    value: Box<dyn Any + Send>,
+}
+
+impl std::fmt::Debug for Transaction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transaction")
+            .field("managed", &self.inner.managed)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Options of a transaction; they apply to the outermost level only.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct TxOptions {
+    isolation_level: Option<IsolationLevel>,
+    read_only: Option<bool>,
+    deferrable: Option<bool>,
+}
+
+impl TxOptions {
+    fn is_set(&self) -> bool {
+        self.isolation_level.is_some() || self.read_only.is_some() || self.deferrable.is_some()
+    }
+
+    fn begin_sql(&self, engine_default: Option<IsolationLevel>) -> String {
+        let mut sql = String::from("BEGIN");
+        if let Some(level) = self.isolation_level.or(engine_default) {
+            sql.push_str(" ISOLATION LEVEL ");
+            sql.push_str(level.as_sql());
+        }
+        match self.read_only {
+            Some(true) => sql.push_str(" READ ONLY"),
+            Some(false) => sql.push_str(" READ WRITE"),
+            None => {}
+        }
+        match self.deferrable {
+            Some(true) => sql.push_str(" DEFERRABLE"),
+            Some(false) => sql.push_str(" NOT DEFERRABLE"),
+            None => {}
+        }
+        sql
+    }
+}
+
+fn savepoint(id: u64) -> String {
+    format!("gino_sp_{id}")
+}
+
+/// Rolls the connection back to the start of level `depth`, ending that
+/// level and every level inside it.
+pub(crate) async fn roll_back_to(slot: &mut Slot, depth: usize) -> Result<()> {
+    let Some(&id) = slot.levels.get(depth) else {
+        return Ok(());
+    };
+    slot.levels.truncate(depth);
+    let Some(pg) = slot.raw_if_any() else {
+        return Ok(());
+    };
+    if depth == 0 {
+        pg.control("ROLLBACK").await
+    } else {
+        let sp = savepoint(id);
+        pg.control(&format!(
+            "ROLLBACK TO SAVEPOINT {sp}; RELEASE SAVEPOINT {sp}"
+        ))
+        .await
+    }
+}
+
+impl Transaction {
+    async fn begin(
+        conn: Connection,
+        options: TxOptions,
+        managed: bool,
+        parent: Option<Transaction>,
+    ) -> Result<Transaction> {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        let id = NEXT.fetch_add(1, Ordering::Relaxed);
+        conn.check_usable()?;
+        let root = conn.root.clone();
+        let deadline = Deadline::none();
+        let mut slot = root.lock(&deadline).await?;
+        let sql = if slot.levels.is_empty() {
+            options.begin_sql(root.engine.options().isolation_level)
+        } else if options.is_set() {
+            return Err(Error::TransactionMisuse(
+                "isolation level, read-only and deferrable can only be set on the outermost \
+                 transaction, not on a nested one (a savepoint)"
+                    .to_owned(),
+            ));
+        } else {
+            format!("SAVEPOINT {}", savepoint(id))
+        };
+        slot.raw(&root, &deadline).await?.control(&sql).await?;
+        slot.levels.push(id);
+        drop(slot);
+        Ok(Transaction {
+            inner: Arc::new(TxInner {
+                id,
+                conn,
+                managed,
+                parent,
+                exit: Mutex::new(None),
+            }),
+        })
+    }
+
+    /// The innermost managed transaction around the running code, if any.
+    ///
+    /// ```
+    /// # async fn demo(db: &gino::Gino) -> gino::Result<()> {
+    /// assert!(gino::Transaction::current().is_none());
+    /// db.transaction(async {
+    ///     let tx = gino::Transaction::current().expect("inside a transaction");
+    ///     assert!(tx.is_managed());
+    ///     Ok::<_, gino::Error>(())
+    /// })
+    /// .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn current() -> Option<Transaction> {
+        Stack::transaction()
+    }
+
+    /// The connection this transaction runs on.
+    pub fn connection(&self) -> &Connection {
+        &self.inner.conn
+    }
+
+    /// Whether this transaction is managed (ends with its block).
+    pub fn is_managed(&self) -> bool {
+        self.inner.managed
+    }
+
+    /// Whether this transaction (or savepoint) is still open.
+    pub async fn is_active(&self) -> bool {
+        if self.inner.conn.is_released() {
+            return false;
+        }
+        match self.inner.conn.root.lock(&Deadline::none()).await {
+            Ok(slot) => slot.levels.contains(&self.inner.id),
+            Err(_) => false,
+        }
+    }
+
+    fn manual_only(&self, what: &str) -> Result<()> {
+        if self.inner.managed {
+            return Err(Error::TransactionMisuse(format!(
+                "{what}() is illegal in managed mode: a managed transaction commits when its \
+                 block returns Ok and rolls back on Err; use raise_commit() or \
+                 raise_rollback() to end it early"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Commits a manual transaction (releases its savepoint when nested).
+    ///
+    /// A `COMMIT` that PostgreSQL turns into a rollback, because a statement
+    /// in the transaction failed, is [`Error::TransactionAborted`].
+    pub async fn commit(self) -> Result<()> {
+        self.manual_only("commit")?;
+        self.finish(true).await
+    }
+
+    /// Rolls back a manual transaction (to its savepoint when nested).
+    pub async fn rollback(self) -> Result<()> {
+        self.manual_only("rollback")?;
+        self.finish(false).await
+    }
+
+    fn request_exit(&self, commit: bool, value: Box<dyn Any + Send>) -> Result<Infallible> {
+        if !self.inner.managed {
+            return Err(Error::TransactionMisuse(
+                "raise_commit() and raise_rollback() end managed transactions; call commit() or \
+                 rollback() on a manual one"
+                    .to_owned(),
+            ));
+        }
+        *self.inner.exit.lock().unwrap_or_else(|p| p.into_inner()) = Some(Exit { commit, value });
+        Err(Error::EarlyExit)
+    }
+
+    /// Ends this managed transaction early with a commit: returns an error to
+    /// propagate with `?`; every level inside this one commits, this one
+    /// commits, and its `transaction(...)` call returns `Ok(())`. Enclosing
+    /// transactions continue. For a block that returns a value, use
+    /// [`raise_commit_with`](Self::raise_commit_with).
+    ///
+    /// ```
+    /// # async fn demo(db: &gino::Gino) -> gino::Result<()> {
+    /// db.transaction(async {
+    ///     let outer = gino::Transaction::current().unwrap();
+    ///     db.transaction(async {
+    ///         outer.raise_commit()?;
+    ///         unreachable!("raise_commit returns Err");
+    ///     })
+    ///     .await?;
+    ///     unreachable!("the inner level propagates the exit");
+    /// })
+    /// .await?;
+    /// // continues here: the outer transaction is committed
+    /// # Ok(()) }
+    /// ```
+    pub fn raise_commit(&self) -> Result<Infallible> {
+        self.request_exit(true, Box::new(()))
+    }
+
+    /// Ends this managed transaction early with a rollback: like
+    /// [`raise_commit`](Self::raise_commit), but this level and every level
+    /// inside it roll back.
+    pub fn raise_rollback(&self) -> Result<Infallible> {
+        self.request_exit(false, Box::new(()))
+    }
+
+    /// [`raise_commit`](Self::raise_commit) for a block returning a value:
+    /// the transaction's call returns `Ok(value)`. `T` must be the block's
+    /// value type, or the call fails with [`Error::TransactionMisuse`].
+    pub fn raise_commit_with<T: Send + 'static>(&self, value: T) -> Result<Infallible> {
+        self.request_exit(true, Box::new(value))
+    }
+
+    /// [`raise_rollback`](Self::raise_rollback) for a block returning a value.
+    pub fn raise_rollback_with<T: Send + 'static>(&self, value: T) -> Result<Infallible> {
+        self.request_exit(false, Box::new(value))
+    }
+
+    fn take_exit(&self) -> Option<Exit> {
+        self.inner
+            .exit
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+    }
+
+    /// Whether an enclosing transaction asked to end with a commit.
+    fn ancestor_exit_commits(&self) -> Option<bool> {
+        let mut level = self.inner.parent.clone();
+        while let Some(tx) = level {
+            if let Some(exit) = &*tx.inner.exit.lock().unwrap_or_else(|p| p.into_inner()) {
+                return Some(exit.commit);
+            }
+            level = tx.inner.parent.clone();
+        }
+        None
+    }
+
+    async fn finish(&self, commit: bool) -> Result<()> {
+        let root = &self.inner.conn.root;
+        let ended = || {
+            Error::TransactionMisuse(
+                "this transaction already ended: it was committed or rolled back, or ended with \
+                 its connection or an enclosing transaction"
+                    .to_owned(),
+            )
+        };
+        if self.inner.conn.is_released() {
+            return Err(ended());
+        }
+        let mut slot = root.lock(&Deadline::none()).await?;
+        let depth = slot
+            .levels
+            .iter()
+            .position(|l| *l == self.inner.id)
+            .ok_or_else(ended)?;
+        if !commit {
+            return roll_back_to(&mut slot, depth).await;
+        }
+        let pg = slot.raw_if_any().ok_or_else(ended)?;
+        if depth > 0 {
+            let released = pg
+                .control(&format!("RELEASE SAVEPOINT {}", savepoint(self.inner.id)))
+                .await;
+            if released.is_err() {
+                // Leave the enclosing transaction usable, as it was before
+                // this level began.
+                let _ = roll_back_to(&mut slot, depth).await;
+            } else {
+                slot.levels.truncate(depth);
+            }
+            return released;
+        }
+        let committed = pg.control("COMMIT").await;
+        // A failed COMMIT ends the transaction on the server, so no ROLLBACK
+        // follows unless the server still reports one open.
+        let still_open = pg.wire.tx_status() != TxStatus::Idle;
+        let rolled_back = pg.wire.tag().as_deref() == Some("ROLLBACK");
+        if still_open {
+            let _ = pg.control("ROLLBACK").await;
+        }
+        slot.levels.clear();
+        match committed {
+            Ok(()) if rolled_back => Err(Error::TransactionAborted),
+            other => other,
+        }
+    }
+}
+
+/// Where a managed or manual transaction gets its connection.
+#[derive(Clone, Copy)]
+pub(crate) enum Origin<'a> {
+    Db(&'a Gino),
+    Engine(&'a Engine),
+    Connection(&'a Connection),
+}
+
+impl Origin<'_> {
+    /// The connection to run on: the given one, or the contextual one, or a
+    /// new one (made reusable for manual transactions, so that implicit
+    /// queries of the task find it).
+    async fn connection(self, reusable: bool) -> Result<Connection> {
+        match self {
+            Origin::Connection(conn) => {
+                conn.check_usable()?;
+                Ok(Connection::reusing(conn.root.clone()))
+            }
+            Origin::Engine(engine) => engine.acquire().reuse(true).reusable(reusable).await,
+            Origin::Db(db) => match Stack::find(None) {
+                Some(root) => Ok(Connection::reusing(root)),
+                None => db.engine()?.acquire().reusable(reusable).await,
+            },
+        }
+    }
+}
+
+/// Rolls a managed level back if its future is dropped before it ends.
+struct RollbackOnDrop(Option<Transaction>);
+
+impl Drop for RollbackOnDrop {
+    fn drop(&mut self) {
+        if let Some(tx) = self.0.take() {
+            tx.inner.conn.root.defer_rollback(tx.inner.id);
+        }
+    }
+}
+
+async fn run_managed<F, T, E>(origin: Origin<'_>, options: TxOptions, fut: F) -> Result<T, E>
+where
+    F: Future<Output = Result<T, E>>,
+    T: 'static,
+    E: From<Error>,
+{
+    let conn = origin.connection(false).await?;
+    let tx = Transaction::begin(conn, options, true, Stack::transaction()).await?;
+    let mut guard = RollbackOnDrop(Some(tx.clone()));
+    let engine_id = tx.inner.conn.engine().id();
+    let root = tx.inner.conn.root.clone();
+    let outcome = Stack::scope(
+        engine_id,
+        root,
+        Some(tx.clone()),
+        AssertUnwindSafe(fut).catch_unwind(),
+    )
+    .await;
+    let result = match outcome {
+        Ok(result) => result,
+        Err(panic) => {
+            let _ = tx.finish(false).await;
+            guard.0 = None;
+            std::panic::resume_unwind(panic);
+        }
+    };
+    let output = match (result, tx.take_exit()) {
+        (Ok(value), Some(exit)) => tx.finish(exit.commit).await.map(|_| value).map_err(E::from),
+        (Err(_), Some(exit)) => match tx.finish(exit.commit).await {
+            Ok(()) => exit.value.downcast::<T>().map(|v| *v).map_err(|_| {
+                E::from(Error::TransactionMisuse(
+                    "raise_commit()/raise_rollback() ended a transaction whose block returns a \
+                     value: use raise_commit_with(value) or raise_rollback_with(value) with a \
+                     value of the block's type"
+                        .to_owned(),
+                ))
+            }),
+            Err(e) => Err(E::from(e)),
+        },
+        (Ok(value), None) => tx.finish(true).await.map(|_| value).map_err(E::from),
+        (Err(e), None) => {
+            let commit = tx.ancestor_exit_commits().unwrap_or(false);
+            // The block's error is what the caller needs; a failure to end
+            // the level is secondary (the connection is cleaned on release).
+            let _ = tx.finish(commit).await;
+            Err(e)
+        }
+    };
+    guard.0 = None;
+    output
+}
+
+/// A managed transaction to await: returned by `transaction(future)`.
+///
+/// ```
+/// # async fn demo(db: &gino::Gino) -> gino::Result<()> {
+/// use gino::IsolationLevel;
+/// let n: i64 = db
+///     .transaction(async { Ok::<_, gino::Error>(42) })
+///     .isolation_level(IsolationLevel::Serializable)
+///     .read_only(true)
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[must_use = "a transaction does nothing until awaited"]
+pub struct ManagedTransaction<'a, F> {
+    origin: Origin<'a>,
+    options: TxOptions,
+    fut: F,
+}
+
+impl<'a, F> ManagedTransaction<'a, F> {
+    pub(crate) fn new(origin: Origin<'a>, fut: F) -> Self {
+        ManagedTransaction {
+            origin,
+            options: TxOptions::default(),
+            fut,
+        }
+    }
+
+    /// Isolation level of this transaction (overrides the engine's default).
+    pub fn isolation_level(mut self, level: IsolationLevel) -> Self {
+        self.options.isolation_level = Some(level);
+        self
+    }
+
+    /// `READ ONLY` (true) or `READ WRITE` (false).
+    pub fn read_only(mut self, read_only: bool) -> Self {
+        self.options.read_only = Some(read_only);
+        self
+    }
+
+    /// `DEFERRABLE`, for serializable read-only transactions.
+    pub fn deferrable(mut self, deferrable: bool) -> Self {
+        self.options.deferrable = Some(deferrable);
+        self
+    }
+}
+
+impl<'a, F, T, E> IntoFuture for ManagedTransaction<'a, F>
+where
+    F: Future<Output = Result<T, E>> + Send + 'a,
+    T: Send + 'static,
+    E: From<Error> + Send + 'a,
+{
+    type Output = Result<T, E>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'a>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(run_managed(self.origin, self.options, self.fut))
+    }
+}
+
+/// A manual transaction to await: returned by `begin()`.
+///
+/// ```
+/// # async fn demo(engine: &gino::Engine) -> gino::Result<()> {
+/// let tx = engine.begin().read_only(true).await?;
+/// tx.rollback().await?;
+/// # Ok(()) }
+/// ```
+#[must_use = "a transaction does nothing until awaited"]
+pub struct Begin<'a> {
+    origin: Origin<'a>,
+    options: TxOptions,
+}
+
+impl<'a> Begin<'a> {
+    pub(crate) fn new(origin: Origin<'a>) -> Self {
+        Begin {
+            origin,
+            options: TxOptions::default(),
+        }
+    }
+
+    /// Isolation level of this transaction (overrides the engine's default).
+    pub fn isolation_level(mut self, level: IsolationLevel) -> Self {
+        self.options.isolation_level = Some(level);
+        self
+    }
+
+    /// `READ ONLY` (true) or `READ WRITE` (false).
+    pub fn read_only(mut self, read_only: bool) -> Self {
+        self.options.read_only = Some(read_only);
+        self
+    }
+
+    /// `DEFERRABLE`, for serializable read-only transactions.
+    pub fn deferrable(mut self, deferrable: bool) -> Self {
+        self.options.deferrable = Some(deferrable);
+        self
+    }
+}
+
+impl<'a> IntoFuture for Begin<'a> {
+    type Output = Result<Transaction>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Result<Transaction>> + Send + 'a>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move {
+            let conn = self.origin.connection(true).await?;
+            Transaction::begin(conn, self.options, false, None).await
+        })
+    }
+}

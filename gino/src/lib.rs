@@ -1,4 +1,38 @@
-#![doc = include_str!("../../README.md")]
+//! GINO Is Not ORM — for Rust: an async data layer for PostgreSQL on
+//! diesel's query builder and diesel-async.
+//!
+//! - An [`Engine`] (GINO's `GinoEngine`) is a pool of connections, made by
+//!   [`create_engine`] from a `postgresql://` URL and [`EngineOptions`].
+//! - A [`Connection`] can be reused by nested calls of a task, borrowed
+//!   lazily and released early ([`Engine::acquire`]).
+//! - A [`Transaction`] is managed (`transaction(future)`: commit on `Ok`,
+//!   rollback on `Err`, panic or cancellation) or manual (`begin()`); nested
+//!   ones are savepoints; code inside finds it implicitly.
+//! - `.gino()` ([`GinoQuery`]) runs any diesel query: `all`, `first`,
+//!   `one`, `one_or_none`, `scalar`, `status`, `compile`, with `timeout` and
+//!   `bind`. [`text`] runs raw SQL with `:named` parameters.
+//! - A [`Gino`] is the application's `db`: it binds an engine and runs the
+//!   same query API implicitly on the task's contextual connection or its
+//!   engine.
+//!
+//! ```no_run
+//! use gino::prelude::*;
+//! use diesel::dsl::sql;
+//! use diesel::sql_types::Integer;
+//!
+//! static DB: Gino = Gino::new();
+//!
+//! # async fn demo() -> gino::Result<()> {
+//! DB.set_bind("postgresql://localhost/gino").await?;
+//! let n: i32 = diesel::select(sql::<Integer>("1 + 1")).gino().one().await?;
+//! DB.transaction(async {
+//!     DB.status(diesel::sql_query("CREATE TEMP TABLE t (x int)")).await?;
+//!     Ok::<_, gino::Error>(())
+//! })
+//! .await?;
+//! DB.pop_bind().expect("bound").close().await;
+//! # Ok(()) }
+//! ```
 #![warn(missing_docs)]
 
 mod api;

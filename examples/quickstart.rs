@@ -50,8 +50,14 @@ async fn main() -> gino::Result<()> {
         .await?;
     println!("{} {}", u1.id, u1.nickname); // 1 fantix
 
-    let names = (2..=18).map(|i| users::nickname.eq(format!("user{i}"))).collect::<Vec<_>>();
-    let created = diesel::insert_into(users::table).values(names).gino().status().await?;
+    let names = (2..=18)
+        .map(|i| users::nickname.eq(format!("user{i}")))
+        .collect::<Vec<_>>();
+    let created = diesel::insert_into(users::table)
+        .values(names)
+        .gino()
+        .status()
+        .await?;
     println!("{created}"); // INSERT 0 17
     diesel::update(users::table.filter(users::id.eq(2)))
         .set(users::nickname.eq("daisy"))

@@ -224,7 +224,7 @@ impl EngineOptions {
                     "unknown engine option `{key}`: known options are min_size, max_size, \
                      acquire_timeout, echo, statement_timeout, timeout, application_name, \
                      isolation_level, pool, connect_timeout"
-                )))
+                )));
             }
         }
         Ok(self)
@@ -368,7 +368,7 @@ impl DatabaseUrl {
                             return Err(Error::Configuration(format!(
                                 "target_session_attrs must be any, read-write or read-only, \
                                  got `{value}`"
-                            )))
+                            )));
                         }
                     });
                 }
@@ -378,7 +378,7 @@ impl DatabaseUrl {
                         return Err(Error::Configuration(format!(
                             "sslmode={value} needs TLS, which this version of gino does not \
                              support yet: use sslmode=disable or prefer"
-                        )))
+                        )));
                     }
                 },
                 _ => options = options.set(key, value)?,
@@ -539,7 +539,7 @@ fn parse_host(spec: &str) -> Result<(String, Option<u16>)> {
             None => {
                 return Err(Error::Configuration(format!(
                     "unexpected `{after}` after host `[{host}]` in the database URL"
-                )))
+                )));
             }
         };
         return Ok((host.to_owned(), port));

@@ -12,7 +12,7 @@ use futures_util::future::BoxFuture;
 use crate::context::{Registration, Stack};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::executor::{run_statement, Bind, Deadline, Statement};
+use crate::executor::{Bind, Deadline, Statement, run_statement};
 use crate::pool::{PgConn, RawConn};
 use crate::transaction::{Begin, ManagedTransaction, Origin};
 

@@ -1,18 +1,18 @@
 //! `Engine`: GINO's `GinoEngine`, a pool of connections plus defaults.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use deadpool::managed::{Pool, PoolError, Timeouts};
 use deadpool::Runtime;
+use deadpool::managed::{Pool, PoolError, Timeouts};
 
 use crate::config::{DatabaseUrl, EngineOptions};
 use crate::connection::{Acquire, Connection};
 use crate::context::Stack;
 use crate::error::{Error, Result};
-use crate::executor::{run_statement, Bind, Deadline, Statement};
+use crate::executor::{Bind, Deadline, Statement, run_statement};
 use crate::pool::{Manager, PgConn, RawConn};
 use crate::transaction::{Begin, ManagedTransaction, Origin};
 

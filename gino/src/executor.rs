@@ -626,7 +626,7 @@ impl<'a, Q> Executor<'a, Q> {
 macro_rules! query_methods {
     () => {
         /// All rows of `query`; see [`Executor::all`](crate::Executor::all).
-        pub async fn all<'q, Q, U>(&self, query: Q) -> $crate::Result<Vec<U>>
+        pub async fn all<'q, U, Q>(&self, query: Q) -> $crate::Result<Vec<U>>
         where
             Q: diesel_async::methods::LoadQuery<'q, diesel_async::AsyncPgConnection, U> + Send + 'q,
             U: Send + 'static,
@@ -636,7 +636,7 @@ macro_rules! query_methods {
 
         /// The first row of `query`, if any; see
         /// [`Executor::first`](crate::Executor::first).
-        pub async fn first<'q, Q, U>(&self, query: Q) -> $crate::Result<Option<U>>
+        pub async fn first<'q, U, Q>(&self, query: Q) -> $crate::Result<Option<U>>
         where
             Q: diesel_async::methods::LoadQuery<'q, diesel_async::AsyncPgConnection, U> + Send + 'q,
             U: Send + 'static,
@@ -645,7 +645,7 @@ macro_rules! query_methods {
         }
 
         /// Exactly one row of `query`; see [`Executor::one`](crate::Executor::one).
-        pub async fn one<'q, Q, U>(&self, query: Q) -> $crate::Result<U>
+        pub async fn one<'q, U, Q>(&self, query: Q) -> $crate::Result<U>
         where
             Q: diesel_async::methods::LoadQuery<'q, diesel_async::AsyncPgConnection, U> + Send + 'q,
             U: Send + 'static,
@@ -655,7 +655,7 @@ macro_rules! query_methods {
 
         /// One row of `query` or none; see
         /// [`Executor::one_or_none`](crate::Executor::one_or_none).
-        pub async fn one_or_none<'q, Q, U>(&self, query: Q) -> $crate::Result<Option<U>>
+        pub async fn one_or_none<'q, U, Q>(&self, query: Q) -> $crate::Result<Option<U>>
         where
             Q: diesel_async::methods::LoadQuery<'q, diesel_async::AsyncPgConnection, U> + Send + 'q,
             U: Send + 'static,
@@ -667,7 +667,7 @@ macro_rules! query_methods {
 
         /// The single value of `query`'s first row; see
         /// [`Executor::scalar`](crate::Executor::scalar).
-        pub async fn scalar<'q, Q, T>(&self, query: Q) -> $crate::Result<Option<T>>
+        pub async fn scalar<'q, T, Q>(&self, query: Q) -> $crate::Result<Option<T>>
         where
             Q: diesel_async::methods::LoadQuery<'q, diesel_async::AsyncPgConnection, T> + Send + 'q,
             T: Send + 'static,

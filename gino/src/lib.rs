@@ -51,10 +51,10 @@ mod wire;
 pub use api::Gino;
 pub use config::{DatabaseUrl, EngineOptions, IsolationLevel};
 pub use connection::{Acquire, Connection};
-pub use engine::{create_engine, Engine, IntoEngine, PoolStatus};
+pub use engine::{Engine, IntoEngine, PoolStatus, create_engine};
 pub use error::{DatabaseError, Error, Result};
 pub use executor::{Bind, Compiled, Executor, GinoQuery, Status};
-pub use text::{text, Text};
+pub use text::{Text, text};
 pub use transaction::{Begin, ManagedTransaction, Transaction};
 
 /// Re-exports of the crates gino builds on, so that applications and the

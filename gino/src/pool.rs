@@ -10,8 +10,8 @@
 //! ([`RawConn::clean_up`]), so that an orderly release keeps the connection.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use deadpool::managed::{self, Metrics, Object, RecycleError, RecycleResult};

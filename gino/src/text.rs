@@ -3,11 +3,11 @@
 use std::collections::HashMap;
 use std::fmt;
 
+use diesel::QueryResult;
 use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::serialize::ToSql;
 use diesel::sql_types::{HasSqlType, Untyped};
-use diesel::QueryResult;
 
 /// Raw SQL with `:name` parameters, runnable like any diesel query and
 /// loadable into `#[derive(QueryableByName)]` rows.

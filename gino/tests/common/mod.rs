@@ -1,7 +1,7 @@
 //! Shared set-up of gino's integration tests: a fresh database per test.
 #![allow(dead_code)]
 
-use gino::{create_engine, Engine, EngineOptions};
+use gino::{Engine, EngineOptions, create_engine};
 use gino_testkit::TestDatabase;
 
 /// A test's own database and an engine on it.

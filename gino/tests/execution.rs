@@ -1,0 +1,367 @@
+//! The query API: loading, status tags, compile, timeouts, raw SQL, echo,
+//! database errors and where implicit queries run.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use diesel::dsl::sql;
+use diesel::sql_types::{BigInt, Integer, Nullable, Text};
+use gino::prelude::*;
+use gino::{EngineOptions, Error};
+
+diesel::table! {
+    items (id) {
+        id -> Integer,
+        name -> Text,
+    }
+}
+
+async fn with_items(engine: &gino::Engine, n: i32) {
+    engine
+        .status(diesel::sql_query(
+            "CREATE TABLE items (id serial PRIMARY KEY, name text NOT NULL UNIQUE)",
+        ))
+        .await
+        .unwrap();
+    if n > 0 {
+        let q =
+            gino::text("INSERT INTO items (name) SELECT 'item' || g FROM generate_series(1, :n) g")
+                .bind::<Integer, _>("n", n);
+        engine.status(q).await.unwrap();
+    }
+}
+
+fn series(
+    n: i32,
+) -> impl diesel::query_builder::QueryFragment<diesel::pg::Pg>
++ diesel::query_builder::QueryId
++ diesel::query_builder::Query<SqlType = Integer>
++ Send {
+    diesel::select(
+        sql::<Integer>("generate_series(1, ")
+            .bind::<Integer, _>(n)
+            .sql(")"),
+    )
+}
+
+#[tokio::test]
+async fn all_first_one_one_or_none_and_scalar() {
+    let s = common::setup().await;
+    let e = &s.engine;
+    assert_eq!(e.all::<i32, _>(series(3)).await.unwrap(), [1, 2, 3]);
+    assert_eq!(e.first::<i32, _>(series(3)).await.unwrap(), Some(1));
+    assert_eq!(e.first::<i32, _>(series(0)).await.unwrap(), None);
+    assert_eq!(e.one::<i32, _>(series(1)).await.unwrap(), 1);
+    assert!(matches!(
+        e.one::<i32, _>(series(0)).await,
+        Err(Error::NoResultFound)
+    ));
+    assert!(matches!(
+        e.one::<i32, _>(series(2)).await,
+        Err(Error::MultipleResultsFound)
+    ));
+    assert_eq!(e.one_or_none::<i32, _>(series(0)).await.unwrap(), None);
+    assert_eq!(e.one_or_none::<i32, _>(series(1)).await.unwrap(), Some(1));
+    assert!(matches!(
+        e.one_or_none::<i32, _>(series(5)).await,
+        Err(Error::MultipleResultsFound)
+    ));
+    // scalar: no row is None, a NULL value is Some(None)
+    let none: Option<i64> = e
+        .scalar(diesel::select(sql::<BigInt>("1 WHERE false")))
+        .await
+        .unwrap();
+    assert_eq!(none, None);
+    let null: Option<Option<i64>> = e
+        .scalar(diesel::select(sql::<Nullable<BigInt>>("NULL")))
+        .await
+        .unwrap();
+    assert_eq!(null, Some(None));
+    // The connection is fine after `first` stopped reading a long result.
+    assert_eq!(e.first::<i32, _>(series(100_000)).await.unwrap(), Some(1));
+    assert_eq!(e.one::<i32, _>(series(1)).await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn status_is_postgres_command_tag() {
+    let s = common::setup().await;
+    let e = &s.engine;
+    with_items(e, 0).await;
+    let insert = diesel::insert_into(items::table).values(vec![
+        items::name.eq("a"),
+        items::name.eq("b"),
+        items::name.eq("c"),
+    ]);
+    let st = e.status(insert).await.unwrap();
+    assert_eq!(st, "INSERT 0 3");
+    assert_eq!(st.rows(), 3);
+    let st = diesel::update(items::table)
+        .set(items::name.eq(items::name.concat("!")))
+        .filter(items::id.gt(1))
+        .gino()
+        .bind(e)
+        .status()
+        .await
+        .unwrap();
+    assert_eq!(st.tag(), "UPDATE 2");
+    assert_eq!(st.to_string(), "UPDATE 2");
+    let st = e.status(items::table.select(items::id)).await.unwrap();
+    assert_eq!(st, "SELECT 3");
+    let st = e
+        .status(diesel::delete(items::table.filter(items::id.eq(1))))
+        .await
+        .unwrap();
+    assert_eq!(st, "DELETE 1");
+    let st = e
+        .status(diesel::sql_query("DROP TABLE items"))
+        .await
+        .unwrap();
+    assert_eq!(st, "DROP TABLE");
+}
+
+#[test]
+fn compile_renders_sql_and_binds_without_a_database() {
+    let q = items::table
+        .filter(items::name.eq("x, \"y\"").and(items::id.gt(5)))
+        .select(items::id);
+    let compiled = q.gino().compile();
+    assert_eq!(
+        compiled.sql(),
+        "SELECT \"items\".\"id\" FROM \"items\" WHERE ((\"items\".\"name\" = $1) AND (\"items\".\"id\" > $2))"
+    );
+    assert_eq!(compiled.binds(), ["\"x, \\\"y\\\"\"", "5"]);
+    assert!(
+        compiled
+            .to_string()
+            .ends_with("-- binds: [\"x, \\\"y\\\"\", 5]")
+    );
+}
+
+#[tokio::test]
+async fn per_call_timeout_cancels_the_query_on_the_server() {
+    let app = "gino_timeout_test";
+    let s = common::setup_with(EngineOptions::new().application_name(app)).await;
+    let started = Instant::now();
+    let err = diesel::sql_query("SELECT pg_sleep(30)")
+        .gino()
+        .bind(&s.engine)
+        .timeout(Duration::from_millis(200))
+        .status()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::QueryTimeout(d) if d == Duration::from_millis(200)),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "not cancelled: {:?}",
+        started.elapsed()
+    );
+    // Nothing of it keeps running on the server: every session of the
+    // engine is idle, not active in pg_sleep.
+    let states = common::session_states(&s.engine, app).await;
+    assert!(states.iter().all(|st| st == "idle"), "{states:?}");
+    // The connection that ran it is fine.
+    assert_eq!(s.engine.one::<i32, _>(series(1)).await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn engine_default_timeout_applies_and_a_call_can_override_it() {
+    let s = common::setup_with(EngineOptions::new().timeout(Duration::from_millis(150))).await;
+    let slow = || diesel::sql_query("SELECT pg_sleep(0.5)");
+    let err = s.engine.status(slow()).await.unwrap_err();
+    assert!(matches!(err, Error::QueryTimeout(_)), "{err}");
+    let st = slow()
+        .gino()
+        .bind(&s.engine)
+        .timeout(Duration::from_secs(5))
+        .status()
+        .await
+        .unwrap();
+    assert_eq!(st, "SELECT 1");
+}
+
+#[tokio::test]
+async fn statement_timeout_is_enforced_by_the_server() {
+    let db = gino_testkit::TestDatabase::create().await;
+    let engine = gino::create_engine(
+        &common::url_with(&db, "statement_timeout=100ms"),
+        EngineOptions::new(),
+    )
+    .await
+    .unwrap();
+    let shown: String = engine
+        .one(diesel::select(sql::<Text>(
+            "current_setting('statement_timeout')",
+        )))
+        .await
+        .unwrap();
+    assert_eq!(shown, "100ms");
+    let err = engine
+        .status(diesel::sql_query("SELECT pg_sleep(2)"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.sqlstate(), Some("57014"), "{err}");
+}
+
+#[derive(diesel::QueryableByName, Debug, PartialEq)]
+struct Named {
+    #[diesel(sql_type = Integer)]
+    id: i32,
+    #[diesel(sql_type = Text)]
+    name: String,
+}
+
+#[tokio::test]
+async fn raw_sql_with_named_parameters_loads_typed_rows() {
+    let s = common::setup().await;
+    with_items(&s.engine, 5).await;
+    let q = gino::text(
+        "SELECT id, name FROM items WHERE id >= :low AND (id <= :high OR name = :name) \
+         AND name <> ':low' AND id::int >= :low ORDER BY id",
+    )
+    .bind::<Integer, _>("low", 2)
+    .bind::<Integer, _>("high", 3)
+    .bind::<Text, _>("name", "item5");
+    let rows: Vec<Named> = q.gino().bind(&s.engine).all().await.unwrap();
+    let ids: Vec<i32> = rows.iter().map(|r| r.id).collect();
+    assert_eq!(ids, [2, 3, 5]);
+    assert_eq!(
+        rows[0],
+        Named {
+            id: 2,
+            name: "item2".into()
+        }
+    );
+
+    // A parameter left without a value is an error before anything runs.
+    let unbound = gino::text("SELECT id, name FROM items WHERE id = :id");
+    let err = s.engine.all::<Named, _>(unbound).await.unwrap_err();
+    assert!(err.to_string().contains(":id"), "{err}");
+}
+
+#[tokio::test]
+async fn database_errors_carry_sqlstate_and_constraint_and_leave_the_connection_usable() {
+    let s = common::setup_with(EngineOptions::new().max_size(1)).await;
+    with_items(&s.engine, 1).await;
+    let conn = s.engine.acquire().await.unwrap();
+    let dup = diesel::insert_into(items::table).values(items::name.eq("item1"));
+    let Err(Error::Database(e)) = conn.status(dup).await else {
+        panic!("expected a unique violation");
+    };
+    assert_eq!(e.code(), "23505");
+    assert!(e.is_unique_violation());
+    assert_eq!(e.constraint(), Some("items_name_key"));
+    assert_eq!(e.table(), Some("items"));
+    assert!(e.detail().unwrap().contains("item1"));
+    let err = conn
+        .status(diesel::sql_query("SELECT * FROM missing_table"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.sqlstate(), Some("42P01"));
+    assert!(err.to_string().contains("missing_table"), "{err}");
+    assert_eq!(conn.one::<i32, _>(series(1)).await.unwrap(), 1);
+    // Loading a row into the wrong type is a query error, not a panic.
+    let err = conn
+        .one::<i32, _>(diesel::select(sql::<Integer>("'x'::text")))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Query(_) | Error::Database(_)), "{err}");
+}
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+#[tokio::test]
+async fn echo_logs_sql_binds_and_duration() {
+    use tracing::instrument::WithSubscriber;
+    let s = common::setup_with(EngineOptions::new().echo(true)).await;
+    let log = Captured::default();
+    let writer = log.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let engine = s.engine.clone();
+    async move {
+        let q = diesel::select(sql::<Integer>("").bind::<Integer, _>(12345).sql(" + 1"));
+        engine.one::<i32, _>(q).await.unwrap();
+        engine.set_echo(false);
+        engine
+            .one::<i32, _>(diesel::select(sql::<Integer>("777")))
+            .await
+            .unwrap();
+    }
+    .with_subscriber(subscriber)
+    .await;
+    let text = log.text();
+    assert!(text.contains("gino::echo"), "{text}");
+    assert!(text.contains("SELECT $1 + 1"), "{text}");
+    assert!(text.contains("12345"), "binds are logged: {text}");
+    assert!(text.contains("elapsed"), "duration is logged: {text}");
+    assert!(
+        !text.contains("777"),
+        "nothing is logged with echo off: {text}"
+    );
+}
+
+#[tokio::test]
+async fn query_api_runs_on_what_it_is_bound_to() {
+    let s = common::setup().await;
+    let pid = || diesel::select(sql::<Integer>("pg_backend_pid()"));
+    let conn = s.engine.acquire().reusable(false).await.unwrap();
+    let conn_pid: i32 = conn.one(pid()).await.unwrap();
+    assert_eq!(
+        pid().gino().bind(&conn).one::<i32>().await.unwrap(),
+        conn_pid
+    );
+    let db = gino::Gino::secondary();
+    assert!(matches!(
+        db.one::<i32, _>(pid()).await,
+        Err(Error::Uninitialized)
+    ));
+    db.set_bind(s.engine.clone()).await.unwrap();
+    // Not reusable, so neither the db nor the engine picks it up.
+    assert_ne!(db.one::<i32, _>(pid()).await.unwrap(), conn_pid);
+    let tx = db.begin().await.unwrap();
+    let tx_pid: i32 = pid().gino().bind(&tx).one().await.unwrap();
+    // The manual transaction's connection is reusable: implicit queries find it.
+    assert_eq!(db.one::<i32, _>(pid()).await.unwrap(), tx_pid);
+    assert_eq!(s.engine.one::<i32, _>(pid()).await.unwrap(), tx_pid);
+    tx.commit().await.unwrap();
+}
+
+#[tokio::test]
+async fn implicit_gino_without_a_default_db_is_uninitialized() {
+    // No test in this file binds a default `Gino`.
+    let err = diesel::select(sql::<Integer>("1"))
+        .gino()
+        .one::<i32>()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Uninitialized));
+    assert!(
+        err.to_string()
+            .starts_with("Gino engine is not initialized"),
+        "{err}"
+    );
+}

@@ -5,7 +5,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock};
 
 use crate::connection::{Acquire, Connection};
-use crate::context::Stack;
 use crate::engine::{Engine, IntoEngine};
 use crate::error::{Error, Result};
 use crate::executor::Bind;
@@ -14,9 +13,9 @@ use crate::transaction::{Begin, ManagedTransaction, Origin};
 /// The database of an application: binds an engine, runs the query API on
 /// it, and is what models belong to. Usually one `static` named `DB`.
 ///
-/// Queries run implicitly: on the current task's contextual connection
-/// (a managed transaction, a reusable acquired connection, a web request's
-/// connection) if there is one, else on the bound engine. While nothing is
+/// Queries run implicitly: on the current task's contextual connection of
+/// the bound engine (a managed transaction, a reusable acquired connection,
+/// a web request's connection) if there is one, else on the engine itself. While nothing is
 /// bound they fail with [`Error::Uninitialized`]; nothing panics.
 ///
 /// `Gino::new()` makes the application's *default* database: plain diesel
@@ -196,8 +195,7 @@ impl Gino {
         impl Drop for Unbind<'_> {
             fn drop(&mut self) {
                 if let Some(engine) = self.0.pop_bind() {
-                    // Closing only marks the pool closed; no await needed.
-                    drop(engine.close());
+                    engine.close_now();
                 }
             }
         }
@@ -218,10 +216,10 @@ impl Gino {
         Acquire::unbound_or(self.engine().ok())
     }
 
-    /// The current task's newest contextual connection of any engine, as a
-    /// reusing connection.
+    /// The current task's newest contextual connection of the bound engine,
+    /// as a reusing connection; see [`Engine::current_connection`].
     pub fn current_connection(&self) -> Option<Connection> {
-        Stack::find(None).map(Connection::reusing)
+        self.engine().ok()?.current_connection()
     }
 
     /// Runs `fut` in a managed transaction on the contextual connection or

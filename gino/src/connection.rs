@@ -242,7 +242,7 @@ impl<'a> Acquire<'a> {
         let engine = &*self.engine.ok_or(Error::Uninitialized)?;
         let timeout = self.timeout.or(engine.options().acquire_timeout);
         if self.reuse {
-            if let Some(root) = Stack::find(Some(engine.id())) {
+            if let Some(root) = Stack::find(engine.id()) {
                 let conn = Connection::reusing(root);
                 if !self.lazy {
                     conn.ensure_raw().await?;

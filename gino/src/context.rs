@@ -107,14 +107,14 @@ impl Stack {
         Registration { stack, id }
     }
 
-    /// The newest live reusable connection, of `engine_id` or of any engine.
-    pub(crate) fn find(engine_id: Option<u64>) -> Option<Arc<Root>> {
+    /// The newest live reusable connection of the engine `engine_id`.
+    pub(crate) fn find(engine_id: u64) -> Option<Arc<Root>> {
         let mut level = Stack::visible();
         while let Some(stack) = level {
             let found = lock(&stack.entries)
                 .iter()
                 .rev()
-                .find(|e| engine_id.is_none_or(|id| id == e.engine_id) && !e.root.is_released())
+                .find(|e| e.engine_id == engine_id && !e.root.is_released())
                 .map(|e| e.root.clone());
             if found.is_some() {
                 return found;

@@ -48,7 +48,7 @@ pub async fn create_engine(url: &str, options: EngineOptions) -> Result<Engine> 
             .map_err(|e| Error::Configuration(format!("cannot build the pool: {e}")))?;
         Source::Pool(pool)
     } else {
-        Source::Direct(manager)
+        Source::Direct(Box::new(manager))
     };
     static NEXT: AtomicU64 = AtomicU64::new(1);
     let engine = Engine {
@@ -67,7 +67,7 @@ pub async fn create_engine(url: &str, options: EngineOptions) -> Result<Engine> 
 
 enum Source {
     Pool(Pool<Manager>),
-    Direct(Manager),
+    Direct(Box<Manager>),
 }
 
 struct EngineInner {
@@ -193,6 +193,12 @@ impl Engine {
     /// Closes the pool: idle connections close now, borrowed ones when they
     /// come back; borrowing afterwards fails with [`Error::PoolClosed`].
     pub async fn close(&self) {
+        self.close_now();
+    }
+
+    /// Closing needs no waiting; `close` is async so that it can wait for
+    /// borrowed connections later without an API change.
+    pub(crate) fn close_now(&self) {
         self.inner.closed.store(true, Ordering::Release);
         if let Source::Pool(pool) = &self.inner.source {
             pool.close();
@@ -282,7 +288,7 @@ impl Engine {
     /// # Ok(()) }
     /// ```
     pub fn current_connection(&self) -> Option<Connection> {
-        Stack::find(Some(self.id())).map(Connection::reusing)
+        Stack::find(self.id()).map(Connection::reusing)
     }
 
     /// Runs `fut` in a managed transaction on this engine's contextual

@@ -75,7 +75,7 @@ pub enum Error {
 
     /// PostgreSQL reported an error; see [`DatabaseError`] for its SQLSTATE.
     #[error("{0}")]
-    Database(DatabaseError),
+    Database(Box<DatabaseError>),
 
     /// The server could not be reached or the connection broke.
     #[error("connection error: {0}")]
@@ -245,7 +245,7 @@ impl Error {
                 DatabaseErrorKind::UnableToSendCommand | DatabaseErrorKind::ClosedConnection,
                 info,
             ) if code.is_none() => Error::Connection(info.message().to_owned()),
-            D::DatabaseError(kind, info) => Error::Database(DatabaseError {
+            D::DatabaseError(kind, info) => Error::Database(Box::new(DatabaseError {
                 code: code.unwrap_or_else(|| fallback_code(&kind).to_owned()),
                 message: info.message().to_owned(),
                 detail: info.details().map(str::to_owned),
@@ -253,7 +253,7 @@ impl Error {
                 table: info.table_name().map(str::to_owned),
                 column: info.column_name().map(str::to_owned),
                 constraint: info.constraint_name().map(str::to_owned),
-            }),
+            })),
             other => Error::Query(other),
         }
     }
@@ -261,7 +261,7 @@ impl Error {
     /// Builds the error for a failure of tokio-postgres (connecting, cancelling).
     pub(crate) fn from_postgres(err: tokio_postgres::Error) -> Self {
         match err.as_db_error() {
-            Some(db) => Error::Database(DatabaseError::from_postgres(db)),
+            Some(db) => Error::Database(Box::new(DatabaseError::from_postgres(db))),
             None => Error::Connection(err.to_string()),
         }
     }

@@ -136,15 +136,16 @@ pub(crate) async fn run_statement<R, S: Statement<R>>(
 /// Where a query runs; see [`Executor::bind`].
 ///
 /// Implicit execution looks for, in order: the connection given with
-/// `.bind(...)`; the current task's contextual connection (a managed
-/// transaction, a connection acquired as reusable, a web request's
-/// connection); the engine bound to the `Gino`.
+/// `.bind(...)`; the current task's contextual connection of the engine
+/// (a managed transaction, a connection acquired as reusable, a web
+/// request's connection); the engine itself. Contextual connections of
+/// other engines belong to other databases and are never picked up.
 #[derive(Clone, Copy)]
 #[non_exhaustive]
 pub enum Bind<'a> {
-    /// The contextual connection, else the default `Gino`'s engine.
+    /// The default `Gino`'s engine (or its contextual connection).
     Default,
-    /// The contextual connection, else this `Gino`'s engine.
+    /// This `Gino`'s engine (or its contextual connection).
     Db(&'a Gino),
     /// This engine's contextual connection, else a pooled connection of it.
     Engine(&'a Engine),
@@ -192,6 +193,16 @@ enum Target {
     Engine(Engine),
 }
 
+impl Target {
+    /// The engine's contextual connection in this task, else the engine.
+    fn of(engine: Engine) -> Target {
+        match Stack::find(engine.id()) {
+            Some(root) => Target::Root(root),
+            None => Target::Engine(engine),
+        }
+    }
+}
+
 impl Bind<'_> {
     fn target(self) -> Result<Target> {
         Ok(match self {
@@ -199,18 +210,9 @@ impl Bind<'_> {
                 conn.check_usable()?;
                 Target::Root(conn.root.clone())
             }
-            Bind::Engine(engine) => match Stack::find(Some(engine.id())) {
-                Some(root) => Target::Root(root),
-                None => Target::Engine(engine.clone()),
-            },
-            Bind::Db(db) => match Stack::find(None) {
-                Some(root) => Target::Root(root),
-                None => Target::Engine(db.engine()?),
-            },
-            Bind::Default => match Stack::find(None) {
-                Some(root) => Target::Root(root),
-                None => Target::Engine(crate::api::default_engine()?),
-            },
+            Bind::Engine(engine) => Target::of(engine.clone()),
+            Bind::Db(db) => Target::of(db.engine()?),
+            Bind::Default => Target::of(crate::api::default_engine()?),
         })
     }
 

@@ -91,7 +91,7 @@ impl managed::Manager for Manager {
 
 enum Held {
     Pooled(Object<Manager>),
-    Direct(Box<PgConn>),
+    Direct(PgConn),
 }
 
 /// A raw connection out of the pool (or opened for one acquire when pooling
@@ -109,7 +109,7 @@ impl RawConn {
 
     pub(crate) fn direct(conn: PgConn) -> Self {
         RawConn {
-            held: Some(Held::Direct(Box::new(conn))),
+            held: Some(Held::Direct(conn)),
         }
     }
 

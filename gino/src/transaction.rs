@@ -382,10 +382,7 @@ impl Origin<'_> {
                 Ok(Connection::reusing(conn.root.clone()))
             }
             Origin::Engine(engine) => engine.acquire().reuse(true).reusable(reusable).await,
-            Origin::Db(db) => match Stack::find(None) {
-                Some(root) => Ok(Connection::reusing(root)),
-                None => db.engine()?.acquire().reusable(reusable).await,
-            },
+            Origin::Db(db) => db.engine()?.acquire().reuse(true).reusable(reusable).await,
         }
     }
 }

@@ -97,11 +97,7 @@ impl WireState {
     fn record(&self, kind: u8, body: &[u8]) {
         let mut seen = self.lock();
         match kind {
-            b'E' => {
-                if seen.error_code.is_none() {
-                    seen.error_code = error_field(body, b'C');
-                }
-            }
+            b'E' if seen.error_code.is_none() => seen.error_code = error_field(body, b'C'),
             b'C' => seen.tag = Some(cstr(body)),
             b'Z' => seen.tx_status = body.first().copied().unwrap_or(b'I'),
             _ => {}

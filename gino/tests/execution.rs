@@ -365,3 +365,27 @@ async fn implicit_gino_without_a_default_db_is_uninitialized() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn contextual_connections_of_other_engines_are_not_picked_up() {
+    let s = common::setup().await;
+    let other = gino::create_engine(s.db.url(), EngineOptions::new())
+        .await
+        .unwrap();
+    let pid = || diesel::select(sql::<Integer>("pg_backend_pid()"));
+    let held = other.acquire().await.unwrap();
+    let held_pid: i32 = held.one(pid()).await.unwrap();
+    let db = gino::Gino::secondary();
+    db.set_bind(s.engine.clone()).await.unwrap();
+    assert!(db.current_connection().is_none());
+    assert_ne!(db.one::<i32, _>(pid()).await.unwrap(), held_pid);
+    assert_ne!(s.engine.one::<i32, _>(pid()).await.unwrap(), held_pid);
+    assert_eq!(other.one::<i32, _>(pid()).await.unwrap(), held_pid);
+    // A transaction of the db does not run on the other engine's connection.
+    db.transaction(async {
+        assert_ne!(db.one::<i32, _>(pid()).await?, held_pid);
+        Ok::<_, Error>(())
+    })
+    .await
+    .unwrap();
+}

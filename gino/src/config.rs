@@ -550,10 +550,16 @@ fn parse_host(spec: &str) -> Result<(String, Option<u16>)> {
     }
 }
 
+/// Masks the password of a URL that does not parse (so it cannot be
+/// parsed to mask it, which would recurse): whatever sits between the
+/// user's `:` and the `@` may be a password.
 fn mask_password(url: &str) -> String {
-    match url.parse::<DatabaseUrl>() {
-        Ok(parsed) => parsed.to_string(),
-        Err(_) => "<unparseable URL>".to_owned(),
+    match url.rsplit_once('@') {
+        Some((userinfo, rest)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:***@{rest}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
     }
 }
 

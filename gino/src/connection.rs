@@ -109,14 +109,14 @@ impl Root {
     }
 
     /// Locks the slot, after running deferred rollbacks.
-    pub(crate) async fn lock(
-        &self,
-        deadline: &Deadline,
-    ) -> Result<tokio::sync::MutexGuard<'_, Slot>> {
+    pub(crate) async fn lock(&self, deadline: &Deadline) -> Result<SlotGuard<'_>> {
         if self.is_released() {
             return Err(Error::ConnectionReleased);
         }
-        let mut slot = deadline.wait(self.slot.lock()).await?;
+        let mut slot = SlotGuard {
+            root: self,
+            slot: deadline.wait(self.slot.lock()).await?,
+        };
         slot.resync().await;
         let pending = std::mem::take(
             &mut *self
@@ -159,6 +159,40 @@ impl Root {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clear();
+    }
+}
+
+/// The locked slot of a root.
+///
+/// A root released or dropped while its slot is locked (say, by a query of
+/// a connection reusing it) cannot give the raw connection back then; the
+/// guard does it when the lock ends, so the raw connection does not wait for
+/// every reusing connection to be dropped.
+pub(crate) struct SlotGuard<'a> {
+    root: &'a Root,
+    slot: tokio::sync::MutexGuard<'a, Slot>,
+}
+
+impl std::ops::Deref for SlotGuard<'_> {
+    type Target = Slot;
+
+    fn deref(&self) -> &Slot {
+        &self.slot
+    }
+}
+
+impl std::ops::DerefMut for SlotGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Slot {
+        &mut self.slot
+    }
+}
+
+impl Drop for SlotGuard<'_> {
+    fn drop(&mut self) {
+        if self.root.is_released() {
+            self.slot.raw.take();
+            self.slot.levels.clear();
+        }
     }
 }
 
@@ -245,7 +279,7 @@ impl<'a> Acquire<'a> {
             if let Some(root) = Stack::find(engine.id()) {
                 let conn = Connection::reusing(root);
                 if !self.lazy {
-                    conn.ensure_raw().await?;
+                    conn.ensure_raw(self.timeout).await?;
                 }
                 return Ok(conn);
             }
@@ -373,10 +407,15 @@ impl Connection {
         }
     }
 
-    async fn ensure_raw(&self) -> Result<()> {
+    /// Borrows for a lazy root now, waiting for the pool at most
+    /// `acquire_timeout` (default: the root's own acquire timeout).
+    async fn ensure_raw(&self, acquire_timeout: Option<Duration>) -> Result<()> {
         let deadline = Deadline::none();
         let mut slot = self.root.lock(&deadline).await?;
-        slot.raw(&self.root, &deadline).await?;
+        if !slot.has_raw() {
+            let timeout = acquire_timeout.or(self.root.acquire_timeout);
+            slot.raw = Some(self.root.engine.borrow(timeout, &deadline).await?);
+        }
         Ok(())
     }
 
@@ -521,7 +560,7 @@ impl Drop for Connection {
         if !self.reusing && !self.released.swap(true, Ordering::AcqRel) {
             self.root.released.store(true, Ordering::Release);
             // Give the raw connection back now if nobody is using it; if the
-            // lock is held, the root's own drop does it later.
+            // lock is held, its `SlotGuard` does it when the lock ends.
             if let Ok(mut slot) = self.root.slot.try_lock() {
                 slot.raw.take();
                 slot.levels.clear();

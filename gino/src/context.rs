@@ -11,7 +11,7 @@
 //! way, and an entry disappears when its connection is released or dropped.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::connection::Root;
@@ -35,6 +35,11 @@ impl Owner {
         }
     }
 }
+
+/// How many unscoped stacks exist, so that lookups skip the table's lock
+/// while there are none (the common case of scoped web requests and plain
+/// engine queries).
+static UNSCOPED_STACKS: AtomicUsize = AtomicUsize::new(0);
 
 fn unscoped() -> &'static Mutex<HashMap<Owner, Arc<Stack>>> {
     static TABLE: OnceLock<Mutex<HashMap<Owner, Arc<Stack>>>> = OnceLock::new();
@@ -76,6 +81,7 @@ impl Stack {
         lock(unscoped())
             .entry(owner)
             .or_insert_with(|| {
+                UNSCOPED_STACKS.fetch_add(1, Ordering::AcqRel);
                 Arc::new(Stack {
                     parent: None,
                     owner: Some(owner),
@@ -88,10 +94,13 @@ impl Stack {
 
     /// The stack lookups start from, if this task has one.
     fn visible() -> Option<Arc<Stack>> {
-        SCOPE
-            .try_with(Arc::clone)
-            .ok()
-            .or_else(|| lock(unscoped()).get(&Owner::current()).cloned())
+        if let Ok(stack) = SCOPE.try_with(Arc::clone) {
+            return Some(stack);
+        }
+        if UNSCOPED_STACKS.load(Ordering::Acquire) == 0 {
+            return None;
+        }
+        lock(unscoped()).get(&Owner::current()).cloned()
     }
 
     /// Puts a reusable connection on this task's context.
@@ -173,6 +182,7 @@ impl Drop for Registration {
                 .is_some_and(|s| Arc::ptr_eq(s, &self.stack) && lock(&s.entries).is_empty())
             {
                 table.remove(&owner);
+                UNSCOPED_STACKS.fetch_sub(1, Ordering::AcqRel);
             }
         }
     }

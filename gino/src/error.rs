@@ -86,7 +86,8 @@ pub enum Error {
     TransactionMisuse(String),
 
     /// `COMMIT` found the transaction failed by an earlier error and rolled
-    /// it back instead: nothing of it was saved.
+    /// it back instead: nothing of it was saved. A nested transaction (a
+    /// savepoint) in that state is rolled back to its savepoint the same way.
     #[error(
         "the transaction was rolled back instead of committed, because a statement in it \
          failed earlier: nothing was saved; handle that statement's error (or use a nested \

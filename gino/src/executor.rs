@@ -121,6 +121,7 @@ pub(crate) async fn run_statement<R, S: Statement<R>>(
                     }
                     let result = fut.await;
                     if result.is_err() && wire.error_code().as_deref() == Some("57014") {
+                        wire.settle().await;
                         *in_flight = false;
                         return Err(deadline.error());
                     }
@@ -129,6 +130,11 @@ pub(crate) async fn run_statement<R, S: Statement<R>>(
             }
         }
     };
+    if result.is_err() {
+        // Until the server's ReadyForQuery arrives, the connection's
+        // transaction status is that of before the error.
+        wire.settle().await;
+    }
     *in_flight = false;
     result.map_err(|e| Error::from_diesel(e, wire.error_code()))
 }

@@ -56,6 +56,9 @@ impl PgConn {
         self.wire.begin_statement();
         self.in_flight = true;
         let result = self.conn.batch_execute(sql).await;
+        if result.is_err() {
+            self.wire.settle().await;
+        }
         self.in_flight = false;
         result.map_err(|e| Error::from_diesel(e, self.wire.error_code()))
     }

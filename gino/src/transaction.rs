@@ -126,12 +126,14 @@ pub(crate) async fn roll_back_to(slot: &mut Slot, depth: usize) -> Result<()> {
     if depth == 0 {
         pg.control("ROLLBACK").await
     } else {
-        let sp = savepoint(id);
-        pg.control(&format!(
-            "ROLLBACK TO SAVEPOINT {sp}; RELEASE SAVEPOINT {sp}"
-        ))
-        .await
+        pg.control(&undo_savepoint(id)).await
     }
+}
+
+/// SQL that rolls back to the savepoint of level `id` and ends it.
+fn undo_savepoint(id: u64) -> String {
+    let sp = savepoint(id);
+    format!("ROLLBACK TO SAVEPOINT {sp}; RELEASE SAVEPOINT {sp}")
 }
 
 impl Transaction {
@@ -224,7 +226,9 @@ impl Transaction {
     /// Commits a manual transaction (releases its savepoint when nested).
     ///
     /// A `COMMIT` that PostgreSQL turns into a rollback, because a statement
-    /// in the transaction failed, is [`Error::TransactionAborted`].
+    /// in the transaction failed, is [`Error::TransactionAborted`]; so is
+    /// the commit of a savepoint in which a statement failed, which rolls
+    /// back to the savepoint and leaves the enclosing transaction usable.
     pub async fn commit(self) -> Result<()> {
         self.manual_only("commit")?;
         self.finish(true).await
@@ -282,7 +286,8 @@ impl Transaction {
 
     /// [`raise_commit`](Self::raise_commit) for a block returning a value:
     /// the transaction's call returns `Ok(value)`. `T` must be the block's
-    /// value type, or the call fails with [`Error::TransactionMisuse`].
+    /// value type, or the call fails with [`Error::TransactionMisuse`] and
+    /// the transaction is rolled back.
     pub fn raise_commit_with<T: Send + 'static>(&self, value: T) -> Result<Infallible> {
         self.request_exit(true, Box::new(value))
     }
@@ -333,20 +338,33 @@ impl Transaction {
         if !commit {
             return roll_back_to(&mut slot, depth).await;
         }
-        let pg = slot.raw_if_any().ok_or_else(ended)?;
         if depth > 0 {
+            // The level ends before its RELEASE is sent, as in
+            // `roll_back_to`: if this future is dropped with the statement
+            // in flight, the server still runs it, and a deferred rollback
+            // to the savepoint would then fail and abort the enclosing
+            // transaction.
+            slot.levels.truncate(depth);
+            let pg = slot.raw_if_any().ok_or_else(ended)?;
+            if pg.wire.tx_status() == TxStatus::Failed {
+                // A statement of this level failed: as PostgreSQL does with
+                // a COMMIT, end the level rolled back (which also makes the
+                // enclosing transaction usable again) instead of sending a
+                // RELEASE that can only fail.
+                pg.control(&undo_savepoint(self.inner.id)).await?;
+                return Err(Error::TransactionAborted);
+            }
             let released = pg
                 .control(&format!("RELEASE SAVEPOINT {}", savepoint(self.inner.id)))
                 .await;
             if released.is_err() {
                 // Leave the enclosing transaction usable, as it was before
                 // this level began.
-                let _ = roll_back_to(&mut slot, depth).await;
-            } else {
-                slot.levels.truncate(depth);
+                let _ = pg.control(&undo_savepoint(self.inner.id)).await;
             }
             return released;
         }
+        let pg = slot.raw_if_any().ok_or_else(ended)?;
         let committed = pg.control("COMMIT").await;
         // A failed COMMIT ends the transaction on the server, so no ROLLBACK
         // follows unless the server still reports one open.
@@ -426,16 +444,18 @@ where
     };
     let output = match (result, tx.take_exit()) {
         (Ok(value), Some(exit)) => tx.finish(exit.commit).await.map(|_| value).map_err(E::from),
-        (Err(_), Some(exit)) => match tx.finish(exit.commit).await {
-            Ok(()) => exit.value.downcast::<T>().map(|v| *v).map_err(|_| {
-                E::from(Error::TransactionMisuse(
+        (Err(_), Some(exit)) => match exit.value.downcast::<T>() {
+            Ok(value) => tx.finish(exit.commit).await.map(|_| *value).map_err(E::from),
+            Err(_) => {
+                // The call fails, so nothing of it may be saved.
+                let _ = tx.finish(false).await;
+                Err(E::from(Error::TransactionMisuse(
                     "raise_commit()/raise_rollback() ended a transaction whose block returns a \
                      value: use raise_commit_with(value) or raise_rollback_with(value) with a \
                      value of the block's type"
                         .to_owned(),
-                ))
-            }),
-            Err(e) => Err(E::from(e)),
+                )))
+            }
         },
         (Ok(value), None) => tx.finish(true).await.map(|_| value).map_err(E::from),
         (Err(e), None) => {

@@ -29,6 +29,8 @@ use crate::error::{Error, Result};
 pub(crate) struct WireState {
     seen: Mutex<Seen>,
     closed: AtomicBool,
+    /// Woken by every `ReadyForQuery` and when the connection closes.
+    ready: tokio::sync::Notify,
 }
 
 #[derive(Debug)]
@@ -40,6 +42,9 @@ struct Seen {
     /// Status byte of the last `ReadyForQuery`: `I` idle, `T` in a
     /// transaction, `E` in a failed transaction.
     tx_status: u8,
+    /// An `ErrorResponse` arrived and the `ReadyForQuery` that follows it
+    /// has not yet.
+    error_unsettled: bool,
 }
 
 impl Default for Seen {
@@ -48,6 +53,7 @@ impl Default for Seen {
             error_code: None,
             tag: None,
             tx_status: b'I',
+            error_unsettled: false,
         }
     }
 }
@@ -94,12 +100,47 @@ impl WireState {
         }
     }
 
+    /// Waits until the `ReadyForQuery` that follows the last
+    /// `ErrorResponse` has arrived (or the connection closed).
+    ///
+    /// tokio-postgres reports an error as soon as its `ErrorResponse`
+    /// arrives, and PostgreSQL flushes that message on its own, so the
+    /// `ReadyForQuery` carrying the transaction status after the error may
+    /// still be on its way; [`tx_status`](Self::tx_status) is current only
+    /// after this.
+    pub(crate) async fn settle(&self) {
+        loop {
+            let ready = self.ready.notified();
+            tokio::pin!(ready);
+            ready.as_mut().enable();
+            if !self.lock().error_unsettled || self.is_closed() {
+                return;
+            }
+            ready.await;
+        }
+    }
+
+    fn mark_closed(&self) {
+        self.closed.store(true, Ordering::Relaxed);
+        self.ready.notify_waiters();
+    }
+
     fn record(&self, kind: u8, body: &[u8]) {
         let mut seen = self.lock();
         match kind {
-            b'E' if seen.error_code.is_none() => seen.error_code = error_field(body, b'C'),
+            b'E' => {
+                seen.error_unsettled = true;
+                if seen.error_code.is_none() {
+                    seen.error_code = error_field(body, b'C');
+                }
+            }
             b'C' => seen.tag = Some(cstr(body)),
-            b'Z' => seen.tx_status = body.first().copied().unwrap_or(b'I'),
+            b'Z' => {
+                seen.tx_status = body.first().copied().unwrap_or(b'I');
+                seen.error_unsettled = false;
+                drop(seen);
+                self.ready.notify_waiters();
+            }
             _ => {}
         }
     }
@@ -360,7 +401,7 @@ pub(crate) async fn open(config: &tokio_postgres::Config) -> Result<Opened> {
                 if let Err(e) = connection.await {
                     tracing::debug!(target: "gino", "connection closed with error: {e}");
                 }
-                driven.closed.store(true, Ordering::Relaxed);
+                driven.mark_closed();
             });
             return Ok(Opened {
                 client,

@@ -1,7 +1,7 @@
 //! Shared set-up of gino's integration tests: a fresh database per test.
 #![allow(dead_code)]
 
-use gino::{Engine, EngineOptions, create_engine};
+use gino::{create_engine, Engine, EngineOptions};
 use gino_testkit::TestDatabase;
 
 /// A test's own database and an engine on it.
@@ -43,4 +43,78 @@ pub async fn session_states(engine: &Engine, application_name: &str) -> Vec<Stri
     }
     let rows: Vec<Row> = engine.all(q).await.expect("pg_stat_activity");
     rows.into_iter().map(|r| r.state).collect()
+}
+
+/// `SELECT pg_backend_pid()`: which server process, so which raw
+/// connection, a query runs on.
+pub fn pid_query() -> diesel::dsl::select<diesel::expression::SqlLiteral<diesel::sql_types::Integer>>
+{
+    diesel::select(diesel::dsl::sql("pg_backend_pid()"))
+}
+
+/// [`pid_query`] on `on`.
+pub async fn try_backend_pid<'a>(on: impl Into<gino::Bind<'a>>) -> gino::Result<i32> {
+    use gino::prelude::*;
+    pid_query().gino().bind(on).one().await
+}
+
+/// [`try_backend_pid`] for queries that must succeed.
+pub async fn backend_pid<'a>(on: impl Into<gino::Bind<'a>>) -> i32 {
+    try_backend_pid(on).await.expect("SELECT pg_backend_pid()")
+}
+
+/// Another engine on the test's database, to look from outside the engine
+/// under test: its connections are never the contextual ones of the
+/// engine under test, so it sees only what was committed.
+pub async fn observer(setup: &Setup) -> Engine {
+    create_engine(setup.db.url(), EngineOptions::new().max_size(2))
+        .await
+        .expect("observer engine")
+}
+
+/// Asserts that `conn` is outside any transaction block.
+///
+/// `SAVEPOINT` is the probe because it fails with 25P01 exactly outside a
+/// transaction block; `now() = statement_timestamp()` cannot be used, since
+/// with the extended protocol the statement's timestamp is taken at
+/// `Execute`, after the implicit transaction began at `Bind`.
+pub async fn assert_outside_transaction(conn: &gino::Connection) {
+    use diesel::dsl::sql;
+    use diesel::sql_types::Bool;
+    let no_xid: bool = conn
+        .one(diesel::select(sql::<Bool>(
+            "txid_current_if_assigned() IS NULL",
+        )))
+        .await
+        .expect("transaction id query");
+    assert!(no_xid, "the connection holds a transaction id");
+    let probe = conn
+        .status(diesel::sql_query("SAVEPOINT gino_test_probe"))
+        .await;
+    assert_eq!(
+        probe.as_ref().err().and_then(|e| e.sqlstate()),
+        Some("25P01"),
+        "the connection is inside a transaction block: {probe:?}"
+    );
+}
+
+/// Borrows every connection the pool may hold, all at once, and asserts
+/// that each one is outside any transaction.
+pub async fn assert_pool_clean(engine: &Engine) {
+    let mut conns = Vec::new();
+    for _ in 0..engine.pool_status().max_size {
+        conns.push(
+            engine
+                .acquire()
+                .reusable(false)
+                .await
+                .expect("a pooled connection"),
+        );
+    }
+    for conn in &conns {
+        assert_outside_transaction(conn).await;
+    }
+    for conn in conns {
+        conn.release().await.expect("release");
+    }
 }

@@ -1,0 +1,584 @@
+//! Connections of an engine against a real server: GINO's
+//! `GinoEngine.acquire(reuse, lazy, reusable, timeout)`,
+//! `GinoConnection.release(permanent)` and `current_connection`.
+
+mod common;
+
+use std::future::{Future, IntoFuture};
+use std::time::Duration;
+
+use common::{backend_pid, pid_query, try_backend_pid, Setup};
+use diesel_async::RunQueryDsl;
+use gino::prelude::*;
+use gino::{Engine, EngineOptions, Error};
+
+/// A pool of one connection: a test that passes with it proves that no
+/// second raw connection was ever needed (a second borrow would hang).
+async fn single_connection_pool() -> Setup {
+    common::setup_with(EngineOptions::new().max_size(1)).await
+}
+
+/// Fails the test instead of hanging it when `fut` deadlocks.
+async fn within_deadline<F: Future>(fut: F) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(5), fut)
+        .await
+        .expect("did not finish within 5 s: deadlock?")
+}
+
+/// Backend pid of the engine's current connection, if it has one.
+async fn current_pid(engine: &Engine) -> Option<i32> {
+    match engine.current_connection() {
+        Some(conn) => Some(backend_pid(&conn).await),
+        None => None,
+    }
+}
+
+fn available(engine: &Engine) -> usize {
+    engine.pool_status().available
+}
+
+#[track_caller]
+fn assert_released<T: std::fmt::Debug>(result: gino::Result<T>) {
+    assert!(
+        matches!(result, Err(Error::ConnectionReleased)),
+        "expected ConnectionReleased, got {result:?}"
+    );
+}
+
+/// The pool is back to idle and the task has no contextual connection.
+#[track_caller]
+fn assert_all_returned(engine: &Engine) {
+    assert!(engine.current_connection().is_none(), "context not empty");
+    let status = engine.pool_status();
+    assert_eq!(
+        status.available, status.size,
+        "a connection was not returned: {status:?}"
+    );
+}
+
+#[tokio::test]
+async fn reuse_shares_the_latest_reusable_connection() {
+    let s = common::setup().await;
+    let first = s.engine.acquire().await.unwrap();
+    let first_pid = backend_pid(&first).await;
+    let reusing = s.engine.acquire().reuse(true).await.unwrap();
+    assert!(reusing.is_reusing());
+    assert_eq!(backend_pid(&reusing).await, first_pid);
+
+    // A newer reusable connection is the one reused from now on.
+    let second = s.engine.acquire().await.unwrap();
+    let second_pid = backend_pid(&second).await;
+    assert_ne!(second_pid, first_pid);
+    let reusing_second = s.engine.acquire().reuse(true).await.unwrap();
+    assert_eq!(backend_pid(&reusing_second).await, second_pid);
+    // The earlier reusing connection stays on the connection it reused.
+    assert_eq!(backend_pid(&reusing).await, first_pid);
+}
+
+#[tokio::test]
+async fn reuse_without_a_reusable_connection_borrows_a_new_one() {
+    let s = common::setup().await;
+    let conn = s.engine.acquire().reuse(true).await.unwrap();
+    assert!(!conn.is_reusing());
+    assert!(conn.has_raw_connection().await);
+    // Being a root, it is reusable itself.
+    let pid = backend_pid(&conn).await;
+    assert_eq!(current_pid(&s.engine).await, Some(pid));
+}
+
+#[tokio::test]
+async fn unreusable_connections_are_never_reused() {
+    let s = common::setup().await;
+    let reusable = s.engine.acquire().await.unwrap();
+    let reusable_pid = backend_pid(&reusable).await;
+    // Acquired later, so it would be the one reused if it were reusable.
+    let isolated = s.engine.acquire().reusable(false).await.unwrap();
+    let isolated_pid = backend_pid(&isolated).await;
+
+    assert_eq!(current_pid(&s.engine).await, Some(reusable_pid));
+    let reusing = s.engine.acquire().reuse(true).await.unwrap();
+    assert_eq!(backend_pid(&reusing).await, reusable_pid);
+    assert_eq!(backend_pid(&s.engine).await, reusable_pid);
+
+    // Alone, it is not reused either: a reusing acquire borrows anew.
+    drop(reusing);
+    reusable.release().await.unwrap();
+    assert!(s.engine.current_connection().is_none());
+    let fresh = s.engine.acquire().reuse(true).await.unwrap();
+    assert!(!fresh.is_reusing());
+    assert_ne!(backend_pid(&fresh).await, isolated_pid);
+}
+
+#[tokio::test]
+async fn a_reusing_connection_is_not_reusable() {
+    let s = common::setup().await;
+    let root = s.engine.acquire().await.unwrap();
+    let reusing = s.engine.acquire().reuse(true).reusable(true).await.unwrap();
+    assert!(reusing.is_reusing());
+    root.release().await.unwrap();
+    // Had the reusing connection gone on the stack, it would still be found.
+    assert!(s.engine.current_connection().is_none());
+    let next = s.engine.acquire().reuse(true).await.unwrap();
+    assert!(!next.is_reusing());
+    assert_released(try_backend_pid(&reusing).await);
+}
+
+#[tokio::test]
+async fn nested_reuse_and_implicit_queries_share_one_connection() {
+    let s = single_connection_pool().await;
+    let db = Gino::secondary();
+    db.set_bind(s.engine.clone()).await.unwrap();
+    within_deadline(async {
+        let root = s.engine.acquire().await.unwrap();
+        let pid = backend_pid(&root).await;
+        let inner = s.engine.acquire().reuse(true).await.unwrap();
+        let innermost = s.engine.acquire().reuse(true).await.unwrap();
+        assert_eq!(backend_pid(&innermost).await, pid);
+        assert_eq!(backend_pid(&inner).await, pid);
+        assert_eq!(backend_pid(&root).await, pid);
+        // Implicit execution reuses the held connection: with one
+        // connection in the pool, borrowing another would hang.
+        assert_eq!(backend_pid(&s.engine).await, pid);
+        assert_eq!(backend_pid(&db).await, pid);
+        let status = s
+            .engine
+            .status(diesel::sql_query("SELECT 1"))
+            .await
+            .unwrap();
+        assert_eq!(status, "SELECT 1");
+        drop(innermost);
+        drop(inner);
+        root.release().await.unwrap();
+    })
+    .await;
+    assert_all_returned(&s.engine);
+}
+
+#[tokio::test]
+async fn reuse_is_per_engine() {
+    let s = common::setup().await;
+    let other = gino::create_engine(s.db.url(), EngineOptions::new())
+        .await
+        .unwrap();
+    let held = s.engine.acquire().await.unwrap();
+    let held_pid = backend_pid(&held).await;
+    let conn = other.acquire().reuse(true).await.unwrap();
+    assert!(!conn.is_reusing());
+    assert_ne!(backend_pid(&conn).await, held_pid);
+    assert_eq!(current_pid(&other).await, Some(backend_pid(&conn).await));
+    assert_eq!(current_pid(&s.engine).await, Some(held_pid));
+}
+
+#[tokio::test]
+async fn lazy_connection_borrows_on_first_query() {
+    let s = common::setup().await;
+    let before = s.engine.pool_status();
+    assert_eq!(before.available, 1, "min_size connection: {before:?}");
+    let conn = s.engine.acquire().lazy(true).await.unwrap();
+    assert!(!conn.has_raw_connection().await);
+    assert_eq!(s.engine.pool_status(), before);
+
+    backend_pid(&conn).await;
+    assert!(conn.has_raw_connection().await);
+    assert_eq!(available(&s.engine), 0);
+
+    conn.release().await.unwrap();
+    assert_eq!(available(&s.engine), 1);
+}
+
+#[tokio::test]
+async fn unused_lazy_connection_never_borrows() {
+    let s = single_connection_pool().await;
+    let lazy = s.engine.acquire().lazy(true).await.unwrap();
+    // The pool's only connection is still free for someone else.
+    let other = s
+        .engine
+        .acquire()
+        .timeout(Duration::from_secs(2))
+        .await
+        .expect("the lazy connection must not hold the pool's only connection");
+    backend_pid(&other).await;
+    other.release().await.unwrap();
+    assert!(!lazy.has_raw_connection().await);
+    lazy.release().await.unwrap();
+    assert_all_returned(&s.engine);
+}
+
+#[tokio::test]
+async fn reusing_a_lazy_connection_eagerly_borrows_at_once() {
+    let s = common::setup().await;
+    let lazy = s.engine.acquire().lazy(true).await.unwrap();
+    let eager = s.engine.acquire().reuse(true).lazy(false).await.unwrap();
+    assert!(eager.is_reusing());
+    // The raw connection is shared, so the lazy root has it now too.
+    assert!(lazy.has_raw_connection().await);
+    assert_eq!(available(&s.engine), 0);
+    assert_eq!(backend_pid(&lazy).await, backend_pid(&eager).await);
+}
+
+#[tokio::test]
+async fn reusing_a_lazy_connection_lazily_stays_lazy() {
+    let s = common::setup().await;
+    let lazy = s.engine.acquire().lazy(true).await.unwrap();
+    let reusing = s.engine.acquire().reuse(true).lazy(true).await.unwrap();
+    assert!(reusing.is_reusing());
+    assert!(!reusing.has_raw_connection().await);
+    assert!(!lazy.has_raw_connection().await);
+    assert_eq!(available(&s.engine), 1);
+    // The first query through either borrows for both.
+    let pid = backend_pid(&reusing).await;
+    assert!(lazy.has_raw_connection().await);
+    assert_eq!(backend_pid(&lazy).await, pid);
+}
+
+#[tokio::test]
+async fn release_raw_returns_the_connection_and_the_next_query_reborrows() {
+    let s = single_connection_pool().await;
+    let conn = s.engine.acquire().await.unwrap();
+    backend_pid(&conn).await;
+    assert_eq!(available(&s.engine), 0);
+
+    conn.release_raw().await.unwrap();
+    assert!(!conn.has_raw_connection().await);
+    assert!(!conn.is_released());
+    assert_eq!(available(&s.engine), 1);
+    // Meanwhile the pool's only connection can serve someone else.
+    let other = s.engine.acquire().reusable(false).await.unwrap();
+    backend_pid(&other).await;
+    drop(other);
+
+    backend_pid(&conn).await;
+    assert!(conn.has_raw_connection().await);
+    assert_eq!(available(&s.engine), 0);
+    // It stays the task's reusable connection throughout.
+    assert!(s.engine.current_connection().is_some());
+    conn.release().await.unwrap();
+    assert_all_returned(&s.engine);
+}
+
+#[tokio::test]
+async fn release_raw_on_a_reusing_connection_does_nothing() {
+    let s = common::setup().await;
+    let root = s.engine.acquire().await.unwrap();
+    let pid = backend_pid(&root).await;
+    let reusing = s.engine.acquire().reuse(true).await.unwrap();
+    reusing.release_raw().await.unwrap();
+    assert!(root.has_raw_connection().await);
+    assert!(reusing.has_raw_connection().await);
+    assert_eq!(available(&s.engine), 0);
+    assert_eq!(backend_pid(&reusing).await, pid);
+}
+
+#[tokio::test]
+async fn releasing_the_root_invalidates_its_reusers() {
+    let s = common::setup().await;
+    let root = s.engine.acquire().await.unwrap();
+    let first = s.engine.acquire().reuse(true).await.unwrap();
+    let second = s.engine.acquire().reuse(true).await.unwrap();
+    backend_pid(&second).await;
+
+    root.release().await.unwrap();
+    assert_eq!(available(&s.engine), 1);
+    for conn in [&first, &second] {
+        assert!(conn.is_released());
+        assert!(!conn.has_raw_connection().await);
+        assert_released(try_backend_pid(conn).await);
+        assert_released(conn.release().await);
+    }
+    assert_all_returned(&s.engine);
+}
+
+#[tokio::test]
+async fn releasing_a_reuser_invalidates_only_itself() {
+    let s = common::setup().await;
+    let root = s.engine.acquire().await.unwrap();
+    let pid = backend_pid(&root).await;
+    let first = s.engine.acquire().reuse(true).await.unwrap();
+    let second = s.engine.acquire().reuse(true).await.unwrap();
+
+    first.release().await.unwrap();
+    assert!(first.is_released());
+    assert_released(try_backend_pid(&first).await);
+    assert_released(first.release().await);
+    assert_eq!(backend_pid(&root).await, pid);
+    assert_eq!(backend_pid(&second).await, pid);
+    assert_eq!(current_pid(&s.engine).await, Some(pid));
+    assert_eq!(available(&s.engine), 0);
+}
+
+#[tokio::test]
+async fn a_released_connection_cannot_be_used_or_released_again() {
+    let s = common::setup().await;
+    let conn = s.engine.acquire().await.unwrap();
+    conn.release().await.unwrap();
+    assert!(conn.is_released());
+    assert_released(try_backend_pid(&conn).await);
+    assert_released(conn.release().await);
+    assert_released(conn.release_raw().await);
+    assert_released(
+        conn.run(|c| Box::pin(diesel::sql_query("SELECT 1").execute(c)))
+            .await,
+    );
+    assert_released(conn.begin().await.map(drop));
+    assert_released(conn.transaction(async { Ok::<_, Error>(()) }).await);
+    assert_all_returned(&s.engine);
+}
+
+#[tokio::test]
+async fn current_connection_follows_out_of_order_releases() {
+    let s = common::setup().await;
+    assert!(s.engine.current_connection().is_none());
+    let a = s.engine.acquire().await.unwrap();
+    let b = s.engine.acquire().await.unwrap();
+    let c = s.engine.acquire().await.unwrap();
+    let (pid_a, pid_c) = (backend_pid(&a).await, backend_pid(&c).await);
+    assert_eq!(current_pid(&s.engine).await, Some(pid_c));
+
+    b.release().await.unwrap();
+    assert_eq!(current_pid(&s.engine).await, Some(pid_c));
+    c.release().await.unwrap();
+    assert_eq!(current_pid(&s.engine).await, Some(pid_a));
+    a.release().await.unwrap();
+    assert_all_returned(&s.engine);
+}
+
+#[tokio::test]
+async fn dropping_a_connection_releases_it() {
+    let s = single_connection_pool().await;
+    let conn = s.engine.acquire().await.unwrap();
+    let reusing = s.engine.acquire().reuse(true).await.unwrap();
+    backend_pid(&conn).await;
+    drop(conn);
+    assert_released(try_backend_pid(&reusing).await);
+    assert_all_returned(&s.engine);
+    // The pool's only connection is free again.
+    let again = s
+        .engine
+        .acquire()
+        .timeout(Duration::from_secs(2))
+        .await
+        .unwrap();
+    backend_pid(&again).await;
+}
+
+/// A spawned task starts with an empty context: it neither sees nor uses
+/// the parent's reusable connection, and the parent never sees the child's.
+async fn spawned_task_has_its_own_context() {
+    let s = common::setup().await;
+    let parent = s.engine.acquire().await.unwrap();
+    let parent_pid = backend_pid(&parent).await;
+
+    let (acquired_tx, acquired_rx) = tokio::sync::oneshot::channel();
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    let engine = s.engine.clone();
+    let child = tokio::spawn(async move {
+        let saw_parent = engine.current_connection().is_some();
+        let implicit_pid = backend_pid(&engine).await;
+        let own = engine.acquire().await.unwrap();
+        let own_pid = backend_pid(&own).await;
+        let reused_pid = backend_pid(&engine).await;
+        acquired_tx.send(()).unwrap();
+        done_rx.await.unwrap();
+        own.release().await.unwrap();
+        (saw_parent, implicit_pid, own_pid, reused_pid)
+    });
+    acquired_rx.await.unwrap();
+    // The child holds a reusable connection now; the parent keeps its own.
+    assert_eq!(current_pid(&s.engine).await, Some(parent_pid));
+    assert_eq!(backend_pid(&s.engine).await, parent_pid);
+    done_tx.send(()).unwrap();
+
+    let (saw_parent, implicit_pid, own_pid, reused_pid) = child.await.unwrap();
+    assert!(!saw_parent, "a spawned task saw its parent's connection");
+    assert_ne!(implicit_pid, parent_pid);
+    assert_ne!(own_pid, parent_pid);
+    assert_eq!(reused_pid, own_pid, "the child reuses its own connection");
+    parent.release().await.unwrap();
+    assert_all_returned(&s.engine);
+}
+
+#[tokio::test]
+async fn spawned_task_has_its_own_context_current_thread() {
+    spawned_task_has_its_own_context().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spawned_task_has_its_own_context_multi_thread() {
+    spawned_task_has_its_own_context().await;
+}
+
+#[tokio::test]
+async fn scope_makes_the_connection_contextual_and_releases_it() {
+    let s = common::setup().await;
+    let db = Gino::secondary();
+    db.set_bind(s.engine.clone()).await.unwrap();
+    // Not reusable: only the scope makes it the contextual connection.
+    let conn = s.engine.acquire().reusable(false).await.unwrap();
+    let pid = backend_pid(&conn).await;
+    let seen = conn
+        .scope(async {
+            let via_engine = backend_pid(&s.engine).await;
+            let via_db = backend_pid(&db).await;
+            let via_db_api: i32 = db.one(pid_query()).await.unwrap();
+            let current = current_pid(&s.engine).await;
+            let reusing = s.engine.acquire().reuse(true).await.unwrap();
+            (
+                via_engine,
+                via_db,
+                via_db_api,
+                current,
+                backend_pid(&reusing).await,
+            )
+        })
+        .await;
+    assert_eq!(seen, (pid, pid, pid, Some(pid), pid));
+    assert_all_returned(&s.engine);
+    assert_eq!(available(&s.engine), 1);
+}
+
+#[tokio::test]
+async fn context_is_empty_after_a_failed_scope() {
+    let s = common::setup().await;
+    let conn = s.engine.acquire().await.unwrap();
+    let result = conn
+        .scope(async {
+            let _nested = s.engine.acquire().await?;
+            s.engine.status(diesel::sql_query("SELEC 1")).await
+        })
+        .await;
+    assert_eq!(result.unwrap_err().sqlstate(), Some("42601"));
+    assert_all_returned(&s.engine);
+}
+
+/// Drops `fut` unfinished after a moment, as a cancelled task would.
+async fn cancel_soon<F: Future>(fut: F) -> Result<F::Output, tokio::time::error::Elapsed> {
+    tokio::time::timeout(Duration::from_millis(100), fut).await
+}
+
+#[tokio::test]
+async fn context_is_empty_after_a_cancelled_acquire() {
+    let s = single_connection_pool().await;
+
+    // A task that holds an acquired connection and is cancelled.
+    let held = cancel_soon(async {
+        let conn = s.engine.acquire().await.unwrap();
+        backend_pid(&conn).await;
+        std::future::pending::<()>().await;
+    })
+    .await;
+    assert!(held.is_err());
+    assert_all_returned(&s.engine);
+
+    // A scope cancelled while its future waits.
+    let conn = s.engine.acquire().await.unwrap();
+    let scoped = cancel_soon(conn.scope(std::future::pending::<()>())).await;
+    assert!(scoped.is_err());
+    assert_all_returned(&s.engine);
+
+    // Cancelled in the middle of a statement: the raw connection's state is
+    // unknown, so it is closed instead of returned, and the pool's only slot
+    // frees up.
+    let mid_query = cancel_soon(async {
+        let conn = s.engine.acquire().await.unwrap();
+        conn.status(diesel::sql_query("SELECT pg_sleep(30)"))
+            .await
+            .unwrap();
+    })
+    .await;
+    assert!(mid_query.is_err());
+    assert_all_returned(&s.engine);
+    let again = s
+        .engine
+        .acquire()
+        .timeout(Duration::from_secs(2))
+        .await
+        .unwrap();
+    assert_eq!(backend_pid(&again).await, backend_pid(&s.engine).await);
+}
+
+#[tokio::test]
+async fn run_gives_raw_diesel_access() {
+    let s = common::setup().await;
+    let conn = s.engine.acquire().await.unwrap();
+    let pid = backend_pid(&conn).await;
+    let rows = conn
+        .run(|c| Box::pin(diesel::sql_query("CREATE TEMP TABLE t AS SELECT 1 AS x").execute(c)))
+        .await
+        .unwrap();
+    assert_eq!(rows, 1);
+    let raw_pid: i32 = conn
+        .run(|c| Box::pin(pid_query().get_result(c)))
+        .await
+        .unwrap();
+    assert_eq!(raw_pid, pid);
+    // The temporary table proves gino and the closure share a session.
+    let status = conn
+        .status(diesel::sql_query("SELECT x FROM t"))
+        .await
+        .unwrap();
+    assert_eq!(status, "SELECT 1");
+    // diesel's errors come back as gino errors with their SQLSTATE.
+    let err = conn
+        .run(|c| Box::pin(diesel::sql_query("SELECT * FROM missing").execute(c)))
+        .await
+        .unwrap_err();
+    assert_eq!(err.sqlstate(), Some("42P01"), "{err}");
+}
+
+#[tokio::test]
+async fn eager_reuse_of_a_lazy_connection_waits_at_most_its_timeout() {
+    let s = single_connection_pool().await;
+    let lazy = s.engine.acquire().lazy(true).await.unwrap();
+    let holder = s.engine.acquire().reusable(false).await.unwrap();
+    // Reusing eagerly must borrow for the lazy connection, and the pool is
+    // empty: the reusing acquire's own timeout bounds that wait.
+    let started = tokio::time::Instant::now();
+    let result = within_deadline(
+        s.engine
+            .acquire()
+            .reuse(true)
+            .timeout(Duration::from_millis(100))
+            .into_future(),
+    )
+    .await;
+    assert!(
+        matches!(result, Err(Error::PoolTimeout(t)) if t == Duration::from_millis(100)),
+        "expected PoolTimeout, got {result:?}"
+    );
+    assert!(started.elapsed() >= Duration::from_millis(100));
+    assert!(!lazy.has_raw_connection().await);
+    drop(holder);
+    let reusing = s.engine.acquire().reuse(true).await.unwrap();
+    assert!(lazy.has_raw_connection().await);
+    assert_eq!(backend_pid(&reusing).await, backend_pid(&lazy).await);
+}
+
+#[tokio::test]
+async fn dropping_the_root_while_a_reuser_runs_a_query_returns_the_connection() {
+    let s = single_connection_pool().await;
+    let root = s.engine.acquire().await.unwrap();
+    let reusing = s.engine.acquire().reuse(true).await.unwrap();
+    let (slow, ()) = within_deadline(async {
+        tokio::join!(
+            reusing.status(diesel::sql_query("SELECT pg_sleep(0.3)")),
+            async {
+                // Dropped while the reusing connection's query holds it.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                drop(root);
+            }
+        )
+    })
+    .await;
+    // The query that was running finishes; nothing runs after it.
+    assert_eq!(slow.unwrap(), "SELECT 1");
+    assert_released(try_backend_pid(&reusing).await);
+    // The raw connection is back although `reusing` still exists.
+    assert_all_returned(&s.engine);
+    let other = s
+        .engine
+        .acquire()
+        .timeout(Duration::from_secs(2))
+        .await
+        .unwrap();
+    backend_pid(&other).await;
+}

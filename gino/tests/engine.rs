@@ -1,0 +1,579 @@
+//! Engines against a real server: GINO's `create_engine` (URLs and
+//! options), pools and their timeouts, closing, and binding a `Gino`.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{backend_pid, pid_query, try_backend_pid};
+use diesel::dsl::sql;
+use diesel::sql_types::Text;
+use gino::prelude::*;
+use gino::{create_engine, Engine, EngineOptions, Error, PoolStatus};
+use gino_testkit::TestDatabase;
+
+/// The server parts of the test database's URL, to rebuild it in other forms.
+struct ServerParts {
+    user: String,
+    host: String,
+    port: u16,
+    database: String,
+}
+
+fn server_parts(db: &TestDatabase) -> ServerParts {
+    let config: tokio_postgres::Config = db.url().parse().expect("test database URL");
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
+        other => panic!("the tests need a TCP server, got {other:?}"),
+    };
+    ServerParts {
+        user: config.get_user().expect("user in the test URL").to_owned(),
+        host,
+        port: config.get_ports().first().copied().unwrap_or(5432),
+        database: db.name().to_owned(),
+    }
+}
+
+/// `SELECT current_setting(name)`.
+async fn setting(engine: &Engine, name: &str) -> String {
+    let query = diesel::select(
+        sql::<Text>("current_setting(")
+            .bind::<Text, _>(name)
+            .sql(")"),
+    );
+    engine.one(query).await.expect("current_setting")
+}
+
+/// `SHOW statement_timeout`, as the server reports it.
+async fn show_statement_timeout(engine: &Engine) -> String {
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = Text)]
+        statement_timeout: String,
+    }
+    let row: Row = engine
+        .one(diesel::sql_query("SHOW statement_timeout"))
+        .await
+        .expect("SHOW statement_timeout");
+    row.statement_timeout
+}
+
+/// An application name no other test (or test run) uses.
+fn unique_app_name(db: &TestDatabase, what: &str) -> String {
+    format!("{what}_{}", db.name())
+}
+
+#[track_caller]
+fn assert_sqlstate<T: std::fmt::Debug>(result: gino::Result<T>, code: &str) {
+    match result {
+        Err(Error::Database(e)) => assert_eq!(e.code(), code, "{e}"),
+        other => panic!("expected database error {code}, got {other:?}"),
+    }
+}
+
+#[track_caller]
+fn configuration_message<T: std::fmt::Debug>(result: gino::Result<T>) -> String {
+    match result {
+        Err(Error::Configuration(message)) => message,
+        other => panic!("expected a configuration error, got {other:?}"),
+    }
+}
+
+#[track_caller]
+fn assert_pool_timeout<T: std::fmt::Debug>(result: gino::Result<T>, after: Duration) {
+    assert!(
+        matches!(result, Err(Error::PoolTimeout(t)) if t == after),
+        "expected PoolTimeout({after:?}), got {result:?}"
+    );
+}
+
+#[track_caller]
+fn assert_uninitialized<T: std::fmt::Debug>(result: gino::Result<T>) {
+    match result {
+        Err(e @ Error::Uninitialized) => assert!(
+            e.to_string().starts_with("Gino engine is not initialized"),
+            "{e}"
+        ),
+        other => panic!("expected Uninitialized, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn url_with_every_part_configures_the_engine() {
+    let s = common::setup().await;
+    let p = server_parts(&s.db);
+    for scheme in ["postgresql", "postgres"] {
+        let app = unique_app_name(&s.db, scheme);
+        // The server trusts the user; the password (with an encoded `@`)
+        // must still be parsed without disturbing host and database.
+        let url = format!(
+            "{scheme}://{}:s3cr%40t@{}:{}/{}?application_name={app}&statement_timeout=1s&max_size=3",
+            p.user, p.host, p.port, p.database
+        );
+        // URL parameters win over the options given in code.
+        let options = EngineOptions::new()
+            .max_size(7)
+            .application_name("from_code");
+        let engine = create_engine(&url, options).await.unwrap();
+        assert_eq!(engine.pool_status().max_size, 3, "{url}");
+        assert_eq!(setting(&engine, "application_name").await, app);
+        assert_eq!(show_statement_timeout(&engine).await, "1s");
+        let (user, database): (String, String) = engine
+            .one(diesel::select((
+                sql::<Text>("current_user::text"),
+                sql::<Text>("current_database()::text"),
+            )))
+            .await
+            .unwrap();
+        assert_eq!((user, database), (p.user.clone(), p.database.clone()));
+        assert!(!engine.url().to_string().contains("s3cr"));
+        assert!(!format!("{engine:?}").contains("s3cr"));
+        engine.close().await;
+    }
+}
+
+#[tokio::test]
+async fn options_apply_to_the_pool_and_every_connection() {
+    let db = TestDatabase::create().await;
+    let app = unique_app_name(&db, "options");
+    let options = EngineOptions::new()
+        .min_size(2)
+        .max_size(4)
+        .application_name(&app)
+        .statement_timeout(Duration::from_millis(200));
+    let engine = create_engine(db.url(), options).await.unwrap();
+    // min_size connections are open (and idle) right after creation.
+    let opened = PoolStatus {
+        max_size: 4,
+        size: 2,
+        available: 2,
+        waiting: 0,
+    };
+    assert_eq!(engine.pool_status(), opened);
+    assert_eq!(common::session_states(&engine, &app).await.len(), 1);
+
+    assert_eq!(setting(&engine, "application_name").await, app);
+    assert_eq!(show_statement_timeout(&engine).await, "200ms");
+    // The server enforces it: 57014 query_canceled.
+    let slow = engine.status(diesel::sql_query("SELECT pg_sleep(5)")).await;
+    assert_sqlstate(slow, "57014");
+}
+
+#[tokio::test]
+async fn min_size_zero_opens_nothing_until_first_use() {
+    let s = common::setup_with(EngineOptions::new().min_size(0)).await;
+    assert_eq!(s.engine.pool_status().size, 0);
+    backend_pid(&s.engine).await;
+    assert_eq!(s.engine.pool_status().size, 1);
+}
+
+/// Collects what `tracing` prints, to check the echo.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+
+    fn make_writer(&'a self) -> Captured {
+        self.clone()
+    }
+}
+
+/// Runs `SELECT '<marker>'` on `engine`.
+async fn select_marker(engine: &Engine, marker: &str) {
+    let query = diesel::select(sql::<Text>(&format!("'{marker}'")));
+    let echoed: String = engine.one(query).await.unwrap();
+    assert_eq!(echoed, marker);
+}
+
+// A current-thread runtime: the statements run on this thread, where the
+// capturing subscriber is installed.
+#[tokio::test]
+async fn echo_logs_statements_while_on() {
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(captured.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let s = common::setup_with(EngineOptions::new().echo(true)).await;
+    assert!(s.engine.echo());
+    select_marker(&s.engine, "gino_echo_on").await;
+    assert!(
+        captured.text().contains("gino_echo_on"),
+        "{}",
+        captured.text()
+    );
+
+    s.engine.set_echo(false);
+    select_marker(&s.engine, "gino_echo_off").await;
+    assert!(!captured.text().contains("gino_echo_off"));
+
+    // The URL parameter turns it on too.
+    let from_url = create_engine(
+        &common::url_with(&s.db, "echo=true"),
+        EngineOptions::new().min_size(0),
+    )
+    .await
+    .unwrap();
+    assert!(from_url.echo());
+    assert!(!s.engine.echo());
+}
+
+#[tokio::test]
+async fn malformed_urls_and_unknown_options_name_the_offending_part() {
+    let db = TestDatabase::create().await;
+    let good = db.url();
+    let p = server_parts(&db);
+    let cases = [
+        ("mysql://localhost/db".to_owned(), "mysql"),
+        ("alice:s3cret@localhost/db".to_owned(), "not a database URL"),
+        (format!("postgres://{}:notaport/db", p.host), "notaport"),
+        (format!("postgres://{}:99999/db", p.host), "99999"),
+        (common::url_with(&db, "bogus_option=1"), "bogus_option"),
+        (common::url_with(&db, "max_size=lots"), "max_size"),
+        (
+            common::url_with(&db, "statement_timeout=soon"),
+            "statement_timeout",
+        ),
+        (common::url_with(&db, "min_size=5&max_size=2"), "min_size"),
+        (common::url_with(&db, "flag"), "flag"),
+        (format!("{good}%zz"), "percent"),
+    ];
+    for (url, offending) in cases {
+        let message = configuration_message(create_engine(&url, EngineOptions::new()).await);
+        assert!(
+            message.contains(offending),
+            "{url}: message {message:?} does not name {offending:?}"
+        );
+        assert!(!message.contains("s3cret"), "password shown: {message}");
+    }
+    let message = configuration_message(EngineOptions::new().set("pool_size", "3"));
+    assert!(message.contains("pool_size"), "{message}");
+    let zero = create_engine(good, EngineOptions::new().max_size(0)).await;
+    assert!(configuration_message(zero).contains("max_size"));
+}
+
+#[tokio::test]
+async fn closed_engine_fails_with_pool_closed() {
+    let s = common::setup().await;
+    let lazy = s.engine.acquire().lazy(true).await.unwrap();
+    s.engine.close().await;
+    assert!(matches!(
+        try_backend_pid(&s.engine).await,
+        Err(Error::PoolClosed)
+    ));
+    assert!(matches!(s.engine.acquire().await, Err(Error::PoolClosed)));
+    assert!(matches!(
+        try_backend_pid(&lazy).await,
+        Err(Error::PoolClosed)
+    ));
+    let db = Gino::secondary();
+    db.set_bind(s.engine.clone()).await.unwrap();
+    assert!(matches!(try_backend_pid(&db).await, Err(Error::PoolClosed)));
+}
+
+#[tokio::test]
+async fn missing_database_is_sqlstate_3d000() {
+    let url = gino_testkit::Server::get().url_for("gino_test_no_such_database");
+    // With nothing to open at creation, creating succeeds ...
+    let engine = create_engine(&url, EngineOptions::new().min_size(0))
+        .await
+        .unwrap();
+    // ... and every borrow fails.
+    assert_sqlstate(engine.acquire().await, "3D000");
+    assert_sqlstate(try_backend_pid(&engine).await, "3D000");
+    let lazy = engine.acquire().lazy(true).await.unwrap();
+    assert_sqlstate(try_backend_pid(&lazy).await, "3D000");
+    // With the default min_size, creating opens a connection and fails.
+    assert_sqlstate(create_engine(&url, EngineOptions::new()).await, "3D000");
+}
+
+#[tokio::test]
+async fn unreachable_server_is_a_connection_error() {
+    // A port that was free a moment ago: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
+    let assert_helpful = |result: gino::Result<_>| match result {
+        Err(Error::Connection(message)) => {
+            assert!(message.contains(&format!("127.0.0.1:{port}")), "{message}");
+            assert!(message.contains("PostgreSQL server running"), "{message}");
+        }
+        other => panic!("expected a connection error, got {other:?}"),
+    };
+    assert_helpful(create_engine(&url, EngineOptions::new()).await.map(drop));
+    let engine = create_engine(&url, EngineOptions::new().min_size(0))
+        .await
+        .unwrap();
+    assert_helpful(engine.acquire().await.map(drop));
+}
+
+/// Polls until `app` has `expected` sessions on the server; a closed
+/// connection's backend exits a moment after the client hangs up.
+async fn wait_for_sessions(monitor: &Engine, app: &str, expected: usize) {
+    let mut seen = Vec::new();
+    for _ in 0..100 {
+        seen = common::session_states(monitor, app).await;
+        if seen.len() == expected {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("expected {expected} sessions of {app}, found {seen:?}");
+}
+
+#[tokio::test]
+async fn without_pooling_every_acquire_opens_a_connection_and_release_closes_it() {
+    let s = common::setup().await;
+    let app = unique_app_name(&s.db, "unpooled");
+    let options = EngineOptions::new().pool(false).application_name(&app);
+    let engine = create_engine(s.db.url(), options).await.unwrap();
+    // Nothing is opened at creation and there is no pool to report.
+    assert_eq!(engine.pool_status().max_size, 0);
+    wait_for_sessions(&s.engine, &app, 0).await;
+
+    let a = engine.acquire().await.unwrap();
+    let b = engine.acquire().await.unwrap();
+    let (pid_a, pid_b) = (backend_pid(&a).await, backend_pid(&b).await);
+    assert_ne!(pid_a, pid_b);
+    wait_for_sessions(&s.engine, &app, 2).await;
+
+    a.release().await.unwrap();
+    wait_for_sessions(&s.engine, &app, 1).await;
+    drop(b);
+    wait_for_sessions(&s.engine, &app, 0).await;
+
+    // Nothing is kept for the next acquire either.
+    let c = engine.acquire().reusable(false).await.unwrap();
+    let pid_c = backend_pid(&c).await;
+    assert!(pid_c != pid_a && pid_c != pid_b);
+    c.release().await.unwrap();
+    let once = backend_pid(&engine).await;
+    assert_ne!(backend_pid(&engine).await, once);
+    wait_for_sessions(&s.engine, &app, 0).await;
+
+    engine.close().await;
+    assert!(matches!(engine.acquire().await, Err(Error::PoolClosed)));
+}
+
+#[tokio::test]
+async fn exhausted_pool_acquire_fails_after_its_timeout() {
+    let s = common::setup_with(EngineOptions::new().max_size(1)).await;
+    let holder = s.engine.acquire().await.unwrap();
+    let wait = Duration::from_millis(50);
+    let started = tokio::time::Instant::now();
+    assert_pool_timeout(s.engine.acquire().timeout(wait).await, wait);
+    assert!(started.elapsed() >= wait);
+    assert_eq!(s.engine.pool_status().waiting, 0);
+    drop(holder);
+    s.engine.acquire().timeout(wait).await.unwrap();
+}
+
+#[tokio::test]
+async fn engine_acquire_timeout_bounds_acquires_and_implicit_queries() {
+    let wait = Duration::from_millis(50);
+    let options = EngineOptions::new().max_size(1).acquire_timeout(wait);
+    let s = common::setup_with(options).await;
+    // Not reusable, so that implicit queries cannot run on it.
+    let holder = s.engine.acquire().reusable(false).await.unwrap();
+    assert_pool_timeout(s.engine.acquire().await, wait);
+    assert_pool_timeout(try_backend_pid(&s.engine).await, wait);
+    // A lazy connection's first query waits as long as its acquire allows.
+    let lazy = s.engine.acquire().lazy(true).await.unwrap();
+    assert_pool_timeout(try_backend_pid(&lazy).await, wait);
+    // A per-acquire timeout overrides the engine's.
+    let longer = Duration::from_millis(120);
+    assert_pool_timeout(s.engine.acquire().timeout(longer).await, longer);
+    drop(holder);
+    backend_pid(&lazy).await;
+}
+
+/// A lazy connection's query while the pool's only connection is held:
+/// the query's timeout (from `per_query`, or the engine's `timeout`
+/// option) counts the wait for the pool.
+async fn lazy_query_times_out_waiting_for_the_pool(
+    options: EngineOptions,
+    per_query: Option<Duration>,
+    expected: Duration,
+) {
+    let s = common::setup_with(options.max_size(1)).await;
+    let holder = s.engine.acquire().reusable(false).await.unwrap();
+    let lazy = s.engine.acquire().lazy(true).await.unwrap();
+    let query = pid_query().gino().bind(&lazy);
+    let query = match per_query {
+        Some(timeout) => query.timeout(timeout),
+        None => query,
+    };
+    let started = tokio::time::Instant::now();
+    let result: gino::Result<i32> = query.one().await;
+    assert!(
+        matches!(result, Err(Error::QueryTimeout(t)) if t == expected),
+        "expected QueryTimeout({expected:?}), got {result:?}"
+    );
+    assert!(started.elapsed() >= expected);
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(!lazy.has_raw_connection().await);
+    drop(holder);
+    backend_pid(&lazy).await;
+}
+
+#[tokio::test]
+async fn lazy_query_timeout_counts_the_wait_for_the_pool() {
+    let timeout = Duration::from_millis(100);
+    lazy_query_times_out_waiting_for_the_pool(EngineOptions::new(), Some(timeout), timeout).await;
+}
+
+#[tokio::test]
+async fn engine_default_timeout_counts_the_wait_for_the_pool() {
+    let timeout = Duration::from_millis(100);
+    let options = EngineOptions::new().timeout(timeout);
+    lazy_query_times_out_waiting_for_the_pool(options, None, timeout).await;
+}
+
+#[tokio::test]
+async fn set_bind_accepts_a_url_an_engine_or_a_url_with_options() {
+    let s = common::setup().await;
+    let db = Gino::secondary();
+    assert!(!db.is_bound());
+    assert!(db.pop_bind().is_none());
+
+    let from_url = db.set_bind(s.db.url()).await.unwrap();
+    assert!(db.is_bound());
+    assert_eq!(backend_pid(&db).await, backend_pid(&from_url).await);
+    let popped = db.pop_bind().expect("bound");
+    assert!(!db.is_bound());
+    // pop_bind hands the engine over; it is not closed.
+    backend_pid(&popped).await;
+    popped.close().await;
+
+    db.set_bind(s.engine.clone()).await.unwrap();
+    let conn = s.engine.acquire().await.unwrap();
+    // Same engine, so the db finds the engine's contextual connection.
+    assert_eq!(backend_pid(&db).await, backend_pid(&conn).await);
+    drop(conn);
+
+    // Binding again replaces the engine.
+    let options = EngineOptions::new().max_size(2).min_size(0);
+    let with_options = db.set_bind((s.db.url(), options)).await.unwrap();
+    assert_eq!(db.engine().unwrap().pool_status().max_size, 2);
+    backend_pid(&db).await;
+    assert_eq!(with_options.pool_status().size, 1);
+    db.pop_bind().unwrap().close().await;
+    assert!(db.pop_bind().is_none());
+}
+
+#[tokio::test]
+async fn with_bind_unbinds_and_closes_after_ok_and_after_err() {
+    let s = common::setup().await;
+    let db = Gino::secondary();
+
+    let engine = db
+        .with_bind(s.db.url(), |engine| async {
+            assert!(db.is_bound());
+            backend_pid(&db).await;
+            Ok::<_, Error>(engine)
+        })
+        .await
+        .unwrap();
+    assert!(!db.is_bound());
+    assert!(matches!(
+        try_backend_pid(&engine).await,
+        Err(Error::PoolClosed)
+    ));
+
+    let kept = Mutex::new(None);
+    let failed = db
+        .with_bind(s.db.url(), |engine| {
+            *kept.lock().unwrap() = Some(engine);
+            async {
+                backend_pid(&db).await;
+                Err::<(), _>(Error::NoSuchRow)
+            }
+        })
+        .await;
+    assert!(matches!(failed, Err(Error::NoSuchRow)));
+    assert!(!db.is_bound());
+    let engine = kept.lock().unwrap().take().unwrap();
+    assert!(matches!(
+        try_backend_pid(&engine).await,
+        Err(Error::PoolClosed)
+    ));
+
+    // A URL that fails leaves the db unbound and never runs the scope.
+    let bad = db
+        .with_bind("postgres://localhost/db?bogus=1", |_| async {
+            Ok::<_, Error>("the scope ran")
+        })
+        .await;
+    assert!(matches!(bad, Err(Error::Configuration(_))));
+    assert!(!db.is_bound());
+}
+
+#[tokio::test]
+async fn unbound_gino_fails_with_uninitialized() {
+    let s = common::setup().await;
+    let db = Gino::secondary();
+    // Never bound, and bound then unbound: the same, and nothing panics.
+    for round in 0..2 {
+        assert_uninitialized(try_backend_pid(&db).await);
+        assert_uninitialized(db.all::<i32, _>(pid_query()).await);
+        assert_uninitialized(db.acquire().await);
+        assert_uninitialized(db.transaction(async { Ok::<_, Error>(()) }).await);
+        assert_uninitialized(db.begin().await);
+        assert_uninitialized(db.engine());
+        assert!(db.current_connection().is_none());
+        if round == 0 {
+            db.set_bind(s.engine.clone()).await.unwrap();
+            backend_pid(&db).await;
+            db.pop_bind();
+        }
+    }
+    // A contextual connection of some engine does not make it bound.
+    let _conn = s.engine.acquire().await.unwrap();
+    assert_uninitialized(try_backend_pid(&db).await);
+}
+
+/// The one test of this file that binds a default `Gino` (`Gino::new()`):
+/// `.gino()` without `bind` falls back to the newest bound default, which
+/// is process-wide, so no other test here may touch it.
+#[tokio::test]
+async fn gino_query_falls_back_to_the_default_database() {
+    static DB: Gino = Gino::new();
+    let s = common::setup().await;
+    let implicit = || async { pid_query().gino().one::<i32>().await };
+    assert_uninitialized(implicit().await);
+
+    let engine = DB.set_bind(s.engine.clone()).await.unwrap();
+    implicit().await.unwrap();
+    // It runs on the default engine's contextual connection when there is one.
+    let conn = engine.acquire().await.unwrap();
+    assert_eq!(implicit().await.unwrap(), backend_pid(&conn).await);
+    drop(conn);
+
+    // A secondary database is never the fallback.
+    let secondary = Gino::secondary();
+    secondary.set_bind(s.engine.clone()).await.unwrap();
+    DB.pop_bind();
+    assert_uninitialized(implicit().await);
+}

@@ -74,6 +74,11 @@ pub(crate) fn default_engine() -> Result<Engine> {
 
 impl Gino {
     /// A default database, unbound. `const`, so it can live in a `static`.
+    ///
+    /// ```
+    /// static DB: gino::Gino = gino::Gino::new();
+    /// assert!(!DB.is_bound());
+    /// ```
     pub const fn new() -> Self {
         Gino {
             engine: RwLock::new(None),
@@ -137,8 +142,16 @@ impl Gino {
         Ok(engine)
     }
 
-    /// Unbinds and returns the engine, usually to close it:
-    /// `DB.pop_bind().unwrap().close().await`.
+    /// Unbinds and returns the engine, usually to close it.
+    ///
+    /// ```
+    /// # async fn demo(db: &gino::Gino) {
+    /// if let Some(engine) = db.pop_bind() {
+    ///     engine.close().await;
+    /// }
+    /// assert!(db.pop_bind().is_none());
+    /// # }
+    /// ```
     pub fn pop_bind(&self) -> Option<Engine> {
         let engine = self
             .engine
@@ -153,6 +166,15 @@ impl Gino {
     }
 
     /// Whether an engine is bound.
+    ///
+    /// ```
+    /// # async fn demo(url: &str) -> gino::Result<()> {
+    /// let db = gino::Gino::secondary();
+    /// assert!(!db.is_bound());
+    /// db.set_bind(url).await?;
+    /// assert!(db.is_bound());
+    /// # Ok(()) }
+    /// ```
     pub fn is_bound(&self) -> bool {
         self.engine
             .read()
@@ -161,6 +183,11 @@ impl Gino {
     }
 
     /// The bound engine, or [`Error::Uninitialized`].
+    ///
+    /// ```
+    /// let db = gino::Gino::secondary();
+    /// assert!(matches!(db.engine(), Err(gino::Error::Uninitialized)));
+    /// ```
     pub fn engine(&self) -> Result<Engine> {
         self.engine
             .read()
@@ -218,18 +245,49 @@ impl Gino {
 
     /// The current task's newest contextual connection of the bound engine,
     /// as a reusing connection; see [`Engine::current_connection`].
+    ///
+    /// ```
+    /// # async fn demo(db: &gino::Gino) -> gino::Result<()> {
+    /// let conn = db.acquire().await?;
+    /// assert!(db.current_connection().is_some());
+    /// conn.release().await?;
+    /// assert!(db.current_connection().is_none());
+    /// # Ok(()) }
+    /// ```
     pub fn current_connection(&self) -> Option<Connection> {
         self.engine().ok()?.current_connection()
     }
 
     /// Runs `fut` in a managed transaction on the contextual connection or
     /// a connection of the bound engine. See [`Transaction`](crate::Transaction).
+    ///
+    /// ```
+    /// # async fn demo(db: &gino::Gino) -> gino::Result<()> {
+    /// // Err rolls back and comes back to the caller unchanged.
+    /// let result: Result<(), gino::Error> = db
+    ///     .transaction(async {
+    ///         db.status(diesel::sql_query("CREATE TEMP TABLE t (x int)")).await?;
+    ///         Err(gino::Error::NoSuchRow)
+    ///     })
+    ///     .await;
+    /// assert!(matches!(result, Err(gino::Error::NoSuchRow)));
+    /// # Ok(()) }
+    /// ```
     pub fn transaction<F>(&self, fut: F) -> ManagedTransaction<'_, F> {
         ManagedTransaction::new(Origin::Db(self), fut)
     }
 
     /// Begins a manual transaction on the contextual connection or a new
-    /// reusable connection of the bound engine.
+    /// reusable connection of the bound engine; implicit queries of the task
+    /// run in it until it ends.
+    ///
+    /// ```
+    /// # async fn demo(db: &gino::Gino) -> gino::Result<()> {
+    /// let tx = db.begin().await?;
+    /// db.status(diesel::sql_query("CREATE TEMP TABLE t (x int)")).await?; // inside tx
+    /// tx.rollback().await?;
+    /// # Ok(()) }
+    /// ```
     pub fn begin(&self) -> Begin<'_> {
         Begin::new(Origin::Db(self))
     }
@@ -238,5 +296,5 @@ impl Gino {
         Bind::Db(self)
     }
 
-    crate::executor::query_methods!();
+    crate::executor::query_methods!("db", "gino::Gino");
 }

@@ -551,7 +551,7 @@ impl Connection {
         Bind::Connection(self)
     }
 
-    crate::executor::query_methods!();
+    crate::executor::query_methods!("conn", "gino::Connection");
 }
 
 impl Drop for Connection {

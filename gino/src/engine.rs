@@ -136,11 +136,24 @@ impl Engine {
     }
 
     /// The options this engine was created with (URL parameters applied).
+    ///
+    /// ```
+    /// # async fn demo(url: &str) -> gino::Result<()> {
+    /// let engine = gino::create_engine(&format!("{url}?max_size=3"), Default::default()).await?;
+    /// assert_eq!(engine.pool_status().max_size, 3);
+    /// # Ok(()) }
+    /// ```
     pub fn options(&self) -> &EngineOptions {
         &self.inner.options
     }
 
     /// The URL this engine connects to (its `Display` masks the password).
+    ///
+    /// ```
+    /// # fn demo(engine: &gino::Engine) {
+    /// println!("connected to {}", engine.url()); // postgres://user:***@host/db
+    /// # }
+    /// ```
     pub fn url(&self) -> &DatabaseUrl {
         &self.inner.url
     }
@@ -157,7 +170,7 @@ impl Engine {
         self.inner.echo.store(echo, Ordering::Relaxed);
     }
 
-    /// Whether statements are logged.
+    /// Whether statements are logged; see [`set_echo`](Self::set_echo).
     pub fn echo(&self) -> bool {
         self.inner.echo.load(Ordering::Relaxed)
     }
@@ -192,6 +205,13 @@ impl Engine {
 
     /// Closes the pool: idle connections close now, borrowed ones when they
     /// come back; borrowing afterwards fails with [`Error::PoolClosed`].
+    ///
+    /// ```
+    /// # async fn demo(engine: gino::Engine) {
+    /// engine.close().await;
+    /// assert!(matches!(engine.acquire().await, Err(gino::Error::PoolClosed)));
+    /// # }
+    /// ```
     pub async fn close(&self) {
         self.close_now();
     }
@@ -311,6 +331,14 @@ impl Engine {
 
     /// Begins a manual transaction on this engine's contextual connection or
     /// a newly borrowed, reusable one.
+    ///
+    /// ```
+    /// # async fn demo(engine: &gino::Engine) -> gino::Result<()> {
+    /// let tx = engine.begin().await?;
+    /// engine.status(diesel::sql_query("CREATE TEMP TABLE t (x int)")).await?; // inside tx
+    /// tx.commit().await?;
+    /// # Ok(()) }
+    /// ```
     pub fn begin(&self) -> Begin<'_> {
         Begin::new(Origin::Engine(self))
     }
@@ -319,7 +347,7 @@ impl Engine {
         Bind::Engine(self)
     }
 
-    crate::executor::query_methods!();
+    crate::executor::query_methods!("engine", "gino::Engine");
 }
 
 /// Something an engine can be made from: a URL, a URL with options, or an

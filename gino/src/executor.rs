@@ -520,6 +520,14 @@ impl<'a, Q> Executor<'a, Q> {
     }
 
     /// The query as SQL and bind values, without running it.
+    ///
+    /// ```
+    /// use diesel::dsl::sql;
+    /// use diesel::sql_types::Text;
+    /// use gino::prelude::*;
+    /// let q = diesel::select(sql::<Text>("").bind::<Text, _>("hi"));
+    /// assert_eq!(q.gino().compile().binds(), ["\"hi\""]);
+    /// ```
     pub fn compile(&self) -> Compiled
     where
         Q: QueryFragment<Pg>,
@@ -564,6 +572,19 @@ impl<'a, Q> Executor<'a, Q> {
     /// The first row, or `None` when there is none. Only the first row is
     /// read; the query itself is not changed (add a `LIMIT` to spare the
     /// server the rest).
+    ///
+    /// ```
+    /// # async fn demo() -> gino::Result<()> {
+    /// use diesel::dsl::sql;
+    /// use diesel::sql_types::Integer;
+    /// use gino::prelude::*;
+    /// let first: Option<i32> = diesel::select(sql::<Integer>("generate_series(4, 6)"))
+    ///     .gino()
+    ///     .first()
+    ///     .await?;
+    /// assert_eq!(first, Some(4));
+    /// # Ok(()) }
+    /// ```
     pub async fn first<'q, U>(self) -> Result<Option<U>>
     where
         Q: LoadQuery<'q, AsyncPgConnection, U> + Send + 'q,
@@ -574,6 +595,15 @@ impl<'a, Q> Executor<'a, Q> {
 
     /// Exactly one row: [`Error::NoResultFound`] when there is none,
     /// [`Error::MultipleResultsFound`] when there are more.
+    ///
+    /// ```
+    /// # async fn demo() -> gino::Result<()> {
+    /// use diesel::dsl::sql;
+    /// use diesel::sql_types::Integer;
+    /// use gino::prelude::*;
+    /// let one: i32 = diesel::select(sql::<Integer>("1")).gino().one().await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn one<'q, U>(self) -> Result<U>
     where
         Q: LoadQuery<'q, AsyncPgConnection, U> + Send + 'q,
@@ -583,6 +613,19 @@ impl<'a, Q> Executor<'a, Q> {
     }
 
     /// One row or none: [`Error::MultipleResultsFound`] when there are more.
+    ///
+    /// ```
+    /// # async fn demo() -> gino::Result<()> {
+    /// use diesel::dsl::sql;
+    /// use diesel::sql_types::Integer;
+    /// use gino::prelude::*;
+    /// let none: Option<i32> = diesel::select(sql::<Integer>("1 WHERE false"))
+    ///     .gino()
+    ///     .one_or_none()
+    ///     .await?;
+    /// assert_eq!(none, None);
+    /// # Ok(()) }
+    /// ```
     pub async fn one_or_none<'q, U>(self) -> Result<Option<U>>
     where
         Q: LoadQuery<'q, AsyncPgConnection, U> + Send + 'q,
@@ -617,6 +660,15 @@ impl<'a, Q> Executor<'a, Q> {
 
     /// Runs the statement and returns PostgreSQL's command tag, e.g.
     /// `UPDATE 8` or `INSERT 0 1`.
+    ///
+    /// ```
+    /// # async fn demo() -> gino::Result<()> {
+    /// use gino::prelude::*;
+    /// let status = diesel::sql_query("SELECT 1").gino().status().await?;
+    /// assert_eq!(status, "SELECT 1");
+    /// assert_eq!(status.rows(), 1);
+    /// # Ok(()) }
+    /// ```
     pub async fn status(self) -> Result<Status>
     where
         Q: ExecuteDsl<AsyncPgConnection> + Send,
@@ -631,9 +683,17 @@ impl<'a, Q> Executor<'a, Q> {
 
 /// The query API shared by [`Gino`], [`Engine`] and [`Connection`]: each
 /// method wraps the query in an [`Executor`] bound to `self.bind()`.
+/// `$recv` and `$ty` name the receiver in the generated examples.
 macro_rules! query_methods {
-    () => {
-        /// All rows of `query`; see [`Executor::all`](crate::Executor::all).
+    ($recv:literal, $ty:literal) => {
+        #[doc = concat!(
+            "All rows of `query`; see [`Executor::all`](crate::Executor::all).\n\n",
+            "```\n# async fn demo(", $recv, ": &", $ty, ") -> gino::Result<()> {\n",
+            "use diesel::dsl::sql;\nuse diesel::sql_types::Integer;\n",
+            "let rows: Vec<i32> = ", $recv,
+            ".all(diesel::select(sql::<Integer>(\"generate_series(1, 3)\"))).await?;\n",
+            "assert_eq!(rows, [1, 2, 3]);\n# Ok(()) }\n```"
+        )]
         pub async fn all<'q, U, Q>(&self, query: Q) -> $crate::Result<Vec<U>>
         where
             Q: diesel_async::methods::LoadQuery<'q, diesel_async::AsyncPgConnection, U> + Send + 'q,
@@ -642,8 +702,15 @@ macro_rules! query_methods {
             $crate::Executor::new(query, self.bind()).all().await
         }
 
-        /// The first row of `query`, if any; see
-        /// [`Executor::first`](crate::Executor::first).
+        #[doc = concat!(
+            "The first row of `query`, or `None`; see ",
+            "[`Executor::first`](crate::Executor::first).\n\n",
+            "```\n# async fn demo(", $recv, ": &", $ty, ") -> gino::Result<()> {\n",
+            "use diesel::dsl::sql;\nuse diesel::sql_types::Integer;\n",
+            "let first: Option<i32> = ", $recv,
+            ".first(diesel::select(sql::<Integer>(\"generate_series(5, 9)\"))).await?;\n",
+            "assert_eq!(first, Some(5));\n# Ok(()) }\n```"
+        )]
         pub async fn first<'q, U, Q>(&self, query: Q) -> $crate::Result<Option<U>>
         where
             Q: diesel_async::methods::LoadQuery<'q, diesel_async::AsyncPgConnection, U> + Send + 'q,
@@ -652,7 +719,14 @@ macro_rules! query_methods {
             $crate::Executor::new(query, self.bind()).first().await
         }
 
-        /// Exactly one row of `query`; see [`Executor::one`](crate::Executor::one).
+        #[doc = concat!(
+            "Exactly one row of `query`; see [`Executor::one`](crate::Executor::one).\n\n",
+            "```\n# async fn demo(", $recv, ": &", $ty, ") -> gino::Result<()> {\n",
+            "use diesel::dsl::sql;\nuse diesel::sql_types::Integer;\n",
+            "let none = ", $recv,
+            ".one::<i32, _>(diesel::select(sql::<Integer>(\"1 WHERE false\"))).await;\n",
+            "assert!(matches!(none, Err(gino::Error::NoResultFound)));\n# Ok(()) }\n```"
+        )]
         pub async fn one<'q, U, Q>(&self, query: Q) -> $crate::Result<U>
         where
             Q: diesel_async::methods::LoadQuery<'q, diesel_async::AsyncPgConnection, U> + Send + 'q,
@@ -661,20 +735,32 @@ macro_rules! query_methods {
             $crate::Executor::new(query, self.bind()).one().await
         }
 
-        /// One row of `query` or none; see
-        /// [`Executor::one_or_none`](crate::Executor::one_or_none).
+        #[doc = concat!(
+            "One row of `query` or none; see ",
+            "[`Executor::one_or_none`](crate::Executor::one_or_none).\n\n",
+            "```\n# async fn demo(", $recv, ": &", $ty, ") -> gino::Result<()> {\n",
+            "use diesel::dsl::sql;\nuse diesel::sql_types::Integer;\n",
+            "let two = ", $recv,
+            ".one_or_none::<i32, _>(diesel::select(sql::<Integer>(\"generate_series(1, 2)\"))).await;\n",
+            "assert!(matches!(two, Err(gino::Error::MultipleResultsFound)));\n# Ok(()) }\n```"
+        )]
         pub async fn one_or_none<'q, U, Q>(&self, query: Q) -> $crate::Result<Option<U>>
         where
             Q: diesel_async::methods::LoadQuery<'q, diesel_async::AsyncPgConnection, U> + Send + 'q,
             U: Send + 'static,
         {
-            $crate::Executor::new(query, self.bind())
-                .one_or_none()
-                .await
+            $crate::Executor::new(query, self.bind()).one_or_none().await
         }
 
-        /// The single value of `query`'s first row; see
-        /// [`Executor::scalar`](crate::Executor::scalar).
+        #[doc = concat!(
+            "The single value of `query`'s first row, `None` without a row; see ",
+            "[`Executor::scalar`](crate::Executor::scalar).\n\n",
+            "```\n# async fn demo(", $recv, ": &", $ty, ") -> gino::Result<()> {\n",
+            "use diesel::dsl::sql;\nuse diesel::sql_types::BigInt;\n",
+            "let n: Option<i64> = ", $recv,
+            ".scalar(diesel::select(sql::<BigInt>(\"count(*) FROM pg_class\"))).await?;\n",
+            "assert!(n.unwrap() > 0);\n# Ok(()) }\n```"
+        )]
         pub async fn scalar<'q, T, Q>(&self, query: Q) -> $crate::Result<Option<T>>
         where
             Q: diesel_async::methods::LoadQuery<'q, diesel_async::AsyncPgConnection, T> + Send + 'q,
@@ -683,8 +769,14 @@ macro_rules! query_methods {
             $crate::Executor::new(query, self.bind()).scalar().await
         }
 
-        /// Runs `query` and returns its command tag; see
-        /// [`Executor::status`](crate::Executor::status).
+        #[doc = concat!(
+            "Runs `query` and returns PostgreSQL's command tag; see ",
+            "[`Executor::status`](crate::Executor::status).\n\n",
+            "```\n# async fn demo(", $recv, ": &", $ty, ") -> gino::Result<()> {\n",
+            "let status = ", $recv,
+            ".status(diesel::sql_query(\"CREATE TEMP TABLE IF NOT EXISTS t (x int)\")).await?;\n",
+            "assert_eq!(status, \"CREATE TABLE\");\n# Ok(()) }\n```"
+        )]
         pub async fn status<Q>(&self, query: Q) -> $crate::Result<$crate::Status>
         where
             Q: diesel_async::methods::ExecuteDsl<diesel_async::AsyncPgConnection> + Send,
@@ -692,8 +784,14 @@ macro_rules! query_methods {
             $crate::Executor::new(query, self.bind()).status().await
         }
 
-        /// `query` as SQL and bind values, without running it; see
-        /// [`Executor::compile`](crate::Executor::compile).
+        #[doc = concat!(
+            "`query` as SQL and bind values, without running it; see ",
+            "[`Executor::compile`](crate::Executor::compile).\n\n",
+            "```\n# fn demo(", $recv, ": &", $ty, ") {\n",
+            "use diesel::dsl::sql;\nuse diesel::sql_types::Integer;\n",
+            "let q = diesel::select(sql::<Integer>(\"\").bind::<Integer, _>(7));\n",
+            "assert_eq!(", $recv, ".compile(&q).sql(), \"SELECT $1\");\n# }\n```"
+        )]
         pub fn compile<Q>(&self, query: &Q) -> $crate::Compiled
         where
             Q: diesel::query_builder::QueryFragment<diesel::pg::Pg>,

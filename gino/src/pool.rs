@@ -159,7 +159,9 @@ impl Drop for RawConn {
 ///
 /// diesel reports the query with its binds when it starts and only the SQL
 /// when it finishes, so the start's rendering waits in a queue (statements
-/// may be pipelined) until its finish arrives with the duration.
+/// may be pipelined) until its finish arrives with the duration. A statement
+/// whose future was dropped never finishes; its entry is skipped when a
+/// later statement finishes, so that it does not lend that one its text.
 struct Echo {
     enabled: Arc<AtomicBool>,
     started: VecDeque<(String, Instant)>,
@@ -185,9 +187,13 @@ impl Instrumentation for Echo {
                 self.started.push_back((query.to_string(), Instant::now()));
             }
             InstrumentationEvent::FinishQuery { query, error, .. } => {
-                let (text, elapsed) = match self.started.pop_front() {
-                    Some((text, at)) => (text, at.elapsed()),
-                    None => (query.to_string(), Default::default()),
+                let sql = query.to_string();
+                let (text, elapsed) = loop {
+                    match self.started.pop_front() {
+                        Some((text, at)) if text.starts_with(&sql) => break (text, at.elapsed()),
+                        Some(_) => continue,
+                        None => break (sql, Default::default()),
+                    }
                 };
                 match error {
                     None => tracing::info!(target: "gino::echo", elapsed = ?elapsed, "{text}"),

@@ -445,7 +445,11 @@ where
     let output = match (result, tx.take_exit()) {
         (Ok(value), Some(exit)) => tx.finish(exit.commit).await.map(|_| value).map_err(E::from),
         (Err(_), Some(exit)) => match exit.value.downcast::<T>() {
-            Ok(value) => tx.finish(exit.commit).await.map(|_| *value).map_err(E::from),
+            Ok(value) => tx
+                .finish(exit.commit)
+                .await
+                .map(|_| *value)
+                .map_err(E::from),
             Err(_) => {
                 // The call fails, so nothing of it may be saved.
                 let _ = tx.finish(false).await;

@@ -7,7 +7,7 @@ mod common;
 use std::future::{Future, IntoFuture};
 use std::time::Duration;
 
-use common::{backend_pid, pid_query, try_backend_pid, Setup};
+use common::{Setup, backend_pid, pid_query, try_backend_pid};
 use diesel_async::RunQueryDsl;
 use gino::prelude::*;
 use gino::{Engine, EngineOptions, Error};

@@ -10,7 +10,7 @@ use common::{backend_pid, pid_query, try_backend_pid};
 use diesel::dsl::sql;
 use diesel::sql_types::Text;
 use gino::prelude::*;
-use gino::{create_engine, Engine, EngineOptions, Error, PoolStatus};
+use gino::{Engine, EngineOptions, Error, PoolStatus, create_engine};
 use gino_testkit::TestDatabase;
 
 /// The server parts of the test database's URL, to rebuild it in other forms.

@@ -29,8 +29,8 @@ use std::error::Error as StdError;
 use std::fmt;
 use std::future::Future;
 use std::io::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio_postgres::error::SqlState;

@@ -1,7 +1,7 @@
 //! Shared set-up of gino's integration tests: a fresh database per test.
 #![allow(dead_code)]
 
-use gino::{create_engine, Engine, EngineOptions};
+use gino::{Engine, EngineOptions, create_engine};
 use gino_testkit::TestDatabase;
 
 /// A test's own database and an engine on it.
@@ -117,4 +117,34 @@ pub async fn assert_pool_clean(engine: &Engine) {
     for conn in conns {
         conn.release().await.expect("release");
     }
+}
+
+/// A `Write` into a shared buffer, for capturing log output.
+#[derive(Clone, Default)]
+struct LogBuffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Runs `fut` with a `tracing` subscriber that records what it logs (the
+/// statements of engines with echo on, among it); returns the output and
+/// the log.
+pub async fn with_log<F: std::future::Future>(fut: F) -> (F::Output, String) {
+    use tracing::instrument::WithSubscriber;
+    let buffer = LogBuffer::default();
+    let writer = buffer.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .finish();
+    let output = fut.with_subscriber(subscriber).await;
+    let log = String::from_utf8_lossy(&buffer.0.lock().unwrap()).into_owned();
+    (output, log)
 }

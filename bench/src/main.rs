@@ -1,0 +1,190 @@
+//! Latency and throughput of a get-by-primary-key, through gino and through
+//! the libraries a Rust developer would otherwise pick.
+//!
+//! `cargo run --release` (in `bench/`). Uses the server in `DATABASE_URL`, or
+//! a throwaway cluster. Figures depend on the machine; compare rows of one run.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use diesel::prelude::*;
+use diesel_async::pooled_connection::AsyncDieselConnectionManager;
+use diesel_async::pooled_connection::deadpool::Pool as DieselPool;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use gino::prelude::GinoQuery;
+use gino::{EngineOptions, create_engine};
+
+diesel::table! {
+    users (id) {
+        id -> Integer,
+        nickname -> Text,
+    }
+}
+
+#[derive(Queryable, Selectable, Debug, sqlx::FromRow)]
+#[diesel(table_name = users)]
+#[allow(dead_code)]
+struct User {
+    id: i32,
+    nickname: String,
+}
+
+const ROWS: i32 = 1000;
+const SEQUENTIAL: u32 = 5000;
+const TASKS: usize = 32;
+const POOL: usize = 10;
+const WINDOW: Duration = Duration::from_secs(3);
+
+fn by_id(
+    id: i32,
+) -> impl diesel_async::methods::LoadQuery<'static, AsyncPgConnection, User>
++ diesel::query_builder::QueryFragment<diesel::pg::Pg>
++ diesel::query_builder::QueryId
++ Send {
+    users::table.find(id).select(User::as_select())
+}
+
+/// Times `$body` (which may `.await`) over the sequential run; a macro so
+/// that the body can borrow a connection mutably.
+macro_rules! sequential {
+    ($name:expr, |$id:ident| $body:expr) => {{
+        for i in 0..200 {
+            let $id = i % ROWS + 1;
+            $body;
+        }
+        let started = Instant::now();
+        for i in 0..SEQUENTIAL {
+            let $id = (i as i32 * 7919) % ROWS + 1;
+            $body;
+        }
+        let per = started.elapsed() / SEQUENTIAL;
+        println!("{:<48} {:>8.1} µs/query", $name, per.as_secs_f64() * 1e6);
+    }};
+}
+
+async fn concurrent<F, Fut>(name: &str, op: F)
+where
+    F: Fn(i32) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|t| {
+            let op = op.clone();
+            tokio::spawn(async move {
+                let mut n = 0u64;
+                while started.elapsed() < WINDOW {
+                    op((n as i32 * 31 + t as i32) % ROWS + 1).await;
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for t in tasks {
+        total += t.await.expect("bench task");
+    }
+    let rate = total as f64 / started.elapsed().as_secs_f64();
+    println!("{name:<48} {rate:>8.0} queries/s ({TASKS} tasks, pool {POOL})");
+}
+
+#[tokio::main]
+async fn main() {
+    let database = gino_testkit::TestDatabase::create().await;
+    let url = database.url().to_owned();
+    let engine = create_engine(&url, EngineOptions::new().max_size(POOL).min_size(POOL))
+        .await
+        .expect("engine");
+    engine
+        .status(diesel::sql_query(
+            "CREATE TABLE users (id serial PRIMARY KEY, nickname text NOT NULL)",
+        ))
+        .await
+        .expect("table");
+    engine
+        .status(
+            gino::text("INSERT INTO users (nickname) SELECT 'user' || g FROM generate_series(1, :n) g")
+                .bind::<diesel::sql_types::Integer, _>("n", ROWS),
+        )
+        .await
+        .expect("rows");
+
+    println!("get-by-primary-key, sequential ({SEQUENTIAL} queries):");
+    let mut raw = AsyncPgConnection::establish(&url).await.expect("diesel-async connection");
+    sequential!("diesel-async, one held connection", |id| {
+        by_id(id).get_result::<User>(&mut raw).await.expect("row")
+    });
+    let conn = engine.acquire().await.expect("gino connection");
+    sequential!("gino, one held connection (conn.one)", |id| {
+        conn.one::<User, _>(by_id(id)).await.expect("row")
+    });
+    conn.release().await.expect("release");
+    sequential!("diesel-async, one held connection (again)", |id| {
+        by_id(id).get_result::<User>(&mut raw).await.expect("row")
+    });
+    sequential!("gino, implicit (engine.one, pool checkout each)", |id| {
+        engine.one::<User, _>(by_id(id)).await.expect("row")
+    });
+    let db = gino::Gino::new();
+    db.set_bind(engine.clone()).await.expect("bind");
+    sequential!("gino, .gino().one() on the default db", |id| {
+        by_id(id).gino().one::<User>().await.expect("row")
+    });
+    let diesel_pool = DieselPool::builder(AsyncDieselConnectionManager::<AsyncPgConnection>::new(&url))
+        .max_size(POOL)
+        .build()
+        .expect("diesel-async pool");
+    sequential!("diesel-async + deadpool (Verified), checkout each", |id| {
+        let mut c = diesel_pool.get().await.expect("checkout");
+        by_id(id).get_result::<User>(&mut c).await.expect("row")
+    });
+    let sqlx_pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(POOL as u32)
+        .connect(&url)
+        .await
+        .expect("sqlx pool");
+    sequential!("sqlx pool, query_as", |id| {
+        sqlx::query_as::<_, User>("SELECT id, nickname FROM users WHERE id = $1")
+            .bind(id)
+            .fetch_one(&sqlx_pool)
+            .await
+            .expect("row")
+    });
+
+    println!();
+    println!("get-by-primary-key, concurrent ({}s window):", WINDOW.as_secs());
+    let e = engine.clone();
+    concurrent("gino, implicit (engine.one)", move |id| {
+        let e = e.clone();
+        async move {
+            e.one::<User, _>(by_id(id)).await.expect("row");
+        }
+    })
+    .await;
+    let pool = diesel_pool.clone();
+    concurrent("diesel-async + deadpool (Verified)", move |id| {
+        let pool = pool.clone();
+        async move {
+            let mut c = pool.get().await.expect("checkout");
+            by_id(id).get_result::<User>(&mut c).await.expect("row");
+        }
+    })
+    .await;
+    let pool = sqlx_pool.clone();
+    concurrent("sqlx pool, query_as", move |id| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_as::<_, User>("SELECT id, nickname FROM users WHERE id = $1")
+                .bind(id)
+                .fetch_one(&pool)
+                .await
+                .expect("row");
+        }
+    })
+    .await;
+
+    sqlx_pool.close().await;
+    db.pop_bind();
+    engine.close().await;
+}

@@ -1,0 +1,936 @@
+//! Transactions against a real server: managed and manual, nested as
+//! savepoints, early exits, options, and the failure paths of BEGIN and
+//! COMMIT.
+mod common;
+
+use std::future::IntoFuture;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use diesel::dsl::sql;
+use diesel::sql_types as st;
+use futures_util::FutureExt;
+use gino::prelude::*;
+use gino::{Bind, Engine, EngineOptions, Error, Gino, IsolationLevel, Transaction};
+
+/// A fresh database with an `items` table, its engine (made with
+/// `options`) and an observer engine that sees only committed rows.
+async fn items_setup(options: EngineOptions) -> (common::Setup, Engine) {
+    let s = common::setup_with(options).await;
+    s.engine
+        .status(diesel::sql_query(
+            "CREATE TABLE items (id serial PRIMARY KEY, name text NOT NULL)",
+        ))
+        .await
+        .expect("create items");
+    let other = common::observer(&s).await;
+    (s, other)
+}
+
+fn insert(name: &str) -> gino::Text {
+    gino::text("INSERT INTO items (name) VALUES (:name)")
+        .bind::<st::Text, _>("name", name.to_owned())
+}
+
+async fn add<'a>(on: impl Into<Bind<'a>>, name: &str) -> gino::Result<()> {
+    insert(name).gino().bind(on).status().await.map(drop)
+}
+
+/// The item names `on` sees, in insertion order.
+async fn names<'a>(on: impl Into<Bind<'a>>) -> Vec<String> {
+    diesel::select(sql::<st::Text>("name FROM items ORDER BY id"))
+        .gino()
+        .bind(on)
+        .all()
+        .await
+        .expect("item names")
+}
+
+/// `transaction_isolation`, `transaction_read_only` and
+/// `transaction_deferrable` as the server reports them on `on`.
+async fn tx_settings<'a>(on: impl Into<Bind<'a>>) -> (String, String, String) {
+    diesel::select(sql::<(st::Text, st::Text, st::Text)>(
+        "current_setting('transaction_isolation'), current_setting('transaction_read_only'), \
+         current_setting('transaction_deferrable')",
+    ))
+    .gino()
+    .bind(on)
+    .one()
+    .await
+    .expect("transaction settings")
+}
+
+fn settings(isolation: &str, read_only: &str, deferrable: &str) -> (String, String, String) {
+    (isolation.into(), read_only.into(), deferrable.into())
+}
+
+/// An application error type, to check that a block's own error comes back
+/// unchanged from a managed transaction.
+#[derive(Debug)]
+enum AppError {
+    Gino(#[allow(dead_code)] Error),
+    Refused,
+}
+
+impl From<Error> for AppError {
+    fn from(e: Error) -> Self {
+        AppError::Gino(e)
+    }
+}
+
+async fn add_then_refuse(on: Bind<'_>, name: &str) -> Result<(), AppError> {
+    add(on, name).await?;
+    Err(AppError::Refused)
+}
+
+async fn add_then_panic(on: Bind<'_>, name: &str) -> gino::Result<()> {
+    add(on, name).await?;
+    panic!("the block of {name} panics");
+}
+
+/// A secondary `Gino` bound to `engine`, so that the test never touches the
+/// process-wide default database.
+async fn db_on(engine: &Engine) -> Gino {
+    let db = Gino::secondary();
+    db.set_bind(engine.clone()).await.expect("bind");
+    db
+}
+
+fn assert_misuse<T: std::fmt::Debug>(result: gino::Result<T>, needle: &str) {
+    match result {
+        Err(Error::TransactionMisuse(msg)) => assert!(msg.contains(needle), "{msg}"),
+        other => panic!("expected TransactionMisuse ({needle}), got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn engine_transaction_commits_on_ok_and_implicit_queries_run_inside() {
+    let (s, other) = items_setup(EngineOptions::new()).await;
+    let e = &s.engine;
+    let value = e
+        .transaction(async {
+            e.status(insert("a")).await?;
+            // Only a query inside the transaction can see the new row.
+            assert_eq!(names(e).await, ["a"]);
+            assert!(names(&other).await.is_empty());
+            let xid: Option<i64> = e
+                .scalar(diesel::select(sql::<st::Nullable<st::BigInt>>(
+                    "txid_current_if_assigned()",
+                )))
+                .await?
+                .flatten();
+            assert!(
+                xid.is_some(),
+                "the implicit query ran outside the transaction"
+            );
+            Ok::<_, Error>(42)
+        })
+        .await
+        .unwrap();
+    assert_eq!(value, 42);
+    assert_eq!(names(&other).await, ["a"]);
+    assert!(e.current_connection().is_none());
+}
+
+#[tokio::test]
+async fn db_transaction_runs_db_and_gino_queries_inside() {
+    let (s, other) = items_setup(EngineOptions::new()).await;
+    let db = db_on(&s.engine).await;
+    db.transaction(async {
+        db.status(insert("a")).await?;
+        add(&db, "b").await?;
+        let seen: Vec<String> = diesel::select(sql::<st::Text>("name FROM items ORDER BY id"))
+            .gino()
+            .bind(&db)
+            .all()
+            .await?;
+        assert_eq!(seen, ["a", "b"]);
+        let seen: Vec<String> = db
+            .all(diesel::select(sql::<st::Text>(
+                "name FROM items ORDER BY id",
+            )))
+            .await?;
+        assert_eq!(seen, ["a", "b"]);
+        assert!(names(&other).await.is_empty());
+        Ok::<_, Error>(())
+    })
+    .await
+    .unwrap();
+    assert_eq!(names(&other).await, ["a", "b"]);
+    assert!(db.current_connection().is_none());
+
+    let unbound = Gino::secondary();
+    let ran = AtomicBool::new(false);
+    let r = unbound
+        .transaction(async {
+            ran.store(true, Ordering::SeqCst);
+            Ok::<_, Error>(())
+        })
+        .await;
+    assert!(matches!(r, Err(Error::Uninitialized)), "{r:?}");
+    assert!(!ran.load(Ordering::SeqCst));
+}
+
+/// `.gino()` without `.bind` resolves through the process-wide default
+/// database; this is the only test of this binary that binds one.
+#[tokio::test]
+async fn default_db_gino_queries_run_inside_its_transaction() {
+    static DEFAULT: Gino = Gino::new();
+    let (s, other) = items_setup(EngineOptions::new()).await;
+    DEFAULT.set_bind(s.engine.clone()).await.unwrap();
+    DEFAULT
+        .transaction(async {
+            insert("a").gino().status().await?;
+            let seen: Vec<String> = diesel::select(sql::<st::Text>("name FROM items"))
+                .gino()
+                .all()
+                .await?;
+            assert_eq!(seen, ["a"]);
+            assert!(names(&other).await.is_empty());
+            Ok::<_, Error>(())
+        })
+        .await
+        .unwrap();
+    DEFAULT.pop_bind();
+    assert_eq!(names(&other).await, ["a"]);
+}
+
+#[tokio::test]
+async fn conn_transaction_commits_and_implicit_queries_use_its_connection() {
+    let (s, other) = items_setup(EngineOptions::new()).await;
+    let e = &s.engine;
+    let conn = e.acquire().await.unwrap();
+    let pid = common::backend_pid(&conn).await;
+    conn.transaction(async {
+        assert_eq!(common::backend_pid(e).await, pid);
+        e.status(insert("a")).await?;
+        // engine.transaction inside nests on the contextual connection.
+        e.transaction(async {
+            assert_eq!(common::backend_pid(e).await, pid);
+            add(e, "b").await
+        })
+        .await?;
+        assert!(names(&other).await.is_empty());
+        Ok::<_, Error>(())
+    })
+    .await
+    .unwrap();
+    assert_eq!(names(&other).await, ["a", "b"]);
+    common::assert_outside_transaction(&conn).await;
+    conn.release().await.unwrap();
+    assert!(e.current_connection().is_none());
+}
+
+#[tokio::test]
+async fn managed_transactions_roll_back_on_err() {
+    let (s, other) = items_setup(EngineOptions::new().max_size(1)).await;
+    let e = &s.engine;
+    let db = db_on(e).await;
+
+    let r = e.transaction(add_then_refuse(e.into(), "engine")).await;
+    assert!(matches!(r, Err(AppError::Refused)), "{r:?}");
+    let r = db.transaction(add_then_refuse((&db).into(), "db")).await;
+    assert!(matches!(r, Err(AppError::Refused)), "{r:?}");
+    let conn = e.acquire().await.unwrap();
+    let r = conn.transaction(add_then_refuse(e.into(), "conn")).await;
+    assert!(matches!(r, Err(AppError::Refused)), "{r:?}");
+    common::assert_outside_transaction(&conn).await;
+    drop(conn);
+
+    assert!(names(&other).await.is_empty());
+    common::assert_pool_clean(e).await;
+    assert!(e.current_connection().is_none());
+}
+
+#[tokio::test]
+async fn managed_transactions_roll_back_on_panic() {
+    let (s, other) = items_setup(EngineOptions::new().max_size(1)).await;
+    let e = &s.engine;
+
+    let caught = AssertUnwindSafe(
+        e.transaction(add_then_panic(e.into(), "engine"))
+            .into_future(),
+    )
+    .catch_unwind()
+    .await;
+    assert!(caught.is_err(), "the panic must reach the caller");
+
+    let nested = e.transaction(async {
+        add(e, "outer").await?;
+        e.transaction(add_then_panic(e.into(), "inner")).await
+    });
+    let caught = AssertUnwindSafe(nested.into_future()).catch_unwind().await;
+    assert!(caught.is_err());
+
+    // A panic caught inside the enclosing transaction rolls back only the
+    // panicking level.
+    e.transaction(async {
+        add(e, "before").await?;
+        let inner = e.transaction(add_then_panic(e.into(), "caught"));
+        let caught = AssertUnwindSafe(inner.into_future()).catch_unwind().await;
+        assert!(caught.is_err());
+        add(e, "after").await
+    })
+    .await
+    .unwrap();
+
+    let conn = e.acquire().await.unwrap();
+    let caught = AssertUnwindSafe(
+        conn.transaction(add_then_panic(e.into(), "conn"))
+            .into_future(),
+    )
+    .catch_unwind()
+    .await;
+    assert!(caught.is_err());
+    common::assert_outside_transaction(&conn).await;
+    drop(conn);
+
+    let db = Arc::new(db_on(e).await);
+    let task_db = db.clone();
+    let joined = tokio::spawn(async move {
+        task_db
+            .transaction(add_then_panic((&*task_db).into(), "spawned"))
+            .await
+    })
+    .await;
+    assert!(joined.unwrap_err().is_panic());
+
+    assert_eq!(names(&other).await, ["before", "after"]);
+    common::assert_pool_clean(e).await;
+    assert!(e.current_connection().is_none());
+}
+
+#[tokio::test]
+async fn manual_transactions_commit_and_roll_back() {
+    let (s, other) = items_setup(EngineOptions::new()).await;
+    let e = &s.engine;
+    let conn = e.acquire().await.unwrap();
+
+    let tx = conn.begin().await.unwrap();
+    assert!(!tx.is_managed());
+    add(&conn, "committed").await.unwrap();
+    assert!(names(&other).await.is_empty());
+    let ended = tx.clone();
+    tx.commit().await.unwrap();
+    assert!(!ended.is_active().await);
+    assert_misuse(ended.commit().await, "already ended");
+
+    let tx = conn.begin().await.unwrap();
+    add(&conn, "rolled back").await.unwrap();
+    assert!(tx.is_active().await);
+    tx.rollback().await.unwrap();
+    common::assert_outside_transaction(&conn).await;
+    conn.release().await.unwrap();
+
+    // engine.begin() makes its connection contextual: implicit queries use it.
+    let tx = e.begin().await.unwrap();
+    e.status(insert("engine")).await.unwrap();
+    assert_eq!(common::backend_pid(e).await, common::backend_pid(&tx).await);
+    assert!(names(&other).await.ends_with(&["committed".to_owned()]));
+    tx.commit().await.unwrap();
+    assert!(e.current_connection().is_none());
+
+    let db = db_on(e).await;
+    let tx = db.begin().await.unwrap();
+    db.status(insert("db")).await.unwrap();
+    assert_eq!(names(&db).await, ["committed", "engine", "db"]);
+    tx.rollback().await.unwrap();
+
+    assert_eq!(names(&other).await, ["committed", "engine"]);
+    assert!(db.current_connection().is_none());
+}
+
+#[tokio::test]
+async fn transaction_options_reach_the_server() {
+    let (s, _other) = items_setup(EngineOptions::new()).await;
+    let e = &s.engine;
+    let conn = e.acquire().await.unwrap();
+
+    let tx = conn.begin().await.unwrap();
+    assert_eq!(
+        tx_settings(&conn).await,
+        settings("read committed", "off", "off")
+    );
+    tx.rollback().await.unwrap();
+
+    let tx = conn
+        .begin()
+        .isolation_level(IsolationLevel::Serializable)
+        .read_only(true)
+        .deferrable(true)
+        .await
+        .unwrap();
+    assert_eq!(
+        tx_settings(&conn).await,
+        settings("serializable", "on", "on")
+    );
+    let denied = add(&conn, "x").await.unwrap_err();
+    assert_eq!(denied.sqlstate(), Some("25006"), "{denied}");
+    tx.rollback().await.unwrap();
+    conn.release().await.unwrap();
+
+    let seen = e
+        .transaction(async { Ok::<_, Error>(tx_settings(e).await) })
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .read_only(false)
+        .deferrable(false)
+        .await
+        .unwrap();
+    assert_eq!(seen, settings("repeatable read", "off", "off"));
+
+    let tx = e.begin().read_only(true).await.unwrap();
+    assert_eq!(
+        tx_settings(e).await,
+        settings("read committed", "on", "off")
+    );
+    tx.rollback().await.unwrap();
+
+    let db = db_on(e).await;
+    let tx = db
+        .begin()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .await
+        .unwrap();
+    assert_eq!(
+        tx_settings(&db).await,
+        settings("repeatable read", "off", "off")
+    );
+    tx.commit().await.unwrap();
+}
+
+#[tokio::test]
+async fn nested_transactions_are_savepoints() {
+    let (s, other) = items_setup(EngineOptions::new()).await;
+    let e = &s.engine;
+
+    // An inner rollback keeps the outer level's work.
+    e.transaction(async {
+        add(e, "a").await?;
+        let inner = e.transaction(add_then_refuse(e.into(), "b")).await;
+        assert!(matches!(inner, Err(AppError::Refused)));
+        assert_eq!(names(e).await, ["a"]);
+        add(e, "c").await?;
+        Ok::<_, AppError>(())
+    })
+    .await
+    .unwrap();
+    assert_eq!(names(&other).await, ["a", "c"]);
+
+    // An inner commit is undone by the outer rollback.
+    let r = e
+        .transaction(async {
+            add(e, "d").await?;
+            e.transaction(add(e, "e")).await?;
+            assert_eq!(names(e).await, ["a", "c", "d", "e"]);
+            Err::<(), _>(AppError::Refused)
+        })
+        .await;
+    assert!(matches!(r, Err(AppError::Refused)));
+
+    // The same with manual transactions on one connection.
+    let conn = e.acquire().await.unwrap();
+    let outer = conn.begin().await.unwrap();
+    add(&conn, "f").await.unwrap();
+    let inner = conn.begin().await.unwrap();
+    add(&conn, "g").await.unwrap();
+    inner.rollback().await.unwrap();
+    assert!(outer.is_active().await);
+    let inner = conn.begin().await.unwrap();
+    add(&conn, "h").await.unwrap();
+    inner.commit().await.unwrap();
+    assert!(names(&other).await.ends_with(&["c".to_owned()]));
+    outer.commit().await.unwrap();
+    assert_eq!(names(&other).await, ["a", "c", "f", "h"]);
+
+    let outer = conn.begin().await.unwrap();
+    let inner = conn.begin().await.unwrap();
+    add(&conn, "i").await.unwrap();
+    inner.commit().await.unwrap();
+    outer.rollback().await.unwrap();
+    assert_eq!(names(&other).await, ["a", "c", "f", "h"]);
+    common::assert_outside_transaction(&conn).await;
+}
+
+#[tokio::test]
+async fn options_on_a_nested_level_are_misuse() {
+    let (s, other) = items_setup(EngineOptions::new()).await;
+    let e = &s.engine;
+    e.transaction(async {
+        let nested = e
+            .transaction(async { Ok::<_, Error>(()) })
+            .isolation_level(IsolationLevel::Serializable)
+            .await;
+        assert_misuse(nested, "outermost");
+        let nested = e.begin().read_only(true).await;
+        assert_misuse(nested, "outermost");
+        let nested = e.begin().deferrable(false).await;
+        assert_misuse(nested, "outermost");
+        // The enclosing transaction is untouched and still works.
+        add(e, "a").await
+    })
+    .await
+    .unwrap();
+    assert_eq!(names(&other).await, ["a"]);
+}
+
+#[tokio::test]
+async fn raise_rollback_ends_its_level_and_children_and_the_parent_continues() {
+    let (s, other) = items_setup(EngineOptions::new()).await;
+    let e = &s.engine;
+    let tx2_continued = AtomicBool::new(false);
+    e.transaction(async {
+        let tx1 = Transaction::current().expect("tx1");
+        add(e, "1").await?;
+        e.transaction(async {
+            let tx2 = Transaction::current().expect("tx2");
+            add(e, "2").await?;
+            e.transaction(async {
+                add(e, "3").await?;
+                match tx2.raise_rollback()? {}
+            })
+            .await?;
+            tx2_continued.store(true, Ordering::SeqCst);
+            Ok::<_, Error>(())
+        })
+        .await?;
+        // Continues here with tx1, with both tx2 and tx3 rolled back.
+        assert!(tx1.is_active().await);
+        assert_eq!(names(e).await, ["1"]);
+        add(e, "4").await
+    })
+    .await
+    .unwrap();
+    assert!(!tx2_continued.load(Ordering::SeqCst));
+    assert_eq!(names(&other).await, ["1", "4"]);
+
+    // Rolling back the outermost level from a child ends everything, and
+    // the transaction's call still returns Ok.
+    e.transaction(async {
+        let tx1 = Transaction::current().expect("tx1");
+        add(e, "5").await?;
+        let inner: gino::Result<()> = e
+            .transaction(async {
+                add(e, "6").await?;
+                match tx1.raise_rollback()? {}
+            })
+            .await;
+        inner
+    })
+    .await
+    .unwrap();
+    assert_eq!(names(&other).await, ["1", "4"]);
+    assert!(e.current_connection().is_none());
+}
+
+#[tokio::test]
+async fn raise_commit_ends_its_level_and_children_with_a_commit() {
+    let (s, other) = items_setup(EngineOptions::new()).await;
+    let e = &s.engine;
+
+    // From tx3, commit tx2: tx2 and tx3 are released into tx1, which goes on.
+    let tx2_continued = AtomicBool::new(false);
+    e.transaction(async {
+        add(e, "1").await?;
+        e.transaction(async {
+            let tx2 = Transaction::current().expect("tx2");
+            add(e, "2").await?;
+            e.transaction(async {
+                add(e, "3").await?;
+                match tx2.raise_commit()? {}
+            })
+            .await?;
+            tx2_continued.store(true, Ordering::SeqCst);
+            Ok::<_, Error>(())
+        })
+        .await?;
+        assert_eq!(names(e).await, ["1", "2", "3"]);
+        assert!(names(&other).await.is_empty());
+        add(e, "4").await
+    })
+    .await
+    .unwrap();
+    assert!(!tx2_continued.load(Ordering::SeqCst));
+    assert_eq!(names(&other).await, ["1", "2", "3", "4"]);
+
+    // From a child, commit the outermost transaction: everything is saved
+    // and nothing after the exit runs.
+    let continued = AtomicBool::new(false);
+    e.transaction(async {
+        let tx1 = Transaction::current().expect("tx1");
+        add(e, "5").await?;
+        e.transaction(async {
+            add(e, "6").await?;
+            match tx1.raise_commit()? {}
+        })
+        .await?;
+        continued.store(true, Ordering::SeqCst);
+        add(e, "never").await
+    })
+    .await
+    .unwrap();
+    assert!(!continued.load(Ordering::SeqCst));
+    assert_eq!(names(&other).await, ["1", "2", "3", "4", "5", "6"]);
+    assert!(e.current_connection().is_none());
+}
+
+#[tokio::test]
+async fn raise_with_a_value_returns_it_and_a_mismatched_type_is_misuse() {
+    let (s, other) = items_setup(EngineOptions::new()).await;
+    let e = &s.engine;
+
+    let v: gino::Result<i32> = e
+        .transaction(async {
+            add(e, "committed").await?;
+            match Transaction::current().unwrap().raise_commit_with(7)? {}
+        })
+        .await;
+    assert_eq!(v.unwrap(), 7);
+
+    let v: gino::Result<i32> = e
+        .transaction(async {
+            add(e, "rolled back").await?;
+            match Transaction::current().unwrap().raise_rollback_with(8)? {}
+        })
+        .await;
+    assert_eq!(v.unwrap(), 8);
+
+    // A nested level with its own value type.
+    let v: String = e
+        .transaction(async {
+            let inner: gino::Result<i32> = e
+                .transaction(async {
+                    match Transaction::current().unwrap().raise_commit_with(5)? {}
+                })
+                .await;
+            let inner = inner?;
+            Ok::<_, Error>(inner.to_string())
+        })
+        .await
+        .unwrap();
+    assert_eq!(v, "5");
+
+    // raise_commit() carries `()`, but this block returns an i32: the
+    // mismatch is reported and nothing is saved.
+    let r: gino::Result<i32> = e
+        .transaction(async {
+            add(e, "mismatch").await?;
+            match Transaction::current().unwrap().raise_commit()? {}
+        })
+        .await;
+    assert_misuse(r, "raise_commit_with");
+    let r: gino::Result<i32> = e
+        .transaction(async {
+            add(e, "mismatch").await?;
+            match Transaction::current().unwrap().raise_commit_with("text")? {}
+        })
+        .await;
+    assert_misuse(r, "raise_commit_with");
+
+    // Early exits belong to managed transactions.
+    let tx = e.begin().await.unwrap();
+    assert_misuse(tx.raise_commit(), "managed");
+    assert_misuse(tx.raise_rollback(), "managed");
+    tx.rollback().await.unwrap();
+
+    assert_eq!(names(&other).await, ["committed"]);
+}
+
+#[tokio::test]
+async fn engine_default_isolation_level_applies_and_can_be_overridden() {
+    let (s, _other) =
+        items_setup(EngineOptions::new().isolation_level(IsolationLevel::RepeatableRead)).await;
+    let e = &s.engine;
+    let seen = e
+        .transaction(async { Ok::<_, Error>(tx_settings(e).await.0) })
+        .await
+        .unwrap();
+    assert_eq!(seen, "repeatable read");
+    let seen = e
+        .transaction(async { Ok::<_, Error>(tx_settings(e).await.0) })
+        .isolation_level(IsolationLevel::ReadCommitted)
+        .await
+        .unwrap();
+    assert_eq!(seen, "read committed");
+    let tx = e.begin().await.unwrap();
+    assert_eq!(tx_settings(e).await.0, "repeatable read");
+    tx.rollback().await.unwrap();
+
+    let from_url = gino::create_engine(
+        &common::url_with(&s.db, "isolation_level=serializable"),
+        EngineOptions::new(),
+    )
+    .await
+    .unwrap();
+    let tx = from_url.begin().await.unwrap();
+    assert_eq!(tx_settings(&from_url).await.0, "serializable");
+    tx.rollback().await.unwrap();
+    let seen = from_url
+        .transaction(async { Ok::<_, Error>(tx_settings(&from_url).await.0) })
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .await
+        .unwrap();
+    assert_eq!(seen, "repeatable read");
+
+    let invalid = gino::create_engine(
+        &common::url_with(&s.db, "isolation_level=sometimes"),
+        EngineOptions::new(),
+    )
+    .await;
+    match invalid {
+        Err(Error::Configuration(msg)) => assert!(msg.contains("sometimes"), "{msg}"),
+        other => panic!("expected a configuration error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn commit_and_rollback_are_illegal_in_managed_mode() {
+    let (s, other) = items_setup(EngineOptions::new()).await;
+    let e = &s.engine;
+    e.transaction(async {
+        let tx = Transaction::current().expect("inside");
+        assert!(tx.is_managed());
+        assert_misuse(tx.clone().commit().await, "illegal in managed mode");
+        assert_misuse(tx.clone().rollback().await, "illegal in managed mode");
+        // Neither call ended the transaction.
+        assert!(tx.is_active().await);
+        add(e, "a").await
+    })
+    .await
+    .unwrap();
+    assert_eq!(names(&other).await, ["a"]);
+    assert!(Transaction::current().is_none());
+}
+
+#[tokio::test]
+async fn unfinished_manual_transaction_is_rolled_back_on_release() {
+    let (s, other) = items_setup(EngineOptions::new().max_size(1)).await;
+    let e = &s.engine;
+
+    let conn = e.acquire().await.unwrap();
+    let pid = common::backend_pid(&conn).await;
+    let tx = conn.begin().await.unwrap();
+    add(&conn, "a").await.unwrap();
+    conn.release().await.unwrap();
+    assert!(!tx.is_active().await);
+    assert!(tx.commit().await.is_err());
+
+    // The same raw connection comes back, rolled back rather than closed.
+    let conn = e.acquire().await.unwrap();
+    assert_eq!(common::backend_pid(&conn).await, pid);
+    common::assert_outside_transaction(&conn).await;
+    drop(conn);
+
+    // engine.begin() owns its connection: releasing that ends it too.
+    let tx = e.begin().await.unwrap();
+    add(e, "b").await.unwrap();
+    tx.connection().release().await.unwrap();
+    drop(tx);
+    assert_eq!(common::backend_pid(e).await, pid);
+
+    assert!(names(&other).await.is_empty());
+    common::assert_pool_clean(e).await;
+    assert!(e.current_connection().is_none());
+}
+
+#[tokio::test]
+async fn unfinished_manual_transaction_is_rolled_back_when_its_connection_is_dropped() {
+    let (s, other) = items_setup(EngineOptions::new().max_size(1)).await;
+    let e = &s.engine;
+
+    let conn = e.acquire().await.unwrap();
+    let tx = conn.begin().await.unwrap();
+    add(&conn, "a").await.unwrap();
+    drop(conn);
+    assert!(
+        tx.commit().await.is_err(),
+        "the transaction ended with its connection"
+    );
+
+    let tx = e.begin().await.unwrap();
+    add(e, "b").await.unwrap();
+    drop(tx);
+
+    assert!(names(&other).await.is_empty());
+    common::assert_pool_clean(e).await;
+    assert!(e.current_connection().is_none());
+}
+
+fn assert_commit_without_rollback(log: &str) {
+    let commit = log
+        .rfind("COMMIT")
+        .unwrap_or_else(|| panic!("no COMMIT in the echo log:\n{log}"));
+    assert!(
+        !log[commit..].contains("ROLLBACK"),
+        "a ROLLBACK followed the failed COMMIT:\n{log}"
+    );
+}
+
+#[tokio::test]
+async fn failed_commit_reports_the_constraint_and_sends_no_rollback() {
+    let s = common::setup_with(EngineOptions::new().max_size(1).echo(true)).await;
+    let e = &s.engine;
+    for ddl in [
+        "CREATE TABLE uniq (x int CONSTRAINT uniq_x UNIQUE DEFERRABLE INITIALLY DEFERRED)",
+        "CREATE TABLE parent (id int PRIMARY KEY)",
+        "CREATE TABLE child (parent_id int REFERENCES parent DEFERRABLE INITIALLY DEFERRED)",
+    ] {
+        e.status(diesel::sql_query(ddl)).await.unwrap();
+    }
+    let pid = common::backend_pid(e).await;
+    let count = |table: &str| {
+        e.one::<i64, _>(diesel::select(sql::<st::BigInt>(&format!(
+            "count(*) FROM {table}"
+        ))))
+    };
+
+    // Managed: the duplicate passes both INSERTs and fails at COMMIT.
+    let (result, log) = common::with_log(
+        e.transaction(async {
+            e.status(diesel::sql_query("INSERT INTO uniq VALUES (1), (1)"))
+                .await?;
+            Ok::<_, Error>(())
+        })
+        .into_future(),
+    )
+    .await;
+    let err = result.unwrap_err();
+    assert_eq!(err.sqlstate(), Some("23505"), "{err}");
+    match &err {
+        Error::Database(db) => assert_eq!(db.constraint(), Some("uniq_x")),
+        other => panic!("expected a database error, got {other:?}"),
+    }
+    assert_commit_without_rollback(&log);
+    assert_eq!(count("uniq").await.unwrap(), 0);
+
+    // Manual: an orphan row fails the deferred foreign key at COMMIT.
+    let conn = e.acquire().await.unwrap();
+    let (result, log) = common::with_log(async {
+        let tx = conn.begin().await?;
+        conn.status(diesel::sql_query("INSERT INTO child VALUES (99)"))
+            .await?;
+        tx.commit().await
+    })
+    .await;
+    let err = result.unwrap_err();
+    assert_eq!(err.sqlstate(), Some("23503"), "{err}");
+    assert_commit_without_rollback(&log);
+    // The connection is clean and usable: it was kept, not discarded.
+    common::assert_outside_transaction(&conn).await;
+    conn.status(diesel::sql_query("INSERT INTO parent VALUES (99)"))
+        .await
+        .unwrap();
+    let (released, log) = common::with_log(conn.release()).await;
+    released.unwrap();
+    assert!(!log.contains("ROLLBACK"), "{log}");
+
+    assert_eq!(count("child").await.unwrap(), 0);
+    assert_eq!(common::backend_pid(e).await, pid);
+    common::assert_pool_clean(e).await;
+}
+
+#[tokio::test]
+async fn commit_after_a_swallowed_error_is_transaction_aborted() {
+    let (s, other) = items_setup(EngineOptions::new().max_size(1)).await;
+    let e = &s.engine;
+    let fail = || diesel::sql_query("SELECT 1 / 0");
+
+    let r = e
+        .transaction(async {
+            add(e, "managed").await?;
+            let failed = e.status(fail()).await.unwrap_err();
+            assert_eq!(failed.sqlstate(), Some("22012"));
+            Ok::<_, Error>(())
+        })
+        .await;
+    assert!(matches!(r, Err(Error::TransactionAborted)), "{r:?}");
+
+    let conn = e.acquire().await.unwrap();
+    let tx = conn.begin().await.unwrap();
+    add(&conn, "manual").await.unwrap();
+    conn.status(fail()).await.unwrap_err();
+    let r = tx.commit().await;
+    assert!(matches!(r, Err(Error::TransactionAborted)), "{r:?}");
+    common::assert_outside_transaction(&conn).await;
+    drop(conn);
+
+    // On a savepoint, the failed level ends rolled back and the enclosing
+    // transaction stays usable.
+    e.transaction(async {
+        add(e, "outer").await?;
+        let r = e
+            .transaction(async {
+                add(e, "inner").await?;
+                let _ = e.status(fail()).await;
+                Ok::<_, Error>(())
+            })
+            .await;
+        assert!(matches!(r, Err(Error::TransactionAborted)), "{r:?}");
+        add(e, "after").await
+    })
+    .await
+    .unwrap();
+
+    assert_eq!(names(&other).await, ["outer", "after"]);
+    common::assert_pool_clean(e).await;
+}
+
+/// Terminates the server process `pid` and waits until it is gone.
+async fn terminate(other: &Engine, pid: i32) {
+    let kill = gino::text("SELECT pg_terminate_backend(:pid)").bind::<st::Integer, _>("pid", pid);
+    other.status(kill).await.expect("pg_terminate_backend");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let alive = gino::text("SELECT 1 FROM pg_stat_activity WHERE pid = :pid")
+            .bind::<st::Integer, _>("pid", pid);
+        if other.status(alive).await.expect("pg_stat_activity").rows() == 0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "backend {pid} did not exit");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn begin_on_a_terminated_connection_fails_and_the_pool_recovers() {
+    let (s, other) = items_setup(EngineOptions::new().max_size(1)).await;
+    let e = &s.engine;
+    let conn = e.acquire().await.unwrap();
+    let pid = common::backend_pid(&conn).await;
+    terminate(&other, pid).await;
+
+    let err = conn.begin().await.unwrap_err();
+    assert!(matches!(err, Error::Connection(_)), "{err:?}");
+    let ran = AtomicBool::new(false);
+    let err = conn
+        .transaction(async {
+            ran.store(true, Ordering::SeqCst);
+            Ok::<_, Error>(())
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Connection(_)), "{err:?}");
+    assert!(
+        !ran.load(Ordering::SeqCst),
+        "the block ran without a transaction"
+    );
+    conn.release().await.unwrap();
+
+    // The idle pooled connection dies too. The pool may hand it out once
+    // more if its client side has not yet read the server's goodbye: then
+    // the error reaches the caller, and the next try gets a working one.
+    let pid = common::backend_pid(e).await;
+    terminate(&other, pid).await;
+    if let Err(err) = e.transaction(add(e, "a")).await {
+        assert!(matches!(err, Error::Connection(_)), "{err:?}");
+        e.transaction(add(e, "a")).await.unwrap();
+    }
+    let tx = e.begin().await.unwrap();
+    add(e, "b").await.unwrap();
+    tx.commit().await.unwrap();
+    assert_ne!(common::backend_pid(e).await, pid);
+    assert_eq!(names(&other).await, ["a", "b"]);
+    common::assert_pool_clean(e).await;
+    assert!(e.current_connection().is_none());
+}

@@ -192,16 +192,42 @@ impl Transaction {
     }
 
     /// The connection this transaction runs on.
+    ///
+    /// ```
+    /// # async fn demo(engine: &gino::Engine) -> gino::Result<()> {
+    /// let tx = engine.begin().await?;
+    /// tx.connection().status(diesel::sql_query("CREATE TEMP TABLE t (x int)")).await?;
+    /// tx.commit().await?;
+    /// # Ok(()) }
+    /// ```
     pub fn connection(&self) -> &Connection {
         &self.inner.conn
     }
 
-    /// Whether this transaction is managed (ends with its block).
+    /// Whether this transaction is managed (ends with its block) rather
+    /// than manual (ends with `commit` / `rollback`).
+    ///
+    /// ```
+    /// # async fn demo(engine: &gino::Engine) -> gino::Result<()> {
+    /// let tx = engine.begin().await?;
+    /// assert!(!tx.is_managed());
+    /// # Ok(()) }
+    /// ```
     pub fn is_managed(&self) -> bool {
         self.inner.managed
     }
 
     /// Whether this transaction (or savepoint) is still open.
+    ///
+    /// ```
+    /// # async fn demo(engine: &gino::Engine) -> gino::Result<()> {
+    /// let conn = engine.acquire().await?;
+    /// let tx = conn.begin().await?;
+    /// assert!(tx.is_active().await);
+    /// conn.release().await?; // rolls the transaction back
+    /// assert!(!tx.is_active().await);
+    /// # Ok(()) }
+    /// ```
     pub async fn is_active(&self) -> bool {
         if self.inner.conn.is_released() {
             return false;
@@ -225,6 +251,14 @@ impl Transaction {
 
     /// Commits a manual transaction (releases its savepoint when nested).
     ///
+    /// ```
+    /// # async fn demo(engine: &gino::Engine) -> gino::Result<()> {
+    /// let tx = engine.begin().await?;
+    /// engine.status(diesel::sql_query("CREATE TEMP TABLE t (x int)")).await?;
+    /// tx.commit().await?;
+    /// # Ok(()) }
+    /// ```
+    ///
     /// A `COMMIT` that PostgreSQL turns into a rollback, because a statement
     /// in the transaction failed, is [`Error::TransactionAborted`]; so is
     /// the commit of a savepoint in which a statement failed, which rolls
@@ -235,6 +269,15 @@ impl Transaction {
     }
 
     /// Rolls back a manual transaction (to its savepoint when nested).
+    ///
+    /// ```
+    /// # async fn demo(engine: &gino::Engine) -> gino::Result<()> {
+    /// let outer = engine.begin().await?;
+    /// let inner = engine.begin().await?; // a savepoint
+    /// inner.rollback().await?;           // outer goes on
+    /// outer.commit().await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn rollback(self) -> Result<()> {
         self.manual_only("rollback")?;
         self.finish(false).await
@@ -280,10 +323,34 @@ impl Transaction {
     /// Ends this managed transaction early with a rollback: like
     /// [`raise_commit`](Self::raise_commit), but this level and every level
     /// inside it roll back.
+    ///
+    /// ```
+    /// # async fn demo(db: &gino::Gino) -> gino::Result<()> {
+    /// db.transaction(async {
+    ///     let tx = gino::Transaction::current().unwrap();
+    ///     db.status(diesel::sql_query("CREATE TEMP TABLE t (x int)")).await?;
+    ///     tx.raise_rollback()?;
+    ///     unreachable!("raise_rollback returns Err");
+    /// })
+    /// .await?; // Ok(()): rolled back, and the caller goes on
+    /// # Ok(()) }
+    /// ```
     pub fn raise_rollback(&self) -> Result<Infallible> {
         self.request_exit(false, Box::new(()))
     }
 
+    /// ```
+    /// # async fn demo(db: &gino::Gino) -> gino::Result<()> {
+    /// let n: i32 = db
+    ///     .transaction(async {
+    ///         gino::Transaction::current().unwrap().raise_commit_with(7)?;
+    ///         unreachable!("raise_commit_with returns Err");
+    ///     })
+    ///     .await?;
+    /// assert_eq!(n, 7);
+    /// # Ok(()) }
+    /// ```
+    ///
     /// [`raise_commit`](Self::raise_commit) for a block returning a value:
     /// the transaction's call returns `Ok(value)`. `T` must be the block's
     /// value type, or the call fails with [`Error::TransactionMisuse`] and
@@ -293,6 +360,18 @@ impl Transaction {
     }
 
     /// [`raise_rollback`](Self::raise_rollback) for a block returning a value.
+    ///
+    /// ```
+    /// # async fn demo(db: &gino::Gino) -> gino::Result<()> {
+    /// let found: Option<i32> = db
+    ///     .transaction(async {
+    ///         gino::Transaction::current().unwrap().raise_rollback_with(None::<i32>)?;
+    ///         unreachable!("raise_rollback_with returns Err");
+    ///     })
+    ///     .await?;
+    /// assert_eq!(found, None);
+    /// # Ok(()) }
+    /// ```
     pub fn raise_rollback_with<T: Send + 'static>(&self, value: T) -> Result<Infallible> {
         self.request_exit(false, Box::new(value))
     }
@@ -474,6 +553,56 @@ where
     output
 }
 
+/// The option setters of [`ManagedTransaction`] and [`Begin`], which both
+/// keep their options in a field `options: TxOptions`.
+macro_rules! transaction_options {
+    () => {
+        /// Isolation level of this transaction (overrides the engine's
+        /// default); only on the outermost level.
+        ///
+        /// ```
+        /// # async fn demo(db: &gino::Gino) -> gino::Result<()> {
+        /// let tx = db.begin().isolation_level(gino::IsolationLevel::Serializable).await?;
+        /// tx.commit().await?;
+        /// # Ok(()) }
+        /// ```
+        pub fn isolation_level(mut self, level: IsolationLevel) -> Self {
+            self.options.isolation_level = Some(level);
+            self
+        }
+
+        /// `READ ONLY` (true) or `READ WRITE` (false); only on the outermost
+        /// level.
+        ///
+        /// ```
+        /// # async fn demo(db: &gino::Gino) -> gino::Result<()> {
+        /// let tx = db.begin().read_only(true).await?;
+        /// tx.rollback().await?;
+        /// # Ok(()) }
+        /// ```
+        pub fn read_only(mut self, read_only: bool) -> Self {
+            self.options.read_only = Some(read_only);
+            self
+        }
+
+        /// `DEFERRABLE`, for serializable read-only transactions that may
+        /// wait for a snapshot free of serialization anomalies; only on the
+        /// outermost level.
+        ///
+        /// ```
+        /// # async fn demo(db: &gino::Gino) -> gino::Result<()> {
+        /// use gino::IsolationLevel::Serializable;
+        /// let tx = db.begin().isolation_level(Serializable).read_only(true).deferrable(true).await?;
+        /// tx.commit().await?;
+        /// # Ok(()) }
+        /// ```
+        pub fn deferrable(mut self, deferrable: bool) -> Self {
+            self.options.deferrable = Some(deferrable);
+            self
+        }
+    };
+}
+
 /// A managed transaction to await: returned by `transaction(future)`.
 ///
 /// ```
@@ -502,23 +631,7 @@ impl<'a, F> ManagedTransaction<'a, F> {
         }
     }
 
-    /// Isolation level of this transaction (overrides the engine's default).
-    pub fn isolation_level(mut self, level: IsolationLevel) -> Self {
-        self.options.isolation_level = Some(level);
-        self
-    }
-
-    /// `READ ONLY` (true) or `READ WRITE` (false).
-    pub fn read_only(mut self, read_only: bool) -> Self {
-        self.options.read_only = Some(read_only);
-        self
-    }
-
-    /// `DEFERRABLE`, for serializable read-only transactions.
-    pub fn deferrable(mut self, deferrable: bool) -> Self {
-        self.options.deferrable = Some(deferrable);
-        self
-    }
+    transaction_options!();
 }
 
 impl<'a, F, T, E> IntoFuture for ManagedTransaction<'a, F>
@@ -557,23 +670,7 @@ impl<'a> Begin<'a> {
         }
     }
 
-    /// Isolation level of this transaction (overrides the engine's default).
-    pub fn isolation_level(mut self, level: IsolationLevel) -> Self {
-        self.options.isolation_level = Some(level);
-        self
-    }
-
-    /// `READ ONLY` (true) or `READ WRITE` (false).
-    pub fn read_only(mut self, read_only: bool) -> Self {
-        self.options.read_only = Some(read_only);
-        self
-    }
-
-    /// `DEFERRABLE`, for serializable read-only transactions.
-    pub fn deferrable(mut self, deferrable: bool) -> Self {
-        self.options.deferrable = Some(deferrable);
-        self
-    }
+    transaction_options!();
 }
 
 impl<'a> IntoFuture for Begin<'a> {

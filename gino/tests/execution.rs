@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use diesel::dsl::sql;
@@ -272,37 +271,11 @@ async fn database_errors_carry_sqlstate_and_constraint_and_leave_the_connection_
     assert!(matches!(err, Error::Query(_) | Error::Database(_)), "{err}");
 }
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
 #[tokio::test]
 async fn echo_logs_sql_binds_and_duration() {
-    use tracing::instrument::WithSubscriber;
     let s = common::setup_with(EngineOptions::new().echo(true)).await;
-    let log = Captured::default();
-    let writer = log.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
     let engine = s.engine.clone();
-    async move {
+    let ((), text) = common::with_log(async move {
         let q = diesel::select(sql::<Integer>("").bind::<Integer, _>(12345).sql(" + 1"));
         engine.one::<i32, _>(q).await.unwrap();
         engine.set_echo(false);
@@ -310,10 +283,8 @@ async fn echo_logs_sql_binds_and_duration() {
             .one::<i32, _>(diesel::select(sql::<Integer>("777")))
             .await
             .unwrap();
-    }
-    .with_subscriber(subscriber)
+    })
     .await;
-    let text = log.text();
     assert!(text.contains("gino::echo"), "{text}");
     assert!(text.contains("SELECT $1 + 1"), "{text}");
     assert!(text.contains("12345"), "binds are logged: {text}");

@@ -168,15 +168,6 @@ async fn min_size_zero_opens_nothing_until_first_use() {
     assert_eq!(s.engine.pool_status().size, 1);
 }
 
-/// Runs `SELECT '<marker>'` on `engine`.
-async fn select_marker(engine: &Engine, marker: &str) {
-    let query = diesel::select(sql::<Text>(&format!("'{marker}'")));
-    let echoed: String = engine.one(query).await.unwrap();
-    assert_eq!(echoed, marker);
-}
-
-// A current-thread runtime: the statements run on this thread, where the
-// capturing subscriber is installed.
 #[tokio::test]
 async fn echo_can_be_set_in_the_url() {
     // What echo logs is checked in execution.rs; here only the switch.

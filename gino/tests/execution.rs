@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::future::IntoFuture;
 use std::time::{Duration, Instant};
 
 use diesel::dsl::sql;
@@ -359,4 +360,23 @@ async fn contextual_connections_of_other_engines_are_not_picked_up() {
     })
     .await
     .unwrap();
+}
+
+/// Web frameworks run handlers on multi-threaded runtimes, so every future
+/// gino hands out must be `Send`; this fails to compile otherwise.
+#[allow(dead_code, clippy::manual_async_fn)]
+fn futures_are_send(db: &'static gino::Gino, engine: gino::Engine, conn: gino::Connection) {
+    fn send<T: Send>(_: T) {}
+    let q = || diesel::select(sql::<Integer>("1"));
+    send(engine.all::<i32, _>(q()));
+    send(engine.acquire().into_future());
+    send(db.one::<i32, _>(q()));
+    send(q().gino().one::<i32>());
+    send(q().gino().bind(&conn).status());
+    send(db.transaction(async { Ok::<_, Error>(()) }).into_future());
+    send(db.begin().into_future());
+    send(conn.transaction(async { Ok::<_, Error>(1) }).into_future());
+    send(conn.release());
+    send(conn.scope(async {}));
+    send(db.with_bind("postgres://localhost/x", |_| async { Ok::<_, Error>(()) }));
 }

@@ -119,6 +119,9 @@ async fn main() {
     sequential!("gino, one held connection (conn.one)", |id| {
         conn.one::<User, _>(by_id(id)).await.expect("row")
     });
+    sequential!("gino, one held connection (conn.first)", |id| {
+        gino::Connection::first::<User, _>(&conn, by_id(id)).await.expect("row")
+    });
     conn.release().await.expect("release");
     sequential!("diesel-async, one held connection (again)", |id| {
         by_id(id).get_result::<User>(&mut raw).await.expect("row")

@@ -1,2 +1,17 @@
-//! Derive macros of gino (`#[derive(Model)]`), re-exported by `gino`.
-//! The model derive is tracked as its own issue.
+//! Derive macros of gino (`#[derive(Model)]`), re-exported by `gino`; see
+//! `gino::Model` for the attributes.
+
+mod model;
+mod types;
+
+use proc_macro::TokenStream;
+
+/// Declares a table for a struct and implements gino's CRUD on it; see the
+/// documentation of the `gino::Model` trait.
+#[proc_macro_derive(Model, attributes(gino))]
+pub fn derive_model(input: TokenStream) -> TokenStream {
+    let input = syn::parse_macro_input!(input as syn::DeriveInput);
+    model::expand(input)
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
+}

@@ -103,6 +103,10 @@ impl Gino {
         }
     }
 
+    pub(crate) fn is_default(&self) -> bool {
+        self.default
+    }
+
     fn id(&self) -> u64 {
         static NEXT: AtomicU64 = AtomicU64::new(1);
         let id = self.id.load(Ordering::Acquire);

@@ -59,6 +59,14 @@ pub enum Error {
     #[error("no such row: the row this operation refers to does not exist (any more)")]
     NoSuchRow,
 
+    /// An instance-level operation needs to locate the row, but the model
+    /// has no primary key.
+    #[error(
+        "model `{0}` has no primary key, so its rows cannot be located: declare one with \
+         #[gino(primary_key)] or give the model a lookup with #[gino(lookup = path::to_fn)]"
+    )]
+    NoPrimaryKey(&'static str),
+
     /// `one()` found no row.
     #[error(
         "the query returned no row, but exactly one was expected: use `first()` or \

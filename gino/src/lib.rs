@@ -42,8 +42,10 @@ mod context;
 mod engine;
 mod error;
 mod executor;
+pub mod model;
 mod pool;
 pub mod prelude;
+pub mod schema;
 mod text;
 mod transaction;
 mod wire;
@@ -54,6 +56,9 @@ pub use connection::{Acquire, Connection};
 pub use engine::{Engine, IntoEngine, PoolStatus, create_engine};
 pub use error::{DatabaseError, Error, Result};
 pub use executor::{Bind, Compiled, Executor, GinoQuery, Status};
+pub use gino_macros::Model;
+pub use model::{Model, Run};
+pub use schema::SchemaOp;
 pub use text::{Text, text};
 pub use transaction::{Begin, ManagedTransaction, Transaction};
 
@@ -62,4 +67,5 @@ pub use transaction::{Begin, ManagedTransaction, Transaction};
 pub mod reexports {
     pub use diesel;
     pub use diesel_async;
+    pub use inventory;
 }

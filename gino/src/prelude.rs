@@ -3,4 +3,6 @@
 
 pub use crate::api::Gino;
 pub use crate::executor::GinoQuery;
+pub use crate::model::Model;
+pub use gino_macros::Model;
 pub use diesel::prelude::*;

@@ -1,0 +1,828 @@
+//! `#[derive(Model)]`: parses the `#[gino(...)]` attributes and generates
+//! the diesel table, the table metadata, the `gino::Model` impl and the
+//! class-level API.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote};
+use syn::spanned::Spanned;
+use syn::{Data, DeriveInput, Expr, Fields, Ident, LitStr, Path, Result, Type};
+
+use crate::types;
+
+/// One field and what its attributes say.
+struct Field {
+    ident: Ident,
+    ty: Type,
+    column: String,
+    primary_key: bool,
+    autoincrement: Option<bool>,
+    default: Option<Expr>,
+    server_default: Option<String>,
+    unique: bool,
+    index: bool,
+    references: Option<(String, String)>,
+    on_delete: Option<String>,
+    on_update: Option<String>,
+    check: Option<String>,
+    sql_type: Option<Type>,
+    ddl: Option<String>,
+}
+
+struct Index {
+    name: String,
+    columns: Vec<Ident>,
+    unique: bool,
+}
+
+struct Unique {
+    name: Option<String>,
+    columns: Vec<Ident>,
+}
+
+struct Check {
+    name: Option<String>,
+    expression: String,
+}
+
+#[derive(Default)]
+struct ModelAttrs {
+    table: Option<String>,
+    db: Option<Path>,
+    lookup: Option<Path>,
+    diesel_table: Option<Path>,
+    indexes: Vec<Index>,
+    uniques: Vec<Unique>,
+    checks: Vec<Check>,
+}
+
+fn lit_str(meta: &syn::meta::ParseNestedMeta) -> Result<String> {
+    Ok(meta.value()?.parse::<LitStr>()?.value())
+}
+
+fn ident_list(meta: &syn::meta::ParseNestedMeta) -> Result<Vec<Ident>> {
+    let mut idents = Vec::new();
+    meta.parse_nested_meta(|m| {
+        idents.push(m.path.require_ident()?.clone());
+        Ok(())
+    })?;
+    Ok(idents)
+}
+
+fn parse_model_attrs(input: &DeriveInput) -> Result<ModelAttrs> {
+    let mut attrs = ModelAttrs::default();
+    for attr in input.attrs.iter().filter(|a| a.path().is_ident("gino")) {
+        attr.parse_nested_meta(|meta| {
+            if meta.path.is_ident("table") {
+                attrs.table = Some(lit_str(&meta)?);
+            } else if meta.path.is_ident("db") {
+                attrs.db = Some(meta.value()?.parse()?);
+            } else if meta.path.is_ident("lookup") {
+                attrs.lookup = Some(meta.value()?.parse()?);
+            } else if meta.path.is_ident("diesel_table") {
+                attrs.diesel_table = Some(meta.value()?.parse()?);
+            } else if meta.path.is_ident("index") {
+                let mut index = Index {
+                    name: String::new(),
+                    columns: Vec::new(),
+                    unique: false,
+                };
+                meta.parse_nested_meta(|m| {
+                    if m.path.is_ident("name") {
+                        index.name = lit_str(&m)?;
+                    } else if m.path.is_ident("columns") {
+                        index.columns = ident_list(&m)?;
+                    } else if m.path.is_ident("unique") {
+                        index.unique = true;
+                    } else {
+                        return Err(
+                            m.error("expected `name = \"...\"`, `columns(a, b)` or `unique`")
+                        );
+                    }
+                    Ok(())
+                })?;
+                if index.name.is_empty() || index.columns.is_empty() {
+                    return Err(meta.error(
+                        "an index needs a name and columns: index(name = \"ix\", columns(a, b))",
+                    ));
+                }
+                attrs.indexes.push(index);
+            } else if meta.path.is_ident("unique") {
+                let mut unique = Unique {
+                    name: None,
+                    columns: Vec::new(),
+                };
+                meta.parse_nested_meta(|m| {
+                    if m.path.is_ident("name") {
+                        unique.name = Some(lit_str(&m)?);
+                    } else if m.path.is_ident("columns") {
+                        unique.columns = ident_list(&m)?;
+                    } else {
+                        return Err(m.error("expected `name = \"...\"` or `columns(a, b)`"));
+                    }
+                    Ok(())
+                })?;
+                if unique.columns.is_empty() {
+                    return Err(
+                        meta.error("a unique constraint needs columns: unique(columns(a, b))")
+                    );
+                }
+                attrs.uniques.push(unique);
+            } else if meta.path.is_ident("check") {
+                let mut check = Check {
+                    name: None,
+                    expression: String::new(),
+                };
+                meta.parse_nested_meta(|m| {
+                    if m.path.is_ident("name") {
+                        check.name = Some(lit_str(&m)?);
+                    } else if m.path.is_ident("expr") {
+                        check.expression = lit_str(&m)?;
+                    } else {
+                        return Err(m.error("expected `name = \"...\"` or `expr = \"...\"`"));
+                    }
+                    Ok(())
+                })?;
+                if check.expression.is_empty() {
+                    return Err(meta.error("a check needs an expression: check(expr = \"x > 0\")"));
+                }
+                attrs.checks.push(check);
+            } else {
+                return Err(meta.error(
+                    "unknown model attribute: expected table, db, lookup, diesel_table, index, \
+                     unique or check",
+                ));
+            }
+            Ok(())
+        })?;
+    }
+    Ok(attrs)
+}
+
+fn parse_field(field: &syn::Field) -> Result<Field> {
+    let ident = field
+        .ident
+        .clone()
+        .ok_or_else(|| syn::Error::new(field.span(), "models need named fields"))?;
+    let mut parsed = Field {
+        column: ident.to_string().trim_start_matches("r#").to_owned(),
+        ident,
+        ty: field.ty.clone(),
+        primary_key: false,
+        autoincrement: None,
+        default: None,
+        server_default: None,
+        unique: false,
+        index: false,
+        references: None,
+        on_delete: None,
+        on_update: None,
+        check: None,
+        sql_type: None,
+        ddl: None,
+    };
+    for attr in field.attrs.iter().filter(|a| a.path().is_ident("gino")) {
+        attr.parse_nested_meta(|meta| {
+            let p = &meta.path;
+            if p.is_ident("primary_key") {
+                parsed.primary_key = true;
+            } else if p.is_ident("autoincrement") {
+                parsed.autoincrement = Some(meta.value()?.parse::<syn::LitBool>()?.value);
+            } else if p.is_ident("column") {
+                parsed.column = lit_str(&meta)?;
+            } else if p.is_ident("default") {
+                parsed.default = Some(meta.value()?.parse()?);
+            } else if p.is_ident("server_default") {
+                parsed.server_default = Some(lit_str(&meta)?);
+            } else if p.is_ident("unique") {
+                parsed.unique = true;
+            } else if p.is_ident("index") {
+                parsed.index = true;
+            } else if p.is_ident("references") {
+                let target = lit_str(&meta)?;
+                let parsed_target = target
+                    .strip_suffix(')')
+                    .and_then(|t| t.split_once('('))
+                    .map(|(table, column)| (table.trim().to_owned(), column.trim().to_owned()));
+                parsed.references = Some(parsed_target.ok_or_else(|| {
+                    meta.error(
+                        "references takes \"table(column)\", e.g. references = \"users(id)\"",
+                    )
+                })?);
+            } else if p.is_ident("on_delete") {
+                parsed.on_delete = Some(lit_str(&meta)?.to_uppercase());
+            } else if p.is_ident("on_update") {
+                parsed.on_update = Some(lit_str(&meta)?.to_uppercase());
+            } else if p.is_ident("check") {
+                parsed.check = Some(lit_str(&meta)?);
+            } else if p.is_ident("sql_type") {
+                parsed.sql_type = Some(meta.value()?.parse()?);
+            } else if p.is_ident("ddl") {
+                parsed.ddl = Some(lit_str(&meta)?);
+            } else {
+                return Err(meta.error(
+                    "unknown field attribute: expected primary_key, autoincrement, column, \
+                     default, server_default, unique, index, references, on_delete, on_update, \
+                     check, sql_type or ddl",
+                ));
+            }
+            Ok(())
+        })?;
+    }
+    Ok(parsed)
+}
+
+/// What the SQL side of a field is, attributes applied.
+struct Resolved {
+    sql_type: TokenStream,
+    ddl: String,
+    nullable: bool,
+    serial: bool,
+}
+
+fn resolve(field: &Field, single_pk: bool) -> Result<Resolved> {
+    let mapped = types::map(&field.ty);
+    let nullable = mapped.as_ref().is_some_and(|m| m.nullable);
+    let sql_type = match (&field.sql_type, &mapped) {
+        (Some(ty), _) if nullable => {
+            quote!(::gino::reexports::diesel::sql_types::Nullable<#ty>)
+        }
+        (Some(ty), _) => quote!(#ty),
+        (None, Some(m)) => m.sql_type.clone(),
+        (None, None) => {
+            return Err(syn::Error::new(
+                field.ty.span(),
+                "gino does not know the SQL type of this field: add \
+                 #[gino(sql_type = path::to::DieselSqlType, ddl = \"postgres type\")]",
+            ));
+        }
+    };
+    let base_ddl = match (&field.ddl, &mapped) {
+        (Some(ddl), _) => ddl.clone(),
+        (None, Some(m)) => m.ddl.clone(),
+        (None, None) => {
+            return Err(syn::Error::new(
+                field.ty.span(),
+                "add #[gino(ddl = \"postgres type\")] to say how to create this column",
+            ));
+        }
+    };
+    // Like SQLAlchemy: the integer primary key of a table with a one-column
+    // key is assigned by the database unless told otherwise.
+    let serial_ddl = types::serial_ddl(&base_ddl);
+    let serial = field
+        .autoincrement
+        .unwrap_or(single_pk && field.primary_key && serial_ddl.is_some());
+    if serial && serial_ddl.is_none() {
+        return Err(syn::Error::new(
+            field.ident.span(),
+            "autoincrement needs an integer column (i16, i32 or i64)",
+        ));
+    }
+    let ddl = match serial_ddl {
+        Some(s) if serial => s.to_owned(),
+        _ => base_ddl,
+    };
+    Ok(Resolved {
+        sql_type,
+        ddl,
+        nullable,
+        serial,
+    })
+}
+
+fn opt_str(value: &Option<String>) -> TokenStream {
+    match value {
+        Some(v) => quote!(::core::option::Option::Some(#v)),
+        None => quote!(::core::option::Option::None),
+    }
+}
+
+pub fn expand(input: DeriveInput) -> Result<TokenStream> {
+    let name = &input.ident;
+    if !input.generics.params.is_empty() {
+        return Err(syn::Error::new(
+            input.generics.span(),
+            "models cannot be generic",
+        ));
+    }
+    let attrs = parse_model_attrs(&input)?;
+    let table = attrs.table.clone().ok_or_else(|| {
+        syn::Error::new(
+            Span::call_site(),
+            "a model needs its table name: #[gino(table = \"users\")]",
+        )
+    })?;
+    let Data::Struct(data) = &input.data else {
+        return Err(syn::Error::new(
+            Span::call_site(),
+            "Model is derived for structs",
+        ));
+    };
+    let Fields::Named(named) = &data.fields else {
+        return Err(syn::Error::new(
+            data.fields.span(),
+            "models need named fields",
+        ));
+    };
+    let fields = named
+        .named
+        .iter()
+        .map(parse_field)
+        .collect::<Result<Vec<_>>>()?;
+    if fields.is_empty() {
+        return Err(syn::Error::new(
+            Span::call_site(),
+            "a model needs at least one field",
+        ));
+    }
+    let pk: Vec<&Field> = fields.iter().filter(|f| f.primary_key).collect();
+    let resolved = fields
+        .iter()
+        .map(|f| resolve(f, pk.len() == 1))
+        .collect::<Result<Vec<_>>>()?;
+    let column_of = |ident: &Ident| -> Result<String> {
+        fields
+            .iter()
+            .find(|f| f.ident == *ident)
+            .map(|f| f.column.clone())
+            .ok_or_else(|| syn::Error::new(ident.span(), "no field of this name in the model"))
+    };
+
+    let (schema, table_decl) = match &attrs.diesel_table {
+        Some(path) => (quote!(#path), quote!()),
+        None => {
+            let module = syn::parse_str::<Ident>(&table).map_err(|_| {
+                syn::Error::new(
+                    Span::call_site(),
+                    "the table name is not a Rust identifier; declare the table with diesel's \
+                     table! and name it with #[gino(diesel_table = path::to::module)]",
+                )
+            })?;
+            let key: Vec<&Ident> = if pk.is_empty() {
+                vec![&fields[0].ident]
+            } else {
+                pk.iter().map(|f| &f.ident).collect()
+            };
+            let columns = fields.iter().zip(&resolved).map(|(f, r)| {
+                let ident = &f.ident;
+                let sql_type = &r.sql_type;
+                let rename = (f.column != ident.to_string()).then(|| {
+                    let column = &f.column;
+                    quote!(#[sql_name = #column])
+                });
+                quote!(#rename #ident -> #sql_type,)
+            });
+            (
+                quote!(#module),
+                quote! {
+                    ::gino::reexports::diesel::table! {
+                        #module (#(#key),*) {
+                            #(#columns)*
+                        }
+                    }
+                },
+            )
+        }
+    };
+
+    // -- metadata ------------------------------------------------------
+    let column_metas = fields.iter().zip(&resolved).map(|(f, r)| {
+        let column = &f.column;
+        let ddl = &r.ddl;
+        let nullable = r.nullable;
+        let serial = r.serial;
+        let server_default = opt_str(&f.server_default);
+        let unique = f.unique;
+        quote! {
+            ::gino::model::ColumnMeta {
+                name: #column,
+                sql_type: #ddl,
+                nullable: #nullable,
+                serial: #serial,
+                server_default: #server_default,
+                unique: #unique,
+            }
+        }
+    });
+    let pk_columns = pk.iter().map(|f| f.column.clone());
+    let mut index_metas = Vec::new();
+    for f in fields.iter().filter(|f| f.index) {
+        let name = format!("ix_{table}_{}", f.column);
+        let column = &f.column;
+        index_metas.push(quote! {
+            ::gino::model::IndexMeta { name: #name, columns: &[#column], unique: false }
+        });
+    }
+    for index in &attrs.indexes {
+        let name = &index.name;
+        let unique = index.unique;
+        let columns = index
+            .columns
+            .iter()
+            .map(&column_of)
+            .collect::<Result<Vec<_>>>()?;
+        index_metas.push(quote! {
+            ::gino::model::IndexMeta { name: #name, columns: &[#(#columns),*], unique: #unique }
+        });
+    }
+    let mut unique_metas = Vec::new();
+    for unique in &attrs.uniques {
+        let name = opt_str(&unique.name);
+        let columns = unique
+            .columns
+            .iter()
+            .map(&column_of)
+            .collect::<Result<Vec<_>>>()?;
+        unique_metas.push(quote! {
+            ::gino::model::UniqueMeta { name: #name, columns: &[#(#columns),*] }
+        });
+    }
+    let check_metas = fields
+        .iter()
+        .filter_map(|f| f.check.as_ref().map(|c| (None, c.clone())))
+        .chain(
+            attrs
+                .checks
+                .iter()
+                .map(|c| (c.name.clone(), c.expression.clone())),
+        )
+        .map(|(name, expression)| {
+            let name = opt_str(&name);
+            quote!(::gino::model::CheckMeta { name: #name, expression: #expression })
+        });
+    let fk_metas = fields.iter().filter_map(|f| {
+        let (ref_table, ref_column) = f.references.as_ref()?;
+        let column = &f.column;
+        let on_delete = opt_str(&f.on_delete);
+        let on_update = opt_str(&f.on_update);
+        Some(quote! {
+            ::gino::model::ForeignKeyMeta {
+                name: ::core::option::Option::None,
+                columns: &[#column],
+                references_table: #ref_table,
+                references_columns: &[#ref_column],
+                on_delete: #on_delete,
+                on_update: #on_update,
+            }
+        })
+    });
+    let meta_ident = format_ident!("__GINO_TABLE_{}", name.to_string().to_uppercase());
+    let db = match &attrs.db {
+        Some(path) => quote!(::gino::model::ModelDb::Named(|| &#path)),
+        None => quote!(::gino::model::ModelDb::Default),
+    };
+
+    // -- pieces of the generated code ------------------------------------
+    let idents: Vec<&Ident> = fields.iter().map(|f| &f.ident).collect();
+    let tys: Vec<&Type> = fields.iter().map(|f| &f.ty).collect();
+    let sql_types: Vec<&TokenStream> = resolved.iter().map(|r| &r.sql_type).collect();
+    let indices = (0..fields.len()).map(syn::Index::from);
+    let insertable: Vec<(&Field, &Resolved)> = fields
+        .iter()
+        .zip(&resolved)
+        .filter(|(_, r)| !r.serial)
+        .collect();
+    let d = quote!(::gino::reexports::diesel);
+
+    let lookup_body = match (&attrs.lookup, pk.as_slice()) {
+        (Some(path), _) => quote!(#path(self)),
+        (None, []) => quote!(::core::result::Result::Err(::gino::Error::NoPrimaryKey(
+            ::core::stringify!(#name)
+        ))),
+        (None, [first, rest @ ..]) => {
+            let first_ident = &first.ident;
+            let mut condition = quote!(#d::ExpressionMethods::eq(#schema::#first_ident, ::core::clone::Clone::clone(&self.#first_ident)));
+            for f in rest {
+                let ident = &f.ident;
+                condition = quote!(#d::BoolExpressionMethods::and(#condition, #d::ExpressionMethods::eq(#schema::#ident, ::core::clone::Clone::clone(&self.#ident))));
+            }
+            quote!(::core::result::Result::Ok(::gino::model::Lookup::new(#condition)))
+        }
+    };
+
+    let instance_values = insertable.iter().map(|(f, _)| {
+        let ident = &f.ident;
+        quote!(#d::ExpressionMethods::eq(#schema::#ident, ::core::clone::Clone::clone(&self.#ident)),)
+    });
+    let instance_insert = if insertable.is_empty() {
+        quote!(#d::insert_into(#schema::table).default_values())
+    } else {
+        quote!(#d::insert_into(#schema::table).values((#(#instance_values)*)))
+    };
+
+    let create_ident = format_ident!("{}Create", name);
+    let update_ident = format_ident!("{}Update", name);
+    let create_fields = insertable.iter().map(|(f, _)| {
+        let ident = &f.ident;
+        let ty = &f.ty;
+        quote!(#ident: ::core::option::Option<#ty>,)
+    });
+    let create_nones = insertable.iter().map(|(f, _)| {
+        let ident = &f.ident;
+        quote!(#ident: ::core::option::Option::None,)
+    });
+    let create_moves = insertable.iter().map(|(f, _)| {
+        let ident = &f.ident;
+        quote!(#ident: self.#ident,)
+    });
+    let create_setters = insertable.iter().map(|(f, _)| {
+        let ident = &f.ident;
+        let ty = &f.ty;
+        let doc = format!("Sets `{}`.", f.column);
+        quote! {
+            #[doc = #doc]
+            pub fn #ident(mut self, value: impl ::core::convert::Into<#ty>) -> Self {
+                self.#ident = ::core::option::Option::Some(value.into());
+                self
+            }
+        }
+    });
+    let create_values = insertable.iter().map(|(f, _)| {
+        let ident = &f.ident;
+        let value = match &f.default {
+            Some(default) => quote! {
+                ::core::option::Option::Some(self.#ident.unwrap_or_else(|| ::core::convert::Into::into(#default)))
+            },
+            None => quote!(self.#ident),
+        };
+        quote!(#value.map(|v| #d::ExpressionMethods::eq(#schema::#ident, v)),)
+    });
+    let builder_insert = if insertable.is_empty() {
+        quote!(#d::insert_into(#schema::table).default_values())
+    } else {
+        quote!(#d::insert_into(#schema::table).values((#(#create_values)*)))
+    };
+
+    let update_setters = fields.iter().map(|f| {
+        let ident = &f.ident;
+        let ty = &f.ty;
+        let column = &f.column;
+        let doc = format!("Sets `{}` in memory now and in the database on `apply()`.", f.column);
+        quote! {
+            #[doc = #doc]
+            pub fn #ident(self, value: impl ::core::convert::Into<#ty>) -> Self {
+                let value: #ty = value.into();
+                let mut this = self;
+                this.changes.set_value(#column, #d::ExpressionMethods::eq(#schema::#ident, ::core::clone::Clone::clone(&value)));
+                this.instance.#ident = value;
+                this
+            }
+        }
+    });
+
+    let (pk_param, pk_arg) = match pk.as_slice() {
+        [] => (None, None),
+        [single] => {
+            let ty = &single.ty;
+            (
+                Some(quote!(key: impl ::core::convert::Into<#ty>)),
+                Some(quote!(key.into())),
+            )
+        }
+        many => {
+            let tys = many.iter().map(|f| &f.ty);
+            (Some(quote!(key: (#(#tys),*))), Some(quote!(key)))
+        }
+    };
+    let get_fn = pk_param.map(|param| {
+        quote! {
+            /// Loads the row with this primary key (a tuple for a composite
+            /// key, in declaration order); `None` if there is none.
+            pub fn get(#param) -> ::gino::Run<'static, impl ::gino::reexports::diesel_async::methods::LoadQuery<'static, ::gino::reexports::diesel_async::AsyncPgConnection, Self> + ::core::marker::Send + 'static, ::gino::model::First<Self>> {
+                let query = #d::QueryDsl::select(
+                    #d::QueryDsl::find(#schema::table, #pk_arg),
+                    <Self as #d::SelectableHelper<#d::pg::Pg>>::as_select(),
+                );
+                ::gino::Run::new(::core::result::Result::Ok(query), <Self as ::gino::Model>::DB.bind())
+            }
+        }
+    });
+
+    let vis = &input.vis;
+    let create_doc = format!("The insert builder of [`{name}`]: `{name}::create()`.");
+    let update_doc = format!(
+        "The update request of [`{name}`]: `{}.update()`.",
+        name.to_string().to_lowercase()
+    );
+
+    Ok(quote! {
+        #table_decl
+
+        #[doc(hidden)]
+        #[allow(non_upper_case_globals)]
+        static #meta_ident: ::gino::model::TableMeta = ::gino::model::TableMeta {
+            name: #table,
+            columns: &[#(#column_metas),*],
+            primary_key: &[#(#pk_columns),*],
+            indexes: &[#(#index_metas),*],
+            uniques: &[#(#unique_metas),*],
+            checks: &[#(#check_metas),*],
+            foreign_keys: &[#(#fk_metas),*],
+            enums: &[],
+        };
+
+        ::gino::reexports::inventory::submit! {
+            ::gino::model::ModelEntry { table: &#meta_ident, db: #db }
+        }
+
+        impl #d::Selectable<#d::pg::Pg> for #name {
+            type SelectExpression = (#(#schema::#idents,)*);
+
+            fn construct_selection() -> Self::SelectExpression {
+                (#(#schema::#idents,)*)
+            }
+        }
+
+        impl #d::Queryable<(#(#sql_types,)*), #d::pg::Pg> for #name {
+            type Row = (#(#tys,)*);
+
+            fn build(row: Self::Row) -> #d::deserialize::Result<Self> {
+                ::core::result::Result::Ok(Self { #(#idents: row.#indices,)* })
+            }
+        }
+
+        impl ::gino::Model for #name {
+            type Table = #schema::table;
+            type UpdateRequest<'a> = #update_ident<'a>;
+            const TABLE: &'static ::gino::model::TableMeta = &#meta_ident;
+            const DB: ::gino::model::ModelDb = #db;
+
+            fn lookup(&self) -> ::gino::Result<::gino::model::Lookup<#schema::table>> {
+                #lookup_body
+            }
+
+            fn create(&self) -> ::gino::Run<'static, impl ::gino::reexports::diesel_async::methods::LoadQuery<'static, ::gino::reexports::diesel_async::AsyncPgConnection, Self> + ::core::marker::Send + 'static, ::gino::model::One<Self>> {
+                let query = #instance_insert
+                    .returning(<Self as #d::SelectableHelper<#d::pg::Pg>>::as_returning());
+                ::gino::Run::new(::core::result::Result::Ok(query), Self::DB.bind())
+            }
+
+            fn query(&self) -> ::gino::Run<'static, impl ::gino::reexports::diesel_async::methods::LoadQuery<'static, ::gino::reexports::diesel_async::AsyncPgConnection, Self> + ::core::marker::Send + 'static, ::gino::model::First<Self>> {
+                let query = self.lookup().map(|lookup| {
+                    #d::QueryDsl::select(
+                        #d::QueryDsl::filter(#schema::table, lookup),
+                        <Self as #d::SelectableHelper<#d::pg::Pg>>::as_select(),
+                    )
+                });
+                ::gino::Run::new(query, Self::DB.bind())
+            }
+
+            fn delete(&self) -> ::gino::Run<'static, impl ::gino::reexports::diesel_async::methods::ExecuteDsl<::gino::reexports::diesel_async::AsyncPgConnection> + ::core::marker::Send + 'static, ::gino::model::StatusOf> {
+                let query = self
+                    .lookup()
+                    .map(|lookup| #d::delete(#d::QueryDsl::filter(#schema::table, lookup)));
+                ::gino::Run::new(query, Self::DB.bind())
+            }
+
+            fn update(&mut self) -> #update_ident<'_> {
+                let lookup = self.lookup();
+                #update_ident {
+                    instance: self,
+                    lookup,
+                    changes: ::core::default::Default::default(),
+                    bind: <Self as ::gino::Model>::DB.bind(),
+                    timeout: ::core::option::Option::None,
+                }
+            }
+        }
+
+        impl #name {
+            /// Starts an insert: a setter per column, then `.await` runs
+            /// `INSERT ... RETURNING` and returns the stored row. Columns not
+            /// set get their declared default, or the database's.
+            #vis fn create() -> #create_ident<'static> {
+                #create_ident {
+                    #(#create_nones)*
+                    bind: <Self as ::gino::Model>::DB.bind(),
+                    timeout: ::core::option::Option::None,
+                }
+            }
+
+            #get_fn
+
+            /// `SELECT` of all columns as this model: add diesel filters, then
+            /// `.gino().all()` / `.first()` / ...
+            #vis fn query() -> #d::dsl::Select<#schema::table, #d::dsl::AsSelect<Self, #d::pg::Pg>> {
+                #d::QueryDsl::select(#schema::table, <Self as #d::SelectableHelper<#d::pg::Pg>>::as_select())
+            }
+
+            /// `SELECT` of just `columns` (plain rows, not models).
+            #vis fn select<S>(columns: S) -> #d::dsl::Select<#schema::table, S>
+            where
+                S: #d::Expression,
+                #schema::table: #d::query_dsl::methods::SelectDsl<S>,
+            {
+                #d::QueryDsl::select(#schema::table, columns)
+            }
+
+            /// Creates this model's table (with its indexes and constraints).
+            #vis fn create_table() -> ::gino::schema::SchemaOp<'static> {
+                ::gino::schema::create_tables(::std::vec![<Self as ::gino::Model>::TABLE], <Self as ::gino::Model>::DB.bind())
+            }
+
+            /// Drops this model's table.
+            #vis fn drop_table() -> ::gino::schema::SchemaOp<'static> {
+                ::gino::schema::drop_tables(::std::vec![<Self as ::gino::Model>::TABLE], <Self as ::gino::Model>::DB.bind())
+            }
+        }
+
+        #[doc = #create_doc]
+        #[must_use = "an insert does nothing until awaited"]
+        #vis struct #create_ident<'a> {
+            #(#create_fields)*
+            bind: ::gino::Bind<'a>,
+            timeout: ::core::option::Option<::core::time::Duration>,
+        }
+
+        impl<'a> #create_ident<'a> {
+            #(#create_setters)*
+
+            /// Runs on `to` instead of the model's database.
+            pub fn bind<'b>(self, to: impl ::core::convert::Into<::gino::Bind<'b>>) -> #create_ident<'b> {
+                #create_ident {
+                    #(#create_moves)*
+                    bind: to.into(),
+                    timeout: self.timeout,
+                }
+            }
+
+            /// Fails with `gino::Error::QueryTimeout` after `timeout`.
+            pub fn timeout(mut self, timeout: ::core::time::Duration) -> Self {
+                self.timeout = ::core::option::Option::Some(timeout);
+                self
+            }
+        }
+
+        impl<'a> ::core::future::IntoFuture for #create_ident<'a> {
+            type Output = ::gino::Result<#name>;
+            type IntoFuture = ::core::pin::Pin<::std::boxed::Box<dyn ::core::future::Future<Output = ::gino::Result<#name>> + ::core::marker::Send + 'a>>;
+
+            fn into_future(self) -> Self::IntoFuture {
+                let query = #builder_insert
+                    .returning(<#name as #d::SelectableHelper<#d::pg::Pg>>::as_returning());
+                let run = ::gino::Run::<_, ::gino::model::One<#name>>::new(::core::result::Result::Ok(query), self.bind);
+                match self.timeout {
+                    ::core::option::Option::Some(t) => ::core::future::IntoFuture::into_future(run.timeout(t)),
+                    ::core::option::Option::None => ::core::future::IntoFuture::into_future(run),
+                }
+            }
+        }
+
+        #[doc = #update_doc]
+        #[must_use = "an update request changes the database only on apply()"]
+        #vis struct #update_ident<'a> {
+            instance: &'a mut #name,
+            lookup: ::gino::Result<::gino::model::Lookup<#schema::table>>,
+            changes: ::gino::model::Changes<#schema::table>,
+            bind: ::gino::Bind<'a>,
+            timeout: ::core::option::Option<::core::time::Duration>,
+        }
+
+        impl<'a> #update_ident<'a> {
+            #(#update_setters)*
+
+            /// Adds a change computed in SQL, e.g.
+            /// `.set(users::balance.eq(users::balance + 100))`; the value in
+            /// memory is refreshed by `apply()`.
+            pub fn set<C>(mut self, change: C) -> Self
+            where
+                C: #d::query_builder::AsChangeset<Target = #schema::table>,
+                C::Changeset: #d::query_builder::QueryFragment<#d::pg::Pg> + ::core::marker::Send + ::core::marker::Sync + 'static,
+            {
+                self.changes.push(change);
+                self
+            }
+
+            /// Runs on `to` instead of the model's database.
+            pub fn bind(mut self, to: impl ::core::convert::Into<::gino::Bind<'a>>) -> Self {
+                self.bind = to.into();
+                self
+            }
+
+            /// Fails with `gino::Error::QueryTimeout` after `timeout`.
+            pub fn timeout(mut self, timeout: ::core::time::Duration) -> Self {
+                self.timeout = ::core::option::Option::Some(timeout);
+                self
+            }
+
+            /// Runs one `UPDATE ... RETURNING` with every change and
+            /// refreshes the value from what the database stored.
+            /// `gino::Error::NoSuchRow` if the row no longer exists.
+            pub async fn apply(self) -> ::gino::Result<()> {
+                if self.changes.is_empty() {
+                    return ::core::result::Result::Ok(());
+                }
+                let lookup = self.lookup?;
+                let query = #d::update(#d::QueryDsl::filter(#schema::table, lookup))
+                    .set(self.changes)
+                    .returning(<#name as #d::SelectableHelper<#d::pg::Pg>>::as_returning());
+                let mut run = ::gino::Run::<_, ::gino::model::One<#name>>::new(::core::result::Result::Ok(query), self.bind);
+                if let ::core::option::Option::Some(t) = self.timeout {
+                    run = run.timeout(t);
+                }
+                *self.instance = run.await?;
+                ::core::result::Result::Ok(())
+            }
+        }
+    })
+}

@@ -1,0 +1,98 @@
+//! How Rust field types map to diesel SQL types and PostgreSQL DDL types.
+
+use proc_macro2::TokenStream;
+use quote::quote;
+use syn::{GenericArgument, PathArguments, Type};
+
+/// The SQL side of a field type.
+pub struct Mapped {
+    /// diesel SQL type, e.g. `diesel::sql_types::Nullable<Text>`.
+    pub sql_type: TokenStream,
+    /// DDL type, e.g. `text[]`.
+    pub ddl: String,
+    pub nullable: bool,
+}
+
+fn last_segment(ty: &Type) -> Option<&syn::PathSegment> {
+    match ty {
+        Type::Path(p) if p.qself.is_none() => p.path.segments.last(),
+        _ => None,
+    }
+}
+
+/// The single generic argument of `Option<T>` / `Vec<T>`.
+fn inner(segment: &syn::PathSegment) -> Option<&Type> {
+    match &segment.arguments {
+        PathArguments::AngleBracketed(args) => args.args.iter().find_map(|a| match a {
+            GenericArgument::Type(t) => Some(t),
+            _ => None,
+        }),
+        _ => None,
+    }
+}
+
+/// Maps `ty`; `None` for a type gino does not know (the field then needs
+/// `sql_type` and `ddl` attributes).
+pub fn map(ty: &Type) -> Option<Mapped> {
+    let st = |name: &str| {
+        let ident = syn::Ident::new(name, proc_macro2::Span::call_site());
+        quote!(::gino::reexports::diesel::sql_types::#ident)
+    };
+    let segment = last_segment(ty)?;
+    let name = segment.ident.to_string();
+    let plain = |sql: &str, ddl: &str| {
+        Some(Mapped {
+            sql_type: st(sql),
+            ddl: ddl.to_owned(),
+            nullable: false,
+        })
+    };
+    match name.as_str() {
+        "Option" => {
+            let inner = map(inner(segment)?)?;
+            let sql = inner.sql_type;
+            Some(Mapped {
+                sql_type: quote!(::gino::reexports::diesel::sql_types::Nullable<#sql>),
+                ddl: inner.ddl,
+                nullable: true,
+            })
+        }
+        "Vec" => {
+            let element = inner(segment)?;
+            if last_segment(element).is_some_and(|s| s.ident == "u8") {
+                return plain("Binary", "bytea");
+            }
+            let inner = map(element)?;
+            let sql = inner.sql_type;
+            Some(Mapped {
+                sql_type: quote!(::gino::reexports::diesel::sql_types::Array<#sql>),
+                ddl: format!("{}[]", inner.ddl),
+                nullable: false,
+            })
+        }
+        "i16" => plain("SmallInt", "smallint"),
+        "i32" => plain("Integer", "integer"),
+        "i64" => plain("BigInt", "bigint"),
+        "f32" => plain("Float", "real"),
+        "f64" => plain("Double", "double precision"),
+        "bool" => plain("Bool", "boolean"),
+        "String" => plain("Text", "text"),
+        "Value" => plain("Jsonb", "jsonb"),
+        "NaiveDateTime" => plain("Timestamp", "timestamp"),
+        "DateTime" => plain("Timestamptz", "timestamptz"),
+        "NaiveDate" => plain("Date", "date"),
+        "NaiveTime" => plain("Time", "time"),
+        "Uuid" => plain("Uuid", "uuid"),
+        _ => None,
+    }
+}
+
+/// The serial DDL type for an integer type, if it is one.
+pub fn serial_ddl(ddl: &str) -> Option<&'static str> {
+    match ddl {
+        "smallint" => Some("smallserial"),
+        "integer" => Some("serial"),
+        "bigint" => Some("bigserial"),
+        _ => None,
+    }
+}

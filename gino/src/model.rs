@@ -1,0 +1,490 @@
+//! Models: what `#[derive(Model)]` implements (GINO's `CRUDModel`), the
+//! table metadata the schema layer reads, and the registry that lets a
+//! [`Gino`] find its models.
+
+use std::future::{Future, IntoFuture};
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::time::Duration;
+
+use diesel::Table;
+use diesel::dsl::{Filter, Select};
+use diesel::expression::BoxableExpression;
+use diesel::pg::Pg;
+use diesel::query_builder::{AsChangeset, AstPass, QueryFragment, QueryId};
+use diesel::query_dsl::methods::{FilterDsl, SelectDsl};
+use diesel::sql_types::Bool;
+use diesel_async::AsyncPgConnection;
+use diesel_async::methods::{ExecuteDsl, LoadQuery};
+
+use crate::api::Gino;
+use crate::error::{Error, Result};
+use crate::executor::{Bind, Executor, Status};
+
+/// A table as declared by a model: what `create_all` turns into DDL.
+///
+/// `#[derive(Model)]` builds one per model as a `static`; it is public so
+/// that tools (and hand-written models) can read and build it.
+#[derive(Debug)]
+pub struct TableMeta {
+    /// Table name (GINO's `__tablename__`).
+    pub name: &'static str,
+    /// Columns, in declaration order.
+    pub columns: &'static [ColumnMeta],
+    /// Primary key column names, in key order; empty for none.
+    pub primary_key: &'static [&'static str],
+    /// Indexes, single- and multi-column.
+    pub indexes: &'static [IndexMeta],
+    /// Multi-column unique constraints (single-column ones are on the column).
+    pub uniques: &'static [UniqueMeta],
+    /// Table-level check constraints.
+    pub checks: &'static [CheckMeta],
+    /// Foreign keys.
+    pub foreign_keys: &'static [ForeignKeyMeta],
+    /// PostgreSQL enum types the columns use, created before the table.
+    pub enums: &'static [&'static EnumMeta],
+}
+
+/// One column of a [`TableMeta`].
+#[derive(Debug)]
+pub struct ColumnMeta {
+    /// Column name in the database.
+    pub name: &'static str,
+    /// The type as written in DDL, e.g. `integer`, `text[]`, `mood`.
+    pub sql_type: &'static str,
+    /// Whether NULL is allowed (the field is an `Option`).
+    pub nullable: bool,
+    /// Assigned by the database on insert (`serial` / identity).
+    pub serial: bool,
+    /// SQL expression of the server-side default, if any.
+    pub server_default: Option<&'static str>,
+    /// A single-column unique constraint.
+    pub unique: bool,
+}
+
+/// An index of a [`TableMeta`].
+#[derive(Debug)]
+pub struct IndexMeta {
+    /// Index name.
+    pub name: &'static str,
+    /// Indexed column names, in order.
+    pub columns: &'static [&'static str],
+    /// `CREATE UNIQUE INDEX`.
+    pub unique: bool,
+}
+
+/// A multi-column unique constraint of a [`TableMeta`].
+#[derive(Debug)]
+pub struct UniqueMeta {
+    /// Constraint name; PostgreSQL names it when `None`.
+    pub name: Option<&'static str>,
+    /// Column names.
+    pub columns: &'static [&'static str],
+}
+
+/// A check constraint of a [`TableMeta`].
+#[derive(Debug)]
+pub struct CheckMeta {
+    /// Constraint name; PostgreSQL names it when `None`.
+    pub name: Option<&'static str>,
+    /// The boolean SQL expression.
+    pub expression: &'static str,
+}
+
+/// A foreign key of a [`TableMeta`].
+#[derive(Debug)]
+pub struct ForeignKeyMeta {
+    /// Constraint name; PostgreSQL names it when `None`.
+    pub name: Option<&'static str>,
+    /// Referencing column names.
+    pub columns: &'static [&'static str],
+    /// Referenced table.
+    pub references_table: &'static str,
+    /// Referenced column names.
+    pub references_columns: &'static [&'static str],
+    /// `ON DELETE` action (`CASCADE`, `SET NULL`, ...), if any.
+    pub on_delete: Option<&'static str>,
+    /// `ON UPDATE` action, if any.
+    pub on_update: Option<&'static str>,
+}
+
+/// A PostgreSQL enum type (`CREATE TYPE name AS ENUM (...)`).
+#[derive(Debug)]
+pub struct EnumMeta {
+    /// Type name.
+    pub name: &'static str,
+    /// Labels, in order.
+    pub variants: &'static [&'static str],
+}
+
+/// Which database a model belongs to.
+#[derive(Clone, Copy)]
+pub enum ModelDb {
+    /// Every default database (`Gino::new()`), and `.gino()`'s fallback.
+    Default,
+    /// The `Gino` the function returns (a `static`).
+    Named(fn() -> &'static Gino),
+}
+
+impl ModelDb {
+    /// Where the model's implicit queries run.
+    pub fn bind(self) -> Bind<'static> {
+        match self {
+            ModelDb::Default => Bind::Default,
+            ModelDb::Named(db) => Bind::Db(db()),
+        }
+    }
+
+    pub(crate) fn includes(self, db: &Gino) -> bool {
+        match self {
+            ModelDb::Default => db.is_default(),
+            ModelDb::Named(f) => std::ptr::eq(f(), db),
+        }
+    }
+}
+
+impl std::fmt::Debug for ModelDb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ModelDb::Default => "ModelDb::Default",
+            ModelDb::Named(_) => "ModelDb::Named",
+        })
+    }
+}
+
+/// A model's entry in the registry `Gino::create_all` reads;
+/// `#[derive(Model)]` submits one per model.
+#[derive(Debug)]
+pub struct ModelEntry {
+    /// The model's table.
+    pub table: &'static TableMeta,
+    /// The model's database.
+    pub db: ModelDb,
+}
+
+inventory::collect!(ModelEntry);
+
+impl Gino {
+    /// The tables of the models that belong to this database, in
+    /// declaration-independent (registration) order.
+    ///
+    /// ```
+    /// static DB: gino::Gino = gino::Gino::secondary();
+    /// assert!(DB.models().is_empty());
+    /// ```
+    pub fn models(&self) -> Vec<&'static TableMeta> {
+        inventory::iter::<ModelEntry>
+            .into_iter()
+            .filter(|entry| entry.db.includes(self))
+            .map(|entry| entry.table)
+            .collect()
+    }
+}
+
+/// The WHERE condition that locates one row of table `T` (GINO's
+/// `lookup()`): by default the primary key's current values.
+///
+/// diesel's boxed expressions are neither `Send` nor `Sync`, which the
+/// futures of a web handler must be; this holds the condition (checked
+/// against the table when built) as a plain SQL fragment that is both.
+///
+/// ```
+/// use gino::model::Lookup;
+/// use gino::prelude::*;
+///
+/// diesel::table! { users (id) { id -> Integer, nickname -> Text } }
+///
+/// let lookup: Lookup<users::table> = Lookup::new(users::nickname.eq("daisy"));
+/// let q = users::table.filter(lookup).select(users::id);
+/// assert!(q.gino().compile().sql().ends_with("WHERE (\"users\".\"nickname\" = $1)"));
+/// ```
+pub struct Lookup<T> {
+    condition: Box<dyn QueryFragment<Pg> + Send + Sync>,
+    table: PhantomData<fn() -> T>,
+}
+
+impl<T> Lookup<T> {
+    /// A condition on the columns of table `T`.
+    pub fn new<E>(condition: E) -> Self
+    where
+        E: BoxableExpression<T, Pg, SqlType = Bool> + Send + Sync + 'static,
+    {
+        Lookup {
+            condition: Box::new(condition),
+            table: PhantomData,
+        }
+    }
+}
+
+impl<T> diesel::Expression for Lookup<T> {
+    type SqlType = Bool;
+}
+
+impl<T> diesel::AppearsOnTable<T> for Lookup<T> {}
+
+impl<T> diesel::SelectableExpression<T> for Lookup<T> {}
+
+impl<T, GB> diesel::expression::ValidGrouping<GB> for Lookup<T> {
+    type IsAggregate = diesel::expression::is_aggregate::Never;
+}
+
+impl<T> QueryFragment<Pg> for Lookup<T> {
+    fn walk_ast<'b>(&'b self, out: AstPass<'_, 'b, Pg>) -> diesel::QueryResult<()> {
+        self.condition.walk_ast(out)
+    }
+}
+
+impl<T> QueryId for Lookup<T> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+/// What every model is: implemented by `#[derive(Model)]`, which also adds
+/// the class-level API as inherent functions (`User::create()`,
+/// `User::get(pk)`, `User::query()`, `User::select(columns)`,
+/// `User::create_table()`, `User::drop_table()`).
+///
+/// The instance-level API is this trait's (`use gino::prelude::*`):
+/// `user.create()`, `user.query()`, `user.select(columns)`,
+/// `user.update()...apply()`, `user.delete()`. Every call runs implicitly on
+/// the model's database; chain `.bind(...)` or `.timeout(...)` before
+/// `.await` to change that.
+pub trait Model: Sized + Send + Sync + 'static {
+    /// The diesel table (`users::table`).
+    type Table: Table + Default + Copy + Send + Sync + 'static;
+    /// The model's update request (`UserUpdate`): setters per field.
+    type UpdateRequest<'a>;
+    /// The model's table metadata.
+    const TABLE: &'static TableMeta;
+    /// The model's database.
+    const DB: ModelDb;
+
+    /// The condition locating this row; by default its primary key. A model
+    /// without a primary key fails with [`Error::NoPrimaryKey`] unless it
+    /// names a lookup function with `#[gino(lookup = path)]`.
+    fn lookup(&self) -> Result<Lookup<Self::Table>>;
+
+    /// Inserts this value (all fields but database-assigned ones) and
+    /// returns the stored row (`INSERT ... RETURNING`).
+    fn create(
+        &self,
+    ) -> Run<'static, impl LoadQuery<'static, AsyncPgConnection, Self> + Send + 'static, One<Self>>;
+
+    /// Loads this row again (located by [`lookup`](Self::lookup)); `None`
+    /// if it no longer exists.
+    fn query(
+        &self,
+    ) -> Run<'static, impl LoadQuery<'static, AsyncPgConnection, Self> + Send + 'static, First<Self>>;
+
+    /// Deletes this row; returns the status, e.g. `DELETE 1`. The value in
+    /// memory is left as it is.
+    fn delete(&self)
+    -> Run<'static, impl ExecuteDsl<AsyncPgConnection> + Send + 'static, StatusOf>;
+
+    /// Starts an update of this row: setters change the value in memory at
+    /// once, and `apply()` runs one `UPDATE ... RETURNING` that refreshes it.
+    /// The row is located by its key as it is now, so changing key fields
+    /// updates the right row.
+    fn update(&mut self) -> Self::UpdateRequest<'_>;
+
+    /// Loads `columns` of this row (located by [`lookup`](Self::lookup)).
+    fn select<S, T>(
+        &self,
+        columns: S,
+    ) -> Run<'static, Select<Filter<Self::Table, Lookup<Self::Table>>, S>, First<T>>
+    where
+        S: diesel::Expression,
+        Self::Table: FilterDsl<Lookup<Self::Table>>,
+        Filter<Self::Table, Lookup<Self::Table>>: SelectDsl<S>,
+    {
+        let query = self
+            .lookup()
+            .map(|lookup| Self::Table::default().filter(lookup).select(columns));
+        Run::new(query, Self::DB.bind())
+    }
+}
+
+/// The SET list of an update built at run time: plain values by column
+/// (the last value set for a column wins) and SQL expressions.
+pub struct Changes<T> {
+    items: Vec<(
+        Option<&'static str>,
+        Box<dyn QueryFragment<Pg> + Send + Sync>,
+    )>,
+    table: PhantomData<fn() -> T>,
+}
+
+impl<T> Default for Changes<T> {
+    fn default() -> Self {
+        Changes {
+            items: Vec::new(),
+            table: PhantomData,
+        }
+    }
+}
+
+impl<T> Changes<T> {
+    /// Sets `column` to a value, replacing an earlier value for it.
+    pub fn set_value<C>(&mut self, column: &'static str, change: C)
+    where
+        C: AsChangeset<Target = T>,
+        C::Changeset: QueryFragment<Pg> + Send + Sync + 'static,
+    {
+        self.items.retain(|(c, _)| *c != Some(column));
+        self.items
+            .push((Some(column), Box::new(change.as_changeset())));
+    }
+
+    /// Adds a change given as a diesel changeset, e.g.
+    /// `users::balance.eq(users::balance + 100)`.
+    pub fn push<C>(&mut self, change: C)
+    where
+        C: AsChangeset<Target = T>,
+        C::Changeset: QueryFragment<Pg> + Send + Sync + 'static,
+    {
+        self.items.push((None, Box::new(change.as_changeset())));
+    }
+
+    /// Whether nothing is to be changed.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+}
+
+impl<T: diesel::QuerySource> AsChangeset for Changes<T> {
+    type Target = T;
+    type Changeset = Self;
+
+    fn as_changeset(self) -> Self {
+        self
+    }
+}
+
+impl<T> QueryFragment<Pg> for Changes<T> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> diesel::QueryResult<()> {
+        for (i, (_, item)) in self.items.iter().enumerate() {
+            if i > 0 {
+                out.push_sql(", ");
+            }
+            item.walk_ast(out.reborrow())?;
+        }
+        Ok(())
+    }
+}
+
+impl<T> QueryId for Changes<T> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+/// A query with its execution settled in advance: `.bind(...)` and
+/// `.timeout(...)` may still be chained before `.await`. Returned by the
+/// model API (`User::get(1)`, `user.delete()`, ...); `M` says what awaiting
+/// yields ([`All`], [`First`], [`One`], [`StatusOf`]).
+#[must_use = "a query does nothing until awaited"]
+pub struct Run<'a, Q, M> {
+    query: Result<Q>,
+    bind: Bind<'a>,
+    timeout: Option<Duration>,
+    mode: PhantomData<fn() -> M>,
+}
+
+/// [`Run`] mode: all rows as `U`.
+pub struct All<U>(PhantomData<U>);
+/// [`Run`] mode: the first row as `U`, if any.
+pub struct First<U>(PhantomData<U>);
+/// [`Run`] mode: exactly one row as `U`; none is [`Error::NoSuchRow`].
+pub struct One<U>(PhantomData<U>);
+/// [`Run`] mode: the statement's [`Status`].
+pub struct StatusOf;
+
+impl<'a, Q, M> Run<'a, Q, M> {
+    /// A query to run on `bind`, or the error that prevented building it.
+    pub fn new(query: Result<Q>, bind: Bind<'a>) -> Self {
+        Run {
+            query,
+            bind,
+            timeout: None,
+            mode: PhantomData,
+        }
+    }
+
+    /// Runs on `to` (an engine, connection, transaction or `Gino`) instead
+    /// of the model's database.
+    pub fn bind<'b>(self, to: impl Into<Bind<'b>>) -> Run<'b, Q, M> {
+        Run {
+            query: self.query,
+            bind: to.into(),
+            timeout: self.timeout,
+            mode: PhantomData,
+        }
+    }
+
+    /// Fails with [`Error::QueryTimeout`] after `timeout`; see
+    /// [`Executor::timeout`].
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    fn executor(self) -> Result<Executor<'a, Q>> {
+        let exec = Executor::new(self.query?, self.bind);
+        Ok(match self.timeout {
+            Some(t) => exec.timeout(t),
+            None => exec,
+        })
+    }
+}
+
+type Boxed<'a, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'a>>;
+
+impl<'a, Q, U> IntoFuture for Run<'a, Q, All<U>>
+where
+    Q: LoadQuery<'static, AsyncPgConnection, U> + Send + 'static,
+    U: Send + 'static,
+{
+    type Output = Result<Vec<U>>;
+    type IntoFuture = Boxed<'a, Vec<U>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move { self.executor()?.all().await })
+    }
+}
+
+impl<'a, Q, U> IntoFuture for Run<'a, Q, First<U>>
+where
+    Q: LoadQuery<'static, AsyncPgConnection, U> + Send + 'static,
+    U: Send + 'static,
+{
+    type Output = Result<Option<U>>;
+    type IntoFuture = Boxed<'a, Option<U>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move { self.executor()?.first().await })
+    }
+}
+
+impl<'a, Q, U> IntoFuture for Run<'a, Q, One<U>>
+where
+    Q: LoadQuery<'static, AsyncPgConnection, U> + Send + 'static,
+    U: Send + 'static,
+{
+    type Output = Result<U>;
+    type IntoFuture = Boxed<'a, U>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move { self.executor()?.first().await?.ok_or(Error::NoSuchRow) })
+    }
+}
+
+impl<'a, Q> IntoFuture for Run<'a, Q, StatusOf>
+where
+    Q: ExecuteDsl<AsyncPgConnection> + Send + 'static,
+{
+    type Output = Result<Status>;
+    type IntoFuture = Boxed<'a, Status>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move { self.executor()?.status().await })
+    }
+}

@@ -1,0 +1,757 @@
+//! Schema: DDL from model metadata (GINO's `GinoSchemaVisitor`).
+//!
+//! [`Gino::create_all`] creates the tables of a database's models, with
+//! their enum types, constraints and indexes; [`Gino::drop_all`] drops them
+//! again. Both run all their statements in one transaction, so a failure
+//! leaves nothing half-created or half-dropped. [`Gino::schema_sql`] shows
+//! the DDL without running it.
+//!
+//! Order of creation: enum types, then tables with referenced tables first
+//! (foreign keys that close a cycle between tables are added afterwards
+//! with `ALTER TABLE`), then indexes. Dropping goes the other way round.
+//!
+//! ```
+//! # async fn demo(db: &gino::Gino) -> gino::Result<()> {
+//! db.create_all().await?;                      // CREATE TABLE IF NOT EXISTS ...
+//! db.create_all().checkfirst(false).await?;    // plain CREATE TABLE: fails on existing tables
+//! println!("{}", db.schema_sql());
+//! db.drop_all().await?;
+//! # Ok(()) }
+//! ```
+
+use std::fmt;
+use std::future::{Future, IntoFuture};
+use std::pin::Pin;
+
+use crate::api::Gino;
+use crate::engine::Engine;
+use crate::error::Result;
+use crate::executor::{Bind, Executor};
+use crate::model::{EnumMeta, ForeignKeyMeta, IndexMeta, TableMeta};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    Create,
+    Drop,
+}
+
+/// A schema operation to await: create or drop tables (with their enum
+/// types, indexes and constraints). Returned by [`Gino::create_all`],
+/// [`Gino::drop_all`], [`create_tables`] and [`drop_tables`].
+///
+/// All statements run in one managed transaction on the operation's bind
+/// (a savepoint when that bind is inside a transaction already), so a
+/// failing statement undoes the ones before it.
+///
+/// ```
+/// # async fn demo(db: &gino::Gino, engine: &gino::Engine) -> gino::Result<()> {
+/// db.create_all().checkfirst(false).bind(engine).await?;
+/// # Ok(()) }
+/// ```
+#[must_use = "a schema operation does nothing until awaited"]
+#[derive(Debug)]
+pub struct SchemaOp<'a> {
+    action: Action,
+    tables: Vec<&'static TableMeta>,
+    checkfirst: bool,
+    bind: Bind<'a>,
+}
+
+impl<'a> SchemaOp<'a> {
+    fn new(action: Action, tables: Vec<&'static TableMeta>, bind: Bind<'a>) -> Self {
+        SchemaOp {
+            action,
+            tables,
+            checkfirst: true,
+            bind,
+        }
+    }
+
+    /// With `true` (the default, as in GINO) existing objects are skipped
+    /// when creating (`CREATE TABLE IF NOT EXISTS`, ...) and missing ones
+    /// when dropping (`DROP TABLE IF EXISTS`, ...). With `false` the plain
+    /// statements run, so an existing table fails the creation with
+    /// SQLSTATE `42P07` and a missing one the drop with `42P01`.
+    ///
+    /// ```
+    /// # async fn demo(db: &gino::Gino) -> gino::Result<()> {
+    /// db.create_all().await?;
+    /// let again = db.create_all().checkfirst(false).await;
+    /// assert_eq!(again.unwrap_err().sqlstate(), Some("42P07"));
+    /// # Ok(()) }
+    /// ```
+    pub fn checkfirst(mut self, checkfirst: bool) -> Self {
+        self.checkfirst = checkfirst;
+        self
+    }
+
+    /// Runs on `to` (an [`Engine`], a [`Connection`](crate::Connection), a
+    /// [`Transaction`](crate::Transaction) or a [`Gino`]) instead. Bound to
+    /// a connection inside a transaction, the schema change commits or rolls
+    /// back with that transaction.
+    ///
+    /// ```
+    /// # async fn demo(db: &gino::Gino, engine: &gino::Engine) -> gino::Result<()> {
+    /// let conn = engine.acquire().await?;
+    /// let tx = conn.begin().await?;
+    /// db.create_all().bind(&conn).await?;
+    /// tx.rollback().await?; // the tables are gone again
+    /// # Ok(()) }
+    /// ```
+    pub fn bind<'b>(self, to: impl Into<Bind<'b>>) -> SchemaOp<'b> {
+        SchemaOp {
+            action: self.action,
+            tables: self.tables,
+            checkfirst: self.checkfirst,
+            bind: to.into(),
+        }
+    }
+
+    fn statements(&self) -> Vec<String> {
+        match self.action {
+            Action::Create => create_statements(&self.tables, self.checkfirst),
+            Action::Drop => drop_statements(&self.tables, self.checkfirst),
+        }
+    }
+}
+
+impl<'a> IntoFuture for SchemaOp<'a> {
+    type Output = Result<()>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        let statements = self.statements();
+        Box::pin(run_in_transaction(self.bind, statements))
+    }
+}
+
+/// Runs `statements` in one managed transaction on `bind`. A `Gino` (or the
+/// default one) is resolved to its engine once, so that the transaction and
+/// its statements surely use the same engine, and an unbound one fails with
+/// `Uninitialized` before anything runs.
+async fn run_in_transaction(bind: Bind<'_>, statements: Vec<String>) -> Result<()> {
+    async fn on_engine(engine: &Engine, statements: Vec<String>) -> Result<()> {
+        // Inside the transaction, the engine's contextual connection is the
+        // transaction's, so the statements run in it.
+        engine
+            .transaction(execute(Bind::Engine(engine), statements))
+            .await
+    }
+    match bind {
+        Bind::Connection(conn) => conn.transaction(execute(bind, statements)).await,
+        Bind::Engine(engine) => on_engine(engine, statements).await,
+        Bind::Db(db) => on_engine(&db.engine()?, statements).await,
+        Bind::Default => on_engine(&crate::api::default_engine()?, statements).await,
+    }
+}
+
+async fn execute(on: Bind<'_>, statements: Vec<String>) -> Result<()> {
+    for sql in statements {
+        Executor::new(diesel::sql_query(sql), on).status().await?;
+    }
+    Ok(())
+}
+
+impl Gino {
+    /// Creates the tables of this database's models ([`Gino::models`]) with
+    /// their enum types, constraints and indexes, referenced tables first;
+    /// GINO's `db.gino.create_all()`. Skips what exists unless
+    /// [`checkfirst(false)`](SchemaOp::checkfirst).
+    ///
+    /// ```
+    /// # async fn demo(db: &gino::Gino) -> gino::Result<()> {
+    /// db.create_all().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn create_all(&self) -> SchemaOp<'_> {
+        SchemaOp::new(Action::Create, self.sorted_models(), Bind::Db(self))
+    }
+
+    /// Drops the tables of this database's models, referencing tables
+    /// first, and then their enum types; GINO's `db.gino.drop_all()`.
+    /// Skips what is missing unless [`checkfirst(false)`](SchemaOp::checkfirst).
+    ///
+    /// ```
+    /// # async fn demo(db: &gino::Gino) -> gino::Result<()> {
+    /// db.drop_all().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn drop_all(&self) -> SchemaOp<'_> {
+        SchemaOp::new(Action::Drop, self.sorted_models(), Bind::Db(self))
+    }
+
+    /// The DDL `create_all().checkfirst(false)` runs, each statement
+    /// followed by `;\n`: a script for `psql` or a migration tool.
+    ///
+    /// ```
+    /// static DB: gino::Gino = gino::Gino::secondary();
+    /// assert_eq!(DB.schema_sql(), ""); // no models
+    /// ```
+    pub fn schema_sql(&self) -> String {
+        create_statements(&self.sorted_models(), false)
+            .into_iter()
+            .map(|statement| statement + ";\n")
+            .collect()
+    }
+
+    /// The models' tables by name: the registry's order is not defined, and
+    /// the DDL must not change from one build to the next.
+    fn sorted_models(&self) -> Vec<&'static TableMeta> {
+        let mut tables = self.models();
+        tables.sort_by_key(|table| table.name);
+        tables
+    }
+}
+
+/// Creates exactly `tables` (with their enum types, constraints and
+/// indexes) on `bind`, in dependency order; `User::create_table()` of
+/// `#[derive(Model)]` is this for one table.
+///
+/// ```
+/// # async fn demo(engine: &'static gino::Engine) -> gino::Result<()> {
+/// use gino::model::{ColumnMeta, TableMeta};
+/// static NOTES: TableMeta = TableMeta {
+///     name: "notes",
+///     columns: &[ColumnMeta {
+///         name: "body",
+///         sql_type: "text",
+///         nullable: false,
+///         serial: false,
+///         server_default: None,
+///         unique: false,
+///     }],
+///     primary_key: &[],
+///     indexes: &[],
+///     uniques: &[],
+///     checks: &[],
+///     foreign_keys: &[],
+///     enums: &[],
+/// };
+/// gino::schema::create_tables(vec![&NOTES], gino::Bind::Engine(engine)).await?;
+/// # Ok(()) }
+/// ```
+pub fn create_tables(tables: Vec<&'static TableMeta>, bind: Bind<'static>) -> SchemaOp<'static> {
+    SchemaOp::new(Action::Create, tables, bind)
+}
+
+/// Drops exactly `tables` on `bind`, referencing tables first, and then
+/// their enum types; `User::drop_table()` of `#[derive(Model)]` is this for
+/// one table. With `checkfirst` (the default), an enum type that another
+/// table still uses is kept.
+///
+/// ```
+/// # async fn demo(notes: &'static gino::model::TableMeta) -> gino::Result<()> {
+/// gino::schema::drop_tables(vec![notes], gino::Bind::Default).await?;
+/// # Ok(()) }
+/// ```
+pub fn drop_tables(tables: Vec<&'static TableMeta>, bind: Bind<'static>) -> SchemaOp<'static> {
+    SchemaOp::new(Action::Drop, tables, bind)
+}
+
+/// The statements that create `tables`: enum types, tables (referenced ones
+/// first), foreign keys that close a cycle between tables, indexes. A table
+/// name given twice is created once.
+///
+/// ```
+/// use gino::model::{ColumnMeta, IndexMeta, TableMeta};
+/// static TAGS: TableMeta = TableMeta {
+///     name: "tags",
+///     columns: &[ColumnMeta {
+///         name: "label",
+///         sql_type: "text",
+///         nullable: true,
+///         serial: false,
+///         server_default: Some("'new'"),
+///         unique: true,
+///     }],
+///     primary_key: &[],
+///     indexes: &[IndexMeta { name: "tags_label", columns: &["label"], unique: false }],
+///     uniques: &[],
+///     checks: &[],
+///     foreign_keys: &[],
+///     enums: &[],
+/// };
+/// assert_eq!(
+///     gino::schema::create_statements(&[&TAGS], true),
+///     [
+///         "CREATE TABLE IF NOT EXISTS \"tags\" (\n    \"label\" text DEFAULT 'new' UNIQUE\n)",
+///         "CREATE INDEX IF NOT EXISTS \"tags_label\" ON \"tags\" (\"label\")",
+///     ]
+/// );
+/// ```
+pub fn create_statements(tables: &[&TableMeta], checkfirst: bool) -> Vec<String> {
+    let plan = Plan::of(tables);
+    let mut statements: Vec<String> = plan
+        .enums()
+        .into_iter()
+        .map(|e| create_type(e, checkfirst))
+        .collect();
+    statements.extend(plan.tables.iter().map(|t| create_table(t, &plan, checkfirst)));
+    statements.extend(plan.deferred.iter().map(|fk| fk.add(checkfirst)));
+    statements.extend(plan.tables.iter().flat_map(|t| {
+        t.indexes
+            .iter()
+            .map(move |index| create_index(t, index, checkfirst))
+    }));
+    statements
+}
+
+/// The statements that drop `tables`: foreign keys that close a cycle
+/// between tables, tables (referencing ones first), then their enum types.
+///
+/// ```
+/// use gino::model::{EnumMeta, TableMeta};
+/// static MOOD: EnumMeta = EnumMeta { name: "mood", variants: &["sad", "happy"] };
+/// static PEOPLE: TableMeta = TableMeta {
+///     name: "people",
+///     columns: &[],
+///     primary_key: &[],
+///     indexes: &[],
+///     uniques: &[],
+///     checks: &[],
+///     foreign_keys: &[],
+///     enums: &[&MOOD],
+/// };
+/// assert_eq!(
+///     gino::schema::drop_statements(&[&PEOPLE], false),
+///     ["DROP TABLE \"people\"", "DROP TYPE \"mood\""]
+/// );
+/// ```
+pub fn drop_statements(tables: &[&TableMeta], checkfirst: bool) -> Vec<String> {
+    let plan = Plan::of(tables);
+    let mut statements: Vec<String> = plan.deferred.iter().map(|fk| fk.drop(checkfirst)).collect();
+    let if_exists = if checkfirst { "IF EXISTS " } else { "" };
+    statements.extend(
+        plan.tables
+            .iter()
+            .rev()
+            .map(|t| format!("DROP TABLE {if_exists}{}", Ident(t.name))),
+    );
+    statements.extend(plan.enums().into_iter().map(|e| drop_type(e, checkfirst)));
+    statements
+}
+
+/// The tables in creation order, and the foreign keys that are created
+/// after all tables because they close a cycle between tables.
+struct Plan<'t> {
+    tables: Vec<&'t TableMeta>,
+    deferred: Vec<Deferred<'t>>,
+}
+
+impl<'t> Plan<'t> {
+    /// Sorts `input` so that every table comes after the tables it
+    /// references, moving tables only as far as their references require.
+    ///
+    /// Every foreign key between two tables that reference each other,
+    /// directly or through others, is deferred: then the rest of the
+    /// references form no cycle, and which keys are deferred does not
+    /// depend on the input order. References to tables outside `input`
+    /// and to the table itself need no order.
+    fn of(input: &[&'t TableMeta]) -> Self {
+        let mut tables: Vec<&'t TableMeta> = Vec::with_capacity(input.len());
+        for &table in input {
+            if !tables.iter().any(|t| t.name == table.name) {
+                tables.push(table);
+            }
+        }
+        let position = |name: &str| tables.iter().position(|t| t.name == name);
+        // references[i]: positions of the other tables that table i references.
+        let references: Vec<Vec<usize>> = tables
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                t.foreign_keys
+                    .iter()
+                    .filter_map(|fk| position(fk.references_table))
+                    .filter(|&j| j != i)
+                    .collect()
+            })
+            .collect();
+        let mut deferred = Vec::new();
+        let mut ordering: Vec<Vec<usize>> = vec![Vec::new(); tables.len()];
+        for (i, table) in tables.iter().enumerate() {
+            for fk in table.foreign_keys {
+                match position(fk.references_table) {
+                    Some(j) if j != i && reaches(&references, j, i) => {
+                        deferred.push(Deferred { table, fk })
+                    }
+                    Some(j) if j != i => ordering[i].push(j),
+                    _ => {}
+                }
+            }
+        }
+        let mut placed = vec![false; tables.len()];
+        let mut order = Vec::with_capacity(tables.len());
+        for i in 0..tables.len() {
+            place(i, &ordering, &mut placed, &mut order);
+        }
+        Plan {
+            tables: order.into_iter().map(|i| tables[i]).collect(),
+            deferred,
+        }
+    }
+
+    /// The enum types of the tables, each once, in table order.
+    fn enums(&self) -> Vec<&'t EnumMeta> {
+        let mut enums: Vec<&'t EnumMeta> = Vec::new();
+        for e in self.tables.iter().flat_map(|t| t.enums.iter().copied()) {
+            if !enums.iter().any(|known| known.name == e.name) {
+                enums.push(e);
+            }
+        }
+        enums
+    }
+
+    fn is_deferred(&self, fk: &ForeignKeyMeta) -> bool {
+        self.deferred.iter().any(|d| std::ptr::eq(d.fk, fk))
+    }
+}
+
+/// Whether table `to` can be reached from table `from` along `edges`.
+fn reaches(edges: &[Vec<usize>], from: usize, to: usize) -> bool {
+    let mut seen = vec![false; edges.len()];
+    let mut stack = vec![from];
+    while let Some(i) = stack.pop() {
+        if i == to {
+            return true;
+        }
+        if !std::mem::replace(&mut seen[i], true) {
+            stack.extend(&edges[i]);
+        }
+    }
+    false
+}
+
+/// Appends table `i` to `order` after the tables it must follow (depth
+/// first). The edges form no cycle, so the depth is at most the number of
+/// tables; `placed` is set before descending all the same, so that a cycle
+/// could not recurse forever.
+fn place(i: usize, edges: &[Vec<usize>], placed: &mut [bool], order: &mut Vec<usize>) {
+    if std::mem::replace(&mut placed[i], true) {
+        return;
+    }
+    for &j in &edges[i] {
+        place(j, edges, placed, order);
+    }
+    order.push(i);
+}
+
+/// A foreign key added with `ALTER TABLE` once all tables exist.
+struct Deferred<'t> {
+    table: &'t TableMeta,
+    fk: &'t ForeignKeyMeta,
+}
+
+impl Deferred<'_> {
+    /// The constraint's name: the declared one, else the one PostgreSQL
+    /// would choose. It is always spelled out, so that `checkfirst` can
+    /// recognise the constraint when adding it again and the drop can
+    /// remove it before the tables.
+    fn name(&self) -> String {
+        match self.fk.name {
+            Some(name) => name.to_owned(),
+            None => format!("{}_{}_fkey", self.table.name, self.fk.columns.join("_")),
+        }
+    }
+
+    fn add(&self, checkfirst: bool) -> String {
+        let name = self.name();
+        let sql = format!(
+            "ALTER TABLE {} ADD {}",
+            Ident(self.table.name),
+            constraint(Some(&name), &foreign_key(self.fk))
+        );
+        if checkfirst {
+            ignoring("duplicate_object", &sql)
+        } else {
+            sql
+        }
+    }
+
+    fn drop(&self, checkfirst: bool) -> String {
+        let if_exists = if checkfirst { "IF EXISTS " } else { "" };
+        format!(
+            "ALTER TABLE {if_exists}{} DROP CONSTRAINT {if_exists}{}",
+            Ident(self.table.name),
+            Ident(&self.name())
+        )
+    }
+}
+
+/// An identifier, double-quoted, with `"` doubled.
+struct Ident<'s>(&'s str);
+
+impl fmt::Display for Ident<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "\"{}\"", self.0.replace('"', "\"\""))
+    }
+}
+
+/// `"a", "b"`
+fn idents(names: &[&str]) -> String {
+    names
+        .iter()
+        .map(|n| Ident(n).to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A string literal, with `'` doubled.
+fn literal(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}
+
+/// `statement` in a `DO` block that ignores the error `condition`: how to
+/// say "unless it exists" where PostgreSQL has no `IF NOT EXISTS`.
+fn ignoring(condition: &str, statement: &str) -> String {
+    // The dollar quote must not occur in the statement it quotes.
+    let mut tag = String::from("$gino$");
+    let mut n = 0;
+    while statement.contains(&tag) {
+        n += 1;
+        tag = format!("$gino{n}$");
+    }
+    format!("DO {tag} BEGIN {statement}; EXCEPTION WHEN {condition} THEN NULL; END {tag}")
+}
+
+fn create_type(e: &EnumMeta, checkfirst: bool) -> String {
+    let labels: Vec<String> = e.variants.iter().map(|v| literal(v)).collect();
+    let sql = format!("CREATE TYPE {} AS ENUM ({})", Ident(e.name), labels.join(", "));
+    if checkfirst {
+        ignoring("duplicate_object", &sql)
+    } else {
+        sql
+    }
+}
+
+fn drop_type(e: &EnumMeta, checkfirst: bool) -> String {
+    if checkfirst {
+        // A type some other table still uses stays, instead of failing
+        // the whole drop: e.g. dropping one of two tables sharing it.
+        let sql = format!("DROP TYPE IF EXISTS {}", Ident(e.name));
+        ignoring("dependent_objects_still_exist", &sql)
+    } else {
+        format!("DROP TYPE {}", Ident(e.name))
+    }
+}
+
+/// `[CONSTRAINT "name"] body`
+fn constraint(name: Option<&str>, body: &str) -> String {
+    match name {
+        Some(name) => format!("CONSTRAINT {} {body}", Ident(name)),
+        None => body.to_owned(),
+    }
+}
+
+/// `FOREIGN KEY (...) REFERENCES "t" (...) [ON DELETE x] [ON UPDATE y]`;
+/// without referenced columns the referenced table's primary key is meant.
+fn foreign_key(fk: &ForeignKeyMeta) -> String {
+    let mut sql = format!(
+        "FOREIGN KEY ({}) REFERENCES {}",
+        idents(fk.columns),
+        Ident(fk.references_table)
+    );
+    if !fk.references_columns.is_empty() {
+        sql += &format!(" ({})", idents(fk.references_columns));
+    }
+    if let Some(action) = fk.on_delete {
+        sql += &format!(" ON DELETE {action}");
+    }
+    if let Some(action) = fk.on_update {
+        sql += &format!(" ON UPDATE {action}");
+    }
+    sql
+}
+
+fn create_table(table: &TableMeta, plan: &Plan<'_>, checkfirst: bool) -> String {
+    let mut lines: Vec<String> = table
+        .columns
+        .iter()
+        .map(|c| {
+            let mut sql = format!("{} {}", Ident(c.name), c.sql_type);
+            if !c.nullable {
+                sql += " NOT NULL";
+            }
+            if let Some(default) = c.server_default {
+                sql += &format!(" DEFAULT {default}");
+            }
+            if c.unique {
+                sql += " UNIQUE";
+            }
+            sql
+        })
+        .collect();
+    if !table.primary_key.is_empty() {
+        lines.push(format!("PRIMARY KEY ({})", idents(table.primary_key)));
+    }
+    lines.extend(
+        table
+            .uniques
+            .iter()
+            .map(|u| constraint(u.name, &format!("UNIQUE ({})", idents(u.columns)))),
+    );
+    lines.extend(
+        table
+            .checks
+            .iter()
+            .map(|c| constraint(c.name, &format!("CHECK ({})", c.expression))),
+    );
+    lines.extend(
+        table
+            .foreign_keys
+            .iter()
+            .filter(|fk| !plan.is_deferred(fk))
+            .map(|fk| constraint(fk.name, &foreign_key(fk))),
+    );
+    let if_not_exists = if checkfirst { "IF NOT EXISTS " } else { "" };
+    let body = if lines.is_empty() {
+        "()".to_owned()
+    } else {
+        format!("(\n    {}\n)", lines.join(",\n    "))
+    };
+    format!("CREATE TABLE {if_not_exists}{} {body}", Ident(table.name))
+}
+
+fn create_index(table: &TableMeta, index: &IndexMeta, checkfirst: bool) -> String {
+    format!(
+        "CREATE {}INDEX {}{} ON {} ({})",
+        if index.unique { "UNIQUE " } else { "" },
+        if checkfirst { "IF NOT EXISTS " } else { "" },
+        Ident(index.name),
+        Ident(table.name),
+        idents(index.columns)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn leak<T>(items: Vec<T>) -> &'static [T] {
+        Box::leak(items.into_boxed_slice())
+    }
+
+    /// A leaked table named `name` with a foreign key to each of `refs`,
+    /// on a column `<ref>_id`.
+    fn table(name: &'static str, refs: &[&'static str]) -> &'static TableMeta {
+        let fks = refs
+            .iter()
+            .map(|&target| ForeignKeyMeta {
+                name: None,
+                columns: leak(vec![&*format!("{target}_id").leak()]),
+                references_table: target,
+                references_columns: &["id"],
+                on_delete: None,
+                on_update: None,
+            })
+            .collect();
+        Box::leak(Box::new(TableMeta {
+            name,
+            columns: &[],
+            primary_key: &[],
+            indexes: &[],
+            uniques: &[],
+            checks: &[],
+            foreign_keys: leak(fks),
+            enums: &[],
+        }))
+    }
+
+    fn names(plan: &Plan<'_>) -> Vec<&'static str> {
+        plan.tables.iter().map(|t| t.name).collect()
+    }
+
+    fn deferred(plan: &Plan<'_>) -> Vec<String> {
+        plan.deferred
+            .iter()
+            .map(|d| format!("{}->{}", d.table.name, d.fk.references_table))
+            .collect()
+    }
+
+    #[test]
+    fn referenced_tables_come_first() {
+        let plan = Plan::of(&[
+            table("a", &["c"]),
+            table("b", &[]),
+            table("c", &["d"]),
+            table("d", &[]),
+        ]);
+        assert_eq!(names(&plan), ["d", "c", "a", "b"]);
+        assert!(plan.deferred.is_empty());
+    }
+
+    #[test]
+    fn independent_tables_keep_their_order() {
+        let input = [table("z", &[]), table("a", &[]), table("m", &[])];
+        assert_eq!(names(&Plan::of(&input)), ["z", "a", "m"]);
+    }
+
+    #[test]
+    fn references_outside_the_set_and_to_itself_need_no_order() {
+        let plan = Plan::of(&[table("a", &["elsewhere", "a"]), table("b", &["a"])]);
+        assert_eq!(names(&plan), ["a", "b"]);
+        assert!(plan.deferred.is_empty());
+    }
+
+    #[test]
+    fn every_key_of_a_cycle_is_deferred_and_nothing_else() {
+        let plan = Plan::of(&[
+            table("a", &["b"]),
+            table("b", &["c"]),
+            table("c", &["a", "d"]),
+            table("d", &[]),
+            table("e", &["a"]),
+        ]);
+        assert_eq!(deferred(&plan), ["a->b", "b->c", "c->a"]);
+        assert_eq!(names(&plan), ["a", "b", "d", "c", "e"]);
+    }
+
+    #[test]
+    fn a_table_given_twice_is_planned_once() {
+        let a = table("a", &[]);
+        assert_eq!(names(&Plan::of(&[a, table("b", &["a"]), a])), ["a", "b"]);
+    }
+
+    #[test]
+    fn cyclic_keys_are_added_and_dropped_by_name() {
+        let (a, b) = (table("a", &["b"]), table("b", &["a"]));
+        let create = create_statements(&[a, b], false);
+        assert_eq!(
+            create,
+            [
+                "CREATE TABLE \"a\" ()",
+                "CREATE TABLE \"b\" ()",
+                "ALTER TABLE \"a\" ADD CONSTRAINT \"a_b_id_fkey\" FOREIGN KEY (\"b_id\") \
+                 REFERENCES \"b\" (\"id\")",
+                "ALTER TABLE \"b\" ADD CONSTRAINT \"b_a_id_fkey\" FOREIGN KEY (\"a_id\") \
+                 REFERENCES \"a\" (\"id\")",
+            ]
+        );
+        assert_eq!(
+            drop_statements(&[a, b], true),
+            [
+                "ALTER TABLE IF EXISTS \"a\" DROP CONSTRAINT IF EXISTS \"a_b_id_fkey\"",
+                "ALTER TABLE IF EXISTS \"b\" DROP CONSTRAINT IF EXISTS \"b_a_id_fkey\"",
+                "DROP TABLE IF EXISTS \"b\"",
+                "DROP TABLE IF EXISTS \"a\"",
+            ]
+        );
+    }
+
+    #[test]
+    fn identifiers_and_literals_are_quoted() {
+        assert_eq!(Ident("users").to_string(), "\"users\"");
+        assert_eq!(Ident("we\"ird").to_string(), "\"we\"\"ird\"");
+        assert_eq!(idents(&["a", "B c"]), "\"a\", \"B c\"");
+        assert_eq!(literal("it's"), "'it''s'");
+    }
+
+    #[test]
+    fn do_blocks_pick_a_dollar_quote_the_statement_lacks() {
+        assert_eq!(
+            ignoring("duplicate_object", "CREATE TYPE \"$gino$\" AS ENUM ('$gino1$')"),
+            "DO $gino2$ BEGIN CREATE TYPE \"$gino$\" AS ENUM ('$gino1$'); \
+             EXCEPTION WHEN duplicate_object THEN NULL; END $gino2$"
+        );
+    }
+}

@@ -1,6 +1,7 @@
 //! Derive macros of gino (`#[derive(Model)]`), re-exported by `gino`; see
 //! `gino::Model` for the attributes.
 
+mod db_enum;
 mod model;
 mod types;
 
@@ -12,6 +13,15 @@ use proc_macro::TokenStream;
 pub fn derive_model(input: TokenStream) -> TokenStream {
     let input = syn::parse_macro_input!(input as syn::DeriveInput);
     model::expand(input)
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
+}
+
+/// A Rust enum as a PostgreSQL enum type; see `gino::model::PgEnum`.
+#[proc_macro_derive(DbEnum, attributes(gino))]
+pub fn derive_db_enum(input: TokenStream) -> TokenStream {
+    let input = syn::parse_macro_input!(input as syn::DeriveInput);
+    db_enum::expand(input)
         .unwrap_or_else(syn::Error::into_compile_error)
         .into()
 }

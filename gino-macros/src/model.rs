@@ -26,6 +26,7 @@ struct Field {
     check: Option<String>,
     sql_type: Option<Type>,
     ddl: Option<String>,
+    db_enum: bool,
 }
 
 struct Index {
@@ -179,6 +180,7 @@ fn parse_field(field: &syn::Field) -> Result<Field> {
         check: None,
         sql_type: None,
         ddl: None,
+        db_enum: false,
     };
     for attr in field.attrs.iter().filter(|a| a.path().is_ident("gino")) {
         attr.parse_nested_meta(|meta| {
@@ -218,11 +220,13 @@ fn parse_field(field: &syn::Field) -> Result<Field> {
                 parsed.sql_type = Some(meta.value()?.parse()?);
             } else if p.is_ident("ddl") {
                 parsed.ddl = Some(lit_str(&meta)?);
+            } else if p.is_ident("db_enum") {
+                parsed.db_enum = true;
             } else {
                 return Err(meta.error(
                     "unknown field attribute: expected primary_key, autoincrement, column, \
                      default, server_default, unique, index, references, on_delete, on_update, \
-                     check, sql_type or ddl",
+                     check, sql_type, ddl or db_enum",
                 ));
             }
             Ok(())
@@ -234,12 +238,47 @@ fn parse_field(field: &syn::Field) -> Result<Field> {
 /// What the SQL side of a field is, attributes applied.
 struct Resolved {
     sql_type: TokenStream,
-    ddl: String,
+    /// An expression of type `&'static str`.
+    ddl: TokenStream,
     nullable: bool,
     serial: bool,
+    /// The enum type of a `db_enum` field.
+    db_enum: Option<Type>,
+}
+
+/// A field of a `#[derive(DbEnum)]` type `E` (or `Option<E>`): SQL type
+/// `ETypeWithSuffix`, made by that derive next to `E`.
+fn resolve_db_enum(field: &Field) -> Result<Resolved> {
+    let (inner, nullable) = types::strip_option(&field.ty);
+    let mut path = match inner {
+        Type::Path(p) if p.qself.is_none() => p.path.clone(),
+        _ => {
+            return Err(syn::Error::new(
+                field.ty.span(),
+                "db_enum fields must be of an enum type (or an Option of one)",
+            ));
+        }
+    };
+    let last = path.segments.last_mut().expect("a path has a segment");
+    last.ident = quote::format_ident!("{}Type", last.ident);
+    let sql_type = if nullable {
+        quote!(::gino::reexports::diesel::sql_types::Nullable<#path>)
+    } else {
+        quote!(#path)
+    };
+    Ok(Resolved {
+        sql_type,
+        ddl: quote!(<#inner as ::gino::model::PgEnum>::META.name),
+        nullable,
+        serial: false,
+        db_enum: Some(inner.clone()),
+    })
 }
 
 fn resolve(field: &Field, single_pk: bool) -> Result<Resolved> {
+    if field.db_enum {
+        return resolve_db_enum(field);
+    }
     let mapped = types::map(&field.ty);
     let nullable = mapped.as_ref().is_some_and(|m| m.nullable);
     let sql_type = match (&field.sql_type, &mapped) {
@@ -284,9 +323,10 @@ fn resolve(field: &Field, single_pk: bool) -> Result<Resolved> {
     };
     Ok(Resolved {
         sql_type,
-        ddl,
+        ddl: quote!(#ddl),
         nullable,
         serial,
+        db_enum: None,
     })
 }
 
@@ -372,10 +412,17 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
                 });
                 quote!(#rename #ident -> #sql_type,)
             });
+            // SQL types named by the model (enums, `sql_type`) are paths
+            // relative to the model's module, one level above the table's.
+            let parent_scope = fields
+                .iter()
+                .any(|f| f.db_enum || f.sql_type.is_some())
+                .then(|| quote!(use super::*;));
             (
                 quote!(#module),
                 quote! {
                     ::gino::reexports::diesel::table! {
+                        #parent_scope
                         #module (#(#key),*) {
                             #(#columns)*
                         }
@@ -466,6 +513,13 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
             }
         })
     });
+    let mut enum_metas: Vec<TokenStream> = Vec::new();
+    for ty in resolved.iter().filter_map(|r| r.db_enum.as_ref()) {
+        let meta = quote!(<#ty as ::gino::model::PgEnum>::META);
+        if !enum_metas.iter().any(|m| m.to_string() == meta.to_string()) {
+            enum_metas.push(meta);
+        }
+    }
     let meta_ident = format_ident!("__GINO_TABLE_{}", name.to_string().to_uppercase());
     let db = match &attrs.db {
         Some(path) => quote!(::gino::model::ModelDb::Named(|| &#path)),
@@ -618,7 +672,7 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
             uniques: &[#(#unique_metas),*],
             checks: &[#(#check_metas),*],
             foreign_keys: &[#(#fk_metas),*],
-            enums: &[],
+            enums: &[#(#enum_metas),*],
         };
 
         ::gino::reexports::inventory::submit! {

@@ -96,3 +96,14 @@ pub fn serial_ddl(ddl: &str) -> Option<&'static str> {
         _ => None,
     }
 }
+
+/// `(T, true)` for `Option<T>`, else `(ty, false)`.
+pub fn strip_option(ty: &Type) -> (&Type, bool) {
+    match last_segment(ty) {
+        Some(segment) if segment.ident == "Option" => match inner(segment) {
+            Some(inner) => (inner, true),
+            None => (ty, false),
+        },
+        _ => (ty, false),
+    }
+}

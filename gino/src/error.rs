@@ -120,7 +120,7 @@ pub enum Error {
 
     /// An error of diesel's that is not from the database, e.g. a row that
     /// cannot be deserialized into the requested type.
-    #[error("query error: {0}")]
+    #[error("query error: {}", with_sources(.0))]
     Query(diesel::result::Error),
 }
 
@@ -274,6 +274,23 @@ impl Error {
             None => Error::Connection(err.to_string()),
         }
     }
+}
+
+/// An error's message followed by those of its sources: diesel's
+/// deserialization errors name only the field, and the reason is in the
+/// source.
+fn with_sources(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        let message = e.to_string();
+        if !text.contains(&message) {
+            text.push_str(": ");
+            text.push_str(&message);
+        }
+        source = e.source();
+    }
+    text
 }
 
 /// SQLSTATE by diesel's classification, used only if the wire observer saw no

@@ -56,7 +56,7 @@ pub use connection::{Acquire, Connection};
 pub use engine::{Engine, IntoEngine, PoolStatus, create_engine};
 pub use error::{DatabaseError, Error, Result};
 pub use executor::{Bind, Compiled, Executor, GinoQuery, Status};
-pub use gino_macros::Model;
+pub use gino_macros::{DbEnum, Model};
 pub use model::{Model, Run};
 pub use schema::SchemaOp;
 pub use text::{Text, text};

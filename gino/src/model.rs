@@ -117,6 +117,32 @@ pub struct EnumMeta {
     pub variants: &'static [&'static str],
 }
 
+/// A Rust enum stored as a PostgreSQL enum type: implemented by
+/// `#[derive(DbEnum)]`, which also makes the SQL type `<Enum>Type`.
+///
+/// Labels are the variant names in snake_case unless renamed; the type
+/// name is the enum's name in snake_case unless set with `type_name`. A
+/// model field of the enum's type says `#[gino(db_enum)]`, and
+/// `create_all` creates the type before the table.
+///
+/// ```
+/// #[derive(gino::DbEnum, Debug, Clone, Copy, PartialEq)]
+/// #[gino(type_name = "mood")]
+/// pub enum Mood {
+///     Happy,
+///     #[gino(rename = "so-so")]
+///     SoSo,
+/// }
+///
+/// use gino::model::PgEnum;
+/// assert_eq!(Mood::META.name, "mood");
+/// assert_eq!(Mood::META.variants, ["happy", "so-so"]);
+/// ```
+pub trait PgEnum {
+    /// The type's name and labels.
+    const META: &'static EnumMeta;
+}
+
 /// Which database a model belongs to.
 #[derive(Clone, Copy)]
 pub enum ModelDb {

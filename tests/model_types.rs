@@ -1,0 +1,127 @@
+//! Every field type a model supports, round-tripped through PostgreSQL, and
+//! PostgreSQL enum types made from Rust enums.
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
+use gino::prelude::*;
+
+static DB: Gino = Gino::secondary();
+
+#[derive(DbEnum, Debug, Clone, Copy, PartialEq)]
+pub enum Mood {
+    Happy,
+    Sad,
+    #[gino(rename = "so-so")]
+    SoSo,
+}
+
+#[derive(Model, Debug, Clone, PartialEq)]
+#[gino(table = "everything", db = DB)]
+pub struct Everything {
+    #[gino(primary_key)]
+    pub id: i64,
+    pub small: i16,
+    pub int: i32,
+    pub real: f32,
+    pub double: f64,
+    pub flag: bool,
+    pub text: String,
+    pub bytes: Vec<u8>,
+    pub ints: Vec<i32>,
+    pub texts: Vec<String>,
+    pub maybe: Option<String>,
+    pub json: serde_json::Value,
+    pub stamp: NaiveDateTime,
+    pub stamp_tz: DateTime<Utc>,
+    pub day: NaiveDate,
+    pub time: NaiveTime,
+    pub uuid: uuid::Uuid,
+    #[gino(db_enum)]
+    pub mood: Mood,
+    #[gino(db_enum)]
+    pub maybe_mood: Option<Mood>,
+}
+
+fn sample() -> Everything {
+    let day = NaiveDate::from_ymd_opt(2018, 11, 19).unwrap();
+    let time = NaiveTime::from_hms_micro_opt(12, 34, 56, 789_000).unwrap();
+    Everything {
+        id: 0,
+        small: -3,
+        int: 1 << 20,
+        real: 1.5,
+        double: std::f64::consts::PI,
+        flag: true,
+        text: "GINO Is Not ORM: ünïcode, 'quotes' and \"doubles\"".into(),
+        bytes: vec![0, 1, 2, 255],
+        ints: vec![3, 1, 2],
+        texts: vec!["a".into(), "".into(), "c,d".into()],
+        maybe: None,
+        json: serde_json::json!({"age": 42, "tags": ["x", "y"], "nested": {"ok": true}}),
+        stamp: day.and_time(time),
+        stamp_tz: day.and_time(time).and_utc(),
+        day,
+        time,
+        uuid: uuid::Uuid::from_u128(0x1234_5678_9abc_def0_1234_5678_9abc_def0),
+        mood: Mood::SoSo,
+        maybe_mood: Some(Mood::Sad),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_field_type_round_trips_and_enums_become_types() -> gino::Result<()> {
+    let database = gino_testkit::TestDatabase::create().await;
+    DB.set_bind(database.url()).await?;
+    DB.create_all().await?;
+
+    // The enum type exists with the labels in order.
+    let labels: Vec<String> = DB
+        .all(diesel::select(diesel::dsl::sql::<diesel::sql_types::Text>(
+            "unnest(enum_range(NULL::mood))::text",
+        )))
+        .await?;
+    assert_eq!(labels, ["happy", "sad", "so-so"]);
+
+    let stored = sample().create().await?;
+    assert_eq!(stored.id, 1, "a bigint primary key is a bigserial");
+    assert_eq!(Everything { id: 0, ..stored.clone() }, sample());
+    let loaded = Everything::get(stored.id).await?.expect("stored");
+    assert_eq!(loaded, stored);
+
+    // Enums and arrays work in filters, and NULL comes back as None.
+    let happy: Vec<Everything> = Everything::query()
+        .filter(everything::mood.eq(Mood::Happy))
+        .gino()
+        .bind(&DB)
+        .all()
+        .await?;
+    assert!(happy.is_empty());
+    let mut row = loaded;
+    row.update().mood(Mood::Happy).maybe_mood(None::<Mood>).apply().await?;
+    assert_eq!(row.mood, Mood::Happy);
+    assert_eq!(row.maybe_mood, None);
+    let count: i64 = everything::table
+        .filter(everything::mood.eq(Mood::Happy))
+        .filter(everything::ints.contains(vec![1, 2]))
+        .count()
+        .gino()
+        .bind(&DB)
+        .one()
+        .await?;
+    assert_eq!(count, 1);
+
+    // A label the Rust enum does not know is an error, not a panic.
+    DB.status(diesel::sql_query("ALTER TYPE mood ADD VALUE 'angry'")).await?;
+    DB.status(diesel::sql_query("UPDATE everything SET mood = 'angry'")).await?;
+    let err = Everything::get(row.id).await.unwrap_err();
+    assert!(err.to_string().contains("angry"), "{err}");
+
+    DB.drop_all().await?;
+    let types: i64 = DB
+        .one(diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
+            "count(*) FROM pg_type WHERE typname = 'mood'",
+        )))
+        .await?;
+    assert_eq!(types, 0, "drop_all drops the enum type after its table");
+    DB.pop_bind().expect("bound").close().await;
+    Ok(())
+}

@@ -2,6 +2,7 @@
 //! `gino::Model` for the attributes.
 
 mod db_enum;
+mod migrations;
 mod model;
 mod types;
 
@@ -22,6 +23,21 @@ pub fn derive_model(input: TokenStream) -> TokenStream {
 pub fn derive_db_enum(input: TokenStream) -> TokenStream {
     let input = syn::parse_macro_input!(input as syn::DeriveInput);
     db_enum::expand(input)
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
+}
+
+/// Compiles the migrations of a diesel-style directory (default
+/// `migrations`, relative to the crate's `Cargo.toml`) into the binary; see
+/// `gino::migrate`.
+#[proc_macro]
+pub fn embed_migrations(input: TokenStream) -> TokenStream {
+    let dir = if input.is_empty() {
+        None
+    } else {
+        Some(syn::parse_macro_input!(input as syn::LitStr))
+    };
+    migrations::expand(dir)
         .unwrap_or_else(syn::Error::into_compile_error)
         .into()
 }

@@ -1,0 +1,81 @@
+//! `embed_migrations!`: diesel-style migration directories compiled into the
+//! binary.
+
+use proc_macro2::{Span, TokenStream};
+use quote::quote;
+use syn::{LitStr, Result};
+
+/// One `<version>_<name>/` directory.
+struct Found {
+    name: String,
+    up: String,
+    down: Option<String>,
+    in_transaction: bool,
+}
+
+pub fn expand(dir: Option<LitStr>) -> Result<TokenStream> {
+    let relative = dir
+        .as_ref()
+        .map_or_else(|| "migrations".to_owned(), LitStr::value);
+    let manifest = std::env::var("CARGO_MANIFEST_DIR")
+        .map_err(|_| syn::Error::new(Span::call_site(), "CARGO_MANIFEST_DIR is not set"))?;
+    let root = std::path::Path::new(&manifest).join(&relative);
+    let error = |message: String| syn::Error::new(Span::call_site(), message);
+    let entries = std::fs::read_dir(&root).map_err(|e| {
+        error(format!(
+            "cannot read the migrations directory {}: {e} (paths are relative to the crate's \
+             Cargo.toml)",
+            root.display()
+        ))
+    })?;
+    let mut found = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| error(e.to_string()))?;
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !path.is_dir() || name.starts_with('.') {
+            continue;
+        }
+        let up = path.join("up.sql");
+        if !up.is_file() {
+            return Err(error(format!("migration {name} has no up.sql")));
+        }
+        let down = path.join("down.sql");
+        let metadata = std::fs::read_to_string(path.join("metadata.toml")).unwrap_or_default();
+        // diesel's metadata.toml has one setting; a full TOML parser is not
+        // worth a dependency for it.
+        let in_transaction = !metadata
+            .lines()
+            .map(|l| l.replace(' ', ""))
+            .any(|l| l == "run_in_transaction=false");
+        found.push(Found {
+            name,
+            up: up.display().to_string(),
+            down: down.is_file().then(|| down.display().to_string()),
+            in_transaction,
+        });
+    }
+    found.sort_by(|a, b| a.name.cmp(&b.name));
+    let migrations = found.iter().map(|m| {
+        let name = &m.name;
+        let version = name.split('_').next().unwrap_or(name).replace('-', "");
+        let up = &m.up;
+        let down = match &m.down {
+            Some(path) => quote!(::core::option::Option::Some(::core::include_str!(#path))),
+            None => quote!(::core::option::Option::None),
+        };
+        let in_transaction = m.in_transaction;
+        quote! {
+            ::gino::migrate::Migration {
+                version: #version,
+                name: #name,
+                up: ::core::include_str!(#up),
+                down: #down,
+                run_in_transaction: #in_transaction,
+            }
+        }
+    });
+    Ok(quote! {
+        ::gino::migrate::EmbeddedMigrations::new(&[#(#migrations),*])
+    })
+}

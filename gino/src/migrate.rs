@@ -1,0 +1,145 @@
+//! Running migrations at start-up: the role Alembic plays for GINO.
+//!
+//! Migrations are diesel's: one directory per migration under
+//! `migrations/`, named `<version>_<name>` with an `up.sql` (and a
+//! `down.sql`), as `diesel migration generate` makes them. [`embed_migrations!`]
+//! compiles them into the binary, and [`Gino::run_migrations`] applies the
+//! pending ones, recording them in diesel's `__diesel_schema_migrations`
+//! table, so the diesel CLI and gino agree on what has run. Unlike diesel's
+//! own harness this needs no blocking thread, so it also works on a
+//! current-thread runtime.
+//!
+//! `create_all` suits tests and prototypes; migrations suit a schema that
+//! evolves in production.
+//!
+//! [`embed_migrations!`]: crate::embed_migrations
+
+use crate::api::Gino;
+use crate::connection::Connection;
+use crate::error::Result;
+
+/// One embedded migration; made by [`embed_migrations!`](crate::embed_migrations).
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    /// diesel's version: the directory name up to the first `_`, dashes
+    /// removed (`2024-01-31-120000_users` → `20240131120000`).
+    pub version: &'static str,
+    /// The directory name.
+    pub name: &'static str,
+    /// `up.sql`.
+    pub up: &'static str,
+    /// `down.sql`, if there is one.
+    pub down: Option<&'static str>,
+    /// `false` when `metadata.toml` says `run_in_transaction = false`
+    /// (e.g. for `CREATE INDEX CONCURRENTLY`).
+    pub run_in_transaction: bool,
+}
+
+/// The migrations of a directory, in version order.
+#[derive(Debug, Clone, Copy)]
+pub struct EmbeddedMigrations {
+    migrations: &'static [Migration],
+}
+
+impl EmbeddedMigrations {
+    /// Wraps migrations sorted by name (what `embed_migrations!` produces).
+    pub const fn new(migrations: &'static [Migration]) -> Self {
+        EmbeddedMigrations { migrations }
+    }
+
+    /// All migrations, oldest first.
+    pub fn migrations(&self) -> &'static [Migration] {
+        self.migrations
+    }
+}
+
+const SETUP: &str = "CREATE TABLE IF NOT EXISTS __diesel_schema_migrations (
+    version VARCHAR(50) PRIMARY KEY NOT NULL,
+    run_on TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP
+)";
+
+/// Serializes concurrent migrators (several instances starting at once):
+/// an arbitrary, fixed advisory lock key.
+const LOCK_KEY: i64 = 0x6769_6e6f_6d69_67; // "ginomig"
+
+async fn batch(conn: &Connection, sql: &'static str) -> Result<()> {
+    use diesel_async::SimpleAsyncConnection;
+    conn.run(move |c| Box::pin(async move { c.batch_execute(sql).await }))
+        .await
+}
+
+async fn advisory(conn: &Connection, function: &str) -> Result<()> {
+    conn.status(diesel::sql_query(format!("SELECT {function}({LOCK_KEY})")))
+        .await
+        .map(|_| ())
+}
+
+impl Gino {
+    /// Applies the migrations not applied yet, oldest first, each in its own
+    /// transaction (unless it opts out), and returns the versions applied.
+    /// A failing migration stops the run with its error; the ones before it
+    /// stay applied.
+    ///
+    /// ```
+    /// # async fn demo(db: &gino::Gino) -> gino::Result<()> {
+    /// static MIGRATIONS: gino::migrate::EmbeddedMigrations = gino::embed_migrations!("tests/migrations");
+    /// let applied = db.run_migrations(&MIGRATIONS).await?;
+    /// println!("applied {applied:?}");
+    /// # Ok(()) }
+    /// ```
+    pub async fn run_migrations(
+        &self,
+        migrations: &EmbeddedMigrations,
+    ) -> Result<Vec<&'static str>> {
+        let conn = self.engine()?.acquire().reusable(false).await?;
+        let result = self.migrate_on(&conn, migrations).await;
+        // Session-level advisory locks outlive the release to the pool.
+        let unlocked = advisory(&conn, "pg_advisory_unlock").await;
+        conn.release().await?;
+        let applied = result?;
+        unlocked?;
+        Ok(applied)
+    }
+
+    async fn migrate_on(
+        &self,
+        conn: &Connection,
+        migrations: &EmbeddedMigrations,
+    ) -> Result<Vec<&'static str>> {
+        advisory(conn, "pg_advisory_lock").await?;
+        batch(conn, SETUP).await?;
+        #[derive(diesel::QueryableByName)]
+        struct Applied {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            version: String,
+        }
+        let applied: Vec<Applied> = conn
+            .all(diesel::sql_query(
+                "SELECT version FROM __diesel_schema_migrations",
+            ))
+            .await?;
+        let mut done = Vec::new();
+        for migration in migrations.migrations() {
+            if applied.iter().any(|a| a.version == migration.version) {
+                continue;
+            }
+            let record = crate::text::text(
+                "INSERT INTO __diesel_schema_migrations (version) VALUES (:version)",
+            )
+            .bind::<diesel::sql_types::Text, _>("version", migration.version);
+            if migration.run_in_transaction {
+                conn.transaction(async {
+                    batch(conn, migration.up).await?;
+                    conn.status(record).await
+                })
+                .await?;
+            } else {
+                batch(conn, migration.up).await?;
+                conn.status(record).await?;
+            }
+            tracing::info!(target: "gino", "applied migration {}", migration.name);
+            done.push(migration.version);
+        }
+        Ok(done)
+    }
+}

@@ -1,0 +1,94 @@
+//! Embedded diesel migrations run through gino at start-up.
+
+mod common;
+
+use diesel::sql_types::{BigInt, Text};
+use gino::Gino;
+use gino::migrate::EmbeddedMigrations;
+
+static MIGRATIONS: EmbeddedMigrations = gino::embed_migrations!("tests/migrations");
+static FAILING: EmbeddedMigrations = gino::embed_migrations!("tests/migrations_failing");
+
+async fn count(db: &Gino, sql: &str) -> i64 {
+    db.one(diesel::select(diesel::dsl::sql::<BigInt>(sql)))
+        .await
+        .unwrap()
+}
+
+#[test]
+fn directories_are_embedded_in_version_order() {
+    let names: Vec<_> = MIGRATIONS.migrations().iter().map(|m| m.name).collect();
+    assert_eq!(
+        names,
+        [
+            "2024-01-01-000000_create_users",
+            "2024-02-01-000000_add_email"
+        ]
+    );
+    let first = &MIGRATIONS.migrations()[0];
+    assert_eq!(first.version, "20240101000000");
+    assert!(first.up.contains("CREATE TABLE users"));
+    assert_eq!(first.down, Some("DROP TABLE users;\n"));
+    assert!(first.run_in_transaction);
+}
+
+// A plain #[tokio::test] is a current-thread runtime, where diesel's own
+// async harness (block_in_place) cannot run.
+#[tokio::test]
+async fn pending_migrations_apply_once_in_order() {
+    let s = common::setup().await;
+    let db = Gino::secondary();
+    db.set_bind(s.engine.clone()).await.unwrap();
+    let applied = db.run_migrations(&MIGRATIONS).await.unwrap();
+    assert_eq!(applied, ["20240101000000", "20240201000000"]);
+    let email: Option<String> = db
+        .scalar(diesel::select(diesel::dsl::sql::<Text>(
+            "column_name::text FROM information_schema.columns \
+             WHERE table_name = 'users' AND column_name = 'email'",
+        )))
+        .await
+        .unwrap();
+    assert_eq!(email.as_deref(), Some("email"));
+    assert_eq!(
+        count(&db, "count(*) FROM __diesel_schema_migrations").await,
+        2
+    );
+    assert!(db.run_migrations(&MIGRATIONS).await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_migrators_apply_each_migration_once() {
+    let s = common::setup().await;
+    static DB: Gino = Gino::secondary();
+    DB.set_bind(s.engine.clone()).await.unwrap();
+    let runs = (0..4).map(|_| tokio::spawn(async { DB.run_migrations(&MIGRATIONS).await }));
+    let mut total = 0;
+    for run in runs {
+        total += run.await.unwrap().unwrap().len();
+    }
+    assert_eq!(total, 2);
+    DB.pop_bind();
+}
+
+#[tokio::test]
+async fn a_failing_migration_stops_the_run_and_leaves_nothing_of_itself() {
+    let s = common::setup().await;
+    let db = Gino::secondary();
+    db.set_bind(s.engine.clone()).await.unwrap();
+    let err = db.run_migrations(&FAILING).await.unwrap_err();
+    assert_eq!(err.sqlstate(), Some("42P01"), "{err}");
+    assert_eq!(
+        count(&db, "count(*) FROM __diesel_schema_migrations").await,
+        1
+    );
+    assert_eq!(
+        count(&db, "count(*) FROM pg_tables WHERE tablename = 'ok'").await,
+        1
+    );
+    assert_eq!(
+        count(&db, "count(*) FROM pg_tables WHERE tablename = 'half'").await,
+        0
+    );
+    // The lock was released: another run proceeds (and fails the same way).
+    assert!(db.run_migrations(&FAILING).await.is_err());
+}

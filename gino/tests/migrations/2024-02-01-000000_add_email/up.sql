@@ -1,0 +1,2 @@
+ALTER TABLE users ADD COLUMN email text;
+UPDATE users SET email = nickname || '@example.com';

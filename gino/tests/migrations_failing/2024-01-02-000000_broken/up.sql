@@ -1,0 +1,2 @@
+CREATE TABLE half (x int);
+INSERT INTO missing VALUES (1);

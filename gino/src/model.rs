@@ -275,6 +275,89 @@ impl<T> QueryId for Lookup<T> {
 /// `user.update()...apply()`, `user.delete()`. Every call runs implicitly on
 /// the model's database; chain `.bind(...)` or `.timeout(...)` before
 /// `.await` to change that.
+///
+/// A model is a plain value: nothing is tracked, and getting the same row
+/// twice gives two values. The derive declares the diesel table too (a
+/// module named after the table, `users::table`, `users::nickname`), so the
+/// crate needs `diesel` as a dependency of its own.
+///
+/// ```
+/// use gino::prelude::*;
+///
+/// static DB: Gino = Gino::new();
+///
+/// #[derive(Model, Debug, Clone)]
+/// #[gino(table = "users")]
+/// pub struct User {
+///     #[gino(primary_key)]
+///     pub id: i32, // serial: one integer key is assigned by the database
+///     #[gino(default = "noname")]
+///     pub nickname: String,
+///     #[gino(column = "mail", unique)]
+///     pub email: Option<String>,
+///     #[gino(server_default = "0", check = "balance >= 0")]
+///     pub balance: i64,
+/// }
+///
+/// #[derive(Model, Debug, Clone)]
+/// #[gino(table = "bookings", index(name = "bookings_idx_day_room", columns(day, room), unique))]
+/// pub struct Booking {
+///     #[gino(primary_key)]
+///     pub day: i32,
+///     #[gino(primary_key, references = "users(id)", on_delete = "cascade")]
+///     pub booker: i32,
+///     #[gino(index)]
+///     pub room: String,
+/// }
+///
+/// # async fn demo() -> gino::Result<()> {
+/// DB.create_all().await?;
+/// let mut u = User::create().nickname("fantix").await?;
+/// let same: Option<User> = User::get(u.id).await?;
+/// let rich: Vec<User> = User::query().filter(users::balance.gt(100)).gino().all().await?;
+/// u.update()
+///     .nickname("daisy")
+///     .set(users::balance.eq(users::balance + 100))
+///     .apply()
+///     .await?;
+/// Booking::create().day(1).booker(u.id).room("A").await?;
+/// let booking = Booking::get((1, u.id)).await?.expect("just created");
+/// assert_eq!(u.delete().await?, "DELETE 1");
+/// # Ok(()) }
+/// ```
+///
+/// Struct attributes, `#[gino(...)]`:
+///
+/// | attribute | meaning |
+/// | --- | --- |
+/// | `table = "users"` | the table name (required) |
+/// | `db = DB` | the `Gino` static the model belongs to (default: the default database) |
+/// | `index(name = "ix", columns(a, b), unique)` | a (multi-column, optionally unique) index |
+/// | `unique(name = "uq", columns(a, b))` | a multi-column unique constraint |
+/// | `check(name = "ck", expr = "a < b")` | a table check constraint |
+/// | `lookup = path::to_fn` | how rows are located: `fn(&Self) -> gino::Result<Lookup<table>>` |
+/// | `diesel_table = path::to::users` | use an existing diesel `table!` instead of declaring one |
+///
+/// Field attributes, `#[gino(...)]`:
+///
+/// | attribute | meaning |
+/// | --- | --- |
+/// | `primary_key` | part of the primary key (several fields: composite, in order) |
+/// | `autoincrement = false` | a single integer key that is not serial |
+/// | `column = "name"` | the column's name when it differs from the field's |
+/// | `default = expr` | client-side default for `create()` (any Rust expression) |
+/// | `server_default = "sql"` | `DEFAULT sql` in the table |
+/// | `unique` / `index` | a unique constraint / an index on the column |
+/// | `references = "table(column)"`, `on_delete = "cascade"`, `on_update = ".."` | a foreign key |
+/// | `check = "sql"` | a check constraint |
+/// | `db_enum` | a field of a `#[derive(DbEnum)]` type |
+/// | `sql_type = path, ddl = "type"` | a type gino does not know: its diesel SQL type and DDL |
+///
+/// Field types: `i16`, `i32`, `i64`, `f32`, `f64`, `bool`, `String`,
+/// `Vec<u8>` (bytea), `Vec<T>` (arrays), `Option<T>` (nullable), and with
+/// the crate features `json` `serde_json::Value` (jsonb), `chrono`
+/// `NaiveDateTime` / `DateTime<Utc>` / `NaiveDate` / `NaiveTime`, `uuid`
+/// `uuid::Uuid`.
 pub trait Model: Sized + Send + Sync + 'static {
     /// The diesel table (`users::table`).
     type Table: Table + Default + Copy + Send + Sync + 'static;

@@ -406,7 +406,7 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
             let columns = fields.iter().zip(&resolved).map(|(f, r)| {
                 let ident = &f.ident;
                 let sql_type = &r.sql_type;
-                let rename = (f.column != ident.to_string()).then(|| {
+                let rename = (*ident != f.column).then(|| {
                     let column = &f.column;
                     quote!(#[sql_name = #column])
                 });
@@ -417,7 +417,11 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
             let parent_scope = fields
                 .iter()
                 .any(|f| f.db_enum || f.sql_type.is_some())
-                .then(|| quote!(use super::*;));
+                .then(|| {
+                    quote!(
+                        use super::*;
+                    )
+                });
             (
                 quote!(#module),
                 quote! {

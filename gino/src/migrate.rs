@@ -60,7 +60,7 @@ const SETUP: &str = "CREATE TABLE IF NOT EXISTS __diesel_schema_migrations (
 
 /// Serializes concurrent migrators (several instances starting at once):
 /// an arbitrary, fixed advisory lock key.
-const LOCK_KEY: i64 = 0x6769_6e6f_6d69_67; // "ginomig"
+const LOCK_KEY: i64 = 0x0067_696e_6f6d_6967; // "ginomig"
 
 async fn batch(conn: &Connection, sql: &'static str) -> Result<()> {
     use diesel_async::SimpleAsyncConnection;

@@ -400,7 +400,7 @@ pub trait Model: Sized + Send + Sync + 'static {
     fn select<S, T>(
         &self,
         columns: S,
-    ) -> Run<'static, Select<Filter<Self::Table, Lookup<Self::Table>>, S>, First<T>>
+    ) -> Run<'static, Located<Self::Table, S>, First<T>>
     where
         S: diesel::Expression,
         Self::Table: FilterDsl<Lookup<Self::Table>>,
@@ -413,13 +413,17 @@ pub trait Model: Sized + Send + Sync + 'static {
     }
 }
 
+/// `SELECT columns FROM table WHERE lookup`: what `instance.select(columns)` runs.
+pub type Located<T, S> = Select<Filter<T, Lookup<T>>, S>;
+
+/// One entry of [`Changes`]: the column of a plain value (`None` for an
+/// expression) and the rendered `column = value`.
+type Change = (Option<&'static str>, Box<dyn QueryFragment<Pg> + Send + Sync>);
+
 /// The SET list of an update built at run time: plain values by column
 /// (the last value set for a column wins) and SQL expressions.
 pub struct Changes<T> {
-    items: Vec<(
-        Option<&'static str>,
-        Box<dyn QueryFragment<Pg> + Send + Sync>,
-    )>,
+    items: Vec<Change>,
     table: PhantomData<fn() -> T>,
 }
 

@@ -12,10 +12,9 @@
 //!
 //! ```
 //! # async fn demo(db: &gino::Gino) -> gino::Result<()> {
-//! db.create_all().await?;                      // CREATE TABLE IF NOT EXISTS ...
-//! db.create_all().checkfirst(false).await?;    // plain CREATE TABLE: fails on existing tables
-//! println!("{}", db.schema_sql());
-//! db.drop_all().await?;
+//! println!("{}", db.schema_sql()); // the DDL, without running it
+//! db.create_all().await?;          // CREATE TABLE IF NOT EXISTS ...
+//! db.drop_all().await?;            // DROP TABLE IF EXISTS ...
 //! # Ok(()) }
 //! ```
 
@@ -69,15 +68,18 @@ impl<'a> SchemaOp<'a> {
 
     /// With `true` (the default, as in GINO) existing objects are skipped
     /// when creating (`CREATE TABLE IF NOT EXISTS`, ...) and missing ones
-    /// when dropping (`DROP TABLE IF EXISTS`, ...). With `false` the plain
-    /// statements run, so an existing table fails the creation with
-    /// SQLSTATE `42P07` and a missing one the drop with `42P01`.
+    /// when dropping (`DROP TABLE IF EXISTS`, ...; an enum type another
+    /// table still uses is kept). With `false` the plain statements run, so
+    /// an existing table fails the creation with SQLSTATE `42P07` (an
+    /// existing enum type with `42710`) and a missing table the drop with
+    /// `42P01`; either way nothing of the operation remains.
     ///
     /// ```
     /// # async fn demo(db: &gino::Gino) -> gino::Result<()> {
     /// db.create_all().await?;
+    /// db.create_all().await?; // changes nothing
     /// let again = db.create_all().checkfirst(false).await;
-    /// assert_eq!(again.unwrap_err().sqlstate(), Some("42P07"));
+    /// assert!(matches!(again, Err(gino::Error::Database(_))));
     /// # Ok(()) }
     /// ```
     pub fn checkfirst(mut self, checkfirst: bool) -> Self {
@@ -286,7 +288,11 @@ pub fn create_statements(tables: &[&TableMeta], checkfirst: bool) -> Vec<String>
         .into_iter()
         .map(|e| create_type(e, checkfirst))
         .collect();
-    statements.extend(plan.tables.iter().map(|t| create_table(t, &plan, checkfirst)));
+    statements.extend(
+        plan.tables
+            .iter()
+            .map(|t| create_table(t, &plan, checkfirst)),
+    );
     statements.extend(plan.deferred.iter().map(|fk| fk.add(checkfirst)));
     statements.extend(plan.tables.iter().flat_map(|t| {
         t.indexes
@@ -516,7 +522,11 @@ fn ignoring(condition: &str, statement: &str) -> String {
 
 fn create_type(e: &EnumMeta, checkfirst: bool) -> String {
     let labels: Vec<String> = e.variants.iter().map(|v| literal(v)).collect();
-    let sql = format!("CREATE TYPE {} AS ENUM ({})", Ident(e.name), labels.join(", "));
+    let sql = format!(
+        "CREATE TYPE {} AS ENUM ({})",
+        Ident(e.name),
+        labels.join(", ")
+    );
     if checkfirst {
         ignoring("duplicate_object", &sql)
     } else {
@@ -568,7 +578,14 @@ fn create_table(table: &TableMeta, plan: &Plan<'_>, checkfirst: bool) -> String 
         .columns
         .iter()
         .map(|c| {
-            let mut sql = format!("{} {}", Ident(c.name), c.sql_type);
+            // The table's enum types are created by their exact (quoted)
+            // name, which a column must then also use: unquoted, `Mood`
+            // would mean `mood`.
+            let mut sql = if table.enums.iter().any(|e| e.name == c.sql_type) {
+                format!("{} {}", Ident(c.name), Ident(c.sql_type))
+            } else {
+                format!("{} {}", Ident(c.name), c.sql_type)
+            };
             if !c.nullable {
                 sql += " NOT NULL";
             }
@@ -626,6 +643,7 @@ fn create_index(table: &TableMeta, index: &IndexMeta, checkfirst: bool) -> Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::ColumnMeta;
 
     fn leak<T>(items: Vec<T>) -> &'static [T] {
         Box::leak(items.into_boxed_slice())
@@ -739,6 +757,38 @@ mod tests {
     }
 
     #[test]
+    fn columns_of_an_enum_type_name_it_as_it_is_created() {
+        static MOOD: EnumMeta = EnumMeta {
+            name: "Mood",
+            variants: &["ok"],
+        };
+        static PEOPLE: TableMeta = TableMeta {
+            name: "people",
+            columns: &[ColumnMeta {
+                name: "mood",
+                sql_type: "Mood",
+                nullable: true,
+                serial: false,
+                server_default: None,
+                unique: false,
+            }],
+            primary_key: &[],
+            indexes: &[],
+            uniques: &[],
+            checks: &[],
+            foreign_keys: &[],
+            enums: &[&MOOD],
+        };
+        assert_eq!(
+            create_statements(&[&PEOPLE], false),
+            [
+                "CREATE TYPE \"Mood\" AS ENUM ('ok')",
+                "CREATE TABLE \"people\" (\n    \"mood\" \"Mood\"\n)",
+            ]
+        );
+    }
+
+    #[test]
     fn identifiers_and_literals_are_quoted() {
         assert_eq!(Ident("users").to_string(), "\"users\"");
         assert_eq!(Ident("we\"ird").to_string(), "\"we\"\"ird\"");
@@ -749,7 +799,10 @@ mod tests {
     #[test]
     fn do_blocks_pick_a_dollar_quote_the_statement_lacks() {
         assert_eq!(
-            ignoring("duplicate_object", "CREATE TYPE \"$gino$\" AS ENUM ('$gino1$')"),
+            ignoring(
+                "duplicate_object",
+                "CREATE TYPE \"$gino$\" AS ENUM ('$gino1$')"
+            ),
             "DO $gino2$ BEGIN CREATE TYPE \"$gino$\" AS ENUM ('$gino1$'); \
              EXCEPTION WHEN duplicate_object THEN NULL; END $gino2$"
         );

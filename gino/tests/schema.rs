@@ -1,0 +1,783 @@
+//! The schema layer against a real server: `create_all` / `drop_all` and
+//! per-table creation from hand-written table metadata (what
+//! `#[derive(Model)]` generates), checked in PostgreSQL's catalogs.
+//!
+//! Every test has its own `Gino` and tables: the model registry is
+//! process-wide, and a `Gino` finds only the models registered for it.
+mod common;
+
+use std::future::IntoFuture;
+
+use diesel::sql_types::Text;
+use gino::model::{
+    CheckMeta, ColumnMeta, EnumMeta, ForeignKeyMeta, IndexMeta, ModelDb, ModelEntry, TableMeta,
+    UniqueMeta,
+};
+use gino::prelude::*;
+use gino::schema::{create_statements, create_tables, drop_tables};
+use gino::{Bind, Error, Transaction};
+
+/// A NOT NULL column without default.
+const fn col(name: &'static str, sql_type: &'static str) -> ColumnMeta {
+    ColumnMeta {
+        name,
+        sql_type,
+        nullable: false,
+        serial: false,
+        server_default: None,
+        unique: false,
+    }
+}
+
+/// A NULL-able column without default.
+const fn null_col(name: &'static str, sql_type: &'static str) -> ColumnMeta {
+    ColumnMeta {
+        nullable: true,
+        ..col(name, sql_type)
+    }
+}
+
+/// A `serial` primary key column.
+const fn id() -> ColumnMeta {
+    ColumnMeta {
+        serial: true,
+        ..col("id", "serial")
+    }
+}
+
+/// A table with only columns and a primary key.
+const fn table(
+    name: &'static str,
+    columns: &'static [ColumnMeta],
+    primary_key: &'static [&'static str],
+) -> TableMeta {
+    TableMeta {
+        name,
+        columns,
+        primary_key,
+        indexes: &[],
+        uniques: &[],
+        checks: &[],
+        foreign_keys: &[],
+        enums: &[],
+    }
+}
+
+/// A foreign key from `column` to `table.id`.
+const fn fk(column: &'static [&'static str], table: &'static str) -> ForeignKeyMeta {
+    ForeignKeyMeta {
+        name: None,
+        columns: column,
+        references_table: table,
+        references_columns: &["id"],
+        on_delete: None,
+        on_update: None,
+    }
+}
+
+/// Registers `tables` as the models of `db`, as `#[derive(Model)]` does.
+macro_rules! models {
+    ($db:ident: $($table:ident),+ $(,)?) => {
+        static $db: gino::Gino = gino::Gino::secondary();
+        $(
+            gino::reexports::inventory::submit! {
+                ModelEntry { table: &$table, db: ModelDb::Named(|| &$db) }
+            }
+        )+
+    };
+}
+
+/// A fresh database with `db` bound to its engine.
+async fn bound(db: &'static gino::Gino) -> common::Setup {
+    let s = common::setup().await;
+    db.set_bind(s.engine.clone()).await.expect("bind");
+    s
+}
+
+#[derive(diesel::QueryableByName)]
+struct Value {
+    #[diesel(sql_type = Text)]
+    v: String,
+}
+
+/// The `v` column of `sql` run on `on`, with `:t` bound to `t`.
+async fn strings<'a>(on: impl Into<Bind<'a>>, sql: &str, t: &str) -> Vec<String> {
+    let rows: Vec<Value> = gino::text(sql)
+        .bind::<Text, _>("t", t.to_owned())
+        .gino()
+        .bind(on)
+        .all()
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    rows.into_iter().map(|r| r.v).collect()
+}
+
+/// The tables of the `public` schema, by name.
+async fn tables<'a>(on: impl Into<Bind<'a>>) -> Vec<String> {
+    let sql = "SELECT tablename::text AS v FROM pg_tables \
+               WHERE schemaname = 'public' AND :t = :t ORDER BY 1";
+    strings(on, sql, "").await
+}
+
+/// The enum types, each as `name: label, label, ...`.
+async fn enum_types<'a>(on: impl Into<Bind<'a>>) -> Vec<String> {
+    let sql = "SELECT t.typname || ': ' || string_agg(e.enumlabel, ', ' ORDER BY e.enumsortorder) \
+               AS v FROM pg_type t JOIN pg_enum e ON e.enumtypid = t.oid \
+               WHERE :t = :t GROUP BY t.typname ORDER BY 1";
+    strings(on, sql, "").await
+}
+
+/// The constraints of `table`, each as `name: definition`.
+async fn constraints<'a>(on: impl Into<Bind<'a>>, table: &str) -> Vec<String> {
+    let sql = "SELECT conname || ': ' || pg_get_constraintdef(oid) AS v FROM pg_constraint \
+               WHERE conrelid = :t::regclass ORDER BY conname";
+    strings(on, sql, table).await
+}
+
+/// The `CREATE INDEX` statements PostgreSQL reports for `table`.
+async fn indexes<'a>(on: impl Into<Bind<'a>>, table: &str) -> Vec<String> {
+    let sql = "SELECT indexdef AS v FROM pg_indexes WHERE tablename = :t ORDER BY indexname";
+    strings(on, sql, table).await
+}
+
+async fn exec<'a>(on: impl Into<Bind<'a>>, sql: &str) -> gino::Result<gino::Status> {
+    diesel::sql_query(sql).gino().bind(on).status().await
+}
+
+/// SQLSTATE and constraint of a database error.
+fn violation(result: gino::Result<gino::Status>) -> (String, Option<String>) {
+    match result {
+        Err(Error::Database(e)) => (e.code().to_owned(), e.constraint().map(str::to_owned)),
+        other => panic!("expected a database error, got {other:?}"),
+    }
+}
+
+static ACCOUNTS: TableMeta = TableMeta {
+    uniques: &[
+        UniqueMeta {
+            name: Some("accounts_nickname_bio_key"),
+            columns: &["nickname", "bio"],
+        },
+        UniqueMeta {
+            name: None,
+            columns: &["bio", "score"],
+        },
+    ],
+    checks: &[
+        CheckMeta {
+            name: Some("accounts_score_positive"),
+            expression: "score >= 0",
+        },
+        CheckMeta {
+            name: None,
+            expression: "nickname <> ''",
+        },
+    ],
+    ..table(
+        "accounts",
+        &[
+            id(),
+            ColumnMeta {
+                unique: true,
+                ..col("email", "text")
+            },
+            ColumnMeta {
+                server_default: Some("'noname'"),
+                ..col("nickname", "varchar(50)")
+            },
+            null_col("bio", "text"),
+            ColumnMeta {
+                server_default: Some("0"),
+                ..col("score", "integer")
+            },
+            ColumnMeta {
+                server_default: Some("now()"),
+                ..null_col("created", "timestamptz")
+            },
+        ],
+        &["id"],
+    )
+};
+models!(COLUMNS_DB: ACCOUNTS);
+
+#[tokio::test]
+async fn columns_defaults_uniques_and_checks() {
+    let s = bound(&COLUMNS_DB).await;
+    COLUMNS_DB.create_all().await.unwrap();
+    let columns = strings(
+        &s.engine,
+        "SELECT column_name || ' ' || data_type || ' ' || is_nullable || ' ' || \
+         coalesce(column_default, '-') AS v FROM information_schema.columns \
+         WHERE table_name = :t ORDER BY ordinal_position",
+        "accounts",
+    )
+    .await;
+    assert_eq!(
+        columns,
+        [
+            "id integer NO nextval('accounts_id_seq'::regclass)",
+            "email text NO -",
+            "nickname character varying NO 'noname'::character varying",
+            "bio text YES -",
+            "score integer NO 0",
+            "created timestamp with time zone YES now()",
+        ]
+    );
+    assert_eq!(
+        constraints(&s.engine, "accounts").await,
+        [
+            "accounts_bio_score_key: UNIQUE (bio, score)",
+            "accounts_email_key: UNIQUE (email)",
+            "accounts_nickname_bio_key: UNIQUE (nickname, bio)",
+            "accounts_nickname_check: CHECK (((nickname)::text <> ''::text))",
+            "accounts_pkey: PRIMARY KEY (id)",
+            "accounts_score_positive: CHECK ((score >= 0))",
+        ]
+    );
+
+    exec(&s.engine, "INSERT INTO accounts (email) VALUES ('a@x')")
+        .await
+        .unwrap();
+    let defaults = strings(
+        &s.engine,
+        "SELECT nickname || ' ' || score || ' ' || (created IS NOT NULL) AS v \
+         FROM accounts WHERE email = :t",
+        "a@x",
+    )
+    .await;
+    assert_eq!(defaults, ["noname 0 true"]);
+    let negative = exec(
+        &s.engine,
+        "INSERT INTO accounts (email, score) VALUES ('b@x', -1)",
+    )
+    .await;
+    assert_eq!(
+        violation(negative),
+        ("23514".into(), Some("accounts_score_positive".into()))
+    );
+    let duplicate = exec(&s.engine, "INSERT INTO accounts (email) VALUES ('a@x')").await;
+    assert_eq!(
+        violation(duplicate),
+        ("23505".into(), Some("accounts_email_key".into()))
+    );
+}
+
+/// The tutorial's `Booking`: a composite primary key and two multi-column
+/// indexes, one of them unique.
+static BOOKINGS: TableMeta = TableMeta {
+    indexes: &[
+        IndexMeta {
+            name: "bookings_idx_day_room",
+            columns: &["day", "room"],
+            unique: true,
+        },
+        IndexMeta {
+            name: "bookings_idx_booker_room",
+            columns: &["booker", "room"],
+            unique: false,
+        },
+    ],
+    ..table(
+        "bookings",
+        &[
+            col("day", "date"),
+            col("booker", "text"),
+            null_col("room", "text"),
+        ],
+        &["day", "booker"],
+    )
+};
+models!(BOOKING_DB: BOOKINGS);
+
+#[tokio::test]
+async fn composite_primary_key_and_multi_column_indexes() {
+    let s = bound(&BOOKING_DB).await;
+    BOOKING_DB.create_all().await.unwrap();
+    assert_eq!(
+        indexes(&s.engine, "bookings").await,
+        [
+            "CREATE INDEX bookings_idx_booker_room ON public.bookings USING btree (booker, room)",
+            "CREATE UNIQUE INDEX bookings_idx_day_room ON public.bookings USING btree (day, room)",
+            "CREATE UNIQUE INDEX bookings_pkey ON public.bookings USING btree (day, booker)",
+        ]
+    );
+    assert_eq!(
+        constraints(&s.engine, "bookings").await,
+        ["bookings_pkey: PRIMARY KEY (day, booker)"]
+    );
+    exec(
+        &s.engine,
+        "INSERT INTO bookings VALUES ('2024-01-01', 'ann', 'red')",
+    )
+    .await
+    .unwrap();
+    let same_room = exec(
+        &s.engine,
+        "INSERT INTO bookings VALUES ('2024-01-01', 'bob', 'red')",
+    )
+    .await;
+    assert_eq!(
+        violation(same_room),
+        ("23505".into(), Some("bookings_idx_day_room".into()))
+    );
+    let same_booker = exec(
+        &s.engine,
+        "INSERT INTO bookings VALUES ('2024-01-01', 'ann', 'blue')",
+    )
+    .await;
+    assert_eq!(
+        violation(same_booker),
+        ("23505".into(), Some("bookings_pkey".into()))
+    );
+}
+
+// `comments` sorts (and is registered) before the `posts` it references;
+// `players` and `teams` reference each other.
+static COMMENTS: TableMeta = TableMeta {
+    foreign_keys: &[ForeignKeyMeta {
+        on_delete: Some("CASCADE"),
+        ..fk(&["post_id"], "posts")
+    }],
+    ..table(
+        "comments",
+        &[id(), col("post_id", "integer"), col("body", "text")],
+        &["id"],
+    )
+};
+static POSTS: TableMeta = table("posts", &[id(), col("title", "text")], &["id"]);
+static PLAYERS: TableMeta = TableMeta {
+    foreign_keys: &[ForeignKeyMeta {
+        on_delete: Some("CASCADE"),
+        ..fk(&["team_id"], "teams")
+    }],
+    ..table("players", &[id(), null_col("team_id", "integer")], &["id"])
+};
+static TEAMS: TableMeta = TableMeta {
+    foreign_keys: &[ForeignKeyMeta {
+        name: Some("teams_captain_fk"),
+        on_delete: Some("SET NULL"),
+        on_update: Some("CASCADE"),
+        ..fk(&["captain_id"], "players")
+    }],
+    ..table("teams", &[id(), null_col("captain_id", "integer")], &["id"])
+};
+models!(FK_DB: COMMENTS, POSTS, PLAYERS, TEAMS);
+
+#[tokio::test]
+async fn foreign_keys_in_dependency_order_and_cycles() {
+    let s = bound(&FK_DB).await;
+    let names: Vec<_> = create_statements(&[&COMMENTS, &POSTS], false)
+        .iter()
+        .map(|sql| sql.lines().next().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        names,
+        ["CREATE TABLE \"posts\" (", "CREATE TABLE \"comments\" ("]
+    );
+    FK_DB.create_all().await.unwrap();
+    assert_eq!(
+        tables(&s.engine).await,
+        ["comments", "players", "posts", "teams"]
+    );
+    assert_eq!(
+        constraints(&s.engine, "comments").await,
+        [
+            "comments_pkey: PRIMARY KEY (id)",
+            "comments_post_id_fkey: FOREIGN KEY (post_id) REFERENCES posts(id) ON DELETE CASCADE",
+        ]
+    );
+    assert_eq!(
+        constraints(&s.engine, "players").await[1],
+        "players_team_id_fkey: FOREIGN KEY (team_id) REFERENCES teams(id) ON DELETE CASCADE"
+    );
+    assert_eq!(
+        constraints(&s.engine, "teams").await[0],
+        "teams_captain_fk: FOREIGN KEY (captain_id) REFERENCES players(id) \
+         ON UPDATE CASCADE ON DELETE SET NULL"
+    );
+
+    // ON DELETE CASCADE: deleting the parent deletes its children.
+    for sql in [
+        "INSERT INTO posts (title) VALUES ('hello')",
+        "INSERT INTO comments (post_id, body) VALUES (1, 'first'), (1, 'second')",
+        "DELETE FROM posts",
+    ] {
+        exec(&s.engine, sql).await.unwrap();
+    }
+    let left = strings(
+        &s.engine,
+        "SELECT count(*)::text AS v FROM comments WHERE :t = :t",
+        "",
+    );
+    assert_eq!(left.await, ["0"]);
+    let orphan = exec(
+        &s.engine,
+        "INSERT INTO comments (post_id, body) VALUES (7, 'lost')",
+    )
+    .await;
+    assert_eq!(
+        violation(orphan),
+        ("23503".into(), Some("comments_post_id_fkey".into()))
+    );
+
+    // Both directions of the cycle are enforced.
+    for sql in [
+        "INSERT INTO teams (captain_id) VALUES (NULL)",
+        "INSERT INTO players (team_id) VALUES (1)",
+        "UPDATE teams SET captain_id = 1",
+        "DELETE FROM players",
+    ] {
+        exec(&s.engine, sql).await.unwrap();
+    }
+    let captain = "SELECT coalesce(captain_id::text, 'none') AS v FROM teams WHERE :t = :t";
+    assert_eq!(strings(&s.engine, captain, "").await, ["none"]);
+
+    FK_DB.drop_all().await.unwrap();
+    assert!(tables(&s.engine).await.is_empty());
+}
+
+static MOOD: EnumMeta = EnumMeta {
+    name: "mood",
+    variants: &["sad", "ok", "it's great"],
+};
+static SIZE: EnumMeta = EnumMeta {
+    name: "size",
+    variants: &["S", "M", "L"],
+};
+static PEOPLE: TableMeta = TableMeta {
+    enums: &[&MOOD],
+    ..table(
+        "people",
+        &[
+            col("name", "text"),
+            ColumnMeta {
+                server_default: Some("'ok'"),
+                ..col("mood", "mood")
+            },
+        ],
+        &["name"],
+    )
+};
+static PETS: TableMeta = TableMeta {
+    enums: &[&MOOD, &SIZE],
+    ..table(
+        "pets",
+        &[
+            col("name", "text"),
+            null_col("mood", "mood"),
+            null_col("size", "size"),
+        ],
+        &["name"],
+    )
+};
+models!(ENUM_DB: PETS, PEOPLE);
+
+#[tokio::test]
+async fn enum_types_come_before_their_tables_and_go_after_them() {
+    let s = bound(&ENUM_DB).await;
+    let statements = create_statements(&[&PEOPLE, &PETS], false);
+    assert_eq!(
+        statements[..2],
+        [
+            "CREATE TYPE \"mood\" AS ENUM ('sad', 'ok', 'it''s great')",
+            "CREATE TYPE \"size\" AS ENUM ('S', 'M', 'L')",
+        ]
+    );
+    assert_eq!(statements.len(), 4, "each type once: {statements:?}");
+
+    ENUM_DB.create_all().await.unwrap();
+    assert_eq!(
+        enum_types(&s.engine).await,
+        ["mood: sad, ok, it's great", "size: S, M, L"]
+    );
+    exec(&s.engine, "INSERT INTO people (name) VALUES ('ann')")
+        .await
+        .unwrap();
+    let mood = "SELECT mood::text AS v FROM people WHERE name = :t";
+    assert_eq!(strings(&s.engine, mood, "ann").await, ["ok"]);
+    let unknown = exec(
+        &s.engine,
+        "INSERT INTO pets (name, mood) VALUES ('rex', 'angry')",
+    )
+    .await;
+    assert_eq!(violation(unknown).0, "22P02");
+
+    // Dropping one of the tables keeps the type the other still uses.
+    drop_tables(vec![&PEOPLE], Bind::Db(&ENUM_DB))
+        .await
+        .unwrap();
+    assert_eq!(tables(&s.engine).await, ["pets"]);
+    assert_eq!(enum_types(&s.engine).await.len(), 2);
+
+    ENUM_DB.drop_all().await.unwrap();
+    assert!(tables(&s.engine).await.is_empty());
+    assert!(enum_types(&s.engine).await.is_empty());
+    // Without checkfirst, dropping what is missing fails.
+    let again = ENUM_DB.drop_all().checkfirst(false).await.unwrap_err();
+    assert_eq!(again.sqlstate(), Some("42P01"));
+    ENUM_DB.drop_all().await.unwrap();
+}
+
+static LEVEL: EnumMeta = EnumMeta {
+    name: "level",
+    variants: &["low", "high"],
+};
+// A cycle, an enum and an index: every kind of statement that needs a
+// DO block or IF NOT EXISTS for checkfirst.
+static ALPHA: TableMeta = TableMeta {
+    indexes: &[IndexMeta {
+        name: "alpha_level",
+        columns: &["level"],
+        unique: false,
+    }],
+    foreign_keys: &[fk(&["omega_id"], "omega")],
+    enums: &[&LEVEL],
+    ..table(
+        "alpha",
+        &[id(), col("level", "level"), null_col("omega_id", "integer")],
+        &["id"],
+    )
+};
+static OMEGA: TableMeta = TableMeta {
+    foreign_keys: &[ForeignKeyMeta {
+        name: Some("omega_alpha_fk"),
+        ..fk(&["alpha_id"], "alpha")
+    }],
+    ..table("omega", &[id(), null_col("alpha_id", "integer")], &["id"])
+};
+models!(CHECKFIRST_DB: OMEGA, ALPHA);
+
+#[tokio::test]
+async fn checkfirst_is_idempotent_and_without_it_nothing_is_half_done() {
+    let s = bound(&CHECKFIRST_DB).await;
+    CHECKFIRST_DB.create_all().await.unwrap();
+    let catalog = async || {
+        (
+            tables(&s.engine).await,
+            enum_types(&s.engine).await,
+            constraints(&s.engine, "alpha").await,
+            constraints(&s.engine, "omega").await,
+            indexes(&s.engine, "alpha").await,
+        )
+    };
+    let first = catalog().await;
+    assert_eq!(first.0, ["alpha", "omega"]);
+    assert_eq!(
+        first.2,
+        [
+            "alpha_omega_id_fkey: FOREIGN KEY (omega_id) REFERENCES omega(id)",
+            "alpha_pkey: PRIMARY KEY (id)",
+        ]
+    );
+    CHECKFIRST_DB.create_all().await.unwrap();
+    assert_eq!(
+        catalog().await,
+        first,
+        "a second create_all changes nothing"
+    );
+
+    let existing = CHECKFIRST_DB.create_all().checkfirst(false).await;
+    assert_eq!(
+        existing.unwrap_err().sqlstate(),
+        Some("42710"),
+        "type exists"
+    );
+
+    // A table in the way of a plain create: the statements before it
+    // (the type, `alpha`) are undone with it.
+    CHECKFIRST_DB.drop_all().await.unwrap();
+    exec(&s.engine, "CREATE TABLE omega (x int)").await.unwrap();
+    let err = CHECKFIRST_DB
+        .create_all()
+        .checkfirst(false)
+        .await
+        .unwrap_err();
+    assert_eq!(err.sqlstate(), Some("42P07"), "{err}");
+    assert_eq!(tables(&s.engine).await, ["omega"]);
+    assert!(enum_types(&s.engine).await.is_empty());
+    common::assert_pool_clean(&s.engine).await;
+
+    // Dropping with checkfirst skips the missing `alpha` and its key.
+    CHECKFIRST_DB.drop_all().await.unwrap();
+    assert!(tables(&s.engine).await.is_empty());
+    CHECKFIRST_DB.drop_all().await.unwrap();
+}
+
+static LONELY: TableMeta = table("lonely", &[id()], &["id"]);
+static OTHER: TableMeta = table("other", &[id()], &["id"]);
+models!(TABLES_DB: LONELY, OTHER);
+
+#[tokio::test]
+async fn create_and_drop_single_tables() {
+    let s = bound(&TABLES_DB).await;
+    create_tables(vec![&LONELY], Bind::Db(&TABLES_DB))
+        .await
+        .unwrap();
+    assert_eq!(tables(&s.engine).await, ["lonely"]);
+    // Bound elsewhere: to the engine itself.
+    create_tables(vec![&OTHER], Bind::Default)
+        .bind(&s.engine)
+        .await
+        .unwrap();
+    assert_eq!(tables(&s.engine).await, ["lonely", "other"]);
+
+    drop_tables(vec![&LONELY], Bind::Db(&TABLES_DB))
+        .await
+        .unwrap();
+    assert_eq!(tables(&s.engine).await, ["other"]);
+    drop_tables(vec![&LONELY], Bind::Db(&TABLES_DB))
+        .await
+        .unwrap();
+    let missing = drop_tables(vec![&LONELY], Bind::Db(&TABLES_DB))
+        .checkfirst(false)
+        .await
+        .unwrap_err();
+    assert_eq!(missing.sqlstate(), Some("42P01"));
+}
+
+static AUTHORS: TableMeta = TableMeta {
+    uniques: &[UniqueMeta {
+        name: None,
+        columns: &["name", "born"],
+    }],
+    ..table(
+        "authors",
+        &[
+            id(),
+            ColumnMeta {
+                unique: true,
+                ..col("name", "text")
+            },
+            null_col("born", "date"),
+        ],
+        &["id"],
+    )
+};
+static BOOKS: TableMeta = TableMeta {
+    indexes: &[IndexMeta {
+        name: "books_author_title",
+        columns: &["author_id", "title"],
+        unique: true,
+    }],
+    checks: &[CheckMeta {
+        name: Some("books_title_nonempty"),
+        expression: "title <> ''",
+    }],
+    foreign_keys: &[ForeignKeyMeta {
+        on_delete: Some("CASCADE"),
+        ..fk(&["author_id"], "authors")
+    }],
+    ..table(
+        "books",
+        &[
+            ColumnMeta {
+                serial: true,
+                ..col("id", "bigserial")
+            },
+            col("author_id", "integer"),
+            ColumnMeta {
+                server_default: Some("'untitled'"),
+                ..col("title", "text")
+            },
+        ],
+        &["id"],
+    )
+};
+models!(SQL_DB: BOOKS, AUTHORS);
+
+#[tokio::test]
+async fn schema_sql_is_the_plain_ddl() {
+    assert_eq!(
+        SQL_DB.schema_sql(),
+        r#"CREATE TABLE "authors" (
+    "id" serial NOT NULL,
+    "name" text NOT NULL UNIQUE,
+    "born" date,
+    PRIMARY KEY ("id"),
+    UNIQUE ("name", "born")
+);
+CREATE TABLE "books" (
+    "id" bigserial NOT NULL,
+    "author_id" integer NOT NULL,
+    "title" text NOT NULL DEFAULT 'untitled',
+    PRIMARY KEY ("id"),
+    CONSTRAINT "books_title_nonempty" CHECK (title <> ''),
+    FOREIGN KEY ("author_id") REFERENCES "authors" ("id") ON DELETE CASCADE
+);
+CREATE UNIQUE INDEX "books_author_title" ON "books" ("author_id", "title");
+"#
+    );
+    // ... and PostgreSQL runs it as it is.
+    let s = common::setup().await;
+    s.engine
+        .transaction(async {
+            for statement in SQL_DB.schema_sql().split_terminator(";\n") {
+                exec(&s.engine, statement).await?;
+            }
+            Ok::<_, Error>(())
+        })
+        .await
+        .unwrap();
+    assert_eq!(tables(&s.engine).await, ["authors", "books"]);
+}
+
+static NOWHERE: TableMeta = table("nowhere", &[id()], &["id"]);
+models!(UNBOUND_DB: NOWHERE);
+
+#[tokio::test]
+async fn an_unbound_database_is_uninitialized() {
+    let create = UNBOUND_DB.create_all().await;
+    assert!(matches!(create, Err(Error::Uninitialized)), "{create:?}");
+    let drop = UNBOUND_DB.drop_all().await;
+    assert!(matches!(drop, Err(Error::Uninitialized)), "{drop:?}");
+}
+
+static DRAFTS: TableMeta = table("drafts", &[id(), col("body", "text")], &["id"]);
+models!(TX_DB: DRAFTS);
+
+#[tokio::test]
+async fn inside_a_transaction_the_schema_change_is_part_of_it() {
+    let s = bound(&TX_DB).await;
+    let observer = common::observer(&s).await;
+
+    // Bound to a connection inside a manual transaction.
+    let conn = s.engine.acquire().await.unwrap();
+    let tx = conn.begin().await.unwrap();
+    TX_DB.create_all().bind(&conn).await.unwrap();
+    assert_eq!(tables(&conn).await, ["drafts"]);
+    assert!(tables(&observer).await.is_empty(), "not committed yet");
+    // A failing operation undoes only itself (it ran in a savepoint).
+    let failed = TX_DB.create_all().checkfirst(false).bind(&tx).await;
+    assert_eq!(failed.unwrap_err().sqlstate(), Some("42P07"));
+    exec(&conn, "INSERT INTO drafts (body) VALUES ('x')")
+        .await
+        .unwrap();
+    tx.rollback().await.unwrap();
+    assert!(tables(&conn).await.is_empty());
+    conn.release().await.unwrap();
+
+    // Implicitly, in the database's managed transaction.
+    TX_DB
+        .transaction(async {
+            TX_DB.create_all().await?;
+            assert_eq!(tables(&TX_DB).await, ["drafts"]);
+            Transaction::current().unwrap().raise_rollback()?;
+            Ok::<_, Error>(())
+        })
+        .await
+        .unwrap();
+    assert!(tables(&s.engine).await.is_empty());
+
+    TX_DB.create_all().await.unwrap();
+    assert_eq!(tables(&observer).await, ["drafts"]);
+    common::assert_pool_clean(&s.engine).await;
+}
+
+/// Web frameworks need `Send` futures; this fails to compile otherwise.
+#[allow(dead_code)]
+fn schema_futures_are_send(db: &'static gino::Gino, conn: gino::Connection) {
+    fn send<T: Send>(_: T) {}
+    send(db.create_all().into_future());
+    send(db.drop_all().checkfirst(false).bind(&conn).into_future());
+    send(create_tables(vec![&DRAFTS], Bind::Default).into_future());
+}

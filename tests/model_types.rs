@@ -84,8 +84,10 @@ async fn every_field_type_round_trips_and_enums_become_types() -> gino::Result<(
     let stored = sample().create().await?;
     assert_eq!(stored.id, 1, "a bigint primary key is a bigserial");
     assert_eq!(Everything { id: 0, ..stored.clone() }, sample());
-    let loaded = Everything::get(stored.id).await?.expect("stored");
+    let loaded = Everything::get(stored.id).or_not_found().await?;
     assert_eq!(loaded, stored);
+    let missing = Everything::get(stored.id + 1).or_not_found().await;
+    assert!(matches!(missing, Err(gino::Error::NotFound)), "{missing:?}");
 
     // Enums and arrays work in filters, and NULL comes back as None.
     let happy: Vec<Everything> = Everything::query()

@@ -67,6 +67,11 @@ pub enum Error {
     )]
     NoPrimaryKey(&'static str),
 
+    /// A row that was asked for does not exist: what web integrations turn
+    /// into `404 Not Found` (`User::get(id).or_not_found()`).
+    #[error("not found: no row matches")]
+    NotFound,
+
     /// `one()` found no row.
     #[error(
         "the query returned no row, but exactly one was expected: use `first()` or \

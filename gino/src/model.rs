@@ -508,6 +508,8 @@ pub struct All<U>(PhantomData<U>);
 pub struct First<U>(PhantomData<U>);
 /// [`Run`] mode: exactly one row as `U`; none is [`Error::NoSuchRow`].
 pub struct One<U>(PhantomData<U>);
+/// [`Run`] mode: the first row as `U`; none is [`Error::NotFound`].
+pub struct Found<U>(PhantomData<U>);
 /// [`Run`] mode: the statement's [`Status`].
 pub struct StatusOf;
 
@@ -538,6 +540,15 @@ impl<'a, Q, M> Run<'a, Q, M> {
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
+    }
+
+    fn with_mode<N>(self) -> Run<'a, Q, N> {
+        Run {
+            query: self.query,
+            bind: self.bind,
+            timeout: self.timeout,
+            mode: PhantomData,
+        }
     }
 
     fn executor(self) -> Result<Executor<'a, Q>> {
@@ -574,6 +585,41 @@ where
 
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(async move { self.executor()?.first().await })
+    }
+}
+
+impl<'a, Q, U> Run<'a, Q, First<U>> {
+    /// Makes a missing row the error [`Error::NotFound`] (which the web
+    /// integrations answer with 404) instead of `None`.
+    ///
+    /// ```
+    /// # use gino::prelude::*;
+    /// # #[derive(Model, Debug, Clone)]
+    /// # #[gino(table = "users")]
+    /// # struct User { #[gino(primary_key)] id: i32 }
+    /// # async fn demo() -> gino::Result<()> {
+    /// match User::get(42).or_not_found().await {
+    ///     Ok(user) => println!("{user:?}"),
+    ///     Err(gino::Error::NotFound) => println!("no user 42"),
+    ///     Err(e) => return Err(e),
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn or_not_found(self) -> Run<'a, Q, Found<U>> {
+        self.with_mode()
+    }
+}
+
+impl<'a, Q, U> IntoFuture for Run<'a, Q, Found<U>>
+where
+    Q: LoadQuery<'static, AsyncPgConnection, U> + Send + 'static,
+    U: Send + 'static,
+{
+    type Output = Result<U>;
+    type IntoFuture = Boxed<'a, U>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move { self.executor()?.first().await?.ok_or(Error::NotFound) })
     }
 }
 

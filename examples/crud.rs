@@ -49,11 +49,7 @@ async fn main() -> gino::Result<()> {
     println!("{same:?}");
     let all: Vec<User> = User::query().gino().all().await?;
     println!("{} users", all.len());
-    let founding: Vec<User> = User::query()
-        .filter(users::id.lt(10))
-        .gino()
-        .all()
-        .await?;
+    let founding: Vec<User> = User::query().filter(users::id.lt(10)).gino().all().await?;
     println!("{} founding users", founding.len());
     let name: Option<String> = User::select(users::nickname)
         .filter(users::id.eq(1))

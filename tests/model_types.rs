@@ -83,7 +83,13 @@ async fn every_field_type_round_trips_and_enums_become_types() -> gino::Result<(
 
     let stored = sample().create().await?;
     assert_eq!(stored.id, 1, "a bigint primary key is a bigserial");
-    assert_eq!(Everything { id: 0, ..stored.clone() }, sample());
+    assert_eq!(
+        Everything {
+            id: 0,
+            ..stored.clone()
+        },
+        sample()
+    );
     let loaded = Everything::get(stored.id).or_not_found().await?;
     assert_eq!(loaded, stored);
     let missing = Everything::get(stored.id + 1).or_not_found().await;
@@ -98,7 +104,11 @@ async fn every_field_type_round_trips_and_enums_become_types() -> gino::Result<(
         .await?;
     assert!(happy.is_empty());
     let mut row = loaded;
-    row.update().mood(Mood::Happy).maybe_mood(None::<Mood>).apply().await?;
+    row.update()
+        .mood(Mood::Happy)
+        .maybe_mood(None::<Mood>)
+        .apply()
+        .await?;
     assert_eq!(row.mood, Mood::Happy);
     assert_eq!(row.maybe_mood, None);
     let count: i64 = everything::table
@@ -112,16 +122,20 @@ async fn every_field_type_round_trips_and_enums_become_types() -> gino::Result<(
     assert_eq!(count, 1);
 
     // A label the Rust enum does not know is an error, not a panic.
-    DB.status(diesel::sql_query("ALTER TYPE mood ADD VALUE 'angry'")).await?;
-    DB.status(diesel::sql_query("UPDATE everything SET mood = 'angry'")).await?;
+    DB.status(diesel::sql_query("ALTER TYPE mood ADD VALUE 'angry'"))
+        .await?;
+    DB.status(diesel::sql_query("UPDATE everything SET mood = 'angry'"))
+        .await?;
     let err = Everything::get(row.id).await.unwrap_err();
     assert!(err.to_string().contains("angry"), "{err}");
 
     DB.drop_all().await?;
     let types: i64 = DB
-        .one(diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
-            "count(*) FROM pg_type WHERE typname = 'mood'",
-        )))
+        .one(diesel::select(
+            diesel::dsl::sql::<diesel::sql_types::BigInt>(
+                "count(*) FROM pg_type WHERE typname = 'mood'",
+            ),
+        ))
         .await?;
     assert_eq!(types, 0, "drop_all drops the enum type after its table");
     DB.pop_bind().expect("bound").close().await;

@@ -24,7 +24,10 @@ pub fn snake_case(name: &str) -> String {
 pub fn expand(input: DeriveInput) -> Result<TokenStream> {
     let name = &input.ident;
     let Data::Enum(data) = &input.data else {
-        return Err(syn::Error::new(Span::call_site(), "DbEnum is derived for enums"));
+        return Err(syn::Error::new(
+            Span::call_site(),
+            "DbEnum is derived for enums",
+        ));
     };
     let mut type_name = snake_case(&name.to_string());
     for attr in input.attrs.iter().filter(|a| a.path().is_ident("gino")) {
@@ -65,7 +68,9 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
     let vis = &input.vis;
     let d = quote!(::gino::reexports::diesel);
     let type_doc = format!("The SQL type of [`{name}`]: PostgreSQL's `{type_name}`.");
-    let label_bytes = labels.iter().map(|l| syn::LitByteStr::new(l.as_bytes(), Span::call_site()));
+    let label_bytes = labels
+        .iter()
+        .map(|l| syn::LitByteStr::new(l.as_bytes(), Span::call_site()));
 
     Ok(quote! {
         #[doc = #type_doc]

@@ -280,7 +280,9 @@ fn resolve(field: &Field, single_pk: bool) -> Result<Resolved> {
         return resolve_db_enum(field);
     }
     let mapped = types::map(&field.ty);
-    let nullable = mapped.as_ref().is_some_and(|m| m.nullable);
+    // From the type itself: `Option<T>` of a type gino does not know (one
+    // with `sql_type`) is nullable too.
+    let nullable = types::strip_option(&field.ty).1;
     let sql_type = match (&field.sql_type, &mapped) {
         (Some(ty), _) if nullable => {
             quote!(::gino::reexports::diesel::sql_types::Nullable<#ty>)
@@ -744,6 +746,9 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
             }
         }
 
+        // The class-level API is generated whole; what an application
+        // does not call must not warn (it would inside a macro_rules!).
+        #[allow(dead_code)]
         impl #name {
             /// Starts an insert: a setter per column, then `.await` runs
             /// `INSERT ... RETURNING` and returns the stored row. Columns not
@@ -867,10 +872,12 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
             /// refreshes the value from what the database stored.
             /// `gino::Error::NoSuchRow` if the row no longer exists.
             pub async fn apply(self) -> ::gino::Result<()> {
+                // A row that cannot be located is refused even with nothing
+                // to change, like every other instance-level call.
+                let lookup = self.lookup?;
                 if self.changes.is_empty() {
                     return ::core::result::Result::Ok(());
                 }
-                let lookup = self.lookup?;
                 let query = #d::update(#d::QueryDsl::filter(#schema::table, lookup))
                     .set(self.changes)
                     .returning(<#name as #d::SelectableHelper<#d::pg::Pg>>::as_returning());

@@ -10,7 +10,6 @@ pub struct Mapped {
     pub sql_type: TokenStream,
     /// DDL type, e.g. `text[]`.
     pub ddl: String,
-    pub nullable: bool,
 }
 
 fn last_segment(ty: &Type) -> Option<&syn::PathSegment> {
@@ -44,7 +43,6 @@ pub fn map(ty: &Type) -> Option<Mapped> {
         Some(Mapped {
             sql_type: st(sql),
             ddl: ddl.to_owned(),
-            nullable: false,
         })
     };
     match name.as_str() {
@@ -54,7 +52,6 @@ pub fn map(ty: &Type) -> Option<Mapped> {
             Some(Mapped {
                 sql_type: quote!(::gino::reexports::diesel::sql_types::Nullable<#sql>),
                 ddl: inner.ddl,
-                nullable: true,
             })
         }
         "Vec" => {
@@ -67,7 +64,6 @@ pub fn map(ty: &Type) -> Option<Mapped> {
             Some(Mapped {
                 sql_type: quote!(::gino::reexports::diesel::sql_types::Array<#sql>),
                 ddl: format!("{}[]", inner.ddl),
-                nullable: false,
             })
         }
         "i16" => plain("SmallInt", "smallint"),

@@ -397,10 +397,7 @@ pub trait Model: Sized + Send + Sync + 'static {
     fn update(&mut self) -> Self::UpdateRequest<'_>;
 
     /// Loads `columns` of this row (located by [`lookup`](Self::lookup)).
-    fn select<S, T>(
-        &self,
-        columns: S,
-    ) -> Run<'static, Located<Self::Table, S>, First<T>>
+    fn select<S, T>(&self, columns: S) -> Run<'static, Located<Self::Table, S>, First<T>>
     where
         S: diesel::Expression,
         Self::Table: FilterDsl<Lookup<Self::Table>>,
@@ -416,12 +413,13 @@ pub trait Model: Sized + Send + Sync + 'static {
 /// `SELECT columns FROM table WHERE lookup`: what `instance.select(columns)` runs.
 pub type Located<T, S> = Select<Filter<T, Lookup<T>>, S>;
 
-/// One entry of [`Changes`]: the column of a plain value (`None` for an
-/// expression) and the rendered `column = value`.
-type Change = (Option<&'static str>, Box<dyn QueryFragment<Pg> + Send + Sync>);
+/// One entry of [`Changes`]: the columns it assigns (empty when unknown)
+/// and the `column = value` fragment.
+type Change = (Vec<String>, Box<dyn QueryFragment<Pg> + Send + Sync>);
 
-/// The SET list of an update built at run time: plain values by column
-/// (the last value set for a column wins) and SQL expressions.
+/// The SET list of an update built at run time, from plain values and SQL
+/// expressions alike; a change to a column replaces every earlier change
+/// to it (GINO: the last value set for an attribute wins).
 pub struct Changes<T> {
     items: Vec<Change>,
     table: PhantomData<fn() -> T>,
@@ -437,25 +435,49 @@ impl<T> Default for Changes<T> {
 }
 
 impl<T> Changes<T> {
-    /// Sets `column` to a value, replacing an earlier value for it.
+    /// Sets `column` to a value, replacing an earlier change of it.
     pub fn set_value<C>(&mut self, column: &'static str, change: C)
     where
         C: AsChangeset<Target = T>,
         C::Changeset: QueryFragment<Pg> + Send + Sync + 'static,
     {
-        self.items.retain(|(c, _)| *c != Some(column));
-        self.items
-            .push((Some(column), Box::new(change.as_changeset())));
+        self.add(Some(column), change.as_changeset());
     }
 
     /// Adds a change given as a diesel changeset, e.g.
-    /// `users::balance.eq(users::balance + 100)`.
+    /// `users::balance.eq(users::balance + 100)`; it replaces earlier
+    /// changes of the columns it assigns.
     pub fn push<C>(&mut self, change: C)
     where
         C: AsChangeset<Target = T>,
         C::Changeset: QueryFragment<Pg> + Send + Sync + 'static,
     {
-        self.items.push((None, Box::new(change.as_changeset())));
+        self.add(None, change.as_changeset());
+    }
+
+    /// Adds `change`, which assigns the columns its SQL names (or
+    /// `fallback` when that cannot be read).
+    fn add<C>(&mut self, fallback: Option<&'static str>, change: C)
+    where
+        C: QueryFragment<Pg> + Send + Sync + 'static,
+    {
+        let sql = render(&change);
+        if sql.as_deref().is_some_and(|sql| sql.trim().is_empty()) {
+            // e.g. a `None` changeset: an empty item would break the list.
+            return;
+        }
+        let mut columns = sql.as_deref().and_then(parse_targets).unwrap_or_default();
+        if columns.is_empty() {
+            columns.extend(fallback.map(str::to_owned));
+        }
+        // An earlier change that assigns only columns this one assigns too
+        // is superseded; one that also assigns others cannot be split and
+        // stays (PostgreSQL then reports the column assigned twice).
+        if !columns.is_empty() {
+            self.items
+                .retain(|(old, _)| old.is_empty() || !old.iter().all(|c| columns.contains(c)));
+        }
+        self.items.push((columns, Box::new(change)));
     }
 
     /// Whether nothing is to be changed.
@@ -488,6 +510,64 @@ impl<T> QueryFragment<Pg> for Changes<T> {
 impl<T> QueryId for Changes<T> {
     type QueryId = ();
     const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+/// `change` as PostgreSQL would receive it, binds as `$n`; `None` if it
+/// cannot be rendered.
+fn render(change: &dyn QueryFragment<Pg>) -> Option<String> {
+    use diesel::query_builder::QueryBuilder;
+    let mut builder = diesel::pg::PgQueryBuilder::default();
+    change.to_sql(&mut builder, &Pg).ok()?;
+    Some(builder.finish())
+}
+
+/// The columns a SET list assigns: diesel renders it as
+/// `"column" = expression, ...`, with the targets as bare quoted
+/// identifiers (columns inside expressions are qualified by their table).
+/// `None` when the SQL does not have that shape.
+fn parse_targets(sql: &str) -> Option<Vec<String>> {
+    let mut targets = Vec::new();
+    let mut rest = sql;
+    loop {
+        // A target: `"name"` (quotes doubled inside), then ` = `.
+        let body = rest.trim_start().strip_prefix('"')?;
+        let mut name = String::new();
+        let mut chars = body.char_indices();
+        let after = loop {
+            match chars.next()? {
+                (i, '"') if body[i + 1..].starts_with('"') => {
+                    name.push('"');
+                    chars.next();
+                }
+                (i, '"') => break &body[i + 1..],
+                (_, c) => name.push(c),
+            }
+        };
+        rest = after.strip_prefix(" = ")?;
+        targets.push(name);
+        // The expression: up to a comma outside parentheses and quotes.
+        let mut depth = 0usize;
+        let mut quote = None;
+        let mut end = None;
+        for (i, c) in rest.char_indices() {
+            match (quote, c) {
+                (Some(q), c) if c == q => quote = None,
+                (Some(_), _) => {}
+                (None, '\'' | '"') => quote = Some(c),
+                (None, '(') => depth += 1,
+                (None, ')') => depth = depth.checked_sub(1)?,
+                (None, ',') if depth == 0 => {
+                    end = Some(i);
+                    break;
+                }
+                _ => {}
+            }
+        }
+        match end {
+            Some(i) => rest = &rest[i + 1..],
+            None => return Some(targets),
+        }
+    }
 }
 
 /// A query with its execution settled in advance: `.bind(...)` and
@@ -645,5 +725,64 @@ where
 
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(async move { self.executor()?.status().await })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    diesel::table! {
+        users (id) {
+            id -> Integer,
+            #[sql_name = "real name"]
+            name -> Text,
+            balance -> BigInt,
+        }
+    }
+
+    use diesel::ExpressionMethods;
+
+    #[test]
+    fn assigned_columns_are_read_from_the_rendered_set_list() {
+        let columns = |c: &dyn QueryFragment<Pg>| parse_targets(&render(c).unwrap()).unwrap();
+        assert_eq!(
+            columns(&users::balance.eq(users::balance + 1).as_changeset()),
+            ["balance"]
+        );
+        assert_eq!(
+            columns(&(users::name.eq("a, \"id\" = 1"), users::id.eq(users::id)).as_changeset()),
+            ["real name", "id"]
+        );
+        let raw = diesel::dsl::sql::<diesel::sql_types::BigInt>("coalesce(1, 2)");
+        assert_eq!(columns(&users::balance.eq(raw).as_changeset()), ["balance"]);
+    }
+
+    #[test]
+    fn targets_are_parsed_past_quotes_and_parentheses() {
+        assert_eq!(
+            parse_targets(r#""a" = f($1, 'x,)'), "b""c" = ("t"."b" + 1)"#),
+            Some(vec!["a".to_owned(), "b\"c".to_owned()])
+        );
+        assert_eq!(parse_targets("\"a\" = 1, "), None);
+        assert_eq!(parse_targets("a = 1"), None);
+        assert_eq!(parse_targets(""), None);
+    }
+
+    #[test]
+    fn a_later_change_of_a_column_replaces_earlier_ones() {
+        let mut changes = Changes::<users::table>::default();
+        changes.set_value("balance", users::balance.eq(5));
+        changes.push(users::balance.eq(users::balance + 1));
+        changes.push((users::id.eq(2), users::name.eq("x")));
+        changes.set_value("id", users::id.eq(3));
+        changes.push(None::<diesel::dsl::Eq<users::id, i32>>);
+        let sql = render(&changes).unwrap();
+        // The pair stays whole: it also assigns a column nothing replaced.
+        assert_eq!(
+            sql,
+            "\"balance\" = (\"users\".\"balance\" + $1), \"id\" = $2, \"real name\" = $3, \
+             \"id\" = $4"
+        );
     }
 }

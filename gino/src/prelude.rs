@@ -4,5 +4,5 @@
 pub use crate::api::Gino;
 pub use crate::executor::GinoQuery;
 pub use crate::model::Model;
-pub use gino_macros::{DbEnum, Model};
 pub use diesel::prelude::*;
+pub use gino_macros::{DbEnum, Model};

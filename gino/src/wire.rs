@@ -333,16 +333,29 @@ impl ServerAddr {
     }
 
     /// Asks the server to cancel whatever the connection identified by
-    /// `token` is running.
+    /// `token` is running, and returns once the server has delivered the
+    /// request.
+    ///
+    /// PostgreSQL signals the backend twice (the process, then its process
+    /// group) and closes the cancel connection after both. Returning as soon
+    /// as the request is written, the second signal can come late enough to
+    /// cancel the connection's *next* statement; once the server has closed
+    /// the connection, a late signal reaches the backend before it reads
+    /// that statement, and the backend discards it.
     pub(crate) async fn cancel(&self, token: &tokio_postgres::CancelToken) -> Result<()> {
-        let socket = self
+        use tokio::io::AsyncReadExt;
+        let mut socket = self
             .open()
             .await
             .map_err(|e| Error::Connection(format!("cannot send cancel request: {e}")))?;
         token
-            .cancel_query_raw(socket, tokio_postgres::NoTls)
+            .cancel_query_raw(&mut socket, tokio_postgres::NoTls)
             .await
-            .map_err(Error::from_postgres)
+            .map_err(Error::from_postgres)?;
+        // The server sends nothing; an error means it is gone, which ends
+        // the wait as well.
+        let _ = socket.read_to_end(&mut Vec::new()).await;
+        Ok(())
     }
 }
 

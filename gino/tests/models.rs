@@ -2,8 +2,10 @@
 
 mod common;
 
+use std::time::Duration;
+
 use gino::prelude::*;
-use gino::{Error, Gino};
+use gino::{Engine, EngineOptions, Error, Gino};
 
 static DB: Gino = Gino::secondary();
 
@@ -77,4 +79,1794 @@ async fn tutorial_crud() {
     assert_eq!(stored.nickname, "memory (founder)");
     assert_eq!(stored.id, 3);
     DB.pop_bind();
+}
+
+// ---------------------------------------------------------------------------
+// Shared set-up. `Gino` statics are process-wide and tests run in parallel,
+// so every test below binds a static of its own (declared in its module,
+// with models pointing at it) to a fresh database of its own.
+
+/// A fresh database with `db` bound to an engine on it.
+async fn bound(db: &'static Gino) -> common::Setup {
+    bound_with(db, EngineOptions::new()).await
+}
+
+async fn bound_with(db: &'static Gino, options: EngineOptions) -> common::Setup {
+    let s = common::setup_with(options).await;
+    db.set_bind(s.engine.clone()).await.unwrap();
+    s
+}
+
+/// The rows of a catalog query that selects one text column named `v`.
+async fn catalog(engine: &Engine, sql: &str) -> Vec<String> {
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        v: String,
+    }
+    let rows: Vec<Row> = engine.all(diesel::sql_query(sql)).await.unwrap();
+    rows.into_iter().map(|r| r.v).collect()
+}
+
+/// `name type nullable default` of each column of `table`, in order, as
+/// information_schema shows them (`-` for no default).
+async fn columns(engine: &Engine, table: &str) -> Vec<String> {
+    catalog(
+        engine,
+        &format!(
+            "SELECT column_name || ' ' || data_type || ' ' || is_nullable || ' ' || \
+             coalesce(column_default, '-') AS v FROM information_schema.columns \
+             WHERE table_name = '{table}' ORDER BY ordinal_position"
+        ),
+    )
+    .await
+}
+
+/// `name: definition` of each index of `table`, by name, from pg_indexes.
+async fn indexes(engine: &Engine, table: &str) -> Vec<String> {
+    catalog(
+        engine,
+        &format!(
+            "SELECT indexname || ': ' || indexdef AS v FROM pg_indexes \
+             WHERE tablename = '{table}' ORDER BY indexname"
+        ),
+    )
+    .await
+}
+
+/// Asserts that `result` failed with a database error of SQLSTATE `code`
+/// naming `constraint`; returns the error for further checks.
+fn violation<T: std::fmt::Debug>(
+    result: gino::Result<T>,
+    code: &str,
+    constraint: Option<&str>,
+) -> gino::DatabaseError {
+    match result {
+        Err(Error::Database(e)) => {
+            assert_eq!(e.code(), code, "{e}");
+            assert_eq!(e.constraint(), constraint, "{e}");
+            *e
+        }
+        other => panic!("expected SQLSTATE {code}, got {other:?}"),
+    }
+}
+
+/// Holds an exclusive lock on `table` in a transaction of a connection of
+/// its own, so that every statement on the table waits until the returned
+/// transaction ends: the way to make a model call slow enough to time out.
+/// The connection is returned too, because dropping it would end the
+/// transaction.
+async fn lock_table(engine: &Engine, table: &str) -> (gino::Connection, gino::Transaction) {
+    // Not reusable: the implicit queries of the test must not run on it.
+    let conn = engine.acquire().reusable(false).await.unwrap();
+    let tx = conn.begin().await.unwrap();
+    tx.connection()
+        .status(diesel::sql_query(format!(
+            "LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"
+        )))
+        .await
+        .unwrap();
+    (conn, tx)
+}
+
+/// The tutorial's `User` (serial id, client default, renamed nullable
+/// column, server default), declared on a `Gino` static of the calling
+/// module's own, plus `setup()`: that static bound to a fresh database
+/// holding the users table.
+macro_rules! users_on {
+    ($db:ident) => {
+        static $db: Gino = Gino::secondary();
+
+        #[derive(Model, Debug, Clone, PartialEq, serde::Serialize)]
+        #[gino(table = "users", db = $db)]
+        pub struct User {
+            #[gino(primary_key)]
+            pub id: i32,
+            #[gino(default = "noname")]
+            pub nickname: String,
+            #[gino(column = "real_name")]
+            pub name: Option<String>,
+            #[gino(server_default = "0")]
+            pub balance: i64,
+        }
+
+        #[allow(dead_code)]
+        async fn setup() -> common::Setup {
+            setup_with(EngineOptions::new()).await
+        }
+
+        #[allow(dead_code)]
+        async fn setup_with(options: EngineOptions) -> common::Setup {
+            let s = super::bound_with(&$db, options).await;
+            User::create_table().await.unwrap();
+            s
+        }
+
+        /// Users named `names`, created in order (ids 1, 2, ...).
+        #[allow(dead_code)]
+        async fn users(names: &[&str]) -> Vec<User> {
+            let mut created = Vec::new();
+            for name in names {
+                created.push(User::create().nickname(*name).await.unwrap());
+            }
+            created
+        }
+
+        /// The stored row, read by a plain diesel query (not the model API).
+        #[allow(dead_code)]
+        async fn stored(id: i32) -> Option<(String, Option<String>, i64)> {
+            users::table
+                .find(id)
+                .select((users::nickname, users::name, users::balance))
+                .gino()
+                .bind(&$db)
+                .first()
+                .await
+                .unwrap()
+        }
+    };
+}
+
+// ---------------------------------------------------------------------------
+// The tutorial and the CRUD reference, one behaviour per test.
+
+mod create {
+    use super::*;
+    users_on!(DB);
+
+    #[tokio::test]
+    async fn returns_the_stored_row_with_database_assigned_values() {
+        let _s = setup().await;
+        let u1 = User::create().nickname("fantix").await.unwrap();
+        // id from the sequence, balance from the server default: both come
+        // back through RETURNING.
+        assert_eq!(
+            u1,
+            User {
+                id: 1,
+                nickname: "fantix".into(),
+                name: None,
+                balance: 0,
+            }
+        );
+        let u2 = User::create()
+            .nickname("daisy")
+            .name("Daisy".to_owned())
+            .balance(7)
+            .await
+            .unwrap();
+        assert_eq!((u2.id, u2.balance), (2, 7));
+        assert_eq!(
+            stored(2).await,
+            Some(("daisy".into(), Some("Daisy".into()), 7))
+        );
+    }
+}
+
+mod instance_create {
+    use super::*;
+    users_on!(DB);
+
+    #[tokio::test]
+    async fn inserts_a_value_built_in_memory() {
+        let _s = setup().await;
+        let mut user = User {
+            id: 0,
+            nickname: "fantix".into(),
+            name: Some("Fantix".into()),
+            balance: 5,
+        };
+        user.nickname += " (founder)";
+        let stored_user = user.create().await.unwrap();
+        // The serial id is the database's, not the value's 0; the rest is
+        // the value's (a client default does not override it).
+        assert_eq!(
+            stored_user,
+            User {
+                id: 1,
+                ..user.clone()
+            }
+        );
+        assert_eq!(user.id, 0, "the value in memory is not touched");
+        // Creating the same value again inserts another row.
+        assert_eq!(user.create().await.unwrap().id, 2);
+        assert_eq!(
+            stored(1).await,
+            Some(("fantix (founder)".into(), Some("Fantix".into()), 5))
+        );
+    }
+}
+
+mod get {
+    use super::*;
+    users_on!(DB);
+
+    #[tokio::test]
+    async fn loads_by_primary_key_or_returns_none() {
+        let _s = setup().await;
+        let created = users(&["fantix", "daisy"]).await;
+        assert_eq!(User::get(2).await.unwrap().as_ref(), Some(&created[1]));
+        assert_eq!(User::get(3).await.unwrap(), None);
+        // Stateless: getting the same row twice gives two equal values.
+        let (a, mut b) = (User::get(1).await.unwrap(), User::get(1).await.unwrap());
+        assert_eq!(a, b);
+        b.as_mut().unwrap().nickname.clear();
+        assert_eq!(a.unwrap().nickname, "fantix");
+    }
+}
+
+mod query {
+    use super::*;
+    users_on!(DB);
+
+    #[tokio::test]
+    async fn loads_models_through_diesel_filters_orders_and_limits() {
+        let _s = setup().await;
+        let created = users(&["fantix", "daisy", "dodo", "zed"]).await;
+        let all: Vec<User> = User::query().gino().bind(&DB).all().await.unwrap();
+        assert_eq!(all.len(), 4);
+        let founding: Vec<User> = User::query()
+            .filter(users::id.lt(3))
+            .order_by(users::id.desc())
+            .gino()
+            .bind(&DB)
+            .all()
+            .await
+            .unwrap();
+        assert_eq!(founding, [created[1].clone(), created[0].clone()]);
+        let with_d: Vec<String> = User::query()
+            .filter(users::nickname.like("%d%"))
+            .order_by(users::nickname)
+            .limit(1)
+            .offset(1)
+            .gino()
+            .bind(&DB)
+            .all::<User>()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|u| u.nickname)
+            .collect();
+        assert_eq!(with_d, ["dodo"]);
+        let fantix: Option<User> = User::query()
+            .filter(users::nickname.eq("fantix"))
+            .gino()
+            .bind(&DB)
+            .first()
+            .await
+            .unwrap();
+        assert_eq!(fantix.as_ref(), Some(&created[0]));
+        let nobody: Option<User> = User::query()
+            .filter(users::nickname.eq("nobody"))
+            .gino()
+            .bind(&DB)
+            .first()
+            .await
+            .unwrap();
+        assert_eq!(nobody, None);
+    }
+}
+
+mod select {
+    use super::*;
+    users_on!(DB);
+
+    #[tokio::test]
+    async fn returns_plain_rows_of_the_chosen_columns() {
+        let _s = setup().await;
+        users(&["fantix", "daisy", "dodo"]).await;
+        let name: Option<String> = User::select(users::nickname)
+            .filter(users::id.eq(1))
+            .gino()
+            .bind(&DB)
+            .scalar()
+            .await
+            .unwrap();
+        assert_eq!(name.as_deref(), Some("fantix"));
+        let rows: Vec<(i32, String)> = User::select((users::id, users::nickname))
+            .filter(users::id.gt(1))
+            .order_by(users::id)
+            .gino()
+            .bind(&DB)
+            .all()
+            .await
+            .unwrap();
+        assert_eq!(rows, [(2, "daisy".to_owned()), (3, "dodo".to_owned())]);
+        let population: i64 = User::select(diesel::dsl::count(users::id))
+            .gino()
+            .bind(&DB)
+            .one()
+            .await
+            .unwrap();
+        assert_eq!(population, 3);
+    }
+}
+
+mod instance_query {
+    use super::*;
+    users_on!(DB);
+
+    #[tokio::test]
+    async fn reloads_the_row_located_by_its_primary_key() {
+        let _s = setup().await;
+        let created = users(&["fantix", "daisy"]).await;
+        let daisy = &created[1];
+        // Changed behind the value's back: the value keeps what it had,
+        // query() and select() see the database.
+        diesel::update(users::table.find(daisy.id))
+            .set(users::nickname.eq("daisy2"))
+            .gino()
+            .bind(&DB)
+            .status()
+            .await
+            .unwrap();
+        assert_eq!(daisy.nickname, "daisy");
+        let reloaded = daisy.query().await.unwrap().unwrap();
+        assert_eq!((reloaded.id, reloaded.nickname.as_str()), (2, "daisy2"));
+        let name: Option<String> = daisy.select(users::nickname).await.unwrap();
+        assert_eq!(name.as_deref(), Some("daisy2"));
+        let pair: Option<(i32, i64)> = daisy.select((users::id, users::balance)).await.unwrap();
+        assert_eq!(pair, Some((2, 0)));
+        daisy.delete().await.unwrap();
+        assert_eq!(daisy.query().await.unwrap(), None);
+        let gone: Option<String> = daisy.select(users::nickname).await.unwrap();
+        assert_eq!(gone, None);
+    }
+}
+
+mod update_in_memory {
+    use super::*;
+    users_on!(DB);
+
+    #[tokio::test]
+    async fn setters_change_the_value_at_once_and_the_database_on_apply() {
+        let _s = setup().await;
+        let mut u = User::create().nickname("fantix").await.unwrap();
+        // An update request that is never applied has still changed the
+        // value in memory, and nothing in the database.
+        drop(u.update().nickname("daisy").name("Daisy".to_owned()));
+        assert_eq!(
+            (u.nickname.as_str(), u.name.as_deref()),
+            ("daisy", Some("Daisy"))
+        );
+        assert_eq!(stored(1).await, Some(("fantix".into(), None, 0)));
+
+        u.update().nickname("daisy").apply().await.unwrap();
+        assert_eq!(stored(1).await, Some(("daisy".into(), None, 0)));
+        // A nullable column is set back to NULL with None.
+        u.update().name(None::<String>).apply().await.unwrap();
+        assert_eq!(u.name, None);
+        assert_eq!(User::get(1).await.unwrap().as_ref(), Some(&u));
+    }
+}
+
+mod update_one_statement {
+    use super::*;
+    users_on!(DB);
+
+    #[tokio::test]
+    async fn chained_changes_run_as_one_update_returning() {
+        // Echo logs every statement, so the log counts the UPDATEs.
+        let _s = setup_with(EngineOptions::new().echo(true)).await;
+        let mut u = User::create().nickname("fantix").await.unwrap();
+        let (result, log) = common::with_log(async {
+            u.update()
+                .nickname("daisy")
+                .name("Daisy".to_owned())
+                .set(users::balance.eq(users::balance + 5))
+                .apply()
+                .await
+        })
+        .await;
+        result.unwrap();
+        assert_eq!(log.matches("UPDATE").count(), 1, "{log}");
+        assert!(log.contains("RETURNING"), "{log}");
+        assert_eq!(
+            stored(1).await,
+            Some(("daisy".into(), Some("Daisy".into()), 5))
+        );
+        // Nothing to change: nothing runs.
+        let (result, log) = common::with_log(u.update().apply()).await;
+        result.unwrap();
+        assert!(!log.contains("UPDATE"), "{log}");
+    }
+}
+
+mod update_last_wins {
+    use super::*;
+    users_on!(DB);
+
+    #[tokio::test]
+    async fn a_column_changed_twice_takes_the_last_change() {
+        let _s = setup().await;
+        let mut u = User::create().nickname("fantix").balance(10).await.unwrap();
+        u.update()
+            .nickname("a")
+            .nickname("b")
+            .apply()
+            .await
+            .unwrap();
+        assert_eq!(u.nickname, "b");
+        assert_eq!(stored(1).await.unwrap().0, "b");
+
+        // A value, then an expression: the expression (10 + 100).
+        u.update()
+            .balance(5)
+            .set(users::balance.eq(users::balance + 100))
+            .apply()
+            .await
+            .unwrap();
+        assert_eq!(u.balance, 110);
+        // An expression, then a value: the value.
+        u.update()
+            .set(users::balance.eq(users::balance + 100))
+            .balance(7)
+            .apply()
+            .await
+            .unwrap();
+        assert_eq!(u.balance, 7);
+        // Two expressions: the second (7 + 10).
+        u.update()
+            .set(users::balance.eq(users::balance + 1))
+            .set(users::balance.eq(users::balance + 10))
+            .apply()
+            .await
+            .unwrap();
+        assert_eq!(u.balance, 17);
+        assert_eq!(stored(1).await.unwrap().2, 17);
+    }
+}
+
+mod update_expression {
+    use super::*;
+    users_on!(DB);
+
+    #[tokio::test]
+    async fn is_computed_in_sql_and_the_value_refreshed_from_returning() {
+        let _s = setup().await;
+        let mut u = User::create().nickname("fantix").balance(10).await.unwrap();
+        // Not known before apply(): the value in memory keeps its balance.
+        drop(u.update().set(users::balance.eq(users::balance + 100)));
+        assert_eq!(u.balance, 10);
+        // Someone else changes the balance; the increment applies to the
+        // database's value, not to the stale one in memory.
+        diesel::update(users::table.find(1))
+            .set(users::balance.eq(1000))
+            .gino()
+            .bind(&DB)
+            .status()
+            .await
+            .unwrap();
+        u.update()
+            .set(users::balance.eq(users::balance + 100))
+            .apply()
+            .await
+            .unwrap();
+        assert_eq!(u.balance, 1100);
+        assert_eq!(stored(1).await.unwrap().2, 1100);
+        // An expression over a renamed column, refreshed the same way.
+        u.update()
+            .set(users::name.eq(users::nickname.concat(" the first").nullable()))
+            .apply()
+            .await
+            .unwrap();
+        assert_eq!(u.name.as_deref(), Some("fantix the first"));
+    }
+}
+
+mod update_primary_key {
+    use super::*;
+    users_on!(DB);
+
+    #[tokio::test]
+    async fn locates_the_row_by_its_key_from_before_the_update() {
+        let _s = setup().await;
+        users(&["fantix", "daisy"]).await;
+        let mut u = User::get(1).await.unwrap().unwrap();
+        // UPDATE ... SET id = 100 WHERE id = 1
+        u.update().id(100).nickname("moved").apply().await.unwrap();
+        assert_eq!(u.id, 100);
+        assert_eq!(User::get(1).await.unwrap(), None);
+        assert_eq!(User::get(100).await.unwrap().as_ref(), Some(&u));
+        assert_eq!(stored(2).await.unwrap().0, "daisy", "other rows untouched");
+        // The next request locates the row by its new key.
+        u.update().nickname("again").apply().await.unwrap();
+        assert_eq!(stored(100).await.unwrap().0, "again");
+    }
+}
+
+mod no_such_row {
+    use super::*;
+    users_on!(DB);
+
+    #[tokio::test]
+    async fn apply_on_a_row_that_is_gone_fails() {
+        let _s = setup().await;
+        let mut u = User::create().nickname("fantix").await.unwrap();
+        diesel::delete(users::table.find(1))
+            .gino()
+            .bind(&DB)
+            .status()
+            .await
+            .unwrap();
+        let err = u.update().nickname("daisy").apply().await.unwrap_err();
+        assert!(matches!(err, Error::NoSuchRow), "{err}");
+        // Nothing was inserted in its place.
+        let count: i64 = users::table.count().gino().bind(&DB).one().await.unwrap();
+        assert_eq!(count, 0);
+    }
+}
+
+mod delete {
+    use super::*;
+    users_on!(DB);
+
+    #[tokio::test]
+    async fn removes_the_row_returns_the_status_and_keeps_the_value() {
+        let _s = setup().await;
+        let created = users(&["fantix", "daisy"]).await;
+        let u = created[0].clone();
+        assert_eq!(u.delete().await.unwrap(), "DELETE 1");
+        assert_eq!(u, created[0], "the value in memory is untouched");
+        assert_eq!(User::get(u.id).await.unwrap(), None);
+        assert!(User::get(2).await.unwrap().is_some(), "only its own row");
+        let again = u.delete().await.unwrap();
+        assert_eq!((again.tag(), again.rows()), ("DELETE 0", 0));
+        // Deleted values can be created again.
+        assert_eq!(u.create().await.unwrap().nickname, "fantix");
+    }
+}
+
+mod class_level_update {
+    use super::*;
+    users_on!(DB);
+
+    #[tokio::test]
+    async fn updates_many_rows_and_returns_models_through_returning() {
+        let _s = setup().await;
+        users(&["fantix", "daisy", "dodo"]).await;
+        let status = diesel::update(users::table)
+            .set(
+                users::nickname.eq(diesel::dsl::sql::<diesel::sql_types::Text>(
+                    "'Founding Member ' || nickname",
+                )),
+            )
+            .filter(users::id.lt(3))
+            .gino()
+            .bind(&DB)
+            .status()
+            .await
+            .unwrap();
+        assert_eq!(status, "UPDATE 2");
+        assert_eq!(stored(1).await.unwrap().0, "Founding Member fantix");
+        assert_eq!(stored(3).await.unwrap().0, "dodo");
+
+        let mut raised: Vec<User> = diesel::update(users::table)
+            .filter(users::id.ge(2))
+            .set(users::balance.eq(users::balance + 50))
+            .returning(User::as_returning())
+            .gino()
+            .bind(&DB)
+            .all()
+            .await
+            .unwrap();
+        raised.sort_by_key(|u| u.id);
+        assert_eq!(
+            raised
+                .iter()
+                .map(|u| (u.id, u.nickname.as_str(), u.balance))
+                .collect::<Vec<_>>(),
+            [(2, "Founding Member daisy", 50), (3, "dodo", 50)]
+        );
+    }
+}
+
+mod class_level_delete {
+    use super::*;
+    users_on!(DB);
+
+    #[tokio::test]
+    async fn deletes_many_rows_and_returns_models_through_returning() {
+        let _s = setup().await;
+        let created = users(&["fantix", "daisy", "dodo", "zed"]).await;
+        let status = diesel::delete(users::table.filter(users::id.gt(3)))
+            .gino()
+            .bind(&DB)
+            .status()
+            .await
+            .unwrap();
+        assert_eq!(status, "DELETE 1");
+        let deleted: Vec<User> = diesel::delete(users::table.filter(users::nickname.like("d%")))
+            .returning(User::as_returning())
+            .gino()
+            .bind(&DB)
+            .all()
+            .await
+            .unwrap();
+        assert_eq!(deleted.len(), 2);
+        assert!(deleted.contains(&created[1]) && deleted.contains(&created[2]));
+        let left: Vec<User> = User::query().gino().bind(&DB).all().await.unwrap();
+        assert_eq!(left, [created[0].clone()]);
+    }
+}
+
+mod serialize {
+    use super::*;
+    users_on!(DB);
+
+    #[tokio::test]
+    async fn serde_gives_gino_to_dict() {
+        let _s = setup().await;
+        let u = User::create().nickname("fantix").await.unwrap();
+        // Keys are the field names (GINO: attribute names), not the column
+        // names: `name`, not `real_name`.
+        assert_eq!(
+            serde_json::to_value(&u).unwrap(),
+            serde_json::json!({"id": 1, "nickname": "fantix", "name": null, "balance": 0})
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Execution: bind, transactions and timeouts.
+
+mod bind_transaction {
+    use super::*;
+    users_on!(DB);
+
+    #[tokio::test]
+    async fn create_get_update_delete_run_in_the_bound_transaction() {
+        let s = setup().await;
+        let kept = User::create().nickname("kept").await.unwrap();
+        // Not reusable, so only what is bound to it runs in it: implicit
+        // queries of this task keep using the engine.
+        let conn = s.engine.acquire().reusable(false).await.unwrap();
+        let tx = conn.begin().await.unwrap();
+
+        let mut created = User::create().nickname("tx").bind(&tx).await.unwrap();
+        let in_memory = User {
+            id: 0,
+            nickname: "tx2".into(),
+            name: None,
+            balance: 3,
+        };
+        let created2 = in_memory.create().bind(&conn).await.unwrap();
+        assert_eq!(
+            User::get(created.id).bind(&tx).await.unwrap().as_ref(),
+            Some(&created)
+        );
+        assert_eq!(User::get(created.id).await.unwrap(), None, "uncommitted");
+        created
+            .update()
+            .nickname("tx renamed")
+            .bind(&tx)
+            .apply()
+            .await
+            .unwrap();
+        assert_eq!(
+            created.query().bind(&tx).await.unwrap().as_ref(),
+            Some(&created)
+        );
+        assert_eq!(kept.delete().bind(&tx).await.unwrap(), "DELETE 1");
+        assert_eq!(kept.query().bind(&conn).await.unwrap(), None);
+        assert!(kept.query().await.unwrap().is_some(), "uncommitted");
+
+        tx.rollback().await.unwrap();
+        assert_eq!(User::get(created.id).await.unwrap(), None);
+        assert_eq!(User::get(created2.id).await.unwrap(), None);
+        assert_eq!(User::get(kept.id).await.unwrap().as_ref(), Some(&kept));
+    }
+}
+
+mod bind_unbound_db {
+    use super::*;
+    users_on!(DB);
+
+    #[tokio::test]
+    async fn explicit_bind_runs_and_implicit_execution_is_uninitialized() {
+        // The models' database stays unbound: everything goes to the engine.
+        let s = common::setup().await;
+        User::create_table().bind(&s.engine).await.unwrap();
+        let mut u = User::create()
+            .nickname("fantix")
+            .bind(&s.engine)
+            .await
+            .unwrap();
+        assert_eq!(
+            User::get(1).bind(&s.engine).await.unwrap().as_ref(),
+            Some(&u)
+        );
+        u.update()
+            .nickname("daisy")
+            .bind(&s.engine)
+            .apply()
+            .await
+            .unwrap();
+        assert_eq!(u.query().bind(&s.engine).await.unwrap().as_ref(), Some(&u));
+        assert!(matches!(User::get(1).await, Err(Error::Uninitialized)));
+        assert!(matches!(User::create().await, Err(Error::Uninitialized)));
+        assert!(matches!(u.query().await, Err(Error::Uninitialized)));
+        assert!(matches!(u.delete().await, Err(Error::Uninitialized)));
+        assert!(matches!(
+            u.update().nickname("x").apply().await,
+            Err(Error::Uninitialized)
+        ));
+        assert_eq!(u.delete().bind(&s.engine).await.unwrap(), "DELETE 1");
+    }
+}
+
+mod timeout {
+    use super::*;
+    users_on!(DB);
+
+    fn assert_timeout<T: std::fmt::Debug>(result: gino::Result<T>) {
+        assert!(
+            matches!(result, Err(Error::QueryTimeout(d)) if d == SHORT),
+            "{result:?}"
+        );
+    }
+
+    const SHORT: Duration = Duration::from_millis(100);
+
+    #[tokio::test]
+    async fn every_model_call_times_out_and_is_cancelled() {
+        let s = setup().await;
+        let mut u = User::create().nickname("fantix").await.unwrap();
+        let (_conn, lock) = lock_table(&s.engine, "users").await;
+        assert_timeout(User::create().nickname("late").timeout(SHORT).await);
+        assert_timeout(u.create().timeout(SHORT).await);
+        assert_timeout(User::get(1).timeout(SHORT).await);
+        assert_timeout(u.query().timeout(SHORT).await);
+        assert_timeout(u.select::<_, String>(users::nickname).timeout(SHORT).await);
+        assert_timeout(u.update().nickname("late").timeout(SHORT).apply().await);
+        assert_timeout(u.delete().timeout(SHORT).await);
+        lock.rollback().await.unwrap();
+        // The cancelled statements did nothing, and a generous timeout
+        // lets the same calls through.
+        let rows: Vec<User> = User::query().gino().bind(&DB).all().await.unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].nickname, "fantix");
+        let ok = Duration::from_secs(5);
+        u.update()
+            .nickname("daisy")
+            .timeout(ok)
+            .apply()
+            .await
+            .unwrap();
+        assert_eq!(User::get(1).timeout(ok).await.unwrap().as_ref(), Some(&u));
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Keys: composite, renamed, text, serial or not, custom lookups.
+
+mod composite_key {
+    use super::*;
+
+    static DB: Gino = Gino::secondary();
+
+    /// GINO's Booking, with the day as ISO text (gino's date mapping needs
+    /// the chrono feature, which the tests do not enable).
+    #[derive(Model, Debug, Clone, PartialEq)]
+    #[gino(
+        table = "bookings",
+        db = DB,
+        index(name = "bookings_idx_day_room", columns(day, room), unique),
+        index(name = "bookings_idx_booker_room", columns(booker, room))
+    )]
+    pub struct Booking {
+        #[gino(primary_key)]
+        pub day: String,
+        #[gino(primary_key)]
+        pub booker: String,
+        pub room: String,
+    }
+
+    fn booking(day: &str, booker: &str, room: &str) -> Booking {
+        Booking {
+            day: day.into(),
+            booker: booker.into(),
+            room: room.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn keys_indexes_lookups_and_key_changing_updates() {
+        let s = bound(&DB).await;
+        DB.create_all().await.unwrap();
+        assert_eq!(
+            indexes(&s.engine, "bookings").await,
+            [
+                "bookings_idx_booker_room: CREATE INDEX bookings_idx_booker_room ON \
+                 public.bookings USING btree (booker, room)",
+                "bookings_idx_day_room: CREATE UNIQUE INDEX bookings_idx_day_room ON \
+                 public.bookings USING btree (day, room)",
+                "bookings_pkey: CREATE UNIQUE INDEX bookings_pkey ON public.bookings USING \
+                 btree (day, booker)",
+            ]
+        );
+
+        let a = booking("2024-01-01", "fantix", "101")
+            .create()
+            .await
+            .unwrap();
+        let b = Booking::create()
+            .day("2024-01-01")
+            .booker("daisy")
+            .room("102")
+            .await
+            .unwrap();
+        // Key order is declaration order: (day, booker).
+        let got = Booking::get(("2024-01-01".to_owned(), "daisy".to_owned())).await;
+        assert_eq!(got.unwrap().as_ref(), Some(&b));
+        assert_eq!(
+            Booking::get(("daisy".to_owned(), "2024-01-01".to_owned()))
+                .await
+                .unwrap(),
+            None
+        );
+        // Same day and room: the unique index refuses it, by name.
+        violation(
+            booking("2024-01-01", "zed", "101").create().await,
+            "23505",
+            Some("bookings_idx_day_room"),
+        );
+
+        // Both key columns change; the row is located by the old pair.
+        let mut moved = a.clone();
+        moved
+            .update()
+            .day("2024-01-02")
+            .booker("fantix2")
+            .apply()
+            .await
+            .unwrap();
+        assert_eq!(
+            Booking::get((a.day.clone(), a.booker.clone()))
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(moved.query().await.unwrap().as_ref(), Some(&moved));
+        assert_eq!(b.query().await.unwrap().as_ref(), Some(&b), "untouched");
+        assert_eq!(moved.delete().await.unwrap(), "DELETE 1");
+        let left: Vec<Booking> = Booking::query().gino().bind(&DB).all().await.unwrap();
+        assert_eq!(left, [b]);
+    }
+}
+
+mod renamed_columns {
+    use super::*;
+
+    static DB: Gino = Gino::secondary();
+
+    #[derive(Model, Debug, Clone, PartialEq)]
+    #[gino(table = "members", db = DB)]
+    pub struct Member {
+        #[gino(primary_key, column = "member_id")]
+        pub id: i32,
+        #[gino(column = "real_name")]
+        pub name: String,
+        // A Rust keyword as a column name.
+        pub r#type: String,
+    }
+
+    #[tokio::test]
+    async fn the_database_sees_column_names_and_rust_sees_field_names() {
+        let s = bound(&DB).await;
+        Member::create_table().await.unwrap();
+        assert_eq!(
+            columns(&s.engine, "members").await,
+            [
+                "member_id integer NO nextval('members_member_id_seq'::regclass)",
+                "real_name text NO -",
+                "type text NO -",
+            ]
+        );
+        let mut m = Member::create()
+            .name("Fantix")
+            .r#type("founder")
+            .await
+            .unwrap();
+        assert_eq!(m.id, 1);
+        assert_eq!(Member::get(1).await.unwrap().as_ref(), Some(&m));
+        m.update().id(5).name("Daisy").apply().await.unwrap();
+        let found: Vec<Member> = Member::query()
+            .filter(members::name.eq("Daisy"))
+            .filter(members::r#type.eq("founder"))
+            .gino()
+            .bind(&DB)
+            .all()
+            .await
+            .unwrap();
+        assert_eq!(found, [m.clone()]);
+        // Raw SQL uses the database's names.
+        let raw = catalog(
+            &s.engine,
+            "SELECT member_id || ' ' || real_name AS v FROM members",
+        )
+        .await;
+        assert_eq!(raw, ["5 Daisy"]);
+        assert_eq!(m.delete().await.unwrap(), "DELETE 1");
+    }
+}
+
+mod text_key {
+    use super::*;
+
+    static DB: Gino = Gino::secondary();
+
+    #[derive(Model, Debug, Clone, PartialEq)]
+    #[gino(table = "tags", db = DB)]
+    pub struct Tag {
+        #[gino(primary_key)]
+        pub slug: String,
+        pub label: String,
+    }
+
+    #[tokio::test]
+    async fn get_update_and_delete_by_a_text_key() {
+        let s = bound(&DB).await;
+        Tag::create_table().await.unwrap();
+        assert_eq!(
+            columns(&s.engine, "tags").await,
+            ["slug text NO -", "label text NO -"],
+            "a text key is not serial"
+        );
+        let mut rust = Tag::create().slug("rust").label("Rust").await.unwrap();
+        Tag::create().slug("go").label("Go").await.unwrap();
+        assert_eq!(Tag::get("rust").await.unwrap().as_ref(), Some(&rust));
+        assert_eq!(Tag::get(String::from("python")).await.unwrap(), None);
+        rust.update().slug("rust-lang").apply().await.unwrap();
+        assert_eq!(Tag::get("rust").await.unwrap(), None);
+        assert_eq!(Tag::get("rust-lang").await.unwrap().as_ref(), Some(&rust));
+        assert_eq!(rust.delete().await.unwrap(), "DELETE 1");
+        assert!(Tag::get("go").await.unwrap().is_some());
+    }
+}
+
+mod serial_keys {
+    use super::*;
+
+    static DB: Gino = Gino::secondary();
+
+    /// A single integer key the application assigns.
+    #[derive(Model, Debug, Clone, PartialEq)]
+    #[gino(table = "invoices", db = DB)]
+    pub struct Invoice {
+        #[gino(primary_key, autoincrement = false)]
+        pub number: i32,
+        pub total: i64,
+    }
+
+    /// A single bigint key: bigserial.
+    #[derive(Model, Debug, Clone, PartialEq)]
+    #[gino(table = "events", db = DB)]
+    pub struct Event {
+        #[gino(primary_key)]
+        pub id: i64,
+        pub kind: String,
+    }
+
+    /// A composite integer key: neither column is serial.
+    #[derive(Model, Debug, Clone, PartialEq)]
+    #[gino(table = "memberships", db = DB)]
+    pub struct Membership {
+        #[gino(primary_key)]
+        pub group_id: i32,
+        #[gino(primary_key)]
+        pub user_id: i32,
+    }
+
+    #[tokio::test]
+    async fn only_a_single_integer_key_is_serial_unless_turned_off() {
+        let s = bound(&DB).await;
+        DB.create_all().await.unwrap();
+        assert_eq!(
+            columns(&s.engine, "invoices").await,
+            ["number integer NO -", "total bigint NO -"]
+        );
+        assert_eq!(
+            columns(&s.engine, "events").await,
+            [
+                "id bigint NO nextval('events_id_seq'::regclass)",
+                "kind text NO -"
+            ]
+        );
+        assert_eq!(
+            columns(&s.engine, "memberships").await,
+            ["group_id integer NO -", "user_id integer NO -"]
+        );
+
+        let invoice = Invoice::create().number(1001).total(5).await.unwrap();
+        assert_eq!(invoice.number, 1001);
+        let built = Invoice {
+            number: 1002,
+            total: 6,
+        };
+        assert_eq!(
+            built.create().await.unwrap(),
+            built,
+            "the value's key is kept"
+        );
+        // Without its key the insert has no value for a NOT NULL column.
+        let err = violation(Invoice::create().total(1).await, "23502", None);
+        assert_eq!(err.column(), Some("number"));
+
+        assert_eq!(Event::create().kind("a").await.unwrap().id, 1);
+        let e = Event {
+            id: 77,
+            kind: "b".into(),
+        };
+        assert_eq!(
+            e.create().await.unwrap().id,
+            2,
+            "a serial key is the database's"
+        );
+
+        let m = Membership::create().group_id(1).user_id(2).await.unwrap();
+        assert_eq!(Membership::get((1, 2)).await.unwrap().as_ref(), Some(&m));
+    }
+}
+
+mod lookup_optimistic {
+    use super::*;
+    use gino::model::Lookup;
+
+    static DB: Gino = Gino::secondary();
+
+    /// A document located by its id *and* the version it was read at.
+    #[derive(Model, Debug, Clone, PartialEq)]
+    #[gino(table = "documents", db = DB, lookup = same_version)]
+    pub struct Document {
+        #[gino(primary_key)]
+        pub id: i32,
+        pub body: String,
+        #[gino(default = 1)]
+        pub version: i32,
+    }
+
+    fn same_version(d: &Document) -> gino::Result<Lookup<documents::table>> {
+        Ok(Lookup::new(
+            documents::id.eq(d.id).and(documents::version.eq(d.version)),
+        ))
+    }
+
+    #[tokio::test]
+    async fn instance_calls_use_the_overridden_lookup() {
+        let _s = bound(&DB).await;
+        Document::create_table().await.unwrap();
+        let mut mine = Document::create().body("draft").await.unwrap();
+        let mut theirs = mine.clone();
+        mine.update()
+            .body("mine")
+            .set(documents::version.eq(documents::version + 1))
+            .apply()
+            .await
+            .unwrap();
+        assert_eq!(mine.version, 2);
+        // `theirs` was read at version 1: its lookup matches no row now.
+        let err = theirs.update().body("theirs").apply().await.unwrap_err();
+        assert!(matches!(err, Error::NoSuchRow), "{err}");
+        assert_eq!(theirs.query().await.unwrap(), None);
+        let stale = Document {
+            body: "draft".into(),
+            version: 1,
+            ..mine.clone()
+        };
+        assert_eq!(stale.delete().await.unwrap(), "DELETE 0");
+        // get() is by primary key, whatever the lookup.
+        assert_eq!(Document::get(mine.id).await.unwrap().as_ref(), Some(&mine));
+        assert_eq!(mine.delete().await.unwrap(), "DELETE 1");
+    }
+}
+
+mod no_primary_key {
+    use super::*;
+
+    static DB: Gino = Gino::secondary();
+
+    #[derive(Model, Debug, Clone, PartialEq)]
+    #[gino(table = "audit_log", db = DB)]
+    pub struct AuditEntry {
+        pub message: String,
+        pub level: i32,
+    }
+
+    fn refused<T: std::fmt::Debug>(result: gino::Result<T>) {
+        assert!(
+            matches!(result, Err(Error::NoPrimaryKey("AuditEntry"))),
+            "{result:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn instance_calls_that_locate_the_row_are_refused() {
+        let s = bound(&DB).await;
+        AuditEntry::create_table().await.unwrap();
+        assert_eq!(
+            indexes(&s.engine, "audit_log").await,
+            Vec::<String>::new(),
+            "no primary key constraint"
+        );
+        // Creating and class-level queries need no key.
+        let mut e = AuditEntry::create().message("boot").level(1).await.unwrap();
+        let copy = e.clone();
+        assert_eq!(copy.create().await.unwrap(), copy);
+        refused(e.query().await);
+        refused(e.select::<_, i32>(audit_log::level).await);
+        refused(e.delete().await);
+        refused(e.update().level(9).apply().await);
+        refused(e.update().apply().await);
+        let rows: Vec<AuditEntry> = AuditEntry::query().gino().bind(&DB).all().await.unwrap();
+        assert_eq!(rows, [copy.clone(), copy], "nothing changed or deleted");
+    }
+}
+
+mod lookup_without_primary_key {
+    use super::*;
+    use gino::model::Lookup;
+
+    static DB: Gino = Gino::secondary();
+
+    /// No primary key, but a unique key to find rows by.
+    #[derive(Model, Debug, Clone, PartialEq)]
+    #[gino(table = "settings", db = DB, lookup = by_key)]
+    pub struct Setting {
+        #[gino(unique)]
+        pub key: String,
+        pub value: String,
+    }
+
+    fn by_key(s: &Setting) -> gino::Result<Lookup<settings::table>> {
+        Ok(Lookup::new(settings::key.eq(s.key.clone())))
+    }
+
+    #[tokio::test]
+    async fn instance_calls_work_through_the_lookup() {
+        let _s = bound(&DB).await;
+        Setting::create_table().await.unwrap();
+        let mut theme = Setting::create().key("theme").value("dark").await.unwrap();
+        let lang = Setting::create().key("lang").value("en").await.unwrap();
+        // The key changes too: the lookup was taken before the change.
+        theme
+            .update()
+            .key("ui.theme")
+            .value("light")
+            .apply()
+            .await
+            .unwrap();
+        assert_eq!(theme.query().await.unwrap().as_ref(), Some(&theme));
+        let value: Option<String> = lang.select(settings::value).await.unwrap();
+        assert_eq!(value.as_deref(), Some("en"));
+        assert_eq!(lang.delete().await.unwrap(), "DELETE 1");
+        let rows: Vec<Setting> = Setting::query().gino().bind(&DB).all().await.unwrap();
+        assert_eq!(rows, [theme]);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Defaults.
+
+mod server_defaults {
+    use super::*;
+
+    static DB: Gino = Gino::secondary();
+
+    #[derive(Model, Debug, Clone, PartialEq)]
+    #[gino(table = "profiles", db = DB)]
+    pub struct Profile {
+        #[gino(primary_key)]
+        pub id: i32,
+        #[gino(server_default = "'guest'")]
+        pub role: String,
+        #[gino(server_default = "42")]
+        pub score: i32,
+        #[gino(server_default = "'hello'")]
+        pub greeting: Option<String>,
+        #[gino(server_default = "md5('x')")]
+        pub token: String,
+    }
+
+    #[tokio::test]
+    async fn fill_columns_the_insert_leaves_out() {
+        let s = bound(&DB).await;
+        Profile::create_table().await.unwrap();
+        assert_eq!(
+            columns(&s.engine, "profiles").await,
+            [
+                "id integer NO nextval('profiles_id_seq'::regclass)",
+                "role text NO 'guest'::text",
+                "score integer NO 42",
+                "greeting text YES 'hello'::text",
+                "token text NO md5('x'::text)",
+            ]
+        );
+        let p = Profile::create().await.unwrap();
+        assert_eq!(
+            p,
+            Profile {
+                id: 1,
+                role: "guest".into(),
+                score: 42,
+                greeting: Some("hello".into()),
+                token: "9dd4e461268c8034f5c8564e155c67a6".into(),
+            }
+        );
+        // Set explicitly, even to NULL, a value beats the server default.
+        let q = Profile::create()
+            .role("admin")
+            .score(0)
+            .greeting(None::<String>)
+            .await
+            .unwrap();
+        assert_eq!((q.role.as_str(), q.score, q.greeting), ("admin", 0, None));
+    }
+}
+
+mod client_defaults {
+    use super::*;
+    use std::sync::atomic::{AtomicI32, Ordering};
+
+    static DB: Gino = Gino::secondary();
+    static NEXT_TICKET: AtomicI32 = AtomicI32::new(100);
+
+    fn next_ticket() -> i32 {
+        NEXT_TICKET.fetch_add(1, Ordering::Relaxed)
+    }
+
+    #[derive(Model, Debug, Clone, PartialEq)]
+    #[gino(table = "tickets", db = DB)]
+    pub struct Ticket {
+        #[gino(primary_key)]
+        pub id: i32,
+        #[gino(default = "open")]
+        pub state: String,
+        #[gino(default = next_ticket())]
+        pub number: i32,
+        #[gino(default = Some(3))]
+        pub priority: Option<i32>,
+    }
+
+    #[tokio::test]
+    async fn fill_unset_fields_on_each_create_and_stay_out_of_the_ddl() {
+        let s = bound(&DB).await;
+        Ticket::create_table().await.unwrap();
+        assert_eq!(
+            columns(&s.engine, "tickets").await,
+            [
+                "id integer NO nextval('tickets_id_seq'::regclass)",
+                "state text NO -",
+                "number integer NO -",
+                "priority integer YES -",
+            ]
+        );
+        let a = Ticket::create().await.unwrap();
+        let b = Ticket::create().await.unwrap();
+        // The expression runs for every insert.
+        assert_eq!(
+            (a.state.as_str(), a.number, a.priority),
+            ("open", 100, Some(3))
+        );
+        assert_eq!(b.number, 101);
+        let c = Ticket::create()
+            .state("closed")
+            .number(7)
+            .priority(None::<i32>)
+            .await
+            .unwrap();
+        assert_eq!(
+            (c.state.as_str(), c.number, c.priority),
+            ("closed", 7, None)
+        );
+        assert_eq!(NEXT_TICKET.load(Ordering::Relaxed), 102, "not run when set");
+        // A value built in memory is inserted as it is.
+        let d = Ticket {
+            id: 0,
+            state: "held".into(),
+            number: 9,
+            priority: None,
+        }
+        .create()
+        .await
+        .unwrap();
+        assert_eq!((d.state.as_str(), d.number, d.priority), ("held", 9, None));
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Constraints: schema and errors. Pools of one connection show that a
+// failed statement leaves its connection usable.
+
+mod constraints {
+    use super::*;
+
+    static DB: Gino = Gino::secondary();
+
+    #[derive(Model, Debug, Clone, PartialEq)]
+    #[gino(
+        table = "accounts",
+        db = DB,
+        unique(name = "accounts_org_handle", columns(org, handle)),
+        check(name = "accounts_email_lower", expr = "email = lower(email)")
+    )]
+    pub struct Account {
+        #[gino(primary_key)]
+        pub id: i32,
+        #[gino(unique)]
+        pub email: String,
+        #[gino(check = "age >= 0")]
+        pub age: i32,
+        #[gino(index)]
+        pub org: String,
+        pub handle: String,
+    }
+
+    async fn setup() -> common::Setup {
+        let s = bound_with(&DB, EngineOptions::new().max_size(1)).await;
+        Account::create_table().await.unwrap();
+        Account::create()
+            .email("fantix@example.com")
+            .age(30)
+            .org("gino")
+            .handle("fantix")
+            .await
+            .unwrap();
+        s
+    }
+
+    /// The one pooled connection still works after the failure.
+    async fn still_usable() {
+        let n: i64 = accounts::table
+            .count()
+            .gino()
+            .bind(&DB)
+            .one()
+            .await
+            .unwrap();
+        assert_eq!(n, 1, "the failed insert left nothing behind");
+    }
+
+    fn account(email: &str, age: i32, org: &str, handle: &str) -> Account {
+        Account {
+            id: 0,
+            email: email.into(),
+            age,
+            org: org.into(),
+            handle: handle.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn schema_has_the_declared_indexes_and_constraints() {
+        let s = setup().await;
+        assert_eq!(
+            indexes(&s.engine, "accounts").await,
+            [
+                "accounts_email_key: CREATE UNIQUE INDEX accounts_email_key ON \
+                 public.accounts USING btree (email)",
+                "accounts_org_handle: CREATE UNIQUE INDEX accounts_org_handle ON \
+                 public.accounts USING btree (org, handle)",
+                "accounts_pkey: CREATE UNIQUE INDEX accounts_pkey ON public.accounts USING \
+                 btree (id)",
+                "ix_accounts_org: CREATE INDEX ix_accounts_org ON public.accounts USING btree \
+                 (org)",
+            ]
+        );
+        let checks = catalog(
+            &s.engine,
+            "SELECT conname || ': ' || pg_get_constraintdef(oid) AS v FROM pg_constraint \
+             WHERE conrelid = 'accounts'::regclass AND contype = 'c' ORDER BY conname",
+        )
+        .await;
+        assert_eq!(
+            checks,
+            [
+                "accounts_age_check: CHECK ((age >= 0))",
+                "accounts_email_lower: CHECK ((email = lower(email)))",
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn unique_violation() {
+        let _s = setup().await;
+        let dup = account("fantix@example.com", 1, "other", "x")
+            .create()
+            .await;
+        let e = violation(dup, "23505", Some("accounts_email_key"));
+        assert_eq!(e.table(), Some("accounts"));
+        still_usable().await;
+        let pair = account("b@example.com", 1, "gino", "fantix").create().await;
+        violation(pair, "23505", Some("accounts_org_handle"));
+        still_usable().await;
+    }
+
+    #[tokio::test]
+    async fn not_null_violation() {
+        let _s = setup().await;
+        // `handle` has no default: left unset, the insert gives it NULL.
+        let result = Account::create()
+            .email("b@example.com")
+            .age(1)
+            .org("gino")
+            .await;
+        let e = violation(result, "23502", None);
+        assert_eq!(e.column(), Some("handle"));
+        still_usable().await;
+    }
+
+    #[tokio::test]
+    async fn check_violation() {
+        let _s = setup().await;
+        let negative = account("b@example.com", -1, "gino", "b").create().await;
+        violation(negative, "23514", Some("accounts_age_check"));
+        still_usable().await;
+        let mut upper = Account::get(1).await.unwrap().unwrap();
+        let result = upper.update().email("FANTIX@example.com").apply().await;
+        violation(result, "23514", Some("accounts_email_lower"));
+        still_usable().await;
+        let stored_email: Option<String> = upper.select(accounts::email).await.unwrap();
+        assert_eq!(stored_email.as_deref(), Some("fantix@example.com"));
+    }
+}
+
+mod foreign_keys {
+    use super::*;
+
+    static DB: Gino = Gino::secondary();
+
+    #[derive(Model, Debug, Clone, PartialEq)]
+    #[gino(table = "users", db = DB)]
+    pub struct User {
+        #[gino(primary_key)]
+        pub id: i32,
+        pub nickname: String,
+    }
+
+    #[derive(Model, Debug, Clone, PartialEq)]
+    #[gino(table = "posts", db = DB)]
+    pub struct Post {
+        #[gino(primary_key)]
+        pub id: i32,
+        #[gino(references = "users(id)", on_delete = "cascade", on_update = "cascade")]
+        pub author_id: i32,
+        #[gino(references = "users(id)", on_delete = "set null")]
+        pub editor_id: Option<i32>,
+        pub title: String,
+    }
+
+    diesel::joinable!(posts -> users (author_id));
+    diesel::allow_tables_to_appear_in_same_query!(users, posts);
+
+    #[tokio::test]
+    async fn violations_actions_and_joins() {
+        let s = bound_with(&DB, EngineOptions::new().max_size(1)).await;
+        DB.create_all().await.unwrap();
+        let fks = catalog(
+            &s.engine,
+            "SELECT conname || ': ' || pg_get_constraintdef(oid) AS v FROM pg_constraint \
+             WHERE conrelid = 'posts'::regclass AND contype = 'f' ORDER BY conname",
+        )
+        .await;
+        assert_eq!(
+            fks,
+            [
+                "posts_author_id_fkey: FOREIGN KEY (author_id) REFERENCES users(id) ON UPDATE \
+                 CASCADE ON DELETE CASCADE",
+                "posts_editor_id_fkey: FOREIGN KEY (editor_id) REFERENCES users(id) ON DELETE \
+                 SET NULL",
+            ]
+        );
+
+        let mut fantix = User::create().nickname("fantix").await.unwrap();
+        let daisy = User::create().nickname("daisy").await.unwrap();
+        let orphan = Post::create().author_id(99).title("orphan").await;
+        violation(orphan, "23503", Some("posts_author_id_fkey"));
+        let post = Post::create()
+            .author_id(fantix.id)
+            .editor_id(daisy.id)
+            .title("hello")
+            .await
+            .unwrap();
+
+        // A model query joined with another table still loads the model.
+        let authors: Vec<User> = User::query()
+            .inner_join(posts::table)
+            .filter(posts::title.eq("hello"))
+            .gino()
+            .bind(&DB)
+            .all()
+            .await
+            .unwrap();
+        assert_eq!(authors, [fantix.clone()]);
+        let pairs: Vec<(Post, User)> = posts::table
+            .inner_join(users::table)
+            .select((Post::as_select(), User::as_select()))
+            .gino()
+            .bind(&DB)
+            .all()
+            .await
+            .unwrap();
+        assert_eq!(pairs, [(post.clone(), fantix.clone())]);
+
+        // ON UPDATE CASCADE follows the key change, ON DELETE SET NULL and
+        // ON DELETE CASCADE the deletes.
+        fantix.update().id(10).apply().await.unwrap();
+        assert_eq!(post.query().await.unwrap().unwrap().author_id, 10);
+        daisy.delete().await.unwrap();
+        assert_eq!(post.query().await.unwrap().unwrap().editor_id, None);
+        fantix.delete().await.unwrap();
+        assert_eq!(post.query().await.unwrap(), None);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Where models come from and which database they belong to.
+
+mod existing_diesel_table {
+    use super::*;
+
+    static DB: Gino = Gino::secondary();
+
+    diesel::table! {
+        legacy_accounts (account_id) {
+            account_id -> Integer,
+            #[sql_name = "label_text"]
+            label -> Text,
+        }
+    }
+
+    #[derive(Model, Debug, Clone, PartialEq)]
+    #[gino(table = "legacy_accounts", diesel_table = legacy_accounts, db = DB)]
+    pub struct LegacyAccount {
+        #[gino(primary_key)]
+        pub account_id: i32,
+        #[gino(column = "label_text")]
+        pub label: String,
+    }
+
+    #[tokio::test]
+    async fn a_model_on_a_diesel_table_does_crud() {
+        let s = bound(&DB).await;
+        // The table exists already, made by someone else's DDL.
+        s.engine
+            .status(diesel::sql_query(
+                "CREATE TABLE legacy_accounts (account_id serial PRIMARY KEY, label_text text \
+                 NOT NULL)",
+            ))
+            .await
+            .unwrap();
+        let mut a = LegacyAccount::create().label("first").await.unwrap();
+        assert_eq!(a.account_id, 1);
+        assert_eq!(LegacyAccount::get(1).await.unwrap().as_ref(), Some(&a));
+        a.update().label("renamed").apply().await.unwrap();
+        let labels: Vec<String> = LegacyAccount::select(legacy_accounts::label)
+            .gino()
+            .bind(&DB)
+            .all()
+            .await
+            .unwrap();
+        assert_eq!(labels, ["renamed"]);
+        assert_eq!(a.delete().await.unwrap(), "DELETE 1");
+        // Its metadata describes the same table.
+        assert_eq!(
+            <LegacyAccount as Model>::TABLE
+                .columns
+                .iter()
+                .map(|c| c.name)
+                .collect::<Vec<_>>(),
+            ["account_id", "label_text"]
+        );
+    }
+}
+
+mod registry {
+    use super::*;
+
+    static LIBRARY: Gino = Gino::secondary();
+    static REPORTING: Gino = Gino::secondary();
+
+    #[derive(Model, Debug, Clone, PartialEq)]
+    #[gino(table = "authors", db = LIBRARY)]
+    pub struct Author {
+        #[gino(primary_key)]
+        pub id: i32,
+        pub name: String,
+    }
+
+    #[derive(Model, Debug, Clone, PartialEq)]
+    #[gino(table = "books", db = LIBRARY)]
+    pub struct Book {
+        #[gino(primary_key)]
+        pub id: i32,
+        #[gino(references = "authors(id)")]
+        pub author_id: i32,
+    }
+
+    #[derive(Model, Debug, Clone, PartialEq)]
+    #[gino(table = "reports", db = REPORTING)]
+    pub struct Report {
+        #[gino(primary_key)]
+        pub id: i32,
+    }
+
+    fn names(db: &Gino) -> Vec<&'static str> {
+        let mut names: Vec<_> = db.models().iter().map(|t| t.name).collect();
+        names.sort_unstable();
+        names
+    }
+
+    async fn tables(engine: &Engine) -> Vec<String> {
+        catalog(
+            engine,
+            "SELECT tablename::text AS v FROM pg_tables WHERE schemaname = 'public' \
+             ORDER BY tablename",
+        )
+        .await
+    }
+
+    #[tokio::test]
+    async fn each_database_lists_and_creates_exactly_its_models() {
+        assert_eq!(names(&LIBRARY), ["authors", "books"]);
+        assert_eq!(names(&REPORTING), ["reports"]);
+        let s = bound(&LIBRARY).await;
+        REPORTING.set_bind(s.engine.clone()).await.unwrap();
+        LIBRARY.create_all().await.unwrap();
+        assert_eq!(tables(&s.engine).await, ["authors", "books"]);
+        REPORTING.create_all().await.unwrap();
+        assert_eq!(tables(&s.engine).await, ["authors", "books", "reports"]);
+        let author = Author::create().name("fantix").await.unwrap();
+        Book::create().author_id(author.id).await.unwrap();
+        assert_eq!(Report::create().await.unwrap().id, 1);
+        // Nothing to insert but the serial key: DEFAULT VALUES.
+        assert_eq!(Report { id: 0 }.create().await.unwrap().id, 2);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Column types.
+
+mod column_types {
+    use super::*;
+    use diesel::deserialize::{self, FromSql};
+    use diesel::pg::{Pg, PgValue};
+    use diesel::serialize::{self, Output, ToSql};
+    use diesel::sql_types::Text;
+
+    static DB: Gino = Gino::secondary();
+
+    /// An application type stored as text: gino cannot know its SQL type,
+    /// so the field names it.
+    #[derive(
+        Debug, Clone, PartialEq, diesel::expression::AsExpression, diesel::deserialize::FromSqlRow,
+    )]
+    #[diesel(sql_type = Text)]
+    pub struct Email(String);
+
+    impl ToSql<Text, Pg> for Email {
+        fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Pg>) -> serialize::Result {
+            <String as ToSql<Text, Pg>>::to_sql(&self.0, out)
+        }
+    }
+
+    impl FromSql<Text, Pg> for Email {
+        fn from_sql(bytes: PgValue<'_>) -> deserialize::Result<Self> {
+            <String as FromSql<Text, Pg>>::from_sql(bytes).map(Email)
+        }
+    }
+
+    #[derive(Model, Debug, Clone, PartialEq)]
+    #[gino(table = "samples", db = DB)]
+    pub struct Sample {
+        #[gino(primary_key)]
+        pub id: i64,
+        pub small: i16,
+        pub ratio: f32,
+        pub score: f64,
+        pub active: bool,
+        pub data: Vec<u8>,
+        pub tags: Vec<String>,
+        pub counts: Option<Vec<i32>>,
+        #[gino(sql_type = diesel::sql_types::Text, ddl = "varchar(100)")]
+        pub email: Email,
+        #[gino(sql_type = diesel::sql_types::Text, ddl = "text")]
+        pub backup: Option<Email>,
+    }
+
+    #[tokio::test]
+    async fn rust_types_map_to_their_postgres_types_and_round_trip() {
+        let s = bound(&DB).await;
+        Sample::create_table().await.unwrap();
+        let types = catalog(
+            &s.engine,
+            "SELECT column_name || ' ' || format_type(atttypid, atttypmod) || ' ' || \
+             is_nullable AS v FROM information_schema.columns JOIN pg_attribute \
+             ON attrelid = 'samples'::regclass AND attname = column_name \
+             WHERE table_name = 'samples' ORDER BY ordinal_position",
+        )
+        .await;
+        assert_eq!(
+            types,
+            [
+                "id bigint NO",
+                "small smallint NO",
+                "ratio real NO",
+                "score double precision NO",
+                "active boolean NO",
+                "data bytea NO",
+                "tags text[] NO",
+                "counts integer[] YES",
+                "email character varying(100) NO",
+                "backup text YES",
+            ]
+        );
+        let full = Sample {
+            id: 0,
+            small: -3,
+            ratio: 0.5,
+            score: 1e100,
+            active: true,
+            data: vec![0, 255, 7],
+            tags: vec!["a".into(), "b,c".into()],
+            counts: Some(vec![1, 2]),
+            email: Email("a@example.com".into()),
+            backup: Some(Email("b@example.com".into())),
+        };
+        let stored_full = full.create().await.unwrap();
+        assert_eq!(
+            stored_full,
+            Sample {
+                id: 1,
+                ..full.clone()
+            }
+        );
+        let mut sparse = Sample::create()
+            .small(1i16)
+            .ratio(1.0f32)
+            .score(2.0)
+            .active(false)
+            .data(Vec::new())
+            .tags(Vec::<String>::new())
+            .email(Email("c@example.com".into()))
+            .await
+            .unwrap();
+        assert_eq!((sparse.counts.clone(), sparse.backup.clone()), (None, None));
+        sparse
+            .update()
+            .backup(Email("d@example.com".to_owned()))
+            .counts(vec![3])
+            .apply()
+            .await
+            .unwrap();
+        assert_eq!(Sample::get(2).await.unwrap().as_ref(), Some(&sparse));
+        let found: Vec<i64> = Sample::select(samples::id)
+            .filter(samples::email.eq(Email("a@example.com".into())))
+            .gino()
+            .bind(&DB)
+            .all()
+            .await
+            .unwrap();
+        assert_eq!(found, [1]);
+    }
 }

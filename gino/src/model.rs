@@ -326,6 +326,40 @@ impl<T> QueryId for Lookup<T> {
 /// # Ok(()) }
 /// ```
 ///
+/// A model can also sit on a diesel `table!` that already exists (as
+/// `diesel print-schema` writes it): name it with `diesel_table`, and the
+/// derive declares no table of its own. Field names are then the table's
+/// column names.
+///
+/// ```
+/// use gino::prelude::*;
+///
+/// mod schema {
+///     diesel::table! {
+///         accounts (id) {
+///             id -> Integer,
+///             owner -> Text,
+///         }
+///     }
+/// }
+///
+/// #[derive(Model, Debug, Clone)]
+/// #[gino(table = "accounts", diesel_table = schema::accounts)]
+/// pub struct Account {
+///     #[gino(primary_key)]
+///     pub id: i32,
+///     pub owner: String,
+/// }
+///
+/// # async fn demo() -> gino::Result<()> {
+/// let mine: Vec<Account> = Account::query()
+///     .filter(schema::accounts::owner.eq("me"))
+///     .gino()
+///     .all()
+///     .await?;
+/// # Ok(()) }
+/// ```
+///
 /// Struct attributes, `#[gino(...)]`:
 ///
 /// | attribute | meaning |

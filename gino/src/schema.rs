@@ -160,6 +160,11 @@ impl Gino {
     /// GINO's `db.gino.create_all()`. Skips what exists unless
     /// [`checkfirst(false)`](SchemaOp::checkfirst).
     ///
+    /// `create_all` creates what is missing but never alters what exists;
+    /// for a schema that evolves, use migrations instead
+    /// ([`crate::migrate`], [`Gino::run_migrations`]), as GINO recommends
+    /// Alembic.
+    ///
     /// ```
     /// # async fn demo(db: &gino::Gino) -> gino::Result<()> {
     /// db.create_all().await?;

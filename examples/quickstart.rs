@@ -92,16 +92,17 @@ async fn main() -> gino::Result<()> {
         .await?;
     println!("{status}"); // UPDATE 8
 
-    // Rows of a query, read inside a transaction: the queries in the block
-    // run on the transaction's connection without being handed it.
+    // Iterate over the results of a large query with a server-side cursor,
+    // which needs a transaction; the query in the block runs on the
+    // transaction's connection without being handed it.
     DB.transaction(async {
-        let all: Vec<User> = users::table
+        let mut cursor = users::table
             .order_by(users::id)
             .select(User::as_select())
             .gino()
-            .all()
+            .iterate::<User>()
             .await?;
-        for u in all {
+        while let Some(u) = cursor.next().await? {
             println!("{} {}", u.id, u.nickname);
         }
         Ok::<_, gino::Error>(())

@@ -403,7 +403,7 @@ pub struct Executor<'a, Q> {
 
 struct LoadAll<'q, Q, U>(Q, PhantomData<fn(&'q ()) -> U>);
 struct LoadSome<'q, Q, U>(Q, usize, PhantomData<fn(&'q ()) -> U>);
-struct Execute<Q>(Q);
+pub(crate) struct Execute<Q>(pub(crate) Q);
 
 impl<'q, Q, U> Statement<Vec<U>> for LoadAll<'q, Q, U>
 where
@@ -658,6 +658,39 @@ impl<'a, Q> Executor<'a, Q> {
         self.first().await
     }
 
+    /// Reads the rows through a server-side cursor, in batches; see
+    /// [`Cursor`](crate::Cursor). Needs a transaction (the contextual one,
+    /// or `.bind(&tx)`): elsewhere it is [`Error::TransactionMisuse`].
+    ///
+    /// ```
+    /// # async fn demo(db: &'static gino::Gino) -> gino::Result<()> {
+    /// use diesel::dsl::sql;
+    /// use diesel::sql_types::Integer;
+    /// use gino::prelude::*;
+    ///
+    /// let tx = db.begin().await?;
+    /// let mut cursor = diesel::select(sql::<Integer>("generate_series(1, 3)"))
+    ///     .gino()
+    ///     .bind(&tx)
+    ///     .iterate::<i32>()
+    ///     .await?;
+    /// while let Some(n) = cursor.next().await? {
+    ///     println!("{n}");
+    /// }
+    /// tx.commit().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn iterate<U>(self) -> Result<crate::Cursor<U, Q::SqlType>>
+    where
+        Q: diesel::query_builder::Query + QueryFragment<Pg> + Send,
+    {
+        let root = match self.bind.target()? {
+            Target::Root(root) => root,
+            Target::Engine(_) => return Err(crate::cursor::needs_transaction()),
+        };
+        crate::cursor::declare(root, self.query, self.timeout).await
+    }
+
     /// Runs the statement and returns PostgreSQL's command tag, e.g.
     /// `UPDATE 8` or `INSERT 0 1`.
     ///
@@ -782,6 +815,26 @@ macro_rules! query_methods {
             Q: diesel_async::methods::ExecuteDsl<diesel_async::AsyncPgConnection> + Send,
         {
             $crate::Executor::new(query, self.bind()).status().await
+        }
+
+        #[doc = concat!(
+            "Reads `query`'s rows through a server-side cursor (inside a transaction); see ",
+            "[`Executor::iterate`](crate::Executor::iterate).\n\n",
+            "```\n# async fn demo(", $recv, ": &", $ty, ") -> gino::Result<()> {\n",
+            "use diesel::dsl::sql;\nuse diesel::sql_types::Integer;\n",
+            "let tx = ", $recv, ".begin().await?;\n",
+            "let mut rows = ", $recv,
+            ".iterate::<i32, _>(diesel::select(sql::<Integer>(\"generate_series(1, 3)\"))).await?;\n",
+            "assert_eq!(rows.many(5).await?, [1, 2, 3]);\ntx.commit().await?;\n# Ok(()) }\n```"
+        )]
+        pub async fn iterate<U, Q>(
+            &self,
+            query: Q,
+        ) -> $crate::Result<$crate::Cursor<U, <Q as diesel::query_builder::Query>::SqlType>>
+        where
+            Q: diesel::query_builder::Query + diesel::query_builder::QueryFragment<diesel::pg::Pg> + Send,
+        {
+            $crate::Executor::new(query, self.bind()).iterate().await
         }
 
         #[doc = concat!(

@@ -1422,7 +1422,12 @@ mod constraints {
         pub handle: String,
     }
 
-    async fn setup() -> common::Setup {
+    /// The tests of this module share `DB`, which each binds to a database
+    /// of its own: they take turns, or one would rebind it under another.
+    static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+    async fn setup() -> (tokio::sync::MutexGuard<'static, ()>, common::Setup) {
+        let turn = TURN.lock().await;
         let s = bound_with(&DB, EngineOptions::new().max_size(1)).await;
         Account::create_table().await.unwrap();
         Account::create()
@@ -1432,7 +1437,7 @@ mod constraints {
             .handle("fantix")
             .await
             .unwrap();
-        s
+        (turn, s)
     }
 
     /// The one pooled connection still works after the failure.
@@ -1459,7 +1464,7 @@ mod constraints {
 
     #[tokio::test]
     async fn schema_has_the_declared_indexes_and_constraints() {
-        let s = setup().await;
+        let (_turn, s) = setup().await;
         assert_eq!(
             indexes(&s.engine, "accounts").await,
             [

@@ -1,0 +1,274 @@
+//! Server-side cursors: `iterate()` reads a large result in batches
+//! instead of loading it whole (GINO's `iterate` and `Cursor`).
+
+use std::collections::VecDeque;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use diesel::pg::Pg;
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel_async::AsyncPgConnection;
+use diesel_async::methods::LoadQuery;
+use futures_util::Stream;
+
+use crate::connection::Root;
+use crate::error::{Error, Result};
+use crate::executor::{Deadline, Execute, Statement, run_statement};
+
+/// How many rows a cursor fetches per round trip unless told otherwise.
+pub const DEFAULT_PREFETCH: usize = 100;
+
+/// `DECLARE <name> NO SCROLL CURSOR FOR <query>`, with the query's binds.
+struct Declare<Q> {
+    name: String,
+    query: Q,
+}
+
+impl<Q: QueryFragment<Pg>> QueryFragment<Pg> for Declare<Q> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> diesel::QueryResult<()> {
+        // Each cursor has its own name, so caching the statement would only
+        // fill the cache.
+        out.unsafe_to_cache_prepared();
+        out.push_sql("DECLARE ");
+        out.push_identifier(&self.name)?;
+        out.push_sql(" NO SCROLL CURSOR FOR ");
+        self.query.walk_ast(out.reborrow())
+    }
+}
+
+impl<Q> QueryId for Declare<Q> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+/// `FETCH`/`MOVE` on a cursor; a `FETCH` yields rows of the declared
+/// query's SQL type `ST`, so they load as the query's rows would. Public
+/// only because [`Cursor`]'s bounds name it.
+#[doc(hidden)]
+pub struct Command<ST> {
+    sql: String,
+    sql_type: PhantomData<fn() -> ST>,
+}
+
+impl<ST> QueryFragment<Pg> for Command<ST> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> diesel::QueryResult<()> {
+        out.unsafe_to_cache_prepared();
+        out.push_sql(&self.sql);
+        Ok(())
+    }
+}
+
+impl<ST> QueryId for Command<ST> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<ST: 'static> Query for Command<ST> {
+    type SqlType = ST;
+}
+
+impl<ST, Conn> diesel::query_dsl::RunQueryDsl<Conn> for Command<ST> {}
+
+struct Load<ST, U>(Command<ST>, PhantomData<fn() -> U>);
+
+impl<ST, U> Statement<Vec<U>> for Load<ST, U>
+where
+    ST: Send + 'static,
+    Command<ST>: LoadQuery<'static, AsyncPgConnection, U>,
+    U: Send + 'static,
+{
+    fn run<'c>(
+        self,
+        conn: &'c mut AsyncPgConnection,
+        _: &'c crate::wire::WireState,
+    ) -> futures_util::future::BoxFuture<'c, diesel::QueryResult<Vec<U>>>
+    where
+        Self: 'c,
+    {
+        Box::pin(diesel_async::RunQueryDsl::load(self.0, conn))
+    }
+}
+
+/// A server-side cursor over a query's rows, loaded as `U`: made by
+/// `iterate()` inside a transaction.
+///
+/// Rows come in batches of [`prefetch`](Self::prefetch) rows; the whole
+/// result is never in memory at once. The cursor lives as long as its
+/// transaction: read it before the transaction ends.
+///
+/// ```
+/// # async fn demo(db: &gino::Gino) -> gino::Result<()> {
+/// use diesel::dsl::sql;
+/// use diesel::sql_types::Integer;
+///
+/// db.transaction(async {
+///     let mut cursor = db.iterate::<i32, _>(diesel::select(sql::<Integer>("generate_series(1, 1000)"))).await?;
+///     let first = cursor.next().await?;          // Some(1)
+///     let batch = cursor.many(10).await?;        // [2, ..., 11]
+///     cursor.forward(100).await?;                // skips 12 ..= 111
+///     assert_eq!(cursor.next().await?, Some(112));
+///     Ok::<_, gino::Error>(())
+/// })
+/// .await?;
+/// # Ok(()) }
+/// ```
+pub struct Cursor<U, ST> {
+    root: Arc<Root>,
+    name: String,
+    buffer: VecDeque<U>,
+    prefetch: usize,
+    exhausted: bool,
+    timeout: Option<Duration>,
+    sql_type: PhantomData<fn() -> ST>,
+}
+
+impl<U, ST> std::fmt::Debug for Cursor<U, ST> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cursor")
+            .field("name", &self.name)
+            .field("buffered", &self.buffer.len())
+            .field("exhausted", &self.exhausted)
+            .finish()
+    }
+}
+
+pub(crate) fn needs_transaction() -> Error {
+    Error::TransactionMisuse(
+        "iterate() reads through a server-side cursor, which PostgreSQL keeps only inside a \
+         transaction: run it inside db.transaction(...) (or a begun transaction)"
+            .to_owned(),
+    )
+}
+
+/// Declares a cursor for `query` on `root`, which must be inside a
+/// transaction.
+pub(crate) async fn declare<Q, U>(
+    root: Arc<Root>,
+    query: Q,
+    timeout: Option<Duration>,
+) -> Result<Cursor<U, Q::SqlType>>
+where
+    Q: Query + QueryFragment<Pg> + Send,
+{
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    let name = format!("gino_cursor_{}", NEXT.fetch_add(1, Ordering::Relaxed));
+    {
+        let deadline = Deadline::new(timeout.or(root.engine.options().timeout));
+        let mut slot = root.lock(&deadline).await?;
+        if slot.levels.is_empty() {
+            return Err(needs_transaction());
+        }
+        let pg = slot.raw(&root, &deadline).await?;
+        let declare = Declare {
+            name: name.clone(),
+            query,
+        };
+        run_statement(pg, &deadline, Execute(declare)).await?;
+    }
+    Ok(Cursor {
+        root,
+        name,
+        buffer: VecDeque::new(),
+        prefetch: DEFAULT_PREFETCH,
+        exhausted: false,
+        timeout,
+        sql_type: PhantomData,
+    })
+}
+
+impl<U, ST> Cursor<U, ST>
+where
+    ST: Send + 'static,
+    Command<ST>: LoadQuery<'static, AsyncPgConnection, U>,
+    U: Send + 'static,
+{
+    /// Rows fetched per round trip by [`next`](Self::next) and the stream
+    /// (default [`DEFAULT_PREFETCH`]).
+    pub fn prefetch(mut self, rows: usize) -> Self {
+        self.prefetch = rows.max(1);
+        self
+    }
+
+    fn command(&self, verb: &str, count: usize) -> Command<ST> {
+        Command {
+            sql: format!("{verb} {count} FROM \"{}\"", self.name.replace('"', "\"\"")),
+            sql_type: PhantomData,
+        }
+    }
+
+    async fn fetch(&mut self, count: usize) -> Result<Vec<U>> {
+        if self.exhausted || count == 0 {
+            return Ok(Vec::new());
+        }
+        let rows = self
+            .root
+            .run(
+                self.timeout,
+                Load(self.command("FETCH FORWARD", count), PhantomData),
+            )
+            .await?;
+        if rows.len() < count {
+            self.exhausted = true;
+        }
+        Ok(rows)
+    }
+
+    /// The next row, or `None` at the end.
+    pub async fn next(&mut self) -> Result<Option<U>> {
+        if self.buffer.is_empty() {
+            let rows = self.fetch(self.prefetch).await?;
+            self.buffer.extend(rows);
+        }
+        Ok(self.buffer.pop_front())
+    }
+
+    /// Up to `n` next rows (fewer at the end).
+    pub async fn many(&mut self, n: usize) -> Result<Vec<U>> {
+        let buffered = n.min(self.buffer.len());
+        let mut rows: Vec<U> = self.buffer.drain(..buffered).collect();
+        if rows.len() < n {
+            rows.extend(self.fetch(n - rows.len()).await?);
+        }
+        Ok(rows)
+    }
+
+    /// Skips `n` rows without reading them.
+    pub async fn forward(&mut self, n: usize) -> Result<()> {
+        let buffered = n.min(self.buffer.len());
+        self.buffer.drain(..buffered);
+        let rest = n - buffered;
+        if rest > 0 && !self.exhausted {
+            let command = self.command("MOVE FORWARD", rest);
+            self.root.run(self.timeout, Execute(command)).await?;
+        }
+        Ok(())
+    }
+
+    /// The remaining rows as a `futures` stream.
+    ///
+    /// ```
+    /// # async fn demo(db: &gino::Gino) -> gino::Result<()> {
+    /// use diesel::dsl::sql;
+    /// use diesel::sql_types::Integer;
+    /// use futures_util::TryStreamExt;
+    ///
+    /// let sum = db
+    ///     .transaction(async {
+    ///         let cursor = db.iterate::<i32, _>(diesel::select(sql::<Integer>("generate_series(1, 10)"))).await?;
+    ///         cursor.into_stream().try_fold(0, |sum, n| async move { Ok(sum + n) }).await
+    ///     })
+    ///     .await?;
+    /// assert_eq!(sum, 55);
+    /// # Ok(()) }
+    /// ```
+    pub fn into_stream(self) -> impl Stream<Item = Result<U>> + Send
+    where
+        ST: Send,
+    {
+        futures_util::stream::try_unfold(self, |mut cursor| async move {
+            Ok(cursor.next().await?.map(|row| (row, cursor)))
+        })
+    }
+}

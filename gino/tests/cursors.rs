@@ -1,0 +1,147 @@
+//! Server-side cursors: `iterate()` in transactions.
+
+mod common;
+
+use diesel::dsl::sql;
+use diesel::sql_types::{Integer, Text};
+use futures_util::TryStreamExt;
+use gino::prelude::*;
+use gino::{Error, Gino};
+
+#[derive(Model, Debug, Clone, PartialEq)]
+#[gino(table = "numbers", db = CURSOR_DB)]
+struct Number {
+    #[gino(primary_key, autoincrement = false)]
+    id: i32,
+    label: String,
+}
+
+static CURSOR_DB: Gino = Gino::secondary();
+
+fn series(
+    n: i32,
+) -> impl diesel::query_builder::Query<SqlType = Integer>
++ diesel::query_builder::QueryFragment<diesel::pg::Pg>
++ diesel::query_builder::QueryId
++ Send {
+    diesel::select(
+        sql::<Integer>("generate_series(1, ")
+            .bind::<Integer, _>(n)
+            .sql(")"),
+    )
+}
+
+#[tokio::test]
+async fn next_many_and_forward_walk_the_rows_in_order() {
+    let s = common::setup().await;
+    let tx = s.engine.begin().await.unwrap();
+    let mut cursor = s
+        .engine
+        .iterate::<i32, _>(series(250))
+        .await
+        .unwrap()
+        .prefetch(7);
+    assert_eq!(cursor.next().await.unwrap(), Some(1));
+    assert_eq!(cursor.many(3).await.unwrap(), [2, 3, 4]);
+    cursor.forward(5).await.unwrap(); // 5..=9, partly from the prefetched batch
+    assert_eq!(cursor.next().await.unwrap(), Some(10));
+    cursor.forward(200).await.unwrap(); // past what was prefetched
+    assert_eq!(
+        cursor.many(100).await.unwrap(),
+        (211..=250).collect::<Vec<_>>()
+    );
+    assert_eq!(cursor.next().await.unwrap(), None);
+    assert!(cursor.many(3).await.unwrap().is_empty());
+    tx.commit().await.unwrap();
+}
+
+#[tokio::test]
+async fn iterate_outside_a_transaction_is_refused() {
+    let s = common::setup().await;
+    let err = s.engine.iterate::<i32, _>(series(3)).await.unwrap_err();
+    assert!(matches!(err, Error::TransactionMisuse(_)));
+    assert!(err.to_string().contains("transaction"), "{err}");
+    let conn = s.engine.acquire().await.unwrap();
+    let err = conn.iterate::<i32, _>(series(3)).await.unwrap_err();
+    assert!(matches!(err, Error::TransactionMisuse(_)), "{err}");
+}
+
+#[tokio::test]
+async fn models_stream_through_a_cursor_in_a_managed_transaction() {
+    let s = common::setup().await;
+    CURSOR_DB.set_bind(s.engine.clone()).await.unwrap();
+    Number::create_table().await.unwrap();
+    CURSOR_DB
+        .status(
+            gino::text("INSERT INTO numbers SELECT g, 'n' || g FROM generate_series(1, :n) g")
+                .bind::<Integer, _>("n", 1000),
+        )
+        .await
+        .unwrap();
+    let (count, last) = CURSOR_DB
+        .transaction(async {
+            let cursor = Number::query()
+                .filter(numbers::id.gt(10))
+                .order_by(numbers::id)
+                .gino()
+                .bind(&CURSOR_DB)
+                .iterate::<Number>()
+                .await?;
+            cursor
+                .into_stream()
+                .try_fold(
+                    (0, None),
+                    |(n, _), row| async move { Ok((n + 1, Some(row))) },
+                )
+                .await
+        })
+        .await
+        .unwrap();
+    assert_eq!(count, 990);
+    assert_eq!(
+        last,
+        Some(Number {
+            id: 1000,
+            label: "n1000".into()
+        })
+    );
+    CURSOR_DB.pop_bind();
+}
+
+#[tokio::test]
+async fn raw_sql_with_named_parameters_can_be_iterated() {
+    #[derive(diesel::QueryableByName, Debug, PartialEq)]
+    struct Row {
+        #[diesel(sql_type = Text)]
+        word: String,
+    }
+    let s = common::setup().await;
+    let conn = s.engine.acquire().await.unwrap();
+    let tx = conn.begin().await.unwrap();
+    let q = gino::text("SELECT 'w' || g AS word FROM generate_series(1, :n) g")
+        .bind::<Integer, _>("n", 5);
+    let mut cursor = conn.iterate::<Row, _>(q).await.unwrap();
+    let words = cursor.many(10).await.unwrap();
+    assert_eq!(words.len(), 5);
+    assert_eq!(words[4], Row { word: "w5".into() });
+    tx.rollback().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_cursor_dies_with_its_transaction() {
+    let s = common::setup().await;
+    let conn = s.engine.acquire().await.unwrap();
+    let tx = conn.begin().await.unwrap();
+    let mut cursor = conn
+        .iterate::<i32, _>(series(10))
+        .await
+        .unwrap()
+        .prefetch(2);
+    assert_eq!(cursor.next().await.unwrap(), Some(1));
+    tx.commit().await.unwrap();
+    // The prefetched row is still there; the server's cursor is gone.
+    assert_eq!(cursor.next().await.unwrap(), Some(2));
+    let err = cursor.next().await.unwrap_err();
+    assert_eq!(err.sqlstate(), Some("34000"), "{err}"); // invalid_cursor_name
+    assert_eq!(conn.one::<i32, _>(series(1)).await.unwrap(), 1);
+}

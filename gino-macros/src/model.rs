@@ -544,6 +544,12 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
         .collect();
     let d = quote!(::gino::reexports::diesel);
 
+    let pk_idents: Vec<&Ident> = pk.iter().map(|f| &f.ident).collect();
+    let pk_tys: Vec<&Type> = pk.iter().map(|f| &f.ty).collect();
+    // `()` for a model without a key: written as an empty body, which is
+    // what clippy wants of generated code too.
+    let key_body =
+        (!pk.is_empty()).then(|| quote!((#(::core::clone::Clone::clone(&self.#pk_idents)),*)));
     let lookup_body = match (&attrs.lookup, pk.as_slice()) {
         (Some(path), _) => quote!(#path(self)),
         (None, []) => quote!(::core::result::Result::Err(::gino::Error::NoPrimaryKey(
@@ -704,11 +710,16 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
         impl ::gino::Model for #name {
             type Table = #schema::table;
             type UpdateRequest<'a> = #update_ident<'a>;
+            type Key = (#(#pk_tys),*);
             const TABLE: &'static ::gino::model::TableMeta = &#meta_ident;
             const DB: ::gino::model::ModelDb = #db;
 
             fn lookup(&self) -> ::gino::Result<::gino::model::Lookup<#schema::table>> {
                 #lookup_body
+            }
+
+            fn key(&self) -> Self::Key {
+                #key_body
             }
 
             fn create(&self) -> ::gino::Run<'static, impl ::gino::reexports::diesel_async::methods::LoadQuery<'static, ::gino::reexports::diesel_async::AsyncPgConnection, Self> + ::core::marker::Send + 'static, ::gino::model::One<Self>> {

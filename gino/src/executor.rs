@@ -658,6 +658,31 @@ impl<'a, Q> Executor<'a, Q> {
         self.first().await
     }
 
+    /// All rows, assembled by `loader` (see [`loader`](crate::loader)):
+    /// parents distinct by key with their children, or any function of the
+    /// rows.
+    ///
+    /// ```
+    /// # async fn demo() -> gino::Result<()> {
+    /// use diesel::dsl::sql;
+    /// use diesel::sql_types::Integer;
+    /// use gino::prelude::*;
+    /// let doubled: Vec<i32> = diesel::select(sql::<Integer>("generate_series(1, 3)"))
+    ///     .gino()
+    ///     .load(gino::loader::map(|n: i32| n * 2))
+    ///     .await?;
+    /// assert_eq!(doubled, [2, 4, 6]);
+    /// # Ok(()) }
+    /// ```
+    pub async fn load<'q, L>(self, loader: L) -> Result<Vec<L::Output>>
+    where
+        L: crate::loader::Loader,
+        Q: LoadQuery<'q, AsyncPgConnection, L::Row> + Send + 'q,
+    {
+        let rows = self.all::<L::Row>().await?;
+        Ok(loader.load(rows))
+    }
+
     /// Reads the rows through a server-side cursor, in batches; see
     /// [`Cursor`](crate::Cursor). Needs a transaction (the contextual one,
     /// or `.bind(&tx)`): elsewhere it is [`Error::TransactionMisuse`].

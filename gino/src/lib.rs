@@ -43,6 +43,7 @@ mod cursor;
 mod engine;
 mod error;
 mod executor;
+pub mod loader;
 pub mod migrate;
 pub mod model;
 mod pool;

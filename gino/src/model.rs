@@ -397,6 +397,9 @@ pub trait Model: Sized + Send + Sync + 'static {
     type Table: Table + Default + Copy + Send + Sync + 'static;
     /// The model's update request (`UserUpdate`): setters per field.
     type UpdateRequest<'a>;
+    /// The primary key's values (a tuple for a composite key; `()` for a
+    /// model without one): what loaders tell rows apart by.
+    type Key: Eq + std::hash::Hash + Clone + Send + Sync + 'static;
     /// The model's table metadata.
     const TABLE: &'static TableMeta;
     /// The model's database.
@@ -406,6 +409,9 @@ pub trait Model: Sized + Send + Sync + 'static {
     /// without a primary key fails with [`Error::NoPrimaryKey`] unless it
     /// names a lookup function with `#[gino(lookup = path)]`.
     fn lookup(&self) -> Result<Lookup<Self::Table>>;
+
+    /// This row's primary key values.
+    fn key(&self) -> Self::Key;
 
     /// Inserts this value (all fields but database-assigned ones) and
     /// returns the stored row (`INSERT ... RETURNING`).

@@ -1,0 +1,186 @@
+//! Loaders: objects assembled from the rows of one explicit query (GINO's
+//! `gino.loader`), so that related rows come in one round trip, never N+1.
+//!
+//! diesel already loads what GINO's simpler loaders do: a tuple select
+//! loads tuples (several models, a model with an aggregate), a select of
+//! one column loads values, and the nullable side of an outer join loads as
+//! `Option<Model>`, `None` when the join matched nothing (GINO's
+//! `none_as_none`). Many-to-one is just that: `(Child, Option<Parent>)`.
+//! What is left is the other direction: parents made distinct by their
+//! key, each collecting its children, to any depth; that is this module,
+//! run with [`Executor::load`](crate::Executor::load).
+//!
+//! ```
+//! use gino::loader::{child, distinct};
+//! use gino::prelude::*;
+//!
+//! #[derive(Model, Debug, Clone)]
+//! #[gino(table = "companies")]
+//! pub struct Company { #[gino(primary_key)] pub id: i32, pub name: String }
+//!
+//! #[derive(Model, Debug, Clone)]
+//! #[gino(table = "teams")]
+//! pub struct Team {
+//!     #[gino(primary_key)] pub id: i32,
+//!     #[gino(references = "companies(id)")] pub company_id: i32,
+//!     pub name: String,
+//! }
+//!
+//! #[derive(Model, Debug, Clone)]
+//! #[gino(table = "members")]
+//! pub struct Member {
+//!     #[gino(primary_key)] pub id: i32,
+//!     #[gino(references = "teams(id)")] pub team_id: i32,
+//!     pub name: String,
+//! }
+//!
+//! diesel::joinable!(teams -> companies (company_id));
+//! diesel::joinable!(members -> teams (team_id));
+//! diesel::allow_tables_to_appear_in_same_query!(companies, teams, members);
+//!
+//! # async fn demo() -> gino::Result<()> {
+//! // company → teams → members, in one query
+//! let companies: Vec<(Company, Vec<(Team, Vec<Member>)>)> = companies::table
+//!     .left_join(teams::table.left_join(members::table))
+//!     .order_by((companies::id, teams::id, members::id))
+//!     .select((
+//!         Company::as_select(),
+//!         (teams::all_columns.nullable(), members::all_columns.nullable()),
+//!     ))
+//!     .gino()
+//!     .load(distinct::<Company, _>(distinct::<Team, _>(child::<Member>())))
+//!     .await?;
+//! # Ok(()) }
+//! ```
+
+use std::collections::HashMap;
+use std::marker::PhantomData;
+
+use crate::model::Model;
+
+/// Turns a query's rows into what the application wants.
+pub trait Loader: Send {
+    /// One row of the query, as diesel loads it.
+    type Row: Send + 'static;
+    /// One assembled result.
+    type Output: Send + 'static;
+
+    /// Assembles all rows, in their order.
+    fn load(self, rows: Vec<Self::Row>) -> Vec<Self::Output>;
+}
+
+/// The part of a joined row below a parent; `Row` holds `Option`s for the
+/// outer join's columns.
+pub trait Children: Send {
+    /// The child part of one row.
+    type Row: Send + 'static;
+    /// One assembled child.
+    type Item: Send + 'static;
+
+    /// Assembles the child parts of one parent's rows, in their order,
+    /// leaving out rows where the join matched nothing.
+    fn collect(&self, rows: Vec<Self::Row>) -> Vec<Self::Item>;
+}
+
+/// Leaf children: models of type `C`, distinct by key; see [`child`].
+pub struct Child<C>(PhantomData<fn() -> C>);
+
+/// Children that are models of type `C` (the last level of a [`distinct`]).
+pub fn child<C: Model>() -> Child<C> {
+    Child(PhantomData)
+}
+
+impl<C: Model> Children for Child<C> {
+    type Row = Option<C>;
+    type Item = C;
+
+    fn collect(&self, rows: Vec<Option<C>>) -> Vec<C> {
+        let mut seen = HashMap::new();
+        rows.into_iter()
+            .flatten()
+            .filter(|c| seen.insert(c.key(), ()).is_none())
+            .collect()
+    }
+}
+
+/// Parents of type `P`, distinct by key, each with its children; see
+/// [`distinct`].
+pub struct Distinct<P, K>(K, PhantomData<fn() -> P>);
+
+/// GINO's `distinct` + `add_child`: rows `(P, children)` become one `(P,
+/// Vec<child>)` per distinct `P`, in order of first appearance. Nest it
+/// (`distinct::<Company, _>(distinct::<Team, _>(child::<Member>()))`) for
+/// deeper trees; at inner levels the parent comes from an outer join, so
+/// its part of the row is `Option<P>`.
+pub fn distinct<P: Model, K: Children>(children: K) -> Distinct<P, K> {
+    Distinct(children, PhantomData)
+}
+
+impl<P: Model, K: Children> Distinct<P, K> {
+    fn group(&self, rows: impl Iterator<Item = (P, K::Row)>) -> Vec<(P, Vec<K::Item>)> {
+        let mut order: Vec<(P, Vec<K::Row>)> = Vec::new();
+        let mut index: HashMap<P::Key, usize> = HashMap::new();
+        for (parent, row) in rows {
+            let at = *index.entry(parent.key()).or_insert_with(|| {
+                order.push((parent, Vec::new()));
+                order.len() - 1
+            });
+            order[at].1.push(row);
+        }
+        order
+            .into_iter()
+            .map(|(parent, rows)| {
+                let children = self.0.collect(rows);
+                (parent, children)
+            })
+            .collect()
+    }
+}
+
+impl<P: Model, K: Children> Loader for Distinct<P, K> {
+    type Row = (P, K::Row);
+    type Output = (P, Vec<K::Item>);
+
+    fn load(self, rows: Vec<Self::Row>) -> Vec<Self::Output> {
+        self.group(rows.into_iter())
+    }
+}
+
+impl<P: Model, K: Children> Children for Distinct<P, K> {
+    type Row = (Option<P>, K::Row);
+    type Item = (P, Vec<K::Item>);
+
+    fn collect(&self, rows: Vec<Self::Row>) -> Vec<Self::Item> {
+        self.group(rows.into_iter().filter_map(|(p, row)| Some((p?, row))))
+    }
+}
+
+/// A loader that is a function of each row (GINO's callable loader).
+pub struct Map<F, R>(F, PhantomData<fn(R)>);
+
+/// Applies `f` to every row.
+///
+/// ```
+/// let shout = gino::loader::map(|name: String| name.to_uppercase());
+/// # let _ = shout;
+/// ```
+pub fn map<R, O, F>(f: F) -> Map<F, R>
+where
+    F: FnMut(R) -> O + Send,
+{
+    Map(f, PhantomData)
+}
+
+impl<R, O, F> Loader for Map<F, R>
+where
+    R: Send + 'static,
+    O: Send + 'static,
+    F: FnMut(R) -> O + Send,
+{
+    type Row = R;
+    type Output = O;
+
+    fn load(self, rows: Vec<R>) -> Vec<O> {
+        rows.into_iter().map(self.0).collect()
+    }
+}

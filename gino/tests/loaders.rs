@@ -1,0 +1,240 @@
+//! Loaders: relationships assembled from the rows of one query.
+
+mod common;
+
+use diesel::dsl::count;
+use gino::loader::{child, distinct, map};
+use gino::prelude::*;
+
+static DB: Gino = Gino::secondary();
+
+#[derive(Model, Debug, Clone, PartialEq)]
+#[gino(table = "companies", db = DB)]
+pub struct Company {
+    #[gino(primary_key)]
+    pub id: i32,
+    pub name: String,
+}
+
+#[derive(Model, Debug, Clone, PartialEq)]
+#[gino(table = "teams", db = DB)]
+pub struct Team {
+    #[gino(primary_key)]
+    pub id: i32,
+    #[gino(references = "companies(id)")]
+    pub company_id: i32,
+    pub name: String,
+}
+
+#[derive(Model, Debug, Clone, PartialEq)]
+#[gino(table = "members", db = DB)]
+pub struct Member {
+    #[gino(primary_key)]
+    pub id: i32,
+    #[gino(references = "teams(id)")]
+    pub team_id: i32,
+    pub name: String,
+    pub mentor_id: Option<i32>,
+}
+
+/// Many-to-many: members in guilds through memberships.
+#[derive(Model, Debug, Clone, PartialEq)]
+#[gino(table = "guilds", db = DB)]
+pub struct Guild {
+    #[gino(primary_key)]
+    pub id: i32,
+    pub name: String,
+}
+
+#[derive(Model, Debug, Clone, PartialEq)]
+#[gino(table = "memberships", db = DB)]
+pub struct Membership {
+    #[gino(primary_key, references = "members(id)")]
+    pub member_id: i32,
+    #[gino(primary_key, references = "guilds(id)")]
+    pub guild_id: i32,
+}
+
+diesel::joinable!(teams -> companies (company_id));
+diesel::joinable!(members -> teams (team_id));
+diesel::joinable!(memberships -> members (member_id));
+diesel::joinable!(memberships -> guilds (guild_id));
+diesel::allow_tables_to_appear_in_same_query!(companies, teams, members, guilds, memberships);
+diesel::alias!(members as mentors: Mentors);
+
+/// A company with its teams, each with its members.
+type CompanyTree = (Company, Vec<(Team, Vec<Member>)>);
+/// A [`CompanyTree`] by ids.
+type Shape = (i32, Vec<(i32, Vec<i32>)>);
+
+/// Two companies (one without teams), three teams (one without members),
+/// members with mentors, and guild memberships.
+async fn world() -> common::Setup {
+    let s = common::setup().await;
+    DB.set_bind(s.engine.clone()).await.unwrap();
+    DB.create_all().await.unwrap();
+    for insert in [
+        "INSERT INTO companies VALUES (1, 'acme'), (2, 'empty')",
+        "INSERT INTO teams VALUES (10, 1, 'red'), (11, 1, 'blue'), (12, 1, 'idle')",
+        "INSERT INTO members VALUES (100, 10, 'ann', NULL), (101, 10, 'bob', 100), \
+         (102, 11, 'cid', 100)",
+        "INSERT INTO guilds VALUES (7, 'chess'), (8, 'go')",
+        "INSERT INTO memberships VALUES (100, 7), (100, 8), (101, 7)",
+    ] {
+        DB.status(diesel::sql_query(insert)).await.unwrap();
+    }
+    s
+}
+
+// One test: the loaders share the `DB` static and its world.
+#[tokio::test]
+async fn relationships_load_from_one_query() {
+    let _s = world().await;
+
+    // Many-to-one: each team with its company.
+    let teams: Vec<(Team, Company)> = teams::table
+        .inner_join(companies::table)
+        .order_by(teams::id)
+        .select((Team::as_select(), Company::as_select()))
+        .gino()
+        .bind(&DB)
+        .all()
+        .await
+        .unwrap();
+    assert_eq!(teams.len(), 3);
+    assert!(teams.iter().all(|(t, c)| t.company_id == c.id));
+
+    // One-to-many: companies made distinct, collecting teams in order; an
+    // outer join that matches nothing gives no child (none_as_none).
+    let companies: Vec<(Company, Vec<Team>)> = companies::table
+        .left_join(teams::table)
+        .order_by((companies::id, teams::id))
+        .select((Company::as_select(), teams::all_columns.nullable()))
+        .gino()
+        .bind(&DB)
+        .load(distinct::<Company, _>(child::<Team>()))
+        .await
+        .unwrap();
+    let names: Vec<(&str, Vec<&str>)> = companies
+        .iter()
+        .map(|(c, ts)| {
+            (
+                c.name.as_str(),
+                ts.iter().map(|t| t.name.as_str()).collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [("acme", vec!["red", "blue", "idle"]), ("empty", vec![])]
+    );
+
+    // Nested three levels: company → teams → members.
+    let tree: Vec<CompanyTree> = companies::table
+        .left_join(teams::table.left_join(members::table))
+        .order_by((companies::id, teams::id, members::id))
+        .select((
+            Company::as_select(),
+            (
+                teams::all_columns.nullable(),
+                members::all_columns.nullable(),
+            ),
+        ))
+        .gino()
+        .bind(&DB)
+        .load(distinct::<Company, _>(distinct::<Team, _>(
+            child::<Member>(),
+        )))
+        .await
+        .unwrap();
+    let shape: Vec<Shape> = tree
+        .iter()
+        .map(|(c, ts)| {
+            (
+                c.id,
+                ts.iter()
+                    .map(|(t, ms)| (t.id, ms.iter().map(|m| m.id).collect()))
+                    .collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        shape,
+        [
+            (1, vec![(10, vec![100, 101]), (11, vec![102]), (12, vec![])]),
+            (2, vec![])
+        ]
+    );
+
+    // Many-to-many through the association table; children distinct even
+    // when the join repeats them.
+    let guilds: Vec<(Member, Vec<Guild>)> = members::table
+        .left_join(memberships::table.left_join(guilds::table))
+        .order_by((members::id, guilds::id))
+        .select((Member::as_select(), guilds::all_columns.nullable()))
+        .gino()
+        .bind(&DB)
+        .load(distinct::<Member, _>(child::<Guild>()))
+        .await
+        .unwrap();
+    let by_member: Vec<(i32, Vec<i32>)> = guilds
+        .iter()
+        .map(|(m, gs)| (m.id, gs.iter().map(|g| g.id).collect()))
+        .collect();
+    assert_eq!(
+        by_member,
+        [(100, vec![7, 8]), (101, vec![7]), (102, vec![])]
+    );
+
+    // Self-referential (adjacency list) through an alias; no mentor is None.
+    let mentored: Vec<(Member, Option<Member>)> = members::table
+        .left_join(mentors.on(members::mentor_id.eq(mentors.field(members::id).nullable())))
+        .order_by(members::id)
+        .select((
+            Member::as_select(),
+            mentors.fields(members::all_columns).nullable(),
+        ))
+        .gino()
+        .bind(&DB)
+        .all()
+        .await
+        .unwrap();
+    let pairs: Vec<(&str, Option<&str>)> = mentored
+        .iter()
+        .map(|(m, mentor)| (m.name.as_str(), mentor.as_ref().map(|x| x.name.as_str())))
+        .collect();
+    assert_eq!(
+        pairs,
+        [("ann", None), ("bob", Some("ann")), ("cid", Some("ann"))]
+    );
+
+    // A model together with an aggregate: each team with its member count.
+    let sizes: Vec<(Team, i64)> = teams::table
+        .left_join(members::table)
+        .group_by(teams::id)
+        .order_by(teams::id)
+        .select((Team::as_select(), count(members::id.nullable())))
+        .gino()
+        .bind(&DB)
+        .all()
+        .await
+        .unwrap();
+    let sizes: Vec<(i32, i64)> = sizes.iter().map(|(t, n)| (t.id, *n)).collect();
+    assert_eq!(sizes, [(10, 2), (11, 1), (12, 0)]);
+
+    // A callable loader, on raw SQL too.
+    #[derive(diesel::QueryableByName)]
+    struct Name {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        name: String,
+    }
+    let upper: Vec<String> = gino::text("SELECT name FROM teams WHERE company_id = :c ORDER BY id")
+        .bind::<diesel::sql_types::Integer, _>("c", 1)
+        .gino()
+        .bind(&DB)
+        .load(map(|n: Name| n.name.to_uppercase()))
+        .await
+        .unwrap();
+    assert_eq!(upper, ["RED", "BLUE", "IDLE"]);
+    DB.pop_bind();
+}

@@ -141,3 +141,14 @@ async fn every_field_type_round_trips_and_enums_become_types() -> gino::Result<(
     DB.pop_bind().expect("bound").close().await;
     Ok(())
 }
+
+#[test]
+fn partial_loads_keep_fields_without_a_default() {
+    // `Mood` has no `Default`: a partial load leaves it as loaded.
+    let mut row = sample();
+    row.keep_only(&["id", "text"]);
+    assert_eq!(row.text, sample().text);
+    assert_eq!(row.int, 0);
+    assert!(row.ints.is_empty());
+    assert_eq!(row.mood, Mood::SoSo);
+}

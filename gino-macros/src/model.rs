@@ -544,6 +544,7 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
         .collect();
     let d = quote!(::gino::reexports::diesel);
 
+    let columns_lit: Vec<&String> = fields.iter().map(|f| &f.column).collect();
     let pk_idents: Vec<&Ident> = pk.iter().map(|f| &f.ident).collect();
     let pk_tys: Vec<&Type> = pk.iter().map(|f| &f.ty).collect();
     // `()` for a model without a key: written as an empty body, which is
@@ -720,6 +721,16 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
 
             fn key(&self) -> Self::Key {
                 #key_body
+            }
+
+            fn keep_only(&mut self, loaded: &[&str]) {
+                #[allow(unused_imports)]
+                use ::gino::model::{KeepValue as _, ResetToDefault as _};
+                #(
+                    if !loaded.contains(&#columns_lit) {
+                        (&mut ::gino::model::Reset(&mut self.#idents)).reset();
+                    }
+                )*
             }
 
             fn create(&self) -> ::gino::Run<'static, impl ::gino::reexports::diesel_async::methods::LoadQuery<'static, ::gino::reexports::diesel_async::AsyncPgConnection, Self> + ::core::marker::Send + 'static, ::gino::model::One<Self>> {

@@ -184,3 +184,89 @@ where
         rows.into_iter().map(self.0).collect()
     }
 }
+
+/// Models with only some columns loaded; see [`partial`].
+pub struct Partial<M> {
+    columns: Vec<&'static str>,
+    model: PhantomData<fn() -> M>,
+}
+
+/// GINO's `User.load('id', 'name')`: each row's model keeps the values of
+/// `columns` (a tuple of diesel columns), and every other field is
+/// left at its type's `Default` (a field of a type without one keeps what
+/// was loaded).
+///
+/// ```
+/// # use gino::prelude::*;
+/// # #[derive(Model, Debug, Clone)]
+/// # #[gino(table = "users")]
+/// # pub struct User { #[gino(primary_key)] pub id: i32, pub nickname: String, pub secret: String }
+/// # async fn demo() -> gino::Result<()> {
+/// let users: Vec<User> = User::query()
+///     .gino()
+///     .load(gino::loader::partial::<User, _>((users::id, users::nickname)))
+///     .await?;
+/// assert!(users.iter().all(|u| u.secret.is_empty()));
+/// # Ok(()) }
+/// ```
+pub fn partial<M: Model, C: ColumnList>(columns: C) -> Partial<M> {
+    let _ = columns;
+    Partial {
+        columns: C::names(),
+        model: PhantomData,
+    }
+}
+
+impl<M: Model> Loader for Partial<M> {
+    type Row = M;
+    type Output = M;
+
+    fn load(self, rows: Vec<M>) -> Vec<M> {
+        rows.into_iter()
+            .map(|mut row| {
+                row.keep_only(&self.columns);
+                row
+            })
+            .collect()
+    }
+}
+
+/// A tuple of diesel columns (`(users::id,)` for one), by name.
+pub trait ColumnList {
+    /// The columns' names in the database.
+    fn names() -> Vec<&'static str>;
+}
+
+macro_rules! column_tuples {
+    ($($name:ident)+) => {
+        impl<$($name: diesel::Column),+> ColumnList for ($($name,)+) {
+            fn names() -> Vec<&'static str> {
+                vec![$($name::NAME),+]
+            }
+        }
+    };
+}
+
+column_tuples!(A);
+column_tuples!(A B);
+column_tuples!(A B C);
+column_tuples!(A B C D);
+column_tuples!(A B C D E);
+column_tuples!(A B C D E F);
+column_tuples!(A B C D E F G);
+column_tuples!(A B C D E F G H);
+
+/// A loader giving `value` for every row (GINO's literal value loader),
+/// e.g. to mark where rows came from.
+///
+/// ```
+/// let marked = gino::loader::value::<(i32,), _>("cache");
+/// # let _ = marked;
+/// ```
+pub fn value<R, V>(value: V) -> Map<impl FnMut(R) -> V + Send, R>
+where
+    V: Clone + Send + 'static,
+    R: Send + 'static,
+{
+    map(move |_: R| value.clone())
+}

@@ -413,6 +413,12 @@ pub trait Model: Sized + Send + Sync + 'static {
     /// This row's primary key values.
     fn key(&self) -> Self::Key;
 
+    /// Resets every field whose column is not in `loaded` to its type's
+    /// `Default` (fields of a type without one keep their value): what a
+    /// partial model load ([`loader::partial`](crate::loader::partial))
+    /// leaves of a row.
+    fn keep_only(&mut self, loaded: &[&str]);
+
     /// Inserts this value (all fields but database-assigned ones) and
     /// returns the stored row (`INSERT ... RETURNING`).
     fn create(
@@ -456,6 +462,33 @@ pub type Located<T, S> = Select<Filter<T, Lookup<T>>, S>;
 /// One entry of [`Changes`]: the columns it assigns (empty when unknown)
 /// and the `column = value` fragment.
 type Change = (Vec<String>, Box<dyn QueryFragment<Pg> + Send + Sync>);
+
+/// Resets a field to `Default` when its type has one, and leaves it alone
+/// otherwise; `#[derive(Model)]` calls `(&mut Reset(&mut field)).reset()`,
+/// where method resolution picks [`ResetToDefault`] if it applies and
+/// [`KeepValue`] if not.
+#[doc(hidden)]
+pub struct Reset<'a, T>(pub &'a mut T);
+
+#[doc(hidden)]
+pub trait ResetToDefault {
+    fn reset(&mut self);
+}
+
+impl<T: Default> ResetToDefault for Reset<'_, T> {
+    fn reset(&mut self) {
+        *self.0 = T::default();
+    }
+}
+
+#[doc(hidden)]
+pub trait KeepValue {
+    fn reset(&mut self);
+}
+
+impl<T> KeepValue for &mut Reset<'_, T> {
+    fn reset(&mut self) {}
+}
 
 /// The SET list of an update built at run time, from plain values and SQL
 /// expressions alike; a change to a column replaces every earlier change

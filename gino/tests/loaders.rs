@@ -3,7 +3,7 @@
 mod common;
 
 use diesel::dsl::count;
-use gino::loader::{child, distinct, map};
+use gino::loader::{child, distinct, map, partial, value};
 use gino::prelude::*;
 
 static DB: Gino = Gino::secondary();
@@ -236,5 +236,51 @@ async fn relationships_load_from_one_query() {
         .await
         .unwrap();
     assert_eq!(upper, ["RED", "BLUE", "IDLE"]);
+
+    // Partial model loads: only the named columns keep their values.
+    let partial_members: Vec<Member> = Member::query()
+        .order_by(members::id)
+        .gino()
+        .bind(&DB)
+        .load(partial::<Member, _>((members::id, members::name)))
+        .await
+        .unwrap();
+    assert_eq!(
+        partial_members[1],
+        Member {
+            id: 101,
+            team_id: 0,
+            name: "bob".into(),
+            mentor_id: None
+        }
+    );
+
+    // A literal value per row, and column and tuple loading (plain diesel).
+    let marks: Vec<&str> = teams::table
+        .select(teams::id)
+        .gino()
+        .bind(&DB)
+        .load(value::<i32, _>("team"))
+        .await
+        .unwrap();
+    assert_eq!(marks, ["team"; 3]);
+    let ids: Vec<i32> = teams::table
+        .select(teams::id)
+        .order_by(teams::id)
+        .gino()
+        .bind(&DB)
+        .all()
+        .await
+        .unwrap();
+    assert_eq!(ids, [10, 11, 12]);
+    let nested: Vec<(i32, (String, i32))> = teams::table
+        .select((teams::id, (teams::name, teams::company_id)))
+        .order_by(teams::id)
+        .gino()
+        .bind(&DB)
+        .all()
+        .await
+        .unwrap();
+    assert_eq!(nested[0], (10, ("red".into(), 1)));
     DB.pop_bind();
 }

@@ -577,6 +577,46 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
         quote!(#d::insert_into(#schema::table).values((#(#instance_values)*)))
     };
 
+    let bulk_parameters = insertable.len();
+    let bulk_values = insertable.iter().map(|(f, _)| {
+        let ident = &f.ident;
+        quote!(#d::ExpressionMethods::eq(#schema::#ident, ::core::clone::Clone::clone(&row.#ident)),)
+    });
+    let returning = quote!(.returning(<Self as #d::SelectableHelper<#d::pg::Pg>>::as_returning()));
+    let (bulk_count, bulk_rows) = if insertable.is_empty() {
+        // Rows with only database-assigned columns: one DEFAULT VALUES each.
+        let one = quote!(#d::insert_into(#schema::table).default_values());
+        (
+            quote! {
+                let count = rows.len();
+                ::std::boxed::Box::pin(async move {
+                    let mut inserted = 0;
+                    for _ in 0..count {
+                        inserted += ::gino::bulk::execute(#one, on).await?;
+                    }
+                    ::core::result::Result::Ok(inserted)
+                })
+            },
+            quote! {
+                let count = rows.len();
+                ::std::boxed::Box::pin(async move {
+                    let mut stored = ::std::vec::Vec::with_capacity(count);
+                    for _ in 0..count {
+                        stored.extend(::gino::bulk::load(#one #returning, on).await?);
+                    }
+                    ::core::result::Result::Ok(stored)
+                })
+            },
+        )
+    } else {
+        let values = quote!(#d::insert_into(#schema::table).values(
+            rows.iter().map(|row| (#(#bulk_values)*)).collect::<::std::vec::Vec<_>>()
+        ));
+        (
+            quote!(::gino::bulk::execute(#values, on)),
+            quote!(::gino::bulk::load(#values #returning, on)),
+        )
+    };
     let create_ident = format_ident!("{}Create", name);
     let update_ident = format_ident!("{}Update", name);
     let create_fields = insertable.iter().map(|(f, _)| {
@@ -771,7 +811,26 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
         // The class-level API is generated whole; what an application
         // does not call must not warn (it would inside a macro_rules!).
         #[allow(dead_code)]
+        impl ::gino::bulk::BulkInsert for #name {
+            const PARAMETERS_PER_ROW: usize = #bulk_parameters;
+
+            fn insert_rows<'b>(rows: &[Self], on: ::gino::Bind<'b>) -> ::gino::reexports::futures_util::future::BoxFuture<'b, ::gino::Result<u64>> {
+                #bulk_count
+            }
+
+            fn insert_rows_returning<'b>(rows: &[Self], on: ::gino::Bind<'b>) -> ::gino::reexports::futures_util::future::BoxFuture<'b, ::gino::Result<::std::vec::Vec<Self>>> {
+                #bulk_rows
+            }
+        }
+
         impl #name {
+            /// Inserts many rows at once, in as few statements as the
+            /// bind-parameter limit allows and in one transaction; `.await`
+            /// gives the count, `.returning().await` the stored rows.
+            #vis fn insert_many(rows: impl ::core::iter::IntoIterator<Item = Self>) -> ::gino::bulk::InsertMany<'static, Self> {
+                ::gino::bulk::InsertMany::new(rows.into_iter().collect())
+            }
+
             /// Starts an insert: a setter per column, then `.await` runs
             /// `INSERT ... RETURNING` and returns the stored row. Columns not
             /// set get their declared default, or the database's.

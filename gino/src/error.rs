@@ -67,6 +67,15 @@ pub enum Error {
     )]
     NoPrimaryKey(&'static str),
 
+    /// A row of a bulk insert failed; nothing of the batch was saved.
+    #[error("row {index} of the batch failed, so none was inserted: {source}")]
+    BatchRow {
+        /// The row's index in the rows given.
+        index: usize,
+        /// Why it failed, e.g. a constraint violation.
+        source: Box<Error>,
+    },
+
     /// A row that was asked for does not exist: what web integrations turn
     /// into `404 Not Found` (`User::get(id).or_not_found()`).
     #[error("not found: no row matches")]

@@ -36,6 +36,7 @@
 #![warn(missing_docs)]
 
 mod api;
+pub mod bulk;
 mod config;
 mod connection;
 mod context;
@@ -71,5 +72,6 @@ pub use transaction::{Begin, ManagedTransaction, Transaction};
 pub mod reexports {
     pub use diesel;
     pub use diesel_async;
+    pub use futures_util;
     pub use inventory;
 }

@@ -1,0 +1,120 @@
+//! Bulk inserts: many rows in few statements, atomically.
+
+mod common;
+
+use gino::prelude::*;
+use gino::{Error, Gino};
+
+static DB: Gino = Gino::secondary();
+
+#[derive(Model, Debug, Clone, PartialEq)]
+#[gino(table = "events", db = DB)]
+pub struct Event {
+    #[gino(primary_key)]
+    pub id: i64,
+    #[gino(unique)]
+    pub code: String,
+    #[gino(check = "weight >= 0")]
+    pub weight: i32,
+}
+
+/// Only database-assigned columns.
+#[derive(Model, Debug, Clone, PartialEq)]
+#[gino(table = "tickets", db = DB)]
+pub struct Ticket {
+    #[gino(primary_key)]
+    pub id: i32,
+}
+
+fn events(range: std::ops::Range<i32>) -> impl Iterator<Item = Event> {
+    range.map(|i| Event {
+        id: 0,
+        code: format!("e{i}"),
+        weight: i % 7,
+    })
+}
+
+async fn count() -> i64 {
+    events::table.count().gino().bind(&DB).one().await.unwrap()
+}
+
+// One test: the cases share the `DB` static.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn insert_many_splits_batches_and_is_atomic() {
+    let s = common::setup().await;
+    DB.set_bind(s.engine.clone()).await.unwrap();
+    DB.create_all().await.unwrap();
+
+    // 70,000 rows x 2 parameters cross the 65,535 bind-parameter limit.
+    let inserted = Event::insert_many(events(0..70_000)).await.unwrap();
+    assert_eq!(inserted, 70_000);
+    assert_eq!(count().await, 70_000);
+
+    // Returning the stored rows, with database-assigned ids, in order.
+    let stored = Event::insert_many(events(70_000..70_003))
+        .returning()
+        .await
+        .unwrap();
+    assert_eq!(
+        stored.iter().map(|e| e.id).collect::<Vec<_>>(),
+        [70_001, 70_002, 70_003]
+    );
+    assert_eq!(stored[2].code, "e70002");
+
+    // A failing row aborts the whole batch and is named with its constraint.
+    let mut batch: Vec<Event> = events(80_000..120_000).collect();
+    batch[33_333].code = "e5".into(); // duplicates a stored row
+    let err = Event::insert_many(batch).await.unwrap_err();
+    let Error::BatchRow { index, source } = &err else {
+        panic!("expected BatchRow, got {err:?}");
+    };
+    assert_eq!(*index, 33_333);
+    let Error::Database(db) = source.as_ref() else {
+        panic!("expected a database error, got {source:?}");
+    };
+    assert_eq!(db.constraint(), Some("events_code_key"));
+    assert!(err.to_string().contains("row 33333"), "{err}");
+    assert_eq!(
+        count().await,
+        70_003,
+        "nothing of the failed batch is stored"
+    );
+
+    // A row conflicting with an earlier row of the same batch, past the
+    // first statement, and a check violation.
+    let mut batch: Vec<Event> = events(200_000..240_000).collect();
+    batch[39_000].code = batch[10].code.clone();
+    let err = Event::insert_many(batch).await.unwrap_err();
+    assert!(
+        matches!(err, Error::BatchRow { index: 39_000, .. }),
+        "{err}"
+    );
+    let mut batch: Vec<Event> = events(300_000..300_010).collect();
+    batch[0].weight = -1;
+    let err = Event::insert_many(batch).returning().await.unwrap_err();
+    assert!(
+        matches!(&err, Error::BatchRow { index: 0, source } if source.sqlstate() == Some("23514")),
+        "{err}"
+    );
+    assert_eq!(count().await, 70_003);
+
+    // Inside a transaction the batch is part of it.
+    let tx = DB.begin().await.unwrap();
+    Event::insert_many(events(400_000..400_010))
+        .bind(&tx)
+        .await
+        .unwrap();
+    assert_eq!(count().await, 70_013);
+    tx.rollback().await.unwrap();
+    assert_eq!(count().await, 70_003);
+
+    // Models with only database-assigned columns, and empty batches.
+    assert_eq!(
+        Ticket::insert_many((0..3).map(|_| Ticket { id: 0 }))
+            .await
+            .unwrap(),
+        3
+    );
+    assert_eq!(Event::insert_many(Vec::new()).await.unwrap(), 0);
+    DB.pop_bind();
+}

@@ -808,9 +808,6 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
             }
         }
 
-        // The class-level API is generated whole; what an application
-        // does not call must not warn (it would inside a macro_rules!).
-        #[allow(dead_code)]
         impl ::gino::bulk::BulkInsert for #name {
             const PARAMETERS_PER_ROW: usize = #bulk_parameters;
 
@@ -823,6 +820,9 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
             }
         }
 
+        // The class-level API is generated whole; what an application
+        // does not call must not warn (it would inside a macro_rules!).
+        #[allow(dead_code)]
         impl #name {
             /// Inserts many rows at once, in as few statements as the
             /// bind-parameter limit allows and in one transaction; `.await`

@@ -30,6 +30,15 @@ struct User {
 }
 
 const ROWS: i32 = 1000;
+
+#[derive(gino::Model, Debug, Clone)]
+#[gino(table = "bulk_rows")]
+struct BulkRow {
+    #[gino(primary_key)]
+    id: i64,
+    name: String,
+    score: i32,
+}
 const SEQUENTIAL: u32 = 5000;
 const TASKS: usize = 32;
 const POOL: usize = 10;
@@ -186,6 +195,19 @@ async fn main() {
         }
     })
     .await;
+
+    println!();
+    println!("bulk insert (insert_many, one transaction):");
+    db.create_all().await.expect("bulk table");
+    for n in [10_000usize, 100_000] {
+        let rows: Vec<BulkRow> = (0..n)
+            .map(|i| BulkRow { id: 0, name: format!("row {i}"), score: i as i32 })
+            .collect();
+        let started = Instant::now();
+        let inserted = BulkRow::insert_many(rows).bind(&engine).await.expect("bulk insert");
+        let rate = inserted as f64 / started.elapsed().as_secs_f64();
+        println!("{:<48} {rate:>8.0} rows/s", format!("insert_many({n})"));
+    }
 
     sqlx_pool.close().await;
     db.pop_bind();

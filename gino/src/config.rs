@@ -84,6 +84,7 @@ impl fmt::Display for IsolationLevel {
 /// | [`isolation_level`](Self::isolation_level) | `isolation_level` | server's |
 /// | [`pool`](Self::pool) | `pool` | true |
 /// | [`connect_timeout`](Self::connect_timeout) | `connect_timeout` | none |
+/// | [`statement_cache`](Self::statement_cache) | `statement_cache` | true |
 ///
 /// Durations in the URL are seconds (`2.5`) or carry a unit (`500ms`, `3s`, `1m`).
 ///
@@ -107,6 +108,7 @@ pub struct EngineOptions {
     pub(crate) isolation_level: Option<IsolationLevel>,
     pub(crate) pooled: bool,
     pub(crate) connect_timeout: Option<Duration>,
+    pub(crate) statement_cache: bool,
 }
 
 impl Default for EngineOptions {
@@ -122,6 +124,7 @@ impl Default for EngineOptions {
             isolation_level: None,
             pooled: true,
             connect_timeout: None,
+            statement_cache: true,
         }
     }
 }
@@ -199,6 +202,21 @@ impl EngineOptions {
         self
     }
 
+    /// `false` turns off the per-connection cache of prepared statements
+    /// (on by default: a repeated query is parsed and planned once per
+    /// connection). Turn it off behind PgBouncer in transaction pooling
+    /// mode, where a connection's prepared statements may belong to another
+    /// server session.
+    ///
+    /// ```
+    /// let behind_pgbouncer = gino::EngineOptions::new().statement_cache(false);
+    /// # let _ = behind_pgbouncer;
+    /// ```
+    pub fn statement_cache(mut self, enabled: bool) -> Self {
+        self.statement_cache = enabled;
+        self
+    }
+
     /// Sets an option by its URL parameter name, for configuration that comes
     /// as text (environment variables, config files).
     ///
@@ -219,11 +237,12 @@ impl EngineOptions {
             "isolation_level" => self.isolation_level = Some(value.parse()?),
             "pool" => self.pooled = parse_bool(key, value)?,
             "connect_timeout" => self.connect_timeout = Some(parse_duration(key, value)?),
+            "statement_cache" => self.statement_cache = parse_bool(key, value)?,
             _ => {
                 return Err(Error::Configuration(format!(
                     "unknown engine option `{key}`: known options are min_size, max_size, \
                      acquire_timeout, echo, statement_timeout, timeout, application_name, \
-                     isolation_level, pool, connect_timeout"
+                     isolation_level, pool, connect_timeout, statement_cache"
                 )));
             }
         }

@@ -13,7 +13,7 @@ use crate::connection::{Acquire, Connection};
 use crate::context::Stack;
 use crate::error::{Error, Result};
 use crate::executor::{Bind, Deadline, Statement, run_statement};
-use crate::pool::{Manager, PgConn, RawConn};
+use crate::pool::{Manager, RawConn};
 use crate::transaction::{Begin, ManagedTransaction, Origin};
 
 /// Creates an [`Engine`] for a `postgresql://` or `postgres://` URL:
@@ -38,6 +38,7 @@ pub async fn create_engine(url: &str, options: EngineOptions) -> Result<Engine> 
     let manager = Manager {
         pg,
         echo: echo.clone(),
+        statement_cache: options.statement_cache,
     };
     let source = if options.pooled {
         let pool = Pool::builder(manager)
@@ -259,9 +260,7 @@ impl Engine {
                 }
             }
             Source::Direct(manager) => {
-                let conn = deadline
-                    .wait(PgConn::open(&manager.pg, &manager.echo))
-                    .await??;
+                let conn = deadline.wait(manager.open()).await??;
                 Ok(RawConn::direct(conn))
             }
         }

@@ -68,6 +68,18 @@ impl PgConn {
 pub(crate) struct Manager {
     pub(crate) pg: tokio_postgres::Config,
     pub(crate) echo: Arc<AtomicBool>,
+    pub(crate) statement_cache: bool,
+}
+
+impl Manager {
+    pub(crate) async fn open(&self) -> Result<PgConn> {
+        let mut conn = PgConn::open(&self.pg, &self.echo).await?;
+        if !self.statement_cache {
+            conn.conn
+                .set_prepared_statement_cache_size(diesel::connection::CacheSize::Disabled);
+        }
+        Ok(conn)
+    }
 }
 
 impl managed::Manager for Manager {
@@ -75,7 +87,7 @@ impl managed::Manager for Manager {
     type Error = Error;
 
     async fn create(&self) -> Result<PgConn> {
-        PgConn::open(&self.pg, &self.echo).await
+        self.open().await
     }
 
     async fn recycle(&self, conn: &mut PgConn, _: &Metrics) -> RecycleResult<Error> {

@@ -380,3 +380,42 @@ fn futures_are_send(db: &'static gino::Gino, engine: gino::Engine, conn: gino::C
     send(conn.scope(async {}));
     send(db.with_bind("postgres://localhost/x", |_| async { Ok::<_, Error>(()) }));
 }
+
+/// Statements of `diesel::select(now)` kept prepared on the connection, as
+/// the server counts them (the counting statement itself is prepared while
+/// it runs, so it is left out by its text).
+async fn prepared_now_on(conn: &gino::Connection) -> i64 {
+    conn.one(diesel::select(sql::<BigInt>(
+        "count(*) FROM pg_prepared_statements WHERE statement ILIKE 'SELECT CURRENT_TIMESTAMP%'",
+    )))
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn repeated_queries_reuse_prepared_statements_unless_the_cache_is_off() {
+    for (cache, url_param) in [
+        (true, "statement_cache=true"),
+        (false, "statement_cache=false"),
+    ] {
+        let db = gino_testkit::TestDatabase::create().await;
+        let engine = gino::create_engine(
+            &common::url_with(&db, url_param),
+            EngineOptions::new().max_size(1),
+        )
+        .await
+        .unwrap();
+        let conn = engine.acquire().await.unwrap();
+        // A query of static shape, which diesel caches when allowed to.
+        let q = || diesel::select(diesel::dsl::now);
+        for _ in 0..3 {
+            conn.one::<std::time::SystemTime, _>(q()).await.unwrap();
+        }
+        let kept = prepared_now_on(&conn).await;
+        if cache {
+            assert_eq!(kept, 1, "the repeated query is prepared once and kept");
+        } else {
+            assert_eq!(kept, 0, "nothing is kept prepared with the cache off");
+        }
+    }
+}

@@ -739,6 +739,77 @@ impl<'a, Q> Executor<'a, Q> {
     }
 }
 
+/// A query with parameters, to run many times with different values
+/// (GINO's `prepare`): returned by `prepare(build)` on a [`Gino`],
+/// [`Engine`] or [`Connection`].
+///
+/// `build` makes the query from the values; every query it makes has the
+/// same SQL, so each connection parses and plans it once and keeps it
+/// prepared (see [`EngineOptions::statement_cache`](crate::EngineOptions::statement_cache)),
+/// and later runs only bind new values.
+///
+/// ```
+/// # async fn demo(engine: &gino::Engine) -> gino::Result<()> {
+/// use diesel::dsl::sql;
+/// use diesel::sql_types::Integer;
+///
+/// let square = engine.prepare(|n: i32| {
+///     diesel::select(sql::<Integer>("").bind::<Integer, _>(n).sql(" * ").bind::<Integer, _>(n))
+/// });
+/// assert_eq!(square.run(3).one::<i32>().await?, 9);
+/// assert_eq!(square.run(4).one::<i32>().await?, 16);
+/// # Ok(()) }
+/// ```
+pub struct Prepared<'a, F> {
+    build: F,
+    bind: Bind<'a>,
+}
+
+impl<'a, F> Prepared<'a, F> {
+    pub(crate) fn new(build: F, bind: Bind<'a>) -> Self {
+        Prepared { build, bind }
+    }
+
+    /// The query for `values`, ready to run with any of [`Executor`]'s
+    /// methods (`all`, `one`, `status`, ...).
+    pub fn run<A, Q>(&self, values: A) -> Executor<'a, KeepPrepared<Q>>
+    where
+        F: Fn(A) -> Q,
+    {
+        Executor::new(KeepPrepared((self.build)(values)), self.bind)
+    }
+}
+
+/// A query whose prepared statement is kept even if diesel would not keep
+/// it (raw SQL fragments make diesel assume the text changes from run to
+/// run); made by [`Prepared::run`], whose queries have one text.
+#[derive(Debug, Clone, Copy)]
+pub struct KeepPrepared<Q>(Q);
+
+impl<Q: QueryFragment<Pg>> QueryFragment<Pg> for KeepPrepared<Q> {
+    fn walk_ast<'b>(
+        &'b self,
+        pass: diesel::query_builder::AstPass<'_, 'b, Pg>,
+    ) -> diesel::QueryResult<()> {
+        self.0.walk_ast(pass)
+    }
+
+    fn is_safe_to_cache_prepared(&self, _: &Pg) -> diesel::QueryResult<bool> {
+        Ok(true)
+    }
+}
+
+impl<Q: QueryId> QueryId for KeepPrepared<Q> {
+    type QueryId = Q::QueryId;
+    const HAS_STATIC_QUERY_ID: bool = Q::HAS_STATIC_QUERY_ID;
+}
+
+impl<Q: diesel::query_builder::Query> diesel::query_builder::Query for KeepPrepared<Q> {
+    type SqlType = Q::SqlType;
+}
+
+impl<Q, Conn> diesel::query_dsl::RunQueryDsl<Conn> for KeepPrepared<Q> {}
+
 /// The query API shared by [`Gino`], [`Engine`] and [`Connection`]: each
 /// method wraps the query in an [`Executor`] bound to `self.bind()`.
 /// `$recv` and `$ty` name the receiver in the generated examples.
@@ -860,6 +931,19 @@ macro_rules! query_methods {
             Q: diesel::query_builder::Query + diesel::query_builder::QueryFragment<diesel::pg::Pg> + Send,
         {
             $crate::Executor::new(query, self.bind()).iterate().await
+        }
+
+        #[doc = concat!(
+            "A query to run many times with different values; see ",
+            "[`Prepared`](crate::Prepared).\n\n",
+            "```\n# async fn demo(", $recv, ": &", $ty, ") -> gino::Result<()> {\n",
+            "use diesel::dsl::sql;\nuse diesel::sql_types::Integer;\n",
+            "let plus_one = ", $recv,
+            ".prepare(|n: i32| diesel::select(sql::<Integer>(\"\").bind::<Integer, _>(n).sql(\" + 1\")));\n",
+            "assert_eq!(plus_one.run(41).one::<i32>().await?, 42);\n# Ok(()) }\n```"
+        )]
+        pub fn prepare<F>(&self, build: F) -> $crate::Prepared<'_, F> {
+            $crate::Prepared::new(build, self.bind())
         }
 
         #[doc = concat!(

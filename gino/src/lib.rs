@@ -60,7 +60,7 @@ pub use connection::{Acquire, Connection};
 pub use cursor::{Cursor, DEFAULT_PREFETCH};
 pub use engine::{Engine, IntoEngine, PoolStatus, create_engine};
 pub use error::{DatabaseError, Error, Result};
-pub use executor::{Bind, Compiled, Executor, GinoQuery, Status};
+pub use executor::{Bind, Compiled, Executor, GinoQuery, KeepPrepared, Prepared, Status};
 pub use gino_macros::{DbEnum, Model, embed_migrations};
 pub use model::{Model, Run};
 pub use schema::SchemaOp;

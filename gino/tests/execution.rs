@@ -419,3 +419,22 @@ async fn repeated_queries_reuse_prepared_statements_unless_the_cache_is_off() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_prepared_query_runs_with_new_values_on_one_server_statement() {
+    let s = common::setup_with(EngineOptions::new().max_size(1)).await;
+    let conn = s.engine.acquire().await.unwrap();
+    let by_name = conn
+        .prepare(|name: String| diesel::select(sql::<Text>("'hello, ' || ").bind::<Text, _>(name)));
+    for name in ["ann", "bob", "cid"] {
+        let greeting: String = by_name.run(name.to_owned()).one().await.unwrap();
+        assert_eq!(greeting, format!("hello, {name}"));
+    }
+    let statements: i64 = conn
+        .one(diesel::select(sql::<BigInt>(
+            "count(*) FROM pg_prepared_statements WHERE statement LIKE 'SELECT ''hello, ''%'",
+        )))
+        .await
+        .unwrap();
+    assert_eq!(statements, 1, "three runs, one prepared statement");
+}

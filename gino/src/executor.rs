@@ -674,13 +674,13 @@ impl<'a, Q> Executor<'a, Q> {
     /// assert_eq!(doubled, [2, 4, 6]);
     /// # Ok(()) }
     /// ```
-    pub async fn load<'q, L>(self, loader: L) -> Result<Vec<L::Output>>
+    pub async fn load<'q, L>(self, mut loader: L) -> Result<Vec<L::Output>>
     where
         L: crate::loader::Loader,
         Q: LoadQuery<'q, AsyncPgConnection, L::Row> + Send + 'q,
     {
         let rows = self.all::<L::Row>().await?;
-        Ok(loader.load(rows))
+        Ok(crate::loader::Loader::load(&mut loader, rows))
     }
 
     /// Reads the rows through a server-side cursor, in batches; see

@@ -65,8 +65,12 @@ pub trait Loader: Send {
     /// One assembled result.
     type Output: Send + 'static;
 
-    /// Assembles all rows, in their order.
-    fn load(self, rows: Vec<Self::Row>) -> Vec<Self::Output>;
+    /// Assembles rows, in their order. A loader can be used again, e.g. on
+    /// every batch a [`Cursor`](crate::Cursor) reads
+    /// (`loader.load(cursor.many(1000).await?)`); a [`distinct`] loader then
+    /// sees one batch at a time, so order the query by the parent's key and
+    /// expect a parent cut by a batch boundary to come twice.
+    fn load(&mut self, rows: Vec<Self::Row>) -> Vec<Self::Output>;
 }
 
 /// The part of a joined row below a parent; `Row` holds `Option`s for the
@@ -141,7 +145,7 @@ impl<P: Model, K: Children> Loader for Distinct<P, K> {
     type Row = (P, K::Row);
     type Output = (P, Vec<K::Item>);
 
-    fn load(self, rows: Vec<Self::Row>) -> Vec<Self::Output> {
+    fn load(&mut self, rows: Vec<Self::Row>) -> Vec<Self::Output> {
         self.group(rows.into_iter())
     }
 }
@@ -180,8 +184,8 @@ where
     type Row = R;
     type Output = O;
 
-    fn load(self, rows: Vec<R>) -> Vec<O> {
-        rows.into_iter().map(self.0).collect()
+    fn load(&mut self, rows: Vec<R>) -> Vec<O> {
+        rows.into_iter().map(&mut self.0).collect()
     }
 }
 
@@ -221,7 +225,7 @@ impl<M: Model> Loader for Partial<M> {
     type Row = M;
     type Output = M;
 
-    fn load(self, rows: Vec<M>) -> Vec<M> {
+    fn load(&mut self, rows: Vec<M>) -> Vec<M> {
         rows.into_iter()
             .map(|mut row| {
                 row.keep_only(&self.columns);

@@ -27,6 +27,13 @@ struct Field {
     sql_type: Option<Type>,
     ddl: Option<String>,
     db_enum: bool,
+    /// `Some(column)` for a JSON property stored in that JSONB column.
+    property: Option<String>,
+    before_set: Option<Path>,
+    after_get: Option<Path>,
+    expr: Option<String>,
+    /// The JSONB column of properties, added without a field of its own.
+    hidden: bool,
 }
 
 struct Index {
@@ -181,6 +188,11 @@ fn parse_field(field: &syn::Field) -> Result<Field> {
         sql_type: None,
         ddl: None,
         db_enum: false,
+        property: None,
+        before_set: None,
+        after_get: None,
+        expr: None,
+        hidden: false,
     };
     for attr in field.attrs.iter().filter(|a| a.path().is_ident("gino")) {
         attr.parse_nested_meta(|meta| {
@@ -220,13 +232,25 @@ fn parse_field(field: &syn::Field) -> Result<Field> {
                 parsed.sql_type = Some(meta.value()?.parse()?);
             } else if p.is_ident("ddl") {
                 parsed.ddl = Some(lit_str(&meta)?);
+            } else if p.is_ident("property") {
+                parsed.property = Some(if meta.input.peek(syn::Token![=]) {
+                    lit_str(&meta)?
+                } else {
+                    "profile".to_owned()
+                });
+            } else if p.is_ident("before_set") {
+                parsed.before_set = Some(meta.value()?.parse()?);
+            } else if p.is_ident("after_get") {
+                parsed.after_get = Some(meta.value()?.parse()?);
+            } else if p.is_ident("expr") {
+                parsed.expr = Some(lit_str(&meta)?);
             } else if p.is_ident("db_enum") {
                 parsed.db_enum = true;
             } else {
                 return Err(meta.error(
                     "unknown field attribute: expected primary_key, autoincrement, column, \
                      default, server_default, unique, index, references, on_delete, on_update, \
-                     check, sql_type, ddl or db_enum",
+                     check, sql_type, ddl, db_enum, property, before_set, after_get or expr",
                 ));
             }
             Ok(())
@@ -366,12 +390,44 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
             "models need named fields",
         ));
     };
-    let fields = named
+    let parsed = named
         .named
         .iter()
         .map(parse_field)
         .collect::<Result<Vec<_>>>()?;
-    if fields.is_empty() {
+    let (props, mut fields): (Vec<Field>, Vec<Field>) =
+        parsed.into_iter().partition(|f| f.property.is_some());
+    // Each JSONB column of properties becomes a column without a field.
+    let mut json_columns: Vec<String> = Vec::new();
+    for prop in &props {
+        let column = prop.property.clone().expect("partitioned on it");
+        if prop.primary_key {
+            return Err(syn::Error::new(
+                prop.ident.span(),
+                "a JSON property cannot be a primary key",
+            ));
+        }
+        if !json_columns.contains(&column) {
+            if fields.iter().any(|f| f.column == column) {
+                return Err(syn::Error::new(
+                    prop.ident.span(),
+                    format!(
+                        "the property column `{column}` is also a field: name the properties' column with #[gino(property = \"...\")]"
+                    ),
+                ));
+            }
+            json_columns.push(column.clone());
+            let mut hidden = parse_field(
+                &syn::parse_quote!(#[gino(server_default = "'{}'::jsonb")] __gino_json: ::gino::reexports::serde_json::Value),
+            )?;
+            hidden.ident = syn::Ident::new(&column, Span::call_site());
+            hidden.column = column;
+            hidden.hidden = true;
+            fields.push(hidden);
+        }
+    }
+    let fields = fields;
+    if fields.iter().all(|f| f.hidden) {
         return Err(syn::Error::new(
             Span::call_site(),
             "a model needs at least one field",
@@ -536,7 +592,68 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
     let idents: Vec<&Ident> = fields.iter().map(|f| &f.ident).collect();
     let tys: Vec<&Type> = fields.iter().map(|f| &f.ty).collect();
     let sql_types: Vec<&TokenStream> = resolved.iter().map(|r| &r.sql_type).collect();
-    let indices = (0..fields.len()).map(syn::Index::from);
+    // The struct is built from the row: fields from their columns,
+    // properties from the JSONB columns.
+    let mut reads = Vec::new();
+    let mut assigns = Vec::new();
+    for (i, f) in fields.iter().enumerate() {
+        let index = syn::Index::from(i);
+        if f.hidden {
+            let column = &f.column;
+            for prop in props
+                .iter()
+                .filter(|p| p.property.as_deref() == Some(column.as_str()))
+            {
+                let ident = &prop.ident;
+                let ty = &prop.ty;
+                let key = prop.ident.to_string();
+                let read = match &prop.default {
+                    Some(default) => quote! {
+                        ::gino::json::property::<#ty>(&row.#index, #column, #key)?
+                            .unwrap_or_else(|| ::core::convert::Into::into(#default))
+                    },
+                    None => quote!(::gino::json::required::<#ty>(&row.#index, #column, #key)?),
+                };
+                let read = match &prop.after_get {
+                    Some(hook) => quote!(#hook(#read)),
+                    None => read,
+                };
+                reads.push(quote!(let #ident: #ty = #read;));
+                assigns.push(quote!(#ident,));
+            }
+        } else {
+            let ident = &f.ident;
+            assigns.push(quote!(#ident: row.#index,));
+        }
+    }
+    let regular: Vec<&Field> = fields.iter().filter(|f| !f.hidden).collect();
+    // The JSON object of the properties of `column`, read from `source`
+    // (a value of the model, or a builder of options).
+    let json_object = |column: &str, source: TokenStream, optional: bool| {
+        let entries = props.iter().filter(|p| p.property.as_deref() == Some(column)).map(|p| {
+            let ident = &p.ident;
+            let key = p.ident.to_string();
+            let stored = |value: TokenStream| match &p.before_set {
+                Some(hook) => quote!(#hook(#value)),
+                None => value,
+            };
+            if optional {
+                let fallback = match &p.default {
+                    Some(default) => quote!(.or_else(|| ::core::option::Option::Some(::core::convert::Into::into(#default)))),
+                    None => quote!(),
+                };
+                let value = stored(quote!(v));
+                quote! {
+                    ::core::clone::Clone::clone(&#source.#ident) #fallback
+                        .map(|v| (#key, ::gino::json::to_value(#key, &#value)))
+                }
+            } else {
+                let value = stored(quote!(::core::clone::Clone::clone(&#source.#ident)));
+                quote!(::core::option::Option::Some((#key, ::gino::json::to_value(#key, &#value))))
+            }
+        });
+        quote!(::gino::json::object([#(#entries),*].into_iter().flatten())?)
+    };
     let insertable: Vec<(&Field, &Resolved)> = fields
         .iter()
         .zip(&resolved)
@@ -544,7 +661,17 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
         .collect();
     let d = quote!(::gino::reexports::diesel);
 
-    let columns_lit: Vec<&String> = fields.iter().map(|f| &f.column).collect();
+    let columns_lit: Vec<String> = regular
+        .iter()
+        .map(|f| f.column.clone())
+        .chain(props.iter().map(|p| p.ident.to_string()))
+        .collect();
+    let resettable: Vec<&Ident> = regular
+        .iter()
+        .copied()
+        .chain(props.iter())
+        .map(|f| &f.ident)
+        .collect();
     let pk_idents: Vec<&Ident> = pk.iter().map(|f| &f.ident).collect();
     let pk_tys: Vec<&Type> = pk.iter().map(|f| &f.ty).collect();
     // `()` for a model without a key: written as an empty body, which is
@@ -567,21 +694,38 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
         }
     };
 
-    let instance_values = insertable.iter().map(|(f, _)| {
+    let value_of = |f: &Field, source: TokenStream| {
         let ident = &f.ident;
-        quote!(#d::ExpressionMethods::eq(#schema::#ident, ::core::clone::Clone::clone(&self.#ident)),)
-    });
+        if f.hidden {
+            let object = json_object(&f.column, source, false);
+            quote!(#d::ExpressionMethods::eq(#schema::#ident, #object),)
+        } else {
+            quote!(#d::ExpressionMethods::eq(#schema::#ident, ::core::clone::Clone::clone(&#source.#ident)),)
+        }
+    };
+    let instance_values: Vec<TokenStream> = insertable
+        .iter()
+        .map(|(f, _)| value_of(f, quote!(self)))
+        .collect();
     let instance_insert = if insertable.is_empty() {
         quote!(#d::insert_into(#schema::table).default_values())
     } else {
         quote!(#d::insert_into(#schema::table).values((#(#instance_values)*)))
     };
+    // Serializing properties can fail, so the statements are built in a
+    // closure returning a Result.
+    let instance_insert = quote! {
+        (|| -> ::gino::Result<_> {
+            ::core::result::Result::Ok(#instance_insert
+                .returning(<Self as #d::SelectableHelper<#d::pg::Pg>>::as_returning()))
+        })()
+    };
 
     let bulk_parameters = insertable.len();
-    let bulk_values = insertable.iter().map(|(f, _)| {
-        let ident = &f.ident;
-        quote!(#d::ExpressionMethods::eq(#schema::#ident, ::core::clone::Clone::clone(&row.#ident)),)
-    });
+    let bulk_values: Vec<TokenStream> = insertable
+        .iter()
+        .map(|(f, _)| value_of(f, quote!(row)))
+        .collect();
     let returning = quote!(.returning(<Self as #d::SelectableHelper<#d::pg::Pg>>::as_returning()));
     let (bulk_count, bulk_rows) = if insertable.is_empty() {
         // Rows with only database-assigned columns: one DEFAULT VALUES each.
@@ -609,30 +753,46 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
             },
         )
     } else {
-        let values = quote!(#d::insert_into(#schema::table).values(
-            rows.iter().map(|row| (#(#bulk_values)*)).collect::<::std::vec::Vec<_>>()
-        ));
+        let values = quote! {
+            let rows = match rows
+                .iter()
+                .map(|row| ::core::result::Result::Ok((#(#bulk_values)*)))
+                .collect::<::gino::Result<::std::vec::Vec<_>>>()
+            {
+                ::core::result::Result::Ok(rows) => rows,
+                ::core::result::Result::Err(e) => {
+                    return ::std::boxed::Box::pin(async move { ::core::result::Result::Err(e) });
+                }
+            };
+            let values = #d::insert_into(#schema::table).values(rows);
+        };
         (
-            quote!(::gino::bulk::execute(#values, on)),
-            quote!(::gino::bulk::load(#values #returning, on)),
+            quote!(#values ::gino::bulk::execute(values, on)),
+            quote!(#values ::gino::bulk::load(values #returning, on)),
         )
     };
     let create_ident = format_ident!("{}Create", name);
     let update_ident = format_ident!("{}Update", name);
-    let create_fields = insertable.iter().map(|(f, _)| {
+    let builder: Vec<&Field> = insertable
+        .iter()
+        .map(|(f, _)| *f)
+        .filter(|f| !f.hidden)
+        .chain(props.iter())
+        .collect();
+    let create_fields = builder.iter().map(|f| {
         let ident = &f.ident;
         let ty = &f.ty;
         quote!(#ident: ::core::option::Option<#ty>,)
     });
-    let create_nones = insertable.iter().map(|(f, _)| {
+    let create_nones = builder.iter().map(|f| {
         let ident = &f.ident;
         quote!(#ident: ::core::option::Option::None,)
     });
-    let create_moves = insertable.iter().map(|(f, _)| {
+    let create_moves = builder.iter().map(|f| {
         let ident = &f.ident;
         quote!(#ident: self.#ident,)
     });
-    let create_setters = insertable.iter().map(|(f, _)| {
+    let create_setters = builder.iter().map(|f| {
         let ident = &f.ident;
         let ty = &f.ty;
         let doc = format!("Sets `{}`.", f.column);
@@ -646,6 +806,10 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
     });
     let create_values = insertable.iter().map(|(f, _)| {
         let ident = &f.ident;
+        if f.hidden {
+            let object = json_object(&f.column, quote!(self), true);
+            return quote!(::core::option::Option::Some(#d::ExpressionMethods::eq(#schema::#ident, #object)),);
+        }
         let value = match &f.default {
             Some(default) => quote! {
                 ::core::option::Option::Some(self.#ident.unwrap_or_else(|| ::core::convert::Into::into(#default)))
@@ -660,7 +824,7 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
         quote!(#d::insert_into(#schema::table).values((#(#create_values)*)))
     };
 
-    let update_setters = fields.iter().map(|f| {
+    let update_setters = regular.iter().map(|f| {
         let ident = &f.ident;
         let ty = &f.ty;
         let column = &f.column;
@@ -673,6 +837,85 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
                 this.changes.set_value(#column, #d::ExpressionMethods::eq(#schema::#ident, ::core::clone::Clone::clone(&value)));
                 this.instance.#ident = value;
                 this
+            }
+        }
+    });
+
+    let json_fields: Vec<Ident> = json_columns
+        .iter()
+        .map(|c| format_ident!("json_{}", c))
+        .collect();
+    let property_setters = props.iter().map(|p| {
+        let ident = &p.ident;
+        let ty = &p.ty;
+        let key = p.ident.to_string();
+        let map = format_ident!("json_{}", p.property.as_deref().unwrap_or_default());
+        let stored = match &p.before_set {
+            Some(hook) => quote!(#hook(::core::clone::Clone::clone(&value))),
+            None => quote!(::core::clone::Clone::clone(&value)),
+        };
+        let doc = format!(
+            "Sets the JSON property `{key}` in memory now, and on `apply()` merges just that key into `{}`.",
+            p.property.as_deref().unwrap_or_default()
+        );
+        quote! {
+            #[doc = #doc]
+            pub fn #ident(self, value: impl ::core::convert::Into<#ty>) -> Self {
+                let value: #ty = value.into();
+                let mut this = self;
+                match ::gino::json::to_value(#key, &#stored) {
+                    ::core::result::Result::Ok(json) => {
+                        this.#map.insert(::std::string::String::from(#key), json);
+                    }
+                    ::core::result::Result::Err(e) => this.error = ::core::option::Option::Some(e),
+                }
+                this.instance.#ident = value;
+                this
+            }
+        }
+    });
+    let merges = json_columns.iter().zip(&json_fields).map(|(column, map)| {
+        let column = format_ident!("{}", column);
+        quote! {
+            if !self.#map.is_empty() {
+                // `||` merges the keys into what the row holds, so a
+                // concurrent update of other keys survives.
+                changes.push(#d::ExpressionMethods::eq(
+                    #schema::#column,
+                    #d::PgJsonbExpressionMethods::concat(
+                        #schema::#column,
+                        ::gino::reexports::serde_json::Value::Object(self.#map),
+                    ),
+                ));
+            }
+        }
+    });
+    let vis = &input.vis;
+    let props_module = (!props.is_empty()).then(|| {
+        let module = format_ident!("{}_props", table);
+        let functions = props.iter().map(|p| {
+            let ident = &p.ident;
+            let key = p.ident.to_string().replace('\'', "''");
+            let column = p.property.clone().unwrap_or_default().replace('"', "\"\"");
+            let target = format!("\"{}\".\"{column}\"", table.replace('"', "\"\""));
+            let (inner, _) = types::strip_option(&p.ty);
+            let (sql_type, sql) = types::property_sql(inner, &target, &key);
+            let sql = p.expr.clone().unwrap_or(sql);
+            let doc = format!("The JSON property `{}` as SQL: `{sql}`.", p.ident);
+            quote! {
+                #[doc = #doc]
+                pub fn #ident() -> #d::expression::SqlLiteral<#d::sql_types::Nullable<#sql_type>> {
+                    #d::dsl::sql(#sql)
+                }
+            }
+        });
+        let doc =
+            format!("The JSON properties of `{table}` as SQL expressions, for filters and orders.");
+        quote! {
+            #[doc = #doc]
+            #[allow(dead_code)]
+            #vis mod #module {
+                #(#functions)*
             }
         }
     });
@@ -705,7 +948,6 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
         }
     });
 
-    let vis = &input.vis;
     let create_doc = format!("The insert builder of [`{name}`]: `{name}::create()`.");
     let update_doc = format!(
         "The update request of [`{name}`]: `{}.update()`.",
@@ -714,6 +956,8 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
 
     Ok(quote! {
         #table_decl
+
+        #props_module
 
         #[doc(hidden)]
         #[allow(non_upper_case_globals)]
@@ -744,7 +988,8 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
             type Row = (#(#tys,)*);
 
             fn build(row: Self::Row) -> #d::deserialize::Result<Self> {
-                ::core::result::Result::Ok(Self { #(#idents: row.#indices,)* })
+                #(#reads)*
+                ::core::result::Result::Ok(Self { #(#assigns)* })
             }
         }
 
@@ -768,15 +1013,14 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
                 use ::gino::model::{KeepValue as _, ResetToDefault as _};
                 #(
                     if !loaded.contains(&#columns_lit) {
-                        (&mut ::gino::model::Reset(&mut self.#idents)).reset();
+                        (&mut ::gino::model::Reset(&mut self.#resettable)).reset();
                     }
                 )*
             }
 
             fn create(&self) -> ::gino::Run<'static, impl ::gino::reexports::diesel_async::methods::LoadQuery<'static, ::gino::reexports::diesel_async::AsyncPgConnection, Self> + ::core::marker::Send + 'static, ::gino::model::One<Self>> {
-                let query = #instance_insert
-                    .returning(<Self as #d::SelectableHelper<#d::pg::Pg>>::as_returning());
-                ::gino::Run::new(::core::result::Result::Ok(query), Self::DB.bind())
+                let query = #instance_insert;
+                ::gino::Run::new(query, Self::DB.bind())
             }
 
             fn query(&self) -> ::gino::Run<'static, impl ::gino::reexports::diesel_async::methods::LoadQuery<'static, ::gino::reexports::diesel_async::AsyncPgConnection, Self> + ::core::marker::Send + 'static, ::gino::model::First<Self>> {
@@ -802,6 +1046,8 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
                     instance: self,
                     lookup,
                     changes: ::core::default::Default::default(),
+                    #(#json_fields: ::core::default::Default::default(),)*
+                    error: ::core::option::Option::None,
                     bind: <Self as ::gino::Model>::DB.bind(),
                     timeout: ::core::option::Option::None,
                 }
@@ -902,9 +1148,11 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
             type IntoFuture = ::core::pin::Pin<::std::boxed::Box<dyn ::core::future::Future<Output = ::gino::Result<#name>> + ::core::marker::Send + 'a>>;
 
             fn into_future(self) -> Self::IntoFuture {
-                let query = #builder_insert
-                    .returning(<#name as #d::SelectableHelper<#d::pg::Pg>>::as_returning());
-                let run = ::gino::Run::<_, ::gino::model::One<#name>>::new(::core::result::Result::Ok(query), self.bind);
+                let query = (|| -> ::gino::Result<_> {
+                    ::core::result::Result::Ok(#builder_insert
+                        .returning(<#name as #d::SelectableHelper<#d::pg::Pg>>::as_returning()))
+                })();
+                let run = ::gino::Run::<_, ::gino::model::One<#name>>::new(query, self.bind);
                 match self.timeout {
                     ::core::option::Option::Some(t) => ::core::future::IntoFuture::into_future(run.timeout(t)),
                     ::core::option::Option::None => ::core::future::IntoFuture::into_future(run),
@@ -918,12 +1166,15 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
             instance: &'a mut #name,
             lookup: ::gino::Result<::gino::model::Lookup<#schema::table>>,
             changes: ::gino::model::Changes<#schema::table>,
+            #(#json_fields: ::gino::reexports::serde_json::Map<::std::string::String, ::gino::reexports::serde_json::Value>,)*
+            error: ::core::option::Option<::gino::Error>,
             bind: ::gino::Bind<'a>,
             timeout: ::core::option::Option<::core::time::Duration>,
         }
 
         impl<'a> #update_ident<'a> {
             #(#update_setters)*
+            #(#property_setters)*
 
             /// Adds a change computed in SQL, e.g.
             /// `.set(users::balance.eq(users::balance + 100))`; the value in
@@ -956,11 +1207,16 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
                 // A row that cannot be located is refused even with nothing
                 // to change, like every other instance-level call.
                 let lookup = self.lookup?;
-                if self.changes.is_empty() {
+                if let ::core::option::Option::Some(e) = self.error {
+                    return ::core::result::Result::Err(e);
+                }
+                let mut changes = self.changes;
+                #(#merges)*
+                if changes.is_empty() {
                     return ::core::result::Result::Ok(());
                 }
                 let query = #d::update(#d::QueryDsl::filter(#schema::table, lookup))
-                    .set(self.changes)
+                    .set(changes)
                     .returning(<#name as #d::SelectableHelper<#d::pg::Pg>>::as_returning());
                 let mut run = ::gino::Run::<_, ::gino::model::One<#name>>::new(::core::result::Result::Ok(query), self.bind);
                 if let ::core::option::Option::Some(t) = self.timeout {

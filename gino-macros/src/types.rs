@@ -103,3 +103,31 @@ pub fn strip_option(ty: &Type) -> (&Type, bool) {
         _ => (ty, false),
     }
 }
+
+/// How a JSON property of type `ty` reads in SQL: its diesel SQL type and
+/// the expression on `target` (the quoted JSONB column): `->>` cast to the
+/// type for scalars, `->` (jsonb) for anything else.
+pub fn property_sql(ty: &Type, target: &str, key: &str) -> (TokenStream, String) {
+    let st = |name: &str| {
+        let ident = syn::Ident::new(name, proc_macro2::Span::call_site());
+        quote!(::gino::reexports::diesel::sql_types::#ident)
+    };
+    let cast =
+        |sql_type: &str, pg: &str| (st(sql_type), format!("CAST({target} ->> '{key}' AS {pg})"));
+    let name = last_segment(ty)
+        .map(|s| s.ident.to_string())
+        .unwrap_or_default();
+    match name.as_str() {
+        "i16" => cast("SmallInt", "SMALLINT"),
+        "i32" => cast("Integer", "INTEGER"),
+        "i64" => cast("BigInt", "BIGINT"),
+        "f32" => cast("Float", "REAL"),
+        "f64" => cast("Double", "DOUBLE PRECISION"),
+        "bool" => cast("Bool", "BOOLEAN"),
+        "String" => (st("Text"), format!("({target} ->> '{key}')")),
+        "NaiveDateTime" => cast("Timestamp", "TIMESTAMP"),
+        "DateTime" => cast("Timestamptz", "TIMESTAMPTZ"),
+        "NaiveDate" => cast("Date", "DATE"),
+        _ => (st("Jsonb"), format!("({target} -> '{key}')")),
+    }
+}

@@ -44,6 +44,8 @@ mod cursor;
 mod engine;
 mod error;
 mod executor;
+#[cfg(feature = "json")]
+pub mod json;
 pub mod loader;
 pub mod migrate;
 pub mod model;
@@ -74,4 +76,6 @@ pub mod reexports {
     pub use diesel_async;
     pub use futures_util;
     pub use inventory;
+    #[cfg(feature = "json")]
+    pub use serde_json;
 }

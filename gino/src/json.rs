@@ -1,0 +1,101 @@
+//! JSON properties: model fields stored as keys of a JSONB column (GINO's
+//! `json_support`), declared with `#[gino(property)]`.
+//!
+//! ```
+//! # #[cfg(feature = "json")] mod demo {
+//! use gino::prelude::*;
+//!
+//! #[derive(Model, Debug, Clone)]
+//! #[gino(table = "people")]
+//! pub struct Person {
+//!     #[gino(primary_key)]
+//!     pub id: i32,
+//!     pub name: String,
+//!     #[gino(property)]                 // stored as profile->'age'
+//!     pub age: Option<i32>,
+//!     #[gino(property, default = 0)]    // missing key reads as 0
+//!     pub visits: i64,
+//!     #[gino(property = "settings")]    // in another JSONB column
+//!     pub theme: Option<String>,
+//! }
+//!
+//! # async fn demo() -> gino::Result<()> {
+//! let mut p = Person::create().name("ann").age(30).await?;
+//! p.update().visits(1_i64).apply().await?;          // profile = profile || '{"visits": 1}'
+//! let adults: Vec<Person> = Person::query()
+//!     .filter(people_props::age().ge(18))           // CAST(profile ->> 'age' AS INTEGER) >= $1
+//!     .gino()
+//!     .all()
+//!     .await?;
+//! # Ok(()) }
+//! # }
+//! ```
+//!
+//! A property's column is added to the table (`jsonb NOT NULL DEFAULT
+//! '{}'`) without a field of its own, so serializing the model shows the
+//! properties and not the column. Setting a property in an update changes
+//! only its key (`||` merges), so updates of different properties of one row
+//! never overwrite each other. `<table>_props::<property>()` is the
+//! property as an SQL expression of its type (integers, floats, booleans,
+//! text and date-times cast from `->>`, anything else as `jsonb` from
+//! `->`), or `expr = "sql"` gives it one of your own. `before_set = path`
+//! and `after_get = path` are functions `T -> T` applied on the way in and
+//! out. A value of the wrong JSON type is an error naming the property.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+use crate::error::{Error, Result};
+
+/// Reads `key` of the JSON object in `column`: `None` when the key is
+/// missing, an error naming the property when its value has the wrong type.
+#[doc(hidden)]
+pub fn property<T: DeserializeOwned>(
+    object: &Value,
+    column: &str,
+    key: &str,
+) -> diesel::deserialize::Result<Option<T>> {
+    match object.get(key) {
+        None => Ok(None),
+        Some(value) => serde_json::from_value(value.clone()).map(Some).map_err(|e| {
+            format!("JSON property `{key}` (in column `{column}`) holds {value}, which is not valid for it: {e}").into()
+        }),
+    }
+}
+
+/// Reads a property that must be there (no default, not an `Option`):
+/// a missing key is read as JSON `null`, which only an `Option` accepts.
+#[doc(hidden)]
+pub fn required<T: DeserializeOwned>(
+    object: &Value,
+    column: &str,
+    key: &str,
+) -> diesel::deserialize::Result<T> {
+    match property(object, column, key)? {
+        Some(value) => Ok(value),
+        None => serde_json::from_value(Value::Null).map_err(|_| {
+            format!("JSON property `{key}` is missing from column `{column}`: give the field a default with #[gino(property, default = ...)] or make it an Option").into()
+        }),
+    }
+}
+
+/// The JSON object of some properties, for an insert or a merge.
+#[doc(hidden)]
+pub fn object<'a>(entries: impl IntoIterator<Item = (&'a str, Result<Value>)>) -> Result<Value> {
+    let mut map = Map::new();
+    for (key, value) in entries {
+        map.insert(key.to_owned(), value?);
+    }
+    Ok(Value::Object(map))
+}
+
+/// A property's value as JSON.
+#[doc(hidden)]
+pub fn to_value<T: Serialize>(key: &str, value: &T) -> Result<Value> {
+    serde_json::to_value(value).map_err(|e| {
+        Error::Query(diesel::result::Error::SerializationError(
+            format!("JSON property `{key}` cannot be stored: {e}").into(),
+        ))
+    })
+}

@@ -1,0 +1,214 @@
+//! JSON properties: model fields kept as keys of a JSONB column.
+
+use chrono::{DateTime, Utc};
+use gino::prelude::*;
+use gino::{Error, Gino};
+use serde::{Deserialize, Serialize};
+
+static DB: Gino = Gino::secondary();
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Address {
+    pub city: String,
+    pub zip: Option<String>,
+}
+
+fn trimmed(name: Option<String>) -> Option<String> {
+    name.map(|n| n.trim().to_owned())
+}
+
+fn shouted(name: Option<String>) -> Option<String> {
+    name.map(|n| n.to_uppercase())
+}
+
+#[derive(Model, Debug, Clone, PartialEq, Serialize)]
+#[gino(table = "people", db = DB)]
+pub struct Person {
+    #[gino(primary_key)]
+    pub id: i32,
+    pub name: String,
+    #[gino(property)]
+    pub age: Option<i32>,
+    #[gino(property, default = 0)]
+    pub visits: i64,
+    #[gino(property)]
+    pub verified: Option<bool>,
+    #[gino(property)]
+    pub joined: Option<DateTime<Utc>>,
+    #[gino(property)]
+    pub tags: Option<Vec<String>>,
+    #[gino(property)]
+    pub address: Option<Address>,
+    #[gino(property, before_set = trimmed, after_get = shouted)]
+    pub nickname: Option<String>,
+    #[gino(property, expr = "lower(\"people\".\"profile\" ->> 'nickname')")]
+    pub lowered: Option<String>,
+    #[gino(property = "settings")]
+    pub theme: Option<String>,
+}
+
+fn joined() -> DateTime<Utc> {
+    "2018-11-19T12:00:00Z".parse().unwrap()
+}
+
+async fn profile(id: i32) -> serde_json::Value {
+    people::table
+        .find(id)
+        .select(people::profile)
+        .gino()
+        .bind(&DB)
+        .one()
+        .await
+        .unwrap()
+}
+
+// One test: the cases share the `DB` static.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn properties_round_trip_merge_filter_and_fail_clearly() {
+    let database = gino_testkit::TestDatabase::create().await;
+    DB.set_bind(database.url()).await.unwrap();
+    DB.create_all().await.unwrap();
+
+    // Every property type round-trips through create and get.
+    let address = Address {
+        city: "Beijing".into(),
+        zip: None,
+    };
+    let ann = Person::create()
+        .name("ann")
+        .age(30)
+        .verified(true)
+        .joined(joined())
+        .tags(vec!["a".to_owned(), "b".to_owned()])
+        .address(address.clone())
+        .nickname("  annie ".to_owned())
+        .theme("dark".to_owned())
+        .await
+        .unwrap();
+    assert_eq!(ann.age, Some(30));
+    assert_eq!(ann.visits, 0, "the default of a missing key");
+    assert_eq!(ann.joined, Some(joined()));
+    assert_eq!(ann.address, Some(address));
+    assert_eq!(
+        ann.nickname.as_deref(),
+        Some("ANNIE"),
+        "before_set trims, after_get shouts"
+    );
+    assert_eq!(Person::get(ann.id).await.unwrap().unwrap(), ann);
+    let stored = profile(ann.id).await;
+    assert_eq!(stored["nickname"], "annie");
+    assert_eq!(stored["visits"], 0);
+    assert!(stored.get("theme").is_none(), "theme lives in `settings`");
+
+    // to_dict shows the properties, not the raw column.
+    let dict = serde_json::to_value(&ann).unwrap();
+    assert_eq!(dict["age"], 30);
+    assert!(dict.get("profile").is_none());
+
+    // An update of one property merges that key only: concurrent updates of
+    // different properties of the same row both survive.
+    let mut a = Person::get(ann.id).await.unwrap().unwrap();
+    let mut b = a.clone();
+    let (ra, rb) = tokio::join!(async { a.update().age(31).apply().await }, async {
+        b.update().visits(5_i64).verified(false).apply().await
+    },);
+    ra.unwrap();
+    rb.unwrap();
+    let both = Person::get(ann.id).await.unwrap().unwrap();
+    assert_eq!(
+        (both.age, both.visits, both.verified),
+        (Some(31), 5, Some(false))
+    );
+    assert_eq!(both.tags, ann.tags, "untouched keys stay");
+
+    // Properties in queries, with their SQL types.
+    let mut bob = Person::create()
+        .name("bob")
+        .age(17)
+        .visits(2_i64)
+        .await
+        .unwrap();
+    let adults: Vec<String> = Person::select(people::name)
+        .filter(people_props::age().ge(18))
+        .gino()
+        .bind(&DB)
+        .all()
+        .await
+        .unwrap();
+    assert_eq!(adults, ["ann"]);
+    let busiest: Option<String> = Person::select(people::name)
+        .order_by(people_props::visits().desc())
+        .gino()
+        .bind(&DB)
+        .first()
+        .await
+        .unwrap();
+    assert_eq!(busiest.as_deref(), Some("ann"));
+    let early: i64 = people::table
+        .filter(people_props::joined().lt(Utc::now()))
+        .count()
+        .gino()
+        .bind(&DB)
+        .one()
+        .await
+        .unwrap();
+    assert_eq!(early, 1);
+    let by_custom: i64 = people::table
+        .filter(people_props::lowered().eq("annie"))
+        .count()
+        .gino()
+        .bind(&DB)
+        .one()
+        .await
+        .unwrap();
+    assert_eq!(by_custom, 1);
+    let in_beijing: i64 = people::table
+        .filter(people_props::address().is_not_null())
+        .count()
+        .gino()
+        .bind(&DB)
+        .one()
+        .await
+        .unwrap();
+    assert_eq!(in_beijing, 1);
+
+    // Setting a property back to None stores null.
+    bob.update().age(None::<i32>).apply().await.unwrap();
+    assert_eq!(bob.age, None);
+    assert_eq!(profile(bob.id).await["age"], serde_json::Value::Null);
+
+    // Bulk inserts carry the properties.
+    let many = (0..3).map(|i| Person {
+        id: 0,
+        name: format!("p{i}"),
+        age: Some(i),
+        visits: 1,
+        verified: None,
+        joined: None,
+        tags: None,
+        address: None,
+        nickname: None,
+        lowered: None,
+        theme: None,
+    });
+    let stored = Person::insert_many(many).returning().await.unwrap();
+    assert_eq!(
+        stored.iter().map(|p| p.age).collect::<Vec<_>>(),
+        [Some(0), Some(1), Some(2)]
+    );
+
+    // A value of the wrong JSON type is an error naming the property.
+    DB.status(diesel::sql_query(
+        "UPDATE people SET profile = profile || '{\"age\": \"thirty\"}' WHERE name = 'ann'",
+    ))
+    .await
+    .unwrap();
+    let err = Person::get(ann.id).await.unwrap_err();
+    assert!(matches!(err, Error::Query(_)), "{err:?}");
+    let message = err.to_string();
+    assert!(
+        message.contains("`age`") && message.contains("thirty"),
+        "{message}"
+    );
+    DB.pop_bind();
+}

@@ -51,6 +51,27 @@ fn joined() -> DateTime<Utc> {
     "2018-11-19T12:00:00Z".parse().unwrap()
 }
 
+/// Rows of `people` that `filter` keeps.
+async fn count_where<P>(filter: P) -> i64
+where
+    P: diesel::Expression<SqlType = diesel::sql_types::Nullable<diesel::sql_types::Bool>>
+        + diesel::AppearsOnTable<people::table>
+        + diesel::expression::ValidGrouping<(), IsAggregate = diesel::expression::is_aggregate::Never>
+        + diesel::query_builder::QueryFragment<diesel::pg::Pg>
+        + diesel::query_builder::QueryId
+        + Send
+        + 'static,
+{
+    people::table
+        .filter(filter)
+        .count()
+        .gino()
+        .bind(&DB)
+        .one()
+        .await
+        .unwrap()
+}
+
 async fn profile(id: i32) -> serde_json::Value {
     people::table
         .find(id)
@@ -144,33 +165,12 @@ async fn properties_round_trip_merge_filter_and_fail_clearly() {
         .await
         .unwrap();
     assert_eq!(busiest.as_deref(), Some("ann"));
-    let early: i64 = people::table
-        .filter(people_props::joined().lt(Utc::now()))
-        .count()
-        .gino()
-        .bind(&DB)
-        .one()
-        .await
-        .unwrap();
-    assert_eq!(early, 1);
-    let by_custom: i64 = people::table
-        .filter(people_props::lowered().eq("annie"))
-        .count()
-        .gino()
-        .bind(&DB)
-        .one()
-        .await
-        .unwrap();
-    assert_eq!(by_custom, 1);
-    let in_beijing: i64 = people::table
-        .filter(people_props::address().is_not_null())
-        .count()
-        .gino()
-        .bind(&DB)
-        .one()
-        .await
-        .unwrap();
-    assert_eq!(in_beijing, 1);
+    assert_eq!(count_where(people_props::joined().lt(Utc::now())).await, 1);
+    assert_eq!(count_where(people_props::lowered().eq("annie")).await, 1);
+    assert_eq!(
+        count_where(people_props::address().is_not_null().nullable()).await,
+        1
+    );
 
     // Setting a property back to None stores null.
     bob.update().age(None::<i32>).apply().await.unwrap();

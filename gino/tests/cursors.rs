@@ -2,7 +2,6 @@
 
 mod common;
 
-use diesel::dsl::sql;
 use diesel::sql_types::{Integer, Text};
 use futures_util::TryStreamExt;
 use gino::prelude::*;
@@ -18,18 +17,7 @@ struct Number {
 
 static CURSOR_DB: Gino = Gino::secondary();
 
-fn series(
-    n: i32,
-) -> impl diesel::query_builder::Query<SqlType = Integer>
-+ diesel::query_builder::QueryFragment<diesel::pg::Pg>
-+ diesel::query_builder::QueryId
-+ Send {
-    diesel::select(
-        sql::<Integer>("generate_series(1, ")
-            .bind::<Integer, _>(n)
-            .sql(")"),
-    )
-}
+use common::series;
 
 #[tokio::test]
 async fn next_many_and_forward_walk_the_rows_in_order() {

@@ -33,18 +33,7 @@ async fn with_items(engine: &gino::Engine, n: i32) {
     }
 }
 
-fn series(
-    n: i32,
-) -> impl diesel::query_builder::QueryFragment<diesel::pg::Pg>
-+ diesel::query_builder::QueryId
-+ diesel::query_builder::Query<SqlType = Integer>
-+ Send {
-    diesel::select(
-        sql::<Integer>("generate_series(1, ")
-            .bind::<Integer, _>(n)
-            .sql(")"),
-    )
-}
+use common::series;
 
 #[tokio::test]
 async fn all_first_one_one_or_none_and_scalar() {

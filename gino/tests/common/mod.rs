@@ -148,3 +148,18 @@ pub async fn with_log<F: std::future::Future>(fut: F) -> (F::Output, String) {
     let log = String::from_utf8_lossy(&buffer.0.lock().unwrap()).into_owned();
     (output, log)
 }
+
+/// `SELECT generate_series(1, n)`: the integers 1 to `n`, with `n` bound.
+pub fn series(
+    n: i32,
+) -> impl diesel::query_builder::Query<SqlType = diesel::sql_types::Integer>
++ diesel::query_builder::QueryFragment<diesel::pg::Pg>
++ diesel::query_builder::QueryId
++ Send {
+    use diesel::sql_types::Integer;
+    diesel::select(
+        diesel::dsl::sql::<Integer>("generate_series(1, ")
+            .bind::<Integer, _>(n)
+            .sql(")"),
+    )
+}

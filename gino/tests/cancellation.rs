@@ -408,3 +408,15 @@ async fn echo_names_the_right_statements_after_a_cancelled_one() {
     assert!(last.contains("4242"), "{log}");
     assert!(!log.contains("pg_sleep"), "{log}");
 }
+
+/// A transaction begun behind gino's back (raw `BEGIN` through the extended
+/// protocol) is seen on the wire when the connection goes back, and the
+/// connection is closed rather than pooled inside it.
+#[tokio::test]
+async fn raw_begin_never_reaches_the_pool() {
+    let s = common::setup_with(gino::EngineOptions::new().max_size(2)).await;
+    for _ in 0..200 {
+        s.engine.status(diesel::sql_query("BEGIN")).await.unwrap();
+    }
+    common::assert_pool_clean(&s.engine).await;
+}

@@ -8,7 +8,7 @@ use futures_util::future::BoxFuture;
 
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::executor::{Bind, Executor};
+use crate::executor::{Bind, Executor, Resolved};
 use crate::model::Model;
 
 /// PostgreSQL's limit of bind parameters in one statement.
@@ -128,24 +128,26 @@ async fn attempt<M: BulkInsert, Out: Mode<M>>(engine: &Engine, rows: &[M]) -> Re
         .await
 }
 
-/// Finds the first row of `rows` that fails on its own, by halving.
-async fn culprit<M: BulkInsert, Out: Mode<M>>(engine: &Engine, rows: &[M]) -> (usize, Error) {
+/// Finds the first row of `rows` that fails after the ones before it, by
+/// halving; each successful half stays inserted (in the enclosing
+/// savepoint), as it was when the whole chunk failed. Counting inserts
+/// suffice: nothing needs to come back.
+async fn culprit<M: BulkInsert>(engine: &Engine, rows: &[M]) -> (usize, Option<Error>) {
     let (mut start, mut end) = (0, rows.len());
     let mut error = None;
     while end - start > 1 {
         let middle = start + (end - start) / 2;
-        match attempt::<M, Out>(engine, &rows[start..middle]).await {
+        match attempt::<M, u64>(engine, &rows[start..middle]).await {
             Err(e) => {
                 error = Some(e);
                 end = middle;
             }
-            // The first half is fine on its own: the culprit is later.
             Ok(_) => start = middle,
         }
     }
-    match attempt::<M, Out>(engine, &rows[start..end]).await {
-        Err(e) => (start, e),
-        Ok(_) => (start, error.unwrap_or(Error::NoSuchRow)),
+    match attempt::<M, u64>(engine, &rows[start..end]).await {
+        Err(e) => (start, Some(e)),
+        Ok(_) => (start, error),
     }
 }
 
@@ -156,16 +158,16 @@ async fn insert_all<M: BulkInsert, Out: Mode<M>>(engine: &Engine, rows: &[M]) ->
     for chunk in rows.chunks(per_statement) {
         match attempt::<M, Out>(engine, chunk).await {
             Ok(more) => output.extend(more),
+            // Only a database error can be pinned on a row.
             Err(Error::Database(first)) => {
-                // Only a database error can be pinned on a row.
-                let (index, error) = culprit::<M, Out>(engine, chunk).await;
-                let error = match error {
-                    Error::Database(e) => Error::Database(e),
+                let (index, error) = culprit(engine, chunk).await;
+                let source = match error {
+                    Some(e @ Error::Database(_)) => e,
                     _ => Error::Database(first),
                 };
                 return Err(Error::BatchRow {
                     index: offset + index,
-                    source: Box::new(error),
+                    source: Box::new(source),
                 });
             }
             Err(other) => return Err(other),
@@ -175,34 +177,24 @@ async fn insert_all<M: BulkInsert, Out: Mode<M>>(engine: &Engine, rows: &[M]) ->
     Ok(output)
 }
 
+/// The whole batch in one transaction (a savepoint inside an open one).
+/// Within it the engine's contextual connection is the transaction's, so
+/// the statements run there; on a given connection that is the connection.
 async fn run<M: BulkInsert, Out: Mode<M>>(bind: Bind<'_>, rows: Vec<M>) -> Result<Out> {
     if rows.is_empty() {
         return Ok(Out::empty());
     }
-    let engine = match bind {
-        Bind::Connection(conn) => {
-            // The connection's own transaction (or a new one) holds the batch.
-            return conn
-                .transaction(insert_all_on_connection::<M, Out>(conn, rows))
-                .await;
+    match bind.resolve()? {
+        Resolved::Connection(conn) => {
+            let engine = conn.engine();
+            conn.transaction(insert_all::<M, Out>(engine, &rows)).await
         }
-        Bind::Engine(engine) => engine.clone(),
-        Bind::Db(db) => db.engine()?,
-        Bind::Default => crate::api::default_engine()?,
-    };
-    engine
-        .transaction(insert_all::<M, Out>(&engine, &rows))
-        .await
-}
-
-/// On a given connection the savepoints are the connection's; its engine's
-/// contextual connection inside `conn.transaction` is that connection.
-async fn insert_all_on_connection<M: BulkInsert, Out: Mode<M>>(
-    conn: &crate::Connection,
-    rows: Vec<M>,
-) -> Result<Out> {
-    let engine = conn.engine().clone();
-    insert_all::<M, Out>(&engine, &rows).await
+        Resolved::Engine(engine) => {
+            engine
+                .transaction(insert_all::<M, Out>(&engine, &rows))
+                .await
+        }
+    }
 }
 
 impl<'a, M: BulkInsert, Out: Mode<M>> IntoFuture for InsertMany<'a, M, Out> {

@@ -209,16 +209,31 @@ impl Target {
     }
 }
 
-impl Bind<'_> {
-    fn target(self) -> Result<Target> {
+/// What a [`Bind`] names once a database is resolved to its engine.
+pub(crate) enum Resolved<'a> {
+    Connection(&'a Connection),
+    Engine(Engine),
+}
+
+impl<'a> Bind<'a> {
+    /// The connection, or the engine (a `Gino`'s bound one); an unbound
+    /// `Gino` is [`Error::Uninitialized`].
+    pub(crate) fn resolve(self) -> Result<Resolved<'a>> {
         Ok(match self {
-            Bind::Connection(conn) => {
+            Bind::Connection(conn) => Resolved::Connection(conn),
+            Bind::Engine(engine) => Resolved::Engine(engine.clone()),
+            Bind::Db(db) => Resolved::Engine(db.engine()?),
+            Bind::Default => Resolved::Engine(crate::api::default_engine()?),
+        })
+    }
+
+    fn target(self) -> Result<Target> {
+        Ok(match self.resolve()? {
+            Resolved::Connection(conn) => {
                 conn.check_usable()?;
                 Target::Root(conn.root.clone())
             }
-            Bind::Engine(engine) => Target::of(engine.clone()),
-            Bind::Db(db) => Target::of(db.engine()?),
-            Bind::Default => Target::of(crate::api::default_engine()?),
+            Resolved::Engine(engine) => Target::of(engine),
         })
     }
 

@@ -23,9 +23,8 @@ use std::future::{Future, IntoFuture};
 use std::pin::Pin;
 
 use crate::api::Gino;
-use crate::engine::Engine;
 use crate::error::Result;
-use crate::executor::{Bind, Executor};
+use crate::executor::{Bind, Executor, Resolved};
 use crate::model::{EnumMeta, ForeignKeyMeta, IndexMeta, TableMeta};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,18 +131,15 @@ impl<'a> IntoFuture for SchemaOp<'a> {
 /// its statements surely use the same engine, and an unbound one fails with
 /// `Uninitialized` before anything runs.
 async fn run_in_transaction(bind: Bind<'_>, statements: Vec<String>) -> Result<()> {
-    async fn on_engine(engine: &Engine, statements: Vec<String>) -> Result<()> {
+    match bind.resolve()? {
+        Resolved::Connection(conn) => conn.transaction(execute(bind, statements)).await,
         // Inside the transaction, the engine's contextual connection is the
         // transaction's, so the statements run in it.
-        engine
-            .transaction(execute(Bind::Engine(engine), statements))
-            .await
-    }
-    match bind {
-        Bind::Connection(conn) => conn.transaction(execute(bind, statements)).await,
-        Bind::Engine(engine) => on_engine(engine, statements).await,
-        Bind::Db(db) => on_engine(&db.engine()?, statements).await,
-        Bind::Default => on_engine(&crate::api::default_engine()?, statements).await,
+        Resolved::Engine(engine) => {
+            engine
+                .transaction(execute(Bind::Engine(&engine), statements))
+                .await
+        }
     }
 }
 

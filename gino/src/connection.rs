@@ -136,6 +136,11 @@ impl Root {
         Ok(slot)
     }
 
+    /// Whether a transaction (of gino's) is open on this connection.
+    pub(crate) async fn in_transaction(&self) -> Result<bool> {
+        Ok(!self.lock(&Deadline::none()).await?.levels.is_empty())
+    }
+
     /// Runs one statement on this connection.
     pub(crate) async fn run<R, S: Statement<R>>(
         &self,

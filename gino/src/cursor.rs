@@ -15,7 +15,7 @@ use futures_util::Stream;
 
 use crate::connection::Root;
 use crate::error::{Error, Result};
-use crate::executor::{Deadline, Execute, Statement, run_statement};
+use crate::executor::{Execute, Statement};
 
 /// How many rows a cursor fetches per round trip unless told otherwise.
 pub const DEFAULT_PREFETCH: usize = 100;
@@ -154,19 +154,14 @@ where
 {
     static NEXT: AtomicU64 = AtomicU64::new(1);
     let name = format!("gino_cursor_{}", NEXT.fetch_add(1, Ordering::Relaxed));
-    {
-        let deadline = Deadline::new(timeout.or(root.engine.options().timeout));
-        let mut slot = root.lock(&deadline).await?;
-        if slot.levels.is_empty() {
-            return Err(needs_transaction());
-        }
-        let pg = slot.raw(&root, &deadline).await?;
-        let declare = Declare {
-            name: name.clone(),
-            query,
-        };
-        run_statement(pg, &deadline, Execute(declare)).await?;
+    if !root.in_transaction().await? {
+        return Err(needs_transaction());
     }
+    let declare = Declare {
+        name: name.clone(),
+        query,
+    };
+    root.run(timeout, Execute(declare)).await?;
     Ok(Cursor {
         root,
         name,

@@ -63,8 +63,18 @@ impl Slot {
 
     /// The raw connection, borrowing one from the engine if this is lazy.
     pub(crate) async fn raw(&mut self, root: &Root, deadline: &Deadline) -> Result<&mut PgConn> {
+        self.raw_waiting(root, root.acquire_timeout, deadline).await
+    }
+
+    /// [`raw`](Self::raw), waiting for the pool at most `acquire_timeout`.
+    async fn raw_waiting(
+        &mut self,
+        root: &Root,
+        acquire_timeout: Option<Duration>,
+        deadline: &Deadline,
+    ) -> Result<&mut PgConn> {
         if self.raw.is_none() {
-            self.raw = Some(root.engine.borrow(root.acquire_timeout, deadline).await?);
+            self.raw = Some(root.engine.borrow(acquire_timeout, deadline).await?);
         }
         Ok(self.raw.as_mut().expect("just filled").get())
     }
@@ -417,10 +427,8 @@ impl Connection {
     async fn ensure_raw(&self, acquire_timeout: Option<Duration>) -> Result<()> {
         let deadline = Deadline::none();
         let mut slot = self.root.lock(&deadline).await?;
-        if !slot.has_raw() {
-            let timeout = acquire_timeout.or(self.root.acquire_timeout);
-            slot.raw = Some(self.root.engine.borrow(timeout, &deadline).await?);
-        }
+        let timeout = acquire_timeout.or(self.root.acquire_timeout);
+        slot.raw_waiting(&self.root, timeout, &deadline).await?;
         Ok(())
     }
 

@@ -146,6 +146,16 @@ impl Root {
         Ok(slot)
     }
 
+    /// Marks the raw connection as holding session state (or not): while
+    /// marked, it is closed instead of pooled when given back, also when
+    /// the future using it is dropped.
+    pub(crate) async fn hold_session_state(&self, held: bool) -> Result<()> {
+        let deadline = Deadline::none();
+        let mut slot = self.lock(&deadline).await?;
+        slot.raw(self, &deadline).await?.holds_session_state = held;
+        Ok(())
+    }
+
     /// Whether a transaction (of gino's) is open on this connection.
     pub(crate) async fn in_transaction(&self) -> Result<bool> {
         Ok(!self.lock(&Deadline::none()).await?.levels.is_empty())

@@ -103,6 +103,7 @@ pub(crate) async fn run_statement<R, S: Statement<R>>(
         wire,
         addr,
         in_flight,
+        ..
     } = pg;
     wire.begin_statement();
     let token = deadline.at.map(|_| conn.cancel_token());

@@ -92,9 +92,15 @@ impl Gino {
         migrations: &EmbeddedMigrations,
     ) -> Result<Vec<&'static str>> {
         let conn = self.engine()?.acquire().reusable(false).await?;
+        // Session-level advisory locks outlive the release to the pool: until
+        // the lock is surely released, the connection is closed rather than
+        // pooled, also if this future is dropped half-way.
+        conn.root.hold_session_state(true).await?;
         let result = self.migrate_on(&conn, migrations).await;
-        // Session-level advisory locks outlive the release to the pool.
         let unlocked = advisory(&conn, "pg_advisory_unlock").await;
+        if unlocked.is_ok() {
+            conn.root.hold_session_state(false).await?;
+        }
         conn.release().await?;
         let applied = result?;
         unlocked?;

@@ -29,6 +29,9 @@ pub(crate) struct PgConn {
     /// Set while a statement runs; still set afterwards means the future
     /// running it was dropped half-way, and the connection's state is unknown.
     pub(crate) in_flight: bool,
+    /// Set while the session holds state a pooled connection must not
+    /// carry to its next user (a session-level advisory lock).
+    pub(crate) holds_session_state: bool,
 }
 
 impl PgConn {
@@ -43,12 +46,16 @@ impl PgConn {
             wire: opened.state,
             addr: opened.addr,
             in_flight: false,
+            holds_session_state: false,
         })
     }
 
     /// Whether the connection can be handed to someone else as it is.
     pub(crate) fn is_clean(&self) -> bool {
-        !self.in_flight && !self.wire.is_closed() && self.wire.tx_status() == TxStatus::Idle
+        !self.in_flight
+            && !self.holds_session_state
+            && !self.wire.is_closed()
+            && self.wire.tx_status() == TxStatus::Idle
     }
 
     /// Runs transaction-control SQL, keeping `in_flight` honest.

@@ -92,3 +92,44 @@ async fn a_failing_migration_stops_the_run_and_leaves_nothing_of_itself() {
     // The lock was released: another run proceeds (and fails the same way).
     assert!(db.run_migrations(&FAILING).await.is_err());
 }
+
+static SLOW: EmbeddedMigrations = gino::embed_migrations!("tests/migrations_slow");
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_run_leaves_no_migration_lock_behind() {
+    let s = common::setup_with(gino::EngineOptions::new().max_size(1)).await;
+    let db = Gino::secondary();
+    db.set_bind(s.engine.clone()).await.unwrap();
+    // Dropped at several points: taking the lock, inside the (slow,
+    // non-transactional) migration, after it.
+    for millis in [0, 5, 50, 150] {
+        let run = db.run_migrations(&SLOW);
+        let _ = tokio::time::timeout(std::time::Duration::from_millis(millis), run).await;
+    }
+    // A migrator of another engine (another session) gets the lock, which
+    // it could not if a pooled connection kept holding it.
+    let other = Gino::secondary();
+    other
+        .set_bind(
+            gino::create_engine(s.db.url(), gino::EngineOptions::new())
+                .await
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let run = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        other.run_migrations(&SLOW),
+    );
+    run.await
+        .expect("the migration lock was left held")
+        .unwrap();
+    // The pooled connection of the first engine is usable and holds nothing.
+    let held: i64 = db
+        .one(diesel::select(diesel::dsl::sql::<BigInt>(
+            "count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()",
+        )))
+        .await
+        .unwrap();
+    assert_eq!(held, 0);
+}

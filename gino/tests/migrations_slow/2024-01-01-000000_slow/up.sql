@@ -1,0 +1,2 @@
+SELECT pg_sleep(0.3);
+CREATE TABLE IF NOT EXISTS slow (x int);

@@ -86,7 +86,7 @@ impl<'a> SchemaOp<'a> {
         self
     }
 
-    /// Runs on `to` (an [`Engine`], a [`Connection`](crate::Connection), a
+    /// Runs on `to` (an [`Engine`](crate::Engine), a [`Connection`](crate::Connection), a
     /// [`Transaction`](crate::Transaction) or a [`Gino`]) instead. Bound to
     /// a connection inside a transaction, the schema change commits or rolls
     /// back with that transaction.

@@ -1,13 +1,16 @@
-//! `Gino`: the `db` value of an application (GINO's `Gino`).
+//! `Gino`: the `db` value of an application (GINO's `Gino`): which engine
+//! is bound, the default database `.gino()` falls back to, and the
+//! connection and transaction API delegated to the bound engine.
+//!
+//! Uses: `engine`, `connection`, `transaction`.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock};
 
 use crate::connection::{Acquire, Connection};
-use crate::engine::{Engine, IntoEngine};
+use crate::engine::{Engine, EngineSource, IntoEngine};
 use crate::error::{Error, Result};
-use crate::executor::Bind;
 use crate::transaction::{Begin, ManagedTransaction, Origin};
 
 /// The database of an application: binds an engine, runs the query API on
@@ -278,7 +281,7 @@ impl Gino {
     /// # Ok(()) }
     /// ```
     pub fn transaction<F>(&self, fut: F) -> ManagedTransaction<'_, F> {
-        ManagedTransaction::new(Origin::Db(self), fut)
+        ManagedTransaction::new(Origin::Engine(self), fut)
     }
 
     /// Begins a manual transaction on the contextual connection or a new
@@ -293,12 +296,12 @@ impl Gino {
     /// # Ok(()) }
     /// ```
     pub fn begin(&self) -> Begin<'_> {
-        Begin::new(Origin::Db(self))
+        Begin::new(Origin::Engine(self))
     }
+}
 
-    pub(crate) fn bind(&self) -> Bind<'_> {
-        Bind::Db(self)
+impl EngineSource for Gino {
+    fn engine(&self) -> Result<Engine> {
+        Gino::engine(self)
     }
-
-    crate::executor::query_methods!("db", "gino::Gino");
 }

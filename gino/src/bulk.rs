@@ -1,4 +1,6 @@
 //! Inserting many rows at once (GINO's `executemany`): `User::insert_many(rows)`.
+//!
+//! Uses: `model`, `executor`, `bind`, `engine`.
 
 use std::future::{Future, IntoFuture};
 use std::marker::PhantomData;
@@ -6,9 +8,10 @@ use std::pin::Pin;
 
 use futures_util::future::BoxFuture;
 
+use crate::bind::{Bind, Resolved};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::executor::{Bind, Executor, Resolved};
+use crate::executor::Executor;
 use crate::model::Model;
 
 /// PostgreSQL's limit of bind parameters in one statement.

@@ -1,5 +1,7 @@
 //! Database URLs and engine options (GINO's `make_url` and `create_engine`
 //! keyword arguments).
+//!
+//! Uses: `error` only.
 
 use std::fmt;
 use std::str::FromStr;

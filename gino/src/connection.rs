@@ -1,4 +1,11 @@
-//! `Connection`: GINO's `GinoConnection`, with reuse, laziness and release.
+//! `Connection`: GINO's `GinoConnection`, with reuse, laziness and release,
+//! and [`Engine::acquire`], which makes one.
+//!
+//! A connection is a handle on a [`Root`]; acquiring one as reusable puts
+//! its root on the task's reuse context, where later reusing acquires and
+//! implicit queries find it.
+//!
+//! Uses: `root`, `context`, `engine`.
 
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
@@ -12,221 +19,39 @@ use futures_util::future::BoxFuture;
 use crate::context::{Registration, Stack};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::executor::{Bind, Deadline, Statement, run_statement};
-use crate::pool::{PgConn, RawConn};
-use crate::transaction::{Begin, ManagedTransaction, Origin};
+use crate::root::Root;
+use crate::statement::Deadline;
 
-/// The state of one underlying connection, shared by the connection that
-/// borrowed it (the root) and every connection reusing it.
-pub(crate) struct Root {
-    pub(crate) engine: Engine,
-    slot: tokio::sync::Mutex<Slot>,
-    released: AtomicBool,
-    /// Transaction levels whose managed scope was dropped (cancelled) while
-    /// open; they are rolled back before the connection runs anything else.
-    pending_rollbacks: Mutex<Vec<u64>>,
-    acquire_timeout: Option<Duration>,
-}
-
-/// What sits behind the root's lock.
-pub(crate) struct Slot {
-    raw: Option<RawConn>,
-    /// Ids of the open transaction levels, outermost first.
-    pub(crate) levels: Vec<u64>,
-}
-
-impl Slot {
-    pub(crate) fn has_raw(&self) -> bool {
-        self.raw.is_some()
+impl Engine {
+    /// Acquires a connection (GINO's `acquire`); chain options before
+    /// `.await`: [`timeout`](Acquire::timeout), [`reuse`](Acquire::reuse),
+    /// [`lazy`](Acquire::lazy), [`reusable`](Acquire::reusable).
+    ///
+    /// ```
+    /// # async fn demo(engine: &gino::Engine) -> gino::Result<()> {
+    /// let outer = engine.acquire().await?;
+    /// let inner = engine.acquire().reuse(true).await?;   // shares outer's connection
+    /// assert!(inner.is_reusing());
+    /// # Ok(()) }
+    /// ```
+    pub fn acquire(&self) -> Acquire<'_> {
+        Acquire::new(self)
     }
 
-    pub(crate) fn raw_if_any(&mut self) -> Option<&mut PgConn> {
-        self.raw.as_mut().map(RawConn::get)
-    }
-
-    /// After a statement's future was dropped half-way, finds out with a
-    /// round trip where the server stands, and rolls back a transaction the
-    /// interrupted statement may have begun that no level accounts for.
-    async fn resync(&mut self) {
-        let untracked = self.levels.is_empty();
-        let Some(pg) = self.raw_if_any() else { return };
-        if !pg.in_flight {
-            return;
-        }
-        if pg.control("SELECT 1").await.is_ok()
-            && untracked
-            && pg.wire.tx_status() != crate::wire::TxStatus::Idle
-        {
-            let _ = pg.control("ROLLBACK").await;
-        }
-    }
-
-    /// The raw connection, borrowing one from the engine if this is lazy.
-    pub(crate) async fn raw(&mut self, root: &Root, deadline: &Deadline) -> Result<&mut PgConn> {
-        self.raw_waiting(root, root.acquire_timeout, deadline).await
-    }
-
-    /// [`raw`](Self::raw), waiting for the pool at most `acquire_timeout`.
-    async fn raw_waiting(
-        &mut self,
-        root: &Root,
-        acquire_timeout: Option<Duration>,
-        deadline: &Deadline,
-    ) -> Result<&mut PgConn> {
-        if self.raw.is_none() {
-            self.raw = Some(root.engine.borrow(acquire_timeout, deadline).await?);
-        }
-        Ok(self.raw.as_mut().expect("just filled").get())
-    }
-
-    /// Returns the raw connection (rolling back what is still open).
-    async fn give_back(&mut self) {
-        if let Some(mut raw) = self.raw.take() {
-            raw.clean_up().await;
-        }
-        self.levels.clear();
-    }
-}
-
-impl Root {
-    pub(crate) fn new(
-        engine: Engine,
-        raw: Option<RawConn>,
-        acquire_timeout: Option<Duration>,
-    ) -> Self {
-        Root {
-            engine,
-            slot: tokio::sync::Mutex::new(Slot {
-                raw,
-                levels: Vec::new(),
-            }),
-            released: AtomicBool::new(false),
-            pending_rollbacks: Mutex::new(Vec::new()),
-            acquire_timeout,
-        }
-    }
-
-    pub(crate) fn is_released(&self) -> bool {
-        self.released.load(Ordering::Acquire)
-    }
-
-    /// Queues the rollback of a transaction level; runs before the next use.
-    pub(crate) fn defer_rollback(&self, level: u64) {
-        self.pending_rollbacks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(level);
-    }
-
-    /// Locks the slot, after running deferred rollbacks.
-    pub(crate) async fn lock(&self, deadline: &Deadline) -> Result<SlotGuard<'_>> {
-        if self.is_released() {
-            return Err(Error::ConnectionReleased);
-        }
-        let mut slot = SlotGuard {
-            root: self,
-            slot: deadline.wait(self.slot.lock()).await?,
-        };
-        slot.resync().await;
-        let pending = std::mem::take(
-            &mut *self
-                .pending_rollbacks
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()),
-        );
-        let depth = pending
-            .iter()
-            .filter_map(|id| slot.levels.iter().position(|l| l == id))
-            .min();
-        if let Some(depth) = depth {
-            if let Err(e) = crate::transaction::roll_back_to(&mut slot, depth).await {
-                tracing::debug!(target: "gino", "rollback of an abandoned transaction failed: {e}");
-            }
-        }
-        Ok(slot)
-    }
-
-    /// Marks the raw connection as holding session state (or not): while
-    /// marked, it is closed instead of pooled when given back, also when
-    /// the future using it is dropped.
-    pub(crate) async fn hold_session_state(&self, held: bool) -> Result<()> {
-        let deadline = Deadline::none();
-        let mut slot = self.lock(&deadline).await?;
-        slot.raw(self, &deadline).await?.holds_session_state = held;
-        Ok(())
-    }
-
-    /// Whether a transaction (of gino's) is open on this connection.
-    pub(crate) async fn in_transaction(&self) -> Result<bool> {
-        Ok(!self.lock(&Deadline::none()).await?.levels.is_empty())
-    }
-
-    /// Runs one statement on this connection.
-    pub(crate) async fn run<R, S: Statement<R>>(
-        &self,
-        timeout: Option<Duration>,
-        statement: S,
-    ) -> Result<R> {
-        let deadline = Deadline::new(timeout.or(self.engine.options().timeout));
-        let mut slot = self.lock(&deadline).await?;
-        let pg = slot.raw(self, &deadline).await?;
-        run_statement(pg, &deadline, statement).await
-    }
-
-    /// Gives the raw connection back; `permanent` also ends this root.
-    async fn release(&self, permanent: bool) {
-        if permanent {
-            self.released.store(true, Ordering::Release);
-        }
-        let mut slot = self.slot.lock().await;
-        slot.give_back().await;
-        self.pending_rollbacks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
-    }
-}
-
-/// The locked slot of a root.
-///
-/// A root released or dropped while its slot is locked (say, by a query of
-/// a connection reusing it) cannot give the raw connection back then; the
-/// guard does it when the lock ends, so the raw connection does not wait for
-/// every reusing connection to be dropped.
-pub(crate) struct SlotGuard<'a> {
-    root: &'a Root,
-    slot: tokio::sync::MutexGuard<'a, Slot>,
-}
-
-impl std::ops::Deref for SlotGuard<'_> {
-    type Target = Slot;
-
-    fn deref(&self) -> &Slot {
-        &self.slot
-    }
-}
-
-impl std::ops::DerefMut for SlotGuard<'_> {
-    fn deref_mut(&mut self) -> &mut Slot {
-        &mut self.slot
-    }
-}
-
-impl Drop for SlotGuard<'_> {
-    fn drop(&mut self) {
-        if self.root.is_released() {
-            self.slot.raw.take();
-            self.slot.levels.clear();
-        }
-    }
-}
-
-impl Drop for Root {
-    fn drop(&mut self) {
-        // The raw connection's own drop decides whether it can go back to
-        // the pool; levels left open make the server side non-idle, so such
-        // a connection is closed rather than returned.
-        self.slot.get_mut().raw.take();
+    /// The newest reusable connection of this engine still held by the
+    /// current task, as a reusing connection; `None` if there is none.
+    ///
+    /// ```
+    /// # async fn demo(engine: &gino::Engine) -> gino::Result<()> {
+    /// assert!(engine.current_connection().is_none());
+    /// let conn = engine.acquire().await?;
+    /// assert!(engine.current_connection().is_some());
+    /// conn.release().await?;
+    /// assert!(engine.current_connection().is_none());
+    /// # Ok(()) }
+    /// ```
+    pub fn current_connection(&self) -> Option<Connection> {
+        Stack::find(self.id()).map(Connection::reusing)
     }
 }
 
@@ -304,7 +129,7 @@ impl<'a> Acquire<'a> {
             if let Some(root) = Stack::find(engine.id()) {
                 let conn = Connection::reusing(root);
                 if !self.lazy {
-                    conn.ensure_raw(self.timeout).await?;
+                    conn.root.ensure_raw(self.timeout).await?;
                 }
                 return Ok(conn);
             }
@@ -421,7 +246,7 @@ impl Connection {
     /// # Ok(()) }
     /// ```
     pub async fn has_raw_connection(&self) -> bool {
-        !self.is_released() && self.root.slot.lock().await.has_raw()
+        !self.is_released() && self.root.has_raw().await
     }
 
     pub(crate) fn check_usable(&self) -> Result<()> {
@@ -430,16 +255,6 @@ impl Connection {
         } else {
             Ok(())
         }
-    }
-
-    /// Borrows for a lazy root now, waiting for the pool at most
-    /// `acquire_timeout` (default: the root's own acquire timeout).
-    async fn ensure_raw(&self, acquire_timeout: Option<Duration>) -> Result<()> {
-        let deadline = Deadline::none();
-        let mut slot = self.root.lock(&deadline).await?;
-        let timeout = acquire_timeout.or(self.root.acquire_timeout);
-        slot.raw_waiting(&self.root, timeout, &deadline).await?;
-        Ok(())
     }
 
     fn unregister(&self) {
@@ -538,56 +353,19 @@ impl Connection {
     pub async fn scope<F: Future>(self, fut: F) -> F::Output {
         let engine_id = self.engine().id();
         let root = self.root.clone();
-        let output = Stack::scope(engine_id, root, None, fut).await;
+        let output = Stack::scope(engine_id, root, fut).await;
         // A reusing connection has nothing to give back; an error here can
         // only mean someone released it already.
         let _ = self.release().await;
         output
     }
-
-    /// Runs `fut` in a managed transaction on this connection (a savepoint
-    /// if one is open already). See [`Transaction`](crate::Transaction).
-    ///
-    /// ```
-    /// # async fn demo(conn: &gino::Connection) -> gino::Result<()> {
-    /// conn.transaction(async { Ok::<_, gino::Error>(()) }).await?;
-    /// # Ok(()) }
-    /// ```
-    pub fn transaction<F>(&self, fut: F) -> ManagedTransaction<'_, F> {
-        ManagedTransaction::new(Origin::Connection(self), fut)
-    }
-
-    /// Begins a manual transaction on this connection (a savepoint if one is
-    /// open already).
-    ///
-    /// ```
-    /// # async fn demo(conn: &gino::Connection) -> gino::Result<()> {
-    /// let tx = conn.begin().await?;
-    /// tx.commit().await?;
-    /// # Ok(()) }
-    /// ```
-    pub fn begin(&self) -> Begin<'_> {
-        Begin::new(Origin::Connection(self))
-    }
-
-    pub(crate) fn bind(&self) -> Bind<'_> {
-        Bind::Connection(self)
-    }
-
-    crate::executor::query_methods!("conn", "gino::Connection");
 }
 
 impl Drop for Connection {
     fn drop(&mut self) {
         self.unregister();
         if !self.reusing && !self.released.swap(true, Ordering::AcqRel) {
-            self.root.released.store(true, Ordering::Release);
-            // Give the raw connection back now if nobody is using it; if the
-            // lock is held, its `SlotGuard` does it when the lock ends.
-            if let Ok(mut slot) = self.root.slot.try_lock() {
-                slot.raw.take();
-                slot.levels.clear();
-            }
+            self.root.release_now();
         }
     }
 }

@@ -9,13 +9,14 @@
 //! `let conn = engine.acquire().await?` is seen by later calls in the same
 //! task without a closure. Spawned tasks start with an empty context either
 //! way, and an entry disappears when its connection is released or dropped.
+//!
+//! Uses: `root` (what an entry holds).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use crate::connection::Root;
-use crate::transaction::Transaction;
+use crate::root::Root;
 
 tokio::task_local! {
     static SCOPE: Arc<Stack>;
@@ -61,7 +62,6 @@ pub(crate) struct Stack {
     parent: Option<Arc<Stack>>,
     owner: Option<Owner>,
     entries: Mutex<Vec<Entry>>,
-    transaction: Option<Transaction>,
 }
 
 /// Proof that a connection sits on a stack; removing it is the connection's
@@ -86,7 +86,6 @@ impl Stack {
                     parent: None,
                     owner: Some(owner),
                     entries: Mutex::new(Vec::new()),
-                    transaction: None,
                 })
             })
             .clone()
@@ -133,24 +132,11 @@ impl Stack {
         None
     }
 
-    /// The innermost managed transaction of the current scope.
-    pub(crate) fn transaction() -> Option<Transaction> {
-        let mut level = Stack::visible();
-        while let Some(stack) = level {
-            if let Some(tx) = &stack.transaction {
-                return Some(tx.clone());
-            }
-            level = stack.parent.clone();
-        }
-        None
-    }
-
     /// Runs `fut` in a new scope whose context is the current one plus
-    /// `transaction` (and its connection, made reusable for the scope).
+    /// `root`, made reusable for the scope.
     pub(crate) async fn scope<F: std::future::Future>(
         engine_id: u64,
         root: Arc<Root>,
-        transaction: Option<Transaction>,
         fut: F,
     ) -> F::Output {
         let stack = Arc::new(Stack {
@@ -161,7 +147,6 @@ impl Stack {
                 engine_id,
                 root,
             }]),
-            transaction,
         });
         SCOPE.scope(stack, fut).await
     }

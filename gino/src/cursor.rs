@@ -1,5 +1,7 @@
 //! Server-side cursors: `iterate()` reads a large result in batches
 //! instead of loading it whole (GINO's `iterate` and `Cursor`).
+//!
+//! Uses: `root` (the transaction's connection), `statement`.
 
 use std::collections::VecDeque;
 use std::marker::PhantomData;
@@ -13,9 +15,9 @@ use diesel_async::AsyncPgConnection;
 use diesel_async::methods::LoadQuery;
 use futures_util::Stream;
 
-use crate::connection::Root;
 use crate::error::{Error, Result};
-use crate::executor::{Execute, Statement};
+use crate::root::Root;
+use crate::statement::{Execute, Statement};
 
 /// How many rows a cursor fetches per round trip unless told otherwise.
 pub const DEFAULT_PREFETCH: usize = 100;

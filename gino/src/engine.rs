@@ -1,4 +1,14 @@
-//! `Engine`: GINO's `GinoEngine`, a pool of connections plus defaults.
+//! `Engine`: GINO's `GinoEngine`, a pool of raw connections plus the
+//! defaults every query on them uses.
+//!
+//! An engine borrows raw connections and runs one statement on a connection
+//! borrowed for it. An engine and its connections belong together, but the
+//! dependency points one way: the methods of `Engine` that hand out
+//! higher-level values are defined with those values — `acquire` in
+//! `connection`, `transaction`/`begin` in `transaction`, the query API
+//! (`all`, `status`, ...) in `executor` — and appear on `Engine` all the same.
+//!
+//! Uses: `config`, `pool`, `statement`.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -9,12 +19,9 @@ use deadpool::Runtime;
 use deadpool::managed::{Pool, PoolError, Timeouts};
 
 use crate::config::{DatabaseUrl, EngineOptions};
-use crate::connection::{Acquire, Connection};
-use crate::context::Stack;
 use crate::error::{Error, Result};
-use crate::executor::{Bind, Deadline, Statement, run_statement};
 use crate::pool::{Manager, RawConn};
-use crate::transaction::{Begin, ManagedTransaction, Origin};
+use crate::statement::{Deadline, Statement, run_statement};
 
 /// Creates an [`Engine`] for a `postgresql://` or `postgres://` URL:
 /// GINO's `create_engine`.
@@ -278,75 +285,18 @@ impl Engine {
             .await?;
         run_statement(raw.get(), &deadline, statement).await
     }
+}
 
-    /// Acquires a connection (GINO's `acquire`); chain options before
-    /// `.await`: [`timeout`](Acquire::timeout), [`reuse`](Acquire::reuse),
-    /// [`lazy`](Acquire::lazy), [`reusable`](Acquire::reusable).
-    ///
-    /// ```
-    /// # async fn demo(engine: &gino::Engine) -> gino::Result<()> {
-    /// let outer = engine.acquire().await?;
-    /// let inner = engine.acquire().reuse(true).await?;   // shares outer's connection
-    /// assert!(inner.is_reusing());
-    /// # Ok(()) }
-    /// ```
-    pub fn acquire(&self) -> Acquire<'_> {
-        Acquire::new(self)
+/// Something that names an engine when asked: an engine, or a database
+/// whose bound engine is looked up at that moment.
+pub(crate) trait EngineSource: Sync {
+    fn engine(&self) -> Result<Engine>;
+}
+
+impl EngineSource for Engine {
+    fn engine(&self) -> Result<Engine> {
+        Ok(self.clone())
     }
-
-    /// The newest reusable connection of this engine still held by the
-    /// current task, as a reusing connection; `None` if there is none.
-    ///
-    /// ```
-    /// # async fn demo(engine: &gino::Engine) -> gino::Result<()> {
-    /// assert!(engine.current_connection().is_none());
-    /// let conn = engine.acquire().await?;
-    /// assert!(engine.current_connection().is_some());
-    /// conn.release().await?;
-    /// assert!(engine.current_connection().is_none());
-    /// # Ok(()) }
-    /// ```
-    pub fn current_connection(&self) -> Option<Connection> {
-        Stack::find(self.id()).map(Connection::reusing)
-    }
-
-    /// Runs `fut` in a managed transaction on this engine's contextual
-    /// connection (nested: a savepoint) or a newly borrowed one. See
-    /// [`Transaction`](crate::Transaction).
-    ///
-    /// ```
-    /// # async fn demo(engine: &gino::Engine) -> gino::Result<()> {
-    /// engine
-    ///     .transaction(async {
-    ///         engine.status(diesel::sql_query("CREATE TEMP TABLE t (x int)")).await?;
-    ///         Ok::<_, gino::Error>(())
-    ///     })
-    ///     .await?;
-    /// # Ok(()) }
-    /// ```
-    pub fn transaction<F>(&self, fut: F) -> ManagedTransaction<'_, F> {
-        ManagedTransaction::new(Origin::Engine(self), fut)
-    }
-
-    /// Begins a manual transaction on this engine's contextual connection or
-    /// a newly borrowed, reusable one.
-    ///
-    /// ```
-    /// # async fn demo(engine: &gino::Engine) -> gino::Result<()> {
-    /// let tx = engine.begin().await?;
-    /// engine.status(diesel::sql_query("CREATE TEMP TABLE t (x int)")).await?; // inside tx
-    /// tx.commit().await?;
-    /// # Ok(()) }
-    /// ```
-    pub fn begin(&self) -> Begin<'_> {
-        Begin::new(Origin::Engine(self))
-    }
-
-    pub(crate) fn bind(&self) -> Bind<'_> {
-        Bind::Engine(self)
-    }
-
-    crate::executor::query_methods!("engine", "gino::Engine");
 }
 
 /// Something an engine can be made from: a URL, a URL with options, or an

@@ -1,4 +1,6 @@
-//! The one error type of gino.
+//! The one error type of gino, which every layer returns.
+//!
+//! Uses: nothing of gino (the bottom layer).
 
 use std::fmt;
 use std::time::Duration;

@@ -1,254 +1,26 @@
-//! Running diesel queries: GINO's `GinoExecutor` (`.gino()`), timeouts with
-//! server-side cancellation, and where an implicit query runs.
+//! Running diesel queries: GINO's `GinoExecutor` (`.gino()` on any diesel
+//! query), the query API of `Gino`, `Engine` and `Connection` (`all`,
+//! `first`, `one`, `one_or_none`, `scalar`, `status`, `iterate`, `prepare`,
+//! `compile`), and what a run returns (`Status`, `Compiled`).
+//!
+//! Uses: `bind` (where a query runs), `statement` (how one runs), `cursor`,
+//! and the types it adds the query API to: `api`, `engine`, `connection`.
 
 use std::fmt;
-use std::future::Future;
 use std::marker::PhantomData;
 use std::time::Duration;
 
 use diesel::pg::Pg;
 use diesel::query_builder::{QueryFragment, QueryId};
+use diesel_async::AsyncPgConnection;
 use diesel_async::methods::{ExecuteDsl, LoadQuery};
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use futures_util::future::BoxFuture;
-use futures_util::{FutureExt, TryStreamExt};
-use tokio::time::Instant;
 
 use crate::api::Gino;
-use crate::connection::{Connection, Root};
-use crate::context::Stack;
+use crate::bind::{Bind, Target};
+use crate::connection::Connection;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::pool::PgConn;
-use crate::transaction::Transaction;
-use crate::wire::WireState;
-
-/// When a statement (and any wait for a connection it needs) must be done.
-pub(crate) struct Deadline {
-    at: Option<Instant>,
-    timeout: Duration,
-}
-
-impl Deadline {
-    pub(crate) fn new(timeout: Option<Duration>) -> Self {
-        Deadline {
-            at: timeout.map(|t| Instant::now() + t),
-            timeout: timeout.unwrap_or_default(),
-        }
-    }
-
-    pub(crate) fn none() -> Self {
-        Deadline::new(None)
-    }
-
-    pub(crate) fn remaining(&self) -> Option<Duration> {
-        self.at
-            .map(|at| at.saturating_duration_since(Instant::now()))
-    }
-
-    pub(crate) fn error(&self) -> Error {
-        Error::QueryTimeout(self.timeout)
-    }
-
-    /// Awaits `fut`, failing with [`Error::QueryTimeout`] at the deadline.
-    pub(crate) async fn wait<F: Future>(&self, fut: F) -> Result<F::Output> {
-        match self.at {
-            None => Ok(fut.await),
-            Some(at) => tokio::time::timeout_at(at, fut)
-                .await
-                .map_err(|_| self.error()),
-        }
-    }
-}
-
-/// One statement, run on a raw connection.
-pub(crate) trait Statement<R>: Send {
-    fn run<'c>(
-        self,
-        conn: &'c mut AsyncPgConnection,
-        wire: &'c WireState,
-    ) -> BoxFuture<'c, diesel::QueryResult<R>>
-    where
-        Self: 'c;
-}
-
-impl<R, F> Statement<R> for F
-where
-    F: for<'c> FnOnce(&'c mut AsyncPgConnection) -> BoxFuture<'c, diesel::QueryResult<R>> + Send,
-{
-    fn run<'c>(
-        self,
-        conn: &'c mut AsyncPgConnection,
-        _: &'c WireState,
-    ) -> BoxFuture<'c, diesel::QueryResult<R>>
-    where
-        Self: 'c,
-    {
-        self(conn)
-    }
-}
-
-/// Runs `statement` on `pg`, cancelling it on the server at the deadline.
-///
-/// On timeout the cancel request goes out and the statement is still
-/// awaited to its end, so the connection is in a known state afterwards
-/// and the cancel cannot hit a later statement.
-pub(crate) async fn run_statement<R, S: Statement<R>>(
-    pg: &mut PgConn,
-    deadline: &Deadline,
-    statement: S,
-) -> Result<R> {
-    let PgConn {
-        conn,
-        wire,
-        addr,
-        in_flight,
-        ..
-    } = pg;
-    wire.begin_statement();
-    let token = deadline.at.map(|_| conn.cancel_token());
-    *in_flight = true;
-    let mut fut = statement.run(conn, wire);
-    let result = match deadline.at {
-        None => fut.await,
-        Some(at) => {
-            tokio::select! {
-                biased;
-                result = &mut fut => result,
-                _ = tokio::time::sleep_until(at) => {
-                    let token = token.expect("made when there is a deadline");
-                    if let Err(e) = addr.cancel(&token).await {
-                        tracing::warn!(target: "gino", "could not cancel a timed-out query: {e}");
-                    }
-                    let result = fut.await;
-                    if result.is_err() && wire.error_code().as_deref() == Some("57014") {
-                        wire.settle().await;
-                        *in_flight = false;
-                        return Err(deadline.error());
-                    }
-                    result
-                }
-            }
-        }
-    };
-    if result.is_err() {
-        // Until the server's ReadyForQuery arrives, the connection's
-        // transaction status is that of before the error.
-        wire.settle().await;
-    }
-    *in_flight = false;
-    result.map_err(|e| Error::from_diesel(e, wire.error_code()))
-}
-
-/// Where a query runs; see [`Executor::bind`].
-///
-/// Implicit execution looks for, in order: the connection given with
-/// `.bind(...)`; the current task's contextual connection of the engine
-/// (a managed transaction, a connection acquired as reusable, a web
-/// request's connection); the engine itself. Contextual connections of
-/// other engines belong to other databases and are never picked up.
-#[derive(Clone, Copy)]
-#[non_exhaustive]
-pub enum Bind<'a> {
-    /// The default `Gino`'s engine (or its contextual connection).
-    Default,
-    /// This `Gino`'s engine (or its contextual connection).
-    Db(&'a Gino),
-    /// This engine's contextual connection, else a pooled connection of it.
-    Engine(&'a Engine),
-    /// Exactly this connection.
-    Connection(&'a Connection),
-}
-
-impl fmt::Debug for Bind<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Bind::Default => "Bind::Default",
-            Bind::Db(_) => "Bind::Db",
-            Bind::Engine(_) => "Bind::Engine",
-            Bind::Connection(_) => "Bind::Connection",
-        })
-    }
-}
-
-impl<'a> From<&'a Engine> for Bind<'a> {
-    fn from(engine: &'a Engine) -> Self {
-        Bind::Engine(engine)
-    }
-}
-
-impl<'a> From<&'a Connection> for Bind<'a> {
-    fn from(conn: &'a Connection) -> Self {
-        Bind::Connection(conn)
-    }
-}
-
-impl<'a> From<&'a Gino> for Bind<'a> {
-    fn from(db: &'a Gino) -> Self {
-        Bind::Db(db)
-    }
-}
-
-impl<'a> From<&'a Transaction> for Bind<'a> {
-    fn from(tx: &'a Transaction) -> Self {
-        Bind::Connection(tx.connection())
-    }
-}
-
-enum Target {
-    Root(std::sync::Arc<Root>),
-    Engine(Engine),
-}
-
-impl Target {
-    /// The engine's contextual connection in this task, else the engine.
-    fn of(engine: Engine) -> Target {
-        match Stack::find(engine.id()) {
-            Some(root) => Target::Root(root),
-            None => Target::Engine(engine),
-        }
-    }
-}
-
-/// What a [`Bind`] names once a database is resolved to its engine.
-pub(crate) enum Resolved<'a> {
-    Connection(&'a Connection),
-    Engine(Engine),
-}
-
-impl<'a> Bind<'a> {
-    /// The connection, or the engine (a `Gino`'s bound one); an unbound
-    /// `Gino` is [`Error::Uninitialized`].
-    pub(crate) fn resolve(self) -> Result<Resolved<'a>> {
-        Ok(match self {
-            Bind::Connection(conn) => Resolved::Connection(conn),
-            Bind::Engine(engine) => Resolved::Engine(engine.clone()),
-            Bind::Db(db) => Resolved::Engine(db.engine()?),
-            Bind::Default => Resolved::Engine(crate::api::default_engine()?),
-        })
-    }
-
-    fn target(self) -> Result<Target> {
-        Ok(match self.resolve()? {
-            Resolved::Connection(conn) => {
-                conn.check_usable()?;
-                Target::Root(conn.root.clone())
-            }
-            Resolved::Engine(engine) => Target::of(engine),
-        })
-    }
-
-    pub(crate) async fn run<R, S: Statement<R>>(
-        self,
-        timeout: Option<Duration>,
-        statement: S,
-    ) -> Result<R> {
-        match self.target()? {
-            Target::Root(root) => root.run(timeout, statement).await,
-            Target::Engine(engine) => engine.run_once(timeout, statement).await,
-        }
-    }
-}
+use crate::statement::{Execute, LoadAll, LoadSome};
 
 /// PostgreSQL's command tag of a statement, e.g. `UPDATE 8`, as returned by
 /// [`Executor::status`].
@@ -417,77 +189,6 @@ pub struct Executor<'a, Q> {
     timeout: Option<Duration>,
 }
 
-struct LoadAll<'q, Q, U>(Q, PhantomData<fn(&'q ()) -> U>);
-struct LoadSome<'q, Q, U>(Q, usize, PhantomData<fn(&'q ()) -> U>);
-pub(crate) struct Execute<Q>(pub(crate) Q);
-
-impl<'q, Q, U> Statement<Vec<U>> for LoadAll<'q, Q, U>
-where
-    Q: LoadQuery<'q, AsyncPgConnection, U> + Send + 'q,
-    U: Send + 'static,
-{
-    fn run<'c>(
-        self,
-        conn: &'c mut AsyncPgConnection,
-        _: &'c WireState,
-    ) -> BoxFuture<'c, diesel::QueryResult<Vec<U>>>
-    where
-        Self: 'c,
-    {
-        self.0.load(conn).boxed()
-    }
-}
-
-impl<'q, Q, U> Statement<Vec<U>> for LoadSome<'q, Q, U>
-where
-    Q: LoadQuery<'q, AsyncPgConnection, U> + Send + 'q,
-    U: Send + 'static,
-{
-    fn run<'c>(
-        self,
-        conn: &'c mut AsyncPgConnection,
-        _: &'c WireState,
-    ) -> BoxFuture<'c, diesel::QueryResult<Vec<U>>>
-    where
-        Self: 'c,
-    {
-        let LoadSome(query, limit, _) = self;
-        async move {
-            let stream = query.load_stream(conn).await?;
-            futures_util::pin_mut!(stream);
-            let mut rows = Vec::with_capacity(limit);
-            while rows.len() < limit {
-                match stream.try_next().await? {
-                    Some(row) => rows.push(row),
-                    None => break,
-                }
-            }
-            Ok(rows)
-        }
-        .boxed()
-    }
-}
-
-/// Executes a statement and picks up its command tag from the wire.
-impl<Q> Statement<(usize, Option<String>)> for Execute<Q>
-where
-    Q: ExecuteDsl<AsyncPgConnection> + Send,
-{
-    fn run<'c>(
-        self,
-        conn: &'c mut AsyncPgConnection,
-        wire: &'c WireState,
-    ) -> BoxFuture<'c, diesel::QueryResult<(usize, Option<String>)>>
-    where
-        Self: 'c,
-    {
-        self.0
-            .execute(conn)
-            .map(|r| r.map(|rows| (rows, wire.tag())))
-            .boxed()
-    }
-}
-
 impl<'a, Q> Executor<'a, Q> {
     pub(crate) fn new(query: Q, bind: Bind<'a>) -> Self {
         Executor {
@@ -497,7 +198,7 @@ impl<'a, Q> Executor<'a, Q> {
         }
     }
 
-    /// Runs on `to` (an [`Engine`], a [`Connection`], a [`Transaction`] or
+    /// Runs on `to` (an [`Engine`], a [`Connection`], a [`Transaction`](crate::Transaction) or
     /// a [`Gino`]) instead of implicitly.
     ///
     /// ```
@@ -672,31 +373,6 @@ impl<'a, Q> Executor<'a, Q> {
         T: Send + 'static,
     {
         self.first().await
-    }
-
-    /// All rows, assembled by `loader` (see [`loader`](crate::loader)):
-    /// parents distinct by key with their children, or any function of the
-    /// rows.
-    ///
-    /// ```
-    /// # async fn demo() -> gino::Result<()> {
-    /// use diesel::dsl::sql;
-    /// use diesel::sql_types::Integer;
-    /// use gino::prelude::*;
-    /// let doubled: Vec<i32> = diesel::select(sql::<Integer>("generate_series(1, 3)"))
-    ///     .gino()
-    ///     .load(gino::loader::map(|n: i32| n * 2))
-    ///     .await?;
-    /// assert_eq!(doubled, [2, 4, 6]);
-    /// # Ok(()) }
-    /// ```
-    pub async fn load<'q, L>(self, mut loader: L) -> Result<Vec<L::Output>>
-    where
-        L: crate::loader::Loader,
-        Q: LoadQuery<'q, AsyncPgConnection, L::Row> + Send + 'q,
-    {
-        let rows = self.all::<L::Row>().await?;
-        Ok(crate::loader::Loader::load(&mut loader, rows))
     }
 
     /// Reads the rows through a server-side cursor, in batches; see
@@ -978,4 +654,27 @@ macro_rules! query_methods {
         }
     };
 }
-pub(crate) use query_methods;
+
+impl Gino {
+    pub(crate) fn bind(&self) -> Bind<'_> {
+        Bind::Db(self)
+    }
+
+    query_methods!("db", "gino::Gino");
+}
+
+impl Engine {
+    pub(crate) fn bind(&self) -> Bind<'_> {
+        Bind::Engine(self)
+    }
+
+    query_methods!("engine", "gino::Engine");
+}
+
+impl Connection {
+    pub(crate) fn bind(&self) -> Bind<'_> {
+        Bind::Connection(self)
+    }
+
+    query_methods!("conn", "gino::Connection");
+}

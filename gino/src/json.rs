@@ -42,6 +42,8 @@
 //! and `after_get = path` are functions `T -> T` applied on the way in and
 //! out. A value of the wrong JSON type is an error naming the property.
 
+// Layer: beside `config`; uses `error` only. The derive generates the code that calls it.
+
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};

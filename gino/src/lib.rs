@@ -36,6 +36,7 @@
 #![warn(missing_docs)]
 
 mod api;
+mod bind;
 pub mod bulk;
 mod config;
 mod connection;
@@ -51,18 +52,21 @@ pub mod migrate;
 pub mod model;
 mod pool;
 pub mod prelude;
+mod root;
 pub mod schema;
+mod statement;
 mod text;
 mod transaction;
 mod wire;
 
 pub use api::Gino;
+pub use bind::Bind;
 pub use config::{DatabaseUrl, EngineOptions, IsolationLevel};
 pub use connection::{Acquire, Connection};
 pub use cursor::{Cursor, DEFAULT_PREFETCH};
 pub use engine::{Engine, IntoEngine, PoolStatus, create_engine};
 pub use error::{DatabaseError, Error, Result};
-pub use executor::{Bind, Compiled, Executor, GinoQuery, KeepPrepared, Prepared, Status};
+pub use executor::{Compiled, Executor, GinoQuery, KeepPrepared, Prepared, Status};
 pub use gino_macros::{DbEnum, Model, embed_migrations};
 pub use model::{Model, Run};
 pub use schema::SchemaOp;

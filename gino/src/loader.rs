@@ -53,9 +53,16 @@
 //! # Ok(()) }
 //! ```
 
+// Layer: above `model`; uses `model` (keys) and adds `Executor::load` to `executor`.
+
 use std::collections::HashMap;
 use std::marker::PhantomData;
 
+use diesel_async::AsyncPgConnection;
+use diesel_async::methods::LoadQuery;
+
+use crate::error::Result;
+use crate::executor::Executor;
 use crate::model::Model;
 
 /// Turns a query's rows into what the application wants.
@@ -273,4 +280,31 @@ where
     R: Send + 'static,
 {
     map(move |_: R| value.clone())
+}
+
+impl<Q> Executor<'_, Q> {
+    /// All rows, assembled by `loader` (see [`loader`](crate::loader)):
+    /// parents distinct by key with their children, or any function of the
+    /// rows.
+    ///
+    /// ```
+    /// # async fn demo() -> gino::Result<()> {
+    /// use diesel::dsl::sql;
+    /// use diesel::sql_types::Integer;
+    /// use gino::prelude::*;
+    /// let doubled: Vec<i32> = diesel::select(sql::<Integer>("generate_series(1, 3)"))
+    ///     .gino()
+    ///     .load(gino::loader::map(|n: i32| n * 2))
+    ///     .await?;
+    /// assert_eq!(doubled, [2, 4, 6]);
+    /// # Ok(()) }
+    /// ```
+    pub async fn load<'q, L>(self, mut loader: L) -> Result<Vec<L::Output>>
+    where
+        L: Loader,
+        Q: LoadQuery<'q, AsyncPgConnection, L::Row> + Send + 'q,
+    {
+        let rows = self.all::<L::Row>().await?;
+        Ok(Loader::load(&mut loader, rows))
+    }
 }

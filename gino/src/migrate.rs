@@ -14,6 +14,8 @@
 //!
 //! [`embed_migrations!`]: crate::embed_migrations
 
+// Layer: beside `model`; uses `api`, `connection` and `text`, and the query API of `executor`.
+
 use crate::api::Gino;
 use crate::connection::Connection;
 use crate::error::Result;

@@ -1,6 +1,8 @@
 //! Models: what `#[derive(Model)]` implements (GINO's `CRUDModel`), the
 //! table metadata the schema layer reads, and the registry that lets a
 //! [`Gino`] find its models.
+//!
+//! Uses: `executor` and `bind` (running its queries), `api` (the registry's databases).
 
 use std::future::{Future, IntoFuture};
 use std::marker::PhantomData;
@@ -18,8 +20,9 @@ use diesel_async::AsyncPgConnection;
 use diesel_async::methods::{ExecuteDsl, LoadQuery};
 
 use crate::api::Gino;
+use crate::bind::Bind;
 use crate::error::{Error, Result};
-use crate::executor::{Bind, Executor, Status};
+use crate::executor::{Executor, Status};
 
 /// A table as declared by a model: what `create_all` turns into DDL.
 ///

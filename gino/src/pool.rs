@@ -8,6 +8,8 @@
 //! pool; any other is closed, which makes the server roll back whatever it
 //! had open. Callers that can await try a `ROLLBACK` first
 //! ([`RawConn::clean_up`]), so that an orderly release keeps the connection.
+//!
+//! Uses: `wire` (opening, observing).
 
 use std::collections::VecDeque;
 use std::sync::Arc;

@@ -18,13 +18,16 @@
 //! # Ok(()) }
 //! ```
 
+// Layer: above `model`; uses `model` (metadata), `executor` and `bind` (running DDL), `api`.
+
 use std::fmt;
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
 
 use crate::api::Gino;
+use crate::bind::{Bind, Resolved};
 use crate::error::Result;
-use crate::executor::{Bind, Executor, Resolved};
+use crate::executor::Executor;
 use crate::model::{EnumMeta, ForeignKeyMeta, IndexMeta, TableMeta};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

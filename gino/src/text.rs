@@ -1,4 +1,6 @@
 //! Raw SQL with named parameters: `text("... WHERE id = :id")`.
+//!
+//! Uses: nothing of gino; a diesel query fragment like any other.
 
 use std::collections::HashMap;
 use std::fmt;

@@ -1,5 +1,12 @@
 //! Transactions: GINO's `GinoTransaction`, managed and manual, nested as
-//! savepoints.
+//! savepoints, and the `transaction` / `begin` methods of engines and
+//! connections.
+//!
+//! A transaction is a level on its connection's root; a managed one also
+//! makes its connection the contextual one, and itself the current
+//! transaction, for the code it runs.
+//!
+//! Uses: `connection`, `root` (levels, savepoints), `context`, `engine`.
 
 use std::any::Any;
 use std::convert::Infallible;
@@ -11,18 +18,23 @@ use std::sync::{Arc, Mutex};
 
 use futures_util::FutureExt;
 
-use crate::api::Gino;
 use crate::config::IsolationLevel;
-use crate::connection::{Connection, Slot};
+use crate::connection::Connection;
 use crate::context::Stack;
-use crate::engine::Engine;
+use crate::engine::{Engine, EngineSource};
 use crate::error::{Error, Result};
-use crate::executor::Deadline;
+use crate::root::{roll_back_to, savepoint, undo_savepoint};
+use crate::statement::Deadline;
 use crate::wire::TxStatus;
+
+tokio::task_local! {
+    /// The innermost managed transaction around the running code.
+    static CURRENT: Transaction;
+}
 
 /// A database transaction, or a savepoint inside one when nested.
 ///
-/// Managed transactions come from `transaction(future)` on a [`Gino`],
+/// Managed transactions come from `transaction(future)` on a [`Gino`](crate::Gino),
 /// [`Engine`] or [`Connection`]: they commit when the future returns `Ok`
 /// and roll back when it returns `Err`, panics or is dropped. Code inside
 /// finds the transaction's connection implicitly, and the transaction
@@ -109,33 +121,6 @@ impl TxOptions {
     }
 }
 
-fn savepoint(id: u64) -> String {
-    format!("gino_sp_{id}")
-}
-
-/// Rolls the connection back to the start of level `depth`, ending that
-/// level and every level inside it.
-pub(crate) async fn roll_back_to(slot: &mut Slot, depth: usize) -> Result<()> {
-    let Some(&id) = slot.levels.get(depth) else {
-        return Ok(());
-    };
-    slot.levels.truncate(depth);
-    let Some(pg) = slot.raw_if_any() else {
-        return Ok(());
-    };
-    if depth == 0 {
-        pg.control("ROLLBACK").await
-    } else {
-        pg.control(&undo_savepoint(id)).await
-    }
-}
-
-/// SQL that rolls back to the savepoint of level `id` and ends it.
-fn undo_savepoint(id: u64) -> String {
-    let sp = savepoint(id);
-    format!("ROLLBACK TO SAVEPOINT {sp}; RELEASE SAVEPOINT {sp}")
-}
-
 impl Transaction {
     async fn begin(
         conn: Connection,
@@ -188,7 +173,7 @@ impl Transaction {
     /// # Ok(()) }
     /// ```
     pub fn current() -> Option<Transaction> {
-        Stack::transaction()
+        CURRENT.try_with(Transaction::clone).ok()
     }
 
     /// The connection this transaction runs on.
@@ -463,8 +448,9 @@ impl Transaction {
 /// Where a managed or manual transaction gets its connection.
 #[derive(Clone, Copy)]
 pub(crate) enum Origin<'a> {
-    Db(&'a Gino),
-    Engine(&'a Engine),
+    /// An engine, or a database whose engine is looked up when the
+    /// transaction begins.
+    Engine(&'a dyn EngineSource),
     Connection(&'a Connection),
 }
 
@@ -478,8 +464,10 @@ impl Origin<'_> {
                 conn.check_usable()?;
                 Ok(Connection::reusing(conn.root.clone()))
             }
-            Origin::Engine(engine) => engine.acquire().reuse(true).reusable(reusable).await,
-            Origin::Db(db) => db.engine()?.acquire().reuse(true).reusable(reusable).await,
+            Origin::Engine(source) => {
+                let engine = source.engine()?;
+                engine.acquire().reuse(true).reusable(reusable).await
+            }
         }
     }
 }
@@ -502,17 +490,12 @@ where
     E: From<Error>,
 {
     let conn = origin.connection(false).await?;
-    let tx = Transaction::begin(conn, options, true, Stack::transaction()).await?;
+    let tx = Transaction::begin(conn, options, true, Transaction::current()).await?;
     let mut guard = RollbackOnDrop(Some(tx.clone()));
     let engine_id = tx.inner.conn.engine().id();
     let root = tx.inner.conn.root.clone();
-    let outcome = Stack::scope(
-        engine_id,
-        root,
-        Some(tx.clone()),
-        AssertUnwindSafe(fut).catch_unwind(),
-    )
-    .await;
+    let scoped = Stack::scope(engine_id, root, AssertUnwindSafe(fut).catch_unwind());
+    let outcome = CURRENT.scope(tx.clone(), scoped).await;
     let result = match outcome {
         Ok(result) => result,
         Err(panic) => {
@@ -682,5 +665,66 @@ impl<'a> IntoFuture for Begin<'a> {
             let conn = self.origin.connection(true).await?;
             Transaction::begin(conn, self.options, false, None).await
         })
+    }
+}
+
+impl Engine {
+    /// Runs `fut` in a managed transaction on this engine's contextual
+    /// connection (nested: a savepoint) or a newly borrowed one. See
+    /// [`Transaction`](crate::Transaction).
+    ///
+    /// ```
+    /// # async fn demo(engine: &gino::Engine) -> gino::Result<()> {
+    /// engine
+    ///     .transaction(async {
+    ///         engine.status(diesel::sql_query("CREATE TEMP TABLE t (x int)")).await?;
+    ///         Ok::<_, gino::Error>(())
+    ///     })
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn transaction<F>(&self, fut: F) -> ManagedTransaction<'_, F> {
+        ManagedTransaction::new(Origin::Engine(self), fut)
+    }
+
+    /// Begins a manual transaction on this engine's contextual connection or
+    /// a newly borrowed, reusable one.
+    ///
+    /// ```
+    /// # async fn demo(engine: &gino::Engine) -> gino::Result<()> {
+    /// let tx = engine.begin().await?;
+    /// engine.status(diesel::sql_query("CREATE TEMP TABLE t (x int)")).await?; // inside tx
+    /// tx.commit().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn begin(&self) -> Begin<'_> {
+        Begin::new(Origin::Engine(self))
+    }
+}
+
+impl Connection {
+    /// Runs `fut` in a managed transaction on this connection (a savepoint
+    /// if one is open already). See [`Transaction`](crate::Transaction).
+    ///
+    /// ```
+    /// # async fn demo(conn: &gino::Connection) -> gino::Result<()> {
+    /// conn.transaction(async { Ok::<_, gino::Error>(()) }).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn transaction<F>(&self, fut: F) -> ManagedTransaction<'_, F> {
+        ManagedTransaction::new(Origin::Connection(self), fut)
+    }
+
+    /// Begins a manual transaction on this connection (a savepoint if one is
+    /// open already).
+    ///
+    /// ```
+    /// # async fn demo(conn: &gino::Connection) -> gino::Result<()> {
+    /// let tx = conn.begin().await?;
+    /// tx.commit().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn begin(&self) -> Begin<'_> {
+        Begin::new(Origin::Connection(self))
     }
 }

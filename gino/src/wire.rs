@@ -9,6 +9,8 @@
 //! `ErrorResponse` code, the `CommandComplete` tag and the `ReadyForQuery`
 //! transaction status. Other messages, data rows included, are skipped by
 //! their length without being copied.
+//!
+//! Uses: `error` only.
 
 use std::io;
 use std::net::SocketAddr;

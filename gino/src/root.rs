@@ -1,0 +1,291 @@
+//! The root of a connection: one raw connection of an engine (or the
+//! promise of one, while lazy), shared by the [`Connection`] that borrowed
+//! it and by every connection reusing it.
+//!
+//! A root serialises the statements of everyone sharing it, borrows from
+//! the engine on first use when lazy, gives the raw connection back on
+//! release, and keeps the stack of transaction levels open on it (the
+//! outermost a transaction, the inner ones savepoints), so that a level
+//! whose owner was dropped is rolled back before anything else runs.
+//!
+//! Uses: `engine` (borrowing), `statement` (running), `pool`, `wire`.
+//!
+//! [`Connection`]: crate::Connection
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::pool::{PgConn, RawConn};
+use crate::statement::{Deadline, Statement, run_statement};
+use crate::wire::TxStatus;
+
+/// The state of one underlying connection, shared by the connection that
+/// borrowed it (the root) and every connection reusing it.
+pub(crate) struct Root {
+    pub(crate) engine: Engine,
+    slot: tokio::sync::Mutex<Slot>,
+    released: AtomicBool,
+    /// Transaction levels whose managed scope was dropped (cancelled) while
+    /// open; they are rolled back before the connection runs anything else.
+    pending_rollbacks: Mutex<Vec<u64>>,
+    acquire_timeout: Option<Duration>,
+}
+
+/// What sits behind the root's lock.
+pub(crate) struct Slot {
+    raw: Option<RawConn>,
+    /// Ids of the open transaction levels, outermost first.
+    pub(crate) levels: Vec<u64>,
+}
+
+impl Slot {
+    pub(crate) fn has_raw(&self) -> bool {
+        self.raw.is_some()
+    }
+
+    pub(crate) fn raw_if_any(&mut self) -> Option<&mut PgConn> {
+        self.raw.as_mut().map(RawConn::get)
+    }
+
+    /// After a statement's future was dropped half-way, finds out with a
+    /// round trip where the server stands, and rolls back a transaction the
+    /// interrupted statement may have begun that no level accounts for.
+    async fn resync(&mut self) {
+        let untracked = self.levels.is_empty();
+        let Some(pg) = self.raw_if_any() else { return };
+        if !pg.in_flight {
+            return;
+        }
+        if pg.control("SELECT 1").await.is_ok()
+            && untracked
+            && pg.wire.tx_status() != TxStatus::Idle
+        {
+            let _ = pg.control("ROLLBACK").await;
+        }
+    }
+
+    /// The raw connection, borrowing one from the engine if this is lazy.
+    pub(crate) async fn raw(&mut self, root: &Root, deadline: &Deadline) -> Result<&mut PgConn> {
+        self.raw_waiting(root, root.acquire_timeout, deadline).await
+    }
+
+    /// [`raw`](Self::raw), waiting for the pool at most `acquire_timeout`.
+    async fn raw_waiting(
+        &mut self,
+        root: &Root,
+        acquire_timeout: Option<Duration>,
+        deadline: &Deadline,
+    ) -> Result<&mut PgConn> {
+        if self.raw.is_none() {
+            self.raw = Some(root.engine.borrow(acquire_timeout, deadline).await?);
+        }
+        Ok(self.raw.as_mut().expect("just filled").get())
+    }
+
+    /// Returns the raw connection (rolling back what is still open).
+    async fn give_back(&mut self) {
+        if let Some(mut raw) = self.raw.take() {
+            raw.clean_up().await;
+        }
+        self.levels.clear();
+    }
+}
+
+impl Root {
+    pub(crate) fn new(
+        engine: Engine,
+        raw: Option<RawConn>,
+        acquire_timeout: Option<Duration>,
+    ) -> Self {
+        Root {
+            engine,
+            slot: tokio::sync::Mutex::new(Slot {
+                raw,
+                levels: Vec::new(),
+            }),
+            released: AtomicBool::new(false),
+            pending_rollbacks: Mutex::new(Vec::new()),
+            acquire_timeout,
+        }
+    }
+
+    pub(crate) fn is_released(&self) -> bool {
+        self.released.load(Ordering::Acquire)
+    }
+
+    /// Queues the rollback of a transaction level; runs before the next use.
+    pub(crate) fn defer_rollback(&self, level: u64) {
+        self.pending_rollbacks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(level);
+    }
+
+    /// Locks the slot, after running deferred rollbacks.
+    pub(crate) async fn lock(&self, deadline: &Deadline) -> Result<SlotGuard<'_>> {
+        if self.is_released() {
+            return Err(Error::ConnectionReleased);
+        }
+        let mut slot = SlotGuard {
+            root: self,
+            slot: deadline.wait(self.slot.lock()).await?,
+        };
+        slot.resync().await;
+        let pending = std::mem::take(
+            &mut *self
+                .pending_rollbacks
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
+        let depth = pending
+            .iter()
+            .filter_map(|id| slot.levels.iter().position(|l| l == id))
+            .min();
+        if let Some(depth) = depth {
+            if let Err(e) = roll_back_to(&mut slot, depth).await {
+                tracing::debug!(target: "gino", "rollback of an abandoned transaction failed: {e}");
+            }
+        }
+        Ok(slot)
+    }
+
+    /// Marks the raw connection as holding session state (or not): while
+    /// marked, it is closed instead of pooled when given back, also when
+    /// the future using it is dropped.
+    pub(crate) async fn hold_session_state(&self, held: bool) -> Result<()> {
+        let deadline = Deadline::none();
+        let mut slot = self.lock(&deadline).await?;
+        slot.raw(self, &deadline).await?.holds_session_state = held;
+        Ok(())
+    }
+
+    /// Whether a transaction (of gino's) is open on this connection.
+    pub(crate) async fn in_transaction(&self) -> Result<bool> {
+        Ok(!self.lock(&Deadline::none()).await?.levels.is_empty())
+    }
+
+    /// Runs one statement on this connection.
+    pub(crate) async fn run<R, S: Statement<R>>(
+        &self,
+        timeout: Option<Duration>,
+        statement: S,
+    ) -> Result<R> {
+        let deadline = Deadline::new(timeout.or(self.engine.options().timeout));
+        let mut slot = self.lock(&deadline).await?;
+        let pg = slot.raw(self, &deadline).await?;
+        run_statement(pg, &deadline, statement).await
+    }
+
+    /// Whether a raw connection is borrowed right now.
+    pub(crate) async fn has_raw(&self) -> bool {
+        self.slot.lock().await.has_raw()
+    }
+
+    /// Borrows for a lazy root now, waiting for the pool at most
+    /// `acquire_timeout` (default: the root's own acquire timeout).
+    pub(crate) async fn ensure_raw(&self, acquire_timeout: Option<Duration>) -> Result<()> {
+        let deadline = Deadline::none();
+        let mut slot = self.lock(&deadline).await?;
+        let timeout = acquire_timeout.or(self.acquire_timeout);
+        slot.raw_waiting(self, timeout, &deadline).await?;
+        Ok(())
+    }
+
+    /// Ends this root without awaiting (its owner was dropped): the raw
+    /// connection goes back now if nobody is using it; if the lock is
+    /// held, the [`SlotGuard`] does it when the lock ends.
+    pub(crate) fn release_now(&self) {
+        self.released.store(true, Ordering::Release);
+        if let Ok(mut slot) = self.slot.try_lock() {
+            slot.raw.take();
+            slot.levels.clear();
+        }
+    }
+
+    /// Gives the raw connection back; `permanent` also ends this root.
+    pub(crate) async fn release(&self, permanent: bool) {
+        if permanent {
+            self.released.store(true, Ordering::Release);
+        }
+        let mut slot = self.slot.lock().await;
+        slot.give_back().await;
+        self.pending_rollbacks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+}
+
+/// The locked slot of a root.
+///
+/// A root released or dropped while its slot is locked (say, by a query of
+/// a connection reusing it) cannot give the raw connection back then; the
+/// guard does it when the lock ends, so the raw connection does not wait for
+/// every reusing connection to be dropped.
+pub(crate) struct SlotGuard<'a> {
+    root: &'a Root,
+    slot: tokio::sync::MutexGuard<'a, Slot>,
+}
+
+impl std::ops::Deref for SlotGuard<'_> {
+    type Target = Slot;
+
+    fn deref(&self) -> &Slot {
+        &self.slot
+    }
+}
+
+impl std::ops::DerefMut for SlotGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Slot {
+        &mut self.slot
+    }
+}
+
+impl Drop for SlotGuard<'_> {
+    fn drop(&mut self) {
+        if self.root.is_released() {
+            self.slot.raw.take();
+            self.slot.levels.clear();
+        }
+    }
+}
+
+impl Drop for Root {
+    fn drop(&mut self) {
+        // The raw connection's own drop decides whether it can go back to
+        // the pool; levels left open make the server side non-idle, so such
+        // a connection is closed rather than returned.
+        self.slot.get_mut().raw.take();
+    }
+}
+
+/// The name of the savepoint of transaction level `id`.
+pub(crate) fn savepoint(id: u64) -> String {
+    format!("gino_sp_{id}")
+}
+
+/// SQL that rolls back to the savepoint of level `id` and ends it.
+pub(crate) fn undo_savepoint(id: u64) -> String {
+    let sp = savepoint(id);
+    format!("ROLLBACK TO SAVEPOINT {sp}; RELEASE SAVEPOINT {sp}")
+}
+
+/// Rolls the connection back to the start of level `depth`, ending that
+/// level and every level inside it.
+pub(crate) async fn roll_back_to(slot: &mut Slot, depth: usize) -> Result<()> {
+    let Some(&id) = slot.levels.get(depth) else {
+        return Ok(());
+    };
+    slot.levels.truncate(depth);
+    let Some(pg) = slot.raw_if_any() else {
+        return Ok(());
+    };
+    if depth == 0 {
+        pg.control("ROLLBACK").await
+    } else {
+        pg.control(&undo_savepoint(id)).await
+    }
+}

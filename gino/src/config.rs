@@ -4,6 +4,9 @@
 //! Uses: `error` only.
 
 use std::fmt;
+#[cfg(test)]
+use std::path::Path;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -67,6 +70,143 @@ impl fmt::Display for IsolationLevel {
     }
 }
 
+/// How a connection negotiates TLS: libpq's `sslmode`, with libpq's
+/// meanings.
+///
+/// | mode | encrypted | server certificate checked |
+/// | --- | --- | --- |
+/// | `disable` | never | — |
+/// | `allow` | only if the server insists (plaintext is tried first) | as `prefer` |
+/// | `prefer` (default) | if the server supports TLS, else plaintext | only if a root certificate is configured |
+/// | `require` | always | only if a root certificate is configured (then as `verify-ca`) |
+/// | `verify-ca` | always | chain up to a trusted root |
+/// | `verify-full` | always | chain, and the host name is in the certificate |
+///
+/// TLS is never used on Unix-domain sockets, as libpq does. A root
+/// certificate is configured with `sslrootcert` (a PEM file, or `system`
+/// for the operating system's store), or found at `~/.postgresql/root.crt`.
+///
+/// ```
+/// use gino::SslMode;
+/// let mode: SslMode = "verify-full".parse().unwrap();
+/// assert_eq!(mode, SslMode::VerifyFull);
+/// assert!("bogus".parse::<SslMode>().is_err());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum SslMode {
+    /// Plaintext only.
+    Disable,
+    /// Plaintext first; TLS if the server refuses plaintext.
+    Allow,
+    /// TLS if the server offers it, plaintext otherwise (libpq's default).
+    #[default]
+    Prefer,
+    /// TLS or no connection.
+    Require,
+    /// TLS with the server's certificate chain checked against the roots.
+    VerifyCa,
+    /// TLS with the chain checked and the host name matched.
+    VerifyFull,
+}
+
+impl SslMode {
+    /// libpq's name of the mode.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SslMode::Disable => "disable",
+            SslMode::Allow => "allow",
+            SslMode::Prefer => "prefer",
+            SslMode::Require => "require",
+            SslMode::VerifyCa => "verify-ca",
+            SslMode::VerifyFull => "verify-full",
+        }
+    }
+
+    /// Whether a connection without TLS is refused.
+    #[cfg(not(feature = "tls"))]
+    pub(crate) fn requires_tls(self) -> bool {
+        matches!(
+            self,
+            SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull
+        )
+    }
+}
+
+impl FromStr for SslMode {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        Ok(match s.trim() {
+            "disable" => SslMode::Disable,
+            "allow" => SslMode::Allow,
+            "prefer" => SslMode::Prefer,
+            "require" => SslMode::Require,
+            "verify-ca" => SslMode::VerifyCa,
+            "verify-full" => SslMode::VerifyFull,
+            _ => {
+                return Err(Error::Configuration(format!(
+                    "unknown sslmode `{s}`: use one of disable, allow, prefer, require, \
+                     verify-ca, verify-full"
+                )));
+            }
+        })
+    }
+}
+
+impl fmt::Display for SslMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where the root certificates that vouch for the server come from:
+/// libpq's `sslrootcert`.
+///
+/// `"system"` means the operating system's store (as in libpq 16, this
+/// makes `verify-full` the default mode and refuses weaker ones, since
+/// anyone can get a publicly trusted certificate for a name they own); any
+/// other text is the path of a PEM file (write `./system` for a file named
+/// `system`).
+///
+/// ```
+/// use gino::SslRootCert;
+/// assert_eq!("system".parse::<SslRootCert>().unwrap(), SslRootCert::System);
+/// assert_eq!(
+///     "/etc/ssl/db-ca.pem".parse::<SslRootCert>().unwrap(),
+///     SslRootCert::File("/etc/ssl/db-ca.pem".into())
+/// );
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum SslRootCert {
+    /// The certificates of this PEM file.
+    File(PathBuf),
+    /// The operating system's trusted roots.
+    System,
+}
+
+impl FromStr for SslRootCert {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "" => Err(Error::Configuration(
+                "sslrootcert is empty: give the path of a PEM file, or `system`".to_owned(),
+            )),
+            "system" => Ok(SslRootCert::System),
+            path => Ok(SslRootCert::File(PathBuf::from(path))),
+        }
+    }
+}
+
+impl fmt::Display for SslRootCert {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SslRootCert::File(path) => write!(f, "{}", path.display()),
+            SslRootCert::System => f.write_str("system"),
+        }
+    }
+}
+
 /// Options of an [`Engine`](crate::Engine), set in code or as query
 /// parameters of the database URL.
 ///
@@ -87,6 +227,20 @@ impl fmt::Display for IsolationLevel {
 /// | [`pool`](Self::pool) | `pool` | true |
 /// | [`connect_timeout`](Self::connect_timeout) | `connect_timeout` | none |
 /// | [`statement_cache`](Self::statement_cache) | `statement_cache` | true |
+/// | [`ssl_mode`](Self::ssl_mode) | `sslmode` | `PGSSLMODE`, else `prefer` |
+/// | [`ssl_root_cert`](Self::ssl_root_cert) | `sslrootcert` | `PGSSLROOTCERT`, else `~/.postgresql/root.crt` if it exists |
+/// | [`ssl_cert`](Self::ssl_cert) | `sslcert` | `PGSSLCERT`, else `~/.postgresql/postgresql.crt` if it exists |
+/// | [`ssl_key`](Self::ssl_key) | `sslkey` | `PGSSLKEY`, else `~/.postgresql/postgresql.key` |
+///
+/// The URL also takes libpq's connection parameters: `host`, `port`,
+/// `user`, `password`, `dbname`, `options` (e.g. `-c search_path=app`),
+/// `keepalives`, `keepalives_idle`, `keepalives_interval`,
+/// `keepalives_count` and `target_session_attrs` (`any`, `read-write`,
+/// `read-only`, `primary`, `standby`, `prefer-standby`), and, like libpq,
+/// falls back to the environment for what it leaves out: `PGHOST`,
+/// `PGPORT`, `PGUSER`, `PGPASSWORD`, `PGDATABASE`, `PGAPPNAME`,
+/// `PGOPTIONS`, `PGCONNECT_TIMEOUT`, `PGTARGETSESSIONATTRS` and the
+/// `PGSSL*` variables above.
 ///
 /// Durations in the URL are seconds (`2.5`) or carry a unit (`500ms`, `3s`, `1m`).
 ///
@@ -111,6 +265,10 @@ pub struct EngineOptions {
     pub(crate) pooled: bool,
     pub(crate) connect_timeout: Option<Duration>,
     pub(crate) statement_cache: bool,
+    pub(crate) ssl_mode: Option<SslMode>,
+    pub(crate) ssl_root_cert: Option<SslRootCert>,
+    pub(crate) ssl_cert: Option<PathBuf>,
+    pub(crate) ssl_key: Option<PathBuf>,
 }
 
 impl Default for EngineOptions {
@@ -127,6 +285,10 @@ impl Default for EngineOptions {
             pooled: true,
             connect_timeout: None,
             statement_cache: true,
+            ssl_mode: None,
+            ssl_root_cert: None,
+            ssl_cert: None,
+            ssl_key: None,
         }
     }
 }
@@ -219,6 +381,61 @@ impl EngineOptions {
         self
     }
 
+    /// TLS negotiation, libpq's `sslmode` (see [`SslMode`]).
+    ///
+    /// ```
+    /// use gino::{EngineOptions, SslMode};
+    /// let managed_db = EngineOptions::new()
+    ///     .ssl_mode(SslMode::VerifyFull)
+    ///     .ssl_root_cert(gino::SslRootCert::System);
+    /// # let _ = managed_db;
+    /// ```
+    pub fn ssl_mode(mut self, mode: SslMode) -> Self {
+        self.ssl_mode = Some(mode);
+        self
+    }
+
+    /// The roots that vouch for the server's certificate, libpq's
+    /// `sslrootcert` (see [`SslRootCert`]).
+    ///
+    /// ```
+    /// let options = gino::EngineOptions::new()
+    ///     .ssl_mode(gino::SslMode::VerifyCa)
+    ///     .ssl_root_cert(gino::SslRootCert::File("/etc/db/ca.pem".into()));
+    /// # let _ = options;
+    /// ```
+    pub fn ssl_root_cert(mut self, roots: SslRootCert) -> Self {
+        self.ssl_root_cert = Some(roots);
+        self
+    }
+
+    /// A client certificate (PEM, optionally followed by its chain) to
+    /// present to servers that ask for one, libpq's `sslcert`; its key is
+    /// [`ssl_key`](Self::ssl_key).
+    ///
+    /// ```
+    /// let options = gino::EngineOptions::new()
+    ///     .ssl_cert("/etc/db/client.crt")
+    ///     .ssl_key("/etc/db/client.key");
+    /// # let _ = options;
+    /// ```
+    pub fn ssl_cert(mut self, path: impl Into<PathBuf>) -> Self {
+        self.ssl_cert = Some(path.into());
+        self
+    }
+
+    /// The private key (PEM: PKCS#8, PKCS#1 or SEC1) of
+    /// [`ssl_cert`](Self::ssl_cert), libpq's `sslkey`.
+    ///
+    /// ```
+    /// let options = gino::EngineOptions::new().ssl_key("/etc/db/client.key");
+    /// # let _ = options;
+    /// ```
+    pub fn ssl_key(mut self, path: impl Into<PathBuf>) -> Self {
+        self.ssl_key = Some(path.into());
+        self
+    }
+
     /// Sets an option by its URL parameter name, for configuration that comes
     /// as text (environment variables, config files).
     ///
@@ -240,11 +457,16 @@ impl EngineOptions {
             "pool" => self.pooled = parse_bool(key, value)?,
             "connect_timeout" => self.connect_timeout = Some(parse_duration(key, value)?),
             "statement_cache" => self.statement_cache = parse_bool(key, value)?,
+            "sslmode" => self.ssl_mode = Some(value.parse()?),
+            "sslrootcert" => self.ssl_root_cert = Some(value.parse()?),
+            "sslcert" => self.ssl_cert = Some(parse_path(key, value)?),
+            "sslkey" => self.ssl_key = Some(parse_path(key, value)?),
             _ => {
                 return Err(Error::Configuration(format!(
                     "unknown engine option `{key}`: known options are min_size, max_size, \
                      acquire_timeout, echo, statement_timeout, timeout, application_name, \
-                     isolation_level, pool, connect_timeout, statement_cache"
+                     isolation_level, pool, connect_timeout, statement_cache, sslmode, \
+                     sslrootcert, sslcert, sslkey"
                 )));
             }
         }
@@ -265,6 +487,15 @@ impl EngineOptions {
         }
         Ok(())
     }
+}
+
+fn parse_path(key: &str, value: &str) -> Result<PathBuf> {
+    if value.is_empty() {
+        return Err(Error::Configuration(format!(
+            "option `{key}` is empty: give the path of a PEM file"
+        )));
+    }
+    Ok(PathBuf::from(value))
 }
 
 fn parse_number(key: &str, value: &str) -> Result<usize> {
@@ -348,13 +579,23 @@ impl DatabaseUrl {
         &self.params
     }
 
-    /// Splits the URL into what tokio-postgres needs to connect and the
-    /// engine options, applying URL parameters on top of `options`.
-    pub(crate) fn resolve(
+    /// Splits the URL into what is needed to connect and the engine
+    /// options, applying URL parameters on top of `options` and libpq's
+    /// environment variables under both.
+    pub(crate) fn resolve(&self, options: EngineOptions) -> Result<(ConnectConfig, EngineOptions)> {
+        self.resolve_in(options, &|name| std::env::var(name).ok())
+    }
+
+    /// [`resolve`](Self::resolve) with the environment given as a
+    /// function, so that it can be tested.
+    pub(crate) fn resolve_in(
         &self,
         mut options: EngineOptions,
-    ) -> Result<(tokio_postgres::Config, EngineOptions)> {
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<(ConnectConfig, EngineOptions)> {
+        let env = |name: &str| env(name).filter(|v| !v.is_empty());
         let mut pg = tokio_postgres::Config::new();
+        // gino negotiates TLS itself (see `wire`); tokio-postgres must not.
         pg.ssl_mode(tokio_postgres::config::SslMode::Disable);
         let mut user = self.user.clone();
         let mut password = self.password.clone();
@@ -362,17 +603,14 @@ impl DatabaseUrl {
         let mut hosts = self.hosts.clone();
         let mut extra_ports = Vec::new();
         let mut server_options = Vec::new();
+        let mut target = None;
         for (key, value) in &self.params {
             match key.as_str() {
                 "user" => user = Some(value.clone()),
                 "password" => password = Some(value.clone()),
                 "dbname" => database = Some(value.clone()),
                 "host" => hosts = value.split(',').map(|h| (h.to_owned(), None)).collect(),
-                "port" => {
-                    for p in value.split(',') {
-                        extra_ports.push(parse_port(p)?);
-                    }
-                }
+                "port" => extra_ports = parse_ports(value)?,
                 "options" => server_options.push(value.clone()),
                 "keepalives" => {
                     pg.keepalives(parse_bool(key, value)?);
@@ -380,49 +618,60 @@ impl DatabaseUrl {
                 "keepalives_idle" => {
                     pg.keepalives_idle(parse_duration(key, value)?);
                 }
-                "target_session_attrs" => {
-                    pg.target_session_attrs(match value.as_str() {
-                        "any" => tokio_postgres::config::TargetSessionAttrs::Any,
-                        "read-write" => tokio_postgres::config::TargetSessionAttrs::ReadWrite,
-                        "read-only" => tokio_postgres::config::TargetSessionAttrs::ReadOnly,
-                        _ => {
-                            return Err(Error::Configuration(format!(
-                                "target_session_attrs must be any, read-write or read-only, \
-                                 got `{value}`"
-                            )));
-                        }
-                    });
+                "keepalives_interval" => {
+                    pg.keepalives_interval(parse_duration(key, value)?);
                 }
-                "sslmode" => match value.as_str() {
-                    "disable" | "allow" | "prefer" => {}
-                    _ => {
-                        return Err(Error::Configuration(format!(
-                            "sslmode={value} needs TLS, which this version of gino does not \
-                             support yet: use sslmode=disable or prefer"
-                        )));
-                    }
-                },
+                "keepalives_count" => {
+                    let count = parse_number(key, value)?;
+                    pg.keepalives_retries(u32::try_from(count).unwrap_or(u32::MAX));
+                }
+                "target_session_attrs" => target = Some(value.parse()?),
                 _ => options = options.set(key, value)?,
             }
         }
         options.validate()?;
+
+        // What the URL and the code leave out comes from libpq's
+        // environment variables, then from libpq's defaults.
         if hosts.is_empty() {
-            hosts.push(("localhost".to_owned(), None));
+            hosts = match env("PGHOST") {
+                Some(list) => list.split(',').map(|h| (h.to_owned(), None)).collect(),
+                None => vec![("localhost".to_owned(), None)],
+            };
+        }
+        if extra_ports.is_empty() {
+            if let Some(list) = env("PGPORT") {
+                extra_ports = parse_ports(&list)?;
+            }
         }
         for (i, (host, port)) in hosts.iter().enumerate() {
             pg.host(host);
-            let port = port.or_else(|| extra_ports.get(i).copied()).unwrap_or(5432);
-            pg.port(port);
+            // One port for all hosts, or one per host, as libpq takes them.
+            let listed = extra_ports.get(i).or(match extra_ports.len() {
+                1 => extra_ports.first(),
+                _ => None,
+            });
+            pg.port(port.or(listed.copied()).unwrap_or(5432));
         }
-        pg.user(user.unwrap_or_else(default_user));
-        if let Some(password) = password {
+        let user = user
+            .or_else(|| env("PGUSER"))
+            .or_else(|| env("USER"))
+            .unwrap_or_else(|| "postgres".to_owned());
+        pg.user(&user);
+        if let Some(password) = password.or_else(|| env("PGPASSWORD")) {
             pg.password(password);
         }
-        if let Some(database) = database {
+        if let Some(database) = database.or_else(|| env("PGDATABASE")) {
             pg.dbname(database);
+        }
+        if options.application_name.is_none() {
+            options.application_name = env("PGAPPNAME");
         }
         if let Some(name) = &options.application_name {
             pg.application_name(name);
+        }
+        if server_options.is_empty() {
+            server_options.extend(env("PGOPTIONS"));
         }
         if let Some(timeout) = options.statement_timeout {
             server_options.push(format!("-c statement_timeout={}", timeout.as_millis()));
@@ -430,17 +679,162 @@ impl DatabaseUrl {
         if !server_options.is_empty() {
             pg.options(server_options.join(" "));
         }
+        if options.connect_timeout.is_none() {
+            if let Some(value) = env("PGCONNECT_TIMEOUT") {
+                options.connect_timeout = Some(parse_duration("PGCONNECT_TIMEOUT", &value)?);
+            }
+        }
         if let Some(timeout) = options.connect_timeout {
             pg.connect_timeout(timeout);
         }
-        Ok((pg, options))
+        let target = match target {
+            Some(target) => target,
+            None => match env("PGTARGETSESSIONATTRS") {
+                Some(value) => value.parse()?,
+                None => TargetSessionAttrs::Any,
+            },
+        };
+        let tls = TlsSettings::resolve(&options, &env)?;
+        Ok((ConnectConfig { pg, target, tls }, options))
     }
 }
 
-fn default_user() -> String {
-    std::env::var("PGUSER")
-        .or_else(|_| std::env::var("USER"))
-        .unwrap_or_else(|_| "postgres".to_owned())
+/// Which of several servers a connection settles on: libpq's
+/// `target_session_attrs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum TargetSessionAttrs {
+    #[default]
+    Any,
+    /// `SHOW transaction_read_only` is `off`.
+    ReadWrite,
+    /// `SHOW transaction_read_only` is `on`.
+    ReadOnly,
+    /// Not in recovery.
+    Primary,
+    /// In recovery (a hot standby).
+    Standby,
+    /// A standby if one answers, else any server.
+    PreferStandby,
+}
+
+impl TargetSessionAttrs {
+    /// What a server must be, in words.
+    pub(crate) fn describe(self) -> &'static str {
+        match self {
+            TargetSessionAttrs::Any => "reachable",
+            TargetSessionAttrs::ReadWrite => "read-write",
+            TargetSessionAttrs::ReadOnly => "read-only",
+            TargetSessionAttrs::Primary => "primary",
+            TargetSessionAttrs::Standby | TargetSessionAttrs::PreferStandby => "standby",
+        }
+    }
+}
+
+impl FromStr for TargetSessionAttrs {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        Ok(match s {
+            "any" => TargetSessionAttrs::Any,
+            "read-write" => TargetSessionAttrs::ReadWrite,
+            "read-only" => TargetSessionAttrs::ReadOnly,
+            "primary" => TargetSessionAttrs::Primary,
+            "standby" => TargetSessionAttrs::Standby,
+            "prefer-standby" => TargetSessionAttrs::PreferStandby,
+            _ => {
+                return Err(Error::Configuration(format!(
+                    "unknown target_session_attrs `{s}`: use one of any, read-write, \
+                     read-only, primary, standby, prefer-standby"
+                )));
+            }
+        })
+    }
+}
+
+/// The TLS settings of a connection, resolved from the URL, the options,
+/// libpq's environment variables and files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TlsSettings {
+    pub(crate) mode: SslMode,
+    pub(crate) root_cert: Option<SslRootCert>,
+    /// Where the default root certificate file was looked for, for the
+    /// error when a verifying mode finds none.
+    pub(crate) default_root_cert: Option<PathBuf>,
+    pub(crate) cert: Option<PathBuf>,
+    pub(crate) key: Option<PathBuf>,
+}
+
+impl TlsSettings {
+    fn resolve(options: &EngineOptions, env: &dyn Fn(&str) -> Option<String>) -> Result<Self> {
+        let explicit_mode = match options.ssl_mode {
+            Some(mode) => Some(mode),
+            None => env("PGSSLMODE").map(|v| v.parse()).transpose()?,
+        };
+        let root_cert = match &options.ssl_root_cert {
+            Some(root) => Some(root.clone()),
+            None => env("PGSSLROOTCERT").map(|v| v.parse()).transpose()?,
+        };
+        let home = env("HOME").map(|h| PathBuf::from(h).join(".postgresql"));
+        let default_root_cert = home.as_ref().map(|dir| dir.join("root.crt"));
+        let root_cert = root_cert.or_else(|| {
+            default_root_cert
+                .as_ref()
+                .filter(|path| path.is_file())
+                .map(|path| SslRootCert::File(path.clone()))
+        });
+        let mode = match (explicit_mode, &root_cert) {
+            (Some(mode), Some(SslRootCert::System))
+                if mode != SslMode::VerifyFull && mode != SslMode::Disable =>
+            {
+                return Err(Error::Configuration(format!(
+                    "sslrootcert=system needs sslmode=verify-full, not {mode}: anyone can get a \
+                     certificate from a public authority for a name they own, so only the host \
+                     name check makes the system's roots meaningful (libpq refuses this too)"
+                )));
+            }
+            (Some(mode), _) => mode,
+            (None, Some(SslRootCert::System)) => SslMode::VerifyFull,
+            (None, _) => SslMode::Prefer,
+        };
+        let cert = options
+            .ssl_cert
+            .clone()
+            .or_else(|| env("PGSSLCERT").map(PathBuf::from))
+            .or_else(|| {
+                home.as_ref()
+                    .map(|dir| dir.join("postgresql.crt"))
+                    .filter(|path| path.is_file())
+            });
+        let key = options
+            .ssl_key
+            .clone()
+            .or_else(|| env("PGSSLKEY").map(PathBuf::from))
+            .or_else(|| {
+                cert.as_ref()?;
+                home.as_ref().map(|dir| dir.join("postgresql.key"))
+            });
+        Ok(TlsSettings {
+            mode,
+            root_cert,
+            default_root_cert,
+            cert,
+            key,
+        })
+    }
+}
+
+/// Everything needed to open a connection: the startup parameters and
+/// hosts (in tokio-postgres' config, whose own TLS and host selection gino
+/// does not use), which server to settle on, and TLS.
+#[derive(Debug, Clone)]
+pub(crate) struct ConnectConfig {
+    pub(crate) pg: tokio_postgres::Config,
+    pub(crate) target: TargetSessionAttrs,
+    pub(crate) tls: TlsSettings,
+}
+
+fn parse_ports(list: &str) -> Result<Vec<u16>> {
+    list.split(',').map(parse_port).collect()
 }
 
 fn parse_port(text: &str) -> Result<u16> {
@@ -630,6 +1024,27 @@ impl fmt::Debug for DatabaseUrl {
 mod tests {
     use super::*;
 
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn resolve(url: &str) -> Result<(ConnectConfig, EngineOptions)> {
+        url.parse::<DatabaseUrl>()?
+            .resolve_in(EngineOptions::new(), &no_env)
+    }
+
+    fn resolve_with_env(url: &str, vars: &[(&str, &str)]) -> Result<ConnectConfig> {
+        let env = |name: &str| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        };
+        Ok(url
+            .parse::<DatabaseUrl>()?
+            .resolve_in(EngineOptions::new(), &env)?
+            .0)
+    }
+
     #[test]
     fn parses_full_url() {
         let url: DatabaseUrl =
@@ -643,18 +1058,15 @@ mod tests {
             vec![("h1".into(), Some(5433)), ("::1".into(), Some(6000))]
         );
         assert_eq!(url.database(), Some("my db"));
-        let (pg, options) = url.resolve(EngineOptions::new()).unwrap();
+        let (connect, options) = url.resolve_in(EngineOptions::new(), &no_env).unwrap();
         assert_eq!(options.max_size, 3);
-        assert_eq!(pg.get_application_name(), Some("app"));
-        assert_eq!(pg.get_ports(), &[5433, 6000]);
+        assert_eq!(connect.pg.get_application_name(), Some("app"));
+        assert_eq!(connect.pg.get_ports(), &[5433, 6000]);
     }
 
     #[test]
     fn rejects_bad_parts_naming_them() {
-        let err = |u: &str| match u
-            .parse::<DatabaseUrl>()
-            .and_then(|u| u.resolve(EngineOptions::new()))
-        {
+        let err = |u: &str| match resolve(u) {
             Err(Error::Configuration(m)) => m,
             other => panic!("expected a configuration error for {u}, got {other:?}"),
         };
@@ -663,7 +1075,22 @@ mod tests {
         assert!(err("postgres://localhost/db?bogus=1").contains("bogus"));
         assert!(err("postgres://localhost/db?max_size=ten").contains("max_size"));
         assert!(err("postgres://localhost/db?isolation_level=chaos").contains("chaos"));
-        assert!(err("postgres://localhost/db?sslmode=require").contains("sslmode"));
+        assert!(err("postgres://localhost/db?sslmode=bogus").contains("unknown sslmode `bogus`"));
+        assert!(err("postgres://localhost/db?sslmode=REQUIRE").contains("REQUIRE"));
+        assert!(err("postgres://localhost/db?sslrootcert=").contains("sslrootcert"));
+        assert!(err("postgres://localhost/db?sslcert=").contains("sslcert"));
+        assert!(err("postgres://localhost/db?sslkey=").contains("sslkey"));
+        assert!(
+            err("postgres://localhost/db?sslrootcert=system&sslmode=require")
+                .contains("sslrootcert=system needs sslmode=verify-full")
+        );
+        assert!(err("postgres://localhost/db?target_session_attrs=master").contains("master"));
+        assert!(err("postgres://localhost/db?keepalives=maybe").contains("keepalives"));
+        assert!(err("postgres://localhost/db?keepalives_idle=soon").contains("keepalives_idle"));
+        assert!(err("postgres://localhost/db?keepalives_count=x").contains("keepalives_count"));
+        assert!(err("postgres://localhost/db?connect_timeout=x").contains("connect_timeout"));
+        assert!(err("postgres://localhost/db?port=5432,x").contains("`x`"));
+        assert!(err("postgres://localhost/db?hostaddr=1.2.3.4").contains("hostaddr"));
         assert!(err("localhost/db").contains("not a database URL"));
         assert!(err("postgres://localhost/db?min_size=5&max_size=2").contains("min_size"));
         assert!(err("postgres://localhost/db?flag").contains("flag"));
@@ -690,10 +1117,129 @@ mod tests {
         let url: DatabaseUrl = "postgres://h/db?options=-c%20search_path%3Dx&statement_timeout=2s"
             .parse()
             .unwrap();
-        let (pg, _) = url.resolve(EngineOptions::new()).unwrap();
+        let (connect, _) = url.resolve_in(EngineOptions::new(), &no_env).unwrap();
         assert_eq!(
-            pg.get_options(),
+            connect.pg.get_options(),
             Some("-c search_path=x -c statement_timeout=2000")
         );
+    }
+
+    #[test]
+    fn ssl_settings_follow_libpq() {
+        let tls = |url: &str| resolve(url).unwrap().0.tls;
+        assert_eq!(tls("postgres://h/db").mode, SslMode::Prefer);
+        assert_eq!(
+            tls("postgres://h/db?sslmode=disable").mode,
+            SslMode::Disable
+        );
+        let full =
+            tls("postgres://h/db?sslmode=verify-full&sslrootcert=/ca.pem&sslcert=/c&sslkey=/k");
+        assert_eq!(full.mode, SslMode::VerifyFull);
+        assert_eq!(full.root_cert, Some(SslRootCert::File("/ca.pem".into())));
+        assert_eq!(full.cert.as_deref(), Some(Path::new("/c")));
+        assert_eq!(full.key.as_deref(), Some(Path::new("/k")));
+        // The system's roots make verify-full the default.
+        let system = tls("postgres://h/db?sslrootcert=system");
+        assert_eq!(
+            (system.mode, system.root_cert),
+            (SslMode::VerifyFull, Some(SslRootCert::System))
+        );
+        // Code sets a mode, the URL overrides it.
+        let (connect, _) = "postgres://h/db?sslmode=require"
+            .parse::<DatabaseUrl>()
+            .unwrap()
+            .resolve_in(EngineOptions::new().ssl_mode(SslMode::Disable), &no_env)
+            .unwrap();
+        assert_eq!(connect.tls.mode, SslMode::Require);
+    }
+
+    #[test]
+    fn the_environment_fills_what_the_url_leaves_out() {
+        let env = [
+            ("PGHOST", "db1,db2"),
+            ("PGPORT", "6000,6001"),
+            ("PGUSER", "alice"),
+            ("PGPASSWORD", "s3cret"),
+            ("PGDATABASE", "shop"),
+            ("PGAPPNAME", "billing"),
+            ("PGOPTIONS", "-c search_path=app"),
+            ("PGCONNECT_TIMEOUT", "7"),
+            ("PGTARGETSESSIONATTRS", "read-write"),
+            ("PGSSLMODE", "require"),
+            ("PGSSLROOTCERT", "/etc/ca.pem"),
+        ];
+        let from_env = resolve_with_env("postgres://", &env).unwrap();
+        let pg = &from_env.pg;
+        assert_eq!(
+            pg.get_hosts(),
+            [
+                tokio_postgres::config::Host::Tcp("db1".into()),
+                tokio_postgres::config::Host::Tcp("db2".into())
+            ]
+        );
+        assert_eq!(pg.get_ports(), [6000, 6001]);
+        assert_eq!(pg.get_user(), Some("alice"));
+        assert_eq!(pg.get_password(), Some(&b"s3cret"[..]));
+        assert_eq!(pg.get_dbname(), Some("shop"));
+        assert_eq!(pg.get_application_name(), Some("billing"));
+        assert_eq!(pg.get_options(), Some("-c search_path=app"));
+        assert_eq!(pg.get_connect_timeout(), Some(&Duration::from_secs(7)));
+        assert_eq!(from_env.target, TargetSessionAttrs::ReadWrite);
+        assert_eq!(from_env.tls.mode, SslMode::Require);
+        assert_eq!(
+            from_env.tls.root_cert,
+            Some(SslRootCert::File("/etc/ca.pem".into()))
+        );
+
+        // Whatever the URL says wins.
+        let from_url = resolve_with_env(
+            "postgres://bob:pw@h:5555/inventory?application_name=web&sslmode=disable\
+             &target_session_attrs=any&options=-c%20x%3D1",
+            &env,
+        )
+        .unwrap();
+        let pg = &from_url.pg;
+        assert_eq!(
+            pg.get_hosts(),
+            [tokio_postgres::config::Host::Tcp("h".into())]
+        );
+        assert_eq!(pg.get_ports(), [5555]);
+        assert_eq!(pg.get_user(), Some("bob"));
+        assert_eq!(pg.get_password(), Some(&b"pw"[..]));
+        assert_eq!(pg.get_dbname(), Some("inventory"));
+        assert_eq!(pg.get_application_name(), Some("web"));
+        assert_eq!(pg.get_options(), Some("-c x=1"));
+        assert_eq!(from_url.target, TargetSessionAttrs::Any);
+        assert_eq!(from_url.tls.mode, SslMode::Disable);
+
+        // A bad value in the environment is an error naming the variable.
+        let bad = resolve_with_env("postgres://h/db", &[("PGCONNECT_TIMEOUT", "soon")]);
+        assert!(matches!(bad, Err(Error::Configuration(m)) if m.contains("PGCONNECT_TIMEOUT")));
+        let bad = resolve_with_env("postgres://h/db", &[("PGSSLMODE", "on")]);
+        assert!(matches!(bad, Err(Error::Configuration(m)) if m.contains("sslmode `on`")));
+    }
+
+    #[test]
+    fn one_port_serves_every_host() {
+        let (connect, _) = resolve("postgres://a,b:7000,c/db?port=6000").unwrap();
+        assert_eq!(connect.pg.get_ports(), [6000, 7000, 6000]);
+        let (connect, _) = resolve("postgres:///db?host=a,b&port=6000,6001").unwrap();
+        assert_eq!(connect.pg.get_ports(), [6000, 6001]);
+    }
+
+    #[test]
+    fn keepalives_reach_the_config() {
+        let (connect, _) =
+            resolve("postgres://h/db?keepalives_idle=30&keepalives_interval=5&keepalives_count=3")
+                .unwrap();
+        assert!(connect.pg.get_keepalives());
+        assert_eq!(connect.pg.get_keepalives_idle(), Duration::from_secs(30));
+        assert_eq!(
+            connect.pg.get_keepalives_interval(),
+            Some(Duration::from_secs(5))
+        );
+        assert_eq!(connect.pg.get_keepalives_retries(), Some(3));
+        let (off, _) = resolve("postgres://h/db?keepalives=0").unwrap();
+        assert!(!off.pg.get_keepalives());
     }
 }

@@ -8,7 +8,7 @@
 //! `connection`, `transaction`/`begin` in `transaction`, the query API
 //! (`all`, `status`, ...) in `executor` — and appear on `Engine` all the same.
 //!
-//! Uses: `config`, `pool`, `statement`.
+//! Uses: `config`, `wire` (the connector), `pool`, `statement`.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -22,6 +22,7 @@ use crate::config::{DatabaseUrl, EngineOptions};
 use crate::error::{Error, Result};
 use crate::pool::{Manager, RawConn};
 use crate::statement::{Deadline, Statement, run_statement};
+use crate::wire::Connector;
 
 /// Creates an [`Engine`] for a `postgresql://` or `postgres://` URL:
 /// GINO's `create_engine`.
@@ -40,10 +41,10 @@ use crate::statement::{Deadline, Statement, run_statement};
 /// ```
 pub async fn create_engine(url: &str, options: EngineOptions) -> Result<Engine> {
     let url: DatabaseUrl = url.parse()?;
-    let (pg, options) = url.resolve(options)?;
+    let (connect, options) = url.resolve(options)?;
     let echo = Arc::new(AtomicBool::new(options.echo));
     let manager = Manager {
-        pg,
+        connector: Connector::new(connect)?,
         echo: echo.clone(),
         statement_cache: options.statement_cache,
     };

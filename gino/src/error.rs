@@ -105,6 +105,12 @@ pub enum Error {
     #[error("connection error: {0}")]
     Connection(String),
 
+    /// TLS could not be established: the server refused it where it is
+    /// required, or its certificate failed a check; the message says which,
+    /// and what to set.
+    #[error("TLS error: {0}")]
+    Tls(String),
+
     /// A transaction or connection was used in a way its mode does not allow.
     #[error("illegal transaction use: {0}")]
     TransactionMisuse(String),

@@ -56,12 +56,14 @@ mod root;
 pub mod schema;
 mod statement;
 mod text;
+#[cfg(feature = "tls")]
+mod tls;
 mod transaction;
 mod wire;
 
 pub use api::Gino;
 pub use bind::Bind;
-pub use config::{DatabaseUrl, EngineOptions, IsolationLevel};
+pub use config::{DatabaseUrl, EngineOptions, IsolationLevel, SslMode, SslRootCert};
 pub use connection::{Acquire, Connection};
 pub use cursor::{Cursor, DEFAULT_PREFETCH};
 pub use engine::{Engine, IntoEngine, PoolStatus, create_engine};

@@ -21,7 +21,7 @@ use diesel::connection::{Instrumentation, InstrumentationEvent};
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 
 use crate::error::{Error, Result};
-use crate::wire::{self, ServerAddr, TxStatus, WireState};
+use crate::wire::{Connector, ServerAddr, TxStatus, WireState};
 
 /// A diesel-async connection with what gino knows about it.
 pub(crate) struct PgConn {
@@ -37,8 +37,10 @@ pub(crate) struct PgConn {
 }
 
 impl PgConn {
-    pub(crate) async fn open(pg: &tokio_postgres::Config, echo: &Arc<AtomicBool>) -> Result<Self> {
-        let opened = wire::open(pg).await?;
+    pub(crate) async fn open(connector: &Connector, echo: &Arc<AtomicBool>) -> Result<Self> {
+        // Boxed: opening (TLS handshake, startup) is a large state machine,
+        // and every borrow's future would otherwise carry it inline.
+        let opened = Box::pin(connector.open()).await?;
         let mut conn = AsyncPgConnection::try_from(opened.client)
             .await
             .map_err(|e| Error::Connection(e.to_string()))?;
@@ -75,14 +77,14 @@ impl PgConn {
 
 /// The deadpool manager of gino's connections.
 pub(crate) struct Manager {
-    pub(crate) pg: tokio_postgres::Config,
+    pub(crate) connector: Connector,
     pub(crate) echo: Arc<AtomicBool>,
     pub(crate) statement_cache: bool,
 }
 
 impl Manager {
     pub(crate) async fn open(&self) -> Result<PgConn> {
-        let mut conn = PgConn::open(&self.pg, &self.echo).await?;
+        let mut conn = PgConn::open(&self.connector, &self.echo).await?;
         if !self.statement_cache {
             conn.conn
                 .set_prepared_statement_cache_size(diesel::connection::CacheSize::Disabled);

@@ -1,4 +1,5 @@
-//! Opening connections, and watching the PostgreSQL protocol on them.
+//! Opening connections (hosts in turn, TLS negotiated as libpq does,
+//! `target_session_attrs`), and watching the PostgreSQL protocol on them.
 //!
 //! diesel's error type does not carry the SQLSTATE, diesel's `execute`
 //! returns only a row count, not PostgreSQL's command tag, and nothing in the
@@ -10,8 +11,9 @@
 //! transaction status. Other messages, data rows included, are skipped by
 //! their length without being copied.
 //!
-//! Uses: `error` only.
+//! Uses: `config` (what to connect to), `tls` (the handshake), `error`.
 
+use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -19,12 +21,18 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 use tokio_postgres::config::Host;
 
+#[cfg(feature = "tls")]
+use crate::config::SslMode;
+use crate::config::{ConnectConfig, TargetSessionAttrs};
 use crate::error::{Error, Result};
+#[cfg(feature = "tls")]
+use crate::tls::Tls;
 
 /// What a connection's socket has seen of the backend's messages.
 #[derive(Debug, Default)]
@@ -224,18 +232,30 @@ impl Framing {
     }
 }
 
+/// Anything a connection can run over.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send + fmt::Debug {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + fmt::Debug> Io for T {}
+
+/// The transport under a connection: TCP, a Unix-domain socket, or TLS
+/// over TCP. The observer reads above it, so it always sees the plaintext
+/// protocol.
 #[derive(Debug)]
 enum Socket {
     Tcp(TcpStream),
     Unix(UnixStream),
+    #[cfg(feature = "tls")]
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
 }
 
-/// A socket whose incoming bytes are followed by [`Framing`].
-#[derive(Debug)]
-pub(crate) struct WatchedSocket {
-    socket: Socket,
-    framing: Framing,
-    state: Arc<WireState>,
+impl Socket {
+    fn io(&mut self) -> Pin<&mut dyn Io> {
+        match self {
+            Socket::Tcp(s) => Pin::new(s),
+            Socket::Unix(s) => Pin::new(s),
+            #[cfg(feature = "tls")]
+            Socket::Tls(s) => Pin::new(&mut **s),
+        }
+    }
 }
 
 impl AsyncRead for Socket {
@@ -244,10 +264,7 @@ impl AsyncRead for Socket {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Socket::Tcp(s) => Pin::new(s).poll_read(cx, buf),
-            Socket::Unix(s) => Pin::new(s).poll_read(cx, buf),
-        }
+        self.get_mut().io().poll_read(cx, buf)
     }
 }
 
@@ -257,25 +274,24 @@ impl AsyncWrite for Socket {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Socket::Tcp(s) => Pin::new(s).poll_write(cx, buf),
-            Socket::Unix(s) => Pin::new(s).poll_write(cx, buf),
-        }
+        self.get_mut().io().poll_write(cx, buf)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Socket::Tcp(s) => Pin::new(s).poll_flush(cx),
-            Socket::Unix(s) => Pin::new(s).poll_flush(cx),
-        }
+        self.get_mut().io().poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Socket::Tcp(s) => Pin::new(s).poll_shutdown(cx),
-            Socket::Unix(s) => Pin::new(s).poll_shutdown(cx),
-        }
+        self.get_mut().io().poll_shutdown(cx)
     }
+}
+
+/// A socket whose incoming bytes are followed by [`Framing`].
+#[derive(Debug)]
+pub(crate) struct WatchedSocket {
+    socket: Socket,
+    framing: Framing,
+    state: Arc<WireState>,
 }
 
 impl AsyncRead for WatchedSocket {
@@ -312,28 +328,83 @@ impl AsyncWrite for WatchedSocket {
     }
 }
 
-/// Where a connection's server lives, kept for cancel requests, which
-/// PostgreSQL takes on a separate connection.
+/// TCP keepalive settings of a connection's socket.
+#[derive(Debug, Clone, Copy)]
+struct Keepalive {
+    idle: Duration,
+    interval: Option<Duration>,
+    retries: Option<u32>,
+}
+
+impl Keepalive {
+    fn of(pg: &tokio_postgres::Config) -> Option<Keepalive> {
+        pg.get_keepalives().then(|| Keepalive {
+            idle: pg.get_keepalives_idle(),
+            interval: pg.get_keepalives_interval(),
+            retries: pg.get_keepalives_retries(),
+        })
+    }
+
+    fn apply(&self, stream: &TcpStream) -> io::Result<()> {
+        let mut keepalive = socket2::TcpKeepalive::new().with_time(self.idle);
+        if let Some(interval) = self.interval {
+            keepalive = keepalive.with_interval(interval);
+        }
+        if let Some(retries) = self.retries {
+            keepalive = keepalive.with_retries(retries);
+        }
+        socket2::SockRef::from(stream).set_tcp_keepalive(&keepalive)
+    }
+}
+
 #[derive(Debug, Clone)]
-pub(crate) enum ServerAddr {
+enum Place {
     Tcp(SocketAddr),
     Unix(PathBuf),
 }
 
-impl ServerAddr {
-    async fn open(&self) -> io::Result<Socket> {
+/// The TLS configuration and host name a connection is encrypted with.
+#[cfg(feature = "tls")]
+type Encryption = (Arc<Tls>, String);
+/// Without the `tls` feature no connection is encrypted.
+#[cfg(not(feature = "tls"))]
+type Encryption = std::convert::Infallible;
+
+/// Where a connection's server lives and how its traffic is encrypted,
+/// kept for cancel requests, which PostgreSQL takes on a connection of
+/// their own, encrypted as the connection is.
+#[derive(Debug, Clone)]
+pub(crate) struct ServerAddr {
+    place: Place,
+    encryption: Option<Encryption>,
+}
+
+impl Place {
+    async fn open(&self, keepalive: Option<&Keepalive>) -> io::Result<Socket> {
         match self {
-            ServerAddr::Tcp(addr) => {
+            Place::Tcp(addr) => {
                 let stream = TcpStream::connect(addr).await?;
                 // Queries are small request/response exchanges: Nagle's
                 // algorithm would add its delay to every one of them.
                 stream.set_nodelay(true)?;
+                if let Some(keepalive) = keepalive {
+                    keepalive.apply(&stream)?;
+                }
                 Ok(Socket::Tcp(stream))
             }
-            ServerAddr::Unix(path) => Ok(Socket::Unix(UnixStream::connect(path).await?)),
+            Place::Unix(path) => Ok(Socket::Unix(UnixStream::connect(path).await?)),
         }
     }
 
+    fn describe(&self) -> String {
+        match self {
+            Place::Tcp(a) => a.to_string(),
+            Place::Unix(p) => p.display().to_string(),
+        }
+    }
+}
+
+impl ServerAddr {
     /// Asks the server to cancel whatever the connection identified by
     /// `token` is running, and returns once the server has delivered the
     /// request.
@@ -346,10 +417,12 @@ impl ServerAddr {
     /// that statement, and the backend discards it.
     pub(crate) async fn cancel(&self, token: &tokio_postgres::CancelToken) -> Result<()> {
         use tokio::io::AsyncReadExt;
-        let mut socket = self
-            .open()
-            .await
-            .map_err(|e| Error::Connection(format!("cannot send cancel request: {e}")))?;
+        let unreachable =
+            |e: io::Error| Error::Connection(format!("cannot send cancel request: {e}"));
+        let mut socket = self.place.open(None).await.map_err(unreachable)?;
+        if let Some(encryption) = &self.encryption {
+            socket = encrypt(socket, encryption).await?;
+        }
         token
             .cancel_query_raw(&mut socket, tokio_postgres::NoTls)
             .await
@@ -369,79 +442,255 @@ pub(crate) struct Opened {
     pub(crate) state: Arc<WireState>,
 }
 
-/// Opens a watched connection to the first reachable host of `config`.
-pub(crate) async fn open(config: &tokio_postgres::Config) -> Result<Opened> {
-    let ports = config.get_ports();
-    let mut last_error = None;
-    for (i, host) in config.get_hosts().iter().enumerate() {
-        let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
-        let candidates = match resolve(host, port).await {
-            Ok(c) => c,
-            Err(e) => {
-                last_error = Some(Error::Connection(format!("cannot resolve {host:?}: {e}")));
-                continue;
+/// How an engine opens connections: where to, as whom, which server of
+/// several to settle on, and with what TLS. Built once per engine, so that
+/// certificate files are read once and a bad one fails engine creation.
+#[derive(Debug)]
+pub(crate) struct Connector {
+    config: ConnectConfig,
+    keepalive: Option<Keepalive>,
+    #[cfg(feature = "tls")]
+    tls: Option<Arc<Tls>>,
+}
+
+impl Connector {
+    pub(crate) fn new(config: ConnectConfig) -> Result<Self> {
+        #[cfg(feature = "tls")]
+        let tls = Tls::new(&config.tls)?.map(Arc::new);
+        #[cfg(not(feature = "tls"))]
+        if config.tls.mode.requires_tls() {
+            return Err(Error::Configuration(format!(
+                "sslmode={} needs TLS, which this build of gino leaves out: enable gino's `tls` \
+                 feature (on by default)",
+                config.tls.mode
+            )));
+        }
+        Ok(Connector {
+            keepalive: Keepalive::of(&config.pg),
+            config,
+            #[cfg(feature = "tls")]
+            tls,
+        })
+    }
+
+    /// Opens a watched connection to the first host (in order) that
+    /// answers and is what `target_session_attrs` asks for.
+    pub(crate) async fn open(&self) -> Result<Opened> {
+        let pg = &self.config.pg;
+        let ports = pg.get_ports();
+        let passes: &[TargetSessionAttrs] = match self.config.target {
+            TargetSessionAttrs::PreferStandby => {
+                &[TargetSessionAttrs::Standby, TargetSessionAttrs::Any]
             }
+            ref one => std::slice::from_ref(one),
         };
-        for addr in candidates {
-            let connect = addr.open();
-            let socket = match config.get_connect_timeout() {
-                Some(t) => match tokio::time::timeout(*t, connect).await {
-                    Ok(r) => r,
-                    Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")),
-                },
-                None => connect.await,
-            };
-            let socket = match socket {
-                Ok(s) => s,
-                Err(e) => {
-                    last_error = Some(Error::Connection(format!(
-                        "cannot connect to {}: {e}; is the PostgreSQL server running there?",
-                        describe(&addr)
-                    )));
-                    continue;
+        let mut last_error = None;
+        for wanted in passes {
+            for (i, host) in pg.get_hosts().iter().enumerate() {
+                let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+                let candidates = match resolve(host, port).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        last_error =
+                            Some(Error::Connection(format!("cannot resolve {host:?}: {e}")));
+                        continue;
+                    }
+                };
+                let name = match host {
+                    Host::Tcp(name) => name.as_str(),
+                    Host::Unix(_) => "",
+                };
+                for place in candidates {
+                    let attempt = self.open_at(&place, name);
+                    let opened = match pg.get_connect_timeout() {
+                        Some(t) => tokio::time::timeout(*t, attempt).await.unwrap_or_else(|_| {
+                            Err(Error::Connection(format!(
+                                "timed out after {t:?} connecting to {}",
+                                place.describe()
+                            )))
+                        }),
+                        None => attempt.await,
+                    };
+                    match opened {
+                        Ok(opened) => match is_wanted(&opened.client, *wanted).await {
+                            Ok(true) => return Ok(opened),
+                            Ok(false) => {
+                                last_error = Some(Error::Connection(format!(
+                                    "{} is not a {} server, as target_session_attrs asks",
+                                    place.describe(),
+                                    wanted.describe()
+                                )));
+                            }
+                            Err(e) => last_error = Some(e),
+                        },
+                        Err(e) => last_error = Some(e),
+                    }
                 }
-            };
-            let state = Arc::new(WireState::default());
-            let watched = WatchedSocket {
-                socket,
-                framing: Framing::default(),
-                state: state.clone(),
-            };
-            let (client, connection) = config
-                .connect_raw(watched, tokio_postgres::NoTls)
-                .await
-                .map_err(Error::from_postgres)?;
-            let driven = state.clone();
-            tokio::spawn(async move {
-                if let Err(e) = connection.await {
-                    tracing::debug!(target: "gino", "connection closed with error: {e}");
+            }
+        }
+        Err(last_error.unwrap_or_else(|| Error::Configuration("no host to connect to".to_owned())))
+    }
+
+    /// Connects to one address, negotiating TLS as the mode says.
+    async fn open_at(&self, place: &Place, host: &str) -> Result<Opened> {
+        #[cfg(feature = "tls")]
+        if let (Place::Tcp(_), Some(tls)) = (place, &self.tls) {
+            return self.open_tls(place, host, tls).await;
+        }
+        let _ = host;
+        self.start(self.connect(place).await?, place, None).await
+    }
+
+    #[cfg(feature = "tls")]
+    async fn open_tls(&self, place: &Place, host: &str, tls: &Arc<Tls>) -> Result<Opened> {
+        let encrypted = async || {
+            let required = tls.mode() != SslMode::Prefer;
+            let (socket, used) = negotiate(self.connect(place).await?, tls, host, required).await?;
+            let encryption = used.then(|| (tls.clone(), host.to_owned()));
+            self.start(socket, place, encryption).await
+        };
+        match tls.mode() {
+            // libpq's `allow`: plaintext first, TLS if the server refuses it.
+            SslMode::Allow => match self.start(self.connect(place).await?, place, None).await {
+                Err(Error::Database(_)) => encrypted().await,
+                other => other,
+            },
+            // libpq's `prefer`: TLS first; plaintext when the server has no
+            // TLS (negotiate) or refuses the encrypted session.
+            SslMode::Prefer => match encrypted().await {
+                Err(Error::Database(e)) => {
+                    tracing::debug!(target: "gino", "encrypted session refused ({e}), trying plaintext");
+                    self.start(self.connect(place).await?, place, None).await
                 }
-                driven.mark_closed();
-            });
-            return Ok(Opened {
-                client,
-                addr,
-                state,
-            });
+                other => other,
+            },
+            _ => encrypted().await,
         }
     }
-    Err(last_error.unwrap_or_else(|| Error::Configuration("no host to connect to".to_owned())))
-}
 
-fn describe(addr: &ServerAddr) -> String {
-    match addr {
-        ServerAddr::Tcp(a) => a.to_string(),
-        ServerAddr::Unix(p) => p.display().to_string(),
+    async fn connect(&self, place: &Place) -> Result<Socket> {
+        place.open(self.keepalive.as_ref()).await.map_err(|e| {
+            Error::Connection(format!(
+                "cannot connect to {}: {e}; is the PostgreSQL server running there?",
+                place.describe()
+            ))
+        })
+    }
+
+    /// Runs the startup (authentication) on `socket` and spawns the task
+    /// that drives the connection.
+    async fn start(
+        &self,
+        socket: Socket,
+        place: &Place,
+        encryption: Option<Encryption>,
+    ) -> Result<Opened> {
+        let state = Arc::new(WireState::default());
+        let watched = WatchedSocket {
+            socket,
+            framing: Framing::default(),
+            state: state.clone(),
+        };
+        let (client, connection) = self
+            .config
+            .pg
+            .connect_raw(watched, tokio_postgres::NoTls)
+            .await
+            .map_err(Error::from_postgres)?;
+        let driven = state.clone();
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(target: "gino", "connection closed with error: {e}");
+            }
+            driven.mark_closed();
+        });
+        Ok(Opened {
+            client,
+            addr: ServerAddr {
+                place: place.clone(),
+                encryption,
+            },
+            state,
+        })
     }
 }
 
-async fn resolve(host: &Host, port: u16) -> io::Result<Vec<ServerAddr>> {
+/// Encrypts a new socket to the server (for a cancel request) as the
+/// connection it belongs to is.
+#[cfg(feature = "tls")]
+async fn encrypt(socket: Socket, (tls, host): &Encryption) -> Result<Socket> {
+    Ok(negotiate(socket, tls, host, true).await?.0)
+}
+
+#[cfg(not(feature = "tls"))]
+async fn encrypt(_: Socket, encryption: &Encryption) -> Result<Socket> {
+    match *encryption {}
+}
+
+/// Asks the server to encrypt (`SSLRequest`) and runs the handshake if it
+/// agrees. Returns the socket to speak the protocol on and whether it is
+/// encrypted; a server without TLS is an error only when `required`.
+#[cfg(feature = "tls")]
+async fn negotiate(
+    socket: Socket,
+    tls: &Tls,
+    host: &str,
+    required: bool,
+) -> Result<(Socket, bool)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Socket::Tcp(mut stream) = socket else {
+        unreachable!("TLS is only negotiated over TCP, as libpq does")
+    };
+    // Length 8, then the SSLRequest code 1234.5679.
+    const SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
+    let failed =
+        |e: io::Error| Error::Connection(format!("TLS negotiation with {host} failed: {e}"));
+    stream.write_all(&SSL_REQUEST).await.map_err(failed)?;
+    let mut answer = [0u8; 1];
+    stream.read_exact(&mut answer).await.map_err(failed)?;
+    match answer[0] {
+        b'S' => Ok((Socket::Tls(tls.handshake(stream, host).await?), true)),
+        b'N' if required => Err(Error::Tls(format!(
+            "the server at {host} does not accept TLS, which sslmode={} requires: turn `ssl` on \
+             in its postgresql.conf, or use sslmode=prefer to allow plaintext",
+            tls.mode()
+        ))),
+        b'N' => Ok((Socket::Tcp(stream), false)),
+        other => Err(Error::Connection(format!(
+            "the server at {host} answered the TLS request with {:?}; is it a PostgreSQL server?",
+            other as char
+        ))),
+    }
+}
+
+/// Whether the server of `client` is what `wanted` asks for.
+async fn is_wanted(client: &tokio_postgres::Client, wanted: TargetSessionAttrs) -> Result<bool> {
+    let (query, expected) = match wanted {
+        TargetSessionAttrs::Any => return Ok(true),
+        TargetSessionAttrs::ReadWrite => ("SHOW transaction_read_only", "off"),
+        TargetSessionAttrs::ReadOnly => ("SHOW transaction_read_only", "on"),
+        TargetSessionAttrs::Primary => ("SELECT pg_is_in_recovery()", "f"),
+        TargetSessionAttrs::Standby | TargetSessionAttrs::PreferStandby => {
+            ("SELECT pg_is_in_recovery()", "t")
+        }
+    };
+    let messages = client
+        .simple_query(query)
+        .await
+        .map_err(Error::from_postgres)?;
+    Ok(messages.iter().any(|message| match message {
+        tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0) == Some(expected),
+        _ => false,
+    }))
+}
+
+async fn resolve(host: &Host, port: u16) -> io::Result<Vec<Place>> {
     match host {
         Host::Tcp(name) => Ok(tokio::net::lookup_host((name.as_str(), port))
             .await?
-            .map(ServerAddr::Tcp)
+            .map(Place::Tcp)
             .collect()),
-        Host::Unix(dir) => Ok(vec![ServerAddr::Unix(dir.join(format!(".s.PGSQL.{port}")))]),
+        Host::Unix(dir) => Ok(vec![Place::Unix(dir.join(format!(".s.PGSQL.{port}")))]),
     }
 }
 

@@ -11,6 +11,7 @@ use std::path::Path;
 const LAYERS: &[&[&str]] = &[
     &["error"],
     &["config", "text", "json"],
+    &["tls"],
     &["wire"],
     &["pool"],
     &["statement"],

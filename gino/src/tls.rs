@@ -1,0 +1,375 @@
+//! TLS for connections: a rustls client configuration built from libpq's
+//! settings (`sslmode`, `sslrootcert`, `sslcert`, `sslkey`), the handshake,
+//! and errors that say which check failed and what to set.
+//!
+//! Only the handshake lives here; negotiating it on the PostgreSQL
+//! protocol (`SSLRequest`) is `wire`'s job, which keeps reading the
+//! plaintext protocol above the TLS layer.
+//!
+//! Uses: `config` (the settings), `error`.
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::WebPkiSupportedAlgorithms;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+use crate::config::{SslMode, SslRootCert, TlsSettings};
+use crate::error::{Error, Result};
+
+/// The TLS side of an engine's connections, built once per engine.
+pub(crate) struct Tls {
+    connector: TlsConnector,
+    mode: SslMode,
+    /// How the roots were configured, for error messages.
+    roots: Option<SslRootCert>,
+}
+
+impl fmt::Debug for Tls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tls")
+            .field("mode", &self.mode)
+            .field("roots", &self.roots)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How much of the server's certificate is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Check {
+    /// Nothing (libpq's `require` and `prefer` without a root certificate).
+    Nothing,
+    /// The chain up to a trusted root, not the host name (`verify-ca`).
+    Chain,
+    /// The chain and the host name (`verify-full`).
+    Full,
+}
+
+impl Tls {
+    /// The TLS configuration for `settings`; `None` for `sslmode=disable`.
+    /// Certificate and key files are read now, so a missing or malformed
+    /// one is an error when the engine is created, not at first use.
+    pub(crate) fn new(settings: &TlsSettings) -> Result<Option<Tls>> {
+        if settings.mode == SslMode::Disable {
+            return Ok(None);
+        }
+        // The provider goes into this configuration only, not into rustls'
+        // process-wide default, which stays the application's choice.
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let roots = match &settings.root_cert {
+            Some(root) => Some(load_roots(root)?),
+            None => None,
+        };
+        let check = match (settings.mode, &roots) {
+            (SslMode::VerifyFull, Some(_)) => Check::Full,
+            // libpq checks the chain whenever a root certificate is there,
+            // so `require` with one behaves as `verify-ca`.
+            (_, Some(_)) => Check::Chain,
+            (SslMode::VerifyCa | SslMode::VerifyFull, None) => {
+                let looked_at = settings
+                    .default_root_cert
+                    .as_ref()
+                    .map(|p| format!(" (looked for {})", p.display()))
+                    .unwrap_or_default();
+                return Err(Error::Configuration(format!(
+                    "sslmode={} checks the server's certificate, but no root certificate is \
+                     configured{looked_at}: set sslrootcert to the CA's PEM file, or \
+                     sslrootcert=system for the operating system's trusted roots, or use \
+                     sslmode=require to encrypt without checking",
+                    settings.mode
+                )));
+            }
+            (_, None) => Check::Nothing,
+        };
+        let verifier: Arc<dyn ServerCertVerifier> = match (check, roots) {
+            (Check::Nothing, _) | (_, None) => Arc::new(AcceptAnyCertificate {
+                algorithms: provider.signature_verification_algorithms,
+            }),
+            (check, Some(roots)) => {
+                let webpki =
+                    WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                        .build()
+                        .map_err(|e| {
+                            Error::Configuration(format!(
+                                "cannot use the root certificates of sslrootcert={}: {e}",
+                                describe_roots(&settings.root_cert)
+                            ))
+                        })?;
+                Arc::new(ChainVerifier {
+                    webpki,
+                    check_name: check == Check::Full,
+                })
+            }
+        };
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| Error::Configuration(format!("cannot configure TLS: {e}")))?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier);
+        let config = match (&settings.cert, &settings.key) {
+            (Some(cert), Some(key)) => {
+                let chain = load_certificates(cert, "sslcert")?;
+                let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
+                    Error::Configuration(format!(
+                        "cannot read the client key sslkey={}: {e}: give a PEM file with a \
+                         PKCS#8, PKCS#1 or SEC1 private key",
+                        key.display()
+                    ))
+                })?;
+                builder.with_client_auth_cert(chain, key).map_err(|e| {
+                    Error::Configuration(format!(
+                        "the client certificate sslcert={} does not go with the key \
+                         sslkey: {e}",
+                        cert.display()
+                    ))
+                })?
+            }
+            (Some(cert), None) => {
+                return Err(Error::Configuration(format!(
+                    "sslcert={} has no key: set sslkey to its private key's PEM file",
+                    cert.display()
+                )));
+            }
+            (None, _) => builder.with_no_client_auth(),
+        };
+        Ok(Some(Tls {
+            connector: TlsConnector::from(Arc::new(config)),
+            mode: settings.mode,
+            roots: settings.root_cert.clone(),
+        }))
+    }
+
+    pub(crate) fn mode(&self) -> SslMode {
+        self.mode
+    }
+
+    /// Runs the TLS handshake on `socket`, which the server agreed to
+    /// encrypt; `host` is the name the certificate must carry under
+    /// `verify-full`.
+    pub(crate) async fn handshake(
+        &self,
+        socket: TcpStream,
+        host: &str,
+    ) -> Result<Box<TlsStream<TcpStream>>> {
+        let name = ServerName::try_from(host.to_owned()).map_err(|_| {
+            Error::Configuration(format!(
+                "`{host}` is not a host name or IP address TLS can check a certificate against"
+            ))
+        })?;
+        self.connector
+            .connect(name, socket)
+            .await
+            .map(Box::new)
+            .map_err(|e| self.explain(&e, host))
+    }
+
+    /// The error for a failed handshake: which check failed, and what to
+    /// set.
+    pub(crate) fn explain(&self, error: &std::io::Error, host: &str) -> Error {
+        let roots = describe_roots(&self.roots);
+        let Some(tls) = error
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<rustls::Error>())
+        else {
+            return Error::Connection(format!("TLS handshake with {host} failed: {error}"));
+        };
+        let what = match tls {
+            rustls::Error::InvalidCertificate(cert) => match cert {
+                CertificateError::UnknownIssuer => format!(
+                    "the server's certificate is not signed by a root of sslrootcert={roots}: set \
+                     sslrootcert to the CA certificate that signed the server's certificate"
+                ),
+                CertificateError::NotValidForName
+                | CertificateError::NotValidForNameContext { .. } => format!(
+                    "the server's certificate is not valid for the host name `{host}` \
+                     (sslmode=verify-full checks it): connect with a name the certificate \
+                     lists, or use sslmode=verify-ca to check the chain only"
+                ),
+                CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
+                    "the server's certificate has expired: renew it on the server".to_owned()
+                }
+                CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+                    "the server's certificate is not valid yet: check the clocks of client and \
+                     server"
+                        .to_owned()
+                }
+                CertificateError::Revoked => "the server's certificate was revoked".to_owned(),
+                CertificateError::BadSignature => {
+                    "the server's certificate chain has a bad signature".to_owned()
+                }
+                other => format!("the server's certificate was refused: {other:?}"),
+            },
+            rustls::Error::AlertReceived(alert) => format!(
+                "the server ended the handshake ({alert:?}); if it asks for a client \
+                 certificate, set sslcert and sslkey to one its CA signed"
+            ),
+            other => other.to_string(),
+        };
+        Error::Tls(format!("TLS with {host}: {what}"))
+    }
+}
+
+fn describe_roots(roots: &Option<SslRootCert>) -> String {
+    match roots {
+        Some(root) => root.to_string(),
+        None => "(none)".to_owned(),
+    }
+}
+
+fn load_certificates(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>> {
+    let certificates = CertificateDer::pem_file_iter(path)
+        .and_then(|certs| certs.collect::<std::result::Result<Vec<_>, _>>())
+        .map_err(|e| {
+            Error::Configuration(format!(
+                "cannot read the certificates of {what}={}: {e}",
+                path.display()
+            ))
+        })?;
+    if certificates.is_empty() {
+        return Err(Error::Configuration(format!(
+            "{what}={} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+            path.display()
+        )));
+    }
+    Ok(certificates)
+}
+
+fn load_roots(root: &SslRootCert) -> Result<RootCertStore> {
+    let mut store = RootCertStore::empty();
+    match root {
+        SslRootCert::File(path) => {
+            for cert in load_certificates(path, "sslrootcert")? {
+                store.add(cert).map_err(|e| {
+                    Error::Configuration(format!(
+                        "sslrootcert={} holds a certificate that cannot be a root: {e}",
+                        path.display()
+                    ))
+                })?;
+            }
+        }
+        SslRootCert::System => {
+            let found = rustls_native_certs::load_native_certs();
+            let (added, _) = store.add_parsable_certificates(found.certs);
+            if added == 0 {
+                let why = found
+                    .errors
+                    .first()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default();
+                return Err(Error::Configuration(format!(
+                    "sslrootcert=system found no trusted root certificates on this system{why}: \
+                     install the CA bundle (Debian: ca-certificates) or point sslrootcert at a \
+                     PEM file"
+                )));
+            }
+        }
+    }
+    Ok(store)
+}
+
+/// Checks the chain against the roots, and the host name unless told not
+/// to (`verify-ca`).
+#[derive(Debug)]
+struct ChainVerifier {
+    webpki: Arc<WebPkiServerVerifier>,
+    check_name: bool,
+}
+
+impl ServerCertVerifier for ChainVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+        match self.webpki.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        ) {
+            // webpki checks the name only after the chain, so a name error
+            // means the chain is good.
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) if !self.check_name => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.webpki.supported_verify_schemes()
+    }
+}
+
+/// Takes any certificate (libpq's `require` without a root certificate:
+/// encryption against eavesdropping, no protection against an impostor),
+/// while still checking that the server holds the certificate's key.
+#[derive(Debug)]
+struct AcceptAnyCertificate {
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl ServerCertVerifier for AcceptAnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}

@@ -373,3 +373,46 @@ impl ServerCertVerifier for AcceptAnyCertificate {
         self.algorithms.supported_schemes()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(mode: SslMode) -> TlsSettings {
+        TlsSettings {
+            mode,
+            root_cert: None,
+            default_root_cert: Some("/home/u/.postgresql/root.crt".into()),
+            cert: None,
+            key: None,
+        }
+    }
+
+    #[test]
+    fn verifying_modes_need_a_root_certificate() {
+        for mode in [SslMode::VerifyCa, SslMode::VerifyFull] {
+            match Tls::new(&settings(mode)) {
+                Err(Error::Configuration(m)) => {
+                    assert!(m.contains("no root certificate"), "{m}");
+                    assert!(m.contains("/home/u/.postgresql/root.crt"), "{m}");
+                    assert!(m.contains("sslrootcert=system"), "{m}");
+                }
+                other => panic!("{mode}: expected a configuration error, got {other:?}"),
+            }
+        }
+        for mode in [SslMode::Allow, SslMode::Prefer, SslMode::Require] {
+            assert!(Tls::new(&settings(mode)).unwrap().is_some(), "{mode}");
+        }
+        assert!(Tls::new(&settings(SslMode::Disable)).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_certificate_needs_its_key() {
+        let mut with_cert = settings(SslMode::Require);
+        with_cert.cert = Some("/c.crt".into());
+        match Tls::new(&with_cert) {
+            Err(Error::Configuration(m)) => assert!(m.contains("has no key"), "{m}"),
+            other => panic!("expected a configuration error, got {other:?}"),
+        }
+    }
+}

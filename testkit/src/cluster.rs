@@ -1,4 +1,7 @@
-//! A throwaway PostgreSQL cluster built from the locally installed binaries.
+//! Throwaway PostgreSQL clusters built from the locally installed binaries:
+//! the process-wide test server, and clusters a test starts for itself
+//! (TLS-only servers, read-only servers, servers that come up late or go
+//! away).
 
 use std::env;
 use std::fs;
@@ -7,14 +10,59 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 const BINARIES: [&str; 3] = ["initdb", "pg_ctl", "postgres"];
 const START_ATTEMPTS: u32 = 3;
 
-/// A running cluster: superuser `postgres`, trust auth, on 127.0.0.1.
-pub(crate) struct Cluster {
-    pub(crate) port: u16,
+pub(crate) const HOW_TO_INSTALL: &str = "install PostgreSQL server binaries (Debian/Ubuntu: \
+    `apt-get install postgresql`; they provide initdb and pg_ctl)";
+
+/// A PostgreSQL cluster of its own: superuser `postgres`, on 127.0.0.1 and
+/// a Unix socket in its directory, with `fsync` off. Stopped and deleted
+/// when dropped (and, should the process die, by a watchdog when it
+/// exits).
+///
+/// ```no_run
+/// use gino_testkit::Cluster;
+/// let cluster = Cluster::builder()
+///     .setting("default_transaction_read_only", "on")
+///     .start()
+///     .unwrap();
+/// println!("read-only server at {}", cluster.url_for("postgres"));
+/// cluster.stop().unwrap();   // refuses connections from now on
+/// cluster.start().unwrap();  // same port, same data
+/// ```
+pub struct Cluster {
+    bindir: PathBuf,
+    base: PathBuf,
+    data: PathBuf,
+    log: PathBuf,
+    as_postgres: bool,
+    port: Mutex<u16>,
+    /// Whether this value stops and deletes the cluster when dropped (the
+    /// process-wide server is left to its watchdog).
+    owned: bool,
+}
+
+/// Settings of a [`Cluster`] to start: lines for `postgresql.conf` and
+/// `pg_hba.conf`, and files for its data directory.
+///
+/// ```no_run
+/// use gino_testkit::Cluster;
+/// let cluster = Cluster::builder()
+///     .setting("log_statement", "all")
+///     .hba("host all all 127.0.0.1/32 scram-sha-256")
+///     .start()
+///     .unwrap();
+/// # let _ = cluster;
+/// ```
+#[derive(Debug, Default, Clone)]
+pub struct ClusterBuilder {
+    settings: Vec<(String, String)>,
+    hba: Option<String>,
+    files: Vec<(String, Vec<u8>)>,
 }
 
 pub(crate) enum StartError {
@@ -23,126 +71,345 @@ pub(crate) enum StartError {
     Failed(String),
 }
 
-pub(crate) fn start() -> Result<Cluster, StartError> {
-    let bindir = find_bindir().ok_or(StartError::NoBinaries)?;
-    start_with(&bindir).map_err(|e| {
-        StartError::Failed(format!(
-            "{e}\n(using the PostgreSQL binaries in {})",
-            bindir.display()
-        ))
-    })
+impl ClusterBuilder {
+    /// A `postgresql.conf` setting, e.g. `("ssl", "on")`; the value is
+    /// quoted for the file.
+    pub fn setting(mut self, name: &str, value: &str) -> Self {
+        self.settings.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// The `pg_hba.conf` rules for TCP connections, replacing the default
+    /// (`host all all 127.0.0.1/32 trust`). A `local all all trust` line
+    /// always comes first, so that [`Cluster::execute`] works whatever the
+    /// rules for TCP are.
+    pub fn hba(mut self, rules: &str) -> Self {
+        self.hba = Some(rules.to_owned());
+        self
+    }
+
+    /// A file in the data directory (a server certificate, say), readable
+    /// by the server only, as PostgreSQL demands of key files.
+    pub fn file(mut self, name: &str, contents: impl Into<Vec<u8>>) -> Self {
+        self.files.push((name.to_owned(), contents.into()));
+        self
+    }
+
+    /// Creates the cluster without starting it; [`Cluster::start`] starts
+    /// it (on the port chosen now).
+    pub fn init(self) -> Result<Cluster, String> {
+        self.init_cluster(true).map_err(|e| match e {
+            StartError::NoBinaries => {
+                format!("no PostgreSQL server binaries found: {HOW_TO_INSTALL}")
+            }
+            StartError::Failed(e) => e,
+        })
+    }
+
+    /// Creates and starts the cluster.
+    pub fn start(self) -> Result<Cluster, String> {
+        let cluster = self.init()?;
+        cluster.start()?;
+        Ok(cluster)
+    }
+
+    pub(crate) fn init_cluster(self, owned: bool) -> Result<Cluster, StartError> {
+        let bindir = find_bindir().ok_or(StartError::NoBinaries)?;
+        let in_bindir = |e: String| {
+            StartError::Failed(format!(
+                "{e}\n(using the PostgreSQL binaries in {})",
+                bindir.display()
+            ))
+        };
+        // initdb and postgres refuse to run as root.
+        let as_postgres = running_as_root();
+        if as_postgres && !user_exists("postgres") {
+            return Err(in_bindir(
+                "running as root, where initdb and postgres refuse to run, and there is no \
+                 `postgres` OS user to run them as instead"
+                    .to_owned(),
+            ));
+        }
+        let base = create_base_dir().map_err(in_bindir)?;
+        let data = base.join("data");
+        let cluster = Cluster {
+            log: base.join("log"),
+            data,
+            base,
+            bindir: bindir.clone(),
+            as_postgres,
+            port: Mutex::new(free_port().map_err(in_bindir)?),
+            owned,
+        };
+        // Spawned before anything can fail, so that the directory is
+        // removed at exit even when initdb or the server start fails.
+        spawn_watchdog(
+            &bindir.join("pg_ctl"),
+            &cluster.data,
+            &cluster.base,
+            as_postgres,
+        )
+        .map_err(in_bindir)?;
+        self.write(&cluster)
+            .map_err(|e| in_bindir(cluster.explain(e)))?;
+        Ok(cluster)
+    }
+
+    fn write(&self, cluster: &Cluster) -> Result<(), String> {
+        if cluster.as_postgres {
+            run(
+                Command::new("chown")
+                    .arg("-R")
+                    .arg("postgres:postgres")
+                    .arg(&cluster.base),
+                "chown",
+            )?;
+        }
+        run(
+            cluster
+                .command("initdb")
+                .arg("-D")
+                .arg(&cluster.data)
+                .args(["-A", "trust", "-U", "postgres", "--no-sync"])
+                // A fixed locale keeps initdb from failing on an uninstalled
+                // LANG and makes text ordering the same on every machine.
+                .args(["-E", "UTF8", "--locale=C"]),
+            "initdb",
+        )?;
+        let socket_dir = cluster.base.to_str().ok_or_else(|| {
+            format!(
+                "temporary directory {} is not UTF-8",
+                cluster.base.display()
+            )
+        })?;
+        let mut conf = format!(
+            "\n# gino-testkit\nlisten_addresses = '127.0.0.1'\n\
+             unix_socket_directories = {}\nmax_connections = 300\nfsync = off\n\
+             synchronous_commit = off\nfull_page_writes = off\n",
+            conf_quote(socket_dir)
+        );
+        for (name, value) in &self.settings {
+            conf.push_str(&format!("{name} = {}\n", conf_quote(value)));
+        }
+        append(&cluster.data.join("postgresql.conf"), &conf)?;
+        let hba = format!(
+            "local all all trust\n{}\n",
+            self.hba
+                .as_deref()
+                .unwrap_or("host all all 127.0.0.1/32 trust")
+        );
+        fs::write(cluster.data.join("pg_hba.conf"), hba)
+            .map_err(|e| format!("could not write pg_hba.conf: {e}"))?;
+        for (name, contents) in &self.files {
+            let path = cluster.data.join(name);
+            fs::write(&path, contents)
+                .and_then(|()| fs::set_permissions(&path, fs::Permissions::from_mode(0o600)))
+                .map_err(|e| format!("could not write {}: {e}", path.display()))?;
+        }
+        if cluster.as_postgres {
+            run(
+                Command::new("chown")
+                    .arg("-R")
+                    .arg("postgres:postgres")
+                    .arg(&cluster.data),
+                "chown",
+            )?;
+        }
+        Ok(())
+    }
 }
 
-fn start_with(bindir: &Path) -> Result<Cluster, String> {
-    let started = Instant::now();
-    // initdb and postgres refuse to run as root.
-    let as_postgres = running_as_root();
-    if as_postgres && !user_exists("postgres") {
-        return Err(
-            "running as root, where initdb and postgres refuse to run, and there is no \
-                    `postgres` OS user to run them as instead"
-                .to_owned(),
-        );
+impl Cluster {
+    /// Settings for a new cluster.
+    ///
+    /// ```no_run
+    /// let cluster = gino_testkit::Cluster::builder().start().unwrap();
+    /// # let _ = cluster;
+    /// ```
+    pub fn builder() -> ClusterBuilder {
+        ClusterBuilder::default()
     }
 
-    let base = create_base_dir()?;
-    let data = base.join("data");
-    let log = base.join("log");
-    // Spawned before anything can fail, so that the directory is removed at
-    // exit even when initdb or the server start fails halfway.
-    spawn_watchdog(&bindir.join("pg_ctl"), &data, &base, as_postgres)?;
-    if as_postgres {
-        run(
-            Command::new("chown")
-                .arg("-R")
-                .arg("postgres:postgres")
-                .arg(&base),
-            "chown",
-        )?;
+    /// The TCP port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        *self.port.lock().unwrap_or_else(|p| p.into_inner())
     }
-    // A root-only TMPDIR (e.g. under /root) is the usual culprit then.
-    let explain = |e: String| {
-        if as_postgres {
+
+    /// The directory of the cluster's Unix socket.
+    pub fn socket_dir(&self) -> &Path {
+        &self.base
+    }
+
+    /// `postgres://postgres@127.0.0.1:<port>/<database>`.
+    pub fn url_for(&self, database: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port())
+    }
+
+    /// Starts the cluster (again), on its port.
+    pub fn start(&self) -> Result<(), String> {
+        let started = Instant::now();
+        let mut attempt = 1;
+        loop {
+            let port = self.port();
+            let log_offset = fs::metadata(&self.log).map_or(0, |m| m.len());
+            let result = run(
+                self.command("pg_ctl")
+                    .arg("-D")
+                    .arg(&self.data)
+                    .arg("-l")
+                    .arg(&self.log)
+                    .arg("-w")
+                    .arg("-o")
+                    .arg(format!("-p {port}"))
+                    .arg("start"),
+                "pg_ctl start",
+            );
+            match result {
+                Ok(()) => {
+                    // eprintln! is captured by the test harness, so this
+                    // shows up only next to a failing test, where it helps.
+                    eprintln!(
+                        "gino-testkit: started a throwaway PostgreSQL cluster on \
+                         127.0.0.1:{port} in {} ({} ms)",
+                        self.base.display(),
+                        started.elapsed().as_millis()
+                    );
+                    return Ok(());
+                }
+                Err(e) => {
+                    let new_log = self.log_since(log_offset);
+                    // Another process may grab the port between choosing it
+                    // and the server binding it; a new port covers that.
+                    if attempt < START_ATTEMPTS && new_log.contains("Address already in use") {
+                        attempt += 1;
+                        *self.port.lock().unwrap_or_else(|p| p.into_inner()) = free_port()?;
+                        continue;
+                    }
+                    return Err(
+                        self.explain(format!("{e}\nserver log:\n{}", last_lines(&new_log, 20)))
+                    );
+                }
+            }
+        }
+    }
+
+    /// Stops the cluster (fast shutdown: sessions are ended); it can be
+    /// started again.
+    pub fn stop(&self) -> Result<(), String> {
+        run(
+            self.command("pg_ctl")
+                .arg("-D")
+                .arg(&self.data)
+                .args(["-m", "fast", "-w", "stop"]),
+            "pg_ctl stop",
+        )
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        self.log_since(0)
+    }
+
+    /// Runs SQL as the superuser over the Unix socket (which `pg_hba.conf`
+    /// always trusts), e.g. to create a database on a TLS-only server.
+    pub fn execute(&self, sql: &str) -> Result<(), String> {
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host_path(&self.base)
+            .port(self.port())
+            .user("postgres")
+            .dbname("postgres");
+        let sql = sql.to_owned();
+        crate::block_on_own_thread(async move {
+            let (client, connection) = config
+                .connect(tokio_postgres::NoTls)
+                .await
+                .map_err(|e| crate::describe(&e))?;
+            tokio::spawn(connection);
+            client
+                .batch_execute(&sql)
+                .await
+                .map_err(|e| crate::describe(&e))
+        })
+    }
+
+    fn log_since(&self, offset: u64) -> String {
+        fs::read(&self.log)
+            .map(|bytes| {
+                let start = usize::try_from(offset).unwrap_or(0).min(bytes.len());
+                String::from_utf8_lossy(&bytes[start..]).into_owned()
+            })
+            .unwrap_or_default()
+    }
+
+    /// A command for one of the PostgreSQL binaries, run as `postgres`
+    /// when we are root.
+    fn command(&self, binary: &str) -> Command {
+        pg_command(&self.bindir.join(binary), self.as_postgres, &self.base)
+    }
+
+    /// A root-only TMPDIR (e.g. under /root) is the usual culprit when the
+    /// `postgres` user cannot do its part.
+    fn explain(&self, e: String) -> String {
+        if self.as_postgres {
             format!(
                 "{e}\n(running as root, so initdb and postgres run as the `postgres` OS user, \
                  which needs access to {})",
-                base.display()
+                self.base.display()
             )
         } else {
             e
         }
-    };
-
-    run(
-        pg_command(&bindir.join("initdb"), as_postgres, &base)
-            .arg("-D")
-            .arg(&data)
-            .args(["-A", "trust", "-U", "postgres", "--no-sync"])
-            // A fixed locale keeps initdb from failing on an uninstalled
-            // LANG and makes text ordering the same on every machine.
-            .args(["-E", "UTF8", "--locale=C"]),
-        "initdb",
-    )
-    .map_err(explain)?;
-
-    let socket_dir = base
-        .to_str()
-        .ok_or_else(|| format!("temporary directory {} is not UTF-8", base.display()))?;
-    let mut attempt = 1;
-    loop {
-        // Another process may grab the port between dropping the listener
-        // and the server binding it; a few retries cover that race.
-        let port = free_port()?;
-        let options = format!(
-            "-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories={} \
-             -c max_connections=300 -c fsync=off -c synchronous_commit=off \
-             -c full_page_writes=off",
-            // pg_ctl passes the options through /bin/sh.
-            sh_quote(socket_dir)
-        );
-        let log_offset = fs::metadata(&log).map_or(0, |m| m.len());
-        let result = run(
-            pg_command(&bindir.join("pg_ctl"), as_postgres, &base)
-                .arg("-D")
-                .arg(&data)
-                .arg("-l")
-                .arg(&log)
-                .arg("-w")
-                .arg("-o")
-                .arg(&options)
-                .arg("start"),
-            "pg_ctl start",
-        );
-        match result {
-            Ok(()) => {
-                // eprintln! is captured by the test harness, so this shows
-                // up only next to a failing test, where it helps.
-                eprintln!(
-                    "gino-testkit: started a throwaway PostgreSQL cluster on 127.0.0.1:{port} \
-                     in {} ({} ms)",
-                    base.display(),
-                    started.elapsed().as_millis()
-                );
-                return Ok(Cluster { port });
-            }
-            Err(e) => {
-                let new_log = fs::read(&log)
-                    .map(|bytes| {
-                        let start = usize::try_from(log_offset).unwrap_or(0).min(bytes.len());
-                        String::from_utf8_lossy(&bytes[start..]).into_owned()
-                    })
-                    .unwrap_or_default();
-                if attempt < START_ATTEMPTS && new_log.contains("Address already in use") {
-                    attempt += 1;
-                    continue;
-                }
-                return Err(explain(format!(
-                    "{e}\nserver log:\n{}",
-                    last_lines(&new_log, 20)
-                )));
-            }
-        }
     }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if !self.owned {
+            return;
+        }
+        let _ = run(
+            self.command("pg_ctl").arg("-D").arg(&self.data).args([
+                "-m",
+                "immediate",
+                "-w",
+                "stop",
+            ]),
+            "pg_ctl stop",
+        );
+        let _ = fs::remove_dir_all(&self.base);
+    }
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("port", &self.port())
+            .field("dir", &self.base)
+            .finish()
+    }
+}
+
+/// The process-wide server's cluster: kept for the whole process, removed
+/// by its watchdog when the process exits.
+pub(crate) fn start() -> Result<Cluster, StartError> {
+    let cluster = ClusterBuilder::default().init_cluster(false)?;
+    cluster.start().map_err(StartError::Failed)?;
+    Ok(cluster)
+}
+
+fn append(path: &Path, text: &str) -> Result<(), String> {
+    use std::io::Write;
+    fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .and_then(|mut file| file.write_all(text.as_bytes()))
+        .map_err(|e| format!("could not write {}: {e}", path.display()))
+}
+
+/// A value quoted for postgresql.conf.
+fn conf_quote(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
 }
 
 /// The first directory holding all three binaries: PATH, then

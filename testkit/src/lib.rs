@@ -22,7 +22,11 @@
 //! ```
 
 mod cluster;
+mod tls;
 mod url;
+
+pub use cluster::{Cluster, ClusterBuilder};
+pub use tls::{Issued, TestCa};
 
 use std::env::{self, VarError};
 use std::error::Error as StdError;
@@ -55,7 +59,8 @@ const HOW_TO_PROVIDE_A_SERVER: &str = "Set DATABASE_URL=postgres://user@host:por
 pub struct Server {
     template: UrlTemplate,
     admin_url: String,
-    throwaway: bool,
+    /// The throwaway cluster, when there is one; kept for the process.
+    cluster: Option<Cluster>,
 }
 
 impl Server {
@@ -111,7 +116,7 @@ impl Server {
     /// }
     /// ```
     pub fn is_throwaway(&self) -> bool {
-        self.throwaway
+        self.cluster.is_some()
     }
 
     fn find_or_start() -> Result<Server, String> {
@@ -139,11 +144,11 @@ impl Server {
         };
         match cluster::start() {
             Ok(cluster) => {
-                let template = UrlTemplate::tcp("postgres", "127.0.0.1", cluster.port);
+                let template = UrlTemplate::tcp("postgres", "127.0.0.1", cluster.port());
                 Ok(Server {
                     admin_url: template.for_database("postgres"),
                     template,
-                    throwaway: true,
+                    cluster: Some(cluster),
                 })
             }
             Err(StartError::NoBinaries) => Err(format!(
@@ -162,7 +167,7 @@ impl Server {
         let server = Server {
             admin_url: template.for_database(&admin_database),
             template,
-            throwaway: false,
+            cluster: None,
         };
         // Probed through the rebuilt URL, as that is what the tests will use.
         // Server::get is sync and may run inside a test's runtime, hence a
@@ -183,7 +188,7 @@ impl fmt::Debug for Server {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Server")
             .field("admin_url", &url::redact(&self.admin_url))
-            .field("throwaway", &self.throwaway)
+            .field("throwaway", &self.is_throwaway())
             .finish()
     }
 }

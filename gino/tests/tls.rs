@@ -1,0 +1,432 @@
+//! TLS and libpq's connection settings against real servers: a TLS-only
+//! cluster with a certificate authority made up by the test, a cluster
+//! without TLS, and a read-only one.
+
+mod common;
+
+use std::path::PathBuf;
+use std::sync::LazyLock;
+use std::time::{Duration, Instant};
+
+use diesel::dsl::sql;
+use diesel::sql_types::{Bool, Integer, Text};
+use gino::prelude::*;
+use gino::{EngineOptions, Error, create_engine};
+use gino_testkit::{Cluster, TestCa};
+
+struct Fixture {
+    /// TLS only (`hostssl`), with a certificate for `localhost` alone; the
+    /// database `certdb` also wants a client certificate.
+    tls: Cluster,
+    /// The authority that signed the server and client certificates.
+    root: PathBuf,
+    /// An authority the server has never heard of.
+    other_root: PathBuf,
+    client_cert: PathBuf,
+    client_key: PathBuf,
+    _cas: (TestCa, TestCa),
+}
+
+static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
+    let ca = TestCa::new("gino test CA");
+    let other = TestCa::new("someone else's CA");
+    let tls = Cluster::builder()
+        .tls(&ca.server(&["localhost"]), &ca)
+        .hba(
+            "hostssl certdb all 127.0.0.1/32 trust clientcert=verify-full\n\
+             hostssl all all 127.0.0.1/32 trust",
+        )
+        .start()
+        .expect("start a TLS cluster");
+    tls.execute("CREATE DATABASE certdb")
+        .expect("create certdb");
+    let client = ca.client("postgres");
+    Fixture {
+        root: ca.write("root.crt", &ca.cert_pem()),
+        other_root: other.write("other.crt", &other.cert_pem()),
+        client_cert: ca.write("client.crt", &client.cert_pem),
+        client_key: ca.write("client.key", &client.key_pem),
+        tls,
+        _cas: (ca, other),
+    }
+});
+
+/// A cluster without TLS.
+static PLAIN: LazyLock<Cluster> =
+    LazyLock::new(|| Cluster::builder().start().expect("start a plain cluster"));
+
+/// A cluster whose sessions are read-only.
+static READ_ONLY: LazyLock<Cluster> = LazyLock::new(|| {
+    Cluster::builder()
+        .setting("default_transaction_read_only", "on")
+        .start()
+        .expect("start a read-only cluster")
+});
+
+/// `postgres://postgres@<host>:<port>/<db>?<params>` on the TLS cluster.
+fn tls_url(host: &str, db: &str, params: &str) -> String {
+    format!(
+        "postgres://postgres@{host}:{}/{db}?{params}",
+        FIXTURE.tls.port()
+    )
+}
+
+fn root_param() -> String {
+    format!("sslrootcert={}", FIXTURE.root.display())
+}
+
+async fn engine(url: &str) -> gino::Result<gino::Engine> {
+    create_engine(url, EngineOptions::new().max_size(3)).await
+}
+
+/// Whether the session answering on `engine` is encrypted, per the server.
+async fn encrypted(engine: &gino::Engine) -> bool {
+    engine
+        .one(diesel::select(sql::<Bool>(
+            "ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+        )))
+        .await
+        .expect("pg_stat_ssl")
+}
+
+fn tls_error(result: gino::Result<gino::Engine>) -> String {
+    match result {
+        Err(Error::Tls(message)) => message,
+        other => panic!("expected a TLS error, got {other:?}"),
+    }
+}
+
+fn configuration_error(result: gino::Result<gino::Engine>) -> String {
+    match result {
+        Err(Error::Configuration(message)) => message,
+        other => panic!("expected a configuration error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn require_encrypts_and_disable_is_refused_by_the_server() {
+    for params in ["sslmode=require", "", "sslmode=prefer", "sslmode=allow"] {
+        let engine = engine(&tls_url("127.0.0.1", "postgres", params))
+            .await
+            .unwrap_or_else(|e| panic!("{params}: {e}"));
+        assert!(encrypted(&engine).await, "{params} did not encrypt");
+        engine.close().await;
+    }
+    let refused = engine(&tls_url("127.0.0.1", "postgres", "sslmode=disable")).await;
+    match refused {
+        Err(Error::Database(e)) => {
+            assert_eq!(e.code(), "28000");
+            assert!(e.message().contains("no encryption"), "{}", e.message());
+        }
+        other => panic!("expected the server's refusal, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn verify_full_checks_the_chain_and_the_host_name() {
+    let full = engine(&tls_url(
+        "localhost",
+        "postgres",
+        &format!("sslmode=verify-full&{}", root_param()),
+    ))
+    .await
+    .expect("verify-full with the right CA and host name");
+    assert!(encrypted(&full).await);
+    full.close().await;
+
+    let stranger = tls_error(
+        engine(&tls_url(
+            "localhost",
+            "postgres",
+            &format!(
+                "sslmode=verify-full&sslrootcert={}",
+                FIXTURE.other_root.display()
+            ),
+        ))
+        .await,
+    );
+    assert!(
+        stranger.contains("not signed by a root of sslrootcert")
+            && stranger.contains(&FIXTURE.other_root.display().to_string()),
+        "{stranger}"
+    );
+
+    let wrong_name = tls_error(
+        engine(&tls_url(
+            "127.0.0.1",
+            "postgres",
+            &format!("sslmode=verify-full&{}", root_param()),
+        ))
+        .await,
+    );
+    assert!(
+        wrong_name.contains("not valid for the host name `127.0.0.1`")
+            && wrong_name.contains("verify-ca"),
+        "{wrong_name}"
+    );
+
+    let chain_only = engine(&tls_url(
+        "127.0.0.1",
+        "postgres",
+        &format!("sslmode=verify-ca&{}", root_param()),
+    ))
+    .await
+    .expect("verify-ca ignores the host name");
+    assert!(encrypted(&chain_only).await);
+    chain_only.close().await;
+
+    // As in libpq, `require` with a root certificate checks the chain.
+    let checked = tls_error(
+        engine(&tls_url(
+            "127.0.0.1",
+            "postgres",
+            &format!(
+                "sslmode=require&sslrootcert={}",
+                FIXTURE.other_root.display()
+            ),
+        ))
+        .await,
+    );
+    assert!(checked.contains("not signed by a root"), "{checked}");
+}
+
+#[tokio::test]
+async fn client_certificates_satisfy_clientcert_verify_full() {
+    let without = engine(&tls_url("127.0.0.1", "certdb", "sslmode=require")).await;
+    match without {
+        Err(Error::Database(e)) => {
+            assert_eq!(e.code(), "28000", "{e}");
+            assert!(e.message().contains("certificate"), "{}", e.message());
+        }
+        other => panic!("expected the server to ask for a certificate, got {other:?}"),
+    }
+    let with = engine(&tls_url(
+        "localhost",
+        "certdb",
+        &format!(
+            "sslmode=verify-full&{}&sslcert={}&sslkey={}",
+            root_param(),
+            FIXTURE.client_cert.display(),
+            FIXTURE.client_key.display()
+        ),
+    ))
+    .await
+    .expect("a client certificate the server's CA signed");
+    let dn: String = with
+        .one(diesel::select(sql::<Text>(
+            "client_dn FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+        )))
+        .await
+        .unwrap();
+    assert!(dn.contains("CN=postgres"), "{dn}");
+    with.close().await;
+}
+
+#[tokio::test]
+async fn prefer_falls_back_to_plaintext_and_require_refuses_it() {
+    let url = PLAIN.url_for("postgres");
+    let preferred = engine(&url).await.expect("prefer on a server without TLS");
+    assert!(!encrypted(&preferred).await);
+    preferred.close().await;
+
+    let required = tls_error(engine(&format!("{url}?sslmode=require")).await);
+    assert!(
+        required.contains("does not accept TLS") && required.contains("sslmode=require"),
+        "{required}"
+    );
+}
+
+#[tokio::test]
+async fn the_protocol_is_observed_over_tls() {
+    let engine = create_engine(
+        &tls_url(
+            "localhost",
+            "postgres",
+            &format!(
+                "sslmode=verify-full&{}&application_name=gino_tls_observed",
+                root_param()
+            ),
+        ),
+        EngineOptions::new().max_size(2),
+    )
+    .await
+    .expect("engine over TLS");
+    assert!(encrypted(&engine).await);
+
+    // Command tags and SQLSTATEs come from the (decrypted) wire.
+    let conn = engine.acquire().await.unwrap();
+    let status = conn
+        .status(diesel::sql_query(
+            "CREATE TEMP TABLE tags (x int PRIMARY KEY)",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(status, "CREATE TABLE");
+    let inserted = conn
+        .status(diesel::sql_query(
+            "INSERT INTO tags SELECT generate_series(1, 3)",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(inserted, "INSERT 0 3");
+    let duplicate = conn
+        .status(diesel::sql_query("INSERT INTO tags VALUES (1)"))
+        .await
+        .unwrap_err();
+    assert_eq!(duplicate.sqlstate(), Some("23505"), "{duplicate}");
+    conn.release().await.unwrap();
+
+    // A timed-out statement is cancelled on the server, over TLS.
+    let started = Instant::now();
+    let slow = diesel::sql_query("SELECT pg_sleep(30)")
+        .gino()
+        .bind(&engine)
+        .timeout(Duration::from_millis(300))
+        .status()
+        .await;
+    assert!(matches!(slow, Err(Error::QueryTimeout(_))), "{slow:?}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let sleeping: i64 = engine
+        .one(diesel::select(sql::<diesel::sql_types::BigInt>(
+            "count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(30)' \
+             AND state = 'active'",
+        )))
+        .await
+        .unwrap();
+    assert_eq!(sleeping, 0, "the cancelled statement still runs");
+
+    // A transaction dropped half-way never goes back to the pool open.
+    let dropped = tokio::time::timeout(
+        Duration::from_millis(200),
+        engine.transaction(async {
+            engine
+                .status(diesel::sql_query("CREATE TEMP TABLE dropped (x int)"))
+                .await?;
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            Ok::<_, gino::Error>(())
+        }),
+    )
+    .await;
+    assert!(dropped.is_err(), "the transaction should have been dropped");
+    common::assert_pool_clean(&engine).await;
+    let states = common::session_states(&engine, "gino_tls_observed").await;
+    assert!(
+        !states.iter().any(|s| s.starts_with("idle in transaction")),
+        "{states:?}"
+    );
+    engine.close().await;
+}
+
+/// The port of the server a URL's engine settles on.
+async fn settled_port(url: &str) -> gino::Result<i32> {
+    let engine = engine(url).await?;
+    let port = engine
+        .one(diesel::select(sql::<Integer>("inet_server_port()")))
+        .await;
+    engine.close().await;
+    port
+}
+
+#[tokio::test]
+async fn target_session_attrs_chooses_among_hosts() {
+    let (ro, rw) = (READ_ONLY.port(), PLAIN.port());
+    let url = |attrs: &str| {
+        format!(
+            "postgres://postgres@127.0.0.1:{ro},127.0.0.1:{rw}/postgres?target_session_attrs={attrs}"
+        )
+    };
+    assert_eq!(
+        settled_port(&url("read-write")).await.unwrap(),
+        i32::from(rw)
+    );
+    assert_eq!(
+        settled_port(&url("read-only")).await.unwrap(),
+        i32::from(ro)
+    );
+    assert_eq!(settled_port(&url("any")).await.unwrap(), i32::from(ro));
+    assert_eq!(settled_port(&url("primary")).await.unwrap(), i32::from(ro));
+    assert_eq!(
+        settled_port(&url("prefer-standby")).await.unwrap(),
+        i32::from(ro)
+    );
+    match settled_port(&url("standby")).await {
+        Err(Error::Connection(message)) => {
+            assert!(message.contains("not a standby server"), "{message}")
+        }
+        other => panic!("no standby among the hosts, yet {other:?}"),
+    }
+    // The same with the hosts listed libpq's other way.
+    let listed = format!(
+        "postgres:///postgres?host=127.0.0.1,127.0.0.1&port={ro},{rw}&user=postgres\
+         &target_session_attrs=read-write"
+    );
+    assert_eq!(settled_port(&listed).await.unwrap(), i32::from(rw));
+    // A host that is down is skipped.
+    let down = format!("postgres://postgres@127.0.0.1:1,127.0.0.1:{rw}/postgres?connect_timeout=2");
+    assert_eq!(settled_port(&down).await.unwrap(), i32::from(rw));
+}
+
+#[tokio::test]
+async fn connection_settings_reach_the_server() {
+    let engine = engine(&format!(
+        "{}?application_name=gino%20settings&options=-c%20search_path%3Dapp,public\
+         &keepalives_idle=60&connect_timeout=5",
+        PLAIN.url_for("postgres")
+    ))
+    .await
+    .unwrap();
+    let (name, path): (String, String) = engine
+        .one(diesel::select((
+            sql::<Text>("current_setting('application_name')"),
+            sql::<Text>("current_setting('search_path')"),
+        )))
+        .await
+        .unwrap();
+    assert_eq!(name, "gino settings");
+    assert_eq!(path, "app,public");
+    engine.close().await;
+}
+
+#[tokio::test]
+async fn malformed_settings_are_errors_naming_them() {
+    let base = tls_url("localhost", "postgres", "");
+    let missing = configuration_error(
+        engine(&format!(
+            "{base}sslmode=verify-ca&sslrootcert=/nonexistent/ca.pem"
+        ))
+        .await,
+    );
+    assert!(missing.contains("/nonexistent/ca.pem"), "{missing}");
+    let not_pem = configuration_error(
+        engine(&format!(
+            "{base}sslmode=verify-ca&sslrootcert={}",
+            FIXTURE.client_key.display()
+        ))
+        .await,
+    );
+    assert!(not_pem.contains("sslrootcert"), "{not_pem}");
+    let no_key = configuration_error(
+        engine(&format!(
+            "{base}sslcert={}&sslkey=/nonexistent/client.key",
+            FIXTURE.client_cert.display()
+        ))
+        .await,
+    );
+    assert!(
+        no_key.contains("sslkey=/nonexistent/client.key"),
+        "{no_key}"
+    );
+    for (url, named) in [
+        (format!("{base}sslmode=bogus"), "bogus"),
+        (format!("{base}sslmode=verify_full"), "verify_full"),
+        (format!("{base}target_session_attrs=master"), "master"),
+        (format!("{base}sslnegotiation=direct"), "sslnegotiation"),
+        (
+            format!("{base}sslrootcert=system&sslmode=verify-ca"),
+            "verify-full",
+        ),
+    ] {
+        let message = configuration_error(engine(&url).await);
+        assert!(message.contains(named), "{url}: {message}");
+    }
+}

@@ -1,0 +1,140 @@
+//! Certificates for TLS tests: a certificate authority made up by the test,
+//! server and client certificates it signs, and a [`ClusterBuilder`]
+//! preset that turns TLS on with them.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+
+use crate::cluster::ClusterBuilder;
+
+/// A certificate authority of a test's own.
+///
+/// ```no_run
+/// use gino_testkit::{Cluster, TestCa};
+/// let ca = TestCa::new("test CA");
+/// let cluster = Cluster::builder()
+///     .tls(&ca.server(&["localhost", "127.0.0.1"]), &ca)
+///     .hba("hostssl all all 127.0.0.1/32 trust")
+///     .start()
+///     .unwrap();
+/// let root = ca.write("root.crt", &ca.cert_pem());
+/// let url = format!(
+///     "{}?sslmode=verify-full&sslrootcert={}",
+///     cluster.url_for("postgres"),
+///     root.display()
+/// );
+/// # let _ = url;
+/// ```
+pub struct TestCa {
+    key: KeyPair,
+    cert: rcgen::Certificate,
+    dir: PathBuf,
+}
+
+/// A certificate signed by a [`TestCa`], with its private key, both PEM.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    /// The certificate.
+    pub cert_pem: String,
+    /// Its private key (PKCS#8).
+    pub key_pem: String,
+}
+
+impl TestCa {
+    /// A new authority named `name`; its files live in a directory of its
+    /// own, removed when it is dropped.
+    pub fn new(name: &str) -> TestCa {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let key = KeyPair::generate().expect("generate a CA key");
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let cert = params.self_signed(&key).expect("self-sign the CA");
+        let dir = std::env::temp_dir().join(format!(
+            "gino-testkit-ca-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        fs::create_dir_all(&dir).expect("create the CA's directory");
+        TestCa { key, cert, dir }
+    }
+
+    /// The authority's certificate, to trust it (`sslrootcert`).
+    pub fn cert_pem(&self) -> String {
+        self.cert.pem()
+    }
+
+    /// A server certificate for `names` (host names and IP addresses).
+    pub fn server(&self, names: &[&str]) -> Issued {
+        let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+        let mut params = CertificateParams::new(names.clone()).expect("server parameters");
+        params.distinguished_name.push(
+            DnType::CommonName,
+            names.first().cloned().unwrap_or_default(),
+        );
+        self.sign(params)
+    }
+
+    /// A client certificate for the database user `user` (its common
+    /// name, which PostgreSQL's `cert` authentication and
+    /// `clientcert=verify-full` compare with the user name).
+    pub fn client(&self, user: &str) -> Issued {
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("client parameters");
+        params.distinguished_name.push(DnType::CommonName, user);
+        self.sign(params)
+    }
+
+    fn sign(&self, params: CertificateParams) -> Issued {
+        let key = KeyPair::generate().expect("generate a key");
+        let cert = params
+            .signed_by(&key, &self.cert, &self.key)
+            .expect("sign the certificate");
+        Issued {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        }
+    }
+
+    /// Writes `contents` to a file named `name` in the authority's
+    /// directory (readable by its owner only, as key files must be) and
+    /// returns its path.
+    pub fn write(&self, name: &str, contents: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.dir.join(name);
+        fs::write(&path, contents).expect("write a certificate file");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600))
+            .expect("restrict a certificate file");
+        path
+    }
+
+    /// The authority's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for TestCa {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl ClusterBuilder {
+    /// Turns TLS on with the server certificate `server`, and trusts client
+    /// certificates `ca` signed (for `clientcert=verify-full` rules).
+    /// Which connections must use TLS is up to [`hba`](Self::hba)
+    /// (`hostssl` rules).
+    pub fn tls(self, server: &Issued, ca: &TestCa) -> Self {
+        self.file("server.crt", server.cert_pem.as_bytes())
+            .file("server.key", server.key_pem.as_bytes())
+            .file("root.crt", ca.cert_pem().as_bytes())
+            .setting("ssl", "on")
+            .setting("ssl_cert_file", "server.crt")
+            .setting("ssl_key_file", "server.key")
+            .setting("ssl_ca_file", "root.crt")
+    }
+}

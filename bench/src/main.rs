@@ -113,14 +113,18 @@ async fn main() {
         .expect("table");
     engine
         .status(
-            gino::text("INSERT INTO users (nickname) SELECT 'user' || g FROM generate_series(1, :n) g")
-                .bind::<diesel::sql_types::Integer, _>("n", ROWS),
+            gino::text(
+                "INSERT INTO users (nickname) SELECT 'user' || g FROM generate_series(1, :n) g",
+            )
+            .bind::<diesel::sql_types::Integer, _>("n", ROWS),
         )
         .await
         .expect("rows");
 
     println!("get-by-primary-key, sequential ({SEQUENTIAL} queries):");
-    let mut raw = AsyncPgConnection::establish(&url).await.expect("diesel-async connection");
+    let mut raw = AsyncPgConnection::establish(&url)
+        .await
+        .expect("diesel-async connection");
     sequential!("diesel-async, one held connection", |id| {
         by_id(id).get_result::<User>(&mut raw).await.expect("row")
     });
@@ -129,7 +133,9 @@ async fn main() {
         conn.one::<User, _>(by_id(id)).await.expect("row")
     });
     sequential!("gino, one held connection (conn.first)", |id| {
-        gino::Connection::first::<User, _>(&conn, by_id(id)).await.expect("row")
+        gino::Connection::first::<User, _>(&conn, by_id(id))
+            .await
+            .expect("row")
     });
     conn.release().await.expect("release");
     sequential!("diesel-async, one held connection (again)", |id| {
@@ -143,10 +149,11 @@ async fn main() {
     sequential!("gino, .gino().one() on the default db", |id| {
         by_id(id).gino().one::<User>().await.expect("row")
     });
-    let diesel_pool = DieselPool::builder(AsyncDieselConnectionManager::<AsyncPgConnection>::new(&url))
-        .max_size(POOL)
-        .build()
-        .expect("diesel-async pool");
+    let diesel_pool =
+        DieselPool::builder(AsyncDieselConnectionManager::<AsyncPgConnection>::new(&url))
+            .max_size(POOL)
+            .build()
+            .expect("diesel-async pool");
     sequential!("diesel-async + deadpool (Verified), checkout each", |id| {
         let mut c = diesel_pool.get().await.expect("checkout");
         by_id(id).get_result::<User>(&mut c).await.expect("row")
@@ -165,7 +172,10 @@ async fn main() {
     });
 
     println!();
-    println!("get-by-primary-key, concurrent ({}s window):", WINDOW.as_secs());
+    println!(
+        "get-by-primary-key, concurrent ({}s window):",
+        WINDOW.as_secs()
+    );
     let e = engine.clone();
     concurrent("gino, implicit (engine.one)", move |id| {
         let e = e.clone();
@@ -201,10 +211,17 @@ async fn main() {
     db.create_all().await.expect("bulk table");
     for n in [10_000usize, 100_000] {
         let rows: Vec<BulkRow> = (0..n)
-            .map(|i| BulkRow { id: 0, name: format!("row {i}"), score: i as i32 })
+            .map(|i| BulkRow {
+                id: 0,
+                name: format!("row {i}"),
+                score: i as i32,
+            })
             .collect();
         let started = Instant::now();
-        let inserted = BulkRow::insert_many(rows).bind(&engine).await.expect("bulk insert");
+        let inserted = BulkRow::insert_many(rows)
+            .bind(&engine)
+            .await
+            .expect("bulk insert");
         let rate = inserted as f64 / started.elapsed().as_secs_f64();
         println!("{:<48} {rate:>8.0} rows/s", format!("insert_many({n})"));
     }
@@ -212,4 +229,83 @@ async fn main() {
     sqlx_pool.close().await;
     db.pop_bind();
     engine.close().await;
+
+    println!();
+    tls_vs_plaintext().await;
+}
+
+/// Get-by-primary-key over TLS against plaintext, on one server that takes
+/// both, the contenders taking turns query by query.
+async fn tls_vs_plaintext() {
+    const QUERIES: usize = 5000;
+    let ca = gino_testkit::TestCa::new("bench CA");
+    let cluster = gino_testkit::Cluster::builder()
+        .tls(&ca.server(&["localhost"]), &ca)
+        .start()
+        .expect("a cluster with TLS");
+    let url = |mode: &str| format!("{}?sslmode={mode}", cluster.url_for("postgres"));
+    let plain = create_engine(&url("disable"), EngineOptions::new().max_size(2))
+        .await
+        .expect("plaintext engine");
+    let tls = create_engine(&url("require"), EngineOptions::new().max_size(2))
+        .await
+        .expect("TLS engine");
+    for statement in [
+        "CREATE TABLE users (id serial PRIMARY KEY, nickname text NOT NULL)",
+        "INSERT INTO users (nickname) SELECT 'user' || g FROM generate_series(1, 1000) g",
+    ] {
+        plain
+            .status(diesel::sql_query(statement))
+            .await
+            .expect("table");
+    }
+    let plain_conn = plain.acquire().await.expect("plaintext connection");
+    let tls_conn = tls.acquire().await.expect("TLS connection");
+    let mut times: [Vec<Duration>; 4] = Default::default();
+    for i in 0..QUERIES + 200 {
+        let id = (i as i32 * 7919) % ROWS + 1;
+        let runs = [
+            time(plain_conn.one::<User, _>(by_id(id))).await,
+            time(tls_conn.one::<User, _>(by_id(id))).await,
+            time(plain.one::<User, _>(by_id(id))).await,
+            time(tls.one::<User, _>(by_id(id))).await,
+        ];
+        if i >= 200 {
+            for (kept, run) in times.iter_mut().zip(runs) {
+                kept.push(run);
+            }
+        }
+    }
+    println!(
+        "get-by-primary-key over TLS vs plaintext (one server, {QUERIES} turns, median / p90):"
+    );
+    let names = [
+        "gino, held connection, plaintext",
+        "gino, held connection, TLS (sslmode=require)",
+        "gino, implicit, plaintext",
+        "gino, implicit, TLS (sslmode=require)",
+    ];
+    let mut medians = [0.0; 4];
+    for ((name, kept), median) in names.iter().zip(&mut times).zip(&mut medians) {
+        kept.sort();
+        *median = kept[kept.len() / 2].as_secs_f64() * 1e6;
+        let p90 = kept[kept.len() * 9 / 10].as_secs_f64() * 1e6;
+        println!("{name:<48} {median:>8.1} / {p90:>6.1} µs");
+    }
+    println!(
+        "TLS / plaintext: held {:.2}, implicit {:.2}",
+        medians[1] / medians[0],
+        medians[3] / medians[2]
+    );
+    plain_conn.release().await.expect("release");
+    tls_conn.release().await.expect("release");
+    plain.close().await;
+    tls.close().await;
+}
+
+/// How long `fut` takes; its output must be `Ok`.
+async fn time<T, E: std::fmt::Debug>(fut: impl Future<Output = Result<T, E>>) -> Duration {
+    let started = Instant::now();
+    fut.await.expect("query");
+    started.elapsed()
 }

@@ -396,6 +396,13 @@ impl Place {
         }
     }
 
+    fn is_loopback(&self) -> bool {
+        match self {
+            Place::Tcp(addr) => addr.ip().is_loopback(),
+            Place::Unix(_) => true,
+        }
+    }
+
     fn describe(&self) -> String {
         match self {
             Place::Tcp(a) => a.to_string(),
@@ -555,6 +562,15 @@ impl Connector {
                 Err(Error::Database(_)) => encrypted().await,
                 other => other,
             },
+            // On loopback `prefer` behaves as `allow`: no one can listen in
+            // there (the reason libpq never encrypts Unix sockets), and TLS
+            // would add its cost to every round trip.
+            SslMode::Prefer if place.is_loopback() => {
+                match self.start(self.connect(place).await?, place, None).await {
+                    Err(Error::Database(_)) => encrypted().await,
+                    other => other,
+                }
+            }
             // libpq's `prefer`: TLS first; plaintext when the server has no
             // TLS (negotiate) or refuses the encrypted session.
             SslMode::Prefer => match encrypted().await {

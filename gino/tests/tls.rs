@@ -223,6 +223,27 @@ async fn client_certificates_satisfy_clientcert_verify_full() {
 }
 
 #[tokio::test]
+async fn prefer_leaves_loopback_plaintext_unless_the_server_insists() {
+    // A server that takes both: on loopback, `prefer` does not encrypt,
+    // `require` does; the TLS-only server above gets TLS from `prefer`.
+    let ca = TestCa::new("loopback CA");
+    let both = Cluster::builder()
+        .tls(&ca.server(&["localhost"]), &ca)
+        .start()
+        .expect("a cluster with optional TLS");
+    let url = both.url_for("postgres");
+    for (params, expected) in [
+        ("", false),
+        ("?sslmode=prefer", false),
+        ("?sslmode=require", true),
+    ] {
+        let engine = engine(&format!("{url}{params}")).await.unwrap();
+        assert_eq!(encrypted(&engine).await, expected, "{params}");
+        engine.close().await;
+    }
+}
+
+#[tokio::test]
 async fn prefer_falls_back_to_plaintext_and_require_refuses_it() {
     let url = PLAIN.url_for("postgres");
     let preferred = engine(&url).await.expect("prefer on a server without TLS");

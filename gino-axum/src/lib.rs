@@ -1,6 +1,186 @@
-//! gino for axum: binds a [`gino::Gino`] at start-up, gives every request a
-//! lazy connection released at response end, and closes the pool at
-//! shutdown. The integration itself is tracked as its own issue; this crate
-//! currently re-exports gino so applications can depend on it already.
+//! gino for axum: what GINO's web extensions give, in axum's idiom.
+//!
+//! - **Start-up.** [`Gino::connect`] binds the application's
+//!   [`gino::Gino`] from `DB_*` settings before `axum::serve`, retrying
+//!   while the database starts.
+//! - **Per request.** [`Gino::layer`] is a tower layer that gives every
+//!   request a lazy connection: borrowed at its first query, shared by every
+//!   implicit query of the request (`User::get`, `.gino()`,
+//!   `DB.transaction`), and given back when the response is produced, also
+//!   when the handler fails, panics or the client goes away, never inside a
+//!   transaction.
+//! - **Explicit access.** The [`Conn`] extractor is that connection
+//!   (`release_raw()` before slow work).
+//! - **Errors.** [`Error`] turns gino's errors into responses:
+//!   `get_or_404` / `first_or_404` answer 404, a pool timeout 503 with
+//!   `Retry-After`, anything else an opaque 500 (detail logged).
+//! - **Shutdown.** [`Gino::shutdown_on`] plugs into
+//!   `with_graceful_shutdown`: the pool closes after in-flight requests.
+//!
+//! ```no_run
+//! use axum::extract::Path;
+//! use axum::routing::get;
+//! use axum::{Json, Router};
+//! use gino::prelude::*;
+//!
+//! #[derive(Model, Debug, Clone, serde::Serialize)]
+//! #[gino(table = "users")]
+//! pub struct User {
+//!     #[gino(primary_key)]
+//!     pub id: i32,
+//!     pub nickname: String,
+//! }
+//!
+//! pub static DB: Gino = Gino::new();
+//!
+//! async fn user(Path(id): Path<i32>) -> Result<Json<User>, gino_axum::Error> {
+//!     Ok(Json(User::get_or_404(id).await?)) // on the request's lazy connection
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let db = gino_axum::Gino::from_env(&DB)?; // DB_HOST, DB_PORT, ..., DB_RETRY_LIMIT
+//!     db.connect().await?;
+//!     DB.create_all().await?;
+//!     let app = Router::new()
+//!         .route("/users/{id}", get(user))
+//!         .layer(db.layer());
+//!     let listener = tokio::net::TcpListener::bind("127.0.0.1:8000").await?;
+//!     axum::serve(listener, app)
+//!         .with_graceful_shutdown(db.shutdown_on(async {
+//!             let _ = tokio::signal::ctrl_c().await;
+//!         }))
+//!         .await?;
+//!     db.close().await; // returns once the pool is closed
+//!     Ok(())
+//! }
+//! ```
 
+mod error;
+mod extract;
+mod layer;
+
+use std::future::Future;
+
+pub use error::Error;
+pub use extract::{Conn, ConnRejection};
 pub use gino;
+pub use gino::web::Settings;
+pub use layer::{GinoLayer, GinoService, ResponseFuture};
+
+use gino::web::Extension;
+
+/// The application's database for axum: a [`gino::Gino`] with its
+/// [`Settings`]. Cloning is cheap.
+///
+/// ```no_run
+/// static DB: gino::Gino = gino::Gino::new();
+///
+/// # async fn demo() -> Result<(), gino::Error> {
+/// let db = gino_axum::Gino::from_env(&DB)?;
+/// db.connect().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Gino {
+    extension: Extension,
+}
+
+impl Gino {
+    /// `db` with `settings`.
+    ///
+    /// ```
+    /// static DB: gino::Gino = gino::Gino::new();
+    /// let mut settings = gino_axum::Settings::default();
+    /// settings.pool_max_size = 20;
+    /// let db = gino_axum::Gino::new(&DB, settings);
+    /// # let _ = db;
+    /// ```
+    pub fn new(db: &'static gino::Gino, settings: Settings) -> Self {
+        Gino {
+            extension: Extension::new(db, settings),
+        }
+    }
+
+    /// `db` with the settings of the `DB_*` environment variables; a
+    /// malformed one is an error naming it.
+    ///
+    /// ```no_run
+    /// static DB: gino::Gino = gino::Gino::new();
+    /// let db = gino_axum::Gino::from_env(&DB)?;
+    /// # Ok::<_, gino::Error>(())
+    /// ```
+    pub fn from_env(db: &'static gino::Gino) -> Result<Self, gino::Error> {
+        Ok(Gino {
+            extension: Extension::from_env(db)?,
+        })
+    }
+
+    /// Binds the database, retrying while it is not reachable (see
+    /// [`Extension::connect`]). Call it before `axum::serve`.
+    ///
+    /// ```no_run
+    /// # async fn demo(db: gino_axum::Gino) -> Result<(), gino::Error> {
+    /// let engine = db.connect().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect(&self) -> Result<gino::Engine, gino::Error> {
+        self.extension.connect().await
+    }
+
+    /// The layer that runs every request in its scope; see [`GinoLayer`].
+    ///
+    /// ```no_run
+    /// # fn demo(db: gino_axum::Gino) {
+    /// let app: axum::Router = axum::Router::new().layer(db.layer());
+    /// # }
+    /// ```
+    pub fn layer(&self) -> GinoLayer {
+        GinoLayer::new(self.extension.clone())
+    }
+
+    /// A future for `axum::serve(..).with_graceful_shutdown(..)`: resolves
+    /// when `signal` does, and the pool closes once the requests still in
+    /// flight are done.
+    ///
+    /// ```no_run
+    /// # async fn demo(db: gino_axum::Gino, app: axum::Router) -> std::io::Result<()> {
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    /// axum::serve(listener, app)
+    ///     .with_graceful_shutdown(db.shutdown_on(async {
+    ///         let _ = tokio::signal::ctrl_c().await;
+    ///     }))
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn shutdown_on<F>(&self, signal: F) -> impl Future<Output = ()> + Send + 'static
+    where
+        F: Future + Send + 'static,
+    {
+        self.extension.shutdown_on(signal)
+    }
+
+    /// Waits until the pool is closed (at most `shutdown_timeout` for
+    /// requests still in flight and their connections), and unbinds the
+    /// database. After `axum::serve` returns, this finishes the shutdown.
+    ///
+    /// ```no_run
+    /// # async fn demo(db: gino_axum::Gino) {
+    /// db.close().await;
+    /// # }
+    /// ```
+    pub async fn close(&self) {
+        self.extension.close().await
+    }
+
+    /// The framework-neutral request layer underneath.
+    ///
+    /// ```no_run
+    /// # fn demo(db: gino_axum::Gino) {
+    /// println!("{} requests in flight", db.extension().in_flight());
+    /// # }
+    /// ```
+    pub fn extension(&self) -> &Extension {
+        &self.extension
+    }
+}

@@ -945,6 +945,13 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
                 );
                 ::gino::Run::new(::core::result::Result::Ok(query), <Self as ::gino::Model>::DB.bind())
             }
+
+            /// Loads the row with this primary key, or fails with
+            /// `gino::Error::NotFound` (404 in the web extensions) if there
+            /// is none: GINO's `get_or_404`.
+            pub fn get_or_404(#param) -> ::gino::Run<'static, impl ::gino::reexports::diesel_async::methods::LoadQuery<'static, ::gino::reexports::diesel_async::AsyncPgConnection, Self> + ::core::marker::Send + 'static, ::gino::model::Found<Self>> {
+                Self::get(key).or_not_found()
+            }
         }
     });
 

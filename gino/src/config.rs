@@ -503,7 +503,7 @@ fn parse_path(key: &str, value: &str) -> Result<PathBuf> {
     Ok(PathBuf::from(value))
 }
 
-fn parse_number(key: &str, value: &str) -> Result<usize> {
+pub(crate) fn parse_number(key: &str, value: &str) -> Result<usize> {
     value.trim().parse().map_err(|_| {
         Error::Configuration(format!(
             "option `{key}` must be a whole number, got `{value}`"
@@ -511,7 +511,7 @@ fn parse_number(key: &str, value: &str) -> Result<usize> {
     })
 }
 
-fn parse_bool(key: &str, value: &str) -> Result<bool> {
+pub(crate) fn parse_bool(key: &str, value: &str) -> Result<bool> {
     match value.trim().to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "on" => Ok(true),
         "0" | "false" | "no" | "off" => Ok(false),
@@ -521,7 +521,7 @@ fn parse_bool(key: &str, value: &str) -> Result<bool> {
     }
 }
 
-fn parse_duration(key: &str, value: &str) -> Result<Duration> {
+pub(crate) fn parse_duration(key: &str, value: &str) -> Result<Duration> {
     let v = value.trim();
     let (number, scale) = if let Some(n) = v.strip_suffix("ms") {
         (n, 0.001)

@@ -11,7 +11,7 @@ use std::future::{Future, IntoFuture};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use diesel_async::AsyncPgConnection;
 use futures_util::future::BoxFuture;
@@ -134,12 +134,16 @@ impl<'a> Acquire<'a> {
                 return Ok(conn);
             }
         }
+        let started = Instant::now();
         let raw = if self.lazy {
             None
         } else {
             Some(engine.borrow(timeout, &Deadline::none()).await?)
         };
         let root = Arc::new(Root::new(engine.clone(), raw, timeout));
+        if !self.lazy {
+            root.usage.record_borrow(started.elapsed());
+        }
         let registration = self
             .reusable
             .then(|| Stack::register(engine.id(), root.clone()));
@@ -166,6 +170,19 @@ impl<'a> IntoFuture for Acquire<'a> {
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(self.run())
     }
+}
+
+/// What a [`Connection`] has done so far; see [`Connection::stats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ConnectionStats {
+    /// Raw connections borrowed from the pool (a lazy connection borrows on
+    /// its first query, and again after `release_raw`).
+    pub borrows: u32,
+    /// Time spent waiting for those borrows.
+    pub borrow_wait: Duration,
+    /// Statements run.
+    pub statements: u64,
 }
 
 /// A database connection of an [`Engine`]: GINO's `GinoConnection`.
@@ -234,6 +251,31 @@ impl Connection {
     /// reuses) was released permanently.
     pub fn is_released(&self) -> bool {
         self.released.load(Ordering::Acquire) || self.root.is_released()
+    }
+
+    /// What this connection (with every connection reusing it) has done so
+    /// far: borrows from the pool, the time spent waiting for them, and the
+    /// statements run. The web extensions report it per request.
+    ///
+    /// ```
+    /// # async fn demo(engine: &gino::Engine) -> gino::Result<()> {
+    /// use diesel::dsl::sql;
+    /// use diesel::sql_types::Integer;
+    /// let conn = engine.acquire().lazy(true).await?;
+    /// assert_eq!(conn.stats().borrows, 0);
+    /// conn.one::<i32, _>(diesel::select(sql::<Integer>("1"))).await?;
+    /// conn.one::<i32, _>(diesel::select(sql::<Integer>("2"))).await?;
+    /// let stats = conn.stats();
+    /// assert_eq!((stats.borrows, stats.statements), (1, 2));
+    /// # Ok(()) }
+    /// ```
+    pub fn stats(&self) -> ConnectionStats {
+        let usage = &self.root.usage;
+        ConnectionStats {
+            borrows: usage.borrows.load(Ordering::Relaxed),
+            borrow_wait: Duration::from_nanos(usage.borrow_wait_nanos.load(Ordering::Relaxed)),
+            statements: usage.statements.load(Ordering::Relaxed),
+        }
     }
 
     /// Whether a raw connection is currently borrowed (`false` for a lazy
@@ -361,11 +403,31 @@ impl Connection {
     }
 }
 
-impl Drop for Connection {
-    fn drop(&mut self) {
+impl Connection {
+    /// A lazy connection of `engine`, not on any reuse context: what a web
+    /// request's scope starts with. Borrows nothing until its first query.
+    pub(crate) fn lazy(engine: &Engine) -> Connection {
+        let timeout = engine.options().acquire_timeout;
+        Connection {
+            root: Arc::new(Root::new(engine.clone(), None, timeout)),
+            reusing: false,
+            released: AtomicBool::new(false),
+            registration: Mutex::new(None),
+        }
+    }
+
+    /// Releases without awaiting, as dropping does: the raw connection
+    /// goes back if it is clean and closes otherwise.
+    pub(crate) fn release_now(&self) {
         self.unregister();
         if !self.reusing && !self.released.swap(true, Ordering::AcqRel) {
             self.root.release_now();
         }
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.release_now();
     }
 }

@@ -225,6 +225,43 @@ impl Engine {
         self.close_now();
     }
 
+    /// Closes the pool after the connections borrowed from it come back,
+    /// waiting for them at most `timeout`: what a server does at shutdown,
+    /// once its in-flight requests are done. From the start no borrow
+    /// succeeds ([`Error::PoolClosed`]) and idle connections stay idle; then
+    /// every connection is closed. Returns whether all came back in time; a
+    /// connection still borrowed at the deadline is closed when it comes
+    /// back.
+    ///
+    /// ```
+    /// # async fn demo(engine: gino::Engine) {
+    /// use std::time::Duration;
+    /// let all_back = engine.close_gracefully(Duration::from_secs(10)).await;
+    /// assert!(all_back);
+    /// # }
+    /// ```
+    pub async fn close_gracefully(&self, timeout: Duration) -> bool {
+        self.inner.closed.store(true, Ordering::Release);
+        let deadline = tokio::time::Instant::now() + timeout;
+        let borrowed = |status: PoolStatus| status.size.saturating_sub(status.available);
+        let all_back = loop {
+            let out = borrowed(self.pool_status());
+            if out == 0 {
+                break true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(
+                    target: "gino",
+                    "closing the pool with {out} connection(s) still borrowed after {timeout:?}"
+                );
+                break false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        self.close_now();
+        all_back
+    }
+
     /// Closing needs no waiting; `close` is async so that it can wait for
     /// borrowed connections later without an API change.
     pub(crate) fn close_now(&self) {

@@ -310,6 +310,26 @@ impl<'a, Q> Executor<'a, Q> {
         Ok(self.load_some(1).await?.pop())
     }
 
+    /// The first row, or [`Error::NotFound`] when there is none (which the
+    /// web extensions answer with 404): GINO's `first_or_404`.
+    ///
+    /// ```
+    /// # async fn demo() -> gino::Result<()> {
+    /// use diesel::dsl::sql;
+    /// use diesel::sql_types::Integer;
+    /// use gino::prelude::*;
+    /// let missing = diesel::select(sql::<Integer>("1 WHERE false")).gino().first_or_404::<i32>().await;
+    /// assert!(matches!(missing, Err(gino::Error::NotFound)));
+    /// # Ok(()) }
+    /// ```
+    pub async fn first_or_404<'q, U>(self) -> Result<U>
+    where
+        Q: LoadQuery<'q, AsyncPgConnection, U> + Send + 'q,
+        U: Send + 'static,
+    {
+        self.first().await?.ok_or(Error::NotFound)
+    }
+
     /// Exactly one row: [`Error::NoResultFound`] when there is none,
     /// [`Error::MultipleResultsFound`] when there are more.
     ///
@@ -538,6 +558,23 @@ macro_rules! query_methods {
             U: Send + 'static,
         {
             $crate::Executor::new(query, self.bind()).first().await
+        }
+
+        #[doc = concat!(
+            "The first row of `query`, or [`Error::NotFound`](crate::Error::NotFound) (404 in the ",
+            "web extensions); see [`Executor::first_or_404`](crate::Executor::first_or_404).\n\n",
+            "```\n# async fn demo(", $recv, ": &", $ty, ") -> gino::Result<()> {\n",
+            "use diesel::dsl::sql;\nuse diesel::sql_types::Integer;\n",
+            "let missing = ", $recv,
+            ".first_or_404::<i32, _>(diesel::select(sql::<Integer>(\"1 WHERE false\"))).await;\n",
+            "assert!(matches!(missing, Err(gino::Error::NotFound)));\n# Ok(()) }\n```"
+        )]
+        pub async fn first_or_404<'q, U, Q>(&self, query: Q) -> $crate::Result<U>
+        where
+            Q: diesel_async::methods::LoadQuery<'q, diesel_async::AsyncPgConnection, U> + Send + 'q,
+            U: Send + 'static,
+        {
+            $crate::Executor::new(query, self.bind()).first_or_404().await
         }
 
         #[doc = concat!(

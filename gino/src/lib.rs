@@ -59,12 +59,14 @@ mod text;
 #[cfg(feature = "tls")]
 mod tls;
 mod transaction;
+#[cfg(feature = "web")]
+pub mod web;
 mod wire;
 
 pub use api::Gino;
 pub use bind::Bind;
 pub use config::{DatabaseUrl, EngineOptions, IsolationLevel, SslMode, SslRootCert};
-pub use connection::{Acquire, Connection};
+pub use connection::{Acquire, Connection, ConnectionStats};
 pub use cursor::{Cursor, DEFAULT_PREFETCH};
 pub use engine::{Engine, IntoEngine, PoolStatus, create_engine};
 pub use error::{DatabaseError, Error, Result};

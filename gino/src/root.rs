@@ -13,8 +13,8 @@
 //! [`Connection`]: crate::Connection
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use crate::engine::Engine;
 use crate::error::{Error, Result};
@@ -32,6 +32,25 @@ pub(crate) struct Root {
     /// open; they are rolled back before the connection runs anything else.
     pending_rollbacks: Mutex<Vec<u64>>,
     acquire_timeout: Option<Duration>,
+    pub(crate) usage: Usage,
+}
+
+/// What a root has done: borrows from the pool, the time spent waiting for
+/// them, statements run. Relaxed counters; they are for reports, not for
+/// synchronisation.
+#[derive(Debug, Default)]
+pub(crate) struct Usage {
+    pub(crate) borrows: AtomicU32,
+    pub(crate) borrow_wait_nanos: AtomicU64,
+    pub(crate) statements: AtomicU64,
+}
+
+impl Usage {
+    pub(crate) fn record_borrow(&self, waited: Duration) {
+        self.borrows.fetch_add(1, Ordering::Relaxed);
+        let nanos = u64::try_from(waited.as_nanos()).unwrap_or(u64::MAX);
+        self.borrow_wait_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
 }
 
 /// What sits behind the root's lock.
@@ -80,7 +99,9 @@ impl Slot {
         deadline: &Deadline,
     ) -> Result<&mut PgConn> {
         if self.raw.is_none() {
+            let started = Instant::now();
             self.raw = Some(root.engine.borrow(acquire_timeout, deadline).await?);
+            root.usage.record_borrow(started.elapsed());
         }
         Ok(self.raw.as_mut().expect("just filled").get())
     }
@@ -109,6 +130,7 @@ impl Root {
             released: AtomicBool::new(false),
             pending_rollbacks: Mutex::new(Vec::new()),
             acquire_timeout,
+            usage: Usage::default(),
         }
     }
 
@@ -176,6 +198,7 @@ impl Root {
         let deadline = Deadline::new(timeout.or(self.engine.options().timeout));
         let mut slot = self.lock(&deadline).await?;
         let pg = slot.raw(self, &deadline).await?;
+        self.usage.statements.fetch_add(1, Ordering::Relaxed);
         run_statement(pg, &deadline, statement).await
     }
 

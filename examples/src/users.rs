@@ -1,0 +1,97 @@
+//! What the web examples share: the `User` model, the request bodies, and
+//! where the database comes from.
+//!
+//! The API, the same in every framework's example:
+//!
+//! | request | answer |
+//! | --- | --- |
+//! | `GET /users?limit=&offset=` | 200, a JSON array of users by id |
+//! | `GET /users/{id}` | 200 `{"id": 1, "nickname": "fantix"}`, or 404 |
+//! | `POST /users` `{"nickname": "..."}` | 201, the stored user |
+//! | `PATCH /users/{id}` `{"nickname": "..."}` | 200, the updated user, or 404 |
+//! | `DELETE /users/{id}` | 204, or 404 |
+//!
+//! gino's errors answer in JSON too: `{"error": "..."}` (404, 503, 500);
+//! a malformed body or query is the framework's own 400/422.
+
+use gino::prelude::*;
+use gino::web::Settings;
+use gino_testkit::TestDatabase;
+
+/// A user of the examples' API.
+#[derive(Model, Debug, Clone, serde::Serialize)]
+#[gino(table = "users")]
+pub struct User {
+    /// Assigned by the database.
+    #[gino(primary_key)]
+    pub id: i32,
+    /// The user's nickname.
+    #[gino(default = "noname")]
+    pub nickname: String,
+}
+
+/// The body of `POST /users` and `PATCH /users/{id}`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NicknameBody {
+    /// The new nickname.
+    pub nickname: String,
+}
+
+/// `?limit=&offset=` of `GET /users`; negative or non-numeric values are
+/// rejected by the frameworks' query extractors with 400.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct Page {
+    /// At most this many users (default 100, at most 1000).
+    pub limit: Option<u32>,
+    /// Skip this many first.
+    pub offset: Option<u32>,
+}
+
+impl Page {
+    /// `User`s of this page, by id.
+    pub async fn load(&self) -> gino::Result<Vec<User>> {
+        User::query()
+            .order_by(users::id)
+            .limit(i64::from(self.limit.unwrap_or(100).min(1000)))
+            .offset(i64::from(self.offset.unwrap_or(0)))
+            .gino()
+            .all()
+            .await
+    }
+}
+
+/// The application's database; the models above belong to it.
+pub static DB: Gino = Gino::new();
+
+/// The database settings: the `DB_*` variables when any is set, otherwise
+/// a database of the test server (`DATABASE_URL`, or a throwaway cluster),
+/// which lives as long as the returned guard.
+pub async fn settings() -> gino::Result<(Settings, Option<TestDatabase>)> {
+    if std::env::vars().any(|(name, _)| name.starts_with("DB_")) {
+        return Ok((Settings::from_env()?, None));
+    }
+    let database = TestDatabase::create().await;
+    let mut settings = Settings::default();
+    settings.dsn = Some(database.url().to_owned());
+    settings.pool_min_size = 1;
+    Ok((settings, Some(database)))
+}
+
+/// The TCP port from `PORT`, 8000 by default.
+pub fn port() -> u16 {
+    std::env::var("PORT")
+        .ok()
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or(8000)
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn stop_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,703 @@
+//! gino-axum as users run it: the app on 127.0.0.1 with a random port,
+//! driven by a real HTTP client, the database checked afterwards.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{Path, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use diesel::dsl::sql;
+use diesel::sql_types::{BigInt, Integer, Text};
+use gino::prelude::*;
+use gino_axum::{Conn, Error, Settings};
+use gino_testkit::{Cluster, TestDatabase};
+use tokio::sync::{Notify, oneshot};
+
+/// A database of the test's own, and settings for it.
+struct Setup {
+    db: &'static gino::Gino,
+    database: TestDatabase,
+    app_name: String,
+}
+
+impl Setup {
+    async fn new(tune: impl FnOnce(&mut Settings)) -> (Setup, gino_axum::Gino) {
+        let database = TestDatabase::create().await;
+        let app_name = database.name().to_owned();
+        let mut settings = Settings::default();
+        settings.dsn = Some(format!(
+            "{}{}application_name={app_name}",
+            database.url(),
+            if database.url().contains('?') {
+                '&'
+            } else {
+                '?'
+            }
+        ));
+        settings.pool_min_size = 0;
+        settings.pool_max_size = 5;
+        tune(&mut settings);
+        // A database of each test's own: the extension binds a `'static`.
+        let db: &'static gino::Gino = Box::leak(Box::new(gino::Gino::secondary()));
+        let web = gino_axum::Gino::new(db, settings);
+        web.connect().await.expect("connect");
+        (
+            Setup {
+                db,
+                database,
+                app_name,
+            },
+            web,
+        )
+    }
+
+    fn engine(&self) -> gino::Engine {
+        self.db.engine().expect("bound")
+    }
+
+    /// Connections of the pool that are borrowed right now.
+    fn borrowed(&self) -> usize {
+        let status = self.engine().pool_status();
+        status.size - status.available
+    }
+
+    /// States of the app's sessions in pg_stat_activity, seen from outside.
+    async fn session_states(&self) -> Vec<String> {
+        let observer = gino::create_engine(self.database.url(), Default::default())
+            .await
+            .expect("observer");
+        #[derive(diesel::QueryableByName)]
+        struct Row {
+            #[diesel(sql_type = Text)]
+            state: String,
+        }
+        let rows: Vec<Row> = observer
+            .all(
+                gino::text(
+                    "SELECT coalesce(state, '') AS state FROM pg_stat_activity \
+                     WHERE application_name = :app",
+                )
+                .bind::<Text, _>("app", self.app_name.clone()),
+            )
+            .await
+            .expect("pg_stat_activity");
+        observer.close().await;
+        rows.into_iter().map(|r| r.state).collect()
+    }
+
+    /// Waits (a few seconds at most) until no session of the app is
+    /// inside a transaction.
+    async fn assert_no_open_transaction(&self) {
+        let started = Instant::now();
+        loop {
+            let states = self.session_states().await;
+            if !states.iter().any(|s| s.contains("transaction")) {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "sessions still in a transaction: {states:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Borrows every connection the pool may hold and checks each is
+    /// outside a transaction.
+    async fn assert_pool_clean(&self) {
+        let engine = self.engine();
+        let mut conns = Vec::new();
+        for _ in 0..engine.pool_status().max_size {
+            conns.push(engine.acquire().reusable(false).await.expect("borrow"));
+        }
+        for conn in &conns {
+            let no_xid: bool = conn
+                .one(diesel::select(sql::<diesel::sql_types::Bool>(
+                    "txid_current_if_assigned() IS NULL",
+                )))
+                .await
+                .expect("probe");
+            assert!(no_xid, "a pooled connection is inside a transaction");
+        }
+        for conn in conns {
+            conn.release().await.expect("release");
+        }
+    }
+}
+
+fn pid() -> diesel::dsl::select<diesel::expression::SqlLiteral<Integer>> {
+    diesel::select(sql::<Integer>("pg_backend_pid()"))
+}
+
+/// A running app: its address, and a switch that starts its graceful
+/// shutdown.
+struct Server {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    done: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    async fn start(web: &gino_axum::Gino, app: Router) -> Server {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let shutdown = web.shutdown_on(async move {
+            let _ = stopped.await;
+        });
+        let done = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+                .unwrap();
+        });
+        Server {
+            addr,
+            stop: Some(stop),
+            done,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        self.done.await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_that_never_queries_borrows_nothing() {
+    let (setup, web) = Setup::new(|_| {}).await;
+    let inside = Arc::new(Notify::new());
+    let go_on = Arc::new(Notify::new());
+    let (i, g) = (inside.clone(), go_on.clone());
+    let app = Router::new()
+        .route(
+            "/",
+            get(move || async move {
+                i.notify_one();
+                g.notified().await;
+                "no query"
+            }),
+        )
+        .layer(web.layer());
+    let server = Server::start(&web, app).await;
+    assert_eq!(setup.borrowed(), 0);
+    let opened = setup.engine().pool_status().size;
+    let request = tokio::spawn(reqwest::get(server.url("/")));
+    inside.notified().await;
+    assert_eq!(
+        setup.borrowed(),
+        0,
+        "borrowed during a request without queries"
+    );
+    assert_eq!(web.extension().in_flight(), 1);
+    go_on.notify_one();
+    let response = request.await.unwrap().unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(setup.borrowed(), 0);
+    assert_eq!(
+        setup.engine().pool_status().size,
+        opened,
+        "nothing was opened"
+    );
+    server.stop().await;
+}
+
+async fn pid_in_helper(db: &gino::Gino) -> gino::Result<i32> {
+    db.one(pid()).await
+}
+
+async fn pid_in_nested_helper(db: &gino::Gino) -> gino::Result<i32> {
+    db.transaction(async { pid_in_helper(db).await }).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_of_a_request_share_one_connection_borrowed_once() {
+    let (setup, web) = Setup::new(|_| {}).await;
+    let db = setup.db;
+    let app = Router::new()
+        .route(
+            "/",
+            get(move |conn: Conn| async move {
+                let mut pids = vec![db.one(pid()).await?];
+                pids.push(pid_in_helper(db).await?);
+                pids.push(pid_in_nested_helper(db).await?);
+                pids.push(pid().gino().bind(db).one().await?);
+                pids.push(conn.one(pid()).await?);
+                let stats = conn.stats();
+                Ok::<_, Error>(Json((pids, stats.borrows, stats.statements)))
+            }),
+        )
+        .layer(web.layer());
+    let server = Server::start(&web, app).await;
+    let (pids, borrows, statements): (Vec<i32>, u32, u64) = reqwest::get(server.url("/"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(pids.iter().all(|p| *p == pids[0]), "{pids:?}");
+    assert_eq!(borrows, 1);
+    assert!(statements >= 5, "{statements}");
+    assert_eq!(setup.borrowed(), 0, "given back after the response");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_concurrent_requests_on_five_connections() {
+    let (setup, web) = Setup::new(|s| s.pool_max_size = 5).await;
+    let db = setup.db;
+    let app = Router::new()
+        .route(
+            "/{n}",
+            get(move |Path(n): Path<i32>| async move {
+                let twice: i32 = db
+                    .transaction(async {
+                        db.one(diesel::select(
+                            sql::<Integer>("").bind::<Integer, _>(n).sql(" * 2"),
+                        ))
+                        .await
+                    })
+                    .await?;
+                let _: Option<i32> = db
+                    .scalar(diesel::select(sql::<Integer>("1 FROM pg_sleep(0.002)")))
+                    .await?;
+                Ok::<_, Error>(Json(twice))
+            }),
+        )
+        .layer(web.layer());
+    let server = Server::start(&web, app).await;
+    let client = reqwest::Client::new();
+    let responses = futures_util::future::join_all((0..200).map(|n| {
+        let request = client.get(server.url(&format!("/{n}"))).send();
+        async move {
+            let response = request.await.expect("response");
+            assert_eq!(response.status(), 200);
+            response.json::<i32>().await.expect("json")
+        }
+    }))
+    .await;
+    assert_eq!(responses, (0..200).map(|n| n * 2).collect::<Vec<_>>());
+    assert_eq!(setup.borrowed(), 0);
+    assert!(setup.engine().pool_status().size <= 5);
+    let states = setup.session_states().await;
+    assert!(states.len() <= 5, "{states:?}");
+    assert!(states.iter().all(|s| s == "idle"), "{states:?}");
+    setup.assert_pool_clean().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_handler_leaves_nothing_open() {
+    use tower_http::catch_panic::CatchPanicLayer;
+    let (setup, web) = Setup::new(|_| {}).await;
+    let db = setup.db;
+    let handler = move || async move {
+        let tx = db.begin().await.expect("begin");
+        db.status(diesel::sql_query("CREATE TABLE panicked (x int)"))
+            .await
+            .expect("create");
+        if tx.is_active().await {
+            panic!("the handler panics inside a transaction");
+        }
+        "unreachable"
+    };
+    // gino's layer inside CatchPanicLayer, and outside it.
+    let outer = Router::new()
+        .route("/", get(handler))
+        .layer(web.layer())
+        .layer(CatchPanicLayer::new());
+    let inner = Router::new()
+        .route("/", get(handler))
+        .layer(CatchPanicLayer::new())
+        .layer(web.layer());
+    for app in [outer, inner] {
+        let server = Server::start(&web, app).await;
+        let response = reqwest::get(server.url("/")).await.unwrap();
+        assert_eq!(response.status(), 500);
+        setup.assert_no_open_transaction().await;
+        setup.assert_pool_clean().await;
+        let exists: bool = db
+            .one(diesel::select(sql::<diesel::sql_types::Bool>(
+                "to_regclass('panicked') IS NOT NULL",
+            )))
+            .await
+            .unwrap();
+        assert!(!exists, "the panicked transaction was committed");
+        server.stop().await;
+        // The extension is closed by the stop; bind it again for the next round.
+        web.connect().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_leaving_mid_transaction_leaves_nothing_open() {
+    let (setup, web) = Setup::new(|_| {}).await;
+    let db = setup.db;
+    let inside = Arc::new(Notify::new());
+    let signal = inside.clone();
+    let app = Router::new()
+        .route(
+            "/",
+            get(move || async move {
+                db.transaction(async {
+                    db.status(diesel::sql_query("CREATE TABLE abandoned (x int)"))
+                        .await?;
+                    signal.notify_one();
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                    Ok::<_, gino::Error>(())
+                })
+                .await?;
+                Ok::<_, Error>("slow")
+            }),
+        )
+        .layer(web.layer());
+    let server = Server::start(&web, app).await;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let request = tokio::spawn(client.get(server.url("/")).send());
+    inside.notified().await;
+    assert!(
+        setup
+            .session_states()
+            .await
+            .iter()
+            .any(|s| s == "idle in transaction"),
+        "the handler's transaction is open"
+    );
+    request.abort(); // the client goes away
+    setup.assert_no_open_transaction().await;
+    let started = Instant::now();
+    while web.extension().in_flight() > 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the request never ended"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    setup.assert_pool_clean().await;
+    let exists: bool = db
+        .one(diesel::select(sql::<diesel::sql_types::Bool>(
+            "to_regclass('abandoned') IS NOT NULL",
+        )))
+        .await
+        .unwrap();
+    assert!(!exists, "the abandoned transaction was committed");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn early_release_and_borrow_again_within_a_request() {
+    let (setup, web) = Setup::new(|_| {}).await;
+    let db = setup.db;
+    let engine = setup.engine();
+    let app = Router::new()
+        .route(
+            "/",
+            get(move |conn: Conn| async move {
+                db.one::<i32, _>(pid()).await?;
+                let borrowed_before = engine.pool_status().size - engine.pool_status().available;
+                conn.release_raw().await?;
+                let held = conn.has_raw_connection().await;
+                let borrowed_between = engine.pool_status().size - engine.pool_status().available;
+                db.one::<i32, _>(pid()).await?; // borrows again, implicitly
+                Ok::<_, Error>(Json((
+                    borrowed_before,
+                    held,
+                    borrowed_between,
+                    conn.stats().borrows,
+                )))
+            }),
+        )
+        .layer(web.layer());
+    let server = Server::start(&web, app).await;
+    let answer: (usize, bool, usize, u32) = reqwest::get(server.url("/"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer, (1, false, 0, 2));
+    assert_eq!(setup.borrowed(), 0);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_answer_404_503_and_an_opaque_500() {
+    let (setup, web) = Setup::new(|s| {
+        s.pool_max_size = 1;
+        s.acquire_timeout = Some(Duration::from_millis(200));
+    })
+    .await;
+    let db = setup.db;
+    let holding = Arc::new(Notify::new());
+    let release = Arc::new(Notify::new());
+    let (h, r) = (holding.clone(), release.clone());
+    let app = Router::new()
+        .route(
+            "/missing",
+            get(move || async move {
+                let n: i32 = db
+                    .first_or_404(diesel::select(sql::<Integer>("1 WHERE false")))
+                    .await?;
+                Ok::<_, Error>(Json(n))
+            }),
+        )
+        .route(
+            "/hold",
+            get(move || async move {
+                db.one::<i32, _>(pid()).await?;
+                h.notify_one();
+                r.notified().await;
+                Ok::<_, Error>("held")
+            }),
+        )
+        .route(
+            "/query",
+            get(move || async move { Ok::<_, Error>(Json(db.one::<i32, _>(pid()).await?)) }),
+        )
+        .route(
+            "/broken",
+            get(move || async move {
+                let q = diesel::select(
+                    sql::<Integer>("")
+                        .bind::<Text, _>("secret-parameter")
+                        .sql("::int FROM secret_table_name"),
+                );
+                Ok::<_, Error>(Json(db.one::<i32, _>(q).await?))
+            }),
+        )
+        .layer(web.layer());
+    let server = Server::start(&web, app).await;
+
+    let missing = reqwest::get(server.url("/missing")).await.unwrap();
+    assert_eq!(missing.status(), 404);
+    assert_eq!(
+        missing.headers()["content-type"],
+        "application/json",
+        "JSON error body"
+    );
+    assert_eq!(missing.text().await.unwrap(), r#"{"error":"not found"}"#);
+
+    let hold = tokio::spawn(reqwest::get(server.url("/hold")));
+    holding.notified().await;
+    let busy = reqwest::get(server.url("/query")).await.unwrap();
+    assert_eq!(busy.status(), 503);
+    assert_eq!(busy.headers()["retry-after"], "1");
+    release.notify_one();
+    assert_eq!(hold.await.unwrap().unwrap().status(), 200);
+    assert_eq!(
+        reqwest::get(server.url("/query")).await.unwrap().status(),
+        200
+    );
+
+    let broken = reqwest::get(server.url("/broken")).await.unwrap();
+    assert_eq!(broken.status(), 500);
+    let body = broken.text().await.unwrap();
+    assert_eq!(body, r#"{"error":"internal server error"}"#);
+    for leak in ["secret", "SELECT", "42P01", "relation"] {
+        assert!(!body.contains(leak), "500 body leaks `{leak}`: {body}");
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_connection_per_request_queries_borrow_per_statement() {
+    let (setup, web) = Setup::new(|s| s.use_connection_for_request = false).await;
+    let db = setup.db;
+    let engine = setup.engine();
+    let app = Router::new()
+        .route(
+            "/",
+            get(move || async move {
+                db.one::<i32, _>(pid()).await?;
+                let status = engine.pool_status();
+                Ok::<_, Error>(Json(status.size - status.available))
+            }),
+        )
+        .layer(web.layer());
+    let server = Server::start(&web, app).await;
+    let borrowed: usize = reqwest::get(server.url("/"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(borrowed, 0, "the statement's connection went back at once");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn composes_with_state_nesting_and_other_layers() {
+    use tower_http::catch_panic::CatchPanicLayer;
+    use tower_http::cors::CorsLayer;
+    use tower_http::timeout::TimeoutLayer;
+    use tower_http::trace::TraceLayer;
+    let (setup, web) = Setup::new(|_| {}).await;
+
+    #[derive(Clone)]
+    struct AppState {
+        db: &'static gino::Gino,
+        greeting: &'static str,
+    }
+    async fn pids(State(state): State<AppState>) -> Result<Json<(String, i32, i32)>, Error> {
+        let first = state.db.one(pid()).await?;
+        let second = state.db.one(pid()).await?;
+        Ok(Json((state.greeting.to_owned(), first, second)))
+    }
+    let state = AppState {
+        db: setup.db,
+        greeting: "hi",
+    };
+    let nested = Router::new()
+        .route("/pids", get(pids))
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(10),
+        ));
+    let app = Router::new()
+        .route("/pids", get(pids))
+        .nest("/nested", nested)
+        .layer(CorsLayer::permissive())
+        .layer(web.layer())
+        .layer(TraceLayer::new_for_http())
+        .layer(CatchPanicLayer::new())
+        .with_state(state);
+    let server = Server::start(&web, app).await;
+    for path in ["/pids", "/nested/pids"] {
+        let (greeting, first, second): (String, i32, i32) = reqwest::get(server.url(path))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(greeting, "hi");
+        assert_eq!(first, second, "{path}: one backend per request");
+    }
+    // The layer on a nested router only.
+    let (setup2, web2) = Setup::new(|_| {}).await;
+    let inner_only = Router::new()
+        .nest(
+            "/api",
+            Router::new().route("/pids", get(pids)).layer(web2.layer()),
+        )
+        .with_state(AppState {
+            db: setup2.db,
+            greeting: "nested",
+        });
+    let server2 = Server::start(&web2, inner_only).await;
+    let (_, first, second): (String, i32, i32) = reqwest::get(server2.url("/api/pids"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(first, second);
+    server.stop().await;
+    server2.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_waits_for_in_flight_requests_then_closes_every_connection() {
+    let (setup, web) = Setup::new(|s| s.pool_min_size = 2).await;
+    let db = setup.db;
+    let inside = Arc::new(Notify::new());
+    let signal = inside.clone();
+    let app = Router::new()
+        .route(
+            "/slow",
+            get(move || async move {
+                signal.notify_one();
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                Ok::<_, Error>(Json(db.one::<i32, _>(pid()).await?))
+            }),
+        )
+        .layer(web.layer());
+    let server = Server::start(&web, app).await;
+    assert!(!setup.session_states().await.is_empty());
+    let slow = tokio::spawn(reqwest::get(server.url("/slow")));
+    inside.notified().await;
+    server.stop().await; // graceful: waits for /slow
+    let response = slow.await.unwrap().unwrap();
+    assert_eq!(response.status(), 200, "the in-flight request completed");
+    assert!(!db.is_bound(), "the database was unbound");
+    let started = Instant::now();
+    loop {
+        let states = setup.session_states().await;
+        if states.is_empty() {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "connections left open after shutdown: {states:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_up_waits_for_a_late_server_and_gives_up_on_an_absent_one() {
+    let late = Cluster::builder().init().expect("a cluster to start later");
+    let mut settings = Settings::default();
+    settings.host = "127.0.0.1".to_owned();
+    settings.port = late.port();
+    settings.pool_min_size = 1;
+    settings.retry_limit = 100;
+    settings.retry_interval = Duration::from_millis(100);
+    let db: &'static gino::Gino = Box::leak(Box::new(gino::Gino::secondary()));
+    let web = gino_axum::Gino::new(db, settings.clone());
+    let connecting = tokio::spawn(async move { web.connect().await.map(|_| web) });
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(
+        !connecting.is_finished(),
+        "connected before the server was up"
+    );
+    tokio::task::spawn_blocking(move || {
+        late.start().expect("start the late cluster");
+        late
+    })
+    .await
+    .map(|late| {
+        // Kept until the end of the test.
+        std::mem::forget(late);
+    })
+    .unwrap();
+    let web = connecting.await.unwrap().expect("found the late server");
+    let n: i64 = db
+        .one(diesel::select(sql::<BigInt>("1::bigint")))
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    web.close().await;
+
+    // Nothing ever listens on this port.
+    let absent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = absent.local_addr().unwrap().port();
+    drop(absent);
+    settings.port = port;
+    settings.retry_limit = 3;
+    settings.retry_interval = Duration::from_millis(150);
+    let db: &'static gino::Gino = Box::leak(Box::new(gino::Gino::secondary()));
+    let web = gino_axum::Gino::new(db, settings);
+    let started = Instant::now();
+    let error = web.connect().await.unwrap_err();
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(450),
+        "gave up after {elapsed:?}, before 3 retries 150 ms apart"
+    );
+    assert!(matches!(error, gino::Error::Connection(_)), "{error:?}");
+    assert!(
+        error.to_string().contains(&port.to_string()),
+        "the error names where it tried: {error}"
+    );
+    assert!(!db.is_bound());
+}

@@ -1,0 +1,98 @@
+//! How a gino error answers an HTTP request, the same in every framework:
+//! 404 for a missing row (`get_or_404`, or a row gone before its update), 503 with `Retry-After` when no connection came
+//! in time, and an opaque 500 for everything else, whose detail goes to the
+//! log, never to the client.
+
+use crate::error::Error;
+
+/// The HTTP answer to a gino error: status, `Retry-After`, and a JSON body
+/// that says nothing about SQL, parameters or the schema. Making one logs
+/// the error's detail through `tracing` (target `gino::web`): at `error`
+/// level for a 500, `warn` for a 503, `debug` for a 404.
+///
+/// ```
+/// use gino::web::ErrorResponse;
+/// let answer = ErrorResponse::new(&gino::Error::NotFound);
+/// assert_eq!(answer.status(), 404);
+/// assert_eq!(answer.body(), r#"{"error":"not found"}"#);
+///
+/// let busy = ErrorResponse::new(&gino::Error::PoolTimeout(std::time::Duration::from_secs(5)));
+/// assert_eq!((busy.status(), busy.retry_after()), (503, Some(1)));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ErrorResponse {
+    status: u16,
+    message: &'static str,
+    retry_after: Option<u32>,
+}
+
+impl ErrorResponse {
+    /// The answer to `error`, logging its detail.
+    pub fn new(error: &Error) -> Self {
+        match error {
+            Error::NotFound | Error::NoSuchRow => {
+                tracing::debug!(target: "gino::web", "not found: {error}");
+                ErrorResponse {
+                    status: 404,
+                    message: "not found",
+                    retry_after: None,
+                }
+            }
+            Error::PoolTimeout(_) | Error::PoolClosed => {
+                tracing::warn!(target: "gino::web", "answering 503: {error}");
+                ErrorResponse {
+                    status: 503,
+                    message: "the database is busy; try again shortly",
+                    retry_after: Some(1),
+                }
+            }
+            _ => {
+                tracing::error!(target: "gino::web", "request failed: {error}");
+                ErrorResponse {
+                    status: 500,
+                    message: "internal server error",
+                    retry_after: None,
+                }
+            }
+        }
+    }
+
+    /// The HTTP status code.
+    ///
+    /// ```
+    /// let answer = gino::web::ErrorResponse::new(&gino::Error::MultipleResultsFound);
+    /// assert_eq!(answer.status(), 500);
+    /// ```
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    /// Seconds for a `Retry-After` header, when the client should retry.
+    ///
+    /// ```
+    /// let answer = gino::web::ErrorResponse::new(&gino::Error::PoolClosed);
+    /// assert_eq!(answer.retry_after(), Some(1));
+    /// ```
+    pub fn retry_after(&self) -> Option<u32> {
+        self.retry_after
+    }
+
+    /// The JSON body, `{"error": "..."}`.
+    ///
+    /// ```
+    /// let answer = gino::web::ErrorResponse::new(&gino::Error::Uninitialized);
+    /// assert_eq!(answer.body(), r#"{"error":"internal server error"}"#);
+    /// ```
+    pub fn body(&self) -> String {
+        format!(r#"{{"error":"{}"}}"#, self.message)
+    }
+
+    /// The body's media type, `application/json`.
+    pub const CONTENT_TYPE: &'static str = "application/json";
+}
+
+impl From<&Error> for ErrorResponse {
+    fn from(error: &Error) -> Self {
+        ErrorResponse::new(error)
+    }
+}

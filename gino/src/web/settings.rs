@@ -1,0 +1,605 @@
+//! The database settings of a web application: GINO's extension config
+//! (`dsn`, `host`, ..., `use_connection_for_request`, `retry_limit`) plus
+//! gino's engine options, from `DB_*` environment variables or any serde
+//! source (a config file, rocket's figment).
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::config::{
+    DatabaseUrl, EngineOptions, SslMode, SslRootCert, parse_bool, parse_duration, parse_number,
+};
+use crate::error::{Error, Result};
+
+/// The database settings of a web application, with the defaults of GINO's
+/// extensions.
+///
+/// | setting | variable | default |
+/// | --- | --- | --- |
+/// | `dsn` | `DB_DSN` | none; when set, replaces host, port, user, password and database |
+/// | `host` | `DB_HOST` | `localhost` |
+/// | `port` | `DB_PORT` | `5432` |
+/// | `user` | `DB_USER` | `postgres` |
+/// | `password` | `DB_PASSWORD` | empty |
+/// | `database` | `DB_DATABASE` | `postgres` |
+/// | `pool_min_size` | `DB_POOL_MIN_SIZE` | 5 |
+/// | `pool_max_size` | `DB_POOL_MAX_SIZE` | 10 |
+/// | `echo` | `DB_ECHO` | false |
+/// | `ssl` | `DB_SSL` | unset: the URL's `sslmode`, else libpq's `prefer` |
+/// | `ssl_root_cert` | `DB_SSL_ROOT_CERT` | unset |
+/// | `use_connection_for_request` | `DB_USE_CONNECTION_FOR_REQUEST` | true |
+/// | `retry_limit` | `DB_RETRY_LIMIT` | 1 (retries after a failed first attempt) |
+/// | `retry_interval` | `DB_RETRY_INTERVAL` | 1 s |
+/// | `acquire_timeout` | `DB_ACQUIRE_TIMEOUT` | 30 s (then 503) |
+/// | `statement_timeout` | `DB_STATEMENT_TIMEOUT` | the server's |
+/// | `statement_cache` | `DB_STATEMENT_CACHE` | true |
+/// | `shutdown_timeout` | `DB_SHUTDOWN_TIMEOUT` | 30 s |
+///
+/// Booleans are `true`/`false`, `1`/`0`, `yes`/`no` or `on`/`off` in any
+/// case; durations are seconds (`1.5`) or carry a unit (`500ms`, `2s`,
+/// `1m`). `ssl` takes an [`SslMode`] (`require`, `verify-full`, ...) or a
+/// boolean (`true` is `require`, `false` is `disable`).
+///
+/// ```
+/// use gino::web::Settings;
+/// let vars = [("DB_HOST", "db.internal"), ("DB_POOL_MAX_SIZE", "20"), ("DB_ECHO", "yes")];
+/// let settings = Settings::from_lookup(|name| {
+///     vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
+/// })
+/// .unwrap();
+/// assert_eq!(settings.host, "db.internal");
+/// assert_eq!(settings.pool_max_size, 20);
+/// assert!(settings.echo);
+/// assert_eq!(settings.url(), "postgres://postgres@db.internal:5432/postgres");
+/// ```
+#[derive(Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Settings {
+    /// A database URL; when set, it replaces the five parts below.
+    pub dsn: Option<String>,
+    /// Host name, IP address, or Unix socket directory (starting with `/`).
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+    /// User name.
+    pub user: String,
+    /// Password; never shown in errors, logs or `Debug`.
+    pub password: String,
+    /// Database name.
+    pub database: String,
+    /// Connections opened at start-up and kept.
+    pub pool_min_size: usize,
+    /// Most connections open at once.
+    pub pool_max_size: usize,
+    /// Log every statement (`tracing`, target `gino::echo`).
+    #[serde(deserialize_with = "flexible_bool")]
+    pub echo: bool,
+    /// TLS mode; unset leaves it to the URL (libpq's `prefer` by default).
+    #[serde(deserialize_with = "ssl_mode")]
+    pub ssl: Option<SslMode>,
+    /// The roots that vouch for the server (a PEM file, or `system`).
+    #[serde(deserialize_with = "root_cert")]
+    pub ssl_root_cert: Option<SslRootCert>,
+    /// Give every request a lazy connection that its queries share.
+    #[serde(deserialize_with = "flexible_bool")]
+    pub use_connection_for_request: bool,
+    /// Retries after a failed first attempt to reach the database at
+    /// start-up.
+    pub retry_limit: u32,
+    /// Pause between start-up attempts.
+    #[serde(deserialize_with = "duration")]
+    pub retry_interval: Duration,
+    /// Longest wait for a pooled connection; past it a request gets 503.
+    #[serde(deserialize_with = "optional_duration")]
+    pub acquire_timeout: Option<Duration>,
+    /// PostgreSQL's `statement_timeout` for every connection.
+    #[serde(deserialize_with = "optional_duration")]
+    pub statement_timeout: Option<Duration>,
+    /// Keep prepared statements per connection (turn off behind PgBouncer
+    /// in transaction mode).
+    #[serde(deserialize_with = "flexible_bool")]
+    pub statement_cache: bool,
+    /// Longest wait at shutdown for in-flight requests and their
+    /// connections.
+    #[serde(deserialize_with = "duration")]
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            dsn: None,
+            host: "localhost".to_owned(),
+            port: 5432,
+            user: "postgres".to_owned(),
+            password: String::new(),
+            database: "postgres".to_owned(),
+            pool_min_size: 5,
+            pool_max_size: 10,
+            echo: false,
+            ssl: None,
+            ssl_root_cert: None,
+            use_connection_for_request: true,
+            retry_limit: 1,
+            retry_interval: Duration::from_secs(1),
+            acquire_timeout: Some(Duration::from_secs(30)),
+            statement_timeout: None,
+            statement_cache: true,
+            shutdown_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let dsn = self
+            .dsn
+            .as_ref()
+            .map(|dsn| match dsn.parse::<DatabaseUrl>() {
+                Ok(url) => url.to_string(),
+                Err(_) => "<unparsable>".to_owned(),
+            });
+        f.debug_struct("Settings")
+            .field("dsn", &dsn)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("user", &self.user)
+            .field(
+                "password",
+                &if self.password.is_empty() { "" } else { "***" },
+            )
+            .field("database", &self.database)
+            .field("pool_min_size", &self.pool_min_size)
+            .field("pool_max_size", &self.pool_max_size)
+            .field("echo", &self.echo)
+            .field("ssl", &self.ssl)
+            .field("ssl_root_cert", &self.ssl_root_cert)
+            .field(
+                "use_connection_for_request",
+                &self.use_connection_for_request,
+            )
+            .field("retry_limit", &self.retry_limit)
+            .field("retry_interval", &self.retry_interval)
+            .field("acquire_timeout", &self.acquire_timeout)
+            .field("statement_timeout", &self.statement_timeout)
+            .field("statement_cache", &self.statement_cache)
+            .field("shutdown_timeout", &self.shutdown_timeout)
+            .finish()
+    }
+}
+
+impl Settings {
+    /// The settings from `DB_*` environment variables over the defaults.
+    /// A malformed value is an error naming the variable.
+    ///
+    /// ```no_run
+    /// let settings = gino::web::Settings::from_env()?;
+    /// # Ok::<_, gino::Error>(())
+    /// ```
+    pub fn from_env() -> Result<Settings> {
+        Settings::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// [`from_env`](Self::from_env) with the variables looked up by `var`
+    /// (for tests, or configuration kept elsewhere).
+    ///
+    /// ```
+    /// let settings = gino::web::Settings::from_lookup(|name| {
+    ///     (name == "DB_USE_CONNECTION_FOR_REQUEST").then(|| "off".to_owned())
+    /// })?;
+    /// assert!(!settings.use_connection_for_request);
+    /// # Ok::<_, gino::Error>(())
+    /// ```
+    pub fn from_lookup(var: impl Fn(&str) -> Option<String>) -> Result<Settings> {
+        let mut s = Settings::default();
+        let get = |name: &str| var(name).filter(|v| !v.trim().is_empty());
+        if let Some(dsn) = get("DB_DSN") {
+            // Parsed now, so that a bad URL fails start-up naming the
+            // variable (its errors never show the password).
+            dsn.parse::<DatabaseUrl>()
+                .map_err(|e| named("DB_DSN", &e.to_string()))?;
+            s.dsn = Some(dsn);
+        }
+        if let Some(v) = get("DB_HOST") {
+            s.host = v;
+        }
+        if let Some(v) = get("DB_PORT") {
+            s.port = v.trim().parse().ok().filter(|p| *p != 0).ok_or_else(|| {
+                named(
+                    "DB_PORT",
+                    &format!("expected a port number from 1 to 65535, got `{v}`"),
+                )
+            })?;
+        }
+        if let Some(v) = get("DB_USER") {
+            s.user = v;
+        }
+        if let Some(v) = var("DB_PASSWORD") {
+            s.password = v;
+        }
+        if let Some(v) = get("DB_DATABASE") {
+            s.database = v;
+        }
+        if let Some(v) = get("DB_POOL_MIN_SIZE") {
+            s.pool_min_size = parse_number("DB_POOL_MIN_SIZE", &v)?;
+        }
+        if let Some(v) = get("DB_POOL_MAX_SIZE") {
+            s.pool_max_size = parse_number("DB_POOL_MAX_SIZE", &v)?;
+        }
+        if let Some(v) = get("DB_ECHO") {
+            s.echo = parse_bool("DB_ECHO", &v)?;
+        }
+        if let Some(v) = get("DB_SSL") {
+            s.ssl = Some(parse_ssl("DB_SSL", &v)?);
+        }
+        if let Some(v) = get("DB_SSL_ROOT_CERT") {
+            s.ssl_root_cert = Some(v.parse()?);
+        }
+        if let Some(v) = get("DB_USE_CONNECTION_FOR_REQUEST") {
+            s.use_connection_for_request = parse_bool("DB_USE_CONNECTION_FOR_REQUEST", &v)?;
+        }
+        if let Some(v) = get("DB_RETRY_LIMIT") {
+            let limit = parse_number("DB_RETRY_LIMIT", &v)?;
+            s.retry_limit = u32::try_from(limit).unwrap_or(u32::MAX);
+        }
+        if let Some(v) = get("DB_RETRY_INTERVAL") {
+            s.retry_interval = parse_duration("DB_RETRY_INTERVAL", &v)?;
+        }
+        if let Some(v) = get("DB_ACQUIRE_TIMEOUT") {
+            s.acquire_timeout = Some(parse_duration("DB_ACQUIRE_TIMEOUT", &v)?);
+        }
+        if let Some(v) = get("DB_STATEMENT_TIMEOUT") {
+            s.statement_timeout = Some(parse_duration("DB_STATEMENT_TIMEOUT", &v)?);
+        }
+        if let Some(v) = get("DB_STATEMENT_CACHE") {
+            s.statement_cache = parse_bool("DB_STATEMENT_CACHE", &v)?;
+        }
+        if let Some(v) = get("DB_SHUTDOWN_TIMEOUT") {
+            s.shutdown_timeout = parse_duration("DB_SHUTDOWN_TIMEOUT", &v)?;
+        }
+        s.validate()?;
+        Ok(s)
+    }
+
+    /// Checks what a value on its own cannot show (a pool whose minimum
+    /// exceeds its maximum).
+    ///
+    /// ```
+    /// let mut settings = gino::web::Settings::default();
+    /// settings.pool_min_size = 20;
+    /// assert!(settings.validate().is_err());
+    /// ```
+    pub fn validate(&self) -> Result<()> {
+        if self.pool_max_size == 0 {
+            return Err(named("DB_POOL_MAX_SIZE", "must be at least 1"));
+        }
+        if self.pool_min_size > self.pool_max_size {
+            return Err(Error::Configuration(format!(
+                "DB_POOL_MIN_SIZE ({}) is larger than DB_POOL_MAX_SIZE ({})",
+                self.pool_min_size, self.pool_max_size
+            )));
+        }
+        Ok(())
+    }
+
+    /// The database URL: `dsn`, or one made of the parts.
+    ///
+    /// ```
+    /// let mut settings = gino::web::Settings::default();
+    /// settings.user = "app".into();
+    /// settings.password = "p@ss".into();
+    /// settings.database = "shop".into();
+    /// assert_eq!(settings.url(), "postgres://app:p%40ss@localhost:5432/shop");
+    /// ```
+    pub fn url(&self) -> String {
+        if let Some(dsn) = &self.dsn {
+            return dsn.clone();
+        }
+        let mut url = String::from("postgres://");
+        url.push_str(&encode(&self.user));
+        if !self.password.is_empty() {
+            url.push(':');
+            url.push_str(&encode(&self.password));
+        }
+        url.push('@');
+        let socket_dir = self.host.starts_with('/');
+        if !socket_dir {
+            if self.host.contains(':') {
+                url.push_str(&format!("[{}]:{}", self.host, self.port));
+            } else {
+                url.push_str(&format!("{}:{}", encode(&self.host), self.port));
+            }
+        }
+        url.push('/');
+        url.push_str(&encode(&self.database));
+        if socket_dir {
+            url.push_str(&format!("?host={}&port={}", encode(&self.host), self.port));
+        }
+        url
+    }
+
+    /// The engine options these settings ask for.
+    ///
+    /// ```
+    /// let options = gino::web::Settings::default().engine_options();
+    /// # let _ = options;
+    /// ```
+    pub fn engine_options(&self) -> EngineOptions {
+        let mut options = EngineOptions::new()
+            .min_size(self.pool_min_size)
+            .max_size(self.pool_max_size)
+            .echo(self.echo)
+            .statement_cache(self.statement_cache);
+        if let Some(mode) = self.ssl {
+            options = options.ssl_mode(mode);
+        }
+        if let Some(roots) = &self.ssl_root_cert {
+            options = options.ssl_root_cert(roots.clone());
+        }
+        if let Some(timeout) = self.acquire_timeout {
+            options = options.acquire_timeout(timeout);
+        }
+        if let Some(timeout) = self.statement_timeout {
+            options = options.statement_timeout(timeout);
+        }
+        options
+    }
+}
+
+fn named(variable: &str, problem: &str) -> Error {
+    Error::Configuration(format!("{variable}: {problem}"))
+}
+
+/// `DB_SSL`: a mode, or a boolean as GINO's extensions take it.
+fn parse_ssl(key: &str, value: &str) -> Result<SslMode> {
+    value
+        .parse::<SslMode>()
+        .or_else(|_| match parse_bool(key, value) {
+            Ok(true) => Ok(SslMode::Require),
+            Ok(false) => Ok(SslMode::Disable),
+            Err(_) => Err(named(
+                key,
+                &format!(
+                    "expected an sslmode (disable, allow, prefer, require, verify-ca, \
+                     verify-full) or true/false, got `{value}`"
+                ),
+            )),
+        })
+}
+
+/// Percent-encodes what may not appear raw in a URL's parts.
+fn encode(part: &str) -> String {
+    let mut out = String::with_capacity(part.len());
+    for byte in part.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                out.push(byte as char)
+            }
+            _ => out.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    out
+}
+
+/// A value from a config source: text, or already typed.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Loose {
+    Bool(bool),
+    Number(f64),
+    Text(String),
+}
+
+fn flexible_bool<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<bool, D::Error> {
+    match Loose::deserialize(d)? {
+        Loose::Bool(b) => Ok(b),
+        Loose::Number(n) if n == 0.0 || n == 1.0 => Ok(n == 1.0),
+        Loose::Text(text) => parse_bool("value", &text).map_err(serde::de::Error::custom),
+        Loose::Number(n) => Err(serde::de::Error::custom(format!(
+            "expected true or false, got {n}"
+        ))),
+    }
+}
+
+fn to_duration<E: serde::de::Error>(value: Loose) -> std::result::Result<Duration, E> {
+    match value {
+        Loose::Number(n) if n.is_finite() && n >= 0.0 => Ok(Duration::from_secs_f64(n)),
+        Loose::Text(text) => parse_duration("value", &text).map_err(E::custom),
+        _ => Err(E::custom(
+            "expected a duration: seconds (1.5) or text with a unit (\"500ms\", \"2s\")",
+        )),
+    }
+}
+
+fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Duration, D::Error> {
+    to_duration(Loose::deserialize(d)?)
+}
+
+fn optional_duration<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<Duration>, D::Error> {
+    Option::<Loose>::deserialize(d)?
+        .map(to_duration)
+        .transpose()
+}
+
+fn ssl_mode<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<SslMode>, D::Error> {
+    let Some(value) = Option::<Loose>::deserialize(d)? else {
+        return Ok(None);
+    };
+    let text = match value {
+        Loose::Bool(b) => b.to_string(),
+        Loose::Number(n) => n.to_string(),
+        Loose::Text(text) => text,
+    };
+    parse_ssl("ssl", &text)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
+}
+
+fn root_cert<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<SslRootCert>, D::Error> {
+    Option::<String>::deserialize(d)?
+        .map(|text| text.parse().map_err(serde::de::Error::custom))
+        .transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn from(vars: &[(&str, &str)]) -> Result<Settings> {
+        Settings::from_lookup(|name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        })
+    }
+
+    #[test]
+    fn defaults_are_those_of_gino_extensions() {
+        let s = from(&[]).unwrap();
+        assert_eq!(s, Settings::default());
+        assert_eq!(
+            (
+                s.host.as_str(),
+                s.port,
+                s.user.as_str(),
+                s.password.as_str()
+            ),
+            ("localhost", 5432, "postgres", "")
+        );
+        assert_eq!(s.database, "postgres");
+        assert_eq!((s.pool_min_size, s.pool_max_size), (5, 10));
+        assert!(!s.echo && s.use_connection_for_request && s.ssl.is_none());
+        assert_eq!(
+            (s.retry_limit, s.retry_interval),
+            (1, Duration::from_secs(1))
+        );
+        assert_eq!(s.url(), "postgres://postgres@localhost:5432/postgres");
+    }
+
+    #[test]
+    fn every_variable_is_read() {
+        let s = from(&[
+            ("DB_HOST", "db"),
+            ("DB_PORT", "6543"),
+            ("DB_USER", "app"),
+            ("DB_PASSWORD", "pa:ss/word"),
+            ("DB_DATABASE", "shop"),
+            ("DB_POOL_MIN_SIZE", "2"),
+            ("DB_POOL_MAX_SIZE", "4"),
+            ("DB_ECHO", "ON"),
+            ("DB_SSL", "verify-full"),
+            ("DB_SSL_ROOT_CERT", "/ca.pem"),
+            ("DB_USE_CONNECTION_FOR_REQUEST", "No"),
+            ("DB_RETRY_LIMIT", "7"),
+            ("DB_RETRY_INTERVAL", "250ms"),
+            ("DB_ACQUIRE_TIMEOUT", "2.5"),
+            ("DB_STATEMENT_TIMEOUT", "10s"),
+            ("DB_STATEMENT_CACHE", "0"),
+            ("DB_SHUTDOWN_TIMEOUT", "1m"),
+        ])
+        .unwrap();
+        assert_eq!(s.url(), "postgres://app:pa%3Ass%2Fword@db:6543/shop");
+        assert_eq!((s.pool_min_size, s.pool_max_size), (2, 4));
+        assert!(s.echo && !s.use_connection_for_request && !s.statement_cache);
+        assert_eq!(s.ssl, Some(SslMode::VerifyFull));
+        assert_eq!(s.ssl_root_cert, Some(SslRootCert::File("/ca.pem".into())));
+        assert_eq!(s.retry_limit, 7);
+        assert_eq!(s.retry_interval, Duration::from_millis(250));
+        assert_eq!(s.acquire_timeout, Some(Duration::from_millis(2500)));
+        assert_eq!(s.statement_timeout, Some(Duration::from_secs(10)));
+        assert_eq!(s.shutdown_timeout, Duration::from_secs(60));
+        for (value, mode) in [("true", SslMode::Require), ("off", SslMode::Disable)] {
+            assert_eq!(from(&[("DB_SSL", value)]).unwrap().ssl, Some(mode));
+        }
+    }
+
+    #[test]
+    fn the_dsn_replaces_the_parts() {
+        let s = from(&[
+            ("DB_DSN", "postgresql://u:secret@h:1/d?application_name=x"),
+            ("DB_HOST", "ignored"),
+        ])
+        .unwrap();
+        assert_eq!(s.url(), "postgresql://u:secret@h:1/d?application_name=x");
+    }
+
+    #[test]
+    fn bad_values_name_the_variable_and_never_the_password() {
+        let err = |vars: &[(&str, &str)]| match from(vars) {
+            Err(Error::Configuration(m)) => m,
+            other => panic!("expected a configuration error for {vars:?}, got {other:?}"),
+        };
+        for (var, value) in [
+            ("DB_PORT", "http"),
+            ("DB_PORT", "70000"),
+            ("DB_POOL_MIN_SIZE", "-1"),
+            ("DB_POOL_MAX_SIZE", "many"),
+            ("DB_ECHO", "maybe"),
+            ("DB_SSL", "bogus"),
+            ("DB_USE_CONNECTION_FOR_REQUEST", "2"),
+            ("DB_RETRY_LIMIT", "x"),
+            ("DB_RETRY_INTERVAL", "soon"),
+            ("DB_ACQUIRE_TIMEOUT", "-3"),
+            ("DB_STATEMENT_TIMEOUT", "1h"),
+            ("DB_STATEMENT_CACHE", "yep"),
+            ("DB_SHUTDOWN_TIMEOUT", "later"),
+        ] {
+            let message = err(&[(var, value)]);
+            assert!(message.contains(var), "{var}={value}: {message}");
+        }
+        let message = err(&[("DB_DSN", "mysql://u:hunter2@h/d")]);
+        assert!(
+            message.contains("DB_DSN") && !message.contains("hunter2"),
+            "{message}"
+        );
+        let message = err(&[("DB_DSN", "nonsense:hunter2@h")]);
+        assert!(!message.contains("hunter2"), "{message}");
+        let message = err(&[("DB_POOL_MIN_SIZE", "9"), ("DB_POOL_MAX_SIZE", "3")]);
+        assert!(message.contains("DB_POOL_MIN_SIZE"), "{message}");
+        let s = from(&[("DB_PASSWORD", "hunter2")]).unwrap();
+        assert!(!format!("{s:?}").contains("hunter2"));
+        let s = from(&[("DB_DSN", "postgres://u:hunter2@h/d")]).unwrap();
+        assert!(!format!("{s:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn unix_sockets_and_ipv6_hosts_make_valid_urls() {
+        let mut s = Settings {
+            host: "/var/run/postgresql".into(),
+            ..Settings::default()
+        };
+        assert_eq!(
+            s.url(),
+            "postgres://postgres@/postgres?host=%2Fvar%2Frun%2Fpostgresql&port=5432"
+        );
+        s.url().parse::<DatabaseUrl>().unwrap();
+        s.host = "::1".into();
+        assert_eq!(s.url(), "postgres://postgres@[::1]:5432/postgres");
+        s.url().parse::<DatabaseUrl>().unwrap();
+    }
+
+    #[test]
+    fn serde_takes_typed_and_textual_values() {
+        let s: Settings = serde_json::from_str(
+            r#"{"host": "db", "port": 6000, "echo": "yes", "retry_interval": 0.5,
+                "acquire_timeout": "2s", "ssl": true, "use_connection_for_request": "off"}"#,
+        )
+        .unwrap();
+        assert_eq!((s.host.as_str(), s.port), ("db", 6000));
+        assert_eq!(s.retry_interval, Duration::from_millis(500));
+        assert_eq!(s.acquire_timeout, Some(Duration::from_secs(2)));
+        assert_eq!(s.ssl, Some(SslMode::Require));
+        assert!(!s.use_connection_for_request);
+        let unknown = serde_json::from_str::<Settings>(r#"{"hots": "db"}"#).unwrap_err();
+        assert!(unknown.to_string().contains("hots"), "{unknown}");
+    }
+}

@@ -1,0 +1,117 @@
+//! The framework-neutral request layer (`gino::web`) on its own: the scope
+//! of a request, its tracing span, and shutdown. The frameworks' crates
+//! test it again over real HTTP.
+#![cfg(feature = "web")]
+
+mod common;
+
+use std::time::Duration;
+
+use diesel::dsl::sql;
+use diesel::sql_types::Integer;
+use gino::web::{Extension, Settings};
+use gino_testkit::TestDatabase;
+
+async fn extension(database: &TestDatabase) -> Extension {
+    let mut settings = Settings::default();
+    settings.dsn = Some(database.url().to_owned());
+    settings.pool_min_size = 1;
+    settings.pool_max_size = 2;
+    let db: &'static gino::Gino = Box::leak(Box::new(gino::Gino::secondary()));
+    let extension = Extension::new(db, settings);
+    extension.connect().await.expect("connect");
+    extension
+}
+
+#[tokio::test]
+async fn a_request_span_reports_borrows_waits_and_statements() {
+    use tracing::instrument::WithSubscriber;
+    use tracing_subscriber::fmt::format::FmtSpan;
+
+    let database = TestDatabase::create().await;
+    let extension = extension(&database).await;
+    let db = extension.db();
+    let buffer = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let writer = buffer.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_span_events(FmtSpan::CLOSE)
+        .with_max_level(tracing::Level::DEBUG)
+        .with_writer(move || Capture(writer.clone()))
+        .finish();
+    let n = extension
+        .request()
+        .run(async {
+            let a: i32 = db.one(diesel::select(sql::<Integer>("1"))).await?;
+            let b: i32 = db.one(diesel::select(sql::<Integer>("2"))).await?;
+            let c: i32 = db
+                .transaction(async { db.one(diesel::select(sql::<Integer>("3"))).await })
+                .await?;
+            Ok::<_, gino::Error>(a + b + c)
+        })
+        .with_subscriber(subscriber)
+        .await
+        .unwrap();
+    assert_eq!(n, 6);
+    let log = String::from_utf8(buffer.lock().unwrap().clone()).unwrap();
+    let closed = log
+        .lines()
+        .find(|l| l.contains("gino_request") && l.contains("close"))
+        .unwrap_or_else(|| panic!("no closed request span in:\n{log}"));
+    assert!(closed.contains("borrows=1"), "{closed}");
+    // BEGIN and COMMIT are not counted: three statements of the request.
+    assert!(closed.contains("statements=3"), "{closed}");
+    assert!(closed.contains("borrow_wait_us="), "{closed}");
+    assert!(
+        log.contains("request used the database: 3 statement(s), 1 borrow(s)"),
+        "{log}"
+    );
+    extension.close().await;
+}
+
+#[tokio::test]
+async fn a_dropped_request_gives_its_connection_back() {
+    let database = TestDatabase::create().await;
+    let extension = extension(&database).await;
+    let db = extension.db();
+    let engine = db.engine().unwrap();
+    let scope = extension.request();
+    let handle = scope.connection().expect("a request connection");
+    let run = scope.run(async {
+        db.transaction(async {
+            db.status(diesel::sql_query("CREATE TABLE t (x int)"))
+                .await?;
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            Ok::<_, gino::Error>(())
+        })
+        .await
+    });
+    // Dropped while inside its transaction, with a handle still held.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), run)
+            .await
+            .is_err()
+    );
+    assert!(handle.is_released());
+    let status = engine.pool_status();
+    assert_eq!(status.size - status.available, 0, "the connection is back");
+    assert_eq!(extension.in_flight(), 0);
+    let conn = engine.acquire().await.unwrap();
+    common::assert_outside_transaction(&conn).await;
+    conn.release().await.unwrap();
+    extension.close().await;
+    assert!(!db.is_bound());
+}
+
+#[derive(Clone)]
+struct Capture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}

@@ -406,6 +406,7 @@ impl Connection {
 impl Connection {
     /// A lazy connection of `engine`, not on any reuse context: what a web
     /// request's scope starts with. Borrows nothing until its first query.
+    #[cfg(feature = "web")]
     pub(crate) fn lazy(engine: &Engine) -> Connection {
         let timeout = engine.options().acquire_timeout;
         Connection {

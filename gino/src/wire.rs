@@ -456,6 +456,11 @@ pub(crate) struct Opened {
 pub(crate) struct Connector {
     config: ConnectConfig,
     keepalive: Option<Keepalive>,
+    /// The runtime that created the engine, where every connection's
+    /// socket is driven. With one runtime per thread (actix's workers), a
+    /// connection opened by one worker and used by another would otherwise
+    /// depend on the first worker's scheduling, and die with it.
+    runtime: Option<tokio::runtime::Handle>,
     #[cfg(feature = "tls")]
     tls: Option<Arc<Tls>>,
 }
@@ -474,6 +479,7 @@ impl Connector {
         }
         Ok(Connector {
             keepalive: Keepalive::of(&config.pg),
+            runtime: tokio::runtime::Handle::try_current().ok(),
             config,
             #[cfg(feature = "tls")]
             tls,
@@ -614,12 +620,16 @@ impl Connector {
             .await
             .map_err(Error::from_postgres)?;
         let driven = state.clone();
-        tokio::spawn(async move {
+        let drive = async move {
             if let Err(e) = connection.await {
                 tracing::debug!(target: "gino", "connection closed with error: {e}");
             }
             driven.mark_closed();
-        });
+        };
+        match &self.runtime {
+            Some(runtime) => drop(runtime.spawn(drive)),
+            None => drop(tokio::spawn(drive)),
+        }
         Ok(Opened {
             client,
             addr: ServerAddr {

@@ -42,11 +42,7 @@ async fn delete(Path(id): Path<i32>) -> Result<StatusCode, Error> {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    users::init_tracing();
     let (settings, _database) = users::settings().await?;
     let db = gino_axum::Gino::new(&DB, settings);
     db.connect().await?;

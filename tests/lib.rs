@@ -1,3 +1,6 @@
 //! Cross-crate integration tests of gino live next to this file; each test
 //! binary runs in its own process, which matters for the process-wide
-//! default database.
+//! default database. [`web`] is what the web extensions' tests share.
+
+#[path = "support/web.rs"]
+pub mod web;

@@ -86,6 +86,15 @@ pub fn port() -> u16 {
         .unwrap_or(8000)
 }
 
+/// Logs through `tracing` at INFO (or as `RUST_LOG` says).
+pub fn init_tracing() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+}
+
 /// Resolves on Ctrl-C or SIGTERM.
 pub async fn stop_signal() {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

@@ -1,6 +1,148 @@
-//! gino for actix-web: binds a [`gino::Gino`] at start-up, gives every
-//! request a lazy connection released at response end, and closes the pool
-//! at shutdown. The integration itself is tracked as its own issue; this
-//! crate currently re-exports gino so applications can depend on it already.
+//! gino for actix-web: what GINO's web extensions give, in actix's idiom.
+//!
+//! - **Start-up.** [`Extension::connect`] (through [`Gino`]) binds the
+//!   application's [`gino::Gino`] from `DB_*` settings before
+//!   `HttpServer::run`, retrying while the database starts.
+//! - **Per request.** [`Gino::middleware`], registered with `App::wrap`,
+//!   gives every request a lazy connection: borrowed at its first query,
+//!   shared by every implicit query of the request (`User::get`,
+//!   `.gino()`, `DB.transaction`), and given back when the response is
+//!   produced, also when the handler fails, panics or the client goes away,
+//!   never inside a transaction. The pool serves every worker.
+//! - **Explicit access.** The [`Conn`] extractor is that connection
+//!   (`release_raw()` before slow work); `web::Data<gino_actix::Gino>`
+//!   reaches the database handle.
+//! - **Errors.** [`Error`] is a `ResponseError`: `get_or_404` /
+//!   `first_or_404` answer 404, a pool timeout 503 with `Retry-After`,
+//!   anything else an opaque 500 (detail logged).
+//! - **Clients that go away.** actix-web runs a handler to its end even
+//!   after its client disconnected (it does not drop the handler's
+//!   future), so the request's connection, and any transaction the handler
+//!   holds, lasts until the handler returns; then it goes back as always.
+//!   Bound slow handlers with a timeout (`gino`'s query `timeout`, or
+//!   `tokio::time::timeout`) where that matters.
+//! - **Shutdown.** After `HttpServer::run` returns (its graceful shutdown
+//!   on SIGINT/SIGTERM waits for in-flight requests),
+//!   [`Extension::close`] closes the pool.
+//!
+//! ```no_run
+//! use actix_web::{App, HttpServer, web};
+//! use gino::prelude::*;
+//!
+//! #[derive(Model, Debug, Clone, serde::Serialize)]
+//! #[gino(table = "users")]
+//! pub struct User {
+//!     #[gino(primary_key)]
+//!     pub id: i32,
+//!     pub nickname: String,
+//! }
+//!
+//! pub static DB: Gino = Gino::new();
+//!
+//! async fn user(id: web::Path<i32>) -> Result<web::Json<User>, gino_actix::Error> {
+//!     Ok(web::Json(User::get_or_404(id.into_inner()).await?)) // the request's connection
+//! }
+//!
+//! #[actix_web::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let db = gino_actix::Gino::from_env(&DB)?; // DB_HOST, DB_PORT, ..., DB_RETRY_LIMIT
+//!     db.connect().await?;
+//!     DB.create_all().await?;
+//!     HttpServer::new({
+//!         let db = db.clone();
+//!         move || {
+//!             App::new()
+//!                 .app_data(web::Data::new(db.clone()))
+//!                 .wrap(db.middleware())
+//!                 .route("/users/{id}", web::get().to(user))
+//!         }
+//!     })
+//!     .workers(4)
+//!     .bind(("127.0.0.1", 8000))?
+//!     .run()
+//!     .await?;
+//!     db.close().await; // after in-flight requests: every connection closed
+//!     Ok(())
+//! }
+//! ```
 
+mod error;
+mod extract;
+mod middleware;
+
+pub use error::Error;
+pub use extract::{Conn, ConnRejection};
 pub use gino;
+pub use gino::web::{Extension, Settings};
+pub use middleware::{GinoMiddleware, GinoMiddlewareService};
+
+/// The application's database for actix-web: a [`gino::Gino`] with its
+/// [`Settings`]. Cloning is cheap; share it with the workers' `App`s.
+/// Start-up, shutdown and the rest of the framework-neutral request layer
+/// come through `Deref` from [`Extension`]: [`connect`](Extension::connect)
+/// before `HttpServer::run`, [`close`](Extension::close) after it.
+///
+/// ```no_run
+/// static DB: gino::Gino = gino::Gino::new();
+///
+/// # async fn demo() -> Result<(), gino::Error> {
+/// let db = gino_actix::Gino::from_env(&DB)?;
+/// db.connect().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Gino {
+    extension: Extension,
+}
+
+impl Gino {
+    /// `db` with `settings`.
+    ///
+    /// ```
+    /// static DB: gino::Gino = gino::Gino::new();
+    /// let mut settings = gino_actix::Settings::default();
+    /// settings.pool_max_size = 20;
+    /// let db = gino_actix::Gino::new(&DB, settings);
+    /// # let _ = db;
+    /// ```
+    pub fn new(db: &'static gino::Gino, settings: Settings) -> Self {
+        Gino {
+            extension: Extension::new(db, settings),
+        }
+    }
+
+    /// `db` with the settings of the `DB_*` environment variables; a
+    /// malformed one is an error naming it.
+    ///
+    /// ```no_run
+    /// static DB: gino::Gino = gino::Gino::new();
+    /// let db = gino_actix::Gino::from_env(&DB)?;
+    /// # Ok::<_, gino::Error>(())
+    /// ```
+    pub fn from_env(db: &'static gino::Gino) -> Result<Self, gino::Error> {
+        Ok(Gino {
+            extension: Extension::from_env(db)?,
+        })
+    }
+
+    /// The middleware that runs every request in its scope, for
+    /// `App::wrap`; see [`GinoMiddleware`].
+    ///
+    /// ```no_run
+    /// # fn demo(db: gino_actix::Gino) {
+    /// let app = actix_web::App::new().wrap(db.middleware());
+    /// # let _ = app;
+    /// # }
+    /// ```
+    pub fn middleware(&self) -> GinoMiddleware {
+        GinoMiddleware::new(self.extension.clone())
+    }
+}
+
+impl std::ops::Deref for Gino {
+    type Target = Extension;
+
+    fn deref(&self) -> &Extension {
+        &self.extension
+    }
+}

@@ -46,7 +46,7 @@ impl std::error::Error for Error {
 
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
-        respond(ErrorResponse::new(&self.0))
+        respond(ErrorResponse::report(&self.0))
     }
 }
 

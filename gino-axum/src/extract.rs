@@ -51,7 +51,7 @@ pub struct ConnRejection(gino::Error);
 
 impl IntoResponse for ConnRejection {
     fn into_response(self) -> Response {
-        crate::error::respond(ErrorResponse::new(&self.0))
+        crate::error::respond(ErrorResponse::report(&self.0))
     }
 }
 

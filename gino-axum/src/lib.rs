@@ -1,6 +1,6 @@
 //! gino for axum: what GINO's web extensions give, in axum's idiom.
 //!
-//! - **Start-up.** [`Gino::connect`] binds the application's
+//! - **Start-up.** [`Extension::connect`] (through [`Gino`]) binds the application's
 //!   [`gino::Gino`] from `DB_*` settings before `axum::serve`, retrying
 //!   while the database starts.
 //! - **Per request.** [`Gino::layer`] is a tower layer that gives every
@@ -14,7 +14,7 @@
 //! - **Errors.** [`Error`] turns gino's errors into responses:
 //!   `get_or_404` / `first_or_404` answer 404, a pool timeout 503 with
 //!   `Retry-After`, anything else an opaque 500 (detail logged).
-//! - **Shutdown.** [`Gino::shutdown_on`] plugs into
+//! - **Shutdown.** [`Extension::shutdown_on`] plugs into
 //!   `with_graceful_shutdown`: the pool closes after in-flight requests.
 //!
 //! ```no_run
@@ -60,18 +60,18 @@ mod error;
 mod extract;
 mod layer;
 
-use std::future::Future;
-
 pub use error::Error;
 pub use extract::{Conn, ConnRejection};
 pub use gino;
-pub use gino::web::Settings;
+pub use gino::web::{Extension, Settings};
 pub use layer::{GinoLayer, GinoService, ResponseFuture};
 
-use gino::web::Extension;
-
 /// The application's database for axum: a [`gino::Gino`] with its
-/// [`Settings`]. Cloning is cheap.
+/// [`Settings`]. Cloning is cheap. Start-up, shutdown and the rest of the
+/// framework-neutral request layer come through `Deref` from
+/// [`Extension`]: [`connect`](Extension::connect) before `axum::serve`,
+/// [`shutdown_on`](Extension::shutdown_on) for `with_graceful_shutdown`,
+/// [`close`](Extension::close) after it.
 ///
 /// ```no_run
 /// static DB: gino::Gino = gino::Gino::new();
@@ -116,18 +116,6 @@ impl Gino {
         })
     }
 
-    /// Binds the database, retrying while it is not reachable (see
-    /// [`Extension::connect`]). Call it before `axum::serve`.
-    ///
-    /// ```no_run
-    /// # async fn demo(db: gino_axum::Gino) -> Result<(), gino::Error> {
-    /// let engine = db.connect().await?;
-    /// # Ok(()) }
-    /// ```
-    pub async fn connect(&self) -> Result<gino::Engine, gino::Error> {
-        self.extension.connect().await
-    }
-
     /// The layer that runs every request in its scope; see [`GinoLayer`].
     ///
     /// ```no_run
@@ -138,49 +126,12 @@ impl Gino {
     pub fn layer(&self) -> GinoLayer {
         GinoLayer::new(self.extension.clone())
     }
+}
 
-    /// A future for `axum::serve(..).with_graceful_shutdown(..)`: resolves
-    /// when `signal` does, and the pool closes once the requests still in
-    /// flight are done.
-    ///
-    /// ```no_run
-    /// # async fn demo(db: gino_axum::Gino, app: axum::Router) -> std::io::Result<()> {
-    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    /// axum::serve(listener, app)
-    ///     .with_graceful_shutdown(db.shutdown_on(async {
-    ///         let _ = tokio::signal::ctrl_c().await;
-    ///     }))
-    ///     .await?;
-    /// # Ok(()) }
-    /// ```
-    pub fn shutdown_on<F>(&self, signal: F) -> impl Future<Output = ()> + Send + 'static
-    where
-        F: Future + Send + 'static,
-    {
-        self.extension.shutdown_on(signal)
-    }
+impl std::ops::Deref for Gino {
+    type Target = Extension;
 
-    /// Waits until the pool is closed (at most `shutdown_timeout` for
-    /// requests still in flight and their connections), and unbinds the
-    /// database. After `axum::serve` returns, this finishes the shutdown.
-    ///
-    /// ```no_run
-    /// # async fn demo(db: gino_axum::Gino) {
-    /// db.close().await;
-    /// # }
-    /// ```
-    pub async fn close(&self) {
-        self.extension.close().await
-    }
-
-    /// The framework-neutral request layer underneath.
-    ///
-    /// ```no_run
-    /// # fn demo(db: gino_axum::Gino) {
-    /// println!("{} requests in flight", db.extension().in_flight());
-    /// # }
-    /// ```
-    pub fn extension(&self) -> &Extension {
+    fn deref(&self) -> &Extension {
         &self.extension
     }
 }

@@ -6,9 +6,9 @@
 use crate::error::Error;
 
 /// The HTTP answer to a gino error: status, `Retry-After`, and a JSON body
-/// that says nothing about SQL, parameters or the schema. Making one logs
-/// the error's detail through `tracing` (target `gino::web`): at `error`
-/// level for a 500, `warn` for a 503, `debug` for a 404.
+/// that says nothing about SQL, parameters or the schema; the detail goes to
+/// the log ([`report`](Self::report)): at `error` level for a 500, `warn`
+/// for a 503, `debug` for a 404.
 ///
 /// ```
 /// use gino::web::ErrorResponse;
@@ -27,34 +27,48 @@ pub struct ErrorResponse {
 }
 
 impl ErrorResponse {
-    /// The answer to `error`, logging its detail.
+    /// The answer to `error`.
+    ///
+    /// ```
+    /// let answer = gino::web::ErrorResponse::new(&gino::Error::NotFound);
+    /// assert_eq!(answer.status(), 404);
+    /// ```
     pub fn new(error: &Error) -> Self {
         match error {
-            Error::NotFound | Error::NoSuchRow => {
-                tracing::debug!(target: "gino::web", "not found: {error}");
-                ErrorResponse {
-                    status: 404,
-                    message: "not found",
-                    retry_after: None,
-                }
-            }
-            Error::PoolTimeout(_) | Error::PoolClosed => {
-                tracing::warn!(target: "gino::web", "answering 503: {error}");
-                ErrorResponse {
-                    status: 503,
-                    message: "the database is busy; try again shortly",
-                    retry_after: Some(1),
-                }
-            }
-            _ => {
-                tracing::error!(target: "gino::web", "request failed: {error}");
-                ErrorResponse {
-                    status: 500,
-                    message: "internal server error",
-                    retry_after: None,
-                }
-            }
+            Error::NotFound | Error::NoSuchRow => ErrorResponse {
+                status: 404,
+                message: "not found",
+                retry_after: None,
+            },
+            Error::PoolTimeout(_) | Error::PoolClosed => ErrorResponse {
+                status: 503,
+                message: "the database is busy; try again shortly",
+                retry_after: Some(1),
+            },
+            _ => ErrorResponse {
+                status: 500,
+                message: "internal server error",
+                retry_after: None,
+            },
         }
+    }
+
+    /// [`new`](Self::new), logging the error's detail through `tracing`
+    /// (target `gino::web`): what a response made from an error should do
+    /// once.
+    ///
+    /// ```
+    /// let answer = gino::web::ErrorResponse::report(&gino::Error::Uninitialized);
+    /// assert_eq!(answer.status(), 500); // and the detail is in the log
+    /// ```
+    pub fn report(error: &Error) -> Self {
+        let answer = ErrorResponse::new(error);
+        match answer.status {
+            500 => tracing::error!(target: "gino::web", "request failed: {error}"),
+            503 => tracing::warn!(target: "gino::web", "answering 503: {error}"),
+            _ => tracing::debug!(target: "gino::web", "answering {}: {error}", answer.status),
+        }
+        answer
     }
 
     /// The HTTP status code.
@@ -89,10 +103,4 @@ impl ErrorResponse {
 
     /// The body's media type, `application/json`.
     pub const CONTENT_TYPE: &'static str = "application/json";
-}
-
-impl From<&Error> for ErrorResponse {
-    fn from(error: &Error) -> Self {
-        ErrorResponse::new(error)
-    }
 }

@@ -9,126 +9,19 @@ use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use diesel::dsl::sql;
-use diesel::sql_types::{BigInt, Integer, Text};
+use diesel::sql_types::{BigInt, Integer};
 use gino::prelude::*;
 use gino_axum::{Conn, Error, Settings};
-use gino_testkit::{Cluster, TestDatabase};
+use gino_integration_tests::web::{WebTest, assert_opaque_500, fresh_db, leaky_query, pid};
+use gino_testkit::Cluster;
 use tokio::sync::{Notify, oneshot};
 
-/// A database of the test's own, and settings for it.
-struct Setup {
-    db: &'static gino::Gino,
-    database: TestDatabase,
-    app_name: String,
-}
-
-impl Setup {
-    async fn new(tune: impl FnOnce(&mut Settings)) -> (Setup, gino_axum::Gino) {
-        let database = TestDatabase::create().await;
-        let app_name = database.name().to_owned();
-        let mut settings = Settings::default();
-        settings.dsn = Some(format!(
-            "{}{}application_name={app_name}",
-            database.url(),
-            if database.url().contains('?') {
-                '&'
-            } else {
-                '?'
-            }
-        ));
-        settings.pool_min_size = 0;
-        settings.pool_max_size = 5;
-        tune(&mut settings);
-        // A database of each test's own: the extension binds a `'static`.
-        let db: &'static gino::Gino = Box::leak(Box::new(gino::Gino::secondary()));
-        let web = gino_axum::Gino::new(db, settings);
-        web.connect().await.expect("connect");
-        (
-            Setup {
-                db,
-                database,
-                app_name,
-            },
-            web,
-        )
-    }
-
-    fn engine(&self) -> gino::Engine {
-        self.db.engine().expect("bound")
-    }
-
-    /// Connections of the pool that are borrowed right now.
-    fn borrowed(&self) -> usize {
-        let status = self.engine().pool_status();
-        status.size - status.available
-    }
-
-    /// States of the app's sessions in pg_stat_activity, seen from outside.
-    async fn session_states(&self) -> Vec<String> {
-        let observer = gino::create_engine(self.database.url(), Default::default())
-            .await
-            .expect("observer");
-        #[derive(diesel::QueryableByName)]
-        struct Row {
-            #[diesel(sql_type = Text)]
-            state: String,
-        }
-        let rows: Vec<Row> = observer
-            .all(
-                gino::text(
-                    "SELECT coalesce(state, '') AS state FROM pg_stat_activity \
-                     WHERE application_name = :app",
-                )
-                .bind::<Text, _>("app", self.app_name.clone()),
-            )
-            .await
-            .expect("pg_stat_activity");
-        observer.close().await;
-        rows.into_iter().map(|r| r.state).collect()
-    }
-
-    /// Waits (a few seconds at most) until no session of the app is
-    /// inside a transaction.
-    async fn assert_no_open_transaction(&self) {
-        let started = Instant::now();
-        loop {
-            let states = self.session_states().await;
-            if !states.iter().any(|s| s.contains("transaction")) {
-                return;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "sessions still in a transaction: {states:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// Borrows every connection the pool may hold and checks each is
-    /// outside a transaction.
-    async fn assert_pool_clean(&self) {
-        let engine = self.engine();
-        let mut conns = Vec::new();
-        for _ in 0..engine.pool_status().max_size {
-            conns.push(engine.acquire().reusable(false).await.expect("borrow"));
-        }
-        for conn in &conns {
-            let no_xid: bool = conn
-                .one(diesel::select(sql::<diesel::sql_types::Bool>(
-                    "txid_current_if_assigned() IS NULL",
-                )))
-                .await
-                .expect("probe");
-            assert!(no_xid, "a pooled connection is inside a transaction");
-        }
-        for conn in conns {
-            conn.release().await.expect("release");
-        }
-    }
-}
-
-fn pid() -> diesel::dsl::select<diesel::expression::SqlLiteral<Integer>> {
-    diesel::select(sql::<Integer>("pg_backend_pid()"))
+/// A test's database and the axum extension on it, connected.
+async fn setup(tune: impl FnOnce(&mut Settings)) -> (WebTest, gino_axum::Gino) {
+    let test = WebTest::new(tune).await;
+    let web = gino_axum::Gino::new(test.db, test.settings.clone());
+    web.connect().await.expect("connect");
+    (test, web)
 }
 
 /// A running app: its address, and a switch that starts its graceful
@@ -172,7 +65,7 @@ impl Server {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_that_never_queries_borrows_nothing() {
-    let (setup, web) = Setup::new(|_| {}).await;
+    let (test, web) = setup(|_| {}).await;
     let inside = Arc::new(Notify::new());
     let go_on = Arc::new(Notify::new());
     let (i, g) = (inside.clone(), go_on.clone());
@@ -187,22 +80,22 @@ async fn a_request_that_never_queries_borrows_nothing() {
         )
         .layer(web.layer());
     let server = Server::start(&web, app).await;
-    assert_eq!(setup.borrowed(), 0);
-    let opened = setup.engine().pool_status().size;
+    assert_eq!(test.borrowed(), 0);
+    let opened = test.engine().pool_status().size;
     let request = tokio::spawn(reqwest::get(server.url("/")));
     inside.notified().await;
     assert_eq!(
-        setup.borrowed(),
+        test.borrowed(),
         0,
         "borrowed during a request without queries"
     );
-    assert_eq!(web.extension().in_flight(), 1);
+    assert_eq!(web.in_flight(), 1);
     go_on.notify_one();
     let response = request.await.unwrap().unwrap();
     assert_eq!(response.status(), 200);
-    assert_eq!(setup.borrowed(), 0);
+    assert_eq!(test.borrowed(), 0);
     assert_eq!(
-        setup.engine().pool_status().size,
+        test.engine().pool_status().size,
         opened,
         "nothing was opened"
     );
@@ -219,8 +112,8 @@ async fn pid_in_nested_helper(db: &gino::Gino) -> gino::Result<i32> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queries_of_a_request_share_one_connection_borrowed_once() {
-    let (setup, web) = Setup::new(|_| {}).await;
-    let db = setup.db;
+    let (test, web) = setup(|_| {}).await;
+    let db = test.db;
     let app = Router::new()
         .route(
             "/",
@@ -245,14 +138,14 @@ async fn queries_of_a_request_share_one_connection_borrowed_once() {
     assert!(pids.iter().all(|p| *p == pids[0]), "{pids:?}");
     assert_eq!(borrows, 1);
     assert!(statements >= 5, "{statements}");
-    assert_eq!(setup.borrowed(), 0, "given back after the response");
+    assert_eq!(test.borrowed(), 0, "given back after the response");
     server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_concurrent_requests_on_five_connections() {
-    let (setup, web) = Setup::new(|s| s.pool_max_size = 5).await;
-    let db = setup.db;
+    let (test, web) = setup(|s| s.pool_max_size = 5).await;
+    let db = test.db;
     let app = Router::new()
         .route(
             "/{n}",
@@ -284,20 +177,20 @@ async fn two_hundred_concurrent_requests_on_five_connections() {
     }))
     .await;
     assert_eq!(responses, (0..200).map(|n| n * 2).collect::<Vec<_>>());
-    assert_eq!(setup.borrowed(), 0);
-    assert!(setup.engine().pool_status().size <= 5);
-    let states = setup.session_states().await;
+    assert_eq!(test.borrowed(), 0);
+    assert!(test.engine().pool_status().size <= 5);
+    let states = test.session_states().await;
     assert!(states.len() <= 5, "{states:?}");
     assert!(states.iter().all(|s| s == "idle"), "{states:?}");
-    setup.assert_pool_clean().await;
+    test.assert_pool_clean().await;
     server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_handler_leaves_nothing_open() {
     use tower_http::catch_panic::CatchPanicLayer;
-    let (setup, web) = Setup::new(|_| {}).await;
-    let db = setup.db;
+    let (test, web) = setup(|_| {}).await;
+    let db = test.db;
     let handler = move || async move {
         let tx = db.begin().await.expect("begin");
         db.status(diesel::sql_query("CREATE TABLE panicked (x int)"))
@@ -321,15 +214,12 @@ async fn a_panicking_handler_leaves_nothing_open() {
         let server = Server::start(&web, app).await;
         let response = reqwest::get(server.url("/")).await.unwrap();
         assert_eq!(response.status(), 500);
-        setup.assert_no_open_transaction().await;
-        setup.assert_pool_clean().await;
-        let exists: bool = db
-            .one(diesel::select(sql::<diesel::sql_types::Bool>(
-                "to_regclass('panicked') IS NOT NULL",
-            )))
-            .await
-            .unwrap();
-        assert!(!exists, "the panicked transaction was committed");
+        test.assert_no_open_transaction().await;
+        test.assert_pool_clean().await;
+        assert!(
+            !test.table_exists("panicked").await,
+            "the panicked transaction was committed"
+        );
         server.stop().await;
         // The extension is closed by the stop; bind it again for the next round.
         web.connect().await.unwrap();
@@ -338,8 +228,8 @@ async fn a_panicking_handler_leaves_nothing_open() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_leaving_mid_transaction_leaves_nothing_open() {
-    let (setup, web) = Setup::new(|_| {}).await;
-    let db = setup.db;
+    let (test, web) = setup(|_| {}).await;
+    let db = test.db;
     let inside = Arc::new(Notify::new());
     let signal = inside.clone();
     let app = Router::new()
@@ -366,39 +256,35 @@ async fn a_client_leaving_mid_transaction_leaves_nothing_open() {
     let request = tokio::spawn(client.get(server.url("/")).send());
     inside.notified().await;
     assert!(
-        setup
-            .session_states()
+        test.session_states()
             .await
             .iter()
             .any(|s| s == "idle in transaction"),
         "the handler's transaction is open"
     );
     request.abort(); // the client goes away
-    setup.assert_no_open_transaction().await;
+    test.assert_no_open_transaction().await;
     let started = Instant::now();
-    while web.extension().in_flight() > 0 {
+    while web.in_flight() > 0 {
         assert!(
             started.elapsed() < Duration::from_secs(10),
             "the request never ended"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    setup.assert_pool_clean().await;
-    let exists: bool = db
-        .one(diesel::select(sql::<diesel::sql_types::Bool>(
-            "to_regclass('abandoned') IS NOT NULL",
-        )))
-        .await
-        .unwrap();
-    assert!(!exists, "the abandoned transaction was committed");
+    test.assert_pool_clean().await;
+    assert!(
+        !test.table_exists("abandoned").await,
+        "the abandoned transaction was committed"
+    );
     server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn early_release_and_borrow_again_within_a_request() {
-    let (setup, web) = Setup::new(|_| {}).await;
-    let db = setup.db;
-    let engine = setup.engine();
+    let (test, web) = setup(|_| {}).await;
+    let db = test.db;
+    let engine = test.engine();
     let app = Router::new()
         .route(
             "/",
@@ -426,18 +312,18 @@ async fn early_release_and_borrow_again_within_a_request() {
         .await
         .unwrap();
     assert_eq!(answer, (1, false, 0, 2));
-    assert_eq!(setup.borrowed(), 0);
+    assert_eq!(test.borrowed(), 0);
     server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_answer_404_503_and_an_opaque_500() {
-    let (setup, web) = Setup::new(|s| {
+    let (test, web) = setup(|s| {
         s.pool_max_size = 1;
         s.acquire_timeout = Some(Duration::from_millis(200));
     })
     .await;
-    let db = setup.db;
+    let db = test.db;
     let holding = Arc::new(Notify::new());
     let release = Arc::new(Notify::new());
     let (h, r) = (holding.clone(), release.clone());
@@ -466,14 +352,9 @@ async fn errors_answer_404_503_and_an_opaque_500() {
         )
         .route(
             "/broken",
-            get(move || async move {
-                let q = diesel::select(
-                    sql::<Integer>("")
-                        .bind::<Text, _>("secret-parameter")
-                        .sql("::int FROM secret_table_name"),
-                );
-                Ok::<_, Error>(Json(db.one::<i32, _>(q).await?))
-            }),
+            get(
+                move || async move { Ok::<_, Error>(Json(db.one::<i32, _>(leaky_query()).await?)) },
+            ),
         )
         .layer(web.layer());
     let server = Server::start(&web, app).await;
@@ -501,19 +382,15 @@ async fn errors_answer_404_503_and_an_opaque_500() {
 
     let broken = reqwest::get(server.url("/broken")).await.unwrap();
     assert_eq!(broken.status(), 500);
-    let body = broken.text().await.unwrap();
-    assert_eq!(body, r#"{"error":"internal server error"}"#);
-    for leak in ["secret", "SELECT", "42P01", "relation"] {
-        assert!(!body.contains(leak), "500 body leaks `{leak}`: {body}");
-    }
+    assert_opaque_500(&broken.text().await.unwrap());
     server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_connection_per_request_queries_borrow_per_statement() {
-    let (setup, web) = Setup::new(|s| s.use_connection_for_request = false).await;
-    let db = setup.db;
-    let engine = setup.engine();
+    let (test, web) = setup(|s| s.use_connection_for_request = false).await;
+    let db = test.db;
+    let engine = test.engine();
     let app = Router::new()
         .route(
             "/",
@@ -541,7 +418,7 @@ async fn composes_with_state_nesting_and_other_layers() {
     use tower_http::cors::CorsLayer;
     use tower_http::timeout::TimeoutLayer;
     use tower_http::trace::TraceLayer;
-    let (setup, web) = Setup::new(|_| {}).await;
+    let (test, web) = setup(|_| {}).await;
 
     #[derive(Clone)]
     struct AppState {
@@ -554,7 +431,7 @@ async fn composes_with_state_nesting_and_other_layers() {
         Ok(Json((state.greeting.to_owned(), first, second)))
     }
     let state = AppState {
-        db: setup.db,
+        db: test.db,
         greeting: "hi",
     };
     let nested = Router::new()
@@ -583,14 +460,14 @@ async fn composes_with_state_nesting_and_other_layers() {
         assert_eq!(first, second, "{path}: one backend per request");
     }
     // The layer on a nested router only.
-    let (setup2, web2) = Setup::new(|_| {}).await;
+    let (test2, web2) = setup(|_| {}).await;
     let inner_only = Router::new()
         .nest(
             "/api",
             Router::new().route("/pids", get(pids)).layer(web2.layer()),
         )
         .with_state(AppState {
-            db: setup2.db,
+            db: test2.db,
             greeting: "nested",
         });
     let server2 = Server::start(&web2, inner_only).await;
@@ -607,8 +484,8 @@ async fn composes_with_state_nesting_and_other_layers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_waits_for_in_flight_requests_then_closes_every_connection() {
-    let (setup, web) = Setup::new(|s| s.pool_min_size = 2).await;
-    let db = setup.db;
+    let (test, web) = setup(|s| s.pool_min_size = 2).await;
+    let db = test.db;
     let inside = Arc::new(Notify::new());
     let signal = inside.clone();
     let app = Router::new()
@@ -622,25 +499,14 @@ async fn shutdown_waits_for_in_flight_requests_then_closes_every_connection() {
         )
         .layer(web.layer());
     let server = Server::start(&web, app).await;
-    assert!(!setup.session_states().await.is_empty());
+    assert!(!test.session_states().await.is_empty());
     let slow = tokio::spawn(reqwest::get(server.url("/slow")));
     inside.notified().await;
     server.stop().await; // graceful: waits for /slow
     let response = slow.await.unwrap().unwrap();
     assert_eq!(response.status(), 200, "the in-flight request completed");
     assert!(!db.is_bound(), "the database was unbound");
-    let started = Instant::now();
-    loop {
-        let states = setup.session_states().await;
-        if states.is_empty() {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "connections left open after shutdown: {states:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    test.assert_all_closed().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -652,7 +518,7 @@ async fn start_up_waits_for_a_late_server_and_gives_up_on_an_absent_one() {
     settings.pool_min_size = 1;
     settings.retry_limit = 100;
     settings.retry_interval = Duration::from_millis(100);
-    let db: &'static gino::Gino = Box::leak(Box::new(gino::Gino::secondary()));
+    let db = fresh_db();
     let web = gino_axum::Gino::new(db, settings.clone());
     let connecting = tokio::spawn(async move { web.connect().await.map(|_| web) });
     tokio::time::sleep(Duration::from_millis(700)).await;
@@ -678,14 +544,11 @@ async fn start_up_waits_for_a_late_server_and_gives_up_on_an_absent_one() {
     assert_eq!(n, 1);
     web.close().await;
 
-    // Nothing ever listens on this port.
-    let absent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = absent.local_addr().unwrap().port();
-    drop(absent);
+    let port = gino_integration_tests::web::absent_port();
     settings.port = port;
     settings.retry_limit = 3;
     settings.retry_interval = Duration::from_millis(150);
-    let db: &'static gino::Gino = Box::leak(Box::new(gino::Gino::secondary()));
+    let db = fresh_db();
     let web = gino_axum::Gino::new(db, settings);
     let started = Instant::now();
     let error = web.connect().await.unwrap_err();

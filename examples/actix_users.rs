@@ -1,0 +1,73 @@
+//! The users JSON API on actix-web (see `examples/src/users.rs` for the
+//! routes), with gino-actix: the database bound at start-up from `DB_*`
+//! settings, a lazy connection per request on every worker, the pool
+//! closed after the server stopped.
+//!
+//! `cargo run --example actix_users`; without `DB_*` variables it uses a
+//! database of the test server (`DATABASE_URL`, or a throwaway cluster);
+//! `PORT` picks the port.
+
+use actix_web::{App, HttpResponse, HttpServer, web};
+use gino::prelude::*;
+use gino_actix::Error;
+use gino_examples::users::{self, DB, NicknameBody, Page, User};
+
+async fn list(page: web::Query<Page>) -> Result<web::Json<Vec<User>>, Error> {
+    Ok(web::Json(page.load().await?))
+}
+
+async fn show(id: web::Path<i32>) -> Result<web::Json<User>, Error> {
+    Ok(web::Json(User::get_or_404(id.into_inner()).await?))
+}
+
+async fn create(body: web::Json<NicknameBody>) -> Result<HttpResponse, Error> {
+    let user = User::create().nickname(body.into_inner().nickname).await?;
+    Ok(HttpResponse::Created().json(user))
+}
+
+async fn update(
+    id: web::Path<i32>,
+    body: web::Json<NicknameBody>,
+) -> Result<web::Json<User>, Error> {
+    let mut user = User::get_or_404(id.into_inner()).await?;
+    user.update()
+        .nickname(body.into_inner().nickname)
+        .apply()
+        .await?;
+    Ok(web::Json(user))
+}
+
+async fn delete(id: web::Path<i32>) -> Result<HttpResponse, Error> {
+    User::get_or_404(id.into_inner()).await?.delete().await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[actix_web::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    users::init_tracing();
+    let (settings, _database) = users::settings().await?;
+    let db = gino_actix::Gino::new(&DB, settings);
+    db.connect().await?;
+    DB.create_all().await?;
+
+    let server = HttpServer::new({
+        let db = db.clone();
+        move || {
+            App::new()
+                .app_data(web::Data::new(db.clone()))
+                .wrap(db.middleware())
+                .route("/users", web::get().to(list))
+                .route("/users", web::post().to(create))
+                .route("/users/{id}", web::get().to(show))
+                .route("/users/{id}", web::patch().to(update))
+                .route("/users/{id}", web::delete().to(delete))
+        }
+    })
+    .bind(("127.0.0.1", users::port()))?;
+    println!("listening on http://{}", server.addrs()[0]);
+    // actix stops gracefully on Ctrl-C and SIGTERM, after in-flight
+    // requests; then the pool closes.
+    server.run().await?;
+    db.close().await;
+    Ok(())
+}

@@ -1,0 +1,255 @@
+//! The web examples as users run them: each example binary started on a
+//! free port with `DB_DSN` pointing at a test database, driven over HTTP by
+//! one client (the API is the same in every framework), stopped with
+//! SIGTERM, and the database checked afterwards.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+/// The example binary `name`, built next to this test by `cargo test`.
+fn example(name: &str) -> PathBuf {
+    let mut dir = std::env::current_exe().expect("test executable");
+    dir.pop(); // deps
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let path = dir.join("examples").join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run the tests with `cargo test`, which builds the examples",
+        path.display()
+    );
+    path
+}
+
+struct App {
+    child: Child,
+    base: String,
+}
+
+impl App {
+    /// Starts the example and waits for its `listening on` line.
+    fn start(name: &str, dsn: &str) -> App {
+        let mut child = Command::new(example(name))
+            .env("DB_DSN", dsn)
+            .env("DB_POOL_MIN_SIZE", "1")
+            .env("DB_POOL_MAX_SIZE", "4")
+            .env("PORT", "0")
+            .env("RUST_LOG", "warn")
+            .env("ROCKET_LOG_LEVEL", "off")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the example");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(base) = line.strip_prefix("listening on ") {
+                    let _ = tx.send(base.trim().to_owned());
+                }
+            }
+        });
+        let base = rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("{name} never printed `listening on ...`"));
+        App { child, base }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Sends SIGTERM and waits for a clean exit.
+    fn stop(mut self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "exited with {status}");
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "did not stop after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+async fn drive(name: &str) {
+    let database = gino_testkit::TestDatabase::create().await;
+    let app_name = format!("example_{name}");
+    let dsn = format!(
+        "{}{}application_name={app_name}",
+        database.url(),
+        if database.url().contains('?') {
+            '&'
+        } else {
+            '?'
+        }
+    );
+    let app = App::start(name, &dsn);
+    let client = reqwest::Client::new();
+
+    let created = client
+        .post(app.url("/users"))
+        .json(&json!({"nickname": "fantix"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201, "{name}: POST /users");
+    let user: Value = created.json().await.unwrap();
+    assert_eq!(user["nickname"], "fantix");
+    let id = user["id"].as_i64().expect("an id");
+    for n in ["daisy", "bob"] {
+        let response = client
+            .post(app.url("/users"))
+            .json(&json!({ "nickname": n }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+    }
+
+    let shown = client
+        .get(app.url(&format!("/users/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(shown.status(), 200, "{name}: GET /users/{{id}}");
+    assert_eq!(
+        shown.json::<Value>().await.unwrap(),
+        json!({"id": id, "nickname": "fantix"})
+    );
+
+    let missing = client.get(app.url("/users/999999")).send().await.unwrap();
+    assert_eq!(missing.status(), 404, "{name}: GET of a missing user");
+    assert_eq!(
+        missing.json::<Value>().await.unwrap(),
+        json!({"error": "not found"})
+    );
+
+    let page: Vec<Value> = client
+        .get(app.url("/users?limit=2&offset=1"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let names: Vec<&str> = page
+        .iter()
+        .map(|u| u["nickname"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["daisy", "bob"], "{name}: GET /users?limit=&offset=");
+    let all: Vec<Value> = client
+        .get(app.url("/users"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 3);
+
+    let patched = client
+        .patch(app.url(&format!("/users/{id}")))
+        .json(&json!({"nickname": "fantix (member)"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(patched.status(), 200, "{name}: PATCH");
+    assert_eq!(
+        patched.json::<Value>().await.unwrap(),
+        json!({"id": id, "nickname": "fantix (member)"})
+    );
+    let patch_missing = client
+        .patch(app.url("/users/999999"))
+        .json(&json!({"nickname": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(patch_missing.status(), 404);
+
+    let bad = client
+        .post(app.url("/users"))
+        .header("content-type", "application/json")
+        .body("{\"nickname\": 7}")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        bad.status().is_client_error(),
+        "{name}: a malformed body is the client's error, got {}",
+        bad.status()
+    );
+    let bad_page = client.get(app.url("/users?limit=-1")).send().await.unwrap();
+    assert!(bad_page.status().is_client_error(), "{name}: limit=-1");
+
+    let deleted = client
+        .delete(app.url(&format!("/users/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204, "{name}: DELETE");
+    let again = client
+        .delete(app.url(&format!("/users/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 404, "{name}: DELETE of a missing user");
+
+    app.stop();
+
+    // What the API reported is what the database holds, and the app left
+    // no connection behind.
+    let engine = gino::create_engine(database.url(), Default::default())
+        .await
+        .unwrap();
+    use diesel::dsl::sql;
+    use diesel::sql_types::{BigInt, Text};
+    let stored: Vec<String> = engine
+        .all(diesel::select(sql::<Text>(
+            "nickname FROM users ORDER BY id",
+        )))
+        .await
+        .unwrap();
+    assert_eq!(stored, ["daisy", "bob"]);
+    let left: i64 = engine
+        .one(diesel::select(
+            sql::<BigInt>("count(*) FROM pg_stat_activity WHERE application_name = ")
+                .bind::<Text, _>(app_name),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(left, 0, "{name} left connections open");
+    engine.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn axum_users_serves_the_api() {
+    drive("axum_users").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn actix_users_serves_the_api() {
+    drive("actix_users").await;
+}

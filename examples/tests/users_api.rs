@@ -253,3 +253,8 @@ async fn axum_users_serves_the_api() {
 async fn actix_users_serves_the_api() {
     drive("actix_users").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rocket_users_serves_the_api() {
+    drive("rocket_users").await;
+}

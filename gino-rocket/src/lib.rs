@@ -1,6 +1,178 @@
-//! gino for Rocket: binds a [`gino::Gino`] at start-up, gives every request
-//! a lazy connection released at response end, and closes the pool at
-//! shutdown. The integration itself is tracked as its own issue; this crate
-//! currently re-exports gino so applications can depend on it already.
+//! gino for rocket: what GINO's web extensions give, in rocket's idiom
+//! (compare `rocket_db_pools`).
+//!
+//! - **Configuration.** A `databases.gino` table in `Rocket.toml` (or
+//!   `ROCKET_DATABASES`), with the keys of [`Settings`], under GINO's `DB_*`
+//!   variables. A bad value aborts launch with a message naming the key.
+//! - **Start-up and shutdown.** The fairing [`Gino::fairing`] binds the
+//!   application's [`gino::Gino`] on ignite, retrying while the database
+//!   starts (launch aborts when it never comes up), and closes the pool on
+//!   shutdown once in-flight requests are done.
+//! - **Per request.** Fairings cannot wrap a handler's future, so routes
+//!   are mounted through [`scoped`]: every request then gets a lazy
+//!   connection, shared by every implicit query of the request
+//!   (`User::get`, `.gino()`, `DB.transaction`) and given back when the
+//!   response is produced, also on errors and panics, never inside a
+//!   transaction. The fairing warns at launch about mounted routes that
+//!   are not scoped. Rocket handles each request in a task of its own and
+//!   runs it to its end even when the client has gone away, so a handler's
+//!   connection (and transaction) lasts until the handler returns; bound
+//!   slow handlers with a timeout where that matters.
+//! - **Explicit access.** The [`Conn`] request guard is that connection; a
+//!   route that takes it refuses to launch without the fairing (a
+//!   `Sentinel`). `&State<gino_rocket::Extension>` reaches the handle.
+//! - **Errors.** [`Error`] is a `Responder`: `get_or_404` / `first_or_404`
+//!   answer 404, a pool timeout 503 with `Retry-After`, anything else an
+//!   opaque 500 (detail logged).
+//!
+//! ```no_run
+//! use gino::prelude::*;
+//! use rocket::serde::json::Json;
+//!
+//! #[derive(Model, Debug, Clone, serde::Serialize)]
+//! #[gino(table = "users")]
+//! pub struct User {
+//!     #[gino(primary_key)]
+//!     pub id: i32,
+//!     pub nickname: String,
+//! }
+//!
+//! pub static DB: Gino = Gino::new();
+//!
+//! #[rocket::get("/users/<id>")]
+//! async fn user(id: i32) -> Result<Json<User>, gino_rocket::Error> {
+//!     Ok(Json(User::get_or_404(id).await?)) // the request's lazy connection
+//! }
+//!
+//! #[rocket::launch]
+//! fn rocket() -> _ {
+//!     // Rocket.toml:  [default.databases.gino]  host = "db"  pool_max_size = 20
+//!     rocket::build()
+//!         .attach(gino_rocket::Gino::fairing(&DB))
+//!         .mount("/", gino_rocket::scoped(rocket::routes![user]))
+//! }
+//! ```
 
+mod error;
+mod guard;
+mod scope;
+
+pub use error::Error;
 pub use gino;
+pub use gino::web::{Extension, Settings};
+pub use guard::Conn;
+pub use scope::scoped;
+
+use rocket::fairing::{self, Fairing, Info, Kind};
+use rocket::figment::Figment;
+use rocket::figment::providers::Env;
+use rocket::{Build, Orbit, Rocket};
+
+/// gino's fairing: binds a [`gino::Gino`] on ignite and closes its pool on
+/// shutdown. The [`Extension`] it makes is managed state.
+///
+/// ```no_run
+/// static DB: gino::Gino = gino::Gino::new();
+/// let rocket = rocket::build().attach(gino_rocket::Gino::fairing(&DB));
+/// # let _ = rocket;
+/// ```
+#[derive(Debug, Clone)]
+pub struct Gino {
+    db: &'static gino::Gino,
+    name: String,
+}
+
+impl Gino {
+    /// The fairing of `db`, configured by the `databases.gino` table of
+    /// rocket's figment and the `DB_*` variables.
+    ///
+    /// ```no_run
+    /// static DB: gino::Gino = gino::Gino::new();
+    /// let fairing = gino_rocket::Gino::fairing(&DB);
+    /// # let _ = fairing;
+    /// ```
+    pub fn fairing(db: &'static gino::Gino) -> Gino {
+        Gino {
+            db,
+            name: "gino".to_owned(),
+        }
+    }
+
+    /// Reads the `databases.<name>` table instead of `databases.gino`.
+    ///
+    /// ```no_run
+    /// static REPORTS: gino::Gino = gino::Gino::secondary();
+    /// let fairing = gino_rocket::Gino::fairing(&REPORTS).named("reports");
+    /// # let _ = fairing;
+    /// ```
+    pub fn named(mut self, name: &str) -> Gino {
+        self.name = name.to_owned();
+        self
+    }
+
+    /// The settings: the figment's table, then the `DB_*` variables.
+    fn settings(&self, figment: &Figment) -> Result<Settings, String> {
+        let settings: Settings = Figment::new()
+            .merge(figment.focus(&format!("databases.{}", self.name)))
+            .merge(Env::prefixed("DB_").only(Settings::KEYS))
+            .extract()
+            .map_err(|e| {
+                let mut message = format!("invalid settings of database `{}`", self.name);
+                for error in e {
+                    message.push_str(&format!("; {error}"));
+                }
+                message
+            })?;
+        settings.validate().map_err(|e| e.to_string())?;
+        Ok(settings)
+    }
+}
+
+#[rocket::async_trait]
+impl Fairing for Gino {
+    fn info(&self) -> Info {
+        Info {
+            name: "gino",
+            kind: Kind::Ignite | Kind::Shutdown,
+        }
+    }
+
+    async fn on_ignite(&self, rocket: Rocket<Build>) -> fairing::Result {
+        let settings = match self.settings(rocket.figment()) {
+            Ok(settings) => settings,
+            Err(e) => {
+                tracing::error!(target: "gino::web", "{e}");
+                return Err(rocket);
+            }
+        };
+        let extension = Extension::new(self.db, settings);
+        if let Err(e) = extension.connect().await {
+            tracing::error!(
+                target: "gino::web",
+                "database `{}` never came up, so rocket does not launch: {e}",
+                self.name
+            );
+            return Err(rocket);
+        }
+        let unscoped: Vec<String> = rocket
+            .routes()
+            .filter(|route| !scope::is_scoped(route))
+            .map(|route| format!("{} {}", route.method, route.uri))
+            .collect();
+        if !unscoped.is_empty() {
+            tracing::warn!(
+                target: "gino::web",
+                "these routes run outside gino's request scope, so their queries do not share \
+                 the request's connection: {}; mount them with gino_rocket::scoped(routes![...])",
+                unscoped.join(", ")
+            );
+        }
+        Ok(rocket.manage(extension))
+    }
+
+    async fn on_shutdown(&self, rocket: &Rocket<Orbit>) {
+        if let Some(extension) = rocket.state::<Extension>() {
+            extension.close().await;
+        }
+    }
+}

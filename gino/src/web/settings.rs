@@ -172,6 +172,33 @@ impl fmt::Debug for Settings {
 }
 
 impl Settings {
+    /// The names of the settings, as serde and figment read them (and, in
+    /// upper case after `DB_`, as the environment does).
+    ///
+    /// ```
+    /// assert!(gino::web::Settings::KEYS.contains(&"pool_max_size"));
+    /// ```
+    pub const KEYS: &'static [&'static str] = &[
+        "dsn",
+        "host",
+        "port",
+        "user",
+        "password",
+        "database",
+        "pool_min_size",
+        "pool_max_size",
+        "echo",
+        "ssl",
+        "ssl_root_cert",
+        "use_connection_for_request",
+        "retry_limit",
+        "retry_interval",
+        "acquire_timeout",
+        "statement_timeout",
+        "statement_cache",
+        "shutdown_timeout",
+    ];
+
     /// The settings from `DB_*` environment variables over the defaults.
     /// A malformed value is an error naming the variable.
     ///
@@ -599,6 +626,15 @@ mod tests {
         assert_eq!(s.acquire_timeout, Some(Duration::from_secs(2)));
         assert_eq!(s.ssl, Some(SslMode::Require));
         assert!(!s.use_connection_for_request);
+        for key in Settings::KEYS {
+            let one = serde_json::json!({ *key: null });
+            if let Err(e) = serde_json::from_value::<Settings>(one) {
+                assert!(
+                    !e.to_string().contains("unknown field"),
+                    "KEYS names `{key}`, which serde does not know: {e}"
+                );
+            }
+        }
         let unknown = serde_json::from_str::<Settings>(r#"{"hots": "db"}"#).unwrap_err();
         assert!(unknown.to_string().contains("hots"), "{unknown}");
     }

@@ -1,0 +1,88 @@
+//! [`Conn`]: the request's connection as a request guard, for handlers
+//! that use it explicitly (early release, a transaction on it), with a
+//! sentinel that refuses launch without gino's fairing.
+
+use gino::web::{ErrorResponse, Extension, RequestConnection};
+use rocket::request::{FromRequest, Outcome};
+use rocket::{Ignite, Request, Rocket, Sentinel};
+
+use crate::scope::ScopedConnection;
+
+/// The request's connection, shared with every implicit query of a
+/// [`scoped`](crate::scoped) route; all of [`gino::Connection`]'s methods
+/// through `Deref`.
+///
+/// `conn.release_raw()` gives the raw connection back before slow work that
+/// needs no database (GINO's `release(permanent=False)`); the next query
+/// borrows again. In a route that is not scoped, or with
+/// `use_connection_for_request` off, `Conn` is a lazy connection of the
+/// handler's own. A route that takes `Conn` refuses to launch without
+/// gino's fairing.
+///
+/// ```
+/// use diesel::dsl::sql;
+/// use diesel::sql_types::Integer;
+/// use gino_rocket::{Conn, Error};
+/// use rocket::serde::json::Json;
+///
+/// #[rocket::get("/pid")]
+/// async fn pid(conn: Conn) -> Result<Json<i32>, Error> {
+///     let pid: i32 = conn.one(diesel::select(sql::<Integer>("pg_backend_pid()"))).await?;
+///     conn.release_raw().await?; // back to the pool during the slow part
+///     Ok(Json(pid))
+/// }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Conn(pub RequestConnection);
+
+impl std::ops::Deref for Conn {
+    type Target = gino::Connection;
+
+    fn deref(&self) -> &gino::Connection {
+        &self.0
+    }
+}
+
+impl<'a> From<&'a Conn> for gino::Bind<'a> {
+    fn from(conn: &'a Conn) -> Self {
+        gino::Bind::from(&conn.0)
+    }
+}
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for Conn {
+    type Error = gino::Error;
+
+    async fn from_request(request: &'r Request<'_>) -> Outcome<Self, gino::Error> {
+        let scoped = request.local_cache(|| ScopedConnection(None));
+        if let Some(conn) = &scoped.0 {
+            return Outcome::Success(Conn(conn.clone()));
+        }
+        let owned = request
+            .rocket()
+            .state::<Extension>()
+            .ok_or(gino::Error::Uninitialized)
+            .and_then(|extension| extension.db().engine());
+        match owned {
+            Ok(engine) => Outcome::Success(Conn(RequestConnection::own(&engine))),
+            Err(e) => {
+                let answer = ErrorResponse::report(&e);
+                Outcome::Error((rocket::http::Status::new(answer.status()), e))
+            }
+        }
+    }
+}
+
+impl Sentinel for Conn {
+    fn abort(rocket: &Rocket<Ignite>) -> bool {
+        if rocket.state::<Extension>().is_none() {
+            tracing::error!(
+                target: "gino::web",
+                "a route takes gino_rocket::Conn, but gino's fairing is not attached: \
+                 add .attach(gino_rocket::Gino::fairing(&DB))"
+            );
+            return true;
+        }
+        false
+    }
+}

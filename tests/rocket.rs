@@ -1,0 +1,481 @@
+//! gino-rocket as users run it: a launched rocket on 127.0.0.1 with a
+//! random port, driven by a real HTTP client (rocket's local `Client` would
+//! not show disconnects and concurrency), the database checked afterwards.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use diesel::dsl::sql;
+use diesel::sql_types::Integer;
+use gino::prelude::*;
+use gino_integration_tests::web::{
+    WebTest, absent_port, assert_opaque_500, borrowed, fresh_db, leaky_query, pid,
+};
+use gino_rocket::{Conn, Error, Extension};
+use gino_testkit::Cluster;
+use rocket::fairing::AdHoc;
+use rocket::figment::Figment;
+use rocket::serde::json::Json;
+use rocket::{Build, Rocket, State, get, routes};
+use tokio::sync::{Notify, oneshot};
+
+/// What the test's handlers reach through managed state.
+struct Ctx {
+    db: &'static gino::Gino,
+    inside: Arc<Notify>,
+    go_on: Arc<Notify>,
+}
+
+/// Rocket's configuration for a test: loopback, any port, quiet, no
+/// signal handlers, the test database in `databases.gino`.
+fn figment(dsn: &str) -> Figment {
+    rocket::Config::figment()
+        .merge(("address", "127.0.0.1"))
+        .merge(("port", 0))
+        .merge(("log_level", "off"))
+        .merge(("shutdown.ctrlc", false))
+        .merge(("shutdown.signals", Vec::<String>::new()))
+        .merge(("shutdown.grace", 2))
+        .merge(("shutdown.mercy", 1))
+        .merge(("databases.gino.dsn", dsn))
+        .merge(("databases.gino.pool_min_size", 0))
+        .merge(("databases.gino.pool_max_size", 5))
+}
+
+/// A rocket with gino's fairing, the test's state and `routes` scoped.
+fn app(test: &WebTest, routes: Vec<rocket::Route>) -> Rocket<Build> {
+    rocket::custom(figment(test.settings.dsn.as_deref().unwrap()))
+        .attach(gino_rocket::Gino::fairing(test.db))
+        .manage(Ctx {
+            db: test.db,
+            inside: Arc::new(Notify::new()),
+            go_on: Arc::new(Notify::new()),
+        })
+        .mount("/", gino_rocket::scoped(routes))
+}
+
+/// A launched rocket: its base URL, a shutdown handle, the launch task.
+struct Launched {
+    base: String,
+    shutdown: rocket::Shutdown,
+    done: tokio::task::JoinHandle<()>,
+    inside: Arc<Notify>,
+    go_on: Arc<Notify>,
+}
+
+impl Launched {
+    async fn start(rocket: Rocket<Build>) -> Launched {
+        let (port_tx, port_rx) = oneshot::channel();
+        let port_tx = std::sync::Mutex::new(Some(port_tx));
+        let rocket = rocket.attach(AdHoc::on_liftoff("port", move |rocket| {
+            let port = rocket.config().port;
+            let tx = port_tx.lock().unwrap().take();
+            Box::pin(async move {
+                if let Some(tx) = tx {
+                    let _ = tx.send(port);
+                }
+            })
+        }));
+        let ignited = rocket.ignite().await.expect("ignite");
+        let shutdown = ignited.shutdown();
+        let ctx = ignited.state::<Ctx>().expect("ctx");
+        let (inside, go_on) = (ctx.inside.clone(), ctx.go_on.clone());
+        let done = tokio::spawn(async move {
+            ignited.launch().await.expect("launch");
+        });
+        let port = port_rx.await.expect("liftoff");
+        Launched {
+            base: format!("http://127.0.0.1:{port}"),
+            shutdown,
+            done,
+            inside,
+            go_on,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn stop(self) {
+        self.shutdown.notify();
+        self.done.await.unwrap();
+    }
+}
+
+async fn test(tune: impl FnOnce(&mut gino::web::Settings)) -> WebTest {
+    WebTest::new(tune).await
+}
+
+#[get("/idle")]
+async fn idle(ctx: &State<Ctx>) -> &'static str {
+    ctx.inside.notify_one();
+    ctx.go_on.notified().await;
+    "no query"
+}
+
+#[rocket::async_test]
+async fn a_request_that_never_queries_borrows_nothing() {
+    let t = test(|_| {}).await;
+    let rocket = Launched::start(app(&t, routes![idle])).await;
+    let opened = t.engine().pool_status().size;
+    let request = tokio::spawn(reqwest::get(rocket.url("/idle")));
+    rocket.inside.notified().await;
+    assert_eq!(t.borrowed(), 0);
+    rocket.go_on.notify_one();
+    assert_eq!(request.await.unwrap().unwrap().status(), 200);
+    assert_eq!(t.borrowed(), 0);
+    assert_eq!(t.engine().pool_status().size, opened);
+    rocket.stop().await;
+}
+
+async fn pid_in_helper(db: &gino::Gino) -> gino::Result<i32> {
+    db.one(pid()).await
+}
+
+#[get("/pids")]
+async fn pids(ctx: &State<Ctx>, conn: Conn) -> Result<Json<(Vec<i32>, u32)>, Error> {
+    let db = ctx.db;
+    let mut pids = vec![db.one(pid()).await?];
+    pids.push(pid_in_helper(db).await?);
+    pids.push(db.transaction(async { pid_in_helper(db).await }).await?);
+    pids.push(pid().gino().bind(db).one().await?);
+    pids.push(conn.one(pid()).await?);
+    Ok(Json((pids, conn.stats().borrows)))
+}
+
+#[rocket::async_test]
+async fn queries_of_a_request_share_one_connection_borrowed_once() {
+    let t = test(|_| {}).await;
+    let rocket = Launched::start(app(&t, routes![pids])).await;
+    for _ in 0..3 {
+        let (pids, borrows): (Vec<i32>, u32) = reqwest::get(rocket.url("/pids"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert!(pids.iter().all(|p| *p == pids[0]), "{pids:?}");
+        assert_eq!(borrows, 1);
+    }
+    assert_eq!(t.borrowed(), 0);
+    rocket.stop().await;
+}
+
+#[get("/double/<n>")]
+async fn double(ctx: &State<Ctx>, n: i32) -> Result<Json<i32>, Error> {
+    let db = ctx.db;
+    let twice: i32 = db
+        .transaction(async {
+            db.one(diesel::select(
+                sql::<Integer>("").bind::<Integer, _>(n).sql(" * 2"),
+            ))
+            .await
+        })
+        .await?;
+    Ok(Json(twice))
+}
+
+#[rocket::async_test]
+async fn two_hundred_concurrent_requests_on_five_connections() {
+    let t = test(|_| {}).await;
+    let rocket = Launched::start(app(&t, routes![double])).await;
+    let client = reqwest::Client::new();
+    let answers = futures_util::future::join_all((0..200).map(|n| {
+        let request = client.get(rocket.url(&format!("/double/{n}"))).send();
+        async move {
+            let response = request.await.expect("response");
+            assert_eq!(response.status(), 200);
+            response.json::<i32>().await.expect("json")
+        }
+    }))
+    .await;
+    assert_eq!(answers, (0..200).map(|n| n * 2).collect::<Vec<_>>());
+    assert_eq!(t.borrowed(), 0);
+    let states = t.session_states().await;
+    assert!(states.len() <= 5, "{states:?}");
+    assert!(states.iter().all(|s| s == "idle"), "{states:?}");
+    t.assert_pool_clean().await;
+    rocket.stop().await;
+}
+
+#[get("/panic")]
+async fn panics(ctx: &State<Ctx>) -> &'static str {
+    let db = ctx.db;
+    let tx = db.begin().await.expect("begin");
+    db.status(diesel::sql_query("CREATE TABLE panicked (x int)"))
+        .await
+        .expect("create");
+    if tx.is_active().await {
+        panic!("the handler panics inside a transaction");
+    }
+    "unreachable"
+}
+
+#[rocket::async_test]
+async fn a_panicking_handler_leaves_nothing_open() {
+    let t = test(|_| {}).await;
+    let rocket = Launched::start(app(&t, routes![panics])).await;
+    let response = reqwest::get(rocket.url("/panic")).await.unwrap();
+    assert_eq!(response.status(), 500, "rocket catches the panic");
+    t.assert_no_open_transaction().await;
+    t.assert_pool_clean().await;
+    assert!(!t.table_exists("panicked").await);
+    rocket.stop().await;
+}
+
+#[get("/slow")]
+async fn slow(ctx: &State<Ctx>) -> Result<&'static str, Error> {
+    let db = ctx.db;
+    db.transaction(async {
+        db.status(diesel::sql_query("CREATE TABLE abandoned (x int)"))
+            .await?;
+        ctx.inside.notify_one();
+        // Rocket runs a handler to its end even when the client is gone
+        // (it handles each request in a task of its own); this one ends
+        // with an error, so its transaction rolls back.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        Err::<(), _>(gino::Error::NotFound)
+    })
+    .await?;
+    Ok("slow")
+}
+
+#[rocket::async_test]
+async fn a_client_leaving_mid_transaction_leaves_nothing_open() {
+    let t = test(|_| {}).await;
+    let rocket = Launched::start(app(&t, routes![slow])).await;
+    let request = tokio::spawn(reqwest::get(rocket.url("/slow")));
+    rocket.inside.notified().await;
+    assert!(
+        t.session_states()
+            .await
+            .iter()
+            .any(|s| s == "idle in transaction")
+    );
+    request.abort();
+    t.assert_no_open_transaction().await;
+    t.assert_pool_clean().await;
+    assert!(!t.table_exists("abandoned").await);
+    rocket.stop().await;
+}
+
+#[get("/release")]
+async fn release(ctx: &State<Ctx>, conn: Conn) -> Result<Json<(usize, bool, usize, u32)>, Error> {
+    let db = ctx.db;
+    let engine = db.engine()?;
+    db.one::<i32, _>(pid()).await?;
+    let before = borrowed(&engine);
+    conn.release_raw().await?;
+    let held = conn.has_raw_connection().await;
+    let between = borrowed(&engine);
+    db.one::<i32, _>(pid()).await?;
+    Ok(Json((before, held, between, conn.stats().borrows)))
+}
+
+#[rocket::async_test]
+async fn early_release_and_borrow_again_within_a_request() {
+    let t = test(|_| {}).await;
+    let rocket = Launched::start(app(&t, routes![release])).await;
+    let answer: (usize, bool, usize, u32) = reqwest::get(rocket.url("/release"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer, (1, false, 0, 2));
+    assert_eq!(t.borrowed(), 0);
+    rocket.stop().await;
+}
+
+#[get("/missing")]
+async fn missing(ctx: &State<Ctx>) -> Result<Json<i32>, Error> {
+    Ok(Json(
+        ctx.db
+            .first_or_404(diesel::select(sql::<Integer>("1 WHERE false")))
+            .await?,
+    ))
+}
+
+#[get("/hold")]
+async fn hold(ctx: &State<Ctx>) -> Result<&'static str, Error> {
+    ctx.db.one::<i32, _>(pid()).await?;
+    ctx.inside.notify_one();
+    ctx.go_on.notified().await;
+    Ok("held")
+}
+
+#[get("/query")]
+async fn query(ctx: &State<Ctx>) -> Result<Json<i32>, Error> {
+    Ok(Json(ctx.db.one(pid()).await?))
+}
+
+#[get("/broken")]
+async fn broken(ctx: &State<Ctx>) -> Result<Json<i32>, Error> {
+    Ok(Json(ctx.db.one(leaky_query()).await?))
+}
+
+#[rocket::async_test]
+async fn errors_answer_404_503_and_an_opaque_500() {
+    let t = test(|_| {}).await;
+    let rocket = app(&t, routes![missing, hold, query, broken]).configure(
+        figment(t.settings.dsn.as_deref().unwrap())
+            .merge(("databases.gino.pool_max_size", 1))
+            .merge(("databases.gino.acquire_timeout", "200ms")),
+    );
+    let rocket = Launched::start(rocket).await;
+    let not_found = reqwest::get(rocket.url("/missing")).await.unwrap();
+    assert_eq!(not_found.status(), 404);
+    assert_eq!(not_found.headers()["content-type"], "application/json");
+    assert_eq!(not_found.text().await.unwrap(), r#"{"error":"not found"}"#);
+
+    let holding = tokio::spawn(reqwest::get(rocket.url("/hold")));
+    rocket.inside.notified().await;
+    let busy = reqwest::get(rocket.url("/query")).await.unwrap();
+    assert_eq!(busy.status(), 503);
+    assert_eq!(busy.headers()["retry-after"], "1");
+    rocket.go_on.notify_one();
+    assert_eq!(holding.await.unwrap().unwrap().status(), 200);
+    assert_eq!(
+        reqwest::get(rocket.url("/query")).await.unwrap().status(),
+        200
+    );
+
+    let failed = reqwest::get(rocket.url("/broken")).await.unwrap();
+    assert_eq!(failed.status(), 500);
+    assert_opaque_500(&failed.text().await.unwrap());
+    rocket.stop().await;
+}
+
+#[get("/borrowed")]
+async fn borrowed_now(ctx: &State<Ctx>) -> Result<Json<usize>, Error> {
+    ctx.db.one::<i32, _>(pid()).await?;
+    Ok(Json(borrowed(&ctx.db.engine()?)))
+}
+
+#[rocket::async_test]
+async fn without_a_connection_per_request_queries_borrow_per_statement() {
+    let t = test(|_| {}).await;
+    let rocket = app(&t, routes![borrowed_now]).configure(
+        figment(t.settings.dsn.as_deref().unwrap())
+            .merge(("databases.gino.use_connection_for_request", false)),
+    );
+    let rocket = Launched::start(rocket).await;
+    let borrowed: usize = reqwest::get(rocket.url("/borrowed"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(borrowed, 0);
+    rocket.stop().await;
+}
+
+#[get("/slow-pid")]
+async fn slow_pid(ctx: &State<Ctx>) -> Result<Json<i32>, Error> {
+    ctx.inside.notify_one();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    Ok(Json(ctx.db.one(pid()).await?))
+}
+
+#[rocket::async_test]
+async fn shutdown_waits_for_in_flight_requests_then_closes_every_connection() {
+    let t = test(|_| {}).await;
+    let rocket = app(&t, routes![slow_pid]).configure(
+        figment(t.settings.dsn.as_deref().unwrap()).merge(("databases.gino.pool_min_size", 2)),
+    );
+    let rocket = Launched::start(rocket).await;
+    assert!(!t.session_states().await.is_empty());
+    let request = tokio::spawn(reqwest::get(rocket.url("/slow-pid")));
+    rocket.inside.notified().await;
+    rocket.stop().await;
+    assert_eq!(request.await.unwrap().unwrap().status(), 200);
+    assert!(!t.db.is_bound());
+    t.assert_all_closed().await;
+}
+
+#[get("/conn")]
+async fn needs_conn(conn: Conn) -> String {
+    conn.is_reusing().to_string()
+}
+
+#[rocket::async_test]
+async fn launch_is_refused_without_the_fairing_or_with_bad_settings() {
+    let t = test(|_| {}).await;
+    // A route that takes Conn, without gino's fairing.
+    let error = rocket::custom(figment(t.settings.dsn.as_deref().unwrap()))
+        .mount("/", gino_rocket::scoped(routes![needs_conn]))
+        .ignite()
+        .await
+        .expect_err("a Conn route without the fairing");
+    assert!(
+        matches!(error.kind(), rocket::error::ErrorKind::SentinelAborts(_)),
+        "{error}"
+    );
+
+    // A bad value, from Rocket's figment and from DB_* alike.
+    let error = app(&t, routes![needs_conn])
+        .configure(figment(t.settings.dsn.as_deref().unwrap()).merge(("databases.gino.port", "x")))
+        .ignite()
+        .await
+        .expect_err("a bad port");
+    assert!(
+        matches!(error.kind(), rocket::error::ErrorKind::FailedFairings(_)),
+        "{error}"
+    );
+    let error = app(&t, routes![needs_conn])
+        .configure(figment(t.settings.dsn.as_deref().unwrap()).merge(("databases.gino.hots", "x")))
+        .ignite()
+        .await
+        .expect_err("an unknown key");
+    assert!(matches!(
+        error.kind(),
+        rocket::error::ErrorKind::FailedFairings(_)
+    ));
+}
+
+#[rocket::async_test]
+async fn launch_waits_for_a_late_server_and_gives_up_on_an_absent_one() {
+    let late = Cluster::builder().init().expect("a cluster to start later");
+    let db = fresh_db();
+    let config = rocket::Config::figment()
+        .merge(("log_level", "off"))
+        .merge(("databases.gino.host", "127.0.0.1"))
+        .merge(("databases.gino.port", late.port()))
+        .merge(("databases.gino.pool_min_size", 1))
+        .merge(("databases.gino.retry_limit", 100))
+        .merge(("databases.gino.retry_interval", 0.1));
+    let starter = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(700));
+        late.start().expect("start the late cluster");
+        late
+    });
+    let started = Instant::now();
+    let ignited = rocket::custom(config.clone())
+        .attach(gino_rocket::Gino::fairing(db))
+        .ignite()
+        .await
+        .expect("ignites once the database is up");
+    assert!(started.elapsed() >= Duration::from_millis(600));
+    let late = starter.join().unwrap();
+    assert!(db.is_bound());
+    ignited.state::<Extension>().unwrap().close().await;
+    drop(late);
+
+    let started = Instant::now();
+    let error = rocket::custom(
+        config
+            .merge(("databases.gino.port", absent_port()))
+            .merge(("databases.gino.retry_limit", 2))
+            .merge(("databases.gino.retry_interval", "150ms")),
+    )
+    .attach(gino_rocket::Gino::fairing(fresh_db()))
+    .ignite()
+    .await
+    .expect_err("no database, no launch");
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert!(matches!(
+        error.kind(),
+        rocket::error::ErrorKind::FailedFairings(_)
+    ));
+}

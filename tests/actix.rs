@@ -12,7 +12,7 @@ use diesel::sql_types::{BigInt, Integer};
 use gino::prelude::*;
 use gino_actix::{Conn, Error, Settings};
 use gino_integration_tests::web::{
-    WebTest, absent_port, assert_opaque_500, borrowed, fresh_db, leaky_query, pid,
+    self as scenario, WebTest, absent_port, borrowed, fresh_db, leaky_query, pid,
 };
 use gino_testkit::Cluster;
 use tokio::sync::Notify;
@@ -116,7 +116,7 @@ async fn queries_of_a_request_share_one_connection_borrowed_once() {
     let db = test.db;
     let server = Server::start(&web, move |cfg| {
         cfg.route(
-            "/",
+            "/pids",
             web::get().to(move |conn: Conn| async move {
                 let mut pids = vec![db.one(pid()).await?];
                 pids.push(pid_in_helper(db).await?);
@@ -128,18 +128,7 @@ async fn queries_of_a_request_share_one_connection_borrowed_once() {
             }),
         );
     });
-    // Every worker serves some of the requests.
-    for _ in 0..6 {
-        let (pids, borrows): (Vec<i32>, u32) = reqwest::get(server.url("/"))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert!(pids.iter().all(|p| *p == pids[0]), "{pids:?}");
-        assert_eq!(borrows, 1);
-    }
-    assert_eq!(test.borrowed(), 0);
+    scenario::expect_one_connection_per_request(&test, &server.url("")).await;
     server.stop().await;
 }
 
@@ -149,7 +138,7 @@ async fn two_hundred_concurrent_requests_on_five_connections() {
     let db = test.db;
     let server = Server::start(&web, move |cfg| {
         cfg.route(
-            "/{n}",
+            "/double/{n}",
             web::get().to(move |n: web::Path<i32>| async move {
                 let n = n.into_inner();
                 let twice: i32 = db
@@ -164,22 +153,7 @@ async fn two_hundred_concurrent_requests_on_five_connections() {
             }),
         );
     });
-    let client = reqwest::Client::new();
-    let answers = futures_util::future::join_all((0..200).map(|n| {
-        let request = client.get(server.url(&format!("/{n}"))).send();
-        async move {
-            let response = request.await.expect("response");
-            assert_eq!(response.status(), 200);
-            response.json::<i32>().await.expect("json")
-        }
-    }))
-    .await;
-    assert_eq!(answers, (0..200).map(|n| n * 2).collect::<Vec<_>>());
-    assert_eq!(test.borrowed(), 0);
-    let states = test.session_states().await;
-    assert!(states.len() <= 5, "{states:?}");
-    assert!(states.iter().all(|s| s == "idle"), "{states:?}");
-    test.assert_pool_clean().await;
+    scenario::expect_two_hundred_concurrent_requests(&test, &server.url("")).await;
     server.stop().await;
 }
 
@@ -225,7 +199,7 @@ async fn a_client_leaving_mid_transaction_leaves_nothing_open() {
     let server = Server::start(&web, move |cfg| {
         let signal = signal.clone();
         cfg.route(
-            "/",
+            "/slow",
             web::get().to(move || {
                 let signal = signal.clone();
                 async move {
@@ -245,26 +219,8 @@ async fn a_client_leaving_mid_transaction_leaves_nothing_open() {
             }),
         );
     });
-    let request = tokio::spawn(reqwest::get(server.url("/")));
-    inside.notified().await;
-    assert!(
-        test.session_states()
-            .await
-            .iter()
-            .any(|s| s == "idle in transaction")
-    );
-    request.abort(); // the client goes away
-    test.assert_no_open_transaction().await;
-    let started = Instant::now();
-    while web.in_flight() > 0 {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "the request never ended"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    test.assert_pool_clean().await;
-    assert!(!test.table_exists("abandoned").await);
+    scenario::expect_nothing_open_after_the_client_left(&test, &server.url(""), &inside).await;
+    assert_eq!(web.in_flight(), 0);
     server.stop().await;
 }
 
@@ -276,7 +232,7 @@ async fn early_release_and_borrow_again_within_a_request() {
     let server = Server::start(&web, move |cfg| {
         let engine = engine.clone();
         cfg.route(
-            "/",
+            "/release",
             web::get().to(move |conn: Conn| {
                 let engine = engine.clone();
                 async move {
@@ -291,14 +247,7 @@ async fn early_release_and_borrow_again_within_a_request() {
             }),
         );
     });
-    let answer: (usize, bool, usize, u32) = reqwest::get(server.url("/"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(answer, (1, false, 0, 2));
-    assert_eq!(test.borrowed(), 0);
+    scenario::expect_early_release(&test, &server.url("")).await;
     server.stop().await;
 }
 
@@ -349,26 +298,7 @@ async fn errors_answer_404_503_and_an_opaque_500() {
             }),
         );
     });
-    let missing = reqwest::get(server.url("/missing")).await.unwrap();
-    assert_eq!(missing.status(), 404);
-    assert_eq!(missing.headers()["content-type"], "application/json");
-    assert_eq!(missing.text().await.unwrap(), r#"{"error":"not found"}"#);
-
-    let hold = tokio::spawn(reqwest::get(server.url("/hold")));
-    holding.notified().await;
-    let busy = reqwest::get(server.url("/query")).await.unwrap();
-    assert_eq!(busy.status(), 503);
-    assert_eq!(busy.headers()["retry-after"], "1");
-    release.notify_one();
-    assert_eq!(hold.await.unwrap().unwrap().status(), 200);
-    assert_eq!(
-        reqwest::get(server.url("/query")).await.unwrap().status(),
-        200
-    );
-
-    let broken = reqwest::get(server.url("/broken")).await.unwrap();
-    assert_eq!(broken.status(), 500);
-    assert_opaque_500(&broken.text().await.unwrap());
+    scenario::expect_error_answers(&server.url(""), &holding, &release).await;
     server.stop().await;
 }
 
@@ -380,7 +310,7 @@ async fn without_a_connection_per_request_queries_borrow_per_statement() {
     let server = Server::start(&web, move |cfg| {
         let engine = engine.clone();
         cfg.route(
-            "/",
+            "/borrowed",
             web::get().to(move || {
                 let engine = engine.clone();
                 async move {
@@ -390,13 +320,7 @@ async fn without_a_connection_per_request_queries_borrow_per_statement() {
             }),
         );
     });
-    let borrowed: usize = reqwest::get(server.url("/"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(borrowed, 0);
+    scenario::expect_no_connection_held(&server.url("")).await;
     server.stop().await;
 }
 

@@ -12,7 +12,9 @@ use diesel::dsl::sql;
 use diesel::sql_types::{BigInt, Integer};
 use gino::prelude::*;
 use gino_axum::{Conn, Error, Settings};
-use gino_integration_tests::web::{WebTest, assert_opaque_500, fresh_db, leaky_query, pid};
+use gino_integration_tests::web::{
+    self as scenario, WebTest, borrowed, fresh_db, leaky_query, pid,
+};
 use gino_testkit::Cluster;
 use tokio::sync::{Notify, oneshot};
 
@@ -116,29 +118,19 @@ async fn queries_of_a_request_share_one_connection_borrowed_once() {
     let db = test.db;
     let app = Router::new()
         .route(
-            "/",
+            "/pids",
             get(move |conn: Conn| async move {
                 let mut pids = vec![db.one(pid()).await?];
                 pids.push(pid_in_helper(db).await?);
                 pids.push(pid_in_nested_helper(db).await?);
                 pids.push(pid().gino().bind(db).one().await?);
                 pids.push(conn.one(pid()).await?);
-                let stats = conn.stats();
-                Ok::<_, Error>(Json((pids, stats.borrows, stats.statements)))
+                Ok::<_, Error>(Json((pids, conn.stats().borrows)))
             }),
         )
         .layer(web.layer());
     let server = Server::start(&web, app).await;
-    let (pids, borrows, statements): (Vec<i32>, u32, u64) = reqwest::get(server.url("/"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert!(pids.iter().all(|p| *p == pids[0]), "{pids:?}");
-    assert_eq!(borrows, 1);
-    assert!(statements >= 5, "{statements}");
-    assert_eq!(test.borrowed(), 0, "given back after the response");
+    scenario::expect_one_connection_per_request(&test, &server.url("")).await;
     server.stop().await;
 }
 
@@ -148,7 +140,7 @@ async fn two_hundred_concurrent_requests_on_five_connections() {
     let db = test.db;
     let app = Router::new()
         .route(
-            "/{n}",
+            "/double/{n}",
             get(move |Path(n): Path<i32>| async move {
                 let twice: i32 = db
                     .transaction(async {
@@ -158,31 +150,12 @@ async fn two_hundred_concurrent_requests_on_five_connections() {
                         .await
                     })
                     .await?;
-                let _: Option<i32> = db
-                    .scalar(diesel::select(sql::<Integer>("1 FROM pg_sleep(0.002)")))
-                    .await?;
                 Ok::<_, Error>(Json(twice))
             }),
         )
         .layer(web.layer());
     let server = Server::start(&web, app).await;
-    let client = reqwest::Client::new();
-    let responses = futures_util::future::join_all((0..200).map(|n| {
-        let request = client.get(server.url(&format!("/{n}"))).send();
-        async move {
-            let response = request.await.expect("response");
-            assert_eq!(response.status(), 200);
-            response.json::<i32>().await.expect("json")
-        }
-    }))
-    .await;
-    assert_eq!(responses, (0..200).map(|n| n * 2).collect::<Vec<_>>());
-    assert_eq!(test.borrowed(), 0);
-    assert!(test.engine().pool_status().size <= 5);
-    let states = test.session_states().await;
-    assert!(states.len() <= 5, "{states:?}");
-    assert!(states.iter().all(|s| s == "idle"), "{states:?}");
-    test.assert_pool_clean().await;
+    scenario::expect_two_hundred_concurrent_requests(&test, &server.url("")).await;
     server.stop().await;
 }
 
@@ -234,7 +207,7 @@ async fn a_client_leaving_mid_transaction_leaves_nothing_open() {
     let signal = inside.clone();
     let app = Router::new()
         .route(
-            "/",
+            "/slow",
             get(move || async move {
                 db.transaction(async {
                     db.status(diesel::sql_query("CREATE TABLE abandoned (x int)"))
@@ -249,21 +222,8 @@ async fn a_client_leaving_mid_transaction_leaves_nothing_open() {
         )
         .layer(web.layer());
     let server = Server::start(&web, app).await;
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(60))
-        .build()
-        .unwrap();
-    let request = tokio::spawn(client.get(server.url("/")).send());
-    inside.notified().await;
-    assert!(
-        test.session_states()
-            .await
-            .iter()
-            .any(|s| s == "idle in transaction"),
-        "the handler's transaction is open"
-    );
-    request.abort(); // the client goes away
-    test.assert_no_open_transaction().await;
+    scenario::expect_nothing_open_after_the_client_left(&test, &server.url(""), &inside).await;
+    // axum drops the handler's future when its client goes away.
     let started = Instant::now();
     while web.in_flight() > 0 {
         assert!(
@@ -272,11 +232,6 @@ async fn a_client_leaving_mid_transaction_leaves_nothing_open() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    test.assert_pool_clean().await;
-    assert!(
-        !test.table_exists("abandoned").await,
-        "the abandoned transaction was committed"
-    );
     server.stop().await;
 }
 
@@ -287,32 +242,20 @@ async fn early_release_and_borrow_again_within_a_request() {
     let engine = test.engine();
     let app = Router::new()
         .route(
-            "/",
+            "/release",
             get(move |conn: Conn| async move {
                 db.one::<i32, _>(pid()).await?;
-                let borrowed_before = engine.pool_status().size - engine.pool_status().available;
+                let before = borrowed(&engine);
                 conn.release_raw().await?;
                 let held = conn.has_raw_connection().await;
-                let borrowed_between = engine.pool_status().size - engine.pool_status().available;
+                let between = borrowed(&engine);
                 db.one::<i32, _>(pid()).await?; // borrows again, implicitly
-                Ok::<_, Error>(Json((
-                    borrowed_before,
-                    held,
-                    borrowed_between,
-                    conn.stats().borrows,
-                )))
+                Ok::<_, Error>(Json((before, held, between, conn.stats().borrows)))
             }),
         )
         .layer(web.layer());
     let server = Server::start(&web, app).await;
-    let answer: (usize, bool, usize, u32) = reqwest::get(server.url("/"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(answer, (1, false, 0, 2));
-    assert_eq!(test.borrowed(), 0);
+    scenario::expect_early_release(&test, &server.url("")).await;
     server.stop().await;
 }
 
@@ -358,31 +301,7 @@ async fn errors_answer_404_503_and_an_opaque_500() {
         )
         .layer(web.layer());
     let server = Server::start(&web, app).await;
-
-    let missing = reqwest::get(server.url("/missing")).await.unwrap();
-    assert_eq!(missing.status(), 404);
-    assert_eq!(
-        missing.headers()["content-type"],
-        "application/json",
-        "JSON error body"
-    );
-    assert_eq!(missing.text().await.unwrap(), r#"{"error":"not found"}"#);
-
-    let hold = tokio::spawn(reqwest::get(server.url("/hold")));
-    holding.notified().await;
-    let busy = reqwest::get(server.url("/query")).await.unwrap();
-    assert_eq!(busy.status(), 503);
-    assert_eq!(busy.headers()["retry-after"], "1");
-    release.notify_one();
-    assert_eq!(hold.await.unwrap().unwrap().status(), 200);
-    assert_eq!(
-        reqwest::get(server.url("/query")).await.unwrap().status(),
-        200
-    );
-
-    let broken = reqwest::get(server.url("/broken")).await.unwrap();
-    assert_eq!(broken.status(), 500);
-    assert_opaque_500(&broken.text().await.unwrap());
+    scenario::expect_error_answers(&server.url(""), &holding, &release).await;
     server.stop().await;
 }
 
@@ -393,22 +312,15 @@ async fn without_a_connection_per_request_queries_borrow_per_statement() {
     let engine = test.engine();
     let app = Router::new()
         .route(
-            "/",
+            "/borrowed",
             get(move || async move {
                 db.one::<i32, _>(pid()).await?;
-                let status = engine.pool_status();
-                Ok::<_, Error>(Json(status.size - status.available))
+                Ok::<_, Error>(Json(borrowed(&engine)))
             }),
         )
         .layer(web.layer());
     let server = Server::start(&web, app).await;
-    let borrowed: usize = reqwest::get(server.url("/"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(borrowed, 0, "the statement's connection went back at once");
+    scenario::expect_no_connection_held(&server.url("")).await;
     server.stop().await;
 }
 

@@ -9,7 +9,7 @@ use diesel::dsl::sql;
 use diesel::sql_types::Integer;
 use gino::prelude::*;
 use gino_integration_tests::web::{
-    WebTest, absent_port, assert_opaque_500, borrowed, fresh_db, leaky_query, pid,
+    self as scenario, WebTest, absent_port, borrowed, fresh_db, leaky_query, pid,
 };
 use gino_rocket::{Conn, Error, Extension};
 use gino_testkit::Cluster;
@@ -148,17 +148,7 @@ async fn pids(ctx: &State<Ctx>, conn: Conn) -> Result<Json<(Vec<i32>, u32)>, Err
 async fn queries_of_a_request_share_one_connection_borrowed_once() {
     let t = test(|_| {}).await;
     let rocket = Launched::start(app(&t, routes![pids])).await;
-    for _ in 0..3 {
-        let (pids, borrows): (Vec<i32>, u32) = reqwest::get(rocket.url("/pids"))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert!(pids.iter().all(|p| *p == pids[0]), "{pids:?}");
-        assert_eq!(borrows, 1);
-    }
-    assert_eq!(t.borrowed(), 0);
+    scenario::expect_one_connection_per_request(&t, &rocket.base).await;
     rocket.stop().await;
 }
 
@@ -180,22 +170,7 @@ async fn double(ctx: &State<Ctx>, n: i32) -> Result<Json<i32>, Error> {
 async fn two_hundred_concurrent_requests_on_five_connections() {
     let t = test(|_| {}).await;
     let rocket = Launched::start(app(&t, routes![double])).await;
-    let client = reqwest::Client::new();
-    let answers = futures_util::future::join_all((0..200).map(|n| {
-        let request = client.get(rocket.url(&format!("/double/{n}"))).send();
-        async move {
-            let response = request.await.expect("response");
-            assert_eq!(response.status(), 200);
-            response.json::<i32>().await.expect("json")
-        }
-    }))
-    .await;
-    assert_eq!(answers, (0..200).map(|n| n * 2).collect::<Vec<_>>());
-    assert_eq!(t.borrowed(), 0);
-    let states = t.session_states().await;
-    assert!(states.len() <= 5, "{states:?}");
-    assert!(states.iter().all(|s| s == "idle"), "{states:?}");
-    t.assert_pool_clean().await;
+    scenario::expect_two_hundred_concurrent_requests(&t, &rocket.base).await;
     rocket.stop().await;
 }
 
@@ -245,18 +220,7 @@ async fn slow(ctx: &State<Ctx>) -> Result<&'static str, Error> {
 async fn a_client_leaving_mid_transaction_leaves_nothing_open() {
     let t = test(|_| {}).await;
     let rocket = Launched::start(app(&t, routes![slow])).await;
-    let request = tokio::spawn(reqwest::get(rocket.url("/slow")));
-    rocket.inside.notified().await;
-    assert!(
-        t.session_states()
-            .await
-            .iter()
-            .any(|s| s == "idle in transaction")
-    );
-    request.abort();
-    t.assert_no_open_transaction().await;
-    t.assert_pool_clean().await;
-    assert!(!t.table_exists("abandoned").await);
+    scenario::expect_nothing_open_after_the_client_left(&t, &rocket.base, &rocket.inside).await;
     rocket.stop().await;
 }
 
@@ -277,14 +241,7 @@ async fn release(ctx: &State<Ctx>, conn: Conn) -> Result<Json<(usize, bool, usiz
 async fn early_release_and_borrow_again_within_a_request() {
     let t = test(|_| {}).await;
     let rocket = Launched::start(app(&t, routes![release])).await;
-    let answer: (usize, bool, usize, u32) = reqwest::get(rocket.url("/release"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(answer, (1, false, 0, 2));
-    assert_eq!(t.borrowed(), 0);
+    scenario::expect_early_release(&t, &rocket.base).await;
     rocket.stop().await;
 }
 
@@ -324,26 +281,7 @@ async fn errors_answer_404_503_and_an_opaque_500() {
             .merge(("databases.gino.acquire_timeout", "200ms")),
     );
     let rocket = Launched::start(rocket).await;
-    let not_found = reqwest::get(rocket.url("/missing")).await.unwrap();
-    assert_eq!(not_found.status(), 404);
-    assert_eq!(not_found.headers()["content-type"], "application/json");
-    assert_eq!(not_found.text().await.unwrap(), r#"{"error":"not found"}"#);
-
-    let holding = tokio::spawn(reqwest::get(rocket.url("/hold")));
-    rocket.inside.notified().await;
-    let busy = reqwest::get(rocket.url("/query")).await.unwrap();
-    assert_eq!(busy.status(), 503);
-    assert_eq!(busy.headers()["retry-after"], "1");
-    rocket.go_on.notify_one();
-    assert_eq!(holding.await.unwrap().unwrap().status(), 200);
-    assert_eq!(
-        reqwest::get(rocket.url("/query")).await.unwrap().status(),
-        200
-    );
-
-    let failed = reqwest::get(rocket.url("/broken")).await.unwrap();
-    assert_eq!(failed.status(), 500);
-    assert_opaque_500(&failed.text().await.unwrap());
+    scenario::expect_error_answers(&rocket.base, &rocket.inside, &rocket.go_on).await;
     rocket.stop().await;
 }
 
@@ -361,13 +299,7 @@ async fn without_a_connection_per_request_queries_borrow_per_statement() {
             .merge(("databases.gino.use_connection_for_request", false)),
     );
     let rocket = Launched::start(rocket).await;
-    let borrowed: usize = reqwest::get(rocket.url("/borrowed"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(borrowed, 0);
+    scenario::expect_no_connection_held(&rocket.base).await;
     rocket.stop().await;
 }
 

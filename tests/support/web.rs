@@ -191,3 +191,128 @@ pub fn absent_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap().port()
 }
+
+// The client's side of the scenarios every framework's tests run. Each app
+// serves the same paths: `/pids`, `/double/{n}`, `/missing`, `/hold`,
+// `/query`, `/broken`, `/release`, `/slow`, `/borrowed`.
+
+/// `GET {base}/pids` answers `(pids, borrows)`: every query of a request
+/// ran on one backend, borrowed once; nothing stays borrowed.
+pub async fn expect_one_connection_per_request(test: &WebTest, base: &str) {
+    // Several requests, so that every worker of a server serves some.
+    for _ in 0..4 {
+        let (pids, borrows): (Vec<i32>, u32) = reqwest::get(format!("{base}/pids"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert!(
+            pids.len() >= 5 && pids.iter().all(|p| *p == pids[0]),
+            "{pids:?}"
+        );
+        assert_eq!(borrows, 1);
+    }
+    assert_eq!(test.borrowed(), 0, "given back after the response");
+}
+
+/// 200 concurrent `GET {base}/double/{n}` answer `n * 2` on a pool of
+/// five; afterwards every connection is idle in the pool.
+pub async fn expect_two_hundred_concurrent_requests(test: &WebTest, base: &str) {
+    let client = reqwest::Client::new();
+    let answers = futures_util::future::join_all((0..200).map(|n| {
+        let request = client.get(format!("{base}/double/{n}")).send();
+        async move {
+            let response = request.await.expect("response");
+            assert_eq!(response.status(), 200);
+            response.json::<i32>().await.expect("json")
+        }
+    }))
+    .await;
+    assert_eq!(answers, (0..200).map(|n| n * 2).collect::<Vec<_>>());
+    assert_eq!(test.borrowed(), 0);
+    assert!(test.engine().pool_status().size <= 5);
+    let states = test.session_states().await;
+    assert!(states.len() <= 5, "{states:?}");
+    assert!(states.iter().all(|s| s == "idle"), "{states:?}");
+    test.assert_pool_clean().await;
+}
+
+/// 404 from `/missing`; 503 with `Retry-After` from `/query` while `/hold`
+/// holds the only connection (it signals `holding`, then waits for
+/// `release`); an opaque 500 from `/broken`.
+pub async fn expect_error_answers(
+    base: &str,
+    holding: &tokio::sync::Notify,
+    release: &tokio::sync::Notify,
+) {
+    let missing = reqwest::get(format!("{base}/missing")).await.unwrap();
+    assert_eq!(missing.status(), 404);
+    assert_eq!(missing.headers()["content-type"], "application/json");
+    assert_eq!(missing.text().await.unwrap(), r#"{"error":"not found"}"#);
+
+    let hold = tokio::spawn(reqwest::get(format!("{base}/hold")));
+    holding.notified().await;
+    let busy = reqwest::get(format!("{base}/query")).await.unwrap();
+    assert_eq!(busy.status(), 503);
+    assert_eq!(busy.headers()["retry-after"], "1");
+    release.notify_one();
+    assert_eq!(hold.await.unwrap().unwrap().status(), 200);
+    let query = reqwest::get(format!("{base}/query")).await.unwrap();
+    assert_eq!(query.status(), 200);
+
+    let broken = reqwest::get(format!("{base}/broken")).await.unwrap();
+    assert_eq!(broken.status(), 500);
+    assert_opaque_500(&broken.text().await.unwrap());
+}
+
+/// `GET {base}/release` answers `(borrowed before, still held, borrowed
+/// between, borrows)` around a `release_raw` between two queries.
+pub async fn expect_early_release(test: &WebTest, base: &str) {
+    let answer: (usize, bool, usize, u32) = reqwest::get(format!("{base}/release"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer, (1, false, 0, 2));
+    assert_eq!(test.borrowed(), 0);
+}
+
+/// The client of `GET {base}/slow` goes away while its handler sits in a
+/// transaction that created the table `abandoned` (it signals `inside`):
+/// nothing stays open, nothing is committed, the pool is intact.
+pub async fn expect_nothing_open_after_the_client_left(
+    test: &WebTest,
+    base: &str,
+    inside: &tokio::sync::Notify,
+) {
+    let request = tokio::spawn(reqwest::get(format!("{base}/slow")));
+    inside.notified().await;
+    assert!(
+        test.session_states()
+            .await
+            .iter()
+            .any(|s| s == "idle in transaction"),
+        "the handler's transaction is open"
+    );
+    request.abort();
+    test.assert_no_open_transaction().await;
+    test.assert_pool_clean().await;
+    assert!(
+        !test.table_exists("abandoned").await,
+        "the abandoned transaction was committed"
+    );
+}
+
+/// `GET {base}/borrowed` answers how many connections were borrowed right
+/// after a query: none, without a connection per request.
+pub async fn expect_no_connection_held(base: &str) {
+    let borrowed: usize = reqwest::get(format!("{base}/borrowed"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(borrowed, 0, "the statement's connection went back at once");
+}

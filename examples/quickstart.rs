@@ -1,104 +1,77 @@
-//! GINO's README example, ported: create the table, create users, query
-//! with filters, a class-level UPDATE printing its status, and a
-//! transaction iterating rows.
+//! GINO's README story, ported: a model, `create_all`, creating users,
+//! queries with `like` and by nickname, a class-level UPDATE with an SQL
+//! expression printing its status, and a transaction iterating rows
+//! through a server-side cursor.
 //!
-//! Run with `cargo run --example quickstart`. It uses the server in
-//! `DATABASE_URL` when that is set and reachable, and otherwise starts a
-//! throwaway PostgreSQL cluster from the locally installed binaries.
+//! Run with `cargo run --example quickstart`. It connects to
+//! `DATABASE_URL` when that is set and reachable, and otherwise to a
+//! throwaway PostgreSQL cluster started from the local binaries.
 
+use diesel::dsl::sql;
+use diesel::sql_types::Text;
 use gino::prelude::*;
 
-diesel::table! {
-    users (id) {
-        id -> Integer,
-        nickname -> Text,
-    }
+#[derive(Model, Debug, Clone)]
+#[gino(table = "users")]
+pub struct User {
+    #[gino(primary_key)]
+    pub id: i32, // serial: assigned by the database
+    #[gino(default = "noname")]
+    pub nickname: String,
 }
 
-#[derive(Queryable, Selectable, Debug)]
-#[diesel(table_name = users)]
-struct User {
-    id: i32,
-    nickname: String,
-}
-
-/// The application's database; `.gino()` queries run on it.
-static DB: Gino = Gino::new();
+/// The application's database; the model belongs to it.
+pub static DB: Gino = Gino::new();
 
 #[tokio::main]
 async fn main() -> gino::Result<()> {
-    // A fresh database for this run, dropped at the end.
-    let database = gino_testkit::TestDatabase::create().await;
-
-    DB.set_bind(database.url()).await?;
+    let (url, _database) = gino_examples::database_url().await;
+    DB.set_bind(url).await?;
 
     // Create tables
-    DB.status(diesel::sql_query(
-        "CREATE TABLE IF NOT EXISTS users (
-             id serial PRIMARY KEY,
-             nickname text NOT NULL DEFAULT 'noname'
-         )",
-    ))
-    .await?;
+    DB.create_all().await?;
 
-    // Create a user; `id` is assigned by the database (INSERT ... RETURNING)
-    let u1: User = diesel::insert_into(users::table)
-        .values(users::nickname.eq("fantix"))
-        .returning(User::as_returning())
-        .gino()
-        .one()
-        .await?;
+    // Create an object; `id` is assigned by the database
+    let u1 = User::create().nickname("fantix").await?;
     println!("{} {}", u1.id, u1.nickname); // 1 fantix
-
-    let names = (2..=18)
-        .map(|i| users::nickname.eq(format!("user{i}")))
-        .collect::<Vec<_>>();
-    let created = diesel::insert_into(users::table)
-        .values(names)
-        .gino()
-        .status()
-        .await?;
-    println!("{created}"); // INSERT 0 17
-    diesel::update(users::table.filter(users::id.eq(2)))
-        .set(users::nickname.eq("daisy"))
-        .gino()
-        .status()
-        .await?;
+    for name in ["daisy", "bob", "dan"]
+        .into_iter()
+        .chain((5..=18).map(|_| "user"))
+    {
+        User::create().nickname(name).await?;
+    }
 
     // All users with "d" in their nicknames
-    let with_d: Vec<User> = users::table
+    let users: Vec<User> = User::query()
         .filter(users::nickname.like("%d%"))
-        .select(User::as_select())
         .gino()
         .all()
         .await?;
-    println!("{with_d:?}");
+    println!("{users:?}"); // [User { id: 2, nickname: "daisy" }, User { id: 4, ... }]
 
-    // One user, or None
-    let daisy: Option<User> = users::table
+    // One user object, None if not found
+    let user: Option<User> = User::query()
         .filter(users::nickname.eq("daisy"))
-        .select(User::as_select())
         .gino()
         .first()
         .await?;
-    println!("{daisy:?}");
+    println!("{user:?}"); // Some(User { id: 2, nickname: "daisy" })
 
-    // A statement over many rows, returning PostgreSQL's status
+    // A complex statement, returning PostgreSQL's command status
     let status = diesel::update(users::table)
-        .set(users::nickname.eq(users::nickname.concat(" (member)")))
+        .set(users::nickname.eq(sql::<Text>("'No.' || CAST(id AS text)")))
         .filter(users::id.gt(10))
         .gino()
         .status()
         .await?;
     println!("{status}"); // UPDATE 8
 
-    // Iterate over the results of a large query with a server-side cursor,
-    // which needs a transaction; the query in the block runs on the
-    // transaction's connection without being handed it.
+    // Iterate over the results of a large query in a transaction, as a
+    // server-side cursor requires; the query runs on the transaction's
+    // connection without being handed it.
     DB.transaction(async {
-        let mut cursor = users::table
+        let mut cursor = User::query()
             .order_by(users::id)
-            .select(User::as_select())
             .gino()
             .iterate::<User>()
             .await?;

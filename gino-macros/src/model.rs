@@ -470,6 +470,7 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
                 });
                 quote!(#rename #ident -> #sql_type,)
             });
+            diesel_dependency(name)?;
             // SQL types named by the model (enums, `sql_type`) are paths
             // relative to the model's module, one level above the table's.
             let parent_scope = fields
@@ -587,6 +588,15 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
         Some(path) => quote!(::gino::model::ModelDb::Named(|| &#path)),
         None => quote!(::gino::model::ModelDb::Default),
     };
+
+    // A model of a named database routes the queries of its table there.
+    let table_route = attrs.db.as_ref().map(|path| {
+        quote! {
+            ::gino::reexports::inventory::submit! {
+                ::gino::model::TableRoute { table: #table, db: || &#path }
+            }
+        }
+    });
 
     // -- pieces of the generated code ------------------------------------
     let idents: Vec<&Ident> = fields.iter().map(|f| &f.ident).collect();
@@ -983,6 +993,8 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
             ::gino::model::ModelEntry { table: &#meta_ident, db: #db }
         }
 
+        #table_route
+
         impl #d::Selectable<#d::pg::Pg> for #name {
             type SelectExpression = (#(#schema::#idents,)*);
 
@@ -1234,4 +1246,26 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
             }
         }
     })
+}
+
+/// diesel's `table!` expands to `use ::diesel;`, so a crate whose models
+/// declare their tables needs `diesel` among its own dependencies (gino's
+/// re-export cannot stand in). Without it, one error that says so instead
+/// of dozens from inside `table!`.
+fn diesel_dependency(model: &Ident) -> Result<()> {
+    use proc_macro_crate::{FoundCrate, crate_name};
+    match crate_name("diesel") {
+        Ok(FoundCrate::Name(name)) if name == "diesel" => Ok(()),
+        Ok(FoundCrate::Itself) => Ok(()),
+        // No manifest to read (rustc run by hand): let the compiler speak.
+        Err(proc_macro_crate::Error::CargoManifestDirNotSet) => Ok(()),
+        _ => Err(syn::Error::new(
+            model.span(),
+            "#[derive(Model)] declares the table with diesel's `table!`, which needs `diesel` \
+             (under that name) among this crate's dependencies: add `diesel = { version = \
+             \"2.3\", default-features = false, features = [\"postgres_backend\"] }` to \
+             Cargo.toml, or name a table declared elsewhere with \
+             #[gino(diesel_table = path::to::table_module)]",
+        )),
+    }
 }

@@ -2,12 +2,22 @@
 //! and resolves to a connection's root (the given one, or the task's
 //! contextual connection of the engine) or to the engine itself.
 //!
+//! A query given no place runs where the models of its tables belong: the
+//! database of a model declared with `db = X` owns its table
+//! ([`TableRoute`]), as GINO finds a statement's bind through its tables'
+//! metadata; every other query runs on the default database.
+//!
 //! Uses: `api` (a database's bound engine), `transaction`, `connection`,
 //! `context`, `root`, `engine`, `statement`.
 
+use std::any::TypeId;
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
+
+use diesel::pg::Pg;
+use diesel::query_builder::{QueryFragment, QueryId};
 
 use crate::api::{Gino, default_engine};
 use crate::connection::Connection;
@@ -126,5 +136,209 @@ impl<'a> Bind<'a> {
             Target::Root(root) => root.run(timeout, statement).await,
             Target::Engine(engine) => engine.run_once(timeout, statement).await,
         }
+    }
+}
+
+/// A table that belongs to a database other than the default one: queries
+/// that name it first run on that database unless bound elsewhere.
+/// `#[derive(Model)]` submits one for every model declared with `db = X`.
+#[derive(Debug)]
+pub struct TableRoute {
+    /// The table's name.
+    pub table: &'static str,
+    /// Its database.
+    pub db: fn() -> &'static Gino,
+}
+
+inventory::collect!(TableRoute);
+
+/// Table name → its database, `None` where two databases claim the name.
+fn routes() -> &'static HashMap<&'static str, Option<&'static Gino>> {
+    static ROUTES: OnceLock<HashMap<&'static str, Option<&'static Gino>>> = OnceLock::new();
+    ROUTES.get_or_init(|| {
+        let mut routes: HashMap<&'static str, Option<&'static Gino>> = HashMap::new();
+        for route in inventory::iter::<TableRoute> {
+            let db = (route.db)();
+            routes
+                .entry(route.table)
+                .and_modify(|known| {
+                    if known.is_some_and(|k| !std::ptr::eq(k, db)) {
+                        *known = None;
+                    }
+                })
+                .or_insert(Some(db));
+        }
+        routes
+    })
+}
+
+/// The database of the table `query` names first, if a model of a named
+/// database owns it. Free when no model names a database; otherwise the
+/// query is rendered, once per query type where diesel gives it a static
+/// identity.
+pub(crate) fn route<Q: QueryFragment<Pg> + QueryId>(query: &Q) -> Option<&'static Gino> {
+    let routes = routes();
+    if routes.is_empty() {
+        return None;
+    }
+    let table = if Q::HAS_STATIC_QUERY_ID {
+        static TABLES: OnceLock<Mutex<HashMap<TypeId, Option<String>>>> = OnceLock::new();
+        let tables = TABLES.get_or_init(Default::default);
+        let id = TypeId::of::<Q::QueryId>();
+        let known = tables
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .cloned();
+        match known {
+            Some(table) => table,
+            None => {
+                let table = first_table(&render(query));
+                tables
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(id, table.clone());
+                table
+            }
+        }
+    } else {
+        first_table(&render(query))
+    };
+    routes.get(table?.as_str()).copied().flatten()
+}
+
+/// The SQL of `query`, or a placeholder saying why it cannot be rendered.
+pub(crate) fn render<Q: QueryFragment<Pg>>(query: &Q) -> String {
+    use diesel::query_builder::QueryBuilder;
+    let mut builder = diesel::pg::PgQueryBuilder::default();
+    match query.to_sql(&mut builder, &Pg) {
+        Ok(()) => builder.finish(),
+        Err(e) => format!("<cannot render query: {e}>"),
+    }
+}
+
+/// The table a statement names first: after `FROM`, `INTO` or `UPDATE`,
+/// outside parentheses if there is one there (`SELECT EXISTS (SELECT ...
+/// FROM t)` names `t`), unqualified.
+fn first_table(sql: &str) -> Option<String> {
+    let bytes = sql.as_bytes();
+    let mut depth = 0usize;
+    let mut best: Option<(usize, String)> = None;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\'' => i = skip_quoted(bytes, i, b'\''),
+            b'"' => i = skip_quoted(bytes, i, b'"'),
+            b'(' => {
+                depth += 1;
+                i += 1;
+            }
+            b')' => {
+                depth = depth.saturating_sub(1);
+                i += 1;
+            }
+            c if c.is_ascii_alphabetic() => {
+                let start = i;
+                while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_') {
+                    i += 1;
+                }
+                let word = &sql[start..i];
+                let names_table = ["FROM", "INTO", "UPDATE"]
+                    .iter()
+                    .any(|k| word.eq_ignore_ascii_case(k));
+                if names_table && best.as_ref().is_none_or(|(d, _)| depth < *d) {
+                    if let Some(table) = table_after(&sql[i..]) {
+                        best = Some((depth, table));
+                        if depth == 0 {
+                            break;
+                        }
+                    }
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    best.map(|(_, table)| table)
+}
+
+/// Past the quoted text that starts at `at`; doubled quotes are escapes.
+fn skip_quoted(bytes: &[u8], at: usize, quote: u8) -> usize {
+    let mut i = at + 1;
+    while i < bytes.len() {
+        if bytes[i] == quote {
+            if bytes.get(i + 1) == Some(&quote) {
+                i += 2;
+                continue;
+            }
+            return i + 1;
+        }
+        i += 1;
+    }
+    i
+}
+
+/// The (last part of the) identifier at the start of `rest`.
+fn table_after(rest: &str) -> Option<String> {
+    let mut rest = rest.trim_start();
+    let mut name = None;
+    loop {
+        let (part, after) = if rest.starts_with('"') {
+            let end = skip_quoted(rest.as_bytes(), 0, b'"');
+            let inner = rest.get(1..end.saturating_sub(1).max(1))?;
+            (inner.replace("\"\"", "\""), &rest[end..])
+        } else {
+            let end = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len());
+            if end == 0 {
+                return name;
+            }
+            (rest[..end].to_owned(), &rest[end..])
+        };
+        name = Some(part);
+        match after.strip_prefix('.') {
+            Some(next) => rest = next,
+            None => return name,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_table;
+
+    #[test]
+    fn finds_the_table_a_statement_names_first() {
+        let table = |sql: &str| first_table(sql);
+        assert_eq!(
+            table(r#"SELECT "users"."id" FROM "users" WHERE "users"."id" = $1"#).as_deref(),
+            Some("users")
+        );
+        assert_eq!(
+            table(r#"SELECT "a"."x" FROM "a" INNER JOIN "b" ON "a"."id" = "b"."a""#).as_deref(),
+            Some("a")
+        );
+        assert_eq!(
+            table(r#"INSERT INTO "reports" ("x") VALUES ($1) RETURNING "reports"."id""#).as_deref(),
+            Some("reports")
+        );
+        assert_eq!(
+            table(r#"UPDATE "app"."t" SET "x" = $1"#).as_deref(),
+            Some("t")
+        );
+        assert_eq!(
+            table(r#"DELETE FROM "we""ird" WHERE 1 = 1"#).as_deref(),
+            Some("we\"ird")
+        );
+        assert_eq!(
+            table(r#"SELECT EXISTS (SELECT "r"."id" FROM "r" WHERE "r"."id" = $1)"#).as_deref(),
+            Some("r")
+        );
+        assert_eq!(
+            table(r#"SELECT "t"."from" FROM t WHERE x IN (SELECT y FROM u)"#).as_deref(),
+            Some("t")
+        );
+        assert_eq!(table("SELECT 'FROM x' AS a").as_deref(), None);
+        assert_eq!(table("SELECT 1").as_deref(), None);
     }
 }

@@ -119,7 +119,7 @@ impl Compiled {
             }
         }
         Compiled {
-            sql: serialize(query),
+            sql: crate::bind::render(query),
             binds,
         }
     }
@@ -132,15 +132,6 @@ impl Compiled {
     /// The bind values, rendered with `Debug`, in placeholder order.
     pub fn binds(&self) -> &[String] {
         &self.binds
-    }
-}
-
-fn serialize<Q: QueryFragment<Pg>>(query: &Q) -> String {
-    use diesel::query_builder::QueryBuilder;
-    let mut builder = diesel::pg::PgQueryBuilder::default();
-    match query.to_sql(&mut builder, &Pg) {
-        Ok(()) => builder.finish(),
-        Err(e) => format!("<cannot render query: {e}>"),
     }
 }
 
@@ -172,6 +163,7 @@ impl<Q: QueryFragment<Pg> + QueryId> GinoQuery for Q {
             query: self,
             bind: Bind::Default,
             timeout: None,
+            route: Some(crate::bind::route::<Q>),
         }
     }
 }
@@ -179,14 +171,17 @@ impl<Q: QueryFragment<Pg> + QueryId> GinoQuery for Q {
 /// A query ready to run: returned by `.gino()` and used by every query API
 /// of [`Gino`], [`Engine`] and [`Connection`].
 ///
-/// Without [`bind`](Self::bind) it runs implicitly: on the task's
-/// contextual connection if there is one, else on the default `Gino`'s
-/// engine.
+/// Without [`bind`](Self::bind) it runs implicitly on the database its
+/// table belongs to (a model declared with `db = X` owns its table; every
+/// other query goes to the default `Gino`): on the task's contextual
+/// connection of that database if there is one, else on its engine.
 #[must_use = "a query does nothing until one of all/first/one/one_or_none/scalar/status is awaited"]
 pub struct Executor<'a, Q> {
     query: Q,
     bind: Bind<'a>,
     timeout: Option<Duration>,
+    /// Where an unbound query of a model's table runs; set by `.gino()`.
+    route: Option<fn(&Q) -> Option<&'static Gino>>,
 }
 
 impl<'a, Q> Executor<'a, Q> {
@@ -195,7 +190,44 @@ impl<'a, Q> Executor<'a, Q> {
             query,
             bind,
             timeout: None,
+            route: None,
         }
+    }
+
+    /// Where the query runs: its bind, or for an unbound query, the
+    /// database of the table it names.
+    fn place(&self) -> Bind<'a> {
+        match (self.bind, self.route) {
+            (Bind::Default, Some(route)) => route(&self.query).map_or(Bind::Default, Bind::Db),
+            (bind, _) => bind,
+        }
+    }
+
+    /// The query itself (GINO's `executor.query`).
+    ///
+    /// ```
+    /// use diesel::dsl::sql;
+    /// use diesel::sql_types::Integer;
+    /// use gino::prelude::*;
+    /// let executor = diesel::select(sql::<Integer>("1")).gino();
+    /// let query = executor.query(); // the diesel query, e.g. to build on it
+    /// # let _ = query;
+    /// ```
+    pub fn query(&self) -> &Q {
+        &self.query
+    }
+
+    /// The query, taken back out.
+    ///
+    /// ```
+    /// use diesel::dsl::sql;
+    /// use diesel::sql_types::Integer;
+    /// use gino::prelude::*;
+    /// let query = diesel::select(sql::<Integer>("1")).gino().into_query();
+    /// # let _ = query;
+    /// ```
+    pub fn into_query(self) -> Q {
+        self.query
     }
 
     /// Runs on `to` (an [`Engine`], a [`Connection`], a [`Transaction`](crate::Transaction) or
@@ -215,6 +247,7 @@ impl<'a, Q> Executor<'a, Q> {
             query: self.query,
             bind: to.into(),
             timeout: self.timeout,
+            route: self.route,
         }
     }
 
@@ -257,7 +290,7 @@ impl<'a, Q> Executor<'a, Q> {
         Q: LoadQuery<'q, AsyncPgConnection, U> + Send + 'q,
         U: Send + 'static,
     {
-        self.bind
+        self.place()
             .run(self.timeout, LoadSome(self.query, limit, PhantomData))
             .await
     }
@@ -281,7 +314,7 @@ impl<'a, Q> Executor<'a, Q> {
         Q: LoadQuery<'q, AsyncPgConnection, U> + Send + 'q,
         U: Send + 'static,
     {
-        self.bind
+        self.place()
             .run(self.timeout, LoadAll(self.query, PhantomData))
             .await
     }
@@ -421,7 +454,7 @@ impl<'a, Q> Executor<'a, Q> {
     where
         Q: diesel::query_builder::Query + QueryFragment<Pg> + Send,
     {
-        let root = match self.bind.target()? {
+        let root = match self.place().target()? {
             Target::Root(root) => root,
             Target::Engine(_) => return Err(crate::cursor::needs_transaction()),
         };
@@ -443,7 +476,8 @@ impl<'a, Q> Executor<'a, Q> {
     where
         Q: ExecuteDsl<AsyncPgConnection> + Send,
     {
-        let (rows, tag) = self.bind.run(self.timeout, Execute(self.query)).await?;
+        let place = self.place();
+        let (rows, tag) = place.run(self.timeout, Execute(self.query)).await?;
         Ok(Status {
             tag: tag.unwrap_or_else(|| rows.to_string()),
             rows: rows as u64,

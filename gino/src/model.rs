@@ -21,6 +21,7 @@ use diesel_async::methods::{ExecuteDsl, LoadQuery};
 
 use crate::api::Gino;
 use crate::bind::Bind;
+pub use crate::bind::TableRoute;
 use crate::error::{Error, Result};
 use crate::executor::{Executor, Status};
 

@@ -1,0 +1,102 @@
+//! A query built from a model runs on the model's database without being
+//! told: GINO finds a statement's bind through its tables. Its own binary,
+//! since the default database is process-wide.
+
+use diesel::dsl::{exists, sql};
+use diesel::sql_types::Text;
+use gino::prelude::*;
+use gino_testkit::TestDatabase;
+
+static REPORTS: Gino = Gino::secondary();
+static DEFAULT: Gino = Gino::new();
+
+#[derive(Model, Debug, Clone, PartialEq)]
+#[gino(table = "reports", db = REPORTS)]
+pub struct Report {
+    #[gino(primary_key)]
+    pub id: i32,
+    pub title: String,
+}
+
+async fn current_database() -> String {
+    diesel::select(sql::<Text>("current_database()"))
+        .gino()
+        .one()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn queries_of_a_model_run_on_its_database() {
+    let reports_db = TestDatabase::create().await;
+    let default_db = TestDatabase::create().await;
+    REPORTS.set_bind(reports_db.url()).await.unwrap();
+    REPORTS.create_all().await.unwrap();
+
+    // Only the model's database is bound: no Uninitialized.
+    Report::create().title("q1").await.unwrap();
+    Report::create().title("q2").await.unwrap();
+    let all: Vec<Report> = Report::query()
+        .order_by(reports::id)
+        .gino()
+        .all()
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 2);
+    assert!(
+        matches!(
+            diesel::select(sql::<Text>("'x'"))
+                .gino()
+                .one::<String>()
+                .await,
+            Err(gino::Error::Uninitialized)
+        ),
+        "a query of no model's table still needs the default database"
+    );
+
+    // Both bound: the model's queries do not stray to the default one.
+    DEFAULT.set_bind(default_db.url()).await.unwrap();
+    assert_eq!(current_database().await, default_db.name());
+    let first: Option<Report> = Report::query()
+        .filter(reports::title.eq("q1"))
+        .gino()
+        .first()
+        .await
+        .unwrap();
+    assert_eq!(first.map(|r| r.title).as_deref(), Some("q1"));
+    let status = diesel::update(reports::table)
+        .set(reports::title.eq(reports::title.concat(" (done)")))
+        .gino()
+        .status()
+        .await
+        .unwrap();
+    assert_eq!(status, "UPDATE 2");
+    // GINO's FAQ: `db.scalar(db.exists().where(...).select())`.
+    let there: bool = diesel::select(exists(
+        reports::table.filter(reports::title.eq("q2 (done)")),
+    ))
+    .gino()
+    .one()
+    .await
+    .unwrap();
+    assert!(there);
+    let counted: i64 = reports::table.count().gino().one().await.unwrap();
+    assert_eq!(counted, 2);
+    let deleted = diesel::delete(reports::table.filter(reports::title.like("q1%")))
+        .gino()
+        .status()
+        .await
+        .unwrap();
+    assert_eq!(deleted, "DELETE 1");
+
+    // `.bind(...)` still decides.
+    let elsewhere = Report::query().gino().bind(&DEFAULT).all::<Report>().await;
+    assert_eq!(
+        elsewhere.unwrap_err().sqlstate(),
+        Some("42P01"),
+        "the default database has no reports table"
+    );
+
+    DEFAULT.pop_bind().unwrap().close().await;
+    REPORTS.pop_bind().unwrap().close().await;
+}

@@ -43,7 +43,7 @@ async fn main() -> gino::Result<()> {
 
     // All users with "d" in their nicknames
     let users: Vec<User> = User::query()
-        .filter(users::nickname.like("%d%"))
+        .filter(User::nickname.like("%d%")) // or users::nickname
         .gino()
         .all()
         .await?;

@@ -589,6 +589,46 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
         None => quote!(::gino::model::ModelDb::Default),
     };
 
+    // The columns, reachable from the model as GINO writes them
+    // (`User::nickname`), except where a generated function has the name.
+    const TAKEN: &[&str] = &[
+        "insert_many",
+        "create",
+        "get",
+        "get_or_404",
+        "query",
+        "select",
+        "create_table",
+        "drop_table",
+    ];
+    let column_consts = {
+        let consts = fields
+            .iter()
+            .filter(|f| f.property.is_none() && !f.hidden)
+            .filter(|f| !TAKEN.contains(&f.ident.to_string().trim_start_matches("r#")))
+            .map(|f| {
+                let ident = &f.ident;
+                let doc = format!(
+                    "The `{}` column, for queries: `{name}::{}` is `{}::{}`.",
+                    f.column,
+                    ident.to_string().trim_start_matches("r#"),
+                    schema.to_string().replace(' ', ""),
+                    ident.to_string().trim_start_matches("r#"),
+                );
+                let vis = &input.vis;
+                quote! {
+                    #[doc = #doc]
+                    #vis const #ident: #schema::#ident = #schema::#ident;
+                }
+            });
+        quote! {
+            #[allow(non_upper_case_globals, dead_code)]
+            impl #name {
+                #(#consts)*
+            }
+        }
+    };
+
     // A model of a named database routes the queries of its table there.
     let table_route = attrs.db.as_ref().map(|path| {
         quote! {
@@ -1084,6 +1124,8 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
                 #bulk_rows
             }
         }
+
+        #column_consts
 
         // The class-level API is generated whole; what an application
         // does not call must not warn (it would inside a macro_rules!).

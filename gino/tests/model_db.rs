@@ -57,8 +57,9 @@ async fn queries_of_a_model_run_on_its_database() {
     // Both bound: the model's queries do not stray to the default one.
     DEFAULT.set_bind(default_db.url()).await.unwrap();
     assert_eq!(current_database().await, default_db.name());
+    // Columns from the model read as GINO writes them (`Report.title`).
     let first: Option<Report> = Report::query()
-        .filter(reports::title.eq("q1"))
+        .filter(Report::title.eq("q1"))
         .gino()
         .first()
         .await

@@ -373,13 +373,15 @@ impl EngineOptions {
 
     /// `false` turns off the per-connection cache of prepared statements
     /// (on by default: a repeated query is parsed and planned once per
-    /// connection). Turn it off behind PgBouncer in transaction pooling
-    /// mode, where a connection's prepared statements may belong to another
-    /// server session.
+    /// connection), e.g. to keep a server's memory for plans low. Each
+    /// statement is still prepared by name and executed in a second round
+    /// trip, so behind PgBouncer in transaction pooling mode use PgBouncer
+    /// 1.21 or newer with `max_prepared_statements`, which handles named
+    /// statements, rather than this.
     ///
     /// ```
-    /// let behind_pgbouncer = gino::EngineOptions::new().statement_cache(false);
-    /// # let _ = behind_pgbouncer;
+    /// let uncached = gino::EngineOptions::new().statement_cache(false);
+    /// # let _ = uncached;
     /// ```
     pub fn statement_cache(mut self, enabled: bool) -> Self {
         self.statement_cache = enabled;

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use deadpool::Runtime;
-use deadpool::managed::{Pool, PoolError, Timeouts};
+use deadpool::managed::{Pool, PoolError, QueueMode, Timeouts};
 
 use crate::config::{DatabaseUrl, EngineOptions};
 use crate::error::{Error, Result};
@@ -50,6 +50,9 @@ pub async fn create_engine(url: &str, options: EngineOptions) -> Result<Engine> 
     };
     let source = if options.pooled {
         let pool = Pool::builder(manager)
+            // The most recently used connection first: a sequential caller
+            // keeps one warm instead of cycling through every backend.
+            .queue_mode(QueueMode::Lifo)
             .max_size(options.max_size)
             .wait_timeout(options.acquire_timeout)
             .runtime(Runtime::Tokio1)

@@ -266,6 +266,55 @@ impl Error {
         }
     }
 
+    /// Whether the connection was lost, or the server cannot take it (it is
+    /// shutting down, starting, or unreachable): a broken socket
+    /// ([`Error::Connection`]) and SQLSTATEs `08xxx` (connection
+    /// exception), `57P01` (admin shutdown, e.g. a terminated backend),
+    /// `57P02` (crash shutdown) and `57P03` (cannot connect now) alike. The
+    /// original detail stays in the error.
+    ///
+    /// ```
+    /// # fn demo(err: gino::Error) {
+    /// if err.is_connection_lost() {
+    ///     eprintln!("database unavailable: {err}");
+    /// }
+    /// # }
+    /// ```
+    pub fn is_connection_lost(&self) -> bool {
+        match self {
+            Error::Connection(_) => true,
+            Error::Database(e) => {
+                matches!(e.code(), "57P01" | "57P02" | "57P03") || e.code().starts_with("08")
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether the same work may succeed if tried again: a lost connection
+    /// or a server that is not ready ([`is_connection_lost`](Self::is_connection_lost)),
+    /// no pooled connection in time, a serialization failure or a deadlock.
+    /// Retry whole transactions, and only idempotent work after a lost
+    /// connection: a statement may have run before the connection broke.
+    ///
+    /// ```
+    /// # async fn demo(db: &gino::Gino) -> gino::Result<()> {
+    /// let mut tries = 0;
+    /// loop {
+    ///     match db.status(diesel::sql_query("SELECT 1")).await {
+    ///         Err(e) if e.is_retryable() && tries < 3 => tries += 1,
+    ///         other => break other.map(drop),
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::PoolTimeout(_) => true,
+            Error::Database(e) if e.is_retryable() => true,
+            other => other.is_connection_lost(),
+        }
+    }
+
     /// Builds the error for a diesel failure; `code` is the SQLSTATE the
     /// connection observed on the wire for that statement, since diesel's
     /// error type does not carry it.

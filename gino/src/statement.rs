@@ -89,11 +89,20 @@ where
     }
 }
 
+/// How long a timed-out statement may take to end once its cancel request
+/// went out. A cancel can be lost (PgBouncer 1.18 drops tokio-postgres's
+/// cancel connection); past this the caller gets its timeout anyway.
+pub(crate) const CANCEL_GRACE: Duration = Duration::from_secs(1);
+
 /// Runs `statement` on `pg`, cancelling it on the server at the deadline.
 ///
 /// On timeout the cancel request goes out and the statement is still
 /// awaited to its end, so the connection is in a known state afterwards
-/// and the cancel cannot hit a later statement.
+/// and the cancel cannot hit a later statement. If it has not ended
+/// [`CANCEL_GRACE`] later (the cancel was lost), the timeout error comes
+/// anyway and the connection stays marked as interrupted: given back, it
+/// is closed; kept by a connection, it is resynchronised before its next
+/// statement.
 pub(crate) async fn run_statement<R, S: Statement<R>>(
     pg: &mut PgConn,
     deadline: &Deadline,
@@ -118,10 +127,21 @@ pub(crate) async fn run_statement<R, S: Statement<R>>(
                 result = &mut fut => result,
                 _ = tokio::time::sleep_until(at) => {
                     let token = token.expect("made when there is a deadline");
-                    if let Err(e) = addr.cancel(&token).await {
-                        tracing::warn!(target: "gino", "could not cancel a timed-out query: {e}");
-                    }
-                    let result = fut.await;
+                    let cancelled = tokio::time::timeout(CANCEL_GRACE, async {
+                        if let Err(e) = addr.cancel(&token).await {
+                            tracing::warn!(target: "gino", "could not cancel a timed-out query: {e}");
+                        }
+                        (&mut fut).await
+                    })
+                    .await;
+                    let Ok(result) = cancelled else {
+                        tracing::warn!(
+                            target: "gino",
+                            "a timed-out statement still runs {CANCEL_GRACE:?} after its cancel \
+                             request (lost?): giving up on its connection"
+                        );
+                        return Err(deadline.error());
+                    };
                     if result.is_err() && wire.error_code().as_deref() == Some("57014") {
                         wire.settle().await;
                         *in_flight = false;

@@ -1,0 +1,231 @@
+//! Faults a careful user meets: a cancel request that is lost, a backend
+//! killed under a connection, values that must come back exactly.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use diesel::dsl::sql;
+use diesel::sql_types::{Integer, Text};
+use gino::prelude::*;
+use gino::{EngineOptions, Error, create_engine};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// A TCP proxy in front of `upstream` that swallows cancel requests (as
+/// PgBouncer 1.18 does with tokio-postgres's) and passes everything else.
+async fn cancel_dropping_proxy(upstream: std::net::SocketAddr) -> std::net::SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut client, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut head = [0u8; 8];
+                if client.read_exact(&mut head).await.is_err() {
+                    return;
+                }
+                // CancelRequest: length 16, code 80877102.
+                if head == [0, 0, 0, 16, 0x04, 0xd2, 0x16, 0x2e] {
+                    // Keep it open and say nothing, as the lost cancel did.
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                    return;
+                }
+                let Ok(mut server) = TcpStream::connect(upstream).await else {
+                    return;
+                };
+                if server.write_all(&head).await.is_err() {
+                    return;
+                }
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+            });
+        }
+    });
+    addr
+}
+
+fn server_addr(url: &str) -> std::net::SocketAddr {
+    let config: tokio_postgres::Config = url.parse().unwrap();
+    let host = match &config.get_hosts()[0] {
+        tokio_postgres::config::Host::Tcp(h) => h.clone(),
+        other => panic!("the test server is reached over TCP, not {other:?}"),
+    };
+    use std::net::ToSocketAddrs;
+    (host.as_str(), config.get_ports()[0])
+        .to_socket_addrs()
+        .unwrap()
+        .next()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_lost_cancel_still_ends_the_wait_at_the_deadline_plus_a_grace() {
+    let db = gino_testkit::TestDatabase::create().await;
+    let proxy = cancel_dropping_proxy(server_addr(db.url())).await;
+    let mut url: url_parts::Url = db.url().into();
+    url.addr = proxy.to_string();
+    let engine = create_engine(
+        &format!("{}?sslmode=disable&application_name=lost_cancel", url),
+        EngineOptions::new().max_size(2).min_size(1),
+    )
+    .await
+    .unwrap();
+    let started = Instant::now();
+    let result = diesel::sql_query("SELECT pg_sleep(5)")
+        .gino()
+        .bind(&engine)
+        .timeout(Duration::from_millis(200))
+        .status()
+        .await;
+    let waited = started.elapsed();
+    assert!(matches!(result, Err(Error::QueryTimeout(_))), "{result:?}");
+    assert!(
+        waited < Duration::from_secs(3),
+        "waited {waited:?} for a statement whose cancel was lost"
+    );
+    // The interrupted connection was closed, not pooled: the next query
+    // gets a clean one at once.
+    let started = Instant::now();
+    let n: i32 = engine
+        .one(diesel::select(sql::<Integer>("1")))
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    assert!(started.elapsed() < Duration::from_secs(2));
+    common::assert_pool_clean(&engine).await;
+    engine.close().await;
+}
+
+/// A `postgres://user@addr/db?query` URL split at its address.
+mod url_parts {
+    pub struct Url {
+        pub head: String,
+        pub addr: String,
+        pub tail: String,
+    }
+
+    impl From<&str> for Url {
+        fn from(url: &str) -> Self {
+            let at = url.find('@').map_or("postgres://".len(), |i| i + 1);
+            let end = url[at..].find('/').map_or(url.len(), |i| at + i);
+            Url {
+                head: url[..at].to_owned(),
+                addr: url[at..end].to_owned(),
+                tail: url[end..].split('?').next().unwrap().to_owned(),
+            }
+        }
+    }
+
+    impl std::fmt::Display for Url {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "{}{}{}", self.head, self.addr, self.tail)
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_killed_backend_is_a_connection_lost_error_and_the_engine_recovers() {
+    let setup = common::setup_with(EngineOptions::new().max_size(2)).await;
+    let engine = &setup.engine;
+    let conn = engine.acquire().await.unwrap();
+    let pid = common::backend_pid(&conn).await;
+    let observer = common::observer(&setup).await;
+    let killed: bool = observer
+        .one(diesel::select(
+            sql::<diesel::sql_types::Bool>("pg_terminate_backend(")
+                .bind::<Integer, _>(pid)
+                .sql(")"),
+        ))
+        .await
+        .unwrap();
+    assert!(killed);
+    let lost = common::try_backend_pid(&conn).await.unwrap_err();
+    assert!(lost.is_connection_lost(), "{lost:?}");
+    assert!(lost.is_retryable(), "{lost:?}");
+    drop(conn);
+    // The engine goes on with other connections.
+    let again = common::backend_pid(engine).await;
+    assert_ne!(again, pid);
+    for not_lost in [
+        Error::NoResultFound,
+        Error::Configuration("x".into()),
+        Error::QueryTimeout(Duration::from_secs(1)),
+    ] {
+        assert!(!not_lost.is_connection_lost() && !not_lost.is_retryable());
+    }
+    assert!(Error::PoolTimeout(Duration::from_secs(1)).is_retryable());
+    observer.close().await;
+}
+
+#[cfg(feature = "json")]
+#[tokio::test]
+async fn floats_and_awkward_text_come_back_exactly() {
+    let setup = common::setup().await;
+    let engine = &setup.engine;
+    // xorshift: reproducible, and it reaches all of f64's bit patterns.
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut floats: Vec<f64> = (0..2000)
+        .map(|_| f64::from_bits(next()))
+        .filter(|f| f.is_finite())
+        .collect();
+    floats.extend([0.1, 1.0 / 3.0, f64::MAX, f64::MIN_POSITIVE, -0.0, 5e-324]);
+    let document = serde_json::json!({ "values": floats, "nested": { "x": floats[0] } });
+    let back: serde_json::Value = engine
+        .one(diesel::select(
+            sql::<diesel::sql_types::Jsonb>("")
+                .bind::<diesel::sql_types::Jsonb, _>(document.clone())
+                .sql("::jsonb"),
+        ))
+        .await
+        .unwrap();
+    let returned: Vec<f64> = back["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    let changed = floats
+        .iter()
+        .zip(&returned)
+        .filter(|(a, b)| a.to_bits() != b.to_bits() && !(**a == 0.0 && **b == 0.0))
+        .count();
+    assert_eq!(changed, 0, "{changed} of {} floats changed", floats.len());
+
+    for text in [
+        "it's",
+        "back\\slash",
+        ":name $1 ?",
+        "\u{0}".trim_start_matches('\u{0}'),
+        "emoji 🦀 and ünïcödé",
+        "'; DROP TABLE users; --",
+    ] {
+        let back: String = engine
+            .one(diesel::select(
+                sql::<Text>("").bind::<Text, _>(text.to_owned()),
+            ))
+            .await
+            .unwrap();
+        assert_eq!(back, text);
+        let raw: String = engine
+            .one(gino::text("SELECT :v::text AS v").bind::<Text, _>("v", text.to_owned()))
+            .await
+            .map(|row: TextRow| row.v)
+            .unwrap();
+        assert_eq!(raw, text);
+    }
+}
+
+#[cfg(feature = "json")]
+#[derive(diesel::QueryableByName)]
+struct TextRow {
+    #[diesel(sql_type = Text)]
+    v: String,
+}

@@ -21,13 +21,15 @@ use diesel::connection::{Instrumentation, InstrumentationEvent};
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 
 use crate::error::{Error, Result};
-use crate::wire::{Connector, ServerAddr, TxStatus, WireState};
+use crate::wire::{Connector, Probe, ServerAddr, TxStatus, WireState};
 
 /// A diesel-async connection with what gino knows about it.
 pub(crate) struct PgConn {
     pub(crate) conn: AsyncPgConnection,
     pub(crate) wire: Arc<WireState>,
     pub(crate) addr: ServerAddr,
+    /// Sees whether the server went away while the connection sat idle.
+    probe: Option<Probe>,
     /// Set while a statement runs; still set afterwards means the future
     /// running it was dropped half-way, and the connection's state is unknown.
     pub(crate) in_flight: bool,
@@ -49,6 +51,7 @@ impl PgConn {
             conn,
             wire: opened.state,
             addr: opened.addr,
+            probe: opened.probe,
             in_flight: false,
             holds_session_state: false,
         })
@@ -105,7 +108,7 @@ impl managed::Manager for Manager {
         // Cheap checks only (no round trip): `RawConn` never returns a
         // connection that is not clean, so only a connection the server
         // closed while it sat idle can be bad here.
-        if conn.wire.is_closed() {
+        if conn.wire.is_closed() || conn.probe.as_ref().is_some_and(Probe::server_gone) {
             return Err(RecycleError::message("the server closed the connection"));
         }
         if !conn.is_clean() {

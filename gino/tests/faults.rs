@@ -3,10 +3,13 @@
 
 mod common;
 
+use std::future::IntoFuture;
 use std::time::{Duration, Instant};
 
 use diesel::dsl::sql;
-use diesel::sql_types::{Integer, Text};
+use diesel::sql_types::Integer;
+#[cfg(feature = "json")]
+use diesel::sql_types::Text;
 use gino::prelude::*;
 use gino::{EngineOptions, Error, create_engine};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -228,4 +231,48 @@ async fn floats_and_awkward_text_come_back_exactly() {
 struct TextRow {
     #[diesel(sql_type = Text)]
     v: String,
+}
+
+#[tokio::test]
+async fn idle_connections_of_killed_backends_are_never_handed_out() {
+    let setup = common::setup_with(EngineOptions::new().max_size(4).min_size(4)).await;
+    let engine = &setup.engine;
+    let observer = common::observer(&setup).await;
+    for round in 0..3 {
+        // Every pooled connection idle, then every backend terminated.
+        let held =
+            futures_util::future::join_all((0..4).map(|_| engine.acquire().into_future())).await;
+        drop(held);
+        let killed: i64 = observer
+            .one(diesel::select(sql::<diesel::sql_types::BigInt>(
+                "count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            )))
+            .await
+            .unwrap();
+        assert!(killed >= 4, "round {round}: killed {killed}");
+        // Once the backends are gone (the kill landed while they were
+        // idle), as many queries as the pool holds, at once.
+        loop {
+            let left: i64 = observer
+                .one(diesel::select(sql::<diesel::sql_types::BigInt>(
+                    "count(*) FROM pg_stat_activity \
+                     WHERE datname = current_database() AND pid <> pg_backend_pid()",
+                )))
+                .await
+                .unwrap();
+            if left == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let results = futures_util::future::join_all(
+            (0..4).map(|_| engine.one::<i32, _>(diesel::select(sql::<Integer>("1")))),
+        )
+        .await;
+        for result in results {
+            assert_eq!(result.unwrap(), 1, "round {round}");
+        }
+    }
+    observer.close().await;
 }

@@ -125,22 +125,22 @@ impl<M: BulkInsert> Mode<M> for Vec<M> {
 
 /// Inserts `rows` in a savepoint of the transaction `engine` is in, so
 /// that a failure leaves the transaction usable for finding the culprit.
-async fn attempt<M: BulkInsert, Out: Mode<M>>(engine: &Engine, rows: &[M]) -> Result<Out> {
+async fn attempt<M: BulkInsert>(engine: &Engine, rows: &[M]) -> Result<u64> {
     engine
-        .transaction(Out::insert(rows, Bind::Engine(engine)))
+        .transaction(u64::insert(rows, Bind::Engine(engine)))
         .await
 }
 
 /// Finds the first row of `rows` that fails after the ones before it, by
-/// halving; each successful half stays inserted (in the enclosing
-/// savepoint), as it was when the whole chunk failed. Counting inserts
-/// suffice: nothing needs to come back.
+/// halving in savepoints; each successful half stays inserted (in the
+/// enclosing transaction), as it was when the whole chunk failed. Counting
+/// inserts suffice: nothing needs to come back.
 async fn culprit<M: BulkInsert>(engine: &Engine, rows: &[M]) -> (usize, Option<Error>) {
     let (mut start, mut end) = (0, rows.len());
     let mut error = None;
     while end - start > 1 {
         let middle = start + (end - start) / 2;
-        match attempt::<M, u64>(engine, &rows[start..middle]).await {
+        match attempt::<M>(engine, &rows[start..middle]).await {
             Err(e) => {
                 error = Some(e);
                 end = middle;
@@ -148,55 +148,118 @@ async fn culprit<M: BulkInsert>(engine: &Engine, rows: &[M]) -> (usize, Option<E
             Ok(_) => start = middle,
         }
     }
-    match attempt::<M, u64>(engine, &rows[start..end]).await {
+    match attempt::<M>(engine, &rows[start..end]).await {
         Err(e) => (start, Some(e)),
         Ok(_) => (start, error),
     }
 }
 
-async fn insert_all<M: BulkInsert, Out: Mode<M>>(engine: &Engine, rows: &[M]) -> Result<Out> {
-    let per_statement = (MAX_BIND_PARAMETERS / M::PARAMETERS_PER_ROW.max(1)).max(1);
+/// Why a batch failed, as it leaves its transaction (which rolls back).
+enum Failure {
+    /// Not a row's fault (connection, timeout, ...).
+    Other(Error),
+    /// The statement of the chunk starting at row `start` failed with a
+    /// database error; which row is found afterwards.
+    Chunk { start: usize, error: Error },
+    /// The row at `index` fails after the rows before it.
+    Row { index: usize, error: Error },
+}
+
+impl From<Error> for Failure {
+    fn from(error: Error) -> Self {
+        Failure::Other(error)
+    }
+}
+
+fn per_statement<M: BulkInsert>() -> usize {
+    (MAX_BIND_PARAMETERS / M::PARAMETERS_PER_ROW.max(1)).max(1)
+}
+
+/// Every chunk, one statement each; no savepoints, which only finding a
+/// failing row needs.
+async fn insert_all<M: BulkInsert, Out: Mode<M>>(
+    engine: &Engine,
+    rows: &[M],
+) -> Result<Out, Failure> {
     let mut output = Out::empty();
-    let mut offset = 0;
-    for chunk in rows.chunks(per_statement) {
-        match attempt::<M, Out>(engine, chunk).await {
+    for (i, chunk) in rows.chunks(per_statement::<M>()).enumerate() {
+        match Out::insert(chunk, Bind::Engine(engine)).await {
             Ok(more) => output.extend(more),
             // Only a database error can be pinned on a row.
-            Err(Error::Database(first)) => {
-                let (index, error) = culprit(engine, chunk).await;
-                let source = match error {
-                    Some(e @ Error::Database(_)) => e,
-                    _ => Error::Database(first),
-                };
-                return Err(Error::BatchRow {
-                    index: offset + index,
-                    source: Box::new(source),
+            Err(error @ Error::Database(_)) => {
+                return Err(Failure::Chunk {
+                    start: i * per_statement::<M>(),
+                    error,
                 });
             }
-            Err(other) => return Err(other),
+            Err(other) => return Err(Failure::Other(other)),
         }
-        offset += chunk.len();
     }
     Ok(output)
+}
+
+/// After chunk `start` failed: the rows before it again, then halving the
+/// chunk in savepoints to the first row that fails; always ends in
+/// `Err`, so that its transaction rolls back.
+async fn locate<M: BulkInsert>(
+    engine: &Engine,
+    rows: &[M],
+    start: usize,
+    first: Error,
+) -> Result<std::convert::Infallible, Failure> {
+    for chunk in rows[..start].chunks(per_statement::<M>()) {
+        u64::insert(chunk, Bind::Engine(engine)).await?;
+    }
+    let end = (start + per_statement::<M>()).min(rows.len());
+    let (offset, error) = culprit(engine, &rows[start..end]).await;
+    let error = match error {
+        Some(e @ Error::Database(_)) => e,
+        _ => first,
+    };
+    Err(Failure::Row {
+        index: start + offset,
+        error,
+    })
 }
 
 /// The whole batch in one transaction (a savepoint inside an open one).
 /// Within it the engine's contextual connection is the transaction's, so
 /// the statements run there; on a given connection that is the connection.
+/// Only when a statement fails does a second transaction find the row.
 async fn run<M: BulkInsert, Out: Mode<M>>(bind: Bind<'_>, rows: Vec<M>) -> Result<Out> {
     if rows.is_empty() {
         return Ok(Out::empty());
     }
-    match bind.resolve()? {
-        Resolved::Connection(conn) => {
-            let engine = conn.engine();
-            conn.transaction(insert_all::<M, Out>(engine, &rows)).await
-        }
-        Resolved::Engine(engine) => {
+    let resolved = bind.resolve()?;
+    let (engine, conn) = match &resolved {
+        Resolved::Connection(conn) => (conn.engine().clone(), Some(*conn)),
+        Resolved::Engine(engine) => (engine.clone(), None),
+    };
+    let inserted = match conn {
+        Some(conn) => conn.transaction(insert_all::<M, Out>(&engine, &rows)).await,
+        None => {
             engine
                 .transaction(insert_all::<M, Out>(&engine, &rows))
                 .await
         }
+    };
+    let (start, first) = match inserted {
+        Ok(output) => return Ok(output),
+        Err(Failure::Chunk { start, error }) => (start, error),
+        Err(Failure::Other(error)) | Err(Failure::Row { error, .. }) => return Err(error),
+    };
+    let search = locate(&engine, &rows, start, first);
+    let located = match conn {
+        Some(conn) => conn.transaction(search).await,
+        None => engine.transaction(search).await,
+    };
+    match located {
+        Err(Failure::Row { index, error }) => Err(Error::BatchRow {
+            index,
+            source: Box::new(error),
+        }),
+        Err(Failure::Other(error)) | Err(Failure::Chunk { error, .. }) => Err(error),
+        Ok(never) => match never {},
     }
 }
 

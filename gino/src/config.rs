@@ -352,7 +352,10 @@ impl EngineOptions {
         self
     }
 
-    /// Isolation level of every transaction that does not choose its own.
+    /// Isolation level of every connection of the engine
+    /// (`default_transaction_isolation`, so statements outside explicit
+    /// transactions run at it too), and of transactions that do not choose
+    /// their own.
     pub fn isolation_level(mut self, level: IsolationLevel) -> Self {
         self.isolation_level = Some(level);
         self
@@ -682,6 +685,15 @@ impl DatabaseUrl {
         }
         if let Some(timeout) = options.statement_timeout {
             server_options.push(format!("-c statement_timeout={}", timeout.as_millis()));
+        }
+        if let Some(level) = options.isolation_level {
+            // Every statement of the engine's connections runs at it, as
+            // GINO applies it per connection; a space in an option's value
+            // is escaped with a backslash.
+            server_options.push(format!(
+                "-c default_transaction_isolation={}",
+                level.as_sql().to_ascii_lowercase().replace(' ', "\\ ")
+            ));
         }
         if !server_options.is_empty() {
             pg.options(server_options.join(" "));

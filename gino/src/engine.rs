@@ -20,7 +20,7 @@ use deadpool::managed::{Pool, PoolError, QueueMode, Timeouts};
 
 use crate::config::{DatabaseUrl, EngineOptions};
 use crate::error::{Error, Result};
-use crate::pool::{Manager, RawConn};
+use crate::pool::{Manager, OpenCount, RawConn};
 use crate::statement::{Deadline, Statement, run_statement};
 use crate::wire::Connector;
 
@@ -60,7 +60,7 @@ pub async fn create_engine(url: &str, options: EngineOptions) -> Result<Engine> 
             .map_err(|e| Error::Configuration(format!("cannot build the pool: {e}")))?;
         Source::Pool(pool)
     } else {
-        Source::Direct(Box::new(manager))
+        Source::Direct(Box::new(manager), Default::default())
     };
     static NEXT: AtomicU64 = AtomicU64::new(1);
     let engine = Engine {
@@ -79,7 +79,8 @@ pub async fn create_engine(url: &str, options: EngineOptions) -> Result<Engine> 
 
 enum Source {
     Pool(Pool<Manager>),
-    Direct(Box<Manager>),
+    /// No pool: a connection per acquire, counted while open.
+    Direct(Box<Manager>, Arc<std::sync::atomic::AtomicUsize>),
 }
 
 struct EngineInner {
@@ -187,7 +188,8 @@ impl Engine {
         self.inner.echo.load(Ordering::Relaxed)
     }
 
-    /// A snapshot of the pool (all zeros when pooling is off).
+    /// A snapshot of the pool. Without pooling, `size` counts the open
+    /// connections and the rest is zero.
     ///
     /// ```
     /// # fn demo(engine: &gino::Engine) {
@@ -206,9 +208,9 @@ impl Engine {
                     waiting: s.waiting,
                 }
             }
-            Source::Direct(_) => PoolStatus {
+            Source::Direct(_, open) => PoolStatus {
                 max_size: 0,
-                size: 0,
+                size: open.load(Ordering::Relaxed),
                 available: 0,
                 waiting: 0,
             },
@@ -307,9 +309,9 @@ impl Engine {
                     Err(e) => Err(Error::Connection(e.to_string())),
                 }
             }
-            Source::Direct(manager) => {
+            Source::Direct(manager, open) => {
                 let conn = deadline.wait(manager.open()).await??;
-                Ok(RawConn::direct(conn))
+                Ok(RawConn::direct(conn, OpenCount::new(open)))
             }
         }
     }

@@ -120,7 +120,26 @@ impl managed::Manager for Manager {
 
 enum Held {
     Pooled(Object<Manager>),
-    Direct(PgConn),
+    /// A connection of an unpooled engine, counted while open (the count
+    /// is only dropped, never read, here).
+    Direct(PgConn, #[allow(dead_code)] OpenCount),
+}
+
+/// One of an unpooled engine's open connections; the count goes down when
+/// it is dropped (and the connection closed).
+pub(crate) struct OpenCount(Arc<std::sync::atomic::AtomicUsize>);
+
+impl OpenCount {
+    pub(crate) fn new(count: &Arc<std::sync::atomic::AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        OpenCount(count.clone())
+    }
+}
+
+impl Drop for OpenCount {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// A raw connection out of the pool (or opened for one acquire when pooling
@@ -136,16 +155,16 @@ impl RawConn {
         }
     }
 
-    pub(crate) fn direct(conn: PgConn) -> Self {
+    pub(crate) fn direct(conn: PgConn, count: OpenCount) -> Self {
         RawConn {
-            held: Some(Held::Direct(conn)),
+            held: Some(Held::Direct(conn, count)),
         }
     }
 
     pub(crate) fn get(&mut self) -> &mut PgConn {
         match self.held.as_mut().expect("RawConn is only emptied by drop") {
             Held::Pooled(object) => object,
-            Held::Direct(conn) => conn,
+            Held::Direct(conn, _) => conn,
         }
     }
 
@@ -166,7 +185,7 @@ impl Drop for RawConn {
         let Some(held) = self.held.take() else { return };
         let clean = match &held {
             Held::Pooled(object) => object.is_clean(),
-            Held::Direct(conn) => conn.is_clean(),
+            Held::Direct(conn, _) => conn.is_clean(),
         };
         match held {
             Held::Pooled(object) if !clean => {

@@ -304,11 +304,15 @@ async fn without_pooling_every_acquire_opens_a_connection_and_release_closes_it(
     let (pid_a, pid_b) = (backend_pid(&a).await, backend_pid(&b).await);
     assert_ne!(pid_a, pid_b);
     wait_for_sessions(&s.engine, &app, 2).await;
+    assert_eq!(engine.pool_status().size, 2, "open connections are counted");
+    assert!(format!("{engine:?}").contains("size: 2"), "{engine:?}");
 
     a.release().await.unwrap();
     wait_for_sessions(&s.engine, &app, 1).await;
+    assert_eq!(engine.pool_status().size, 1);
     drop(b);
     wait_for_sessions(&s.engine, &app, 0).await;
+    assert_eq!(engine.pool_status().size, 0);
 
     // Nothing is kept for the next acquire either.
     let c = engine.acquire().reusable(false).await.unwrap();

@@ -656,6 +656,11 @@ async fn engine_default_isolation_level_applies_and_can_be_overridden() {
     let tx = e.begin().await.unwrap();
     assert_eq!(tx_settings(e).await.0, "repeatable read");
     tx.rollback().await.unwrap();
+    // Outside explicit transactions too, as GINO sets it per connection.
+    assert_eq!(tx_settings(e).await.0, "repeatable read");
+    let conn = e.acquire().await.unwrap();
+    assert_eq!(tx_settings(&conn).await.0, "repeatable read");
+    conn.release().await.unwrap();
 
     let from_url = gino::create_engine(
         &common::url_with(&s.db, "isolation_level=serializable"),
@@ -666,6 +671,7 @@ async fn engine_default_isolation_level_applies_and_can_be_overridden() {
     let tx = from_url.begin().await.unwrap();
     assert_eq!(tx_settings(&from_url).await.0, "serializable");
     tx.rollback().await.unwrap();
+    assert_eq!(tx_settings(&from_url).await.0, "serializable");
     let seen = from_url
         .transaction(async { Ok::<_, Error>(tx_settings(&from_url).await.0) })
         .isolation_level(IsolationLevel::RepeatableRead)

@@ -116,6 +116,16 @@ async fn properties_round_trip_merge_filter_and_fail_clearly() {
         "before_set trims, after_get shouts"
     );
     assert_eq!(Person::get(ann.id).await.unwrap().unwrap(), ann);
+    // Raw SQL loads models too, properties included (GINO's textual SQL
+    // with `loader=User`).
+    let raw: Vec<Person> = DB
+        .all(
+            gino::text("SELECT * FROM people WHERE name = :name")
+                .bind::<diesel::sql_types::Text, _>("name", "ann"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(raw, [ann.clone()]);
     let stored = profile(ann.id).await;
     assert_eq!(stored["nickname"], "annie");
     assert_eq!(stored["visits"], 0);

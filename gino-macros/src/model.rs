@@ -642,6 +642,7 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
     let idents: Vec<&Ident> = fields.iter().map(|f| &f.ident).collect();
     let tys: Vec<&Type> = fields.iter().map(|f| &f.ty).collect();
     let sql_types: Vec<&TokenStream> = resolved.iter().map(|r| &r.sql_type).collect();
+    let column_names: Vec<&str> = fields.iter().map(|f| f.column.as_str()).collect();
     // The struct is built from the row: fields from their columns,
     // properties from the JSONB columns.
     let mut reads = Vec::new();
@@ -1049,6 +1050,17 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
             fn build(row: Self::Row) -> #d::deserialize::Result<Self> {
                 #(#reads)*
                 ::core::result::Result::Ok(Self { #(#assigns)* })
+            }
+        }
+
+        // Raw SQL (`gino::text`, `sql_query`) loads models by column name,
+        // as GINO's `execution_options(loader=User)` on textual SQL.
+        impl #d::deserialize::QueryableByName<#d::pg::Pg> for #name {
+            fn build<'__gino_row>(
+                row: &impl #d::row::NamedRow<'__gino_row, #d::pg::Pg>,
+            ) -> #d::deserialize::Result<Self> {
+                let row = (#(#d::row::NamedRow::get::<#sql_types, #tys>(row, #column_names)?,)*);
+                <Self as #d::Queryable<(#(#sql_types,)*), #d::pg::Pg>>::build(row)
             }
         }
 

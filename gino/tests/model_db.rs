@@ -90,6 +90,24 @@ async fn queries_of_a_model_run_on_its_database() {
         .unwrap();
     assert_eq!(deleted, "DELETE 1");
 
+    // Raw SQL into the model, by column name.
+    let raw: Option<Report> = REPORTS
+        .first(
+            gino::text("SELECT id, title FROM reports WHERE title = :t")
+                .bind::<Text, _>("t", "q2 (done)"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(raw.map(|r| r.title).as_deref(), Some("q2 (done)"));
+    let missing_column = REPORTS
+        .all::<Report, _>(gino::text("SELECT id FROM reports"))
+        .await
+        .unwrap_err();
+    assert!(
+        missing_column.to_string().contains("title"),
+        "names the missing column: {missing_column}"
+    );
+
     // `.bind(...)` still decides.
     let elsewhere = Report::query().gino().bind(&DEFAULT).all::<Report>().await;
     assert_eq!(

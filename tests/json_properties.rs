@@ -125,7 +125,7 @@ async fn properties_round_trip_merge_filter_and_fail_clearly() {
         )
         .await
         .unwrap();
-    assert_eq!(raw, [ann.clone()]);
+    assert_eq!(raw, std::slice::from_ref(&ann));
     let stored = profile(ann.id).await;
     assert_eq!(stored["nickname"], "annie");
     assert_eq!(stored["visits"], 0);

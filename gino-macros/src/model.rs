@@ -941,6 +941,35 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
             }
         }
     });
+    // After `apply()`, only what the update changed is refreshed from the
+    // row (as GINO does): a value set in memory by an update request that
+    // was never applied stays.
+    let refreshes = regular.iter().map(|f| {
+        let ident = &f.ident;
+        let column = &f.column;
+        quote! {
+            if changes.assigns(#column) {
+                self.instance.#ident = fresh.#ident;
+            }
+        }
+    });
+    let refresh_keys = json_fields.iter().map(|map| {
+        let keys = format_ident!("{}_keys", map);
+        quote! {
+            let #keys: ::std::vec::Vec<::std::string::String> = self.#map.keys().cloned().collect();
+        }
+    });
+    let property_refreshes = props.iter().map(|p| {
+        let ident = &p.ident;
+        let key = p.ident.to_string();
+        let keys = format_ident!("json_{}_keys", p.property.as_deref().unwrap_or_default());
+        let column = p.property.clone().unwrap_or_default();
+        quote! {
+            if #keys.iter().any(|k| k == #key) || changes.assigns_directly(#column) {
+                self.instance.#ident = fresh.#ident;
+            }
+        }
+    });
     let vis = &input.vis;
     let props_module = (!props.is_empty()).then(|| {
         let module = format_ident!("{}_props", table);
@@ -1274,7 +1303,8 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
             }
 
             /// Runs one `UPDATE ... RETURNING` with every change and
-            /// refreshes the value from what the database stored.
+            /// refreshes what it changed from what the database stored
+            /// (values set in memory by requests never applied stay).
             /// `gino::Error::NoSuchRow` if the row no longer exists.
             pub async fn apply(self) -> ::gino::Result<()> {
                 // A row that cannot be located is refused even with nothing
@@ -1284,6 +1314,8 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
                     return ::core::result::Result::Err(e);
                 }
                 let mut changes = self.changes;
+                #(#refresh_keys)*
+                let changes_before_merges = changes.columns();
                 #(#merges)*
                 if changes.is_empty() {
                     return ::core::result::Result::Ok(());
@@ -1295,7 +1327,10 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
                 if let ::core::option::Option::Some(t) = self.timeout {
                     run = run.timeout(t);
                 }
-                *self.instance = run.await?;
+                let fresh: #name = run.await?;
+                let changes = changes_before_merges;
+                #(#refreshes)*
+                #(#property_refreshes)*
                 ::core::result::Result::Ok(())
             }
         }

@@ -561,6 +561,39 @@ impl<T> Changes<T> {
     pub fn is_empty(&self) -> bool {
         self.items.is_empty()
     }
+
+    /// The columns the changes assign, as far as their SQL tells.
+    pub fn columns(&self) -> AssignedColumns {
+        AssignedColumns {
+            columns: self
+                .items
+                .iter()
+                .flat_map(|(columns, _)| columns.iter().cloned())
+                .collect(),
+            unknown: self.items.iter().any(|(columns, _)| columns.is_empty()),
+        }
+    }
+}
+
+/// What a set of [`Changes`] assigns, for refreshing a value after an
+/// update: a column is taken as assigned when a change names it, or when a
+/// change's SQL could not be read.
+#[derive(Debug, Clone, Default)]
+pub struct AssignedColumns {
+    columns: Vec<String>,
+    unknown: bool,
+}
+
+impl AssignedColumns {
+    /// Whether `column` may have been assigned.
+    pub fn assigns(&self, column: &str) -> bool {
+        self.unknown || self.assigns_directly(column)
+    }
+
+    /// Whether a change names `column`.
+    pub fn assigns_directly(&self, column: &str) -> bool {
+        self.columns.iter().any(|c| c == column)
+    }
 }
 
 impl<T: diesel::QuerySource> AsChangeset for Changes<T> {

@@ -16,6 +16,8 @@ pub struct Report {
     #[gino(primary_key)]
     pub id: i32,
     pub title: String,
+    #[gino(default = 0)]
+    pub pages: i32,
 }
 
 async fn current_database() -> String {
@@ -90,10 +92,25 @@ async fn queries_of_a_model_run_on_its_database() {
         .unwrap();
     assert_eq!(deleted, "DELETE 1");
 
+    // apply() refreshes what it changed, and only that: a value set in
+    // memory by a request never applied stays, as in GINO.
+    let mut draft = Report::create().title("draft").await.unwrap();
+    let _never_applied = draft.update().title("unsaved title");
+    draft
+        .update()
+        .set(reports::pages.eq(reports::pages + 3))
+        .apply()
+        .await
+        .unwrap();
+    assert_eq!((draft.title.as_str(), draft.pages), ("unsaved title", 3));
+    let stored = Report::get(draft.id).await.unwrap().unwrap();
+    assert_eq!((stored.title.as_str(), stored.pages), ("draft", 3));
+    draft.delete().await.unwrap();
+
     // Raw SQL into the model, by column name.
     let raw: Option<Report> = REPORTS
         .first(
-            gino::text("SELECT id, title FROM reports WHERE title = :t")
+            gino::text("SELECT id, title, pages FROM reports WHERE title = :t")
                 .bind::<Text, _>("t", "q2 (done)"),
         )
         .await

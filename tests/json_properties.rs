@@ -222,3 +222,66 @@ async fn properties_round_trip_merge_filter_and_fail_clearly() {
     );
     DB.pop_bind();
 }
+
+static KEYS: Gino = Gino::secondary();
+
+#[derive(Model, Debug, Clone, PartialEq)]
+#[gino(table = "keyed_notes", db = KEYS)]
+pub struct KeyedNote {
+    #[gino(primary_key)]
+    pub id: i32,
+    #[gino(property)]
+    pub text: Option<String>,
+}
+
+#[derive(Model, Debug, Clone, PartialEq)]
+#[gino(table = "keyed_memos", db = KEYS, unknown_properties = "ignore")]
+pub struct KeyedMemo {
+    #[gino(primary_key)]
+    pub id: i32,
+    #[gino(property)]
+    pub text: Option<String>,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undeclared_keys_are_an_error_unless_the_model_ignores_them() {
+    let database = gino_testkit::TestDatabase::create().await;
+    KEYS.set_bind(database.url()).await.unwrap();
+    KEYS.create_all().await.unwrap();
+    let note = KeyedNote::create().text("hi".to_owned()).await.unwrap();
+    let memo = KeyedMemo::create().text("hi".to_owned()).await.unwrap();
+    // Another program writes a key no property declares.
+    for table in ["keyed_notes", "keyed_memos"] {
+        KEYS.status(diesel::sql_query(format!(
+            "UPDATE {table} SET profile = profile || '{{\"written_elsewhere\": 1}}'"
+        )))
+        .await
+        .unwrap();
+    }
+    let refused = KeyedNote::get(note.id).await.unwrap_err();
+    let message = refused.to_string();
+    assert!(
+        message.contains("written_elsewhere") && message.contains("unknown_properties"),
+        "{message}"
+    );
+    let mut read = KeyedMemo::get(memo.id).await.unwrap().unwrap();
+    assert_eq!(read.text.as_deref(), Some("hi"));
+    read.update()
+        .text("changed".to_owned())
+        .apply()
+        .await
+        .unwrap();
+    let kept: serde_json::Value = keyed_memos::table
+        .find(memo.id)
+        .select(keyed_memos::profile)
+        .gino()
+        .one()
+        .await
+        .unwrap();
+    assert_eq!(
+        kept["written_elsewhere"], 1,
+        "the other program's key survives"
+    );
+    assert_eq!(kept["text"], "changed");
+    KEYS.pop_bind().unwrap().close().await;
+}

@@ -61,6 +61,9 @@ struct ModelAttrs {
     indexes: Vec<Index>,
     uniques: Vec<Unique>,
     checks: Vec<Check>,
+    /// Read rows whose JSON property columns hold keys no property
+    /// declares, instead of refusing them.
+    ignore_unknown_properties: bool,
 }
 
 fn lit_str(meta: &syn::meta::ParseNestedMeta) -> Result<String> {
@@ -154,10 +157,19 @@ fn parse_model_attrs(input: &DeriveInput) -> Result<ModelAttrs> {
                     return Err(meta.error("a check needs an expression: check(expr = \"x > 0\")"));
                 }
                 attrs.checks.push(check);
+            } else if meta.path.is_ident("unknown_properties") {
+                attrs.ignore_unknown_properties = match lit_str(&meta)?.as_str() {
+                    "error" => false,
+                    "ignore" => true,
+                    _ => {
+                        return Err(meta
+                            .error("unknown_properties is \"error\" (the default) or \"ignore\""));
+                    }
+                };
             } else {
                 return Err(meta.error(
                     "unknown model attribute: expected table, db, lookup, diesel_table, index, \
-                     unique or check",
+                     unique, check or unknown_properties",
                 ));
             }
             Ok(())
@@ -651,6 +663,15 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
         let index = syn::Index::from(i);
         if f.hidden {
             let column = &f.column;
+            if !attrs.ignore_unknown_properties {
+                let keys = props
+                    .iter()
+                    .filter(|p| p.property.as_deref() == Some(column.as_str()))
+                    .map(|p| p.ident.to_string());
+                reads.push(quote! {
+                    ::gino::json::declared_only(&row.#index, #column, &[#(#keys),*])?;
+                });
+            }
             for prop in props
                 .iter()
                 .filter(|p| p.property.as_deref() == Some(column.as_str()))

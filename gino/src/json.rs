@@ -66,6 +66,31 @@ pub fn property<T: DeserializeOwned>(
     }
 }
 
+/// Refuses a JSON column holding a key that no property declares (GINO's
+/// `UnknownJSONPropertyError`): it would be lost from the value, and may
+/// be a typo or another program's data. A model can read such rows anyway
+/// with `#[gino(unknown_properties = "ignore")]`; the keys then stay in the
+/// database, since updates merge only the keys they set.
+#[doc(hidden)]
+pub fn declared_only(
+    object: &Value,
+    column: &str,
+    keys: &[&str],
+) -> diesel::deserialize::Result<()> {
+    let Value::Object(map) = object else {
+        return Ok(());
+    };
+    match map.keys().find(|k| !keys.contains(&k.as_str())) {
+        None => Ok(()),
+        Some(unknown) => Err(format!(
+            "JSON column `{column}` holds the key `{unknown}`, which no property declares: \
+             declare it with #[gino(property)], or read such rows with \
+             #[gino(unknown_properties = \"ignore\")] on the model"
+        )
+        .into()),
+    }
+}
+
 /// Reads a property that must be there (no default, not an `Option`):
 /// a missing key is read as JSON `null`, which only an `Option` accepts.
 #[doc(hidden)]

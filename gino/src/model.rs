@@ -375,6 +375,11 @@ impl<T> QueryId for Lookup<T> {
 /// | `check(name = "ck", expr = "a < b")` | a table check constraint |
 /// | `lookup = path::to_fn` | how rows are located: `fn(&Self) -> gino::Result<Lookup<table>>` |
 /// | `diesel_table = path::to::users` | use an existing diesel `table!` instead of declaring one |
+/// | `unknown_properties = "ignore"` | read rows whose JSON property columns hold undeclared keys (by default an error naming the key, as GINO's `UnknownJSONPropertyError`); updates keep those keys |
+///
+/// Columns are also associated constants of the model (`User::nickname`,
+/// the same as `users::nickname`), and raw SQL loads models by column name
+/// (`db.all::<User, _>(gino::text("SELECT * FROM users"))`).
 ///
 /// Field attributes, `#[gino(...)]`:
 ///

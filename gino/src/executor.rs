@@ -556,6 +556,40 @@ impl<Q: diesel::query_builder::Query> diesel::query_builder::Query for KeepPrepa
 
 impl<Q, Conn> diesel::query_dsl::RunQueryDsl<Conn> for KeepPrepared<Q> {}
 
+/// `SELECT EXISTS (SELECT 1 FROM <from_where> $name AND <schema test>)`:
+/// a catalog lookup of `name`, or of `schema.name` when qualified (else
+/// by `visible`, the search path's test).
+#[doc(hidden)]
+pub fn catalog_lookup(
+    from_where: &'static str,
+    visible: &'static str,
+    name: &str,
+) -> impl diesel::query_builder::Query<SqlType = diesel::sql_types::Bool>
++ QueryFragment<Pg>
++ QueryId
++ Send
++ 'static {
+    use diesel::dsl::sql;
+    use diesel::sql_types::{Bool, Nullable, Text};
+    let (schema, object) = match name.split_once('.') {
+        Some((schema, object)) if !visible.is_empty() => (Some(schema.to_owned()), object),
+        _ => (None, name),
+    };
+    let visible = if visible.is_empty() { "true" } else { visible };
+    diesel::select(
+        sql::<Bool>("EXISTS (SELECT 1 FROM ")
+            .sql(from_where)
+            .bind::<Text, _>(object.to_owned())
+            .sql(" AND CASE WHEN ")
+            .bind::<Nullable<Text>, _>(schema.clone())
+            .sql("::text IS NULL THEN ")
+            .sql(visible)
+            .sql(" ELSE n.nspname = ")
+            .bind::<Nullable<Text>, _>(schema)
+            .sql(" END)"),
+    )
+}
+
 /// The query API shared by [`Gino`], [`Engine`] and [`Connection`]: each
 /// method wraps the query in an [`Executor`] bound to `self.bind()`.
 /// `$recv` and `$ty` name the receiver in the generated examples.
@@ -707,6 +741,49 @@ macro_rules! query_methods {
         )]
         pub fn prepare<F>(&self, build: F) -> $crate::Prepared<'_, F> {
             $crate::Prepared::new(build, self.bind())
+        }
+
+        #[doc = concat!(
+            "Whether the table (or view) `name` exists: `\"users\"`, or schema-qualified ",
+            "`\"app.users\"`; names are taken as written, not case-folded.\n\n",
+            "```\n# async fn demo(", $recv, ": &", $ty, ") -> gino::Result<()> {\n",
+            "assert!(", $recv, ".has_table(\"pg_catalog.pg_class\").await?);\n",
+            "assert!(!", $recv, ".has_table(\"no_such_table\").await?);\n# Ok(()) }\n```"
+        )]
+        pub async fn has_table(&self, name: &str) -> $crate::Result<bool> {
+            $crate::Executor::new($crate::executor::catalog_lookup(
+                "pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND c.relname = ",
+                "pg_catalog.pg_table_is_visible(c.oid)",
+                name,
+            ), self.bind()).one().await
+        }
+
+        #[doc = concat!(
+            "Whether the schema `name` exists.\n\n",
+            "```\n# async fn demo(", $recv, ": &", $ty, ") -> gino::Result<()> {\n",
+            "assert!(", $recv, ".has_schema(\"public\").await?);\n# Ok(()) }\n```"
+        )]
+        pub async fn has_schema(&self, name: &str) -> $crate::Result<bool> {
+            $crate::Executor::new($crate::executor::catalog_lookup(
+                "pg_catalog.pg_namespace n WHERE true AND n.nspname = ",
+                "",
+                name,
+            ), self.bind()).one().await
+        }
+
+        #[doc = concat!(
+            "Whether the type `name` exists (an enum, say): `\"mood\"` or `\"app.mood\"`.\n\n",
+            "```\n# async fn demo(", $recv, ": &", $ty, ") -> gino::Result<()> {\n",
+            "assert!(", $recv, ".has_type(\"int4\").await?);\n# Ok(()) }\n```"
+        )]
+        pub async fn has_type(&self, name: &str) -> $crate::Result<bool> {
+            $crate::Executor::new($crate::executor::catalog_lookup(
+                "pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace \
+                 WHERE t.typname = ",
+                "pg_catalog.pg_type_is_visible(t.oid)",
+                name,
+            ), self.bind()).one().await
         }
 
         #[doc = concat!(

@@ -125,6 +125,40 @@ async fn queries_of_a_model_run_on_its_database() {
         "names the missing column: {missing_column}"
     );
 
+    // Introspection, as GINO's has_table / has_schema / has_type.
+    assert!(REPORTS.has_table("reports").await.unwrap());
+    assert!(REPORTS.has_table("public.reports").await.unwrap());
+    assert!(
+        !REPORTS.has_table("Reports").await.unwrap(),
+        "taken as written"
+    );
+    assert!(!REPORTS.has_schema("app").await.unwrap());
+    REPORTS
+        .status(diesel::sql_query("CREATE SCHEMA app"))
+        .await
+        .unwrap();
+    REPORTS
+        .status(diesel::sql_query("CREATE TYPE app.mood AS ENUM ('ok')"))
+        .await
+        .unwrap();
+    REPORTS
+        .status(diesel::sql_query("CREATE TABLE app.hidden (x int)"))
+        .await
+        .unwrap();
+    assert!(REPORTS.has_schema("app").await.unwrap());
+    assert!(REPORTS.has_table("app.hidden").await.unwrap());
+    assert!(
+        !REPORTS.has_table("hidden").await.unwrap(),
+        "not on the search path"
+    );
+    assert!(REPORTS.has_type("app.mood").await.unwrap());
+    assert!(!REPORTS.has_type("mood").await.unwrap());
+    let engine = REPORTS.engine().unwrap();
+    let conn = engine.acquire().await.unwrap();
+    assert!(engine.has_table("reports").await.unwrap());
+    assert!(conn.has_type("int4").await.unwrap());
+    conn.release().await.unwrap();
+
     // `.bind(...)` still decides.
     let elsewhere = Report::query().gino().bind(&DEFAULT).all::<Report>().await;
     assert_eq!(

@@ -257,7 +257,7 @@ impl fmt::Display for SslRootCert {
 ///     .echo(true);
 /// # let _ = options;
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct EngineOptions {
     pub(crate) min_size: usize,
     pub(crate) max_size: usize,
@@ -274,6 +274,40 @@ pub struct EngineOptions {
     pub(crate) ssl_root_cert: Option<SslRootCert>,
     pub(crate) ssl_cert: Option<PathBuf>,
     pub(crate) ssl_key: Option<PathBuf>,
+    pub(crate) on_connect: Option<OnConnect>,
+}
+
+/// Code run on every new connection before its first use; see
+/// [`EngineOptions::on_connect`].
+pub type OnConnect = std::sync::Arc<
+    dyn for<'c> Fn(
+            &'c mut diesel_async::AsyncPgConnection,
+        ) -> futures_util::future::BoxFuture<'c, diesel::QueryResult<()>>
+        + Send
+        + Sync,
+>;
+
+impl fmt::Debug for EngineOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EngineOptions")
+            .field("min_size", &self.min_size)
+            .field("max_size", &self.max_size)
+            .field("acquire_timeout", &self.acquire_timeout)
+            .field("echo", &self.echo)
+            .field("statement_timeout", &self.statement_timeout)
+            .field("timeout", &self.timeout)
+            .field("application_name", &self.application_name)
+            .field("isolation_level", &self.isolation_level)
+            .field("pooled", &self.pooled)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("statement_cache", &self.statement_cache)
+            .field("ssl_mode", &self.ssl_mode)
+            .field("ssl_root_cert", &self.ssl_root_cert)
+            .field("ssl_cert", &self.ssl_cert)
+            .field("ssl_key", &self.ssl_key)
+            .field("on_connect", &self.on_connect.as_ref().map(|_| "<hook>"))
+            .finish()
+    }
 }
 
 impl Default for EngineOptions {
@@ -294,6 +328,7 @@ impl Default for EngineOptions {
             ssl_root_cert: None,
             ssl_cert: None,
             ssl_key: None,
+            on_connect: None,
         }
     }
 }
@@ -443,6 +478,31 @@ impl EngineOptions {
     /// ```
     pub fn ssl_key(mut self, path: impl Into<PathBuf>) -> Self {
         self.ssl_key = Some(path.into());
+        self
+    }
+
+    /// Runs `hook` on every new connection before its first use (GINO's
+    /// `init`): `SET` a session variable, prepare a statement, load
+    /// something. If it fails, the connection is discarded and whoever
+    /// needed it gets the error; it must leave no transaction open.
+    ///
+    /// ```
+    /// use diesel_async::SimpleAsyncConnection;
+    /// let options = gino::EngineOptions::new().on_connect(|conn| {
+    ///     Box::pin(async move { conn.batch_execute("SET search_path TO app, public").await })
+    /// });
+    /// # let _ = options;
+    /// ```
+    pub fn on_connect<F>(mut self, hook: F) -> Self
+    where
+        F: for<'c> Fn(
+                &'c mut diesel_async::AsyncPgConnection,
+            ) -> futures_util::future::BoxFuture<'c, diesel::QueryResult<()>>
+            + Send
+            + Sync
+            + 'static,
+    {
+        self.on_connect = Some(std::sync::Arc::new(hook));
         self
     }
 

@@ -47,6 +47,7 @@ pub async fn create_engine(url: &str, options: EngineOptions) -> Result<Engine> 
         connector: Connector::new(connect)?,
         echo: echo.clone(),
         statement_cache: options.statement_cache,
+        on_connect: options.on_connect.clone(),
     };
     let source = if options.pooled {
         let pool = Pool::builder(manager)

@@ -66,7 +66,7 @@ mod wire;
 
 pub use api::Gino;
 pub use bind::Bind;
-pub use config::{DatabaseUrl, EngineOptions, IsolationLevel, SslMode, SslRootCert};
+pub use config::{DatabaseUrl, EngineOptions, IsolationLevel, OnConnect, SslMode, SslRootCert};
 pub use connection::{Acquire, Connection, ConnectionStats};
 pub use cursor::{Cursor, DEFAULT_PREFETCH};
 pub use engine::{Engine, IntoEngine, PoolStatus, create_engine};

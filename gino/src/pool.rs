@@ -20,6 +20,7 @@ use deadpool::managed::{self, Metrics, Object, RecycleError, RecycleResult};
 use diesel::connection::{Instrumentation, InstrumentationEvent};
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 
+use crate::config::OnConnect;
 use crate::error::{Error, Result};
 use crate::wire::{Connector, Probe, ServerAddr, TxStatus, WireState};
 
@@ -83,6 +84,7 @@ pub(crate) struct Manager {
     pub(crate) connector: Connector,
     pub(crate) echo: Arc<AtomicBool>,
     pub(crate) statement_cache: bool,
+    pub(crate) on_connect: Option<OnConnect>,
 }
 
 impl Manager {
@@ -91,6 +93,25 @@ impl Manager {
         if !self.statement_cache {
             conn.conn
                 .set_prepared_statement_cache_size(diesel::connection::CacheSize::Disabled);
+        }
+        if let Some(hook) = &self.on_connect {
+            conn.wire.begin_statement();
+            let ran = hook(&mut conn.conn).await;
+            conn.wire.settle().await;
+            if let Err(e) = ran {
+                let e = Error::from_diesel(e, conn.wire.error_code());
+                return Err(Error::Connection(format!(
+                    "the engine's on_connect hook failed, so the new connection was discarded: \
+                     {e}"
+                )));
+            }
+            if !conn.is_clean() {
+                return Err(Error::Connection(
+                    "the engine's on_connect hook left a transaction open, so the new \
+                     connection was discarded: end every transaction it begins"
+                        .to_owned(),
+                ));
+            }
         }
         Ok(conn)
     }

@@ -527,3 +527,64 @@ async fn gino_query_falls_back_to_the_default_database() {
     DB.pop_bind();
     assert_uninitialized(implicit().await);
 }
+
+#[tokio::test]
+async fn on_connect_runs_on_every_new_connection_and_refuses_bad_ones() {
+    use diesel::dsl::sql;
+    use diesel::sql_types::Text;
+    use diesel_async::SimpleAsyncConnection;
+    let s = common::setup().await;
+    let options = EngineOptions::new()
+        .max_size(3)
+        .min_size(2)
+        .on_connect(|conn| {
+            Box::pin(async move { conn.batch_execute("SET search_path TO app, public").await })
+        });
+    let engine = create_engine(s.db.url(), options).await.unwrap();
+    let conns: Vec<_> = futures_util::future::join_all(
+        (0..3).map(|_| std::future::IntoFuture::into_future(engine.acquire())),
+    )
+    .await
+    .into_iter()
+    .map(Result::unwrap)
+    .collect();
+    for conn in &conns {
+        let path: String = conn
+            .one(diesel::select(sql::<Text>(
+                "current_setting('search_path')",
+            )))
+            .await
+            .unwrap();
+        assert_eq!(path, "app, public");
+    }
+    drop(conns);
+    engine.close().await;
+
+    let failing = create_engine(
+        s.db.url(),
+        EngineOptions::new().on_connect(|conn| {
+            Box::pin(async move { conn.batch_execute("SELECT no_such_function()").await })
+        }),
+    )
+    .await
+    .unwrap_err();
+    let message = failing.to_string();
+    assert!(
+        message.contains("on_connect") && message.contains("no_such_function"),
+        "{message}"
+    );
+
+    let leaves_tx_open = create_engine(
+        s.db.url(),
+        EngineOptions::new()
+            .on_connect(|conn| Box::pin(async move { conn.batch_execute("BEGIN").await })),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        leaves_tx_open
+            .to_string()
+            .contains("left a transaction open"),
+        "{leaves_tx_open}"
+    );
+}

@@ -845,7 +845,10 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
     };
     let create_ident = format_ident!("{}Create", name);
     let update_ident = format_ident!("{}Update", name);
-    let builder: Vec<&Field> = insertable
+    // The builder also takes a serial key: an explicit value goes into the
+    // INSERT (GINO's `create(id=...)`), none leaves it to the sequence.
+    let creatable: Vec<(&Field, &Resolved)> = fields.iter().zip(&resolved).collect();
+    let builder: Vec<&Field> = creatable
         .iter()
         .map(|(f, _)| *f)
         .filter(|f| !f.hidden)
@@ -876,7 +879,7 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
             }
         }
     });
-    let create_values = insertable.iter().map(|(f, _)| {
+    let create_values = creatable.iter().map(|(f, _)| {
         let ident = &f.ident;
         if f.hidden {
             let object = json_object(&f.column, quote!(self), true);
@@ -890,7 +893,7 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
         };
         quote!(#value.map(|v| #d::ExpressionMethods::eq(#schema::#ident, v)),)
     });
-    let builder_insert = if insertable.is_empty() {
+    let builder_insert = if creatable.is_empty() {
         quote!(#d::insert_into(#schema::table).default_values())
     } else {
         quote!(#d::insert_into(#schema::table).values((#(#create_values)*)))

@@ -377,6 +377,11 @@ impl<T> QueryId for Lookup<T> {
 /// | `diesel_table = path::to::users` | use an existing diesel `table!` instead of declaring one |
 /// | `unknown_properties = "ignore"` | read rows whose JSON property columns hold undeclared keys (by default an error naming the key, as GINO's `UnknownJSONPropertyError`); updates keep those keys |
 ///
+/// `create()` takes a value for a serial key too (`User::create().id(5)`,
+/// GINO's `create(id=5)`); the sequence is not moved past it, so follow
+/// explicit keys with `SELECT setval(pg_get_serial_sequence('users', 'id'),
+/// (SELECT max(id) FROM users))` before relying on it again.
+///
 /// Columns are also associated constants of the model (`User::nickname`,
 /// the same as `users::nickname`), and raw SQL loads models by column name
 /// (`db.all::<User, _>(gino::text("SELECT * FROM users"))`).

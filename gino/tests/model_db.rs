@@ -107,6 +107,19 @@ async fn queries_of_a_model_run_on_its_database() {
     assert_eq!((stored.title.as_str(), stored.pages), ("draft", 3));
     draft.delete().await.unwrap();
 
+    // An explicit value for the serial key, as GINO's `create(id=...)`;
+    // the sequence is the application's to move past it (setval).
+    let chosen = Report::create().id(1000).title("chosen").await.unwrap();
+    assert_eq!(chosen.id, 1000);
+    REPORTS
+        .status(diesel::sql_query(
+            "SELECT setval(pg_get_serial_sequence('reports', 'id'), (SELECT max(id) FROM reports))",
+        ))
+        .await
+        .unwrap();
+    let next = Report::create().title("after").await.unwrap();
+    assert_eq!(next.id, 1001);
+
     // Raw SQL into the model, by column name.
     let raw: Option<Report> = REPORTS
         .first(

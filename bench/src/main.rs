@@ -226,12 +226,62 @@ async fn main() {
         println!("{:<48} {rate:>8.0} rows/s", format!("insert_many({n})"));
     }
 
+    println!();
+    create_vs_raw_insert(&engine, &url).await;
+
     sqlx_pool.close().await;
     db.pop_bind();
     engine.close().await;
 
     println!();
     tls_vs_plaintext().await;
+}
+
+/// `Model::create()` against diesel-async's `insert_into(..).returning`,
+/// both on a held connection, taking turns insert by insert.
+async fn create_vs_raw_insert(engine: &gino::Engine, url: &str) {
+    const INSERTS: usize = 3000;
+    let mut raw = AsyncPgConnection::establish(url)
+        .await
+        .expect("raw connection");
+    let conn = engine.acquire().await.expect("gino connection");
+    let mut times: [Vec<Duration>; 2] = Default::default();
+    for i in 0..INSERTS + 100 {
+        let name = format!("row {i}");
+        let create = BulkRow::create()
+            .name(name.clone())
+            .score(i as i32)
+            .bind(&conn);
+        let gino_insert = time(std::future::IntoFuture::into_future(create)).await;
+        let raw_insert = time(
+            diesel::insert_into(bulk_rows::table)
+                .values((bulk_rows::name.eq(name), bulk_rows::score.eq(i as i32)))
+                .returning(BulkRow::as_returning())
+                .get_result::<BulkRow>(&mut raw),
+        )
+        .await;
+        if i >= 100 {
+            times[0].push(gino_insert);
+            times[1].push(raw_insert);
+        }
+    }
+    println!("insert one row returning it (held connection, {INSERTS} turns, median / p90):");
+    let mut medians = [0.0; 2];
+    for ((name, kept), median) in [
+        "gino, Model::create()",
+        "diesel-async, insert_into().returning()",
+    ]
+    .iter()
+    .zip(&mut times)
+    .zip(&mut medians)
+    {
+        kept.sort();
+        *median = kept[kept.len() / 2].as_secs_f64() * 1e6;
+        let p90 = kept[kept.len() * 9 / 10].as_secs_f64() * 1e6;
+        println!("{name:<48} {median:>8.1} / {p90:>6.1} µs");
+    }
+    println!("create() / raw insert: {:.2}", medians[0] / medians[1]);
+    conn.release().await.expect("release");
 }
 
 /// Get-by-primary-key over TLS against plaintext, on one server that takes

@@ -1275,8 +1275,9 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
 
             fn into_future(self) -> Self::IntoFuture {
                 let query = (|| -> ::gino::Result<_> {
-                    ::core::result::Result::Ok(#builder_insert
-                        .returning(<#name as #d::SelectableHelper<#d::pg::Pg>>::as_returning()))
+                    // Prepared once per set of columns given, not per call.
+                    ::core::result::Result::Ok(::gino::CachedByText(#builder_insert
+                        .returning(<#name as #d::SelectableHelper<#d::pg::Pg>>::as_returning())))
                 })();
                 let run = ::gino::Run::<_, ::gino::model::One<#name>>::new(query, self.bind);
                 match self.timeout {

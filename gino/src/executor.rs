@@ -556,6 +556,40 @@ impl<Q: diesel::query_builder::Query> diesel::query_builder::Query for KeepPrepa
 
 impl<Q, Conn> diesel::query_dsl::RunQueryDsl<Conn> for KeepPrepared<Q> {}
 
+/// A statement prepared once per distinct SQL text and kept, where diesel
+/// would prepare it anew on every run: an `INSERT` whose `VALUES` hold
+/// `DEFAULT` for unset options changes text with the options set, so
+/// diesel calls it unsafe to cache; keyed by its text, it is safe. Used by
+/// `#[derive(Model)]`'s `create()`.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy)]
+pub struct CachedByText<Q>(pub Q);
+
+impl<Q: QueryFragment<Pg>> QueryFragment<Pg> for CachedByText<Q> {
+    fn walk_ast<'b>(
+        &'b self,
+        pass: diesel::query_builder::AstPass<'_, 'b, Pg>,
+    ) -> diesel::QueryResult<()> {
+        self.0.walk_ast(pass)
+    }
+
+    fn is_safe_to_cache_prepared(&self, _: &Pg) -> diesel::QueryResult<bool> {
+        Ok(true)
+    }
+}
+
+impl<Q> QueryId for CachedByText<Q> {
+    type QueryId = ();
+    // No static identity: the statement cache keys it by its SQL text.
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<Q: diesel::query_builder::Query> diesel::query_builder::Query for CachedByText<Q> {
+    type SqlType = Q::SqlType;
+}
+
+impl<Q, Conn> diesel::query_dsl::RunQueryDsl<Conn> for CachedByText<Q> {}
+
 /// `SELECT EXISTS (SELECT 1 FROM <from_where> $name AND <schema test>)`:
 /// a catalog lookup of `name`, or of `schema.name` when qualified (else
 /// by `visible`, the search path's test).

@@ -71,7 +71,7 @@ pub use connection::{Acquire, Connection, ConnectionStats};
 pub use cursor::{Cursor, DEFAULT_PREFETCH};
 pub use engine::{Engine, IntoEngine, PoolStatus, create_engine};
 pub use error::{DatabaseError, Error, Result};
-pub use executor::{Compiled, Executor, GinoQuery, KeepPrepared, Prepared, Status};
+pub use executor::{CachedByText, Compiled, Executor, GinoQuery, KeepPrepared, Prepared, Status};
 pub use gino_macros::{DbEnum, Model, embed_migrations};
 pub use model::{Model, Run};
 pub use schema::SchemaOp;

@@ -26,6 +26,7 @@ use crate::engine::Engine;
 use crate::error::Result;
 use crate::root::Root;
 use crate::statement::Statement;
+use crate::text::skip_quoted;
 use crate::transaction::Transaction;
 
 /// Where a query runs; see [`Executor::bind`](crate::Executor::bind).
@@ -259,22 +260,6 @@ fn first_table(sql: &str) -> Option<String> {
         }
     }
     best.map(|(_, table)| table)
-}
-
-/// Past the quoted text that starts at `at`; doubled quotes are escapes.
-fn skip_quoted(bytes: &[u8], at: usize, quote: u8) -> usize {
-    let mut i = at + 1;
-    while i < bytes.len() {
-        if bytes[i] == quote {
-            if bytes.get(i + 1) == Some(&quote) {
-                i += 2;
-                continue;
-            }
-            return i + 1;
-        }
-        i += 1;
-    }
-    i
 }
 
 /// The (last part of the) identifier at the start of `rest`.

@@ -173,7 +173,9 @@ impl Text {
     }
 }
 
-fn skip_quoted(bytes: &[u8], open: usize, quote: u8) -> usize {
+/// Past the quoted text (`'...'` or `"..."`) opening at `open`; a doubled
+/// quote is an escape.
+pub(crate) fn skip_quoted(bytes: &[u8], open: usize, quote: u8) -> usize {
     let mut i = open + 1;
     while i < bytes.len() {
         if bytes[i] == quote {

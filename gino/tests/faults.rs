@@ -276,3 +276,236 @@ async fn idle_connections_of_killed_backends_are_never_handed_out() {
     }
     observer.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_restart_under_load_is_survived_without_a_new_engine() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let cluster = Arc::new(
+        gino_testkit::Cluster::builder()
+            .start()
+            .expect("a cluster of the test's own"),
+    );
+    let engine = create_engine(
+        &cluster.url_for("postgres"),
+        EngineOptions::new()
+            .max_size(4)
+            .min_size(2)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_timeout(Duration::from_secs(2)),
+    )
+    .await
+    .unwrap();
+    engine
+        .status(diesel::sql_query("CREATE TABLE ledger (n int PRIMARY KEY)"))
+        .await
+        .unwrap();
+
+    // Writers insert increasing numbers; every insert reported committed
+    // must be there afterwards.
+    let stop = Arc::new(AtomicBool::new(false));
+    let failures = Arc::new(AtomicUsize::new(0));
+    let next = Arc::new(AtomicUsize::new(0));
+    let writers: Vec<_> = (0..4)
+        .map(|_| {
+            let (engine, stop, failures, next) =
+                (engine.clone(), stop.clone(), failures.clone(), next.clone());
+            tokio::spawn(async move {
+                let mut committed = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    let n = next.fetch_add(1, Ordering::Relaxed) as i32;
+                    let insert = engine
+                        .status(
+                            diesel::sql_query("INSERT INTO ledger VALUES ($1)")
+                                .bind::<Integer, _>(n),
+                        )
+                        .await;
+                    match insert {
+                        Ok(_) => committed.push(n),
+                        Err(e) => {
+                            assert!(e.is_connection_lost(), "unexpected error: {e:?}");
+                            failures.fetch_add(1, Ordering::Relaxed);
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                    }
+                }
+                committed
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let restarting = cluster.clone();
+    tokio::task::spawn_blocking(move || {
+        restarting.stop().expect("stop");
+        restarting.start().expect("start again");
+    })
+    .await
+    .unwrap();
+    let failed_during = failures.load(Ordering::Relaxed);
+    // After the restart, work goes through again on the same engine.
+    let started = Instant::now();
+    loop {
+        match engine
+            .one::<i32, _>(diesel::select(sql::<Integer>("1")))
+            .await
+        {
+            Ok(_) => break,
+            Err(e) => {
+                assert!(e.is_connection_lost(), "{e:?}");
+                assert!(
+                    started.elapsed() < Duration::from_secs(10),
+                    "never recovered"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    let before_more = failures.load(Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut committed = Vec::new();
+    for writer in writers {
+        committed.extend(writer.await.unwrap());
+    }
+    let failed_after = failures.load(Ordering::Relaxed) - before_more;
+    assert_eq!(failed_after, 0, "failures once the server was back");
+    let stored: Vec<i32> = engine
+        .all(diesel::select(sql::<Integer>("n FROM ledger ORDER BY n")))
+        .await
+        .unwrap();
+    let missing: Vec<&i32> = committed.iter().filter(|n| !stored.contains(n)).collect();
+    assert!(missing.is_empty(), "committed but lost: {missing:?}");
+    eprintln!(
+        "restart under load: {} inserts committed, {failed_during} failed during the restart, \
+         {failed_after} after",
+        committed.len()
+    );
+    common::assert_pool_clean(&engine).await;
+    engine.close().await;
+}
+
+#[derive(Model, Debug, Clone)]
+#[gino(table = "chaos")]
+pub struct Chaos {
+    #[gino(primary_key, autoincrement = false)]
+    pub id: i32,
+}
+
+/// One of the ways work reaches the database, inserting `id`, on `engine`.
+async fn chaos_step(engine: &gino::Engine, kind: u64, id: i32) -> gino::Result<()> {
+    let insert = move || diesel::sql_query("INSERT INTO chaos VALUES ($1)").bind::<Integer, _>(id);
+    match kind {
+        0 => {
+            engine
+                .transaction(async {
+                    engine.status(insert()).await?;
+                    tokio::task::yield_now().await;
+                    Ok::<_, Error>(())
+                })
+                .await
+        }
+        1 => {
+            let tx = engine.begin().await?;
+            engine.status(insert()).await?;
+            tx.commit().await
+        }
+        2 => {
+            engine
+                .transaction(async {
+                    engine
+                        .transaction(async { engine.status(insert()).await })
+                        .await?;
+                    Ok::<_, Error>(())
+                })
+                .await
+        }
+        3 => {
+            engine
+                .transaction(async {
+                    let mut rows = engine
+                        .iterate::<i32, _>(diesel::select(sql::<Integer>("generate_series(1, 50)")))
+                        .await?;
+                    while rows.next().await?.is_some() {}
+                    engine.status(insert()).await?;
+                    Ok::<_, Error>(())
+                })
+                .await
+        }
+        4 => {
+            let conn = engine.acquire().lazy(true).await?;
+            conn.status(insert()).await?;
+            conn.release().await
+        }
+        5 => {
+            let outer = engine.acquire().await?;
+            let inner = engine.acquire().reuse(true).await?;
+            inner.status(insert()).await?;
+            outer.release().await
+        }
+        6 => Chaos::insert_many(vec![Chaos { id }])
+            .bind(engine)
+            .await
+            .map(drop),
+        _ => engine.status(insert()).await.map(drop),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_random_cancellations_leave_nothing_open_and_lose_nothing() {
+    let setup =
+        common::setup_with(EngineOptions::new().max_size(4).application_name("chaos")).await;
+    let engine = &setup.engine;
+    engine
+        .status(diesel::sql_query("CREATE TABLE chaos (id int PRIMARY KEY)"))
+        .await
+        .unwrap();
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let mut random = move |below: u64| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state % below
+    };
+    let (mut committed, mut dropped, mut failed) = (Vec::new(), 0, 0);
+    for id in 0..1000 {
+        let kind = random(8);
+        let patience = Duration::from_micros(random(6000));
+        match tokio::time::timeout(patience, chaos_step(engine, kind, id)).await {
+            Ok(Ok(())) => committed.push(id),
+            Ok(Err(e)) => {
+                failed += 1;
+                assert!(
+                    matches!(e, Error::PoolTimeout(_) | Error::QueryTimeout(_)),
+                    "kind {kind}: {e:?}"
+                );
+            }
+            Err(_) => dropped += 1,
+        }
+    }
+    eprintln!(
+        "random cancellation: {} committed, {dropped} dropped, {failed} failed",
+        committed.len()
+    );
+    // Both outcomes must be common for the test to mean anything.
+    assert!(
+        dropped > 50,
+        "the patience range drops a good share ({dropped})"
+    );
+    assert!(
+        committed.len() > 50,
+        "and lets a good share finish ({})",
+        committed.len()
+    );
+    let states = common::session_states(engine, "chaos").await;
+    assert!(
+        !states.iter().any(|s| s.contains("transaction")),
+        "{states:?}"
+    );
+    common::assert_pool_clean(engine).await;
+    let stored: Vec<i32> = engine
+        .all(diesel::select(sql::<Integer>("id FROM chaos")))
+        .await
+        .unwrap();
+    let lost: Vec<&i32> = committed.iter().filter(|id| !stored.contains(id)).collect();
+    assert!(lost.is_empty(), "reported committed but missing: {lost:?}");
+}

@@ -127,6 +127,42 @@ async fn properties_round_trip_merge_filter_and_fail_clearly() {
         .unwrap();
     assert_eq!(raw, std::slice::from_ref(&ann));
     let stored = profile(ann.id).await;
+    assert_eq!(
+        stored["joined"], "2018-11-19T12:00:00.000000",
+        "date-times as GINO stores them"
+    );
+    // What Python GINO (or another program) wrote reads back.
+    for (written, expected) in [
+        ("1970-01-01T00:00:00.000000", "1970-01-01T00:00:00Z"),
+        ("1970-01-01T00:00:01", "1970-01-01T00:00:01Z"),
+        ("1970-01-01T02:00:02.5+02:00", "1970-01-01T00:00:02.500Z"),
+    ] {
+        DB.status(
+            diesel::sql_query(
+                "UPDATE people SET profile = jsonb_set(profile, '{joined}', to_jsonb($1::text)) \
+                 WHERE id = $2",
+            )
+            .bind::<diesel::sql_types::Text, _>(written)
+            .bind::<diesel::sql_types::Integer, _>(ann.id),
+        )
+        .await
+        .unwrap();
+        let read = Person::get(ann.id).await.unwrap().unwrap().joined.unwrap();
+        assert_eq!(
+            read,
+            expected.parse::<DateTime<Utc>>().unwrap(),
+            "{written}"
+        );
+    }
+    DB.status(
+        diesel::sql_query("UPDATE people SET profile = profile || $1 WHERE id = $2")
+            .bind::<diesel::sql_types::Jsonb, _>(
+                serde_json::json!({"joined": "2018-11-19T12:00:00.000000"}),
+            )
+            .bind::<diesel::sql_types::Integer, _>(ann.id),
+    )
+    .await
+    .unwrap();
     assert_eq!(stored["nickname"], "annie");
     assert_eq!(stored["visits"], 0);
     assert!(stored.get("theme").is_none(), "theme lives in `settings`");

@@ -679,12 +679,13 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
                 let ident = &prop.ident;
                 let ty = &prop.ty;
                 let key = prop.ident.to_string();
+                let json = json_functions(prop);
                 let read = match &prop.default {
                     Some(default) => quote! {
-                        ::gino::json::property::<#ty>(&row.#index, #column, #key)?
+                        #json::property::<#ty>(&row.#index, #column, #key)?
                             .unwrap_or_else(|| ::core::convert::Into::into(#default))
                     },
-                    None => quote!(::gino::json::required::<#ty>(&row.#index, #column, #key)?),
+                    None => quote!(#json::required::<#ty>(&row.#index, #column, #key)?),
                 };
                 let read = match &prop.after_get {
                     Some(hook) => quote!(#hook(#read)),
@@ -705,6 +706,7 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
         let entries = props.iter().filter(|p| p.property.as_deref() == Some(column)).map(|p| {
             let ident = &p.ident;
             let key = p.ident.to_string();
+            let json = json_functions(p);
             let stored = |value: TokenStream| match &p.before_set {
                 Some(hook) => quote!(#hook(#value)),
                 None => value,
@@ -717,11 +719,11 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
                 let value = stored(quote!(v));
                 quote! {
                     ::core::clone::Clone::clone(&#source.#ident) #fallback
-                        .map(|v| (#key, ::gino::json::to_value(#key, &#value)))
+                        .map(|v| (#key, #json::to_value(#key, &#value)))
                 }
             } else {
                 let value = stored(quote!(::core::clone::Clone::clone(&#source.#ident)));
-                quote!(::core::option::Option::Some((#key, ::gino::json::to_value(#key, &#value))))
+                quote!(::core::option::Option::Some((#key, #json::to_value(#key, &#value))))
             }
         });
         quote!(::gino::json::object([#(#entries),*].into_iter().flatten())?)
@@ -933,12 +935,13 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
             "Sets the JSON property `{key}` in memory now, and on `apply()` merges just that key into `{}`.",
             p.property.as_deref().unwrap_or_default()
         );
+        let json = json_functions(p);
         quote! {
             #[doc = #doc]
             pub fn #ident(self, value: impl ::core::convert::Into<#ty>) -> Self {
                 let value: #ty = value.into();
                 let mut this = self;
-                match ::gino::json::to_value(#key, &#stored) {
+                match #json::to_value(#key, &#stored) {
                     ::core::result::Result::Ok(json) => {
                         this.#map.insert(::std::string::String::from(#key), json);
                     }
@@ -1381,5 +1384,18 @@ fn diesel_dependency(model: &Ident) -> Result<()> {
              Cargo.toml, or name a table declared elsewhere with \
              #[gino(diesel_table = path::to::table_module)]",
         )),
+    }
+}
+
+/// Where the JSON reading and writing of a property's type lives: date-times
+/// have GINO's own format (`%Y-%m-%dT%H:%M:%S.%f`), everything else goes
+/// through serde.
+fn json_functions(property: &Field) -> TokenStream {
+    let (inner, _) = types::strip_option(&property.ty);
+    let name = types::last_ident(inner);
+    if matches!(name.as_deref(), Some("NaiveDateTime" | "DateTime")) {
+        quote!(::gino::json::datetime)
+    } else {
+        quote!(::gino::json)
     }
 }

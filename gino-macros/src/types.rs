@@ -94,6 +94,11 @@ pub fn serial_ddl(ddl: &str) -> Option<&'static str> {
 }
 
 /// `(T, true)` for `Option<T>`, else `(ty, false)`.
+/// The last identifier of a type's path (`DateTime` of `chrono::DateTime<Utc>`).
+pub fn last_ident(ty: &Type) -> Option<String> {
+    last_segment(ty).map(|s| s.ident.to_string())
+}
+
 pub fn strip_option(ty: &Type) -> (&Type, bool) {
     match last_segment(ty) {
         Some(segment) if segment.ident == "Option" => match inner(segment) {

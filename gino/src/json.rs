@@ -126,3 +126,115 @@ pub fn to_value<T: Serialize>(key: &str, value: &T) -> Result<Value> {
         ))
     })
 }
+
+/// Date-time properties in GINO's format, so that a database shared with
+/// Python GINO reads the same on both sides: written as
+/// `%Y-%m-%dT%H:%M:%S.%f` (`1970-01-01T00:00:00.000000`, UTC for a
+/// `DateTime<Utc>`, as GINO's `DateTimeProperty` stores naive date-times),
+/// read from that, from the same without fractions, and from RFC 3339 with
+/// an offset.
+#[doc(hidden)]
+#[cfg(feature = "chrono")]
+pub mod datetime {
+    use chrono::{DateTime, NaiveDateTime, Utc};
+    use serde_json::Value;
+
+    use crate::error::Result;
+
+    /// A date-time type of a JSON property.
+    pub trait JsonDateTime: Sized {
+        fn to_json(&self) -> Value;
+        fn from_json(value: &Value) -> Option<Self>;
+    }
+
+    const GINO_FORMAT: &str = "%Y-%m-%dT%H:%M:%S%.6f";
+
+    fn parse_naive(text: &str) -> Option<NaiveDateTime> {
+        NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f")
+            .or_else(|_| NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f"))
+            .ok()
+            .or_else(|| {
+                DateTime::parse_from_rfc3339(text)
+                    .ok()
+                    .map(|d| d.naive_utc())
+            })
+    }
+
+    impl JsonDateTime for NaiveDateTime {
+        fn to_json(&self) -> Value {
+            Value::String(self.format(GINO_FORMAT).to_string())
+        }
+
+        fn from_json(value: &Value) -> Option<Self> {
+            parse_naive(value.as_str()?)
+        }
+    }
+
+    impl JsonDateTime for DateTime<Utc> {
+        fn to_json(&self) -> Value {
+            self.naive_utc().to_json()
+        }
+
+        fn from_json(value: &Value) -> Option<Self> {
+            let text = value.as_str()?;
+            DateTime::parse_from_rfc3339(text)
+                .map(|d| d.with_timezone(&Utc))
+                .ok()
+                .or_else(|| parse_naive(text).map(|n| n.and_utc()))
+        }
+    }
+
+    impl<T: JsonDateTime> JsonDateTime for Option<T> {
+        fn to_json(&self) -> Value {
+            self.as_ref().map_or(Value::Null, T::to_json)
+        }
+
+        fn from_json(value: &Value) -> Option<Self> {
+            match value {
+                Value::Null => Some(None),
+                other => T::from_json(other).map(Some),
+            }
+        }
+    }
+
+    /// [`super::to_value`] for date-times.
+    pub fn to_value<T: JsonDateTime>(_key: &str, value: &T) -> Result<Value> {
+        Ok(value.to_json())
+    }
+
+    /// [`super::property`] for date-times.
+    pub fn property<T: JsonDateTime>(
+        object: &Value,
+        column: &str,
+        key: &str,
+    ) -> diesel::deserialize::Result<Option<T>> {
+        match object.get(key) {
+            None => Ok(None),
+            Some(value) => T::from_json(value).map(Some).ok_or_else(|| {
+                format!(
+                    "JSON property `{key}` (in column `{column}`) holds {value}, which is not a \
+                     date-time (expected e.g. \"1970-01-01T00:00:00.000000\")"
+                )
+                .into()
+            }),
+        }
+    }
+
+    /// [`super::required`] for date-times.
+    pub fn required<T: JsonDateTime>(
+        object: &Value,
+        column: &str,
+        key: &str,
+    ) -> diesel::deserialize::Result<T> {
+        match property(object, column, key)? {
+            Some(value) => Ok(value),
+            None => T::from_json(&Value::Null).ok_or_else(|| {
+                format!(
+                    "JSON property `{key}` is missing from column `{column}`: give the field a \
+                     default with #[gino(property, default = ...)] or make it an Option"
+                )
+                .into()
+            }),
+        }
+    }
+}

@@ -69,7 +69,7 @@ async fn main() -> gino::Result<()> {
     // Iterate over the results of a large query in a transaction, as a
     // server-side cursor requires; the query runs on the transaction's
     // connection without being handed it.
-    DB.transaction(async {
+    DB.transaction_with(|_tx| async {
         let mut cursor = User::query()
             .order_by(users::id)
             .gino()
@@ -78,7 +78,7 @@ async fn main() -> gino::Result<()> {
         while let Some(u) = cursor.next().await? {
             println!("{} {}", u.id, u.nickname);
         }
-        Ok::<_, gino::Error>(())
+        Ok(())
     })
     .await?;
 

@@ -11,7 +11,7 @@ use std::sync::{Mutex, RwLock};
 use crate::connection::{Acquire, Connection};
 use crate::engine::{Engine, EngineSource, IntoEngine};
 use crate::error::{Error, Result};
-use crate::transaction::{Begin, ManagedTransaction, Origin};
+use crate::transaction::{Begin, ManagedTransaction, Origin, WithTransaction};
 
 /// The database of an application: binds an engine, runs the query API on
 /// it, and is what models belong to. Usually one `static` named `DB`.
@@ -282,6 +282,33 @@ impl Gino {
     /// ```
     pub fn transaction<F>(&self, fut: F) -> ManagedTransaction<'_, F> {
         ManagedTransaction::new(Origin::Engine(self), fut)
+    }
+
+    /// Runs `block` in a managed transaction, handing it the transaction
+    /// (GINO's `async with db.transaction() as tx`). Its error type is
+    /// [`gino::Error`](crate::Error), so the block needs no annotation;
+    /// [`transaction`](Self::transaction) takes blocks with errors of
+    /// their own.
+    ///
+    /// ```
+    /// # async fn demo(db: &gino::Gino) -> gino::Result<()> {
+    /// db.transaction_with(|tx| async move {
+    ///     db.status(diesel::sql_query("CREATE TEMP TABLE t (x int)")).await?;
+    ///     tx.raise_rollback()?; // no Transaction::current() needed
+    ///     Ok(())
+    /// })
+    /// .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn transaction_with<C, Fut, T>(
+        &self,
+        block: C,
+    ) -> ManagedTransaction<'_, WithTransaction<C>>
+    where
+        C: FnOnce(crate::transaction::Transaction) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        ManagedTransaction::new(Origin::Engine(self), WithTransaction::new(block))
     }
 
     /// Begins a manual transaction on the contextual connection or a new

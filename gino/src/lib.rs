@@ -76,7 +76,7 @@ pub use gino_macros::{DbEnum, Model, embed_migrations};
 pub use model::{Model, Run};
 pub use schema::SchemaOp;
 pub use text::{Text, text};
-pub use transaction::{Begin, ManagedTransaction, Transaction};
+pub use transaction::{Begin, ManagedTransaction, Transaction, TxBody, WithTransaction};
 
 /// Re-exports of the crates gino builds on, so that applications and the
 /// derive use the same versions.

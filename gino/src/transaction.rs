@@ -483,15 +483,58 @@ impl Drop for RollbackOnDrop {
     }
 }
 
-async fn run_managed<F, T, E>(origin: Origin<'_>, options: TxOptions, fut: F) -> Result<T, E>
+/// What a managed transaction runs: a future (`transaction(fut)`), or a
+/// closure handed the transaction (`transaction_with(|tx| ...)`).
+#[doc(hidden)]
+pub trait TxBody {
+    /// The work, once started.
+    type Future: Future;
+    /// Starts the work inside `tx`.
+    fn start(self, tx: &Transaction) -> Self::Future;
+}
+
+impl<F: Future> TxBody for F {
+    type Future = F;
+
+    fn start(self, _: &Transaction) -> F {
+        self
+    }
+}
+
+/// A block handed its transaction (GINO's `async with db.transaction() as
+/// tx`); made by `transaction_with`.
+#[doc(hidden)]
+pub struct WithTransaction<C>(C);
+
+impl<C, Fut> TxBody for WithTransaction<C>
 where
-    F: Future<Output = Result<T, E>>,
+    C: FnOnce(Transaction) -> Fut,
+    Fut: Future,
+{
+    type Future = Fut;
+
+    fn start(self, tx: &Transaction) -> Fut {
+        (self.0)(tx.clone())
+    }
+}
+
+impl<C> WithTransaction<C> {
+    pub(crate) fn new(block: C) -> Self {
+        WithTransaction(block)
+    }
+}
+
+async fn run_managed<B, T, E>(origin: Origin<'_>, options: TxOptions, body: B) -> Result<T, E>
+where
+    B: TxBody,
+    B::Future: Future<Output = Result<T, E>>,
     T: 'static,
     E: From<Error>,
 {
     let conn = origin.connection(false).await?;
     let tx = Transaction::begin(conn, options, true, Transaction::current()).await?;
     let mut guard = RollbackOnDrop(Some(tx.clone()));
+    let fut = body.start(&tx);
     let engine_id = tx.inner.conn.engine().id();
     let root = tx.inner.conn.root.clone();
     let scoped = Stack::scope(engine_id, root, AssertUnwindSafe(fut).catch_unwind());
@@ -617,9 +660,10 @@ impl<'a, F> ManagedTransaction<'a, F> {
     transaction_options!();
 }
 
-impl<'a, F, T, E> IntoFuture for ManagedTransaction<'a, F>
+impl<'a, B, T, E> IntoFuture for ManagedTransaction<'a, B>
 where
-    F: Future<Output = Result<T, E>> + Send + 'a,
+    B: TxBody + Send + 'a,
+    B::Future: Future<Output = Result<T, E>> + Send + 'a,
     T: Send + 'static,
     E: From<Error> + Send + 'a,
 {
@@ -687,6 +731,34 @@ impl Engine {
         ManagedTransaction::new(Origin::Engine(self), fut)
     }
 
+    /// Runs `block` in a managed transaction, handing it the transaction
+    /// (GINO's `async with engine.transaction() as tx`); its error type is
+    /// [`gino::Error`](crate::Error), so `Ok(())` needs no annotation. See
+    /// [`transaction`](Self::transaction) for blocks with errors of their
+    /// own.
+    ///
+    /// ```
+    /// # async fn demo(engine: &gino::Engine) -> gino::Result<()> {
+    /// engine
+    ///     .transaction_with(|tx| async move {
+    ///         engine.status(diesel::sql_query("CREATE TEMP TABLE t (x int)")).await?;
+    ///         tx.raise_rollback()?;
+    ///         Ok(())
+    ///     })
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn transaction_with<C, Fut, T>(
+        &self,
+        block: C,
+    ) -> ManagedTransaction<'_, WithTransaction<C>>
+    where
+        C: FnOnce(Transaction) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        ManagedTransaction::new(Origin::Engine(self), WithTransaction::new(block))
+    }
+
     /// Begins a manual transaction on this engine's contextual connection or
     /// a newly borrowed, reusable one.
     ///
@@ -713,6 +785,25 @@ impl Connection {
     /// ```
     pub fn transaction<F>(&self, fut: F) -> ManagedTransaction<'_, F> {
         ManagedTransaction::new(Origin::Connection(self), fut)
+    }
+
+    /// Runs `block` in a managed transaction on this connection, handing
+    /// it the transaction; see [`Engine::transaction_with`].
+    ///
+    /// ```
+    /// # async fn demo(conn: &gino::Connection) -> gino::Result<()> {
+    /// let n: i32 = conn.transaction_with(|_tx| async move { Ok(7) }).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn transaction_with<C, Fut, T>(
+        &self,
+        block: C,
+    ) -> ManagedTransaction<'_, WithTransaction<C>>
+    where
+        C: FnOnce(Transaction) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        ManagedTransaction::new(Origin::Connection(self), WithTransaction::new(block))
     }
 
     /// Begins a manual transaction on this connection (a savepoint if one is

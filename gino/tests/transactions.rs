@@ -940,3 +940,41 @@ async fn begin_on_a_terminated_connection_fails_and_the_pool_recovers() {
     common::assert_pool_clean(e).await;
     assert!(e.current_connection().is_none());
 }
+
+#[tokio::test]
+async fn transaction_with_hands_the_block_its_transaction() {
+    let (s, other) = items_setup(EngineOptions::new()).await;
+    let e = &s.engine;
+    // Ok(()) needs no annotation: the block's error is gino::Error.
+    e.transaction_with(|tx| async move {
+        assert!(tx.is_managed());
+        add(e, "kept").await?;
+        Ok(())
+    })
+    .await
+    .unwrap();
+    e.transaction_with(|tx| async move {
+        add(e, "undone").await?;
+        tx.raise_rollback()?;
+        Ok(())
+    })
+    .await
+    .unwrap();
+    let db = &db_on(e).await;
+    let seen: i32 = db
+        .transaction_with(|outer| async move {
+            let inner_result = db
+                .transaction_with(|inner| async move {
+                    add(db, "inner").await?;
+                    inner.raise_rollback_with(1)?;
+                    Ok(0)
+                })
+                .await?;
+            outer.raise_commit_with(inner_result + 1)?;
+            Ok(0)
+        })
+        .await
+        .unwrap();
+    assert_eq!(seen, 2);
+    assert_eq!(names(&other).await, ["kept"]);
+}

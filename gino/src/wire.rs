@@ -500,10 +500,11 @@ pub(crate) struct Connector {
     config: ConnectConfig,
     keepalive: Option<Keepalive>,
     /// The runtime that created the engine, where every connection's
-    /// socket is driven. With one runtime per thread (actix's workers), a
-    /// connection opened by one worker and used by another would otherwise
-    /// depend on the first worker's scheduling, and die with it.
-    runtime: Option<tokio::runtime::Handle>,
+    /// socket is driven while that runtime lives. With one runtime per
+    /// thread (actix's workers), a connection opened by one worker and used
+    /// by another would otherwise depend on the first worker's scheduling,
+    /// and die with it.
+    runtime: Option<CreationRuntime>,
     #[cfg(feature = "tls")]
     tls: Option<Arc<Tls>>,
 }
@@ -522,7 +523,7 @@ impl Connector {
         }
         Ok(Connector {
             keepalive: Keepalive::of(&config.pg),
-            runtime: tokio::runtime::Handle::try_current().ok(),
+            runtime: CreationRuntime::current(),
             config,
             #[cfg(feature = "tls")]
             tls,
@@ -663,15 +664,25 @@ impl Connector {
             .connect_raw(watched, tokio_postgres::NoTls)
             .await
             .map_err(Error::from_postgres)?;
-        let driven = state.clone();
+        // Marks the connection closed when its driver ends, also when the
+        // driver is dropped unfinished (its runtime shut down).
+        struct Driven(Arc<WireState>);
+        impl Drop for Driven {
+            fn drop(&mut self) {
+                self.0.mark_closed();
+            }
+        }
+        let driven = Driven(state.clone());
         let drive = async move {
+            let _driven = driven;
             if let Err(e) = connection.await {
                 tracing::debug!(target: "gino", "connection closed with error: {e}");
             }
-            driven.mark_closed();
         };
-        match &self.runtime {
-            Some(runtime) => drop(runtime.spawn(drive)),
+        match self.runtime.as_ref().filter(|r| r.is_alive()) {
+            Some(runtime) => drop(runtime.handle.spawn(drive)),
+            // Gone (an engine kept past the runtime that made it, as in
+            // tests sharing a static): the current runtime drives it.
             None => drop(tokio::spawn(drive)),
         }
         Ok(Opened {
@@ -696,6 +707,32 @@ async fn encrypt(socket: Socket, (tls, host): &Encryption) -> Result<Socket> {
 #[cfg(not(feature = "tls"))]
 async fn encrypt(_: Socket, encryption: &Encryption) -> Result<Socket> {
     match *encryption {}
+}
+
+/// The runtime an engine was created on, and whether it still runs: a
+/// task that never ends holds `alive`, and a runtime that shuts down drops
+/// its tasks.
+#[derive(Debug)]
+struct CreationRuntime {
+    handle: tokio::runtime::Handle,
+    alive: std::sync::Weak<()>,
+}
+
+impl CreationRuntime {
+    fn current() -> Option<CreationRuntime> {
+        let handle = tokio::runtime::Handle::try_current().ok()?;
+        let token = Arc::new(());
+        let alive = Arc::downgrade(&token);
+        drop(handle.spawn(async move {
+            let _token = token;
+            std::future::pending::<()>().await
+        }));
+        Some(CreationRuntime { handle, alive })
+    }
+
+    fn is_alive(&self) -> bool {
+        self.alive.strong_count() > 0
+    }
 }
 
 /// Asks the server to encrypt (`SSLRequest`) and runs the handshake if it

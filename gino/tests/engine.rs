@@ -588,3 +588,37 @@ async fn on_connect_runs_on_every_new_connection_and_refuses_bad_ones() {
         "{leaves_tx_open}"
     );
 }
+
+#[test]
+fn an_engine_outlives_the_runtime_that_made_it() {
+    use diesel::dsl::sql;
+    use diesel::sql_types::Integer;
+    let runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    let first = runtime();
+    let (database, engine) = first.block_on(async {
+        let database = gino_testkit::TestDatabase::create().await;
+        let engine = create_engine(database.url(), EngineOptions::new().min_size(1))
+            .await
+            .unwrap();
+        (database, engine)
+    });
+    // Its tasks, the drivers of the connections it opened, end with it.
+    drop(first);
+    let second = runtime();
+    second.block_on(async {
+        for _ in 0..3 {
+            let n: i32 = engine
+                .one(diesel::select(sql::<Integer>("1")))
+                .await
+                .expect("a connection driven by the runtime that is left");
+            assert_eq!(n, 1);
+        }
+        engine.close().await;
+    });
+    drop(database);
+}

@@ -39,6 +39,40 @@ struct BulkRow {
     name: String,
     score: i32,
 }
+#[derive(gino::Model, Debug, Clone, PartialEq)]
+#[gino(table = "l_users")]
+struct LUser {
+    #[gino(primary_key)]
+    id: i32,
+    name: String,
+}
+
+#[derive(gino::Model, Debug, Clone, PartialEq)]
+#[gino(table = "l_posts")]
+struct LPost {
+    #[gino(primary_key)]
+    id: i32,
+    #[gino(references = "l_users(id)")]
+    user_id: i32,
+    title: String,
+}
+
+#[derive(gino::Model, Debug, Clone, PartialEq)]
+#[gino(table = "l_comments")]
+struct LComment {
+    #[gino(primary_key)]
+    id: i32,
+    #[gino(references = "l_posts(id)")]
+    post_id: i32,
+    text: String,
+}
+
+diesel::joinable!(l_posts -> l_users (user_id));
+diesel::joinable!(l_comments -> l_posts (post_id));
+diesel::allow_tables_to_appear_in_same_query!(l_users, l_posts, l_comments);
+
+type Tree = Vec<(LUser, Vec<(LPost, Vec<LComment>)>)>;
+
 const SEQUENTIAL: u32 = 5000;
 const TASKS: usize = 32;
 const POOL: usize = 10;
@@ -229,6 +263,9 @@ async fn main() {
     println!();
     create_vs_raw_insert(&engine, &url).await;
 
+    println!();
+    loaders(&engine, &url).await;
+
     sqlx_pool.close().await;
     db.pop_bind();
     engine.close().await;
@@ -358,4 +395,165 @@ async fn time<T, E: std::fmt::Debug>(fut: impl Future<Output = Result<T, E>>) ->
     let started = Instant::now();
     fut.await.expect("query");
     started.elapsed()
+}
+
+/// users → posts → comments (100 → 1,000 → 10,000): the join loader, the
+/// select-in loader, and raw diesel-async's three narrow queries grouped in
+/// memory, taking turns.
+async fn loaders(engine: &gino::Engine, url: &str) {
+    use gino::loader::{child, distinct, group, select_in};
+    for statement in [
+        "INSERT INTO l_users SELECT g, 'user ' || g FROM generate_series(1, 100) g",
+        "INSERT INTO l_posts SELECT g, 1 + g % 100, 'post ' || g FROM generate_series(1, 1000) g",
+        "INSERT INTO l_comments SELECT g, 1 + g % 1000, 'comment ' || g FROM generate_series(1, 10000) g",
+    ] {
+        engine
+            .status(diesel::sql_query(statement))
+            .await
+            .expect("loader rows");
+    }
+    let conn = engine.acquire().await.expect("connection");
+    let mut raw = AsyncPgConnection::establish(url)
+        .await
+        .expect("raw connection");
+    let join = || async {
+        l_users::table
+            .left_join(l_posts::table.left_join(l_comments::table))
+            .order_by((l_users::id, l_posts::id, l_comments::id))
+            .select((
+                LUser::as_select(),
+                (
+                    l_posts::all_columns.nullable(),
+                    l_comments::all_columns.nullable(),
+                ),
+            ))
+            .gino()
+            .bind(&conn)
+            .load(distinct::<LUser, _>(distinct::<LPost, _>(
+                child::<LComment>(),
+            )))
+            .await
+            .expect("join loader")
+    };
+    let selected_in = || async {
+        let users: Vec<LUser> = LUser::query()
+            .order_by(l_users::id)
+            .gino()
+            .bind(&conn)
+            .all()
+            .await
+            .expect("users");
+        let users = select_in(
+            users,
+            |u: &LUser| u.id,
+            |p: &LPost| p.user_id,
+            |ids| {
+                LPost::query()
+                    .filter(l_posts::user_id.eq_any(ids))
+                    .order_by(l_posts::id)
+                    .gino()
+                    .bind(&conn)
+            },
+        )
+        .await
+        .expect("posts");
+        let posts: Vec<LPost> = users.iter().flat_map(|(_, p)| p.iter().cloned()).collect();
+        let posts = select_in(
+            posts,
+            |p: &LPost| p.id,
+            |c: &LComment| c.post_id,
+            |ids| {
+                LComment::query()
+                    .filter(l_comments::post_id.eq_any(ids))
+                    .order_by(l_comments::id)
+                    .gino()
+                    .bind(&conn)
+            },
+        )
+        .await
+        .expect("comments");
+        let users: Vec<LUser> = users.into_iter().map(|(u, _)| u).collect();
+        group(users, |u| u.id, posts, |(p, _)| p.user_id)
+    };
+    let mut times: [Vec<Duration>; 3] = Default::default();
+    let mut shapes: Vec<usize> = Vec::new();
+    for round in 0..23 {
+        let started = Instant::now();
+        let a: Tree = join().await;
+        let t_join = started.elapsed();
+        let started = Instant::now();
+        let b: Tree = selected_in().await;
+        let t_in = started.elapsed();
+        let started = Instant::now();
+        let users: Vec<LUser> = l_users::table
+            .order_by(l_users::id)
+            .select(LUser::as_select())
+            .load(&mut raw)
+            .await
+            .expect("raw users");
+        let user_ids: Vec<i32> = users.iter().map(|u| u.id).collect();
+        let posts: Vec<LPost> = l_posts::table
+            .filter(l_posts::user_id.eq_any(user_ids))
+            .order_by(l_posts::id)
+            .select(LPost::as_select())
+            .load(&mut raw)
+            .await
+            .expect("raw posts");
+        let post_ids: Vec<i32> = posts.iter().map(|p| p.id).collect();
+        let comments: Vec<LComment> = l_comments::table
+            .filter(l_comments::post_id.eq_any(post_ids))
+            .order_by(l_comments::id)
+            .select(LComment::as_select())
+            .load(&mut raw)
+            .await
+            .expect("raw comments");
+        let mut by_post: std::collections::HashMap<i32, Vec<LComment>> =
+            std::collections::HashMap::new();
+        for c in comments {
+            by_post.entry(c.post_id).or_default().push(c);
+        }
+        let mut by_user: std::collections::HashMap<i32, Vec<(LPost, Vec<LComment>)>> =
+            std::collections::HashMap::new();
+        for p in posts {
+            let cs = by_post.remove(&p.id).unwrap_or_default();
+            by_user.entry(p.user_id).or_default().push((p, cs));
+        }
+        let c: Tree = users
+            .into_iter()
+            .map(|u| {
+                let ps = by_user.remove(&u.id).unwrap_or_default();
+                (u, ps)
+            })
+            .collect();
+        let t_raw = started.elapsed();
+        assert_eq!(a, b, "the join and select-in give one tree");
+        assert_eq!(b, c, "and the same as raw diesel-async");
+        shapes.push(a.len());
+        if round >= 3 {
+            times[0].push(t_join);
+            times[1].push(t_in);
+            times[2].push(t_raw);
+        }
+    }
+    println!("loading users → posts → comments (100 → 1,000 → 10,000; 20 turns, median):");
+    let mut medians = [0.0; 3];
+    for ((name, kept), median) in [
+        "gino, join loader (one wide query)",
+        "gino, select_in (a query per level)",
+        "diesel-async, three queries grouped by hand",
+    ]
+    .iter()
+    .zip(&mut times)
+    .zip(&mut medians)
+    {
+        kept.sort();
+        *median = kept[kept.len() / 2].as_secs_f64() * 1e3;
+        println!("{name:<48} {median:>8.2} ms");
+    }
+    println!(
+        "join / raw: {:.2}, select_in / raw: {:.2}",
+        medians[0] / medians[2],
+        medians[1] / medians[2]
+    );
+    conn.release().await.expect("release");
 }

@@ -282,6 +282,105 @@ where
     map(move |_: R| value.clone())
 }
 
+/// The other way to load a relationship (SQLAlchemy's "select in"): the
+/// children of `parents` in one more query, `WHERE <fk> = ANY(<keys>)`,
+/// paired with their parents. A join repeats every parent's columns on
+/// each child's row; this sends each row once, and one query per level
+/// however deep the tree. GINO has only the join; choose per relationship.
+///
+/// `key` gives a parent's key, `child_key` the child's reference to it;
+/// `query` makes the children's query from the keys (the filter stays
+/// visible SQL, and `.bind(...)` picks where it runs). Parents keep their
+/// order, children the query's.
+///
+/// ```
+/// # use gino::prelude::*;
+/// # #[derive(Model, Debug, Clone)]
+/// # #[gino(table = "users")]
+/// # pub struct User { #[gino(primary_key)] pub id: i32, pub name: String }
+/// # #[derive(Model, Debug, Clone)]
+/// # #[gino(table = "posts")]
+/// # pub struct Post { #[gino(primary_key)] pub id: i32, pub user_id: i32, pub title: String }
+/// # async fn demo() -> gino::Result<()> {
+/// use gino::loader::select_in;
+///
+/// let users: Vec<User> = User::query().order_by(users::id).gino().all().await?;
+/// let users: Vec<(User, Vec<Post>)> = select_in(
+///     users,
+///     |u: &User| u.id,
+///     |p: &Post| p.user_id,
+///     |ids| Post::query().filter(posts::user_id.eq_any(ids)).order_by(posts::id).gino(),
+/// )
+/// .await?;
+/// # Ok(()) }
+/// ```
+pub async fn select_in<'q, P, C, K, Q>(
+    parents: Vec<P>,
+    key: impl Fn(&P) -> K,
+    child_key: impl Fn(&C) -> K,
+    query: impl FnOnce(Vec<K>) -> Executor<'q, Q>,
+) -> Result<Vec<(P, Vec<C>)>>
+where
+    K: std::hash::Hash + Eq + Clone,
+    Q: LoadQuery<'q, AsyncPgConnection, C> + Send + 'q,
+    C: Send + 'static,
+{
+    if parents.is_empty() {
+        return Ok(Vec::new());
+    }
+    let keys = distinct_keys(&parents, &key);
+    let children: Vec<C> = query(keys).all().await?;
+    Ok(group(parents, key, children, child_key))
+}
+
+/// Each parent's key, once, in the parents' order.
+fn distinct_keys<P, K: std::hash::Hash + Eq + Clone>(
+    parents: &[P],
+    key: &impl Fn(&P) -> K,
+) -> Vec<K> {
+    let mut seen = std::collections::HashSet::with_capacity(parents.len());
+    parents
+        .iter()
+        .map(key)
+        .filter(|k| seen.insert(k.clone()))
+        .collect()
+}
+
+/// Pairs `parents` with their `children` in memory: what [`select_in`]
+/// does after its query, for trees loaded one level at a time (load every
+/// level's rows, then group from the leaves up). Parents keep their order,
+/// children theirs; a child without its parent is left out.
+///
+/// ```
+/// use gino::loader::group;
+/// let posts = vec![(1, "hello"), (2, "again")];
+/// let comments = vec![(10, 2, "nice"), (11, 1, "first"), (12, 2, "+1")];
+/// let tree = group(posts, |p| p.0, comments, |c| c.1);
+/// assert_eq!(tree[1].1.iter().map(|c| c.2).collect::<Vec<_>>(), ["nice", "+1"]);
+/// ```
+pub fn group<P, C, K>(
+    parents: Vec<P>,
+    key: impl Fn(&P) -> K,
+    children: Vec<C>,
+    child_key: impl Fn(&C) -> K,
+) -> Vec<(P, Vec<C>)>
+where
+    K: std::hash::Hash + Eq,
+{
+    let mut first_place: HashMap<K, usize> = HashMap::with_capacity(parents.len());
+    for (i, parent) in parents.iter().enumerate() {
+        first_place.entry(key(parent)).or_insert(i);
+    }
+    let mut grouped: Vec<Vec<C>> = parents.iter().map(|_| Vec::new()).collect();
+    for child in children {
+        // A parent listed twice gets its children once, at its first place.
+        if let Some(&at) = first_place.get(&child_key(&child)) {
+            grouped[at].push(child);
+        }
+    }
+    parents.into_iter().zip(grouped).collect()
+}
+
 impl<Q> Executor<'_, Q> {
     /// All rows, assembled by `loader` (see [`loader`](crate::loader)):
     /// parents distinct by key with their children, or any function of the

@@ -3,7 +3,7 @@
 mod common;
 
 use diesel::dsl::count;
-use gino::loader::{child, distinct, map, partial, value};
+use gino::loader::{child, distinct, map, partial, select_in, value};
 use gino::prelude::*;
 
 static DB: Gino = Gino::secondary();
@@ -164,6 +164,57 @@ async fn relationships_load_from_one_query() {
             (1, vec![(10, vec![100, 101]), (11, vec![102]), (12, vec![])]),
             (2, vec![])
         ]
+    );
+
+    // The same tree "select in": one query per level, assembled from the
+    // leaves up, no row sent twice.
+    let companies: Vec<Company> = Company::query()
+        .order_by(companies::id)
+        .gino()
+        .all()
+        .await
+        .unwrap();
+    let company_teams = select_in(
+        companies,
+        |c: &Company| c.id,
+        |t: &Team| t.company_id,
+        |ids| {
+            Team::query()
+                .filter(teams::company_id.eq_any(ids))
+                .order_by(teams::id)
+                .gino()
+        },
+    )
+    .await
+    .unwrap();
+    let teams: Vec<Team> = company_teams
+        .iter()
+        .flat_map(|(_, ts)| ts.iter().cloned())
+        .collect();
+    let team_ids: Vec<i32> = teams.iter().map(|t| t.id).collect();
+    let members: Vec<Member> = Member::query()
+        .filter(members::team_id.eq_any(team_ids))
+        .order_by(members::id)
+        .gino()
+        .all()
+        .await
+        .unwrap();
+    let teams = gino::loader::group(teams, |t| t.id, members, |m| m.team_id);
+    let companies: Vec<Company> = company_teams.into_iter().map(|(c, _)| c).collect();
+    let selected_in: Vec<CompanyTree> =
+        gino::loader::group(companies, |c| c.id, teams, |(t, _)| t.company_id);
+    assert_eq!(selected_in, tree, "select-in and the join give one tree");
+    assert!(
+        select_in(
+            Vec::<Company>::new(),
+            |c: &Company| c.id,
+            |t: &Team| t.company_id,
+            |ids| Team::query().filter(teams::company_id.eq_any(ids)).gino(),
+        )
+        .await
+        .unwrap()
+        .is_empty(),
+        "no parents, no query"
     );
 
     // Many-to-many through the association table; children distinct even

@@ -55,6 +55,7 @@ struct Check {
 #[derive(Default)]
 struct ModelAttrs {
     table: Option<String>,
+    schema: Option<String>,
     db: Option<Path>,
     lookup: Option<Path>,
     diesel_table: Option<Path>,
@@ -85,6 +86,8 @@ fn parse_model_attrs(input: &DeriveInput) -> Result<ModelAttrs> {
         attr.parse_nested_meta(|meta| {
             if meta.path.is_ident("table") {
                 attrs.table = Some(lit_str(&meta)?);
+            } else if meta.path.is_ident("schema") {
+                attrs.schema = Some(lit_str(&meta)?);
             } else if meta.path.is_ident("db") {
                 attrs.db = Some(meta.value()?.parse()?);
             } else if meta.path.is_ident("lookup") {
@@ -168,8 +171,8 @@ fn parse_model_attrs(input: &DeriveInput) -> Result<ModelAttrs> {
                 };
             } else {
                 return Err(meta.error(
-                    "unknown model attribute: expected table, db, lookup, diesel_table, index, \
-                     unique, check or unknown_properties",
+                    "unknown model attribute: expected table, schema, db, lookup, diesel_table, \
+                     index, unique, check or unknown_properties",
                 ));
             }
             Ok(())
@@ -483,6 +486,20 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
                 quote!(#rename #ident -> #sql_type,)
             });
             diesel_dependency(name)?;
+            // diesel's `table!` spells a schema-qualified table `schema.name`.
+            let qualifier = match &attrs.schema {
+                Some(schema) => {
+                    let schema = syn::parse_str::<Ident>(schema).map_err(|_| {
+                        syn::Error::new(
+                            Span::call_site(),
+                            "the schema name is not a Rust identifier; declare the table with \
+                             diesel's table! and name it with #[gino(diesel_table = path)]",
+                        )
+                    })?;
+                    quote!(#schema .)
+                }
+                None => quote!(),
+            };
             // SQL types named by the model (enums, `sql_type`) are paths
             // relative to the model's module, one level above the table's.
             let parent_scope = fields
@@ -498,7 +515,7 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
                 quote! {
                     ::gino::reexports::diesel::table! {
                         #parent_scope
-                        #module (#(#key),*) {
+                        #qualifier #module (#(#key),*) {
                             #(#columns)*
                         }
                     }
@@ -1068,6 +1085,8 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
         name.to_string().to_lowercase()
     );
 
+    let table_schema = opt_str(&attrs.schema);
+
     Ok(quote! {
         #table_decl
 
@@ -1077,6 +1096,7 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
         #[allow(non_upper_case_globals)]
         static #meta_ident: ::gino::model::TableMeta = ::gino::model::TableMeta {
             name: #table,
+            schema: #table_schema,
             columns: &[#(#column_metas),*],
             primary_key: &[#(#pk_columns),*],
             indexes: &[#(#index_metas),*],

@@ -33,6 +33,9 @@ use crate::executor::{Executor, Status};
 pub struct TableMeta {
     /// Table name (GINO's `__tablename__`).
     pub name: &'static str,
+    /// The schema the table is in (GINO's `__table_args__ = {'schema': ...}`);
+    /// `None` for the search path's first.
+    pub schema: Option<&'static str>,
     /// Columns, in declaration order.
     pub columns: &'static [ColumnMeta],
     /// Primary key column names, in key order; empty for none.
@@ -47,6 +50,25 @@ pub struct TableMeta {
     pub foreign_keys: &'static [ForeignKeyMeta],
     /// PostgreSQL enum types the columns use, created before the table.
     pub enums: &'static [&'static EnumMeta],
+}
+
+impl TableMeta {
+    /// `schema.name`, or `name` without a schema: how foreign keys name the
+    /// table (`#[gino(references = "app.teams(id)")]`).
+    ///
+    /// ```
+    /// # static T: gino::model::TableMeta = gino::model::TableMeta {
+    /// #     name: "users", schema: Some("app"), columns: &[], primary_key: &[], indexes: &[],
+    /// #     uniques: &[], checks: &[], foreign_keys: &[], enums: &[],
+    /// # };
+    /// assert_eq!(T.qualified_name(), "app.users");
+    /// ```
+    pub fn qualified_name(&self) -> String {
+        match self.schema {
+            Some(schema) => format!("{schema}.{}", self.name),
+            None => self.name.to_owned(),
+        }
+    }
 }
 
 /// One column of a [`TableMeta`].
@@ -369,6 +391,7 @@ impl<T> QueryId for Lookup<T> {
 /// | attribute | meaning |
 /// | --- | --- |
 /// | `table = "users"` | the table name (required) |
+/// | `schema = "app"` | the PostgreSQL schema of the table (`"app"."users"`); `create_all().create_schemas(true)` creates it |
 /// | `db = DB` | the `Gino` static the model belongs to (default: the default database) |
 /// | `index(name = "ix", columns(a, b), unique)` | a (multi-column, optionally unique) index |
 /// | `unique(name = "uq", columns(a, b))` | a multi-column unique constraint |

@@ -55,6 +55,7 @@ pub struct SchemaOp<'a> {
     action: Action,
     tables: Vec<&'static TableMeta>,
     checkfirst: bool,
+    create_schemas: bool,
     bind: Bind<'a>,
 }
 
@@ -64,8 +65,24 @@ impl<'a> SchemaOp<'a> {
             action,
             tables,
             checkfirst: true,
+            create_schemas: false,
             bind,
         }
+    }
+
+    /// With `true`, creating also creates the schemas of tables declared
+    /// with `#[gino(schema = "...")]` (`CREATE SCHEMA IF NOT EXISTS`), in
+    /// the same transaction; by default, as in GINO, they must exist.
+    /// Dropping never drops schemas.
+    ///
+    /// ```
+    /// # async fn demo(db: &gino::Gino) -> gino::Result<()> {
+    /// db.create_all().create_schemas(true).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn create_schemas(mut self, create: bool) -> Self {
+        self.create_schemas = create;
+        self
     }
 
     /// With `true` (the default, as in GINO) existing objects are skipped
@@ -107,13 +124,28 @@ impl<'a> SchemaOp<'a> {
             action: self.action,
             tables: self.tables,
             checkfirst: self.checkfirst,
+            create_schemas: self.create_schemas,
             bind: to.into(),
         }
     }
 
     fn statements(&self) -> Vec<String> {
         match self.action {
-            Action::Create => create_statements(&self.tables, self.checkfirst),
+            Action::Create => {
+                let mut schemas: Vec<&str> = Vec::new();
+                if self.create_schemas {
+                    for schema in self.tables.iter().filter_map(|t| t.schema) {
+                        if !schemas.contains(&schema) {
+                            schemas.push(schema);
+                        }
+                    }
+                }
+                schemas
+                    .into_iter()
+                    .map(|schema| format!("CREATE SCHEMA IF NOT EXISTS {}", Ident(schema)))
+                    .chain(create_statements(&self.tables, self.checkfirst))
+                    .collect()
+            }
             Action::Drop => drop_statements(&self.tables, self.checkfirst),
         }
     }
@@ -217,6 +249,7 @@ impl Gino {
 /// # async fn demo(engine: &'static gino::Engine) -> gino::Result<()> {
 /// use gino::model::{ColumnMeta, TableMeta};
 /// static NOTES: TableMeta = TableMeta {
+///     schema: None,
 ///     name: "notes",
 ///     columns: &[ColumnMeta {
 ///         name: "body",
@@ -261,6 +294,7 @@ pub fn drop_tables(tables: Vec<&'static TableMeta>, bind: Bind<'static>) -> Sche
 /// ```
 /// use gino::model::{ColumnMeta, IndexMeta, TableMeta};
 /// static TAGS: TableMeta = TableMeta {
+///     schema: None,
 ///     name: "tags",
 ///     columns: &[ColumnMeta {
 ///         name: "label",
@@ -313,6 +347,7 @@ pub fn create_statements(tables: &[&TableMeta], checkfirst: bool) -> Vec<String>
 /// use gino::model::{EnumMeta, TableMeta};
 /// static MOOD: EnumMeta = EnumMeta { name: "mood", variants: &["sad", "happy"] };
 /// static PEOPLE: TableMeta = TableMeta {
+///     schema: None,
 ///     name: "people",
 ///     columns: &[],
 ///     primary_key: &[],
@@ -335,7 +370,7 @@ pub fn drop_statements(tables: &[&TableMeta], checkfirst: bool) -> Vec<String> {
         plan.tables
             .iter()
             .rev()
-            .map(|t| format!("DROP TABLE {if_exists}{}", Ident(t.name))),
+            .map(|t| format!("DROP TABLE {if_exists}{}", TableName::of(t))),
     );
     statements.extend(plan.enums().into_iter().map(|e| drop_type(e, checkfirst)));
     statements
@@ -360,11 +395,19 @@ impl<'t> Plan<'t> {
     fn of(input: &[&'t TableMeta]) -> Self {
         let mut tables: Vec<&'t TableMeta> = Vec::with_capacity(input.len());
         for &table in input {
-            if !tables.iter().any(|t| t.name == table.name) {
+            if !tables
+                .iter()
+                .any(|t| t.qualified_name() == table.qualified_name())
+            {
                 tables.push(table);
             }
         }
-        let position = |name: &str| tables.iter().position(|t| t.name == name);
+        // A reference names `schema.table`, or a table of any schema.
+        let position = |reference: &str| {
+            tables.iter().position(|t| {
+                t.qualified_name() == reference || (!reference.contains('.') && t.name == reference)
+            })
+        };
         // references[i]: positions of the other tables that table i references.
         let references: Vec<Vec<usize>> = tables
             .iter()
@@ -468,7 +511,7 @@ impl Deferred<'_> {
         let name = self.name();
         let sql = format!(
             "ALTER TABLE {} ADD {}",
-            Ident(self.table.name),
+            TableName::of(self.table),
             constraint(Some(&name), &foreign_key(self.fk))
         );
         if checkfirst {
@@ -482,7 +525,7 @@ impl Deferred<'_> {
         let if_exists = if checkfirst { "IF EXISTS " } else { "" };
         format!(
             "ALTER TABLE {if_exists}{} DROP CONSTRAINT {if_exists}{}",
-            Ident(self.table.name),
+            TableName::of(self.table),
             Ident(&self.name())
         )
     }
@@ -494,6 +537,33 @@ struct Ident<'s>(&'s str);
 impl fmt::Display for Ident<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "\"{}\"", self.0.replace('"', "\"\""))
+    }
+}
+
+/// A table's name in SQL: `"schema"."name"` or `"name"`.
+struct TableName<'s>(Option<&'s str>, &'s str);
+
+impl<'s> TableName<'s> {
+    fn of(table: &'s TableMeta) -> Self {
+        TableName(table.schema, table.name)
+    }
+
+    /// A reference as written in `references = "..."`: `schema.table` or
+    /// `table`.
+    fn referenced(reference: &'s str) -> Self {
+        match reference.split_once('.') {
+            Some((schema, name)) => TableName(Some(schema), name),
+            None => TableName(None, reference),
+        }
+    }
+}
+
+impl fmt::Display for TableName<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(schema) = self.0 {
+            write!(f, "{}.", Ident(schema))?;
+        }
+        write!(f, "{}", Ident(self.1))
     }
 }
 
@@ -563,7 +633,7 @@ fn foreign_key(fk: &ForeignKeyMeta) -> String {
     let mut sql = format!(
         "FOREIGN KEY ({}) REFERENCES {}",
         idents(fk.columns),
-        Ident(fk.references_table)
+        TableName::referenced(fk.references_table)
     );
     if !fk.references_columns.is_empty() {
         sql += &format!(" ({})", idents(fk.references_columns));
@@ -630,7 +700,10 @@ fn create_table(table: &TableMeta, plan: &Plan<'_>, checkfirst: bool) -> String 
     } else {
         format!("(\n    {}\n)", lines.join(",\n    "))
     };
-    format!("CREATE TABLE {if_not_exists}{} {body}", Ident(table.name))
+    format!(
+        "CREATE TABLE {if_not_exists}{} {body}",
+        TableName::of(table)
+    )
 }
 
 fn create_index(table: &TableMeta, index: &IndexMeta, checkfirst: bool) -> String {
@@ -639,7 +712,7 @@ fn create_index(table: &TableMeta, index: &IndexMeta, checkfirst: bool) -> Strin
         if index.unique { "UNIQUE " } else { "" },
         if checkfirst { "IF NOT EXISTS " } else { "" },
         Ident(index.name),
-        Ident(table.name),
+        TableName::of(table),
         idents(index.columns)
     )
 }
@@ -660,7 +733,9 @@ mod tests {
             .iter()
             .map(|&target| ForeignKeyMeta {
                 name: None,
-                columns: leak(vec![&*format!("{target}_id").leak()]),
+                columns: leak(vec![
+                    &*format!("{}_id", target.rsplit('.').next().unwrap()).leak(),
+                ]),
                 references_table: target,
                 references_columns: &["id"],
                 on_delete: None,
@@ -668,6 +743,7 @@ mod tests {
             })
             .collect();
         Box::leak(Box::new(TableMeta {
+            schema: None,
             name,
             columns: &[],
             primary_key: &[],
@@ -767,6 +843,7 @@ mod tests {
             variants: &["ok"],
         };
         static PEOPLE: TableMeta = TableMeta {
+            schema: None,
             name: "people",
             columns: &[ColumnMeta {
                 name: "mood",
@@ -809,6 +886,31 @@ mod tests {
             ),
             "DO $gino2$ BEGIN CREATE TYPE \"$gino$\" AS ENUM ('$gino1$'); \
              EXCEPTION WHEN duplicate_object THEN NULL; END $gino2$"
+        );
+    }
+    #[test]
+    fn qualified_tables_are_ordered_and_named_with_their_schema() {
+        let in_app = |t: &'static TableMeta| -> &'static TableMeta {
+            Box::leak(Box::new(TableMeta {
+                schema: Some("app"),
+                ..*t
+            }))
+        };
+        // Listed first, "app.b" is still created after the "app.a" it
+        // references; the plain "a" elsewhere is some other table.
+        let a = in_app(table("a", &[]));
+        let b = in_app(table("b", &["app.a", "elsewhere"]));
+        assert_eq!(
+            create_statements(&[b, a], false),
+            [
+                "CREATE TABLE \"app\".\"a\" ()",
+                "CREATE TABLE \"app\".\"b\" (\n    FOREIGN KEY (\"a_id\") REFERENCES \"app\".\"a\" \
+                 (\"id\"),\n    FOREIGN KEY (\"elsewhere_id\") REFERENCES \"elsewhere\" (\"id\")\n)",
+            ]
+        );
+        assert_eq!(
+            drop_statements(&[b, a], false),
+            ["DROP TABLE \"app\".\"b\"", "DROP TABLE \"app\".\"a\""]
         );
     }
 }

@@ -1686,6 +1686,79 @@ mod existing_diesel_table {
     }
 }
 
+mod schema_qualified {
+    use super::*;
+
+    static DB: Gino = Gino::secondary();
+
+    #[derive(Model, Debug, Clone, PartialEq)]
+    #[gino(table = "teams", schema = "app", db = DB)]
+    pub struct Team {
+        #[gino(primary_key)]
+        pub id: i32,
+        pub name: String,
+    }
+
+    #[derive(Model, Debug, Clone, PartialEq)]
+    #[gino(table = "members", schema = "app", db = DB)]
+    pub struct Member {
+        #[gino(primary_key)]
+        pub id: i32,
+        #[gino(references = "app.teams(id)", on_delete = "cascade")]
+        pub team_id: i32,
+        pub nickname: String,
+    }
+
+    #[tokio::test]
+    async fn models_live_in_their_schema() {
+        let s = bound(&DB).await;
+        // Without the schema the tables cannot be created, and nothing is.
+        let err = DB.create_all().await.unwrap_err();
+        assert!(err.to_string().contains("app"), "{err}");
+        assert!(!DB.has_schema("app").await.unwrap());
+
+        DB.create_all().create_schemas(true).await.unwrap();
+        assert!(DB.has_schema("app").await.unwrap());
+        assert!(DB.has_table("app.teams").await.unwrap());
+        assert!(DB.has_table("app.members").await.unwrap());
+        // Not on the search path: the unqualified names are someone else's.
+        assert!(!DB.has_table("teams").await.unwrap());
+        assert_eq!(<Team as Model>::TABLE.qualified_name(), "app.teams");
+
+        let team = Team::create().name("core").await.unwrap();
+        let mut ann = Member::create()
+            .team_id(team.id)
+            .nickname("ann")
+            .await
+            .unwrap();
+        ann.update().nickname("anne").apply().await.unwrap();
+        assert_eq!(Member::get(ann.id).await.unwrap(), Some(ann.clone()));
+        let names: Vec<String> = catalog(
+            &s.engine,
+            "SELECT nickname AS v FROM app.members ORDER BY id",
+        )
+        .await;
+        assert_eq!(names, ["anne"]);
+        // The foreign key points at the qualified table.
+        let fks = catalog(
+            &s.engine,
+            "SELECT pg_get_constraintdef(oid) AS v FROM pg_constraint \
+             WHERE conrelid = 'app.members'::regclass AND contype = 'f'",
+        )
+        .await;
+        assert_eq!(
+            fks,
+            ["FOREIGN KEY (team_id) REFERENCES app.teams(id) ON DELETE CASCADE"]
+        );
+        assert_eq!(team.delete().await.unwrap(), "DELETE 1");
+        assert_eq!(Member::get(ann.id).await.unwrap(), None);
+
+        DB.drop_all().await.unwrap();
+        assert!(!DB.has_table("app.teams").await.unwrap());
+        assert!(DB.has_schema("app").await.unwrap());
+    }
+}
+
 mod registry {
     use super::*;
 

@@ -53,6 +53,7 @@ const fn table(
 ) -> TableMeta {
     TableMeta {
         name,
+        schema: None,
         columns,
         primary_key,
         indexes: &[],

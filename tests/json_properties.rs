@@ -243,6 +243,19 @@ async fn properties_round_trip_merge_filter_and_fail_clearly() {
         [Some(0), Some(1), Some(2)]
     );
 
+    // A value built in memory takes the client defaults, of properties too
+    // (GINO's `Person(name="cat")`), and `create()` inserts it.
+    let cat = Person::create().name("cat").age(3).build().unwrap();
+    assert_eq!((cat.id, cat.visits, cat.verified), (0, 0, None));
+    let stored_cat = cat.create().await.unwrap();
+    assert!(stored_cat.id > 0);
+    assert_eq!(
+        Person::get(stored_cat.id).await.unwrap().unwrap(),
+        stored_cat
+    );
+    assert_eq!(profile(stored_cat.id).await["visits"], 0);
+    assert_eq!(profile(stored_cat.id).await["age"], 3);
+
     // A value of the wrong JSON type is an error naming the property.
     DB.status(diesel::sql_query(
         "UPDATE people SET profile = profile || '{\"age\": \"thirty\"}' WHERE name = 'ann'",

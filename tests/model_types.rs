@@ -95,6 +95,29 @@ async fn every_field_type_round_trips_and_enums_become_types() -> gino::Result<(
     let missing = Everything::get(stored.id + 1).or_not_found().await;
     assert!(matches!(missing, Err(gino::Error::NotFound)), "{missing:?}");
 
+    // A value built in memory needs a value for each field whose type has
+    // no default; the rest take their type's.
+    let refused = Everything::create().text("built").build().unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            gino::Error::MissingValue {
+                model: "Everything",
+                field: "mood"
+            }
+        ),
+        "{refused:?}"
+    );
+    assert!(refused.to_string().contains("`mood`"), "{refused}");
+    let built = Everything::create().text("built").mood(Mood::Sad).build()?;
+    assert_eq!((built.id, built.maybe_mood, built.int), (0, None, 0));
+    let built = built.create().await?;
+    assert_eq!(
+        Everything::get(built.id).or_not_found().await?.text,
+        "built"
+    );
+    built.delete().await?;
+
     // Enums and arrays work in filters, and NULL comes back as None.
     let happy: Vec<Everything> = Everything::query()
         .filter(everything::mood.eq(Mood::Happy))

@@ -886,6 +886,24 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
         let ident = &f.ident;
         quote!(#ident: self.#ident,)
     });
+    let name_lit = name.to_string();
+    let build_values = builder.iter().map(|f| {
+        let ident = &f.ident;
+        let ty = &f.ty;
+        let field = ident.to_string();
+        let fallback = match &f.default {
+            Some(default) => {
+                quote!(::core::result::Result::Ok(::core::convert::Into::into(#default)))
+            }
+            None => quote!((&::gino::model::Unset::<#ty>::new(#name_lit, #field)).value()),
+        };
+        quote! {
+            #ident: match self.#ident {
+                ::core::option::Option::Some(value) => value,
+                ::core::option::Option::None => #fallback?,
+            },
+        }
+    });
     let create_setters = builder.iter().map(|f| {
         let ident = &f.ident;
         let ty = &f.ty;
@@ -1289,6 +1307,20 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
             pub fn timeout(mut self, timeout: ::core::time::Duration) -> Self {
                 self.timeout = ::core::option::Option::Some(timeout);
                 self
+            }
+
+            /// The value in memory, without touching the database (GINO's
+            /// `User(nickname=...)`): each field left unset takes its
+            /// `#[gino(default = ...)]`, else its type's `Default`, else
+            /// fails with `gino::Error::MissingValue`. `.create()` on it
+            /// inserts every field but serial keys, so server defaults
+            /// apply only when inserting through the builder itself.
+            pub fn build(self) -> ::gino::Result<#name> {
+                #[allow(unused_imports)]
+                use ::gino::model::{UnsetDefault as _, UnsetMissing as _};
+                ::core::result::Result::Ok(#name {
+                    #(#build_values)*
+                })
             }
         }
 

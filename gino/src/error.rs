@@ -69,6 +69,19 @@ pub enum Error {
     )]
     NoPrimaryKey(&'static str),
 
+    /// A model value was built in memory (`User::create()...build()`)
+    /// without a value for a field that has no default.
+    #[error(
+        "model `{model}` was built without a value for `{field}`, which has no default: set it \
+         on the builder, or declare one with #[gino(default = ...)]"
+    )]
+    MissingValue {
+        /// The model's name.
+        model: &'static str,
+        /// The field left unset.
+        field: &'static str,
+    },
+
     /// A row of a bulk insert failed; nothing of the batch was saved.
     #[error("row {index} of the batch failed, so none was inserted: {source}")]
     BatchRow {

@@ -349,6 +349,11 @@ impl<T> QueryId for Lookup<T> {
 /// Booking::create().day(1).booker(u.id).room("A").await?;
 /// let booking = Booking::get((1, u.id)).await?.expect("just created");
 /// assert_eq!(u.delete().await?, "DELETE 1");
+///
+/// // A value in memory first, with the client defaults; inserted later.
+/// let draft = User::create().email("d@example.com".to_owned()).build()?;
+/// assert_eq!((draft.id, draft.nickname.as_str()), (0, "noname"));
+/// let stored = draft.create().await?;
 /// # Ok(()) }
 /// ```
 ///
@@ -399,6 +404,11 @@ impl<T> QueryId for Lookup<T> {
 /// | `lookup = path::to_fn` | how rows are located: `fn(&Self) -> gino::Result<Lookup<table>>` |
 /// | `diesel_table = path::to::users` | use an existing diesel `table!` instead of declaring one |
 /// | `unknown_properties = "ignore"` | read rows whose JSON property columns hold undeclared keys (by default an error naming the key, as GINO's `UnknownJSONPropertyError`); updates keep those keys |
+///
+/// `User::create()...build()` makes the value in memory without touching
+/// the database (GINO's `User(nickname="fantix")`): unset fields take their
+/// `default`, else their type's `Default`, else the build fails with
+/// [`Error::MissingValue`]; `.create()` on the value then inserts it.
 ///
 /// `create()` takes a value for a serial key too (`User::create().id(5)`,
 /// GINO's `create(id=5)`); the sequence is not moved past it, so follow
@@ -525,6 +535,53 @@ pub trait KeepValue {
 
 impl<T> KeepValue for &mut Reset<'_, T> {
     fn reset(&mut self) {}
+}
+
+/// The value of a field a builder left unset: its type's `Default` when
+/// it has one, [`Error::MissingValue`] otherwise. `#[derive(Model)]` calls
+/// `(&Unset::<T>::new(model, field)).value()`, where method resolution
+/// picks [`UnsetDefault`] if it applies and [`UnsetMissing`] if not.
+#[doc(hidden)]
+pub struct Unset<T> {
+    model: &'static str,
+    field: &'static str,
+    value: PhantomData<fn() -> T>,
+}
+
+impl<T> Unset<T> {
+    #[doc(hidden)]
+    pub fn new(model: &'static str, field: &'static str) -> Self {
+        Unset {
+            model,
+            field,
+            value: PhantomData,
+        }
+    }
+}
+
+#[doc(hidden)]
+pub trait UnsetDefault<T> {
+    fn value(&self) -> Result<T>;
+}
+
+impl<T: Default> UnsetDefault<T> for Unset<T> {
+    fn value(&self) -> Result<T> {
+        Ok(T::default())
+    }
+}
+
+#[doc(hidden)]
+pub trait UnsetMissing<T> {
+    fn value(&self) -> Result<T>;
+}
+
+impl<T> UnsetMissing<T> for &Unset<T> {
+    fn value(&self) -> Result<T> {
+        Err(Error::MissingValue {
+            model: self.model,
+            field: self.field,
+        })
+    }
 }
 
 /// The SET list of an update built at run time, from plain values and SQL

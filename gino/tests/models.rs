@@ -297,6 +297,34 @@ mod instance_create {
     }
 }
 
+mod built_value {
+    use super::*;
+    users_on!(DB);
+
+    #[tokio::test]
+    async fn takes_client_defaults_without_touching_the_database() {
+        let _s = setup().await;
+        // GINO's `User()`: client defaults filled in memory, nothing sent.
+        let built = User::create().name("Fantix".to_owned()).build().unwrap();
+        assert_eq!(
+            built,
+            User {
+                id: 0,
+                nickname: "noname".into(),
+                name: Some("Fantix".into()),
+                balance: 0,
+            }
+        );
+        assert!(stored(1).await.is_none());
+        let created = built.create().await.unwrap();
+        assert_eq!(created.id, 1);
+        assert_eq!(
+            stored(1).await,
+            Some(("noname".into(), Some("Fantix".into()), 0))
+        );
+    }
+}
+
 mod get {
     use super::*;
     users_on!(DB);

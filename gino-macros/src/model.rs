@@ -818,6 +818,32 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
         .map(|(f, _)| value_of(f, quote!(row)))
         .collect();
     let returning = quote!(.returning(<Self as #d::SelectableHelper<#d::pg::Pg>>::as_returning()));
+    // The VALUES rows of a slice `rows`, or the error serializing one.
+    let row_values = quote! {
+        rows.iter()
+            .map(|row| ::core::result::Result::Ok((#(#bulk_values)*)))
+            .collect::<::gino::Result<::std::vec::Vec<_>>>()
+    };
+    let bulk_compile = if insertable.is_empty() {
+        quote! {
+            let one = #d::insert_into(#schema::table).default_values();
+            let statement = if returning {
+                ::gino::Compiled::of(&one #returning)
+            } else {
+                ::gino::Compiled::of(&one)
+            };
+            ::core::result::Result::Ok(::std::vec![statement; rows.len()])
+        }
+    } else {
+        quote! {
+            let values = #d::insert_into(#schema::table).values(#row_values?);
+            ::core::result::Result::Ok(::std::vec![if returning {
+                ::gino::Compiled::of(&values #returning)
+            } else {
+                ::gino::Compiled::of(&values)
+            }])
+        }
+    };
     let (bulk_count, bulk_rows) = if insertable.is_empty() {
         // Rows with only database-assigned columns: one DEFAULT VALUES each.
         let one = quote!(#d::insert_into(#schema::table).default_values());
@@ -845,11 +871,7 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
         )
     } else {
         let values = quote! {
-            let rows = match rows
-                .iter()
-                .map(|row| ::core::result::Result::Ok((#(#bulk_values)*)))
-                .collect::<::gino::Result<::std::vec::Vec<_>>>()
-            {
+            let rows = match #row_values {
                 ::core::result::Result::Ok(rows) => rows,
                 ::core::result::Result::Err(e) => {
                     return ::std::boxed::Box::pin(async move { ::core::result::Result::Err(e) });
@@ -1228,6 +1250,10 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
 
             fn insert_rows_returning<'b>(rows: &[Self], on: ::gino::Bind<'b>) -> ::gino::reexports::futures_util::future::BoxFuture<'b, ::gino::Result<::std::vec::Vec<Self>>> {
                 #bulk_rows
+            }
+
+            fn compile_rows(rows: &[Self], returning: bool) -> ::gino::Result<::std::vec::Vec<::gino::Compiled>> {
+                #bulk_compile
             }
         }
 

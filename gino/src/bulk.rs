@@ -11,7 +11,7 @@ use futures_util::future::BoxFuture;
 use crate::bind::{Bind, Resolved};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::executor::Executor;
+use crate::executor::{Compiled, Executor};
 use crate::model::Model;
 
 /// PostgreSQL's limit of bind parameters in one statement.
@@ -76,6 +76,35 @@ impl<'a, M, Out> InsertMany<'a, M, Out> {
     }
 }
 
+impl<M: BulkInsert, Out: Mode<M>> InsertMany<'_, M, Out> {
+    /// The statements the insert would run, in order, without running
+    /// them: one per chunk of rows the bind-parameter limit allows (GINO's
+    /// `compile` of a statement with several parameter sets). Fails only
+    /// when a row cannot be serialized (a JSON property).
+    ///
+    /// ```
+    /// # use gino::prelude::*;
+    /// # #[derive(Model, Debug, Clone)]
+    /// # #[gino(table = "users")]
+    /// # pub struct User { #[gino(primary_key)] pub id: i32, pub nickname: String }
+    /// let rows = ["ann", "bob"].map(|n| User { id: 0, nickname: n.into() });
+    /// let statements = User::insert_many(rows).compile()?;
+    /// assert_eq!(
+    ///     statements[0].sql(),
+    ///     "INSERT INTO \"users\" (\"nickname\") VALUES ($1), ($2)"
+    /// );
+    /// assert_eq!(statements[0].binds(), ["\"ann\"", "\"bob\""]);
+    /// # Ok::<(), gino::Error>(())
+    /// ```
+    pub fn compile(&self) -> Result<Vec<Compiled>> {
+        let mut statements = Vec::new();
+        for chunk in self.rows.chunks(per_statement::<M>()) {
+            Extend::extend(&mut statements, M::compile_rows(chunk, Out::RETURNING)?);
+        }
+        Ok(statements)
+    }
+}
+
 /// What `#[derive(Model)]` implements for bulk inserts: the multi-row
 /// statements for a slice of rows.
 #[doc(hidden)]
@@ -88,18 +117,25 @@ pub trait BulkInsert: Model {
 
     /// Inserts `rows` returning them as stored.
     fn insert_rows_returning<'b>(rows: &[Self], on: Bind<'b>) -> BoxFuture<'b, Result<Vec<Self>>>;
+
+    /// The statements `insert_rows` (or, with `returning`,
+    /// `insert_rows_returning`) would run for `rows`.
+    fn compile_rows(rows: &[Self], returning: bool) -> Result<Vec<Compiled>>;
 }
 
 /// How a batch of rows is inserted and what it yields: a count (`u64`) or
 /// the stored rows (`Vec<M>`).
 #[doc(hidden)]
 pub trait Mode<M: BulkInsert>: Sized + Send + 'static {
+    /// Whether the statements return the rows.
+    const RETURNING: bool;
     fn insert<'b>(rows: &[M], on: Bind<'b>) -> BoxFuture<'b, Result<Self>>;
     fn extend(&mut self, more: Self);
     fn empty() -> Self;
 }
 
 impl<M: BulkInsert> Mode<M> for u64 {
+    const RETURNING: bool = false;
     fn insert<'b>(rows: &[M], on: Bind<'b>) -> BoxFuture<'b, Result<u64>> {
         M::insert_rows(rows, on)
     }
@@ -112,6 +148,7 @@ impl<M: BulkInsert> Mode<M> for u64 {
 }
 
 impl<M: BulkInsert> Mode<M> for Vec<M> {
+    const RETURNING: bool = true;
     fn insert<'b>(rows: &[M], on: Bind<'b>) -> BoxFuture<'b, Result<Vec<M>>> {
         M::insert_rows_returning(rows, on)
     }

@@ -86,7 +86,16 @@ pub struct Compiled {
 }
 
 impl Compiled {
-    pub(crate) fn of<Q: QueryFragment<Pg>>(query: &Q) -> Self {
+    /// Compiles `query`; the same as `query.gino().compile()`, for a query
+    /// borrowed rather than owned.
+    ///
+    /// ```
+    /// use diesel::dsl::sql;
+    /// use diesel::sql_types::Integer;
+    /// let q = diesel::select(sql::<Integer>("").bind::<Integer, _>(7));
+    /// assert_eq!(gino::Compiled::of(&q).binds(), ["7"]);
+    /// ```
+    pub fn of<Q: QueryFragment<Pg>>(query: &Q) -> Self {
         let debug = diesel::debug_query::<Pg, _>(query);
         // diesel renders bind values only through `Debug`; its pretty form
         // puts each top-level value on lines of its own, which is what is

@@ -118,3 +118,54 @@ async fn insert_many_splits_batches_and_is_atomic() {
     assert_eq!(Event::insert_many(Vec::new()).await.unwrap(), 0);
     DB.pop_bind();
 }
+
+/// What `compile()` shows is what the insert runs: the same statements,
+/// split at the same rows.
+#[test]
+fn compile_shows_the_statements_insert_many_would_run() {
+    let batch = Event::insert_many(events(0..70_000));
+    let statements = batch.compile().unwrap();
+    let per_statement = 65_535 / 2;
+    assert_eq!(statements.len(), 3, "70,000 rows x 2 parameters");
+    assert_eq!(
+        statements
+            .iter()
+            .map(|c| c.binds().len())
+            .collect::<Vec<_>>(),
+        [
+            per_statement * 2,
+            per_statement * 2,
+            (70_000 - 2 * per_statement) * 2
+        ]
+    );
+    let first = &statements[0];
+    assert!(
+        first
+            .sql()
+            .starts_with("INSERT INTO \"events\" (\"code\", \"weight\") VALUES ($1, $2), ($3, $4)"),
+        "{}",
+        &first.sql()[..80]
+    );
+    assert_eq!(&first.binds()[..4], ["\"e0\"", "0", "\"e1\"", "1"]);
+    assert!(!first.sql().contains("RETURNING"));
+
+    let returning = Event::insert_many(events(0..2))
+        .returning()
+        .compile()
+        .unwrap();
+    assert_eq!(
+        returning[0].sql(),
+        "INSERT INTO \"events\" (\"code\", \"weight\") VALUES ($1, $2), ($3, $4) RETURNING \
+         \"events\".\"id\", \"events\".\"code\", \"events\".\"weight\""
+    );
+
+    // Rows with only database-assigned columns: a DEFAULT VALUES each.
+    let tickets = Ticket::insert_many([Ticket { id: 0 }, Ticket { id: 0 }])
+        .compile()
+        .unwrap();
+    assert_eq!(
+        tickets.iter().map(|c| c.sql()).collect::<Vec<_>>(),
+        ["INSERT INTO \"tickets\" DEFAULT VALUES"; 2]
+    );
+    assert!(Ticket::insert_many([]).compile().unwrap().is_empty());
+}

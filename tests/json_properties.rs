@@ -334,3 +334,168 @@ async fn undeclared_keys_are_an_error_unless_the_model_ignores_them() {
     assert_eq!(kept["text"], "changed");
     KEYS.pop_bind().unwrap().close().await;
 }
+
+static MORE: Gino = Gino::secondary();
+
+#[derive(Model, Debug, Clone, PartialEq)]
+#[gino(
+    table = "players",
+    db = MORE,
+    index(name = "players_level_name", columns(level, name))
+)]
+pub struct Player {
+    #[gino(primary_key)]
+    pub id: i32,
+    pub name: String,
+    #[gino(property, index)]
+    pub age: Option<i32>,
+    #[gino(property, default = 0)]
+    pub level: i64,
+    #[gino(property)]
+    pub score: Option<f64>,
+    #[gino(property = "extra", json)]
+    pub nickname: Option<String>,
+    #[gino(property = "extra")]
+    pub rank: Option<i32>,
+}
+
+/// One text column `v` of each row of `sql`.
+async fn texts(sql: &str) -> Vec<String> {
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        v: String,
+    }
+    let rows: Vec<Row> = MORE.all(diesel::sql_query(sql)).await.unwrap();
+    rows.into_iter().map(|r| r.v).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn properties_take_sql_updates_indexes_and_plain_json_columns() {
+    let database = gino_testkit::TestDatabase::create().await;
+    MORE.set_bind(database.url()).await.unwrap();
+    MORE.create_all().await.unwrap();
+
+    // `json` makes the column plain json; the other stays jsonb.
+    assert_eq!(
+        texts(
+            "SELECT column_name || ' ' || data_type AS v FROM information_schema.columns \
+             WHERE table_name = 'players' AND data_type LIKE 'json%' ORDER BY column_name"
+        )
+        .await,
+        ["extra json", "profile jsonb"]
+    );
+    // Properties are indexed as the expressions that read them, alone or
+    // beside columns.
+    let indexes = texts(
+        "SELECT indexname || ': ' || indexdef AS v FROM pg_indexes \
+         WHERE tablename = 'players' AND indexname <> 'players_pkey' ORDER BY indexname",
+    )
+    .await;
+    assert_eq!(indexes.len(), 2, "{indexes:?}");
+    assert!(
+        indexes[0].starts_with("ix_players_age: ") && indexes[0].contains("'age'"),
+        "{indexes:?}"
+    );
+    assert!(
+        indexes[1].starts_with("players_level_name: ")
+            && indexes[1].contains("'level'")
+            && indexes[1].ends_with(", name)"),
+        "{indexes:?}"
+    );
+
+    let mut ann = Player::create()
+        .name("ann")
+        .age(30)
+        .level(1_i64)
+        .nickname("ann".to_owned())
+        .rank(3)
+        .await
+        .unwrap();
+    assert_eq!(ann.nickname.as_deref(), Some("ann"));
+    assert_eq!(Player::get(ann.id).await.unwrap().unwrap(), ann);
+
+    // GINO's `update(age=Player.age - 2)`: computed in SQL, merged by key,
+    // refreshed in memory; plain changes go in the same statement.
+    ann.update()
+        .set_property(players_props::age(), players_props::age() - 2)
+        .level(5_i64)
+        .apply()
+        .await
+        .unwrap();
+    assert_eq!((ann.age, ann.level), (Some(28), 5));
+    // In the plain json column too, beside a value set there.
+    ann.update()
+        .set_property(players_props::rank(), players_props::rank() * 10)
+        .nickname("annie".to_owned())
+        .apply()
+        .await
+        .unwrap();
+    assert_eq!(
+        (ann.rank, ann.nickname.as_deref()),
+        (Some(30), Some("annie"))
+    );
+    // A plain value is an expression too; the last change of a key wins.
+    ann.update()
+        .set_property(players_props::score(), 1.5)
+        .age(1)
+        .set_property(players_props::age(), players_props::age() + 1)
+        .set_property(players_props::level(), 100_i64)
+        .level(7_i64)
+        .apply()
+        .await
+        .unwrap();
+    assert_eq!((ann.score, ann.age, ann.level), (Some(1.5), Some(29), 7));
+    assert_eq!(Player::get(ann.id).await.unwrap().unwrap(), ann);
+    // A concurrent update of another key survives an SQL update.
+    let mut other = ann.clone();
+    other.update().score(2.5).apply().await.unwrap();
+    ann.update()
+        .set_property(players_props::age(), players_props::age() + 1)
+        .apply()
+        .await
+        .unwrap();
+    let stored = Player::get(ann.id).await.unwrap().unwrap();
+    assert_eq!((stored.age, stored.score), (Some(30), Some(2.5)));
+
+    // Properties of the plain json column filter like any other.
+    let found: Vec<String> = Player::select(players::name)
+        .filter(players_props::nickname().eq("annie"))
+        .filter(players_props::rank().ge(30))
+        .gino()
+        .bind(&MORE)
+        .all()
+        .await
+        .unwrap();
+    assert_eq!(found, ["ann"]);
+
+    // The filter on an indexed property can use its index.
+    let filter = Player::query()
+        .filter(players_props::age().gt(3))
+        .gino()
+        .compile();
+    let plan = {
+        let conn = MORE.acquire().await.unwrap();
+        conn.status(diesel::sql_query("SET enable_seqscan = off"))
+            .await
+            .unwrap();
+        #[derive(diesel::QueryableByName)]
+        struct Plan {
+            #[diesel(sql_type = diesel::sql_types::Text, column_name = "QUERY PLAN")]
+            line: String,
+        }
+        let explain = format!("EXPLAIN {}", filter.sql().replace("$1", "3"));
+        let lines: Vec<Plan> = conn.all(diesel::sql_query(explain)).await.unwrap();
+        conn.status(diesel::sql_query("RESET enable_seqscan"))
+            .await
+            .unwrap();
+        lines
+            .into_iter()
+            .map(|p| p.line)
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert!(plan.contains("ix_players_age"), "{plan}");
+
+    MORE.pop_bind().unwrap().close().await;
+}

@@ -32,6 +32,8 @@ struct Field {
     before_set: Option<Path>,
     after_get: Option<Path>,
     expr: Option<String>,
+    /// The property's column is a plain `json` column, not `jsonb`.
+    plain_json: bool,
     /// The JSONB column of properties, added without a field of its own.
     hidden: bool,
 }
@@ -207,6 +209,7 @@ fn parse_field(field: &syn::Field) -> Result<Field> {
         before_set: None,
         after_get: None,
         expr: None,
+        plain_json: false,
         hidden: false,
     };
     for attr in field.attrs.iter().filter(|a| a.path().is_ident("gino")) {
@@ -261,15 +264,23 @@ fn parse_field(field: &syn::Field) -> Result<Field> {
                 parsed.expr = Some(lit_str(&meta)?);
             } else if p.is_ident("db_enum") {
                 parsed.db_enum = true;
+            } else if p.is_ident("json") {
+                parsed.plain_json = true;
             } else {
                 return Err(meta.error(
                     "unknown field attribute: expected primary_key, autoincrement, column, \
                      default, server_default, unique, index, references, on_delete, on_update, \
-                     check, sql_type, ddl, db_enum, property, before_set, after_get or expr",
+                     check, sql_type, ddl, db_enum, property, json, before_set, after_get or expr",
                 ));
             }
             Ok(())
         })?;
+    }
+    if parsed.plain_json && parsed.property.is_none() {
+        return Err(syn::Error::new(
+            parsed.ident.span(),
+            "`json` makes a property's column plain json: #[gino(property, json)]",
+        ));
     }
     Ok(parsed)
 }
@@ -422,6 +433,18 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
                 "a JSON property cannot be a primary key",
             ));
         }
+        if prop.unique
+            || prop.server_default.is_some()
+            || prop.references.is_some()
+            || prop.check.is_some()
+        {
+            return Err(syn::Error::new(
+                prop.ident.span(),
+                "a JSON property takes no unique, server_default, references or check: they \
+                 belong to columns (a unique property is a unique index: \
+                 #[gino(index(name = \"...\", columns(property), unique))] on the model)",
+            ));
+        }
         if !json_columns.contains(&column) {
             if fields.iter().any(|f| f.column == column) {
                 return Err(syn::Error::new(
@@ -432,9 +455,20 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
                 ));
             }
             json_columns.push(column.clone());
-            let mut hidden = parse_field(
-                &syn::parse_quote!(#[gino(server_default = "'{}'::jsonb")] __gino_json: ::gino::reexports::serde_json::Value),
-            )?;
+            let plain_json = props
+                .iter()
+                .any(|p| p.plain_json && p.property.as_deref() == Some(column.as_str()));
+            let mut hidden = if plain_json {
+                parse_field(&syn::parse_quote!(
+                    #[gino(server_default = "'{}'::json", ddl = "json", sql_type = ::gino::reexports::diesel::sql_types::Json)]
+                    __gino_json: ::gino::reexports::serde_json::Value
+                ))?
+            } else {
+                parse_field(&syn::parse_quote!(
+                    #[gino(server_default = "'{}'::jsonb")] __gino_json: ::gino::reexports::serde_json::Value
+                ))?
+            };
+            hidden.plain_json = plain_json;
             hidden.ident = syn::Ident::new(&column, Span::call_site());
             hidden.column = column;
             hidden.hidden = true;
@@ -504,7 +538,7 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
             // relative to the model's module, one level above the table's.
             let parent_scope = fields
                 .iter()
-                .any(|f| f.db_enum || f.sql_type.is_some())
+                .any(|f| !f.hidden && (f.db_enum || f.sql_type.is_some()))
                 .then(|| {
                     quote!(
                         use super::*;
@@ -543,25 +577,58 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
             }
         }
     });
+    // A property as SQL: its type, and the expression reading it (a plain
+    // json column is read as jsonb).
+    let property_sql = |p: &Field| -> (TokenStream, String) {
+        let key = p.ident.to_string().replace('\'', "''");
+        let column = p.property.clone().unwrap_or_default();
+        let plain_json = fields
+            .iter()
+            .any(|f| f.hidden && f.plain_json && f.column == column);
+        let mut target = format!(
+            "\"{}\".\"{}\"",
+            table.replace('"', "\"\""),
+            column.replace('"', "\"\"")
+        );
+        if plain_json {
+            target.push_str("::jsonb");
+        }
+        let (inner, _) = types::strip_option(&p.ty);
+        let (sql_type, sql) = types::property_sql(inner, &target, &key);
+        (sql_type, p.expr.clone().unwrap_or(sql))
+    };
     let pk_columns = pk.iter().map(|f| f.column.clone());
     let mut index_metas = Vec::new();
-    for f in fields.iter().filter(|f| f.index) {
+    // An index key: a field's column, or the expression of a property.
+    let index_key = |ident: &Ident| -> Result<TokenStream> {
+        match props.iter().find(|p| p.ident == *ident) {
+            Some(p) => {
+                let sql = property_sql(p).1;
+                Ok(quote!(::gino::model::IndexKey::Expression(#sql)))
+            }
+            None => {
+                let column = column_of(ident)?;
+                Ok(quote!(::gino::model::IndexKey::Column(#column)))
+            }
+        }
+    };
+    for f in fields.iter().chain(&props).filter(|f| f.index) {
         let name = format!("ix_{table}_{}", f.column);
-        let column = &f.column;
+        let key = index_key(&f.ident)?;
         index_metas.push(quote! {
-            ::gino::model::IndexMeta { name: #name, columns: &[#column], unique: false }
+            ::gino::model::IndexMeta { name: #name, keys: &[#key], unique: false }
         });
     }
     for index in &attrs.indexes {
         let name = &index.name;
         let unique = index.unique;
-        let columns = index
+        let keys = index
             .columns
             .iter()
-            .map(&column_of)
+            .map(&index_key)
             .collect::<Result<Vec<_>>>()?;
         index_metas.push(quote! {
-            ::gino::model::IndexMeta { name: #name, columns: &[#(#columns),*], unique: #unique }
+            ::gino::model::IndexMeta { name: #name, keys: &[#(#keys),*], unique: #unique }
         });
     }
     let mut unique_metas = Vec::new();
@@ -999,9 +1066,7 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
                 let value: #ty = value.into();
                 let mut this = self;
                 match #json::to_value(#key, &#stored) {
-                    ::core::result::Result::Ok(json) => {
-                        this.#map.insert(::std::string::String::from(#key), json);
-                    }
+                    ::core::result::Result::Ok(json) => this.#map.set_value(#key, json),
                     ::core::result::Result::Err(e) => this.error = ::core::option::Option::Some(e),
                 }
                 this.instance.#ident = value;
@@ -1009,19 +1074,43 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
             }
         }
     });
-    let merges = json_columns.iter().zip(&json_fields).map(|(column, map)| {
-        let column = format_ident!("{}", column);
+    let merges = json_fields.iter().map(|map| {
         quote! {
             if !self.#map.is_empty() {
-                // `||` merges the keys into what the row holds, so a
-                // concurrent update of other keys survives.
-                changes.push(#d::ExpressionMethods::eq(
-                    #schema::#column,
-                    #d::PgJsonbExpressionMethods::concat(
-                        #schema::#column,
-                        ::gino::reexports::serde_json::Value::Object(self.#map),
-                    ),
-                ));
+                changes.push(self.#map);
+            }
+        }
+    });
+    let merge_inits = json_columns.iter().zip(&json_fields).map(|(column, map)| {
+        let plain_json = fields
+            .iter()
+            .any(|f| f.hidden && f.plain_json && f.column == *column);
+        quote!(#map: ::gino::json::Merge::new(#column, #plain_json),)
+    });
+    let set_property = (!props.is_empty()).then(|| {
+        let arms = json_columns.iter().zip(&json_fields).map(|(column, map)| {
+            quote!(#column => self.#map.set_sql(property.key(), value.as_expression()),)
+        });
+        quote! {
+            /// Sets a JSON property to what an SQL expression computes,
+            /// e.g. `.set_property(people_props::age(), people_props::age() - 2)`
+            /// (GINO's `update(age=Person.age - 2)`); only its key is merged
+            /// into the column, and `apply()` refreshes it in memory.
+            pub fn set_property<ST, E>(mut self, property: ::gino::json::PropertyExpr<#schema::table, ST>, value: E) -> Self
+            where
+                ST: #d::sql_types::SqlType + #d::expression::TypedExpressionType,
+                E: #d::expression::AsExpression<ST>,
+                E::Expression: #d::query_builder::QueryFragment<#d::pg::Pg> + ::core::marker::Send + ::core::marker::Sync + 'static,
+            {
+                match property.column() {
+                    #(#arms)*
+                    other => {
+                        self.error = ::core::option::Option::Some(::gino::Error::Configuration(::std::format!(
+                            "the model has no JSON column `{other}` of properties"
+                        )));
+                    }
+                }
+                self
             }
         }
     });
@@ -1040,7 +1129,7 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
     let refresh_keys = json_fields.iter().map(|map| {
         let keys = format_ident!("{}_keys", map);
         quote! {
-            let #keys: ::std::vec::Vec<::std::string::String> = self.#map.keys().cloned().collect();
+            let #keys: ::std::vec::Vec<::std::string::String> = self.#map.keys();
         }
     });
     let property_refreshes = props.iter().map(|p| {
@@ -1059,17 +1148,14 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
         let module = format_ident!("{}_props", table);
         let functions = props.iter().map(|p| {
             let ident = &p.ident;
-            let key = p.ident.to_string().replace('\'', "''");
-            let column = p.property.clone().unwrap_or_default().replace('"', "\"\"");
-            let target = format!("\"{}\".\"{column}\"", table.replace('"', "\"\""));
-            let (inner, _) = types::strip_option(&p.ty);
-            let (sql_type, sql) = types::property_sql(inner, &target, &key);
-            let sql = p.expr.clone().unwrap_or(sql);
+            let (sql_type, sql) = property_sql(p);
+            let column = p.property.clone().unwrap_or_default();
+            let key = p.ident.to_string();
             let doc = format!("The JSON property `{}` as SQL: `{sql}`.", p.ident);
             quote! {
                 #[doc = #doc]
-                pub fn #ident() -> #d::expression::SqlLiteral<#d::sql_types::Nullable<#sql_type>> {
-                    #d::dsl::sql(#sql)
+                pub fn #ident() -> ::gino::json::PropertyExpr<#schema::table, #d::sql_types::Nullable<#sql_type>> {
+                    ::gino::json::PropertyExpr::new(#sql, #column, #key)
                 }
             }
         });
@@ -1079,6 +1165,10 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
             #[doc = #doc]
             #[allow(dead_code)]
             #vis mod #module {
+                // The table module, wherever the model's module has it.
+                #[allow(unused_imports)]
+                use super::*;
+
                 #(#functions)*
             }
         }
@@ -1233,7 +1323,7 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
                     instance: self,
                     lookup,
                     changes: ::core::default::Default::default(),
-                    #(#json_fields: ::core::default::Default::default(),)*
+                    #(#merge_inits)*
                     error: ::core::option::Option::None,
                     bind: <Self as ::gino::Model>::DB.bind(),
                     timeout: ::core::option::Option::None,
@@ -1374,7 +1464,7 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
             instance: &'a mut #name,
             lookup: ::gino::Result<::gino::model::Lookup<#schema::table>>,
             changes: ::gino::model::Changes<#schema::table>,
-            #(#json_fields: ::gino::reexports::serde_json::Map<::std::string::String, ::gino::reexports::serde_json::Value>,)*
+            #(#json_fields: ::gino::json::Merge<#schema::table>,)*
             error: ::core::option::Option<::gino::Error>,
             bind: ::gino::Bind<'a>,
             timeout: ::core::option::Option<::core::time::Duration>,
@@ -1383,6 +1473,8 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
         impl<'a> #update_ident<'a> {
             #(#update_setters)*
             #(#property_setters)*
+
+            #set_property
 
             /// Adds a change computed in SQL, e.g.
             /// `.set(users::balance.eq(users::balance + 100))`; the value in

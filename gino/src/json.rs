@@ -41,9 +41,27 @@
 //! `->`), or `expr = "sql"` gives it one of your own. `before_set = path`
 //! and `after_get = path` are functions `T -> T` applied on the way in and
 //! out. A value of the wrong JSON type is an error naming the property.
+//!
+//! An update sets a property to what SQL computes with
+//! `.set_property(people_props::age(), people_props::age() + 1)`
+//! ([`PropertyExpr`]). `#[gino(property, index)]` indexes the property's
+//! expression (so a filter on it can use the index), and
+//! `#[gino(property = "settings", json)]` keeps that column's properties in
+//! a plain `json` column instead of `jsonb`.
 
 // Layer: beside `config`; uses `error` only. The derive generates the code that calls it.
 
+use std::fmt;
+use std::marker::PhantomData;
+
+use diesel::QueryResult;
+use diesel::expression::{
+    AppearsOnTable, AsExpression, Expression, SelectableExpression, TypedExpressionType,
+    ValidGrouping, is_aggregate,
+};
+use diesel::pg::Pg;
+use diesel::query_builder::{AsChangeset, AstPass, QueryFragment, QueryId};
+use diesel::sql_types::{self, SqlType};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
@@ -125,6 +143,235 @@ pub fn to_value<T: Serialize>(key: &str, value: &T) -> Result<Value> {
             format!("JSON property `{key}` cannot be stored: {e}").into(),
         ))
     })
+}
+
+/// A JSON property as an SQL expression of its type: what
+/// `<table>_props::<property>()` returns, for filters, orders, selects and
+/// [`set_property`](#set_property) updates. Numeric properties take
+/// `+ - * /` like diesel columns.
+///
+/// ```
+/// # #[cfg(feature = "json")] mod demo {
+/// use gino::prelude::*;
+///
+/// #[derive(Model, Debug, Clone)]
+/// #[gino(table = "people")]
+/// pub struct Person {
+///     #[gino(primary_key)]
+///     pub id: i32,
+///     #[gino(property)]
+///     pub age: Option<i32>,
+/// }
+///
+/// # async fn demo(mut p: Person) -> gino::Result<()> {
+/// let older = Person::query().filter(people_props::age().gt(30)).gino().all().await?;
+/// // GINO's `p.update(age=Person.age - 2)`: computed in SQL, the key merged.
+/// p.update().set_property(people_props::age(), people_props::age() - 2).apply().await?;
+/// # Ok(()) }
+/// # }
+/// ```
+pub struct PropertyExpr<T, ST> {
+    sql: &'static str,
+    column: &'static str,
+    key: &'static str,
+    types: PhantomData<fn() -> (T, ST)>,
+}
+
+impl<T, ST> PropertyExpr<T, ST> {
+    #[doc(hidden)]
+    pub const fn new(sql: &'static str, column: &'static str, key: &'static str) -> Self {
+        PropertyExpr {
+            sql,
+            column,
+            key,
+            types: PhantomData,
+        }
+    }
+
+    /// The JSON column the property is stored in.
+    pub fn column(&self) -> &'static str {
+        self.column
+    }
+
+    /// The property's key in its column.
+    pub fn key(&self) -> &'static str {
+        self.key
+    }
+}
+
+impl<T, ST> Clone for PropertyExpr<T, ST> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T, ST> Copy for PropertyExpr<T, ST> {}
+
+impl<T, ST> fmt::Debug for PropertyExpr<T, ST> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("PropertyExpr").field(&self.sql).finish()
+    }
+}
+
+impl<T, ST: TypedExpressionType> Expression for PropertyExpr<T, ST> {
+    type SqlType = ST;
+}
+
+impl<T, ST> QueryFragment<Pg> for PropertyExpr<T, ST> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql(self.sql);
+        Ok(())
+    }
+}
+
+impl<T, ST> QueryId for PropertyExpr<T, ST> {
+    // The SQL differs between properties of one type: cached by its text.
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+// Like diesel's `sql()` literals, a property names its table in its SQL
+// and so may appear wherever that table does.
+impl<T, ST, QS> AppearsOnTable<QS> for PropertyExpr<T, ST> where Self: Expression {}
+
+impl<T, ST, QS> SelectableExpression<QS> for PropertyExpr<T, ST> where Self: Expression {}
+
+impl<T, ST, GB> ValidGrouping<GB> for PropertyExpr<T, ST> {
+    type IsAggregate = is_aggregate::Never;
+}
+
+macro_rules! property_operator {
+    ($op:ident, $method:ident) => {
+        impl<T, ST, Rhs> std::ops::$op<Rhs> for PropertyExpr<T, ST>
+        where
+            ST: SqlType + TypedExpressionType + sql_types::ops::$op,
+            <ST as sql_types::ops::$op>::Rhs: TypedExpressionType,
+            Rhs: AsExpression<<ST as sql_types::ops::$op>::Rhs>,
+        {
+            // diesel's own operator impls name this path (its `ops` module
+            // is private).
+            type Output = diesel::internal::table_macro::ops::$op<Self, Rhs::Expression>;
+
+            fn $method(self, rhs: Rhs) -> Self::Output {
+                diesel::internal::table_macro::ops::$op::new(self, rhs.as_expression())
+            }
+        }
+    };
+}
+
+property_operator!(Add, add);
+property_operator!(Sub, sub);
+property_operator!(Mul, mul);
+property_operator!(Div, div);
+
+/// The changes of one update to one JSON column of properties, as one
+/// assignment: `"profile" = "profile" || $values || jsonb_build_object(key,
+/// expression, ...)`. `||` merges, so a concurrent update of other keys of
+/// the row survives; a plain `json` column is cast there and back.
+#[doc(hidden)]
+pub struct Merge<T> {
+    column: &'static str,
+    plain_json: bool,
+    values: Value,
+    expressions: Vec<(String, Box<dyn QueryFragment<Pg> + Send + Sync>)>,
+    table: PhantomData<fn() -> T>,
+}
+
+impl<T> Merge<T> {
+    pub fn new(column: &'static str, plain_json: bool) -> Self {
+        Merge {
+            column,
+            plain_json,
+            values: Value::Object(Map::new()),
+            expressions: Vec::new(),
+            table: PhantomData,
+        }
+    }
+
+    fn values(&mut self) -> &mut Map<String, Value> {
+        match &mut self.values {
+            Value::Object(map) => map,
+            _ => unreachable!("made as an object"),
+        }
+    }
+
+    /// Sets `key` to a value, replacing an earlier change of it.
+    pub fn set_value(&mut self, key: &str, value: Value) {
+        self.expressions.retain(|(k, _)| k != key);
+        self.values().insert(key.to_owned(), value);
+    }
+
+    /// Sets `key` to what an SQL expression computes.
+    pub fn set_sql<E>(&mut self, key: &str, expression: E)
+    where
+        E: QueryFragment<Pg> + Send + Sync + 'static,
+    {
+        self.values().remove(key);
+        self.expressions.retain(|(k, _)| k != key);
+        self.expressions
+            .push((key.to_owned(), Box::new(expression)));
+    }
+
+    /// The keys changed.
+    pub fn keys(&self) -> Vec<String> {
+        let values = self.values.as_object().into_iter().flat_map(Map::keys);
+        values
+            .chain(self.expressions.iter().map(|(k, _)| k))
+            .cloned()
+            .collect()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.values.as_object().is_none_or(Map::is_empty) && self.expressions.is_empty()
+    }
+}
+
+impl<T: diesel::QuerySource> AsChangeset for Merge<T> {
+    type Target = T;
+    type Changeset = Self;
+
+    fn as_changeset(self) -> Self {
+        self
+    }
+}
+
+impl<T> QueryFragment<Pg> for Merge<T> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_identifier(self.column)?;
+        out.push_sql(" = ");
+        if self.plain_json {
+            out.push_sql("(");
+        }
+        out.push_identifier(self.column)?;
+        if self.plain_json {
+            out.push_sql("::jsonb");
+        }
+        if !self.values.as_object().is_none_or(Map::is_empty) {
+            out.push_sql(" || ");
+            out.push_bind_param::<sql_types::Jsonb, _>(&self.values)?;
+        }
+        if !self.expressions.is_empty() {
+            out.push_sql(" || jsonb_build_object(");
+            for (i, (key, expression)) in self.expressions.iter().enumerate() {
+                if i > 0 {
+                    out.push_sql(", ");
+                }
+                out.push_bind_param::<sql_types::Text, _>(key)?;
+                out.push_sql("::text, ");
+                expression.walk_ast(out.reborrow())?;
+            }
+            out.push_sql(")");
+        }
+        if self.plain_json {
+            out.push_sql(")::json");
+        }
+        Ok(())
+    }
+}
+
+impl<T> QueryId for Merge<T> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
 }
 
 /// Date-time properties in GINO's format, so that a database shared with

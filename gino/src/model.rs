@@ -93,10 +93,20 @@ pub struct ColumnMeta {
 pub struct IndexMeta {
     /// Index name.
     pub name: &'static str,
-    /// Indexed column names, in order.
-    pub columns: &'static [&'static str],
+    /// What is indexed, in order.
+    pub keys: &'static [IndexKey],
     /// `CREATE UNIQUE INDEX`.
     pub unique: bool,
+}
+
+/// One key of an [`IndexMeta`]: a column, or an SQL expression (a JSON
+/// property is indexed as the expression that reads it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IndexKey {
+    /// A column, by name.
+    Column(&'static str),
+    /// An SQL expression, e.g. `lower(email)`.
+    Expression(&'static str),
 }
 
 /// A multi-column unique constraint of a [`TableMeta`].
@@ -433,6 +443,11 @@ impl<T> QueryId for Lookup<T> {
 /// | `check = "sql"` | a check constraint |
 /// | `db_enum` | a field of a `#[derive(DbEnum)]` type |
 /// | `sql_type = path, ddl = "type"` | a type gino does not know: its diesel SQL type and DDL |
+/// | `property` / `property = "column"` | a JSON property, a key of the jsonb column `profile` (or the one named); see [`gino::json`](crate::json) |
+/// | `property, json` | the property's column is plain `json` instead of `jsonb` |
+/// | `property, index` | an index on the property's SQL expression (in a model's `index(columns(..))` too) |
+/// | `property, expr = "sql"` | the property's SQL expression, instead of the one gino derives |
+/// | `before_set = path`, `after_get = path` | functions `T -> T` a property's value passes on its way in and out |
 ///
 /// Field types: `i16`, `i32`, `i64`, `f32`, `f64`, `bool`, `String`,
 /// `Vec<u8>` (bytea), `Vec<T>` (arrays), `Option<T>` (nullable), and with

@@ -28,7 +28,7 @@ use crate::api::Gino;
 use crate::bind::{Bind, Resolved};
 use crate::error::Result;
 use crate::executor::Executor;
-use crate::model::{EnumMeta, ForeignKeyMeta, IndexMeta, TableMeta};
+use crate::model::{EnumMeta, ForeignKeyMeta, IndexKey, IndexMeta, TableMeta};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Action {
@@ -292,7 +292,7 @@ pub fn drop_tables(tables: Vec<&'static TableMeta>, bind: Bind<'static>) -> Sche
 /// name given twice is created once.
 ///
 /// ```
-/// use gino::model::{ColumnMeta, IndexMeta, TableMeta};
+/// use gino::model::{ColumnMeta, IndexKey, IndexMeta, TableMeta};
 /// static TAGS: TableMeta = TableMeta {
 ///     schema: None,
 ///     name: "tags",
@@ -305,7 +305,7 @@ pub fn drop_tables(tables: Vec<&'static TableMeta>, bind: Bind<'static>) -> Sche
 ///         unique: true,
 ///     }],
 ///     primary_key: &[],
-///     indexes: &[IndexMeta { name: "tags_label", columns: &["label"], unique: false }],
+///     indexes: &[IndexMeta { name: "tags_label", keys: &[IndexKey::Column("label")], unique: false }],
 ///     uniques: &[],
 ///     checks: &[],
 ///     foreign_keys: &[],
@@ -707,13 +707,21 @@ fn create_table(table: &TableMeta, plan: &Plan<'_>, checkfirst: bool) -> String 
 }
 
 fn create_index(table: &TableMeta, index: &IndexMeta, checkfirst: bool) -> String {
+    let keys: Vec<String> = index
+        .keys
+        .iter()
+        .map(|key| match key {
+            IndexKey::Column(name) => Ident(name).to_string(),
+            IndexKey::Expression(sql) => format!("({sql})"),
+        })
+        .collect();
     format!(
         "CREATE {}INDEX {}{} ON {} ({})",
         if index.unique { "UNIQUE " } else { "" },
         if checkfirst { "IF NOT EXISTS " } else { "" },
         Ident(index.name),
         TableName::of(table),
-        idents(index.columns)
+        keys.join(", ")
     )
 }
 

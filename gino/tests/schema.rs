@@ -10,8 +10,8 @@ use std::future::IntoFuture;
 
 use diesel::sql_types::Text;
 use gino::model::{
-    CheckMeta, ColumnMeta, EnumMeta, ForeignKeyMeta, IndexMeta, ModelDb, ModelEntry, TableMeta,
-    UniqueMeta,
+    CheckMeta, ColumnMeta, EnumMeta, ForeignKeyMeta, IndexKey, IndexMeta, ModelDb, ModelEntry,
+    TableMeta, UniqueMeta,
 };
 use gino::prelude::*;
 use gino::schema::{create_statements, create_tables, drop_tables};
@@ -269,12 +269,12 @@ static BOOKINGS: TableMeta = TableMeta {
     indexes: &[
         IndexMeta {
             name: "bookings_idx_day_room",
-            columns: &["day", "room"],
+            keys: &[IndexKey::Column("day"), IndexKey::Column("room")],
             unique: true,
         },
         IndexMeta {
             name: "bookings_idx_booker_room",
-            columns: &["booker", "room"],
+            keys: &[IndexKey::Column("booker"), IndexKey::Column("room")],
             unique: false,
         },
     ],
@@ -528,7 +528,7 @@ static LEVEL: EnumMeta = EnumMeta {
 static ALPHA: TableMeta = TableMeta {
     indexes: &[IndexMeta {
         name: "alpha_level",
-        columns: &["level"],
+        keys: &[IndexKey::Column("level")],
         unique: false,
     }],
     foreign_keys: &[fk(&["omega_id"], "omega")],
@@ -657,7 +657,7 @@ static AUTHORS: TableMeta = TableMeta {
 static BOOKS: TableMeta = TableMeta {
     indexes: &[IndexMeta {
         name: "books_author_title",
-        columns: &["author_id", "title"],
+        keys: &[IndexKey::Column("author_id"), IndexKey::Column("title")],
         unique: true,
     }],
     checks: &[CheckMeta {

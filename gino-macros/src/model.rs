@@ -20,7 +20,7 @@ struct Field {
     server_default: Option<String>,
     unique: bool,
     index: bool,
-    references: Option<(String, String)>,
+    references: Option<Reference>,
     on_delete: Option<String>,
     on_update: Option<String>,
     check: Option<String>,
@@ -36,6 +36,15 @@ struct Field {
     plain_json: bool,
     /// The JSONB column of properties, added without a field of its own.
     hidden: bool,
+}
+
+/// What a foreign key field references.
+enum Reference {
+    /// `references = "table(column)"`: a table by its SQL name.
+    Table(String, String),
+    /// `references = Model`: that model's table and primary key, joinable
+    /// with diesel.
+    Model(Path),
 }
 
 struct Index {
@@ -230,14 +239,22 @@ fn parse_field(field: &syn::Field) -> Result<Field> {
             } else if p.is_ident("index") {
                 parsed.index = true;
             } else if p.is_ident("references") {
-                let target = lit_str(&meta)?;
+                let value = meta.value()?;
+                if !value.peek(LitStr) {
+                    parsed.references = Some(Reference::Model(value.parse()?));
+                    return Ok(());
+                }
+                let target = value.parse::<LitStr>()?.value();
                 let parsed_target = target
                     .strip_suffix(')')
                     .and_then(|t| t.split_once('('))
-                    .map(|(table, column)| (table.trim().to_owned(), column.trim().to_owned()));
+                    .map(|(table, column)| {
+                        Reference::Table(table.trim().to_owned(), column.trim().to_owned())
+                    });
                 parsed.references = Some(parsed_target.ok_or_else(|| {
                     meta.error(
-                        "references takes \"table(column)\", e.g. references = \"users(id)\"",
+                        "references takes a model (references = User) or \"table(column)\" \
+                         (references = \"users(id)\")",
                     )
                 })?);
             } else if p.is_ident("on_delete") {
@@ -656,8 +673,25 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
             let name = opt_str(&name);
             quote!(::gino::model::CheckMeta { name: #name, expression: #expression })
         });
+    let table_schema = opt_str(&attrs.schema);
     let fk_metas = fields.iter().filter_map(|f| {
-        let (ref_table, ref_column) = f.references.as_ref()?;
+        let (ref_table, ref_schema, ref_columns) = match f.references.as_ref()? {
+            Reference::Table(table, column) => (
+                quote!(#table),
+                quote!(::core::option::Option::None),
+                quote!(&[#column]),
+            ),
+            // Its own table: named directly, as the metadata cannot read
+            // itself while it is being made.
+            Reference::Model(model) if refers_to_itself(name, model) => {
+                (quote!(#table), table_schema.clone(), quote!(&[]))
+            }
+            Reference::Model(model) => (
+                quote!(<#model as ::gino::Model>::TABLE.name),
+                quote!(<#model as ::gino::Model>::TABLE.schema),
+                quote!(<#model as ::gino::Model>::TABLE.primary_key),
+            ),
+        };
         let column = &f.column;
         let on_delete = opt_str(&f.on_delete);
         let on_update = opt_str(&f.on_update);
@@ -666,12 +700,14 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
                 name: ::core::option::Option::None,
                 columns: &[#column],
                 references_table: #ref_table,
-                references_columns: &[#ref_column],
+                references_schema: #ref_schema,
+                references_columns: #ref_columns,
                 on_delete: #on_delete,
                 on_update: #on_update,
             }
         })
     });
+    let joins = joins(name, &input.vis, &schema, &fields);
     let mut enum_metas: Vec<TokenStream> = Vec::new();
     for ty in resolved.iter().filter_map(|r| r.db_enum.as_ref()) {
         let meta = quote!(<#ty as ::gino::model::PgEnum>::META);
@@ -726,10 +762,14 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
     };
 
     // A model of a named database routes the queries of its table there.
+    let route_name = match &attrs.schema {
+        Some(schema) => format!("{schema}.{table}"),
+        None => table.clone(),
+    };
     let table_route = attrs.db.as_ref().map(|path| {
         quote! {
             ::gino::reexports::inventory::submit! {
-                ::gino::model::TableRoute { table: #table, db: || &#path }
+                ::gino::model::TableRoute { table: #route_name, db: || &#path }
             }
         }
     });
@@ -1215,10 +1255,10 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
         name.to_string().to_lowercase()
     );
 
-    let table_schema = opt_str(&attrs.schema);
-
     Ok(quote! {
         #table_decl
+
+        #joins
 
         #props_module
 
@@ -1533,6 +1573,114 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
             }
         }
     })
+}
+
+/// What diesel needs to join the model's table with each model it
+/// references (`references = User`): `JoinTo` both ways (what
+/// `joinable!` writes) and the pair allowed in one query (what
+/// `allow_tables_to_appear_in_same_query!` writes for it). A model
+/// referenced by more than one field, or by itself, gets none: the join
+/// would be ambiguous, as diesel says too.
+fn joins(
+    model: &Ident,
+    vis: &syn::Visibility,
+    schema: &TokenStream,
+    fields: &[Field],
+) -> TokenStream {
+    let d = quote!(::gino::reexports::diesel);
+    let targets: Vec<(&Field, &Path)> = fields
+        .iter()
+        .filter_map(|f| match &f.references {
+            Some(Reference::Model(path)) => Some((f, path)),
+            _ => None,
+        })
+        .collect();
+    let key = |path: &Path| quote!(#path).to_string();
+    let joinable: Vec<&(&Field, &Path)> = targets
+        .iter()
+        .filter(|(_, path)| {
+            !refers_to_itself(model, path)
+                && targets.iter().filter(|(_, p)| key(p) == key(path)).count() == 1
+        })
+        .collect();
+    let loaders = joinable.iter().map(|(f, path)| {
+        let field = f.ident.to_string();
+        let relation = field.strip_suffix("_id").unwrap_or(&field);
+        let method = format_ident!("with_{}", relation);
+        let parent = quote!(<#path as ::gino::Model>::Table);
+        let doc = format!(
+            "`SELECT` of each `{model}` with its `{relation}` (`LEFT JOIN` on `{field}`): \
+             rows `({model}, Option<{}>)`, GINO's `load({relation}=...)`. Add filters, \
+             then `.gino().all()`.",
+            quote!(#path).to_string().replace(' ', "")
+        );
+        quote! {
+            #[doc = #doc]
+            #vis fn #method() -> #d::dsl::Select<
+                #d::dsl::LeftJoin<#schema::table, #parent>,
+                (#d::dsl::AsSelect<Self, #d::pg::Pg>, #d::dsl::AsSelect<::core::option::Option<#path>, #d::pg::Pg>),
+            > {
+                #d::QueryDsl::select(
+                    #d::QueryDsl::left_join(#schema::table, <#parent as ::core::default::Default>::default()),
+                    (
+                        <Self as #d::SelectableHelper<#d::pg::Pg>>::as_select(),
+                        <::core::option::Option<#path> as #d::SelectableHelper<#d::pg::Pg>>::as_select(),
+                    ),
+                )
+            }
+        }
+    });
+    let loaders = quote! {
+        #[allow(dead_code)]
+        impl #model {
+            #(#loaders)*
+        }
+    };
+    let impls = joinable.iter().map(|(f, path)| {
+        let ident = &f.ident;
+        let parent = quote!(<#path as ::gino::Model>::Table);
+        quote! {
+            impl #d::JoinTo<#parent> for #schema::table {
+                type FromClause = #parent;
+                type OnClause = #d::dsl::Eq<
+                    #d::dsl::Nullable<#schema::#ident>,
+                    #d::dsl::Nullable<<#parent as #d::Table>::PrimaryKey>,
+                >;
+
+                fn join_target(rhs: #parent) -> (Self::FromClause, Self::OnClause) {
+                    let on = #d::ExpressionMethods::eq(
+                        #d::NullableExpressionMethods::nullable(#schema::#ident),
+                        #d::NullableExpressionMethods::nullable(#d::Table::primary_key(&rhs)),
+                    );
+                    (rhs, on)
+                }
+            }
+
+            impl #d::JoinTo<#schema::table> for #parent {
+                type FromClause = #schema::table;
+                type OnClause = <#schema::table as #d::JoinTo<#parent>>::OnClause;
+
+                fn join_target(rhs: #schema::table) -> (Self::FromClause, Self::OnClause) {
+                    let (_, on) = <#schema::table as #d::JoinTo<#parent>>::join_target(
+                        ::core::default::Default::default(),
+                    );
+                    (rhs, on)
+                }
+            }
+
+            impl #d::query_source::TableNotEqual<#parent> for #schema::table {}
+            impl #d::query_source::TableNotEqual<#schema::table> for #parent {}
+        }
+    });
+    quote! {
+        #(#impls)*
+        #loaders
+    }
+}
+
+/// Whether `references = path` names the model being derived.
+fn refers_to_itself(model: &Ident, path: &Path) -> bool {
+    path.is_ident("Self") || path.segments.last().is_some_and(|s| s.ident == *model)
 }
 
 /// diesel's `table!` expands to `use ::diesel;`, so a crate whose models

@@ -145,7 +145,7 @@ impl<'a> Bind<'a> {
 /// `#[derive(Model)]` submits one for every model declared with `db = X`.
 #[derive(Debug)]
 pub struct TableRoute {
-    /// The table's name.
+    /// The table's name, schema-qualified (`app.users`) when it has a schema.
     pub table: &'static str,
     /// Its database.
     pub db: fn() -> &'static Gino,
@@ -262,9 +262,11 @@ fn first_table(sql: &str) -> Option<String> {
     best.map(|(_, table)| table)
 }
 
-/// The (last part of the) identifier at the start of `rest`.
+/// The identifier at the start of `rest`, its parts joined by `.`
+/// (`schema.table`).
 fn table_after(rest: &str) -> Option<String> {
-    let mut rest = rest.trim_start();
+    // diesel writes a join as `FROM ("a" INNER JOIN "b" ON ...)`.
+    let mut rest = rest.trim_start().trim_start_matches(['(', ' ']);
     let mut name = None;
     loop {
         let (part, after) = if rest.starts_with('"') {
@@ -280,7 +282,10 @@ fn table_after(rest: &str) -> Option<String> {
             }
             (rest[..end].to_owned(), &rest[end..])
         };
-        name = Some(part);
+        name = Some(match name {
+            Some(qualifier) => format!("{qualifier}.{part}"),
+            None => part,
+        });
         match after.strip_prefix('.') {
             Some(next) => rest = next,
             None => return name,
@@ -296,6 +301,10 @@ mod tests {
     fn finds_the_table_a_statement_names_first() {
         let table = |sql: &str| first_table(sql);
         assert_eq!(
+            table(r#"SELECT 1 FROM (("s"."a" INNER JOIN "b" ON 1) LEFT JOIN "c" ON 2)"#).as_deref(),
+            Some("s.a")
+        );
+        assert_eq!(
             table(r#"SELECT "users"."id" FROM "users" WHERE "users"."id" = $1"#).as_deref(),
             Some("users")
         );
@@ -309,7 +318,7 @@ mod tests {
         );
         assert_eq!(
             table(r#"UPDATE "app"."t" SET "x" = $1"#).as_deref(),
-            Some("t")
+            Some("app.t")
         );
         assert_eq!(
             table(r#"DELETE FROM "we""ird" WHERE 1 = 1"#).as_deref(),

@@ -134,14 +134,43 @@ pub struct ForeignKeyMeta {
     pub name: Option<&'static str>,
     /// Referencing column names.
     pub columns: &'static [&'static str],
-    /// Referenced table.
+    /// Referenced table: `"teams"`, or schema-qualified `"app.teams"`.
     pub references_table: &'static str,
+    /// The referenced table's schema, when given apart from its name.
+    pub references_schema: Option<&'static str>,
     /// Referenced column names.
     pub references_columns: &'static [&'static str],
     /// `ON DELETE` action (`CASCADE`, `SET NULL`, ...), if any.
     pub on_delete: Option<&'static str>,
     /// `ON UPDATE` action, if any.
     pub on_update: Option<&'static str>,
+}
+
+impl ForeignKeyMeta {
+    /// The referenced table as `(schema, name)`.
+    ///
+    /// ```
+    /// let fk = gino::model::ForeignKeyMeta {
+    ///     name: None,
+    ///     columns: &["team_id"],
+    ///     references_table: "app.teams",
+    ///     references_schema: None,
+    ///     references_columns: &["id"],
+    ///     on_delete: None,
+    ///     on_update: None,
+    /// };
+    /// assert_eq!(fk.target(), (Some("app"), "teams"));
+    /// ```
+    pub fn target(&self) -> (Option<&'static str>, &'static str) {
+        match (
+            self.references_schema,
+            self.references_table.split_once('.'),
+        ) {
+            (Some(schema), _) => (Some(schema), self.references_table),
+            (None, Some((schema, name))) => (Some(schema), name),
+            (None, None) => (None, self.references_table),
+        }
+    }
 }
 
 /// A PostgreSQL enum type (`CREATE TYPE name AS ENUM (...)`).
@@ -439,7 +468,8 @@ impl<T> QueryId for Lookup<T> {
 /// | `default = expr` | client-side default for `create()` (any Rust expression) |
 /// | `server_default = "sql"` | `DEFAULT sql` in the table |
 /// | `unique` / `index` | a unique constraint / an index on the column |
-/// | `references = "table(column)"`, `on_delete = "cascade"`, `on_update = ".."` | a foreign key |
+/// | `references = User` | a foreign key to that model's primary key, the joins diesel needs (`posts::table.inner_join(users::table)` with no `joinable!`), and for a field `author_id` the loader `Post::with_author()` (rows `(Post, Option<User>)`); no joins when the model is referenced twice or by itself |
+/// | `references = "table(column)"`, `on_delete = "cascade"`, `on_update = ".."` | a foreign key by SQL names |
 /// | `check = "sql"` | a check constraint |
 /// | `db_enum` | a field of a `#[derive(DbEnum)]` type |
 /// | `sql_type = path, ddl = "type"` | a type gino does not know: its diesel SQL type and DDL |

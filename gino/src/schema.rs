@@ -403,10 +403,11 @@ impl<'t> Plan<'t> {
             }
         }
         // A reference names `schema.table`, or a table of any schema.
-        let position = |reference: &str| {
-            tables.iter().position(|t| {
-                t.qualified_name() == reference || (!reference.contains('.') && t.name == reference)
-            })
+        let position = |fk: &ForeignKeyMeta| {
+            let (schema, name) = fk.target();
+            tables
+                .iter()
+                .position(|t| t.name == name && (schema.is_none() || t.schema == schema))
         };
         // references[i]: positions of the other tables that table i references.
         let references: Vec<Vec<usize>> = tables
@@ -415,7 +416,7 @@ impl<'t> Plan<'t> {
             .map(|(i, t)| {
                 t.foreign_keys
                     .iter()
-                    .filter_map(|fk| position(fk.references_table))
+                    .filter_map(position)
                     .filter(|&j| j != i)
                     .collect()
             })
@@ -424,7 +425,7 @@ impl<'t> Plan<'t> {
         let mut ordering: Vec<Vec<usize>> = vec![Vec::new(); tables.len()];
         for (i, table) in tables.iter().enumerate() {
             for fk in table.foreign_keys {
-                match position(fk.references_table) {
+                match position(fk) {
                     Some(j) if j != i && reaches(&references, j, i) => {
                         deferred.push(Deferred { table, fk })
                     }
@@ -548,13 +549,10 @@ impl<'s> TableName<'s> {
         TableName(table.schema, table.name)
     }
 
-    /// A reference as written in `references = "..."`: `schema.table` or
-    /// `table`.
-    fn referenced(reference: &'s str) -> Self {
-        match reference.split_once('.') {
-            Some((schema, name)) => TableName(Some(schema), name),
-            None => TableName(None, reference),
-        }
+    /// The table a foreign key references.
+    fn referenced(fk: &ForeignKeyMeta) -> Self {
+        let (schema, name) = fk.target();
+        TableName(schema, name)
     }
 }
 
@@ -633,7 +631,7 @@ fn foreign_key(fk: &ForeignKeyMeta) -> String {
     let mut sql = format!(
         "FOREIGN KEY ({}) REFERENCES {}",
         idents(fk.columns),
-        TableName::referenced(fk.references_table)
+        TableName::referenced(fk)
     );
     if !fk.references_columns.is_empty() {
         sql += &format!(" ({})", idents(fk.references_columns));
@@ -745,6 +743,7 @@ mod tests {
                     &*format!("{}_id", target.rsplit('.').next().unwrap()).leak(),
                 ]),
                 references_table: target,
+                references_schema: None,
                 references_columns: &["id"],
                 on_delete: None,
                 on_update: None,

@@ -1787,6 +1787,98 @@ mod schema_qualified {
     }
 }
 
+mod model_references {
+    use super::*;
+    use gino::loader::{child, distinct};
+
+    static DB: Gino = Gino::secondary();
+
+    #[derive(Model, Debug, Clone, PartialEq)]
+    #[gino(table = "authors", schema = "writers", db = DB)]
+    pub struct Author {
+        #[gino(primary_key)]
+        pub id: i32,
+        pub name: String,
+    }
+
+    #[derive(Model, Debug, Clone, PartialEq)]
+    #[gino(table = "articles", db = DB)]
+    pub struct Article {
+        #[gino(primary_key)]
+        pub id: i32,
+        #[gino(references = Author, on_delete = "cascade")]
+        pub author_id: i32,
+        // A reference to the model itself makes a key but no join.
+        #[gino(references = Article)]
+        pub reply_to: Option<i32>,
+        pub title: String,
+    }
+
+    #[tokio::test]
+    async fn a_key_to_a_model_makes_the_constraint_and_the_joins() {
+        let s = bound(&DB).await;
+        DB.create_all().create_schemas(true).await.unwrap();
+        let fks = catalog(
+            &s.engine,
+            "SELECT pg_get_constraintdef(oid) AS v FROM pg_constraint \
+             WHERE conrelid = 'articles'::regclass AND contype = 'f' ORDER BY conname",
+        )
+        .await;
+        assert_eq!(
+            fks,
+            [
+                "FOREIGN KEY (author_id) REFERENCES writers.authors(id) ON DELETE CASCADE",
+                "FOREIGN KEY (reply_to) REFERENCES articles(id)",
+            ]
+        );
+
+        let ann = Author::create().name("ann").await.unwrap();
+        let bob = Author::create().name("bob").await.unwrap();
+        let first = Article::create()
+            .author_id(ann.id)
+            .title("first")
+            .await
+            .unwrap();
+        let reply = Article::create()
+            .author_id(ann.id)
+            .reply_to(first.id)
+            .title("reply")
+            .await
+            .unwrap();
+
+        // No joinable! or allow_tables_to_appear_in_same_query! written.
+        let with_authors: Vec<(Article, Author)> = articles::table
+            .inner_join(authors::table)
+            .order_by(articles::id)
+            .select((Article::as_select(), Author::as_select()))
+            .gino()
+            .all()
+            .await
+            .unwrap();
+        assert_eq!(
+            with_authors,
+            [(first.clone(), ann.clone()), (reply.clone(), ann.clone())]
+        );
+        // GINO's `Article.load(author=Author)`: the join made from the key.
+        let loaded: Vec<(Article, Option<Author>)> = Article::with_author()
+            .filter(articles::title.eq("reply"))
+            .gino()
+            .all()
+            .await
+            .unwrap();
+        assert_eq!(loaded, [(reply.clone(), Some(ann.clone()))]);
+        let by_author: Vec<(Author, Vec<Article>)> = authors::table
+            .left_join(articles::table)
+            .order_by((authors::id, articles::id))
+            .select((Author::as_select(), articles::all_columns.nullable()))
+            .gino()
+            .load(distinct::<Author, _>(child::<Article>()))
+            .await
+            .unwrap();
+        assert_eq!(by_author, [(ann, vec![first, reply]), (bob, vec![])]);
+    }
+}
+
 mod registry {
     use super::*;
 

@@ -70,6 +70,7 @@ const fn fk(column: &'static [&'static str], table: &'static str) -> ForeignKeyM
         name: None,
         columns: column,
         references_table: table,
+        references_schema: None,
         references_columns: &["id"],
         on_delete: None,
         on_update: None,

@@ -18,6 +18,27 @@ pub fn derive_model(input: TokenStream) -> TokenStream {
         .into()
 }
 
+/// A set of columns that models share with `#[gino(flatten)]` (GINO's
+/// mixins); see the documentation of the `gino::Model` trait.
+#[proc_macro_derive(Columns, attributes(gino))]
+pub fn derive_columns(input: TokenStream) -> TokenStream {
+    let input = syn::parse_macro_input!(input as syn::DeriveInput);
+    model::expand_columns(input)
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
+}
+
+/// A model with the sets of columns it flattens, as `#[derive(Columns)]`
+/// hands them over; not called directly.
+#[doc(hidden)]
+#[proc_macro]
+pub fn __model_with_columns(input: TokenStream) -> TokenStream {
+    let input = syn::parse_macro_input!(input as model::WithColumns);
+    model::expand_with_columns(input)
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
+}
+
 /// A Rust enum as a PostgreSQL enum type; see `gino::model::PgEnum`.
 #[proc_macro_derive(DbEnum, attributes(gino))]
 pub fn derive_db_enum(input: TokenStream) -> TokenStream {

@@ -34,8 +34,49 @@ struct Field {
     expr: Option<String>,
     /// The property's column is a plain `json` column, not `jsonb`.
     plain_json: bool,
+    /// `#[gino(flatten)]`: the field holds a set of columns (`#[derive(Columns)]`).
+    flatten: bool,
+    /// For a column of a flattened set: the model's field holding the set,
+    /// and the set's type.
+    group: Option<(Ident, Type)>,
     /// The JSONB column of properties, added without a field of its own.
     hidden: bool,
+}
+
+impl Field {
+    /// The field in a value of the model: `nickname`, or for a column of a
+    /// flattened set `stamps.created_at`.
+    fn access(&self) -> TokenStream {
+        let ident = &self.ident;
+        match &self.group {
+            Some((holder, _)) => quote!(#holder.#ident),
+            None => quote!(#ident),
+        }
+    }
+}
+
+/// The struct literal `path { field: value, ... }` of the model, the
+/// columns of a flattened set nested in a literal of their own type.
+fn construct(path: TokenStream, items: &[(&Field, TokenStream)]) -> TokenStream {
+    let mut fields = Vec::new();
+    let mut built: Vec<&Ident> = Vec::new();
+    for (field, value) in items {
+        let ident = &field.ident;
+        match &field.group {
+            None => fields.push(quote!(#ident: #value,)),
+            Some((holder, ty)) if !built.contains(&holder) => {
+                built.push(holder);
+                let members = items.iter().filter_map(|(member, value)| {
+                    let (h, _) = member.group.as_ref()?;
+                    let ident = &member.ident;
+                    (h == holder).then(|| quote!(#ident: #value,))
+                });
+                fields.push(quote!(#holder: #ty { #(#members)* },));
+            }
+            Some(_) => {}
+        }
+    }
+    quote!(#path { #(#fields)* })
 }
 
 /// What a foreign key field references.
@@ -219,6 +260,8 @@ fn parse_field(field: &syn::Field) -> Result<Field> {
         after_get: None,
         expr: None,
         plain_json: false,
+        flatten: false,
+        group: None,
         hidden: false,
     };
     for attr in field.attrs.iter().filter(|a| a.path().is_ident("gino")) {
@@ -283,11 +326,14 @@ fn parse_field(field: &syn::Field) -> Result<Field> {
                 parsed.db_enum = true;
             } else if p.is_ident("json") {
                 parsed.plain_json = true;
+            } else if p.is_ident("flatten") {
+                parsed.flatten = true;
             } else {
                 return Err(meta.error(
                     "unknown field attribute: expected primary_key, autoincrement, column, \
                      default, server_default, unique, index, references, on_delete, on_update, \
-                     check, sql_type, ddl, db_enum, property, json, before_set, after_get or expr",
+                     check, sql_type, ddl, db_enum, property, json, before_set, after_get, expr \
+                     or flatten",
                 ));
             }
             Ok(())
@@ -407,6 +453,134 @@ fn opt_str(value: &Option<String>) -> TokenStream {
 }
 
 pub fn expand(input: DeriveInput) -> Result<TokenStream> {
+    expand_with(input, &[])
+}
+
+/// The sets of columns a model's flattened fields hold, as
+/// `#[derive(Columns)]` hands them over, then the model:
+/// `{ struct Timestamps {..} } struct User {..}`.
+pub struct WithColumns {
+    sets: Vec<DeriveInput>,
+    model: DeriveInput,
+}
+
+impl syn::parse::Parse for WithColumns {
+    fn parse(input: syn::parse::ParseStream) -> Result<Self> {
+        let mut sets = Vec::new();
+        while input.peek(syn::token::Brace) {
+            let content;
+            syn::braced!(content in input);
+            sets.push(content.parse()?);
+        }
+        Ok(WithColumns {
+            sets,
+            model: input.parse()?,
+        })
+    }
+}
+
+/// The model, once every set of columns it flattens has been handed over.
+pub fn expand_with_columns(input: WithColumns) -> Result<TokenStream> {
+    expand_with(input.model, &input.sets)
+}
+
+/// `#[derive(Columns)]`: a set of columns for models to share with
+/// `#[gino(flatten)]`. A proc macro cannot see another type's fields, so
+/// the set hands them over itself: it defines a `macro_rules!` under its
+/// own name (the macro namespace is separate from the type's), which a
+/// model's derive calls with the model; that macro passes the set and the
+/// model on to `gino::__model_with_columns!`.
+pub fn expand_columns(input: DeriveInput) -> Result<TokenStream> {
+    let name = &input.ident;
+    if !input.generics.params.is_empty() {
+        return Err(syn::Error::new(
+            input.generics.span(),
+            "a set of columns cannot be generic",
+        ));
+    }
+    // Errors in the set's attributes are reported here, at the set.
+    columns_of(&input)?;
+    let macro_name = format_ident!("__gino_columns_{}", name);
+    Ok(quote! {
+        #[doc(hidden)]
+        macro_rules! #macro_name {
+            ($($model:tt)*) => {
+                ::gino::__model_with_columns! { { #input } $($model)* }
+            };
+        }
+        #[doc(hidden)]
+        #[allow(unused_imports)]
+        pub(crate) use #macro_name as #name;
+    })
+}
+
+/// The columns of a `#[derive(Columns)]` struct.
+fn columns_of(set: &DeriveInput) -> Result<Vec<Field>> {
+    let Data::Struct(data) = &set.data else {
+        return Err(syn::Error::new(
+            set.ident.span(),
+            "Columns is derived for structs",
+        ));
+    };
+    let Fields::Named(named) = &data.fields else {
+        return Err(syn::Error::new(
+            data.fields.span(),
+            "a set of columns needs named fields",
+        ));
+    };
+    named
+        .named
+        .iter()
+        .map(|field| {
+            let parsed = parse_field(field)?;
+            if parsed.property.is_some() || parsed.flatten {
+                return Err(syn::Error::new(
+                    parsed.ident.span(),
+                    "a set of columns holds plain columns: no properties, no flatten",
+                ));
+            }
+            Ok(parsed)
+        })
+        .collect()
+}
+
+/// A model's fields with each flattened set replaced by its columns, or,
+/// when a set has not been handed over yet, the call of its macro that
+/// will (with the sets handed over so far).
+fn model_fields(
+    input: &DeriveInput,
+    named: &syn::FieldsNamed,
+    sets: &[DeriveInput],
+) -> Result<std::result::Result<Vec<Field>, TokenStream>> {
+    let mut fields = Vec::new();
+    for field in &named.named {
+        let parsed = parse_field(field)?;
+        if !parsed.flatten {
+            fields.push(parsed);
+            continue;
+        }
+        let Type::Path(set_path) = &parsed.ty else {
+            return Err(syn::Error::new(
+                parsed.ty.span(),
+                "#[gino(flatten)] takes a struct deriving gino::Columns",
+            ));
+        };
+        let set_name = set_path.path.segments.last().map(|s| &s.ident);
+        let Some(set) = sets.iter().find(|s| Some(&s.ident) == set_name) else {
+            let path = &set_path.path;
+            return Ok(Err(quote! {
+                #path! { #({ #sets })* #input }
+            }));
+        };
+        for mut column in columns_of(set)? {
+            column.group = Some((parsed.ident.clone(), parsed.ty.clone()));
+            fields.push(column);
+        }
+    }
+    Ok(Ok(fields))
+}
+
+fn expand_with(input: DeriveInput, sets: &[DeriveInput]) -> Result<TokenStream> {
     let name = &input.ident;
     if !input.generics.params.is_empty() {
         return Err(syn::Error::new(
@@ -433,11 +607,10 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
             "models need named fields",
         ));
     };
-    let parsed = named
-        .named
-        .iter()
-        .map(parse_field)
-        .collect::<Result<Vec<_>>>()?;
+    let parsed = match model_fields(&input, named, sets)? {
+        Ok(fields) => fields,
+        Err(call) => return Ok(call),
+    };
     let (props, mut fields): (Vec<Field>, Vec<Field>) =
         parsed.into_iter().partition(|f| f.property.is_some());
     // Each JSONB column of properties becomes a column without a field.
@@ -816,13 +989,13 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
                     None => read,
                 };
                 reads.push(quote!(let #ident: #ty = #read;));
-                assigns.push(quote!(#ident,));
+                assigns.push((prop, quote!(#ident)));
             }
         } else {
-            let ident = &f.ident;
-            assigns.push(quote!(#ident: row.#index,));
+            assigns.push((f, quote!(row.#index)));
         }
     }
+    let from_row = construct(quote!(Self), &assigns);
     let regular: Vec<&Field> = fields.iter().filter(|f| !f.hidden).collect();
     // The JSON object of the properties of `column`, read from `source`
     // (a value of the model, or a builder of options).
@@ -864,18 +1037,18 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
         .map(|f| f.column.clone())
         .chain(props.iter().map(|p| p.ident.to_string()))
         .collect();
-    let resettable: Vec<&Ident> = regular
+    let resettable: Vec<TokenStream> = regular
         .iter()
         .copied()
         .chain(props.iter())
-        .map(|f| &f.ident)
+        .map(Field::access)
         .collect();
-    let pk_idents: Vec<&Ident> = pk.iter().map(|f| &f.ident).collect();
+    let pk_access: Vec<TokenStream> = pk.iter().map(|f| f.access()).collect();
     let pk_tys: Vec<&Type> = pk.iter().map(|f| &f.ty).collect();
     // `()` for a model without a key: written as an empty body, which is
     // what clippy wants of generated code too.
     let key_body =
-        (!pk.is_empty()).then(|| quote!((#(::core::clone::Clone::clone(&self.#pk_idents)),*)));
+        (!pk.is_empty()).then(|| quote!((#(::core::clone::Clone::clone(&self.#pk_access)),*)));
     let lookup_body = match (&attrs.lookup, pk.as_slice()) {
         (Some(path), _) => quote!(#path(self)),
         (None, []) => quote!(::core::result::Result::Err(::gino::Error::NoPrimaryKey(
@@ -883,10 +1056,12 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
         ))),
         (None, [first, rest @ ..]) => {
             let first_ident = &first.ident;
-            let mut condition = quote!(#d::ExpressionMethods::eq(#schema::#first_ident, ::core::clone::Clone::clone(&self.#first_ident)));
+            let first_access = first.access();
+            let mut condition = quote!(#d::ExpressionMethods::eq(#schema::#first_ident, ::core::clone::Clone::clone(&self.#first_access)));
             for f in rest {
                 let ident = &f.ident;
-                condition = quote!(#d::BoolExpressionMethods::and(#condition, #d::ExpressionMethods::eq(#schema::#ident, ::core::clone::Clone::clone(&self.#ident))));
+                let access = f.access();
+                condition = quote!(#d::BoolExpressionMethods::and(#condition, #d::ExpressionMethods::eq(#schema::#ident, ::core::clone::Clone::clone(&self.#access))));
             }
             quote!(::core::result::Result::Ok(::gino::model::Lookup::new(#condition)))
         }
@@ -898,7 +1073,8 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
             let object = json_object(&f.column, source, false);
             quote!(#d::ExpressionMethods::eq(#schema::#ident, #object),)
         } else {
-            quote!(#d::ExpressionMethods::eq(#schema::#ident, ::core::clone::Clone::clone(&#source.#ident)),)
+            let access = f.access();
+            quote!(#d::ExpressionMethods::eq(#schema::#ident, ::core::clone::Clone::clone(&#source.#access)),)
         }
     };
     let instance_values: Vec<TokenStream> = insertable
@@ -1016,23 +1192,28 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
         quote!(#ident: self.#ident,)
     });
     let name_lit = name.to_string();
-    let build_values = builder.iter().map(|f| {
-        let ident = &f.ident;
-        let ty = &f.ty;
-        let field = ident.to_string();
-        let fallback = match &f.default {
-            Some(default) => {
-                quote!(::core::result::Result::Ok(::core::convert::Into::into(#default)))
-            }
-            None => quote!((&::gino::model::Unset::<#ty>::new(#name_lit, #field)).value()),
-        };
-        quote! {
-            #ident: match self.#ident {
-                ::core::option::Option::Some(value) => value,
-                ::core::option::Option::None => #fallback?,
-            },
-        }
-    });
+    let build_values: Vec<(&Field, TokenStream)> = builder
+        .iter()
+        .map(|f| {
+            let ident = &f.ident;
+            let ty = &f.ty;
+            let field = ident.to_string();
+            let fallback = match &f.default {
+                Some(default) => {
+                    quote!(::core::result::Result::Ok(::core::convert::Into::into(#default)))
+                }
+                None => quote!((&::gino::model::Unset::<#ty>::new(#name_lit, #field)).value()),
+            };
+            let value = quote! {
+                match self.#ident {
+                    ::core::option::Option::Some(value) => value,
+                    ::core::option::Option::None => #fallback?,
+                }
+            };
+            (*f, value)
+        })
+        .collect();
+    let built = construct(quote!(#name), &build_values);
     let create_setters = builder.iter().map(|f| {
         let ident = &f.ident;
         let ty = &f.ty;
@@ -1067,6 +1248,7 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
 
     let update_setters = regular.iter().map(|f| {
         let ident = &f.ident;
+        let access = f.access();
         let ty = &f.ty;
         let column = &f.column;
         let doc = format!("Sets `{}` in memory now and in the database on `apply()`.", f.column);
@@ -1076,7 +1258,7 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
                 let value: #ty = value.into();
                 let mut this = self;
                 this.changes.set_value(#column, #d::ExpressionMethods::eq(#schema::#ident, ::core::clone::Clone::clone(&value)));
-                this.instance.#ident = value;
+                this.instance.#access = value;
                 this
             }
         }
@@ -1158,11 +1340,11 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
     // row (as GINO does): a value set in memory by an update request that
     // was never applied stays.
     let refreshes = regular.iter().map(|f| {
-        let ident = &f.ident;
+        let access = f.access();
         let column = &f.column;
         quote! {
             if changes.assigns(#column) {
-                self.instance.#ident = fresh.#ident;
+                self.instance.#access = fresh.#access;
             }
         }
     });
@@ -1295,7 +1477,7 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
 
             fn build(row: Self::Row) -> #d::deserialize::Result<Self> {
                 #(#reads)*
-                ::core::result::Result::Ok(Self { #(#assigns)* })
+                ::core::result::Result::Ok(#from_row)
             }
         }
 
@@ -1474,9 +1656,7 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
             pub fn build(self) -> ::gino::Result<#name> {
                 #[allow(unused_imports)]
                 use ::gino::model::{UnsetDefault as _, UnsetMissing as _};
-                ::core::result::Result::Ok(#name {
-                    #(#build_values)*
-                })
+                ::core::result::Result::Ok(#built)
             }
         }
 

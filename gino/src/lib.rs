@@ -72,7 +72,9 @@ pub use cursor::{Cursor, DEFAULT_PREFETCH};
 pub use engine::{Engine, IntoEngine, PoolStatus, create_engine};
 pub use error::{DatabaseError, Error, Result};
 pub use executor::{CachedByText, Compiled, Executor, GinoQuery, KeepPrepared, Prepared, Status};
-pub use gino_macros::{DbEnum, Model, embed_migrations};
+#[doc(hidden)]
+pub use gino_macros::__model_with_columns;
+pub use gino_macros::{Columns, DbEnum, Model, embed_migrations};
 pub use model::{Model, Run};
 pub use schema::SchemaOp;
 pub use text::{Text, text};

@@ -430,6 +430,41 @@ impl<T> QueryId for Lookup<T> {
 /// # Ok(()) }
 /// ```
 ///
+/// Columns that many models share (GINO's mixins) are declared once, in a
+/// struct deriving [`Columns`](crate::Columns) with the usual field
+/// attributes, and flattened into each model with `#[gino(flatten)]`. The
+/// table gets the columns with their constraints and indexes; setters and
+/// column constants stay flat (`Note::create().version(2)`,
+/// `Note::version`), and the value nests them (`note.audit.version`). A
+/// set of columns is usable in the crate that declares it.
+///
+/// ```
+/// use gino::prelude::*;
+///
+/// #[derive(Columns, Debug, Clone)]
+/// pub struct Audit {
+///     #[gino(primary_key)]
+///     pub id: i32,
+///     #[gino(server_default = "0", index)]
+///     pub version: i32,
+/// }
+///
+/// #[derive(Model, Debug, Clone)]
+/// #[gino(table = "notes")]
+/// pub struct Note {
+///     #[gino(flatten)]
+///     pub audit: Audit,
+///     pub body: String,
+/// }
+///
+/// # async fn demo() -> gino::Result<()> {
+/// let mut note = Note::create().body("hello").await?;
+/// note.update().version(2).apply().await?;
+/// assert_eq!(note.audit.version, 2);
+/// let fresh: Vec<Note> = Note::query().filter(Note::version.gt(0)).gino().all().await?;
+/// # Ok(()) }
+/// ```
+///
 /// Struct attributes, `#[gino(...)]`:
 ///
 /// | attribute | meaning |
@@ -473,6 +508,7 @@ impl<T> QueryId for Lookup<T> {
 /// | `check = "sql"` | a check constraint |
 /// | `db_enum` | a field of a `#[derive(DbEnum)]` type |
 /// | `sql_type = path, ddl = "type"` | a type gino does not know: its diesel SQL type and DDL |
+/// | `flatten` | the field is a set of columns deriving [`Columns`](crate::Columns), its columns added to the table |
 /// | `property` / `property = "column"` | a JSON property, a key of the jsonb column `profile` (or the one named); see [`gino::json`](crate::json) |
 /// | `property, json` | the property's column is plain `json` instead of `jsonb` |
 /// | `property, index` | an index on the property's SQL expression (in a model's `index(columns(..))` too) |

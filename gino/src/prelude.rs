@@ -7,4 +7,4 @@ pub use crate::api::Gino;
 pub use crate::executor::GinoQuery;
 pub use crate::model::Model;
 pub use diesel::prelude::*;
-pub use gino_macros::{DbEnum, Model};
+pub use gino_macros::{Columns, DbEnum, Model};

@@ -1879,6 +1879,128 @@ mod model_references {
     }
 }
 
+mod shared_columns {
+    use super::*;
+
+    static DB: Gino = Gino::secondary();
+
+    mod common {
+        use gino::prelude::*;
+
+        /// Columns declared once for many models (GINO's mixins).
+        #[derive(Columns, Debug, Clone, PartialEq)]
+        pub struct Audit {
+            #[gino(primary_key)]
+            pub id: i32,
+            #[gino(server_default = "0", index, check = "version >= 0")]
+            pub version: i32,
+            #[gino(default = "system")]
+            pub created_by: String,
+        }
+    }
+
+    use common::Audit;
+
+    #[derive(Model, Debug, Clone, PartialEq)]
+    #[gino(table = "notes", db = DB)]
+    pub struct Note {
+        #[gino(flatten)]
+        pub audit: Audit,
+        pub body: String,
+    }
+
+    #[derive(Model, Debug, Clone, PartialEq)]
+    #[gino(
+        table = "tasks",
+        db = DB,
+        index(name = "tasks_done_version", columns(done, version))
+    )]
+    pub struct Task {
+        pub title: String,
+        #[gino(flatten)]
+        pub audit: common::Audit,
+        pub done: bool,
+    }
+
+    #[tokio::test]
+    async fn models_share_a_set_of_columns_with_its_constraints() {
+        let s = bound(&DB).await;
+        DB.create_all().await.unwrap();
+        assert_eq!(
+            columns(&s.engine, "tasks").await,
+            [
+                "title text NO -",
+                "id integer NO nextval('tasks_id_seq'::regclass)",
+                "version integer NO 0",
+                "created_by text NO -",
+                "done boolean NO -",
+            ]
+        );
+        let indexes = catalog(
+            &s.engine,
+            "SELECT indexname AS v FROM pg_indexes WHERE tablename IN ('notes', 'tasks') \
+             AND indexname NOT LIKE '%pkey' ORDER BY indexname",
+        )
+        .await;
+        assert_eq!(
+            indexes,
+            ["ix_notes_version", "ix_tasks_version", "tasks_done_version"]
+        );
+        let checks = catalog(
+            &s.engine,
+            "SELECT conrelid::regclass::text AS v FROM pg_constraint WHERE contype = 'c' \
+             AND conrelid <> 0 ORDER BY 1",
+        )
+        .await;
+        assert_eq!(checks, ["notes", "tasks"]);
+
+        // The set's columns behave as the model's own.
+        let mut note = Note::create().body("hello").await.unwrap();
+        assert_eq!(
+            note.audit,
+            Audit {
+                id: 1,
+                version: 0,
+                created_by: "system".into(),
+            }
+        );
+        note.update().version(3).body("hi").apply().await.unwrap();
+        assert_eq!((note.audit.version, note.body.as_str()), (3, "hi"));
+        assert_eq!(Note::get(1).await.unwrap(), Some(note.clone()));
+        let found: Vec<Note> = Note::query()
+            .filter(Note::version.gt(2))
+            .gino()
+            .all()
+            .await
+            .unwrap();
+        assert_eq!(found, [note.clone()]);
+
+        let built = Task::create().title("write").done(false).build().unwrap();
+        assert_eq!(built.audit.created_by, "system");
+        let task = built.create().await.unwrap();
+        assert_eq!(task.audit.id, 1);
+        let more = (0..3).map(|i| Task {
+            title: format!("t{i}"),
+            audit: Audit {
+                id: 0,
+                version: i,
+                created_by: "bulk".into(),
+            },
+            done: true,
+        });
+        assert_eq!(Task::insert_many(more).await.unwrap(), 3);
+        let versions: Vec<i32> = Task::select(tasks::version)
+            .filter(tasks::created_by.eq("bulk"))
+            .order_by(tasks::id)
+            .gino()
+            .all()
+            .await
+            .unwrap();
+        assert_eq!(versions, [0, 1, 2]);
+        assert_eq!(task.delete().await.unwrap(), "DELETE 1");
+    }
+}
+
 mod registry {
     use super::*;
 

@@ -4,6 +4,7 @@
 mod db_enum;
 mod migrations;
 mod model;
+mod table;
 mod types;
 
 use proc_macro::TokenStream;
@@ -35,6 +36,15 @@ pub fn derive_columns(input: TokenStream) -> TokenStream {
 pub fn __model_with_columns(input: TokenStream) -> TokenStream {
     let input = syn::parse_macro_input!(input as model::WithColumns);
     model::expand_with_columns(input)
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
+}
+
+/// A table without a model, in diesel's `table!` syntax with gino's column
+/// attributes; see `gino::table!`.
+#[proc_macro]
+pub fn table(input: TokenStream) -> TokenStream {
+    table::expand(input.into())
         .unwrap_or_else(syn::Error::into_compile_error)
         .into()
 }

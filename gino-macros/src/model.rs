@@ -453,7 +453,7 @@ fn opt_str(value: &Option<String>) -> TokenStream {
 }
 
 pub fn expand(input: DeriveInput) -> Result<TokenStream> {
-    expand_with(input, &[])
+    expand_with(input, &[], false)
 }
 
 /// The sets of columns a model's flattened fields hold, as
@@ -481,7 +481,7 @@ impl syn::parse::Parse for WithColumns {
 
 /// The model, once every set of columns it flattens has been handed over.
 pub fn expand_with_columns(input: WithColumns) -> Result<TokenStream> {
-    expand_with(input.model, &input.sets)
+    expand_with(input.model, &input.sets, false)
 }
 
 /// `#[derive(Columns)]`: a set of columns for models to share with
@@ -580,7 +580,13 @@ fn model_fields(
     Ok(Ok(fields))
 }
 
-fn expand_with(input: DeriveInput, sets: &[DeriveInput]) -> Result<TokenStream> {
+/// The derive's output for `input`, flattening `sets`; with `table_only`,
+/// just the table's registered metadata (for `gino::table!`).
+pub(crate) fn expand_with(
+    input: DeriveInput,
+    sets: &[DeriveInput],
+    table_only: bool,
+) -> Result<TokenStream> {
     let name = &input.ident;
     if !input.generics.params.is_empty() {
         return Err(syn::Error::new(
@@ -1437,13 +1443,9 @@ fn expand_with(input: DeriveInput, sets: &[DeriveInput]) -> Result<TokenStream> 
         name.to_string().to_lowercase()
     );
 
-    Ok(quote! {
-        #table_decl
-
-        #joins
-
-        #props_module
-
+    // The table's metadata, registered with its database (and the route
+    // of its queries there): all a table without a model gets.
+    let registration = quote! {
         #[doc(hidden)]
         #[allow(non_upper_case_globals)]
         static #meta_ident: ::gino::model::TableMeta = ::gino::model::TableMeta {
@@ -1463,6 +1465,19 @@ fn expand_with(input: DeriveInput, sets: &[DeriveInput]) -> Result<TokenStream> 
         }
 
         #table_route
+    };
+    if table_only {
+        return Ok(registration);
+    }
+
+    Ok(quote! {
+        #table_decl
+
+        #joins
+
+        #props_module
+
+        #registration
 
         impl #d::Selectable<#d::pg::Pg> for #name {
             type SelectExpression = (#(#schema::#idents,)*);
@@ -1867,7 +1882,7 @@ fn refers_to_itself(model: &Ident, path: &Path) -> bool {
 /// declare their tables needs `diesel` among its own dependencies (gino's
 /// re-export cannot stand in). Without it, one error that says so instead
 /// of dozens from inside `table!`.
-fn diesel_dependency(model: &Ident) -> Result<()> {
+pub(crate) fn diesel_dependency(model: &Ident) -> Result<()> {
     use proc_macro_crate::{FoundCrate, crate_name};
     match crate_name("diesel") {
         Ok(FoundCrate::Name(name)) if name == "diesel" => Ok(()),

@@ -74,6 +74,10 @@ pub use error::{DatabaseError, Error, Result};
 pub use executor::{CachedByText, Compiled, Executor, GinoQuery, KeepPrepared, Prepared, Status};
 #[doc(hidden)]
 pub use gino_macros::__model_with_columns;
+/// A table without a model (GINO core's `db.Table`): diesel's `table!`
+/// with gino's attributes, registered with its database for `create_all`;
+/// see [`schema`](crate::schema#tables-without-models).
+pub use gino_macros::table;
 pub use gino_macros::{Columns, DbEnum, Model, embed_migrations};
 pub use model::{Model, Run};
 pub use schema::SchemaOp;

@@ -17,6 +17,43 @@
 //! db.drop_all().await?;            // DROP TABLE IF EXISTS ...
 //! # Ok(()) }
 //! ```
+//!
+//! ## Tables without models
+//!
+//! `gino::table!` declares a table in diesel's `table!` syntax, with gino's
+//! attributes on the table (`db`, `index`, `unique`, `check`) and on the
+//! columns (`references`, `server_default`, `unique`, `index`, `check`,
+//! `ddl`), once for both uses: diesel gets the table for queries, and the
+//! table's database learns it, so `create_all` creates it (GINO core's
+//! `db.Table`). The PostgreSQL type of a column follows from its diesel
+//! type; `#[gino(ddl = "...")]` names another.
+//!
+//! ```
+//! use gino::prelude::*;
+//!
+//! static DB: Gino = Gino::new();
+//!
+//! gino::table! {
+//!     #[gino(index(name = "user_roles_role", columns(role)))]
+//!     user_roles (user_id, role) {
+//!         #[gino(references = "users(id)", on_delete = "cascade")]
+//!         user_id -> Integer,
+//!         role -> Text,
+//!         #[gino(server_default = "now()")]
+//!         granted_at -> Timestamptz,
+//!     }
+//! }
+//!
+//! # async fn demo() -> gino::Result<()> {
+//! DB.create_all().await?; // CREATE TABLE IF NOT EXISTS "user_roles" ...
+//! let admins: Vec<i32> = user_roles::table
+//!     .filter(user_roles::role.eq("admin"))
+//!     .select(user_roles::user_id)
+//!     .gino()
+//!     .all()
+//!     .await?;
+//! # Ok(()) }
+//! ```
 
 // Layer: above `model`; uses `model` (metadata), `executor` and `bind` (running DDL), `api`.
 

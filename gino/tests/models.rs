@@ -2001,6 +2001,103 @@ mod shared_columns {
     }
 }
 
+mod tables_without_models {
+    use super::*;
+
+    static DB: Gino = Gino::secondary();
+
+    #[derive(Model, Debug, Clone, PartialEq)]
+    #[gino(table = "clubs", db = DB)]
+    pub struct Club {
+        #[gino(primary_key)]
+        pub id: i32,
+        pub name: String,
+    }
+
+    // GINO core's `db.Table`: declared once, for queries and for DDL.
+    gino::table! {
+        #[gino(
+            db = DB,
+            index(name = "club_roles_role", columns(role)),
+            unique(name = "club_roles_nick", columns(club_id, nickname))
+        )]
+        club_roles (club_id, role) {
+            #[gino(references = "clubs(id)", on_delete = "cascade")]
+            club_id -> Integer,
+            role -> Text,
+            #[sql_name = "nick"]
+            nickname -> Nullable<Text>,
+            #[gino(server_default = "now()")]
+            granted_at -> Timestamptz,
+            #[gino(ddl = "varchar(8)", server_default = "'x'")]
+            code -> Text,
+            tags -> Array<Text>,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_table_declared_once_serves_queries_and_ddl() {
+        let s = bound(&DB).await;
+        assert!(DB.models().iter().any(|t| t.name == "club_roles"));
+        DB.create_all().await.unwrap();
+        assert_eq!(
+            columns(&s.engine, "club_roles").await,
+            [
+                "club_id integer NO -",
+                "role text NO -",
+                "nick text YES -",
+                "granted_at timestamp with time zone NO now()",
+                "code character varying NO 'x'::character varying",
+                "tags ARRAY NO -",
+            ]
+        );
+        let constraints = catalog(
+            &s.engine,
+            "SELECT conname || ': ' || pg_get_constraintdef(oid) AS v FROM pg_constraint \
+             WHERE conrelid = 'club_roles'::regclass ORDER BY conname",
+        )
+        .await;
+        assert_eq!(
+            constraints,
+            [
+                "club_roles_club_id_fkey: FOREIGN KEY (club_id) REFERENCES clubs(id) ON DELETE \
+                 CASCADE",
+                "club_roles_nick: UNIQUE (club_id, nick)",
+                "club_roles_pkey: PRIMARY KEY (club_id, role)",
+            ]
+        );
+        assert!(DB.has_table("club_roles").await.unwrap());
+
+        // diesel queries on it run on its database without `.bind`.
+        let club = Club::create().name("chess").await.unwrap();
+        let inserted = diesel::insert_into(club_roles::table)
+            .values((
+                club_roles::club_id.eq(club.id),
+                club_roles::role.eq("admin"),
+                club_roles::nickname.eq("boss"),
+                club_roles::tags.eq(vec!["a".to_owned()]),
+            ))
+            .gino()
+            .status()
+            .await
+            .unwrap();
+        assert_eq!(inserted, "INSERT 0 1");
+        let roles: Vec<(String, Option<String>, String)> = club_roles::table
+            .select((club_roles::role, club_roles::nickname, club_roles::code))
+            .gino()
+            .all()
+            .await
+            .unwrap();
+        assert_eq!(roles, [("admin".into(), Some("boss".into()), "x".into())]);
+        club.delete().await.unwrap();
+        let left: i64 = club_roles::table.count().gino().one().await.unwrap();
+        assert_eq!(left, 0, "the key cascades");
+
+        DB.drop_all().await.unwrap();
+        assert!(!DB.has_table("club_roles").await.unwrap());
+    }
+}
+
 mod registry {
     use super::*;
 

@@ -1,0 +1,174 @@
+//! `gino::table!`: a table without a model (GINO core's `db.Table`),
+//! declared once in diesel's `table!` syntax for both queries and DDL.
+//!
+//! The declaration goes to diesel's `table!` as written, minus the
+//! `#[gino(...)]` attributes; gino reads the same declaration for the
+//! table's metadata, which it registers with the table's database so that
+//! `create_all` makes it. The metadata comes from the model derive, run on
+//! a struct made up of the columns in table-only mode: one description of
+//! columns, keys, constraints and indexes for models and tables alike.
+
+use diesel_table_macro_syntax::{ColumnDef, TableDecl};
+use proc_macro2::{Group, Span, TokenStream, TokenTree};
+use quote::{format_ident, quote};
+use syn::{Attribute, Ident, Result, TypePath};
+
+use crate::model;
+
+pub fn expand(input: TokenStream) -> Result<TokenStream> {
+    let decl: TableDecl = syn::parse2(input.clone())?;
+    let gino = |attrs: &[Attribute]| -> Vec<Attribute> {
+        attrs
+            .iter()
+            .filter(|a| a.path().is_ident("gino"))
+            .cloned()
+            .collect()
+    };
+    let table_attrs = gino(&decl.meta);
+    let name = &decl.table_name;
+    let sql_name = &decl.sql_name;
+    let schema = decl.schema.as_ref().map(|s| {
+        let schema = s.to_string();
+        quote!(#[gino(schema = #schema)])
+    });
+    let keys: Vec<Ident> = match &decl.primary_keys {
+        Some(pk) => pk.keys.iter().cloned().collect(),
+        None => vec![Ident::new("id", Span::call_site())],
+    };
+    let fields = decl
+        .column_defs
+        .iter()
+        .map(|column| field(column, &gino(&column.meta), &keys))
+        .collect::<Vec<_>>();
+    let holder = format_ident!("{}", name.to_string().to_uppercase());
+    let described: syn::DeriveInput = syn::parse_quote! {
+        #(#table_attrs)*
+        #[gino(table = #sql_name, diesel_table = #name)]
+        #schema
+        struct #holder {
+            #(#fields,)*
+        }
+    };
+    model::diesel_dependency(name)?;
+    let registration = model::expand_with(described, &[], true)?;
+    let stripped = strip_gino_attributes(input);
+    Ok(quote! {
+        ::gino::reexports::diesel::table! { #stripped }
+        #registration
+    })
+}
+
+/// A column as a field of the description: its attributes, its SQL name,
+/// its SQL type (nullable as `Option<()>`), and its DDL.
+fn field(column: &ColumnDef, attrs: &[Attribute], keys: &[Ident]) -> TokenStream {
+    let ident = &column.column_name;
+    let sql_name = &column.sql_name;
+    let (inner, nullable) = strip_nullable(&column.tpe);
+    // An inferred DDL comes first, so that the column's own
+    // `#[gino(ddl = ...)]` overrides it; with neither, the derive says what
+    // to add.
+    let ddl = ddl_of(inner).map(|ddl| quote!(#[gino(ddl = #ddl)]));
+    let key = keys.contains(ident).then(|| quote!(#[gino(primary_key)]));
+    let ty = if nullable {
+        quote!(Option<()>)
+    } else {
+        quote!(())
+    };
+    quote! {
+        #ddl
+        #[gino(column = #sql_name, sql_type = #inner)]
+        #key
+        #(#attrs)*
+        #ident: #ty
+    }
+}
+
+/// `(T, true)` for `Nullable<T>`.
+fn strip_nullable(ty: &TypePath) -> (&TypePath, bool) {
+    let Some(last) = ty.path.segments.last() else {
+        return (ty, false);
+    };
+    if last.ident != "Nullable" {
+        return (ty, false);
+    }
+    match &last.arguments {
+        syn::PathArguments::AngleBracketed(args) => match args.args.first() {
+            Some(syn::GenericArgument::Type(syn::Type::Path(inner))) => (inner, true),
+            _ => (ty, false),
+        },
+        _ => (ty, false),
+    }
+}
+
+/// The PostgreSQL type of a diesel SQL type, by its name.
+fn ddl_of(ty: &TypePath) -> Option<String> {
+    let last = ty.path.segments.last()?;
+    let ddl = match last.ident.to_string().as_str() {
+        "SmallInt" | "Int2" | "Smallint" => "smallint",
+        "Integer" | "Int4" => "integer",
+        "BigInt" | "Int8" | "Bigint" => "bigint",
+        "Float" | "Float4" => "real",
+        "Double" | "Float8" => "double precision",
+        "Numeric" | "Decimal" => "numeric",
+        "Text" | "VarChar" | "Varchar" => "text",
+        "Bool" => "boolean",
+        "Binary" | "Bytea" => "bytea",
+        "Date" => "date",
+        "Time" => "time",
+        "Timestamp" => "timestamp",
+        "Timestamptz" => "timestamptz",
+        "Interval" => "interval",
+        "Uuid" => "uuid",
+        "Json" => "json",
+        "Jsonb" => "jsonb",
+        "Inet" => "inet",
+        "Cidr" => "cidr",
+        "Money" => "money",
+        "Array" => {
+            let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
+                return None;
+            };
+            let Some(syn::GenericArgument::Type(syn::Type::Path(element))) = args.args.first()
+            else {
+                return None;
+            };
+            return ddl_of(strip_nullable(element).0).map(|e| format!("{e}[]"));
+        }
+        _ => return None,
+    };
+    Some(ddl.to_owned())
+}
+
+/// The tokens without any `#[gino(...)]` attribute, at any depth.
+fn strip_gino_attributes(tokens: TokenStream) -> TokenStream {
+    let tokens: Vec<TokenTree> = tokens.into_iter().collect();
+    let mut out = Vec::with_capacity(tokens.len());
+    let mut i = 0;
+    while i < tokens.len() {
+        if is_gino_attribute(&tokens[i], tokens.get(i + 1)) {
+            i += 2;
+            continue;
+        }
+        out.push(match &tokens[i] {
+            TokenTree::Group(group) => {
+                let mut inner =
+                    Group::new(group.delimiter(), strip_gino_attributes(group.stream()));
+                inner.set_span(group.span());
+                TokenTree::Group(inner)
+            }
+            other => other.clone(),
+        });
+        i += 1;
+    }
+    out.into_iter().collect()
+}
+
+/// Whether `pound` and `next` are `#` and `[gino(...)]`.
+fn is_gino_attribute(pound: &TokenTree, next: Option<&TokenTree>) -> bool {
+    let (TokenTree::Punct(pound), Some(TokenTree::Group(attr))) = (pound, next) else {
+        return false;
+    };
+    pound.as_char() == '#'
+        && attr.delimiter() == proc_macro2::Delimiter::Bracket
+        && matches!(attr.stream().into_iter().next(), Some(TokenTree::Ident(id)) if id == "gino")
+}

@@ -411,11 +411,12 @@ impl EngineOptions {
 
     /// `false` turns off the per-connection cache of prepared statements
     /// (on by default: a repeated query is parsed and planned once per
-    /// connection), e.g. to keep a server's memory for plans low. Each
-    /// statement is still prepared by name and executed in a second round
-    /// trip, so behind PgBouncer in transaction pooling mode use PgBouncer
-    /// 1.21 or newer with `max_prepared_statements`, which handles named
-    /// statements, rather than this.
+    /// connection). Without it every statement is sent unnamed, parsed in
+    /// the same round trip that runs it, as sqlx and asyncpg do: what a
+    /// pooler needs that hands each round trip to whichever server
+    /// connection is free (PgBouncer in transaction mode, any version).
+    /// With the cache on, PgBouncer's transaction mode needs 1.21 or newer
+    /// with `max_prepared_statements`.
     ///
     /// ```
     /// let uncached = gino::EngineOptions::new().statement_cache(false);

@@ -60,6 +60,7 @@ mod text;
 #[cfg(feature = "tls")]
 mod tls;
 mod transaction;
+mod unnamed;
 #[cfg(feature = "web")]
 pub mod web;
 mod wire;

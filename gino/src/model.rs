@@ -509,7 +509,7 @@ impl<T> QueryId for Lookup<T> {
 /// | `db_enum` | a field of a `#[derive(DbEnum)]` type |
 /// | `sql_type = path, ddl = "type"` | a type gino does not know: its diesel SQL type and DDL |
 /// | `flatten` | the field is a set of columns deriving [`Columns`](crate::Columns), its columns added to the table |
-/// | `property` / `property = "column"` | a JSON property, a key of the jsonb column `profile` (or the one named); see [`gino::json`](crate::json) |
+/// | `property` / `property = "column"` | a JSON property, a key of the jsonb column `profile` (or the one named); see `gino::json` (feature `json`) |
 /// | `property, json` | the property's column is plain `json` instead of `jsonb` |
 /// | `property, index` | an index on the property's SQL expression (in a model's `index(columns(..))` too) |
 /// | `property, expr = "sql"` | the property's SQL expression, instead of the one gino derives |

@@ -40,10 +40,19 @@ pub(crate) struct PgConn {
 }
 
 impl PgConn {
-    pub(crate) async fn open(connector: &Connector, echo: &Arc<AtomicBool>) -> Result<Self> {
+    pub(crate) async fn open(
+        connector: &Connector,
+        echo: &Arc<AtomicBool>,
+        statement_cache: bool,
+    ) -> Result<Self> {
         // Boxed: opening (TLS handshake, startup) is a large state machine,
         // and every borrow's future would otherwise carry it inline.
         let opened = Box::pin(connector.open()).await?;
+        if !statement_cache {
+            // Before diesel-async's first statement, so that every one of
+            // them goes unnamed.
+            opened.state.use_unnamed_statements();
+        }
         let mut conn = AsyncPgConnection::try_from(opened.client)
             .await
             .map_err(|e| Error::Connection(e.to_string()))?;
@@ -89,7 +98,7 @@ pub(crate) struct Manager {
 
 impl Manager {
     pub(crate) async fn open(&self) -> Result<PgConn> {
-        let mut conn = PgConn::open(&self.connector, &self.echo).await?;
+        let mut conn = PgConn::open(&self.connector, &self.echo, self.statement_cache).await?;
         if !self.statement_cache {
             conn.conn
                 .set_prepared_statement_cache_size(diesel::connection::CacheSize::Disabled);

@@ -9,9 +9,12 @@
 //! messages (a type byte and a length, then the body) and records the
 //! `ErrorResponse` code, the `CommandComplete` tag and the `ReadyForQuery`
 //! transaction status. Other messages, data rows included, are skipped by
-//! their length without being copied.
+//! their length without being copied. With the statement cache off, the
+//! same socket also rewrites the protocol so that every statement goes
+//! unnamed in the round trip that runs it ([`crate::unnamed`]).
 //!
-//! Uses: `config` (what to connect to), `tls` (the handshake), `error`.
+//! Uses: `config` (what to connect to), `tls` (the handshake), `unnamed`
+//! (the rewrite), `error`.
 
 use std::fmt;
 use std::io;
@@ -33,12 +36,15 @@ use crate::config::{ConnectConfig, TargetSessionAttrs};
 use crate::error::{Error, Result};
 #[cfg(feature = "tls")]
 use crate::tls::Tls;
+use crate::unnamed::Rewriter;
 
 /// What a connection's socket has seen of the backend's messages.
 #[derive(Debug, Default)]
 pub(crate) struct WireState {
     seen: Mutex<Seen>,
     closed: AtomicBool,
+    /// Statements go unnamed, each in one round trip ([`Rewriter`]).
+    unnamed: AtomicBool,
     /// Woken by every `ReadyForQuery` and when the connection closes.
     ready: tokio::sync::Notify,
 }
@@ -87,6 +93,12 @@ impl WireState {
         let mut seen = self.lock();
         seen.error_code = None;
         seen.tag = None;
+    }
+
+    /// From now on, every statement is sent unnamed in the round trip that
+    /// runs it (see [`crate::unnamed`]). Set before the first statement.
+    pub(crate) fn use_unnamed_statements(&self) {
+        self.unnamed.store(true, Ordering::Relaxed);
     }
 
     /// Whether the task driving the socket has ended (server gone).
@@ -286,12 +298,52 @@ impl AsyncWrite for Socket {
     }
 }
 
-/// A socket whose incoming bytes are followed by [`Framing`].
+/// A socket whose incoming bytes are followed by [`Framing`], and, once
+/// the connection uses unnamed statements, rewritten by a [`Rewriter`].
 #[derive(Debug)]
 pub(crate) struct WatchedSocket {
     socket: Socket,
     framing: Framing,
     state: Arc<WireState>,
+    rewriting: Option<Box<Rewriting>>,
+}
+
+/// The buffers of a rewritten socket.
+#[derive(Debug, Default)]
+struct Rewriting {
+    rewriter: Rewriter,
+    /// Backend bytes for the client, not yet read by it.
+    inbound: Vec<u8>,
+    /// Frontend bytes for the server, not yet written to it.
+    outbound: Vec<u8>,
+}
+
+/// Rewritten bytes waiting for the socket beyond which a write waits.
+const OUTBOUND_LIMIT: usize = 64 * 1024;
+
+impl WatchedSocket {
+    fn rewriting(&mut self) -> Option<&mut Rewriting> {
+        if self.rewriting.is_none() && self.state.unnamed.load(Ordering::Relaxed) {
+            self.rewriting = Some(Box::default());
+        }
+        self.rewriting.as_deref_mut()
+    }
+
+    /// Writes out rewritten bytes until none are left or the socket is busy.
+    fn drain_outbound(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let Some(rewriting) = self.rewriting.as_deref_mut() else {
+            return Poll::Ready(Ok(()));
+        };
+        while !rewriting.outbound.is_empty() {
+            match Pin::new(&mut self.socket).poll_write(cx, &rewriting.outbound) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => drop(rewriting.outbound.drain(..n)),
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
 }
 
 impl AsyncRead for WatchedSocket {
@@ -301,12 +353,34 @@ impl AsyncRead for WatchedSocket {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        let before = buf.filled().len();
-        let poll = Pin::new(&mut this.socket).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = poll {
-            this.framing.feed(&buf.filled()[before..], &this.state);
+        if this.rewriting().is_none() {
+            let before = buf.filled().len();
+            let poll = Pin::new(&mut this.socket).poll_read(cx, buf);
+            if let Poll::Ready(Ok(())) = poll {
+                this.framing.feed(&buf.filled()[before..], &this.state);
+            }
+            return poll;
         }
-        poll
+        let mut scratch = [0u8; 8192];
+        loop {
+            let rewriting = this.rewriting.as_deref_mut().expect("checked above");
+            if !rewriting.inbound.is_empty() {
+                let n = buf.remaining().min(rewriting.inbound.len());
+                buf.put_slice(&rewriting.inbound[..n]);
+                rewriting.inbound.drain(..n);
+                return Poll::Ready(Ok(()));
+            }
+            let mut read = ReadBuf::new(&mut scratch);
+            std::task::ready!(Pin::new(&mut this.socket).poll_read(cx, &mut read))?;
+            if read.filled().is_empty() {
+                return Poll::Ready(Ok(()));
+            }
+            rewriting
+                .rewriter
+                .incoming(read.filled(), &mut rewriting.inbound);
+            this.framing.feed(&rewriting.inbound, &this.state);
+            // All of it taken out (a ParseComplete): read on.
+        }
     }
 }
 
@@ -316,15 +390,34 @@ impl AsyncWrite for WatchedSocket {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().socket).poll_write(cx, buf)
+        let this = self.get_mut();
+        if this.rewriting().is_none() {
+            return Pin::new(&mut this.socket).poll_write(cx, buf);
+        }
+        if this.drain_outbound(cx)?.is_pending() {
+            let rewriting = this.rewriting.as_deref().expect("checked above");
+            if rewriting.outbound.len() >= OUTBOUND_LIMIT {
+                return Poll::Pending;
+            }
+        }
+        let rewriting = this.rewriting.as_deref_mut().expect("checked above");
+        rewriting.rewriter.outgoing(buf, &mut rewriting.outbound);
+        // Pending here is fine: the bytes are taken, and the flush that
+        // follows every write of the client waits for them.
+        let _ = this.drain_outbound(cx)?;
+        Poll::Ready(Ok(buf.len()))
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().socket).poll_flush(cx)
+        let this = self.get_mut();
+        std::task::ready!(this.drain_outbound(cx))?;
+        Pin::new(&mut this.socket).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().socket).poll_shutdown(cx)
+        let this = self.get_mut();
+        std::task::ready!(this.drain_outbound(cx))?;
+        Pin::new(&mut this.socket).poll_shutdown(cx)
     }
 }
 
@@ -657,6 +750,7 @@ impl Connector {
             socket,
             framing: Framing::default(),
             state: state.clone(),
+            rewriting: None,
         };
         let (client, connection) = self
             .config

@@ -11,7 +11,7 @@ use std::path::Path;
 const LAYERS: &[&[&str]] = &[
     &["error"],
     &["config", "text", "json"],
-    &["tls"],
+    &["tls", "unnamed"],
     &["wire"],
     &["pool"],
     &["statement"],

@@ -22,10 +22,12 @@
 //! ```
 
 mod cluster;
+mod pgbouncer;
 mod tls;
 mod url;
 
 pub use cluster::{Cluster, ClusterBuilder};
+pub use pgbouncer::PgBouncer;
 pub use tls::{Issued, TestCa};
 
 use std::env::{self, VarError};

@@ -542,26 +542,30 @@ fn spawn_watchdog(
     base: &Path,
     as_postgres: bool,
 ) -> Result<(), String> {
-    let quote = |path: &Path| {
-        path.to_str()
-            .map(sh_quote)
-            .ok_or_else(|| format!("path {} is not UTF-8", path.display()))
-    };
     // The shell itself must keep our user: as `postgres` it could not
     // `kill -0` a root process and would clean up at once.
     let stop = if as_postgres {
-        format!("runuser -u postgres -- {}", quote(pg_ctl)?)
+        format!("runuser -u postgres -- {}", quote_path(pg_ctl)?)
     } else {
-        quote(pg_ctl)?
+        quote_path(pg_ctl)?
     };
+    after_exit(
+        &format!("{stop} -D {} -m immediate stop", quote_path(data)?),
+        base,
+    )
+}
+
+/// Starts a detached shell that, once this process has exited, runs the
+/// shell command `then` and deletes `dir`: the cleanup of what statics
+/// hold, whose destructors never run.
+pub(crate) fn after_exit(then: &str, dir: &Path) -> Result<(), String> {
     let script = format!(
         "trap '' HUP INT; \
          while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; \
-         {stop} -D {data} -m immediate stop; \
-         rm -rf {base}",
+         {then}; \
+         rm -rf {dir}",
         pid = std::process::id(),
-        data = quote(data)?,
-        base = quote(base)?,
+        dir = quote_path(dir)?,
     );
     Command::new("sh")
         .arg("-c")
@@ -576,9 +580,16 @@ fn spawn_watchdog(
         .spawn()
         .map(drop)
         .map_err(|e| {
-            let _ = fs::remove_dir_all(base);
+            let _ = fs::remove_dir_all(dir);
             format!("could not start the cleanup watchdog: {e}")
         })
+}
+
+/// `path` quoted for the shell.
+pub(crate) fn quote_path(path: &Path) -> Result<String, String> {
+    path.to_str()
+        .map(sh_quote)
+        .ok_or_else(|| format!("path {} is not UTF-8", path.display()))
 }
 
 pub(crate) fn sh_quote(s: &str) -> String {

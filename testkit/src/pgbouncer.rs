@@ -4,13 +4,14 @@
 use std::fs;
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
-use crate::cluster::{create_base_dir, free_port, last_lines, running_as_root, sh_quote};
+use crate::cluster::{
+    after_exit, create_base_dir, free_port, last_lines, quote_path, running_as_root,
+};
 
 const HOW_TO_INSTALL: &str = "install PgBouncer (Debian/Ubuntu: `apt-get install pgbouncer`)";
 
@@ -135,7 +136,14 @@ impl PgBouncer {
                     .unwrap_or_default()
             ));
         }
-        spawn_watchdog(&pid_file, &base)?;
+        // Stopped and deleted after this process, should it die first.
+        after_exit(
+            &format!(
+                "kill \"$(cat {} 2>/dev/null)\" 2>/dev/null",
+                quote_path(&pid_file)?
+            ),
+            &base,
+        )?;
         let started = Instant::now();
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             if started.elapsed() > Duration::from_secs(10) {
@@ -198,33 +206,4 @@ fn binary() -> Option<PathBuf> {
             .map(PathBuf::from)
             .find(|p| p.is_file())
     })
-}
-
-/// Stops PgBouncer and deletes its directory once this process is gone.
-fn spawn_watchdog(pid_file: &Path, base: &Path) -> Result<(), String> {
-    let quote = |path: &Path| {
-        path.to_str()
-            .map(sh_quote)
-            .ok_or_else(|| format!("path {} is not UTF-8", path.display()))
-    };
-    let script = format!(
-        "trap '' HUP INT; \
-         while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; \
-         kill \"$(cat {pid_file} 2>/dev/null)\" 2>/dev/null; \
-         rm -rf {base}",
-        pid = std::process::id(),
-        pid_file = quote(pid_file)?,
-        base = quote(base)?,
-    );
-    Command::new("sh")
-        .arg("-c")
-        .arg(script)
-        .current_dir("/")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .spawn()
-        .map(drop)
-        .map_err(|e| format!("could not start the cleanup watchdog: {e}"))
 }

@@ -60,6 +60,10 @@ impl TestCa {
             NEXT.fetch_add(1, Ordering::Relaxed)
         ));
         fs::create_dir_all(&dir).expect("create the CA's directory");
+        // A CA held by a static is never dropped.
+        if let Err(e) = crate::cluster::after_exit(":", &dir) {
+            eprintln!("gino-testkit: {e}; {} stays behind", dir.display());
+        }
         TestCa { key, cert, dir }
     }
 

@@ -523,14 +523,50 @@ impl ServerAddr {
         if let Some(encryption) = &self.encryption {
             socket = encrypt(socket, encryption).await?;
         }
+        // As libpq does, the request is followed by a wait for the server
+        // to close, not by a half-close of ours: PgBouncer 1.18 takes an
+        // early end of the request's connection for a broken client and
+        // crashes on it.
+        let mut socket = NoShutdown(socket);
         token
             .cancel_query_raw(&mut socket, tokio_postgres::NoTls)
             .await
             .map_err(Error::from_postgres)?;
         // The server sends nothing; an error means it is gone, which ends
         // the wait as well.
-        let _ = socket.read_to_end(&mut Vec::new()).await;
+        let _ = socket.0.read_to_end(&mut Vec::new()).await;
         Ok(())
+    }
+}
+
+/// A socket whose `shutdown` does nothing (see [`ServerAddr::cancel`]).
+struct NoShutdown(Socket);
+
+impl AsyncRead for NoShutdown {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for NoShutdown {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
     }
 }
 

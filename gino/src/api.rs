@@ -38,6 +38,7 @@ use crate::transaction::{Begin, ManagedTransaction, Origin, WithTransaction};
 /// let two: i32 = diesel::select(sql::<Integer>("2")).gino().one().await?;
 /// DB.pop_bind().expect("bound").close().await;
 /// # Ok(()) }
+/// # gino_testkit::doc::run(demo);
 /// ```
 pub struct Gino {
     engine: RwLock<Option<Engine>>,
@@ -136,6 +137,7 @@ impl Gino {
     /// let engine = DB.set_bind((url, gino::EngineOptions::new().max_size(4))).await?;
     /// assert!(DB.is_bound());
     /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
     /// ```
     pub async fn set_bind(&self, bind: impl IntoEngine) -> Result<Engine> {
         let engine = bind.into_engine().await?;
@@ -158,6 +160,7 @@ impl Gino {
     /// }
     /// assert!(db.pop_bind().is_none());
     /// # }
+    /// # gino_testkit::doc::run(demo);
     /// ```
     pub fn pop_bind(&self) -> Option<Engine> {
         let engine = self
@@ -181,6 +184,7 @@ impl Gino {
     /// db.set_bind(url).await?;
     /// assert!(db.is_bound());
     /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
     /// ```
     pub fn is_bound(&self) -> bool {
         self.engine
@@ -217,6 +221,7 @@ impl Gino {
     /// assert_eq!(status, "SELECT 1");
     /// assert!(!DB.is_bound());
     /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
     /// ```
     pub async fn with_bind<B, F, Fut, T, E>(&self, bind: B, scope: F) -> Result<T, E>
     where
@@ -245,6 +250,7 @@ impl Gino {
     /// # async fn demo(db: &gino::Gino) -> gino::Result<()> {
     /// let conn = db.acquire().lazy(true).await?;
     /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
     /// ```
     pub fn acquire(&self) -> Acquire<'static> {
         Acquire::unbound_or(self.engine().ok())
@@ -260,6 +266,7 @@ impl Gino {
     /// conn.release().await?;
     /// assert!(db.current_connection().is_none());
     /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
     /// ```
     pub fn current_connection(&self) -> Option<Connection> {
         self.engine().ok()?.current_connection()
@@ -279,6 +286,7 @@ impl Gino {
     ///     .await;
     /// assert!(matches!(result, Err(gino::Error::NoSuchRow)));
     /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
     /// ```
     pub fn transaction<F>(&self, fut: F) -> ManagedTransaction<'_, F> {
         ManagedTransaction::new(Origin::Engine(self), fut)
@@ -299,6 +307,7 @@ impl Gino {
     /// })
     /// .await?;
     /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
     /// ```
     pub fn transaction_with<C, Fut, T>(
         &self,
@@ -321,6 +330,7 @@ impl Gino {
     /// db.status(diesel::sql_query("CREATE TEMP TABLE t (x int)")).await?; // inside tx
     /// tx.rollback().await?;
     /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
     /// ```
     pub fn begin(&self) -> Begin<'_> {
         Begin::new(Origin::Engine(self))

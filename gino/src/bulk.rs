@@ -31,10 +31,12 @@ pub const MAX_BIND_PARAMETERS: usize = 65_535;
 /// # #[gino(table = "users")]
 /// # pub struct User { #[gino(primary_key)] pub id: i32, pub nickname: String }
 /// # async fn demo() -> gino::Result<()> {
+/// # User::create_table().await?;
 /// let rows = (0..10_000).map(|i| User { id: 0, nickname: format!("user{i}") });
 /// let inserted: u64 = User::insert_many(rows).await?;
 /// assert_eq!(inserted, 10_000);
 /// # Ok(()) }
+/// # gino_testkit::doc::run(demo);
 /// ```
 #[must_use = "an insert does nothing until awaited"]
 pub struct InsertMany<'a, M, Out = u64> {

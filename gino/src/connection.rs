@@ -33,6 +33,7 @@ impl Engine {
     /// let inner = engine.acquire().reuse(true).await?;   // shares outer's connection
     /// assert!(inner.is_reusing());
     /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
     /// ```
     pub fn acquire(&self) -> Acquire<'_> {
         Acquire::new(self)
@@ -49,6 +50,7 @@ impl Engine {
     /// conn.release().await?;
     /// assert!(engine.current_connection().is_none());
     /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
     /// ```
     pub fn current_connection(&self) -> Option<Connection> {
         Stack::find(self.id()).map(Connection::reusing)
@@ -68,6 +70,7 @@ impl Engine {
 ///     .await?;
 /// conn.release().await?;
 /// # Ok(()) }
+/// # gino_testkit::doc::run(demo);
 /// ```
 #[must_use = "an acquire does nothing until awaited"]
 pub struct Acquire<'a> {
@@ -210,6 +213,7 @@ pub struct ConnectionStats {
 /// assert_eq!(two, 2);
 /// conn.release().await?;
 /// # Ok(()) }
+/// # gino_testkit::doc::run(demo);
 /// ```
 pub struct Connection {
     pub(crate) root: Arc<Root>,
@@ -268,6 +272,7 @@ impl Connection {
     /// let stats = conn.stats();
     /// assert_eq!((stats.borrows, stats.statements), (1, 2));
     /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
     /// ```
     pub fn stats(&self) -> ConnectionStats {
         let usage = &self.root.usage;
@@ -286,6 +291,7 @@ impl Connection {
     /// let conn = engine.acquire().lazy(true).await?;
     /// assert!(!conn.has_raw_connection().await);
     /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
     /// ```
     pub async fn has_raw_connection(&self) -> bool {
         !self.is_released() && self.root.has_raw().await
@@ -320,6 +326,7 @@ impl Connection {
     /// conn.release().await?;
     /// assert!(matches!(conn.release().await, Err(gino::Error::ConnectionReleased)));
     /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
     /// ```
     pub async fn release(&self) -> Result<()> {
         if self.released.swap(true, Ordering::AcqRel) || self.root.is_released() {
@@ -344,6 +351,7 @@ impl Connection {
     /// conn.release_raw().await?;          // e.g. before slow, non-database work
     /// assert!(!conn.has_raw_connection().await);
     /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
     /// ```
     pub async fn release_raw(&self) -> Result<()> {
         self.check_usable()?;
@@ -365,6 +373,7 @@ impl Connection {
     ///     .await?;
     /// assert_eq!(rows, 1);
     /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
     /// ```
     pub async fn run<R, F>(&self, f: F) -> Result<R>
     where
@@ -391,6 +400,7 @@ impl Connection {
     ///     .await?;
     /// assert_eq!(n, Some(7));
     /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
     /// ```
     pub async fn scope<F: Future>(self, fut: F) -> F::Output {
         let engine_id = self.engine().id();

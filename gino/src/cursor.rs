@@ -115,6 +115,7 @@ where
 /// })
 /// .await?;
 /// # Ok(()) }
+/// # gino_testkit::doc::run(demo);
 /// ```
 pub struct Cursor<U, ST> {
     root: Arc<Root>,
@@ -259,6 +260,7 @@ where
     ///     .await?;
     /// assert_eq!(sum, 55);
     /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
     /// ```
     pub fn into_stream(self) -> impl Stream<Item = Result<U>> + Send
     where

@@ -38,6 +38,7 @@ use crate::wire::Connector;
 /// let engine = create_engine(url, EngineOptions::new().max_size(5)).await?;
 /// engine.close().await;
 /// # Ok(()) }
+/// # gino_testkit::doc::run(demo);
 /// ```
 pub async fn create_engine(url: &str, options: EngineOptions) -> Result<Engine> {
     let url: DatabaseUrl = url.parse()?;
@@ -156,6 +157,7 @@ impl Engine {
     /// let engine = gino::create_engine(&format!("{url}?max_size=3"), Default::default()).await?;
     /// assert_eq!(engine.pool_status().max_size, 3);
     /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
     /// ```
     pub fn options(&self) -> &EngineOptions {
         &self.inner.options
@@ -226,6 +228,7 @@ impl Engine {
     /// engine.close().await;
     /// assert!(matches!(engine.acquire().await, Err(gino::Error::PoolClosed)));
     /// # }
+    /// # gino_testkit::doc::run(demo);
     /// ```
     pub async fn close(&self) {
         self.close_now();
@@ -245,6 +248,7 @@ impl Engine {
     /// let all_back = engine.close_gracefully(Duration::from_secs(10)).await;
     /// assert!(all_back);
     /// # }
+    /// # gino_testkit::doc::run(demo);
     /// ```
     pub async fn close_gracefully(&self, timeout: Duration) -> bool {
         self.inner.closed.store(true, Ordering::Release);

@@ -26,6 +26,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 ///     Err(e) => return Err(e),
 /// }
 /// # Ok(()) }
+/// # gino_testkit::doc::run(demo);
 /// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -319,6 +320,7 @@ impl Error {
     ///     }
     /// }
     /// # }
+    /// # gino_testkit::doc::run(demo);
     /// ```
     pub fn is_retryable(&self) -> bool {
         match self {

@@ -30,6 +30,7 @@ use crate::statement::{Execute, LoadAll, LoadSome};
 /// let status = db.status(diesel::sql_query("CREATE TEMP TABLE t (x int)")).await?;
 /// assert_eq!(status, "CREATE TABLE");
 /// # Ok(()) }
+/// # gino_testkit::doc::run(demo);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Status {
@@ -160,6 +161,7 @@ impl fmt::Display for Compiled {
 ///
 /// let greeting: String = diesel::select(sql::<Text>("'hello'")).gino().one().await?;
 /// # Ok(()) }
+/// # gino_testkit::doc::run(demo);
 /// ```
 pub trait GinoQuery: Sized {
     /// Wraps the query for execution through gino.
@@ -250,6 +252,7 @@ impl<'a, Q> Executor<'a, Q> {
     /// let conn = engine.acquire().await?;
     /// let n: i32 = diesel::select(sql::<Integer>("3")).gino().bind(&conn).one().await?;
     /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
     /// ```
     pub fn bind<'b>(self, to: impl Into<Bind<'b>>) -> Executor<'b, Q> {
         Executor {
@@ -272,6 +275,7 @@ impl<'a, Q> Executor<'a, Q> {
     /// let err = slow.gino().timeout(Duration::from_millis(100)).status().await.unwrap_err();
     /// assert!(matches!(err, gino::Error::QueryTimeout(_)));
     /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
     /// ```
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
@@ -317,6 +321,7 @@ impl<'a, Q> Executor<'a, Q> {
     ///     .await?;
     /// assert_eq!(rows, [1, 2, 3]);
     /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
     /// ```
     pub async fn all<'q, U>(self) -> Result<Vec<U>>
     where
@@ -343,6 +348,7 @@ impl<'a, Q> Executor<'a, Q> {
     ///     .await?;
     /// assert_eq!(first, Some(4));
     /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
     /// ```
     pub async fn first<'q, U>(self) -> Result<Option<U>>
     where
@@ -363,6 +369,7 @@ impl<'a, Q> Executor<'a, Q> {
     /// let missing = diesel::select(sql::<Integer>("1 WHERE false")).gino().first_or_404::<i32>().await;
     /// assert!(matches!(missing, Err(gino::Error::NotFound)));
     /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
     /// ```
     pub async fn first_or_404<'q, U>(self) -> Result<U>
     where
@@ -382,6 +389,7 @@ impl<'a, Q> Executor<'a, Q> {
     /// use gino::prelude::*;
     /// let one: i32 = diesel::select(sql::<Integer>("1")).gino().one().await?;
     /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
     /// ```
     pub async fn one<'q, U>(self) -> Result<U>
     where
@@ -404,6 +412,7 @@ impl<'a, Q> Executor<'a, Q> {
     ///     .await?;
     /// assert_eq!(none, None);
     /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
     /// ```
     pub async fn one_or_none<'q, U>(self) -> Result<Option<U>>
     where
@@ -428,6 +437,7 @@ impl<'a, Q> Executor<'a, Q> {
     /// let none: Option<i64> = diesel::select(sql::<BigInt>("1 WHERE false")).gino().scalar().await?;
     /// assert_eq!(none, None);
     /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
     /// ```
     pub async fn scalar<'q, T>(self) -> Result<Option<T>>
     where
@@ -458,6 +468,7 @@ impl<'a, Q> Executor<'a, Q> {
     /// }
     /// tx.commit().await?;
     /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
     /// ```
     pub async fn iterate<U>(self) -> Result<crate::Cursor<U, Q::SqlType>>
     where
@@ -480,6 +491,7 @@ impl<'a, Q> Executor<'a, Q> {
     /// assert_eq!(status, "SELECT 1");
     /// assert_eq!(status.rows(), 1);
     /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
     /// ```
     pub async fn status(self) -> Result<Status>
     where
@@ -514,6 +526,7 @@ impl<'a, Q> Executor<'a, Q> {
 /// assert_eq!(square.run(3).one::<i32>().await?, 9);
 /// assert_eq!(square.run(4).one::<i32>().await?, 16);
 /// # Ok(()) }
+/// # gino_testkit::doc::run(demo);
 /// ```
 pub struct Prepared<'a, F> {
     build: F,
@@ -644,7 +657,7 @@ macro_rules! query_methods {
             "use diesel::dsl::sql;\nuse diesel::sql_types::Integer;\n",
             "let rows: Vec<i32> = ", $recv,
             ".all(diesel::select(sql::<Integer>(\"generate_series(1, 3)\"))).await?;\n",
-            "assert_eq!(rows, [1, 2, 3]);\n# Ok(()) }\n```"
+            "assert_eq!(rows, [1, 2, 3]);\n# Ok(()) }\n# gino_testkit::doc::run(demo);\n```"
         )]
         pub async fn all<'q, U, Q>(&self, query: Q) -> $crate::Result<Vec<U>>
         where
@@ -661,7 +674,7 @@ macro_rules! query_methods {
             "use diesel::dsl::sql;\nuse diesel::sql_types::Integer;\n",
             "let first: Option<i32> = ", $recv,
             ".first(diesel::select(sql::<Integer>(\"generate_series(5, 9)\"))).await?;\n",
-            "assert_eq!(first, Some(5));\n# Ok(()) }\n```"
+            "assert_eq!(first, Some(5));\n# Ok(()) }\n# gino_testkit::doc::run(demo);\n```"
         )]
         pub async fn first<'q, U, Q>(&self, query: Q) -> $crate::Result<Option<U>>
         where
@@ -678,7 +691,7 @@ macro_rules! query_methods {
             "use diesel::dsl::sql;\nuse diesel::sql_types::Integer;\n",
             "let missing = ", $recv,
             ".first_or_404::<i32, _>(diesel::select(sql::<Integer>(\"1 WHERE false\"))).await;\n",
-            "assert!(matches!(missing, Err(gino::Error::NotFound)));\n# Ok(()) }\n```"
+            "assert!(matches!(missing, Err(gino::Error::NotFound)));\n# Ok(()) }\n# gino_testkit::doc::run(demo);\n```"
         )]
         pub async fn first_or_404<'q, U, Q>(&self, query: Q) -> $crate::Result<U>
         where
@@ -694,7 +707,7 @@ macro_rules! query_methods {
             "use diesel::dsl::sql;\nuse diesel::sql_types::Integer;\n",
             "let none = ", $recv,
             ".one::<i32, _>(diesel::select(sql::<Integer>(\"1 WHERE false\"))).await;\n",
-            "assert!(matches!(none, Err(gino::Error::NoResultFound)));\n# Ok(()) }\n```"
+            "assert!(matches!(none, Err(gino::Error::NoResultFound)));\n# Ok(()) }\n# gino_testkit::doc::run(demo);\n```"
         )]
         pub async fn one<'q, U, Q>(&self, query: Q) -> $crate::Result<U>
         where
@@ -711,7 +724,7 @@ macro_rules! query_methods {
             "use diesel::dsl::sql;\nuse diesel::sql_types::Integer;\n",
             "let two = ", $recv,
             ".one_or_none::<i32, _>(diesel::select(sql::<Integer>(\"generate_series(1, 2)\"))).await;\n",
-            "assert!(matches!(two, Err(gino::Error::MultipleResultsFound)));\n# Ok(()) }\n```"
+            "assert!(matches!(two, Err(gino::Error::MultipleResultsFound)));\n# Ok(()) }\n# gino_testkit::doc::run(demo);\n```"
         )]
         pub async fn one_or_none<'q, U, Q>(&self, query: Q) -> $crate::Result<Option<U>>
         where
@@ -728,7 +741,7 @@ macro_rules! query_methods {
             "use diesel::dsl::sql;\nuse diesel::sql_types::BigInt;\n",
             "let n: Option<i64> = ", $recv,
             ".scalar(diesel::select(sql::<BigInt>(\"count(*) FROM pg_class\"))).await?;\n",
-            "assert!(n.unwrap() > 0);\n# Ok(()) }\n```"
+            "assert!(n.unwrap() > 0);\n# Ok(()) }\n# gino_testkit::doc::run(demo);\n```"
         )]
         pub async fn scalar<'q, T, Q>(&self, query: Q) -> $crate::Result<Option<T>>
         where
@@ -744,7 +757,7 @@ macro_rules! query_methods {
             "```\n# async fn demo(", $recv, ": &", $ty, ") -> gino::Result<()> {\n",
             "let status = ", $recv,
             ".status(diesel::sql_query(\"CREATE TEMP TABLE IF NOT EXISTS t (x int)\")).await?;\n",
-            "assert_eq!(status, \"CREATE TABLE\");\n# Ok(()) }\n```"
+            "assert_eq!(status, \"CREATE TABLE\");\n# Ok(()) }\n# gino_testkit::doc::run(demo);\n```"
         )]
         pub async fn status<Q>(&self, query: Q) -> $crate::Result<$crate::Status>
         where
@@ -761,7 +774,7 @@ macro_rules! query_methods {
             "let tx = ", $recv, ".begin().await?;\n",
             "let mut rows = ", $recv,
             ".iterate::<i32, _>(diesel::select(sql::<Integer>(\"generate_series(1, 3)\"))).await?;\n",
-            "assert_eq!(rows.many(5).await?, [1, 2, 3]);\ntx.commit().await?;\n# Ok(()) }\n```"
+            "assert_eq!(rows.many(5).await?, [1, 2, 3]);\ntx.commit().await?;\n# Ok(()) }\n# gino_testkit::doc::run(demo);\n```"
         )]
         pub async fn iterate<U, Q>(
             &self,
@@ -780,7 +793,7 @@ macro_rules! query_methods {
             "use diesel::dsl::sql;\nuse diesel::sql_types::Integer;\n",
             "let plus_one = ", $recv,
             ".prepare(|n: i32| diesel::select(sql::<Integer>(\"\").bind::<Integer, _>(n).sql(\" + 1\")));\n",
-            "assert_eq!(plus_one.run(41).one::<i32>().await?, 42);\n# Ok(()) }\n```"
+            "assert_eq!(plus_one.run(41).one::<i32>().await?, 42);\n# Ok(()) }\n# gino_testkit::doc::run(demo);\n```"
         )]
         pub fn prepare<F>(&self, build: F) -> $crate::Prepared<'_, F> {
             $crate::Prepared::new(build, self.bind())
@@ -791,7 +804,7 @@ macro_rules! query_methods {
             "`\"app.users\"`; names are taken as written, not case-folded.\n\n",
             "```\n# async fn demo(", $recv, ": &", $ty, ") -> gino::Result<()> {\n",
             "assert!(", $recv, ".has_table(\"pg_catalog.pg_class\").await?);\n",
-            "assert!(!", $recv, ".has_table(\"no_such_table\").await?);\n# Ok(()) }\n```"
+            "assert!(!", $recv, ".has_table(\"no_such_table\").await?);\n# Ok(()) }\n# gino_testkit::doc::run(demo);\n```"
         )]
         pub async fn has_table(&self, name: &str) -> $crate::Result<bool> {
             $crate::Executor::new($crate::executor::catalog_lookup(
@@ -805,7 +818,7 @@ macro_rules! query_methods {
         #[doc = concat!(
             "Whether the schema `name` exists.\n\n",
             "```\n# async fn demo(", $recv, ": &", $ty, ") -> gino::Result<()> {\n",
-            "assert!(", $recv, ".has_schema(\"public\").await?);\n# Ok(()) }\n```"
+            "assert!(", $recv, ".has_schema(\"public\").await?);\n# Ok(()) }\n# gino_testkit::doc::run(demo);\n```"
         )]
         pub async fn has_schema(&self, name: &str) -> $crate::Result<bool> {
             $crate::Executor::new($crate::executor::catalog_lookup(
@@ -818,7 +831,7 @@ macro_rules! query_methods {
         #[doc = concat!(
             "Whether the type `name` exists (an enum, say): `\"mood\"` or `\"app.mood\"`.\n\n",
             "```\n# async fn demo(", $recv, ": &", $ty, ") -> gino::Result<()> {\n",
-            "assert!(", $recv, ".has_type(\"int4\").await?);\n# Ok(()) }\n```"
+            "assert!(", $recv, ".has_type(\"int4\").await?);\n# Ok(()) }\n# gino_testkit::doc::run(demo);\n```"
         )]
         pub async fn has_type(&self, name: &str) -> $crate::Result<bool> {
             $crate::Executor::new($crate::executor::catalog_lookup(

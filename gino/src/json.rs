@@ -2,7 +2,6 @@
 //! `json_support`), declared with `#[gino(property)]`.
 //!
 //! ```
-//! # #[cfg(feature = "json")] mod demo {
 //! use gino::prelude::*;
 //!
 //! #[derive(Model, Debug, Clone)]
@@ -20,6 +19,7 @@
 //! }
 //!
 //! # async fn demo() -> gino::Result<()> {
+//! # Person::create_table().await?;
 //! let mut p = Person::create().name("ann").age(30).await?;
 //! p.update().visits(1_i64).apply().await?;          // profile = profile || '{"visits": 1}'
 //! let adults: Vec<Person> = Person::query()
@@ -28,7 +28,7 @@
 //!     .all()
 //!     .await?;
 //! # Ok(()) }
-//! # }
+//! # fn main() { gino_testkit::doc::run(demo) } // models at the top level, not in main
 //! ```
 //!
 //! A property's column is added to the table (`jsonb NOT NULL DEFAULT
@@ -151,7 +151,6 @@ pub fn to_value<T: Serialize>(key: &str, value: &T) -> Result<Value> {
 /// `+ - * /` like diesel columns.
 ///
 /// ```
-/// # #[cfg(feature = "json")] mod demo {
 /// use gino::prelude::*;
 ///
 /// #[derive(Model, Debug, Clone)]
@@ -163,12 +162,15 @@ pub fn to_value<T: Serialize>(key: &str, value: &T) -> Result<Value> {
 ///     pub age: Option<i32>,
 /// }
 ///
-/// # async fn demo(mut p: Person) -> gino::Result<()> {
+/// # async fn demo() -> gino::Result<()> {
+/// # Person::create_table().await?;
+/// let mut p = Person::create().age(40).await?;
 /// let older = Person::query().filter(people_props::age().gt(30)).gino().all().await?;
 /// // GINO's `p.update(age=Person.age - 2)`: computed in SQL, the key merged.
 /// p.update().set_property(people_props::age(), people_props::age() - 2).apply().await?;
+/// assert_eq!((older.len(), p.age), (1, Some(38)));
 /// # Ok(()) }
-/// # }
+/// # fn main() { gino_testkit::doc::run(demo) } // models at the top level, not in main
 /// ```
 pub struct PropertyExpr<T, ST> {
     sql: &'static str,

@@ -15,23 +15,25 @@
 //!   same query API implicitly on the task's contextual connection or its
 //!   engine.
 //!
-//! ```no_run
+//! ```
 //! use gino::prelude::*;
 //! use diesel::dsl::sql;
 //! use diesel::sql_types::Integer;
 //!
 //! static DB: Gino = Gino::new();
 //!
-//! # async fn demo() -> gino::Result<()> {
-//! DB.set_bind("postgresql://localhost/gino").await?;
+//! # async fn demo(url: &str) -> gino::Result<()> {
+//! DB.set_bind(url).await?; // "postgresql://localhost/gino"
 //! let n: i32 = diesel::select(sql::<Integer>("1 + 1")).gino().one().await?;
-//! DB.transaction(async {
+//! assert_eq!(n, 2);
+//! DB.transaction_with(|_tx| async {
 //!     DB.status(diesel::sql_query("CREATE TEMP TABLE t (x int)")).await?;
-//!     Ok::<_, gino::Error>(())
+//!     Ok(())
 //! })
 //! .await?;
 //! DB.pop_bind().expect("bound").close().await;
 //! # Ok(()) }
+//! # gino_testkit::doc::run(demo);
 //! ```
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]

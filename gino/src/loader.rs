@@ -39,6 +39,14 @@
 //! diesel::allow_tables_to_appear_in_same_query!(companies, members);
 //!
 //! # async fn demo() -> gino::Result<()> {
+//! # Company::create_table().await?;
+//! # Team::create_table().await?;
+//! # Member::create_table().await?;
+//! # let acme = Company::create().name("acme").await?;
+//! # let red = Team::create().company_id(acme.id).name("red").await?;
+//! # Team::create().company_id(acme.id).name("blue").await?;
+//! # Member::create().team_id(red.id).name("ann").await?;
+//! # Member::create().team_id(red.id).name("bob").await?;
 //! // company → teams → members, in one query
 //! let companies: Vec<(Company, Vec<(Team, Vec<Member>)>)> = companies::table
 //!     .left_join(teams::table.left_join(members::table))
@@ -50,7 +58,11 @@
 //!     .gino()
 //!     .load(distinct::<Company, _>(distinct::<Team, _>(child::<Member>())))
 //!     .await?;
+//! let (acme, teams) = &companies[0];
+//! assert_eq!((acme.name.as_str(), teams.len()), ("acme", 2));
+//! assert_eq!(teams[0].1.len(), 2); // red's members; blue has none
 //! # Ok(()) }
+//! # gino_testkit::doc::run(demo);
 //! ```
 
 // Layer: above `model`; uses `model` (keys) and adds `Executor::load` to `executor`.
@@ -213,12 +225,15 @@ pub struct Partial<M> {
 /// # #[gino(table = "users")]
 /// # pub struct User { #[gino(primary_key)] pub id: i32, pub nickname: String, pub secret: String }
 /// # async fn demo() -> gino::Result<()> {
+/// # User::create_table().await?;
+/// # User::create().nickname("fantix").secret("s3cret").await?;
 /// let users: Vec<User> = User::query()
 ///     .gino()
 ///     .load(gino::loader::partial::<User, _>((users::id, users::nickname)))
 ///     .await?;
-/// assert!(users.iter().all(|u| u.secret.is_empty()));
+/// assert_eq!((users[0].nickname.as_str(), users[0].secret.as_str()), ("fantix", ""));
 /// # Ok(()) }
+/// # gino_testkit::doc::run(demo);
 /// ```
 pub fn partial<M: Model, C: ColumnList>(columns: C) -> Partial<M> {
     let _ = columns;
@@ -302,6 +317,11 @@ where
 /// # #[gino(table = "posts")]
 /// # pub struct Post { #[gino(primary_key)] pub id: i32, pub user_id: i32, pub title: String }
 /// # async fn demo() -> gino::Result<()> {
+/// # User::create_table().await?;
+/// # Post::create_table().await?;
+/// # let ann = User::create().name("ann").await?;
+/// # User::create().name("bob").await?;
+/// # Post::create().user_id(ann.id).title("hello").await?;
 /// use gino::loader::select_in;
 ///
 /// let users: Vec<User> = User::query().order_by(users::id).gino().all().await?;
@@ -312,7 +332,9 @@ where
 ///     |ids| Post::query().filter(posts::user_id.eq_any(ids)).order_by(posts::id).gino(),
 /// )
 /// .await?;
+/// assert_eq!((users[0].1.len(), users[1].1.len()), (1, 0)); // ann's post; bob has none
 /// # Ok(()) }
+/// # gino_testkit::doc::run(demo);
 /// ```
 pub async fn select_in<'q, P, C, K, Q>(
     parents: Vec<P>,
@@ -397,6 +419,7 @@ impl<Q> Executor<'_, Q> {
     ///     .await?;
     /// assert_eq!(doubled, [2, 4, 6]);
     /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
     /// ```
     pub async fn load<'q, L>(self, mut loader: L) -> Result<Vec<L::Output>>
     where

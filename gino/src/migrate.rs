@@ -88,6 +88,7 @@ impl Gino {
     /// let applied = db.run_migrations(&MIGRATIONS).await?;
     /// println!("applied {applied:?}");
     /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
     /// ```
     pub async fn run_migrations(
         &self,

@@ -346,7 +346,7 @@ impl<T> QueryId for Lookup<T> {
 /// module named after the table, `users::table`, `users::nickname`), so the
 /// crate needs `diesel` as a dependency of its own.
 ///
-/// ```
+/// ```standalone_crate
 /// use gino::prelude::*;
 ///
 /// static DB: Gino = Gino::new();
@@ -394,6 +394,7 @@ impl<T> QueryId for Lookup<T> {
 /// assert_eq!((draft.id, draft.nickname.as_str()), (0, "noname"));
 /// let stored = draft.create().await?;
 /// # Ok(()) }
+/// # gino_testkit::doc::run_with(&DB, demo);
 /// ```
 ///
 /// A model can also sit on a diesel `table!` that already exists (as
@@ -422,12 +423,14 @@ impl<T> QueryId for Lookup<T> {
 /// }
 ///
 /// # async fn demo() -> gino::Result<()> {
+/// # Account::create_table().await?;
 /// let mine: Vec<Account> = Account::query()
 ///     .filter(schema::accounts::owner.eq("me"))
 ///     .gino()
 ///     .all()
 ///     .await?;
 /// # Ok(()) }
+/// # gino_testkit::doc::run(demo);
 /// ```
 ///
 /// Columns that many models share (GINO's mixins) are declared once, in a
@@ -458,11 +461,13 @@ impl<T> QueryId for Lookup<T> {
 /// }
 ///
 /// # async fn demo() -> gino::Result<()> {
+/// # Note::create_table().await?;
 /// let mut note = Note::create().body("hello").await?;
 /// note.update().version(2).apply().await?;
 /// assert_eq!(note.audit.version, 2);
 /// let fresh: Vec<Note> = Note::query().filter(Note::version.gt(0)).gino().all().await?;
 /// # Ok(()) }
+/// # gino_testkit::doc::run(demo);
 /// ```
 ///
 /// Struct attributes, `#[gino(...)]`:
@@ -959,12 +964,14 @@ impl<'a, Q, U> Run<'a, Q, First<U>> {
     /// # #[gino(table = "users")]
     /// # struct User { #[gino(primary_key)] id: i32 }
     /// # async fn demo() -> gino::Result<()> {
+    /// # User::create_table().await?;
     /// match User::get(42).or_not_found().await {
     ///     Ok(user) => println!("{user:?}"),
     ///     Err(gino::Error::NotFound) => println!("no user 42"),
     ///     Err(e) => return Err(e),
     /// }
     /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
     /// ```
     pub fn or_not_found(self) -> Run<'a, Q, Found<U>> {
         self.with_mode()

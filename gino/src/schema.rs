@@ -10,12 +10,16 @@
 //! (foreign keys that close a cycle between tables are added afterwards
 //! with `ALTER TABLE`), then indexes. Dropping goes the other way round.
 //!
-//! ```
+//! ```standalone_crate
+//! # #[derive(gino::Model, Debug, Clone)]
+//! # #[gino(table = "notes")]
+//! # pub struct Note { #[gino(primary_key)] pub id: i32, pub body: String }
 //! # async fn demo(db: &gino::Gino) -> gino::Result<()> {
 //! println!("{}", db.schema_sql()); // the DDL, without running it
 //! db.create_all().await?;          // CREATE TABLE IF NOT EXISTS ...
 //! db.drop_all().await?;            // DROP TABLE IF EXISTS ...
 //! # Ok(()) }
+//! # gino_testkit::doc::run(demo);
 //! ```
 //!
 //! ## Tables without models
@@ -28,7 +32,7 @@
 //! `db.Table`). The PostgreSQL type of a column follows from its diesel
 //! type; `#[gino(ddl = "...")]` names another.
 //!
-//! ```
+//! ```standalone_crate
 //! use gino::prelude::*;
 //!
 //! static DB: Gino = Gino::new();
@@ -45,6 +49,7 @@
 //! }
 //!
 //! # async fn demo() -> gino::Result<()> {
+//! # DB.status(diesel::sql_query("CREATE TABLE users (id int PRIMARY KEY)")).await?;
 //! DB.create_all().await?; // CREATE TABLE IF NOT EXISTS "user_roles" ...
 //! let admins: Vec<i32> = user_roles::table
 //!     .filter(user_roles::role.eq("admin"))
@@ -53,6 +58,7 @@
 //!     .all()
 //!     .await?;
 //! # Ok(()) }
+//! # gino_testkit::doc::run_with(&DB, demo);
 //! ```
 
 // Layer: above `model`; uses `model` (metadata), `executor` and `bind` (running DDL), `api`.
@@ -81,10 +87,14 @@ enum Action {
 /// (a savepoint when that bind is inside a transaction already), so a
 /// failing statement undoes the ones before it.
 ///
-/// ```
+/// ```standalone_crate
+/// # #[derive(gino::Model, Debug, Clone)]
+/// # #[gino(table = "notes")]
+/// # pub struct Note { #[gino(primary_key)] pub id: i32, pub body: String }
 /// # async fn demo(db: &gino::Gino, engine: &gino::Engine) -> gino::Result<()> {
 /// db.create_all().checkfirst(false).bind(engine).await?;
 /// # Ok(()) }
+/// # gino_testkit::doc::run(demo);
 /// ```
 #[must_use = "a schema operation does nothing until awaited"]
 #[derive(Debug)]
@@ -112,10 +122,14 @@ impl<'a> SchemaOp<'a> {
     /// the same transaction; by default, as in GINO, they must exist.
     /// Dropping never drops schemas.
     ///
-    /// ```
+    /// ```standalone_crate
+    /// # #[derive(gino::Model, Debug, Clone)]
+    /// # #[gino(table = "notes")]
+    /// # pub struct Note { #[gino(primary_key)] pub id: i32, pub body: String }
     /// # async fn demo(db: &gino::Gino) -> gino::Result<()> {
     /// db.create_all().create_schemas(true).await?;
     /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
     /// ```
     pub fn create_schemas(mut self, create: bool) -> Self {
         self.create_schemas = create;
@@ -130,13 +144,17 @@ impl<'a> SchemaOp<'a> {
     /// existing enum type with `42710`) and a missing table the drop with
     /// `42P01`; either way nothing of the operation remains.
     ///
-    /// ```
+    /// ```standalone_crate
+    /// # #[derive(gino::Model, Debug, Clone)]
+    /// # #[gino(table = "notes")]
+    /// # pub struct Note { #[gino(primary_key)] pub id: i32, pub body: String }
     /// # async fn demo(db: &gino::Gino) -> gino::Result<()> {
     /// db.create_all().await?;
     /// db.create_all().await?; // changes nothing
     /// let again = db.create_all().checkfirst(false).await;
     /// assert!(matches!(again, Err(gino::Error::Database(_))));
     /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
     /// ```
     pub fn checkfirst(mut self, checkfirst: bool) -> Self {
         self.checkfirst = checkfirst;
@@ -148,13 +166,17 @@ impl<'a> SchemaOp<'a> {
     /// a connection inside a transaction, the schema change commits or rolls
     /// back with that transaction.
     ///
-    /// ```
+    /// ```standalone_crate
+    /// # #[derive(gino::Model, Debug, Clone)]
+    /// # #[gino(table = "notes")]
+    /// # pub struct Note { #[gino(primary_key)] pub id: i32, pub body: String }
     /// # async fn demo(db: &gino::Gino, engine: &gino::Engine) -> gino::Result<()> {
     /// let conn = engine.acquire().await?;
     /// let tx = conn.begin().await?;
     /// db.create_all().bind(&conn).await?;
     /// tx.rollback().await?; // the tables are gone again
     /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
     /// ```
     pub fn bind<'b>(self, to: impl Into<Bind<'b>>) -> SchemaOp<'b> {
         SchemaOp {
@@ -233,10 +255,14 @@ impl Gino {
     /// ([`crate::migrate`], [`Gino::run_migrations`]), as GINO recommends
     /// Alembic.
     ///
-    /// ```
+    /// ```standalone_crate
+    /// # #[derive(gino::Model, Debug, Clone)]
+    /// # #[gino(table = "notes")]
+    /// # pub struct Note { #[gino(primary_key)] pub id: i32, pub body: String }
     /// # async fn demo(db: &gino::Gino) -> gino::Result<()> {
     /// db.create_all().await?;
     /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
     /// ```
     pub fn create_all(&self) -> SchemaOp<'_> {
         SchemaOp::new(Action::Create, self.sorted_models(), Bind::Db(self))
@@ -246,10 +272,14 @@ impl Gino {
     /// first, and then their enum types; GINO's `db.gino.drop_all()`.
     /// Skips what is missing unless [`checkfirst(false)`](SchemaOp::checkfirst).
     ///
-    /// ```
+    /// ```standalone_crate
+    /// # #[derive(gino::Model, Debug, Clone)]
+    /// # #[gino(table = "notes")]
+    /// # pub struct Note { #[gino(primary_key)] pub id: i32, pub body: String }
     /// # async fn demo(db: &gino::Gino) -> gino::Result<()> {
     /// db.drop_all().await?;
     /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
     /// ```
     pub fn drop_all(&self) -> SchemaOp<'_> {
         SchemaOp::new(Action::Drop, self.sorted_models(), Bind::Db(self))
@@ -305,6 +335,7 @@ impl Gino {
 /// };
 /// gino::schema::create_tables(vec![&NOTES], gino::Bind::Engine(engine)).await?;
 /// # Ok(()) }
+/// # gino_testkit::doc::run(demo);
 /// ```
 pub fn create_tables(tables: Vec<&'static TableMeta>, bind: Bind<'static>) -> SchemaOp<'static> {
     SchemaOp::new(Action::Create, tables, bind)
@@ -316,9 +347,15 @@ pub fn create_tables(tables: Vec<&'static TableMeta>, bind: Bind<'static>) -> Sc
 /// table still uses is kept.
 ///
 /// ```
-/// # async fn demo(notes: &'static gino::model::TableMeta) -> gino::Result<()> {
-/// gino::schema::drop_tables(vec![notes], gino::Bind::Default).await?;
+/// # #[derive(gino::Model, Debug, Clone)]
+/// # #[gino(table = "notes")]
+/// # pub struct Note { #[gino(primary_key)] pub id: i32, pub body: String }
+/// # async fn demo() -> gino::Result<()> {
+/// use gino::model::Model;
+/// # Note::create_table().await?;
+/// gino::schema::drop_tables(vec![Note::TABLE], gino::Bind::Default).await?;
 /// # Ok(()) }
+/// # gino_testkit::doc::run(demo);
 /// ```
 pub fn drop_tables(tables: Vec<&'static TableMeta>, bind: Bind<'static>) -> SchemaOp<'static> {
     SchemaOp::new(Action::Drop, tables, bind)

@@ -41,6 +41,7 @@ use diesel::sql_types::{HasSqlType, Untyped};
 ///     .await?;
 /// assert_eq!(rows[0].n, 42);
 /// # Ok(()) }
+/// # gino_testkit::doc::run(demo);
 /// ```
 pub fn text(sql: impl AsRef<str>) -> Text {
     Text::parse(sql.as_ref())

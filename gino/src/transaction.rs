@@ -60,6 +60,7 @@ tokio::task_local! {
 /// let one: i32 = tx.connection().one(diesel::select(sql::<Integer>("1"))).await?;
 /// tx.commit().await?;
 /// # Ok(()) }
+/// # gino_testkit::doc::run(demo);
 /// ```
 #[derive(Clone)]
 pub struct Transaction {
@@ -171,6 +172,7 @@ impl Transaction {
     /// })
     /// .await?;
     /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
     /// ```
     pub fn current() -> Option<Transaction> {
         CURRENT.try_with(Transaction::clone).ok()
@@ -184,6 +186,7 @@ impl Transaction {
     /// tx.connection().status(diesel::sql_query("CREATE TEMP TABLE t (x int)")).await?;
     /// tx.commit().await?;
     /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
     /// ```
     pub fn connection(&self) -> &Connection {
         &self.inner.conn
@@ -197,6 +200,7 @@ impl Transaction {
     /// let tx = engine.begin().await?;
     /// assert!(!tx.is_managed());
     /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
     /// ```
     pub fn is_managed(&self) -> bool {
         self.inner.managed
@@ -212,6 +216,7 @@ impl Transaction {
     /// conn.release().await?; // rolls the transaction back
     /// assert!(!tx.is_active().await);
     /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
     /// ```
     pub async fn is_active(&self) -> bool {
         if self.inner.conn.is_released() {
@@ -242,6 +247,7 @@ impl Transaction {
     /// engine.status(diesel::sql_query("CREATE TEMP TABLE t (x int)")).await?;
     /// tx.commit().await?;
     /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
     /// ```
     ///
     /// A `COMMIT` that PostgreSQL turns into a rollback, because a statement
@@ -262,6 +268,7 @@ impl Transaction {
     /// inner.rollback().await?;           // outer goes on
     /// outer.commit().await?;
     /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
     /// ```
     pub async fn rollback(self) -> Result<()> {
         self.manual_only("rollback")?;
@@ -288,18 +295,20 @@ impl Transaction {
     ///
     /// ```
     /// # async fn demo(db: &gino::Gino) -> gino::Result<()> {
-    /// db.transaction(async {
-    ///     let outer = gino::Transaction::current().unwrap();
-    ///     db.transaction(async {
+    /// db.transaction_with(|outer| async move {
+    ///     db.status(diesel::sql_query("CREATE TABLE kept (x int)")).await?;
+    ///     db.transaction_with(|_inner| async move {
     ///         outer.raise_commit()?;
-    ///         unreachable!("raise_commit returns Err");
+    ///         Ok(()) // not reached: raise_commit returns Err
     ///     })
     ///     .await?;
-    ///     unreachable!("the inner level propagates the exit");
+    ///     Ok(()) // not reached: the inner level propagates the exit
     /// })
     /// .await?;
     /// // continues here: the outer transaction is committed
+    /// db.status(diesel::sql_query("SELECT * FROM kept")).await?;
     /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
     /// ```
     pub fn raise_commit(&self) -> Result<Infallible> {
         self.request_exit(true, Box::new(()))
@@ -311,14 +320,15 @@ impl Transaction {
     ///
     /// ```
     /// # async fn demo(db: &gino::Gino) -> gino::Result<()> {
-    /// db.transaction(async {
-    ///     let tx = gino::Transaction::current().unwrap();
-    ///     db.status(diesel::sql_query("CREATE TEMP TABLE t (x int)")).await?;
+    /// db.transaction_with(|tx| async move {
+    ///     db.status(diesel::sql_query("CREATE TABLE gone (x int)")).await?;
     ///     tx.raise_rollback()?;
-    ///     unreachable!("raise_rollback returns Err");
+    ///     Ok(()) // not reached: raise_rollback returns Err
     /// })
     /// .await?; // Ok(()): rolled back, and the caller goes on
+    /// assert!(db.status(diesel::sql_query("SELECT * FROM gone")).await.is_err());
     /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
     /// ```
     pub fn raise_rollback(&self) -> Result<Infallible> {
         self.request_exit(false, Box::new(()))
@@ -334,6 +344,7 @@ impl Transaction {
     ///     .await?;
     /// assert_eq!(n, 7);
     /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
     /// ```
     ///
     /// [`raise_commit`](Self::raise_commit) for a block returning a value:
@@ -356,6 +367,7 @@ impl Transaction {
     ///     .await?;
     /// assert_eq!(found, None);
     /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
     /// ```
     pub fn raise_rollback_with<T: Send + 'static>(&self, value: T) -> Result<Infallible> {
         self.request_exit(false, Box::new(value))
@@ -591,6 +603,7 @@ macro_rules! transaction_options {
         /// let tx = db.begin().isolation_level(gino::IsolationLevel::Serializable).await?;
         /// tx.commit().await?;
         /// # Ok(()) }
+        /// # gino_testkit::doc::run(demo);
         /// ```
         pub fn isolation_level(mut self, level: IsolationLevel) -> Self {
             self.options.isolation_level = Some(level);
@@ -605,6 +618,7 @@ macro_rules! transaction_options {
         /// let tx = db.begin().read_only(true).await?;
         /// tx.rollback().await?;
         /// # Ok(()) }
+        /// # gino_testkit::doc::run(demo);
         /// ```
         pub fn read_only(mut self, read_only: bool) -> Self {
             self.options.read_only = Some(read_only);
@@ -621,6 +635,7 @@ macro_rules! transaction_options {
         /// let tx = db.begin().isolation_level(Serializable).read_only(true).deferrable(true).await?;
         /// tx.commit().await?;
         /// # Ok(()) }
+        /// # gino_testkit::doc::run(demo);
         /// ```
         pub fn deferrable(mut self, deferrable: bool) -> Self {
             self.options.deferrable = Some(deferrable);
@@ -640,6 +655,7 @@ macro_rules! transaction_options {
 ///     .read_only(true)
 ///     .await?;
 /// # Ok(()) }
+/// # gino_testkit::doc::run(demo);
 /// ```
 #[must_use = "a transaction does nothing until awaited"]
 pub struct ManagedTransaction<'a, F> {
@@ -682,6 +698,7 @@ where
 /// let tx = engine.begin().read_only(true).await?;
 /// tx.rollback().await?;
 /// # Ok(()) }
+/// # gino_testkit::doc::run(demo);
 /// ```
 #[must_use = "a transaction does nothing until awaited"]
 pub struct Begin<'a> {
@@ -726,6 +743,7 @@ impl Engine {
     ///     })
     ///     .await?;
     /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
     /// ```
     pub fn transaction<F>(&self, fut: F) -> ManagedTransaction<'_, F> {
         ManagedTransaction::new(Origin::Engine(self), fut)
@@ -747,6 +765,7 @@ impl Engine {
     ///     })
     ///     .await?;
     /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
     /// ```
     pub fn transaction_with<C, Fut, T>(
         &self,
@@ -768,6 +787,7 @@ impl Engine {
     /// engine.status(diesel::sql_query("CREATE TEMP TABLE t (x int)")).await?; // inside tx
     /// tx.commit().await?;
     /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
     /// ```
     pub fn begin(&self) -> Begin<'_> {
         Begin::new(Origin::Engine(self))
@@ -782,6 +802,7 @@ impl Connection {
     /// # async fn demo(conn: &gino::Connection) -> gino::Result<()> {
     /// conn.transaction(async { Ok::<_, gino::Error>(()) }).await?;
     /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
     /// ```
     pub fn transaction<F>(&self, fut: F) -> ManagedTransaction<'_, F> {
         ManagedTransaction::new(Origin::Connection(self), fut)
@@ -794,6 +815,7 @@ impl Connection {
     /// # async fn demo(conn: &gino::Connection) -> gino::Result<()> {
     /// let n: i32 = conn.transaction_with(|_tx| async move { Ok(7) }).await?;
     /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
     /// ```
     pub fn transaction_with<C, Fut, T>(
         &self,
@@ -814,6 +836,7 @@ impl Connection {
     /// let tx = conn.begin().await?;
     /// tx.commit().await?;
     /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
     /// ```
     pub fn begin(&self) -> Begin<'_> {
         Begin::new(Origin::Connection(self))

@@ -22,6 +22,7 @@
 //! ```
 
 mod cluster;
+pub mod doc;
 mod pgbouncer;
 mod tls;
 mod url;

@@ -129,11 +129,12 @@ impl Extension {
     /// failure (`tracing`, target `gino::web`); then fails with the last
     /// error. A configuration or TLS certificate error fails at once.
     ///
-    /// ```no_run
+    /// ```
     /// # async fn demo(extension: gino::web::Extension) -> gino::Result<()> {
     /// let engine = extension.connect().await?;
     /// println!("connected to {}", engine.url()); // the password masked
     /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
     /// ```
     pub async fn connect(&self) -> Result<Engine> {
         let settings = &self.inner.settings;
@@ -179,13 +180,15 @@ impl Extension {
     /// scope no connection (its queries fail with
     /// [`Error::Uninitialized`](crate::Error::Uninitialized) as anywhere).
     ///
-    /// ```no_run
+    /// ```
     /// # async fn demo(extension: gino::web::Extension) {
+    /// # extension.connect().await.unwrap();
     /// let scope = extension.request();
     /// let conn = scope.connection(); // for the handler's explicit use
     /// let answer = scope.run(async { "handled" }).await;
     /// # let _ = (conn, answer);
     /// # }
+    /// # gino_testkit::doc::run(demo);
     /// ```
     pub fn request(&self) -> RequestScope {
         self.inner.in_flight.fetch_add(1, Ordering::SeqCst);
@@ -225,13 +228,15 @@ impl Extension {
     /// what a server's graceful shutdown takes, so that the pool closes
     /// after the requests still in flight are done.
     ///
-    /// ```no_run
+    /// ```
     /// # async fn demo(extension: gino::web::Extension) {
+    /// # extension.connect().await.unwrap();
     /// let stop = extension.shutdown_on(async {
     ///     let _ = tokio::signal::ctrl_c().await;
     /// });
     /// # let _ = stop;
     /// # }
+    /// # gino_testkit::doc::run(demo);
     /// ```
     pub fn shutdown_on<F>(&self, signal: F) -> impl Future<Output = ()> + Send + 'static
     where
@@ -253,11 +258,13 @@ impl Extension {
     /// requests to end and their connections to come back, at most
     /// `shutdown_timeout` in all.
     ///
-    /// ```no_run
+    /// ```
     /// # async fn demo(extension: gino::web::Extension) {
+    /// # extension.connect().await.unwrap();
     /// extension.close().await;
     /// assert!(!extension.db().is_bound());
     /// # }
+    /// # gino_testkit::doc::run(demo);
     /// ```
     pub async fn close(&self) {
         self.inner.draining.store(true, Ordering::SeqCst);
@@ -357,11 +364,13 @@ impl RequestScope {
     /// release it early, say); `None` when `use_connection_for_request` is
     /// off or nothing is bound.
     ///
-    /// ```no_run
+    /// ```
     /// # async fn demo(extension: gino::web::Extension) {
+    /// # extension.connect().await.unwrap();
     /// let scope = extension.request();
     /// assert!(scope.connection().is_some());
     /// # }
+    /// # gino_testkit::doc::run(demo);
     /// ```
     pub fn connection(&self) -> Option<RequestConnection> {
         self.conn.clone().map(RequestConnection)
@@ -377,8 +386,9 @@ impl RequestScope {
     /// that records the borrows of the request's connection, the time spent
     /// waiting for them, and the statements run.
     ///
-    /// ```no_run
+    /// ```
     /// # async fn demo(extension: gino::web::Extension, db: &'static gino::Gino) -> gino::Result<()> {
+    /// # extension.connect().await.unwrap();
     /// use diesel::dsl::sql;
     /// use diesel::sql_types::Integer;
     /// let n: i32 = extension
@@ -386,6 +396,7 @@ impl RequestScope {
     ///     .run(async { db.one(diesel::select(sql::<Integer>("1"))).await })
     ///     .await?;
     /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
     /// ```
     pub async fn run<F: Future>(self, fut: F) -> F::Output {
         let span = tracing::info_span!(
@@ -448,10 +459,11 @@ impl Drop for ReleaseOnDrop {
 /// [`release`](Connection::release) ends it for the rest of the request;
 /// later queries then borrow for themselves, one at a time.
 ///
-/// ```no_run
+/// ```
 /// # async fn demo(conn: gino::web::RequestConnection) -> gino::Result<()> {
 /// conn.release_raw().await?;  // before a slow call to another service
 /// # Ok(()) }
+/// # gino_testkit::doc::run(demo);
 /// ```
 #[derive(Clone, Debug)]
 pub struct RequestConnection(Arc<Connection>);
@@ -461,10 +473,11 @@ impl RequestConnection {
     /// `use_connection_for_request` is off): lazy, released when the last
     /// clone is dropped.
     ///
-    /// ```no_run
+    /// ```
     /// # async fn demo(db: &gino::Gino) -> gino::Result<()> {
     /// let conn = gino::web::RequestConnection::own(&db.engine()?);
     /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
     /// ```
     pub fn own(engine: &Engine) -> Self {
         RequestConnection(Arc::new(Connection::lazy(engine)))

@@ -119,6 +119,19 @@ pub enum Error {
     #[error("connection error: {0}")]
     Connection(String),
 
+    /// The connection was lost before any byte of the statement reached
+    /// the server: the statement did not run, so running it again (on
+    /// another connection) is safe even for work that is not idempotent.
+    /// The detail is the underlying connection error.
+    ///
+    /// A lazy connection (a web request's, say) never gets this between
+    /// transactions: a statement whose raw connection the server has left
+    /// goes to a fresh one instead.
+    #[error(
+        "connection lost before the statement was sent (it did not run; running it again is safe): {0}"
+    )]
+    NotSent(String),
+
     /// TLS could not be established: the server refused it where it is
     /// required, or its certificate failed a check; the message says which,
     /// and what to set.
@@ -282,7 +295,7 @@ impl Error {
 
     /// Whether the connection was lost, or the server cannot take it (it is
     /// shutting down, starting, or unreachable): a broken socket
-    /// ([`Error::Connection`]) and SQLSTATEs `08xxx` (connection
+    /// ([`Error::Connection`], [`Error::NotSent`]) and SQLSTATEs `08xxx` (connection
     /// exception), `57P01` (admin shutdown, e.g. a terminated backend),
     /// `57P02` (crash shutdown) and `57P03` (cannot connect now) alike. The
     /// original detail stays in the error.
@@ -296,7 +309,7 @@ impl Error {
     /// ```
     pub fn is_connection_lost(&self) -> bool {
         match self {
-            Error::Connection(_) => true,
+            Error::Connection(_) | Error::NotSent(_) => true,
             Error::Database(e) => {
                 matches!(e.code(), "57P01" | "57P02" | "57P03") || e.code().starts_with("08")
             }
@@ -308,7 +321,8 @@ impl Error {
     /// or a server that is not ready ([`is_connection_lost`](Self::is_connection_lost)),
     /// no pooled connection in time, a serialization failure or a deadlock.
     /// Retry whole transactions, and only idempotent work after a lost
-    /// connection: a statement may have run before the connection broke.
+    /// connection: a statement may have run before the connection broke
+    /// (except after [`Error::NotSent`]: that one provably did not).
     ///
     /// ```
     /// # async fn demo(db: &gino::Gino) -> gino::Result<()> {

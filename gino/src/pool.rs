@@ -67,6 +67,13 @@ impl PgConn {
         })
     }
 
+    /// Whether the server has gone from this connection: its socket task
+    /// ended, or the server closed it (or said goodbye) while it sat idle.
+    /// No round trip.
+    pub(crate) fn server_gone(&self) -> bool {
+        self.wire.is_closed() || self.probe.as_ref().is_some_and(Probe::server_gone)
+    }
+
     /// Whether the connection can be handed to someone else as it is.
     pub(crate) fn is_clean(&self) -> bool {
         !self.in_flight
@@ -138,7 +145,7 @@ impl managed::Manager for Manager {
         // Cheap checks only (no round trip): `RawConn` never returns a
         // connection that is not clean, so only a connection the server
         // closed while it sat idle can be bad here.
-        if conn.wire.is_closed() || conn.probe.as_ref().is_some_and(Probe::server_gone) {
+        if conn.server_gone() {
             return Err(RecycleError::message("the server closed the connection"));
         }
         if !conn.is_clean() {

@@ -32,6 +32,10 @@ pub(crate) struct Root {
     /// open; they are rolled back before the connection runs anything else.
     pending_rollbacks: Mutex<Vec<u64>>,
     acquire_timeout: Option<Duration>,
+    /// Borrows on first use (and again after `release_raw`); such a root
+    /// promises no session, so a raw connection the server has left can be
+    /// swapped for a fresh one between statements.
+    lazy: bool,
     pub(crate) usage: Usage,
 }
 
@@ -98,6 +102,19 @@ impl Slot {
         acquire_timeout: Option<Duration>,
         deadline: &Deadline,
     ) -> Result<&mut PgConn> {
+        if root.lazy && self.levels.is_empty() {
+            // The next statement provably never reaches a connection the
+            // server has left: it goes to a fresh one instead of failing.
+            // Only outside a transaction and without session state, where
+            // the switch changes nothing the caller can see.
+            if let Some(raw) = self.raw.take_if(|raw| {
+                let pg = raw.get();
+                !pg.holds_session_state && pg.server_gone()
+            }) {
+                tracing::debug!(target: "gino", "the server left a lazy connection: borrowing another");
+                drop(raw);
+            }
+        }
         if self.raw.is_none() {
             let started = Instant::now();
             self.raw = Some(root.engine.borrow(acquire_timeout, deadline).await?);
@@ -123,6 +140,7 @@ impl Root {
     ) -> Self {
         Root {
             engine,
+            lazy: raw.is_none(),
             slot: tokio::sync::Mutex::new(Slot {
                 raw,
                 levels: Vec::new(),

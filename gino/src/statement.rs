@@ -116,6 +116,7 @@ pub(crate) async fn run_statement<R, S: Statement<R>>(
         ..
     } = pg;
     wire.begin_statement();
+    let sent_before = wire.bytes_sent();
     let token = deadline.at.map(|_| conn.cancel_token());
     *in_flight = true;
     let mut fut = statement.run(conn, wire);
@@ -158,7 +159,14 @@ pub(crate) async fn run_statement<R, S: Statement<R>>(
         wire.settle().await;
     }
     *in_flight = false;
-    result.map_err(|e| Error::from_diesel(e, wire.error_code()))
+    result.map_err(|e| {
+        let error = Error::from_diesel(e, wire.error_code());
+        if error.is_connection_lost() && wire.bytes_sent() == sent_before {
+            Error::NotSent(error.to_string())
+        } else {
+            error
+        }
+    })
 }
 
 /// Loads every row of a query.

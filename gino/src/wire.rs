@@ -21,7 +21,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -47,6 +47,9 @@ pub(crate) struct WireState {
     unnamed: AtomicBool,
     /// Woken by every `ReadyForQuery` and when the connection closes.
     ready: tokio::sync::Notify,
+    /// Bytes the socket has taken for the server: unchanged across a failed
+    /// statement means the server never saw any of it.
+    sent: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -99,6 +102,11 @@ impl WireState {
     /// runs it (see [`crate::unnamed`]). Set before the first statement.
     pub(crate) fn use_unnamed_statements(&self) {
         self.unnamed.store(true, Ordering::Relaxed);
+    }
+
+    /// Bytes written to the socket so far (see [`WireState::sent`]).
+    pub(crate) fn bytes_sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
     }
 
     /// Whether the task driving the socket has ended (server gone).
@@ -335,7 +343,7 @@ impl WatchedSocket {
             return Poll::Ready(Ok(()));
         };
         while !rewriting.outbound.is_empty() {
-            match Pin::new(&mut self.socket).poll_write(cx, &rewriting.outbound) {
+            match write_counted(&mut self.socket, &self.state, cx, &rewriting.outbound) {
                 Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
                 Poll::Ready(Ok(n)) => drop(rewriting.outbound.drain(..n)),
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
@@ -344,6 +352,20 @@ impl WatchedSocket {
         }
         Poll::Ready(Ok(()))
     }
+}
+
+/// Writes to the socket, counting what it took in [`WireState::sent`].
+fn write_counted(
+    socket: &mut Socket,
+    state: &WireState,
+    cx: &mut Context<'_>,
+    buf: &[u8],
+) -> Poll<io::Result<usize>> {
+    let poll = Pin::new(socket).poll_write(cx, buf);
+    if let Poll::Ready(Ok(n)) = poll {
+        state.sent.fetch_add(n as u64, Ordering::Relaxed);
+    }
+    poll
 }
 
 impl AsyncRead for WatchedSocket {
@@ -392,7 +414,7 @@ impl AsyncWrite for WatchedSocket {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         if this.rewriting().is_none() {
-            return Pin::new(&mut this.socket).poll_write(cx, buf);
+            return write_counted(&mut this.socket, &this.state, cx, buf);
         }
         if this.drain_outbound(cx)?.is_pending() {
             let rewriting = this.rewriting.as_deref().expect("checked above");

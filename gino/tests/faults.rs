@@ -509,3 +509,118 @@ async fn a_thousand_random_cancellations_leave_nothing_open_and_lose_nothing() {
     let lost: Vec<&i32> = committed.iter().filter(|id| !stored.contains(id)).collect();
     assert!(lost.is_empty(), "reported committed but missing: {lost:?}");
 }
+
+/// Terminates backend `pid` from `observer` and waits until it is gone
+/// and its goodbye has reached the client.
+async fn kill_backend(observer: &gino::Engine, pid: i32) {
+    let killed: bool = observer
+        .one(diesel::select(
+            sql::<diesel::sql_types::Bool>("pg_terminate_backend(")
+                .bind::<Integer, _>(pid)
+                .sql(")"),
+        ))
+        .await
+        .unwrap();
+    assert!(killed);
+    loop {
+        let left: i64 = observer
+            .one(diesel::select(
+                sql::<diesel::sql_types::BigInt>("count(*) FROM pg_stat_activity WHERE pid = ")
+                    .bind::<Integer, _>(pid),
+            ))
+            .await
+            .unwrap();
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+}
+
+#[tokio::test]
+async fn a_statement_that_never_reached_the_server_goes_to_a_fresh_connection_or_says_so() {
+    let setup = common::setup().await;
+    let engine = &setup.engine;
+    let observer = common::observer(&setup).await;
+
+    // A lazy connection (what a web request holds) outside a transaction:
+    // the next statement goes to another backend instead of failing.
+    let conn = engine.acquire().lazy(true).await.unwrap();
+    let first = common::backend_pid(&conn).await;
+    kill_backend(&observer, first).await;
+    let second = common::backend_pid(&conn).await;
+    assert_ne!(first, second);
+    conn.release().await.unwrap();
+
+    // Inside a transaction the backend cannot change: the statement fails,
+    // and the error says it never ran.
+    let conn = engine.acquire().lazy(true).await.unwrap();
+    let tx = conn.begin().await.unwrap();
+    let pid = common::backend_pid(&conn).await;
+    kill_backend(&observer, pid).await;
+    let err = common::try_backend_pid(&conn).await.unwrap_err();
+    assert!(matches!(err, Error::NotSent(_)), "{err:?}");
+    assert!(err.is_connection_lost() && err.is_retryable(), "{err:?}");
+    drop(tx);
+    drop(conn);
+
+    // An explicitly acquired connection promises its session: it is not
+    // switched either.
+    let conn = engine.acquire().await.unwrap();
+    let pid = common::backend_pid(&conn).await;
+    kill_backend(&observer, pid).await;
+    let err = common::try_backend_pid(&conn).await.unwrap_err();
+    assert!(matches!(err, Error::NotSent(_)), "{err:?}");
+    drop(conn);
+    observer.close().await;
+}
+
+#[tokio::test]
+async fn a_statement_that_may_have_run_is_neither_retried_nor_called_unsent() {
+    let setup = common::setup().await;
+    let engine = &setup.engine;
+    let observer = common::observer(&setup).await;
+    engine
+        .status(gino::text("CREATE TABLE marks (n int)"))
+        .await
+        .unwrap();
+    let conn = engine.acquire().lazy(true).await.unwrap();
+    let pid = common::backend_pid(&conn).await;
+    let slow_insert = conn.status(gino::text("INSERT INTO marks SELECT 1 FROM pg_sleep(3)"));
+    let kill = async {
+        // Killed while the INSERT runs: it was sent, and may have run.
+        loop {
+            let active: i64 = observer
+                .one(diesel::select(
+                    sql::<diesel::sql_types::BigInt>(
+                        "count(*) FROM pg_stat_activity WHERE state = 'active' AND pid = ",
+                    )
+                    .bind::<Integer, _>(pid),
+                ))
+                .await
+                .unwrap();
+            if active == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        kill_backend(&observer, pid).await;
+    };
+    let (result, ()) = tokio::join!(slow_insert, kill);
+    let err = result.unwrap_err();
+    assert!(err.is_connection_lost(), "{err:?}");
+    assert!(!matches!(err, Error::NotSent(_)), "it was sent: {err:?}");
+    // Not run again behind the caller's back: the row is not there.
+    let marks: i64 = observer
+        .one(diesel::select(sql::<diesel::sql_types::BigInt>(
+            "count(*) FROM marks",
+        )))
+        .await
+        .unwrap();
+    assert_eq!(marks, 0);
+    // The lazy connection goes on, on another backend.
+    assert_ne!(common::backend_pid(&conn).await, pid);
+    drop(conn);
+    observer.close().await;
+}

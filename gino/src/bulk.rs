@@ -1,6 +1,6 @@
 //! Inserting many rows at once (GINO's `executemany`): `User::insert_many(rows)`.
 //!
-//! Uses: `model`, `executor`, `bind`, `engine`.
+//! Uses: `model`, `executor`, `bind`, `engine`, `connection` and `context` (whether a transaction is open).
 
 use std::future::{Future, IntoFuture};
 use std::marker::PhantomData;
@@ -9,6 +9,8 @@ use std::pin::Pin;
 use futures_util::future::BoxFuture;
 
 use crate::bind::{Bind, Resolved};
+use crate::connection::Connection;
+use crate::context::Stack;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::executor::{Compiled, Executor};
@@ -261,7 +263,21 @@ async fn locate<M: BulkInsert>(
     })
 }
 
-/// The whole batch in one transaction (a savepoint inside an open one).
+/// Whether the insert would run inside an open transaction: on `conn`, or
+/// on the engine's contextual connection of this task.
+async fn in_transaction(engine: &Engine, conn: Option<&Connection>) -> Result<bool> {
+    let root = match conn {
+        Some(conn) => Some(conn.root.clone()),
+        None => Stack::find(engine.id()),
+    };
+    match root {
+        Some(root) => root.in_transaction().await,
+        None => Ok(false),
+    }
+}
+
+/// The whole batch in one transaction (a savepoint inside an open one);
+/// a batch of one statement outside a transaction needs none.
 /// Within it the engine's contextual connection is the transaction's, so
 /// the statements run there; on a given connection that is the connection.
 /// Only when a statement fails does a second transaction find the row.
@@ -274,12 +290,23 @@ async fn run<M: BulkInsert, Out: Mode<M>>(bind: Bind<'_>, rows: Vec<M>) -> Resul
         Resolved::Connection(conn) => (conn.engine().clone(), Some(*conn)),
         Resolved::Engine(engine) => (engine.clone(), None),
     };
-    let inserted = match conn {
-        Some(conn) => conn.transaction(insert_all::<M, Out>(&engine, &rows)).await,
-        None => {
-            engine
-                .transaction(insert_all::<M, Out>(&engine, &rows))
-                .await
+    let inserted = if rows.len() <= per_statement::<M>() && !in_transaction(&engine, conn).await? {
+        // One statement is atomic by itself: no transaction around it,
+        // which would cost two more round trips.
+        let bind = conn.map_or(Bind::Engine(&engine), Bind::Connection);
+        match Out::insert(&rows, bind).await {
+            Ok(output) => Ok(output),
+            Err(error @ Error::Database(_)) => Err(Failure::Chunk { start: 0, error }),
+            Err(other) => Err(Failure::Other(other)),
+        }
+    } else {
+        match conn {
+            Some(conn) => conn.transaction(insert_all::<M, Out>(&engine, &rows)).await,
+            None => {
+                engine
+                    .transaction(insert_all::<M, Out>(&engine, &rows))
+                    .await
+            }
         }
     };
     let (start, first) = match inserted {

@@ -105,6 +105,13 @@ async fn insert_many_splits_batches_and_is_atomic() {
         .await
         .unwrap();
     assert_eq!(count().await, 70_013);
+    // A failing batch inside it names its row and leaves the transaction
+    // usable: the batch ran in a savepoint.
+    let mut bad: Vec<Event> = events(500_000..500_005).collect();
+    bad[3].weight = -1;
+    let err = Event::insert_many(bad).bind(&tx).await.unwrap_err();
+    assert!(matches!(err, Error::BatchRow { index: 3, .. }), "{err}");
+    assert_eq!(count().await, 70_013);
     tx.rollback().await.unwrap();
     assert_eq!(count().await, 70_003);
 

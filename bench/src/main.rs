@@ -1,135 +1,69 @@
-//! Latency and throughput of a get-by-primary-key, through gino and through
-//! the libraries a Rust developer would otherwise pick.
+//! gino side by side with raw diesel-async, tokio-postgres, sqlx and
+//! SeaORM on diesel's benchmark workloads, plus get-by-pk against the
+//! pgbench floor and a web workload driven by wrk.
 //!
-//! `cargo run --release` (in `bench/`). Uses the server in `DATABASE_URL`, or
-//! a throwaway cluster. Figures depend on the machine; compare rows of one run.
+//! `bench/run.sh` builds and runs it and keeps `bench/RESULTS.md`; or
+//! `cargo run --release` in `bench/` (figures on stdout, RESULTS.md
+//! written to the current directory). Uses the server in `DATABASE_URL`,
+//! or a throwaway cluster. Contenders take turns operation by operation,
+//! so compare the ratios of one run; absolute times drift on a shared
+//! machine.
 
-use std::future::Future;
-use std::time::{Duration, Instant};
+mod harness;
+mod schema;
+mod tls;
+mod web;
+
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::Instant;
 
 use diesel::prelude::*;
-use diesel_async::pooled_connection::AsyncDieselConnectionManager;
 use diesel_async::pooled_connection::deadpool::Pool as DieselPool;
+use diesel_async::pooled_connection::{
+    AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
+};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use gino::prelude::GinoQuery;
+use gino::prelude::{GinoQuery, Model as _};
 use gino::{EngineOptions, create_engine};
+use harness::{Kind, Table, contender, interleave};
+use schema::{NewUser, Post, USERS, User, new_users, posts, users};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 
-diesel::table! {
-    users (id) {
-        id -> Integer,
-        nickname -> Text,
-    }
-}
-
-#[derive(Queryable, Selectable, Debug, sqlx::FromRow)]
-#[diesel(table_name = users)]
-#[allow(dead_code)]
-struct User {
-    id: i32,
-    nickname: String,
-}
-
-const ROWS: i32 = 1000;
-
-#[derive(gino::Model, Debug, Clone)]
-#[gino(table = "bulk_rows")]
-struct BulkRow {
-    #[gino(primary_key)]
-    id: i64,
-    name: String,
-    score: i32,
-}
-#[derive(gino::Model, Debug, Clone, PartialEq)]
-#[gino(table = "l_users")]
-struct LUser {
-    #[gino(primary_key)]
-    id: i32,
-    name: String,
-}
-
-#[derive(gino::Model, Debug, Clone, PartialEq)]
-#[gino(table = "l_posts")]
-struct LPost {
-    #[gino(primary_key)]
-    id: i32,
-    #[gino(references = "l_users(id)")]
-    user_id: i32,
-    title: String,
-}
-
-#[derive(gino::Model, Debug, Clone, PartialEq)]
-#[gino(table = "l_comments")]
-struct LComment {
-    #[gino(primary_key)]
-    id: i32,
-    #[gino(references = "l_posts(id)")]
-    post_id: i32,
-    text: String,
-}
-
-diesel::joinable!(l_posts -> l_users (user_id));
-diesel::joinable!(l_comments -> l_posts (post_id));
-diesel::allow_tables_to_appear_in_same_query!(l_users, l_posts, l_comments);
-
-type Tree = Vec<(LUser, Vec<(LPost, Vec<LComment>)>)>;
-
-const SEQUENTIAL: u32 = 5000;
-const TASKS: usize = 32;
 const POOL: usize = 10;
-const WINDOW: Duration = Duration::from_secs(3);
 
-fn by_id(
-    id: i32,
-) -> impl diesel_async::methods::LoadQuery<'static, AsyncPgConnection, User>
-+ diesel::query_builder::QueryFragment<diesel::pg::Pg>
-+ diesel::query_builder::QueryId
-+ Send {
-    users::table.find(id).select(User::as_select())
+/// Everything the contenders run on, made once.
+struct Ctx {
+    url: String,
+    conn: gino::Connection,
+    raw: tokio::sync::Mutex<AsyncPgConnection>,
+    diesel_pool: DieselPool<AsyncPgConnection>,
+    pg: tokio_postgres::Client,
+    sqlx: sqlx::PgPool,
+    sea: sea_orm::DatabaseConnection,
 }
 
-/// Times `$body` (which may `.await`) over the sequential run; a macro so
-/// that the body can borrow a connection mutably.
-macro_rules! sequential {
-    ($name:expr, |$id:ident| $body:expr) => {{
-        for i in 0..200 {
-            let $id = i % ROWS + 1;
-            $body;
-        }
-        let started = Instant::now();
-        for i in 0..SEQUENTIAL {
-            let $id = (i as i32 * 7919) % ROWS + 1;
-            $body;
-        }
-        let per = started.elapsed() / SEQUENTIAL;
-        println!("{:<48} {:>8.1} µs/query", $name, per.as_secs_f64() * 1e6);
-    }};
+/// A fresh id in 1..=USERS for every call, spread over the table.
+fn next_id(counter: &AtomicI32) -> i32 {
+    let n = counter.fetch_add(1, Ordering::Relaxed);
+    (n.wrapping_mul(7919)).rem_euclid(USERS) + 1
 }
 
-async fn concurrent<F, Fut>(name: &str, op: F)
-where
-    F: Fn(i32) -> Fut + Clone + Send + 'static,
-    Fut: Future<Output = ()> + Send,
-{
-    let started = Instant::now();
-    let tasks: Vec<_> = (0..TASKS)
-        .map(|t| {
-            let op = op.clone();
-            tokio::spawn(async move {
-                let mut n = 0u64;
-                while started.elapsed() < WINDOW {
-                    op((n as i32 * 31 + t as i32) % ROWS + 1).await;
-                    n += 1;
-                }
-                n
-            })
-        })
-        .collect();
-    let mut total = 0;
-    for t in tasks {
-        total += t.await.expect("bench task");
+fn user_of(row: &tokio_postgres::Row) -> User {
+    User {
+        id: row.get(0),
+        name: row.get(1),
+        hair_color: row.get(2),
     }
-    let rate = total as f64 / started.elapsed().as_secs_f64();
-    println!("{name:<48} {rate:>8.0} queries/s ({TASKS} tasks, pool {POOL})");
+}
+
+fn post_of(row: &tokio_postgres::Row, at: usize) -> Option<Post> {
+    let id: Option<i32> = row.get(at);
+    Some(Post {
+        id: id?,
+        user_id: row.get(at + 1),
+        title: row.get(at + 2),
+        body: row.get(at + 3),
+    })
 }
 
 #[tokio::main]
@@ -139,421 +73,747 @@ async fn main() {
     let engine = create_engine(&url, EngineOptions::new().max_size(POOL).min_size(POOL))
         .await
         .expect("engine");
-    engine
-        .status(diesel::sql_query(
-            "CREATE TABLE users (id serial PRIMARY KEY, nickname text NOT NULL)",
-        ))
-        .await
-        .expect("table");
-    engine
-        .status(
-            gino::text(
-                "INSERT INTO users (nickname) SELECT 'user' || g FROM generate_series(1, :n) g",
-            )
-            .bind::<diesel::sql_types::Integer, _>("n", ROWS),
-        )
-        .await
-        .expect("rows");
-
-    println!("get-by-primary-key, sequential ({SEQUENTIAL} queries):");
-    let mut raw = AsyncPgConnection::establish(&url)
-        .await
-        .expect("diesel-async connection");
-    sequential!("diesel-async, one held connection", |id| {
-        by_id(id).get_result::<User>(&mut raw).await.expect("row")
-    });
-    let conn = engine.acquire().await.expect("gino connection");
-    sequential!("gino, one held connection (conn.one)", |id| {
-        conn.one::<User, _>(by_id(id)).await.expect("row")
-    });
-    sequential!("gino, one held connection (conn.first)", |id| {
-        gino::Connection::first::<User, _>(&conn, by_id(id))
-            .await
-            .expect("row")
-    });
-    conn.release().await.expect("release");
-    sequential!("diesel-async, one held connection (again)", |id| {
-        by_id(id).get_result::<User>(&mut raw).await.expect("row")
-    });
-    sequential!("gino, implicit (engine.one, pool checkout each)", |id| {
-        engine.one::<User, _>(by_id(id)).await.expect("row")
-    });
+    schema::seed(&engine).await;
     let db = gino::Gino::new();
     db.set_bind(engine.clone()).await.expect("bind");
-    sequential!("gino, .gino().one() on the default db", |id| {
-        by_id(id).gino().one::<User>().await.expect("row")
+    let (pg, pg_connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .expect("tokio-postgres");
+    tokio::spawn(pg_connection);
+    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(&url, {
+        let mut config = ManagerConfig::default();
+        config.recycling_method = RecyclingMethod::Fast;
+        config
     });
-    let diesel_pool =
-        DieselPool::builder(AsyncDieselConnectionManager::<AsyncPgConnection>::new(&url))
+    let mut sea_options = sea_orm::ConnectOptions::new(url.clone());
+    sea_options.max_connections(POOL as u32).sqlx_logging(false);
+    let ctx = Ctx {
+        conn: engine.acquire().await.expect("gino connection"),
+        raw: tokio::sync::Mutex::new(
+            AsyncPgConnection::establish(&url)
+                .await
+                .expect("diesel-async"),
+        ),
+        diesel_pool: DieselPool::builder(manager)
             .max_size(POOL)
             .build()
-            .expect("diesel-async pool");
-    sequential!("diesel-async + deadpool (Verified), checkout each", |id| {
-        let mut c = diesel_pool.get().await.expect("checkout");
-        by_id(id).get_result::<User>(&mut c).await.expect("row")
-    });
-    let sqlx_pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(POOL as u32)
-        .connect(&url)
-        .await
-        .expect("sqlx pool");
-    sequential!("sqlx pool, query_as", |id| {
-        sqlx::query_as::<_, User>("SELECT id, nickname FROM users WHERE id = $1")
-            .bind(id)
-            .fetch_one(&sqlx_pool)
+            .expect("diesel pool"),
+        pg,
+        sqlx: sqlx::postgres::PgPoolOptions::new()
+            .max_connections(POOL as u32)
+            .connect(&url)
             .await
-            .expect("row")
-    });
-
-    println!();
-    println!(
-        "get-by-primary-key, concurrent ({}s window):",
-        WINDOW.as_secs()
-    );
-    let e = engine.clone();
-    concurrent("gino, implicit (engine.one)", move |id| {
-        let e = e.clone();
-        async move {
-            e.one::<User, _>(by_id(id)).await.expect("row");
-        }
-    })
-    .await;
-    let pool = diesel_pool.clone();
-    concurrent("diesel-async + deadpool (Verified)", move |id| {
-        let pool = pool.clone();
-        async move {
-            let mut c = pool.get().await.expect("checkout");
-            by_id(id).get_result::<User>(&mut c).await.expect("row");
-        }
-    })
-    .await;
-    let pool = sqlx_pool.clone();
-    concurrent("sqlx pool, query_as", move |id| {
-        let pool = pool.clone();
-        async move {
-            sqlx::query_as::<_, User>("SELECT id, nickname FROM users WHERE id = $1")
-                .bind(id)
-                .fetch_one(&pool)
-                .await
-                .expect("row");
-        }
-    })
-    .await;
-
-    println!();
-    println!("bulk insert (insert_many, one transaction):");
-    db.create_all().await.expect("bulk table");
-    for n in [10_000usize, 100_000] {
-        let rows: Vec<BulkRow> = (0..n)
-            .map(|i| BulkRow {
-                id: 0,
-                name: format!("row {i}"),
-                score: i as i32,
-            })
-            .collect();
-        let started = Instant::now();
-        let inserted = BulkRow::insert_many(rows)
-            .bind(&engine)
+            .expect("sqlx"),
+        sea: sea_orm::Database::connect(sea_options)
             .await
-            .expect("bulk insert");
-        let rate = inserted as f64 / started.elapsed().as_secs_f64();
-        println!("{:<48} {rate:>8.0} rows/s", format!("insert_many({n})"));
+            .expect("SeaORM"),
+        url,
+    };
+
+    let mut tables: Vec<Table> = Vec::new();
+    tables.push(get_by_pk(&ctx).await);
+    for n in [1, 100, 10_000] {
+        tables.push(trivial_load(&ctx, n).await);
     }
+    tables.push(medium_complex(&ctx).await);
+    for n in [1, 100, 1000] {
+        tables.push(insert_rows(&ctx, n).await);
+    }
+    tables.push(create_one(&ctx).await);
+    tables.push(update_one(&ctx).await);
+    tables.push(concurrent_get_by_pk(&ctx).await);
+    tables.push(associations(&ctx).await);
+    tables.push(web::get_user(&ctx.url).await);
+    tables.push(tls::get_by_pk().await);
 
-    println!();
-    create_vs_raw_insert(&engine, &url).await;
-
-    println!();
-    loaders(&engine, &url).await;
-
-    sqlx_pool.close().await;
-    db.pop_bind();
+    write_results(&tables);
+    ctx.conn.release().await.expect("release");
+    ctx.sqlx.close().await;
+    drop(db.pop_bind());
     engine.close().await;
-
-    println!();
-    tls_vs_plaintext().await;
 }
 
-/// `Model::create()` against diesel-async's `insert_into(..).returning`,
-/// both on a held connection, taking turns insert by insert.
-async fn create_vs_raw_insert(engine: &gino::Engine, url: &str) {
-    const INSERTS: usize = 3000;
-    let mut raw = AsyncPgConnection::establish(url)
-        .await
-        .expect("raw connection");
-    let conn = engine.acquire().await.expect("gino connection");
-    let mut times: [Vec<Duration>; 2] = Default::default();
-    for i in 0..INSERTS + 100 {
-        let name = format!("row {i}");
-        let create = BulkRow::create()
-            .name(name.clone())
-            .score(i as i32)
-            .bind(&conn);
-        let gino_insert = time(std::future::IntoFuture::into_future(create)).await;
-        let raw_insert = time(
-            diesel::insert_into(bulk_rows::table)
-                .values((bulk_rows::name.eq(name), bulk_rows::score.eq(i as i32)))
-                .returning(BulkRow::as_returning())
-                .get_result::<BulkRow>(&mut raw),
-        )
-        .await;
-        if i >= 100 {
-            times[0].push(gino_insert);
-            times[1].push(raw_insert);
-        }
+async fn get_by_pk(ctx: &Ctx) -> Table {
+    let ids: [AtomicI32; 7] = Default::default();
+    let mut table = interleave(
+        "get-by-pk, sequential (one row by primary key)",
+        200,
+        3000,
+        vec![
+            contender("gino, held connection", Kind::Gino, || {
+                let id = next_id(&ids[0]);
+                async move {
+                    ctx.conn
+                        .one::<User, _>(schema::user_by_id(id))
+                        .await
+                        .expect("row");
+                }
+            }),
+            contender("gino, implicit `User::get` (pool each)", Kind::Gino, || {
+                let id = next_id(&ids[1]);
+                async move {
+                    User::get(id).await.expect("query").expect("row");
+                }
+            }),
+            contender("diesel-async, held connection", Kind::Diesel, || {
+                let id = next_id(&ids[2]);
+                async move {
+                    let mut c = ctx.raw.lock().await;
+                    schema::user_by_id(id)
+                        .get_result::<User>(&mut *c)
+                        .await
+                        .expect("row");
+                }
+            }),
+            contender("diesel-async + deadpool (Fast), pool each", Kind::Diesel, || {
+                let id = next_id(&ids[3]);
+                async move {
+                    let mut c = ctx.diesel_pool.get().await.expect("checkout");
+                    schema::user_by_id(id)
+                        .get_result::<User>(&mut c)
+                        .await
+                        .expect("row");
+                }
+            }),
+            contender("tokio-postgres, prepared, one client", Kind::Peer, || {
+                let id = next_id(&ids[4]);
+                async move {
+                    let statement = ctx.pg.prepare(schema::USER_BY_ID).await.expect("prepare");
+                    let row = ctx.pg.query_one(&statement, &[&id]).await.expect("row");
+                    user_of(&row);
+                }
+            }),
+            contender("sqlx, pool", Kind::Peer, || {
+                let id = next_id(&ids[5]);
+                async move {
+                    sqlx::query_as::<_, User>(schema::USER_BY_ID)
+                        .bind(id)
+                        .fetch_one(&ctx.sqlx)
+                        .await
+                        .expect("row");
+                }
+            }),
+            contender("SeaORM, `find_by_id`", Kind::Peer, || {
+                let id = next_id(&ids[6]);
+                async move {
+                    schema::sea::user::Entity::find_by_id(id)
+                        .one(&ctx.sea)
+                        .await
+                        .expect("query")
+                        .expect("row");
+                }
+            }),
+        ],
+    )
+    .await;
+    if let Some(floor) = web::pgbench_floor(&ctx.url).await {
+        let gino = table
+            .rows
+            .iter()
+            .filter(|r| r.kind == Kind::Gino)
+            .map(|r| r.median)
+            .min()
+            .expect("gino rows");
+        table.note = Some(format!(
+            "pgbench -M prepared (one client, C, the round-trip floor): {} per query; \
+             gino held / floor **{:.2}**",
+            harness::fmt_duration(floor),
+            gino.as_secs_f64() / floor.as_secs_f64()
+        ));
+        table.rows.push(harness::Row {
+            name: "pgbench -M prepared (floor)",
+            kind: Kind::Floor,
+            median: floor,
+            p10: floor,
+            p90: floor,
+        });
     }
-    println!("insert one row returning it (held connection, {INSERTS} turns, median / p90):");
-    let mut medians = [0.0; 2];
-    for ((name, kept), median) in [
-        "gino, Model::create()",
-        "diesel-async, insert_into().returning()",
-    ]
-    .iter()
-    .zip(&mut times)
-    .zip(&mut medians)
+    table
+}
+
+async fn trivial_load(ctx: &Ctx, n: i32) -> Table {
+    let (warmup, rounds) = if n >= 10_000 { (3, 40) } else { (50, 1000) };
+    let sql = "SELECT id, name, hair_color FROM users WHERE id <= $1 ORDER BY id";
+    let count = n as usize;
+    interleave(
+        format!("trivial load: {n} user(s)"),
+        warmup,
+        rounds,
+        vec![
+            contender("gino, held connection", Kind::Gino, || async move {
+                let rows = ctx.conn.all::<User, _>(schema::first_users(n)).await.expect("rows");
+                assert_eq!(rows.len(), count);
+            }),
+            contender("gino, implicit `.gino().all()`", Kind::Gino, || async move {
+                let rows: Vec<User> = schema::first_users(n).gino().all().await.expect("rows");
+                assert_eq!(rows.len(), count);
+            }),
+            contender("diesel-async, held connection", Kind::Diesel, || async move {
+                let mut c = ctx.raw.lock().await;
+                let rows = schema::first_users(n).load::<User>(&mut *c).await.expect("rows");
+                assert_eq!(rows.len(), count);
+            }),
+            contender("diesel-async + deadpool (Fast)", Kind::Diesel, || async move {
+                let mut c = ctx.diesel_pool.get().await.expect("checkout");
+                let rows = schema::first_users(n).load::<User>(&mut c).await.expect("rows");
+                assert_eq!(rows.len(), count);
+            }),
+            contender("tokio-postgres, prepared", Kind::Peer, || async move {
+                let statement = ctx.pg.prepare(sql).await.expect("prepare");
+                let rows: Vec<User> = ctx
+                    .pg
+                    .query(&statement, &[&n])
+                    .await
+                    .expect("rows")
+                    .iter()
+                    .map(user_of)
+                    .collect();
+                assert_eq!(rows.len(), count);
+            }),
+            contender("sqlx, pool", Kind::Peer, || async move {
+                let rows = sqlx::query_as::<_, User>(sql)
+                    .bind(n)
+                    .fetch_all(&ctx.sqlx)
+                    .await
+                    .expect("rows");
+                assert_eq!(rows.len(), count);
+            }),
+            contender("SeaORM", Kind::Peer, || async move {
+                use schema::sea::user;
+                let rows = user::Entity::find()
+                    .filter(user::Column::Id.lte(n))
+                    .order_by_asc(user::Column::Id)
+                    .all(&ctx.sea)
+                    .await
+                    .expect("rows");
+                assert_eq!(rows.len(), count);
+            }),
+        ],
+    )
+    .await
+}
+
+async fn medium_complex(ctx: &Ctx) -> Table {
+    let sql = "SELECT u.id, u.name, u.hair_color, p.id, p.user_id, p.title, p.body \
+               FROM users u LEFT JOIN posts p ON p.user_id = u.id WHERE u.hair_color = $1";
+    let expected = 5000 - 50 + 500;
+    let query = || {
+        users::table
+            .left_join(posts::table)
+            .filter(users::hair_color.eq("black"))
+            .select((User::as_select(), Option::<Post>::as_select()))
+    };
+    interleave(
+        "medium complex: users LEFT JOIN posts WHERE hair_color = 'black' (5,450 rows)",
+        3,
+        60,
+        vec![
+            contender("gino, held connection", Kind::Gino, || async move {
+                let rows = ctx
+                    .conn
+                    .all::<(User, Option<Post>), _>(query())
+                    .await
+                    .expect("rows");
+                assert_eq!(rows.len(), expected);
+            }),
+            contender("diesel-async, held connection", Kind::Diesel, || async move {
+                let mut c = ctx.raw.lock().await;
+                let rows = query()
+                    .load::<(User, Option<Post>)>(&mut *c)
+                    .await
+                    .expect("rows");
+                assert_eq!(rows.len(), expected);
+            }),
+            contender("tokio-postgres, prepared", Kind::Peer, || async move {
+                let statement = ctx.pg.prepare(sql).await.expect("prepare");
+                let rows: Vec<(User, Option<Post>)> = ctx
+                    .pg
+                    .query(&statement, &[&"black"])
+                    .await
+                    .expect("rows")
+                    .iter()
+                    .map(|r| (user_of(r), post_of(r, 3)))
+                    .collect();
+                assert_eq!(rows.len(), expected);
+            }),
+            contender("sqlx, pool", Kind::Peer, || async move {
+                use sqlx::Row as _;
+                let rows: Vec<(User, Option<Post>)> = sqlx::query(sql)
+                    .bind("black")
+                    .fetch_all(&ctx.sqlx)
+                    .await
+                    .expect("rows")
+                    .iter()
+                    .map(|r| {
+                        let user = User {
+                            id: r.get(0),
+                            name: r.get(1),
+                            hair_color: r.get(2),
+                        };
+                        let post_id: Option<i32> = r.get(3);
+                        let post = post_id.map(|id| Post {
+                            id,
+                            user_id: r.get(4),
+                            title: r.get(5),
+                            body: r.get(6),
+                        });
+                        (user, post)
+                    })
+                    .collect();
+                assert_eq!(rows.len(), expected);
+            }),
+            contender("SeaORM, `find_also_related`", Kind::Peer, || async move {
+                use schema::sea::{post, user};
+                let rows = user::Entity::find()
+                    .find_also_related(post::Entity)
+                    .filter(user::Column::HairColor.eq("black"))
+                    .all(&ctx.sea)
+                    .await
+                    .expect("rows");
+                assert_eq!(rows.len(), expected);
+            }),
+        ],
+    )
+    .await
+}
+
+async fn insert_rows(ctx: &Ctx, n: usize) -> Table {
+    let rounds = if n >= 1000 { 60 } else { 400 };
+    let turn: [AtomicI32; 5] = Default::default();
+    let rows_for = |k: usize| schema::new_rows(n, turn[k].fetch_add(1, Ordering::Relaxed) as usize);
+    interleave(
+        format!("insert {n} user(s) in one statement"),
+        5,
+        rounds,
+        vec![
+            contender("gino, `insert_many` on a held connection", Kind::Gino, || {
+                let models = schema::new_models(&rows_for(0));
+                async move {
+                    let inserted = NewUser::insert_many(models).bind(&ctx.conn).await.expect("insert");
+                    assert_eq!(inserted as usize, n);
+                }
+            }),
+            contender("diesel-async, `insert_into(..).values(vec)`, held", Kind::Diesel, || {
+                let rows = rows_for(1);
+                async move {
+                    let values: Vec<_> = rows
+                        .into_iter()
+                        .map(|(name, hair)| (new_users::name.eq(name), new_users::hair_color.eq(hair)))
+                        .collect();
+                    let mut c = ctx.raw.lock().await;
+                    let inserted = diesel::insert_into(new_users::table)
+                        .values(values)
+                        .execute(&mut *c)
+                        .await
+                        .expect("insert");
+                    assert_eq!(inserted, n);
+                }
+            }),
+            contender("tokio-postgres, prepared `UNNEST` of arrays", Kind::Peer, || {
+                let rows = rows_for(2);
+                async move {
+                    let (names, hairs): (Vec<String>, Vec<Option<String>>) = rows.into_iter().unzip();
+                    let statement = ctx
+                        .pg
+                        .prepare(
+                            "INSERT INTO new_users (name, hair_color) \
+                             SELECT * FROM UNNEST($1::text[], $2::text[])",
+                        )
+                        .await
+                        .expect("prepare");
+                    let inserted = tokio_postgres::Client::execute(&ctx.pg, &statement, &[&names, &hairs]).await.expect("insert");
+                    assert_eq!(inserted as usize, n);
+                }
+            }),
+            contender("sqlx, `QueryBuilder::push_values`", Kind::Peer, || {
+                let rows = rows_for(3);
+                async move {
+                    let mut builder =
+                        sqlx::QueryBuilder::<sqlx::Postgres>::new("INSERT INTO new_users (name, hair_color) ");
+                    builder.push_values(rows, |mut b, (name, hair)| {
+                        b.push_bind(name).push_bind(hair);
+                    });
+                    let done = builder.build().execute(&ctx.sqlx).await.expect("insert");
+                    assert_eq!(done.rows_affected() as usize, n);
+                }
+            }),
+            contender("SeaORM, `insert_many`", Kind::Peer, || {
+                let rows = rows_for(4);
+                async move {
+                    use schema::sea::new_user;
+                    use sea_orm::Set;
+                    let models = rows.into_iter().map(|(name, hair)| new_user::ActiveModel {
+                        name: Set(name),
+                        hair_color: Set(hair),
+                        ..Default::default()
+                    });
+                    new_user::Entity::insert_many(models)
+                        .exec_without_returning(&ctx.sea)
+                        .await
+                        .expect("insert");
+                }
+            }),
+        ],
+    )
+    .await
+}
+
+async fn create_one(ctx: &Ctx) -> Table {
+    let turn = AtomicI32::new(0);
+    let name = || format!("created {}", turn.fetch_add(1, Ordering::Relaxed));
+    let sql = "INSERT INTO new_users (name, hair_color) VALUES ($1, $2) RETURNING id, name, hair_color";
+    interleave(
+        "insert one row and return it (`create()`)",
+        100,
+        2000,
+        vec![
+            contender("gino, `NewUser::create()` on a held connection", Kind::Gino, || {
+                let name = name();
+                async move {
+                    NewUser::create()
+                        .name(name)
+                        .hair_color(Some("black".to_owned()))
+                        .bind(&ctx.conn)
+                        .await
+                        .expect("create");
+                }
+            }),
+            contender("diesel-async, `insert_into(..).returning`, held", Kind::Diesel, || {
+                let name = name();
+                async move {
+                    let mut c = ctx.raw.lock().await;
+                    diesel::insert_into(new_users::table)
+                        .values((new_users::name.eq(name), new_users::hair_color.eq("black")))
+                        .returning(NewUser::as_returning())
+                        .get_result::<NewUser>(&mut *c)
+                        .await
+                        .expect("insert");
+                }
+            }),
+            contender("tokio-postgres, prepared", Kind::Peer, || {
+                let name = name();
+                async move {
+                    let statement = ctx.pg.prepare(sql).await.expect("prepare");
+                    ctx.pg
+                        .query_one(&statement, &[&name, &"black"])
+                        .await
+                        .expect("insert");
+                }
+            }),
+            contender("sqlx, pool, `query_as`", Kind::Peer, || {
+                let name = name();
+                async move {
+                    sqlx::query_as::<_, NewUser>(sql)
+                        .bind(name)
+                        .bind("black")
+                        .fetch_one(&ctx.sqlx)
+                        .await
+                        .expect("insert");
+                }
+            }),
+            contender("SeaORM, `ActiveModel::insert`", Kind::Peer, || {
+                let name = name();
+                async move {
+                    use schema::sea::new_user;
+                    use sea_orm::Set;
+                    new_user::ActiveModel {
+                        name: Set(name),
+                        hair_color: Set(Some("black".to_owned())),
+                        ..Default::default()
+                    }
+                    .insert(&ctx.sea)
+                    .await
+                    .expect("insert");
+                }
+            }),
+        ],
+    )
+    .await
+}
+
+async fn update_one(ctx: &Ctx) -> Table {
+    let turn = AtomicI32::new(0);
+    let next = || {
+        let n = turn.fetch_add(1, Ordering::Relaxed);
+        (n.rem_euclid(USERS) + 1, format!("renamed {n}"))
+    };
+    let sql = "UPDATE users SET name = $1 WHERE id = $2";
+    let users_cell: tokio::sync::Mutex<Vec<User>> = tokio::sync::Mutex::new(
+        ctx.conn
+            .all::<User, _>(users::table.select(User::as_select()).order_by(users::id))
+            .await
+            .expect("users"),
+    );
+    let users_cell = &users_cell;
+    interleave(
+        "update one row's column (`UpdateRequest::apply`)",
+        100,
+        2000,
+        vec![
+            contender("gino, `user.update().name(..).apply()`, held", Kind::Gino, || {
+                let (id, name) = next();
+                async move {
+                    let mut all = users_cell.lock().await;
+                    let user = &mut all[(id - 1) as usize];
+                    user.update().name(name).bind(&ctx.conn).apply().await.expect("update");
+                }
+            }),
+            contender("diesel-async, `update(..).set(..)`, held", Kind::Diesel, || {
+                let (id, name) = next();
+                async move {
+                    let mut c = ctx.raw.lock().await;
+                    diesel::update(users::table.find(id))
+                        .set(users::name.eq(name))
+                        .execute(&mut *c)
+                        .await
+                        .expect("update");
+                }
+            }),
+            contender("tokio-postgres, prepared", Kind::Peer, || {
+                let (id, name) = next();
+                async move {
+                    let statement = ctx.pg.prepare(sql).await.expect("prepare");
+                    tokio_postgres::Client::execute(&ctx.pg, &statement, &[&name, &id]).await.expect("update");
+                }
+            }),
+            contender("sqlx, pool", Kind::Peer, || {
+                let (id, name) = next();
+                async move {
+                    sqlx::query(sql)
+                        .bind(name)
+                        .bind(id)
+                        .execute(&ctx.sqlx)
+                        .await
+                        .expect("update");
+                }
+            }),
+            contender("SeaORM, `ActiveModel::update`", Kind::Peer, || {
+                let (id, name) = next();
+                async move {
+                    use schema::sea::user;
+                    use sea_orm::{Set, Unchanged};
+                    user::ActiveModel {
+                        id: Unchanged(id),
+                        name: Set(name),
+                        ..Default::default()
+                    }
+                    .update(&ctx.sea)
+                    .await
+                    .expect("update");
+                }
+            }),
+        ],
+    )
+    .await
+}
+
+/// Eight concurrent lookups of 25 rows each: the time of a batch of 200.
+async fn concurrent_get_by_pk(ctx: &Ctx) -> Table {
+    const TASKS: usize = 8;
+    const EACH: usize = 25;
+    let ids: [AtomicI32; 5] = Default::default();
+    let batch = |k: usize| -> Vec<i32> { (0..TASKS * EACH).map(|_| next_id(&ids[k])).collect() };
+    async fn fan_out<F, Fut>(ids: Vec<i32>, op: F)
+    where
+        F: Fn(i32) -> Fut,
+        Fut: std::future::Future<Output = ()>,
     {
-        kept.sort();
-        *median = kept[kept.len() / 2].as_secs_f64() * 1e6;
-        let p90 = kept[kept.len() * 9 / 10].as_secs_f64() * 1e6;
-        println!("{name:<48} {median:>8.1} / {p90:>6.1} µs");
-    }
-    println!("create() / raw insert: {:.2}", medians[0] / medians[1]);
-    conn.release().await.expect("release");
-}
-
-/// Get-by-primary-key over TLS against plaintext, on one server that takes
-/// both, the contenders taking turns query by query.
-async fn tls_vs_plaintext() {
-    const QUERIES: usize = 5000;
-    let ca = gino_testkit::TestCa::new("bench CA");
-    let cluster = gino_testkit::Cluster::builder()
-        .tls(&ca.server(&["localhost"]), &ca)
-        .start()
-        .expect("a cluster with TLS");
-    let url = |mode: &str| format!("{}?sslmode={mode}", cluster.url_for("postgres"));
-    let plain = create_engine(&url("disable"), EngineOptions::new().max_size(2))
-        .await
-        .expect("plaintext engine");
-    let tls = create_engine(&url("require"), EngineOptions::new().max_size(2))
-        .await
-        .expect("TLS engine");
-    for statement in [
-        "CREATE TABLE users (id serial PRIMARY KEY, nickname text NOT NULL)",
-        "INSERT INTO users (nickname) SELECT 'user' || g FROM generate_series(1, 1000) g",
-    ] {
-        plain
-            .status(diesel::sql_query(statement))
-            .await
-            .expect("table");
-    }
-    let plain_conn = plain.acquire().await.expect("plaintext connection");
-    let tls_conn = tls.acquire().await.expect("TLS connection");
-    let mut times: [Vec<Duration>; 4] = Default::default();
-    for i in 0..QUERIES + 200 {
-        let id = (i as i32 * 7919) % ROWS + 1;
-        let runs = [
-            time(plain_conn.one::<User, _>(by_id(id))).await,
-            time(tls_conn.one::<User, _>(by_id(id))).await,
-            time(plain.one::<User, _>(by_id(id))).await,
-            time(tls.one::<User, _>(by_id(id))).await,
-        ];
-        if i >= 200 {
-            for (kept, run) in times.iter_mut().zip(runs) {
-                kept.push(run);
+        let op = &op;
+        let tasks = ids.chunks(EACH).map(|chunk| async move {
+            for &id in chunk {
+                op(id).await;
             }
-        }
+        });
+        futures_util::future::join_all(tasks).await;
     }
-    println!(
-        "get-by-primary-key over TLS vs plaintext (one server, {QUERIES} turns, median / p90):"
-    );
-    let names = [
-        "gino, held connection, plaintext",
-        "gino, held connection, TLS (sslmode=require)",
-        "gino, implicit, plaintext",
-        "gino, implicit, TLS (sslmode=require)",
-    ];
-    let mut medians = [0.0; 4];
-    for ((name, kept), median) in names.iter().zip(&mut times).zip(&mut medians) {
-        kept.sort();
-        *median = kept[kept.len() / 2].as_secs_f64() * 1e6;
-        let p90 = kept[kept.len() * 9 / 10].as_secs_f64() * 1e6;
-        println!("{name:<48} {median:>8.1} / {p90:>6.1} µs");
-    }
-    println!(
-        "TLS / plaintext: held {:.2}, implicit {:.2}",
-        medians[1] / medians[0],
-        medians[3] / medians[2]
-    );
-    plain_conn.release().await.expect("release");
-    tls_conn.release().await.expect("release");
-    plain.close().await;
-    tls.close().await;
+    interleave(
+        format!("get-by-pk, {TASKS} concurrent tasks × {EACH} lookups (time per batch of 200)"),
+        5,
+        200,
+        vec![
+            contender("gino, implicit `User::get` (pool of 10)", Kind::Gino, || {
+                fan_out(batch(0), |id| async move {
+                    User::get(id).await.expect("query").expect("row");
+                })
+            }),
+            contender("diesel-async + deadpool (Fast, pool of 10)", Kind::Diesel, || {
+                fan_out(batch(1), |id| async move {
+                    let mut c = ctx.diesel_pool.get().await.expect("checkout");
+                    schema::user_by_id(id)
+                        .get_result::<User>(&mut c)
+                        .await
+                        .expect("row");
+                })
+            }),
+            contender("tokio-postgres, one pipelining client", Kind::Peer, || {
+                fan_out(batch(2), |id| async move {
+                    let statement = ctx.pg.prepare(schema::USER_BY_ID).await.expect("prepare");
+                    ctx.pg.query_one(&statement, &[&id]).await.expect("row");
+                })
+            }),
+            contender("sqlx (pool of 10)", Kind::Peer, || {
+                fan_out(batch(3), |id| async move {
+                    sqlx::query_as::<_, User>(schema::USER_BY_ID)
+                        .bind(id)
+                        .fetch_one(&ctx.sqlx)
+                        .await
+                        .expect("row");
+                })
+            }),
+            contender("SeaORM (pool of 10)", Kind::Peer, || {
+                fan_out(batch(4), |id| async move {
+                    schema::sea::user::Entity::find_by_id(id)
+                        .one(&ctx.sea)
+                        .await
+                        .expect("query")
+                        .expect("row");
+                })
+            }),
+        ],
+    )
+    .await
 }
 
-/// How long `fut` takes; its output must be `Ok`.
-async fn time<T, E: std::fmt::Debug>(fut: impl Future<Output = Result<T, E>>) -> Duration {
-    let started = Instant::now();
-    fut.await.expect("query");
-    started.elapsed()
-}
-
-/// users → posts → comments (100 → 1,000 → 10,000): the join loader, the
-/// select-in loader, and raw diesel-async's three narrow queries grouped in
-/// memory, taking turns.
-async fn loaders(engine: &gino::Engine, url: &str) {
+/// 100 users → 1,000 posts → 10,000 comments as a tree: gino's join
+/// loader, its select-in loader, and diesel-async's three narrow queries
+/// grouped by hand (what `belonging_to` + `grouped_by` do).
+async fn associations(ctx: &Ctx) -> Table {
     use gino::loader::{child, distinct, group, select_in};
-    for statement in [
-        "INSERT INTO l_users SELECT g, 'user ' || g FROM generate_series(1, 100) g",
-        "INSERT INTO l_posts SELECT g, 1 + g % 100, 'post ' || g FROM generate_series(1, 1000) g",
-        "INSERT INTO l_comments SELECT g, 1 + g % 1000, 'comment ' || g FROM generate_series(1, 10000) g",
-    ] {
-        engine
-            .status(diesel::sql_query(statement))
-            .await
-            .expect("loader rows");
-    }
-    let conn = engine.acquire().await.expect("connection");
-    let mut raw = AsyncPgConnection::establish(url)
-        .await
-        .expect("raw connection");
-    let join = || async {
-        l_users::table
-            .left_join(l_posts::table.left_join(l_comments::table))
-            .order_by((l_users::id, l_posts::id, l_comments::id))
+    use schema::{Comment, comments};
+    type Tree = Vec<(User, Vec<(Post, Vec<Comment>)>)>;
+    let conn = &ctx.conn;
+    let join = || async move {
+        let tree: Tree = users::table
+            .filter(users::id.le(100))
+            .left_join(posts::table.left_join(comments::table))
+            .order_by((users::id, posts::id, comments::id))
             .select((
-                LUser::as_select(),
-                (
-                    l_posts::all_columns.nullable(),
-                    l_comments::all_columns.nullable(),
-                ),
+                User::as_select(),
+                (posts::all_columns.nullable(), comments::all_columns.nullable()),
             ))
             .gino()
-            .bind(&conn)
-            .load(distinct::<LUser, _>(distinct::<LPost, _>(
-                child::<LComment>(),
-            )))
+            .bind(conn)
+            .load(distinct::<User, _>(distinct::<Post, _>(child::<Comment>())))
             .await
-            .expect("join loader")
+            .expect("join loader");
+        assert_eq!(tree.len(), 100);
     };
-    let selected_in = || async {
-        let users: Vec<LUser> = LUser::query()
-            .order_by(l_users::id)
+    let selected_in = || async move {
+        let users: Vec<User> = User::query()
+            .filter(users::id.le(100))
+            .order_by(users::id)
             .gino()
-            .bind(&conn)
+            .bind(conn)
             .all()
             .await
             .expect("users");
-        let users = select_in(
-            users,
-            |u: &LUser| u.id,
-            |p: &LPost| p.user_id,
-            |ids| {
-                LPost::query()
-                    .filter(l_posts::user_id.eq_any(ids))
-                    .order_by(l_posts::id)
-                    .gino()
-                    .bind(&conn)
-            },
-        )
+        let users = select_in(users, |u: &User| u.id, |p: &Post| p.user_id, |ids| {
+            Post::query()
+                .filter(posts::user_id.eq_any(ids))
+                .order_by(posts::id)
+                .gino()
+                .bind(conn)
+        })
         .await
         .expect("posts");
-        let posts: Vec<LPost> = users.iter().flat_map(|(_, p)| p.iter().cloned()).collect();
-        let posts = select_in(
-            posts,
-            |p: &LPost| p.id,
-            |c: &LComment| c.post_id,
-            |ids| {
-                LComment::query()
-                    .filter(l_comments::post_id.eq_any(ids))
-                    .order_by(l_comments::id)
-                    .gino()
-                    .bind(&conn)
-            },
-        )
+        let posts: Vec<Post> = users.iter().flat_map(|(_, p)| p.iter().cloned()).collect();
+        let posts = select_in(posts, |p: &Post| p.id, |c: &Comment| c.post_id, |ids| {
+            Comment::query()
+                .filter(comments::post_id.eq_any(ids))
+                .order_by(comments::id)
+                .gino()
+                .bind(conn)
+        })
         .await
         .expect("comments");
-        let users: Vec<LUser> = users.into_iter().map(|(u, _)| u).collect();
-        group(users, |u| u.id, posts, |(p, _)| p.user_id)
+        let users: Vec<User> = users.into_iter().map(|(u, _)| u).collect();
+        let tree: Tree = group(users, |u| u.id, posts, |(p, _)| p.user_id);
+        assert_eq!(tree.len(), 100);
     };
-    let mut times: [Vec<Duration>; 3] = Default::default();
-    let mut shapes: Vec<usize> = Vec::new();
-    for round in 0..23 {
-        let started = Instant::now();
-        let a: Tree = join().await;
-        let t_join = started.elapsed();
-        let started = Instant::now();
-        let b: Tree = selected_in().await;
-        let t_in = started.elapsed();
-        let started = Instant::now();
-        let users: Vec<LUser> = l_users::table
-            .order_by(l_users::id)
-            .select(LUser::as_select())
-            .load(&mut raw)
+    let raw = || async move {
+        let mut c = ctx.raw.lock().await;
+        let users: Vec<User> = users::table
+            .filter(users::id.le(100))
+            .order_by(users::id)
+            .select(User::as_select())
+            .load(&mut *c)
             .await
-            .expect("raw users");
-        let user_ids: Vec<i32> = users.iter().map(|u| u.id).collect();
-        let posts: Vec<LPost> = l_posts::table
-            .filter(l_posts::user_id.eq_any(user_ids))
-            .order_by(l_posts::id)
-            .select(LPost::as_select())
-            .load(&mut raw)
+            .expect("users");
+        let posts: Vec<Post> = posts::table
+            .filter(posts::user_id.eq_any(users.iter().map(|u| u.id).collect::<Vec<_>>()))
+            .order_by(posts::id)
+            .select(Post::as_select())
+            .load(&mut *c)
             .await
-            .expect("raw posts");
-        let post_ids: Vec<i32> = posts.iter().map(|p| p.id).collect();
-        let comments: Vec<LComment> = l_comments::table
-            .filter(l_comments::post_id.eq_any(post_ids))
-            .order_by(l_comments::id)
-            .select(LComment::as_select())
-            .load(&mut raw)
+            .expect("posts");
+        let comments: Vec<Comment> = comments::table
+            .filter(comments::post_id.eq_any(posts.iter().map(|p| p.id).collect::<Vec<_>>()))
+            .order_by(comments::id)
+            .select(Comment::as_select())
+            .load(&mut *c)
             .await
-            .expect("raw comments");
-        let mut by_post: std::collections::HashMap<i32, Vec<LComment>> =
-            std::collections::HashMap::new();
-        for c in comments {
-            by_post.entry(c.post_id).or_default().push(c);
+            .expect("comments");
+        let mut by_post: std::collections::HashMap<i32, Vec<Comment>> = Default::default();
+        for comment in comments {
+            by_post.entry(comment.post_id).or_default().push(comment);
         }
-        let mut by_user: std::collections::HashMap<i32, Vec<(LPost, Vec<LComment>)>> =
-            std::collections::HashMap::new();
-        for p in posts {
-            let cs = by_post.remove(&p.id).unwrap_or_default();
-            by_user.entry(p.user_id).or_default().push((p, cs));
+        let mut by_user: std::collections::HashMap<i32, Vec<(Post, Vec<Comment>)>> =
+            Default::default();
+        for post in posts {
+            let cs = by_post.remove(&post.id).unwrap_or_default();
+            by_user.entry(post.user_id).or_default().push((post, cs));
         }
-        let c: Tree = users
+        let tree: Tree = users
             .into_iter()
             .map(|u| {
                 let ps = by_user.remove(&u.id).unwrap_or_default();
                 (u, ps)
             })
             .collect();
-        let t_raw = started.elapsed();
-        assert_eq!(a, b, "the join and select-in give one tree");
-        assert_eq!(b, c, "and the same as raw diesel-async");
-        shapes.push(a.len());
-        if round >= 3 {
-            times[0].push(t_join);
-            times[1].push(t_in);
-            times[2].push(t_raw);
-        }
-    }
-    println!("loading users → posts → comments (100 → 1,000 → 10,000; 20 turns, median):");
-    let mut medians = [0.0; 3];
-    for ((name, kept), median) in [
-        "gino, join loader (one wide query)",
-        "gino, select_in (a query per level)",
-        "diesel-async, three queries grouped by hand",
-    ]
-    .iter()
-    .zip(&mut times)
-    .zip(&mut medians)
-    {
-        kept.sort();
-        *median = kept[kept.len() / 2].as_secs_f64() * 1e3;
-        println!("{name:<48} {median:>8.2} ms");
-    }
-    println!(
-        "join / raw: {:.2}, select_in / raw: {:.2}",
-        medians[0] / medians[2],
-        medians[1] / medians[2]
+        assert_eq!(tree.len(), 100);
+    };
+    interleave(
+        "associations: 100 users → 1,000 posts → 10,000 comments as a tree",
+        3,
+        40,
+        vec![
+            contender("gino, join loader (one wide query)", Kind::Gino, join),
+            contender("gino, `select_in` (a query per level)", Kind::Gino, selected_in),
+            contender("diesel-async, three queries grouped by hand", Kind::Diesel, raw),
+        ],
+    )
+    .await
+}
+
+/// RESULTS.md: the machine, then every table.
+fn write_results(tables: &[Table]) {
+    let machine = std::env::var("BENCH_MACHINE").unwrap_or_else(|_| "(not described)".to_owned());
+    let mut out = format!(
+        "# gino benchmark results\n\n\
+         Written by `bench/run.sh` ({}). Machine: {machine}.\n\n\
+         Contenders take turns operation by operation; medians and the 10th–90th \
+         percentile spread per contender. Ratios compare gino's best contender with raw \
+         diesel-async's best and with the best other library's (lower is better; below \
+         1.00 gino is faster). Held = one connection kept for the run; pool = a pooled \
+         connection taken per operation.\n\n",
+        unix_date()
     );
-    conn.release().await.expect("release");
+    for table in tables {
+        out.push_str(&table.markdown());
+        out.push('\n');
+    }
+    let path = std::env::var("BENCH_RESULTS").unwrap_or_else(|_| "RESULTS.md".to_owned());
+    std::fs::write(&path, out).unwrap_or_else(|e| panic!("writing {path}: {e}"));
+    println!("\nwrote {path}");
+}
+
+fn unix_date() -> String {
+    let out = std::process::Command::new("date")
+        .arg("-u")
+        .arg("+%Y-%m-%d %H:%M UTC")
+        .output();
+    match out {
+        Ok(o) => String::from_utf8_lossy(&o.stdout).trim().to_owned(),
+        Err(_) => format!("{:?}", Instant::now()),
+    }
 }

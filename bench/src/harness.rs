@@ -1,0 +1,184 @@
+//! Contenders taking turns: every round runs each contender's operation
+//! once, in a rotating order, so that drift of a shared machine hits all of
+//! them alike; then medians, spreads and ratios, printed and kept for
+//! RESULTS.md.
+
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use futures_util::future::LocalBoxFuture;
+
+/// One contender of a workload: a name and an operation to time.
+pub struct Contender<'a> {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub op: Box<dyn FnMut() -> LocalBoxFuture<'a, ()> + 'a>,
+}
+
+/// What a contender is, for the ratios.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// gino itself.
+    Gino,
+    /// Raw diesel-async, the reference gino must match.
+    Diesel,
+    /// Another library (sqlx, SeaORM, tokio-postgres).
+    Peer,
+    /// A bound no library can beat (pgbench), outside the ratios.
+    Floor,
+}
+
+pub fn contender<'a, F>(name: &'static str, kind: Kind, mut op: impl FnMut() -> F + 'a) -> Contender<'a>
+where
+    F: std::future::Future<Output = ()> + 'a,
+{
+    Contender {
+        name,
+        kind,
+        op: Box::new(move || Box::pin(op())),
+    }
+}
+
+/// The outcome of one contender.
+pub struct Row {
+    pub name: &'static str,
+    pub kind: Kind,
+    /// Median, 10th and 90th percentile.
+    pub median: Duration,
+    pub p10: Duration,
+    pub p90: Duration,
+}
+
+/// A workload's rows, with its title and unit.
+pub struct Table {
+    pub title: String,
+    pub rows: Vec<Row>,
+    pub note: Option<String>,
+}
+
+/// Runs `warmup` untimed rounds, then `rounds` timed ones; in each round
+/// every contender runs once, starting with a different one each time.
+pub async fn interleave(title: impl Into<String>, warmup: usize, rounds: usize, mut contenders: Vec<Contender<'_>>) -> Table {
+    let n = contenders.len();
+    let mut times: Vec<Vec<Duration>> = vec![Vec::with_capacity(rounds); n];
+    for round in 0..warmup + rounds {
+        for k in 0..n {
+            let i = (round + k) % n;
+            let started = Instant::now();
+            (contenders[i].op)().await;
+            if round >= warmup {
+                times[i].push(started.elapsed());
+            }
+        }
+    }
+    let rows = contenders
+        .iter()
+        .zip(times)
+        .map(|(c, mut t)| {
+            t.sort();
+            Row {
+                name: c.name,
+                kind: c.kind,
+                median: t[t.len() / 2],
+                p10: t[t.len() / 10],
+                p90: t[t.len() * 9 / 10],
+            }
+        })
+        .collect();
+    let table = Table {
+        title: title.into(),
+        rows,
+        note: None,
+    };
+    table.print();
+    table
+}
+
+fn micros(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+/// `1234.5 µs` or `12.3 ms`, whichever reads better.
+pub fn fmt_duration(d: Duration) -> String {
+    let us = micros(d);
+    if us >= 10_000.0 {
+        format!("{:.2} ms", us / 1000.0)
+    } else {
+        format!("{us:.1} µs")
+    }
+}
+
+impl Table {
+    fn best(&self, kind: Kind) -> Option<&Row> {
+        self.rows
+            .iter()
+            .filter(|r| r.kind == kind)
+            .min_by_key(|r| r.median)
+    }
+
+    /// gino's best / raw diesel-async's best, and gino's best / the best
+    /// other library's.
+    pub fn ratios(&self) -> (Option<f64>, Option<f64>) {
+        let gino = self.best(Kind::Gino);
+        let ratio = |other: Option<&Row>| {
+            Some(gino?.median.as_secs_f64() / other?.median.as_secs_f64())
+        };
+        (ratio(self.best(Kind::Diesel)), ratio(self.best(Kind::Peer)))
+    }
+
+    /// Prints the table to stdout.
+    pub fn print_public(&self) {
+        self.print();
+    }
+
+    fn print(&self) {
+        println!("\n{}", self.title);
+        for r in &self.rows {
+            println!(
+                "  {:<52} {:>10}  (p10 {}, p90 {})",
+                r.name,
+                fmt_duration(r.median),
+                fmt_duration(r.p10),
+                fmt_duration(r.p90)
+            );
+        }
+        let (diesel, peer) = self.ratios();
+        if let Some(d) = diesel {
+            print!("  gino / diesel-async: {d:.2}");
+        }
+        if let Some(p) = peer {
+            print!("   gino / best other library: {p:.2}");
+        }
+        println!();
+    }
+
+    /// The table as Markdown.
+    pub fn markdown(&self) -> String {
+        let mut out = format!("### {}\n\n| contender | median | p10 – p90 |\n|---|---:|---:|\n", self.title);
+        for r in &self.rows {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} – {} |",
+                r.name,
+                fmt_duration(r.median),
+                fmt_duration(r.p10),
+                fmt_duration(r.p90)
+            );
+        }
+        let (diesel, peer) = self.ratios();
+        let mut ratios = Vec::new();
+        if let Some(d) = diesel {
+            ratios.push(format!("gino / raw diesel-async **{d:.2}**"));
+        }
+        if let Some(p) = peer {
+            ratios.push(format!("gino / best other library **{p:.2}**"));
+        }
+        if !ratios.is_empty() {
+            let _ = writeln!(out, "\n{}", ratios.join(" · "));
+        }
+        if let Some(note) = &self.note {
+            let _ = writeln!(out, "\n{note}");
+        }
+        out
+    }
+}

@@ -1,0 +1,221 @@
+//! The workloads that need other programs: pgbench as the round-trip
+//! floor of get-by-pk, and wrk driving `GET /users/{id}` through
+//! gino-axum's per-request connection and through the same handler on raw
+//! axum with a deadpool of diesel-async connections.
+
+use std::process::Command;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use diesel_async::RunQueryDsl;
+use diesel_async::pooled_connection::deadpool::Pool as DieselPool;
+use diesel_async::pooled_connection::{
+    AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
+};
+use diesel_async::AsyncPgConnection;
+
+use crate::harness::{Kind, Row, Table};
+use crate::schema::{USER_BY_ID, User, user_by_id};
+
+fn installed(program: &str) -> bool {
+    Command::new(program).arg("--version").output().is_ok()
+}
+
+/// pgbench's average latency of a prepared get-by-pk on one connection,
+/// or `None` when pgbench is missing.
+pub async fn pgbench_floor(url: &str) -> Option<Duration> {
+    if !installed("pgbench") {
+        println!("pgbench not installed: no floor (apt-get install postgresql-contrib)");
+        return None;
+    }
+    let dir = std::env::temp_dir().join(format!("gino-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).ok()?;
+    let script = dir.join("get_by_pk.sql");
+    std::fs::write(
+        &script,
+        format!("\\set id random(1, 10000)\n{};\n", USER_BY_ID.replace("$1", ":id")),
+    )
+    .ok()?;
+    let url = url.to_owned();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("pgbench")
+            .args(["-n", "-M", "prepared", "-c", "1", "-j", "1", "-T", "5", "-f"])
+            .arg(&script)
+            .arg(&url)
+            .output()
+    })
+    .await
+    .ok()?
+    .ok()?;
+    let _ = std::fs::remove_dir_all(&dir);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let ms: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("latency average = "))?
+        .trim_end_matches(" ms")
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs_f64(ms / 1000.0))
+}
+
+static WEB_DB: gino::Gino = gino::Gino::new();
+
+async fn gino_show(Path(id): Path<i32>) -> Result<Json<User>, gino_axum::Error> {
+    Ok(Json(User::get_or_404(id).await?))
+}
+
+async fn raw_show(
+    State(pool): State<DieselPool<AsyncPgConnection>>,
+    Path(id): Path<i32>,
+) -> Result<Json<User>, StatusCode> {
+    let mut conn = pool
+        .get()
+        .await
+        .map_err(|_| StatusCode::SERVICE_UNAVAILABLE)?;
+    match user_by_id(id).get_result::<User>(&mut conn).await {
+        Ok(user) => Ok(Json(user)),
+        Err(diesel::result::Error::NotFound) => Err(StatusCode::NOT_FOUND),
+        Err(_) => Err(StatusCode::INTERNAL_SERVER_ERROR),
+    }
+}
+
+async fn serve(app: axum::Router) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("address");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
+/// One wrk run: requests per second and the 99th percentile latency.
+async fn wrk(addr: std::net::SocketAddr, script: &std::path::Path) -> (f64, Duration) {
+    let script = script.to_owned();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("wrk")
+            .args(["-t", "1", "-c", "16", "-d", "3s", "--latency", "-s"])
+            .arg(&script)
+            .arg(format!("http://{addr}/"))
+            .output()
+            .expect("wrk")
+    })
+    .await
+    .expect("wrk thread");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        !text.contains("Non-2xx"),
+        "every request must succeed:\n{text}"
+    );
+    let rps: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("wrk's output:\n{text}"));
+    let p99 = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("99%"))
+        .map(|v| parse_wrk_duration(v.trim()))
+        .unwrap_or_default();
+    (rps, p99)
+}
+
+fn parse_wrk_duration(v: &str) -> Duration {
+    let (number, scale) = if let Some(n) = v.strip_suffix("us") {
+        (n, 1e-6)
+    } else if let Some(n) = v.strip_suffix("ms") {
+        (n, 1e-3)
+    } else if let Some(n) = v.strip_suffix('s') {
+        (n, 1.0)
+    } else {
+        (v, 1.0)
+    };
+    Duration::from_secs_f64(number.parse::<f64>().unwrap_or(0.0) * scale)
+}
+
+/// `GET /users/{id}` (random ids) through both servers, wrk runs taking
+/// turns; per contender the median of the runs' time per request
+/// (1 / req/s) and their p99 latency.
+pub async fn get_user(url: &str) -> Table {
+    let title = "web: GET /users/{id}, wrk, 16 connections (time per request = 1 / req/s)";
+    if !installed("wrk") {
+        println!("wrk not installed: no web workload (apt-get install wrk)");
+        return Table {
+            title: title.to_owned(),
+            rows: Vec::new(),
+            note: Some("not run: wrk is not installed".to_owned()),
+        };
+    }
+    let mut settings = gino::web::Settings::default();
+    settings.dsn = Some(url.to_owned());
+    settings.pool_max_size = 10;
+    let gino_web = gino_axum::Gino::new(&WEB_DB, settings);
+    gino_web.connect().await.expect("gino-axum connect");
+    let gino_addr = serve(
+        axum::Router::new()
+            .route("/users/{id}", get(gino_show))
+            .layer(gino_web.layer()),
+    )
+    .await;
+    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, {
+        let mut config = ManagerConfig::default();
+        config.recycling_method = RecyclingMethod::Fast;
+        config
+    });
+    let pool = DieselPool::builder(manager).max_size(10).build().expect("pool");
+    let raw_addr = serve(
+        axum::Router::new()
+            .route("/users/{id}", get(raw_show))
+            .with_state(pool),
+    )
+    .await;
+    let script = std::env::temp_dir().join(format!("gino-bench-wrk-{}.lua", std::process::id()));
+    std::fs::write(
+        &script,
+        "math.randomseed(42)\nrequest = function()\n  \
+         return wrk.format(\"GET\", \"/users/\" .. math.random(1, 10000))\nend\n",
+    )
+    .expect("wrk script");
+    let names = ["gino-axum (lazy connection per request)", "axum + deadpool diesel-async (Fast)"];
+    let mut runs: [Vec<(f64, Duration)>; 2] = Default::default();
+    for round in 0..8 {
+        for k in 0..2 {
+            let i = (round + k) % 2;
+            let addr = [gino_addr, raw_addr][i];
+            let run = wrk(addr, &script).await;
+            if round > 0 {
+                runs[i].push(run);
+            }
+        }
+    }
+    let _ = std::fs::remove_file(&script);
+    let mut rows = Vec::new();
+    let mut notes = Vec::new();
+    for (i, kept) in runs.iter_mut().enumerate() {
+        kept.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let per = |rps: f64| Duration::from_secs_f64(1.0 / rps);
+        let (median_rps, median_p99) = kept[kept.len() / 2];
+        rows.push(Row {
+            name: names[i],
+            kind: if i == 0 { Kind::Gino } else { Kind::Diesel },
+            median: per(median_rps),
+            p10: per(kept[0].0),
+            p90: per(kept[kept.len() - 1].0),
+        });
+        notes.push(format!(
+            "{}: {median_rps:.0} req/s, p99 {:.2} ms",
+            names[i],
+            median_p99.as_secs_f64() * 1e3
+        ));
+    }
+    gino_web.close().await;
+    let table = Table {
+        title: title.to_owned(),
+        rows,
+        note: Some(notes.join("; ")),
+    };
+    table.print_public();
+    table
+}

@@ -28,7 +28,11 @@ pub enum Kind {
     Floor,
 }
 
-pub fn contender<'a, F>(name: &'static str, kind: Kind, mut op: impl FnMut() -> F + 'a) -> Contender<'a>
+pub fn contender<'a, F>(
+    name: &'static str,
+    kind: Kind,
+    mut op: impl FnMut() -> F + 'a,
+) -> Contender<'a>
 where
     F: std::future::Future<Output = ()> + 'a,
 {
@@ -58,7 +62,12 @@ pub struct Table {
 
 /// Runs `warmup` untimed rounds, then `rounds` timed ones; in each round
 /// every contender runs once, starting with a different one each time.
-pub async fn interleave(title: impl Into<String>, warmup: usize, rounds: usize, mut contenders: Vec<Contender<'_>>) -> Table {
+pub async fn interleave(
+    title: impl Into<String>,
+    warmup: usize,
+    rounds: usize,
+    mut contenders: Vec<Contender<'_>>,
+) -> Table {
     let n = contenders.len();
     let mut times: Vec<Vec<Duration>> = vec![Vec::with_capacity(rounds); n];
     for round in 0..warmup + rounds {
@@ -120,9 +129,8 @@ impl Table {
     /// other library's.
     pub fn ratios(&self) -> (Option<f64>, Option<f64>) {
         let gino = self.best(Kind::Gino);
-        let ratio = |other: Option<&Row>| {
-            Some(gino?.median.as_secs_f64() / other?.median.as_secs_f64())
-        };
+        let ratio =
+            |other: Option<&Row>| Some(gino?.median.as_secs_f64() / other?.median.as_secs_f64());
         (ratio(self.best(Kind::Diesel)), ratio(self.best(Kind::Peer)))
     }
 
@@ -154,7 +162,10 @@ impl Table {
 
     /// The table as Markdown.
     pub fn markdown(&self) -> String {
-        let mut out = format!("### {}\n\n| contender | median | p10 – p90 |\n|---|---:|---:|\n", self.title);
+        let mut out = format!(
+            "### {}\n\n| contender | median | p10 – p90 |\n|---|---:|---:|\n",
+            self.title
+        );
         for r in &self.rows {
             let _ = writeln!(
                 out,

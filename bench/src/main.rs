@@ -34,6 +34,7 @@ const POOL: usize = 10;
 /// Everything the contenders run on, made once.
 struct Ctx {
     url: String,
+    engine: gino::Engine,
     conn: gino::Connection,
     raw: tokio::sync::Mutex<AsyncPgConnection>,
     diesel_pool: DieselPool<AsyncPgConnection>,
@@ -88,7 +89,13 @@ async fn main() {
     let mut sea_options = sea_orm::ConnectOptions::new(url.clone());
     sea_options.max_connections(POOL as u32).sqlx_logging(false);
     let ctx = Ctx {
-        conn: engine.acquire().await.expect("gino connection"),
+        // Not reusable: the implicit contenders must not find it (GINO's
+        // reuse would run them on this connection).
+        conn: engine
+            .acquire()
+            .reusable(false)
+            .await
+            .expect("gino connection"),
         raw: tokio::sync::Mutex::new(
             AsyncPgConnection::establish(&url)
                 .await
@@ -107,26 +114,56 @@ async fn main() {
         sea: sea_orm::Database::connect(sea_options)
             .await
             .expect("SeaORM"),
+        engine: engine.clone(),
         url,
     };
 
+    // BENCH_ONLY=get,concurrent,... runs only those sections (and keeps
+    // RESULTS.md as it is).
+    let only = std::env::var("BENCH_ONLY").ok();
+    let run = |section: &str| {
+        only.as_deref()
+            .is_none_or(|o| o.split(',').any(|s| s == section))
+    };
     let mut tables: Vec<Table> = Vec::new();
-    tables.push(get_by_pk(&ctx).await);
-    for n in [1, 100, 10_000] {
-        tables.push(trivial_load(&ctx, n).await);
+    if run("get") {
+        tables.push(get_by_pk(&ctx).await);
     }
-    tables.push(medium_complex(&ctx).await);
-    for n in [1, 100, 1000] {
-        tables.push(insert_rows(&ctx, n).await);
+    if run("load") {
+        for n in [1, 100, 10_000] {
+            tables.push(trivial_load(&ctx, n).await);
+        }
     }
-    tables.push(create_one(&ctx).await);
-    tables.push(update_one(&ctx).await);
-    tables.push(concurrent_get_by_pk(&ctx).await);
-    tables.push(associations(&ctx).await);
-    tables.push(web::get_user(&ctx.url).await);
-    tables.push(tls::get_by_pk().await);
+    if run("join") {
+        tables.push(medium_complex(&ctx).await);
+    }
+    if run("insert") {
+        for n in [1, 100, 1000] {
+            tables.push(insert_rows(&ctx, n).await);
+        }
+    }
+    if run("create") {
+        tables.push(create_one(&ctx).await);
+    }
+    if run("update") {
+        tables.push(update_one(&ctx).await);
+    }
+    if run("concurrent") {
+        tables.push(concurrent_get_by_pk(&ctx).await);
+    }
+    if run("associations") {
+        tables.push(associations(&ctx).await);
+    }
+    if run("web") {
+        tables.push(web::get_user(&ctx.url).await);
+    }
+    if run("tls") {
+        tables.push(tls::get_by_pk().await);
+    }
 
-    write_results(&tables);
+    if only.is_none() {
+        write_results(&tables);
+    }
     ctx.conn.release().await.expect("release");
     ctx.sqlx.close().await;
     drop(db.pop_bind());
@@ -165,16 +202,20 @@ async fn get_by_pk(ctx: &Ctx) -> Table {
                         .expect("row");
                 }
             }),
-            contender("diesel-async + deadpool (Fast), pool each", Kind::Diesel, || {
-                let id = next_id(&ids[3]);
-                async move {
-                    let mut c = ctx.diesel_pool.get().await.expect("checkout");
-                    schema::user_by_id(id)
-                        .get_result::<User>(&mut c)
-                        .await
-                        .expect("row");
-                }
-            }),
+            contender(
+                "diesel-async + deadpool (Fast), pool each",
+                Kind::Diesel,
+                || {
+                    let id = next_id(&ids[3]);
+                    async move {
+                        let mut c = ctx.diesel_pool.get().await.expect("checkout");
+                        schema::user_by_id(id)
+                            .get_result::<User>(&mut c)
+                            .await
+                            .expect("row");
+                    }
+                },
+            ),
             contender("tokio-postgres, prepared, one client", Kind::Peer, || {
                 let id = next_id(&ids[4]);
                 async move {
@@ -216,7 +257,7 @@ async fn get_by_pk(ctx: &Ctx) -> Table {
             .expect("gino rows");
         table.note = Some(format!(
             "pgbench -M prepared (one client, C, the round-trip floor): {} per query; \
-             gino held / floor **{:.2}**",
+             gino (best) / floor **{:.2}**",
             harness::fmt_duration(floor),
             gino.as_secs_f64() / floor.as_secs_f64()
         ));
@@ -241,23 +282,45 @@ async fn trivial_load(ctx: &Ctx, n: i32) -> Table {
         rounds,
         vec![
             contender("gino, held connection", Kind::Gino, || async move {
-                let rows = ctx.conn.all::<User, _>(schema::first_users(n)).await.expect("rows");
+                let rows = ctx
+                    .conn
+                    .all::<User, _>(schema::first_users(n))
+                    .await
+                    .expect("rows");
                 assert_eq!(rows.len(), count);
             }),
-            contender("gino, implicit `.gino().all()`", Kind::Gino, || async move {
-                let rows: Vec<User> = schema::first_users(n).gino().all().await.expect("rows");
-                assert_eq!(rows.len(), count);
-            }),
-            contender("diesel-async, held connection", Kind::Diesel, || async move {
-                let mut c = ctx.raw.lock().await;
-                let rows = schema::first_users(n).load::<User>(&mut *c).await.expect("rows");
-                assert_eq!(rows.len(), count);
-            }),
-            contender("diesel-async + deadpool (Fast)", Kind::Diesel, || async move {
-                let mut c = ctx.diesel_pool.get().await.expect("checkout");
-                let rows = schema::first_users(n).load::<User>(&mut c).await.expect("rows");
-                assert_eq!(rows.len(), count);
-            }),
+            contender(
+                "gino, implicit `.gino().all()`",
+                Kind::Gino,
+                || async move {
+                    let rows: Vec<User> = schema::first_users(n).gino().all().await.expect("rows");
+                    assert_eq!(rows.len(), count);
+                },
+            ),
+            contender(
+                "diesel-async, held connection",
+                Kind::Diesel,
+                || async move {
+                    let mut c = ctx.raw.lock().await;
+                    let rows = schema::first_users(n)
+                        .load::<User>(&mut *c)
+                        .await
+                        .expect("rows");
+                    assert_eq!(rows.len(), count);
+                },
+            ),
+            contender(
+                "diesel-async + deadpool (Fast)",
+                Kind::Diesel,
+                || async move {
+                    let mut c = ctx.diesel_pool.get().await.expect("checkout");
+                    let rows = schema::first_users(n)
+                        .load::<User>(&mut c)
+                        .await
+                        .expect("rows");
+                    assert_eq!(rows.len(), count);
+                },
+            ),
             contender("tokio-postgres, prepared", Kind::Peer, || async move {
                 let statement = ctx.pg.prepare(sql).await.expect("prepare");
                 let rows: Vec<User> = ctx
@@ -316,14 +379,18 @@ async fn medium_complex(ctx: &Ctx) -> Table {
                     .expect("rows");
                 assert_eq!(rows.len(), expected);
             }),
-            contender("diesel-async, held connection", Kind::Diesel, || async move {
-                let mut c = ctx.raw.lock().await;
-                let rows = query()
-                    .load::<(User, Option<Post>)>(&mut *c)
-                    .await
-                    .expect("rows");
-                assert_eq!(rows.len(), expected);
-            }),
+            contender(
+                "diesel-async, held connection",
+                Kind::Diesel,
+                || async move {
+                    let mut c = ctx.raw.lock().await;
+                    let rows = query()
+                        .load::<(User, Option<Post>)>(&mut *c)
+                        .await
+                        .expect("rows");
+                    assert_eq!(rows.len(), expected);
+                },
+            ),
             contender("tokio-postgres, prepared", Kind::Peer, || async move {
                 let statement = ctx.pg.prepare(sql).await.expect("prepare");
                 let rows: Vec<(User, Option<Post>)> = ctx
@@ -386,50 +453,72 @@ async fn insert_rows(ctx: &Ctx, n: usize) -> Table {
         5,
         rounds,
         vec![
-            contender("gino, `insert_many` on a held connection", Kind::Gino, || {
-                let models = schema::new_models(&rows_for(0));
-                async move {
-                    let inserted = NewUser::insert_many(models).bind(&ctx.conn).await.expect("insert");
-                    assert_eq!(inserted as usize, n);
-                }
-            }),
-            contender("diesel-async, `insert_into(..).values(vec)`, held", Kind::Diesel, || {
-                let rows = rows_for(1);
-                async move {
-                    let values: Vec<_> = rows
-                        .into_iter()
-                        .map(|(name, hair)| (new_users::name.eq(name), new_users::hair_color.eq(hair)))
-                        .collect();
-                    let mut c = ctx.raw.lock().await;
-                    let inserted = diesel::insert_into(new_users::table)
-                        .values(values)
-                        .execute(&mut *c)
-                        .await
-                        .expect("insert");
-                    assert_eq!(inserted, n);
-                }
-            }),
-            contender("tokio-postgres, prepared `UNNEST` of arrays", Kind::Peer, || {
-                let rows = rows_for(2);
-                async move {
-                    let (names, hairs): (Vec<String>, Vec<Option<String>>) = rows.into_iter().unzip();
-                    let statement = ctx
-                        .pg
-                        .prepare(
-                            "INSERT INTO new_users (name, hair_color) \
+            contender(
+                "gino, `insert_many` on a held connection",
+                Kind::Gino,
+                || {
+                    let models = schema::new_models(&rows_for(0));
+                    async move {
+                        let inserted = NewUser::insert_many(models)
+                            .bind(&ctx.conn)
+                            .await
+                            .expect("insert");
+                        assert_eq!(inserted as usize, n);
+                    }
+                },
+            ),
+            contender(
+                "diesel-async, `insert_into(..).values(vec)`, held",
+                Kind::Diesel,
+                || {
+                    let rows = rows_for(1);
+                    async move {
+                        let values: Vec<_> = rows
+                            .into_iter()
+                            .map(|(name, hair)| {
+                                (new_users::name.eq(name), new_users::hair_color.eq(hair))
+                            })
+                            .collect();
+                        let mut c = ctx.raw.lock().await;
+                        let inserted = diesel::insert_into(new_users::table)
+                            .values(values)
+                            .execute(&mut *c)
+                            .await
+                            .expect("insert");
+                        assert_eq!(inserted, n);
+                    }
+                },
+            ),
+            contender(
+                "tokio-postgres, prepared `UNNEST` of arrays",
+                Kind::Peer,
+                || {
+                    let rows = rows_for(2);
+                    async move {
+                        let (names, hairs): (Vec<String>, Vec<Option<String>>) =
+                            rows.into_iter().unzip();
+                        let statement = ctx
+                            .pg
+                            .prepare(
+                                "INSERT INTO new_users (name, hair_color) \
                              SELECT * FROM UNNEST($1::text[], $2::text[])",
-                        )
-                        .await
-                        .expect("prepare");
-                    let inserted = tokio_postgres::Client::execute(&ctx.pg, &statement, &[&names, &hairs]).await.expect("insert");
-                    assert_eq!(inserted as usize, n);
-                }
-            }),
+                            )
+                            .await
+                            .expect("prepare");
+                        let inserted =
+                            tokio_postgres::Client::execute(&ctx.pg, &statement, &[&names, &hairs])
+                                .await
+                                .expect("insert");
+                        assert_eq!(inserted as usize, n);
+                    }
+                },
+            ),
             contender("sqlx, `QueryBuilder::push_values`", Kind::Peer, || {
                 let rows = rows_for(3);
                 async move {
-                    let mut builder =
-                        sqlx::QueryBuilder::<sqlx::Postgres>::new("INSERT INTO new_users (name, hair_color) ");
+                    let mut builder = sqlx::QueryBuilder::<sqlx::Postgres>::new(
+                        "INSERT INTO new_users (name, hair_color) ",
+                    );
                     builder.push_values(rows, |mut b, (name, hair)| {
                         b.push_bind(name).push_bind(hair);
                     });
@@ -461,35 +550,44 @@ async fn insert_rows(ctx: &Ctx, n: usize) -> Table {
 async fn create_one(ctx: &Ctx) -> Table {
     let turn = AtomicI32::new(0);
     let name = || format!("created {}", turn.fetch_add(1, Ordering::Relaxed));
-    let sql = "INSERT INTO new_users (name, hair_color) VALUES ($1, $2) RETURNING id, name, hair_color";
+    let sql =
+        "INSERT INTO new_users (name, hair_color) VALUES ($1, $2) RETURNING id, name, hair_color";
     interleave(
         "insert one row and return it (`create()`)",
         100,
         2000,
         vec![
-            contender("gino, `NewUser::create()` on a held connection", Kind::Gino, || {
-                let name = name();
-                async move {
-                    NewUser::create()
-                        .name(name)
-                        .hair_color(Some("black".to_owned()))
-                        .bind(&ctx.conn)
-                        .await
-                        .expect("create");
-                }
-            }),
-            contender("diesel-async, `insert_into(..).returning`, held", Kind::Diesel, || {
-                let name = name();
-                async move {
-                    let mut c = ctx.raw.lock().await;
-                    diesel::insert_into(new_users::table)
-                        .values((new_users::name.eq(name), new_users::hair_color.eq("black")))
-                        .returning(NewUser::as_returning())
-                        .get_result::<NewUser>(&mut *c)
-                        .await
-                        .expect("insert");
-                }
-            }),
+            contender(
+                "gino, `NewUser::create()` on a held connection",
+                Kind::Gino,
+                || {
+                    let name = name();
+                    async move {
+                        NewUser::create()
+                            .name(name)
+                            .hair_color(Some("black".to_owned()))
+                            .bind(&ctx.conn)
+                            .await
+                            .expect("create");
+                    }
+                },
+            ),
+            contender(
+                "diesel-async, `insert_into(..).returning`, held",
+                Kind::Diesel,
+                || {
+                    let name = name();
+                    async move {
+                        let mut c = ctx.raw.lock().await;
+                        diesel::insert_into(new_users::table)
+                            .values((new_users::name.eq(name), new_users::hair_color.eq("black")))
+                            .returning(NewUser::as_returning())
+                            .get_result::<NewUser>(&mut *c)
+                            .await
+                            .expect("insert");
+                    }
+                },
+            ),
             contender("tokio-postgres, prepared", Kind::Peer, || {
                 let name = name();
                 async move {
@@ -546,34 +644,65 @@ async fn update_one(ctx: &Ctx) -> Table {
     );
     let users_cell = &users_cell;
     interleave(
-        "update one row's column (`UpdateRequest::apply`)",
+        "update one row's column (gino's `apply` returns the row, as GINO's does)",
         100,
         2000,
         vec![
-            contender("gino, `user.update().name(..).apply()`, held", Kind::Gino, || {
-                let (id, name) = next();
-                async move {
-                    let mut all = users_cell.lock().await;
-                    let user = &mut all[(id - 1) as usize];
-                    user.update().name(name).bind(&ctx.conn).apply().await.expect("update");
-                }
-            }),
-            contender("diesel-async, `update(..).set(..)`, held", Kind::Diesel, || {
-                let (id, name) = next();
-                async move {
-                    let mut c = ctx.raw.lock().await;
-                    diesel::update(users::table.find(id))
-                        .set(users::name.eq(name))
-                        .execute(&mut *c)
-                        .await
-                        .expect("update");
-                }
-            }),
+            contender(
+                "gino, `user.update().name(..).apply()`, held",
+                Kind::Gino,
+                || {
+                    let (id, name) = next();
+                    async move {
+                        let mut all = users_cell.lock().await;
+                        let user = &mut all[(id - 1) as usize];
+                        user.update()
+                            .name(name)
+                            .bind(&ctx.conn)
+                            .apply()
+                            .await
+                            .expect("update");
+                    }
+                },
+            ),
+            contender(
+                "diesel-async, `update(..).set(..).returning`, held",
+                Kind::Diesel,
+                || {
+                    let (id, name) = next();
+                    async move {
+                        let mut c = ctx.raw.lock().await;
+                        diesel::update(users::table.find(id))
+                            .set(users::name.eq(name))
+                            .returning(User::as_returning())
+                            .get_result::<User>(&mut *c)
+                            .await
+                            .expect("update");
+                    }
+                },
+            ),
+            contender(
+                "diesel-async, `update(..).set(..)`, held",
+                Kind::Diesel,
+                || {
+                    let (id, name) = next();
+                    async move {
+                        let mut c = ctx.raw.lock().await;
+                        diesel::update(users::table.find(id))
+                            .set(users::name.eq(name))
+                            .execute(&mut *c)
+                            .await
+                            .expect("update");
+                    }
+                },
+            ),
             contender("tokio-postgres, prepared", Kind::Peer, || {
                 let (id, name) = next();
                 async move {
                     let statement = ctx.pg.prepare(sql).await.expect("prepare");
-                    tokio_postgres::Client::execute(&ctx.pg, &statement, &[&name, &id]).await.expect("update");
+                    tokio_postgres::Client::execute(&ctx.pg, &statement, &[&name, &id])
+                        .await
+                        .expect("update");
                 }
             }),
             contender("sqlx, pool", Kind::Peer, || {
@@ -631,20 +760,36 @@ async fn concurrent_get_by_pk(ctx: &Ctx) -> Table {
         5,
         200,
         vec![
-            contender("gino, implicit `User::get` (pool of 10)", Kind::Gino, || {
+            contender(
+                "gino, implicit `User::get` (pool of 10)",
+                Kind::Gino,
+                || {
+                    fan_out(batch(0), |id| async move {
+                        User::get(id).await.expect("query").expect("row");
+                    })
+                },
+            ),
+            contender("gino, `engine.one` (pool of 10)", Kind::Gino, || {
                 fan_out(batch(0), |id| async move {
-                    User::get(id).await.expect("query").expect("row");
-                })
-            }),
-            contender("diesel-async + deadpool (Fast, pool of 10)", Kind::Diesel, || {
-                fan_out(batch(1), |id| async move {
-                    let mut c = ctx.diesel_pool.get().await.expect("checkout");
-                    schema::user_by_id(id)
-                        .get_result::<User>(&mut c)
+                    ctx.engine
+                        .one::<User, _>(schema::user_by_id(id))
                         .await
                         .expect("row");
                 })
             }),
+            contender(
+                "diesel-async + deadpool (Fast, pool of 10)",
+                Kind::Diesel,
+                || {
+                    fan_out(batch(1), |id| async move {
+                        let mut c = ctx.diesel_pool.get().await.expect("checkout");
+                        schema::user_by_id(id)
+                            .get_result::<User>(&mut c)
+                            .await
+                            .expect("row");
+                    })
+                },
+            ),
             contender("tokio-postgres, one pipelining client", Kind::Peer, || {
                 fan_out(batch(2), |id| async move {
                     let statement = ctx.pg.prepare(schema::USER_BY_ID).await.expect("prepare");
@@ -689,7 +834,10 @@ async fn associations(ctx: &Ctx) -> Table {
             .order_by((users::id, posts::id, comments::id))
             .select((
                 User::as_select(),
-                (posts::all_columns.nullable(), comments::all_columns.nullable()),
+                (
+                    posts::all_columns.nullable(),
+                    comments::all_columns.nullable(),
+                ),
             ))
             .gino()
             .bind(conn)
@@ -707,23 +855,33 @@ async fn associations(ctx: &Ctx) -> Table {
             .all()
             .await
             .expect("users");
-        let users = select_in(users, |u: &User| u.id, |p: &Post| p.user_id, |ids| {
-            Post::query()
-                .filter(posts::user_id.eq_any(ids))
-                .order_by(posts::id)
-                .gino()
-                .bind(conn)
-        })
+        let users = select_in(
+            users,
+            |u: &User| u.id,
+            |p: &Post| p.user_id,
+            |ids| {
+                Post::query()
+                    .filter(posts::user_id.eq_any(ids))
+                    .order_by(posts::id)
+                    .gino()
+                    .bind(conn)
+            },
+        )
         .await
         .expect("posts");
         let posts: Vec<Post> = users.iter().flat_map(|(_, p)| p.iter().cloned()).collect();
-        let posts = select_in(posts, |p: &Post| p.id, |c: &Comment| c.post_id, |ids| {
-            Comment::query()
-                .filter(comments::post_id.eq_any(ids))
-                .order_by(comments::id)
-                .gino()
-                .bind(conn)
-        })
+        let posts = select_in(
+            posts,
+            |p: &Post| p.id,
+            |c: &Comment| c.post_id,
+            |ids| {
+                Comment::query()
+                    .filter(comments::post_id.eq_any(ids))
+                    .order_by(comments::id)
+                    .gino()
+                    .bind(conn)
+            },
+        )
         .await
         .expect("comments");
         let users: Vec<User> = users.into_iter().map(|(u, _)| u).collect();
@@ -778,8 +936,16 @@ async fn associations(ctx: &Ctx) -> Table {
         40,
         vec![
             contender("gino, join loader (one wide query)", Kind::Gino, join),
-            contender("gino, `select_in` (a query per level)", Kind::Gino, selected_in),
-            contender("diesel-async, three queries grouped by hand", Kind::Diesel, raw),
+            contender(
+                "gino, `select_in` (a query per level)",
+                Kind::Gino,
+                selected_in,
+            ),
+            contender(
+                "diesel-async, three queries grouped by hand",
+                Kind::Diesel,
+                raw,
+            ),
         ],
     )
     .await

@@ -10,12 +10,12 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
+use diesel_async::AsyncPgConnection;
 use diesel_async::RunQueryDsl;
 use diesel_async::pooled_connection::deadpool::Pool as DieselPool;
 use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
 };
-use diesel_async::AsyncPgConnection;
 
 use crate::harness::{Kind, Row, Table};
 use crate::schema::{USER_BY_ID, User, user_by_id};
@@ -36,13 +36,18 @@ pub async fn pgbench_floor(url: &str) -> Option<Duration> {
     let script = dir.join("get_by_pk.sql");
     std::fs::write(
         &script,
-        format!("\\set id random(1, 10000)\n{};\n", USER_BY_ID.replace("$1", ":id")),
+        format!(
+            "\\set id random(1, 10000)\n{};\n",
+            USER_BY_ID.replace("$1", ":id")
+        ),
     )
     .ok()?;
     let url = url.to_owned();
     let out = tokio::task::spawn_blocking(move || {
         Command::new("pgbench")
-            .args(["-n", "-M", "prepared", "-c", "1", "-j", "1", "-T", "5", "-f"])
+            .args([
+                "-n", "-M", "prepared", "-c", "1", "-j", "1", "-T", "5", "-f",
+            ])
             .arg(&script)
             .arg(&url)
             .output()
@@ -164,7 +169,10 @@ pub async fn get_user(url: &str) -> Table {
         config.recycling_method = RecyclingMethod::Fast;
         config
     });
-    let pool = DieselPool::builder(manager).max_size(10).build().expect("pool");
+    let pool = DieselPool::builder(manager)
+        .max_size(10)
+        .build()
+        .expect("pool");
     let raw_addr = serve(
         axum::Router::new()
             .route("/users/{id}", get(raw_show))
@@ -178,7 +186,10 @@ pub async fn get_user(url: &str) -> Table {
          return wrk.format(\"GET\", \"/users/\" .. math.random(1, 10000))\nend\n",
     )
     .expect("wrk script");
-    let names = ["gino-axum (lazy connection per request)", "axum + deadpool diesel-async (Fast)"];
+    let names = [
+        "gino-axum (lazy connection per request)",
+        "axum + deadpool diesel-async (Fast)",
+    ];
     let mut runs: [Vec<(f64, Duration)>; 2] = Default::default();
     for round in 0..8 {
         for k in 0..2 {

@@ -1753,9 +1753,13 @@ pub(crate) fn expand_with(
                 if changes.is_empty() {
                     return ::core::result::Result::Ok(());
                 }
-                let query = #d::update(#d::QueryDsl::filter(#schema::table, lookup))
-                    .set(changes)
-                    .returning(<#name as #d::SelectableHelper<#d::pg::Pg>>::as_returning());
+                // Kept prepared per set of changed columns (the text differs
+                // with the set; diesel would prepare it on every call).
+                let query = ::gino::CachedByText(
+                    #d::update(#d::QueryDsl::filter(#schema::table, lookup))
+                        .set(changes)
+                        .returning(<#name as #d::SelectableHelper<#d::pg::Pg>>::as_returning()),
+                );
                 let mut run = ::gino::Run::<_, ::gino::model::One<#name>>::new(::core::result::Result::Ok(query), self.bind);
                 if let ::core::option::Option::Some(t) = self.timeout {
                     run = run.timeout(t);

@@ -41,6 +41,28 @@ pub struct Everything {
     pub maybe_mood: Option<Mood>,
 }
 
+/// The scalar types of `Everything`, for bulk inserts that send each
+/// column as one array.
+#[derive(Model, Debug, Clone, PartialEq)]
+#[gino(table = "scalars", db = DB)]
+pub struct Scalars {
+    #[gino(primary_key)]
+    pub id: i32,
+    pub real: f32,
+    pub flag: bool,
+    pub text: String,
+    pub bytes: Vec<u8>,
+    pub maybe: Option<String>,
+    pub json: serde_json::Value,
+    pub stamp_tz: DateTime<Utc>,
+    pub day: NaiveDate,
+    pub uuid: uuid::Uuid,
+    #[gino(db_enum)]
+    pub mood: Mood,
+    #[gino(db_enum)]
+    pub maybe_mood: Option<Mood>,
+}
+
 fn sample() -> Everything {
     let day = NaiveDate::from_ymd_opt(2018, 11, 19).unwrap();
     let time = NaiveTime::from_hms_micro_opt(12, 34, 56, 789_000).unwrap();
@@ -80,6 +102,45 @@ async fn every_field_type_round_trips_and_enums_become_types() -> gino::Result<(
         )))
         .await?;
     assert_eq!(labels, ["happy", "sad", "so-so"]);
+
+    // Bulk inserts of every type: arrays of columns (UNNEST) where no
+    // column is an array itself, VALUES rows otherwise.
+    let e = sample();
+    let scalars: Vec<Scalars> = (0..3)
+        .map(|i| Scalars {
+            id: 0,
+            real: e.real + i as f32,
+            flag: i % 2 == 0,
+            text: format!("{} {i}", e.text),
+            bytes: e.bytes.clone(),
+            maybe: (i == 1).then(|| "one".to_owned()),
+            json: serde_json::json!({"i": i, "nested": [1.5, null]}),
+            stamp_tz: e.stamp_tz,
+            day: e.day,
+            uuid: uuid::Uuid::from_u128(i as u128),
+            mood: [Mood::Happy, Mood::Sad, Mood::SoSo][i],
+            maybe_mood: (i != 1).then_some(Mood::SoSo),
+        })
+        .collect();
+    assert!(
+        Scalars::insert_many(scalars.clone()).compile()?[0]
+            .sql()
+            .contains("UNNEST")
+    );
+    assert_eq!(Scalars::insert_many(scalars.clone()).await?, 3);
+    let back: Vec<Scalars> = Scalars::query()
+        .order_by(scalars::id)
+        .gino()
+        .bind(&DB)
+        .all()
+        .await?;
+    let without_ids: Vec<Scalars> = back.into_iter().map(|s| Scalars { id: 0, ..s }).collect();
+    assert_eq!(without_ids, scalars);
+    assert!(
+        Everything::insert_many([sample()]).compile()?[0]
+            .sql()
+            .contains("VALUES")
+    );
 
     let stored = sample().create().await?;
     assert_eq!(stored.id, 1, "a bigint primary key is a bigserial");

@@ -151,6 +151,22 @@ async fn main() {
     if run("concurrent") {
         tables.push(concurrent_get_by_pk(&ctx).await);
     }
+    // BENCH_ONLY=count:gino:2000 (or count:diesel:N) runs N get-by-pk on
+    // a held connection and nothing else: for instruction counts under
+    // `valgrind --tool=callgrind`, where N=0 gives the baseline.
+    if let Some(spec) = only.as_deref().and_then(|o| o.strip_prefix("count:")) {
+        let (who, n) = spec.split_once(':').expect("count:<gino|diesel>:<n>");
+        let n: i32 = n.parse().expect("a number of queries");
+        for i in 0..n {
+            let id = (i * 7919).rem_euclid(USERS) + 1;
+            if who == "gino" {
+                ctx.conn.all::<User, _>(schema::user_by_id(id)).await.expect("row");
+            } else {
+                let mut c = ctx.raw.lock().await;
+                schema::user_by_id(id).load::<User>(&mut *c).await.expect("row");
+            }
+        }
+    }
     if run("associations") {
         tables.push(associations(&ctx).await);
     }

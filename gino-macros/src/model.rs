@@ -1113,6 +1113,61 @@ pub(crate) fn expand_with(
             .map(|row| ::core::result::Result::Ok((#(#bulk_values)*)))
             .collect::<::gino::Result<::std::vec::Vec<_>>>()
     };
+    // Counting inserts send each column as one array, unnested by the
+    // server: a statement of fixed text (prepared once, whatever the number
+    // of rows) with as many parameters as columns, cheaper to encode than
+    // a VALUES list of rows.
+    let quoted = |name: &str| format!("\"{}\"", name.replace('"', "\"\""));
+    let unnest_sql = format!(
+        "INSERT INTO {}{} ({}) SELECT * FROM UNNEST({})",
+        attrs
+            .schema
+            .as_deref()
+            .map(|s| format!("{}.", quoted(s)))
+            .unwrap_or_default(),
+        quoted(&table),
+        insertable
+            .iter()
+            .map(|(f, _)| quoted(&f.column))
+            .collect::<Vec<_>>()
+            .join(", "),
+        (1..=insertable.len())
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
+    let unnest_binds: Vec<TokenStream> = insertable
+        .iter()
+        .map(|(f, r)| {
+            let sql_type = &r.sql_type;
+            let value = if f.hidden {
+                json_object(&f.column, quote!(row), false)
+            } else {
+                let access = f.access();
+                quote!(::core::clone::Clone::clone(&row.#access))
+            };
+            quote! {
+                .bind::<#d::sql_types::Array<#sql_type>, _>(
+                    rows.iter()
+                        .map(|row| {
+                            let value = #value;
+                            ::core::result::Result::Ok(value)
+                        })
+                        .collect::<::gino::Result<::std::vec::Vec<_>>>()?,
+                )
+            }
+        })
+        .collect();
+    // A column that is an array itself cannot go as an array of arrays:
+    // UNNEST would flatten it. Such models keep VALUES rows.
+    let unnestable = insertable
+        .iter()
+        .all(|(_, r)| !r.sql_type.to_string().contains("Array"));
+    let unnest_query = quote! {
+        (|| -> ::gino::Result<_> {
+            ::core::result::Result::Ok(::gino::CachedByText(#d::sql_query(#unnest_sql) #(#unnest_binds)*))
+        })()
+    };
     let bulk_compile = if insertable.is_empty() {
         quote! {
             let one = #d::insert_into(#schema::table).default_values();
@@ -1124,12 +1179,17 @@ pub(crate) fn expand_with(
             ::core::result::Result::Ok(::std::vec![statement; rows.len()])
         }
     } else {
+        let counting = if unnestable {
+            quote!(::gino::Compiled::of(&#unnest_query?))
+        } else {
+            quote!(::gino::Compiled::of(&#d::insert_into(#schema::table).values(#row_values?)))
+        };
         quote! {
-            let values = #d::insert_into(#schema::table).values(#row_values?);
             ::core::result::Result::Ok(::std::vec![if returning {
+                let values = #d::insert_into(#schema::table).values(#row_values?);
                 ::gino::Compiled::of(&values #returning)
             } else {
-                ::gino::Compiled::of(&values)
+                #counting
             }])
         }
     };
@@ -1168,8 +1228,20 @@ pub(crate) fn expand_with(
             };
             let values = #d::insert_into(#schema::table).values(rows);
         };
+        let count = if unnestable {
+            quote! {
+                match #unnest_query {
+                    ::core::result::Result::Ok(query) => ::gino::bulk::execute(query, on),
+                    ::core::result::Result::Err(e) => {
+                        ::std::boxed::Box::pin(async move { ::core::result::Result::Err(e) })
+                    }
+                }
+            }
+        } else {
+            quote!(#values ::gino::bulk::execute(values, on))
+        };
         (
-            quote!(#values ::gino::bulk::execute(values, on)),
+            count,
             quote!(#values ::gino::bulk::load(values #returning, on)),
         )
     };

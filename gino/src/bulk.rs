@@ -21,9 +21,13 @@ pub const MAX_BIND_PARAMETERS: usize = 65_535;
 
 /// A bulk insert to await: made by `Model::insert_many(rows)`.
 ///
-/// The rows go in multi-row `INSERT`s, as many rows per statement as
-/// PostgreSQL's bind-parameter limit allows, all in one transaction: a
-/// failing row aborts the whole batch, and the error
+/// Counting inserts send each column as one array (`INSERT ... SELECT *
+/// FROM UNNEST($1, $2, ...)`, one prepared statement whatever the number
+/// of rows); with [`returning`](InsertMany::returning), or when a column is
+/// an array itself, they are multi-row `INSERT ... VALUES`. Either way as
+/// many rows per statement as PostgreSQL's bind-parameter limit would allow
+/// in `VALUES`, all in one transaction (none for a single statement
+/// outside one): a failing row aborts the whole batch, and the error
 /// ([`Error::BatchRow`]) names the row (by its index in `rows`) with the
 /// database's error, constraint included.
 ///
@@ -92,12 +96,16 @@ impl<M: BulkInsert, Out: Mode<M>> InsertMany<'_, M, Out> {
     /// # #[gino(table = "users")]
     /// # pub struct User { #[gino(primary_key)] pub id: i32, pub nickname: String }
     /// let rows = ["ann", "bob"].map(|n| User { id: 0, nickname: n.into() });
-    /// let statements = User::insert_many(rows).compile()?;
+    /// let statements = User::insert_many(rows.clone()).compile()?;
     /// assert_eq!(
     ///     statements[0].sql(),
-    ///     "INSERT INTO \"users\" (\"nickname\") VALUES ($1), ($2)"
+    ///     "INSERT INTO \"users\" (\"nickname\") SELECT * FROM UNNEST($1)"
     /// );
-    /// assert_eq!(statements[0].binds(), ["\"ann\"", "\"bob\""]);
+    /// let returning = User::insert_many(rows).returning().compile()?;
+    /// assert!(returning[0].sql().starts_with(
+    ///     "INSERT INTO \"users\" (\"nickname\") VALUES ($1), ($2) RETURNING"
+    /// ));
+    /// assert_eq!(returning[0].binds(), ["\"ann\"", "\"bob\""]);
     /// # Ok::<(), gino::Error>(())
     /// ```
     pub fn compile(&self) -> Result<Vec<Compiled>> {

@@ -61,7 +61,10 @@ pub struct Table {
 }
 
 /// Runs `warmup` untimed rounds, then `rounds` timed ones; in each round
-/// every contender runs once, starting with a different one each time.
+/// every contender runs once, in a fresh random order: a fixed rotation
+/// would always put the same contender after the same other one, and some
+/// leave work behind (sqlx gives its connections back in a spawned task)
+/// that the next one pays for.
 pub async fn interleave(
     title: impl Into<String>,
     warmup: usize,
@@ -70,9 +73,11 @@ pub async fn interleave(
 ) -> Table {
     let n = contenders.len();
     let mut times: Vec<Vec<Duration>> = vec![Vec::with_capacity(rounds); n];
+    let mut order: Vec<usize> = (0..n).collect();
+    let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
     for round in 0..warmup + rounds {
-        for k in 0..n {
-            let i = (round + k) % n;
+        shuffle(&mut order, &mut seed);
+        for &i in &order {
             let started = Instant::now();
             (contenders[i].op)().await;
             if round >= warmup {
@@ -101,6 +106,17 @@ pub async fn interleave(
     };
     table.print();
     table
+}
+
+/// Fisher–Yates with xorshift: reproducible, and no dependency for it.
+fn shuffle(order: &mut [usize], seed: &mut u64) {
+    for i in (1..order.len()).rev() {
+        *seed ^= *seed << 13;
+        *seed ^= *seed >> 7;
+        *seed ^= *seed << 17;
+        let j = (*seed % (i as u64 + 1)) as usize;
+        order.swap(i, j);
+    }
 }
 
 fn micros(d: Duration) -> f64 {

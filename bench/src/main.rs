@@ -160,10 +160,16 @@ async fn main() {
         for i in 0..n {
             let id = (i * 7919).rem_euclid(USERS) + 1;
             if who == "gino" {
-                ctx.conn.all::<User, _>(schema::user_by_id(id)).await.expect("row");
+                ctx.conn
+                    .all::<User, _>(schema::user_by_id(id))
+                    .await
+                    .expect("row");
             } else {
                 let mut c = ctx.raw.lock().await;
-                schema::user_by_id(id).load::<User>(&mut *c).await.expect("row");
+                schema::user_by_id(id)
+                    .load::<User>(&mut *c)
+                    .await
+                    .expect("row");
             }
         }
     }

@@ -191,6 +191,7 @@ pub async fn get_user(url: &str) -> Table {
         "axum + deadpool diesel-async (Fast)",
     ];
     let mut runs: [Vec<(f64, Duration)>; 2] = Default::default();
+    // Two contenders: alternating which goes first is already every order.
     for round in 0..8 {
         for k in 0..2 {
             let i = (round + k) % 2;

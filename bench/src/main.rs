@@ -179,6 +179,9 @@ async fn main() {
     if run("web") {
         tables.push(web::get_user(&ctx.url).await);
     }
+    if only.as_deref() == Some("webdiag") {
+        web::diagnose(&ctx.url).await;
+    }
     if run("tls") {
         tables.push(tls::get_by_pk().await);
     }

@@ -87,6 +87,101 @@ async fn raw_show(
     }
 }
 
+/// The engine of a handler that runs gino without the request layer.
+static PLAIN_DB: gino::Gino = gino::Gino::secondary();
+
+async fn engine_show(Path(id): Path<i32>) -> Result<Json<User>, StatusCode> {
+    match gino::Gino::first::<User, _>(&PLAIN_DB, user_by_id(id)).await {
+        Ok(Some(user)) => Ok(Json(user)),
+        Ok(None) => Err(StatusCode::NOT_FOUND),
+        Err(_) => Err(StatusCode::INTERNAL_SERVER_ERROR),
+    }
+}
+
+/// Which part of gino-axum's cost is the request layer and which the
+/// query path: four servers, wrk runs taking turns, req/s medians.
+pub async fn diagnose(url: &str) {
+    let mut settings = gino::web::Settings::default();
+    settings.dsn = Some(url.to_owned());
+    settings.pool_max_size = 10;
+    let gino_web = gino_axum::Gino::new(&WEB_DB, settings);
+    gino_web.connect().await.expect("gino-axum connect");
+    PLAIN_DB
+        .set_bind(
+            gino::create_engine(url, gino::EngineOptions::new().max_size(10))
+                .await
+                .expect("engine"),
+        )
+        .await
+        .expect("bind");
+    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, {
+        let mut config = ManagerConfig::default();
+        config.recycling_method = RecyclingMethod::Fast;
+        config
+    });
+    let pool = DieselPool::builder(manager)
+        .max_size(10)
+        .build()
+        .expect("pool");
+    let servers = [
+        (
+            "gino-axum layer + User::get_or_404",
+            serve(
+                axum::Router::new()
+                    .route("/users/{id}", get(gino_show))
+                    .layer(gino_web.layer()),
+            )
+            .await,
+        ),
+        (
+            "gino-axum layer + raw deadpool handler",
+            serve(
+                axum::Router::new()
+                    .route("/users/{id}", get(raw_show))
+                    .with_state(pool.clone())
+                    .layer(gino_web.layer()),
+            )
+            .await,
+        ),
+        (
+            "no layer + gino db.first (pool per query)",
+            serve(axum::Router::new().route("/users/{id}", get(engine_show))).await,
+        ),
+        (
+            "raw axum + deadpool",
+            serve(
+                axum::Router::new()
+                    .route("/users/{id}", get(raw_show))
+                    .with_state(pool),
+            )
+            .await,
+        ),
+    ];
+    let script = std::env::temp_dir().join(format!("gino-bench-wrk-{}.lua", std::process::id()));
+    std::fs::write(
+        &script,
+        "math.randomseed(42)\nrequest = function()\n  \
+         return wrk.format(\"GET\", \"/users/\" .. math.random(1, 10000))\nend\n",
+    )
+    .expect("wrk script");
+    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); servers.len()];
+    for round in 0..6 {
+        for k in 0..servers.len() {
+            let i = (round + k) % servers.len();
+            rates[i].push(wrk(servers[i].1, &script).await.0);
+        }
+    }
+    let _ = std::fs::remove_file(&script);
+    for ((name, _), mut r) in servers.iter().zip(rates) {
+        r.sort_by(f64::total_cmp);
+        println!(
+            "{name:<48} {:>8.0} req/s (median of {})",
+            r[r.len() / 2],
+            r.len()
+        );
+    }
+}
+
 async fn serve(app: axum::Router) -> std::net::SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

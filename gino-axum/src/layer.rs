@@ -82,7 +82,9 @@ where
         if let Some(conn) = scope.connection() {
             extensions.insert(conn);
         }
-        let handled = inner.call(request);
+        // Boxed first, so that the scope's wrappers move a pointer instead
+        // of the handler's (often large) future.
+        let handled = Box::pin(inner.call(request));
         ResponseFuture {
             inner: Box::pin(scope.run(handled)),
         }

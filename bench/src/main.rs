@@ -75,7 +75,8 @@ async fn main() {
         .await
         .expect("engine");
     schema::seed(&engine).await;
-    let db = gino::Gino::new();
+    static DB: gino::Gino = gino::Gino::new();
+    let db: &'static gino::Gino = &DB;
     db.set_bind(engine.clone()).await.expect("bind");
     let (pg, pg_connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
         .await
@@ -157,9 +158,24 @@ async fn main() {
     if let Some(spec) = only.as_deref().and_then(|o| o.strip_prefix("count:")) {
         let (who, n) = spec.split_once(':').expect("count:<gino|diesel>:<n>");
         let n: i32 = n.parse().expect("a number of queries");
+        let extension = gino::web::Extension::new(db, gino::web::Settings::default());
         for i in 0..n {
             let id = (i * 7919).rem_euclid(USERS) + 1;
-            if who == "gino" {
+            if who == "scope" {
+                // What a web request does: a scope with a lazy connection.
+                extension
+                    .request()
+                    .run(std::future::IntoFuture::into_future(User::get(id)))
+                    .await
+                    .expect("query")
+                    .expect("row");
+            } else if who == "pool" {
+                let mut c = ctx.diesel_pool.get().await.expect("checkout");
+                schema::user_by_id(id)
+                    .get_result::<User>(&mut c)
+                    .await
+                    .expect("row");
+            } else if who == "gino" {
                 ctx.conn
                     .all::<User, _>(schema::user_by_id(id))
                     .await

@@ -138,7 +138,11 @@ impl managed::Manager for Manager {
     type Error = Error;
 
     async fn create(&self) -> Result<PgConn> {
-        self.open().await
+        // Boxed: opening is a large state machine (startup, TLS, the
+        // connection's set-up statements) that every borrow's future would
+        // otherwise carry inline and move, although most borrows find an
+        // idle connection.
+        Box::pin(self.open()).await
     }
 
     async fn recycle(&self, conn: &mut PgConn, _: &Metrics) -> RecycleResult<Error> {

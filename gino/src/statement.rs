@@ -129,7 +129,10 @@ pub(crate) async fn run_statement<R, S: Statement<R>>(
                 _ = tokio::time::sleep_until(at) => {
                     let token = token.expect("made when there is a deadline");
                     let cancelled = tokio::time::timeout(CANCEL_GRACE, async {
-                        if let Err(e) = addr.cancel(&token).await {
+                        // Boxed: connecting (TLS included) is a large state
+                        // machine that every statement's future would
+                        // otherwise carry inline, and move, for a rare path.
+                        if let Err(e) = Box::pin(addr.cancel(&token)).await {
                             tracing::warn!(target: "gino", "could not cancel a timed-out query: {e}");
                         }
                         (&mut fut).await

@@ -48,6 +48,7 @@ mod cursor;
 mod engine;
 mod error;
 mod executor;
+mod framing;
 #[cfg(feature = "json")]
 pub mod json;
 pub mod loader;

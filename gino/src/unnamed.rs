@@ -15,9 +15,11 @@
 //! the replies again. The statement's text and parameter types are
 //! remembered by name until its `Close`.
 //!
-//! Uses: nothing of gino's; `wire` runs it on the bytes of a socket.
+//! Uses: `framing` (message headers); `wire` runs it on the bytes of a socket.
 
 use std::collections::{HashMap, VecDeque};
+
+use crate::framing::{Header, HeaderReader, body_len};
 
 /// Rewrites the frontend messages of one connection and filters the
 /// backend messages answering them. Used only after the startup, so every
@@ -36,8 +38,7 @@ pub(crate) struct Rewriter {
     /// oldest first; each `ReadyForQuery` ends the oldest.
     sent: VecDeque<VecDeque<bool>>,
     /// The header of a backend message being read.
-    header: [u8; 5],
-    header_len: usize,
+    header: HeaderReader,
     /// Body bytes of the current backend message still to pass through.
     passing: usize,
 }
@@ -115,23 +116,12 @@ impl Rewriter {
                 data = &data[n..];
                 continue;
             }
-            let n = (5 - self.header_len).min(data.len());
-            self.header[self.header_len..self.header_len + n].copy_from_slice(&data[..n]);
-            self.header_len += n;
-            data = &data[n..];
-            if self.header_len < 5 {
+            let Some(header) = self.header.take(&mut data) else {
                 continue;
-            }
-            self.header_len = 0;
-            let len = u32::from_be_bytes([
-                self.header[1],
-                self.header[2],
-                self.header[3],
-                self.header[4],
-            ]) as usize;
-            if self.deliver(self.header[0]) {
-                out.extend_from_slice(&self.header);
-                self.passing = len.saturating_sub(4);
+            };
+            if self.deliver(header[0]) {
+                out.extend_from_slice(&header);
+                self.passing = body_len(&header);
             } else {
                 // A `ParseComplete` has no body.
                 self.passing = 0;
@@ -160,8 +150,8 @@ impl Rewriter {
 
 /// The length of the first complete frontend message of `data`.
 fn message_len(data: &[u8]) -> Option<usize> {
-    let header = data.get(..5)?;
-    let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize + 1;
+    let header: &Header = data.get(..5)?.try_into().ok()?;
+    let len = 5 + body_len(header);
     (data.len() >= len).then_some(len)
 }
 

@@ -14,7 +14,7 @@
 //! unnamed in the round trip that runs it ([`crate::unnamed`]).
 //!
 //! Uses: `config` (what to connect to), `tls` (the handshake), `unnamed`
-//! (the rewrite), `error`.
+//! (the rewrite), `framing` (message headers), `error`.
 
 use std::fmt;
 use std::io;
@@ -34,6 +34,7 @@ use tokio_postgres::config::Host;
 use crate::config::SslMode;
 use crate::config::{ConnectConfig, TargetSessionAttrs};
 use crate::error::{Error, Result};
+use crate::framing::{HeaderReader, body_len};
 #[cfg(feature = "tls")]
 use crate::tls::Tls;
 use crate::unnamed::Rewriter;
@@ -199,8 +200,9 @@ fn error_field(mut body: &[u8], wanted: u8) -> Option<String> {
 /// Incremental parser of the backend message framing.
 #[derive(Debug, Default)]
 struct Framing {
-    header: [u8; 5],
-    header_len: usize,
+    header: HeaderReader,
+    /// The type of the message whose body is being read, if any.
+    kind: Option<u8>,
     remaining: usize,
     body: Vec<u8>,
 }
@@ -212,43 +214,33 @@ impl Framing {
 
     fn feed(&mut self, mut data: &[u8], state: &WireState) {
         while !data.is_empty() {
-            if self.header_len < 5 {
-                let n = (5 - self.header_len).min(data.len());
-                self.header[self.header_len..self.header_len + n].copy_from_slice(&data[..n]);
-                self.header_len += n;
-                data = &data[n..];
-                if self.header_len == 5 {
-                    let len = u32::from_be_bytes([
-                        self.header[1],
-                        self.header[2],
-                        self.header[3],
-                        self.header[4],
-                    ]) as usize;
-                    self.remaining = len.saturating_sub(4);
+            let Some(kind) = self.kind else {
+                if let Some(header) = self.header.take(&mut data) {
+                    self.kind = Some(header[0]);
+                    self.remaining = body_len(&header);
                     self.body.clear();
                     if self.remaining == 0 {
                         self.finish(state);
                     }
                 }
-            } else {
-                let n = self.remaining.min(data.len());
-                if Self::interesting(self.header[0]) {
-                    self.body.extend_from_slice(&data[..n]);
-                }
-                self.remaining -= n;
-                data = &data[n..];
-                if self.remaining == 0 {
-                    self.finish(state);
-                }
+                continue;
+            };
+            let n = self.remaining.min(data.len());
+            if Self::interesting(kind) {
+                self.body.extend_from_slice(&data[..n]);
+            }
+            self.remaining -= n;
+            data = &data[n..];
+            if self.remaining == 0 {
+                self.finish(state);
             }
         }
     }
 
     fn finish(&mut self, state: &WireState) {
-        if Self::interesting(self.header[0]) {
-            state.record(self.header[0], &self.body);
+        if let Some(kind) = self.kind.take().filter(|k| Self::interesting(*k)) {
+            state.record(kind, &self.body);
         }
-        self.header_len = 0;
     }
 }
 

@@ -122,15 +122,15 @@ pub enum Error {
     /// The connection was lost before any byte of the statement reached
     /// the server: the statement did not run, so running it again (on
     /// another connection) is safe even for work that is not idempotent.
-    /// The detail is the underlying connection error.
+    /// It holds the underlying connection error (its SQLSTATE too).
     ///
-    /// A lazy connection (a web request's, say) never gets this between
+    /// A lazy connection (a web request's, say) rarely gets this between
     /// transactions: a statement whose raw connection the server has left
     /// goes to a fresh one instead.
     #[error(
         "connection lost before the statement was sent (it did not run; running it again is safe): {0}"
     )]
-    NotSent(String),
+    NotSent(#[source] Box<Error>),
 
     /// TLS could not be established: the server refused it where it is
     /// required, or its certificate failed a check; the message says which,
@@ -289,6 +289,7 @@ impl Error {
     pub fn sqlstate(&self) -> Option<&str> {
         match self {
             Error::Database(e) => Some(e.code()),
+            Error::NotSent(e) => e.sqlstate(),
             _ => None,
         }
     }

@@ -165,7 +165,7 @@ pub(crate) async fn run_statement<R, S: Statement<R>>(
     result.map_err(|e| {
         let error = Error::from_diesel(e, wire.error_code());
         if error.is_connection_lost() && wire.bytes_sent() == sent_before {
-            Error::NotSent(error.to_string())
+            Error::NotSent(Box::new(error))
         } else {
             error
         }

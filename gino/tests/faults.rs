@@ -135,15 +135,7 @@ async fn a_killed_backend_is_a_connection_lost_error_and_the_engine_recovers() {
     let conn = engine.acquire().await.unwrap();
     let pid = common::backend_pid(&conn).await;
     let observer = common::observer(&setup).await;
-    let killed: bool = observer
-        .one(diesel::select(
-            sql::<diesel::sql_types::Bool>("pg_terminate_backend(")
-                .bind::<Integer, _>(pid)
-                .sql(")"),
-        ))
-        .await
-        .unwrap();
-    assert!(killed);
+    terminate(&observer, pid).await;
     let lost = common::try_backend_pid(&conn).await.unwrap_err();
     assert!(lost.is_connection_lost(), "{lost:?}");
     assert!(lost.is_retryable(), "{lost:?}");
@@ -510,9 +502,8 @@ async fn a_thousand_random_cancellations_leave_nothing_open_and_lose_nothing() {
     assert!(lost.is_empty(), "reported committed but missing: {lost:?}");
 }
 
-/// Terminates backend `pid` from `observer` and waits until it is gone
-/// and its goodbye has reached the client.
-async fn kill_backend(observer: &gino::Engine, pid: i32) {
+/// Terminates backend `pid` from `observer`.
+async fn terminate(observer: &gino::Engine, pid: i32) {
     let killed: bool = observer
         .one(diesel::select(
             sql::<diesel::sql_types::Bool>("pg_terminate_backend(")
@@ -522,6 +513,12 @@ async fn kill_backend(observer: &gino::Engine, pid: i32) {
         .await
         .unwrap();
     assert!(killed);
+}
+
+/// [`terminate`]s backend `pid` and waits until it is gone and its goodbye
+/// has reached the client.
+async fn kill_backend(observer: &gino::Engine, pid: i32) {
+    terminate(observer, pid).await;
     loop {
         let left: i64 = observer
             .one(diesel::select(
@@ -562,6 +559,12 @@ async fn a_statement_that_never_reached_the_server_goes_to_a_fresh_connection_or
     let err = common::try_backend_pid(&conn).await.unwrap_err();
     assert!(matches!(err, Error::NotSent(_)), "{err:?}");
     assert!(err.is_connection_lost() && err.is_retryable(), "{err:?}");
+    // The connection error it stands for is kept, as its source.
+    let Error::NotSent(lost) = &err else {
+        unreachable!()
+    };
+    assert!(lost.is_connection_lost(), "{lost:?}");
+    assert!(std::error::Error::source(&err).is_some());
     drop(tx);
     drop(conn);
 

@@ -43,6 +43,18 @@ struct Ctx {
     sea: sea_orm::DatabaseConnection,
 }
 
+/// diesel-async's deadpool with `Fast` recycling (no test query per
+/// checkout), the fairest pooled reference.
+pub(crate) fn fast_pool(url: &str, size: usize) -> DieselPool<AsyncPgConnection> {
+    let mut config = ManagerConfig::default();
+    config.recycling_method = RecyclingMethod::Fast;
+    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, config);
+    DieselPool::builder(manager)
+        .max_size(size)
+        .build()
+        .expect("diesel-async pool")
+}
+
 /// A fresh id in 1..=USERS for every call, spread over the table.
 fn next_id(counter: &AtomicI32) -> i32 {
     let n = counter.fetch_add(1, Ordering::Relaxed);
@@ -82,11 +94,6 @@ async fn main() {
         .await
         .expect("tokio-postgres");
     tokio::spawn(pg_connection);
-    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(&url, {
-        let mut config = ManagerConfig::default();
-        config.recycling_method = RecyclingMethod::Fast;
-        config
-    });
     let mut sea_options = sea_orm::ConnectOptions::new(url.clone());
     sea_options.max_connections(POOL as u32).sqlx_logging(false);
     let ctx = Ctx {
@@ -102,10 +109,7 @@ async fn main() {
                 .await
                 .expect("diesel-async"),
         ),
-        diesel_pool: DieselPool::builder(manager)
-            .max_size(POOL)
-            .build()
-            .expect("diesel pool"),
+        diesel_pool: fast_pool(&url, POOL),
         pg,
         sqlx: sqlx::postgres::PgPoolOptions::new()
             .max_connections(POOL as u32)

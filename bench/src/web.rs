@@ -13,9 +13,6 @@ use axum::routing::get;
 use diesel_async::AsyncPgConnection;
 use diesel_async::RunQueryDsl;
 use diesel_async::pooled_connection::deadpool::Pool as DieselPool;
-use diesel_async::pooled_connection::{
-    AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
-};
 
 use crate::harness::{Kind, Row, Table};
 use crate::schema::{USER_BY_ID, User, user_by_id};
@@ -101,11 +98,7 @@ async fn engine_show(Path(id): Path<i32>) -> Result<Json<User>, StatusCode> {
 /// Which part of gino-axum's cost is the request layer and which the
 /// query path: four servers, wrk runs taking turns, req/s medians.
 pub async fn diagnose(url: &str) {
-    let mut settings = gino::web::Settings::default();
-    settings.dsn = Some(url.to_owned());
-    settings.pool_max_size = 10;
-    let gino_web = gino_axum::Gino::new(&WEB_DB, settings);
-    gino_web.connect().await.expect("gino-axum connect");
+    let gino_web = gino_web(url).await;
     PLAIN_DB
         .set_bind(
             gino::create_engine(url, gino::EngineOptions::new().max_size(10))
@@ -114,15 +107,7 @@ pub async fn diagnose(url: &str) {
         )
         .await
         .expect("bind");
-    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, {
-        let mut config = ManagerConfig::default();
-        config.recycling_method = RecyclingMethod::Fast;
-        config
-    });
-    let pool = DieselPool::builder(manager)
-        .max_size(10)
-        .build()
-        .expect("pool");
+    let pool = crate::fast_pool(url, 10);
     let servers = [
         (
             "gino-axum layer + User::get_or_404",
@@ -157,22 +142,10 @@ pub async fn diagnose(url: &str) {
             .await,
         ),
     ];
-    let script = std::env::temp_dir().join(format!("gino-bench-wrk-{}.lua", std::process::id()));
-    std::fs::write(
-        &script,
-        "math.randomseed(42)\nrequest = function()\n  \
-         return wrk.format(\"GET\", \"/users/\" .. math.random(1, 10000))\nend\n",
-    )
-    .expect("wrk script");
-    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); servers.len()];
-    for round in 0..6 {
-        for k in 0..servers.len() {
-            let i = (round + k) % servers.len();
-            rates[i].push(wrk(servers[i].1, &script).await.0);
-        }
-    }
-    let _ = std::fs::remove_file(&script);
-    for ((name, _), mut r) in servers.iter().zip(rates) {
+    let addrs: Vec<_> = servers.iter().map(|(_, addr)| *addr).collect();
+    let rates = wrk_turns(&addrs, 0, 6).await;
+    for ((name, _), runs) in servers.iter().zip(rates) {
+        let mut r: Vec<f64> = runs.iter().map(|(rps, _)| *rps).collect();
         r.sort_by(f64::total_cmp);
         println!(
             "{name:<48} {:>8.0} req/s (median of {})",
@@ -180,6 +153,59 @@ pub async fn diagnose(url: &str) {
             r.len()
         );
     }
+}
+
+/// gino-axum on `WEB_DB`, connected to `url`, with a pool of 10.
+async fn gino_web(url: &str) -> gino_axum::Gino {
+    let mut settings = gino::web::Settings::default();
+    settings.dsn = Some(url.to_owned());
+    settings.pool_max_size = 10;
+    let gino_web = gino_axum::Gino::new(&WEB_DB, settings);
+    gino_web.connect().await.expect("gino-axum connect");
+    gino_web
+}
+
+/// wrk's script of random `GET /users/{id}`, removed when dropped.
+struct WrkScript(std::path::PathBuf);
+
+impl WrkScript {
+    fn new() -> WrkScript {
+        let path = std::env::temp_dir().join(format!("gino-bench-wrk-{}.lua", std::process::id()));
+        std::fs::write(
+            &path,
+            "math.randomseed(42)\nrequest = function()\n  \
+             return wrk.format(\"GET\", \"/users/\" .. math.random(1, 10000))\nend\n",
+        )
+        .expect("wrk script");
+        WrkScript(path)
+    }
+}
+
+impl Drop for WrkScript {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// wrk runs against each server in turn, `rounds` times (the first
+/// `warmup` not kept); per server its (req/s, p99) runs.
+async fn wrk_turns(
+    addrs: &[std::net::SocketAddr],
+    warmup: usize,
+    rounds: usize,
+) -> Vec<Vec<(f64, Duration)>> {
+    let script = WrkScript::new();
+    let mut runs = vec![Vec::new(); addrs.len()];
+    for round in 0..warmup + rounds {
+        for k in 0..addrs.len() {
+            let i = (round + k) % addrs.len();
+            let run = wrk(addrs[i], &script.0).await;
+            if round >= warmup {
+                runs[i].push(run);
+            }
+        }
+    }
+    runs
 }
 
 async fn serve(app: axum::Router) -> std::net::SocketAddr {
@@ -248,56 +274,26 @@ pub async fn get_user(url: &str) -> Table {
             note: Some("not run: wrk is not installed".to_owned()),
         };
     }
-    let mut settings = gino::web::Settings::default();
-    settings.dsn = Some(url.to_owned());
-    settings.pool_max_size = 10;
-    let gino_web = gino_axum::Gino::new(&WEB_DB, settings);
-    gino_web.connect().await.expect("gino-axum connect");
+    let gino_web = gino_web(url).await;
     let gino_addr = serve(
         axum::Router::new()
             .route("/users/{id}", get(gino_show))
             .layer(gino_web.layer()),
     )
     .await;
-    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, {
-        let mut config = ManagerConfig::default();
-        config.recycling_method = RecyclingMethod::Fast;
-        config
-    });
-    let pool = DieselPool::builder(manager)
-        .max_size(10)
-        .build()
-        .expect("pool");
+    let pool = crate::fast_pool(url, 10);
     let raw_addr = serve(
         axum::Router::new()
             .route("/users/{id}", get(raw_show))
             .with_state(pool),
     )
     .await;
-    let script = std::env::temp_dir().join(format!("gino-bench-wrk-{}.lua", std::process::id()));
-    std::fs::write(
-        &script,
-        "math.randomseed(42)\nrequest = function()\n  \
-         return wrk.format(\"GET\", \"/users/\" .. math.random(1, 10000))\nend\n",
-    )
-    .expect("wrk script");
     let names = [
         "gino-axum (lazy connection per request)",
         "axum + deadpool diesel-async (Fast)",
     ];
-    let mut runs: [Vec<(f64, Duration)>; 2] = Default::default();
     // Two contenders: alternating which goes first is already every order.
-    for round in 0..8 {
-        for k in 0..2 {
-            let i = (round + k) % 2;
-            let addr = [gino_addr, raw_addr][i];
-            let run = wrk(addr, &script).await;
-            if round > 0 {
-                runs[i].push(run);
-            }
-        }
-    }
-    let _ = std::fs::remove_file(&script);
+    let mut runs = wrk_turns(&[gino_addr, raw_addr], 1, 7).await;
     let mut rows = Vec::new();
     let mut notes = Vec::new();
     for (i, kept) in runs.iter_mut().enumerate() {

@@ -150,11 +150,16 @@ pub fn run_with<Marker>(db: &'static Gino, demo: impl Demo<Marker>) {
             .await
             .map_err(|e| e.to_string())?;
         let result = demo.call(fixture).await;
-        if let Some(engine) = db.pop_bind() {
-            engine.close().await;
-        }
+        unbind(db).await;
         result
     });
+}
+
+/// Unbinds `db` and closes its engine.
+async fn unbind(db: &Gino) {
+    if let Some(engine) = db.pop_bind() {
+        engine.close().await;
+    }
 }
 
 fn run_inner(body: impl AsyncFnOnce(&Fixture) -> Result<(), String>) {
@@ -167,9 +172,7 @@ fn run_inner(body: impl AsyncFnOnce(&Fixture) -> Result<(), String>) {
         let database = TestDatabase::create().await;
         let fixture = Fixture::new(&database).await;
         let result = body(&fixture).await;
-        if let Some(engine) = fixture.db.pop_bind() {
-            engine.close().await;
-        }
+        unbind(fixture.db).await;
         fixture.engine.close().await;
         result
     });

@@ -5,6 +5,7 @@ mod db_enum;
 mod migrations;
 mod model;
 mod table;
+mod table_module;
 mod types;
 
 use proc_macro::TokenStream;

@@ -715,7 +715,6 @@ pub(crate) fn expand_with(
                 });
                 quote!(#rename #ident -> #sql_type,)
             });
-            diesel_dependency(name)?;
             // diesel's `table!` spells a schema-qualified table `schema.name`.
             let qualifier = match &attrs.schema {
                 Some(schema) => {
@@ -740,17 +739,13 @@ pub(crate) fn expand_with(
                         use super::*;
                     )
                 });
-            (
-                quote!(#module),
-                quote! {
-                    ::gino::reexports::diesel::table! {
-                        #parent_scope
-                        #qualifier #module (#(#key),*) {
-                            #(#columns)*
-                        }
-                    }
-                },
-            )
+            let decl = syn::parse2(quote! {
+                #parent_scope
+                #qualifier #module (#(#key),*) {
+                    #(#columns)*
+                }
+            })?;
+            (quote!(#module), crate::table_module::expand(&decl)?)
         }
     };
 
@@ -1952,28 +1947,6 @@ fn joins(
 /// Whether `references = path` names the model being derived.
 fn refers_to_itself(model: &Ident, path: &Path) -> bool {
     path.is_ident("Self") || path.segments.last().is_some_and(|s| s.ident == *model)
-}
-
-/// diesel's `table!` expands to `use ::diesel;`, so a crate whose models
-/// declare their tables needs `diesel` among its own dependencies (gino's
-/// re-export cannot stand in). Without it, one error that says so instead
-/// of dozens from inside `table!`.
-pub(crate) fn diesel_dependency(model: &Ident) -> Result<()> {
-    use proc_macro_crate::{FoundCrate, crate_name};
-    match crate_name("diesel") {
-        Ok(FoundCrate::Name(name)) if name == "diesel" => Ok(()),
-        Ok(FoundCrate::Itself) => Ok(()),
-        // No manifest to read (rustc run by hand): let the compiler speak.
-        Err(proc_macro_crate::Error::CargoManifestDirNotSet) => Ok(()),
-        _ => Err(syn::Error::new(
-            model.span(),
-            "#[derive(Model)] declares the table with diesel's `table!`, which needs `diesel` \
-             (under that name) among this crate's dependencies: add `diesel = { version = \
-             \"2.3\", default-features = false, features = [\"postgres_backend\"] }` to \
-             Cargo.toml, or name a table declared elsewhere with \
-             #[gino(diesel_table = path::to::table_module)]",
-        )),
-    }
 }
 
 /// Where the JSON reading and writing of a property's type lives: date-times

@@ -1,8 +1,8 @@
 //! `gino::table!`: a table without a model (GINO core's `db.Table`),
 //! declared once in diesel's `table!` syntax for both queries and DDL.
 //!
-//! The declaration goes to diesel's `table!` as written, minus the
-//! `#[gino(...)]` attributes; gino reads the same declaration for the
+//! The declaration, minus its `#[gino(...)]` attributes, becomes the same
+//! table module diesel's `table!` would make (`table_module`); gino reads the same declaration for the
 //! table's metadata, which it registers with the table's database so that
 //! `create_all` makes it. The metadata comes from the model derive, run on
 //! a struct made up of the columns in table-only mode: one description of
@@ -49,11 +49,11 @@ pub fn expand(input: TokenStream) -> Result<TokenStream> {
             #(#fields,)*
         }
     };
-    model::diesel_dependency(name)?;
     let registration = model::expand_with(described, &[], true)?;
-    let stripped = strip_gino_attributes(input);
+    let stripped: TableDecl = syn::parse2(strip_gino_attributes(input))?;
+    let module = crate::table_module::expand(&stripped)?;
     Ok(quote! {
-        ::gino::reexports::diesel::table! { #stripped }
+        #module
         #registration
     })
 }

@@ -5,6 +5,7 @@
 //! `DATABASE_URL` when that is set and reachable, and otherwise starts a
 //! throwaway PostgreSQL cluster from the locally installed binaries.
 
+use gino::diesel;
 use gino::prelude::*;
 
 /// The application's database.

@@ -5,8 +5,11 @@
 //! resident memory (VmHWM, Linux) after each. The cursor runs first, since
 //! the peak only grows.
 
-use diesel::dsl::sql;
-use diesel::sql_types::{Integer, Text};
+use gino::diesel::{
+    self,
+    dsl::sql,
+    sql_types::{Integer, Text},
+};
 use gino::prelude::*;
 
 const ROWS: i32 = 1_000_000;

@@ -7,8 +7,7 @@
 //! `DATABASE_URL` when that is set and reachable, and otherwise to a
 //! throwaway PostgreSQL cluster started from the local binaries.
 
-use diesel::dsl::sql;
-use diesel::sql_types::Text;
+use gino::diesel::{self, dsl::sql, sql_types::Text};
 use gino::prelude::*;
 
 #[derive(Model, Debug, Clone)]

@@ -224,8 +224,11 @@ async fn drive(name: &str) {
     let engine = gino::create_engine(database.url(), Default::default())
         .await
         .unwrap();
-    use diesel::dsl::sql;
-    use diesel::sql_types::{BigInt, Text};
+    use gino::diesel::{
+        self,
+        dsl::sql,
+        sql_types::{BigInt, Text},
+    };
     let stored: Vec<String> = engine
         .all(diesel::select(sql::<Text>(
             "nickname FROM users ORDER BY id",

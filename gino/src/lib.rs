@@ -68,6 +68,20 @@ mod unnamed;
 pub mod web;
 mod wire;
 
+/// diesel, the version gino builds on: `use gino::diesel;` lets a crate
+/// whose only database dependency is gino write diesel queries beyond the
+/// [prelude](crate::prelude) (models and tables never need it).
+///
+/// ```
+/// use gino::diesel;
+/// use gino::diesel::sql_types::Integer;
+///
+/// let query = diesel::select(diesel::dsl::sql::<Integer>("1 + 1"));
+/// let sql = diesel::debug_query::<diesel::pg::Pg, _>(&query).to_string();
+/// assert!(sql.starts_with("SELECT 1 + 1"));
+/// ```
+pub use diesel;
+
 pub use api::Gino;
 pub use bind::Bind;
 pub use config::{DatabaseUrl, EngineOptions, IsolationLevel, OnConnect, SslMode, SslRootCert};

@@ -343,8 +343,9 @@ impl<T> QueryId for Lookup<T> {
 ///
 /// A model is a plain value: nothing is tracked, and getting the same row
 /// twice gives two values. The derive declares the diesel table too (a
-/// module named after the table, `users::table`, `users::nickname`), so the
-/// crate needs `diesel` as a dependency of its own.
+/// module named after the table, `users::table`, `users::nickname`, the
+/// same module diesel's `table!` makes), through gino's re-export of
+/// diesel: a crate needs no `diesel` dependency of its own for models.
 ///
 /// ```standalone_crate
 /// use gino::prelude::*;

@@ -70,7 +70,7 @@ mod wire;
 
 /// diesel, the version gino builds on: `use gino::diesel;` lets a crate
 /// whose only database dependency is gino write diesel queries beyond the
-/// [prelude](crate::prelude) (models and tables never need it).
+/// [`prelude`] (models and tables never need it).
 ///
 /// ```
 /// use gino::diesel;
@@ -93,7 +93,9 @@ pub use executor::{CachedByText, Compiled, Executor, GinoQuery, KeepPrepared, Pr
 #[doc(hidden)]
 pub use gino_macros::__model_with_columns;
 /// A table without a model (GINO core's `db.Table`): diesel's `table!`
-/// with gino's attributes, registered with its database for `create_all`;
+/// syntax with gino's attributes, making the same module diesel's `table!`
+/// makes (with no diesel dependency needed) and registering the table with
+/// its database for `create_all`;
 /// see [`schema`](crate::schema#tables-without-models).
 pub use gino_macros::table;
 pub use gino_macros::{Columns, DbEnum, Model, embed_migrations};

@@ -6,7 +6,7 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use crate::connection::{Acquire, Connection};
 use crate::engine::{Engine, EngineSource, IntoEngine};
@@ -70,10 +70,50 @@ fn defaults() -> std::sync::MutexGuard<'static, Vec<(u64, Engine)>> {
 
 /// The engine `.gino()` falls back to: the newest bound default database's.
 pub(crate) fn default_engine() -> Result<Engine> {
+    if let Some(engine) = ScopedBind::find(|b| b.default) {
+        return Ok(engine);
+    }
     defaults()
         .last()
         .map(|(_, e)| e.clone())
         .ok_or(Error::Uninitialized)
+}
+
+tokio::task_local! {
+    static SCOPED_BIND: Arc<ScopedBind>;
+}
+
+/// A database bound to an engine for one task's scope, over the scopes
+/// around it.
+struct ScopedBind {
+    db: u64,
+    default: bool,
+    engine: Engine,
+    parent: Option<Arc<ScopedBind>>,
+}
+
+impl ScopedBind {
+    /// The engine of the innermost scope that `matches`.
+    fn find(matches: impl Fn(&ScopedBind) -> bool) -> Option<Engine> {
+        SCOPED_BIND
+            .try_with(|scope| {
+                let mut level = Some(scope);
+                while let Some(bind) = level {
+                    if matches(bind) {
+                        return Some(bind.engine.clone());
+                    }
+                    level = bind.parent.as_ref();
+                }
+                None
+            })
+            .ok()
+            .flatten()
+    }
+}
+
+/// The innermost engine the current task is scoped to, if any.
+pub(crate) fn scoped_engine() -> Option<Engine> {
+    ScopedBind::find(|_| true)
 }
 
 impl Gino {
@@ -193,18 +233,62 @@ impl Gino {
             .is_some()
     }
 
-    /// The bound engine, or [`Error::Uninitialized`].
+    /// The engine this database runs on here: inside a
+    /// [`scoped_bind`](Self::scoped_bind), the scope's engine; elsewhere
+    /// the bound engine, or [`Error::Uninitialized`].
     ///
     /// ```
     /// let db = gino::Gino::secondary();
     /// assert!(matches!(db.engine(), Err(gino::Error::Uninitialized)));
     /// ```
     pub fn engine(&self) -> Result<Engine> {
+        if let Some(engine) = ScopedBind::find(|b| b.db == self.id()) {
+            return Ok(engine);
+        }
         self.engine
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
             .ok_or(Error::Uninitialized)
+    }
+
+    /// Runs `fut` with this database bound to `engine` for the current
+    /// task only (GINO's FAQ recipe for a database per user, with a
+    /// context variable): model calls, `.gino()` queries, transactions and
+    /// the web request's connection inside it all run on `engine`, while
+    /// other tasks keep the global bind. Scopes nest (the innermost wins);
+    /// spawned tasks start outside them. [`Tenants`](crate::Tenants) opens
+    /// such a scope per tenant.
+    ///
+    /// ```
+    /// # async fn demo(url: &str) -> gino::Result<()> {
+    /// use diesel::sql_types::Text;
+    /// use gino::prelude::*;
+    ///
+    /// static DB: Gino = Gino::secondary();
+    /// let current = || DB.one::<String, _>(diesel::select(
+    ///     diesel::dsl::sql::<Text>("current_setting('application_name')"),
+    /// ));
+    /// DB.set_bind(format!("{url}?application_name=global")).await?;
+    /// let tenant = gino::create_engine(
+    ///     &format!("{url}?application_name=tenant"), Default::default()).await?;
+    ///
+    /// let inside = DB.scoped_bind(&tenant, async { current().await }).await?;
+    /// assert_eq!(inside, "tenant");
+    /// assert_eq!(current().await?, "global");
+    /// # DB.pop_bind().unwrap().close().await;
+    /// # tenant.close().await;
+    /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
+    /// ```
+    pub async fn scoped_bind<F: Future>(&self, engine: &Engine, fut: F) -> F::Output {
+        let scope = Arc::new(ScopedBind {
+            db: self.id(),
+            default: self.default,
+            engine: engine.clone(),
+            parent: SCOPED_BIND.try_with(Arc::clone).ok(),
+        });
+        SCOPED_BIND.scope(scope, fut).await
     }
 
     /// Binds `bind` for the duration of `scope(engine)`, then unbinds and

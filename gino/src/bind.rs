@@ -122,6 +122,7 @@ impl<'a> Bind<'a> {
         Ok(match self.resolve()? {
             Resolved::Connection(conn) => {
                 conn.check_usable()?;
+                check_tenant(conn.engine())?;
                 Target::Root(conn.root.clone())
             }
             Resolved::Engine(engine) => Target::of(engine),
@@ -137,6 +138,27 @@ impl<'a> Bind<'a> {
             Target::Root(root) => root.run(timeout, statement).await,
             Target::Engine(engine) => engine.run_once(timeout, statement).await,
         }
+    }
+}
+
+/// A tenant's connection may not serve another tenant's scope: carried
+/// out of its request (a spawned task, a stored handle) into one, it fails
+/// instead of reading or writing the wrong database.
+fn check_tenant(engine: &Engine) -> Result<()> {
+    let Some((registry, key)) = engine.tenant() else {
+        return Ok(());
+    };
+    let Some(scoped) = crate::api::scoped_engine() else {
+        return Ok(());
+    };
+    match scoped.tenant() {
+        Some((scope_registry, scope_key)) if scope_registry == registry && scope_key != key => {
+            Err(crate::Error::TenantMismatch {
+                connection: key.to_string(),
+                scope: scope_key.to_string(),
+            })
+        }
+        _ => Ok(()),
     }
 }
 

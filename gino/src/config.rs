@@ -1,7 +1,7 @@
 //! Database URLs and engine options (GINO's `make_url` and `create_engine`
 //! keyword arguments).
 //!
-//! Uses: `error` only.
+//! Uses: `error`, `budget` (an option holds one).
 
 use std::fmt;
 #[cfg(test)]
@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::budget::ConnectionBudget;
 use crate::error::{Error, Result};
 
 /// Transaction isolation levels of PostgreSQL.
@@ -275,6 +276,7 @@ pub struct EngineOptions {
     pub(crate) ssl_cert: Option<PathBuf>,
     pub(crate) ssl_key: Option<PathBuf>,
     pub(crate) on_connect: Option<OnConnect>,
+    pub(crate) connection_budget: Option<ConnectionBudget>,
 }
 
 /// Code run on every new connection before its first use; see
@@ -306,6 +308,7 @@ impl fmt::Debug for EngineOptions {
             .field("ssl_cert", &self.ssl_cert)
             .field("ssl_key", &self.ssl_key)
             .field("on_connect", &self.on_connect.as_ref().map(|_| "<hook>"))
+            .field("connection_budget", &self.connection_budget)
             .finish()
     }
 }
@@ -329,6 +332,7 @@ impl Default for EngineOptions {
             ssl_cert: None,
             ssl_key: None,
             on_connect: None,
+            connection_budget: None,
         }
     }
 }
@@ -479,6 +483,21 @@ impl EngineOptions {
     /// ```
     pub fn ssl_key(mut self, path: impl Into<PathBuf>) -> Self {
         self.ssl_key = Some(path.into());
+        self
+    }
+
+    /// Draws this engine's connections from `budget`, shared with other
+    /// engines: opening a connection takes a unit of it and waits, up to
+    /// the acquire timeout, when none is left (see [`ConnectionBudget`]).
+    ///
+    /// ```
+    /// use gino::{ConnectionBudget, EngineOptions};
+    /// let budget = ConnectionBudget::new(50);
+    /// let per_tenant = EngineOptions::new().max_size(10).connection_budget(budget);
+    /// # let _ = per_tenant;
+    /// ```
+    pub fn connection_budget(mut self, budget: ConnectionBudget) -> Self {
+        self.connection_budget = Some(budget);
         self
     }
 

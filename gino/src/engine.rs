@@ -8,7 +8,8 @@
 //! `connection`, `transaction`/`begin` in `transaction`, the query API
 //! (`all`, `status`, ...) in `executor` — and appear on `Engine` all the same.
 //!
-//! Uses: `config`, `wire` (the connector), `pool`, `statement`.
+//! Uses: `config`, `wire` (the connector), `pool`, `statement`, `budget`
+//! (an engine gives up idle connections to its budget).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -16,8 +17,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use deadpool::Runtime;
-use deadpool::managed::{Pool, PoolError, QueueMode, Timeouts};
+use deadpool::managed::{Metrics, Pool, PoolError, QueueMode, Timeouts};
 
+use crate::budget::Reclaim;
 use crate::config::{DatabaseUrl, EngineOptions};
 use crate::error::{Error, Result};
 use crate::pool::{Manager, OpenCount, RawConn};
@@ -49,6 +51,10 @@ pub async fn create_engine(url: &str, options: EngineOptions) -> Result<Engine> 
         echo: echo.clone(),
         statement_cache: options.statement_cache,
         on_connect: options.on_connect.clone(),
+        budget: options
+            .connection_budget
+            .clone()
+            .map(|budget| (budget, options.acquire_timeout)),
     };
     let source = if options.pooled {
         let pool = Pool::builder(manager)
@@ -73,8 +79,14 @@ pub async fn create_engine(url: &str, options: EngineOptions) -> Result<Engine> 
             echo,
             url,
             closed: AtomicBool::new(false),
+            last_borrow: AtomicU64::new(0),
+            tenant: std::sync::OnceLock::new(),
         }),
     };
+    if let Some(budget) = &engine.inner.options.connection_budget {
+        let reclaim: Arc<dyn Reclaim> = engine.inner.clone();
+        budget.attach(Arc::downgrade(&reclaim));
+    }
     engine.warm_up().await?;
     Ok(engine)
 }
@@ -92,6 +104,40 @@ struct EngineInner {
     echo: Arc<AtomicBool>,
     url: DatabaseUrl,
     closed: AtomicBool,
+    /// When the engine last lent a connection, in milliseconds of
+    /// [`clock`]; kept only for engines on a connection budget, which
+    /// takes idle connections from the least recently used first.
+    last_borrow: AtomicU64,
+    /// The tenant registry (its id) and key this engine serves, if any.
+    tenant: std::sync::OnceLock<(u64, Arc<str>)>,
+}
+
+/// Milliseconds since the first call: a cheap monotonic stamp.
+fn clock() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let start = *START.get_or_init(std::time::Instant::now);
+    u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+impl EngineInner {
+    /// Closes the pool's idle connections that `close` picks.
+    fn close_idle_where(&self, mut close: impl FnMut(Metrics) -> bool) -> usize {
+        match &self.source {
+            Source::Pool(pool) => pool.retain(|_, metrics| !close(metrics)).removed.len(),
+            Source::Direct(..) => 0,
+        }
+    }
+}
+
+impl Reclaim for EngineInner {
+    fn close_one_idle(&self) -> bool {
+        let mut once = true;
+        self.close_idle_where(|_| std::mem::take(&mut once)) > 0
+    }
+
+    fn last_used(&self) -> u64 {
+        self.last_borrow.load(Ordering::Relaxed)
+    }
 }
 
 /// A source of database connections: a pool of diesel-async connections
@@ -272,6 +318,57 @@ impl Engine {
         all_back
     }
 
+    /// Marks the engine as tenant `key`'s of the registry `registry`.
+    pub(crate) fn mark_tenant(&self, registry: u64, key: Arc<str>) {
+        let _ = self.inner.tenant.set((registry, key));
+    }
+
+    /// The registry and key of the tenant this engine serves, if any.
+    pub(crate) fn tenant(&self) -> Option<&(u64, Arc<str>)> {
+        self.inner.tenant.get()
+    }
+
+    /// Connects once, so that a wrong host, database or password fails
+    /// here rather than at the first query; the connection stays pooled.
+    pub(crate) async fn prove(&self) -> Result<()> {
+        let deadline = Deadline::none();
+        self.borrow(self.inner.options.acquire_timeout, &deadline)
+            .await
+            .map(drop)
+    }
+
+    /// Closes the pooled connections nobody has used for `idle_for`,
+    /// returning how many: a quiet pool shrinks (its next borrow opens a
+    /// connection again). Borrowed connections are left alone.
+    ///
+    /// ```
+    /// # async fn demo(engine: gino::Engine) -> gino::Result<()> {
+    /// use std::time::Duration;
+    /// drop(engine.acquire().await?); // one idle connection now
+    /// assert_eq!(engine.close_idle(Duration::ZERO), 1);
+    /// assert_eq!(engine.pool_status().size, 0);
+    /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
+    /// ```
+    pub fn close_idle(&self, idle_for: Duration) -> usize {
+        self.inner
+            .close_idle_where(|metrics| metrics.last_used() >= idle_for)
+    }
+
+    /// Whether [`close`](Self::close) (or a graceful close) has begun.
+    ///
+    /// ```
+    /// # async fn demo(engine: gino::Engine) {
+    /// assert!(!engine.is_closed());
+    /// engine.close().await;
+    /// assert!(engine.is_closed());
+    /// # }
+    /// # gino_testkit::doc::run(demo);
+    /// ```
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.load(Ordering::Acquire)
+    }
+
     /// Closing needs no waiting; `close` is async so that it can wait for
     /// borrowed connections later without an API change.
     pub(crate) fn close_now(&self) {
@@ -290,6 +387,9 @@ impl Engine {
     ) -> Result<RawConn> {
         if self.inner.closed.load(Ordering::Acquire) {
             return Err(Error::PoolClosed);
+        }
+        if self.inner.options.connection_budget.is_some() {
+            self.inner.last_borrow.store(clock(), Ordering::Relaxed);
         }
         match &self.inner.source {
             Source::Pool(pool) => {

@@ -92,6 +92,27 @@ pub enum Error {
         source: Box<Error>,
     },
 
+    /// A tenant's database does not exist (or the tenant registry's
+    /// locator refused the key): web integrations answer `404 Not Found`.
+    /// Nothing is cached, so a database created later is found.
+    #[error("unknown tenant `{0}`: no database exists for it")]
+    UnknownTenant(String),
+
+    /// A connection of one tenant was used inside another tenant's scope
+    /// (carried out of its request into a spawned task or a stored handle);
+    /// the statement was not sent.
+    #[error(
+        "a connection of tenant `{connection}` was used inside the scope of tenant `{scope}`: \
+         connections do not cross tenants; run the work in the tenant's own scope \
+         (Tenants::run) or let the scope's connection be found implicitly"
+    )]
+    TenantMismatch {
+        /// The tenant the connection belongs to.
+        connection: String,
+        /// The tenant whose scope it was used in.
+        scope: String,
+    },
+
     /// A row that was asked for does not exist: what web integrations turn
     /// into `404 Not Found` (`User::get(id).or_not_found()`).
     #[error("not found: no row matches")]

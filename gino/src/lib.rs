@@ -40,6 +40,7 @@
 
 mod api;
 mod bind;
+mod budget;
 pub mod bulk;
 mod config;
 mod connection;
@@ -59,6 +60,7 @@ pub mod prelude;
 mod root;
 pub mod schema;
 mod statement;
+pub mod tenant;
 mod text;
 #[cfg(feature = "tls")]
 mod tls;
@@ -84,6 +86,7 @@ pub use diesel;
 
 pub use api::Gino;
 pub use bind::Bind;
+pub use budget::ConnectionBudget;
 pub use config::{DatabaseUrl, EngineOptions, IsolationLevel, OnConnect, SslMode, SslRootCert};
 pub use connection::{Acquire, Connection, ConnectionStats};
 pub use cursor::{Cursor, DEFAULT_PREFETCH};
@@ -101,6 +104,7 @@ pub use gino_macros::table;
 pub use gino_macros::{Columns, DbEnum, Model, embed_migrations};
 pub use model::{Model, Run};
 pub use schema::SchemaOp;
+pub use tenant::{TenantLease, TenantStats, TenantUsage, Tenants, TenantsBuilder};
 pub use text::{Text, text};
 pub use transaction::{Begin, ManagedTransaction, Transaction, TxBody, WithTransaction};
 

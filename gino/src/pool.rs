@@ -9,17 +9,18 @@
 //! had open. Callers that can await try a `ROLLBACK` first
 //! ([`RawConn::clean_up`]), so that an orderly release keeps the connection.
 //!
-//! Uses: `wire` (opening, observing).
+//! Uses: `wire` (opening, observing), `budget` (a unit per open connection).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use deadpool::managed::{self, Metrics, Object, RecycleError, RecycleResult};
 use diesel::connection::{Instrumentation, InstrumentationEvent};
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 
+use crate::budget::ConnectionBudget;
 use crate::config::OnConnect;
 use crate::error::{Error, Result};
 use crate::wire::{Connector, Probe, ServerAddr, TxStatus, WireState};
@@ -101,11 +102,23 @@ pub(crate) struct Manager {
     pub(crate) echo: Arc<AtomicBool>,
     pub(crate) statement_cache: bool,
     pub(crate) on_connect: Option<OnConnect>,
+    /// The budget every new connection takes a unit of, and how long to
+    /// wait for one.
+    pub(crate) budget: Option<(ConnectionBudget, Option<Duration>)>,
 }
 
 impl Manager {
     pub(crate) async fn open(&self) -> Result<PgConn> {
+        let unit = match &self.budget {
+            Some((budget, wait)) => Some(budget.take(*wait).await?),
+            None => None,
+        };
         let mut conn = PgConn::open(&self.connector, &self.echo, self.statement_cache).await?;
+        if let Some(unit) = unit {
+            // Back to the budget when the socket closes, not when the pool
+            // lets go of the connection: the server counts it until then.
+            conn.wire.keep_until_closed(Box::new(unit));
+        }
         if !self.statement_cache {
             conn.conn
                 .set_prepared_statement_cache_size(diesel::connection::CacheSize::Disabled);

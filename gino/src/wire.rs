@@ -51,6 +51,9 @@ pub(crate) struct WireState {
     /// Bytes the socket has taken for the server: unchanged across a failed
     /// statement means the server never saw any of it.
     sent: AtomicU64,
+    /// Kept until the connection's socket closes (a unit of a connection
+    /// budget, which must not return while the connection is open).
+    held: Mutex<Option<Box<dyn std::any::Any + Send>>>,
 }
 
 #[derive(Debug)]
@@ -154,6 +157,15 @@ impl WireState {
     fn mark_closed(&self) {
         self.closed.store(true, Ordering::Relaxed);
         self.ready.notify_waiters();
+        drop(self.held.lock().unwrap_or_else(|p| p.into_inner()).take());
+    }
+
+    /// Keeps `held` until the socket closes (dropping it at once if it has).
+    pub(crate) fn keep_until_closed(&self, held: Box<dyn std::any::Any + Send>) {
+        *self.held.lock().unwrap_or_else(|p| p.into_inner()) = Some(held);
+        if self.is_closed() {
+            drop(self.held.lock().unwrap_or_else(|p| p.into_inner()).take());
+        }
     }
 
     fn record(&self, kind: u8, body: &[u8]) {

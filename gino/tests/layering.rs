@@ -10,6 +10,7 @@ use std::path::Path;
 /// modules of one layer do not use each other.
 const LAYERS: &[&[&str]] = &[
     &["error", "framing"],
+    &["budget"],
     &["config", "text", "json"],
     &["tls", "unnamed"],
     &["wire"],
@@ -24,6 +25,7 @@ const LAYERS: &[&[&str]] = &[
     &["api"],
     &["bind"],
     &["executor"],
+    &["tenant"],
     &["model", "migrate", "web"],
     &["loader", "bulk", "schema"],
     &["prelude"],

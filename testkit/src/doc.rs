@@ -17,7 +17,7 @@ use std::fmt::Debug;
 use std::future::Future;
 
 use gino::web::{Extension, RequestConnection, Settings};
-use gino::{Connection, Engine, Gino};
+use gino::{Connection, Engine, Gino, Tenants};
 
 use crate::TestDatabase;
 
@@ -50,6 +50,18 @@ impl Fixture {
 }
 
 impl Fixture {
+    /// A tenant registry on a database of its own whose every tenant is
+    /// the example's database, told apart by `application_name`.
+    fn tenants(&self) -> Tenants {
+        let db: &'static Gino = Box::leak(Box::new(Gino::secondary()));
+        let url = self.url;
+        Tenants::builder(db, move |tenant: String| async move {
+            let sep = if url.contains('?') { '&' } else { '?' };
+            Ok(format!("{url}{sep}application_name=tenant_{tenant}"))
+        })
+        .build()
+    }
+
     /// A web extension of a database of its own (not bound yet: the demo
     /// calls `connect`), configured for the fixture's database.
     fn extension(&self) -> Extension {
@@ -110,6 +122,7 @@ demo_taking!(Gino; &'static Gino = |f| f.db);
 demo_taking!((Engine, Gino); &'static Engine = |f| f.engine, &'static Gino = |f| f.db);
 demo_taking!((Gino, Engine); &'static Gino = |f| f.db, &'static Engine = |f| f.engine);
 demo_taking!(Extension; Extension = |f| f.extension());
+demo_taking!(Tenants; Tenants = |f| f.tenants());
 demo_taking!(RequestConnection; RequestConnection = |f| RequestConnection::own(f.engine));
 
 impl<F, O: Outcome> Demo<(Connection, O)> for F

@@ -13,6 +13,7 @@ use crate::connection::Connection;
 use crate::context::Stack;
 use crate::engine::{Engine, create_engine};
 use crate::error::{Error, Result};
+use crate::tenant::{TenantLease, Tenants};
 use crate::web::Settings;
 
 /// A web application's database: the [`Gino`] it binds at start-up, its
@@ -44,6 +45,8 @@ struct Inner {
     closed: AtomicBool,
     /// Woken when the last in-flight request ends.
     idle: tokio::sync::Notify,
+    /// The tenants requests may name.
+    tenants: Option<Tenants>,
 }
 
 impl std::fmt::Debug for Extension {
@@ -74,8 +77,41 @@ impl Extension {
                 draining: AtomicBool::new(false),
                 closed: AtomicBool::new(false),
                 idle: tokio::sync::Notify::new(),
+                tenants: None,
             }),
         }
+    }
+
+    /// The extension serving `tenants`: each request names its tenant
+    /// ([`tenant_request`](Self::tenant_request)) and runs with the
+    /// tenants' database bound to that tenant's engine. Shutting down
+    /// closes the tenants' engines too.
+    ///
+    /// ```
+    /// # async fn demo(tenants: gino::Tenants) {
+    /// use gino::web::{Extension, Settings};
+    /// let extension = Extension::new(tenants.db(), Settings::default()).with_tenants(tenants);
+    /// assert!(extension.tenants().is_some());
+    /// # }
+    /// # gino_testkit::doc::run(demo);
+    /// ```
+    pub fn with_tenants(self, tenants: Tenants) -> Self {
+        Extension {
+            inner: Arc::new(Inner {
+                db: self.inner.db,
+                settings: self.inner.settings.clone(),
+                in_flight: AtomicUsize::new(0),
+                draining: AtomicBool::new(false),
+                closed: AtomicBool::new(false),
+                idle: tokio::sync::Notify::new(),
+                tenants: Some(tenants),
+            }),
+        }
+    }
+
+    /// The tenants this extension serves, if any.
+    pub fn tenants(&self) -> Option<&Tenants> {
+        self.inner.tenants.as_ref()
     }
 
     /// The extension of `db` with the settings of the `DB_*` environment
@@ -191,19 +227,58 @@ impl Extension {
     /// # gino_testkit::doc::run(demo);
     /// ```
     pub fn request(&self) -> RequestScope {
-        self.inner.in_flight.fetch_add(1, Ordering::SeqCst);
-        let in_flight = InFlight(self.clone());
-        let conn = if self.inner.settings.use_connection_for_request {
-            self.inner
-                .db
-                .engine()
-                .ok()
-                .map(|engine| Arc::new(Connection::lazy(&engine)))
-        } else {
-            None
+        let in_flight = self.enter();
+        let engine = self.inner.db.engine().ok();
+        self.scope(engine.as_ref(), None, in_flight)
+    }
+
+    /// Begins the scope of a request for tenant `key` (see
+    /// [`with_tenants`](Self::with_tenants)): like [`request`](Self::request),
+    /// with the tenants' database bound to the tenant's engine (made on
+    /// first use) for the request, and the lazy connection on it. Fails
+    /// when the tenant's engine cannot be made
+    /// ([`Error::UnknownTenant`] answers 404).
+    ///
+    /// ```
+    /// # async fn demo(tenants: gino::Tenants) -> gino::Result<()> {
+    /// use gino::web::{Extension, Settings};
+    /// let db = tenants.db();
+    /// let extension = Extension::new(db, Settings::default()).with_tenants(tenants);
+    /// let scope = extension.tenant_request("acme").await?;
+    /// let status = scope.run(db.status(diesel::sql_query("SELECT 1"))).await?;
+    /// assert_eq!(status, "SELECT 1");
+    /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
+    /// ```
+    pub async fn tenant_request(&self, key: &str) -> Result<RequestScope> {
+        let Some(tenants) = &self.inner.tenants else {
+            return Err(Error::Configuration(
+                "this web extension serves no tenants: build it with `with_tenants`".to_owned(),
+            ));
         };
+        let in_flight = self.enter();
+        let lease = tenants.lease(key).await?;
+        let engine = lease.engine().clone();
+        Ok(self.scope(Some(&engine), Some(lease), in_flight))
+    }
+
+    fn enter(&self) -> InFlight {
+        self.inner.in_flight.fetch_add(1, Ordering::SeqCst);
+        InFlight(self.clone())
+    }
+
+    fn scope(
+        &self,
+        engine: Option<&Engine>,
+        tenant: Option<TenantLease>,
+        in_flight: InFlight,
+    ) -> RequestScope {
+        let conn = engine
+            .filter(|_| self.inner.settings.use_connection_for_request)
+            .map(|engine| Arc::new(Connection::lazy(engine)));
         RequestScope {
             conn,
+            tenant: tenant.map(|lease| (lease, self.inner.db)),
             _in_flight: in_flight,
         }
     }
@@ -286,6 +361,9 @@ impl Extension {
             }
         }
         if !self.inner.closed.swap(true, Ordering::SeqCst) {
+            if let Some(tenants) = &self.inner.tenants {
+                tenants.close();
+            }
             if let Some(engine) = self.inner.db.pop_bind() {
                 let left = deadline.saturating_duration_since(tokio::time::Instant::now());
                 engine.close_gracefully(left).await;
@@ -296,6 +374,9 @@ impl Extension {
     /// Closes without waiting: no request is in flight.
     fn close_now(&self) {
         if !self.inner.closed.swap(true, Ordering::SeqCst) {
+            if let Some(tenants) = &self.inner.tenants {
+                tenants.close();
+            }
             if let Some(engine) = self.inner.db.pop_bind() {
                 engine.close_now();
                 tracing::info!(target: "gino::web", "database pool closed");
@@ -307,13 +388,8 @@ impl Extension {
 /// Creates the engine and proves it with one round trip.
 async fn open(url: &str, settings: &Settings) -> Result<Engine> {
     let engine = create_engine(url, settings.engine_options()).await?;
-    let proof = engine
-        .scalar::<i32, _>(diesel::select(
-            diesel::dsl::sql::<diesel::sql_types::Integer>("1"),
-        ))
-        .await;
-    match proof {
-        Ok(_) => Ok(engine),
+    match engine.prove().await {
+        Ok(()) => Ok(engine),
         Err(e) => {
             engine.close().await;
             Err(e)
@@ -348,6 +424,8 @@ impl Drop for InFlight {
 #[must_use = "a request scope does nothing until run"]
 pub struct RequestScope {
     conn: Option<Arc<Connection>>,
+    /// The request's tenant, and the database bound to its engine.
+    tenant: Option<(TenantLease, &'static Gino)>,
     _in_flight: InFlight,
 }
 
@@ -399,13 +477,28 @@ impl RequestScope {
     /// # gino_testkit::doc::run(demo);
     /// ```
     pub async fn run<F: Future>(self, fut: F) -> F::Output {
+        match &self.tenant {
+            Some((lease, db)) => {
+                let (engine, db) = (lease.engine().clone(), *db);
+                db.scoped_bind(&engine, self.run_in_scope(fut)).await
+            }
+            None => self.run_in_scope(fut).await,
+        }
+    }
+
+    /// [`run`](Self::run) inside the tenant's scoped bind, if any.
+    async fn run_in_scope<F: Future>(self, fut: F) -> F::Output {
         let span = tracing::info_span!(
             target: "gino::web",
             "gino_request",
             borrows = tracing::field::Empty,
             borrow_wait_us = tracing::field::Empty,
             statements = tracing::field::Empty,
+            tenant = tracing::field::Empty,
         );
+        if let Some((lease, _)) = &self.tenant {
+            span.record("tenant", lease.key());
+        }
         let Some(conn) = self.conn.clone() else {
             return fut.instrument(span).await;
         };

@@ -1,5 +1,6 @@
 //! How a gino error answers an HTTP request, the same in every framework:
-//! 404 for a missing row (`get_or_404`, or a row gone before its update), 503 with `Retry-After` when no connection came
+//! 404 for a missing row (`get_or_404`, or a row gone before its update)
+//! or an unknown tenant, 503 with `Retry-After` when no connection came
 //! in time, and an opaque 500 for everything else, whose detail goes to the
 //! log, never to the client.
 
@@ -38,6 +39,11 @@ impl ErrorResponse {
             Error::NotFound | Error::NoSuchRow => ErrorResponse {
                 status: 404,
                 message: "not found",
+                retry_after: None,
+            },
+            Error::UnknownTenant(_) => ErrorResponse {
+                status: 404,
+                message: "unknown tenant",
                 retry_after: None,
             },
             Error::PoolTimeout(_) | Error::PoolClosed => ErrorResponse {

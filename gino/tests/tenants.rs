@@ -1,0 +1,414 @@
+//! Contextual binds and the tenant registry against a real server: scoped
+//! binds stay in their task, creation is single-flight and never caches a
+//! failure, eviction closes pools only after their last user, the global
+//! connection budget holds (sampled in `pg_stat_activity`), and a
+//! connection cannot cross tenants.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use diesel::sql_types::{BigInt, Text};
+use gino::prelude::*;
+use gino::{EngineOptions, Error, Tenants, create_engine};
+use gino_testkit::{Server, TestDatabase};
+
+/// `current_setting('application_name')`, implicitly on `db`.
+async fn app_name(db: &Gino) -> gino::Result<String> {
+    db.one(diesel::select(diesel::dsl::sql::<Text>(
+        "current_setting('application_name')",
+    )))
+    .await
+}
+
+fn with_app(url: &str, name: &str) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}application_name={name}")
+}
+
+/// Server backends whose application_name starts with `prefix`.
+async fn backends(observer: &gino::Engine, prefix: &str) -> i64 {
+    // `prefix` is the test's own identifier, never input.
+    observer
+        .one(diesel::select(diesel::dsl::sql::<BigInt>(&format!(
+            "(SELECT count(*) FROM pg_stat_activity \
+             WHERE application_name LIKE '{prefix}%' AND pid <> pg_backend_pid())"
+        ))))
+        .await
+        .unwrap()
+}
+
+/// A registry whose tenant `t` is the test database under the
+/// application_name `<prefix>_<t>`; the key `missing` names a database
+/// that does not exist.
+fn registry(db: &'static Gino, base: &str, prefix: &str) -> gino::TenantsBuilder {
+    let (base, prefix) = (base.to_owned(), prefix.to_owned());
+    Tenants::builder(db, move |tenant: String| {
+        let url = if tenant == "missing" {
+            Server::get().url_for("gino_no_such_database")
+        } else {
+            with_app(&base, &format!("{prefix}_{tenant}"))
+        };
+        async move { Ok(url) }
+    })
+}
+
+fn leak(db: Gino) -> &'static Gino {
+    Box::leak(Box::new(db))
+}
+
+#[tokio::test]
+async fn a_scoped_bind_stays_in_its_task() {
+    let test = TestDatabase::create().await;
+    let db = leak(Gino::secondary());
+    db.set_bind(with_app(test.url(), "global")).await.unwrap();
+    let a = create_engine(&with_app(test.url(), "scope_a"), EngineOptions::new())
+        .await
+        .unwrap();
+    let b = create_engine(&with_app(test.url(), "scope_b"), EngineOptions::new())
+        .await
+        .unwrap();
+
+    let seen = db
+        .scoped_bind(&a, async {
+            let outer = app_name(db).await.unwrap();
+            let inner = db.scoped_bind(&b, app_name(db)).await.unwrap();
+            let again = app_name(db).await.unwrap();
+            // A spawned task starts outside the scope.
+            let spawned = tokio::spawn(async move { app_name(db).await.unwrap() })
+                .await
+                .unwrap();
+            // A transaction in the scope runs on the scope's engine.
+            let in_tx = db.transaction(async { app_name(db).await }).await.unwrap();
+            (outer, inner, again, spawned, in_tx)
+        })
+        .await;
+    assert_eq!(
+        seen,
+        (
+            "scope_a".to_owned(),
+            "scope_b".to_owned(),
+            "scope_a".to_owned(),
+            "global".to_owned(),
+            "scope_a".to_owned()
+        )
+    );
+    assert_eq!(app_name(db).await.unwrap(), "global");
+
+    // Concurrent futures of one task, each in its own scope.
+    let (x, y) = tokio::join!(
+        db.scoped_bind(&a, app_name(db)),
+        db.scoped_bind(&b, app_name(db))
+    );
+    assert_eq!(
+        (x.unwrap(), y.unwrap()),
+        ("scope_a".into(), "scope_b".into())
+    );
+    db.pop_bind().unwrap().close().await;
+    a.close().await;
+    b.close().await;
+}
+
+#[tokio::test]
+async fn concurrent_first_requests_make_one_engine() {
+    let test = TestDatabase::create().await;
+    let observer = create_engine(test.url(), EngineOptions::new())
+        .await
+        .unwrap();
+    let db = leak(Gino::secondary());
+    let tenants = registry(db, test.url(), "flight")
+        .options(EngineOptions::new().max_size(4))
+        .build();
+    let runs = (0..100).map(|_| {
+        let tenants = tenants.clone();
+        tokio::spawn(async move {
+            tenants
+                .run("new", async {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    app_name(db).await
+                })
+                .await
+        })
+    });
+    for run in futures_util::future::join_all(runs).await {
+        assert_eq!(run.unwrap().unwrap().unwrap(), "flight_new");
+    }
+    let stats = tenants.stats();
+    assert_eq!((stats.created, stats.live, stats.failed), (1, 1, 0));
+    let open = backends(&observer, "flight_").await;
+    assert!((1..=4).contains(&open), "{open} backends for one pool of 4");
+    tenants.close();
+    observer.close().await;
+}
+
+#[tokio::test]
+async fn a_failed_creation_is_not_remembered() {
+    let test = TestDatabase::create().await;
+    let db = leak(Gino::secondary());
+    let missing_name = format!("{}_late", test.name());
+    let missing_url = Server::get().url_for(&missing_name);
+    let tenants = Tenants::builder(db, move |_tenant: String| {
+        let url = missing_url.clone();
+        async move { Ok(url) }
+    })
+    .build();
+
+    let err = tenants.lease("late").await.unwrap_err();
+    assert!(
+        matches!(&err, Error::UnknownTenant(key) if key == "late"),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("unknown tenant `late`"), "{err}");
+    let stats = tenants.stats();
+    assert_eq!((stats.created, stats.failed, stats.live), (0, 1, 0));
+
+    // The database appears; the next request finds it.
+    let admin = create_engine(Server::get().admin_url(), EngineOptions::new())
+        .await
+        .unwrap();
+    admin
+        .status(diesel::sql_query(format!(
+            "CREATE DATABASE \"{missing_name}\""
+        )))
+        .await
+        .unwrap();
+    let lease = tenants.lease("late").await.unwrap();
+    assert_eq!(tenants.stats().created, 1);
+    drop(lease);
+    tenants.close();
+    // Its pool closes with the registry; then the database can go.
+    admin
+        .status(diesel::sql_query(format!(
+            "DROP DATABASE \"{missing_name}\" WITH (FORCE)"
+        )))
+        .await
+        .unwrap();
+    admin.close().await;
+}
+
+#[tokio::test]
+async fn eviction_closes_pools_after_their_last_request() {
+    let test = TestDatabase::create().await;
+    let observer = create_engine(test.url(), EngineOptions::new())
+        .await
+        .unwrap();
+    let db = leak(Gino::secondary());
+    let tenants = registry(db, test.url(), "evict").cap(3).build();
+
+    // Tenant t0 has a request in flight while the others push it out.
+    let started = Arc::new(tokio::sync::Notify::new());
+    let slow = {
+        let (tenants, started) = (tenants.clone(), started.clone());
+        tokio::spawn(async move {
+            tenants
+                .run("t0", async {
+                    let sleep = db.status(diesel::sql_query("SELECT pg_sleep(0.1)"));
+                    let name = app_name(db).await?;
+                    started.notify_one();
+                    sleep.await?;
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    // Still on its own engine after the eviction.
+                    Ok::<_, Error>((name, app_name(db).await?))
+                })
+                .await
+        })
+    };
+    started.notified().await;
+    for round in 0..3 {
+        for t in 1..8 {
+            let key = format!("t{t}");
+            let name = tenants.run(&key, app_name(db)).await.unwrap().unwrap();
+            assert_eq!(name, format!("evict_{key}"), "round {round}");
+        }
+    }
+    let stats = tenants.stats();
+    assert_eq!(stats.live, 3);
+    assert!(stats.evicted >= 5, "{stats:?}");
+    assert_eq!(stats.created, stats.evicted + 3, "{stats:?}");
+    let (before, after) = slow.await.unwrap().unwrap().unwrap();
+    assert_eq!((before.as_str(), after.as_str()), ("evict_t0", "evict_t0"));
+
+    // Only the live tenants keep connections.
+    let live: Vec<String> = stats.tenants.iter().map(|t| t.key.clone()).collect();
+    wait_for(|| async {
+        let mut open = 0;
+        for t in 0..8 {
+            let key = format!("t{t}");
+            let n = backends(&observer, &format!("evict_{key}")).await;
+            if !live.contains(&key) && n > 0 {
+                return false;
+            }
+            open += n;
+        }
+        open > 0
+    })
+    .await;
+    tenants.close();
+    wait_for(|| async { backends(&observer, "evict_").await == 0 }).await;
+    observer.close().await;
+}
+
+/// Polls `done` for up to five seconds: a closed pool's backends leave
+/// the server a moment after their sockets close.
+async fn wait_for<F, Fut>(done: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..100 {
+        if done().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("condition not reached in 5 s");
+}
+
+#[tokio::test]
+async fn the_connection_budget_holds_under_load() {
+    let test = TestDatabase::create().await;
+    let observer = create_engine(test.url(), EngineOptions::new())
+        .await
+        .unwrap();
+    let db = leak(Gino::secondary());
+    let tenants = registry(db, test.url(), "budget")
+        .options(
+            EngineOptions::new()
+                .max_size(3)
+                .acquire_timeout(Duration::from_secs(20)),
+        )
+        .connections(4)
+        .build();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let most = Arc::new(AtomicUsize::new(0));
+    let sampler = {
+        let (stop, most, observer) = (stop.clone(), most.clone(), observer.clone());
+        tokio::spawn(async move {
+            while !stop.load(Ordering::SeqCst) {
+                let open = backends(&observer, "budget_").await as usize;
+                most.fetch_max(open, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        })
+    };
+    let clients = (0..16).map(|client| {
+        let tenants = tenants.clone();
+        tokio::spawn(async move {
+            for i in 0..12 {
+                let key = format!("t{}", (client + i) % 8);
+                let name = tenants
+                    .run(&key, async {
+                        db.status(diesel::sql_query("SELECT pg_sleep(0.002)"))
+                            .await?;
+                        app_name(db).await
+                    })
+                    .await
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(name, format!("budget_{key}"));
+            }
+        })
+    });
+    for client in futures_util::future::join_all(clients).await {
+        client.unwrap();
+    }
+    stop.store(true, Ordering::SeqCst);
+    sampler.await.unwrap();
+    let stats = tenants.stats();
+    assert!(
+        most.load(Ordering::SeqCst) <= 4,
+        "{} backends open at once with a budget of 4",
+        most.load(Ordering::SeqCst)
+    );
+    assert!(most.load(Ordering::SeqCst) >= 2, "the sampler saw the load");
+    assert!(stats.open_connections.unwrap() <= 4, "{stats:?}");
+    assert_eq!(stats.live, 8);
+    tenants.close();
+    observer.close().await;
+}
+
+#[tokio::test]
+async fn the_budget_times_out_like_a_pool() {
+    let test = TestDatabase::create().await;
+    let db = leak(Gino::secondary());
+    let tenants = registry(db, test.url(), "tight")
+        .options(EngineOptions::new().acquire_timeout(Duration::from_millis(200)))
+        .connections(1)
+        .build();
+    // Tenant a holds the only connection (borrowed, not idle).
+    let a = tenants.lease("a").await.unwrap();
+    let held = a.engine().acquire().await.unwrap();
+    held.status(diesel::sql_query("SELECT 1")).await.unwrap();
+    let err = tenants.lease("b").await.unwrap_err();
+    assert!(matches!(err, Error::PoolTimeout(_)), "{err:?}");
+    // Released and idle, it makes room for b.
+    held.release().await.unwrap();
+    let b = tenants.lease("b").await.unwrap();
+    b.engine()
+        .status(diesel::sql_query("SELECT 1"))
+        .await
+        .unwrap();
+    assert_eq!(tenants.stats().open_connections, Some(1));
+    drop((a, b));
+    tenants.close();
+}
+
+#[tokio::test]
+async fn a_connection_cannot_cross_tenants() {
+    let test = TestDatabase::create().await;
+    let db = leak(Gino::secondary());
+    let tenants = registry(db, test.url(), "cross").build();
+    let carried = tenants
+        .run("a", async { db.acquire().await })
+        .await
+        .unwrap()
+        .unwrap();
+    let err = tenants
+        .run("b", async {
+            diesel::select(diesel::dsl::sql::<Text>("'x'"))
+                .gino()
+                .bind(&carried)
+                .one::<String>()
+                .await
+        })
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::TenantMismatch { connection, scope } if connection == "a" && scope == "b"),
+        "{err:?}"
+    );
+    // In its own tenant's scope, and outside any, it still works.
+    let own = tenants
+        .run("a", async {
+            diesel::select(diesel::dsl::sql::<Text>("'x'"))
+                .gino()
+                .bind(&carried)
+                .one::<String>()
+                .await
+        })
+        .await
+        .unwrap();
+    assert_eq!(own.unwrap(), "x");
+    carried.release().await.unwrap();
+    tenants.close();
+}
+
+#[tokio::test]
+async fn quiet_pools_shrink() {
+    let test = TestDatabase::create().await;
+    let db = leak(Gino::secondary());
+    let tenants = registry(db, test.url(), "quiet")
+        .idle_after(Duration::from_millis(100))
+        .build();
+    tenants.run("a", app_name(db)).await.unwrap().unwrap();
+    assert_eq!(tenants.stats().tenants[0].pool.size, 1);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    // Any use of the registry sweeps.
+    tenants.run("b", app_name(db)).await.unwrap().unwrap();
+    let stats = tenants.stats();
+    let a = stats.tenants.iter().find(|t| t.key == "a").unwrap();
+    assert_eq!(a.pool.size, 0, "{stats:?}");
+    tenants.close();
+}

@@ -69,12 +69,15 @@
 mod error;
 mod extract;
 mod middleware;
+mod tenant;
 
 pub use error::Error;
 pub use extract::{Conn, ConnRejection};
 pub use gino;
+pub use gino::web::TenantKey;
 pub use gino::web::{Extension, Settings};
 pub use middleware::{GinoMiddleware, GinoMiddlewareService};
+pub use tenant::{TenantMiddleware, TenantMiddlewareService};
 
 /// The application's database for actix-web: a [`gino::Gino`] with its
 /// [`Settings`]. Cloning is cheap; share it with the workers' `App`s.
@@ -136,6 +139,66 @@ impl Gino {
     /// ```
     pub fn middleware(&self) -> GinoMiddleware {
         GinoMiddleware::new(self.extension.clone())
+    }
+}
+
+impl Gino {
+    /// Serves `tenants`: requests run through
+    /// [`tenant_middleware`](Self::tenant_middleware) name their tenant, and
+    /// closing the extension closes the tenants' engines.
+    ///
+    /// ```
+    /// # async fn demo(tenants: gino::Tenants) {
+    /// let db = gino_actix::Gino::new(tenants.db(), Default::default()).with_tenants(tenants);
+    /// assert!(db.tenants().is_some());
+    /// # }
+    /// # gino_testkit::doc::run(demo);
+    /// ```
+    pub fn with_tenants(self, tenants: gino::Tenants) -> Self {
+        Gino {
+            extension: self.extension.with_tenants(tenants),
+        }
+    }
+
+    /// Middleware (for `App::wrap`) that runs each request for the tenant
+    /// `pick` takes from it (a header, the host, a path segment), or fails
+    /// it with `pick`'s error (`actix_web::error::ErrorBadRequest(..)`):
+    /// the tenants' database is bound to the tenant's engine for the
+    /// request, with a lazy connection on it, as
+    /// [`middleware`](Self::middleware) does for one database. A tenant
+    /// whose engine cannot be made fails through [`Error`]
+    /// ([`gino::Error::UnknownTenant`]: 404). Handlers find the tenant as
+    /// the [`TenantKey`] extension (`web::ReqData<TenantKey>`).
+    ///
+    /// ```
+    /// # async fn demo(tenants: gino::Tenants) {
+    /// use actix_web::dev::ServiceRequest;
+    /// use actix_web::{App, web};
+    /// use gino_actix::TenantKey;
+    ///
+    /// let db = gino_actix::Gino::new(tenants.db(), Default::default()).with_tenants(tenants);
+    /// let app = App::new()
+    ///     .route("/whoami", web::get().to(|t: web::ReqData<TenantKey>| async move {
+    ///         t.into_inner().0
+    ///     }))
+    ///     .wrap(db.tenant_middleware(|request: &ServiceRequest| {
+    ///         request
+    ///             .headers()
+    ///             .get("x-tenant")
+    ///             .and_then(|v| v.to_str().ok())
+    ///             .map(str::to_owned)
+    ///             .ok_or_else(|| actix_web::error::ErrorBadRequest("X-Tenant is required"))
+    ///     }));
+    /// # let _ = app;
+    /// # }
+    /// # gino_testkit::doc::run(demo);
+    /// ```
+    pub fn tenant_middleware<F, R>(&self, pick: F) -> TenantMiddleware<F>
+    where
+        F: Fn(&actix_web::dev::ServiceRequest) -> Result<String, R> + 'static,
+        R: Into<actix_web::Error>,
+    {
+        TenantMiddleware::new(self.extension.clone(), pick)
     }
 }
 

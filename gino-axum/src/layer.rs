@@ -85,9 +85,7 @@ where
         // Boxed first, so that the scope's wrappers move a pointer instead
         // of the handler's (often large) future.
         let handled = Box::pin(inner.call(request));
-        ResponseFuture {
-            inner: Box::pin(scope.run(handled)),
-        }
+        ResponseFuture::new(Box::pin(scope.run(handled)))
     }
 }
 
@@ -95,6 +93,12 @@ where
 /// the request scope.
 pub struct ResponseFuture<T> {
     inner: Pin<Box<dyn Future<Output = T> + Send>>,
+}
+
+impl<T> ResponseFuture<T> {
+    pub(crate) fn new(inner: Pin<Box<dyn Future<Output = T> + Send>>) -> Self {
+        ResponseFuture { inner }
+    }
 }
 
 impl<T> Future for ResponseFuture<T> {

@@ -59,12 +59,15 @@
 mod error;
 mod extract;
 mod layer;
+mod tenant;
 
 pub use error::Error;
 pub use extract::{Conn, ConnRejection};
 pub use gino;
+pub use gino::web::TenantKey;
 pub use gino::web::{Extension, Settings};
 pub use layer::{GinoLayer, GinoService, ResponseFuture};
+pub use tenant::{TenantLayer, TenantService};
 
 /// The application's database for axum: a [`gino::Gino`] with its
 /// [`Settings`]. Cloning is cheap. Start-up, shutdown and the rest of the
@@ -125,6 +128,63 @@ impl Gino {
     /// ```
     pub fn layer(&self) -> GinoLayer {
         GinoLayer::new(self.extension.clone())
+    }
+}
+
+impl Gino {
+    /// Serves `tenants`: requests run through [`tenant_layer`](Self::tenant_layer)
+    /// name their tenant, and shutting down closes the tenants' engines.
+    ///
+    /// ```
+    /// # async fn demo(tenants: gino::Tenants) {
+    /// let db = gino_axum::Gino::new(tenants.db(), Default::default()).with_tenants(tenants);
+    /// assert!(db.tenants().is_some());
+    /// # }
+    /// # gino_testkit::doc::run(demo);
+    /// ```
+    pub fn with_tenants(self, tenants: gino::Tenants) -> Self {
+        Gino {
+            extension: self.extension.with_tenants(tenants),
+        }
+    }
+
+    /// A tower layer that runs each request for the tenant `pick` takes
+    /// from it (a header, the host, a path segment, a claim an earlier
+    /// layer put in the extensions), or answers with `pick`'s rejection:
+    /// the tenants' database is bound to the tenant's engine for the
+    /// request, with a lazy connection on it, as [`layer`](Self::layer)
+    /// does for one database. A tenant whose engine cannot be made answers
+    /// through [`Error`] ([`gino::Error::UnknownTenant`]: 404). Handlers
+    /// find the tenant as the [`TenantKey`] extension.
+    ///
+    /// ```
+    /// # async fn demo(tenants: gino::Tenants) {
+    /// use axum::routing::get;
+    /// use axum::{Extension, Router};
+    /// use http::StatusCode;
+    /// use gino_axum::TenantKey;
+    ///
+    /// let db = gino_axum::Gino::new(tenants.db(), Default::default()).with_tenants(tenants);
+    /// let app: Router = Router::new()
+    ///     .route("/whoami", get(|Extension(TenantKey(t)): Extension<TenantKey>| async move { t }))
+    ///     .layer(db.tenant_layer(|request: &http::request::Parts| {
+    ///         request
+    ///             .headers
+    ///             .get("x-tenant")
+    ///             .and_then(|v| v.to_str().ok())
+    ///             .map(str::to_owned)
+    ///             .ok_or((StatusCode::BAD_REQUEST, "X-Tenant is required"))
+    ///     }));
+    /// # let _ = app;
+    /// # }
+    /// # gino_testkit::doc::run(demo);
+    /// ```
+    pub fn tenant_layer<F, R>(&self, pick: F) -> TenantLayer<F>
+    where
+        F: Fn(&http::request::Parts) -> Result<String, R> + Send + Sync + 'static,
+        R: axum::response::IntoResponse,
+    {
+        TenantLayer::new(self.extension.clone(), pick)
     }
 }
 

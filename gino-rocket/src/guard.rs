@@ -6,7 +6,7 @@ use gino::web::{ErrorResponse, Extension, RequestConnection};
 use rocket::request::{FromRequest, Outcome};
 use rocket::{Ignite, Request, Rocket, Sentinel};
 
-use crate::scope::ScopedConnection;
+use crate::scope::{ScopedConnection, ScopedTenant};
 
 /// The request's connection, shared with every implicit query of a
 /// [`scoped`](crate::scoped) route; all of [`gino::Connection`]'s methods
@@ -84,5 +84,40 @@ impl Sentinel for Conn {
             return true;
         }
         false
+    }
+}
+
+/// The request's tenant in a [`tenant_scoped`](crate::tenant_scoped)
+/// route, as a request guard; forwards with `500` elsewhere (a route that
+/// needs a tenant but is not mounted for tenants).
+///
+/// ```
+/// #[rocket::get("/whoami")]
+/// async fn whoami(tenant: gino_rocket::Tenant) -> String {
+///     tenant.0
+/// }
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tenant(pub String);
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for Tenant {
+    type Error = &'static str;
+
+    async fn from_request(request: &'r Request<'_>) -> Outcome<Self, &'static str> {
+        match &request.local_cache(|| ScopedTenant(None)).0 {
+            Some(key) => Outcome::Success(Tenant(key.clone())),
+            None => {
+                tracing::error!(
+                    target: "gino::web",
+                    "a route takes gino_rocket::Tenant but is not mounted with \
+                     gino_rocket::tenant_scoped"
+                );
+                Outcome::Error((
+                    rocket::http::Status::InternalServerError,
+                    "not a tenant route",
+                ))
+            }
+        }
     }
 }

@@ -60,8 +60,8 @@ mod scope;
 pub use error::Error;
 pub use gino;
 pub use gino::web::{Extension, Settings};
-pub use guard::Conn;
-pub use scope::scoped;
+pub use guard::{Conn, Tenant};
+pub use scope::{scoped, tenant_scoped};
 
 use rocket::fairing::{self, Fairing, Info, Kind};
 use rocket::figment::Figment;
@@ -80,6 +80,7 @@ use rocket::{Build, Orbit, Rocket};
 pub struct Gino {
     db: &'static gino::Gino,
     name: String,
+    tenants: Option<gino::Tenants>,
 }
 
 impl Gino {
@@ -95,6 +96,7 @@ impl Gino {
         Gino {
             db,
             name: "gino".to_owned(),
+            tenants: None,
         }
     }
 
@@ -111,6 +113,22 @@ impl Gino {
     }
 
     /// The settings: the figment's table, then the `DB_*` variables.
+    /// Serves `tenants` too: routes mounted with
+    /// [`tenant_scoped`](crate::tenant_scoped) run for their request's
+    /// tenant, and shutdown closes the tenants' engines.
+    ///
+    /// ```
+    /// # async fn demo(tenants: gino::Tenants) {
+    /// let fairing = gino_rocket::Gino::fairing(tenants.db()).tenants(tenants);
+    /// # let _ = fairing;
+    /// # }
+    /// # gino_testkit::doc::run(demo);
+    /// ```
+    pub fn tenants(mut self, tenants: gino::Tenants) -> Gino {
+        self.tenants = Some(tenants);
+        self
+    }
+
     fn settings(&self, figment: &Figment) -> Result<Settings, String> {
         let settings: Settings = Figment::new()
             .merge(figment.focus(&format!("databases.{}", self.name)))
@@ -145,7 +163,10 @@ impl Fairing for Gino {
                 return Err(rocket);
             }
         };
-        let extension = Extension::new(self.db, settings);
+        let mut extension = Extension::new(self.db, settings);
+        if let Some(tenants) = &self.tenants {
+            extension = extension.with_tenants(tenants.clone());
+        }
         if let Err(e) = extension.connect().await {
             tracing::error!(
                 target: "gino::web",

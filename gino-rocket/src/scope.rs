@@ -1,13 +1,17 @@
-//! [`scoped`]: the rocket-shaped way to run handlers in gino's request
-//! scope. Fairings cannot wrap a handler's future, so the routes' handlers
-//! are wrapped where they are mounted.
+//! [`scoped`] and [`tenant_scoped`]: the rocket-shaped way to run handlers
+//! in gino's request scope (of one database, or of the request's tenant).
+//! Fairings cannot wrap a handler's future, so the routes' handlers are
+//! wrapped where they are mounted.
 
 use std::collections::HashSet;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use gino::web::{Extension, RequestConnection};
+use rocket::http::Status;
 use rocket::route::{Handler, Outcome, Route};
 use rocket::{Data, Request};
+
+use crate::Error;
 
 /// Wraps the handlers of `routes` so that each request runs in gino's
 /// request scope: the request's queries share one lazy connection, given
@@ -30,6 +34,50 @@ use rocket::{Data, Request};
 ///
 /// The fairing warns at launch about mounted routes that are not scoped.
 pub fn scoped(routes: Vec<Route>) -> Vec<Route> {
+    wrap(routes, None)
+}
+
+/// Wraps the handlers of `routes` so that each request runs for the tenant
+/// `pick` takes from it (a header, the host, a path segment), or fails with
+/// `pick`'s status (rocket's catchers answer): the tenants' database is
+/// bound to the tenant's engine for the request, with a lazy connection on
+/// it, as [`scoped`] does for one database. Attach the fairing with
+/// [`Gino::tenants`](crate::Gino::tenants). A tenant whose engine cannot be
+/// made is answered through [`Error`] (`UnknownTenant`: 404); handlers find
+/// the tenant with the [`Tenant`](crate::Tenant) guard.
+///
+/// ```no_run
+/// use rocket::http::Status;
+///
+/// #[rocket::get("/whoami")]
+/// async fn whoami(tenant: gino_rocket::Tenant) -> String { tenant.0 }
+///
+/// static DB: gino::Gino = gino::Gino::new();
+///
+/// #[rocket::launch]
+/// fn rocket() -> _ {
+///     let tenants = gino::Tenants::builder(&DB, |t: String| async move {
+///         Ok(format!("postgres://localhost/app_{t}"))
+///     })
+///     .build();
+///     rocket::build()
+///         .attach(gino_rocket::Gino::fairing(&DB).tenants(tenants))
+///         .mount("/", gino_rocket::tenant_scoped(rocket::routes![whoami], |request| {
+///             request.headers().get_one("x-tenant").map(str::to_owned).ok_or(Status::BadRequest)
+///         }))
+/// }
+/// ```
+pub fn tenant_scoped<F>(routes: Vec<Route>, pick: F) -> Vec<Route>
+where
+    F: Fn(&Request<'_>) -> Result<String, Status> + Send + Sync + 'static,
+{
+    wrap(routes, Some(Arc::new(pick)))
+}
+
+/// How a route's requests find their tenant.
+type Pick = Arc<dyn Fn(&Request<'_>) -> Result<String, Status> + Send + Sync>;
+
+fn wrap(routes: Vec<Route>, tenant: Option<Pick>) -> Vec<Route> {
     routes
         .into_iter()
         .map(|mut route| {
@@ -37,13 +85,15 @@ pub fn scoped(routes: Vec<Route>) -> Vec<Route> {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .insert(key(&route));
-            route.handler = Box::new(Scoped(route.handler));
+            route.handler = Box::new(Scoped {
+                handler: route.handler,
+                tenant: tenant.clone(),
+            });
             route
         })
         .collect()
 }
 
-/// Whether `route` was wrapped by [`scoped`] (before it was mounted).
 pub(crate) fn is_scoped(route: &Route) -> bool {
     registry()
         .lock()
@@ -73,8 +123,14 @@ fn registry() -> &'static Mutex<HashSet<Key>> {
 pub(crate) struct ScopedConnection(pub(crate) Option<RequestConnection>);
 
 /// A handler run in the request scope.
+/// The request's tenant, for the [`Tenant`](crate::Tenant) guard.
+pub(crate) struct ScopedTenant(pub(crate) Option<String>);
+
 #[derive(Clone)]
-struct Scoped(Box<dyn Handler>);
+struct Scoped {
+    handler: Box<dyn Handler>,
+    tenant: Option<Pick>,
+}
 
 #[rocket::async_trait]
 impl Handler for Scoped {
@@ -85,10 +141,23 @@ impl Handler for Scoped {
                 "a gino_rocket::scoped route ran without gino's fairing: attach \
                  gino_rocket::Gino::fairing(&DB); the request runs without its scope"
             );
-            return self.0.handle(request, data).await;
+            return self.handler.handle(request, data).await;
         };
-        let scope = extension.request();
+        let scope = match &self.tenant {
+            None => extension.request(),
+            Some(pick) => {
+                let key = match pick(request) {
+                    Ok(key) => key,
+                    Err(status) => return Outcome::Error(status),
+                };
+                match extension.tenant_request(&key).await {
+                    Ok(scope) => scope,
+                    Err(e) => return Outcome::from(request, Error(e)),
+                }
+            }
+        };
         request.local_cache(|| ScopedConnection(scope.connection()));
-        scope.run(self.0.handle(request, data)).await
+        request.local_cache(|| ScopedTenant(scope.tenant().map(|t| t.0)));
+        scope.run(self.handler.handle(request, data)).await
     }
 }

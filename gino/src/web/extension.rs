@@ -437,7 +437,29 @@ impl std::fmt::Debug for RequestScope {
     }
 }
 
+/// The tenant a request runs for: the tenant middleware of each web crate
+/// puts it in the request's extensions, for handlers to read.
+///
+/// ```
+/// # async fn demo(tenants: gino::Tenants) -> gino::Result<()> {
+/// use gino::web::{Extension, Settings, TenantKey};
+/// let extension = Extension::new(tenants.db(), Settings::default()).with_tenants(tenants);
+/// let scope = extension.tenant_request("acme").await?;
+/// assert_eq!(scope.tenant(), Some(TenantKey("acme".to_owned())));
+/// # Ok(()) }
+/// # gino_testkit::doc::run(demo);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TenantKey(pub String);
+
 impl RequestScope {
+    /// The tenant of a [`tenant_request`](Extension::tenant_request).
+    pub fn tenant(&self) -> Option<TenantKey> {
+        self.tenant
+            .as_ref()
+            .map(|(lease, _)| TenantKey(lease.key().to_owned()))
+    }
+
     /// The request's connection, for handlers that use it explicitly (to
     /// release it early, say); `None` when `use_connection_for_request` is
     /// off or nothing is bound.

@@ -32,12 +32,12 @@
 //! Requires the `web` feature.
 
 // Layer: above `executor`; uses `api`, `engine`, `connection` and
-// `context` (the request's contextual connection).
+// `context` (the request's contextual connection), `tenant` (tenant requests).
 
 mod extension;
 mod response;
 mod settings;
 
-pub use extension::{Extension, RequestConnection, RequestScope};
+pub use extension::{Extension, RequestConnection, RequestScope, TenantKey};
 pub use response::ErrorResponse;
 pub use settings::Settings;

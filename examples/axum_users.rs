@@ -8,37 +8,8 @@
 //! Without `DB_*` variables it uses a database of the test server
 //! (`DATABASE_URL`, or a throwaway cluster); `PORT` picks the port.
 
-use axum::extract::{Path, Query};
-use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
-use gino::prelude::*;
-use gino_axum::Error;
-use gino_examples::users::{self, DB, NicknameBody, Page, User};
-
-async fn list(Query(page): Query<Page>) -> Result<Json<Vec<User>>, Error> {
-    Ok(Json(page.load().await?))
-}
-
-async fn show(Path(id): Path<i32>) -> Result<Json<User>, Error> {
-    Ok(Json(User::get_or_404(id).await?))
-}
-
-async fn create(Json(body): Json<NicknameBody>) -> Result<(StatusCode, Json<User>), Error> {
-    let user = User::create().nickname(body.nickname).await?;
-    Ok((StatusCode::CREATED, Json(user)))
-}
-
-async fn update(Path(id): Path<i32>, Json(body): Json<NicknameBody>) -> Result<Json<User>, Error> {
-    let mut user = User::get_or_404(id).await?;
-    user.update().nickname(body.nickname).apply().await?;
-    Ok(Json(user))
-}
-
-async fn delete(Path(id): Path<i32>) -> Result<StatusCode, Error> {
-    User::get_or_404(id).await?.delete().await?;
-    Ok(StatusCode::NO_CONTENT)
-}
+use gino_examples::axum_api::users_router;
+use gino_examples::users::{self, DB};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -48,10 +19,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     db.connect().await?;
     DB.create_all().await?;
 
-    let app = Router::new()
-        .route("/users", get(list).post(create))
-        .route("/users/{id}", get(show).patch(update).delete(delete))
-        .layer(db.layer());
+    let app = users_router().layer(db.layer());
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", users::port())).await?;
     println!("listening on http://{}", listener.local_addr()?);
     axum::serve(listener, app)

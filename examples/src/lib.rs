@@ -5,6 +5,7 @@
 //! The web examples (`axum_users`, ...) serve one users JSON API, so that
 //! one client can drive any of them; what they share lives in [`users`].
 
+pub mod axum_api;
 pub mod users;
 
 /// README.md's Rust blocks, compiled as doctests so README cannot drift

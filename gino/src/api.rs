@@ -4,7 +4,7 @@
 //!
 //! Uses: `engine`, `connection`, `transaction`.
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -281,14 +281,18 @@ impl Gino {
     /// # Ok(()) }
     /// # gino_testkit::doc::run(demo);
     /// ```
-    pub async fn scoped_bind<F: Future>(&self, engine: &Engine, fut: F) -> F::Output {
+    pub async fn scoped_bind<F: IntoFuture>(&self, engine: &Engine, fut: F) -> F::Output {
         let scope = Arc::new(ScopedBind {
             db: self.id(),
             default: self.default,
             engine: engine.clone(),
             parent: SCOPED_BIND.try_with(Arc::clone).ok(),
         });
-        SCOPED_BIND.scope(scope, fut).await
+        // Converted inside the scope: a builder (`DB.create_all()`) may
+        // look up its engine as it becomes a future.
+        SCOPED_BIND
+            .scope(scope, async move { fut.into_future().await })
+            .await
     }
 
     /// Binds `bind` for the duration of `scope(engine)`, then unbinds and

@@ -17,7 +17,7 @@
 //! Uses: `api` (scoped binds), `engine`, `budget`, `config`.
 
 use std::collections::HashMap;
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -31,6 +31,8 @@ use crate::error::{Error, Result};
 
 type Locate =
     Box<dyn Fn(String) -> Pin<Box<dyn Future<Output = Result<String>> + Send>> + Send + Sync>;
+type Prepare =
+    Box<dyn Fn(Engine) -> Pin<Box<dyn Future<Output = Result<()>> + Send>> + Send + Sync>;
 
 /// The engines of a database's tenants (see the [module](self) docs).
 /// Cloning shares the registry.
@@ -75,6 +77,7 @@ struct Inner {
     id: u64,
     db: &'static Gino,
     locate: Locate,
+    prepare: Option<Prepare>,
     options: EngineOptions,
     cap: usize,
     idle_after: Duration,
@@ -210,6 +213,7 @@ pub struct TenantUsage {
 pub struct TenantsBuilder {
     db: &'static Gino,
     locate: Locate,
+    prepare: Option<Prepare>,
     options: EngineOptions,
     cap: usize,
     connections: Option<usize>,
@@ -281,6 +285,28 @@ impl TenantsBuilder {
         self
     }
 
+    /// Runs `prepare` on each tenant's new engine before any work uses it
+    /// (create tables, run migrations, check a schema version); when it
+    /// fails, the engine is closed and the request gets its error (the next
+    /// one tries again).
+    ///
+    /// ```
+    /// # fn demo(builder: gino::TenantsBuilder) {
+    /// static DB: gino::Gino = gino::Gino::new();
+    /// let builder = builder.prepare(|engine: gino::Engine| async move {
+    ///     DB.scoped_bind(&engine, DB.create_all()).await
+    /// });
+    /// # let _ = builder; }
+    /// ```
+    pub fn prepare<F, Fut>(mut self, prepare: F) -> Self
+    where
+        F: Fn(Engine) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<()>> + Send + 'static,
+    {
+        self.prepare = Some(Box::new(move |engine| Box::pin(prepare(engine))));
+        self
+    }
+
     /// The registry.
     pub fn build(self) -> Tenants {
         static NEXT: AtomicU64 = AtomicU64::new(1);
@@ -294,6 +320,7 @@ impl TenantsBuilder {
                 id: NEXT.fetch_add(1, Ordering::Relaxed),
                 db: self.db,
                 locate: self.locate,
+                prepare: self.prepare,
                 options,
                 cap: self.cap,
                 idle_after: self.idle_after,
@@ -347,6 +374,7 @@ impl Tenants {
         TenantsBuilder {
             db,
             locate: Box::new(move |key| Box::pin(locate(key))),
+            prepare: None,
             options: EngineOptions::default(),
             cap: 64,
             connections: None,
@@ -373,7 +401,7 @@ impl Tenants {
     /// # Ok(()) }
     /// # gino_testkit::doc::run(demo);
     /// ```
-    pub async fn run<F: Future>(&self, key: &str, fut: F) -> Result<F::Output> {
+    pub async fn run<F: IntoFuture>(&self, key: &str, fut: F) -> Result<F::Output> {
         let lease = self.lease(key).await?;
         Ok(self.inner.db.scoped_bind(lease.engine(), fut).await)
     }
@@ -487,11 +515,20 @@ impl Tenants {
         let made = async {
             let url = (self.inner.locate)(key.to_owned()).await?;
             let engine = create_engine(&url, self.inner.options.clone()).await?;
-            if let Err(e) = engine.prove().await {
-                engine.close_now();
-                return Err(e);
+            let ready = match &self.inner.prepare {
+                Some(prepare) => match engine.prove().await {
+                    Ok(()) => prepare(engine.clone()).await,
+                    Err(e) => Err(e),
+                },
+                None => engine.prove().await,
+            };
+            match ready {
+                Ok(()) => Ok(engine),
+                Err(e) => {
+                    engine.close_now();
+                    Err(e)
+                }
             }
-            Ok(engine)
         }
         .await;
         let engine = match made {

@@ -108,6 +108,22 @@ pub struct Settings {
     pub shutdown_timeout: Duration,
 }
 
+/// A DSN as (scheme and server, database, `?query` or nothing).
+fn split_dsn(dsn: &str) -> (&str, &str, &str) {
+    let after_scheme = dsn.find("://").map_or(0, |i| i + 3);
+    let (rest, query) = match dsn.find('?') {
+        Some(q) => (&dsn[..q], &dsn[q..]),
+        None => (dsn, ""),
+    };
+    match rest[after_scheme.min(rest.len())..].find('/') {
+        Some(slash) => {
+            let slash = after_scheme + slash;
+            (&rest[..slash], &rest[slash + 1..], query)
+        }
+        None => (rest, "", query),
+    }
+}
+
 impl Default for Settings {
     fn default() -> Self {
         Settings {
@@ -346,6 +362,43 @@ impl Settings {
             url.push_str(&format!("?host={}&port={}", encode(&self.host), self.port));
         }
         url
+    }
+
+    /// The name of the database these settings reach: the DSN's, or
+    /// `database`.
+    ///
+    /// ```
+    /// let mut settings = gino::web::Settings::default();
+    /// settings.dsn = Some("postgres://app@db:5432/shop?sslmode=require".into());
+    /// assert_eq!(settings.database_name(), "shop");
+    /// ```
+    pub fn database_name(&self) -> String {
+        match &self.dsn {
+            Some(dsn) => {
+                let (_, path, _) = split_dsn(dsn);
+                path.to_owned()
+            }
+            None => self.database.clone(),
+        }
+    }
+
+    /// The same settings for the database `name` on the same server (a
+    /// DSN gets its database replaced): a tenant's database, say.
+    ///
+    /// ```
+    /// let mut settings = gino::web::Settings::default();
+    /// settings.dsn = Some("postgres://app@db:5432/shop?sslmode=require".into());
+    /// let tenant = settings.for_database("shop_acme");
+    /// assert_eq!(tenant.url(), "postgres://app@db:5432/shop_acme?sslmode=require");
+    /// ```
+    pub fn for_database(&self, name: &str) -> Settings {
+        let mut settings = self.clone();
+        settings.database = name.to_owned();
+        if let Some(dsn) = &self.dsn {
+            let (server, _, query) = split_dsn(dsn);
+            settings.dsn = Some(format!("{server}/{}{query}", encode(name)));
+        }
+        settings
     }
 
     /// The engine options these settings ask for.

@@ -1,0 +1,141 @@
+//! A multi-tenant users API on axum: the header `X-Tenant: <t>` picks the
+//! database `<DB_DATABASE>_<t>`, whose engine gino makes on first use
+//! (tables created then) and evicts when more than `DB_TENANT_CAP` tenants
+//! are live; `DB_TENANT_CONNECTIONS` caps the connections of all tenants
+//! together. Routes: the users API of the web examples, per tenant, and
+//! `GET /tenant` → `{"tenant": "<t>", "database": "<current_database()>"}`.
+//! A missing or malformed `X-Tenant` gets 400, a tenant without a database
+//! 404, both with a JSON error body.
+//!
+//! `cargo run --example axum_tenants`, then
+//! `curl -H 'X-Tenant: acme' localhost:8000/tenant`.
+//! Without `DB_*` variables it uses a database of the test server
+//! (`DATABASE_URL`, or a throwaway cluster) as `DB_DATABASE` and creates
+//! the tenants `acme` and `globex` next to it; `PORT` picks the port.
+
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::routing::get;
+use axum::{Extension, Json};
+use gino::web::Settings;
+use gino::{Engine, Tenants};
+use gino_axum::{Error, TenantKey};
+use gino_examples::axum_api::users_router;
+use gino_examples::users::{self, DB};
+use serde_json::{Value, json};
+
+/// `GET /tenant`: which tenant, and which database the request ran on.
+async fn tenant(Extension(TenantKey(tenant)): Extension<TenantKey>) -> Result<Json<Value>, Error> {
+    let database: String = DB
+        .one(gino::diesel::select(gino::diesel::dsl::sql::<
+            gino::diesel::sql_types::Text,
+        >("current_database()")))
+        .await?;
+    Ok(Json(json!({ "tenant": tenant, "database": database })))
+}
+
+/// The tenant a request names in `X-Tenant`: lowercase letters, digits
+/// and `_`, at most 32 of them (it becomes part of a database name).
+fn pick_tenant(request: &Parts) -> Result<String, (StatusCode, Json<Value>)> {
+    let reject = |message: &str| (StatusCode::BAD_REQUEST, Json(json!({ "error": message })));
+    let tenant = request
+        .headers
+        .get("x-tenant")
+        .ok_or_else(|| reject("the X-Tenant header is required"))?
+        .to_str()
+        .map_err(|_| reject("X-Tenant must be text"))?;
+    let valid = !tenant.is_empty()
+        && tenant.len() <= 32
+        && tenant
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if !valid {
+        return Err(reject(
+            "X-Tenant must be 1 to 32 lowercase letters, digits or underscores",
+        ));
+    }
+    Ok(tenant.to_owned())
+}
+
+/// A numeric `DB_*` variable, or `default`.
+fn env_number(name: &str, default: usize) -> Result<usize, gino::Error> {
+    match std::env::var(name) {
+        Ok(value) => value.trim().parse().map_err(|_| {
+            gino::Error::Configuration(format!("{name} must be a whole number, not {value:?}"))
+        }),
+        Err(_) => Ok(default),
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    users::init_tracing();
+    let (settings, guard) = users::settings().await?;
+    let base = settings.database_name();
+    // Without DB_* settings: two demo tenants next to the test database.
+    let demo = match &guard {
+        Some(_) => Some(DemoTenants::create(&settings, &base, &["acme", "globex"]).await?),
+        None => None,
+    };
+
+    let locate_settings = settings.clone();
+    let tenants = Tenants::builder(&DB, move |tenant: String| {
+        let url = locate_settings
+            .for_database(&format!("{base}_{tenant}"))
+            .url();
+        async move { Ok(url) }
+    })
+    .options(settings.engine_options())
+    .cap(env_number("DB_TENANT_CAP", 16)?)
+    .connections(env_number("DB_TENANT_CONNECTIONS", 50)?)
+    // A tenant's tables are made when its engine is.
+    .prepare(|engine: Engine| async move { DB.scoped_bind(&engine, DB.create_all()).await })
+    .build();
+    let db = gino_axum::Gino::new(&DB, settings).with_tenants(tenants);
+
+    let app = users_router()
+        .route("/tenant", get(tenant))
+        .layer(db.tenant_layer(pick_tenant));
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", users::port())).await?;
+    println!("listening on http://{}", listener.local_addr()?);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(db.shutdown_on(users::stop_signal()))
+        .await?;
+    db.close().await;
+    if let Some(demo) = demo {
+        demo.drop_all().await;
+    }
+    drop(guard);
+    Ok(())
+}
+
+/// The demo tenants' databases, made at start and dropped at exit.
+struct DemoTenants {
+    admin: Engine,
+    names: Vec<String>,
+}
+
+impl DemoTenants {
+    async fn create(settings: &Settings, base: &str, tenants: &[&str]) -> gino::Result<Self> {
+        let admin = gino::create_engine(&settings.url(), Default::default()).await?;
+        let mut names = Vec::new();
+        for tenant in tenants {
+            let name = format!("{base}_{tenant}");
+            admin
+                .status(gino::diesel::sql_query(format!("CREATE DATABASE \"{name}\"")))
+                .await?;
+            names.push(name);
+        }
+        Ok(DemoTenants { admin, names })
+    }
+
+    async fn drop_all(self) {
+        for name in &self.names {
+            let drop = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+            if let Err(e) = self.admin.status(gino::diesel::sql_query(drop)).await {
+                eprintln!("could not drop the demo database {name}: {e}");
+            }
+        }
+        self.admin.close().await;
+    }
+}

@@ -122,7 +122,9 @@ impl DemoTenants {
         for tenant in tenants {
             let name = format!("{base}_{tenant}");
             admin
-                .status(gino::diesel::sql_query(format!("CREATE DATABASE \"{name}\"")))
+                .status(gino::diesel::sql_query(format!(
+                    "CREATE DATABASE \"{name}\""
+                )))
                 .await?;
             names.push(name);
         }

@@ -434,3 +434,73 @@ async fn start_up_waits_for_a_late_server_and_gives_up_on_an_absent_one() {
     assert!(started.elapsed() >= Duration::from_millis(300));
     assert!(matches!(error, gino::Error::Connection(_)), "{error:?}");
 }
+
+mod tenant_app {
+    use actix_web::dev::ServiceRequest;
+    use actix_web::{App, HttpResponse, HttpServer, web};
+    use gino_actix::{Error, TenantKey};
+    use gino_integration_tests::tenants::{
+        TENANT_DB, TenantDatabases, TenantUser, expect_tenants_isolated, tenant_body, valid_tenant,
+    };
+    use serde_json::Value;
+
+    async fn tenant(t: web::ReqData<TenantKey>) -> Result<HttpResponse, Error> {
+        Ok(HttpResponse::Ok().json(tenant_body(&t.into_inner().0).await?))
+    }
+
+    async fn show(id: web::Path<i32>) -> Result<HttpResponse, Error> {
+        Ok(HttpResponse::Ok().json(TenantUser::get_or_404(id.into_inner()).await?))
+    }
+
+    async fn create(body: web::Json<Value>) -> Result<HttpResponse, Error> {
+        let nickname = body["nickname"].as_str().unwrap_or_default().to_owned();
+        let user = TenantUser::create().nickname(nickname).await?;
+        Ok(HttpResponse::Created().json(user))
+    }
+
+    fn pick(request: &ServiceRequest) -> Result<String, actix_web::Error> {
+        valid_tenant(
+            request
+                .headers()
+                .get("x-tenant")
+                .and_then(|v| v.to_str().ok()),
+        )
+        .ok_or_else(|| actix_web::error::ErrorBadRequest("a valid X-Tenant is required"))
+    }
+
+    #[actix_web::test]
+    async fn two_thousand_requests_never_cross_tenants() {
+        let databases = TenantDatabases::create(8).await;
+        let db = gino_actix::Gino::new(&TENANT_DB, databases.web_settings())
+            .with_tenants(databases.registry(3, 6));
+        let app_db = db.clone();
+        // Two workers, each its own runtime, share the registry.
+        let server = HttpServer::new(move || {
+            App::new()
+                .route("/tenant", web::get().to(tenant))
+                .route("/users/{id}", web::get().to(show))
+                .route("/users", web::post().to(create))
+                .wrap(app_db.tenant_middleware(pick))
+        })
+        .workers(2)
+        .disable_signals()
+        .shutdown_timeout(10)
+        .bind(("127.0.0.1", 0))
+        .expect("bind");
+        let addr = server.addrs()[0];
+        let server = server.run();
+        let handle = server.handle();
+        let done = tokio::spawn(server);
+        expect_tenants_isolated(&format!("http://{addr}"), &databases, 2000, 6).await;
+        let stats = db.tenants().unwrap().stats();
+        assert!(
+            stats.evicted > 0,
+            "a cap of 3 with 8 tenants evicts: {stats:?}"
+        );
+        handle.stop(true).await;
+        done.await.unwrap().unwrap();
+        db.close().await;
+        databases.expect_all_closed().await;
+        databases.drop_all().await;
+    }
+}

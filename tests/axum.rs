@@ -476,3 +476,71 @@ async fn start_up_waits_for_a_late_server_and_gives_up_on_an_absent_one() {
     );
     assert!(!db.is_bound());
 }
+
+mod tenant_app {
+    use axum::extract::Path;
+    use axum::http::StatusCode;
+    use axum::http::request::Parts;
+    use axum::routing::{get, post};
+    use axum::{Extension, Json, Router};
+    use gino_axum::{Error, TenantKey};
+    use gino_integration_tests::tenants::{
+        TenantDatabases, TenantUser, expect_tenants_isolated, tenant_body, valid_tenant,
+    };
+    use serde_json::{Value, json};
+
+    use super::Server;
+
+    async fn tenant(Extension(TenantKey(t)): Extension<TenantKey>) -> Result<Json<Value>, Error> {
+        Ok(Json(tenant_body(&t).await?))
+    }
+
+    async fn show(Path(id): Path<i32>) -> Result<Json<TenantUser>, Error> {
+        Ok(Json(TenantUser::get_or_404(id).await?))
+    }
+
+    async fn create(Json(body): Json<Value>) -> Result<(StatusCode, Json<TenantUser>), Error> {
+        let nickname = body["nickname"].as_str().unwrap_or_default().to_owned();
+        let user = TenantUser::create().nickname(nickname).await?;
+        Ok((StatusCode::CREATED, Json(user)))
+    }
+
+    fn pick(request: &Parts) -> Result<String, (StatusCode, Json<Value>)> {
+        valid_tenant(
+            request
+                .headers
+                .get("x-tenant")
+                .and_then(|v| v.to_str().ok()),
+        )
+        .ok_or((
+            StatusCode::BAD_REQUEST,
+            Json(json!({ "error": "a valid X-Tenant is required" })),
+        ))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_thousand_requests_never_cross_tenants() {
+        let databases = TenantDatabases::create(8).await;
+        let web = gino_axum::Gino::new(
+            &gino_integration_tests::tenants::TENANT_DB,
+            databases.web_settings(),
+        )
+        .with_tenants(databases.registry(3, 6));
+        let app = Router::new()
+            .route("/tenant", get(tenant))
+            .route("/users/{id}", get(show))
+            .route("/users", post(create))
+            .layer(web.tenant_layer(pick));
+        let server = Server::start(&web, app).await;
+        expect_tenants_isolated(&server.url(""), &databases, 2000, 6).await;
+        let stats = web.tenants().unwrap().stats();
+        assert!(
+            stats.evicted > 0,
+            "a cap of 3 with 8 tenants evicts: {stats:?}"
+        );
+        assert!(stats.live <= 3, "{stats:?}");
+        server.stop().await;
+        databases.expect_all_closed().await;
+        databases.drop_all().await;
+    }
+}

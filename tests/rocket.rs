@@ -411,3 +411,68 @@ async fn launch_waits_for_a_late_server_and_gives_up_on_an_absent_one() {
         rocket::error::ErrorKind::FailedFairings(_)
     ));
 }
+
+mod tenant_app {
+    use std::sync::Arc;
+
+    use gino_integration_tests::tenants::{
+        TENANT_DB, TenantDatabases, TenantUser, expect_tenants_isolated, tenant_body, valid_tenant,
+    };
+    use gino_rocket::{Error, Tenant};
+    use rocket::http::Status;
+    use rocket::serde::json::Json;
+    use rocket::{get, post, routes};
+    use serde_json::Value;
+    use tokio::sync::Notify;
+
+    use super::{Ctx, Launched, figment};
+
+    #[get("/tenant")]
+    async fn tenant(t: Tenant) -> Result<Json<Value>, Error> {
+        Ok(Json(tenant_body(&t.0).await?))
+    }
+
+    #[get("/users/<id>")]
+    async fn show(id: i32) -> Result<Json<TenantUser>, Error> {
+        Ok(Json(TenantUser::get_or_404(id).await?))
+    }
+
+    #[post("/users", data = "<body>")]
+    async fn create(body: Json<Value>) -> Result<(Status, Json<TenantUser>), Error> {
+        let nickname = body["nickname"].as_str().unwrap_or_default().to_owned();
+        let user = TenantUser::create().nickname(nickname).await?;
+        Ok((Status::Created, Json(user)))
+    }
+
+    #[rocket::async_test]
+    async fn two_thousand_requests_never_cross_tenants() {
+        let databases = TenantDatabases::create(8).await;
+        let settings = databases.web_settings();
+        let tenants = databases.registry(3, 6);
+        let rocket = rocket::custom(figment(settings.dsn.as_deref().unwrap()))
+            .attach(gino_rocket::Gino::fairing(&TENANT_DB).tenants(tenants.clone()))
+            .manage(Ctx {
+                db: &TENANT_DB,
+                inside: Arc::new(Notify::new()),
+                go_on: Arc::new(Notify::new()),
+            })
+            .mount(
+                "/",
+                gino_rocket::tenant_scoped(routes![tenant, show, create], |request| {
+                    valid_tenant(request.headers().get_one("x-tenant")).ok_or(Status::BadRequest)
+                }),
+            );
+        let launched = Launched::start(rocket).await;
+        // The fairing's start-up proof keeps one connection of the base
+        // database in its pool: one more than the tenants' budget.
+        expect_tenants_isolated(&launched.url(""), &databases, 2000, 7).await;
+        let stats = tenants.stats();
+        assert!(
+            stats.evicted > 0,
+            "a cap of 3 with 8 tenants evicts: {stats:?}"
+        );
+        launched.stop().await;
+        databases.expect_all_closed().await;
+        databases.drop_all().await;
+    }
+}

@@ -20,7 +20,7 @@ use axum::{Extension, Json};
 use gino::web::Settings;
 use gino::{Engine, Tenants};
 use gino_axum::{Error, TenantKey};
-use gino_examples::axum_api::users_router;
+use gino_examples::axum_api::{serve, users_router};
 use gino_examples::users::{self, DB};
 use serde_json::{Value, json};
 
@@ -96,12 +96,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let app = users_router()
         .route("/tenant", get(tenant))
         .layer(db.tenant_layer(pick_tenant));
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", users::port())).await?;
-    println!("listening on http://{}", listener.local_addr()?);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(db.shutdown_on(users::stop_signal()))
-        .await?;
-    db.close().await;
+    serve(app, &db).await?;
     if let Some(demo) = demo {
         demo.drop_all().await;
     }

@@ -8,7 +8,7 @@
 //! Without `DB_*` variables it uses a database of the test server
 //! (`DATABASE_URL`, or a throwaway cluster); `PORT` picks the port.
 
-use gino_examples::axum_api::users_router;
+use gino_examples::axum_api::{serve, users_router};
 use gino_examples::users::{self, DB};
 
 #[tokio::main]
@@ -19,12 +19,5 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     db.connect().await?;
     DB.create_all().await?;
 
-    let app = users_router().layer(db.layer());
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", users::port())).await?;
-    println!("listening on http://{}", listener.local_addr()?);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(db.shutdown_on(users::stop_signal()))
-        .await?;
-    db.close().await;
-    Ok(())
+    serve(users_router().layer(db.layer()), &db).await
 }

@@ -11,6 +11,18 @@ use gino_axum::Error;
 
 use crate::users::{NicknameBody, Page, User};
 
+/// Serves `app` on `PORT` until Ctrl-C or SIGTERM, printing the
+/// `listening on` line, then closes `db` after the requests in flight.
+pub async fn serve(app: Router, db: &gino_axum::Gino) -> Result<(), Box<dyn std::error::Error>> {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", crate::users::port())).await?;
+    println!("listening on http://{}", listener.local_addr()?);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(db.shutdown_on(crate::users::stop_signal()))
+        .await?;
+    db.close().await;
+    Ok(())
+}
+
 /// `/users` (list, create) and `/users/{id}` (show, update, delete).
 pub fn users_router() -> Router {
     Router::new()

@@ -34,7 +34,13 @@ struct App {
 impl App {
     /// Starts the example and waits for its `listening on` line.
     fn start(name: &str, dsn: &str) -> App {
+        App::start_with(name, dsn, &[])
+    }
+
+    /// [`start`](Self::start) with more environment variables.
+    fn start_with(name: &str, dsn: &str, env: &[(&str, &str)]) -> App {
         let mut child = Command::new(example(name))
+            .envs(env.iter().copied())
             .env("DB_DSN", dsn)
             .env("DB_POOL_MIN_SIZE", "1")
             .env("DB_POOL_MAX_SIZE", "4")
@@ -260,4 +266,106 @@ async fn actix_users_serves_the_api() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rocket_users_serves_the_api() {
     drive("rocket_users").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn axum_tenants_serves_each_tenant_its_own_database() {
+    use gino::diesel::{self, dsl::sql, sql_types::BigInt};
+
+    let base = gino_testkit::TestDatabase::create().await;
+    let admin = gino::create_engine(base.url(), Default::default())
+        .await
+        .unwrap();
+    let tenants = ["acme", "globex", "initech"];
+    for t in tenants {
+        admin
+            .status(diesel::sql_query(format!(
+                "CREATE DATABASE \"{}_{t}\"",
+                base.name()
+            )))
+            .await
+            .unwrap();
+    }
+    let app_name = format!("{}_app", base.name());
+    let dsn = format!(
+        "{}{}application_name={app_name}",
+        base.url(),
+        if base.url().contains('?') { '&' } else { '?' }
+    );
+    let app = App::start_with(
+        "axum_tenants",
+        &dsn,
+        &[("DB_TENANT_CAP", "2"), ("DB_TENANT_CONNECTIONS", "3")],
+    );
+    let client = reqwest::Client::new();
+    let get = |path: &str, tenant: Option<&str>| {
+        let mut request = client.get(app.url(path));
+        if let Some(t) = tenant {
+            request = request.header("X-Tenant", t);
+        }
+        request.send()
+    };
+
+    // Each tenant its own database, in rotation past the cap of 2.
+    for round in 0..3 {
+        for t in tenants {
+            let response = get("/tenant", Some(t)).await.unwrap();
+            assert_eq!(response.status(), 200, "round {round}");
+            let body: Value = response.json().await.unwrap();
+            assert_eq!(
+                body,
+                json!({"tenant": t, "database": format!("{}_{t}", base.name())})
+            );
+        }
+    }
+    // Writes stay in their tenant.
+    let created = client
+        .post(app.url("/users"))
+        .header("X-Tenant", "acme")
+        .json(&json!({"nickname": "wile"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let acme: Value = get("/users", Some("acme"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let globex: Value = get("/users", Some("globex"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(acme.as_array().unwrap().len(), 1);
+    assert_eq!(globex, json!([]));
+
+    // Missing or malformed: 400; no database: 404; both JSON.
+    for (tenant, status) in [(None, 400), (Some("Not Valid"), 400), (Some("nobody"), 404)] {
+        let response = get("/tenant", tenant).await.unwrap();
+        assert_eq!(response.status(), status, "X-Tenant {tenant:?}");
+        let body: Value = response.json().await.unwrap();
+        assert!(body["error"].is_string(), "{body}");
+    }
+
+    app.stop();
+    let left: i64 = admin
+        .one(diesel::select(sql::<BigInt>(&format!(
+            "(SELECT count(*) FROM pg_stat_activity WHERE application_name = '{app_name}')"
+        ))))
+        .await
+        .unwrap();
+    assert_eq!(left, 0, "the example left connections open");
+    for t in tenants {
+        admin
+            .status(diesel::sql_query(format!(
+                "DROP DATABASE \"{}_{t}\" WITH (FORCE)",
+                base.name()
+            )))
+            .await
+            .unwrap();
+    }
+    admin.close().await;
 }

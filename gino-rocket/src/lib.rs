@@ -112,10 +112,8 @@ impl Gino {
         self
     }
 
-    /// The settings: the figment's table, then the `DB_*` variables.
-    /// Serves `tenants` too: routes mounted with
-    /// [`tenant_scoped`](crate::tenant_scoped) run for their request's
-    /// tenant, and shutdown closes the tenants' engines.
+    /// Serves `tenants` too: routes mounted with [`tenant_scoped`] run for
+    /// their request's tenant, and shutdown closes the tenants' engines.
     ///
     /// ```
     /// # async fn demo(tenants: gino::Tenants) {
@@ -129,6 +127,7 @@ impl Gino {
         self
     }
 
+    /// The settings: the figment's table, then the `DB_*` variables.
     fn settings(&self, figment: &Figment) -> Result<Settings, String> {
         let settings: Settings = Figment::new()
             .merge(figment.focus(&format!("databases.{}", self.name)))

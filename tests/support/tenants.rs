@@ -162,24 +162,15 @@ impl TenantDatabases {
     /// Backends the app has open on the server, and how many of them sit
     /// in a transaction.
     pub async fn backends(&self) -> (i64, i64) {
-        let open: i64 = self
-            .admin
-            .one(diesel::select(diesel::dsl::sql::<BigInt>(&format!(
-                "(SELECT count(*) FROM pg_stat_activity WHERE application_name = '{}')",
-                self.app_name
-            ))))
-            .await
-            .unwrap();
-        let in_tx: i64 = self
-            .admin
-            .one(diesel::select(diesel::dsl::sql::<BigInt>(&format!(
-                "(SELECT count(*) FROM pg_stat_activity WHERE application_name = '{}' \
-                 AND state LIKE 'idle in transaction%')",
-                self.app_name
-            ))))
-            .await
-            .unwrap();
-        (open, in_tx)
+        (
+            count_backends(&self.admin, &self.app_name, "true").await,
+            count_backends(
+                &self.admin,
+                &self.app_name,
+                "state LIKE 'idle in transaction%'",
+            )
+            .await,
+        )
     }
 
     /// Waits (up to 5 s: a backend leaves a moment after its socket
@@ -232,6 +223,18 @@ impl TenantDatabases {
     }
 }
 
+/// Backends of `app_name` on the server that match `condition` (the
+/// test's own SQL, never input).
+async fn count_backends(admin: &Engine, app_name: &str, condition: &str) -> i64 {
+    admin
+        .one(diesel::select(diesel::dsl::sql::<BigInt>(&format!(
+            "(SELECT count(*) FROM pg_stat_activity \
+             WHERE application_name = '{app_name}' AND {condition})"
+        ))))
+        .await
+        .unwrap()
+}
+
 /// A small deterministic generator, so that a failing run can be replayed.
 struct Rng(u64);
 
@@ -267,12 +270,7 @@ pub async fn expect_tenants_isolated(
         let app_name = databases.app_name.clone();
         tokio::spawn(async move {
             while !stop.load(Ordering::SeqCst) {
-                let open: i64 = admin
-                    .one(diesel::select(diesel::dsl::sql::<BigInt>(&format!(
-                        "(SELECT count(*) FROM pg_stat_activity WHERE application_name = '{app_name}')"
-                    ))))
-                    .await
-                    .unwrap();
+                let open = count_backends(&admin, &app_name, "true").await;
                 most.fetch_max(open as usize, Ordering::SeqCst);
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }

@@ -318,7 +318,13 @@ pub(crate) struct WatchedSocket {
     framing: Framing,
     state: Arc<WireState>,
     rewriting: Option<Box<Rewriting>>,
+    /// Closing: our side is shut, and the server has until this deadline
+    /// to close its own.
+    closing: Option<Pin<Box<tokio::time::Sleep>>>,
 }
+
+/// How long closing waits for the server to close its side of the socket.
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
 
 /// The buffers of a rewritten socket.
 #[derive(Debug, Default)]
@@ -442,8 +448,30 @@ impl AsyncWrite for WatchedSocket {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        std::task::ready!(this.drain_outbound(cx))?;
-        Pin::new(&mut this.socket).poll_shutdown(cx)
+        if this.closing.is_none() {
+            std::task::ready!(this.drain_outbound(cx))?;
+            std::task::ready!(Pin::new(&mut this.socket).poll_shutdown(cx))?;
+            this.closing = Some(Box::pin(tokio::time::sleep(CLOSE_WAIT)));
+        }
+        // The connection counts as closed (for a connection budget, say)
+        // once the server has closed its side too: its backend has left
+        // pg_stat_activity by then, where right after our `Terminate` it
+        // may still be listed. A server that does not close in time is not
+        // waited for.
+        let deadline = this.closing.as_mut().expect("set above");
+        if deadline.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Ok(()));
+        }
+        let mut scratch = [0u8; 512];
+        loop {
+            let mut buf = ReadBuf::new(&mut scratch);
+            match Pin::new(&mut this.socket).poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(())) if buf.filled().is_empty() => return Poll::Ready(Ok(())),
+                Poll::Ready(Ok(())) => continue,
+                Poll::Ready(Err(_)) => return Poll::Ready(Ok(())),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
     }
 }
 
@@ -809,6 +837,7 @@ impl Connector {
         let state = Arc::new(WireState::default());
         let probe = Probe::of(&socket);
         let watched = WatchedSocket {
+            closing: None,
             socket,
             framing: Framing::default(),
             state: state.clone(),

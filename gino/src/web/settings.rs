@@ -376,7 +376,7 @@ impl Settings {
         match &self.dsn {
             Some(dsn) => {
                 let (_, path, _) = split_dsn(dsn);
-                path.to_owned()
+                decode(path)
             }
             None => self.database.clone(),
         }
@@ -451,6 +451,30 @@ fn parse_ssl(key: &str, value: &str) -> Result<SslMode> {
 }
 
 /// Percent-encodes what may not appear raw in a URL's parts.
+/// `%XX` escapes of a URL part undone (a malformed escape stays as it is).
+fn decode(part: &str) -> String {
+    let bytes = part.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = (bytes[i] == b'%')
+            .then(|| part.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match escaped {
+            Some(byte) => {
+                out.push(byte);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 fn encode(part: &str) -> String {
     let mut out = String::with_capacity(part.len());
     for byte in part.bytes() {
@@ -533,6 +557,41 @@ fn root_cert<'de, D: serde::Deserializer<'de>>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn another_database_on_the_same_server() {
+        let dsn = |dsn: &str| Settings {
+            dsn: Some(dsn.to_owned()),
+            ..Settings::default()
+        };
+        let cases = [
+            (
+                "postgres://u:p@h:5432/app?sslmode=require",
+                "app",
+                "postgres://u:p@h:5432/app_t1?sslmode=require",
+            ),
+            ("postgres://h", "", "postgres://h/app_t1"),
+            (
+                "postgres:///app?host=/run/postgresql",
+                "app",
+                "postgres:///app_t1?host=/run/postgresql",
+            ),
+            ("postgresql://h/my%20db", "my db", "postgresql://h/app_t1"),
+        ];
+        for (given, name, tenant) in cases {
+            let settings = dsn(given);
+            assert_eq!(settings.database_name(), name, "{given}");
+            assert_eq!(settings.for_database("app_t1").url(), tenant, "{given}");
+        }
+        // A name that is not URL-safe is escaped, and reads back the same.
+        let odd = dsn("postgres://h/app").for_database("a b/c?d");
+        assert_eq!(odd.url(), "postgres://h/a%20b%2Fc%3Fd");
+        assert_eq!(odd.database_name(), "a b/c?d");
+        // Without a DSN, the parts.
+        let parts = Settings::default().for_database("shop_acme");
+        assert_eq!(parts.database_name(), "shop_acme");
+        assert!(parts.url().ends_with("/shop_acme"), "{}", parts.url());
+    }
 
     fn from(vars: &[(&str, &str)]) -> Result<Settings> {
         Settings::from_lookup(|name| {

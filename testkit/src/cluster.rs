@@ -192,8 +192,10 @@ impl ClusterBuilder {
             conf.push_str(&format!("{name} = {}\n", conf_quote(value)));
         }
         append(&cluster.data.join("postgresql.conf"), &conf)?;
+        // Replication over the Unix socket too, for standbys
+        // (`Cluster::standby`).
         let hba = format!(
-            "local all all trust\n{}\n",
+            "local all all trust\nlocal replication all trust\n{}\n",
             self.hba
                 .as_deref()
                 .unwrap_or("host all all 127.0.0.1/32 trust")
@@ -291,6 +293,73 @@ impl Cluster {
                 }
             }
         }
+    }
+
+    /// A streaming standby of this (running) cluster: a second throwaway
+    /// cluster on its own port, copied with `pg_basebackup -R` over the
+    /// Unix socket and started; it replays every write of this one and
+    /// answers read-only queries (`pg_is_in_recovery()` is true there).
+    ///
+    /// ```no_run
+    /// let primary = gino_testkit::Cluster::builder().start().unwrap();
+    /// let standby = primary.standby().unwrap();
+    /// println!("reads at {}", standby.url_for("postgres"));
+    /// ```
+    pub fn standby(&self) -> Result<Cluster, String> {
+        let base = create_base_dir()?;
+        let standby = Cluster {
+            bindir: self.bindir.clone(),
+            data: base.join("data"),
+            log: base.join("log"),
+            base,
+            as_postgres: self.as_postgres,
+            port: Mutex::new(free_port()?),
+            owned: true,
+        };
+        spawn_watchdog(
+            &standby.bindir.join("pg_ctl"),
+            &standby.data,
+            &standby.base,
+            standby.as_postgres,
+        )?;
+        if standby.as_postgres {
+            run(
+                Command::new("chown")
+                    .arg("-R")
+                    .arg("postgres:postgres")
+                    .arg(&standby.base),
+                "chown",
+            )?;
+        }
+        let socket_dir = self
+            .base
+            .to_str()
+            .ok_or("the primary's directory is not UTF-8")?;
+        let basebackup = companion(&self.bindir, "pg_basebackup")?;
+        run(
+            pg_command(&basebackup, standby.as_postgres, &standby.base)
+                .arg("-D")
+                .arg(&standby.data)
+                .args(["-R", "-X", "stream", "--no-sync", "-U", "postgres"])
+                .args(["-h", socket_dir, "-p", &self.port().to_string()]),
+            "pg_basebackup",
+        )
+        .map_err(|e| standby.explain(e))?;
+        let own_socket = standby
+            .base
+            .to_str()
+            .ok_or("the standby's directory is not UTF-8")?;
+        // The copy carries the primary's settings; the standby's own socket
+        // directory comes last, so it wins.
+        append(
+            &standby.data.join("postgresql.conf"),
+            &format!(
+                "\n# gino-testkit standby\nunix_socket_directories = {}\n",
+                conf_quote(own_socket)
+            ),
+        )?;
+        standby.start()?;
+        Ok(standby)
     }
 
     /// Stops the cluster (fast shutdown: sessions are ended); it can be
@@ -396,6 +465,27 @@ pub(crate) fn start() -> Result<Cluster, StartError> {
     let cluster = ClusterBuilder::default().init_cluster(false)?;
     cluster.start().map_err(StartError::Failed)?;
     Ok(cluster)
+}
+
+/// Another binary of the installation `bindir` belongs to: in `bindir`,
+/// or next to where its `pg_ctl` really lives (a PATH directory may hold
+/// links to just initdb, pg_ctl and postgres).
+fn companion(bindir: &Path, binary: &str) -> Result<PathBuf, String> {
+    let here = bindir.join(binary);
+    if here.is_file() {
+        return Ok(here);
+    }
+    fs::canonicalize(bindir.join("pg_ctl"))
+        .ok()
+        .and_then(|pg_ctl| pg_ctl.parent().map(|dir| dir.join(binary)))
+        .filter(|path| path.is_file())
+        .ok_or_else(|| {
+            format!(
+                "no {binary} next to the PostgreSQL binaries in {}: install the PostgreSQL \
+                 client tools (Debian: `apt-get install postgresql-client`)",
+                bindir.display()
+            )
+        })
 }
 
 fn append(path: &Path, text: &str) -> Result<(), String> {

@@ -114,3 +114,46 @@ fn drop_outside_any_runtime() {
     drop(db);
     assert!(runtime.block_on(existing(&names)).is_empty());
 }
+
+#[tokio::test]
+async fn a_standby_replays_the_primary() {
+    let primary = gino_testkit::Cluster::builder().start().expect("primary");
+    let standby = primary.standby().expect("standby");
+    assert_ne!(primary.port(), standby.port());
+    let writer = connect(&primary.url_for("postgres")).await;
+    let reader = connect(&standby.url_for("postgres")).await;
+    assert!(!in_recovery(&writer).await);
+    assert!(in_recovery(&reader).await);
+
+    writer
+        .batch_execute("CREATE TABLE notes (body text); INSERT INTO notes VALUES ('replayed')")
+        .await
+        .unwrap();
+    let mut seen = None;
+    for _ in 0..100 {
+        if let Ok(row) = reader.query_opt("SELECT body FROM notes", &[]).await {
+            seen = row.map(|r| r.get::<_, String>(0));
+            if seen.is_some() {
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(seen.as_deref(), Some("replayed"));
+    let refused = reader
+        .batch_execute("INSERT INTO notes VALUES ('no')")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code(),
+        Some(&tokio_postgres::error::SqlState::READ_ONLY_SQL_TRANSACTION)
+    );
+}
+
+async fn in_recovery(client: &Client) -> bool {
+    client
+        .query_one("SELECT pg_is_in_recovery()", &[])
+        .await
+        .unwrap()
+        .get(0)
+}

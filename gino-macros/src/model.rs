@@ -1492,7 +1492,7 @@ pub(crate) fn expand_with(
                     #d::QueryDsl::find(#schema::table, #pk_arg),
                     <Self as #d::SelectableHelper<#d::pg::Pg>>::as_select(),
                 );
-                ::gino::Run::new(::core::result::Result::Ok(query), <Self as ::gino::Model>::DB.bind())
+                ::gino::Run::reading(::core::result::Result::Ok(query), <Self as ::gino::Model>::DB.bind())
             }
 
             /// Loads the row with this primary key, or fails with
@@ -1611,7 +1611,7 @@ pub(crate) fn expand_with(
                         <Self as #d::SelectableHelper<#d::pg::Pg>>::as_select(),
                     )
                 });
-                ::gino::Run::new(query, Self::DB.bind())
+                ::gino::Run::reading(query, Self::DB.bind())
             }
 
             fn delete(&self) -> ::gino::Run<'static, impl ::gino::reexports::diesel_async::methods::ExecuteDsl<::gino::reexports::diesel_async::AsyncPgConnection> + ::core::marker::Send + 'static, ::gino::model::StatusOf> {

@@ -135,8 +135,41 @@ impl<'a> Bind<'a> {
         statement: S,
     ) -> Result<R> {
         match self.target()? {
-            Target::Root(root) => root.run(timeout, statement).await,
-            Target::Engine(engine) => engine.run_once(timeout, statement).await,
+            Target::Root(root) => {
+                root.pin_reads();
+                root.run(timeout, statement).await
+            }
+            Target::Engine(engine) => {
+                engine.count_write();
+                engine.run_once(timeout, statement).await
+            }
+        }
+    }
+
+    /// Whether a read here may go to a read replica: the place is an
+    /// engine (or database) with replicas, not a connection.
+    pub(crate) fn may_read_elsewhere(self) -> bool {
+        matches!(self.resolve(), Ok(Resolved::Engine(engine)) if engine.has_replicas())
+    }
+
+    /// Runs a statement that only reads: on a read replica when the place
+    /// is an engine with replicas and the task's contextual connection of
+    /// it (if any) has not pinned its reads (a write or a transaction ran
+    /// on it); otherwise as [`run`](Self::run) would, without pinning.
+    pub(crate) async fn run_read<R, S: Statement<R>>(
+        self,
+        timeout: Option<Duration>,
+        statement: S,
+    ) -> Result<R> {
+        match self.resolve()? {
+            Resolved::Engine(engine) if engine.has_replicas() => match Stack::find(engine.id()) {
+                Some(root) if root.pins_reads() => root.run(timeout, statement).await,
+                _ => engine.run_read(timeout, statement).await,
+            },
+            _ => match self.target()? {
+                Target::Root(root) => root.run(timeout, statement).await,
+                Target::Engine(engine) => engine.run_once(timeout, statement).await,
+            },
         }
     }
 }
@@ -199,6 +232,42 @@ fn routes() -> &'static HashMap<&'static str, Option<&'static Gino>> {
 /// database owns it. Free when no model names a database; otherwise the
 /// query is rendered, once per query type where diesel gives it a static
 /// identity.
+/// Whether `query` only reads, as its SQL shows: a `SELECT` without a
+/// row lock (`FOR UPDATE`, `FOR SHARE`, ...). Anything else, a `WITH`
+/// included (it may hold a write), counts as a write. Cached per query
+/// type when diesel can name it.
+pub(crate) fn reads_only<Q: QueryFragment<Pg> + QueryId>(query: &Q) -> bool {
+    fn classify(sql: &str) -> bool {
+        let upper = sql.trim_start().to_ascii_uppercase();
+        upper.starts_with("SELECT")
+            && ![
+                "FOR UPDATE",
+                "FOR NO KEY UPDATE",
+                "FOR SHARE",
+                "FOR KEY SHARE",
+                "NEXTVAL(",
+                "SETVAL(",
+            ]
+            .iter()
+            .any(|lock| upper.contains(lock))
+    }
+    if !Q::HAS_STATIC_QUERY_ID {
+        return classify(&render(query));
+    }
+    static KNOWN: OnceLock<Mutex<HashMap<TypeId, bool>>> = OnceLock::new();
+    let known = KNOWN.get_or_init(Default::default);
+    let id = TypeId::of::<Q::QueryId>();
+    if let Some(read) = known.lock().unwrap_or_else(|p| p.into_inner()).get(&id) {
+        return *read;
+    }
+    let read = classify(&render(query));
+    known
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(id, read);
+    read
+}
+
 pub(crate) fn route<Q: QueryFragment<Pg> + QueryId>(query: &Q) -> Option<&'static Gino> {
     let routes = routes();
     if routes.is_empty() {

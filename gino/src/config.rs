@@ -277,6 +277,9 @@ pub struct EngineOptions {
     pub(crate) ssl_key: Option<PathBuf>,
     pub(crate) on_connect: Option<OnConnect>,
     pub(crate) connection_budget: Option<ConnectionBudget>,
+    pub(crate) replicas: Vec<String>,
+    pub(crate) replica_max_lag: u64,
+    pub(crate) replica_check_interval: Duration,
 }
 
 /// Code run on every new connection before its first use; see
@@ -309,6 +312,9 @@ impl fmt::Debug for EngineOptions {
             .field("ssl_key", &self.ssl_key)
             .field("on_connect", &self.on_connect.as_ref().map(|_| "<hook>"))
             .field("connection_budget", &self.connection_budget)
+            .field("replicas", &self.replicas.len())
+            .field("replica_max_lag", &self.replica_max_lag)
+            .field("replica_check_interval", &self.replica_check_interval)
             .finish()
     }
 }
@@ -333,6 +339,9 @@ impl Default for EngineOptions {
             ssl_key: None,
             on_connect: None,
             connection_budget: None,
+            replicas: Vec::new(),
+            replica_max_lag: 16 * 1024 * 1024,
+            replica_check_interval: Duration::from_secs(1),
         }
     }
 }
@@ -483,6 +492,47 @@ impl EngineOptions {
     /// ```
     pub fn ssl_key(mut self, path: impl Into<PathBuf>) -> Self {
         self.ssl_key = Some(path.into());
+        self
+    }
+
+    /// A read replica of the engine's database (a streaming standby, or
+    /// PgBouncer in front of some): implicit reads may run there, each
+    /// replica with its own pool of these options; see
+    /// [`Engine::routing`](crate::Engine::routing) for the rules.
+    ///
+    /// ```
+    /// let options = gino::EngineOptions::new()
+    ///     .replica("postgres://app@replica-1/shop")
+    ///     .replica("postgres://app@replica-2/shop");
+    /// # let _ = options;
+    /// ```
+    pub fn replica(mut self, url: impl Into<String>) -> Self {
+        self.replicas.push(url.into());
+        self
+    }
+
+    /// How far (bytes of WAL) a replica may be behind the primary and stay
+    /// in rotation; default 16 MiB. Read from the servers
+    /// (`pg_current_wal_lsn()` against `pg_last_wal_replay_lsn()`).
+    ///
+    /// ```
+    /// let options = gino::EngineOptions::new().replica_max_lag(1024 * 1024);
+    /// # let _ = options;
+    /// ```
+    pub fn replica_max_lag(mut self, bytes: u64) -> Self {
+        self.replica_max_lag = bytes;
+        self
+    }
+
+    /// How often replicas' health and lag are checked; default 1 s.
+    ///
+    /// ```
+    /// let options = gino::EngineOptions::new()
+    ///     .replica_check_interval(std::time::Duration::from_millis(250));
+    /// # let _ = options;
+    /// ```
+    pub fn replica_check_interval(mut self, every: Duration) -> Self {
+        self.replica_check_interval = every;
         self
     }
 

@@ -43,6 +43,11 @@ use crate::wire::Connector;
 /// # gino_testkit::doc::run(demo);
 /// ```
 pub async fn create_engine(url: &str, options: EngineOptions) -> Result<Engine> {
+    let routing = if options.replicas.is_empty() {
+        None
+    } else {
+        Some(Routing::new(&options).await?)
+    };
     let url: DatabaseUrl = url.parse()?;
     let (connect, options) = url.resolve(options)?;
     let echo = Arc::new(AtomicBool::new(options.echo));
@@ -81,8 +86,12 @@ pub async fn create_engine(url: &str, options: EngineOptions) -> Result<Engine> 
             closed: AtomicBool::new(false),
             last_borrow: AtomicU64::new(0),
             tenant: std::sync::OnceLock::new(),
+            routing,
         }),
     };
+    if engine.inner.routing.is_some() {
+        spawn_replica_checks(&engine);
+    }
     if let Some(budget) = &engine.inner.options.connection_budget {
         let reclaim: Arc<dyn Reclaim> = engine.inner.clone();
         budget.attach(Arc::downgrade(&reclaim));
@@ -110,6 +119,117 @@ struct EngineInner {
     last_borrow: AtomicU64,
     /// The tenant registry (its id) and key this engine serves, if any.
     tenant: std::sync::OnceLock<(u64, Arc<str>)>,
+    /// Read replicas, when the engine has any.
+    routing: Option<Routing>,
+}
+
+/// An engine's read replicas and what was routed where.
+struct Routing {
+    replicas: Vec<Replica>,
+    next: std::sync::atomic::AtomicUsize,
+    max_lag: u64,
+    check_every: Duration,
+    primary_reads: AtomicU64,
+    writes: AtomicU64,
+    fallbacks: AtomicU64,
+}
+
+/// One replica: its own engine, and whether reads may go there.
+struct Replica {
+    engine: Engine,
+    in_rotation: AtomicBool,
+    /// WAL bytes behind the primary at the last check.
+    lag: AtomicU64,
+    reads: AtomicU64,
+}
+
+impl Routing {
+    async fn new(options: &EngineOptions) -> Result<Routing> {
+        let mut replicas = Vec::with_capacity(options.replicas.len());
+        for url in &options.replicas {
+            // The replica's pool opens lazily: a replica that is down when
+            // the engine is made is out of rotation, not an error.
+            let mut own = options.clone();
+            own.replicas = Vec::new();
+            own.min_size = 0;
+            let engine = Box::pin(create_engine(url, own)).await?;
+            replicas.push(Replica {
+                engine,
+                in_rotation: AtomicBool::new(true),
+                lag: AtomicU64::new(0),
+                reads: AtomicU64::new(0),
+            });
+        }
+        Ok(Routing {
+            replicas,
+            next: Default::default(),
+            max_lag: options.replica_max_lag,
+            check_every: options.replica_check_interval,
+            primary_reads: AtomicU64::new(0),
+            writes: AtomicU64::new(0),
+            fallbacks: AtomicU64::new(0),
+        })
+    }
+
+    /// The next replica in rotation, round robin.
+    fn pick(&self) -> Option<&Replica> {
+        let n = self.replicas.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        (0..n)
+            .map(|i| &self.replicas[(start + i) % n])
+            .find(|r| r.in_rotation.load(Ordering::Relaxed))
+    }
+}
+
+/// What an engine with replicas routed where ([`Engine::routing`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RoutingStats {
+    /// Reads that ran on the primary (no replica in rotation, a fallback,
+    /// or read-your-writes).
+    pub primary_reads: u64,
+    /// Statements routed to the primary as writes.
+    pub writes: u64,
+    /// Reads meant for a replica that went to the primary because the
+    /// replica could not be reached.
+    pub fallbacks: u64,
+    /// Each replica, in configuration order.
+    pub replicas: Vec<ReplicaStats>,
+}
+
+/// One replica in [`RoutingStats`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ReplicaStats {
+    /// Its URL, password hidden.
+    pub url: String,
+    /// Reads it answered.
+    pub reads: u64,
+    /// Whether reads go there now (reachable, and lag within the bound).
+    pub in_rotation: bool,
+    /// WAL bytes behind the primary at the last check.
+    pub lag_bytes: u64,
+}
+
+/// Checks every replica's reachability and lag on the engine's interval,
+/// for as long as the engine lives.
+fn spawn_replica_checks(engine: &Engine) {
+    let weak = Arc::downgrade(&engine.inner);
+    let every = engine
+        .inner
+        .routing
+        .as_ref()
+        .map_or(Duration::from_secs(1), |r| r.check_every);
+    tokio::spawn(async move {
+        loop {
+            let Some(inner) = weak.upgrade() else { return };
+            if inner.closed.load(Ordering::Acquire) {
+                return;
+            }
+            Engine { inner }.check_replicas().await;
+            tokio::time::sleep(every).await;
+        }
+    });
 }
 
 /// Milliseconds since the first call: a cheap monotonic stamp.
@@ -337,6 +457,158 @@ impl Engine {
             .map(drop)
     }
 
+    /// What this engine routed to its primary and replicas, if it has
+    /// replicas ([`EngineOptions::replica`]).
+    ///
+    /// Implicit reads (`.gino()` queries that are a plain `SELECT`, and
+    /// the model API's `get`, `query` and `select`) go to a replica in
+    /// rotation, round robin; everything else goes to the primary: writes,
+    /// locking reads (`FOR UPDATE`), statements inside a transaction, on an
+    /// acquired connection, or bound with `.bind(...)` to a connection.
+    /// Read-your-writes: within a reusable connection's scope (a web
+    /// request's lazy connection, `engine.acquire()` made reusable), once a
+    /// write or a transaction ran on it, later reads of that scope run on
+    /// it too, on the primary. A replica that cannot be reached, or lags
+    /// more than [`EngineOptions::replica_max_lag`], leaves the rotation
+    /// until a check (every [`EngineOptions::replica_check_interval`])
+    /// finds it well again; a read whose replica cannot be reached runs on
+    /// the primary instead (a fallback). A read already running on a
+    /// replica when it goes away fails with a connection error.
+    ///
+    /// ```
+    /// # async fn demo(url: &str) -> gino::Result<()> {
+    /// // Here the "replica" is the same server, to show the routing.
+    /// let engine = gino::create_engine(url, gino::EngineOptions::new().replica(url)).await?;
+    /// let stats = engine.routing().expect("has replicas");
+    /// assert_eq!(stats.replicas.len(), 1);
+    /// # engine.close().await;
+    /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
+    /// ```
+    pub fn routing(&self) -> Option<RoutingStats> {
+        let routing = self.inner.routing.as_ref()?;
+        Some(RoutingStats {
+            primary_reads: routing.primary_reads.load(Ordering::Relaxed),
+            writes: routing.writes.load(Ordering::Relaxed),
+            fallbacks: routing.fallbacks.load(Ordering::Relaxed),
+            replicas: routing
+                .replicas
+                .iter()
+                .map(|r| ReplicaStats {
+                    url: r.engine.url().to_string(),
+                    reads: r.reads.load(Ordering::Relaxed),
+                    in_rotation: r.in_rotation.load(Ordering::Relaxed),
+                    lag_bytes: r.lag.load(Ordering::Relaxed),
+                })
+                .collect(),
+        })
+    }
+
+    /// Whether reads may leave the primary.
+    pub(crate) fn has_replicas(&self) -> bool {
+        self.inner.routing.is_some()
+    }
+
+    /// Counts a statement routed to the primary as a write.
+    pub(crate) fn count_write(&self) {
+        if let Some(routing) = &self.inner.routing {
+            routing.writes.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Runs a read on a replica in rotation, or on the primary when there
+    /// is none or it cannot be reached (the statement has not been sent
+    /// then, so the primary runs it instead).
+    pub(crate) async fn run_read<R, S: Statement<R>>(
+        &self,
+        timeout: Option<Duration>,
+        statement: S,
+    ) -> Result<R> {
+        let Some(routing) = &self.inner.routing else {
+            return self.run_once(timeout, statement).await;
+        };
+        if let Some(replica) = routing.pick() {
+            let deadline = Deadline::new(timeout.or(self.inner.options.timeout));
+            match replica
+                .engine
+                .borrow(replica.engine.inner.options.acquire_timeout, &deadline)
+                .await
+            {
+                Ok(mut raw) => {
+                    replica.reads.fetch_add(1, Ordering::Relaxed);
+                    return run_statement(raw.get(), &deadline, statement).await;
+                }
+                Err(e) => {
+                    replica.in_rotation.store(false, Ordering::Relaxed);
+                    routing.fallbacks.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(
+                        target: "gino",
+                        "replica {} unreachable, reading from the primary: {e}",
+                        replica.engine.url()
+                    );
+                }
+            }
+        }
+        routing.primary_reads.fetch_add(1, Ordering::Relaxed);
+        self.run_once(timeout, statement).await
+    }
+
+    /// One round of replica checks: reachable, and within the lag bound.
+    async fn check_replicas(&self) {
+        use diesel::dsl::sql;
+        use diesel::sql_types::{BigInt, Text};
+        let Some(routing) = &self.inner.routing else {
+            return;
+        };
+        let position = || diesel::select(sql::<Text>("pg_current_wal_lsn()::text"));
+        // A primary that is itself in recovery has no position to compare.
+        let primary = self
+            .run_once(
+                Some(routing.check_every),
+                crate::statement::LoadAll(position(), std::marker::PhantomData),
+            )
+            .await
+            .ok()
+            .and_then(|rows: Vec<String>| rows.into_iter().next());
+        for replica in &routing.replicas {
+            let behind = match &primary {
+                Some(lsn) => format!(
+                    "greatest(coalesce(pg_wal_lsn_diff('{lsn}'::pg_lsn, \
+                     pg_last_wal_replay_lsn()), 0), 0)::bigint"
+                ),
+                None => "0::bigint".to_owned(),
+            };
+            let lag = replica
+                .engine
+                .run_once(
+                    Some(routing.check_every),
+                    crate::statement::LoadAll(
+                        diesel::select(sql::<BigInt>(&behind)),
+                        std::marker::PhantomData,
+                    ),
+                )
+                .await
+                .map(|rows: Vec<i64>| rows.first().copied().unwrap_or(0));
+            let well = match lag {
+                Ok(bytes) => {
+                    let bytes = u64::try_from(bytes).unwrap_or(0);
+                    replica.lag.store(bytes, Ordering::Relaxed);
+                    bytes <= routing.max_lag
+                }
+                Err(_) => false,
+            };
+            let was = replica.in_rotation.swap(well, Ordering::Relaxed);
+            if was != well {
+                tracing::info!(
+                    target: "gino",
+                    "replica {} {} rotation",
+                    replica.engine.url(),
+                    if well { "back in" } else { "out of" }
+                );
+            }
+        }
+    }
+
     /// Closes the pooled connections nobody has used for `idle_for`,
     /// returning how many: a quiet pool shrinks (its next borrow opens a
     /// connection again). Borrowed connections are left alone.
@@ -375,6 +647,11 @@ impl Engine {
         self.inner.closed.store(true, Ordering::Release);
         if let Source::Pool(pool) = &self.inner.source {
             pool.close();
+        }
+        if let Some(routing) = &self.inner.routing {
+            for replica in &routing.replicas {
+                replica.engine.close_now();
+            }
         }
     }
 

@@ -175,6 +175,7 @@ impl<Q: QueryFragment<Pg> + QueryId> GinoQuery for Q {
             bind: Bind::Default,
             timeout: None,
             route: Some(crate::bind::route::<Q>),
+            reads: Some(crate::bind::reads_only::<Q>),
         }
     }
 }
@@ -193,6 +194,9 @@ pub struct Executor<'a, Q> {
     timeout: Option<Duration>,
     /// Where an unbound query of a model's table runs; set by `.gino()`.
     route: Option<fn(&Q) -> Option<&'static Gino>>,
+    /// Whether the query only reads (so it may run on a read replica);
+    /// set by `.gino()` and the model API's reads.
+    reads: Option<fn(&Q) -> bool>,
 }
 
 impl<'a, Q> Executor<'a, Q> {
@@ -202,7 +206,20 @@ impl<'a, Q> Executor<'a, Q> {
             bind,
             timeout: None,
             route: None,
+            reads: None,
         }
+    }
+
+    /// Marks the query as one that only reads.
+    pub(crate) fn reading(mut self) -> Self {
+        self.reads = Some(|_| true);
+        self
+    }
+
+    /// Whether this query, run at `place`, may go to a read replica.
+    fn reads_elsewhere(&self, place: Bind<'_>) -> bool {
+        self.reads
+            .is_some_and(|reads| place.may_read_elsewhere() && reads(&self.query))
     }
 
     /// Where the query runs: its bind, or for an unbound query, the
@@ -260,6 +277,7 @@ impl<'a, Q> Executor<'a, Q> {
             bind: to.into(),
             timeout: self.timeout,
             route: self.route,
+            reads: self.reads,
         }
     }
 
@@ -303,9 +321,15 @@ impl<'a, Q> Executor<'a, Q> {
         Q: LoadQuery<'q, AsyncPgConnection, U> + Send + 'q,
         U: Send + 'static,
     {
-        self.place()
-            .run(self.timeout, LoadSome(self.query, limit, PhantomData))
-            .await
+        let place = self.place();
+        let read = self.reads_elsewhere(place);
+        run_loading(
+            place,
+            self.timeout,
+            read,
+            LoadSome(self.query, limit, PhantomData),
+        )
+        .await
     }
 
     /// All rows, loaded as `U`.
@@ -328,9 +352,9 @@ impl<'a, Q> Executor<'a, Q> {
         Q: LoadQuery<'q, AsyncPgConnection, U> + Send + 'q,
         U: Send + 'static,
     {
-        self.place()
-            .run(self.timeout, LoadAll(self.query, PhantomData))
-            .await
+        let place = self.place();
+        let read = self.reads_elsewhere(place);
+        run_loading(place, self.timeout, read, LoadAll(self.query, PhantomData)).await
     }
 
     /// The first row, or `None` when there is none. Only the first row is
@@ -503,6 +527,21 @@ impl<'a, Q> Executor<'a, Q> {
             tag: tag.unwrap_or_else(|| rows.to_string()),
             rows: rows as u64,
         })
+    }
+}
+
+/// Runs a statement that loads rows: as a read (a replica may answer)
+/// when `read`, else where its place says.
+async fn run_loading<R, S: crate::statement::Statement<R>>(
+    place: Bind<'_>,
+    timeout: Option<Duration>,
+    read: bool,
+    statement: S,
+) -> Result<R> {
+    if read {
+        place.run_read(timeout, statement).await
+    } else {
+        place.run(timeout, statement).await
     }
 }
 

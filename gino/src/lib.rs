@@ -90,7 +90,7 @@ pub use budget::ConnectionBudget;
 pub use config::{DatabaseUrl, EngineOptions, IsolationLevel, OnConnect, SslMode, SslRootCert};
 pub use connection::{Acquire, Connection, ConnectionStats};
 pub use cursor::{Cursor, DEFAULT_PREFETCH};
-pub use engine::{Engine, IntoEngine, PoolStatus, create_engine};
+pub use engine::{Engine, IntoEngine, PoolStatus, ReplicaStats, RoutingStats, create_engine};
 pub use error::{DatabaseError, Error, Result};
 pub use executor::{CachedByText, Compiled, Executor, GinoQuery, KeepPrepared, Prepared, Status};
 #[doc(hidden)]

@@ -586,7 +586,7 @@ pub trait Model: Sized + Send + Sync + 'static {
         let query = self
             .lookup()
             .map(|lookup| Self::Table::default().filter(lookup).select(columns));
-        Run::new(query, Self::DB.bind())
+        Run::reading(query, Self::DB.bind())
     }
 }
 
@@ -866,6 +866,8 @@ pub struct Run<'a, Q, M> {
     query: Result<Q>,
     bind: Bind<'a>,
     timeout: Option<Duration>,
+    /// A plain read, which may run on a read replica.
+    read: bool,
     mode: PhantomData<fn() -> M>,
 }
 
@@ -887,7 +889,17 @@ impl<'a, Q, M> Run<'a, Q, M> {
             query,
             bind,
             timeout: None,
+            read: false,
             mode: PhantomData,
+        }
+    }
+
+    /// A query that only reads ([`new`](Self::new) otherwise): an engine
+    /// with read replicas may run it on one.
+    pub fn reading(query: Result<Q>, bind: Bind<'a>) -> Self {
+        Run {
+            read: true,
+            ..Run::new(query, bind)
         }
     }
 
@@ -898,6 +910,7 @@ impl<'a, Q, M> Run<'a, Q, M> {
             query: self.query,
             bind: to.into(),
             timeout: self.timeout,
+            read: self.read,
             mode: PhantomData,
         }
     }
@@ -914,12 +927,14 @@ impl<'a, Q, M> Run<'a, Q, M> {
             query: self.query,
             bind: self.bind,
             timeout: self.timeout,
+            read: self.read,
             mode: PhantomData,
         }
     }
 
     fn executor(self) -> Result<Executor<'a, Q>> {
         let exec = Executor::new(self.query?, self.bind);
+        let exec = if self.read { exec.reading() } else { exec };
         Ok(match self.timeout {
             Some(t) => exec.timeout(t),
             None => exec,

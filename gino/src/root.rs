@@ -36,6 +36,9 @@ pub(crate) struct Root {
     /// promises no session, so a raw connection the server has left can be
     /// swapped for a fresh one between statements.
     lazy: bool,
+    /// A write or a transaction ran on this lazy root: its scope's reads
+    /// stay on it (read-your-writes with read replicas).
+    pinned: AtomicBool,
     pub(crate) usage: Usage,
 }
 
@@ -149,10 +152,23 @@ impl Root {
                 levels: Vec::new(),
             }),
             released: AtomicBool::new(false),
+            pinned: AtomicBool::new(false),
             pending_rollbacks: Mutex::new(Vec::new()),
             acquire_timeout,
             usage: Usage::default(),
         }
+    }
+
+    /// Keeps the reads of this root's scope on it from now on.
+    pub(crate) fn pin_reads(&self) {
+        self.pinned.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the scope's reads must run on this root (on the primary):
+    /// an acquired connection always, a lazy one after a write or a
+    /// transaction.
+    pub(crate) fn pins_reads(&self) -> bool {
+        !self.lazy || self.pinned.load(Ordering::Relaxed)
     }
 
     pub(crate) fn is_released(&self) -> bool {

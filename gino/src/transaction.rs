@@ -148,6 +148,7 @@ impl Transaction {
         };
         slot.raw(&root, &deadline).await?.control(&sql).await?;
         slot.levels.push(id);
+        root.pin_reads();
         drop(slot);
         Ok(Transaction {
             inner: Arc::new(TxInner {

@@ -36,6 +36,7 @@ use crate::error::{Error, Result};
 /// | `statement_timeout` | `DB_STATEMENT_TIMEOUT` | the server's |
 /// | `statement_cache` | `DB_STATEMENT_CACHE` | true |
 /// | `shutdown_timeout` | `DB_SHUTDOWN_TIMEOUT` | 30 s |
+/// | `replica_dsns` | `DB_REPLICA_DSNS` | none; comma-separated URLs of read replicas |
 ///
 /// Booleans are `true`/`false`, `1`/`0`, `yes`/`no` or `on`/`off` in any
 /// case; durations are seconds (`1.5`) or carry a unit (`500ms`, `2s`,
@@ -106,6 +107,10 @@ pub struct Settings {
     /// connections.
     #[serde(deserialize_with = "duration")]
     pub shutdown_timeout: Duration,
+    /// Read replicas' URLs (see [`EngineOptions::replica`]); never shown
+    /// in `Debug`, as they may hold passwords.
+    #[serde(deserialize_with = "url_list")]
+    pub replica_dsns: Vec<String>,
 }
 
 /// A DSN as (scheme and server, database, `?query` or nothing).
@@ -145,6 +150,7 @@ impl Default for Settings {
             statement_timeout: None,
             statement_cache: true,
             shutdown_timeout: Duration::from_secs(30),
+            replica_dsns: Vec::new(),
         }
     }
 }
@@ -183,6 +189,7 @@ impl fmt::Debug for Settings {
             .field("statement_timeout", &self.statement_timeout)
             .field("statement_cache", &self.statement_cache)
             .field("shutdown_timeout", &self.shutdown_timeout)
+            .field("replica_dsns", &self.replica_dsns.len())
             .finish()
     }
 }
@@ -213,6 +220,7 @@ impl Settings {
         "statement_timeout",
         "statement_cache",
         "shutdown_timeout",
+        "replica_dsns",
     ];
 
     /// The settings from `DB_*` environment variables over the defaults.
@@ -302,6 +310,9 @@ impl Settings {
         }
         if let Some(v) = get("DB_SHUTDOWN_TIMEOUT") {
             s.shutdown_timeout = parse_duration("DB_SHUTDOWN_TIMEOUT", &v)?;
+        }
+        if let Some(v) = get("DB_REPLICA_DSNS") {
+            s.replica_dsns = parse_url_list("DB_REPLICA_DSNS", &v)?;
         }
         s.validate()?;
         Ok(s)
@@ -425,6 +436,9 @@ impl Settings {
         if let Some(timeout) = self.statement_timeout {
             options = options.statement_timeout(timeout);
         }
+        for replica in &self.replica_dsns {
+            options = options.replica(replica.clone());
+        }
         options
     }
 }
@@ -495,6 +509,36 @@ enum Loose {
     Bool(bool),
     Number(f64),
     Text(String),
+}
+
+/// Comma-separated URLs, each checked (errors never show a password).
+fn parse_url_list(variable: &str, text: &str) -> Result<Vec<String>> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|url| !url.is_empty())
+        .map(|url| {
+            url.parse::<DatabaseUrl>()
+                .map(|_| url.to_owned())
+                .map_err(|e| named(variable, &e.to_string()))
+        })
+        .collect()
+}
+
+/// URLs as a list, or as one comma-separated text (an environment
+/// variable through figment).
+fn url_list<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Urls {
+        One(String),
+        Many(Vec<String>),
+    }
+    let urls = match Option::<Urls>::deserialize(d)? {
+        None => return Ok(Vec::new()),
+        Some(Urls::One(text)) => text,
+        Some(Urls::Many(list)) => list.join(","),
+    };
+    parse_url_list("replica_dsns", &urls).map_err(serde::de::Error::custom)
 }
 
 fn flexible_bool<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<bool, D::Error> {

@@ -1,0 +1,297 @@
+//! Read replicas on real streaming replication: a throwaway primary and a
+//! standby made with `pg_basebackup -R`. Reads land on the standby (its
+//! backends answer `pg_is_in_recovery()` with true), writes and
+//! transactions on the primary; a request that writes then reads sees its
+//! write; a standby that stops or lags leaves the rotation and comes back.
+
+use std::time::Duration;
+
+use diesel::dsl::sql;
+use diesel::sql_types::Bool;
+use gino::prelude::*;
+use gino::web::{Extension, Settings};
+use gino::{Engine, EngineOptions};
+use gino_testkit::Cluster;
+
+static DB: Gino = Gino::new();
+
+#[derive(Model, Debug, Clone, PartialEq)]
+#[gino(table = "notes")]
+pub struct Note {
+    #[gino(primary_key)]
+    pub id: i32,
+    pub body: String,
+}
+
+/// Whether the answering backend is a standby's, through `.gino()`.
+async fn on_standby(bind: impl Into<gino::Bind<'_>>) -> bool {
+    diesel::select(sql::<Bool>("pg_is_in_recovery()"))
+        .gino()
+        .bind(bind)
+        .one()
+        .await
+        .unwrap()
+}
+
+/// The same, implicitly on `DB`.
+async fn implicitly_on_standby() -> bool {
+    diesel::select(sql::<Bool>("pg_is_in_recovery()"))
+        .gino()
+        .one()
+        .await
+        .unwrap()
+}
+
+struct Replicated {
+    primary: Cluster,
+    standby: Cluster,
+}
+
+impl Replicated {
+    fn start() -> Replicated {
+        let primary = Cluster::builder().start().expect("primary");
+        let standby = primary.standby().expect("standby");
+        Replicated { primary, standby }
+    }
+
+    fn options(&self) -> EngineOptions {
+        EngineOptions::new()
+            .replica(self.standby.url_for("postgres"))
+            .replica_check_interval(Duration::from_millis(100))
+            .acquire_timeout(Duration::from_secs(2))
+    }
+
+    async fn engine(&self, options: EngineOptions) -> Engine {
+        gino::create_engine(&self.primary.url_for("postgres"), options)
+            .await
+            .expect("engine")
+    }
+}
+
+/// Waits up to 10 s for `done`.
+async fn eventually<F, Fut>(what: &str, done: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..200 {
+        if done().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{what}: not within 10 s");
+}
+
+fn in_rotation(engine: &Engine) -> bool {
+    engine.routing().unwrap().replicas[0].in_rotation
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_go_to_the_standby_and_everything_else_to_the_primary() {
+    let servers = Replicated::start();
+    let engine = servers.engine(servers.options()).await;
+    DB.set_bind(engine.clone()).await.unwrap();
+    DB.create_all().await.unwrap();
+    let note = Note::create().id(1).body("hello").await.unwrap();
+    eventually("the note reaches the standby", || async {
+        // Until the standby has replayed the table, reading it fails.
+        matches!(Note::get(1).await, Ok(Some(_)))
+    })
+    .await;
+
+    // Plain reads: the standby, explicitly on the engine or implicitly.
+    assert!(on_standby(&engine).await);
+    assert!(implicitly_on_standby().await);
+    let before = engine.routing().unwrap().replicas[0].reads;
+    assert_eq!(Note::get(1).await.unwrap(), Some(note.clone()));
+    let names: Vec<String> = notes::table.select(notes::body).gino().all().await.unwrap();
+    assert_eq!(names, ["hello"]);
+    assert!(engine.routing().unwrap().replicas[0].reads >= before + 2);
+
+    // Writes (the standby would refuse them), locking reads, and every
+    // statement of a transaction: the primary.
+    Note::create().id(2).body("second").await.unwrap();
+    diesel::update(notes::table.find(2))
+        .set(notes::body.eq("changed"))
+        .gino()
+        .status()
+        .await
+        .unwrap();
+    // The standby would refuse a row lock.
+    let locked: Vec<String> = notes::table
+        .select(notes::body)
+        .for_update()
+        .gino()
+        .all()
+        .await
+        .unwrap();
+    assert_eq!(locked.len(), 2);
+    let in_tx = DB
+        .transaction(async {
+            let seen = implicitly_on_standby().await;
+            Note::create().id(3).body("in tx").await?;
+            Ok::<_, gino::Error>(seen)
+        })
+        .await
+        .unwrap();
+    assert!(!in_tx, "a transaction's reads run on the primary");
+    // An explicitly acquired connection is the primary's.
+    let conn = engine.acquire().await.unwrap();
+    assert!(!on_standby(&conn).await);
+    conn.release().await.unwrap();
+
+    let stats = engine.routing().unwrap();
+    assert!(stats.writes >= 2, "{stats:?}");
+    assert!(stats.replicas[0].in_rotation);
+    DB.pop_bind().unwrap().close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_reads_its_own_writes() {
+    let servers = Replicated::start();
+    let db: &'static Gino = Box::leak(Box::new(Gino::secondary()));
+    let mut settings = Settings::default();
+    settings.dsn = Some(servers.primary.url_for("postgres"));
+    settings.replica_dsns = vec![servers.standby.url_for("postgres")];
+    settings.pool_min_size = 0;
+    let extension = Extension::new(db, settings);
+    let engine = extension.connect().await.unwrap();
+    assert!(
+        engine.routing().is_some(),
+        "DB_REPLICA_DSNS reach the engine"
+    );
+    engine
+        .status(diesel::sql_query("CREATE TABLE seen (n int)"))
+        .await
+        .unwrap();
+    eventually("the table reaches the standby", || async {
+        diesel::select(sql::<Bool>("to_regclass('seen') IS NOT NULL"))
+            .gino()
+            .bind(&engine)
+            .one()
+            .await
+            .unwrap()
+    })
+    .await;
+
+    let (before, after) = extension
+        .request()
+        .run(async {
+            // No write yet: the standby answers.
+            let before = on_standby(db).await;
+            db.status(diesel::sql_query("INSERT INTO seen VALUES (1)"))
+                .await
+                .unwrap();
+            // After the write, this request reads on the primary, where
+            // the row already is.
+            let after = on_standby(db).await;
+            let count: i64 = diesel::select(sql::<diesel::sql_types::BigInt>(
+                "(SELECT count(*) FROM seen)",
+            ))
+            .gino()
+            .bind(db)
+            .one()
+            .await
+            .unwrap();
+            assert_eq!(count, 1);
+            (before, after)
+        })
+        .await;
+    assert!(before, "a request's reads start on the standby");
+    assert!(!after, "after its write, a request reads on the primary");
+    // The next request starts over on the standby.
+    assert!(extension.request().run(on_standby(db)).await);
+    extension.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_standby_leaves_the_rotation_and_comes_back() {
+    let servers = Replicated::start();
+    let engine = servers.engine(servers.options()).await;
+    assert!(on_standby(&engine).await);
+
+    servers.standby.stop().unwrap();
+    // Every read after the stop is answered, by the primary.
+    for _ in 0..20 {
+        assert!(!on_standby(&engine).await);
+    }
+    // Taken out by a failed read (a fallback) or by the next check,
+    // whichever came first.
+    let stats = engine.routing().unwrap();
+    assert!(!stats.replicas[0].in_rotation, "{stats:?}");
+
+    servers.standby.start().unwrap();
+    eventually("the standby is back in rotation", || async {
+        in_rotation(&engine)
+    })
+    .await;
+    eventually("reads land on the standby again", || async {
+        on_standby(&engine).await
+    })
+    .await;
+    engine.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lagging_standby_leaves_the_rotation() {
+    let servers = Replicated::start();
+    let engine = servers
+        .engine(servers.options().replica_max_lag(64 * 1024))
+        .await;
+    eventually("the standby is in rotation", || async {
+        in_rotation(&engine)
+    })
+    .await;
+    servers
+        .standby
+        .execute("SELECT pg_wal_replay_pause()")
+        .unwrap();
+    // About a megabyte of WAL the paused standby does not replay.
+    engine
+        .status(diesel::sql_query(
+            "CREATE TABLE filler AS SELECT g, repeat('x', 100) AS pad FROM generate_series(1, 10000) g",
+        ))
+        .await
+        .unwrap();
+    eventually("the lagging standby leaves the rotation", || async {
+        !in_rotation(&engine)
+    })
+    .await;
+    assert!(!on_standby(&engine).await, "reads go to the primary");
+    assert!(engine.routing().unwrap().replicas[0].lag_bytes > 64 * 1024);
+
+    servers
+        .standby
+        .execute("SELECT pg_wal_replay_resume()")
+        .unwrap();
+    eventually("the standby catches up and returns", || async {
+        in_rotation(&engine)
+    })
+    .await;
+    assert!(on_standby(&engine).await);
+    engine.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_whose_standby_is_gone_falls_back_to_the_primary() {
+    let servers = Replicated::start();
+    // Checks too rare to notice: the read itself finds the standby gone.
+    let engine = servers
+        .engine(
+            servers
+                .options()
+                .replica_check_interval(Duration::from_secs(3600)),
+        )
+        .await;
+    assert!(on_standby(&engine).await);
+    servers.standby.stop().unwrap();
+    assert!(!on_standby(&engine).await, "answered by the primary");
+    let stats = engine.routing().unwrap();
+    assert_eq!(stats.fallbacks, 1, "{stats:?}");
+    assert!(!stats.replicas[0].in_rotation, "{stats:?}");
+    // Out of rotation, later reads go straight to the primary.
+    assert!(!on_standby(&engine).await);
+    assert_eq!(engine.routing().unwrap().fallbacks, 1);
+    engine.close().await;
+}

@@ -46,6 +46,7 @@ pub async fn create_engine(url: &str, options: EngineOptions) -> Result<Engine> 
     let routing = if options.replicas.is_empty() {
         None
     } else {
+        ANY_REPLICAS.store(true, Ordering::Relaxed);
         Some(Routing::new(&options).await?)
     };
     let url: DatabaseUrl = url.parse()?;
@@ -121,6 +122,15 @@ struct EngineInner {
     tenant: std::sync::OnceLock<(u64, Arc<str>)>,
     /// Read replicas, when the engine has any.
     routing: Option<Routing>,
+}
+
+/// Whether any engine of the process has read replicas: until one does,
+/// queries skip the question of where a read may run.
+static ANY_REPLICAS: AtomicBool = AtomicBool::new(false);
+
+/// Whether some engine has read replicas (see [`ANY_REPLICAS`]).
+pub(crate) fn any_replicas() -> bool {
+    ANY_REPLICAS.load(Ordering::Relaxed)
 }
 
 /// An engine's read replicas and what was routed where.

@@ -216,6 +216,43 @@ impl<'a, Q> Executor<'a, Q> {
         self
     }
 
+    /// Runs on the primary even if it only reads and the engine has read
+    /// replicas (a read that must see the latest commit of another
+    /// request, say); see [`Engine::routing`](crate::Engine::routing).
+    ///
+    /// ```
+    /// # async fn demo() -> gino::Result<()> {
+    /// use diesel::dsl::sql;
+    /// use diesel::sql_types::Integer;
+    /// use gino::prelude::*;
+    /// let fresh: i32 = diesel::select(sql::<Integer>("1")).gino().primary().one().await?;
+    /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
+    /// ```
+    pub fn primary(mut self) -> Self {
+        self.reads = None;
+        self
+    }
+
+    /// Treats the query as a read that a replica may answer, whatever its
+    /// SQL (a function call gino cannot tell from a write, say); it still
+    /// runs on the primary inside a transaction, on a connection, or when
+    /// no replica is in rotation.
+    ///
+    /// ```
+    /// # async fn demo() -> gino::Result<()> {
+    /// use diesel::dsl::sql;
+    /// use diesel::sql_types::Integer;
+    /// use gino::prelude::*;
+    /// let n: i32 = diesel::select(sql::<Integer>("1")).gino().replica().one().await?;
+    /// # let _ = n;
+    /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
+    /// ```
+    pub fn replica(self) -> Self {
+        self.reading()
+    }
+
     /// Whether this query, run at `place`, may go to a read replica.
     fn reads_elsewhere(&self, place: Bind<'_>) -> bool {
         self.reads

@@ -295,3 +295,40 @@ async fn a_read_whose_standby_is_gone_falls_back_to_the_primary() {
     assert_eq!(engine.routing().unwrap().fallbacks, 1);
     engine.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn primary_and_replica_override_the_routing() {
+    let servers = Replicated::start();
+    let engine = servers.engine(servers.options()).await;
+    let plain = || diesel::select(sql::<Bool>("pg_is_in_recovery()"));
+    // A comment that looks like a row lock makes gino play safe.
+    let looks_locking = || diesel::select(sql::<Bool>("pg_is_in_recovery() /* FOR UPDATE */"));
+    assert!(plain().gino().bind(&engine).one::<bool>().await.unwrap());
+    assert!(
+        !plain()
+            .gino()
+            .bind(&engine)
+            .primary()
+            .one::<bool>()
+            .await
+            .unwrap()
+    );
+    assert!(
+        !looks_locking()
+            .gino()
+            .bind(&engine)
+            .one::<bool>()
+            .await
+            .unwrap()
+    );
+    assert!(
+        looks_locking()
+            .gino()
+            .bind(&engine)
+            .replica()
+            .one::<bool>()
+            .await
+            .unwrap()
+    );
+    engine.close().await;
+}

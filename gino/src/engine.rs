@@ -470,8 +470,9 @@ impl Engine {
     /// What this engine routed to its primary and replicas, if it has
     /// replicas ([`EngineOptions::replica`]).
     ///
-    /// Implicit reads (`.gino()` queries that are a plain `SELECT`, and
-    /// the model API's `get`, `query` and `select`) go to a replica in
+    /// Implicit reads (plain `SELECT`s through `.gino()` or the query API
+    /// of a `Gino` or an `Engine`, and the model API's `get`, `query` and
+    /// `select`) go to a replica in
     /// rotation, round robin; everything else goes to the primary: writes,
     /// locking reads (`FOR UPDATE`), statements inside a transaction, on an
     /// acquired connection, or bound with `.bind(...)` to a connection.

@@ -210,6 +210,18 @@ impl<'a, Q> Executor<'a, Q> {
         }
     }
 
+    /// An executor for `query` at `bind` whose SQL says whether it only
+    /// reads (the query API of `Gino`, `Engine` and `Connection`).
+    pub(crate) fn classified(query: Q, bind: Bind<'a>) -> Self
+    where
+        Q: QueryFragment<Pg> + QueryId,
+    {
+        Executor {
+            reads: Some(crate::bind::reads_only::<Q>),
+            ..Executor::new(query, bind)
+        }
+    }
+
     /// Marks the query as one that only reads.
     pub(crate) fn reading(mut self) -> Self {
         self.reads = Some(|_| true);
@@ -738,9 +750,10 @@ macro_rules! query_methods {
         pub async fn all<'q, U, Q>(&self, query: Q) -> $crate::Result<Vec<U>>
         where
             Q: diesel_async::methods::LoadQuery<'q, diesel_async::AsyncPgConnection, U> + Send + 'q,
+            Q: diesel::query_builder::QueryFragment<diesel::pg::Pg> + diesel::query_builder::QueryId,
             U: Send + 'static,
         {
-            $crate::Executor::new(query, self.bind()).all().await
+            $crate::Executor::classified(query, self.bind()).all().await
         }
 
         #[doc = concat!(
@@ -755,9 +768,10 @@ macro_rules! query_methods {
         pub async fn first<'q, U, Q>(&self, query: Q) -> $crate::Result<Option<U>>
         where
             Q: diesel_async::methods::LoadQuery<'q, diesel_async::AsyncPgConnection, U> + Send + 'q,
+            Q: diesel::query_builder::QueryFragment<diesel::pg::Pg> + diesel::query_builder::QueryId,
             U: Send + 'static,
         {
-            $crate::Executor::new(query, self.bind()).first().await
+            $crate::Executor::classified(query, self.bind()).first().await
         }
 
         #[doc = concat!(
@@ -772,9 +786,10 @@ macro_rules! query_methods {
         pub async fn first_or_404<'q, U, Q>(&self, query: Q) -> $crate::Result<U>
         where
             Q: diesel_async::methods::LoadQuery<'q, diesel_async::AsyncPgConnection, U> + Send + 'q,
+            Q: diesel::query_builder::QueryFragment<diesel::pg::Pg> + diesel::query_builder::QueryId,
             U: Send + 'static,
         {
-            $crate::Executor::new(query, self.bind()).first_or_404().await
+            $crate::Executor::classified(query, self.bind()).first_or_404().await
         }
 
         #[doc = concat!(
@@ -788,9 +803,10 @@ macro_rules! query_methods {
         pub async fn one<'q, U, Q>(&self, query: Q) -> $crate::Result<U>
         where
             Q: diesel_async::methods::LoadQuery<'q, diesel_async::AsyncPgConnection, U> + Send + 'q,
+            Q: diesel::query_builder::QueryFragment<diesel::pg::Pg> + diesel::query_builder::QueryId,
             U: Send + 'static,
         {
-            $crate::Executor::new(query, self.bind()).one().await
+            $crate::Executor::classified(query, self.bind()).one().await
         }
 
         #[doc = concat!(
@@ -805,9 +821,10 @@ macro_rules! query_methods {
         pub async fn one_or_none<'q, U, Q>(&self, query: Q) -> $crate::Result<Option<U>>
         where
             Q: diesel_async::methods::LoadQuery<'q, diesel_async::AsyncPgConnection, U> + Send + 'q,
+            Q: diesel::query_builder::QueryFragment<diesel::pg::Pg> + diesel::query_builder::QueryId,
             U: Send + 'static,
         {
-            $crate::Executor::new(query, self.bind()).one_or_none().await
+            $crate::Executor::classified(query, self.bind()).one_or_none().await
         }
 
         #[doc = concat!(
@@ -822,9 +839,10 @@ macro_rules! query_methods {
         pub async fn scalar<'q, T, Q>(&self, query: Q) -> $crate::Result<Option<T>>
         where
             Q: diesel_async::methods::LoadQuery<'q, diesel_async::AsyncPgConnection, T> + Send + 'q,
+            Q: diesel::query_builder::QueryFragment<diesel::pg::Pg> + diesel::query_builder::QueryId,
             T: Send + 'static,
         {
-            $crate::Executor::new(query, self.bind()).scalar().await
+            $crate::Executor::classified(query, self.bind()).scalar().await
         }
 
         #[doc = concat!(

@@ -330,5 +330,16 @@ async fn primary_and_replica_override_the_routing() {
             .await
             .unwrap()
     );
+    // The query API of an engine and a db classifies the same way; a
+    // connection's is the primary's.
+    assert!(engine.one::<bool, _>(plain()).await.unwrap());
+    assert!(!engine.one::<bool, _>(looks_locking()).await.unwrap());
+    let db: &'static Gino = Box::leak(Box::new(Gino::secondary()));
+    db.set_bind(engine.clone()).await.unwrap();
+    assert_eq!(db.scalar::<bool, _>(plain()).await.unwrap(), Some(true));
+    let conn = engine.acquire().await.unwrap();
+    assert!(!conn.one::<bool, _>(plain()).await.unwrap());
+    conn.release().await.unwrap();
+    db.pop_bind();
     engine.close().await;
 }

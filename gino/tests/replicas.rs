@@ -4,8 +4,11 @@
 //! transactions on the primary; a request that writes then reads sees its
 //! write; a standby that stops or lags leaves the rotation and comes back.
 
+mod common;
+
 use std::time::Duration;
 
+use common::eventually;
 use diesel::dsl::sql;
 use diesel::sql_types::Bool;
 use gino::prelude::*;
@@ -66,21 +69,6 @@ impl Replicated {
             .await
             .expect("engine")
     }
-}
-
-/// Waits up to 10 s for `done`.
-async fn eventually<F, Fut>(what: &str, done: F)
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    for _ in 0..200 {
-        if done().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{what}: not within 10 s");
 }
 
 fn in_rotation(engine: &Engine) -> bool {

@@ -4,10 +4,13 @@
 //! connection budget holds (sampled in `pg_stat_activity`), and a
 //! connection cannot cross tenants.
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use common::eventually;
 use diesel::sql_types::{BigInt, Text};
 use gino::prelude::*;
 use gino::{EngineOptions, Error, Tenants, create_engine};
@@ -230,7 +233,7 @@ async fn eviction_closes_pools_after_their_last_request() {
 
     // Only the live tenants keep connections.
     let live: Vec<String> = stats.tenants.iter().map(|t| t.key.clone()).collect();
-    wait_for(|| async {
+    eventually("evicted pools' connections are gone", || async {
         let mut open = 0;
         for t in 0..8 {
             let key = format!("t{t}");
@@ -244,24 +247,11 @@ async fn eviction_closes_pools_after_their_last_request() {
     })
     .await;
     tenants.close();
-    wait_for(|| async { backends(&observer, "evict_").await == 0 }).await;
+    eventually("every pool closed", || async {
+        backends(&observer, "evict_").await == 0
+    })
+    .await;
     observer.close().await;
-}
-
-/// Polls `done` for up to five seconds: a closed pool's backends leave
-/// the server a moment after their sockets close.
-async fn wait_for<F, Fut>(done: F)
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    for _ in 0..100 {
-        if done().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("condition not reached in 5 s");
 }
 
 #[tokio::test]

@@ -163,3 +163,19 @@ pub fn series(
             .sql(")"),
     )
 }
+
+/// Polls `done` until it holds, for up to 10 s: what another process does
+/// (a backend leaving, a standby replaying) shows up a moment later.
+pub async fn eventually<F, Fut>(what: &str, done: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..200 {
+        if done().await {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("{what}: not within 10 s");
+}

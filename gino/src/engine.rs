@@ -230,14 +230,17 @@ fn spawn_replica_checks(engine: &Engine) {
         .routing
         .as_ref()
         .map_or(Duration::from_secs(1), |r| r.check_every);
+    // Replicas start in rotation; the first check comes one interval
+    // later (a replica that is down meanwhile is found by the first read
+    // sent to it, which falls back).
     tokio::spawn(async move {
         loop {
+            tokio::time::sleep(every).await;
             let Some(inner) = weak.upgrade() else { return };
             if inner.closed.load(Ordering::Acquire) {
                 return;
             }
             Engine { inner }.check_replicas().await;
-            tokio::time::sleep(every).await;
         }
     });
 }

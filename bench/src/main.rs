@@ -10,6 +10,7 @@
 //! machine.
 
 mod harness;
+mod replicas;
 mod schema;
 mod tls;
 mod web;
@@ -204,6 +205,9 @@ async fn main() {
     }
     if run("tls") {
         tables.push(tls::get_by_pk().await);
+    }
+    if run("replicas") {
+        tables.push(replicas::concurrent_reads().await);
     }
 
     if only.is_none() {

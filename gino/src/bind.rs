@@ -90,6 +90,13 @@ pub(crate) enum Target {
 }
 
 impl Target {
+    async fn run<R, S: Statement<R>>(self, timeout: Option<Duration>, statement: S) -> Result<R> {
+        match self {
+            Target::Root(root) => root.run(timeout, statement).await,
+            Target::Engine(engine) => engine.run_once(timeout, statement).await,
+        }
+    }
+
     /// The engine's contextual connection in this task, else the engine.
     fn of(engine: Engine) -> Target {
         match Stack::find(engine.id()) {
@@ -134,16 +141,12 @@ impl<'a> Bind<'a> {
         timeout: Option<Duration>,
         statement: S,
     ) -> Result<R> {
-        match self.target()? {
-            Target::Root(root) => {
-                root.pin_reads();
-                root.run(timeout, statement).await
-            }
-            Target::Engine(engine) => {
-                engine.count_write();
-                engine.run_once(timeout, statement).await
-            }
+        let target = self.target()?;
+        match &target {
+            Target::Root(root) => root.pin_reads(),
+            Target::Engine(engine) => engine.count_write(),
         }
+        target.run(timeout, statement).await
     }
 
     /// Whether a read here may go to a read replica: the place is an
@@ -167,10 +170,7 @@ impl<'a> Bind<'a> {
                 Some(root) if root.pins_reads() => root.run(timeout, statement).await,
                 _ => engine.run_read(timeout, statement).await,
             },
-            _ => match self.target()? {
-                Target::Root(root) => root.run(timeout, statement).await,
-                Target::Engine(engine) => engine.run_once(timeout, statement).await,
-            },
+            _ => self.target()?.run(timeout, statement).await,
         }
     }
 }
@@ -238,7 +238,8 @@ fn routes() -> &'static HashMap<&'static str, Option<&'static Gino>> {
 /// included (it may hold a write), counts as a write. Cached per query
 /// type when diesel can name it.
 pub(crate) fn reads_only<Q: QueryFragment<Pg> + QueryId>(query: &Q) -> bool {
-    fn classify(sql: &str) -> bool {
+    static KNOWN: OnceLock<Mutex<HashMap<TypeId, bool>>> = OnceLock::new();
+    per_query_type(&KNOWN, query, |sql| {
         let upper = sql.trim_start().to_ascii_uppercase();
         upper.starts_with("SELECT")
             && ![
@@ -251,53 +252,47 @@ pub(crate) fn reads_only<Q: QueryFragment<Pg> + QueryId>(query: &Q) -> bool {
             ]
             .iter()
             .any(|lock| upper.contains(lock))
-    }
-    if !Q::HAS_STATIC_QUERY_ID {
-        return classify(&render(query));
-    }
-    static KNOWN: OnceLock<Mutex<HashMap<TypeId, bool>>> = OnceLock::new();
-    let known = KNOWN.get_or_init(Default::default);
-    let id = TypeId::of::<Q::QueryId>();
-    if let Some(read) = known.lock().unwrap_or_else(|p| p.into_inner()).get(&id) {
-        return *read;
-    }
-    let read = classify(&render(query));
-    known
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(id, read);
-    read
+    })
 }
 
+/// The database of the first table `query` names, if a model of another
+/// database than the default owns it.
 pub(crate) fn route<Q: QueryFragment<Pg> + QueryId>(query: &Q) -> Option<&'static Gino> {
     let routes = routes();
     if routes.is_empty() {
         return None;
     }
-    let table = if Q::HAS_STATIC_QUERY_ID {
-        static TABLES: OnceLock<Mutex<HashMap<TypeId, Option<String>>>> = OnceLock::new();
-        let tables = TABLES.get_or_init(Default::default);
-        let id = TypeId::of::<Q::QueryId>();
-        let known = tables
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&id)
-            .cloned();
-        match known {
-            Some(table) => table,
-            None => {
-                let table = first_table(&render(query));
-                tables
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(id, table.clone());
-                table
-            }
-        }
-    } else {
-        first_table(&render(query))
-    };
+    static TABLES: OnceLock<Mutex<HashMap<TypeId, Option<String>>>> = OnceLock::new();
+    let table = per_query_type(&TABLES, query, first_table);
     routes.get(table?.as_str()).copied().flatten()
+}
+
+/// What `learn` makes of `query`'s SQL: rendered and learnt once per query
+/// type when diesel can name the type (`HAS_STATIC_QUERY_ID`), the SQL
+/// being the same for every value of it; every time otherwise.
+fn per_query_type<Q, T>(
+    cache: &'static OnceLock<Mutex<HashMap<TypeId, T>>>,
+    query: &Q,
+    learn: impl FnOnce(&str) -> T,
+) -> T
+where
+    Q: QueryFragment<Pg> + QueryId,
+    T: Clone,
+{
+    if !Q::HAS_STATIC_QUERY_ID {
+        return learn(&render(query));
+    }
+    let cache = cache.get_or_init(Default::default);
+    let id = TypeId::of::<Q::QueryId>();
+    if let Some(known) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(&id) {
+        return known.clone();
+    }
+    let learnt = learn(&render(query));
+    cache
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(id, learnt.clone());
+    learnt
 }
 
 /// The SQL of `query`, or a placeholder saying why it cannot be rendered.

@@ -120,7 +120,11 @@ impl ConnectionBudget {
 
     /// Lets the budget ask `engine` for idle connections.
     pub(crate) fn attach(&self, engine: Weak<dyn Reclaim>) {
-        lock(&self.inner.engines).push(engine);
+        let mut engines = lock(&self.inner.engines);
+        // Engines come and go (evicted tenants): forget the gone ones here,
+        // or a budget that never runs out would keep every one's memory.
+        engines.retain(|e| e.strong_count() > 0);
+        engines.push(engine);
     }
 
     /// A unit for a connection about to open, waiting at most `timeout`
@@ -161,11 +165,10 @@ impl ConnectionBudget {
     /// Closes the idle connection of the least recently used engine that
     /// has one.
     fn reclaim_one(&self) -> bool {
-        let mut engines: Vec<Arc<dyn Reclaim>> = {
-            let mut list = lock(&self.inner.engines);
-            list.retain(|e| e.strong_count() > 0);
-            list.iter().filter_map(Weak::upgrade).collect()
-        };
+        let mut engines: Vec<Arc<dyn Reclaim>> = lock(&self.inner.engines)
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect();
         engines.sort_by_key(|e| e.last_used());
         engines.iter().any(|e| e.close_one_idle())
     }

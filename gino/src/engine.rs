@@ -542,13 +542,8 @@ impl Engine {
             return self.run_once(timeout, statement).await;
         };
         if let Some(replica) = routing.pick() {
-            let deadline = Deadline::new(timeout.or(self.inner.options.timeout));
-            match replica
-                .engine
-                .borrow(replica.engine.inner.options.acquire_timeout, &deadline)
-                .await
-            {
-                Ok(mut raw) => {
+            match replica.engine.borrow_for(timeout).await {
+                Ok((mut raw, deadline)) => {
                     replica.reads.fetch_add(1, Ordering::Relaxed);
                     return run_statement(raw.get(), &deadline, statement).await;
                 }
@@ -720,11 +715,18 @@ impl Engine {
         timeout: Option<Duration>,
         statement: S,
     ) -> Result<R> {
+        let (mut raw, deadline) = self.borrow_for(timeout).await?;
+        run_statement(raw.get(), &deadline, statement).await
+    }
+
+    /// A connection for one statement, and the statement's deadline (its
+    /// `timeout`, else the engine's), which the wait for it counts against.
+    async fn borrow_for(&self, timeout: Option<Duration>) -> Result<(RawConn, Deadline)> {
         let deadline = Deadline::new(timeout.or(self.inner.options.timeout));
-        let mut raw = self
+        let raw = self
             .borrow(self.inner.options.acquire_timeout, &deadline)
             .await?;
-        run_statement(raw.get(), &deadline, statement).await
+        Ok((raw, deadline))
     }
 }
 

@@ -222,12 +222,6 @@ impl<'a, Q> Executor<'a, Q> {
         }
     }
 
-    /// Marks the query as one that only reads.
-    pub(crate) fn reading(mut self) -> Self {
-        self.reads = Some(|_| true);
-        self
-    }
-
     /// Runs on the primary even if it only reads and the engine has read
     /// replicas (a read that must see the latest commit of another
     /// request, say); see [`Engine::routing`](crate::Engine::routing).
@@ -261,8 +255,9 @@ impl<'a, Q> Executor<'a, Q> {
     /// # Ok(()) }
     /// # gino_testkit::doc::run(demo);
     /// ```
-    pub fn replica(self) -> Self {
-        self.reading()
+    pub fn replica(mut self) -> Self {
+        self.reads = Some(|_| true);
+        self
     }
 
     /// Whether this query, run at `place`, may go to a read replica.

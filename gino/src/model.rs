@@ -934,7 +934,7 @@ impl<'a, Q, M> Run<'a, Q, M> {
 
     fn executor(self) -> Result<Executor<'a, Q>> {
         let exec = Executor::new(self.query?, self.bind);
-        let exec = if self.read { exec.reading() } else { exec };
+        let exec = if self.read { exec.replica() } else { exec };
         Ok(match self.timeout {
             Some(t) => exec.timeout(t),
             None => exec,

@@ -448,7 +448,12 @@ impl Tenants {
                     tenant.retire();
                     return Ok(lease);
                 }
-                None if tenant.retired.load(Ordering::SeqCst) || state.closed => continue,
+                // Closed while it was being made: nobody will use it.
+                None if state.closed => {
+                    tenant.retire();
+                    return Err(Error::PoolClosed);
+                }
+                None if tenant.retired.load(Ordering::SeqCst) => continue,
                 None => {
                     state.live.insert(tenant.key.clone(), tenant.clone());
                     let lease = tenant.lease();
@@ -515,14 +520,14 @@ impl Tenants {
         let made = async {
             let url = (self.inner.locate)(key.to_owned()).await?;
             let engine = create_engine(&url, self.inner.options.clone()).await?;
-            let ready = match &self.inner.prepare {
-                Some(prepare) => match engine.prove().await {
-                    Ok(()) => prepare(engine.clone()).await,
-                    Err(e) => Err(e),
-                },
-                None => engine.prove().await,
+            let ready = async {
+                engine.prove().await?;
+                match &self.inner.prepare {
+                    Some(prepare) => prepare(engine.clone()).await,
+                    None => Ok(()),
+                }
             };
-            match ready {
+            match ready.await {
                 Ok(()) => Ok(engine),
                 Err(e) => {
                     engine.close_now();

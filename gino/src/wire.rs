@@ -162,9 +162,11 @@ impl WireState {
 
     /// Keeps `held` until the socket closes (dropping it at once if it has).
     pub(crate) fn keep_until_closed(&self, held: Box<dyn std::any::Any + Send>) {
-        *self.held.lock().unwrap_or_else(|p| p.into_inner()) = Some(held);
-        if self.is_closed() {
-            drop(self.held.lock().unwrap_or_else(|p| p.into_inner()).take());
+        // Under the lock `mark_closed` takes after setting `closed`: either
+        // it sees `held` there, or this sees `closed` and drops it now.
+        let mut slot = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        if !self.is_closed() {
+            *slot = Some(held);
         }
     }
 

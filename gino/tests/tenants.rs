@@ -402,3 +402,57 @@ async fn quiet_pools_shrink() {
     assert_eq!(a.pool.size, 0, "{stats:?}");
     tenants.close();
 }
+
+/// A registry whose locator takes `delay` before naming the test database
+/// under the application_name `<prefix>_<t>`.
+fn slow_registry(db: &'static Gino, base: &str, prefix: &str, delay: Duration) -> Tenants {
+    let (base, prefix) = (base.to_owned(), prefix.to_owned());
+    Tenants::builder(db, move |tenant: String| {
+        let url = with_app(&base, &format!("{prefix}_{tenant}"));
+        async move {
+            tokio::time::sleep(delay).await;
+            Ok(url)
+        }
+    })
+    .build()
+}
+
+#[tokio::test]
+async fn closing_while_an_engine_is_made_closes_it_too() {
+    let test = TestDatabase::create().await;
+    let observer = create_engine(test.url(), EngineOptions::new())
+        .await
+        .unwrap();
+    let db = leak(Gino::secondary());
+    let tenants = slow_registry(db, test.url(), "closing", Duration::from_millis(300));
+    let lease = tokio::spawn({
+        let tenants = tenants.clone();
+        async move { tenants.lease("late").await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    tenants.close();
+    let err = lease.await.unwrap().unwrap_err();
+    assert!(matches!(err, Error::PoolClosed), "{err:?}");
+    // The engine made meanwhile was closed, not left behind.
+    eventually("the engine made during close is closed", || async {
+        backends(&observer, "closing_").await == 0
+    })
+    .await;
+    assert_eq!(tenants.stats().live, 0);
+    observer.close().await;
+}
+
+#[tokio::test]
+async fn a_dropped_first_request_leaves_the_next_one_to_make_the_engine() {
+    let test = TestDatabase::create().await;
+    let db = leak(Gino::secondary());
+    let tenants = slow_registry(db, test.url(), "dropped", Duration::from_millis(200));
+    // The client goes away while its request is making the engine.
+    let gone = tokio::time::timeout(Duration::from_millis(50), tenants.lease("t")).await;
+    assert!(gone.is_err(), "the first request was cut off");
+    let name = tenants.run("t", app_name(db)).await.unwrap().unwrap();
+    assert_eq!(name, "dropped_t");
+    let stats = tenants.stats();
+    assert_eq!((stats.created, stats.live, stats.failed), (1, 1, 0));
+    tenants.close();
+}

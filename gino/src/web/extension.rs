@@ -69,6 +69,10 @@ impl Extension {
     /// assert_eq!(extension.in_flight(), 0);
     /// ```
     pub fn new(db: &'static Gino, settings: Settings) -> Self {
+        Extension::serving(db, settings, None)
+    }
+
+    fn serving(db: &'static Gino, settings: Settings, tenants: Option<Tenants>) -> Self {
         Extension {
             inner: Arc::new(Inner {
                 db,
@@ -77,7 +81,7 @@ impl Extension {
                 draining: AtomicBool::new(false),
                 closed: AtomicBool::new(false),
                 idle: tokio::sync::Notify::new(),
-                tenants: None,
+                tenants,
             }),
         }
     }
@@ -96,17 +100,7 @@ impl Extension {
     /// # gino_testkit::doc::run(demo);
     /// ```
     pub fn with_tenants(self, tenants: Tenants) -> Self {
-        Extension {
-            inner: Arc::new(Inner {
-                db: self.inner.db,
-                settings: self.inner.settings.clone(),
-                in_flight: AtomicUsize::new(0),
-                draining: AtomicBool::new(false),
-                closed: AtomicBool::new(false),
-                idle: tokio::sync::Notify::new(),
-                tenants: Some(tenants),
-            }),
-        }
+        Extension::serving(self.inner.db, self.inner.settings.clone(), Some(tenants))
     }
 
     /// The tenants this extension serves, if any.

@@ -182,7 +182,7 @@ pub fn new_models(rows: &[(String, Option<String>)]) -> Vec<NewUser> {
 
 /// A diesel query every diesel-based contender runs as it is.
 pub trait Query:
-    diesel_async::methods::LoadQuery<'static, diesel_async::AsyncPgConnection, User>
+    gino::Loadable<'static, User>
     + diesel::query_builder::QueryFragment<diesel::pg::Pg>
     + diesel::query_builder::QueryId
     + Send
@@ -191,7 +191,7 @@ pub trait Query:
 }
 
 impl<T> Query for T where
-    T: diesel_async::methods::LoadQuery<'static, diesel_async::AsyncPgConnection, User>
+    T: gino::Loadable<'static, User>
         + diesel::query_builder::QueryFragment<diesel::pg::Pg>
         + diesel::query_builder::QueryId
         + Send

@@ -1487,7 +1487,7 @@ pub(crate) fn expand_with(
         quote! {
             /// Loads the row with this primary key (a tuple for a composite
             /// key, in declaration order); `None` if there is none.
-            pub fn get(#param) -> ::gino::Run<'static, impl ::gino::reexports::diesel_async::methods::LoadQuery<'static, ::gino::reexports::diesel_async::AsyncPgConnection, Self> + ::core::marker::Send + 'static, ::gino::model::First<Self>> {
+            pub fn get(#param) -> ::gino::Run<'static, impl ::gino::Loadable<'static, Self>, ::gino::model::First<Self>> {
                 let query = #d::QueryDsl::select(
                     #d::QueryDsl::find(#schema::table, #pk_arg),
                     <Self as #d::SelectableHelper<#d::pg::Pg>>::as_select(),
@@ -1498,7 +1498,7 @@ pub(crate) fn expand_with(
             /// Loads the row with this primary key, or fails with
             /// `gino::Error::NotFound` (404 in the web extensions) if there
             /// is none: GINO's `get_or_404`.
-            pub fn get_or_404(#param) -> ::gino::Run<'static, impl ::gino::reexports::diesel_async::methods::LoadQuery<'static, ::gino::reexports::diesel_async::AsyncPgConnection, Self> + ::core::marker::Send + 'static, ::gino::model::Found<Self>> {
+            pub fn get_or_404(#param) -> ::gino::Run<'static, impl ::gino::Loadable<'static, Self>, ::gino::model::Found<Self>> {
                 Self::get(key).or_not_found()
             }
         }
@@ -1599,12 +1599,12 @@ pub(crate) fn expand_with(
                 )*
             }
 
-            fn create(&self) -> ::gino::Run<'static, impl ::gino::reexports::diesel_async::methods::LoadQuery<'static, ::gino::reexports::diesel_async::AsyncPgConnection, Self> + ::core::marker::Send + 'static, ::gino::model::One<Self>> {
+            fn create(&self) -> ::gino::Run<'static, impl ::gino::Loadable<'static, Self>, ::gino::model::One<Self>> {
                 let query = #instance_insert;
                 ::gino::Run::new(query, Self::DB.bind())
             }
 
-            fn query(&self) -> ::gino::Run<'static, impl ::gino::reexports::diesel_async::methods::LoadQuery<'static, ::gino::reexports::diesel_async::AsyncPgConnection, Self> + ::core::marker::Send + 'static, ::gino::model::First<Self>> {
+            fn query(&self) -> ::gino::Run<'static, impl ::gino::Loadable<'static, Self>, ::gino::model::First<Self>> {
                 let query = self.lookup().map(|lookup| {
                     #d::QueryDsl::select(
                         #d::QueryDsl::filter(#schema::table, lookup),

@@ -25,7 +25,7 @@ use crate::context::Stack;
 use crate::engine::Engine;
 use crate::error::Result;
 use crate::root::Root;
-use crate::statement::Statement;
+use crate::statement::{Reread, Statement};
 use crate::text::skip_quoted;
 use crate::transaction::Transaction;
 
@@ -160,7 +160,7 @@ impl<'a> Bind<'a> {
     /// is an engine with replicas and the task's contextual connection of
     /// it (if any) has not pinned its reads (a write or a transaction ran
     /// on it); otherwise as [`run`](Self::run) would, without pinning.
-    pub(crate) async fn run_read<R, S: Statement<R>>(
+    pub(crate) async fn run_read<R, S: Reread<R>>(
         self,
         timeout: Option<Duration>,
         statement: S,

@@ -359,9 +359,7 @@ where
 #[doc(hidden)]
 pub fn load<'b, Q, M>(query: Q, on: Bind<'b>) -> BoxFuture<'b, Result<Vec<M>>>
 where
-    Q: diesel_async::methods::LoadQuery<'static, diesel_async::AsyncPgConnection, M>
-        + Send
-        + 'static,
+    Q: crate::Loadable<'static, M>,
     M: Send + 'static,
 {
     Box::pin(Executor::new(query, on).all())

@@ -23,7 +23,7 @@ use crate::budget::Reclaim;
 use crate::config::{DatabaseUrl, EngineOptions};
 use crate::error::{Error, Result};
 use crate::pool::{Manager, OpenCount, RawConn};
-use crate::statement::{Deadline, Statement, run_statement};
+use crate::statement::{Again, Deadline, Load, Reread, Statement, run_statement};
 use crate::wire::Connector;
 
 /// Creates an [`Engine`] for a `postgresql://` or `postgres://` URL:
@@ -485,9 +485,13 @@ impl Engine {
     /// it too, on the primary. A replica that cannot be reached, or lags
     /// more than [`EngineOptions::replica_max_lag`], leaves the rotation
     /// until a check (every [`EngineOptions::replica_check_interval`])
-    /// finds it well again; a read whose replica cannot be reached runs on
-    /// the primary instead (a fallback). A read already running on a
-    /// replica when it goes away fails with a connection error.
+    /// finds it well again. A read whose replica cannot be reached, or
+    /// fails there in a way the primary would not (the connection breaks
+    /// or the server shuts down while the read runs, or the replica's
+    /// recovery cancels it: SQLSTATE `40001`), runs again on the primary (a
+    /// fallback), so a replica going away loses no read. A replica whose
+    /// pool is merely busy (no connection within the acquire timeout)
+    /// stays in rotation.
     ///
     /// ```
     /// # async fn demo(url: &str) -> gino::Result<()> {
@@ -531,32 +535,39 @@ impl Engine {
     }
 
     /// Runs a read on a replica in rotation, or on the primary when there
-    /// is none or it cannot be reached (the statement has not been sent
-    /// then, so the primary runs it instead).
-    pub(crate) async fn run_read<R, S: Statement<R>>(
+    /// is none, it cannot be reached, or the read fails there in a way the
+    /// primary would not (the connection broke, the server is shutting
+    /// down, a conflict with the replica's recovery cancelled it): the
+    /// statement runs again on the primary then. A read only reads, so
+    /// running it twice is safe.
+    pub(crate) async fn run_read<R, S: Reread<R>>(
         &self,
         timeout: Option<Duration>,
-        statement: S,
+        mut statement: S,
     ) -> Result<R> {
         let Some(routing) = &self.inner.routing else {
             return self.run_once(timeout, statement).await;
         };
         if let Some(replica) = routing.pick() {
-            match replica.engine.borrow_for(timeout).await {
+            let error = match replica.engine.borrow_for(timeout).await {
                 Ok((mut raw, deadline)) => {
                     replica.reads.fetch_add(1, Ordering::Relaxed);
-                    return run_statement(raw.get(), &deadline, statement).await;
+                    match run_statement(raw.get(), &deadline, Again(&mut statement)).await {
+                        Err(e) if e.is_retryable() => e,
+                        done => return done,
+                    }
                 }
-                Err(e) => {
-                    replica.in_rotation.store(false, Ordering::Relaxed);
-                    routing.fallbacks.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(
-                        target: "gino",
-                        "replica {} unreachable, reading from the primary: {e}",
-                        replica.engine.url()
-                    );
-                }
+                Err(e) => e,
+            };
+            if error.is_connection_lost() || !error.is_retryable() {
+                replica.in_rotation.store(false, Ordering::Relaxed);
             }
+            routing.fallbacks.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                target: "gino",
+                "read on replica {} failed, running it on the primary: {error}",
+                replica.engine.url()
+            );
         }
         routing.primary_reads.fetch_add(1, Ordering::Relaxed);
         self.run_once(timeout, statement).await
@@ -574,7 +585,7 @@ impl Engine {
         let primary = self
             .run_once(
                 Some(routing.check_every),
-                crate::statement::LoadAll(position(), std::marker::PhantomData),
+                Load::all(position()),
             )
             .await
             .ok()
@@ -591,10 +602,7 @@ impl Engine {
                 .engine
                 .run_once(
                     Some(routing.check_every),
-                    crate::statement::LoadAll(
-                        diesel::select(sql::<BigInt>(&behind)),
-                        std::marker::PhantomData,
-                    ),
+                    Load::all(diesel::select(sql::<BigInt>(&behind))),
                 )
                 .await
                 .map(|rows: Vec<i64>| rows.first().copied().unwrap_or(0));
@@ -781,9 +789,7 @@ impl<S: AsRef<str> + Send> IntoEngine for (S, EngineOptions) {
 
 #[cfg(test)]
 mod tests {
-    use std::marker::PhantomData;
-
-    use crate::statement::{Deadline, LoadAll};
+    use crate::statement::{Deadline, Load};
 
     /// Every statement future embeds these; kilobytes of state are moved
     /// (memcpy) each time such a future is created, boxed or awaited, which
@@ -798,7 +804,7 @@ mod tests {
         .await
         .expect("an engine that has not connected yet");
         let query = || diesel::select(diesel::dsl::sql::<diesel::sql_types::Integer>("1"));
-        let statement = || LoadAll(query(), PhantomData::<fn(&()) -> i32>);
+        let statement = || Load::<_, i32>::all(query());
         let deadline = Deadline::none();
         let borrow = std::mem::size_of_val(&engine.borrow(None, &deadline));
         let run_once = std::mem::size_of_val(&engine.run_once(None, statement()));

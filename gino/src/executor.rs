@@ -7,20 +7,19 @@
 //! and the types it adds the query API to: `api`, `engine`, `connection`.
 
 use std::fmt;
-use std::marker::PhantomData;
 use std::time::Duration;
 
 use diesel::pg::Pg;
 use diesel::query_builder::{QueryFragment, QueryId};
 use diesel_async::AsyncPgConnection;
-use diesel_async::methods::{ExecuteDsl, LoadQuery};
+use diesel_async::methods::ExecuteDsl;
 
 use crate::api::Gino;
 use crate::bind::{Bind, Target};
 use crate::connection::Connection;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::statement::{Execute, LoadAll, LoadSome};
+use crate::statement::{Execute, Load, Loadable};
 
 /// PostgreSQL's command tag of a statement, e.g. `UPDATE 8`, as returned by
 /// [`Executor::status`].
@@ -362,18 +361,12 @@ impl<'a, Q> Executor<'a, Q> {
 
     async fn load_some<'q, U>(self, limit: usize) -> Result<Vec<U>>
     where
-        Q: LoadQuery<'q, AsyncPgConnection, U> + Send + 'q,
+        Q: Loadable<'q, U>,
         U: Send + 'static,
     {
         let place = self.place();
         let read = self.reads_elsewhere(place);
-        run_loading(
-            place,
-            self.timeout,
-            read,
-            LoadSome(self.query, limit, PhantomData),
-        )
-        .await
+        run_loading(place, self.timeout, read, Load::some(self.query, limit)).await
     }
 
     /// All rows, loaded as `U`.
@@ -393,12 +386,12 @@ impl<'a, Q> Executor<'a, Q> {
     /// ```
     pub async fn all<'q, U>(self) -> Result<Vec<U>>
     where
-        Q: LoadQuery<'q, AsyncPgConnection, U> + Send + 'q,
+        Q: Loadable<'q, U>,
         U: Send + 'static,
     {
         let place = self.place();
         let read = self.reads_elsewhere(place);
-        run_loading(place, self.timeout, read, LoadAll(self.query, PhantomData)).await
+        run_loading(place, self.timeout, read, Load::all(self.query)).await
     }
 
     /// The first row, or `None` when there is none. Only the first row is
@@ -420,7 +413,7 @@ impl<'a, Q> Executor<'a, Q> {
     /// ```
     pub async fn first<'q, U>(self) -> Result<Option<U>>
     where
-        Q: LoadQuery<'q, AsyncPgConnection, U> + Send + 'q,
+        Q: Loadable<'q, U>,
         U: Send + 'static,
     {
         Ok(self.load_some(1).await?.pop())
@@ -441,7 +434,7 @@ impl<'a, Q> Executor<'a, Q> {
     /// ```
     pub async fn first_or_404<'q, U>(self) -> Result<U>
     where
-        Q: LoadQuery<'q, AsyncPgConnection, U> + Send + 'q,
+        Q: Loadable<'q, U>,
         U: Send + 'static,
     {
         self.first().await?.ok_or(Error::NotFound)
@@ -461,7 +454,7 @@ impl<'a, Q> Executor<'a, Q> {
     /// ```
     pub async fn one<'q, U>(self) -> Result<U>
     where
-        Q: LoadQuery<'q, AsyncPgConnection, U> + Send + 'q,
+        Q: Loadable<'q, U>,
         U: Send + 'static,
     {
         self.one_or_none().await?.ok_or(Error::NoResultFound)
@@ -484,7 +477,7 @@ impl<'a, Q> Executor<'a, Q> {
     /// ```
     pub async fn one_or_none<'q, U>(self) -> Result<Option<U>>
     where
-        Q: LoadQuery<'q, AsyncPgConnection, U> + Send + 'q,
+        Q: Loadable<'q, U>,
         U: Send + 'static,
     {
         let mut rows = self.load_some(2).await?;
@@ -509,7 +502,7 @@ impl<'a, Q> Executor<'a, Q> {
     /// ```
     pub async fn scalar<'q, T>(self) -> Result<Option<T>>
     where
-        Q: LoadQuery<'q, AsyncPgConnection, T> + Send + 'q,
+        Q: Loadable<'q, T>,
         T: Send + 'static,
     {
         self.first().await
@@ -576,7 +569,7 @@ impl<'a, Q> Executor<'a, Q> {
 
 /// Runs a statement that loads rows: as a read (a replica may answer)
 /// when `read`, else where its place says.
-async fn run_loading<R, S: crate::statement::Statement<R>>(
+async fn run_loading<R, S: crate::statement::Reread<R>>(
     place: Bind<'_>,
     timeout: Option<Duration>,
     read: bool,
@@ -744,7 +737,7 @@ macro_rules! query_methods {
         )]
         pub async fn all<'q, U, Q>(&self, query: Q) -> $crate::Result<Vec<U>>
         where
-            Q: diesel_async::methods::LoadQuery<'q, diesel_async::AsyncPgConnection, U> + Send + 'q,
+            Q: $crate::Loadable<'q, U>,
             Q: diesel::query_builder::QueryFragment<diesel::pg::Pg> + diesel::query_builder::QueryId,
             U: Send + 'static,
         {
@@ -762,7 +755,7 @@ macro_rules! query_methods {
         )]
         pub async fn first<'q, U, Q>(&self, query: Q) -> $crate::Result<Option<U>>
         where
-            Q: diesel_async::methods::LoadQuery<'q, diesel_async::AsyncPgConnection, U> + Send + 'q,
+            Q: $crate::Loadable<'q, U>,
             Q: diesel::query_builder::QueryFragment<diesel::pg::Pg> + diesel::query_builder::QueryId,
             U: Send + 'static,
         {
@@ -780,7 +773,7 @@ macro_rules! query_methods {
         )]
         pub async fn first_or_404<'q, U, Q>(&self, query: Q) -> $crate::Result<U>
         where
-            Q: diesel_async::methods::LoadQuery<'q, diesel_async::AsyncPgConnection, U> + Send + 'q,
+            Q: $crate::Loadable<'q, U>,
             Q: diesel::query_builder::QueryFragment<diesel::pg::Pg> + diesel::query_builder::QueryId,
             U: Send + 'static,
         {
@@ -797,7 +790,7 @@ macro_rules! query_methods {
         )]
         pub async fn one<'q, U, Q>(&self, query: Q) -> $crate::Result<U>
         where
-            Q: diesel_async::methods::LoadQuery<'q, diesel_async::AsyncPgConnection, U> + Send + 'q,
+            Q: $crate::Loadable<'q, U>,
             Q: diesel::query_builder::QueryFragment<diesel::pg::Pg> + diesel::query_builder::QueryId,
             U: Send + 'static,
         {
@@ -815,7 +808,7 @@ macro_rules! query_methods {
         )]
         pub async fn one_or_none<'q, U, Q>(&self, query: Q) -> $crate::Result<Option<U>>
         where
-            Q: diesel_async::methods::LoadQuery<'q, diesel_async::AsyncPgConnection, U> + Send + 'q,
+            Q: $crate::Loadable<'q, U>,
             Q: diesel::query_builder::QueryFragment<diesel::pg::Pg> + diesel::query_builder::QueryId,
             U: Send + 'static,
         {
@@ -833,7 +826,7 @@ macro_rules! query_methods {
         )]
         pub async fn scalar<'q, T, Q>(&self, query: Q) -> $crate::Result<Option<T>>
         where
-            Q: diesel_async::methods::LoadQuery<'q, diesel_async::AsyncPgConnection, T> + Send + 'q,
+            Q: $crate::Loadable<'q, T>,
             Q: diesel::query_builder::QueryFragment<diesel::pg::Pg> + diesel::query_builder::QueryId,
             T: Send + 'static,
         {

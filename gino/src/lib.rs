@@ -104,6 +104,7 @@ pub use gino_macros::table;
 pub use gino_macros::{Columns, DbEnum, Model, embed_migrations};
 pub use model::{Model, Run};
 pub use schema::SchemaOp;
+pub use statement::Loadable;
 pub use tenant::{TenantLease, TenantStats, TenantUsage, Tenants, TenantsBuilder};
 pub use text::{Text, text};
 pub use transaction::{Begin, ManagedTransaction, Transaction, TxBody, WithTransaction};

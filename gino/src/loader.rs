@@ -70,8 +70,6 @@
 use std::collections::HashMap;
 use std::marker::PhantomData;
 
-use diesel_async::AsyncPgConnection;
-use diesel_async::methods::LoadQuery;
 
 use crate::error::Result;
 use crate::executor::Executor;
@@ -344,7 +342,7 @@ pub async fn select_in<'q, P, C, K, Q>(
 ) -> Result<Vec<(P, Vec<C>)>>
 where
     K: std::hash::Hash + Eq + Clone,
-    Q: LoadQuery<'q, AsyncPgConnection, C> + Send + 'q,
+    Q: crate::Loadable<'q, C>,
     C: Send + 'static,
 {
     if parents.is_empty() {
@@ -424,7 +422,7 @@ impl<Q> Executor<'_, Q> {
     pub async fn load<'q, L>(self, mut loader: L) -> Result<Vec<L::Output>>
     where
         L: Loader,
-        Q: LoadQuery<'q, AsyncPgConnection, L::Row> + Send + 'q,
+        Q: crate::Loadable<'q, L::Row>,
     {
         let rows = self.all::<L::Row>().await?;
         Ok(Loader::load(&mut loader, rows))

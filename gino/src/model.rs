@@ -17,7 +17,7 @@ use diesel::query_builder::{AsChangeset, AstPass, QueryFragment, QueryId};
 use diesel::query_dsl::methods::{FilterDsl, SelectDsl};
 use diesel::sql_types::Bool;
 use diesel_async::AsyncPgConnection;
-use diesel_async::methods::{ExecuteDsl, LoadQuery};
+use diesel_async::methods::ExecuteDsl;
 
 use crate::api::Gino;
 use crate::bind::Bind;
@@ -557,13 +557,13 @@ pub trait Model: Sized + Send + Sync + 'static {
     /// returns the stored row (`INSERT ... RETURNING`).
     fn create(
         &self,
-    ) -> Run<'static, impl LoadQuery<'static, AsyncPgConnection, Self> + Send + 'static, One<Self>>;
+    ) -> Run<'static, impl crate::Loadable<'static, Self>, One<Self>>;
 
     /// Loads this row again (located by [`lookup`](Self::lookup)); `None`
     /// if it no longer exists.
     fn query(
         &self,
-    ) -> Run<'static, impl LoadQuery<'static, AsyncPgConnection, Self> + Send + 'static, First<Self>>;
+    ) -> Run<'static, impl crate::Loadable<'static, Self>, First<Self>>;
 
     /// Deletes this row; returns the status, e.g. `DELETE 1`. The value in
     /// memory is left as it is.
@@ -946,7 +946,7 @@ type Boxed<'a, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'a>>;
 
 impl<'a, Q, U> IntoFuture for Run<'a, Q, All<U>>
 where
-    Q: LoadQuery<'static, AsyncPgConnection, U> + Send + 'static,
+    Q: crate::Loadable<'static, U>,
     U: Send + 'static,
 {
     type Output = Result<Vec<U>>;
@@ -959,7 +959,7 @@ where
 
 impl<'a, Q, U> IntoFuture for Run<'a, Q, First<U>>
 where
-    Q: LoadQuery<'static, AsyncPgConnection, U> + Send + 'static,
+    Q: crate::Loadable<'static, U>,
     U: Send + 'static,
 {
     type Output = Result<Option<U>>;
@@ -996,7 +996,7 @@ impl<'a, Q, U> Run<'a, Q, First<U>> {
 
 impl<'a, Q, U> IntoFuture for Run<'a, Q, Found<U>>
 where
-    Q: LoadQuery<'static, AsyncPgConnection, U> + Send + 'static,
+    Q: crate::Loadable<'static, U>,
     U: Send + 'static,
 {
     type Output = Result<U>;
@@ -1009,7 +1009,7 @@ where
 
 impl<'a, Q, U> IntoFuture for Run<'a, Q, One<U>>
 where
-    Q: LoadQuery<'static, AsyncPgConnection, U> + Send + 'static,
+    Q: crate::Loadable<'static, U>,
     U: Send + 'static,
 {
     type Output = Result<U>;

@@ -11,9 +11,15 @@
 //! Uses: `pool` (the raw connection), `wire` (error codes, tags, cancel).
 
 use std::future::Future;
-use std::marker::PhantomData;
 use std::time::Duration;
 
+use diesel::deserialize::FromSqlRow;
+use diesel::expression::QueryMetadata;
+use diesel::pg::Pg;
+use diesel::query_builder::{AsQuery, AstPass, Query, QueryFragment, QueryId};
+// Public because diesel-async turns on diesel's third-party-backend
+// feature, which it needs for the same bound on its `LoadQuery`.
+use diesel::query_dsl::CompatibleType;
 use diesel_async::methods::{ExecuteDsl, LoadQuery};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use futures_util::future::BoxFuture;
@@ -172,49 +178,84 @@ pub(crate) async fn run_statement<R, S: Statement<R>>(
     })
 }
 
-/// Loads every row of a query.
-pub(crate) struct LoadAll<'q, Q, U>(pub(crate) Q, pub(crate) PhantomData<fn(&'q ()) -> U>);
-/// Loads at most the given number of rows of a query, reading no further.
-pub(crate) struct LoadSome<'q, Q, U>(
-    pub(crate) Q,
-    pub(crate) usize,
-    pub(crate) PhantomData<fn(&'q ()) -> U>,
-);
-/// Executes a statement; yields the row count and the command tag.
-pub(crate) struct Execute<Q>(pub(crate) Q);
+/// A diesel query that loads rows as `U`: exactly the queries
+/// diesel-async's `LoadQuery` accepts for PostgreSQL (every `SELECT`,
+/// table, `sql_query` and `RETURNING` statement), under a name gino can
+/// add to. gino may run such a query twice: a read that a read replica was
+/// answering when it went away (or cancelled for a conflict with its
+/// recovery) runs again on the primary; see
+/// [`Engine::routing`](crate::Engine::routing).
+///
+/// Write it where you would write diesel-async's `LoadQuery` bound in code
+/// generic over queries that gino runs:
+///
+/// ```
+/// # async fn demo() -> gino::Result<()> {
+/// use gino::prelude::*;
+///
+/// async fn count_rows<Q>(query: Q) -> gino::Result<usize>
+/// where
+///     Q: gino::Loadable<'static, i32> + diesel::query_builder::QueryFragment<diesel::pg::Pg>
+///         + diesel::query_builder::QueryId,
+/// {
+///     Ok(query.gino().all::<i32>().await?.len())
+/// }
+///
+/// use diesel::dsl::sql;
+/// use diesel::sql_types::Integer;
+/// assert_eq!(count_rows(diesel::select(sql::<Integer>("generate_series(1, 4)"))).await?, 4);
+/// # Ok(()) }
+/// # gino_testkit::doc::run(demo);
+/// ```
+pub trait Loadable<'q, U>: LoadQuery<'q, AsyncPgConnection, U> + Send + 'q {
+    /// The query to run, as diesel makes it from `Self` (`AsQuery`).
+    #[doc(hidden)]
+    type Query: Send + 'q;
 
-impl<'q, Q, U> Statement<Vec<U>> for LoadAll<'q, Q, U>
-where
-    Q: LoadQuery<'q, AsyncPgConnection, U> + Send + 'q,
-    U: Send + 'static,
-{
-    fn run<'c>(
-        self,
+    /// Makes the query once, so that it can run more than once.
+    #[doc(hidden)]
+    fn into_query(self) -> Self::Query;
+
+    /// Loads the rows of `query` (at most `limit`, reading no further)
+    /// without consuming it.
+    #[doc(hidden)]
+    fn load_lent<'c>(
+        query: &'c mut Self::Query,
+        limit: Option<usize>,
         conn: &'c mut AsyncPgConnection,
-        _: &'c WireState,
-    ) -> BoxFuture<'c, diesel::QueryResult<Vec<U>>>
+    ) -> impl Future<Output = diesel::QueryResult<Vec<U>>> + Send + 'c
     where
-        Self: 'c,
-    {
-        self.0.load(conn).boxed()
-    }
+        'q: 'c;
 }
 
-impl<'q, Q, U> Statement<Vec<U>> for LoadSome<'q, Q, U>
+impl<'q, Q, U, ST> Loadable<'q, U> for Q
 where
-    Q: LoadQuery<'q, AsyncPgConnection, U> + Send + 'q,
-    U: Send + 'static,
+    Q: AsQuery + Send + 'q,
+    Q::Query: QueryFragment<Pg> + QueryId + Send + 'q,
+    Q::SqlType: CompatibleType<U, Pg, SqlType = ST>,
+    U: FromSqlRow<ST, Pg> + Send + 'static,
+    Pg: QueryMetadata<Q::SqlType>,
+    ST: 'static,
 {
-    fn run<'c>(
-        self,
+    type Query = Q::Query;
+
+    fn into_query(self) -> Q::Query {
+        self.as_query()
+    }
+
+    fn load_lent<'c>(
+        query: &'c mut Q::Query,
+        limit: Option<usize>,
         conn: &'c mut AsyncPgConnection,
-        _: &'c WireState,
-    ) -> BoxFuture<'c, diesel::QueryResult<Vec<U>>>
+    ) -> impl Future<Output = diesel::QueryResult<Vec<U>>> + Send + 'c
     where
-        Self: 'c,
+        'q: 'c,
     {
-        let LoadSome(query, limit, _) = self;
+        let query = Lent(query);
         async move {
+            let Some(limit) = limit else {
+                return query.load(conn).await;
+            };
             let stream = query.load_stream(conn).await?;
             futures_util::pin_mut!(stream);
             let mut rows = Vec::with_capacity(limit);
@@ -226,9 +267,102 @@ where
             }
             Ok(rows)
         }
-        .boxed()
     }
 }
+
+/// A query lent to one run, so that it is still there for another: the
+/// same SQL, binds and prepared-statement identity as the query itself.
+struct Lent<'a, Q>(&'a mut Q);
+
+impl<Q: QueryId> QueryId for Lent<'_, Q> {
+    type QueryId = Q::QueryId;
+    const HAS_STATIC_QUERY_ID: bool = Q::HAS_STATIC_QUERY_ID;
+}
+
+impl<Q: QueryFragment<Pg>> QueryFragment<Pg> for Lent<'_, Q> {
+    fn walk_ast<'b>(&'b self, pass: AstPass<'_, 'b, Pg>) -> diesel::QueryResult<()> {
+        self.0.walk_ast(pass)
+    }
+}
+
+impl<Q: Query> Query for Lent<'_, Q> {
+    type SqlType = Q::SqlType;
+}
+
+/// A statement that can run again after a run that failed: a read whose
+/// replica went away runs again on the primary.
+pub(crate) trait Reread<R>: Statement<R> {
+    fn run_again<'c>(
+        &'c mut self,
+        conn: &'c mut AsyncPgConnection,
+    ) -> BoxFuture<'c, diesel::QueryResult<R>>;
+}
+
+/// One run of a [`Reread`] statement that leaves it for another.
+pub(crate) struct Again<'s, S>(pub(crate) &'s mut S);
+
+impl<R, S: Reread<R>> Statement<R> for Again<'_, S> {
+    fn run<'c>(
+        self,
+        conn: &'c mut AsyncPgConnection,
+        _: &'c WireState,
+    ) -> BoxFuture<'c, diesel::QueryResult<R>>
+    where
+        Self: 'c,
+    {
+        self.0.run_again(conn)
+    }
+}
+
+/// Loads the rows of a query: all of them, or at most `limit` (reading no
+/// further, so that a query matching millions of rows by mistake is not
+/// loaded to find out it matched more than one).
+pub(crate) struct Load<'q, Q: Loadable<'q, U>, U> {
+    query: Q::Query,
+    limit: Option<usize>,
+}
+
+impl<'q, Q: Loadable<'q, U>, U> Load<'q, Q, U> {
+    pub(crate) fn all(query: Q) -> Self {
+        Load {
+            query: query.into_query(),
+            limit: None,
+        }
+    }
+
+    pub(crate) fn some(query: Q, limit: usize) -> Self {
+        Load {
+            query: query.into_query(),
+            limit: Some(limit),
+        }
+    }
+}
+
+impl<'q, Q: Loadable<'q, U>, U> Statement<Vec<U>> for Load<'q, Q, U> {
+    fn run<'c>(
+        self,
+        conn: &'c mut AsyncPgConnection,
+        _: &'c WireState,
+    ) -> BoxFuture<'c, diesel::QueryResult<Vec<U>>>
+    where
+        Self: 'c,
+    {
+        let Load { mut query, limit } = self;
+        async move { Q::load_lent(&mut query, limit, conn).await }.boxed()
+    }
+}
+
+impl<'q, Q: Loadable<'q, U>, U> Reread<Vec<U>> for Load<'q, Q, U> {
+    fn run_again<'c>(
+        &'c mut self,
+        conn: &'c mut AsyncPgConnection,
+    ) -> BoxFuture<'c, diesel::QueryResult<Vec<U>>> {
+        Q::load_lent(&mut self.query, self.limit, conn).boxed()
+    }
+}
+
+/// Executes a statement; yields the row count and the command tag.
+pub(crate) struct Execute<Q>(pub(crate) Q);
 
 /// Executes a statement and picks up its command tag from the wire.
 impl<Q> Statement<(usize, Option<String>)> for Execute<Q>

@@ -331,3 +331,84 @@ async fn primary_and_replica_override_the_routing() {
     db.pop_bind();
     engine.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_running_when_its_standby_stops_runs_again_on_the_primary() {
+    let servers = Replicated::start();
+    // Checks too rare to notice: only the read in flight sees the stop.
+    let engine = servers
+        .engine(
+            servers
+                .options()
+                .replica_check_interval(Duration::from_secs(3600)),
+        )
+        .await;
+    assert!(on_standby(&engine).await);
+    let slow = diesel::select(sql::<Bool>(
+        "pg_is_in_recovery() FROM (SELECT pg_sleep(2)) AS slow",
+    ));
+    let reader = engine.clone();
+    let read = tokio::spawn(async move { slow.gino().bind(&reader).one::<bool>().await });
+    // The read is two seconds long: well under way half a second in.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    servers.standby.stop().unwrap();
+    let answered_by_standby = read.await.unwrap().expect("the read is not lost");
+    assert!(!answered_by_standby, "run again on the primary");
+    let stats = engine.routing().unwrap();
+    assert_eq!(stats.fallbacks, 1, "{stats:?}");
+    assert!(!stats.replicas[0].in_rotation, "{stats:?}");
+    engine.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_the_standby_under_load_loses_no_read() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    let servers = Replicated::start();
+    let engine = servers.engine(servers.options()).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let on_standby_reads = Arc::new(AtomicUsize::new(0));
+    let readers: Vec<_> = (0..8)
+        .map(|_| {
+            let (engine, stop) = (engine.clone(), stop.clone());
+            let on_standby_reads = on_standby_reads.clone();
+            tokio::spawn(async move {
+                let mut reads = 0usize;
+                while !stop.load(Ordering::Relaxed) {
+                    let answer = diesel::select(sql::<Bool>("pg_is_in_recovery()"))
+                        .gino()
+                        .bind(&engine)
+                        .one::<bool>()
+                        .await;
+                    if answer? {
+                        on_standby_reads.fetch_add(1, Ordering::Relaxed);
+                    }
+                    reads += 1;
+                }
+                Ok::<_, gino::Error>(reads)
+            })
+        })
+        .collect();
+    eventually("reads land on the standby", || async {
+        on_standby_reads.load(Ordering::Relaxed) > 100
+    })
+    .await;
+    servers.standby.stop().unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    servers.standby.start().unwrap();
+    let before = on_standby_reads.load(Ordering::Relaxed);
+    eventually("reads land on the standby again", || async {
+        on_standby_reads.load(Ordering::Relaxed) > before + 100
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    let mut reads = 0;
+    for reader in readers {
+        reads += reader.await.unwrap().expect("no read fails");
+    }
+    let stats = engine.routing().unwrap();
+    assert!(reads > 200, "{reads} reads");
+    assert!(stats.primary_reads > 0, "{stats:?}");
+    engine.close().await;
+}

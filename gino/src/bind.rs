@@ -141,12 +141,10 @@ impl<'a> Bind<'a> {
         timeout: Option<Duration>,
         statement: S,
     ) -> Result<R> {
-        let target = self.target()?;
-        match &target {
-            Target::Root(root) => root.pin_reads(),
-            Target::Engine(engine) => engine.count_write(),
+        match self.target()? {
+            Target::Root(root) => root.run(timeout, statement).await,
+            Target::Engine(engine) => engine.run_on_primary(timeout, statement).await,
         }
-        target.run(timeout, statement).await
     }
 
     /// Whether a read here may go to a read replica: the place is an

@@ -10,31 +10,17 @@
 //! task without a closure. Spawned tasks start with an empty context either
 //! way, and an entry disappears when its connection is released or dropped.
 //!
-//! Uses: `root` (what an entry holds).
+//! Uses: `root` (what an entry holds), `task` (whose stack it is).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::root::Root;
+use crate::task::TaskKey;
 
 tokio::task_local! {
     static SCOPE: Arc<Stack>;
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum Owner {
-    Task(tokio::task::Id),
-    Thread(std::thread::ThreadId),
-}
-
-impl Owner {
-    fn current() -> Self {
-        match tokio::task::try_id() {
-            Some(id) => Owner::Task(id),
-            None => Owner::Thread(std::thread::current().id()),
-        }
-    }
 }
 
 /// How many unscoped stacks exist, so that lookups skip the table's lock
@@ -42,8 +28,8 @@ impl Owner {
 /// engine queries).
 static UNSCOPED_STACKS: AtomicUsize = AtomicUsize::new(0);
 
-fn unscoped() -> &'static Mutex<HashMap<Owner, Arc<Stack>>> {
-    static TABLE: OnceLock<Mutex<HashMap<Owner, Arc<Stack>>>> = OnceLock::new();
+fn unscoped() -> &'static Mutex<HashMap<TaskKey, Arc<Stack>>> {
+    static TABLE: OnceLock<Mutex<HashMap<TaskKey, Arc<Stack>>>> = OnceLock::new();
     TABLE.get_or_init(Default::default)
 }
 
@@ -60,7 +46,7 @@ struct Entry {
 /// One level of reusable connections; a scope's stack sees its parent's.
 pub(crate) struct Stack {
     parent: Option<Arc<Stack>>,
-    owner: Option<Owner>,
+    owner: Option<TaskKey>,
     entries: Mutex<Vec<Entry>>,
 }
 
@@ -77,7 +63,7 @@ impl Stack {
         if let Ok(stack) = SCOPE.try_with(Arc::clone) {
             return stack;
         }
-        let owner = Owner::current();
+        let owner = TaskKey::current();
         lock(unscoped())
             .entry(owner)
             .or_insert_with(|| {
@@ -99,7 +85,7 @@ impl Stack {
         if UNSCOPED_STACKS.load(Ordering::Acquire) == 0 {
             return None;
         }
-        lock(unscoped()).get(&Owner::current()).cloned()
+        lock(unscoped()).get(&TaskKey::current()).cloned()
     }
 
     /// Puts a reusable connection on this task's context.

@@ -11,9 +11,10 @@
 //! Uses: `config`, `wire` (the connector), `pool`, `statement`, `budget`
 //! (an engine gives up idle connections to its budget).
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use deadpool::Runtime;
@@ -24,6 +25,7 @@ use crate::config::{DatabaseUrl, EngineOptions};
 use crate::error::{Error, Result};
 use crate::pool::{Manager, OpenCount, RawConn};
 use crate::statement::{Again, Deadline, Load, Reread, Statement, run_statement};
+use crate::task::TaskKey;
 use crate::wire::Connector;
 
 /// Creates an [`Engine`] for a `postgresql://` or `postgres://` URL:
@@ -142,7 +144,16 @@ struct Routing {
     primary_reads: AtomicU64,
     writes: AtomicU64,
     fallbacks: AtomicU64,
+    /// Tasks that wrote through the engine, and when (µs of [`micros`]):
+    /// their reads go only to replicas known to have replayed that write.
+    pins: Mutex<HashMap<TaskKey, u64>>,
+    /// Whether `pins` has any, so that reads skip its lock while none do.
+    pinned: AtomicBool,
 }
+
+/// How many writing tasks read-your-writes remembers at least; past this
+/// the oldest half are forgotten (tasks end without telling).
+const PIN_LIMIT: usize = 10_000;
 
 /// One replica: its own engine, and whether reads may go there.
 struct Replica {
@@ -150,6 +161,10 @@ struct Replica {
     in_rotation: AtomicBool,
     /// WAL bytes behind the primary at the last check.
     lag: AtomicU64,
+    /// When (µs of [`micros`]) the last check that found the replica
+    /// replayed up to the primary's position began: every write that
+    /// ended before then is on the replica. 0 until one does.
+    caught_up: AtomicU64,
     reads: AtomicU64,
 }
 
@@ -167,6 +182,7 @@ impl Routing {
                 engine,
                 in_rotation: AtomicBool::new(true),
                 lag: AtomicU64::new(0),
+                caught_up: AtomicU64::new(0),
                 reads: AtomicU64::new(0),
             });
         }
@@ -178,27 +194,76 @@ impl Routing {
             primary_reads: AtomicU64::new(0),
             writes: AtomicU64::new(0),
             fallbacks: AtomicU64::new(0),
+            pins: Mutex::new(HashMap::new()),
+            pinned: AtomicBool::new(false),
         })
     }
 
-    /// The next replica in rotation, round robin.
+    /// The next replica in rotation, round robin, that has replayed the
+    /// running task's last write if it made one.
     fn pick(&self) -> Option<&Replica> {
+        let wrote_at = self.task_wrote_at();
         let n = self.replicas.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
-        (0..n)
-            .map(|i| &self.replicas[(start + i) % n])
-            .find(|r| r.in_rotation.load(Ordering::Relaxed))
+        (0..n).map(|i| &self.replicas[(start + i) % n]).find(|r| {
+            r.in_rotation.load(Ordering::Relaxed)
+                && wrote_at.is_none_or(|at| r.caught_up.load(Ordering::Relaxed) > at)
+        })
     }
+
+    /// When the running task last wrote, if read-your-writes still
+    /// remembers it.
+    fn task_wrote_at(&self) -> Option<u64> {
+        if !self.pinned.load(Ordering::Relaxed) {
+            return None;
+        }
+        lock(&self.pins).get(&TaskKey::current()).copied()
+    }
+
+    /// Remembers that the running task has just written.
+    fn pin_task(&self) {
+        let mut pins = lock(&self.pins);
+        pins.insert(TaskKey::current(), micros());
+        if pins.len() > PIN_LIMIT {
+            self.forget_pins(&mut pins);
+        }
+        self.pinned.store(!pins.is_empty(), Ordering::Relaxed);
+    }
+
+    /// Forgets the writes every replica has replayed, and over
+    /// [`PIN_LIMIT`] the older half of the rest.
+    fn forget_pins(&self, pins: &mut HashMap<TaskKey, u64>) {
+        let replayed = self.replicas.iter();
+        let horizon = replayed
+            .map(|r| r.caught_up.load(Ordering::Relaxed))
+            .min()
+            .unwrap_or(u64::MAX);
+        pins.retain(|_, at| *at >= horizon);
+        if pins.len() > PIN_LIMIT {
+            let mut times: Vec<u64> = pins.values().copied().collect();
+            let middle = times.len() / 2;
+            let cut = *times.select_nth_unstable(middle).1;
+            pins.retain(|_, at| *at >= cut);
+        }
+        self.pinned.store(!pins.is_empty(), Ordering::Relaxed);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// What an engine with replicas routed where ([`Engine::routing`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RoutingStats {
-    /// Reads that ran on the primary (no replica in rotation, a fallback,
-    /// or read-your-writes).
+    /// Reads that ran on a connection of the engine's own pool, the
+    /// primary's (no replica in rotation or caught up with the task's
+    /// writes, a fallback, `.primary()`, a locking read).
     pub primary_reads: u64,
-    /// Statements routed to the primary as writes.
+    /// Statements that wrote (command tag other than `SELECT`) on a
+    /// connection of the engine's own pool; statements on a connection or
+    /// in a transaction are not counted here.
     pub writes: u64,
     /// Reads meant for a replica that went to the primary because the
     /// replica could not be reached.
@@ -247,9 +312,17 @@ fn spawn_replica_checks(engine: &Engine) {
 
 /// Milliseconds since the first call: a cheap monotonic stamp.
 fn clock() -> u64 {
+    u64::try_from(since_start().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Microseconds since the process first asked.
+fn micros() -> u64 {
+    u64::try_from(since_start().as_micros()).unwrap_or(u64::MAX)
+}
+
+fn since_start() -> Duration {
     static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-    let start = *START.get_or_init(std::time::Instant::now);
-    u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX)
+    START.get_or_init(std::time::Instant::now).elapsed()
 }
 
 impl EngineInner {
@@ -479,10 +552,25 @@ impl Engine {
     /// rotation, round robin; everything else goes to the primary: writes,
     /// locking reads (`FOR UPDATE`), statements inside a transaction, on an
     /// acquired connection, or bound with `.bind(...)` to a connection.
-    /// Read-your-writes: within a reusable connection's scope (a web
-    /// request's lazy connection, `engine.acquire()` made reusable), once a
-    /// write or a transaction ran on it, later reads of that scope run on
-    /// it too, on the primary. A replica that cannot be reached, or lags
+    /// Read-your-writes, in two parts:
+    /// - within a reusable connection's scope (a web request's lazy
+    ///   connection, `engine.acquire()` made reusable), once a write (a
+    ///   statement whose command tag is not `SELECT`) or a transaction ran
+    ///   on it, later reads of that scope run on it too, on the primary;
+    /// - a task (a tokio task, or a thread outside one) that wrote through
+    ///   the engine, or whose connection, transaction or request scope
+    ///   wrote and has ended, reads afterwards only from replicas that a
+    ///   check begun after the write found replayed up to the primary's
+    ///   WAL insert position (so commits with `synchronous_commit = off`
+    ///   count too); until one has, from the primary. A task that keeps
+    ///   writing more often than the checks run keeps reading on the
+    ///   primary. The engine remembers at least the 10,000 most recent
+    ///   writing tasks; a keep-alive HTTP connection is one task, so a
+    ///   client that writes then reads on it sees its write.
+    ///
+    /// Other tasks may read a replica that has not replayed a write yet
+    /// (bounded by the lag bound below): use `.primary()` for a read that
+    /// must see every commit. A replica that cannot be reached, or lags
     /// more than [`EngineOptions::replica_max_lag`], leaves the rotation
     /// until a check (every [`EngineOptions::replica_check_interval`])
     /// finds it well again. A read whose replica cannot be reached, or
@@ -527,10 +615,35 @@ impl Engine {
         self.inner.routing.is_some()
     }
 
-    /// Counts a statement routed to the primary as a write.
-    pub(crate) fn count_write(&self) {
-        if let Some(routing) = &self.inner.routing {
+    /// Runs a statement that is not a replica's read (a write, or a read
+    /// that must see the primary) on a connection borrowed just for it;
+    /// when it wrote (its command tag is not `SELECT`), later reads of the
+    /// running task see the write (read-your-writes).
+    pub(crate) async fn run_on_primary<R, S: Statement<R>>(
+        &self,
+        timeout: Option<Duration>,
+        statement: S,
+    ) -> Result<R> {
+        let Some(routing) = &self.inner.routing else {
+            return self.run_once(timeout, statement).await;
+        };
+        let (mut raw, deadline) = self.borrow_for(timeout).await?;
+        let result = run_statement(raw.get(), &deadline, statement).await;
+        if raw.get().wire.may_have_written() {
             routing.writes.fetch_add(1, Ordering::Relaxed);
+            routing.pin_task();
+        } else {
+            routing.primary_reads.fetch_add(1, Ordering::Relaxed);
+        }
+        result
+    }
+
+    /// Keeps the running task's reads off replicas that have not replayed
+    /// what it wrote so far (a connection or transaction of the task that
+    /// wrote has ended).
+    pub(crate) fn pin_task(&self) {
+        if let Some(routing) = &self.inner.routing {
+            routing.pin_task();
         }
     }
 
@@ -580,19 +693,28 @@ impl Engine {
         let Some(routing) = &self.inner.routing else {
             return;
         };
-        let position = || diesel::select(sql::<Text>("pg_current_wal_lsn()::text"));
+        let started = micros();
+        // Where the primary inserts WAL now: past every commit that has
+        // returned, even with `synchronous_commit = off`, whose commits
+        // return before their WAL is written. At the start of a page that
+        // position lies past the page header, which a replica that has
+        // replayed everything stops before: `header` is that gap then.
+        let position = || {
+            diesel::select(sql::<(Text, BigInt)>(
+                "l::text, (pg_wal_lsn_diff(l, '0/0') \
+                 % current_setting('wal_block_size')::numeric)::bigint \
+                 FROM pg_current_wal_insert_lsn() AS l",
+            ))
+        };
         // A primary that is itself in recovery has no position to compare.
         let primary = self
-            .run_once(
-                Some(routing.check_every),
-                Load::all(position()),
-            )
+            .run_once(Some(routing.check_every), Load::all(position()))
             .await
             .ok()
-            .and_then(|rows: Vec<String>| rows.into_iter().next());
+            .and_then(|rows: Vec<(String, i64)>| rows.into_iter().next());
         for replica in &routing.replicas {
             let behind = match &primary {
-                Some(lsn) => format!(
+                Some((lsn, _)) => format!(
                     "greatest(coalesce(pg_wal_lsn_diff('{lsn}'::pg_lsn, \
                      pg_last_wal_replay_lsn()), 0), 0)::bigint"
                 ),
@@ -610,6 +732,11 @@ impl Engine {
                 Ok(bytes) => {
                     let bytes = u64::try_from(bytes).unwrap_or(0);
                     replica.lag.store(bytes, Ordering::Relaxed);
+                    if primary.as_ref().is_some_and(|(_, header)| {
+                        bytes == 0 || (bytes <= 40 && i64::try_from(bytes) == Ok(*header))
+                    }) {
+                        replica.caught_up.store(started, Ordering::Relaxed);
+                    }
                     bytes <= routing.max_lag
                 }
                 Err(_) => false,
@@ -624,6 +751,7 @@ impl Engine {
                 );
             }
         }
+        routing.forget_pins(&mut lock(&routing.pins));
     }
 
     /// Closes the pooled connections nobody has used for `idle_for`,

@@ -70,7 +70,6 @@
 use std::collections::HashMap;
 use std::marker::PhantomData;
 
-
 use crate::error::Result;
 use crate::executor::Executor;
 use crate::model::Model;

@@ -555,15 +555,11 @@ pub trait Model: Sized + Send + Sync + 'static {
 
     /// Inserts this value (all fields but database-assigned ones) and
     /// returns the stored row (`INSERT ... RETURNING`).
-    fn create(
-        &self,
-    ) -> Run<'static, impl crate::Loadable<'static, Self>, One<Self>>;
+    fn create(&self) -> Run<'static, impl crate::Loadable<'static, Self>, One<Self>>;
 
     /// Loads this row again (located by [`lookup`](Self::lookup)); `None`
     /// if it no longer exists.
-    fn query(
-        &self,
-    ) -> Run<'static, impl crate::Loadable<'static, Self>, First<Self>>;
+    fn query(&self) -> Run<'static, impl crate::Loadable<'static, Self>, First<Self>>;
 
     /// Deletes this row; returns the status, e.g. `DELETE 1`. The value in
     /// memory is left as it is.

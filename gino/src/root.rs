@@ -159,9 +159,18 @@ impl Root {
         }
     }
 
-    /// Keeps the reads of this root's scope on it from now on.
+    /// Keeps the reads of this root's scope on it from now on (it wrote,
+    /// or a transaction began on it).
     pub(crate) fn pin_reads(&self) {
         self.pinned.store(true, Ordering::Relaxed);
+    }
+
+    /// Once a root that wrote ends, its task's reads still see the writes
+    /// (the engine keeps them off replicas that have not replayed them).
+    fn pin_task_if_written(&self) {
+        if self.pinned.load(Ordering::Relaxed) {
+            self.engine.pin_task();
+        }
     }
 
     /// Whether the scope's reads must run on this root (on the primary):
@@ -236,7 +245,11 @@ impl Root {
         let mut slot = self.lock(&deadline).await?;
         let pg = slot.raw(self, &deadline).await?;
         self.usage.statements.fetch_add(1, Ordering::Relaxed);
-        run_statement(pg, &deadline, statement).await
+        let result = run_statement(pg, &deadline, statement).await;
+        if self.engine.has_replicas() && pg.wire.may_have_written() {
+            self.pin_reads();
+        }
+        result
     }
 
     /// Whether a raw connection is borrowed right now.
@@ -258,6 +271,7 @@ impl Root {
     /// connection goes back now if nobody is using it; if the lock is
     /// held, the [`SlotGuard`] does it when the lock ends.
     pub(crate) fn release_now(&self) {
+        self.pin_task_if_written();
         self.released.store(true, Ordering::Release);
         if let Ok(mut slot) = self.slot.try_lock() {
             slot.raw.take();
@@ -272,6 +286,7 @@ impl Root {
         }
         let mut slot = self.slot.lock().await;
         slot.give_back().await;
+        self.pin_task_if_written();
         self.pending_rollbacks
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -319,6 +334,7 @@ impl Drop for Root {
         // the pool; levels left open make the server side non-idle, so such
         // a connection is closed rather than returned.
         self.slot.get_mut().raw.take();
+        self.pin_task_if_written();
     }
 }
 

@@ -126,6 +126,17 @@ impl WireState {
         self.lock().tag.clone()
     }
 
+    /// Whether the last statement may have changed data: its command tag
+    /// is not `SELECT` (a write, DDL, a transaction's start or end), or
+    /// none was seen (it failed, or its rows were not all read).
+    pub(crate) fn may_have_written(&self) -> bool {
+        !self
+            .lock()
+            .tag
+            .as_deref()
+            .is_some_and(|tag| tag.starts_with("SELECT"))
+    }
+
     pub(crate) fn tx_status(&self) -> TxStatus {
         match self.lock().tx_status {
             b'T' => TxStatus::InTransaction,

@@ -71,6 +71,16 @@ impl Replicated {
     }
 }
 
+/// Runs `work` in a task of its own: a task that writes reads on the
+/// primary until the standby has replayed its writes, so set-up writes go
+/// here to leave the test's own task a reader.
+async fn elsewhere<F: std::future::Future + Send + 'static>(work: F) -> F::Output
+where
+    F::Output: Send + 'static,
+{
+    tokio::spawn(work).await.expect("the task ran to its end")
+}
+
 fn in_rotation(engine: &Engine) -> bool {
     engine.routing().unwrap().replicas[0].in_rotation
 }
@@ -80,8 +90,11 @@ async fn reads_go_to_the_standby_and_everything_else_to_the_primary() {
     let servers = Replicated::start();
     let engine = servers.engine(servers.options()).await;
     DB.set_bind(engine.clone()).await.unwrap();
-    DB.create_all().await.unwrap();
-    let note = Note::create().id(1).body("hello").await.unwrap();
+    let note = elsewhere(async {
+        DB.create_all().await.unwrap();
+        Note::create().id(1).body("hello").await.unwrap()
+    })
+    .await;
     eventually("the note reaches the standby", || async {
         // Until the standby has replayed the table, reading it fails.
         matches!(Note::get(1).await, Ok(Some(_)))
@@ -149,10 +162,14 @@ async fn a_request_reads_its_own_writes() {
         engine.routing().is_some(),
         "DB_REPLICA_DSNS reach the engine"
     );
-    engine
-        .status(diesel::sql_query("CREATE TABLE seen (n int)"))
-        .await
-        .unwrap();
+    let creator = engine.clone();
+    elsewhere(async move {
+        creator
+            .status(diesel::sql_query("CREATE TABLE seen (n int)"))
+            .await
+            .unwrap()
+    })
+    .await;
     eventually("the table reaches the standby", || async {
         diesel::select(sql::<Bool>("to_regclass('seen') IS NOT NULL"))
             .gino()
@@ -188,8 +205,14 @@ async fn a_request_reads_its_own_writes() {
         .await;
     assert!(before, "a request's reads start on the standby");
     assert!(!after, "after its write, a request reads on the primary");
-    // The next request starts over on the standby.
-    assert!(extension.request().run(on_standby(db)).await);
+    // A request of another task starts over on the standby.
+    let elsewhere = tokio::spawn(extension.request().run(on_standby(db)));
+    assert!(elsewhere.await.unwrap());
+    // In this task, once a check has seen the standby replay the write.
+    eventually("this task reads on the standby again", || {
+        extension.request().run(on_standby(db))
+    })
+    .await;
     extension.close().await;
 }
 
@@ -257,7 +280,12 @@ async fn a_lagging_standby_leaves_the_rotation() {
         in_rotation(&engine)
     })
     .await;
-    assert!(on_standby(&engine).await);
+    // This task wrote the filler: its reads return to the standby once a
+    // check has seen the standby replay it.
+    eventually("reads land on the standby again", || async {
+        on_standby(&engine).await
+    })
+    .await;
     engine.close().await;
 }
 
@@ -410,5 +438,100 @@ async fn stopping_the_standby_under_load_loses_no_read() {
     let stats = engine.routing().unwrap();
     assert!(reads > 200, "{reads} reads");
     assert!(stats.primary_reads > 0, "{stats:?}");
+    engine.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_reads_its_own_writes_without_a_scope() {
+    use diesel::sql_types::BigInt;
+    let servers = Replicated::start();
+    let engine = servers.engine(servers.options()).await;
+    let creator = engine.clone();
+    elsewhere(async move {
+        creator
+            .status(diesel::sql_query("CREATE TABLE seen (n int)"))
+            .await
+            .unwrap()
+    })
+    .await;
+    let rows = |engine: Engine| async move {
+        diesel::select(sql::<BigInt>("(SELECT count(*) FROM seen)"))
+            .gino()
+            .bind(&engine)
+            .one::<i64>()
+            .await
+            .unwrap()
+    };
+    eventually("the table reaches the standby", || async {
+        diesel::select(sql::<Bool>("to_regclass('seen') IS NOT NULL"))
+            .gino()
+            .bind(&engine)
+            .one()
+            .await
+            .unwrap()
+    })
+    .await;
+    // The standby stops replaying but stays within the lag bound, in
+    // rotation: exactly where a read could miss a write just made.
+    servers
+        .standby
+        .execute("SELECT pg_wal_replay_pause()")
+        .unwrap();
+
+    let writer = engine.clone();
+    let (statement, transaction) = tokio::spawn(async move {
+        writer
+            .status(diesel::sql_query("INSERT INTO seen VALUES (1)"))
+            .await
+            .unwrap();
+        let after_statement = (on_standby(&writer).await, rows(writer.clone()).await);
+        writer
+            .transaction(async {
+                writer
+                    .status(diesel::sql_query("INSERT INTO seen VALUES (2)"))
+                    .await
+                    .map(drop)
+            })
+            .await
+            .unwrap();
+        let after_transaction = (on_standby(&writer).await, rows(writer.clone()).await);
+        (after_statement, after_transaction)
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        statement,
+        (false, 1),
+        "after its write the task reads on the primary"
+    );
+    assert_eq!(transaction, (false, 2), "and after its transaction");
+    // A task that wrote nothing still reads on the standby, which has
+    // not replayed the rows.
+    let other = engine.clone();
+    let elsewhere = tokio::spawn(async move { (on_standby(&other).await, rows(other).await) });
+    assert_eq!(elsewhere.await.unwrap(), (true, 0));
+    assert!(in_rotation(&engine));
+
+    servers
+        .standby
+        .execute("SELECT pg_wal_replay_resume()")
+        .unwrap();
+    // The writing task is gone; a new task that writes reads on the
+    // standby again once a check has seen it replay the write.
+    let writer = engine.clone();
+    tokio::spawn(async move {
+        writer
+            .status(diesel::sql_query("INSERT INTO seen VALUES (3)"))
+            .await
+            .unwrap();
+        assert_eq!(rows(writer.clone()).await, 3);
+        eventually("the standby has replayed the write", || async {
+            on_standby(&writer).await
+        })
+        .await;
+        assert_eq!(rows(writer).await, 3, "the standby has all three rows");
+    })
+    .await
+    .unwrap();
     engine.close().await;
 }

@@ -13,10 +13,12 @@
 use std::future::Future;
 use std::time::Duration;
 
+use diesel::backend::Backend;
 use diesel::deserialize::FromSqlRow;
 use diesel::expression::QueryMetadata;
-use diesel::pg::Pg;
+use diesel::pg::{Pg, PgQueryBuilder};
 use diesel::query_builder::{AsQuery, AstPass, Query, QueryFragment, QueryId};
+use diesel::sql_types::TypeMetadata;
 // Public because diesel-async turns on diesel's third-party-backend
 // feature, which it needs for the same bound on its `LoadQuery`.
 use diesel::query_dsl::CompatibleType;
@@ -274,14 +276,43 @@ where
 /// same SQL, binds and prepared-statement identity as the query itself.
 struct Lent<'a, Q>(&'a mut Q);
 
+// Every method is passed on, defaults included: a query may override one
+// (gino's `KeepPrepared` says it is safe to cache; `CachedByText` names its
+// statement by its text), and the lent query must behave exactly as it.
 impl<Q: QueryId> QueryId for Lent<'_, Q> {
     type QueryId = Q::QueryId;
     const HAS_STATIC_QUERY_ID: bool = Q::HAS_STATIC_QUERY_ID;
+    const IS_WINDOW_FUNCTION: bool = Q::IS_WINDOW_FUNCTION;
+
+    fn query_id() -> Option<std::any::TypeId> {
+        Q::query_id()
+    }
 }
 
 impl<Q: QueryFragment<Pg>> QueryFragment<Pg> for Lent<'_, Q> {
     fn walk_ast<'b>(&'b self, pass: AstPass<'_, 'b, Pg>) -> diesel::QueryResult<()> {
         self.0.walk_ast(pass)
+    }
+
+    fn to_sql(&self, out: &mut PgQueryBuilder, backend: &Pg) -> diesel::QueryResult<()> {
+        self.0.to_sql(out, backend)
+    }
+
+    fn collect_binds<'b>(
+        &'b self,
+        out: &mut <Pg as Backend>::BindCollector<'b>,
+        metadata_lookup: &mut <Pg as TypeMetadata>::MetadataLookup,
+        backend: &'b Pg,
+    ) -> diesel::QueryResult<()> {
+        self.0.collect_binds(out, metadata_lookup, backend)
+    }
+
+    fn is_safe_to_cache_prepared(&self, backend: &Pg) -> diesel::QueryResult<bool> {
+        self.0.is_safe_to_cache_prepared(backend)
+    }
+
+    fn is_noop(&self, backend: &Pg) -> diesel::QueryResult<bool> {
+        self.0.is_noop(backend)
     }
 }
 

@@ -64,6 +64,16 @@ impl Replicated {
             .acquire_timeout(Duration::from_secs(2))
     }
 
+    /// An engine whose checks are too rare to notice anything: only reads
+    /// find out that the standby is gone.
+    async fn engine_without_checks(&self) -> Engine {
+        self.engine(
+            self.options()
+                .replica_check_interval(Duration::from_secs(3600)),
+        )
+        .await
+    }
+
     async fn engine(&self, options: EngineOptions) -> Engine {
         gino::create_engine(&self.primary.url_for("postgres"), options)
             .await
@@ -292,14 +302,7 @@ async fn a_lagging_standby_leaves_the_rotation() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_whose_standby_is_gone_falls_back_to_the_primary() {
     let servers = Replicated::start();
-    // Checks too rare to notice: the read itself finds the standby gone.
-    let engine = servers
-        .engine(
-            servers
-                .options()
-                .replica_check_interval(Duration::from_secs(3600)),
-        )
-        .await;
+    let engine = servers.engine_without_checks().await;
     assert!(on_standby(&engine).await);
     servers.standby.stop().unwrap();
     assert!(!on_standby(&engine).await, "answered by the primary");
@@ -363,14 +366,7 @@ async fn primary_and_replica_override_the_routing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_running_when_its_standby_stops_runs_again_on_the_primary() {
     let servers = Replicated::start();
-    // Checks too rare to notice: only the read in flight sees the stop.
-    let engine = servers
-        .engine(
-            servers
-                .options()
-                .replica_check_interval(Duration::from_secs(3600)),
-        )
-        .await;
+    let engine = servers.engine_without_checks().await;
     assert!(on_standby(&engine).await);
     let slow = diesel::select(sql::<Bool>(
         "pg_is_in_recovery() FROM (SELECT pg_sleep(2)) AS slow",

@@ -47,6 +47,9 @@ struct Entry {
 pub(crate) struct Stack {
     parent: Option<Arc<Stack>>,
     owner: Option<TaskKey>,
+    /// The engine and connection a scope was opened with: below every
+    /// entry, and outside the lock (it never leaves before the scope).
+    base: Option<(u64, Arc<Root>)>,
     entries: Mutex<Vec<Entry>>,
 }
 
@@ -71,6 +74,7 @@ impl Stack {
                 Arc::new(Stack {
                     parent: None,
                     owner: Some(owner),
+                    base: None,
                     entries: Mutex::new(Vec::new()),
                 })
             })
@@ -105,11 +109,16 @@ impl Stack {
     pub(crate) fn find(engine_id: u64) -> Option<Arc<Root>> {
         let mut level = Stack::visible();
         while let Some(stack) = level {
+            let live = |id: u64, root: &Arc<Root>| id == engine_id && !root.is_released();
             let found = lock(&stack.entries)
                 .iter()
                 .rev()
-                .find(|e| e.engine_id == engine_id && !e.root.is_released())
-                .map(|e| e.root.clone());
+                .find(|e| live(e.engine_id, &e.root))
+                .map(|e| e.root.clone())
+                .or_else(|| {
+                    let (id, root) = stack.base.as_ref()?;
+                    live(*id, root).then(|| root.clone())
+                });
             if found.is_some() {
                 return found;
             }
@@ -128,11 +137,8 @@ impl Stack {
         let stack = Arc::new(Stack {
             parent: Stack::visible(),
             owner: None,
-            entries: Mutex::new(vec![Entry {
-                id: 0,
-                engine_id,
-                root,
-            }]),
+            base: Some((engine_id, root)),
+            entries: Mutex::new(Vec::new()),
         });
         SCOPE.scope(stack, fut).await
     }

@@ -60,8 +60,10 @@ pub(crate) struct WireState {
 struct Seen {
     /// SQLSTATE of the first `ErrorResponse` since the last `begin_statement`.
     error_code: Option<String>,
-    /// Tag of the last `CommandComplete` since the last `begin_statement`.
-    tag: Option<String>,
+    /// Tag of the last `CommandComplete` since the last `begin_statement`,
+    /// if `has_tag`; the buffer is kept so that a statement allocates none.
+    tag: String,
+    has_tag: bool,
     /// Status byte of the last `ReadyForQuery`: `I` idle, `T` in a
     /// transaction, `E` in a failed transaction.
     tx_status: u8,
@@ -74,7 +76,8 @@ impl Default for Seen {
     fn default() -> Self {
         Seen {
             error_code: None,
-            tag: None,
+            tag: String::new(),
+            has_tag: false,
             tx_status: b'I',
             error_unsettled: false,
         }
@@ -99,7 +102,7 @@ impl WireState {
     pub(crate) fn begin_statement(&self) {
         let mut seen = self.lock();
         seen.error_code = None;
-        seen.tag = None;
+        seen.has_tag = false;
     }
 
     /// From now on, every statement is sent unnamed in the round trip that
@@ -123,18 +126,16 @@ impl WireState {
     }
 
     pub(crate) fn tag(&self) -> Option<String> {
-        self.lock().tag.clone()
+        let seen = self.lock();
+        seen.has_tag.then(|| seen.tag.clone())
     }
 
     /// Whether the last statement may have changed data: its command tag
     /// is not `SELECT` (a write, DDL, a transaction's start or end), or
     /// none was seen (it failed, or its rows were not all read).
     pub(crate) fn may_have_written(&self) -> bool {
-        !self
-            .lock()
-            .tag
-            .as_deref()
-            .is_some_and(|tag| tag.starts_with("SELECT"))
+        let seen = self.lock();
+        !(seen.has_tag && seen.tag.starts_with("SELECT"))
     }
 
     pub(crate) fn tx_status(&self) -> TxStatus {
@@ -190,7 +191,11 @@ impl WireState {
                     seen.error_code = error_field(body, b'C');
                 }
             }
-            b'C' => seen.tag = Some(cstr(body)),
+            b'C' => {
+                seen.tag.clear();
+                seen.tag.push_str(&String::from_utf8_lossy(until_nul(body)));
+                seen.has_tag = true;
+            }
             b'Z' => {
                 seen.tx_status = body.first().copied().unwrap_or(b'I');
                 seen.error_unsettled = false;
@@ -202,9 +207,10 @@ impl WireState {
     }
 }
 
-fn cstr(body: &[u8]) -> String {
+/// A C string's bytes, without the terminating NUL.
+fn until_nul(body: &[u8]) -> &[u8] {
     let end = body.iter().position(|b| *b == 0).unwrap_or(body.len());
-    String::from_utf8_lossy(&body[..end]).into_owned()
+    &body[..end]
 }
 
 /// Finds one field of an `ErrorResponse` body: (type byte, C string)*, 0.

@@ -72,7 +72,7 @@ impl PgConn {
     /// ended, or the server closed it (or said goodbye) while it sat idle.
     /// No round trip.
     pub(crate) fn server_gone(&self) -> bool {
-        self.wire.is_closed() || self.probe.as_ref().is_some_and(Probe::server_gone)
+        self.wire.is_ending() || self.probe.as_ref().is_some_and(Probe::server_gone)
     }
 
     /// Whether the connection can be handed to someone else as it is.

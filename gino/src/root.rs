@@ -110,12 +110,12 @@ impl Slot {
             // server has left: it goes to a fresh one instead of failing.
             // Only outside a transaction and without session state, where
             // the switch changes nothing the caller can see.
-            // The socket task's end is the cheap sign (an atomic); the
-            // pool's checkout peeks at the socket too, but that is a system
-            // call this path would add to every statement of a request.
+            // The socket task's end or a FATAL error is the cheap sign (an
+            // atomic); the pool's checkout peeks at the socket too, but that
+            // is a system call this path would add to every statement.
             if let Some(raw) = self.raw.take_if(|raw| {
                 let pg = raw.get();
-                !pg.holds_session_state && pg.wire.is_closed()
+                !pg.holds_session_state && pg.wire.is_ending()
             }) {
                 tracing::debug!(target: "gino", "the server left a lazy connection: borrowing another");
                 drop(raw);

@@ -44,6 +44,10 @@ use crate::unnamed::Rewriter;
 pub(crate) struct WireState {
     seen: Mutex<Seen>,
     closed: AtomicBool,
+    /// The server sent a `FATAL` (or `PANIC`) error: it is ending the
+    /// session, and the socket closes soon. Seen before the close, which
+    /// may come later than the error's reader consumed it.
+    ending: AtomicBool,
     /// Statements go unnamed, each in one round trip ([`Rewriter`]).
     unnamed: AtomicBool,
     /// Woken by every `ReadyForQuery` and when the connection closes.
@@ -121,6 +125,12 @@ impl WireState {
         self.closed.load(Ordering::Relaxed)
     }
 
+    /// Whether the session is over or ending: closed, or the server said
+    /// goodbye with a `FATAL` error (`pg_terminate_backend`, a shutdown).
+    pub(crate) fn is_ending(&self) -> bool {
+        self.is_closed() || self.ending.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn error_code(&self) -> Option<String> {
         self.lock().error_code.clone()
     }
@@ -189,6 +199,11 @@ impl WireState {
                 seen.error_unsettled = true;
                 if seen.error_code.is_none() {
                     seen.error_code = error_field(body, b'C');
+                }
+                // `V` is the severity never translated (9.6 and later).
+                let severity = error_field(body, b'V').or_else(|| error_field(body, b'S'));
+                if matches!(severity.as_deref(), Some("FATAL" | "PANIC")) {
+                    self.ending.store(true, Ordering::Relaxed);
                 }
             }
             b'C' => {
@@ -1038,6 +1053,24 @@ mod tests {
             assert_eq!(state.tag(), None);
             assert_eq!(state.error_code(), None);
         }
+    }
+
+    #[test]
+    fn a_fatal_error_ends_the_session_and_others_do_not() {
+        let state = WireState::default();
+        state.record(b'E', b"SERROR\0VERROR\0C23505\0Mduplicate\0\0");
+        assert!(!state.is_ending(), "an ERROR leaves the session usable");
+        state.record(b'C', b"SELECT 1\0");
+        assert!(!state.may_have_written(), "a SELECT tag");
+        state.record(b'C', b"INSERT 0 1\0");
+        assert!(state.may_have_written());
+        // Localised severity in `S`; `V` is what counts.
+        state.record(
+            b'E',
+            b"SFATAL\0VFATAL\0C57P01\0Mterminating connection due to administrator command\0\0",
+        );
+        assert!(state.is_ending(), "FATAL: the server is ending the session");
+        assert!(!state.is_closed(), "the socket itself has not closed yet");
     }
 
     #[tokio::test]

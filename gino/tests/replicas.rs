@@ -91,6 +91,28 @@ where
     tokio::spawn(work).await.expect("the task ran to its end")
 }
 
+/// Creates the table `seen` (from a task of its own) and waits until the
+/// standby has it.
+async fn create_seen(engine: &Engine) {
+    let creator = engine.clone();
+    elsewhere(async move {
+        creator
+            .status(diesel::sql_query("CREATE TABLE seen (n int)"))
+            .await
+            .unwrap()
+    })
+    .await;
+    eventually("the table reaches the standby", || async {
+        diesel::select(sql::<Bool>("to_regclass('seen') IS NOT NULL"))
+            .gino()
+            .bind(engine)
+            .one()
+            .await
+            .unwrap()
+    })
+    .await;
+}
+
 fn in_rotation(engine: &Engine) -> bool {
     engine.routing().unwrap().replicas[0].in_rotation
 }
@@ -172,23 +194,7 @@ async fn a_request_reads_its_own_writes() {
         engine.routing().is_some(),
         "DB_REPLICA_DSNS reach the engine"
     );
-    let creator = engine.clone();
-    elsewhere(async move {
-        creator
-            .status(diesel::sql_query("CREATE TABLE seen (n int)"))
-            .await
-            .unwrap()
-    })
-    .await;
-    eventually("the table reaches the standby", || async {
-        diesel::select(sql::<Bool>("to_regclass('seen') IS NOT NULL"))
-            .gino()
-            .bind(&engine)
-            .one()
-            .await
-            .unwrap()
-    })
-    .await;
+    create_seen(&engine).await;
 
     let (before, after) = extension
         .request()
@@ -442,14 +448,6 @@ async fn a_task_reads_its_own_writes_without_a_scope() {
     use diesel::sql_types::BigInt;
     let servers = Replicated::start();
     let engine = servers.engine(servers.options()).await;
-    let creator = engine.clone();
-    elsewhere(async move {
-        creator
-            .status(diesel::sql_query("CREATE TABLE seen (n int)"))
-            .await
-            .unwrap()
-    })
-    .await;
     let rows = |engine: Engine| async move {
         diesel::select(sql::<BigInt>("(SELECT count(*) FROM seen)"))
             .gino()
@@ -458,15 +456,7 @@ async fn a_task_reads_its_own_writes_without_a_scope() {
             .await
             .unwrap()
     };
-    eventually("the table reaches the standby", || async {
-        diesel::select(sql::<Bool>("to_regclass('seen') IS NOT NULL"))
-            .gino()
-            .bind(&engine)
-            .one()
-            .await
-            .unwrap()
-    })
-    .await;
+    create_seen(&engine).await;
     // The standby stops replaying but stays within the lag bound, in
     // rotation: exactly where a read could miss a write just made.
     servers

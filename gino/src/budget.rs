@@ -9,7 +9,7 @@
 //! ([`Error::PoolTimeout`]); first the budget asks its engines to close
 //! connections nobody is using, so that idle pools make room for busy ones.
 //!
-//! Uses: nothing of gino's but `error`.
+//! Uses: nothing of gino's but `error` and `sync`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -18,6 +18,7 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::{Error, Result};
+use crate::sync::lock;
 
 /// A cap on the open connections of every engine created with it
 /// ([`EngineOptions::connection_budget`](crate::EngineOptions::connection_budget)).
@@ -172,8 +173,4 @@ impl ConnectionBudget {
         engines.sort_by_key(|e| e.last_used());
         engines.iter().any(|e| e.close_one_idle())
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }

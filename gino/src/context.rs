@@ -10,13 +10,14 @@
 //! task without a closure. Spawned tasks start with an empty context either
 //! way, and an entry disappears when its connection is released or dropped.
 //!
-//! Uses: `root` (what an entry holds), `task` (whose stack it is).
+//! Uses: `root` (what an entry holds), `task` (whose stack it is), `sync`.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::root::Root;
+use crate::sync::lock;
 use crate::task::TaskKey;
 
 tokio::task_local! {
@@ -31,10 +32,6 @@ static UNSCOPED_STACKS: AtomicUsize = AtomicUsize::new(0);
 fn unscoped() -> &'static Mutex<HashMap<TaskKey, Arc<Stack>>> {
     static TABLE: OnceLock<Mutex<HashMap<TaskKey, Arc<Stack>>>> = OnceLock::new();
     TABLE.get_or_init(Default::default)
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 struct Entry {

@@ -8,7 +8,7 @@
 //! `connection`, `transaction`/`begin` in `transaction`, the query API
 //! (`all`, `status`, ...) in `executor` — and appear on `Engine` all the same.
 //!
-//! Uses: `config`, `wire` (the connector), `pool`, `statement`, `budget`
+//! Uses: `config`, `wire` (the connector), `pool`, `statement`, `task`, `sync`, `budget`
 //! (an engine gives up idle connections to its budget).
 
 use std::collections::HashMap;
@@ -25,6 +25,7 @@ use crate::config::{DatabaseUrl, EngineOptions};
 use crate::error::{Error, Result};
 use crate::pool::{Manager, OpenCount, RawConn};
 use crate::statement::{Again, Deadline, Load, Reread, Statement, run_statement};
+use crate::sync::lock;
 use crate::task::TaskKey;
 use crate::wire::Connector;
 
@@ -233,8 +234,9 @@ impl Routing {
     /// Forgets the writes every replica has replayed, and over
     /// [`PIN_LIMIT`] the older half of the rest.
     fn forget_pins(&self, pins: &mut HashMap<TaskKey, u64>) {
-        let replayed = self.replicas.iter();
-        let horizon = replayed
+        let horizon = self
+            .replicas
+            .iter()
             .map(|r| r.caught_up.load(Ordering::Relaxed))
             .min()
             .unwrap_or(u64::MAX);
@@ -247,10 +249,6 @@ impl Routing {
         }
         self.pinned.store(!pins.is_empty(), Ordering::Relaxed);
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// What an engine with replicas routed where ([`Engine::routing`]).

@@ -60,6 +60,7 @@ pub mod prelude;
 mod root;
 pub mod schema;
 mod statement;
+mod sync;
 mod task;
 pub mod tenant;
 mod text;

@@ -521,3 +521,77 @@ async fn a_task_reads_its_own_writes_without_a_scope() {
     .unwrap();
     engine.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_replica_stays_in_rotation_while_a_read_goes_to_the_primary() {
+    let servers = Replicated::start();
+    // One connection per pool, the replica's included, and a short wait.
+    let engine = servers
+        .engine(
+            servers
+                .options()
+                .max_size(1)
+                .acquire_timeout(Duration::from_millis(300))
+                .replica_check_interval(Duration::from_secs(3600)),
+        )
+        .await;
+    assert!(on_standby(&engine).await);
+    let slow = diesel::select(sql::<Bool>(
+        "pg_is_in_recovery() FROM (SELECT pg_sleep(2)) AS slow",
+    ));
+    let reader = engine.clone();
+    let holding = tokio::spawn(async move { slow.gino().bind(&reader).one::<bool>().await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The replica's only connection is taken: this read waits for it in
+    // vain, then runs on the primary.
+    assert!(!on_standby(&engine).await, "answered by the primary");
+    let stats = engine.routing().unwrap();
+    assert_eq!(stats.fallbacks, 1, "{stats:?}");
+    assert!(stats.replicas[0].in_rotation, "busy is not down: {stats:?}");
+    assert!(
+        holding.await.unwrap().unwrap(),
+        "the slow read ran on the standby"
+    );
+    assert!(
+        on_standby(&engine).await,
+        "and the standby takes reads again"
+    );
+    engine.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_cancelled_by_the_standby_s_recovery_runs_on_the_primary() {
+    let servers = Replicated::start();
+    // The standby cancels a query in the way of replay at once.
+    servers
+        .standby
+        .execute("ALTER SYSTEM SET max_standby_streaming_delay = 0")
+        .unwrap();
+    servers.standby.execute("SELECT pg_reload_conf()").unwrap();
+    let engine = servers.engine_without_checks().await;
+    create_seen(&engine).await;
+    let slow = diesel::select(sql::<Bool>(
+        "pg_is_in_recovery() FROM seen RIGHT JOIN (SELECT pg_sleep(2)) AS slow ON true",
+    ));
+    let reader = engine.clone();
+    let read = tokio::spawn(async move { slow.gino().bind(&reader).one::<bool>().await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Replaying this lock conflicts with the read's lock on `seen`.
+    let writer = engine.clone();
+    elsewhere(async move {
+        writer
+            .status(diesel::sql_query("ALTER TABLE seen ADD COLUMN m int"))
+            .await
+            .unwrap()
+    })
+    .await;
+    let answered_by_standby = read.await.unwrap().expect("the read is not lost");
+    assert!(!answered_by_standby, "run again on the primary");
+    let stats = engine.routing().unwrap();
+    assert_eq!(stats.fallbacks, 1, "{stats:?}");
+    assert!(
+        stats.replicas[0].in_rotation,
+        "a recovery conflict is no outage: {stats:?}"
+    );
+    engine.close().await;
+}

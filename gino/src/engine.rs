@@ -822,9 +822,9 @@ impl Engine {
                     wait,
                     ..Timeouts::default()
                 };
-                // Boxed: deadpool's checkout future is kilobytes, carried (and
-                // moved) by every statement future above it otherwise.
-                match deadline.wait(Box::pin(pool.timeout_get(&timeouts))).await? {
+                // Not boxed: the checkout (2 KB; opening a connection is boxed
+                // in `Manager::create`) costs less to carry than to allocate.
+                match deadline.wait(pool.timeout_get(&timeouts)).await? {
                     Ok(object) => Ok(RawConn::pooled(object)),
                     Err(PoolError::Timeout(_)) => match (acquire_timeout, remaining) {
                         (Some(a), Some(r)) if a < r => Err(Error::PoolTimeout(a)),
@@ -917,10 +917,10 @@ impl<S: AsRef<str> + Send> IntoEngine for (S, EngineOptions) {
 mod tests {
     use crate::statement::{Deadline, Load};
 
-    /// Every statement future embeds these; kilobytes of state are moved
-    /// (memcpy) each time such a future is created, boxed or awaited, which
-    /// measured 18k instructions per lookup before the checkout and the
-    /// connection opening were boxed. Sizes, not times: they do not drift.
+    /// Every statement future embeds these; their state is moved (memcpy)
+    /// each time such a future is created, boxed or awaited, which measured
+    /// 18k instructions per lookup when the opening of a connection was
+    /// inline. Sizes, not times: they do not drift.
     #[tokio::test]
     async fn statement_futures_stay_small() {
         let engine = crate::create_engine(
@@ -936,7 +936,7 @@ mod tests {
         let run_once = std::mem::size_of_val(&engine.run_once(None, statement()));
         let root = crate::root::Root::new(engine.clone(), None, None);
         let on_root = std::mem::size_of_val(&root.run(None, statement()));
-        assert!(borrow <= 1024, "Engine::borrow: {borrow} bytes");
+        assert!(borrow <= 3072, "Engine::borrow: {borrow} bytes");
         assert!(run_once <= 4096, "Engine::run_once: {run_once} bytes");
         assert!(on_root <= 4096, "Root::run: {on_root} bytes");
     }

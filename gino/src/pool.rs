@@ -147,18 +147,20 @@ impl Manager {
 }
 
 impl managed::Manager for Manager {
-    type Type = PgConn;
+    // Boxed: deadpool moves a pooled object half a dozen times on every
+    // checkout and return; a pointer is cheaper to move than a connection.
+    type Type = Box<PgConn>;
     type Error = Error;
 
-    async fn create(&self) -> Result<PgConn> {
+    async fn create(&self) -> Result<Box<PgConn>> {
         // Boxed: opening is a large state machine (startup, TLS, the
         // connection's set-up statements) that every borrow's future would
         // otherwise carry inline and move, although most borrows find an
         // idle connection.
-        Box::pin(self.open()).await
+        Box::pin(self.open()).await.map(Box::new)
     }
 
-    async fn recycle(&self, conn: &mut PgConn, _: &Metrics) -> RecycleResult<Error> {
+    async fn recycle(&self, conn: &mut Box<PgConn>, _: &Metrics) -> RecycleResult<Error> {
         // Cheap checks only (no round trip): `RawConn` never returns a
         // connection that is not clean, so only a connection the server
         // closed while it sat idle can be bad here.

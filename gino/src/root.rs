@@ -199,7 +199,7 @@ impl Root {
         }
         let mut slot = SlotGuard {
             root: self,
-            slot: deadline.wait(self.slot.lock()).await?,
+            slot: deadline.wait(self.slot()).await?,
         };
         slot.resync().await;
         let pending = std::mem::take(
@@ -218,6 +218,15 @@ impl Root {
             }
         }
         Ok(slot)
+    }
+
+    /// The slot's lock; uncontended (the common case) without the wait's
+    /// future.
+    async fn slot(&self) -> tokio::sync::MutexGuard<'_, Slot> {
+        match self.slot.try_lock() {
+            Ok(slot) => slot,
+            Err(_) => self.slot.lock().await,
+        }
     }
 
     /// Marks the raw connection as holding session state (or not): while
@@ -254,7 +263,7 @@ impl Root {
 
     /// Whether a raw connection is borrowed right now.
     pub(crate) async fn has_raw(&self) -> bool {
-        self.slot.lock().await.has_raw()
+        self.slot().await.has_raw()
     }
 
     /// Borrows for a lazy root now, waiting for the pool at most
@@ -284,7 +293,7 @@ impl Root {
         if permanent {
             self.released.store(true, Ordering::Release);
         }
-        let mut slot = self.slot.lock().await;
+        let mut slot = self.slot().await;
         slot.give_back().await;
         self.pin_task_if_written();
         self.pending_rollbacks

@@ -512,41 +512,60 @@ impl RequestScope {
             statements = tracing::field::Empty,
             tenant = tracing::field::Empty,
         );
-        if let Some((lease, _)) = &self.tenant {
+        // Without a subscriber that wants the span, entering, leaving and
+        // recording it is work for nobody on every request.
+        let recording = !span.is_disabled();
+        if let (true, Some((lease, _))) = (recording, &self.tenant) {
             span.record("tenant", lease.key());
         }
         let Some(conn) = self.conn.clone() else {
-            return fut.instrument(span).await;
+            return in_span(recording, &span, fut).await;
         };
         // Gives the connection back if this future is dropped, even while
         // a handler still holds a clone of it.
         let release = ReleaseOnDrop(conn.clone());
         let engine_id = conn.engine().id();
-        let output = Stack::scope(engine_id, conn.root.clone(), fut)
-            .instrument(span.clone())
-            .await;
-        let stats = conn.stats();
-        span.record("borrows", stats.borrows);
-        span.record(
-            "borrow_wait_us",
-            u64::try_from(stats.borrow_wait.as_micros()).unwrap_or(u64::MAX),
-        );
-        span.record("statements", stats.statements);
-        if stats.borrows > 0 {
-            tracing::debug!(
-                target: "gino::web",
-                parent: &span,
-                "request used the database: {} statement(s), {} borrow(s), {:?} waiting for a \
-                 connection",
-                stats.statements,
-                stats.borrows,
-                stats.borrow_wait
-            );
+        let scoped = Stack::scope(engine_id, conn.root.clone(), fut);
+        let output = in_span(recording, &span, scoped).await;
+        if recording || tracing::enabled!(target: "gino::web", tracing::Level::DEBUG) {
+            report(&span, &conn);
         }
         // Released already (explicitly) is fine.
         let _ = conn.release().await;
         drop(release);
         output
+    }
+}
+
+/// Runs `fut` inside `span` when the span records anything.
+async fn in_span<F: Future>(recording: bool, span: &tracing::Span, fut: F) -> F::Output {
+    if recording {
+        fut.instrument(span.clone()).await
+    } else {
+        fut.await
+    }
+}
+
+/// Records what a request's connection did on its span, and tells it in a
+/// debug event when it used the database.
+fn report(span: &tracing::Span, conn: &Connection) {
+    let stats = conn.stats();
+    span.record("borrows", stats.borrows);
+    span.record(
+        "borrow_wait_us",
+        u64::try_from(stats.borrow_wait.as_micros()).unwrap_or(u64::MAX),
+    );
+    span.record("statements", stats.statements);
+    if stats.borrows > 0 {
+        tracing::debug!(
+            target: "gino::web",
+            parent: span,
+            "request used the database: {} statement(s), {} borrow(s), {:?} waiting for a \
+             connection",
+            stats.statements,
+            stats.borrows,
+            stats.borrow_wait
+        );
     }
 }
 

@@ -157,9 +157,12 @@ async fn main() {
     if run("concurrent") {
         tables.push(concurrent_get_by_pk(&ctx).await);
     }
-    // BENCH_ONLY=count:gino:2000 (or count:diesel:N) runs N get-by-pk on
-    // a held connection and nothing else: for instruction counts under
-    // `valgrind --tool=callgrind`, where N=0 gives the baseline.
+    // BENCH_ONLY=count:gino:2000 runs N get-by-pk on a held connection
+    // and nothing else, for instruction counts under `valgrind
+    // --tool=callgrind` (N=0 gives the baseline); `diesel` does the same
+    // through raw diesel-async, `implicit` through `User::get` (a pooled
+    // connection per query), `scope` as a web request does, `pool` through
+    // raw diesel-async's deadpool.
     if let Some(spec) = only.as_deref().and_then(|o| o.strip_prefix("count:")) {
         let (who, n) = spec.split_once(':').expect("count:<gino|diesel>:<n>");
         let n: i32 = n.parse().expect("a number of queries");
@@ -174,6 +177,8 @@ async fn main() {
                     .await
                     .expect("query")
                     .expect("row");
+            } else if who == "implicit" {
+                User::get(id).await.expect("query").expect("row");
             } else if who == "pool" {
                 let mut c = ctx.diesel_pool.get().await.expect("checkout");
                 schema::user_by_id(id)

@@ -4,8 +4,8 @@
 use std::future::{Ready, ready};
 
 use actix_web::dev::Payload;
-use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError};
-use gino::web::{ErrorResponse, Extension, RequestConnection};
+use actix_web::{FromRequest, HttpRequest, HttpResponse, ResponseError};
+use gino::web::{ErrorResponse, RequestConnection};
 
 /// The request's connection, shared with every implicit query of the
 /// request; all of [`gino::Connection`]'s methods through `Deref`.
@@ -65,24 +65,14 @@ impl FromRequest for Conn {
     type Error = ConnRejection;
     type Future = Ready<Result<Conn, ConnRejection>>;
 
-    fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let extensions = request.extensions();
-        if let Some(conn) = extensions.get::<RequestConnection>() {
-            return ready(Ok(Conn(conn.clone())));
-        }
-        let Some(extension) = extensions.get::<Extension>() else {
-            return ready(Err(ConnRejection(gino::Error::Configuration(
+    fn from_request(_: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(match RequestConnection::current() {
+            Some(conn) => conn.map(Conn).map_err(ConnRejection),
+            None => Err(ConnRejection(gino::Error::Configuration(
                 "the Conn extractor needs gino's middleware: add `.wrap(db.middleware())` to the \
                  App"
                 .to_owned(),
-            ))));
-        };
-        ready(
-            extension
-                .db()
-                .engine()
-                .map(|engine| Conn(RequestConnection::own(&engine)))
-                .map_err(ConnRejection),
-        )
+            ))),
+        })
     }
 }

@@ -4,7 +4,6 @@
 
 use std::future::{Ready, ready};
 
-use actix_web::HttpMessage;
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
 use futures_util::future::LocalBoxFuture;
 use gino::web::Extension;
@@ -82,14 +81,9 @@ where
     forward_ready!(service);
 
     fn call(&self, request: ServiceRequest) -> Self::Future {
+        // The handler finds the request's connection in the scope
+        // (`RequestConnection::current`), not in the request's extensions.
         let scope = self.extension.request();
-        {
-            let mut extensions = request.extensions_mut();
-            extensions.insert(self.extension.clone());
-            if let Some(conn) = scope.connection() {
-                extensions.insert(conn);
-            }
-        }
         Box::pin(scope.run(self.service.call(request)))
     }
 }

@@ -112,14 +112,7 @@ where
                 .tenant_request(&key)
                 .await
                 .map_err(|e| actix_web::Error::from(Error(e)))?;
-            {
-                let mut extensions = request.extensions_mut();
-                extensions.insert(extension.clone());
-                extensions.insert(TenantKey(key));
-                if let Some(conn) = scope.connection() {
-                    extensions.insert(conn);
-                }
-            }
+            request.extensions_mut().insert(TenantKey(key));
             scope.run(service.call(request)).await
         })
     }

@@ -3,7 +3,7 @@
 
 use axum::extract::FromRequestParts;
 use axum::response::{IntoResponse, Response};
-use gino::web::{ErrorResponse, Extension, RequestConnection};
+use gino::web::{ErrorResponse, RequestConnection};
 use http::request::Parts;
 
 /// The request's connection, shared with every implicit query of the
@@ -66,18 +66,14 @@ impl std::error::Error for ConnRejection {}
 impl<S: Send + Sync> FromRequestParts<S> for Conn {
     type Rejection = ConnRejection;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        if let Some(conn) = parts.extensions.get::<RequestConnection>() {
-            return Ok(Conn(conn.clone()));
-        }
-        let Some(extension) = parts.extensions.get::<Extension>() else {
-            return Err(ConnRejection(gino::Error::Configuration(
+    async fn from_request_parts(_: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        match RequestConnection::current() {
+            Some(conn) => conn.map(Conn).map_err(ConnRejection),
+            None => Err(ConnRejection(gino::Error::Configuration(
                 "the Conn extractor needs gino's layer: add `.layer(db.layer())` to the router \
                  (outside the routes that use Conn)"
                     .to_owned(),
-            )));
-        };
-        let engine = extension.db().engine().map_err(ConnRejection)?;
-        Ok(Conn(RequestConnection::own(&engine)))
+            ))),
+        }
     }
 }

@@ -72,16 +72,14 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+    fn call(&mut self, request: Request<B>) -> Self::Future {
         // The clone is not ready; the ready one handles this request.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
+        // The handler finds the request's connection in the scope
+        // (`RequestConnection::current`), not in the request's extensions,
+        // whose map and boxes would cost every request four allocations.
         let scope = self.extension.request();
-        let extensions = request.extensions_mut();
-        extensions.insert(self.extension.clone());
-        if let Some(conn) = scope.connection() {
-            extensions.insert(conn);
-        }
         // Boxed first, so that the scope's wrappers move a pointer instead
         // of the handler's (often large) future.
         let handled = Box::pin(inner.call(request));

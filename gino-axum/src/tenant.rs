@@ -124,12 +124,7 @@ where
                     Ok(scope) => scope,
                     Err(e) => return Ok(Error(e).into_response()),
                 };
-                let extensions = request.extensions_mut();
-                extensions.insert(extension.clone());
-                extensions.insert(TenantKey(key));
-                if let Some(conn) = scope.connection() {
-                    extensions.insert(conn);
-                }
+                request.extensions_mut().insert(TenantKey(key));
                 let handled = Box::pin(inner.call(request));
                 scope.run(handled).await
             });

@@ -20,6 +20,17 @@ pub(crate) struct HeaderReader {
 }
 
 impl HeaderReader {
+    /// When no header is half-read and `data` starts with a whole message:
+    /// its type, its body, and the bytes after it.
+    pub(crate) fn whole_message<'d>(&self, data: &'d [u8]) -> Option<(u8, &'d [u8], &'d [u8])> {
+        if self.len != 0 {
+            return None;
+        }
+        let header: &Header = data.first_chunk()?;
+        let (body, rest) = data[5..].split_at_checked(body_len(header))?;
+        Some((header[0], body, rest))
+    }
+
     /// Takes header bytes from the front of `data`; once five are in,
     /// returns the header and starts over for the next one.
     pub(crate) fn take(&mut self, data: &mut &[u8]) -> Option<Header> {
@@ -38,6 +49,22 @@ impl HeaderReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn whole_messages_are_read_in_place() {
+        let stream = [b'C', 0, 0, 0, 6, b'O', b'K', b'Z', 0, 0, 0, 5];
+        let reader = HeaderReader::default();
+        let (kind, body, rest) = reader.whole_message(&stream).expect("a whole message");
+        assert_eq!((kind, body, rest), (b'C', &b"OK"[..], &stream[7..]));
+        assert_eq!(reader.whole_message(rest), None, "Z's body has not arrived");
+        let mut half = HeaderReader::default();
+        half.take(&mut &stream[..2]);
+        assert_eq!(
+            half.whole_message(&stream[7..]),
+            None,
+            "a header is half-read"
+        );
+    }
 
     #[test]
     fn headers_split_anywhere_come_out_whole() {

@@ -178,7 +178,7 @@ enum Held {
     Pooled(Object<Manager>),
     /// A connection of an unpooled engine, counted while open (the count
     /// is only dropped, never read, here).
-    Direct(PgConn, #[allow(dead_code)] OpenCount),
+    Direct(Box<PgConn>, #[allow(dead_code)] OpenCount),
 }
 
 /// One of an unpooled engine's open connections; the count goes down when
@@ -213,7 +213,7 @@ impl RawConn {
 
     pub(crate) fn direct(conn: PgConn, count: OpenCount) -> Self {
         RawConn {
-            held: Some(Held::Direct(conn, count)),
+            held: Some(Held::Direct(Box::new(conn), count)),
         }
     }
 

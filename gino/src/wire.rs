@@ -213,9 +213,13 @@ impl WireState {
             }
             b'Z' => {
                 seen.tx_status = body.first().copied().unwrap_or(b'I');
-                seen.error_unsettled = false;
+                // `settle` waits only while an error is unsettled (it looks
+                // under the lock), so only then is anyone to be woken.
+                let waited = std::mem::replace(&mut seen.error_unsettled, false);
                 drop(seen);
-                self.ready.notify_waiters();
+                if waited {
+                    self.ready.notify_waiters();
+                }
             }
             _ => {}
         }
@@ -261,6 +265,15 @@ impl Framing {
     fn feed(&mut self, mut data: &[u8], state: &WireState) {
         while !data.is_empty() {
             let Some(kind) = self.kind else {
+                // A whole message at the front (nearly always): read in
+                // place, without collecting its header or body.
+                if let Some((kind, body, rest)) = self.header.whole_message(data) {
+                    if Self::interesting(kind) {
+                        state.record(kind, body);
+                    }
+                    data = rest;
+                    continue;
+                }
                 if let Some(header) = self.header.take(&mut data) {
                     self.kind = Some(header[0]);
                     self.remaining = body_len(&header);

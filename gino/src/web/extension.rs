@@ -273,7 +273,7 @@ impl Extension {
         RequestScope {
             conn,
             tenant: tenant.map(|lease| (lease, self.inner.db)),
-            _in_flight: in_flight,
+            in_flight,
         }
     }
 
@@ -420,7 +420,19 @@ pub struct RequestScope {
     conn: Option<Arc<Connection>>,
     /// The request's tenant, and the database bound to its engine.
     tenant: Option<(TenantLease, &'static Gino)>,
-    _in_flight: InFlight,
+    in_flight: InFlight,
+}
+
+tokio::task_local! {
+    /// The request whose scope the running code is in.
+    static CURRENT: Current;
+}
+
+/// What code running in a request's scope can ask for: the extension, and
+/// the request's connection if it has one.
+struct Current {
+    extension: Extension,
+    conn: Option<Arc<Connection>>,
 }
 
 impl std::fmt::Debug for RequestScope {
@@ -518,6 +530,11 @@ impl RequestScope {
         if let (true, Some((lease, _))) = (recording, &self.tenant) {
             span.record("tenant", lease.key());
         }
+        let current = Current {
+            extension: self.in_flight.0.clone(),
+            conn: self.conn.clone(),
+        };
+        let fut = CURRENT.scope(current, fut);
         let Some(conn) = self.conn.clone() else {
             return in_span(recording, &span, fut).await;
         };
@@ -597,6 +614,33 @@ impl Drop for ReleaseOnDrop {
 pub struct RequestConnection(Arc<Connection>);
 
 impl RequestConnection {
+    /// The connection of the request whose scope the calling code runs in
+    /// ([`RequestScope::run`]), for extractors and request guards: `None`
+    /// outside a request's scope; a lazy connection of its own
+    /// ([`own`](Self::own)) when the request has none
+    /// (`use_connection_for_request` off); an error when no database is
+    /// bound.
+    ///
+    /// ```
+    /// # async fn demo(extension: gino::web::Extension) -> gino::Result<()> {
+    /// # extension.connect().await?;
+    /// use gino::web::RequestConnection;
+    /// assert!(RequestConnection::current().is_none());
+    /// let conn = extension.request().run(async { RequestConnection::current() }).await;
+    /// let conn = conn.expect("in a request's scope")?;
+    /// assert_eq!(conn.stats().borrows, 0); // lazy: nothing borrowed yet
+    /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
+    /// ```
+    pub fn current() -> Option<Result<Self>> {
+        CURRENT
+            .try_with(|current| match &current.conn {
+                Some(conn) => Ok(RequestConnection(conn.clone())),
+                None => current.extension.db().engine().map(|e| Self::own(&e)),
+            })
+            .ok()
+    }
+
     /// A connection of its own for a request that has none (when
     /// `use_connection_for_request` is off): lazy, released when the last
     /// clone is dropped.

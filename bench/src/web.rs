@@ -145,14 +145,46 @@ pub async fn diagnose(url: &str) {
     let addrs: Vec<_> = servers.iter().map(|(_, addr)| *addr).collect();
     let rates = wrk_turns(&addrs, 0, 6).await;
     for ((name, _), runs) in servers.iter().zip(rates) {
-        let mut r: Vec<f64> = runs.iter().map(|(rps, _)| *rps).collect();
-        r.sort_by(f64::total_cmp);
+        let rps = median(&runs, |r| r.rps).rps;
+        let cpu = median(&runs, |r| r.cpu_per_request.as_secs_f64()).cpu_per_request;
         println!(
-            "{name:<48} {:>8.0} req/s (median of {})",
-            r[r.len() / 2],
-            r.len()
+            "{name:<48} {rps:>8.0} req/s, server CPU {:>5.1} µs per request (medians of {})",
+            cpu.as_secs_f64() * 1e6,
+            runs.len()
         );
     }
+}
+
+/// One of [`diagnose`]'s servers on 127.0.0.1:3999 for `secs` seconds.
+pub async fn serve_one(url: &str, which: &str, secs: u64) {
+    let app = match which {
+        "gino" => axum::Router::new()
+            .route("/users/{id}", get(gino_show))
+            .layer(gino_web(url).await.layer()),
+        "layer" => axum::Router::new()
+            .route("/users/{id}", get(raw_show))
+            .with_state(crate::fast_pool(url, 10))
+            .layer(gino_web(url).await.layer()),
+        "engine" => {
+            let engine = gino::create_engine(url, gino::EngineOptions::new().max_size(10))
+                .await
+                .expect("engine");
+            PLAIN_DB.set_bind(engine).await.expect("bind");
+            axum::Router::new().route("/users/{id}", get(engine_show))
+        }
+        _ => axum::Router::new()
+            .route("/users/{id}", get(raw_show))
+            .with_state(crate::fast_pool(url, 10)),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:3999")
+        .await
+        .expect("bind 127.0.0.1:3999");
+    println!("serving {which} on 127.0.0.1:3999 for {secs} s");
+    let _ = tokio::time::timeout(
+        Duration::from_secs(secs),
+        axum::serve(listener, app).into_future(),
+    )
+    .await;
 }
 
 /// gino-axum on `WEB_DB`, connected to `url`, with a pool of 10.
@@ -188,12 +220,12 @@ impl Drop for WrkScript {
 }
 
 /// wrk runs against each server in turn, `rounds` times (the first
-/// `warmup` not kept); per server its (req/s, p99) runs.
+/// `warmup` not kept); per server its runs.
 async fn wrk_turns(
     addrs: &[std::net::SocketAddr],
     warmup: usize,
     rounds: usize,
-) -> Vec<Vec<(f64, Duration)>> {
+) -> Vec<Vec<WrkRun>> {
     let script = WrkScript::new();
     let mut runs = vec![Vec::new(); addrs.len()];
     for round in 0..warmup + rounds {
@@ -217,9 +249,13 @@ async fn serve(app: axum::Router) -> std::net::SocketAddr {
     addr
 }
 
-/// One wrk run: requests per second and the 99th percentile latency.
-async fn wrk(addr: std::net::SocketAddr, script: &std::path::Path) -> (f64, Duration) {
+/// One wrk run: requests per second, the 99th percentile latency, and the
+/// CPU time this process (the server under test: the others sit idle)
+/// spent per request. On a machine that wrk and PostgreSQL share with the
+/// server, req/s moves with whatever else runs; CPU per request much less.
+async fn wrk(addr: std::net::SocketAddr, script: &std::path::Path) -> WrkRun {
     let script = script.to_owned();
+    let cpu_before = process_cpu();
     let out = tokio::task::spawn_blocking(move || {
         Command::new("wrk")
             .args(["-t", "1", "-c", "16", "-d", "3s", "--latency", "-s"])
@@ -245,7 +281,47 @@ async fn wrk(addr: std::net::SocketAddr, script: &std::path::Path) -> (f64, Dura
         .find_map(|l| l.trim().strip_prefix("99%"))
         .map(|v| parse_wrk_duration(v.trim()))
         .unwrap_or_default();
-    (rps, p99)
+    let requests: u32 = text
+        .lines()
+        .find_map(|l| l.trim().split_once(" requests in "))
+        .and_then(|(n, _)| n.parse().ok())
+        .unwrap_or_else(|| panic!("wrk's output:\n{text}"));
+    let cpu = process_cpu().saturating_sub(cpu_before);
+    WrkRun {
+        rps,
+        p99,
+        cpu_per_request: cpu / requests.max(1),
+    }
+}
+
+#[derive(Clone, Copy)]
+struct WrkRun {
+    rps: f64,
+    p99: Duration,
+    cpu_per_request: Duration,
+}
+
+/// User and system CPU time of this process so far (all its threads).
+fn process_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command's closing parenthesis; utime and stime are
+    // the 14th and 15th of the whole line, in USER_HZ ticks (100 a second
+    // on Linux's ABI).
+    let ticks: u64 = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().skip(11).take(2))
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.parse::<u64>().ok())
+        .sum();
+    Duration::from_millis(ticks * 10)
+}
+
+/// The median of `values`.
+fn median<T: Copy>(values: &[T], key: impl Fn(&T) -> f64) -> T {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(|a, b| key(a).total_cmp(&key(b)));
+    sorted[sorted.len() / 2]
 }
 
 fn parse_wrk_duration(v: &str) -> Duration {
@@ -296,23 +372,32 @@ pub async fn get_user(url: &str) -> Table {
     let mut runs = wrk_turns(&[gino_addr, raw_addr], 1, 7).await;
     let mut rows = Vec::new();
     let mut notes = Vec::new();
+    let mut cpu = Vec::new();
     for (i, kept) in runs.iter_mut().enumerate() {
-        kept.sort_by(|a, b| b.0.total_cmp(&a.0));
+        kept.sort_by(|a, b| b.rps.total_cmp(&a.rps));
         let per = |rps: f64| Duration::from_secs_f64(1.0 / rps);
-        let (median_rps, median_p99) = kept[kept.len() / 2];
+        let middle = kept[kept.len() / 2];
+        let server_cpu = median(kept, |r| r.cpu_per_request.as_secs_f64()).cpu_per_request;
+        cpu.push(server_cpu.as_secs_f64());
         rows.push(Row {
             name: names[i],
             kind: if i == 0 { Kind::Gino } else { Kind::Diesel },
-            median: per(median_rps),
-            p10: per(kept[0].0),
-            p90: per(kept[kept.len() - 1].0),
+            median: per(middle.rps),
+            p10: per(kept[0].rps),
+            p90: per(kept[kept.len() - 1].rps),
         });
         notes.push(format!(
-            "{}: {median_rps:.0} req/s, p99 {:.2} ms",
+            "{}: {:.0} req/s, p99 {:.2} ms, server CPU {:.1} µs per request",
             names[i],
-            median_p99.as_secs_f64() * 1e3
+            middle.rps,
+            middle.p99.as_secs_f64() * 1e3,
+            server_cpu.as_secs_f64() * 1e6
         ));
     }
+    notes.push(format!(
+        "server CPU per request, gino / diesel-async: {:.2}",
+        cpu[0] / cpu[1]
+    ));
     gino_web.close().await;
     let table = Table {
         title: title.to_owned(),

@@ -73,16 +73,15 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        // The clone is not ready; the ready one handles this request.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
         // The handler finds the request's connection in the scope
         // (`RequestConnection::current`), not in the request's extensions,
         // whose map and boxes would cost every request four allocations.
         let scope = self.extension.request();
-        // Boxed first, so that the scope's wrappers move a pointer instead
-        // of the handler's (often large) future.
-        let handled = Box::pin(inner.call(request));
+        // Called here, on the service that was polled ready (no clone: for
+        // axum's routes a clone is an allocation per request), and boxed
+        // first, so that the scope's wrappers move a pointer instead of the
+        // handler's (often large) future.
+        let handled = Box::pin(self.inner.call(request));
         ResponseFuture::new(Box::pin(scope.run(handled)))
     }
 }

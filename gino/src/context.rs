@@ -124,20 +124,22 @@ impl Stack {
         None
     }
 
-    /// Runs `fut` in a new scope whose context is the current one plus
-    /// `root`, made reusable for the scope.
-    pub(crate) async fn scope<F: std::future::Future>(
+    /// `fut` in a new scope whose context is the current one (where this
+    /// is called) plus `root`, made reusable for the scope. Not an `async
+    /// fn`: one would hold `fut` twice (as its argument and inside the
+    /// scope), and request futures are kilobytes.
+    pub(crate) fn scope<F: std::future::Future>(
         engine_id: u64,
         root: Arc<Root>,
         fut: F,
-    ) -> F::Output {
+    ) -> impl std::future::Future<Output = F::Output> {
         let stack = Arc::new(Stack {
             parent: Stack::visible(),
             owner: None,
             base: Some((engine_id, root)),
             entries: Mutex::new(Vec::new()),
         });
-        SCOPE.scope(stack, fut).await
+        SCOPE.scope(stack, fut)
     }
 }
 

@@ -229,7 +229,9 @@ impl RawConn {
     pub(crate) async fn clean_up(&mut self) {
         let conn = self.get();
         if !conn.in_flight && conn.wire.tx_status() != TxStatus::Idle {
-            if let Err(e) = conn.control("ROLLBACK").await {
+            // Boxed: rare, and every release's future would carry the
+            // statement's state otherwise.
+            if let Err(e) = Box::pin(conn.control("ROLLBACK")).await {
                 tracing::debug!(target: "gino", "rollback on release failed, closing: {e}");
             }
         }

@@ -174,6 +174,9 @@ impl Table {
             print!("   gino / best other library: {p:.2}");
         }
         println!();
+        if let Some(note) = &self.note {
+            println!("  {note}");
+        }
     }
 
     /// The table as Markdown.

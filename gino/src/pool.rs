@@ -282,7 +282,9 @@ impl Echo {
 impl Instrumentation for Echo {
     fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
         if !self.enabled.load(Ordering::Relaxed) {
-            self.started.clear();
+            if !self.started.is_empty() {
+                self.started.clear();
+            }
             return;
         }
         match event {

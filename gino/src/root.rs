@@ -202,6 +202,11 @@ impl Root {
             slot: deadline.wait(self.slot()).await?,
         };
         slot.resync().await;
+        // A deferred rollback names an open level; with none open (most
+        // statements) there is nothing to look up.
+        if slot.levels.is_empty() {
+            return Ok(slot);
+        }
         let pending = std::mem::take(
             &mut *self
                 .pending_rollbacks

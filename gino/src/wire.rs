@@ -66,7 +66,7 @@ struct Seen {
     error_code: Option<String>,
     /// Tag of the last `CommandComplete` since the last `begin_statement`,
     /// if `has_tag`; the buffer is kept so that a statement allocates none.
-    tag: String,
+    tag: Vec<u8>,
     has_tag: bool,
     /// Status byte of the last `ReadyForQuery`: `I` idle, `T` in a
     /// transaction, `E` in a failed transaction.
@@ -80,7 +80,7 @@ impl Default for Seen {
     fn default() -> Self {
         Seen {
             error_code: None,
-            tag: String::new(),
+            tag: Vec::new(),
             has_tag: false,
             tx_status: b'I',
             error_unsettled: false,
@@ -137,7 +137,9 @@ impl WireState {
 
     pub(crate) fn tag(&self) -> Option<String> {
         let seen = self.lock();
-        seen.has_tag.then(|| seen.tag.clone())
+        // Decoded when asked (rarely), not for every statement.
+        seen.has_tag
+            .then(|| String::from_utf8_lossy(&seen.tag).into_owned())
     }
 
     /// Whether the last statement may have changed data: its command tag
@@ -145,7 +147,7 @@ impl WireState {
     /// none was seen (it failed, or its rows were not all read).
     pub(crate) fn may_have_written(&self) -> bool {
         let seen = self.lock();
-        !(seen.has_tag && seen.tag.starts_with("SELECT"))
+        !(seen.has_tag && seen.tag.starts_with(b"SELECT"))
     }
 
     pub(crate) fn tx_status(&self) -> TxStatus {
@@ -208,7 +210,7 @@ impl WireState {
             }
             b'C' => {
                 seen.tag.clear();
-                seen.tag.push_str(&String::from_utf8_lossy(until_nul(body)));
+                seen.tag.extend_from_slice(until_nul(body));
                 seen.has_tag = true;
             }
             b'Z' => {

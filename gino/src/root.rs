@@ -26,7 +26,12 @@ use crate::wire::TxStatus;
 /// borrowed it (the root) and every connection reusing it.
 pub(crate) struct Root {
     pub(crate) engine: Engine,
-    slot: tokio::sync::Mutex<Slot>,
+    /// futures' mutex, not tokio's: unlocking it is one atomic operation
+    /// when nobody waits (tokio's takes its waiters' lock every time), and
+    /// it is unlocked after every statement. Fairness between the
+    /// connections sharing a root does not matter: each holds it for one
+    /// statement.
+    slot: futures_util::lock::Mutex<Slot>,
     released: AtomicBool,
     /// Transaction levels whose managed scope was dropped (cancelled) while
     /// open; they are rolled back before the connection runs anything else.
@@ -147,7 +152,7 @@ impl Root {
         Root {
             engine,
             lazy: raw.is_none(),
-            slot: tokio::sync::Mutex::new(Slot {
+            slot: futures_util::lock::Mutex::new(Slot {
                 raw,
                 levels: Vec::new(),
             }),
@@ -227,10 +232,10 @@ impl Root {
 
     /// The slot's lock; uncontended (the common case) without the wait's
     /// future.
-    async fn slot(&self) -> tokio::sync::MutexGuard<'_, Slot> {
+    async fn slot(&self) -> futures_util::lock::MutexGuard<'_, Slot> {
         match self.slot.try_lock() {
-            Ok(slot) => slot,
-            Err(_) => self.slot.lock().await,
+            Some(slot) => slot,
+            None => self.slot.lock().await,
         }
     }
 
@@ -287,7 +292,7 @@ impl Root {
     pub(crate) fn release_now(&self) {
         self.pin_task_if_written();
         self.released.store(true, Ordering::Release);
-        if let Ok(mut slot) = self.slot.try_lock() {
+        if let Some(mut slot) = self.slot.try_lock() {
             slot.raw.take();
             slot.levels.clear();
         }
@@ -316,7 +321,7 @@ impl Root {
 /// every reusing connection to be dropped.
 pub(crate) struct SlotGuard<'a> {
     root: &'a Root,
-    slot: tokio::sync::MutexGuard<'a, Slot>,
+    slot: futures_util::lock::MutexGuard<'a, Slot>,
 }
 
 impl std::ops::Deref for SlotGuard<'_> {

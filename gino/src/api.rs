@@ -42,6 +42,11 @@ use crate::transaction::{Begin, ManagedTransaction, Origin, WithTransaction};
 /// ```
 pub struct Gino {
     engine: RwLock<Option<Engine>>,
+    /// The bound engine's id (0: unbound), written with `engine`: finding
+    /// a task's connection of the bound engine reads it instead of taking
+    /// the lock and a reference to the engine, which every core's queries
+    /// would otherwise contend for.
+    bound_id: AtomicU64,
     default: bool,
     id: AtomicU64,
 }
@@ -69,6 +74,13 @@ fn defaults() -> std::sync::MutexGuard<'static, Vec<(u64, Engine)>> {
 }
 
 /// The engine `.gino()` falls back to: the newest bound default database's.
+/// The id of the engine `.gino()` falls back to, if any: as
+/// [`default_engine`], without taking a reference to it.
+pub(crate) fn default_engine_id() -> Option<u64> {
+    ScopedBind::innermost(|b| b.default, |b| b.engine.id())
+        .or_else(|| defaults().last().map(|(_, e)| e.id()))
+}
+
 pub(crate) fn default_engine() -> Result<Engine> {
     if let Some(engine) = ScopedBind::find(|b| b.default) {
         return Ok(engine);
@@ -95,12 +107,20 @@ struct ScopedBind {
 impl ScopedBind {
     /// The engine of the innermost scope that `matches`.
     fn find(matches: impl Fn(&ScopedBind) -> bool) -> Option<Engine> {
+        Self::innermost(matches, |bind| bind.engine.clone())
+    }
+
+    /// `read` of the innermost scope that `matches`.
+    fn innermost<T>(
+        matches: impl Fn(&ScopedBind) -> bool,
+        read: impl Fn(&ScopedBind) -> T,
+    ) -> Option<T> {
         SCOPED_BIND
             .try_with(|scope| {
                 let mut level = Some(scope);
                 while let Some(bind) = level {
                     if matches(bind) {
-                        return Some(bind.engine.clone());
+                        return Some(read(bind));
                     }
                     level = bind.parent.as_ref();
                 }
@@ -126,6 +146,7 @@ impl Gino {
     pub const fn new() -> Self {
         Gino {
             engine: RwLock::new(None),
+            bound_id: AtomicU64::new(0),
             default: true,
             id: AtomicU64::new(0),
         }
@@ -142,6 +163,7 @@ impl Gino {
     pub const fn secondary() -> Self {
         Gino {
             engine: RwLock::new(None),
+            bound_id: AtomicU64::new(0),
             default: false,
             id: AtomicU64::new(0),
         }
@@ -181,7 +203,10 @@ impl Gino {
     /// ```
     pub async fn set_bind(&self, bind: impl IntoEngine) -> Result<Engine> {
         let engine = bind.into_engine().await?;
-        *self.engine.write().unwrap_or_else(|p| p.into_inner()) = Some(engine.clone());
+        let mut bound = self.engine.write().unwrap_or_else(|p| p.into_inner());
+        self.bound_id.store(engine.id(), Ordering::Release);
+        *bound = Some(engine.clone());
+        drop(bound);
         if self.default {
             let id = self.id();
             let mut list = defaults();
@@ -203,11 +228,11 @@ impl Gino {
     /// # gino_testkit::doc::run(demo);
     /// ```
     pub fn pop_bind(&self) -> Option<Engine> {
-        let engine = self
-            .engine
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
+        let engine = {
+            let mut bound = self.engine.write().unwrap_or_else(|p| p.into_inner());
+            self.bound_id.store(0, Ordering::Release);
+            bound.take()
+        };
         if self.default {
             let id = self.id();
             defaults().retain(|(owner, _)| *owner != id);
@@ -231,6 +256,15 @@ impl Gino {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .is_some()
+    }
+
+    /// The id of [`engine`](Self::engine)'s engine, if bound.
+    pub(crate) fn engine_id(&self) -> Option<u64> {
+        let db = self.id();
+        ScopedBind::innermost(|b| b.db == db, |b| b.engine.id()).or_else(|| {
+            let id = self.bound_id.load(Ordering::Acquire);
+            (id != 0).then_some(id)
+        })
     }
 
     /// The engine this database runs on here: inside a

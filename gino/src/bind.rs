@@ -124,8 +124,24 @@ impl<'a> Bind<'a> {
         })
     }
 
+    /// The id of the engine this names, when that takes no reference to
+    /// the engine (a database's, the default's, an engine's).
+    fn engine_id(self) -> Option<u64> {
+        match self {
+            Bind::Connection(_) => None,
+            Bind::Engine(engine) => Some(engine.id()),
+            Bind::Db(db) => db.engine_id(),
+            Bind::Default => crate::api::default_engine_id(),
+        }
+    }
+
     /// The root or engine the query runs on.
     pub(crate) fn target(self) -> Result<Target> {
+        // Inside a request or a managed transaction, the task's connection
+        // of the engine: found by the engine's id alone.
+        if let Some(root) = self.engine_id().and_then(Stack::find) {
+            return Ok(Target::Root(root));
+        }
         Ok(match self.resolve()? {
             Resolved::Connection(conn) => {
                 conn.check_usable()?;
@@ -163,6 +179,9 @@ impl<'a> Bind<'a> {
         timeout: Option<Duration>,
         statement: S,
     ) -> Result<R> {
+        if !crate::engine::any_replicas() {
+            return self.target()?.run(timeout, statement).await;
+        }
         match self.resolve()? {
             Resolved::Engine(engine) if engine.has_replicas() => match Stack::find(engine.id()) {
                 Some(root) if root.pins_reads() => root.run(timeout, statement).await,

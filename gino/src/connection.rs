@@ -417,10 +417,10 @@ impl Connection {
     /// A lazy connection of `engine`, not on any reuse context: what a web
     /// request's scope starts with. Borrows nothing until its first query.
     #[cfg(feature = "web")]
-    pub(crate) fn lazy(engine: &Engine) -> Connection {
+    pub(crate) fn lazy(engine: Engine) -> Connection {
         let timeout = engine.options().acquire_timeout;
         Connection {
-            root: Arc::new(Root::new(engine.clone(), None, timeout)),
+            root: Arc::new(Root::new(engine, None, timeout)),
             reusing: false,
             released: AtomicBool::new(false),
             registration: Mutex::new(None),

@@ -224,7 +224,7 @@ impl Extension {
     pub fn request(&self) -> RequestScope {
         let in_flight = self.enter();
         let engine = self.inner.db.engine().ok();
-        self.scope(engine.as_ref(), None, in_flight)
+        self.scope(engine, None, in_flight)
     }
 
     /// Begins the scope of a request for tenant `key` (see
@@ -254,7 +254,7 @@ impl Extension {
         let in_flight = self.enter();
         let lease = tenants.lease(key).await?;
         let engine = lease.engine().clone();
-        Ok(self.scope(Some(&engine), Some(lease), in_flight))
+        Ok(self.scope(Some(engine), Some(lease), in_flight))
     }
 
     fn enter(&self) -> InFlight {
@@ -264,7 +264,7 @@ impl Extension {
 
     fn scope(
         &self,
-        engine: Option<&Engine>,
+        engine: Option<Engine>,
         tenant: Option<TenantLease>,
         in_flight: InFlight,
     ) -> RequestScope {
@@ -429,10 +429,10 @@ tokio::task_local! {
     static CURRENT: Current;
 }
 
-/// What code running in a request's scope can ask for: the extension, and
+/// What code running in a request's scope can ask for: the database, and
 /// the request's connection if it has one.
 struct Current {
-    extension: Extension,
+    db: &'static Gino,
     conn: Option<Arc<Connection>>,
 }
 
@@ -534,7 +534,7 @@ impl RequestScope {
             span.record("tenant", lease.key());
         }
         let current = Current {
-            extension: self.in_flight.0.clone(),
+            db: self.in_flight.0.inner.db,
             conn: self.conn.clone(),
         };
         let fut = CURRENT.scope(current, fut);
@@ -643,7 +643,7 @@ impl RequestConnection {
         CURRENT
             .try_with(|current| match &current.conn {
                 Some(conn) => Ok(RequestConnection(conn.clone())),
-                None => current.extension.db().engine().map(|e| Self::own(&e)),
+                None => current.db.engine().map(|e| Self::own(&e)),
             })
             .ok()
     }
@@ -659,7 +659,7 @@ impl RequestConnection {
     /// # gino_testkit::doc::run(demo);
     /// ```
     pub fn own(engine: &Engine) -> Self {
-        RequestConnection(Arc::new(Connection::lazy(engine)))
+        RequestConnection(Arc::new(Connection::lazy(engine.clone())))
     }
 }
 
@@ -716,7 +716,7 @@ mod tests {
         )
         .await
         .expect("an engine that has not connected yet");
-        let conn = Connection::lazy(&engine);
+        let conn = Connection::lazy(engine.clone());
         let release = std::mem::size_of_val(&conn.release());
         let handler: std::pin::Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(async {});
         let run = std::mem::size_of_val(

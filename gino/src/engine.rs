@@ -914,8 +914,19 @@ impl<S: AsRef<str> + Send> IntoEngine for (S, EngineOptions) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use crate::statement::{Deadline, Load};
+
+    /// An engine that has not connected (and cannot): for the sizes of
+    /// the futures it makes.
+    pub(crate) async fn unconnected() -> crate::Engine {
+        crate::create_engine(
+            "postgresql://nobody@127.0.0.1:1/x",
+            crate::EngineOptions::new().min_size(0),
+        )
+        .await
+        .expect("an engine that has not connected yet")
+    }
 
     /// Every statement future embeds these; their state is moved (memcpy)
     /// each time such a future is created, boxed or awaited, which measured
@@ -923,12 +934,7 @@ mod tests {
     /// inline. Sizes, not times: they do not drift.
     #[tokio::test]
     async fn statement_futures_stay_small() {
-        let engine = crate::create_engine(
-            "postgresql://nobody@127.0.0.1:1/x",
-            crate::EngineOptions::new().min_size(0),
-        )
-        .await
-        .expect("an engine that has not connected yet");
+        let engine = unconnected().await;
         let query = || diesel::select(diesel::dsl::sql::<diesel::sql_types::Integer>("1"));
         let statement = || Load::<_, i32>::all(query());
         let deadline = Deadline::none();

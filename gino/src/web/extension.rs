@@ -710,12 +710,7 @@ mod tests {
     /// carrying its rare rollback. Sizes, not times: they do not drift.
     #[tokio::test]
     async fn request_futures_stay_small() {
-        let engine = crate::create_engine(
-            "postgresql://nobody@127.0.0.1:1/x",
-            crate::EngineOptions::new().min_size(0),
-        )
-        .await
-        .expect("an engine that has not connected yet");
+        let engine = crate::engine::tests::unconnected().await;
         let conn = Connection::lazy(engine.clone());
         let release = std::mem::size_of_val(&conn.release());
         let handler: std::pin::Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(async {});

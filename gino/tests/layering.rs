@@ -65,7 +65,9 @@ fn used_modules(text: &str, reexports: &HashMap<String, String>) -> Vec<(String,
     let lines: Vec<&str> = text.lines().collect();
     for (number, line) in lines.iter().enumerate() {
         let next = lines.get(number + 1).map(|l| l.trim());
-        if line.trim() == "#[cfg(test)]" && next.is_some_and(|l| l.starts_with("mod tests")) {
+        // Tests (shared with other modules' tests or not) are not layers.
+        let tests = |l: &str| l.starts_with("mod tests") || l.starts_with("pub(crate) mod tests");
+        if line.trim() == "#[cfg(test)]" && next.is_some_and(tests) {
             break;
         }
         let code = line.split("//").next().unwrap_or("");

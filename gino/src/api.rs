@@ -73,7 +73,6 @@ fn defaults() -> std::sync::MutexGuard<'static, Vec<(u64, Engine)>> {
     DEFAULTS.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// The engine `.gino()` falls back to: the newest bound default database's.
 /// The id of the engine `.gino()` falls back to, if any: as
 /// [`default_engine`], without taking a reference to it.
 pub(crate) fn default_engine_id() -> Option<u64> {
@@ -81,6 +80,7 @@ pub(crate) fn default_engine_id() -> Option<u64> {
         .or_else(|| defaults().last().map(|(_, e)| e.id()))
 }
 
+/// The engine `.gino()` falls back to: the newest bound default database's.
 pub(crate) fn default_engine() -> Result<Engine> {
     if let Some(engine) = ScopedBind::find(|b| b.default) {
         return Ok(engine);

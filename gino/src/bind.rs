@@ -96,14 +96,6 @@ impl Target {
             Target::Engine(engine) => engine.run_once(timeout, statement).await,
         }
     }
-
-    /// The engine's contextual connection in this task, else the engine.
-    fn of(engine: Engine) -> Target {
-        match Stack::find(engine.id()) {
-            Some(root) => Target::Root(root),
-            None => Target::Engine(engine),
-        }
-    }
 }
 
 /// What a [`Bind`] names once a database is resolved to its engine.
@@ -138,7 +130,8 @@ impl<'a> Bind<'a> {
     /// The root or engine the query runs on.
     pub(crate) fn target(self) -> Result<Target> {
         // Inside a request or a managed transaction, the task's connection
-        // of the engine: found by the engine's id alone.
+        // of the engine: found by the engine's id alone, so that the engine
+        // itself is only taken when there is none.
         if let Some(root) = self.engine_id().and_then(Stack::find) {
             return Ok(Target::Root(root));
         }
@@ -148,7 +141,8 @@ impl<'a> Bind<'a> {
                 check_tenant(conn.engine())?;
                 Target::Root(conn.root.clone())
             }
-            Resolved::Engine(engine) => Target::of(engine),
+            // Looked for above, by this engine's id.
+            Resolved::Engine(engine) => Target::Engine(engine),
         })
     }
 

@@ -582,3 +582,28 @@ async fn dropping_the_root_while_a_reuser_runs_a_query_returns_the_connection() 
         .unwrap();
     backend_pid(&other).await;
 }
+
+/// A database's queries find the task's connection by the bound engine's
+/// id: rebinding the database moves them to the new engine even while a
+/// connection of the old one is the task's, and unbinding it fails them.
+#[tokio::test]
+async fn rebinding_moves_implicit_queries_off_the_old_engines_connection() {
+    static DB: gino::Gino = gino::Gino::secondary();
+    let setup = common::setup().await;
+    let other = gino::create_engine(setup.db.url(), EngineOptions::new())
+        .await
+        .expect("a second engine");
+    DB.set_bind(setup.engine.clone()).await.unwrap();
+    let held = setup.engine.acquire().await.unwrap();
+    let held_pid = backend_pid(&held).await;
+    assert_eq!(backend_pid(&DB).await, held_pid, "the task's connection");
+    DB.set_bind(other.clone()).await.unwrap();
+    assert_ne!(backend_pid(&DB).await, held_pid, "the new engine's own");
+    drop(DB.pop_bind());
+    assert!(
+        matches!(try_backend_pid(&DB).await, Err(Error::Uninitialized)),
+        "an unbound database runs nowhere, a connection of its old engine in context or not"
+    );
+    held.release().await.unwrap();
+    other.close().await;
+}

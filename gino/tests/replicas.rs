@@ -91,17 +91,17 @@ where
     tokio::spawn(work).await.expect("the task ran to its end")
 }
 
+/// Runs `sql` on `engine` from a task of its own (so that the calling
+/// task's reads are not pinned to the primary by it).
+async fn execute_elsewhere(engine: &Engine, sql: &'static str) {
+    let engine = engine.clone();
+    elsewhere(async move { engine.status(diesel::sql_query(sql)).await.unwrap() }).await;
+}
+
 /// Creates the table `seen` (from a task of its own) and waits until the
 /// standby has it.
 async fn create_seen(engine: &Engine) {
-    let creator = engine.clone();
-    elsewhere(async move {
-        creator
-            .status(diesel::sql_query("CREATE TABLE seen (n int)"))
-            .await
-            .unwrap()
-    })
-    .await;
+    execute_elsewhere(engine, "CREATE TABLE seen (n int)").await;
     eventually("the table reaches the standby", || async {
         diesel::select(sql::<Bool>("to_regclass('seen') IS NOT NULL"))
             .gino()
@@ -577,14 +577,7 @@ async fn a_read_cancelled_by_the_standby_s_recovery_runs_on_the_primary() {
     let read = tokio::spawn(async move { slow.gino().bind(&reader).one::<bool>().await });
     tokio::time::sleep(Duration::from_millis(500)).await;
     // Replaying this lock conflicts with the read's lock on `seen`.
-    let writer = engine.clone();
-    elsewhere(async move {
-        writer
-            .status(diesel::sql_query("ALTER TABLE seen ADD COLUMN m int"))
-            .await
-            .unwrap()
-    })
-    .await;
+    execute_elsewhere(&engine, "ALTER TABLE seen ADD COLUMN m int").await;
     let answered_by_standby = read.await.unwrap().expect("the read is not lost");
     assert!(!answered_by_standby, "run again on the primary");
     let stats = engine.routing().unwrap();

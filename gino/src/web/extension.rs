@@ -534,7 +534,7 @@ impl RequestScope {
             span.record("tenant", lease.key());
         }
         let current = Current {
-            db: self.in_flight.0.inner.db,
+            db: self.in_flight.0.db(),
             conn: self.conn.clone(),
         };
         let fut = CURRENT.scope(current, fut);

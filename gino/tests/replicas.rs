@@ -91,6 +91,14 @@ where
     tokio::spawn(work).await.expect("the task ran to its end")
 }
 
+/// Starts, in a task of its own, a read of two seconds (`pg_sleep(2)` in
+/// `from`) that answers whether it ran on the standby.
+fn slow_read(engine: &Engine, from: &'static str) -> tokio::task::JoinHandle<gino::Result<bool>> {
+    let read = diesel::select(sql::<Bool>(&format!("pg_is_in_recovery() FROM {from}")));
+    let engine = engine.clone();
+    tokio::spawn(async move { read.gino().bind(&engine).one::<bool>().await })
+}
+
 /// Runs `sql` on `engine` from a task of its own (so that the calling
 /// task's reads are not pinned to the primary by it).
 async fn execute_elsewhere(engine: &Engine, sql: &'static str) {
@@ -374,11 +382,7 @@ async fn a_read_running_when_its_standby_stops_runs_again_on_the_primary() {
     let servers = Replicated::start();
     let engine = servers.engine_without_checks().await;
     assert!(on_standby(&engine).await);
-    let slow = diesel::select(sql::<Bool>(
-        "pg_is_in_recovery() FROM (SELECT pg_sleep(2)) AS slow",
-    ));
-    let reader = engine.clone();
-    let read = tokio::spawn(async move { slow.gino().bind(&reader).one::<bool>().await });
+    let read = slow_read(&engine, "(SELECT pg_sleep(2)) AS slow");
     // The read is two seconds long: well under way half a second in.
     tokio::time::sleep(Duration::from_millis(500)).await;
     servers.standby.stop().unwrap();
@@ -536,11 +540,7 @@ async fn a_busy_replica_stays_in_rotation_while_a_read_goes_to_the_primary() {
         )
         .await;
     assert!(on_standby(&engine).await);
-    let slow = diesel::select(sql::<Bool>(
-        "pg_is_in_recovery() FROM (SELECT pg_sleep(2)) AS slow",
-    ));
-    let reader = engine.clone();
-    let holding = tokio::spawn(async move { slow.gino().bind(&reader).one::<bool>().await });
+    let holding = slow_read(&engine, "(SELECT pg_sleep(2)) AS slow");
     tokio::time::sleep(Duration::from_millis(500)).await;
     // The replica's only connection is taken: this read waits for it in
     // vain, then runs on the primary.
@@ -570,11 +570,10 @@ async fn a_read_cancelled_by_the_standby_s_recovery_runs_on_the_primary() {
     servers.standby.execute("SELECT pg_reload_conf()").unwrap();
     let engine = servers.engine_without_checks().await;
     create_seen(&engine).await;
-    let slow = diesel::select(sql::<Bool>(
-        "pg_is_in_recovery() FROM seen RIGHT JOIN (SELECT pg_sleep(2)) AS slow ON true",
-    ));
-    let reader = engine.clone();
-    let read = tokio::spawn(async move { slow.gino().bind(&reader).one::<bool>().await });
+    let read = slow_read(
+        &engine,
+        "seen RIGHT JOIN (SELECT pg_sleep(2)) AS slow ON true",
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     // Replaying this lock conflicts with the read's lock on `seen`.
     execute_elsewhere(&engine, "ALTER TABLE seen ADD COLUMN m int").await;

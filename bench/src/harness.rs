@@ -58,7 +58,15 @@ pub struct Table {
     pub title: String,
     pub rows: Vec<Row>,
     pub note: Option<String>,
+    /// The most gino's best may take over raw diesel-async's best: the
+    /// issue's target for this workload (1.03 unless it says otherwise).
+    pub target: f64,
+    /// gino's best over the round-trip floor, for the workload that has one.
+    pub floor: Option<f64>,
 }
+
+/// The get-by-pk target against pgbench's round trip.
+pub const FLOOR_TARGET: f64 = 1.3;
 
 /// Runs `warmup` untimed rounds, then `rounds` timed ones; in each round
 /// every contender runs once, in a fresh random order: a fixed rotation
@@ -71,6 +79,12 @@ pub async fn interleave(
     rounds: usize,
     mut contenders: Vec<Contender<'_>>,
 ) -> Table {
+    // BENCH_CONTENDERS="gino|diesel-async" keeps the contenders whose names
+    // start with one of these: fewer contenders between two turns of one
+    // leave its caches warmer, which shows how much of a gap is footprint.
+    if let Ok(keep) = std::env::var("BENCH_CONTENDERS") {
+        contenders.retain(|c| keep.split('|').any(|k| c.name.starts_with(k.trim())));
+    }
     let n = contenders.len();
     let mut times: Vec<Vec<Duration>> = vec![Vec::with_capacity(rounds); n];
     let mut order: Vec<usize> = (0..n).collect();
@@ -103,6 +117,8 @@ pub async fn interleave(
         title: title.into(),
         rows,
         note: None,
+        target: 1.03,
+        floor: None,
     };
     table.print();
     table
@@ -148,6 +164,17 @@ impl Table {
         let ratio =
             |other: Option<&Row>| Some(gino?.median.as_secs_f64() / other?.median.as_secs_f64());
         (ratio(self.best(Kind::Diesel)), ratio(self.best(Kind::Peer)))
+    }
+
+    /// The table with the issue's target for its workload.
+    pub fn with_target(mut self, target: f64) -> Table {
+        self.target = target;
+        self
+    }
+
+    /// gino's best median.
+    pub fn gino_best(&self) -> Option<Duration> {
+        self.best(Kind::Gino).map(|r| r.median)
     }
 
     /// Prints the table to stdout.
@@ -211,4 +238,38 @@ impl Table {
         }
         out
     }
+}
+
+/// Every workload's ratios against its targets, and whether it met them:
+/// at most `target` times raw diesel-async, ahead of the best other
+/// library, and the floor's bound where there is one.
+pub fn targets_markdown(tables: &[Table]) -> String {
+    let mut out = String::from(
+        "| workload | gino / raw diesel-async | target | gino / best other library | met |\n\
+         |---|---:|---:|---:|---|\n",
+    );
+    let mark = |ok: bool| if ok { "yes" } else { "**no**" };
+    for table in tables {
+        let (Some(diesel), peer) = table.ratios() else {
+            continue;
+        };
+        let ahead = peer.is_none_or(|p| p < 1.0);
+        let _ = writeln!(
+            out,
+            "| {} | {diesel:.2} | ≤ {:.2} | {} | {} |",
+            table.title,
+            table.target,
+            peer.map_or("—".to_owned(), |p| format!("{p:.2}")),
+            mark(diesel <= table.target && ahead)
+        );
+        if let Some(floor) = table.floor {
+            let _ = writeln!(
+                out,
+                "| {}: gino / pgbench floor | {floor:.2} | ≤ {FLOOR_TARGET:.2} | — | {} |",
+                table.title,
+                mark(floor <= FLOOR_TARGET)
+            );
+        }
+    }
+    out
 }

@@ -154,6 +154,9 @@ async fn main() {
     if run("update") {
         tables.push(update_one(&ctx).await);
     }
+    if run("transaction") {
+        tables.push(transaction_rw(&ctx).await);
+    }
     if run("concurrent") {
         tables.push(concurrent_get_by_pk(&ctx).await);
     }
@@ -795,6 +798,137 @@ async fn update_one(ctx: &Ctx) -> Table {
                     .update(&ctx.sea)
                     .await
                     .expect("update");
+                }
+            }),
+        ],
+    )
+    .await
+}
+
+/// gino's way inside a transaction: implicit queries run on the
+/// transaction's connection, and `apply` keeps its UPDATE prepared (diesel
+/// prepares an `UPDATE` anew on every run: one round trip more).
+async fn get_and_rename(id: i32, name: String) -> gino::Result<()> {
+    let mut user = User::get(id).await?.expect("row");
+    user.update().name(name).apply().await?;
+    Ok(())
+}
+
+/// A transaction as handlers write them: read a row by primary key,
+/// change its name, commit.
+async fn transaction_rw(ctx: &Ctx) -> Table {
+    let turn = AtomicI32::new(0);
+    let next = || {
+        let n = turn.fetch_add(1, Ordering::Relaxed);
+        (n.rem_euclid(USERS) + 1, format!("moved {n}"))
+    };
+    let rename =
+        |id: i32, name: String| diesel::update(users::table.find(id)).set(users::name.eq(name));
+    let sql = "UPDATE users SET name = $1 WHERE id = $2";
+    interleave(
+        "transaction: read a row by primary key, update it, commit",
+        100,
+        2000,
+        vec![
+            contender(
+                "gino, `conn.transaction`: `User::get`, `update().apply()`, held",
+                Kind::Gino,
+                || {
+                    let (id, name) = next();
+                    async move {
+                        ctx.conn
+                            .transaction(get_and_rename(id, name))
+                            .await
+                            .expect("transaction");
+                    }
+                },
+            ),
+            contender(
+                "gino, `engine.transaction`: the same, pool each",
+                Kind::Gino,
+                || {
+                    let (id, name) = next();
+                    async move {
+                        ctx.engine
+                            .transaction(get_and_rename(id, name))
+                            .await
+                            .expect("transaction");
+                    }
+                },
+            ),
+            contender("diesel-async, `transaction`, held", Kind::Diesel, || {
+                let (id, name) = next();
+                async move {
+                    let mut c = ctx.raw.lock().await;
+                    c.transaction::<_, diesel::result::Error, _>(async move |c| {
+                        schema::user_by_id(id).get_result::<User>(c).await?;
+                        rename(id, name).execute(c).await
+                    })
+                    .await
+                    .expect("transaction");
+                }
+            }),
+            contender(
+                "diesel-async + deadpool (Fast), `transaction`, pool each",
+                Kind::Diesel,
+                || {
+                    let (id, name) = next();
+                    async move {
+                        let mut c = ctx.diesel_pool.get().await.expect("checkout");
+                        c.transaction::<_, diesel::result::Error, _>(async move |c| {
+                            schema::user_by_id(id).get_result::<User>(c).await?;
+                            rename(id, name).execute(c).await
+                        })
+                        .await
+                        .expect("transaction");
+                    }
+                },
+            ),
+            contender("tokio-postgres, prepared, one client", Kind::Peer, || {
+                let (id, name) = next();
+                async move {
+                    let pg = &ctx.pg;
+                    let read = pg.prepare(schema::USER_BY_ID).await.expect("prepare");
+                    let write = pg.prepare(sql).await.expect("prepare");
+                    pg.batch_execute("BEGIN").await.expect("begin");
+                    user_of(&pg.query_one(&read, &[&id]).await.expect("row"));
+                    pg.execute(&write, &[&name, &id]).await.expect("update");
+                    pg.batch_execute("COMMIT").await.expect("commit");
+                }
+            }),
+            contender("sqlx, pool, `begin`", Kind::Peer, || {
+                let (id, name) = next();
+                async move {
+                    let mut tx = ctx.sqlx.begin().await.expect("begin");
+                    sqlx::query_as::<_, User>(schema::USER_BY_ID)
+                        .bind(id)
+                        .fetch_one(&mut *tx)
+                        .await
+                        .expect("row");
+                    sqlx::query(sql)
+                        .bind(name)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await
+                        .expect("update");
+                    tx.commit().await.expect("commit");
+                }
+            }),
+            contender("SeaORM, `begin`", Kind::Peer, || {
+                let (id, name) = next();
+                async move {
+                    use schema::sea::user;
+                    use sea_orm::{Set, TransactionTrait};
+                    let tx = ctx.sea.begin().await.expect("begin");
+                    let found = user::Entity::find_by_id(id)
+                        .one(&tx)
+                        .await
+                        .expect("query")
+                        .expect("row");
+                    let mut changed: user::ActiveModel = found.into();
+                    changed.name = Set(name);
+                    changed.update(&tx).await.expect("update");
+                    tx.commit().await.expect("commit");
                 }
             }),
         ],

@@ -814,6 +814,22 @@ async fn get_and_rename(id: i32, name: String) -> gino::Result<()> {
     Ok(())
 }
 
+/// The same with raw diesel-async: the row read, then diesel's `UPDATE`.
+async fn diesel_get_and_rename(
+    conn: &mut AsyncPgConnection,
+    id: i32,
+    name: String,
+) -> diesel::QueryResult<usize> {
+    conn.transaction(async move |c| {
+        schema::user_by_id(id).get_result::<User>(c).await?;
+        diesel::update(users::table.find(id))
+            .set(users::name.eq(name))
+            .execute(c)
+            .await
+    })
+    .await
+}
+
 /// A transaction as handlers write them: read a row by primary key,
 /// change its name, commit.
 async fn transaction_rw(ctx: &Ctx) -> Table {
@@ -822,8 +838,6 @@ async fn transaction_rw(ctx: &Ctx) -> Table {
         let n = turn.fetch_add(1, Ordering::Relaxed);
         (n.rem_euclid(USERS) + 1, format!("moved {n}"))
     };
-    let rename =
-        |id: i32, name: String| diesel::update(users::table.find(id)).set(users::name.eq(name));
     let sql = "UPDATE users SET name = $1 WHERE id = $2";
     interleave(
         "transaction: read a row by primary key, update it, commit",
@@ -860,12 +874,9 @@ async fn transaction_rw(ctx: &Ctx) -> Table {
                 let (id, name) = next();
                 async move {
                     let mut c = ctx.raw.lock().await;
-                    c.transaction::<_, diesel::result::Error, _>(async move |c| {
-                        schema::user_by_id(id).get_result::<User>(c).await?;
-                        rename(id, name).execute(c).await
-                    })
-                    .await
-                    .expect("transaction");
+                    diesel_get_and_rename(&mut c, id, name)
+                        .await
+                        .expect("transaction");
                 }
             }),
             contender(
@@ -875,12 +886,9 @@ async fn transaction_rw(ctx: &Ctx) -> Table {
                     let (id, name) = next();
                     async move {
                         let mut c = ctx.diesel_pool.get().await.expect("checkout");
-                        c.transaction::<_, diesel::result::Error, _>(async move |c| {
-                            schema::user_by_id(id).get_result::<User>(c).await?;
-                            rename(id, name).execute(c).await
-                        })
-                        .await
-                        .expect("transaction");
+                        diesel_get_and_rename(&mut c, id, name)
+                            .await
+                            .expect("transaction");
                     }
                 },
             ),

@@ -163,10 +163,9 @@ async fn main() {
     // BENCH_ONLY=count:gino:2000 runs N get-by-pk on a held connection
     // (`all`; `one` through `one()`) and nothing else, for instruction
     // counts under `valgrind --tool=callgrind` (N=0 gives the baseline);
-    // `diesel` does the same
-    // through raw diesel-async, `implicit` through `User::get` (a pooled
-    // connection per query), `scope` as a web request does, `pool` through
-    // raw diesel-async's deadpool.
+    // `diesel` does the same through raw diesel-async, `implicit` through
+    // `User::get` (a pooled connection per query), `scope` as a web request
+    // does, `pool` through raw diesel-async's deadpool.
     if let Some(spec) = only.as_deref().and_then(|o| o.strip_prefix("count:")) {
         let (who, n) = spec.split_once(':').expect("count:<gino|diesel>:<n>");
         let n: i32 = n.parse().expect("a number of queries");

@@ -348,13 +348,12 @@ pub async fn get_user(url: &str) -> Table {
     let title = "web: GET /users/{id}, wrk, 16 connections (time per request = 1 / req/s)";
     if !installed("wrk") {
         println!("wrk not installed: no web workload (apt-get install wrk)");
-        return Table {
-            title: title.to_owned(),
-            rows: Vec::new(),
-            note: Some("not run: wrk is not installed".to_owned()),
-            target: WEB_TARGET,
-            floor: None,
-        };
+        return Table::new(
+            title,
+            Vec::new(),
+            Some("not run: wrk is not installed".to_owned()),
+        )
+        .with_target(WEB_TARGET);
     }
     let gino_web = gino_web(url).await;
     let gino_addr = serve(
@@ -405,13 +404,7 @@ pub async fn get_user(url: &str) -> Table {
         cpu[0] / cpu[1]
     ));
     gino_web.close().await;
-    let table = Table {
-        title: title.to_owned(),
-        rows,
-        note: Some(notes.join("; ")),
-        target: WEB_TARGET,
-        floor: None,
-    };
+    let table = Table::new(title, rows, Some(notes.join("; "))).with_target(WEB_TARGET);
     table.print_public();
     table
 }

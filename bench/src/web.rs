@@ -258,7 +258,7 @@ async fn wrk(addr: std::net::SocketAddr, script: &std::path::Path) -> WrkRun {
     let cpu_before = process_cpu();
     let out = tokio::task::spawn_blocking(move || {
         Command::new("wrk")
-            .args(["-t", "1", "-c", "16", "-d", "3s", "--latency", "-s"])
+            .args(["-t", "1", "-c", "16", "-d", "2s", "--latency", "-s"])
             .arg(&script)
             .arg(format!("http://{addr}/"))
             .output()
@@ -374,7 +374,9 @@ pub async fn get_user(url: &str) -> Table {
         "axum + deadpool diesel-async (Fast)",
     ];
     // Two contenders: alternating which goes first is already every order.
-    let mut runs = wrk_turns(&[gino_addr, raw_addr], 1, 7).await;
+    // Many short runs rather than a few long ones: the machine's load
+    // drifts over seconds, and more turns spread the drift over both.
+    let mut runs = wrk_turns(&[gino_addr, raw_addr], 1, 11).await;
     let mut rows = Vec::new();
     let mut notes = Vec::new();
     let mut cpu = Vec::new();

@@ -5,8 +5,7 @@
 use std::future::{Ready, ready};
 
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
-use futures_util::future::LocalBoxFuture;
-use gino::web::Extension;
+use gino::web::{Extension, RequestFuture};
 
 /// Runs each request in the request scope of a [`Gino`](crate::Gino):
 /// made by [`Gino::middleware`](crate::Gino::middleware), registered with
@@ -70,20 +69,17 @@ pub struct GinoMiddlewareService<S> {
 
 impl<S, B> Service<ServiceRequest> for GinoMiddlewareService<S>
 where
-    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
-    S::Future: 'static,
-    B: 'static,
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>,
 {
     type Response = ServiceResponse<B>;
     type Error = actix_web::Error;
-    type Future = LocalBoxFuture<'static, Result<Self::Response, Self::Error>>;
+    type Future = RequestFuture<S::Future>;
 
     forward_ready!(service);
 
     fn call(&self, request: ServiceRequest) -> Self::Future {
         // The handler finds the request's connection in the scope
         // (`RequestConnection::current`), not in the request's extensions.
-        let scope = self.extension.request();
-        Box::pin(scope.run(self.service.call(request)))
+        self.extension.request().run(self.service.call(request))
     }
 }

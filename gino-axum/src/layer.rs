@@ -2,11 +2,9 @@
 //! request scope, so that its queries share one lazy connection that goes
 //! back to the pool when the response is produced.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use gino::web::Extension;
+use gino::web::{Extension, RequestFuture};
 use http::Request;
 use tower_layer::Layer;
 use tower_service::Service;
@@ -58,15 +56,11 @@ pub struct GinoService<S> {
 
 impl<S, B> Service<Request<B>> for GinoService<S>
 where
-    S: Service<Request<B>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Response: Send + 'static,
-    S::Error: Send + 'static,
-    B: Send + 'static,
+    S: Service<Request<B>>,
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = ResponseFuture<Result<S::Response, S::Error>>;
+    type Future = RequestFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -76,38 +70,10 @@ where
         // The handler finds the request's connection in the scope
         // (`RequestConnection::current`), not in the request's extensions,
         // whose map and boxes would cost every request four allocations.
-        let scope = self.extension.request();
-        // Called here, on the service that was polled ready (no clone: for
-        // axum's routes a clone is an allocation per request), and boxed
-        // first, so that the scope's wrappers move a pointer instead of the
-        // handler's (often large) future.
-        let handled = Box::pin(self.inner.call(request));
-        ResponseFuture::new(Box::pin(scope.run(handled)))
-    }
-}
-
-/// The response future of [`GinoService`]: the inner service's, run in
-/// the request scope.
-pub struct ResponseFuture<T> {
-    inner: Pin<Box<dyn Future<Output = T> + Send>>,
-}
-
-impl<T> ResponseFuture<T> {
-    pub(crate) fn new(inner: Pin<Box<dyn Future<Output = T> + Send>>) -> Self {
-        ResponseFuture { inner }
-    }
-}
-
-impl<T> Future for ResponseFuture<T> {
-    type Output = T;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
-        self.inner.as_mut().poll(cx)
-    }
-}
-
-impl<T> std::fmt::Debug for ResponseFuture<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+        // Called on the service that was polled ready (no clone: for
+        // axum's routes a clone is an allocation per request). Not boxed:
+        // the scope's future is written by hand, so the handler's future
+        // moves with it once (boxing it measured the same).
+        self.extension.request().run(self.inner.call(request))
     }
 }

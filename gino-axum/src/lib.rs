@@ -66,8 +66,8 @@ pub use extract::{Conn, ConnRejection};
 pub use gino;
 pub use gino::web::TenantKey;
 pub use gino::web::{Extension, Settings};
-pub use layer::{GinoLayer, GinoService, ResponseFuture};
-pub use tenant::{TenantLayer, TenantService};
+pub use layer::{GinoLayer, GinoService};
+pub use tenant::{ResponseFuture, TenantLayer, TenantService};
 
 /// The application's database for axum: a [`gino::Gino`] with its
 /// [`Settings`]. Cloning is cheap. Start-up, shutdown and the rest of the

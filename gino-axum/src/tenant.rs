@@ -15,7 +15,6 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::Error;
-use crate::layer::ResponseFuture;
 
 /// A tower layer running each request in the scope of the tenant `pick`
 /// names (see [`Gino::tenant_layer`](crate::Gino::tenant_layer)).
@@ -125,9 +124,34 @@ where
                     Err(e) => return Ok(Error(e).into_response()),
                 };
                 request.extensions_mut().insert(TenantKey(key));
-                let handled = Box::pin(inner.call(request));
-                scope.run(handled).await
+                scope.run(inner.call(request)).await
             });
         ResponseFuture::new(handled)
+    }
+}
+
+/// The response future of [`TenantService`]: the tenant's lookup, then
+/// the inner service's future in the tenant's request scope.
+pub struct ResponseFuture<T> {
+    inner: Pin<Box<dyn Future<Output = T> + Send>>,
+}
+
+impl<T> ResponseFuture<T> {
+    pub(crate) fn new(inner: Pin<Box<dyn Future<Output = T> + Send>>) -> Self {
+        ResponseFuture { inner }
+    }
+}
+
+impl<T> Future for ResponseFuture<T> {
+    type Output = T;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        self.inner.as_mut().poll(cx)
+    }
+}
+
+impl<T> std::fmt::Debug for ResponseFuture<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
     }
 }

@@ -95,9 +95,12 @@ tokio::task_local! {
     static SCOPED_BIND: Arc<ScopedBind>;
 }
 
+/// `F` in the scope of a [`Gino::scoped_bind`].
+pub(crate) type BindScope<F> = tokio::task::futures::TaskLocalFuture<Arc<ScopedBind>, F>;
+
 /// A database bound to an engine for one task's scope, over the scopes
 /// around it.
-struct ScopedBind {
+pub(crate) struct ScopedBind {
     db: u64,
     default: bool,
     engine: Engine,
@@ -316,17 +319,22 @@ impl Gino {
     /// # gino_testkit::doc::run(demo);
     /// ```
     pub async fn scoped_bind<F: IntoFuture>(&self, engine: &Engine, fut: F) -> F::Output {
+        // Converted inside the scope: a builder (`DB.create_all()`) may
+        // look up its engine as it becomes a future.
+        self.bind_scope(engine, async move { fut.into_future().await })
+            .await
+    }
+
+    /// `fut` in the scope of [`scoped_bind`](Self::scoped_bind), as a
+    /// future whose type can be named (the web request's future holds it).
+    pub(crate) fn bind_scope<F: Future>(&self, engine: &Engine, fut: F) -> BindScope<F> {
         let scope = Arc::new(ScopedBind {
             db: self.id(),
             default: self.default,
             engine: engine.clone(),
             parent: SCOPED_BIND.try_with(Arc::clone).ok(),
         });
-        // Converted inside the scope: a builder (`DB.create_all()`) may
-        // look up its engine as it becomes a future.
-        SCOPED_BIND
-            .scope(scope, async move { fut.into_future().await })
-            .await
+        SCOPED_BIND.scope(scope, fut)
     }
 
     /// Binds `bind` for the duration of `scope(engine)`, then unbinds and

@@ -154,7 +154,7 @@ impl<'a> Acquire<'a> {
             root,
             reusing: false,
             released: AtomicBool::new(false),
-            registration: Mutex::new(registration),
+            registration: registration.map(|r| Mutex::new(Some(r))),
         })
     }
 }
@@ -219,7 +219,10 @@ pub struct Connection {
     pub(crate) root: Arc<Root>,
     reusing: bool,
     released: AtomicBool,
-    registration: Mutex<Option<Registration>>,
+    /// Its entry in the task's reuse context, until released; `None` for
+    /// connections that never had one (reusing, lazy request connections),
+    /// whose release then takes no lock.
+    registration: Option<Mutex<Option<Registration>>>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -237,7 +240,7 @@ impl Connection {
             root,
             reusing: true,
             released: AtomicBool::new(false),
-            registration: Mutex::new(None),
+            registration: None,
         }
     }
 
@@ -306,10 +309,12 @@ impl Connection {
     }
 
     fn unregister(&self) {
-        self.registration
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
+        if let Some(registration) = &self.registration {
+            registration
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take();
+        }
     }
 
     /// Releases this connection for good (GINO's `release()`).
@@ -423,8 +428,21 @@ impl Connection {
             root: Arc::new(Root::new(engine, None, timeout)),
             reusing: false,
             released: AtomicBool::new(false),
-            registration: Mutex::new(None),
+            registration: None,
         }
+    }
+
+    /// Releases right away when that needs no round trip (nothing left
+    /// open on the raw connection, or none held): what [`release`]
+    /// (Self::release) does then. `false` leaves everything as it was, for
+    /// `release` to roll back.
+    pub(crate) fn release_if_clean(&self) -> bool {
+        if self.reusing || !self.root.release_if_clean() {
+            return false;
+        }
+        self.released.store(true, Ordering::Release);
+        self.unregister();
+        true
     }
 
     /// Releases without awaiting, as dropping does: the raw connection

@@ -12,6 +12,7 @@
 //!
 //! Uses: `root` (what an entry holds), `task` (whose stack it is), `sync`.
 
+use std::cell::OnceCell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -21,7 +22,39 @@ use crate::sync::lock;
 use crate::task::TaskKey;
 
 tokio::task_local! {
-    static SCOPE: Arc<Stack>;
+    static SCOPE: Scope;
+}
+
+/// The innermost scope of a task: the connection it was opened with, and
+/// its own stack, made when something needs it (a reusable connection
+/// acquired in the scope, or a scope opened inside it). Most scopes (a web
+/// request, a managed transaction) never need one, and then cost no
+/// allocation and their lookups no lock.
+pub(crate) struct Scope {
+    base: (u64, Arc<Root>),
+    parent: Option<Arc<Stack>>,
+    stack: OnceCell<Arc<Stack>>,
+}
+
+impl Scope {
+    fn stack(&self) -> &Arc<Stack> {
+        self.stack.get_or_init(|| {
+            Arc::new(Stack {
+                parent: self.parent.clone(),
+                owner: None,
+                base: Some(self.base.clone()),
+                entries: Mutex::new(Vec::new()),
+            })
+        })
+    }
+}
+
+/// `F` in a scope of [`Stack::scope`].
+pub(crate) type ReuseScope<F> = tokio::task::futures::TaskLocalFuture<Scope, F>;
+
+/// Whether `root` is a live connection of the engine `engine_id`.
+fn live(engine_id: u64, (id, root): (u64, &Arc<Root>)) -> bool {
+    id == engine_id && !root.is_released()
 }
 
 /// How many unscoped stacks exist, so that lookups skip the table's lock
@@ -60,7 +93,7 @@ pub(crate) struct Registration {
 impl Stack {
     /// The stack new reusable connections of this task go on.
     fn current() -> Arc<Stack> {
-        if let Ok(stack) = SCOPE.try_with(Arc::clone) {
+        if let Ok(stack) = SCOPE.try_with(|scope| scope.stack().clone()) {
             return stack;
         }
         let owner = TaskKey::current();
@@ -78,11 +111,8 @@ impl Stack {
             .clone()
     }
 
-    /// The stack lookups start from, if this task has one.
-    fn visible() -> Option<Arc<Stack>> {
-        if let Ok(stack) = SCOPE.try_with(Arc::clone) {
-            return Some(stack);
-        }
+    /// The stack of this task outside any scope, if it has one.
+    fn unscoped() -> Option<Arc<Stack>> {
         if UNSCOPED_STACKS.load(Ordering::Acquire) == 0 {
             return None;
         }
@@ -104,17 +134,25 @@ impl Stack {
 
     /// The newest live reusable connection of the engine `engine_id`.
     pub(crate) fn find(engine_id: u64) -> Option<Arc<Root>> {
-        let mut level = Stack::visible();
+        let scoped = SCOPE.try_with(|scope| match scope.stack.get() {
+            Some(stack) => Err(Some(stack.clone())),
+            None if live(engine_id, (scope.base.0, &scope.base.1)) => Ok(scope.base.1.clone()),
+            None => Err(scope.parent.clone()),
+        });
+        let mut level = match scoped {
+            Ok(Ok(root)) => return Some(root),
+            Ok(Err(level)) => level,
+            Err(_) => Stack::unscoped(),
+        };
         while let Some(stack) = level {
-            let live = |id: u64, root: &Arc<Root>| id == engine_id && !root.is_released();
             let found = lock(&stack.entries)
                 .iter()
                 .rev()
-                .find(|e| live(e.engine_id, &e.root))
+                .find(|e| live(engine_id, (e.engine_id, &e.root)))
                 .map(|e| e.root.clone())
                 .or_else(|| {
                     let (id, root) = stack.base.as_ref()?;
-                    live(*id, root).then(|| root.clone())
+                    live(engine_id, (*id, root)).then(|| root.clone())
                 });
             if found.is_some() {
                 return found;
@@ -132,14 +170,17 @@ impl Stack {
         engine_id: u64,
         root: Arc<Root>,
         fut: F,
-    ) -> impl std::future::Future<Output = F::Output> {
-        let stack = Arc::new(Stack {
-            parent: Stack::visible(),
-            owner: None,
-            base: Some((engine_id, root)),
-            entries: Mutex::new(Vec::new()),
-        });
-        SCOPE.scope(stack, fut)
+    ) -> ReuseScope<F> {
+        let parent = match SCOPE.try_with(|scope| scope.stack().clone()) {
+            Ok(stack) => Some(stack),
+            Err(_) => Stack::unscoped(),
+        };
+        let scope = Scope {
+            base: (engine_id, root),
+            parent,
+            stack: OnceCell::new(),
+        };
+        SCOPE.scope(scope, fut)
     }
 }
 

@@ -224,6 +224,12 @@ impl RawConn {
         }
     }
 
+    /// Whether dropping this connection gives it back to the pool as it
+    /// is (no transaction or statement left open on it).
+    pub(crate) fn is_clean(&mut self) -> bool {
+        self.get().is_clean()
+    }
+
     /// Rolls back whatever the server still has open, so that dropping the
     /// connection afterwards returns it to the pool instead of closing it.
     pub(crate) async fn clean_up(&mut self) {

@@ -298,6 +298,27 @@ impl Root {
         }
     }
 
+    /// Ends this root and gives its raw connection back if that needs no
+    /// round trip (see [`RawConn::is_clean`]); `false` changes nothing.
+    pub(crate) fn release_if_clean(&self) -> bool {
+        let Some(mut slot) = self.slot.try_lock() else {
+            return false;
+        };
+        if slot.raw.as_mut().is_some_and(|raw| !raw.is_clean()) {
+            return false;
+        }
+        self.released.store(true, Ordering::Release);
+        slot.raw.take();
+        slot.levels.clear();
+        drop(slot);
+        self.pin_task_if_written();
+        self.pending_rollbacks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        true
+    }
+
     /// Gives the raw connection back; `permanent` also ends this root.
     pub(crate) async fn release(&self, permanent: bool) {
         if permanent {

@@ -21,7 +21,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -43,6 +43,14 @@ use crate::unnamed::Rewriter;
 #[derive(Debug, Default)]
 pub(crate) struct WireState {
     seen: Mutex<Seen>,
+    /// Status byte of the last `ReadyForQuery`: `I` idle, `T` in a
+    /// transaction, `E` in a failed transaction (0 before the first).
+    /// Outside `seen`: every release and recycle reads it, and the
+    /// `ReadyForQuery` that ends every statement writes it.
+    tx_status: AtomicU8,
+    /// An `ErrorResponse` arrived and the `ReadyForQuery` that follows it
+    /// has not yet.
+    error_unsettled: AtomicBool,
     closed: AtomicBool,
     /// The server sent a `FATAL` (or `PANIC`) error: it is ending the
     /// session, and the socket closes soon. Seen before the close, which
@@ -60,7 +68,7 @@ pub(crate) struct WireState {
     held: Mutex<Option<Box<dyn std::any::Any + Send>>>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Seen {
     /// SQLSTATE of the first `ErrorResponse` since the last `begin_statement`.
     error_code: Option<String>,
@@ -68,24 +76,6 @@ struct Seen {
     /// if `has_tag`; the buffer is kept so that a statement allocates none.
     tag: Vec<u8>,
     has_tag: bool,
-    /// Status byte of the last `ReadyForQuery`: `I` idle, `T` in a
-    /// transaction, `E` in a failed transaction.
-    tx_status: u8,
-    /// An `ErrorResponse` arrived and the `ReadyForQuery` that follows it
-    /// has not yet.
-    error_unsettled: bool,
-}
-
-impl Default for Seen {
-    fn default() -> Self {
-        Seen {
-            error_code: None,
-            tag: Vec::new(),
-            has_tag: false,
-            tx_status: b'I',
-            error_unsettled: false,
-        }
-    }
 }
 
 /// The server's transaction state of a connection, as of its last
@@ -151,7 +141,7 @@ impl WireState {
     }
 
     pub(crate) fn tx_status(&self) -> TxStatus {
-        match self.lock().tx_status {
+        match self.tx_status.load(Ordering::Acquire) {
             b'T' => TxStatus::InTransaction,
             b'E' => TxStatus::Failed,
             _ => TxStatus::Idle,
@@ -171,7 +161,7 @@ impl WireState {
             let ready = self.ready.notified();
             tokio::pin!(ready);
             ready.as_mut().enable();
-            if !self.lock().error_unsettled || self.is_closed() {
+            if !self.error_unsettled.load(Ordering::Acquire) || self.is_closed() {
                 return;
             }
             ready.await;
@@ -195,10 +185,10 @@ impl WireState {
     }
 
     fn record(&self, kind: u8, body: &[u8]) {
-        let mut seen = self.lock();
         match kind {
             b'E' => {
-                seen.error_unsettled = true;
+                let mut seen = self.lock();
+                self.error_unsettled.store(true, Ordering::Release);
                 if seen.error_code.is_none() {
                     seen.error_code = error_field(body, b'C');
                 }
@@ -209,17 +199,18 @@ impl WireState {
                 }
             }
             b'C' => {
+                let mut seen = self.lock();
                 seen.tag.clear();
                 seen.tag.extend_from_slice(until_nul(body));
                 seen.has_tag = true;
             }
             b'Z' => {
-                seen.tx_status = body.first().copied().unwrap_or(b'I');
-                // `settle` waits only while an error is unsettled (it looks
-                // under the lock), so only then is anyone to be woken.
-                let waited = std::mem::replace(&mut seen.error_unsettled, false);
-                drop(seen);
-                if waited {
+                let status = body.first().copied().unwrap_or(b'I');
+                self.tx_status.store(status, Ordering::Release);
+                // `settle` waits only while an error is unsettled (it checks
+                // after it began listening), so only then is anyone to be
+                // woken.
+                if self.error_unsettled.swap(false, Ordering::AcqRel) {
                     self.ready.notify_waiters();
                 }
             }

@@ -6,16 +6,12 @@ use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use futures_util::future::Either;
-use tracing::Instrument;
-
 use crate::api::Gino;
-use crate::connection::Connection;
-use crate::context::Stack;
 use crate::engine::{Engine, create_engine};
 use crate::error::{Error, Result};
 use crate::tenant::{TenantLease, Tenants};
 use crate::web::Settings;
+use crate::web::request::RequestScope;
 
 /// A web application's database: the [`Gino`] it binds at start-up, its
 /// [`Settings`], and the requests in flight. Cloning is cheap and shares
@@ -268,14 +264,8 @@ impl Extension {
         tenant: Option<TenantLease>,
         in_flight: InFlight,
     ) -> RequestScope {
-        let conn = engine
-            .filter(|_| self.inner.settings.use_connection_for_request)
-            .map(|engine| Arc::new(Connection::lazy(engine)));
-        RequestScope {
-            conn,
-            tenant: tenant.map(|lease| (lease, self.inner.db)),
-            in_flight,
-        }
+        let with_connection = self.inner.settings.use_connection_for_request;
+        RequestScope::new(self.inner.db, engine, with_connection, tenant, in_flight)
     }
 
     /// Starts shutting down: the pool closes (and the database is unbound)
@@ -399,7 +389,14 @@ fn worth_retrying(error: &Error) -> bool {
 }
 
 /// Counts a request as in flight while it lives.
-struct InFlight(Extension);
+pub(super) struct InFlight(Extension);
+
+impl InFlight {
+    /// The database of the extension the request came to.
+    pub(super) fn db(&self) -> &'static Gino {
+        self.0.db()
+    }
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {
@@ -410,276 +407,6 @@ impl Drop for InFlight {
                 self.0.close_now();
             }
         }
-    }
-}
-
-/// One request's scope: its lazy connection, if it has one, made the
-/// contextual connection of the code [`run`](Self::run) runs. Made by
-/// [`Extension::request`].
-#[must_use = "a request scope does nothing until run"]
-pub struct RequestScope {
-    conn: Option<Arc<Connection>>,
-    /// The request's tenant, and the database bound to its engine.
-    tenant: Option<(TenantLease, &'static Gino)>,
-    in_flight: InFlight,
-}
-
-tokio::task_local! {
-    /// The request whose scope the running code is in.
-    static CURRENT: Current;
-}
-
-/// What code running in a request's scope can ask for: the database, and
-/// the request's connection if it has one.
-struct Current {
-    db: &'static Gino,
-    conn: Option<Arc<Connection>>,
-}
-
-impl std::fmt::Debug for RequestScope {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RequestScope")
-            .field("connection", &self.conn)
-            .finish()
-    }
-}
-
-/// The tenant a request runs for: the tenant middleware of each web crate
-/// puts it in the request's extensions, for handlers to read.
-///
-/// ```
-/// # async fn demo(tenants: gino::Tenants) -> gino::Result<()> {
-/// use gino::web::{Extension, Settings, TenantKey};
-/// let extension = Extension::new(tenants.db(), Settings::default()).with_tenants(tenants);
-/// let scope = extension.tenant_request("acme").await?;
-/// assert_eq!(scope.tenant(), Some(TenantKey("acme".to_owned())));
-/// # Ok(()) }
-/// # gino_testkit::doc::run(demo);
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct TenantKey(pub String);
-
-impl RequestScope {
-    /// The tenant of a [`tenant_request`](Extension::tenant_request).
-    pub fn tenant(&self) -> Option<TenantKey> {
-        self.tenant
-            .as_ref()
-            .map(|(lease, _)| TenantKey(lease.key().to_owned()))
-    }
-
-    /// The request's connection, for handlers that use it explicitly (to
-    /// release it early, say); `None` when `use_connection_for_request` is
-    /// off or nothing is bound.
-    ///
-    /// ```
-    /// # async fn demo(extension: gino::web::Extension) {
-    /// # extension.connect().await.unwrap();
-    /// let scope = extension.request();
-    /// assert!(scope.connection().is_some());
-    /// # }
-    /// # gino_testkit::doc::run(demo);
-    /// ```
-    pub fn connection(&self) -> Option<RequestConnection> {
-        self.conn.clone().map(RequestConnection)
-    }
-
-    /// Runs the request's handling `fut` in the scope, and gives the
-    /// connection back when it ends: with a `ROLLBACK` of anything left
-    /// open when `fut` completes, and when it is dropped (the client went
-    /// away) or panics, by the rule that a connection goes back to the pool
-    /// only outside a transaction and is closed otherwise.
-    ///
-    /// The scope is a `tracing` span (`gino_request`, target `gino::web`)
-    /// that records the borrows of the request's connection, the time spent
-    /// waiting for them, and the statements run.
-    ///
-    /// ```
-    /// # async fn demo(extension: gino::web::Extension, db: &'static gino::Gino) -> gino::Result<()> {
-    /// # extension.connect().await.unwrap();
-    /// use diesel::dsl::sql;
-    /// use diesel::sql_types::Integer;
-    /// let n: i32 = extension
-    ///     .request()
-    ///     .run(async { db.one(diesel::select(sql::<Integer>("1"))).await })
-    ///     .await?;
-    /// # Ok(()) }
-    /// # gino_testkit::doc::run(demo);
-    /// ```
-    pub async fn run<F: Future>(self, fut: F) -> F::Output {
-        match &self.tenant {
-            Some((lease, db)) => {
-                let (engine, db) = (lease.engine().clone(), *db);
-                // Boxed: the scoped bind holds the request's future twice,
-                // which every request's future would carry otherwise.
-                Box::pin(db.scoped_bind(&engine, self.run_in_scope(fut))).await
-            }
-            None => self.run_in_scope(fut).await,
-        }
-    }
-
-    /// [`run`](Self::run) inside the tenant's scoped bind, if any.
-    async fn run_in_scope<F: Future>(self, fut: F) -> F::Output {
-        let span = tracing::info_span!(
-            target: "gino::web",
-            "gino_request",
-            borrows = tracing::field::Empty,
-            borrow_wait_us = tracing::field::Empty,
-            statements = tracing::field::Empty,
-            tenant = tracing::field::Empty,
-        );
-        // Without a subscriber that wants the span, entering, leaving and
-        // recording it is work for nobody on every request.
-        let recording = !span.is_disabled();
-        if let (true, Some((lease, _))) = (recording, &self.tenant) {
-            span.record("tenant", lease.key());
-        }
-        let current = Current {
-            db: self.in_flight.0.db(),
-            conn: self.conn.clone(),
-        };
-        let fut = CURRENT.scope(current, fut);
-        let Some(conn) = self.conn.clone() else {
-            return in_span(recording, &span, fut).await;
-        };
-        // Gives the connection back if this future is dropped, even while
-        // a handler still holds a clone of it.
-        let release = ReleaseOnDrop(conn.clone());
-        let engine_id = conn.engine().id();
-        let scoped = Stack::scope(engine_id, conn.root.clone(), fut);
-        let output = in_span(recording, &span, scoped).await;
-        if recording || tracing::enabled!(target: "gino::web", tracing::Level::DEBUG) {
-            report(&span, &conn);
-        }
-        // Released already (explicitly) is fine.
-        let _ = conn.release().await;
-        drop(release);
-        output
-    }
-}
-
-/// `fut` inside `span` when the span records anything.
-fn in_span<F: Future>(
-    recording: bool,
-    span: &tracing::Span,
-    fut: F,
-) -> impl Future<Output = F::Output> {
-    if recording {
-        Either::Left(fut.instrument(span.clone()))
-    } else {
-        Either::Right(fut)
-    }
-}
-
-/// Records what a request's connection did on its span, and tells it in a
-/// debug event when it used the database.
-fn report(span: &tracing::Span, conn: &Connection) {
-    let stats = conn.stats();
-    span.record("borrows", stats.borrows);
-    span.record(
-        "borrow_wait_us",
-        u64::try_from(stats.borrow_wait.as_micros()).unwrap_or(u64::MAX),
-    );
-    span.record("statements", stats.statements);
-    if stats.borrows > 0 {
-        tracing::debug!(
-            target: "gino::web",
-            parent: span,
-            "request used the database: {} statement(s), {} borrow(s), {:?} waiting for a \
-             connection",
-            stats.statements,
-            stats.borrows,
-            stats.borrow_wait
-        );
-    }
-}
-
-struct ReleaseOnDrop(Arc<Connection>);
-
-impl Drop for ReleaseOnDrop {
-    fn drop(&mut self) {
-        self.0.release_now();
-    }
-}
-
-/// The connection of a request, for handlers that use it explicitly: every
-/// method of [`Connection`] through `Deref`. Implicit queries of the
-/// request run on the same connection.
-///
-/// [`release_raw`](Connection::release_raw) gives the raw connection back
-/// before slow work that needs no database (GINO's
-/// `release(permanent=False)`); the next query borrows again.
-/// [`release`](Connection::release) ends it for the rest of the request;
-/// later queries then borrow for themselves, one at a time.
-///
-/// ```
-/// # async fn demo(conn: gino::web::RequestConnection) -> gino::Result<()> {
-/// conn.release_raw().await?;  // before a slow call to another service
-/// # Ok(()) }
-/// # gino_testkit::doc::run(demo);
-/// ```
-#[derive(Clone, Debug)]
-pub struct RequestConnection(Arc<Connection>);
-
-impl RequestConnection {
-    /// The connection of the request whose scope the calling code runs in
-    /// ([`RequestScope::run`]), for extractors and request guards: `None`
-    /// outside a request's scope; a lazy connection of its own
-    /// ([`own`](Self::own)) when the request has none
-    /// (`use_connection_for_request` off); an error when no database is
-    /// bound.
-    ///
-    /// ```
-    /// # async fn demo(extension: gino::web::Extension) -> gino::Result<()> {
-    /// # extension.connect().await?;
-    /// use gino::web::RequestConnection;
-    /// assert!(RequestConnection::current().is_none());
-    /// let conn = extension.request().run(async { RequestConnection::current() }).await;
-    /// let conn = conn.expect("in a request's scope")?;
-    /// assert_eq!(conn.stats().borrows, 0); // lazy: nothing borrowed yet
-    /// # Ok(()) }
-    /// # gino_testkit::doc::run(demo);
-    /// ```
-    pub fn current() -> Option<Result<Self>> {
-        CURRENT
-            .try_with(|current| match &current.conn {
-                Some(conn) => Ok(RequestConnection(conn.clone())),
-                None => current.db.engine().map(|e| Self::own(&e)),
-            })
-            .ok()
-    }
-
-    /// A connection of its own for a request that has none (when
-    /// `use_connection_for_request` is off): lazy, released when the last
-    /// clone is dropped.
-    ///
-    /// ```
-    /// # async fn demo(db: &gino::Gino) -> gino::Result<()> {
-    /// let conn = gino::web::RequestConnection::own(&db.engine()?);
-    /// # Ok(()) }
-    /// # gino_testkit::doc::run(demo);
-    /// ```
-    pub fn own(engine: &Engine) -> Self {
-        RequestConnection(Arc::new(Connection::lazy(engine.clone())))
-    }
-}
-
-impl std::ops::Deref for RequestConnection {
-    type Target = Connection;
-
-    fn deref(&self) -> &Connection {
-        &self.0
-    }
-}
-
-impl AsRef<Connection> for RequestConnection {
-    fn as_ref(&self) -> &Connection {
-        &self.0
-    }
-}
-
-impl<'a> From<&'a RequestConnection> for crate::Bind<'a> {
-    fn from(conn: &'a RequestConnection) -> Self {
-        crate::Bind::Connection(&conn.0)
     }
 }
 
@@ -702,25 +429,6 @@ mod tests {
         assert_eq!(extension.in_flight(), 1);
         second.run(async {}).await;
         assert_eq!(extension.in_flight(), 0);
-    }
-
-    /// Every request's future holds these, allocated and moved once per
-    /// request: 3 KB before the scoped bind and the reuse scope stopped
-    /// holding the request's future twice, and the release stopped
-    /// carrying its rare rollback. Sizes, not times: they do not drift.
-    #[tokio::test]
-    async fn request_futures_stay_small() {
-        let engine = crate::engine::tests::unconnected().await;
-        let conn = Connection::lazy(engine.clone());
-        let release = std::mem::size_of_val(&conn.release());
-        let handler: std::pin::Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(async {});
-        let run = std::mem::size_of_val(
-            &Extension::new(&DB, Settings::default())
-                .request()
-                .run(handler),
-        );
-        assert!(release <= 512, "Connection::release: {release} bytes");
-        assert!(run <= 1024, "RequestScope::run: {run} bytes");
     }
 
     #[tokio::test]

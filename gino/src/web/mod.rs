@@ -35,9 +35,11 @@
 // `context` (the request's contextual connection), `tenant` (tenant requests).
 
 mod extension;
+mod request;
 mod response;
 mod settings;
 
-pub use extension::{Extension, RequestConnection, RequestScope, TenantKey};
+pub use extension::Extension;
+pub use request::{RequestConnection, RequestFuture, RequestScope, TenantKey};
 pub use response::ErrorResponse;
 pub use settings::Settings;

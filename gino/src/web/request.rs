@@ -1,0 +1,447 @@
+//! One request's scope: its lazy connection, the task-locals through
+//! which the request's code finds it (and the database), and the future
+//! that runs the request's handling in the scope and gives the connection
+//! back when it ends.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use futures_util::future::Either;
+use tokio::task::futures::TaskLocalFuture;
+
+use crate::api::{BindScope, Gino};
+use crate::connection::Connection;
+use crate::context::{ReuseScope, Stack};
+use crate::engine::Engine;
+use crate::error::Result;
+use crate::tenant::TenantLease;
+use crate::web::extension::InFlight;
+
+/// One request's scope: its lazy connection, if it has one, made the
+/// contextual connection of the code [`run`](Self::run) runs. Made by
+/// [`Extension::request`].
+#[must_use = "a request scope does nothing until run"]
+pub struct RequestScope {
+    conn: Option<Arc<Connection>>,
+    /// The request's tenant, and the database bound to its engine.
+    tenant: Option<(TenantLease, &'static Gino)>,
+    in_flight: InFlight,
+}
+
+tokio::task_local! {
+    /// The request whose scope the running code is in.
+    static CURRENT: Current;
+}
+
+/// What code running in a request's scope can ask for: the database, and
+/// the request's connection if it has one.
+struct Current {
+    db: &'static Gino,
+    conn: Option<Arc<Connection>>,
+}
+
+impl std::fmt::Debug for RequestScope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestScope")
+            .field("connection", &self.conn)
+            .finish()
+    }
+}
+
+/// The tenant a request runs for: the tenant middleware of each web crate
+/// puts it in the request's extensions, for handlers to read.
+///
+/// ```
+/// # async fn demo(tenants: gino::Tenants) -> gino::Result<()> {
+/// use gino::web::{Extension, Settings, TenantKey};
+/// let extension = Extension::new(tenants.db(), Settings::default()).with_tenants(tenants);
+/// let scope = extension.tenant_request("acme").await?;
+/// assert_eq!(scope.tenant(), Some(TenantKey("acme".to_owned())));
+/// # Ok(()) }
+/// # gino_testkit::doc::run(demo);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TenantKey(pub String);
+
+impl RequestScope {
+    /// The scope of a request on `engine` (none when nothing is bound, or
+    /// `with_connection` is off), for the tenant of `tenant` if any.
+    pub(super) fn new(
+        db: &'static Gino,
+        engine: Option<Engine>,
+        with_connection: bool,
+        tenant: Option<TenantLease>,
+        in_flight: InFlight,
+    ) -> Self {
+        let conn = engine
+            .filter(|_| with_connection)
+            .map(|engine| Arc::new(Connection::lazy(engine)));
+        RequestScope {
+            conn,
+            tenant: tenant.map(|lease| (lease, db)),
+            in_flight,
+        }
+    }
+
+    /// The tenant of a [`tenant_request`](Extension::tenant_request).
+    pub fn tenant(&self) -> Option<TenantKey> {
+        self.tenant
+            .as_ref()
+            .map(|(lease, _)| TenantKey(lease.key().to_owned()))
+    }
+
+    /// The request's connection, for handlers that use it explicitly (to
+    /// release it early, say); `None` when `use_connection_for_request` is
+    /// off or nothing is bound.
+    ///
+    /// ```
+    /// # async fn demo(extension: gino::web::Extension) {
+    /// # extension.connect().await.unwrap();
+    /// let scope = extension.request();
+    /// assert!(scope.connection().is_some());
+    /// # }
+    /// # gino_testkit::doc::run(demo);
+    /// ```
+    pub fn connection(&self) -> Option<RequestConnection> {
+        self.conn.clone().map(RequestConnection)
+    }
+
+    /// Runs the request's handling `fut` in the scope, and gives the
+    /// connection back when it ends: with a `ROLLBACK` of anything left
+    /// open when `fut` completes, and when it is dropped (the client went
+    /// away) or panics, by the rule that a connection goes back to the pool
+    /// only outside a transaction and is closed otherwise.
+    ///
+    /// The scope is a `tracing` span (`gino_request`, target `gino::web`)
+    /// that records the borrows of the request's connection, the time spent
+    /// waiting for them, and the statements run.
+    ///
+    /// ```
+    /// # async fn demo(extension: gino::web::Extension, db: &'static gino::Gino) -> gino::Result<()> {
+    /// # extension.connect().await.unwrap();
+    /// use diesel::dsl::sql;
+    /// use diesel::sql_types::Integer;
+    /// let n: i32 = extension
+    ///     .request()
+    ///     .run(async { db.one(diesel::select(sql::<Integer>("1"))).await })
+    ///     .await?;
+    /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
+    /// ```
+    ///
+    /// The future is written by hand rather than by `async`, so that a web
+    /// crate can name it as its service's future without boxing it: every
+    /// request pays for whatever its scope allocates and moves.
+    pub fn run<F: Future>(self, fut: F) -> RequestFuture<F> {
+        let RequestScope {
+            conn,
+            tenant,
+            in_flight,
+        } = self;
+        let current = Current {
+            db: in_flight.db(),
+            conn: conn.clone(),
+        };
+        let reusing = match &conn {
+            Some(conn) => Either::Left(Stack::scope(conn.engine().id(), conn.root.clone(), fut)),
+            None => Either::Right(fut),
+        };
+        let in_request = CURRENT.scope(current, reusing);
+        let handling = match &tenant {
+            Some((lease, db)) => Either::Left(db.bind_scope(lease.engine(), in_request)),
+            None => Either::Right(in_request),
+        };
+        RequestFuture {
+            stage: Stage::Handling { handling },
+            release_on_drop: conn.map(ReleaseOnDrop),
+            span: None,
+            recording: false,
+            tenant,
+            in_flight: Some(in_flight),
+        }
+    }
+}
+
+/// The request's handling in its task-locals: the tenant's bind (if
+/// any), the request ([`CURRENT`]) and the connection made reusable (if
+/// any).
+type Handling<F> = Either<BindScope<InRequest<F>>, InRequest<F>>;
+type InRequest<F> = TaskLocalFuture<Current, Either<ReuseScope<F>, F>>;
+
+pin_project_lite::pin_project! {
+    /// The future of [`RequestScope::run`]: the request's handling, then
+    /// the release of its connection (a round trip only when something
+    /// was left open: a `ROLLBACK`).
+    ///
+    /// ```
+    /// # async fn demo(extension: gino::web::Extension) {
+    /// use gino::web::RequestFuture;
+    /// let future: RequestFuture<_> = extension.request().run(async { 42 });
+    /// assert_eq!(future.await, 42);
+    /// # }
+    /// # gino_testkit::doc::run(demo);
+    /// ```
+    #[must_use = "futures do nothing unless polled"]
+    #[project = RequestFutureProjection]
+    pub struct RequestFuture<F: Future> {
+        // Dropped in this order: the handling (and the handler's clones
+        // of the connection), then the connection's release, then the
+        // in-flight count, whose end may close the pool.
+        #[pin]
+        stage: Stage<F>,
+        release_on_drop: Option<ReleaseOnDrop>,
+        // Made at the first poll, under the subscriber the request runs
+        // with (`with_subscriber` applies to polls, not to `run`).
+        span: Option<tracing::Span>,
+        recording: bool,
+        tenant: Option<(TenantLease, &'static Gino)>,
+        in_flight: Option<InFlight>,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = StageProjection]
+    enum Stage<F: Future> {
+        Handling { #[pin] handling: Handling<F> },
+        // Boxed: rare (something was left open), and every request's
+        // future would carry the rollback's state otherwise.
+        Releasing {
+            output: Option<F::Output>,
+            release: Pin<Box<dyn Future<Output = ()> + Send>>,
+        },
+        Done,
+    }
+}
+
+impl<F: Future> Future for RequestFuture<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let mut this = self.project();
+        loop {
+            match this.stage.as_mut().project() {
+                StageProjection::Handling { handling } => {
+                    let span = this
+                        .span
+                        .get_or_insert_with(|| request_span(this.recording, this.tenant));
+                    let output = if *this.recording {
+                        let _entered = span.enter();
+                        ready!(handling.poll(cx))
+                    } else {
+                        ready!(handling.poll(cx))
+                    };
+                    let Some(ReleaseOnDrop(conn)) = this.release_on_drop.as_ref() else {
+                        return Poll::Ready(finish(this, output));
+                    };
+                    if *this.recording
+                        || tracing::enabled!(target: "gino::web", tracing::Level::DEBUG)
+                    {
+                        report(span, conn);
+                    }
+                    if conn.release_if_clean() {
+                        return Poll::Ready(finish(this, output));
+                    }
+                    let conn = conn.clone();
+                    this.stage.set(Stage::Releasing {
+                        output: Some(output),
+                        release: Box::pin(async move {
+                            // Released already (explicitly) is fine.
+                            let _ = conn.release().await;
+                        }),
+                    });
+                }
+                StageProjection::Releasing { output, release } => {
+                    ready!(release.as_mut().poll(cx));
+                    let output = output.take().expect("taken once, when released");
+                    return Poll::Ready(finish(this, output));
+                }
+                StageProjection::Done => panic!("RequestFuture polled after it completed"),
+            }
+        }
+    }
+}
+
+/// The request's span (`gino_request`); `recording` says whether anyone
+/// wants it. Without a subscriber that does, entering, leaving and
+/// recording it is work for nobody on every request.
+fn request_span(
+    recording: &mut bool,
+    tenant: &Option<(TenantLease, &'static Gino)>,
+) -> tracing::Span {
+    let span = tracing::info_span!(
+        target: "gino::web",
+        "gino_request",
+        borrows = tracing::field::Empty,
+        borrow_wait_us = tracing::field::Empty,
+        statements = tracing::field::Empty,
+        tenant = tracing::field::Empty,
+    );
+    *recording = !span.is_disabled();
+    if let (true, Some((lease, _))) = (*recording, tenant) {
+        span.record("tenant", lease.key());
+    }
+    span
+}
+
+/// Ends a request whose connection is back: the handling's future and
+/// the connection are dropped, then the request stops counting as in
+/// flight.
+fn finish<F: Future>(mut this: RequestFutureProjection<'_, F>, output: F::Output) -> F::Output {
+    this.stage.set(Stage::Done);
+    this.release_on_drop.take();
+    this.tenant.take();
+    this.in_flight.take();
+    output
+}
+
+impl<F: Future> std::fmt::Debug for RequestFuture<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestFuture")
+            .field("connection", &self.release_on_drop.as_ref().map(|r| &r.0))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Records what a request's connection did on its span, and tells it in a
+/// debug event when it used the database.
+fn report(span: &tracing::Span, conn: &Connection) {
+    let stats = conn.stats();
+    span.record("borrows", stats.borrows);
+    span.record(
+        "borrow_wait_us",
+        u64::try_from(stats.borrow_wait.as_micros()).unwrap_or(u64::MAX),
+    );
+    span.record("statements", stats.statements);
+    if stats.borrows > 0 {
+        tracing::debug!(
+            target: "gino::web",
+            parent: span,
+            "request used the database: {} statement(s), {} borrow(s), {:?} waiting for a \
+             connection",
+            stats.statements,
+            stats.borrows,
+            stats.borrow_wait
+        );
+    }
+}
+
+struct ReleaseOnDrop(Arc<Connection>);
+
+impl Drop for ReleaseOnDrop {
+    fn drop(&mut self) {
+        self.0.release_now();
+    }
+}
+
+/// The connection of a request, for handlers that use it explicitly: every
+/// method of [`Connection`] through `Deref`. Implicit queries of the
+/// request run on the same connection.
+///
+/// [`release_raw`](Connection::release_raw) gives the raw connection back
+/// before slow work that needs no database (GINO's
+/// `release(permanent=False)`); the next query borrows again.
+/// [`release`](Connection::release) ends it for the rest of the request;
+/// later queries then borrow for themselves, one at a time.
+///
+/// ```
+/// # async fn demo(conn: gino::web::RequestConnection) -> gino::Result<()> {
+/// conn.release_raw().await?;  // before a slow call to another service
+/// # Ok(()) }
+/// # gino_testkit::doc::run(demo);
+/// ```
+#[derive(Clone, Debug)]
+pub struct RequestConnection(Arc<Connection>);
+
+impl RequestConnection {
+    /// The connection of the request whose scope the calling code runs in
+    /// ([`RequestScope::run`]), for extractors and request guards: `None`
+    /// outside a request's scope; a lazy connection of its own
+    /// ([`own`](Self::own)) when the request has none
+    /// (`use_connection_for_request` off); an error when no database is
+    /// bound.
+    ///
+    /// ```
+    /// # async fn demo(extension: gino::web::Extension) -> gino::Result<()> {
+    /// # extension.connect().await?;
+    /// use gino::web::RequestConnection;
+    /// assert!(RequestConnection::current().is_none());
+    /// let conn = extension.request().run(async { RequestConnection::current() }).await;
+    /// let conn = conn.expect("in a request's scope")?;
+    /// assert_eq!(conn.stats().borrows, 0); // lazy: nothing borrowed yet
+    /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
+    /// ```
+    pub fn current() -> Option<Result<Self>> {
+        CURRENT
+            .try_with(|current| match &current.conn {
+                Some(conn) => Ok(RequestConnection(conn.clone())),
+                None => current.db.engine().map(|e| Self::own(&e)),
+            })
+            .ok()
+    }
+
+    /// A connection of its own for a request that has none (when
+    /// `use_connection_for_request` is off): lazy, released when the last
+    /// clone is dropped.
+    ///
+    /// ```
+    /// # async fn demo(db: &gino::Gino) -> gino::Result<()> {
+    /// let conn = gino::web::RequestConnection::own(&db.engine()?);
+    /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
+    /// ```
+    pub fn own(engine: &Engine) -> Self {
+        RequestConnection(Arc::new(Connection::lazy(engine.clone())))
+    }
+}
+
+impl std::ops::Deref for RequestConnection {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        &self.0
+    }
+}
+
+impl AsRef<Connection> for RequestConnection {
+    fn as_ref(&self) -> &Connection {
+        &self.0
+    }
+}
+
+impl<'a> From<&'a RequestConnection> for crate::Bind<'a> {
+    fn from(conn: &'a RequestConnection) -> Self {
+        crate::Bind::Connection(&conn.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    static DB: Gino = Gino::secondary();
+
+    /// Every request's future holds these, moved at least once per
+    /// request: 3 KB before the scoped bind and the reuse scope stopped
+    /// holding the request's future twice, and the release stopped
+    /// carrying its rare rollback; the scope adds a few words to the
+    /// handler's future now that it is written by hand. Sizes, not times:
+    /// they do not drift.
+    #[tokio::test]
+    async fn request_futures_stay_small() {
+        let engine = crate::engine::tests::unconnected().await;
+        let conn = Connection::lazy(engine.clone());
+        let release = std::mem::size_of_val(&conn.release());
+        let handler: std::pin::Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(async {});
+        let run = std::mem::size_of_val(
+            &crate::web::Extension::new(&DB, crate::web::Settings::default())
+                .request()
+                .run(handler),
+        );
+        assert!(release <= 512, "Connection::release: {release} bytes");
+        let added = run - std::mem::size_of::<std::pin::Pin<Box<dyn Future<Output = ()> + Send>>>();
+        assert!(added <= 256, "RequestScope::run adds {added} bytes");
+    }
+}

@@ -270,6 +270,13 @@ fn request_span(
     recording: &mut bool,
     tenant: &Option<(TenantLease, &'static Gino)>,
 ) -> tracing::Span {
+    // Asked first: with no subscriber at all, tracing's `log` feature
+    // (which axum turns on) would otherwise offer the disabled span to
+    // `log` on every request, for nobody.
+    if !tracing::enabled!(target: "gino::web", tracing::Level::INFO) {
+        *recording = false;
+        return tracing::Span::none();
+    }
     let span = tracing::info_span!(
         target: "gino::web",
         "gino_request",

@@ -436,6 +436,7 @@ impl Connection {
     /// open on the raw connection, or none held): what [`release`]
     /// (Self::release) does then. `false` leaves everything as it was, for
     /// `release` to roll back.
+    #[cfg(feature = "web")]
     pub(crate) fn release_if_clean(&self) -> bool {
         if self.reusing || !self.root.release_if_clean() {
             return false;

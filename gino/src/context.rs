@@ -12,6 +12,7 @@
 //!
 //! Uses: `root` (what an entry holds), `task` (whose stack it is), `sync`.
 
+use std::any::Any;
 use std::cell::OnceCell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -34,7 +35,13 @@ pub(crate) struct Scope {
     base: (u64, Arc<Root>),
     parent: Option<Arc<Stack>>,
     stack: OnceCell<Arc<Stack>>,
+    opener: Option<Opener>,
 }
+
+/// What opened a scope, for the layer that opened it to find again
+/// ([`Stack::opener`]): a web request's connection, so that its handler
+/// finds it through the one task-local that its implicit queries use.
+pub(crate) type Opener = Arc<dyn Any + Send + Sync>;
 
 impl Scope {
     fn stack(&self) -> &Arc<Stack> {
@@ -43,6 +50,7 @@ impl Scope {
                 parent: self.parent.clone(),
                 owner: None,
                 base: Some(self.base.clone()),
+                opener: self.opener.clone(),
                 entries: Mutex::new(Vec::new()),
             })
         })
@@ -80,6 +88,9 @@ pub(crate) struct Stack {
     /// The engine and connection a scope was opened with: below every
     /// entry, and outside the lock (it never leaves before the scope).
     base: Option<(u64, Arc<Root>)>,
+    // Read by the web request layer only.
+    #[cfg_attr(not(feature = "web"), allow(dead_code))]
+    opener: Option<Opener>,
     entries: Mutex<Vec<Entry>>,
 }
 
@@ -105,6 +116,7 @@ impl Stack {
                     parent: None,
                     owner: Some(owner),
                     base: None,
+                    opener: None,
                     entries: Mutex::new(Vec::new()),
                 })
             })
@@ -171,6 +183,16 @@ impl Stack {
         root: Arc<Root>,
         fut: F,
     ) -> ReuseScope<F> {
+        Stack::scope_opened_by(engine_id, root, None, fut)
+    }
+
+    /// [`scope`](Self::scope), remembering what opened it.
+    pub(crate) fn scope_opened_by<F: std::future::Future>(
+        engine_id: u64,
+        root: Arc<Root>,
+        opener: Option<Opener>,
+        fut: F,
+    ) -> ReuseScope<F> {
         let parent = match SCOPE.try_with(|scope| scope.stack().clone()) {
             Ok(stack) => Some(stack),
             Err(_) => Stack::unscoped(),
@@ -179,8 +201,35 @@ impl Stack {
             base: (engine_id, root),
             parent,
             stack: OnceCell::new(),
+            opener,
         };
         SCOPE.scope(scope, fut)
+    }
+
+    /// The innermost opener of type `T` of the scopes around the caller.
+    #[cfg(feature = "web")]
+    pub(crate) fn opener<T: Any + Send + Sync>() -> Option<Arc<T>> {
+        let downcast = |opener: &Option<Opener>| {
+            opener
+                .as_ref()
+                .and_then(|o| Arc::downcast::<T>(o.clone()).ok())
+        };
+        SCOPE
+            .try_with(|scope| {
+                if let Some(found) = downcast(&scope.opener) {
+                    return Some(found);
+                }
+                let mut level = scope.parent.clone();
+                while let Some(stack) = level {
+                    if let Some(found) = downcast(&stack.opener) {
+                        return Some(found);
+                    }
+                    level = stack.parent.clone();
+                }
+                None
+            })
+            .ok()
+            .flatten()
     }
 }
 

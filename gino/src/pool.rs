@@ -226,6 +226,7 @@ impl RawConn {
 
     /// Whether dropping this connection gives it back to the pool as it
     /// is (no transaction or statement left open on it).
+    #[cfg(feature = "web")]
     pub(crate) fn is_clean(&mut self) -> bool {
         self.get().is_clean()
     }

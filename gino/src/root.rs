@@ -300,6 +300,7 @@ impl Root {
 
     /// Ends this root and gives its raw connection back if that needs no
     /// round trip (see [`RawConn::is_clean`]); `false` changes nothing.
+    #[cfg(feature = "web")]
     pub(crate) fn release_if_clean(&self) -> bool {
         let Some(mut slot) = self.slot.try_lock() else {
             return false;

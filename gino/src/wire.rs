@@ -583,6 +583,7 @@ impl Place {
         }
     }
 
+    #[cfg(feature = "tls")]
     fn is_loopback(&self) -> bool {
         match self {
             Place::Tcp(addr) => addr.ip().is_loopback(),

@@ -102,6 +102,61 @@ async fn a_dropped_request_gives_its_connection_back() {
     assert!(!db.is_bound());
 }
 
+/// Handlers find the request's connection however deep they are in the
+/// request's scopes: inside a transaction, and inside a scope of their own
+/// connection; a request without one (`use_connection_for_request` off)
+/// hands out a connection of its own instead.
+#[tokio::test]
+async fn handlers_find_the_request_connection_inside_nested_scopes() {
+    use gino::web::RequestConnection;
+
+    let database = TestDatabase::create().await;
+    let extension = extension(&database).await;
+    let db = extension.db();
+    let pid = || diesel::select(sql::<Integer>("pg_backend_pid()"));
+    let (request_pid, in_transaction, in_scope) = extension
+        .request()
+        .run(async {
+            let request_pid: i32 = db.one(pid()).await?;
+            let in_transaction = db
+                .transaction(async {
+                    let conn = RequestConnection::current().expect("in a request")?;
+                    conn.one::<i32, _>(pid()).await
+                })
+                .await?;
+            let own = db.engine()?.acquire().reuse(false).await?;
+            let in_scope = own
+                .scope(async {
+                    let conn = RequestConnection::current().expect("in a request")?;
+                    conn.one::<i32, _>(pid()).await
+                })
+                .await?;
+            Ok::<_, gino::Error>((request_pid, in_transaction, in_scope))
+        })
+        .await
+        .unwrap();
+    assert_eq!(in_transaction, request_pid);
+    assert_eq!(in_scope, request_pid);
+
+    let mut settings = Settings::default();
+    settings.dsn = Some(database.url().to_owned());
+    settings.use_connection_for_request = false;
+    let db: &'static gino::Gino = Box::leak(Box::new(gino::Gino::secondary()));
+    let without = Extension::new(db, settings);
+    without.connect().await.unwrap();
+    let scope = without.request();
+    assert!(scope.connection().is_none());
+    let own = scope
+        .run(async { RequestConnection::current().expect("in a request") })
+        .await
+        .unwrap();
+    assert_eq!(own.stats().borrows, 0, "lazy: nothing borrowed yet");
+    assert!(RequestConnection::current().is_none(), "outside a request");
+    drop(own);
+    without.close().await;
+    extension.close().await;
+}
+
 #[derive(Clone)]
 struct Capture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
 

@@ -13,7 +13,7 @@ use tokio::task::futures::TaskLocalFuture;
 
 use crate::api::{BindScope, Gino};
 use crate::connection::Connection;
-use crate::context::{ReuseScope, Stack};
+use crate::context::{Opener, ReuseScope, Stack};
 use crate::engine::Engine;
 use crate::error::Result;
 use crate::tenant::TenantLease;
@@ -31,15 +31,18 @@ pub struct RequestScope {
 }
 
 tokio::task_local! {
-    /// The request whose scope the running code is in.
+    /// The request without a connection of its own (when
+    /// `use_connection_for_request` is off) whose scope the running code
+    /// is in. A request with one is found through the reuse scope it opens
+    /// for its connection, the task-local that its implicit queries look
+    /// in anyway: one task-local per request, not two.
     static CURRENT: Current;
 }
 
-/// What code running in a request's scope can ask for: the database, and
-/// the request's connection if it has one.
+/// What code running in the scope of a request without a connection can
+/// ask for: the database, to make one.
 struct Current {
     db: &'static Gino,
-    conn: Option<Arc<Connection>>,
 }
 
 impl std::fmt::Debug for RequestScope {
@@ -140,15 +143,14 @@ impl RequestScope {
             tenant,
             in_flight,
         } = self;
-        let current = Current {
-            db: in_flight.db(),
-            conn: conn.clone(),
+        let in_request = match &conn {
+            Some(conn) => {
+                let opener: Opener = conn.clone();
+                let (engine_id, root) = (conn.engine().id(), conn.root.clone());
+                Either::Left(Stack::scope_opened_by(engine_id, root, Some(opener), fut))
+            }
+            None => Either::Right(CURRENT.scope(Current { db: in_flight.db() }, fut)),
         };
-        let reusing = match &conn {
-            Some(conn) => Either::Left(Stack::scope(conn.engine().id(), conn.root.clone(), fut)),
-            None => Either::Right(fut),
-        };
-        let in_request = CURRENT.scope(current, reusing);
         let handling = match &tenant {
             Some((lease, db)) => Either::Left(db.bind_scope(lease.engine(), in_request)),
             None => Either::Right(in_request),
@@ -165,10 +167,10 @@ impl RequestScope {
 }
 
 /// The request's handling in its task-locals: the tenant's bind (if
-/// any), the request ([`CURRENT`]) and the connection made reusable (if
-/// any).
+/// any), and the request's connection made reusable (or, without one,
+/// the request in [`CURRENT`]).
 type Handling<F> = Either<BindScope<InRequest<F>>, InRequest<F>>;
-type InRequest<F> = TaskLocalFuture<Current, Either<ReuseScope<F>, F>>;
+type InRequest<F> = Either<ReuseScope<F>, TaskLocalFuture<Current, F>>;
 
 pin_project_lite::pin_project! {
     /// The future of [`RequestScope::run`]: the request's handling, then
@@ -381,11 +383,11 @@ impl RequestConnection {
     /// # gino_testkit::doc::run(demo);
     /// ```
     pub fn current() -> Option<Result<Self>> {
+        if let Some(conn) = Stack::opener::<Connection>() {
+            return Some(Ok(RequestConnection(conn)));
+        }
         CURRENT
-            .try_with(|current| match &current.conn {
-                Some(conn) => Ok(RequestConnection(conn.clone())),
-                None => current.db.engine().map(|e| Self::own(&e)),
-            })
+            .try_with(|current| current.db.engine().map(|e| Self::own(&e)))
             .ok()
     }
 

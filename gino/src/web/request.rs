@@ -21,7 +21,7 @@ use crate::web::extension::InFlight;
 
 /// One request's scope: its lazy connection, if it has one, made the
 /// contextual connection of the code [`run`](Self::run) runs. Made by
-/// [`Extension::request`].
+/// [`Extension::request`](crate::web::Extension::request).
 #[must_use = "a request scope does nothing until run"]
 pub struct RequestScope {
     conn: Option<Arc<Connection>>,
@@ -88,7 +88,7 @@ impl RequestScope {
         }
     }
 
-    /// The tenant of a [`tenant_request`](Extension::tenant_request).
+    /// The tenant of a [`tenant_request`](crate::web::Extension::tenant_request).
     pub fn tenant(&self) -> Option<TenantKey> {
         self.tenant
             .as_ref()

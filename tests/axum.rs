@@ -35,7 +35,18 @@ struct Server {
 }
 
 impl Server {
-    async fn start(web: &gino_axum::Gino, app: Router) -> Server {
+    /// Serves `app`: a `Router`, or one wrapped whole by `Gino::wrap`.
+    async fn start<S>(web: &gino_axum::Gino, app: S) -> Server
+    where
+        S: tower_service::Service<
+                axum::extract::Request,
+                Response = axum::response::Response,
+                Error = std::convert::Infallible,
+            > + Clone
+            + Send
+            + 'static,
+        S::Future: Send,
+    {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -43,7 +54,7 @@ impl Server {
             let _ = stopped.await;
         });
         let done = tokio::spawn(async move {
-            axum::serve(listener, app)
+            axum::serve(listener, axum::ServiceExt::into_make_service(app))
                 .with_graceful_shutdown(shutdown)
                 .await
                 .unwrap();
@@ -112,26 +123,44 @@ async fn pid_in_nested_helper(db: &gino::Gino) -> gino::Result<i32> {
     db.transaction(async { pid_in_helper(db).await }).await
 }
 
+/// `GET /pids`: the pids of every way a handler can query, and how often
+/// the request borrowed.
+fn pids_app(db: &'static gino::Gino) -> Router {
+    Router::new().route(
+        "/pids",
+        get(move |conn: Conn| async move {
+            let mut pids = vec![db.one(pid()).await?];
+            pids.push(pid_in_helper(db).await?);
+            pids.push(pid_in_nested_helper(db).await?);
+            pids.push(pid().gino().bind(db).one().await?);
+            pids.push(conn.one(pid()).await?);
+            Ok::<_, Error>(Json((pids, conn.stats().borrows)))
+        }),
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queries_of_a_request_share_one_connection_borrowed_once() {
     let (test, web) = setup(|_| {}).await;
-    let db = test.db;
-    let app = Router::new()
-        .route(
-            "/pids",
-            get(move |conn: Conn| async move {
-                let mut pids = vec![db.one(pid()).await?];
-                pids.push(pid_in_helper(db).await?);
-                pids.push(pid_in_nested_helper(db).await?);
-                pids.push(pid().gino().bind(db).one().await?);
-                pids.push(conn.one(pid()).await?);
-                Ok::<_, Error>(Json((pids, conn.stats().borrows)))
-            }),
-        )
-        .layer(web.layer());
-    let server = Server::start(&web, app).await;
+    let server = Server::start(&web, pids_app(test.db).layer(web.layer())).await;
     scenario::expect_one_connection_per_request(&test, &server.url("")).await;
     server.stop().await;
+}
+
+/// The same with the router wrapped whole (`Gino::wrap`) instead of
+/// layered, and a request that never queries borrowing nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_router_wrapped_whole_runs_every_request_in_its_scope() {
+    let (test, web) = setup(|_| {}).await;
+    let app = pids_app(test.db).route("/idle", get(|| async { "no query" }));
+    let server = Server::start(&web, web.wrap(app)).await;
+    scenario::expect_one_connection_per_request(&test, &server.url("")).await;
+    let idle = reqwest::get(server.url("/idle")).await.unwrap();
+    assert_eq!(idle.text().await.unwrap(), "no query");
+    assert_eq!(web.in_flight(), 0);
+    assert_eq!(test.borrowed(), 0);
+    server.stop().await;
+    test.assert_all_closed().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -213,7 +213,7 @@ async fn main() {
     if run("web") {
         tables.push(web::get_user(&ctx.url).await);
     }
-    // BENCH_ONLY=serve:<gino|layer|engine|raw>:<seconds> serves one of
+    // BENCH_ONLY=serve:<gino|wrapped|layer|engine|raw>:<seconds> serves one of
     // webdiag's servers on 127.0.0.1:3999 for that long, for a profiler
     // around this process and a load generator outside it.
     if let Some(spec) = only.as_deref().and_then(|o| o.strip_prefix("serve:")) {

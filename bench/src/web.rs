@@ -158,6 +158,7 @@ pub async fn diagnose(url: &str) {
 /// One of [`diagnose`]'s servers on 127.0.0.1:3999 for `secs` seconds.
 pub async fn serve_one(url: &str, which: &str, secs: u64) {
     let app = match which {
+        "wrapped" => axum::Router::new(),
         "gino" => axum::Router::new()
             .route("/users/{id}", get(gino_show))
             .layer(gino_web(url).await.layer()),
@@ -180,11 +181,16 @@ pub async fn serve_one(url: &str, which: &str, secs: u64) {
         .await
         .expect("bind 127.0.0.1:3999");
     println!("serving {which} on 127.0.0.1:3999 for {secs} s");
-    let _ = tokio::time::timeout(
-        Duration::from_secs(secs),
-        axum::serve(listener, app).into_future(),
-    )
-    .await;
+    let serving = if which == "wrapped" {
+        // gino's handler with the layer around the whole router.
+        let app = axum::Router::new().route("/users/{id}", get(gino_show));
+        let app = gino_web(url).await.wrap(app);
+        let app = axum::ServiceExt::<axum::extract::Request>::into_make_service(app);
+        tokio::spawn(axum::serve(listener, app).into_future())
+    } else {
+        tokio::spawn(axum::serve(listener, app).into_future())
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(secs), serving).await;
 }
 
 /// gino-axum on `WEB_DB`, connected to `url`, with a pool of 10.

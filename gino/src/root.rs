@@ -312,12 +312,18 @@ impl Root {
         slot.raw.take();
         slot.levels.clear();
         drop(slot);
+        self.after_giving_back();
+        true
+    }
+
+    /// What every release does once the raw connection is back: the task
+    /// keeps reading its writes, and no rollback is owed any more.
+    fn after_giving_back(&self) {
         self.pin_task_if_written();
         self.pending_rollbacks
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clear();
-        true
     }
 
     /// Gives the raw connection back; `permanent` also ends this root.
@@ -327,11 +333,7 @@ impl Root {
         }
         let mut slot = self.slot().await;
         slot.give_back().await;
-        self.pin_task_if_written();
-        self.pending_rollbacks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
+        self.after_giving_back();
     }
 }
 

@@ -102,6 +102,36 @@ async fn a_dropped_request_gives_its_connection_back() {
     assert!(!db.is_bound());
 }
 
+/// A handler that returns with a transaction still open on the request's
+/// connection: the request ends with a `ROLLBACK`, and the connection goes
+/// back to the pool outside any transaction.
+#[tokio::test]
+async fn a_request_that_ends_inside_a_transaction_is_rolled_back() {
+    use diesel_async::RunQueryDsl;
+
+    let database = TestDatabase::create().await;
+    let extension = extension(&database).await;
+    let engine = extension.db().engine().unwrap();
+    let scope = extension.request();
+    let handle = scope.connection().expect("a request connection");
+    let conn = handle.clone();
+    scope
+        .run(async move {
+            conn.run(|c| Box::pin(diesel::sql_query("BEGIN").execute(c)))
+                .await
+        })
+        .await
+        .unwrap();
+    assert!(handle.is_released());
+    let status = engine.pool_status();
+    assert_eq!(status.size - status.available, 0, "the connection is back");
+    assert_eq!(status.size, 1, "rolled back, not closed");
+    let conn = engine.acquire().await.unwrap();
+    common::assert_outside_transaction(&conn).await;
+    conn.release().await.unwrap();
+    extension.close().await;
+}
+
 /// Handlers find the request's connection however deep they are in the
 /// request's scopes: inside a transaction, and inside a scope of their own
 /// connection; a request without one (`use_connection_for_request` off)

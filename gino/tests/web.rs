@@ -92,12 +92,8 @@ async fn a_dropped_request_gives_its_connection_back() {
             .is_err()
     );
     assert!(handle.is_released());
-    let status = engine.pool_status();
-    assert_eq!(status.size - status.available, 0, "the connection is back");
     assert_eq!(extension.in_flight(), 0);
-    let conn = engine.acquire().await.unwrap();
-    common::assert_outside_transaction(&conn).await;
-    conn.release().await.unwrap();
+    assert_back_outside_transactions(&engine).await;
     extension.close().await;
     assert!(!db.is_bound());
 }
@@ -123,12 +119,8 @@ async fn a_request_that_ends_inside_a_transaction_is_rolled_back() {
         .await
         .unwrap();
     assert!(handle.is_released());
-    let status = engine.pool_status();
-    assert_eq!(status.size - status.available, 0, "the connection is back");
-    assert_eq!(status.size, 1, "rolled back, not closed");
-    let conn = engine.acquire().await.unwrap();
-    common::assert_outside_transaction(&conn).await;
-    conn.release().await.unwrap();
+    assert_eq!(engine.pool_status().size, 1, "rolled back, not closed");
+    assert_back_outside_transactions(&engine).await;
     extension.close().await;
 }
 
@@ -185,6 +177,16 @@ async fn handlers_find_the_request_connection_inside_nested_scopes() {
     drop(own);
     without.close().await;
     extension.close().await;
+}
+
+/// Every connection of `engine` is back in its pool, and the one a new
+/// acquire gets is outside any transaction.
+async fn assert_back_outside_transactions(engine: &gino::Engine) {
+    let status = engine.pool_status();
+    assert_eq!(status.size - status.available, 0, "the connection is back");
+    let conn = engine.acquire().await.unwrap();
+    common::assert_outside_transaction(&conn).await;
+    conn.release().await.unwrap();
 }
 
 #[derive(Clone)]

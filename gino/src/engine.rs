@@ -626,7 +626,7 @@ impl Engine {
             return self.run_once(timeout, statement).await;
         };
         let (mut raw, deadline) = self.borrow_for(timeout).await?;
-        let result = run_statement(raw.get(), &deadline, statement).await;
+        let result = run_statement(raw.get(), &deadline, statement, &mut None).await;
         if raw.get().wire.may_have_written() {
             routing.writes.fetch_add(1, Ordering::Relaxed);
             routing.pin_task();
@@ -663,7 +663,9 @@ impl Engine {
             let error = match replica.engine.borrow_for(timeout).await {
                 Ok((mut raw, deadline)) => {
                     replica.reads.fetch_add(1, Ordering::Relaxed);
-                    match run_statement(raw.get(), &deadline, Again(&mut statement)).await {
+                    match run_statement(raw.get(), &deadline, Again(&mut statement), &mut None)
+                        .await
+                    {
                         Err(e) if e.is_retryable() => e,
                         done => return done,
                     }
@@ -850,7 +852,7 @@ impl Engine {
         statement: S,
     ) -> Result<R> {
         let (mut raw, deadline) = self.borrow_for(timeout).await?;
-        run_statement(raw.get(), &deadline, statement).await
+        run_statement(raw.get(), &deadline, statement, &mut None).await
     }
 
     /// A connection for one statement, and the statement's deadline (its

@@ -12,6 +12,16 @@ pub(crate) fn body_len(header: &Header) -> usize {
     (u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize).saturating_sub(4)
 }
 
+/// Appends the message `kind` with a body made of `parts`.
+pub(crate) fn write_message(out: &mut Vec<u8>, kind: u8, parts: &[&[u8]]) {
+    let len: usize = parts.iter().map(|p| p.len()).sum::<usize>() + 4;
+    out.push(kind);
+    out.extend_from_slice(&(len as u32).to_be_bytes());
+    for part in parts {
+        out.extend_from_slice(part);
+    }
+}
+
 /// Collects a header from the front of incoming bytes.
 #[derive(Debug, Default)]
 pub(crate) struct HeaderReader {
@@ -20,6 +30,11 @@ pub(crate) struct HeaderReader {
 }
 
 impl HeaderReader {
+    /// Whether no header is half-read.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
     /// When no header is half-read and `data` starts with a whole message:
     /// its type, its body, and the bytes after it.
     pub(crate) fn whole_message<'d>(&self, data: &'d [u8]) -> Option<(u8, &'d [u8], &'d [u8])> {

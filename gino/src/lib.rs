@@ -55,6 +55,7 @@ pub mod json;
 pub mod loader;
 pub mod migrate;
 pub mod model;
+mod opening;
 mod pool;
 pub mod prelude;
 mod root;

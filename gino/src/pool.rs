@@ -81,6 +81,18 @@ impl PgConn {
             && !self.holds_session_state
             && !self.wire.is_closed()
             && self.wire.tx_status() == TxStatus::Idle
+            && !self.wire.opening_armed()
+    }
+
+    /// After SQL that may have carried a transaction's `opening`
+    /// ([`crate::opening`]): forgets it once the server has run it (a
+    /// transaction is open, or failed), and no longer offers it to the
+    /// socket. Current only after the SQL's `ReadyForQuery`.
+    pub(crate) fn settle_opening(&self, opening: &mut Option<String>) {
+        self.wire.withdraw_opening();
+        if self.wire.tx_status() != TxStatus::Idle {
+            *opening = None;
+        }
     }
 
     /// Runs transaction-control SQL, keeping `in_flight` honest.

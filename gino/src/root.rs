@@ -70,9 +70,33 @@ pub(crate) struct Slot {
     raw: Option<RawConn>,
     /// Ids of the open transaction levels, outermost first.
     pub(crate) levels: Vec<u64>,
+    /// The outermost level's `BEGIN` while it has not reached the server:
+    /// it goes with the level's first statement ([`crate::opening`]).
+    pub(crate) opening: Option<String>,
 }
 
 impl Slot {
+    /// Forgets every transaction level (their connection is gone, or the
+    /// server ended them).
+    pub(crate) fn forget_levels(&mut self) {
+        self.levels.clear();
+        self.opening = None;
+    }
+
+    /// Runs transaction-control SQL, after the outermost level's `BEGIN`
+    /// if that still waits: both in one simple query, so that `sql` does
+    /// not run if the `BEGIN` fails.
+    pub(crate) async fn control(&mut self, sql: &str) -> Result<()> {
+        let Slot { raw, opening, .. } = self;
+        let pg = raw.as_mut().ok_or(Error::ConnectionReleased)?.get();
+        let Some(begin) = opening.as_deref() else {
+            return pg.control(sql).await;
+        };
+        let result = pg.control(&format!("{begin}; {sql}")).await;
+        pg.settle_opening(opening);
+        result
+    }
+
     pub(crate) fn has_raw(&self) -> bool {
         self.raw.is_some()
     }
@@ -86,14 +110,20 @@ impl Slot {
     /// interrupted statement may have begun that no level accounts for.
     async fn resync(&mut self) {
         let untracked = self.levels.is_empty();
-        let Some(pg) = self.raw_if_any() else { return };
+        let Slot { raw, opening, .. } = self;
+        let Some(pg) = raw.as_mut().map(RawConn::get) else {
+            return;
+        };
         if !pg.in_flight {
             return;
         }
-        if pg.control("SELECT 1").await.is_ok()
-            && untracked
-            && pg.wire.tx_status() != TxStatus::Idle
-        {
+        if pg.control("SELECT 1").await.is_err() {
+            return;
+        }
+        // Whatever the interrupted statement had queued went out before
+        // the `SELECT 1`, with the opening in front if it was still armed.
+        pg.settle_opening(opening);
+        if untracked && pg.wire.tx_status() != TxStatus::Idle {
             let _ = pg.control("ROLLBACK").await;
         }
     }
@@ -139,7 +169,13 @@ impl Slot {
         if let Some(mut raw) = self.raw.take() {
             raw.clean_up().await;
         }
-        self.levels.clear();
+        self.forget_levels();
+    }
+
+    /// The raw connection and the opening to send with its next statement.
+    fn for_statement(&mut self) -> Option<(&mut PgConn, &mut Option<String>)> {
+        let pg = self.raw.as_mut()?.get();
+        Some((pg, &mut self.opening))
     }
 }
 
@@ -155,6 +191,7 @@ impl Root {
             slot: futures_util::lock::Mutex::new(Slot {
                 raw,
                 levels: Vec::new(),
+                opening: None,
             }),
             released: AtomicBool::new(false),
             pinned: AtomicBool::new(false),
@@ -262,9 +299,10 @@ impl Root {
     ) -> Result<R> {
         let deadline = Deadline::new(timeout.or(self.engine.options().timeout));
         let mut slot = self.lock(&deadline).await?;
-        let pg = slot.raw(self, &deadline).await?;
+        slot.raw(self, &deadline).await?;
+        let (pg, opening) = slot.for_statement().expect("borrowed above");
         self.usage.statements.fetch_add(1, Ordering::Relaxed);
-        let result = run_statement(pg, &deadline, statement).await;
+        let result = run_statement(pg, &deadline, statement, opening).await;
         if self.engine.has_replicas() && pg.wire.may_have_written() {
             self.pin_reads();
         }
@@ -294,7 +332,7 @@ impl Root {
         self.released.store(true, Ordering::Release);
         if let Some(mut slot) = self.slot.try_lock() {
             slot.raw.take();
-            slot.levels.clear();
+            slot.forget_levels();
         }
     }
 
@@ -310,7 +348,7 @@ impl Root {
         }
         self.released.store(true, Ordering::Release);
         slot.raw.take();
-        slot.levels.clear();
+        slot.forget_levels();
         drop(slot);
         self.after_giving_back();
         true
@@ -366,7 +404,7 @@ impl Drop for SlotGuard<'_> {
     fn drop(&mut self) {
         if self.root.is_released() {
             self.slot.raw.take();
-            self.slot.levels.clear();
+            self.slot.forget_levels();
         }
     }
 }
@@ -399,10 +437,19 @@ pub(crate) async fn roll_back_to(slot: &mut Slot, depth: usize) -> Result<()> {
         return Ok(());
     };
     slot.levels.truncate(depth);
+    let opened = depth > 0 || slot.opening.take().is_none();
     let Some(pg) = slot.raw_if_any() else {
         return Ok(());
     };
     if depth == 0 {
+        // A transaction whose `BEGIN` never reached the server has nothing
+        // there to roll back.
+        if !opened {
+            pg.wire.withdraw_opening();
+            if pg.wire.tx_status() == TxStatus::Idle {
+                return Ok(());
+            }
+        }
         pg.control("ROLLBACK").await
     } else {
         pg.control(&undo_savepoint(id)).await

@@ -30,7 +30,7 @@ use tokio::time::Instant;
 
 use crate::error::{Error, Result};
 use crate::pool::PgConn;
-use crate::wire::WireState;
+use crate::wire::{TxStatus, WireState};
 
 /// When a statement (and any wait for a connection it needs) must be done.
 pub(crate) struct Deadline {
@@ -72,6 +72,12 @@ impl Deadline {
 
 /// One statement, run on a raw connection.
 pub(crate) trait Statement<R>: Send {
+    /// Whether the statement starts with a message of the extended query
+    /// protocol, in front of which a transaction's opening can go
+    /// ([`crate::opening`]). A closure handed the raw connection may send a
+    /// simple query first, which an opening cannot precede.
+    const CARRIES_OPENING: bool = true;
+
     fn run<'c>(
         self,
         conn: &'c mut AsyncPgConnection,
@@ -85,6 +91,8 @@ impl<R, F> Statement<R> for F
 where
     F: for<'c> FnOnce(&'c mut AsyncPgConnection) -> BoxFuture<'c, diesel::QueryResult<R>> + Send,
 {
+    const CARRIES_OPENING: bool = false;
+
     fn run<'c>(
         self,
         conn: &'c mut AsyncPgConnection,
@@ -111,11 +119,26 @@ pub(crate) const CANCEL_GRACE: Duration = Duration::from_secs(1);
 /// anyway and the connection stays marked as interrupted: given back, it
 /// is closed; kept by a connection, it is resynchronised before its next
 /// statement.
+///
+/// `opening` is a transaction's `BEGIN` that has not reached the server
+/// yet: it goes in front of the statement ([`crate::opening`]), or on its
+/// own before a statement that cannot carry it, and is cleared once the
+/// server has run it.
 pub(crate) async fn run_statement<R, S: Statement<R>>(
     pg: &mut PgConn,
     deadline: &Deadline,
     statement: S,
+    opening: &mut Option<String>,
 ) -> Result<R> {
+    if let Some(begin) = opening.as_deref() {
+        if S::CARRIES_OPENING {
+            pg.wire.arm_opening(begin);
+        } else {
+            let sent = pg.control(begin).await;
+            pg.settle_opening(opening);
+            sent?;
+        }
+    }
     let PgConn {
         conn,
         wire,
@@ -128,56 +151,69 @@ pub(crate) async fn run_statement<R, S: Statement<R>>(
     let token = deadline.at.map(|_| conn.cancel_token());
     *in_flight = true;
     let mut fut = statement.run(conn, wire);
-    let result = match deadline.at {
-        None => fut.await,
-        Some(at) => {
-            tokio::select! {
-                biased;
-                result = &mut fut => result,
-                _ = tokio::time::sleep_until(at) => {
-                    let token = token.expect("made when there is a deadline");
-                    let cancelled = tokio::time::timeout(CANCEL_GRACE, async {
-                        // Boxed: connecting (TLS included) is a large state
-                        // machine that every statement's future would
-                        // otherwise carry inline, and move, for a rare path.
-                        if let Err(e) = Box::pin(addr.cancel(&token)).await {
-                            tracing::warn!(target: "gino", "could not cancel a timed-out query: {e}");
+    let result = 'run: {
+        let result = match deadline.at {
+            None => fut.await,
+            Some(at) => {
+                tokio::select! {
+                    biased;
+                    result = &mut fut => result,
+                    _ = tokio::time::sleep_until(at) => {
+                        let token = token.expect("made when there is a deadline");
+                        let cancelled = tokio::time::timeout(CANCEL_GRACE, async {
+                            // Boxed: connecting (TLS included) is a large
+                            // state machine that every statement's future
+                            // would otherwise carry inline, and move, for a
+                            // rare path.
+                            if let Err(e) = Box::pin(addr.cancel(&token)).await {
+                                tracing::warn!(target: "gino", "could not cancel a timed-out query: {e}");
+                            }
+                            (&mut fut).await
+                        })
+                        .await;
+                        let Ok(result) = cancelled else {
+                            tracing::warn!(
+                                target: "gino",
+                                "a timed-out statement still runs {CANCEL_GRACE:?} after its \
+                                 cancel request (lost?): giving up on its connection"
+                            );
+                            break 'run Err(deadline.error());
+                        };
+                        if result.is_err() && wire.error_code().as_deref() == Some("57014") {
+                            wire.settle().await;
+                            *in_flight = false;
+                            break 'run Err(deadline.error());
                         }
-                        (&mut fut).await
-                    })
-                    .await;
-                    let Ok(result) = cancelled else {
-                        tracing::warn!(
-                            target: "gino",
-                            "a timed-out statement still runs {CANCEL_GRACE:?} after its cancel \
-                             request (lost?): giving up on its connection"
-                        );
-                        return Err(deadline.error());
-                    };
-                    if result.is_err() && wire.error_code().as_deref() == Some("57014") {
-                        wire.settle().await;
-                        *in_flight = false;
-                        return Err(deadline.error());
+                        result
                     }
-                    result
                 }
             }
+        };
+        if result.is_err() {
+            // Until the server's ReadyForQuery arrives, the connection's
+            // transaction status is that of before the error.
+            wire.settle().await;
         }
+        *in_flight = false;
+        result.map_err(|e| {
+            let error = Error::from_diesel(e, wire.error_code());
+            if error.is_connection_lost() && wire.bytes_sent() == sent_before {
+                Error::NotSent(Box::new(error))
+            } else {
+                error
+            }
+        })
     };
-    if result.is_err() {
-        // Until the server's ReadyForQuery arrives, the connection's
-        // transaction status is that of before the error.
-        wire.settle().await;
-    }
-    *in_flight = false;
-    result.map_err(|e| {
-        let error = Error::from_diesel(e, wire.error_code());
-        if error.is_connection_lost() && wire.bytes_sent() == sent_before {
-            Error::NotSent(Box::new(error))
-        } else {
-            error
+    if S::CARRIES_OPENING && opening.is_some() {
+        // Gone out with the statement: the server ran the `BEGIN` if the
+        // statement succeeded (the two are one batch), and otherwise if a
+        // transaction is open now. Unknown while the statement's end is.
+        let went_out = !wire.withdraw_opening();
+        if went_out && !*in_flight && (result.is_ok() || wire.tx_status() != TxStatus::Idle) {
+            *opening = None;
         }
-    })
+    }
+    result
 }
 
 /// A diesel query that loads rows as `U`: exactly the queries

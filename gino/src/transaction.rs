@@ -135,18 +135,31 @@ impl Transaction {
         let root = conn.root.clone();
         let deadline = Deadline::none();
         let mut slot = root.lock(&deadline).await?;
-        let sql = if slot.levels.is_empty() {
-            options.begin_sql(root.engine.options().isolation_level)
-        } else if options.is_set() {
+        if !slot.levels.is_empty() && options.is_set() {
             return Err(Error::TransactionMisuse(
                 "isolation level, read-only and deferrable can only be set on the outermost \
                  transaction, not on a nested one (a savepoint)"
                     .to_owned(),
             ));
+        }
+        let outermost = slot.levels.is_empty();
+        let pg = slot.raw(&root, &deadline).await?;
+        if outermost {
+            // The `BEGIN` goes with the first statement (`crate::opening`);
+            // a connection the server has already left fails now, as
+            // sending it would.
+            if pg.server_gone() {
+                return Err(Error::Connection(
+                    "the server closed this connection (terminated, restarted or timed out), so \
+                     no transaction can begin on it: acquire another connection"
+                        .to_owned(),
+                ));
+            }
+            slot.opening = Some(options.begin_sql(root.engine.options().isolation_level));
         } else {
-            format!("SAVEPOINT {}", savepoint(id))
-        };
-        slot.raw(&root, &deadline).await?.control(&sql).await?;
+            slot.control(&format!("SAVEPOINT {}", savepoint(id)))
+                .await?;
+        }
         slot.levels.push(id);
         root.pin_reads();
         drop(slot);
@@ -441,6 +454,12 @@ impl Transaction {
             }
             return released;
         }
+        if slot.opening.is_some() {
+            // No statement took the `BEGIN` to the server: nothing there
+            // to commit.
+            slot.forget_levels();
+            return Ok(());
+        }
         let pg = slot.raw_if_any().ok_or_else(ended)?;
         let committed = pg.control("COMMIT").await;
         // A failed COMMIT ends the transaction on the server, so no ROLLBACK
@@ -450,7 +469,7 @@ impl Transaction {
         if still_open {
             let _ = pg.control("ROLLBACK").await;
         }
-        slot.levels.clear();
+        slot.forget_levels();
         match committed {
             Ok(()) if rolled_back => Err(Error::TransactionAborted),
             other => other,

@@ -15,11 +15,15 @@
 //! the replies again. The statement's text and parameter types are
 //! remembered by name until its `Close`.
 //!
+//! The same walk over the frontend messages puts a transaction's opening
+//! `BEGIN` in front of the first message of the statement it goes with
+//! ([`crate::opening`]), on every connection while one waits.
+//!
 //! Uses: `framing` (message headers); `wire` runs it on the bytes of a socket.
 
 use std::collections::{HashMap, VecDeque};
 
-use crate::framing::{Header, HeaderReader, body_len};
+use crate::framing::{Header, HeaderReader, body_len, write_message};
 
 /// Rewrites the frontend messages of one connection and filters the
 /// backend messages answering them. Used only after the startup, so every
@@ -46,16 +50,48 @@ pub(crate) struct Rewriter {
 impl Rewriter {
     /// Takes frontend bytes as the client writes them and appends what is
     /// to be sent instead to `out`; an incomplete message waits for the
-    /// rest.
-    pub(crate) fn outgoing(&mut self, data: &[u8], out: &mut Vec<u8>) {
+    /// rest. Statements go unnamed if `unnamed`; `opening` is asked at the
+    /// first message of every statement for an opening to put in front of
+    /// it. Returns whether one went out.
+    pub(crate) fn outgoing(
+        &mut self,
+        data: &[u8],
+        out: &mut Vec<u8>,
+        unnamed: bool,
+        opening: &mut dyn FnMut() -> Option<Vec<u8>>,
+    ) -> bool {
         self.partial.extend_from_slice(data);
         let mut start = 0;
+        let mut opened = false;
         while let Some(len) = message_len(&self.partial[start..]) {
             let message = self.partial[start..start + len].to_vec();
-            self.rewrite(&message, out);
+            // A statement starts with its `Parse` (prepared, or run
+            // unnamed) or its `Bind` (prepared before).
+            if matches!(message[0], b'P' | b'B')
+                && let Some(begin) = opening()
+            {
+                out.extend_from_slice(&begin);
+                if unnamed {
+                    // Its `ParseComplete` is the client's business (the
+                    // socket takes it out), not this rewriter's.
+                    self.batch.push_back(true);
+                }
+                opened = true;
+            }
+            if unnamed {
+                self.rewrite(&message, out);
+            } else {
+                out.extend_from_slice(&message);
+            }
             start += len;
         }
         self.partial.drain(..start);
+        opened
+    }
+
+    /// Whether no frontend message is half-taken.
+    pub(crate) fn is_between_messages(&self) -> bool {
+        self.partial.is_empty()
     }
 
     fn rewrite(&mut self, message: &[u8], out: &mut Vec<u8>) {
@@ -163,16 +199,6 @@ fn split_cstr(data: &[u8]) -> (&[u8], &[u8]) {
     }
 }
 
-/// Appends the message `kind` with a body made of `parts`.
-fn write_message(out: &mut Vec<u8>, kind: u8, parts: &[&[u8]]) {
-    let len: usize = parts.iter().map(|p| p.len()).sum::<usize>() + 4;
-    out.push(kind);
-    out.extend_from_slice(&(len as u32).to_be_bytes());
-    for part in parts {
-        out.extend_from_slice(part);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,9 +231,9 @@ mod tests {
         let mut out = Vec::new();
         // Prepare round trip, written in two pieces.
         let prepare = [parse(b"s0"), message(b'D', &[b"Ss0\0"]), SYNC.to_vec()].concat();
-        r.outgoing(&prepare[..7], &mut out);
+        r.outgoing(&prepare[..7], &mut out, true, &mut || None);
         assert!(out.is_empty(), "an incomplete message waits");
-        r.outgoing(&prepare[7..], &mut out);
+        r.outgoing(&prepare[7..], &mut out, true, &mut || None);
         assert_eq!(
             out,
             [parse(b""), message(b'D', &[b"S\0"]), SYNC.to_vec()].concat()
@@ -221,7 +247,12 @@ mod tests {
         // Run round trip: the Parse goes along, its ParseComplete does not
         // come back.
         out.clear();
-        r.outgoing(&[bind(b"s0"), SYNC.to_vec()].concat(), &mut out);
+        r.outgoing(
+            &[bind(b"s0"), SYNC.to_vec()].concat(),
+            &mut out,
+            true,
+            &mut || None,
+        );
         assert_eq!(out, [parse(b""), bind(b""), SYNC.to_vec()].concat());
         let replies = [PARSE_COMPLETE, BIND_COMPLETE, READY].concat();
         seen.clear();
@@ -233,7 +264,7 @@ mod tests {
 
         // Closing forgets it.
         out.clear();
-        r.outgoing(&message(b'C', &[b"Ss0\0"]), &mut out);
+        r.outgoing(&message(b'C', &[b"Ss0\0"]), &mut out, true, &mut || None);
         assert_eq!(out, message(b'C', &[b"S\0"]));
         assert!(r.statements.is_empty());
     }
@@ -242,16 +273,31 @@ mod tests {
     fn an_error_ends_the_batch_and_later_replies_stay_in_step() {
         let mut r = Rewriter::default();
         let mut out = Vec::new();
-        r.outgoing(&[parse(b"s1"), SYNC.to_vec()].concat(), &mut out);
+        r.outgoing(
+            &[parse(b"s1"), SYNC.to_vec()].concat(),
+            &mut out,
+            true,
+            &mut || None,
+        );
         r.incoming(&[PARSE_COMPLETE, READY].concat(), &mut Vec::new());
         // The added Parse fails: no ParseComplete, an error, then Ready.
-        r.outgoing(&[bind(b"s1"), SYNC.to_vec()].concat(), &mut out);
+        r.outgoing(
+            &[bind(b"s1"), SYNC.to_vec()].concat(),
+            &mut out,
+            true,
+            &mut || None,
+        );
         let error = message(b'E', &[b"C42P01\0\0"]);
         let mut seen = Vec::new();
         r.incoming(&[error.as_slice(), READY].concat(), &mut seen);
         assert_eq!(seen, [error.as_slice(), READY].concat());
         // The next run's added ParseComplete is still taken out.
-        r.outgoing(&[bind(b"s1"), SYNC.to_vec()].concat(), &mut out);
+        r.outgoing(
+            &[bind(b"s1"), SYNC.to_vec()].concat(),
+            &mut out,
+            true,
+            &mut || None,
+        );
         seen.clear();
         r.incoming(&[PARSE_COMPLETE, BIND_COMPLETE, READY].concat(), &mut seen);
         assert_eq!(seen, [BIND_COMPLETE, READY].concat());
@@ -262,7 +308,7 @@ mod tests {
         let mut r = Rewriter::default();
         let mut out = Vec::new();
         let query = message(b'Q', &[b"SELECT 1\0"]);
-        r.outgoing(&query, &mut out);
+        r.outgoing(&query, &mut out, true, &mut || None);
         assert_eq!(out, query);
         let row = message(b'D', &[b"\0\x01\0\0\0\x011"]);
         let replies = [row.as_slice(), READY].concat();
@@ -272,7 +318,7 @@ mod tests {
         assert_eq!(seen, replies);
         // A Bind of the unnamed statement is left alone.
         out.clear();
-        r.outgoing(&bind(b""), &mut out);
+        r.outgoing(&bind(b""), &mut out, true, &mut || None);
         assert_eq!(out, bind(b""));
     }
 }

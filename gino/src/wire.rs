@@ -35,6 +35,7 @@ use crate::config::SslMode;
 use crate::config::{ConnectConfig, TargetSessionAttrs};
 use crate::error::{Error, Result};
 use crate::framing::{HeaderReader, body_len};
+use crate::opening::Replies;
 #[cfg(feature = "tls")]
 use crate::tls::Tls;
 use crate::unnamed::Rewriter;
@@ -66,6 +67,15 @@ pub(crate) struct WireState {
     /// Kept until the connection's socket closes (a unit of a connection
     /// budget, which must not return while the connection is open).
     held: Mutex<Option<Box<dyn std::any::Any + Send>>>,
+    /// The messages of a transaction's `BEGIN` waiting to go out in front
+    /// of the next statement ([`crate::opening`]).
+    opening: Mutex<Option<Vec<u8>>>,
+    /// `opening` holds messages: read on every write, so that writes
+    /// without an opening (nearly all) take no lock.
+    opening_armed: AtomicBool,
+    /// `ReadyForQuery` messages seen: the round trips, for tests to count.
+    #[cfg(test)]
+    pub(crate) readies: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -103,6 +113,50 @@ impl WireState {
     /// runs it (see [`crate::unnamed`]). Set before the first statement.
     pub(crate) fn use_unnamed_statements(&self) {
         self.unnamed.store(true, Ordering::Relaxed);
+    }
+
+    /// Sends `begin` in front of the next statement written, in its batch
+    /// ([`crate::opening`]); [`withdraw_opening`](Self::withdraw_opening)
+    /// tells whether it went.
+    pub(crate) fn arm_opening(&self, begin: &str) {
+        let messages = crate::opening::messages(begin);
+        *self.opening.lock().unwrap_or_else(|p| p.into_inner()) = Some(messages);
+        self.opening_armed.store(true, Ordering::Release);
+    }
+
+    /// Whether an opening waits for a statement to go out with.
+    pub(crate) fn opening_armed(&self) -> bool {
+        self.opening_armed.load(Ordering::Acquire)
+    }
+
+    /// The opening's messages, for the socket to send now (once).
+    fn take_opening(&self) -> Option<Vec<u8>> {
+        if !self.opening_armed() {
+            return None;
+        }
+        let taken = self
+            .opening
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        self.opening_armed.store(false, Ordering::Release);
+        taken
+    }
+
+    /// Takes back an opening that has not gone out: `true` if it was still
+    /// waiting (and now never goes), `false` if it went out (or none was
+    /// armed).
+    pub(crate) fn withdraw_opening(&self) -> bool {
+        if !self.opening_armed() {
+            return false;
+        }
+        let withdrawn = self
+            .opening
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        self.opening_armed.store(false, Ordering::Release);
+        withdrawn.is_some()
     }
 
     /// Bytes written to the socket so far (see [`WireState::sent`]).
@@ -205,6 +259,8 @@ impl WireState {
                 seen.has_tag = true;
             }
             b'Z' => {
+                #[cfg(test)]
+                self.readies.fetch_add(1, Ordering::Relaxed);
                 let status = body.first().copied().unwrap_or(b'I');
                 self.tx_status.store(status, Ordering::Release);
                 // `settle` waits only while an error is unsettled (it checks
@@ -240,7 +296,8 @@ fn error_field(mut body: &[u8], wanted: u8) -> Option<String> {
     None
 }
 
-/// Incremental parser of the backend message framing.
+/// Incremental parser of the backend message framing; it also takes the
+/// replies to an opening out of the bytes it follows.
 #[derive(Debug, Default)]
 struct Framing {
     header: HeaderReader,
@@ -248,6 +305,10 @@ struct Framing {
     kind: Option<u8>,
     remaining: usize,
     body: Vec<u8>,
+    /// Replies to an opening that are still to come ([`crate::opening`]).
+    replies: Replies,
+    /// Bytes of such a reply still to be taken out.
+    dropping: usize,
 }
 
 impl Framing {
@@ -257,36 +318,75 @@ impl Framing {
 
     fn feed(&mut self, mut data: &[u8], state: &WireState) {
         while !data.is_empty() {
-            let Some(kind) = self.kind else {
-                // A whole message at the front (nearly always): read in
-                // place, without collecting its header or body.
-                if let Some((kind, body, rest)) = self.header.whole_message(data) {
-                    if Self::interesting(kind) {
-                        state.record(kind, body);
-                    }
-                    data = rest;
+            let n = self.feed_message(data, state);
+            data = &data[n..];
+        }
+    }
+
+    /// Follows `data`, just read, and takes the replies to an opening out
+    /// of it, moving what stays to the front: returns its length.
+    fn feed_filtered(&mut self, data: &mut [u8], state: &WireState) -> usize {
+        let mut kept = 0;
+        let mut at = 0;
+        while at < data.len() {
+            if self.dropping > 0 {
+                let n = self.dropping.min(data.len() - at);
+                self.dropping -= n;
+                at += n;
+                continue;
+            }
+            if !self.replies.pending() {
+                // Nothing more to take out: the rest goes as it is.
+                self.feed(&data[at..], state);
+                data.copy_within(at.., kept);
+                return kept + data.len() - at;
+            }
+            if self.kind.is_none() && self.header.is_empty() {
+                self.dropping = self.replies.take(data[at]);
+                if self.dropping > 0 {
                     continue;
                 }
-                if let Some(header) = self.header.take(&mut data) {
-                    self.kind = Some(header[0]);
-                    self.remaining = body_len(&header);
-                    self.body.clear();
-                    if self.remaining == 0 {
-                        self.finish(state);
-                    }
-                }
-                continue;
-            };
-            let n = self.remaining.min(data.len());
-            if Self::interesting(kind) {
-                self.body.extend_from_slice(&data[..n]);
             }
-            self.remaining -= n;
-            data = &data[n..];
-            if self.remaining == 0 {
-                self.finish(state);
-            }
+            let n = self.feed_message(&data[at..], state);
+            data.copy_within(at..at + n, kept);
+            kept += n;
+            at += n;
         }
+        kept
+    }
+
+    /// Follows `data` up to the end of the message it is in (or all of
+    /// it, if that message goes on): returns how much it took.
+    fn feed_message(&mut self, data: &[u8], state: &WireState) -> usize {
+        let Some(kind) = self.kind else {
+            // A whole message at the front (nearly always): read in
+            // place, without collecting its header or body.
+            if let Some((kind, body, rest)) = self.header.whole_message(data) {
+                if Self::interesting(kind) {
+                    state.record(kind, body);
+                }
+                return data.len() - rest.len();
+            }
+            let mut rest = data;
+            if let Some(header) = self.header.take(&mut rest) {
+                self.kind = Some(header[0]);
+                self.remaining = body_len(&header);
+                self.body.clear();
+                if self.remaining == 0 {
+                    self.finish(state);
+                }
+            }
+            return data.len() - rest.len();
+        };
+        let n = self.remaining.min(data.len());
+        if Self::interesting(kind) {
+            self.body.extend_from_slice(&data[..n]);
+        }
+        self.remaining -= n;
+        if self.remaining == 0 {
+            self.finish(state);
+        }
+        n
     }
 
     fn finish(&mut self, state: &WireState) {
@@ -350,14 +450,21 @@ impl AsyncWrite for Socket {
     }
 }
 
-/// A socket whose incoming bytes are followed by [`Framing`], and, once
-/// the connection uses unnamed statements, rewritten by a [`Rewriter`].
+/// A socket whose incoming bytes are followed by [`Framing`], and whose
+/// frontend messages go through a [`Rewriter`] once the connection uses
+/// unnamed statements (both ways then), and while an opening waits for its
+/// statement.
 #[derive(Debug)]
 pub(crate) struct WatchedSocket {
     socket: Socket,
     framing: Framing,
     state: Arc<WireState>,
     rewriting: Option<Box<Rewriting>>,
+    /// Bytes at the front of the client's next write that end messages
+    /// begun in an earlier one: what an unrewritten write left unwritten.
+    /// The client's buffer always ends with a whole message, so a message
+    /// starts right after them.
+    unaligned: usize,
     /// Closing: our side is shut, and the server has until this deadline
     /// to close its own.
     closing: Option<Pin<Box<tokio::time::Sleep>>>,
@@ -379,12 +486,34 @@ struct Rewriting {
 /// Rewritten bytes waiting for the socket beyond which a write waits.
 const OUTBOUND_LIMIT: usize = 64 * 1024;
 
+impl Rewriting {
+    /// Whether nothing rewritten is still on its way out.
+    fn is_idle(&self) -> bool {
+        self.outbound.is_empty() && self.rewriter.is_between_messages()
+    }
+}
+
 impl WatchedSocket {
-    fn rewriting(&mut self) -> Option<&mut Rewriting> {
-        if self.rewriting.is_none() && self.state.unnamed.load(Ordering::Relaxed) {
-            self.rewriting = Some(Box::default());
+    fn unnamed(&self) -> bool {
+        self.state.unnamed.load(Ordering::Relaxed)
+    }
+
+    /// The rewriting of what the server sends: only for unnamed statements.
+    fn rewriting_reads(&mut self) -> Option<&mut Rewriting> {
+        if !self.unnamed() {
+            return None;
         }
-        self.rewriting.as_deref_mut()
+        Some(self.rewriting.get_or_insert_with(Box::default))
+    }
+
+    /// The rewriting of what the client writes: for unnamed statements,
+    /// while an opening is armed, and until what it took has gone out.
+    fn rewriting_writes(&mut self) -> Option<&mut Rewriting> {
+        let idle = self.rewriting.as_deref().is_none_or(Rewriting::is_idle);
+        if idle && !self.unnamed() && !self.state.opening_armed() {
+            return None;
+        }
+        Some(self.rewriting.get_or_insert_with(Box::default))
     }
 
     /// Writes out rewritten bytes until none are left or the socket is busy.
@@ -425,13 +554,24 @@ impl AsyncRead for WatchedSocket {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if this.rewriting().is_none() {
+        if this.rewriting_reads().is_none() {
             let before = buf.filled().len();
-            let poll = Pin::new(&mut this.socket).poll_read(cx, buf);
-            if let Poll::Ready(Ok(())) = poll {
-                this.framing.feed(&buf.filled()[before..], &this.state);
+            loop {
+                std::task::ready!(Pin::new(&mut this.socket).poll_read(cx, buf))?;
+                let filled = buf.filled().len();
+                if filled == before {
+                    return Poll::Ready(Ok(()));
+                }
+                let kept = this
+                    .framing
+                    .feed_filtered(&mut buf.filled_mut()[before..], &this.state);
+                buf.set_filled(before + kept);
+                if kept > 0 {
+                    return Poll::Ready(Ok(()));
+                }
+                // All of it taken out (replies to an opening): read on, as
+                // nothing read would be taken for the end of the stream.
             }
-            return poll;
         }
         let mut scratch = [0u8; 8192];
         loop {
@@ -450,7 +590,10 @@ impl AsyncRead for WatchedSocket {
             rewriting
                 .rewriter
                 .incoming(read.filled(), &mut rewriting.inbound);
-            this.framing.feed(&rewriting.inbound, &this.state);
+            let kept = this
+                .framing
+                .feed_filtered(&mut rewriting.inbound, &this.state);
+            rewriting.inbound.truncate(kept);
             // All of it taken out (a ParseComplete): read on.
         }
     }
@@ -463,8 +606,12 @@ impl AsyncWrite for WatchedSocket {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        if this.rewriting().is_none() {
-            return write_counted(&mut this.socket, &this.state, cx, buf);
+        if this.rewriting_writes().is_none() {
+            let poll = write_counted(&mut this.socket, &this.state, cx, buf);
+            if let Poll::Ready(Ok(n)) = poll {
+                this.unaligned = buf.len() - n;
+            }
+            return poll;
         }
         if this.drain_outbound(cx)?.is_pending() {
             let rewriting = this.rewriting.as_deref().expect("checked above");
@@ -472,8 +619,21 @@ impl AsyncWrite for WatchedSocket {
                 return Poll::Pending;
             }
         }
+        let unnamed = this.unnamed();
+        let state = &this.state;
         let rewriting = this.rewriting.as_deref_mut().expect("checked above");
-        rewriting.rewriter.outgoing(buf, &mut rewriting.outbound);
+        let unaligned = this.unaligned.min(buf.len());
+        this.unaligned -= unaligned;
+        rewriting.outbound.extend_from_slice(&buf[..unaligned]);
+        let opened = rewriting.rewriter.outgoing(
+            &buf[unaligned..],
+            &mut rewriting.outbound,
+            unnamed,
+            &mut || state.take_opening(),
+        );
+        if opened {
+            this.framing.replies.expect();
+        }
         // Pending here is fine: the bytes are taken, and the flush that
         // follows every write of the client waits for them.
         let _ = this.drain_outbound(cx)?;
@@ -881,6 +1041,7 @@ impl Connector {
             closing: None,
             socket,
             framing: Framing::default(),
+            unaligned: 0,
             state: state.clone(),
             rewriting: None,
         };
@@ -1113,6 +1274,156 @@ mod tests {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         assert!(probe.server_gone(), "closed");
         drop(socket);
+    }
+
+    /// Feeds `stream` to a framing expecting an opening's replies, in
+    /// pieces of `chunk` bytes: what the client gets.
+    fn filtered(stream: &[u8], chunk: usize, state: &WireState) -> Vec<u8> {
+        let mut framing = Framing::default();
+        framing.replies.expect();
+        let mut seen = Vec::new();
+        for piece in stream.chunks(chunk) {
+            let mut piece = piece.to_vec();
+            let kept = framing.feed_filtered(&mut piece, state);
+            seen.extend_from_slice(&piece[..kept]);
+        }
+        seen
+    }
+
+    #[test]
+    fn an_opening_s_replies_are_taken_out_wherever_the_reads_split() {
+        let statement = [
+            message(b'N', b"SWARNING\0Mnotice\0\0"),
+            message(b'2', b""),
+            message(b'D', b"\x00\x01\x00\x00\x00\x011"),
+            message(b'C', b"SELECT 1\0"),
+            message(b'Z', b"T"),
+        ]
+        .concat();
+        let stream = [
+            message(b'1', b""),
+            message(b'2', b""),
+            message(b'C', b"BEGIN\0"),
+            statement.clone(),
+        ]
+        .concat();
+        for chunk in [1, 2, 3, 5, 7, 11, stream.len()] {
+            let state = WireState::default();
+            assert_eq!(
+                filtered(&stream, chunk, &state),
+                statement,
+                "pieces of {chunk}"
+            );
+            assert_eq!(state.tag().as_deref(), Some("SELECT 1"));
+            assert_eq!(state.tx_status(), TxStatus::InTransaction);
+        }
+        // A failed BEGIN: its error is the statement's, and what follows
+        // (the statement's own ParseComplete, here) reaches the client.
+        let failed = [
+            message(b'E', b"SERROR\0C25006\0Mread-only\0\0"),
+            message(b'Z', b"I"),
+            message(b'1', b""),
+        ]
+        .concat();
+        for chunk in [1, 4, failed.len()] {
+            let state = WireState::default();
+            assert_eq!(
+                filtered(&failed, chunk, &state),
+                failed,
+                "pieces of {chunk}"
+            );
+            assert_eq!(state.error_code().as_deref(), Some("25006"));
+        }
+    }
+
+    /// A socket watched as a connection's, and the server's end of it.
+    async fn watched_pair(state: &Arc<WireState>) -> (WatchedSocket, TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let watched = WatchedSocket {
+            socket: Socket::Tcp(client),
+            framing: Framing::default(),
+            state: state.clone(),
+            rewriting: None,
+            unaligned: 0,
+            closing: None,
+        };
+        (watched, server)
+    }
+
+    #[tokio::test]
+    async fn an_opening_goes_out_in_front_of_the_next_statement_in_its_batch() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        for unnamed in [false, true] {
+            let state = Arc::new(WireState::default());
+            if unnamed {
+                state.use_unnamed_statements();
+            }
+            let (mut client, mut server) = watched_pair(&state).await;
+            let close = [message(b'C', b"Ss1\0"), message(b'S', b"")].concat();
+            let statement = [
+                message(b'B', b"\0\0\0\0\0\0\0\0"),
+                message(b'E', b"\0\0\0\0\0"),
+                message(b'S', b""),
+            ]
+            .concat();
+            state.arm_opening("BEGIN READ ONLY");
+            // The close of a dropped statement is no statement: the opening
+            // waits for the Bind, half of which comes in a later write.
+            client.write_all(&close).await.unwrap();
+            client.write_all(&statement[..3]).await.unwrap();
+            assert!(state.opening_armed(), "nothing to go with yet");
+            client.write_all(&statement[3..]).await.unwrap();
+            client.flush().await.unwrap();
+            assert!(!state.withdraw_opening(), "it went out");
+
+            let opening = crate::opening::messages("BEGIN READ ONLY");
+            let expected = [close.as_slice(), &opening, &statement].concat();
+            let mut sent = vec![0; expected.len()];
+            server.read_exact(&mut sent).await.unwrap();
+            assert_eq!(sent, expected, "unnamed: {unnamed}");
+
+            let close_replies = [message(b'3', b""), message(b'Z', b"I")].concat();
+            let statement_replies = [
+                message(b'2', b""),
+                message(b'C', b"SELECT 0\0"),
+                message(b'Z', b"T"),
+            ]
+            .concat();
+            let opening_replies = [
+                message(b'1', b""),
+                message(b'2', b""),
+                message(b'C', b"BEGIN\0"),
+            ]
+            .concat();
+            server
+                .write_all(
+                    &[
+                        close_replies.as_slice(),
+                        &opening_replies,
+                        &statement_replies,
+                    ]
+                    .concat(),
+                )
+                .await
+                .unwrap();
+            let expected = [close_replies, statement_replies].concat();
+            let mut seen = vec![0; expected.len()];
+            client.read_exact(&mut seen).await.unwrap();
+            assert_eq!(seen, expected, "unnamed: {unnamed}");
+            assert_eq!(state.tx_status(), TxStatus::InTransaction);
+
+            // Nothing armed: writes go straight through again.
+            client.write_all(&statement).await.unwrap();
+            client.flush().await.unwrap();
+            let mut sent = vec![0; statement.len()];
+            server.read_exact(&mut sent).await.unwrap();
+            assert_eq!(sent, statement);
+            assert!(client.rewriting.as_deref().is_none_or(Rewriting::is_idle));
+        }
     }
 
     #[test]

@@ -12,7 +12,7 @@ const LAYERS: &[&[&str]] = &[
     &["error", "framing", "sync", "task"],
     &["budget"],
     &["config", "text", "json"],
-    &["tls", "unnamed"],
+    &["tls", "unnamed", "opening"],
     &["wire"],
     &["pool"],
     &["statement"],

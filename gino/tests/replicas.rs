@@ -587,3 +587,60 @@ async fn a_read_cancelled_by_the_standby_s_recovery_runs_on_the_primary() {
     );
     engine.close().await;
 }
+
+/// A standby refuses `BEGIN READ WRITE`: a `BEGIN` that fails on a live
+/// connection. The statement sent with it (`crate::opening`) must not run
+/// outside the transaction it was written in: the server skips it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_begin_that_fails_keeps_its_statement_from_running() {
+    use diesel::sql_types::{Nullable, Text};
+
+    let servers = Replicated::start();
+    // The standby itself as an engine's server.
+    let engine = gino::create_engine(&servers.standby.url_for("postgres"), EngineOptions::new())
+        .await
+        .expect("engine on the standby");
+    let conn = engine.acquire().await.unwrap();
+    // Run outside a transaction, this would set the session's variable for
+    // good; inside one that rolls back, not at all.
+    let set = || {
+        diesel::select(sql::<Text>("set_config('gino.probe', 'ran', false)"))
+            .gino()
+            .bind(&conn)
+            .one::<String>()
+    };
+    let probe = || {
+        diesel::select(sql::<Nullable<Text>>(
+            "nullif(current_setting('gino.probe', true), '')",
+        ))
+        .gino()
+        .bind(&conn)
+        .one::<Option<String>>()
+    };
+
+    let err = conn
+        .transaction(async { set().await })
+        .read_only(false)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("read-write"), "{err}");
+    assert_eq!(
+        probe().await.unwrap(),
+        None,
+        "the statement ran without its BEGIN"
+    );
+
+    // The transaction is still to begin after the failed try: a later
+    // statement of it carries the BEGIN again (and fails again).
+    let tx = conn.begin().read_only(false).await.unwrap();
+    assert!(set().await.is_err());
+    assert!(set().await.is_err());
+    tx.rollback().await.unwrap();
+    assert_eq!(probe().await.unwrap(), None);
+
+    // A BEGIN that succeeds takes its statement in.
+    conn.transaction(async { set().await }).await.unwrap();
+    assert_eq!(probe().await.unwrap().as_deref(), Some("ran"));
+    conn.release().await.unwrap();
+    engine.close().await;
+}

@@ -978,3 +978,58 @@ async fn transaction_with_hands_the_block_its_transaction() {
     assert_eq!(seen, 2);
     assert_eq!(names(&other).await, ["kept"]);
 }
+
+/// The server-side state of backend `pid`, as `other` sees it.
+async fn backend_state(other: &Engine, pid: i32) -> String {
+    let state = format!("coalesce((SELECT state FROM pg_stat_activity WHERE pid = {pid}), '')");
+    other
+        .one::<String, _>(diesel::select(sql::<st::Text>(&state)))
+        .await
+        .expect("pg_stat_activity")
+}
+
+#[tokio::test]
+async fn a_transaction_reaches_the_server_with_its_first_statement() {
+    let (s, other) = items_setup(EngineOptions::new()).await;
+    let conn = s.engine.acquire().await.unwrap();
+    let pid = common::backend_pid(&conn).await;
+
+    let tx = conn.begin().await.unwrap();
+    assert_eq!(
+        backend_state(&other, pid).await,
+        "idle",
+        "begin() sends nothing yet"
+    );
+    // The first statement carries the BEGIN: it runs inside, and so does
+    // everything after it.
+    add(&conn, "first").await.unwrap();
+    assert_eq!(backend_state(&other, pid).await, "idle in transaction");
+    assert!(names(&other).await.is_empty(), "not committed yet");
+    add(&conn, "second").await.unwrap();
+    tx.rollback().await.unwrap();
+    assert!(names(&other).await.is_empty(), "both rolled back");
+
+    // The same with options, and with a first statement that fails: the
+    // transaction is open (and failed) after it, as with a BEGIN of its own.
+    let tx = conn.begin().read_only(true).await.unwrap();
+    let denied = add(&conn, "x").await.unwrap_err();
+    assert_eq!(denied.sqlstate(), Some("25006"), "{denied}");
+    assert_eq!(
+        backend_state(&other, pid).await,
+        "idle in transaction (aborted)"
+    );
+    tx.rollback().await.unwrap();
+    assert_eq!(backend_state(&other, pid).await, "idle");
+
+    // A transaction that runs nothing leaves nothing on the server.
+    conn.transaction(async { Ok::<_, Error>(()) })
+        .await
+        .unwrap();
+    let tx = conn.begin().await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(backend_state(&other, pid).await, "idle");
+    add(&conn, "after").await.unwrap();
+    assert_eq!(names(&other).await, ["after"], "autocommit again");
+    conn.release().await.unwrap();
+    common::assert_pool_clean(&s.engine).await;
+}

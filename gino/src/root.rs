@@ -301,6 +301,14 @@ impl Root {
         let mut slot = self.lock(&deadline).await?;
         slot.raw(self, &deadline).await?;
         let (pg, opening) = slot.for_statement().expect("borrowed above");
+        if let Some(begin) = opening.as_deref()
+            && S::CARRIES_OPENING
+            && self.engine.echo()
+        {
+            // diesel's instrumentation, which echoes every other statement,
+            // never sees it.
+            tracing::info!(target: "gino::echo", "{begin} (sent with the next statement)");
+        }
         self.usage.statements.fetch_add(1, Ordering::Relaxed);
         let result = run_statement(pg, &deadline, statement, opening).await;
         if self.engine.has_replicas() && pg.wire.may_have_written() {

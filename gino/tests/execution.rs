@@ -268,6 +268,13 @@ async fn echo_logs_sql_binds_and_duration() {
     let ((), text) = common::with_log(async move {
         let q = diesel::select(sql::<Integer>("").bind::<Integer, _>(12345).sql(" + 1"));
         engine.one::<i32, _>(q).await.unwrap();
+        // A transaction's BEGIN goes with its first statement, past
+        // diesel's instrumentation: logged all the same.
+        engine
+            .transaction(engine.one::<i32, _>(diesel::select(sql::<Integer>("5"))))
+            .isolation_level(gino::IsolationLevel::Serializable)
+            .await
+            .unwrap();
         engine.set_echo(false);
         engine
             .one::<i32, _>(diesel::select(sql::<Integer>("777")))
@@ -279,6 +286,9 @@ async fn echo_logs_sql_binds_and_duration() {
     assert!(text.contains("SELECT $1 + 1"), "{text}");
     assert!(text.contains("12345"), "binds are logged: {text}");
     assert!(text.contains("elapsed"), "duration is logged: {text}");
+    for statement in ["BEGIN ISOLATION LEVEL SERIALIZABLE", "SELECT 5", "COMMIT"] {
+        assert!(text.contains(statement), "{statement} is logged: {text}");
+    }
     assert!(
         // Matched as SQL: the bare digits can turn up in a log line's timestamp.
         !text.contains("SELECT 777"),

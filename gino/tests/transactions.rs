@@ -1021,6 +1021,21 @@ async fn a_transaction_reaches_the_server_with_its_first_statement() {
     tx.rollback().await.unwrap();
     assert_eq!(backend_state(&other, pid).await, "idle");
 
+    // A raw closure may start with a simple query, which a BEGIN cannot
+    // precede in its batch: the BEGIN goes on its own first.
+    let tx = conn.begin().await.unwrap();
+    conn.run(|c| {
+        Box::pin(diesel_async::SimpleAsyncConnection::batch_execute(
+            c,
+            "INSERT INTO items (name) VALUES ('raw')",
+        ))
+    })
+    .await
+    .unwrap();
+    assert_eq!(backend_state(&other, pid).await, "idle in transaction");
+    tx.rollback().await.unwrap();
+    assert!(names(&other).await.is_empty(), "the raw insert rolled back");
+
     // A transaction that runs nothing leaves nothing on the server.
     conn.transaction(async { Ok::<_, Error>(()) })
         .await

@@ -46,6 +46,7 @@ mod config;
 mod connection;
 mod context;
 mod cursor;
+mod drive;
 mod engine;
 mod error;
 mod executor;

@@ -22,12 +22,16 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 
 use crate::budget::ConnectionBudget;
 use crate::config::OnConnect;
+use crate::drive::{Driver, drive};
 use crate::error::{Error, Result};
 use crate::wire::{Connector, Probe, ServerAddr, TxStatus, WireState};
 
 /// A diesel-async connection with what gino knows about it.
 pub(crate) struct PgConn {
     pub(crate) conn: AsyncPgConnection,
+    /// Drives `conn`'s socket: every future awaiting `conn` goes through
+    /// [`drive`].
+    pub(crate) driver: Arc<Driver>,
     pub(crate) wire: Arc<WireState>,
     pub(crate) addr: ServerAddr,
     /// Sees whether the server went away while the connection sat idle.
@@ -60,6 +64,7 @@ impl PgConn {
         conn.set_instrumentation(Echo::new(echo.clone()));
         Ok(PgConn {
             conn,
+            driver: opened.driver,
             wire: opened.state,
             addr: opened.addr,
             probe: opened.probe,
@@ -99,12 +104,19 @@ impl PgConn {
     pub(crate) async fn control(&mut self, sql: &str) -> Result<()> {
         self.wire.begin_statement();
         self.in_flight = true;
-        let result = self.conn.batch_execute(sql).await;
+        let result = drive(&self.driver, self.conn.batch_execute(sql)).await;
         if result.is_err() {
-            self.wire.settle().await;
+            drive(&self.driver, self.wire.settle()).await;
         }
         self.in_flight = false;
         result.map_err(|e| Error::from_diesel(e, self.wire.error_code()))
+    }
+}
+
+impl Drop for PgConn {
+    fn drop(&mut self) {
+        // Its connection's own task closes it, now that the client goes.
+        self.driver.hand_back();
     }
 }
 
@@ -137,8 +149,8 @@ impl Manager {
         }
         if let Some(hook) = &self.on_connect {
             conn.wire.begin_statement();
-            let ran = hook(&mut conn.conn).await;
-            conn.wire.settle().await;
+            let ran = drive(&conn.driver, hook(&mut conn.conn)).await;
+            drive(&conn.driver, conn.wire.settle()).await;
             if let Err(e) = ran {
                 let e = Error::from_diesel(e, conn.wire.error_code());
                 return Err(Error::Connection(format!(
@@ -260,6 +272,10 @@ impl RawConn {
 impl Drop for RawConn {
     fn drop(&mut self) {
         let Some(held) = self.held.take() else { return };
+        match &held {
+            Held::Pooled(object) => object.driver.put_away(),
+            Held::Direct(conn, _) => conn.driver.put_away(),
+        }
         let clean = match &held {
             Held::Pooled(object) => object.is_clean(),
             Held::Direct(conn, _) => conn.is_clean(),

@@ -28,6 +28,7 @@ use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, TryStreamExt};
 use tokio::time::Instant;
 
+use crate::drive::drive;
 use crate::error::{Error, Result};
 use crate::pool::PgConn;
 use crate::wire::{TxStatus, WireState};
@@ -141,6 +142,7 @@ pub(crate) async fn run_statement<R, S: Statement<R>>(
     }
     let PgConn {
         conn,
+        driver,
         wire,
         addr,
         in_flight,
@@ -150,7 +152,7 @@ pub(crate) async fn run_statement<R, S: Statement<R>>(
     let sent_before = wire.bytes_sent();
     let token = deadline.at.map(|_| conn.cancel_token());
     *in_flight = true;
-    let mut fut = statement.run(conn, wire);
+    let mut fut = std::pin::pin!(drive(driver, statement.run(conn, wire)));
     let result = 'run: {
         let result = match deadline.at {
             None => fut.await,
@@ -180,7 +182,7 @@ pub(crate) async fn run_statement<R, S: Statement<R>>(
                             break 'run Err(deadline.error());
                         };
                         if result.is_err() && wire.error_code().as_deref() == Some("57014") {
-                            wire.settle().await;
+                            drive(driver, wire.settle()).await;
                             *in_flight = false;
                             break 'run Err(deadline.error());
                         }
@@ -192,7 +194,7 @@ pub(crate) async fn run_statement<R, S: Statement<R>>(
         if result.is_err() {
             // Until the server's ReadyForQuery arrives, the connection's
             // transaction status is that of before the error.
-            wire.settle().await;
+            drive(driver, wire.settle()).await;
         }
         *in_flight = false;
         result.map_err(|e| {

@@ -33,6 +33,7 @@ use tokio_postgres::config::Host;
 #[cfg(feature = "tls")]
 use crate::config::SslMode;
 use crate::config::{ConnectConfig, TargetSessionAttrs};
+use crate::drive::Driver;
 use crate::error::{Error, Result};
 use crate::framing::{HeaderReader, body_len};
 use crate::opening::Replies;
@@ -829,6 +830,7 @@ impl AsyncWrite for NoShutdown {
 /// socket, and what the socket sees.
 pub(crate) struct Opened {
     pub(crate) client: tokio_postgres::Client,
+    pub(crate) driver: Arc<Driver>,
     pub(crate) addr: ServerAddr,
     pub(crate) state: Arc<WireState>,
     pub(crate) probe: Option<Probe>,
@@ -1066,15 +1068,18 @@ impl Connector {
                 tracing::debug!(target: "gino", "connection closed with error: {e}");
             }
         };
-        match self.runtime.as_ref().filter(|r| r.is_alive()) {
-            Some(runtime) => drop(runtime.handle.spawn(drive)),
-            // Gone (an engine kept past the runtime that made it, as in
-            // tests sharing a static): the current runtime drives it.
-            None => drop(tokio::spawn(drive)),
-        }
+        let driver = Driver::spawn(drive, |task| {
+            match self.runtime.as_ref().filter(|r| r.is_alive()) {
+                Some(runtime) => drop(runtime.handle.spawn(task)),
+                // Gone (an engine kept past the runtime that made it, as in
+                // tests sharing a static): the current runtime drives it.
+                None => drop(tokio::spawn(task)),
+            }
+        });
         Ok(Opened {
             probe,
             client,
+            driver,
             addr: ServerAddr {
                 place: place.clone(),
                 encryption,

@@ -1,0 +1,392 @@
+//! Driving a connection in the task that waits for its replies.
+//!
+//! tokio-postgres splits a connection in two: the client, which queues
+//! requests, and the connection future, which writes them to the socket
+//! and hands the replies back. Run as a task of its own, that future costs
+//! every round trip two hand-offs between tasks (the request to the
+//! connection's task, the reply back), each a wake-up, often of the other
+//! worker thread: a transaction of four statements pays it four times. So
+//! while a statement of gino's runs, its own future polls the connection
+//! ([`Driving`]), and the socket wakes the task that waits for the reply.
+//! Only statements drive it, also between them and in the pool, where
+//! nobody needs to; the connection's own task ([`Driver::spawn`]) drives it
+//! before the first statement (the start-up) and after the last, to close
+//! it once gino has let go of it ([`Driver::hand_back`]).
+//!
+//! Uses: nothing of gino's.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, TryLockError};
+use std::task::{Context, Poll};
+
+use futures_util::future::BoxFuture;
+use futures_util::task::{ArcWake, AtomicWaker, waker_ref};
+
+/// A connection's future, polled by its own task between statements and
+/// by the statement running on it otherwise.
+pub(crate) struct Driver {
+    /// `None` once the connection has ended.
+    connection: Mutex<Option<BoxFuture<'static, ()>>>,
+    /// Statements driving the connection now; its own task leaves it to
+    /// them meanwhile.
+    driving: AtomicUsize,
+    /// The connection's own task, woken when the last statement stops
+    /// driving.
+    idle: AtomicWaker,
+    /// The waker a driving statement polls with.
+    relay: Arc<Relay>,
+}
+
+/// The waker of a driving statement's polls. The statement and the
+/// connection wake each other as a request goes out and a reply comes in,
+/// within one poll of the task: those wakes only mark that the other side
+/// has something (so the poll goes on), since a task woken while it runs
+/// is queued again, and tokio wakes another worker thread to take it.
+/// Wakes from outside the poll (the socket, a reply read elsewhere) go to
+/// the task.
+#[derive(Debug, Default)]
+struct Relay {
+    /// Inside a driving statement's poll.
+    polling: AtomicBool,
+    /// Woken during that poll.
+    woken: AtomicBool,
+    task: AtomicWaker,
+}
+
+impl ArcWake for Relay {
+    fn wake_by_ref(relay: &Arc<Self>) {
+        if relay.polling.load(Ordering::SeqCst) {
+            relay.woken.store(true, Ordering::SeqCst);
+        } else {
+            relay.task.wake();
+        }
+    }
+}
+
+impl std::fmt::Debug for Driver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Driver")
+            .field("driving", &self.driving)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Driver {
+    /// Makes the driver of `connection` and hands its own task to `spawn`.
+    pub(crate) fn spawn(
+        connection: impl Future<Output = ()> + Send + 'static,
+        spawn: impl FnOnce(BoxFuture<'static, ()>),
+    ) -> Arc<Driver> {
+        let driver = Arc::new(Driver {
+            connection: Mutex::new(Some(Box::pin(connection))),
+            driving: AtomicUsize::new(0),
+            idle: AtomicWaker::new(),
+            relay: Arc::default(),
+        });
+        let own = OwnTask(driver.clone());
+        spawn(Box::pin(std::future::poll_fn(move |cx| own.poll(cx))));
+        driver
+    }
+
+    /// Hands the connection to its own task, to close it: gino has let
+    /// go of it. Waking that task from every statement's end instead would
+    /// cost a wake-up of another thread per statement, and from every
+    /// return to the pool one per borrow.
+    pub(crate) fn hand_back(&self) {
+        self.put_away();
+        self.idle.wake();
+    }
+
+    /// The connection goes back to the pool, where nobody reads it: its
+    /// server leaving shows on the socket, which the pool's checkout peeks
+    /// at, and what has arrived is read by the next statement.
+    pub(crate) fn put_away(&self) {
+        // The last statement's task is no one to wake any more.
+        drop(self.relay.task.take());
+    }
+
+    /// Reads what has arrived on the connection since its last statement
+    /// (a server's goodbye, say) without waiting: between statements
+    /// nobody else does while gino holds it. No system call when nothing
+    /// has.
+    pub(crate) fn catch_up(&self) {
+        let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
+        let _ = self.poll_connection(&mut cx);
+    }
+
+    /// Polls the connection with `cx`'s waker. `None` when someone else is
+    /// polling it right now; `Some(true)` once it has ended.
+    fn poll_connection(&self, cx: &mut Context<'_>) -> Option<bool> {
+        let mut slot = match self.connection.try_lock() {
+            Ok(slot) => slot,
+            Err(TryLockError::WouldBlock) => return None,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+        };
+        let Some(connection) = slot.as_mut() else {
+            return Some(true);
+        };
+        if connection.as_mut().poll(cx).is_ready() {
+            *slot = None;
+            return Some(true);
+        }
+        Some(false)
+    }
+}
+
+/// The connection's own task.
+struct OwnTask(Arc<Driver>);
+
+impl OwnTask {
+    fn poll(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let driver = &self.0;
+        driver.idle.register(cx.waker());
+        if driver.driving.load(Ordering::Acquire) > 0 {
+            return Poll::Pending;
+        }
+        // Busy means a statement is polling it: that statement wakes this
+        // task when it stops.
+        match driver.poll_connection(cx) {
+            Some(true) => Poll::Ready(()),
+            _ => Poll::Pending,
+        }
+    }
+}
+
+impl Drop for OwnTask {
+    fn drop(&mut self) {
+        // Dropped unfinished, its runtime shutting down: the connection
+        // goes too (and says so to whoever watches it), as it would have
+        // inside a task of its own.
+        let connection = self
+            .0
+            .connection
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        drop(connection);
+    }
+}
+
+/// A statement's future on a driven connection, polled together with the
+/// connection until it is done.
+struct Driving<'d, F> {
+    driver: &'d Driver,
+    fut: F,
+    /// This future has taken the connection over from its own task.
+    driving: bool,
+}
+
+/// Runs `fut`, a future of the driver's connection (a statement, a wait
+/// for its end), driving the connection meanwhile.
+pub(crate) async fn drive<F: Future>(driver: &Driver, fut: F) -> F::Output {
+    Driving {
+        driver,
+        fut: std::pin::pin!(fut),
+        driving: false,
+    }
+    .await
+}
+
+impl<F> Driving<'_, F> {
+    /// Stops driving; the next statement takes over, or the connection's
+    /// own task once the connection is handed back.
+    fn stop(&mut self) {
+        if std::mem::take(&mut self.driving) {
+            self.driver.driving.fetch_sub(1, Ordering::Release);
+        }
+    }
+}
+
+impl<F: Future + Unpin> Future for Driving<'_, F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        /// Rounds of connection and statement in one poll: a request
+        /// written, a reply read, the statement's next request (a prepare,
+        /// then its run) at most.
+        const ROUNDS: usize = 4;
+        let this = &mut *self;
+        if !this.driving {
+            this.driving = true;
+            this.driver.driving.fetch_add(1, Ordering::AcqRel);
+        }
+        let relay = &this.driver.relay;
+        relay.task.register(cx.waker());
+        relay.polling.store(true, Ordering::SeqCst);
+        let waker = waker_ref(relay);
+        let mut relayed = Context::from_waker(&waker);
+        let mut busy = false;
+        let mut output = Poll::Pending;
+        for _ in 0..ROUNDS {
+            relay.woken.store(false, Ordering::SeqCst);
+            // The connection first: it writes what the statement queued
+            // and reads what has come, registering for the socket.
+            busy |= this.driver.poll_connection(&mut relayed).is_none();
+            output = Pin::new(&mut this.fut).poll(&mut relayed);
+            if output.is_ready() || !relay.woken.load(Ordering::SeqCst) {
+                break;
+            }
+        }
+        relay.polling.store(false, Ordering::SeqCst);
+        if output.is_ready() {
+            this.stop();
+        } else if busy || relay.woken.swap(false, Ordering::SeqCst) {
+            // The connection's own task was polling it this instant (it
+            // had not seen this statement yet), or the rounds ran out:
+            // poll again at once rather than wait for that task.
+            cx.waker().wake_by_ref();
+        }
+        output
+    }
+}
+
+impl<F> Drop for Driving<'_, F> {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use tokio::sync::{mpsc, oneshot};
+
+    type Client = mpsc::UnboundedSender<(u32, oneshot::Sender<u32>)>;
+
+    /// A stand-in for tokio-postgres's connection future: answers each
+    /// request (a number) with its double, counting its polls, and ends
+    /// when the client goes.
+    fn connection(polls: Arc<AtomicUsize>) -> (Client, impl Future<Output = ()> + Send + 'static) {
+        let (client, mut requests) = mpsc::unbounded_channel::<(u32, oneshot::Sender<u32>)>();
+        let future = std::future::poll_fn(move |cx| {
+            polls.fetch_add(1, Ordering::SeqCst);
+            loop {
+                match requests.poll_recv(cx) {
+                    Poll::Ready(Some((n, reply))) => drop(reply.send(n * 2)),
+                    Poll::Ready(None) => return Poll::Ready(()),
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+        });
+        (client, future)
+    }
+
+    /// Counts the wakes of the connection's own task.
+    #[derive(Default)]
+    struct Wakes(AtomicUsize);
+
+    impl ArcWake for Wakes {
+        fn wake_by_ref(wakes: &Arc<Self>) {
+            wakes.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Where the connection's own task is kept to be polled by hand.
+    type OwnSlot = Mutex<Option<BoxFuture<'static, ()>>>;
+
+    /// Spawns the driver of `connection` without running its own task.
+    fn parked(
+        connection: impl Future<Output = ()> + Send + 'static,
+    ) -> (Arc<Driver>, Arc<OwnSlot>) {
+        let own = Arc::new(Mutex::new(None));
+        let keep = own.clone();
+        let driver = Driver::spawn(connection, move |task| {
+            *keep.lock().unwrap() = Some(task);
+        });
+        (driver, own)
+    }
+
+    fn poll_own(own: &OwnSlot, wakes: &Arc<Wakes>) -> Poll<()> {
+        let waker = waker_ref(wakes);
+        let mut cx = Context::from_waker(&waker);
+        own.lock().unwrap().as_mut().unwrap().as_mut().poll(&mut cx)
+    }
+
+    async fn ask(client: &Client, n: u32) -> u32 {
+        let (reply, answer) = oneshot::channel();
+        client.send((n, reply)).unwrap();
+        answer.await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn statements_get_their_replies_without_the_connection_s_own_task() {
+        let polls = Arc::new(AtomicUsize::new(0));
+        let (client, future) = connection(polls.clone());
+        let (driver, own) = parked(future);
+        let wakes = Arc::new(Wakes::default());
+        assert!(poll_own(&own, &wakes).is_pending(), "the start-up");
+
+        for n in 1..=3 {
+            assert_eq!(drive(&driver, ask(&client, n)).await, n * 2);
+        }
+        assert_eq!(
+            wakes.0.load(Ordering::SeqCst),
+            0,
+            "the statements woke the connection's own task"
+        );
+        assert!(polls.load(Ordering::SeqCst) > 1);
+    }
+
+    #[tokio::test]
+    async fn a_handed_back_connection_is_closed_by_its_own_task() {
+        let (client, future) = connection(Arc::default());
+        let (driver, own) = parked(future);
+        let wakes = Arc::new(Wakes::default());
+        assert!(poll_own(&own, &wakes).is_pending());
+        assert_eq!(drive(&driver, ask(&client, 21)).await, 42);
+
+        drop(client);
+        driver.hand_back();
+        assert_eq!(
+            wakes.0.load(Ordering::SeqCst),
+            1,
+            "handing back wakes the task"
+        );
+        assert!(poll_own(&own, &wakes).is_ready(), "the connection ended");
+        assert!(
+            driver.connection.lock().unwrap().is_none(),
+            "the connection's future is dropped"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_statement_leaves_the_connection_to_its_own_task() {
+        let polls = Arc::new(AtomicUsize::new(0));
+        let (client, future) = connection(polls.clone());
+        let (driver, own) = parked(future);
+        let wakes = Arc::new(Wakes::default());
+
+        let (reply, answer) = oneshot::channel();
+        let statement = drive(&driver, async {
+            client.send((5, reply)).unwrap();
+            std::future::pending::<()>().await
+        });
+        // One poll sends the request and drives the connection, which
+        // answers; then the statement is dropped, waiting on nothing.
+        let mut statement = Box::pin(statement);
+        let waker = waker_ref(&wakes);
+        assert!(
+            statement
+                .as_mut()
+                .poll(&mut Context::from_waker(&waker))
+                .is_pending()
+        );
+        assert!(
+            poll_own(&own, &wakes).is_pending(),
+            "left alone while driven"
+        );
+        let polled = polls.load(Ordering::SeqCst);
+        drop(statement);
+
+        assert_eq!(answer.await.unwrap(), 10);
+        drop(client);
+        assert!(
+            poll_own(&own, &wakes).is_ready(),
+            "the own task drives the connection again"
+        );
+        assert!(polls.load(Ordering::SeqCst) > polled);
+    }
+}

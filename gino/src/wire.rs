@@ -148,16 +148,7 @@ impl WireState {
     /// waiting (and now never goes), `false` if it went out (or none was
     /// armed).
     pub(crate) fn withdraw_opening(&self) -> bool {
-        if !self.opening_armed() {
-            return false;
-        }
-        let withdrawn = self
-            .opening
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        self.opening_armed.store(false, Ordering::Release);
-        withdrawn.is_some()
+        self.take_opening().is_some()
     }
 
     /// Bytes written to the socket so far (see [`WireState::sent`]).

@@ -8,8 +8,8 @@
 //! worker thread: a transaction of four statements pays it four times. So
 //! while a statement of gino's runs, its own future polls the connection
 //! ([`Driving`]), and the socket wakes the task that waits for the reply.
-//! Only statements drive it, also between them and in the pool, where
-//! nobody needs to; the connection's own task ([`Driver::spawn`]) drives it
+//! Only statements drive it: nothing does between them or in the pool,
+//! where nobody needs to; the connection's own task ([`Driver::spawn`]) drives it
 //! before the first statement (the start-up) and after the last, to close
 //! it once gino has let go of it ([`Driver::hand_back`]).
 //!

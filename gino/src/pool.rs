@@ -272,14 +272,12 @@ impl RawConn {
 impl Drop for RawConn {
     fn drop(&mut self) {
         let Some(held) = self.held.take() else { return };
-        match &held {
-            Held::Pooled(object) => object.driver.put_away(),
-            Held::Direct(conn, _) => conn.driver.put_away(),
-        }
-        let clean = match &held {
-            Held::Pooled(object) => object.is_clean(),
-            Held::Direct(conn, _) => conn.is_clean(),
+        let pg: &PgConn = match &held {
+            Held::Pooled(object) => object,
+            Held::Direct(conn, _) => conn,
         };
+        pg.driver.put_away();
+        let clean = pg.is_clean();
         match held {
             Held::Pooled(object) if !clean => {
                 tracing::debug!(

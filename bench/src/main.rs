@@ -15,6 +15,7 @@ mod schema;
 mod tls;
 mod web;
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Instant;
 
@@ -39,7 +40,7 @@ struct Ctx {
     conn: gino::Connection,
     raw: tokio::sync::Mutex<AsyncPgConnection>,
     diesel_pool: DieselPool<AsyncPgConnection>,
-    pg: tokio_postgres::Client,
+    pg: Arc<tokio_postgres::Client>,
     sqlx: sqlx::PgPool,
     sea: sea_orm::DatabaseConnection,
 }
@@ -111,7 +112,7 @@ async fn main() {
                 .expect("diesel-async"),
         ),
         diesel_pool: fast_pool(&url, POOL),
-        pg,
+        pg: Arc::new(pg),
         sqlx: sqlx::postgres::PgPoolOptions::new()
             .max_connections(POOL as u32)
             .connect(&url)
@@ -158,7 +159,10 @@ async fn main() {
         tables.push(transaction_rw(&ctx).await);
     }
     if run("concurrent") {
-        tables.push(concurrent_get_by_pk(&ctx).await);
+        tables.push(concurrent_get_by_pk(&ctx, Fan::OneTask).await);
+    }
+    if run("spawned") {
+        tables.push(concurrent_get_by_pk(&ctx, Fan::Spawned).await);
     }
     // BENCH_ONLY=count:gino:2000 runs N get-by-pk on a held connection
     // (`all`; `one` through `one()`) and nothing else, for instruction
@@ -894,7 +898,7 @@ async fn transaction_rw(ctx: &Ctx) -> Table {
             contender("tokio-postgres, prepared, one client", Kind::Peer, || {
                 let (id, name) = next();
                 async move {
-                    let pg = &ctx.pg;
+                    let pg: &tokio_postgres::Client = &ctx.pg;
                     let read = pg.prepare(schema::USER_BY_ID).await.expect("prepare");
                     let write = pg.prepare(sql).await.expect("prepare");
                     pg.batch_execute("BEGIN").await.expect("begin");
@@ -943,82 +947,133 @@ async fn transaction_rw(ctx: &Ctx) -> Table {
     .await
 }
 
+/// How eight concurrent sequences of lookups run.
+#[derive(Clone, Copy)]
+enum Fan {
+    /// Eight futures of one task (`join_all`): one thread polls all of
+    /// them, so a library whose connections do their I/O in tasks of their
+    /// own spreads it over both worker threads.
+    OneTask,
+    /// Eight tokio tasks, as a server runs its requests.
+    Spawned,
+}
+
 /// Eight concurrent lookups of 25 rows each: the time of a batch of 200.
-async fn concurrent_get_by_pk(ctx: &Ctx) -> Table {
+async fn concurrent_get_by_pk(ctx: &Ctx, fan: Fan) -> Table {
     const TASKS: usize = 8;
     const EACH: usize = 25;
     let ids: [AtomicI32; 5] = Default::default();
     let batch = |k: usize| -> Vec<i32> { (0..TASKS * EACH).map(|_| next_id(&ids[k])).collect() };
-    async fn fan_out<F, Fut>(ids: Vec<i32>, op: F)
+    async fn fan_out<F, Fut>(fan: Fan, ids: Vec<i32>, op: F)
     where
-        F: Fn(i32) -> Fut,
-        Fut: std::future::Future<Output = ()>,
+        F: Fn(i32) -> Fut + Clone + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
     {
-        let op = &op;
-        let tasks = ids.chunks(EACH).map(|chunk| async move {
-            for &id in chunk {
-                op(id).await;
+        let sequences = ids.chunks(EACH).map(|chunk| {
+            let (chunk, op) = (chunk.to_vec(), op.clone());
+            async move {
+                for id in chunk {
+                    op(id).await;
+                }
             }
         });
-        futures_util::future::join_all(tasks).await;
+        match fan {
+            Fan::OneTask => drop(futures_util::future::join_all(sequences).await),
+            Fan::Spawned => {
+                let tasks: Vec<_> = sequences.map(tokio::spawn).collect();
+                for task in tasks {
+                    task.await.expect("lookup task");
+                }
+            }
+        }
     }
+    let (engine, diesel_pool, pg, sqlx_pool, sea) =
+        (&ctx.engine, &ctx.diesel_pool, &ctx.pg, &ctx.sqlx, &ctx.sea);
+    let shape = match fan {
+        Fan::OneTask => "futures of one task (`join_all`)",
+        Fan::Spawned => "spawned tasks",
+    };
     interleave(
-        format!("get-by-pk, {TASKS} concurrent tasks × {EACH} lookups (time per batch of 200)"),
+        format!("get-by-pk, {TASKS} concurrent {shape} × {EACH} lookups (time per batch of 200)"),
         5,
         200,
         vec![
             contender(
                 "gino, implicit `User::get` (pool of 10)",
                 Kind::Gino,
-                || {
-                    fan_out(batch(0), |id| async move {
+                move || {
+                    fan_out(fan, batch(0), |id| async move {
                         User::get(id).await.expect("query").expect("row");
                     })
                 },
             ),
-            contender("gino, `engine.one` (pool of 10)", Kind::Gino, || {
-                fan_out(batch(0), |id| async move {
-                    ctx.engine
-                        .one::<User, _>(schema::user_by_id(id))
-                        .await
-                        .expect("row");
+            contender("gino, `engine.one` (pool of 10)", Kind::Gino, move || {
+                let engine = engine.clone();
+                fan_out(fan, batch(0), move |id| {
+                    let engine = engine.clone();
+                    async move {
+                        engine
+                            .one::<User, _>(schema::user_by_id(id))
+                            .await
+                            .expect("row");
+                    }
                 })
             }),
             contender(
                 "diesel-async + deadpool (Fast, pool of 10)",
                 Kind::Diesel,
-                || {
-                    fan_out(batch(1), |id| async move {
-                        let mut c = ctx.diesel_pool.get().await.expect("checkout");
-                        schema::user_by_id(id)
-                            .get_result::<User>(&mut c)
-                            .await
-                            .expect("row");
+                move || {
+                    let pool = diesel_pool.clone();
+                    fan_out(fan, batch(1), move |id| {
+                        let pool = pool.clone();
+                        async move {
+                            let mut c = pool.get().await.expect("checkout");
+                            schema::user_by_id(id)
+                                .get_result::<User>(&mut c)
+                                .await
+                                .expect("row");
+                        }
                     })
                 },
             ),
-            contender("tokio-postgres, one pipelining client", Kind::Peer, || {
-                fan_out(batch(2), |id| async move {
-                    let statement = ctx.pg.prepare(schema::USER_BY_ID).await.expect("prepare");
-                    ctx.pg.query_one(&statement, &[&id]).await.expect("row");
+            contender(
+                "tokio-postgres, one pipelining client",
+                Kind::Peer,
+                move || {
+                    let pg = pg.clone();
+                    fan_out(fan, batch(2), move |id| {
+                        let pg = pg.clone();
+                        async move {
+                            let statement = pg.prepare(schema::USER_BY_ID).await.expect("prepare");
+                            pg.query_one(&statement, &[&id]).await.expect("row");
+                        }
+                    })
+                },
+            ),
+            contender("sqlx (pool of 10)", Kind::Peer, move || {
+                let pool = sqlx_pool.clone();
+                fan_out(fan, batch(3), move |id| {
+                    let pool = pool.clone();
+                    async move {
+                        sqlx::query_as::<_, User>(schema::USER_BY_ID)
+                            .bind(id)
+                            .fetch_one(&pool)
+                            .await
+                            .expect("row");
+                    }
                 })
             }),
-            contender("sqlx (pool of 10)", Kind::Peer, || {
-                fan_out(batch(3), |id| async move {
-                    sqlx::query_as::<_, User>(schema::USER_BY_ID)
-                        .bind(id)
-                        .fetch_one(&ctx.sqlx)
-                        .await
-                        .expect("row");
-                })
-            }),
-            contender("SeaORM (pool of 10)", Kind::Peer, || {
-                fan_out(batch(4), |id| async move {
-                    schema::sea::user::Entity::find_by_id(id)
-                        .one(&ctx.sea)
-                        .await
-                        .expect("query")
-                        .expect("row");
+            contender("SeaORM (pool of 10)", Kind::Peer, move || {
+                let sea = sea.clone();
+                fan_out(fan, batch(4), move |id| {
+                    let sea = sea.clone();
+                    async move {
+                        schema::sea::user::Entity::find_by_id(id)
+                            .one(&sea)
+                            .await
+                            .expect("query")
+                            .expect("row");
+                    }
                 })
             }),
         ],

@@ -13,6 +13,12 @@
 //! before the first statement (the start-up) and after the last, to close
 //! it once gino has let go of it ([`Driver::hand_back`]).
 //!
+//! The price: a task that awaits statements on several connections at
+//! once (`join!`, `join_all`) does the reading and writing of all of them
+//! itself, on one thread, where tasks of their own would spread it over
+//! the runtime's threads (measured in `bench/ANALYSIS.md`). Handing such
+//! statements to their connections' own tasks measured slower still.
+//!
 //! Uses: nothing of gino's.
 
 use std::future::Future;
@@ -45,21 +51,30 @@ pub(crate) struct Driver {
 /// has something (so the poll goes on), since a task woken while it runs
 /// is queued again, and tokio wakes another worker thread to take it.
 /// Wakes from outside the poll (the socket, a reply read elsewhere) go to
-/// the task.
+/// the task, and mark that the next poll has something to do.
 #[derive(Debug, Default)]
 struct Relay {
     /// Inside a driving statement's poll.
     polling: AtomicBool,
     /// Woken during that poll.
     woken: AtomicBool,
+    /// Woken since the last poll. A task polls all of its futures when any
+    /// of them is woken (`join!`, `select!`, a small `join_all`): a
+    /// statement that nothing woke skips polling its connection then, so
+    /// eight statements in one task cost one connection's poll per reply,
+    /// not eight.
+    pending: AtomicBool,
     task: AtomicWaker,
 }
 
 impl ArcWake for Relay {
     fn wake_by_ref(relay: &Arc<Self>) {
-        if relay.polling.load(Ordering::SeqCst) {
-            relay.woken.store(true, Ordering::SeqCst);
-        } else {
+        // Marks first, then looks: a wake from another thread that sees a
+        // poll under way leaves the task to that poll, whose end (which
+        // clears `polling`, then looks at the marks) is sure to see them.
+        relay.woken.store(true, Ordering::SeqCst);
+        relay.pending.store(true, Ordering::SeqCst);
+        if !relay.polling.load(Ordering::SeqCst) {
             relay.task.wake();
         }
     }
@@ -208,12 +223,18 @@ impl<F: Future + Unpin> Future for Driving<'_, F> {
         /// then its run) at most.
         const ROUNDS: usize = 4;
         let this = &mut *self;
-        if !this.driving {
-            this.driving = true;
-            this.driver.driving.fetch_add(1, Ordering::AcqRel);
-        }
         let relay = &this.driver.relay;
         relay.task.register(cx.waker());
+        if !this.driving {
+            // The first poll: whatever the connection's own task left
+            // registered is to be taken over.
+            this.driving = true;
+            this.driver.driving.fetch_add(1, Ordering::AcqRel);
+        } else if !relay.pending.swap(false, Ordering::SeqCst) {
+            // Neither the socket nor the statement has anything new:
+            // everything this future waits on wakes the relay.
+            return Poll::Pending;
+        }
         relay.polling.store(true, Ordering::SeqCst);
         let waker = waker_ref(relay);
         let mut relayed = Context::from_waker(&waker);
@@ -230,12 +251,16 @@ impl<F: Future + Unpin> Future for Driving<'_, F> {
             }
         }
         relay.polling.store(false, Ordering::SeqCst);
+        // What woke the relay during this poll was seen by it.
+        relay.pending.store(false, Ordering::SeqCst);
         if output.is_ready() {
             this.stop();
         } else if busy || relay.woken.swap(false, Ordering::SeqCst) {
             // The connection's own task was polling it this instant (it
-            // had not seen this statement yet), or the rounds ran out:
-            // poll again at once rather than wait for that task.
+            // had not seen this statement yet), the rounds ran out, or a
+            // wake from another thread came as this poll ended: poll again
+            // at once rather than wait for that task.
+            relay.pending.store(true, Ordering::SeqCst);
             cx.waker().wake_by_ref();
         }
         output
@@ -328,6 +353,37 @@ mod tests {
             "the statements woke the connection's own task"
         );
         assert!(polls.load(Ordering::SeqCst) > 1);
+    }
+
+    #[tokio::test]
+    async fn a_statement_nothing_woke_leaves_its_connection_alone() {
+        let polls = Arc::new(AtomicUsize::new(0));
+        let (client, future) = connection(polls.clone());
+        let (driver, own) = parked(future);
+        let wakes = Arc::new(Wakes::default());
+        assert!(poll_own(&own, &wakes).is_pending(), "the start-up");
+
+        let (reply, answer) = oneshot::channel();
+        let mut statement = Box::pin(drive(&driver, answer));
+        let task = Arc::new(Wakes::default());
+        let waker = waker_ref(&task);
+        let mut cx = Context::from_waker(&waker);
+        assert!(statement.as_mut().poll(&mut cx).is_pending());
+        let polled = polls.load(Ordering::SeqCst);
+        // Its task polled again for a sibling's sake (`join!`, `select!`).
+        for _ in 0..5 {
+            assert!(statement.as_mut().poll(&mut cx).is_pending());
+        }
+        assert_eq!(polls.load(Ordering::SeqCst), polled, "polled for nothing");
+        assert_eq!(task.0.load(Ordering::SeqCst), 0);
+
+        // A request reaches the connection from outside the poll: the
+        // task is woken and the next poll drives the connection, which
+        // answers it.
+        client.send((4, reply)).unwrap();
+        assert_eq!(task.0.load(Ordering::SeqCst), 1, "the task is woken");
+        assert_eq!(statement.as_mut().poll(&mut cx), Poll::Ready(Ok(8)));
+        assert!(polls.load(Ordering::SeqCst) > polled);
     }
 
     #[tokio::test]

@@ -35,13 +35,8 @@ use futures_util::task::{ArcWake, AtomicWaker, waker_ref};
 pub(crate) struct Driver {
     /// `None` once the connection has ended.
     connection: Mutex<Option<BoxFuture<'static, ()>>>,
-    /// Statements driving the connection now; its own task leaves it to
-    /// them meanwhile.
-    driving: AtomicUsize,
-    /// The connection's own task, woken when the last statement stops
-    /// driving.
-    idle: AtomicWaker,
-    /// The waker a driving statement polls with.
+    /// The waker the connection is polled with by statements, and where
+    /// its wakes go.
     relay: Arc<Relay>,
 }
 
@@ -51,9 +46,15 @@ pub(crate) struct Driver {
 /// has something (so the poll goes on), since a task woken while it runs
 /// is queued again, and tokio wakes another worker thread to take it.
 /// Wakes from outside the poll (the socket, a reply read elsewhere) go to
-/// the task, and mark that the next poll has something to do.
+/// the task, and mark that the next poll has something to do; once no
+/// statement drives the connection, to the connection's own task.
 #[derive(Debug, Default)]
 struct Relay {
+    /// Statements driving the connection now; its own task leaves it to
+    /// them meanwhile.
+    driving: AtomicUsize,
+    /// The connection's own task.
+    idle: AtomicWaker,
     /// Inside a driving statement's poll.
     polling: AtomicBool,
     /// Woken during that poll.
@@ -64,11 +65,19 @@ struct Relay {
     /// eight statements in one task cost one connection's poll per reply,
     /// not eight.
     pending: AtomicBool,
+    /// The task of the statement driving the connection.
     task: AtomicWaker,
 }
 
 impl ArcWake for Relay {
     fn wake_by_ref(relay: &Arc<Self>) {
+        if relay.driving.load(Ordering::SeqCst) == 0 {
+            // What the connection registered while a statement drove it
+            // (its socket, its queue of requests) now calls its own task:
+            // a statement left to it, the connection's goodbye.
+            relay.idle.wake();
+            return;
+        }
         // Marks first, then looks: a wake from another thread that sees a
         // poll under way leaves the task to that poll, whose end (which
         // clears `polling`, then looks at the marks) is sure to see them.
@@ -83,7 +92,7 @@ impl ArcWake for Relay {
 impl std::fmt::Debug for Driver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Driver")
-            .field("driving", &self.driving)
+            .field("driving", &self.relay.driving)
             .finish_non_exhaustive()
     }
 }
@@ -96,8 +105,6 @@ impl Driver {
     ) -> Arc<Driver> {
         let driver = Arc::new(Driver {
             connection: Mutex::new(Some(Box::pin(connection))),
-            driving: AtomicUsize::new(0),
-            idle: AtomicWaker::new(),
             relay: Arc::default(),
         });
         let own = OwnTask(driver.clone());
@@ -111,7 +118,7 @@ impl Driver {
     /// return to the pool one per borrow.
     pub(crate) fn hand_back(&self) {
         self.put_away();
-        self.idle.wake();
+        self.relay.idle.wake();
     }
 
     /// The connection goes back to the pool, where nobody reads it: its
@@ -127,13 +134,16 @@ impl Driver {
     /// nobody else does while gino holds it. No system call when nothing
     /// has.
     pub(crate) fn catch_up(&self) {
-        let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
-        let _ = self.poll_connection(&mut cx);
+        let _ = self.poll_connection();
     }
 
-    /// Polls the connection with `cx`'s waker. `None` when someone else is
-    /// polling it right now; `Some(true)` once it has ended.
-    fn poll_connection(&self, cx: &mut Context<'_>) -> Option<bool> {
+    /// Polls the connection, always with the relay's waker, so that
+    /// whatever it waits on wakes whoever drives it when that happens.
+    /// `None` when someone else is polling it right now; `Some(true)` once
+    /// it has ended.
+    fn poll_connection(&self) -> Option<bool> {
+        let waker = waker_ref(&self.relay);
+        let mut cx = Context::from_waker(&waker);
         let mut slot = match self.connection.try_lock() {
             Ok(slot) => slot,
             Err(TryLockError::WouldBlock) => return None,
@@ -142,7 +152,7 @@ impl Driver {
         let Some(connection) = slot.as_mut() else {
             return Some(true);
         };
-        if connection.as_mut().poll(cx).is_ready() {
+        if connection.as_mut().poll(&mut cx).is_ready() {
             *slot = None;
             return Some(true);
         }
@@ -156,13 +166,13 @@ struct OwnTask(Arc<Driver>);
 impl OwnTask {
     fn poll(&self, cx: &mut Context<'_>) -> Poll<()> {
         let driver = &self.0;
-        driver.idle.register(cx.waker());
-        if driver.driving.load(Ordering::Acquire) > 0 {
+        driver.relay.idle.register(cx.waker());
+        if driver.relay.driving.load(Ordering::Acquire) > 0 {
             return Poll::Pending;
         }
-        // Busy means a statement is polling it: that statement wakes this
-        // task when it stops.
-        match driver.poll_connection(cx) {
+        // Busy means a statement is polling it: what that statement leaves
+        // waiting wakes this task through the relay once it stops.
+        match driver.poll_connection() {
             Some(true) => Poll::Ready(()),
             _ => Poll::Pending,
         }
@@ -205,11 +215,11 @@ pub(crate) async fn drive<F: Future>(driver: &Driver, fut: F) -> F::Output {
 }
 
 impl<F> Driving<'_, F> {
-    /// Stops driving; the next statement takes over, or the connection's
-    /// own task once the connection is handed back.
+    /// Ends this statement's hold on the connection: the next statement
+    /// takes over, or the connection's own task.
     fn stop(&mut self) {
         if std::mem::take(&mut self.driving) {
-            self.driver.driving.fetch_sub(1, Ordering::Release);
+            self.driver.relay.driving.fetch_sub(1, Ordering::SeqCst);
         }
     }
 }
@@ -229,7 +239,7 @@ impl<F: Future + Unpin> Future for Driving<'_, F> {
             // The first poll: whatever the connection's own task left
             // registered is to be taken over.
             this.driving = true;
-            this.driver.driving.fetch_add(1, Ordering::AcqRel);
+            relay.driving.fetch_add(1, Ordering::SeqCst);
         } else if !relay.pending.swap(false, Ordering::SeqCst) {
             // Neither the socket nor the statement has anything new:
             // everything this future waits on wakes the relay.
@@ -244,7 +254,7 @@ impl<F: Future + Unpin> Future for Driving<'_, F> {
             relay.woken.store(false, Ordering::SeqCst);
             // The connection first: it writes what the statement queued
             // and reads what has come, registering for the socket.
-            busy |= this.driver.poll_connection(&mut relayed).is_none();
+            busy |= this.driver.poll_connection().is_none();
             output = Pin::new(&mut this.fut).poll(&mut relayed);
             if output.is_ready() || !relay.woken.load(Ordering::SeqCst) {
                 break;
@@ -384,6 +394,51 @@ mod tests {
         assert_eq!(task.0.load(Ordering::SeqCst), 1, "the task is woken");
         assert_eq!(statement.as_mut().poll(&mut cx), Poll::Ready(Ok(8)));
         assert!(polls.load(Ordering::SeqCst) > polled);
+    }
+
+    #[tokio::test]
+    async fn statements_one_after_the_other_on_two_connections_both_drive() {
+        let wakes = Arc::new(Wakes::default());
+        let (client1, future1) = connection(Arc::default());
+        let (client2, future2) = connection(Arc::default());
+        let (driver1, own1) = parked(future1);
+        let (driver2, own2) = parked(future2);
+        assert!(poll_own(&own1, &wakes).is_pending());
+        assert!(poll_own(&own2, &wakes).is_pending());
+
+        for n in 1..=2 {
+            assert_eq!(drive(&driver1, ask(&client1, n)).await, n * 2);
+            assert_eq!(drive(&driver2, ask(&client2, n)).await, n * 2);
+        }
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 0, "an own task was woken");
+    }
+
+    #[test]
+    fn an_idle_connection_s_wakes_go_to_its_own_task() {
+        let (client, future) = connection(Arc::default());
+        let (driver, own) = parked(future);
+        let wakes = Arc::new(Wakes::default());
+        assert!(poll_own(&own, &wakes).is_pending());
+        let (reply, answer) = oneshot::channel();
+        let mut statement = Box::pin(drive(&driver, answer));
+        let task = Arc::new(Wakes::default());
+        let waker = waker_ref(&task);
+        assert!(
+            statement
+                .as_mut()
+                .poll(&mut Context::from_waker(&waker))
+                .is_pending()
+        );
+        drop(statement);
+        driver.put_away();
+
+        // The connection was last polled by the statement; a request
+        // reaching it now wakes the connection's own task, not that
+        // statement's.
+        client.send((1, reply)).unwrap();
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 1);
+        assert_eq!(task.0.load(Ordering::SeqCst), 0);
+        assert!(poll_own(&own, &wakes).is_pending());
     }
 
     #[tokio::test]

@@ -290,6 +290,7 @@ mod tests {
     use tokio::sync::{mpsc, oneshot};
 
     type Client = mpsc::UnboundedSender<(u32, oneshot::Sender<u32>)>;
+    type Answer = Result<u32, oneshot::error::RecvError>;
 
     /// A stand-in for tokio-postgres's connection future: answers each
     /// request (a number) with its double, counting its polls, and ends
@@ -322,22 +323,87 @@ mod tests {
     /// Where the connection's own task is kept to be polled by hand.
     type OwnSlot = Mutex<Option<BoxFuture<'static, ()>>>;
 
-    /// Spawns the driver of `connection` without running its own task.
-    fn parked(
-        connection: impl Future<Output = ()> + Send + 'static,
-    ) -> (Arc<Driver>, Arc<OwnSlot>) {
-        let own = Arc::new(Mutex::new(None));
-        let keep = own.clone();
-        let driver = Driver::spawn(connection, move |task| {
-            *keep.lock().unwrap() = Some(task);
-        });
-        (driver, own)
+    /// A stand-in connection with its driver, whose own task is not run
+    /// but polled by hand.
+    struct Fixture {
+        /// `None` once hung up, which ends the connection.
+        client: Option<Client>,
+        polls: Arc<AtomicUsize>,
+        driver: Arc<Driver>,
+        own: Arc<OwnSlot>,
+        /// The wakes of the own task.
+        wakes: Arc<Wakes>,
     }
 
-    fn poll_own(own: &OwnSlot, wakes: &Arc<Wakes>) -> Poll<()> {
-        let waker = waker_ref(wakes);
-        let mut cx = Context::from_waker(&waker);
-        own.lock().unwrap().as_mut().unwrap().as_mut().poll(&mut cx)
+    impl Fixture {
+        fn parked() -> Fixture {
+            let polls = Arc::new(AtomicUsize::new(0));
+            let (client, connection) = connection(polls.clone());
+            let own = Arc::new(Mutex::new(None));
+            let keep = own.clone();
+            let driver = Driver::spawn(connection, move |task| {
+                *keep.lock().unwrap() = Some(task);
+            });
+            Fixture {
+                client: Some(client),
+                polls,
+                driver,
+                own,
+                wakes: Arc::default(),
+            }
+        }
+
+        /// Past its start-up: the own task has polled the connection once.
+        fn started() -> Fixture {
+            let fixture = Fixture::parked();
+            assert!(fixture.poll_own().is_pending(), "the start-up");
+            fixture
+        }
+
+        fn poll_own(&self) -> Poll<()> {
+            let waker = waker_ref(&self.wakes);
+            let mut cx = Context::from_waker(&waker);
+            let mut own = self.own.lock().unwrap();
+            own.as_mut().unwrap().as_mut().poll(&mut cx)
+        }
+
+        /// A statement on this connection that waits for a reply sent
+        /// through the returned sender, polled once as the returned task.
+        fn waiting_statement(
+            &self,
+        ) -> (
+            oneshot::Sender<u32>,
+            Pin<Box<impl Future<Output = Answer> + '_>>,
+            Arc<Wakes>,
+        ) {
+            let (reply, answer) = oneshot::channel();
+            let mut statement = Box::pin(drive(&self.driver, answer));
+            let task = Arc::new(Wakes::default());
+            assert!(poll_as(&mut statement, &task).is_pending());
+            (reply, statement, task)
+        }
+
+        fn client(&self) -> &Client {
+            self.client.as_ref().expect("not hung up")
+        }
+
+        fn hang_up(&mut self) {
+            self.client = None;
+        }
+
+        fn own_wakes(&self) -> usize {
+            self.wakes.0.load(Ordering::SeqCst)
+        }
+
+        fn polls(&self) -> usize {
+            self.polls.load(Ordering::SeqCst)
+        }
+    }
+
+    /// Polls `fut` once as the task `task`.
+    fn poll_as<F: Future + Unpin>(fut: &mut F, task: &Arc<Wakes>) -> Poll<F::Output> {
+        let waker = waker_ref(task);
+        Pin::new(fut).poll(&mut Context::from_waker(&waker))
     }
 
     async fn ask(client: &Client, n: u32) -> u32 {
@@ -348,156 +414,107 @@ mod tests {
 
     #[tokio::test]
     async fn statements_get_their_replies_without_the_connection_s_own_task() {
-        let polls = Arc::new(AtomicUsize::new(0));
-        let (client, future) = connection(polls.clone());
-        let (driver, own) = parked(future);
-        let wakes = Arc::new(Wakes::default());
-        assert!(poll_own(&own, &wakes).is_pending(), "the start-up");
-
+        let f = Fixture::started();
         for n in 1..=3 {
-            assert_eq!(drive(&driver, ask(&client, n)).await, n * 2);
+            assert_eq!(drive(&f.driver, ask(f.client(), n)).await, n * 2);
         }
         assert_eq!(
-            wakes.0.load(Ordering::SeqCst),
+            f.own_wakes(),
             0,
             "the statements woke the connection's own task"
         );
-        assert!(polls.load(Ordering::SeqCst) > 1);
+        assert!(f.polls() > 1);
     }
 
-    #[tokio::test]
-    async fn a_statement_nothing_woke_leaves_its_connection_alone() {
-        let polls = Arc::new(AtomicUsize::new(0));
-        let (client, future) = connection(polls.clone());
-        let (driver, own) = parked(future);
-        let wakes = Arc::new(Wakes::default());
-        assert!(poll_own(&own, &wakes).is_pending(), "the start-up");
-
-        let (reply, answer) = oneshot::channel();
-        let mut statement = Box::pin(drive(&driver, answer));
-        let task = Arc::new(Wakes::default());
-        let waker = waker_ref(&task);
-        let mut cx = Context::from_waker(&waker);
-        assert!(statement.as_mut().poll(&mut cx).is_pending());
-        let polled = polls.load(Ordering::SeqCst);
+    #[test]
+    fn a_statement_nothing_woke_leaves_its_connection_alone() {
+        let f = Fixture::started();
+        let (reply, mut statement, task) = f.waiting_statement();
+        let polled = f.polls();
         // Its task polled again for a sibling's sake (`join!`, `select!`).
         for _ in 0..5 {
-            assert!(statement.as_mut().poll(&mut cx).is_pending());
+            assert!(poll_as(&mut statement, &task).is_pending());
         }
-        assert_eq!(polls.load(Ordering::SeqCst), polled, "polled for nothing");
+        assert_eq!(f.polls(), polled, "polled for nothing");
         assert_eq!(task.0.load(Ordering::SeqCst), 0);
 
         // A request reaches the connection from outside the poll: the
         // task is woken and the next poll drives the connection, which
         // answers it.
-        client.send((4, reply)).unwrap();
+        f.client().send((4, reply)).unwrap();
         assert_eq!(task.0.load(Ordering::SeqCst), 1, "the task is woken");
-        assert_eq!(statement.as_mut().poll(&mut cx), Poll::Ready(Ok(8)));
-        assert!(polls.load(Ordering::SeqCst) > polled);
+        assert_eq!(poll_as(&mut statement, &task), Poll::Ready(Ok(8)));
+        assert!(f.polls() > polled);
     }
 
     #[tokio::test]
     async fn statements_one_after_the_other_on_two_connections_both_drive() {
-        let wakes = Arc::new(Wakes::default());
-        let (client1, future1) = connection(Arc::default());
-        let (client2, future2) = connection(Arc::default());
-        let (driver1, own1) = parked(future1);
-        let (driver2, own2) = parked(future2);
-        assert!(poll_own(&own1, &wakes).is_pending());
-        assert!(poll_own(&own2, &wakes).is_pending());
-
+        let (one, two) = (Fixture::started(), Fixture::started());
         for n in 1..=2 {
-            assert_eq!(drive(&driver1, ask(&client1, n)).await, n * 2);
-            assert_eq!(drive(&driver2, ask(&client2, n)).await, n * 2);
+            assert_eq!(drive(&one.driver, ask(one.client(), n)).await, n * 2);
+            assert_eq!(drive(&two.driver, ask(two.client(), n)).await, n * 2);
         }
-        assert_eq!(wakes.0.load(Ordering::SeqCst), 0, "an own task was woken");
+        assert_eq!(
+            one.own_wakes() + two.own_wakes(),
+            0,
+            "an own task was woken"
+        );
     }
 
     #[test]
     fn an_idle_connection_s_wakes_go_to_its_own_task() {
-        let (client, future) = connection(Arc::default());
-        let (driver, own) = parked(future);
-        let wakes = Arc::new(Wakes::default());
-        assert!(poll_own(&own, &wakes).is_pending());
-        let (reply, answer) = oneshot::channel();
-        let mut statement = Box::pin(drive(&driver, answer));
-        let task = Arc::new(Wakes::default());
-        let waker = waker_ref(&task);
-        assert!(
-            statement
-                .as_mut()
-                .poll(&mut Context::from_waker(&waker))
-                .is_pending()
-        );
+        let f = Fixture::started();
+        let (reply, statement, task) = f.waiting_statement();
         drop(statement);
-        driver.put_away();
+        f.driver.put_away();
 
         // The connection was last polled by the statement; a request
         // reaching it now wakes the connection's own task, not that
         // statement's.
-        client.send((1, reply)).unwrap();
-        assert_eq!(wakes.0.load(Ordering::SeqCst), 1);
+        f.client().send((1, reply)).unwrap();
+        assert_eq!(f.own_wakes(), 1);
         assert_eq!(task.0.load(Ordering::SeqCst), 0);
-        assert!(poll_own(&own, &wakes).is_pending());
+        assert!(f.poll_own().is_pending());
     }
 
     #[tokio::test]
     async fn a_handed_back_connection_is_closed_by_its_own_task() {
-        let (client, future) = connection(Arc::default());
-        let (driver, own) = parked(future);
-        let wakes = Arc::new(Wakes::default());
-        assert!(poll_own(&own, &wakes).is_pending());
-        assert_eq!(drive(&driver, ask(&client, 21)).await, 42);
+        let mut f = Fixture::started();
+        assert_eq!(drive(&f.driver, ask(f.client(), 21)).await, 42);
 
-        drop(client);
-        driver.hand_back();
-        assert_eq!(
-            wakes.0.load(Ordering::SeqCst),
-            1,
-            "handing back wakes the task"
-        );
-        assert!(poll_own(&own, &wakes).is_ready(), "the connection ended");
+        f.hang_up();
+        f.driver.hand_back();
+        assert_eq!(f.own_wakes(), 1, "handing back wakes the task");
+        assert!(f.poll_own().is_ready(), "the connection ended");
         assert!(
-            driver.connection.lock().unwrap().is_none(),
+            f.driver.connection.lock().unwrap().is_none(),
             "the connection's future is dropped"
         );
     }
 
     #[tokio::test]
     async fn a_cancelled_statement_leaves_the_connection_to_its_own_task() {
-        let polls = Arc::new(AtomicUsize::new(0));
-        let (client, future) = connection(polls.clone());
-        let (driver, own) = parked(future);
-        let wakes = Arc::new(Wakes::default());
-
+        let mut f = Fixture::parked();
         let (reply, answer) = oneshot::channel();
-        let statement = drive(&driver, async {
+        let client = f.client().clone();
+        let statement = drive(&f.driver, async move {
             client.send((5, reply)).unwrap();
             std::future::pending::<()>().await
         });
         // One poll sends the request and drives the connection, which
         // answers; then the statement is dropped, waiting on nothing.
         let mut statement = Box::pin(statement);
-        let waker = waker_ref(&wakes);
-        assert!(
-            statement
-                .as_mut()
-                .poll(&mut Context::from_waker(&waker))
-                .is_pending()
-        );
-        assert!(
-            poll_own(&own, &wakes).is_pending(),
-            "left alone while driven"
-        );
-        let polled = polls.load(Ordering::SeqCst);
+        assert!(poll_as(&mut statement, &Arc::default()).is_pending());
+        assert!(f.poll_own().is_pending(), "left alone while driven");
+        let polled = f.polls();
         drop(statement);
 
         assert_eq!(answer.await.unwrap(), 10);
-        drop(client);
+        f.hang_up();
         assert!(
-            poll_own(&own, &wakes).is_ready(),
+            f.poll_own().is_ready(),
             "the own task drives the connection again"
         );
-        assert!(polls.load(Ordering::SeqCst) > polled);
+        assert!(f.polls() > polled);
     }
 }

@@ -20,9 +20,9 @@
 //! itself, on one thread, where tasks of their own would spread it over
 //! the runtime's threads (measured in `bench/ANALYSIS.md`). Handing such
 //! statements to their connections' own tasks once seen measured slower
-//! still: the note of what a task awaits, kept per thread, loses a task
-//! that moves between threads, and a note that follows it would be a
-//! write to one shared slot per statement of every task.
+//! still, or no faster: the note of what a task awaits, kept per thread,
+//! loses a task that moves between threads, and one kept for the whole
+//! process gained nothing over driving.
 //!
 //! Uses: nothing of gino's.
 

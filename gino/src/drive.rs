@@ -224,7 +224,14 @@ impl<F> Driving<'_, F> {
     /// takes over, or the connection's own task.
     fn stop(&mut self) {
         if std::mem::take(&mut self.driving) {
-            self.driver.relay.driving.fetch_sub(1, Ordering::SeqCst);
+            let relay = &self.driver.relay;
+            relay.driving.fetch_sub(1, Ordering::SeqCst);
+            // A wake this statement will never see (it came after its last
+            // poll, or it is dropped unfinished) is the connection's to
+            // handle: later ones go to its own task anyway.
+            if relay.pending.swap(false, Ordering::SeqCst) {
+                relay.idle.wake();
+            }
         }
     }
 }
@@ -479,6 +486,20 @@ mod tests {
         f.client().send((1, reply)).unwrap();
         assert_eq!(f.own_wakes(), 1);
         assert_eq!(task.0.load(Ordering::SeqCst), 0);
+        assert!(f.poll_own().is_pending());
+    }
+
+    #[test]
+    fn a_wake_a_dropped_statement_never_saw_goes_to_the_own_task() {
+        let f = Fixture::started();
+        let (reply, statement, task) = f.waiting_statement();
+        // The request reaches the connection while the statement drives
+        // it: its task is woken, but drops the statement instead.
+        f.client().send((2, reply)).unwrap();
+        assert_eq!(task.0.load(Ordering::SeqCst), 1);
+        assert_eq!(f.own_wakes(), 0);
+        drop(statement);
+        assert_eq!(f.own_wakes(), 1, "nobody would answer the request");
         assert!(f.poll_own().is_pending());
     }
 

@@ -964,16 +964,20 @@ async fn concurrent_get_by_pk(ctx: &Ctx, fan: Fan) -> Table {
     const EACH: usize = 25;
     let ids: [AtomicI32; 5] = Default::default();
     let batch = |k: usize| -> Vec<i32> { (0..TASKS * EACH).map(|_| next_id(&ids[k])).collect() };
-    async fn fan_out<F, Fut>(fan: Fan, ids: Vec<i32>, op: F)
+    /// Runs `op(with, id)` for every id, 25 in a row per sequence, the
+    /// sequences at once; each call gets its own clone of `with` (a pool,
+    /// an engine, a client), so that a sequence can run as a task.
+    async fn fan_out<T, F, Fut>(fan: Fan, ids: Vec<i32>, with: T, op: F)
     where
-        F: Fn(i32) -> Fut + Clone + Send + 'static,
+        T: Clone + Send + 'static,
+        F: Fn(T, i32) -> Fut + Clone + Send + 'static,
         Fut: std::future::Future<Output = ()> + Send + 'static,
     {
         let sequences = ids.chunks(EACH).map(|chunk| {
-            let (chunk, op) = (chunk.to_vec(), op.clone());
+            let (chunk, with, op) = (chunk.to_vec(), with.clone(), op.clone());
             async move {
                 for id in chunk {
-                    op(id).await;
+                    op(with.clone(), id).await;
                 }
             }
         });
@@ -987,8 +991,6 @@ async fn concurrent_get_by_pk(ctx: &Ctx, fan: Fan) -> Table {
             }
         }
     }
-    let (engine, diesel_pool, pg, sqlx_pool, sea) =
-        (&ctx.engine, &ctx.diesel_pool, &ctx.pg, &ctx.sqlx, &ctx.sea);
     let shape = match fan {
         Fan::OneTask => "futures of one task (`join_all`)",
         Fan::Spawned => "spawned tasks",
@@ -1002,78 +1004,59 @@ async fn concurrent_get_by_pk(ctx: &Ctx, fan: Fan) -> Table {
                 "gino, implicit `User::get` (pool of 10)",
                 Kind::Gino,
                 move || {
-                    fan_out(fan, batch(0), |id| async move {
+                    fan_out(fan, batch(0), (), |(), id| async move {
                         User::get(id).await.expect("query").expect("row");
                     })
                 },
             ),
-            contender("gino, `engine.one` (pool of 10)", Kind::Gino, move || {
-                let engine = engine.clone();
-                fan_out(fan, batch(0), move |id| {
-                    let engine = engine.clone();
-                    async move {
-                        engine
-                            .one::<User, _>(schema::user_by_id(id))
-                            .await
-                            .expect("row");
-                    }
+            contender("gino, `engine.one` (pool of 10)", Kind::Gino, || {
+                fan_out(fan, batch(0), ctx.engine.clone(), |engine, id| async move {
+                    engine
+                        .one::<User, _>(schema::user_by_id(id))
+                        .await
+                        .expect("row");
                 })
             }),
             contender(
                 "diesel-async + deadpool (Fast, pool of 10)",
                 Kind::Diesel,
-                move || {
-                    let pool = diesel_pool.clone();
-                    fan_out(fan, batch(1), move |id| {
-                        let pool = pool.clone();
-                        async move {
+                || {
+                    fan_out(
+                        fan,
+                        batch(1),
+                        ctx.diesel_pool.clone(),
+                        |pool, id| async move {
                             let mut c = pool.get().await.expect("checkout");
                             schema::user_by_id(id)
                                 .get_result::<User>(&mut c)
                                 .await
                                 .expect("row");
-                        }
-                    })
+                        },
+                    )
                 },
             ),
-            contender(
-                "tokio-postgres, one pipelining client",
-                Kind::Peer,
-                move || {
-                    let pg = pg.clone();
-                    fan_out(fan, batch(2), move |id| {
-                        let pg = pg.clone();
-                        async move {
-                            let statement = pg.prepare(schema::USER_BY_ID).await.expect("prepare");
-                            pg.query_one(&statement, &[&id]).await.expect("row");
-                        }
-                    })
-                },
-            ),
-            contender("sqlx (pool of 10)", Kind::Peer, move || {
-                let pool = sqlx_pool.clone();
-                fan_out(fan, batch(3), move |id| {
-                    let pool = pool.clone();
-                    async move {
-                        sqlx::query_as::<_, User>(schema::USER_BY_ID)
-                            .bind(id)
-                            .fetch_one(&pool)
-                            .await
-                            .expect("row");
-                    }
+            contender("tokio-postgres, one pipelining client", Kind::Peer, || {
+                fan_out(fan, batch(2), ctx.pg.clone(), |pg, id| async move {
+                    let statement = pg.prepare(schema::USER_BY_ID).await.expect("prepare");
+                    pg.query_one(&statement, &[&id]).await.expect("row");
                 })
             }),
-            contender("SeaORM (pool of 10)", Kind::Peer, move || {
-                let sea = sea.clone();
-                fan_out(fan, batch(4), move |id| {
-                    let sea = sea.clone();
-                    async move {
-                        schema::sea::user::Entity::find_by_id(id)
-                            .one(&sea)
-                            .await
-                            .expect("query")
-                            .expect("row");
-                    }
+            contender("sqlx (pool of 10)", Kind::Peer, || {
+                fan_out(fan, batch(3), ctx.sqlx.clone(), |pool, id| async move {
+                    sqlx::query_as::<_, User>(schema::USER_BY_ID)
+                        .bind(id)
+                        .fetch_one(&pool)
+                        .await
+                        .expect("row");
+                })
+            }),
+            contender("SeaORM (pool of 10)", Kind::Peer, || {
+                fan_out(fan, batch(4), ctx.sea.clone(), |sea, id| async move {
+                    schema::sea::user::Entity::find_by_id(id)
+                        .one(&sea)
+                        .await
+                        .expect("query")
+                        .expect("row");
                 })
             }),
         ],

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use deadpool::Runtime;
-use deadpool::managed::{Metrics, Pool, PoolError, QueueMode, Timeouts};
+use deadpool::managed::{Metrics, Object, Pool, PoolError, QueueMode, TimeoutType, Timeouts};
 
 use crate::budget::Reclaim;
 use crate::config::{DatabaseUrl, EngineOptions};
@@ -820,13 +820,9 @@ impl Engine {
                     (Some(a), Some(r)) => Some(a.min(r)),
                     (a, r) => a.or(r),
                 };
-                let timeouts = Timeouts {
-                    wait,
-                    ..Timeouts::default()
-                };
                 // Not boxed: the checkout (2 KB; opening a connection is boxed
                 // in `Manager::create`) costs less to carry than to allocate.
-                match deadline.wait(pool.timeout_get(&timeouts)).await? {
+                match deadline.wait(checkout(pool, wait)).await? {
                     Ok(object) => Ok(RawConn::pooled(object)),
                     Err(PoolError::Timeout(_)) => match (acquire_timeout, remaining) {
                         (Some(a), Some(r)) if a < r => Err(Error::PoolTimeout(a)),
@@ -913,6 +909,33 @@ impl<S: AsRef<str> + Send> IntoEngine for (S, EngineOptions) {
     async fn into_engine(self) -> Result<Engine> {
         create_engine(self.0.as_ref(), self.1).await
     }
+}
+
+/// Checks a connection out of `pool`, waiting at most `wait` for one.
+///
+/// A free connection is taken without arming the wait's timer: a tokio
+/// timer takes a reference to the runtime (an atomic both workers write)
+/// and reads the clock, on every checkout, for a wait that almost never
+/// happens. Only when the pool has none free does the checkout wait, with
+/// the timer. A
+/// waiter already queued keeps its place: a connection given back goes to
+/// the queue's first waiter before anyone can take it without waiting.
+async fn checkout(
+    pool: &Pool<Manager>,
+    wait: Option<Duration>,
+) -> std::result::Result<Object<Manager>, PoolError<Error>> {
+    let waits = |wait| Timeouts {
+        wait,
+        ..Timeouts::default()
+    };
+    if wait.is_some_and(|wait| !wait.is_zero()) {
+        // deadpool reads a zero wait as "only if one is free now".
+        match pool.timeout_get(&waits(Some(Duration::ZERO))).await {
+            Err(PoolError::Timeout(TimeoutType::Wait)) => {}
+            taken => return taken,
+        }
+    }
+    pool.timeout_get(&waits(wait)).await
 }
 
 #[cfg(test)]

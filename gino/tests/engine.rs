@@ -359,6 +359,35 @@ async fn engine_acquire_timeout_bounds_acquires_and_implicit_queries() {
     backend_pid(&lazy).await;
 }
 
+/// With an acquire timeout, a free connection is taken at once and a
+/// checkout that finds none waits its turn: the connection given back goes
+/// to the checkout queued first, not to one that arrives after it.
+#[tokio::test]
+async fn checkouts_with_an_acquire_timeout_wait_their_turn() {
+    let options = EngineOptions::new()
+        .max_size(1)
+        .acquire_timeout(Duration::from_secs(10));
+    let s = common::setup_with(options).await;
+    let holder = s.engine.acquire().reusable(false).await.unwrap();
+    let held_pid = backend_pid(&holder).await;
+    let engine = s.engine.clone();
+    let first = tokio::spawn(async move {
+        let conn = engine.acquire().reusable(false).await.unwrap();
+        let pid = backend_pid(&conn).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        pid
+    });
+    while s.engine.pool_status().waiting == 0 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    drop(holder);
+    // Arrives after `first` queued: waits behind it, and gives up first.
+    let late = Duration::from_millis(50);
+    assert_pool_timeout(s.engine.acquire().timeout(late).await, late);
+    assert_eq!(first.await.unwrap(), held_pid);
+    assert_eq!(backend_pid(&s.engine).await, held_pid);
+}
+
 /// A lazy connection's query while the pool's only connection is held:
 /// the query's timeout (from `per_query`, or the engine's `timeout`
 /// option) counts the wait for the pool.

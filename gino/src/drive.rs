@@ -128,7 +128,7 @@ impl Driver {
 
     /// The connection goes back to the pool, where its own task reads
     /// what arrives (the relay wakes it once no statement drives), and
-    /// the pool's checkout peeks at the socket for a server that left.
+    /// the pool's checkout catches up on it for a server that left.
     pub(crate) fn put_away(&self) {
         // The last statement's task is no one to wake any more.
         drop(self.relay.task.take());

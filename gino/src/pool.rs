@@ -24,7 +24,7 @@ use crate::budget::ConnectionBudget;
 use crate::config::OnConnect;
 use crate::drive::{Driver, drive};
 use crate::error::{Error, Result};
-use crate::wire::{Connector, Probe, ServerAddr, TxStatus, WireState};
+use crate::wire::{Connector, ServerAddr, TxStatus, WireState};
 
 /// A diesel-async connection with what gino knows about it.
 pub(crate) struct PgConn {
@@ -34,8 +34,6 @@ pub(crate) struct PgConn {
     pub(crate) driver: Arc<Driver>,
     pub(crate) wire: Arc<WireState>,
     pub(crate) addr: ServerAddr,
-    /// Sees whether the server went away while the connection sat idle.
-    probe: Option<Probe>,
     /// Set while a statement runs; still set afterwards means the future
     /// running it was dropped half-way, and the connection's state is unknown.
     pub(crate) in_flight: bool,
@@ -67,17 +65,21 @@ impl PgConn {
             driver: opened.driver,
             wire: opened.state,
             addr: opened.addr,
-            probe: opened.probe,
             in_flight: false,
             holds_session_state: false,
         })
     }
 
-    /// Whether the server has gone from this connection: its socket task
-    /// ended, or the server closed it (or said goodbye) while it sat idle.
-    /// No round trip.
+    /// Whether the server has gone from this connection: it closed the
+    /// socket, or said goodbye (a `FATAL` error) while the connection sat
+    /// idle. No round trip and, unless something has arrived, no system
+    /// call: what the runtime has seen arrive on the socket is read first.
+    /// The runtime has seen whatever arrived before anything it has read
+    /// since, so a server that left before, say, the reply that told the
+    /// caller it was gone is always seen; TLS connections alike.
     pub(crate) fn server_gone(&self) -> bool {
-        self.wire.is_ending() || self.probe.as_ref().is_some_and(Probe::server_gone)
+        self.driver.catch_up();
+        self.wire.is_ending()
     }
 
     /// Whether the connection can be handed to someone else as it is.

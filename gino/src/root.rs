@@ -145,15 +145,11 @@ impl Slot {
             // server has left: it goes to a fresh one instead of failing.
             // Only outside a transaction and without session state, where
             // the switch changes nothing the caller can see.
-            // The socket's end or a FATAL error is the cheap sign (an
-            // atomic, once what has arrived is read: no system call when
-            // nothing has); the pool's checkout peeks at the socket too,
-            // but that is a system call this path would add to every
-            // statement.
+            // The same check as the pool's checkout: no round trip, and no
+            // system call unless something has arrived.
             if let Some(raw) = self.raw.take_if(|raw| {
                 let pg = raw.get();
-                pg.driver.catch_up();
-                !pg.holds_session_state && pg.wire.is_ending()
+                !pg.holds_session_state && pg.server_gone()
             }) {
                 tracing::debug!(target: "gino", "the server left a lazy connection: borrowing another");
                 drop(raw);

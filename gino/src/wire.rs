@@ -824,49 +824,6 @@ pub(crate) struct Opened {
     pub(crate) driver: Arc<Driver>,
     pub(crate) addr: ServerAddr,
     pub(crate) state: Arc<WireState>,
-    pub(crate) probe: Option<Probe>,
-}
-
-/// A second handle on a connection's socket, to see without a round trip
-/// whether the server has already gone: a backend that is terminated sends
-/// a FATAL error and closes its socket, and the task driving the
-/// connection may not have read that yet when the pool hands it out.
-#[derive(Debug)]
-pub(crate) struct Probe {
-    socket: std::os::fd::OwnedFd,
-    /// Whether the bytes on the wire are the protocol's (not TLS records).
-    plaintext: bool,
-}
-
-impl Probe {
-    fn of(socket: &Socket) -> Option<Probe> {
-        use std::os::fd::AsFd;
-        let (fd, plaintext) = match socket {
-            Socket::Tcp(s) => (s.as_fd().try_clone_to_owned(), true),
-            Socket::Unix(s) => (s.as_fd().try_clone_to_owned(), true),
-            #[cfg(feature = "tls")]
-            Socket::Tls(s) => (s.get_ref().0.as_fd().try_clone_to_owned(), false),
-        };
-        Some(Probe {
-            socket: fd.ok()?,
-            plaintext,
-        })
-    }
-
-    /// Whether the server has closed the connection or sent an error on
-    /// it while it sat idle. One `recv(MSG_PEEK)`; nothing is consumed.
-    pub(crate) fn server_gone(&self) -> bool {
-        let mut first = [std::mem::MaybeUninit::<u8>::uninit()];
-        // The duplicate shares the original's non-blocking mode.
-        match socket2::SockRef::from(&self.socket).peek(&mut first) {
-            Ok(0) => true,
-            // An idle connection only hears notices, parameter changes and
-            // notifications; an ErrorResponse is the server saying goodbye.
-            // SAFETY: `peek` returned 1, so the byte was written.
-            Ok(_) => self.plaintext && unsafe { first[0].assume_init() } == b'E',
-            Err(e) => e.kind() != io::ErrorKind::WouldBlock,
-        }
-    }
 }
 
 /// How an engine opens connections: where to, as whom, which server of
@@ -1029,7 +986,6 @@ impl Connector {
         encryption: Option<Encryption>,
     ) -> Result<Opened> {
         let state = Arc::new(WireState::default());
-        let probe = Probe::of(&socket);
         let watched = WatchedSocket {
             closing: None,
             socket,
@@ -1068,7 +1024,6 @@ impl Connector {
             }
         });
         Ok(Opened {
-            probe,
             client,
             driver,
             addr: ServerAddr {
@@ -1235,41 +1190,6 @@ mod tests {
         );
         assert!(state.is_ending(), "FATAL: the server is ending the session");
         assert!(!state.is_closed(), "the socket itself has not closed yet");
-    }
-
-    #[tokio::test]
-    async fn a_probe_sees_a_server_that_said_goodbye() {
-        use tokio::io::AsyncWriteExt;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let client = TcpStream::connect(listener.local_addr().unwrap())
-            .await
-            .unwrap();
-        let (mut server, _) = listener.accept().await.unwrap();
-        let socket = Socket::Tcp(client);
-        let probe = Probe::of(&socket).unwrap();
-        assert!(!probe.server_gone(), "idle and quiet");
-        server.write_all(b"N").await.unwrap();
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        assert!(!probe.server_gone(), "a notice is no goodbye");
-
-        let client = TcpStream::connect(listener.local_addr().unwrap())
-            .await
-            .unwrap();
-        let (mut server, _) = listener.accept().await.unwrap();
-        let probe = Probe::of(&Socket::Tcp(client)).unwrap();
-        server.write_all(b"E").await.unwrap();
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        assert!(probe.server_gone(), "an error while idle is FATAL");
-
-        let client = TcpStream::connect(listener.local_addr().unwrap())
-            .await
-            .unwrap();
-        let (server, _) = listener.accept().await.unwrap();
-        let probe = Probe::of(&Socket::Tcp(client)).unwrap();
-        drop(server);
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        assert!(probe.server_gone(), "closed");
-        drop(socket);
     }
 
     /// Feeds `stream` to a framing expecting an opening's replies, in

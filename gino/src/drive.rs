@@ -72,6 +72,20 @@ struct Relay {
     pending: AtomicBool,
     /// The task of the statement driving the connection.
     task: AtomicWaker,
+    /// Woken while no statement drove the connection, by something
+    /// nobody may have read yet (the socket, the queue of requests); set
+    /// at first, when the start-up is still to be read. Only then does a
+    /// checkout's [`Driver::catch_up`] poll the connection.
+    stirred: AtomicBool,
+}
+
+impl Relay {
+    /// Hands a wake to the connection's own task, and marks the
+    /// connection as having something to read.
+    fn wake_idle(&self) {
+        self.stirred.store(true, Ordering::SeqCst);
+        self.idle.wake();
+    }
 }
 
 impl ArcWake for Relay {
@@ -80,7 +94,7 @@ impl ArcWake for Relay {
             // What the connection registered while a statement drove it
             // (its socket, its queue of requests) now calls its own task:
             // a statement left to it, the connection's goodbye.
-            relay.idle.wake();
+            relay.wake_idle();
             return;
         }
         // Marks first, then looks: a wake from another thread that sees a
@@ -110,7 +124,10 @@ impl Driver {
     ) -> Arc<Driver> {
         let driver = Arc::new(Driver {
             connection: Mutex::new(Some(Box::pin(connection))),
-            relay: Arc::default(),
+            relay: Arc::new(Relay {
+                stirred: AtomicBool::new(true),
+                ..Relay::default()
+            }),
         });
         let own = OwnTask(driver.clone());
         spawn(Box::pin(std::future::poll_fn(move |cx| own.poll(cx))));
@@ -123,7 +140,7 @@ impl Driver {
     /// return to the pool one per borrow.
     pub(crate) fn hand_back(&self) {
         self.put_away();
-        self.relay.idle.wake();
+        self.relay.wake_idle();
     }
 
     /// The connection goes back to the pool, where its own task reads
@@ -136,10 +153,13 @@ impl Driver {
 
     /// Reads what has arrived on the connection since its last statement
     /// (a server's goodbye, say) without waiting: between statements
-    /// nobody else does while gino holds it. No system call when nothing
-    /// has.
+    /// nobody else does while gino holds it. Nothing at all (not even a
+    /// poll) when nothing has woken the connection since.
     pub(crate) fn catch_up(&self) {
-        let _ = self.poll_connection();
+        // Cleared first: whatever comes during the poll marks it again.
+        if self.relay.stirred.swap(false, Ordering::SeqCst) {
+            let _ = self.poll_connection();
+        }
     }
 
     /// Polls the connection, always with the relay's waker, so that
@@ -177,6 +197,7 @@ impl OwnTask {
         }
         // Busy means a statement is polling it: what that statement leaves
         // waiting wakes this task through the relay once it stops.
+        driver.relay.stirred.store(false, Ordering::SeqCst);
         match driver.poll_connection() {
             Some(true) => Poll::Ready(()),
             _ => Poll::Pending,
@@ -230,7 +251,7 @@ impl<F> Driving<'_, F> {
             // poll, or it is dropped unfinished) is the connection's to
             // handle: later ones go to its own task anyway.
             if relay.pending.swap(false, Ordering::SeqCst) {
-                relay.idle.wake();
+                relay.wake_idle();
             }
         }
     }
@@ -247,11 +268,16 @@ impl<F: Future + Unpin> Future for Driving<'_, F> {
         let this = &mut *self;
         let relay = &this.driver.relay;
         relay.task.register(cx.waker());
-        if !this.driving {
-            // The first poll: whatever the connection's own task left
-            // registered is to be taken over.
+        // The first poll polls the statement before the connection: the
+        // connection has nothing to write until the statement has queued
+        // its request, and it is polled next in any case (which takes over
+        // whatever its own task has left to read). Later polls were woken
+        // by the socket, as a rule: the connection goes first.
+        let first = !this.driving;
+        if first {
             this.driving = true;
             relay.driving.fetch_add(1, Ordering::SeqCst);
+            relay.stirred.store(false, Ordering::SeqCst);
         } else if !relay.pending.swap(false, Ordering::SeqCst) {
             // Neither the socket nor the statement has anything new:
             // everything this future waits on wakes the relay.
@@ -262,13 +288,16 @@ impl<F: Future + Unpin> Future for Driving<'_, F> {
         let mut relayed = Context::from_waker(&waker);
         let mut busy = false;
         let mut output = Poll::Pending;
-        for _ in 0..ROUNDS {
+        for round in 0..ROUNDS {
             relay.woken.store(false, Ordering::SeqCst);
-            // The connection first: it writes what the statement queued
-            // and reads what has come, registering for the socket.
-            busy |= this.driver.poll_connection().is_none();
+            let connection_polled = round > 0 || !first;
+            if connection_polled {
+                // It writes what the statement queued and reads what has
+                // come, registering for the socket.
+                busy |= this.driver.poll_connection().is_none();
+            }
             output = Pin::new(&mut this.fut).poll(&mut relayed);
-            if output.is_ready() || !relay.woken.load(Ordering::SeqCst) {
+            if output.is_ready() || (connection_polled && !relay.woken.load(Ordering::SeqCst)) {
                 break;
             }
         }
@@ -457,6 +486,40 @@ mod tests {
         assert_eq!(task.0.load(Ordering::SeqCst), 1, "the task is woken");
         assert_eq!(poll_as(&mut statement, &task), Poll::Ready(Ok(8)));
         assert!(f.polls() > polled);
+    }
+
+    #[test]
+    fn a_statement_s_first_poll_polls_the_connection_once_its_request_is_queued() {
+        let f = Fixture::started();
+        let polled = f.polls();
+        let mut statement = Box::pin(drive(&f.driver, ask(f.client(), 3)));
+        // The statement queues its request, the connection answers it,
+        // the statement reads the answer: one poll of the connection.
+        assert_eq!(poll_as(&mut statement, &Arc::default()), Poll::Ready(6));
+        assert_eq!(f.polls(), polled + 1);
+    }
+
+    #[test]
+    fn catching_up_polls_only_a_connection_something_woke() {
+        let f = Fixture::started();
+        let mut statement = Box::pin(drive(&f.driver, ask(f.client(), 1)));
+        assert_eq!(poll_as(&mut statement, &Arc::default()), Poll::Ready(2));
+        drop(statement);
+        f.driver.put_away();
+        let polled = f.polls();
+        f.driver.catch_up();
+        assert_eq!(f.polls(), polled, "nothing arrived, nothing to read");
+
+        // Something reaches the idle connection: its own task is woken,
+        // and a checkout that comes first reads it.
+        let (reply, mut answer) = oneshot::channel();
+        f.client().send((5, reply)).unwrap();
+        assert_eq!(f.own_wakes(), 1);
+        f.driver.catch_up();
+        assert_eq!(f.polls(), polled + 1);
+        assert_eq!(answer.try_recv(), Ok(10));
+        f.driver.catch_up();
+        assert_eq!(f.polls(), polled + 1, "read already");
     }
 
     #[tokio::test]

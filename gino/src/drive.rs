@@ -195,9 +195,11 @@ impl OwnTask {
         if driver.relay.driving.load(Ordering::Acquire) > 0 {
             return Poll::Pending;
         }
+        // This poll reads what stirred the connection; cleared first, so
+        // that what comes during it marks it again.
+        driver.relay.stirred.store(false, Ordering::SeqCst);
         // Busy means a statement is polling it: what that statement leaves
         // waiting wakes this task through the relay once it stops.
-        driver.relay.stirred.store(false, Ordering::SeqCst);
         match driver.poll_connection() {
             Some(true) => Poll::Ready(()),
             _ => Poll::Pending,

@@ -917,9 +917,9 @@ impl<S: AsRef<str> + Send> IntoEngine for (S, EngineOptions) {
 /// timer takes a reference to the runtime (an atomic both workers write)
 /// and reads the clock, on every checkout, for a wait that almost never
 /// happens. Only when the pool has none free does the checkout wait, with
-/// the timer. A
-/// waiter already queued keeps its place: a connection given back goes to
-/// the queue's first waiter before anyone can take it without waiting.
+/// the timer. A waiter already queued keeps its place: a connection given
+/// back goes to the queue's first waiter before anyone can take it without
+/// waiting.
 async fn checkout(
     pool: &Pool<Manager>,
     wait: Option<Duration>,

@@ -74,7 +74,8 @@ struct Relay {
     task: AtomicWaker,
     /// Woken while no statement drove the connection, by something
     /// nobody may have read yet (the socket, the queue of requests); set
-    /// at first, when the start-up is still to be read. Only then does a
+    /// at first, when the start-up is still to be read, and cleared by
+    /// every poll of the connection. Only while it is set does a
     /// checkout's [`Driver::catch_up`] poll the connection.
     stirred: AtomicBool,
 }
@@ -156,8 +157,7 @@ impl Driver {
     /// nobody else does while gino holds it. Nothing at all (not even a
     /// poll) when nothing has woken the connection since.
     pub(crate) fn catch_up(&self) {
-        // Cleared first: whatever comes during the poll marks it again.
-        if self.relay.stirred.swap(false, Ordering::SeqCst) {
+        if self.relay.stirred.load(Ordering::SeqCst) {
             let _ = self.poll_connection();
         }
     }
@@ -174,6 +174,10 @@ impl Driver {
             Err(TryLockError::WouldBlock) => return None,
             Err(TryLockError::Poisoned(p)) => p.into_inner(),
         };
+        // This poll reads whatever stirred the connection. Cleared first
+        // (and as a store that later reads cannot pass), so that what
+        // arrives during the poll marks it again.
+        self.relay.stirred.store(false, Ordering::SeqCst);
         let Some(connection) = slot.as_mut() else {
             return Some(true);
         };
@@ -195,9 +199,6 @@ impl OwnTask {
         if driver.relay.driving.load(Ordering::Acquire) > 0 {
             return Poll::Pending;
         }
-        // This poll reads what stirred the connection; cleared first, so
-        // that what comes during it marks it again.
-        driver.relay.stirred.store(false, Ordering::SeqCst);
         // Busy means a statement is polling it: what that statement leaves
         // waiting wakes this task through the relay once it stops.
         match driver.poll_connection() {
@@ -279,7 +280,6 @@ impl<F: Future + Unpin> Future for Driving<'_, F> {
         if first {
             this.driving = true;
             relay.driving.fetch_add(1, Ordering::SeqCst);
-            relay.stirred.store(false, Ordering::SeqCst);
         } else if !relay.pending.swap(false, Ordering::SeqCst) {
             // Neither the socket nor the statement has anything new:
             // everything this future waits on wakes the relay.
@@ -522,6 +522,23 @@ mod tests {
         assert_eq!(answer.try_recv(), Ok(10));
         f.driver.catch_up();
         assert_eq!(f.polls(), polled + 1, "read already");
+    }
+
+    #[test]
+    fn what_reached_an_idle_connection_stays_to_be_read_by_a_statement_that_never_polled_it() {
+        let f = Fixture::started();
+        let (reply, mut answer) = oneshot::channel();
+        f.client().send((6, reply)).unwrap();
+        assert_eq!(f.own_wakes(), 1);
+        // A statement done at its first poll (a wait for something already
+        // there) never polls the connection: the request is still unread.
+        let mut done = Box::pin(drive(&f.driver, std::future::ready(7)));
+        assert_eq!(poll_as(&mut done, &Arc::default()), Poll::Ready(7));
+        drop(done);
+        let polled = f.polls();
+        f.driver.catch_up();
+        assert_eq!(f.polls(), polled + 1, "the checkout reads it");
+        assert_eq!(answer.try_recv(), Ok(12));
     }
 
     #[tokio::test]

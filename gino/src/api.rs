@@ -69,15 +69,31 @@ impl Default for Gino {
 /// Engines of bound default databases, newest last.
 static DEFAULTS: Mutex<Vec<(u64, Engine)>> = Mutex::new(Vec::new());
 
+/// The id of the newest engine of [`DEFAULTS`] (0: none), kept by
+/// [`change_defaults`] for the lookup that every query of a model of the
+/// default database makes: a load of a line that no query writes, where
+/// the lock was a write to one that every worker thread shares.
+static DEFAULT_ENGINE_ID: AtomicU64 = AtomicU64::new(0);
+
 fn defaults() -> std::sync::MutexGuard<'static, Vec<(u64, Engine)>> {
     DEFAULTS.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Changes the bound default databases, and the id of the newest.
+fn change_defaults(change: impl FnOnce(&mut Vec<(u64, Engine)>)) {
+    let mut list = defaults();
+    change(&mut list);
+    let newest = list.last().map_or(0, |(_, engine)| engine.id());
+    DEFAULT_ENGINE_ID.store(newest, Ordering::Release);
 }
 
 /// The id of the engine `.gino()` falls back to, if any: as
 /// [`default_engine`], without taking a reference to it.
 pub(crate) fn default_engine_id() -> Option<u64> {
-    ScopedBind::innermost(|b| b.default, |b| b.engine.id())
-        .or_else(|| defaults().last().map(|(_, e)| e.id()))
+    ScopedBind::innermost(|b| b.default, |b| b.engine.id()).or_else(|| {
+        let id = DEFAULT_ENGINE_ID.load(Ordering::Acquire);
+        (id != 0).then_some(id)
+    })
 }
 
 /// The engine `.gino()` falls back to: the newest bound default database's.
@@ -212,9 +228,10 @@ impl Gino {
         drop(bound);
         if self.default {
             let id = self.id();
-            let mut list = defaults();
-            list.retain(|(owner, _)| *owner != id);
-            list.push((id, engine.clone()));
+            change_defaults(|list| {
+                list.retain(|(owner, _)| *owner != id);
+                list.push((id, engine.clone()));
+            });
         }
         Ok(engine)
     }
@@ -238,7 +255,7 @@ impl Gino {
         };
         if self.default {
             let id = self.id();
-            defaults().retain(|(owner, _)| *owner != id);
+            change_defaults(|list| list.retain(|(owner, _)| *owner != id));
         }
         engine
     }

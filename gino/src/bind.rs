@@ -13,7 +13,7 @@
 use std::any::TypeId;
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use diesel::pg::Pg;
@@ -240,70 +240,91 @@ fn routes() -> &'static HashMap<&'static str, Option<&'static Gino>> {
     })
 }
 
-/// The database of the table `query` names first, if a model of a named
-/// database owns it. Free when no model names a database; otherwise the
-/// query is rendered, once per query type where diesel gives it a static
-/// identity.
 /// Whether `query` only reads, as its SQL shows: a `SELECT` without a
 /// row lock (`FOR UPDATE`, `FOR SHARE`, ...). Anything else, a `WITH`
 /// included (it may hold a write), counts as a write. Cached per query
 /// type when diesel can name it.
 pub(crate) fn reads_only<Q: QueryFragment<Pg> + QueryId>(query: &Q) -> bool {
-    static KNOWN: OnceLock<Mutex<HashMap<TypeId, bool>>> = OnceLock::new();
-    per_query_type(&KNOWN, query, |sql| {
-        let upper = sql.trim_start().to_ascii_uppercase();
-        upper.starts_with("SELECT")
-            && ![
-                "FOR UPDATE",
-                "FOR NO KEY UPDATE",
-                "FOR SHARE",
-                "FOR KEY SHARE",
-                "NEXTVAL(",
-                "SETVAL(",
-            ]
-            .iter()
-            .any(|lock| upper.contains(lock))
-    })
+    thread_local! {
+        static KNOWN: PerQueryType<bool> = PerQueryType::default();
+    }
+    per_query_type(
+        &KNOWN,
+        query,
+        |sql| {
+            let upper = sql.trim_start().to_ascii_uppercase();
+            upper.starts_with("SELECT")
+                && ![
+                    "FOR UPDATE",
+                    "FOR NO KEY UPDATE",
+                    "FOR SHARE",
+                    "FOR KEY SHARE",
+                    "NEXTVAL(",
+                    "SETVAL(",
+                ]
+                .iter()
+                .any(|lock| upper.contains(lock))
+        },
+        |only_reads| *only_reads,
+    )
 }
 
-/// The database of the first table `query` names, if a model of another
-/// database than the default owns it.
+/// The database of the table `query` names first, if a model of a named
+/// database owns it. Free when no model names a database; otherwise the
+/// query is rendered, once per query type where diesel gives it a static
+/// identity.
 pub(crate) fn route<Q: QueryFragment<Pg> + QueryId>(query: &Q) -> Option<&'static Gino> {
     let routes = routes();
     if routes.is_empty() {
         return None;
     }
-    static TABLES: OnceLock<Mutex<HashMap<TypeId, Option<String>>>> = OnceLock::new();
-    let table = per_query_type(&TABLES, query, first_table);
-    routes.get(table?.as_str()).copied().flatten()
+    thread_local! {
+        static TABLES: PerQueryType<Option<String>> = PerQueryType::default();
+    }
+    per_query_type(&TABLES, query, first_table, |table| {
+        routes.get(table.as_deref()?).copied().flatten()
+    })
 }
 
-/// What `learn` makes of `query`'s SQL: rendered and learnt once per query
-/// type when diesel can name the type (`HAS_STATIC_QUERY_ID`), the SQL
-/// being the same for every value of it; every time otherwise.
-fn per_query_type<Q, T>(
-    cache: &'static OnceLock<Mutex<HashMap<TypeId, T>>>,
+/// What was learnt from the SQL of each query type, kept per thread: every
+/// query of a routed or replicated database looks here, and a cache that
+/// the worker threads share would be a lock they all take on every query.
+/// A thread learns a type once.
+type PerQueryType<T> = std::cell::RefCell<HashMap<TypeId, T>>;
+
+/// `read` of what `learn` makes of `query`'s SQL: rendered and learnt once
+/// per query type (and thread) when diesel can name the type
+/// (`HAS_STATIC_QUERY_ID`), the SQL being the same for every value of it;
+/// every time otherwise.
+fn per_query_type<Q, T, R>(
+    cache: &'static std::thread::LocalKey<PerQueryType<T>>,
     query: &Q,
     learn: impl FnOnce(&str) -> T,
-) -> T
+    read: impl FnOnce(&T) -> R,
+) -> R
 where
     Q: QueryFragment<Pg> + QueryId,
-    T: Clone,
 {
     if !Q::HAS_STATIC_QUERY_ID {
-        return learn(&render(query));
+        return read(&learn(&render(query)));
     }
-    let cache = cache.get_or_init(Default::default);
     let id = TypeId::of::<Q::QueryId>();
-    if let Some(known) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(&id) {
-        return known.clone();
-    }
-    let learnt = learn(&render(query));
-    cache
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(id, learnt.clone());
-    learnt
+    let mut todo = Some((learn, read));
+    let cached = cache.try_with(|known| {
+        let (learn, read) = todo.take().expect("called once");
+        if let Some(learnt) = known.borrow().get(&id) {
+            return read(learnt);
+        }
+        let learnt = learn(&render(query));
+        let answer = read(&learnt);
+        known.borrow_mut().insert(id, learnt);
+        answer
+    });
+    cached.unwrap_or_else(|_| {
+        // The thread is ending: learnt without being kept.
+        let (learn, read) = todo.take().expect("not called");
+        read(&learn(&render(query)))
+    })
 }
 
 /// The SQL of `query`, or a placeholder saying why it cannot be rendered.

@@ -55,6 +55,32 @@ async fn default_models_run_on_the_default_database() {
     let count: i64 = users::table.count().gino().one().await.unwrap();
     assert_eq!(count, 1);
 
+    // Implicit queries inside a transaction of the newest default database
+    // run in it (they find its connection by the default engine's id),
+    // also after a newer default came and went.
+    let other = gino::create_engine(s.db.url(), Default::default())
+        .await
+        .unwrap();
+    for bound in [true, false] {
+        if bound {
+            OTHER_DEFAULT.set_bind(other.clone()).await.unwrap();
+        } else {
+            OTHER_DEFAULT.pop_bind().unwrap();
+        }
+        let newest = if bound { &OTHER_DEFAULT } else { &DB };
+        let seen: Option<User> = newest
+            .transaction_with(|tx| async move {
+                let ghost = User::create().nickname("ghost").await?;
+                tx.raise_rollback_with(User::get(ghost.id).await?)?;
+                unreachable!("raise_rollback_with returns Err")
+            })
+            .await
+            .unwrap();
+        assert_eq!(seen.map(|u| u.nickname).as_deref(), Some("ghost"));
+        assert_eq!(users::table.count().gino().one::<i64>().await.unwrap(), 1);
+    }
+    other.close().await;
+
     DB.pop_bind().unwrap().close().await;
     assert!(matches!(User::get(1).await, Err(Error::Uninitialized)));
 }

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use crate::connection::{Acquire, Connection};
 use crate::engine::{Engine, EngineSource, IntoEngine};
 use crate::error::{Error, Result};
+use crate::scoped::{Scoped, scoped_local};
 use crate::transaction::{Begin, ManagedTransaction, Origin, WithTransaction};
 
 /// The database of an application: binds an engine, runs the query API on
@@ -107,12 +108,12 @@ pub(crate) fn default_engine() -> Result<Engine> {
         .ok_or(Error::Uninitialized)
 }
 
-tokio::task_local! {
+scoped_local! {
     static SCOPED_BIND: Arc<ScopedBind>;
 }
 
 /// `F` in the scope of a [`Gino::scoped_bind`].
-pub(crate) type BindScope<F> = tokio::task::futures::TaskLocalFuture<Arc<ScopedBind>, F>;
+pub(crate) type BindScope<F> = Scoped<Arc<ScopedBind>, F>;
 
 /// A database bound to an engine for one task's scope, over the scopes
 /// around it.

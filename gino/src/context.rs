@@ -19,10 +19,11 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::root::Root;
+use crate::scoped::{Scoped, scoped_local};
 use crate::sync::lock;
 use crate::task::TaskKey;
 
-tokio::task_local! {
+scoped_local! {
     static SCOPE: Scope;
 }
 
@@ -58,7 +59,7 @@ impl Scope {
 }
 
 /// `F` in a scope of [`Stack::scope`].
-pub(crate) type ReuseScope<F> = tokio::task::futures::TaskLocalFuture<Scope, F>;
+pub(crate) type ReuseScope<F> = Scoped<Scope, F>;
 
 /// Whether `root` is a live connection of the engine `engine_id`.
 fn live(engine_id: u64, (id, root): (u64, &Arc<Root>)) -> bool {

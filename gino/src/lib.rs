@@ -61,6 +61,7 @@ mod pool;
 pub mod prelude;
 mod root;
 pub mod schema;
+mod scoped;
 mod statement;
 mod sync;
 mod task;

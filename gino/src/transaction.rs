@@ -24,10 +24,11 @@ use crate::context::Stack;
 use crate::engine::{Engine, EngineSource};
 use crate::error::{Error, Result};
 use crate::root::{roll_back_to, savepoint, undo_savepoint};
+use crate::scoped::scoped_local;
 use crate::statement::Deadline;
 use crate::wire::TxStatus;
 
-tokio::task_local! {
+scoped_local! {
     /// The innermost managed transaction around the running code.
     static CURRENT: Transaction;
 }

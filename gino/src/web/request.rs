@@ -9,13 +9,13 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use futures_util::future::Either;
-use tokio::task::futures::TaskLocalFuture;
 
 use crate::api::{BindScope, Gino};
 use crate::connection::Connection;
 use crate::context::{Opener, ReuseScope, Stack};
 use crate::engine::Engine;
 use crate::error::Result;
+use crate::scoped::{Scoped, scoped_local};
 use crate::tenant::TenantLease;
 use crate::web::extension::InFlight;
 
@@ -30,7 +30,7 @@ pub struct RequestScope {
     in_flight: InFlight,
 }
 
-tokio::task_local! {
+scoped_local! {
     /// The request without a connection of its own (when
     /// `use_connection_for_request` is off) whose scope the running code
     /// is in. A request with one is found through the reuse scope it opens
@@ -170,7 +170,7 @@ impl RequestScope {
 /// any), and the request's connection made reusable (or, without one,
 /// the request in [`CURRENT`]).
 type Handling<F> = Either<BindScope<InRequest<F>>, InRequest<F>>;
-type InRequest<F> = Either<ReuseScope<F>, TaskLocalFuture<Current, F>>;
+type InRequest<F> = Either<ReuseScope<F>, Scoped<Current, F>>;
 
 pin_project_lite::pin_project! {
     /// The future of [`RequestScope::run`]: the request's handling, then

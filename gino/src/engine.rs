@@ -956,7 +956,10 @@ pub(crate) mod tests {
     /// Every statement future embeds these; their state is moved (memcpy)
     /// each time such a future is created, boxed or awaited, which measured
     /// 18k instructions per lookup when the opening of a connection was
-    /// inline. Sizes, not times: they do not drift.
+    /// inline; 1.6 KB and 2.1 KB until the wait for a deadline stopped
+    /// holding the checkout twice and the rare round trips (a resync, a
+    /// deferred rollback, a `BEGIN` sent on its own) were boxed. Sizes, not
+    /// times: they do not drift.
     #[tokio::test]
     async fn statement_futures_stay_small() {
         let engine = unconnected().await;
@@ -967,8 +970,8 @@ pub(crate) mod tests {
         let run_once = std::mem::size_of_val(&engine.run_once(None, statement()));
         let root = crate::root::Root::new(engine.clone(), None, None);
         let on_root = std::mem::size_of_val(&root.run(None, statement()));
-        assert!(borrow <= 3072, "Engine::borrow: {borrow} bytes");
-        assert!(run_once <= 4096, "Engine::run_once: {run_once} bytes");
-        assert!(on_root <= 4096, "Root::run: {on_root} bytes");
+        assert!(borrow <= 1024, "Engine::borrow: {borrow} bytes");
+        assert!(run_once <= 1280, "Engine::run_once: {run_once} bytes");
+        assert!(on_root <= 1280, "Root::run: {on_root} bytes");
     }
 }

@@ -105,6 +105,12 @@ impl Slot {
         self.raw.as_mut().map(RawConn::get)
     }
 
+    /// Whether a statement's future was dropped half-way on the raw
+    /// connection: [`resync`](Self::resync) is due.
+    fn interrupted(&mut self) -> bool {
+        self.raw.as_mut().is_some_and(|raw| raw.get().in_flight)
+    }
+
     /// After a statement's future was dropped half-way, finds out with a
     /// round trip where the server stands, and rolls back a transaction the
     /// interrupted statement may have begun that no level accounts for.
@@ -242,7 +248,11 @@ impl Root {
             root: self,
             slot: deadline.wait(self.slot()).await?,
         };
-        slot.resync().await;
+        if slot.interrupted() {
+            // Boxed: rare, and its round trips' futures would otherwise
+            // make every statement's future a kilobyte larger.
+            Box::pin(slot.resync()).await;
+        }
         // A deferred rollback names an open level; with none open (most
         // statements) there is nothing to look up.
         if slot.levels.is_empty() {
@@ -259,7 +269,7 @@ impl Root {
             .filter_map(|id| slot.levels.iter().position(|l| l == id))
             .min();
         if let Some(depth) = depth {
-            if let Err(e) = roll_back_to(&mut slot, depth).await {
+            if let Err(e) = Box::pin(roll_back_to(&mut slot, depth)).await {
                 tracing::debug!(target: "gino", "rollback of an abandoned transaction failed: {e}");
             }
         }

@@ -24,7 +24,7 @@ use diesel::sql_types::TypeMetadata;
 use diesel::query_dsl::CompatibleType;
 use diesel_async::methods::{ExecuteDsl, LoadQuery};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use futures_util::future::BoxFuture;
+use futures_util::future::{BoxFuture, Either};
 use futures_util::{FutureExt, TryStreamExt};
 use tokio::time::Instant;
 
@@ -61,12 +61,16 @@ impl Deadline {
     }
 
     /// Awaits `fut`, failing with [`Error::QueryTimeout`] at the deadline.
-    pub(crate) async fn wait<F: Future>(&self, fut: F) -> Result<F::Output> {
+    ///
+    /// Not an `async fn`: one would keep `fut` twice, as its argument and
+    /// in the state that awaits it (rustc does not overlap the two), and
+    /// every statement's future carries the checkout's through here.
+    pub(crate) fn wait<F: Future>(&self, fut: F) -> impl Future<Output = Result<F::Output>> {
         match self.at {
-            None => Ok(fut.await),
-            Some(at) => tokio::time::timeout_at(at, fut)
-                .await
-                .map_err(|_| self.error()),
+            None => Either::Left(fut.map(Ok)),
+            Some(at) => Either::Right(
+                tokio::time::timeout_at(at, fut).map(|timed| timed.map_err(|_| self.error())),
+            ),
         }
     }
 }
@@ -135,7 +139,8 @@ pub(crate) async fn run_statement<R, S: Statement<R>>(
         if S::CARRIES_OPENING {
             pg.wire.arm_opening(begin);
         } else {
-            let sent = pg.control(begin).await;
+            // Boxed: rare (a closure's statement), and large.
+            let sent = Box::pin(pg.control(begin)).await;
             pg.settle_opening(opening);
             sent?;
         }

@@ -248,25 +248,20 @@ pub(crate) fn reads_only<Q: QueryFragment<Pg> + QueryId>(query: &Q) -> bool {
     thread_local! {
         static KNOWN: PerQueryType<bool> = PerQueryType::default();
     }
-    per_query_type(
-        &KNOWN,
-        query,
-        |sql| {
-            let upper = sql.trim_start().to_ascii_uppercase();
-            upper.starts_with("SELECT")
-                && ![
-                    "FOR UPDATE",
-                    "FOR NO KEY UPDATE",
-                    "FOR SHARE",
-                    "FOR KEY SHARE",
-                    "NEXTVAL(",
-                    "SETVAL(",
-                ]
-                .iter()
-                .any(|lock| upper.contains(lock))
-        },
-        |only_reads| *only_reads,
-    )
+    per_query_type(&KNOWN, query, |sql| {
+        let upper = sql.trim_start().to_ascii_uppercase();
+        upper.starts_with("SELECT")
+            && ![
+                "FOR UPDATE",
+                "FOR NO KEY UPDATE",
+                "FOR SHARE",
+                "FOR KEY SHARE",
+                "NEXTVAL(",
+                "SETVAL(",
+            ]
+            .iter()
+            .any(|lock| upper.contains(lock))
+    })
 }
 
 /// The database of the table `query` names first, if a model of a named
@@ -279,10 +274,12 @@ pub(crate) fn route<Q: QueryFragment<Pg> + QueryId>(query: &Q) -> Option<&'stati
         return None;
     }
     thread_local! {
-        static TABLES: PerQueryType<Option<String>> = PerQueryType::default();
+        // The routes are made once, so the database a table leads to can be
+        // kept, not just the table's name.
+        static DATABASES: PerQueryType<Option<&'static Gino>> = PerQueryType::default();
     }
-    per_query_type(&TABLES, query, first_table, |table| {
-        routes.get(table.as_deref()?).copied().flatten()
+    per_query_type(&DATABASES, query, |sql| {
+        routes.get(first_table(sql)?.as_str()).copied().flatten()
     })
 }
 
@@ -292,39 +289,29 @@ pub(crate) fn route<Q: QueryFragment<Pg> + QueryId>(query: &Q) -> Option<&'stati
 /// A thread learns a type once.
 type PerQueryType<T> = std::cell::RefCell<HashMap<TypeId, T>>;
 
-/// `read` of what `learn` makes of `query`'s SQL: rendered and learnt once
-/// per query type (and thread) when diesel can name the type
-/// (`HAS_STATIC_QUERY_ID`), the SQL being the same for every value of it;
-/// every time otherwise.
-fn per_query_type<Q, T, R>(
+/// What `learn` makes of `query`'s SQL: rendered and learnt once per query
+/// type (and thread) when diesel can name the type (`HAS_STATIC_QUERY_ID`),
+/// the SQL being the same for every value of it; every time otherwise.
+fn per_query_type<Q, T>(
     cache: &'static std::thread::LocalKey<PerQueryType<T>>,
     query: &Q,
     learn: impl FnOnce(&str) -> T,
-    read: impl FnOnce(&T) -> R,
-) -> R
+) -> T
 where
     Q: QueryFragment<Pg> + QueryId,
+    T: Copy,
 {
     if !Q::HAS_STATIC_QUERY_ID {
-        return read(&learn(&render(query)));
+        return learn(&render(query));
     }
     let id = TypeId::of::<Q::QueryId>();
-    let mut todo = Some((learn, read));
-    let cached = cache.try_with(|known| {
-        let (learn, read) = todo.take().expect("called once");
-        if let Some(learnt) = known.borrow().get(&id) {
-            return read(learnt);
-        }
-        let learnt = learn(&render(query));
-        let answer = read(&learnt);
-        known.borrow_mut().insert(id, learnt);
-        answer
-    });
-    cached.unwrap_or_else(|_| {
-        // The thread is ending: learnt without being kept.
-        let (learn, read) = todo.take().expect("not called");
-        read(&learn(&render(query)))
-    })
+    if let Ok(Some(known)) = cache.try_with(|known| known.borrow().get(&id).copied()) {
+        return known;
+    }
+    let learnt = learn(&render(query));
+    // Not kept while the thread ends (its cache is gone).
+    let _ = cache.try_with(|known| known.borrow_mut().insert(id, learnt));
+    learnt
 }
 
 /// The SQL of `query`, or a placeholder saying why it cannot be rendered.

@@ -111,8 +111,9 @@ impl Slot {
         self.raw.as_mut().is_some_and(|raw| raw.get().in_flight)
     }
 
-    /// After a statement's future was dropped half-way, finds out with a
-    /// round trip where the server stands, and rolls back a transaction the
+    /// After a statement's future was dropped half-way (the slot is
+    /// [`interrupted`](Self::interrupted)), finds out with a round trip
+    /// where the server stands, and rolls back a transaction the
     /// interrupted statement may have begun that no level accounts for.
     async fn resync(&mut self) {
         let untracked = self.levels.is_empty();
@@ -120,9 +121,6 @@ impl Slot {
         let Some(pg) = raw.as_mut().map(RawConn::get) else {
             return;
         };
-        if !pg.in_flight {
-            return;
-        }
         if pg.control("SELECT 1").await.is_err() {
             return;
         }

@@ -11,6 +11,7 @@
 //! Uses: `pool` (the raw connection), `wire` (error codes, tags, cancel).
 
 use std::future::Future;
+use std::marker::PhantomData;
 use std::time::Duration;
 
 use diesel::backend::Backend;
@@ -252,25 +253,26 @@ pub(crate) async fn run_statement<R, S: Statement<R>>(
 /// # Ok(()) }
 /// # gino_testkit::doc::run(demo);
 /// ```
-pub trait Loadable<'q, U>: LoadQuery<'q, AsyncPgConnection, U> + Send + 'q {
-    /// The query to run, as diesel makes it from `Self` (`AsQuery`).
-    #[doc(hidden)]
-    type Query: Send + 'q;
-
-    /// Makes the query once, so that it can run more than once.
-    #[doc(hidden)]
-    fn into_query(self) -> Self::Query;
-
+pub trait Loadable<'q, U>:
+    AsQuery<Query: Send + 'q> + LoadQuery<'q, AsyncPgConnection, U> + Send + 'q
+{
     /// Loads the rows of `query` (at most `limit`, reading no further)
     /// without consuming it.
+    ///
+    /// The query is diesel's `AsQuery::Query` rather than a type of this
+    /// trait's own: a future that holds it is then `Send` whatever
+    /// lifetimes its binds borrow (a projection through this trait, whose
+    /// lifetime parameter rustc erases inside futures, makes an `async`
+    /// block awaiting it fail with "implementation of `Send` is not general
+    /// enough").
     #[doc(hidden)]
     fn load_lent<'c>(
-        query: &'c mut Self::Query,
+        query: &'c mut <Self as AsQuery>::Query,
         limit: Option<usize>,
         conn: &'c mut AsyncPgConnection,
     ) -> impl Future<Output = diesel::QueryResult<Vec<U>>> + Send + 'c
     where
-        'q: 'c;
+        Self: 'c;
 }
 
 impl<'q, Q, U, ST> Loadable<'q, U> for Q
@@ -282,19 +284,13 @@ where
     Pg: QueryMetadata<Q::SqlType>,
     ST: 'static,
 {
-    type Query = Q::Query;
-
-    fn into_query(self) -> Q::Query {
-        self.as_query()
-    }
-
     fn load_lent<'c>(
         query: &'c mut Q::Query,
         limit: Option<usize>,
         conn: &'c mut AsyncPgConnection,
     ) -> impl Future<Output = diesel::QueryResult<Vec<U>>> + Send + 'c
     where
-        'q: 'c,
+        Q: 'c,
     {
         let query = Lent(query);
         async move {
@@ -391,28 +387,31 @@ impl<R, S: Reread<R>> Statement<R> for Again<'_, S> {
 /// Loads the rows of a query: all of them, or at most `limit` (reading no
 /// further, so that a query matching millions of rows by mistake is not
 /// loaded to find out it matched more than one).
-pub(crate) struct Load<'q, Q: Loadable<'q, U>, U> {
+pub(crate) struct Load<Q: AsQuery, U> {
     query: Q::Query,
     limit: Option<usize>,
+    rows: PhantomData<fn() -> U>,
 }
 
-impl<'q, Q: Loadable<'q, U>, U> Load<'q, Q, U> {
+impl<Q: AsQuery, U> Load<Q, U> {
     pub(crate) fn all(query: Q) -> Self {
-        Load {
-            query: query.into_query(),
-            limit: None,
-        }
+        Load::new(query, None)
     }
 
     pub(crate) fn some(query: Q, limit: usize) -> Self {
+        Load::new(query, Some(limit))
+    }
+
+    fn new(query: Q, limit: Option<usize>) -> Self {
         Load {
-            query: query.into_query(),
-            limit: Some(limit),
+            query: query.as_query(),
+            limit,
+            rows: PhantomData,
         }
     }
 }
 
-impl<'q, Q: Loadable<'q, U>, U> Statement<Vec<U>> for Load<'q, Q, U> {
+impl<'q, Q: Loadable<'q, U>, U> Statement<Vec<U>> for Load<Q, U> {
     fn run<'c>(
         self,
         conn: &'c mut AsyncPgConnection,
@@ -421,12 +420,14 @@ impl<'q, Q: Loadable<'q, U>, U> Statement<Vec<U>> for Load<'q, Q, U> {
     where
         Self: 'c,
     {
-        let Load { mut query, limit } = self;
+        let Load {
+            mut query, limit, ..
+        } = self;
         async move { Q::load_lent(&mut query, limit, conn).await }.boxed()
     }
 }
 
-impl<'q, Q: Loadable<'q, U>, U> Reread<Vec<U>> for Load<'q, Q, U> {
+impl<'q, Q: Loadable<'q, U>, U> Reread<Vec<U>> for Load<Q, U> {
     fn run_again<'c>(
         &'c mut self,
         conn: &'c mut AsyncPgConnection,

@@ -381,6 +381,90 @@ fn futures_are_send(db: &'static gino::Gino, engine: gino::Engine, conn: gino::C
     send(db.with_bind("postgres://localhost/x", |_| async { Ok::<_, Error>(()) }));
 }
 
+/// The same, for queries whose binds borrow (`.eq(&name)`, `.eq("x")`),
+/// awaited in futures that must be `Send + 'static` as a spawned task or a
+/// web handler's is. gino's futures hold such queries without naming a
+/// lifetime-generic trait's projection, which rustc could not prove `Send`
+/// ("implementation of `Send` is not general enough"); this fails to
+/// compile if one does again.
+#[allow(dead_code)]
+fn futures_with_borrowing_binds_are_send(db: &'static gino::Gino) {
+    use diesel::{ExpressionMethods, QueryDsl};
+    fn spawned<F: std::future::Future + Send + 'static>(_: F) {}
+    let by_name = |name: &str| items::table.filter(items::name.eq(name.to_owned()));
+    spawned(async move {
+        let name = String::from("x");
+        let filtered = || items::table.filter(items::name.eq(&name));
+        let _ = db.all::<(i32, String), _>(filtered()).await;
+        let _ = db.first::<(i32, String), _>(filtered()).await;
+        let _ = db.one::<(i32, String), _>(filtered()).await;
+        let _ = db.one_or_none::<(i32, String), _>(filtered()).await;
+        let _ = db.first_or_404::<(i32, String), _>(filtered()).await;
+        let _ = db.scalar::<i32, _>(filtered().select(items::id)).await;
+        let _ = db.iterate::<(i32, String), _>(filtered()).await;
+        let _ = db
+            .status(diesel::update(filtered()).set(items::name.eq(&name)))
+            .await;
+        let _ = filtered().gino().all::<(i32, String)>().await;
+        let _ = filtered().gino().first::<(i32, String)>().await;
+        let _ = filtered()
+            .gino()
+            .load(gino::loader::map(|row: (i32, String)| row.0))
+            .await;
+        let engine = db.engine().unwrap();
+        let _ = engine.all::<(i32, String), _>(filtered()).await;
+        let conn = engine.acquire().await.unwrap();
+        let _ = conn.one::<(i32, String), _>(filtered()).await;
+        let _ = filtered().gino().bind(&conn).first::<(i32, String)>().await;
+        let _ = db
+            .transaction(async {
+                db.all::<(i32, String), _>(items::table.filter(items::name.eq("y")))
+                    .await
+            })
+            .await;
+        let _ = db.all::<(i32, String), _>(by_name("z")).await;
+        let _ = gino::loader::select_in(
+            vec![1],
+            |id: &i32| *id,
+            |row: &(i32, String)| row.0,
+            |ids| {
+                items::table
+                    .filter(items::id.eq_any(ids))
+                    .filter(items::name.ne(&name))
+                    .gino()
+            },
+        )
+        .await;
+    });
+}
+
+/// A spawned task runs a query that borrows its bind from the task.
+#[tokio::test]
+async fn queries_borrowing_their_binds_run_in_spawned_tasks() {
+    use diesel::{ExpressionMethods, QueryDsl};
+    let s = common::setup().await;
+    with_items(&s.engine, 3).await;
+    let engine = s.engine.clone();
+    let found = tokio::spawn(async move {
+        let name = String::from("item2");
+        let by_name = items::table.filter(items::name.eq(&name));
+        let all = engine.all::<(i32, String), _>(by_name).await?;
+        let first = items::table
+            .filter(items::name.ne("item1"))
+            .order_by(items::id)
+            .gino()
+            .bind(&engine)
+            .first::<(i32, String)>()
+            .await?;
+        Ok::<_, Error>((all, first))
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(found.0, [(2, "item2".to_owned())]);
+    assert_eq!(found.1, Some((2, "item2".to_owned())));
+}
+
 /// Statements of `diesel::select(now)` kept prepared on the connection, as
 /// the server counts them (the counting statement itself is prepared while
 /// it runs, so it is left out by its text).

@@ -262,12 +262,34 @@ where
     /// # Ok(()) }
     /// # gino_testkit::doc::run(demo);
     /// ```
-    pub fn into_stream(self) -> impl Stream<Item = Result<U>> + Send
+    ///
+    /// The stream is `Unpin` (boxed once per cursor), so that
+    /// `StreamExt::next` works on it as on any stream a library hands out:
+    ///
+    /// ```
+    /// # async fn demo(db: &gino::Gino) -> gino::Result<()> {
+    /// # use diesel::dsl::sql;
+    /// # use diesel::sql_types::Integer;
+    /// use futures_util::StreamExt;
+    ///
+    /// let tx = db.begin().await?;
+    /// let cursor = db.iterate::<i32, _>(diesel::select(sql::<Integer>("generate_series(1, 3)"))).await?;
+    /// let mut rows = cursor.into_stream();
+    /// while let Some(n) = rows.next().await {
+    ///     println!("{}", n?);
+    /// }
+    /// # drop(rows);
+    /// tx.commit().await?;
+    /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
+    /// ```
+    pub fn into_stream(self) -> impl Stream<Item = Result<U>> + Send + Unpin
     where
         ST: Send,
     {
-        futures_util::stream::try_unfold(self, |mut cursor| async move {
-            Ok(cursor.next().await?.map(|row| (row, cursor)))
-        })
+        Box::pin(futures_util::stream::try_unfold(
+            self,
+            |mut cursor| async move { Ok(cursor.next().await?.map(|row| (row, cursor))) },
+        ))
     }
 }

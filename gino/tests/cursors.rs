@@ -86,6 +86,30 @@ async fn models_stream_through_a_cursor_in_a_managed_transaction() {
         .await
         .unwrap();
     assert_eq!(count, 990);
+    // `next` of `StreamExt` needs no pinning by hand: the stream is Unpin,
+    // and its future is Send (a task can hold it).
+    let labels = tokio::spawn(async {
+        use futures_util::StreamExt;
+        let tx = CURSOR_DB.begin().await?;
+        let cursor = Number::query()
+            .filter(numbers::id.le(3))
+            .order_by(numbers::id)
+            .gino()
+            .iterate::<Number>()
+            .await?;
+        let mut rows = cursor.into_stream();
+        let mut labels = Vec::new();
+        while let Some(row) = rows.next().await {
+            labels.push(row?.label);
+        }
+        drop(rows);
+        tx.commit().await?;
+        Ok::<_, gino::Error>(labels)
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(labels, ["n1", "n2", "n3"]);
     assert_eq!(
         last,
         Some(Number {

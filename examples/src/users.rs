@@ -7,7 +7,7 @@
 //! | --- | --- |
 //! | `GET /users?limit=&offset=` | 200, a JSON array of users by id |
 //! | `GET /users/{id}` | 200 `{"id": 1, "nickname": "fantix"}`, or 404 |
-//! | `POST /users` `{"nickname": "..."}` | 201, the stored user |
+//! | `POST /users` `{"nickname": "..."}` | 201, the stored user (1 to 200 characters, no NUL) |
 //! | `PATCH /users/{id}` `{"nickname": "..."}` | 200, the updated user, or 404 |
 //! | `DELETE /users/{id}` | 204, or 404 |
 //!
@@ -34,8 +34,34 @@ pub struct User {
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NicknameBody {
-    /// The new nickname.
+    /// The new nickname: 1 to [`NICKNAME_MAX`] characters, none of them
+    /// NUL.
+    #[serde(deserialize_with = "nickname")]
     pub nickname: String,
+}
+
+/// The longest nickname the API stores, in characters.
+pub const NICKNAME_MAX: usize = 200;
+
+/// A nickname the database can store and the API wants: checked while the
+/// body is read, so that each framework answers a bad one as it answers any
+/// malformed body (400 or 422), before a query runs. PostgreSQL refuses a
+/// NUL in text, which would otherwise end as a 500.
+fn nickname<'de, D: serde::Deserializer<'de>>(from: D) -> Result<String, D::Error> {
+    use serde::de::Error as _;
+    let nickname = <String as serde::Deserialize>::deserialize(from)?;
+    let length = nickname.chars().count();
+    if length == 0 || length > NICKNAME_MAX {
+        return Err(D::Error::custom(format_args!(
+            "nickname: {length} characters, expected 1 to {NICKNAME_MAX}"
+        )));
+    }
+    if nickname.contains('\0') {
+        return Err(D::Error::custom(
+            "nickname: contains a NUL character, which text cannot hold",
+        ));
+    }
+    Ok(nickname)
 }
 
 /// `?limit=&offset=` of `GET /users`; negative or non-numeric values are

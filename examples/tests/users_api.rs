@@ -207,6 +207,27 @@ async fn drive(name: &str) {
         "{name}: a malformed body is the client's error, got {}",
         bad.status()
     );
+    // Nicknames the API refuses (PostgreSQL cannot store a NUL in text):
+    // the client's error, before any query, and nothing stored.
+    let too_long = "x".repeat(201);
+    for nickname in ["a\u{0}b", "", too_long.as_str()] {
+        for (method, path) in [
+            (reqwest::Method::POST, "/users".to_owned()),
+            (reqwest::Method::PATCH, format!("/users/{id}")),
+        ] {
+            let refused = client
+                .request(method.clone(), app.url(&path))
+                .json(&json!({ "nickname": nickname }))
+                .send()
+                .await
+                .unwrap();
+            assert!(
+                refused.status().is_client_error(),
+                "{name}: {method} {path} of nickname {nickname:?}: got {}",
+                refused.status()
+            );
+        }
+    }
     let bad_page = client.get(app.url("/users?limit=-1")).send().await.unwrap();
     assert!(bad_page.status().is_client_error(), "{name}: limit=-1");
 

@@ -24,7 +24,8 @@ pub enum Kind {
     Diesel,
     /// Another library (sqlx, SeaORM, tokio-postgres).
     Peer,
-    /// A bound no library can beat (pgbench), outside the ratios.
+    /// A bound no library can beat (pgbench), and gino measured its way:
+    /// outside the ratios.
     Floor,
 }
 
@@ -175,11 +176,6 @@ impl Table {
     pub fn with_target(mut self, target: f64) -> Table {
         self.target = target;
         self
-    }
-
-    /// gino's best median.
-    pub fn gino_best(&self) -> Option<Duration> {
-        self.best(Kind::Gino).map(|r| r.median)
     }
 
     /// Prints the table to stdout.

@@ -21,9 +21,9 @@ fn installed(program: &str) -> bool {
     Command::new(program).arg("--version").output().is_ok()
 }
 
-/// pgbench's average latency of a prepared get-by-pk on one connection,
-/// or `None` when pgbench is missing.
-pub async fn pgbench_floor(url: &str) -> Option<Duration> {
+/// pgbench's average latency of a prepared get-by-pk on one connection
+/// over `run` (whole seconds), or `None` when pgbench is missing.
+pub async fn pgbench_floor(url: &str, run: Duration) -> Option<Duration> {
     if !installed("pgbench") {
         println!("pgbench not installed: no floor (apt-get install postgresql-contrib)");
         return None;
@@ -42,9 +42,9 @@ pub async fn pgbench_floor(url: &str) -> Option<Duration> {
     let url = url.to_owned();
     let out = tokio::task::spawn_blocking(move || {
         Command::new("pgbench")
-            .args([
-                "-n", "-M", "prepared", "-c", "1", "-j", "1", "-T", "5", "-f",
-            ])
+            .args(["-n", "-M", "prepared", "-c", "1", "-j", "1", "-T"])
+            .arg(run.as_secs().max(1).to_string())
+            .arg("-f")
             .arg(&script)
             .arg(&url)
             .output()

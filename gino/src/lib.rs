@@ -111,7 +111,7 @@ pub use model::{Model, Run};
 pub use schema::SchemaOp;
 pub use statement::Loadable;
 pub use tenant::{TenantLease, TenantStats, TenantUsage, Tenants, TenantsBuilder};
-pub use text::{Text, text};
+pub use text::{Text, TextQuery, text};
 pub use transaction::{Begin, ManagedTransaction, Transaction, TxBody, WithTransaction};
 
 /// Re-exports of the crates gino builds on, so that applications and the

@@ -43,8 +43,8 @@ use diesel::sql_types::{HasSqlType, Untyped};
 /// # Ok(()) }
 /// # gino_testkit::doc::run(demo);
 /// ```
-pub fn text(sql: impl AsRef<str>) -> Text {
-    Text::parse(sql.as_ref())
+pub fn text<'a>(sql: impl AsRef<str>) -> TextQuery<'a> {
+    TextQuery::parse(sql.as_ref())
 }
 
 enum Piece {
@@ -71,23 +71,37 @@ where
     }
 }
 
-/// A raw SQL statement with named parameters; made by [`text`].
-pub struct Text {
+/// A raw SQL statement with named parameters whose values live for `'a`;
+/// made by [`text`]. Values may borrow (`.bind::<Text, _>("name", &name)`),
+/// as diesel's own binds may.
+pub struct TextQuery<'a> {
     pieces: Vec<Piece>,
     names: Vec<String>,
-    values: Vec<Option<Box<dyn BindValue>>>,
+    values: Vec<Option<Box<dyn BindValue + 'a>>>,
 }
 
-impl fmt::Debug for Text {
+/// A [`TextQuery`] whose values are owned: the type to name where a
+/// function returns a statement it built.
+///
+/// ```
+/// use diesel::sql_types::Integer;
+/// fn by_id(id: i32) -> gino::Text {
+///     gino::text("SELECT * FROM users WHERE id = :id").bind::<Integer, _>("id", id)
+/// }
+/// assert_eq!(by_id(7).param_names(), ["id"]);
+/// ```
+pub type Text = TextQuery<'static>;
+
+impl fmt::Debug for TextQuery<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Text")
+        f.debug_struct("TextQuery")
             .field("params", &self.names)
             .finish_non_exhaustive()
     }
 }
 
-impl Text {
-    fn parse(sql: &str) -> Text {
+impl<'a> TextQuery<'a> {
+    fn parse(sql: &str) -> Self {
         let mut pieces = Vec::new();
         let mut names: Vec<String> = Vec::new();
         let mut index: HashMap<String, usize> = HashMap::new();
@@ -130,7 +144,7 @@ impl Text {
         }
         pieces.push(Piece::Sql(sql[start..].to_owned()));
         let values = names.iter().map(|_| None).collect();
-        Text {
+        TextQuery {
             pieces,
             names,
             values,
@@ -152,7 +166,7 @@ impl Text {
     pub fn bind<ST, T>(mut self, name: &str, value: T) -> Self
     where
         Pg: HasSqlType<ST>,
-        T: ToSql<ST, Pg> + Send + Sync + 'static,
+        T: ToSql<ST, Pg> + Send + Sync + 'a,
         ST: 'static,
     {
         let Some(slot) = self.names.iter().position(|n| n == name) else {
@@ -211,7 +225,7 @@ fn skip_dollar_quoted(sql: &str, open: usize) -> usize {
         .map_or(sql.len(), |n| body + n + delimiter.len())
 }
 
-impl QueryFragment<Pg> for Text {
+impl QueryFragment<Pg> for TextQuery<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         out.unsafe_to_cache_prepared();
         for piece in &self.pieces {
@@ -235,16 +249,16 @@ impl QueryFragment<Pg> for Text {
     }
 }
 
-impl QueryId for Text {
+impl QueryId for TextQuery<'_> {
     type QueryId = ();
     const HAS_STATIC_QUERY_ID: bool = false;
 }
 
-impl Query for Text {
+impl Query for TextQuery<'_> {
     type SqlType = Untyped;
 }
 
-impl<Conn> diesel::query_dsl::RunQueryDsl<Conn> for Text {}
+impl<Conn> diesel::query_dsl::RunQueryDsl<Conn> for TextQuery<'_> {}
 
 #[cfg(test)]
 mod tests {

@@ -423,6 +423,11 @@ fn futures_with_borrowing_binds_are_send(db: &'static gino::Gino) {
             })
             .await;
         let _ = db.all::<(i32, String), _>(by_name("z")).await;
+        let _ = db
+            .status(
+                gino::text("DELETE FROM items WHERE name = :name").bind::<Text, _>("name", &name),
+            )
+            .await;
         let _ = gino::loader::select_in(
             vec![1],
             |id: &i32| *id,
@@ -456,13 +461,20 @@ async fn queries_borrowing_their_binds_run_in_spawned_tasks() {
             .bind(&engine)
             .first::<(i32, String)>()
             .await?;
-        Ok::<_, Error>((all, first))
+        let deleted = engine
+            .status(
+                gino::text("DELETE FROM items WHERE name = :name")
+                    .bind::<Text, _>("name", name.as_str()),
+            )
+            .await?;
+        Ok::<_, Error>((all, first, deleted.rows()))
     })
     .await
     .unwrap()
     .unwrap();
     assert_eq!(found.0, [(2, "item2".to_owned())]);
     assert_eq!(found.1, Some((2, "item2".to_owned())));
+    assert_eq!(found.2, 1);
 }
 
 /// Statements of `diesel::select(now)` kept prepared on the connection, as

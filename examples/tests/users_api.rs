@@ -195,39 +195,61 @@ async fn drive(name: &str) {
         .unwrap();
     assert_eq!(patch_missing.status(), 404);
 
-    let bad = client
-        .post(app.url("/users"))
-        .header("content-type", "application/json")
-        .body("{\"nickname\": 7}")
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        bad.status().is_client_error(),
-        "{name}: a malformed body is the client's error, got {}",
-        bad.status()
-    );
-    // Nicknames the API refuses (PostgreSQL cannot store a NUL in text):
-    // the client's error, before any query, and nothing stored.
+    // Malformed bodies and nicknames the API refuses (PostgreSQL cannot
+    // store a NUL in text): the client's error, before any query, and
+    // nothing stored.
     let too_long = "x".repeat(201);
-    for nickname in ["a\u{0}b", "", too_long.as_str()] {
+    for body in [
+        json!({"nickname": 7}),
+        json!({"nickname": "a\u{0}b"}),
+        json!({"nickname": ""}),
+        json!({ "nickname": too_long }),
+    ] {
         for (method, path) in [
             (reqwest::Method::POST, "/users".to_owned()),
             (reqwest::Method::PATCH, format!("/users/{id}")),
         ] {
             let refused = client
                 .request(method.clone(), app.url(&path))
-                .json(&json!({ "nickname": nickname }))
+                .json(&body)
                 .send()
                 .await
                 .unwrap();
             assert!(
                 refused.status().is_client_error(),
-                "{name}: {method} {path} of nickname {nickname:?}: got {}",
+                "{name}: {method} {path} of {body}: a malformed body is the client's error, got {}",
                 refused.status()
             );
         }
     }
+    let unchanged: Value = client
+        .get(app.url(&format!("/users/{id}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        unchanged["nickname"], "fantix (member)",
+        "{name}: refused PATCH"
+    );
+    let longest = "x".repeat(200);
+    let accepted = client
+        .patch(app.url(&format!("/users/{id}")))
+        .json(&json!({ "nickname": longest }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        accepted.status(),
+        200,
+        "{name}: a nickname of 200 characters"
+    );
+    assert_eq!(
+        accepted.json::<Value>().await.unwrap()["nickname"],
+        longest.as_str()
+    );
     let bad_page = client.get(app.url("/users?limit=-1")).send().await.unwrap();
     assert!(bad_page.status().is_client_error(), "{name}: limit=-1");
 

@@ -391,7 +391,6 @@ fn futures_are_send(db: &'static gino::Gino, engine: gino::Engine, conn: gino::C
 fn futures_with_borrowing_binds_are_send(db: &'static gino::Gino) {
     use diesel::{ExpressionMethods, QueryDsl};
     fn spawned<F: std::future::Future + Send + 'static>(_: F) {}
-    let by_name = |name: &str| items::table.filter(items::name.eq(name.to_owned()));
     spawned(async move {
         let name = String::from("x");
         let filtered = || items::table.filter(items::name.eq(&name));
@@ -422,7 +421,6 @@ fn futures_with_borrowing_binds_are_send(db: &'static gino::Gino) {
                     .await
             })
             .await;
-        let _ = db.all::<(i32, String), _>(by_name("z")).await;
         let _ = db
             .status(
                 gino::text("DELETE FROM items WHERE name = :name").bind::<Text, _>("name", &name),

@@ -5,9 +5,18 @@
 //! raw connection gino holds is a [`RawConn`], and a `RawConn` decides on its
 //! own way out: a connection whose server side is idle (as the wire says) and
 //! that was not interrupted in the middle of a statement goes back to the
-//! pool; any other is closed, which makes the server roll back whatever it
-//! had open. Callers that can await try a `ROLLBACK` first
+//! pool. Callers that can await try a `ROLLBACK` first
 //! ([`RawConn::clean_up`]), so that an orderly release keeps the connection.
+//! One dropped dirty (its statement's or transaction's future was dropped:
+//! a client that went away, a `select!`) is recovered by a task of its own
+//! while it still counts as borrowed: the interrupted statement is waited
+//! for, and cancelled on the server if it runs on
+//! ([`RECOVERY_PATIENCE`]), whatever it left open is rolled back, and the
+//! connection goes back to the pool. Only one that cannot be recovered
+//! (the server is gone, a cancel was lost, the session holds a lock, no
+//! runtime to recover it on) is closed, which makes the server roll back
+//! whatever it had open. Recovering keeps a pool that serves clients who
+//! give up mid-request from opening a connection for every one of them.
 //!
 //! Uses: `wire` (opening, observing), `budget` (a unit per open connection).
 
@@ -40,6 +49,40 @@ pub(crate) struct PgConn {
     /// Set while the session holds state a pooled connection must not
     /// carry to its next user (a session-level advisory lock).
     pub(crate) holds_session_state: bool,
+    /// Set when a statement's cancel request went unanswered: another one
+    /// would be lost too, so the connection is closed once given back.
+    pub(crate) cancel_lost: bool,
+}
+
+/// How long a cancelled statement may take to end once its cancel request
+/// went out. A cancel can be lost (PgBouncer 1.18 drops tokio-postgres's
+/// cancel connection); past this gino stops waiting for it.
+pub(crate) const CANCEL_GRACE: Duration = Duration::from_secs(1);
+
+/// How long the recovery of a connection given back in the middle of a
+/// statement waits for that statement to end on its own before cancelling
+/// it: a statement nobody awaits any more is work for nobody, but most end
+/// within this, and a cancel request costs the server a process.
+pub(crate) const RECOVERY_PATIENCE: Duration = Duration::from_millis(100);
+
+/// Sends a cancel request for the statement running under `token` and
+/// waits for `running` (whatever awaits that statement's end) to end:
+/// `None` if it has not [`CANCEL_GRACE`] after the request went out.
+pub(crate) async fn cancel_and_wait<F: Future>(
+    addr: &ServerAddr,
+    token: &tokio_postgres::CancelToken,
+    running: F,
+) -> Option<F::Output> {
+    let cancelled = tokio::time::timeout(CANCEL_GRACE, async {
+        // Boxed: connecting (TLS included) is a large state machine that
+        // every statement's future would otherwise carry inline, and move,
+        // for a rare path.
+        if let Err(e) = Box::pin(addr.cancel(token)).await {
+            tracing::warn!(target: "gino", "could not cancel a statement: {e}");
+        }
+        running.await
+    });
+    cancelled.await.ok()
 }
 
 impl PgConn {
@@ -67,6 +110,7 @@ impl PgConn {
             addr: opened.addr,
             in_flight: false,
             holds_session_state: false,
+            cancel_lost: false,
         })
     }
 
@@ -100,6 +144,63 @@ impl PgConn {
         if self.wire.tx_status() != TxStatus::Idle {
             *opening = None;
         }
+    }
+
+    /// Whether a task of its own can bring this connection back to a state
+    /// fit for the pool ([`RawConn`]'s recovery): the server is still
+    /// there and nothing but an interrupted statement (one whose cancel
+    /// was not lost) or an open transaction is wrong with it.
+    fn recoverable(&self) -> bool {
+        let lost_cancel = self.in_flight && self.cancel_lost;
+        !(self.holds_session_state || self.wire.is_closed() || lost_cancel)
+    }
+
+    /// After a statement's future was dropped half-way (`in_flight` still
+    /// set), finds out with a round trip where the server stands, and, if
+    /// `untracked`, rolls back a transaction that nobody accounts for (one
+    /// the interrupted statement may have begun). `opening` is forgotten
+    /// once the server has run it, as after any statement.
+    ///
+    /// With `patience`, a statement still running after it is cancelled,
+    /// and `false` comes back if it has not ended [`CANCEL_GRACE`] after
+    /// the cancel request (the connection is still interrupted then);
+    /// without, the wait lasts as long as the statement does.
+    pub(crate) async fn resync(
+        &mut self,
+        opening: &mut Option<String>,
+        untracked: bool,
+        patience: Option<Duration>,
+    ) -> bool {
+        let token = patience.map(|_| self.conn.cancel_token());
+        let addr = self.addr.clone();
+        let probed = {
+            // Whatever the interrupted statement had queued goes out before
+            // this, with the opening in front if it was still armed, and
+            // its replies come first.
+            let mut probe = std::pin::pin!(self.control("SELECT 1"));
+            match (patience, token) {
+                (Some(patience), Some(token)) => {
+                    match tokio::time::timeout(patience, &mut probe).await {
+                        Ok(probed) => probed,
+                        Err(_) => match cancel_and_wait(&addr, &token, probe).await {
+                            Some(probed) => probed,
+                            None => return false,
+                        },
+                    }
+                }
+                _ => probe.await,
+            }
+        };
+        if probed.is_err() && self.wire.is_closed() {
+            return false;
+        }
+        // A failed probe (a transaction the interrupted statement left
+        // failed, or the cancel) still leaves the status current.
+        self.settle_opening(opening);
+        if untracked && self.wire.tx_status() != TxStatus::Idle {
+            let _ = self.control("ROLLBACK").await;
+        }
+        true
     }
 
     /// Runs transaction-control SQL, keeping `in_flight` honest.
@@ -228,18 +329,22 @@ impl Drop for OpenCount {
 /// is off). Dropping it gives it back or closes it, by the rule above.
 pub(crate) struct RawConn {
     held: Option<Held>,
+    /// This is the recovery's: dropped dirty, it is closed.
+    recovering: bool,
 }
 
 impl RawConn {
     pub(crate) fn pooled(object: Object<Manager>) -> Self {
         RawConn {
             held: Some(Held::Pooled(object)),
+            recovering: false,
         }
     }
 
     pub(crate) fn direct(conn: PgConn, count: OpenCount) -> Self {
         RawConn {
             held: Some(Held::Direct(Box::new(conn), count)),
+            recovering: false,
         }
     }
 
@@ -269,6 +374,21 @@ impl RawConn {
             }
         }
     }
+
+    /// Brings a pooled connection given back dirty to a state fit for the
+    /// pool (see the module's rule), then gives it back; closes it when
+    /// that fails, or when this future is dropped half-way.
+    async fn recover(mut self) {
+        let pg = self.get();
+        if pg.in_flight && !pg.resync(&mut None, true, Some(RECOVERY_PATIENCE)).await {
+            tracing::debug!(
+                target: "gino",
+                "could not recover a connection given back mid-statement: closing it"
+            );
+            return;
+        }
+        self.clean_up().await;
+    }
 }
 
 impl Drop for RawConn {
@@ -280,8 +400,21 @@ impl Drop for RawConn {
         };
         pg.driver.put_away();
         let clean = pg.is_clean();
+        let recoverable = !self.recovering && pg.recoverable();
         match held {
             Held::Pooled(object) if !clean => {
+                if recoverable && let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                    // Still counted as borrowed meanwhile. A runtime that
+                    // is shutting down drops the task, which closes it.
+                    runtime.spawn(
+                        RawConn {
+                            held: Some(Held::Pooled(object)),
+                            recovering: true,
+                        }
+                        .recover(),
+                    );
+                    return;
+                }
                 tracing::debug!(
                     target: "gino",
                     "closing a connection left inside a transaction or statement"

@@ -112,23 +112,16 @@ impl Slot {
     }
 
     /// After a statement's future was dropped half-way (the slot is
-    /// [`interrupted`](Self::interrupted)), finds out with a round trip
-    /// where the server stands, and rolls back a transaction the
-    /// interrupted statement may have begun that no level accounts for.
+    /// [`interrupted`](Self::interrupted)), waits for the server to end
+    /// it, and rolls back a transaction the interrupted statement may have
+    /// begun that no level accounts for. The statement is not cancelled:
+    /// the levels of this connection may still be its owners' to go on
+    /// with.
     async fn resync(&mut self) {
         let untracked = self.levels.is_empty();
         let Slot { raw, opening, .. } = self;
-        let Some(pg) = raw.as_mut().map(RawConn::get) else {
-            return;
-        };
-        if pg.control("SELECT 1").await.is_err() {
-            return;
-        }
-        // Whatever the interrupted statement had queued went out before
-        // the `SELECT 1`, with the opening in front if it was still armed.
-        pg.settle_opening(opening);
-        if untracked && pg.wire.tx_status() != TxStatus::Idle {
-            let _ = pg.control("ROLLBACK").await;
+        if let Some(pg) = raw.as_mut().map(RawConn::get) {
+            pg.resync(opening, untracked, None).await;
         }
     }
 
@@ -428,7 +421,8 @@ impl Drop for Root {
     fn drop(&mut self) {
         // The raw connection's own drop decides whether it can go back to
         // the pool; levels left open make the server side non-idle, so such
-        // a connection is closed rather than returned.
+        // a connection is rolled back by a task of its own (or closed)
+        // rather than returned as it is.
         self.slot.get_mut().raw.take();
         self.pin_task_if_written();
     }

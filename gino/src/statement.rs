@@ -31,7 +31,7 @@ use tokio::time::Instant;
 
 use crate::drive::drive;
 use crate::error::{Error, Result};
-use crate::pool::PgConn;
+use crate::pool::{CANCEL_GRACE, PgConn, cancel_and_wait};
 use crate::wire::{TxStatus, WireState};
 
 /// When a statement (and any wait for a connection it needs) must be done.
@@ -111,11 +111,6 @@ where
     }
 }
 
-/// How long a timed-out statement may take to end once its cancel request
-/// went out. A cancel can be lost (PgBouncer 1.18 drops tokio-postgres's
-/// cancel connection); past this the caller gets its timeout anyway.
-pub(crate) const CANCEL_GRACE: Duration = Duration::from_secs(1);
-
 /// Runs `statement` on `pg`, cancelling it on the server at the deadline.
 ///
 /// On timeout the cancel request goes out and the statement is still
@@ -123,8 +118,8 @@ pub(crate) const CANCEL_GRACE: Duration = Duration::from_secs(1);
 /// and the cancel cannot hit a later statement. If it has not ended
 /// [`CANCEL_GRACE`] later (the cancel was lost), the timeout error comes
 /// anyway and the connection stays marked as interrupted: given back, it
-/// is closed; kept by a connection, it is resynchronised before its next
-/// statement.
+/// is closed (a second cancel would be lost too); kept by a connection, it
+/// is resynchronised before its next statement.
 ///
 /// `opening` is a transaction's `BEGIN` that has not reached the server
 /// yet: it goes in front of the statement ([`crate::opening`]), or on its
@@ -152,6 +147,7 @@ pub(crate) async fn run_statement<R, S: Statement<R>>(
         wire,
         addr,
         in_flight,
+        cancel_lost,
         ..
     } = pg;
     wire.begin_statement();
@@ -168,23 +164,13 @@ pub(crate) async fn run_statement<R, S: Statement<R>>(
                     result = &mut fut => result,
                     _ = tokio::time::sleep_until(at) => {
                         let token = token.expect("made when there is a deadline");
-                        let cancelled = tokio::time::timeout(CANCEL_GRACE, async {
-                            // Boxed: connecting (TLS included) is a large
-                            // state machine that every statement's future
-                            // would otherwise carry inline, and move, for a
-                            // rare path.
-                            if let Err(e) = Box::pin(addr.cancel(&token)).await {
-                                tracing::warn!(target: "gino", "could not cancel a timed-out query: {e}");
-                            }
-                            (&mut fut).await
-                        })
-                        .await;
-                        let Ok(result) = cancelled else {
+                        let Some(result) = cancel_and_wait(addr, &token, &mut fut).await else {
                             tracing::warn!(
                                 target: "gino",
                                 "a timed-out statement still runs {CANCEL_GRACE:?} after its \
                                  cancel request (lost?): giving up on its connection"
                             );
+                            *cancel_lost = true;
                             break 'run Err(deadline.error());
                         };
                         if result.is_err() && wire.error_code().as_deref() == Some("57014") {

@@ -411,7 +411,7 @@ async fn echo_names_the_right_statements_after_a_cancelled_one() {
 
 /// A transaction begun behind gino's back (raw `BEGIN` through the extended
 /// protocol) is seen on the wire when the connection goes back, and the
-/// connection is closed rather than pooled inside it.
+/// connection is rolled back (or closed) rather than pooled inside it.
 #[tokio::test]
 async fn raw_begin_never_reaches_the_pool() {
     let s = common::setup_with(gino::EngineOptions::new().max_size(2)).await;
@@ -419,4 +419,77 @@ async fn raw_begin_never_reaches_the_pool() {
         s.engine.status(diesel::sql_query("BEGIN")).await.unwrap();
     }
     common::assert_pool_clean(&s.engine).await;
+}
+
+/// Sessions of the test's database running `SELECT pg_sleep(30)`.
+async fn sleepers(observer: &Engine) -> i64 {
+    observer
+        .one(diesel::select(sql::<st::BigInt>(
+            "count(*) FROM pg_stat_activity WHERE datname = current_database() \
+             AND query LIKE '%pg_sleep(30)%' AND state = 'active' \
+             AND pid <> pg_backend_pid()",
+        )))
+        .await
+        .unwrap()
+}
+
+/// A statement whose future is dropped while it runs (a client that went
+/// away, a `select!`) is cancelled on the server, since nobody awaits it
+/// any more, and its connection goes back to the pool rolled back instead
+/// of being closed: the next query gets the same backend, outside any
+/// transaction, with nothing of the abandoned transaction committed.
+#[tokio::test]
+async fn a_statement_dropped_while_it_runs_is_cancelled_and_its_connection_kept() {
+    let s = batches_setup("gino-cancel-recover", 1).await;
+    let e = &s.engine;
+    let other = common::observer(&s).await;
+    let pid = common::backend_pid(e).await;
+    let sleep = || e.status(diesel::sql_query("SELECT pg_sleep(30)"));
+
+    // Implicit, outside a transaction.
+    let started = Instant::now();
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), sleep())
+            .await
+            .is_err()
+    );
+    // The pool's only connection: this waits for the recovery.
+    assert_eq!(common::backend_pid(e).await, pid, "recovered, not reopened");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        sleepers(&other).await,
+        0,
+        "the abandoned statement still runs"
+    );
+
+    // Inside a transaction that has written.
+    let abandoned = e.transaction(async {
+        e.status(insert(1, 0)).await?;
+        sleep().await?;
+        Ok::<_, gino::Error>(())
+    });
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), abandoned)
+            .await
+            .is_err()
+    );
+    let conn = e.acquire().await.unwrap();
+    assert_eq!(
+        common::backend_pid(&conn).await,
+        pid,
+        "recovered, not reopened"
+    );
+    common::assert_outside_transaction(&conn).await;
+    conn.release().await.unwrap();
+    assert_eq!(
+        sleepers(&other).await,
+        0,
+        "the abandoned statement still runs"
+    );
+    assert_eq!(batch_counts(&other).await.get(&1), None, "half-committed");
+    assert_eq!(e.pool_status().size, 1);
 }

@@ -475,9 +475,11 @@ async fn context_is_empty_after_a_cancelled_acquire() {
     assert!(scoped.is_err());
     assert_all_returned(&s.engine);
 
-    // Cancelled in the middle of a statement: the raw connection's state is
-    // unknown, so it is closed instead of returned, and the pool's only slot
-    // frees up.
+    // Cancelled in the middle of a statement: the raw connection is
+    // recovered, not closed. Its statement, which nobody awaits any more,
+    // is cancelled on the server, and the pool's only slot comes back with
+    // the same backend.
+    let before = backend_pid(&s.engine).await;
     let mid_query = cancel_soon(async {
         let conn = s.engine.acquire().await.unwrap();
         conn.status(diesel::sql_query("SELECT pg_sleep(30)"))
@@ -486,14 +488,26 @@ async fn context_is_empty_after_a_cancelled_acquire() {
     })
     .await;
     assert!(mid_query.is_err());
-    assert_all_returned(&s.engine);
+    assert!(s.engine.current_connection().is_none(), "context not empty");
     let again = s
         .engine
         .acquire()
         .timeout(Duration::from_secs(2))
         .await
         .unwrap();
-    assert_eq!(backend_pid(&again).await, backend_pid(&s.engine).await);
+    assert_eq!(backend_pid(&again).await, before, "recovered, not reopened");
+    let sleeping: i64 = again
+        .one(diesel::select(
+            diesel::dsl::sql::<diesel::sql_types::BigInt>(
+                "count(*) FROM pg_stat_activity WHERE datname = current_database() \
+             AND query = 'SELECT pg_sleep(30)' AND state = 'active'",
+            ),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(sleeping, 0, "the abandoned statement still runs");
+    again.release().await.unwrap();
+    assert_all_returned(&s.engine);
 }
 
 #[tokio::test]

@@ -74,6 +74,7 @@ async fn a_dropped_request_gives_its_connection_back() {
     let extension = extension(&database).await;
     let db = extension.db();
     let engine = db.engine().unwrap();
+    let opened = engine.pool_status().size;
     let scope = extension.request();
     let handle = scope.connection().expect("a request connection");
     let run = scope.run(async {
@@ -94,6 +95,14 @@ async fn a_dropped_request_gives_its_connection_back() {
     assert!(handle.is_released());
     assert_eq!(extension.in_flight(), 0);
     assert_back_outside_transactions(&engine).await;
+    assert_eq!(engine.pool_status().size, opened, "rolled back, not closed");
+    let table: Option<String> = engine
+        .one(diesel::select(diesel::dsl::sql::<
+            diesel::sql_types::Nullable<diesel::sql_types::Text>,
+        >("to_regclass('t')::text")))
+        .await
+        .unwrap();
+    assert_eq!(table, None, "the abandoned transaction was rolled back");
     extension.close().await;
     assert!(!db.is_bound());
 }
@@ -179,11 +188,19 @@ async fn handlers_find_the_request_connection_inside_nested_scopes() {
     extension.close().await;
 }
 
-/// Every connection of `engine` is back in its pool, and the one a new
-/// acquire gets is outside any transaction.
+/// Every connection of `engine` comes back to its pool (one dropped dirty
+/// after its recovery, a round trip later), and the one a new acquire gets
+/// is outside any transaction.
 async fn assert_back_outside_transactions(engine: &gino::Engine) {
-    let status = engine.pool_status();
-    assert_eq!(status.size - status.available, 0, "the connection is back");
+    let borrowed = || {
+        let status = engine.pool_status();
+        status.size - status.available
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while borrowed() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(borrowed(), 0, "the connection is back");
     let conn = engine.acquire().await.unwrap();
     common::assert_outside_transaction(&conn).await;
     conn.release().await.unwrap();

@@ -153,6 +153,16 @@ pub fn fresh_db() -> &'static gino::Gino {
     Box::leak(Box::new(gino::Gino::secondary()))
 }
 
+/// Waits (ten seconds at most) until `done` holds: what the app does after
+/// a client left happens a moment later.
+pub async fn wait_until(what: &str, done: impl Fn() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(started.elapsed() < Duration::from_secs(10), "{what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Connections of `engine`'s pool that are borrowed right now.
 pub fn borrowed(engine: &gino::Engine) -> usize {
     let status = engine.pool_status();
@@ -281,7 +291,8 @@ pub async fn expect_early_release(test: &WebTest, base: &str) {
 
 /// The client of `GET {base}/slow` goes away while its handler sits in a
 /// transaction that created the table `abandoned` (it signals `inside`):
-/// nothing stays open, nothing is committed, the pool is intact.
+/// nothing stays open, nothing is committed, the pool is intact, and the
+/// request's connection, rolled back, is back in it (not closed).
 pub async fn expect_nothing_open_after_the_client_left(
     test: &WebTest,
     base: &str,
@@ -296,8 +307,15 @@ pub async fn expect_nothing_open_after_the_client_left(
             .any(|s| s == "idle in transaction"),
         "the handler's transaction is open"
     );
+    let opened = test.engine().pool_status().size;
     request.abort();
     test.assert_no_open_transaction().await;
+    wait_until("the connection never came back", || test.borrowed() == 0).await;
+    assert_eq!(
+        test.engine().pool_status().size,
+        opened,
+        "the connection was closed instead of rolled back"
+    );
     test.assert_pool_clean().await;
     assert!(
         !test.table_exists("abandoned").await,

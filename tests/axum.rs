@@ -257,6 +257,57 @@ async fn a_client_leaving_mid_transaction_leaves_nothing_open() {
     server.stop().await;
 }
 
+/// A client that leaves while its request's statement runs: the statement
+/// is cancelled on the server (nobody awaits it), and its connection,
+/// outside any transaction, goes back to the pool instead of being closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_leaving_mid_statement_cancels_it_and_keeps_the_connection() {
+    let (test, web) = setup(|_| {}).await;
+    let db = test.db;
+    let app = Router::new()
+        .route(
+            "/pid",
+            get(move || async move { Ok::<_, Error>(Json(db.one::<i32, _>(pid()).await?)) }),
+        )
+        .route(
+            "/sleep",
+            get(move || async move {
+                db.status(diesel::sql_query("SELECT pg_sleep(30)")).await?;
+                Ok::<_, Error>("slept")
+            }),
+        )
+        .layer(web.layer());
+    let server = Server::start(&web, app).await;
+    let pid_now = || async {
+        let pid: i32 = reqwest::get(server.url("/pid"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        pid
+    };
+    let before = pid_now().await;
+    let request = tokio::spawn(reqwest::get(server.url("/sleep")));
+    test.wait_for_sessions("the statement never started", |states| {
+        states.iter().any(|s| s == "active")
+    })
+    .await;
+    request.abort();
+    scenario::wait_until("the request never ended", || web.in_flight() == 0).await;
+    scenario::wait_until("the connection never came back", || test.borrowed() == 0).await;
+    test.wait_for_sessions("the abandoned statement still runs", |states| {
+        !states.iter().any(|s| s == "active")
+    })
+    .await;
+    assert_eq!(
+        pid_now().await,
+        before,
+        "the connection was closed, not kept"
+    );
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn early_release_and_borrow_again_within_a_request() {
     let (test, web) = setup(|_| {}).await;

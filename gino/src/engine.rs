@@ -444,10 +444,11 @@ impl Engine {
     /// A snapshot of the pool. Without pooling, `size` counts the open
     /// connections and the rest is zero.
     ///
-    /// A connection given back in the middle of a statement or transaction
-    /// (its future was dropped) counts as borrowed until a task of its own
-    /// has rolled it back, a round trip or two later; then it is
-    /// `available` again (or closed, if it could not be recovered).
+    /// A connection given back in the middle of a statement outside a
+    /// transaction (its future was dropped) counts as borrowed until a task
+    /// of gino's has seen the statement to its end, cancelling it if it
+    /// runs on; then it is `available` again. Inside a transaction it is
+    /// closed at once (and its statement cancelled).
     ///
     /// ```
     /// # fn demo(engine: &gino::Engine) {

@@ -7,16 +7,20 @@
 //! that was not interrupted in the middle of a statement goes back to the
 //! pool. Callers that can await try a `ROLLBACK` first
 //! ([`RawConn::clean_up`]), so that an orderly release keeps the connection.
-//! One dropped dirty (its statement's or transaction's future was dropped:
-//! a client that went away, a `select!`) is recovered by a task of its own
-//! while it still counts as borrowed: the interrupted statement is waited
-//! for, and cancelled on the server if it runs on
-//! ([`RECOVERY_PATIENCE`]), whatever it left open is rolled back, and the
-//! connection goes back to the pool. Only one that cannot be recovered
-//! (the server is gone, a cancel was lost, the session holds a lock, no
-//! runtime to recover it on) is closed, which makes the server roll back
-//! whatever it had open. Recovering keeps a pool that serves clients who
-//! give up mid-request from opening a connection for every one of them.
+//! One dropped in the middle of a statement outside any transaction (the
+//! future running it was dropped: a client that went away, a `select!`)
+//! is seen to the statement's end by a task of its own while it still
+//! counts as borrowed (the statement is cancelled on the server if it runs
+//! on past [`RECOVERY_PATIENCE`], since nobody awaits it any more), then
+//! goes back to the pool: that keeps a pool serving clients who give up
+//! mid-request from opening a connection for every one of them. Any other
+//! connection given back dirty is closed, which makes the server roll back
+//! whatever it had open at once (a `ROLLBACK` would keep a transaction open
+//! a round trip longer); a statement still running on it, which reads
+//! nothing until it ends and would run on holding the transaction's locks,
+//! is cancelled. The same goes for one that cannot be seen to its end (the
+//! server is gone, a cancel was lost, the session holds a lock, no runtime
+//! to run the task on, [`RECOVERY_LIMIT`] passed).
 //!
 //! Uses: `wire` (opening, observing), `budget` (a unit per open connection).
 
@@ -64,6 +68,10 @@ pub(crate) const CANCEL_GRACE: Duration = Duration::from_secs(1);
 /// it: a statement nobody awaits any more is work for nobody, but most end
 /// within this, and a cancel request costs the server a process.
 pub(crate) const RECOVERY_PATIENCE: Duration = Duration::from_millis(100);
+
+/// How long a recovery may take in all before it gives up and closes the
+/// connection: a server that stops answering must not keep a pool's slot.
+const RECOVERY_LIMIT: Duration = Duration::from_secs(5);
 
 /// Sends a cancel request for the statement running under `token` and
 /// waits for `running` (whatever awaits that statement's end) to end:
@@ -146,13 +154,21 @@ impl PgConn {
         }
     }
 
-    /// Whether a task of its own can bring this connection back to a state
-    /// fit for the pool ([`RawConn`]'s recovery): the server is still
-    /// there and nothing but an interrupted statement (one whose cancel
-    /// was not lost) or an open transaction is wrong with it.
-    fn recoverable(&self) -> bool {
-        let lost_cancel = self.in_flight && self.cancel_lost;
-        !(self.holds_session_state || self.wire.is_closed() || lost_cancel)
+    /// Whether a statement was interrupted on this connection that a cancel
+    /// request can end: the server is still there, and no cancel of it was
+    /// lost already.
+    fn cancellable(&self) -> bool {
+        self.in_flight && !self.cancel_lost && !self.wire.is_closed()
+    }
+
+    /// Whether the connection is fit for the pool once its interrupted
+    /// statement has ended: no transaction is open, nor will be (the
+    /// server said so last, and no `BEGIN` waits to go out in front of
+    /// that statement), and the session holds nothing for its next user.
+    fn fit_once_synced(&self) -> bool {
+        self.wire.tx_status() == TxStatus::Idle
+            && !self.wire.opening_armed()
+            && !self.holds_session_state
     }
 
     /// After a statement's future was dropped half-way (`in_flight` still
@@ -375,19 +391,22 @@ impl RawConn {
         }
     }
 
-    /// Brings a pooled connection given back dirty to a state fit for the
-    /// pool (see the module's rule), then gives it back; closes it when
-    /// that fails, or when this future is dropped half-way.
+    /// Sees the statement of a pooled connection given back in the middle
+    /// of it outside any transaction to its end (see the module's rule),
+    /// then gives the connection back (rolling back a transaction the
+    /// statement itself began, a raw `BEGIN`); closes it when that fails,
+    /// or when this future is dropped half-way.
     async fn recover(mut self) {
-        let pg = self.get();
-        if pg.in_flight && !pg.resync(&mut None, true, Some(RECOVERY_PATIENCE)).await {
+        if !self
+            .get()
+            .resync(&mut None, true, Some(RECOVERY_PATIENCE))
+            .await
+        {
             tracing::debug!(
                 target: "gino",
                 "could not recover a connection given back mid-statement: closing it"
             );
-            return;
         }
-        self.clean_up().await;
     }
 }
 
@@ -399,29 +418,41 @@ impl Drop for RawConn {
             Held::Direct(conn, _) => conn,
         };
         pg.driver.put_away();
-        let clean = pg.is_clean();
-        let recoverable = !self.recovering && pg.recoverable();
-        match held {
-            Held::Pooled(object) if !clean => {
-                if recoverable && let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                    // Still counted as borrowed meanwhile. A runtime that
-                    // is shutting down drops the task, which closes it.
-                    runtime.spawn(
-                        RawConn {
-                            held: Some(Held::Pooled(object)),
-                            recovering: true,
-                        }
-                        .recover(),
-                    );
-                    return;
-                }
-                tracing::debug!(
-                    target: "gino",
-                    "closing a connection left inside a transaction or statement"
-                );
-                drop(Object::take(object));
+        if pg.is_clean() {
+            return drop(held);
+        }
+        let runtime = tokio::runtime::Handle::try_current().ok();
+        let cancellable = pg.cancellable() && !self.recovering;
+        if let (Held::Pooled(_), Some(runtime), true) = (&held, &runtime, cancellable)
+            && pg.fit_once_synced()
+        {
+            // Still counted as borrowed meanwhile. A runtime that is
+            // shutting down drops the task, which closes the connection, as
+            // does a recovery past its limit.
+            let recovery = RawConn {
+                held: Some(held),
+                recovering: true,
             }
-            other => drop(other),
+            .recover();
+            runtime.spawn(tokio::time::timeout(RECOVERY_LIMIT, recovery));
+            return;
+        }
+        if let (Some(runtime), true) = (runtime, cancellable) {
+            // Closing ends the transaction as soon as the server reads on,
+            // but a statement running reads nothing until it ends: it is
+            // cancelled, not left to run on holding the transaction's locks.
+            let (addr, token) = (pg.addr.clone(), pg.conn.cancel_token());
+            runtime.spawn(async move {
+                let _ = tokio::time::timeout(CANCEL_GRACE, addr.cancel(&token)).await;
+            });
+        }
+        tracing::debug!(
+            target: "gino",
+            "closing a connection left inside a transaction or statement"
+        );
+        match held {
+            Held::Pooled(object) => drop(Object::take(object)),
+            direct => drop(direct),
         }
     }
 }

@@ -421,8 +421,8 @@ impl Drop for Root {
     fn drop(&mut self) {
         // The raw connection's own drop decides whether it can go back to
         // the pool; levels left open make the server side non-idle, so such
-        // a connection is rolled back by a task of its own (or closed)
-        // rather than returned as it is.
+        // a connection is closed rather than returned (and a statement
+        // interrupted on it cancelled).
         self.slot.get_mut().raw.take();
         self.pin_task_if_written();
     }

@@ -435,9 +435,10 @@ async fn sleepers(observer: &Engine) -> i64 {
 
 /// A statement whose future is dropped while it runs (a client that went
 /// away, a `select!`) is cancelled on the server, since nobody awaits it
-/// any more, and its connection goes back to the pool rolled back instead
-/// of being closed: the next query gets the same backend, outside any
-/// transaction, with nothing of the abandoned transaction committed.
+/// any more. Outside a transaction its connection then goes back to the
+/// pool instead of being closed: the next query gets the same backend.
+/// Inside one, the connection is closed, ending the transaction with
+/// nothing of it committed, and without the statement running on.
 #[tokio::test]
 async fn a_statement_dropped_while_it_runs_is_cancelled_and_its_connection_kept() {
     let s = batches_setup("gino-cancel-recover", 1).await;
@@ -454,7 +455,7 @@ async fn a_statement_dropped_while_it_runs_is_cancelled_and_its_connection_kept(
             .is_err()
     );
     // The pool's only connection: this waits for the recovery.
-    assert_eq!(common::backend_pid(e).await, pid, "recovered, not reopened");
+    assert_eq!(common::backend_pid(e).await, pid, "closed, not kept");
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "{:?}",
@@ -478,18 +479,11 @@ async fn a_statement_dropped_while_it_runs_is_cancelled_and_its_connection_kept(
             .is_err()
     );
     let conn = e.acquire().await.unwrap();
-    assert_eq!(
-        common::backend_pid(&conn).await,
-        pid,
-        "recovered, not reopened"
-    );
     common::assert_outside_transaction(&conn).await;
     conn.release().await.unwrap();
-    assert_eq!(
-        sleepers(&other).await,
-        0,
-        "the abandoned statement still runs"
-    );
+    common::eventually("the abandoned statement still runs", || async {
+        sleepers(&other).await == 0
+    })
+    .await;
     assert_eq!(batch_counts(&other).await.get(&1), None, "half-committed");
-    assert_eq!(e.pool_status().size, 1);
 }

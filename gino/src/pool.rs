@@ -179,8 +179,9 @@ impl PgConn {
     ///
     /// With `patience`, a statement still running after it is cancelled,
     /// and `false` comes back if it has not ended [`CANCEL_GRACE`] after
-    /// the cancel request (the connection is still interrupted then);
-    /// without, the wait lasts as long as the statement does.
+    /// the cancel request (the connection is still interrupted then, and
+    /// its cancel marked lost); without, the wait lasts as long as the
+    /// statement does.
     pub(crate) async fn resync(
         &mut self,
         opening: &mut Option<String>,
@@ -197,15 +198,16 @@ impl PgConn {
             match (patience, token) {
                 (Some(patience), Some(token)) => {
                     match tokio::time::timeout(patience, &mut probe).await {
-                        Ok(probed) => probed,
-                        Err(_) => match cancel_and_wait(&addr, &token, probe).await {
-                            Some(probed) => probed,
-                            None => return false,
-                        },
+                        Ok(probed) => Some(probed),
+                        Err(_) => cancel_and_wait(&addr, &token, probe).await,
                     }
                 }
-                _ => probe.await,
+                _ => Some(probe.await),
             }
+        };
+        let Some(probed) = probed else {
+            self.cancel_lost = true;
+            return false;
         };
         if probed.is_err() && self.wire.is_closed() {
             return false;

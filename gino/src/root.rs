@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::pool::{PgConn, RawConn};
+use crate::pool::{PgConn, RECOVERY_PATIENCE, RawConn};
 use crate::statement::{Deadline, Statement, run_statement};
 use crate::wire::TxStatus;
 
@@ -114,14 +114,21 @@ impl Slot {
     /// After a statement's future was dropped half-way (the slot is
     /// [`interrupted`](Self::interrupted)), waits for the server to end
     /// it, and rolls back a transaction the interrupted statement may have
-    /// begun that no level accounts for. The statement is not cancelled:
-    /// the levels of this connection may still be its owners' to go on
-    /// with.
+    /// begun that no level accounts for. Outside gino's transactions nobody
+    /// can want the statement's work any more, so it is cancelled if it
+    /// runs on past [`RECOVERY_PATIENCE`]: the next statement does not wait
+    /// for an abandoned one's minutes. Inside one it is awaited, since the
+    /// transaction may still be its owners' to go on with (a cancel would
+    /// make it fail).
     async fn resync(&mut self) {
         let untracked = self.levels.is_empty();
         let Slot { raw, opening, .. } = self;
         if let Some(pg) = raw.as_mut().map(RawConn::get) {
-            pg.resync(opening, untracked, None).await;
+            let patience = (untracked && !pg.cancel_lost).then_some(RECOVERY_PATIENCE);
+            if !pg.resync(opening, untracked, patience).await {
+                // The cancel was lost: the statement ends when it ends.
+                pg.resync(opening, untracked, None).await;
+            }
         }
     }
 

@@ -5,7 +5,7 @@
 mod common;
 
 use std::future::{Future, IntoFuture};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{Setup, backend_pid, pid_query, try_backend_pid};
 use diesel_async::RunQueryDsl;
@@ -508,6 +508,57 @@ async fn context_is_empty_after_a_cancelled_acquire() {
     assert_eq!(sleeping, 0, "the abandoned statement still runs");
     again.release().await.unwrap();
     assert_all_returned(&s.engine);
+}
+
+/// A statement dropped on a connection that is kept: outside a transaction
+/// nobody can want its work any more, so it is cancelled and the next
+/// statement does not wait for it; inside one it is awaited, and the
+/// transaction goes on with its work.
+#[tokio::test]
+async fn a_statement_dropped_on_a_kept_connection() {
+    let s = common::setup().await;
+    let conn = s.engine.acquire().await.unwrap();
+    let pid = backend_pid(&conn).await;
+    let started = Instant::now();
+    let dropped = tokio::time::timeout(
+        Duration::from_millis(50),
+        conn.status(diesel::sql_query("SELECT pg_sleep(30)")),
+    )
+    .await;
+    assert!(dropped.is_err());
+    assert_eq!(backend_pid(&conn).await, pid);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "waited {:?} for an abandoned statement",
+        started.elapsed()
+    );
+
+    let tx = conn.begin().await.unwrap();
+    conn.status(diesel::sql_query("CREATE TABLE kept (x int)"))
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let dropped = tokio::time::timeout(
+        Duration::from_millis(50),
+        conn.status(diesel::sql_query(
+            "INSERT INTO kept SELECT 1 FROM pg_sleep(0.5)",
+        )),
+    )
+    .await;
+    assert!(dropped.is_err());
+    let rows: i64 = conn
+        .one(diesel::select(
+            diesel::dsl::sql::<diesel::sql_types::BigInt>("count(*) FROM kept"),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        rows, 1,
+        "the abandoned statement was awaited, not cancelled"
+    );
+    assert!(started.elapsed() >= Duration::from_millis(500));
+    tx.commit().await.unwrap();
+    conn.release().await.unwrap();
 }
 
 #[tokio::test]

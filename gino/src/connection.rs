@@ -203,6 +203,15 @@ pub struct ConnectionStats {
 /// release (e.g. because its future was cancelled), so a connection never
 /// goes back to the pool inside a transaction.
 ///
+/// A statement whose future is dropped while it runs (a `select!`, a
+/// timeout of the caller's own, a client that left) is not left running
+/// for nobody: outside a transaction it is cancelled on the server if it
+/// runs on past 100 ms, so the connection's next statement does not wait
+/// out an abandoned one, and a connection given back meanwhile returns to
+/// the pool once it has ended; inside a transaction it is awaited before
+/// the next statement, since the transaction may go on, and cancelled if
+/// the transaction's connection is given back.
+///
 /// ```
 /// # async fn demo(engine: &gino::Engine) -> gino::Result<()> {
 /// use diesel::dsl::sql;

@@ -430,13 +430,16 @@ impl Drop for RawConn {
         {
             // Still counted as borrowed meanwhile. A runtime that is
             // shutting down drops the task, which closes the connection, as
-            // does a recovery past its limit.
+            // does a recovery past its limit. The limit's timer is made in
+            // the task: nothing here may panic, whatever the runtime has.
             let recovery = RawConn {
                 held: Some(held),
                 recovering: true,
             }
             .recover();
-            runtime.spawn(tokio::time::timeout(RECOVERY_LIMIT, recovery));
+            runtime.spawn(async move {
+                let _ = tokio::time::timeout(RECOVERY_LIMIT, recovery).await;
+            });
             return;
         }
         if let (Some(runtime), true) = (runtime, cancellable) {

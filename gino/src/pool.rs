@@ -63,15 +63,28 @@ pub(crate) struct PgConn {
 /// cancel connection); past this gino stops waiting for it.
 pub(crate) const CANCEL_GRACE: Duration = Duration::from_secs(1);
 
-/// How long the recovery of a connection given back in the middle of a
-/// statement waits for that statement to end on its own before cancelling
-/// it: a statement nobody awaits any more is work for nobody, but most end
+/// How long a statement nobody awaits any more may run on before it is
+/// cancelled ([`Abandon::Cancel`]): its work is for nobody, but most end
 /// within this, and a cancel request costs the server a process.
-pub(crate) const RECOVERY_PATIENCE: Duration = Duration::from_millis(100);
+const RECOVERY_PATIENCE: Duration = Duration::from_millis(100);
 
 /// How long a recovery may take in all before it gives up and closes the
 /// connection: a server that stops answering must not keep a pool's slot.
 const RECOVERY_LIMIT: Duration = Duration::from_secs(5);
+
+/// What a [resync](PgConn::resync) does about the statement it found
+/// interrupted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Abandon {
+    /// Waits for it to end: a transaction may still want its work.
+    Await,
+    /// Cancels it on the server once it has run past
+    /// [`RECOVERY_PATIENCE`], since nobody awaits it any more; if the
+    /// cancel is lost, waits for it to end after all.
+    Cancel,
+    /// Cancels it as `Cancel` does, and gives up if the cancel is lost.
+    CancelOrGiveUp,
+}
 
 /// Sends a cancel request for the statement running under `token` and
 /// waits for `running` (whatever awaits that statement's end) to end:
@@ -175,38 +188,40 @@ impl PgConn {
     /// set), finds out with a round trip where the server stands, and, if
     /// `untracked`, rolls back a transaction that nobody accounts for (one
     /// the interrupted statement may have begun). `opening` is forgotten
-    /// once the server has run it, as after any statement.
-    ///
-    /// With `patience`, a statement still running after it is cancelled,
-    /// and `false` comes back if it has not ended [`CANCEL_GRACE`] after
-    /// the cancel request (the connection is still interrupted then, and
-    /// its cancel marked lost); without, the wait lasts as long as the
-    /// statement does.
+    /// once the server has run it, as after any statement. What becomes of
+    /// the interrupted statement meanwhile is `abandon`'s to say; `false`
+    /// comes back when the connection is still interrupted (it gave up) or
+    /// gone.
     pub(crate) async fn resync(
         &mut self,
         opening: &mut Option<String>,
         untracked: bool,
-        patience: Option<Duration>,
+        abandon: Abandon,
     ) -> bool {
-        let token = patience.map(|_| self.conn.cancel_token());
-        let addr = self.addr.clone();
+        let cancel =
+            (abandon != Abandon::Await).then(|| (self.conn.cancel_token(), self.addr.clone()));
+        let mut lost = false;
         let probed = {
             // Whatever the interrupted statement had queued goes out before
             // this, with the opening in front if it was still armed, and
             // its replies come first.
             let mut probe = std::pin::pin!(self.control("SELECT 1"));
-            match (patience, token) {
-                (Some(patience), Some(token)) => {
-                    match tokio::time::timeout(patience, &mut probe).await {
-                        Ok(probed) => Some(probed),
-                        Err(_) => cancel_and_wait(&addr, &token, probe).await,
-                    }
-                }
-                _ => Some(probe.await),
+            let mut ended = None;
+            if let Some((token, addr)) = cancel {
+                ended = match tokio::time::timeout(RECOVERY_PATIENCE, &mut probe).await {
+                    Ok(probed) => Some(probed),
+                    Err(_) => cancel_and_wait(&addr, &token, &mut probe).await,
+                };
+                lost = ended.is_none();
+            }
+            match ended {
+                Some(probed) => Some(probed),
+                None if lost && abandon == Abandon::CancelOrGiveUp => None,
+                None => Some(probe.await),
             }
         };
+        self.cancel_lost |= lost;
         let Some(probed) = probed else {
-            self.cancel_lost = true;
             return false;
         };
         if probed.is_err() && self.wire.is_closed() {
@@ -401,7 +416,7 @@ impl RawConn {
     async fn recover(mut self) {
         if !self
             .get()
-            .resync(&mut None, true, Some(RECOVERY_PATIENCE))
+            .resync(&mut None, true, Abandon::CancelOrGiveUp)
             .await
         {
             tracing::debug!(
@@ -424,31 +439,32 @@ impl Drop for RawConn {
             return drop(held);
         }
         let runtime = tokio::runtime::Handle::try_current().ok();
-        let cancellable = pg.cancellable() && !self.recovering;
-        if let (Held::Pooled(_), Some(runtime), true) = (&held, &runtime, cancellable)
-            && pg.fit_once_synced()
+        if pg.cancellable()
+            && !self.recovering
+            && let Some(runtime) = runtime
         {
-            // Still counted as borrowed meanwhile. A runtime that is
-            // shutting down drops the task, which closes the connection, as
-            // does a recovery past its limit. The limit's timer is made in
-            // the task: nothing here may panic, whatever the runtime has.
-            let recovery = RawConn {
-                held: Some(held),
-                recovering: true,
+            if matches!(held, Held::Pooled(_)) && pg.fit_once_synced() {
+                // Still counted as borrowed meanwhile. A runtime that is
+                // shutting down drops the task, which closes the
+                // connection, as does a recovery past its limit. The
+                // limit's timer is made in the task: nothing here may
+                // panic, whatever the runtime has.
+                let recovery = RawConn {
+                    held: Some(held),
+                    recovering: true,
+                }
+                .recover();
+                runtime.spawn(async move {
+                    let _ = tokio::time::timeout(RECOVERY_LIMIT, recovery).await;
+                });
+                return;
             }
-            .recover();
-            runtime.spawn(async move {
-                let _ = tokio::time::timeout(RECOVERY_LIMIT, recovery).await;
-            });
-            return;
-        }
-        if let (Some(runtime), true) = (runtime, cancellable) {
             // Closing ends the transaction as soon as the server reads on,
             // but a statement running reads nothing until it ends: it is
             // cancelled, not left to run on holding the transaction's locks.
             let (addr, token) = (pg.addr.clone(), pg.conn.cancel_token());
             runtime.spawn(async move {
-                let _ = tokio::time::timeout(CANCEL_GRACE, addr.cancel(&token)).await;
+                cancel_and_wait(&addr, &token, std::future::ready(())).await;
             });
         }
         tracing::debug!(

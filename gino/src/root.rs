@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::pool::{PgConn, RECOVERY_PATIENCE, RawConn};
+use crate::pool::{Abandon, PgConn, RawConn};
 use crate::statement::{Deadline, Statement, run_statement};
 use crate::wire::TxStatus;
 
@@ -116,7 +116,7 @@ impl Slot {
     /// it, and rolls back a transaction the interrupted statement may have
     /// begun that no level accounts for. Outside gino's transactions nobody
     /// can want the statement's work any more, so it is cancelled if it
-    /// runs on past [`RECOVERY_PATIENCE`]: the next statement does not wait
+    /// runs on past a moment ([`Abandon::Cancel`]): the next statement does not wait
     /// for an abandoned one's minutes. Inside one it is awaited, since the
     /// transaction may still be its owners' to go on with (a cancel would
     /// make it fail).
@@ -124,11 +124,12 @@ impl Slot {
         let untracked = self.levels.is_empty();
         let Slot { raw, opening, .. } = self;
         if let Some(pg) = raw.as_mut().map(RawConn::get) {
-            let patience = (untracked && !pg.cancel_lost).then_some(RECOVERY_PATIENCE);
-            if !pg.resync(opening, untracked, patience).await {
-                // The cancel was lost: the statement ends when it ends.
-                pg.resync(opening, untracked, None).await;
-            }
+            let abandon = if untracked && !pg.cancel_lost {
+                Abandon::Cancel
+            } else {
+                Abandon::Await
+            };
+            pg.resync(opening, untracked, abandon).await;
         }
     }
 

@@ -421,18 +421,6 @@ async fn raw_begin_never_reaches_the_pool() {
     common::assert_pool_clean(&s.engine).await;
 }
 
-/// Sessions of the test's database running `SELECT pg_sleep(30)`.
-async fn sleepers(observer: &Engine) -> i64 {
-    observer
-        .one(diesel::select(sql::<st::BigInt>(
-            "count(*) FROM pg_stat_activity WHERE datname = current_database() \
-             AND query LIKE '%pg_sleep(30)%' AND state = 'active' \
-             AND pid <> pg_backend_pid()",
-        )))
-        .await
-        .unwrap()
-}
-
 /// A statement whose future is dropped while it runs (a client that went
 /// away, a `select!`) is cancelled on the server, since nobody awaits it
 /// any more. Outside a transaction its connection then goes back to the
@@ -462,7 +450,7 @@ async fn a_statement_dropped_while_it_runs_is_cancelled_and_its_connection_kept(
         started.elapsed()
     );
     assert_eq!(
-        sleepers(&other).await,
+        common::sessions_running(&other, "pg_sleep(30)").await,
         0,
         "the abandoned statement still runs"
     );
@@ -482,7 +470,7 @@ async fn a_statement_dropped_while_it_runs_is_cancelled_and_its_connection_kept(
     common::assert_outside_transaction(&conn).await;
     conn.release().await.unwrap();
     common::eventually("the abandoned statement still runs", || async {
-        sleepers(&other).await == 0
+        common::sessions_running(&other, "pg_sleep(30)").await == 0
     })
     .await;
     assert_eq!(batch_counts(&other).await.get(&1), None, "half-committed");

@@ -496,16 +496,11 @@ async fn context_is_empty_after_a_cancelled_acquire() {
         .await
         .unwrap();
     assert_eq!(backend_pid(&again).await, before, "recovered, not reopened");
-    let sleeping: i64 = again
-        .one(diesel::select(
-            diesel::dsl::sql::<diesel::sql_types::BigInt>(
-                "count(*) FROM pg_stat_activity WHERE datname = current_database() \
-             AND query = 'SELECT pg_sleep(30)' AND state = 'active'",
-            ),
-        ))
-        .await
-        .unwrap();
-    assert_eq!(sleeping, 0, "the abandoned statement still runs");
+    assert_eq!(
+        common::sessions_running(&again, "pg_sleep(30)").await,
+        0,
+        "the abandoned statement still runs"
+    );
     again.release().await.unwrap();
     assert_all_returned(&s.engine);
 }
@@ -520,11 +515,7 @@ async fn a_statement_dropped_on_a_kept_connection() {
     let conn = s.engine.acquire().await.unwrap();
     let pid = backend_pid(&conn).await;
     let started = Instant::now();
-    let dropped = tokio::time::timeout(
-        Duration::from_millis(50),
-        conn.status(diesel::sql_query("SELECT pg_sleep(30)")),
-    )
-    .await;
+    let dropped = cancel_soon(conn.status(diesel::sql_query("SELECT pg_sleep(30)"))).await;
     assert!(dropped.is_err());
     assert_eq!(backend_pid(&conn).await, pid);
     assert!(
@@ -538,12 +529,9 @@ async fn a_statement_dropped_on_a_kept_connection() {
         .await
         .unwrap();
     let started = Instant::now();
-    let dropped = tokio::time::timeout(
-        Duration::from_millis(50),
-        conn.status(diesel::sql_query(
-            "INSERT INTO kept SELECT 1 FROM pg_sleep(0.5)",
-        )),
-    )
+    let dropped = cancel_soon(conn.status(diesel::sql_query(
+        "INSERT INTO kept SELECT 1 FROM pg_sleep(0.5)",
+    )))
     .await;
     assert!(dropped.is_err());
     let rows: i64 = conn

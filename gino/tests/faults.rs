@@ -63,18 +63,28 @@ fn server_addr(url: &str) -> std::net::SocketAddr {
         .unwrap()
 }
 
-#[tokio::test]
-async fn a_lost_cancel_still_ends_the_wait_at_the_deadline_plus_a_grace() {
-    let db = gino_testkit::TestDatabase::create().await;
+/// An engine on `db` whose cancel requests are lost on the way
+/// ([`cancel_dropping_proxy`]).
+async fn losing_cancels(db: &gino_testkit::TestDatabase, options: EngineOptions) -> gino::Engine {
     let proxy = cancel_dropping_proxy(server_addr(db.url())).await;
     let mut url: url_parts::Url = db.url().into();
     url.addr = proxy.to_string();
-    let engine = create_engine(
-        &format!("{}?sslmode=disable&application_name=lost_cancel", url),
-        EngineOptions::new().max_size(2).min_size(1),
+    create_engine(&format!("{url}?sslmode=disable"), options)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_lost_cancel_still_ends_the_wait_at_the_deadline_plus_a_grace() {
+    let db = gino_testkit::TestDatabase::create().await;
+    let engine = losing_cancels(
+        &db,
+        EngineOptions::new()
+            .max_size(2)
+            .min_size(1)
+            .application_name("lost_cancel"),
     )
-    .await
-    .unwrap();
+    .await;
     let started = Instant::now();
     let result = diesel::sql_query("SELECT pg_sleep(5)")
         .gino()
@@ -98,6 +108,43 @@ async fn a_lost_cancel_still_ends_the_wait_at_the_deadline_plus_a_grace() {
     assert_eq!(n, 1);
     assert!(started.elapsed() < Duration::from_secs(2));
     common::assert_pool_clean(&engine).await;
+    engine.close().await;
+}
+
+/// Whether `SELECT pg_sleep(seconds)` on `on` was dropped while it ran.
+async fn abandoned<'a>(on: impl Into<gino::Bind<'a>>, seconds: u32) -> bool {
+    let sleep = diesel::sql_query(format!("SELECT pg_sleep({seconds})"));
+    let run = sleep.gino().bind(on).status();
+    tokio::time::timeout(Duration::from_millis(50), run)
+        .await
+        .is_err()
+}
+
+/// Statements nobody awaits any more whose cancel requests are lost: given
+/// back, the connection is closed once the cancel's grace has passed, not
+/// pooled with the statement still running; kept, the next statement
+/// waits for the abandoned one after all, since nothing else can end it.
+#[tokio::test]
+async fn a_lost_cancel_of_an_abandoned_statement() {
+    let db = gino_testkit::TestDatabase::create().await;
+    let engine = losing_cancels(&db, EngineOptions::new().max_size(1)).await;
+    let given_back = common::backend_pid(&engine).await;
+    assert!(abandoned(&engine, 3).await);
+    let next = common::backend_pid(&engine).await;
+    assert_ne!(next, given_back, "pooled with its statement still running");
+    common::assert_pool_clean(&engine).await;
+
+    let conn = engine.acquire().await.unwrap();
+    let kept = common::backend_pid(&conn).await;
+    let started = Instant::now();
+    assert!(abandoned(&conn, 2).await);
+    assert_eq!(common::backend_pid(&conn).await, kept);
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "the abandoned statement did not end: {:?}",
+        started.elapsed()
+    );
+    conn.release().await.unwrap();
     engine.close().await;
 }
 

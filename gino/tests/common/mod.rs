@@ -72,6 +72,26 @@ pub async fn observer(setup: &Setup) -> Engine {
         .expect("observer engine")
 }
 
+/// Sessions of the database other than the asking one (on `on`) that are
+/// running a statement containing `sql` right now.
+pub async fn sessions_running<'a>(on: impl Into<gino::Bind<'a>>, sql: &str) -> i64 {
+    use diesel::sql_types::{BigInt, Text};
+    use gino::prelude::*;
+    diesel::select(
+        diesel::dsl::sql::<BigInt>(
+            "count(*) FROM pg_stat_activity WHERE datname = current_database() \
+             AND state = 'active' AND pid <> pg_backend_pid() AND strpos(query, ",
+        )
+        .bind::<Text, _>(sql.to_owned())
+        .sql(") > 0"),
+    )
+    .gino()
+    .bind(on)
+    .one()
+    .await
+    .expect("pg_stat_activity")
+}
+
 /// Asserts that `conn` is outside any transaction block.
 ///
 /// `SAVEPOINT` is the probe because it fails with 25P01 exactly outside a

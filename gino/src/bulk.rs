@@ -53,6 +53,21 @@ pub struct InsertMany<'a, M, Out = u64> {
 
 impl<'a, M: Model + BulkInsert> InsertMany<'a, M, u64> {
     /// Inserts `rows` on the model's database.
+    ///
+    /// ```
+    /// # use gino::prelude::*;
+    /// # #[derive(Model, Debug, Clone)]
+    /// # #[gino(table = "users")]
+    /// # pub struct User { #[gino(primary_key)] pub id: i32, pub nickname: String }
+    /// # async fn demo() -> gino::Result<()> {
+    /// # User::create_table().await?;
+    /// let rows: Vec<User> = ["ann", "bob"].map(|n| User { id: 0, nickname: n.into() }).into();
+    /// let inserted = gino::bulk::InsertMany::new(rows).await?;
+    /// assert_eq!(inserted, 2);
+    /// assert_eq!(users::table.count().gino().one::<i64>().await?, 2);
+    /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
+    /// ```
     pub fn new(rows: Vec<M>) -> InsertMany<'static, M, u64> {
         InsertMany {
             rows,
@@ -63,6 +78,22 @@ impl<'a, M: Model + BulkInsert> InsertMany<'a, M, u64> {
 
     /// Returns the stored rows (with database-assigned values) instead of
     /// their count.
+    ///
+    /// ```
+    /// # use gino::prelude::*;
+    /// # #[derive(Model, Debug, Clone)]
+    /// # #[gino(table = "users")]
+    /// # pub struct User { #[gino(primary_key)] pub id: i32, pub nickname: String }
+    /// # async fn demo() -> gino::Result<()> {
+    /// # User::create_table().await?;
+    /// let rows = ["ann", "bob"].map(|n| User { id: 0, nickname: n.into() });
+    /// let stored: Vec<User> = User::insert_many(rows).returning().await?;
+    /// assert_eq!(stored.len(), 2);
+    /// assert!(stored.iter().all(|u| u.id > 0)); // serial ids assigned by the database
+    /// assert_ne!(stored[0].id, stored[1].id);
+    /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
+    /// ```
     pub fn returning(self) -> InsertMany<'a, M, Vec<M>> {
         InsertMany {
             rows: self.rows,
@@ -75,6 +106,23 @@ impl<'a, M: Model + BulkInsert> InsertMany<'a, M, u64> {
 impl<'a, M, Out> InsertMany<'a, M, Out> {
     /// Runs on `to` instead of the model's database (inside a transaction
     /// of `to`, the batch is a savepoint of it).
+    ///
+    /// ```
+    /// # use gino::prelude::*;
+    /// # #[derive(Model, Debug, Clone)]
+    /// # #[gino(table = "users")]
+    /// # pub struct User { #[gino(primary_key)] pub id: i32, pub nickname: String }
+    /// # async fn demo(engine: &gino::Engine) -> gino::Result<()> {
+    /// # User::create_table().await?;
+    /// let conn = engine.acquire().reusable(false).await?; // never used implicitly
+    /// let tx = conn.begin().await?;
+    /// let rows = ["ann", "bob"].map(|n| User { id: 0, nickname: n.into() });
+    /// assert_eq!(User::insert_many(rows).bind(&tx).await?, 2);
+    /// tx.rollback().await?;
+    /// assert_eq!(users::table.count().gino().one::<i64>().await?, 0);
+    /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
+    /// ```
     pub fn bind<'b>(self, to: impl Into<Bind<'b>>) -> InsertMany<'b, M, Out> {
         InsertMany {
             rows: self.rows,

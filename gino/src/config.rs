@@ -117,6 +117,13 @@ pub enum SslMode {
 
 impl SslMode {
     /// libpq's name of the mode.
+    ///
+    /// ```
+    /// use gino::SslMode;
+    /// assert_eq!(SslMode::VerifyFull.as_str(), "verify-full");
+    /// assert_eq!(SslMode::default().as_str(), "prefer");
+    /// assert_eq!(SslMode::Require.as_str().parse::<SslMode>().unwrap(), SslMode::Require);
+    /// ```
     pub fn as_str(self) -> &'static str {
         match self {
             SslMode::Disable => "disable",
@@ -348,18 +355,55 @@ impl Default for EngineOptions {
 
 impl EngineOptions {
     /// The defaults (see the table above).
+    ///
+    /// ```
+    /// # async fn demo(url: &str) -> gino::Result<()> {
+    /// let engine = gino::create_engine(url, gino::EngineOptions::new()).await?;
+    /// let pool = engine.pool_status();
+    /// assert_eq!((pool.size, pool.max_size), (1, 10)); // min_size 1, max_size 10
+    /// assert!(!engine.echo());
+    /// # engine.close().await;
+    /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Connections opened when the engine is created (`0` opens none, so an
     /// engine for an unreachable server can still be created).
+    ///
+    /// ```
+    /// # async fn demo(url: &str) -> gino::Result<()> {
+    /// use gino::{create_engine, EngineOptions};
+    /// let warm = create_engine(url, EngineOptions::new().min_size(3)).await?;
+    /// assert_eq!(warm.pool_status().size, 3);
+    /// // Nothing listens on port 1, but nothing is opened yet either.
+    /// let unreachable = "postgres://app@127.0.0.1:1/shop";
+    /// let cold = create_engine(unreachable, EngineOptions::new().min_size(0)).await?;
+    /// assert_eq!(cold.pool_status().size, 0);
+    /// # warm.close().await;
+    /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
+    /// ```
     pub fn min_size(mut self, size: usize) -> Self {
         self.min_size = size;
         self
     }
 
     /// Most connections the pool holds at once.
+    ///
+    /// ```
+    /// # async fn demo(url: &str) -> gino::Result<()> {
+    /// use gino::{create_engine, EngineOptions};
+    /// let engine = create_engine(url, EngineOptions::new().max_size(3)).await?;
+    /// assert_eq!(engine.pool_status().max_size, 3);
+    /// let too_small = create_engine(url, EngineOptions::new().min_size(5).max_size(2)).await;
+    /// assert!(matches!(too_small, Err(gino::Error::Configuration(_))));
+    /// # engine.close().await;
+    /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
+    /// ```
     pub fn max_size(mut self, size: usize) -> Self {
         self.max_size = size;
         self
@@ -367,6 +411,19 @@ impl EngineOptions {
 
     /// Longest wait for a free pooled connection before
     /// [`Error::PoolTimeout`]; per-acquire timeouts override it.
+    ///
+    /// ```
+    /// # async fn demo(url: &str) -> gino::Result<()> {
+    /// use std::time::Duration;
+    /// let limit = Duration::from_millis(100);
+    /// let options = gino::EngineOptions::new().max_size(1).acquire_timeout(limit);
+    /// let engine = gino::create_engine(url, options).await?;
+    /// let _busy = engine.acquire().await?; // the only connection
+    /// let waited = engine.acquire().await;
+    /// assert!(matches!(waited, Err(gino::Error::PoolTimeout(t)) if t == limit));
+    /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
+    /// ```
     pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
         self.acquire_timeout = Some(timeout);
         self
@@ -374,6 +431,15 @@ impl EngineOptions {
 
     /// Log every statement with its bind values and duration through
     /// `tracing` (target `gino::echo`, level INFO).
+    ///
+    /// ```
+    /// # async fn demo(url: &str) -> gino::Result<()> {
+    /// let engine = gino::create_engine(url, gino::EngineOptions::new().echo(true)).await?;
+    /// assert!(engine.echo()); // can be turned off later with `engine.set_echo(false)`
+    /// # engine.close().await;
+    /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
+    /// ```
     pub fn echo(mut self, echo: bool) -> Self {
         self.echo = echo;
         self
@@ -381,6 +447,18 @@ impl EngineOptions {
 
     /// PostgreSQL's `statement_timeout` for every connection of the engine,
     /// enforced by the server.
+    ///
+    /// ```
+    /// # async fn demo(url: &str) -> gino::Result<()> {
+    /// use std::time::Duration;
+    /// let options = gino::EngineOptions::new().statement_timeout(Duration::from_millis(100));
+    /// let engine = gino::create_engine(url, options).await?;
+    /// let slow = engine.status(gino::text("SELECT pg_sleep(5)")).await;
+    /// assert_eq!(slow.unwrap_err().sqlstate(), Some("57014")); // query_canceled
+    /// # engine.close().await;
+    /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
+    /// ```
     pub fn statement_timeout(mut self, timeout: Duration) -> Self {
         self.statement_timeout = Some(timeout);
         self
@@ -389,12 +467,38 @@ impl EngineOptions {
     /// Default client-side timeout of every query run through the engine;
     /// a query that exceeds it is cancelled on the server and fails with
     /// [`Error::QueryTimeout`]. `.timeout(..)` on a query overrides it.
+    ///
+    /// ```
+    /// # async fn demo(url: &str) -> gino::Result<()> {
+    /// use std::time::Duration;
+    /// let options = gino::EngineOptions::new().timeout(Duration::from_millis(100));
+    /// let engine = gino::create_engine(url, options).await?;
+    /// let slow = engine.status(gino::text("SELECT pg_sleep(5)")).await;
+    /// assert!(matches!(slow, Err(gino::Error::QueryTimeout(_))));
+    /// # engine.close().await;
+    /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
+    /// ```
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
     }
 
     /// `application_name` reported to the server (visible in `pg_stat_activity`).
+    ///
+    /// ```
+    /// # async fn demo(url: &str) -> gino::Result<()> {
+    /// use diesel::dsl::sql;
+    /// use diesel::sql_types::Text;
+    /// let options = gino::EngineOptions::new().application_name("billing");
+    /// let engine = gino::create_engine(url, options).await?;
+    /// let setting = diesel::select(sql::<Text>("current_setting('application_name')"));
+    /// let name: String = engine.one(setting).await?;
+    /// assert_eq!(name, "billing");
+    /// # engine.close().await;
+    /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
+    /// ```
     pub fn application_name(mut self, name: impl Into<String>) -> Self {
         self.application_name = Some(name.into());
         self
@@ -404,6 +508,21 @@ impl EngineOptions {
     /// (`default_transaction_isolation`, so statements outside explicit
     /// transactions run at it too), and of transactions that do not choose
     /// their own.
+    ///
+    /// ```
+    /// # async fn demo(url: &str) -> gino::Result<()> {
+    /// use diesel::dsl::sql;
+    /// use diesel::sql_types::Text;
+    /// use gino::IsolationLevel;
+    /// let options = gino::EngineOptions::new().isolation_level(IsolationLevel::Serializable);
+    /// let engine = gino::create_engine(url, options).await?;
+    /// let setting = diesel::select(sql::<Text>("current_setting('transaction_isolation')"));
+    /// let level: String = engine.one(setting).await?;
+    /// assert_eq!(level, "serializable");
+    /// # engine.close().await;
+    /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
+    /// ```
     pub fn isolation_level(mut self, level: IsolationLevel) -> Self {
         self.isolation_level = Some(level);
         self
@@ -411,12 +530,39 @@ impl EngineOptions {
 
     /// `false` disables pooling: every acquire opens a new connection and
     /// release closes it.
+    ///
+    /// ```
+    /// # async fn demo(url: &str) -> gino::Result<()> {
+    /// let engine = gino::create_engine(url, gino::EngineOptions::new().pool(false)).await?;
+    /// assert_eq!(engine.pool_status().size, 0); // min_size opens nothing without a pool
+    /// let conn = engine.acquire().await?;
+    /// assert_eq!(engine.pool_status().size, 1);
+    /// conn.release().await?;
+    /// assert_eq!(engine.pool_status().size, 0);
+    /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
+    /// ```
     pub fn pool(mut self, pooled: bool) -> Self {
         self.pooled = pooled;
         self
     }
 
     /// Longest wait for the server to accept a new connection.
+    ///
+    /// ```
+    /// # async fn demo() -> gino::Result<()> {
+    /// use std::time::{Duration, Instant};
+    /// // Accepts TCP connections (the kernel does) but never answers.
+    /// let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    /// let url = format!("postgres://app@{}/shop", silent.local_addr().unwrap());
+    /// let options = gino::EngineOptions::new().connect_timeout(Duration::from_millis(200));
+    /// let started = Instant::now();
+    /// let failed = gino::create_engine(&url, options).await;
+    /// assert!(matches!(failed, Err(gino::Error::Connection(_))));
+    /// assert!(started.elapsed() < Duration::from_secs(5));
+    /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
+    /// ```
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = Some(timeout);
         self
@@ -705,16 +851,38 @@ pub struct DatabaseUrl {
 
 impl DatabaseUrl {
     /// The database name, if the URL names one.
+    ///
+    /// ```
+    /// let url: gino::DatabaseUrl = "postgres://alice@db.example.com/my%20shop".parse().unwrap();
+    /// assert_eq!(url.database(), Some("my shop")); // percent-decoded
+    /// let no_db: gino::DatabaseUrl = "postgres://alice@db.example.com".parse().unwrap();
+    /// assert_eq!(no_db.database(), None);
+    /// ```
     pub fn database(&self) -> Option<&str> {
         self.database.as_deref()
     }
 
     /// The user name, if the URL names one.
+    ///
+    /// ```
+    /// let url: gino::DatabaseUrl = "postgres://alice:s3cret@db.example.com/shop".parse().unwrap();
+    /// assert_eq!(url.user(), Some("alice")); // never the password
+    /// let no_user: gino::DatabaseUrl = "postgres://db.example.com/shop".parse().unwrap();
+    /// assert_eq!(no_user.user(), None);
+    /// ```
     pub fn user(&self) -> Option<&str> {
         self.user.as_deref()
     }
 
     /// The query parameters, decoded.
+    ///
+    /// ```
+    /// let url: gino::DatabaseUrl = "postgres://db/shop?max_size=20&options=-c%20search_path%3Dapp"
+    ///     .parse()
+    ///     .unwrap();
+    /// let params: Vec<_> = url.params().iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    /// assert_eq!(params, [("max_size", "20"), ("options", "-c search_path=app")]);
+    /// ```
     pub fn params(&self) -> &[(String, String)] {
         &self.params
     }

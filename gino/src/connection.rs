@@ -98,6 +98,18 @@ impl<'a> Acquire<'a> {
 
     /// Longest wait for a pooled connection (default: the engine's
     /// `acquire_timeout`, or no limit).
+    ///
+    /// ```
+    /// # async fn demo(url: &str) -> gino::Result<()> {
+    /// use std::time::Duration;
+    /// let options = gino::EngineOptions::new().max_size(1).acquire_timeout(Duration::from_secs(30));
+    /// let engine = gino::create_engine(url, options).await?;
+    /// let _busy = engine.acquire().await?; // the only connection
+    /// let quick = engine.acquire().timeout(Duration::from_millis(50)).await;
+    /// assert!(matches!(quick, Err(gino::Error::PoolTimeout(t)) if t == Duration::from_millis(50)));
+    /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
+    /// ```
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
@@ -106,12 +118,37 @@ impl<'a> Acquire<'a> {
     /// Share the newest reusable connection of this engine in the current
     /// task instead of borrowing another, if there is one. A reusing
     /// connection is never itself reusable.
+    ///
+    /// ```
+    /// # async fn demo(engine: &gino::Engine) -> gino::Result<()> {
+    /// use diesel::dsl::sql;
+    /// use diesel::sql_types::Integer;
+    /// let pid = || diesel::select(sql::<Integer>("pg_backend_pid()"));
+    /// let outer = engine.acquire().await?;
+    /// let shared = engine.acquire().reuse(true).await?;
+    /// let own = engine.acquire().reuse(false).await?;
+    /// let outer_pid: i32 = outer.one(pid()).await?;
+    /// assert_eq!(shared.one::<i32, _>(pid()).await?, outer_pid);
+    /// assert_ne!(own.one::<i32, _>(pid()).await?, outer_pid);
+    /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
+    /// ```
     pub fn reuse(mut self, reuse: bool) -> Self {
         self.reuse = reuse;
         self
     }
 
     /// Borrow from the pool only when the first query needs it.
+    ///
+    /// ```
+    /// # async fn demo(engine: &gino::Engine) -> gino::Result<()> {
+    /// let conn = engine.acquire().lazy(true).await?;
+    /// assert!(!conn.has_raw_connection().await);
+    /// conn.status(gino::text("SELECT 1")).await?; // borrows now
+    /// assert!(conn.has_raw_connection().await);
+    /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
+    /// ```
     pub fn lazy(mut self, lazy: bool) -> Self {
         self.lazy = lazy;
         self
@@ -120,6 +157,17 @@ impl<'a> Acquire<'a> {
     /// Whether later reusing acquires in this task may share this
     /// connection (default `true`). With `false` (and no reuse) the
     /// connection is isolated.
+    ///
+    /// ```
+    /// # async fn demo(engine: &gino::Engine) -> gino::Result<()> {
+    /// let isolated = engine.acquire().reusable(false).await?;
+    /// assert!(engine.current_connection().is_none());
+    /// let next = engine.acquire().reuse(true).await?;
+    /// assert!(!next.is_reusing()); // found nothing to share, so borrowed its own
+    /// # drop(isolated);
+    /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
+    /// ```
     pub fn reusable(mut self, reusable: bool) -> Self {
         self.reusable = reusable;
         self
@@ -254,17 +302,49 @@ impl Connection {
     }
 
     /// The engine this connection belongs to.
+    ///
+    /// ```
+    /// # async fn demo(engine: &gino::Engine) -> gino::Result<()> {
+    /// let conn = engine.acquire().await?;
+    /// // A reusing acquire on its engine finds `conn`.
+    /// let shared = conn.engine().acquire().reuse(true).await?;
+    /// assert!(shared.is_reusing());
+    /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
+    /// ```
     pub fn engine(&self) -> &Engine {
         &self.root.engine
     }
 
     /// Whether this connection shares another connection's raw connection.
+    ///
+    /// ```
+    /// # async fn demo(engine: &gino::Engine) -> gino::Result<()> {
+    /// let outer = engine.acquire().reuse(true).await?; // nothing to reuse yet
+    /// let inner = engine.acquire().reuse(true).await?;
+    /// assert!(!outer.is_reusing());
+    /// assert!(inner.is_reusing());
+    /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
+    /// ```
     pub fn is_reusing(&self) -> bool {
         self.reusing
     }
 
     /// Whether this connection (or, for a reusing one, the connection it
     /// reuses) was released permanently.
+    ///
+    /// ```
+    /// # async fn demo(engine: &gino::Engine) -> gino::Result<()> {
+    /// let outer = engine.acquire().await?;
+    /// let inner = engine.acquire().reuse(true).await?;
+    /// assert!(!inner.is_released());
+    /// outer.release().await?;
+    /// assert!(outer.is_released());
+    /// assert!(inner.is_released()); // the connection it reuses is gone
+    /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
+    /// ```
     pub fn is_released(&self) -> bool {
         self.released.load(Ordering::Acquire) || self.root.is_released()
     }

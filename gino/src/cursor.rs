@@ -184,6 +184,23 @@ where
 {
     /// Rows fetched per round trip by [`next`](Self::next) and the stream
     /// (default [`DEFAULT_PREFETCH`]).
+    ///
+    /// ```
+    /// # async fn demo(conn: &gino::Connection) -> gino::Result<()> {
+    /// use diesel::dsl::sql;
+    /// use diesel::sql_types::Integer;
+    /// let tx = conn.begin().await?;
+    /// let query = diesel::select(sql::<Integer>("generate_series(1, 10)"));
+    /// let mut cursor = conn.iterate::<i32, _>(query).await?.prefetch(5);
+    /// let before = conn.stats().statements;
+    /// for _ in 0..5 {
+    ///     cursor.next().await?;
+    /// }
+    /// assert_eq!(conn.stats().statements, before + 1); // one FETCH of 5 rows
+    /// tx.commit().await?;
+    /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
+    /// ```
     pub fn prefetch(mut self, rows: usize) -> Self {
         self.prefetch = rows.max(1);
         self
@@ -214,6 +231,20 @@ where
     }
 
     /// The next row, or `None` at the end.
+    ///
+    /// ```
+    /// # async fn demo(db: &gino::Gino) -> gino::Result<()> {
+    /// use diesel::dsl::sql;
+    /// use diesel::sql_types::Integer;
+    /// let tx = db.begin().await?;
+    /// let mut cursor = db.iterate::<i32, _>(diesel::select(sql::<Integer>("generate_series(1, 2)"))).await?;
+    /// assert_eq!(cursor.next().await?, Some(1));
+    /// assert_eq!(cursor.next().await?, Some(2));
+    /// assert_eq!(cursor.next().await?, None);
+    /// tx.commit().await?;
+    /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
+    /// ```
     pub async fn next(&mut self) -> Result<Option<U>> {
         if self.buffer.is_empty() {
             let rows = self.fetch(self.prefetch).await?;
@@ -223,6 +254,20 @@ where
     }
 
     /// Up to `n` next rows (fewer at the end).
+    ///
+    /// ```
+    /// # async fn demo(db: &gino::Gino) -> gino::Result<()> {
+    /// use diesel::dsl::sql;
+    /// use diesel::sql_types::Integer;
+    /// let tx = db.begin().await?;
+    /// let mut cursor = db.iterate::<i32, _>(diesel::select(sql::<Integer>("generate_series(1, 5)"))).await?;
+    /// assert_eq!(cursor.many(2).await?, [1, 2]);
+    /// assert_eq!(cursor.many(10).await?, [3, 4, 5]);
+    /// assert!(cursor.many(10).await?.is_empty());
+    /// tx.commit().await?;
+    /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
+    /// ```
     pub async fn many(&mut self, n: usize) -> Result<Vec<U>> {
         let buffered = n.min(self.buffer.len());
         let mut rows: Vec<U> = self.buffer.drain(..buffered).collect();
@@ -233,6 +278,21 @@ where
     }
 
     /// Skips `n` rows without reading them.
+    ///
+    /// ```
+    /// # async fn demo(db: &gino::Gino) -> gino::Result<()> {
+    /// use diesel::dsl::sql;
+    /// use diesel::sql_types::Integer;
+    /// let tx = db.begin().await?;
+    /// let mut cursor = db.iterate::<i32, _>(diesel::select(sql::<Integer>("generate_series(1, 10)"))).await?;
+    /// cursor.forward(3).await?;
+    /// assert_eq!(cursor.next().await?, Some(4));
+    /// cursor.forward(100).await?; // past the end
+    /// assert_eq!(cursor.next().await?, None);
+    /// tx.commit().await?;
+    /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
+    /// ```
     pub async fn forward(&mut self, n: usize) -> Result<()> {
         let buffered = n.min(self.buffer.len());
         self.buffer.drain(..buffered);

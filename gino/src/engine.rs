@@ -416,9 +416,11 @@ impl Engine {
     /// The URL this engine connects to (its `Display` masks the password).
     ///
     /// ```
-    /// # fn demo(engine: &gino::Engine) {
+    /// # async fn demo(engine: &gino::Engine) {
     /// println!("connected to {}", engine.url()); // postgres://user:***@host/db
+    /// assert!(engine.url().database().is_some());
     /// # }
+    /// # gino_testkit::doc::run(demo);
     /// ```
     pub fn url(&self) -> &DatabaseUrl {
         &self.inner.url
@@ -427,16 +429,32 @@ impl Engine {
     /// Turns statement logging on or off at run time.
     ///
     /// ```
-    /// # fn demo(engine: &gino::Engine) {
+    /// # async fn demo(engine: &gino::Engine) {
     /// engine.set_echo(true);
     /// assert!(engine.echo());
+    /// # engine.set_echo(false);
     /// # }
+    /// # gino_testkit::doc::run(demo);
     /// ```
     pub fn set_echo(&self, echo: bool) {
         self.inner.echo.store(echo, Ordering::Relaxed);
     }
 
     /// Whether statements are logged; see [`set_echo`](Self::set_echo).
+    ///
+    /// ```
+    /// # async fn demo(url: &str) -> gino::Result<()> {
+    /// let quiet = gino::create_engine(url, gino::EngineOptions::new()).await?;
+    /// assert!(!quiet.echo()); // off by default
+    /// let loud = gino::create_engine(url, gino::EngineOptions::new().echo(true)).await?;
+    /// assert!(loud.echo());
+    /// loud.set_echo(false);
+    /// assert!(!loud.echo());
+    /// # quiet.close().await;
+    /// # loud.close().await;
+    /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
+    /// ```
     pub fn echo(&self) -> bool {
         self.inner.echo.load(Ordering::Relaxed)
     }
@@ -451,10 +469,13 @@ impl Engine {
     /// closed at once (and its statement cancelled).
     ///
     /// ```
-    /// # fn demo(engine: &gino::Engine) {
+    /// # async fn demo(engine: &gino::Engine) -> gino::Result<()> {
+    /// let conn = engine.acquire().await?;
+    /// # conn.status(gino::text("SELECT 1")).await?;
     /// let status = engine.pool_status();
-    /// assert!(status.available <= status.size && status.size <= status.max_size);
-    /// # }
+    /// assert!(status.available < status.size && status.size <= status.max_size);
+    /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
     /// ```
     pub fn pool_status(&self) -> PoolStatus {
         match &self.inner.source {

@@ -197,13 +197,18 @@ pub enum Error {
 /// Details of an error reported by PostgreSQL.
 ///
 /// ```
-/// # fn demo(err: gino::Error) {
+/// # async fn demo(engine: &gino::Engine) -> gino::Result<()> {
+/// engine.status(gino::text("CREATE TABLE tags (name text PRIMARY KEY)")).await?;
+/// engine.status(gino::text("INSERT INTO tags VALUES ('rust')")).await?;
+/// let err = engine.status(gino::text("INSERT INTO tags VALUES ('rust')")).await.unwrap_err();
 /// if let gino::Error::Database(e) = err {
 ///     if e.code() == "23505" {
 ///         println!("duplicate value violates {:?}", e.constraint());
 ///     }
-/// }
-/// # }
+/// #   assert_eq!(e.constraint(), Some("tags_pkey"));
+/// # } else { panic!("not a database error") }
+/// # Ok(()) }
+/// # gino_testkit::doc::run(demo);
 /// ```
 #[derive(Debug, Clone)]
 pub struct DatabaseError {
@@ -218,51 +223,194 @@ pub struct DatabaseError {
 
 impl DatabaseError {
     /// The five-character SQLSTATE, e.g. `"23505"` for a unique violation.
+    ///
+    /// ```
+    /// # async fn demo(engine: &gino::Engine) -> gino::Result<()> {
+    /// let failed = engine.status(gino::text("SELECT 1 / 0")).await;
+    /// let Err(gino::Error::Database(e)) = failed else { panic!("expected a database error") };
+    /// assert_eq!(e.code(), "22012"); // division_by_zero
+    /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
+    /// ```
     pub fn code(&self) -> &str {
         &self.code
     }
+
     /// PostgreSQL's primary message.
+    ///
+    /// ```
+    /// # async fn demo(engine: &gino::Engine) -> gino::Result<()> {
+    /// let failed = engine.status(gino::text("SELECT 1 / 0")).await;
+    /// let Err(gino::Error::Database(e)) = failed else { panic!("expected a database error") };
+    /// assert_eq!(e.message(), "division by zero");
+    /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
+    /// ```
     pub fn message(&self) -> &str {
         &self.message
     }
+
     /// PostgreSQL's DETAIL, when it sent one.
+    ///
+    /// ```
+    /// # async fn demo(engine: &gino::Engine) -> gino::Result<()> {
+    /// engine.status(gino::text("CREATE TABLE users (email text UNIQUE)")).await?;
+    /// let add_ann = || gino::text("INSERT INTO users VALUES ('ann@example.com')");
+    /// engine.status(add_ann()).await?;
+    /// let failed = engine.status(add_ann()).await;
+    /// let Err(gino::Error::Database(e)) = failed else { panic!("expected a unique violation") };
+    /// assert_eq!(e.detail(), Some("Key (email)=(ann@example.com) already exists."));
+    /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
+    /// ```
     pub fn detail(&self) -> Option<&str> {
         self.detail.as_deref()
     }
+
     /// PostgreSQL's HINT, when it sent one.
+    ///
+    /// ```
+    /// # async fn demo(engine: &gino::Engine) -> gino::Result<()> {
+    /// let failed = engine.status(gino::text("SELECT lower(42)")).await;
+    /// let Err(gino::Error::Database(e)) = failed else { panic!("expected a database error") };
+    /// assert_eq!(e.code(), "42883"); // undefined_function: lower(integer)
+    /// assert!(e.hint().unwrap().contains("explicit type casts"));
+    /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
+    /// ```
     pub fn hint(&self) -> Option<&str> {
         self.hint.as_deref()
     }
+
     /// The table the error concerns, when known.
+    ///
+    /// ```
+    /// # async fn demo(engine: &gino::Engine) -> gino::Result<()> {
+    /// engine.status(gino::text("CREATE TABLE users (id int, name text NOT NULL)")).await?;
+    /// let failed = engine.status(gino::text("INSERT INTO users (id) VALUES (1)")).await;
+    /// let Err(gino::Error::Database(e)) = failed else { panic!("expected a not-null violation") };
+    /// assert_eq!(e.table(), Some("users"));
+    /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
+    /// ```
     pub fn table(&self) -> Option<&str> {
         self.table.as_deref()
     }
+
     /// The column the error concerns, when known.
+    ///
+    /// ```
+    /// # async fn demo(engine: &gino::Engine) -> gino::Result<()> {
+    /// engine.status(gino::text("CREATE TABLE users (id int, name text NOT NULL)")).await?;
+    /// let failed = engine.status(gino::text("INSERT INTO users (id) VALUES (1)")).await;
+    /// let Err(gino::Error::Database(e)) = failed else { panic!("expected a not-null violation") };
+    /// assert_eq!(e.column(), Some("name"));
+    /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
+    /// ```
     pub fn column(&self) -> Option<&str> {
         self.column.as_deref()
     }
+
     /// The violated constraint, for constraint violations.
+    ///
+    /// ```
+    /// # async fn demo(engine: &gino::Engine) -> gino::Result<()> {
+    /// engine.status(gino::text("CREATE TABLE users (email text UNIQUE)")).await?;
+    /// let add_ann = || gino::text("INSERT INTO users VALUES ('ann@example.com')");
+    /// engine.status(add_ann()).await?;
+    /// let failed = engine.status(add_ann()).await;
+    /// let Err(gino::Error::Database(e)) = failed else { panic!("expected a unique violation") };
+    /// assert_eq!(e.constraint(), Some("users_email_key"));
+    /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
+    /// ```
     pub fn constraint(&self) -> Option<&str> {
         self.constraint.as_deref()
     }
+
     /// `true` for `23505 unique_violation`.
+    ///
+    /// ```
+    /// # async fn demo(engine: &gino::Engine) -> gino::Result<()> {
+    /// engine.status(gino::text("CREATE TABLE users (email text UNIQUE)")).await?;
+    /// let add_ann = || gino::text("INSERT INTO users VALUES ('ann@example.com')");
+    /// engine.status(add_ann()).await?;
+    /// let failed = engine.status(add_ann()).await;
+    /// let Err(gino::Error::Database(e)) = failed else { panic!("expected a unique violation") };
+    /// assert!(e.is_unique_violation());
+    /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
+    /// ```
     pub fn is_unique_violation(&self) -> bool {
         self.code == "23505"
     }
+
     /// `true` for `23503 foreign_key_violation`.
+    ///
+    /// ```
+    /// # async fn demo(engine: &gino::Engine) -> gino::Result<()> {
+    /// engine.status(gino::text("CREATE TABLE users (id int PRIMARY KEY)")).await?;
+    /// engine.status(gino::text("CREATE TABLE orders (user_id int REFERENCES users)")).await?;
+    /// let failed = engine.status(gino::text("INSERT INTO orders VALUES (7)")).await;
+    /// let Err(gino::Error::Database(e)) = failed else { panic!("expected a foreign key violation") };
+    /// assert!(e.is_foreign_key_violation());
+    /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
+    /// ```
     pub fn is_foreign_key_violation(&self) -> bool {
         self.code == "23503"
     }
+
     /// `true` for `23502 not_null_violation`.
+    ///
+    /// ```
+    /// # async fn demo(engine: &gino::Engine) -> gino::Result<()> {
+    /// engine.status(gino::text("CREATE TABLE users (name text NOT NULL)")).await?;
+    /// let failed = engine.status(gino::text("INSERT INTO users VALUES (NULL)")).await;
+    /// let Err(gino::Error::Database(e)) = failed else { panic!("expected a not-null violation") };
+    /// assert!(e.is_not_null_violation());
+    /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
+    /// ```
     pub fn is_not_null_violation(&self) -> bool {
         self.code == "23502"
     }
+
     /// `true` for `23514 check_violation`.
+    ///
+    /// ```
+    /// # async fn demo(engine: &gino::Engine) -> gino::Result<()> {
+    /// engine.status(gino::text("CREATE TABLE accounts (balance int CHECK (balance >= 0))")).await?;
+    /// let failed = engine.status(gino::text("INSERT INTO accounts VALUES (-1)")).await;
+    /// let Err(gino::Error::Database(e)) = failed else { panic!("expected a check violation") };
+    /// assert!(e.is_check_violation());
+    /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
+    /// ```
     pub fn is_check_violation(&self) -> bool {
         self.code == "23514"
     }
+
     /// `true` for `40001 serialization_failure` and `40P01 deadlock_detected`:
     /// the transaction may succeed when retried.
+    ///
+    /// ```
+    /// # async fn demo(engine: &gino::Engine) -> gino::Result<()> {
+    /// use gino::{IsolationLevel, text};
+    /// engine.status(text("CREATE TABLE stock (n int)")).await?;
+    /// engine.status(text("INSERT INTO stock VALUES (1)")).await?;
+    /// let (a, b) = (engine.acquire().await?, engine.acquire().await?);
+    /// let tx = a.begin().isolation_level(IsolationLevel::RepeatableRead).await?;
+    /// a.status(text("SELECT n FROM stock")).await?; // takes the transaction's snapshot
+    /// b.status(text("UPDATE stock SET n = 2")).await?; // commits meanwhile
+    /// let failed = a.status(text("UPDATE stock SET n = 3")).await;
+    /// let Err(gino::Error::Database(e)) = failed else { panic!("expected a serialization failure") };
+    /// assert!(e.is_retryable()); // 40001: run the whole transaction again
+    /// tx.rollback().await?;
+    /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
+    /// ```
     pub fn is_retryable(&self) -> bool {
         self.code == "40001" || self.code == "40P01"
     }
@@ -301,11 +449,15 @@ impl Error {
     /// The SQLSTATE when this is a database error.
     ///
     /// ```
-    /// # fn demo(err: gino::Error) {
-    /// if err.sqlstate() == Some("3D000") {
-    ///     eprintln!("create the database first");
+    /// # async fn demo(engine: &gino::Engine) {
+    /// let err = engine.status(gino::text("SELECT 1/0")).await.unwrap_err();
+    /// if err.sqlstate() == Some("22012") {
+    ///     eprintln!("division by zero");
     /// }
+    /// # assert_eq!(err.sqlstate(), Some("22012"));
+    /// assert_eq!(gino::Error::NotFound.sqlstate(), None);
     /// # }
+    /// # gino_testkit::doc::run(demo);
     /// ```
     pub fn sqlstate(&self) -> Option<&str> {
         match self {
@@ -323,11 +475,18 @@ impl Error {
     /// original detail stays in the error.
     ///
     /// ```
-    /// # fn demo(err: gino::Error) {
+    /// # async fn demo(engine: &gino::Engine) {
+    /// // The server ends the session: a lost connection, not a failed query.
+    /// let sql = gino::text("SELECT pg_terminate_backend(pg_backend_pid())");
+    /// let err = engine.status(sql).await.unwrap_err();
     /// if err.is_connection_lost() {
     ///     eprintln!("database unavailable: {err}");
     /// }
+    /// # assert!(err.is_connection_lost(), "{err:?}");
+    /// let err = engine.status(gino::text("SELECT 1/0")).await.unwrap_err();
+    /// assert!(!err.is_connection_lost());
     /// # }
+    /// # gino_testkit::doc::run(demo);
     /// ```
     pub fn is_connection_lost(&self) -> bool {
         match self {

@@ -39,11 +39,28 @@ pub struct Status {
 
 impl Status {
     /// The command tag as PostgreSQL sent it.
+    ///
+    /// ```
+    /// # async fn demo(conn: &gino::Connection) -> gino::Result<()> {
+    /// conn.status(diesel::sql_query("CREATE TEMP TABLE t (x int)")).await?;
+    /// let status = conn.status(diesel::sql_query("INSERT INTO t VALUES (1), (2)")).await?;
+    /// assert_eq!(status.tag(), "INSERT 0 2");
+    /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
+    /// ```
     pub fn tag(&self) -> &str {
         &self.tag
     }
 
     /// Rows the statement affected or returned.
+    ///
+    /// ```
+    /// # async fn demo(engine: &gino::Engine) -> gino::Result<()> {
+    /// let status = engine.status(diesel::sql_query("SELECT generate_series(1, 3)")).await?;
+    /// assert_eq!(status.rows(), 3);
+    /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
+    /// ```
     pub fn rows(&self) -> u64 {
         self.rows
     }
@@ -134,11 +151,23 @@ impl Compiled {
     }
 
     /// The SQL text, with `$1`-style placeholders.
+    ///
+    /// ```
+    /// use diesel::sql_types::Integer;
+    /// let q = gino::text("SELECT :a + :b, :a").bind::<Integer, _>("a", 1).bind::<Integer, _>("b", 2);
+    /// assert_eq!(gino::Compiled::of(&q).sql(), "SELECT $1 + $2, $3");
+    /// ```
     pub fn sql(&self) -> &str {
         &self.sql
     }
 
     /// The bind values, rendered with `Debug`, in placeholder order.
+    ///
+    /// ```
+    /// use diesel::sql_types::{Integer, Text};
+    /// let q = gino::text("SELECT :n, :s").bind::<Integer, _>("n", 7).bind::<Text, _>("s", "hi");
+    /// assert_eq!(gino::Compiled::of(&q).binds(), ["7", "\"hi\""]);
+    /// ```
     pub fn binds(&self) -> &[String] {
         &self.binds
     }
@@ -309,8 +338,11 @@ impl<'a, Q> Executor<'a, Q> {
     /// use diesel::dsl::sql;
     /// use diesel::sql_types::Integer;
     /// use gino::prelude::*;
-    /// let conn = engine.acquire().await?;
-    /// let n: i32 = diesel::select(sql::<Integer>("3")).gino().bind(&conn).one().await?;
+    /// // Not reusable: nothing runs on `conn` unless bound to it.
+    /// let conn = engine.acquire().reusable(false).await?;
+    /// conn.status(gino::text("CREATE TEMP TABLE t AS SELECT 3 AS n")).await?;
+    /// let n: i32 = diesel::select(sql::<Integer>("n FROM t")).gino().bind(&conn).one().await?;
+    /// assert_eq!(n, 3);
     /// # Ok(()) }
     /// # gino_testkit::doc::run(demo);
     /// ```
@@ -616,6 +648,19 @@ impl<'a, F> Prepared<'a, F> {
 
     /// The query for `values`, ready to run with any of [`Executor`]'s
     /// methods (`all`, `one`, `status`, ...).
+    ///
+    /// ```
+    /// # async fn demo(engine: &gino::Engine) -> gino::Result<()> {
+    /// use diesel::dsl::sql;
+    /// use diesel::sql_types::Integer;
+    /// let up_to = engine.prepare(|n: i32| {
+    ///     diesel::select(sql::<Integer>("generate_series(1, ").bind::<Integer, _>(n).sql(")"))
+    /// });
+    /// assert_eq!(up_to.run(3).all::<i32>().await?, [1, 2, 3]);
+    /// assert_eq!(up_to.run(1).first::<i32>().await?, Some(1));
+    /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
+    /// ```
     pub fn run<A, Q>(&self, values: A) -> Executor<'a, KeepPrepared<Q>>
     where
         F: Fn(A) -> Q,

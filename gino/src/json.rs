@@ -191,11 +191,46 @@ impl<T, ST> PropertyExpr<T, ST> {
     }
 
     /// The JSON column the property is stored in.
+    ///
+    /// ```
+    /// # use gino::prelude::*;
+    /// # #[derive(Model, Debug, Clone)]
+    /// # #[gino(table = "people")]
+    /// # pub struct Person {
+    /// #     #[gino(primary_key)]
+    /// #     pub id: i32,
+    /// #     #[gino(property)]
+    /// #     pub age: Option<i32>,
+    /// #     #[gino(property = "settings")]
+    /// #     pub theme: Option<String>,
+    /// # }
+    /// # fn main() {
+    /// assert_eq!(people_props::age().column(), "profile"); // the default column
+    /// assert_eq!(people_props::theme().column(), "settings");
+    /// # }
+    /// ```
     pub fn column(&self) -> &'static str {
         self.column
     }
 
     /// The property's key in its column.
+    ///
+    /// ```
+    /// # use gino::prelude::*;
+    /// # #[derive(Model, Debug, Clone)]
+    /// # #[gino(table = "people")]
+    /// # pub struct Person {
+    /// #     #[gino(primary_key)]
+    /// #     pub id: i32,
+    /// #     #[gino(property)]
+    /// #     pub age: Option<i32>,
+    /// #     #[gino(property = "settings")]
+    /// #     pub theme: Option<String>,
+    /// # }
+    /// # fn main() {
+    /// assert_eq!(people_props::theme().key(), "theme"); // the field's name
+    /// # }
+    /// ```
     pub fn key(&self) -> &'static str {
         self.key
     }

@@ -106,6 +106,20 @@ pub trait Children: Send {
 pub struct Child<C>(PhantomData<fn() -> C>);
 
 /// Children that are models of type `C` (the last level of a [`distinct`]).
+///
+/// ```
+/// # use gino::prelude::*;
+/// # #[derive(Model, Debug, Clone)]
+/// # #[gino(table = "members")]
+/// # pub struct Member { #[gino(primary_key)] pub id: i32, pub name: String }
+/// # fn main() {
+/// use gino::loader::{Children, child};
+/// let ann = Member { id: 1, name: "ann".into() };
+/// // An outer join's child parts: one twice, and a row that matched nothing.
+/// let members = child::<Member>().collect(vec![Some(ann.clone()), Some(ann), None]);
+/// assert_eq!(members.len(), 1);
+/// # }
+/// ```
 pub fn child<C: Model>() -> Child<C> {
     Child(PhantomData)
 }
@@ -132,6 +146,27 @@ pub struct Distinct<P, K>(K, PhantomData<fn() -> P>);
 /// (`distinct::<Company, _>(distinct::<Team, _>(child::<Member>()))`) for
 /// deeper trees; at inner levels the parent comes from an outer join, so
 /// its part of the row is `Option<P>`.
+///
+/// ```
+/// # use gino::prelude::*;
+/// # #[derive(Model, Debug, Clone)]
+/// # #[gino(table = "teams")]
+/// # pub struct Team { #[gino(primary_key)] pub id: i32 }
+/// # #[derive(Model, Debug, Clone)]
+/// # #[gino(table = "members")]
+/// # pub struct Member { #[gino(primary_key)] pub id: i32 }
+/// # fn main() {
+/// use gino::loader::{Loader, child, distinct};
+/// let (red, blue) = (Team { id: 1 }, Team { id: 2 });
+/// let rows = vec![
+///     (red.clone(), Some(Member { id: 10 })),
+///     (blue, None), // the outer join matched no member
+///     (red, Some(Member { id: 11 })),
+/// ];
+/// let teams = distinct::<Team, _>(child::<Member>()).load(rows);
+/// assert_eq!((teams[0].1.len(), teams[1].1.len()), (2, 0));
+/// # }
+/// ```
 pub fn distinct<P: Model, K: Children>(children: K) -> Distinct<P, K> {
     Distinct(children, PhantomData)
 }

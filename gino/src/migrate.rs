@@ -44,12 +44,31 @@ pub struct EmbeddedMigrations {
 }
 
 impl EmbeddedMigrations {
-    /// Wraps migrations sorted by name (what `embed_migrations!` produces).
+    /// Wraps migrations, which run in the order given: sorted by name, as
+    /// `embed_migrations!` produces them.
+    ///
+    /// ```
+    /// use gino::migrate::{EmbeddedMigrations, Migration};
+    /// static MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations::new(&[Migration {
+    ///     version: "20240131120000",
+    ///     name: "2024-01-31-120000_users",
+    ///     up: "CREATE TABLE users (id serial PRIMARY KEY)",
+    ///     down: Some("DROP TABLE users"),
+    ///     run_in_transaction: true,
+    /// }]);
+    /// assert_eq!(MIGRATIONS.migrations()[0].name, "2024-01-31-120000_users");
+    /// ```
     pub const fn new(migrations: &'static [Migration]) -> Self {
         EmbeddedMigrations { migrations }
     }
 
     /// All migrations, oldest first.
+    ///
+    /// ```
+    /// static MIGRATIONS: gino::migrate::EmbeddedMigrations = gino::embed_migrations!("tests/migrations");
+    /// let versions: Vec<&str> = MIGRATIONS.migrations().iter().map(|m| m.version).collect();
+    /// assert_eq!(versions, ["20240101000000", "20240201000000"]);
+    /// ```
     pub fn migrations(&self) -> &'static [Migration] {
         self.migrations
     }

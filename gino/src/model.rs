@@ -219,6 +219,14 @@ pub enum ModelDb {
 
 impl ModelDb {
     /// Where the model's implicit queries run.
+    ///
+    /// ```
+    /// use gino::model::ModelDb;
+    /// static DB: gino::Gino = gino::Gino::secondary();
+    /// assert!(matches!(ModelDb::Default.bind(), gino::Bind::Default));
+    /// let named = ModelDb::Named(|| &DB).bind();
+    /// assert!(matches!(named, gino::Bind::Db(db) if std::ptr::eq(db, &DB)));
+    /// ```
     pub fn bind(self) -> Bind<'static> {
         match self {
             ModelDb::Default => Bind::Default,
@@ -296,6 +304,24 @@ pub struct Lookup<T> {
 
 impl<T> Lookup<T> {
     /// A condition on the columns of table `T`.
+    ///
+    /// ```
+    /// # use gino::prelude::*;
+    /// use gino::model::Lookup;
+    /// # #[derive(Model, Debug, Clone)]
+    /// # #[gino(table = "settings", lookup = by_key)]
+    /// # pub struct Setting { #[gino(unique)] pub key: String, pub value: String }
+    /// // The lookup of `#[gino(table = "settings", lookup = by_key)]`, a model without a key:
+    /// fn by_key(s: &Setting) -> gino::Result<Lookup<settings::table>> {
+    ///     Ok(Lookup::new(settings::key.eq(s.key.clone())))
+    /// }
+    /// # async fn demo() -> gino::Result<()> {
+    /// # Setting::create_table().await?;
+    /// let theme = Setting::create().key("theme").value("dark").await?;
+    /// assert_eq!(theme.delete().await?, "DELETE 1"); // located by `by_key`
+    /// # Ok(()) }
+    /// # fn main() { gino_testkit::doc::run(demo) }
+    /// ```
     pub fn new<E>(condition: E) -> Self
     where
         E: BoxableExpression<T, Pg, SqlType = Bool> + Send + Sync + 'static,
@@ -686,6 +712,17 @@ impl<T> Default for Changes<T> {
 
 impl<T> Changes<T> {
     /// Sets `column` to a value, replacing an earlier change of it.
+    ///
+    /// ```
+    /// # use gino::prelude::*;
+    /// # diesel::table! { users (id) { id -> Integer, nickname -> Text, balance -> BigInt } }
+    /// use gino::model::Changes;
+    /// let mut changes = Changes::<users::table>::default();
+    /// changes.set_value("nickname", users::nickname.eq("ann"));
+    /// changes.set_value("nickname", users::nickname.eq("bob")); // replaces "ann"
+    /// let update = diesel::update(users::table).set(changes);
+    /// assert_eq!(gino::Compiled::of(&update).binds(), ["\"bob\""]);
+    /// ```
     pub fn set_value<C>(&mut self, column: &'static str, change: C)
     where
         C: AsChangeset<Target = T>,
@@ -697,6 +734,18 @@ impl<T> Changes<T> {
     /// Adds a change given as a diesel changeset, e.g.
     /// `users::balance.eq(users::balance + 100)`; it replaces earlier
     /// changes of the columns it assigns.
+    ///
+    /// ```
+    /// # use gino::prelude::*;
+    /// # diesel::table! { users (id) { id -> Integer, nickname -> Text, balance -> BigInt } }
+    /// use gino::model::Changes;
+    /// let mut changes = Changes::<users::table>::default();
+    /// changes.push(users::balance.eq(users::balance + 100_i64));
+    /// changes.push(users::nickname.eq("ann"));
+    /// let update = diesel::update(users::table).set(changes);
+    /// let sql = gino::Compiled::of(&update).sql().to_owned();
+    /// assert!(sql.ends_with(r#"SET "balance" = ("users"."balance" + $1), "nickname" = $2"#));
+    /// ```
     pub fn push<C>(&mut self, change: C)
     where
         C: AsChangeset<Target = T>,
@@ -731,11 +780,32 @@ impl<T> Changes<T> {
     }
 
     /// Whether nothing is to be changed.
+    ///
+    /// ```
+    /// # use gino::prelude::*;
+    /// # diesel::table! { users (id) { id -> Integer, nickname -> Text, balance -> BigInt } }
+    /// use gino::model::Changes;
+    /// let mut changes = Changes::<users::table>::default();
+    /// assert!(changes.is_empty());
+    /// changes.push(users::nickname.eq("ann"));
+    /// assert!(!changes.is_empty());
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.items.is_empty()
     }
 
     /// The columns the changes assign, as far as their SQL tells.
+    ///
+    /// ```
+    /// # use gino::prelude::*;
+    /// # diesel::table! { users (id) { id -> Integer, nickname -> Text, balance -> BigInt } }
+    /// use gino::model::Changes;
+    /// let mut changes = Changes::<users::table>::default();
+    /// changes.push((users::nickname.eq("ann"), users::balance.eq(users::balance * 2)));
+    /// let assigned = changes.columns();
+    /// assert!(assigned.assigns("nickname") && assigned.assigns("balance"));
+    /// assert!(!assigned.assigns("id"));
+    /// ```
     pub fn columns(&self) -> AssignedColumns {
         AssignedColumns {
             columns: self
@@ -759,11 +829,31 @@ pub struct AssignedColumns {
 
 impl AssignedColumns {
     /// Whether `column` may have been assigned.
+    ///
+    /// ```
+    /// # use gino::prelude::*;
+    /// # diesel::table! { users (id) { id -> Integer, nickname -> Text, balance -> BigInt } }
+    /// use gino::model::Changes;
+    /// let mut changes = Changes::<users::table>::default();
+    /// changes.set_value("balance", users::balance.eq(0_i64));
+    /// assert!(changes.columns().assigns("balance"));
+    /// assert!(!changes.columns().assigns("nickname"));
+    /// ```
     pub fn assigns(&self, column: &str) -> bool {
         self.unknown || self.assigns_directly(column)
     }
 
     /// Whether a change names `column`.
+    ///
+    /// ```
+    /// # use gino::prelude::*;
+    /// # diesel::table! { users (id) { id -> Integer, nickname -> Text, balance -> BigInt } }
+    /// use gino::model::Changes;
+    /// let mut changes = Changes::<users::table>::default();
+    /// changes.push(users::nickname.eq("ann"));
+    /// assert!(changes.columns().assigns_directly("nickname"));
+    /// assert!(!changes.columns().assigns_directly("balance"));
+    /// ```
     pub fn assigns_directly(&self, column: &str) -> bool {
         self.columns.iter().any(|c| c == column)
     }
@@ -880,6 +970,18 @@ pub struct StatusOf;
 
 impl<'a, Q, M> Run<'a, Q, M> {
     /// A query to run on `bind`, or the error that prevented building it.
+    ///
+    /// ```
+    /// # async fn demo() -> gino::Result<()> {
+    /// use gino::model::{Run, StatusOf};
+    /// let ok: Run<'_, _, StatusOf> = Run::new(Ok(diesel::sql_query("SELECT 1")), gino::Bind::Default);
+    /// assert_eq!(ok.await?, "SELECT 1");
+    /// let failed: Run<'_, diesel::query_builder::SqlQuery, StatusOf> =
+    ///     Run::new(Err(gino::Error::NoPrimaryKey("users")), gino::Bind::Default);
+    /// assert!(matches!(failed.await, Err(gino::Error::NoPrimaryKey(_)))); // nothing ran
+    /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
+    /// ```
     pub fn new(query: Result<Q>, bind: Bind<'a>) -> Self {
         Run {
             query,
@@ -892,6 +994,18 @@ impl<'a, Q, M> Run<'a, Q, M> {
 
     /// A query that only reads ([`new`](Self::new) otherwise): an engine
     /// with read replicas may run it on one.
+    ///
+    /// ```
+    /// # async fn demo() -> gino::Result<()> {
+    /// use diesel::dsl::sql;
+    /// use diesel::sql_types::Integer;
+    /// use gino::model::{All, Run};
+    /// let q = diesel::select(sql::<Integer>("generate_series(1, 2)"));
+    /// let rows: Vec<i32> = Run::<_, All<i32>>::reading(Ok(q), gino::Bind::Default).await?;
+    /// assert_eq!(rows, [1, 2]);
+    /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
+    /// ```
     pub fn reading(query: Result<Q>, bind: Bind<'a>) -> Self {
         Run {
             read: true,
@@ -901,6 +1015,21 @@ impl<'a, Q, M> Run<'a, Q, M> {
 
     /// Runs on `to` (an engine, connection, transaction or `Gino`) instead
     /// of the model's database.
+    ///
+    /// ```
+    /// # use gino::prelude::*;
+    /// # #[derive(Model, Debug, Clone)]
+    /// # #[gino(table = "users")]
+    /// # pub struct User { #[gino(primary_key)] pub id: i32 }
+    /// # async fn demo(engine: &gino::Engine) -> gino::Result<()> {
+    /// let conn = engine.acquire().reusable(false).await?; // only used when bound
+    /// conn.status(diesel::sql_query("CREATE TEMP TABLE users (id int PRIMARY KEY)")).await?;
+    /// conn.status(diesel::sql_query("INSERT INTO users VALUES (1)")).await?;
+    /// assert!(User::get(1).bind(&conn).await?.is_some()); // conn's own table
+    /// assert!(User::get(1).await.is_err()); // the model's database has no `users`
+    /// # Ok(()) }
+    /// # fn main() { gino_testkit::doc::run(demo) }
+    /// ```
     pub fn bind<'b>(self, to: impl Into<Bind<'b>>) -> Run<'b, Q, M> {
         Run {
             query: self.query,
@@ -913,6 +1042,23 @@ impl<'a, Q, M> Run<'a, Q, M> {
 
     /// Fails with [`Error::QueryTimeout`] after `timeout`; see
     /// [`Executor::timeout`].
+    ///
+    /// ```
+    /// # use gino::prelude::*;
+    /// # #[derive(Model, Debug, Clone)]
+    /// # #[gino(table = "users")]
+    /// # pub struct User { #[gino(primary_key)] pub id: i32, pub name: String }
+    /// # async fn demo() -> gino::Result<()> {
+    /// # User::create_table().await?;
+    /// use std::time::Duration;
+    /// use diesel::{dsl::sql, sql_types::Integer};
+    /// let ann = User::create().name("ann").await?;
+    /// let slow = ann.select::<_, i32>(sql::<Integer>("(SELECT 1 FROM pg_sleep(10))"));
+    /// let err = slow.timeout(Duration::from_millis(100)).await.unwrap_err();
+    /// assert!(matches!(err, gino::Error::QueryTimeout(_)));
+    /// # Ok(()) }
+    /// # fn main() { gino_testkit::doc::run(demo) }
+    /// ```
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self

@@ -150,11 +150,30 @@ pub struct TenantLease {
 
 impl TenantLease {
     /// The tenant's engine.
+    ///
+    /// ```
+    /// # async fn demo(tenants: gino::Tenants) -> gino::Result<()> {
+    /// use diesel::{dsl::sql, sql_types::Text};
+    /// let lease = tenants.lease("acme").await?;
+    /// let q = diesel::select(sql::<Text>("current_setting('application_name')"));
+    /// // The test's tenants differ by application name: acme's engine is acme's.
+    /// assert_eq!(lease.engine().one::<String, _>(q).await?, "tenant_acme");
+    /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
+    /// ```
     pub fn engine(&self) -> &Engine {
         &self.tenant.engine
     }
 
     /// The tenant's key.
+    ///
+    /// ```
+    /// # async fn demo(tenants: gino::Tenants) -> gino::Result<()> {
+    /// let lease = tenants.lease("globex").await?;
+    /// assert_eq!(lease.key(), "globex");
+    /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
+    /// ```
     pub fn key(&self) -> &str {
         &self.tenant.key
     }
@@ -236,9 +255,14 @@ impl TenantsBuilder {
     /// the defaults otherwise.
     ///
     /// ```
-    /// # fn demo(builder: gino::TenantsBuilder) {
-    /// let builder = builder.options(gino::EngineOptions::new().max_size(5));
-    /// # let _ = builder; }
+    /// # async fn demo(url: &'static str) -> gino::Result<()> {
+    /// static DB: gino::Gino = gino::Gino::secondary();
+    /// let builder = gino::Tenants::builder(&DB, move |_tenant: String| async move { Ok(url.to_owned()) });
+    /// let tenants = builder.options(gino::EngineOptions::new().max_size(5)).build();
+    /// let lease = tenants.lease("acme").await?;
+    /// assert_eq!(lease.engine().pool_status().max_size, 5);
+    /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
     /// ```
     pub fn options(mut self, options: EngineOptions) -> Self {
         self.options = options;
@@ -249,9 +273,16 @@ impl TenantsBuilder {
     /// recently used is evicted (its engine closes once nobody uses it).
     ///
     /// ```
-    /// # fn demo(builder: gino::TenantsBuilder) {
-    /// let builder = builder.cap(8);
-    /// # let _ = builder; }
+    /// # async fn demo(url: &'static str) -> gino::Result<()> {
+    /// static DB: gino::Gino = gino::Gino::secondary();
+    /// let builder = gino::Tenants::builder(&DB, move |_tenant: String| async move { Ok(url.to_owned()) });
+    /// let tenants = builder.cap(1).build();
+    /// drop(tenants.lease("acme").await?);
+    /// drop(tenants.lease("globex").await?); // acme's engine makes room
+    /// let stats = tenants.stats();
+    /// assert_eq!((stats.live, stats.evicted), (1, 1));
+    /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
     /// ```
     pub fn cap(mut self, cap: usize) -> Self {
         self.cap = cap.max(1);
@@ -263,9 +294,14 @@ impl TenantsBuilder {
     /// and idle connections of other tenants are closed to make room.
     ///
     /// ```
-    /// # fn demo(builder: gino::TenantsBuilder) {
-    /// let builder = builder.connections(50);
-    /// # let _ = builder; }
+    /// # async fn demo(url: &'static str) -> gino::Result<()> {
+    /// static DB: gino::Gino = gino::Gino::secondary();
+    /// let builder = gino::Tenants::builder(&DB, move |_tenant: String| async move { Ok(url.to_owned()) });
+    /// let tenants = builder.connections(50).build();
+    /// let _lease = tenants.lease("acme").await?;
+    /// assert!(tenants.stats().open_connections.is_some_and(|n| (1..=50).contains(&n)));
+    /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
     /// ```
     pub fn connections(mut self, limit: usize) -> Self {
         self.connections = Some(limit.max(1));
@@ -276,9 +312,13 @@ impl TenantsBuilder {
     /// (default 60 s); checked as tenants are used.
     ///
     /// ```
-    /// # fn demo(builder: gino::TenantsBuilder) {
-    /// let builder = builder.idle_after(std::time::Duration::from_secs(10));
-    /// # let _ = builder; }
+    /// # async fn demo(url: &'static str) -> gino::Result<()> {
+    /// # static DB: gino::Gino = gino::Gino::secondary();
+    /// # let builder = gino::Tenants::builder(&DB, move |_tenant: String| async move { Ok(url.to_owned()) });
+    /// let tenants = builder.idle_after(std::time::Duration::from_secs(10)).build();
+    /// # let _ = tenants;
+    /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
     /// ```
     pub fn idle_after(mut self, idle_after: Duration) -> Self {
         self.idle_after = idle_after;
@@ -291,12 +331,19 @@ impl TenantsBuilder {
     /// one tries again).
     ///
     /// ```
-    /// # fn demo(builder: gino::TenantsBuilder) {
-    /// static DB: gino::Gino = gino::Gino::new();
-    /// let builder = builder.prepare(|engine: gino::Engine| async move {
-    ///     DB.scoped_bind(&engine, DB.create_all()).await
-    /// });
-    /// # let _ = builder; }
+    /// # async fn demo(url: &'static str) -> gino::Result<()> {
+    /// static DB: gino::Gino = gino::Gino::secondary();
+    /// let builder = gino::Tenants::builder(&DB, move |_tenant: String| async move { Ok(url.to_owned()) });
+    /// let tenants = builder
+    ///     .prepare(|engine: gino::Engine| async move {
+    ///         engine.status(gino::text("CREATE TABLE IF NOT EXISTS seen (x int)")).await?;
+    ///         Ok(())
+    ///     })
+    ///     .build();
+    /// let lease = tenants.lease("acme").await?;
+    /// assert!(lease.engine().has_table("seen").await?);
+    /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
     /// ```
     pub fn prepare<F, Fut>(mut self, prepare: F) -> Self
     where
@@ -308,6 +355,15 @@ impl TenantsBuilder {
     }
 
     /// The registry.
+    ///
+    /// ```
+    /// static DB: gino::Gino = gino::Gino::new();
+    /// let tenants = gino::Tenants::builder(&DB, |tenant: String| async move {
+    ///     Ok(format!("postgres://app@db.internal/app_{tenant}"))
+    /// })
+    /// .build();
+    /// assert_eq!(tenants.stats().live, 0); // engines are made on first use
+    /// ```
     pub fn build(self) -> Tenants {
         static NEXT: AtomicU64 = AtomicU64::new(1);
         let budget = self.connections.map(ConnectionBudget::new);
@@ -383,6 +439,15 @@ impl Tenants {
     }
 
     /// The database whose engine the tenants' scopes replace.
+    ///
+    /// ```
+    /// static DB: gino::Gino = gino::Gino::new();
+    /// let tenants = gino::Tenants::builder(&DB, |tenant: String| async move {
+    ///     Ok(format!("postgres://app@db.internal/app_{tenant}"))
+    /// })
+    /// .build();
+    /// assert!(std::ptr::eq(tenants.db(), &DB));
+    /// ```
     pub fn db(&self) -> &'static Gino {
         self.inner.db
     }

@@ -183,6 +183,11 @@ impl<'a> TextQuery<'a> {
     }
 
     /// The parameter names, in order of first appearance.
+    ///
+    /// ```
+    /// let q = gino::text("SELECT :b, :a::int, ':not_one', :b");
+    /// assert_eq!(q.param_names(), ["b", "a"]);
+    /// ```
     pub fn param_names(&self) -> &[String] {
         &self.names
     }

@@ -101,6 +101,17 @@ impl Extension {
     }
 
     /// The tenants this extension serves, if any.
+    ///
+    /// ```
+    /// # async fn demo(tenants: gino::Tenants) {
+    /// use gino::web::{Extension, Settings};
+    /// let extension = Extension::new(tenants.db(), Settings::default());
+    /// assert!(extension.tenants().is_none());
+    /// let extension = extension.with_tenants(tenants.clone());
+    /// assert!(std::ptr::eq(extension.tenants().unwrap().db(), tenants.db()));
+    /// # }
+    /// # gino_testkit::doc::run(demo);
+    /// ```
     pub fn tenants(&self) -> Option<&Tenants> {
         self.inner.tenants.as_ref()
     }

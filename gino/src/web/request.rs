@@ -89,6 +89,17 @@ impl RequestScope {
     }
 
     /// The tenant of a [`tenant_request`](crate::web::Extension::tenant_request).
+    ///
+    /// ```
+    /// # async fn demo(tenants: gino::Tenants) -> gino::Result<()> {
+    /// use gino::web::{Extension, Settings, TenantKey};
+    /// let extension = Extension::new(tenants.db(), Settings::default()).with_tenants(tenants);
+    /// assert_eq!(extension.request().tenant(), None); // not a tenant's request
+    /// let scope = extension.tenant_request("acme").await?;
+    /// assert_eq!(scope.tenant(), Some(TenantKey("acme".to_owned())));
+    /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
+    /// ```
     pub fn tenant(&self) -> Option<TenantKey> {
         self.tenant
             .as_ref()

@@ -299,7 +299,12 @@ where
         let rest = n - buffered;
         if rest > 0 && !self.exhausted {
             let command = self.command("MOVE FORWARD", rest);
-            self.root.run(self.timeout, Execute(command)).await?;
+            let (moved, _) = self.root.run(self.timeout, Execute(command)).await?;
+            // Moved past the end: reading on would cost a round trip for
+            // nothing.
+            if moved < rest {
+                self.exhausted = true;
+            }
         }
         Ok(())
     }

@@ -44,6 +44,21 @@ async fn next_many_and_forward_walk_the_rows_in_order() {
 }
 
 #[tokio::test]
+async fn moving_past_the_end_ends_the_cursor_without_another_round_trip() {
+    let s = common::setup().await;
+    let conn = s.engine.acquire().await.unwrap();
+    let tx = conn.begin().await.unwrap();
+    let mut cursor = conn.iterate::<i32, _>(series(10)).await.unwrap();
+    cursor.forward(25).await.unwrap(); // MOVE 25 moves 10
+    let before = conn.stats().statements;
+    assert_eq!(cursor.next().await.unwrap(), None);
+    assert!(cursor.many(5).await.unwrap().is_empty());
+    assert_eq!(conn.stats().statements, before, "no FETCH after the end");
+    tx.commit().await.unwrap();
+    conn.release().await.unwrap();
+}
+
+#[tokio::test]
 async fn iterate_outside_a_transaction_is_refused() {
     let s = common::setup().await;
     let err = s.engine.iterate::<i32, _>(series(3)).await.unwrap_err();

@@ -1046,6 +1046,7 @@ pub(crate) fn expand_with(
         .collect();
     let pk_access: Vec<TokenStream> = pk.iter().map(|f| f.access()).collect();
     let pk_tys: Vec<&Type> = pk.iter().map(|f| &f.ty).collect();
+    let keyed = (!pk.is_empty()).then(|| quote!(impl ::gino::model::Keyed for #name {}));
     // `()` for a model without a key: written as an empty body, which is
     // what clippy wants of generated code too.
     let key_body =
@@ -1573,6 +1574,8 @@ pub(crate) fn expand_with(
                 <Self as #d::Queryable<(#(#sql_types,)*), #d::pg::Pg>>::build(row)
             }
         }
+
+        #keyed
 
         impl ::gino::Model for #name {
             type Table = #schema::table;

@@ -72,7 +72,7 @@ use std::marker::PhantomData;
 
 use crate::error::Result;
 use crate::executor::Executor;
-use crate::model::Model;
+use crate::model::{Keyed, Model};
 
 /// Turns a query's rows into what the application wants.
 pub trait Loader: Send {
@@ -120,11 +120,11 @@ pub struct Child<C>(PhantomData<fn() -> C>);
 /// assert_eq!(members.len(), 1);
 /// # }
 /// ```
-pub fn child<C: Model>() -> Child<C> {
+pub fn child<C: Keyed>() -> Child<C> {
     Child(PhantomData)
 }
 
-impl<C: Model> Children for Child<C> {
+impl<C: Keyed> Children for Child<C> {
     type Row = Option<C>;
     type Item = C;
 
@@ -167,11 +167,11 @@ pub struct Distinct<P, K>(K, PhantomData<fn() -> P>);
 /// assert_eq!((teams[0].1.len(), teams[1].1.len()), (2, 0));
 /// # }
 /// ```
-pub fn distinct<P: Model, K: Children>(children: K) -> Distinct<P, K> {
+pub fn distinct<P: Keyed, K: Children>(children: K) -> Distinct<P, K> {
     Distinct(children, PhantomData)
 }
 
-impl<P: Model, K: Children> Distinct<P, K> {
+impl<P: Keyed, K: Children> Distinct<P, K> {
     fn group(&self, rows: impl Iterator<Item = (P, K::Row)>) -> Vec<(P, Vec<K::Item>)> {
         let mut order: Vec<(P, Vec<K::Row>)> = Vec::new();
         let mut index: HashMap<P::Key, usize> = HashMap::new();
@@ -192,7 +192,7 @@ impl<P: Model, K: Children> Distinct<P, K> {
     }
 }
 
-impl<P: Model, K: Children> Loader for Distinct<P, K> {
+impl<P: Keyed, K: Children> Loader for Distinct<P, K> {
     type Row = (P, K::Row);
     type Output = (P, Vec<K::Item>);
 
@@ -201,7 +201,7 @@ impl<P: Model, K: Children> Loader for Distinct<P, K> {
     }
 }
 
-impl<P: Model, K: Children> Children for Distinct<P, K> {
+impl<P: Keyed, K: Children> Children for Distinct<P, K> {
     type Row = (Option<P>, K::Row);
     type Item = (P, Vec<K::Item>);
 

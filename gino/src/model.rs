@@ -558,7 +558,8 @@ pub trait Model: Sized + Send + Sync + 'static {
     /// The model's update request (`UserUpdate`): setters per field.
     type UpdateRequest<'a>;
     /// The primary key's values (a tuple for a composite key; `()` for a
-    /// model without one): what loaders tell rows apart by.
+    /// model without one): what loaders tell rows apart by, for models
+    /// that are [`Keyed`].
     type Key: Eq + std::hash::Hash + Clone + Send + Sync + 'static;
     /// The model's table metadata.
     const TABLE: &'static TableMeta;
@@ -611,6 +612,42 @@ pub trait Model: Sized + Send + Sync + 'static {
         Run::reading(query, Self::DB.bind())
     }
 }
+
+/// A [`Model`] with a primary key, so that its rows can be told apart:
+/// what the [`distinct`](crate::loader::distinct) and
+/// [`child`](crate::loader::child) loaders group and deduplicate by.
+/// `#[derive(Model)]` implements it for every model with a
+/// `#[gino(primary_key)]` field; a model without one (located by a
+/// `#[gino(lookup = ...)]` function) has no key to group by, and those
+/// loaders refuse it at compile time rather than merge its rows into one.
+///
+/// ```
+/// # use gino::prelude::*;
+/// #[derive(Model, Debug, Clone)]
+/// #[gino(table = "users")]
+/// pub struct User { #[gino(primary_key)] pub id: i32, pub name: String }
+///
+/// fn assert_keyed<M: gino::model::Keyed>() {}
+/// assert_keyed::<User>();
+/// ```
+///
+/// ```compile_fail
+/// # use gino::prelude::*;
+/// # fn by_at(e: &Event) -> gino::Result<gino::model::Lookup<events::table>> {
+/// #     Ok(gino::model::Lookup::new(events::at.eq(e.at)))
+/// # }
+/// #[derive(Model, Debug, Clone)]
+/// #[gino(table = "events", lookup = by_at)]
+/// pub struct Event { pub at: i64, pub what: String }
+///
+/// // Error: `Event` has no primary key, so its rows cannot be told apart.
+/// let loader = gino::loader::distinct::<Event, _>(gino::loader::child::<Event>());
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` has no primary key, so its rows cannot be told apart",
+    note = "declare its key with `#[gino(primary_key)]`, or pair rows by a key of your own with `gino::loader::select_in` or `gino::loader::group`"
+)]
+pub trait Keyed: Model {}
 
 /// `SELECT columns FROM table WHERE lookup`: what `instance.select(columns)` runs.
 pub type Located<T, S> = Select<Filter<T, Lookup<T>>, S>;

@@ -97,7 +97,9 @@ impl<'a> Acquire<'a> {
     }
 
     /// Longest wait for a pooled connection (default: the engine's
-    /// `acquire_timeout`, or no limit).
+    /// `acquire_timeout`, or no limit). On a [`lazy`](Self::lazy)
+    /// connection it bounds the borrow at its first query, where GINO
+    /// ignores it.
     ///
     /// ```
     /// # async fn demo(url: &str) -> gino::Result<()> {

@@ -607,6 +607,34 @@ async fn eager_reuse_of_a_lazy_connection_waits_at_most_its_timeout() {
 }
 
 #[tokio::test]
+async fn a_lazy_connection_s_timeout_bounds_its_first_borrow() {
+    let s = single_connection_pool().await;
+    let holder = s.engine.acquire().reusable(false).await.unwrap();
+    // Lazy: nothing to wait for yet, so acquiring succeeds at once.
+    let lazy = within_deadline(
+        s.engine
+            .acquire()
+            .lazy(true)
+            .reusable(false)
+            .timeout(Duration::from_millis(100))
+            .into_future(),
+    )
+    .await
+    .unwrap();
+    let result = within_deadline(common::try_backend_pid(&lazy)).await;
+    assert!(
+        matches!(result, Err(Error::PoolTimeout(t)) if t == Duration::from_millis(100)),
+        "expected PoolTimeout, got {result:?}"
+    );
+    drop(holder);
+    assert!(
+        within_deadline(common::try_backend_pid(&lazy))
+            .await
+            .is_ok()
+    );
+}
+
+#[tokio::test]
 async fn dropping_the_root_while_a_reuser_runs_a_query_returns_the_connection() {
     let s = single_connection_pool().await;
     let root = s.engine.acquire().await.unwrap();

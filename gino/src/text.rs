@@ -78,6 +78,9 @@ pub struct TextQuery<'a> {
     pieces: Vec<Piece>,
     names: Vec<String>,
     values: Vec<Option<Box<dyn BindValue + 'a>>>,
+    /// Names bound that the statement does not have: running it fails,
+    /// naming them.
+    unknown: Vec<String>,
 }
 
 /// A [`TextQuery`] whose values are owned: the type to name where a
@@ -148,21 +151,30 @@ impl<'a> TextQuery<'a> {
             pieces,
             names,
             values,
+            unknown: Vec::new(),
         }
     }
 
     /// Binds `value` as SQL type `ST` to every `:name` in the statement.
     ///
     /// Binding a name the statement does not have is a mistake that would
-    /// otherwise go unnoticed, so it panics with the names it does have.
+    /// otherwise go unnoticed, so running the statement then fails
+    /// ([`Error::Query`](crate::Error::Query)) with the names it does have,
+    /// before anything is sent.
     ///
     /// ```
+    /// # async fn demo(engine: &gino::Engine) {
     /// use diesel::sql_types::BigInt;
-    /// let q = gino::text("SELECT * FROM users WHERE id = :id OR parent = :id")
-    ///     .bind::<BigInt, _>("id", 7_i64);
+    /// let q = gino::text("SELECT :id::bigint").bind::<BigInt, _>("id", 7_i64);
     /// assert_eq!(q.param_names(), ["id"]);
+    /// assert_eq!(engine.status(q).await.unwrap(), "SELECT 1");
+    ///
+    /// let typo = gino::text("SELECT :id::bigint").bind::<BigInt, _>("ids", 7_i64);
+    /// let err = engine.status(typo).await.unwrap_err();
+    /// assert!(err.to_string().contains("no parameter `:ids`"), "{err}");
+    /// # }
+    /// # gino_testkit::doc::run(demo);
     /// ```
-    #[track_caller]
     pub fn bind<ST, T>(mut self, name: &str, value: T) -> Self
     where
         Pg: HasSqlType<ST>,
@@ -170,10 +182,8 @@ impl<'a> TextQuery<'a> {
         ST: 'static,
     {
         let Some(slot) = self.names.iter().position(|n| n == name) else {
-            panic!(
-                "gino::text: the statement has no parameter `:{name}` (its parameters: {:?})",
-                self.names
-            );
+            self.unknown.push(name.to_owned());
+            return self;
         };
         self.values[slot] = Some(Box::new(Typed {
             value,
@@ -232,6 +242,15 @@ fn skip_dollar_quoted(sql: &str, open: usize) -> usize {
 
 impl QueryFragment<Pg> for TextQuery<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        if let Some(name) = self.unknown.first() {
+            return Err(diesel::result::Error::QueryBuilderError(
+                format!(
+                    "gino::text: the statement has no parameter `:{name}` (its parameters: {:?})",
+                    self.names
+                )
+                .into(),
+            ));
+        }
         out.unsafe_to_cache_prepared();
         for piece in &self.pieces {
             match piece {
@@ -296,8 +315,13 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "no parameter `:nope`")]
-    fn binding_an_unknown_name_panics_with_the_known_ones() {
-        let _ = text("SELECT :yes").bind::<diesel::sql_types::Integer, _>("nope", 1);
+    fn binding_an_unknown_name_fails_the_statement_naming_the_known_ones() {
+        let q = text("SELECT :yes").bind::<diesel::sql_types::Integer, _>("nope", 1);
+        let mut builder = diesel::pg::PgQueryBuilder::default();
+        let err = q.to_sql(&mut builder, &Pg).unwrap_err().to_string();
+        assert!(
+            err.contains("no parameter `:nope`") && err.contains(r#"["yes"]"#),
+            "{err}"
+        );
     }
 }

@@ -230,6 +230,25 @@ async fn raw_sql_with_named_parameters_loads_typed_rows() {
     let unbound = gino::text("SELECT id, name FROM items WHERE id = :id");
     let err = s.engine.all::<Named, _>(unbound).await.unwrap_err();
     assert!(err.to_string().contains(":id"), "{err}");
+
+    // So is a value bound to a name the statement does not have, on a
+    // connection that then runs the next statement as if nothing happened.
+    let conn = s.engine.acquire().await.unwrap();
+    let tx = conn.begin().await.unwrap();
+    let typo = gino::text("SELECT id, name FROM items WHERE id = :id")
+        .bind::<Integer, _>("id", 1)
+        .bind::<Integer, _>("idd", 2);
+    let err = conn.all::<Named, _>(typo).await.unwrap_err();
+    assert!(matches!(err, Error::Query(_)), "{err:?}");
+    assert!(err.to_string().contains("no parameter `:idd`"), "{err}");
+    assert!(err.to_string().contains(r#"["id"]"#), "{err}");
+    let rows: Vec<Named> = conn
+        .all(gino::text("SELECT id, name FROM items WHERE id = :id").bind::<Integer, _>("id", 1))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    tx.commit().await.unwrap();
+    conn.release().await.unwrap();
 }
 
 #[tokio::test]

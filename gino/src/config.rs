@@ -1162,7 +1162,9 @@ fn parse_port(text: &str) -> Result<u16> {
     })
 }
 
-fn percent_decode(part: &str, what: &str) -> Result<String> {
+/// `%XX` escapes of a part of a database URL undone; a malformed escape
+/// or a result that is not UTF-8 is an error naming `what` part it is.
+pub(crate) fn percent_decode(part: &str, what: &str) -> Result<String> {
     let bytes = part.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -1170,11 +1172,16 @@ fn percent_decode(part: &str, what: &str) -> Result<String> {
         if bytes[i] == b'%' {
             let hex = bytes
                 .get(i + 1..i + 3)
+                // Two hex digits: `from_str_radix` alone would take `%+1`.
+                .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
                 .and_then(|h| std::str::from_utf8(h).ok())
                 .and_then(|h| u8::from_str_radix(h, 16).ok())
                 .ok_or_else(|| {
+                    // A password is never repeated, not even a malformed one.
+                    let shown = if what == "password" { "***" } else { part };
                     Error::Configuration(format!(
-                        "invalid percent-encoding in the {what} of the database URL: `{part}`"
+                        "invalid percent-encoding in the {what} of the database URL: `{shown}` \
+                         (write `%` itself as `%25`)"
                     ))
                 })?;
             out.push(hex);
@@ -1412,6 +1419,9 @@ mod tests {
         assert!(err("postgres://localhost/db?min_size=5&max_size=2").contains("min_size"));
         assert!(err("postgres://localhost/db?flag").contains("flag"));
         assert!(err("postgres://local%zzhost/db").contains("percent"));
+        let password = err("postgres://u:s3cret%+1@localhost/db");
+        assert!(password.contains("password"), "{password}");
+        assert!(!password.contains("s3cret"), "{password}");
     }
 
     #[test]

@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use crate::config::{
     DatabaseUrl, EngineOptions, SslMode, SslRootCert, parse_bool, parse_duration, parse_number,
+    percent_decode,
 };
 use crate::error::{Error, Result};
 
@@ -387,7 +388,8 @@ impl Settings {
         match &self.dsn {
             Some(dsn) => {
                 let (_, path, _) = split_dsn(dsn);
-                decode(path)
+                // A malformed escape: the name as written.
+                percent_decode(path, "database name").unwrap_or_else(|_| path.to_owned())
             }
             None => self.database.clone(),
         }
@@ -465,30 +467,6 @@ fn parse_ssl(key: &str, value: &str) -> Result<SslMode> {
 }
 
 /// Percent-encodes what may not appear raw in a URL's parts.
-/// `%XX` escapes of a URL part undone (a malformed escape stays as it is).
-fn decode(part: &str) -> String {
-    let bytes = part.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let escaped = (bytes[i] == b'%')
-            .then(|| part.get(i + 1..i + 3))
-            .flatten()
-            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
-        match escaped {
-            Some(byte) => {
-                out.push(byte);
-                i += 3;
-            }
-            None => {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 fn encode(part: &str) -> String {
     let mut out = String::with_capacity(part.len());
     for byte in part.bytes() {
@@ -621,6 +599,8 @@ mod tests {
                 "postgres:///app_t1?host=/run/postgresql",
             ),
             ("postgresql://h/my%20db", "my db", "postgresql://h/app_t1"),
+            // Malformed escapes stay as written.
+            ("postgres://h/a%+1b%2", "a%+1b%2", "postgres://h/app_t1"),
         ];
         for (given, name, tenant) in cases {
             let settings = dsn(given);

@@ -817,8 +817,9 @@ pub(crate) fn parse_duration(key: &str, value: &str) -> Result<Duration> {
         .trim()
         .parse::<f64>()
         .ok()
-        .filter(|n| n.is_finite() && *n >= 0.0)
-        .map(|n| Duration::from_secs_f64(n * scale))
+        // `try_`: a duration too long for `Duration` is bad input, not a
+        // panic.
+        .and_then(|n| Duration::try_from_secs_f64(n * scale).ok())
         .ok_or_else(|| {
             Error::Configuration(format!(
                 "option `{key}` must be a duration such as `2.5`, `500ms` or `3s`, got `{value}`"
@@ -1437,6 +1438,10 @@ mod tests {
         assert_eq!(parse_duration("t", "2m").unwrap(), Duration::from_secs(120));
         assert!(parse_duration("t", "-1").is_err());
         assert!(parse_duration("t", "soon").is_err());
+        // Too long for a `Duration`, infinite, not a number: errors, not panics.
+        for huge in ["1e30", "1e300m", "inf", "NaN", "-0.5s"] {
+            assert!(parse_duration("t", huge).is_err(), "{huge}");
+        }
     }
 
     #[test]

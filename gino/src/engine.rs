@@ -24,7 +24,7 @@ use crate::budget::Reclaim;
 use crate::config::{DatabaseUrl, EngineOptions};
 use crate::error::{Error, Result};
 use crate::pool::{Manager, OpenCount, RawConn};
-use crate::statement::{Again, Deadline, Load, Reread, Statement, run_statement};
+use crate::statement::{Again, Deadline, Load, Reread, Statement, deadline_after, run_statement};
 use crate::sync::lock;
 use crate::task::TaskKey;
 use crate::wire::Connector;
@@ -529,7 +529,7 @@ impl Engine {
     /// ```
     pub async fn close_gracefully(&self, timeout: Duration) -> bool {
         self.inner.closed.store(true, Ordering::Release);
-        let deadline = tokio::time::Instant::now() + timeout;
+        let deadline = deadline_after(timeout);
         let borrowed = |status: PoolStatus| status.size.saturating_sub(status.available);
         let all_back = loop {
             let out = borrowed(self.pool_status());

@@ -34,6 +34,15 @@ use crate::error::{Error, Result};
 use crate::pool::{CANCEL_GRACE, PgConn, cancel_and_wait};
 use crate::wire::{TxStatus, WireState};
 
+/// `timeout` from now; one too long to add to an `Instant` (a caller's
+/// `Duration::MAX` for "no limit") is taken as thirty years, as tokio's
+/// own timers do, rather than panicking.
+pub(crate) fn deadline_after(timeout: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(timeout)
+        .unwrap_or_else(|| now + Duration::from_secs(30 * 365 * 86_400))
+}
+
 /// When a statement (and any wait for a connection it needs) must be done.
 pub(crate) struct Deadline {
     at: Option<Instant>,
@@ -43,7 +52,7 @@ pub(crate) struct Deadline {
 impl Deadline {
     pub(crate) fn new(timeout: Option<Duration>) -> Self {
         Deadline {
-            at: timeout.map(|t| Instant::now() + t),
+            at: timeout.map(deadline_after),
             timeout: timeout.unwrap_or_default(),
         }
     }

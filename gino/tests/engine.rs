@@ -651,3 +651,22 @@ fn an_engine_outlives_the_runtime_that_made_it() {
     });
     drop(database);
 }
+
+#[tokio::test]
+async fn duration_max_means_no_limit_rather_than_a_panic() {
+    let s = common::setup_with(EngineOptions::new().timeout(Duration::MAX)).await;
+    // The engine's default, a query's own, and an acquire's: none overflows
+    // the clock when added to it.
+    try_backend_pid(&s.engine).await.unwrap();
+    let n: i32 = diesel::select(sql::<diesel::sql_types::Integer>("7"))
+        .gino()
+        .bind(&s.engine)
+        .timeout(Duration::MAX)
+        .one()
+        .await
+        .unwrap();
+    assert_eq!(n, 7);
+    let conn = s.engine.acquire().timeout(Duration::MAX).await.unwrap();
+    conn.release().await.unwrap();
+    assert!(s.engine.close_gracefully(Duration::MAX).await);
+}

@@ -339,7 +339,7 @@ impl Extension {
     /// ```
     pub async fn close(&self) {
         self.inner.draining.store(true, Ordering::SeqCst);
-        let deadline = tokio::time::Instant::now() + self.inner.settings.shutdown_timeout;
+        let deadline = crate::statement::deadline_after(self.inner.settings.shutdown_timeout);
         loop {
             let idle = self.inner.idle.notified();
             tokio::pin!(idle);

@@ -531,12 +531,13 @@ fn flexible_bool<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<
 }
 
 fn to_duration<E: serde::de::Error>(value: Loose) -> std::result::Result<Duration, E> {
+    let expected = "expected a duration: seconds (1.5) or text with a unit (\"500ms\", \"2s\")";
     match value {
-        Loose::Number(n) if n.is_finite() && n >= 0.0 => Ok(Duration::from_secs_f64(n)),
+        // `try_`: negative, not finite or too large for a `Duration` is an
+        // error, not a panic.
+        Loose::Number(n) => Duration::try_from_secs_f64(n).map_err(|_| E::custom(expected)),
         Loose::Text(text) => parse_duration("value", &text).map_err(E::custom),
-        _ => Err(E::custom(
-            "expected a duration: seconds (1.5) or text with a unit (\"500ms\", \"2s\")",
-        )),
+        _ => Err(E::custom(expected)),
     }
 }
 
@@ -773,5 +774,11 @@ mod tests {
         }
         let unknown = serde_json::from_str::<Settings>(r#"{"hots": "db"}"#).unwrap_err();
         assert!(unknown.to_string().contains("hots"), "{unknown}");
+        // Durations out of `Duration`'s range are errors, not panics.
+        for bad in ["1e30", "-1", "\"1e30\""] {
+            let json = format!(r#"{{"shutdown_timeout": {bad}}}"#);
+            let err = serde_json::from_str::<Settings>(&json).unwrap_err();
+            assert!(err.to_string().contains("duration"), "{bad}: {err}");
+        }
     }
 }

@@ -22,6 +22,10 @@ use crate::statement::{Execute, Statement};
 /// How many rows a cursor fetches per round trip unless told otherwise.
 pub const DEFAULT_PREFETCH: usize = 100;
 
+/// The most rows one `FETCH` or `MOVE` can name: PostgreSQL's grammar
+/// takes a 32-bit count, so larger requests go in steps of this many.
+const MOST_PER_COMMAND: usize = i32::MAX as usize;
+
 /// `DECLARE <name> NO SCROLL CURSOR FOR <query>`, with the query's binds.
 struct Declare<Q> {
     name: String,
@@ -217,6 +221,7 @@ where
         if self.exhausted || count == 0 {
             return Ok(Vec::new());
         }
+        let count = count.min(MOST_PER_COMMAND);
         let rows = self
             .root
             .run(
@@ -271,7 +276,7 @@ where
     pub async fn many(&mut self, n: usize) -> Result<Vec<U>> {
         let buffered = n.min(self.buffer.len());
         let mut rows: Vec<U> = self.buffer.drain(..buffered).collect();
-        if rows.len() < n {
+        while rows.len() < n && !self.exhausted {
             rows.extend(self.fetch(n - rows.len()).await?);
         }
         Ok(rows)
@@ -296,15 +301,17 @@ where
     pub async fn forward(&mut self, n: usize) -> Result<()> {
         let buffered = n.min(self.buffer.len());
         self.buffer.drain(..buffered);
-        let rest = n - buffered;
-        if rest > 0 && !self.exhausted {
-            let command = self.command("MOVE FORWARD", rest);
+        let mut rest = n - buffered;
+        while rest > 0 && !self.exhausted {
+            let step = rest.min(MOST_PER_COMMAND);
+            let command = self.command("MOVE FORWARD", step);
             let (moved, _) = self.root.run(self.timeout, Execute(command)).await?;
             // Moved past the end: reading on would cost a round trip for
             // nothing.
-            if moved < rest {
+            if moved < step {
                 self.exhausted = true;
             }
+            rest -= step;
         }
         Ok(())
     }

@@ -59,6 +59,29 @@ async fn moving_past_the_end_ends_the_cursor_without_another_round_trip() {
 }
 
 #[tokio::test]
+async fn counts_beyond_what_one_fetch_can_name_are_read_in_steps() {
+    // PostgreSQL's FETCH and MOVE take a 32-bit count; larger ones used to
+    // be sent as written: a syntax error, and the transaction aborted.
+    let s = common::setup().await;
+    let tx = s.engine.begin().await.unwrap();
+    let mut cursor = s
+        .engine
+        .iterate::<i32, _>(series(10))
+        .await
+        .unwrap()
+        .prefetch(usize::MAX);
+    assert_eq!(cursor.next().await.unwrap(), Some(1));
+    assert_eq!(
+        cursor.many(usize::MAX).await.unwrap(),
+        (2..=10).collect::<Vec<_>>()
+    );
+    let mut cursor = s.engine.iterate::<i32, _>(series(10)).await.unwrap();
+    cursor.forward(usize::MAX).await.unwrap();
+    assert_eq!(cursor.next().await.unwrap(), None);
+    tx.commit().await.unwrap();
+}
+
+#[tokio::test]
 async fn iterate_outside_a_transaction_is_refused() {
     let s = common::setup().await;
     let err = s.engine.iterate::<i32, _>(series(3)).await.unwrap_err();

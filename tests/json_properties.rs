@@ -499,3 +499,58 @@ async fn properties_take_sql_updates_indexes_and_plain_json_columns() {
 
     MORE.pop_bind().unwrap().close().await;
 }
+
+static FLOATS: Gino = Gino::secondary();
+
+#[derive(Model, Debug, Clone, PartialEq)]
+#[gino(table = "readings", db = FLOATS)]
+pub struct Reading {
+    #[gino(primary_key)]
+    pub id: i32,
+    #[gino(property)]
+    pub value: Option<f64>,
+    #[gino(property)]
+    pub series: Option<Vec<f32>>,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn non_finite_floats_are_refused_rather_than_stored_as_null() {
+    let database = gino_testkit::TestDatabase::create().await;
+    FLOATS.set_bind(database.url()).await.unwrap();
+    FLOATS.create_all().await.unwrap();
+    // JSON has no NaN or infinity; serde_json would write `null`, which
+    // reads back as `None`: refused at once instead, naming the property.
+    for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+        let err = Reading::create().value(bad).await.unwrap_err();
+        assert!(err.to_string().contains("`value`"), "{err}");
+        assert!(err.to_string().contains("not a JSON number"), "{err}");
+    }
+    let err = Reading::create()
+        .series(vec![1.0, f32::NAN])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("`series`"), "{err}");
+    assert_eq!(
+        Reading::query().gino().all().await.unwrap(),
+        [],
+        "nothing stored"
+    );
+    // On update too, and the row keeps what it had.
+    let mut r = Reading::create().value(1.5).await.unwrap();
+    let err = r.update().value(f64::NAN).apply().await.unwrap_err();
+    assert!(err.to_string().contains("not a JSON number"), "{err}");
+    let stored = Reading::get(r.id).await.unwrap().unwrap();
+    assert_eq!(stored.value, Some(1.5));
+    // Finite extremes go and come back exactly.
+    let extreme = Reading::create()
+        .value(f64::MAX)
+        .series(vec![f32::MIN_POSITIVE])
+        .await
+        .unwrap();
+    let back = Reading::get(extreme.id).await.unwrap().unwrap();
+    assert_eq!(
+        (back.value, back.series),
+        (Some(f64::MAX), Some(vec![f32::MIN_POSITIVE]))
+    );
+    FLOATS.pop_bind().unwrap().close().await;
+}

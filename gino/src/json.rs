@@ -68,6 +68,8 @@ use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
 
+mod finite;
+
 /// Reads `key` of the JSON object in `column`: `None` when the key is
 /// missing, an error naming the property when its value has the wrong type.
 #[doc(hidden)]
@@ -135,9 +137,16 @@ pub fn object<'a>(entries: impl IntoIterator<Item = (&'a str, Result<Value>)>) -
     Ok(Value::Object(map))
 }
 
-/// A property's value as JSON.
+/// A property's value as JSON; a non-finite float (which JSON cannot hold,
+/// and `serde_json` would turn into `null`) is an error, so that what is
+/// stored reads back as what was written.
 #[doc(hidden)]
 pub fn to_value<T: Serialize>(key: &str, value: &T) -> Result<Value> {
+    if let Some(float) = finite::first_non_finite(value) {
+        return Err(Error::Query(diesel::result::Error::SerializationError(
+            format!("JSON property `{key}` cannot be stored: {float} is not a JSON number (JSON has no NaN or infinity)").into(),
+        )));
+    }
     serde_json::to_value(value).map_err(|e| {
         Error::Query(diesel::result::Error::SerializationError(
             format!("JSON property `{key}` cannot be stored: {e}").into(),

@@ -1156,7 +1156,7 @@ fn parse_ports(list: &str) -> Result<Vec<u16>> {
 }
 
 fn parse_port(text: &str) -> Result<u16> {
-    text.parse().map_err(|_| {
+    text.parse().ok().filter(|port| *port != 0).ok_or_else(|| {
         Error::Configuration(format!(
             "invalid port `{text}` in database URL: expected a number from 1 to 65535"
         ))
@@ -1397,6 +1397,7 @@ mod tests {
         };
         assert!(err("mysql://localhost/db").contains("mysql"));
         assert!(err("postgres://localhost:99999/db").contains("99999"));
+        assert!(err("postgres://localhost:0/db").contains("invalid port `0`"));
         assert!(err("postgres://localhost/db?bogus=1").contains("bogus"));
         assert!(err("postgres://localhost/db?max_size=ten").contains("max_size"));
         assert!(err("postgres://localhost/db?isolation_level=chaos").contains("chaos"));

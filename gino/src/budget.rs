@@ -82,6 +82,8 @@ impl ConnectionBudget {
     /// assert_eq!((budget.limit(), budget.open()), (20, 0));
     /// ```
     pub fn new(limit: usize) -> Self {
+        // Past the most a semaphore counts, a limit is no limit anyway.
+        let limit = limit.min(Semaphore::MAX_PERMITS);
         ConnectionBudget {
             inner: Arc::new(Inner {
                 limit,
@@ -172,5 +174,16 @@ impl ConnectionBudget {
             .collect();
         engines.sort_by_key(|e| e.last_used());
         engines.iter().any(|e| e.close_one_idle())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ConnectionBudget;
+
+    #[test]
+    fn a_limit_past_what_a_semaphore_counts_is_no_limit_not_a_panic() {
+        let budget = ConnectionBudget::new(usize::MAX);
+        assert_eq!(budget.open(), 0);
     }
 }

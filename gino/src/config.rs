@@ -765,6 +765,15 @@ impl EngineOptions {
                 "max_size must be at least 1".to_owned(),
             ));
         }
+        // The pool sets aside a slot per connection up front: a size no
+        // server can serve would only exhaust memory.
+        if self.max_size > MOST_CONNECTIONS {
+            return Err(Error::Configuration(format!(
+                "max_size ({}) is more connections than a PostgreSQL server takes \
+                 (max_connections is at most {MOST_CONNECTIONS})",
+                self.max_size
+            )));
+        }
         if self.min_size > self.max_size {
             return Err(Error::Configuration(format!(
                 "min_size ({}) is larger than max_size ({})",
@@ -1154,6 +1163,10 @@ pub(crate) struct ConnectConfig {
 fn parse_ports(list: &str) -> Result<Vec<u16>> {
     list.split(',').map(parse_port).collect()
 }
+
+/// PostgreSQL's largest `max_connections`: the most connections a pool of
+/// one server can use.
+pub(crate) const MOST_CONNECTIONS: usize = 262_143;
 
 fn parse_port(text: &str) -> Result<u16> {
     text.parse().ok().filter(|port| *port != 0).ok_or_else(|| {

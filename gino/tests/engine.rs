@@ -216,6 +216,19 @@ async fn malformed_urls_and_unknown_options_name_the_offending_part() {
     assert!(message.contains("pool_size"), "{message}");
     let zero = create_engine(good, EngineOptions::new().max_size(0)).await;
     assert!(configuration_message(zero).contains("max_size"));
+    // A pool no server could fill sets aside memory for every slot: refused
+    // (a billion aborted the process, out of memory).
+    for huge in [1_000_000_000, usize::MAX] {
+        let engine = create_engine(good, EngineOptions::new().max_size(huge)).await;
+        assert!(configuration_message(engine).contains("max_connections"));
+    }
+    let url = format!(
+        "{good}{}max_size=1000000000",
+        if good.contains('?') { '&' } else { '?' }
+    );
+    assert!(
+        configuration_message(create_engine(&url, EngineOptions::new()).await).contains("max_size")
+    );
 }
 
 #[tokio::test]

@@ -9,8 +9,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::config::{
-    DatabaseUrl, EngineOptions, SslMode, SslRootCert, parse_bool, parse_duration, parse_number,
-    percent_decode,
+    DatabaseUrl, EngineOptions, MOST_CONNECTIONS, SslMode, SslRootCert, parse_bool, parse_duration,
+    parse_number, percent_decode,
 };
 use crate::error::{Error, Result};
 
@@ -330,6 +330,15 @@ impl Settings {
     pub fn validate(&self) -> Result<()> {
         if self.pool_max_size == 0 {
             return Err(named("DB_POOL_MAX_SIZE", "must be at least 1"));
+        }
+        if self.pool_max_size > MOST_CONNECTIONS {
+            return Err(named(
+                "DB_POOL_MAX_SIZE",
+                &format!(
+                    "{} is more connections than a PostgreSQL server takes (at most {MOST_CONNECTIONS})",
+                    self.pool_max_size
+                ),
+            ));
         }
         if self.pool_min_size > self.pool_max_size {
             return Err(Error::Configuration(format!(
@@ -707,6 +716,9 @@ mod tests {
             ("DB_PORT", "70000"),
             ("DB_POOL_MIN_SIZE", "-1"),
             ("DB_POOL_MAX_SIZE", "many"),
+            ("DB_POOL_MAX_SIZE", "1000000000"),
+            ("DB_PORT", "0"),
+            ("DB_SHUTDOWN_TIMEOUT", "1e30"),
             ("DB_ECHO", "maybe"),
             ("DB_SSL", "bogus"),
             ("DB_USE_CONNECTION_FOR_REQUEST", "2"),

@@ -593,7 +593,9 @@ impl<'a, Q> Executor<'a, Q> {
         let place = self.place();
         let (rows, tag) = place.run(self.timeout, Execute(self.query)).await?;
         Ok(Status {
-            tag: tag.unwrap_or_else(|| rows.to_string()),
+            // None only for an empty statement, which PostgreSQL answers
+            // without a tag: an empty one, as asyncpg gives GINO.
+            tag: tag.unwrap_or_default(),
             rows: rows as u64,
         })
     }

@@ -98,6 +98,11 @@ async fn status_is_postgres_command_tag() {
     assert_eq!(st.to_string(), "UPDATE 2");
     let st = e.status(items::table.select(items::id)).await.unwrap();
     assert_eq!(st, "SELECT 3");
+    // An empty statement (or only a comment) has no tag.
+    for empty in ["", "-- nothing to run"] {
+        let st = e.status(gino::text(empty)).await.unwrap();
+        assert_eq!((st.tag(), st.rows()), ("", 0), "{empty:?}");
+    }
     let st = e
         .status(diesel::delete(items::table.filter(items::id.eq(1))))
         .await

@@ -1168,7 +1168,7 @@ fn parse_ports(list: &str) -> Result<Vec<u16>> {
 /// one server can use.
 pub(crate) const MOST_CONNECTIONS: usize = 262_143;
 
-fn parse_port(text: &str) -> Result<u16> {
+pub(crate) fn parse_port(text: &str) -> Result<u16> {
     text.parse().ok().filter(|port| *port != 0).ok_or_else(|| {
         Error::Configuration(format!(
             "invalid port `{text}` in database URL: expected a number from 1 to 65535"

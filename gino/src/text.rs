@@ -242,10 +242,12 @@ fn skip_dollar_quoted(sql: &str, open: usize) -> usize {
 
 impl QueryFragment<Pg> for TextQuery<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        if let Some(name) = self.unknown.first() {
+        if !self.unknown.is_empty() {
+            let unknown: Vec<String> = self.unknown.iter().map(|n| format!("`:{n}`")).collect();
             return Err(diesel::result::Error::QueryBuilderError(
                 format!(
-                    "gino::text: the statement has no parameter `:{name}` (its parameters: {:?})",
+                    "gino::text: the statement has no parameter {} (its parameters: {:?})",
+                    unknown.join(", "),
                     self.names
                 )
                 .into(),
@@ -323,5 +325,12 @@ mod tests {
             err.contains("no parameter `:nope`") && err.contains(r#"["yes"]"#),
             "{err}"
         );
+        // Every name that is not there, not only the first.
+        let q = text("SELECT :yes")
+            .bind::<diesel::sql_types::Integer, _>("nope", 1)
+            .bind::<diesel::sql_types::Integer, _>("yes", 2)
+            .bind::<diesel::sql_types::Integer, _>("neither", 3);
+        let err = q.to_sql(&mut builder, &Pg).unwrap_err().to_string();
+        assert!(err.contains("no parameter `:nope`, `:neither`"), "{err}");
     }
 }

@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use crate::config::{
     DatabaseUrl, EngineOptions, MOST_CONNECTIONS, SslMode, SslRootCert, parse_bool, parse_duration,
-    parse_number, percent_decode,
+    parse_number, parse_port, percent_decode,
 };
 use crate::error::{Error, Result};
 
@@ -259,7 +259,7 @@ impl Settings {
             s.host = v;
         }
         if let Some(v) = get("DB_PORT") {
-            s.port = v.trim().parse().ok().filter(|p| *p != 0).ok_or_else(|| {
+            s.port = parse_port(v.trim()).map_err(|_| {
                 named(
                     "DB_PORT",
                     &format!("expected a port number from 1 to 65535, got `{v}`"),

@@ -315,7 +315,9 @@ impl TenantsBuilder {
     /// # async fn demo(url: &'static str) -> gino::Result<()> {
     /// # static DB: gino::Gino = gino::Gino::secondary();
     /// # let builder = gino::Tenants::builder(&DB, move |_tenant: String| async move { Ok(url.to_owned()) });
-    /// let tenants = builder.idle_after(std::time::Duration::from_secs(10)).build();
+    /// let builder = builder.idle_after(std::time::Duration::from_secs(10));
+    /// assert!(format!("{builder:?}").contains("idle_after: 10s"));
+    /// let tenants = builder.build();
     /// # let _ = tenants;
     /// # Ok(()) }
     /// # gino_testkit::doc::run(demo);

@@ -13,10 +13,19 @@ use gino::web::{Extension, Settings};
 use gino_testkit::TestDatabase;
 
 async fn extension(database: &TestDatabase) -> Extension {
+    extension_with(database, |_| {}).await
+}
+
+/// [`extension`] with settings of the test's own on top.
+async fn extension_with(
+    database: &TestDatabase,
+    configure: impl FnOnce(&mut Settings),
+) -> Extension {
     let mut settings = Settings::default();
     settings.dsn = Some(database.url().to_owned());
     settings.pool_min_size = 1;
     settings.pool_max_size = 2;
+    configure(&mut settings);
     let db: &'static gino::Gino = Box::leak(Box::new(gino::Gino::secondary()));
     let extension = Extension::new(db, settings);
     extension.connect().await.expect("connect");
@@ -216,4 +225,26 @@ impl std::io::Write for Capture {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
+}
+
+#[tokio::test]
+async fn a_shutdown_timeout_of_duration_max_means_no_limit() {
+    // It used to panic adding itself to the clock.
+    let database = TestDatabase::create().await;
+    let extension = extension_with(&database, |s| s.shutdown_timeout = Duration::MAX).await;
+    let n: i32 = extension
+        .request()
+        .run(async {
+            extension
+                .db()
+                .one(diesel::select(sql::<Integer>("1")))
+                .await
+        })
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    tokio::time::timeout(Duration::from_secs(10), extension.close())
+        .await
+        .expect("closes once nothing is in flight");
+    assert!(!extension.db().is_bound());
 }

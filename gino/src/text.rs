@@ -43,6 +43,31 @@ use diesel::sql_types::{HasSqlType, Untyped};
 /// # Ok(()) }
 /// # gino_testkit::doc::run(demo);
 /// ```
+///
+/// One statement per `text`: gino sends every statement prepared, as GINO
+/// does through asyncpg, and PostgreSQL refuses several commands in one
+/// prepared statement (SQLSTATE 42601, a typed [`Error::Database`]). A
+/// script of several statements, without parameters, goes through the raw
+/// connection's `batch_execute`, or is a migration:
+///
+/// ```
+/// # async fn demo(engine: &gino::Engine) -> gino::Result<()> {
+/// use diesel_async::SimpleAsyncConnection;
+/// use gino::prelude::*;
+///
+/// let conn = engine.acquire().await?;
+/// let script = "CREATE TEMP TABLE t (n int); INSERT INTO t VALUES (1), (2)";
+/// let refused = gino::text(script).gino().bind(&conn).status().await.unwrap_err();
+/// assert_eq!(refused.sqlstate(), Some("42601"));
+///
+/// conn.run(|c| Box::pin(c.batch_execute(script))).await?;
+/// let status = gino::text("DELETE FROM t").gino().bind(&conn).status().await?;
+/// assert_eq!(status.tag(), "DELETE 2");
+/// # Ok(()) }
+/// # gino_testkit::doc::run(demo);
+/// ```
+///
+/// [`Error::Database`]: crate::Error::Database
 pub fn text<'a>(sql: impl AsRef<str>) -> TextQuery<'a> {
     TextQuery::parse(sql.as_ref())
 }

@@ -128,6 +128,8 @@ pub struct Cursor<U, ST> {
     prefetch: usize,
     exhausted: bool,
     timeout: Option<Duration>,
+    /// [`MOST_PER_COMMAND`]; smaller in tests, which cannot make 2³¹ rows.
+    per_command: usize,
     sql_type: PhantomData<fn() -> ST>,
 }
 
@@ -175,6 +177,7 @@ where
         buffer: VecDeque::new(),
         prefetch: DEFAULT_PREFETCH,
         exhausted: false,
+        per_command: MOST_PER_COMMAND,
         timeout,
         sql_type: PhantomData,
     })
@@ -221,7 +224,7 @@ where
         if self.exhausted || count == 0 {
             return Ok(Vec::new());
         }
-        let count = count.min(MOST_PER_COMMAND);
+        let count = count.min(self.per_command);
         let rows = self
             .root
             .run(
@@ -303,7 +306,7 @@ where
         self.buffer.drain(..buffered);
         let mut rest = n - buffered;
         while rest > 0 && !self.exhausted {
-            let step = rest.min(MOST_PER_COMMAND);
+            let step = rest.min(self.per_command);
             let command = self.command("MOVE FORWARD", step);
             let (moved, _) = self.root.run(self.timeout, Execute(command)).await?;
             // Moved past the end: reading on would cost a round trip for
@@ -363,5 +366,42 @@ where
             self,
             |mut cursor| async move { Ok(cursor.next().await?.map(|row| (row, cursor))) },
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::prelude::*;
+    use diesel::dsl::sql;
+    use diesel::sql_types::Integer;
+
+    /// Counts past 2³¹ go in steps; with steps of 3 the same loops run on
+    /// a result that fits in a test.
+    #[tokio::test]
+    async fn counts_larger_than_one_command_go_in_steps() {
+        let db = gino_testkit::TestDatabase::create().await;
+        let engine = crate::create_engine(db.url(), crate::EngineOptions::new())
+            .await
+            .expect("engine");
+        let tx = engine.begin().await.expect("begin");
+        let query = diesel::select(sql::<Integer>("generate_series(1, 20)"));
+        let mut cursor = query
+            .gino()
+            .bind(&tx)
+            .iterate::<i32>()
+            .await
+            .expect("cursor");
+        cursor.per_command = 3;
+
+        assert_eq!(cursor.many(8).await.unwrap(), (1..=8).collect::<Vec<_>>());
+        assert!(cursor.buffer.is_empty() && !cursor.exhausted);
+        cursor.forward(7).await.unwrap();
+        assert_eq!(cursor.next().await.unwrap(), Some(16));
+        // 16 was the last of a step of 3: 17 and 18 are buffered.
+        cursor.forward(10).await.unwrap();
+        assert!(cursor.exhausted, "a step that moved short ends the cursor");
+        assert_eq!(cursor.next().await.unwrap(), None);
+        tx.commit().await.expect("commit");
+        engine.close().await;
     }
 }

@@ -379,10 +379,7 @@ mod tests {
     /// a result that fits in a test.
     #[tokio::test]
     async fn counts_larger_than_one_command_go_in_steps() {
-        let db = gino_testkit::TestDatabase::create().await;
-        let engine = crate::create_engine(db.url(), crate::EngineOptions::new())
-            .await
-            .expect("engine");
+        let (_db, engine) = crate::engine::tests::connected().await;
         let tx = engine.begin().await.expect("begin");
         let query = diesel::select(sql::<Integer>("generate_series(1, 20)"));
         let mut cursor = query
@@ -397,7 +394,7 @@ mod tests {
         assert!(cursor.buffer.is_empty() && !cursor.exhausted);
         cursor.forward(7).await.unwrap();
         assert_eq!(cursor.next().await.unwrap(), Some(16));
-        // 16 was the last of a step of 3: 17 and 18 are buffered.
+        // next() fetched 16 to 18 in one step of 3: 17 and 18 are buffered.
         cursor.forward(10).await.unwrap();
         assert!(cursor.exhausted, "a step that moved short ends the cursor");
         assert_eq!(cursor.next().await.unwrap(), None);

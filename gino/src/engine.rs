@@ -980,6 +980,16 @@ pub(crate) mod tests {
         .expect("an engine that has not connected yet")
     }
 
+    /// A test's own database and an engine on it; keep the database
+    /// alive as long as the engine (it is dropped when the value is).
+    pub(crate) async fn connected() -> (gino_testkit::TestDatabase, crate::Engine) {
+        let db = gino_testkit::TestDatabase::create().await;
+        let engine = crate::create_engine(db.url(), crate::EngineOptions::new())
+            .await
+            .expect("engine for the test database");
+        (db, engine)
+    }
+
     /// Every statement future embeds these; their state is moved (memcpy)
     /// each time such a future is created, boxed or awaited, which measured
     /// 18k instructions per lookup when the opening of a connection was

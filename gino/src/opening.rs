@@ -88,10 +88,7 @@ mod tests {
         use diesel::IntoSql;
         use diesel::sql_types::Integer;
 
-        let db = gino_testkit::TestDatabase::create().await;
-        let engine = crate::create_engine(db.url(), crate::EngineOptions::new())
-            .await
-            .unwrap();
+        let (_db, engine) = crate::engine::tests::connected().await;
         let conn = engine.acquire().await.unwrap();
         let deadline = crate::statement::Deadline::none();
         let wire = {

@@ -24,7 +24,7 @@ use crate::connection::Connection;
 use crate::context::Stack;
 use crate::engine::Engine;
 use crate::error::Result;
-use crate::root::Root;
+use crate::root::{Access, Root};
 use crate::statement::{Reread, Statement};
 use crate::text::skip_quoted;
 use crate::transaction::Transaction;
@@ -85,14 +85,14 @@ impl<'a> From<&'a Transaction> for Bind<'a> {
 }
 
 pub(crate) enum Target {
-    Root(Arc<Root>),
+    Root(Arc<Root>, Access),
     Engine(Engine),
 }
 
 impl Target {
     async fn run<R, S: Statement<R>>(self, timeout: Option<Duration>, statement: S) -> Result<R> {
         match self {
-            Target::Root(root) => root.run(timeout, statement).await,
+            Target::Root(root, access) => root.run_as(access, timeout, statement).await,
             Target::Engine(engine) => engine.run_once(timeout, statement).await,
         }
     }
@@ -132,14 +132,14 @@ impl<'a> Bind<'a> {
         // Inside a request or a managed transaction, the task's connection
         // of the engine: found by the engine's id alone, so that the engine
         // itself is only taken when there is none.
-        if let Some(root) = self.engine_id().and_then(Stack::find) {
-            return Ok(Target::Root(root));
+        if let Some(found) = self.engine_id().and_then(Stack::find_access) {
+            return Ok(Target::Root(found.root, found.access));
         }
         Ok(match self.resolve()? {
             Resolved::Connection(conn) => {
                 conn.check_usable()?;
                 check_tenant(conn.engine())?;
-                Target::Root(conn.root.clone())
+                Target::Root(conn.root.clone(), Access::Explicit)
             }
             // Looked for above, by this engine's id.
             Resolved::Engine(engine) => Target::Engine(engine),
@@ -152,7 +152,7 @@ impl<'a> Bind<'a> {
         statement: S,
     ) -> Result<R> {
         match self.target()? {
-            Target::Root(root) => root.run(timeout, statement).await,
+            Target::Root(root, access) => root.run_as(access, timeout, statement).await,
             Target::Engine(engine) => engine.run_on_primary(timeout, statement).await,
         }
     }
@@ -177,10 +177,14 @@ impl<'a> Bind<'a> {
             return self.target()?.run(timeout, statement).await;
         }
         match self.resolve()? {
-            Resolved::Engine(engine) if engine.has_replicas() => match Stack::find(engine.id()) {
-                Some(root) if root.pins_reads() => root.run(timeout, statement).await,
-                _ => engine.run_read(timeout, statement).await,
-            },
+            Resolved::Engine(engine) if engine.has_replicas() => {
+                match Stack::find_access(engine.id()) {
+                    Some(found) if found.root.pins_reads() => {
+                        found.root.run_as(found.access, timeout, statement).await
+                    }
+                    _ => engine.run_read(timeout, statement).await,
+                }
+            }
             _ => self.target()?.run(timeout, statement).await,
         }
     }

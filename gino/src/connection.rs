@@ -411,10 +411,13 @@ impl Connection {
     /// Releases this connection for good (GINO's `release()`).
     ///
     /// For the connection that borrowed the raw connection, this rolls back
-    /// a transaction left open, returns the raw connection to the pool and
-    /// invalidates every connection reusing it. For a reusing connection it
-    /// invalidates only this one. Using the connection afterwards, or
-    /// releasing it again, is [`Error::ConnectionReleased`].
+    /// a manual transaction left open, returns the raw connection to the
+    /// pool and invalidates every connection reusing it. For a reusing
+    /// connection it invalidates only this one. Using the connection
+    /// afterwards, or releasing it again, is [`Error::ConnectionReleased`].
+    /// Releasing the connection of a managed transaction from inside its
+    /// block is [`Error::TransactionMisuse`], and changes nothing: the rest
+    /// of the block would otherwise run outside the transaction.
     ///
     /// ```
     /// # async fn demo(engine: &gino::Engine) -> gino::Result<()> {
@@ -425,6 +428,10 @@ impl Connection {
     /// # gino_testkit::doc::run(demo);
     /// ```
     pub async fn release(&self) -> Result<()> {
+        self.check_usable()?;
+        if !self.reusing {
+            self.root.check_no_managed_level("release").await?;
+        }
         if self.released.swap(true, Ordering::AcqRel) || self.root.is_released() {
             return Err(Error::ConnectionReleased);
         }
@@ -437,7 +444,9 @@ impl Connection {
 
     /// Returns the raw connection to the pool but keeps this connection
     /// usable: the next query borrows again (GINO's
-    /// `release(permanent=False)`). A transaction still open is rolled back.
+    /// `release(permanent=False)`). A manual transaction still open is
+    /// rolled back; inside a managed one (its block still running) this is
+    /// [`Error::TransactionMisuse`], as is [`release`](Self::release).
     /// On a reusing connection this does nothing: the raw connection belongs
     /// to the connection it reuses.
     ///
@@ -452,6 +461,7 @@ impl Connection {
     pub async fn release_raw(&self) -> Result<()> {
         self.check_usable()?;
         if !self.reusing {
+            self.root.check_no_managed_level("release_raw").await?;
             self.root.release(false).await;
         }
         Ok(())

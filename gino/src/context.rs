@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use crate::root::Root;
+use crate::root::{Access, Root};
 use crate::scoped::{Scoped, scoped_local};
 use crate::sync::lock;
 use crate::task::TaskKey;
@@ -33,10 +33,39 @@ scoped_local! {
 /// request, a managed transaction) never need one, and then cost no
 /// allocation and their lookups no lock.
 pub(crate) struct Scope {
-    base: (u64, Arc<Root>),
+    base: Base,
     parent: Option<Arc<Stack>>,
     stack: OnceCell<Arc<Stack>>,
     opener: Option<Opener>,
+}
+
+/// The connection a scope was opened with.
+#[derive(Clone)]
+struct Base {
+    engine_id: u64,
+    root: Arc<Root>,
+    /// The managed transaction level the scope is the block of, if any.
+    level: Option<u64>,
+}
+
+impl Base {
+    /// The base as what an implicit statement of `engine_id` runs on: a
+    /// live connection of that engine, or a transaction's released one (its
+    /// block's statements then fail instead of leaving the transaction for
+    /// a connection of their own).
+    fn found(&self, engine_id: u64) -> Option<Found> {
+        let usable = !self.root.is_released() || self.level.is_some();
+        (self.engine_id == engine_id && usable).then(|| Found {
+            root: self.root.clone(),
+            access: Access::Contextual(self.level),
+        })
+    }
+}
+
+/// A contextual connection, and how a statement on it came there.
+pub(crate) struct Found {
+    pub(crate) root: Arc<Root>,
+    pub(crate) access: Access,
 }
 
 /// What opened a scope, for the layer that opened it to find again
@@ -86,9 +115,9 @@ struct Entry {
 pub(crate) struct Stack {
     parent: Option<Arc<Stack>>,
     owner: Option<TaskKey>,
-    /// The engine and connection a scope was opened with: below every
-    /// entry, and outside the lock (it never leaves before the scope).
-    base: Option<(u64, Arc<Root>)>,
+    /// The connection a scope was opened with: below every entry, and
+    /// outside the lock (it never leaves before the scope).
+    base: Option<Base>,
     // Read by the web request layer only.
     #[cfg_attr(not(feature = "web"), allow(dead_code))]
     opener: Option<Opener>,
@@ -147,13 +176,20 @@ impl Stack {
 
     /// The newest live reusable connection of the engine `engine_id`.
     pub(crate) fn find(engine_id: u64) -> Option<Arc<Root>> {
+        Stack::find_access(engine_id).map(|found| found.root)
+    }
+
+    /// [`find`](Self::find), with how a statement on it comes there.
+    pub(crate) fn find_access(engine_id: u64) -> Option<Found> {
         let scoped = SCOPE.try_with(|scope| match scope.stack.get() {
             Some(stack) => Err(Some(stack.clone())),
-            None if live(engine_id, (scope.base.0, &scope.base.1)) => Ok(scope.base.1.clone()),
-            None => Err(scope.parent.clone()),
+            None => scope
+                .base
+                .found(engine_id)
+                .ok_or_else(|| scope.parent.clone()),
         });
         let mut level = match scoped {
-            Ok(Ok(root)) => return Some(root),
+            Ok(Ok(found)) => return Some(found),
             Ok(Err(level)) => level,
             Err(_) => Stack::unscoped(),
         };
@@ -162,11 +198,11 @@ impl Stack {
                 .iter()
                 .rev()
                 .find(|e| live(engine_id, (e.engine_id, &e.root)))
-                .map(|e| e.root.clone())
-                .or_else(|| {
-                    let (id, root) = stack.base.as_ref()?;
-                    live(engine_id, (*id, root)).then(|| root.clone())
-                });
+                .map(|e| Found {
+                    root: e.root.clone(),
+                    access: Access::Contextual(None),
+                })
+                .or_else(|| stack.base.as_ref()?.found(engine_id));
             if found.is_some() {
                 return found;
             }
@@ -187,6 +223,25 @@ impl Stack {
         Stack::scope_opened_by(engine_id, root, None, fut)
     }
 
+    /// [`scope`](Self::scope) for the block of the managed transaction
+    /// level `level` on `root`.
+    pub(crate) fn transaction_scope<F: std::future::Future>(
+        engine_id: u64,
+        root: Arc<Root>,
+        level: u64,
+        fut: F,
+    ) -> ReuseScope<F> {
+        Stack::open(
+            Base {
+                engine_id,
+                root,
+                level: Some(level),
+            },
+            None,
+            fut,
+        )
+    }
+
     /// [`scope`](Self::scope), remembering what opened it.
     pub(crate) fn scope_opened_by<F: std::future::Future>(
         engine_id: u64,
@@ -194,12 +249,21 @@ impl Stack {
         opener: Option<Opener>,
         fut: F,
     ) -> ReuseScope<F> {
+        let base = Base {
+            engine_id,
+            root,
+            level: None,
+        };
+        Stack::open(base, opener, fut)
+    }
+
+    fn open<F: std::future::Future>(base: Base, opener: Option<Opener>, fut: F) -> ReuseScope<F> {
         let parent = match SCOPE.try_with(|scope| scope.stack().clone()) {
             Ok(stack) => Some(stack),
             Err(_) => Stack::unscoped(),
         };
         let scope = Scope {
-            base: (engine_id, root),
+            base,
             parent,
             stack: OnceCell::new(),
             opener,

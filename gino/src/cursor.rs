@@ -16,7 +16,7 @@ use diesel_async::methods::LoadQuery;
 use futures_util::Stream;
 
 use crate::error::{Error, Result};
-use crate::root::Root;
+use crate::root::{Access, Root};
 use crate::statement::{Execute, Statement};
 
 /// How many rows a cursor fetches per round trip unless told otherwise.
@@ -154,7 +154,7 @@ pub(crate) fn needs_transaction() -> Error {
 /// Declares a cursor for `query` on `root`, which must be inside a
 /// transaction.
 pub(crate) async fn declare<Q, U>(
-    root: Arc<Root>,
+    (root, access): (Arc<Root>, Access),
     query: Q,
     timeout: Option<Duration>,
 ) -> Result<Cursor<U, Q::SqlType>>
@@ -170,7 +170,7 @@ where
         name: name.clone(),
         query,
     };
-    root.run(timeout, Execute(declare)).await?;
+    root.run_as(access, timeout, Execute(declare)).await?;
     Ok(Cursor {
         root,
         name,

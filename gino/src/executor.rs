@@ -567,11 +567,11 @@ impl<'a, Q> Executor<'a, Q> {
     where
         Q: diesel::query_builder::Query + QueryFragment<Pg> + Send,
     {
-        let root = match self.place().target()? {
-            Target::Root(root) => root,
+        let on = match self.place().target()? {
+            Target::Root(root, access) => (root, access),
             Target::Engine(_) => return Err(crate::cursor::needs_transaction()),
         };
-        crate::cursor::declare(root, self.query, self.timeout).await
+        crate::cursor::declare(on, self.query, self.timeout).await
     }
 
     /// Runs the statement and returns PostgreSQL's command tag, e.g.

@@ -44,7 +44,35 @@ pub(crate) struct Root {
     /// A write or a transaction ran on this lazy root: its scope's reads
     /// stay on it (read-your-writes with read replicas).
     pinned: AtomicBool,
+    /// Woken when a transaction level ends, for statements waiting for
+    /// another block's level to end ([`Access::Contextual`]).
+    level_ended: tokio::sync::Notify,
     pub(crate) usage: Usage,
+}
+
+/// One open transaction level of a root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Level {
+    pub(crate) id: u64,
+    /// Opened by a managed transaction: it belongs to the code of its
+    /// block, and code outside the block waits for it to end instead of
+    /// running inside it.
+    pub(crate) managed: bool,
+}
+
+/// How a statement came to a root, which says whether it may run inside
+/// the transaction levels open there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Access {
+    /// The caller named this connection (or transaction): it runs inside
+    /// whatever is open on it.
+    Explicit,
+    /// The caller found the connection in its context, inside the managed
+    /// level given (`None`: inside none on this root). A managed level
+    /// opened on top by other code (a future joined beside the caller)
+    /// is waited out, not joined: the caller's work must not commit or
+    /// roll back with a block it is not part of.
+    Contextual(Option<u64>),
 }
 
 /// What a root has done: borrows from the pool, the time spent waiting for
@@ -68,8 +96,11 @@ impl Usage {
 /// What sits behind the root's lock.
 pub(crate) struct Slot {
     raw: Option<RawConn>,
-    /// Ids of the open transaction levels, outermost first.
-    pub(crate) levels: Vec<u64>,
+    /// The open transaction levels, outermost first.
+    pub(crate) levels: Vec<Level>,
+    /// Levels ended since the lock was taken: waiters are woken when it
+    /// ends.
+    levels_ended: bool,
     /// The outermost level's `BEGIN` while it has not reached the server:
     /// it goes with the level's first statement ([`crate::opening`]).
     pub(crate) opening: Option<String>,
@@ -79,8 +110,31 @@ impl Slot {
     /// Forgets every transaction level (their connection is gone, or the
     /// server ended them).
     pub(crate) fn forget_levels(&mut self) {
-        self.levels.clear();
+        self.end_levels(0);
         self.opening = None;
+    }
+
+    /// Ends the level at `depth` and every level inside it.
+    pub(crate) fn end_levels(&mut self, depth: usize) {
+        if depth < self.levels.len() {
+            self.levels.truncate(depth);
+            self.levels_ended = true;
+        }
+    }
+
+    /// The depth of the level `id`, if it is open.
+    pub(crate) fn depth_of(&self, id: u64) -> Option<usize> {
+        self.levels.iter().position(|l| l.id == id)
+    }
+
+    /// Whether a statement that came as `access` must wait for the
+    /// innermost level to end first: it is a managed level of a block
+    /// the statement's code is not in.
+    fn must_wait(&self, access: Access) -> bool {
+        match (access, self.levels.last()) {
+            (Access::Contextual(inside), Some(top)) => top.managed && inside != Some(top.id),
+            _ => false,
+        }
     }
 
     /// Runs transaction-control SQL, after the outermost level's `BEGIN`
@@ -195,11 +249,13 @@ impl Root {
             slot: futures_util::lock::Mutex::new(Slot {
                 raw,
                 levels: Vec::new(),
+                levels_ended: false,
                 opening: None,
             }),
             released: AtomicBool::new(false),
             pinned: AtomicBool::new(false),
             pending_rollbacks: Mutex::new(Vec::new()),
+            level_ended: tokio::sync::Notify::new(),
             acquire_timeout,
             usage: Usage::default(),
         }
@@ -263,16 +319,34 @@ impl Root {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner()),
         );
-        let depth = pending
-            .iter()
-            .filter_map(|id| slot.levels.iter().position(|l| l == id))
-            .min();
+        let depth = pending.iter().filter_map(|id| slot.depth_of(*id)).min();
         if let Some(depth) = depth {
             if let Err(e) = Box::pin(roll_back_to(&mut slot, depth)).await {
                 tracing::debug!(target: "gino", "rollback of an abandoned transaction failed: {e}");
             }
         }
         Ok(slot)
+    }
+
+    /// [`lock`](Self::lock) for a statement that came as `access`: once no
+    /// level it must not run inside is open on top ([`Access`]).
+    pub(crate) async fn lock_for(
+        &self,
+        access: Access,
+        deadline: &Deadline,
+    ) -> Result<SlotGuard<'_>> {
+        loop {
+            let slot = self.lock(deadline).await?;
+            if !slot.must_wait(access) {
+                return Ok(slot);
+            }
+            // Interest is registered before the lock ends, so that a level
+            // ending in between is not missed.
+            let mut ended = std::pin::pin!(self.level_ended.notified());
+            ended.as_mut().enable();
+            drop(slot);
+            deadline.wait(ended).await?;
+        }
     }
 
     /// The slot's lock; uncontended (the common case) without the wait's
@@ -294,19 +368,43 @@ impl Root {
         Ok(())
     }
 
+    /// Refuses to give the raw connection back while a managed transaction
+    /// is open on it: the rest of its block would run outside it.
+    pub(crate) async fn check_no_managed_level(&self, what: &str) -> Result<()> {
+        let slot = self.lock(&Deadline::none()).await?;
+        if slot.levels.iter().any(|l| l.managed) {
+            return Err(Error::TransactionMisuse(format!(
+                "{what}() inside a managed transaction on this connection: the rest of the \
+                 transaction's block would run outside it. Let the block end first, or end it \
+                 early with raise_commit() / raise_rollback()"
+            )));
+        }
+        Ok(())
+    }
+
     /// Whether a transaction (of gino's) is open on this connection.
     pub(crate) async fn in_transaction(&self) -> Result<bool> {
         Ok(!self.lock(&Deadline::none()).await?.levels.is_empty())
     }
 
-    /// Runs one statement on this connection.
+    /// Runs one statement on this connection, named by the caller.
     pub(crate) async fn run<R, S: Statement<R>>(
         &self,
         timeout: Option<Duration>,
         statement: S,
     ) -> Result<R> {
+        self.run_as(Access::Explicit, timeout, statement).await
+    }
+
+    /// Runs one statement on this connection, which came as `access`.
+    pub(crate) async fn run_as<R, S: Statement<R>>(
+        &self,
+        access: Access,
+        timeout: Option<Duration>,
+        statement: S,
+    ) -> Result<R> {
         let deadline = Deadline::new(timeout.or(self.engine.options().timeout));
-        let mut slot = self.lock(&deadline).await?;
+        let mut slot = self.lock_for(access, &deadline).await?;
         slot.raw(self, &deadline).await?;
         let (pg, opening) = slot.for_statement().expect("borrowed above");
         if let Some(begin) = opening.as_deref()
@@ -350,6 +448,7 @@ impl Root {
             slot.raw.take();
             slot.forget_levels();
         }
+        self.level_ended.notify_waiters();
     }
 
     /// Ends this root and gives its raw connection back if that needs no
@@ -367,6 +466,7 @@ impl Root {
         slot.forget_levels();
         drop(slot);
         self.after_giving_back();
+        self.level_ended.notify_waiters();
         true
     }
 
@@ -387,7 +487,9 @@ impl Root {
         }
         let mut slot = self.slot().await;
         slot.give_back().await;
+        drop(slot);
         self.after_giving_back();
+        self.level_ended.notify_waiters();
     }
 }
 
@@ -422,6 +524,9 @@ impl Drop for SlotGuard<'_> {
             self.slot.raw.take();
             self.slot.forget_levels();
         }
+        if std::mem::take(&mut self.slot.levels_ended) {
+            self.root.level_ended.notify_waiters();
+        }
     }
 }
 
@@ -450,10 +555,10 @@ pub(crate) fn undo_savepoint(id: u64) -> String {
 /// Rolls the connection back to the start of level `depth`, ending that
 /// level and every level inside it.
 pub(crate) async fn roll_back_to(slot: &mut Slot, depth: usize) -> Result<()> {
-    let Some(&id) = slot.levels.get(depth) else {
+    let Some(id) = slot.levels.get(depth).map(|l| l.id) else {
         return Ok(());
     };
-    slot.levels.truncate(depth);
+    slot.end_levels(depth);
     let opened = depth > 0 || slot.opening.take().is_none();
     let Some(pg) = slot.raw_if_any() else {
         return Ok(());

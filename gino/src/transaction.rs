@@ -23,7 +23,7 @@ use crate::connection::Connection;
 use crate::context::Stack;
 use crate::engine::{Engine, EngineSource};
 use crate::error::{Error, Result};
-use crate::root::{roll_back_to, savepoint, undo_savepoint};
+use crate::root::{Access, Level, roll_back_to, savepoint, undo_savepoint};
 use crate::scoped::scoped_local;
 use crate::statement::Deadline;
 use crate::wire::TxStatus;
@@ -125,7 +125,7 @@ impl TxOptions {
 
 impl Transaction {
     async fn begin(
-        conn: Connection,
+        (conn, access): (Connection, Access),
         options: TxOptions,
         managed: bool,
         parent: Option<Transaction>,
@@ -135,7 +135,7 @@ impl Transaction {
         conn.check_usable()?;
         let root = conn.root.clone();
         let deadline = Deadline::none();
-        let mut slot = root.lock(&deadline).await?;
+        let mut slot = root.lock_for(access, &deadline).await?;
         if !slot.levels.is_empty() && options.is_set() {
             return Err(Error::TransactionMisuse(
                 "isolation level, read-only and deferrable can only be set on the outermost \
@@ -161,7 +161,7 @@ impl Transaction {
             slot.control(&format!("SAVEPOINT {}", savepoint(id)))
                 .await?;
         }
-        slot.levels.push(id);
+        slot.levels.push(Level { id, managed });
         root.pin_reads();
         drop(slot);
         Ok(Transaction {
@@ -238,7 +238,7 @@ impl Transaction {
             return false;
         }
         match self.inner.conn.root.lock(&Deadline::none()).await {
-            Ok(slot) => slot.levels.contains(&self.inner.id),
+            Ok(slot) => slot.depth_of(self.inner.id).is_some(),
             Err(_) => false,
         }
     }
@@ -421,11 +421,7 @@ impl Transaction {
             return Err(ended());
         }
         let mut slot = root.lock(&Deadline::none()).await?;
-        let depth = slot
-            .levels
-            .iter()
-            .position(|l| *l == self.inner.id)
-            .ok_or_else(ended)?;
+        let depth = slot.depth_of(self.inner.id).ok_or_else(ended)?;
         if !commit {
             return roll_back_to(&mut slot, depth).await;
         }
@@ -435,7 +431,7 @@ impl Transaction {
             // in flight, the server still runs it, and a deferred rollback
             // to the savepoint would then fail and abort the enclosing
             // transaction.
-            slot.levels.truncate(depth);
+            slot.end_levels(depth);
             let pg = slot.raw_if_any().ok_or_else(ended)?;
             if pg.wire.tx_status() == TxStatus::Failed {
                 // A statement of this level failed: as PostgreSQL does with
@@ -490,16 +486,20 @@ pub(crate) enum Origin<'a> {
 impl Origin<'_> {
     /// The connection to run on: the given one, or the contextual one, or a
     /// new one (made reusable for manual transactions, so that implicit
-    /// queries of the task find it).
-    async fn connection(self, reusable: bool) -> Result<Connection> {
+    /// queries of the task find it); with how the transaction came there.
+    async fn connection(self, reusable: bool) -> Result<(Connection, Access)> {
         match self {
             Origin::Connection(conn) => {
                 conn.check_usable()?;
-                Ok(Connection::reusing(conn.root.clone()))
+                Ok((Connection::reusing(conn.root.clone()), Access::Explicit))
             }
             Origin::Engine(source) => {
                 let engine = source.engine()?;
-                engine.acquire().reuse(true).reusable(reusable).await
+                if let Some(found) = Stack::find_access(engine.id()) {
+                    return Ok((Connection::reusing(found.root), found.access));
+                }
+                let conn = engine.acquire().reusable(reusable).await?;
+                Ok((conn, Access::Explicit))
             }
         }
     }
@@ -564,13 +564,18 @@ where
     T: 'static,
     E: From<Error>,
 {
-    let conn = origin.connection(false).await?;
-    let tx = Transaction::begin(conn, options, true, Transaction::current()).await?;
+    let on = origin.connection(false).await?;
+    let tx = Transaction::begin(on, options, true, Transaction::current()).await?;
     let mut guard = RollbackOnDrop(Some(tx.clone()));
     let fut = body.start(&tx);
     let engine_id = tx.inner.conn.engine().id();
     let root = tx.inner.conn.root.clone();
-    let scoped = Stack::scope(engine_id, root, AssertUnwindSafe(fut).catch_unwind());
+    let scoped = Stack::transaction_scope(
+        engine_id,
+        root,
+        tx.inner.id,
+        AssertUnwindSafe(fut).catch_unwind(),
+    );
     let outcome = CURRENT.scope(tx.clone(), scoped).await;
     let result = match outcome {
         Ok(result) => result,
@@ -744,8 +749,8 @@ impl<'a> IntoFuture for Begin<'a> {
 
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(async move {
-            let conn = self.origin.connection(true).await?;
-            Transaction::begin(conn, self.options, false, None).await
+            let on = self.origin.connection(true).await?;
+            Transaction::begin(on, self.options, false, None).await
         })
     }
 }

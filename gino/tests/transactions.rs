@@ -1048,3 +1048,120 @@ async fn a_transaction_reaches_the_server_with_its_first_statement() {
     conn.release().await.unwrap();
     common::assert_pool_clean(&s.engine).await;
 }
+
+/// Sleeps long enough for a joined sibling to run up to its next await.
+async fn pause(ms: u64) {
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+}
+
+#[tokio::test]
+async fn joined_nested_transactions_end_as_their_own_blocks_say() {
+    let (s, other) = items_setup(EngineOptions::new()).await;
+    let e = &s.engine;
+    // Two nested blocks joined on the outer transaction's one connection:
+    // the first commits while the second is still open, then the second
+    // fails. Its rows must go, the first's stay.
+    let (first, second) = e
+        .transaction(async {
+            let first = e.transaction(async {
+                add(e, "first").await?;
+                pause(20).await;
+                Ok::<_, AppError>(())
+            });
+            let second = e.transaction(async {
+                pause(5).await;
+                add(e, "second").await?;
+                pause(40).await;
+                Err::<(), _>(AppError::Refused)
+            });
+            Ok::<_, AppError>(tokio::join!(first, second))
+        })
+        .await
+        .unwrap();
+    first.unwrap();
+    assert!(matches!(second, Err(AppError::Refused)), "{second:?}");
+    assert_eq!(names(&other).await, ["first"]);
+    common::assert_pool_clean(e).await;
+}
+
+#[tokio::test]
+async fn an_implicit_statement_beside_a_nested_block_is_not_part_of_it() {
+    let (s, other) = items_setup(EngineOptions::new()).await;
+    let e = &s.engine;
+    // The statement runs while the nested block is open on the same
+    // connection; the block's rollback must not take it along.
+    e.transaction(async {
+        let block = e.transaction(async {
+            add(e, "in the block").await?;
+            pause(30).await;
+            Err::<(), _>(AppError::Refused)
+        });
+        let beside = async {
+            pause(5).await;
+            add(e, "beside").await
+        };
+        let (block, beside) = tokio::join!(block, beside);
+        assert!(matches!(block, Err(AppError::Refused)));
+        beside?;
+        Ok::<_, AppError>(())
+    })
+    .await
+    .unwrap();
+    assert_eq!(names(&other).await, ["beside"]);
+
+    // The same for a connection held outside any transaction: the
+    // statement beside a block on it waits for the block instead of joining
+    // its transaction.
+    let conn = e.acquire().await.unwrap();
+    let block = conn.transaction(async {
+        add(e, "held block").await?;
+        pause(30).await;
+        Err::<(), _>(AppError::Refused)
+    });
+    let beside = async {
+        pause(5).await;
+        add(e, "held beside").await
+    };
+    let (block, beside) = tokio::join!(block, beside);
+    assert!(matches!(block, Err(AppError::Refused)));
+    beside.unwrap();
+    assert_eq!(names(&other).await, ["beside", "held beside"]);
+    conn.release().await.unwrap();
+    common::assert_pool_clean(e).await;
+}
+
+#[tokio::test]
+async fn releasing_the_connection_of_a_running_block_is_misuse() {
+    let (s, other) = items_setup(EngineOptions::new()).await;
+    let e = &s.engine;
+    let conn = e.acquire().await.unwrap();
+    // Both releases are refused; the block goes on inside its transaction
+    // and its failure rolls back everything it did.
+    let r = conn
+        .transaction(async {
+            add(e, "before").await?;
+            assert_misuse(conn.release_raw().await, "release_raw() inside a managed");
+            assert_misuse(conn.release().await, "release() inside a managed");
+            add(e, "after").await?;
+            Err::<(), _>(AppError::Refused)
+        })
+        .await;
+    assert!(matches!(r, Err(AppError::Refused)));
+    assert!(names(&other).await.is_empty(), "{:?}", names(&other).await);
+
+    // After the block, both work as before.
+    conn.transaction(add(e, "kept")).await.unwrap();
+    conn.release_raw().await.unwrap();
+    conn.release().await.unwrap();
+    assert_eq!(names(&other).await, ["kept"]);
+
+    // A manual transaction is still rolled back by a release.
+    let conn = e.acquire().await.unwrap();
+    let tx = conn.begin().await.unwrap();
+    add(&conn, "manual").await.unwrap();
+    conn.release_raw().await.unwrap();
+    assert!(!tx.is_active().await);
+    conn.release().await.unwrap();
+    assert_eq!(names(&other).await, ["kept"]);
+    common::assert_pool_clean(e).await;
+}

@@ -9,6 +9,13 @@
 //! `let conn = engine.acquire().await?` is seen by later calls in the same
 //! task without a closure. Spawned tasks start with an empty context either
 //! way, and an entry disappears when its connection is released or dropped.
+//! Futures joined in one task share its unscoped context, as coroutines of
+//! one asyncio task share GINO's; [`Stack::isolated`] (the public
+//! `gino::own_context`) gives one future a context of its own.
+//!
+//! A scope opened for a managed transaction's block records the level it
+//! is the block of, so that a statement finding the connection through a
+//! scope says which level it runs in ([`Access`]).
 //!
 //! Uses: `root` (what an entry holds), `task` (whose stack it is), `sync`.
 
@@ -33,7 +40,8 @@ scoped_local! {
 /// request, a managed transaction) never need one, and then cost no
 /// allocation and their lookups no lock.
 pub(crate) struct Scope {
-    base: Base,
+    /// `None` for a scope of its own ([`Stack::isolated`]).
+    base: Option<Base>,
     parent: Option<Arc<Stack>>,
     stack: OnceCell<Arc<Stack>>,
     opener: Option<Opener>,
@@ -79,7 +87,7 @@ impl Scope {
             Arc::new(Stack {
                 parent: self.parent.clone(),
                 owner: None,
-                base: Some(self.base.clone()),
+                base: self.base.clone(),
                 opener: self.opener.clone(),
                 entries: Mutex::new(Vec::new()),
             })
@@ -185,7 +193,8 @@ impl Stack {
             Some(stack) => Err(Some(stack.clone())),
             None => scope
                 .base
-                .found(engine_id)
+                .as_ref()
+                .and_then(|base| base.found(engine_id))
                 .ok_or_else(|| scope.parent.clone()),
         });
         let mut level = match scoped {
@@ -263,10 +272,23 @@ impl Stack {
             Err(_) => Stack::unscoped(),
         };
         let scope = Scope {
-            base,
+            base: Some(base),
             parent,
             stack: OnceCell::new(),
             opener,
+        };
+        SCOPE.scope(scope, fut)
+    }
+
+    /// `fut` with a context of its own, empty to begin with: it sees none
+    /// of the connections around it, as a spawned task would not, and the
+    /// connections it acquires are seen by no one else.
+    pub(crate) fn isolated<F: std::future::Future>(fut: F) -> ReuseScope<F> {
+        let scope = Scope {
+            base: None,
+            parent: None,
+            stack: OnceCell::new(),
+            opener: None,
         };
         SCOPE.scope(scope, fut)
     }

@@ -112,7 +112,9 @@ pub use schema::SchemaOp;
 pub use statement::Loadable;
 pub use tenant::{TenantLease, TenantStats, TenantUsage, Tenants, TenantsBuilder};
 pub use text::{Text, TextQuery, text};
-pub use transaction::{Begin, ManagedTransaction, Transaction, TxBody, WithTransaction};
+pub use transaction::{
+    Begin, ManagedTransaction, Transaction, TxBody, WithTransaction, own_context,
+};
 
 /// Re-exports of the crates gino builds on, so that applications and the
 /// derive use the same versions.

@@ -101,6 +101,10 @@ pub(crate) struct Slot {
     /// Levels ended since the lock was taken: waiters are woken when it
     /// ends.
     levels_ended: bool,
+    /// A statement of the caller's own (a `COMMIT` or `ROLLBACK` sent as
+    /// SQL) ended the transaction under the open levels: nothing more runs
+    /// on them until they are ended ([`ended_by_sql`]).
+    ended_by_sql: bool,
     /// The outermost level's `BEGIN` while it has not reached the server:
     /// it goes with the level's first statement ([`crate::opening`]).
     pub(crate) opening: Option<String>,
@@ -116,10 +120,19 @@ impl Slot {
 
     /// Ends the level at `depth` and every level inside it.
     pub(crate) fn end_levels(&mut self, depth: usize) {
+        if depth == 0 {
+            self.ended_by_sql = false;
+        }
         if depth < self.levels.len() {
             self.levels.truncate(depth);
             self.levels_ended = true;
         }
+    }
+
+    /// Whether SQL of the caller's own ended the transaction under the open
+    /// levels.
+    pub(crate) fn ended_by_sql(&self) -> bool {
+        self.ended_by_sql
     }
 
     /// The depth of the level `id`, if it is open.
@@ -250,6 +263,7 @@ impl Root {
                 raw,
                 levels: Vec::new(),
                 levels_ended: false,
+                ended_by_sql: false,
                 opening: None,
             }),
             released: AtomicBool::new(false),
@@ -337,6 +351,9 @@ impl Root {
     ) -> Result<SlotGuard<'_>> {
         loop {
             let slot = self.lock(deadline).await?;
+            if slot.ended_by_sql {
+                return Err(ended_by_sql());
+            }
             if !slot.must_wait(access) {
                 return Ok(slot);
             }
@@ -406,6 +423,7 @@ impl Root {
         let deadline = Deadline::new(timeout.or(self.engine.options().timeout));
         let mut slot = self.lock_for(access, &deadline).await?;
         slot.raw(self, &deadline).await?;
+        let in_transaction = !slot.levels.is_empty();
         let (pg, opening) = slot.for_statement().expect("borrowed above");
         if let Some(begin) = opening.as_deref()
             && S::CARRIES_OPENING
@@ -419,6 +437,17 @@ impl Root {
         let result = run_statement(pg, &deadline, statement, opening).await;
         if self.engine.has_replicas() && pg.wire.may_have_written() {
             self.pin_reads();
+        }
+        if in_transaction
+            && result.is_ok()
+            && opening.is_none()
+            && pg.wire.tx_status() == TxStatus::Idle
+        {
+            // The statement ended the transaction itself. Later statements
+            // would autocommit, out of reach of the levels' commit or
+            // rollback, so they fail until the levels end.
+            slot.ended_by_sql = true;
+            return Err(ended_by_sql());
         }
         result
     }
@@ -539,6 +568,17 @@ impl Drop for Root {
         self.slot.get_mut().raw.take();
         self.pin_task_if_written();
     }
+}
+
+/// What a statement on levels ended by SQL of the caller's own gets.
+pub(crate) fn ended_by_sql() -> Error {
+    Error::TransactionMisuse(
+        "a COMMIT or ROLLBACK sent as a statement ended the transaction under gino's \
+         transaction: end gino's transactions with commit() / rollback() (manual) or by \
+         returning from the block (managed, or raise_commit() / raise_rollback()), never with \
+         SQL"
+        .to_owned(),
+    )
 }
 
 /// The name of the savepoint of transaction level `id`.

@@ -4,7 +4,10 @@
 //!
 //! A transaction is a level on its connection's root; a managed one also
 //! makes its connection the contextual one, and itself the current
-//! transaction, for the code it runs.
+//! transaction, for the code it runs. A managed level belongs to its block:
+//! implicit statements and nested transactions of other code on the same
+//! connection (a future joined beside the block) wait for it to end rather
+//! than run inside it, so that a block's rollback takes only its own work.
 //!
 //! Uses: `connection`, `root` (levels, savepoints), `context`, `engine`.
 
@@ -29,8 +32,9 @@ use crate::statement::Deadline;
 use crate::wire::TxStatus;
 
 scoped_local! {
-    /// The innermost managed transaction around the running code.
-    static CURRENT: Transaction;
+    /// The innermost managed transaction around the running code (`None`
+    /// inside [`own_context`]).
+    static CURRENT: Option<Transaction>;
 }
 
 /// A database transaction, or a savepoint inside one when nested.
@@ -190,7 +194,7 @@ impl Transaction {
     /// # gino_testkit::doc::run(demo);
     /// ```
     pub fn current() -> Option<Transaction> {
-        CURRENT.try_with(Transaction::clone).ok()
+        CURRENT.try_with(Option::clone).ok().flatten()
     }
 
     /// The connection this transaction runs on.
@@ -422,6 +426,11 @@ impl Transaction {
         }
         let mut slot = root.lock(&Deadline::none()).await?;
         let depth = slot.depth_of(self.inner.id).ok_or_else(ended)?;
+        if slot.ended_by_sql() {
+            // The server has no transaction left to end.
+            slot.forget_levels();
+            return Err(crate::root::ended_by_sql());
+        }
         if !commit {
             return roll_back_to(&mut slot, depth).await;
         }
@@ -472,6 +481,45 @@ impl Transaction {
             other => other,
         }
     }
+}
+
+/// Runs `fut` with a connection context of its own, as if it were a
+/// spawned task: the connections and transactions of the code around it
+/// are not its contextual ones, and the connections it acquires and the
+/// manual transactions it begins are seen by none but its own code.
+///
+/// The context of reusable connections belongs to a tokio task (GINO's
+/// belongs to an asyncio task), and futures joined in one task (`join!`,
+/// `join_all`) are one task: a connection one of them acquires with
+/// `acquire()`, or a manual transaction it begins with `begin()`, is found
+/// by the implicit statements of the others. Wrap each joined future in
+/// `own_context` to keep them apart, as `asyncio.gather` keeps GINO's
+/// coroutines apart. Managed transactions, `Connection::scope` and web
+/// requests need no wrapping: their blocks are scopes of their own.
+///
+/// ```
+/// # async fn demo(engine: &gino::Engine) -> gino::Result<()> {
+/// use futures_util::future::join_all;
+///
+/// // Each future acquires, uses and releases its own reusable connection;
+/// // without own_context the first release would take the connection from
+/// // under the others, which would have reused it.
+/// let results = join_all((0..5).map(|_| {
+///     gino::own_context(async {
+///         let conn = engine.acquire().reuse(true).await?;
+///         assert!(!conn.is_reusing());
+///         engine.status(diesel::sql_query("SELECT 1")).await?;
+///         conn.release().await
+///     })
+/// }))
+/// .await;
+/// assert!(results.iter().all(Result::is_ok));
+/// assert!(engine.current_connection().is_none());
+/// # Ok(()) }
+/// # gino_testkit::doc::run(demo);
+/// ```
+pub fn own_context<F: Future>(fut: F) -> impl Future<Output = F::Output> {
+    CURRENT.scope(None, Stack::isolated(fut))
 }
 
 /// Where a managed or manual transaction gets its connection.
@@ -576,7 +624,7 @@ where
         tx.inner.id,
         AssertUnwindSafe(fut).catch_unwind(),
     );
-    let outcome = CURRENT.scope(tx.clone(), scoped).await;
+    let outcome = CURRENT.scope(Some(tx.clone()), scoped).await;
     let result = match outcome {
         Ok(result) => result,
         Err(panic) => {
@@ -608,8 +656,14 @@ where
         (Err(e), None) => {
             let commit = tx.ancestor_exit_commits().unwrap_or(false);
             // The block's error is what the caller needs; a failure to end
-            // the level is secondary (the connection is cleaned on release).
-            let _ = tx.finish(commit).await;
+            // the level is secondary (the connection is cleaned on release),
+            // but not silent.
+            if let Err(ending) = tx.finish(commit).await {
+                tracing::warn!(
+                    target: "gino",
+                    "a managed transaction whose block failed could not be ended: {ending}"
+                );
+            }
             Err(e)
         }
     };

@@ -688,3 +688,97 @@ async fn rebinding_moves_implicit_queries_off_the_old_engines_connection() {
     held.release().await.unwrap();
     other.close().await;
 }
+
+/// GINO's `test_issue_313`: futures run side by side each acquire, use and
+/// release a reusable connection. Joined in one task they share its
+/// context (as coroutines of one asyncio task would), so each is wrapped
+/// in `own_context`, as `asyncio.gather` wraps each in a task of its own.
+#[tokio::test]
+async fn joined_futures_in_contexts_of_their_own_keep_their_connections_apart() {
+    let s = common::setup().await;
+    let e = &s.engine;
+    let uses = |_| async {
+        let conn = e.acquire().reuse(true).await?;
+        let pid = backend_pid(e).await;
+        tokio::task::yield_now().await;
+        assert_eq!(backend_pid(e).await, pid, "another future's connection");
+        conn.release().await.map(|()| pid)
+    };
+    let pids = futures_util::future::join_all((0..5).map(|i| gino::own_context(uses(i)))).await;
+    let mut pids: Vec<i32> = pids.into_iter().map(Result::unwrap).collect();
+    pids.sort_unstable();
+    pids.dedup();
+    assert_eq!(pids.len(), 5, "each future had its own connection");
+    assert_all_returned(e);
+
+    // Joined without it, they are one task: the first reusable connection
+    // is the one the others reuse, and its release ends their use of it.
+    let shared = futures_util::future::join_all((0..5).map(uses)).await;
+    assert!(shared[0].is_ok(), "{:?}", shared[0]);
+    assert!(
+        shared[1..]
+            .iter()
+            .any(|r| matches!(r, Err(Error::ConnectionReleased))),
+        "{shared:?}"
+    );
+    assert_all_returned(e);
+
+    // Managed transactions are scopes of their own already.
+    let in_transactions = futures_util::future::join_all((0..5).map(|_| {
+        e.transaction(async {
+            backend_pid(e).await;
+            Ok::<_, Error>(())
+        })
+        .into_future()
+    }))
+    .await;
+    assert!(in_transactions.iter().all(Result::is_ok));
+    assert_all_returned(e);
+}
+
+#[tokio::test]
+async fn a_manual_transaction_in_its_own_context_takes_no_joined_statement() {
+    let s = common::setup().await;
+    let e = &s.engine;
+    e.status(diesel::sql_query("CREATE TABLE t (x int)"))
+        .await
+        .unwrap();
+    let insert = |x: i32| diesel::sql_query(format!("INSERT INTO t VALUES ({x})"));
+    let rolled_back = gino::own_context(async {
+        let tx = e.begin().await?;
+        e.status(insert(1)).await?;
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        tx.rollback().await
+    });
+    let beside = async {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        e.status(insert(2)).await
+    };
+    let (rolled_back, beside) = tokio::join!(rolled_back, beside);
+    rolled_back.unwrap();
+    beside.unwrap();
+    let rows: Vec<i32> = diesel::select(diesel::dsl::sql::<diesel::sql_types::Integer>(
+        "x FROM t ORDER BY x",
+    ))
+    .gino()
+    .bind(e)
+    .all()
+    .await
+    .unwrap();
+    assert_eq!(rows, [2]);
+
+    // Inside a managed transaction, a future in its own context runs
+    // outside it, as a spawned task would.
+    e.transaction(async {
+        e.status(insert(3)).await?;
+        let outside = gino::own_context(async {
+            assert!(gino::Transaction::current().is_none());
+            backend_pid(e).await
+        });
+        assert_ne!(outside.await, backend_pid(e).await);
+        Ok::<_, Error>(())
+    })
+    .await
+    .unwrap();
+    assert_all_returned(e);
+}

@@ -1165,3 +1165,35 @@ async fn releasing_the_connection_of_a_running_block_is_misuse() {
     assert_eq!(names(&other).await, ["kept"]);
     common::assert_pool_clean(e).await;
 }
+
+#[tokio::test]
+async fn a_commit_or_rollback_sent_as_sql_is_reported_and_nothing_autocommits() {
+    let (s, other) = items_setup(EngineOptions::new()).await;
+    let e = &s.engine;
+    for end in ["ROLLBACK", "COMMIT"] {
+        let r = e
+            .transaction(async {
+                add(e, "before").await?;
+                let ended = e.status(gino::text(end)).await;
+                assert_misuse(ended, "sent as a statement");
+                // Nothing runs on the ended levels: it would autocommit.
+                assert_misuse(add(e, "after").await, "sent as a statement");
+                Ok::<_, Error>(())
+            })
+            .await;
+        assert_misuse(r, "sent as a statement");
+    }
+    // The first ROLLBACK undid "before", the COMMIT kept it; "after" never ran.
+    assert_eq!(names(&other).await, ["before"]);
+
+    let conn = e.acquire().await.unwrap();
+    let tx = conn.begin().await.unwrap();
+    add(&conn, "manual").await.unwrap();
+    assert_misuse(conn.status(gino::text("ROLLBACK")).await, "sent as");
+    assert_misuse(tx.commit().await, "sent as a statement");
+    // The connection is usable again once its levels ended.
+    add(&conn, "autocommit").await.unwrap();
+    assert_eq!(names(&other).await, ["before", "autocommit"]);
+    conn.release().await.unwrap();
+    common::assert_pool_clean(e).await;
+}

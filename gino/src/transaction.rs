@@ -100,6 +100,19 @@ pub(crate) struct TxOptions {
     isolation_level: Option<IsolationLevel>,
     read_only: Option<bool>,
     deferrable: Option<bool>,
+    /// How a transaction of an engine or database gets its connection
+    /// (GINO's `reuse` and `timeout` of `engine.transaction`).
+    acquire: AcquireOptions,
+}
+
+/// GINO's `reuse` and `timeout` of `engine.transaction(...)`: whether the
+/// contextual connection is used (a nested level on it) or a new one is
+/// borrowed, and how long the borrow may wait.
+#[derive(Debug, Clone, Copy, Default)]
+struct AcquireOptions {
+    /// `Some(false)` borrows a new connection even with a contextual one.
+    reuse: Option<bool>,
+    timeout: Option<std::time::Duration>,
 }
 
 impl TxOptions {
@@ -535,7 +548,7 @@ impl Origin<'_> {
     /// The connection to run on: the given one, or the contextual one, or a
     /// new one (made reusable for manual transactions, so that implicit
     /// queries of the task find it); with how the transaction came there.
-    async fn connection(self, reusable: bool) -> Result<(Connection, Access)> {
+    async fn connection(self, reusable: bool, options: &TxOptions) -> Result<(Connection, Access)> {
         match self {
             Origin::Connection(conn) => {
                 conn.check_usable()?;
@@ -543,11 +556,17 @@ impl Origin<'_> {
             }
             Origin::Engine(source) => {
                 let engine = source.engine()?;
-                if let Some(found) = Stack::find_access(engine.id()) {
+                let AcquireOptions { reuse, timeout } = options.acquire;
+                if reuse != Some(false)
+                    && let Some(found) = Stack::find_access(engine.id())
+                {
                     return Ok((Connection::reusing(found.root), found.access));
                 }
-                let conn = engine.acquire().reusable(reusable).await?;
-                Ok((conn, Access::Explicit))
+                let mut acquire = engine.acquire().reusable(reusable);
+                if let Some(timeout) = timeout {
+                    acquire = acquire.timeout(timeout);
+                }
+                Ok((acquire.await?, Access::Explicit))
             }
         }
     }
@@ -612,7 +631,7 @@ where
     T: 'static,
     E: From<Error>,
 {
-    let on = origin.connection(false).await?;
+    let on = origin.connection(false, &options).await?;
     let tx = Transaction::begin(on, options, true, Transaction::current()).await?;
     let mut guard = RollbackOnDrop(Some(tx.clone()));
     let fut = body.start(&tx);
@@ -675,6 +694,48 @@ where
 /// keep their options in a field `options: TxOptions`.
 macro_rules! transaction_options {
     () => {
+        /// Whether a transaction of an engine or database runs on the
+        /// contextual connection (`true`, the default: nested in its
+        /// transaction, if any, as a savepoint) or borrows a connection of
+        /// its own (`false`: a transaction independent of the one around
+        /// it). GINO's `engine.transaction(reuse=...)`. A transaction of a
+        /// connection runs on that connection either way.
+        ///
+        /// ```
+        /// # async fn demo(db: &gino::Gino) -> gino::Result<()> {
+        /// db.transaction(async {
+        ///     // Commits on its own connection even if the outer block fails.
+        ///     let audit = db.begin().reuse(false).await?;
+        ///     assert_eq!(audit.connection().is_reusing(), false);
+        ///     audit.commit().await
+        /// })
+        /// .await?;
+        /// # Ok(()) }
+        /// # gino_testkit::doc::run(demo);
+        /// ```
+        pub fn reuse(mut self, reuse: bool) -> Self {
+            self.options.acquire.reuse = Some(reuse);
+            self
+        }
+
+        /// How long a transaction of an engine or database may wait for
+        /// the pool when it borrows a connection (default: the engine's
+        /// `acquire_timeout`); [`Error::PoolTimeout`] after it. GINO's
+        /// `engine.transaction(timeout=...)`.
+        ///
+        /// ```
+        /// # async fn demo(db: &gino::Gino) -> gino::Result<()> {
+        /// use std::time::Duration;
+        /// let tx = db.begin().acquire_timeout(Duration::from_secs(5)).await?;
+        /// tx.rollback().await?;
+        /// # Ok(()) }
+        /// # gino_testkit::doc::run(demo);
+        /// ```
+        pub fn acquire_timeout(mut self, timeout: std::time::Duration) -> Self {
+            self.options.acquire.timeout = Some(timeout);
+            self
+        }
+
         /// Isolation level of this transaction (overrides the engine's
         /// default); only on the outermost level.
         ///
@@ -803,7 +864,7 @@ impl<'a> IntoFuture for Begin<'a> {
 
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(async move {
-            let on = self.origin.connection(true).await?;
+            let on = self.origin.connection(true, &self.options).await?;
             Transaction::begin(on, self.options, false, None).await
         })
     }

@@ -1197,3 +1197,41 @@ async fn a_commit_or_rollback_sent_as_sql_is_reported_and_nothing_autocommits() 
     conn.release().await.unwrap();
     common::assert_pool_clean(e).await;
 }
+
+#[tokio::test]
+async fn a_transaction_that_does_not_reuse_is_independent_of_the_one_around_it() {
+    let (s, other) = items_setup(EngineOptions::new().max_size(2)).await;
+    let e = &s.engine;
+    let r = e
+        .transaction(async {
+            add(e, "outer").await?;
+            let outer_pid = common::backend_pid(e).await;
+            // A managed one, on a connection of its own: its implicit
+            // statements run there and it commits on its own.
+            e.transaction(async {
+                assert_ne!(common::backend_pid(e).await, outer_pid);
+                add(e, "own managed").await
+            })
+            .reuse(false)
+            .await?;
+            let manual = e.begin().reuse(false).await?;
+            assert!(!manual.connection().is_reusing());
+            add(manual.connection(), "own manual").await?;
+            manual.commit().await?;
+            // With both connections of the pool in use, a third waits at
+            // most its acquire timeout.
+            let held = e.acquire().reusable(false).await?;
+            let waited = e
+                .transaction(async { Ok::<_, Error>(()) })
+                .reuse(false)
+                .acquire_timeout(Duration::from_millis(50))
+                .await;
+            assert!(matches!(waited, Err(Error::PoolTimeout(_))), "{waited:?}");
+            held.release().await?;
+            Err::<(), _>(AppError::Refused)
+        })
+        .await;
+    assert!(matches!(r, Err(AppError::Refused)));
+    assert_eq!(names(&other).await, ["own managed", "own manual"]);
+    common::assert_pool_clean(e).await;
+}

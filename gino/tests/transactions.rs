@@ -1084,6 +1084,20 @@ async fn joined_nested_transactions_end_as_their_own_blocks_say() {
     common::assert_pool_clean(e).await;
 }
 
+/// A block that adds `name` and fails once a statement beside it had time
+/// to run.
+async fn add_then_refuse_later(e: &Engine, name: &str) -> Result<(), AppError> {
+    add(e, name).await?;
+    pause(30).await;
+    Err(AppError::Refused)
+}
+
+/// Adds `name` once a block beside it has begun.
+async fn add_soon(e: &Engine, name: &str) -> gino::Result<()> {
+    pause(5).await;
+    add(e, name).await
+}
+
 #[tokio::test]
 async fn an_implicit_statement_beside_a_nested_block_is_not_part_of_it() {
     let (s, other) = items_setup(EngineOptions::new()).await;
@@ -1091,16 +1105,8 @@ async fn an_implicit_statement_beside_a_nested_block_is_not_part_of_it() {
     // The statement runs while the nested block is open on the same
     // connection; the block's rollback must not take it along.
     e.transaction(async {
-        let block = e.transaction(async {
-            add(e, "in the block").await?;
-            pause(30).await;
-            Err::<(), _>(AppError::Refused)
-        });
-        let beside = async {
-            pause(5).await;
-            add(e, "beside").await
-        };
-        let (block, beside) = tokio::join!(block, beside);
+        let block = e.transaction(add_then_refuse_later(e, "in the block"));
+        let (block, beside) = tokio::join!(block, add_soon(e, "beside"));
         assert!(matches!(block, Err(AppError::Refused)));
         beside?;
         Ok::<_, AppError>(())
@@ -1113,16 +1119,8 @@ async fn an_implicit_statement_beside_a_nested_block_is_not_part_of_it() {
     // statement beside a block on it waits for the block instead of joining
     // its transaction.
     let conn = e.acquire().await.unwrap();
-    let block = conn.transaction(async {
-        add(e, "held block").await?;
-        pause(30).await;
-        Err::<(), _>(AppError::Refused)
-    });
-    let beside = async {
-        pause(5).await;
-        add(e, "held beside").await
-    };
-    let (block, beside) = tokio::join!(block, beside);
+    let block = conn.transaction(add_then_refuse_later(e, "held block"));
+    let (block, beside) = tokio::join!(block, add_soon(e, "held beside"));
     assert!(matches!(block, Err(AppError::Refused)));
     beside.unwrap();
     assert_eq!(names(&other).await, ["beside", "held beside"]);

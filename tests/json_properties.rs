@@ -83,6 +83,22 @@ async fn profile(id: i32) -> serde_json::Value {
         .unwrap()
 }
 
+/// Stores the text `value` under `key` in the profile of person `id`, as
+/// another program might.
+async fn set_profile_key(id: i32, key: &str, value: &str) {
+    DB.status(
+        diesel::sql_query(
+            "UPDATE people SET profile = jsonb_set(profile, ARRAY[$1], to_jsonb($2::text)) \
+             WHERE id = $3",
+        )
+        .bind::<diesel::sql_types::Text, _>(key)
+        .bind::<diesel::sql_types::Text, _>(value)
+        .bind::<diesel::sql_types::Integer, _>(id),
+    )
+    .await
+    .unwrap();
+}
+
 // One test: the cases share the `DB` static.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn properties_round_trip_merge_filter_and_fail_clearly() {
@@ -137,16 +153,7 @@ async fn properties_round_trip_merge_filter_and_fail_clearly() {
         ("1970-01-01T00:00:01", "1970-01-01T00:00:01Z"),
         ("1970-01-01T02:00:02.5+02:00", "1970-01-01T00:00:02.500Z"),
     ] {
-        DB.status(
-            diesel::sql_query(
-                "UPDATE people SET profile = jsonb_set(profile, '{joined}', to_jsonb($1::text)) \
-                 WHERE id = $2",
-            )
-            .bind::<diesel::sql_types::Text, _>(written)
-            .bind::<diesel::sql_types::Integer, _>(ann.id),
-        )
-        .await
-        .unwrap();
+        set_profile_key(ann.id, "joined", written).await;
         let read = Person::get(ann.id).await.unwrap().unwrap().joined.unwrap();
         assert_eq!(
             read,
@@ -154,15 +161,7 @@ async fn properties_round_trip_merge_filter_and_fail_clearly() {
             "{written}"
         );
     }
-    DB.status(
-        diesel::sql_query("UPDATE people SET profile = profile || $1 WHERE id = $2")
-            .bind::<diesel::sql_types::Jsonb, _>(
-                serde_json::json!({"joined": "2018-11-19T12:00:00.000000"}),
-            )
-            .bind::<diesel::sql_types::Integer, _>(ann.id),
-    )
-    .await
-    .unwrap();
+    set_profile_key(ann.id, "joined", "2018-11-19T12:00:00.000000").await;
     assert_eq!(stored["nickname"], "annie");
     assert_eq!(stored["visits"], 0);
     assert!(stored.get("theme").is_none(), "theme lives in `settings`");
@@ -212,6 +211,28 @@ async fn properties_round_trip_merge_filter_and_fail_clearly() {
         .unwrap();
     assert_eq!(busiest.as_deref(), Some("ann"));
     assert_eq!(count_where(people_props::joined().lt(Utc::now())).await, 1);
+    // A date-time property is the instant it holds in SQL too, whatever the
+    // session's time zone: stored as GINO does (UTC, no offset) or with an
+    // offset by another program.
+    for stored in ["2018-11-19T12:00:00.000000", "2018-11-19T20:00:00+08:00"] {
+        set_profile_key(ann.id, "joined", stored).await;
+        DB.transaction(async {
+            DB.status(diesel::sql_query("SET LOCAL TIME ZONE 'America/New_York'"))
+                .await?;
+            assert_eq!(count_where(people_props::joined().eq(joined())).await, 1);
+            let read: Option<DateTime<Utc>> = people::table
+                .find(ann.id)
+                .select(people_props::joined())
+                .gino()
+                .bind(&DB)
+                .one()
+                .await?;
+            assert_eq!(read, Some(joined()), "{stored}");
+            Ok::<_, Error>(())
+        })
+        .await
+        .unwrap();
+    }
     assert_eq!(count_where(people_props::lowered().eq("annie")).await, 1);
     assert_eq!(
         count_where(people_props::address().is_not_null().nullable()).await,

@@ -45,6 +45,9 @@ pub struct Person {
     pub lowered: Option<String>,
     #[gino(property = "settings")]
     pub theme: Option<String>,
+    /// A keyword as a property name: stored under `loop`, as GINO names it.
+    #[gino(property)]
+    pub r#loop: Option<i32>,
 }
 
 fn joined() -> DateTime<Utc> {
@@ -162,6 +165,28 @@ async fn properties_round_trip_merge_filter_and_fail_clearly() {
         );
     }
     set_profile_key(ann.id, "joined", "2018-11-19T12:00:00.000000").await;
+    // A raw identifier's property is stored under its plain name, and
+    // what another program stores under that name reads back.
+    Person::get(ann.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .update()
+        .r#loop(3)
+        .apply()
+        .await
+        .unwrap();
+    assert_eq!(profile(ann.id).await["loop"], 3);
+    assert_eq!(count_where(people_props::r#loop().eq(3)).await, 1);
+    DB.status(diesel::sql_query(
+        "UPDATE people SET profile = profile || '{\"loop\": 5, \"visits\": null}'",
+    ))
+    .await
+    .unwrap();
+    let looped = Person::get(ann.id).await.unwrap().unwrap();
+    // A null where the type holds none reads as the default, as a missing
+    // key does (GINO reads a null property as its default).
+    assert_eq!((looped.r#loop, looped.visits), (Some(5), 0));
     assert_eq!(stored["nickname"], "annie");
     assert_eq!(stored["visits"], 0);
     assert!(stored.get("theme").is_none(), "theme lives in `settings`");
@@ -257,6 +282,7 @@ async fn properties_round_trip_merge_filter_and_fail_clearly() {
         nickname: None,
         lowered: None,
         theme: None,
+        r#loop: None,
     });
     let stored = Person::insert_many(many).returning().await.unwrap();
     assert_eq!(

@@ -43,6 +43,12 @@ struct Field {
     hidden: bool,
 }
 
+/// The JSON key of a property: its field's name, without the `r#` of a raw
+/// identifier (`r#loop` is stored as `"loop"`, as GINO's `loop` property).
+fn property_key(p: &Field) -> String {
+    p.ident.to_string().trim_start_matches("r#").to_owned()
+}
+
 impl Field {
     /// The field in a value of the model: `nickname`, or for a column of a
     /// flattened set `stamps.created_at`.
@@ -771,7 +777,7 @@ pub(crate) fn expand_with(
     // A property as SQL: its type, and the expression reading it (a plain
     // json column is read as jsonb).
     let property_sql = |p: &Field| -> (TokenStream, String) {
-        let key = p.ident.to_string().replace('\'', "''");
+        let key = property_key(p).replace('\'', "''");
         let column = p.property.clone().unwrap_or_default();
         let plain_json = fields
             .iter()
@@ -965,7 +971,7 @@ pub(crate) fn expand_with(
                 let keys = props
                     .iter()
                     .filter(|p| p.property.as_deref() == Some(column.as_str()))
-                    .map(|p| p.ident.to_string());
+                    .map(property_key);
                 reads.push(quote! {
                     ::gino::json::declared_only(&row.#index, #column, &[#(#keys),*])?;
                 });
@@ -976,7 +982,7 @@ pub(crate) fn expand_with(
             {
                 let ident = &prop.ident;
                 let ty = &prop.ty;
-                let key = prop.ident.to_string();
+                let key = property_key(prop);
                 let json = json_functions(prop);
                 let read = match &prop.default {
                     Some(default) => quote! {
@@ -1003,7 +1009,7 @@ pub(crate) fn expand_with(
     let json_object = |column: &str, source: TokenStream, optional: bool| {
         let entries = props.iter().filter(|p| p.property.as_deref() == Some(column)).map(|p| {
             let ident = &p.ident;
-            let key = p.ident.to_string();
+            let key = property_key(p);
             let json = json_functions(p);
             let stored = |value: TokenStream| match &p.before_set {
                 Some(hook) => quote!(#hook(#value)),
@@ -1036,7 +1042,7 @@ pub(crate) fn expand_with(
     let columns_lit: Vec<String> = regular
         .iter()
         .map(|f| f.column.clone())
-        .chain(props.iter().map(|p| p.ident.to_string()))
+        .chain(props.iter().map(property_key))
         .collect();
     let resettable: Vec<TokenStream> = regular
         .iter()
@@ -1345,7 +1351,7 @@ pub(crate) fn expand_with(
     let property_setters = props.iter().map(|p| {
         let ident = &p.ident;
         let ty = &p.ty;
-        let key = p.ident.to_string();
+        let key = property_key(p);
         let map = format_ident!("json_{}", p.property.as_deref().unwrap_or_default());
         let stored = match &p.before_set {
             Some(hook) => quote!(#hook(::core::clone::Clone::clone(&value))),
@@ -1430,7 +1436,7 @@ pub(crate) fn expand_with(
     });
     let property_refreshes = props.iter().map(|p| {
         let ident = &p.ident;
-        let key = p.ident.to_string();
+        let key = property_key(p);
         let keys = format_ident!("json_{}_keys", p.property.as_deref().unwrap_or_default());
         let column = p.property.clone().unwrap_or_default();
         quote! {
@@ -1446,7 +1452,7 @@ pub(crate) fn expand_with(
             let ident = &p.ident;
             let (sql_type, sql) = property_sql(p);
             let column = p.property.clone().unwrap_or_default();
-            let key = p.ident.to_string();
+            let key = property_key(p);
             let doc = format!("The JSON property `{}` as SQL: `{sql}`.", p.ident);
             quote! {
                 #[doc = #doc]

@@ -71,7 +71,9 @@ use crate::error::{Error, Result};
 mod finite;
 
 /// Reads `key` of the JSON object in `column`: `None` when the key is
-/// missing, an error naming the property when its value has the wrong type.
+/// missing, or null for a type that cannot hold null (as GINO reads a
+/// null property as its default), an error naming the property when its
+/// value has the wrong type.
 #[doc(hidden)]
 pub fn property<T: DeserializeOwned>(
     object: &Value,
@@ -80,6 +82,7 @@ pub fn property<T: DeserializeOwned>(
 ) -> diesel::deserialize::Result<Option<T>> {
     match object.get(key) {
         None => Ok(None),
+        Some(Value::Null) => Ok(serde_json::from_value(Value::Null).ok()),
         Some(value) => serde_json::from_value(value.clone()).map(Some).map_err(|e| {
             format!("JSON property `{key}` (in column `{column}`) holds {value}, which is not valid for it: {e}").into()
         }),
@@ -122,7 +125,7 @@ pub fn required<T: DeserializeOwned>(
     match property(object, column, key)? {
         Some(value) => Ok(value),
         None => serde_json::from_value(Value::Null).map_err(|_| {
-            format!("JSON property `{key}` is missing from column `{column}`: give the field a default with #[gino(property, default = ...)] or make it an Option").into()
+            format!("JSON property `{key}` is missing or null in column `{column}`: give the field a default with #[gino(property, default = ...)] or make it an Option").into()
         }),
     }
 }
@@ -503,6 +506,7 @@ pub mod datetime {
     ) -> diesel::deserialize::Result<Option<T>> {
         match object.get(key) {
             None => Ok(None),
+            Some(Value::Null) => Ok(T::from_json(&Value::Null)),
             Some(value) => T::from_json(value).map(Some).ok_or_else(|| {
                 format!(
                     "JSON property `{key}` (in column `{column}`) holds {value}, which is not a \
@@ -523,8 +527,8 @@ pub mod datetime {
             Some(value) => Ok(value),
             None => T::from_json(&Value::Null).ok_or_else(|| {
                 format!(
-                    "JSON property `{key}` is missing from column `{column}`: give the field a \
-                     default with #[gino(property, default = ...)] or make it an Option"
+                    "JSON property `{key}` is missing or null in column `{column}`: give the \
+                     field a default with #[gino(property, default = ...)] or make it an Option"
                 )
                 .into()
             }),

@@ -1085,11 +1085,26 @@ pub(crate) fn expand_with(
             quote!(#d::ExpressionMethods::eq(#schema::#ident, ::core::clone::Clone::clone(&#source.#access)),)
         }
     };
-    let instance_values: Vec<TokenStream> = insertable
+    // A serial key goes in when the value holds one (GINO inserts what the
+    // instance holds), as DEFAULT when it is its type's default (0: none
+    // yet, so the sequence gives it).
+    let instance_values: Vec<TokenStream> = fields
         .iter()
-        .map(|(f, _)| value_of(f, quote!(self)))
+        .zip(&resolved)
+        .map(|(f, r)| {
+            if !r.serial {
+                return value_of(f, quote!(self));
+            }
+            let (ident, ty) = (&f.ident, &f.ty);
+            let access = f.access();
+            quote! {
+                (self.#access != <#ty as ::core::default::Default>::default()).then(|| {
+                    #d::ExpressionMethods::eq(#schema::#ident, ::core::clone::Clone::clone(&self.#access))
+                }),
+            }
+        })
         .collect();
-    let instance_insert = if insertable.is_empty() {
+    let instance_insert = if instance_values.is_empty() {
         quote!(#d::insert_into(#schema::table).default_values())
     } else {
         quote!(#d::insert_into(#schema::table).values((#(#instance_values)*)))
@@ -1742,8 +1757,9 @@ pub(crate) fn expand_with(
             /// `User(nickname=...)`): each field left unset takes its
             /// `#[gino(default = ...)]`, else its type's `Default`, else
             /// fails with `gino::Error::MissingValue`. `.create()` on it
-            /// inserts every field but serial keys, so server defaults
-            /// apply only when inserting through the builder itself.
+            /// inserts every field (a serial key only when set, not 0), so
+            /// server defaults apply only when inserting through the
+            /// builder itself.
             pub fn build(self) -> ::gino::Result<#name> {
                 #[allow(unused_imports)]
                 use ::gino::model::{UnsetDefault as _, UnsetMissing as _};

@@ -580,8 +580,9 @@ pub trait Model: Sized + Send + Sync + 'static {
     /// leaves of a row.
     fn keep_only(&mut self, loaded: &[&str]);
 
-    /// Inserts this value (all fields but database-assigned ones) and
-    /// returns the stored row (`INSERT ... RETURNING`).
+    /// Inserts this value (every field; a serial key only when it is set,
+    /// not 0, else the sequence assigns it) and returns the stored row
+    /// (`INSERT ... RETURNING`).
     fn create(&self) -> Run<'static, impl crate::Loadable<'static, Self>, One<Self>>;
 
     /// Loads this row again (located by [`lookup`](Self::lookup)); `None`

@@ -325,6 +325,35 @@ mod built_value {
     }
 }
 
+mod built_key {
+    use super::*;
+    users_on!(DB);
+
+    #[tokio::test]
+    async fn keeps_a_serial_key_it_holds() {
+        let _s = setup().await;
+        // GINO's `User(id=7, ...).create()` inserts the key it was given,
+        // from the builder and from a value made by hand alike.
+        let built = User::create()
+            .id(7)
+            .name("seven".to_owned())
+            .build()
+            .unwrap();
+        assert_eq!(built.create().await.unwrap().id, 7);
+        let by_hand = User {
+            id: 9,
+            nickname: "nine".into(),
+            name: None,
+            balance: 0,
+        };
+        assert_eq!(by_hand.create().await.unwrap(), by_hand);
+        assert_eq!(stored(9).await, Some(("nine".into(), None, 0)));
+        // Without one (0), the sequence assigns it.
+        let fresh = User::create().name("fresh".to_owned()).build().unwrap();
+        assert_eq!(fresh.create().await.unwrap().id, 1);
+    }
+}
+
 mod get {
     use super::*;
     users_on!(DB);

@@ -517,7 +517,9 @@ impl<T> QueryId for Lookup<T> {
 /// [`Error::MissingValue`]; `.create()` on the value then inserts it.
 ///
 /// `create()` takes a value for a serial key too (`User::create().id(5)`,
-/// GINO's `create(id=5)`); the sequence is not moved past it, so follow
+/// GINO's `create(id=5)`), and so does `.create()` on a value holding a
+/// key other than 0 (0 leaves it to the sequence); the sequence is not
+/// moved past it, so follow
 /// explicit keys with `SELECT setval(pg_get_serial_sequence('users', 'id'),
 /// (SELECT max(id) FROM users))` before relying on it again.
 ///

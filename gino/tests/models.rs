@@ -1177,9 +1177,14 @@ mod serial_keys {
         };
         assert_eq!(
             e.create().await.unwrap().id,
-            2,
-            "a serial key is the database's"
+            77,
+            "a serial key the value holds is kept, as GINO inserts what an instance holds"
         );
+        let unset = Event {
+            id: 0,
+            kind: "c".into(),
+        };
+        assert_eq!(unset.create().await.unwrap().id, 2, "0: the sequence's");
 
         let m = Membership::create().group_id(1).user_id(2).await.unwrap();
         assert_eq!(Membership::get((1, 2)).await.unwrap().as_ref(), Some(&m));

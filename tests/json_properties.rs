@@ -601,3 +601,53 @@ async fn non_finite_floats_are_refused_rather_than_stored_as_null() {
     );
     FLOATS.pop_bind().unwrap().close().await;
 }
+
+static PROPS: Gino = Gino::secondary();
+
+/// GINO's `PropsTest`: a model of JSON properties alone, no other column
+/// and no key.
+#[derive(Model, Debug, Clone, PartialEq)]
+#[gino(table = "props_only", db = PROPS)]
+pub struct PropsOnly {
+    #[gino(property)]
+    pub raw: Option<serde_json::Value>,
+    #[gino(property, default = false)]
+    pub flag: bool,
+    #[gino(property = "parameter")]
+    pub text: Option<String>,
+}
+
+#[tokio::test]
+async fn a_model_of_properties_alone_is_created_loaded_and_filtered() {
+    let database = gino_testkit::TestDatabase::create().await;
+    PROPS.set_bind(database.url()).await.unwrap();
+    PROPS.create_all().await.unwrap();
+    let made = PropsOnly::create()
+        .raw(serde_json::json!({"a": [1, 2]}))
+        .text("hello".to_owned())
+        .await
+        .unwrap();
+    assert_eq!(
+        made,
+        PropsOnly {
+            raw: Some(serde_json::json!({"a": [1, 2]})),
+            flag: false,
+            text: Some("hello".into()),
+        }
+    );
+    PropsOnly::create().flag(true).await.unwrap();
+    let all: Vec<PropsOnly> = PropsOnly::query().gino().bind(&PROPS).all().await.unwrap();
+    assert_eq!(all.len(), 2);
+    let flagged: i64 = props_only::table
+        .filter(props_only_props::flag().eq(true))
+        .count()
+        .gino()
+        .bind(&PROPS)
+        .one()
+        .await
+        .unwrap();
+    assert_eq!(flagged, 1);
+    // Without a key there is no row to update or delete by.
+    assert!(matches!(made.delete().await, Err(Error::NoPrimaryKey(_))));
+    PROPS.pop_bind();
+}

@@ -678,11 +678,26 @@ pub(crate) fn expand_with(
         }
     }
     let fields = fields;
-    if fields.iter().all(|f| f.hidden) {
+    if fields.is_empty() {
         return Err(syn::Error::new(
             Span::call_site(),
             "a model needs at least one field",
         ));
+    }
+    // GINO refuses a second attribute for a mapped column name when the
+    // model is declared; without this the table would fail only when
+    // created (42701), or an insert would name the column twice.
+    for (i, f) in fields.iter().enumerate() {
+        if let Some(first) = fields[..i].iter().find(|g| g.column == f.column) {
+            return Err(syn::Error::new(
+                f.ident.span(),
+                format!(
+                    "column `{}` is already the column of field `{}`: give one of them another \
+                     #[gino(column = \"...\")]",
+                    f.column, first.ident
+                ),
+            ));
+        }
     }
     let pk: Vec<&Field> = fields.iter().filter(|f| f.primary_key).collect();
     let resolved = fields

@@ -523,6 +523,23 @@ impl<T> QueryId for Lookup<T> {
 /// explicit keys with `SELECT setval(pg_get_serial_sequence('users', 'id'),
 /// (SELECT max(id) FROM users))` before relying on it again.
 ///
+/// Two fields cannot map to one column (GINO refuses it when the model is
+/// declared, as the derive does at compile time):
+///
+/// ```compile_fail
+/// # use gino::prelude::*;
+/// #[derive(Model, Debug, Clone)]
+/// #[gino(table = "pairs")]
+/// pub struct Pair {
+///     #[gino(primary_key)]
+///     pub id: i32,
+///     #[gino(column = "c1")]
+///     pub first: i32,
+///     #[gino(column = "c1")] // error: column `c1` is already the column of field `first`
+///     pub second: i32,
+/// }
+/// ```
+///
 /// Columns are also associated constants of the model (`User::nickname`,
 /// the same as `users::nickname`), and raw SQL loads models by column name
 /// (`db.all::<User, _>(gino::text("SELECT * FROM users"))`).

@@ -179,6 +179,31 @@ async fn every_field_type_round_trips_and_enums_become_types() -> gino::Result<(
     );
     built.delete().await?;
 
+    // Raw SQL that leaves columns out loads the model with their types'
+    // defaults (GINO's passive partial load), and fails naming a left-out
+    // column whose type has none.
+    let partial: Everything = DB
+        .one(
+            gino::text("SELECT id, text, mood FROM everything WHERE id = :id")
+                .bind::<diesel::sql_types::BigInt, _>("id", stored.id),
+        )
+        .await?;
+    assert_eq!(
+        (
+            partial.id,
+            partial.text.as_str(),
+            partial.mood,
+            partial.int,
+            partial.maybe_mood
+        ),
+        (stored.id, stored.text.as_str(), stored.mood, 0, None)
+    );
+    let refused = DB
+        .one::<Everything, _>(gino::text("SELECT id, text FROM everything"))
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("column `mood`"), "{refused}");
+
     // Enums and arrays work in filters, and NULL comes back as None.
     let happy: Vec<Everything> = Everything::query()
         .filter(everything::mood.eq(Mood::Happy))

@@ -1606,7 +1606,24 @@ pub(crate) fn expand_with(
             fn build<'__gino_row>(
                 row: &impl #d::row::NamedRow<'__gino_row, #d::pg::Pg>,
             ) -> #d::deserialize::Result<Self> {
-                let row = (#(#d::row::NamedRow::get::<#sql_types, #tys>(row, #column_names)?,)*);
+                #[allow(unused_imports)]
+                use ::gino::model::{UnsetDefault as _, UnsetMissing as _};
+                // A column the query leaves out takes its type's default
+                // (GINO's passive partial load); without one, the load
+                // fails naming it.
+                let row = (#(
+                    if #d::row::Row::get(row, #column_names).is_some() {
+                        #d::row::NamedRow::get::<#sql_types, #tys>(row, #column_names)?
+                    } else {
+                        (&::gino::model::Unset::<#tys>::new(#name_lit, #column_names))
+                            .value()
+                            .map_err(|_| ::std::format!(
+                                "column `{}` of model `{}` is not in the query, and its type has \
+                                 no default to load it as: select it",
+                                #column_names, #name_lit,
+                            ))?
+                    },
+                )*);
                 <Self as #d::Queryable<(#(#sql_types,)*), #d::pg::Pg>>::build(row)
             }
         }

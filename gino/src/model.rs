@@ -542,7 +542,9 @@ impl<T> QueryId for Lookup<T> {
 ///
 /// Columns are also associated constants of the model (`User::nickname`,
 /// the same as `users::nickname`), and raw SQL loads models by column name
-/// (`db.all::<User, _>(gino::text("SELECT * FROM users"))`).
+/// (`db.all::<User, _>(gino::text("SELECT * FROM users"))`); a column the
+/// query leaves out takes its type's default (GINO's passive partial load),
+/// or fails the load naming it when the type has none.
 ///
 /// Field attributes, `#[gino(...)]`:
 ///

@@ -659,3 +659,70 @@ async fn a_model_of_properties_alone_is_created_loaded_and_filtered() {
     assert!(matches!(made.delete().await, Err(Error::NoPrimaryKey(_))));
     PROPS.pop_bind();
 }
+
+static MIXED: Gino = Gino::secondary();
+
+/// GINO's `test_mixin`: properties declared in a set of columns shared by
+/// models, stored in the model's JSON column.
+#[derive(gino::Columns, Debug, Clone, PartialEq)]
+pub struct Aged {
+    #[gino(property)]
+    pub age: Option<i32>,
+    #[gino(property, default = 1)]
+    pub rank: i32,
+}
+
+#[derive(Model, Debug, Clone, PartialEq)]
+#[gino(table = "mixed", db = MIXED)]
+pub struct Mixed {
+    #[gino(primary_key)]
+    pub id: i32,
+    pub name: String,
+    #[gino(flatten)]
+    pub aged: Aged,
+}
+
+#[tokio::test]
+async fn properties_of_a_flattened_set_are_stored_updated_and_filtered() {
+    let database = gino_testkit::TestDatabase::create().await;
+    MIXED.set_bind(database.url()).await.unwrap();
+    MIXED.create_all().await.unwrap();
+    let mut made = Mixed::create().name("m").age(22).await.unwrap();
+    assert_eq!(
+        made.aged,
+        Aged {
+            age: Some(22),
+            rank: 1
+        }
+    );
+    made.update().age(24).apply().await.unwrap();
+    assert_eq!(made.aged.age, Some(24));
+    made.update()
+        .set_property(mixed_props::age(), mixed_props::age() - 5)
+        .apply()
+        .await
+        .unwrap();
+    assert_eq!(
+        Mixed::get(made.id).await.unwrap().unwrap().aged.age,
+        Some(19)
+    );
+    let stored: serde_json::Value = mixed::table
+        .find(made.id)
+        .select(mixed::profile)
+        .gino()
+        .bind(&MIXED)
+        .one()
+        .await
+        .unwrap();
+    assert_eq!(stored, serde_json::json!({"age": 19, "rank": 1}));
+    let found: i64 = mixed::table
+        .filter(mixed_props::age().eq(19))
+        .count()
+        .gino()
+        .bind(&MIXED)
+        .one()
+        .await
+        .unwrap();
+    assert_eq!(found, 1);
+    MIXED.pop_bind();
+}

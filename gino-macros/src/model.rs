@@ -539,10 +539,11 @@ fn columns_of(set: &DeriveInput) -> Result<Vec<Field>> {
         .iter()
         .map(|field| {
             let parsed = parse_field(field)?;
-            if parsed.property.is_some() || parsed.flatten {
+            if parsed.flatten {
                 return Err(syn::Error::new(
                     parsed.ident.span(),
-                    "a set of columns holds plain columns: no properties, no flatten",
+                    "a set of columns holds columns and JSON properties, not other sets: \
+                     flatten each set into the model itself",
                 ));
             }
             Ok(parsed)
@@ -1041,7 +1042,10 @@ pub(crate) fn expand_with(
                         .map(|v| (#key, #json::to_value(#key, &#value)))
                 }
             } else {
-                let value = stored(quote!(::core::clone::Clone::clone(&#source.#ident)));
+                // A value of the model: a property of a flattened set is
+                // in the set's field.
+                let access = p.access();
+                let value = stored(quote!(::core::clone::Clone::clone(&#source.#access)));
                 quote!(::core::option::Option::Some((#key, #json::to_value(#key, &#value))))
             }
         });
@@ -1380,6 +1384,7 @@ pub(crate) fn expand_with(
         .collect();
     let property_setters = props.iter().map(|p| {
         let ident = &p.ident;
+        let access = p.access();
         let ty = &p.ty;
         let key = property_key(p);
         let map = format_ident!("json_{}", p.property.as_deref().unwrap_or_default());
@@ -1401,7 +1406,7 @@ pub(crate) fn expand_with(
                     ::core::result::Result::Ok(json) => this.#map.set_value(#key, json),
                     ::core::result::Result::Err(e) => this.error = ::core::option::Option::Some(e),
                 }
-                this.instance.#ident = value;
+                this.instance.#access = value;
                 this
             }
         }
@@ -1465,13 +1470,13 @@ pub(crate) fn expand_with(
         }
     });
     let property_refreshes = props.iter().map(|p| {
-        let ident = &p.ident;
+        let access = p.access();
         let key = property_key(p);
         let keys = format_ident!("json_{}_keys", p.property.as_deref().unwrap_or_default());
         let column = p.property.clone().unwrap_or_default();
         quote! {
             if #keys.iter().any(|k| k == #key) || changes.assigns_directly(#column) {
-                self.instance.#ident = fresh.#ident;
+                self.instance.#access = fresh.#access;
             }
         }
     });

@@ -466,7 +466,9 @@ impl<T> QueryId for Lookup<T> {
 /// table gets the columns with their constraints and indexes; setters and
 /// column constants stay flat (`Note::create().version(2)`,
 /// `Note::version`), and the value nests them (`note.audit.version`). A
-/// set of columns is usable in the crate that declares it.
+/// set may declare JSON properties too (GINO's mixin of properties), kept
+/// in the model's JSON column. A set of columns is usable in the crate that
+/// declares it.
 ///
 /// ```
 /// use gino::prelude::*;

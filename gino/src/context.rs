@@ -266,11 +266,21 @@ impl Stack {
         Stack::open(base, opener, fut)
     }
 
-    fn open<F: std::future::Future>(base: Base, opener: Option<Opener>, fut: F) -> ReuseScope<F> {
+    fn open<F: std::future::Future>(
+        mut base: Base,
+        opener: Option<Opener>,
+        fut: F,
+    ) -> ReuseScope<F> {
         let parent = match SCOPE.try_with(|scope| scope.stack().clone()) {
             Ok(stack) => Some(stack),
             Err(_) => Stack::unscoped(),
         };
+        if base.level.is_none() {
+            // A scope of a connection inside a transaction's block on that
+            // same connection is part of the block: its statements must not
+            // wait for the block to end.
+            base.level = parent.as_deref().and_then(|p| p.level_of(&base.root));
+        }
         let scope = Scope {
             base: Some(base),
             parent,
@@ -291,6 +301,19 @@ impl Stack {
             opener: None,
         };
         SCOPE.scope(scope, fut)
+    }
+
+    /// The managed level of the innermost scope, from this one outwards,
+    /// opened with `root`.
+    fn level_of(&self, root: &Arc<Root>) -> Option<u64> {
+        let mut stack = Some(self);
+        while let Some(s) = stack {
+            if let Some(base) = s.base.as_ref().filter(|b| Arc::ptr_eq(&b.root, root)) {
+                return base.level;
+            }
+            stack = s.parent.as_deref();
+        }
+        None
     }
 
     /// The innermost opener of type `T` of the scopes around the caller.

@@ -1233,3 +1233,20 @@ async fn a_transaction_that_does_not_reuse_is_independent_of_the_one_around_it()
     assert_eq!(names(&other).await, ["own managed", "own manual"]);
     common::assert_pool_clean(e).await;
 }
+
+#[tokio::test]
+async fn a_scope_of_the_blocks_own_connection_is_part_of_the_block() {
+    let (s, other) = items_setup(EngineOptions::new()).await;
+    let e = &s.engine;
+    let block = e.transaction(async {
+        let own = e.current_connection().expect("the block's connection");
+        own.scope(add(e, "in a scope")).await?;
+        Err::<(), _>(AppError::Refused)
+    });
+    let r = tokio::time::timeout(Duration::from_secs(5), block)
+        .await
+        .expect("the scope's statement waited for its own block");
+    assert!(matches!(r, Err(AppError::Refused)));
+    assert!(names(&other).await.is_empty(), "rolled back with the block");
+    common::assert_pool_clean(e).await;
+}

@@ -306,6 +306,9 @@ impl Root {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(level);
+        // Statements waiting for the level to end run the rollback
+        // themselves when they lock; nothing else may come to do it.
+        self.level_ended.notify_waiters();
     }
 
     /// Locks the slot, after running deferred rollbacks.

@@ -1250,3 +1250,30 @@ async fn a_scope_of_the_blocks_own_connection_is_part_of_the_block() {
     assert!(names(&other).await.is_empty(), "rolled back with the block");
     common::assert_pool_clean(e).await;
 }
+
+#[tokio::test]
+async fn a_statement_waiting_for_a_dropped_block_runs_once_the_block_is_rolled_back() {
+    let (s, other) = items_setup(EngineOptions::new()).await;
+    let e = &s.engine;
+    let outer = e.transaction(async {
+        let abandoned = tokio::time::timeout(
+            Duration::from_millis(50),
+            e.transaction(async {
+                add(e, "abandoned").await?;
+                std::future::pending::<()>().await;
+                Ok::<_, Error>(())
+            })
+            .into_future(),
+        );
+        let (abandoned, beside) = tokio::join!(abandoned, add_soon(e, "beside"));
+        assert!(abandoned.is_err(), "the block was dropped at its timeout");
+        beside?;
+        Ok::<_, Error>(())
+    });
+    tokio::time::timeout(Duration::from_secs(5), outer)
+        .await
+        .expect("the waiting statement was never woken")
+        .unwrap();
+    assert_eq!(names(&other).await, ["beside"]);
+    common::assert_pool_clean(e).await;
+}

@@ -48,6 +48,13 @@ scoped_local! {
 /// [`rollback`](Self::rollback); one that is never ended is rolled back when
 /// its connection is released.
 ///
+/// A managed level belongs to its block. Futures joined inside one
+/// transaction share its connection, so their nested blocks take turns:
+/// a nested transaction or an implicit statement of code outside a block
+/// (a future joined beside it) waits for that block to end instead of
+/// running inside it, and each block commits or rolls back only its own
+/// work.
+///
 /// ```
 /// # async fn demo(db: &gino::Gino) -> gino::Result<()> {
 /// use diesel::dsl::sql;

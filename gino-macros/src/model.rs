@@ -1720,7 +1720,9 @@ pub(crate) fn expand_with(
         impl #name {
             /// Inserts many rows at once, in as few statements as the
             /// bind-parameter limit allows and in one transaction; `.await`
-            /// gives the count, `.returning().await` the stored rows.
+            /// gives the count, `.returning().await` the stored rows. Serial
+            /// keys are the sequence's (the rows' key fields are not sent);
+            /// `create()` inserts a row with a key of its own.
             #vis fn insert_many(rows: impl ::core::iter::IntoIterator<Item = Self>) -> ::gino::bulk::InsertMany<'static, Self> {
                 ::gino::bulk::InsertMany::new(rows.into_iter().collect())
             }

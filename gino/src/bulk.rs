@@ -29,7 +29,9 @@ pub const MAX_BIND_PARAMETERS: usize = 65_535;
 /// in `VALUES`, all in one transaction (none for a single statement
 /// outside one): a failing row aborts the whole batch, and the error
 /// ([`Error::BatchRow`]) names the row (by its index in `rows`) with the
-/// database's error, constraint included.
+/// database's error, constraint included. Serial keys are left to the
+/// sequence (the rows' key fields are not sent); a row with a key of its
+/// own goes in with `create()`.
 ///
 /// ```
 /// # use gino::prelude::*;

@@ -232,6 +232,7 @@ impl fmt::Display for SslRootCert {
 /// | [`min_size`](Self::min_size) | `min_size` / `pool_min_size` | 1 |
 /// | [`max_size`](Self::max_size) | `max_size` / `pool_max_size` | 10 |
 /// | [`acquire_timeout`](Self::acquire_timeout) | `acquire_timeout` | none (wait) |
+/// | [`max_inactive_connection_lifetime`](Self::max_inactive_connection_lifetime) | `max_inactive_connection_lifetime` | 300 s (`0`: never) |
 /// | [`echo`](Self::echo) | `echo` | false |
 /// | [`statement_timeout`](Self::statement_timeout) | `statement_timeout` | server's |
 /// | [`timeout`](Self::timeout) | `timeout` | none |
@@ -270,6 +271,7 @@ pub struct EngineOptions {
     pub(crate) min_size: usize,
     pub(crate) max_size: usize,
     pub(crate) acquire_timeout: Option<Duration>,
+    pub(crate) max_inactive_connection_lifetime: Option<Duration>,
     pub(crate) echo: bool,
     pub(crate) statement_timeout: Option<Duration>,
     pub(crate) timeout: Option<Duration>,
@@ -305,6 +307,10 @@ impl fmt::Debug for EngineOptions {
             .field("min_size", &self.min_size)
             .field("max_size", &self.max_size)
             .field("acquire_timeout", &self.acquire_timeout)
+            .field(
+                "max_inactive_connection_lifetime",
+                &self.max_inactive_connection_lifetime,
+            )
             .field("echo", &self.echo)
             .field("statement_timeout", &self.statement_timeout)
             .field("timeout", &self.timeout)
@@ -326,12 +332,17 @@ impl fmt::Debug for EngineOptions {
     }
 }
 
+/// asyncpg's default `max_inactive_connection_lifetime`, which GINO's
+/// engines have.
+const DEFAULT_INACTIVE_LIFETIME: Duration = Duration::from_secs(300);
+
 impl Default for EngineOptions {
     fn default() -> Self {
         EngineOptions {
             min_size: 1,
             max_size: 10,
             acquire_timeout: None,
+            max_inactive_connection_lifetime: Some(DEFAULT_INACTIVE_LIFETIME),
             echo: false,
             statement_timeout: None,
             timeout: None,
@@ -426,6 +437,32 @@ impl EngineOptions {
     /// ```
     pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
         self.acquire_timeout = Some(timeout);
+        self
+    }
+
+    /// How long a pooled connection may sit unused before the pool closes
+    /// it (asyncpg's `max_inactive_connection_lifetime`, which GINO passes
+    /// on; default 300 s, `Duration::ZERO` keeps idle connections open for
+    /// good). The pool keeps `min_size` connections whatever their age; a
+    /// quiet application's pool shrinks to that, and opens connections
+    /// again as it is used.
+    ///
+    /// ```
+    /// # async fn demo(url: &str) -> gino::Result<()> {
+    /// use std::time::Duration;
+    /// let options = gino::EngineOptions::new()
+    ///     .min_size(0)
+    ///     .max_inactive_connection_lifetime(Duration::from_millis(200));
+    /// let engine = gino::create_engine(url, options).await?;
+    /// drop(engine.acquire().await?);
+    /// assert_eq!(engine.pool_status().size, 1);
+    /// tokio::time::sleep(Duration::from_millis(600)).await;
+    /// assert_eq!(engine.pool_status().size, 0); // closed as inactive
+    /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
+    /// ```
+    pub fn max_inactive_connection_lifetime(mut self, lifetime: Duration) -> Self {
+        self.max_inactive_connection_lifetime = (!lifetime.is_zero()).then_some(lifetime);
         self
     }
 
@@ -735,6 +772,9 @@ impl EngineOptions {
             "min_size" | "pool_min_size" => self.min_size = parse_number(key, value)?,
             "max_size" | "pool_max_size" => self.max_size = parse_number(key, value)?,
             "acquire_timeout" => self.acquire_timeout = Some(parse_duration(key, value)?),
+            "max_inactive_connection_lifetime" => {
+                self = self.max_inactive_connection_lifetime(parse_duration(key, value)?);
+            }
             "echo" => self.echo = parse_bool(key, value)?,
             "statement_timeout" => self.statement_timeout = Some(parse_duration(key, value)?),
             "timeout" => self.timeout = Some(parse_duration(key, value)?),
@@ -750,9 +790,9 @@ impl EngineOptions {
             _ => {
                 return Err(Error::Configuration(format!(
                     "unknown engine option `{key}`: known options are min_size, max_size, \
-                     acquire_timeout, echo, statement_timeout, timeout, application_name, \
-                     isolation_level, pool, connect_timeout, statement_cache, sslmode, \
-                     sslrootcert, sslcert, sslkey"
+                     acquire_timeout, max_inactive_connection_lifetime, echo, \
+                     statement_timeout, timeout, application_name, isolation_level, pool, \
+                     connect_timeout, statement_cache, sslmode, sslrootcert, sslcert, sslkey"
                 )));
             }
         }

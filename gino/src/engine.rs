@@ -96,6 +96,12 @@ pub async fn create_engine(url: &str, options: EngineOptions) -> Result<Engine> 
     if engine.inner.routing.is_some() {
         spawn_replica_checks(&engine);
     }
+    if let (Some(lifetime), true) = (
+        engine.inner.options.max_inactive_connection_lifetime,
+        engine.inner.options.pooled,
+    ) {
+        spawn_inactive_sweeps(&engine, lifetime);
+    }
     if let Some(budget) = &engine.inner.options.connection_budget {
         let reclaim: Arc<dyn Reclaim> = engine.inner.clone();
         budget.attach(Arc::downgrade(&reclaim));
@@ -287,7 +293,6 @@ pub struct ReplicaStats {
 /// Checks every replica's reachability and lag on the engine's interval,
 /// for as long as the engine lives.
 fn spawn_replica_checks(engine: &Engine) {
-    let weak = Arc::downgrade(&engine.inner);
     let every = engine
         .inner
         .routing
@@ -296,14 +301,37 @@ fn spawn_replica_checks(engine: &Engine) {
     // Replicas start in rotation; the first check comes one interval
     // later (a replica that is down meanwhile is found by the first read
     // sent to it, which falls back).
+    spawn_periodic(engine, every, |engine| async move {
+        engine.check_replicas().await;
+    });
+}
+
+/// Closes pooled connections left unused for `lifetime`, checking four
+/// times per `lifetime`, so that none stays open much past it.
+fn spawn_inactive_sweeps(engine: &Engine, lifetime: Duration) {
+    let every = (lifetime / 4).max(Duration::from_millis(10));
+    spawn_periodic(engine, every, move |engine| async move {
+        engine.close_inactive(lifetime);
+    });
+}
+
+/// Runs `work` on the engine every `period`, from one period after now
+/// until the engine is closed or dropped (the task holds no reference
+/// that keeps it alive).
+fn spawn_periodic<F, Fut>(engine: &Engine, period: Duration, work: F)
+where
+    F: Fn(Engine) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let weak = Arc::downgrade(&engine.inner);
     tokio::spawn(async move {
         loop {
-            tokio::time::sleep(every).await;
+            tokio::time::sleep(period).await;
             let Some(inner) = weak.upgrade() else { return };
             if inner.closed.load(Ordering::Acquire) {
                 return;
             }
-            Engine { inner }.check_replicas().await;
+            work(Engine { inner }).await;
         }
     });
 }
@@ -797,6 +825,21 @@ impl Engine {
     pub fn close_idle(&self, idle_for: Duration) -> usize {
         self.inner
             .close_idle_where(|metrics| metrics.last_used() >= idle_for)
+    }
+
+    /// [`close_idle`](Self::close_idle) that keeps `min_size` connections
+    /// open: the sweep of `max_inactive_connection_lifetime`.
+    fn close_inactive(&self, lifetime: Duration) {
+        let keep = self.inner.options.min_size;
+        let mut open = self.pool_status().size;
+        let closed = self.inner.close_idle_where(|metrics| {
+            let close = open > keep && metrics.last_used() >= lifetime;
+            open -= usize::from(close);
+            close
+        });
+        if closed > 0 {
+            tracing::debug!(target: "gino", "closed {closed} connections inactive for {lifetime:?}");
+        }
     }
 
     /// Whether [`close`](Self::close) (or a graceful close) has begun.

@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::future::IntoFuture;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -682,4 +683,37 @@ async fn duration_max_means_no_limit_rather_than_a_panic() {
     let conn = s.engine.acquire().timeout(Duration::MAX).await.unwrap();
     conn.release().await.unwrap();
     assert!(s.engine.close_gracefully(Duration::MAX).await);
+}
+
+#[tokio::test]
+async fn inactive_connections_are_closed_down_to_min_size() {
+    // asyncpg's (and so GINO's) max_inactive_connection_lifetime.
+    let s = common::setup_with(
+        EngineOptions::new()
+            .min_size(1)
+            .max_inactive_connection_lifetime(Duration::from_millis(200)),
+    )
+    .await;
+    let e = &s.engine;
+    let held = futures_util::future::try_join_all((0..3).map(|_| e.acquire().into_future()))
+        .await
+        .unwrap();
+    drop(held);
+    assert_eq!(e.pool_status().size, 3);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(e.pool_status().size, 1, "min_size stays open");
+    // A borrow after the sweep opens what it needs again.
+    assert!(backend_pid(e).await > 0);
+
+    // `0` in the URL keeps idle connections open for good.
+    let kept = create_engine(
+        &common::url_with(&s.db, "max_inactive_connection_lifetime=0&min_size=0"),
+        EngineOptions::new().max_inactive_connection_lifetime(Duration::from_millis(50)),
+    )
+    .await
+    .unwrap();
+    drop(kept.acquire().await.unwrap());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(kept.pool_status().size, 1);
+    kept.close().await;
 }

@@ -35,6 +35,7 @@ use crate::error::{Error, Result};
 /// | `retry_interval` | `DB_RETRY_INTERVAL` | 1 s |
 /// | `acquire_timeout` | `DB_ACQUIRE_TIMEOUT` | 30 s (then 503) |
 /// | `statement_timeout` | `DB_STATEMENT_TIMEOUT` | the server's |
+/// | `max_inactive_connection_lifetime` | `DB_MAX_INACTIVE_CONNECTION_LIFETIME` | 300 s (`0`: never close idle connections) |
 /// | `statement_cache` | `DB_STATEMENT_CACHE` | true |
 /// | `shutdown_timeout` | `DB_SHUTDOWN_TIMEOUT` | 30 s |
 /// | `replica_dsns` | `DB_REPLICA_DSNS` | none; comma-separated URLs of read replicas |
@@ -100,6 +101,10 @@ pub struct Settings {
     /// PostgreSQL's `statement_timeout` for every connection.
     #[serde(deserialize_with = "optional_duration")]
     pub statement_timeout: Option<Duration>,
+    /// How long a pooled connection may sit unused before it is closed
+    /// (asyncpg's `max_inactive_connection_lifetime`); unset: 300 s.
+    #[serde(deserialize_with = "optional_duration")]
+    pub max_inactive_connection_lifetime: Option<Duration>,
     /// Keep prepared statements per connection (turn off behind PgBouncer
     /// in transaction mode).
     #[serde(deserialize_with = "flexible_bool")]
@@ -149,6 +154,7 @@ impl Default for Settings {
             retry_interval: Duration::from_secs(1),
             acquire_timeout: Some(Duration::from_secs(30)),
             statement_timeout: None,
+            max_inactive_connection_lifetime: None,
             statement_cache: true,
             shutdown_timeout: Duration::from_secs(30),
             replica_dsns: Vec::new(),
@@ -188,6 +194,10 @@ impl fmt::Debug for Settings {
             .field("retry_interval", &self.retry_interval)
             .field("acquire_timeout", &self.acquire_timeout)
             .field("statement_timeout", &self.statement_timeout)
+            .field(
+                "max_inactive_connection_lifetime",
+                &self.max_inactive_connection_lifetime,
+            )
             .field("statement_cache", &self.statement_cache)
             .field("shutdown_timeout", &self.shutdown_timeout)
             .field("replica_dsns", &self.replica_dsns.len())
@@ -219,6 +229,7 @@ impl Settings {
         "retry_interval",
         "acquire_timeout",
         "statement_timeout",
+        "max_inactive_connection_lifetime",
         "statement_cache",
         "shutdown_timeout",
         "replica_dsns",
@@ -305,6 +316,10 @@ impl Settings {
         }
         if let Some(v) = get("DB_STATEMENT_TIMEOUT") {
             s.statement_timeout = Some(parse_duration("DB_STATEMENT_TIMEOUT", &v)?);
+        }
+        if let Some(v) = get("DB_MAX_INACTIVE_CONNECTION_LIFETIME") {
+            s.max_inactive_connection_lifetime =
+                Some(parse_duration("DB_MAX_INACTIVE_CONNECTION_LIFETIME", &v)?);
         }
         if let Some(v) = get("DB_STATEMENT_CACHE") {
             s.statement_cache = parse_bool("DB_STATEMENT_CACHE", &v)?;
@@ -446,6 +461,9 @@ impl Settings {
         }
         if let Some(timeout) = self.statement_timeout {
             options = options.statement_timeout(timeout);
+        }
+        if let Some(lifetime) = self.max_inactive_connection_lifetime {
+            options = options.max_inactive_connection_lifetime(lifetime);
         }
         for replica in &self.replica_dsns {
             options = options.replica(replica.clone());
@@ -676,6 +694,7 @@ mod tests {
             ("DB_RETRY_INTERVAL", "250ms"),
             ("DB_ACQUIRE_TIMEOUT", "2.5"),
             ("DB_STATEMENT_TIMEOUT", "10s"),
+            ("DB_MAX_INACTIVE_CONNECTION_LIFETIME", "90"),
             ("DB_STATEMENT_CACHE", "0"),
             ("DB_SHUTDOWN_TIMEOUT", "1m"),
         ])
@@ -689,6 +708,10 @@ mod tests {
         assert_eq!(s.retry_interval, Duration::from_millis(250));
         assert_eq!(s.acquire_timeout, Some(Duration::from_millis(2500)));
         assert_eq!(s.statement_timeout, Some(Duration::from_secs(10)));
+        assert_eq!(
+            s.max_inactive_connection_lifetime,
+            Some(Duration::from_secs(90))
+        );
         assert_eq!(s.shutdown_timeout, Duration::from_secs(60));
         for (value, mode) in [("true", SslMode::Require), ("off", SslMode::Disable)] {
             assert_eq!(from(&[("DB_SSL", value)]).unwrap().ssl, Some(mode));

@@ -427,8 +427,10 @@ impl<'a, Q> Executor<'a, Q> {
     }
 
     /// The first row, or `None` when there is none. Only the first row is
-    /// read; the query itself is not changed (add a `LIMIT` to spare the
-    /// server the rest).
+    /// decoded; the query itself is not changed (add a `LIMIT` to spare the
+    /// server the rest), so the server runs it whole, and an error in a
+    /// later row is this call's error (the statement, and a transaction it
+    /// runs in, failed).
     ///
     /// ```
     /// # async fn demo() -> gino::Result<()> {

@@ -26,7 +26,7 @@ use diesel::query_dsl::CompatibleType;
 use diesel_async::methods::{ExecuteDsl, LoadQuery};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use futures_util::future::{BoxFuture, Either};
-use futures_util::{FutureExt, TryStreamExt};
+use futures_util::{FutureExt, StreamExt, TryStreamExt};
 use tokio::time::Instant;
 
 use crate::drive::drive;
@@ -298,7 +298,19 @@ where
             while rows.len() < limit {
                 match stream.try_next().await? {
                     Some(row) => rows.push(row),
-                    None => break,
+                    None => return Ok(rows),
+                }
+            }
+            // The server computes every row whatever the caller reads, and
+            // a later one may fail it (asyncpg's row limit, which GINO's
+            // `first` uses, stops it earlier): the statement failed, and
+            // inside a transaction the transaction with it, so its error
+            // must not be dropped with the rows. A later row that only
+            // fails to decode is the caller's to skip.
+            while let Some(later) = stream.next().await {
+                match later {
+                    Err(diesel::result::Error::DeserializationError(_)) | Ok(_) => {}
+                    Err(e) => return Err(e),
                 }
             }
             Ok(rows)

@@ -556,3 +556,39 @@ async fn a_prepared_query_runs_with_new_values_on_one_server_statement() {
         .unwrap();
     assert_eq!(statements, 1, "three runs, one prepared statement");
 }
+
+#[tokio::test]
+async fn a_statement_failing_after_the_rows_read_is_an_error() {
+    let s = common::setup().await;
+    let e = &s.engine;
+    // Row 3 divides by zero: `first` reads row 1, but the statement (and a
+    // transaction it runs in) failed all the same.
+    let failing = || diesel::select(sql::<Integer>("1/(3-g) FROM generate_series(1, 5) g"));
+    let first: gino::Result<Option<i32>> = e.first(failing()).await;
+    assert_eq!(
+        first.as_ref().err().and_then(Error::sqlstate),
+        Some("22012"),
+        "{first:?}"
+    );
+    let scalar: gino::Result<Option<i32>> = e.scalar(failing()).await;
+    assert_eq!(
+        scalar.as_ref().err().and_then(Error::sqlstate),
+        Some("22012")
+    );
+    let r = e
+        .transaction(async {
+            let first: gino::Result<Option<i32>> = e.first(failing()).await;
+            assert_eq!(
+                first.as_ref().err().and_then(Error::sqlstate),
+                Some("22012")
+            );
+            first.map(drop)
+        })
+        .await;
+    assert_eq!(r.as_ref().err().and_then(Error::sqlstate), Some("22012"));
+    // Later rows that succeed change nothing.
+    let fine = || diesel::select(sql::<Integer>("g FROM generate_series(1, 5) g"));
+    assert_eq!(e.first::<i32, _>(fine()).await.unwrap(), Some(1));
+    assert_eq!(e.scalar::<i32, _>(fine()).await.unwrap(), Some(1));
+    common::assert_pool_clean(e).await;
+}

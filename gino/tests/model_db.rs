@@ -129,14 +129,17 @@ async fn queries_of_a_model_run_on_its_database() {
         .await
         .unwrap();
     assert_eq!(raw.map(|r| r.title).as_deref(), Some("q2 (done)"));
-    let missing_column = REPORTS
-        .all::<Report, _>(gino::text("SELECT id FROM reports"))
+    // Columns left out take their types' defaults (GINO's passive partial
+    // load).
+    let ids = REPORTS
+        .all::<Report, _>(gino::text("SELECT id FROM reports ORDER BY id"))
         .await
-        .unwrap_err();
+        .unwrap();
     assert!(
-        missing_column.to_string().contains("title"),
-        "names the missing column: {missing_column}"
+        ids.iter().all(|r| r.title.is_empty() && r.pages == 0),
+        "{ids:?}"
     );
+    assert_eq!(ids.len(), 3);
 
     // Introspection, as GINO's has_table / has_schema / has_type.
     assert!(REPORTS.has_table("reports").await.unwrap());

@@ -1084,6 +1084,14 @@ async fn joined_nested_transactions_end_as_their_own_blocks_say() {
     common::assert_pool_clean(e).await;
 }
 
+/// `fut`'s output, or a failure saying `stuck` when it has not finished in
+/// 5 s (a statement waiting for a level that never ends).
+async fn unless_stuck<F: IntoFuture>(fut: F, stuck: &str) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(5), fut.into_future())
+        .await
+        .expect(stuck)
+}
+
 /// A block that adds `name` and fails once a statement beside it had time
 /// to run.
 async fn add_then_refuse_later(e: &Engine, name: &str) -> Result<(), AppError> {
@@ -1243,9 +1251,7 @@ async fn a_scope_of_the_blocks_own_connection_is_part_of_the_block() {
         own.scope(add(e, "in a scope")).await?;
         Err::<(), _>(AppError::Refused)
     });
-    let r = tokio::time::timeout(Duration::from_secs(5), block)
-        .await
-        .expect("the scope's statement waited for its own block");
+    let r = unless_stuck(block, "the scope's statement waited for its own block").await;
     assert!(matches!(r, Err(AppError::Refused)));
     assert!(names(&other).await.is_empty(), "rolled back with the block");
     common::assert_pool_clean(e).await;
@@ -1270,9 +1276,8 @@ async fn a_statement_waiting_for_a_dropped_block_runs_once_the_block_is_rolled_b
         beside?;
         Ok::<_, Error>(())
     });
-    tokio::time::timeout(Duration::from_secs(5), outer)
+    unless_stuck(outer, "the waiting statement was never woken")
         .await
-        .expect("the waiting statement was never woken")
         .unwrap();
     assert_eq!(names(&other).await, ["beside"]);
     common::assert_pool_clean(e).await;

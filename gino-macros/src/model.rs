@@ -1137,7 +1137,41 @@ pub(crate) fn expand_with(
         })()
     };
 
+    // Rows that hold serial keys of their own (not 0) keep them, as
+    // `create()` does: such a batch goes as VALUES rows with the key column
+    // (DEFAULT in rows whose key is 0); a batch without any keeps the
+    // statements below, which leave keys to the sequence.
+    let serials: Vec<&Field> = fields
+        .iter()
+        .zip(&resolved)
+        .filter(|(_, r)| r.serial)
+        .map(|(f, _)| f)
+        .collect();
     let bulk_parameters = insertable.len();
+    let serial_parameters = serials.len();
+    let keyed_path = (!serials.is_empty()).then(|| {
+        let holds = serials.iter().map(|f| {
+            let (access, ty) = (f.access(), &f.ty);
+            quote!(row.#access != <#ty as ::core::default::Default>::default())
+        });
+        let keys = serials.iter().map(|f| {
+            let (ident, access, ty) = (&f.ident, f.access(), &f.ty);
+            quote! {
+                (row.#access != <#ty as ::core::default::Default>::default()).then(|| {
+                    #d::ExpressionMethods::eq(#schema::#ident, ::core::clone::Clone::clone(&row.#access))
+                }),
+            }
+        });
+        let values = insertable.iter().map(|(f, _)| value_of(f, quote!(row)));
+        (
+            quote!(rows.iter().any(|row| #(#holds)||*)),
+            quote! {
+                rows.iter()
+                    .map(|row| ::core::result::Result::Ok((#(#keys)* #(#values)*)))
+                    .collect::<::gino::Result<::std::vec::Vec<_>>>()
+            },
+        )
+    });
     let bulk_values: Vec<TokenStream> = insertable
         .iter()
         .map(|(f, _)| value_of(f, quote!(row)))
@@ -1280,6 +1314,50 @@ pub(crate) fn expand_with(
             count,
             quote!(#values ::gino::bulk::load(values #returning, on)),
         )
+    };
+    let parameters_per_row = match &keyed_path {
+        None => quote!(#bulk_parameters),
+        Some((any_keyed, _)) => quote! {
+            if #any_keyed { #bulk_parameters + #serial_parameters } else { #bulk_parameters }
+        },
+    };
+    let (keyed_count, keyed_rows, keyed_compile) = match &keyed_path {
+        None => (quote!(), quote!(), quote!()),
+        Some((any_keyed, keyed_values)) => {
+            let values = quote! {
+                let rows = match #keyed_values {
+                    ::core::result::Result::Ok(rows) => rows,
+                    ::core::result::Result::Err(e) => {
+                        return ::std::boxed::Box::pin(async move { ::core::result::Result::Err(e) });
+                    }
+                };
+                let values = #d::insert_into(#schema::table).values(rows);
+            };
+            (
+                quote! {
+                    if #any_keyed {
+                        #values
+                        return ::gino::bulk::execute(values, on);
+                    }
+                },
+                quote! {
+                    if #any_keyed {
+                        #values
+                        return ::gino::bulk::load(values #returning, on);
+                    }
+                },
+                quote! {
+                    if #any_keyed {
+                        let values = #d::insert_into(#schema::table).values(#keyed_values?);
+                        return ::core::result::Result::Ok(::std::vec![if returning {
+                            ::gino::Compiled::of(&values #returning)
+                        } else {
+                            ::gino::Compiled::of(&values)
+                        }]);
+                    }
+                },
+            )
+        }
     };
     let create_ident = format_ident!("{}Create", name);
     let update_ident = format_ident!("{}Update", name);
@@ -1697,17 +1775,22 @@ pub(crate) fn expand_with(
         }
 
         impl ::gino::bulk::BulkInsert for #name {
-            const PARAMETERS_PER_ROW: usize = #bulk_parameters;
+            fn parameters_per_row(rows: &[Self]) -> usize {
+                #parameters_per_row
+            }
 
             fn insert_rows<'b>(rows: &[Self], on: ::gino::Bind<'b>) -> ::gino::reexports::futures_util::future::BoxFuture<'b, ::gino::Result<u64>> {
+                #keyed_count
                 #bulk_count
             }
 
             fn insert_rows_returning<'b>(rows: &[Self], on: ::gino::Bind<'b>) -> ::gino::reexports::futures_util::future::BoxFuture<'b, ::gino::Result<::std::vec::Vec<Self>>> {
+                #keyed_rows
                 #bulk_rows
             }
 
             fn compile_rows(rows: &[Self], returning: bool) -> ::gino::Result<::std::vec::Vec<::gino::Compiled>> {
+                #keyed_compile
                 #bulk_compile
             }
         }
@@ -1720,9 +1803,9 @@ pub(crate) fn expand_with(
         impl #name {
             /// Inserts many rows at once, in as few statements as the
             /// bind-parameter limit allows and in one transaction; `.await`
-            /// gives the count, `.returning().await` the stored rows. Serial
-            /// keys are the sequence's (the rows' key fields are not sent);
-            /// `create()` inserts a row with a key of its own.
+            /// gives the count, `.returning().await` the stored rows. A row
+            /// holding a serial key (not 0) keeps it; the sequence gives the
+            /// rest theirs.
             #vis fn insert_many(rows: impl ::core::iter::IntoIterator<Item = Self>) -> ::gino::bulk::InsertMany<'static, Self> {
                 ::gino::bulk::InsertMany::new(rows.into_iter().collect())
             }

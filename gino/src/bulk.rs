@@ -29,9 +29,10 @@ pub const MAX_BIND_PARAMETERS: usize = 65_535;
 /// in `VALUES`, all in one transaction (none for a single statement
 /// outside one): a failing row aborts the whole batch, and the error
 /// ([`Error::BatchRow`]) names the row (by its index in `rows`) with the
-/// database's error, constraint included. Serial keys are left to the
-/// sequence (the rows' key fields are not sent); a row with a key of its
-/// own goes in with `create()`.
+/// database's error, constraint included. A row holding a serial key of
+/// its own (not 0) keeps it, as GINO's executemany inserts the keys it is
+/// given; such a batch goes as `VALUES` rows, with `DEFAULT` for rows whose
+/// key is 0.
 ///
 /// ```
 /// # use gino::prelude::*;
@@ -160,7 +161,7 @@ impl<M: BulkInsert, Out: Mode<M>> InsertMany<'_, M, Out> {
     /// ```
     pub fn compile(&self) -> Result<Vec<Compiled>> {
         let mut statements = Vec::new();
-        for chunk in self.rows.chunks(per_statement::<M>()) {
+        for chunk in self.rows.chunks(per_statement(&self.rows)) {
             Extend::extend(&mut statements, M::compile_rows(chunk, Out::RETURNING)?);
         }
         Ok(statements)
@@ -171,8 +172,9 @@ impl<M: BulkInsert, Out: Mode<M>> InsertMany<'_, M, Out> {
 /// statements for a slice of rows.
 #[doc(hidden)]
 pub trait BulkInsert: Model {
-    /// Bind parameters one row takes.
-    const PARAMETERS_PER_ROW: usize;
+    /// Bind parameters each row of `rows` takes (more when a row of them
+    /// holds a serial key of its own, which then goes in too).
+    fn parameters_per_row(rows: &[Self]) -> usize;
 
     /// Inserts `rows`; yields the number inserted.
     fn insert_rows<'b>(rows: &[Self], on: Bind<'b>) -> BoxFuture<'b, Result<u64>>;
@@ -270,8 +272,9 @@ impl From<Error> for Failure {
     }
 }
 
-fn per_statement<M: BulkInsert>() -> usize {
-    (MAX_BIND_PARAMETERS / M::PARAMETERS_PER_ROW.max(1)).max(1)
+/// Rows of `rows` per statement; the same for every slice of one batch.
+fn per_statement<M: BulkInsert>(rows: &[M]) -> usize {
+    (MAX_BIND_PARAMETERS / M::parameters_per_row(rows).max(1)).max(1)
 }
 
 /// Every chunk, one statement each; no savepoints, which only finding a
@@ -281,13 +284,14 @@ async fn insert_all<M: BulkInsert, Out: Mode<M>>(
     rows: &[M],
 ) -> Result<Out, Failure> {
     let mut output = Out::empty();
-    for (i, chunk) in rows.chunks(per_statement::<M>()).enumerate() {
+    let per = per_statement(rows);
+    for (i, chunk) in rows.chunks(per).enumerate() {
         match Out::insert(chunk, Bind::Engine(engine)).await {
             Ok(more) => output.extend(more),
             // Only a database error can be pinned on a row.
             Err(error @ Error::Database(_)) => {
                 return Err(Failure::Chunk {
-                    start: i * per_statement::<M>(),
+                    start: i * per,
                     error,
                 });
             }
@@ -306,10 +310,11 @@ async fn locate<M: BulkInsert>(
     start: usize,
     first: Error,
 ) -> Result<std::convert::Infallible, Failure> {
-    for chunk in rows[..start].chunks(per_statement::<M>()) {
+    let per = per_statement(rows);
+    for chunk in rows[..start].chunks(per) {
         u64::insert(chunk, Bind::Engine(engine)).await?;
     }
-    let end = (start + per_statement::<M>()).min(rows.len());
+    let end = (start + per).min(rows.len());
     let (offset, error) = culprit(engine, &rows[start..end]).await;
     let error = match error {
         Some(e @ Error::Database(_)) => e,
@@ -348,7 +353,7 @@ async fn run<M: BulkInsert, Out: Mode<M>>(bind: Bind<'_>, rows: Vec<M>) -> Resul
         Resolved::Connection(conn) => (conn.engine().clone(), Some(*conn)),
         Resolved::Engine(engine) => (engine.clone(), None),
     };
-    let inserted = if rows.len() <= per_statement::<M>() && !in_transaction(&engine, conn).await? {
+    let inserted = if rows.len() <= per_statement(&rows) && !in_transaction(&engine, conn).await? {
         // One statement is atomic by itself: no transaction around it,
         // which would cost two more round trips.
         let bind = conn.map_or(Bind::Engine(&engine), Bind::Connection);

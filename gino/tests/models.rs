@@ -325,6 +325,51 @@ mod built_value {
     }
 }
 
+mod bulk_keys {
+    use super::*;
+    users_on!(DB);
+
+    fn user(id: i32, nickname: &str) -> User {
+        User {
+            id,
+            nickname: nickname.into(),
+            name: None,
+            balance: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn insert_many_keeps_the_serial_keys_rows_hold() {
+        let _s = setup().await;
+        // GINO's executemany inserts the keys it is given; a key of 0 is
+        // the sequence's, in the same batch.
+        let stored = User::insert_many([user(10, "ten"), user(0, "seq"), user(20, "twenty")])
+            .returning()
+            .await
+            .unwrap();
+        let ids: Vec<i32> = stored.iter().map(|u| u.id).collect();
+        assert_eq!(ids, [10, 1, 20]);
+        assert_eq!(
+            User::insert_many([user(30, "thirty"), user(0, "seq2")])
+                .await
+                .unwrap(),
+            2
+        );
+        assert_eq!(stored_nickname(30).await.as_deref(), Some("thirty"));
+        assert_eq!(stored_nickname(2).await.as_deref(), Some("seq2"));
+        // Without keys the batch is the sequence's alone, as before.
+        let plain = User::insert_many([user(0, "a"), user(0, "b")])
+            .returning()
+            .await
+            .unwrap();
+        assert_eq!(plain.iter().map(|u| u.id).collect::<Vec<_>>(), [3, 4]);
+    }
+
+    async fn stored_nickname(id: i32) -> Option<String> {
+        User::get(id).await.unwrap().map(|u| u.nickname)
+    }
+}
+
 mod built_key {
     use super::*;
     users_on!(DB);

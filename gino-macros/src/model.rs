@@ -1104,30 +1104,32 @@ pub(crate) fn expand_with(
             quote!(#d::ExpressionMethods::eq(#schema::#ident, ::core::clone::Clone::clone(&#source.#access)),)
         }
     };
-    // A serial key goes in when the value holds one (GINO inserts what the
-    // instance holds), as DEFAULT when it is its type's default (0: none
-    // yet, so the sequence gives it).
-    let instance_values: Vec<TokenStream> = fields
-        .iter()
-        .zip(&resolved)
-        .map(|(f, r)| {
-            if !r.serial {
-                return value_of(f, quote!(self));
-            }
-            let (ident, ty) = (&f.ident, &f.ty);
-            let access = f.access();
-            quote! {
-                (self.#access != <#ty as ::core::default::Default>::default()).then(|| {
-                    #d::ExpressionMethods::eq(#schema::#ident, ::core::clone::Clone::clone(&self.#access))
-                }),
-            }
-        })
-        .collect();
-    let instance_insert = if instance_values.is_empty() {
-        quote!(#d::insert_into(#schema::table).default_values())
-    } else {
-        quote!(#d::insert_into(#schema::table).values((#(#instance_values)*)))
+    // Whether `source` holds a serial key of its own: not its type's
+    // default (0: none yet, so the sequence gives it).
+    let holds_key = |f: &Field, source: TokenStream| {
+        let (access, ty) = (f.access(), &f.ty);
+        quote!(#source.#access != <#ty as ::core::default::Default>::default())
     };
+    // A serial key goes in when `source` holds one (GINO inserts what an
+    // instance holds), as DEFAULT when it does not.
+    let key_value = |f: &Field, source: TokenStream| {
+        let (ident, access) = (&f.ident, f.access());
+        let holds = holds_key(f, source.clone());
+        quote! {
+            (#holds).then(|| {
+                #d::ExpressionMethods::eq(#schema::#ident, ::core::clone::Clone::clone(&#source.#access))
+            }),
+        }
+    };
+    // Every field is a column, so the value always has one to insert.
+    let instance_values = fields.iter().zip(&resolved).map(|(f, r)| {
+        if r.serial {
+            key_value(f, quote!(self))
+        } else {
+            value_of(f, quote!(self))
+        }
+    });
+    let instance_insert = quote!(#d::insert_into(#schema::table).values((#(#instance_values)*)));
     // Serializing properties can fail, so the statements are built in a
     // closure returning a Result.
     let instance_insert = quote! {
@@ -1150,18 +1152,8 @@ pub(crate) fn expand_with(
     let bulk_parameters = insertable.len();
     let serial_parameters = serials.len();
     let keyed_path = (!serials.is_empty()).then(|| {
-        let holds = serials.iter().map(|f| {
-            let (access, ty) = (f.access(), &f.ty);
-            quote!(row.#access != <#ty as ::core::default::Default>::default())
-        });
-        let keys = serials.iter().map(|f| {
-            let (ident, access, ty) = (&f.ident, f.access(), &f.ty);
-            quote! {
-                (row.#access != <#ty as ::core::default::Default>::default()).then(|| {
-                    #d::ExpressionMethods::eq(#schema::#ident, ::core::clone::Clone::clone(&row.#access))
-                }),
-            }
-        });
+        let holds = serials.iter().map(|f| holds_key(f, quote!(row)));
+        let keys = serials.iter().map(|f| key_value(f, quote!(row)));
         let values = insertable.iter().map(|(f, _)| value_of(f, quote!(row)));
         (
             quote!(rows.iter().any(|row| #(#holds)||*)),
@@ -1263,6 +1255,19 @@ pub(crate) fn expand_with(
             }])
         }
     };
+    // `let values = INSERT ... VALUES rows` from the rows `rows_of` makes,
+    // or a return of the error making them (inside a boxed-future method).
+    let insert_values = |rows_of: &TokenStream| {
+        quote! {
+            let rows = match #rows_of {
+                ::core::result::Result::Ok(rows) => rows,
+                ::core::result::Result::Err(e) => {
+                    return ::std::boxed::Box::pin(async move { ::core::result::Result::Err(e) });
+                }
+            };
+            let values = #d::insert_into(#schema::table).values(rows);
+        }
+    };
     let (bulk_count, bulk_rows) = if insertable.is_empty() {
         // Rows with only database-assigned columns: one DEFAULT VALUES each.
         let one = quote!(#d::insert_into(#schema::table).default_values());
@@ -1289,15 +1294,7 @@ pub(crate) fn expand_with(
             },
         )
     } else {
-        let values = quote! {
-            let rows = match #row_values {
-                ::core::result::Result::Ok(rows) => rows,
-                ::core::result::Result::Err(e) => {
-                    return ::std::boxed::Box::pin(async move { ::core::result::Result::Err(e) });
-                }
-            };
-            let values = #d::insert_into(#schema::table).values(rows);
-        };
+        let values = insert_values(&row_values);
         let count = if unnestable {
             quote! {
                 match #unnest_query {
@@ -1324,15 +1321,7 @@ pub(crate) fn expand_with(
     let (keyed_count, keyed_rows, keyed_compile) = match &keyed_path {
         None => (quote!(), quote!(), quote!()),
         Some((any_keyed, keyed_values)) => {
-            let values = quote! {
-                let rows = match #keyed_values {
-                    ::core::result::Result::Ok(rows) => rows,
-                    ::core::result::Result::Err(e) => {
-                        return ::std::boxed::Box::pin(async move { ::core::result::Result::Err(e) });
-                    }
-                };
-                let values = #d::insert_into(#schema::table).values(rows);
-            };
+            let values = insert_values(keyed_values);
             (
                 quote! {
                     if #any_keyed {

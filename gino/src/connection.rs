@@ -19,7 +19,7 @@ use futures_util::future::BoxFuture;
 use crate::context::{Registration, Stack};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::root::Root;
+use crate::root::{Access, Root};
 use crate::statement::Deadline;
 
 impl Engine {
@@ -176,15 +176,22 @@ impl<'a> Acquire<'a> {
     }
 
     async fn run(self) -> Result<Connection> {
+        self.run_with_access().await.map(|(conn, _)| conn)
+    }
+
+    /// The connection, with how statements on it come to its root: as
+    /// found in the context (inside the managed level of the scope it was
+    /// found in), or as one of the caller's own.
+    pub(crate) async fn run_with_access(self) -> Result<(Connection, Access)> {
         let engine = &*self.engine.ok_or(Error::Uninitialized)?;
         let timeout = self.timeout.or(engine.options().acquire_timeout);
         if self.reuse {
-            if let Some(root) = Stack::find(engine.id()) {
-                let conn = Connection::reusing(root);
+            if let Some(found) = Stack::find_access(engine.id()) {
+                let conn = Connection::reusing(found.root);
                 if !self.lazy {
                     conn.root.ensure_raw(self.timeout).await?;
                 }
-                return Ok(conn);
+                return Ok((conn, found.access));
             }
         }
         let started = Instant::now();
@@ -200,12 +207,13 @@ impl<'a> Acquire<'a> {
         let registration = self
             .reusable
             .then(|| Stack::register(engine.id(), root.clone()));
-        Ok(Connection {
+        let conn = Connection {
             root,
             reusing: false,
             released: AtomicBool::new(false),
             registration: registration.map(|r| Mutex::new(Some(r))),
-        })
+        };
+        Ok((conn, Access::Explicit))
     }
 }
 
@@ -430,15 +438,12 @@ impl Connection {
     pub async fn release(&self) -> Result<()> {
         self.check_usable()?;
         if !self.reusing {
-            self.root.check_no_managed_level("release").await?;
+            self.root.release(true, "release").await?;
         }
-        if self.released.swap(true, Ordering::AcqRel) || self.root.is_released() {
+        if self.released.swap(true, Ordering::AcqRel) {
             return Err(Error::ConnectionReleased);
         }
         self.unregister();
-        if !self.reusing {
-            self.root.release(true).await;
-        }
         Ok(())
     }
 
@@ -461,8 +466,7 @@ impl Connection {
     pub async fn release_raw(&self) -> Result<()> {
         self.check_usable()?;
         if !self.reusing {
-            self.root.check_no_managed_level("release_raw").await?;
-            self.root.release(false).await;
+            self.root.release(false, "release_raw").await?;
         }
         Ok(())
     }

@@ -57,13 +57,10 @@ struct Base {
 }
 
 impl Base {
-    /// The base as what an implicit statement of `engine_id` runs on: a
-    /// live connection of that engine, or a transaction's released one (its
-    /// block's statements then fail instead of leaving the transaction for
-    /// a connection of their own).
+    /// The base as what an implicit statement of `engine_id` runs on, if
+    /// it is a live connection of that engine.
     fn found(&self, engine_id: u64) -> Option<Found> {
-        let usable = !self.root.is_released() || self.level.is_some();
-        (self.engine_id == engine_id && usable).then(|| Found {
+        live(engine_id, (self.engine_id, &self.root)).then(|| Found {
             root: self.root.clone(),
             access: Access::Contextual(self.level),
         })

@@ -388,20 +388,6 @@ impl Root {
         Ok(())
     }
 
-    /// Refuses to give the raw connection back while a managed transaction
-    /// is open on it: the rest of its block would run outside it.
-    pub(crate) async fn check_no_managed_level(&self, what: &str) -> Result<()> {
-        let slot = self.lock(&Deadline::none()).await?;
-        if slot.levels.iter().any(|l| l.managed) {
-            return Err(Error::TransactionMisuse(format!(
-                "{what}() inside a managed transaction on this connection: the rest of the \
-                 transaction's block would run outside it. Let the block end first, or end it \
-                 early with raise_commit() / raise_rollback()"
-            )));
-        }
-        Ok(())
-    }
-
     /// Whether a transaction (of gino's) is open on this connection.
     pub(crate) async fn in_transaction(&self) -> Result<bool> {
         Ok(!self.lock(&Deadline::none()).await?.levels.is_empty())
@@ -476,11 +462,13 @@ impl Root {
     pub(crate) fn release_now(&self) {
         self.pin_task_if_written();
         self.released.store(true, Ordering::Release);
+        // A slot locked now is given back when its guard ends, which
+        // wakes waiters then.
         if let Some(mut slot) = self.slot.try_lock() {
             slot.raw.take();
             slot.forget_levels();
+            self.wake_if_levels_ended(&mut slot);
         }
-        self.level_ended.notify_waiters();
     }
 
     /// Ends this root and gives its raw connection back if that needs no
@@ -496,9 +484,9 @@ impl Root {
         self.released.store(true, Ordering::Release);
         slot.raw.take();
         slot.forget_levels();
+        self.wake_if_levels_ended(&mut slot);
         drop(slot);
         self.after_giving_back();
-        self.level_ended.notify_waiters();
         true
     }
 
@@ -513,15 +501,44 @@ impl Root {
     }
 
     /// Gives the raw connection back; `permanent` also ends this root.
-    pub(crate) async fn release(&self, permanent: bool) {
+    /// Refused (`what` names the caller's method) while a managed
+    /// transaction's block runs on it: the rest of the block would run
+    /// outside its transaction. A managed level whose block was dropped is
+    /// no block's any more: it is rolled back with the rest.
+    pub(crate) async fn release(&self, permanent: bool, what: &str) -> Result<()> {
+        let mut slot = self.slot().await;
+        let abandoned = self
+            .pending_rollbacks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if slot
+            .levels
+            .iter()
+            .any(|l| l.managed && !abandoned.contains(&l.id))
+        {
+            return Err(Error::TransactionMisuse(format!(
+                "{what}() inside a managed transaction on this connection: the rest of the \
+                 transaction's block would run outside it. Let the block end first, or end it \
+                 early with raise_commit() / raise_rollback()"
+            )));
+        }
         if permanent {
             self.released.store(true, Ordering::Release);
         }
-        let mut slot = self.slot().await;
         slot.give_back().await;
+        self.wake_if_levels_ended(&mut slot);
         drop(slot);
         self.after_giving_back();
-        self.level_ended.notify_waiters();
+        Ok(())
+    }
+
+    /// Wakes the statements waiting for a level to end, if one ended
+    /// under this lock.
+    fn wake_if_levels_ended(&self, slot: &mut Slot) {
+        if std::mem::take(&mut slot.levels_ended) {
+            self.level_ended.notify_waiters();
+        }
     }
 }
 
@@ -556,9 +573,7 @@ impl Drop for SlotGuard<'_> {
             self.slot.raw.take();
             self.slot.forget_levels();
         }
-        if std::mem::take(&mut self.slot.levels_ended) {
-            self.root.level_ended.notify_waiters();
-        }
+        self.root.wake_if_levels_ended(&mut self.slot);
     }
 }
 

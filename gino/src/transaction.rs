@@ -564,16 +564,14 @@ impl Origin<'_> {
             Origin::Engine(source) => {
                 let engine = source.engine()?;
                 let AcquireOptions { reuse, timeout } = options.acquire;
-                if reuse != Some(false)
-                    && let Some(found) = Stack::find_access(engine.id())
-                {
-                    return Ok((Connection::reusing(found.root), found.access));
-                }
-                let mut acquire = engine.acquire().reusable(reusable);
+                let mut acquire = engine
+                    .acquire()
+                    .reuse(reuse != Some(false))
+                    .reusable(reusable);
                 if let Some(timeout) = timeout {
                     acquire = acquire.timeout(timeout);
                 }
-                Ok((acquire.await?, Access::Explicit))
+                acquire.run_with_access().await
             }
         }
     }

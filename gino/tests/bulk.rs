@@ -181,4 +181,29 @@ fn compile_shows_the_statements_insert_many_would_run() {
         ["INSERT INTO \"tickets\" DEFAULT VALUES"; 2]
     );
     assert!(Ticket::insert_many([]).compile().unwrap().is_empty());
+
+    // A batch holding keys sends the key column too, DEFAULT where a row
+    // has none, and splits at the rows its three parameters allow.
+    let keyed = Event::insert_many(events(0..40_000).map(|mut e| {
+        e.id = if e.code == "e1" { 0 } else { 7 };
+        e
+    }))
+    .compile()
+    .unwrap();
+    assert_eq!(keyed.len(), 2, "40,000 rows x 3 parameters");
+    assert!(
+        keyed[0]
+            .sql()
+            .starts_with("INSERT INTO \"events\" (\"id\", \"code\", \"weight\") VALUES ($1, $2, $3), (DEFAULT, $4, $5), ($6, $7, $8)"),
+        "{}",
+        &keyed[0].sql()[..120]
+    );
+    assert_eq!(keyed[0].binds().len(), 3 * (65_535 / 3) - 1);
+    let tickets = Ticket::insert_many([Ticket { id: 5 }, Ticket { id: 0 }])
+        .compile()
+        .unwrap();
+    assert_eq!(
+        tickets.iter().map(|c| c.sql()).collect::<Vec<_>>(),
+        ["INSERT INTO \"tickets\" (\"id\") VALUES ($1), (DEFAULT)"]
+    );
 }

@@ -1084,6 +1084,18 @@ async fn joined_nested_transactions_end_as_their_own_blocks_say() {
     common::assert_pool_clean(e).await;
 }
 
+/// A block that adds `name` and then never ends.
+async fn add_then_hang(e: &Engine, name: &str) -> gino::Result<()> {
+    add(e, name).await?;
+    std::future::pending().await
+}
+
+/// Polls `block` for 50 ms, then drops it unfinished.
+async fn drop_after_50ms(block: futures_util::future::BoxFuture<'_, gino::Result<()>>) {
+    let run = tokio::time::timeout(Duration::from_millis(50), block).await;
+    assert!(run.is_err(), "the block was dropped at its timeout");
+}
+
 /// `fut`'s output, or a failure saying `stuck` when it has not finished in
 /// 5 s (a statement waiting for a level that never ends).
 async fn unless_stuck<F: IntoFuture>(fut: F, stuck: &str) -> F::Output {
@@ -1154,6 +1166,11 @@ async fn releasing_the_connection_of_a_running_block_is_misuse() {
         .await;
     assert!(matches!(r, Err(AppError::Refused)));
     assert!(names(&other).await.is_empty(), "{:?}", names(&other).await);
+
+    // A block that was dropped is no block's any more: releasing rolls
+    // it back.
+    drop_after_50ms(conn.transaction(add_then_hang(e, "dropped")).into_future()).await;
+    conn.release_raw().await.unwrap();
 
     // After the block, both work as before.
     conn.transaction(add(e, "kept")).await.unwrap();
@@ -1262,17 +1279,8 @@ async fn a_statement_waiting_for_a_dropped_block_runs_once_the_block_is_rolled_b
     let (s, other) = items_setup(EngineOptions::new()).await;
     let e = &s.engine;
     let outer = e.transaction(async {
-        let abandoned = tokio::time::timeout(
-            Duration::from_millis(50),
-            e.transaction(async {
-                add(e, "abandoned").await?;
-                std::future::pending::<()>().await;
-                Ok::<_, Error>(())
-            })
-            .into_future(),
-        );
-        let (abandoned, beside) = tokio::join!(abandoned, add_soon(e, "beside"));
-        assert!(abandoned.is_err(), "the block was dropped at its timeout");
+        let abandoned = drop_after_50ms(e.transaction(add_then_hang(e, "abandoned")).into_future());
+        let ((), beside) = tokio::join!(abandoned, add_soon(e, "beside"));
         beside?;
         Ok::<_, Error>(())
     });

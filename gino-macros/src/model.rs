@@ -21,6 +21,8 @@ struct Field {
     unique: bool,
     index: bool,
     references: Option<Reference>,
+    /// `false` (`join = false`) for a key to a model that makes no joins.
+    join: bool,
     on_delete: Option<String>,
     on_update: Option<String>,
     check: Option<String>,
@@ -255,6 +257,7 @@ fn parse_field(field: &syn::Field) -> Result<Field> {
         unique: false,
         index: false,
         references: None,
+        join: true,
         on_delete: None,
         on_update: None,
         check: None,
@@ -306,6 +309,8 @@ fn parse_field(field: &syn::Field) -> Result<Field> {
                          (references = \"users(id)\")",
                     )
                 })?);
+            } else if p.is_ident("join") {
+                parsed.join = meta.value()?.parse::<syn::LitBool>()?.value;
             } else if p.is_ident("on_delete") {
                 parsed.on_delete = Some(lit_str(&meta)?.to_uppercase());
             } else if p.is_ident("on_update") {
@@ -337,9 +342,9 @@ fn parse_field(field: &syn::Field) -> Result<Field> {
             } else {
                 return Err(meta.error(
                     "unknown field attribute: expected primary_key, autoincrement, column, \
-                     default, server_default, unique, index, references, on_delete, on_update, \
-                     check, sql_type, ddl, db_enum, property, json, before_set, after_get, expr \
-                     or flatten",
+                     default, server_default, unique, index, references, join, on_delete, \
+                     on_update, check, sql_type, ddl, db_enum, property, json, before_set, after_get, \
+                     expr or flatten",
                 ));
             }
             Ok(())
@@ -349,6 +354,13 @@ fn parse_field(field: &syn::Field) -> Result<Field> {
         return Err(syn::Error::new(
             parsed.ident.span(),
             "`json` makes a property's column plain json: #[gino(property, json)]",
+        ));
+    }
+    if !parsed.join && !matches!(parsed.references, Some(Reference::Model(_))) {
+        return Err(syn::Error::new(
+            parsed.ident.span(),
+            "`join = false` leaves out the joins of a key to a model: \
+             #[gino(references = Team, join = false)]",
         ));
     }
     Ok(parsed)
@@ -810,7 +822,7 @@ pub(crate) fn expand_with(
         let (sql_type, sql) = types::property_sql(inner, &target, &key);
         (sql_type, p.expr.clone().unwrap_or(sql))
     };
-    let pk_columns = pk.iter().map(|f| f.column.clone());
+    let pk_columns = pk.iter().map(|f| f.column.clone()).collect::<Vec<_>>();
     let mut index_metas = Vec::new();
     // An index key: a field's column, or the expression of a property.
     let index_key = |ident: &Ident| -> Result<TokenStream> {
@@ -883,9 +895,9 @@ pub(crate) fn expand_with(
                 (quote!(#table), table_schema.clone(), quote!(&[]))
             }
             Reference::Model(model) => (
-                quote!(<#model as ::gino::Model>::TABLE.name),
-                quote!(<#model as ::gino::Model>::TABLE.schema),
-                quote!(<#model as ::gino::Model>::TABLE.primary_key),
+                quote!(<#model as ::gino::model::KeyTarget>::TABLE_NAME),
+                quote!(<#model as ::gino::model::KeyTarget>::TABLE_SCHEMA),
+                quote!(<#model as ::gino::model::KeyTarget>::PRIMARY_KEY),
             ),
         };
         let column = &f.column;
@@ -1702,6 +1714,12 @@ pub(crate) fn expand_with(
 
         #keyed
 
+        impl ::gino::model::KeyTarget for #name {
+            const TABLE_NAME: &'static str = #table;
+            const TABLE_SCHEMA: ::core::option::Option<&'static str> = #table_schema;
+            const PRIMARY_KEY: &'static [&'static str] = &[#(#pk_columns),*];
+        }
+
         impl ::gino::Model for #name {
             type Table = #schema::table;
             type UpdateRequest<'a> = #update_ident<'a>;
@@ -1993,7 +2011,7 @@ fn joins(
     let targets: Vec<(&Field, &Path)> = fields
         .iter()
         .filter_map(|f| match &f.references {
-            Some(Reference::Model(path)) => Some((f, path)),
+            Some(Reference::Model(path)) if f.join => Some((f, path)),
             _ => None,
         })
         .collect();

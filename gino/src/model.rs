@@ -127,6 +127,20 @@ pub struct CheckMeta {
     pub expression: &'static str,
 }
 
+/// What a foreign key to a model's table names, apart from the table's
+/// [`TableMeta`]: `#[derive(Model)]` implements it, and a `references =
+/// Model` key reads it, so that two models can reference each other (each
+/// metadata reading the other's would be a cycle the compiler refuses).
+#[doc(hidden)]
+pub trait KeyTarget {
+    /// The table's name.
+    const TABLE_NAME: &'static str;
+    /// The table's schema, if given.
+    const TABLE_SCHEMA: Option<&'static str>;
+    /// The primary key's column names.
+    const PRIMARY_KEY: &'static [&'static str];
+}
+
 /// A foreign key of a [`TableMeta`].
 #[derive(Debug)]
 pub struct ForeignKeyMeta {
@@ -559,6 +573,7 @@ impl<T> QueryId for Lookup<T> {
 /// | `server_default = "sql"` | `DEFAULT sql` in the table |
 /// | `unique` / `index` | a unique constraint / an index on the column |
 /// | `references = User` | a foreign key to that model's primary key, the joins diesel needs (`posts::table.inner_join(users::table)` with no `joinable!`), and for a field `author_id` the loader `Post::with_author()` (rows `(Post, Option<User>)`); no joins when the model is referenced twice or by itself |
+/// | `references = Team, join = false` | the key without the joins: for one of two models that reference each other, whose joins would be declared twice (diesel's `JoinTo` between two tables is one, whichever side declares it) |
 /// | `references = "table(column)"`, `on_delete = "cascade"`, `on_update = ".."` | a foreign key by SQL names |
 /// | `check = "sql"` | a check constraint |
 /// | `db_enum` | a field of a `#[derive(DbEnum)]` type |
@@ -575,6 +590,34 @@ impl<T> QueryId for Lookup<T> {
 /// the crate features `json` `serde_json::Value` (jsonb), `chrono`
 /// `NaiveDateTime` / `DateTime<Utc>` / `NaiveDate` / `NaiveTime`, `uuid`
 /// `uuid::Uuid`.
+///
+/// Two models that reference each other declare their joins once (diesel
+/// joins two tables on one condition); the other key says `join = false`,
+/// and `create_all()` adds the key that closes the cycle with `ALTER TABLE`:
+///
+/// ```
+/// use gino::prelude::*;
+///
+/// #[derive(Model, Debug, Clone)]
+/// #[gino(table = "clans")]
+/// pub struct Clan {
+///     #[gino(primary_key)]
+///     pub id: i32,
+///     #[gino(references = Warrior, join = false)]
+///     pub leader_id: Option<i32>,
+/// }
+///
+/// #[derive(Model, Debug, Clone)]
+/// #[gino(table = "warriors")]
+/// pub struct Warrior {
+///     #[gino(primary_key)]
+///     pub id: i32,
+///     #[gino(references = Clan)]
+///     pub clan_id: Option<i32>,
+/// }
+///
+/// let with_clans = Warrior::with_clan(); // rows (Warrior, Option<Clan>)
+/// ```
 pub trait Model: Sized + Send + Sync + 'static {
     /// The diesel table (`users::table`).
     type Table: Table + Default + Copy + Send + Sync + 'static;

@@ -2366,3 +2366,78 @@ mod column_types {
         assert_eq!(found, [1]);
     }
 }
+
+mod mutual_references {
+    use super::*;
+
+    static DB: Gino = Gino::secondary();
+
+    #[derive(Model, Debug, Clone, PartialEq)]
+    #[gino(table = "clans", db = DB)]
+    pub struct Clan {
+        #[gino(primary_key)]
+        pub id: i32,
+        pub name: String,
+        // Closes a cycle with `Warrior::clan_id`: its join is declared there.
+        #[gino(references = Warrior, on_delete = "set null", join = false)]
+        pub leader_id: Option<i32>,
+    }
+
+    #[derive(Model, Debug, Clone, PartialEq)]
+    #[gino(table = "warriors", db = DB)]
+    pub struct Warrior {
+        #[gino(primary_key)]
+        pub id: i32,
+        #[gino(references = Clan)]
+        pub clan_id: Option<i32>,
+        pub name: String,
+    }
+
+    #[tokio::test]
+    async fn two_models_referencing_each_other_make_both_keys_and_one_join() {
+        let s = bound(&DB).await;
+        DB.create_all().await.unwrap();
+        let fks = catalog(
+            &s.engine,
+            "SELECT conrelid::regclass || ': ' || pg_get_constraintdef(oid) AS v \
+             FROM pg_constraint WHERE contype = 'f' ORDER BY 1",
+        )
+        .await;
+        assert_eq!(
+            fks,
+            [
+                "clans: FOREIGN KEY (leader_id) REFERENCES warriors(id) ON DELETE SET NULL",
+                "warriors: FOREIGN KEY (clan_id) REFERENCES clans(id)",
+            ]
+        );
+
+        let clan = Clan::create().name("crows").await.unwrap();
+        let ann = Warrior::create()
+            .clan_id(clan.id)
+            .name("ann")
+            .await
+            .unwrap();
+        let mut clan = clan;
+        clan.update().leader_id(ann.id).apply().await.unwrap();
+
+        let loaded: Vec<(Warrior, Option<Clan>)> = Warrior::with_clan().gino().all().await.unwrap();
+        assert_eq!(loaded, [(ann.clone(), Some(clan.clone()))]);
+        let leaders: Vec<(Clan, Warrior)> = clans::table
+            .inner_join(warriors::table.on(warriors::id.nullable().eq(clans::leader_id)))
+            .select((Clan::as_select(), Warrior::as_select()))
+            .gino()
+            .all()
+            .await
+            .unwrap();
+        assert_eq!(leaders, [(clan, ann)]);
+        DB.drop_all().await.unwrap();
+        assert!(
+            catalog(
+                &s.engine,
+                "SELECT relname::text AS v FROM pg_class WHERE relname IN ('clans', 'warriors')"
+            )
+            .await
+            .is_empty()
+        );
+    }
+}

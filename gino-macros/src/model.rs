@@ -89,8 +89,9 @@ fn construct(path: TokenStream, items: &[(&Field, TokenStream)]) -> TokenStream 
 
 /// What a foreign key field references.
 enum Reference {
-    /// `references = "table(column)"`: a table by its SQL name.
-    Table(String, String),
+    /// `references = "table(column, ...)"`: a table and its columns by
+    /// their SQL names.
+    Table(String, Vec<String>),
     /// `references = Model`: that model's table and primary key, joinable
     /// with diesel.
     Model(Path),
@@ -112,6 +113,16 @@ struct Check {
     expression: String,
 }
 
+/// A model attribute `foreign_key(...)`: a key of several columns, or one
+/// with a name.
+struct ForeignKey {
+    name: Option<String>,
+    columns: Vec<Ident>,
+    references: Reference,
+    on_delete: Option<String>,
+    on_update: Option<String>,
+}
+
 #[derive(Default)]
 struct ModelAttrs {
     table: Option<String>,
@@ -122,6 +133,7 @@ struct ModelAttrs {
     indexes: Vec<Index>,
     uniques: Vec<Unique>,
     checks: Vec<Check>,
+    foreign_keys: Vec<ForeignKey>,
     /// Read rows whose JSON property columns hold keys no property
     /// declares, instead of refusing them.
     ignore_unknown_properties: bool,
@@ -129,6 +141,30 @@ struct ModelAttrs {
 
 fn lit_str(meta: &syn::meta::ParseNestedMeta) -> Result<String> {
     Ok(meta.value()?.parse::<LitStr>()?.value())
+}
+
+/// `references = Model` or `references = "table(column, ...)"`.
+fn parse_reference(meta: &syn::meta::ParseNestedMeta) -> Result<Reference> {
+    let value = meta.value()?;
+    if !value.peek(LitStr) {
+        return Ok(Reference::Model(value.parse()?));
+    }
+    let target = value.parse::<LitStr>()?.value();
+    target
+        .strip_suffix(')')
+        .and_then(|t| t.split_once('('))
+        .map(|(table, columns)| {
+            let columns: Vec<String> = columns.split(',').map(|c| c.trim().to_owned()).collect();
+            (table.trim().to_owned(), columns)
+        })
+        .filter(|(table, columns)| !table.is_empty() && columns.iter().all(|c| !c.is_empty()))
+        .map(|(table, columns)| Reference::Table(table, columns))
+        .ok_or_else(|| {
+            meta.error(
+                "references takes a model (references = User) or \"table(column)\" \
+                 (references = \"users(id)\")",
+            )
+        })
 }
 
 fn ident_list(meta: &syn::meta::ParseNestedMeta) -> Result<Vec<Ident>> {
@@ -220,6 +256,50 @@ fn parse_model_attrs(input: &DeriveInput) -> Result<ModelAttrs> {
                     return Err(meta.error("a check needs an expression: check(expr = \"x > 0\")"));
                 }
                 attrs.checks.push(check);
+            } else if meta.path.is_ident("foreign_key") {
+                let (mut name, mut columns, mut references) = (None, Vec::new(), None);
+                let (mut on_delete, mut on_update) = (None, None);
+                meta.parse_nested_meta(|m| {
+                    if m.path.is_ident("name") {
+                        name = Some(lit_str(&m)?);
+                    } else if m.path.is_ident("columns") {
+                        columns = ident_list(&m)?;
+                    } else if m.path.is_ident("references") {
+                        references = Some(parse_reference(&m)?);
+                    } else if m.path.is_ident("on_delete") {
+                        on_delete = Some(lit_str(&m)?.to_uppercase());
+                    } else if m.path.is_ident("on_update") {
+                        on_update = Some(lit_str(&m)?.to_uppercase());
+                    } else {
+                        return Err(m.error(
+                            "expected `name = \"...\"`, `columns(a, b)`, `references = ...`, \
+                             `on_delete = \"...\"` or `on_update = \"...\"`",
+                        ));
+                    }
+                    Ok(())
+                })?;
+                let usage = "a foreign key needs columns and what they reference: \
+                             foreign_key(columns(a, b), references = \"t(a, b)\")";
+                let references = references.ok_or_else(|| meta.error(usage))?;
+                if columns.is_empty() {
+                    return Err(meta.error(usage));
+                }
+                if let Reference::Table(_, referenced) = &references
+                    && referenced.len() != columns.len()
+                {
+                    return Err(meta.error(format!(
+                        "this foreign key has {} columns but references {}",
+                        columns.len(),
+                        referenced.len()
+                    )));
+                }
+                attrs.foreign_keys.push(ForeignKey {
+                    name,
+                    columns,
+                    references,
+                    on_delete,
+                    on_update,
+                });
             } else if meta.path.is_ident("unknown_properties") {
                 attrs.ignore_unknown_properties = match lit_str(&meta)?.as_str() {
                     "error" => false,
@@ -232,7 +312,7 @@ fn parse_model_attrs(input: &DeriveInput) -> Result<ModelAttrs> {
             } else {
                 return Err(meta.error(
                     "unknown model attribute: expected table, schema, db, lookup, diesel_table, \
-                     index, unique, check or unknown_properties",
+                     index, unique, check, foreign_key or unknown_properties",
                 ));
             }
             Ok(())
@@ -291,24 +371,16 @@ fn parse_field(field: &syn::Field) -> Result<Field> {
             } else if p.is_ident("index") {
                 parsed.index = true;
             } else if p.is_ident("references") {
-                let value = meta.value()?;
-                if !value.peek(LitStr) {
-                    parsed.references = Some(Reference::Model(value.parse()?));
-                    return Ok(());
+                let reference = parse_reference(&meta)?;
+                if let Reference::Table(_, columns) = &reference
+                    && columns.len() != 1
+                {
+                    return Err(meta.error(
+                        "a field's key references one column; a key of several columns is a \
+                         model attribute: #[gino(foreign_key(columns(a, b), references = \"t(a, b)\"))]",
+                    ));
                 }
-                let target = value.parse::<LitStr>()?.value();
-                let parsed_target = target
-                    .strip_suffix(')')
-                    .and_then(|t| t.split_once('('))
-                    .map(|(table, column)| {
-                        Reference::Table(table.trim().to_owned(), column.trim().to_owned())
-                    });
-                parsed.references = Some(parsed_target.ok_or_else(|| {
-                    meta.error(
-                        "references takes a model (references = User) or \"table(column)\" \
-                         (references = \"users(id)\")",
-                    )
-                })?);
+                parsed.references = Some(reference);
             } else if p.is_ident("join") {
                 parsed.join = meta.value()?.parse::<syn::LitBool>()?.value;
             } else if p.is_ident("on_delete") {
@@ -882,12 +954,16 @@ pub(crate) fn expand_with(
             quote!(::gino::model::CheckMeta { name: #name, expression: #expression })
         });
     let table_schema = opt_str(&attrs.schema);
-    let fk_metas = fields.iter().filter_map(|f| {
-        let (ref_table, ref_schema, ref_columns) = match f.references.as_ref()? {
-            Reference::Table(table, column) => (
+    let fk_meta = |key_name: &Option<String>,
+                   columns: &[String],
+                   reference: &Reference,
+                   on_delete: &Option<String>,
+                   on_update: &Option<String>| {
+        let (ref_table, ref_schema, ref_columns) = match reference {
+            Reference::Table(table, referenced) => (
                 quote!(#table),
                 quote!(::core::option::Option::None),
-                quote!(&[#column]),
+                quote!(&[#(#referenced),*]),
             ),
             // Its own table: named directly, as the metadata cannot read
             // itself while it is being made.
@@ -900,21 +976,66 @@ pub(crate) fn expand_with(
                 quote!(<#model as ::gino::model::KeyTarget>::PRIMARY_KEY),
             ),
         };
-        let column = &f.column;
-        let on_delete = opt_str(&f.on_delete);
-        let on_update = opt_str(&f.on_update);
-        Some(quote! {
+        let (key_name, on_delete, on_update) =
+            (opt_str(key_name), opt_str(on_delete), opt_str(on_update));
+        quote! {
             ::gino::model::ForeignKeyMeta {
-                name: ::core::option::Option::None,
-                columns: &[#column],
+                name: #key_name,
+                columns: &[#(#columns),*],
                 references_table: #ref_table,
                 references_schema: #ref_schema,
                 references_columns: #ref_columns,
                 on_delete: #on_delete,
                 on_update: #on_update,
             }
+        }
+    };
+    let mut fk_metas: Vec<TokenStream> = fields
+        .iter()
+        .filter_map(|f| {
+            let reference = f.references.as_ref()?;
+            Some(fk_meta(
+                &None,
+                std::slice::from_ref(&f.column),
+                reference,
+                &f.on_delete,
+                &f.on_update,
+            ))
         })
-    });
+        .collect();
+    // A key of several columns to a model's primary key: checked against
+    // that key's width once the model's constant is known.
+    let mut fk_widths = Vec::new();
+    for key in &attrs.foreign_keys {
+        let columns = key
+            .columns
+            .iter()
+            .map(&column_of)
+            .collect::<Result<Vec<_>>>()?;
+        fk_metas.push(fk_meta(
+            &key.name,
+            &columns,
+            &key.references,
+            &key.on_delete,
+            &key.on_update,
+        ));
+        if let Reference::Model(model) = &key.references
+            && !refers_to_itself(name, model)
+        {
+            let width = columns.len();
+            let message = format!(
+                "foreign_key(columns(...)) of `{name}` has {width} column(s), not as many as \
+                 the primary key of `{}`: name one column per key column, in key order",
+                quote!(#model).to_string().replace(' ', "")
+            );
+            fk_widths.push(quote! {
+                const _: () = ::core::assert!(
+                    <#model as ::gino::model::KeyTarget>::PRIMARY_KEY.len() == #width,
+                    #message
+                );
+            });
+        }
+    }
     let joins = joins(name, &input.vis, &schema, &fields);
     let mut enum_metas: Vec<TokenStream> = Vec::new();
     for ty in resolved.iter().filter_map(|r| r.db_enum.as_ref()) {
@@ -1662,6 +1783,8 @@ pub(crate) fn expand_with(
         #table_decl
 
         #joins
+
+        #(#fk_widths)*
 
         #props_module
 

@@ -523,6 +523,7 @@ impl<T> QueryId for Lookup<T> {
 /// | `index(name = "ix", columns(a, b), unique)` | a (multi-column, optionally unique) index |
 /// | `unique(name = "uq", columns(a, b))` | a multi-column unique constraint |
 /// | `check(name = "ck", expr = "a < b")` | a table check constraint |
+/// | `foreign_key(name = "fk", columns(a, b), references = Room, on_delete = "cascade")` | a foreign key of several columns (or a named one) to a model's primary key, or to `references = "rooms(building, number)"`; `on_update` too; no joins |
 /// | `lookup = path::to_fn` | how rows are located: `fn(&Self) -> gino::Result<Lookup<table>>` |
 /// | `diesel_table = path::to::users` | use an existing diesel `table!` instead of declaring one |
 /// | `unknown_properties = "ignore"` | read rows whose JSON property columns hold undeclared keys (by default an error naming the key, as GINO's `UnknownJSONPropertyError`); updates keep those keys |
@@ -554,6 +555,19 @@ impl<T> QueryId for Lookup<T> {
 ///     #[gino(column = "c1")] // error: column `c1` is already the column of field `first`
 ///     pub second: i32,
 /// }
+/// ```
+///
+/// A key of several columns names as many as the key it references:
+///
+/// ```compile_fail
+/// # use gino::prelude::*;
+/// #[derive(Model, Debug, Clone)]
+/// #[gino(table = "rooms")]
+/// pub struct Room { #[gino(primary_key)] pub building: String, #[gino(primary_key)] pub number: i32 }
+///
+/// #[derive(Model, Debug, Clone)]
+/// #[gino(table = "bookings", foreign_key(columns(room), references = Room))]
+/// pub struct Booking { #[gino(primary_key)] pub id: i32, pub room: i32 } // error: 1 column, not 2
 /// ```
 ///
 /// Columns are also associated constants of the model (`User::nickname`,

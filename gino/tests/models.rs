@@ -2441,3 +2441,75 @@ mod mutual_references {
         );
     }
 }
+
+mod composite_foreign_keys {
+    use super::*;
+
+    static DB: Gino = Gino::secondary();
+
+    // GINO's `db.ForeignKeyConstraint(["day", "room"], ["rooms.day", ...],
+    // name=...)`: a key of several columns, named, to a composite key.
+    #[derive(Model, Debug, Clone, PartialEq)]
+    #[gino(table = "rooms", db = DB)]
+    pub struct Room {
+        #[gino(primary_key)]
+        pub building: String,
+        #[gino(primary_key)]
+        pub number: i32,
+    }
+
+    #[derive(Model, Debug, Clone, PartialEq)]
+    #[gino(
+        table = "bookings",
+        db = DB,
+        foreign_key(
+            name = "bookings_room_fk",
+            columns(building, room),
+            references = Room,
+            on_delete = "cascade"
+        ),
+        foreign_key(columns(building, backup_room), references = "rooms(building, number)")
+    )]
+    pub struct Booking {
+        #[gino(primary_key)]
+        pub id: i32,
+        pub building: String,
+        #[gino(column = "room_number")]
+        pub room: i32,
+        pub backup_room: Option<i32>,
+    }
+
+    #[tokio::test]
+    async fn keys_of_several_columns_are_made_named_and_enforced() {
+        let s = bound(&DB).await;
+        DB.create_all().await.unwrap();
+        let fks = catalog(
+            &s.engine,
+            "SELECT conname || ': ' || pg_get_constraintdef(oid) AS v FROM pg_constraint \
+             WHERE conrelid = 'bookings'::regclass AND contype = 'f' ORDER BY conname",
+        )
+        .await;
+        assert_eq!(
+            fks,
+            [
+                "bookings_building_backup_room_fkey: FOREIGN KEY (building, backup_room) \
+                 REFERENCES rooms(building, number)",
+                "bookings_room_fk: FOREIGN KEY (building, room_number) REFERENCES \
+                 rooms(building, number) ON DELETE CASCADE",
+            ]
+        );
+
+        let room = Room::create().building("a").number(1).await.unwrap();
+        let missing = Booking::create().building("a").room(2).await;
+        violation(missing, "23503", Some("bookings_room_fk"));
+        let bad_backup = Booking::create().building("a").room(1).backup_room(3).await;
+        violation(
+            bad_backup,
+            "23503",
+            Some("bookings_building_backup_room_fkey"),
+        );
+        let booking = Booking::create().building("a").room(1).await.unwrap();
+        room.delete().await.unwrap();
+        assert_eq!(booking.query().await.unwrap(), None);
+    }
+}

@@ -426,11 +426,12 @@ impl<'a, Q> Executor<'a, Q> {
         run_loading(place, self.timeout, read, Load::all(self.query)).await
     }
 
-    /// The first row, or `None` when there is none. Only the first row is
-    /// decoded; the query itself is not changed (add a `LIMIT` to spare the
-    /// server the rest), so the server runs it whole, and an error in a
-    /// later row is this call's error (the statement, and a transaction it
-    /// runs in, failed).
+    /// The first row, or `None` when there is none. The server is asked for
+    /// one row (the protocol's row limit, as asyncpg's `fetchrow` under
+    /// GINO's `first`): it stops there, neither computing nor sending the
+    /// rest, and the query's text is not changed (its prepared statement
+    /// is the same as `all()`'s). A statement that changes data
+    /// (`UPDATE ... RETURNING`) still runs whole, as PostgreSQL runs those.
     ///
     /// ```
     /// # async fn demo() -> gino::Result<()> {

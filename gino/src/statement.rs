@@ -301,12 +301,14 @@ where
                     None => return Ok(rows),
                 }
             }
-            // The server computes every row whatever the caller reads, and
-            // a later one may fail it (asyncpg's row limit, which GINO's
-            // `first` uses, stops it earlier): the statement failed, and
-            // inside a transaction the transaction with it, so its error
-            // must not be dropped with the rows. A later row that only
-            // fails to decode is the caller's to skip.
+            // Rows past the limit come only where the protocol's row limit
+            // did not reach the statement's `Execute` (a caller of this
+            // trait, or a type lookup diesel ran first that took it). The
+            // server then computes every row, and a later one may fail it:
+            // the statement failed, and inside a transaction the
+            // transaction with it, so its error must not be dropped with
+            // the rows. A later row that only fails to decode is the
+            // caller's to skip.
             while let Some(later) = stream.next().await {
                 match later {
                     Err(diesel::result::Error::DeserializationError(_)) | Ok(_) => {}
@@ -372,6 +374,7 @@ pub(crate) trait Reread<R>: Statement<R> {
     fn run_again<'c>(
         &'c mut self,
         conn: &'c mut AsyncPgConnection,
+        wire: &'c WireState,
     ) -> BoxFuture<'c, diesel::QueryResult<R>>;
 }
 
@@ -382,12 +385,12 @@ impl<R, S: Reread<R>> Statement<R> for Again<'_, S> {
     fn run<'c>(
         self,
         conn: &'c mut AsyncPgConnection,
-        _: &'c WireState,
+        wire: &'c WireState,
     ) -> BoxFuture<'c, diesel::QueryResult<R>>
     where
         Self: 'c,
     {
-        self.0.run_again(conn)
+        self.0.run_again(conn, wire)
     }
 }
 
@@ -418,11 +421,36 @@ impl<Q: AsQuery, U> Load<Q, U> {
     }
 }
 
+impl<Q: AsQuery, U> Load<Q, U> {
+    /// One run: with a limit, the server is asked for that many rows only
+    /// (the protocol's row limit, as asyncpg's `fetchrow`, which GINO's
+    /// `first` uses), so that it neither computes nor sends the rest.
+    // Not an `async fn`: its future would capture `'q` (the query's
+    // lifetime) too, and could not be boxed for as long as it borrows.
+    #[allow(clippy::manual_async_fn)]
+    fn load<'q, 'c>(
+        query: &'c mut Q::Query,
+        limit: Option<usize>,
+        conn: &'c mut AsyncPgConnection,
+        wire: &'c WireState,
+    ) -> impl Future<Output = diesel::QueryResult<Vec<U>>> + Send + 'c
+    where
+        Q: Loadable<'q, U> + 'c,
+        U: 'c,
+    {
+        async move {
+            let rows = limit.map_or(0, |rows| u32::try_from(rows).unwrap_or(u32::MAX));
+            let _limit = wire.limit_rows(rows);
+            Q::load_lent(query, limit, conn).await
+        }
+    }
+}
+
 impl<'q, Q: Loadable<'q, U>, U> Statement<Vec<U>> for Load<Q, U> {
     fn run<'c>(
         self,
         conn: &'c mut AsyncPgConnection,
-        _: &'c WireState,
+        wire: &'c WireState,
     ) -> BoxFuture<'c, diesel::QueryResult<Vec<U>>>
     where
         Self: 'c,
@@ -430,7 +458,7 @@ impl<'q, Q: Loadable<'q, U>, U> Statement<Vec<U>> for Load<Q, U> {
         let Load {
             mut query, limit, ..
         } = self;
-        async move { Q::load_lent(&mut query, limit, conn).await }.boxed()
+        async move { Self::load(&mut query, limit, conn, wire).await }.boxed()
     }
 }
 
@@ -438,8 +466,9 @@ impl<'q, Q: Loadable<'q, U>, U> Reread<Vec<U>> for Load<Q, U> {
     fn run_again<'c>(
         &'c mut self,
         conn: &'c mut AsyncPgConnection,
+        wire: &'c WireState,
     ) -> BoxFuture<'c, diesel::QueryResult<Vec<U>>> {
-        Q::load_lent(&mut self.query, self.limit, conn).boxed()
+        Self::load(&mut self.query, self.limit, conn, wire).boxed()
     }
 }
 

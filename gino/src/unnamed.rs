@@ -52,19 +52,29 @@ impl Rewriter {
     /// to be sent instead to `out`; an incomplete message waits for the
     /// rest. Statements go unnamed if `unnamed`; `opening` is asked at the
     /// first message of every statement for an opening to put in front of
-    /// it. Returns whether one went out.
+    /// it, `row_limit` at every `Execute` without a row limit for one to
+    /// give it. Returns whether an opening went out.
     pub(crate) fn outgoing(
         &mut self,
         data: &[u8],
         out: &mut Vec<u8>,
         unnamed: bool,
         opening: &mut dyn FnMut() -> Option<Vec<u8>>,
+        row_limit: &mut dyn FnMut() -> Option<u32>,
     ) -> bool {
         self.partial.extend_from_slice(data);
         let mut start = 0;
         let mut opened = false;
         while let Some(len) = message_len(&self.partial[start..]) {
-            let message = self.partial[start..start + len].to_vec();
+            let mut message = self.partial[start..start + len].to_vec();
+            // `Execute`: portal name, then the row limit (0 for all rows).
+            if message[0] == b'E'
+                && let Some(max_rows) = message.last_chunk_mut::<4>()
+                && *max_rows == [0; 4]
+                && let Some(rows) = row_limit()
+            {
+                *max_rows = rows.min(i32::MAX as u32).to_be_bytes();
+            }
             // A statement starts with its `Parse` (prepared, or run
             // unnamed) or its `Bind` (prepared before).
             if matches!(message[0], b'P' | b'B')
@@ -231,9 +241,9 @@ mod tests {
         let mut out = Vec::new();
         // Prepare round trip, written in two pieces.
         let prepare = [parse(b"s0"), message(b'D', &[b"Ss0\0"]), SYNC.to_vec()].concat();
-        r.outgoing(&prepare[..7], &mut out, true, &mut || None);
+        r.outgoing(&prepare[..7], &mut out, true, &mut || None, &mut || None);
         assert!(out.is_empty(), "an incomplete message waits");
-        r.outgoing(&prepare[7..], &mut out, true, &mut || None);
+        r.outgoing(&prepare[7..], &mut out, true, &mut || None, &mut || None);
         assert_eq!(
             out,
             [parse(b""), message(b'D', &[b"S\0"]), SYNC.to_vec()].concat()
@@ -252,6 +262,7 @@ mod tests {
             &mut out,
             true,
             &mut || None,
+            &mut || None,
         );
         assert_eq!(out, [parse(b""), bind(b""), SYNC.to_vec()].concat());
         let replies = [PARSE_COMPLETE, BIND_COMPLETE, READY].concat();
@@ -264,7 +275,13 @@ mod tests {
 
         // Closing forgets it.
         out.clear();
-        r.outgoing(&message(b'C', &[b"Ss0\0"]), &mut out, true, &mut || None);
+        r.outgoing(
+            &message(b'C', &[b"Ss0\0"]),
+            &mut out,
+            true,
+            &mut || None,
+            &mut || None,
+        );
         assert_eq!(out, message(b'C', &[b"S\0"]));
         assert!(r.statements.is_empty());
     }
@@ -278,6 +295,7 @@ mod tests {
             &mut out,
             true,
             &mut || None,
+            &mut || None,
         );
         r.incoming(&[PARSE_COMPLETE, READY].concat(), &mut Vec::new());
         // The added Parse fails: no ParseComplete, an error, then Ready.
@@ -285,6 +303,7 @@ mod tests {
             &[bind(b"s1"), SYNC.to_vec()].concat(),
             &mut out,
             true,
+            &mut || None,
             &mut || None,
         );
         let error = message(b'E', &[b"C42P01\0\0"]);
@@ -297,6 +316,7 @@ mod tests {
             &mut out,
             true,
             &mut || None,
+            &mut || None,
         );
         seen.clear();
         r.incoming(&[PARSE_COMPLETE, BIND_COMPLETE, READY].concat(), &mut seen);
@@ -308,7 +328,7 @@ mod tests {
         let mut r = Rewriter::default();
         let mut out = Vec::new();
         let query = message(b'Q', &[b"SELECT 1\0"]);
-        r.outgoing(&query, &mut out, true, &mut || None);
+        r.outgoing(&query, &mut out, true, &mut || None, &mut || None);
         assert_eq!(out, query);
         let row = message(b'D', &[b"\0\x01\0\0\0\x011"]);
         let replies = [row.as_slice(), READY].concat();
@@ -318,7 +338,41 @@ mod tests {
         assert_eq!(seen, replies);
         // A Bind of the unnamed statement is left alone.
         out.clear();
-        r.outgoing(&bind(b""), &mut out, true, &mut || None);
+        r.outgoing(&bind(b""), &mut out, true, &mut || None, &mut || None);
         assert_eq!(out, bind(b""));
+    }
+
+    #[test]
+    fn a_row_limit_goes_to_the_next_execute_without_one_only() {
+        let mut r = Rewriter::default();
+        let mut out = Vec::new();
+        let execute = |rows: i32| message(b'E', &[b"\0", &rows.to_be_bytes()]);
+        let mut limit = Some(1);
+        let batch = [bind(b""), execute(0), SYNC.to_vec()].concat();
+        // Split inside the Execute: the limit waits for the whole message.
+        r.outgoing(
+            &batch[..batch.len() - 7],
+            &mut out,
+            false,
+            &mut || None,
+            &mut || limit.take(),
+        );
+        r.outgoing(
+            &batch[batch.len() - 7..],
+            &mut out,
+            false,
+            &mut || None,
+            &mut || limit.take(),
+        );
+        assert_eq!(out, [bind(b""), execute(1), SYNC.to_vec()].concat());
+        assert_eq!(limit, None, "taken once");
+
+        // An Execute with a limit of its own keeps it, and the armed one
+        // waits for the next.
+        out.clear();
+        let mut limit = Some(2);
+        let batch = [execute(5), execute(0), execute(0)].concat();
+        r.outgoing(&batch, &mut out, false, &mut || None, &mut || limit.take());
+        assert_eq!(out, [execute(5), execute(2), execute(0)].concat());
     }
 }

@@ -21,7 +21,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -40,6 +40,18 @@ use crate::opening::Replies;
 #[cfg(feature = "tls")]
 use crate::tls::Tls;
 use crate::unnamed::Rewriter;
+
+/// A row limit armed for the next `Execute`, disarmed when dropped: a
+/// statement that failed before sending it (or was dropped) leaves none
+/// behind for the next one.
+#[must_use = "the limit is disarmed when the guard drops"]
+pub(crate) struct RowLimit<'w>(&'w WireState);
+
+impl Drop for RowLimit<'_> {
+    fn drop(&mut self) {
+        self.0.row_limit.store(0, Ordering::Relaxed);
+    }
+}
 
 /// What a connection's socket has seen of the backend's messages.
 #[derive(Debug, Default)]
@@ -74,6 +86,9 @@ pub(crate) struct WireState {
     /// `opening` holds messages: read on every write, so that writes
     /// without an opening (nearly all) take no lock.
     opening_armed: AtomicBool,
+    /// The row limit for the next statement's `Execute` (0: none), set by a
+    /// load that reads only its first rows ([`WireState::limit_rows`]).
+    row_limit: AtomicU32,
     /// `ReadyForQuery` messages seen: the round trips, for tests to count.
     #[cfg(test)]
     pub(crate) readies: AtomicU64,
@@ -103,8 +118,10 @@ impl WireState {
         self.seen.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Forgets the error code and tag of earlier statements.
+    /// Forgets the error code and tag of earlier statements, and a row
+    /// limit an earlier statement armed and never sent.
     pub(crate) fn begin_statement(&self) {
+        self.row_limit.store(0, Ordering::Relaxed);
         let mut seen = self.lock();
         seen.error_code = None;
         seen.has_tag = false;
@@ -149,6 +166,25 @@ impl WireState {
     /// armed).
     pub(crate) fn withdraw_opening(&self) -> bool {
         self.take_opening().is_some()
+    }
+
+    /// Sends the next `Execute` with a row limit of `rows` (asyncpg's
+    /// `fetchrow`, which GINO's `first` uses): the server stops after them
+    /// and suspends the portal, which the statement's `Sync` closes. Until
+    /// the guard drops; 0 arms nothing.
+    pub(crate) fn limit_rows(&self, rows: u32) -> RowLimit<'_> {
+        self.row_limit.store(rows, Ordering::Relaxed);
+        RowLimit(self)
+    }
+
+    /// Whether a row limit waits for its `Execute`.
+    fn row_limit_armed(&self) -> bool {
+        self.row_limit.load(Ordering::Relaxed) != 0
+    }
+
+    /// The armed row limit, for the socket to send now (once).
+    fn take_row_limit(&self) -> Option<u32> {
+        Some(self.row_limit.swap(0, Ordering::Relaxed)).filter(|&rows| rows != 0)
     }
 
     /// Bytes written to the socket so far (see [`WireState::sent`]).
@@ -502,7 +538,7 @@ impl WatchedSocket {
     /// while an opening is armed, and until what it took has gone out.
     fn rewriting_writes(&mut self) -> Option<&mut Rewriting> {
         let idle = self.rewriting.as_deref().is_none_or(Rewriting::is_idle);
-        if idle && !self.unnamed() && !self.state.opening_armed() {
+        if idle && !self.unnamed() && !self.state.opening_armed() && !self.state.row_limit_armed() {
             return None;
         }
         Some(self.rewriting.get_or_insert_with(Box::default))
@@ -622,6 +658,7 @@ impl AsyncWrite for WatchedSocket {
             &mut rewriting.outbound,
             unnamed,
             &mut || state.take_opening(),
+            &mut || state.take_row_limit(),
         );
         if opened {
             this.framing.replies.expect();

@@ -558,37 +558,74 @@ async fn a_prepared_query_runs_with_new_values_on_one_server_statement() {
 }
 
 #[tokio::test]
-async fn a_statement_failing_after_the_rows_read_is_an_error() {
-    let s = common::setup().await;
-    let e = &s.engine;
-    // Row 3 divides by zero: `first` reads row 1, but the statement (and a
-    // transaction it runs in) failed all the same.
-    let failing = || diesel::select(sql::<Integer>("1/(3-g) FROM generate_series(1, 5) g"));
-    let first: gino::Result<Option<i32>> = e.first(failing()).await;
-    assert_eq!(
-        first.as_ref().err().and_then(Error::sqlstate),
-        Some("22012"),
-        "{first:?}"
-    );
-    let scalar: gino::Result<Option<i32>> = e.scalar(failing()).await;
-    assert_eq!(
-        scalar.as_ref().err().and_then(Error::sqlstate),
-        Some("22012")
-    );
-    let r = e
-        .transaction(async {
-            let first: gino::Result<Option<i32>> = e.first(failing()).await;
+async fn first_asks_the_server_for_the_rows_it_reads_only() {
+    for statement_cache in [true, false] {
+        let s = common::setup_with(EngineOptions::new().statement_cache(statement_cache)).await;
+        let e = &s.engine;
+        // Row 3 divides by zero. `first` and `scalar` ask for one row and
+        // `one_or_none` for two (the protocol's row limit, as asyncpg's
+        // `fetchrow` under GINO's `first`), so the server never computes it.
+        let failing = || diesel::select(sql::<Integer>("1/(3-g) FROM generate_series(1, 5) g"));
+        assert_eq!(e.first::<i32, _>(failing()).await.unwrap(), Some(0));
+        assert_eq!(e.scalar::<i32, _>(failing()).await.unwrap(), Some(0));
+        let two = e.one_or_none::<i32, _>(failing()).await;
+        assert!(matches!(two, Err(Error::MultipleResultsFound)), "{two:?}");
+        let all = e.all::<i32, _>(failing()).await;
+        assert_eq!(all.as_ref().err().and_then(Error::sqlstate), Some("22012"));
+
+        // A sequence counts the rows computed: one per `first`, all for `all`.
+        e.status(diesel::sql_query("CREATE SEQUENCE computed"))
+            .await
+            .unwrap();
+        let counted = || {
+            diesel::select(sql::<BigInt>(
+                "nextval('computed') FROM generate_series(1, 1000)",
+            ))
+        };
+        let last = || diesel::select(sql::<BigInt>("last_value FROM computed"));
+        assert_eq!(e.first::<i64, _>(counted()).await.unwrap(), Some(1));
+        assert_eq!(e.scalar::<i64, _>(last()).await.unwrap(), Some(1));
+        assert_eq!(e.all::<i64, _>(counted()).await.unwrap().len(), 1000);
+        assert_eq!(e.scalar::<i64, _>(last()).await.unwrap(), Some(1001));
+
+        // In a transaction, again and again on one connection (a prepared
+        // statement bound anew): the suspended statement leaves the
+        // transaction as it was, and what follows reads everything.
+        e.transaction(async {
+            for run in 0..3 {
+                assert_eq!(e.first::<i64, _>(counted()).await?, Some(1002 + run));
+            }
             assert_eq!(
-                first.as_ref().err().and_then(Error::sqlstate),
-                Some("22012")
+                e.all::<i32, _>(diesel::select(sql::<Integer>(
+                    "g FROM generate_series(1, 5) g"
+                )))
+                .await?,
+                [1, 2, 3, 4, 5]
             );
-            first.map(drop)
+            assert_eq!(e.scalar::<i64, _>(last()).await?, Some(1004));
+            Ok::<_, Error>(())
         })
-        .await;
-    assert_eq!(r.as_ref().err().and_then(Error::sqlstate), Some("22012"));
-    // Later rows that succeed change nothing.
-    let fine = || diesel::select(sql::<Integer>("g FROM generate_series(1, 5) g"));
-    assert_eq!(e.first::<i32, _>(fine()).await.unwrap(), Some(1));
-    assert_eq!(e.scalar::<i32, _>(fine()).await.unwrap(), Some(1));
-    common::assert_pool_clean(e).await;
+        .await
+        .unwrap();
+        // A failing statement that armed a limit leaves none to the next.
+        let broken = e
+            .first::<i32, _>(diesel::select(sql::<Integer>("no_such_column")))
+            .await;
+        assert_eq!(
+            broken.as_ref().err().and_then(Error::sqlstate),
+            Some("42703")
+        );
+        assert_eq!(e.all::<i64, _>(counted()).await.unwrap().len(), 1000);
+
+        // A statement that changes data runs whole, as PostgreSQL runs
+        // those, whatever of its rows are read.
+        with_items(e, 3).await;
+        let renamed = diesel::update(items::table)
+            .set(items::name.eq(items::name.concat("!")))
+            .returning(items::id);
+        assert!(e.first::<i32, _>(renamed).await.unwrap().is_some());
+        let all_renamed = items::table.filter(items::name.like("%!")).count();
+        assert_eq!(e.scalar::<i64, _>(all_renamed).await.unwrap(), Some(3));
+        common::assert_pool_clean(e).await;
+    }
 }

@@ -285,6 +285,24 @@ async fn errors_answer_404_503_and_an_opaque_500() {
     rocket.stop().await;
 }
 
+#[rocket::async_test]
+async fn text_settings_the_figment_typed_are_read_as_text() {
+    // Figment (and TOML, and `ROCKET_DATABASES`) read a password `12345`
+    // as a number: the settings take its text, and rocket launches.
+    let t = test(|_| {}).await;
+    let rocket = app(&t, routes![query]).configure(
+        figment(t.settings.dsn.as_deref().unwrap())
+            .merge(("databases.gino.password", 12345))
+            .merge(("databases.gino.user", 1000)),
+    );
+    let rocket = Launched::start(rocket).await;
+    let answer = reqwest::get(format!("{}/query", rocket.base))
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    rocket.stop().await;
+}
+
 #[get("/borrowed")]
 async fn borrowed_now(ctx: &State<Ctx>) -> Result<Json<usize>, Error> {
     ctx.db.one::<i32, _>(pid()).await?;

@@ -65,7 +65,6 @@ pub use scope::{scoped, tenant_scoped};
 
 use rocket::fairing::{self, Fairing, Info, Kind};
 use rocket::figment::Figment;
-use rocket::figment::providers::Env;
 use rocket::{Build, Orbit, Rocket};
 
 /// gino's fairing: binds a [`gino::Gino`] on ignite and closes its pool on
@@ -129,9 +128,8 @@ impl Gino {
 
     /// The settings: the figment's table, then the `DB_*` variables.
     fn settings(&self, figment: &Figment) -> Result<Settings, String> {
-        let settings: Settings = Figment::new()
-            .merge(figment.focus(&format!("databases.{}", self.name)))
-            .merge(Env::prefixed("DB_").only(Settings::KEYS))
+        let settings: Settings = figment
+            .focus(&format!("databases.{}", self.name))
             .extract()
             .map_err(|e| {
                 let mut message = format!("invalid settings of database `{}`", self.name);
@@ -140,8 +138,9 @@ impl Gino {
                 }
                 message
             })?;
-        settings.validate().map_err(|e| e.to_string())?;
-        Ok(settings)
+        // The variables as text, read as every gino web crate reads them
+        // (figment's `Env` would type them: a password `12345` a number).
+        settings.with_env().map_err(|e| e.to_string())
     }
 }
 

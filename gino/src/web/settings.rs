@@ -62,16 +62,21 @@ use crate::error::{Error, Result};
 #[non_exhaustive]
 pub struct Settings {
     /// A database URL; when set, it replaces the five parts below.
+    #[serde(deserialize_with = "optional_text")]
     pub dsn: Option<String>,
     /// Host name, IP address, or Unix socket directory (starting with `/`).
+    #[serde(deserialize_with = "text")]
     pub host: String,
     /// TCP port.
     pub port: u16,
     /// User name.
+    #[serde(deserialize_with = "text")]
     pub user: String,
     /// Password; never shown in errors, logs or `Debug`.
+    #[serde(deserialize_with = "text")]
     pub password: String,
     /// Database name.
+    #[serde(deserialize_with = "text")]
     pub database: String,
     /// Connections opened at start-up and kept.
     pub pool_min_size: usize,
@@ -257,7 +262,35 @@ impl Settings {
     /// # Ok::<_, gino::Error>(())
     /// ```
     pub fn from_lookup(var: impl Fn(&str) -> Option<String>) -> Result<Settings> {
-        let mut s = Settings::default();
+        Settings::default().with_lookup(var)
+    }
+
+    /// These settings with the `DB_*` environment variables that are set
+    /// put over them, read as [`from_env`](Self::from_env) reads them: the
+    /// text of a password is kept as written, whatever it looks like. For
+    /// settings read from a file first.
+    ///
+    /// ```no_run
+    /// let mut settings = gino::web::Settings::default();
+    /// settings.pool_max_size = 20; // from a config file, say
+    /// let settings = settings.with_env()?; // DB_POOL_MAX_SIZE still wins
+    /// # Ok::<_, gino::Error>(())
+    /// ```
+    pub fn with_env(self) -> Result<Settings> {
+        self.with_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// [`with_env`](Self::with_env) with the variables looked up by `var`.
+    ///
+    /// ```
+    /// let mut settings = gino::web::Settings::default();
+    /// settings.database = "shop".into();
+    /// let settings = settings.with_lookup(|name| (name == "DB_PASSWORD").then(|| "0123".to_owned()))?;
+    /// assert_eq!((settings.database.as_str(), settings.password.as_str()), ("shop", "0123"));
+    /// # Ok::<_, gino::Error>(())
+    /// ```
+    pub fn with_lookup(self, var: impl Fn(&str) -> Option<String>) -> Result<Settings> {
+        let mut s = self;
         let get = |name: &str| var(name).filter(|v| !v.trim().is_empty());
         if let Some(dsn) = get("DB_DSN") {
             // Parsed now, so that a bad URL fails start-up naming the
@@ -546,6 +579,35 @@ fn url_list<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Vec<S
     parse_url_list("replica_dsns", &urls).map_err(serde::de::Error::custom)
 }
 
+/// Text, also where a config source typed it: figment and TOML read a
+/// password `12345` as a number, a database `true` as a boolean.
+fn text<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Typed {
+        Text(String),
+        Signed(i64),
+        Unsigned(u64),
+        Float(f64),
+        Bool(bool),
+    }
+    Ok(match Typed::deserialize(d)? {
+        Typed::Text(text) => text,
+        Typed::Signed(n) => n.to_string(),
+        Typed::Unsigned(n) => n.to_string(),
+        Typed::Float(x) => x.to_string(),
+        Typed::Bool(b) => b.to_string(),
+    })
+}
+
+fn optional_text<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    struct Text(#[serde(deserialize_with = "text")] String);
+    Ok(Option::<Text>::deserialize(d)?.map(|Text(text)| text))
+}
+
 fn flexible_bool<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<bool, D::Error> {
     match Loose::deserialize(d)? {
         Loose::Bool(b) => Ok(b),
@@ -787,6 +849,23 @@ mod tests {
     }
 
     #[test]
+    fn variables_go_over_settings_as_text() {
+        let mut base = Settings::default();
+        base.database = "shop".into();
+        base.pool_max_size = 20;
+        let vars = |name: &str| match name {
+            "DB_PASSWORD" => Some("0123".to_owned()),
+            "DB_POOL_MAX_SIZE" => Some("30".to_owned()),
+            _ => None,
+        };
+        let s = base.clone().with_lookup(vars).unwrap();
+        assert_eq!((s.database.as_str(), s.password.as_str()), ("shop", "0123"));
+        assert_eq!(s.pool_max_size, 30);
+        let bad = base.with_lookup(|name| (name == "DB_PORT").then(|| "x".to_owned()));
+        assert!(bad.unwrap_err().to_string().contains("DB_PORT"));
+    }
+
+    #[test]
     fn serde_takes_typed_and_textual_values() {
         let s: Settings = serde_json::from_str(
             r#"{"host": "db", "port": 6000, "echo": "yes", "retry_interval": 0.5,
@@ -807,6 +886,17 @@ mod tests {
                 );
             }
         }
+        // Text settings a config source typed: taken as their text.
+        let typed: Settings = serde_json::from_str(
+            r#"{"user": 1000, "password": 12345, "database": true, "host": 1.5, "dsn": null}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            [typed.user, typed.password, typed.database, typed.host],
+            ["1000", "12345", "true", "1.5"]
+        );
+        let dsn: Settings = serde_json::from_str(r#"{"dsn": "postgres://h/d"}"#).unwrap();
+        assert_eq!(dsn.dsn.as_deref(), Some("postgres://h/d"));
         let unknown = serde_json::from_str::<Settings>(r#"{"hots": "db"}"#).unwrap_err();
         assert!(unknown.to_string().contains("hots"), "{unknown}");
         // Durations out of `Duration`'s range are errors, not panics.

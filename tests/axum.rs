@@ -495,6 +495,67 @@ async fn shutdown_waits_for_in_flight_requests_then_closes_every_connection() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamed_body_keeps_the_pool_open_until_it_is_sent() {
+    use futures_util::StreamExt;
+
+    let (test, web) = setup(|_| {}).await;
+    let db = test.db;
+    let (streaming, go_on) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+    let (started, release) = (streaming.clone(), go_on.clone());
+    let app = Router::new()
+        .route(
+            "/stream",
+            get(move || async move {
+                // The handler is done once it returns the body; the body's
+                // second chunk queries while hyper sends it.
+                let first = futures_util::stream::once(async { Ok::<_, Error>("first\n".into()) });
+                let second = futures_util::stream::once(async move {
+                    started.notify_one();
+                    release.notified().await;
+                    let pid = db.one::<i32, _>(pid()).await?;
+                    Ok::<String, Error>(format!("pid {pid}\n"))
+                });
+                axum::body::Body::from_stream(first.chain(second))
+            }),
+        )
+        .layer(web.layer());
+    let server = Server::start(&web, app).await;
+    let response = reqwest::get(server.url("/stream")).await.unwrap();
+    streaming.notified().await;
+    let stopping = tokio::spawn(server.stop()); // graceful: the body is still going out
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(db.is_bound(), "the pool closed under a body being sent");
+    go_on.notify_one();
+    let body = response.text().await.unwrap();
+    assert!(body.starts_with("first\npid "), "{body:?}");
+    stopping.await.unwrap();
+    assert!(!db.is_bound(), "closed once the body was sent");
+    test.assert_all_closed().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_of_requests_after_shutdown_answer_503() {
+    let (test, web) = setup(|_| {}).await;
+    let db = test.db;
+    let app = Router::new()
+        .route(
+            "/pid",
+            get(move || async move { Ok::<_, Error>(Json(db.one::<i32, _>(pid()).await?)) }),
+        )
+        .layer(web.layer());
+    let server = Server::start(&web, app).await;
+    assert_eq!(
+        reqwest::get(server.url("/pid")).await.unwrap().status(),
+        200
+    );
+    web.shutdown();
+    let late = reqwest::get(server.url("/pid")).await.unwrap();
+    assert_eq!(late.status(), 503, "{:?}", late.text().await);
+    server.stop().await;
+    test.assert_all_closed().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn start_up_waits_for_a_late_server_and_gives_up_on_an_absent_one() {
     let late = Cluster::builder().init().expect("a cluster to start later");
     let mut settings = Settings::default();

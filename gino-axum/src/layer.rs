@@ -1,11 +1,15 @@
 //! [`GinoLayer`]: the tower layer that runs every request in gino's
 //! request scope, so that its queries share one lazy connection that goes
-//! back to the pool when the response is produced.
+//! back to the pool when the response is produced (a body that streams on
+//! counts as in flight until it is sent).
 
 use std::task::{Context, Poll};
 
+use axum::response::Response;
 use gino::web::{Extension, RequestFuture};
 use http::Request;
+
+use crate::body::HoldStreamed;
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -56,11 +60,11 @@ pub struct GinoService<S> {
 
 impl<S, B> Service<Request<B>> for GinoService<S>
 where
-    S: Service<Request<B>>,
+    S: Service<Request<B>, Response = Response>,
 {
-    type Response = S::Response;
+    type Response = Response;
     type Error = S::Error;
-    type Future = RequestFuture<S::Future>;
+    type Future = RequestFuture<S::Future, HoldStreamed>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -74,6 +78,9 @@ where
         // axum's routes a clone is an allocation per request). Not boxed:
         // the scope's future is written by hand, so the handler's future
         // moves with it once (boxing it measured the same).
-        self.extension.request().run(self.inner.call(request))
+        // A streamed body is held in flight until sent (`HoldStreamed`).
+        self.extension
+            .request()
+            .run_then(self.inner.call(request), HoldStreamed)
     }
 }

@@ -56,11 +56,13 @@
 //! }
 //! ```
 
+mod body;
 mod error;
 mod extract;
 mod layer;
 mod tenant;
 
+pub use body::HoldStreamed;
 pub use error::Error;
 pub use extract::{Conn, ConnRejection};
 pub use gino;

@@ -15,6 +15,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::Error;
+use crate::body::HoldStreamed;
 
 /// A tower layer running each request in the scope of the tenant `pick`
 /// names (see [`Gino::tenant_layer`](crate::Gino::tenant_layer)).
@@ -124,7 +125,7 @@ where
                     Err(e) => return Ok(Error(e).into_response()),
                 };
                 request.extensions_mut().insert(TenantKey(key));
-                scope.run(inner.call(request)).await
+                scope.run_then(inner.call(request), HoldStreamed).await
             });
         ResponseFuture::new(handled)
     }

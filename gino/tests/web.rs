@@ -248,3 +248,61 @@ async fn a_shutdown_timeout_of_duration_max_means_no_limit() {
         .expect("closes once nothing is in flight");
     assert!(!extension.db().is_bound());
 }
+
+fn one() -> diesel::dsl::select<diesel::expression::SqlLiteral<Integer>> {
+    diesel::select(sql::<Integer>("1"))
+}
+
+#[tokio::test]
+async fn a_held_response_keeps_the_pool_open_through_shutdown() {
+    let database = TestDatabase::create().await;
+    let extension = extension(&database).await;
+    // A streamed body, held by its web crate after its handling ended.
+    let body = extension.hold();
+    extension.shutdown();
+    assert!(
+        extension.db().is_bound(),
+        "closed under a response going out"
+    );
+    let n: i32 = extension.db().one(one()).await.unwrap();
+    assert_eq!(n, 1);
+    drop(body);
+    assert!(
+        !extension.db().is_bound(),
+        "closed once the response is out"
+    );
+}
+
+#[tokio::test]
+async fn queries_of_requests_after_shutdown_find_the_pool_closed() {
+    let database = TestDatabase::create().await;
+    let extension = extension(&database).await;
+    extension.close().await;
+    let late = extension
+        .request()
+        .run(extension.db().one::<i32, _>(one()))
+        .await;
+    assert!(matches!(late, Err(gino::Error::PoolClosed)), "{late:?}");
+    let answer = gino::web::ErrorResponse::new(&late.unwrap_err());
+    assert_eq!(answer.status(), 503);
+}
+
+#[tokio::test]
+async fn an_extension_serves_again_after_a_close() {
+    let database = TestDatabase::create().await;
+    let extension = extension(&database).await;
+    extension.close().await;
+    let engine = extension.connect().await.unwrap();
+    let n: i32 = extension
+        .request()
+        .run(extension.db().one(one()))
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    extension.close().await;
+    assert!(!extension.db().is_bound());
+    assert!(
+        engine.is_closed(),
+        "the second close closed the second pool"
+    );
+}

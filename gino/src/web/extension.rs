@@ -9,9 +9,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use crate::api::Gino;
 use crate::engine::{Engine, create_engine};
 use crate::error::{Error, Result};
-use crate::tenant::{TenantLease, Tenants};
+use crate::tenant::Tenants;
 use crate::web::Settings;
-use crate::web::request::RequestScope;
+use crate::web::request::{Bound, RequestScope};
 
 /// A web application's database: the [`Gino`] it binds at start-up, its
 /// [`Settings`], and the requests in flight. Cloning is cheap and shares
@@ -40,6 +40,11 @@ struct Inner {
     /// Shutdown began: the pool closes when no request is in flight.
     draining: AtomicBool,
     closed: AtomicBool,
+    /// The engine a close took from the database: requests that begin
+    /// afterwards get a lazy connection of it, whose queries fail with
+    /// [`Error::PoolClosed`] (503) rather than
+    /// [`Error::Uninitialized`] (500, a server without a database).
+    closed_engine: std::sync::Mutex<Option<Engine>>,
     /// Woken when the last in-flight request ends.
     idle: tokio::sync::Notify,
     /// The tenants requests may name.
@@ -77,6 +82,7 @@ impl Extension {
                 in_flight: AtomicUsize::new(0),
                 draining: AtomicBool::new(false),
                 closed: AtomicBool::new(false),
+                closed_engine: std::sync::Mutex::new(None),
                 idle: tokio::sync::Notify::new(),
                 tenants,
             }),
@@ -184,6 +190,11 @@ impl Extension {
             match open(&url, settings).await {
                 Ok(engine) => {
                     self.inner.db.set_bind(engine.clone()).await?;
+                    // Serving again after a close (an app restarted in
+                    // the same process): the next close closes this pool.
+                    *crate::sync::lock(&self.inner.closed_engine) = None;
+                    self.inner.draining.store(false, Ordering::SeqCst);
+                    self.inner.closed.store(false, Ordering::SeqCst);
                     tracing::info!(target: "gino::web", "database ready at {}", engine.url());
                     return Ok(engine);
                 }
@@ -230,8 +241,33 @@ impl Extension {
     /// ```
     pub fn request(&self) -> RequestScope {
         let in_flight = self.enter();
-        let engine = self.inner.db.engine().ok();
-        self.scope(engine, None, in_flight)
+        match self.inner.db.engine() {
+            Ok(engine) => self.scope(Some(engine), None, in_flight),
+            Err(_) => {
+                let closed = crate::sync::lock(&self.inner.closed_engine).clone();
+                let bound = closed.clone().map(Bound::Closed);
+                self.scope(closed, bound, in_flight)
+            }
+        }
+    }
+
+    /// Counts as a request in flight until dropped, so that shutdown waits
+    /// for it: for what a request's response still does after its handling
+    /// ended (a streamed body, which the web crates hold with this).
+    ///
+    /// ```
+    /// # async fn demo(extension: gino::web::Extension) {
+    /// let hold = extension.hold();
+    /// assert_eq!(extension.in_flight(), 1);
+    /// drop(hold);
+    /// assert_eq!(extension.in_flight(), 0);
+    /// # }
+    /// # gino_testkit::doc::run(demo);
+    /// ```
+    pub fn hold(&self) -> ResponseHold {
+        ResponseHold {
+            _in_flight: self.enter(),
+        }
     }
 
     /// Begins the scope of a request for tenant `key` (see
@@ -261,7 +297,7 @@ impl Extension {
         let in_flight = self.enter();
         let lease = tenants.lease(key).await?;
         let engine = lease.engine().clone();
-        Ok(self.scope(Some(engine), Some(lease), in_flight))
+        Ok(self.scope(Some(engine), Some(Bound::Tenant(lease)), in_flight))
     }
 
     fn enter(&self) -> InFlight {
@@ -272,16 +308,17 @@ impl Extension {
     fn scope(
         &self,
         engine: Option<Engine>,
-        tenant: Option<TenantLease>,
+        bound: Option<Bound>,
         in_flight: InFlight,
     ) -> RequestScope {
         let with_connection = self.inner.settings.use_connection_for_request;
-        RequestScope::new(self.inner.db, engine, with_connection, tenant, in_flight)
+        RequestScope::new(self.inner.db, engine, with_connection, bound, in_flight)
     }
 
     /// Starts shutting down: the pool closes (and the database is unbound)
     /// as soon as no request is in flight, right away if none is.
-    /// Requests that begin afterwards find no pool (503).
+    /// Queries of requests that begin afterwards find the pool closed
+    /// ([`Error::PoolClosed`], answered 503).
     ///
     /// ```no_run
     /// # fn demo(extension: gino::web::Extension) {
@@ -361,6 +398,7 @@ impl Extension {
                 tenants.close();
             }
             if let Some(engine) = self.inner.db.pop_bind() {
+                *crate::sync::lock(&self.inner.closed_engine) = Some(engine.clone());
                 let left = deadline.saturating_duration_since(tokio::time::Instant::now());
                 engine.close_gracefully(left).await;
             }
@@ -374,6 +412,7 @@ impl Extension {
                 tenants.close();
             }
             if let Some(engine) = self.inner.db.pop_bind() {
+                *crate::sync::lock(&self.inner.closed_engine) = Some(engine.clone());
                 engine.close_now();
                 tracing::info!(target: "gino::web", "database pool closed");
             }
@@ -399,6 +438,19 @@ fn worth_retrying(error: &Error) -> bool {
     !matches!(error, Error::Configuration(_) | Error::Tls(_))
 }
 
+/// A response still on its way out, counted as a request in flight until
+/// dropped: see [`Extension::hold`].
+#[must_use = "the response counts as in flight only while this lives"]
+pub struct ResponseHold {
+    _in_flight: InFlight,
+}
+
+impl std::fmt::Debug for ResponseHold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ResponseHold")
+    }
+}
+
 /// Counts a request as in flight while it lives.
 pub(super) struct InFlight(Extension);
 
@@ -406,6 +458,11 @@ impl InFlight {
     /// The database of the extension the request came to.
     pub(super) fn db(&self) -> &'static Gino {
         self.0.db()
+    }
+
+    /// The extension the request came to.
+    pub(super) fn extension(&self) -> &Extension {
+        &self.0
     }
 }
 

@@ -39,7 +39,7 @@ mod request;
 mod response;
 mod settings;
 
-pub use extension::Extension;
-pub use request::{RequestConnection, RequestFuture, RequestScope, TenantKey};
+pub use extension::{Extension, ResponseHold};
+pub use request::{AsIs, RequestConnection, RequestFuture, RequestScope, TenantKey, Then};
 pub use response::ErrorResponse;
 pub use settings::Settings;

@@ -25,8 +25,9 @@ use crate::web::extension::InFlight;
 #[must_use = "a request scope does nothing until run"]
 pub struct RequestScope {
     conn: Option<Arc<Connection>>,
-    /// The request's tenant, and the database bound to its engine.
-    tenant: Option<(TenantLease, &'static Gino)>,
+    /// What the database is bound to for the request (its tenant's
+    /// engine), and the database.
+    bound: Option<(Bound, &'static Gino)>,
     in_flight: InFlight,
 }
 
@@ -53,6 +54,31 @@ impl std::fmt::Debug for RequestScope {
     }
 }
 
+/// The engine a request binds its database to for its own code.
+pub(super) enum Bound {
+    /// The engine of the request's tenant, leased for the request.
+    Tenant(TenantLease),
+    /// The engine a shutdown closed: a request that came later finds its
+    /// pool closed (503), not its database unbound (500).
+    Closed(Engine),
+}
+
+impl Bound {
+    fn engine(&self) -> &Engine {
+        match self {
+            Bound::Tenant(lease) => lease.engine(),
+            Bound::Closed(engine) => engine,
+        }
+    }
+
+    fn tenant(&self) -> Option<&TenantLease> {
+        match self {
+            Bound::Tenant(lease) => Some(lease),
+            Bound::Closed(_) => None,
+        }
+    }
+}
+
 /// The tenant a request runs for: the tenant middleware of each web crate
 /// puts it in the request's extensions, for handlers to read.
 ///
@@ -70,12 +96,13 @@ pub struct TenantKey(pub String);
 
 impl RequestScope {
     /// The scope of a request on `engine` (none when nothing is bound, or
-    /// `with_connection` is off), for the tenant of `tenant` if any.
+    /// `with_connection` is off), with the database bound as `bound` says
+    /// for the request (a tenant's engine).
     pub(super) fn new(
         db: &'static Gino,
         engine: Option<Engine>,
         with_connection: bool,
-        tenant: Option<TenantLease>,
+        bound: Option<Bound>,
         in_flight: InFlight,
     ) -> Self {
         let conn = engine
@@ -83,7 +110,7 @@ impl RequestScope {
             .map(|engine| Arc::new(Connection::lazy(engine)));
         RequestScope {
             conn,
-            tenant: tenant.map(|lease| (lease, db)),
+            bound: bound.map(|bound| (bound, db)),
             in_flight,
         }
     }
@@ -101,9 +128,10 @@ impl RequestScope {
     /// # gino_testkit::doc::run(demo);
     /// ```
     pub fn tenant(&self) -> Option<TenantKey> {
-        self.tenant
+        self.bound
             .as_ref()
-            .map(|(lease, _)| TenantKey(lease.key().to_owned()))
+            .and_then(|(bound, _)| bound.tenant())
+            .map(|lease| TenantKey(lease.key().to_owned()))
     }
 
     /// The request's connection, for handlers that use it explicitly (to
@@ -149,9 +177,41 @@ impl RequestScope {
     /// crate can name it as its service's future without boxing it: every
     /// request pays for whatever its scope allocates and moves.
     pub fn run<F: Future>(self, fut: F) -> RequestFuture<F> {
+        self.run_then(fut, AsIs)
+    }
+
+    /// [`run`](Self::run), then `then` with the handling's output, once
+    /// the connection is back and before the request stops counting as in
+    /// flight: where a web crate holds a response whose body streams on
+    /// ([`Extension::hold`](crate::web::Extension::hold)), so that shutdown
+    /// waits for it too.
+    ///
+    /// ```
+    /// # async fn demo(extension: gino::web::Extension) {
+    /// use gino::web::{Extension, ResponseHold, Then};
+    ///
+    /// /// A streamed answer: the chunks and what holds them in flight.
+    /// struct Streamed(Vec<&'static str>, Option<ResponseHold>);
+    ///
+    /// struct HoldIt;
+    /// impl Then<Vec<&'static str>> for HoldIt {
+    ///     type Output = Streamed;
+    ///     fn then(self, chunks: Vec<&'static str>, extension: &Extension) -> Streamed {
+    ///         Streamed(chunks, Some(extension.hold()))
+    ///     }
+    /// }
+    ///
+    /// let answer = extension.request().run_then(async { vec!["a", "b"] }, HoldIt).await;
+    /// assert_eq!(extension.in_flight(), 1); // until the answer is out
+    /// drop(answer);
+    /// assert_eq!(extension.in_flight(), 0);
+    /// # }
+    /// # gino_testkit::doc::run(demo);
+    /// ```
+    pub fn run_then<F: Future, T: Then<F::Output>>(self, fut: F, then: T) -> RequestFuture<F, T> {
         let RequestScope {
             conn,
-            tenant,
+            bound,
             in_flight,
         } = self;
         let in_request = match &conn {
@@ -162,8 +222,8 @@ impl RequestScope {
             }
             None => Either::Right(CURRENT.scope(Current { db: in_flight.db() }, fut)),
         };
-        let handling = match &tenant {
-            Some((lease, db)) => Either::Left(db.bind_scope(lease.engine(), in_request)),
+        let handling = match &bound {
+            Some((bound, db)) => Either::Left(db.bind_scope(bound.engine(), in_request)),
             None => Either::Right(in_request),
         };
         RequestFuture {
@@ -171,9 +231,41 @@ impl RequestScope {
             release_on_drop: conn.map(ReleaseOnDrop),
             span: None,
             recording: false,
-            tenant,
+            bound,
             in_flight: Some(in_flight),
+            then: Some(then),
         }
+    }
+}
+
+/// What [`RequestScope::run_then`] does with a request's output once its
+/// connection is back: given the extension, to [hold](crate::web::Extension::hold)
+/// what goes on after the request (a streamed body).
+pub trait Then<O> {
+    /// What the request's future yields.
+    type Output;
+
+    /// Makes the request's answer of `output`.
+    fn then(self, output: O, extension: &crate::web::Extension) -> Self::Output;
+}
+
+/// The output as it is: [`RequestScope::run`]'s [`Then`].
+///
+/// ```
+/// use gino::web::{AsIs, Then};
+/// # async fn demo(extension: gino::web::Extension) {
+/// assert_eq!(AsIs.then(7, &extension), 7);
+/// # }
+/// # gino_testkit::doc::run(demo);
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AsIs;
+
+impl<O> Then<O> for AsIs {
+    type Output = O;
+
+    fn then(self, output: O, _: &crate::web::Extension) -> O {
+        output
     }
 }
 
@@ -198,7 +290,7 @@ pin_project_lite::pin_project! {
     /// ```
     #[must_use = "futures do nothing unless polled"]
     #[project = RequestFutureProjection]
-    pub struct RequestFuture<F: Future> {
+    pub struct RequestFuture<F: Future, T = AsIs> {
         // Dropped in this order: the handling (and the handler's clones
         // of the connection), then the connection's release, then the
         // in-flight count, whose end may close the pool.
@@ -209,8 +301,9 @@ pin_project_lite::pin_project! {
         // with (`with_subscriber` applies to polls, not to `run`).
         span: Option<tracing::Span>,
         recording: bool,
-        tenant: Option<(TenantLease, &'static Gino)>,
+        bound: Option<(Bound, &'static Gino)>,
         in_flight: Option<InFlight>,
+        then: Option<T>,
     }
 }
 
@@ -228,17 +321,17 @@ pin_project_lite::pin_project! {
     }
 }
 
-impl<F: Future> Future for RequestFuture<F> {
-    type Output = F::Output;
+impl<F: Future, T: Then<F::Output>> Future for RequestFuture<F, T> {
+    type Output = T::Output;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T::Output> {
         let mut this = self.project();
         loop {
             match this.stage.as_mut().project() {
                 StageProjection::Handling { handling } => {
                     let span = this
                         .span
-                        .get_or_insert_with(|| request_span(this.recording, this.tenant));
+                        .get_or_insert_with(|| request_span(this.recording, this.bound));
                     let output = if *this.recording {
                         let _entered = span.enter();
                         ready!(handling.poll(cx))
@@ -279,10 +372,7 @@ impl<F: Future> Future for RequestFuture<F> {
 /// The request's span (`gino_request`); `recording` says whether anyone
 /// wants it. Without a subscriber that does, entering, leaving and
 /// recording it is work for nobody on every request.
-fn request_span(
-    recording: &mut bool,
-    tenant: &Option<(TenantLease, &'static Gino)>,
-) -> tracing::Span {
+fn request_span(recording: &mut bool, bound: &Option<(Bound, &'static Gino)>) -> tracing::Span {
     // Asked first: with no subscriber at all, tracing's `log` feature
     // (which axum turns on) would otherwise offer the disabled span to
     // `log` on every request, for nobody.
@@ -299,7 +389,8 @@ fn request_span(
         tenant = tracing::field::Empty,
     );
     *recording = !span.is_disabled();
-    if let (true, Some((lease, _))) = (*recording, tenant) {
+    let tenant = bound.as_ref().and_then(|(bound, _)| bound.tenant());
+    if let (true, Some(lease)) = (*recording, tenant) {
         span.record("tenant", lease.key());
     }
     span
@@ -308,15 +399,19 @@ fn request_span(
 /// Ends a request whose connection is back: the handling's future and
 /// the connection are dropped, then the request stops counting as in
 /// flight.
-fn finish<F: Future>(mut this: RequestFutureProjection<'_, F>, output: F::Output) -> F::Output {
+fn finish<F: Future, T: Then<F::Output>>(
+    mut this: RequestFutureProjection<'_, F, T>,
+    output: F::Output,
+) -> T::Output {
     this.stage.set(Stage::Done);
     this.release_on_drop.take();
-    this.tenant.take();
-    this.in_flight.take();
-    output
+    this.bound.take();
+    let in_flight = this.in_flight.take().expect("finished once");
+    let then = this.then.take().expect("finished once");
+    then.then(output, in_flight.extension())
 }
 
-impl<F: Future> std::fmt::Debug for RequestFuture<F> {
+impl<F: Future, T> std::fmt::Debug for RequestFuture<F, T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RequestFuture")
             .field("connection", &self.release_on_drop.as_ref().map(|r| &r.0))

@@ -850,9 +850,11 @@ mod tests {
 
     #[test]
     fn variables_go_over_settings_as_text() {
-        let mut base = Settings::default();
-        base.database = "shop".into();
-        base.pool_max_size = 20;
+        let base = Settings {
+            database: "shop".into(),
+            pool_max_size: 20,
+            ..Settings::default()
+        };
         let vars = |name: &str| match name {
             "DB_PASSWORD" => Some("0123".to_owned()),
             "DB_POOL_MAX_SIZE" => Some("30".to_owned()),

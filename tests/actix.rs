@@ -398,6 +398,54 @@ async fn shutdown_waits_for_in_flight_requests_then_closes_every_connection() {
 }
 
 #[actix_web::test]
+async fn a_streamed_body_keeps_the_pool_open_until_it_is_sent() {
+    use futures_util::StreamExt;
+
+    let (test, web) = setup(|_| {}).await;
+    let db = test.db;
+    let (streaming, go_on) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+    let (started, release) = (streaming.clone(), go_on.clone());
+    let server = Server::start(&web, move |cfg| {
+        let (started, release) = (started.clone(), release.clone());
+        cfg.route(
+            "/stream",
+            web::get().to(move || {
+                let (started, release) = (started.clone(), release.clone());
+                async move {
+                    // The handler is done once it returns the body; the
+                    // body's second chunk queries while actix sends it.
+                    let first = futures_util::stream::once(async {
+                        Ok::<_, Error>(web::Bytes::from("first\n"))
+                    });
+                    let second = futures_util::stream::once(async move {
+                        started.notify_one();
+                        release.notified().await;
+                        let pid = db.one::<i32, _>(pid()).await?;
+                        Ok::<_, Error>(web::Bytes::from(format!("pid {pid}\n")))
+                    });
+                    HttpResponse::Ok().streaming(first.chain(second))
+                }
+            }),
+        );
+    });
+    let response = reqwest::get(server.url("/stream")).await.unwrap();
+    streaming.notified().await;
+    let closing = {
+        let web = web.clone();
+        tokio::spawn(async move { web.close().await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(db.is_bound(), "the pool closed under a body being sent");
+    go_on.notify_one();
+    let body = response.text().await.unwrap();
+    assert!(body.starts_with("first\npid "), "{body:?}");
+    closing.await.unwrap();
+    assert!(!db.is_bound(), "closed once the body was sent");
+    server.stop().await;
+    test.assert_all_closed().await;
+}
+
+#[actix_web::test]
 async fn start_up_waits_for_a_late_server_and_gives_up_on_an_absent_one() {
     let late = Cluster::builder().init().expect("a cluster to start later");
     let mut settings = Settings::default();

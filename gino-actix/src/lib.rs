@@ -66,11 +66,13 @@
 //! }
 //! ```
 
+mod body;
 mod error;
 mod extract;
 mod middleware;
 mod tenant;
 
+pub use body::{HeldBody, HoldStreamed};
 pub use error::Error;
 pub use extract::{Conn, ConnRejection};
 pub use gino;

@@ -1,11 +1,15 @@
 //! [`GinoMiddleware`]: the actix middleware that runs every request in
 //! gino's request scope, so that its queries share one lazy connection
-//! that goes back to the pool when the response is produced.
+//! that goes back to the pool when the response is produced (a body that
+//! streams on counts as in flight until it is sent).
 
 use std::future::{Ready, ready};
 
+use actix_web::body::MessageBody;
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
 use gino::web::{Extension, RequestFuture};
+
+use crate::body::{HeldBody, HoldStreamed};
 
 /// Runs each request in the request scope of a [`Gino`](crate::Gino):
 /// made by [`Gino::middleware`](crate::Gino::middleware), registered with
@@ -44,9 +48,9 @@ impl<S, B> Transform<S, ServiceRequest> for GinoMiddleware
 where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
     S::Future: 'static,
-    B: 'static,
+    B: MessageBody + 'static,
 {
-    type Response = ServiceResponse<B>;
+    type Response = ServiceResponse<HeldBody<B>>;
     type Error = actix_web::Error;
     type Transform = GinoMiddlewareService<S>;
     type InitError = ();
@@ -70,16 +74,20 @@ pub struct GinoMiddlewareService<S> {
 impl<S, B> Service<ServiceRequest> for GinoMiddlewareService<S>
 where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
 {
-    type Response = ServiceResponse<B>;
+    type Response = ServiceResponse<HeldBody<B>>;
     type Error = actix_web::Error;
-    type Future = RequestFuture<S::Future>;
+    type Future = RequestFuture<S::Future, HoldStreamed>;
 
     forward_ready!(service);
 
     fn call(&self, request: ServiceRequest) -> Self::Future {
         // The handler finds the request's connection in the scope
         // (`RequestConnection::current`), not in the request's extensions.
-        self.extension.request().run(self.service.call(request))
+        // A streamed body is held in flight until sent (`HoldStreamed`).
+        self.extension
+            .request()
+            .run_then(self.service.call(request), HoldStreamed)
     }
 }

@@ -7,11 +7,13 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use actix_web::HttpMessage;
+use actix_web::body::MessageBody;
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
 use futures_util::future::LocalBoxFuture;
 use gino::web::{Extension, TenantKey};
 
 use crate::Error;
+use crate::body::{HeldBody, HoldStreamed};
 
 /// Middleware running each request in the scope of the tenant `pick`
 /// names (see [`Gino::tenant_middleware`](crate::Gino::tenant_middleware)).
@@ -50,11 +52,11 @@ impl<S, B, F, R> Transform<S, ServiceRequest> for TenantMiddleware<F>
 where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
     S::Future: 'static,
-    B: 'static,
+    B: MessageBody + 'static,
     F: Fn(&ServiceRequest) -> Result<String, R> + 'static,
     R: Into<actix_web::Error>,
 {
-    type Response = ServiceResponse<B>;
+    type Response = ServiceResponse<HeldBody<B>>;
     type Error = actix_web::Error;
     type Transform = TenantMiddlewareService<S, F>;
     type InitError = ();
@@ -88,11 +90,11 @@ impl<S, B, F, R> Service<ServiceRequest> for TenantMiddlewareService<S, F>
 where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
     S::Future: 'static,
-    B: 'static,
+    B: MessageBody + 'static,
     F: Fn(&ServiceRequest) -> Result<String, R> + 'static,
     R: Into<actix_web::Error>,
 {
-    type Response = ServiceResponse<B>;
+    type Response = ServiceResponse<HeldBody<B>>;
     type Error = actix_web::Error;
     type Future = LocalBoxFuture<'static, Result<Self::Response, Self::Error>>;
 
@@ -113,7 +115,7 @@ where
                 .await
                 .map_err(|e| actix_web::Error::from(Error(e)))?;
             request.extensions_mut().insert(TenantKey(key));
-            scope.run(service.call(request)).await
+            scope.run_then(service.call(request), HoldStreamed).await
         })
     }
 }

@@ -1,0 +1,99 @@
+//! Response bodies that stream on after their request's handling: held in
+//! flight until they end, so that a graceful shutdown closes the pool
+//! only after the last of them, not under a body still being sent.
+
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use actix_web::body::{BodySize, MessageBody};
+use actix_web::dev::ServiceResponse;
+use actix_web::web::Bytes;
+use gino::web::{Extension, ResponseHold, Then};
+
+/// What gino-actix's request scopes do with the response once the
+/// request's connection is back: a body that streams is held in flight
+/// until it ends or is dropped; a body already whole is passed on as it is.
+///
+/// ```
+/// # async fn demo(extension: gino::web::Extension) {
+/// use actix_web::body::{BodyStream, MessageBody};
+/// use actix_web::test::TestRequest;
+/// use gino::web::Then;
+/// use gino_actix::HoldStreamed;
+///
+/// let stream = futures_util::stream::iter([Ok::<_, std::io::Error>(actix_web::web::Bytes::from("chunk"))]);
+/// let response = TestRequest::default()
+///     .to_srv_response(actix_web::HttpResponse::Ok().body(BodyStream::new(stream)));
+/// let response = HoldStreamed.then(Ok(response), &extension).unwrap();
+/// assert_eq!(extension.in_flight(), 1); // until the body is sent
+/// drop(response);
+/// assert_eq!(extension.in_flight(), 0);
+/// # }
+/// # gino_testkit::doc::run(demo);
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HoldStreamed;
+
+impl<B: MessageBody> Then<Result<ServiceResponse<B>, actix_web::Error>> for HoldStreamed {
+    type Output = Result<ServiceResponse<HeldBody<B>>, actix_web::Error>;
+
+    fn then(
+        self,
+        output: Result<ServiceResponse<B>, actix_web::Error>,
+        extension: &Extension,
+    ) -> Self::Output {
+        output.map(|response| {
+            response.map_body(|_, body| {
+                let hold = matches!(body.size(), BodySize::Stream).then(|| extension.hold());
+                HeldBody { body, hold }
+            })
+        })
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The body of a response of gino-actix's middleware: the handler's
+    /// body, and, when it streams, what holds its request in flight until
+    /// it ends ([`HoldStreamed`]).
+    pub struct HeldBody<B> {
+        #[pin]
+        body: B,
+        hold: Option<ResponseHold>,
+    }
+}
+
+impl<B: MessageBody> MessageBody for HeldBody<B> {
+    type Error = B::Error;
+
+    fn size(&self) -> BodySize {
+        self.body.size()
+    }
+
+    fn poll_next(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Bytes, Self::Error>>> {
+        let this = self.project();
+        let chunk = ready!(this.body.poll_next(cx));
+        if chunk.is_none() {
+            // Sent: the request is over, even if the server keeps the body.
+            *this.hold = None;
+        }
+        Poll::Ready(chunk)
+    }
+
+    // Whole bodies keep actix's way of sending them in one piece.
+    fn try_into_bytes(self) -> Result<Bytes, Self> {
+        let HeldBody { body, hold } = self;
+        body.try_into_bytes()
+            .map_err(|body| HeldBody { body, hold })
+    }
+}
+
+impl<B> std::fmt::Debug for HeldBody<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HeldBody")
+            .field("held", &self.hold.is_some())
+            .finish_non_exhaustive()
+    }
+}

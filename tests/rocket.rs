@@ -344,6 +344,39 @@ async fn shutdown_waits_for_in_flight_requests_then_closes_every_connection() {
     t.assert_all_closed().await;
 }
 
+#[get("/stream")]
+fn stream(ctx: &State<Ctx>) -> rocket::response::stream::TextStream![String] {
+    let (db, inside, go_on) = (ctx.db, ctx.inside.clone(), ctx.go_on.clone());
+    // The handler is done once it returns the stream; the stream's second
+    // item queries while rocket sends it.
+    rocket::response::stream::TextStream! {
+        yield "first\n".to_owned();
+        inside.notify_one();
+        go_on.notified().await;
+        yield match db.one::<i32, _>(pid()).await {
+            Ok(pid) => format!("pid {pid}\n"),
+            Err(e) => format!("error {e}\n"),
+        };
+    }
+}
+
+#[rocket::async_test]
+async fn a_streamed_body_keeps_the_pool_open_until_it_is_sent() {
+    let t = test(|_| {}).await;
+    let rocket = Launched::start(app(&t, routes![stream])).await;
+    let response = reqwest::get(rocket.url("/stream")).await.unwrap();
+    rocket.inside.notified().await;
+    rocket.shutdown.clone().notify(); // graceful: the body is still going out
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(t.db.is_bound(), "the pool closed under a body being sent");
+    rocket.go_on.notify_one();
+    let body = response.text().await.unwrap();
+    assert!(body.starts_with("first\npid "), "{body:?}");
+    rocket.stop().await;
+    assert!(!t.db.is_bound(), "closed once the body was sent");
+    t.assert_all_closed().await;
+}
+
 #[get("/conn")]
 async fn needs_conn(conn: Conn) -> String {
     conn.is_reusing().to_string()

@@ -53,6 +53,7 @@
 //! }
 //! ```
 
+mod body;
 mod error;
 mod guard;
 mod scope;

@@ -12,6 +12,7 @@ use rocket::route::{Handler, Outcome, Route};
 use rocket::{Data, Request};
 
 use crate::Error;
+use crate::body::HoldStreamed;
 
 /// Wraps the handlers of `routes` so that each request runs in gino's
 /// request scope: the request's queries share one lazy connection, given
@@ -158,6 +159,9 @@ impl Handler for Scoped {
         };
         request.local_cache(|| ScopedConnection(scope.connection()));
         request.local_cache(|| ScopedTenant(scope.tenant().map(|t| t.0)));
-        scope.run(self.handler.handle(request, data)).await
+        // A streamed body is held in flight until sent (`HoldStreamed`).
+        scope
+            .run_then(self.handler.handle(request, data), HoldStreamed)
+            .await
     }
 }

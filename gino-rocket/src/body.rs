@@ -1,0 +1,61 @@
+//! Response bodies that stream on after their request's handling: held in
+//! flight until they end, so that shutdown (whose fairing waits for the
+//! requests in flight) closes the pool only after the last of them, not
+//! under a body still being sent.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use gino::web::{Extension, ResponseHold, Then};
+use rocket::response::Body;
+use rocket::route::Outcome;
+use rocket::tokio::io::{AsyncRead, ReadBuf};
+
+/// What a scoped route does with its outcome once the request's connection
+/// is back: a body that streams (its size unknown) is held in flight
+/// until it ends or is dropped; a body already whole is left as it is.
+pub(crate) struct HoldStreamed;
+
+impl<'r> Then<Outcome<'r>> for HoldStreamed {
+    type Output = Outcome<'r>;
+
+    fn then(self, outcome: Outcome<'r>, extension: &Extension) -> Outcome<'r> {
+        let Outcome::Success(mut response) = outcome else {
+            return outcome;
+        };
+        let body = response.body();
+        if body.is_none() || body.preset_size().is_some() {
+            return Outcome::Success(response);
+        }
+        let body = response.body_mut().take();
+        response.set_streamed_body(Held {
+            body,
+            hold: Some(extension.hold()),
+        });
+        Outcome::Success(response)
+    }
+}
+
+/// A streaming body and what holds its request in flight.
+struct Held<'r> {
+    body: Body<'r>,
+    hold: Option<ResponseHold>,
+}
+
+impl AsyncRead for Held<'_> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let room = buf.remaining();
+        let before = buf.filled().len();
+        ready!(Pin::new(&mut self.body).poll_read(cx, buf))?;
+        if room > 0 && buf.filled().len() == before {
+            // Sent: the request is over, even if rocket keeps the body.
+            self.hold = None;
+        }
+        Poll::Ready(Ok(()))
+    }
+}

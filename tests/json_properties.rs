@@ -724,5 +724,37 @@ async fn properties_of_a_flattened_set_are_stored_updated_and_filtered() {
         .await
         .unwrap();
     assert_eq!(found, 1);
+
+    // Partial loads (GINO's `Mixed.load("id", "profile")`): the JSON column
+    // listed keeps its properties; left out, they read as a row without
+    // their keys does: the declared default, else none.
+    made.update().rank(5).apply().await.unwrap();
+    let with_profile: Vec<Mixed> = Mixed::query()
+        .gino()
+        .load(gino::loader::partial::<Mixed, _>((
+            mixed::id,
+            mixed::profile,
+        )))
+        .await
+        .unwrap();
+    assert_eq!(
+        (with_profile[0].name.as_str(), &with_profile[0].aged),
+        (
+            "",
+            &Aged {
+                age: Some(19),
+                rank: 5
+            }
+        )
+    );
+    let without: Vec<Mixed> = Mixed::query()
+        .gino()
+        .load(gino::loader::partial::<Mixed, _>((mixed::id, mixed::name)))
+        .await
+        .unwrap();
+    assert_eq!(
+        (without[0].name.as_str(), &without[0].aged),
+        ("m", &Aged { age: None, rank: 1 })
+    );
     MIXED.pop_bind();
 }

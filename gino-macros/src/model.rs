@@ -1191,17 +1191,34 @@ pub(crate) fn expand_with(
         .collect();
     let d = quote!(::gino::reexports::diesel);
 
-    let columns_lit: Vec<String> = regular
-        .iter()
-        .map(|f| f.column.clone())
-        .chain(props.iter().map(property_key))
-        .collect();
-    let resettable: Vec<TokenStream> = regular
-        .iter()
-        .copied()
-        .chain(props.iter())
-        .map(Field::access)
-        .collect();
+    let columns_lit: Vec<String> = regular.iter().map(|f| f.column.clone()).collect();
+    let resettable: Vec<TokenStream> = regular.iter().map(|f| f.access()).collect();
+    // A property is loaded with its JSON column (GINO reads properties
+    // from the column's value), or named by its key; one that was not
+    // takes what a row without its key gives: its default, else its type's.
+    let keep_properties = props.iter().map(|p| {
+        let (column, key, access) = (
+            p.property.clone().unwrap_or_default(),
+            property_key(p),
+            p.access(),
+        );
+        let reset = match &p.default {
+            Some(default) => {
+                let value = quote!(::core::convert::Into::into(#default));
+                let value = match &p.after_get {
+                    Some(hook) => quote!(#hook(#value)),
+                    None => value,
+                };
+                quote!(self.#access = #value;)
+            }
+            None => quote!((&mut ::gino::model::Reset(&mut self.#access)).reset();),
+        };
+        quote! {
+            if !loaded.contains(&#column) && !loaded.contains(&#key) {
+                #reset
+            }
+        }
+    });
     let pk_access: Vec<TokenStream> = pk.iter().map(|f| f.access()).collect();
     let pk_tys: Vec<&Type> = pk.iter().map(|f| &f.ty).collect();
     let keyed = (!pk.is_empty()).then(|| quote!(impl ::gino::model::Keyed for #name {}));
@@ -1866,6 +1883,7 @@ pub(crate) fn expand_with(
                         (&mut ::gino::model::Reset(&mut self.#resettable)).reset();
                     }
                 )*
+                #(#keep_properties)*
             }
 
             fn create(&self) -> ::gino::Run<'static, impl ::gino::Loadable<'static, Self>, ::gino::model::One<Self>> {

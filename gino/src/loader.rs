@@ -247,9 +247,10 @@ pub struct Partial<M> {
 }
 
 /// GINO's `User.load('id', 'name')`: each row's model keeps the values of
-/// `columns` (a tuple of diesel columns), and every other field is
-/// left at its type's `Default` (a field of a type without one keeps what
-/// was loaded).
+/// `columns` (a tuple of diesel columns of the model's table), and every
+/// other field is left at its type's `Default` (a field of a type without
+/// one keeps what was loaded). JSON properties stay with their JSON column
+/// (`people::profile`); left out, each takes its declared default.
 ///
 /// ```
 /// # use gino::prelude::*;
@@ -267,7 +268,7 @@ pub struct Partial<M> {
 /// # Ok(()) }
 /// # gino_testkit::doc::run(demo);
 /// ```
-pub fn partial<M: Model, C: ColumnList>(columns: C) -> Partial<M> {
+pub fn partial<M: Model, C: ColumnList<M::Table>>(columns: C) -> Partial<M> {
     let _ = columns;
     Partial {
         columns: C::names(),
@@ -289,15 +290,28 @@ impl<M: Model> Loader for Partial<M> {
     }
 }
 
-/// A tuple of diesel columns (`(users::id,)` for one), by name.
-pub trait ColumnList {
+/// A tuple of diesel columns of table `T` (`(users::id,)` for one), by
+/// name: a column of another table is a compile error, as GINO refuses
+/// one (`User.load(Team.id)`).
+///
+/// ```compile_fail
+/// # use gino::prelude::*;
+/// # #[derive(Model, Debug, Clone)]
+/// # #[gino(table = "users")]
+/// # pub struct User { #[gino(primary_key)] pub id: i32, pub name: String }
+/// # #[derive(Model, Debug, Clone)]
+/// # #[gino(table = "teams")]
+/// # pub struct Team { #[gino(primary_key)] pub id: i32, pub name: String }
+/// let loader = gino::loader::partial::<User, _>((teams::name,)); // error: not a column of users
+/// ```
+pub trait ColumnList<T> {
     /// The columns' names in the database.
     fn names() -> Vec<&'static str>;
 }
 
 macro_rules! column_tuples {
     ($($name:ident)+) => {
-        impl<$($name: diesel::Column),+> ColumnList for ($($name,)+) {
+        impl<T, $($name: diesel::Column<Table = T>),+> ColumnList<T> for ($($name,)+) {
             fn names() -> Vec<&'static str> {
                 vec![$($name::NAME),+]
             }

@@ -657,7 +657,9 @@ pub trait Model: Sized + Send + Sync + 'static {
     /// Resets every field whose column is not in `loaded` to its type's
     /// `Default` (fields of a type without one keep their value): what a
     /// partial model load ([`loader::partial`](crate::loader::partial))
-    /// leaves of a row.
+    /// leaves of a row. A JSON property is kept when its JSON column (or
+    /// its key) is in `loaded`, and otherwise reads as a row without its
+    /// key does: its declared `default`, else its type's.
     fn keep_only(&mut self, loaded: &[&str]);
 
     /// Inserts this value (every field; a serial key only when it is set,

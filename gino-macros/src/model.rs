@@ -1832,6 +1832,7 @@ pub(crate) fn expand_with(
             ) -> #d::deserialize::Result<Self> {
                 #[allow(unused_imports)]
                 use ::gino::model::{UnsetDefault as _, UnsetMissing as _};
+                ::gino::model::unambiguous(row, #name_lit, &[#(#column_names),*])?;
                 // A column the query leaves out takes its type's default
                 // (GINO's passive partial load); without one, the load
                 // fails naming it.

@@ -766,6 +766,40 @@ impl<T> KeepValue for &mut Reset<'_, T> {
     fn reset(&mut self) {}
 }
 
+/// Refuses a raw row in which a column of `model` comes more than once
+/// (`SELECT users.*, teams.*`: two `id`s): a load by name would take the
+/// first, whichever table it is of, and give a value of the other model
+/// without a word. GINO refuses such a row too (SQLAlchemy's "ambiguous
+/// column"). `#[derive(Model)]` calls it before a raw-SQL load.
+#[doc(hidden)]
+pub fn unambiguous<'a, R: diesel::row::Row<'a, Pg>>(
+    row: &R,
+    model: &str,
+    columns: &[&str],
+) -> diesel::deserialize::Result<()> {
+    use diesel::row::Field as _;
+    let count = row.field_count();
+    for i in 0..count {
+        let Some(field) = row.get(i) else { continue };
+        let Some(name) = field.field_name().filter(|name| columns.contains(name)) else {
+            continue;
+        };
+        let again = (i + 1..count).any(|j| {
+            row.get(j)
+                .is_some_and(|other| other.field_name() == Some(name))
+        });
+        if again {
+            return Err(format!(
+                "column `{name}` comes more than once in the row loaded as `{model}`, so which \
+                 one is the model's is ambiguous: give the others names of their own \
+                 (`SELECT users.*, teams.id AS team_id ...`)"
+            )
+            .into());
+        }
+    }
+    Ok(())
+}
+
 /// The value of a field a builder left unset: its type's `Default` when
 /// it has one, [`Error::MissingValue`] otherwise. `#[derive(Model)]` calls
 /// `(&Unset::<T>::new(model, field)).value()`, where method resolution

@@ -2513,3 +2513,57 @@ mod composite_foreign_keys {
         assert_eq!(booking.query().await.unwrap(), None);
     }
 }
+
+mod ambiguous_raw_rows {
+    use super::*;
+
+    static DB: Gino = Gino::secondary();
+
+    #[derive(Model, Debug, Clone, PartialEq)]
+    #[gino(table = "writers", db = DB)]
+    pub struct Writer {
+        #[gino(primary_key)]
+        pub id: i32,
+        pub name: String,
+    }
+
+    #[derive(Model, Debug, Clone, PartialEq)]
+    #[gino(table = "books", db = DB)]
+    pub struct Book {
+        #[gino(primary_key)]
+        pub id: i32,
+        #[gino(references = Writer)]
+        pub writer_id: i32,
+        pub name: String,
+    }
+
+    #[tokio::test]
+    async fn a_raw_row_with_a_models_column_twice_is_refused() {
+        let _s = bound(&DB).await;
+        DB.create_all().await.unwrap();
+        let ann = Writer::create().id(7).name("ann").await.unwrap();
+        Book::create()
+            .id(1)
+            .writer_id(7)
+            .name("dune")
+            .await
+            .unwrap();
+
+        // Two `id`s and two `name`s: the first would be taken, whichever
+        // table it is of (GINO refuses the ambiguous column too).
+        let both =
+            "SELECT books.*, writers.* FROM writers JOIN books ON books.writer_id = writers.id";
+        let e = DB.all::<Writer, _>(gino::text(both)).await.unwrap_err();
+        assert!(
+            e.to_string().contains("column `id` comes more than once"),
+            "{e}"
+        );
+        // Columns of the model named once load; others may repeat.
+        let aliased = "SELECT writers.*, books.id AS book_id, books.name AS title, \
+                       1 AS n, 2 AS n FROM writers JOIN books ON books.writer_id = writers.id";
+        assert_eq!(
+            DB.all::<Writer, _>(gino::text(aliased)).await.unwrap(),
+            [ann]
+        );
+    }
+}

@@ -428,21 +428,19 @@ async fn a_streamed_body_keeps_the_pool_open_until_it_is_sent() {
             }),
         );
     });
-    let response = reqwest::get(server.url("/stream")).await.unwrap();
-    streaming.notified().await;
-    let closing = {
+    let close = {
         let web = web.clone();
-        tokio::spawn(async move { web.close().await })
+        async move { web.close().await }
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(db.is_bound(), "the pool closed under a body being sent");
-    go_on.notify_one();
-    let body = response.text().await.unwrap();
-    assert!(body.starts_with("first\npid "), "{body:?}");
-    closing.await.unwrap();
-    assert!(!db.is_bound(), "closed once the body was sent");
+    scenario::expect_a_streamed_body_held_through_shutdown(
+        &test,
+        &server.url(""),
+        &streaming,
+        &go_on,
+        close,
+    )
+    .await;
     server.stop().await;
-    test.assert_all_closed().await;
 }
 
 #[actix_web::test]

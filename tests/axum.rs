@@ -520,17 +520,11 @@ async fn a_streamed_body_keeps_the_pool_open_until_it_is_sent() {
         )
         .layer(web.layer());
     let server = Server::start(&web, app).await;
-    let response = reqwest::get(server.url("/stream")).await.unwrap();
-    streaming.notified().await;
-    let stopping = tokio::spawn(server.stop()); // graceful: the body is still going out
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(db.is_bound(), "the pool closed under a body being sent");
-    go_on.notify_one();
-    let body = response.text().await.unwrap();
-    assert!(body.starts_with("first\npid "), "{body:?}");
-    stopping.await.unwrap();
-    assert!(!db.is_bound(), "closed once the body was sent");
-    test.assert_all_closed().await;
+    let base = server.url("");
+    // Graceful: the body is still going out.
+    let stop = server.stop();
+    scenario::expect_a_streamed_body_held_through_shutdown(&test, &base, &streaming, &go_on, stop)
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -326,3 +326,36 @@ pub async fn expect_no_connection_held(base: &str) {
         .unwrap();
     assert_eq!(borrowed, 0, "the statement's connection went back at once");
 }
+
+/// A streamed body through a graceful shutdown: `/stream` sends a first
+/// chunk, signals `streaming`, waits for `go_on`, then queries. Once it
+/// streams, `shut_down` starts the shutdown (run in a task of its own, as
+/// it waits); the pool must stay open until the body is sent, and close
+/// after.
+pub async fn expect_a_streamed_body_held_through_shutdown<F>(
+    test: &WebTest,
+    base: &str,
+    streaming: &tokio::sync::Notify,
+    go_on: &tokio::sync::Notify,
+    shut_down: F,
+) where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    let response = reqwest::get(format!("{base}/stream")).await.unwrap();
+    streaming.notified().await;
+    let stopping = tokio::spawn(shut_down);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        test.db.is_bound(),
+        "the pool closed under a body being sent"
+    );
+    go_on.notify_one();
+    let body = response.text().await.unwrap();
+    assert!(body.starts_with("first\npid "), "{body:?}");
+    stopping.await.unwrap();
+    wait_until("the pool to close once the body was sent", || {
+        !test.db.is_bound()
+    })
+    .await;
+    test.assert_all_closed().await;
+}

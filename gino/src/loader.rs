@@ -90,16 +90,19 @@ pub trait Loader: Send {
 }
 
 /// The part of a joined row below a parent; `Row` holds `Option`s for the
-/// outer join's columns.
+/// outer join's columns. A tuple of children (up to four) collects each
+/// from its part of the row: a parent with several relations (GINO's
+/// `Company.distinct(Company.id).load(add_team=..., add_user=...)`).
 pub trait Children: Send {
     /// The child part of one row.
     type Row: Send + 'static;
-    /// One assembled child.
-    type Item: Send + 'static;
+    /// What one parent's rows assemble into: a `Vec` of children, the
+    /// parent's one related model ([`one`]), or a tuple of those.
+    type Collected: Send + 'static;
 
     /// Assembles the child parts of one parent's rows, in their order,
     /// leaving out rows where the join matched nothing.
-    fn collect(&self, rows: Vec<Self::Row>) -> Vec<Self::Item>;
+    fn collect(&self, rows: Vec<Self::Row>) -> Self::Collected;
 }
 
 /// Leaf children: models of type `C`, distinct by key; see [`child`].
@@ -126,7 +129,7 @@ pub fn child<C: Keyed>() -> Child<C> {
 
 impl<C: Keyed> Children for Child<C> {
     type Row = Option<C>;
-    type Item = C;
+    type Collected = Vec<C>;
 
     fn collect(&self, rows: Vec<Option<C>>) -> Vec<C> {
         let mut seen = HashMap::new();
@@ -137,12 +140,79 @@ impl<C: Keyed> Children for Child<C> {
     }
 }
 
+/// The one related model of a parent; see [`one`].
+pub struct One<C>(PhantomData<fn() -> C>);
+
+/// The parent's one related model, `None` when the join matched nothing
+/// (GINO's `load(company=Company)` beside collections): in a tuple of
+/// children, a many-to-one next to one-to-many relations of the same
+/// parent.
+///
+/// ```
+/// # use gino::prelude::*;
+/// # #[derive(Model, Debug, Clone, PartialEq)]
+/// # #[gino(table = "companies")]
+/// # pub struct Company { #[gino(primary_key)] pub id: i32 }
+/// # #[derive(Model, Debug, Clone)]
+/// # #[gino(table = "teams")]
+/// # pub struct Team { #[gino(primary_key)] pub id: i32 }
+/// # #[derive(Model, Debug, Clone)]
+/// # #[gino(table = "members")]
+/// # pub struct Member { #[gino(primary_key)] pub id: i32 }
+/// # fn main() {
+/// use gino::loader::{Loader, child, distinct, one};
+/// let (red, acme) = (Team { id: 1 }, Company { id: 7 });
+/// // Each team with its company and its members.
+/// let rows = vec![
+///     (red.clone(), (Some(acme.clone()), Some(Member { id: 10 }))),
+///     (red, (Some(acme.clone()), Some(Member { id: 11 }))),
+/// ];
+/// let teams = distinct::<Team, _>((one::<Company>(), child::<Member>())).load(rows);
+/// let (_, (company, members)) = &teams[0];
+/// assert_eq!((company.as_ref(), members.len()), (Some(&acme), 2));
+/// # }
+/// ```
+pub fn one<C: Send + 'static>() -> One<C> {
+    One(PhantomData)
+}
+
+impl<C: Send + 'static> Children for One<C> {
+    type Row = Option<C>;
+    type Collected = Option<C>;
+
+    fn collect(&self, rows: Vec<Option<C>>) -> Option<C> {
+        rows.into_iter().flatten().next()
+    }
+}
+
+macro_rules! children_tuples {
+    ($($name:ident $rows:ident $index:tt)+) => {
+        impl<$($name: Children),+> Children for ($($name,)+) {
+            type Row = ($($name::Row,)+);
+            type Collected = ($($name::Collected,)+);
+
+            fn collect(&self, rows: Vec<Self::Row>) -> Self::Collected {
+                $(let mut $rows = Vec::with_capacity(rows.len());)+
+                for row in rows {
+                    $($rows.push(row.$index);)+
+                }
+                ($(self.$index.collect($rows),)+)
+            }
+        }
+    };
+}
+
+children_tuples!(A a 0 B b 1);
+children_tuples!(A a 0 B b 1 C c 2);
+children_tuples!(A a 0 B b 1 C c 2 D d 3);
+
 /// Parents of type `P`, distinct by key, each with its children; see
 /// [`distinct`].
 pub struct Distinct<P, K>(K, PhantomData<fn() -> P>);
 
 /// GINO's `distinct` + `add_child`: rows `(P, children)` become one `(P,
-/// Vec<child>)` per distinct `P`, in order of first appearance. Nest it
+/// Vec<child>)` per distinct `P`, in order of first appearance (with a
+/// tuple of children, `(P, (Vec<a>, Vec<b>))`: see [`Children`]). Nest it
 /// (`distinct::<Company, _>(distinct::<Team, _>(child::<Member>()))`) for
 /// deeper trees; at inner levels the parent comes from an outer join, so
 /// its part of the row is `Option<P>`.
@@ -172,7 +242,7 @@ pub fn distinct<P: Keyed, K: Children>(children: K) -> Distinct<P, K> {
 }
 
 impl<P: Keyed, K: Children> Distinct<P, K> {
-    fn group(&self, rows: impl Iterator<Item = (P, K::Row)>) -> Vec<(P, Vec<K::Item>)> {
+    fn group(&self, rows: impl Iterator<Item = (P, K::Row)>) -> Vec<(P, K::Collected)> {
         let mut order: Vec<(P, Vec<K::Row>)> = Vec::new();
         let mut index: HashMap<P::Key, usize> = HashMap::new();
         for (parent, row) in rows {
@@ -194,7 +264,7 @@ impl<P: Keyed, K: Children> Distinct<P, K> {
 
 impl<P: Keyed, K: Children> Loader for Distinct<P, K> {
     type Row = (P, K::Row);
-    type Output = (P, Vec<K::Item>);
+    type Output = (P, K::Collected);
 
     fn load(&mut self, rows: Vec<Self::Row>) -> Vec<Self::Output> {
         self.group(rows.into_iter())
@@ -203,9 +273,9 @@ impl<P: Keyed, K: Children> Loader for Distinct<P, K> {
 
 impl<P: Keyed, K: Children> Children for Distinct<P, K> {
     type Row = (Option<P>, K::Row);
-    type Item = (P, Vec<K::Item>);
+    type Collected = Vec<(P, K::Collected)>;
 
-    fn collect(&self, rows: Vec<Self::Row>) -> Vec<Self::Item> {
+    fn collect(&self, rows: Vec<Self::Row>) -> Self::Collected {
         self.group(rows.into_iter().filter_map(|(p, row)| Some((p?, row))))
     }
 }

@@ -3,7 +3,7 @@
 mod common;
 
 use diesel::dsl::count;
-use gino::loader::{child, distinct, map, partial, select_in, value};
+use gino::loader::{child, distinct, map, one, partial, select_in, value};
 use gino::prelude::*;
 
 static DB: Gino = Gino::secondary();
@@ -64,6 +64,8 @@ diesel::alias!(members as mentors: Mentors);
 
 /// A company with its teams, each with its members.
 type CompanyTree = (Company, Vec<(Team, Vec<Member>)>);
+/// A member with its mentor and its guilds.
+type MemberRelations = (Member, (Option<Member>, Vec<Guild>));
 /// A [`CompanyTree`] by ids.
 type Shape = (i32, Vec<(i32, Vec<i32>)>);
 
@@ -257,6 +259,42 @@ async fn relationships_load_from_one_query() {
     assert_eq!(
         pairs,
         [("ann", None), ("bob", Some("ann")), ("cid", Some("ann"))]
+    );
+
+    // Several relations of one parent in one query (GINO's
+    // `Member.distinct(Member.id).load(mentor=..., add_guild=...)`): the
+    // mentor (many-to-one, through the alias) and the guilds, each
+    // collected from its part of the joined rows.
+    let related: Vec<MemberRelations> = members::table
+        .left_join(mentors.on(members::mentor_id.eq(mentors.field(members::id).nullable())))
+        .left_join(memberships::table.left_join(guilds::table))
+        .order_by((members::id, guilds::id))
+        .select((
+            Member::as_select(),
+            (
+                mentors.fields(members::all_columns).nullable(),
+                guilds::all_columns.nullable(),
+            ),
+        ))
+        .gino()
+        .bind(&DB)
+        .load(distinct::<Member, _>((one::<Member>(), child::<Guild>())))
+        .await
+        .unwrap();
+    let shape: Vec<(i32, Option<i32>, Vec<i32>)> = related
+        .iter()
+        .map(|(m, (mentor, guilds))| {
+            let guilds = guilds.iter().map(|g| g.id).collect();
+            (m.id, mentor.as_ref().map(|x| x.id), guilds)
+        })
+        .collect();
+    assert_eq!(
+        shape,
+        [
+            (100, None, vec![7, 8]),
+            (101, Some(100), vec![7]),
+            (102, Some(100), vec![])
+        ]
     );
 
     // A model together with an aggregate: each team with its member count.

@@ -880,7 +880,8 @@ pub(crate) fn parse_duration(key: &str, value: &str) -> Result<Duration> {
 ///
 /// `postgresql://user:password@host:port/database?param=value`; several
 /// hosts may be given as `host1:5432,host2:5433`, and a Unix socket
-/// directory as `?host=/var/run/postgresql`.
+/// directory as `?host=/var/run/postgresql`. GINO's URLs that name its
+/// driver (`asyncpg://`, `postgresql+asyncpg://`) are taken as they are.
 ///
 /// ```
 /// let url: gino::DatabaseUrl = "postgres://alice:s3cret@db.example.com:6543/shop?application_name=web"
@@ -889,6 +890,8 @@ pub(crate) fn parse_duration(key: &str, value: &str) -> Result<Duration> {
 /// assert_eq!(url.database(), Some("shop"));
 /// assert_eq!(url.to_string(), "postgres://alice:***@db.example.com:6543/shop?application_name=web");
 /// assert!("mysql://localhost/shop".parse::<gino::DatabaseUrl>().is_err());
+/// let gino: gino::DatabaseUrl = "postgresql+asyncpg://alice@db/shop".parse().unwrap();
+/// assert_eq!(gino.to_string(), "postgres://alice@db/shop");
 /// ```
 #[derive(Clone, PartialEq, Eq)]
 pub struct DatabaseUrl {
@@ -1262,7 +1265,12 @@ impl FromStr for DatabaseUrl {
                 mask_password(url)
             ))
         })?;
-        if !matches!(scheme, "postgresql" | "postgres") {
+        // GINO's URLs name its driver too (`asyncpg://`,
+        // `postgresql+asyncpg://`): the same server, taken as they are.
+        if !matches!(
+            scheme,
+            "postgresql" | "postgres" | "asyncpg" | "postgresql+asyncpg" | "postgres+asyncpg"
+        ) {
             return Err(Error::Configuration(format!(
                 "unsupported URL scheme `{scheme}`: gino speaks PostgreSQL, use postgresql:// or postgres://"
             )));

@@ -296,7 +296,7 @@ impl Settings {
             // Parsed now, so that a bad URL fails start-up naming the
             // variable (its errors never show the password).
             dsn.parse::<DatabaseUrl>()
-                .map_err(|e| named("DB_DSN", &e.to_string()))?;
+                .map_err(|e| named("DB_DSN", &problem(e)))?;
             s.dsn = Some(dsn);
         }
         if let Some(v) = get("DB_HOST") {
@@ -509,6 +509,15 @@ fn named(variable: &str, problem: &str) -> Error {
     Error::Configuration(format!("{variable}: {problem}"))
 }
 
+/// What is wrong, without the "invalid configuration" of the error that
+/// [`named`] puts it in again.
+fn problem(error: Error) -> String {
+    match error {
+        Error::Configuration(problem) => problem,
+        other => other.to_string(),
+    }
+}
+
 /// `DB_SSL`: a mode, or a boolean as GINO's extensions take it.
 fn parse_ssl(key: &str, value: &str) -> Result<SslMode> {
     value
@@ -557,7 +566,7 @@ fn parse_url_list(variable: &str, text: &str) -> Result<Vec<String>> {
         .map(|url| {
             url.parse::<DatabaseUrl>()
                 .map(|_| url.to_owned())
-                .map_err(|e| named(variable, &e.to_string()))
+                .map_err(|e| named(variable, &problem(e)))
         })
         .collect()
 }
@@ -865,6 +874,14 @@ mod tests {
         assert_eq!(s.pool_max_size, 30);
         let bad = base.with_lookup(|name| (name == "DB_PORT").then(|| "x".to_owned()));
         assert!(bad.unwrap_err().to_string().contains("DB_PORT"));
+        let dsn =
+            Settings::from_lookup(|name| (name == "DB_DSN").then(|| "mysql://h/d".to_owned()));
+        let dsn = dsn.unwrap_err().to_string();
+        assert_eq!(dsn.matches("invalid configuration").count(), 1, "{dsn}");
+        assert!(
+            dsn.contains("DB_DSN: unsupported URL scheme `mysql`"),
+            "{dsn}"
+        );
     }
 
     #[test]

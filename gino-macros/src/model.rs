@@ -26,6 +26,8 @@ struct Field {
     on_delete: Option<String>,
     on_update: Option<String>,
     check: Option<String>,
+    /// `comment = "..."`: the column's comment.
+    comment: Option<String>,
     sql_type: Option<Type>,
     ddl: Option<String>,
     db_enum: bool,
@@ -137,6 +139,8 @@ struct ModelAttrs {
     /// Read rows whose JSON property columns hold keys no property
     /// declares, instead of refusing them.
     ignore_unknown_properties: bool,
+    /// `comment = "..."`: the table's comment.
+    comment: Option<String>,
 }
 
 fn lit_str(meta: &syn::meta::ParseNestedMeta) -> Result<String> {
@@ -184,6 +188,8 @@ fn parse_model_attrs(input: &DeriveInput) -> Result<ModelAttrs> {
                 attrs.table = Some(lit_str(&meta)?);
             } else if meta.path.is_ident("schema") {
                 attrs.schema = Some(lit_str(&meta)?);
+            } else if meta.path.is_ident("comment") {
+                attrs.comment = Some(lit_str(&meta)?);
             } else if meta.path.is_ident("db") {
                 attrs.db = Some(meta.value()?.parse()?);
             } else if meta.path.is_ident("lookup") {
@@ -312,7 +318,7 @@ fn parse_model_attrs(input: &DeriveInput) -> Result<ModelAttrs> {
             } else {
                 return Err(meta.error(
                     "unknown model attribute: expected table, schema, db, lookup, diesel_table, \
-                     index, unique, check, foreign_key or unknown_properties",
+                     index, unique, check, foreign_key, comment or unknown_properties",
                 ));
             }
             Ok(())
@@ -341,6 +347,7 @@ fn parse_field(field: &syn::Field) -> Result<Field> {
         on_delete: None,
         on_update: None,
         check: None,
+        comment: None,
         sql_type: None,
         ddl: None,
         db_enum: false,
@@ -389,6 +396,8 @@ fn parse_field(field: &syn::Field) -> Result<Field> {
                 parsed.on_update = Some(lit_str(&meta)?.to_uppercase());
             } else if p.is_ident("check") {
                 parsed.check = Some(lit_str(&meta)?);
+            } else if p.is_ident("comment") {
+                parsed.comment = Some(lit_str(&meta)?);
             } else if p.is_ident("sql_type") {
                 parsed.sql_type = Some(meta.value()?.parse()?);
             } else if p.is_ident("ddl") {
@@ -415,8 +424,8 @@ fn parse_field(field: &syn::Field) -> Result<Field> {
                 return Err(meta.error(
                     "unknown field attribute: expected primary_key, autoincrement, column, \
                      default, server_default, unique, index, references, join, on_delete, \
-                     on_update, check, sql_type, ddl, db_enum, property, json, before_set, after_get, \
-                     expr or flatten",
+                     on_update, check, comment, sql_type, ddl, db_enum, property, json, before_set, \
+                     after_get, expr or flatten",
                 ));
             }
             Ok(())
@@ -863,6 +872,7 @@ pub(crate) fn expand_with(
         let serial = r.serial;
         let server_default = opt_str(&f.server_default);
         let unique = f.unique;
+        let comment = opt_str(&f.comment);
         quote! {
             ::gino::model::ColumnMeta {
                 name: #column,
@@ -871,6 +881,7 @@ pub(crate) fn expand_with(
                 serial: #serial,
                 server_default: #server_default,
                 unique: #unique,
+                comment: #comment,
             }
         }
     });
@@ -954,6 +965,7 @@ pub(crate) fn expand_with(
             quote!(::gino::model::CheckMeta { name: #name, expression: #expression })
         });
     let table_schema = opt_str(&attrs.schema);
+    let table_comment = opt_str(&attrs.comment);
     let fk_meta = |key_name: &Option<String>,
                    columns: &[String],
                    reference: &Reference,
@@ -1784,6 +1796,7 @@ pub(crate) fn expand_with(
             checks: &[#(#check_metas),*],
             foreign_keys: &[#(#fk_metas),*],
             enums: &[#(#enum_metas),*],
+            comment: #table_comment,
         };
 
         ::gino::reexports::inventory::submit! {

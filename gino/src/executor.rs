@@ -961,6 +961,20 @@ macro_rules! query_methods {
         }
 
         #[doc = concat!(
+            "Whether the sequence `name` exists: `\"tickets\"` or `\"app.tickets\"`.\n\n",
+            "```\n# async fn demo(", $recv, ": &", $ty, ") -> gino::Result<()> {\n",
+            "assert!(!", $recv, ".has_sequence(\"no_such_sequence\").await?);\n# Ok(()) }\n# gino_testkit::doc::run(demo);\n```"
+        )]
+        pub async fn has_sequence(&self, name: &str) -> $crate::Result<bool> {
+            $crate::Executor::new($crate::executor::catalog_lookup(
+                "pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE c.relkind = 'S' AND c.relname = ",
+                "pg_catalog.pg_table_is_visible(c.oid)",
+                name,
+            ), self.bind()).one().await
+        }
+
+        #[doc = concat!(
             "Whether the type `name` exists (an enum, say): `\"mood\"` or `\"app.mood\"`.\n\n",
             "```\n# async fn demo(", $recv, ": &", $ty, ") -> gino::Result<()> {\n",
             "assert!(", $recv, ".has_type(\"int4\").await?);\n# Ok(()) }\n# gino_testkit::doc::run(demo);\n```"

@@ -50,6 +50,8 @@ pub struct TableMeta {
     pub foreign_keys: &'static [ForeignKeyMeta],
     /// PostgreSQL enum types the columns use, created before the table.
     pub enums: &'static [&'static EnumMeta],
+    /// The table's comment (`COMMENT ON TABLE`, GINO's `comment=`).
+    pub comment: Option<&'static str>,
 }
 
 impl TableMeta {
@@ -59,7 +61,7 @@ impl TableMeta {
     /// ```
     /// # static T: gino::model::TableMeta = gino::model::TableMeta {
     /// #     name: "users", schema: Some("app"), columns: &[], primary_key: &[], indexes: &[],
-    /// #     uniques: &[], checks: &[], foreign_keys: &[], enums: &[],
+    /// #     uniques: &[], checks: &[], foreign_keys: &[], enums: &[], comment: None,
     /// # };
     /// assert_eq!(T.qualified_name(), "app.users");
     /// ```
@@ -86,6 +88,8 @@ pub struct ColumnMeta {
     pub server_default: Option<&'static str>,
     /// A single-column unique constraint.
     pub unique: bool,
+    /// The column's comment (`COMMENT ON COLUMN`, GINO's `comment=`).
+    pub comment: Option<&'static str>,
 }
 
 /// An index of a [`TableMeta`].
@@ -526,6 +530,7 @@ impl<T> QueryId for Lookup<T> {
 /// | `foreign_key(name = "fk", columns(a, b), references = Room, on_delete = "cascade")` | a foreign key of several columns (or a named one) to a model's primary key, or to `references = "rooms(building, number)"`; `on_update` too; no joins |
 /// | `lookup = path::to_fn` | how rows are located: `fn(&Self) -> gino::Result<Lookup<table>>` |
 /// | `diesel_table = path::to::users` | use an existing diesel `table!` instead of declaring one |
+/// | `comment = "text"` | the table's comment (`COMMENT ON TABLE`) |
 /// | `unknown_properties = "ignore"` | read rows whose JSON property columns hold undeclared keys (by default an error naming the key, as GINO's `UnknownJSONPropertyError`); updates keep those keys |
 ///
 /// `User::create()...build()` makes the value in memory without touching
@@ -590,6 +595,7 @@ impl<T> QueryId for Lookup<T> {
 /// | `references = Team, join = false` | the key without the joins: for one of two models that reference each other, whose joins would be declared twice (diesel's `JoinTo` between two tables is one, whichever side declares it) |
 /// | `references = "table(column)"`, `on_delete = "cascade"`, `on_update = ".."` | a foreign key by SQL names |
 /// | `check = "sql"` | a check constraint |
+/// | `comment = "text"` | the column's comment (`COMMENT ON COLUMN`) |
 /// | `db_enum` | a field of a `#[derive(DbEnum)]` type |
 /// | `sql_type = path, ddl = "type"` | a type gino does not know: its diesel SQL type and DDL |
 /// | `flatten` | the field is a set of columns deriving [`Columns`](crate::Columns), its columns added to the table |

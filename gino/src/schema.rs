@@ -9,6 +9,8 @@
 //! Order of creation: enum types, then tables with referenced tables first
 //! (foreign keys that close a cycle between tables are added afterwards
 //! with `ALTER TABLE`), then indexes. Dropping goes the other way round.
+//! Comments of tables and columns come with their tables. A standalone
+//! [`Sequence`] is created and dropped on its own.
 //!
 //! ```standalone_crate
 //! # #[derive(gino::Model, Debug, Clone)]
@@ -100,17 +102,28 @@ enum Action {
 #[derive(Debug)]
 pub struct SchemaOp<'a> {
     action: Action,
-    tables: Vec<&'static TableMeta>,
+    target: Target,
     checkfirst: bool,
     create_schemas: bool,
     bind: Bind<'a>,
 }
 
+/// What a [`SchemaOp`] creates or drops.
+#[derive(Debug)]
+enum Target {
+    Tables(Vec<&'static TableMeta>),
+    Sequence(Sequence),
+}
+
 impl<'a> SchemaOp<'a> {
     fn new(action: Action, tables: Vec<&'static TableMeta>, bind: Bind<'a>) -> Self {
+        SchemaOp::of(action, Target::Tables(tables), bind)
+    }
+
+    fn of(action: Action, target: Target, bind: Bind<'a>) -> Self {
         SchemaOp {
             action,
-            tables,
+            target,
             checkfirst: true,
             create_schemas: false,
             bind,
@@ -181,7 +194,7 @@ impl<'a> SchemaOp<'a> {
     pub fn bind<'b>(self, to: impl Into<Bind<'b>>) -> SchemaOp<'b> {
         SchemaOp {
             action: self.action,
-            tables: self.tables,
+            target: self.target,
             checkfirst: self.checkfirst,
             create_schemas: self.create_schemas,
             bind: to.into(),
@@ -189,11 +202,15 @@ impl<'a> SchemaOp<'a> {
     }
 
     fn statements(&self) -> Vec<String> {
+        let tables = match &self.target {
+            Target::Tables(tables) => tables.as_slice(),
+            Target::Sequence(sequence) => return sequence.statements(self),
+        };
         match self.action {
             Action::Create => {
                 let mut schemas: Vec<&str> = Vec::new();
                 if self.create_schemas {
-                    for schema in self.tables.iter().filter_map(|t| t.schema) {
+                    for schema in tables.iter().filter_map(|t| t.schema) {
                         if !schemas.contains(&schema) {
                             schemas.push(schema);
                         }
@@ -201,11 +218,11 @@ impl<'a> SchemaOp<'a> {
                 }
                 schemas
                     .into_iter()
-                    .map(|schema| format!("CREATE SCHEMA IF NOT EXISTS {}", Ident(schema)))
-                    .chain(create_statements(&self.tables, self.checkfirst))
+                    .map(create_schema)
+                    .chain(create_statements(tables, self.checkfirst))
                     .collect()
             }
-            Action::Drop => drop_statements(&self.tables, self.checkfirst),
+            Action::Drop => drop_statements(tables, self.checkfirst),
         }
     }
 }
@@ -308,6 +325,146 @@ impl Gino {
     }
 }
 
+/// A standalone sequence (GINO's `db.Sequence("blog_seq", schema=...)`):
+/// created and dropped on its own, its next value read with
+/// [`next_value`](Self::next_value).
+///
+/// ```
+/// # async fn demo(db: &gino::Gino) -> gino::Result<()> {
+/// use gino::schema::Sequence;
+/// let tickets = Sequence::new("tickets");
+/// tickets.create().bind(db).await?; // CREATE SEQUENCE IF NOT EXISTS "tickets"
+/// assert!(db.has_sequence("tickets").await?);
+/// let first: i64 = db.one(diesel::select(tickets.next_value())).await?;
+/// assert_eq!(first, 1);
+/// tickets.drop().bind(db).await?;
+/// assert!(!db.has_sequence("tickets").await?);
+/// # Ok(()) }
+/// # gino_testkit::doc::run(demo);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sequence {
+    name: String,
+    schema: Option<String>,
+}
+
+impl Sequence {
+    /// The sequence `name`, in the search path's first schema.
+    ///
+    /// ```
+    /// assert_eq!(gino::schema::Sequence::new("tickets").name(), "tickets");
+    /// ```
+    pub fn new(name: impl Into<String>) -> Self {
+        Sequence {
+            name: name.into(),
+            schema: None,
+        }
+    }
+
+    /// The sequence in `schema`; creating it with
+    /// [`create_schemas(true)`](SchemaOp::create_schemas) creates the
+    /// schema too.
+    ///
+    /// ```
+    /// let seq = gino::schema::Sequence::new("tickets").in_schema("app");
+    /// assert_eq!(seq.schema(), Some("app"));
+    /// ```
+    pub fn in_schema(mut self, schema: impl Into<String>) -> Self {
+        self.schema = Some(schema.into());
+        self
+    }
+
+    /// The sequence's name.
+    ///
+    /// ```
+    /// assert_eq!(gino::schema::Sequence::new("tickets").name(), "tickets");
+    /// ```
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The sequence's schema, if given.
+    ///
+    /// ```
+    /// assert_eq!(gino::schema::Sequence::new("tickets").schema(), None);
+    /// ```
+    pub fn schema(&self) -> Option<&str> {
+        self.schema.as_deref()
+    }
+
+    /// Creates the sequence on the default database (`.bind(..)` for
+    /// another); skips an existing one unless
+    /// [`checkfirst(false)`](SchemaOp::checkfirst).
+    ///
+    /// ```
+    /// # async fn demo(db: &gino::Gino) -> gino::Result<()> {
+    /// let seq = gino::schema::Sequence::new("tickets");
+    /// seq.create().bind(db).await?;
+    /// seq.create().bind(db).await?; // exists: skipped
+    /// assert!(seq.create().checkfirst(false).bind(db).await.is_err());
+    /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
+    /// ```
+    pub fn create(&self) -> SchemaOp<'static> {
+        SchemaOp::of(
+            Action::Create,
+            Target::Sequence(self.clone()),
+            Bind::Default,
+        )
+    }
+
+    /// Drops the sequence on the default database (`.bind(..)` for
+    /// another); a missing one is no error unless
+    /// [`checkfirst(false)`](SchemaOp::checkfirst).
+    ///
+    /// ```
+    /// # async fn demo(db: &gino::Gino) -> gino::Result<()> {
+    /// let seq = gino::schema::Sequence::new("tickets");
+    /// seq.drop().bind(db).await?; // none: nothing to do
+    /// assert!(seq.drop().checkfirst(false).bind(db).await.is_err());
+    /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
+    /// ```
+    pub fn drop(&self) -> SchemaOp<'static> {
+        SchemaOp::of(Action::Drop, Target::Sequence(self.clone()), Bind::Default)
+    }
+
+    /// `nextval(...)` of the sequence, for a select or an insert.
+    ///
+    /// ```
+    /// let seq = gino::schema::Sequence::new("tickets").in_schema("app");
+    /// let q = diesel::select(seq.next_value());
+    /// assert_eq!(gino::Compiled::of(&q).sql(), "SELECT nextval('\"app\".\"tickets\"')");
+    /// ```
+    pub fn next_value(&self) -> diesel::expression::SqlLiteral<diesel::sql_types::BigInt> {
+        let name = TableName(self.schema.as_deref(), &self.name).to_string();
+        diesel::dsl::sql(&format!("nextval({})", literal(&name)))
+    }
+
+    fn statements(&self, op: &SchemaOp<'_>) -> Vec<String> {
+        let name = TableName(self.schema.as_deref(), &self.name);
+        match (op.action, op.checkfirst) {
+            (Action::Create, checkfirst) => {
+                let schema = self.schema.as_deref().filter(|_| op.create_schemas);
+                let if_not_exists = if checkfirst { "IF NOT EXISTS " } else { "" };
+                schema
+                    .map(create_schema)
+                    .into_iter()
+                    .chain([format!("CREATE SEQUENCE {if_not_exists}{name}")])
+                    .collect()
+            }
+            (Action::Drop, checkfirst) => {
+                let if_exists = if checkfirst { "IF EXISTS " } else { "" };
+                vec![format!("DROP SEQUENCE {if_exists}{name}")]
+            }
+        }
+    }
+}
+
+fn create_schema(schema: &str) -> String {
+    format!("CREATE SCHEMA IF NOT EXISTS {}", Ident(schema))
+}
+
 /// Creates exactly `tables` (with their enum types, constraints and
 /// indexes) on `bind`, in dependency order; `User::create_table()` of
 /// `#[derive(Model)]` is this for one table.
@@ -325,6 +482,7 @@ impl Gino {
 ///         serial: false,
 ///         server_default: None,
 ///         unique: false,
+///         comment: None,
 ///     }],
 ///     primary_key: &[],
 ///     indexes: &[],
@@ -332,6 +490,7 @@ impl Gino {
 ///     checks: &[],
 ///     foreign_keys: &[],
 ///     enums: &[],
+///     comment: None,
 /// };
 /// gino::schema::create_tables(vec![&NOTES], gino::Bind::Engine(engine)).await?;
 /// # Ok(()) }
@@ -377,6 +536,7 @@ pub fn drop_tables(tables: Vec<&'static TableMeta>, bind: Bind<'static>) -> Sche
 ///         serial: false,
 ///         server_default: Some("'new'"),
 ///         unique: true,
+///         comment: None,
 ///     }],
 ///     primary_key: &[],
 ///     indexes: &[IndexMeta { name: "tags_label", keys: &[IndexKey::Column("label")], unique: false }],
@@ -384,6 +544,7 @@ pub fn drop_tables(tables: Vec<&'static TableMeta>, bind: Bind<'static>) -> Sche
 ///     checks: &[],
 ///     foreign_keys: &[],
 ///     enums: &[],
+///     comment: None,
 /// };
 /// assert_eq!(
 ///     gino::schema::create_statements(&[&TAGS], true),
@@ -400,11 +561,23 @@ pub fn create_statements(tables: &[&TableMeta], checkfirst: bool) -> Vec<String>
         .into_iter()
         .map(|e| create_type(e, checkfirst))
         .collect();
-    statements.extend(
-        plan.tables
-            .iter()
-            .map(|t| create_table(t, &plan, checkfirst)),
-    );
+    for table in &plan.tables {
+        let create = create_table(table, &plan, checkfirst);
+        let comments: Vec<String> = comments(table).collect();
+        if comments.is_empty() {
+            statements.push(create);
+        } else if checkfirst {
+            // An existing table is skipped, comments and all.
+            let exists = literal(&TableName::of(table).to_string());
+            statements.push(do_block(&format!(
+                "BEGIN IF to_regclass({exists}) IS NULL THEN {create}; {}; END IF; END",
+                comments.join("; ")
+            )));
+        } else {
+            statements.push(create);
+            statements.extend(comments);
+        }
+    }
     statements.extend(plan.deferred.iter().map(|fk| fk.add(checkfirst)));
     statements.extend(plan.tables.iter().flat_map(|t| {
         t.indexes
@@ -430,6 +603,7 @@ pub fn create_statements(tables: &[&TableMeta], checkfirst: bool) -> Vec<String>
 ///     checks: &[],
 ///     foreign_keys: &[],
 ///     enums: &[&MOOD],
+///     comment: None,
 /// };
 /// assert_eq!(
 ///     gino::schema::drop_statements(&[&PEOPLE], false),
@@ -615,7 +789,7 @@ impl fmt::Display for Ident<'_> {
     }
 }
 
-/// A table's name in SQL: `"schema"."name"` or `"name"`.
+/// A table's (or a sequence's) name in SQL: `"schema"."name"` or `"name"`.
 struct TableName<'s>(Option<&'s str>, &'s str);
 
 impl<'s> TableName<'s> {
@@ -656,14 +830,21 @@ fn literal(value: &str) -> String {
 /// `statement` in a `DO` block that ignores the error `condition`: how to
 /// say "unless it exists" where PostgreSQL has no `IF NOT EXISTS`.
 fn ignoring(condition: &str, statement: &str) -> String {
-    // The dollar quote must not occur in the statement it quotes.
+    do_block(&format!(
+        "BEGIN {statement}; EXCEPTION WHEN {condition} THEN NULL; END"
+    ))
+}
+
+/// `body` (PL/pgSQL) as a `DO` statement.
+fn do_block(body: &str) -> String {
+    // The dollar quote must not occur in the body it quotes.
     let mut tag = String::from("$gino$");
     let mut n = 0;
-    while statement.contains(&tag) {
+    while body.contains(&tag) {
         n += 1;
         tag = format!("$gino{n}$");
     }
-    format!("DO {tag} BEGIN {statement}; EXCEPTION WHEN {condition} THEN NULL; END {tag}")
+    format!("DO {tag} {body} {tag}")
 }
 
 fn create_type(e: &EnumMeta, checkfirst: bool) -> String {
@@ -778,6 +959,23 @@ fn create_table(table: &TableMeta, plan: &Plan<'_>, checkfirst: bool) -> String 
     )
 }
 
+/// `COMMENT ON` the table and its columns that have one.
+fn comments(table: &TableMeta) -> impl Iterator<Item = String> + '_ {
+    let name = TableName::of(table);
+    let on_table = table
+        .comment
+        .map(|comment| format!("COMMENT ON TABLE {name} IS {}", literal(comment)));
+    let on_columns = table.columns.iter().filter_map(move |column| {
+        let comment = column.comment?;
+        Some(format!(
+            "COMMENT ON COLUMN {name}.{} IS {}",
+            Ident(column.name),
+            literal(comment)
+        ))
+    });
+    on_table.into_iter().chain(on_columns)
+}
+
 fn create_index(table: &TableMeta, index: &IndexMeta, checkfirst: bool) -> String {
     let keys: Vec<String> = index
         .keys
@@ -833,6 +1031,7 @@ mod tests {
             checks: &[],
             foreign_keys: leak(fks),
             enums: &[],
+            comment: None,
         }))
     }
 
@@ -933,6 +1132,7 @@ mod tests {
                 serial: false,
                 server_default: None,
                 unique: false,
+                comment: None,
             }],
             primary_key: &[],
             indexes: &[],
@@ -940,6 +1140,7 @@ mod tests {
             checks: &[],
             foreign_keys: &[],
             enums: &[&MOOD],
+            comment: None,
         };
         assert_eq!(
             create_statements(&[&PEOPLE], false),

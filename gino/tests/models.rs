@@ -2567,3 +2567,87 @@ mod ambiguous_raw_rows {
         );
     }
 }
+
+/// GINO's `test_schema`: comments, a named key, a sequence in a schema, and
+/// the existence checks.
+mod comments_and_sequences {
+    use super::*;
+    use gino::schema::Sequence;
+
+    static DB: Gino = Gino::secondary();
+
+    #[derive(Model, Debug, Clone, PartialEq)]
+    #[gino(table = "s_blog", schema = "schema_test", db = DB, comment = "Blog Comment")]
+    pub struct Blog {
+        #[gino(primary_key)]
+        pub id: i64,
+        #[gino(index, comment = "Title Comment")]
+        pub title: Option<String>,
+        #[gino(references = "schema_test.s_comment(id)")]
+        pub comment_id: Option<i64>,
+    }
+
+    #[derive(Model, Debug, Clone, PartialEq)]
+    #[gino(
+        table = "s_comment",
+        schema = "schema_test",
+        db = DB,
+        foreign_key(name = "blog_id_fk", columns(blog_id), references = Blog)
+    )]
+    pub struct Comment {
+        #[gino(primary_key)]
+        pub id: i64,
+        pub blog_id: Option<i64>,
+    }
+
+    #[tokio::test]
+    async fn comments_named_keys_and_sequences_are_created_and_dropped() {
+        let s = bound(&DB).await;
+        assert!(!DB.has_schema("schema_test").await.unwrap());
+        assert!(!DB.has_table("non_exist").await.unwrap());
+        assert!(!DB.has_sequence("non_exist").await.unwrap());
+        assert!(!DB.has_type("non_exist").await.unwrap());
+        assert!(!DB.has_type("schema_test.non_exist").await.unwrap());
+
+        DB.create_all().create_schemas(true).await.unwrap();
+        let described = || {
+            catalog(
+                &s.engine,
+                "SELECT coalesce(obj_description('schema_test.s_blog'::regclass, 'pg_class'), '-') \
+                 || ' / ' || coalesce(col_description('schema_test.s_blog'::regclass, 2), '-') AS v",
+            )
+        };
+        assert_eq!(described().await, ["Blog Comment / Title Comment"]);
+        let keys = catalog(
+            &s.engine,
+            "SELECT conname::text AS v FROM pg_constraint WHERE contype = 'f' ORDER BY 1",
+        )
+        .await;
+        assert_eq!(keys, ["blog_id_fk", "s_blog_comment_id_fkey"]);
+        // Created again, an existing table is skipped, its comments too.
+        DB.status(diesel::sql_query(
+            "COMMENT ON TABLE schema_test.s_blog IS 'mine'",
+        ))
+        .await
+        .unwrap();
+        DB.create_all().await.unwrap();
+        assert_eq!(described().await, ["mine / Title Comment"]);
+
+        let blog_seq = Sequence::new("blog_seq").in_schema("schema_test");
+        blog_seq.create().bind(&DB).await.unwrap();
+        blog_seq.create().bind(&DB).await.unwrap();
+        assert!(DB.has_sequence("schema_test.blog_seq").await.unwrap());
+        let next: i64 = DB.one(diesel::select(blog_seq.next_value())).await.unwrap();
+        assert_eq!(next, 1);
+
+        DB.drop_all().await.unwrap();
+        DB.drop_all().await.unwrap();
+        blog_seq.drop().bind(&DB).await.unwrap();
+        blog_seq.drop().bind(&DB).await.unwrap();
+        assert!(!DB.has_sequence("schema_test.blog_seq").await.unwrap());
+        assert!(!DB.has_table("schema_test.s_blog").await.unwrap());
+        DB.status(diesel::sql_query("DROP SCHEMA schema_test CASCADE"))
+            .await
+            .unwrap();
+    }
+}

@@ -26,6 +26,7 @@ const fn col(name: &'static str, sql_type: &'static str) -> ColumnMeta {
         serial: false,
         server_default: None,
         unique: false,
+        comment: None,
     }
 }
 
@@ -61,6 +62,7 @@ const fn table(
         checks: &[],
         foreign_keys: &[],
         enums: &[],
+        comment: None,
     }
 }
 
@@ -181,6 +183,7 @@ static ACCOUNTS: TableMeta = TableMeta {
             id(),
             ColumnMeta {
                 unique: true,
+                comment: None,
                 ..col("email", "text")
             },
             ColumnMeta {
@@ -448,6 +451,7 @@ static SIZE: EnumMeta = EnumMeta {
 };
 static PEOPLE: TableMeta = TableMeta {
     enums: &[&MOOD],
+    comment: None,
     ..table(
         "people",
         &[
@@ -462,6 +466,7 @@ static PEOPLE: TableMeta = TableMeta {
 };
 static PETS: TableMeta = TableMeta {
     enums: &[&MOOD, &SIZE],
+    comment: None,
     ..table(
         "pets",
         &[
@@ -534,6 +539,7 @@ static ALPHA: TableMeta = TableMeta {
     }],
     foreign_keys: &[fk(&["omega_id"], "omega")],
     enums: &[&LEVEL],
+    comment: None,
     ..table(
         "alpha",
         &[id(), col("level", "level"), null_col("omega_id", "integer")],
@@ -648,6 +654,7 @@ static AUTHORS: TableMeta = TableMeta {
             id(),
             ColumnMeta {
                 unique: true,
+                comment: None,
                 ..col("name", "text")
             },
             null_col("born", "date"),

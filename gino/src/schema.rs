@@ -10,7 +10,8 @@
 //! (foreign keys that close a cycle between tables are added afterwards
 //! with `ALTER TABLE`), then indexes. Dropping goes the other way round.
 //! Comments of tables and columns come with their tables. A standalone
-//! [`Sequence`] is created and dropped on its own.
+//! [`Sequence`], and an enum type apart from its tables ([`create_enum`]),
+//! are created and dropped on their own.
 //!
 //! ```standalone_crate
 //! # #[derive(gino::Model, Debug, Clone)]
@@ -73,7 +74,7 @@ use crate::api::Gino;
 use crate::bind::{Bind, Resolved};
 use crate::error::Result;
 use crate::executor::Executor;
-use crate::model::{EnumMeta, ForeignKeyMeta, IndexKey, IndexMeta, TableMeta};
+use crate::model::{EnumMeta, ForeignKeyMeta, IndexKey, IndexMeta, PgEnum, TableMeta};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Action {
@@ -113,6 +114,7 @@ pub struct SchemaOp<'a> {
 enum Target {
     Tables(Vec<&'static TableMeta>),
     Sequence(Sequence),
+    Enum(&'static EnumMeta),
 }
 
 impl<'a> SchemaOp<'a> {
@@ -205,6 +207,12 @@ impl<'a> SchemaOp<'a> {
         let tables = match &self.target {
             Target::Tables(tables) => tables.as_slice(),
             Target::Sequence(sequence) => return sequence.statements(self),
+            Target::Enum(e) => {
+                return vec![match self.action {
+                    Action::Create => create_type(e, self.checkfirst),
+                    Action::Drop => drop_type(e, self.checkfirst),
+                }];
+            }
         };
         match self.action {
             Action::Create => {
@@ -459,6 +467,46 @@ impl Sequence {
             }
         }
     }
+}
+
+/// Creates the enum type `E` (of `#[derive(DbEnum)]`) on its own, on the
+/// default database (`.bind(..)` for another); GINO's
+/// `Blog.number.type.create_async(engine, checkfirst=True)`. `create_all`
+/// creates the types its tables use anyway.
+///
+/// ```
+/// # async fn demo(db: &gino::Gino) -> gino::Result<()> {
+/// #[derive(gino::DbEnum, Debug, Clone, Copy, PartialEq)]
+/// #[gino(type_name = "mood")]
+/// enum Mood { Happy, Sad }
+///
+/// gino::schema::create_enum::<Mood>().bind(db).await?;
+/// assert!(db.has_type("mood").await?);
+/// gino::schema::drop_enum::<Mood>().bind(db).await?;
+/// assert!(!db.has_type("mood").await?);
+/// # Ok(()) }
+/// # gino_testkit::doc::run(demo);
+/// ```
+pub fn create_enum<E: PgEnum>() -> SchemaOp<'static> {
+    SchemaOp::of(Action::Create, Target::Enum(E::META), Bind::Default)
+}
+
+/// Drops the enum type `E` on the default database (`.bind(..)` for
+/// another); with `checkfirst` (the default) a missing type, or one a
+/// table still uses, is left alone.
+///
+/// ```
+/// # async fn demo(db: &gino::Gino) -> gino::Result<()> {
+/// #[derive(gino::DbEnum, Debug, Clone, Copy, PartialEq)]
+/// #[gino(type_name = "mood")]
+/// enum Mood { Happy, Sad }
+///
+/// gino::schema::drop_enum::<Mood>().bind(db).await?; // none: nothing to do
+/// # Ok(()) }
+/// # gino_testkit::doc::run(demo);
+/// ```
+pub fn drop_enum<E: PgEnum>() -> SchemaOp<'static> {
+    SchemaOp::of(Action::Drop, Target::Enum(E::META), Bind::Default)
 }
 
 fn create_schema(schema: &str) -> String {

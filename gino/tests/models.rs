@@ -2576,6 +2576,13 @@ mod comments_and_sequences {
 
     static DB: Gino = Gino::secondary();
 
+    #[derive(gino::DbEnum, Debug, Clone, Copy, PartialEq)]
+    #[gino(type_name = "my_enum")]
+    pub enum MyEnum {
+        One,
+        Two,
+    }
+
     #[derive(Model, Debug, Clone, PartialEq)]
     #[gino(table = "s_blog", schema = "schema_test", db = DB, comment = "Blog Comment")]
     pub struct Blog {
@@ -2583,6 +2590,8 @@ mod comments_and_sequences {
         pub id: i64,
         #[gino(index, comment = "Title Comment")]
         pub title: Option<String>,
+        #[gino(db_enum, default = MyEnum::Two)]
+        pub number: MyEnum,
         #[gino(references = "schema_test.s_comment(id)")]
         pub comment_id: Option<i64>,
     }
@@ -2632,6 +2641,16 @@ mod comments_and_sequences {
         .unwrap();
         DB.create_all().await.unwrap();
         assert_eq!(described().await, ["mine / Title Comment"]);
+        // The enum type on its own, as GINO's `type.create_async(checkfirst=True)`.
+        gino::schema::create_enum::<MyEnum>()
+            .bind(&DB)
+            .await
+            .unwrap();
+        let again = gino::schema::create_enum::<MyEnum>()
+            .checkfirst(false)
+            .bind(&DB)
+            .await;
+        assert_eq!(again.unwrap_err().sqlstate(), Some("42710"));
 
         let blog_seq = Sequence::new("blog_seq").in_schema("schema_test");
         blog_seq.create().bind(&DB).await.unwrap();
@@ -2646,6 +2665,8 @@ mod comments_and_sequences {
         blog_seq.drop().bind(&DB).await.unwrap();
         assert!(!DB.has_sequence("schema_test.blog_seq").await.unwrap());
         assert!(!DB.has_table("schema_test.s_blog").await.unwrap());
+        assert!(!DB.has_type("my_enum").await.unwrap());
+        gino::schema::drop_enum::<MyEnum>().bind(&DB).await.unwrap();
         DB.status(diesel::sql_query("DROP SCHEMA schema_test CASCADE"))
             .await
             .unwrap();

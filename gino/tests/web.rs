@@ -275,16 +275,19 @@ async fn a_held_response_keeps_the_pool_open_through_shutdown() {
 
 #[tokio::test]
 async fn queries_of_requests_after_shutdown_find_the_pool_closed() {
-    let database = TestDatabase::create().await;
-    let extension = extension(&database).await;
-    extension.close().await;
-    let late = extension
-        .request()
-        .run(extension.db().one::<i32, _>(one()))
-        .await;
-    assert!(matches!(late, Err(gino::Error::PoolClosed)), "{late:?}");
-    let answer = gino::web::ErrorResponse::new(&late.unwrap_err());
-    assert_eq!(answer.status(), 503);
+    for per_request in [true, false] {
+        let database = TestDatabase::create().await;
+        let extension =
+            extension_with(&database, |s| s.use_connection_for_request = per_request).await;
+        extension.close().await;
+        let late = extension
+            .request()
+            .run(extension.db().one::<i32, _>(one()))
+            .await;
+        assert!(matches!(late, Err(gino::Error::PoolClosed)), "{late:?}");
+        let answer = gino::web::ErrorResponse::new(&late.unwrap_err());
+        assert_eq!(answer.status(), 503);
+    }
 }
 
 #[tokio::test]

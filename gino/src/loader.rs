@@ -360,6 +360,60 @@ impl<M: Model> Loader for Partial<M> {
     }
 }
 
+/// A loader that makes one output of each row, in order (every loader but
+/// [`distinct`], which merges rows): what a tuple of loaders is made of.
+/// A tuple of them (up to four) loads each part of a tuple row with its
+/// own loader, as GINO's tuple loader (`(ua1.load("id"), ua2.load("name"))`).
+///
+/// ```
+/// # use gino::prelude::*;
+/// # #[derive(Model, Debug, Clone, PartialEq)]
+/// # #[gino(table = "users")]
+/// # pub struct User { #[gino(primary_key)] pub id: i32, pub name: String }
+/// # fn main() {
+/// use gino::loader::{Loader, map, partial};
+/// let ann = User { id: 1, name: "ann".into() };
+/// let mut loader = (partial::<User, _>((users::id,)), map(|n: i64| n * 10));
+/// let rows = loader.load(vec![(ann, 4)]);
+/// assert_eq!(rows, [(User { id: 1, name: String::new() }, 40)]);
+/// # }
+/// ```
+pub trait PerRow: Loader {}
+
+impl<M: Model> PerRow for Partial<M> {}
+
+impl<R, O, F> PerRow for Map<F, R>
+where
+    R: Send + 'static,
+    O: Send + 'static,
+    F: FnMut(R) -> O + Send,
+{
+}
+
+macro_rules! loader_tuples {
+    ($($name:ident $rows:ident $index:tt)+) => {
+        impl<$($name: PerRow),+> Loader for ($($name,)+) {
+            type Row = ($($name::Row,)+);
+            type Output = ($($name::Output,)+);
+
+            fn load(&mut self, rows: Vec<Self::Row>) -> Vec<Self::Output> {
+                $(let mut $rows = Vec::with_capacity(rows.len());)+
+                for row in rows {
+                    $($rows.push(row.$index);)+
+                }
+                $(let mut $rows = self.$index.load($rows).into_iter();)+
+                std::iter::from_fn(|| Some(($($rows.next()?,)+))).collect()
+            }
+        }
+
+        impl<$($name: PerRow),+> PerRow for ($($name,)+) {}
+    };
+}
+
+loader_tuples!(A a 0 B b 1);
+loader_tuples!(A a 0 B b 1 C c 2);
+loader_tuples!(A a 0 B b 1 C c 2 D d 3);
+
 /// A tuple of diesel columns of table `T` (`(users::id,)` for one), by
 /// name: a column of another table is a compile error, as GINO refuses
 /// one (`User.load(Team.id)`).

@@ -261,6 +261,27 @@ async fn relationships_load_from_one_query() {
         [("ann", None), ("bob", Some("ann")), ("cid", Some("ann"))]
     );
 
+    // A tuple of loaders, one per part of the row (GINO's
+    // `(ua1.load("id"), ua2.load("name"))`): each mentored member's id,
+    // its mentor's name.
+    let partial_pairs: Vec<(Member, Member)> = members::table
+        .inner_join(mentors.on(members::mentor_id.eq(mentors.field(members::id).nullable())))
+        .order_by(members::id)
+        .select((Member::as_select(), mentors.fields(members::all_columns)))
+        .gino()
+        .bind(&DB)
+        .load((
+            partial::<Member, _>((members::id,)),
+            partial::<Member, _>((members::name,)),
+        ))
+        .await
+        .unwrap();
+    let kept: Vec<(i32, &str, &str, i32)> = partial_pairs
+        .iter()
+        .map(|(m, mentor)| (m.id, m.name.as_str(), mentor.name.as_str(), mentor.id))
+        .collect();
+    assert_eq!(kept, [(101, "", "ann", 0), (102, "", "ann", 0)]);
+
     // Several relations of one parent in one query (GINO's
     // `Member.distinct(Member.id).load(mentor=..., add_guild=...)`): the
     // mentor (many-to-one, through the alias) and the guilds, each

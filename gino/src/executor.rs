@@ -743,14 +743,15 @@ impl<Q, Conn> diesel::query_dsl::RunQueryDsl<Conn> for CachedByText<Q> {}
 /// by `visible`, the search path's test).
 #[doc(hidden)]
 pub fn catalog_lookup(
-    from_where: &'static str,
+    from_where: &str,
     visible: &'static str,
     name: &str,
 ) -> impl diesel::query_builder::Query<SqlType = diesel::sql_types::Bool>
 + QueryFragment<Pg>
 + QueryId
 + Send
-+ 'static {
++ 'static
++ use<> {
     use diesel::dsl::sql;
     use diesel::sql_types::{Bool, Nullable, Text};
     let (schema, object) = match name.split_once('.') {
@@ -769,6 +770,28 @@ pub fn catalog_lookup(
             .sql(" ELSE n.nspname = ")
             .bind::<Nullable<Text>, _>(schema)
             .sql(" END)"),
+    )
+}
+
+/// A [`catalog_lookup`] of a relation of the kinds `kinds` (`'S'` for a
+/// sequence, `'r', 'v'` and the rest for a table).
+#[doc(hidden)]
+pub fn relation_lookup(
+    kinds: &str,
+    name: &str,
+) -> impl diesel::query_builder::Query<SqlType = diesel::sql_types::Bool>
++ QueryFragment<Pg>
++ QueryId
++ Send
++ 'static
++ use<> {
+    catalog_lookup(
+        &format!(
+            "pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relkind IN ({kinds}) AND c.relname = "
+        ),
+        "pg_catalog.pg_table_is_visible(c.oid)",
+        name,
     )
 }
 
@@ -939,12 +962,10 @@ macro_rules! query_methods {
             "assert!(!", $recv, ".has_table(\"no_such_table\").await?);\n# Ok(()) }\n# gino_testkit::doc::run(demo);\n```"
         )]
         pub async fn has_table(&self, name: &str) -> $crate::Result<bool> {
-            $crate::Executor::new($crate::executor::catalog_lookup(
-                "pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-                 WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND c.relname = ",
-                "pg_catalog.pg_table_is_visible(c.oid)",
-                name,
-            ), self.bind()).one().await
+            let tables = "'r', 'p', 'v', 'm', 'f'";
+            $crate::Executor::new($crate::executor::relation_lookup(tables, name), self.bind())
+                .one()
+                .await
         }
 
         #[doc = concat!(
@@ -966,12 +987,9 @@ macro_rules! query_methods {
             "assert!(!", $recv, ".has_sequence(\"no_such_sequence\").await?);\n# Ok(()) }\n# gino_testkit::doc::run(demo);\n```"
         )]
         pub async fn has_sequence(&self, name: &str) -> $crate::Result<bool> {
-            $crate::Executor::new($crate::executor::catalog_lookup(
-                "pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-                 WHERE c.relkind = 'S' AND c.relname = ",
-                "pg_catalog.pg_table_is_visible(c.oid)",
-                name,
-            ), self.bind()).one().await
+            $crate::Executor::new($crate::executor::relation_lookup("'S'", name), self.bind())
+                .one()
+                .await
         }
 
         #[doc = concat!(

@@ -451,18 +451,18 @@ impl Sequence {
 
     fn statements(&self, op: &SchemaOp<'_>) -> Vec<String> {
         let name = TableName(self.schema.as_deref(), &self.name);
-        match (op.action, op.checkfirst) {
-            (Action::Create, checkfirst) => {
+        match op.action {
+            Action::Create => {
                 let schema = self.schema.as_deref().filter(|_| op.create_schemas);
-                let if_not_exists = if checkfirst { "IF NOT EXISTS " } else { "" };
+                let if_not_exists = if op.checkfirst { "IF NOT EXISTS " } else { "" };
                 schema
                     .map(create_schema)
                     .into_iter()
                     .chain([format!("CREATE SEQUENCE {if_not_exists}{name}")])
                     .collect()
             }
-            (Action::Drop, checkfirst) => {
-                let if_exists = if checkfirst { "IF EXISTS " } else { "" };
+            Action::Drop => {
+                let if_exists = if op.checkfirst { "IF EXISTS " } else { "" };
                 vec![format!("DROP SEQUENCE {if_exists}{name}")]
             }
         }

@@ -439,8 +439,7 @@ impl<Q: AsQuery, U> Load<Q, U> {
         U: 'c,
     {
         async move {
-            let rows = limit.map_or(0, |rows| u32::try_from(rows).unwrap_or(u32::MAX));
-            let _limit = wire.limit_rows(rows);
+            let _limit = limit.map(|rows| wire.limit_rows(u32::try_from(rows).unwrap_or(u32::MAX)));
             Q::load_lent(query, limit, conn).await
         }
     }

@@ -171,7 +171,7 @@ impl WireState {
     /// Sends the next `Execute` with a row limit of `rows` (asyncpg's
     /// `fetchrow`, which GINO's `first` uses): the server stops after them
     /// and suspends the portal, which the statement's `Sync` closes. Until
-    /// the guard drops; 0 arms nothing.
+    /// the guard drops.
     pub(crate) fn limit_rows(&self, rows: u32) -> RowLimit<'_> {
         self.row_limit.store(rows, Ordering::Relaxed);
         RowLimit(self)

@@ -393,30 +393,33 @@ impl Extension {
                 break;
             }
         }
-        if !self.inner.closed.swap(true, Ordering::SeqCst) {
-            if let Some(tenants) = &self.inner.tenants {
-                tenants.close();
-            }
-            if let Some(engine) = self.inner.db.pop_bind() {
-                *crate::sync::lock(&self.inner.closed_engine) = Some(engine.clone());
-                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-                engine.close_gracefully(left).await;
-            }
+        if let Some(engine) = self.unbind_once() {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            engine.close_gracefully(left).await;
         }
     }
 
     /// Closes without waiting: no request is in flight.
     fn close_now(&self) {
-        if !self.inner.closed.swap(true, Ordering::SeqCst) {
-            if let Some(tenants) = &self.inner.tenants {
-                tenants.close();
-            }
-            if let Some(engine) = self.inner.db.pop_bind() {
-                *crate::sync::lock(&self.inner.closed_engine) = Some(engine.clone());
-                engine.close_now();
-                tracing::info!(target: "gino::web", "database pool closed");
-            }
+        if let Some(engine) = self.unbind_once() {
+            engine.close_now();
+            tracing::info!(target: "gino::web", "database pool closed");
         }
+    }
+
+    /// The first close's part of closing: the tenants closed, the database
+    /// unbound; its engine, to close, is kept for requests that come later
+    /// (their queries find the pool closed). `None` for every later close.
+    fn unbind_once(&self) -> Option<Engine> {
+        if self.inner.closed.swap(true, Ordering::SeqCst) {
+            return None;
+        }
+        if let Some(tenants) = &self.inner.tenants {
+            tenants.close();
+        }
+        let engine = self.inner.db.pop_bind()?;
+        *crate::sync::lock(&self.inner.closed_engine) = Some(engine.clone());
+        Some(engine)
     }
 }
 

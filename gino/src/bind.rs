@@ -253,6 +253,9 @@ pub(crate) fn reads_only<Q: QueryFragment<Pg> + QueryId>(query: &Q) -> bool {
         static KNOWN: PerQueryType<bool> = PerQueryType::default();
     }
     per_query_type(&KNOWN, query, |sql| {
+        if bare_table(sql).is_some() {
+            return true;
+        }
         let upper = sql.trim_start().to_ascii_uppercase();
         upper.starts_with("SELECT")
             && ![
@@ -332,6 +335,9 @@ pub(crate) fn render<Q: QueryFragment<Pg>>(query: &Q) -> String {
 /// outside parentheses if there is one there (`SELECT EXISTS (SELECT ...
 /// FROM t)` names `t`), unqualified.
 fn first_table(sql: &str) -> Option<String> {
+    if let Some(table) = bare_table(sql) {
+        return Some(table);
+    }
     let bytes = sql.as_bytes();
     let mut depth = 0usize;
     let mut best: Option<(usize, String)> = None;
@@ -370,6 +376,24 @@ fn first_table(sql: &str) -> Option<String> {
         }
     }
     best.map(|(_, table)| table)
+}
+
+/// The table a query of a table alone names (`users::table.gino()`):
+/// diesel renders such a query as the table's name, as in a `FROM`
+/// clause, and selects all of it only when it runs the query.
+fn bare_table(sql: &str) -> Option<String> {
+    let sql = sql.trim();
+    let mut rest = sql;
+    loop {
+        if !rest.starts_with('"') {
+            return None;
+        }
+        rest = &rest[skip_quoted(rest.as_bytes(), 0, b'"')..];
+        if rest.is_empty() {
+            return table_after(sql);
+        }
+        rest = rest.strip_prefix('.')?;
+    }
 }
 
 /// The identifier at the start of `rest`, its parts joined by `.`
@@ -444,5 +468,15 @@ mod tests {
         );
         assert_eq!(table("SELECT 'FROM x' AS a").as_deref(), None);
         assert_eq!(table("SELECT 1").as_deref(), None);
+    }
+
+    #[test]
+    fn a_table_alone_names_itself_and_reads() {
+        assert_eq!(first_table(r#""reports""#).as_deref(), Some("reports"));
+        assert_eq!(
+            first_table(r#""s"."re""ports""#).as_deref(),
+            Some("s.re\"ports")
+        );
+        assert_eq!(first_table(r#""a" x"#).as_deref(), None);
     }
 }

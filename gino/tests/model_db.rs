@@ -67,6 +67,10 @@ async fn queries_of_a_model_run_on_its_database() {
         .await
         .unwrap();
     assert_eq!(first.map(|r| r.title).as_deref(), Some("q1"));
+    // A table alone (GINO's `users.select().gino.all()` of test_core)
+    // goes to its database too; the default one has no such table.
+    let whole: Vec<Report> = reports::table.gino().all().await.unwrap();
+    assert_eq!(whole.len(), 2);
     let status = diesel::update(reports::table)
         .set(reports::title.eq(reports::title.concat(" (done)")))
         .gino()

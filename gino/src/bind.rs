@@ -429,7 +429,7 @@ fn table_after(rest: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::first_table;
+    use super::{first_table, reads_only};
 
     #[test]
     fn finds_the_table_a_statement_names_first() {
@@ -478,5 +478,11 @@ mod tests {
             Some("s.re\"ports")
         );
         assert_eq!(first_table(r#""a" x"#).as_deref(), None);
+        diesel::table! { reports (id) { id -> Integer, } }
+        assert!(
+            reads_only(&reports::table),
+            "a table alone may go to a replica"
+        );
+        assert!(!reads_only(&diesel::delete(reports::table)));
     }
 }

@@ -738,6 +738,26 @@ impl<Q: diesel::query_builder::Query> diesel::query_builder::Query for CachedByT
 
 impl<Q, Conn> diesel::query_dsl::RunQueryDsl<Conn> for CachedByText<Q> {}
 
+/// A query of the catalog answering yes or no, ready for an [`Executor`].
+#[doc(hidden)]
+pub trait CatalogQuery:
+    diesel::query_builder::Query<SqlType = diesel::sql_types::Bool>
+    + QueryFragment<Pg>
+    + QueryId
+    + Send
+    + 'static
+{
+}
+
+impl<Q> CatalogQuery for Q where
+    Q: diesel::query_builder::Query<SqlType = diesel::sql_types::Bool>
+        + QueryFragment<Pg>
+        + QueryId
+        + Send
+        + 'static
+{
+}
+
 /// `SELECT EXISTS (SELECT 1 FROM <from_where> $name AND <schema test>)`:
 /// a catalog lookup of `name`, or of `schema.name` when qualified (else
 /// by `visible`, the search path's test).
@@ -746,12 +766,7 @@ pub fn catalog_lookup(
     from_where: &str,
     visible: &'static str,
     name: &str,
-) -> impl diesel::query_builder::Query<SqlType = diesel::sql_types::Bool>
-+ QueryFragment<Pg>
-+ QueryId
-+ Send
-+ 'static
-+ use<> {
+) -> impl CatalogQuery + use<> {
     use diesel::dsl::sql;
     use diesel::sql_types::{Bool, Nullable, Text};
     let (schema, object) = match name.split_once('.') {
@@ -776,15 +791,7 @@ pub fn catalog_lookup(
 /// A [`catalog_lookup`] of a relation of the kinds `kinds` (`'S'` for a
 /// sequence, `'r', 'v'` and the rest for a table).
 #[doc(hidden)]
-pub fn relation_lookup(
-    kinds: &str,
-    name: &str,
-) -> impl diesel::query_builder::Query<SqlType = diesel::sql_types::Bool>
-+ QueryFragment<Pg>
-+ QueryId
-+ Send
-+ 'static
-+ use<> {
+pub fn relation_lookup(kinds: &str, name: &str) -> impl CatalogQuery + use<> {
     catalog_lookup(
         &format!(
             "pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \

@@ -271,6 +271,15 @@ pub(crate) fn reads_only<Q: QueryFragment<Pg> + QueryId>(query: &Q) -> bool {
     })
 }
 
+/// Whether PostgreSQL can declare a cursor for `query`
+/// ([`crate::cursor::can_declare`]), learnt once per query type.
+pub(crate) fn declarable<Q: QueryFragment<Pg> + QueryId>(query: &Q) -> bool {
+    thread_local! {
+        static KNOWN: PerQueryType<bool> = PerQueryType::default();
+    }
+    per_query_type(&KNOWN, query, crate::cursor::can_declare)
+}
+
 /// The database of the table `query` names first, if a model of a named
 /// database owns it. Free when no model names a database; otherwise the
 /// query is rendered, once per query type where diesel gives it a static

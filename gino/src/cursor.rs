@@ -1,6 +1,13 @@
 //! Server-side cursors: `iterate()` reads a large result in batches
 //! instead of loading it whole (GINO's `iterate` and `Cursor`).
 //!
+//! PostgreSQL declares cursors only for queries (`SELECT`, `VALUES`,
+//! `TABLE`, a `WITH` that changes nothing). Any other statement that
+//! `iterate()` is given (`INSERT ... RETURNING`, a `DELETE ... RETURNING`,
+//! a statement with no rows at all) runs whole when the cursor is opened,
+//! as the server runs such statements whole even behind asyncpg's portal
+//! under GINO, and the cursor hands out its rows from memory.
+//!
 //! Uses: `root` (the transaction's connection), `statement`.
 
 use std::collections::VecDeque;
@@ -17,7 +24,7 @@ use futures_util::Stream;
 
 use crate::error::{Error, Result};
 use crate::root::{Access, Root};
-use crate::statement::{Execute, Statement};
+use crate::statement::{Execute, Load, Loadable, Statement};
 
 /// How many rows a cursor fetches per round trip unless told otherwise.
 pub const DEFAULT_PREFETCH: usize = 100;
@@ -77,9 +84,9 @@ impl<ST: 'static> Query for Command<ST> {
 
 impl<ST, Conn> diesel::query_dsl::RunQueryDsl<Conn> for Command<ST> {}
 
-struct Load<ST, U>(Command<ST>, PhantomData<fn() -> U>);
+struct Fetch<ST, U>(Command<ST>, PhantomData<fn() -> U>);
 
-impl<ST, U> Statement<Vec<U>> for Load<ST, U>
+impl<ST, U> Statement<Vec<U>> for Fetch<ST, U>
 where
     ST: Send + 'static,
     Command<ST>: LoadQuery<'static, AsyncPgConnection, U>,
@@ -102,7 +109,9 @@ where
 ///
 /// Rows come in batches of [`prefetch`](Self::prefetch) rows; the whole
 /// result is never in memory at once. The cursor lives as long as its
-/// transaction: read it before the transaction ends.
+/// transaction: read it before the transaction ends. A statement that is
+/// not a query (`INSERT ... RETURNING`) has no server-side cursor: it runs
+/// whole when `iterate()` opens the cursor, which then reads from memory.
 ///
 /// ```
 /// # async fn demo(db: &gino::Gino) -> gino::Result<()> {
@@ -151,32 +160,77 @@ pub(crate) fn needs_transaction() -> Error {
     )
 }
 
-/// Declares a cursor for `query` on `root`, which must be inside a
-/// transaction.
-pub(crate) async fn declare<Q, U>(
+/// Whether PostgreSQL can declare a cursor for the statement `sql`: a
+/// query, after any leading comments and parentheses, that changes no data
+/// (a `WITH` holding an `INSERT`, `UPDATE`, `DELETE` or `MERGE` is refused
+/// with 0A000). Errs towards `false`: a query wrongly judged a write is
+/// read whole, which is slower but correct.
+pub(crate) fn can_declare(sql: &str) -> bool {
+    let mut rest = sql;
+    loop {
+        let trimmed = rest.trim_start().trim_start_matches('(');
+        rest = if let Some(comment) = trimmed.strip_prefix("--") {
+            comment.split_once('\n').map_or("", |(_, after)| after)
+        } else if let Some(comment) = trimmed.strip_prefix("/*") {
+            comment.split_once("*/").map_or("", |(_, after)| after)
+        } else if trimmed.len() < rest.len() {
+            trimmed
+        } else {
+            break;
+        };
+    }
+    let first_word = |word: &str| {
+        rest.get(..word.len())
+            .is_some_and(|w| w.eq_ignore_ascii_case(word))
+            && !rest[word.len()..].starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+    };
+    if ["SELECT", "VALUES", "TABLE"].into_iter().any(first_word) {
+        return true;
+    }
+    first_word("WITH") && {
+        let upper = rest.to_ascii_uppercase();
+        !upper
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .any(|word| matches!(word, "INSERT" | "UPDATE" | "DELETE" | "MERGE"))
+    }
+}
+
+/// Opens a cursor for `load`'s query on `root`, which must be inside a
+/// transaction: a server-side cursor when `declarable` (see
+/// [`can_declare`]), otherwise the statement's rows read whole.
+pub(crate) async fn open<'q, Q, U>(
     (root, access): (Arc<Root>, Access),
-    query: Q,
+    load: Load<Q, U>,
+    declarable: bool,
     timeout: Option<Duration>,
 ) -> Result<Cursor<U, Q::SqlType>>
 where
-    Q: Query + QueryFragment<Pg> + Send,
+    Q: Loadable<'q, U>,
+    Q::Query: QueryFragment<Pg>,
+    U: Send + 'static,
 {
     static NEXT: AtomicU64 = AtomicU64::new(1);
-    let name = format!("gino_cursor_{}", NEXT.fetch_add(1, Ordering::Relaxed));
     if !root.in_transaction().await? {
         return Err(needs_transaction());
     }
-    let declare = Declare {
-        name: name.clone(),
-        query,
+    let (name, buffer, exhausted) = if declarable {
+        let name = format!("gino_cursor_{}", NEXT.fetch_add(1, Ordering::Relaxed));
+        let declare = Declare {
+            name: name.clone(),
+            query: load.into_query(),
+        };
+        root.run_as(access, timeout, Execute(declare)).await?;
+        (name, VecDeque::new(), false)
+    } else {
+        let rows = root.run_as(access, timeout, load).await?;
+        (String::new(), rows.into(), true)
     };
-    root.run_as(access, timeout, Execute(declare)).await?;
     Ok(Cursor {
         root,
         name,
-        buffer: VecDeque::new(),
+        buffer,
         prefetch: DEFAULT_PREFETCH,
-        exhausted: false,
+        exhausted,
         per_command: MOST_PER_COMMAND,
         timeout,
         sql_type: PhantomData,
@@ -229,7 +283,7 @@ where
             .root
             .run(
                 self.timeout,
-                Load(self.command("FETCH FORWARD", count), PhantomData),
+                Fetch(self.command("FETCH FORWARD", count), PhantomData),
             )
             .await?;
         if rows.len() < count {
@@ -371,9 +425,43 @@ where
 
 #[cfg(test)]
 mod tests {
+    use super::can_declare;
     use crate::prelude::*;
     use diesel::dsl::sql;
     use diesel::sql_types::Integer;
+
+    #[test]
+    fn cursors_are_declared_for_queries_that_change_nothing() {
+        for query in [
+            "SELECT 1",
+            "  select * from users",
+            "(SELECT 1) UNION (SELECT 2)",
+            "VALUES (1), (2)",
+            "TABLE users",
+            "-- a comment\nSELECT 1",
+            "/* a comment */ SELECT 1",
+            "WITH a AS (SELECT 1) SELECT * FROM a",
+            "WITH inserted AS (SELECT 1) SELECT * FROM a_update, inserted",
+            "SELECT * FROM users FOR UPDATE",
+        ] {
+            assert!(can_declare(query), "{query}");
+        }
+        for statement in [
+            "INSERT INTO users (name) VALUES ('a') RETURNING id",
+            "UPDATE users SET name = 'b' RETURNING id",
+            "DELETE FROM users RETURNING id",
+            "WITH gone AS (DELETE FROM users RETURNING id) SELECT * FROM gone",
+            "with moved as (insert into b select * from a returning *) select * from moved",
+            "rollback",
+            "SHOW search_path",
+            "SELECTED",
+            "",
+            "-- only a comment",
+            "/* unterminated",
+        ] {
+            assert!(!can_declare(statement), "{statement}");
+        }
+    }
 
     /// Counts past 2³¹ go in steps; with steps of 3 the same loops run on
     /// a result that fits in a test.

@@ -10,7 +10,7 @@ use std::fmt;
 use std::time::Duration;
 
 use diesel::pg::Pg;
-use diesel::query_builder::{QueryFragment, QueryId};
+use diesel::query_builder::{AsQuery, QueryFragment, QueryId};
 use diesel_async::AsyncPgConnection;
 use diesel_async::methods::ExecuteDsl;
 
@@ -547,6 +547,10 @@ impl<'a, Q> Executor<'a, Q> {
     /// [`Cursor`](crate::Cursor). Needs a transaction (the contextual one,
     /// or `.bind(&tx)`): elsewhere it is [`Error::TransactionMisuse`].
     ///
+    /// A statement PostgreSQL declares no cursor for (`INSERT ...
+    /// RETURNING`, or one with no rows) runs whole here, and the cursor
+    /// hands out its rows.
+    ///
     /// ```
     /// # async fn demo(db: &'static gino::Gino) -> gino::Result<()> {
     /// use diesel::dsl::sql;
@@ -566,15 +570,19 @@ impl<'a, Q> Executor<'a, Q> {
     /// # Ok(()) }
     /// # gino_testkit::doc::run(demo);
     /// ```
-    pub async fn iterate<U>(self) -> Result<crate::Cursor<U, Q::SqlType>>
+    pub async fn iterate<'q, U>(self) -> Result<crate::Cursor<U, <Q as AsQuery>::SqlType>>
     where
-        Q: diesel::query_builder::Query + QueryFragment<Pg> + Send,
+        Q: Loadable<'q, U>,
+        Q::Query: QueryFragment<Pg> + QueryId,
+        U: Send + 'static,
     {
         let on = match self.place().target()? {
             Target::Root(root, access) => (root, access),
             Target::Engine(_) => return Err(crate::cursor::needs_transaction()),
         };
-        crate::cursor::declare(on, self.query, self.timeout).await
+        let load = Load::all(self.query);
+        let declarable = crate::bind::declarable(load.query());
+        crate::cursor::open(on, load, declarable, self.timeout).await
     }
 
     /// Runs the statement and returns PostgreSQL's command tag, e.g.
@@ -938,12 +946,15 @@ macro_rules! query_methods {
             ".iterate::<i32, _>(diesel::select(sql::<Integer>(\"generate_series(1, 3)\"))).await?;\n",
             "assert_eq!(rows.many(5).await?, [1, 2, 3]);\ntx.commit().await?;\n# Ok(()) }\n# gino_testkit::doc::run(demo);\n```"
         )]
-        pub async fn iterate<U, Q>(
+        pub async fn iterate<'q, U, Q>(
             &self,
             query: Q,
-        ) -> $crate::Result<$crate::Cursor<U, <Q as diesel::query_builder::Query>::SqlType>>
+        ) -> $crate::Result<$crate::Cursor<U, <Q as diesel::query_builder::AsQuery>::SqlType>>
         where
-            Q: diesel::query_builder::Query + diesel::query_builder::QueryFragment<diesel::pg::Pg> + Send,
+            Q: $crate::Loadable<'q, U>,
+            <Q as diesel::query_builder::AsQuery>::Query:
+                diesel::query_builder::QueryFragment<diesel::pg::Pg> + diesel::query_builder::QueryId,
+            U: Send + 'static,
         {
             $crate::Executor::new(query, self.bind()).iterate().await
         }

@@ -412,6 +412,15 @@ impl<Q: AsQuery, U> Load<Q, U> {
         Load::new(query, Some(limit))
     }
 
+    /// The query to load.
+    pub(crate) fn query(&self) -> &Q::Query {
+        &self.query
+    }
+
+    pub(crate) fn into_query(self) -> Q::Query {
+        self.query
+    }
+
     fn new(query: Q, limit: Option<usize>) -> Self {
         Load {
             query: query.as_query(),

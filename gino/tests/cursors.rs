@@ -195,3 +195,98 @@ async fn a_cursor_dies_with_its_transaction() {
     assert_eq!(err.sqlstate(), Some("34000"), "{err}"); // invalid_cursor_name
     assert_eq!(conn.one::<i32, _>(series(1)).await.unwrap(), 1);
 }
+
+diesel::table! {
+    made (id) {
+        id -> Integer,
+    }
+}
+
+#[tokio::test]
+async fn statements_that_are_not_queries_run_whole_and_are_read_from_memory() {
+    // PostgreSQL declares cursors for queries only: `DECLARE ... FOR
+    // INSERT` used to fail with 42601 and abort the transaction.
+    let s = common::setup().await;
+    let conn = s.engine.acquire().await.unwrap();
+    conn.status(gino::text("CREATE TABLE made (id int)"))
+        .await
+        .unwrap();
+    let tx = conn.begin().await.unwrap();
+    let insert = diesel::insert_into(made::table)
+        .values((1..=7).map(|id| made::id.eq(id)).collect::<Vec<_>>())
+        .returning(made::id);
+    let before = conn.stats().statements;
+    let mut cursor = conn.iterate::<i32, _>(insert).await.unwrap().prefetch(2);
+    assert_eq!(cursor.next().await.unwrap(), Some(1));
+    cursor.forward(2).await.unwrap();
+    assert_eq!(cursor.many(3).await.unwrap(), [4, 5, 6]);
+    assert_eq!(cursor.next().await.unwrap(), Some(7));
+    assert_eq!(cursor.next().await.unwrap(), None);
+    assert_eq!(
+        conn.stats().statements,
+        before + 1,
+        "the INSERT ran once, whole, and the rows came from memory"
+    );
+
+    // The transaction is intact: a data-changing WITH runs whole too, and
+    // a table alone is a query with a cursor of its own.
+    let gone = diesel::sql_query(
+        "WITH gone AS (DELETE FROM made WHERE id > 5 RETURNING id) SELECT id FROM gone ORDER BY id",
+    );
+    #[derive(diesel::QueryableByName, Debug, PartialEq)]
+    struct Id {
+        #[diesel(sql_type = Integer)]
+        id: i32,
+    }
+    let mut cursor = conn.iterate::<Id, _>(gone).await.unwrap();
+    assert_eq!(cursor.many(5).await.unwrap(), [Id { id: 6 }, Id { id: 7 }]);
+    let mut cursor = conn.iterate::<(i32,), _>(made::table).await.unwrap();
+    assert_eq!(
+        cursor.many(10).await.unwrap(),
+        [(1,), (2,), (3,), (4,), (5,)]
+    );
+    tx.commit().await.unwrap();
+    assert_eq!(
+        conn.scalar::<i64, _>(made::table.count()).await.unwrap(),
+        Some(5)
+    );
+}
+
+#[tokio::test]
+async fn a_statement_without_rows_gives_a_cursor_at_its_end() {
+    // GINO's test_asyncpg_0120_iterate: a statement that returns no rows
+    // gives a cursor whose `next()` is None.
+    #[derive(diesel::QueryableByName, Debug)]
+    struct Nothing {
+        #[diesel(sql_type = Integer)]
+        #[allow(dead_code)]
+        never: i32,
+    }
+    let s = common::setup().await;
+    let conn = s.engine.acquire().await.unwrap();
+    let tx = conn.begin().await.unwrap();
+    let mut cursor = conn
+        .iterate::<Nothing, _>(gino::text("SET LOCAL work_mem = '8MB'"))
+        .await
+        .unwrap();
+    assert!(cursor.next().await.unwrap().is_none());
+    assert!(cursor.many(3).await.unwrap().is_empty());
+    tx.commit().await.unwrap();
+
+    // A ROLLBACK sent as SQL under gino's transaction is reported as misuse,
+    // as for every other way of running it; once the level is ended the
+    // connection is usable and outside any transaction.
+    let tx = conn.begin().await.unwrap();
+    let err = conn
+        .iterate::<Nothing, _>(gino::text("rollback"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::TransactionMisuse(_)), "{err}");
+    assert!(matches!(
+        tx.commit().await,
+        Err(Error::TransactionMisuse(_))
+    ));
+    assert_eq!(conn.one::<i32, _>(series(1)).await.unwrap(), 1);
+    common::assert_outside_transaction(&conn).await;
+    conn.release().await.unwrap();
+}

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::marker::PhantomData;
 
 use diesel::QueryResult;
 use diesel::pg::Pg;
@@ -99,13 +100,18 @@ where
 /// A raw SQL statement with named parameters whose values live for `'a`;
 /// made by [`text`]. Values may borrow (`.bind::<Text, _>("name", &name)`),
 /// as diesel's own binds may.
-pub struct TextQuery<'a> {
+///
+/// `ST` is the SQL type of its rows: [`Untyped`] (rows load by column name
+/// into `QueryableByName` types) until [`columns`](TextQuery::columns)
+/// declares it.
+pub struct TextQuery<'a, ST = Untyped> {
     pieces: Vec<Piece>,
     names: Vec<String>,
     values: Vec<Option<Box<dyn BindValue + 'a>>>,
     /// Names bound that the statement does not have: running it fails,
     /// naming them.
     unknown: Vec<String>,
+    columns: PhantomData<fn() -> ST>,
 }
 
 /// A [`TextQuery`] whose values are owned: the type to name where a
@@ -120,7 +126,7 @@ pub struct TextQuery<'a> {
 /// ```
 pub type Text = TextQuery<'static>;
 
-impl fmt::Debug for TextQuery<'_> {
+impl<ST> fmt::Debug for TextQuery<'_, ST> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TextQuery")
             .field("params", &self.names)
@@ -177,9 +183,53 @@ impl<'a> TextQuery<'a> {
             names,
             values,
             unknown: Vec::new(),
+            columns: PhantomData,
         }
     }
 
+    /// Declares the SQL types of the statement's columns, as SQLAlchemy's
+    /// `text(...).columns(...)` does: rows then load by position into plain
+    /// values, tuples and `Queryable` types, and [`scalar`] works on raw
+    /// SQL. `C` is one SQL type for one column, a tuple for several.
+    ///
+    /// ```
+    /// # async fn demo(engine: &gino::Engine) -> gino::Result<()> {
+    /// use diesel::sql_types::{Integer, Nullable, Text};
+    ///
+    /// let eight = gino::text("SELECT 8").columns::<Integer>();
+    /// assert_eq!(engine.scalar::<i32, _>(eight).await?, Some(8));
+    ///
+    /// let rows: Vec<(i32, Option<String>)> = engine
+    ///     .all(
+    ///         gino::text("SELECT n, NULLIF(n::text, :skip) FROM generate_series(1, 3) n")
+    ///             .bind::<Text, _>("skip", "2")
+    ///             .columns::<(Integer, Nullable<Text>)>(),
+    ///     )
+    ///     .await?;
+    /// assert_eq!(rows, [(1, Some("1".into())), (2, None), (3, Some("3".into()))]);
+    /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
+    /// ```
+    ///
+    /// The declared types are trusted as diesel's `sql::<ST>` trusts them:
+    /// the server sends binary values, decoded as declared. Declare what
+    /// the statement returns, and cast in SQL where unsure (`n::int`); a
+    /// row with fewer columns than declared is an
+    /// [`Error::Query`](crate::Error::Query).
+    ///
+    /// [`scalar`]: crate::Executor::scalar
+    pub fn columns<C>(self) -> TextQuery<'a, C> {
+        TextQuery {
+            pieces: self.pieces,
+            names: self.names,
+            values: self.values,
+            unknown: self.unknown,
+            columns: PhantomData,
+        }
+    }
+}
+
+impl<'a, C> TextQuery<'a, C> {
     /// Binds `value` as SQL type `ST` to every `:name` in the statement.
     ///
     /// Binding a name the statement does not have is a mistake that would
@@ -265,7 +315,7 @@ fn skip_dollar_quoted(sql: &str, open: usize) -> usize {
         .map_or(sql.len(), |n| body + n + delimiter.len())
 }
 
-impl QueryFragment<Pg> for TextQuery<'_> {
+impl<ST> QueryFragment<Pg> for TextQuery<'_, ST> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         if !self.unknown.is_empty() {
             let unknown: Vec<String> = self.unknown.iter().map(|n| format!("`:{n}`")).collect();
@@ -300,16 +350,16 @@ impl QueryFragment<Pg> for TextQuery<'_> {
     }
 }
 
-impl QueryId for TextQuery<'_> {
+impl<ST> QueryId for TextQuery<'_, ST> {
     type QueryId = ();
     const HAS_STATIC_QUERY_ID: bool = false;
 }
 
-impl Query for TextQuery<'_> {
-    type SqlType = Untyped;
+impl<ST> Query for TextQuery<'_, ST> {
+    type SqlType = ST;
 }
 
-impl<Conn> diesel::query_dsl::RunQueryDsl<Conn> for TextQuery<'_> {}
+impl<Conn, ST> diesel::query_dsl::RunQueryDsl<Conn> for TextQuery<'_, ST> {}
 
 #[cfg(test)]
 mod tests {

@@ -257,6 +257,55 @@ async fn raw_sql_with_named_parameters_loads_typed_rows() {
 }
 
 #[tokio::test]
+async fn raw_sql_with_declared_columns_loads_by_position() {
+    // GINO's `db.scalar("select 8")`: raw SQL whose column types are
+    // declared loads into plain values and tuples.
+    let s = common::setup().await;
+    with_items(&s.engine, 3).await;
+    let e = &s.engine;
+    let eight = gino::text("select 8").columns::<Integer>();
+    assert_eq!(e.scalar::<i32, _>(eight).await.unwrap(), Some(8));
+    let nothing = gino::text("SELECT id FROM items WHERE id > :id")
+        .columns::<Integer>()
+        .bind::<Integer, _>("id", 3);
+    assert_eq!(e.scalar::<i32, _>(nothing).await.unwrap(), None);
+
+    let rows: Vec<(i32, String, Option<i64>)> =
+        gino::text("SELECT id, name, NULLIF(id, :skip)::bigint FROM items ORDER BY id")
+            .bind::<Integer, _>("skip", 2)
+            .columns::<(Integer, Text, Nullable<BigInt>)>()
+            .gino()
+            .bind(e)
+            .all()
+            .await
+            .unwrap();
+    assert_eq!(
+        rows,
+        [
+            (1, "item1".into(), Some(1)),
+            (2, "item2".into(), None),
+            (3, "item3".into(), Some(3))
+        ]
+    );
+
+    // Fewer columns than declared is a typed error, and the connection
+    // runs the next statement.
+    let conn = e.acquire().await.unwrap();
+    let short = gino::text("SELECT id FROM items").columns::<(Integer, Text)>();
+    let err = conn.all::<(i32, String), _>(short).await.unwrap_err();
+    assert!(matches!(err, Error::Query(_)), "{err:?}");
+    let tx = conn.begin().await.unwrap();
+    let mut names = conn
+        .iterate::<String, _>(gino::text("SELECT name FROM items ORDER BY id").columns::<Text>())
+        .await
+        .unwrap();
+    assert_eq!(names.many(2).await.unwrap(), ["item1", "item2"]);
+    drop(names);
+    tx.commit().await.unwrap();
+    conn.release().await.unwrap();
+}
+
+#[tokio::test]
 async fn database_errors_carry_sqlstate_and_constraint_and_leave_the_connection_usable() {
     let s = common::setup_with(EngineOptions::new().max_size(1)).await;
     with_items(&s.engine, 1).await;

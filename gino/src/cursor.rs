@@ -362,7 +362,7 @@ where
         while rest > 0 && !self.exhausted {
             let step = rest.min(self.per_command);
             let command = self.command("MOVE FORWARD", step);
-            let (moved, _) = self.root.run(self.timeout, Execute(command)).await?;
+            let moved = self.root.run(self.timeout, Execute(command)).await?;
             // Moved past the end: reading on would cost a round trip for
             // nothing.
             if moved < step {

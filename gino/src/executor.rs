@@ -19,7 +19,7 @@ use crate::bind::{Bind, Target};
 use crate::connection::Connection;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::statement::{Execute, Load, Loadable};
+use crate::statement::{Execute, Load, Loadable, Tagged};
 
 /// PostgreSQL's command tag of a statement, e.g. `UPDATE 8`, as returned by
 /// [`Executor::status`].
@@ -38,6 +38,15 @@ pub struct Status {
 }
 
 impl Status {
+    fn from_wire(tag: Option<String>, rows: usize) -> Self {
+        Status {
+            // None only for an empty statement, which PostgreSQL answers
+            // without a tag: an empty one, as asyncpg gives GINO.
+            tag: tag.unwrap_or_default(),
+            rows: rows as u64,
+        }
+    }
+
     /// The command tag as PostgreSQL sent it.
     ///
     /// ```
@@ -602,13 +611,37 @@ impl<'a, Q> Executor<'a, Q> {
         Q: ExecuteDsl<AsyncPgConnection> + Send,
     {
         let place = self.place();
-        let (rows, tag) = place.run(self.timeout, Execute(self.query)).await?;
-        Ok(Status {
-            // None only for an empty statement, which PostgreSQL answers
-            // without a tag: an empty one, as asyncpg gives GINO.
-            tag: tag.unwrap_or_default(),
-            rows: rows as u64,
-        })
+        let (rows, tag) = place.run(self.timeout, Tagged(Execute(self.query))).await?;
+        Ok(Status::from_wire(tag, rows))
+    }
+
+    /// Runs the statement and returns PostgreSQL's command tag together
+    /// with the rows it returned, loaded as `U`: GINO's `status, rows =
+    /// await engine.status(...)`, in one round trip. It runs where
+    /// [`status`](Self::status) runs (never on a read replica).
+    ///
+    /// ```
+    /// # async fn demo(engine: &gino::Engine) -> gino::Result<()> {
+    /// use diesel::sql_types::{Integer, Text};
+    /// let conn = engine.acquire().await?;
+    /// conn.status(gino::text("CREATE TEMP TABLE t (id serial, name text)")).await?;
+    /// let insert = gino::text("INSERT INTO t (name) VALUES ('a'), ('b') RETURNING id, name")
+    ///     .columns::<(Integer, Text)>();
+    /// let (status, rows) = conn.status_and_all::<(i32, String), _>(insert).await?;
+    /// assert_eq!(status, "INSERT 0 2");
+    /// assert_eq!(rows, [(1, "a".to_owned()), (2, "b".to_owned())]);
+    /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
+    /// ```
+    pub async fn status_and_all<'q, U>(self) -> Result<(Status, Vec<U>)>
+    where
+        Q: Loadable<'q, U>,
+        U: Send + 'static,
+    {
+        let place = self.place();
+        let load = Tagged(Load::all(self.query));
+        let (rows, tag) = place.run(self.timeout, load).await?;
+        Ok((Status::from_wire(tag, rows.len()), rows))
     }
 }
 
@@ -934,6 +967,23 @@ macro_rules! query_methods {
             Q: diesel_async::methods::ExecuteDsl<diesel_async::AsyncPgConnection> + Send,
         {
             $crate::Executor::new(query, self.bind()).status().await
+        }
+
+        #[doc = concat!(
+            "Runs `query` and returns PostgreSQL's command tag with the rows it returned; see ",
+            "[`Executor::status_and_all`](crate::Executor::status_and_all).\n\n",
+            "```\n# async fn demo(", $recv, ": &", $ty, ") -> gino::Result<()> {\n",
+            "use diesel::dsl::sql;\nuse diesel::sql_types::Integer;\n",
+            "let (status, rows) = ", $recv,
+            ".status_and_all::<i32, _>(diesel::select(sql::<Integer>(\"generate_series(1, 2)\"))).await?;\n",
+            "assert_eq!(status, \"SELECT 2\");\nassert_eq!(rows, [1, 2]);\n# Ok(()) }\n# gino_testkit::doc::run(demo);\n```"
+        )]
+        pub async fn status_and_all<'q, U, Q>(&self, query: Q) -> $crate::Result<($crate::Status, Vec<U>)>
+        where
+            Q: $crate::Loadable<'q, U>,
+            U: Send + 'static,
+        {
+            $crate::Executor::new(query, self.bind()).status_and_all().await
         }
 
         #[doc = concat!(

@@ -9,8 +9,9 @@
 //!   rollback on `Err`, panic or cancellation) or manual (`begin()`); nested
 //!   ones are savepoints; code inside finds it implicitly.
 //! - `.gino()` ([`GinoQuery`]) runs any diesel query: `all`, `first`,
-//!   `one`, `one_or_none`, `scalar`, `status`, `compile`, with `timeout` and
-//!   `bind`. [`text`] runs raw SQL with `:named` parameters.
+//!   `one`, `one_or_none`, `scalar`, `status`, `status_and_all`, `iterate`,
+//!   `compile`, with `timeout` and `bind`. [`text`] runs raw SQL with
+//!   `:named` parameters, and `.columns::<ST>()` types its rows.
 //! - A [`Gino`] is the application's `db`: it binds an engine and runs the
 //!   same query API implicitly on the task's contextual connection or its
 //!   engine.

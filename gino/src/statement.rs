@@ -480,25 +480,43 @@ impl<'q, Q: Loadable<'q, U>, U> Reread<Vec<U>> for Load<Q, U> {
     }
 }
 
-/// Executes a statement; yields the row count and the command tag.
+/// Executes a statement; yields the number of rows it affected or returned.
 pub(crate) struct Execute<Q>(pub(crate) Q);
 
-/// Executes a statement and picks up its command tag from the wire.
-impl<Q> Statement<(usize, Option<String>)> for Execute<Q>
+impl<Q> Statement<usize> for Execute<Q>
 where
     Q: ExecuteDsl<AsyncPgConnection> + Send,
 {
     fn run<'c>(
         self,
         conn: &'c mut AsyncPgConnection,
+        _: &'c WireState,
+    ) -> BoxFuture<'c, diesel::QueryResult<usize>>
+    where
+        Self: 'c,
+    {
+        self.0.execute(conn)
+    }
+}
+
+/// Runs a statement and picks up its command tag from the wire: diesel
+/// returns rows or a count, never the tag.
+pub(crate) struct Tagged<S>(pub(crate) S);
+
+impl<R: Send + 'static, S: Statement<R>> Statement<(R, Option<String>)> for Tagged<S> {
+    const CARRIES_OPENING: bool = S::CARRIES_OPENING;
+
+    fn run<'c>(
+        self,
+        conn: &'c mut AsyncPgConnection,
         wire: &'c WireState,
-    ) -> BoxFuture<'c, diesel::QueryResult<(usize, Option<String>)>>
+    ) -> BoxFuture<'c, diesel::QueryResult<(R, Option<String>)>>
     where
         Self: 'c,
     {
         self.0
-            .execute(conn)
-            .map(|r| r.map(|rows| (rows, wire.tag())))
+            .run(conn, wire)
+            .map(move |r| r.map(|value| (value, wire.tag())))
             .boxed()
     }
 }

@@ -115,6 +115,61 @@ async fn status_is_postgres_command_tag() {
     assert_eq!(st, "DROP TABLE");
 }
 
+#[tokio::test]
+async fn status_and_all_returns_the_tag_with_the_rows() {
+    // GINO's `status, result = await engine.status("select now()")`.
+    let s = common::setup().await;
+    let e = &s.engine;
+    with_items(e, 3).await;
+    let now =
+        gino::text("select now() at time zone 'UTC'").columns::<diesel::sql_types::Timestamp>();
+    let (st, rows) = e
+        .status_and_all::<std::time::SystemTime, _>(now)
+        .await
+        .unwrap();
+    assert_eq!(st, "SELECT 1");
+    assert_eq!(rows.len(), 1);
+    assert!(rows[0].elapsed().unwrap_or_default() < Duration::from_secs(3600));
+
+    let (st, renamed) = diesel::update(items::table)
+        .set(items::name.eq(items::name.concat("!")))
+        .filter(items::id.ge(2))
+        .returning(items::name)
+        .gino()
+        .bind(e)
+        .status_and_all::<String>()
+        .await
+        .unwrap();
+    assert_eq!((st.tag(), st.rows()), ("UPDATE 2", 2));
+    let mut renamed = renamed;
+    renamed.sort();
+    assert_eq!(renamed, ["item2!", "item3!"]);
+
+    let none = items::table.select(items::id).filter(items::id.gt(10));
+    let (st, ids) = e.status_and_all::<i32, _>(none).await.unwrap();
+    assert_eq!(st, "SELECT 0");
+    assert!(ids.is_empty());
+
+    // In a transaction: what it changed is there, and a failure is a
+    // database error like any other.
+    let conn = e.acquire().await.unwrap();
+    let tx = conn.begin().await.unwrap();
+    let (st, gone) = conn
+        .status_and_all::<i32, _>(diesel::delete(items::table).returning(items::id))
+        .await
+        .unwrap();
+    assert_eq!((st.tag(), gone.len()), ("DELETE 3", 3));
+    tx.rollback().await.unwrap();
+    let bad = gino::text("SELECT 1 / (id - id) FROM items").columns::<Integer>();
+    let err = conn.status_and_all::<i32, _>(bad).await.unwrap_err();
+    assert_eq!(err.sqlstate(), Some("22012"), "{err}");
+    assert_eq!(
+        conn.status(items::table.select(items::id)).await.unwrap(),
+        "SELECT 3"
+    );
+    conn.release().await.unwrap();
+}
+
 #[test]
 fn compile_renders_sql_and_binds_without_a_database() {
     let q = items::table

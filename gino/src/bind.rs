@@ -49,6 +49,17 @@ pub enum Bind<'a> {
     Connection(&'a Connection),
 }
 
+impl Bind<'_> {
+    /// The default query timeout of where this binds, when it has one of
+    /// its own (a connection's, [`Connection::query_timeout`]).
+    pub(crate) fn query_timeout(&self) -> Option<Duration> {
+        match self {
+            Bind::Connection(conn) => conn.query_timeout(),
+            _ => None,
+        }
+    }
+}
+
 impl fmt::Debug for Bind<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

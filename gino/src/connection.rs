@@ -76,6 +76,7 @@ impl Engine {
 pub struct Acquire<'a> {
     engine: Option<std::borrow::Cow<'a, Engine>>,
     timeout: Option<Duration>,
+    query_timeout: Option<Duration>,
     reuse: bool,
     lazy: bool,
     reusable: bool,
@@ -90,6 +91,7 @@ impl<'a> Acquire<'a> {
         Acquire {
             engine,
             timeout: None,
+            query_timeout: None,
             reuse: false,
             lazy: false,
             reusable: true,
@@ -114,6 +116,28 @@ impl<'a> Acquire<'a> {
     /// ```
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
+        self
+    }
+
+    /// Default timeout of the queries run on this connection (default: the
+    /// engine's [`timeout`](crate::EngineOptions::timeout)); a query's own
+    /// `.timeout(...)` still wins. GINO's
+    /// `conn.execution_options(timeout=...)`. It belongs to the connection
+    /// returned, not to the raw connection: other connections reusing it
+    /// keep their own.
+    ///
+    /// ```
+    /// # async fn demo(engine: &gino::Engine) -> gino::Result<()> {
+    /// use std::time::Duration;
+    /// let conn = engine.acquire().query_timeout(Duration::from_millis(100)).await?;
+    /// let slow = gino::text("SELECT pg_sleep(5)");
+    /// let err = conn.status(slow).await.unwrap_err();
+    /// assert!(matches!(err, gino::Error::QueryTimeout(t) if t == Duration::from_millis(100)));
+    /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
+    /// ```
+    pub fn query_timeout(mut self, timeout: Duration) -> Self {
+        self.query_timeout = Some(timeout);
         self
     }
 
@@ -187,7 +211,8 @@ impl<'a> Acquire<'a> {
         let timeout = self.timeout.or(engine.options().acquire_timeout);
         if self.reuse {
             if let Some(found) = Stack::find_access(engine.id()) {
-                let conn = Connection::reusing(found.root);
+                let mut conn = Connection::reusing(found.root);
+                conn.query_timeout = self.query_timeout;
                 if !self.lazy {
                     conn.root.ensure_raw(self.timeout).await?;
                 }
@@ -212,6 +237,7 @@ impl<'a> Acquire<'a> {
             reusing: false,
             released: AtomicBool::new(false),
             registration: registration.map(|r| Mutex::new(Some(r))),
+            query_timeout: self.query_timeout,
         };
         Ok((conn, Access::Explicit))
     }
@@ -290,6 +316,8 @@ pub struct Connection {
     /// connections that never had one (reusing, lazy request connections),
     /// whose release then takes no lock.
     registration: Option<Mutex<Option<Registration>>>,
+    /// Default timeout of queries run through this handle.
+    query_timeout: Option<Duration>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -308,7 +336,46 @@ impl Connection {
             reusing: true,
             released: AtomicBool::new(false),
             registration: None,
+            query_timeout: None,
         }
+    }
+
+    /// The default timeout of queries run on this connection, if it has
+    /// one of its own ([`Acquire::query_timeout`]); else the engine's
+    /// applies.
+    ///
+    /// ```
+    /// # async fn demo(engine: &gino::Engine) -> gino::Result<()> {
+    /// use std::time::Duration;
+    /// let mut conn = engine.acquire().await?;
+    /// assert_eq!(conn.query_timeout(), None);
+    /// conn.set_query_timeout(Some(Duration::from_secs(2)));
+    /// assert_eq!(conn.query_timeout(), Some(Duration::from_secs(2)));
+    /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
+    /// ```
+    pub fn query_timeout(&self) -> Option<Duration> {
+        self.query_timeout
+    }
+
+    /// Sets or clears ([`None`]: the engine's applies again) the default
+    /// timeout of queries run on this connection; see
+    /// [`Acquire::query_timeout`].
+    ///
+    /// ```
+    /// # async fn demo(engine: &gino::Engine) -> gino::Result<()> {
+    /// use std::time::Duration;
+    /// let mut conn = engine.acquire().await?;
+    /// conn.set_query_timeout(Some(Duration::from_millis(100)));
+    /// let err = conn.status(gino::text("SELECT pg_sleep(5)")).await.unwrap_err();
+    /// assert!(matches!(err, gino::Error::QueryTimeout(_)));
+    /// conn.set_query_timeout(None);
+    /// conn.status(gino::text("SELECT pg_sleep(0.2)")).await?;
+    /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
+    /// ```
+    pub fn set_query_timeout(&mut self, timeout: Option<Duration>) {
+        self.query_timeout = timeout;
     }
 
     /// The engine this connection belongs to.
@@ -534,6 +601,7 @@ impl Connection {
             reusing: false,
             released: AtomicBool::new(false),
             registration: None,
+            query_timeout: None,
         }
     }
 

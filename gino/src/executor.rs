@@ -305,6 +305,12 @@ impl<'a, Q> Executor<'a, Q> {
 
     /// Where the query runs: its bind, or for an unbound query, the
     /// database of the table it names.
+    /// The query's own timeout, else its connection's; `None` leaves it to
+    /// the engine's.
+    fn time_limit(&self) -> Option<Duration> {
+        self.timeout.or_else(|| self.bind.query_timeout())
+    }
+
     fn place(&self) -> Bind<'a> {
         match (self.bind, self.route) {
             (Bind::Default, Some(route)) => route(&self.query).map_or(Bind::Default, Bind::Db),
@@ -367,7 +373,8 @@ impl<'a, Q> Executor<'a, Q> {
 
     /// Fails with [`Error::QueryTimeout`] if the query (with any wait for a
     /// lazy connection) takes longer; the query is cancelled on the server.
-    /// Overrides the engine's default `timeout`.
+    /// Overrides the engine's default `timeout` and the connection's
+    /// ([`Connection::query_timeout`](crate::Connection::query_timeout)).
     ///
     /// ```
     /// # async fn demo() -> gino::Result<()> {
@@ -407,7 +414,13 @@ impl<'a, Q> Executor<'a, Q> {
     {
         let place = self.place();
         let read = self.reads_elsewhere(place);
-        run_loading(place, self.timeout, read, Load::some(self.query, limit)).await
+        run_loading(
+            place,
+            self.time_limit(),
+            read,
+            Load::some(self.query, limit),
+        )
+        .await
     }
 
     /// All rows, loaded as `U`.
@@ -432,7 +445,7 @@ impl<'a, Q> Executor<'a, Q> {
     {
         let place = self.place();
         let read = self.reads_elsewhere(place);
-        run_loading(place, self.timeout, read, Load::all(self.query)).await
+        run_loading(place, self.time_limit(), read, Load::all(self.query)).await
     }
 
     /// The first row, or `None` when there is none. The server is asked for
@@ -589,9 +602,10 @@ impl<'a, Q> Executor<'a, Q> {
             Target::Root(root, access) => (root, access),
             Target::Engine(_) => return Err(crate::cursor::needs_transaction()),
         };
+        let timeout = self.time_limit();
         let load = Load::all(self.query);
         let declarable = crate::bind::declarable(load.query());
-        crate::cursor::open(on, load, declarable, self.timeout).await
+        crate::cursor::open(on, load, declarable, timeout).await
     }
 
     /// Runs the statement and returns PostgreSQL's command tag, e.g.
@@ -611,7 +625,9 @@ impl<'a, Q> Executor<'a, Q> {
         Q: ExecuteDsl<AsyncPgConnection> + Send,
     {
         let place = self.place();
-        let (rows, tag) = place.run(self.timeout, Tagged(Execute(self.query))).await?;
+        let (rows, tag) = place
+            .run(self.time_limit(), Tagged(Execute(self.query)))
+            .await?;
         Ok(Status::from_wire(tag, rows))
     }
 
@@ -639,8 +655,8 @@ impl<'a, Q> Executor<'a, Q> {
         U: Send + 'static,
     {
         let place = self.place();
-        let load = Tagged(Load::all(self.query));
-        let (rows, tag) = place.run(self.timeout, load).await?;
+        let timeout = self.time_limit();
+        let (rows, tag) = place.run(timeout, Tagged(Load::all(self.query))).await?;
         Ok((Status::from_wire(tag, rows.len()), rows))
     }
 }

@@ -234,6 +234,57 @@ async fn engine_default_timeout_applies_and_a_call_can_override_it() {
 }
 
 #[tokio::test]
+async fn a_connection_has_a_default_timeout_of_its_own() {
+    // GINO's `conn.execution_options(timeout=...)`: the connection's
+    // default sits between the engine's and the call's own.
+    let s = common::setup_with(EngineOptions::new().timeout(Duration::from_secs(30))).await;
+    let e = &s.engine;
+    let slow = |secs: f64| diesel::sql_query(format!("SELECT pg_sleep({secs})"));
+    let short = Duration::from_millis(150);
+    let mut conn = e.acquire().query_timeout(short).await.unwrap();
+    assert_eq!(conn.query_timeout(), Some(short));
+    let err = conn.status(slow(5.0)).await.unwrap_err();
+    assert!(matches!(err, Error::QueryTimeout(d) if d == short), "{err}");
+    let err = slow(5.0).gino().bind(&conn).all::<Named>().await;
+    assert!(matches!(err, Err(Error::QueryTimeout(_))), "{err:?}");
+    // The call's own wins; the connection is usable after a timeout.
+    let st = slow(0.4)
+        .gino()
+        .bind(&conn)
+        .timeout(Duration::from_secs(5))
+        .status()
+        .await
+        .unwrap();
+    assert_eq!(st, "SELECT 1");
+
+    // A cursor's FETCHes keep to it too.
+    let tx = conn.begin().await.unwrap();
+    let rows = diesel::select(sql::<Integer>(
+        "n FROM generate_series(1, 3) n, pg_sleep(0.2 * (n - 1))",
+    ));
+    let mut cursor = conn.iterate::<i32, _>(rows).await.unwrap().prefetch(1);
+    assert_eq!(cursor.next().await.unwrap(), Some(1));
+    let err = cursor.many(2).await.unwrap_err();
+    assert!(matches!(err, Error::QueryTimeout(_)), "{err}");
+    drop(cursor);
+    tx.rollback().await.unwrap();
+
+    // It belongs to the handle: the engine's queries, and another handle
+    // reusing the same raw connection, keep their own.
+    {
+        let shared = e.acquire().reuse(true).await.unwrap();
+        assert!(shared.is_reusing());
+        assert_eq!(shared.query_timeout(), None);
+        assert_eq!(shared.status(slow(0.3)).await.unwrap(), "SELECT 1");
+        assert_eq!(e.status(slow(0.3)).await.unwrap(), "SELECT 1");
+    }
+    conn.set_query_timeout(None);
+    assert_eq!(conn.status(slow(0.3)).await.unwrap(), "SELECT 1");
+    conn.release().await.unwrap();
+    common::assert_pool_clean(e).await;
+}
+
+#[tokio::test]
 async fn statement_timeout_is_enforced_by_the_server() {
     let db = gino_testkit::TestDatabase::create().await;
     let engine = gino::create_engine(

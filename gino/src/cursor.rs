@@ -163,8 +163,9 @@ pub(crate) fn needs_transaction() -> Error {
 /// Whether PostgreSQL can declare a cursor for the statement `sql`: a
 /// query, after any leading comments and parentheses, that changes no data
 /// (a `WITH` holding an `INSERT`, `UPDATE`, `DELETE` or `MERGE` is refused
-/// with 0A000). Errs towards `false`: a query wrongly judged a write is
-/// read whole, which is slower but correct.
+/// with 0A000) and creates no table (`SELECT ... INTO` is refused with
+/// 42601). Errs towards `false`: a query wrongly judged a write is read
+/// whole, which is slower but correct.
 pub(crate) fn can_declare(sql: &str) -> bool {
     let mut rest = sql;
     loop {
@@ -184,15 +185,18 @@ pub(crate) fn can_declare(sql: &str) -> bool {
             .is_some_and(|w| w.eq_ignore_ascii_case(word))
             && !rest[word.len()..].starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
     };
-    if ["SELECT", "VALUES", "TABLE"].into_iter().any(first_word) {
-        return true;
+    let with = first_word("WITH");
+    if !(with || ["SELECT", "VALUES", "TABLE"].into_iter().any(first_word)) {
+        return false;
     }
-    first_word("WITH") && {
-        let upper = rest.to_ascii_uppercase();
-        !upper
-            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-            .any(|word| matches!(word, "INSERT" | "UPDATE" | "DELETE" | "MERGE"))
-    }
+    let upper = rest.to_ascii_uppercase();
+    !upper
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .any(|word| match word {
+            "INTO" => true,
+            "INSERT" | "UPDATE" | "DELETE" | "MERGE" => with,
+            _ => false,
+        })
 }
 
 /// Opens a cursor for `load`'s query on `root`, which must be inside a
@@ -443,6 +447,7 @@ mod tests {
             "WITH a AS (SELECT 1) SELECT * FROM a",
             "WITH inserted AS (SELECT 1) SELECT * FROM a_update, inserted",
             "SELECT * FROM users FOR UPDATE",
+            "SELECT into_account FROM users",
         ] {
             assert!(can_declare(query), "{query}");
         }
@@ -453,6 +458,8 @@ mod tests {
             "WITH gone AS (DELETE FROM users RETURNING id) SELECT * FROM gone",
             "with moved as (insert into b select * from a returning *) select * from moved",
             "rollback",
+            "SELECT * INTO TEMP copied FROM users",
+            "WITH a AS (SELECT 1 AS n) SELECT n INTO copied FROM a",
             "SHOW search_path",
             "SELECTED",
             "",

@@ -271,6 +271,12 @@ async fn a_statement_without_rows_gives_a_cursor_at_its_end() {
         .unwrap();
     assert!(cursor.next().await.unwrap().is_none());
     assert!(cursor.many(3).await.unwrap().is_empty());
+    // A query that makes a table returns no rows either.
+    let copy = gino::text("SELECT 5 AS never INTO TEMP copied");
+    let mut cursor = conn.iterate::<Nothing, _>(copy).await.unwrap();
+    assert!(cursor.next().await.unwrap().is_none());
+    let copied = gino::text("SELECT never FROM copied").columns::<Integer>();
+    assert_eq!(conn.scalar::<i32, _>(copied).await.unwrap(), Some(5));
     tx.commit().await.unwrap();
 
     // A ROLLBACK sent as SQL under gino's transaction is reported as misuse,

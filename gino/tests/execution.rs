@@ -170,6 +170,25 @@ async fn status_and_all_returns_the_tag_with_the_rows() {
     conn.release().await.unwrap();
 }
 
+#[tokio::test]
+async fn a_statement_without_rows_outside_a_transaction_has_no_first_row() {
+    // GINO's test_asyncpg_0120: `await bind.first("rollback") is None`.
+    let s = common::setup().await;
+    let e = &s.engine;
+    let first = e.first::<Named, _>(gino::text("rollback")).await.unwrap();
+    assert_eq!(first, None);
+    let conn = e.acquire().await.unwrap();
+    assert_eq!(
+        conn.first::<Named, _>(gino::text("rollback"))
+            .await
+            .unwrap(),
+        None
+    );
+    common::assert_outside_transaction(&conn).await;
+    conn.release().await.unwrap();
+    common::assert_pool_clean(e).await;
+}
+
 #[test]
 fn compile_renders_sql_and_binds_without_a_database() {
     let q = items::table

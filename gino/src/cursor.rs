@@ -8,7 +8,8 @@
 //! as the server runs such statements whole even behind asyncpg's portal
 //! under GINO, and the cursor hands out its rows from memory.
 //!
-//! Uses: `root` (the transaction's connection), `statement`.
+//! Uses: `root` (the transaction's connection), `statement`, `text` (quoted
+//! text, skipped when telling queries from other statements).
 
 use std::collections::VecDeque;
 use std::marker::PhantomData;
@@ -25,6 +26,7 @@ use futures_util::Stream;
 use crate::error::{Error, Result};
 use crate::root::{Access, Root};
 use crate::statement::{Execute, Load, Loadable, Statement};
+use crate::text::skip_quoted;
 
 /// How many rows a cursor fetches per round trip unless told otherwise.
 pub const DEFAULT_PREFETCH: usize = 100;
@@ -164,8 +166,9 @@ pub(crate) fn needs_transaction() -> Error {
 /// query, after any leading comments and parentheses, that changes no data
 /// (a `WITH` holding an `INSERT`, `UPDATE`, `DELETE` or `MERGE` is refused
 /// with 0A000) and creates no table (`SELECT ... INTO` is refused with
-/// 42601). Errs towards `false`: a query wrongly judged a write is read
-/// whole, which is slower but correct.
+/// 42601). Words inside quotes (`'insert'`, `"update"`) do not count.
+/// Errs towards `false`: a query wrongly judged a write is read whole,
+/// which is slower but correct.
 pub(crate) fn can_declare(sql: &str) -> bool {
     let mut rest = sql;
     loop {
@@ -189,14 +192,33 @@ pub(crate) fn can_declare(sql: &str) -> bool {
     if !(with || ["SELECT", "VALUES", "TABLE"].into_iter().any(first_word)) {
         return false;
     }
-    let upper = rest.to_ascii_uppercase();
-    !upper
+    !outside_quotes(rest)
+        .to_ascii_uppercase()
         .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
         .any(|word| match word {
             "INTO" => true,
             "INSERT" | "UPDATE" | "DELETE" | "MERGE" => with,
             _ => false,
         })
+}
+
+/// `sql` with its string literals and quoted identifiers blanked out.
+fn outside_quotes(sql: &str) -> String {
+    let bytes = sql.as_bytes();
+    let mut plain = String::with_capacity(sql.len());
+    let (mut start, mut i) = (0, 0);
+    while i < bytes.len() {
+        if matches!(bytes[i], b'\'' | b'"') {
+            plain.push_str(&sql[start..i]);
+            plain.push(' ');
+            i = skip_quoted(bytes, i, bytes[i]);
+            start = i;
+        } else {
+            i += 1;
+        }
+    }
+    plain.push_str(&sql[start..]);
+    plain
 }
 
 /// Opens a cursor for `load`'s query on `root`, which must be inside a
@@ -448,6 +470,8 @@ mod tests {
             "WITH inserted AS (SELECT 1) SELECT * FROM a_update, inserted",
             "SELECT * FROM users FOR UPDATE",
             "SELECT into_account FROM users",
+            "WITH a AS (SELECT 'insert' AS \"update\") SELECT * FROM a",
+            "SELECT 'it''s into' FROM users",
         ] {
             assert!(can_declare(query), "{query}");
         }
@@ -460,6 +484,7 @@ mod tests {
             "rollback",
             "SELECT * INTO TEMP copied FROM users",
             "WITH a AS (SELECT 1 AS n) SELECT n INTO copied FROM a",
+            "WITH a AS (SELECT 'x') INSERT INTO b SELECT * FROM a RETURNING *",
             "SHOW search_path",
             "SELECTED",
             "",

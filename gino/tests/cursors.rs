@@ -2,6 +2,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use diesel::sql_types::{Integer, Text};
 use futures_util::TryStreamExt;
 use gino::prelude::*;
@@ -295,4 +297,56 @@ async fn a_statement_without_rows_gives_a_cursor_at_its_end() {
     assert_eq!(conn.one::<i32, _>(series(1)).await.unwrap(), 1);
     common::assert_outside_transaction(&conn).await;
     conn.release().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_statement_run_whole_that_fails_or_is_dropped_leaves_nothing_open() {
+    let s = common::setup().await;
+    let e = &s.engine;
+    e.status(gino::text("CREATE TABLE made (id int PRIMARY KEY)"))
+        .await
+        .unwrap();
+    let insert = |id: i32| {
+        diesel::insert_into(made::table)
+            .values(made::id.eq(id))
+            .returning(made::id)
+    };
+
+    // A failure is the database's typed error; the transaction rolls back.
+    let conn = e.acquire().await.unwrap();
+    let tx = conn.begin().await.unwrap();
+    assert_eq!(
+        conn.iterate::<i32, _>(insert(1))
+            .await
+            .unwrap()
+            .many(5)
+            .await
+            .unwrap(),
+        [1]
+    );
+    let err = conn.iterate::<i32, _>(insert(1)).await.unwrap_err();
+    assert_eq!(err.sqlstate(), Some("23505"), "{err}");
+    tx.rollback().await.unwrap();
+    common::assert_outside_transaction(&conn).await;
+    conn.release().await.unwrap();
+
+    // Dropped while the server runs it: the connection does not go back
+    // to the pool inside the transaction, and nothing of it is kept.
+    let conn = e.acquire().await.unwrap();
+    let tx = conn.begin().await.unwrap();
+    let slow = diesel::sql_query("INSERT INTO made SELECT 2 FROM pg_sleep(5) RETURNING id");
+    #[derive(diesel::QueryableByName)]
+    struct Id {
+        #[diesel(sql_type = Integer)]
+        #[allow(dead_code)]
+        id: i32,
+    }
+    let dropped =
+        tokio::time::timeout(Duration::from_millis(200), conn.iterate::<Id, _>(slow)).await;
+    assert!(dropped.is_err(), "the INSERT finished within 200 ms");
+    drop(tx);
+    drop(conn);
+    common::assert_pool_clean(e).await;
+    let count = made::table.count();
+    assert_eq!(e.scalar::<i64, _>(count).await.unwrap(), Some(0));
 }

@@ -8,7 +8,8 @@
 //! metadata; every other query runs on the default database.
 //!
 //! Uses: `api` (a database's bound engine), `transaction`, `connection`,
-//! `context`, `root`, `engine`, `statement`.
+//! `context`, `root`, `engine`, `statement`, `lex` (reading a statement's
+//! SQL for the table it names).
 
 use std::any::TypeId;
 use std::collections::HashMap;
@@ -24,9 +25,9 @@ use crate::connection::Connection;
 use crate::context::Stack;
 use crate::engine::Engine;
 use crate::error::Result;
+use crate::lex::{self, skip_quoted};
 use crate::root::{Access, Root};
 use crate::statement::{Reread, Statement};
-use crate::text::skip_quoted;
 use crate::transaction::Transaction;
 
 /// Where a query runs; see [`Executor::bind`](crate::Executor::bind).
@@ -363,9 +364,11 @@ fn first_table(sql: &str) -> Option<String> {
     let mut best: Option<(usize, String)> = None;
     let mut i = 0;
     while i < bytes.len() {
+        if let Some(end) = lex::opaque_end(sql, i) {
+            i = end;
+            continue;
+        }
         match bytes[i] {
-            b'\'' => i = skip_quoted(bytes, i, b'\''),
-            b'"' => i = skip_quoted(bytes, i, b'"'),
             b'(' => {
                 depth += 1;
                 i += 1;

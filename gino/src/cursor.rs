@@ -8,8 +8,8 @@
 //! as the server runs such statements whole even behind asyncpg's portal
 //! under GINO, and the cursor hands out its rows from memory.
 //!
-//! Uses: `root` (the transaction's connection), `statement`, `text` (quoted
-//! text, skipped when telling queries from other statements).
+//! Uses: `root` (the transaction's connection), `statement`, `lex` (what is
+//! code, when telling queries from other statements).
 
 use std::collections::VecDeque;
 use std::marker::PhantomData;
@@ -24,9 +24,9 @@ use diesel_async::methods::LoadQuery;
 use futures_util::Stream;
 
 use crate::error::{Error, Result};
+use crate::lex;
 use crate::root::{Access, Root};
 use crate::statement::{Execute, Load, Loadable, Statement};
-use crate::text::skip_quoted;
 
 /// How many rows a cursor fetches per round trip unless told otherwise.
 pub const DEFAULT_PREFETCH: usize = 100;
@@ -163,26 +163,15 @@ pub(crate) fn needs_transaction() -> Error {
 }
 
 /// Whether PostgreSQL can declare a cursor for the statement `sql`: a
-/// query, after any leading comments and parentheses, that changes no data
-/// (a `WITH` holding an `INSERT`, `UPDATE`, `DELETE` or `MERGE` is refused
-/// with 0A000) and creates no table (`SELECT ... INTO` is refused with
-/// 42601). Words inside quotes (`'insert'`, `"update"`) do not count.
-/// Errs towards `false`: a query wrongly judged a write is read whole,
-/// which is slower but correct.
+/// query, after any leading parentheses, that changes no data (a `WITH`
+/// holding an `INSERT`, `UPDATE`, `DELETE` or `MERGE` is refused with
+/// 0A000) and creates no table (`SELECT ... INTO` is refused with 42601).
+/// Only code counts: words inside literals, quoted identifiers, dollar
+/// quotes and comments do not. Errs towards `false`: a query wrongly
+/// judged a write is read whole, which is slower but correct.
 pub(crate) fn can_declare(sql: &str) -> bool {
-    let mut rest = sql;
-    loop {
-        let trimmed = rest.trim_start().trim_start_matches('(');
-        rest = if let Some(comment) = trimmed.strip_prefix("--") {
-            comment.split_once('\n').map_or("", |(_, after)| after)
-        } else if let Some(comment) = trimmed.strip_prefix("/*") {
-            comment.split_once("*/").map_or("", |(_, after)| after)
-        } else if trimmed.len() < rest.len() {
-            trimmed
-        } else {
-            break;
-        };
-    }
+    let code = lex::code_only(sql);
+    let rest = code.trim_start_matches(|c: char| c == '(' || c.is_whitespace());
     let first_word = |word: &str| {
         rest.get(..word.len())
             .is_some_and(|w| w.eq_ignore_ascii_case(word))
@@ -192,7 +181,7 @@ pub(crate) fn can_declare(sql: &str) -> bool {
     if !(with || ["SELECT", "VALUES", "TABLE"].into_iter().any(first_word)) {
         return false;
     }
-    !outside_quotes(rest)
+    !rest
         .to_ascii_uppercase()
         .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
         .any(|word| match word {
@@ -200,25 +189,6 @@ pub(crate) fn can_declare(sql: &str) -> bool {
             "INSERT" | "UPDATE" | "DELETE" | "MERGE" => with,
             _ => false,
         })
-}
-
-/// `sql` with its string literals and quoted identifiers blanked out.
-fn outside_quotes(sql: &str) -> String {
-    let bytes = sql.as_bytes();
-    let mut plain = String::with_capacity(sql.len());
-    let (mut start, mut i) = (0, 0);
-    while i < bytes.len() {
-        if matches!(bytes[i], b'\'' | b'"') {
-            plain.push_str(&sql[start..i]);
-            plain.push(' ');
-            i = skip_quoted(bytes, i, bytes[i]);
-            start = i;
-        } else {
-            i += 1;
-        }
-    }
-    plain.push_str(&sql[start..]);
-    plain
 }
 
 /// Opens a cursor for `load`'s query on `root`, which must be inside a
@@ -472,6 +442,11 @@ mod tests {
             "SELECT into_account FROM users",
             "WITH a AS (SELECT 'insert' AS \"update\") SELECT * FROM a",
             "SELECT 'it''s into' FROM users",
+            "SELECT $$ insert into $$, $tag$ 'into $tag$ FROM users",
+            r"WITH a AS (SELECT E'it\'s insert' AS w) SELECT * FROM a",
+            "WITH a AS (SELECT 1 /* delete /* nested */ into */) SELECT * FROM a",
+            "WITH a AS (SELECT 1 -- insert\n) SELECT * FROM a",
+            "/* (*/ ( SELECT 1)",
         ] {
             assert!(can_declare(query), "{query}");
         }

@@ -54,6 +54,7 @@ mod executor;
 mod framing;
 #[cfg(feature = "json")]
 pub mod json;
+mod lex;
 pub mod loader;
 pub mod migrate;
 pub mod model;

@@ -2,7 +2,8 @@
 //! table metadata the schema layer reads, and the registry that lets a
 //! [`Gino`] find its models.
 //!
-//! Uses: `executor` and `bind` (running its queries), `api` (the registry's databases).
+//! Uses: `executor` and `bind` (running its queries), `api` (the registry's
+//! databases), `lex` (reading the columns an update's SET list assigns).
 
 use std::future::{Future, IntoFuture};
 use std::marker::PhantomData;
@@ -24,6 +25,7 @@ use crate::bind::Bind;
 pub use crate::bind::TableRoute;
 use crate::error::{Error, Result};
 use crate::executor::{Executor, Status};
+use crate::lex;
 
 /// A table as declared by a model: what `create_all` turns into DDL.
 ///
@@ -1078,22 +1080,20 @@ fn parse_targets(sql: &str) -> Option<Vec<String>> {
         };
         rest = after.strip_prefix(" = ")?;
         targets.push(name);
-        // The expression: up to a comma outside parentheses and quotes.
+        // The expression: up to a comma outside parentheses, in its code.
         let mut depth = 0usize;
-        let mut quote = None;
         let mut end = None;
-        for (i, c) in rest.char_indices() {
-            match (quote, c) {
-                (Some(q), c) if c == q => quote = None,
-                (Some(_), _) => {}
-                (None, '\'' | '"') => quote = Some(c),
-                (None, '(') => depth += 1,
-                (None, ')') => depth = depth.checked_sub(1)?,
-                (None, ',') if depth == 0 => {
-                    end = Some(i);
-                    break;
+        'code: for code in lex::code_ranges(rest) {
+            for (i, b) in rest.as_bytes()[code.clone()].iter().enumerate() {
+                match b {
+                    b'(' => depth += 1,
+                    b')' => depth = depth.checked_sub(1)?,
+                    b',' if depth == 0 => {
+                        end = Some(code.start + i);
+                        break 'code;
+                    }
+                    _ => {}
                 }
-                _ => {}
             }
         }
         match end {

@@ -1,6 +1,6 @@
 //! Raw SQL with named parameters: `text("... WHERE id = :id")`.
 //!
-//! Uses: nothing of gino; a diesel query fragment like any other.
+//! Uses: `lex`; a diesel query fragment like any other.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -11,6 +11,8 @@ use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::serialize::ToSql;
 use diesel::sql_types::{HasSqlType, Untyped};
+
+use crate::lex;
 
 /// Raw SQL with `:name` parameters, runnable like any diesel query and
 /// loadable into `#[derive(QueryableByName)]` rows.
@@ -141,39 +143,31 @@ impl<'a> TextQuery<'a> {
         let mut index: HashMap<String, usize> = HashMap::new();
         let bytes = sql.as_bytes();
         let mut start = 0;
-        let mut i = 0;
-        while i < bytes.len() {
-            match bytes[i] {
-                b'\'' | b'"' => i = skip_quoted(bytes, i, bytes[i]),
-                b'-' if bytes.get(i + 1) == Some(&b'-') => {
-                    i = sql[i..].find('\n').map_or(bytes.len(), |n| i + n)
+        for code in lex::code_ranges(sql) {
+            let mut i = code.start;
+            while i < code.end {
+                let param = match (bytes[i], bytes.get(i + 1)) {
+                    (b':', Some(b)) => b.is_ascii_alphabetic() || *b == b'_',
+                    _ => false,
+                };
+                if !param {
+                    // `::` is a cast: step over both colons.
+                    i += if bytes[i..].starts_with(b"::") { 2 } else { 1 };
+                    continue;
                 }
-                b'/' if bytes.get(i + 1) == Some(&b'*') => {
-                    i = sql[i + 2..]
-                        .find("*/")
-                        .map_or(bytes.len(), |n| i + 2 + n + 2)
-                }
-                b'$' => i = skip_dollar_quoted(sql, i),
-                b':' if bytes.get(i + 1) == Some(&b':') => i += 2,
-                b':' if bytes
-                    .get(i + 1)
-                    .is_some_and(|b| b.is_ascii_alphabetic() || *b == b'_') =>
-                {
-                    let end = bytes[i + 1..]
-                        .iter()
-                        .position(|b| !(b.is_ascii_alphanumeric() || *b == b'_'))
-                        .map_or(bytes.len(), |n| i + 1 + n);
-                    let name = &sql[i + 1..end];
-                    pieces.push(Piece::Sql(sql[start..i].to_owned()));
-                    let slot = *index.entry(name.to_owned()).or_insert_with(|| {
-                        names.push(name.to_owned());
-                        names.len() - 1
-                    });
-                    pieces.push(Piece::Param(slot));
-                    start = end;
-                    i = end;
-                }
-                _ => i += 1,
+                let end = bytes[i + 1..code.end]
+                    .iter()
+                    .position(|b| !(b.is_ascii_alphanumeric() || *b == b'_'))
+                    .map_or(code.end, |n| i + 1 + n);
+                let name = &sql[i + 1..end];
+                pieces.push(Piece::Sql(sql[start..i].to_owned()));
+                let slot = *index.entry(name.to_owned()).or_insert_with(|| {
+                    names.push(name.to_owned());
+                    names.len() - 1
+                });
+                pieces.push(Piece::Param(slot));
+                start = end;
+                i = end;
             }
         }
         pieces.push(Piece::Sql(sql[start..].to_owned()));
@@ -278,43 +272,6 @@ impl<'a, C> TextQuery<'a, C> {
     }
 }
 
-/// Past the quoted text (`'...'` or `"..."`) opening at `open`; a doubled
-/// quote is an escape.
-pub(crate) fn skip_quoted(bytes: &[u8], open: usize, quote: u8) -> usize {
-    let mut i = open + 1;
-    while i < bytes.len() {
-        if bytes[i] == quote {
-            // A doubled quote is an escaped quote inside the literal.
-            if bytes.get(i + 1) == Some(&quote) {
-                i += 2;
-                continue;
-            }
-            return i + 1;
-        }
-        i += 1;
-    }
-    bytes.len()
-}
-
-fn skip_dollar_quoted(sql: &str, open: usize) -> usize {
-    let rest = &sql[open + 1..];
-    let tag_len = rest
-        .bytes()
-        .position(|b| !(b.is_ascii_alphanumeric() || b == b'_'))
-        .unwrap_or(rest.len());
-    if rest.as_bytes().get(tag_len) != Some(&b'$')
-        || rest[..tag_len].starts_with(|c: char| c.is_ascii_digit())
-    {
-        // `$1` and the like: not a dollar quote.
-        return open + 1;
-    }
-    let delimiter = &sql[open..open + tag_len + 2];
-    let body = open + delimiter.len();
-    sql[body..]
-        .find(delimiter)
-        .map_or(sql.len(), |n| body + n + delimiter.len())
-}
-
 impl<ST> QueryFragment<Pg> for TextQuery<'_, ST> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         if !self.unknown.is_empty() {
@@ -389,6 +346,21 @@ mod tests {
         assert_eq!(names, ["real"]);
         assert!(sql.contains("':x'") && sql.contains("$$ :z $$") && sql.contains("-- :c"));
         assert!(sql.ends_with("$1, $1"), "{sql}");
+    }
+
+    #[test]
+    fn escape_strings_nested_comments_and_identifier_dollars_are_read_as_postgres_does() {
+        // `E'it\'s'` ends at its last quote: `:x` is inside it, `:y` is not.
+        let (sql, names) = rendered(r"SELECT E'it\'s :x', :y, '\' :z");
+        assert_eq!(names, ["y", "z"]);
+        assert!(sql.starts_with(r"SELECT E'it\'s :x', $1, '\' $2"), "{sql}");
+        let (_, names) = rendered("SELECT /* a /* b */ :in */ :out");
+        assert_eq!(names, ["out"]);
+        // `a$b$` is an identifier, not a dollar quote hiding `:p`.
+        let (_, names) = rendered("SELECT 1 AS a$b$, :p");
+        assert_eq!(names, ["p"]);
+        let (_, names) = rendered("SELECT :a::text, x:: int, ::b");
+        assert_eq!(names, ["a"]);
     }
 
     #[test]

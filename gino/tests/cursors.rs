@@ -255,6 +255,33 @@ async fn statements_that_are_not_queries_run_whole_and_are_read_from_memory() {
 }
 
 #[tokio::test]
+async fn write_words_inside_literals_and_comments_still_get_a_server_cursor() {
+    let s = common::setup().await;
+    let conn = s.engine.acquire().await.unwrap();
+    let tx = conn.begin().await.unwrap();
+    let q = gino::text(
+        r"WITH w AS (SELECT $$insert$$ || E'\'delete' /* update */ AS w)
+          SELECT w || g FROM w, generate_series(1, :n) g -- into",
+    )
+    .bind::<Integer, _>("n", 3)
+    .columns::<Text>();
+    let mut cursor = conn.iterate::<String, _>(q).await.unwrap();
+    let open = gino::text("SELECT count(*) FROM pg_cursors WHERE statement ILIKE 'DECLARE%'")
+        .columns::<diesel::sql_types::BigInt>();
+    assert_eq!(
+        conn.scalar::<i64, _>(open).await.unwrap(),
+        Some(1),
+        "a query is read through a declared cursor, not whole"
+    );
+    assert_eq!(
+        cursor.many(5).await.unwrap(),
+        ["insert'delete1", "insert'delete2", "insert'delete3"]
+    );
+    tx.rollback().await.unwrap();
+    common::assert_outside_transaction(&conn).await;
+}
+
+#[tokio::test]
 async fn a_statement_without_rows_gives_a_cursor_at_its_end() {
     // GINO's test_asyncpg_0120_iterate: a statement that returns no rows
     // gives a cursor whose `next()` is None.

@@ -171,6 +171,21 @@ async fn status_and_all_returns_the_tag_with_the_rows() {
 }
 
 #[tokio::test]
+async fn raw_sql_parameters_are_read_from_code_as_postgres_reads_it() {
+    // Inside an escape string, a dollar quote or a nested comment, `:name`
+    // is text the server keeps, not a parameter to bind.
+    let s = common::setup().await;
+    let q = gino::text(
+        r"SELECT E'it\'s :not' || :bang || $q$ :nor $q$ /* /* :neither */ */ || '\' AS s",
+    )
+    .bind::<Text, _>("bang", "!")
+    .columns::<Text>();
+    assert_eq!(q.param_names(), ["bang"]);
+    let got = s.engine.scalar::<String, _>(q).await.unwrap();
+    assert_eq!(got.as_deref(), Some(r"it's :not! :nor \"));
+}
+
+#[tokio::test]
 async fn a_statement_without_rows_outside_a_transaction_has_no_first_row() {
     // GINO's test_asyncpg_0120: `await bind.first("rollback") is None`.
     let s = common::setup().await;

@@ -9,7 +9,7 @@ use std::path::Path;
 /// The core bottom-up. A module may use the modules of lower layers only;
 /// modules of one layer do not use each other.
 const LAYERS: &[&[&str]] = &[
-    &["error", "framing", "sync", "task", "drive", "scoped"],
+    &["error", "framing", "sync", "task", "drive", "scoped", "lex"],
     &["budget"],
     &["config", "text", "json"],
     &["tls", "unnamed", "opening"],

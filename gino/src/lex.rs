@@ -1,0 +1,199 @@
+//! Where PostgreSQL's opaque spans of SQL text begin and end: string
+//! literals (`'...'`, `E'...'`), quoted identifiers (`"..."`), dollar
+//! quotes (`$$...$$`, `$tag$...$tag$`) and comments (`-- ...`,
+//! `/* ... */`, which nest). Everything that reads SQL text (`:name`
+//! parameters, what a cursor can be declared for, which table a statement
+//! names) asks here, so a word inside a literal never counts as SQL.
+//!
+//! Uses: nothing of gino.
+
+use std::ops::Range;
+
+/// Where the opaque span opening at byte `at` of `sql` ends (one past its
+/// last byte), or `None` when none opens there. A span left open runs to
+/// the end of `sql`.
+pub(crate) fn opaque_end(sql: &str, at: usize) -> Option<usize> {
+    let bytes = sql.as_bytes();
+    let next = bytes.get(at + 1).copied();
+    match bytes.get(at)? {
+        b'\'' if escape_string(bytes, at) => Some(skip_escape_string(bytes, at)),
+        quote @ (b'\'' | b'"') => Some(skip_quoted(bytes, at, *quote)),
+        b'-' if next == Some(b'-') => Some(sql[at..].find('\n').map_or(sql.len(), |n| at + n)),
+        b'/' if next == Some(b'*') => Some(skip_block_comment(bytes, at)),
+        b'$' => dollar_quote_end(sql, at),
+        _ => None,
+    }
+}
+
+/// Byte ranges of `sql` that are code, every opaque span left out;
+/// adjacent spans leave no empty range between them.
+pub(crate) fn code_ranges(sql: &str) -> impl Iterator<Item = Range<usize>> + '_ {
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        let mut start = at;
+        while at < sql.len() {
+            match opaque_end(sql, at) {
+                Some(end) if start == at => (start, at) = (end, end),
+                Some(_) => return Some(start..at),
+                None => at += 1,
+            }
+        }
+        (start < at).then_some(start..at)
+    })
+}
+
+/// `sql`'s code alone, each opaque span replaced by one space.
+pub(crate) fn code_only(sql: &str) -> String {
+    let mut code = String::with_capacity(sql.len());
+    for range in code_ranges(sql) {
+        code.push_str(&sql[range]);
+        code.push(' ');
+    }
+    code
+}
+
+/// Past the quoted text (`'...'` or `"..."`) opening at `open`; a doubled
+/// quote is an escape.
+pub(crate) fn skip_quoted(bytes: &[u8], open: usize, quote: u8) -> usize {
+    let mut i = open + 1;
+    while i < bytes.len() {
+        if bytes[i] == quote {
+            if bytes.get(i + 1) == Some(&quote) {
+                i += 2;
+                continue;
+            }
+            return i + 1;
+        }
+        i += 1;
+    }
+    bytes.len()
+}
+
+/// Whether the `'` at `quote` opens an escape string (`E'...'`): one
+/// whose `E` is a word of its own, not the end of an identifier.
+fn escape_string(bytes: &[u8], quote: usize) -> bool {
+    quote >= 1
+        && matches!(bytes[quote - 1], b'E' | b'e')
+        && (quote < 2 || !identifier_byte(bytes[quote - 2]))
+}
+
+/// Past the escape string whose `'` is at `open`: a backslash escapes the
+/// byte after it, and a doubled quote is a quote too.
+fn skip_escape_string(bytes: &[u8], open: usize) -> usize {
+    let mut i = open + 1;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => i += 2,
+            b'\'' if bytes.get(i + 1) == Some(&b'\'') => i += 2,
+            b'\'' => return i + 1,
+            _ => i += 1,
+        }
+    }
+    bytes.len()
+}
+
+/// Past the block comment opening at `open`; PostgreSQL's block comments
+/// nest.
+fn skip_block_comment(bytes: &[u8], open: usize) -> usize {
+    let mut depth = 0usize;
+    let mut i = open;
+    while i + 1 < bytes.len() {
+        match (bytes[i], bytes[i + 1]) {
+            (b'/', b'*') => {
+                depth += 1;
+                i += 2;
+            }
+            (b'*', b'/') => {
+                depth -= 1;
+                i += 2;
+                if depth == 0 {
+                    return i;
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    bytes.len()
+}
+
+/// Past the dollar-quoted string opening at `open`, or `None` when the
+/// `$` there opens none: a positional parameter (`$1`) or part of an
+/// identifier (`a$b`).
+fn dollar_quote_end(sql: &str, open: usize) -> Option<usize> {
+    let bytes = sql.as_bytes();
+    if open > 0 && identifier_byte(bytes[open - 1]) {
+        return None;
+    }
+    let rest = &bytes[open + 1..];
+    let tag_len = rest
+        .iter()
+        .position(|b| !identifier_byte(*b) || *b == b'$')?;
+    if rest[tag_len] != b'$' || rest.first().is_some_and(u8::is_ascii_digit) {
+        return None;
+    }
+    let delimiter = &sql[open..open + tag_len + 2];
+    let body = open + delimiter.len();
+    Some(
+        sql[body..]
+            .find(delimiter)
+            .map_or(sql.len(), |n| body + n + delimiter.len()),
+    )
+}
+
+/// A byte that may continue an identifier: PostgreSQL allows letters,
+/// digits, `_`, `$` and any non-ASCII character.
+fn identifier_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || !b.is_ascii()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(sql: &str) -> Vec<&str> {
+        code_ranges(sql).map(|r| &sql[r]).collect()
+    }
+
+    #[test]
+    fn literals_and_identifiers_are_opaque_with_doubled_quotes() {
+        assert_eq!(code("a 'b''c' d"), ["a ", " d"]);
+        assert_eq!(code(r#"a "b""c" d"#), ["a ", " d"]);
+        assert_eq!(code("'x'"), Vec::<&str>::new());
+        assert_eq!(code("a 'open"), ["a "]);
+    }
+
+    #[test]
+    fn escape_strings_end_at_an_unescaped_quote() {
+        assert_eq!(code(r"a E'it\'s' b"), ["a E", " b"]);
+        assert_eq!(code(r"a e'\\' b"), ["a e", " b"]);
+        assert_eq!(code(r"a E'x''y' b"), ["a E", " b"]);
+        // In a plain literal a backslash is an ordinary character.
+        assert_eq!(code(r"a '\' b"), ["a ", " b"]);
+        // `E` ending an identifier does not make an escape string.
+        assert_eq!(code(r"name'\' b"), ["name", " b"]);
+    }
+
+    #[test]
+    fn dollar_quotes_need_a_matching_tag() {
+        assert_eq!(code("a $$ 'x $$ b"), ["a ", " b"]);
+        assert_eq!(code("a $t$ $$ $t$ b"), ["a ", " b"]);
+        assert_eq!(code("a $1 b $2"), ["a $1 b $2"]);
+        assert_eq!(code("a$b$ c"), ["a$b$ c"]);
+        assert_eq!(code("a $t$ open"), ["a "]);
+    }
+
+    #[test]
+    fn comments_are_opaque_and_block_comments_nest() {
+        assert_eq!(code("a -- 'x\nb"), ["a ", "\nb"]);
+        assert_eq!(code("a /* x /* y */ z */ b"), ["a ", " b"]);
+        assert_eq!(code("a /* open"), ["a "]);
+        assert_eq!(code("a - b / c"), ["a - b / c"]);
+    }
+
+    #[test]
+    fn adjacent_spans_leave_no_empty_code() {
+        assert_eq!(code("'a''b'"), Vec::<&str>::new());
+        assert_eq!(code("'a' 'b'"), [" "]);
+        assert_eq!(code("'a'/* c */\"d\"e"), ["e"]);
+    }
+}

@@ -800,28 +800,36 @@ impl EngineOptions {
     }
 
     pub(crate) fn validate(&self) -> Result<()> {
-        if self.max_size == 0 {
-            return Err(Error::Configuration(
-                "max_size must be at least 1".to_owned(),
-            ));
-        }
-        // The pool sets aside a slot per connection up front: a size no
-        // server can serve would only exhaust memory.
-        if self.max_size > MOST_CONNECTIONS {
-            return Err(Error::Configuration(format!(
-                "max_size ({}) is more connections than a PostgreSQL server takes \
-                 (max_connections is at most {MOST_CONNECTIONS})",
-                self.max_size
-            )));
-        }
-        if self.min_size > self.max_size {
-            return Err(Error::Configuration(format!(
-                "min_size ({}) is larger than max_size ({})",
-                self.min_size, self.max_size
-            )));
-        }
-        Ok(())
+        check_pool_sizes(("min_size", self.min_size), ("max_size", self.max_size))
     }
+}
+
+/// The rules a pool's sizes follow, each size given with the name the
+/// user set it by (an option, an environment variable), so the error
+/// names what to change.
+pub(crate) fn check_pool_sizes(
+    (min_name, min): (&str, usize),
+    (max_name, max): (&str, usize),
+) -> Result<()> {
+    if max == 0 {
+        return Err(Error::Configuration(format!(
+            "{max_name} must be at least 1"
+        )));
+    }
+    // The pool sets aside a slot per connection up front: a size no
+    // server can serve would only exhaust memory.
+    if max > MOST_CONNECTIONS {
+        return Err(Error::Configuration(format!(
+            "{max_name} ({max}) is more connections than a PostgreSQL server takes \
+             (max_connections is at most {MOST_CONNECTIONS})"
+        )));
+    }
+    if min > max {
+        return Err(Error::Configuration(format!(
+            "{min_name} ({min}) is larger than {max_name} ({max})"
+        )));
+    }
+    Ok(())
 }
 
 fn parse_path(key: &str, value: &str) -> Result<PathBuf> {

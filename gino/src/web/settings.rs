@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::config::{
-    DatabaseUrl, EngineOptions, MOST_CONNECTIONS, SslMode, SslRootCert, parse_bool, parse_duration,
+    DatabaseUrl, EngineOptions, SslMode, SslRootCert, check_pool_sizes, parse_bool, parse_duration,
     parse_number, parse_port, percent_decode,
 };
 use crate::error::{Error, Result};
@@ -376,25 +376,10 @@ impl Settings {
     /// assert!(settings.validate().is_err());
     /// ```
     pub fn validate(&self) -> Result<()> {
-        if self.pool_max_size == 0 {
-            return Err(named("DB_POOL_MAX_SIZE", "must be at least 1"));
-        }
-        if self.pool_max_size > MOST_CONNECTIONS {
-            return Err(named(
-                "DB_POOL_MAX_SIZE",
-                &format!(
-                    "{} is more connections than a PostgreSQL server takes (at most {MOST_CONNECTIONS})",
-                    self.pool_max_size
-                ),
-            ));
-        }
-        if self.pool_min_size > self.pool_max_size {
-            return Err(Error::Configuration(format!(
-                "DB_POOL_MIN_SIZE ({}) is larger than DB_POOL_MAX_SIZE ({})",
-                self.pool_min_size, self.pool_max_size
-            )));
-        }
-        Ok(())
+        check_pool_sizes(
+            ("DB_POOL_MIN_SIZE", self.pool_min_size),
+            ("DB_POOL_MAX_SIZE", self.pool_max_size),
+        )
     }
 
     /// The database URL: `dsn`, or one made of the parts.
@@ -811,6 +796,7 @@ mod tests {
             ("DB_POOL_MIN_SIZE", "-1"),
             ("DB_POOL_MAX_SIZE", "many"),
             ("DB_POOL_MAX_SIZE", "1000000000"),
+            ("DB_POOL_MAX_SIZE", "0"),
             ("DB_PORT", "0"),
             ("DB_SHUTDOWN_TIMEOUT", "1e30"),
             ("DB_ECHO", "maybe"),

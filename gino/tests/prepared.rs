@@ -67,7 +67,7 @@ async fn compiled_statements_take_new_values_on_every_run() {
         );
         assert_eq!(
             get.run(user.id).all::<User>().await.unwrap(),
-            [user.clone()]
+            std::slice::from_ref(user)
         );
         let name = nickname.run(user.id).scalar::<String>().await.unwrap();
         assert_eq!(name.as_deref(), Some(user.nickname.as_str()));

@@ -349,6 +349,13 @@ impl Transaction {
     /// # Ok(()) }
     /// # gino_testkit::doc::run(demo);
     /// ```
+    ///
+    /// The exit is settled by this call, not by the error reaching the end
+    /// of the block: GINO's exit is an exception `except Exception` cannot
+    /// catch, and a Rust error can always be dropped. So propagate it. A
+    /// block that drops it (`let _ = tx.raise_commit();`) runs on inside
+    /// the level, and the level still ends as asked when the block returns,
+    /// whatever the block returns.
     pub fn raise_commit(&self) -> Result<Infallible> {
         self.request_exit(true, Box::new(()))
     }

@@ -1290,3 +1290,49 @@ async fn a_statement_waiting_for_a_dropped_block_runs_once_the_block_is_rolled_b
     assert_eq!(names(&other).await, ["beside"]);
     common::assert_pool_clean(e).await;
 }
+
+#[tokio::test]
+async fn transactions_reuse_the_held_connection_unless_told_not_to() {
+    // GINO's test_reuse: inside `db.acquire()`, a transaction (and one
+    // nested in it) runs on the held connection; `reuse(false)` takes
+    // another, and transactions nested in that one run on it.
+    let s = common::setup_with(EngineOptions::new().max_size(3)).await;
+    let e = &s.engine;
+    let held = e.acquire().await.unwrap();
+    let held_pid = common::backend_pid(&held).await;
+    let pid = || common::backend_pid(e);
+    let pid_in_a_transaction = |reuse: bool| {
+        e.transaction(async { Ok::<_, Error>(pid().await) })
+            .reuse(reuse)
+    };
+    e.transaction(async {
+        assert_eq!(pid().await, held_pid);
+        assert_eq!(pid_in_a_transaction(true).await?, held_pid);
+        assert_ne!(pid_in_a_transaction(false).await?, held_pid);
+        Ok::<_, Error>(())
+    })
+    .await
+    .unwrap();
+    e.transaction(async {
+        let own = pid().await;
+        assert_ne!(own, held_pid);
+        assert_eq!(pid_in_a_transaction(true).await?, own);
+        let third = pid_in_a_transaction(false).await?;
+        assert!(third != held_pid && third != own, "a third connection");
+        // Back in the outer level after the inner one ended.
+        assert_eq!(pid().await, own);
+        Ok::<_, Error>(())
+    })
+    .reuse(false)
+    .await
+    .unwrap();
+    // The held connection is the task's again, outside any transaction.
+    assert_eq!(pid().await, held_pid);
+    common::assert_outside_transaction(&held).await;
+    held.release().await.unwrap();
+    assert!(matches!(
+        held.release().await,
+        Err(Error::ConnectionReleased)
+    ));
+    common::assert_pool_clean(e).await;
+}

@@ -9,9 +9,11 @@
 //! Order of creation: enum types, then tables with referenced tables first
 //! (foreign keys that close a cycle between tables are added afterwards
 //! with `ALTER TABLE`), then indexes. Dropping goes the other way round.
-//! Comments of tables and columns come with their tables. A standalone
-//! [`Sequence`], and an enum type apart from its tables ([`create_enum`]),
-//! are created and dropped on their own.
+//! Comments of tables and columns come with their tables. A [`Sequence`]
+//! declared part of a database ([`Sequence::declare_in`]) is created
+//! before its tables and dropped after them; a standalone one, and an enum
+//! type apart from its tables ([`create_enum`]), are created and dropped
+//! on their own.
 //!
 //! ```standalone_crate
 //! # #[derive(gino::Model, Debug, Clone)]
@@ -112,14 +114,19 @@ pub struct SchemaOp<'a> {
 /// What a [`SchemaOp`] creates or drops.
 #[derive(Debug)]
 enum Target {
-    Tables(Vec<&'static TableMeta>),
-    Sequence(Sequence),
+    /// Tables, and sequences created before them (a column's default may
+    /// call one) and dropped after them.
+    Schema {
+        tables: Vec<&'static TableMeta>,
+        sequences: Vec<Sequence>,
+    },
     Enum(&'static EnumMeta),
 }
 
 impl<'a> SchemaOp<'a> {
     fn new(action: Action, tables: Vec<&'static TableMeta>, bind: Bind<'a>) -> Self {
-        SchemaOp::of(action, Target::Tables(tables), bind)
+        let sequences = Vec::new();
+        SchemaOp::of(action, Target::Schema { tables, sequences }, bind)
     }
 
     fn of(action: Action, target: Target, bind: Bind<'a>) -> Self {
@@ -204,9 +211,8 @@ impl<'a> SchemaOp<'a> {
     }
 
     fn statements(&self) -> Vec<String> {
-        let tables = match &self.target {
-            Target::Tables(tables) => tables.as_slice(),
-            Target::Sequence(sequence) => return sequence.statements(self),
+        let (tables, sequences) = match &self.target {
+            Target::Schema { tables, sequences } => (tables, sequences),
             Target::Enum(e) => {
                 return vec![match self.action {
                     Action::Create => create_type(e, self.checkfirst),
@@ -214,11 +220,16 @@ impl<'a> SchemaOp<'a> {
                 }];
             }
         };
+        let sequences = sequences
+            .iter()
+            .map(|seq| seq.ddl(self.action, self.checkfirst));
         match self.action {
             Action::Create => {
                 let mut schemas: Vec<&str> = Vec::new();
                 if self.create_schemas {
-                    for schema in tables.iter().filter_map(|t| t.schema) {
+                    let table_schemas = tables.iter().filter_map(|t| t.schema);
+                    let sequence_schemas = self.sequences().filter_map(Sequence::schema);
+                    for schema in table_schemas.chain(sequence_schemas) {
                         if !schemas.contains(&schema) {
                             schemas.push(schema);
                         }
@@ -227,10 +238,21 @@ impl<'a> SchemaOp<'a> {
                 schemas
                     .into_iter()
                     .map(create_schema)
+                    .chain(sequences)
                     .chain(create_statements(tables, self.checkfirst))
                     .collect()
             }
-            Action::Drop => drop_statements(tables, self.checkfirst),
+            Action::Drop => drop_statements(tables, self.checkfirst)
+                .into_iter()
+                .chain(sequences)
+                .collect(),
+        }
+    }
+
+    fn sequences(&self) -> impl Iterator<Item = &Sequence> {
+        match &self.target {
+            Target::Schema { sequences, .. } => sequences.iter(),
+            Target::Enum(_) => [].iter(),
         }
     }
 }
@@ -290,7 +312,7 @@ impl Gino {
     /// # gino_testkit::doc::run(demo);
     /// ```
     pub fn create_all(&self) -> SchemaOp<'_> {
-        SchemaOp::new(Action::Create, self.sorted_models(), Bind::Db(self))
+        self.schema_op(Action::Create)
     }
 
     /// Drops the tables of this database's models, referencing tables
@@ -307,7 +329,7 @@ impl Gino {
     /// # gino_testkit::doc::run(demo);
     /// ```
     pub fn drop_all(&self) -> SchemaOp<'_> {
-        SchemaOp::new(Action::Drop, self.sorted_models(), Bind::Db(self))
+        self.schema_op(Action::Drop)
     }
 
     /// The DDL `create_all().checkfirst(false)` runs, each statement
@@ -318,23 +340,52 @@ impl Gino {
     /// assert_eq!(DB.schema_sql(), ""); // no models
     /// ```
     pub fn schema_sql(&self) -> String {
-        create_statements(&self.sorted_models(), false)
+        self.create_all()
+            .checkfirst(false)
+            .statements()
             .into_iter()
             .map(|statement| statement + ";\n")
             .collect()
     }
 
-    /// The models' tables by name: the registry's order is not defined, and
-    /// the DDL must not change from one build to the next.
-    fn sorted_models(&self) -> Vec<&'static TableMeta> {
+    /// The sequences declared part of this database with
+    /// [`Sequence::declare_in`], by schema and name.
+    ///
+    /// ```
+    /// use gino::schema::Sequence;
+    /// static DB: gino::Gino = gino::Gino::secondary();
+    /// Sequence::new("tickets").declare_in(&DB);
+    /// assert_eq!(DB.sequences(), [Sequence::new("tickets")]);
+    /// ```
+    pub fn sequences(&self) -> Vec<Sequence> {
+        let declared = crate::sync::lock(&DECLARED_SEQUENCES);
+        let mut sequences: Vec<Sequence> = declared
+            .iter()
+            .filter(|(db, _)| std::ptr::eq(*db, self))
+            .map(|(_, sequence)| sequence.clone())
+            .collect();
+        sequences.sort_by(|a, b| (&a.schema, &a.name).cmp(&(&b.schema, &b.name)));
+        sequences
+    }
+
+    /// `create_all` or `drop_all`: the models' tables by name (the
+    /// registry's order is not defined, and the DDL must not change from
+    /// one build to the next) and the declared sequences.
+    fn schema_op(&self, action: Action) -> SchemaOp<'_> {
         let mut tables = self.models();
         tables.sort_by_key(|table| table.name);
-        tables
+        let sequences = self.sequences();
+        SchemaOp::of(action, Target::Schema { tables, sequences }, Bind::Db(self))
     }
 }
 
-/// A standalone sequence (GINO's `db.Sequence("blog_seq", schema=...)`):
-/// created and dropped on its own, its next value read with
+/// Sequences declared part of a database's schema, with their database.
+static DECLARED_SEQUENCES: std::sync::Mutex<Vec<(&'static Gino, Sequence)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// A sequence (GINO's `db.Sequence("blog_seq", schema=...)`): created and
+/// dropped on its own, or with a database's tables once
+/// [declared](Self::declare_in) part of it; its next value read with
 /// [`next_value`](Self::next_value).
 ///
 /// ```
@@ -414,11 +465,7 @@ impl Sequence {
     /// # gino_testkit::doc::run(demo);
     /// ```
     pub fn create(&self) -> SchemaOp<'static> {
-        SchemaOp::of(
-            Action::Create,
-            Target::Sequence(self.clone()),
-            Bind::Default,
-        )
+        self.alone(Action::Create)
     }
 
     /// Drops the sequence on the default database (`.bind(..)` for
@@ -434,7 +481,7 @@ impl Sequence {
     /// # gino_testkit::doc::run(demo);
     /// ```
     pub fn drop(&self) -> SchemaOp<'static> {
-        SchemaOp::of(Action::Drop, Target::Sequence(self.clone()), Bind::Default)
+        self.alone(Action::Drop)
     }
 
     /// `nextval(...)` of the sequence, for a select or an insert.
@@ -449,21 +496,58 @@ impl Sequence {
         diesel::dsl::sql(&format!("nextval({})", literal(&name)))
     }
 
-    fn statements(&self, op: &SchemaOp<'_>) -> Vec<String> {
+    /// Declares the sequence part of `db`'s schema, as GINO's
+    /// `db.Sequence(..., metadata=db)`: [`Gino::create_all`] creates it
+    /// before the tables (a column's default may call it),
+    /// [`Gino::drop_all`] drops it after them, and [`Gino::schema_sql`]
+    /// lists it. Declaring it again changes nothing. Returns the sequence,
+    /// for [`next_value`](Self::next_value).
+    ///
+    /// ```
+    /// use gino::schema::Sequence;
+    /// static DB: gino::Gino = gino::Gino::secondary();
+    ///
+    /// # async fn demo() -> gino::Result<()> {
+    /// let tickets = Sequence::new("tickets").declare_in(&DB);
+    /// assert!(DB.schema_sql().contains("CREATE SEQUENCE \"tickets\""));
+    /// DB.create_all().await?;
+    /// assert_eq!(DB.one::<i64, _>(diesel::select(tickets.next_value())).await?, 1);
+    /// DB.drop_all().await?;
+    /// assert!(!DB.has_sequence("tickets").await?);
+    /// # Ok(()) }
+    /// # gino_testkit::doc::run_with(&DB, demo);
+    /// ```
+    pub fn declare_in(self, db: &'static Gino) -> Self {
+        let mut declared = crate::sync::lock(&DECLARED_SEQUENCES);
+        let known = declared
+            .iter()
+            .any(|(d, sequence)| std::ptr::eq(*d, db) && *sequence == self);
+        if !known {
+            declared.push((db, self.clone()));
+        }
+        self
+    }
+
+    /// Creating or dropping the sequence on its own, on the default
+    /// database.
+    fn alone(&self, action: Action) -> SchemaOp<'static> {
+        let target = Target::Schema {
+            tables: Vec::new(),
+            sequences: vec![self.clone()],
+        };
+        SchemaOp::of(action, target, Bind::Default)
+    }
+
+    fn ddl(&self, action: Action, checkfirst: bool) -> String {
         let name = TableName(self.schema.as_deref(), &self.name);
-        match op.action {
+        match action {
             Action::Create => {
-                let schema = self.schema.as_deref().filter(|_| op.create_schemas);
-                let if_not_exists = if op.checkfirst { "IF NOT EXISTS " } else { "" };
-                schema
-                    .map(create_schema)
-                    .into_iter()
-                    .chain([format!("CREATE SEQUENCE {if_not_exists}{name}")])
-                    .collect()
+                let if_not_exists = if checkfirst { "IF NOT EXISTS " } else { "" };
+                format!("CREATE SEQUENCE {if_not_exists}{name}")
             }
             Action::Drop => {
-                let if_exists = if op.checkfirst { "IF EXISTS " } else { "" };
-                vec![format!("DROP SEQUENCE {if_exists}{name}")]
+                let if_exists = if checkfirst { "IF EXISTS " } else { "" };
+                format!("DROP SEQUENCE {if_exists}{name}")
             }
         }
     }

@@ -2611,6 +2611,10 @@ mod comments_and_sequences {
 
     #[tokio::test]
     async fn comments_named_keys_and_sequences_are_created_and_dropped() {
+        // GINO's `db.Sequence("blog_seq", metadata=db, schema=...)`.
+        let blog_seq = Sequence::new("blog_seq")
+            .in_schema("schema_test")
+            .declare_in(&DB);
         let s = bound(&DB).await;
         assert!(!DB.has_schema("schema_test").await.unwrap());
         assert!(!DB.has_table("non_exist").await.unwrap());
@@ -2619,6 +2623,7 @@ mod comments_and_sequences {
         assert!(!DB.has_type("schema_test.non_exist").await.unwrap());
 
         DB.create_all().create_schemas(true).await.unwrap();
+        assert!(DB.has_sequence("schema_test.blog_seq").await.unwrap());
         let described = || {
             catalog(
                 &s.engine,
@@ -2652,14 +2657,17 @@ mod comments_and_sequences {
             .await;
         assert_eq!(again.unwrap_err().sqlstate(), Some("42710"));
 
-        let blog_seq = Sequence::new("blog_seq").in_schema("schema_test");
+        // Created with the tables, so creating it alone is skipped, and
+        // its values are kept.
+        let next = || DB.one::<i64, _>(diesel::select(blog_seq.next_value()));
+        assert_eq!(next().await.unwrap(), 1);
         blog_seq.create().bind(&DB).await.unwrap();
-        blog_seq.create().bind(&DB).await.unwrap();
-        assert!(DB.has_sequence("schema_test.blog_seq").await.unwrap());
-        let next: i64 = DB.one(diesel::select(blog_seq.next_value())).await.unwrap();
-        assert_eq!(next, 1);
+        assert_eq!(next().await.unwrap(), 2);
+        let again = blog_seq.create().checkfirst(false).bind(&DB).await;
+        assert_eq!(again.unwrap_err().sqlstate(), Some("42P07"));
 
         DB.drop_all().await.unwrap();
+        assert!(!DB.has_sequence("schema_test.blog_seq").await.unwrap());
         DB.drop_all().await.unwrap();
         blog_seq.drop().bind(&DB).await.unwrap();
         blog_seq.drop().bind(&DB).await.unwrap();

@@ -790,3 +790,49 @@ fn schema_futures_are_send(db: &'static gino::Gino, conn: gino::Connection) {
     send(db.drop_all().checkfirst(false).bind(&conn).into_future());
     send(create_tables(vec![&DRAFTS], Bind::Default).into_future());
 }
+
+static ORDERS: TableMeta = table(
+    "orders",
+    &[ColumnMeta {
+        server_default: Some("nextval('order_numbers')"),
+        ..col("number", "bigint")
+    }],
+    &["number"],
+);
+models!(SEQUENCES_DB: ORDERS);
+
+#[tokio::test]
+async fn declared_sequences_are_created_before_the_tables_and_dropped_after() {
+    use gino::schema::Sequence;
+    // A column's default calls the sequence: created after the table, the
+    // table could not be made; dropped before it, the drop would fail.
+    for _ in 0..2 {
+        Sequence::new("order_numbers").declare_in(&SEQUENCES_DB);
+    }
+    assert_eq!(SEQUENCES_DB.sequences(), [Sequence::new("order_numbers")]);
+    let sql = SEQUENCES_DB.schema_sql();
+    let (sequence, table) = (
+        sql.find("CREATE SEQUENCE \"order_numbers\";").expect(&sql),
+        sql.find("CREATE TABLE \"orders\"").expect(&sql),
+    );
+    assert!(sequence < table, "{sql}");
+
+    let s = bound(&SEQUENCES_DB).await;
+    SEQUENCES_DB.create_all().await.unwrap();
+    SEQUENCES_DB.create_all().await.unwrap();
+    let insert = "INSERT INTO orders DEFAULT VALUES RETURNING number";
+    let first = SEQUENCES_DB
+        .one::<i64, _>(gino::text(insert).columns::<diesel::sql_types::BigInt>())
+        .await
+        .unwrap();
+    assert_eq!(first, 1);
+    assert!(SEQUENCES_DB.has_sequence("order_numbers").await.unwrap());
+
+    SEQUENCES_DB.drop_all().await.unwrap();
+    assert!(tables(&s.engine).await.is_empty());
+    assert!(!SEQUENCES_DB.has_sequence("order_numbers").await.unwrap());
+    SEQUENCES_DB.drop_all().await.unwrap();
+    let missing = SEQUENCES_DB.drop_all().checkfirst(false).await.unwrap_err();
+    assert_eq!(missing.sqlstate(), Some("42P01"));
+    SEQUENCES_DB.pop_bind();
+}

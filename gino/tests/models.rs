@@ -2609,6 +2609,16 @@ mod comments_and_sequences {
         pub blog_id: Option<i64>,
     }
 
+    /// A third table, pointing into the cycle of the other two.
+    #[derive(Model, Debug, Clone, PartialEq)]
+    #[gino(table = "s_comment_2", schema = "schema_test", db = DB)]
+    pub struct Comment2 {
+        #[gino(primary_key)]
+        pub id: i64,
+        #[gino(references = "schema_test.s_blog(id)")]
+        pub blog_id: Option<i64>,
+    }
+
     #[tokio::test]
     async fn comments_named_keys_and_sequences_are_created_and_dropped() {
         // GINO's `db.Sequence("blog_seq", metadata=db, schema=...)`.
@@ -2637,7 +2647,29 @@ mod comments_and_sequences {
             "SELECT conname::text AS v FROM pg_constraint WHERE contype = 'f' ORDER BY 1",
         )
         .await;
-        assert_eq!(keys, ["blog_id_fk", "s_blog_comment_id_fkey"]);
+        assert_eq!(
+            keys,
+            [
+                "blog_id_fk",
+                "s_blog_comment_id_fkey",
+                "s_comment_2_blog_id_fkey"
+            ]
+        );
+        // One table of the cycle on its own, existing: skipped, its keys
+        // and index too (GINO's create_all(tables=[Blog]) and
+        // Blog.__table__.gino.create(checkfirst=True)).
+        gino::schema::create_tables(vec![Blog::TABLE], gino::Bind::Db(&DB))
+            .await
+            .unwrap();
+        Blog::create_table().await.unwrap();
+        let index = catalog(
+            &s.engine,
+            "SELECT indexdef AS v FROM pg_indexes WHERE schemaname = 'schema_test' \
+             AND indexdef NOT LIKE '%UNIQUE%'",
+        )
+        .await;
+        assert_eq!(index.len(), 1, "{index:?}");
+        assert!(index[0].contains("s_blog USING btree (title)"), "{index:?}");
         // Created again, an existing table is skipped, its comments too.
         DB.status(diesel::sql_query(
             "COMMENT ON TABLE schema_test.s_blog IS 'mine'",
@@ -2669,6 +2701,10 @@ mod comments_and_sequences {
         DB.drop_all().await.unwrap();
         assert!(!DB.has_sequence("schema_test.blog_seq").await.unwrap());
         DB.drop_all().await.unwrap();
+        gino::schema::drop_tables(vec![Blog::TABLE], gino::Bind::Db(&DB))
+            .await
+            .unwrap();
+        Blog::drop_table().await.unwrap();
         blog_seq.drop().bind(&DB).await.unwrap();
         blog_seq.drop().bind(&DB).await.unwrap();
         assert!(!DB.has_sequence("schema_test.blog_seq").await.unwrap());

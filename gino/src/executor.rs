@@ -683,7 +683,9 @@ async fn run_loading<R, S: crate::statement::Reread<R>>(
 /// `build` makes the query from the values; every query it makes has the
 /// same SQL, so each connection parses and plans it once and keeps it
 /// prepared (see [`EngineOptions::statement_cache`](crate::EngineOptions::statement_cache)),
-/// and later runs only bind new values.
+/// and later runs only bind new values. Nothing is sent before the first
+/// run (GINO's `conn.prepare` sends at once), so SQL the server rejects
+/// fails there, with the database's error.
 ///
 /// ```
 /// # async fn demo(engine: &gino::Engine) -> gino::Result<()> {

@@ -190,6 +190,40 @@ mod tests {
         assert_eq!(code("a - b / c"), ["a - b / c"]);
     }
 
+    /// Every text of up to five characters from SQL's quoting alphabet
+    /// (with a multi-byte character): scanning never panics, the code
+    /// ranges are ordered, disjoint, non-empty and on character boundaries,
+    /// and the readers built on them take the text.
+    #[test]
+    fn any_short_text_scans_into_ordered_ranges() {
+        let alphabet = [
+            '\'', '"', '$', 'E', '-', '/', '*', '\\', 'é', 'a', '\n', ':',
+        ];
+        let mut text = String::new();
+        let mut digits = [0usize; 5];
+        for count in 0..alphabet.len().pow(5) {
+            let mut rest = count;
+            for digit in &mut digits {
+                *digit = rest % alphabet.len();
+                rest /= alphabet.len();
+            }
+            for len in 0..=digits.len() {
+                text.clear();
+                text.extend(digits[..len].iter().map(|d| alphabet[*d]));
+                let mut end = 0;
+                for range in code_ranges(&text) {
+                    assert!(range.start >= end && range.start < range.end, "{text:?}");
+                    assert!(text.get(range.clone()).is_some(), "{text:?}: {range:?}");
+                    end = range.end;
+                }
+                assert!(end <= text.len());
+                // What reads SQL through these ranges takes any text too.
+                let _ = crate::text(&text);
+                let _ = crate::cursor::can_declare(&text);
+            }
+        }
+    }
+
     #[test]
     fn adjacent_spans_leave_no_empty_code() {
         assert_eq!(code("'a''b'"), Vec::<&str>::new());

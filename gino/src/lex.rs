@@ -16,8 +16,8 @@ pub(crate) fn opaque_end(sql: &str, at: usize) -> Option<usize> {
     let bytes = sql.as_bytes();
     let next = bytes.get(at + 1).copied();
     match bytes.get(at)? {
-        b'\'' if escape_string(bytes, at) => Some(skip_escape_string(bytes, at)),
-        quote @ (b'\'' | b'"') => Some(skip_quoted(bytes, at, *quote)),
+        b'\'' => Some(skip_text(bytes, at, b'\'', escape_string(bytes, at))),
+        b'"' => Some(skip_quoted(bytes, at, b'"')),
         b'-' if next == Some(b'-') => Some(sql[at..].find('\n').map_or(sql.len(), |n| at + n)),
         b'/' if next == Some(b'*') => Some(skip_block_comment(bytes, at)),
         b'$' => dollar_quote_end(sql, at),
@@ -55,16 +55,21 @@ pub(crate) fn code_only(sql: &str) -> String {
 /// Past the quoted text (`'...'` or `"..."`) opening at `open`; a doubled
 /// quote is an escape.
 pub(crate) fn skip_quoted(bytes: &[u8], open: usize, quote: u8) -> usize {
+    skip_text(bytes, open, quote, false)
+}
+
+/// Past the quoted text opening at `open`: a doubled quote is a quote,
+/// and with `backslashes` (an escape string) a backslash escapes the byte
+/// after it.
+fn skip_text(bytes: &[u8], open: usize, quote: u8, backslashes: bool) -> usize {
     let mut i = open + 1;
     while i < bytes.len() {
-        if bytes[i] == quote {
-            if bytes.get(i + 1) == Some(&quote) {
-                i += 2;
-                continue;
-            }
-            return i + 1;
+        match bytes[i] {
+            b'\\' if backslashes => i += 2,
+            b if b == quote && bytes.get(i + 1) == Some(&quote) => i += 2,
+            b if b == quote => return i + 1,
+            _ => i += 1,
         }
-        i += 1;
     }
     bytes.len()
 }
@@ -75,21 +80,6 @@ fn escape_string(bytes: &[u8], quote: usize) -> bool {
     quote >= 1
         && matches!(bytes[quote - 1], b'E' | b'e')
         && (quote < 2 || !identifier_byte(bytes[quote - 2]))
-}
-
-/// Past the escape string whose `'` is at `open`: a backslash escapes the
-/// byte after it, and a doubled quote is a quote too.
-fn skip_escape_string(bytes: &[u8], open: usize) -> usize {
-    let mut i = open + 1;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'\\' => i += 2,
-            b'\'' if bytes.get(i + 1) == Some(&b'\'') => i += 2,
-            b'\'' => return i + 1,
-            _ => i += 1,
-        }
-    }
-    bytes.len()
 }
 
 /// Past the block comment opening at `open`; PostgreSQL's block comments

@@ -220,7 +220,7 @@ impl<'a> SchemaOp<'a> {
                 }];
             }
         };
-        let sequences = sequences
+        let sequence_ddl = sequences
             .iter()
             .map(|seq| seq.ddl(self.action, self.checkfirst));
         match self.action {
@@ -228,7 +228,7 @@ impl<'a> SchemaOp<'a> {
                 let mut schemas: Vec<&str> = Vec::new();
                 if self.create_schemas {
                     let table_schemas = tables.iter().filter_map(|t| t.schema);
-                    let sequence_schemas = self.sequences().filter_map(Sequence::schema);
+                    let sequence_schemas = sequences.iter().filter_map(Sequence::schema);
                     for schema in table_schemas.chain(sequence_schemas) {
                         if !schemas.contains(&schema) {
                             schemas.push(schema);
@@ -238,21 +238,14 @@ impl<'a> SchemaOp<'a> {
                 schemas
                     .into_iter()
                     .map(create_schema)
-                    .chain(sequences)
+                    .chain(sequence_ddl)
                     .chain(create_statements(tables, self.checkfirst))
                     .collect()
             }
             Action::Drop => drop_statements(tables, self.checkfirst)
                 .into_iter()
-                .chain(sequences)
+                .chain(sequence_ddl)
                 .collect(),
-        }
-    }
-
-    fn sequences(&self) -> impl Iterator<Item = &Sequence> {
-        match &self.target {
-            Target::Schema { sequences, .. } => sequences.iter(),
-            Target::Enum(_) => [].iter(),
         }
     }
 }
@@ -540,16 +533,12 @@ impl Sequence {
 
     fn ddl(&self, action: Action, checkfirst: bool) -> String {
         let name = TableName(self.schema.as_deref(), &self.name);
-        match action {
-            Action::Create => {
-                let if_not_exists = if checkfirst { "IF NOT EXISTS " } else { "" };
-                format!("CREATE SEQUENCE {if_not_exists}{name}")
-            }
-            Action::Drop => {
-                let if_exists = if checkfirst { "IF EXISTS " } else { "" };
-                format!("DROP SEQUENCE {if_exists}{name}")
-            }
-        }
+        let (verb, guard) = match action {
+            Action::Create => ("CREATE", "IF NOT EXISTS "),
+            Action::Drop => ("DROP", "IF EXISTS "),
+        };
+        let guard = if checkfirst { guard } else { "" };
+        format!("{verb} SEQUENCE {guard}{name}")
     }
 }
 

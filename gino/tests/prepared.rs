@@ -132,20 +132,37 @@ async fn raw_sql_without_values_runs_anew_each_time() {
 #[tokio::test]
 async fn an_engines_prepared_query_runs_on_whichever_connection_is_free() {
     let s = common::setup_with(EngineOptions::new().max_size(2)).await;
+    // The statement sleeps, so two runs at once overlap and take both
+    // connections of the pool.
     let square = s.engine.prepare(|n: i32| {
         diesel::select(
             diesel::dsl::sql::<diesel::sql_types::Integer>("")
                 .bind::<diesel::sql_types::Integer, _>(n)
                 .sql(" * ")
-                .bind::<diesel::sql_types::Integer, _>(n),
+                .bind::<diesel::sql_types::Integer, _>(n)
+                .sql(" FROM pg_sleep(0.2)"),
         )
     });
-    // Two at once take both connections; each prepares it on its own.
     let (a, b) = tokio::join!(
         gino::own_context(square.run(3).one::<i32>()),
         gino::own_context(square.run(4).one::<i32>()),
     );
     assert_eq!((a.unwrap(), b.unwrap()), (9, 16));
+    // Each connection prepared it once, on its own.
+    let both = [
+        s.engine.acquire().await.unwrap(),
+        s.engine.acquire().await.unwrap(),
+    ];
+    assert_ne!(
+        common::backend_pid(&both[0]).await,
+        common::backend_pid(&both[1]).await
+    );
+    for conn in &both {
+        assert_eq!(kept(conn, "SELECT $1 * $2 FROM pg_sleep").await, 1);
+    }
+    for conn in both {
+        conn.release().await.unwrap();
+    }
     common::assert_pool_clean(&s.engine).await;
 }
 

@@ -809,7 +809,13 @@ async fn declared_sequences_are_created_before_the_tables_and_dropped_after() {
     for _ in 0..2 {
         Sequence::new("order_numbers").declare_in(&SEQUENCES_DB);
     }
-    assert_eq!(SEQUENCES_DB.sequences(), [Sequence::new("order_numbers")]);
+    // One in a schema of its own, which only `create_schemas` makes.
+    let invoices = Sequence::new("invoices").in_schema("numbering");
+    invoices.clone().declare_in(&SEQUENCES_DB);
+    assert_eq!(
+        SEQUENCES_DB.sequences(),
+        [Sequence::new("order_numbers"), invoices]
+    );
     let sql = SEQUENCES_DB.schema_sql();
     let (sequence, table) = (
         sql.find("CREATE SEQUENCE \"order_numbers\";").expect(&sql),
@@ -818,8 +824,21 @@ async fn declared_sequences_are_created_before_the_tables_and_dropped_after() {
     assert!(sequence < table, "{sql}");
 
     let s = bound(&SEQUENCES_DB).await;
+    let no_schema = SEQUENCES_DB.create_all().await.unwrap_err();
+    assert_eq!(no_schema.sqlstate(), Some("3F000"), "{no_schema}");
+    assert!(!SEQUENCES_DB.has_sequence("order_numbers").await.unwrap());
+    SEQUENCES_DB
+        .create_all()
+        .create_schemas(true)
+        .await
+        .unwrap();
     SEQUENCES_DB.create_all().await.unwrap();
-    SEQUENCES_DB.create_all().await.unwrap();
+    assert!(
+        SEQUENCES_DB
+            .has_sequence("numbering.invoices")
+            .await
+            .unwrap()
+    );
     let insert = "INSERT INTO orders DEFAULT VALUES RETURNING number";
     let first = SEQUENCES_DB
         .one::<i64, _>(gino::text(insert).columns::<diesel::sql_types::BigInt>())
@@ -831,6 +850,12 @@ async fn declared_sequences_are_created_before_the_tables_and_dropped_after() {
     SEQUENCES_DB.drop_all().await.unwrap();
     assert!(tables(&s.engine).await.is_empty());
     assert!(!SEQUENCES_DB.has_sequence("order_numbers").await.unwrap());
+    assert!(
+        !SEQUENCES_DB
+            .has_sequence("numbering.invoices")
+            .await
+            .unwrap()
+    );
     SEQUENCES_DB.drop_all().await.unwrap();
     let missing = SEQUENCES_DB.drop_all().checkfirst(false).await.unwrap_err();
     assert_eq!(missing.sqlstate(), Some("42P01"));

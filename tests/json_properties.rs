@@ -758,3 +758,230 @@ async fn properties_of_a_flattened_set_are_stored_updated_and_filtered() {
     );
     MIXED.pop_bind();
 }
+
+static CRUD: Gino = Gino::secondary();
+
+/// Whole units, as GINO's `IntegerProperty` stores a number.
+fn whole(balance: f64) -> f64 {
+    balance.trunc()
+}
+
+fn minus_one(years: i32) -> i32 {
+    years - 1
+}
+
+fn plus_one(years: i32) -> i32 {
+    years + 1
+}
+
+/// GINO's `User` of its own test models: properties in two JSON columns
+/// beside a renamed column.
+#[derive(Model, Debug, Clone, PartialEq, Serialize)]
+#[gino(table = "gino_users", db = CRUD)]
+pub struct Member {
+    #[gino(primary_key)]
+    pub id: i64,
+    #[gino(column = "name")]
+    pub nickname: String,
+    #[gino(property = "props")]
+    pub realname: Option<String>,
+    #[gino(property = "props", default = 18)]
+    pub age: i32,
+    #[gino(property = "props", default = 0.0, before_set = whole)]
+    pub balance: f64,
+    #[gino(property = "props")]
+    pub birthday: Option<chrono::NaiveDateTime>,
+    /// GINO's documented hooks: stored one less, read one more.
+    #[gino(property = "props", default = 0, before_set = minus_one, after_get = plus_one)]
+    pub seniority: i32,
+    #[gino(property = "params")]
+    pub weight: Option<i32>,
+    #[gino(property = "params", default = 170)]
+    pub height: i32,
+    #[gino(property = "params")]
+    pub bio: Option<String>,
+}
+
+/// The row of member `id` as stored: its name and both JSON columns.
+async fn member_row(id: i64) -> (String, serde_json::Value, serde_json::Value) {
+    gino_users::table
+        .find(id)
+        .select((gino_users::nickname, gino_users::props, gino_users::params))
+        .gino()
+        .bind(&CRUD)
+        .one()
+        .await
+        .unwrap()
+}
+
+/// GINO's test_in_memory and test_crud: defaults and hooks in memory,
+/// updates mixing a column, two JSON columns and SQL, and what each leaves
+/// in the database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn properties_in_memory_and_through_crud_read_as_gino_reads_them() {
+    use serde_json::json;
+    let database = gino_testkit::TestDatabase::create().await;
+    CRUD.set_bind(database.url()).await.unwrap();
+    CRUD.create_all().await.unwrap();
+
+    // In memory: defaults, and hooks as a reload would apply them.
+    let mut built = Member::create()
+        .nickname("x")
+        .balance(2.75)
+        .seniority(5)
+        .build()
+        .unwrap();
+    assert_eq!(
+        (built.age, built.balance, built.height, built.seniority),
+        (18, 2.0, 170, 5)
+    );
+    let older = built.age + 10;
+    let _ = built.update().age(older).balance(7.5);
+    assert_eq!((built.age, built.balance), (28, 7.0), "set, not applied");
+    let defaulted = Member::create().nickname("y").build().unwrap();
+    assert_eq!(defaulted.seniority, 1, "the default is a stored value");
+
+    // A date-time keeps microseconds, as a timestamp column does.
+    let now = chrono::NaiveDate::from_ymd_opt(2020, 2, 29)
+        .unwrap()
+        .and_hms_nano_opt(12, 34, 56, 123_456_789)
+        .unwrap();
+    let micros = chrono::Timelike::with_nanosecond(&now, 123_456_000).unwrap();
+    let mut u = Member::create()
+        .nickname("fantix")
+        .birthday(now)
+        .seniority(3)
+        .bio("I code in Python and more.".to_owned())
+        .await
+        .unwrap();
+    assert_eq!((u.birthday, u.seniority), (Some(micros), 3));
+    let now_str = "2020-02-29T12:34:56.123456";
+    assert_eq!(
+        member_row(u.id).await,
+        (
+            "fantix".to_owned(),
+            json!({"age": 18, "balance": 0.0, "birthday": now_str, "seniority": 2}),
+            json!({"bio": "I code in Python and more.", "height": 170}),
+        )
+    );
+    let selected: Option<chrono::NaiveDateTime> = gino_users::table
+        .find(u.id)
+        .select(gino_users_props::birthday())
+        .gino()
+        .bind(&CRUD)
+        .one()
+        .await
+        .unwrap();
+    assert_eq!(selected, Some(micros));
+
+    // A change set in memory and never applied stays in memory only; one
+    // update then sets two JSON columns, one key by SQL.
+    let earlier = now - chrono::Duration::days(3650);
+    let _ = u.update().birthday(earlier);
+    u.update()
+        .set_property(gino_users_props::age(), gino_users_props::age() - 2)
+        .balance(100.85)
+        .height(180)
+        .seniority(10)
+        .apply()
+        .await
+        .unwrap();
+    assert_eq!(u.birthday, Some(earlier));
+    assert_eq!(
+        (u.age, u.balance, u.height, u.seniority),
+        (16, 100.0, 180, 10)
+    );
+    assert_eq!(
+        member_row(u.id).await,
+        (
+            "fantix".to_owned(),
+            json!({"age": 16, "balance": 100.0, "birthday": now_str, "seniority": 9}),
+            json!({"bio": "I code in Python and more.", "height": 180}),
+        )
+    );
+    let realname: Option<String> = gino_users::table
+        .find(u.id)
+        .select(gino_users_props::realname())
+        .gino()
+        .bind(&CRUD)
+        .one()
+        .await
+        .unwrap();
+    assert_eq!(realname, None);
+
+    // Reloaded, one update of a column and properties of both JSON columns.
+    let mut u = Member::get(u.id).await.unwrap().unwrap();
+    u.update()
+        .set_property(gino_users_props::age(), gino_users_props::age() - 2)
+        .balance(200.15)
+        .realname("daisy".to_owned())
+        .nickname("daisy.nick")
+        .height(185)
+        .weight(75)
+        .apply()
+        .await
+        .unwrap();
+    assert_eq!(
+        member_row(u.id).await,
+        (
+            "daisy.nick".to_owned(),
+            json!({"age": 14, "balance": 200.0, "realname": "daisy", "birthday": now_str, "seniority": 9}),
+            json!({"bio": "I code in Python and more.", "height": 185, "weight": 75}),
+        )
+    );
+    assert_eq!(
+        serde_json::to_value(&u).unwrap(),
+        json!({
+            "id": u.id, "nickname": "daisy.nick", "realname": "daisy", "age": 14,
+            "balance": 200.0, "birthday": micros, "seniority": 10, "weight": 75,
+            "height": 185, "bio": "I code in Python and more.",
+        })
+    );
+    assert_eq!(Member::get(u.id).await.unwrap().unwrap(), u);
+
+    // A property changed in memory only is not written by an update of
+    // another one.
+    u.balance = 300.0;
+    u.update().age(22).apply().await.unwrap();
+    assert_eq!(u.balance, 300.0);
+    assert_eq!(member_row(u.id).await.1["balance"], 200.0);
+
+    // A JSON column replaced whole refreshes all its properties; replaced
+    // by JSON null, it reads as no properties, and a later update merges
+    // into an empty object rather than making an array of it.
+    u.update()
+        .set(gino_users::props.eq(json!({"age": 40, "realname": "dee"})))
+        .apply()
+        .await
+        .unwrap();
+    assert_eq!(
+        (u.age, u.realname.as_deref(), u.balance, u.birthday),
+        (40, Some("dee"), 0.0, None)
+    );
+    u.update()
+        .set(gino_users::props.eq(serde_json::Value::Null))
+        .apply()
+        .await
+        .unwrap();
+    assert_eq!((u.age, u.realname.as_deref(), u.seniority), (18, None, 1));
+    let created = Member::create().nickname("z").await.unwrap();
+    assert_eq!(created.seniority, 1);
+    assert_eq!(member_row(created.id).await.1["seniority"], 0);
+    u.update().age(50).apply().await.unwrap();
+    assert_eq!(member_row(u.id).await.1, json!({"age": 50}));
+    assert_eq!(Member::get(u.id).await.unwrap().unwrap().age, 50);
+
+    // A column that is not an object is an error naming it, not a row of
+    // defaults.
+    CRUD.status(diesel::sql_query(
+        "UPDATE gino_users SET params = '[1, 2]'::jsonb",
+    ))
+    .await
+    .unwrap();
+    let err = Member::get(u.id).await.unwrap_err().to_string();
+    assert!(
+        err.contains("`params`") && err.contains("an array"),
+        "{err}"
+    );
+    CRUD.pop_bind().unwrap().close().await;
+}

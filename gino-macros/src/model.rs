@@ -437,6 +437,15 @@ fn parse_field(field: &syn::Field) -> Result<Field> {
             "`json` makes a property's column plain json: #[gino(property, json)]",
         ));
     }
+    if parsed.property.is_none()
+        && (parsed.before_set.is_some() || parsed.after_get.is_some() || parsed.expr.is_some())
+    {
+        return Err(syn::Error::new(
+            parsed.ident.span(),
+            "`before_set`, `after_get` and `expr` belong to JSON properties: \
+             #[gino(property, before_set = path)]; a column's value is what its field holds",
+        ));
+    }
     if !parsed.join && !matches!(parsed.references, Some(Reference::Model(_))) {
         return Err(syn::Error::new(
             parsed.ident.span(),
@@ -789,6 +798,26 @@ pub(crate) fn expand_with(
                     "column `{}` is already the column of field `{}`: give one of them another \
                      #[gino(column = \"...\")]",
                     f.column, first.ident
+                ),
+            ));
+        }
+    }
+    // A partial load tells a property by its key as it tells a column by
+    // its name, so one name for both would be read as either (GINO
+    // refuses a property named after a column when the model is declared).
+    for prop in &props {
+        let key = property_key(prop);
+        if let Some(column) = fields.iter().find(|f| f.column == key) {
+            let (what, rename) = if column.hidden {
+                ("a JSON column of properties".to_owned(), "property")
+            } else {
+                (format!("the column of field `{}`", column.ident), "column")
+            };
+            return Err(syn::Error::new(
+                prop.ident.span(),
+                format!(
+                    "the JSON property `{key}` has the name of a column: `{key}` is {what}; \
+                     rename the property, or the column with #[gino({rename} = \"...\")]"
                 ),
             ));
         }
@@ -1152,10 +1181,7 @@ pub(crate) fn expand_with(
                     },
                     None => quote!(#json::required::<#ty>(&row.#index, #column, #key)?),
                 };
-                let read = match &prop.after_get {
-                    Some(hook) => quote!(#hook(#read)),
-                    None => read,
-                };
+                let read = hooked(&prop.after_get, read);
                 reads.push(quote!(let #ident: #ty = #read;));
                 assigns.push((prop, quote!(#ident)));
             }
@@ -1172,19 +1198,32 @@ pub(crate) fn expand_with(
             let ident = &p.ident;
             let key = property_key(p);
             let json = json_functions(p);
-            let stored = |value: TokenStream| match &p.before_set {
-                Some(hook) => quote!(#hook(#value)),
-                None => value,
-            };
+            let stored = |value: TokenStream| hooked(&p.before_set, value);
             if optional {
-                let fallback = match &p.default {
-                    Some(default) => quote!(.or_else(|| ::core::option::Option::Some(::core::convert::Into::into(#default)))),
-                    None => quote!(),
+                // Unset, a property stores its default as it is (the value a
+                // row without the key stands for), else its type's default,
+                // which reading it back needs; an `Option` stores no key.
+                let ty = &p.ty;
+                let field = ident.to_string();
+                let unset = match (&p.default, types::strip_option(ty).1) {
+                    (Some(default), _) => quote! {
+                        ::core::option::Option::Some((#key, #json::to_value::<#ty>(#key, &::core::convert::Into::into(#default))))
+                    },
+                    (None, true) => quote!(::core::option::Option::None),
+                    (None, false) => quote! {{
+                        #[allow(unused_imports)]
+                        use ::gino::model::{UnsetDefault as _, UnsetMissing as _};
+                        ::core::option::Option::Some((#key, (&::gino::model::Unset::<#ty>::new(::core::stringify!(#name), #field))
+                            .value()
+                            .and_then(|v| #json::to_value(#key, &v))))
+                    }},
                 };
-                let value = stored(quote!(v));
+                let value = stored(quote!(::core::clone::Clone::clone(v)));
                 quote! {
-                    ::core::clone::Clone::clone(&#source.#ident) #fallback
-                        .map(|v| (#key, #json::to_value(#key, &#value)))
+                    match &#source.#ident {
+                        ::core::option::Option::Some(v) => ::core::option::Option::Some((#key, #json::to_value(#key, &#value))),
+                        ::core::option::Option::None => #unset,
+                    }
                 }
             } else {
                 // A value of the model: a property of a flattened set is
@@ -1214,16 +1253,27 @@ pub(crate) fn expand_with(
             property_key(p),
             p.access(),
         );
-        let reset = match &p.default {
-            Some(default) => {
-                let value = quote!(::core::convert::Into::into(#default));
-                let value = match &p.after_get {
-                    Some(hook) => quote!(#hook(#value)),
-                    None => value,
-                };
+        let ty = &p.ty;
+        let reset = match (&p.default, &p.after_get) {
+            (Some(default), _) => {
+                let value = hooked(&p.after_get, quote!(::core::convert::Into::into(#default)));
                 quote!(self.#access = #value;)
             }
-            None => quote!((&mut ::gino::model::Reset(&mut self.#access)).reset();),
+            (None, None) => quote!((&mut ::gino::model::Reset(&mut self.#access)).reset();),
+            // A hook reads its type's default (a row without the key reads
+            // as null), when the type has one.
+            (None, Some(hook)) => {
+                let field = property_key(p);
+                quote! {
+                    #[allow(unused_imports)]
+                    use ::gino::model::{UnsetDefault as _, UnsetMissing as _};
+                    if let ::core::result::Result::Ok(value) =
+                        (&::gino::model::Unset::<#ty>::new(::core::stringify!(#name), #field)).value()
+                    {
+                        self.#access = #hook(value);
+                    }
+                }
+            }
         };
         quote! {
             if !loaded.contains(&#column) && !loaded.contains(&#key) {
@@ -1547,13 +1597,17 @@ pub(crate) fn expand_with(
                 }
                 None => quote!((&::gino::model::Unset::<#ty>::new(#name_lit, #field)).value()),
             };
+            // A property holds what reading its row back gives: `after_get`
+            // of what `before_set` stores, or of the default stored as it is
+            // (only properties have hooks).
+            let given = hooked(&f.before_set, quote!(value));
             let value = quote! {
                 match self.#ident {
-                    ::core::option::Option::Some(value) => value,
+                    ::core::option::Option::Some(value) => #given,
                     ::core::option::Option::None => #fallback?,
                 }
             };
-            (*f, value)
+            (*f, hooked(&f.after_get, value))
         })
         .collect();
     let built = construct(quote!(#name), &build_values);
@@ -1617,25 +1671,25 @@ pub(crate) fn expand_with(
         let ty = &p.ty;
         let key = property_key(p);
         let map = format_ident!("json_{}", p.property.as_deref().unwrap_or_default());
-        let stored = match &p.before_set {
-            Some(hook) => quote!(#hook(::core::clone::Clone::clone(&value))),
-            None => quote!(::core::clone::Clone::clone(&value)),
-        };
+        let stored = hooked(&p.before_set, quote!(value.into()));
+        let read = hooked(&p.after_get, quote!(stored));
         let doc = format!(
             "Sets the JSON property `{key}` in memory now, and on `apply()` merges just that key into `{}`.",
             p.property.as_deref().unwrap_or_default()
         );
         let json = json_functions(p);
+        // In memory it holds what reading the stored value back gives
+        // (GINO's property reads `after_get` of what `before_set` stored).
         quote! {
             #[doc = #doc]
             pub fn #ident(self, value: impl ::core::convert::Into<#ty>) -> Self {
-                let value: #ty = value.into();
+                let stored: #ty = #stored;
                 let mut this = self;
-                match #json::to_value(#key, &#stored) {
+                match #json::to_value(#key, &stored) {
                     ::core::result::Result::Ok(json) => this.#map.set_value(#key, json),
                     ::core::result::Result::Err(e) => this.error = ::core::option::Option::Some(e),
                 }
-                this.instance.#access = value;
+                this.instance.#access = #read;
                 this
             }
         }
@@ -2261,6 +2315,15 @@ fn refers_to_itself(model: &Ident, path: &Path) -> bool {
 /// Where the JSON reading and writing of a property's type lives: date-times
 /// have GINO's own format (`%Y-%m-%dT%H:%M:%S.%f`), everything else goes
 /// through serde.
+/// `value` passed through a property's `before_set` or `after_get` hook,
+/// when it has one.
+fn hooked(hook: &Option<Path>, value: TokenStream) -> TokenStream {
+    match hook {
+        Some(hook) => quote!(#hook(#value)),
+        None => value,
+    }
+}
+
 fn json_functions(property: &Field) -> TokenStream {
     let (inner, _) = types::strip_option(&property.ty);
     let name = types::last_ident(inner);

@@ -38,9 +38,60 @@
 //! never overwrite each other. `<table>_props::<property>()` is the
 //! property as an SQL expression of its type (integers, floats, booleans,
 //! text and date-times cast from `->>`, anything else as `jsonb` from
-//! `->`), or `expr = "sql"` gives it one of your own. `before_set = path`
-//! and `after_get = path` are functions `T -> T` applied on the way in and
-//! out. A value of the wrong JSON type is an error naming the property.
+//! `->`), or `expr = "sql"` gives it one of your own. A value of the wrong
+//! JSON type is an error naming the property.
+//!
+//! `before_set = path` and `after_get = path` are functions `T -> T` that
+//! a property's value passes on its way in and out (GINO's hooks): `v` is
+//! stored as `before_set(v)`, and the field holds what reading that back
+//! gives, `after_get(before_set(v))`, as soon as it is set (in `build()`
+//! and in an update's setters, as after a load). A `default` stands for a
+//! stored value, as in GINO: a row without the key reads as
+//! `after_get(default)`, and `create()` stores the default as it is. A
+//! value inserted as a whole (`value.create()`, `insert_many`) stores
+//! `before_set` of what its fields hold, so hooks that undo each other
+//! keep a copied row as it was.
+//!
+//! ```
+//! use gino::prelude::*;
+//!
+//! fn minus_one(age: i32) -> i32 { age - 1 }
+//! fn plus_one(age: i32) -> i32 { age + 1 }
+//!
+//! #[derive(Model, Debug, Clone)]
+//! #[gino(table = "users")]
+//! pub struct User {
+//!     #[gino(primary_key)]
+//!     pub id: i32,
+//!     #[gino(property, default = 0, before_set = minus_one, after_get = plus_one)]
+//!     pub age: i32,
+//! }
+//!
+//! # async fn demo() -> gino::Result<()> {
+//! # User::create_table().await?;
+//! let daisy = User::create().age(18).await?;           // profile = {"age": 17}
+//! let stored: serde_json::Value = users::table.select(users::profile).gino().one().await?;
+//! assert_eq!((daisy.age, stored["age"].as_i64()), (18, Some(17)));
+//! assert_eq!(User::create().age(18).build()?.age, 18); // the same in memory
+//! # Ok(()) }
+//! # fn main() { gino_testkit::doc::run(demo) } // models at the top level, not in main
+//! ```
+//!
+//! A property's name cannot be a column's, its own JSON column's included:
+//! a partial load tells a property by its name as it tells a column, and
+//! one name for both would be read as either (GINO refuses it too).
+//!
+//! ```compile_fail
+//! # use gino::prelude::*;
+//! #[derive(Model, Debug, Clone)]
+//! #[gino(table = "notes")]
+//! pub struct Note {
+//!     #[gino(primary_key)]
+//!     pub id: i32,
+//!     #[gino(property)] // error: `profile` is a JSON column of properties
+//!     pub profile: Option<String>,
+//! }
+//! ```
 //!
 //! An update sets a property to what SQL computes with
 //! `.set_property(people_props::age(), people_props::age() + 1)`
@@ -80,12 +131,53 @@ pub fn property<T: DeserializeOwned>(
     column: &str,
     key: &str,
 ) -> diesel::deserialize::Result<Option<T>> {
-    match object.get(key) {
+    match stored(object, column, key)? {
         None => Ok(None),
         Some(Value::Null) => Ok(serde_json::from_value(Value::Null).ok()),
         Some(value) => serde_json::from_value(value.clone()).map(Some).map_err(|e| {
             format!("JSON property `{key}` (in column `{column}`) holds {value}, which is not valid for it: {e}").into()
         }),
+    }
+}
+
+/// The value stored under `key` in `column`, which must hold an object
+/// (or null, read as GINO reads it: no properties).
+fn stored<'v>(
+    object: &'v Value,
+    column: &str,
+    key: &str,
+) -> diesel::deserialize::Result<Option<&'v Value>> {
+    match object {
+        Value::Object(map) => Ok(map.get(key)),
+        Value::Null => Ok(None),
+        other => Err(format!(
+            "JSON column `{column}` holds {}, not an object of properties: set it back to an \
+             object (`{{}}` holds none) before reading the row as a model",
+            kind(other)
+        )
+        .into()),
+    }
+}
+
+/// The error of a property that must be there and is not.
+fn missing(column: &str, key: &str) -> Box<dyn std::error::Error + Send + Sync> {
+    format!(
+        "JSON property `{key}` is missing or null in column `{column}`: give the field a \
+         default with #[gino(property, default = ...)] or make it an Option"
+    )
+    .into()
+}
+
+/// What kind of JSON value `value` is, for errors that should not print a
+/// whole column.
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
     }
 }
 
@@ -124,9 +216,7 @@ pub fn required<T: DeserializeOwned>(
 ) -> diesel::deserialize::Result<T> {
     match property(object, column, key)? {
         Some(value) => Ok(value),
-        None => serde_json::from_value(Value::Null).map_err(|_| {
-            format!("JSON property `{key}` is missing or null in column `{column}`: give the field a default with #[gino(property, default = ...)] or make it an Option").into()
-        }),
+        None => serde_json::from_value(Value::Null).map_err(|_| missing(column, key)),
     }
 }
 
@@ -316,7 +406,8 @@ property_operator!(Div, div);
 /// The changes of one update to one JSON column of properties, as one
 /// assignment: `"profile" = "profile" || $values || jsonb_build_object(key,
 /// expression, ...)`. `||` merges, so a concurrent update of other keys of
-/// the row survives; a plain `json` column is cast there and back.
+/// the row survives; a null column merges as `{}`, and a plain `json`
+/// column is cast there and back.
 #[doc(hidden)]
 pub struct Merge<T> {
     column: &'static str,
@@ -391,10 +482,14 @@ impl<T> QueryFragment<Pg> for Merge<T> {
         if self.plain_json {
             out.push_sql("(");
         }
+        // A null column (JSON's or SQL's, as another program may leave it)
+        // merges as no properties: `null || object` would be an array.
+        out.push_sql("COALESCE(NULLIF(");
         out.push_identifier(self.column)?;
         if self.plain_json {
             out.push_sql("::jsonb");
         }
+        out.push_sql(", 'null'::jsonb), '{}'::jsonb)");
         if !self.values.as_object().is_none_or(Map::is_empty) {
             out.push_sql(" || ");
             out.push_bind_param::<sql_types::Jsonb, _>(&self.values)?;
@@ -504,7 +599,7 @@ pub mod datetime {
         column: &str,
         key: &str,
     ) -> diesel::deserialize::Result<Option<T>> {
-        match object.get(key) {
+        match super::stored(object, column, key)? {
             None => Ok(None),
             Some(Value::Null) => Ok(T::from_json(&Value::Null)),
             Some(value) => T::from_json(value).map(Some).ok_or_else(|| {
@@ -525,13 +620,7 @@ pub mod datetime {
     ) -> diesel::deserialize::Result<T> {
         match property(object, column, key)? {
             Some(value) => Ok(value),
-            None => T::from_json(&Value::Null).ok_or_else(|| {
-                format!(
-                    "JSON property `{key}` is missing or null in column `{column}`: give the \
-                     field a default with #[gino(property, default = ...)] or make it an Option"
-                )
-                .into()
-            }),
+            None => T::from_json(&Value::Null).ok_or_else(|| super::missing(column, key)),
         }
     }
 }

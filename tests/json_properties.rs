@@ -800,6 +800,10 @@ pub struct Member {
     pub height: i32,
     #[gino(property = "params")]
     pub bio: Option<String>,
+    /// Neither an `Option` nor defaulted: created without it, it stores
+    /// its type's default, so that the row reads back.
+    #[gino(property = "params")]
+    pub visits: i64,
 }
 
 /// The row of member `id` as stored: its name and both JSON columns.
@@ -861,7 +865,7 @@ async fn properties_in_memory_and_through_crud_read_as_gino_reads_them() {
         (
             "fantix".to_owned(),
             json!({"age": 18, "balance": 0.0, "birthday": now_str, "seniority": 2}),
-            json!({"bio": "I code in Python and more.", "height": 170}),
+            json!({"bio": "I code in Python and more.", "height": 170, "visits": 0}),
         )
     );
     let selected: Option<chrono::NaiveDateTime> = gino_users::table
@@ -896,7 +900,7 @@ async fn properties_in_memory_and_through_crud_read_as_gino_reads_them() {
         (
             "fantix".to_owned(),
             json!({"age": 16, "balance": 100.0, "birthday": now_str, "seniority": 9}),
-            json!({"bio": "I code in Python and more.", "height": 180}),
+            json!({"bio": "I code in Python and more.", "height": 180, "visits": 0}),
         )
     );
     let realname: Option<String> = gino_users::table
@@ -926,7 +930,7 @@ async fn properties_in_memory_and_through_crud_read_as_gino_reads_them() {
         (
             "daisy.nick".to_owned(),
             json!({"age": 14, "balance": 200.0, "realname": "daisy", "birthday": now_str, "seniority": 9}),
-            json!({"bio": "I code in Python and more.", "height": 185, "weight": 75}),
+            json!({"bio": "I code in Python and more.", "height": 185, "weight": 75, "visits": 0}),
         )
     );
     assert_eq!(
@@ -934,7 +938,7 @@ async fn properties_in_memory_and_through_crud_read_as_gino_reads_them() {
         json!({
             "id": u.id, "nickname": "daisy.nick", "realname": "daisy", "age": 14,
             "balance": 200.0, "birthday": micros, "seniority": 10, "weight": 75,
-            "height": 185, "bio": "I code in Python and more.",
+            "height": 185, "bio": "I code in Python and more.", "visits": 0,
         })
     );
     assert_eq!(Member::get(u.id).await.unwrap().unwrap(), u);

@@ -577,9 +577,13 @@ async fn on_connect_runs_on_every_new_connection_and_refuses_bad_ones() {
     use diesel::sql_types::Text;
     use diesel_async::SimpleAsyncConnection;
     let s = common::setup().await;
+    // With an isolation level too, both apply (GINO's test_init_hooks,
+    // READ_UNCOMMITTED as GINO spells it).
     let options = EngineOptions::new()
         .max_size(3)
         .min_size(2)
+        .set("isolation_level", "READ_UNCOMMITTED")
+        .unwrap()
         .on_connect(|conn| {
             Box::pin(async move { conn.batch_execute("SET search_path TO app, public").await })
         });
@@ -599,6 +603,13 @@ async fn on_connect_runs_on_every_new_connection_and_refuses_bad_ones() {
             .await
             .unwrap();
         assert_eq!(path, "app, public");
+        let level: String = conn
+            .one(diesel::select(sql::<Text>(
+                "current_setting('transaction_isolation')",
+            )))
+            .await
+            .unwrap();
+        assert_eq!(level, "read uncommitted");
     }
     drop(conns);
     engine.close().await;

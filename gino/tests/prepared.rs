@@ -182,3 +182,71 @@ async fn a_released_connections_prepared_query_fails_and_says_so() {
     assert!(matches!(after, Err(Error::ConnectionReleased)), "{after:?}");
     common::assert_pool_clean(&s.engine).await;
 }
+
+static BAKERY: Gino = Gino::secondary();
+
+/// GINO's test_bakery: a query declared before its database is bound fails
+/// as uninitialized, runs once it is bound (loading models or rows, with a
+/// time limit, `one_or_none`), and fails again once unbound.
+#[tokio::test]
+async fn a_query_declared_before_binding_runs_once_bound() {
+    let by_id = BAKERY.prepare(|uid: i32| User::query().filter(users::id.eq(uid)));
+    let nickname = BAKERY.prepare(|uid: i32| {
+        users::table
+            .filter(users::id.eq(uid))
+            .select(users::nickname)
+    });
+    let before = by_id.run(1).first::<User>().await;
+    assert!(matches!(before, Err(Error::Uninitialized)), "{before:?}");
+
+    let s = common::setup().await;
+    BAKERY.set_bind(s.engine.clone()).await.unwrap();
+    User::create_table().bind(&BAKERY).await.unwrap();
+    let made: User = BAKERY
+        .one(
+            diesel::insert_into(users::table)
+                .values(users::nickname.eq("baked"))
+                .returning(User::as_returning()),
+        )
+        .await
+        .unwrap();
+
+    let second = std::time::Duration::from_secs(1);
+    let found = by_id.run(made.id).timeout(second).one::<User>().await;
+    assert_eq!(found.unwrap(), made);
+    assert_eq!(
+        by_id.run(made.id + 1).one_or_none::<User>().await.unwrap(),
+        None
+    );
+    assert_eq!(
+        by_id.run(made.id).one_or_none::<User>().await.unwrap(),
+        Some(made.clone())
+    );
+    assert_eq!(
+        nickname.run(made.id).all::<String>().await.unwrap(),
+        ["baked"]
+    );
+    let missing = by_id.run(made.id + 1).one::<User>().await;
+    assert!(matches!(missing, Err(Error::NoResultFound)), "{missing:?}");
+    // A time limit is the run's own: one too short for the statement
+    // fails it, and the next run is not held to it.
+    let slow = BAKERY.prepare(|seconds: f64| {
+        diesel::select(
+            diesel::dsl::sql::<diesel::sql_types::Integer>("1 FROM pg_sleep(")
+                .bind::<diesel::sql_types::Double, _>(seconds)
+                .sql(")"),
+        )
+    });
+    let cut = slow
+        .run(5.0)
+        .timeout(std::time::Duration::from_millis(100))
+        .one::<i32>()
+        .await;
+    assert!(matches!(cut, Err(Error::QueryTimeout(_))), "{cut:?}");
+    assert_eq!(slow.run(0.0).one::<i32>().await.unwrap(), 1);
+
+    BAKERY.pop_bind().unwrap();
+    let after = by_id.run(made.id).first::<User>().await;
+    assert!(matches!(after, Err(Error::Uninitialized)), "{after:?}");
+    common::assert_pool_clean(&s.engine).await;
+}

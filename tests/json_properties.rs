@@ -989,3 +989,142 @@ async fn properties_in_memory_and_through_crud_read_as_gino_reads_them() {
     );
     CRUD.pop_bind().unwrap().close().await;
 }
+
+static KINDS: Gino = Gino::secondary();
+
+/// GINO's `PropsTest` of test_properties: JSON, boolean, object and array
+/// properties in two columns; and test_json_path's plain JSONB column.
+#[derive(Model, Debug, Clone, PartialEq)]
+#[gino(table = "props_test", db = KINDS)]
+pub struct PropsTest {
+    #[gino(primary_key)]
+    pub id: i32,
+    #[gino(property)]
+    pub raw: Option<serde_json::Value>,
+    #[gino(property)]
+    pub flag: Option<bool>,
+    #[gino(property)]
+    pub obj: Option<std::collections::BTreeMap<String, i32>>,
+    #[gino(property)]
+    pub arr: Option<Vec<i32>>,
+    #[gino(property = "parameter")]
+    pub raw_param: Option<serde_json::Value>,
+    #[gino(property = "parameter")]
+    pub flag_param: Option<bool>,
+    #[gino(property = "parameter")]
+    pub obj_param: Option<std::collections::BTreeMap<String, i32>>,
+    #[gino(property = "parameter")]
+    pub arr_param: Option<Vec<i32>>,
+    pub data: Option<serde_json::Value>,
+}
+
+#[tokio::test]
+async fn json_objects_arrays_and_booleans_are_selected_with_their_columns() {
+    use serde_json::json;
+    let database = gino_testkit::TestDatabase::create().await;
+    KINDS.set_bind(database.url()).await.unwrap();
+    KINDS.create_all().await.unwrap();
+    let xy = |x, y| std::collections::BTreeMap::from([("x".to_owned(), x), ("y".to_owned(), y)]);
+    let mut t = PropsTest::create()
+        .raw(json!({"a": [1, 2]}))
+        .flag(true)
+        .obj(xy(1, 2))
+        .arr(vec![3, 4, 5, 6])
+        .raw_param(json!({"a": [3, 4]}))
+        .flag_param(false)
+        .obj_param(xy(3, 4))
+        .arr_param(vec![7, 8, 9, 10])
+        .data(json!({"a": {"b": "c"}}))
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            t.obj.as_ref().unwrap()["x"],
+            t.obj_param.as_ref().unwrap()["x"]
+        ),
+        (1, 3)
+    );
+    assert_eq!(
+        (
+            t.arr.as_ref().unwrap().last(),
+            t.arr_param.as_ref().unwrap().last()
+        ),
+        (Some(&6), Some(&10))
+    );
+
+    type Selected = (
+        serde_json::Value,
+        serde_json::Value,
+        Option<serde_json::Value>,
+        Option<bool>,
+        Option<serde_json::Value>,
+    );
+    let selected: Selected = props_test::table
+        .select((
+            props_test::profile,
+            props_test::parameter,
+            props_test_props::raw(),
+            props_test_props::flag(),
+            props_test_props::obj_param(),
+        ))
+        .gino()
+        .bind(&KINDS)
+        .one()
+        .await
+        .unwrap();
+    assert_eq!(
+        selected,
+        (
+            json!({"arr": [3, 4, 5, 6], "obj": {"x": 1, "y": 2}, "raw": {"a": [1, 2]}, "flag": true}),
+            json!({"arr_param": [7, 8, 9, 10], "obj_param": {"x": 3, "y": 4}, "raw_param": {"a": [3, 4]}, "flag_param": false}),
+            Some(json!({"a": [1, 2]})),
+            Some(true),
+            Some(json!({"x": 3, "y": 4})),
+        )
+    );
+    // A boolean property filters as SQL's boolean, an object's key by
+    // diesel's JSONB operators.
+    let flagged: i64 = props_test::table
+        .filter(props_test_props::flag().eq(true))
+        .filter(props_test_props::flag_param().eq(false))
+        .count()
+        .gino()
+        .bind(&KINDS)
+        .one()
+        .await
+        .unwrap();
+    assert_eq!(flagged, 1);
+
+    // Objects and arrays are replaced whole, in memory and stored.
+    t.update()
+        .obj(xy(10, 20))
+        .obj_param(xy(30, 45))
+        .arr(vec![4, 5, 6, 7])
+        .arr_param(vec![11, 12, 13, 14, 15])
+        .apply()
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            t.obj.as_ref().unwrap()["x"],
+            t.obj_param.as_ref().unwrap()["y"]
+        ),
+        (10, 45)
+    );
+    assert_eq!(PropsTest::get(t.id).await.unwrap().unwrap(), t);
+
+    // GINO's test_json_path: a plain JSONB column filtered by a path.
+    let found: Option<PropsTest> = PropsTest::query()
+        .filter(
+            props_test::data
+                .retrieve_by_path_as_text(vec!["a".to_owned(), "b".to_owned()])
+                .eq("c"),
+        )
+        .gino()
+        .bind(&KINDS)
+        .first()
+        .await
+        .unwrap();
+    assert_eq!(found.map(|f| f.data), Some(t.data.clone()));
+    KINDS.pop_bind().unwrap().close().await;
+}

@@ -596,20 +596,14 @@ async fn on_connect_runs_on_every_new_connection_and_refuses_bad_ones() {
     .map(Result::unwrap)
     .collect();
     for conn in &conns {
-        let path: String = conn
-            .one(diesel::select(sql::<Text>(
-                "current_setting('search_path')",
+        let settings: (String, String) = conn
+            .one(diesel::select((
+                sql::<Text>("current_setting('search_path')"),
+                sql::<Text>("current_setting('transaction_isolation')"),
             )))
             .await
             .unwrap();
-        assert_eq!(path, "app, public");
-        let level: String = conn
-            .one(diesel::select(sql::<Text>(
-                "current_setting('transaction_isolation')",
-            )))
-            .await
-            .unwrap();
-        assert_eq!(level, "read uncommitted");
+        assert_eq!(settings, ("app, public".into(), "read uncommitted".into()));
     }
     drop(conns);
     engine.close().await;

@@ -943,6 +943,28 @@ async fn properties_in_memory_and_through_crud_read_as_gino_reads_them() {
     );
     assert_eq!(Member::get(u.id).await.unwrap().unwrap(), u);
 
+    // Text, date-time and boolean values set in SQL read back as typed.
+    let later = micros + chrono::Duration::days(1);
+    u.update()
+        .set_property(gino_users_props::realname(), "set in sql")
+        .set_property(gino_users_props::birthday(), later)
+        .set_property(gino_users_props::height(), gino_users_props::height() + 1)
+        .apply()
+        .await
+        .unwrap();
+    assert_eq!(
+        (u.realname.as_deref(), u.birthday, u.height),
+        (Some("set in sql"), Some(later), 186)
+    );
+    assert_eq!(Member::get(u.id).await.unwrap().unwrap(), u);
+    u.update()
+        .realname("daisy".to_owned())
+        .birthday(now)
+        .height(185)
+        .apply()
+        .await
+        .unwrap();
+
     // A property changed in memory only is not written by an update of
     // another one.
     u.balance = 300.0;
@@ -1084,6 +1106,17 @@ async fn json_objects_arrays_and_booleans_are_selected_with_their_columns() {
     );
     // A boolean property filters as SQL's boolean, an object's key by
     // diesel's JSONB operators.
+    t.update()
+        .set_property(props_test_props::flag_param(), true)
+        .apply()
+        .await
+        .unwrap();
+    assert_eq!(t.flag_param, Some(true));
+    t.update()
+        .set_property(props_test_props::flag_param(), false)
+        .apply()
+        .await
+        .unwrap();
     let flagged: i64 = props_test::table
         .filter(props_test_props::flag().eq(true))
         .filter(props_test_props::flag_param().eq(false))

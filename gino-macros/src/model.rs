@@ -1254,23 +1254,22 @@ pub(crate) fn expand_with(
             p.access(),
         );
         let ty = &p.ty;
-        let reset = match (&p.default, &p.after_get) {
-            (Some(default), _) => {
+        let reset = match &p.default {
+            Some(default) => {
                 let value = hooked(&p.after_get, quote!(::core::convert::Into::into(#default)));
                 quote!(self.#access = #value;)
             }
-            (None, None) => quote!((&mut ::gino::model::Reset(&mut self.#access)).reset();),
-            // A hook reads its type's default (a row without the key reads
-            // as null), when the type has one.
-            (None, Some(hook)) => {
-                let field = property_key(p);
+            // Its type's default, when it has one, else the value stays.
+            None => {
+                let field = p.ident.to_string();
+                let value = hooked(&p.after_get, quote!(value));
                 quote! {
                     #[allow(unused_imports)]
                     use ::gino::model::{UnsetDefault as _, UnsetMissing as _};
                     if let ::core::result::Result::Ok(value) =
                         (&::gino::model::Unset::<#ty>::new(::core::stringify!(#name), #field)).value()
                     {
-                        self.#access = #hook(value);
+                        self.#access = #value;
                     }
                 }
             }
@@ -2312,9 +2311,6 @@ fn refers_to_itself(model: &Ident, path: &Path) -> bool {
     path.is_ident("Self") || path.segments.last().is_some_and(|s| s.ident == *model)
 }
 
-/// Where the JSON reading and writing of a property's type lives: date-times
-/// have GINO's own format (`%Y-%m-%dT%H:%M:%S.%f`), everything else goes
-/// through serde.
 /// `value` passed through a property's `before_set` or `after_get` hook,
 /// when it has one.
 fn hooked(hook: &Option<Path>, value: TokenStream) -> TokenStream {
@@ -2324,6 +2320,9 @@ fn hooked(hook: &Option<Path>, value: TokenStream) -> TokenStream {
     }
 }
 
+/// Where the JSON reading and writing of a property's type lives: date-times
+/// have GINO's own format (`%Y-%m-%dT%H:%M:%S.%f`), everything else goes
+/// through serde.
 fn json_functions(property: &Field) -> TokenStream {
     let (inner, _) = types::strip_option(&property.ty);
     let name = types::last_ident(inner);

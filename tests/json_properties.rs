@@ -1146,6 +1146,36 @@ async fn json_objects_arrays_and_booleans_are_selected_with_their_columns() {
     );
     assert_eq!(PropsTest::get(t.id).await.unwrap().unwrap(), t);
 
+    // A table made by another program (Python GINO's `db.Column(JSONB())`)
+    // may hold SQL NULL in a column of properties: read as none, and an
+    // update merges into it.
+    for sql in [
+        "ALTER TABLE props_test ALTER COLUMN parameter DROP NOT NULL",
+        "UPDATE props_test SET parameter = NULL",
+    ] {
+        KINDS.status(diesel::sql_query(sql)).await.unwrap();
+    }
+    let nulled = PropsTest::get(t.id).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            nulled.raw_param,
+            nulled.flag_param,
+            nulled.arr_param,
+            nulled.flag
+        ),
+        (None, None, None, Some(true))
+    );
+    t.update().flag_param(true).apply().await.unwrap();
+    let stored: serde_json::Value = props_test::table
+        .find(t.id)
+        .select(props_test::parameter)
+        .gino()
+        .bind(&KINDS)
+        .one()
+        .await
+        .unwrap();
+    assert_eq!(stored, json!({"flag_param": true}));
+
     // GINO's test_json_path: a plain JSONB column filtered by a path.
     let found: Option<PropsTest> = PropsTest::query()
         .filter(

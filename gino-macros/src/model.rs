@@ -763,14 +763,17 @@ pub(crate) fn expand_with(
             let plain_json = props
                 .iter()
                 .any(|p| p.plain_json && p.property.as_deref() == Some(column.as_str()));
+            // Read as `Properties`, which takes an SQL NULL (a table made by
+            // another program may allow it) for no properties.
             let mut hidden = if plain_json {
                 parse_field(&syn::parse_quote!(
                     #[gino(server_default = "'{}'::json", ddl = "json", sql_type = ::gino::reexports::diesel::sql_types::Json)]
-                    __gino_json: ::gino::reexports::serde_json::Value
+                    __gino_json: ::gino::json::Properties
                 ))?
             } else {
                 parse_field(&syn::parse_quote!(
-                    #[gino(server_default = "'{}'::jsonb")] __gino_json: ::gino::reexports::serde_json::Value
+                    #[gino(server_default = "'{}'::jsonb", ddl = "jsonb", sql_type = ::gino::reexports::diesel::sql_types::Jsonb)]
+                    __gino_json: ::gino::json::Properties
                 ))?
             };
             hidden.plain_json = plain_json;

@@ -35,7 +35,9 @@
 //! '{}'`) without a field of its own, so serializing the model shows the
 //! properties and not the column. Setting a property in an update changes
 //! only its key (`||` merges), so updates of different properties of one row
-//! never overwrite each other. `<table>_props::<property>()` is the
+//! never overwrite each other. A null column (JSON null, or SQL NULL in a
+//! table made by another program) holds no properties, and an update
+//! merges into it as into `{}`. `<table>_props::<property>()` is the
 //! property as an SQL expression of its type (integers, floats, booleans,
 //! text and date-times cast from `->>`, anything else as `jsonb` from
 //! `->`), or `expr = "sql"` gives it one of your own. A value of the wrong
@@ -106,11 +108,12 @@ use std::fmt;
 use std::marker::PhantomData;
 
 use diesel::QueryResult;
+use diesel::deserialize::FromSql;
 use diesel::expression::{
     AppearsOnTable, AsExpression, Expression, SelectableExpression, TypedExpressionType,
     ValidGrouping, is_aggregate,
 };
-use diesel::pg::Pg;
+use diesel::pg::{Pg, PgValue};
 use diesel::query_builder::{AsChangeset, AstPass, QueryFragment, QueryId};
 use diesel::sql_types::{self, SqlType};
 use serde::Serialize;
@@ -120,6 +123,42 @@ use serde_json::{Map, Value};
 use crate::error::{Error, Result};
 
 mod finite;
+
+/// A JSON column of properties as a model's row reads it: a JSON value,
+/// where SQL NULL (which a table made by another program, Python GINO's
+/// `db.Column(JSONB())` say, may hold) reads as JSON null, and so as no
+/// properties rather than an error.
+#[doc(hidden)]
+#[derive(Debug, Clone, Default, PartialEq, diesel::deserialize::FromSqlRow)]
+pub struct Properties(pub Value);
+
+impl std::ops::Deref for Properties {
+    type Target = Value;
+
+    fn deref(&self) -> &Value {
+        &self.0
+    }
+}
+
+macro_rules! properties_from_sql {
+    ($sql_type:ty) => {
+        impl FromSql<$sql_type, Pg> for Properties {
+            fn from_sql(bytes: PgValue<'_>) -> diesel::deserialize::Result<Self> {
+                <Value as FromSql<$sql_type, Pg>>::from_sql(bytes).map(Properties)
+            }
+
+            fn from_nullable_sql(bytes: Option<PgValue<'_>>) -> diesel::deserialize::Result<Self> {
+                bytes.map_or(
+                    Ok(Properties(Value::Null)),
+                    <Self as FromSql<$sql_type, Pg>>::from_sql,
+                )
+            }
+        }
+    };
+}
+
+properties_from_sql!(sql_types::Jsonb);
+properties_from_sql!(sql_types::Json);
 
 /// Reads `key` of the JSON object in `column`: `None` when the key is
 /// missing, or null for a type that cannot hold null (as GINO reads a

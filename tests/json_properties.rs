@@ -552,6 +552,25 @@ async fn properties_take_sql_updates_indexes_and_plain_json_columns() {
     };
     assert!(plan.contains("ix_players_age"), "{plan}");
 
+    // A plain json column holding SQL NULL reads as no properties too, and
+    // an update merges into it (cast to jsonb and back).
+    for sql in [
+        "ALTER TABLE players ALTER COLUMN extra DROP NOT NULL",
+        "UPDATE players SET extra = NULL",
+    ] {
+        MORE.status(diesel::sql_query(sql)).await.unwrap();
+    }
+    let nulled = Player::get(ann.id).await.unwrap().unwrap();
+    assert_eq!(
+        (nulled.nickname, nulled.rank, nulled.age),
+        (None, None, Some(30))
+    );
+    ann.update().rank(4).apply().await.unwrap();
+    assert_eq!(
+        texts("SELECT extra::text AS v FROM players").await,
+        [r#"{"rank": 4}"#]
+    );
+
     MORE.pop_bind().unwrap().close().await;
 }
 
@@ -1014,6 +1033,16 @@ async fn properties_in_memory_and_through_crud_read_as_gino_reads_them() {
 
 static KINDS: Gino = Gino::secondary();
 
+/// A property neither optional, defaulted nor of a type with a `Default`.
+#[derive(Model, Debug, Clone, PartialEq)]
+#[gino(table = "homes", db = KINDS)]
+pub struct Home {
+    #[gino(primary_key)]
+    pub id: i32,
+    #[gino(property)]
+    pub address: Address,
+}
+
 /// GINO's `PropsTest` of test_properties: JSON, boolean, object and array
 /// properties in two columns; and test_json_path's plain JSONB column.
 #[derive(Model, Debug, Clone, PartialEq)]
@@ -1175,6 +1204,31 @@ async fn json_objects_arrays_and_booleans_are_selected_with_their_columns() {
         .await
         .unwrap();
     assert_eq!(stored, json!({"flag_param": true}));
+
+    // A property with no value to store is refused before anything is
+    // sent, as `build()` refuses it.
+    let unset = Home::create().await;
+    assert!(
+        matches!(
+            unset,
+            Err(Error::MissingValue {
+                field: "address",
+                ..
+            })
+        ),
+        "{unset:?}"
+    );
+    assert!(matches!(
+        Home::create().build(),
+        Err(Error::MissingValue { .. })
+    ));
+    assert_eq!(Home::query().gino().all().await.unwrap(), []);
+    let home = Address {
+        city: "Oslo".into(),
+        zip: None,
+    };
+    let made = Home::create().address(home.clone()).await.unwrap();
+    assert_eq!(Home::get(made.id).await.unwrap().unwrap().address, home);
 
     // GINO's test_json_path: a plain JSONB column filtered by a path.
     let found: Option<PropsTest> = PropsTest::query()

@@ -95,6 +95,39 @@
 //! }
 //! ```
 //!
+//! Nor can two properties be stored in each other's columns (GINO's
+//! `profile1`/`profile2`):
+//!
+//! ```compile_fail
+//! # use gino::prelude::*;
+//! #[derive(Model, Debug, Clone)]
+//! #[gino(table = "notes")]
+//! pub struct Note {
+//!     #[gino(primary_key)]
+//!     pub id: i32,
+//!     #[gino(property = "second")] // error: `first` is a JSON column of properties
+//!     pub first: Option<String>,
+//!     #[gino(property = "first")]
+//!     pub second: Option<i32>,
+//! }
+//! ```
+//!
+//! Hooks and `expr` belong to properties; on a column they are an error,
+//! not ignored:
+//!
+//! ```compile_fail
+//! # use gino::prelude::*;
+//! # fn trimmed(s: String) -> String { s.trim().to_owned() }
+//! #[derive(Model, Debug, Clone)]
+//! #[gino(table = "notes")]
+//! pub struct Note {
+//!     #[gino(primary_key)]
+//!     pub id: i32,
+//!     #[gino(before_set = trimmed)] // error: `name` is a column
+//!     pub name: String,
+//! }
+//! ```
+//!
 //! An update sets a property to what SQL computes with
 //! `.set_property(people_props::age(), people_props::age() + 1)`
 //! ([`PropertyExpr`]). `#[gino(property, index)]` indexes the property's

@@ -162,7 +162,7 @@ mod finite;
 /// `db.Column(JSONB())` say, may hold) reads as JSON null, and so as no
 /// properties rather than an error.
 #[doc(hidden)]
-#[derive(Debug, Clone, Default, PartialEq, diesel::deserialize::FromSqlRow)]
+#[derive(Debug, Default, diesel::deserialize::FromSqlRow)]
 pub struct Properties(pub Value);
 
 impl std::ops::Deref for Properties {

@@ -100,7 +100,8 @@ enum Reference {
 }
 
 struct Index {
-    name: String,
+    /// `None`: `ix_<table>_<columns>`.
+    name: Option<String>,
     columns: Vec<Ident>,
     unique: bool,
 }
@@ -180,10 +181,50 @@ fn ident_list(meta: &syn::meta::ParseNestedMeta) -> Result<Vec<Ident>> {
     Ok(idents)
 }
 
+/// Who declares table attributes: a model, or a set of columns, whose
+/// indexes and constraints every model flattening it gets.
+#[derive(Clone, Copy, PartialEq)]
+enum Declarer {
+    Model,
+    ColumnSet,
+}
+
+/// What a set of columns may declare for its models' tables.
+const SET_TABLE_ATTRS: [&str; 4] = ["index", "unique", "check", "foreign_key"];
+
+impl ModelAttrs {
+    /// Adds the indexes and constraints a flattened set declares.
+    fn add_set(&mut self, set: ModelAttrs) {
+        self.indexes.extend(set.indexes);
+        self.uniques.extend(set.uniques);
+        self.checks.extend(set.checks);
+        self.foreign_keys.extend(set.foreign_keys);
+    }
+}
+
+/// A constraint or index name, with `{table}` replaced by the table's
+/// name, so that a set of columns can name one per table.
+fn name_for(name: &str, table: &str) -> String {
+    name.replace("{table}", table)
+}
+
 fn parse_model_attrs(input: &DeriveInput) -> Result<ModelAttrs> {
+    parse_table_attrs(input, Declarer::Model)
+}
+
+fn parse_table_attrs(input: &DeriveInput, declarer: Declarer) -> Result<ModelAttrs> {
     let mut attrs = ModelAttrs::default();
     for attr in input.attrs.iter().filter(|a| a.path().is_ident("gino")) {
         attr.parse_nested_meta(|meta| {
+            if declarer == Declarer::ColumnSet
+                && !SET_TABLE_ATTRS.iter().any(|key| meta.path.is_ident(key))
+            {
+                return Err(meta.error(
+                    "a set of columns declares only index, unique, check and foreign_key, \
+                     which every model flattening it gets; the table's name and settings \
+                     belong to the model",
+                ));
+            }
             if meta.path.is_ident("table") {
                 attrs.table = Some(lit_str(&meta)?);
             } else if meta.path.is_ident("schema") {
@@ -198,13 +239,13 @@ fn parse_model_attrs(input: &DeriveInput) -> Result<ModelAttrs> {
                 attrs.diesel_table = Some(meta.value()?.parse()?);
             } else if meta.path.is_ident("index") {
                 let mut index = Index {
-                    name: String::new(),
+                    name: None,
                     columns: Vec::new(),
                     unique: false,
                 };
                 meta.parse_nested_meta(|m| {
                     if m.path.is_ident("name") {
-                        index.name = lit_str(&m)?;
+                        index.name = Some(lit_str(&m)?);
                     } else if m.path.is_ident("columns") {
                         index.columns = ident_list(&m)?;
                     } else if m.path.is_ident("unique") {
@@ -216,9 +257,10 @@ fn parse_model_attrs(input: &DeriveInput) -> Result<ModelAttrs> {
                     }
                     Ok(())
                 })?;
-                if index.name.is_empty() || index.columns.is_empty() {
+                if index.columns.is_empty() {
                     return Err(meta.error(
-                        "an index needs a name and columns: index(name = \"ix\", columns(a, b))",
+                        "an index needs columns: index(columns(a, b)), or \
+                         index(name = \"ix\", columns(a, b))",
                     ));
                 }
                 attrs.indexes.push(index);
@@ -608,6 +650,7 @@ pub fn expand_columns(input: DeriveInput) -> Result<TokenStream> {
     }
     // Errors in the set's attributes are reported here, at the set.
     columns_of(&input)?;
+    parse_table_attrs(&input, Declarer::ColumnSet)?;
     let macro_name = format_ident!("__gino_columns_{}", name);
     Ok(quote! {
         #[doc(hidden)]
@@ -703,7 +746,10 @@ pub(crate) fn expand_with(
             "models cannot be generic",
         ));
     }
-    let attrs = parse_model_attrs(&input)?;
+    let mut attrs = parse_model_attrs(&input)?;
+    for set in sets {
+        attrs.add_set(parse_table_attrs(set, Declarer::ColumnSet)?);
+    }
     let table = attrs.table.clone().ok_or_else(|| {
         syn::Error::new(
             Span::call_site(),
@@ -960,7 +1006,24 @@ pub(crate) fn expand_with(
         });
     }
     for index in &attrs.indexes {
-        let name = &index.name;
+        let name = match &index.name {
+            Some(name) => name_for(name, &table),
+            None => {
+                // Named as a field's index is; an unknown name fails below.
+                let columns: Vec<&str> = index
+                    .columns
+                    .iter()
+                    .map(|ident| {
+                        fields
+                            .iter()
+                            .chain(&props)
+                            .find(|f| f.ident == *ident)
+                            .map_or("", |f| f.column.as_str())
+                    })
+                    .collect();
+                format!("ix_{table}_{}", columns.join("_"))
+            }
+        };
         let unique = index.unique;
         let keys = index
             .columns
@@ -973,7 +1036,7 @@ pub(crate) fn expand_with(
     }
     let mut unique_metas = Vec::new();
     for unique in &attrs.uniques {
-        let name = opt_str(&unique.name);
+        let name = opt_str(&unique.name.as_ref().map(|n| name_for(n, &table)));
         let columns = unique
             .columns
             .iter()
@@ -986,12 +1049,12 @@ pub(crate) fn expand_with(
     let check_metas = fields
         .iter()
         .filter_map(|f| f.check.as_ref().map(|c| (None, c.clone())))
-        .chain(
-            attrs
-                .checks
-                .iter()
-                .map(|c| (c.name.clone(), c.expression.clone())),
-        )
+        .chain(attrs.checks.iter().map(|c| {
+            (
+                c.name.as_ref().map(|n| name_for(n, &table)),
+                c.expression.clone(),
+            )
+        }))
         .map(|(name, expression)| {
             let name = opt_str(&name);
             quote!(::gino::model::CheckMeta { name: #name, expression: #expression })
@@ -1057,7 +1120,7 @@ pub(crate) fn expand_with(
             .map(&column_of)
             .collect::<Result<Vec<_>>>()?;
         fk_metas.push(fk_meta(
-            &key.name,
+            &key.name.as_ref().map(|n| name_for(n, &table)),
             &columns,
             &key.references,
             &key.on_delete,

@@ -488,12 +488,17 @@ impl<T> QueryId for Lookup<T> {
 /// `Note::version`), and the value nests them (`note.audit.version`). A
 /// set may declare JSON properties too (GINO's mixin of properties), kept
 /// in the model's JSON column. A set of columns is usable in the crate that
-/// declares it.
+/// declares it. Its struct attributes `index`, `unique`, `check` and
+/// `foreign_key` (the table attributes below) go to every model flattening
+/// it, GINO's mixin with `__table_args__` or a `declared_attr` constraint;
+/// a `{table}` in their names becomes each model's table name, since an
+/// index's name must be unique in its schema.
 ///
 /// ```
 /// use gino::prelude::*;
 ///
 /// #[derive(Columns, Debug, Clone)]
+/// #[gino(unique(columns(id, version)), check(name = "{table}_recent", expr = "version < 100"))]
 /// pub struct Audit {
 ///     #[gino(primary_key)]
 ///     pub id: i32,
@@ -526,7 +531,7 @@ impl<T> QueryId for Lookup<T> {
 /// | `table = "users"` | the table name (required) |
 /// | `schema = "app"` | the PostgreSQL schema of the table (`"app"."users"`); `create_all().create_schemas(true)` creates it |
 /// | `db = DB` | the `Gino` static the model belongs to (default: the default database) |
-/// | `index(name = "ix", columns(a, b), unique)` | a (multi-column, optionally unique) index |
+/// | `index(name = "ix", columns(a, b), unique)` | a (multi-column, optionally unique) index; without a name, `ix_<table>_<a>_<b>` |
 /// | `unique(name = "uq", columns(a, b))` | a multi-column unique constraint |
 /// | `check(name = "ck", expr = "a < b")` | a table check constraint |
 /// | `foreign_key(name = "fk", columns(a, b), references = Room, on_delete = "cascade")` | a foreign key of several columns (or a named one) to a model's primary key, or to `references = "rooms(building, number)"`; `on_update` too; no joins |
@@ -546,6 +551,20 @@ impl<T> QueryId for Lookup<T> {
 /// moved past it, so follow
 /// explicit keys with `SELECT setval(pg_get_serial_sequence('users', 'id'),
 /// (SELECT max(id) FROM users))` before relying on it again.
+///
+/// In any of these names, `{table}` stands for the table's name.
+///
+/// A set of columns takes only the indexes and constraints; the table's
+/// name and settings belong to the model:
+///
+/// ```compile_fail
+/// # use gino::prelude::*;
+/// #[derive(Columns, Debug, Clone)]
+/// #[gino(table = "audits")]
+/// pub struct Audit {
+///     pub version: i32,
+/// }
+/// ```
 ///
 /// Two fields cannot map to one column (GINO refuses it when the model is
 /// declared, as the derive does at compile time):

@@ -444,6 +444,94 @@ async fn engine_default_timeout_counts_the_wait_for_the_pool() {
     lazy_query_times_out_waiting_for_the_pool(options, None, timeout).await;
 }
 
+/// GINO's test_lazy: a lazy connection released while its first query
+/// still waits for the pool. The release waits for that borrow to end, so
+/// it can never return the connection under a running query nor leave the
+/// borrowed one behind.
+async fn release_while_the_first_query_waits_for_the_pool(options: EngineOptions) -> Error {
+    let s = common::setup_with(options.max_size(1)).await;
+    let holder = s.engine.acquire().reusable(false).await.unwrap();
+    let lazy = s.engine.acquire().lazy(true).await.unwrap();
+    let query = async {
+        let result: gino::Result<i32> = pid_query()
+            .gino()
+            .bind(&lazy)
+            .timeout(Duration::from_millis(100))
+            .one()
+            .await;
+        result
+    };
+    let release = async {
+        // Let the query start waiting first.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        lazy.release().await
+    };
+    let (queried, released) = tokio::time::timeout(Duration::from_secs(5), async {
+        tokio::join!(query, release)
+    })
+    .await
+    .expect("release must not hang on a borrow that fails");
+    released.expect("release after a failed borrow succeeds");
+    assert!(!lazy.has_raw_connection().await);
+    assert!(matches!(
+        lazy.release().await,
+        Err(Error::ConnectionReleased)
+    ));
+    assert_eq!(
+        s.engine.pool_status().available,
+        0,
+        "the holder still has it"
+    );
+    drop(holder);
+    // The pool's only connection is free again: nothing was kept.
+    let next = s
+        .engine
+        .acquire()
+        .timeout(Duration::from_secs(2))
+        .await
+        .expect("the released lazy connection kept nothing");
+    backend_pid(&next).await;
+    queried.expect_err("the pool stayed busy for longer than the query may wait")
+}
+
+#[tokio::test]
+async fn releasing_a_lazy_connection_while_its_query_times_out_on_the_pool() {
+    let error = release_while_the_first_query_waits_for_the_pool(EngineOptions::new()).await;
+    assert!(matches!(error, Error::QueryTimeout(_)), "{error:?}");
+}
+
+#[tokio::test]
+async fn releasing_a_lazy_connection_while_its_borrow_fails() {
+    let options = EngineOptions::new().acquire_timeout(Duration::from_millis(50));
+    let error = release_while_the_first_query_waits_for_the_pool(options).await;
+    assert!(matches!(error, Error::PoolTimeout(_)), "{error:?}");
+}
+
+#[tokio::test]
+async fn releasing_a_lazy_connection_while_its_query_waits_runs_the_query_first() {
+    let s = common::setup_with(EngineOptions::new().max_size(1)).await;
+    let holder = s.engine.acquire().reusable(false).await.unwrap();
+    let holder_pid = backend_pid(&holder).await;
+    let lazy = s.engine.acquire().lazy(true).await.unwrap();
+    let query = async { backend_pid(&lazy).await };
+    let release = async {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        lazy.release().await
+    };
+    let free_the_pool = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        holder.release().await.unwrap();
+    };
+    let (pid, released, ()) = tokio::time::timeout(Duration::from_secs(5), async {
+        tokio::join!(query, release, free_the_pool)
+    })
+    .await
+    .expect("no deadlock");
+    assert_eq!(pid, holder_pid, "the query got the pool's only connection");
+    released.unwrap();
+    assert_eq!(s.engine.pool_status().available, 1, "and it went back");
+}
+
 #[tokio::test]
 async fn set_bind_accepts_a_url_an_engine_or_a_url_with_options() {
     let s = common::setup().await;

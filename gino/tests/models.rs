@@ -1966,8 +1966,15 @@ mod shared_columns {
     mod common {
         use gino::prelude::*;
 
-        /// Columns declared once for many models (GINO's mixins).
+        /// Columns declared once for many models (GINO's mixins), with
+        /// table constraints and an index each model's table gets too
+        /// (GINO's `declared_attr` returning a `UniqueConstraint`).
         #[derive(Columns, Debug, Clone, PartialEq)]
+        #[gino(
+            unique(columns(created_by, version)),
+            index(columns(created_by)),
+            check(name = "{table}_version_small", expr = "version < 1000")
+        )]
         pub struct Audit {
             #[gino(primary_key)]
             pub id: i32,
@@ -2023,15 +2030,35 @@ mod shared_columns {
         .await;
         assert_eq!(
             indexes,
-            ["ix_notes_version", "ix_tasks_version", "tasks_done_version"]
+            [
+                "ix_notes_created_by",
+                "ix_notes_version",
+                "ix_tasks_created_by",
+                "ix_tasks_version",
+                "notes_created_by_version_key",
+                "tasks_created_by_version_key",
+                "tasks_done_version",
+            ]
         );
-        let checks = catalog(
+        let constraints = catalog(
             &s.engine,
-            "SELECT conrelid::regclass::text AS v FROM pg_constraint WHERE contype = 'c' \
-             AND conrelid <> 0 ORDER BY 1",
+            "SELECT conrelid::regclass::text || ' ' || contype::text || ' ' || \
+             CASE WHEN conname LIKE '%version_check' THEN 'field' ELSE conname END AS v \
+             FROM pg_constraint WHERE contype IN ('c', 'u') \
+             AND conrelid::regclass::text IN ('notes', 'tasks') ORDER BY 1",
         )
         .await;
-        assert_eq!(checks, ["notes", "tasks"]);
+        assert_eq!(
+            constraints,
+            [
+                "notes c field",
+                "notes c notes_version_small",
+                "notes u notes_created_by_version_key",
+                "tasks c field",
+                "tasks c tasks_version_small",
+                "tasks u tasks_created_by_version_key",
+            ]
+        );
 
         // The set's columns behave as the model's own.
         let mut note = Note::create().body("hello").await.unwrap();
@@ -2076,6 +2103,16 @@ mod shared_columns {
             .await
             .unwrap();
         assert_eq!(versions, [0, 1, 2]);
+        // The set's table constraints hold in each table.
+        let twin = Task::create()
+            .title("twin")
+            .created_by("bulk")
+            .version(1)
+            .done(true)
+            .await;
+        violation(twin, "23505", Some("tasks_created_by_version_key"));
+        let huge = Note::create().body("big").version(1000).await;
+        violation(huge, "23514", Some("notes_version_small"));
         assert_eq!(task.delete().await.unwrap(), "DELETE 1");
     }
 }

@@ -5,7 +5,8 @@
 //! loads tuples (several models, a model with an aggregate), a select of
 //! one column loads values, and the nullable side of an outer join loads as
 //! `Option<Model>`, `None` when the join matched nothing (GINO's
-//! `none_as_none`). Many-to-one is just that: `(Child, Option<Parent>)`.
+//! `none_as_none`). Many-to-one is just that: `(Child, Option<Parent>)`;
+//! nested, the parent with its own parent, is [`One::with`].
 //! What is left is the other direction: parents made distinct by their
 //! key, each collecting its children, to any depth; that is this module,
 //! run with [`Executor::load`](crate::Executor::load).
@@ -182,6 +183,64 @@ impl<C: Send + 'static> Children for One<C> {
 
     fn collect(&self, rows: Vec<Option<C>>) -> Option<C> {
         rows.into_iter().flatten().next()
+    }
+}
+
+impl<C: Send + 'static> One<C> {
+    /// The related model with relations of its own, to any depth (GINO's
+    /// `User.load(team=Team.load(company=Company))`): each row's part is
+    /// `(Option<C>, children's part)`, and a parent gets `Some((model,
+    /// its children))`, or `None` when the join matched nothing.
+    ///
+    /// ```
+    /// # use gino::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq)]
+    /// # #[gino(table = "companies")]
+    /// # pub struct Company { #[gino(primary_key)] pub id: i32 }
+    /// # #[derive(Model, Debug, Clone, PartialEq)]
+    /// # #[gino(table = "teams")]
+    /// # pub struct Team { #[gino(primary_key)] pub id: i32 }
+    /// # #[derive(Model, Debug, Clone)]
+    /// # #[gino(table = "users")]
+    /// # pub struct User { #[gino(primary_key)] pub id: i32 }
+    /// # fn main() {
+    /// use gino::loader::{Loader, distinct, one};
+    /// let (red, acme) = (Team { id: 1 }, Company { id: 7 });
+    /// // Each user with its team, and the team with its company.
+    /// let rows = vec![
+    ///     (User { id: 10 }, (Some(red.clone()), Some(acme.clone()))),
+    ///     (User { id: 11 }, (None, None)), // in no team
+    /// ];
+    /// let users = distinct::<User, _>(one::<Team>().with(one::<Company>())).load(rows);
+    /// assert_eq!(users[0].1, Some((red, Some(acme))));
+    /// assert_eq!(users[1].1, None);
+    /// # }
+    /// ```
+    pub fn with<K: Children>(self, children: K) -> OneWith<C, K> {
+        OneWith(children, PhantomData)
+    }
+}
+
+/// The one related model of a parent, with its own children; see
+/// [`One::with`].
+pub struct OneWith<C, K>(K, PhantomData<fn() -> C>);
+
+impl<C: Send + 'static, K: Children> Children for OneWith<C, K> {
+    type Row = (Option<C>, K::Row);
+    type Collected = Option<(C, K::Collected)>;
+
+    fn collect(&self, rows: Vec<Self::Row>) -> Self::Collected {
+        // Many-to-one: every row of the parent holds the same model, so the
+        // first is it, and the rows that hold it carry its children.
+        let mut related = None;
+        let mut below = Vec::with_capacity(rows.len());
+        for (model, row) in rows {
+            if let Some(model) = model {
+                related.get_or_insert(model);
+                below.push(row);
+            }
+        }
+        related.map(|model| (model, self.0.collect(below)))
     }
 }
 

@@ -318,6 +318,46 @@ async fn relationships_load_from_one_query() {
         ]
     );
 
+    // Many-to-one nested (GINO's `User.load(team=Team.load(company=
+    // Company))`): each member with its mentor, the mentor with its team,
+    // and the team with its company; a member without a mentor has None.
+    let nested: Vec<(Member, Option<(Member, Option<(Team, Option<Company>)>)>)> = members::table
+        .left_join(mentors.on(members::mentor_id.eq(mentors.field(members::id).nullable())))
+        .left_join(teams::table.on(teams::id.eq(mentors.field(members::team_id))))
+        .left_join(companies::table.on(companies::id.eq(teams::company_id)))
+        .order_by(members::id)
+        .select((
+            Member::as_select(),
+            (
+                mentors.fields(members::all_columns).nullable(),
+                (
+                    teams::all_columns.nullable(),
+                    companies::all_columns.nullable(),
+                ),
+            ),
+        ))
+        .gino()
+        .bind(&DB)
+        .load(distinct::<Member, _>(
+            one::<Member>().with(one::<Team>().with(one::<Company>())),
+        ))
+        .await
+        .unwrap();
+    let shape: Vec<(&str, Option<(&str, Option<(&str, Option<&str>)>)>)> = nested
+        .iter()
+        .map(|(m, mentor)| {
+            let mentor = mentor.as_ref().map(|(mentor, team)| {
+                let team = team
+                    .as_ref()
+                    .map(|(t, c)| (t.name.as_str(), c.as_ref().map(|c| c.name.as_str())));
+                (mentor.name.as_str(), team)
+            });
+            (m.name.as_str(), mentor)
+        })
+        .collect();
+    let by_ann = Some(("ann", Some(("red", Some("acme")))));
+    assert_eq!(shape, [("ann", None), ("bob", by_ann), ("cid", by_ann)]);
+
     // A model together with an aggregate: each team with its member count.
     let sizes: Vec<(Team, i64)> = teams::table
         .left_join(members::table)

@@ -306,6 +306,49 @@ async fn releasing_a_reuser_invalidates_only_itself() {
     assert_eq!(available(&s.engine), 0);
 }
 
+/// GINO's test_release with two roots and a reuser of each: a reuser
+/// queries on after its root returned the raw connection (borrowing it
+/// again for both), and only the root's final release ends the reuser.
+#[tokio::test]
+async fn reusers_follow_their_root_through_raw_releases() {
+    let s = common::setup_with(EngineOptions::new().max_size(2)).await;
+    let conn1 = s.engine.acquire().await.unwrap();
+    let conn2 = s.engine.acquire().reuse(true).await.unwrap();
+    let conn3 = s.engine.acquire().await.unwrap();
+    let conn4 = s.engine.acquire().reuse(true).await.unwrap();
+    let pid1 = backend_pid(&conn1).await;
+    assert_eq!(backend_pid(&conn2).await, pid1);
+    let pid3 = backend_pid(&conn3).await;
+    assert_ne!(pid1, pid3);
+    assert_eq!(backend_pid(&conn4).await, pid3);
+    assert_eq!(available(&s.engine), 0);
+
+    conn1.release_raw().await.unwrap();
+    assert!(!conn2.has_raw_connection().await, "the raw connection is shared");
+    assert_eq!(available(&s.engine), 1);
+    backend_pid(&conn2).await;
+    assert!(conn1.has_raw_connection().await, "borrowed again for both");
+    assert_eq!(available(&s.engine), 0);
+
+    conn2.release_raw().await.unwrap();
+    backend_pid(&conn2).await;
+
+    conn1.release().await.unwrap();
+    assert_released(try_backend_pid(&conn2).await);
+    assert_eq!(backend_pid(&conn4).await, pid3);
+    conn4.release().await.unwrap();
+    assert_released(try_backend_pid(&conn4).await);
+
+    assert_eq!(backend_pid(&conn3).await, pid3);
+    conn3.release_raw().await.unwrap();
+    backend_pid(&conn3).await;
+    assert_eq!(available(&s.engine), 1);
+    conn3.release_raw().await.unwrap();
+    assert_eq!(available(&s.engine), 2);
+    conn3.release().await.unwrap();
+    assert_all_returned(&s.engine);
+}
+
 #[tokio::test]
 async fn a_released_connection_cannot_be_used_or_released_again() {
     let s = common::setup().await;

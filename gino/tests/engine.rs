@@ -263,6 +263,11 @@ async fn missing_database_is_sqlstate_3d000() {
     assert_sqlstate(try_backend_pid(&engine).await, "3D000");
     let lazy = engine.acquire().lazy(true).await.unwrap();
     assert_sqlstate(try_backend_pid(&lazy).await, "3D000");
+    lazy.release().await.unwrap();
+    // GINO's test_issue_79: a failed borrow leaves no connection behind.
+    assert!(engine.current_connection().is_none());
+    assert_sqlstate(engine.acquire().await, "3D000");
+    assert!(engine.current_connection().is_none());
     // With the default min_size, creating opens a connection and fails.
     assert_sqlstate(create_engine(&url, EngineOptions::new()).await, "3D000");
 }

@@ -575,6 +575,52 @@ async fn raise_commit_ends_its_level_and_children_with_a_commit() {
     assert!(e.current_connection().is_none());
 }
 
+/// GINO's test_base_exception: the exit cannot be caught by accident. In
+/// Rust it is an error the block propagates, with its own error type too;
+/// a block that drops it runs on inside the level, which still ends as
+/// asked when the block returns.
+#[tokio::test]
+async fn an_early_exit_propagates_through_an_app_error_and_a_dropped_one_still_ends_the_level() {
+    let (s, other) = items_setup(EngineOptions::new()).await;
+    let e = &s.engine;
+
+    let continued = AtomicBool::new(false);
+    let run: Result<(), AppError> = e
+        .transaction(async {
+            add(e, "rolled back").await?;
+            Transaction::current().unwrap().raise_rollback()?;
+            continued.store(true, Ordering::SeqCst);
+            Err(AppError::Refused)
+        })
+        .await;
+    assert!(run.is_ok(), "{run:?}");
+    assert!(!continued.load(Ordering::SeqCst));
+
+    let run: Result<(), AppError> = e
+        .transaction(async {
+            add(e, "committed").await?;
+            Transaction::current().unwrap().raise_commit()?;
+            Err(AppError::Refused)
+        })
+        .await;
+    assert!(run.is_ok(), "{run:?}");
+    assert_eq!(names(&other).await, ["committed"]);
+
+    let run = e
+        .transaction(async {
+            let tx = Transaction::current().unwrap();
+            let _ = tx.raise_rollback();
+            // Still inside the level: it sees its own row.
+            add(e, "dropped exit").await?;
+            assert_eq!(names(e).await, ["committed", "dropped exit"]);
+            Ok::<_, Error>(())
+        })
+        .await;
+    assert!(run.is_ok(), "{run:?}");
+    assert_eq!(names(&other).await, ["committed"], "rolled back as asked");
+    assert!(e.current_connection().is_none());
+}
+
 #[tokio::test]
 async fn raise_with_a_value_returns_it_and_a_mismatched_type_is_misuse() {
     let (s, other) = items_setup(EngineOptions::new()).await;

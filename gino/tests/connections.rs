@@ -324,7 +324,10 @@ async fn reusers_follow_their_root_through_raw_releases() {
     assert_eq!(available(&s.engine), 0);
 
     conn1.release_raw().await.unwrap();
-    assert!(!conn2.has_raw_connection().await, "the raw connection is shared");
+    assert!(
+        !conn2.has_raw_connection().await,
+        "the raw connection is shared"
+    );
     assert_eq!(available(&s.engine), 1);
     backend_pid(&conn2).await;
     assert!(conn1.has_raw_connection().await, "borrowed again for both");

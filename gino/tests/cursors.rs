@@ -150,6 +150,24 @@ async fn models_stream_through_a_cursor_in_a_managed_transaction() {
     .unwrap()
     .unwrap();
     assert_eq!(labels, ["n1", "n2", "n3"]);
+    // GINO's test_tuple_loader_279: tuple rows stream as they load.
+    let pairs: Vec<(Number, String)> = CURSOR_DB
+        .transaction(async {
+            let query = Number::query()
+                .filter(numbers::id.le(2))
+                .order_by(numbers::id)
+                .select((Number::as_select(), numbers::label.concat("!")));
+            let mut cursor = CURSOR_DB.iterate::<(Number, String), _>(query).await?;
+            cursor.many(10).await
+        })
+        .await
+        .unwrap();
+    let first = Number {
+        id: 1,
+        label: "n1".into(),
+    };
+    assert_eq!(pairs.len(), 2);
+    assert_eq!(pairs[0], (first, "n1!".into()));
     assert_eq!(
         last,
         Some(Number {

@@ -358,6 +358,20 @@ async fn relationships_load_from_one_query() {
     let by_ann = Some(("ann", Some(("red", Some("acme")))));
     assert_eq!(shape, [("ann", None), ("bob", by_ann), ("cid", by_ann)]);
 
+    // A function of each joined row (GINO's callable loader, test_func).
+    let paths: Vec<String> = teams::table
+        .inner_join(companies::table)
+        .order_by(teams::id)
+        .select((Team::as_select(), Company::as_select()))
+        .gino()
+        .bind(&DB)
+        .load(map(|(t, c): (Team, Company)| {
+            format!("{}/{}", c.name, t.name)
+        }))
+        .await
+        .unwrap();
+    assert_eq!(paths, ["acme/red", "acme/blue", "acme/idle"]);
+
     // A model together with an aggregate: each team with its member count.
     let sizes: Vec<(Team, i64)> = teams::table
         .left_join(members::table)

@@ -1612,6 +1612,11 @@ mod constraints {
         let pair = account("b@example.com", 1, "gino", "fantix").create().await;
         violation(pair, "23505", Some("accounts_org_handle"));
         still_usable().await;
+        // A key that is taken (GINO's test_inline_constraints_and_indexes).
+        let mut twin = account("c@example.com", 1, "other", "y");
+        twin.id = 1;
+        violation(twin.create().await, "23505", Some("accounts_pkey"));
+        still_usable().await;
     }
 
     #[tokio::test]

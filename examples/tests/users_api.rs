@@ -250,8 +250,33 @@ async fn drive(name: &str) {
         accepted.json::<Value>().await.unwrap()["nickname"],
         longest.as_str()
     );
-    let bad_page = client.get(app.url("/users?limit=-1")).send().await.unwrap();
-    assert!(bad_page.status().is_client_error(), "{name}: limit=-1");
+    // Paths and queries no user can match: the client's error, never 500.
+    for path in [
+        "/users?limit=-1",
+        "/users?limit=abc",
+        "/users?offset=99999999999",
+        "/users/abc",
+        "/users/99999999999",
+        "/users/1.5",
+        "/users/-1",
+        "/users/%00",
+    ] {
+        let refused = client.get(app.url(path)).send().await.unwrap();
+        assert!(
+            refused.status().is_client_error(),
+            "{name}: GET {path} gave {}",
+            refused.status()
+        );
+    }
+    let huge_offset: Vec<Value> = client
+        .get(app.url("/users?offset=4294967295"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(huge_offset.is_empty(), "{name}: an offset past every row");
 
     let deleted = client
         .delete(app.url(&format!("/users/{id}")))

@@ -69,9 +69,11 @@
 // Layer: above `model`; uses `model` (keys) and adds `Executor::load` to `executor`.
 
 use std::collections::HashMap;
+use std::future::{Future, IntoFuture};
 use std::marker::PhantomData;
+use std::pin::Pin;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::executor::Executor;
 use crate::model::{Keyed, Model};
 
@@ -632,10 +634,11 @@ where
     parents.into_iter().zip(grouped).collect()
 }
 
-impl<Q> Executor<'_, Q> {
-    /// All rows, assembled by `loader` (see [`loader`](crate::loader)):
+impl<'a, Q> Executor<'a, Q> {
+    /// The rows, assembled by `loader` (see [`loader`](crate::loader)):
     /// parents distinct by key with their children, or any function of the
-    /// rows.
+    /// rows. Awaited, every row (GINO's `.gino.load(loader).all()`); see
+    /// [`Load`] for the first row only, or exactly one result.
     ///
     /// ```
     /// # async fn demo() -> gino::Result<()> {
@@ -650,12 +653,142 @@ impl<Q> Executor<'_, Q> {
     /// # Ok(()) }
     /// # gino_testkit::doc::run(demo);
     /// ```
-    pub async fn load<'q, L>(self, mut loader: L) -> Result<Vec<L::Output>>
+    pub fn load<'q, L>(self, loader: L) -> Load<'a, 'q, Q, L>
     where
         L: Loader,
         Q: crate::Loadable<'q, L::Row>,
     {
-        let rows = self.all::<L::Row>().await?;
-        Ok(Loader::load(&mut loader, rows))
+        Load {
+            executor: self,
+            loader,
+            rows: PhantomData,
+        }
+    }
+}
+
+/// A query whose rows a [`Loader`] assembles; made by
+/// [`Executor::load`]. Awaiting it loads every row, as
+/// [`all`](Self::all) does.
+#[must_use = "a load does nothing until it is awaited"]
+pub struct Load<'a, 'q, Q, L> {
+    executor: Executor<'a, Q>,
+    loader: L,
+    /// The lifetime of the query's binds, which awaiting needs to name.
+    rows: PhantomData<&'q ()>,
+}
+
+impl<'q, Q, L> Load<'_, 'q, Q, L>
+where
+    L: Loader,
+    Q: crate::Loadable<'q, L::Row>,
+{
+    /// Every row, assembled: the same as awaiting the load.
+    ///
+    /// ```
+    /// # async fn demo() -> gino::Result<()> {
+    /// use diesel::sql_types::Integer;
+    /// use gino::prelude::*;
+    /// let n = 3;
+    /// let q = gino::text("SELECT generate_series(1, :n) AS n").bind::<Integer, _>("n", &n);
+    /// let squares: Vec<i32> = q
+    ///     .columns::<Integer>()
+    ///     .gino()
+    ///     .load(gino::loader::map(|n: i32| n * n))
+    ///     .all()
+    ///     .await?;
+    /// assert_eq!(squares, [1, 4, 9]);
+    /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
+    /// ```
+    pub async fn all(mut self) -> Result<Vec<L::Output>> {
+        let rows = self.executor.all::<L::Row>().await?;
+        Ok(self.loader.load(rows))
+    }
+
+    /// The first row only, assembled; `None` when there is none (GINO's
+    /// `.gino.load(loader).first()`). The server is asked for that row
+    /// only, so a [`distinct`] parent comes with the children of its first
+    /// row: order by the parent's key and use [`all`](Self::all) for whole
+    /// parents.
+    ///
+    /// ```
+    /// # async fn demo() -> gino::Result<()> {
+    /// use diesel::dsl::sql;
+    /// use diesel::sql_types::Integer;
+    /// use gino::prelude::*;
+    /// let first = diesel::select(sql::<Integer>("generate_series(5, 9)"))
+    ///     .gino()
+    ///     .load(gino::loader::map(|n: i32| n * 2))
+    ///     .first()
+    ///     .await?;
+    /// assert_eq!(first, Some(10));
+    /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
+    /// ```
+    pub async fn first(mut self) -> Result<Option<L::Output>> {
+        let row = self.executor.first::<L::Row>().await?;
+        Ok(row.and_then(|row| self.loader.load(vec![row]).into_iter().next()))
+    }
+
+    /// The one result the rows assemble into, `None` when they are none,
+    /// and [`Error::MultipleResultsFound`] when they assemble into more
+    /// (GINO's `.gino.load(loader).one_or_none()`): a [`distinct`] parent
+    /// of many rows is one result.
+    ///
+    /// ```
+    /// # async fn demo() -> gino::Result<()> {
+    /// use diesel::dsl::sql;
+    /// use diesel::sql_types::Integer;
+    /// use gino::prelude::*;
+    /// let none = diesel::select(sql::<Integer>("1 WHERE false"))
+    ///     .gino()
+    ///     .load(gino::loader::map(|n: i32| n + 1))
+    ///     .one_or_none()
+    ///     .await?;
+    /// assert_eq!(none, None);
+    /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
+    /// ```
+    pub async fn one_or_none(self) -> Result<Option<L::Output>> {
+        let mut outputs = self.all().await?;
+        if outputs.len() > 1 {
+            return Err(Error::MultipleResultsFound);
+        }
+        Ok(outputs.pop())
+    }
+
+    /// The one result the rows assemble into: as
+    /// [`one_or_none`](Self::one_or_none), with none an
+    /// [`Error::NoResultFound`] (GINO's `.gino.load(loader).one()`).
+    ///
+    /// ```
+    /// # async fn demo() -> gino::Result<()> {
+    /// use diesel::dsl::sql;
+    /// use diesel::sql_types::Integer;
+    /// use gino::prelude::*;
+    /// let more = diesel::select(sql::<Integer>("generate_series(1, 2)"))
+    ///     .gino()
+    ///     .load(gino::loader::map(|n: i32| n))
+    ///     .one()
+    ///     .await;
+    /// assert!(matches!(more, Err(gino::Error::MultipleResultsFound)));
+    /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
+    /// ```
+    pub async fn one(self) -> Result<L::Output> {
+        self.one_or_none().await?.ok_or(Error::NoResultFound)
+    }
+}
+
+impl<'a, 'q: 'a, Q, L> IntoFuture for Load<'a, 'q, Q, L>
+where
+    Q: crate::Loadable<'q, L::Row>,
+    L: Loader + 'a,
+{
+    type Output = Result<Vec<L::Output>>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send + 'a>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.all())
     }
 }

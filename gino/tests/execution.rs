@@ -623,6 +623,16 @@ fn futures_with_borrowing_binds_are_send(db: &'static gino::Gino) {
             .gino()
             .load(gino::loader::map(|row: (i32, String)| row.0))
             .await;
+        let _ = filtered()
+            .gino()
+            .load(gino::loader::map(|row: (i32, String)| row.0))
+            .first()
+            .await;
+        let _ = filtered()
+            .gino()
+            .load(gino::loader::map(|row: (i32, String)| row.0))
+            .one()
+            .await;
         let engine = db.engine().unwrap();
         let _ = engine.all::<(i32, String), _>(filtered()).await;
         let conn = engine.acquire().await.unwrap();

@@ -66,6 +66,15 @@ diesel::alias!(members as mentors: Mentors);
 type CompanyTree = (Company, Vec<(Team, Vec<Member>)>);
 /// A member with its mentor and its guilds.
 type MemberRelations = (Member, (Option<Member>, Vec<Guild>));
+/// A team with its company, the nested part of [`Mentored`].
+type TeamOf = (Team, Option<Company>);
+/// A member with its mentor, the mentor with its team and company.
+type Mentored = (Member, Option<(Member, Option<TeamOf>)>);
+/// A [`Mentored`] by names.
+type MentoredNames<'a> = (
+    &'a str,
+    Option<(&'a str, Option<(&'a str, Option<&'a str>)>)>,
+);
 /// A [`CompanyTree`] by ids.
 type Shape = (i32, Vec<(i32, Vec<i32>)>);
 
@@ -321,7 +330,7 @@ async fn relationships_load_from_one_query() {
     // Many-to-one nested (GINO's `User.load(team=Team.load(company=
     // Company))`): each member with its mentor, the mentor with its team,
     // and the team with its company; a member without a mentor has None.
-    let nested: Vec<(Member, Option<(Member, Option<(Team, Option<Company>)>)>)> = members::table
+    let nested: Vec<Mentored> = members::table
         .left_join(mentors.on(members::mentor_id.eq(mentors.field(members::id).nullable())))
         .left_join(teams::table.on(teams::id.eq(mentors.field(members::team_id))))
         .left_join(companies::table.on(companies::id.eq(teams::company_id)))
@@ -343,7 +352,7 @@ async fn relationships_load_from_one_query() {
         ))
         .await
         .unwrap();
-    let shape: Vec<(&str, Option<(&str, Option<(&str, Option<&str>)>)>)> = nested
+    let shape: Vec<MentoredNames> = nested
         .iter()
         .map(|(m, mentor)| {
             let mentor = mentor.as_ref().map(|(mentor, team)| {
@@ -357,6 +366,55 @@ async fn relationships_load_from_one_query() {
         .collect();
     let by_ann = Some(("ann", Some(("red", Some("acme")))));
     assert_eq!(shape, [("ann", None), ("bob", by_ann), ("cid", by_ann)]);
+
+    // One result instead of all (GINO's `.gino.load(..).first()`, `.one()`,
+    // `.one_or_none()`): `first` reads one row, so its parent comes with
+    // that row's child only; `one` counts assembled parents, not rows.
+    let acme_and_teams = || {
+        companies::table
+            .left_join(teams::table)
+            .filter(companies::id.eq(1))
+            .order_by((companies::id, teams::id))
+            .select((Company::as_select(), teams::all_columns.nullable()))
+            .gino()
+            .bind(&DB)
+    };
+    let first = acme_and_teams()
+        .load(distinct::<Company, _>(child::<Team>()))
+        .first()
+        .await
+        .unwrap()
+        .expect("acme");
+    assert_eq!((first.0.id, first.1.len()), (1, 1));
+    let (acme, teams) = acme_and_teams()
+        .load(distinct::<Company, _>(child::<Team>()))
+        .one()
+        .await
+        .unwrap();
+    assert_eq!((acme.name.as_str(), teams.len()), ("acme", 3));
+    let every = companies::table
+        .left_join(teams::table)
+        .select((Company::as_select(), teams::all_columns.nullable()))
+        .gino()
+        .bind(&DB)
+        .load(distinct::<Company, _>(child::<Team>()))
+        .one_or_none()
+        .await;
+    assert!(
+        matches!(every, Err(gino::Error::MultipleResultsFound)),
+        "{every:?}"
+    );
+    let nobody = companies::table
+        .left_join(teams::table)
+        .filter(companies::id.eq(-1))
+        .select((Company::as_select(), teams::all_columns.nullable()))
+        .gino()
+        .bind(&DB)
+        .load(distinct::<Company, _>(child::<Team>()));
+    assert!(matches!(
+        nobody.one().await,
+        Err(gino::Error::NoResultFound)
+    ));
 
     // A function of each joined row (GINO's callable loader, test_func).
     let paths: Vec<String> = teams::table

@@ -93,7 +93,7 @@ pub trait Loader: Send {
 }
 
 /// The part of a joined row below a parent; `Row` holds `Option`s for the
-/// outer join's columns. A tuple of children (up to four) collects each
+/// outer join's columns. A tuple of children (up to eight) collects each
 /// from its part of the row: a parent with several relations (GINO's
 /// `Company.distinct(Company.id).load(add_team=..., add_user=...)`).
 pub trait Children: Send {
@@ -266,6 +266,10 @@ macro_rules! children_tuples {
 children_tuples!(A a 0 B b 1);
 children_tuples!(A a 0 B b 1 C c 2);
 children_tuples!(A a 0 B b 1 C c 2 D d 3);
+children_tuples!(A a 0 B b 1 C c 2 D d 3 E e 4);
+children_tuples!(A a 0 B b 1 C c 2 D d 3 E e 4 F f 5);
+children_tuples!(A a 0 B b 1 C c 2 D d 3 E e 4 F f 5 G g 6);
+children_tuples!(A a 0 B b 1 C c 2 D d 3 E e 4 F f 5 G g 6 H h 7);
 
 /// Parents of type `P`, distinct by key, each with its children; see
 /// [`distinct`].
@@ -423,7 +427,7 @@ impl<M: Model> Loader for Partial<M> {
 
 /// A loader that makes one output of each row, in order (every loader but
 /// [`distinct`], which merges rows): what a tuple of loaders is made of.
-/// A tuple of them (up to four) loads each part of a tuple row with its
+/// A tuple of them (up to eight) loads each part of a tuple row with its
 /// own loader, as GINO's tuple loader (`(ua1.load("id"), ua2.load("name"))`).
 ///
 /// ```
@@ -474,6 +478,10 @@ macro_rules! loader_tuples {
 loader_tuples!(A a 0 B b 1);
 loader_tuples!(A a 0 B b 1 C c 2);
 loader_tuples!(A a 0 B b 1 C c 2 D d 3);
+loader_tuples!(A a 0 B b 1 C c 2 D d 3 E e 4);
+loader_tuples!(A a 0 B b 1 C c 2 D d 3 E e 4 F f 5);
+loader_tuples!(A a 0 B b 1 C c 2 D d 3 E e 4 F f 5 G g 6);
+loader_tuples!(A a 0 B b 1 C c 2 D d 3 E e 4 F f 5 G g 6 H h 7);
 
 /// A tuple of diesel columns of table `T` (`(users::id,)` for one), by
 /// name: a column of another table is a compile error, as GINO refuses

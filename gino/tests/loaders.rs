@@ -486,6 +486,42 @@ async fn relationships_load_from_one_query() {
         .await
         .unwrap();
     assert_eq!(marks, ["team"; 3]);
+    // Literals beside columns and models in one wide tuple (GINO's
+    // test_literal), each part of the row with its own loader.
+    let wide = teams::table
+        .inner_join(companies::table)
+        .filter(teams::id.eq(10))
+        .select((
+            teams::id,
+            teams::name,
+            Company::as_select(),
+            teams::company_id,
+            teams::id,
+            Team::as_select(),
+        ))
+        .gino()
+        .bind(&DB)
+        .load((
+            value::<i32, _>("mark"),
+            map(|name: String| name.to_uppercase()),
+            partial::<Company, _>((companies::name,)),
+            map(|company_id: i32| company_id * 100),
+            value::<i32, _>(0.5),
+            partial::<Team, _>((teams::id,)),
+        ))
+        .one()
+        .await
+        .unwrap();
+    let acme = Company {
+        id: 0,
+        name: "acme".into(),
+    };
+    let red = Team {
+        id: 10,
+        company_id: 0,
+        name: String::new(),
+    };
+    assert_eq!(wide, ("mark", "RED".to_owned(), acme, 100, 0.5, red));
     let ids: Vec<i32> = teams::table
         .select(teams::id)
         .order_by(teams::id)

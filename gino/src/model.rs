@@ -566,6 +566,18 @@ impl<T> QueryId for Lookup<T> {
 /// }
 /// ```
 ///
+/// A model names its table; a struct without one is not a model (GINO's
+/// abstract model), and deriving `Model` for it fails:
+///
+/// ```compile_fail
+/// # use gino::prelude::*;
+/// #[derive(Model, Debug, Clone)] // error: a model needs its table name
+/// pub struct Abstract {
+///     #[gino(primary_key)]
+///     pub id: i32,
+/// }
+/// ```
+///
 /// Two fields cannot map to one column (GINO refuses it when the model is
 /// declared, as the derive does at compile time):
 ///

@@ -72,6 +72,16 @@ impl App {
         format!("{}{path}", self.base)
     }
 
+    /// The JSON body of `GET path`.
+    async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        client: &reqwest::Client,
+        path: &str,
+    ) -> T {
+        let response = client.get(self.url(path)).send().await.unwrap();
+        response.json().await.unwrap()
+    }
+
     /// Sends SIGTERM and waits for a clean exit.
     fn stop(mut self) {
         let status = Command::new("kill")
@@ -153,27 +163,13 @@ async fn drive(name: &str) {
         json!({"error": "not found"})
     );
 
-    let page: Vec<Value> = client
-        .get(app.url("/users?limit=2&offset=1"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page: Vec<Value> = app.get_json(&client, "/users?limit=2&offset=1").await;
     let names: Vec<&str> = page
         .iter()
         .map(|u| u["nickname"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["daisy", "bob"], "{name}: GET /users?limit=&offset=");
-    let all: Vec<Value> = client
-        .get(app.url("/users"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let all: Vec<Value> = app.get_json(&client, "/users").await;
     assert_eq!(all.len(), 3);
 
     let patched = client
@@ -222,14 +218,7 @@ async fn drive(name: &str) {
             );
         }
     }
-    let unchanged: Value = client
-        .get(app.url(&format!("/users/{id}")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let unchanged: Value = app.get_json(&client, &format!("/users/{id}")).await;
     assert_eq!(
         unchanged["nickname"], "fantix (member)",
         "{name}: refused PATCH"
@@ -268,14 +257,7 @@ async fn drive(name: &str) {
             refused.status()
         );
     }
-    let huge_offset: Vec<Value> = client
-        .get(app.url("/users?offset=4294967295"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let huge_offset: Vec<Value> = app.get_json(&client, "/users?offset=4294967295").await;
     assert!(huge_offset.is_empty(), "{name}: an offset past every row");
 
     let deleted = client

@@ -190,6 +190,63 @@ async fn verify_full_checks_the_chain_and_the_host_name() {
     assert!(checked.contains("not signed by a root"), "{checked}");
 }
 
+/// The web settings' `DB_SSL` as GINO's extensions take it: `true` is
+/// asyncpg's `ssl=True`, which checks the certificate (against the
+/// system's roots unless given others), and `require` only encrypts.
+#[cfg(feature = "web")]
+#[tokio::test]
+async fn web_settings_ssl_true_checks_the_certificate() {
+    use gino::web::{Extension, Settings};
+    static WEB_TLS: Gino = Gino::secondary();
+    let port = FIXTURE.tls.port().to_string();
+    let root = FIXTURE.root.display().to_string();
+    let settings = |vars: &[(&str, &str)]| {
+        let mut all = vec![("DB_HOST", "localhost"), ("DB_PORT", port.as_str())];
+        all.extend_from_slice(vars);
+        all.push(("DB_POOL_MIN_SIZE", "1"));
+        all.push(("DB_RETRY_LIMIT", "0"));
+        Settings::from_lookup(|name| {
+            all.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        })
+    };
+
+    // The test's authority is none of the system's: refused, at once.
+    let unknown = Extension::new(&WEB_TLS, settings(&[("DB_SSL", "true")]).unwrap())
+        .connect()
+        .await;
+    match unknown {
+        Err(Error::Tls(message)) => assert!(message.contains("certificate"), "{message}"),
+        other => panic!("expected a refused certificate, got {other:?}"),
+    }
+    assert!(!WEB_TLS.is_bound());
+
+    for vars in [
+        vec![("DB_SSL", "true"), ("DB_SSL_ROOT_CERT", root.as_str())],
+        vec![("DB_SSL", "require")],
+    ] {
+        let engine = Extension::new(&WEB_TLS, settings(&vars).unwrap())
+            .connect()
+            .await
+            .unwrap_or_else(|e| panic!("{vars:?}: {e}"));
+        assert!(encrypted(&engine).await, "{vars:?}");
+        WEB_TLS.pop_bind().unwrap().close().await;
+    }
+
+    // A DSN that says otherwise is refused before anything is opened.
+    let dsn = tls_url("localhost", "postgres", "sslmode=disable");
+    match settings(&[("DB_DSN", dsn.as_str()), ("DB_SSL", "verify-full")]) {
+        Err(Error::Configuration(message)) => {
+            assert!(
+                message.contains("DB_SSL") && message.contains("sslmode=disable"),
+                "{message}"
+            )
+        }
+        other => panic!("expected the clash to be refused, got {other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn client_certificates_satisfy_clientcert_verify_full() {
     let without = engine(&tls_url("127.0.0.1", "certdb", "sslmode=require")).await;

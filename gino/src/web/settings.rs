@@ -43,7 +43,14 @@ use crate::error::{Error, Result};
 /// Booleans are `true`/`false`, `1`/`0`, `yes`/`no` or `on`/`off` in any
 /// case; durations are seconds (`1.5`) or carry a unit (`500ms`, `2s`,
 /// `1m`). `ssl` takes an [`SslMode`] (`require`, `verify-full`, ...) or a
-/// boolean (`true` is `require`, `false` is `disable`).
+/// boolean: `true` is `verify-full`, as asyncpg's `ssl=True`, and `false`
+/// is `disable`. A mode that checks the server's certificate
+/// (`verify-ca`, `verify-full`) checks it against `ssl_root_cert`, or else
+/// the operating system's trusted roots (asyncpg's default context). A
+/// setting that the DSN's query gives too (`?sslmode=`, `?max_size=`, ...)
+/// must say the same, unless it is left at its default: otherwise
+/// [`validate`](Self::validate) refuses the pair rather than let one
+/// silently win.
 ///
 /// ```
 /// use gino::web::Settings;
@@ -379,7 +386,88 @@ impl Settings {
         check_pool_sizes(
             ("DB_POOL_MIN_SIZE", self.pool_min_size),
             ("DB_POOL_MAX_SIZE", self.pool_max_size),
-        )
+        )?;
+        self.check_dsn_agrees()
+    }
+
+    /// A setting that the DSN's query gives too must say the same, unless
+    /// it is at its default (then the DSN's applies): with `DB_SSL=
+    /// verify-full` beside `?sslmode=disable`, which one applied would be
+    /// an accident of order.
+    fn check_dsn_agrees(&self) -> Result<()> {
+        // A DSN that does not parse fails where it is used, with its own
+        // message.
+        let Some(Ok(dsn)) = self.dsn.as_deref().map(str::parse::<DatabaseUrl>) else {
+            return Ok(());
+        };
+        let d = Settings::default();
+        for (key, value) in dsn.params() {
+            let (variable, clashes) = match key.as_str() {
+                "sslmode" => ("DB_SSL", clash(self.ssl, d.ssl, value.parse().map(Some))),
+                "sslrootcert" => {
+                    let theirs = value.parse().map(Some);
+                    let ours = self.ssl_root_cert.clone();
+                    (
+                        "DB_SSL_ROOT_CERT",
+                        clash(ours, d.ssl_root_cert.clone(), theirs),
+                    )
+                }
+                "min_size" | "pool_min_size" => {
+                    let theirs = parse_number(key, value);
+                    (
+                        "DB_POOL_MIN_SIZE",
+                        clash(self.pool_min_size, d.pool_min_size, theirs),
+                    )
+                }
+                "max_size" | "pool_max_size" => {
+                    let theirs = parse_number(key, value);
+                    (
+                        "DB_POOL_MAX_SIZE",
+                        clash(self.pool_max_size, d.pool_max_size, theirs),
+                    )
+                }
+                "echo" => ("DB_ECHO", clash(self.echo, d.echo, parse_bool(key, value))),
+                "statement_cache" => {
+                    let theirs = parse_bool(key, value);
+                    (
+                        "DB_STATEMENT_CACHE",
+                        clash(self.statement_cache, d.statement_cache, theirs),
+                    )
+                }
+                "acquire_timeout" => {
+                    let theirs = parse_duration(key, value).map(Some);
+                    (
+                        "DB_ACQUIRE_TIMEOUT",
+                        clash(self.acquire_timeout, d.acquire_timeout, theirs),
+                    )
+                }
+                "statement_timeout" => {
+                    let (ours, default) = (self.statement_timeout, d.statement_timeout);
+                    let theirs = parse_duration(key, value).map(Some);
+                    ("DB_STATEMENT_TIMEOUT", clash(ours, default, theirs))
+                }
+                "max_inactive_connection_lifetime" => {
+                    let ours = self.max_inactive_connection_lifetime;
+                    let default = d.max_inactive_connection_lifetime;
+                    let theirs = parse_duration(key, value).map(Some);
+                    (
+                        "DB_MAX_INACTIVE_CONNECTION_LIFETIME",
+                        clash(ours, default, theirs),
+                    )
+                }
+                _ => continue,
+            };
+            if clashes {
+                return Err(named(
+                    variable,
+                    &format!(
+                        "DB_DSN says {key}={value}, and this setting says otherwise: give it \
+                         in one place"
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// The database URL: `dsn`, or one made of the parts.
@@ -471,8 +559,12 @@ impl Settings {
         if let Some(mode) = self.ssl {
             options = options.ssl_mode(mode);
         }
-        if let Some(roots) = &self.ssl_root_cert {
-            options = options.ssl_root_cert(roots.clone());
+        match (&self.ssl_root_cert, self.ssl) {
+            (Some(roots), _) => options = options.ssl_root_cert(roots.clone()),
+            (None, Some(SslMode::VerifyCa | SslMode::VerifyFull)) => {
+                options = options.ssl_root_cert(SslRootCert::System);
+            }
+            (None, _) => {}
         }
         if let Some(timeout) = self.acquire_timeout {
             options = options.acquire_timeout(timeout);
@@ -488,6 +580,13 @@ impl Settings {
         }
         options
     }
+}
+
+/// Whether a setting changed from its default (`ours` against `default`)
+/// differs from what the DSN gives (`theirs`); a DSN value that does not
+/// parse is the engine's to report.
+fn clash<T: PartialEq>(ours: T, default: T, theirs: Result<T>) -> bool {
+    ours != default && theirs.is_ok_and(|theirs| theirs != ours)
 }
 
 fn named(variable: &str, problem: &str) -> Error {
@@ -508,7 +607,9 @@ fn parse_ssl(key: &str, value: &str) -> Result<SslMode> {
     value
         .parse::<SslMode>()
         .or_else(|_| match parse_bool(key, value) {
-            Ok(true) => Ok(SslMode::Require),
+            // asyncpg's `ssl=True`: a default context, which checks the
+            // chain and the host name.
+            Ok(true) => Ok(SslMode::VerifyFull),
             Ok(false) => Ok(SslMode::Disable),
             Err(_) => Err(named(
                 key,
@@ -769,8 +870,62 @@ mod tests {
             Some(Duration::from_secs(90))
         );
         assert_eq!(s.shutdown_timeout, Duration::from_secs(60));
-        for (value, mode) in [("true", SslMode::Require), ("off", SslMode::Disable)] {
+        for (value, mode) in [("true", SslMode::VerifyFull), ("off", SslMode::Disable)] {
             assert_eq!(from(&[("DB_SSL", value)]).unwrap().ssl, Some(mode));
+        }
+    }
+
+    #[test]
+    fn a_setting_the_dsn_gives_too_must_agree_with_it() {
+        let dsn = "postgres://u:hunter2@h/d?sslmode=disable&max_size=20&acquire_timeout=5s&echo=on";
+        // Left at their defaults, the settings yield to the DSN.
+        from(&[("DB_DSN", dsn)]).unwrap();
+        // Saying the same in both places is fine.
+        from(&[
+            ("DB_DSN", dsn),
+            ("DB_POOL_MAX_SIZE", "20"),
+            ("DB_SSL", "false"),
+        ])
+        .unwrap();
+        from(&[("DB_DSN", dsn), ("DB_ACQUIRE_TIMEOUT", "5000ms")]).unwrap();
+        for (variable, value) in [
+            ("DB_SSL", "verify-full"),
+            ("DB_SSL", "true"),
+            ("DB_POOL_MAX_SIZE", "15"),
+            ("DB_ACQUIRE_TIMEOUT", "1s"),
+        ] {
+            match from(&[("DB_DSN", dsn), (variable, value)]) {
+                Err(Error::Configuration(m)) => {
+                    assert!(m.contains(variable) && m.contains("DB_DSN says"), "{m}");
+                    assert!(!m.contains("hunter2"), "{m}");
+                }
+                other => panic!("{variable}={value} beside {dsn}: {other:?}"),
+            }
+        }
+        let mut typed = Settings {
+            dsn: Some("postgres://h/d?sslrootcert=/ca.pem".into()),
+            ssl_root_cert: Some(SslRootCert::System),
+            ..Settings::default()
+        };
+        assert!(typed.validate().is_err());
+        typed.ssl_root_cert = Some(SslRootCert::File("/ca.pem".into()));
+        typed.validate().unwrap();
+    }
+
+    #[test]
+    fn checking_modes_without_a_root_certificate_trust_the_system_roots() {
+        let roots = |vars: &[(&str, &str)]| from(vars).unwrap().engine_options().ssl_root_cert;
+        for ssl in ["true", "verify-full", "verify-ca"] {
+            assert_eq!(
+                roots(&[("DB_SSL", ssl)]),
+                Some(SslRootCert::System),
+                "{ssl}"
+            );
+            let own = roots(&[("DB_SSL", ssl), ("DB_SSL_ROOT_CERT", "/ca.pem")]);
+            assert_eq!(own, Some(SslRootCert::File("/ca.pem".into())), "{ssl}");
+        }
+        for ssl in ["require", "prefer", "false"] {
+            assert_eq!(roots(&[("DB_SSL", ssl)]), None, "{ssl}");
         }
     }
 
@@ -880,7 +1035,7 @@ mod tests {
         assert_eq!((s.host.as_str(), s.port), ("db", 6000));
         assert_eq!(s.retry_interval, Duration::from_millis(500));
         assert_eq!(s.acquire_timeout, Some(Duration::from_secs(2)));
-        assert_eq!(s.ssl, Some(SslMode::Require));
+        assert_eq!(s.ssl, Some(SslMode::VerifyFull));
         assert!(!s.use_connection_for_request);
         for key in Settings::KEYS {
             let one = serde_json::json!({ *key: null });

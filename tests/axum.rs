@@ -134,6 +134,8 @@ fn pids_app(db: &'static gino::Gino) -> Router {
             pids.push(pid_in_nested_helper(db).await?);
             pids.push(pid().gino().bind(db).one().await?);
             pids.push(conn.one(pid()).await?);
+            // The engine's own queries find the request's connection too.
+            pids.push(db.engine()?.one(pid()).await?);
             Ok::<_, Error>(Json((pids, conn.stats().borrows)))
         }),
     )
@@ -372,9 +374,33 @@ async fn errors_answer_404_503_and_an_opaque_500() {
                 move || async move { Ok::<_, Error>(Json(db.one::<i32, _>(leaky_query()).await?)) },
             ),
         )
+        .route(
+            "/missing/{via}",
+            get(move |Path(via): Path<String>, conn: Conn| async move {
+                // Every way GINO's extensions answer 404 (the tests of
+                // gino-starlette and gino-aiohttp).
+                let none = || diesel::select(sql::<Integer>("1 WHERE false"));
+                let n: i32 = match via.as_str() {
+                    "db" => db.first_or_404(none()).await?,
+                    "conn" => conn.first_or_404(none()).await?,
+                    "engine" => db.engine()?.first_or_404(none()).await?,
+                    "query" => none().gino().bind(db).first_or_404().await?,
+                    _ => none().gino().bind(&conn).first_or_404().await?,
+                };
+                Ok::<_, Error>(Json(n))
+            }),
+        )
         .layer(web.layer());
     let server = Server::start(&web, app).await;
     scenario::expect_error_answers(&server.url(""), &holding, &release).await;
+    for via in ["db", "conn", "engine", "query", "bound"] {
+        let missing = reqwest::get(server.url(&format!("/missing/{via}")))
+            .await
+            .unwrap();
+        assert_eq!(missing.status(), 404, "{via}");
+        assert_eq!(missing.text().await.unwrap(), r#"{"error":"not found"}"#);
+    }
+    assert_eq!(test.borrowed(), 0);
     server.stop().await;
 }
 

@@ -32,6 +32,54 @@ async fn extension_with(
     extension
 }
 
+/// GINO's extension tests check that the pool settings given to the
+/// extension (`kwargs`, `DB_KWARGS`) reach every connection; so here, on
+/// the server's side where it can tell.
+#[tokio::test]
+async fn settings_reach_the_engine_and_every_connection() {
+    use diesel::sql_types::{BigInt, Text};
+    let database = TestDatabase::create().await;
+    let extension = extension_with(&database, |s| {
+        s.pool_max_size = 3;
+        s.statement_timeout = Some(Duration::from_millis(1500));
+        s.statement_cache = false;
+        s.max_inactive_connection_lifetime = Some(Duration::from_secs(59));
+    })
+    .await;
+    let db = extension.db();
+    let engine = db.engine().unwrap();
+    assert_eq!(engine.pool_status().max_size, 3);
+    let options = format!("{:?}", engine.options());
+    assert!(
+        options.contains("max_inactive_connection_lifetime: Some(59s)"),
+        "{options}"
+    );
+    let (timeout, prepared) = extension
+        .request()
+        .run(async {
+            let timeout: String = db
+                .one(diesel::select(sql::<Text>(
+                    "current_setting('statement_timeout')",
+                )))
+                .await?;
+            for _ in 0..3 {
+                db.one::<i32, _>(diesel::select(sql::<Integer>("7")))
+                    .await?;
+            }
+            let prepared: i64 = db
+                .one(diesel::select(sql::<BigInt>(
+                    "count(*) FROM pg_prepared_statements",
+                )))
+                .await?;
+            Ok::<_, gino::Error>((timeout, prepared))
+        })
+        .await
+        .unwrap();
+    assert_eq!(timeout, "1500ms");
+    assert_eq!(prepared, 0, "the statement cache is off");
+    extension.close().await;
+}
+
 #[tokio::test]
 async fn a_request_span_reports_borrows_waits_and_statements() {
     use tracing::instrument::WithSubscriber;

@@ -31,7 +31,7 @@ use crate::error::{Error, Result};
 /// | `ssl` | `DB_SSL` | unset: the URL's `sslmode`, else libpq's `prefer` |
 /// | `ssl_root_cert` | `DB_SSL_ROOT_CERT` | unset |
 /// | `use_connection_for_request` | `DB_USE_CONNECTION_FOR_REQUEST` | true |
-/// | `retry_limit` | `DB_RETRY_LIMIT` | 1 (retries after a failed first attempt) |
+/// | `retry_limit` | `DB_RETRY_LIMIT` | 1 (retries after a failed first attempt, as gino-aiohttp counts; gino-starlette counts the first attempt too) |
 /// | `retry_interval` | `DB_RETRY_INTERVAL` | 1 s |
 /// | `acquire_timeout` | `DB_ACQUIRE_TIMEOUT` | 30 s (then 503) |
 /// | `statement_timeout` | `DB_STATEMENT_TIMEOUT` | the server's |

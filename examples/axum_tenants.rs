@@ -85,7 +85,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .url();
         async move { Ok(url) }
     })
-    .options(settings.engine_options())
+    .options(settings.engine_options()?)
     .cap(env_number("DB_TENANT_CAP", 16)?)
     .connections(env_number("DB_TENANT_CONNECTIONS", 50)?)
     // A tenant's tables are made when its engine is.

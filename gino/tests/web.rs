@@ -44,6 +44,7 @@ async fn settings_reach_the_engine_and_every_connection() {
         s.statement_timeout = Some(Duration::from_millis(1500));
         s.statement_cache = false;
         s.max_inactive_connection_lifetime = Some(Duration::from_secs(59));
+        s.kwargs = vec![("application_name".into(), "gino_kwargs".into())];
     })
     .await;
     let db = extension.db();
@@ -59,7 +60,8 @@ async fn settings_reach_the_engine_and_every_connection() {
         .run(async {
             let timeout: String = db
                 .one(diesel::select(sql::<Text>(
-                    "current_setting('statement_timeout')",
+                    "current_setting('statement_timeout') || ' ' || \
+                     current_setting('application_name')",
                 )))
                 .await?;
             for _ in 0..3 {
@@ -75,7 +77,7 @@ async fn settings_reach_the_engine_and_every_connection() {
         })
         .await
         .unwrap();
-    assert_eq!(timeout, "1500ms");
+    assert_eq!(timeout, "1500ms gino_kwargs");
     assert_eq!(prepared, 0, "the statement cache is off");
     extension.close().await;
 }

@@ -425,7 +425,7 @@ impl Extension {
 
 /// Creates the engine and proves it with one round trip.
 async fn open(url: &str, settings: &Settings) -> Result<Engine> {
-    let engine = create_engine(url, settings.engine_options()).await?;
+    let engine = create_engine(url, settings.engine_options()?).await?;
     match engine.prove().await {
         Ok(()) => Ok(engine),
         Err(e) => {

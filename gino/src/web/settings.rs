@@ -39,6 +39,7 @@ use crate::error::{Error, Result};
 /// | `statement_cache` | `DB_STATEMENT_CACHE` | true |
 /// | `shutdown_timeout` | `DB_SHUTDOWN_TIMEOUT` | 30 s |
 /// | `replica_dsns` | `DB_REPLICA_DSNS` | none; comma-separated URLs of read replicas |
+/// | `kwargs` | `DB_KWARGS` | none; more engine options, `key=value` separated by spaces |
 ///
 /// Booleans are `true`/`false`, `1`/`0`, `yes`/`no` or `on`/`off` in any
 /// case; durations are seconds (`1.5`) or carry a unit (`500ms`, `2s`,
@@ -129,6 +130,11 @@ pub struct Settings {
     /// in `Debug`, as they may hold passwords.
     #[serde(deserialize_with = "url_list")]
     pub replica_dsns: Vec<String>,
+    /// More engine options by name (GINO's `kwargs` / `DB_KWARGS`), as
+    /// [`EngineOptions::set`] takes them: `DB_KWARGS="statement_cache=false
+    /// application_name=shop"`, or a map in a config file.
+    #[serde(deserialize_with = "kwargs")]
+    pub kwargs: Vec<(String, String)>,
 }
 
 /// A DSN as (scheme and server, database, `?query` or nothing).
@@ -170,6 +176,7 @@ impl Default for Settings {
             statement_cache: true,
             shutdown_timeout: Duration::from_secs(30),
             replica_dsns: Vec::new(),
+            kwargs: Vec::new(),
         }
     }
 }
@@ -213,6 +220,7 @@ impl fmt::Debug for Settings {
             .field("statement_cache", &self.statement_cache)
             .field("shutdown_timeout", &self.shutdown_timeout)
             .field("replica_dsns", &self.replica_dsns.len())
+            .field("kwargs", &self.kwargs)
             .finish()
     }
 }
@@ -245,6 +253,7 @@ impl Settings {
         "statement_cache",
         "shutdown_timeout",
         "replica_dsns",
+        "kwargs",
     ];
 
     /// The settings from `DB_*` environment variables over the defaults.
@@ -370,6 +379,9 @@ impl Settings {
         if let Some(v) = get("DB_REPLICA_DSNS") {
             s.replica_dsns = parse_url_list("DB_REPLICA_DSNS", &v)?;
         }
+        if let Some(v) = get("DB_KWARGS") {
+            s.kwargs = parse_kwargs("DB_KWARGS", &v)?;
+        }
         s.validate()?;
         Ok(s)
     }
@@ -387,21 +399,44 @@ impl Settings {
             ("DB_POOL_MIN_SIZE", self.pool_min_size),
             ("DB_POOL_MAX_SIZE", self.pool_max_size),
         )?;
-        self.check_dsn_agrees()
-    }
-
-    /// A setting that the DSN's query gives too must say the same, unless
-    /// it is at its default (then the DSN's applies): with `DB_SSL=
-    /// verify-full` beside `?sslmode=disable`, which one applied would be
-    /// an accident of order.
-    fn check_dsn_agrees(&self) -> Result<()> {
+        self.engine_options()?;
+        self.check_agrees("DB_KWARGS", &self.kwargs)?;
         // A DSN that does not parse fails where it is used, with its own
         // message.
-        let Some(Ok(dsn)) = self.dsn.as_deref().map(str::parse::<DatabaseUrl>) else {
-            return Ok(());
-        };
+        if let Some(Ok(dsn)) = self.dsn.as_deref().map(str::parse::<DatabaseUrl>) {
+            self.check_agrees("DB_DSN", dsn.params())?;
+            for (key, value) in dsn.params() {
+                let differs = |(k, v): &&(String, String)| k == key && v != value;
+                if let Some((_, theirs)) = self.kwargs.iter().find(differs) {
+                    return Err(named(
+                        "DB_KWARGS",
+                        &format!(
+                            "{key}={theirs}, but DB_DSN says {key}={value}: give it in one place"
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `options` with [`kwargs`](Self::kwargs) applied.
+    fn with_kwargs(&self, mut options: EngineOptions) -> Result<EngineOptions> {
+        for (key, value) in &self.kwargs {
+            options = options
+                .set(key, value)
+                .map_err(|e| named("DB_KWARGS", &problem(e)))?;
+        }
+        Ok(options)
+    }
+
+    /// A setting that engine options by name (the DSN's query, `kwargs`)
+    /// give too must say the same, unless it is at its default (then the
+    /// named option applies): with `DB_SSL=verify-full` beside
+    /// `?sslmode=disable`, which one applied would be an accident of order.
+    fn check_agrees(&self, source: &str, named_options: &[(String, String)]) -> Result<()> {
         let d = Settings::default();
-        for (key, value) in dsn.params() {
+        for (key, value) in named_options {
             let (variable, clashes) = match key.as_str() {
                 "sslmode" => ("DB_SSL", clash(self.ssl, d.ssl, value.parse().map(Some))),
                 "sslrootcert" => {
@@ -461,7 +496,7 @@ impl Settings {
                 return Err(named(
                     variable,
                     &format!(
-                        "DB_DSN says {key}={value}, and this setting says otherwise: give it \
+                        "{source} says {key}={value}, and this setting says otherwise: give it \
                          in one place"
                     ),
                 ));
@@ -544,13 +579,18 @@ impl Settings {
         settings
     }
 
-    /// The engine options these settings ask for.
+    /// The engine options these settings ask for; an error names a
+    /// [`kwargs`](Self::kwargs) entry the engine does not know.
     ///
     /// ```
-    /// let options = gino::web::Settings::default().engine_options();
-    /// # let _ = options;
+    /// let mut settings = gino::web::Settings::default();
+    /// settings.kwargs.push(("application_name".into(), "shop".into()));
+    /// let options = settings.engine_options()?;
+    /// settings.kwargs.push(("command_timeout".into(), "60".into()));
+    /// assert!(settings.engine_options().unwrap_err().to_string().contains("command_timeout"));
+    /// # Ok::<_, gino::Error>(())
     /// ```
-    pub fn engine_options(&self) -> EngineOptions {
+    pub fn engine_options(&self) -> Result<EngineOptions> {
         let mut options = EngineOptions::new()
             .min_size(self.pool_min_size)
             .max_size(self.pool_max_size)
@@ -578,7 +618,7 @@ impl Settings {
         for replica in &self.replica_dsns {
             options = options.replica(replica.clone());
         }
-        options
+        self.with_kwargs(options)
     }
 }
 
@@ -642,6 +682,52 @@ enum Loose {
     Bool(bool),
     Number(f64),
     Text(String),
+}
+
+/// A scalar as the text the environment would give.
+fn loose_text(value: Loose) -> String {
+    match value {
+        Loose::Bool(b) => b.to_string(),
+        Loose::Number(n) => n.to_string(),
+        Loose::Text(text) => text,
+    }
+}
+
+/// `key=value` pairs separated by white space (`DB_KWARGS`, as GINO's
+/// demo apps read it).
+fn parse_kwargs(variable: &str, text: &str) -> Result<Vec<(String, String)>> {
+    text.split_whitespace()
+        .map(|pair| match pair.split_once('=') {
+            Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+            _ => Err(named(
+                variable,
+                &format!("expected key=value pairs separated by spaces, got `{pair}`"),
+            )),
+        })
+        .collect()
+}
+
+/// `kwargs`: a map of engine options (values of any scalar type), or the
+/// text `DB_KWARGS` takes.
+fn kwargs<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Vec<(String, String)>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Kwargs {
+        Map(std::collections::BTreeMap<String, Loose>),
+        Text(String),
+    }
+    Ok(match Option::<Kwargs>::deserialize(d)? {
+        None => Vec::new(),
+        Some(Kwargs::Text(text)) => {
+            parse_kwargs("kwargs", &text).map_err(serde::de::Error::custom)?
+        }
+        Some(Kwargs::Map(map)) => map
+            .into_iter()
+            .map(|(key, value)| (key, loose_text(value)))
+            .collect(),
+    })
 }
 
 /// Comma-separated URLs, each checked (errors never show a password).
@@ -743,12 +829,7 @@ fn ssl_mode<'de, D: serde::Deserializer<'de>>(
     let Some(value) = Option::<Loose>::deserialize(d)? else {
         return Ok(None);
     };
-    let text = match value {
-        Loose::Bool(b) => b.to_string(),
-        Loose::Number(n) => n.to_string(),
-        Loose::Text(text) => text,
-    };
-    parse_ssl("ssl", &text)
+    parse_ssl("ssl", &loose_text(value))
         .map(Some)
         .map_err(serde::de::Error::custom)
 }
@@ -913,8 +994,67 @@ mod tests {
     }
 
     #[test]
+    fn kwargs_name_more_engine_options() {
+        let s = from(&[(
+            "DB_KWARGS",
+            "max_inactive_connection_lifetime=59 application_name=shop",
+        )])
+        .unwrap();
+        assert_eq!(
+            s.kwargs,
+            [
+                ("max_inactive_connection_lifetime".into(), "59".into()),
+                ("application_name".into(), "shop".into())
+            ]
+        );
+        let options = s.engine_options().unwrap();
+        assert_eq!(options.application_name.as_deref(), Some("shop"));
+        assert_eq!(
+            options.max_inactive_connection_lifetime,
+            Some(Duration::from_secs(59))
+        );
+        let err = |vars: &[(&str, &str)]| match from(vars) {
+            Err(Error::Configuration(m)) => m,
+            other => panic!("expected a configuration error for {vars:?}, got {other:?}"),
+        };
+        // asyncpg's own keywords are not gino's: named, with what is known.
+        let unknown = err(&[("DB_KWARGS", "command_timeout=60")]);
+        assert!(
+            unknown.contains("DB_KWARGS") && unknown.contains("command_timeout"),
+            "{unknown}"
+        );
+        assert!(err(&[("DB_KWARGS", "echo")]).contains("key=value"));
+        assert!(err(&[("DB_KWARGS", "echo=maybe")]).contains("DB_KWARGS"));
+        // Said twice, it must agree.
+        let twice = err(&[("DB_KWARGS", "max_size=20"), ("DB_POOL_MAX_SIZE", "15")]);
+        assert!(
+            twice.contains("DB_POOL_MAX_SIZE") && twice.contains("DB_KWARGS says"),
+            "{twice}"
+        );
+        from(&[("DB_KWARGS", "max_size=20"), ("DB_POOL_MAX_SIZE", "20")]).unwrap();
+        let dsn = err(&[
+            ("DB_KWARGS", "application_name=a"),
+            ("DB_DSN", "postgres://h/d?application_name=b"),
+        ]);
+        assert!(
+            dsn.contains("DB_KWARGS") && dsn.contains("DB_DSN says"),
+            "{dsn}"
+        );
+        // A config file's map, its values of any scalar type.
+        let s: Settings = serde_json::from_str(
+            r#"{"kwargs": {"max_inactive_connection_lifetime": 59, "statement_cache": false}}"#,
+        )
+        .unwrap();
+        let options = s.engine_options().unwrap();
+        assert!(!options.statement_cache);
+        let s: Settings = serde_json::from_str(r#"{"kwargs": "echo=yes"}"#).unwrap();
+        assert!(s.engine_options().unwrap().echo);
+    }
+
+    #[test]
     fn checking_modes_without_a_root_certificate_trust_the_system_roots() {
-        let roots = |vars: &[(&str, &str)]| from(vars).unwrap().engine_options().ssl_root_cert;
+        let roots =
+            |vars: &[(&str, &str)]| from(vars).unwrap().engine_options().unwrap().ssl_root_cert;
         for ssl in ["true", "verify-full", "verify-ca"] {
             assert_eq!(
                 roots(&[("DB_SSL", ssl)]),

@@ -73,6 +73,11 @@ use std::future::{Future, IntoFuture};
 use std::marker::PhantomData;
 use std::pin::Pin;
 
+use diesel::query_builder::AsQuery;
+use diesel_async::AsyncPgConnection;
+use diesel_async::methods::LoadQuery;
+
+use crate::cursor::{Command, Cursor};
 use crate::error::{Error, Result};
 use crate::executor::Executor;
 use crate::model::{Keyed, Model};
@@ -85,7 +90,7 @@ pub trait Loader: Send {
     type Output: Send + 'static;
 
     /// Assembles rows, in their order. A loader can be used again, e.g. on
-    /// every batch a [`Cursor`](crate::Cursor) reads
+    /// every batch a [`Cursor`] reads
     /// (`loader.load(cursor.many(1000).await?)`); a [`distinct`] loader then
     /// sees one batch at a time, so order the query by the parent's key and
     /// expect a parent cut by a batch boundary to come twice.
@@ -785,6 +790,120 @@ where
     /// ```
     pub async fn one(self) -> Result<L::Output> {
         self.one_or_none().await?.ok_or(Error::NoResultFound)
+    }
+}
+
+impl<'q, Q, L> Load<'_, 'q, Q, L>
+where
+    L: PerRow,
+    Q: crate::Loadable<'q, L::Row>,
+    Q::Query: diesel::query_builder::QueryFragment<diesel::pg::Pg> + diesel::query_builder::QueryId,
+{
+    /// The rows through a server-side cursor (inside a transaction), each
+    /// assembled as it is read (GINO's `.gino.load(loader).iterate()`); for
+    /// loaders that make one output of each row ([`PerRow`]: a
+    /// [`distinct`] parent could be cut by a batch).
+    ///
+    /// ```
+    /// # async fn demo(db: &gino::Gino) -> gino::Result<()> {
+    /// use diesel::dsl::sql;
+    /// use diesel::sql_types::Integer;
+    /// use gino::prelude::*;
+    /// let tx = db.begin().await?;
+    /// let mut rows = diesel::select(sql::<Integer>("generate_series(1, 5)"))
+    ///     .gino()
+    ///     .load(gino::loader::map(|n: i32| n * 10))
+    ///     .iterate()
+    ///     .await?;
+    /// assert_eq!(rows.next().await?, Some(10));
+    /// assert_eq!(rows.many(10).await?, [20, 30, 40, 50]);
+    /// tx.commit().await?;
+    /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
+    /// ```
+    pub async fn iterate(self) -> Result<LoadCursor<L, <Q as AsQuery>::SqlType>> {
+        let cursor = self.executor.iterate::<L::Row>().await?;
+        Ok(LoadCursor {
+            cursor,
+            loader: self.loader,
+        })
+    }
+}
+
+/// A [`Cursor`] whose rows a [`PerRow`] loader assembles; made by
+/// [`Load::iterate`].
+pub struct LoadCursor<L: Loader, ST> {
+    cursor: Cursor<L::Row, ST>,
+    loader: L,
+}
+
+impl<L, ST> LoadCursor<L, ST>
+where
+    L: PerRow,
+    ST: Send + 'static,
+    Command<ST>: LoadQuery<'static, AsyncPgConnection, L::Row>,
+{
+    /// The next row, assembled; `None` at the end. See [`Cursor::next`].
+    ///
+    /// ```
+    /// # async fn demo(db: &gino::Gino) -> gino::Result<()> {
+    /// use diesel::dsl::sql;
+    /// use diesel::sql_types::Integer;
+    /// use gino::prelude::*;
+    /// let tx = db.begin().await?;
+    /// let query = diesel::select(sql::<Integer>("generate_series(1, 2)"));
+    /// let mut rows = query.gino().load(gino::loader::map(|n: i32| -n)).iterate().await?;
+    /// assert_eq!(rows.next().await?, Some(-1));
+    /// assert_eq!(rows.next().await?, Some(-2));
+    /// assert_eq!(rows.next().await?, None);
+    /// tx.commit().await?;
+    /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
+    /// ```
+    pub async fn next(&mut self) -> Result<Option<L::Output>> {
+        let row = self.cursor.next().await?;
+        Ok(row.and_then(|row| self.loader.load(vec![row]).pop()))
+    }
+
+    /// Up to `n` next rows, assembled (fewer at the end). See
+    /// [`Cursor::many`].
+    ///
+    /// ```
+    /// # async fn demo(db: &gino::Gino) -> gino::Result<()> {
+    /// use diesel::dsl::sql;
+    /// use diesel::sql_types::Integer;
+    /// use gino::prelude::*;
+    /// let tx = db.begin().await?;
+    /// let query = diesel::select(sql::<Integer>("generate_series(1, 3)"));
+    /// let mut rows = query.gino().load(gino::loader::map(|n: i32| n + 1)).iterate().await?;
+    /// assert_eq!(rows.many(5).await?, [2, 3, 4]);
+    /// tx.commit().await?;
+    /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
+    /// ```
+    pub async fn many(&mut self, n: usize) -> Result<Vec<L::Output>> {
+        let rows = self.cursor.many(n).await?;
+        Ok(self.loader.load(rows))
+    }
+
+    /// Skips `n` rows without reading them. See [`Cursor::forward`].
+    ///
+    /// ```
+    /// # async fn demo(db: &gino::Gino) -> gino::Result<()> {
+    /// use diesel::dsl::sql;
+    /// use diesel::sql_types::Integer;
+    /// use gino::prelude::*;
+    /// let tx = db.begin().await?;
+    /// let query = diesel::select(sql::<Integer>("generate_series(1, 9)"));
+    /// let mut rows = query.gino().load(gino::loader::map(|n: i32| n)).iterate().await?;
+    /// rows.forward(7).await?;
+    /// assert_eq!(rows.next().await?, Some(8));
+    /// tx.commit().await?;
+    /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
+    /// ```
+    pub async fn forward(&mut self, n: usize) -> Result<()> {
+        self.cursor.forward(n).await
     }
 }
 

@@ -168,6 +168,35 @@ async fn models_stream_through_a_cursor_in_a_managed_transaction() {
     };
     assert_eq!(pairs.len(), 2);
     assert_eq!(pairs[0], (first, "n1!".into()));
+    // ... and through a loader of each row (GINO's
+    // `.gino.load((User, Team)).iterate()`).
+    let loaded: Vec<(Number, String)> = CURSOR_DB
+        .transaction(async {
+            let mut rows = Number::query()
+                .filter(numbers::id.le(3))
+                .order_by(numbers::id)
+                .select((Number::as_select(), numbers::label))
+                .gino()
+                .bind(&CURSOR_DB)
+                .load((
+                    gino::loader::partial::<Number, _>((numbers::id,)),
+                    gino::loader::map(|label: String| label.to_uppercase()),
+                ))
+                .iterate()
+                .await?;
+            let first = rows.next().await?.expect("a first row");
+            let rest = rows.many(10).await?;
+            assert_eq!(rows.next().await?, None);
+            Ok::<_, gino::Error>(std::iter::once(first).chain(rest).collect())
+        })
+        .await
+        .unwrap();
+    let third = Number {
+        id: 3,
+        label: String::new(),
+    };
+    assert_eq!(loaded.len(), 3);
+    assert_eq!(loaded[2], (third, "N3".into()));
     assert_eq!(
         last,
         Some(Number {

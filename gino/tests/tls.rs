@@ -191,8 +191,9 @@ async fn verify_full_checks_the_chain_and_the_host_name() {
 }
 
 /// The web settings' `DB_SSL` as GINO's extensions take it: `true` is
-/// asyncpg's `ssl=True`, which checks the certificate (against the
-/// system's roots unless given others), and `require` only encrypts.
+/// asyncpg's `ssl=True`, which checks the certificate and the host name,
+/// against the roots it is given (`system` for the operating system's);
+/// `require` only encrypts.
 #[cfg(feature = "web")]
 #[tokio::test]
 async fn web_settings_ssl_true_checks_the_certificate() {
@@ -212,12 +213,27 @@ async fn web_settings_ssl_true_checks_the_certificate() {
         })
     };
 
+    // Checking with no roots to check against: said, at once.
+    let no_roots = Extension::new(&WEB_TLS, settings(&[("DB_SSL", "true")]).unwrap())
+        .connect()
+        .await;
+    match no_roots {
+        Err(Error::Configuration(message)) => {
+            assert!(message.contains("sslrootcert=system"), "{message}")
+        }
+        other => panic!("expected no root certificate to be an error, got {other:?}"),
+    }
     // The test's authority is none of the system's: refused, at once.
-    let unknown = Extension::new(&WEB_TLS, settings(&[("DB_SSL", "true")]).unwrap())
+    let system = [("DB_SSL", "true"), ("DB_SSL_ROOT_CERT", "system")];
+    let unknown = Extension::new(&WEB_TLS, settings(&system).unwrap())
         .connect()
         .await;
     match unknown {
         Err(Error::Tls(message)) => assert!(message.contains("certificate"), "{message}"),
+        // A machine without a CA bundle has no system roots at all.
+        Err(Error::Configuration(message)) => {
+            assert!(message.contains("no trusted root"), "{message}")
+        }
         other => panic!("expected a refused certificate, got {other:?}"),
     }
     assert!(!WEB_TLS.is_bound());

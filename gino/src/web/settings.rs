@@ -44,14 +44,15 @@ use crate::error::{Error, Result};
 /// Booleans are `true`/`false`, `1`/`0`, `yes`/`no` or `on`/`off` in any
 /// case; durations are seconds (`1.5`) or carry a unit (`500ms`, `2s`,
 /// `1m`). `ssl` takes an [`SslMode`] (`require`, `verify-full`, ...) or a
-/// boolean: `true` is `verify-full`, as asyncpg's `ssl=True`, and `false`
-/// is `disable`. A mode that checks the server's certificate
-/// (`verify-ca`, `verify-full`) checks it against `ssl_root_cert`, or else
-/// the operating system's trusted roots (asyncpg's default context). A
-/// setting that the DSN's query gives too (`?sslmode=`, `?max_size=`, ...)
-/// must say the same, unless it is left at its default: otherwise
-/// [`validate`](Self::validate) refuses the pair rather than let one
-/// silently win.
+/// boolean: `true` is `verify-full`, as asyncpg's `ssl=True` checks the
+/// certificate and the host name, and `false` is `disable`. The roots
+/// that vouch for the server are `ssl_root_cert` (`system` for the
+/// operating system's, as asyncpg's default context trusts), else libpq's
+/// `PGSSLROOTCERT` or `~/.postgresql/root.crt`; a checking mode with none
+/// of them stops start-up with an error saying so. A setting changed from
+/// its default that the DSN's query or `kwargs` give differently
+/// (`?sslmode=`, `?max_size=`, ...) is refused by
+/// [`validate`](Self::validate) rather than one of them silently winning.
 ///
 /// ```
 /// use gino::web::Settings;
@@ -220,7 +221,12 @@ impl fmt::Debug for Settings {
             .field("statement_cache", &self.statement_cache)
             .field("shutdown_timeout", &self.shutdown_timeout)
             .field("replica_dsns", &self.replica_dsns.len())
-            .field("kwargs", &self.kwargs)
+            // Keys only: an entry the engine refuses (`password=...`) is
+            // still shown before validation.
+            .field(
+                "kwargs",
+                &self.kwargs.iter().map(|(key, _)| key).collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -386,8 +392,9 @@ impl Settings {
         Ok(s)
     }
 
-    /// Checks what a value on its own cannot show (a pool whose minimum
-    /// exceeds its maximum).
+    /// Checks what a value on its own cannot show: a pool whose minimum
+    /// exceeds its maximum, a `kwargs` entry the engine does not know, and
+    /// a setting that the DSN's query or `kwargs` contradict.
     ///
     /// ```
     /// let mut settings = gino::web::Settings::default();
@@ -403,15 +410,21 @@ impl Settings {
         self.check_agrees("DB_KWARGS", &self.kwargs)?;
         // A DSN that does not parse fails where it is used, with its own
         // message.
-        if let Some(Ok(dsn)) = self.dsn.as_deref().map(str::parse::<DatabaseUrl>) {
-            self.check_agrees("DB_DSN", dsn.params())?;
-            for (key, value) in dsn.params() {
-                let differs = |(k, v): &&(String, String)| k == key && v != value;
-                if let Some((_, theirs)) = self.kwargs.iter().find(differs) {
+        let dsn = match self.dsn.as_deref().map(str::parse::<DatabaseUrl>) {
+            Some(Ok(dsn)) => dsn.params().to_vec(),
+            _ => Vec::new(),
+        };
+        self.check_agrees("DB_DSN", &dsn)?;
+        for (at, (key, value)) in self.kwargs.iter().enumerate() {
+            let earlier = self.kwargs[..at].iter().map(|pair| ("DB_KWARGS", pair));
+            let in_dsn = dsn.iter().map(|pair| ("DB_DSN", pair));
+            for (source, (other_key, other_value)) in earlier.chain(in_dsn) {
+                if disagree((key, value), (other_key, other_value)) {
                     return Err(named(
                         "DB_KWARGS",
                         &format!(
-                            "{key}={theirs}, but DB_DSN says {key}={value}: give it in one place"
+                            "{key}={value}, but {source} says {other_key}={other_value}: give \
+                             it in one place"
                         ),
                     ));
                 }
@@ -585,7 +598,7 @@ impl Settings {
     /// ```
     /// let mut settings = gino::web::Settings::default();
     /// settings.kwargs.push(("application_name".into(), "shop".into()));
-    /// let options = settings.engine_options()?;
+    /// assert!(format!("{:?}", settings.engine_options()?).contains("shop"));
     /// settings.kwargs.push(("command_timeout".into(), "60".into()));
     /// assert!(settings.engine_options().unwrap_err().to_string().contains("command_timeout"));
     /// # Ok::<_, gino::Error>(())
@@ -599,12 +612,8 @@ impl Settings {
         if let Some(mode) = self.ssl {
             options = options.ssl_mode(mode);
         }
-        match (&self.ssl_root_cert, self.ssl) {
-            (Some(roots), _) => options = options.ssl_root_cert(roots.clone()),
-            (None, Some(SslMode::VerifyCa | SslMode::VerifyFull)) => {
-                options = options.ssl_root_cert(SslRootCert::System);
-            }
-            (None, _) => {}
+        if let Some(roots) = &self.ssl_root_cert {
+            options = options.ssl_root_cert(roots.clone());
         }
         if let Some(timeout) = self.acquire_timeout {
             options = options.acquire_timeout(timeout);
@@ -620,6 +629,21 @@ impl Settings {
         }
         self.with_kwargs(options)
     }
+}
+
+/// Whether two named engine options set the same option (aliases
+/// folded: `pool_max_size` is `max_size`) to different effect (`echo=yes`
+/// and `echo=on` agree); one the engine cannot take is reported where it
+/// is applied.
+fn disagree(a: (&str, &str), b: (&str, &str)) -> bool {
+    let option = |key: &str| key.strip_prefix("pool_").unwrap_or(key).to_owned();
+    let effect = |(key, value): (&str, &str)| {
+        EngineOptions::new()
+            .set(key, value)
+            .ok()
+            .map(|options| format!("{options:?}"))
+    };
+    option(a.0) == option(b.0) && matches!((effect(a), effect(b)), (Some(x), Some(y)) if x != y)
 }
 
 /// Whether a setting changed from its default (`ours` against `default`)
@@ -1040,6 +1064,21 @@ mod tests {
             dsn.contains("DB_KWARGS") && dsn.contains("DB_DSN says"),
             "{dsn}"
         );
+        // Spellings of one option are compared by what they set.
+        from(&[
+            ("DB_KWARGS", "echo=yes statement_timeout=5"),
+            ("DB_DSN", "postgres://h/d?echo=on&statement_timeout=5s"),
+        ])
+        .unwrap();
+        let alias = err(&[
+            ("DB_KWARGS", "pool_max_size=20"),
+            ("DB_DSN", "postgres://h/d?max_size=30"),
+        ]);
+        assert!(alias.contains("max_size=30"), "{alias}");
+        let twice = err(&[("DB_KWARGS", "max_size=20 pool_max_size=30")]);
+        assert!(twice.contains("DB_KWARGS says max_size=20"), "{twice}");
+        let s = from(&[("DB_KWARGS", "application_name=secret")]).unwrap();
+        assert!(!format!("{s:?}").contains("secret"));
         // A config file's map, its values of any scalar type.
         let s: Settings = serde_json::from_str(
             r#"{"kwargs": {"max_inactive_connection_lifetime": 59, "statement_cache": false}}"#,
@@ -1049,24 +1088,6 @@ mod tests {
         assert!(!options.statement_cache);
         let s: Settings = serde_json::from_str(r#"{"kwargs": "echo=yes"}"#).unwrap();
         assert!(s.engine_options().unwrap().echo);
-    }
-
-    #[test]
-    fn checking_modes_without_a_root_certificate_trust_the_system_roots() {
-        let roots =
-            |vars: &[(&str, &str)]| from(vars).unwrap().engine_options().unwrap().ssl_root_cert;
-        for ssl in ["true", "verify-full", "verify-ca"] {
-            assert_eq!(
-                roots(&[("DB_SSL", ssl)]),
-                Some(SslRootCert::System),
-                "{ssl}"
-            );
-            let own = roots(&[("DB_SSL", ssl), ("DB_SSL_ROOT_CERT", "/ca.pem")]);
-            assert_eq!(own, Some(SslRootCert::File("/ca.pem".into())), "{ssl}");
-        }
-        for ssl in ["require", "prefer", "false"] {
-            assert_eq!(roots(&[("DB_SSL", ssl)]), None, "{ssl}");
-        }
     }
 
     #[test]

@@ -193,11 +193,13 @@ impl<C: Send + 'static> Children for One<C> {
     }
 }
 
-impl<C: Send + 'static> One<C> {
+impl<C: Keyed> One<C> {
     /// The related model with relations of its own, to any depth (GINO's
     /// `User.load(team=Team.load(company=Company))`): each row's part is
     /// `(Option<C>, children's part)`, and a parent gets `Some((model,
-    /// its children))`, or `None` when the join matched nothing.
+    /// its children))`, or `None` when the join matched nothing. Should
+    /// the join give a parent more than one related model (a relation that
+    /// is not many-to-one), the first is kept with its own children.
     ///
     /// ```
     /// # use gino::prelude::*;
@@ -219,35 +221,32 @@ impl<C: Send + 'static> One<C> {
     ///     (User { id: 11 }, (None, None)), // in no team
     /// ];
     /// let users = distinct::<User, _>(one::<Team>().with(one::<Company>())).load(rows);
-    /// assert_eq!(users[0].1, Some((red, Some(acme))));
+    /// assert_eq!(users[0].1, Some((red.clone(), Some(acme.clone()))));
     /// assert_eq!(users[1].1, None);
+    /// // Two teams for one user: the first, with its own company only.
+    /// let rows = vec![
+    ///     (User { id: 12 }, (Some(red.clone()), None)),
+    ///     (User { id: 12 }, (Some(Team { id: 2 }), Some(acme))),
+    /// ];
+    /// let users = distinct::<User, _>(one::<Team>().with(one::<Company>())).load(rows);
+    /// assert_eq!(users[0].1, Some((red, None)));
     /// # }
     /// ```
     pub fn with<K: Children>(self, children: K) -> OneWith<C, K> {
-        OneWith(children, PhantomData)
+        OneWith(distinct(children))
     }
 }
 
 /// The one related model of a parent, with its own children; see
 /// [`One::with`].
-pub struct OneWith<C, K>(K, PhantomData<fn() -> C>);
+pub struct OneWith<C, K>(Distinct<C, K>);
 
-impl<C: Send + 'static, K: Children> Children for OneWith<C, K> {
+impl<C: Keyed, K: Children> Children for OneWith<C, K> {
     type Row = (Option<C>, K::Row);
     type Collected = Option<(C, K::Collected)>;
 
     fn collect(&self, rows: Vec<Self::Row>) -> Self::Collected {
-        // Many-to-one: every row of the parent holds the same model, so the
-        // first is it, and the rows that hold it carry its children.
-        let mut related = None;
-        let mut below = Vec::with_capacity(rows.len());
-        for (model, row) in rows {
-            if let Some(model) = model {
-                related.get_or_insert(model);
-                below.push(row);
-            }
-        }
-        related.map(|model| (model, self.0.collect(below)))
+        self.0.collect(rows).into_iter().next()
     }
 }
 
@@ -861,8 +860,14 @@ where
     /// # gino_testkit::doc::run(demo);
     /// ```
     pub async fn next(&mut self) -> Result<Option<L::Output>> {
-        let row = self.cursor.next().await?;
-        Ok(row.and_then(|row| self.loader.load(vec![row]).pop()))
+        // A loader of each row makes one output of it; one that made none
+        // would otherwise end the cursor early.
+        while let Some(row) = self.cursor.next().await? {
+            if let Some(output) = self.loader.load(vec![row]).into_iter().next() {
+                return Ok(Some(output));
+            }
+        }
+        Ok(None)
     }
 
     /// Up to `n` next rows, assembled (fewer at the end). See

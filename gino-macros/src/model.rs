@@ -208,6 +208,25 @@ fn name_for(name: &str, table: &str) -> String {
     name.replace("{table}", table)
 }
 
+/// A set's index or unique constraint is made once per table that
+/// flattens the set, and such names are the schema's: a set names one
+/// with `{table}` in it, or leaves the name to the table.
+fn per_table_name(
+    meta: &syn::meta::ParseNestedMeta,
+    declarer: Declarer,
+    name: Option<&str>,
+) -> Result<()> {
+    match name {
+        Some(name) if declarer == Declarer::ColumnSet && !name.contains("{table}") => Err(meta
+            .error(format!(
+                "every model flattening this set gets this index or constraint, and its name \
+                 must differ per table: put `{{table}}` in it (\"{{table}}_{name}\"), or leave \
+                 the name out"
+            ))),
+        _ => Ok(()),
+    }
+}
+
 fn parse_model_attrs(input: &DeriveInput) -> Result<ModelAttrs> {
     parse_table_attrs(input, Declarer::Model)
 }
@@ -263,6 +282,7 @@ fn parse_table_attrs(input: &DeriveInput, declarer: Declarer) -> Result<ModelAtt
                          index(name = \"ix\", columns(a, b))",
                     ));
                 }
+                per_table_name(&meta, declarer, index.name.as_deref())?;
                 attrs.indexes.push(index);
             } else if meta.path.is_ident("unique") {
                 let mut unique = Unique {
@@ -284,6 +304,7 @@ fn parse_table_attrs(input: &DeriveInput, declarer: Declarer) -> Result<ModelAtt
                         meta.error("a unique constraint needs columns: unique(columns(a, b))")
                     );
                 }
+                per_table_name(&meta, declarer, unique.name.as_deref())?;
                 attrs.uniques.push(unique);
             } else if meta.path.is_ident("check") {
                 let mut check = Check {
@@ -998,8 +1019,25 @@ pub(crate) fn expand_with(
             }
         }
     };
+    // Index names are the schema's: two of one table with one name would
+    // leave the second uncreated (`CREATE INDEX IF NOT EXISTS`).
+    let mut index_names: Vec<String> = Vec::new();
+    let mut claim = |name: &str, span: Span| -> Result<()> {
+        if index_names.iter().any(|taken| taken == name) {
+            return Err(syn::Error::new(
+                span,
+                format!(
+                    "two indexes of `{table}` are named `{name}`: name this one \
+                     (index(name = \"...\", columns(..)))"
+                ),
+            ));
+        }
+        index_names.push(name.to_owned());
+        Ok(())
+    };
     for f in fields.iter().chain(&props).filter(|f| f.index) {
         let name = format!("ix_{table}_{}", f.column);
+        claim(&name, f.ident.span())?;
         let key = index_key(&f.ident)?;
         index_metas.push(quote! {
             ::gino::model::IndexMeta { name: #name, keys: &[#key], unique: false }
@@ -1009,7 +1047,9 @@ pub(crate) fn expand_with(
         let name = match &index.name {
             Some(name) => name_for(name, &table),
             None => {
-                // Named as a field's index is; an unknown name fails below.
+                // Named as a field's index is (`ux_` when unique); an
+                // unknown column fails below.
+                let prefix = if index.unique { "ux" } else { "ix" };
                 let columns: Vec<&str> = index
                     .columns
                     .iter()
@@ -1021,9 +1061,10 @@ pub(crate) fn expand_with(
                             .map_or("", |f| f.column.as_str())
                     })
                     .collect();
-                format!("ix_{table}_{}", columns.join("_"))
+                format!("{prefix}_{table}_{}", columns.join("_"))
             }
         };
+        claim(&name, index.columns[0].span())?;
         let unique = index.unique;
         let keys = index
             .columns

@@ -491,8 +491,9 @@ impl<T> QueryId for Lookup<T> {
 /// declares it. Its struct attributes `index`, `unique`, `check` and
 /// `foreign_key` (the table attributes below) go to every model flattening
 /// it, GINO's mixin with `__table_args__` or a `declared_attr` constraint;
-/// a `{table}` in their names becomes each model's table name, since an
-/// index's name must be unique in its schema.
+/// a `{table}` in their names becomes each model's table name, and a set's
+/// index or unique constraint that has a name needs one, as such names
+/// are the schema's.
 ///
 /// ```
 /// use gino::prelude::*;
@@ -531,7 +532,7 @@ impl<T> QueryId for Lookup<T> {
 /// | `table = "users"` | the table name (required) |
 /// | `schema = "app"` | the PostgreSQL schema of the table (`"app"."users"`); `create_all().create_schemas(true)` creates it |
 /// | `db = DB` | the `Gino` static the model belongs to (default: the default database) |
-/// | `index(name = "ix", columns(a, b), unique)` | a (multi-column, optionally unique) index; without a name, `ix_<table>_<a>_<b>` |
+/// | `index(name = "ix", columns(a, b), unique)` | a (multi-column, optionally unique) index; without a name, `ix_<table>_<a>_<b>` (`ux_` when unique) |
 /// | `unique(name = "uq", columns(a, b))` | a multi-column unique constraint |
 /// | `check(name = "ck", expr = "a < b")` | a table check constraint |
 /// | `foreign_key(name = "fk", columns(a, b), references = Room, on_delete = "cascade")` | a foreign key of several columns (or a named one) to a model's primary key, or to `references = "rooms(building, number)"`; `on_update` too; no joins |
@@ -553,6 +554,18 @@ impl<T> QueryId for Lookup<T> {
 /// (SELECT max(id) FROM users))` before relying on it again.
 ///
 /// In any of these names, `{table}` stands for the table's name.
+///
+/// A set's named index would be made under one name for every table that
+/// flattens the set, so its name needs `{table}`:
+///
+/// ```compile_fail
+/// # use gino::prelude::*;
+/// #[derive(Columns, Debug, Clone)]
+/// #[gino(index(name = "ix_version", columns(version)))] // error: put `{table}` in it
+/// pub struct Audit {
+///     pub version: i32,
+/// }
+/// ```
 ///
 /// A set of columns takes only the indexes and constraints; the table's
 /// name and settings belong to the model:

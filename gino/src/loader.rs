@@ -742,10 +742,33 @@ where
         Ok(row.and_then(|row| self.loader.load(vec![row]).into_iter().next()))
     }
 
+    /// The first row, assembled, or [`Error::NotFound`] when there is none
+    /// (which the web extensions answer with 404): GINO's
+    /// `.gino.load(loader).first_or_404()`.
+    ///
+    /// ```
+    /// # async fn demo() -> gino::Result<()> {
+    /// use diesel::dsl::sql;
+    /// use diesel::sql_types::Integer;
+    /// use gino::prelude::*;
+    /// let missing = diesel::select(sql::<Integer>("1 WHERE false"))
+    ///     .gino()
+    ///     .load(gino::loader::map(|n: i32| n))
+    ///     .first_or_404()
+    ///     .await;
+    /// assert!(matches!(missing, Err(gino::Error::NotFound)));
+    /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
+    /// ```
+    pub async fn first_or_404(self) -> Result<L::Output> {
+        self.first().await?.ok_or(Error::NotFound)
+    }
+
     /// The one result the rows assemble into, `None` when they are none,
     /// and [`Error::MultipleResultsFound`] when they assemble into more
     /// (GINO's `.gino.load(loader).one_or_none()`): a [`distinct`] parent
-    /// of many rows is one result.
+    /// of many rows is one result. Every row is read to tell, as GINO
+    /// does.
     ///
     /// ```
     /// # async fn demo() -> gino::Result<()> {

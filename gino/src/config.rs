@@ -759,6 +759,36 @@ impl EngineOptions {
         self
     }
 
+    /// The option `key` names as [`set`](Self::set) takes it, aliases
+    /// folded (`pool_max_size` is `max_size`), and its value here: what two
+    /// spellings of one setting are compared by (`echo=yes` and `echo=on`
+    /// agree). `None` for a key `set` does not take.
+    pub(crate) fn named_value(&self, key: &str) -> Option<(&'static str, String)> {
+        let value = |v: &dyn fmt::Debug| format!("{v:?}");
+        Some(match key {
+            "min_size" | "pool_min_size" => ("min_size", value(&self.min_size)),
+            "max_size" | "pool_max_size" => ("max_size", value(&self.max_size)),
+            "acquire_timeout" => ("acquire_timeout", value(&self.acquire_timeout)),
+            "max_inactive_connection_lifetime" => (
+                "max_inactive_connection_lifetime",
+                value(&self.max_inactive_connection_lifetime),
+            ),
+            "echo" => ("echo", value(&self.echo)),
+            "statement_timeout" => ("statement_timeout", value(&self.statement_timeout)),
+            "timeout" => ("timeout", value(&self.timeout)),
+            "application_name" => ("application_name", value(&self.application_name)),
+            "isolation_level" => ("isolation_level", value(&self.isolation_level)),
+            "pool" => ("pool", value(&self.pooled)),
+            "connect_timeout" => ("connect_timeout", value(&self.connect_timeout)),
+            "statement_cache" => ("statement_cache", value(&self.statement_cache)),
+            "sslmode" => ("sslmode", value(&self.ssl_mode)),
+            "sslrootcert" => ("sslrootcert", value(&self.ssl_root_cert)),
+            "sslcert" => ("sslcert", value(&self.ssl_cert)),
+            "sslkey" => ("sslkey", value(&self.ssl_key)),
+            _ => return None,
+        })
+    }
+
     /// Sets an option by its URL parameter name, for configuration that comes
     /// as text (environment variables, config files).
     ///
@@ -1417,6 +1447,37 @@ impl fmt::Debug for DatabaseUrl {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_option_set_takes_can_be_compared() {
+        // The keys `set` knows, as its error lists them.
+        let unknown = EngineOptions::new().set("no_such_option", "1").unwrap_err();
+        let message = unknown.to_string();
+        let known = message
+            .split("known options are ")
+            .nth(1)
+            .expect("the list");
+        let options = EngineOptions::new();
+        for key in known.split(", ").map(|k| k.trim_start_matches("and ")) {
+            assert_eq!(
+                options.named_value(key).map(|(name, _)| name),
+                Some(key),
+                "`{key}` has no value to compare"
+            );
+        }
+        let spelled = |key: &str, value: &str| {
+            EngineOptions::new()
+                .set(key, value)
+                .unwrap()
+                .named_value(key)
+        };
+        assert_eq!(spelled("pool_max_size", "7"), spelled("max_size", "7"));
+        assert_eq!(spelled("echo", "yes"), spelled("echo", "on"));
+        assert_ne!(
+            spelled("statement_timeout", "5"),
+            spelled("statement_timeout", "6")
+        );
+    }
 
     fn no_env(_: &str) -> Option<String> {
         None

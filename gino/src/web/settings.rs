@@ -447,65 +447,29 @@ impl Settings {
     /// give too must say the same, unless it is at its default (then the
     /// named option applies): with `DB_SSL=verify-full` beside
     /// `?sslmode=disable`, which one applied would be an accident of order.
+    /// Compared by what each sets, as [`disagree`] compares two names.
     fn check_agrees(&self, source: &str, named_options: &[(String, String)]) -> Result<()> {
-        let d = Settings::default();
+        let ours = self.typed_options();
+        let defaults = Settings::default().typed_options();
         for (key, value) in named_options {
-            let (variable, clashes) = match key.as_str() {
-                "sslmode" => ("DB_SSL", clash(self.ssl, d.ssl, value.parse().map(Some))),
-                "sslrootcert" => {
-                    let theirs = value.parse().map(Some);
-                    let ours = self.ssl_root_cert.clone();
-                    (
-                        "DB_SSL_ROOT_CERT",
-                        clash(ours, d.ssl_root_cert.clone(), theirs),
-                    )
-                }
-                "min_size" | "pool_min_size" => {
-                    let theirs = parse_number(key, value);
-                    (
-                        "DB_POOL_MIN_SIZE",
-                        clash(self.pool_min_size, d.pool_min_size, theirs),
-                    )
-                }
-                "max_size" | "pool_max_size" => {
-                    let theirs = parse_number(key, value);
-                    (
-                        "DB_POOL_MAX_SIZE",
-                        clash(self.pool_max_size, d.pool_max_size, theirs),
-                    )
-                }
-                "echo" => ("DB_ECHO", clash(self.echo, d.echo, parse_bool(key, value))),
-                "statement_cache" => {
-                    let theirs = parse_bool(key, value);
-                    (
-                        "DB_STATEMENT_CACHE",
-                        clash(self.statement_cache, d.statement_cache, theirs),
-                    )
-                }
-                "acquire_timeout" => {
-                    let theirs = parse_duration(key, value).map(Some);
-                    (
-                        "DB_ACQUIRE_TIMEOUT",
-                        clash(self.acquire_timeout, d.acquire_timeout, theirs),
-                    )
-                }
-                "statement_timeout" => {
-                    let (ours, default) = (self.statement_timeout, d.statement_timeout);
-                    let theirs = parse_duration(key, value).map(Some);
-                    ("DB_STATEMENT_TIMEOUT", clash(ours, default, theirs))
-                }
-                "max_inactive_connection_lifetime" => {
-                    let ours = self.max_inactive_connection_lifetime;
-                    let default = d.max_inactive_connection_lifetime;
-                    let theirs = parse_duration(key, value).map(Some);
-                    (
-                        "DB_MAX_INACTIVE_CONNECTION_LIFETIME",
-                        clash(ours, default, theirs),
-                    )
-                }
-                _ => continue,
+            // An option without a setting of its own, or one the engine
+            // cannot take (reported where it is applied), clashes with none.
+            let Some((option, now)) = ours.named_value(key) else {
+                continue;
             };
-            if clashes {
+            let Some(variable) = setting_variable(option) else {
+                continue;
+            };
+            let Some((_, theirs)) = ours
+                .clone()
+                .set(key, value)
+                .ok()
+                .and_then(|o| o.named_value(key))
+            else {
+                continue;
+            };
+            let changed = defaults.named_value(key).is_some_and(|(_, d)| d != now);
+            if changed && theirs != now {
                 return Err(named(
                     variable,
                     &format!(
@@ -604,6 +568,11 @@ impl Settings {
     /// # Ok::<_, gino::Error>(())
     /// ```
     pub fn engine_options(&self) -> Result<EngineOptions> {
+        self.with_kwargs(self.typed_options())
+    }
+
+    /// The engine options of the typed settings, without `kwargs`.
+    fn typed_options(&self) -> EngineOptions {
         let mut options = EngineOptions::new()
             .min_size(self.pool_min_size)
             .max_size(self.pool_max_size)
@@ -627,7 +596,7 @@ impl Settings {
         for replica in &self.replica_dsns {
             options = options.replica(replica.clone());
         }
-        self.with_kwargs(options)
+        options
     }
 }
 
@@ -636,21 +605,29 @@ impl Settings {
 /// and `echo=on` agree); one the engine cannot take is reported where it
 /// is applied.
 fn disagree(a: (&str, &str), b: (&str, &str)) -> bool {
-    let option = |key: &str| key.strip_prefix("pool_").unwrap_or(key).to_owned();
     let effect = |(key, value): (&str, &str)| {
         EngineOptions::new()
             .set(key, value)
             .ok()
-            .map(|options| format!("{options:?}"))
+            .and_then(|options| options.named_value(key))
     };
-    option(a.0) == option(b.0) && matches!((effect(a), effect(b)), (Some(x), Some(y)) if x != y)
+    matches!((effect(a), effect(b)), (Some(x), Some(y)) if x.0 == y.0 && x.1 != y.1)
 }
 
-/// Whether a setting changed from its default (`ours` against `default`)
-/// differs from what the DSN gives (`theirs`); a DSN value that does not
-/// parse is the engine's to report.
-fn clash<T: PartialEq>(ours: T, default: T, theirs: Result<T>) -> bool {
-    ours != default && theirs.is_ok_and(|theirs| theirs != ours)
+/// The variable of the typed setting behind an engine option, if one is.
+fn setting_variable(option: &str) -> Option<&'static str> {
+    Some(match option {
+        "min_size" => "DB_POOL_MIN_SIZE",
+        "max_size" => "DB_POOL_MAX_SIZE",
+        "echo" => "DB_ECHO",
+        "statement_cache" => "DB_STATEMENT_CACHE",
+        "acquire_timeout" => "DB_ACQUIRE_TIMEOUT",
+        "statement_timeout" => "DB_STATEMENT_TIMEOUT",
+        "max_inactive_connection_lifetime" => "DB_MAX_INACTIVE_CONNECTION_LIFETIME",
+        "sslmode" => "DB_SSL",
+        "sslrootcert" => "DB_SSL_ROOT_CERT",
+        _ => return None,
+    })
 }
 
 fn named(variable: &str, problem: &str) -> Error {

@@ -1317,13 +1317,12 @@ pub(crate) fn expand_with(
                         ::core::option::Option::Some((#key, #json::to_value::<#ty>(#key, &::core::convert::Into::into(#default))))
                     },
                     (None, true) => quote!(::core::option::Option::None),
-                    (None, false) => quote! {{
-                        #[allow(unused_imports)]
-                        use ::gino::model::{UnsetDefault as _, UnsetMissing as _};
-                        ::core::option::Option::Some((#key, (&::gino::model::Unset::<#ty>::new(::core::stringify!(#name), #field))
-                            .value()
-                            .and_then(|v| #json::to_value(#key, &v))))
-                    }},
+                    (None, false) => {
+                        let value = type_default(name, ty, &field);
+                        quote! {
+                            ::core::option::Option::Some((#key, #value.and_then(|v| #json::to_value(#key, &v))))
+                        }
+                    }
                 };
                 let value = stored(quote!(::core::clone::Clone::clone(v)));
                 quote! {
@@ -1368,14 +1367,10 @@ pub(crate) fn expand_with(
             }
             // Its type's default, when it has one, else the value stays.
             None => {
-                let field = p.ident.to_string();
+                let default = type_default(name, ty, &p.ident.to_string());
                 let value = hooked(&p.after_get, quote!(value));
                 quote! {
-                    #[allow(unused_imports)]
-                    use ::gino::model::{UnsetDefault as _, UnsetMissing as _};
-                    if let ::core::result::Result::Ok(value) =
-                        (&::gino::model::Unset::<#ty>::new(::core::stringify!(#name), #field)).value()
-                    {
+                    if let ::core::result::Result::Ok(value) = #default {
                         self.#access = #value;
                     }
                 }
@@ -1701,7 +1696,7 @@ pub(crate) fn expand_with(
                 Some(default) => {
                     quote!(::core::result::Result::Ok(::core::convert::Into::into(#default)))
                 }
-                None => quote!((&::gino::model::Unset::<#ty>::new(#name_lit, #field)).value()),
+                None => type_default(name, ty, &field),
             };
             // A property holds what reading its row back gives: `after_get`
             // of what `before_set` stores, or of the default stored as it is
@@ -2205,8 +2200,6 @@ pub(crate) fn expand_with(
             /// server defaults apply only when inserting through the
             /// builder itself.
             pub fn build(self) -> ::gino::Result<#name> {
-                #[allow(unused_imports)]
-                use ::gino::model::{UnsetDefault as _, UnsetMissing as _};
                 ::core::result::Result::Ok(#built)
             }
         }
@@ -2416,6 +2409,18 @@ fn joins(
 /// Whether `references = path` names the model being derived.
 fn refers_to_itself(model: &Ident, path: &Path) -> bool {
     path.is_ident("Self") || path.segments.last().is_some_and(|s| s.ident == *model)
+}
+
+/// The default of a field of `model` of type `ty` that was given no value:
+/// its type's `Default`, else `Err(MissingValue)` naming the field (an
+/// expression of type `gino::Result<ty>`; autoref picks the case).
+fn type_default(model: &Ident, ty: &Type, field: &str) -> TokenStream {
+    let model = model.to_string();
+    quote! {{
+        #[allow(unused_imports)]
+        use ::gino::model::{UnsetDefault as _, UnsetMissing as _};
+        (&::gino::model::Unset::<#ty>::new(#model, #field)).value()
+    }}
 }
 
 /// `value` passed through a property's `before_set` or `after_get` hook,

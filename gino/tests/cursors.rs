@@ -92,6 +92,15 @@ async fn iterate_outside_a_transaction_is_refused() {
     let conn = s.engine.acquire().await.unwrap();
     let err = conn.iterate::<i32, _>(series(3)).await.unwrap_err();
     assert!(matches!(err, Error::TransactionMisuse(_)), "{err}");
+    // Through a loader too, and the connection stays usable.
+    let loaded = series(3)
+        .gino()
+        .bind(&conn)
+        .load(gino::loader::map(|n: i32| n))
+        .iterate()
+        .await;
+    assert!(matches!(loaded, Err(Error::TransactionMisuse(_))));
+    assert_eq!(conn.all::<i32, _>(series(3)).await.unwrap(), [1, 2, 3]);
 }
 
 #[tokio::test]

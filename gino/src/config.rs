@@ -763,6 +763,7 @@ impl EngineOptions {
     /// folded (`pool_max_size` is `max_size`), and its value here: what two
     /// spellings of one setting are compared by (`echo=yes` and `echo=on`
     /// agree). `None` for a key `set` does not take.
+    #[cfg(any(feature = "web", test))]
     pub(crate) fn named_value(&self, key: &str) -> Option<(&'static str, String)> {
         let value = |v: &dyn fmt::Debug| format!("{v:?}");
         Some(match key {

@@ -136,6 +136,16 @@ async fn main() {
     if run("get") {
         tables.push(get_by_pk(&ctx).await);
     }
+    // BENCH_ONLY=floor runs only the round-trip floor's turns.
+    if run("floor")
+        && only.is_some()
+        && let Some(turns) = floor_turns(&ctx).await
+    {
+        println!(
+            "floor {:?}, gino spawned {:?}, on the main thread {:?}",
+            turns.floor, turns.spawned, turns.main_thread
+        );
+    }
     if run("load") {
         for n in [1, 100, 10_000] {
             tables.push(trivial_load(&ctx, n).await);
@@ -322,21 +332,30 @@ async fn get_by_pk(ctx: &Ctx) -> Table {
         ],
     )
     .await;
-    if let Some((floor, gino)) = floor_turns(ctx, &ids[0]).await {
-        let ratio = gino.as_secs_f64() / floor.as_secs_f64();
+    if let Some(turns) = floor_turns(ctx).await {
+        let ratio = turns.spawned.as_secs_f64() / turns.floor.as_secs_f64();
         table.floor = Some(ratio);
         table.note = Some(format!(
             "pgbench -M prepared (one client, C, the round-trip floor): {} per query; \
              gino's held connection the same way (one query after another on one \
-             connection, nothing between them, in turns with pgbench): {}; \
-             gino / floor **{ratio:.2}**",
-            harness::fmt_duration(floor),
-            harness::fmt_duration(gino),
+             connection, nothing between them, in turns with pgbench) in a spawned \
+             task, as a handler runs: {}; gino / floor **{ratio:.2}** (the same loop \
+             on the runtime's main thread, woken by a worker's I/O driver: {})",
+            harness::fmt_duration(turns.floor),
+            harness::fmt_duration(turns.spawned),
+            harness::fmt_duration(turns.main_thread),
         ));
         println!("  {}", table.note.as_deref().unwrap_or_default());
         for (name, time) in [
-            ("pgbench -M prepared (floor)", floor),
-            ("gino, held connection, back to back as pgbench runs", gino),
+            ("pgbench -M prepared (floor)", turns.floor),
+            (
+                "gino, held connection, back to back in a spawned task",
+                turns.spawned,
+            ),
+            (
+                "gino, held connection, back to back on the main thread",
+                turns.main_thread,
+            ),
         ] {
             table.rows.push(harness::Row {
                 name,
@@ -350,31 +369,61 @@ async fn get_by_pk(ctx: &Ctx) -> Table {
     table
 }
 
+/// Medians of the round-trip floor's turns and of gino's.
+struct FloorTurns {
+    floor: Duration,
+    spawned: Duration,
+    main_thread: Duration,
+}
+
 /// The round-trip floor and gino measured the same way: pgbench's average
 /// over a few seconds of back-to-back queries on one connection, and
 /// gino's held connection looping as long, in turns (three each, the
 /// medians). The interleaved table above puts six other contenders (and
 /// their server processes) between two queries of gino's, which a hot
 /// loop like pgbench's never has; comparing those figures with pgbench's
-/// would measure the interleaving. `None` without pgbench.
-async fn floor_turns(ctx: &Ctx, ids: &AtomicI32) -> Option<(Duration, Duration)> {
+/// would measure the interleaving. gino's loop runs twice per turn: in a
+/// spawned task, where a server's handlers run and where the worker that
+/// polls the task also polls the socket's readiness (pgbench's single
+/// thread does the same); and on the main thread, which `block_on` parks
+/// until a worker's I/O driver wakes it, a thread switch per query that no
+/// handler pays. `None` without pgbench.
+async fn floor_turns(ctx: &Ctx) -> Option<FloorTurns> {
     const TURN: Duration = Duration::from_secs(2);
-    let (mut floors, mut ginos) = (Vec::new(), Vec::new());
-    for _ in 0..3 {
-        floors.push(web::pgbench_floor(&ctx.url, TURN).await?);
+    async fn back_to_back(conn: &gino::Connection) -> Duration {
+        let ids = AtomicI32::new(0);
         let (started, mut queries) = (Instant::now(), 0u32);
         while started.elapsed() < TURN {
-            ctx.conn
-                .one::<User, _>(schema::user_by_id(next_id(ids)))
+            conn.one::<User, _>(schema::user_by_id(next_id(&ids)))
                 .await
                 .expect("row");
             queries += 1;
         }
-        ginos.push(started.elapsed() / queries);
+        started.elapsed() / queries
     }
-    floors.sort();
-    ginos.sort();
-    Some((floors[1], ginos[1]))
+    let (mut floors, mut spawned, mut main_thread) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..3 {
+        floors.push(web::pgbench_floor(&ctx.url, TURN).await?);
+        let engine = ctx.engine.clone();
+        spawned.push(
+            tokio::spawn(async move {
+                let conn = engine.acquire().reusable(false).await.expect("connection");
+                back_to_back(&conn).await
+            })
+            .await
+            .expect("the spawned loop"),
+        );
+        main_thread.push(back_to_back(&ctx.conn).await);
+    }
+    let median = |mut turns: Vec<Duration>| {
+        turns.sort();
+        turns[turns.len() / 2]
+    };
+    Some(FloorTurns {
+        floor: median(floors),
+        spawned: median(spawned),
+        main_thread: median(main_thread),
+    })
 }
 
 async fn trivial_load(ctx: &Ctx, n: i32) -> Table {

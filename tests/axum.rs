@@ -5,11 +5,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use diesel::dsl::sql;
 use diesel::sql_types::{BigInt, Integer};
+use futures_util::{SinkExt, StreamExt};
 use gino::prelude::*;
 use gino_axum::{Conn, Error, Settings};
 use gino_integration_tests::web::{
@@ -17,6 +19,7 @@ use gino_integration_tests::web::{
 };
 use gino_testkit::Cluster;
 use tokio::sync::{Notify, oneshot};
+use tokio_tungstenite::tungstenite::Message as ClientMessage;
 
 /// A test's database and the axum extension on it, connected.
 async fn setup(tune: impl FnOnce(&mut Settings)) -> (WebTest, gino_axum::Gino) {
@@ -522,8 +525,6 @@ async fn shutdown_waits_for_in_flight_requests_then_closes_every_connection() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_streamed_body_keeps_the_pool_open_until_it_is_sent() {
-    use futures_util::StreamExt;
-
     let (test, web) = setup(|_| {}).await;
     let db = test.db;
     let (streaming, go_on) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
@@ -697,4 +698,155 @@ mod tenant_app {
         databases.expect_all_closed().await;
         databases.drop_all().await;
     }
+}
+
+/// A websocket session's protocol. `pid` answers the backend pid that a
+/// query of the session ran on. `tx` opens a transaction that creates the
+/// table `ws_kept` and answers `in`; the next message `commit` commits it
+/// (answered `done`), and anything else or the client leaving rolls it
+/// back (GINO's `raise_rollback`).
+async fn ws_session(db: &'static gino::Gino, mut socket: WebSocket) -> gino::Result<()> {
+    while let Some(Ok(message)) = socket.recv().await {
+        let WsMessage::Text(text) = message else {
+            continue;
+        };
+        let answer = match text.as_str() {
+            "pid" => db.one::<i32, _>(pid()).await?.to_string(),
+            "tx" => {
+                db.transaction_with(|tx| async {
+                    let tx = tx;
+                    db.status(diesel::sql_query("CREATE TABLE ws_kept (x int)"))
+                        .await?;
+                    let _ = socket.send(WsMessage::Text("in".into())).await;
+                    match socket.recv().await {
+                        Some(Ok(WsMessage::Text(t))) if t.as_str() == "commit" => Ok(()),
+                        _ => tx.raise_rollback().map(|_| ()),
+                    }
+                })
+                .await?;
+                "done".to_owned()
+            }
+            other => format!("unknown: {other}"),
+        };
+        if socket.send(WsMessage::Text(answer.into())).await.is_err() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// `GET /ws`: a websocket running [`ws_session`], in a request scope of
+/// its own when `scoped` (the way the README shows), else on its own.
+fn ws_app(web: gino_axum::Gino, db: &'static gino::Gino, scoped: bool) -> Router {
+    let route = get(move |upgrade: WebSocketUpgrade| async move {
+        upgrade.on_upgrade(move |socket| async move {
+            let session = ws_session(db, socket);
+            let ended = if scoped {
+                web.request().run(session).await
+            } else {
+                session.await
+            };
+            ended.expect("the session's queries");
+        })
+    });
+    Router::new().route("/ws", route)
+}
+
+type WsClient =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn ws_connect(server: &Server) -> WsClient {
+    let url = format!("ws://{}/ws", server.addr);
+    let (client, response) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("upgrade");
+    assert_eq!(response.status(), 101);
+    client
+}
+
+/// Sends `text` and waits for the session's answer.
+async fn ws_ask(client: &mut WsClient, text: &str) -> String {
+    client.send(ClientMessage::text(text)).await.expect("send");
+    loop {
+        match client.next().await.expect("an answer").expect("a frame") {
+            ClientMessage::Text(answer) => return answer.as_str().to_owned(),
+            ClientMessage::Ping(_) | ClientMessage::Pong(_) => continue,
+            other => panic!("unexpected frame {other:?}"),
+        }
+    }
+}
+
+/// GINO's websocket handlers (gino-quart's `test_ws`) run with the
+/// request's lazy connection. axum runs an upgraded socket in a task of its
+/// own, after the upgrade request's scope ended; a session run in a
+/// request scope of its own has one lazy connection that all its messages'
+/// queries share, borrowed at the first query, kept between messages and
+/// given back when the session ends. It counts as in flight meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_session_in_a_request_scope_shares_one_lazy_connection() {
+    let (test, web) = setup(|_| {}).await;
+    let app = ws_app(web.clone(), test.db, true).layer(web.layer());
+    let server = Server::start(&web, app).await;
+    let mut client = ws_connect(&server).await;
+    scenario::wait_until("the session never began", || web.in_flight() == 1).await;
+    assert_eq!(test.borrowed(), 0, "borrowed before the first query");
+
+    let first = ws_ask(&mut client, "pid").await;
+    assert_eq!(test.borrowed(), 1, "the session holds its connection");
+    for _ in 0..3 {
+        assert_eq!(ws_ask(&mut client, "pid").await, first);
+    }
+    assert_eq!(ws_ask(&mut client, "tx").await, "in");
+    assert_eq!(ws_ask(&mut client, "commit").await, "done");
+    assert_eq!(ws_ask(&mut client, "pid").await, first);
+    assert!(test.table_exists("ws_kept").await);
+
+    client.close(None).await.expect("close");
+    scenario::wait_until("the session never ended", || web.in_flight() == 0).await;
+    scenario::wait_until("the connection was kept", || test.borrowed() == 0).await;
+    test.assert_no_open_transaction().await;
+    test.assert_pool_clean().await;
+    server.stop().await;
+}
+
+/// Outside a request scope a websocket's queries borrow per statement:
+/// nothing is held between messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_session_without_a_scope_borrows_per_statement() {
+    let (test, web) = setup(|_| {}).await;
+    let app = ws_app(web.clone(), test.db, false).layer(web.layer());
+    let server = Server::start(&web, app).await;
+    let mut client = ws_connect(&server).await;
+    for _ in 0..3 {
+        let answer = ws_ask(&mut client, "pid").await;
+        assert!(answer.parse::<i32>().is_ok(), "{answer}");
+        scenario::wait_until("a statement's connection was kept", || test.borrowed() == 0).await;
+    }
+    assert_eq!(web.in_flight(), 0, "the session is no request");
+    client.close(None).await.expect("close");
+    server.stop().await;
+}
+
+/// A client that leaves a websocket while its session is inside a
+/// transaction: the transaction rolls back, the session's connection goes
+/// back to the pool outside any transaction, and the session stops
+/// counting as in flight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_leaving_a_websocket_mid_transaction_rolls_it_back() {
+    let (test, web) = setup(|_| {}).await;
+    let app = ws_app(web.clone(), test.db, true).layer(web.layer());
+    let server = Server::start(&web, app).await;
+    let mut client = ws_connect(&server).await;
+    assert_eq!(ws_ask(&mut client, "tx").await, "in");
+    test.wait_for_sessions("the transaction is not open", |states| {
+        states.iter().any(|s| s.contains("transaction"))
+    })
+    .await;
+    drop(client); // no closing handshake: the socket just goes
+    scenario::wait_until("the session never ended", || web.in_flight() == 0).await;
+    scenario::wait_until("the connection was kept", || test.borrowed() == 0).await;
+    assert!(!test.table_exists("ws_kept").await, "committed");
+    test.assert_no_open_transaction().await;
+    test.assert_pool_clean().await;
+    server.stop().await;
 }

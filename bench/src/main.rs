@@ -427,7 +427,9 @@ async fn floor_turns(ctx: &Ctx) -> Option<FloorTurns> {
 }
 
 async fn trivial_load(ctx: &Ctx, n: i32) -> Table {
-    let (warmup, rounds) = if n >= 10_000 { (3, 40) } else { (50, 1000) };
+    // 10,000 rows take milliseconds a round: fewer rounds, but enough that
+    // a median of one contender is not a few outliers.
+    let (warmup, rounds) = if n >= 10_000 { (5, 150) } else { (50, 1000) };
     let sql = "SELECT id, name, hair_color FROM users WHERE id <= $1 ORDER BY id";
     let count = n as usize;
     interleave(

@@ -221,6 +221,41 @@ async fn main() {
             }
         }
     }
+    // BENCH_ONLY=fan:<gino|pool>:<batches> runs only the spawned fan-out of
+    // get-by-pk (8 tasks × 25 lookups a batch) through `User::get` or raw
+    // diesel-async's deadpool, for `perf stat` of one contender at a time.
+    if let Some(spec) = only.as_deref().and_then(|o| o.strip_prefix("fan:")) {
+        let (who, n) = spec.split_once(':').expect("fan:<gino|pool>:<batches>");
+        let batches: usize = n.parse().expect("a number of batches");
+        let gino = who == "gino";
+        let started = Instant::now();
+        for batch in 0..batches {
+            let tasks: Vec<_> = (0..8)
+                .map(|task| {
+                    let pool = ctx.diesel_pool.clone();
+                    tokio::spawn(async move {
+                        for i in 0..25 {
+                            let id =
+                                ((batch * 200 + task * 25 + i) as i32 * 7919).rem_euclid(USERS) + 1;
+                            if gino {
+                                User::get(id).await.expect("query").expect("row");
+                            } else {
+                                let mut c = pool.get().await.expect("checkout");
+                                schema::user_by_id(id)
+                                    .get_result::<User>(&mut c)
+                                    .await
+                                    .expect("row");
+                            }
+                        }
+                    })
+                })
+                .collect();
+            for task in tasks {
+                task.await.expect("lookup task");
+            }
+        }
+        println!("{who}: {:?} per batch", started.elapsed() / batches.max(1) as u32);
+    }
     if run("associations") {
         tables.push(associations(&ctx).await);
     }

@@ -254,7 +254,10 @@ async fn main() {
                 task.await.expect("lookup task");
             }
         }
-        println!("{who}: {:?} per batch", started.elapsed() / batches.max(1) as u32);
+        println!(
+            "{who}: {:?} per batch",
+            started.elapsed() / batches.max(1) as u32
+        );
     }
     if run("associations") {
         tables.push(associations(&ctx).await);

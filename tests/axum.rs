@@ -755,13 +755,27 @@ fn ws_app(web: gino_axum::Gino, db: &'static gino::Gino, scoped: bool) -> Router
 type WsClient =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn ws_connect(server: &Server) -> WsClient {
+/// A test's database, its extension, [`ws_app`] served with gino-axum's
+/// layer, and a client connected to `/ws`.
+async fn ws_served(scoped: bool) -> (WebTest, gino_axum::Gino, Server, WsClient) {
+    let (test, web) = setup(|_| {}).await;
+    let app = ws_app(web.clone(), test.db, scoped).layer(web.layer());
+    let server = Server::start(&web, app).await;
     let url = format!("ws://{}/ws", server.addr);
     let (client, response) = tokio_tungstenite::connect_async(url)
         .await
         .expect("upgrade");
     assert_eq!(response.status(), 101);
-    client
+    (test, web, server, client)
+}
+
+/// What a scoped session leaves when it ends: nothing in flight, nothing
+/// borrowed, no session inside a transaction, a clean pool.
+async fn expect_session_ended(test: &WebTest, web: &gino_axum::Gino) {
+    scenario::wait_until("the session never ended", || web.in_flight() == 0).await;
+    scenario::wait_until("the connection was kept", || test.borrowed() == 0).await;
+    test.assert_no_open_transaction().await;
+    test.assert_pool_clean().await;
 }
 
 /// Sends `text` and waits for the session's answer.
@@ -784,10 +798,7 @@ async fn ws_ask(client: &mut WsClient, text: &str) -> String {
 /// given back when the session ends. It counts as in flight meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_websocket_session_in_a_request_scope_shares_one_lazy_connection() {
-    let (test, web) = setup(|_| {}).await;
-    let app = ws_app(web.clone(), test.db, true).layer(web.layer());
-    let server = Server::start(&web, app).await;
-    let mut client = ws_connect(&server).await;
+    let (test, web, server, mut client) = ws_served(true).await;
     scenario::wait_until("the session never began", || web.in_flight() == 1).await;
     assert_eq!(test.borrowed(), 0, "borrowed before the first query");
 
@@ -802,10 +813,7 @@ async fn a_websocket_session_in_a_request_scope_shares_one_lazy_connection() {
     assert!(test.table_exists("ws_kept").await);
 
     client.close(None).await.expect("close");
-    scenario::wait_until("the session never ended", || web.in_flight() == 0).await;
-    scenario::wait_until("the connection was kept", || test.borrowed() == 0).await;
-    test.assert_no_open_transaction().await;
-    test.assert_pool_clean().await;
+    expect_session_ended(&test, &web).await;
     server.stop().await;
 }
 
@@ -813,10 +821,7 @@ async fn a_websocket_session_in_a_request_scope_shares_one_lazy_connection() {
 /// nothing is held between messages.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_websocket_session_without_a_scope_borrows_per_statement() {
-    let (test, web) = setup(|_| {}).await;
-    let app = ws_app(web.clone(), test.db, false).layer(web.layer());
-    let server = Server::start(&web, app).await;
-    let mut client = ws_connect(&server).await;
+    let (test, web, server, mut client) = ws_served(false).await;
     for _ in 0..3 {
         let answer = ws_ask(&mut client, "pid").await;
         assert!(answer.parse::<i32>().is_ok(), "{answer}");
@@ -833,20 +838,14 @@ async fn a_websocket_session_without_a_scope_borrows_per_statement() {
 /// counting as in flight.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_leaving_a_websocket_mid_transaction_rolls_it_back() {
-    let (test, web) = setup(|_| {}).await;
-    let app = ws_app(web.clone(), test.db, true).layer(web.layer());
-    let server = Server::start(&web, app).await;
-    let mut client = ws_connect(&server).await;
+    let (test, web, server, mut client) = ws_served(true).await;
     assert_eq!(ws_ask(&mut client, "tx").await, "in");
     test.wait_for_sessions("the transaction is not open", |states| {
         states.iter().any(|s| s.contains("transaction"))
     })
     .await;
     drop(client); // no closing handshake: the socket just goes
-    scenario::wait_until("the session never ended", || web.in_flight() == 0).await;
-    scenario::wait_until("the connection was kept", || test.borrowed() == 0).await;
+    expect_session_ended(&test, &web).await;
     assert!(!test.table_exists("ws_kept").await, "committed");
-    test.assert_no_open_transaction().await;
-    test.assert_pool_clean().await;
     server.stop().await;
 }

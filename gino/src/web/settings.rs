@@ -39,7 +39,7 @@ use crate::error::{Error, Result};
 /// | `statement_cache` | `DB_STATEMENT_CACHE` | true |
 /// | `shutdown_timeout` | `DB_SHUTDOWN_TIMEOUT` | 30 s |
 /// | `replica_dsns` | `DB_REPLICA_DSNS` | none; comma-separated URLs of read replicas |
-/// | `kwargs` | `DB_KWARGS` | none; more engine options, `key=value` separated by spaces |
+/// | `kwargs` | `DB_KWARGS` | none; more engine options, `key=value` separated by spaces, as in a libpq connection string (`application_name='my shop'`) |
 ///
 /// Booleans are `true`/`false`, `1`/`0`, `yes`/`no` or `on`/`off` in any
 /// case; durations are seconds (`1.5`) or carry a unit (`500ms`, `2s`,
@@ -695,17 +695,69 @@ fn loose_text(value: Loose) -> String {
 }
 
 /// `key=value` pairs separated by white space (`DB_KWARGS`, as GINO's
-/// demo apps read it).
+/// demo apps read it), written as in a libpq connection string: white
+/// space around `=` is allowed, and a value with spaces is single-quoted,
+/// `\'` and `\\` escaping a quote and a backslash
+/// (`application_name='my shop'`).
 fn parse_kwargs(variable: &str, text: &str) -> Result<Vec<(String, String)>> {
-    text.split_whitespace()
-        .map(|pair| match pair.split_once('=') {
-            Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
-            _ => Err(named(
-                variable,
-                &format!("expected key=value pairs separated by spaces, got `{pair}`"),
-            )),
-        })
-        .collect()
+    let bad = |what: &str| {
+        named(
+            variable,
+            &format!(
+                "expected key=value pairs separated by spaces (a value with spaces \
+                 'single-quoted'), {what}"
+            ),
+        )
+    };
+    let mut pairs = Vec::new();
+    let mut rest = text.trim_start();
+    while !rest.is_empty() {
+        let key_end = rest
+            .find(|c: char| c == '=' || c.is_whitespace())
+            .unwrap_or(rest.len());
+        let key = &rest[..key_end];
+        let Some(after) = rest[key_end..].trim_start().strip_prefix('=') else {
+            return Err(bad(&format!("got `{key}` without `=`")));
+        };
+        if key.is_empty() {
+            return Err(bad("got `=` without a key"));
+        }
+        let after = after.trim_start();
+        let mut value = String::new();
+        let mut chars = after.char_indices();
+        let quoted = after.starts_with('\'');
+        if quoted {
+            chars.next();
+        }
+        let mut end = None;
+        while let Some((at, c)) = chars.next() {
+            match c {
+                '\\' => match chars.next() {
+                    Some((_, escaped)) => value.push(escaped),
+                    None => return Err(bad(&format!("the value of `{key}` ends in `\\`"))),
+                },
+                '\'' if quoted => {
+                    end = Some(at + 1);
+                    break;
+                }
+                c if c.is_whitespace() && !quoted => {
+                    end = Some(at);
+                    break;
+                }
+                c => value.push(c),
+            }
+        }
+        let end = match end {
+            Some(end) => end,
+            None if quoted => {
+                return Err(bad(&format!("the quote of `{key}`'s value is not closed")));
+            }
+            None => after.len(),
+        };
+        pairs.push((key.to_owned(), value));
+        rest = after[end..].trim_start();
+    }
+    Ok(pairs)
 }
 
 /// `kwargs`: a map of engine options (values of any scalar type), or the
@@ -995,6 +1047,32 @@ mod tests {
     }
 
     #[test]
+    fn kwargs_are_written_as_in_a_libpq_connection_string() {
+        let pairs = parse_kwargs(
+            "DB_KWARGS",
+            "  application_name = 'my shop'\tsslrootcert='/etc/my ca/root.crt' \
+             echo=on empty='' quote='it\\'s' slash=a\\\\b  ",
+        )
+        .unwrap();
+        assert_eq!(
+            pairs,
+            [
+                ("application_name", "my shop"),
+                ("sslrootcert", "/etc/my ca/root.crt"),
+                ("echo", "on"),
+                ("empty", ""),
+                ("quote", "it's"),
+                ("slash", "a\\b"),
+            ]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        );
+        assert_eq!(parse_kwargs("DB_KWARGS", "   ").unwrap(), []);
+        let settings = from(&[("DB_KWARGS", "application_name='my shop'")]).unwrap();
+        let options = settings.engine_options().unwrap();
+        assert_eq!(options.application_name.as_deref(), Some("my shop"));
+    }
+
+    #[test]
     fn kwargs_name_more_engine_options() {
         let s = from(&[(
             "DB_KWARGS",
@@ -1025,6 +1103,9 @@ mod tests {
             "{unknown}"
         );
         assert!(err(&[("DB_KWARGS", "echo")]).contains("key=value"));
+        assert!(err(&[("DB_KWARGS", "=on")]).contains("without a key"));
+        assert!(err(&[("DB_KWARGS", "application_name='shop")]).contains("not closed"));
+        assert!(err(&[("DB_KWARGS", "application_name=shop\\")]).contains("ends in"));
         assert!(err(&[("DB_KWARGS", "echo=maybe")]).contains("DB_KWARGS"));
         // Said twice, it must agree.
         let twice = err(&[("DB_KWARGS", "max_size=20"), ("DB_POOL_MAX_SIZE", "15")]);

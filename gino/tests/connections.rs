@@ -191,13 +191,11 @@ async fn unused_lazy_connection_never_borrows() {
     let s = single_connection_pool().await;
     let lazy = s.engine.acquire().lazy(true).await.unwrap();
     // The pool's only connection is still free for someone else.
-    let other = s
-        .engine
-        .acquire()
-        .timeout(Duration::from_secs(2))
-        .await
-        .expect("the lazy connection must not hold the pool's only connection");
-    backend_pid(&other).await;
+    let (other, _) = common::borrow_free(
+        &s.engine,
+        "the lazy connection must not hold the pool's only connection",
+    )
+    .await;
     other.release().await.unwrap();
     assert!(!lazy.has_raw_connection().await);
     lazy.release().await.unwrap();
@@ -398,13 +396,7 @@ async fn dropping_a_connection_releases_it() {
     assert_released(try_backend_pid(&reusing).await);
     assert_all_returned(&s.engine);
     // The pool's only connection is free again.
-    let again = s
-        .engine
-        .acquire()
-        .timeout(Duration::from_secs(2))
-        .await
-        .unwrap();
-    backend_pid(&again).await;
+    common::borrow_free(&s.engine, "the pool's only connection was kept").await;
 }
 
 /// A spawned task starts with an empty context: it neither sees nor uses
@@ -535,13 +527,8 @@ async fn context_is_empty_after_a_cancelled_acquire() {
     .await;
     assert!(mid_query.is_err());
     assert!(s.engine.current_connection().is_none(), "context not empty");
-    let again = s
-        .engine
-        .acquire()
-        .timeout(Duration::from_secs(2))
-        .await
-        .unwrap();
-    assert_eq!(backend_pid(&again).await, before, "recovered, not reopened");
+    let (again, pid) = common::borrow_free(&s.engine, "the connection was kept").await;
+    assert_eq!(pid, before, "recovered, not reopened");
     assert_eq!(
         common::sessions_running(&again, "pg_sleep(30)").await,
         0,
@@ -701,13 +688,7 @@ async fn dropping_the_root_while_a_reuser_runs_a_query_returns_the_connection() 
     assert_released(try_backend_pid(&reusing).await);
     // The raw connection is back although `reusing` still exists.
     assert_all_returned(&s.engine);
-    let other = s
-        .engine
-        .acquire()
-        .timeout(Duration::from_secs(2))
-        .await
-        .unwrap();
-    backend_pid(&other).await;
+    common::borrow_free(&s.engine, "the raw connection was kept").await;
 }
 
 /// A database's queries find the task's connection by the bound engine's

@@ -489,13 +489,7 @@ async fn release_while_the_first_query_waits_for_the_pool(options: EngineOptions
     );
     drop(holder);
     // The pool's only connection is free again: nothing was kept.
-    let next = s
-        .engine
-        .acquire()
-        .timeout(Duration::from_secs(2))
-        .await
-        .expect("the released lazy connection kept nothing");
-    backend_pid(&next).await;
+    common::borrow_free(&s.engine, "the released lazy connection kept nothing").await;
     queried.expect_err("the pool stayed busy for longer than the query may wait")
 }
 

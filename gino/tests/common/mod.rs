@@ -63,6 +63,19 @@ pub async fn backend_pid<'a>(on: impl Into<gino::Bind<'a>>) -> i32 {
     try_backend_pid(on).await.expect("SELECT pg_backend_pid()")
 }
 
+/// A connection of `engine`'s pool, borrowed within two seconds and
+/// proven by a query, with its backend's pid: what a test takes to show
+/// the pool's connection is free again. Panics with `why` otherwise.
+pub async fn borrow_free(engine: &Engine, why: &str) -> (gino::Connection, i32) {
+    let conn = engine
+        .acquire()
+        .timeout(std::time::Duration::from_secs(2))
+        .await
+        .expect(why);
+    let pid = backend_pid(&conn).await;
+    (conn, pid)
+}
+
 /// Another engine on the test's database, to look from outside the engine
 /// under test: its connections are never the contextual ones of the
 /// engine under test, so it sees only what was committed.

@@ -375,7 +375,7 @@ where
     type Output = O;
 
     fn load(&mut self, rows: Vec<R>) -> Vec<O> {
-        rows.into_iter().map(&mut self.0).collect()
+        rows.into_iter().map(|row| self.load_row(row)).collect()
     }
 }
 
@@ -420,12 +420,7 @@ impl<M: Model> Loader for Partial<M> {
     type Output = M;
 
     fn load(&mut self, rows: Vec<M>) -> Vec<M> {
-        rows.into_iter()
-            .map(|mut row| {
-                row.keep_only(&self.columns);
-                row
-            })
-            .collect()
+        rows.into_iter().map(|row| self.load_row(row)).collect()
     }
 }
 
@@ -447,9 +442,17 @@ impl<M: Model> Loader for Partial<M> {
 /// assert_eq!(rows, [(User { id: 1, name: String::new() }, 40)]);
 /// # }
 /// ```
-pub trait PerRow: Loader {}
+pub trait PerRow: Loader {
+    /// The output of one row: what [`load`](Loader::load) makes of each.
+    fn load_row(&mut self, row: Self::Row) -> Self::Output;
+}
 
-impl<M: Model> PerRow for Partial<M> {}
+impl<M: Model> PerRow for Partial<M> {
+    fn load_row(&mut self, mut row: M) -> M {
+        row.keep_only(&self.columns);
+        row
+    }
+}
 
 impl<R, O, F> PerRow for Map<F, R>
 where
@@ -457,35 +460,37 @@ where
     O: Send + 'static,
     F: FnMut(R) -> O + Send,
 {
+    fn load_row(&mut self, row: R) -> O {
+        (self.0)(row)
+    }
 }
 
 macro_rules! loader_tuples {
-    ($($name:ident $rows:ident $index:tt)+) => {
+    ($($name:ident $index:tt)+) => {
         impl<$($name: PerRow),+> Loader for ($($name,)+) {
             type Row = ($($name::Row,)+);
             type Output = ($($name::Output,)+);
 
             fn load(&mut self, rows: Vec<Self::Row>) -> Vec<Self::Output> {
-                $(let mut $rows = Vec::with_capacity(rows.len());)+
-                for row in rows {
-                    $($rows.push(row.$index);)+
-                }
-                $(let mut $rows = self.$index.load($rows).into_iter();)+
-                std::iter::from_fn(|| Some(($($rows.next()?,)+))).collect()
+                rows.into_iter().map(|row| self.load_row(row)).collect()
             }
         }
 
-        impl<$($name: PerRow),+> PerRow for ($($name,)+) {}
+        impl<$($name: PerRow),+> PerRow for ($($name,)+) {
+            fn load_row(&mut self, row: Self::Row) -> Self::Output {
+                ($(self.$index.load_row(row.$index),)+)
+            }
+        }
     };
 }
 
-loader_tuples!(A a 0 B b 1);
-loader_tuples!(A a 0 B b 1 C c 2);
-loader_tuples!(A a 0 B b 1 C c 2 D d 3);
-loader_tuples!(A a 0 B b 1 C c 2 D d 3 E e 4);
-loader_tuples!(A a 0 B b 1 C c 2 D d 3 E e 4 F f 5);
-loader_tuples!(A a 0 B b 1 C c 2 D d 3 E e 4 F f 5 G g 6);
-loader_tuples!(A a 0 B b 1 C c 2 D d 3 E e 4 F f 5 G g 6 H h 7);
+loader_tuples!(A 0 B 1);
+loader_tuples!(A 0 B 1 C 2);
+loader_tuples!(A 0 B 1 C 2 D 3);
+loader_tuples!(A 0 B 1 C 2 D 3 E 4);
+loader_tuples!(A 0 B 1 C 2 D 3 E 4 F 5);
+loader_tuples!(A 0 B 1 C 2 D 3 E 4 F 5 G 6);
+loader_tuples!(A 0 B 1 C 2 D 3 E 4 F 5 G 6 H 7);
 
 /// A tuple of diesel columns of table `T` (`(users::id,)` for one), by
 /// name: a column of another table is a compile error, as GINO refuses
@@ -883,14 +888,8 @@ where
     /// # gino_testkit::doc::run(demo);
     /// ```
     pub async fn next(&mut self) -> Result<Option<L::Output>> {
-        // A loader of each row makes one output of it; one that made none
-        // would otherwise end the cursor early.
-        while let Some(row) = self.cursor.next().await? {
-            if let Some(output) = self.loader.load(vec![row]).into_iter().next() {
-                return Ok(Some(output));
-            }
-        }
-        Ok(None)
+        let row = self.cursor.next().await?;
+        Ok(row.map(|row| self.loader.load_row(row)))
     }
 
     /// Up to `n` next rows, assembled (fewer at the end). See

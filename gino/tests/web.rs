@@ -79,6 +79,30 @@ async fn settings_reach_the_engine_and_every_connection() {
         .unwrap();
     assert_eq!(timeout, "1500ms gino_kwargs");
     assert_eq!(prepared, 0, "the statement cache is off");
+    // Every connection of the pool, held at once so that each is another.
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(engine.acquire().reusable(false).await.unwrap());
+    }
+    let mut pids = Vec::new();
+    for conn in &held {
+        let (pid, settings): (i32, String) = conn
+            .one(diesel::select((
+                sql::<Integer>("pg_backend_pid()"),
+                sql::<Text>(
+                    "current_setting('statement_timeout') || ' ' || \
+                     current_setting('application_name')",
+                ),
+            )))
+            .await
+            .unwrap();
+        assert_eq!(settings, "1500ms gino_kwargs", "backend {pid}");
+        pids.push(pid);
+    }
+    pids.sort_unstable();
+    pids.dedup();
+    assert_eq!(pids.len(), 3, "three connections");
+    drop(held);
     extension.close().await;
 }
 

@@ -59,8 +59,7 @@ pub(crate) fn fast_pool(url: &str, size: usize) -> DieselPool<AsyncPgConnection>
 
 /// A fresh id in 1..=USERS for every call, spread over the table.
 fn next_id(counter: &AtomicI32) -> i32 {
-    let n = counter.fetch_add(1, Ordering::Relaxed);
-    (n.wrapping_mul(7919)).rem_euclid(USERS) + 1
+    schema::spread_id(counter.fetch_add(1, Ordering::Relaxed))
 }
 
 fn user_of(row: &tokio_postgres::Row) -> User {
@@ -185,7 +184,7 @@ async fn main() {
         let n: i32 = n.parse().expect("a number of queries");
         let extension = gino::web::Extension::new(db, gino::web::Settings::default());
         for i in 0..n {
-            let id = (i * 7919).rem_euclid(USERS) + 1;
+            let id = schema::spread_id(i);
             if who == "scope" {
                 // What a web request does: a scope with a lazy connection.
                 extension
@@ -230,29 +229,26 @@ async fn main() {
         let gino = who == "gino";
         let started = Instant::now();
         for batch in 0..batches {
-            let tasks: Vec<_> = (0..8)
-                .map(|task| {
-                    let pool = ctx.diesel_pool.clone();
-                    tokio::spawn(async move {
-                        for i in 0..25 {
-                            let id =
-                                ((batch * 200 + task * 25 + i) as i32 * 7919).rem_euclid(USERS) + 1;
-                            if gino {
-                                User::get(id).await.expect("query").expect("row");
-                            } else {
-                                let mut c = pool.get().await.expect("checkout");
-                                schema::user_by_id(id)
-                                    .get_result::<User>(&mut c)
-                                    .await
-                                    .expect("row");
-                            }
-                        }
-                    })
-                })
+            let ids = (0..200)
+                .map(|i| schema::spread_id((batch * 200 + i) as i32))
                 .collect();
-            for task in tasks {
-                task.await.expect("lookup task");
-            }
+            fan_out(
+                Fan::Spawned,
+                ids,
+                ctx.diesel_pool.clone(),
+                move |pool, id| async move {
+                    if gino {
+                        User::get(id).await.expect("query").expect("row");
+                    } else {
+                        let mut c = pool.get().await.expect("checkout");
+                        schema::user_by_id(id)
+                            .get_result::<User>(&mut c)
+                            .await
+                            .expect("row");
+                    }
+                },
+            )
+            .await;
         }
         println!(
             "{who}: {:?} per batch",
@@ -1071,6 +1067,37 @@ async fn transaction_rw(ctx: &Ctx) -> Table {
     .await
 }
 
+/// Lookups in a row per sequence of the concurrent workloads.
+const EACH: usize = 25;
+
+/// Runs `op(with, id)` for every id, [`EACH`] in a row per sequence, the
+/// sequences at once; each call gets its own clone of `with` (a pool,
+/// an engine, a client), so that a sequence can run as a task.
+async fn fan_out<T, F, Fut>(fan: Fan, ids: Vec<i32>, with: T, op: F)
+where
+    T: Clone + Send + 'static,
+    F: Fn(T, i32) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let sequences = ids.chunks(EACH).map(|chunk| {
+        let (chunk, with, op) = (chunk.to_vec(), with.clone(), op.clone());
+        async move {
+            for id in chunk {
+                op(with.clone(), id).await;
+            }
+        }
+    });
+    match fan {
+        Fan::OneTask => drop(futures_util::future::join_all(sequences).await),
+        Fan::Spawned => {
+            let tasks: Vec<_> = sequences.map(tokio::spawn).collect();
+            for task in tasks {
+                task.await.expect("lookup task");
+            }
+        }
+    }
+}
+
 /// How eight concurrent sequences of lookups run.
 #[derive(Clone, Copy)]
 enum Fan {
@@ -1085,36 +1112,8 @@ enum Fan {
 /// Eight concurrent lookups of 25 rows each: the time of a batch of 200.
 async fn concurrent_get_by_pk(ctx: &Ctx, fan: Fan) -> Table {
     const TASKS: usize = 8;
-    const EACH: usize = 25;
     let ids: [AtomicI32; 5] = Default::default();
     let batch = |k: usize| -> Vec<i32> { (0..TASKS * EACH).map(|_| next_id(&ids[k])).collect() };
-    /// Runs `op(with, id)` for every id, 25 in a row per sequence, the
-    /// sequences at once; each call gets its own clone of `with` (a pool,
-    /// an engine, a client), so that a sequence can run as a task.
-    async fn fan_out<T, F, Fut>(fan: Fan, ids: Vec<i32>, with: T, op: F)
-    where
-        T: Clone + Send + 'static,
-        F: Fn(T, i32) -> Fut + Clone + Send + 'static,
-        Fut: std::future::Future<Output = ()> + Send + 'static,
-    {
-        let sequences = ids.chunks(EACH).map(|chunk| {
-            let (chunk, with, op) = (chunk.to_vec(), with.clone(), op.clone());
-            async move {
-                for id in chunk {
-                    op(with.clone(), id).await;
-                }
-            }
-        });
-        match fan {
-            Fan::OneTask => drop(futures_util::future::join_all(sequences).await),
-            Fan::Spawned => {
-                let tasks: Vec<_> = sequences.map(tokio::spawn).collect();
-                for task in tasks {
-                    task.await.expect("lookup task");
-                }
-            }
-        }
-    }
     let shape = match fan {
         Fan::OneTask => "futures of one task (`join_all`)",
         Fan::Spawned => "spawned tasks",

@@ -40,7 +40,7 @@ pub async fn concurrent_reads() -> Table {
     }
     let next = |n: &mut i32| {
         *n += 1;
-        (*n * 7919).rem_euclid(USERS) + 1
+        crate::schema::spread_id(*n)
     };
     async fn fan_out(engine: &gino::Engine, ids: Vec<i32>) {
         let tasks = ids.chunks(EACH).map(|chunk| async move {

@@ -7,6 +7,12 @@ use diesel::prelude::*;
 /// Users in the table every read workload uses.
 pub const USERS: i32 = 10_000;
 
+/// The `n`th id of a sequence spread over the table: 1..=USERS, with
+/// neighbours far apart so that no contender reads what another just did.
+pub fn spread_id(n: i32) -> i32 {
+    n.wrapping_mul(7919).rem_euclid(USERS) + 1
+}
+
 #[derive(gino::Model, Debug, Clone, PartialEq, sqlx::FromRow, serde::Serialize)]
 #[gino(table = "users")]
 pub struct User {

@@ -4,7 +4,7 @@
 use gino::{EngineOptions, create_engine};
 
 use crate::harness::{Kind, Table, contender, interleave};
-use crate::schema::{USERS, User, user_by_id};
+use crate::schema::{User, user_by_id};
 
 pub async fn get_by_pk() -> Table {
     let ca = gino_testkit::TestCa::new("bench CA");
@@ -32,7 +32,7 @@ pub async fn get_by_pk() -> Table {
     let tls_conn = tls.acquire().await.expect("TLS connection");
     let id = |n: &mut i32| {
         *n += 1;
-        (*n * 7919).rem_euclid(USERS) + 1
+        crate::schema::spread_id(*n)
     };
     let (mut a, mut b) = (0, 0);
     let mut table = interleave(

@@ -713,8 +713,8 @@ async fn ws_session(db: &'static gino::Gino, mut socket: WebSocket) -> gino::Res
         let answer = match text.as_str() {
             "pid" => db.one::<i32, _>(pid()).await?.to_string(),
             "tx" => {
-                db.transaction_with(|tx| async {
-                    let tx = tx;
+                let socket = &mut socket;
+                db.transaction_with(|tx| async move {
                     db.status(diesel::sql_query("CREATE TABLE ws_kept (x int)"))
                         .await?;
                     let _ = socket.send(WsMessage::Text("in".into())).await;

@@ -704,7 +704,8 @@ mod tenant_app {
 /// query of the session ran on. `tx` opens a transaction that creates the
 /// table `ws_kept` and answers `in`; the next message `commit` commits it
 /// (answered `done`), and anything else or the client leaving rolls it
-/// back (GINO's `raise_rollback`).
+/// back (GINO's `raise_rollback`). `begin` sends `BEGIN` and creates the
+/// table `ws_begun` in a transaction of its own SQL that nothing ends.
 async fn ws_session(db: &'static gino::Gino, mut socket: WebSocket) -> gino::Result<()> {
     while let Some(Ok(message)) = socket.recv().await {
         let WsMessage::Text(text) = message else {
@@ -725,6 +726,13 @@ async fn ws_session(db: &'static gino::Gino, mut socket: WebSocket) -> gino::Res
                 })
                 .await?;
                 "done".to_owned()
+            }
+            "begin" => {
+                // A transaction of the session's own SQL, left open.
+                db.status(diesel::sql_query("BEGIN")).await?;
+                db.status(diesel::sql_query("CREATE TABLE ws_begun (x int)"))
+                    .await?;
+                "begun".to_owned()
             }
             other => format!("unknown: {other}"),
         };
@@ -847,5 +855,22 @@ async fn a_client_leaving_a_websocket_mid_transaction_rolls_it_back() {
     drop(client); // no closing handshake: the socket just goes
     expect_session_ended(&test, &web).await;
     assert!(!test.table_exists("ws_kept").await, "committed");
+    server.stop().await;
+}
+
+/// A session that ends normally (the client closes) with a transaction it
+/// began by its own SQL still open: the scope's end rolls it back, as a
+/// request's end does, and the connection goes back clean.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_session_ending_inside_its_own_transaction_rolls_it_back() {
+    let (test, web, server, mut client) = ws_served(true).await;
+    assert_eq!(ws_ask(&mut client, "begin").await, "begun");
+    test.wait_for_sessions("the transaction is not open", |states| {
+        states.iter().any(|s| s.contains("transaction"))
+    })
+    .await;
+    client.close(None).await.expect("close");
+    expect_session_ended(&test, &web).await;
+    assert!(!test.table_exists("ws_begun").await, "committed");
     server.stop().await;
 }

@@ -7,10 +7,14 @@
 //! database of the test server (`DATABASE_URL`, or a throwaway cluster);
 //! `PORT` picks the port.
 
+use actix_web::dev::ServiceResponse;
+use actix_web::http::header::CONTENT_TYPE;
+use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers};
 use actix_web::{App, HttpResponse, HttpServer, web};
 use gino::prelude::*;
+use gino::web::ErrorResponse;
 use gino_actix::Error;
-use gino_examples::users::{self, DB, NicknameBody, Page, User};
+use gino_examples::users::{self, DB, NicknameBody, Page, User, error_body};
 
 async fn list(page: web::Query<Page>) -> Result<web::Json<Vec<User>>, Error> {
     Ok(web::Json(page.load().await?))
@@ -42,6 +46,32 @@ async fn delete(id: web::Path<i32>) -> Result<HttpResponse, Error> {
     Ok(HttpResponse::NoContent().finish())
 }
 
+/// The framework's own error answers (a body, query or path its extractors
+/// refused, an unknown path) in JSON, as gino's are: the error's message
+/// becomes `{"error": "..."}`, its status stays. An answer already in JSON
+/// (gino's) passes as it is.
+fn json_error<B>(answer: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerResponse<B>> {
+    let is_json = answer
+        .headers()
+        .get(CONTENT_TYPE)
+        .is_some_and(|kind| kind.as_bytes() == ErrorResponse::CONTENT_TYPE.as_bytes());
+    if is_json {
+        return Ok(ErrorHandlerResponse::Response(answer.map_into_left_body()));
+    }
+    let status = answer.status();
+    let message = match answer.response().error() {
+        Some(error) => error.to_string(),
+        None => status.canonical_reason().unwrap_or("error").to_owned(),
+    };
+    let (request, _) = answer.into_parts();
+    let json = HttpResponse::build(status)
+        .content_type(ErrorResponse::CONTENT_TYPE)
+        .body(error_body(&message));
+    Ok(ErrorHandlerResponse::Response(
+        ServiceResponse::new(request, json).map_into_right_body(),
+    ))
+}
+
 #[actix_web::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     users::init_tracing();
@@ -56,6 +86,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             App::new()
                 .app_data(web::Data::new(db.clone()))
                 .wrap(db.middleware())
+                .wrap(ErrorHandlers::new().default_handler(json_error))
                 .route("/users", web::get().to(list))
                 .route("/users", web::post().to(create))
                 .route("/users/{id}", web::get().to(show))

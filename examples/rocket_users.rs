@@ -8,45 +8,78 @@
 //! `PORT` picks the port.
 
 use gino::prelude::*;
-use gino_examples::users::{self, DB, NicknameBody, Page, User};
+use gino_examples::users::{self, DB, NicknameBody, Page, User, error_body};
 use gino_rocket::Error;
 use rocket::fairing::AdHoc;
 use rocket::form::{Errors, error::ErrorKind};
 use rocket::http::Status;
-use rocket::serde::json::Json;
-use rocket::{delete, get, patch, post, routes};
+use rocket::response::content::RawJson;
+use rocket::serde::json::{self, Json, serde_json::error::Category};
+use rocket::{Request, catch, catchers, delete, get, patch, post, routes};
 
-/// What `GET /users` answers besides users: a malformed page (rocket's
-/// `Option` query parameters would quietly ignore one), or gino's errors.
+/// What a route answers besides its value: a request it refuses, with the
+/// reason, or gino's errors.
 #[derive(rocket::Responder)]
-enum ListError {
-    #[response(status = 400, content_type = "json")]
-    BadPage(&'static str),
+enum ApiError {
+    Refused((Status, RawJson<String>)),
     Database(Error),
 }
 
-impl From<gino::Error> for ListError {
-    fn from(error: gino::Error) -> Self {
-        ListError::Database(error.into())
+impl ApiError {
+    fn refused(status: Status, message: &str) -> Self {
+        ApiError::Refused((status, RawJson(error_body(message))))
     }
 }
 
-/// A page bound from the query: absent is `None`, malformed is a 400.
-fn count(value: Result<u32, Errors<'_>>) -> Result<Option<u32>, ListError> {
+impl From<gino::Error> for ApiError {
+    fn from(error: gino::Error) -> Self {
+        ApiError::Database(error.into())
+    }
+}
+
+/// A page bound from the query: absent is `None`, malformed is a 400
+/// (rocket's `Option` query parameters would quietly ignore one).
+fn count(value: Result<u32, Errors<'_>>) -> Result<Option<u32>, ApiError> {
     match value {
         Ok(n) => Ok(Some(n)),
         Err(e) if e.iter().all(|e| matches!(e.kind, ErrorKind::Missing)) => Ok(None),
-        Err(_) => Err(ListError::BadPage(
-            r#"{"error":"limit and offset are whole numbers"}"#,
+        Err(_) => Err(ApiError::refused(
+            Status::BadRequest,
+            "limit and offset are whole numbers",
         )),
     }
+}
+
+/// A JSON body, or its refusal with the status rocket's `Json` guard gives
+/// (413 past the size limit, 422 for JSON of the wrong shape, else 400)
+/// and serde's reason, which rocket's catchers cannot see.
+fn body<T>(body: Result<Json<T>, json::Error<'_>>) -> Result<T, ApiError> {
+    body.map(Json::into_inner).map_err(|error| {
+        let status = match &error {
+            json::Error::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                Status::PayloadTooLarge
+            }
+            json::Error::Parse(_, e) if e.classify() == Category::Data => {
+                Status::UnprocessableEntity
+            }
+            _ => Status::BadRequest,
+        };
+        ApiError::refused(status, &error.to_string())
+    })
+}
+
+/// Every other error rocket answers itself (an unknown path, a panic), in
+/// JSON as the routes' are.
+#[catch(default)]
+fn json_error(status: Status, _: &Request<'_>) -> (Status, RawJson<String>) {
+    (status, RawJson(error_body(status.reason_lossy())))
 }
 
 #[get("/users?<limit>&<offset>")]
 async fn list(
     limit: Result<u32, Errors<'_>>,
     offset: Result<u32, Errors<'_>>,
-) -> Result<Json<Vec<User>>, ListError> {
+) -> Result<Json<Vec<User>>, ApiError> {
     let page = Page {
         limit: count(limit)?,
         offset: count(offset)?,
@@ -59,19 +92,23 @@ async fn show(id: i32) -> Result<Json<User>, Error> {
     Ok(Json(User::get_or_404(id).await?))
 }
 
-#[post("/users", data = "<body>")]
-async fn create(body: Json<NicknameBody>) -> Result<(Status, Json<User>), Error> {
-    let user = User::create().nickname(body.into_inner().nickname).await?;
+#[post("/users", data = "<new>")]
+async fn create(
+    new: Result<Json<NicknameBody>, json::Error<'_>>,
+) -> Result<(Status, Json<User>), ApiError> {
+    let new = body(new)?;
+    let user = User::create().nickname(new.nickname).await?;
     Ok((Status::Created, Json(user)))
 }
 
-#[patch("/users/<id>", data = "<body>")]
-async fn update(id: i32, body: Json<NicknameBody>) -> Result<Json<User>, Error> {
+#[patch("/users/<id>", data = "<change>")]
+async fn update(
+    id: i32,
+    change: Result<Json<NicknameBody>, json::Error<'_>>,
+) -> Result<Json<User>, ApiError> {
+    let change = body(change)?;
     let mut user = User::get_or_404(id).await?;
-    user.update()
-        .nickname(body.into_inner().nickname)
-        .apply()
-        .await?;
+    user.update().nickname(change.nickname).apply().await?;
     Ok(Json(user))
 }
 
@@ -114,6 +151,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "/",
             gino_rocket::scoped(routes![list, show, create, update, remove]),
         )
+        .register("/", catchers![json_error])
         .launch()
         .await?;
     Ok(())

@@ -2,14 +2,19 @@
 //! (`axum_users`, and `axum_tenants` per tenant): every handler runs its
 //! queries implicitly, on the request's lazy connection.
 
+use axum::body::Body;
 use axum::extract::{Path, Query};
-use axum::http::StatusCode;
+use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::map_response;
+use axum::response::Response;
 use axum::routing::get;
 use axum::{Json, Router};
 use gino::prelude::*;
+use gino::web::ErrorResponse;
 use gino_axum::Error;
 
-use crate::users::{NicknameBody, Page, User};
+use crate::users::{NicknameBody, Page, User, error_body};
 
 /// Serves `app` on `PORT` until Ctrl-C or SIGTERM, printing the
 /// `listening on` line, then closes `db` after the requests in flight.
@@ -23,11 +28,51 @@ pub async fn serve(app: Router, db: &gino_axum::Gino) -> Result<(), Box<dyn std:
     Ok(())
 }
 
-/// `/users` (list, create) and `/users/{id}` (show, update, delete).
+/// `/users` (list, create) and `/users/{id}` (show, update, delete), every
+/// error in JSON ([`json_errors`]).
 pub fn users_router() -> Router {
     Router::new()
         .route("/users", get(list).post(create))
         .route("/users/{id}", get(show).patch(update).delete(delete))
+        .fallback(unknown_path)
+        .layer(map_response(json_errors))
+}
+
+/// The framework's own error answers (a body or query its extractors
+/// refused, a method the path does not take) in JSON, as gino's are: its
+/// message becomes `{"error": "..."}`, its status and other headers stay.
+/// An answer already in JSON (gino's, a handler's) passes as it is.
+async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .is_some_and(|kind| kind.as_bytes() == ErrorResponse::CONTENT_TYPE.as_bytes());
+    if is_json || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    // axum's rejections are one short line; the limit only guards against
+    // an error body some other layer streams.
+    let text = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&text);
+    let message = match text.trim() {
+        "" => status.canonical_reason().unwrap_or("error"),
+        text => text,
+    };
+    parts.headers.remove(CONTENT_LENGTH);
+    parts.headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static(ErrorResponse::CONTENT_TYPE),
+    );
+    Response::from_parts(parts, Body::from(error_body(message)))
+}
+
+/// A path the API does not have.
+async fn unknown_path() -> StatusCode {
+    StatusCode::NOT_FOUND
 }
 
 async fn list(Query(page): Query<Page>) -> Result<Json<Vec<User>>, Error> {

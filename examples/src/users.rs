@@ -11,8 +11,10 @@
 //! | `PATCH /users/{id}` `{"nickname": "..."}` | 200, the updated user, or 404 |
 //! | `DELETE /users/{id}` | 204, or 404 |
 //!
-//! gino's errors answer in JSON too: `{"error": "..."}` (404, 503, 500);
-//! a malformed body or query is the framework's own 400/422.
+//! Every error answers in JSON too, `{"error": "..."}`: gino's (404, 503,
+//! 500) and the framework's own, with its status and its message (400 or
+//! 422 for a malformed body or query, 413 for a body too large, 404 for an
+//! unknown path), made by [`error_body`].
 
 use gino::prelude::*;
 use gino::web::Settings;
@@ -102,6 +104,18 @@ pub async fn settings() -> gino::Result<(Settings, Option<TestDatabase>)> {
     settings.dsn = Some(database.url().to_owned());
     settings.pool_min_size = 1;
     Ok((settings, Some(database)))
+}
+
+/// The JSON body of an error answer, `{"error": message}`: the shape of
+/// gino's own answers ([`gino::web::ErrorResponse`]), for the errors a
+/// framework answers itself (a malformed body, an unknown path).
+///
+/// ```
+/// let body = gino_examples::users::error_body("missing field `nickname`");
+/// assert_eq!(body, r#"{"error":"missing field `nickname`"}"#);
+/// ```
+pub fn error_body(message: &str) -> String {
+    serde_json::json!({ "error": message }).to_string()
 }
 
 /// The TCP port from `PORT`, 8000 by default.

@@ -211,12 +211,24 @@ async fn drive(name: &str) {
                 .send()
                 .await
                 .unwrap();
-            assert!(
-                refused.status().is_client_error(),
-                "{name}: {method} {path} of {body}: a malformed body is the client's error, got {}",
-                refused.status()
-            );
+            expect_json_refusal(refused, &format!("{name}: {method} {path} of {body}")).await;
         }
+    }
+    // Bodies that are not JSON of the right kind at all.
+    for (content_type, body) in [
+        ("application/json", "{\"nickname\": "),
+        ("application/json", ""),
+        ("application/json", "[1]"),
+        ("application/x-www-form-urlencoded", "nickname=x"),
+    ] {
+        let refused = client
+            .post(app.url("/users"))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        expect_json_refusal(refused, &format!("{name}: POST {content_type} {body:?}")).await;
     }
     let unchanged: Value = app.get_json(&client, &format!("/users/{id}")).await;
     assert_eq!(
@@ -249,13 +261,10 @@ async fn drive(name: &str) {
         "/users/1.5",
         "/users/-1",
         "/users/%00",
+        "/nowhere",
     ] {
         let refused = client.get(app.url(path)).send().await.unwrap();
-        assert!(
-            refused.status().is_client_error(),
-            "{name}: GET {path} gave {}",
-            refused.status()
-        );
+        expect_json_refusal(refused, &format!("{name}: GET {path}")).await;
     }
     let huge_offset: Vec<Value> = app.get_json(&client, "/users?offset=4294967295").await;
     assert!(huge_offset.is_empty(), "{name}: an offset past every row");
@@ -301,6 +310,25 @@ async fn drive(name: &str) {
         .unwrap();
     assert_eq!(left, 0, "{name} left connections open");
     engine.close().await;
+}
+
+/// A refusal as the API promises every error: the client's (4xx), in
+/// JSON, with a message.
+async fn expect_json_refusal(refused: reqwest::Response, what: &str) {
+    let status = refused.status();
+    assert!(status.is_client_error(), "{what}: gave {status}");
+    let kind = refused.headers().get("content-type").cloned();
+    assert_eq!(
+        kind.as_ref().and_then(|k| k.to_str().ok()),
+        Some("application/json"),
+        "{what}: {status} not in JSON"
+    );
+    let body: Value = refused.json().await.expect("a JSON body");
+    let message = body["error"].as_str().unwrap_or_default();
+    assert!(
+        !message.is_empty(),
+        "{what}: {status} without a message: {body}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -55,12 +55,12 @@ fn nickname<'de, D: serde::Deserializer<'de>>(from: D) -> Result<String, D::Erro
     let length = nickname.chars().count();
     if length == 0 || length > NICKNAME_MAX {
         return Err(D::Error::custom(format_args!(
-            "nickname: {length} characters, expected 1 to {NICKNAME_MAX}"
+            "a nickname of {length} characters, expected 1 to {NICKNAME_MAX}"
         )));
     }
     if nickname.contains('\0') {
         return Err(D::Error::custom(
-            "nickname: contains a NUL character, which text cannot hold",
+            "a nickname with a NUL character, which text cannot hold",
         ));
     }
     Ok(nickname)

@@ -29,7 +29,9 @@ pub async fn serve(app: Router, db: &gino_axum::Gino) -> Result<(), Box<dyn std:
 }
 
 /// `/users` (list, create) and `/users/{id}` (show, update, delete), every
-/// error in JSON ([`json_errors`]).
+/// error in JSON: axum's own refusals too (a malformed body or query, an
+/// unknown path, a method the path does not take), with their status and
+/// message.
 pub fn users_router() -> Router {
     Router::new()
         .route("/users", get(list).post(create))

@@ -848,10 +848,7 @@ async fn a_websocket_session_without_a_scope_borrows_per_statement() {
 async fn a_client_leaving_a_websocket_mid_transaction_rolls_it_back() {
     let (test, web, server, mut client) = ws_served(true).await;
     assert_eq!(ws_ask(&mut client, "tx").await, "in");
-    test.wait_for_sessions("the transaction is not open", |states| {
-        states.iter().any(|s| s.contains("transaction"))
-    })
-    .await;
+    test.wait_for_open_transaction().await;
     drop(client); // no closing handshake: the socket just goes
     expect_session_ended(&test, &web).await;
     assert!(!test.table_exists("ws_kept").await, "committed");
@@ -865,10 +862,7 @@ async fn a_client_leaving_a_websocket_mid_transaction_rolls_it_back() {
 async fn a_websocket_session_ending_inside_its_own_transaction_rolls_it_back() {
     let (test, web, server, mut client) = ws_served(true).await;
     assert_eq!(ws_ask(&mut client, "begin").await, "begun");
-    test.wait_for_sessions("the transaction is not open", |states| {
-        states.iter().any(|s| s.contains("transaction"))
-    })
-    .await;
+    test.wait_for_open_transaction().await;
     client.close(None).await.expect("close");
     expect_session_ended(&test, &web).await;
     assert!(!test.table_exists("ws_begun").await, "committed");

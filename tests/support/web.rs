@@ -97,9 +97,15 @@ impl WebTest {
     /// Waits until no session of the app is inside a transaction.
     pub async fn assert_no_open_transaction(&self) {
         self.wait_for_sessions("sessions still in a transaction", |states| {
-            !states.iter().any(|s| s.contains("transaction"))
+            !any_in_transaction(states)
         })
         .await
+    }
+
+    /// Waits until a session of the app is inside a transaction.
+    pub async fn wait_for_open_transaction(&self) {
+        self.wait_for_sessions("no session in a transaction", any_in_transaction)
+            .await
     }
 
     /// Waits until the app has no session left.
@@ -358,4 +364,10 @@ pub async fn expect_a_streamed_body_held_through_shutdown<F>(
     })
     .await;
     test.assert_all_closed().await;
+}
+
+/// Whether a session is inside a transaction (`idle in transaction`, or
+/// `idle in transaction (aborted)`), by `pg_stat_activity.state`.
+fn any_in_transaction(states: &[String]) -> bool {
+    states.iter().any(|s| s.contains("transaction"))
 }

@@ -8,7 +8,7 @@
 //! `PORT` picks the port.
 
 use actix_web::dev::ServiceResponse;
-use actix_web::http::header::CONTENT_TYPE;
+use actix_web::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers};
 use actix_web::{App, HttpResponse, HttpServer, web};
 use gino::prelude::*;
@@ -48,7 +48,7 @@ async fn delete(id: web::Path<i32>) -> Result<HttpResponse, Error> {
 
 /// The framework's own error answers (a body, query or path its extractors
 /// refused, an unknown path) in JSON, as gino's are: the error's message
-/// becomes `{"error": "..."}`, its status stays. An answer already in JSON
+/// becomes `{"error": "..."}`, its status and other headers stay. An answer already in JSON
 /// (gino's) passes as it is.
 fn json_error<B>(answer: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerResponse<B>> {
     let is_json = answer
@@ -63,8 +63,15 @@ fn json_error<B>(answer: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerRe
         Some(error) => error.to_string(),
         None => status.canonical_reason().unwrap_or("error").to_owned(),
     };
-    let (request, _) = answer.into_parts();
-    let json = HttpResponse::build(status)
+    let (request, refusal) = answer.into_parts();
+    let mut json = HttpResponse::build(status);
+    // Its other headers stay: a 405's `Allow`, say.
+    for (name, value) in refusal.headers() {
+        if name != CONTENT_TYPE && name != CONTENT_LENGTH {
+            json.append_header((name.clone(), value.clone()));
+        }
+    }
+    let json = json
         .content_type(ErrorResponse::CONTENT_TYPE)
         .body(error_body(&message));
     Ok(ErrorHandlerResponse::Response(
@@ -87,11 +94,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .app_data(web::Data::new(db.clone()))
                 .wrap(db.middleware())
                 .wrap(ErrorHandlers::new().default_handler(json_error))
-                .route("/users", web::get().to(list))
-                .route("/users", web::post().to(create))
-                .route("/users/{id}", web::get().to(show))
-                .route("/users/{id}", web::patch().to(update))
-                .route("/users/{id}", web::delete().to(delete))
+                // Resources, so that a method a path does not take is a 405.
+                .service(web::resource("/users").get(list).post(create))
+                .service(
+                    web::resource("/users/{id}")
+                        .get(show)
+                        .patch(update)
+                        .delete(delete),
+                )
         }
     })
     .bind(("127.0.0.1", users::port()))?;

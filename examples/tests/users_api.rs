@@ -255,6 +255,18 @@ async fn drive(name: &str) {
         accepted.json::<Value>().await.unwrap()["nickname"],
         longest.as_str()
     );
+    // A method the API does not take: the client's error, in JSON, and
+    // where the framework answers 405 it says which methods are allowed.
+    let refused = client.put(app.url("/users")).send().await.unwrap();
+    if refused.status() == 405 {
+        let allow = refused.headers().get("allow").map(|a| a.to_str().unwrap());
+        assert_eq!(
+            allow.map(|a| a.contains("POST")),
+            Some(true),
+            "{name}: 405's Allow"
+        );
+    }
+    expect_json_refusal(refused, &format!("{name}: PUT /users")).await;
     // Paths and queries no user can match: the client's error, never 500.
     for path in [
         "/users?limit=-1",

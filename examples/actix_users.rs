@@ -14,7 +14,7 @@ use actix_web::{App, HttpResponse, HttpServer, web};
 use gino::prelude::*;
 use gino::web::ErrorResponse;
 use gino_actix::Error;
-use gino_examples::users::{self, DB, NicknameBody, Page, User, error_body};
+use gino_examples::users::{self, DB, NicknameBody, Page, User, is_json, refusal_body};
 
 async fn list(page: web::Query<Page>) -> Result<web::Json<Vec<User>>, Error> {
     Ok(web::Json(page.load().await?))
@@ -48,21 +48,19 @@ async fn delete(id: web::Path<i32>) -> Result<HttpResponse, Error> {
 
 /// The framework's own error answers (a body, query or path its extractors
 /// refused, an unknown path) in JSON, as gino's are: the error's message
-/// becomes `{"error": "..."}`, its status and other headers stay. An answer already in JSON
-/// (gino's) passes as it is.
+/// becomes `{"error": "..."}`, its status and other headers stay. An
+/// answer already in JSON (gino's) passes as it is.
 fn json_error<B>(answer: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerResponse<B>> {
-    let is_json = answer
+    let json = answer
         .headers()
         .get(CONTENT_TYPE)
-        .is_some_and(|kind| kind.as_bytes() == ErrorResponse::CONTENT_TYPE.as_bytes());
-    if is_json {
+        .is_some_and(|kind| is_json(kind.as_bytes()));
+    if json {
         return Ok(ErrorHandlerResponse::Response(answer.map_into_left_body()));
     }
     let status = answer.status();
-    let message = match answer.response().error() {
-        Some(error) => error.to_string(),
-        None => status.canonical_reason().unwrap_or("error").to_owned(),
-    };
+    let message = answer.response().error().map(ToString::to_string);
+    let body = refusal_body(&message.unwrap_or_default(), status.canonical_reason());
     let (request, refusal) = answer.into_parts();
     let mut json = HttpResponse::build(status);
     // Its other headers stay: a 405's `Allow`, say.
@@ -71,9 +69,7 @@ fn json_error<B>(answer: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerRe
             json.append_header((name.clone(), value.clone()));
         }
     }
-    let json = json
-        .content_type(ErrorResponse::CONTENT_TYPE)
-        .body(error_body(&message));
+    let json = json.content_type(ErrorResponse::CONTENT_TYPE).body(body);
     Ok(ErrorHandlerResponse::Response(
         ServiceResponse::new(request, json).map_into_right_body(),
     ))

@@ -14,7 +14,7 @@ use gino::prelude::*;
 use gino::web::ErrorResponse;
 use gino_axum::Error;
 
-use crate::users::{NicknameBody, Page, User, error_body};
+use crate::users::{NicknameBody, Page, User, is_json, refusal_body};
 
 /// Serves `app` on `PORT` until Ctrl-C or SIGTERM, printing the
 /// `listening on` line, then closes `db` after the requests in flight.
@@ -46,11 +46,11 @@ pub fn users_router() -> Router {
 /// An answer already in JSON (gino's, a handler's) passes as it is.
 async fn json_errors(response: Response) -> Response {
     let status = response.status();
-    let is_json = response
+    let json = response
         .headers()
         .get(CONTENT_TYPE)
-        .is_some_and(|kind| kind.as_bytes() == ErrorResponse::CONTENT_TYPE.as_bytes());
-    if is_json || !(status.is_client_error() || status.is_server_error()) {
+        .is_some_and(|kind| is_json(kind.as_bytes()));
+    if json || !(status.is_client_error() || status.is_server_error()) {
         return response;
     }
     let (mut parts, body) = response.into_parts();
@@ -59,17 +59,13 @@ async fn json_errors(response: Response) -> Response {
     let text = axum::body::to_bytes(body, 64 * 1024)
         .await
         .unwrap_or_default();
-    let text = String::from_utf8_lossy(&text);
-    let message = match text.trim() {
-        "" => status.canonical_reason().unwrap_or("error"),
-        text => text,
-    };
+    let body = refusal_body(&String::from_utf8_lossy(&text), status.canonical_reason());
     parts.headers.remove(CONTENT_LENGTH);
     parts.headers.insert(
         CONTENT_TYPE,
         HeaderValue::from_static(ErrorResponse::CONTENT_TYPE),
     );
-    Response::from_parts(parts, Body::from(error_body(message)))
+    Response::from_parts(parts, Body::from(body))
 }
 
 /// A path the API does not have.

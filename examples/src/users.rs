@@ -118,6 +118,42 @@ pub fn error_body(message: &str) -> String {
     serde_json::json!({ "error": message }).to_string()
 }
 
+/// The [`error_body`] of an answer the framework made itself: its
+/// message, or the status's `reason` when the message is empty (an
+/// unknown path's 404 has no body).
+///
+/// ```
+/// use gino_examples::users::refusal_body;
+/// assert_eq!(refusal_body(" bad query\n", Some("Bad Request")), r#"{"error":"bad query"}"#);
+/// assert_eq!(refusal_body("", Some("Not Found")), r#"{"error":"Not Found"}"#);
+/// ```
+pub fn refusal_body(message: &str, reason: Option<&str>) -> String {
+    match message.trim() {
+        "" => error_body(reason.unwrap_or("error")),
+        message => error_body(message),
+    }
+}
+
+/// Whether a `Content-Type` value is JSON, whatever its parameters and
+/// case: an answer already in JSON (gino's, a handler's) passes the
+/// examples' rewriting of errors as it is.
+///
+/// ```
+/// use gino_examples::users::is_json;
+/// assert!(is_json(b"application/json"));
+/// assert!(is_json(b"Application/JSON; charset=utf-8"));
+/// assert!(!is_json(b"text/plain; charset=utf-8"));
+/// ```
+pub fn is_json(content_type: &[u8]) -> bool {
+    let essence = content_type
+        .split(|&b| b == b';')
+        .next()
+        .unwrap_or_default();
+    essence
+        .trim_ascii()
+        .eq_ignore_ascii_case(b"application/json")
+}
+
 /// The TCP port from `PORT`, 8000 by default.
 pub fn port() -> u16 {
     std::env::var("PORT")

@@ -234,6 +234,19 @@ async fn drive(name: &str) {
             .unwrap();
         expect_json_refusal(refused, &format!("{name}: POST {content_type} {body:?}")).await;
     }
+    // A body past every framework's limit (axum's and actix's 2 MiB,
+    // rocket's 1 MiB for JSON): 413, in JSON. A client of its own, since
+    // the server closes a connection whose body it did not read, and a
+    // pooled one would be reused for the next request as it closes.
+    let huge = json!({ "nickname": "x".repeat(3 << 20) });
+    let refused = reqwest::Client::new()
+        .post(app.url("/users"))
+        .json(&huge)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 413, "{name}: a body of 3 MiB");
+    expect_json_refusal(refused, &format!("{name}: POST of 3 MiB")).await;
     let unchanged: Value = app.get_json(&client, &format!("/users/{id}")).await;
     assert_eq!(
         unchanged["nickname"], "fantix (member)",

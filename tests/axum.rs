@@ -846,13 +846,8 @@ async fn a_websocket_session_without_a_scope_borrows_per_statement() {
 /// counting as in flight.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_leaving_a_websocket_mid_transaction_rolls_it_back() {
-    let (test, web, server, mut client) = ws_served(true).await;
-    assert_eq!(ws_ask(&mut client, "tx").await, "in");
-    test.wait_for_open_transaction().await;
-    drop(client); // no closing handshake: the socket just goes
-    expect_session_ended(&test, &web).await;
-    assert!(!test.table_exists("ws_kept").await, "committed");
-    server.stop().await;
+    // No closing handshake: the socket just goes.
+    expect_rolled_back_when_left(("tx", "in"), "ws_kept", false).await;
 }
 
 /// A session that ends normally (the client closes) with a transaction it
@@ -860,11 +855,23 @@ async fn a_client_leaving_a_websocket_mid_transaction_rolls_it_back() {
 /// request's end does, and the connection goes back clean.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_websocket_session_ending_inside_its_own_transaction_rolls_it_back() {
+    expect_rolled_back_when_left(("begin", "begun"), "ws_begun", true).await;
+}
+
+/// A scoped session asked `ask.0` (answered `ask.1`) is inside a
+/// transaction that created `table`; the client then leaves, with a
+/// closing handshake (`close`) or without. The transaction rolls back and
+/// the session ends clean.
+async fn expect_rolled_back_when_left(ask: (&str, &str), table: &str, close: bool) {
     let (test, web, server, mut client) = ws_served(true).await;
-    assert_eq!(ws_ask(&mut client, "begin").await, "begun");
+    assert_eq!(ws_ask(&mut client, ask.0).await, ask.1);
     test.wait_for_open_transaction().await;
-    client.close(None).await.expect("close");
+    if close {
+        client.close(None).await.expect("close");
+    } else {
+        drop(client);
+    }
     expect_session_ended(&test, &web).await;
-    assert!(!test.table_exists("ws_begun").await, "committed");
+    assert!(!test.table_exists(table).await, "committed");
     server.stop().await;
 }

@@ -722,42 +722,37 @@ fn parse_kwargs(variable: &str, text: &str) -> Result<Vec<(String, String)>> {
         if key.is_empty() {
             return Err(bad("got `=` without a key"));
         }
-        let after = after.trim_start();
-        let mut value = String::new();
-        let mut chars = after.char_indices();
-        let quoted = after.starts_with('\'');
-        if quoted {
-            chars.next();
-        }
-        let mut end = None;
-        while let Some((at, c)) = chars.next() {
-            match c {
-                '\\' => match chars.next() {
-                    Some((_, escaped)) => value.push(escaped),
-                    None => return Err(bad(&format!("the value of `{key}` ends in `\\`"))),
-                },
-                '\'' if quoted => {
-                    end = Some(at + 1);
-                    break;
-                }
-                c if c.is_whitespace() && !quoted => {
-                    end = Some(at);
-                    break;
-                }
-                c => value.push(c),
-            }
-        }
-        let end = match end {
-            Some(end) => end,
-            None if quoted => {
-                return Err(bad(&format!("the quote of `{key}`'s value is not closed")));
-            }
-            None => after.len(),
-        };
+        let (value, after) = conninfo_value(after.trim_start())
+            .map_err(|problem| bad(&format!("the value of `{key}` {problem}")))?;
         pairs.push((key.to_owned(), value));
-        rest = after[end..].trim_start();
+        rest = after.trim_start();
     }
     Ok(pairs)
+}
+
+/// The value of a `key=value` pair at the start of `text`, as libpq reads
+/// it: up to white space, or single-quoted; `\` takes the next character
+/// as it is. The value and the text after it, or what is wrong with it.
+fn conninfo_value(text: &str) -> std::result::Result<(String, &str), &'static str> {
+    let (quoted, body) = match text.strip_prefix('\'') {
+        Some(body) => (true, body),
+        None => (false, text),
+    };
+    let mut value = String::new();
+    let mut chars = body.char_indices();
+    while let Some((at, c)) = chars.next() {
+        match c {
+            '\\' => value.push(chars.next().ok_or("ends in `\\`")?.1),
+            '\'' if quoted => return Ok((value, &body[at + 1..])),
+            c if c.is_whitespace() && !quoted => return Ok((value, &body[at..])),
+            c => value.push(c),
+        }
+    }
+    if quoted {
+        Err("has a quote that is not closed")
+    } else {
+        Ok((value, ""))
+    }
 }
 
 /// `kwargs`: a map of engine options (values of any scalar type), or the

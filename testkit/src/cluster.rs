@@ -11,6 +11,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 const BINARIES: [&str; 3] = ["initdb", "pg_ctl", "postgres"];
@@ -573,17 +574,30 @@ fn user_exists(user: &str) -> bool {
         .is_ok_and(|status| status.success())
 }
 
+/// A new directory of this process under the temporary directory, for a
+/// cluster's or PgBouncer's files. Named by the process, the time and a
+/// count of the process's directories: two threads of one process that
+/// read the same time (a coarse clock, as some virtual machines have)
+/// still get two directories, and a name taken already (a leftover of a
+/// process with the same pid) is passed over for the next.
 pub(crate) fn create_base_dir() -> Result<PathBuf, String> {
+    static MADE: AtomicU64 = AtomicU64::new(0);
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
-    let base = env::temp_dir().join(format!(
-        "gino-testkit-{}-{}",
-        std::process::id(),
-        crate::base36(nanos)
-    ));
-    fs::create_dir(&base).map_err(|e| format!("could not create {}: {e}", base.display()))?;
-    Ok(base)
+    loop {
+        let base = env::temp_dir().join(format!(
+            "gino-testkit-{}-{}-{}",
+            std::process::id(),
+            crate::base36(nanos),
+            MADE.fetch_add(1, Ordering::Relaxed)
+        ));
+        match fs::create_dir(&base) {
+            Ok(()) => return Ok(base),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(format!("could not create {}: {e}", base.display())),
+        }
+    }
 }
 
 pub(crate) fn free_port() -> Result<u16, String> {

@@ -4,7 +4,6 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
 
@@ -47,19 +46,13 @@ impl TestCa {
     /// A new authority named `name`; its files live in a directory of its
     /// own, removed when it is dropped.
     pub fn new(name: &str) -> TestCa {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
         let key = KeyPair::generate().expect("generate a CA key");
         let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
         params.distinguished_name.push(DnType::CommonName, name);
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         let cert = params.self_signed(&key).expect("self-sign the CA");
-        let dir = std::env::temp_dir().join(format!(
-            "gino-testkit-ca-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        fs::create_dir_all(&dir).expect("create the CA's directory");
+        let dir = crate::cluster::create_base_dir().expect("the CA's directory");
         // A CA held by a static is never dropped.
         if let Err(e) = crate::cluster::after_exit(":", &dir) {
             eprintln!("gino-testkit: {e}; {} stays behind", dir.display());

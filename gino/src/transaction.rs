@@ -350,12 +350,16 @@ impl Transaction {
     /// # gino_testkit::doc::run(demo);
     /// ```
     ///
-    /// The exit is settled by this call, not by the error reaching the end
-    /// of the block: GINO's exit is an exception `except Exception` cannot
-    /// catch, and a Rust error can always be dropped. So propagate it. A
-    /// block that drops it (`let _ = tx.raise_commit();`) runs on inside
-    /// the level, and the level still ends as asked when the block returns,
-    /// whatever the block returns.
+    /// Propagate the error: GINO's exit is an exception `except Exception`
+    /// cannot catch, but a Rust error can always be dropped. A block that
+    /// drops it (`let _ = tx.raise_commit();`) runs on inside the level,
+    /// and the level still ends as asked when the block returns `Ok`, or an
+    /// error gino cannot look into (one of the app's own types, taken as
+    /// the exit passed on through it). When the block returns another
+    /// error of gino's own ([`Error`], or a boxed `dyn Error` holding
+    /// something other than the exit), that error wins, as another
+    /// exception does in GINO: this level and the levels the exit ends roll
+    /// back, and the call returns the error.
     pub fn raise_commit(&self) -> Result<Infallible> {
         self.request_exit(true, Box::new(()))
     }
@@ -641,7 +645,7 @@ where
     B: TxBody,
     B::Future: Future<Output = Result<T, E>>,
     T: 'static,
-    E: From<Error>,
+    E: From<Error> + 'static,
 {
     let on = origin.connection(false, &options).await?;
     let tx = Transaction::begin(on, options, true, Transaction::current()).await?;
@@ -666,6 +670,13 @@ where
     };
     let output = match (result, tx.take_exit()) {
         (Ok(value), Some(exit)) => tx.finish(exit.commit).await.map(|_| value).map_err(E::from),
+        (Err(e), Some(_)) if supersedes_exit(&e) => {
+            // GINO's context manager lets another exception through and
+            // rolls back: the exit was dropped and this error is the
+            // block's answer.
+            end_failed(&tx, false).await;
+            Err(e)
+        }
         (Err(_), Some(exit)) => match exit.value.downcast::<T>() {
             Ok(value) => tx
                 .finish(exit.commit)
@@ -685,21 +696,46 @@ where
         },
         (Ok(value), None) => tx.finish(true).await.map(|_| value).map_err(E::from),
         (Err(e), None) => {
-            let commit = tx.ancestor_exit_commits().unwrap_or(false);
-            // The block's error is what the caller needs; a failure to end
-            // the level is secondary (the connection is cleaned on release),
-            // but not silent.
-            if let Err(ending) = tx.finish(commit).await {
-                tracing::warn!(
-                    target: "gino",
-                    "a managed transaction whose block failed could not be ended: {ending}"
-                );
-            }
+            let commit = !supersedes_exit(&e) && tx.ancestor_exit_commits().unwrap_or(false);
+            end_failed(&tx, commit).await;
             Err(e)
         }
     };
     guard.0 = None;
     output
+}
+
+/// Ends a level whose block failed. The block's error is what the caller
+/// needs; a failure to end the level is secondary (the connection is
+/// cleaned on release), but not silent.
+async fn end_failed(tx: &Transaction, commit: bool) {
+    if let Err(ending) = tx.finish(commit).await {
+        tracing::warn!(
+            target: "gino",
+            "a managed transaction whose block failed could not be ended: {ending}"
+        );
+    }
+}
+
+/// Whether a block's error is certainly not the [`Error::EarlyExit`] of a
+/// `raise_*` call, so that it wins over an exit the block dropped. gino can
+/// look into its own [`Error`] and a boxed `dyn Error`; an error of any
+/// other type is taken as the exit propagated through it.
+fn supersedes_exit<E: 'static>(error: &E) -> bool {
+    let error = error as &dyn Any;
+    let boxed = |b: &(dyn std::error::Error + 'static)| {
+        b.downcast_ref::<Error>()
+            .is_none_or(|e| !matches!(e, Error::EarlyExit))
+    };
+    if let Some(e) = error.downcast_ref::<Error>() {
+        !matches!(e, Error::EarlyExit)
+    } else if let Some(b) = error.downcast_ref::<Box<dyn std::error::Error + Send + Sync>>() {
+        boxed(b.as_ref())
+    } else if let Some(b) = error.downcast_ref::<Box<dyn std::error::Error>>() {
+        boxed(b.as_ref())
+    } else {
+        false
+    }
 }
 
 /// The option setters of [`ManagedTransaction`] and [`Begin`], which both
@@ -834,7 +870,7 @@ where
     B: TxBody + Send + 'a,
     B::Future: Future<Output = Result<T, E>> + Send + 'a,
     T: Send + 'static,
-    E: From<Error> + Send + 'a,
+    E: From<Error> + Send + 'static,
 {
     type Output = Result<T, E>;
     type IntoFuture = Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'a>>;

@@ -621,6 +621,67 @@ async fn an_early_exit_propagates_through_an_app_error_and_a_dropped_one_still_e
     assert!(e.current_connection().is_none());
 }
 
+/// An exit the block dropped gives way to another error gino can look
+/// into, as another exception does in GINO's context manager: the levels
+/// roll back and the caller gets that error, not the exit's commit.
+#[tokio::test]
+async fn a_dropped_exit_gives_way_to_another_error_of_gino_and_nothing_is_committed() {
+    let (s, other) = items_setup(EngineOptions::new()).await;
+    let e = &s.engine;
+
+    let run = e
+        .transaction(async {
+            add(e, "failed after a dropped exit").await?;
+            let _ = Transaction::current().unwrap().raise_commit();
+            e.status(diesel::sql_query("SELECT * FROM no_such_table"))
+                .await?;
+            Ok::<_, Error>(())
+        })
+        .await;
+    assert!(matches!(run, Err(Error::Database(..))), "{run:?}");
+
+    let run: Result<i32, Box<dyn std::error::Error + Send + Sync>> = e
+        .transaction(async {
+            add(e, "refused after a dropped exit").await?;
+            let _ = Transaction::current().unwrap().raise_commit_with(1);
+            Err("refused".into())
+        })
+        .await;
+    assert_eq!(run.unwrap_err().to_string(), "refused");
+
+    // The exit of the outer level is dropped in the inner block, which then
+    // fails: both levels roll back, and the error reaches the caller.
+    let run = e
+        .transaction_with(|outer| async move {
+            add(e, "outer").await?;
+            e.transaction(async {
+                add(e, "inner").await?;
+                let _ = outer.raise_commit();
+                Err::<(), _>(Error::Configuration("refused inside".to_owned()))
+            })
+            .await?;
+            Ok(())
+        })
+        .await;
+    assert!(
+        matches!(&run, Err(Error::Configuration(m)) if m == "refused inside"),
+        "{run:?}"
+    );
+    assert!(names(&other).await.is_empty(), "nothing committed");
+
+    // A boxed exit is still the exit.
+    let run: Result<(), Box<dyn std::error::Error + Send + Sync>> = e
+        .transaction(async {
+            add(e, "committed").await?;
+            Transaction::current().unwrap().raise_commit()?;
+            unreachable!("raise_commit returns Err")
+        })
+        .await;
+    assert!(run.is_ok(), "{run:?}");
+    assert_eq!(names(&other).await, ["committed"]);
+    assert!(e.current_connection().is_none());
+}
+
 #[tokio::test]
 async fn raise_with_a_value_returns_it_and_a_mismatched_type_is_misuse() {
     let (s, other) = items_setup(EngineOptions::new()).await;

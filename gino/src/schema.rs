@@ -277,8 +277,20 @@ async fn run_in_transaction(bind: Bind<'_>, statements: Vec<String>) -> Result<(
     }
 }
 
+/// The advisory lock every schema change of gino holds for its
+/// transaction: PostgreSQL's `IF NOT EXISTS` / `IF EXISTS` are not safe
+/// against a concurrent twin (two instances of an app starting at once, each
+/// running `create_all`, would both find a table missing and one would fail
+/// on the catalog's unique index), so the second waits for the first to
+/// commit and then finds everything in place. An arbitrary, fixed key.
+const SCHEMA_LOCK_KEY: i64 = 0x0067_696e_6f64_646c; // "ginoddl"
+
 async fn execute(on: Bind<'_>, statements: Vec<String>) -> Result<()> {
-    for sql in statements {
+    if statements.is_empty() {
+        return Ok(());
+    }
+    let lock = format!("SELECT pg_advisory_xact_lock({SCHEMA_LOCK_KEY})");
+    for sql in std::iter::once(lock).chain(statements) {
         Executor::new(diesel::sql_query(sql), on).status().await?;
     }
     Ok(())
@@ -289,6 +301,11 @@ impl Gino {
     /// their enum types, constraints and indexes, referenced tables first;
     /// GINO's `db.gino.create_all()`. Skips what exists unless
     /// [`checkfirst(false)`](SchemaOp::checkfirst).
+    ///
+    /// Schema changes of gino wait for each other (a transaction-level
+    /// advisory lock), so instances of an app that start at once and each
+    /// run `create_all` do not collide: the later ones find the tables in
+    /// place.
     ///
     /// `create_all` creates what is missing but never alters what exists;
     /// for a schema that evolves, use migrations instead

@@ -611,6 +611,44 @@ async fn checkfirst_is_idempotent_and_without_it_nothing_is_half_done() {
     CHECKFIRST_DB.drop_all().await.unwrap();
 }
 
+static RACE_PARENT: TableMeta = TableMeta {
+    indexes: &[IndexMeta {
+        name: "race_parent_label",
+        keys: &[IndexKey::Column("label")],
+        unique: false,
+    }],
+    ..table("race_parent", &[id(), col("label", "text")], &["id"])
+};
+static RACE_CHILD: TableMeta = TableMeta {
+    foreign_keys: &[fk(&["parent_id"], "race_parent")],
+    ..table("race_child", &[id(), col("parent_id", "integer")], &["id"])
+};
+models!(RACE_DB: RACE_PARENT, RACE_CHILD);
+
+/// Instances of an app starting at once each run `create_all` (and tests
+/// `drop_all`): PostgreSQL's `IF NOT EXISTS` alone lets two of them find a
+/// table missing and the later one fail on the catalog's unique index.
+#[tokio::test]
+async fn concurrent_create_all_and_drop_all_wait_for_each_other() {
+    let s = bound(&RACE_DB).await;
+    for round in 0..5 {
+        let created =
+            futures_util::future::join_all((0..6).map(|_| RACE_DB.create_all().into_future()))
+                .await;
+        for result in created {
+            result.unwrap_or_else(|e| panic!("create_all of round {round}: {e}"));
+        }
+        assert_eq!(tables(&s.engine).await, ["race_child", "race_parent"]);
+        let dropped =
+            futures_util::future::join_all((0..6).map(|_| RACE_DB.drop_all().into_future())).await;
+        for result in dropped {
+            result.unwrap_or_else(|e| panic!("drop_all of round {round}: {e}"));
+        }
+        assert!(tables(&s.engine).await.is_empty());
+    }
+    common::assert_pool_clean(&s.engine).await;
+}
+
 static LONELY: TableMeta = table("lonely", &[id()], &["id"]);
 static OTHER: TableMeta = table("other", &[id()], &["id"]);
 models!(TABLES_DB: LONELY, OTHER);

@@ -649,6 +649,43 @@ async fn concurrent_create_all_and_drop_all_wait_for_each_other() {
     common::assert_pool_clean(&s.engine).await;
 }
 
+static WAITED: TableMeta = table("waited", &[id()], &["id"]);
+models!(WAIT_DB: WAITED);
+
+/// A schema change waits for one in progress, and one given up on while it
+/// waits leaves nothing behind: no session still waiting for the lock, no
+/// connection in a transaction.
+#[tokio::test]
+async fn a_schema_change_waits_for_one_in_progress_and_can_be_given_up_on() {
+    let s = bound(&WAIT_DB).await;
+    let holder = s.engine.acquire().reusable(false).await.unwrap();
+    let tx = holder.begin().await.unwrap();
+    // Holds the lock until `tx` ends.
+    WAIT_DB.create_all().bind(&holder).await.unwrap();
+
+    // pg_stat_activity is read once per transaction: ask from outside it.
+    let other = common::observer(&s).await;
+    let waiting = tokio::spawn(WAIT_DB.drop_all().into_future());
+    common::eventually("drop_all waits for the open create_all", || async {
+        common::sessions_running(&other, "pg_advisory_xact_lock").await == 1
+    })
+    .await;
+    assert!(!waiting.is_finished());
+    waiting.abort();
+    assert!(waiting.await.unwrap_err().is_cancelled());
+    common::eventually("the abandoned drop_all stops waiting", || async {
+        common::sessions_running(&other, "pg_advisory_xact_lock").await == 0
+    })
+    .await;
+
+    tx.commit().await.unwrap();
+    holder.release().await.unwrap();
+    assert_eq!(tables(&s.engine).await, ["waited"]);
+    WAIT_DB.drop_all().await.unwrap();
+    assert!(tables(&s.engine).await.is_empty());
+    common::assert_pool_clean(&s.engine).await;
+}
+
 static LONELY: TableMeta = table("lonely", &[id()], &["id"]);
 static OTHER: TableMeta = table("other", &[id()], &["id"]);
 models!(TABLES_DB: LONELY, OTHER);

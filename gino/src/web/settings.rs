@@ -263,7 +263,9 @@ impl Settings {
     ];
 
     /// The settings from `DB_*` environment variables over the defaults.
-    /// A malformed value is an error naming the variable.
+    /// A malformed value is an error naming the variable, and so is one
+    /// that the query of `DB_DSN` or `DB_KWARGS` contradicts (even one
+    /// given at its default value: give each setting in one place).
     ///
     /// ```no_run
     /// let settings = gino::web::Settings::from_env()?;
@@ -388,7 +390,8 @@ impl Settings {
         if let Some(v) = get("DB_KWARGS") {
             s.kwargs = parse_kwargs("DB_KWARGS", &v)?;
         }
-        s.validate()?;
+        // A variable given here counts as set even at its default value.
+        s.check(&|variable: &str| get(variable).is_some())?;
         Ok(s)
     }
 
@@ -402,19 +405,26 @@ impl Settings {
     /// assert!(settings.validate().is_err());
     /// ```
     pub fn validate(&self) -> Result<()> {
+        self.check(&|_: &str| false)
+    }
+
+    /// [`validate`](Self::validate), with `given` telling which `DB_*`
+    /// variables were set, so that one set to its default value still
+    /// clashes with a DSN or `kwargs` that says otherwise.
+    fn check(&self, given: &dyn Fn(&str) -> bool) -> Result<()> {
         check_pool_sizes(
             ("DB_POOL_MIN_SIZE", self.pool_min_size),
             ("DB_POOL_MAX_SIZE", self.pool_max_size),
         )?;
         self.engine_options()?;
-        self.check_agrees("DB_KWARGS", &self.kwargs)?;
+        self.check_agrees("DB_KWARGS", &self.kwargs, given)?;
         // A DSN that does not parse fails where it is used, with its own
         // message.
         let dsn = match self.dsn.as_deref().map(str::parse::<DatabaseUrl>) {
             Some(Ok(dsn)) => dsn.params().to_vec(),
             _ => Vec::new(),
         };
-        self.check_agrees("DB_DSN", &dsn)?;
+        self.check_agrees("DB_DSN", &dsn, given)?;
         for (at, (key, value)) in self.kwargs.iter().enumerate() {
             let earlier = self.kwargs[..at].iter().map(|pair| ("DB_KWARGS", pair));
             let in_dsn = dsn.iter().map(|pair| ("DB_DSN", pair));
@@ -444,11 +454,17 @@ impl Settings {
     }
 
     /// A setting that engine options by name (the DSN's query, `kwargs`)
-    /// give too must say the same, unless it is at its default (then the
-    /// named option applies): with `DB_SSL=verify-full` beside
-    /// `?sslmode=disable`, which one applied would be an accident of order.
-    /// Compared by what each sets, as [`disagree`] compares two names.
-    fn check_agrees(&self, source: &str, named_options: &[(String, String)]) -> Result<()> {
+    /// give too must say the same, unless it was not `given` and is at its
+    /// default (then the named option applies): with `DB_SSL=verify-full`
+    /// beside `?sslmode=disable`, which one applied would be an accident
+    /// of order. Compared by what each sets, as [`disagree`] compares two
+    /// names.
+    fn check_agrees(
+        &self,
+        source: &str,
+        named_options: &[(String, String)],
+        given: &dyn Fn(&str) -> bool,
+    ) -> Result<()> {
         let ours = self.typed_options();
         let defaults = Settings::default().typed_options();
         for (key, value) in named_options {
@@ -468,7 +484,8 @@ impl Settings {
             else {
                 continue;
             };
-            let changed = defaults.named_value(key).is_some_and(|(_, d)| d != now);
+            let changed =
+                given(variable) || defaults.named_value(key).is_some_and(|(_, d)| d != now);
             if changed && theirs != now {
                 return Err(named(
                     variable,
@@ -1022,6 +1039,12 @@ mod tests {
             ("DB_SSL", "true"),
             ("DB_POOL_MAX_SIZE", "15"),
             ("DB_ACQUIRE_TIMEOUT", "1s"),
+            // Given, though at its default: it still says otherwise.
+            ("DB_ECHO", "off"),
+            (
+                "DB_POOL_MAX_SIZE",
+                &Settings::default().pool_max_size.to_string(),
+            ),
         ] {
             match from(&[("DB_DSN", dsn), (variable, value)]) {
                 Err(Error::Configuration(m)) => {
@@ -1030,6 +1053,16 @@ mod tests {
                 }
                 other => panic!("{variable}={value} beside {dsn}: {other:?}"),
             }
+        }
+        match from(&[
+            ("DB_KWARGS", "statement_cache=false"),
+            ("DB_STATEMENT_CACHE", "true"),
+        ]) {
+            Err(Error::Configuration(m)) => assert!(
+                m.contains("DB_STATEMENT_CACHE") && m.contains("DB_KWARGS says"),
+                "{m}"
+            ),
+            other => panic!("DB_STATEMENT_CACHE=true beside statement_cache=false: {other:?}"),
         }
         let mut typed = Settings {
             dsn: Some("postgres://h/d?sslrootcert=/ca.pem".into()),

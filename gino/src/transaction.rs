@@ -356,8 +356,8 @@ impl Transaction {
     /// and the level still ends as asked when the block returns `Ok`, or an
     /// error gino cannot look into (one of the app's own types, taken as
     /// the exit passed on through it). When the block returns another
-    /// error of gino's own ([`Error`], or a boxed `dyn Error` holding
-    /// something other than the exit), that error wins, as another
+    /// error of gino's own ([`Error`], or a `Box<dyn Error + Send + Sync>`
+    /// holding something other than the exit), that error wins, as another
     /// exception does in GINO: this level and the levels the exit ends roll
     /// back, and the call returns the error.
     pub fn raise_commit(&self) -> Result<Infallible> {
@@ -719,23 +719,16 @@ async fn end_failed(tx: &Transaction, commit: bool) {
 
 /// Whether a block's error is certainly not the [`Error::EarlyExit`] of a
 /// `raise_*` call, so that it wins over an exit the block dropped. gino can
-/// look into its own [`Error`] and a boxed `dyn Error`; an error of any
-/// other type is taken as the exit propagated through it.
+/// look into its own [`Error`] and a boxed `dyn Error + Send + Sync`; an
+/// error of any other type is taken as the exit propagated through it.
 fn supersedes_exit<E: 'static>(error: &E) -> bool {
     let error = error as &dyn Any;
-    let boxed = |b: &(dyn std::error::Error + 'static)| {
-        b.downcast_ref::<Error>()
-            .is_none_or(|e| !matches!(e, Error::EarlyExit))
-    };
     if let Some(e) = error.downcast_ref::<Error>() {
-        !matches!(e, Error::EarlyExit)
-    } else if let Some(b) = error.downcast_ref::<Box<dyn std::error::Error + Send + Sync>>() {
-        boxed(b.as_ref())
-    } else if let Some(b) = error.downcast_ref::<Box<dyn std::error::Error>>() {
-        boxed(b.as_ref())
-    } else {
-        false
+        return !matches!(e, Error::EarlyExit);
     }
+    error
+        .downcast_ref::<Box<dyn std::error::Error + Send + Sync>>()
+        .is_some_and(|boxed| !matches!(boxed.downcast_ref(), Some(Error::EarlyExit)))
 }
 
 /// The option setters of [`ManagedTransaction`] and [`Begin`], which both

@@ -669,6 +669,26 @@ async fn a_dropped_exit_gives_way_to_another_error_of_gino_and_nothing_is_commit
     );
     assert!(names(&other).await.is_empty(), "nothing committed");
 
+    // The same, but the outer block takes the inner level's error and
+    // returns Ok: the inner level rolled back (its error won over the
+    // exit it dropped), and the outer one commits as its exit asked.
+    let run = e
+        .transaction_with(|outer| async move {
+            add(e, "outer kept").await?;
+            let inner = e
+                .transaction(async {
+                    add(e, "inner gone").await?;
+                    let _ = outer.raise_commit();
+                    Err::<(), _>(Error::Configuration("refused inside".to_owned()))
+                })
+                .await;
+            assert!(matches!(inner, Err(Error::Configuration(_))), "{inner:?}");
+            Ok::<_, Error>(())
+        })
+        .await;
+    assert!(run.is_ok(), "{run:?}");
+    assert_eq!(names(&other).await, ["outer kept"]);
+
     // A boxed exit is still the exit.
     let run: Result<(), Box<dyn std::error::Error + Send + Sync>> = e
         .transaction(async {
@@ -678,7 +698,7 @@ async fn a_dropped_exit_gives_way_to_another_error_of_gino_and_nothing_is_commit
         })
         .await;
     assert!(run.is_ok(), "{run:?}");
-    assert_eq!(names(&other).await, ["committed"]);
+    assert_eq!(names(&other).await, ["outer kept", "committed"]);
     assert!(e.current_connection().is_none());
 }
 

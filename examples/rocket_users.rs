@@ -8,7 +8,8 @@
 //! `PORT` picks the port.
 
 use gino::prelude::*;
-use gino_examples::users::{self, DB, NicknameBody, Page, User, error_body};
+use gino::web::ErrorResponse;
+use gino_examples::users::{self, DB, NicknameBody, Page, User};
 use gino_rocket::Error;
 use rocket::fairing::AdHoc;
 use rocket::form::{Errors, error::ErrorKind};
@@ -27,7 +28,7 @@ enum ApiError {
 
 impl ApiError {
     fn refused(status: Status, message: &str) -> Self {
-        ApiError::Refused((status, RawJson(error_body(message))))
+        ApiError::Refused((status, RawJson(ErrorResponse::body_for(message))))
     }
 }
 
@@ -72,7 +73,10 @@ fn body<T>(body: Result<Json<T>, json::Error<'_>>) -> Result<T, ApiError> {
 /// JSON as the routes' are.
 #[catch(default)]
 fn json_error(status: Status, _: &Request<'_>) -> (Status, RawJson<String>) {
-    (status, RawJson(error_body(status.reason_lossy())))
+    (
+        status,
+        RawJson(ErrorResponse::body_for(status.reason_lossy())),
+    )
 }
 
 #[get("/users?<limit>&<offset>")]

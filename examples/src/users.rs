@@ -14,10 +14,10 @@
 //! Every error answers in JSON too, `{"error": "..."}`: gino's (404, 503,
 //! 500) and the framework's own, with its status and its message (400 or
 //! 422 for a malformed body or query, 413 for a body too large, 404 for an
-//! unknown path), made by [`error_body`].
+//! unknown path), made by [`ErrorResponse::body_for`].
 
 use gino::prelude::*;
-use gino::web::Settings;
+use gino::web::{ErrorResponse, Settings};
 use gino_testkit::TestDatabase;
 
 /// A user of the examples' API.
@@ -106,21 +106,9 @@ pub async fn settings() -> gino::Result<(Settings, Option<TestDatabase>)> {
     Ok((settings, Some(database)))
 }
 
-/// The JSON body of an error answer, `{"error": message}`: the shape of
-/// gino's own answers ([`gino::web::ErrorResponse`]), for the errors a
-/// framework answers itself (a malformed body, an unknown path).
-///
-/// ```
-/// let body = gino_examples::users::error_body("missing field `nickname`");
-/// assert_eq!(body, r#"{"error":"missing field `nickname`"}"#);
-/// ```
-pub fn error_body(message: &str) -> String {
-    serde_json::json!({ "error": message }).to_string()
-}
-
-/// The [`error_body`] of an answer the framework made itself: its
-/// message, or the status's `reason` when the message is empty (an
-/// unknown path's 404 has no body).
+/// The error body ([`ErrorResponse::body_for`]) of an answer the
+/// framework made itself: its message, or the status's `reason` when the
+/// message is empty (an unknown path's 404 has no body).
 ///
 /// ```
 /// use gino_examples::users::refusal_body;
@@ -129,8 +117,8 @@ pub fn error_body(message: &str) -> String {
 /// ```
 pub fn refusal_body(message: &str, reason: Option<&str>) -> String {
     match message.trim() {
-        "" => error_body(reason.unwrap_or("error")),
-        message => error_body(message),
+        "" => ErrorResponse::body_for(reason.unwrap_or("error")),
+        message => ErrorResponse::body_for(message),
     }
 }
 

@@ -104,7 +104,20 @@ impl ErrorResponse {
     /// assert_eq!(answer.body(), r#"{"error":"internal server error"}"#);
     /// ```
     pub fn body(&self) -> String {
-        format!(r#"{{"error":"{}"}}"#, self.message)
+        ErrorResponse::body_for(self.message)
+    }
+
+    /// An error body of this shape, `{"error": message}`, for the errors an
+    /// app or its framework answers itself (a malformed request body, an
+    /// unknown path), so that every error of the app reads alike.
+    ///
+    /// ```
+    /// use gino::web::ErrorResponse;
+    /// let body = ErrorResponse::body_for(r#"missing field "nickname""#);
+    /// assert_eq!(body, r#"{"error":"missing field \"nickname\""}"#);
+    /// ```
+    pub fn body_for(message: &str) -> String {
+        serde_json::json!({ "error": message }).to_string()
     }
 
     /// The body's media type, `application/json`.

@@ -70,6 +70,7 @@
 
 use std::collections::HashMap;
 use std::future::{Future, IntoFuture};
+use std::hash::Hash;
 use std::marker::PhantomData;
 use std::pin::Pin;
 
@@ -276,8 +277,39 @@ children_tuples!(A a 0 B b 1 C c 2 D d 3 E e 4 F f 5 G g 6);
 children_tuples!(A a 0 B b 1 C c 2 D d 3 E e 4 F f 5 G g 6 H h 7);
 
 /// Parents of type `P`, distinct by key, each with its children; see
-/// [`distinct`].
-pub struct Distinct<P, K>(K, PhantomData<fn() -> P>);
+/// [`distinct`] (by primary key) and [`distinct_by`] (by a key of your
+/// own).
+pub struct Distinct<P, K, D = PrimaryKey>(K, D, PhantomData<fn() -> P>);
+
+/// How a [`Distinct`] tells its parents apart: [`PrimaryKey`], or a
+/// function of the parent (`Fn(&P) -> key`, see [`distinct_by`]).
+pub trait ParentKey<P>: Send {
+    /// What two rows of the same parent have in common.
+    type Key: Eq + Hash;
+
+    /// The key of `parent`.
+    fn key_of(&self, parent: &P) -> Self::Key;
+}
+
+/// Parents told apart by their primary key: what [`distinct`] uses.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PrimaryKey;
+
+impl<P: Keyed> ParentKey<P> for PrimaryKey {
+    type Key = P::Key;
+
+    fn key_of(&self, parent: &P) -> P::Key {
+        parent.key()
+    }
+}
+
+impl<P, T: Eq + Hash, F: Fn(&P) -> T + Send> ParentKey<P> for F {
+    type Key = T;
+
+    fn key_of(&self, parent: &P) -> T {
+        self(parent)
+    }
+}
 
 /// GINO's `distinct` + `add_child`: rows `(P, children)` become one `(P,
 /// Vec<child>)` per distinct `P`, in order of first appearance (with a
@@ -307,15 +339,50 @@ pub struct Distinct<P, K>(K, PhantomData<fn() -> P>);
 /// # }
 /// ```
 pub fn distinct<P: Keyed, K: Children>(children: K) -> Distinct<P, K> {
-    Distinct(children, PhantomData)
+    Distinct(children, PrimaryKey, PhantomData)
 }
 
-impl<P: Keyed, K: Children> Distinct<P, K> {
+/// GINO's `distinct(*columns)` by columns of your choice: [`distinct`]
+/// with parents told apart by `key` instead of their primary key. For a
+/// model without a primary key, a parent that is not a model (a tuple, a
+/// struct of some columns), or parents that are one by other columns than
+/// their key (rows of a view, say). Rows with equal keys become one
+/// parent, the first of them.
+///
+/// ```
+/// # use gino::prelude::*;
+/// # #[derive(Model, Debug, Clone)]
+/// # #[gino(table = "members")]
+/// # pub struct Member { #[gino(primary_key)] pub id: i32 }
+/// # fn main() {
+/// use gino::loader::{Loader, child, distinct_by};
+/// // Members by team name, the parent being a plain `String`.
+/// let rows = vec![
+///     ("red".to_owned(), Some(Member { id: 10 })),
+///     ("blue".to_owned(), None),
+///     ("red".to_owned(), Some(Member { id: 11 })),
+/// ];
+/// let teams = distinct_by(|name: &String| name.clone(), child::<Member>()).load(rows);
+/// assert_eq!(teams.iter().map(|(name, m)| (name.as_str(), m.len())).collect::<Vec<_>>(),
+///            [("red", 2), ("blue", 0)]);
+/// # }
+/// ```
+pub fn distinct_by<P, T, F, K>(key: F, children: K) -> Distinct<P, K, F>
+where
+    P: Send + 'static,
+    T: Eq + Hash,
+    F: Fn(&P) -> T + Send,
+    K: Children,
+{
+    Distinct(children, key, PhantomData)
+}
+
+impl<P, K: Children, D: ParentKey<P>> Distinct<P, K, D> {
     fn group(&self, rows: impl Iterator<Item = (P, K::Row)>) -> Vec<(P, K::Collected)> {
         let mut order: Vec<(P, Vec<K::Row>)> = Vec::new();
-        let mut index: HashMap<P::Key, usize> = HashMap::new();
+        let mut index: HashMap<D::Key, usize> = HashMap::new();
         for (parent, row) in rows {
-            let at = *index.entry(parent.key()).or_insert_with(|| {
+            let at = *index.entry(self.1.key_of(&parent)).or_insert_with(|| {
                 order.push((parent, Vec::new()));
                 order.len() - 1
             });
@@ -331,7 +398,7 @@ impl<P: Keyed, K: Children> Distinct<P, K> {
     }
 }
 
-impl<P: Keyed, K: Children> Loader for Distinct<P, K> {
+impl<P: Send + 'static, K: Children, D: ParentKey<P>> Loader for Distinct<P, K, D> {
     type Row = (P, K::Row);
     type Output = (P, K::Collected);
 
@@ -340,7 +407,7 @@ impl<P: Keyed, K: Children> Loader for Distinct<P, K> {
     }
 }
 
-impl<P: Keyed, K: Children> Children for Distinct<P, K> {
+impl<P: Send + 'static, K: Children, D: ParentKey<P>> Children for Distinct<P, K, D> {
     type Row = (Option<P>, K::Row);
     type Collected = Vec<(P, K::Collected)>;
 

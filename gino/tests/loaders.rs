@@ -3,7 +3,7 @@
 mod common;
 
 use diesel::dsl::count;
-use gino::loader::{child, distinct, map, one, partial, select_in, value};
+use gino::loader::{child, distinct, distinct_by, map, one, partial, select_in, value};
 use gino::prelude::*;
 
 static DB: Gino = Gino::secondary();
@@ -77,6 +77,10 @@ type MentoredNames<'a> = (
 );
 /// A [`CompanyTree`] by ids.
 type Shape = (i32, Vec<(i32, Vec<i32>)>);
+/// A company with its members grouped by their team's name.
+type CompanyTeamNames = (Company, Vec<(String, Vec<Member>)>);
+/// A [`CompanyTeamNames`] by company id, team name and member ids.
+type NamedShape<'a> = (i32, Vec<(&'a str, Vec<i32>)>);
 
 /// Two companies (one without teams), three teams (one without members),
 /// members with mentors, and guild memberships.
@@ -173,6 +177,63 @@ async fn relationships_load_from_one_query() {
         shape,
         [
             (1, vec![(10, vec![100, 101]), (11, vec![102]), (12, vec![])]),
+            (2, vec![])
+        ]
+    );
+
+    // Parents told apart by columns of our choice (GINO's
+    // `distinct(*columns)`): the members of every team merged under their
+    // company's name, a parent that is no model.
+    let by_company: Vec<(String, Vec<Member>)> = companies::table
+        .inner_join(teams::table.inner_join(members::table))
+        .order_by((companies::name, members::id))
+        .select((companies::name, members::all_columns.nullable()))
+        .gino()
+        .bind(&DB)
+        .load(distinct_by(|name: &String| name.clone(), child::<Member>()))
+        .await
+        .unwrap();
+    let names: Vec<(&str, Vec<&str>)> = by_company
+        .iter()
+        .map(|(c, ms)| (c.as_str(), ms.iter().map(|m| m.name.as_str()).collect()))
+        .collect();
+    assert_eq!(names, [("acme", vec!["ann", "bob", "cid"])]);
+    // At an inner level, below a parent of the outer join: teams by name.
+    let teams_by_name: Vec<CompanyTeamNames> = companies::table
+        .left_join(teams::table.left_join(members::table))
+        .order_by((companies::id, teams::id, members::id))
+        .select((
+            Company::as_select(),
+            (teams::name.nullable(), members::all_columns.nullable()),
+        ))
+        .gino()
+        .bind(&DB)
+        .load(distinct::<Company, _>(distinct_by(
+            |name: &String| name.clone(),
+            child::<Member>(),
+        )))
+        .await
+        .unwrap();
+    let shape: Vec<NamedShape> = teams_by_name
+        .iter()
+        .map(|(c, ts)| {
+            let teams = ts
+                .iter()
+                .map(|(t, ms)| (t.as_str(), ms.iter().map(|m| m.id).collect()));
+            (c.id, teams.collect())
+        })
+        .collect();
+    assert_eq!(
+        shape,
+        [
+            (
+                1,
+                vec![
+                    ("red", vec![100, 101]),
+                    ("blue", vec![102]),
+                    ("idle", vec![])
+                ]
+            ),
             (2, vec![])
         ]
     );

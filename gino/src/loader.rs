@@ -68,7 +68,7 @@
 
 // Layer: above `model`; uses `model` (keys) and adds `Executor::load` to `executor`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::{Future, IntoFuture};
 use std::hash::Hash;
 use std::marker::PhantomData;
@@ -114,8 +114,42 @@ pub trait Children: Send {
     fn collect(&self, rows: Vec<Self::Row>) -> Self::Collected;
 }
 
-/// Leaf children: models of type `C`, distinct by key; see [`child`].
-pub struct Child<C>(PhantomData<fn() -> C>);
+/// How rows of one type are told apart: by [`PrimaryKey`] ([`distinct`],
+/// [`child`]), or by a function of the row (`Fn(&T) -> key`:
+/// [`distinct_by`], [`child_by`]).
+pub trait RowKey<T>: Send {
+    /// What two rows of the same parent, or two copies of one child, have
+    /// in common.
+    type Key: Eq + Hash;
+
+    /// The key of `row`.
+    fn key_of(&self, row: &T) -> Self::Key;
+}
+
+/// Rows told apart by their primary key: what [`distinct`] and [`child`]
+/// use.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PrimaryKey;
+
+impl<T: Keyed> RowKey<T> for PrimaryKey {
+    type Key = T::Key;
+
+    fn key_of(&self, row: &T) -> T::Key {
+        row.key()
+    }
+}
+
+impl<T, K: Eq + Hash, F: Fn(&T) -> K + Send> RowKey<T> for F {
+    type Key = K;
+
+    fn key_of(&self, row: &T) -> K {
+        self(row)
+    }
+}
+
+/// Leaf children of type `C`, distinct by key; see [`child`] and
+/// [`child_by`].
+pub struct Child<C, D = PrimaryKey>(D, PhantomData<fn() -> C>);
 
 /// Children that are models of type `C` (the last level of a [`distinct`]).
 ///
@@ -133,18 +167,43 @@ pub struct Child<C>(PhantomData<fn() -> C>);
 /// # }
 /// ```
 pub fn child<C: Keyed>() -> Child<C> {
-    Child(PhantomData)
+    Child(PrimaryKey, PhantomData)
 }
 
-impl<C: Keyed> Children for Child<C> {
+/// [`child`] with children told apart by `key` instead of a primary key:
+/// for a model without one (rows of an association table, of a view), or
+/// a child that is not a model. A child whose key came before is left out.
+///
+/// ```
+/// use gino::loader::{Loader, child_by, distinct_by};
+/// // Tags of posts, from rows (post, tag) where a second join repeated some.
+/// let rows = vec![
+///     (1, Some("rust".to_owned())),
+///     (1, Some("rust".to_owned())),
+///     (1, Some("sql".to_owned())),
+///     (2, None),
+/// ];
+/// let posts = distinct_by(|post: &i32| *post, child_by(|tag: &String| tag.clone())).load(rows);
+/// assert_eq!(posts, [(1, vec!["rust".to_owned(), "sql".to_owned()]), (2, vec![])]);
+/// ```
+pub fn child_by<C, T, F>(key: F) -> Child<C, F>
+where
+    C: Send + 'static,
+    T: Eq + Hash,
+    F: Fn(&C) -> T + Send,
+{
+    Child(key, PhantomData)
+}
+
+impl<C: Send + 'static, D: RowKey<C>> Children for Child<C, D> {
     type Row = Option<C>;
     type Collected = Vec<C>;
 
     fn collect(&self, rows: Vec<Option<C>>) -> Vec<C> {
-        let mut seen = HashMap::new();
+        let mut seen = HashSet::new();
         rows.into_iter()
             .flatten()
-            .filter(|c| seen.insert(c.key(), ()).is_none())
+            .filter(|c| seen.insert(self.0.key_of(c)))
             .collect()
     }
 }
@@ -281,36 +340,6 @@ children_tuples!(A a 0 B b 1 C c 2 D d 3 E e 4 F f 5 G g 6 H h 7);
 /// own).
 pub struct Distinct<P, K, D = PrimaryKey>(K, D, PhantomData<fn() -> P>);
 
-/// How a [`Distinct`] tells its parents apart: [`PrimaryKey`], or a
-/// function of the parent (`Fn(&P) -> key`, see [`distinct_by`]).
-pub trait ParentKey<P>: Send {
-    /// What two rows of the same parent have in common.
-    type Key: Eq + Hash;
-
-    /// The key of `parent`.
-    fn key_of(&self, parent: &P) -> Self::Key;
-}
-
-/// Parents told apart by their primary key: what [`distinct`] uses.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct PrimaryKey;
-
-impl<P: Keyed> ParentKey<P> for PrimaryKey {
-    type Key = P::Key;
-
-    fn key_of(&self, parent: &P) -> P::Key {
-        parent.key()
-    }
-}
-
-impl<P, T: Eq + Hash, F: Fn(&P) -> T + Send> ParentKey<P> for F {
-    type Key = T;
-
-    fn key_of(&self, parent: &P) -> T {
-        self(parent)
-    }
-}
-
 /// GINO's `distinct` + `add_child`: rows `(P, children)` become one `(P,
 /// Vec<child>)` per distinct `P`, in order of first appearance (with a
 /// tuple of children, `(P, (Vec<a>, Vec<b>))`: see [`Children`]). Nest it
@@ -377,7 +406,7 @@ where
     Distinct(children, key, PhantomData)
 }
 
-impl<P, K: Children, D: ParentKey<P>> Distinct<P, K, D> {
+impl<P, K: Children, D: RowKey<P>> Distinct<P, K, D> {
     fn group(&self, rows: impl Iterator<Item = (P, K::Row)>) -> Vec<(P, K::Collected)> {
         let mut order: Vec<(P, Vec<K::Row>)> = Vec::new();
         let mut index: HashMap<D::Key, usize> = HashMap::new();
@@ -398,7 +427,7 @@ impl<P, K: Children, D: ParentKey<P>> Distinct<P, K, D> {
     }
 }
 
-impl<P: Send + 'static, K: Children, D: ParentKey<P>> Loader for Distinct<P, K, D> {
+impl<P: Send + 'static, K: Children, D: RowKey<P>> Loader for Distinct<P, K, D> {
     type Row = (P, K::Row);
     type Output = (P, K::Collected);
 
@@ -407,7 +436,7 @@ impl<P: Send + 'static, K: Children, D: ParentKey<P>> Loader for Distinct<P, K, 
     }
 }
 
-impl<P: Send + 'static, K: Children, D: ParentKey<P>> Children for Distinct<P, K, D> {
+impl<P: Send + 'static, K: Children, D: RowKey<P>> Children for Distinct<P, K, D> {
     type Row = (Option<P>, K::Row);
     type Collected = Vec<(P, K::Collected)>;
 
@@ -675,7 +704,7 @@ fn distinct_keys<P, K: std::hash::Hash + Eq + Clone>(
     parents: &[P],
     key: &impl Fn(&P) -> K,
 ) -> Vec<K> {
-    let mut seen = std::collections::HashSet::with_capacity(parents.len());
+    let mut seen = HashSet::with_capacity(parents.len());
     parents
         .iter()
         .map(key)

@@ -755,7 +755,8 @@ pub trait Model: Sized + Send + Sync + 'static {
 /// `#[gino(primary_key)]` field; a model without one (located by a
 /// `#[gino(lookup = ...)]` function) has no key to group by, and those
 /// loaders refuse it at compile time rather than merge its rows into one
-/// ([`distinct_by`](crate::loader::distinct_by) groups by a key you give).
+/// ([`distinct_by`](crate::loader::distinct_by) and
+/// [`child_by`](crate::loader::child_by) take a key you give).
 ///
 /// ```
 /// # use gino::prelude::*;
@@ -781,7 +782,7 @@ pub trait Model: Sized + Send + Sync + 'static {
 /// ```
 #[diagnostic::on_unimplemented(
     message = "`{Self}` has no primary key, so its rows cannot be told apart",
-    note = "declare its key with `#[gino(primary_key)]`, or pair rows by a key of your own with `gino::loader::distinct_by`, `gino::loader::select_in` or `gino::loader::group`"
+    note = "declare its key with `#[gino(primary_key)]`, or pair rows by a key of your own with `gino::loader::distinct_by` and `child_by`, `gino::loader::select_in` or `gino::loader::group`"
 )]
 pub trait Keyed: Model {}
 

@@ -3,7 +3,7 @@
 mod common;
 
 use diesel::dsl::count;
-use gino::loader::{child, distinct, distinct_by, map, one, partial, select_in, value};
+use gino::loader::{child, child_by, distinct, distinct_by, map, one, partial, select_in, value};
 use gino::prelude::*;
 
 static DB: Gino = Gino::secondary();
@@ -198,6 +198,33 @@ async fn relationships_load_from_one_query() {
         .map(|(c, ms)| (c.as_str(), ms.iter().map(|m| m.name.as_str()).collect()))
         .collect();
     assert_eq!(names, [("acme", vec!["ann", "bob", "cid"])]);
+    // Children told apart by a key of our choice: each company's guilds
+    // by name, chess twice in the rows (ann's and bob's) and once here.
+    let guilds: Vec<(Company, Vec<String>)> = companies::table
+        .left_join(
+            teams::table
+                .left_join(members::table.left_join(memberships::table.left_join(guilds::table))),
+        )
+        .order_by((companies::id, guilds::name))
+        .select((Company::as_select(), guilds::name.nullable()))
+        .gino()
+        .bind(&DB)
+        .load(distinct::<Company, _>(child_by(|name: &String| {
+            name.clone()
+        })))
+        .await
+        .unwrap();
+    let names: Vec<(&str, &[String])> = guilds
+        .iter()
+        .map(|(c, gs)| (c.name.as_str(), gs.as_slice()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("acme", &["chess".to_owned(), "go".to_owned()][..]),
+            ("empty", &[][..])
+        ]
+    );
     // At an inner level, below a parent of the outer join: teams by name.
     let teams_by_name: Vec<CompanyTeamNames> = companies::table
         .left_join(teams::table.left_join(members::table))

@@ -241,7 +241,7 @@ impl fmt::Display for SslRootCert {
 /// | [`pool`](Self::pool) | `pool` | true |
 /// | [`connect_timeout`](Self::connect_timeout) | `connect_timeout` | none |
 /// | [`statement_cache`](Self::statement_cache) | `statement_cache` | true |
-/// | [`ssl_mode`](Self::ssl_mode) | `sslmode` | `PGSSLMODE`, else `prefer` |
+/// | [`ssl_mode`](Self::ssl_mode) | `sslmode`, or asyncpg's `ssl` (a mode, or `true` for `verify-full`, `false` for `disable`) | `PGSSLMODE`, else `prefer` |
 /// | [`ssl_root_cert`](Self::ssl_root_cert) | `sslrootcert` | `PGSSLROOTCERT`, else `~/.postgresql/root.crt` if it exists |
 /// | [`ssl_cert`](Self::ssl_cert) | `sslcert` | `PGSSLCERT`, else `~/.postgresql/postgresql.crt` if it exists |
 /// | [`ssl_key`](Self::ssl_key) | `sslkey` | `PGSSLKEY`, else `~/.postgresql/postgresql.key` |
@@ -782,7 +782,7 @@ impl EngineOptions {
             "pool" => ("pool", value(&self.pooled)),
             "connect_timeout" => ("connect_timeout", value(&self.connect_timeout)),
             "statement_cache" => ("statement_cache", value(&self.statement_cache)),
-            "sslmode" => ("sslmode", value(&self.ssl_mode)),
+            "sslmode" | "ssl" => ("sslmode", value(&self.ssl_mode)),
             "sslrootcert" => ("sslrootcert", value(&self.ssl_root_cert)),
             "sslcert" => ("sslcert", value(&self.ssl_cert)),
             "sslkey" => ("sslkey", value(&self.ssl_key)),
@@ -815,6 +815,7 @@ impl EngineOptions {
             "connect_timeout" => self.connect_timeout = Some(parse_duration(key, value)?),
             "statement_cache" => self.statement_cache = parse_bool(key, value)?,
             "sslmode" => self.ssl_mode = Some(value.parse()?),
+            "ssl" => self.ssl_mode = Some(parse_ssl(key, value)?),
             "sslrootcert" => self.ssl_root_cert = Some(value.parse()?),
             "sslcert" => self.ssl_cert = Some(parse_path(key, value)?),
             "sslkey" => self.ssl_key = Some(parse_path(key, value)?),
@@ -888,6 +889,23 @@ pub(crate) fn parse_bool(key: &str, value: &str) -> Result<bool> {
             "option `{key}` must be true or false, got `{value}`"
         ))),
     }
+}
+
+/// asyncpg's `ssl` (GINO's `create_engine(..., ssl=True)`, its web
+/// extensions' `DB_SSL`): an sslmode, or a boolean.
+pub(crate) fn parse_ssl(key: &str, value: &str) -> Result<SslMode> {
+    value
+        .parse::<SslMode>()
+        .or_else(|_| match parse_bool(key, value) {
+            // asyncpg's `ssl=True` is a default TLS context, which checks the
+            // chain and the host name.
+            Ok(true) => Ok(SslMode::VerifyFull),
+            Ok(false) => Ok(SslMode::Disable),
+            Err(_) => Err(Error::Configuration(format!(
+                "option `{key}` must be an sslmode (disable, allow, prefer, require, verify-ca, \
+             verify-full) or true/false, got `{value}`"
+            ))),
+        })
 }
 
 pub(crate) fn parse_duration(key: &str, value: &str) -> Result<Duration> {
@@ -1474,6 +1492,17 @@ mod tests {
         };
         assert_eq!(spelled("pool_max_size", "7"), spelled("max_size", "7"));
         assert_eq!(spelled("echo", "yes"), spelled("echo", "on"));
+        // asyncpg's `ssl`: a mode, or a boolean.
+        assert_eq!(spelled("ssl", "true"), spelled("sslmode", "verify-full"));
+        assert_eq!(spelled("ssl", "off"), spelled("sslmode", "disable"));
+        assert_eq!(spelled("ssl", "require"), spelled("sslmode", "require"));
+        let maybe = EngineOptions::new().set("ssl", "maybe").unwrap_err();
+        assert!(
+            maybe.to_string().contains("or true/false, got `maybe`"),
+            "{maybe}"
+        );
+        // libpq's own `sslmode` stays as strict as libpq's.
+        assert!(EngineOptions::new().set("sslmode", "true").is_err());
         assert_ne!(
             spelled("statement_timeout", "5"),
             spelled("statement_timeout", "6")
@@ -1675,6 +1704,8 @@ mod tests {
         assert_eq!(pg.get_options(), Some("-c x=1"));
         assert_eq!(from_url.target, TargetSessionAttrs::Any);
         assert_eq!(from_url.tls.mode, SslMode::Disable);
+        let asyncpg_style = resolve_with_env("postgres://h/db?ssl=true", &[]).unwrap();
+        assert_eq!(asyncpg_style.tls.mode, SslMode::VerifyFull);
 
         // A bad value in the environment is an error naming the variable.
         let bad = resolve_with_env("postgres://h/db", &[("PGCONNECT_TIMEOUT", "soon")]);

@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use crate::config::{
     DatabaseUrl, EngineOptions, SslMode, SslRootCert, check_pool_sizes, parse_bool, parse_duration,
-    parse_number, parse_port, percent_decode,
+    parse_number, parse_port, parse_ssl, percent_decode,
 };
 use crate::error::{Error, Result};
 
@@ -658,25 +658,6 @@ fn problem(error: Error) -> String {
         Error::Configuration(problem) => problem,
         other => other.to_string(),
     }
-}
-
-/// `DB_SSL`: a mode, or a boolean as GINO's extensions take it.
-fn parse_ssl(key: &str, value: &str) -> Result<SslMode> {
-    value
-        .parse::<SslMode>()
-        .or_else(|_| match parse_bool(key, value) {
-            // asyncpg's `ssl=True`: a default context, which checks the
-            // chain and the host name.
-            Ok(true) => Ok(SslMode::VerifyFull),
-            Ok(false) => Ok(SslMode::Disable),
-            Err(_) => Err(named(
-                key,
-                &format!(
-                    "expected an sslmode (disable, allow, prefer, require, verify-ca, \
-                     verify-full) or true/false, got `{value}`"
-                ),
-            )),
-        })
 }
 
 /// Percent-encodes what may not appear raw in a URL's parts.

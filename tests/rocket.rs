@@ -415,6 +415,26 @@ async fn launch_is_refused_without_the_fairing_or_with_bad_settings() {
         error.kind(),
         rocket::error::ErrorKind::FailedFairings(_)
     ));
+
+    // The DSN says echo=on: alone it applies, and a figment that says
+    // `echo = false` contradicts it even though false is the default.
+    let dsn = t.settings.dsn.as_deref().unwrap();
+    let loud = format!("{dsn}{}echo=on", if dsn.contains('?') { '&' } else { '?' });
+    let rocket = app(&t, routes![needs_conn])
+        .configure(figment(&loud))
+        .ignite()
+        .await
+        .expect("echo from the DSN alone");
+    drop(rocket);
+    let error = app(&t, routes![needs_conn])
+        .configure(figment(&loud).merge(("databases.gino.echo", false)))
+        .ignite()
+        .await
+        .expect_err("echo given twice, each saying otherwise");
+    assert!(matches!(
+        error.kind(),
+        rocket::error::ErrorKind::FailedFairings(_)
+    ));
 }
 
 #[rocket::async_test]

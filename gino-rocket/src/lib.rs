@@ -129,19 +129,23 @@ impl Gino {
 
     /// The settings: the figment's table, then the `DB_*` variables.
     fn settings(&self, figment: &Figment) -> Result<Settings, String> {
-        let settings: Settings = figment
-            .focus(&format!("databases.{}", self.name))
-            .extract()
-            .map_err(|e| {
-                let mut message = format!("invalid settings of database `{}`", self.name);
-                for error in e {
-                    message.push_str(&format!("; {error}"));
-                }
-                message
-            })?;
+        let table = figment.focus(&format!("databases.{}", self.name));
+        let settings: Settings = table.extract().map_err(|e| {
+            let mut message = format!("invalid settings of database `{}`", self.name);
+            for error in e {
+                message.push_str(&format!("; {error}"));
+            }
+            message
+        })?;
         // The variables as text, read as every gino web crate reads them
         // (figment's `Env` would type them: a password `12345` a number).
-        settings.with_env().map_err(|e| e.to_string())
+        let settings = settings.with_env().map_err(|e| e.to_string())?;
+        // A key the figment gives counts as set even at its default value,
+        // as a given variable does.
+        settings
+            .validate_given(|key| table.contains(key))
+            .map_err(|e| e.to_string())?;
+        Ok(settings)
     }
 }
 

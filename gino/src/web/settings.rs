@@ -391,7 +391,7 @@ impl Settings {
             s.kwargs = parse_kwargs("DB_KWARGS", &v)?;
         }
         // A variable given here counts as set even at its default value.
-        s.check(&|variable: &str| get(variable).is_some())?;
+        s.validate_given(|key| get(&format!("DB_{}", key.to_ascii_uppercase())).is_some())?;
         Ok(s)
     }
 
@@ -405,12 +405,29 @@ impl Settings {
     /// assert!(settings.validate().is_err());
     /// ```
     pub fn validate(&self) -> Result<()> {
-        self.check(&|_: &str| false)
+        self.validate_given(|_| false)
     }
 
-    /// [`validate`](Self::validate), with `given` telling which `DB_*`
-    /// variables were set, so that one set to its default value still
-    /// clashes with a DSN or `kwargs` that says otherwise.
+    /// [`validate`](Self::validate) for a source that knows which settings
+    /// it gave: `given` is asked by [key](Self::KEYS), and a setting it
+    /// gave counts as set even at its default value, so that it still
+    /// clashes with a DSN or `kwargs` that says otherwise (`validate`
+    /// takes a setting at its default for one left out). The `DB_*`
+    /// variables are checked so by [`with_env`](Self::with_env); rocket's
+    /// figment is asked with `contains`.
+    ///
+    /// ```
+    /// let mut settings = gino::web::Settings::default();
+    /// settings.dsn = Some("postgres://localhost/shop?echo=on".into());
+    /// assert!(settings.validate().is_ok()); // echo = false is the default
+    /// // ...but a config file that said `echo = false` contradicts the DSN.
+    /// let err = settings.validate_given(|key| key == "echo").unwrap_err();
+    /// assert!(err.to_string().contains("echo=on"), "{err}");
+    /// ```
+    pub fn validate_given(&self, given: impl Fn(&str) -> bool) -> Result<()> {
+        self.check(&given)
+    }
+
     fn check(&self, given: &dyn Fn(&str) -> bool) -> Result<()> {
         check_pool_sizes(
             ("DB_POOL_MIN_SIZE", self.pool_min_size),
@@ -484,8 +501,9 @@ impl Settings {
             else {
                 continue;
             };
+            let setting = variable["DB_".len()..].to_ascii_lowercase();
             let changed =
-                given(variable) || defaults.named_value(key).is_some_and(|(_, d)| d != now);
+                given(&setting) || defaults.named_value(key).is_some_and(|(_, d)| d != now);
             if changed && theirs != now {
                 return Err(named(
                     variable,

@@ -209,10 +209,14 @@ impl Extension {
                     attempt += 1;
                 }
                 Err(e) => {
-                    tracing::error!(
-                        target: "gino::web",
-                        "cannot connect to the database (attempt {attempt} of {attempts}): {e}"
-                    );
+                    // What waiting cannot mend (a bad setting, a failed TLS
+                    // check) is not counted as an attempt of many.
+                    let count = if worth_retrying(&e) {
+                        format!(" (attempt {attempt} of {attempts})")
+                    } else {
+                        String::new()
+                    };
+                    tracing::error!(target: "gino::web", "cannot connect to the database{count}: {e}");
                     return Err(e);
                 }
             }

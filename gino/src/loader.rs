@@ -700,7 +700,7 @@ where
 }
 
 /// Each parent's key, once, in the parents' order.
-fn distinct_keys<P, K: std::hash::Hash + Eq + Clone>(
+fn distinct_keys<P, K: Hash + Eq + Clone>(
     parents: &[P],
     key: &impl Fn(&P) -> K,
 ) -> Vec<K> {

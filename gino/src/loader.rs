@@ -700,10 +700,7 @@ where
 }
 
 /// Each parent's key, once, in the parents' order.
-fn distinct_keys<P, K: Hash + Eq + Clone>(
-    parents: &[P],
-    key: &impl Fn(&P) -> K,
-) -> Vec<K> {
+fn distinct_keys<P, K: Hash + Eq + Clone>(parents: &[P], key: &impl Fn(&P) -> K) -> Vec<K> {
     let mut seen = HashSet::with_capacity(parents.len());
     parents
         .iter()

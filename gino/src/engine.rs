@@ -84,6 +84,7 @@ pub async fn create_engine(url: &str, options: EngineOptions) -> Result<Engine> 
         inner: Arc::new(EngineInner {
             id: NEXT.fetch_add(1, Ordering::Relaxed),
             source,
+            timeout: AtomicU64::new(timeout_nanos(options.timeout)),
             options,
             echo,
             url,
@@ -110,6 +111,14 @@ pub async fn create_engine(url: &str, options: EngineOptions) -> Result<Engine> 
     Ok(engine)
 }
 
+/// An optional timeout as one atomic word: `u64::MAX` is none, and a
+/// timeout longer than that (585 years) is taken as none too.
+fn timeout_nanos(timeout: Option<Duration>) -> u64 {
+    timeout.map_or(u64::MAX, |t| {
+        u64::try_from(t.as_nanos()).unwrap_or(u64::MAX)
+    })
+}
+
 enum Source {
     Pool(Pool<Manager>),
     /// No pool: a connection per acquire, counted while open.
@@ -120,6 +129,9 @@ struct EngineInner {
     id: u64,
     source: Source,
     options: EngineOptions,
+    /// The default query timeout ([`timeout_nanos`]): the options' until
+    /// [`Engine::set_timeout`] changes it.
+    timeout: AtomicU64,
     echo: Arc<AtomicBool>,
     url: DatabaseUrl,
     closed: AtomicBool,
@@ -439,6 +451,55 @@ impl Engine {
     /// ```
     pub fn options(&self) -> &EngineOptions {
         &self.inner.options
+    }
+
+    /// Changes the default query timeout of the engine (and of its read
+    /// replicas) at run time, GINO's `engine.update_execution_options(timeout=...)`:
+    /// queries started from now on that have no `.timeout(..)` of their own
+    /// (nor their connection's [`query_timeout`](crate::Connection::query_timeout))
+    /// are cancelled after it, with [`Error::QueryTimeout`]. `None` lets
+    /// them run as long as they take. [`options`](Self::options) keeps
+    /// what the engine was created with.
+    ///
+    /// ```
+    /// # async fn demo(engine: &gino::Engine) -> gino::Result<()> {
+    /// use std::time::Duration;
+    /// engine.set_timeout(Some(Duration::from_millis(100)));
+    /// let slow = engine.status(gino::text("SELECT pg_sleep(5)")).await;
+    /// assert!(matches!(slow, Err(gino::Error::QueryTimeout(_))));
+    /// engine.set_timeout(None);
+    /// assert_eq!(engine.timeout(), None);
+    /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
+    /// ```
+    pub fn set_timeout(&self, timeout: Option<Duration>) {
+        self.inner
+            .timeout
+            .store(timeout_nanos(timeout), Ordering::Relaxed);
+        if let Some(routing) = &self.inner.routing {
+            for replica in &routing.replicas {
+                replica.engine.set_timeout(timeout);
+            }
+        }
+    }
+
+    /// The default query timeout; see [`set_timeout`](Self::set_timeout).
+    ///
+    /// ```
+    /// # async fn demo(url: &str) -> gino::Result<()> {
+    /// use std::time::Duration;
+    /// let options = gino::EngineOptions::new().timeout(Duration::from_secs(3));
+    /// let engine = gino::create_engine(url, options).await?;
+    /// assert_eq!(engine.timeout(), Some(Duration::from_secs(3)));
+    /// # engine.close().await;
+    /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
+    /// ```
+    pub fn timeout(&self) -> Option<Duration> {
+        match self.inner.timeout.load(Ordering::Relaxed) {
+            u64::MAX => None,
+            nanos => Some(Duration::from_nanos(nanos)),
+        }
     }
 
     /// The URL this engine connects to (its `Display` masks the password).
@@ -924,7 +985,7 @@ impl Engine {
     /// A connection for one statement, and the statement's deadline (its
     /// `timeout`, else the engine's), which the wait for it counts against.
     async fn borrow_for(&self, timeout: Option<Duration>) -> Result<(RawConn, Deadline)> {
-        let deadline = Deadline::new(timeout.or(self.inner.options.timeout));
+        let deadline = Deadline::new(timeout.or_else(|| self.timeout()));
         let raw = self
             .borrow(self.inner.options.acquire_timeout, &deadline)
             .await?;

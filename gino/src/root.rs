@@ -409,7 +409,7 @@ impl Root {
         timeout: Option<Duration>,
         statement: S,
     ) -> Result<R> {
-        let deadline = Deadline::new(timeout.or(self.engine.options().timeout));
+        let deadline = Deadline::new(timeout.or_else(|| self.engine.timeout()));
         let mut slot = self.lock_for(access, &deadline).await?;
         slot.raw(self, &deadline).await?;
         let in_transaction = !slot.levels.is_empty();

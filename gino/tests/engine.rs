@@ -449,6 +449,50 @@ async fn engine_default_timeout_counts_the_wait_for_the_pool() {
     lazy_query_times_out_waiting_for_the_pool(options, None, timeout).await;
 }
 
+/// GINO's `engine.update_execution_options(timeout=...)`: the engine's
+/// default timeout changed at run time applies to the queries started
+/// after, pooled or on a held connection; a query's own timeout still
+/// wins, and `None` takes the limit away again.
+#[tokio::test]
+async fn the_engine_default_timeout_can_change_at_run_time() {
+    let s = common::setup().await;
+    let nap = |secs: f64| gino::text(format!("SELECT pg_sleep({secs})"));
+    let short = Duration::from_millis(100);
+    assert_eq!(s.engine.timeout(), None);
+    s.engine.status(nap(0.3)).await.expect("no limit yet");
+
+    s.engine.set_timeout(Some(short));
+    assert_eq!(s.engine.timeout(), Some(short));
+    let pooled = s.engine.status(nap(5.0)).await;
+    assert!(
+        matches!(pooled, Err(Error::QueryTimeout(t)) if t == short),
+        "{pooled:?}"
+    );
+    let held = s.engine.acquire().await.unwrap();
+    let on_held = nap(5.0).gino().bind(&held).status().await;
+    assert!(
+        matches!(on_held, Err(Error::QueryTimeout(t)) if t == short),
+        "{on_held:?}"
+    );
+    // The connection was kept and cleaned up: it still answers.
+    backend_pid(&held).await;
+    let own = nap(0.3)
+        .gino()
+        .bind(&held)
+        .timeout(Duration::from_secs(5))
+        .status()
+        .await;
+    own.expect("a query's own timeout wins over the engine's");
+    drop(held);
+
+    s.engine.set_timeout(None);
+    s.engine
+        .status(nap(0.3))
+        .await
+        .expect("the limit is gone again");
+    common::assert_pool_clean(&s.engine).await;
+}
+
 /// GINO's test_lazy: a lazy connection released while its first query
 /// still waits for the pool. The release waits for that borrow to end, so
 /// it can never return the connection under a running query nor leave the

@@ -391,7 +391,7 @@ impl Settings {
             s.kwargs = parse_kwargs("DB_KWARGS", &v)?;
         }
         // A variable given here counts as set even at its default value.
-        s.validate_given(|key| get(&format!("DB_{}", key.to_ascii_uppercase())).is_some())?;
+        s.validate_given(|key| get(&variable(key)).is_some())?;
         Ok(s)
     }
 
@@ -490,7 +490,7 @@ impl Settings {
             let Some((option, now)) = ours.named_value(key) else {
                 continue;
             };
-            let Some(variable) = setting_variable(option) else {
+            let Some(setting) = setting_key(option) else {
                 continue;
             };
             let Some((_, theirs)) = ours
@@ -501,12 +501,11 @@ impl Settings {
             else {
                 continue;
             };
-            let setting = variable["DB_".len()..].to_ascii_lowercase();
             let changed =
-                given(&setting) || defaults.named_value(key).is_some_and(|(_, d)| d != now);
+                given(setting) || defaults.named_value(key).is_some_and(|(_, d)| d != now);
             if changed && theirs != now {
                 return Err(named(
-                    variable,
+                    &variable(setting),
                     &format!(
                         "{source} says {key}={value}, and this setting says otherwise: give it \
                          in one place"
@@ -649,20 +648,27 @@ fn disagree(a: (&str, &str), b: (&str, &str)) -> bool {
     matches!((effect(a), effect(b)), (Some(x), Some(y)) if x.0 == y.0 && x.1 != y.1)
 }
 
-/// The variable of the typed setting behind an engine option, if one is.
-fn setting_variable(option: &str) -> Option<&'static str> {
+/// The typed setting (its key, as [`Settings::KEYS`] names it) behind an
+/// engine option, if one is.
+fn setting_key(option: &str) -> Option<&'static str> {
     Some(match option {
-        "min_size" => "DB_POOL_MIN_SIZE",
-        "max_size" => "DB_POOL_MAX_SIZE",
-        "echo" => "DB_ECHO",
-        "statement_cache" => "DB_STATEMENT_CACHE",
-        "acquire_timeout" => "DB_ACQUIRE_TIMEOUT",
-        "statement_timeout" => "DB_STATEMENT_TIMEOUT",
-        "max_inactive_connection_lifetime" => "DB_MAX_INACTIVE_CONNECTION_LIFETIME",
-        "sslmode" => "DB_SSL",
-        "sslrootcert" => "DB_SSL_ROOT_CERT",
+        "min_size" => "pool_min_size",
+        "max_size" => "pool_max_size",
+        "echo" => "echo",
+        "statement_cache" => "statement_cache",
+        "acquire_timeout" => "acquire_timeout",
+        "statement_timeout" => "statement_timeout",
+        "max_inactive_connection_lifetime" => "max_inactive_connection_lifetime",
+        "sslmode" => "ssl",
+        "sslrootcert" => "ssl_root_cert",
         _ => return None,
     })
+}
+
+/// The environment variable of the setting `key`: `DB_` and the key in
+/// upper case.
+fn variable(key: &str) -> String {
+    format!("DB_{}", key.to_ascii_uppercase())
 }
 
 fn named(variable: &str, problem: &str) -> Error {
@@ -1022,6 +1028,22 @@ mod tests {
 
     #[test]
     fn a_setting_the_dsn_gives_too_must_agree_with_it() {
+        // Every setting an option stands for is one that serde and the
+        // variables know, so that `given` is asked by a key it can answer.
+        for option in [
+            "min_size",
+            "max_size",
+            "echo",
+            "statement_cache",
+            "acquire_timeout",
+            "statement_timeout",
+            "max_inactive_connection_lifetime",
+            "sslmode",
+            "sslrootcert",
+        ] {
+            let key = setting_key(option).expect("an option with a setting");
+            assert!(Settings::KEYS.contains(&key), "{option} → {key}");
+        }
         let dsn = "postgres://u:hunter2@h/d?sslmode=disable&max_size=20&acquire_timeout=5s&echo=on";
         // Left at their defaults, the settings yield to the DSN.
         from(&[("DB_DSN", dsn)]).unwrap();

@@ -329,6 +329,27 @@ async fn a_read_whose_standby_is_gone_falls_back_to_the_primary() {
     engine.close().await;
 }
 
+/// The engine's default timeout changed at run time holds on its read
+/// replicas too: a read on the standby is cancelled after it, and runs to
+/// its end once the limit is lifted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_set_at_run_time_holds_on_the_replicas() {
+    let servers = Replicated::start();
+    let engine = servers.engine(servers.options()).await;
+    let slow = || diesel::select(sql::<Bool>("pg_is_in_recovery() FROM pg_sleep(1)"));
+    let short = Duration::from_millis(100);
+    engine.set_timeout(Some(short));
+    let read = slow().gino().bind(&engine).replica().one::<bool>().await;
+    assert!(
+        matches!(read, Err(gino::Error::QueryTimeout(t)) if t == short),
+        "{read:?}"
+    );
+    engine.set_timeout(None);
+    let read = slow().gino().bind(&engine).replica().one::<bool>().await;
+    assert!(read.unwrap(), "the read ran on the standby");
+    engine.close().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn primary_and_replica_override_the_routing() {
     let servers = Replicated::start();

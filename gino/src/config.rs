@@ -1,7 +1,7 @@
 //! Database URLs and engine options (GINO's `make_url` and `create_engine`
 //! keyword arguments).
 //!
-//! Uses: `error`, `budget` (an option holds one).
+//! Uses: `error`, `budget` (an option holds one), `passfile` (where it is).
 
 use std::fmt;
 #[cfg(test)]
@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use crate::budget::ConnectionBudget;
 use crate::error::{Error, Result};
+use crate::passfile::PassFile;
 
 /// Transaction isolation levels of PostgreSQL.
 ///
@@ -248,13 +249,20 @@ impl fmt::Display for SslRootCert {
 ///
 /// The URL also takes libpq's connection parameters: `host`, `port`,
 /// `user`, `password`, `dbname`, `options` (e.g. `-c search_path=app`),
-/// `keepalives`, `keepalives_idle`, `keepalives_interval`,
+/// `passfile`, `keepalives`, `keepalives_idle`, `keepalives_interval`,
 /// `keepalives_count` and `target_session_attrs` (`any`, `read-write`,
 /// `read-only`, `primary`, `standby`, `prefer-standby`), and, like libpq,
 /// falls back to the environment for what it leaves out: `PGHOST`,
 /// `PGPORT`, `PGUSER`, `PGPASSWORD`, `PGDATABASE`, `PGAPPNAME`,
-/// `PGOPTIONS`, `PGCONNECT_TIMEOUT`, `PGTARGETSESSIONATTRS` and the
-/// `PGSSL*` variables above.
+/// `PGOPTIONS`, `PGCONNECT_TIMEOUT`, `PGTARGETSESSIONATTRS`,
+/// `PGPASSFILE` and the `PGSSL*` variables above.
+///
+/// When neither the URL nor `PGPASSWORD` gives a password, each new
+/// connection looks for one in libpq's password file: `passfile`, else
+/// `PGPASSFILE`, else `~/.pgpass`, with lines of
+/// `host:port:database:user:password` (`*` matches anything; a Unix
+/// socket also matches `localhost`). As libpq does, gino ignores a file
+/// that group or others can read.
 ///
 /// Durations in the URL are seconds (`2.5`) or carry a unit (`500ms`, `3s`, `1m`).
 ///
@@ -1022,6 +1030,7 @@ impl DatabaseUrl {
         let mut extra_ports = Vec::new();
         let mut server_options = Vec::new();
         let mut target = None;
+        let mut passfile = None;
         for (key, value) in &self.params {
             match key.as_str() {
                 "user" => user = Some(value.clone()),
@@ -1030,6 +1039,7 @@ impl DatabaseUrl {
                 "host" => hosts = value.split(',').map(|h| (h.to_owned(), None)).collect(),
                 "port" => extra_ports = parse_ports(value)?,
                 "options" => server_options.push(value.clone()),
+                "passfile" => passfile = Some(value.clone()),
                 "keepalives" => {
                     pg.keepalives(parse_bool(key, value)?);
                 }
@@ -1076,10 +1086,19 @@ impl DatabaseUrl {
             .or_else(|| env("USER"))
             .unwrap_or_else(|| "postgres".to_owned());
         pg.user(&user);
-        if let Some(password) = password.or_else(|| env("PGPASSWORD")) {
-            pg.password(password);
-        }
-        if let Some(database) = database.or_else(|| env("PGDATABASE")) {
+        let database = database.or_else(|| env("PGDATABASE"));
+        // An empty password is none, as libpq has it: the file may hold one.
+        let password = password
+            .filter(|p| !p.is_empty())
+            .or_else(|| env("PGPASSWORD"));
+        let passfile = match password {
+            Some(password) => {
+                pg.password(password);
+                None
+            }
+            None => PassFile::locate(passfile, &env, &user, database.as_deref()),
+        };
+        if let Some(database) = database {
             pg.dbname(database);
         }
         if options.application_name.is_none() {
@@ -1122,7 +1141,15 @@ impl DatabaseUrl {
             },
         };
         let tls = TlsSettings::resolve(&options, &env)?;
-        Ok((ConnectConfig { pg, target, tls }, options))
+        Ok((
+            ConnectConfig {
+                pg,
+                target,
+                tls,
+                passfile,
+            },
+            options,
+        ))
     }
 }
 
@@ -1252,12 +1279,14 @@ impl TlsSettings {
 
 /// Everything needed to open a connection: the startup parameters and
 /// hosts (in tokio-postgres' config, whose own TLS and host selection gino
-/// does not use), which server to settle on, and TLS.
+/// does not use), which server to settle on, TLS, and the password file
+/// to look in when no password is given.
 #[derive(Debug, Clone)]
 pub(crate) struct ConnectConfig {
     pub(crate) pg: tokio_postgres::Config,
     pub(crate) target: TargetSessionAttrs,
     pub(crate) tls: TlsSettings,
+    pub(crate) passfile: Option<PassFile>,
 }
 
 fn parse_ports(list: &str) -> Result<Vec<u16>> {
@@ -1712,6 +1741,32 @@ mod tests {
         assert!(matches!(bad, Err(Error::Configuration(m)) if m.contains("PGCONNECT_TIMEOUT")));
         let bad = resolve_with_env("postgres://h/db", &[("PGSSLMODE", "on")]);
         assert!(matches!(bad, Err(Error::Configuration(m)) if m.contains("sslmode `on`")));
+    }
+
+    #[test]
+    fn a_password_file_is_looked_in_only_without_a_password() {
+        let home = [("HOME", "/home/app")];
+        let file = |url: &str, env: &[(&str, &str)]| {
+            resolve_with_env(url, env).unwrap().passfile.map(|f| f.path)
+        };
+        let home_file = Some(PathBuf::from("/home/app/.pgpass"));
+        assert_eq!(file("postgres://app@h/shop", &home), home_file);
+        // An empty password is none.
+        assert_eq!(file("postgres://app:@h/shop", &home), home_file);
+        let given = Some(PathBuf::from("/etc/pgpass"));
+        assert_eq!(
+            file("postgres://app@h/shop?passfile=/etc/pgpass", &home),
+            given
+        );
+        let env = [("HOME", "/home/app"), ("PGPASSFILE", "/etc/pgpass")];
+        assert_eq!(file("postgres://app@h/shop", &env), given);
+        assert_eq!(
+            file("postgres://app:pw@h/shop?passfile=/etc/pgpass", &env),
+            None
+        );
+        assert_eq!(file("postgres://app@h/shop?password=pw", &env), None);
+        assert_eq!(file("postgres://app@h/shop", &[("PGPASSWORD", "pw")]), None);
+        assert_eq!(file("postgres://app@h/shop", &[]), None);
     }
 
     #[test]

@@ -552,7 +552,8 @@ impl Error {
     pub(crate) fn from_postgres(err: tokio_postgres::Error) -> Self {
         match err.as_db_error() {
             Some(db) => Error::Database(Box::new(DatabaseError::from_postgres(db))),
-            None => Error::Connection(err.to_string()),
+            // tokio-postgres keeps the reason in the error's source.
+            None => Error::Connection(with_sources(&err)),
         }
     }
 }

@@ -59,6 +59,7 @@ pub mod loader;
 pub mod migrate;
 pub mod model;
 mod opening;
+mod passfile;
 mod pool;
 pub mod prelude;
 mod root;

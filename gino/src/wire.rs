@@ -13,9 +13,11 @@
 //! same socket also rewrites the protocol so that every statement goes
 //! unnamed in the round trip that runs it ([`crate::unnamed`]).
 //!
-//! Uses: `config` (what to connect to), `tls` (the handshake), `unnamed`
-//! (the rewrite), `framing` (message headers), `error`.
+//! Uses: `config` (what to connect to), `passfile` (a password for a
+//! host), `tls` (the handshake), `unnamed` (the rewrite), `framing`
+//! (message headers), `error`.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
@@ -37,6 +39,7 @@ use crate::drive::Driver;
 use crate::error::{Error, Result};
 use crate::framing::{HeaderReader, body_len};
 use crate::opening::Replies;
+use crate::passfile::{Entries, PassFile};
 #[cfg(feature = "tls")]
 use crate::tls::Tls;
 use crate::unnamed::Rewriter;
@@ -912,10 +915,16 @@ impl Connector {
             }
             ref one => std::slice::from_ref(one),
         };
+        let passwords = self
+            .config
+            .passfile
+            .as_ref()
+            .map(|file| (file, file.read()));
         let mut last_error = None;
         for wanted in passes {
             for (i, host) in pg.get_hosts().iter().enumerate() {
                 let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+                let login = Login::new(pg, passwords.as_ref(), host, port);
                 let candidates = match resolve(host, port).await {
                     Ok(c) => c,
                     Err(e) => {
@@ -929,7 +938,7 @@ impl Connector {
                     Host::Unix(_) => "",
                 };
                 for place in candidates {
-                    let attempt = self.open_at(&place, name);
+                    let attempt = self.open_at(&place, name, &login);
                     let opened = match pg.get_connect_timeout() {
                         Some(t) => tokio::time::timeout(*t, attempt).await.unwrap_or_else(|_| {
                             Err(Error::Connection(format!(
@@ -960,44 +969,53 @@ impl Connector {
     }
 
     /// Connects to one address, negotiating TLS as the mode says.
-    async fn open_at(&self, place: &Place, host: &str) -> Result<Opened> {
+    async fn open_at(&self, place: &Place, host: &str, login: &Login<'_>) -> Result<Opened> {
         #[cfg(feature = "tls")]
         if let (Place::Tcp(_), Some(tls)) = (place, &self.tls) {
-            return self.open_tls(place, host, tls).await;
+            return self.open_tls(place, host, tls, login).await;
         }
         let _ = host;
-        self.start(self.connect(place).await?, place, None).await
+        self.start(self.connect(place).await?, place, None, login)
+            .await
     }
 
     #[cfg(feature = "tls")]
-    async fn open_tls(&self, place: &Place, host: &str, tls: &Arc<Tls>) -> Result<Opened> {
+    async fn open_tls(
+        &self,
+        place: &Place,
+        host: &str,
+        tls: &Arc<Tls>,
+        login: &Login<'_>,
+    ) -> Result<Opened> {
+        let plaintext = async || {
+            self.start(self.connect(place).await?, place, None, login)
+                .await
+        };
         let encrypted = async || {
             let required = tls.mode() != SslMode::Prefer;
             let (socket, used) = negotiate(self.connect(place).await?, tls, host, required).await?;
             let encryption = used.then(|| (tls.clone(), host.to_owned()));
-            self.start(socket, place, encryption).await
+            self.start(socket, place, encryption, login).await
         };
         match tls.mode() {
             // libpq's `allow`: plaintext first, TLS if the server refuses it.
-            SslMode::Allow => match self.start(self.connect(place).await?, place, None).await {
+            SslMode::Allow => match plaintext().await {
                 Err(Error::Database(_)) => encrypted().await,
                 other => other,
             },
             // On loopback `prefer` behaves as `allow`: no one can listen in
             // there (the reason libpq never encrypts Unix sockets), and TLS
             // would add its cost to every round trip.
-            SslMode::Prefer if place.is_loopback() => {
-                match self.start(self.connect(place).await?, place, None).await {
-                    Err(Error::Database(_)) => encrypted().await,
-                    other => other,
-                }
-            }
+            SslMode::Prefer if place.is_loopback() => match plaintext().await {
+                Err(Error::Database(_)) => encrypted().await,
+                other => other,
+            },
             // libpq's `prefer`: TLS first; plaintext when the server has no
             // TLS (negotiate) or refuses the encrypted session.
             SslMode::Prefer => match encrypted().await {
                 Err(Error::Database(e)) => {
                     tracing::debug!(target: "gino", "encrypted session refused ({e}), trying plaintext");
-                    self.start(self.connect(place).await?, place, None).await
+                    plaintext().await
                 }
                 other => other,
             },
@@ -1021,6 +1039,7 @@ impl Connector {
         socket: Socket,
         place: &Place,
         encryption: Option<Encryption>,
+        login: &Login<'_>,
     ) -> Result<Opened> {
         let state = Arc::new(WireState::default());
         let watched = WatchedSocket {
@@ -1031,12 +1050,11 @@ impl Connector {
             state: state.clone(),
             rewriting: None,
         };
-        let (client, connection) = self
-            .config
+        let (client, connection) = login
             .pg
             .connect_raw(watched, tokio_postgres::NoTls)
             .await
-            .map_err(Error::from_postgres)?;
+            .map_err(|e| login.refused(e, place))?;
         // Marks the connection closed when its driver ends, also when the
         // driver is dropped unfinished (its runtime shut down).
         struct Driven(Arc<WireState>);
@@ -1069,6 +1087,79 @@ impl Connector {
             },
             state,
         })
+    }
+}
+
+/// The startup parameters for one host: the engine's, with the password
+/// file's password for that host when the engine has none.
+struct Login<'a> {
+    pg: Cow<'a, tokio_postgres::Config>,
+    /// The password file looked in, and whether the password came from it.
+    file: Option<(&'a PassFile, bool)>,
+}
+
+impl<'a> Login<'a> {
+    fn new(
+        pg: &'a tokio_postgres::Config,
+        passwords: Option<&'a (&'a PassFile, Entries)>,
+        host: &Host,
+        port: u16,
+    ) -> Self {
+        let Some((file, entries)) = passwords else {
+            return Login {
+                pg: Cow::Borrowed(pg),
+                file: None,
+            };
+        };
+        match file.password(entries, host, port) {
+            Some(password) => {
+                let mut pg = pg.clone();
+                pg.password(password);
+                Login {
+                    pg: Cow::Owned(pg),
+                    file: Some((file, true)),
+                }
+            }
+            None => Login {
+                pg: Cow::Borrowed(pg),
+                file: Some((file, false)),
+            },
+        }
+    }
+
+    /// The error of a failed startup, saying where a password was looked
+    /// for when the server wanted one.
+    fn refused(&self, error: tokio_postgres::Error, place: &Place) -> Error {
+        // tokio-postgres says only this when the server asks for a
+        // password and its config has none.
+        let missing = std::error::Error::source(&error)
+            .is_some_and(|reason| reason.to_string() == "password missing");
+        if missing && error.as_db_error().is_none() && self.pg.get_password().is_none() {
+            let looked = match self.file {
+                Some((file, _)) => {
+                    format!("the password file {} has none for it", file.path.display())
+                }
+                None => "there is no password file (PGPASSFILE, ~/.pgpass)".to_owned(),
+            };
+            return Error::Configuration(format!(
+                "the server at {} asks for a password for user `{}` and none was given: put it in \
+                 the URL (postgres://user:password@host/db), in PGPASSWORD or in the password \
+                 file; {looked}",
+                place.describe(),
+                self.pg.get_user().unwrap_or_default(),
+            ));
+        }
+        let mut refused = Error::from_postgres(error);
+        if let (Some((file, true)), Error::Database(e)) = (self.file, &mut refused) {
+            // 28P01 invalid_password, 28000 invalid_authorization_specification
+            if e.code.starts_with("28") && e.hint.is_none() {
+                e.hint = Some(format!(
+                    "the password came from the password file {}",
+                    file.path.display()
+                ));
+            }
+        }
+        refused
     }
 }
 

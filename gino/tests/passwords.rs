@@ -1,0 +1,210 @@
+//! Password authentication against a server that asks for one
+//! (`scram-sha-256`): the password in the URL, from libpq's password file
+//! (read again for every new connection), and the errors when it is wrong
+//! or nowhere.
+
+mod common;
+
+use std::path::PathBuf;
+use std::sync::LazyLock;
+
+use diesel::dsl::sql;
+use diesel::sql_types::Text;
+use gino::{Engine, EngineOptions, Error, create_engine};
+use gino_testkit::Cluster;
+
+/// Logins over TCP need a password; the role `app` has one with a colon
+/// and a backslash in it, which a password file must escape.
+static SCRAM: LazyLock<Cluster> = LazyLock::new(|| {
+    let cluster = Cluster::builder()
+        .hba("host all all 127.0.0.1/32 scram-sha-256")
+        .start()
+        .expect("start a cluster with password authentication");
+    cluster
+        .execute(
+            "CREATE ROLE app LOGIN PASSWORD 'pa:ss\\word';\
+             CREATE ROLE other LOGIN PASSWORD 'other';",
+        )
+        .expect("create the roles");
+    cluster
+        .execute("CREATE DATABASE shop OWNER app")
+        .expect("create the database");
+    cluster
+});
+
+/// `app`'s password as a password file writes it.
+const ESCAPED: &str = "pa\\:ss\\\\word";
+
+/// `postgres://<userinfo>@127.0.0.1:<port>/shop?<params>`.
+fn url(userinfo: &str, params: &str) -> String {
+    format!(
+        "postgres://{userinfo}@127.0.0.1:{}/shop?{params}",
+        SCRAM.port()
+    )
+}
+
+/// A password file of its own for each test, removed when dropped.
+struct PassFile(PathBuf);
+
+impl PassFile {
+    fn new(name: &str) -> Self {
+        let path = std::env::temp_dir().join(format!("gino-pgpass-{}-{name}", std::process::id()));
+        PassFile(path)
+    }
+
+    /// Writes `lines`, readable by its owner only unless `mode` says else.
+    fn write(&self, lines: &str, mode: u32) -> &Self {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::write(&self.0, lines).unwrap();
+        std::fs::set_permissions(&self.0, std::fs::Permissions::from_mode(mode)).unwrap();
+        self
+    }
+
+    fn param(&self) -> String {
+        format!("passfile={}", self.0.display())
+    }
+}
+
+impl Drop for PassFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+async fn open(url: &str) -> gino::Result<Engine> {
+    create_engine(url, EngineOptions::new().min_size(0).max_size(2)).await
+}
+
+async fn who(engine: &Engine) -> gino::Result<String> {
+    engine
+        .one(diesel::select(sql::<Text>("current_user")))
+        .await
+}
+
+#[tokio::test]
+async fn a_password_in_the_url_logs_in_and_a_wrong_one_is_refused() {
+    let engine = open(&url("app:pa%3Ass%5Cword", "")).await.unwrap();
+    assert_eq!(who(&engine).await.unwrap(), "app");
+    engine.close().await;
+
+    let engine = engine_or_error(&url("app:wrong", "")).await;
+    let Err(Error::Database(e)) = engine else {
+        panic!("expected the server's refusal, got {engine:?}");
+    };
+    assert_eq!(e.code(), "28P01", "{e}");
+    assert_eq!(e.hint(), None, "no password file was involved: {e}");
+}
+
+/// The engine, or the error of its first connection.
+async fn engine_or_error(url: &str) -> gino::Result<Engine> {
+    let engine = open(url).await?;
+    who(&engine).await?;
+    Ok(engine)
+}
+
+#[tokio::test]
+async fn the_password_file_gives_the_password_of_the_first_matching_line() {
+    let file = PassFile::new("matching");
+    let port = SCRAM.port();
+    file.write(
+        &format!(
+            "# host:port:database:user:password\n\
+             127.0.0.1:{port}:otherdb:app:not-this-one\n\
+             localhost:{port}:shop:app:nor-this-one\n\
+             127.0.0.1:{port}:shop:other:nor-this\n\
+             127.0.0.1:{port}:shop:app:{ESCAPED}\n\
+             *:*:*:*:too-late\n"
+        ),
+        0o600,
+    );
+    let engine = open(&url("app", &file.param())).await.unwrap();
+    assert_eq!(who(&engine).await.unwrap(), "app");
+    engine.close().await;
+
+    // Wildcards, and the user from the URL's parameters.
+    file.write(&format!("*:{port}:*:app:{ESCAPED}\n"), 0o600);
+    let wildcards = url("", &format!("user=app&{}", file.param())).replace("//@", "//");
+    let engine = open(&wildcards).await.unwrap();
+    assert_eq!(who(&engine).await.unwrap(), "app");
+    engine.close().await;
+
+    // A password in the URL wins over the file's.
+    file.write("*:*:*:*:wrong\n", 0o600);
+    let engine = open(&url("app:pa%3Ass%5Cword", &file.param()))
+        .await
+        .unwrap();
+    assert_eq!(who(&engine).await.unwrap(), "app");
+    engine.close().await;
+}
+
+#[tokio::test]
+async fn every_new_connection_reads_the_file_again() {
+    SCRAM
+        .execute("CREATE ROLE rotating LOGIN PASSWORD 'first'")
+        .unwrap();
+    let file = PassFile::new("rotating");
+    file.write("*:*:*:rotating:first\n", 0o600);
+    let engine = open(&url("rotating", &file.param())).await.unwrap();
+    let held = engine.acquire().await.unwrap();
+    assert_eq!(who_on(&held).await, "rotating");
+
+    SCRAM
+        .execute("ALTER ROLE rotating PASSWORD 'second'")
+        .unwrap();
+    file.write("*:*:*:rotating:second\n", 0o600);
+    // The pool's one connection is held: this query opens a second one,
+    // with the file's new password.
+    assert_eq!(who(&engine).await.unwrap(), "rotating");
+    drop(held);
+    common::assert_pool_clean(&engine).await;
+    engine.close().await;
+}
+
+async fn who_on(conn: &gino::Connection) -> String {
+    conn.one(diesel::select(sql::<Text>("current_user")))
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_wrong_password_from_the_file_names_the_file() {
+    let file = PassFile::new("wrong");
+    file.write("*:*:*:app:wrong\n", 0o600);
+    let refused = engine_or_error(&url("app", &file.param())).await;
+    let Err(Error::Database(e)) = refused else {
+        panic!("expected the server's refusal, got {refused:?}");
+    };
+    assert_eq!(e.code(), "28P01", "{e}");
+    let hint = e.hint().expect("a hint naming the password file");
+    assert!(hint.contains(&file.0.display().to_string()), "{hint}");
+}
+
+#[tokio::test]
+async fn no_password_anywhere_is_a_configuration_error_saying_where_to_put_one() {
+    let file = PassFile::new("none");
+    file.write("*:*:*:someone-else:secret\n", 0o600);
+    let refused = engine_or_error(&url("app", &file.param())).await;
+    let Err(Error::Configuration(message)) = refused else {
+        panic!("expected a configuration error, got {refused:?}");
+    };
+    for needed in [
+        "password",
+        "`app`",
+        "PGPASSWORD",
+        &file.0.display().to_string(),
+    ] {
+        assert!(message.contains(needed), "{needed:?} missing in: {message}");
+    }
+
+    // A file that others can read is ignored, as libpq ignores it.
+    file.write(&format!("*:*:*:app:{ESCAPED}\n"), 0o644);
+    let (refused, log) = common::with_log(engine_or_error(&url("app", &file.param()))).await;
+    assert!(
+        matches!(refused, Err(Error::Configuration(_))),
+        "{refused:?}"
+    );
+    assert!(log.contains("group or world access"), "{log}");
+    file.write(&format!("*:*:*:app:{ESCAPED}\n"), 0o600);
+    let engine = engine_or_error(&url("app", &file.param())).await.unwrap();
+    engine.close().await;
+}

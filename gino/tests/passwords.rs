@@ -208,3 +208,20 @@ async fn no_password_anywhere_is_a_configuration_error_saying_where_to_put_one()
     let engine = engine_or_error(&url("app", &file.param())).await.unwrap();
     engine.close().await;
 }
+
+/// A web app's start-up does not wait out its retries on a login the
+/// server refused: another attempt would be refused the same way.
+#[cfg(feature = "web")]
+#[tokio::test]
+async fn a_web_app_does_not_retry_a_refused_login() {
+    use std::time::Duration;
+    let mut settings = gino::web::Settings::default();
+    settings.dsn = Some(url("app:wrong", ""));
+    settings.pool_min_size = 1;
+    settings.retry_limit = 3;
+    settings.retry_interval = Duration::from_millis(100);
+    let db: &'static gino::Gino = Box::leak(Box::new(gino::Gino::secondary()));
+    let (refused, log) = common::with_log(gino::web::Extension::new(db, settings).connect()).await;
+    assert_eq!(refused.unwrap_err().sqlstate(), Some("28P01"));
+    assert!(!log.contains("retrying"), "{log}");
+}

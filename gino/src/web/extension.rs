@@ -171,7 +171,8 @@ impl Extension {
     /// binds it to the database. While the server cannot be reached, tries
     /// again `retry_limit` times, `retry_interval` apart, logging each
     /// failure (`tracing`, target `gino::web`); then fails with the last
-    /// error. A configuration or TLS certificate error fails at once.
+    /// error. A configuration or TLS certificate error, or a login the
+    /// server refuses, fails at once.
     ///
     /// ```
     /// # async fn demo(extension: gino::web::Extension) -> gino::Result<()> {
@@ -210,7 +211,8 @@ impl Extension {
                 }
                 Err(e) => {
                     // What waiting cannot mend (a bad setting, a failed TLS
-                    // check) is not counted as an attempt of many.
+                    // check, a wrong password) is not counted as an attempt
+                    // of many.
                     let count = if worth_retrying(&e) {
                         format!(" (attempt {attempt} of {attempts})")
                     } else {
@@ -440,9 +442,14 @@ async fn open(url: &str, settings: &Settings) -> Result<Engine> {
 }
 
 /// Whether a failed start-up may succeed later (the server is starting);
-/// a malformed setting or a refused certificate will not.
+/// a malformed setting, a refused certificate or a refused login (SQLSTATE
+/// class 28: a wrong password, no `pg_hba.conf` entry) will not.
 fn worth_retrying(error: &Error) -> bool {
-    !matches!(error, Error::Configuration(_) | Error::Tls(_))
+    match error {
+        Error::Configuration(_) | Error::Tls(_) => false,
+        Error::Database(e) => !e.code().starts_with("28"),
+        _ => true,
+    }
 }
 
 /// A response still on its way out, counted as a request in flight until

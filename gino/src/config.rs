@@ -236,12 +236,12 @@ impl fmt::Display for SslRootCert {
 /// | [`max_inactive_connection_lifetime`](Self::max_inactive_connection_lifetime) | `max_inactive_connection_lifetime` | 300 s (`0`: never) |
 /// | [`echo`](Self::echo) | `echo` | false |
 /// | [`statement_timeout`](Self::statement_timeout) | `statement_timeout` | server's |
-/// | [`timeout`](Self::timeout) | `timeout` | none |
+/// | [`timeout`](Self::timeout) | `timeout`, or asyncpg's `command_timeout` | none |
 /// | [`application_name`](Self::application_name) | `application_name` | none |
 /// | [`isolation_level`](Self::isolation_level) | `isolation_level` | server's |
 /// | [`pool`](Self::pool) | `pool` | true |
 /// | [`connect_timeout`](Self::connect_timeout) | `connect_timeout` | none |
-/// | [`statement_cache`](Self::statement_cache) | `statement_cache` | true |
+/// | [`statement_cache`](Self::statement_cache) | `statement_cache`, or asyncpg's `statement_cache_size` (`0`: off; any other size: on, as gino's cache keeps every statement) | true |
 /// | [`ssl_mode`](Self::ssl_mode) | `sslmode`, or asyncpg's `ssl` (a mode, or `true` for `verify-full`, `false` for `disable`) | `PGSSLMODE`, else `prefer` |
 /// | [`ssl_root_cert`](Self::ssl_root_cert) | `sslrootcert` | `PGSSLROOTCERT`, else `~/.postgresql/root.crt` if it exists |
 /// | [`ssl_cert`](Self::ssl_cert) | `sslcert` | `PGSSLCERT`, else `~/.postgresql/postgresql.crt` if it exists |
@@ -784,12 +784,14 @@ impl EngineOptions {
             ),
             "echo" => ("echo", value(&self.echo)),
             "statement_timeout" => ("statement_timeout", value(&self.statement_timeout)),
-            "timeout" => ("timeout", value(&self.timeout)),
+            "timeout" | "command_timeout" => ("timeout", value(&self.timeout)),
             "application_name" => ("application_name", value(&self.application_name)),
             "isolation_level" => ("isolation_level", value(&self.isolation_level)),
             "pool" => ("pool", value(&self.pooled)),
             "connect_timeout" => ("connect_timeout", value(&self.connect_timeout)),
-            "statement_cache" => ("statement_cache", value(&self.statement_cache)),
+            "statement_cache" | "statement_cache_size" => {
+                ("statement_cache", value(&self.statement_cache))
+            }
             "sslmode" | "ssl" => ("sslmode", value(&self.ssl_mode)),
             "sslrootcert" => ("sslrootcert", value(&self.ssl_root_cert)),
             "sslcert" => ("sslcert", value(&self.ssl_cert)),
@@ -816,12 +818,13 @@ impl EngineOptions {
             }
             "echo" => self.echo = parse_bool(key, value)?,
             "statement_timeout" => self.statement_timeout = Some(parse_duration(key, value)?),
-            "timeout" => self.timeout = Some(parse_duration(key, value)?),
+            "timeout" | "command_timeout" => self.timeout = Some(parse_duration(key, value)?),
             "application_name" => self.application_name = Some(value.to_owned()),
             "isolation_level" => self.isolation_level = Some(value.parse()?),
             "pool" => self.pooled = parse_bool(key, value)?,
             "connect_timeout" => self.connect_timeout = Some(parse_duration(key, value)?),
             "statement_cache" => self.statement_cache = parse_bool(key, value)?,
+            "statement_cache_size" => self.statement_cache = parse_number(key, value)? > 0,
             "sslmode" => self.ssl_mode = Some(value.parse()?),
             "ssl" => self.ssl_mode = Some(parse_ssl(key, value)?),
             "sslrootcert" => self.ssl_root_cert = Some(value.parse()?),
@@ -1520,6 +1523,21 @@ mod tests {
                 .named_value(key)
         };
         assert_eq!(spelled("pool_max_size", "7"), spelled("max_size", "7"));
+        // asyncpg's names for a query timeout and the statement cache.
+        assert_eq!(spelled("command_timeout", "60"), spelled("timeout", "60s"));
+        assert_eq!(
+            spelled("statement_cache_size", "0"),
+            spelled("statement_cache", "false")
+        );
+        assert_eq!(
+            spelled("statement_cache_size", "100"),
+            spelled("statement_cache", "true")
+        );
+        assert!(
+            EngineOptions::new()
+                .set("statement_cache_size", "-1")
+                .is_err()
+        );
         assert_eq!(spelled("echo", "yes"), spelled("echo", "on"));
         // asyncpg's `ssl`: a mode, or a boolean.
         assert_eq!(spelled("ssl", "true"), spelled("sslmode", "verify-full"));

@@ -597,8 +597,8 @@ impl Settings {
     /// let mut settings = gino::web::Settings::default();
     /// settings.kwargs.push(("application_name".into(), "shop".into()));
     /// assert!(format!("{:?}", settings.engine_options()?).contains("shop"));
-    /// settings.kwargs.push(("command_timeout".into(), "60".into()));
-    /// assert!(settings.engine_options().unwrap_err().to_string().contains("command_timeout"));
+    /// settings.kwargs.push(("max_queries".into(), "50000".into()));
+    /// assert!(settings.engine_options().unwrap_err().to_string().contains("max_queries"));
     /// # Ok::<_, gino::Error>(())
     /// ```
     pub fn engine_options(&self) -> Result<EngineOptions> {
@@ -1146,9 +1146,9 @@ mod tests {
             other => panic!("expected a configuration error for {vars:?}, got {other:?}"),
         };
         // asyncpg's own keywords are not gino's: named, with what is known.
-        let unknown = err(&[("DB_KWARGS", "command_timeout=60")]);
+        let unknown = err(&[("DB_KWARGS", "max_queries=50000")]);
         assert!(
-            unknown.contains("DB_KWARGS") && unknown.contains("command_timeout"),
+            unknown.contains("DB_KWARGS") && unknown.contains("max_queries"),
             "{unknown}"
         );
         assert!(err(&[("DB_KWARGS", "echo")]).contains("key=value"));

@@ -249,13 +249,16 @@ impl fmt::Display for SslRootCert {
 ///
 /// The URL also takes libpq's connection parameters: `host`, `port`,
 /// `user`, `password`, `dbname`, `options` (e.g. `-c search_path=app`),
-/// `passfile`, `keepalives`, `keepalives_idle`, `keepalives_interval`,
+/// `passfile`, `channel_binding` (`prefer` by default: a password login
+/// over TLS is bound to the server's certificate when the server offers
+/// it; `require` refuses a login without), `keepalives`,
+/// `keepalives_idle`, `keepalives_interval`,
 /// `keepalives_count` and `target_session_attrs` (`any`, `read-write`,
 /// `read-only`, `primary`, `standby`, `prefer-standby`), and, like libpq,
 /// falls back to the environment for what it leaves out: `PGHOST`,
 /// `PGPORT`, `PGUSER`, `PGPASSWORD`, `PGDATABASE`, `PGAPPNAME`,
 /// `PGOPTIONS`, `PGCONNECT_TIMEOUT`, `PGTARGETSESSIONATTRS`,
-/// `PGPASSFILE` and the `PGSSL*` variables above.
+/// `PGPASSFILE`, `PGCHANNELBINDING` and the `PGSSL*` variables above.
 ///
 /// When neither the URL nor `PGPASSWORD` gives a password, each new
 /// connection looks for one in libpq's password file: `passfile`, else
@@ -1034,6 +1037,7 @@ impl DatabaseUrl {
         let mut server_options = Vec::new();
         let mut target = None;
         let mut passfile = None;
+        let mut channel_binding = None;
         for (key, value) in &self.params {
             match key.as_str() {
                 "user" => user = Some(value.clone()),
@@ -1043,6 +1047,7 @@ impl DatabaseUrl {
                 "port" => extra_ports = parse_ports(value)?,
                 "options" => server_options.push(value.clone()),
                 "passfile" => passfile = Some(value.clone()),
+                "channel_binding" => channel_binding = Some(value.clone()),
                 "keepalives" => {
                     pg.keepalives(parse_bool(key, value)?);
                 }
@@ -1135,6 +1140,9 @@ impl DatabaseUrl {
         }
         if let Some(timeout) = options.connect_timeout {
             pg.connect_timeout(timeout);
+        }
+        if let Some(value) = channel_binding.or_else(|| env("PGCHANNELBINDING")) {
+            pg.channel_binding(parse_channel_binding(&value)?);
         }
         let target = match target {
             Some(target) => target,
@@ -1290,6 +1298,20 @@ pub(crate) struct ConnectConfig {
     pub(crate) target: TargetSessionAttrs,
     pub(crate) tls: TlsSettings,
     pub(crate) passfile: Option<PassFile>,
+}
+
+/// libpq's `channel_binding`: whether a password login over TLS binds to
+/// the server's certificate (SCRAM-SHA-256-PLUS).
+fn parse_channel_binding(value: &str) -> Result<tokio_postgres::config::ChannelBinding> {
+    use tokio_postgres::config::ChannelBinding;
+    match value {
+        "disable" => Ok(ChannelBinding::Disable),
+        "prefer" => Ok(ChannelBinding::Prefer),
+        "require" => Ok(ChannelBinding::Require),
+        _ => Err(Error::Configuration(format!(
+            "unknown channel_binding `{value}`: use one of disable, prefer, require"
+        ))),
+    }
 }
 
 fn parse_ports(list: &str) -> Result<Vec<u16>> {
@@ -1757,6 +1779,13 @@ mod tests {
         // A bad value in the environment is an error naming the variable.
         let bad = resolve_with_env("postgres://h/db", &[("PGCONNECT_TIMEOUT", "soon")]);
         assert!(matches!(bad, Err(Error::Configuration(m)) if m.contains("PGCONNECT_TIMEOUT")));
+        let bound = resolve_with_env("postgres://h/db", &[("PGCHANNELBINDING", "require")]);
+        assert_eq!(
+            bound.unwrap().pg.get_channel_binding(),
+            tokio_postgres::config::ChannelBinding::Require
+        );
+        let bad = resolve_with_env("postgres://h/db?channel_binding=yes", &[]);
+        assert!(matches!(bad, Err(Error::Configuration(m)) if m.contains("channel_binding `yes`")));
         let bad = resolve_with_env("postgres://h/db", &[("PGSSLMODE", "on")]);
         assert!(matches!(bad, Err(Error::Configuration(m)) if m.contains("sslmode `on`")));
     }

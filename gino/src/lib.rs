@@ -41,6 +41,7 @@
 
 mod api;
 mod bind;
+mod binding;
 mod budget;
 pub mod bulk;
 mod config;

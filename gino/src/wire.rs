@@ -32,6 +32,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 use tokio_postgres::config::Host;
 
+use crate::binding::Binding;
 #[cfg(feature = "tls")]
 use crate::config::SslMode;
 use crate::config::{ConnectConfig, TargetSessionAttrs};
@@ -815,8 +816,11 @@ impl ServerAddr {
         // early end of the request's connection for a broken client and
         // crashes on it.
         let mut socket = NoShutdown(socket);
+        // The token keeps the connection's TLS settings: for an encrypted
+        // one, a TLS session that starts at once (see `binding`), which
+        // `Binding` gives as it gives it to the connection's login.
         token
-            .cancel_query_raw(&mut socket, tokio_postgres::NoTls)
+            .cancel_query_raw(&mut socket, Binding::default())
             .await
             .map_err(Error::from_postgres)?;
         // The server sends nothing; an error means it is gone, which ends
@@ -1050,9 +1054,17 @@ impl Connector {
             state: state.clone(),
             rewriting: None,
         };
-        let (client, connection) = login
-            .pg
-            .connect_raw(watched, tokio_postgres::NoTls)
+        let binding = socket_binding(&watched.socket);
+        let pg = match &binding {
+            Some(binding) => {
+                let mut pg = login.pg.as_ref().clone();
+                binding.prepare(&mut pg);
+                Cow::Owned(pg)
+            }
+            None => Cow::Borrowed(login.pg.as_ref()),
+        };
+        let (client, connection) = pg
+            .connect_raw(watched, binding.unwrap_or_default())
             .await
             .map_err(|e| login.refused(e, place))?;
         // Marks the connection closed when its driver ends, also when the
@@ -1087,6 +1099,18 @@ impl Connector {
             },
             state,
         })
+    }
+}
+
+/// The channel binding of an encrypted socket; `None` for plaintext.
+fn socket_binding(socket: &Socket) -> Option<Binding> {
+    match socket {
+        #[cfg(feature = "tls")]
+        Socket::Tls(stream) => {
+            let certificate = stream.get_ref().1.peer_certificates()?.first()?;
+            Some(Binding::of_certificate(certificate))
+        }
+        _ => None,
     }
 }
 

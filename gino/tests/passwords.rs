@@ -1,7 +1,8 @@
 //! Password authentication against a server that asks for one
 //! (`scram-sha-256`): the password in the URL, from libpq's password file
-//! (read again for every new connection), and the errors when it is wrong
-//! or nowhere.
+//! (read again for every new connection), the errors when it is wrong or
+//! nowhere, and logins bound to the server's TLS certificate
+//! (`channel_binding`).
 
 mod common;
 
@@ -37,9 +38,14 @@ const ESCAPED: &str = "pa\\:ss\\\\word";
 
 /// `postgres://<userinfo>@127.0.0.1:<port>/shop?<params>`.
 fn url(userinfo: &str, params: &str) -> String {
+    url_of(&SCRAM, userinfo, params)
+}
+
+/// [`url`] on `cluster`.
+fn url_of(cluster: &Cluster, userinfo: &str, params: &str) -> String {
     format!(
         "postgres://{userinfo}@127.0.0.1:{}/shop?{params}",
-        SCRAM.port()
+        cluster.port()
     )
 }
 
@@ -224,4 +230,44 @@ async fn a_web_app_does_not_retry_a_refused_login() {
     let (refused, log) = common::with_log(gino::web::Extension::new(db, settings).connect()).await;
     assert_eq!(refused.unwrap_err().sqlstate(), Some("28P01"));
     assert!(!log.contains("retrying"), "{log}");
+}
+
+/// Over TLS, a password login is bound to the server's certificate
+/// (SCRAM-SHA-256-PLUS): `channel_binding=require` refuses a login
+/// without the binding, so its success shows the binding was made, and
+/// checked by the server.
+#[cfg(feature = "tls")]
+#[tokio::test]
+async fn a_login_over_tls_binds_to_the_server_s_certificate() {
+    let ca = gino_testkit::TestCa::new("channel binding CA");
+    let cluster = Cluster::builder()
+        .tls(&ca.server(&["localhost"]), &ca)
+        .hba("hostssl all all 127.0.0.1/32 scram-sha-256")
+        .start()
+        .expect("start a TLS cluster with password authentication");
+    cluster
+        .execute("CREATE ROLE app LOGIN PASSWORD 'secret'")
+        .unwrap();
+    let root = ca.write("root.crt", &ca.cert_pem());
+    let url = |binding: &str| {
+        format!(
+            "postgres://app:secret@localhost:{}/postgres?sslmode=verify-full&sslrootcert={}\
+             &channel_binding={binding}",
+            cluster.port(),
+            root.display()
+        )
+    };
+    for binding in ["require", "prefer", "disable"] {
+        let engine = engine_or_error(&url(binding)).await;
+        let engine = engine.unwrap_or_else(|e| panic!("channel_binding={binding}: {e}"));
+        engine.close().await;
+    }
+
+    // Plaintext has nothing to bind to.
+    let plain = url_of(&SCRAM, "app:pa%3Ass%5Cword", "channel_binding=require");
+    let refused = engine_or_error(&plain).await;
+    let Err(Error::Connection(message)) = refused else {
+        panic!("expected a refused login, got {refused:?}");
+    };
+    assert!(message.contains("channel binding"), "{message}");
 }

@@ -9,7 +9,9 @@ use std::path::Path;
 /// The core bottom-up. A module may use the modules of lower layers only;
 /// modules of one layer do not use each other.
 const LAYERS: &[&[&str]] = &[
-    &["error", "framing", "sync", "task", "drive", "scoped", "lex"],
+    &[
+        "error", "framing", "sync", "task", "drive", "scoped", "lex", "passfile", "binding",
+    ],
     &["budget"],
     &["config", "text", "json"],
     &["tls", "unnamed", "opening"],

@@ -1,7 +1,8 @@
 //! Database URLs and engine options (GINO's `make_url` and `create_engine`
 //! keyword arguments).
 //!
-//! Uses: `error`, `budget` (an option holds one), `passfile` (where it is).
+//! Uses: `error`, `budget` (an option holds one), `passfile` (where it is),
+//! `service` (a service's parameters).
 
 use std::fmt;
 #[cfg(test)]
@@ -259,6 +260,11 @@ impl fmt::Display for SslRootCert {
 /// `PGPORT`, `PGUSER`, `PGPASSWORD`, `PGDATABASE`, `PGAPPNAME`,
 /// `PGOPTIONS`, `PGCONNECT_TIMEOUT`, `PGTARGETSESSIONATTRS`,
 /// `PGPASSFILE`, `PGCHANNELBINDING` and the `PGSSL*` variables above.
+///
+/// `service=name` (or `PGSERVICE`) takes the parameters of section
+/// `[name]` of libpq's service file (`PGSERVICEFILE`, else
+/// `~/.pg_service.conf`, then `PGSYSCONFDIR/pg_service.conf`): they fill
+/// what the URL leaves out and come before the environment, as in libpq.
 ///
 /// When neither the URL nor `PGPASSWORD` gives a password, each new
 /// connection looks for one in libpq's password file: `passfile`, else
@@ -1011,6 +1017,29 @@ impl DatabaseUrl {
         &self.params
     }
 
+    /// The last value of the query parameter `key`.
+    fn param(&self, key: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Whether the URL itself gives the connection parameter `key`, in its
+    /// authority or its query: a service's value for it does not apply.
+    fn gives(&self, key: &str) -> bool {
+        let in_authority = match key {
+            "user" => self.user.is_some(),
+            "password" => self.password.is_some(),
+            "dbname" => self.database.is_some(),
+            "host" => !self.hosts.is_empty(),
+            "port" => self.hosts.iter().any(|(_, port)| port.is_some()),
+            _ => false,
+        };
+        in_authority || self.param(key).is_some()
+    }
+
     /// Splits the URL into what is needed to connect and the engine
     /// options, applying URL parameters on top of `options` and libpq's
     /// environment variables under both.
@@ -1038,8 +1067,8 @@ impl DatabaseUrl {
         let mut target = None;
         let mut passfile = None;
         let mut channel_binding = None;
-        for (key, value) in &self.params {
-            match key.as_str() {
+        let mut apply = |key: &str, value: &String| -> Result<()> {
+            match key {
                 "user" => user = Some(value.clone()),
                 "password" => password = Some(value.clone()),
                 "dbname" => database = Some(value.clone()),
@@ -1062,8 +1091,30 @@ impl DatabaseUrl {
                     pg.keepalives_retries(u32::try_from(count).unwrap_or(u32::MAX));
                 }
                 "target_session_attrs" => target = Some(value.parse()?),
-                _ => options = options.set(key, value)?,
+                "service" => {}
+                _ => {
+                    options =
+                        std::mem::replace(&mut options, EngineOptions::new()).set(key, value)?
+                }
             }
+            Ok(())
+        };
+        // A service's parameters, under what the URL gives.
+        let service = self.param("service").map(str::to_owned);
+        if let Some(name) = service.or_else(|| env("PGSERVICE")) {
+            for (key, value) in crate::service::lookup(&name, &env)? {
+                if !self.gives(&key) {
+                    apply(&key, &value).map_err(|e| match e {
+                        Error::Configuration(m) => {
+                            Error::Configuration(format!("service `{name}`: {m}"))
+                        }
+                        other => other,
+                    })?;
+                }
+            }
+        }
+        for (key, value) in &self.params {
+            apply(key, value)?;
         }
         options.validate()?;
 
@@ -1814,6 +1865,58 @@ mod tests {
         assert_eq!(file("postgres://app@h/shop?password=pw", &env), None);
         assert_eq!(file("postgres://app@h/shop", &[("PGPASSWORD", "pw")]), None);
         assert_eq!(file("postgres://app@h/shop", &[]), None);
+    }
+
+    #[test]
+    fn a_service_fills_what_the_url_leaves_out_and_beats_the_environment() {
+        use tokio_postgres::config::Host;
+        let files = crate::service::tests::Files::new("config");
+        let file = files.write(
+            "services.conf",
+            "[shop]\nhost=db1\nport=6000\nuser=app\npassword=s3cret\ndbname=shop\n\
+             application_name=web\nmax_size=3\n[broken]\ncolour=blue\n",
+        );
+        let env = [("PGSERVICEFILE", file.as_str()), ("PGUSER", "env-user")];
+        let all = resolve_with_env("postgres:///?service=shop", &env).unwrap();
+        assert_eq!(all.pg.get_hosts(), [Host::Tcp("db1".into())]);
+        assert_eq!(all.pg.get_ports(), [6000]);
+        assert_eq!(all.pg.get_user(), Some("app"));
+        assert_eq!(all.pg.get_password(), Some(&b"s3cret"[..]));
+        assert_eq!(all.pg.get_dbname(), Some("shop"));
+        assert_eq!(all.pg.get_application_name(), Some("web"));
+        let (_, options) = "postgres:///?service=shop"
+            .parse::<DatabaseUrl>()
+            .unwrap()
+            .resolve_in(EngineOptions::new(), &|name| {
+                env.iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| (*v).to_owned())
+            })
+            .unwrap();
+        assert_eq!(options.max_size, 3);
+
+        // What the URL says wins; PGSERVICE names the service too.
+        let env = [("PGSERVICEFILE", file.as_str()), ("PGSERVICE", "shop")];
+        let url = resolve_with_env("postgres://bob@h:7000/inv?application_name=api", &env);
+        let pg = url.unwrap().pg;
+        assert_eq!(pg.get_hosts(), [Host::Tcp("h".into())]);
+        assert_eq!(pg.get_ports(), [7000]);
+        assert_eq!(pg.get_user(), Some("bob"));
+        assert_eq!(pg.get_dbname(), Some("inv"));
+        assert_eq!(pg.get_application_name(), Some("api"));
+        // The service's port serves a host the URL gives without one.
+        let port = resolve_with_env("postgres://h/inv", &env).unwrap().pg;
+        assert_eq!(port.get_ports(), [6000]);
+
+        let err = |url: &str| match resolve_with_env(url, &env) {
+            Err(Error::Configuration(m)) => m,
+            other => panic!("expected a configuration error for {url}, got {other:?}"),
+        };
+        assert!(
+            err("postgres:///?service=broken")
+                .contains("service `broken`: unknown engine option `colour`")
+        );
+        assert!(err("postgres:///?service=gone").contains("service `gone` is not defined"));
     }
 
     #[test]

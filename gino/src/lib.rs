@@ -66,6 +66,7 @@ pub mod prelude;
 mod root;
 pub mod schema;
 mod scoped;
+mod service;
 mod statement;
 mod sync;
 mod task;

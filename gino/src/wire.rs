@@ -14,8 +14,9 @@
 //! unnamed in the round trip that runs it ([`crate::unnamed`]).
 //!
 //! Uses: `config` (what to connect to), `passfile` (a password for a
-//! host), `tls` (the handshake), `unnamed` (the rewrite), `framing`
-//! (message headers), `error`.
+//! host), `tls` (the handshake), `binding` (the login's channel binding
+//! over that handshake), `unnamed` (the rewrite), `framing` (message
+//! headers), `error`.
 
 use std::borrow::Cow;
 use std::fmt;

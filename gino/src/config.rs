@@ -252,14 +252,17 @@ impl fmt::Display for SslRootCert {
 /// `user`, `password`, `dbname`, `options` (e.g. `-c search_path=app`),
 /// `passfile`, `channel_binding` (`prefer` by default: a password login
 /// over TLS is bound to the server's certificate when the server offers
-/// it; `require` refuses a login without), `keepalives`,
+/// it; `require` refuses a login without), `load_balance_hosts`
+/// (`random` tries the hosts, and each host's addresses, in a random
+/// order for every new connection), `keepalives`,
 /// `keepalives_idle`, `keepalives_interval`,
 /// `keepalives_count` and `target_session_attrs` (`any`, `read-write`,
 /// `read-only`, `primary`, `standby`, `prefer-standby`), and, like libpq,
 /// falls back to the environment for what it leaves out: `PGHOST`,
 /// `PGPORT`, `PGUSER`, `PGPASSWORD`, `PGDATABASE`, `PGAPPNAME`,
 /// `PGOPTIONS`, `PGCONNECT_TIMEOUT`, `PGTARGETSESSIONATTRS`,
-/// `PGPASSFILE`, `PGCHANNELBINDING` and the `PGSSL*` variables above.
+/// `PGPASSFILE`, `PGCHANNELBINDING`, `PGLOADBALANCEHOSTS` and the
+/// `PGSSL*` variables above.
 ///
 /// `service=name` (or `PGSERVICE`) takes the parameters of section
 /// `[name]` of libpq's service file (`PGSERVICEFILE`, else
@@ -1067,6 +1070,7 @@ impl DatabaseUrl {
         let mut target = None;
         let mut passfile = None;
         let mut channel_binding = None;
+        let mut load_balance = None;
         let mut apply = |key: &str, value: &String| -> Result<()> {
             match key {
                 "user" => user = Some(value.clone()),
@@ -1077,6 +1081,7 @@ impl DatabaseUrl {
                 "options" => server_options.push(value.clone()),
                 "passfile" => passfile = Some(value.clone()),
                 "channel_binding" => channel_binding = Some(value.clone()),
+                "load_balance_hosts" => load_balance = Some(value.clone()),
                 "keepalives" => {
                     pg.keepalives(parse_bool(key, value)?);
                 }
@@ -1194,6 +1199,9 @@ impl DatabaseUrl {
         }
         if let Some(value) = channel_binding.or_else(|| env("PGCHANNELBINDING")) {
             pg.channel_binding(parse_channel_binding(&value)?);
+        }
+        if let Some(value) = load_balance.or_else(|| env("PGLOADBALANCEHOSTS")) {
+            pg.load_balance_hosts(parse_load_balance_hosts(&value)?);
         }
         let target = match target {
             Some(target) => target,
@@ -1361,6 +1369,19 @@ fn parse_channel_binding(value: &str) -> Result<tokio_postgres::config::ChannelB
         "require" => Ok(ChannelBinding::Require),
         _ => Err(Error::Configuration(format!(
             "unknown channel_binding `{value}`: use one of disable, prefer, require"
+        ))),
+    }
+}
+
+/// libpq's `load_balance_hosts`: the hosts in the order given, or in a
+/// random order for each new connection.
+fn parse_load_balance_hosts(value: &str) -> Result<tokio_postgres::config::LoadBalanceHosts> {
+    use tokio_postgres::config::LoadBalanceHosts;
+    match value {
+        "disable" => Ok(LoadBalanceHosts::Disable),
+        "random" => Ok(LoadBalanceHosts::Random),
+        _ => Err(Error::Configuration(format!(
+            "unknown load_balance_hosts `{value}`: use disable or random"
         ))),
     }
 }
@@ -1834,6 +1855,15 @@ mod tests {
         assert_eq!(
             bound.unwrap().pg.get_channel_binding(),
             tokio_postgres::config::ChannelBinding::Require
+        );
+        let random = resolve_with_env("postgres://h/db", &[("PGLOADBALANCEHOSTS", "random")]);
+        assert_eq!(
+            random.unwrap().pg.get_load_balance_hosts(),
+            tokio_postgres::config::LoadBalanceHosts::Random
+        );
+        let bad = resolve_with_env("postgres://h/db?load_balance_hosts=on", &[]);
+        assert!(
+            matches!(bad, Err(Error::Configuration(m)) if m.contains("load_balance_hosts `on`"))
         );
         let bad = resolve_with_env("postgres://h/db?channel_binding=yes", &[]);
         assert!(matches!(bad, Err(Error::Configuration(m)) if m.contains("channel_binding `yes`")));

@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
-use tokio_postgres::config::Host;
+use tokio_postgres::config::{Host, LoadBalanceHosts};
 
 use crate::binding::Binding;
 #[cfg(feature = "tls")]
@@ -925,12 +925,21 @@ impl Connector {
             .passfile
             .as_ref()
             .map(|file| (file, file.read()));
+        let random = pg.get_load_balance_hosts() == LoadBalanceHosts::Random;
+        let mut hosts: Vec<_> = pg.get_hosts().iter().enumerate().collect();
+        if random {
+            shuffle(&mut hosts);
+        }
         let mut last_error = None;
         for wanted in passes {
-            for (i, host) in pg.get_hosts().iter().enumerate() {
+            for &(i, host) in &hosts {
                 let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
                 let login = Login::new(pg, passwords.as_ref(), host, port);
                 let candidates = match resolve(host, port).await {
+                    Ok(mut c) if random => {
+                        shuffle(&mut c);
+                        c
+                    }
                     Ok(c) => c,
                     Err(e) => {
                         last_error =
@@ -1100,6 +1109,19 @@ impl Connector {
             },
             state,
         })
+    }
+}
+
+/// Puts `items` in a random order (Fisher-Yates), for
+/// `load_balance_hosts=random`: std's randomly keyed hasher is the
+/// source, which is random enough to spread connections over servers.
+fn shuffle<T>(items: &mut [T]) {
+    use std::hash::BuildHasher;
+    let random = std::collections::hash_map::RandomState::new();
+    for i in (1..items.len()).rev() {
+        let bound = u64::try_from(i + 1).unwrap_or(u64::MAX);
+        let j = usize::try_from(random.hash_one(i) % bound).unwrap_or(0);
+        items.swap(i, j);
     }
 }
 

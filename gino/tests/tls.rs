@@ -460,6 +460,30 @@ async fn target_session_attrs_chooses_among_hosts() {
     assert_eq!(settled_port(&down).await.unwrap(), i32::from(rw));
 }
 
+/// libpq 16's `load_balance_hosts`: `random` spreads new connections
+/// over the hosts; `disable` (the default) always starts with the first.
+#[tokio::test]
+async fn load_balance_hosts_spreads_new_connections_over_the_hosts() {
+    let (first, second) = (READ_ONLY.port(), PLAIN.port());
+    let url = |mode: &str| {
+        format!(
+            "postgres://postgres@127.0.0.1:{first},127.0.0.1:{second}/postgres\
+             ?load_balance_hosts={mode}"
+        )
+    };
+    let mut seen = std::collections::HashSet::new();
+    // Twenty connections all on one host would happen once in 2^19 runs.
+    for _ in 0..20 {
+        seen.insert(settled_port(&url("random")).await.unwrap());
+    }
+    let both = [i32::from(first), i32::from(second)].into();
+    assert_eq!(seen, both);
+    for _ in 0..5 {
+        let port = settled_port(&url("disable")).await.unwrap();
+        assert_eq!(port, i32::from(first));
+    }
+}
+
 #[tokio::test]
 async fn connection_settings_reach_the_server() {
     let engine = engine(&format!(

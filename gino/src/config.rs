@@ -250,7 +250,9 @@ impl fmt::Display for SslRootCert {
 ///
 /// The URL also takes libpq's connection parameters: `host`, `port`,
 /// `user`, `password`, `dbname`, `options` (e.g. `-c search_path=app`),
-/// `passfile`, `channel_binding` (`prefer` by default: a password login
+/// `hostaddr` (the IP address to connect to, one per host, so that no
+/// name is looked up; the host's name still serves TLS checks and the
+/// password file), `passfile`, `channel_binding` (`prefer` by default: a password login
 /// over TLS is bound to the server's certificate when the server offers
 /// it; `require` refuses a login without), `load_balance_hosts`
 /// (`random` tries the hosts, and each host's addresses, in a random
@@ -261,7 +263,7 @@ impl fmt::Display for SslRootCert {
 /// falls back to the environment for what it leaves out: `PGHOST`,
 /// `PGPORT`, `PGUSER`, `PGPASSWORD`, `PGDATABASE`, `PGAPPNAME`,
 /// `PGOPTIONS`, `PGCONNECT_TIMEOUT`, `PGTARGETSESSIONATTRS`,
-/// `PGPASSFILE`, `PGCHANNELBINDING`, `PGLOADBALANCEHOSTS` and the
+/// `PGHOSTADDR`, `PGPASSFILE`, `PGCHANNELBINDING`, `PGLOADBALANCEHOSTS` and the
 /// `PGSSL*` variables above.
 ///
 /// `service=name` (or `PGSERVICE`) takes the parameters of section
@@ -1071,6 +1073,7 @@ impl DatabaseUrl {
         let mut passfile = None;
         let mut channel_binding = None;
         let mut load_balance = None;
+        let mut hostaddrs = None;
         let mut apply = |key: &str, value: &String| -> Result<()> {
             match key {
                 "user" => user = Some(value.clone()),
@@ -1082,6 +1085,7 @@ impl DatabaseUrl {
                 "passfile" => passfile = Some(value.clone()),
                 "channel_binding" => channel_binding = Some(value.clone()),
                 "load_balance_hosts" => load_balance = Some(value.clone()),
+                "hostaddr" => hostaddrs = Some(value.clone()),
                 "keepalives" => {
                     pg.keepalives(parse_bool(key, value)?);
                 }
@@ -1125,6 +1129,14 @@ impl DatabaseUrl {
 
         // What the URL and the code leave out comes from libpq's
         // environment variables, then from libpq's defaults.
+        let hostaddrs = match hostaddrs.or_else(|| env("PGHOSTADDR")) {
+            Some(list) => parse_hostaddrs(&list)?,
+            None => Vec::new(),
+        };
+        if hosts.is_empty() && !hostaddrs.is_empty() {
+            // Addresses alone: each is its own name too (for TLS).
+            hosts = hostaddrs.iter().map(|a| (a.to_string(), None)).collect();
+        }
         if hosts.is_empty() {
             hosts = match env("PGHOST") {
                 Some(list) => list.split(',').map(|h| (h.to_owned(), None)).collect(),
@@ -1135,6 +1147,17 @@ impl DatabaseUrl {
             if let Some(list) = env("PGPORT") {
                 extra_ports = parse_ports(&list)?;
             }
+        }
+        if !hostaddrs.is_empty() && hostaddrs.len() != hosts.len() {
+            return Err(Error::Configuration(format!(
+                "{} host names but {} hostaddr values: give one address per host, in the same \
+                 order",
+                hosts.len(),
+                hostaddrs.len()
+            )));
+        }
+        for address in hostaddrs {
+            pg.hostaddr(address);
         }
         for (i, (host, port)) in hosts.iter().enumerate() {
             pg.host(host);
@@ -1371,6 +1394,20 @@ fn parse_channel_binding(value: &str) -> Result<tokio_postgres::config::ChannelB
             "unknown channel_binding `{value}`: use one of disable, prefer, require"
         ))),
     }
+}
+
+/// libpq's `hostaddr`: comma-separated IP addresses to connect to, one
+/// per host, whose names then serve TLS and the password file only.
+fn parse_hostaddrs(list: &str) -> Result<Vec<std::net::IpAddr>> {
+    list.split(',')
+        .map(|address| {
+            address.trim().parse().map_err(|_| {
+                Error::Configuration(format!(
+                    "hostaddr `{address}` is not an IP address: put host names in `host`"
+                ))
+            })
+        })
+        .collect()
 }
 
 /// libpq's `load_balance_hosts`: the hosts in the order given, or in a
@@ -1717,7 +1754,7 @@ mod tests {
         assert!(err("postgres://localhost/db?keepalives_count=x").contains("keepalives_count"));
         assert!(err("postgres://localhost/db?connect_timeout=x").contains("connect_timeout"));
         assert!(err("postgres://localhost/db?port=5432,x").contains("`x`"));
-        assert!(err("postgres://localhost/db?hostaddr=1.2.3.4").contains("hostaddr"));
+        assert!(err("postgres://localhost/db?hostaddr=nope").contains("hostaddr `nope`"));
         assert!(err("localhost/db").contains("not a database URL"));
         assert!(err("postgres://localhost/db?min_size=5&max_size=2").contains("min_size"));
         assert!(err("postgres://localhost/db?flag").contains("flag"));
@@ -1861,6 +1898,22 @@ mod tests {
             random.unwrap().pg.get_load_balance_hosts(),
             tokio_postgres::config::LoadBalanceHosts::Random
         );
+        // hostaddr: one address per host, or the addresses alone.
+        let both = resolve_with_env("postgres://a,b/db?hostaddr=10.0.0.1,::1", &[]).unwrap();
+        let addresses: Vec<std::net::IpAddr> =
+            vec!["10.0.0.1".parse().unwrap(), "::1".parse().unwrap()];
+        assert_eq!(both.pg.get_hostaddrs(), addresses);
+        let alone = resolve_with_env("postgres:///db", &[("PGHOSTADDR", "10.0.0.1")]).unwrap();
+        assert_eq!(
+            alone.pg.get_hosts(),
+            [tokio_postgres::config::Host::Tcp("10.0.0.1".into())]
+        );
+        let bad = resolve_with_env("postgres://a,b/db?hostaddr=10.0.0.1", &[]);
+        assert!(
+            matches!(bad, Err(Error::Configuration(m)) if m.contains("2 host names but 1 hostaddr"))
+        );
+        let bad = resolve_with_env("postgres://a/db?hostaddr=db.example.com", &[]);
+        assert!(matches!(bad, Err(Error::Configuration(m)) if m.contains("not an IP address")));
         let bad = resolve_with_env("postgres://h/db?load_balance_hosts=on", &[]);
         assert!(
             matches!(bad, Err(Error::Configuration(m)) if m.contains("load_balance_hosts `on`"))

@@ -21,7 +21,7 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
@@ -935,7 +935,7 @@ impl Connector {
             for &(i, host) in &hosts {
                 let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
                 let login = Login::new(pg, passwords.as_ref(), host, port);
-                let candidates = match resolve(host, port).await {
+                let candidates = match resolve(host, pg.get_hostaddrs().get(i), port).await {
                     Ok(mut c) if random => {
                         shuffle(&mut c);
                         c
@@ -1305,7 +1305,12 @@ async fn is_wanted(client: &tokio_postgres::Client, wanted: TargetSessionAttrs) 
     }))
 }
 
-async fn resolve(host: &Host, port: u16) -> io::Result<Vec<Place>> {
+/// The addresses of `host`: its `hostaddr` when given, else what its name
+/// resolves to.
+async fn resolve(host: &Host, address: Option<&IpAddr>, port: u16) -> io::Result<Vec<Place>> {
+    if let Some(&address) = address {
+        return Ok(vec![Place::Tcp(SocketAddr::new(address, port))]);
+    }
     match host {
         Host::Tcp(name) => Ok(tokio::net::lookup_host((name.as_str(), port))
             .await?

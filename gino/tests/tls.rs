@@ -460,6 +460,39 @@ async fn target_session_attrs_chooses_among_hosts() {
     assert_eq!(settled_port(&down).await.unwrap(), i32::from(rw));
 }
 
+/// libpq's `hostaddr`: the address to connect to, while the host's name
+/// is what TLS checks the certificate against (and nothing is looked up).
+#[tokio::test]
+async fn hostaddr_connects_to_the_address_and_checks_the_host_s_name() {
+    let checked = tls_url(
+        "localhost",
+        "postgres",
+        &format!("hostaddr=127.0.0.1&sslmode=verify-full&{}", root_param()),
+    );
+    let checked = engine(&checked).await.unwrap();
+    assert!(encrypted(&checked).await);
+    checked.close().await;
+    // A name no resolver knows: only the address is used to connect.
+    let unresolvable = tls_url(
+        "gino-test.invalid",
+        "postgres",
+        &format!("hostaddr=127.0.0.1&sslmode=verify-ca&{}", root_param()),
+    );
+    let unresolvable = engine(&unresolvable).await.unwrap();
+    assert!(encrypted(&unresolvable).await);
+    unresolvable.close().await;
+    // The name is still checked: the certificate is for localhost only.
+    let wrong_name = tls_url(
+        "gino-test.invalid",
+        "postgres",
+        &format!("hostaddr=127.0.0.1&sslmode=verify-full&{}", root_param()),
+    );
+    match engine(&wrong_name).await {
+        Err(Error::Tls(message)) => assert!(message.contains("gino-test.invalid"), "{message}"),
+        other => panic!("a certificate for another name passed: {other:?}"),
+    }
+}
+
 /// libpq 16's `load_balance_hosts`: `random` spreads new connections
 /// over the hosts; `disable` (the default) always starts with the first.
 #[tokio::test]

@@ -256,15 +256,18 @@ impl fmt::Display for SslRootCert {
 /// over TLS is bound to the server's certificate when the server offers
 /// it; `require` refuses a login without), `load_balance_hosts`
 /// (`random` tries the hosts, and each host's addresses, in a random
-/// order for every new connection), `keepalives`,
+/// order for every new connection), `ssl_min_protocol_version` (`TLSv1.2`
+/// by default) and `ssl_max_protocol_version` (`TLSv1.2` or `TLSv1.3`),
+/// `keepalives`,
 /// `keepalives_idle`, `keepalives_interval`,
 /// `keepalives_count` and `target_session_attrs` (`any`, `read-write`,
 /// `read-only`, `primary`, `standby`, `prefer-standby`), and, like libpq,
 /// falls back to the environment for what it leaves out: `PGHOST`,
 /// `PGPORT`, `PGUSER`, `PGPASSWORD`, `PGDATABASE`, `PGAPPNAME`,
 /// `PGOPTIONS`, `PGCONNECT_TIMEOUT`, `PGTARGETSESSIONATTRS`,
-/// `PGHOSTADDR`, `PGPASSFILE`, `PGCHANNELBINDING`, `PGLOADBALANCEHOSTS` and the
-/// `PGSSL*` variables above.
+/// `PGHOSTADDR`, `PGPASSFILE`, `PGCHANNELBINDING`, `PGLOADBALANCEHOSTS`,
+/// `PGSSLMINPROTOCOLVERSION`, `PGSSLMAXPROTOCOLVERSION` and the `PGSSL*`
+/// variables above.
 ///
 /// `service=name` (or `PGSERVICE`) takes the parameters of section
 /// `[name]` of libpq's service file (`PGSERVICEFILE`, else
@@ -1074,6 +1077,7 @@ impl DatabaseUrl {
         let mut channel_binding = None;
         let mut load_balance = None;
         let mut hostaddrs = None;
+        let mut tls_versions = [None, None];
         let mut apply = |key: &str, value: &String| -> Result<()> {
             match key {
                 "user" => user = Some(value.clone()),
@@ -1086,6 +1090,8 @@ impl DatabaseUrl {
                 "channel_binding" => channel_binding = Some(value.clone()),
                 "load_balance_hosts" => load_balance = Some(value.clone()),
                 "hostaddr" => hostaddrs = Some(value.clone()),
+                "ssl_min_protocol_version" => tls_versions[0] = Some(value.clone()),
+                "ssl_max_protocol_version" => tls_versions[1] = Some(value.clone()),
                 "keepalives" => {
                     pg.keepalives(parse_bool(key, value)?);
                 }
@@ -1233,7 +1239,7 @@ impl DatabaseUrl {
                 None => TargetSessionAttrs::Any,
             },
         };
-        let tls = TlsSettings::resolve(&options, &env)?;
+        let tls = TlsSettings::resolve(&options, tls_versions, &env)?;
         Ok((
             ConnectConfig {
                 pg,
@@ -1309,10 +1315,77 @@ pub(crate) struct TlsSettings {
     pub(crate) default_root_cert: Option<PathBuf>,
     pub(crate) cert: Option<PathBuf>,
     pub(crate) key: Option<PathBuf>,
+    /// libpq's `ssl_min_protocol_version` (`TLSv1.2` by default) and
+    /// `ssl_max_protocol_version` (none).
+    pub(crate) versions: (TlsVersion, Option<TlsVersion>),
+}
+
+/// A TLS protocol version as libpq names it (`TLSv1.2`); rustls speaks
+/// 1.2 and 1.3 only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum TlsVersion {
+    V1_0,
+    V1_1,
+    V1_2,
+    V1_3,
+}
+
+impl fmt::Display for TlsVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TlsVersion::V1_0 => "TLSv1",
+            TlsVersion::V1_1 => "TLSv1.1",
+            TlsVersion::V1_2 => "TLSv1.2",
+            TlsVersion::V1_3 => "TLSv1.3",
+        })
+    }
+}
+
+impl TlsVersion {
+    /// `value` of the setting `key`; `None` for an empty one (no bound).
+    fn parse(key: &str, value: &str) -> Result<Option<Self>> {
+        Ok(Some(match value.to_ascii_lowercase().as_str() {
+            "" => return Ok(None),
+            "tlsv1" => TlsVersion::V1_0,
+            "tlsv1.1" => TlsVersion::V1_1,
+            "tlsv1.2" => TlsVersion::V1_2,
+            "tlsv1.3" => TlsVersion::V1_3,
+            _ => {
+                return Err(Error::Configuration(format!(
+                    "unknown {key} `{value}`: use TLSv1.2 or TLSv1.3 (or TLSv1, TLSv1.1, which \
+                     gino's TLS does not speak)"
+                )));
+            }
+        }))
+    }
 }
 
 impl TlsSettings {
-    fn resolve(options: &EngineOptions, env: &dyn Fn(&str) -> Option<String>) -> Result<Self> {
+    fn resolve(
+        options: &EngineOptions,
+        versions: [Option<String>; 2],
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self> {
+        let [min, max] = versions;
+        let min = min.or_else(|| env("PGSSLMINPROTOCOLVERSION"));
+        let max = max.or_else(|| env("PGSSLMAXPROTOCOLVERSION"));
+        let min_key = "ssl_min_protocol_version";
+        let min = match min {
+            Some(min) => TlsVersion::parse(min_key, &min)?,
+            None => Some(TlsVersion::V1_2),
+        };
+        let max_key = "ssl_max_protocol_version";
+        let max = max
+            .map(|max| TlsVersion::parse(max_key, &max))
+            .transpose()?
+            .flatten();
+        let min = min.unwrap_or(TlsVersion::V1_0);
+        if max.is_some_and(|max| max < min) {
+            return Err(Error::Configuration(format!(
+                "{max_key} is below {min_key} ({} < {min}): no TLS version is left",
+                max.unwrap_or(min)
+            )));
+        }
         let explicit_mode = match options.ssl_mode {
             Some(mode) => Some(mode),
             None => env("PGSSLMODE").map(|v| v.parse()).transpose()?,
@@ -1366,6 +1439,7 @@ impl TlsSettings {
             default_root_cert,
             cert,
             key,
+            versions: (min, max),
         })
     }
 }
@@ -1914,6 +1988,36 @@ mod tests {
         );
         let bad = resolve_with_env("postgres://a/db?hostaddr=db.example.com", &[]);
         assert!(matches!(bad, Err(Error::Configuration(m)) if m.contains("not an IP address")));
+        // TLS versions: libpq's names, any case; TLSv1.2 at least unless said.
+        let versions =
+            |url: &str, env: &[(&str, &str)]| resolve_with_env(url, env).map(|c| c.tls.versions);
+        assert_eq!(
+            versions("postgres://h/db", &[]).unwrap(),
+            (TlsVersion::V1_2, None)
+        );
+        assert_eq!(
+            versions("postgres://h/db?ssl_min_protocol_version=tlsv1.3", &[]).unwrap(),
+            (TlsVersion::V1_3, None)
+        );
+        assert_eq!(
+            versions(
+                "postgres://h/db?ssl_min_protocol_version=",
+                &[("PGSSLMAXPROTOCOLVERSION", "TLSv1.2")]
+            )
+            .unwrap(),
+            (TlsVersion::V1_0, Some(TlsVersion::V1_2))
+        );
+        let inverted = versions(
+            "postgres://h/db?ssl_min_protocol_version=TLSv1.3&ssl_max_protocol_version=TLSv1.2",
+            &[],
+        );
+        assert!(
+            matches!(inverted, Err(Error::Configuration(m)) if m.contains("(TLSv1.2 < TLSv1.3)"))
+        );
+        let bad = versions("postgres://h/db?ssl_max_protocol_version=SSLv3", &[]);
+        assert!(
+            matches!(bad, Err(Error::Configuration(m)) if m.contains("ssl_max_protocol_version `SSLv3`"))
+        );
         let bad = resolve_with_env("postgres://h/db?load_balance_hosts=on", &[]);
         assert!(
             matches!(bad, Err(Error::Configuration(m)) if m.contains("load_balance_hosts `on`"))

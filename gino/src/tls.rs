@@ -22,7 +22,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-use crate::config::{SslMode, SslRootCert, TlsSettings};
+use crate::config::{SslMode, SslRootCert, TlsSettings, TlsVersion};
 use crate::error::{Error, Result};
 
 /// The TLS side of an engine's connections, built once per engine.
@@ -110,7 +110,7 @@ impl Tls {
             }
         };
         let builder = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
+            .with_protocol_versions(&protocol_versions(settings.versions)?)
             .map_err(|e| Error::Configuration(format!("cannot configure TLS: {e}")))?
             .dangerous()
             .with_custom_certificate_verifier(verifier);
@@ -374,6 +374,29 @@ impl ServerCertVerifier for AcceptAnyCertificate {
     }
 }
 
+/// The versions rustls speaks (1.2 and 1.3) within libpq's
+/// `ssl_min_protocol_version` and `ssl_max_protocol_version`.
+fn protocol_versions(
+    (min, max): (TlsVersion, Option<TlsVersion>),
+) -> Result<Vec<&'static rustls::SupportedProtocolVersion>> {
+    let spoken = [
+        (TlsVersion::V1_2, &rustls::version::TLS12),
+        (TlsVersion::V1_3, &rustls::version::TLS13),
+    ];
+    let allowed: Vec<_> = spoken
+        .into_iter()
+        .filter(|(version, _)| *version >= min && max.is_none_or(|max| *version <= max))
+        .map(|(_, protocol)| protocol)
+        .collect();
+    if allowed.is_empty() {
+        return Err(Error::Configuration(format!(
+            "ssl_max_protocol_version={} leaves no TLS version gino speaks (TLSv1.2, TLSv1.3)",
+            max.unwrap_or(min)
+        )));
+    }
+    Ok(allowed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -385,7 +408,25 @@ mod tests {
             default_root_cert: Some("/home/u/.postgresql/root.crt".into()),
             cert: None,
             key: None,
+            versions: (TlsVersion::V1_2, None),
         }
+    }
+
+    #[test]
+    fn protocol_versions_are_those_rustls_speaks_within_the_bounds() {
+        use TlsVersion::*;
+        let spoken = |min, max| {
+            protocol_versions((min, max)).map(|v| v.iter().map(|p| p.version).collect::<Vec<_>>())
+        };
+        use rustls::ProtocolVersion::{TLSv1_2, TLSv1_3};
+        assert_eq!(spoken(V1_2, None).unwrap(), [TLSv1_2, TLSv1_3]);
+        assert_eq!(spoken(V1_0, Some(V1_2)).unwrap(), [TLSv1_2]);
+        assert_eq!(spoken(V1_3, Some(V1_3)).unwrap(), [TLSv1_3]);
+        let none = spoken(V1_0, Some(V1_1)).unwrap_err().to_string();
+        assert!(
+            none.contains("ssl_max_protocol_version=TLSv1.1 leaves no TLS version"),
+            "{none}"
+        );
     }
 
     #[test]

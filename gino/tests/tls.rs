@@ -493,6 +493,38 @@ async fn hostaddr_connects_to_the_address_and_checks_the_host_s_name() {
     }
 }
 
+/// libpq's `ssl_min_protocol_version` and `ssl_max_protocol_version`
+/// choose the TLS version, as the server reports it.
+#[tokio::test]
+async fn the_tls_version_stays_within_the_bounds_given() {
+    let version = |bounds: &str| {
+        let url = tls_url(
+            "localhost",
+            "postgres",
+            &format!("sslmode=verify-full&{}&{bounds}", root_param()),
+        );
+        async move {
+            let engine = engine(&url).await?;
+            let version: gino::Result<String> = engine
+                .one(diesel::select(sql::<Text>(
+                    "version FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                )))
+                .await;
+            engine.close().await;
+            version
+        }
+    };
+    assert_eq!(version("").await.unwrap(), "TLSv1.3");
+    let capped = version("ssl_max_protocol_version=TLSv1.2").await;
+    assert_eq!(capped.unwrap(), "TLSv1.2");
+    let floor = version("ssl_min_protocol_version=TLSv1.3").await;
+    assert_eq!(floor.unwrap(), "TLSv1.3");
+    match version("ssl_max_protocol_version=TLSv1.1").await {
+        Err(Error::Configuration(message)) => assert!(message.contains("TLSv1.1"), "{message}"),
+        other => panic!("no version is left, yet {other:?}"),
+    }
+}
+
 /// libpq 16's `load_balance_hosts`: `random` spreads new connections
 /// over the hosts; `disable` (the default) always starts with the first.
 #[tokio::test]

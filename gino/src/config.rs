@@ -258,7 +258,9 @@ impl fmt::Display for SslRootCert {
 /// (`random` tries the hosts, and each host's addresses, in a random
 /// order for every new connection), `ssl_min_protocol_version` (`TLSv1.2`
 /// by default) and `ssl_max_protocol_version` (`TLSv1.2` or `TLSv1.3`),
-/// `keepalives`,
+/// `sslcrl` and `sslcrldir` (certificate revocation lists, PEM or DER, a
+/// file and a directory of them, checked whenever the server's chain is;
+/// `~/.postgresql/root.crl` when present), `keepalives`,
 /// `keepalives_idle`, `keepalives_interval`,
 /// `keepalives_count` and `target_session_attrs` (`any`, `read-write`,
 /// `read-only`, `primary`, `standby`, `prefer-standby`), and, like libpq,
@@ -266,8 +268,8 @@ impl fmt::Display for SslRootCert {
 /// `PGPORT`, `PGUSER`, `PGPASSWORD`, `PGDATABASE`, `PGAPPNAME`,
 /// `PGOPTIONS`, `PGCONNECT_TIMEOUT`, `PGTARGETSESSIONATTRS`,
 /// `PGHOSTADDR`, `PGPASSFILE`, `PGCHANNELBINDING`, `PGLOADBALANCEHOSTS`,
-/// `PGSSLMINPROTOCOLVERSION`, `PGSSLMAXPROTOCOLVERSION` and the `PGSSL*`
-/// variables above.
+/// `PGSSLMINPROTOCOLVERSION`, `PGSSLMAXPROTOCOLVERSION`, `PGSSLCRL`,
+/// `PGSSLCRLDIR` and the `PGSSL*` variables above.
 ///
 /// `service=name` (or `PGSERVICE`) takes the parameters of section
 /// `[name]` of libpq's service file (`PGSERVICEFILE`, else
@@ -1077,7 +1079,7 @@ impl DatabaseUrl {
         let mut channel_binding = None;
         let mut load_balance = None;
         let mut hostaddrs = None;
-        let mut tls_versions = [None, None];
+        let mut tls_params = TlsParams::default();
         let mut apply = |key: &str, value: &String| -> Result<()> {
             match key {
                 "user" => user = Some(value.clone()),
@@ -1090,8 +1092,10 @@ impl DatabaseUrl {
                 "channel_binding" => channel_binding = Some(value.clone()),
                 "load_balance_hosts" => load_balance = Some(value.clone()),
                 "hostaddr" => hostaddrs = Some(value.clone()),
-                "ssl_min_protocol_version" => tls_versions[0] = Some(value.clone()),
-                "ssl_max_protocol_version" => tls_versions[1] = Some(value.clone()),
+                "ssl_min_protocol_version" => tls_params.min_version = Some(value.clone()),
+                "ssl_max_protocol_version" => tls_params.max_version = Some(value.clone()),
+                "sslcrl" => tls_params.crl = Some(value.clone()),
+                "sslcrldir" => tls_params.crl_dir = Some(value.clone()),
                 "keepalives" => {
                     pg.keepalives(parse_bool(key, value)?);
                 }
@@ -1239,7 +1243,7 @@ impl DatabaseUrl {
                 None => TargetSessionAttrs::Any,
             },
         };
-        let tls = TlsSettings::resolve(&options, tls_versions, &env)?;
+        let tls = TlsSettings::resolve(&options, tls_params, &env)?;
         Ok((
             ConnectConfig {
                 pg,
@@ -1318,6 +1322,20 @@ pub(crate) struct TlsSettings {
     /// libpq's `ssl_min_protocol_version` (`TLSv1.2` by default) and
     /// `ssl_max_protocol_version` (none).
     pub(crate) versions: (TlsVersion, Option<TlsVersion>),
+    /// Certificate revocation lists: libpq's `sslcrl` (a file, by default
+    /// `~/.postgresql/root.crl` if it exists) and `sslcrldir` (every file
+    /// of a directory).
+    pub(crate) crl: Option<PathBuf>,
+    pub(crate) crl_dir: Option<PathBuf>,
+}
+
+/// The URL's parameters for TLS that are not engine options.
+#[derive(Debug, Default)]
+pub(crate) struct TlsParams {
+    min_version: Option<String>,
+    max_version: Option<String>,
+    crl: Option<String>,
+    crl_dir: Option<String>,
 }
 
 /// A TLS protocol version as libpq names it (`TLSv1.2`); rustls speaks
@@ -1363,12 +1381,15 @@ impl TlsVersion {
 impl TlsSettings {
     fn resolve(
         options: &EngineOptions,
-        versions: [Option<String>; 2],
+        params: TlsParams,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self> {
-        let [min, max] = versions;
-        let min = min.or_else(|| env("PGSSLMINPROTOCOLVERSION"));
-        let max = max.or_else(|| env("PGSSLMAXPROTOCOLVERSION"));
+        let min = params
+            .min_version
+            .or_else(|| env("PGSSLMINPROTOCOLVERSION"));
+        let max = params
+            .max_version
+            .or_else(|| env("PGSSLMAXPROTOCOLVERSION"));
         let min_key = "ssl_min_protocol_version";
         let min = match min {
             Some(min) => TlsVersion::parse(min_key, &min)?,
@@ -1433,6 +1454,19 @@ impl TlsSettings {
                 cert.as_ref()?;
                 home.as_ref().map(|dir| dir.join("postgresql.key"))
             });
+        let crl = params
+            .crl
+            .or_else(|| env("PGSSLCRL"))
+            .map(PathBuf::from)
+            .or_else(|| {
+                home.as_ref()
+                    .map(|dir| dir.join("root.crl"))
+                    .filter(|path| path.is_file())
+            });
+        let crl_dir = params
+            .crl_dir
+            .or_else(|| env("PGSSLCRLDIR"))
+            .map(PathBuf::from);
         Ok(TlsSettings {
             mode,
             root_cert,
@@ -1440,6 +1474,8 @@ impl TlsSettings {
             cert,
             key,
             versions: (min, max),
+            crl,
+            crl_dir,
         })
     }
 }
@@ -1988,6 +2024,15 @@ mod tests {
         );
         let bad = resolve_with_env("postgres://a/db?hostaddr=db.example.com", &[]);
         assert!(matches!(bad, Err(Error::Configuration(m)) if m.contains("not an IP address")));
+        // Revocation lists: a file and a directory, from the URL or the
+        // environment.
+        let crls = resolve_with_env(
+            "postgres://h/db?sslcrl=/etc/ca.crl",
+            &[("PGSSLCRLDIR", "/etc/crls")],
+        );
+        let tls = crls.unwrap().tls;
+        assert_eq!(tls.crl.as_deref(), Some(Path::new("/etc/ca.crl")));
+        assert_eq!(tls.crl_dir.as_deref(), Some(Path::new("/etc/crls")));
         // TLS versions: libpq's names, any case; TLSv1.2 at least unless said.
         let versions =
             |url: &str, env: &[(&str, &str)]| resolve_with_env(url, env).map(|c| c.tls.versions);

@@ -16,7 +16,9 @@ use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::pki_types::{
+    CertificateDer, CertificateRevocationListDer, PrivateKeyDer, ServerName, UnixTime,
+};
 use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -96,12 +98,19 @@ impl Tls {
             (check, Some(roots)) => {
                 let webpki =
                     WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                        .with_crls(load_crls(settings)?)
                         .build()
-                        .map_err(|e| {
-                            Error::Configuration(format!(
+                        .map_err(|e| match e {
+                            rustls::client::VerifierBuilderError::InvalidCrl(e) => {
+                                Error::Configuration(format!(
+                                    "a file of sslcrl/sslcrldir is not a certificate \
+                                     revocation list (PEM or DER): {e:?}"
+                                ))
+                            }
+                            e => Error::Configuration(format!(
                                 "cannot use the root certificates of sslrootcert={}: {e}",
                                 describe_roots(&settings.root_cert)
-                            ))
+                            )),
                         })?;
                 Arc::new(ChainVerifier {
                     webpki,
@@ -201,10 +210,16 @@ impl Tls {
                      server"
                         .to_owned()
                 }
-                CertificateError::Revoked => "the server's certificate was revoked".to_owned(),
                 CertificateError::BadSignature => {
                     "the server's certificate chain has a bad signature".to_owned()
                 }
+                CertificateError::Revoked => "the server's certificate is revoked by a \
+                    revocation list of sslcrl/sslcrldir: the server needs a new certificate"
+                    .to_owned(),
+                CertificateError::UnknownRevocationStatus => "sslcrl/sslcrldir hold no \
+                    revocation list of the authority that issued the server's certificate: add \
+                    that authority's list, as every certificate of the chain is checked"
+                    .to_owned(),
                 other => format!("the server's certificate was refused: {other:?}"),
             },
             rustls::Error::AlertReceived(alert) => format!(
@@ -240,6 +255,52 @@ fn load_certificates(path: &Path, what: &str) -> Result<Vec<CertificateDer<'stat
         )));
     }
     Ok(certificates)
+}
+
+/// The revocation lists of `sslcrl` (a file) and `sslcrldir` (the files
+/// of a directory), each PEM or DER.
+fn load_crls(settings: &TlsSettings) -> Result<Vec<CertificateRevocationListDer<'static>>> {
+    let mut files = Vec::new();
+    files.extend(settings.crl.iter().map(|path| ("sslcrl", path.clone())));
+    if let Some(dir) = &settings.crl_dir {
+        let unreadable = |e: std::io::Error| {
+            Error::Configuration(format!("cannot read sslcrldir={}: {e}", dir.display()))
+        };
+        let mut entries = std::fs::read_dir(dir)
+            .map_err(unreadable)?
+            .map(|entry| entry.map(|e| e.path()))
+            .collect::<std::io::Result<Vec<_>>>()
+            .map_err(unreadable)?;
+        entries.sort();
+        files.extend(
+            entries
+                .into_iter()
+                .filter(|p| p.is_file())
+                .map(|p| ("sslcrldir", p)),
+        );
+    }
+    let mut crls = Vec::new();
+    for (what, path) in files {
+        let bytes = std::fs::read(&path).map_err(|e| {
+            Error::Configuration(format!("cannot read {what} file {}: {e}", path.display()))
+        })?;
+        let malformed = |e: &dyn fmt::Display| {
+            Error::Configuration(format!(
+                "{what} file {} is not a certificate revocation list (PEM or DER): {e}",
+                path.display()
+            ))
+        };
+        let pem: Vec<_> = CertificateRevocationListDer::pem_slice_iter(&bytes)
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|e| malformed(&e))?;
+        if pem.is_empty() {
+            // DER: checked when the verifier is built.
+            crls.push(CertificateRevocationListDer::from(bytes));
+        } else {
+            crls.extend(pem);
+        }
+    }
+    Ok(crls)
 }
 
 fn load_roots(root: &SslRootCert) -> Result<RootCertStore> {
@@ -409,6 +470,8 @@ mod tests {
             cert: None,
             key: None,
             versions: (TlsVersion::V1_2, None),
+            crl: None,
+            crl_dir: None,
         }
     }
 

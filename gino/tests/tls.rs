@@ -24,14 +24,17 @@ struct Fixture {
     other_root: PathBuf,
     client_cert: PathBuf,
     client_key: PathBuf,
-    _cas: (TestCa, TestCa),
+    /// The server's certificate, to revoke.
+    server: gino_testkit::Issued,
+    cas: (TestCa, TestCa),
 }
 
 static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
     let ca = TestCa::new("gino test CA");
     let other = TestCa::new("someone else's CA");
+    let server = ca.server(&["localhost"]);
     let tls = Cluster::builder()
-        .tls(&ca.server(&["localhost"]), &ca)
+        .tls(&server, &ca)
         .hba(
             "hostssl certdb all 127.0.0.1/32 trust clientcert=verify-full\n\
              hostssl all all 127.0.0.1/32 trust",
@@ -47,7 +50,8 @@ static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
         client_cert: ca.write("client.crt", &client.cert_pem),
         client_key: ca.write("client.key", &client.key_pem),
         tls,
-        _cas: (ca, other),
+        server,
+        cas: (ca, other),
     }
 });
 
@@ -490,6 +494,61 @@ async fn hostaddr_connects_to_the_address_and_checks_the_host_s_name() {
     match engine(&wrong_name).await {
         Err(Error::Tls(message)) => assert!(message.contains("gino-test.invalid"), "{message}"),
         other => panic!("a certificate for another name passed: {other:?}"),
+    }
+}
+
+/// libpq's `sslcrl` and `sslcrldir`: a server certificate its authority
+/// revoked is refused, and every certificate of the chain needs a list.
+#[tokio::test]
+async fn revocation_lists_refuse_a_revoked_server_certificate() {
+    let (ca, other) = &FIXTURE.cas;
+    let connect = |crl: String| {
+        let url = tls_url(
+            "localhost",
+            "postgres",
+            &format!("sslmode=verify-full&{}&{crl}", root_param()),
+        );
+        async move { engine(&url).await.map(|engine| drop(engine.close())) }
+    };
+    let none_revoked = ca.write("none-revoked.crl", &ca.crl(&[]));
+    connect(format!("sslcrl={}", none_revoked.display()))
+        .await
+        .expect("a list that revokes nothing");
+
+    let revoked = ca.write("revoked.crl", &ca.crl(&[&FIXTURE.server]));
+    let crl_dir = ca.dir().join("crls");
+    std::fs::create_dir_all(&crl_dir).unwrap();
+    std::fs::copy(&revoked, crl_dir.join("ca.r0")).unwrap();
+    for param in [
+        format!("sslcrl={}", revoked.display()),
+        format!("sslcrldir={}", crl_dir.display()),
+    ] {
+        match connect(param.clone()).await {
+            Err(Error::Tls(message)) => assert!(message.contains("revoked"), "{message}"),
+            other => panic!("{param}: a revoked certificate passed: {other:?}"),
+        }
+    }
+
+    // Only another authority's list: the server's status is unknown.
+    let unrelated = other.write("other.crl", &other.crl(&[]));
+    match connect(format!("sslcrl={}", unrelated.display())).await {
+        Err(Error::Tls(message)) => {
+            assert!(
+                message.contains("no revocation list of the authority"),
+                "{message}"
+            )
+        }
+        other => panic!("an unknown revocation status passed: {other:?}"),
+    }
+    // A file that holds no list.
+    match connect(format!("sslcrl={}", FIXTURE.root.display())).await {
+        Err(Error::Configuration(message)) => {
+            assert!(
+                message.contains("not a certificate revocation list"),
+                "{message}"
+            )
+        }
+        other => panic!("a certificate taken for a revocation list: {other:?}"),
     }
 }
 

@@ -5,7 +5,13 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, DnType, IsCa,
+    KeyIdMethod, KeyPair, KeyUsagePurpose, RevocationReason, RevokedCertParams, SerialNumber,
+    date_time_ymd,
+};
 
 use crate::cluster::ClusterBuilder;
 
@@ -31,6 +37,8 @@ pub struct TestCa {
     key: KeyPair,
     cert: rcgen::Certificate,
     dir: PathBuf,
+    /// The serial number of the last certificate issued.
+    issued: AtomicU64,
 }
 
 /// A certificate signed by a [`TestCa`], with its private key, both PEM.
@@ -40,6 +48,8 @@ pub struct Issued {
     pub cert_pem: String,
     /// Its private key (PKCS#8).
     pub key_pem: String,
+    /// Its serial number, which a revocation list names it by.
+    pub serial: u64,
 }
 
 impl TestCa {
@@ -57,7 +67,12 @@ impl TestCa {
         if let Err(e) = crate::cluster::after_exit(":", &dir) {
             eprintln!("gino-testkit: {e}; {} stays behind", dir.display());
         }
-        TestCa { key, cert, dir }
+        TestCa {
+            key,
+            cert,
+            dir,
+            issued: AtomicU64::new(0),
+        }
     }
 
     /// The authority's certificate, to trust it (`sslrootcert`).
@@ -85,15 +100,43 @@ impl TestCa {
         self.sign(params)
     }
 
-    fn sign(&self, params: CertificateParams) -> Issued {
+    fn sign(&self, mut params: CertificateParams) -> Issued {
         let key = KeyPair::generate().expect("generate a key");
+        let serial = self.issued.fetch_add(1, Ordering::Relaxed) + 1;
+        params.serial_number = Some(SerialNumber::from(serial));
         let cert = params
             .signed_by(&key, &self.cert, &self.key)
             .expect("sign the certificate");
         Issued {
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
+            serial,
         }
+    }
+
+    /// A certificate revocation list (PEM) of this authority that revokes
+    /// `revoked`, valid from 2020 for a thousand years.
+    pub fn crl(&self, revoked: &[&Issued]) -> String {
+        let revoked_certs = revoked
+            .iter()
+            .map(|issued| RevokedCertParams {
+                serial_number: SerialNumber::from(issued.serial),
+                revocation_time: date_time_ymd(2021, 1, 1),
+                reason_code: Some(RevocationReason::KeyCompromise),
+                invalidity_date: None,
+            })
+            .collect();
+        CertificateRevocationListParams {
+            this_update: date_time_ymd(2020, 1, 1),
+            next_update: date_time_ymd(3020, 1, 1),
+            crl_number: SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs,
+            key_identifier_method: KeyIdMethod::Sha256,
+        }
+        .signed_by(&self.cert, &self.key)
+        .and_then(|crl| crl.pem())
+        .expect("sign a revocation list")
     }
 
     /// Writes `contents` to a file named `name` in the authority's

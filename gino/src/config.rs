@@ -260,7 +260,10 @@ impl fmt::Display for SslRootCert {
 /// by default) and `ssl_max_protocol_version` (`TLSv1.2` or `TLSv1.3`),
 /// `sslcrl` and `sslcrldir` (certificate revocation lists, PEM or DER, a
 /// file and a directory of them, checked whenever the server's chain is;
-/// `~/.postgresql/root.crl` when present), `keepalives`,
+/// `~/.postgresql/root.crl` when present), `sslsni` (`0` leaves the host
+/// name out of the handshake), `gssencmode` (`disable` or `prefer`: gino
+/// has no GSSAPI encryption), `sslcompression` (ignored, as by libpq 14
+/// and later), `keepalives`,
 /// `keepalives_idle`, `keepalives_interval`,
 /// `keepalives_count` and `target_session_attrs` (`any`, `read-write`,
 /// `read-only`, `primary`, `standby`, `prefer-standby`), and, like libpq,
@@ -269,7 +272,7 @@ impl fmt::Display for SslRootCert {
 /// `PGOPTIONS`, `PGCONNECT_TIMEOUT`, `PGTARGETSESSIONATTRS`,
 /// `PGHOSTADDR`, `PGPASSFILE`, `PGCHANNELBINDING`, `PGLOADBALANCEHOSTS`,
 /// `PGSSLMINPROTOCOLVERSION`, `PGSSLMAXPROTOCOLVERSION`, `PGSSLCRL`,
-/// `PGSSLCRLDIR` and the `PGSSL*` variables above.
+/// `PGSSLCRLDIR`, `PGSSLSNI` and the `PGSSL*` variables above.
 ///
 /// `service=name` (or `PGSERVICE`) takes the parameters of section
 /// `[name]` of libpq's service file (`PGSERVICEFILE`, else
@@ -1095,6 +1098,27 @@ impl DatabaseUrl {
                 "ssl_min_protocol_version" => tls_params.min_version = Some(value.clone()),
                 "ssl_max_protocol_version" => tls_params.max_version = Some(value.clone()),
                 "sslcrl" => tls_params.crl = Some(value.clone()),
+                "sslsni" => tls_params.sni = Some(value.clone()),
+                // GSSAPI encryption, which gino does not speak: `prefer`
+                // (libpq's default) and `disable` mean plain TLS or none.
+                "gssencmode" => match value.as_str() {
+                    "disable" | "prefer" => {}
+                    "require" => {
+                        return Err(Error::Configuration(
+                            "gssencmode=require asks for GSSAPI encryption, which gino does not \
+                             support: use TLS (sslmode=verify-full) instead"
+                                .to_owned(),
+                        ));
+                    }
+                    _ => {
+                        return Err(Error::Configuration(format!(
+                            "unknown gssencmode `{value}`: use one of disable, prefer, require"
+                        )));
+                    }
+                },
+                // Obsolete: libpq 14 and later ignore it (TLS compression
+                // is gone from TLS libraries), and so does gino.
+                "sslcompression" => drop(parse_bool(key, value)?),
                 "sslcrldir" => tls_params.crl_dir = Some(value.clone()),
                 "keepalives" => {
                     pg.keepalives(parse_bool(key, value)?);
@@ -1327,6 +1351,9 @@ pub(crate) struct TlsSettings {
     /// of a directory).
     pub(crate) crl: Option<PathBuf>,
     pub(crate) crl_dir: Option<PathBuf>,
+    /// libpq's `sslsni`: whether the handshake names the host (Server Name
+    /// Indication, on by default; never for an IP address).
+    pub(crate) sni: bool,
 }
 
 /// The URL's parameters for TLS that are not engine options.
@@ -1336,6 +1363,7 @@ pub(crate) struct TlsParams {
     max_version: Option<String>,
     crl: Option<String>,
     crl_dir: Option<String>,
+    sni: Option<String>,
 }
 
 /// A TLS protocol version as libpq names it (`TLSv1.2`); rustls speaks
@@ -1467,6 +1495,10 @@ impl TlsSettings {
             .crl_dir
             .or_else(|| env("PGSSLCRLDIR"))
             .map(PathBuf::from);
+        let sni = match params.sni.or_else(|| env("PGSSLSNI")) {
+            Some(value) => parse_bool("sslsni", &value)?,
+            None => true,
+        };
         Ok(TlsSettings {
             mode,
             root_cert,
@@ -1476,6 +1508,7 @@ impl TlsSettings {
             versions: (min, max),
             crl,
             crl_dir,
+            sni,
         })
     }
 }
@@ -2033,6 +2066,15 @@ mod tests {
         let tls = crls.unwrap().tls;
         assert_eq!(tls.crl.as_deref(), Some(Path::new("/etc/ca.crl")));
         assert_eq!(tls.crl_dir.as_deref(), Some(Path::new("/etc/crls")));
+        assert!(tls.sni);
+        let no_sni = resolve_with_env("postgres://h/db?sslsni=0", &[]).unwrap();
+        assert!(!no_sni.tls.sni);
+        // GSSAPI: never used, so `disable` and `prefer` change nothing.
+        assert!(
+            resolve_with_env("postgres://h/db?gssencmode=disable&sslcompression=0", &[]).is_ok()
+        );
+        let gss = resolve_with_env("postgres://h/db?gssencmode=require", &[]);
+        assert!(matches!(gss, Err(Error::Configuration(m)) if m.contains("GSSAPI")));
         // TLS versions: libpq's names, any case; TLSv1.2 at least unless said.
         let versions =
             |url: &str, env: &[(&str, &str)]| resolve_with_env(url, env).map(|c| c.tls.versions);

@@ -123,7 +123,7 @@ impl Tls {
             .map_err(|e| Error::Configuration(format!("cannot configure TLS: {e}")))?
             .dangerous()
             .with_custom_certificate_verifier(verifier);
-        let config = match (&settings.cert, &settings.key) {
+        let mut config = match (&settings.cert, &settings.key) {
             (Some(cert), Some(key)) => {
                 let chain = load_certificates(cert, "sslcert")?;
                 let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
@@ -149,6 +149,7 @@ impl Tls {
             }
             (None, _) => builder.with_no_client_auth(),
         };
+        config.enable_sni = settings.sni;
         Ok(Some(Tls {
             connector: TlsConnector::from(Arc::new(config)),
             mode: settings.mode,
@@ -472,6 +473,7 @@ mod tests {
             versions: (TlsVersion::V1_2, None),
             crl: None,
             crl_dir: None,
+            sni: true,
         }
     }
 

@@ -578,6 +578,9 @@ async fn the_tls_version_stays_within_the_bounds_given() {
     assert_eq!(capped.unwrap(), "TLSv1.2");
     let floor = version("ssl_min_protocol_version=TLSv1.3").await;
     assert_eq!(floor.unwrap(), "TLSv1.3");
+    // Without SNI the handshake names no host; the name is still checked.
+    let unnamed = version("sslsni=0").await;
+    assert_eq!(unnamed.unwrap(), "TLSv1.3");
     match version("ssl_max_protocol_version=TLSv1.1").await {
         Err(Error::Configuration(message)) => assert!(message.contains("TLSv1.1"), "{message}"),
         other => panic!("no version is left, yet {other:?}"),

@@ -1098,6 +1098,7 @@ impl DatabaseUrl {
                 "ssl_min_protocol_version" => tls_params.min_version = Some(value.clone()),
                 "ssl_max_protocol_version" => tls_params.max_version = Some(value.clone()),
                 "sslcrl" => tls_params.crl = Some(value.clone()),
+                "sslcrldir" => tls_params.crl_dir = Some(value.clone()),
                 "sslsni" => tls_params.sni = Some(value.clone()),
                 // GSSAPI encryption, which gino does not speak: `prefer`
                 // (libpq's default) and `disable` mean plain TLS or none.
@@ -1119,7 +1120,6 @@ impl DatabaseUrl {
                 // Obsolete: libpq 14 and later ignore it (TLS compression
                 // is gone from TLS libraries), and so does gino.
                 "sslcompression" => drop(parse_bool(key, value)?),
-                "sslcrldir" => tls_params.crl_dir = Some(value.clone()),
                 "keepalives" => {
                     pg.keepalives(parse_bool(key, value)?);
                 }
@@ -1167,13 +1167,13 @@ impl DatabaseUrl {
             Some(list) => parse_hostaddrs(&list)?,
             None => Vec::new(),
         };
-        if hosts.is_empty() && !hostaddrs.is_empty() {
-            // Addresses alone: each is its own name too (for TLS).
-            hosts = hostaddrs.iter().map(|a| (a.to_string(), None)).collect();
-        }
         if hosts.is_empty() {
             hosts = match env("PGHOST") {
                 Some(list) => list.split(',').map(|h| (h.to_owned(), None)).collect(),
+                // Addresses alone: each is its own name too (for TLS).
+                None if !hostaddrs.is_empty() => {
+                    hostaddrs.iter().map(|a| (a.to_string(), None)).collect()
+                }
                 None => vec![("localhost".to_owned(), None)],
             };
         }
@@ -2046,6 +2046,12 @@ mod tests {
         let addresses: Vec<std::net::IpAddr> =
             vec!["10.0.0.1".parse().unwrap(), "::1".parse().unwrap()];
         assert_eq!(both.pg.get_hostaddrs(), addresses);
+        let named = [("PGHOSTADDR", "10.0.0.1"), ("PGHOST", "db.example.com")];
+        let named = resolve_with_env("postgres:///db", &named).unwrap();
+        assert_eq!(
+            named.pg.get_hosts(),
+            [tokio_postgres::config::Host::Tcp("db.example.com".into())]
+        );
         let alone = resolve_with_env("postgres:///db", &[("PGHOSTADDR", "10.0.0.1")]).unwrap();
         assert_eq!(
             alone.pg.get_hosts(),

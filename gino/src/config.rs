@@ -1465,15 +1465,18 @@ impl TlsSettings {
             (None, Some(SslRootCert::System)) => SslMode::VerifyFull,
             (None, _) => SslMode::Prefer,
         };
-        let cert = options
-            .ssl_cert
-            .clone()
-            .or_else(|| env("PGSSLCERT").map(PathBuf::from))
-            .or_else(|| {
-                home.as_ref()
-                    .map(|dir| dir.join("postgresql.crt"))
-                    .filter(|path| path.is_file())
-            });
+        // A file: as given, else from libpq's variable, else libpq's
+        // default in ~/.postgresql when it exists.
+        let file = |given: Option<PathBuf>, variable: &str, default: &str| {
+            given
+                .or_else(|| env(variable).map(PathBuf::from))
+                .or_else(|| {
+                    home.as_ref()
+                        .map(|dir| dir.join(default))
+                        .filter(|path| path.is_file())
+                })
+        };
+        let cert = file(options.ssl_cert.clone(), "PGSSLCERT", "postgresql.crt");
         let key = options
             .ssl_key
             .clone()
@@ -1482,15 +1485,7 @@ impl TlsSettings {
                 cert.as_ref()?;
                 home.as_ref().map(|dir| dir.join("postgresql.key"))
             });
-        let crl = params
-            .crl
-            .or_else(|| env("PGSSLCRL"))
-            .map(PathBuf::from)
-            .or_else(|| {
-                home.as_ref()
-                    .map(|dir| dir.join("root.crl"))
-                    .filter(|path| path.is_file())
-            });
+        let crl = file(params.crl.map(PathBuf::from), "PGSSLCRL", "root.crl");
         let crl_dir = params
             .crl_dir
             .or_else(|| env("PGSSLCRLDIR"))

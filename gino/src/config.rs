@@ -1102,21 +1102,16 @@ impl DatabaseUrl {
                 "sslsni" => tls_params.sni = Some(value.clone()),
                 // GSSAPI encryption, which gino does not speak: `prefer`
                 // (libpq's default) and `disable` mean plain TLS or none.
-                "gssencmode" => match value.as_str() {
-                    "disable" | "prefer" => {}
-                    "require" => {
+                "gssencmode" => {
+                    let modes = [("disable", false), ("prefer", false), ("require", true)];
+                    if one_of(key, value, &modes)? {
                         return Err(Error::Configuration(
                             "gssencmode=require asks for GSSAPI encryption, which gino does not \
                              support: use TLS (sslmode=verify-full) instead"
                                 .to_owned(),
                         ));
                     }
-                    _ => {
-                        return Err(Error::Configuration(format!(
-                            "unknown gssencmode `{value}`: use one of disable, prefer, require"
-                        )));
-                    }
-                },
+                }
                 // Obsolete: libpq 14 and later ignore it (TLS compression
                 // is gone from TLS libraries), and so does gino.
                 "sslcompression" => drop(parse_bool(key, value)?),
@@ -1255,10 +1250,18 @@ impl DatabaseUrl {
             pg.connect_timeout(timeout);
         }
         if let Some(value) = channel_binding.or_else(|| env("PGCHANNELBINDING")) {
-            pg.channel_binding(parse_channel_binding(&value)?);
+            use tokio_postgres::config::ChannelBinding::*;
+            let modes = [
+                ("disable", Disable),
+                ("prefer", Prefer),
+                ("require", Require),
+            ];
+            pg.channel_binding(one_of("channel_binding", &value, &modes)?);
         }
         if let Some(value) = load_balance.or_else(|| env("PGLOADBALANCEHOSTS")) {
-            pg.load_balance_hosts(parse_load_balance_hosts(&value)?);
+            use tokio_postgres::config::LoadBalanceHosts::*;
+            let orders = [("disable", Disable), ("random", Random)];
+            pg.load_balance_hosts(one_of("load_balance_hosts", &value, &orders)?);
         }
         let target = match target {
             Some(target) => target,
@@ -1315,20 +1318,16 @@ impl FromStr for TargetSessionAttrs {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<Self> {
-        Ok(match s {
-            "any" => TargetSessionAttrs::Any,
-            "read-write" => TargetSessionAttrs::ReadWrite,
-            "read-only" => TargetSessionAttrs::ReadOnly,
-            "primary" => TargetSessionAttrs::Primary,
-            "standby" => TargetSessionAttrs::Standby,
-            "prefer-standby" => TargetSessionAttrs::PreferStandby,
-            _ => {
-                return Err(Error::Configuration(format!(
-                    "unknown target_session_attrs `{s}`: use one of any, read-write, \
-                     read-only, primary, standby, prefer-standby"
-                )));
-            }
-        })
+        use TargetSessionAttrs::*;
+        let choices = [
+            ("any", Any),
+            ("read-write", ReadWrite),
+            ("read-only", ReadOnly),
+            ("primary", Primary),
+            ("standby", Standby),
+            ("prefer-standby", PreferStandby),
+        ];
+        one_of("target_session_attrs", s, &choices)
     }
 }
 
@@ -1418,21 +1417,19 @@ impl TlsSettings {
         let max = params
             .max_version
             .or_else(|| env("PGSSLMAXPROTOCOLVERSION"));
-        let min_key = "ssl_min_protocol_version";
+        let (min_key, max_key) = ("ssl_min_protocol_version", "ssl_max_protocol_version");
+        // libpq's floor is TLSv1.2; an empty value lifts a bound.
         let min = match min {
-            Some(min) => TlsVersion::parse(min_key, &min)?,
-            None => Some(TlsVersion::V1_2),
+            Some(min) => TlsVersion::parse(min_key, &min)?.unwrap_or(TlsVersion::V1_0),
+            None => TlsVersion::V1_2,
         };
-        let max_key = "ssl_max_protocol_version";
-        let max = max
-            .map(|max| TlsVersion::parse(max_key, &max))
-            .transpose()?
-            .flatten();
-        let min = min.unwrap_or(TlsVersion::V1_0);
-        if max.is_some_and(|max| max < min) {
+        let max = match max {
+            Some(max) => TlsVersion::parse(max_key, &max)?,
+            None => None,
+        };
+        if let Some(max) = max.filter(|max| *max < min) {
             return Err(Error::Configuration(format!(
-                "{max_key} is below {min_key} ({} < {min}): no TLS version is left",
-                max.unwrap_or(min)
+                "{max_key} is below {min_key} ({max} < {min}): no TLS version is left"
             )));
         }
         let explicit_mode = match options.ssl_mode {
@@ -1520,17 +1517,18 @@ pub(crate) struct ConnectConfig {
     pub(crate) passfile: Option<PassFile>,
 }
 
-/// libpq's `channel_binding`: whether a password login over TLS binds to
-/// the server's certificate (SCRAM-SHA-256-PLUS).
-fn parse_channel_binding(value: &str) -> Result<tokio_postgres::config::ChannelBinding> {
-    use tokio_postgres::config::ChannelBinding;
-    match value {
-        "disable" => Ok(ChannelBinding::Disable),
-        "prefer" => Ok(ChannelBinding::Prefer),
-        "require" => Ok(ChannelBinding::Require),
-        _ => Err(Error::Configuration(format!(
-            "unknown channel_binding `{value}`: use one of disable, prefer, require"
-        ))),
+/// The value of setting `key` that `value` names among `choices`, or an
+/// error listing them.
+fn one_of<T: Copy>(key: &str, value: &str, choices: &[(&str, T)]) -> Result<T> {
+    match choices.iter().find(|(name, _)| *name == value) {
+        Some(&(_, chosen)) => Ok(chosen),
+        None => {
+            let names: Vec<_> = choices.iter().map(|(name, _)| *name).collect();
+            Err(Error::Configuration(format!(
+                "unknown {key} `{value}`: use one of {}",
+                names.join(", ")
+            )))
+        }
     }
 }
 
@@ -1546,19 +1544,6 @@ fn parse_hostaddrs(list: &str) -> Result<Vec<std::net::IpAddr>> {
             })
         })
         .collect()
-}
-
-/// libpq's `load_balance_hosts`: the hosts in the order given, or in a
-/// random order for each new connection.
-fn parse_load_balance_hosts(value: &str) -> Result<tokio_postgres::config::LoadBalanceHosts> {
-    use tokio_postgres::config::LoadBalanceHosts;
-    match value {
-        "disable" => Ok(LoadBalanceHosts::Disable),
-        "random" => Ok(LoadBalanceHosts::Random),
-        _ => Err(Error::Configuration(format!(
-            "unknown load_balance_hosts `{value}`: use disable or random"
-        ))),
-    }
 }
 
 fn parse_ports(list: &str) -> Result<Vec<u16>> {

@@ -32,12 +32,10 @@ pub(crate) fn lookup(
         .join("pg_service.conf");
     let mut searched = Vec::new();
     for path in user.into_iter().chain([system]) {
+        searched.push(path.display().to_string());
         let text = match std::fs::read_to_string(&path) {
             Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                searched.push(path.display().to_string());
-                continue;
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => {
                 return Err(Error::Configuration(format!(
                     "cannot read the service file {}: {e}",
@@ -45,7 +43,6 @@ pub(crate) fn lookup(
                 )));
             }
         };
-        searched.push(path.display().to_string());
         if let Some(params) = section(&text, name, &path)? {
             return Ok(params);
         }

@@ -397,28 +397,14 @@ async fn launch_is_refused_without_the_fairing_or_with_bad_settings() {
     );
 
     // A bad value, from Rocket's figment and from DB_* alike.
-    let error = app(&t, routes![needs_conn])
-        .configure(figment(t.settings.dsn.as_deref().unwrap()).merge(("databases.gino.port", "x")))
-        .ignite()
-        .await
-        .expect_err("a bad port");
-    assert!(
-        matches!(error.kind(), rocket::error::ErrorKind::FailedFairings(_)),
-        "{error}"
-    );
-    let error = app(&t, routes![needs_conn])
-        .configure(figment(t.settings.dsn.as_deref().unwrap()).merge(("databases.gino.hots", "x")))
-        .ignite()
-        .await
-        .expect_err("an unknown key");
-    assert!(matches!(
-        error.kind(),
-        rocket::error::ErrorKind::FailedFairings(_)
-    ));
+    let dsn = t.settings.dsn.as_deref().unwrap();
+    let port = figment(dsn).merge(("databases.gino.port", "x"));
+    refused_ignition(&t, port, "a bad port").await;
+    let unknown = figment(dsn).merge(("databases.gino.hots", "x"));
+    refused_ignition(&t, unknown, "an unknown key").await;
 
     // The DSN says echo=on: alone it applies, and a figment that says
     // `echo = false` contradicts it even though false is the default.
-    let dsn = t.settings.dsn.as_deref().unwrap();
     let loud = format!("{dsn}{}echo=on", if dsn.contains('?') { '&' } else { '?' });
     let rocket = app(&t, routes![needs_conn])
         .configure(figment(&loud))
@@ -426,15 +412,21 @@ async fn launch_is_refused_without_the_fairing_or_with_bad_settings() {
         .await
         .expect("echo from the DSN alone");
     drop(rocket);
-    let error = app(&t, routes![needs_conn])
-        .configure(figment(&loud).merge(("databases.gino.echo", false)))
+    let twice = figment(&loud).merge(("databases.gino.echo", false));
+    refused_ignition(&t, twice, "echo given twice, each saying otherwise").await;
+}
+
+/// Ignition with `config` fails in gino's fairing, for the reason `why`.
+async fn refused_ignition(t: &WebTest, config: Figment, why: &str) {
+    let error = app(t, routes![needs_conn])
+        .configure(config)
         .ignite()
         .await
-        .expect_err("echo given twice, each saying otherwise");
-    assert!(matches!(
-        error.kind(),
-        rocket::error::ErrorKind::FailedFairings(_)
-    ));
+        .expect_err(why);
+    assert!(
+        matches!(error.kind(), rocket::error::ErrorKind::FailedFairings(_)),
+        "{why}: {error}"
+    );
 }
 
 #[rocket::async_test]

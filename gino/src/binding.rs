@@ -44,7 +44,7 @@ impl Binding {
 
     /// Adjusts `pg` so that tokio-postgres takes a socket already
     /// encrypted as a TLS session that starts at once.
-    pub(crate) fn prepare(&self, pg: &mut tokio_postgres::Config) {
+    pub(crate) fn prepare(pg: &mut tokio_postgres::Config) {
         use tokio_postgres::config::{SslMode, SslNegotiation};
         pg.ssl_mode(SslMode::Require)
             .ssl_negotiation(SslNegotiation::Direct);

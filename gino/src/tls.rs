@@ -285,15 +285,14 @@ fn load_crls(settings: &TlsSettings) -> Result<Vec<CertificateRevocationListDer<
         let bytes = std::fs::read(&path).map_err(|e| {
             Error::Configuration(format!("cannot read {what} file {}: {e}", path.display()))
         })?;
-        let malformed = |e: &dyn fmt::Display| {
-            Error::Configuration(format!(
-                "{what} file {} is not a certificate revocation list (PEM or DER): {e}",
-                path.display()
-            ))
-        };
         let pem: Vec<_> = CertificateRevocationListDer::pem_slice_iter(&bytes)
             .collect::<std::result::Result<_, _>>()
-            .map_err(|e| malformed(&e))?;
+            .map_err(|e| {
+                Error::Configuration(format!(
+                    "{what} file {} is not a certificate revocation list (PEM or DER): {e}",
+                    path.display()
+                ))
+            })?;
         if pem.is_empty() {
             // DER: checked when the verifier is built.
             crls.push(CertificateRevocationListDer::from(bytes));
@@ -492,6 +491,18 @@ mod tests {
             none.contains("ssl_max_protocol_version=TLSv1.1 leaves no TLS version"),
             "{none}"
         );
+    }
+
+    #[test]
+    fn sslsni_reaches_the_client_configuration() {
+        let mut settings = settings(SslMode::Require);
+        let sni = |settings: &TlsSettings| {
+            let tls = Tls::new(settings).unwrap().expect("TLS");
+            tls.connector.config().enable_sni
+        };
+        assert!(sni(&settings));
+        settings.sni = false;
+        assert!(!sni(&settings));
     }
 
     #[test]

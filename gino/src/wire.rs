@@ -1065,10 +1065,10 @@ impl Connector {
             rewriting: None,
         };
         let binding = socket_binding(&watched.socket);
-        let pg = match &binding {
-            Some(binding) => {
+        let pg = match binding {
+            Some(_) => {
                 let mut pg = login.pg.as_ref().clone();
-                binding.prepare(&mut pg);
+                Binding::prepare(&mut pg);
                 Cow::Owned(pg)
             }
             None => Cow::Borrowed(login.pg.as_ref()),

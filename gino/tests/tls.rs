@@ -516,9 +516,10 @@ async fn revocation_lists_refuse_a_revoked_server_certificate() {
         .expect("a list that revokes nothing");
 
     let revoked = ca.write("revoked.crl", &ca.crl(&[&FIXTURE.server]));
+    // The directory holds the same list in DER.
     let crl_dir = ca.dir().join("crls");
     std::fs::create_dir_all(&crl_dir).unwrap();
-    std::fs::copy(&revoked, crl_dir.join("ca.r0")).unwrap();
+    std::fs::write(crl_dir.join("ca.r0"), ca.crl_der(&[&FIXTURE.server])).unwrap();
     for param in [
         format!("sslcrl={}", revoked.display()),
         format!("sslcrldir={}", crl_dir.display()),

@@ -117,6 +117,17 @@ impl TestCa {
     /// A certificate revocation list (PEM) of this authority that revokes
     /// `revoked`, valid from 2020 for a thousand years.
     pub fn crl(&self, revoked: &[&Issued]) -> String {
+        self.signed_crl(revoked)
+            .pem()
+            .expect("a revocation list as PEM")
+    }
+
+    /// [`crl`](Self::crl) in DER, as some systems keep their lists.
+    pub fn crl_der(&self, revoked: &[&Issued]) -> Vec<u8> {
+        self.signed_crl(revoked).der().to_vec()
+    }
+
+    fn signed_crl(&self, revoked: &[&Issued]) -> rcgen::CertificateRevocationList {
         let revoked_certs = revoked
             .iter()
             .map(|issued| RevokedCertParams {
@@ -135,7 +146,6 @@ impl TestCa {
             key_identifier_method: KeyIdMethod::Sha256,
         }
         .signed_by(&self.cert, &self.key)
-        .and_then(|crl| crl.pem())
         .expect("sign a revocation list")
     }
 

@@ -425,10 +425,7 @@ impl Settings {
     /// assert!(err.to_string().contains("echo=on"), "{err}");
     /// ```
     pub fn validate_given(&self, given: impl Fn(&str) -> bool) -> Result<()> {
-        self.check(&given)
-    }
-
-    fn check(&self, given: &dyn Fn(&str) -> bool) -> Result<()> {
+        let given: &dyn Fn(&str) -> bool = &given;
         check_pool_sizes(
             ("DB_POOL_MIN_SIZE", self.pool_min_size),
             ("DB_POOL_MAX_SIZE", self.pool_max_size),

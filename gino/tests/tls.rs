@@ -541,6 +541,13 @@ async fn revocation_lists_refuse_a_revoked_server_certificate() {
         }
         other => panic!("an unknown revocation status passed: {other:?}"),
     }
+    // A directory that is not there.
+    match connect("sslcrldir=/nonexistent/gino-crls".to_owned()).await {
+        Err(Error::Configuration(message)) => {
+            assert!(message.contains("cannot read sslcrldir"), "{message}")
+        }
+        other => panic!("a missing sslcrldir passed: {other:?}"),
+    }
     // A file that holds no list.
     match connect(format!("sslcrl={}", FIXTURE.root.display())).await {
         Err(Error::Configuration(message)) => {

@@ -444,6 +444,26 @@ async fn a_streamed_body_keeps_the_pool_open_until_it_is_sent() {
 }
 
 #[actix_web::test]
+async fn a_database_that_is_down_answers_503_until_it_is_back() {
+    let cluster = Arc::new(Cluster::builder().start().expect("a cluster to stop"));
+    let mut settings = Settings::default();
+    settings.dsn = Some(cluster.url_for("postgres"));
+    let db = fresh_db();
+    let web = gino_actix::Gino::new(db, settings);
+    web.connect().await.expect("connect");
+    let server = Server::start(&web, move |cfg| {
+        cfg.route(
+            "/query",
+            web::get().to(move || async move {
+                Ok::<_, Error>(web::Json(db.one::<i32, _>(pid()).await?))
+            }),
+        );
+    });
+    scenario::expect_503_while_the_database_is_down(&server.url(""), &cluster).await;
+    server.stop().await;
+}
+
+#[actix_web::test]
 async fn start_up_waits_for_a_late_server_and_gives_up_on_an_absent_one() {
     let late = Cluster::builder().init().expect("a cluster to start later");
     let mut settings = Settings::default();

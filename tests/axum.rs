@@ -577,6 +577,25 @@ async fn queries_of_requests_after_shutdown_answer_503() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_that_is_down_answers_503_until_it_is_back() {
+    let cluster = Arc::new(Cluster::builder().start().expect("a cluster to stop"));
+    let mut settings = Settings::default();
+    settings.dsn = Some(cluster.url_for("postgres"));
+    let db = fresh_db();
+    let web = gino_axum::Gino::new(db, settings);
+    web.connect().await.expect("connect");
+    let app = Router::new()
+        .route(
+            "/query",
+            get(move || async move { Ok::<_, Error>(Json(db.one::<i32, _>(pid()).await?)) }),
+        )
+        .layer(web.layer());
+    let server = Server::start(&web, app).await;
+    scenario::expect_503_while_the_database_is_down(&server.url(""), &cluster).await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn start_up_waits_for_a_late_server_and_gives_up_on_an_absent_one() {
     let late = Cluster::builder().init().expect("a cluster to start later");
     let mut settings = Settings::default();

@@ -44,10 +44,15 @@ fn figment(dsn: &str) -> Figment {
 
 /// A rocket with gino's fairing, the test's state and `routes` scoped.
 fn app(test: &WebTest, routes: Vec<rocket::Route>) -> Rocket<Build> {
-    rocket::custom(figment(test.settings.dsn.as_deref().unwrap()))
-        .attach(gino_rocket::Gino::fairing(test.db))
+    app_on(test.settings.dsn.as_deref().unwrap(), test.db, routes)
+}
+
+/// [`app`] on the database at `dsn`, bound to `db`.
+fn app_on(dsn: &str, db: &'static gino::Gino, routes: Vec<rocket::Route>) -> Rocket<Build> {
+    rocket::custom(figment(dsn))
+        .attach(gino_rocket::Gino::fairing(db))
         .manage(Ctx {
-            db: test.db,
+            db,
             inside: Arc::new(Notify::new()),
             go_on: Arc::new(Notify::new()),
         })
@@ -282,6 +287,15 @@ async fn errors_answer_404_503_and_an_opaque_500() {
     );
     let rocket = Launched::start(rocket).await;
     scenario::expect_error_answers(&rocket.base, &rocket.inside, &rocket.go_on).await;
+    rocket.stop().await;
+}
+
+#[rocket::async_test]
+async fn a_database_that_is_down_answers_503_until_it_is_back() {
+    let cluster = Arc::new(Cluster::builder().start().expect("a cluster to stop"));
+    let rocket = app_on(&cluster.url_for("postgres"), fresh_db(), routes![query]);
+    let rocket = Launched::start(rocket).await;
+    scenario::expect_503_while_the_database_is_down(&rocket.base, &cluster).await;
     rocket.stop().await;
 }
 

@@ -13,8 +13,8 @@
 //!   (`release_raw()` before slow work); `web::Data<gino_actix::Gino>`
 //!   reaches the database handle.
 //! - **Errors.** [`Error`] is a `ResponseError`: `get_or_404` /
-//!   `first_or_404` answer 404, a pool timeout 503 with `Retry-After`,
-//!   anything else an opaque 500 (detail logged).
+//!   `first_or_404` answer 404, a pool timeout or an unreachable database
+//!   503 with `Retry-After`, anything else an opaque 500 (detail logged).
 //! - **Clients that go away.** actix-web runs a handler to its end even
 //!   after its client disconnected (it does not drop the handler's
 //!   future), so the request's connection, and any transaction the handler

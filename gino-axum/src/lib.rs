@@ -12,8 +12,9 @@
 //! - **Explicit access.** The [`Conn`] extractor is that connection
 //!   (`release_raw()` before slow work).
 //! - **Errors.** [`Error`] turns gino's errors into responses:
-//!   `get_or_404` / `first_or_404` answer 404, a pool timeout 503 with
-//!   `Retry-After`, anything else an opaque 500 (detail logged).
+//!   `get_or_404` / `first_or_404` answer 404, a pool timeout or an
+//!   unreachable database 503 with `Retry-After`, anything else an opaque
+//!   500 (detail logged).
 //! - **Shutdown.** [`Extension::shutdown_on`] plugs into
 //!   `with_graceful_shutdown`: the pool closes after in-flight requests.
 //!

@@ -2,12 +2,13 @@
 //! settings for it, a `'static` Gino, and looks at the database from
 //! outside (sessions, open transactions, the pool).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use diesel::dsl::sql;
 use diesel::sql_types::{Bool, Integer, Text};
 use gino::web::Settings;
-use gino_testkit::TestDatabase;
+use gino_testkit::{Cluster, TestDatabase};
 
 /// A test's own database, a `'static` [`gino::Gino`] for the extension to
 /// bind, and settings that name the app in `pg_stat_activity`.
@@ -280,6 +281,45 @@ pub async fn expect_error_answers(
     let broken = reqwest::get(format!("{base}/broken")).await.unwrap();
     assert_eq!(broken.status(), 500);
     assert_opaque_500(&broken.text().await.unwrap());
+}
+
+/// `GET {base}/query` answers 200; while `cluster` is stopped, 503 with
+/// `Retry-After` and a body that names no server (at once, not after a
+/// hang); once it is started again, 200 from the first request: the pool
+/// drops the connections the server left instead of failing on them.
+pub async fn expect_503_while_the_database_is_down(base: &str, cluster: &Arc<Cluster>) {
+    let query = || reqwest::get(format!("{base}/query"));
+    assert_eq!(query().await.unwrap().status(), 200);
+
+    let stopping = cluster.clone();
+    tokio::task::spawn_blocking(move || stopping.stop())
+        .await
+        .unwrap()
+        .expect("stop the cluster");
+    for _ in 0..3 {
+        let started = Instant::now();
+        let down = query().await.unwrap();
+        assert_eq!(down.status(), 503, "{:?}", down.text().await);
+        assert_eq!(down.headers()["retry-after"], "1");
+        assert_eq!(down.headers()["content-type"], "application/json");
+        assert_eq!(
+            down.text().await.unwrap(),
+            r#"{"error":"the database is unavailable; try again shortly"}"#
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "a refused connection answers at once, not after {:?}",
+            started.elapsed()
+        );
+    }
+
+    let starting = cluster.clone();
+    tokio::task::spawn_blocking(move || starting.start())
+        .await
+        .unwrap()
+        .expect("start the cluster again");
+    let back = query().await.unwrap();
+    assert_eq!(back.status(), 200, "{:?}", back.text().await);
 }
 
 /// `GET {base}/release` answers `(borrowed before, still held, borrowed

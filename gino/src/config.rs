@@ -2,7 +2,7 @@
 //! keyword arguments).
 //!
 //! Uses: `error`, `budget` (an option holds one), `passfile` (where it is),
-//! `service` (a service's parameters).
+//! `auth` (`require_auth`), `service` (a service's parameters).
 
 use std::fmt;
 #[cfg(test)]
@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::auth::RequireAuth;
 use crate::budget::ConnectionBudget;
 use crate::error::{Error, Result};
 use crate::passfile::PassFile;
@@ -254,7 +255,12 @@ impl fmt::Display for SslRootCert {
 /// name is looked up; the host's name still serves TLS checks and the
 /// password file), `passfile`, `channel_binding` (`prefer` by default: a password login
 /// over TLS is bound to the server's certificate when the server offers
-/// it; `require` refuses a login without), `load_balance_hosts`
+/// it; `require` refuses a login without), `require_auth` (the ways a
+/// server may have the client log in, e.g. `scram-sha-256`, or
+/// `!password,!md5` for all but those; the names are `none`, `password`,
+/// `md5`, `gss`, `sspi` and `scram-sha-256`: a server that asks for
+/// another gets no answer and the connection fails with
+/// [`Error::Configuration`]), `load_balance_hosts`
 /// (`random` tries the hosts, and each host's addresses, in a random
 /// order for every new connection), `ssl_min_protocol_version` (`TLSv1.2`
 /// by default) and `ssl_max_protocol_version` (`TLSv1.2` or `TLSv1.3`),
@@ -270,7 +276,8 @@ impl fmt::Display for SslRootCert {
 /// falls back to the environment for what it leaves out: `PGHOST`,
 /// `PGPORT`, `PGUSER`, `PGPASSWORD`, `PGDATABASE`, `PGAPPNAME`,
 /// `PGOPTIONS`, `PGCONNECT_TIMEOUT`, `PGTARGETSESSIONATTRS`,
-/// `PGHOSTADDR`, `PGPASSFILE`, `PGCHANNELBINDING`, `PGLOADBALANCEHOSTS`,
+/// `PGHOSTADDR`, `PGPASSFILE`, `PGCHANNELBINDING`, `PGREQUIREAUTH`,
+/// `PGLOADBALANCEHOSTS`,
 /// `PGSSLMINPROTOCOLVERSION`, `PGSSLMAXPROTOCOLVERSION`, `PGSSLCRL`,
 /// `PGSSLCRLDIR`, `PGSSLSNI` and the `PGSSL*` variables above.
 ///
@@ -1080,6 +1087,7 @@ impl DatabaseUrl {
         let mut target = None;
         let mut passfile = None;
         let mut channel_binding = None;
+        let mut require_auth = None;
         let mut load_balance = None;
         let mut hostaddrs = None;
         let mut tls_params = TlsParams::default();
@@ -1093,6 +1101,7 @@ impl DatabaseUrl {
                 "options" => server_options.push(value.clone()),
                 "passfile" => passfile = Some(value.clone()),
                 "channel_binding" => channel_binding = Some(value.clone()),
+                "require_auth" => require_auth = Some(value.clone()),
                 "load_balance_hosts" => load_balance = Some(value.clone()),
                 "hostaddr" => hostaddrs = Some(value.clone()),
                 "ssl_min_protocol_version" => tls_params.min_version = Some(value.clone()),
@@ -1270,6 +1279,10 @@ impl DatabaseUrl {
                 None => TargetSessionAttrs::Any,
             },
         };
+        let require_auth = require_auth
+            .or_else(|| env("PGREQUIREAUTH"))
+            .map(|value| RequireAuth::parse(&value))
+            .transpose()?;
         let tls = TlsSettings::resolve(&options, tls_params, &env)?;
         Ok((
             ConnectConfig {
@@ -1277,6 +1290,7 @@ impl DatabaseUrl {
                 target,
                 tls,
                 passfile,
+                require_auth,
             },
             options,
         ))
@@ -1515,6 +1529,9 @@ pub(crate) struct ConnectConfig {
     pub(crate) target: TargetSessionAttrs,
     pub(crate) tls: TlsSettings,
     pub(crate) passfile: Option<PassFile>,
+    /// The methods a server may have the client log in by (libpq's
+    /// `require_auth`); `None` allows every one.
+    pub(crate) require_auth: Option<RequireAuth>,
 }
 
 /// The value of setting `key` that `value` names among `choices`, or an
@@ -2016,6 +2033,16 @@ mod tests {
             bound.unwrap().pg.get_channel_binding(),
             tokio_postgres::config::ChannelBinding::Require
         );
+        let scram = || crate::auth::RequireAuth::parse("scram-sha-256").ok();
+        let required = resolve_with_env("postgres://h/db", &[("PGREQUIREAUTH", "scram-sha-256")]);
+        assert_eq!(required.unwrap().require_auth, scram());
+        let url_first = resolve_with_env(
+            "postgres://h/db?require_auth=scram-sha-256",
+            &[("PGREQUIREAUTH", "password")],
+        );
+        assert_eq!(url_first.unwrap().require_auth, scram());
+        let unknown = resolve_with_env("postgres://h/db?require_auth=kerberos", &[]);
+        assert!(matches!(unknown, Err(Error::Configuration(m)) if m.contains("`kerberos`")));
         let random = resolve_with_env("postgres://h/db", &[("PGLOADBALANCEHOSTS", "random")]);
         assert_eq!(
             random.unwrap().pg.get_load_balance_hosts(),

@@ -40,6 +40,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod api;
+mod auth;
 mod bind;
 mod binding;
 mod budget;

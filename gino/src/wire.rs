@@ -15,8 +15,8 @@
 //!
 //! Uses: `config` (what to connect to), `passfile` (a password for a
 //! host), `tls` (the handshake), `binding` (the login's channel binding
-//! over that handshake), `unnamed` (the rewrite), `framing` (message
-//! headers), `error`.
+//! over that handshake), `auth` (the methods a server may ask for),
+//! `unnamed` (the rewrite), `framing` (message headers), `error`.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -33,6 +33,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 use tokio_postgres::config::{Host, LoadBalanceHosts};
 
+use crate::auth::{AuthGate, Refused, Verdict, refused_method};
 use crate::binding::Binding;
 #[cfg(feature = "tls")]
 use crate::config::SslMode;
@@ -501,6 +502,9 @@ pub(crate) struct WatchedSocket {
     /// Closing: our side is shut, and the server has until this deadline
     /// to close its own.
     closing: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Until the server's first authentication request is judged: the
+    /// `require_auth` it is held to.
+    auth: Option<Box<AuthGate>>,
 }
 
 /// How long closing waits for the server to close its side of the socket.
@@ -527,6 +531,19 @@ impl Rewriting {
 }
 
 impl WatchedSocket {
+    /// `socket` watched into `state`, its server held to `gate` at login.
+    fn new(socket: Socket, state: Arc<WireState>, gate: Option<AuthGate>) -> Self {
+        WatchedSocket {
+            socket,
+            framing: Framing::default(),
+            state,
+            rewriting: None,
+            unaligned: 0,
+            closing: None,
+            auth: gate.map(Box::new),
+        }
+    }
+
     fn unnamed(&self) -> bool {
         self.state.unnamed.load(Ordering::Relaxed)
     }
@@ -594,6 +611,22 @@ impl AsyncRead for WatchedSocket {
                 let filled = buf.filled().len();
                 if filled == before {
                     return Poll::Ready(Ok(()));
+                }
+                if let Some(gate) = this.auth.as_deref_mut() {
+                    match gate.inspect(&buf.filled()[before..]) {
+                        Verdict::Undecided => {}
+                        Verdict::Passed => this.auth = None,
+                        Verdict::Refused(method) => {
+                            // The driver never sees the request, so it
+                            // sends no password in answer.
+                            buf.set_filled(before);
+                            let refused = Refused(method);
+                            return Poll::Ready(Err(io::Error::new(
+                                io::ErrorKind::PermissionDenied,
+                                refused,
+                            )));
+                        }
+                    }
                 }
                 let kept = this
                     .framing
@@ -1056,14 +1089,8 @@ impl Connector {
         login: &Login<'_>,
     ) -> Result<Opened> {
         let state = Arc::new(WireState::default());
-        let watched = WatchedSocket {
-            closing: None,
-            socket,
-            framing: Framing::default(),
-            unaligned: 0,
-            state: state.clone(),
-            rewriting: None,
-        };
+        let gate = self.config.require_auth.clone().map(AuthGate::new);
+        let watched = WatchedSocket::new(socket, state.clone(), gate);
         let binding = socket_binding(&watched.socket);
         let pg = match binding {
             Some(_) => {
@@ -1076,7 +1103,10 @@ impl Connector {
         let (client, connection) = pg
             .connect_raw(watched, binding.unwrap_or_default())
             .await
-            .map_err(|e| login.refused(e, place))?;
+            .map_err(|e| match (&self.config.require_auth, refused_method(&e)) {
+                (Some(policy), Some(method)) => policy.refusal(method, &place.describe()),
+                _ => login.refused(e, place),
+            })?;
         // Marks the connection closed when its driver ends, also when the
         // driver is dropped unfinished (its runtime shut down).
         struct Driven(Arc<WireState>);
@@ -1439,14 +1469,7 @@ mod tests {
             .await
             .unwrap();
         let (server, _) = listener.accept().await.unwrap();
-        let watched = WatchedSocket {
-            socket: Socket::Tcp(client),
-            framing: Framing::default(),
-            state: state.clone(),
-            rewriting: None,
-            unaligned: 0,
-            closing: None,
-        };
+        let watched = WatchedSocket::new(Socket::Tcp(client), state.clone(), None);
         (watched, server)
     }
 

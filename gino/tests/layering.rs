@@ -12,7 +12,7 @@ const LAYERS: &[&[&str]] = &[
     &[
         "error", "framing", "sync", "task", "drive", "scoped", "lex", "passfile", "binding",
     ],
-    &["budget", "service"],
+    &["budget", "service", "auth"],
     &["config", "text", "json"],
     &["tls", "unnamed", "opening"],
     &["wire"],

@@ -1,8 +1,9 @@
 //! Password authentication against a server that asks for one
 //! (`scram-sha-256`): the password in the URL, from libpq's password file
 //! (read again for every new connection), the errors when it is wrong or
-//! nowhere, and logins bound to the server's TLS certificate
-//! (`channel_binding`).
+//! nowhere, logins bound to the server's TLS certificate
+//! (`channel_binding`), and the methods a client lets a server ask for
+//! (`require_auth`, against servers using each).
 
 mod common;
 
@@ -16,15 +17,27 @@ use gino_testkit::Cluster;
 
 /// Logins over TCP need a password; the role `app` has one with a colon
 /// and a backslash in it, which a password file must escape.
+///
+/// Three more roles log in by the other methods: `plain` with a
+/// cleartext password, `hashed` with an MD5 hash, `trusted` with none.
 static SCRAM: LazyLock<Cluster> = LazyLock::new(|| {
     let cluster = Cluster::builder()
-        .hba("host all all 127.0.0.1/32 scram-sha-256")
+        .hba(
+            "host all plain 127.0.0.1/32 password\n\
+             host all hashed 127.0.0.1/32 md5\n\
+             host all trusted 127.0.0.1/32 trust\n\
+             host all all 127.0.0.1/32 scram-sha-256",
+        )
         .start()
         .expect("start a cluster with password authentication");
     cluster
         .execute(
             "CREATE ROLE app LOGIN PASSWORD 'pa:ss\\word';\
-             CREATE ROLE other LOGIN PASSWORD 'other';",
+             CREATE ROLE other LOGIN PASSWORD 'other';\
+             CREATE ROLE plain LOGIN PASSWORD 'plain';\
+             CREATE ROLE trusted LOGIN;\
+             SET password_encryption = 'md5';\
+             CREATE ROLE hashed LOGIN PASSWORD 'hashed';",
         )
         .expect("create the roles");
     cluster
@@ -262,6 +275,14 @@ async fn a_login_over_tls_binds_to_the_server_s_certificate() {
         let engine = engine.unwrap_or_else(|e| panic!("channel_binding={binding}: {e}"));
         engine.close().await;
     }
+    // require_auth reads the login inside the TLS session.
+    let scram = engine_or_error(&format!("{}&require_auth=scram-sha-256", url("require"))).await;
+    scram.expect("a SCRAM login over TLS").close().await;
+    let refused = engine_or_error(&format!("{}&require_auth=password", url("prefer"))).await;
+    assert!(
+        matches!(&refused, Err(Error::Configuration(m)) if m.contains("SCRAM-SHA-256")),
+        "{refused:?}"
+    );
 
     // Plaintext has nothing to bind to.
     let plain = url_of(&SCRAM, "app:pa%3Ass%5Cword", "channel_binding=require");
@@ -270,4 +291,86 @@ async fn a_login_over_tls_binds_to_the_server_s_certificate() {
         panic!("expected a refused login, got {refused:?}");
     };
     assert!(message.contains("channel binding"), "{message}");
+}
+
+/// Logs in as `user` with `password` and `require_auth=<setting>`: the
+/// user, or the error.
+async fn login_requiring(user: &str, password: &str, setting: &str) -> gino::Result<String> {
+    let engine = engine_or_error(&url(
+        &format!("{user}:{password}"),
+        &format!("require_auth={setting}"),
+    ))
+    .await?;
+    let name = who(&engine).await;
+    engine.close().await;
+    name
+}
+
+#[tokio::test]
+async fn require_auth_refuses_a_server_that_asks_for_another_method() {
+    // (user, require_auth, what the server asked for if refused)
+    let cases = [
+        ("other", "scram-sha-256", None),
+        ("other", "!password,!md5", None),
+        ("other", "password,md5", Some("asked for SCRAM-SHA-256")),
+        ("other", "!scram-sha-256", Some("asked for SCRAM-SHA-256")),
+        ("plain", "password", None),
+        (
+            "plain",
+            "scram-sha-256",
+            Some("asked for a cleartext password"),
+        ),
+        (
+            "plain",
+            "!password,!md5",
+            Some("asked for a cleartext password"),
+        ),
+        ("hashed", "md5", None),
+        (
+            "hashed",
+            "scram-sha-256,none",
+            Some("asked for an MD5 password hash"),
+        ),
+        ("trusted", "none", None),
+        ("trusted", "scram-sha-256", Some("without authentication")),
+        ("trusted", "!none", Some("without authentication")),
+    ];
+    for (user, setting, refused) in cases {
+        let login = login_requiring(user, user, setting).await;
+        match (refused, login) {
+            (None, Ok(name)) => assert_eq!(name, user),
+            (Some(asked), Err(Error::Configuration(message))) => {
+                assert!(message.contains(asked), "{user}, {setting}: {message}");
+                assert!(
+                    message.contains(&format!("require_auth={setting} does not allow")),
+                    "{message}"
+                );
+            }
+            (expected, got) => panic!("{user}, {setting}: expected {expected:?}, got {got:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn require_auth_sends_no_password_to_a_server_it_refuses() {
+    let log_before = SCRAM.log().len();
+    // A wrong password: had it been sent, the server would refuse it
+    // (28P01) and log the failure.
+    let login = login_requiring("plain", "wrong", "scram-sha-256").await;
+    assert!(
+        matches!(&login, Err(Error::Configuration(m)) if m.contains("cleartext password")),
+        "{login:?}"
+    );
+    let log = SCRAM.log();
+    assert!(
+        !log[log_before..].contains("password authentication failed for user \"plain\""),
+        "the password went to the server: {}",
+        &log[log_before..]
+    );
+    // The same password without require_auth does reach it.
+    let login = login_requiring("plain", "wrong", "!none").await;
+    assert!(
+        matches!(&login, Err(Error::Database(e)) if e.code() == "28P01"),
+        "{login:?}"
+    );
 }

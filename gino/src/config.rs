@@ -541,6 +541,8 @@ impl EngineOptions {
     /// Default client-side timeout of every query run through the engine;
     /// a query that exceeds it is cancelled on the server and fails with
     /// [`Error::QueryTimeout`]. `.timeout(..)` on a query overrides it.
+    /// Zero is a configuration error when the engine is created (as
+    /// asyncpg's `command_timeout=0` is): leave it unset for no timeout.
     ///
     /// ```
     /// # async fn demo(url: &str) -> gino::Result<()> {
@@ -621,7 +623,8 @@ impl EngineOptions {
         self
     }
 
-    /// Longest wait for the server to accept a new connection.
+    /// Longest wait for the server to accept a new connection; zero waits
+    /// as long as it takes, as libpq's `connect_timeout=0` does.
     ///
     /// ```
     /// # async fn demo() -> gino::Result<()> {
@@ -872,6 +875,14 @@ impl EngineOptions {
     }
 
     pub(crate) fn validate(&self) -> Result<()> {
+        if self.timeout.is_some_and(|t| t.is_zero()) {
+            // A deadline that has passed before the query is sent would
+            // fail some queries and not others; asyncpg refuses it too.
+            return Err(Error::Configuration(
+                "option `timeout` must be longer than zero: leave it unset for no timeout"
+                    .to_owned(),
+            ));
+        }
         check_pool_sizes(("min_size", self.min_size), ("max_size", self.max_size))
     }
 }
@@ -1255,7 +1266,9 @@ impl DatabaseUrl {
                 options.connect_timeout = Some(parse_duration("PGCONNECT_TIMEOUT", &value)?);
             }
         }
-        if let Some(timeout) = options.connect_timeout {
+        // Zero (in the URL, code or PGCONNECT_TIMEOUT) waits indefinitely,
+        // as in libpq; a timer that fires at once would fail at random.
+        if let Some(timeout) = options.connect_timeout.filter(|t| !t.is_zero()) {
             pg.connect_timeout(timeout);
         }
         if let Some(value) = channel_binding.or_else(|| env("PGCHANNELBINDING")) {
@@ -1283,6 +1296,7 @@ impl DatabaseUrl {
             .or_else(|| env("PGREQUIREAUTH"))
             .map(|value| RequireAuth::parse(&value))
             .transpose()?;
+        refuse_nul(&pg)?;
         let tls = TlsSettings::resolve(&options, tls_params, &env)?;
         Ok((
             ConnectConfig {
@@ -1294,6 +1308,38 @@ impl DatabaseUrl {
             },
             options,
         ))
+    }
+}
+
+/// An error for a NUL character in what the startup message carries: the
+/// protocol ends strings with one, so the server would never see the rest.
+fn refuse_nul(pg: &tokio_postgres::Config) -> Result<()> {
+    use tokio_postgres::config::Host;
+    let hosts = pg.get_hosts().iter().filter_map(|host| match host {
+        Host::Tcp(name) => Some(("host", Some(name.as_str()))),
+        #[cfg(unix)]
+        Host::Unix(_) => None,
+    });
+    let texts = [
+        ("user name", pg.get_user()),
+        ("database name", pg.get_dbname()),
+        ("options", pg.get_options()),
+        ("application_name", pg.get_application_name()),
+    ];
+    let password = pg.get_password().is_some_and(|p| p.contains(&0));
+    let holding = texts
+        .into_iter()
+        .chain(hosts)
+        .find(|(_, text)| text.is_some_and(|t| t.contains('\0')))
+        .map(|(what, _)| what)
+        .or(password.then_some("password"));
+    match holding {
+        Some(what) => Err(Error::Configuration(format!(
+            "the {what} {} a NUL character (`%00` in a URL), which PostgreSQL cannot take: \
+             remove it",
+            if what == "options" { "hold" } else { "holds" }
+        ))),
+        None => Ok(()),
     }
 }
 
@@ -1899,6 +1945,24 @@ mod tests {
         assert!(err("postgres://localhost/db?min_size=5&max_size=2").contains("min_size"));
         assert!(err("postgres://localhost/db?flag").contains("flag"));
         assert!(err("postgres://local%zzhost/db").contains("percent"));
+        assert!(err("postgres://localhost/db?timeout=0").contains("`timeout` must be longer"));
+        assert!(err("postgres://localhost/db?command_timeout=0").contains("`timeout`"));
+        for (url, part) in [
+            ("postgres://u%00x@localhost/db", "the user name holds a NUL"),
+            ("postgres://u:p%00@localhost/db", "the password holds a NUL"),
+            (
+                "postgres://localhost/d%00b",
+                "the database name holds a NUL",
+            ),
+            ("postgres://local%00host/db", "the host holds a NUL"),
+            (
+                "postgres://localhost/db?application_name=a%00",
+                "application_name holds",
+            ),
+            ("postgres://localhost/db?options=-c%00", "the options hold"),
+        ] {
+            assert!(err(url).contains(part), "{url}: {}", err(url));
+        }
         let password = err("postgres://u:s3cret%+1@localhost/db");
         assert!(password.contains("password"), "{password}");
         assert!(!password.contains("s3cret"), "{password}");
@@ -1995,6 +2059,17 @@ mod tests {
         assert_eq!(pg.get_application_name(), Some("billing"));
         assert_eq!(pg.get_options(), Some("-c search_path=app"));
         assert_eq!(pg.get_connect_timeout(), Some(&Duration::from_secs(7)));
+        for zero in [
+            "postgres://h/db?connect_timeout=0",
+            "postgres://h/db?connect_timeout=0s",
+        ] {
+            let (waits, _) = resolve(zero).unwrap();
+            assert_eq!(
+                waits.pg.get_connect_timeout(),
+                None,
+                "{zero} waits indefinitely"
+            );
+        }
         assert_eq!(from_env.target, TargetSessionAttrs::ReadWrite);
         assert_eq!(from_env.tls.mode, SslMode::Require);
         assert_eq!(

@@ -267,7 +267,10 @@ impl fmt::Display for SslRootCert {
 /// `sslcrl` and `sslcrldir` (certificate revocation lists, PEM or DER, a
 /// file and a directory of them, checked whenever the server's chain is;
 /// `~/.postgresql/root.crl` when present), `sslsni` (`0` leaves the host
-/// name out of the handshake), `gssencmode` (`disable` or `prefer`: gino
+/// name out of the handshake), `sslcertmode` (`allow` by default: the
+/// client certificate goes to a server that asks for it; `disable` never
+/// sends it; `require` fails the handshake, with [`Error::Tls`], when the
+/// server does not ask), `gssencmode` (`disable` or `prefer`: gino
 /// has no GSSAPI encryption), `sslcompression` (ignored, as by libpq 14
 /// and later), `keepalives`,
 /// `keepalives_idle`, `keepalives_interval`,
@@ -279,7 +282,8 @@ impl fmt::Display for SslRootCert {
 /// `PGHOSTADDR`, `PGPASSFILE`, `PGCHANNELBINDING`, `PGREQUIREAUTH`,
 /// `PGLOADBALANCEHOSTS`,
 /// `PGSSLMINPROTOCOLVERSION`, `PGSSLMAXPROTOCOLVERSION`, `PGSSLCRL`,
-/// `PGSSLCRLDIR`, `PGSSLSNI` and the `PGSSL*` variables above.
+/// `PGSSLCRLDIR`, `PGSSLSNI`, `PGSSLCERTMODE` and the `PGSSL*` variables
+/// above.
 ///
 /// `service=name` (or `PGSERVICE`) takes the parameters of section
 /// `[name]` of libpq's service file (`PGSERVICEFILE`, else
@@ -1120,6 +1124,7 @@ impl DatabaseUrl {
                 "sslcrl" => tls_params.crl = Some(value.clone()),
                 "sslcrldir" => tls_params.crl_dir = Some(value.clone()),
                 "sslsni" => tls_params.sni = Some(value.clone()),
+                "sslcertmode" => tls_params.cert_mode = Some(value.clone()),
                 // GSSAPI encryption, which gino does not speak: `prefer`
                 // (libpq's default) and `disable` mean plain TLS or none.
                 "gssencmode" => {
@@ -1413,6 +1418,9 @@ pub(crate) struct TlsSettings {
     /// libpq's `sslsni`: whether the handshake names the host (Server Name
     /// Indication, on by default; never for an IP address).
     pub(crate) sni: bool,
+    /// libpq's `sslcertmode=require`: the server must ask for the client
+    /// certificate (`cert` is then set). `disable` leaves `cert` unset.
+    pub(crate) require_client_cert: bool,
 }
 
 /// The URL's parameters for TLS that are not engine options.
@@ -1423,6 +1431,7 @@ pub(crate) struct TlsParams {
     crl: Option<String>,
     crl_dir: Option<String>,
     sni: Option<String>,
+    cert_mode: Option<String>,
 }
 
 /// A TLS protocol version as libpq names it (`TLSv1.2`); rustls speaks
@@ -1533,15 +1542,34 @@ impl TlsSettings {
                         .filter(|path| path.is_file())
                 })
         };
-        let cert = file(options.ssl_cert.clone(), "PGSSLCERT", "postgresql.crt");
-        let key = options
-            .ssl_key
-            .clone()
-            .or_else(|| env("PGSSLKEY").map(PathBuf::from))
-            .or_else(|| {
-                cert.as_ref()?;
-                home.as_ref().map(|dir| dir.join("postgresql.key"))
-            });
+        let cert_mode = params.cert_mode.or_else(|| env("PGSSLCERTMODE"));
+        let modes = [
+            ("disable", None),
+            ("allow", Some(false)),
+            ("require", Some(true)),
+        ];
+        let cert_mode = match cert_mode {
+            Some(value) => one_of("sslcertmode", &value, &modes)?,
+            None => Some(false),
+        };
+        // `disable` sends no certificate, whatever sslcert says.
+        let cert =
+            cert_mode.and_then(|_| file(options.ssl_cert.clone(), "PGSSLCERT", "postgresql.crt"));
+        let require_client_cert = cert_mode == Some(true);
+        if require_client_cert && cert.is_none() {
+            return Err(Error::Configuration(
+                "sslcertmode=require sends a client certificate, but none is configured: set \
+                 sslcert and sslkey (or put them in ~/.postgresql/postgresql.crt and .key)"
+                    .to_owned(),
+            ));
+        }
+        let key = cert.as_ref().and_then(|_| {
+            options
+                .ssl_key
+                .clone()
+                .or_else(|| env("PGSSLKEY").map(PathBuf::from))
+                .or_else(|| home.as_ref().map(|dir| dir.join("postgresql.key")))
+        });
         let crl = file(params.crl.map(PathBuf::from), "PGSSLCRL", "root.crl");
         let crl_dir = params
             .crl_dir
@@ -1561,6 +1589,7 @@ impl TlsSettings {
             crl,
             crl_dir,
             sni,
+            require_client_cert,
         })
     }
 }

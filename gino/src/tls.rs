@@ -1,6 +1,7 @@
 //! TLS for connections: a rustls client configuration built from libpq's
-//! settings (`sslmode`, `sslrootcert`, `sslcert`, `sslkey`), the handshake,
-//! and errors that say which check failed and what to set.
+//! settings (`sslmode`, `sslrootcert`, `sslcert`, `sslkey`,
+//! `sslcertmode`...), the handshake, and errors that say which check
+//! failed and what to set.
 //!
 //! Only the handshake lives here; negotiating it on the PostgreSQL
 //! protocol (`SSLRequest`) is `wire`'s job, which keeps reading the
@@ -11,14 +12,16 @@
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::{ResolvesClientCert, WebPkiServerVerifier};
 use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{
     CertificateDer, CertificateRevocationListDer, PrivateKeyDer, ServerName, UnixTime,
 };
+use rustls::sign::CertifiedKey;
 use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -30,6 +33,9 @@ use crate::error::{Error, Result};
 /// The TLS side of an engine's connections, built once per engine.
 pub(crate) struct Tls {
     connector: TlsConnector,
+    /// With `sslcertmode=require`: the configuration each handshake
+    /// copies, to see whether the server asks for the client certificate.
+    must_be_asked: Option<Arc<rustls::ClientConfig>>,
     mode: SslMode,
     /// How the roots were configured, for error messages.
     roots: Option<SslRootCert>,
@@ -41,6 +47,30 @@ impl fmt::Debug for Tls {
             .field("mode", &self.mode)
             .field("roots", &self.roots)
             .finish_non_exhaustive()
+    }
+}
+
+/// The client's certificate, handed over as the configuration's own
+/// resolver would, noting that the server asked for one
+/// (`sslcertmode=require`).
+#[derive(Debug)]
+struct NoteAsked {
+    inner: Arc<dyn ResolvesClientCert>,
+    asked: Arc<AtomicBool>,
+}
+
+impl ResolvesClientCert for NoteAsked {
+    fn resolve(
+        &self,
+        root_hint_subjects: &[&[u8]],
+        schemes: &[SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        self.asked.store(true, Ordering::Relaxed);
+        self.inner.resolve(root_hint_subjects, schemes)
+    }
+
+    fn has_certs(&self) -> bool {
+        self.inner.has_certs()
     }
 }
 
@@ -150,8 +180,10 @@ impl Tls {
             (None, _) => builder.with_no_client_auth(),
         };
         config.enable_sni = settings.sni;
+        let config = Arc::new(config);
         Ok(Some(Tls {
-            connector: TlsConnector::from(Arc::new(config)),
+            must_be_asked: settings.require_client_cert.then(|| config.clone()),
+            connector: TlsConnector::from(config),
             mode: settings.mode,
             roots: settings.root_cert.clone(),
         }))
@@ -174,11 +206,32 @@ impl Tls {
                 "`{host}` is not a host name or IP address TLS can check a certificate against"
             ))
         })?;
-        self.connector
+        let Some(config) = &self.must_be_asked else {
+            return self
+                .connector
+                .connect(name, socket)
+                .await
+                .map(Box::new)
+                .map_err(|e| self.explain(&e, host));
+        };
+        let asked = Arc::new(AtomicBool::new(false));
+        let mut watched = (**config).clone();
+        watched.client_auth_cert_resolver = Arc::new(NoteAsked {
+            inner: config.client_auth_cert_resolver.clone(),
+            asked: asked.clone(),
+        });
+        let stream = TlsConnector::from(Arc::new(watched))
             .connect(name, socket)
             .await
-            .map(Box::new)
-            .map_err(|e| self.explain(&e, host))
+            .map_err(|e| self.explain(&e, host))?;
+        if !asked.load(Ordering::Relaxed) {
+            return Err(Error::Tls(format!(
+                "TLS with {host}: the server did not ask for a client certificate, which \
+                 sslcertmode=require demands: have the server ask for one (ssl_ca_file in its \
+                 postgresql.conf), or use sslcertmode=allow"
+            )));
+        }
+        Ok(Box::new(stream))
     }
 
     /// The error for a failed handshake: which check failed, and what to
@@ -473,6 +526,7 @@ mod tests {
             crl: None,
             crl_dir: None,
             sni: true,
+            require_client_cert: false,
         }
     }
 

@@ -300,6 +300,88 @@ async fn client_certificates_satisfy_clientcert_verify_full() {
 }
 
 #[tokio::test]
+async fn sslcertmode_require_needs_a_server_that_asks_and_disable_sends_none() {
+    let client = format!(
+        "{}&sslcert={}&sslkey={}",
+        root_param(),
+        FIXTURE.client_cert.display(),
+        FIXTURE.client_key.display()
+    );
+    let client_dn = |engine: gino::Engine| async move {
+        let dn: Option<String> = engine
+            .one(diesel::select(sql::<diesel::sql_types::Nullable<Text>>(
+                "client_dn FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            )))
+            .await
+            .unwrap();
+        engine.close().await;
+        dn
+    };
+    // The fixture's server asks (it has ssl_ca_file).
+    let asked = engine(&tls_url(
+        "localhost",
+        "postgres",
+        &format!("sslmode=verify-full&{client}&sslcertmode=require"),
+    ))
+    .await
+    .expect("the server asks for the certificate");
+    assert!(
+        client_dn(asked)
+            .await
+            .is_some_and(|dn| dn.contains("CN=postgres"))
+    );
+    let disabled = format!("sslmode=verify-full&{client}&sslcertmode=disable");
+    let none_sent = engine(&tls_url("localhost", "postgres", &disabled))
+        .await
+        .unwrap();
+    assert_eq!(
+        client_dn(none_sent).await,
+        None,
+        "sslcertmode=disable sent the certificate"
+    );
+    let refused = engine(&tls_url("localhost", "certdb", &disabled)).await;
+    assert!(
+        matches!(&refused, Err(Error::Database(e)) if e.code() == "28000"),
+        "certdb wants a certificate: {refused:?}"
+    );
+
+    // A server without ssl_ca_file asks for none.
+    let (ca, _) = &FIXTURE.cas;
+    let incurious = Cluster::builder()
+        .tls(&FIXTURE.server, ca)
+        .setting("ssl_ca_file", "")
+        .start()
+        .expect("start a TLS cluster that asks for no client certificate");
+    let url = |mode: &str| {
+        format!(
+            "postgres://postgres@localhost:{}/postgres?sslmode=verify-full&{client}&sslcertmode={mode}",
+            incurious.port()
+        )
+    };
+    let message = tls_error(engine(&url("require")).await);
+    assert!(
+        message.contains("did not ask for a client certificate")
+            && message.contains("sslcertmode=require"),
+        "{message}"
+    );
+    let allowed = engine(&url("allow")).await.expect("allow needs no request");
+    assert_eq!(client_dn(allowed).await, None);
+
+    let without = tls_url(
+        "localhost",
+        "postgres",
+        &format!("sslmode=verify-full&{}&sslcertmode=require", root_param()),
+    );
+    let message = configuration_error(engine(&without).await);
+    assert!(
+        message.contains("none is configured: set sslcert"),
+        "{message}"
+    );
+    let bogus = tls_url("localhost", "postgres", "sslcertmode=always");
+    assert!(configuration_error(engine(&bogus).await).contains("sslcertmode `always`"));
+}
+
+#[tokio::test]
 async fn prefer_leaves_loopback_plaintext_unless_the_server_insists() {
     // A server that takes both: on loopback, `prefer` does not encrypt,
     // `require` does; the TLS-only server above gets TLS from `prefer`.

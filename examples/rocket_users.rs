@@ -137,6 +137,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let _rocket = rocket::custom(figment)
         .attach(gino_rocket::Gino::fairing(&DB))
         .attach(AdHoc::try_on_ignite("create tables", |rocket| async {
+            // Rocket runs every ignite fairing; when gino's failed, it has
+            // said why and launch is off already.
+            if !DB.is_bound() {
+                return Err(rocket);
+            }
             match DB.create_all().await {
                 Ok(()) => Ok(rocket),
                 Err(e) => {

@@ -206,25 +206,23 @@ impl Tls {
                 "`{host}` is not a host name or IP address TLS can check a certificate against"
             ))
         })?;
-        let Some(config) = &self.must_be_asked else {
-            return self
-                .connector
-                .connect(name, socket)
-                .await
-                .map(Box::new)
-                .map_err(|e| self.explain(&e, host));
+        let (connector, asked) = match &self.must_be_asked {
+            None => (self.connector.clone(), None),
+            Some(config) => {
+                let asked = Arc::new(AtomicBool::new(false));
+                let mut watched = (**config).clone();
+                watched.client_auth_cert_resolver = Arc::new(NoteAsked {
+                    inner: config.client_auth_cert_resolver.clone(),
+                    asked: asked.clone(),
+                });
+                (TlsConnector::from(Arc::new(watched)), Some(asked))
+            }
         };
-        let asked = Arc::new(AtomicBool::new(false));
-        let mut watched = (**config).clone();
-        watched.client_auth_cert_resolver = Arc::new(NoteAsked {
-            inner: config.client_auth_cert_resolver.clone(),
-            asked: asked.clone(),
-        });
-        let stream = TlsConnector::from(Arc::new(watched))
+        let stream = connector
             .connect(name, socket)
             .await
             .map_err(|e| self.explain(&e, host))?;
-        if !asked.load(Ordering::Relaxed) {
+        if asked.is_some_and(|asked| !asked.load(Ordering::Relaxed)) {
             return Err(Error::Tls(format!(
                 "TLS with {host}: the server did not ask for a client certificate, which \
                  sslcertmode=require demands: have the server ask for one (ssl_ca_file in its \

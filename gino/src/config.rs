@@ -272,7 +272,10 @@ impl fmt::Display for SslRootCert {
 /// sends it; `require` fails the handshake, with [`Error::Tls`], when the
 /// server does not ask), `gssencmode` (`disable` or `prefer`: gino
 /// has no GSSAPI encryption), `sslcompression` (ignored, as by libpq 14
-/// and later), `keepalives`,
+/// and later), `requirepeer` (the operating-system user a server on a
+/// Unix-domain socket must run as, e.g. `postgres`, looked up in
+/// `/etc/passwd`; another is an [`Error::Configuration`] before anything
+/// is sent), `keepalives`,
 /// `keepalives_idle`, `keepalives_interval`,
 /// `keepalives_count` and `target_session_attrs` (`any`, `read-write`,
 /// `read-only`, `primary`, `standby`, `prefer-standby`), and, like libpq,
@@ -280,6 +283,7 @@ impl fmt::Display for SslRootCert {
 /// `PGPORT`, `PGUSER`, `PGPASSWORD`, `PGDATABASE`, `PGAPPNAME`,
 /// `PGOPTIONS`, `PGCONNECT_TIMEOUT`, `PGTARGETSESSIONATTRS`,
 /// `PGHOSTADDR`, `PGPASSFILE`, `PGCHANNELBINDING`, `PGREQUIREAUTH`,
+/// `PGREQUIREPEER`,
 /// `PGLOADBALANCEHOSTS`,
 /// `PGSSLMINPROTOCOLVERSION`, `PGSSLMAXPROTOCOLVERSION`, `PGSSLCRL`,
 /// `PGSSLCRLDIR`, `PGSSLSNI`, `PGSSLCERTMODE` and the `PGSSL*` variables
@@ -1103,6 +1107,7 @@ impl DatabaseUrl {
         let mut passfile = None;
         let mut channel_binding = None;
         let mut require_auth = None;
+        let mut require_peer = None;
         let mut load_balance = None;
         let mut hostaddrs = None;
         let mut tls_params = TlsParams::default();
@@ -1117,6 +1122,7 @@ impl DatabaseUrl {
                 "passfile" => passfile = Some(value.clone()),
                 "channel_binding" => channel_binding = Some(value.clone()),
                 "require_auth" => require_auth = Some(value.clone()),
+                "requirepeer" => require_peer = Some(value.clone()),
                 "load_balance_hosts" => load_balance = Some(value.clone()),
                 "hostaddr" => hostaddrs = Some(value.clone()),
                 "ssl_min_protocol_version" => tls_params.min_version = Some(value.clone()),
@@ -1310,6 +1316,7 @@ impl DatabaseUrl {
                 tls,
                 passfile,
                 require_auth,
+                require_peer: require_peer.or_else(|| env("PGREQUIREPEER")),
             },
             options,
         ))
@@ -1607,6 +1614,9 @@ pub(crate) struct ConnectConfig {
     /// The methods a server may have the client log in by (libpq's
     /// `require_auth`); `None` allows every one.
     pub(crate) require_auth: Option<RequireAuth>,
+    /// The operating-system user a server on a Unix-domain socket must run
+    /// as (libpq's `requirepeer`).
+    pub(crate) require_peer: Option<String>,
 }
 
 /// The value of setting `key` that `value` names among `choices`, or an

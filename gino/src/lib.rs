@@ -62,6 +62,7 @@ pub mod migrate;
 pub mod model;
 mod opening;
 mod passfile;
+mod peer;
 mod pool;
 pub mod prelude;
 mod root;

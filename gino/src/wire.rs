@@ -14,7 +14,7 @@
 //! unnamed in the round trip that runs it ([`crate::unnamed`]).
 //!
 //! Uses: `config` (what to connect to), `passfile` (a password for a
-//! host), `tls` (the handshake), `binding` (the login's channel binding
+//! host), `peer` (the user a Unix-socket server runs as), `tls` (the handshake), `binding` (the login's channel binding
 //! over that handshake), `auth` (the methods a server may ask for),
 //! `unnamed` (the rewrite), `framing` (message headers), `error`.
 
@@ -43,6 +43,7 @@ use crate::error::{Error, Result};
 use crate::framing::{HeaderReader, body_len};
 use crate::opening::Replies;
 use crate::passfile::{Entries, PassFile};
+use crate::peer;
 #[cfg(feature = "tls")]
 use crate::tls::Tls;
 use crate::unnamed::Rewriter;
@@ -1071,12 +1072,18 @@ impl Connector {
     }
 
     async fn connect(&self, place: &Place) -> Result<Socket> {
-        place.open(self.keepalive.as_ref()).await.map_err(|e| {
+        let socket = place.open(self.keepalive.as_ref()).await.map_err(|e| {
             Error::Connection(format!(
                 "cannot connect to {}: {e}; is the PostgreSQL server running there?",
                 place.describe()
             ))
-        })
+        })?;
+        if let (Socket::Unix(stream), Place::Unix(path), Some(user)) =
+            (&socket, place, &self.config.require_peer)
+        {
+            peer::check(stream, path, user)?;
+        }
+        Ok(socket)
     }
 
     /// Runs the startup (authentication) on `socket` and spawns the task

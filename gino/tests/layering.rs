@@ -12,7 +12,7 @@ const LAYERS: &[&[&str]] = &[
     &[
         "error", "framing", "sync", "task", "drive", "scoped", "lex", "passfile", "binding",
     ],
-    &["budget", "service", "auth"],
+    &["budget", "service", "auth", "peer"],
     &["config", "text", "json"],
     &["tls", "unnamed", "opening"],
     &["wire"],

@@ -2,8 +2,9 @@
 //! (`scram-sha-256`): the password in the URL, from libpq's password file
 //! (read again for every new connection), the errors when it is wrong or
 //! nowhere, logins bound to the server's TLS certificate
-//! (`channel_binding`), and the methods a client lets a server ask for
-//! (`require_auth`, against servers using each).
+//! (`channel_binding`), the methods a client lets a server ask for
+//! (`require_auth`, against servers using each), and the user a server on
+//! a Unix-domain socket must run as (`requirepeer`).
 
 mod common;
 
@@ -373,4 +374,44 @@ async fn require_auth_sends_no_password_to_a_server_it_refuses() {
         matches!(&login, Err(Error::Database(e)) if e.code() == "28P01"),
         "{login:?}"
     );
+}
+
+#[tokio::test]
+async fn requirepeer_checks_the_user_a_unix_socket_server_runs_as() {
+    let url = |params: &str| {
+        format!(
+            "postgres://postgres@/postgres?host={}&port={}&{params}",
+            SCRAM.socket_dir().display(),
+            SCRAM.port()
+        )
+    };
+    let server_user = SCRAM.os_user();
+    let engine = engine_or_error(&url(&format!("requirepeer={server_user}")))
+        .await
+        .expect("the server runs as its own user");
+    assert_eq!(who(&engine).await.unwrap(), "postgres");
+    engine.close().await;
+
+    let impostor = if server_user == "root" {
+        "nobody"
+    } else {
+        "root"
+    };
+    let refused = engine_or_error(&url(&format!("requirepeer={impostor}"))).await;
+    let Err(Error::Configuration(message)) = &refused else {
+        panic!("expected requirepeer to refuse the server, got {refused:?}");
+    };
+    assert!(
+        message.contains(&format!(
+            "runs as the user `{server_user}`, but requirepeer={impostor}"
+        )),
+        "{message}"
+    );
+
+    // Over TCP there is no peer to ask: the setting does not apply.
+    let tcp = url_of(&SCRAM, "other:other", &format!("requirepeer={impostor}"));
+    let engine = engine_or_error(&tcp)
+        .await
+        .expect("TCP ignores requirepeer");
+    engine.close().await;
 }

@@ -243,6 +243,20 @@ impl Cluster {
         &self.base
     }
 
+    /// The operating-system user the server runs as: `postgres` when the
+    /// tests run as root, else the user running them.
+    pub fn os_user(&self) -> String {
+        if self.as_postgres {
+            return "postgres".to_owned();
+        }
+        let output = Command::new("id")
+            .arg("-un")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run `id -un`");
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    }
+
     /// `postgres://postgres@127.0.0.1:<port>/<database>`.
     pub fn url_for(&self, database: &str) -> String {
         format!("postgres://postgres@127.0.0.1:{}/{database}", self.port())

@@ -272,7 +272,9 @@ impl fmt::Display for SslRootCert {
 /// sends it; `require` fails the handshake, with [`Error::Tls`], when the
 /// server does not ask), `gssencmode` (`disable` or `prefer`: gino
 /// has no GSSAPI encryption), `sslcompression` (ignored, as by libpq 14
-/// and later), `requirepeer` (the operating-system user a server on a
+/// and later), `fallback_application_name` (the `application_name`
+/// when neither the URL, the options nor `PGAPPNAME` give one, as tools
+/// set it), `requirepeer` (the operating-system user a server on a
 /// Unix-domain socket must run as, e.g. `postgres`, looked up in
 /// `/etc/passwd`; another is an [`Error::Configuration`] before anything
 /// is sent), `keepalives`,
@@ -1108,6 +1110,7 @@ impl DatabaseUrl {
         let mut channel_binding = None;
         let mut require_auth = None;
         let mut require_peer = None;
+        let mut fallback_name = None;
         let mut load_balance = None;
         let mut hostaddrs = None;
         let mut tls_params = TlsParams::default();
@@ -1123,6 +1126,7 @@ impl DatabaseUrl {
                 "channel_binding" => channel_binding = Some(value.clone()),
                 "require_auth" => require_auth = Some(value.clone()),
                 "requirepeer" => require_peer = Some(value.clone()),
+                "fallback_application_name" => fallback_name = Some(value.clone()),
                 "load_balance_hosts" => load_balance = Some(value.clone()),
                 "hostaddr" => hostaddrs = Some(value.clone()),
                 "ssl_min_protocol_version" => tls_params.min_version = Some(value.clone()),
@@ -1251,7 +1255,9 @@ impl DatabaseUrl {
         if options.application_name.is_none() {
             options.application_name = env("PGAPPNAME");
         }
-        if let Some(name) = &options.application_name {
+        // A tool's own name (`fallback_application_name`) gives way to the
+        // one the user chose, in the URL, the options or PGAPPNAME.
+        if let Some(name) = options.application_name.as_ref().or(fallback_name.as_ref()) {
             pg.application_name(name);
         }
         if server_options.is_empty() {
@@ -2098,6 +2104,19 @@ mod tests {
         assert_eq!(pg.get_application_name(), Some("billing"));
         assert_eq!(pg.get_options(), Some("-c search_path=app"));
         assert_eq!(pg.get_connect_timeout(), Some(&Duration::from_secs(7)));
+        // A tool's fallback name gives way to PGAPPNAME and the URL's.
+        let named = |url: &str, vars: &[(&str, &str)]| {
+            let config = resolve_with_env(url, vars).unwrap();
+            config.pg.get_application_name().map(str::to_owned)
+        };
+        let tool = "postgres://h/db?fallback_application_name=tool";
+        assert_eq!(named(tool, &[]).as_deref(), Some("tool"));
+        assert_eq!(
+            named(tool, &[("PGAPPNAME", "billing")]).as_deref(),
+            Some("billing")
+        );
+        let both = format!("{tool}&application_name=web");
+        assert_eq!(named(&both, &[]).as_deref(), Some("web"));
         for zero in [
             "postgres://h/db?connect_timeout=0",
             "postgres://h/db?connect_timeout=0s",

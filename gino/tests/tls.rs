@@ -720,6 +720,21 @@ async fn connection_settings_reach_the_server() {
     assert_eq!(name, "gino settings");
     assert_eq!(path, "app,public");
     engine.close().await;
+
+    // A tool's fallback name, when nothing names the application.
+    let url = format!(
+        "{}?fallback_application_name=a%20tool",
+        PLAIN.url_for("postgres")
+    );
+    let tool = self::engine(&url).await.unwrap();
+    let name: String = tool
+        .one(diesel::select(sql::<Text>(
+            "current_setting('application_name')",
+        )))
+        .await
+        .unwrap();
+    assert_eq!(name, "a tool");
+    tool.close().await;
 }
 
 #[tokio::test]

@@ -272,7 +272,9 @@ impl fmt::Display for SslRootCert {
 /// sends it; `require` fails the handshake, with [`Error::Tls`], when the
 /// server does not ask), `gssencmode` (`disable` or `prefer`: gino
 /// has no GSSAPI encryption), `sslcompression` (ignored, as by libpq 14
-/// and later), `fallback_application_name` (the `application_name`
+/// and later), `tcp_user_timeout` (milliseconds, as in libpq, or a
+/// duration with its unit: how long sent data may stay unacknowledged
+/// before the connection is dropped; Linux), `fallback_application_name` (the `application_name`
 /// when neither the URL, the options nor `PGAPPNAME` give one, as tools
 /// set it), `requirepeer` (the operating-system user a server on a
 /// Unix-domain socket must run as, e.g. `postgres`, looked up in
@@ -1158,6 +1160,16 @@ impl DatabaseUrl {
                 }
                 "keepalives_interval" => {
                     pg.keepalives_interval(parse_duration(key, value)?);
+                }
+                // libpq counts milliseconds; 0 keeps the system's default.
+                "tcp_user_timeout" => {
+                    let timeout = match value.parse::<u64>() {
+                        Ok(millis) => Duration::from_millis(millis),
+                        Err(_) => parse_duration(key, value)?,
+                    };
+                    if !timeout.is_zero() {
+                        pg.tcp_user_timeout(timeout);
+                    }
                 }
                 "keepalives_count" => {
                     let count = parse_number(key, value)?;
@@ -2361,5 +2373,24 @@ mod tests {
         assert_eq!(connect.pg.get_keepalives_retries(), Some(3));
         let (off, _) = resolve("postgres://h/db?keepalives=0").unwrap();
         assert!(!off.pg.get_keepalives());
+    }
+
+    #[test]
+    fn tcp_user_timeout_counts_milliseconds_as_libpq_does() {
+        let timeout = |url: &str| resolve(url).map(|(c, _)| c.pg.get_tcp_user_timeout().copied());
+        let millis = Some(Duration::from_millis(2500));
+        assert_eq!(
+            timeout("postgres://h/db?tcp_user_timeout=2500").unwrap(),
+            millis
+        );
+        assert_eq!(
+            timeout("postgres://h/db?tcp_user_timeout=2.5s").unwrap(),
+            millis
+        );
+        assert_eq!(timeout("postgres://h/db?tcp_user_timeout=0").unwrap(), None);
+        assert!(matches!(
+            timeout("postgres://h/db?tcp_user_timeout=soon"),
+            Err(Error::Configuration(m)) if m.contains("tcp_user_timeout")
+        ));
     }
 }

@@ -751,6 +751,36 @@ struct Keepalive {
     retries: Option<u32>,
 }
 
+/// The TCP options of a connection's socket: keepalives and libpq's
+/// `tcp_user_timeout`, the longest time sent data may stay unacknowledged
+/// before the kernel drops the connection.
+#[derive(Debug, Clone, Copy)]
+struct TcpOptions {
+    keepalive: Option<Keepalive>,
+    user_timeout: Option<Duration>,
+}
+
+impl TcpOptions {
+    fn of(pg: &tokio_postgres::Config) -> TcpOptions {
+        TcpOptions {
+            keepalive: Keepalive::of(pg),
+            user_timeout: pg.get_tcp_user_timeout().copied(),
+        }
+    }
+
+    fn apply(&self, stream: &TcpStream) -> io::Result<()> {
+        if let Some(keepalive) = &self.keepalive {
+            keepalive.apply(stream)?;
+        }
+        // Linux's option; libpq, too, has it only where the system does.
+        #[cfg(any(target_os = "linux", target_os = "android", target_os = "fuchsia"))]
+        if let Some(timeout) = self.user_timeout {
+            socket2::SockRef::from(stream).set_tcp_user_timeout(Some(timeout))?;
+        }
+        Ok(())
+    }
+}
+
 impl Keepalive {
     fn of(pg: &tokio_postgres::Config) -> Option<Keepalive> {
         pg.get_keepalives().then(|| Keepalive {
@@ -795,15 +825,15 @@ pub(crate) struct ServerAddr {
 }
 
 impl Place {
-    async fn open(&self, keepalive: Option<&Keepalive>) -> io::Result<Socket> {
+    async fn open(&self, tcp: Option<&TcpOptions>) -> io::Result<Socket> {
         match self {
             Place::Tcp(addr) => {
                 let stream = TcpStream::connect(addr).await?;
                 // Queries are small request/response exchanges: Nagle's
                 // algorithm would add its delay to every one of them.
                 stream.set_nodelay(true)?;
-                if let Some(keepalive) = keepalive {
-                    keepalive.apply(&stream)?;
+                if let Some(tcp) = tcp {
+                    tcp.apply(&stream)?;
                 }
                 Ok(Socket::Tcp(stream))
             }
@@ -911,7 +941,7 @@ pub(crate) struct Opened {
 #[derive(Debug)]
 pub(crate) struct Connector {
     config: ConnectConfig,
-    keepalive: Option<Keepalive>,
+    tcp: TcpOptions,
     /// The runtime that created the engine, where every connection's
     /// socket is driven while that runtime lives. With one runtime per
     /// thread (actix's workers), a connection opened by one worker and used
@@ -935,7 +965,7 @@ impl Connector {
             )));
         }
         Ok(Connector {
-            keepalive: Keepalive::of(&config.pg),
+            tcp: TcpOptions::of(&config.pg),
             runtime: CreationRuntime::current(),
             config,
             #[cfg(feature = "tls")]
@@ -1072,7 +1102,7 @@ impl Connector {
     }
 
     async fn connect(&self, place: &Place) -> Result<Socket> {
-        let socket = place.open(self.keepalive.as_ref()).await.map_err(|e| {
+        let socket = place.open(Some(&self.tcp)).await.map_err(|e| {
             Error::Connection(format!(
                 "cannot connect to {}: {e}; is the PostgreSQL server running there?",
                 place.describe()
@@ -1360,6 +1390,29 @@ async fn resolve(host: &Host, address: Option<&IpAddr>, port: u16) -> io::Result
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn tcp_options_reach_the_socket() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let place = Place::Tcp(listener.local_addr().unwrap());
+        let mut pg = tokio_postgres::Config::new();
+        pg.tcp_user_timeout(Duration::from_millis(2500))
+            .keepalives_idle(Duration::from_secs(30));
+        let Socket::Tcp(stream) = place.open(Some(&TcpOptions::of(&pg))).await.unwrap() else {
+            panic!("a TCP place opens a TCP socket");
+        };
+        let socket = socket2::SockRef::from(&stream);
+        assert_eq!(
+            socket.tcp_user_timeout().unwrap(),
+            Some(Duration::from_millis(2500))
+        );
+        assert!(socket.keepalive().unwrap());
+        assert_eq!(
+            socket.tcp_keepalive_time().unwrap(),
+            Duration::from_secs(30)
+        );
+    }
 
     fn message(kind: u8, body: &[u8]) -> Vec<u8> {
         let mut m = vec![kind];

@@ -272,7 +272,9 @@ impl fmt::Display for SslRootCert {
 /// sends it; `require` fails the handshake, with [`Error::Tls`], when the
 /// server does not ask), `gssencmode` (`disable` or `prefer`: gino
 /// has no GSSAPI encryption), `sslcompression` (ignored, as by libpq 14
-/// and later), `tcp_user_timeout` (milliseconds, as in libpq, or a
+/// and later), `client_encoding` (`UTF8` only, which gino always uses),
+/// `sslnegotiation` (`postgres` only: PostgreSQL 17's `direct` is refused
+/// with a message), `tcp_user_timeout` (milliseconds, as in libpq, or a
 /// duration with its unit: how long sent data may stay unacknowledged
 /// before the connection is dropped; Linux), `fallback_application_name` (the `application_name`
 /// when neither the URL, the options nor `PGAPPNAME` give one, as tools
@@ -1152,6 +1154,32 @@ impl DatabaseUrl {
                 // Obsolete: libpq 14 and later ignore it (TLS compression
                 // is gone from TLS libraries), and so does gino.
                 "sslcompression" => drop(parse_bool(key, value)?),
+                // The driver speaks UTF-8 only (it sets the encoding in
+                // the startup message); a URL naming it is taken.
+                "client_encoding" => {
+                    let utf8 = ["utf8", "utf-8", "unicode"];
+                    if !utf8.iter().any(|name| value.eq_ignore_ascii_case(name)) {
+                        return Err(Error::Configuration(format!(
+                            "client_encoding `{value}`: gino's connections always use UTF8, \
+                             and PostgreSQL converts from the database's encoding; leave \
+                             client_encoding out or set it to UTF8"
+                        )));
+                    }
+                }
+                // PostgreSQL 17's direct TLS handshake is not spoken yet;
+                // `postgres` (the default) asks for TLS as every server
+                // understands.
+                "sslnegotiation" => {
+                    let modes = [("postgres", false), ("direct", true)];
+                    if one_of(key, value, &modes)? {
+                        return Err(Error::Configuration(
+                            "sslnegotiation=direct (PostgreSQL 17's direct TLS) is not \
+                             supported by gino: use sslnegotiation=postgres, the default, which \
+                             every server takes"
+                                .to_owned(),
+                        ));
+                    }
+                }
                 "keepalives" => {
                     pg.keepalives(parse_bool(key, value)?);
                 }
@@ -2373,6 +2401,30 @@ mod tests {
         assert_eq!(connect.pg.get_keepalives_retries(), Some(3));
         let (off, _) = resolve("postgres://h/db?keepalives=0").unwrap();
         assert!(!off.pg.get_keepalives());
+    }
+
+    #[test]
+    fn client_encoding_and_sslnegotiation_take_what_gino_speaks() {
+        for taken in [
+            "client_encoding=UTF8",
+            "client_encoding=utf-8",
+            "client_encoding=unicode",
+            "sslnegotiation=postgres",
+        ] {
+            let url = format!("postgres://h/db?{taken}");
+            assert!(resolve(&url).is_ok(), "{taken}");
+        }
+        for (refused, why) in [
+            ("client_encoding=LATIN1", "client_encoding `LATIN1`"),
+            ("sslnegotiation=direct", "sslnegotiation=direct"),
+            ("sslnegotiation=fast", "sslnegotiation `fast`"),
+        ] {
+            let url = format!("postgres://h/db?{refused}");
+            let Err(Error::Configuration(message)) = resolve(&url) else {
+                panic!("{refused} was taken");
+            };
+            assert!(message.contains(why), "{refused}: {message}");
+        }
     }
 
     #[test]

@@ -11,7 +11,7 @@
 use std::fmt;
 
 use crate::error::{Error, Result};
-use crate::framing::{Header, HeaderReader, body_len};
+use crate::framing::{HeaderReader, body_len};
 
 /// A way a server can have a client log in, as `require_auth` names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -201,11 +201,18 @@ pub(crate) enum Verdict {
 pub(crate) struct AuthGate {
     policy: RequireAuth,
     header: HeaderReader,
-    /// The header of the message being read, and the bytes of its body
-    /// still to skip (other than an `AuthenticationRequest`'s code).
-    current: Option<(Header, usize)>,
-    /// The code of an `AuthenticationRequest`, as its bytes come in.
-    code: Vec<u8>,
+    reading: Reading,
+}
+
+/// Where in the server's messages an [`AuthGate`] is.
+#[derive(Debug)]
+enum Reading {
+    /// A message header.
+    Header,
+    /// A `NegotiateProtocolVersion` body: this many bytes to skip.
+    Skipped(usize),
+    /// An `AuthenticationRequest`'s code: its bytes so far.
+    Code(Vec<u8>),
 }
 
 impl AuthGate {
@@ -214,47 +221,47 @@ impl AuthGate {
         AuthGate {
             policy,
             header: HeaderReader::default(),
-            current: None,
-            code: Vec::with_capacity(4),
+            reading: Reading::Header,
         }
     }
 
     /// Follows `data`, the next bytes from the server.
     pub(crate) fn inspect(&mut self, mut data: &[u8]) -> Verdict {
         while !data.is_empty() {
-            let Some((header, skip)) = &mut self.current else {
-                let Some(header) = self.header.take(&mut data) else {
-                    return Verdict::Undecided;
-                };
-                match header[0] {
-                    b'R' => self.current = Some((header, 0)),
-                    // NegotiateProtocolVersion may come first.
-                    b'v' => self.current = Some((header, body_len(&header))),
-                    _ => return Verdict::Passed,
+            match &mut self.reading {
+                Reading::Header => {
+                    let Some(header) = self.header.take(&mut data) else {
+                        return Verdict::Undecided;
+                    };
+                    self.reading = match header[0] {
+                        b'R' => Reading::Code(Vec::with_capacity(4)),
+                        // NegotiateProtocolVersion may come first.
+                        b'v' => Reading::Skipped(body_len(&header)),
+                        _ => return Verdict::Passed,
+                    };
                 }
-                continue;
-            };
-            if header[0] == b'v' {
-                let n = (*skip).min(data.len());
-                *skip -= n;
-                data = &data[n..];
-                if *skip == 0 {
-                    self.current = None;
+                Reading::Skipped(left) => {
+                    let n = (*left).min(data.len());
+                    *left -= n;
+                    data = &data[n..];
+                    if *left == 0 {
+                        self.reading = Reading::Header;
+                    }
                 }
-                continue;
-            }
-            let n = (4 - self.code.len()).min(data.len());
-            self.code.extend_from_slice(&data[..n]);
-            data = &data[n..];
-            if self.code.len() == 4 {
-                let code =
-                    u32::from_be_bytes([self.code[0], self.code[1], self.code[2], self.code[3]]);
-                return match Method::of_request(code) {
-                    Some(method) if self.policy.allows(method) => Verdict::Passed,
-                    Some(method) => Verdict::Refused(method),
-                    // A continuation cannot come first; the driver refuses it.
-                    None => Verdict::Passed,
-                };
+                Reading::Code(code) => {
+                    let n = (4 - code.len()).min(data.len());
+                    code.extend_from_slice(&data[..n]);
+                    data = &data[n..];
+                    if let Ok(&bytes) = <&[u8; 4]>::try_from(code.as_slice()) {
+                        return match Method::of_request(u32::from_be_bytes(bytes)) {
+                            Some(method) if self.policy.allows(method) => Verdict::Passed,
+                            Some(method) => Verdict::Refused(method),
+                            // A continuation cannot come first; the driver
+                            // refuses it.
+                            None => Verdict::Passed,
+                        };
+                    }
+                }
             }
         }
         Verdict::Undecided

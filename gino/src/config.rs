@@ -1141,16 +1141,16 @@ impl DatabaseUrl {
                 "sslcertmode" => tls_params.cert_mode = Some(value.clone()),
                 // GSSAPI encryption, which gino does not speak: `prefer`
                 // (libpq's default) and `disable` mean plain TLS or none.
-                "gssencmode" => {
-                    let modes = [("disable", false), ("prefer", false), ("require", true)];
-                    if one_of(key, value, &modes)? {
-                        return Err(Error::Configuration(
-                            "gssencmode=require asks for GSSAPI encryption, which gino does not \
-                             support: use TLS (sslmode=verify-full) instead"
-                                .to_owned(),
-                        ));
-                    }
-                }
+                "gssencmode" => without_effect(
+                    key,
+                    value,
+                    &["disable", "prefer"],
+                    (
+                        "require",
+                        "asks for GSSAPI encryption, which gino does not support: use TLS \
+                         (sslmode=verify-full) instead",
+                    ),
+                )?,
                 // Obsolete: libpq 14 and later ignore it (TLS compression
                 // is gone from TLS libraries), and so does gino.
                 "sslcompression" => drop(parse_bool(key, value)?),
@@ -1169,17 +1169,16 @@ impl DatabaseUrl {
                 // PostgreSQL 17's direct TLS handshake is not spoken yet;
                 // `postgres` (the default) asks for TLS as every server
                 // understands.
-                "sslnegotiation" => {
-                    let modes = [("postgres", false), ("direct", true)];
-                    if one_of(key, value, &modes)? {
-                        return Err(Error::Configuration(
-                            "sslnegotiation=direct (PostgreSQL 17's direct TLS) is not \
-                             supported by gino: use sslnegotiation=postgres, the default, which \
-                             every server takes"
-                                .to_owned(),
-                        ));
-                    }
-                }
+                "sslnegotiation" => without_effect(
+                    key,
+                    value,
+                    &["postgres"],
+                    (
+                        "direct",
+                        "(PostgreSQL 17's direct TLS) is not supported by gino: use \
+                         sslnegotiation=postgres, the default, which every server takes",
+                    ),
+                )?,
                 "keepalives" => {
                     pg.keepalives(parse_bool(key, value)?);
                 }
@@ -1205,10 +1204,7 @@ impl DatabaseUrl {
                 }
                 "target_session_attrs" => target = Some(value.parse()?),
                 "service" => {}
-                _ => {
-                    options =
-                        std::mem::replace(&mut options, EngineOptions::new()).set(key, value)?
-                }
+                _ => options = std::mem::take(&mut options).set(key, value)?,
             }
             Ok(())
         };
@@ -1393,9 +1389,8 @@ fn refuse_nul(pg: &tokio_postgres::Config) -> Result<()> {
         .or(password.then_some("password"));
     match holding {
         Some(what) => Err(Error::Configuration(format!(
-            "the {what} {} a NUL character (`%00` in a URL), which PostgreSQL cannot take: \
-             remove it",
-            if what == "options" { "hold" } else { "holds" }
+            "a NUL character (`%00` in a URL) in the {what}, which PostgreSQL cannot take: \
+             remove it"
         ))),
         None => Ok(()),
     }
@@ -1474,6 +1469,18 @@ pub(crate) struct TlsSettings {
     /// libpq's `sslcertmode=require`: the server must ask for the client
     /// certificate (`cert` is then set). `disable` leaves `cert` unset.
     pub(crate) require_client_cert: bool,
+}
+
+/// libpq's `sslcertmode`: whether the client certificate goes to the
+/// server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CertMode {
+    /// Never.
+    Disable,
+    /// When the server asks for it.
+    Allow,
+    /// When the server asks for it, which it must.
+    Require,
 }
 
 /// The URL's parameters for TLS that are not engine options.
@@ -1595,20 +1602,20 @@ impl TlsSettings {
                         .filter(|path| path.is_file())
                 })
         };
-        let cert_mode = params.cert_mode.or_else(|| env("PGSSLCERTMODE"));
         let modes = [
-            ("disable", None),
-            ("allow", Some(false)),
-            ("require", Some(true)),
+            ("disable", CertMode::Disable),
+            ("allow", CertMode::Allow),
+            ("require", CertMode::Require),
         ];
-        let cert_mode = match cert_mode {
+        let cert_mode = match params.cert_mode.or_else(|| env("PGSSLCERTMODE")) {
             Some(value) => one_of("sslcertmode", &value, &modes)?,
-            None => Some(false),
+            None => CertMode::Allow,
         };
         // `disable` sends no certificate, whatever sslcert says.
-        let cert =
-            cert_mode.and_then(|_| file(options.ssl_cert.clone(), "PGSSLCERT", "postgresql.crt"));
-        let require_client_cert = cert_mode == Some(true);
+        let cert = (cert_mode != CertMode::Disable)
+            .then(|| file(options.ssl_cert.clone(), "PGSSLCERT", "postgresql.crt"))
+            .flatten();
+        let require_client_cert = cert_mode == CertMode::Require;
         if require_client_cert && cert.is_none() {
             return Err(Error::Configuration(
                 "sslcertmode=require sends a client certificate, but none is configured: set \
@@ -1678,6 +1685,20 @@ fn one_of<T: Copy>(key: &str, value: &str, choices: &[(&str, T)]) -> Result<T> {
             )))
         }
     }
+}
+
+/// A libpq setting gino takes only in the values that change nothing for
+/// it (`inert`); `refused` is the value it cannot honour, with why.
+fn without_effect(key: &str, value: &str, inert: &[&str], refused: (&str, &str)) -> Result<()> {
+    let choices: Vec<_> = inert
+        .iter()
+        .map(|name| (*name, false))
+        .chain([(refused.0, true)])
+        .collect();
+    if one_of(key, value, &choices)? {
+        return Err(Error::Configuration(format!("{key}={value} {}", refused.1)));
+    }
+    Ok(())
 }
 
 /// libpq's `hostaddr`: comma-separated IP addresses to connect to, one
@@ -2033,18 +2054,18 @@ mod tests {
         assert!(err("postgres://localhost/db?timeout=0").contains("`timeout` must be longer"));
         assert!(err("postgres://localhost/db?command_timeout=0").contains("`timeout`"));
         for (url, part) in [
-            ("postgres://u%00x@localhost/db", "the user name holds a NUL"),
-            ("postgres://u:p%00@localhost/db", "the password holds a NUL"),
-            (
-                "postgres://localhost/d%00b",
-                "the database name holds a NUL",
-            ),
-            ("postgres://local%00host/db", "the host holds a NUL"),
+            ("postgres://u%00x@localhost/db", "in the user name, which"),
+            ("postgres://u:p%00@localhost/db", "in the password, which"),
+            ("postgres://localhost/d%00b", "in the database name, which"),
+            ("postgres://local%00host/db", "in the host, which"),
             (
                 "postgres://localhost/db?application_name=a%00",
-                "application_name holds",
+                "in the application_name, which",
             ),
-            ("postgres://localhost/db?options=-c%00", "the options hold"),
+            (
+                "postgres://localhost/db?options=-c%00",
+                "in the options, which",
+            ),
         ] {
             assert!(err(url).contains(part), "{url}: {}", err(url));
         }

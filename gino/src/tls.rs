@@ -33,9 +33,9 @@ use crate::error::{Error, Result};
 /// The TLS side of an engine's connections, built once per engine.
 pub(crate) struct Tls {
     connector: TlsConnector,
-    /// With `sslcertmode=require`: the configuration each handshake
-    /// copies, to see whether the server asks for the client certificate.
-    must_be_asked: Option<Arc<rustls::ClientConfig>>,
+    /// `sslcertmode=require`: each handshake copies the connector's
+    /// configuration to see whether the server asks for the certificate.
+    must_be_asked: bool,
     mode: SslMode,
     /// How the roots were configured, for error messages.
     roots: Option<SslRootCert>,
@@ -180,10 +180,9 @@ impl Tls {
             (None, _) => builder.with_no_client_auth(),
         };
         config.enable_sni = settings.sni;
-        let config = Arc::new(config);
         Ok(Some(Tls {
-            must_be_asked: settings.require_client_cert.then(|| config.clone()),
-            connector: TlsConnector::from(config),
+            must_be_asked: settings.require_client_cert,
+            connector: TlsConnector::from(Arc::new(config)),
             mode: settings.mode,
             roots: settings.root_cert.clone(),
         }))
@@ -206,17 +205,17 @@ impl Tls {
                 "`{host}` is not a host name or IP address TLS can check a certificate against"
             ))
         })?;
-        let (connector, asked) = match &self.must_be_asked {
-            None => (self.connector.clone(), None),
-            Some(config) => {
-                let asked = Arc::new(AtomicBool::new(false));
-                let mut watched = (**config).clone();
-                watched.client_auth_cert_resolver = Arc::new(NoteAsked {
-                    inner: config.client_auth_cert_resolver.clone(),
-                    asked: asked.clone(),
-                });
-                (TlsConnector::from(Arc::new(watched)), Some(asked))
-            }
+        let (connector, asked) = if self.must_be_asked {
+            let config = self.connector.config();
+            let asked = Arc::new(AtomicBool::new(false));
+            let mut watched = (**config).clone();
+            watched.client_auth_cert_resolver = Arc::new(NoteAsked {
+                inner: config.client_auth_cert_resolver.clone(),
+                asked: asked.clone(),
+            });
+            (TlsConnector::from(Arc::new(watched)), Some(asked))
+        } else {
+            (self.connector.clone(), None)
         };
         let stream = connector
             .connect(name, socket)

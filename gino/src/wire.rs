@@ -14,9 +14,10 @@
 //! unnamed in the round trip that runs it ([`crate::unnamed`]).
 //!
 //! Uses: `config` (what to connect to), `passfile` (a password for a
-//! host), `peer` (the user a Unix-socket server runs as), `tls` (the handshake), `binding` (the login's channel binding
-//! over that handshake), `auth` (the methods a server may ask for),
-//! `unnamed` (the rewrite), `framing` (message headers), `error`.
+//! host), `peer` (the user a Unix-socket server runs as), `tls` (the
+//! handshake), `binding` (the login's channel binding over that
+//! handshake), `auth` (the methods a server may ask for), `unnamed` (the
+//! rewrite), `framing` (message headers), `error`.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -613,6 +614,8 @@ impl AsyncRead for WatchedSocket {
                 if filled == before {
                     return Poll::Ready(Ok(()));
                 }
+                // Only this path needs the gate: statements go unnamed (and
+                // reads through the rewriter) once the login is over.
                 if let Some(gate) = this.auth.as_deref_mut() {
                     match gate.inspect(&buf.filled()[before..]) {
                         Verdict::Undecided => {}

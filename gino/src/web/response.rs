@@ -63,11 +63,7 @@ impl ErrorResponse {
                 message: "the database is busy; try again shortly",
                 retry_after: Some(1),
             },
-            error if unreachable(error) => ErrorResponse {
-                status: 503,
-                message: "the database is unavailable; try again shortly",
-                retry_after: Some(1),
-            },
+            error if unreachable(error) => UNAVAILABLE,
             _ => ErrorResponse {
                 status: 500,
                 message: "internal server error",
@@ -90,7 +86,7 @@ impl ErrorResponse {
             500 => tracing::error!(target: "gino::web", "request failed: {error}"),
             // Operators need to hear of a database that is down; a busy
             // pool under a burst is routine.
-            503 if unreachable(error) => {
+            503 if answer == UNAVAILABLE => {
                 tracing::error!(target: "gino::web", "answering 503, the database is unavailable: {error}")
             }
             503 => tracing::warn!(target: "gino::web", "answering 503: {error}"),
@@ -145,6 +141,13 @@ impl ErrorResponse {
     /// The body's media type, `application/json`.
     pub const CONTENT_TYPE: &'static str = "application/json";
 }
+
+/// The answer when the database cannot be reached.
+const UNAVAILABLE: ErrorResponse = ErrorResponse {
+    status: 503,
+    message: "the database is unavailable; try again shortly",
+    retry_after: Some(1),
+};
 
 /// Whether `error` says the database cannot be reached or cannot take the
 /// request now (rather than that the request's work is at fault).

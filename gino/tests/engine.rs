@@ -7,7 +7,7 @@ use std::future::IntoFuture;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use common::{backend_pid, pid_query, try_backend_pid};
+use common::{backend_pid, pid_query, setting, try_backend_pid};
 use diesel::dsl::sql;
 use diesel::sql_types::Text;
 use gino::prelude::*;
@@ -34,16 +34,6 @@ fn server_parts(db: &TestDatabase) -> ServerParts {
         port: config.get_ports().first().copied().unwrap_or(5432),
         database: db.name().to_owned(),
     }
-}
-
-/// `SELECT current_setting(name)`.
-async fn setting(engine: &Engine, name: &str) -> String {
-    let query = diesel::select(
-        sql::<Text>("current_setting(")
-            .bind::<Text, _>(name)
-            .sql(")"),
-    );
-    engine.one(query).await.expect("current_setting")
 }
 
 /// `SHOW statement_timeout`, as the server reports it.

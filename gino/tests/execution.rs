@@ -327,13 +327,7 @@ async fn statement_timeout_is_enforced_by_the_server() {
     )
     .await
     .unwrap();
-    let shown: String = engine
-        .one(diesel::select(sql::<Text>(
-            "current_setting('statement_timeout')",
-        )))
-        .await
-        .unwrap();
-    assert_eq!(shown, "100ms");
+    assert_eq!(common::setting(&engine, "statement_timeout").await, "100ms");
     let err = engine
         .status(diesel::sql_query("SELECT pg_sleep(2)"))
         .await

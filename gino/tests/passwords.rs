@@ -52,14 +52,9 @@ const ESCAPED: &str = "pa\\:ss\\\\word";
 
 /// `postgres://<userinfo>@127.0.0.1:<port>/shop?<params>`.
 fn url(userinfo: &str, params: &str) -> String {
-    url_of(&SCRAM, userinfo, params)
-}
-
-/// [`url`] on `cluster`.
-fn url_of(cluster: &Cluster, userinfo: &str, params: &str) -> String {
     format!(
         "postgres://{userinfo}@127.0.0.1:{}/shop?{params}",
-        cluster.port()
+        SCRAM.port()
     )
 }
 
@@ -263,7 +258,7 @@ async fn a_login_over_tls_binds_to_the_server_s_certificate() {
         .execute("CREATE ROLE app LOGIN PASSWORD 'secret'")
         .unwrap();
     let root = ca.write("root.crt", &ca.cert_pem());
-    let url = |binding: &str| {
+    let over_tls = |binding: &str| {
         format!(
             "postgres://app:secret@localhost:{}/postgres?sslmode=verify-full&sslrootcert={}\
              &channel_binding={binding}",
@@ -272,21 +267,25 @@ async fn a_login_over_tls_binds_to_the_server_s_certificate() {
         )
     };
     for binding in ["require", "prefer", "disable"] {
-        let engine = engine_or_error(&url(binding)).await;
+        let engine = engine_or_error(&over_tls(binding)).await;
         let engine = engine.unwrap_or_else(|e| panic!("channel_binding={binding}: {e}"));
         engine.close().await;
     }
     // require_auth reads the login inside the TLS session.
-    let scram = engine_or_error(&format!("{}&require_auth=scram-sha-256", url("require"))).await;
+    let scram = engine_or_error(&format!(
+        "{}&require_auth=scram-sha-256",
+        over_tls("require")
+    ))
+    .await;
     scram.expect("a SCRAM login over TLS").close().await;
-    let refused = engine_or_error(&format!("{}&require_auth=password", url("prefer"))).await;
+    let refused = engine_or_error(&format!("{}&require_auth=password", over_tls("prefer"))).await;
     assert!(
         matches!(&refused, Err(Error::Configuration(m)) if m.contains("SCRAM-SHA-256")),
         "{refused:?}"
     );
 
     // Plaintext has nothing to bind to.
-    let plain = url_of(&SCRAM, "app:pa%3Ass%5Cword", "channel_binding=require");
+    let plain = url("app:pa%3Ass%5Cword", "channel_binding=require");
     let refused = engine_or_error(&plain).await;
     let Err(Error::Connection(message)) = refused else {
         panic!("expected a refused login, got {refused:?}");
@@ -297,7 +296,7 @@ async fn a_login_over_tls_binds_to_the_server_s_certificate() {
 /// Logs in as `user` with `password` and `require_auth=<setting>`: the
 /// user, or the error.
 async fn login_requiring(user: &str, password: &str, setting: &str) -> gino::Result<String> {
-    let engine = engine_or_error(&url(
+    let engine = open(&url(
         &format!("{user}:{password}"),
         &format!("require_auth={setting}"),
     ))
@@ -378,7 +377,7 @@ async fn require_auth_sends_no_password_to_a_server_it_refuses() {
 
 #[tokio::test]
 async fn requirepeer_checks_the_user_a_unix_socket_server_runs_as() {
-    let url = |params: &str| {
+    let at_socket = |params: &str| {
         format!(
             "postgres://postgres@/postgres?host={}&port={}&{params}",
             SCRAM.socket_dir().display(),
@@ -386,7 +385,7 @@ async fn requirepeer_checks_the_user_a_unix_socket_server_runs_as() {
         )
     };
     let server_user = SCRAM.os_user();
-    let engine = engine_or_error(&url(&format!("requirepeer={server_user}")))
+    let engine = open(&at_socket(&format!("requirepeer={server_user}")))
         .await
         .expect("the server runs as its own user");
     assert_eq!(who(&engine).await.unwrap(), "postgres");
@@ -397,7 +396,7 @@ async fn requirepeer_checks_the_user_a_unix_socket_server_runs_as() {
     } else {
         "root"
     };
-    let refused = engine_or_error(&url(&format!("requirepeer={impostor}"))).await;
+    let refused = engine_or_error(&at_socket(&format!("requirepeer={impostor}"))).await;
     let Err(Error::Configuration(message)) = &refused else {
         panic!("expected requirepeer to refuse the server, got {refused:?}");
     };
@@ -409,7 +408,7 @@ async fn requirepeer_checks_the_user_a_unix_socket_server_runs_as() {
     );
 
     // Over TCP there is no peer to ask: the setting does not apply.
-    let tcp = url_of(&SCRAM, "other:other", &format!("requirepeer={impostor}"));
+    let tcp = url("other:other", &format!("requirepeer={impostor}"));
     let engine = engine_or_error(&tcp)
         .await
         .expect("TCP ignores requirepeer");

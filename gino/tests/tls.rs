@@ -550,30 +550,24 @@ async fn target_session_attrs_chooses_among_hosts() {
 /// is what TLS checks the certificate against (and nothing is looked up).
 #[tokio::test]
 async fn hostaddr_connects_to_the_address_and_checks_the_host_s_name() {
-    let checked = tls_url(
-        "localhost",
-        "postgres",
-        &format!("hostaddr=127.0.0.1&sslmode=verify-full&{}", root_param()),
-    );
-    let checked = engine(&checked).await.unwrap();
+    // `name` at 127.0.0.1, its certificate checked as `sslmode` says.
+    let at_loopback = |name: &str, sslmode: &str| {
+        let params = format!("hostaddr=127.0.0.1&sslmode={sslmode}&{}", root_param());
+        tls_url(name, "postgres", &params)
+    };
+    let checked = engine(&at_loopback("localhost", "verify-full"))
+        .await
+        .unwrap();
     assert!(encrypted(&checked).await);
     checked.close().await;
     // A name no resolver knows: only the address is used to connect.
-    let unresolvable = tls_url(
-        "gino-test.invalid",
-        "postgres",
-        &format!("hostaddr=127.0.0.1&sslmode=verify-ca&{}", root_param()),
-    );
-    let unresolvable = engine(&unresolvable).await.unwrap();
+    let unresolvable = engine(&at_loopback("gino-test.invalid", "verify-ca"))
+        .await
+        .unwrap();
     assert!(encrypted(&unresolvable).await);
     unresolvable.close().await;
     // The name is still checked: the certificate is for localhost only.
-    let wrong_name = tls_url(
-        "gino-test.invalid",
-        "postgres",
-        &format!("hostaddr=127.0.0.1&sslmode=verify-full&{}", root_param()),
-    );
-    match engine(&wrong_name).await {
+    match engine(&at_loopback("gino-test.invalid", "verify-full")).await {
         Err(Error::Tls(message)) => assert!(message.contains("gino-test.invalid"), "{message}"),
         other => panic!("a certificate for another name passed: {other:?}"),
     }
@@ -590,7 +584,10 @@ async fn revocation_lists_refuse_a_revoked_server_certificate() {
             "postgres",
             &format!("sslmode=verify-full&{}&{crl}", root_param()),
         );
-        async move { engine(&url).await.map(|engine| drop(engine.close())) }
+        async move {
+            engine(&url).await?.close().await;
+            gino::Result::Ok(())
+        }
     };
     let none_revoked = ca.write("none-revoked.crl", &ca.crl(&[]));
     connect(format!("sslcrl={}", none_revoked.display()))
@@ -710,15 +707,11 @@ async fn connection_settings_reach_the_server() {
     ))
     .await
     .unwrap();
-    let (name, path): (String, String) = engine
-        .one(diesel::select((
-            sql::<Text>("current_setting('application_name')"),
-            sql::<Text>("current_setting('search_path')"),
-        )))
-        .await
-        .unwrap();
-    assert_eq!(name, "gino settings");
-    assert_eq!(path, "app,public");
+    assert_eq!(
+        common::setting(&engine, "application_name").await,
+        "gino settings"
+    );
+    assert_eq!(common::setting(&engine, "search_path").await, "app,public");
     engine.close().await;
 
     // A tool's fallback name, when nothing names the application.
@@ -727,13 +720,7 @@ async fn connection_settings_reach_the_server() {
         PLAIN.url_for("postgres")
     );
     let tool = self::engine(&url).await.unwrap();
-    let name: String = tool
-        .one(diesel::select(sql::<Text>(
-            "current_setting('application_name')",
-        )))
-        .await
-        .unwrap();
-    assert_eq!(name, "a tool");
+    assert_eq!(common::setting(&tool, "application_name").await, "a tool");
     tool.close().await;
 }
 

@@ -212,3 +212,14 @@ where
     }
     panic!("{what}: not within 10 s");
 }
+
+/// `SELECT current_setting(name)`.
+pub async fn setting(engine: &Engine, name: &str) -> String {
+    use diesel::sql_types::Text;
+    let query = diesel::select(
+        diesel::dsl::sql::<Text>("current_setting(")
+            .bind::<Text, _>(name)
+            .sql(")"),
+    );
+    engine.one(query).await.expect("current_setting")
+}

@@ -274,7 +274,13 @@ impl fmt::Display for SslRootCert {
 /// has no GSSAPI encryption), `sslcompression` (ignored, as by libpq 14
 /// and later), `client_encoding` (`UTF8` only, which gino always uses),
 /// `sslnegotiation` (`postgres` only: PostgreSQL 17's `direct` is refused
-/// with a message), `tcp_user_timeout` (milliseconds, as in libpq, or a
+/// with a message), `sslkeylogfile` (a file the TLS sessions' secrets are
+/// appended to, in the key log format Wireshark reads, for debugging; it
+/// decrypts the traffic, so keep it out of production),
+/// `min_protocol_version` and `max_protocol_version` (`3.0`, `3.2` or
+/// `latest`: gino speaks protocol 3.0, so a minimum of `3.2` is refused),
+/// `krbsrvname`, `gsslib` and `gssdelegation` (taken and unused: gino
+/// does not speak GSSAPI, and a server that asks for it is refused), `tcp_user_timeout` (milliseconds, as in libpq, or a
 /// duration with its unit: how long sent data may stay unacknowledged
 /// before the connection is dropped; Linux), `fallback_application_name` (the `application_name`
 /// when neither the URL, the options nor `PGAPPNAME` give one, as tools
@@ -289,15 +295,15 @@ impl fmt::Display for SslRootCert {
 /// `PGPORT`, `PGUSER`, `PGPASSWORD`, `PGDATABASE`, `PGAPPNAME`,
 /// `PGOPTIONS`, `PGCONNECT_TIMEOUT`, `PGTARGETSESSIONATTRS`,
 /// `PGHOSTADDR`, `PGPASSFILE`, `PGCHANNELBINDING`, `PGREQUIREAUTH`,
-/// `PGREQUIREPEER`,
+/// `PGREQUIREPEER`, `PGMINPROTOCOLVERSION`, `PGMAXPROTOCOLVERSION`,
 /// `PGLOADBALANCEHOSTS`,
 /// `PGSSLMINPROTOCOLVERSION`, `PGSSLMAXPROTOCOLVERSION`, `PGSSLCRL`,
 /// `PGSSLCRLDIR`, `PGSSLSNI`, `PGSSLCERTMODE` and the `PGSSL*` variables
 /// above.
 ///
 /// `service=name` (or `PGSERVICE`) takes the parameters of section
-/// `[name]` of libpq's service file (`PGSERVICEFILE`, else
-/// `~/.pg_service.conf`, then `PGSYSCONFDIR/pg_service.conf`): they fill
+/// `[name]` of libpq's service file (`servicefile`, else `PGSERVICEFILE`,
+/// else `~/.pg_service.conf`, then `PGSYSCONFDIR/pg_service.conf`): they fill
 /// what the URL leaves out and come before the environment, as in libpq.
 ///
 /// When neither the URL nor `PGPASSWORD` gives a password, each new
@@ -1118,6 +1124,7 @@ impl DatabaseUrl {
         let mut load_balance = None;
         let mut hostaddrs = None;
         let mut tls_params = TlsParams::default();
+        let mut protocol = (None, None);
         let mut apply = |key: &str, value: &String| -> Result<()> {
             match key {
                 "user" => user = Some(value.clone()),
@@ -1139,6 +1146,14 @@ impl DatabaseUrl {
                 "sslcrldir" => tls_params.crl_dir = Some(value.clone()),
                 "sslsni" => tls_params.sni = Some(value.clone()),
                 "sslcertmode" => tls_params.cert_mode = Some(value.clone()),
+                "sslkeylogfile" => tls_params.key_log = Some(value.clone()),
+                "min_protocol_version" => protocol.0 = Some(value.clone()),
+                "max_protocol_version" => protocol.1 = Some(value.clone()),
+                // Settings of GSSAPI authentication, which gino does not
+                // speak: a server that asks for it is refused whatever
+                // they say, so a URL written for libpq may keep them.
+                "krbsrvname" | "gsslib" => {}
+                "gssdelegation" => drop(parse_bool(key, value)?),
                 // GSSAPI encryption, which gino does not speak: `prefer`
                 // (libpq's default) and `disable` mean plain TLS or none.
                 "gssencmode" => without_effect(
@@ -1203,7 +1218,7 @@ impl DatabaseUrl {
                     pg.keepalives_retries(u32::try_from(count).unwrap_or(u32::MAX));
                 }
                 "target_session_attrs" => target = Some(value.parse()?),
-                "service" => {}
+                "service" | "servicefile" => {}
                 _ => options = std::mem::take(&mut options).set(key, value)?,
             }
             Ok(())
@@ -1211,7 +1226,8 @@ impl DatabaseUrl {
         // A service's parameters, under what the URL gives.
         let service = self.param("service").map(str::to_owned);
         if let Some(name) = service.or_else(|| env("PGSERVICE")) {
-            for (key, value) in crate::service::lookup(&name, &env)? {
+            let file = self.param("servicefile").map(str::to_owned);
+            for (key, value) in crate::service::lookup(&name, file, &env)? {
                 if !self.gives(&key) {
                     apply(&key, &value).map_err(|e| match e {
                         Error::Configuration(m) => {
@@ -1226,6 +1242,10 @@ impl DatabaseUrl {
             apply(key, value)?;
         }
         options.validate()?;
+        check_protocol_versions(
+            protocol.0.or_else(|| env("PGMINPROTOCOLVERSION")),
+            protocol.1.or_else(|| env("PGMAXPROTOCOLVERSION")),
+        )?;
 
         // What the URL and the code leave out comes from libpq's
         // environment variables, then from libpq's defaults.
@@ -1469,6 +1489,9 @@ pub(crate) struct TlsSettings {
     /// libpq's `sslcertmode=require`: the server must ask for the client
     /// certificate (`cert` is then set). `disable` leaves `cert` unset.
     pub(crate) require_client_cert: bool,
+    /// libpq's `sslkeylogfile`: where the sessions' secrets are appended,
+    /// for a tool such as Wireshark to decrypt the traffic.
+    pub(crate) key_log: Option<PathBuf>,
 }
 
 /// libpq's `sslcertmode`: whether the client certificate goes to the
@@ -1492,6 +1515,7 @@ pub(crate) struct TlsParams {
     crl_dir: Option<String>,
     sni: Option<String>,
     cert_mode: Option<String>,
+    key_log: Option<String>,
 }
 
 /// A TLS protocol version as libpq names it (`TLSv1.2`); rustls speaks
@@ -1650,6 +1674,10 @@ impl TlsSettings {
             crl_dir,
             sni,
             require_client_cert,
+            key_log: params
+                .key_log
+                .filter(|path| !path.is_empty())
+                .map(PathBuf::from),
         })
     }
 }
@@ -1684,6 +1712,36 @@ fn one_of<T: Copy>(key: &str, value: &str, choices: &[(&str, T)]) -> Result<T> {
                 names.join(", ")
             )))
         }
+    }
+}
+
+/// libpq 18's `min_protocol_version` and `max_protocol_version` (`3.0`,
+/// `3.2` or `latest`, the newest the client speaks). gino speaks protocol
+/// 3.0, which every server takes: any ceiling is met, and a floor above it
+/// is refused rather than ignored.
+fn check_protocol_versions(min: Option<String>, max: Option<String>) -> Result<()> {
+    const VERSIONS: [(&str, u8); 3] = [("3.0", 0), ("3.2", 2), ("latest", 0)];
+    let parse = |key: &str, value: Option<String>| match value {
+        Some(value) => one_of(key, &value, &VERSIONS).map(|minor| Some((value, minor))),
+        None => Ok(None),
+    };
+    let min = parse("min_protocol_version", min)?;
+    let max = parse("max_protocol_version", max)?;
+    if let (Some((low, lo)), Some((high, hi))) = (&min, &max)
+        && hi < lo
+    {
+        return Err(Error::Configuration(format!(
+            "max_protocol_version={high} is below min_protocol_version={low}: no protocol \
+             version is left"
+        )));
+    }
+    match min {
+        Some((value, minor)) if minor > 0 => Err(Error::Configuration(format!(
+            "min_protocol_version={value} asks for protocol 3.2 (PostgreSQL 18), which gino \
+             does not speak yet: it speaks protocol 3.0, which every server takes; leave \
+             min_protocol_version out or set it to 3.0"
+        ))),
+        _ => Ok(()),
     }
 }
 
@@ -2398,6 +2456,12 @@ mod tests {
                 .contains("service `broken`: unknown engine option `colour`")
         );
         assert!(err("postgres:///?service=gone").contains("service `gone` is not defined"));
+
+        // The URL's servicefile names the file, before PGSERVICEFILE.
+        let given = files.write("given.conf", "[shop]\nport=6100\n");
+        let url = format!("postgres://h/inv?service=shop&servicefile={given}");
+        let pg = resolve_with_env(&url, &[("PGSERVICEFILE", file.as_str())]);
+        assert_eq!(pg.unwrap().pg.get_ports(), [6100]);
     }
 
     #[test]
@@ -2425,12 +2489,17 @@ mod tests {
     }
 
     #[test]
-    fn client_encoding_and_sslnegotiation_take_what_gino_speaks() {
+    fn libpq_settings_gino_speaks_in_part_take_what_it_speaks() {
         for taken in [
             "client_encoding=UTF8",
             "client_encoding=utf-8",
             "client_encoding=unicode",
             "sslnegotiation=postgres",
+            "min_protocol_version=3.0",
+            "min_protocol_version=latest&max_protocol_version=3.0",
+            "max_protocol_version=3.2",
+            "max_protocol_version=latest",
+            "krbsrvname=postgres&gsslib=gssapi&gssdelegation=1",
         ] {
             let url = format!("postgres://h/db?{taken}");
             assert!(resolve(&url).is_ok(), "{taken}");
@@ -2439,6 +2508,20 @@ mod tests {
             ("client_encoding=LATIN1", "client_encoding `LATIN1`"),
             ("sslnegotiation=direct", "sslnegotiation=direct"),
             ("sslnegotiation=fast", "sslnegotiation `fast`"),
+            (
+                "min_protocol_version=3.2",
+                "min_protocol_version=3.2 asks for protocol 3.2",
+            ),
+            (
+                "min_protocol_version=3.1",
+                "unknown min_protocol_version `3.1`",
+            ),
+            ("max_protocol_version=2", "unknown max_protocol_version `2`"),
+            (
+                "min_protocol_version=3.2&max_protocol_version=3.0",
+                "max_protocol_version=3.0 is below min_protocol_version=3.2",
+            ),
+            ("gssdelegation=maybe", "gssdelegation"),
         ] {
             let url = format!("postgres://h/db?{refused}");
             let Err(Error::Configuration(message)) = resolve(&url) else {
@@ -2446,6 +2529,24 @@ mod tests {
             };
             assert!(message.contains(why), "{refused}: {message}");
         }
+        // The environment's bounds count when the URL gives none.
+        let env = [("PGMINPROTOCOLVERSION", "3.2")];
+        assert!(resolve_with_env("postgres://h/db", &env).is_err());
+        let url = "postgres://h/db?min_protocol_version=3.0";
+        assert!(resolve_with_env(url, &env).is_ok());
+        let env = [("PGMAXPROTOCOLVERSION", "3.9")];
+        assert!(resolve_with_env("postgres://h/db", &env).is_err());
+    }
+
+    #[test]
+    fn sslkeylogfile_names_the_file_an_empty_value_none() {
+        let key_log = |url: &str| resolve(url).unwrap().0.tls.key_log;
+        assert_eq!(
+            key_log("postgres://h/db?sslkeylogfile=/var/tmp/keys"),
+            Some(PathBuf::from("/var/tmp/keys"))
+        );
+        assert_eq!(key_log("postgres://h/db?sslkeylogfile="), None);
+        assert_eq!(key_log("postgres://h/db"), None);
     }
 
     #[test]

@@ -2,10 +2,10 @@
 //! connection parameters, so that a URL can say `?service=shop` (or the
 //! environment `PGSERVICE=shop`) instead of spelling them out.
 //!
-//! The user's file (`PGSERVICEFILE`, else `~/.pg_service.conf`) is
-//! searched first, then the system's (`PGSYSCONFDIR/pg_service.conf`,
-//! else `/etc/postgresql-common/pg_service.conf`, where Debian's libpq
-//! looks). A service is a `[name]` section of `key=value` lines; `#`
+//! The user's file (the URL's `servicefile`, else `PGSERVICEFILE`, else
+//! `~/.pg_service.conf`) is searched first, then the system's
+//! (`PGSYSCONFDIR/pg_service.conf`, else
+//! `/etc/postgresql-common/pg_service.conf`, where Debian's libpq looks). A service is a `[name]` section of `key=value` lines; `#`
 //! starts a comment line. What the URL gives wins over the service, and
 //! the service wins over the `PG*` environment variables, as in libpq.
 //!
@@ -19,12 +19,14 @@ use crate::error::{Error, Result};
 const SYSTEM_DIR: &str = "/etc/postgresql-common";
 
 /// The parameters of the service `name`, in the order the file gives
-/// them; an error when no file defines it.
+/// them; an error when no file defines it. `file` is the URL's
+/// `servicefile` (libpq 18), which comes before `PGSERVICEFILE`.
 pub(crate) fn lookup(
     name: &str,
+    file: Option<String>,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Vec<(String, String)>> {
-    let user = match env("PGSERVICEFILE") {
+    let user = match file.or_else(|| env("PGSERVICEFILE")) {
         Some(path) => Some(PathBuf::from(path)),
         None => env("HOME").map(|home| PathBuf::from(home).join(".pg_service.conf")),
     };
@@ -177,9 +179,19 @@ pub(crate) mod tests {
             "PGSYSCONFDIR" => Some(dir.clone()),
             _ => None,
         };
-        assert_eq!(lookup("shop", &env).unwrap(), params(&[("host", "mine")]));
-        assert_eq!(lookup("billing", &env).unwrap(), params(&[("host", "b")]));
-        let missing = lookup("nowhere", &env).unwrap_err().to_string();
+        assert_eq!(
+            lookup("shop", None, &env).unwrap(),
+            params(&[("host", "mine")])
+        );
+        assert_eq!(
+            lookup("billing", None, &env).unwrap(),
+            params(&[("host", "b")])
+        );
+        // The URL's servicefile comes before PGSERVICEFILE.
+        let given = files.write("given.conf", "[shop]\nhost=given\n");
+        let shop = lookup("shop", Some(given), &env).unwrap();
+        assert_eq!(shop, params(&[("host", "given")]));
+        let missing = lookup("nowhere", None, &env).unwrap_err().to_string();
         assert!(
             missing.contains("service `nowhere` is not defined"),
             "{missing}"
@@ -191,6 +203,9 @@ pub(crate) mod tests {
         // ~/.pg_service.conf when PGSERVICEFILE is not set.
         files.write(".pg_service.conf", "[home]\nport=6000\n");
         let home = |name: &str| (name == "HOME").then(|| dir.clone());
-        assert_eq!(lookup("home", &home).unwrap(), params(&[("port", "6000")]));
+        assert_eq!(
+            lookup("home", None, &home).unwrap(),
+            params(&[("port", "6000")])
+        );
     }
 }

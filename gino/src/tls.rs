@@ -7,7 +7,7 @@
 //! protocol (`SSLRequest`) is `wire`'s job, which keeps reading the
 //! plaintext protocol above the TLS layer.
 //!
-//! Uses: `config` (the settings), `error`.
+//! Uses: `config` (the settings), `error`, `sync`.
 
 use std::fmt;
 use std::path::Path;
@@ -71,6 +71,74 @@ impl ResolvesClientCert for NoteAsked {
 
     fn has_certs(&self) -> bool {
         self.inner.has_certs()
+    }
+}
+
+/// libpq's `sslkeylogfile`: every session's secrets, appended to a file
+/// in the NSS key log format that Wireshark reads. Opened when the engine
+/// is made, so that a path that cannot be written is an error then.
+struct KeyLogFile {
+    path: std::path::PathBuf,
+    file: std::sync::Mutex<std::fs::File>,
+}
+
+impl KeyLogFile {
+    fn open(path: &Path) -> Result<Self> {
+        let mut options = std::fs::OpenOptions::new();
+        options.append(true).create(true);
+        // The secrets decrypt the traffic: only the owner reads them, as
+        // with libpq's file.
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let file = options.open(path).map_err(|e| {
+            Error::Configuration(format!(
+                "cannot open sslkeylogfile={} for appending: {e}",
+                path.display()
+            ))
+        })?;
+        tracing::warn!(
+            target: "gino",
+            "sslkeylogfile: the TLS secrets of this engine's connections go to {}, which \
+             decrypts their traffic for whoever reads it",
+            path.display()
+        );
+        Ok(KeyLogFile {
+            path: path.to_owned(),
+            file: std::sync::Mutex::new(file),
+        })
+    }
+}
+
+impl fmt::Debug for KeyLogFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyLogFile")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl rustls::KeyLog for KeyLogFile {
+    fn log(&self, label: &str, client_random: &[u8], secret: &[u8]) {
+        use std::fmt::Write as _;
+        let mut line = label.to_owned();
+        for part in [client_random, secret] {
+            line.push(' ');
+            for byte in part {
+                let _ = write!(line, "{byte:02x}");
+            }
+        }
+        line.push('\n');
+        // One write per line, so that lines of concurrent handshakes do
+        // not interleave.
+        let written =
+            std::io::Write::write_all(&mut *crate::sync::lock(&self.file), line.as_bytes());
+        if let Err(e) = written {
+            tracing::warn!(
+                target: "gino",
+                "cannot append to sslkeylogfile={}: {e}",
+                self.path.display()
+            );
+        }
     }
 }
 
@@ -180,6 +248,9 @@ impl Tls {
             (None, _) => builder.with_no_client_auth(),
         };
         config.enable_sni = settings.sni;
+        if let Some(path) = &settings.key_log {
+            config.key_log = Arc::new(KeyLogFile::open(path)?);
+        }
         Ok(Some(Tls {
             must_be_asked: settings.require_client_cert,
             connector: TlsConnector::from(Arc::new(config)),
@@ -524,6 +595,7 @@ mod tests {
             crl_dir: None,
             sni: true,
             require_client_cert: false,
+            key_log: None,
         }
     }
 

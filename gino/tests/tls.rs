@@ -674,6 +674,105 @@ async fn the_tls_version_stays_within_the_bounds_given() {
     }
 }
 
+/// libpq 18's `sslkeylogfile`: each session's secrets are appended, in
+/// the NSS key log format (TLS 1.3's traffic secrets, TLS 1.2's master
+/// secret), to a file only its owner may read.
+#[tokio::test]
+async fn sslkeylogfile_appends_each_session_s_secrets() {
+    let path = FIXTURE.root.with_file_name("sslkeylog.txt");
+    let _ = std::fs::remove_file(&path);
+    let session = |version: &str| {
+        let url = tls_url(
+            "localhost",
+            "postgres",
+            &format!(
+                "sslmode=verify-full&{}&ssl_max_protocol_version={version}&sslkeylogfile={}",
+                root_param(),
+                path.display()
+            ),
+        );
+        async move {
+            let engine = engine(&url).await.unwrap();
+            assert!(encrypted(&engine).await);
+            engine.close().await;
+        }
+    };
+    // Lines of the file: label, client random, secret.
+    let lines = || -> Vec<(String, String, String)> {
+        std::fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .map(|line| {
+                let parts: Vec<_> = line.split(' ').collect();
+                assert_eq!(parts.len(), 3, "{line}");
+                let hex = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit());
+                assert!(hex(parts[1]) && parts[1].len() == 64, "{line}");
+                assert!(hex(parts[2]) && parts[2].len() >= 64, "{line}");
+                (
+                    parts[0].to_owned(),
+                    parts[1].to_owned(),
+                    parts[2].to_owned(),
+                )
+            })
+            .collect()
+    };
+    session("TLSv1.3").await;
+    let first = lines();
+    let labels: Vec<_> = first.iter().map(|(label, _, _)| label.as_str()).collect();
+    for label in [
+        "CLIENT_HANDSHAKE_TRAFFIC_SECRET",
+        "SERVER_HANDSHAKE_TRAFFIC_SECRET",
+        "CLIENT_TRAFFIC_SECRET_0",
+        "SERVER_TRAFFIC_SECRET_0",
+    ] {
+        assert_eq!(
+            labels.iter().filter(|l| **l == label).count(),
+            1,
+            "{label} in {labels:?}"
+        );
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    session("TLSv1.2").await;
+    let all = lines();
+    assert_eq!(
+        all[..first.len()],
+        first[..],
+        "the file was not appended to"
+    );
+    let added: Vec<_> = all[first.len()..]
+        .iter()
+        .map(|(l, _, _)| l.as_str())
+        .collect();
+    assert_eq!(added, ["CLIENT_RANDOM"]);
+    assert_eq!(
+        all.last().unwrap().2.len(),
+        96,
+        "TLS 1.2's master secret is 48 bytes"
+    );
+    assert_ne!(
+        all.last().unwrap().1,
+        first[0].1,
+        "two sessions, one client random"
+    );
+    std::fs::remove_file(&path).unwrap();
+
+    let unwritable = tls_url(
+        "localhost",
+        "postgres",
+        "sslmode=require&sslkeylogfile=/nonexistent/gino/keys.log",
+    );
+    let message = configuration_error(engine(&unwritable).await);
+    assert!(
+        message.contains("sslkeylogfile=/nonexistent/gino/keys.log"),
+        "{message}"
+    );
+}
+
 /// libpq 16's `load_balance_hosts`: `random` spreads new connections
 /// over the hosts; `disable` (the default) always starts with the first.
 #[tokio::test]
@@ -702,7 +801,8 @@ async fn load_balance_hosts_spreads_new_connections_over_the_hosts() {
 async fn connection_settings_reach_the_server() {
     let engine = engine(&format!(
         "{}?application_name=gino%20settings&options=-c%20search_path%3Dapp,public\
-         &keepalives_idle=60&connect_timeout=5",
+         &keepalives_idle=60&connect_timeout=5\
+         &max_protocol_version=latest&krbsrvname=postgres&gssdelegation=0",
         PLAIN.url_for("postgres")
     ))
     .await

@@ -274,7 +274,8 @@ impl fmt::Display for SslRootCert {
 /// has no GSSAPI encryption), `sslcompression` (ignored, as by libpq 14
 /// and later), `client_encoding` (`UTF8` only, which gino always uses),
 /// `sslnegotiation` (`postgres` only: PostgreSQL 17's `direct` is refused
-/// with a message), `sslkeylogfile` (a file the TLS sessions' secrets are
+/// with a message), `sslpassword` (the passphrase of an `sslkey` that is
+/// an encrypted PKCS#8 key, `BEGIN ENCRYPTED PRIVATE KEY`), `sslkeylogfile` (a file the TLS sessions' secrets are
 /// appended to, in the key log format Wireshark reads, for debugging; it
 /// decrypts the traffic, so keep it out of production),
 /// `min_protocol_version` and `max_protocol_version` (`3.0`, `3.2` or
@@ -1147,6 +1148,7 @@ impl DatabaseUrl {
                 "sslsni" => tls_params.sni = Some(value.clone()),
                 "sslcertmode" => tls_params.cert_mode = Some(value.clone()),
                 "sslkeylogfile" => tls_params.key_log = Some(value.clone()),
+                "sslpassword" => tls_params.key_password = Some(value.clone()),
                 "min_protocol_version" => protocol.0 = Some(value.clone()),
                 "max_protocol_version" => protocol.1 = Some(value.clone()),
                 // Settings of GSSAPI authentication, which gino does not
@@ -1492,6 +1494,18 @@ pub(crate) struct TlsSettings {
     /// libpq's `sslkeylogfile`: where the sessions' secrets are appended,
     /// for a tool such as Wireshark to decrypt the traffic.
     pub(crate) key_log: Option<PathBuf>,
+    /// libpq's `sslpassword`: the passphrase of an encrypted `key`.
+    pub(crate) key_password: Option<KeyPassword>,
+}
+
+/// The passphrase of an encrypted client key, kept out of `Debug` output.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct KeyPassword(pub(crate) String);
+
+impl fmt::Debug for KeyPassword {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("KeyPassword(***)")
+    }
 }
 
 /// libpq's `sslcertmode`: whether the client certificate goes to the
@@ -1516,6 +1530,7 @@ pub(crate) struct TlsParams {
     sni: Option<String>,
     cert_mode: Option<String>,
     key_log: Option<String>,
+    key_password: Option<String>,
 }
 
 /// A TLS protocol version as libpq names it (`TLSv1.2`); rustls speaks
@@ -1678,6 +1693,7 @@ impl TlsSettings {
                 .key_log
                 .filter(|path| !path.is_empty())
                 .map(PathBuf::from),
+            key_password: params.key_password.map(KeyPassword),
         })
     }
 }
@@ -1963,7 +1979,8 @@ impl fmt::Display for DatabaseUrl {
         }
         for (i, (key, value)) in self.params.iter().enumerate() {
             let sep = if i == 0 { '?' } else { '&' };
-            let shown = if key == "password" { "***" } else { value };
+            let secret = key == "password" || key == "sslpassword";
+            let shown = if secret { "***" } else { value };
             write!(f, "{sep}{key}={shown}")?;
         }
         Ok(())
@@ -2536,6 +2553,19 @@ mod tests {
         assert!(resolve_with_env(url, &env).is_ok());
         let env = [("PGMAXPROTOCOLVERSION", "3.9")];
         assert!(resolve_with_env("postgres://h/db", &env).is_err());
+    }
+
+    #[test]
+    fn passwords_in_the_query_are_never_shown() {
+        let url: DatabaseUrl = "postgres://h/db?password=p1&sslpassword=p2&sslkey=/k"
+            .parse()
+            .unwrap();
+        let shown = format!("{url} {url:?}");
+        assert!(!shown.contains("p1") && !shown.contains("p2"), "{shown}");
+        assert!(shown.contains("sslpassword=***&sslkey=/k"), "{shown}");
+        let (connect, _) = url.resolve_in(EngineOptions::new(), &no_env).unwrap();
+        assert_eq!(connect.tls.key_password, Some(KeyPassword("p2".to_owned())));
+        assert!(!format!("{:?}", connect.tls).contains("p2"));
     }
 
     #[test]

@@ -27,7 +27,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-use crate::config::{SslMode, SslRootCert, TlsSettings, TlsVersion};
+use crate::config::{KeyPassword, SslMode, SslRootCert, TlsSettings, TlsVersion};
 use crate::error::{Error, Result};
 
 /// The TLS side of an engine's connections, built once per engine.
@@ -72,6 +72,61 @@ impl ResolvesClientCert for NoteAsked {
     fn has_certs(&self) -> bool {
         self.inner.has_certs()
     }
+}
+
+/// The client's private key (`sslkey`): a PEM file with a PKCS#8, PKCS#1
+/// or SEC1 key, or with an encrypted PKCS#8 key (`BEGIN ENCRYPTED PRIVATE
+/// KEY`, what `openssl genpkey -aes256` writes), which `sslpassword`
+/// decrypts. libpq would ask for the passphrase on the terminal; a server
+/// has none, so a missing one is an error saying what to set.
+fn load_key(path: &Path, password: Option<&KeyPassword>) -> Result<PrivateKeyDer<'static>> {
+    const ENCRYPTED: (&str, &str) = (
+        "-----BEGIN ENCRYPTED PRIVATE KEY-----",
+        "-----END ENCRYPTED PRIVATE KEY-----",
+    );
+    let shown = path.display();
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Error::Configuration(format!("cannot read the client key sslkey={shown}: {e}"))
+    })?;
+    let Some(start) = text.find(ENCRYPTED.0) else {
+        if text.contains("Proc-Type: 4,ENCRYPTED") {
+            return Err(Error::Configuration(format!(
+                "the client key sslkey={shown} is encrypted in OpenSSL's traditional format, \
+                 which gino cannot read: convert it to encrypted PKCS#8 with `openssl pkcs8 \
+                 -topk8 -v2 aes-256-cbc -in <old> -out <new>`"
+            )));
+        }
+        return PrivateKeyDer::from_pem_slice(text.as_bytes()).map_err(|e| {
+            Error::Configuration(format!(
+                "cannot read the client key sslkey={shown}: {e}: give a PEM file with a \
+                 PKCS#8, PKCS#1 or SEC1 private key"
+            ))
+        });
+    };
+    let Some(password) = password else {
+        return Err(Error::Configuration(format!(
+            "the client key sslkey={shown} is encrypted: give its passphrase as sslpassword"
+        )));
+    };
+    let end = text[start..]
+        .find(ENCRYPTED.1)
+        .map(|end| start + end + ENCRYPTED.1.len());
+    let malformed = |e: &dyn fmt::Display| {
+        Error::Configuration(format!(
+            "the encrypted client key sslkey={shown} is malformed: {e}"
+        ))
+    };
+    let pem = &text[start..end.ok_or_else(|| malformed(&"its END line is missing"))?];
+    let (_, der) = pkcs8::Document::from_pem(pem).map_err(|e| malformed(&e))?;
+    let encrypted =
+        pkcs8::EncryptedPrivateKeyInfo::try_from(der.as_bytes()).map_err(|e| malformed(&e))?;
+    let key = encrypted.decrypt(password.0.as_bytes()).map_err(|e| {
+        Error::Configuration(format!(
+            "cannot decrypt the client key sslkey={shown} with sslpassword ({e}): is the \
+             passphrase right?"
+        ))
+    })?;
+    Ok(PrivateKeyDer::Pkcs8(key.as_bytes().to_vec().into()))
 }
 
 /// libpq's `sslkeylogfile`: every session's secrets, appended to a file
@@ -224,13 +279,7 @@ impl Tls {
         let mut config = match (&settings.cert, &settings.key) {
             (Some(cert), Some(key)) => {
                 let chain = load_certificates(cert, "sslcert")?;
-                let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
-                    Error::Configuration(format!(
-                        "cannot read the client key sslkey={}: {e}: give a PEM file with a \
-                         PKCS#8, PKCS#1 or SEC1 private key",
-                        key.display()
-                    ))
-                })?;
+                let key = load_key(key, settings.key_password.as_ref())?;
                 builder.with_client_auth_cert(chain, key).map_err(|e| {
                     Error::Configuration(format!(
                         "the client certificate sslcert={} does not go with the key \
@@ -596,6 +645,7 @@ mod tests {
             sni: true,
             require_client_cert: false,
             key_log: None,
+            key_password: None,
         }
     }
 

@@ -674,6 +674,88 @@ async fn the_tls_version_stays_within_the_bounds_given() {
     }
 }
 
+/// libpq's `sslpassword`: a client key encrypted by `openssl` (PKCS#8,
+/// AES-256 or triple DES) is decrypted with it; a missing or wrong
+/// passphrase, or OpenSSL's traditional encrypted format, is a
+/// configuration error saying what to do.
+#[tokio::test]
+async fn sslpassword_decrypts_an_encrypted_client_key() {
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .output()
+            .expect("run openssl (install it: apt-get install openssl)");
+        assert!(out.status.success(), "openssl {args:?}: {out:?}");
+    };
+    let key = FIXTURE.client_key.display().to_string();
+    let dir = FIXTURE.client_key.with_file_name("");
+    let written = |name: &str| dir.join(name).display().to_string();
+    let (aes, des, traditional) = (
+        written("client-aes.key"),
+        written("client-des.key"),
+        written("client-traditional.key"),
+    );
+    for (cipher, out) in [("aes-256-cbc", &aes), ("des3", &des)] {
+        openssl(&[
+            "pkcs8",
+            "-topk8",
+            "-v2",
+            cipher,
+            "-in",
+            &key,
+            "-out",
+            out,
+            "-passout",
+            "pass:s3cret",
+        ]);
+    }
+    openssl(&[
+        "ec",
+        "-in",
+        &key,
+        "-aes256",
+        "-out",
+        &traditional,
+        "-passout",
+        "pass:s3cret",
+    ]);
+    let url = |key: &str, password: &str| {
+        tls_url(
+            "localhost",
+            "certdb",
+            &format!(
+                "sslmode=verify-full&{}&sslcert={}&sslkey={key}{password}",
+                root_param(),
+                FIXTURE.client_cert.display()
+            ),
+        )
+    };
+    // certdb takes only a client certificate that the key goes with.
+    for protected in [&aes, &des] {
+        let engine = engine(&url(protected, "&sslpassword=s3cret"))
+            .await
+            .unwrap();
+        assert!(encrypted(&engine).await);
+        engine.close().await;
+    }
+    let missing = configuration_error(engine(&url(&aes, "")).await);
+    assert!(
+        missing.contains("is encrypted: give its passphrase as sslpassword"),
+        "{missing}"
+    );
+    let wrong = configuration_error(engine(&url(&aes, "&sslpassword=guess")).await);
+    assert!(wrong.contains("cannot decrypt"), "{wrong}");
+    assert!(
+        !wrong.contains("guess"),
+        "the passphrase was shown: {wrong}"
+    );
+    let old = configuration_error(engine(&url(&traditional, "&sslpassword=s3cret")).await);
+    assert!(old.contains("openssl pkcs8 -topk8"), "{old}");
+    // A key that is not encrypted ignores the passphrase, as in libpq.
+    let plain = engine(&url(&key, "&sslpassword=unused")).await.unwrap();
+    plain.close().await;
+}
+
 /// libpq 18's `sslkeylogfile`: each session's secrets are appended, in
 /// the NSS key log format (TLS 1.3's traffic secrets, TLS 1.2's master
 /// secret), to a file only its owner may read.

@@ -171,8 +171,8 @@ impl Extension {
     /// binds it to the database. While the server cannot be reached, tries
     /// again `retry_limit` times, `retry_interval` apart, logging each
     /// failure (`tracing`, target `gino::web`); then fails with the last
-    /// error. A configuration or TLS certificate error, or a login the
-    /// server refuses, fails at once.
+    /// error. A configuration or TLS certificate error, a login the
+    /// server refuses, or a database it does not have, fails at once.
     ///
     /// ```
     /// # async fn demo(extension: gino::web::Extension) -> gino::Result<()> {
@@ -442,12 +442,14 @@ async fn open(url: &str, settings: &Settings) -> Result<Engine> {
 }
 
 /// Whether a failed start-up may succeed later (the server is starting);
-/// a malformed setting, a refused certificate or a refused login (SQLSTATE
-/// class 28: a wrong password, no `pg_hba.conf` entry) will not.
+/// a malformed setting, a refused certificate, a refused login (SQLSTATE
+/// class 28: a wrong password, no `pg_hba.conf` entry) or a database that
+/// does not exist (`3D000`: a server still running its set-up scripts
+/// does not take TCP connections yet) will not.
 fn worth_retrying(error: &Error) -> bool {
     match error {
         Error::Configuration(_) | Error::Tls(_) => false,
-        Error::Database(e) => !e.code().starts_with("28"),
+        Error::Database(e) => !e.code().starts_with("28") && e.code() != "3D000",
         _ => true,
     }
 }
@@ -525,6 +527,25 @@ mod tests {
         let result = tokio::time::timeout(Duration::from_secs(5), extension.connect()).await;
         assert!(
             matches!(result, Ok(Err(Error::Configuration(_)))),
+            "{result:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn retries_are_not_spent_on_a_database_that_does_not_exist() {
+        let server = gino_testkit::Server::get();
+        let settings = Settings {
+            dsn: Some(server.url_for("gino_no_such_database")),
+            retry_limit: 5,
+            retry_interval: Duration::from_secs(60),
+            ..Settings::default()
+        };
+        // Its own database: a connect that succeeded by mistake would bind it.
+        static MISSING: Gino = Gino::secondary();
+        let extension = Extension::new(&MISSING, settings);
+        let result = tokio::time::timeout(Duration::from_secs(5), extension.connect()).await;
+        assert!(
+            matches!(&result, Ok(Err(Error::Database(e))) if e.code() == "3D000"),
             "{result:?}"
         );
     }

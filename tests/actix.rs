@@ -12,7 +12,7 @@ use diesel::sql_types::{BigInt, Integer};
 use gino::prelude::*;
 use gino_actix::{Conn, Error, Settings};
 use gino_integration_tests::web::{
-    self as scenario, WebTest, absent_port, borrowed, fresh_db, leaky_query, pid,
+    self as scenario, WebTest, absent_port, borrowed, fresh_db, leaky_query, pid, sleeper,
 };
 use gino_testkit::Cluster;
 use tokio::sync::Notify;
@@ -456,6 +456,12 @@ async fn a_database_that_is_down_answers_503_until_it_is_back() {
             "/query",
             web::get().to(move || async move {
                 Ok::<_, Error>(web::Json(db.one::<i32, _>(pid()).await?))
+            }),
+        )
+        .route(
+            "/sleep",
+            web::get().to(move || async move {
+                Ok::<_, Error>(web::Json(db.one::<i32, _>(sleeper()).await?))
             }),
         );
     });

@@ -15,7 +15,7 @@ use futures_util::{SinkExt, StreamExt};
 use gino::prelude::*;
 use gino_axum::{Conn, Error, Settings};
 use gino_integration_tests::web::{
-    self as scenario, WebTest, borrowed, fresh_db, leaky_query, pid,
+    self as scenario, WebTest, borrowed, fresh_db, leaky_query, pid, sleeper,
 };
 use gino_testkit::Cluster;
 use tokio::sync::{Notify, oneshot};
@@ -588,6 +588,10 @@ async fn a_database_that_is_down_answers_503_until_it_is_back() {
         .route(
             "/query",
             get(move || async move { Ok::<_, Error>(Json(db.one::<i32, _>(pid()).await?)) }),
+        )
+        .route(
+            "/sleep",
+            get(move || async move { Ok::<_, Error>(Json(db.one::<i32, _>(sleeper()).await?)) }),
         )
         .layer(web.layer());
     let server = Server::start(&web, app).await;

@@ -9,7 +9,7 @@ use diesel::dsl::sql;
 use diesel::sql_types::Integer;
 use gino::prelude::*;
 use gino_integration_tests::web::{
-    self as scenario, WebTest, absent_port, borrowed, fresh_db, leaky_query, pid,
+    self as scenario, WebTest, absent_port, borrowed, fresh_db, leaky_query, pid, sleeper,
 };
 use gino_rocket::{Conn, Error, Extension};
 use gino_testkit::Cluster;
@@ -272,6 +272,11 @@ async fn query(ctx: &State<Ctx>) -> Result<Json<i32>, Error> {
     Ok(Json(ctx.db.one(pid()).await?))
 }
 
+#[get("/sleep")]
+async fn sleep(ctx: &State<Ctx>) -> Result<Json<i32>, Error> {
+    Ok(Json(ctx.db.one(sleeper()).await?))
+}
+
 #[get("/broken")]
 async fn broken(ctx: &State<Ctx>) -> Result<Json<i32>, Error> {
     Ok(Json(ctx.db.one(leaky_query()).await?))
@@ -293,7 +298,11 @@ async fn errors_answer_404_503_and_an_opaque_500() {
 #[rocket::async_test]
 async fn a_database_that_is_down_answers_503_until_it_is_back() {
     let cluster = Arc::new(Cluster::builder().start().expect("a cluster to stop"));
-    let rocket = app_on(&cluster.url_for("postgres"), fresh_db(), routes![query]);
+    let rocket = app_on(
+        &cluster.url_for("postgres"),
+        fresh_db(),
+        routes![query, sleep],
+    );
     let rocket = Launched::start(rocket).await;
     scenario::expect_503_while_the_database_is_down(&rocket.base, &cluster).await;
     rocket.stop().await;

@@ -181,6 +181,40 @@ pub fn pid() -> diesel::dsl::select<diesel::expression::SqlLiteral<Integer>> {
     diesel::select(sql::<Integer>("pg_backend_pid()"))
 }
 
+/// `SELECT 1 FROM pg_sleep(60)`: a statement that runs until its
+/// backend is terminated (see [`terminate_sleepers`]).
+pub fn sleeper() -> diesel::dsl::select<diesel::expression::SqlLiteral<Integer>> {
+    diesel::select(sql::<Integer>("1 FROM pg_sleep(60)"))
+}
+
+/// Terminates the backends of `cluster` running [`sleeper`], once one is:
+/// their connection is lost in the middle of the statement.
+async fn terminate_sleepers(cluster: &Cluster) {
+    let admin = gino::create_engine(&cluster.url_for("postgres"), gino::EngineOptions::new())
+        .await
+        .expect("an admin engine");
+    let sleepers = "FROM pg_stat_activity WHERE query LIKE '%pg_sleep(60)%' \
+                    AND state = 'active' AND pid <> pg_backend_pid()";
+    let started = Instant::now();
+    loop {
+        let terminated: i64 = admin
+            .one(diesel::select(sql::<diesel::sql_types::BigInt>(&format!(
+                "count(pg_terminate_backend(pid)) {sleepers}"
+            ))))
+            .await
+            .unwrap();
+        if terminated > 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the request's statement never started"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    admin.close().await;
+}
+
 /// A query that fails on the server with a message holding a bound
 /// parameter and a table name: what a 500 must not show.
 pub fn leaky_query() -> impl diesel::query_builder::QueryFragment<diesel::pg::Pg>
@@ -287,6 +321,8 @@ pub async fn expect_error_answers(
 /// `Retry-After` and a body that names no server (at once, not after a
 /// hang); once it is started again, 200 from the first request: the pool
 /// drops the connections the server left instead of failing on them.
+/// Then `GET {base}/sleep` (running [`sleeper`]) loses its connection
+/// mid-statement: 503 again, and `/query` 200 after it.
 pub async fn expect_503_while_the_database_is_down(base: &str, cluster: &Arc<Cluster>) {
     let query = || reqwest::get(format!("{base}/query"));
     assert_eq!(query().await.unwrap().status(), 200);
@@ -320,6 +356,21 @@ pub async fn expect_503_while_the_database_is_down(base: &str, cluster: &Arc<Clu
         .expect("start the cluster again");
     let back = query().await.unwrap();
     assert_eq!(back.status(), 200, "{:?}", back.text().await);
+
+    // A connection lost in the middle of a request's statement (its
+    // backend terminated: 57P01, then the socket closes) answers 503 too,
+    // and the next request gets a connection that works.
+    let sleeping = tokio::spawn(reqwest::get(format!("{base}/sleep")));
+    terminate_sleepers(cluster).await;
+    let lost = sleeping.await.unwrap().unwrap();
+    assert_eq!(lost.status(), 503, "{:?}", lost.text().await);
+    assert_eq!(lost.headers()["retry-after"], "1");
+    assert_eq!(
+        lost.text().await.unwrap(),
+        r#"{"error":"the database is unavailable; try again shortly"}"#
+    );
+    let after = query().await.unwrap();
+    assert_eq!(after.status(), 200, "{:?}", after.text().await);
 }
 
 /// `GET {base}/release` answers `(borrowed before, still held, borrowed

@@ -182,7 +182,8 @@ pub fn pid() -> diesel::dsl::select<diesel::expression::SqlLiteral<Integer>> {
 }
 
 /// `SELECT 1 FROM pg_sleep(60)`: a statement that runs until its
-/// backend is terminated (see [`terminate_sleepers`]).
+/// backend is terminated, as [`expect_503_while_the_database_is_down`]
+/// does.
 pub fn sleeper() -> diesel::dsl::select<diesel::expression::SqlLiteral<Integer>> {
     diesel::select(sql::<Integer>("1 FROM pg_sleep(60)"))
 }

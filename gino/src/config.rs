@@ -1221,7 +1221,12 @@ impl DatabaseUrl {
                 }
                 "target_session_attrs" => target = Some(value.parse()?),
                 "service" | "servicefile" => {}
-                _ => options = std::mem::take(&mut options).set(key, value)?,
+                _ => {
+                    if let Some(why) = not_spoken(key) {
+                        return Err(Error::Configuration(format!("{key}: {why}")));
+                    }
+                    options = std::mem::take(&mut options).set(key, value)?;
+                }
             }
             Ok(())
         };
@@ -1729,6 +1734,27 @@ fn one_of<T: Copy>(key: &str, value: &str, choices: &[(&str, T)]) -> Result<T> {
             )))
         }
     }
+}
+
+/// Why gino refuses a libpq connection parameter it knows but does not
+/// speak, so that a URL written for libpq fails saying so rather than
+/// "unknown engine option".
+fn not_spoken(key: &str) -> Option<&'static str> {
+    Some(match key {
+        "requiressl" => "deprecated in favour of sslmode: use sslmode=require",
+        "replication" => {
+            "replication connections (walsender) are not supported: gino runs SQL sessions"
+        }
+        "oauth_issuer" | "oauth_client_id" | "oauth_client_secret" | "oauth_scope" => {
+            "OAuth login (libpq 18) is not supported: log in with a password or a client \
+             certificate"
+        }
+        "scram_client_key" | "scram_server_key" => {
+            "SCRAM key pass-through (libpq 18, for postgres_fdw and dblink) is not supported: \
+             give the password"
+        }
+        _ => return None,
+    })
 }
 
 /// libpq 18's `min_protocol_version` and `max_protocol_version` (`3.0`,
@@ -2539,6 +2565,22 @@ mod tests {
                 "max_protocol_version=3.0 is below min_protocol_version=3.2",
             ),
             ("gssdelegation=maybe", "gssdelegation"),
+            (
+                "requiressl=1",
+                "requiressl: deprecated in favour of sslmode",
+            ),
+            (
+                "replication=database",
+                "replication: replication connections",
+            ),
+            (
+                "oauth_issuer=https://id.example.com",
+                "oauth_issuer: OAuth login",
+            ),
+            (
+                "scram_client_key=a2V5",
+                "scram_client_key: SCRAM key pass-through",
+            ),
         ] {
             let url = format!("postgres://h/db?{refused}");
             let Err(Error::Configuration(message)) = resolve(&url) else {

@@ -1092,6 +1092,23 @@ impl DatabaseUrl {
         in_authority || self.param(key).is_some()
     }
 
+    /// The service this URL names (`service`, else `PGSERVICE`) and the
+    /// parameters it gives that the URL itself does not, in its file's
+    /// order; `None` without a service.
+    pub(crate) fn service_params(
+        &self,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Option<(String, Vec<(String, String)>)>> {
+        let service = self.param("service").map(str::to_owned);
+        let Some(name) = service.or_else(|| env("PGSERVICE")) else {
+            return Ok(None);
+        };
+        let file = self.param("servicefile").map(str::to_owned);
+        let mut params = crate::service::lookup(&name, file, env)?;
+        params.retain(|(key, _)| !self.gives(key));
+        Ok(Some((name, params)))
+    }
+
     /// Splits the URL into what is needed to connect and the engine
     /// options, applying URL parameters on top of `options` and libpq's
     /// environment variables under both.
@@ -1231,18 +1248,14 @@ impl DatabaseUrl {
             Ok(())
         };
         // A service's parameters, under what the URL gives.
-        let service = self.param("service").map(str::to_owned);
-        if let Some(name) = service.or_else(|| env("PGSERVICE")) {
-            let file = self.param("servicefile").map(str::to_owned);
-            for (key, value) in crate::service::lookup(&name, file, &env)? {
-                if !self.gives(&key) {
-                    apply(&key, &value).map_err(|e| match e {
-                        Error::Configuration(m) => {
-                            Error::Configuration(format!("service `{name}`: {m}"))
-                        }
-                        other => other,
-                    })?;
-                }
+        if let Some((name, params)) = self.service_params(&env)? {
+            for (key, value) in params {
+                apply(&key, &value).map_err(|e| match e {
+                    Error::Configuration(m) => {
+                        Error::Configuration(format!("service `{name}`: {m}"))
+                    }
+                    other => other,
+                })?;
             }
         }
         for (key, value) in &self.params {

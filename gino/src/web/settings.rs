@@ -264,8 +264,9 @@ impl Settings {
 
     /// The settings from `DB_*` environment variables over the defaults.
     /// A malformed value is an error naming the variable, and so is one
-    /// that the query of `DB_DSN` or `DB_KWARGS` contradicts (even one
-    /// given at its default value: give each setting in one place).
+    /// that the query of `DB_DSN`, the libpq service it names, or
+    /// `DB_KWARGS` contradicts (even one given at its default value: give
+    /// each setting in one place).
     ///
     /// ```no_run
     /// let settings = gino::web::Settings::from_env()?;
@@ -397,7 +398,8 @@ impl Settings {
 
     /// Checks what a value on its own cannot show: a pool whose minimum
     /// exceeds its maximum, a `kwargs` entry the engine does not know, and
-    /// a setting that the DSN's query or `kwargs` contradict.
+    /// a setting that the DSN's query, its libpq service (`service=`, else
+    /// `PGSERVICE`) or `kwargs` contradict.
     ///
     /// ```
     /// let mut settings = gino::web::Settings::default();
@@ -432,17 +434,26 @@ impl Settings {
         )?;
         self.engine_options()?;
         self.check_agrees("DB_KWARGS", &self.kwargs, given)?;
-        // A DSN that does not parse fails where it is used, with its own
-        // message.
-        let dsn = match self.dsn.as_deref().map(str::parse::<DatabaseUrl>) {
-            Some(Ok(dsn)) => dsn.params().to_vec(),
-            _ => Vec::new(),
-        };
+        // A DSN or service that does not parse fails where it is used,
+        // with its own message.
+        let url = self.url().parse::<DatabaseUrl>().ok();
+        let dsn = url
+            .as_ref()
+            .map_or_else(Vec::new, |url| url.params().to_vec());
         self.check_agrees("DB_DSN", &dsn, given)?;
+        // A service's engine options would override the settings as
+        // silently as the DSN's would.
+        let (service, from_service) = url
+            .and_then(|url| url.service_params(&|name| std::env::var(name).ok()).ok())
+            .flatten()
+            .map(|(name, params)| (format!("the service `{name}`"), params))
+            .unwrap_or_default();
+        self.check_agrees(&service, &from_service, given)?;
         for (at, (key, value)) in self.kwargs.iter().enumerate() {
             let earlier = self.kwargs[..at].iter().map(|pair| ("DB_KWARGS", pair));
             let in_dsn = dsn.iter().map(|pair| ("DB_DSN", pair));
-            for (source, (other_key, other_value)) in earlier.chain(in_dsn) {
+            let in_service = from_service.iter().map(|pair| (service.as_str(), pair));
+            for (source, (other_key, other_value)) in earlier.chain(in_dsn).chain(in_service) {
                 if disagree((key, value), (other_key, other_value)) {
                     return Err(named(
                         "DB_KWARGS",
@@ -1090,6 +1101,27 @@ mod tests {
         assert!(typed.validate().is_err());
         typed.ssl_root_cert = Some(SslRootCert::File("/ca.pem".into()));
         typed.validate().unwrap();
+    }
+
+    #[test]
+    fn a_service_s_engine_options_must_agree_with_the_settings() {
+        let files = crate::service::tests::Files::new("web-settings");
+        let file = files.write("services.conf", "[shop]\nhost=db1\nmax_size=30\n");
+        let dsn = format!("postgres://u@h/d?service=shop&servicefile={file}");
+        from(&[("DB_DSN", &dsn)]).unwrap();
+        from(&[("DB_DSN", &dsn), ("DB_POOL_MAX_SIZE", "30")]).unwrap();
+        for (variable, value) in [("DB_POOL_MAX_SIZE", "20"), ("DB_KWARGS", "max_size=25")] {
+            match from(&[("DB_DSN", &dsn), (variable, value)]) {
+                Err(Error::Configuration(m)) => assert!(
+                    m.contains(variable) && m.contains("the service `shop` says max_size=30"),
+                    "{m}"
+                ),
+                other => panic!("{variable}={value} beside the service: {other:?}"),
+            }
+        }
+        // What the URL gives is not the service's to say.
+        let overridden = format!("{dsn}&max_size=20");
+        from(&[("DB_DSN", &overridden), ("DB_POOL_MAX_SIZE", "20")]).unwrap();
     }
 
     #[test]

@@ -1005,6 +1005,9 @@ pub(crate) fn parse_duration(key: &str, value: &str) -> Result<Duration> {
         })
 }
 
+/// Named parameters in the order given: key, value.
+type Pairs = Vec<(String, String)>;
+
 /// A parsed `postgresql://` / `postgres://` URL.
 ///
 /// `postgresql://user:password@host:port/database?param=value`; several
@@ -1098,7 +1101,7 @@ impl DatabaseUrl {
     pub(crate) fn service_params(
         &self,
         env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Option<(String, Vec<(String, String)>)>> {
+    ) -> Result<Option<(String, Pairs)>> {
         let service = self.param("service").map(str::to_owned);
         let Some(name) = service.or_else(|| env("PGSERVICE")) else {
             return Ok(None);

@@ -275,17 +275,19 @@ impl fmt::Display for SslRootCert {
 /// and later), `client_encoding` (`UTF8` only, which gino always uses),
 /// `sslnegotiation` (`postgres` only: PostgreSQL 17's `direct` is refused
 /// with a message), `sslpassword` (the passphrase of an `sslkey` that is
-/// an encrypted PKCS#8 key, `BEGIN ENCRYPTED PRIVATE KEY`), `sslkeylogfile` (a file the TLS sessions' secrets are
-/// appended to, in the key log format Wireshark reads, for debugging; it
-/// decrypts the traffic, so keep it out of production),
-/// `min_protocol_version` and `max_protocol_version` (`3.0`, `3.2` or
-/// `latest`: gino speaks protocol 3.0, so a minimum of `3.2` is refused),
-/// `krbsrvname`, `gsslib` and `gssdelegation` (taken and unused: gino
-/// does not speak GSSAPI, and a server that asks for it is refused), `tcp_user_timeout` (milliseconds, as in libpq, or a
-/// duration with its unit: how long sent data may stay unacknowledged
-/// before the connection is dropped; Linux), `fallback_application_name` (the `application_name`
-/// when neither the URL, the options nor `PGAPPNAME` give one, as tools
-/// set it), `requirepeer` (the operating-system user a server on a
+/// an encrypted PKCS#8 key, `BEGIN ENCRYPTED PRIVATE KEY`),
+/// `sslkeylogfile` (a file the TLS sessions' secrets are appended to, in
+/// the key log format Wireshark reads, for debugging; it decrypts the
+/// traffic, so keep it out of production), `min_protocol_version` and
+/// `max_protocol_version` (`3.0`, `3.2` or `latest`: gino speaks protocol
+/// 3.0, so a minimum of `3.2` is refused), `krbsrvname`, `gsslib` and
+/// `gssdelegation` (taken and unused: gino does not speak GSSAPI, and a
+/// server that asks for it is refused), `tcp_user_timeout` (milliseconds,
+/// as in libpq, or a duration with its unit: how long sent data may stay
+/// unacknowledged before the connection is dropped; Linux),
+/// `fallback_application_name` (the `application_name` when neither the
+/// URL, the options nor `PGAPPNAME` give one, as tools set it),
+/// `requirepeer` (the operating-system user a server on a
 /// Unix-domain socket must run as, e.g. `postgres`, looked up in
 /// `/etc/passwd`; another is an [`Error::Configuration`] before anything
 /// is sent), `keepalives`,

@@ -5,8 +5,9 @@
 //! The user's file (the URL's `servicefile`, else `PGSERVICEFILE`, else
 //! `~/.pg_service.conf`) is searched first, then the system's
 //! (`PGSYSCONFDIR/pg_service.conf`, else
-//! `/etc/postgresql-common/pg_service.conf`, where Debian's libpq looks). A service is a `[name]` section of `key=value` lines; `#`
-//! starts a comment line. What the URL gives wins over the service, and
+//! `/etc/postgresql-common/pg_service.conf`, where Debian's libpq looks).
+//! A service is a `[name]` section of `key=value` lines; `#` starts a
+//! comment line. What the URL gives wins over the service, and
 //! the service wins over the `PG*` environment variables, as in libpq.
 //!
 //! Uses: `error`.

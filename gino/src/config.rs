@@ -1170,7 +1170,7 @@ impl DatabaseUrl {
                 "sslsni" => tls_params.sni = Some(value.clone()),
                 "sslcertmode" => tls_params.cert_mode = Some(value.clone()),
                 "sslkeylogfile" => tls_params.key_log = Some(value.clone()),
-                "sslpassword" => tls_params.key_password = Some(value.clone()),
+                "sslpassword" => tls_params.key_password = Some(KeyPassword(value.clone())),
                 "min_protocol_version" => protocol.0 = Some(value.clone()),
                 "max_protocol_version" => protocol.1 = Some(value.clone()),
                 // Settings of GSSAPI authentication, which gino does not
@@ -1553,7 +1553,7 @@ pub(crate) struct TlsParams {
     sni: Option<String>,
     cert_mode: Option<String>,
     key_log: Option<String>,
-    key_password: Option<String>,
+    key_password: Option<KeyPassword>,
 }
 
 /// A TLS protocol version as libpq names it (`TLSv1.2`); rustls speaks
@@ -1716,7 +1716,7 @@ impl TlsSettings {
                 .key_log
                 .filter(|path| !path.is_empty())
                 .map(PathBuf::from),
-            key_password: params.key_password.map(KeyPassword),
+            key_password: params.key_password,
         })
     }
 }

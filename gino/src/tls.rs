@@ -705,4 +705,40 @@ mod tests {
             other => panic!("expected a configuration error, got {other:?}"),
         }
     }
+
+    #[test]
+    fn a_malformed_encrypted_key_is_an_error_naming_the_file() {
+        let dir = std::env::temp_dir().join(format!("gino-tls-keys-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let password = KeyPassword("s3cret".to_owned());
+        let error = |name: &str, text: &str, password: Option<&KeyPassword>| {
+            let path = dir.join(name);
+            std::fs::write(&path, text).unwrap();
+            match load_key(&path, password) {
+                Err(Error::Configuration(m)) => {
+                    assert!(m.contains(&path.display().to_string()), "{m}");
+                    m
+                }
+                other => panic!("{name}: expected a configuration error, got {other:?}"),
+            }
+        };
+        let begin = "-----BEGIN ENCRYPTED PRIVATE KEY-----\n";
+        let end = "-----END ENCRYPTED PRIVATE KEY-----\n";
+        let cut = error("cut.key", &format!("{begin}MIIB\n"), Some(&password));
+        assert!(cut.contains("its END line is missing"), "{cut}");
+        let garbage = error(
+            "garbage.key",
+            &format!("{begin}bm90IGEga2V5\n{end}"),
+            Some(&password),
+        );
+        assert!(garbage.contains("is malformed"), "{garbage}");
+        let asked = error("asked.key", &format!("{begin}bm90IGEga2V5\n{end}"), None);
+        assert!(
+            asked.contains("give its passphrase as sslpassword"),
+            "{asked}"
+        );
+        let empty = error("empty.key", "", None);
+        assert!(empty.contains("cannot read the client key"), "{empty}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

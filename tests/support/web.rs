@@ -194,16 +194,16 @@ async fn terminate_sleepers(cluster: &Cluster) {
     let admin = gino::create_engine(&cluster.url_for("postgres"), gino::EngineOptions::new())
         .await
         .expect("an admin engine");
-    let sleepers = "FROM pg_stat_activity WHERE query LIKE '%pg_sleep(60)%' \
-                    AND state = 'active' AND pid <> pg_backend_pid()";
+    let terminate = || {
+        diesel::select(sql::<diesel::sql_types::BigInt>(
+            "count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE query LIKE '%pg_sleep(60)%' AND state = 'active' \
+             AND pid <> pg_backend_pid()",
+        ))
+    };
     let started = Instant::now();
     loop {
-        let terminated: i64 = admin
-            .one(diesel::select(sql::<diesel::sql_types::BigInt>(&format!(
-                "count(pg_terminate_backend(pid)) {sleepers}"
-            ))))
-            .await
-            .unwrap();
+        let terminated: i64 = admin.one(terminate()).await.unwrap();
         if terminated > 0 {
             break;
         }
@@ -335,14 +335,7 @@ pub async fn expect_503_while_the_database_is_down(base: &str, cluster: &Arc<Clu
         .expect("stop the cluster");
     for _ in 0..3 {
         let started = Instant::now();
-        let down = query().await.unwrap();
-        assert_eq!(down.status(), 503, "{:?}", down.text().await);
-        assert_eq!(down.headers()["retry-after"], "1");
-        assert_eq!(down.headers()["content-type"], "application/json");
-        assert_eq!(
-            down.text().await.unwrap(),
-            r#"{"error":"the database is unavailable; try again shortly"}"#
-        );
+        assert_unavailable(query().await.unwrap()).await;
         assert!(
             started.elapsed() < Duration::from_secs(5),
             "a refused connection answers at once, not after {:?}",
@@ -363,15 +356,29 @@ pub async fn expect_503_while_the_database_is_down(base: &str, cluster: &Arc<Clu
     // and the next request gets a connection that works.
     let sleeping = tokio::spawn(reqwest::get(format!("{base}/sleep")));
     terminate_sleepers(cluster).await;
-    let lost = sleeping.await.unwrap().unwrap();
-    assert_eq!(lost.status(), 503, "{:?}", lost.text().await);
-    assert_eq!(lost.headers()["retry-after"], "1");
-    assert_eq!(
-        lost.text().await.unwrap(),
-        r#"{"error":"the database is unavailable; try again shortly"}"#
-    );
+    assert_unavailable(sleeping.await.unwrap().unwrap()).await;
     let after = query().await.unwrap();
     assert_eq!(after.status(), 200, "{:?}", after.text().await);
+}
+
+/// Asserts gino's answer for a database it cannot reach: 503, `Retry-After`,
+/// and a JSON body that names no server.
+async fn assert_unavailable(answer: reqwest::Response) {
+    assert_eq!(
+        answer
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap()),
+        Some("1")
+    );
+    assert_eq!(answer.headers()["content-type"], "application/json");
+    let status = answer.status();
+    let body = answer.text().await.unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(
+        body,
+        r#"{"error":"the database is unavailable; try again shortly"}"#
+    );
 }
 
 /// `GET {base}/release` answers `(borrowed before, still held, borrowed

@@ -91,10 +91,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .wrap(db.middleware())
                 .wrap(ErrorHandlers::new().default_handler(json_error))
                 // Resources, so that a method a path does not take is a 405.
-                .service(web::resource("/users").get(list).post(create))
+                // HEAD answers as GET without the body (as axum and rocket
+                // do on their own; actix routes GET alone).
+                .service(web::resource("/users").get(list).head(list).post(create))
                 .service(
                     web::resource("/users/{id}")
                         .get(show)
+                        .head(show)
                         .patch(update)
                         .delete(delete),
                 )

@@ -156,6 +156,23 @@ async fn drive(name: &str) {
         json!({"id": id, "nickname": "fantix"})
     );
 
+    // HEAD is GET without the body (RFC 9110), on every framework.
+    for path in [format!("/users/{id}"), "/users".to_owned()] {
+        let head = client.head(app.url(&path)).send().await.unwrap();
+        assert_eq!(head.status(), 200, "{name}: HEAD {path}");
+        assert_eq!(
+            head.headers()
+                .get("content-type")
+                .map(|kind| kind.to_str().unwrap()),
+            Some("application/json"),
+            "{name}: HEAD {path}"
+        );
+        assert!(
+            head.bytes().await.unwrap().is_empty(),
+            "{name}: HEAD {path}"
+        );
+    }
+
     let missing = client.get(app.url("/users/999999")).send().await.unwrap();
     assert_eq!(missing.status(), 404, "{name}: GET of a missing user");
     assert_eq!(

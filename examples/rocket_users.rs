@@ -13,7 +13,7 @@ use gino_examples::users::{self, DB, NicknameBody, Page, User};
 use gino_rocket::Error;
 use rocket::fairing::AdHoc;
 use rocket::form::{Errors, error::ErrorKind};
-use rocket::http::Status;
+use rocket::http::{ContentType, Status};
 use rocket::response::content::RawJson;
 use rocket::serde::json::{self, Json, serde_json::error::Category};
 use rocket::{Request, catch, catchers, delete, get, patch, post, routes};
@@ -51,10 +51,24 @@ fn count(value: Result<u32, Errors<'_>>) -> Result<Option<u32>, ApiError> {
     }
 }
 
-/// A JSON body, or its refusal with the status rocket's `Json` guard gives
-/// (413 past the size limit, 422 for JSON of the wrong shape, else 400)
-/// and serde's reason, which rocket's catchers cannot see.
-fn body<T>(body: Result<Json<T>, json::Error<'_>>) -> Result<T, ApiError> {
+/// A JSON body, or its refusal: 415 unless the request says it sends JSON,
+/// else the status rocket's `Json` guard gives (413 past the size limit,
+/// 422 for JSON of the wrong shape, else 400) and serde's reason, which
+/// rocket's catchers cannot see.
+///
+/// rocket's `Json` parses whatever the content type; a `text/plain` body
+/// is what an HTML form on another site can post without the browser
+/// asking first, so a JSON API that took one would take forged requests.
+fn body<T>(
+    kind: Option<&ContentType>,
+    body: Result<Json<T>, json::Error<'_>>,
+) -> Result<T, ApiError> {
+    if !kind.is_some_and(|kind| kind.is_json()) {
+        return Err(ApiError::refused(
+            Status::UnsupportedMediaType,
+            "expected a request with `Content-Type: application/json`",
+        ));
+    }
     body.map(Json::into_inner).map_err(|error| {
         let status = match &error {
             json::Error::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
@@ -98,9 +112,10 @@ async fn show(id: i32) -> Result<Json<User>, Error> {
 
 #[post("/users", data = "<new>")]
 async fn create(
+    kind: Option<&ContentType>,
     new: Result<Json<NicknameBody>, json::Error<'_>>,
 ) -> Result<(Status, Json<User>), ApiError> {
-    let new = body(new)?;
+    let new = body(kind, new)?;
     let user = User::create().nickname(new.nickname).await?;
     Ok((Status::Created, Json(user)))
 }
@@ -108,9 +123,10 @@ async fn create(
 #[patch("/users/<id>", data = "<change>")]
 async fn update(
     id: i32,
+    kind: Option<&ContentType>,
     change: Result<Json<NicknameBody>, json::Error<'_>>,
 ) -> Result<Json<User>, ApiError> {
-    let change = body(change)?;
+    let change = body(kind, change)?;
     let mut user = User::get_or_404(id).await?;
     user.update().nickname(change.nickname).apply().await?;
     Ok(Json(user))

@@ -241,14 +241,17 @@ async fn drive(name: &str) {
         ("application/json", ""),
         ("application/json", "[1]"),
         ("application/x-www-form-urlencoded", "nickname=x"),
+        // What `<form enctype="text/plain">` on another site can post
+        // without the browser asking first: JSON in all but its type.
+        ("text/plain", "{\"nickname\":\"x=forged\"}"),
+        // And the same without a content type at all.
+        ("", "{\"nickname\":\"x=untyped\"}"),
     ] {
-        let refused = client
-            .post(app.url("/users"))
-            .header("content-type", content_type)
-            .body(body)
-            .send()
-            .await
-            .unwrap();
+        let mut request = client.post(app.url("/users")).body(body);
+        if !content_type.is_empty() {
+            request = request.header("content-type", content_type);
+        }
+        let refused = request.send().await.unwrap();
         expect_json_refusal(refused, &format!("{name}: POST {content_type} {body:?}")).await;
     }
     // A body past every framework's limit (axum's and actix's 2 MiB,

@@ -11,10 +11,12 @@
 //! | `PATCH /users/{id}` `{"nickname": "..."}` | 200, the updated user, or 404 |
 //! | `DELETE /users/{id}` | 204, or 404 |
 //!
-//! Every error answers in JSON too, `{"error": "..."}`: gino's (404, 503,
-//! 500) and the framework's own, with its status and its message (400 or
-//! 422 for a malformed body or query, 413 for a body too large, 404 for an
-//! unknown path), made by [`ErrorResponse::body_for`].
+//! `HEAD` answers as `GET` without the body. Every error answers in JSON
+//! too, `{"error": "..."}`: gino's (404, 503, 500) and the framework's
+//! own, with its status and its message (400 or 422 for a malformed body
+//! or query, 413 for a body too large, 404 for an unknown path, and a body
+//! not sent as `application/json` is refused: 415, or 400 from actix),
+//! made by [`ErrorResponse::body_for`].
 
 use gino::prelude::*;
 use gino::web::{ErrorResponse, Settings};

@@ -1865,7 +1865,7 @@ pub(crate) fn percent_decode(part: &str, what: &str) -> Result<String> {
                 .and_then(|h| u8::from_str_radix(h, 16).ok())
                 .ok_or_else(|| {
                     // A password is never repeated, not even a malformed one.
-                    let shown = if what == "password" { "***" } else { part };
+                    let shown = if is_secret(what) { "***" } else { part };
                     Error::Configuration(format!(
                         "invalid percent-encoding in the {what} of the database URL: `{shown}` \
                          (write `%` itself as `%25`)"
@@ -1889,12 +1889,19 @@ impl FromStr for DatabaseUrl {
     type Err = Error;
 
     fn from_str(url: &str) -> Result<Self> {
-        let (scheme, rest) = url.split_once("://").ok_or_else(|| {
+        let not_a_url = || {
             Error::Configuration(format!(
                 "`{}` is not a database URL: expected postgresql://user:password@host:port/database",
                 mask_password(url)
             ))
-        })?;
+        };
+        let (scheme, rest) = url.split_once("://").ok_or_else(not_a_url)?;
+        // Text before a `://` that no scheme could spell (`u:p@h/x://`)
+        // is not shown as one: it may hold a password.
+        let is_scheme_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.');
+        if !scheme.chars().all(is_scheme_char) {
+            return Err(not_a_url());
+        }
         // GINO's URLs name its driver too (`asyncpg://`,
         // `postgresql+asyncpg://`): the same server, taken as they are.
         if !matches!(
@@ -1905,17 +1912,14 @@ impl FromStr for DatabaseUrl {
                 "unsupported URL scheme `{scheme}`: gino speaks PostgreSQL, use postgresql:// or postgres://"
             )));
         }
+        let (userinfo, rest) = split_userinfo(rest);
         let (before_query, query) = match rest.split_once('?') {
             Some((a, q)) => (a, Some(q)),
             None => (rest, None),
         };
-        let (authority, path) = match before_query.split_once('/') {
+        let (hostlist, path) = match before_query.split_once('/') {
             Some((a, p)) => (a, Some(p)),
             None => (before_query, None),
-        };
-        let (userinfo, hostlist) = match authority.rsplit_once('@') {
-            Some((u, h)) => (Some(u), h),
-            None => (None, authority),
         };
         let (user, password) = match userinfo {
             None => (None, None),
@@ -1944,10 +1948,16 @@ impl FromStr for DatabaseUrl {
                     "query parameter `{pair}` of the database URL has no value: write `{pair}=...`"
                 ))
             })?;
-            params.push((
-                percent_decode(key, "query")?,
-                percent_decode(value, "query")?,
-            ));
+            let key = percent_decode(key, "query")?;
+            // The value is never repeated: it may be a password, or the
+            // rest of one in a URL whose password was not escaped.
+            let value = percent_decode(value, "password").map_err(|_| {
+                Error::Configuration(format!(
+                    "the value of `{key}` in the database URL is not valid percent-encoded \
+                     UTF-8 (write `%` itself as `%25`)"
+                ))
+            })?;
+            params.push((key, value));
         }
         Ok(DatabaseUrl {
             user: user.filter(|u| !u.is_empty()),
@@ -1957,6 +1967,26 @@ impl FromStr for DatabaseUrl {
             params,
         })
     }
+}
+
+/// Splits `user:password` off what follows a URL's `://`, as libpq does:
+/// up to the last `@` before the first `/`, so that a password may hold a
+/// raw `?` or `@` (`postgres://app:pa?ss@db/shop`). An `@` that text
+/// reading as query parameters precedes (a `?`, then an `=`) is the
+/// query's (`postgres://db?application_name=me@work`): the user part ends
+/// at the last `@` before it, if any.
+fn split_userinfo(rest: &str) -> (Option<&str>, &str) {
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let reads_as_query = |userinfo: &str| {
+        userinfo
+            .find('?')
+            .is_some_and(|query| userinfo[query..].contains('='))
+    };
+    rest[..authority_end]
+        .rmatch_indices('@')
+        .map(|(at, _)| at)
+        .find(|&at| !reads_as_query(&rest[..at]))
+        .map_or((None, rest), |at| (Some(&rest[..at]), &rest[at + 1..]))
 }
 
 fn parse_host(spec: &str) -> Result<(String, Option<u16>)> {
@@ -1981,16 +2011,40 @@ fn parse_host(spec: &str) -> Result<(String, Option<u16>)> {
     }
 }
 
-/// Masks the password of a URL that does not parse (so it cannot be
-/// parsed to mask it, which would recurse): whatever sits between the
-/// user's `:` and the `@` may be a password.
+/// Whether a URL part or query parameter of this name holds a secret,
+/// which no message or `Display` may repeat.
+fn is_secret(name: &str) -> bool {
+    matches!(name, "password" | "sslpassword")
+}
+
+/// Masks the passwords of a URL that does not parse (so it cannot be
+/// parsed to mask them, which would recurse): the value of every
+/// `password` or `sslpassword` pair that a `?` or `&` starts, then
+/// whatever sits between the user's `:` and the last `@`. In a malformed
+/// URL a password may hold a `?` or an `@`, so more is masked rather than
+/// less.
 fn mask_password(url: &str) -> String {
-    match url.rsplit_once('@') {
+    let mut pairs_masked = String::with_capacity(url.len());
+    for (at, piece) in url.split_inclusive(['?', '&']).enumerate() {
+        let (pair, separator) = match piece.strip_suffix(['?', '&']) {
+            Some(pair) => (pair, &piece[pair.len()..]),
+            None => (piece, ""),
+        };
+        match pair.split_once('=') {
+            Some((key, _))
+                if at > 0 && is_secret(&percent_decode(key, "query").unwrap_or_default()) =>
+            {
+                pairs_masked.push_str(&format!("{key}=***{separator}"));
+            }
+            _ => pairs_masked.push_str(piece),
+        }
+    }
+    match pairs_masked.rsplit_once('@') {
         Some((userinfo, rest)) => match userinfo.split_once(':') {
             Some((user, _)) => format!("{user}:***@{rest}"),
-            None => url.to_owned(),
+            None => pairs_masked,
         },
-        None => url.to_owned(),
+        None => pairs_masked,
     }
 }
 
@@ -2023,8 +2077,7 @@ impl fmt::Display for DatabaseUrl {
         }
         for (i, (key, value)) in self.params.iter().enumerate() {
             let sep = if i == 0 { '?' } else { '&' };
-            let secret = key == "password" || key == "sslpassword";
-            let shown = if secret { "***" } else { value };
+            let shown = if is_secret(key) { "***" } else { value };
             write!(f, "{sep}{key}={shown}")?;
         }
         Ok(())
@@ -2626,6 +2679,48 @@ mod tests {
         let (connect, _) = url.resolve_in(EngineOptions::new(), &no_env).unwrap();
         assert_eq!(connect.tls.key_password, Some(KeyPassword("p2".to_owned())));
         assert!(!format!("{:?}", connect.tls).contains("p2"));
+        // Nor in the errors of URLs that do not parse: a malformed escape
+        // in a query's password, a URL without its scheme.
+        for url in [
+            "postgres://h/db?password=s3cret%zz",
+            "postgres://h/db?sslpassword=s3cret%4",
+            "h/db?password=s3cret&sslmode=require",
+            "u:s3cret@h/db?sslpassword=s3cret",
+            "h/db?application_name=x&pass%77ord=s3cret",
+        ] {
+            let message = url.parse::<DatabaseUrl>().unwrap_err().to_string();
+            assert!(!message.contains("s3cret"), "{message}");
+        }
+    }
+
+    #[test]
+    fn a_password_may_hold_a_raw_question_mark_as_in_libpq() {
+        let url: DatabaseUrl = "postgres://app:pa?ss@db:5433/shop?sslmode=disable"
+            .parse()
+            .unwrap();
+        assert_eq!(url.user(), Some("app"));
+        assert_eq!(url.password.as_deref(), Some("pa?ss"));
+        assert_eq!(url.hosts, vec![("db".into(), Some(5433))]);
+        assert_eq!(url.database(), Some("shop"));
+        assert_eq!(url.params, [("sslmode".into(), "disable".into())]);
+        // An `@` in a query's value is the query's, with or without a path.
+        for text in [
+            "postgres://db?application_name=me@work",
+            "postgres://db/shop?application_name=me@work",
+        ] {
+            let url: DatabaseUrl = text.parse().unwrap();
+            assert_eq!(
+                (url.user(), url.password.as_deref()),
+                (None, None),
+                "{text}"
+            );
+            assert_eq!(url.hosts, vec![("db".into(), None)], "{text}");
+            assert_eq!(
+                url.params,
+                [("application_name".into(), "me@work".into())],
+                "{text}"
+            );
+        }
     }
 
     #[test]

@@ -810,7 +810,8 @@ fn kwargs<'de, D: serde::Deserializer<'de>>(
 
 /// Comma-separated URLs, each checked (errors never show a password).
 fn parse_url_list(variable: &str, text: &str) -> Result<Vec<String>> {
-    text.split(',')
+    split_urls(text)
+        .into_iter()
         .map(str::trim)
         .filter(|url| !url.is_empty())
         .map(|url| {
@@ -819,6 +820,31 @@ fn parse_url_list(variable: &str, text: &str) -> Result<Vec<String>> {
                 .map_err(|e| named(variable, &problem(e)))
         })
         .collect()
+}
+
+/// Comma-separated URLs split at the commas that a scheme follows
+/// (`postgres://`), so that a URL keeps a comma of its own: several hosts
+/// (`postgres://a,b/shop`), or one in a password.
+fn split_urls(text: &str) -> Vec<&str> {
+    let starts_url = |rest: &str| {
+        let rest = rest.trim_start_matches(|c: char| c == ',' || c.is_whitespace());
+        rest.split_once("://").is_some_and(|(scheme, _)| {
+            scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+                && scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+        })
+    };
+    let mut urls = Vec::new();
+    let mut start = 0;
+    for (comma, _) in text.match_indices(',') {
+        if starts_url(&text[comma + 1..]) {
+            urls.push(&text[start..comma]);
+            start = comma + 1;
+        }
+    }
+    urls.push(&text[start..]);
+    urls
 }
 
 /// URLs as a list, or as one comma-separated text (an environment
@@ -1362,5 +1388,25 @@ mod tests {
             let err = serde_json::from_str::<Settings>(&json).unwrap_err();
             assert!(err.to_string().contains("duration"), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn replica_urls_keep_their_own_commas() {
+        let settings = |text: &str| {
+            Settings::from_lookup(|name| (name == "DB_REPLICA_DSNS").then(|| text.to_owned()))
+        };
+        let text = "postgres://a,b:6432/db, postgresql://u:p,w@c/db,,postgres://d/db";
+        assert_eq!(
+            settings(text).unwrap().replica_dsns,
+            [
+                "postgres://a,b:6432/db",
+                "postgresql://u:p,w@c/db",
+                "postgres://d/db"
+            ]
+        );
+        // A URL gino does not speak is refused, its password unrepeated.
+        let refused = settings("postgres://a/db,mysql://u:s3cret@b/db").unwrap_err();
+        assert!(refused.to_string().contains("DB_REPLICA_DSNS"), "{refused}");
+        assert!(!refused.to_string().contains("s3cret"), "{refused}");
     }
 }

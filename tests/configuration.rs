@@ -204,6 +204,44 @@ fn assert_secret_kept(shown: &str, what: &str, input: &str) {
     );
 }
 
+/// A refusal as configuration should be refused: typed, and without the
+/// password.
+fn assert_refused(error: &Error, what: &str, input: &str) {
+    assert!(
+        matches!(error, Error::Configuration(_)),
+        "{what} is not a configuration error: {error:?} (input: {input})"
+    );
+    assert_secret_kept(&error.to_string(), what, input);
+}
+
+/// What settings that were taken give: checked, an engine or a refusal.
+fn use_settings(settings: &Settings, input: &str) {
+    assert_secret_kept(&format!("{settings:?}"), "Settings' Debug", input);
+    match settings.validate().and_then(|()| settings.engine_options()) {
+        Ok(options) => make_engine(&settings.url(), options),
+        Err(e) => assert_refused(&e, "the settings' check", input),
+    }
+}
+
+/// A JSON value of any shape a config file may give a setting.
+fn json_value() -> impl Strategy<Value = serde_json::Value> {
+    use serde_json::{Value, json};
+    let scalar = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        any::<u64>().prop_map(Value::from),
+        prop_oneof![Just(0.5), Just(-1.0), Just(1e30), Just(f64::MAX)].prop_map(|f| json!(f)),
+        value().prop_map(Value::from),
+    ];
+    prop_oneof![
+        4 => scalar.clone(),
+        1 => prop::collection::vec(scalar.clone(), 0..3).prop_map(Value::from),
+        1 => prop::collection::hash_map(value(), scalar, 0..3)
+            .prop_map(|map| Value::Object(map.into_iter().collect())),
+    ]
+}
+
 /// Runs `future` to its end on a runtime of its own (proptest's cases are
 /// synchronous).
 fn block_on<F: std::future::Future>(future: F) -> F::Output {
@@ -242,13 +280,7 @@ proptest! {
                 assert_secret_kept(&format!("{parsed:?}"), "DatabaseUrl's Debug", &url);
                 make_engine(&url, EngineOptions::new());
             }
-            Err(e) => {
-                prop_assert!(
-                    matches!(e, Error::Configuration(_)),
-                    "not a configuration error: {e:?} (input: {url})"
-                );
-                assert_secret_kept(&e.to_string(), "the parse error", &url);
-            }
+            Err(e) => assert_refused(&e, "the parse error", &url),
         }
     }
 
@@ -260,10 +292,7 @@ proptest! {
         for (key, value) in &pairs {
             match options.clone().set(key, value) {
                 Ok(next) => options = next,
-                Err(e) => prop_assert!(
-                    matches!(e, Error::Configuration(_)),
-                    "not a configuration error: {e:?} ({key}={value})"
-                ),
+                Err(e) => assert_refused(&e, "set's error", &format!("{key}={value}")),
             }
         }
         make_engine("postgres://gino@localhost/gino", options);
@@ -301,28 +330,40 @@ proptest! {
             vars.insert("DB_REPLICA_DSNS", replicas.join(","));
         }
         let input = format!("{vars:?}");
-        let settings = match Settings::from_lookup(|name| vars.get(name).cloned()) {
-            Ok(settings) => settings,
-            Err(e) => {
-                prop_assert!(
-                    matches!(e, Error::Configuration(_)),
-                    "not a configuration error: {e:?} (input: {input})"
-                );
-                assert_secret_kept(&e.to_string(), "the settings' error", &input);
-                return Ok(());
-            }
-        };
-        assert_secret_kept(&format!("{settings:?}"), "Settings' Debug", &input);
-        let checked = settings.validate().and_then(|()| settings.engine_options());
-        match checked {
-            Ok(options) => make_engine(&settings.url(), options),
-            Err(e) => {
-                prop_assert!(
-                    matches!(e, Error::Configuration(_)),
-                    "not a configuration error: {e:?} (input: {input})"
-                );
-                assert_secret_kept(&e.to_string(), "the settings' error", &input);
-            }
+        match Settings::from_lookup(|name| vars.get(name).cloned()) {
+            Ok(settings) => use_settings(&settings, &input),
+            Err(e) => assert_refused(&e, "the settings' error", &input),
+        }
+    }
+
+    #[test]
+    fn any_settings_file_is_taken_or_refused_and_keeps_the_password(
+        fields in prop::collection::hash_map(
+            prop::sample::select(Settings::KEYS),
+            json_value(),
+            0..6,
+        ),
+        dsn in prop::option::of(url()),
+        replicas in prop::option::of(prop::collection::vec(url(), 0..3)),
+        password in prop_oneof![
+            Just(serde_json::Value::from(SECRET)),
+            Just(serde_json::json!([SECRET])),
+            Just(serde_json::json!({ "key": SECRET })),
+        ],
+    ) {
+        let mut object: serde_json::Map<String, serde_json::Value> =
+            fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+        object.insert("password".to_owned(), password);
+        if let Some(dsn) = dsn {
+            object.insert("dsn".to_owned(), dsn.into());
+        }
+        if let Some(replicas) = replicas {
+            object.insert("replica_dsns".to_owned(), replicas.into());
+        }
+        let input = serde_json::Value::Object(object).to_string();
+        match serde_json::from_str::<Settings>(&input) {
+            Ok(settings) => use_settings(&settings, &input),
+            Err(e) => assert_secret_kept(&e.to_string(), "serde's error", &input),
         }
     }
 }

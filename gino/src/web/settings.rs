@@ -810,8 +810,16 @@ fn kwargs<'de, D: serde::Deserializer<'de>>(
 
 /// Comma-separated URLs, each checked (errors never show a password).
 fn parse_url_list(variable: &str, text: &str) -> Result<Vec<String>> {
-    split_urls(text)
-        .into_iter()
+    checked_urls(variable, split_urls(text))
+}
+
+/// `urls` trimmed, the empty ones left out, each checked to be a database
+/// URL (an error names `variable`, never a password).
+fn checked_urls<'a>(
+    variable: &str,
+    urls: impl IntoIterator<Item = &'a str>,
+) -> Result<Vec<String>> {
+    urls.into_iter()
         .map(str::trim)
         .filter(|url| !url.is_empty())
         .map(|url| {
@@ -856,12 +864,13 @@ fn url_list<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Vec<S
         One(String),
         Many(Vec<String>),
     }
-    let urls = match Option::<Urls>::deserialize(d)? {
-        None => return Ok(Vec::new()),
-        Some(Urls::One(text)) => text,
-        Some(Urls::Many(list)) => list.join(","),
-    };
-    parse_url_list("replica_dsns", &urls).map_err(serde::de::Error::custom)
+    // Each URL of a list is one, commas and all.
+    match Option::<Urls>::deserialize(d)? {
+        None => Ok(Vec::new()),
+        Some(Urls::One(text)) => parse_url_list("replica_dsns", &text),
+        Some(Urls::Many(list)) => checked_urls("replica_dsns", list.iter().map(String::as_str)),
+    }
+    .map_err(serde::de::Error::custom)
 }
 
 /// Text, also where a config source typed it: figment and TOML read a
@@ -897,7 +906,10 @@ fn flexible_bool<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<
     match Loose::deserialize(d)? {
         Loose::Bool(b) => Ok(b),
         Loose::Number(n) if n == 0.0 || n == 1.0 => Ok(n == 1.0),
-        Loose::Text(text) => parse_bool("value", &text).map_err(serde::de::Error::custom),
+        // serde does not say which field this is; its caller (figment,
+        // serde_json) names it, so the message does not make up a name.
+        Loose::Text(text) => parse_bool("", &text)
+            .map_err(|_| serde::de::Error::custom(format!("expected true or false, got `{text}`"))),
         Loose::Number(n) => Err(serde::de::Error::custom(format!(
             "expected true or false, got {n}"
         ))),
@@ -910,7 +922,9 @@ fn to_duration<E: serde::de::Error>(value: Loose) -> std::result::Result<Duratio
         // `try_`: negative, not finite or too large for a `Duration` is an
         // error, not a panic.
         Loose::Number(n) => Duration::try_from_secs_f64(n).map_err(|_| E::custom(expected)),
-        Loose::Text(text) => parse_duration("value", &text).map_err(E::custom),
+        Loose::Text(text) => {
+            parse_duration("", &text).map_err(|_| E::custom(format!("{expected}, got `{text}`")))
+        }
         _ => Err(E::custom(expected)),
     }
 }
@@ -1404,6 +1418,21 @@ mod tests {
                 "postgres://d/db"
             ]
         );
+        // A list from a config file: each item is one URL, commas and all.
+        let listed: Settings = serde_json::from_str(
+            r#"{"replica_dsns": ["postgres://a,b/db", "postgresql://u:p,w@c/db"]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            listed.replica_dsns,
+            ["postgres://a,b/db", "postgresql://u:p,w@c/db"]
+        );
+        let refused = serde_json::from_str::<Settings>(
+            r#"{"replica_dsns": ["postgres://a/db", "u:s3cret@c/db"]}"#,
+        )
+        .unwrap_err();
+        assert!(refused.to_string().contains("replica_dsns"), "{refused}");
+        assert!(!refused.to_string().contains("s3cret"), "{refused}");
         // A URL gino does not speak is refused, its password unrepeated.
         let refused = settings("postgres://a/db,mysql://u:s3cret@b/db").unwrap_err();
         assert!(refused.to_string().contains("DB_REPLICA_DSNS"), "{refused}");

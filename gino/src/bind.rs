@@ -453,6 +453,15 @@ fn table_after(rest: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::{first_table, reads_only};
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn any_text_is_read_for_its_table_without_a_panic(sql in crate::lex::tests::sql_text()) {
+            let _ = first_table(&sql);
+            let _ = reads_only(&diesel::dsl::sql::<diesel::sql_types::Integer>(&sql));
+        }
+    }
 
     #[test]
     fn finds_the_table_a_statement_names_first() {

@@ -422,6 +422,16 @@ where
 #[cfg(test)]
 mod tests {
     use super::can_declare;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn any_text_is_judged_declarable_or_not_without_a_panic(
+            sql in crate::lex::tests::sql_text()
+        ) {
+            let _ = can_declare(&sql);
+        }
+    }
     use crate::prelude::*;
     use diesel::dsl::sql;
     use diesel::sql_types::Integer;

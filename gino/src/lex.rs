@@ -137,8 +137,90 @@ fn identifier_byte(b: u8) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// SQL-like text for the property tests of everything that reads SQL
+    /// text: the words and delimiters those readers look for (literals,
+    /// quoted identifiers, dollar quotes and comments, opened and left
+    /// open, `:name` parameters and `::` casts, the keywords that name
+    /// tables and writes) between arbitrary characters, multi-byte ones
+    /// included, since a reader that slices text at a byte that does not
+    /// start a character panics.
+    pub(crate) fn sql_text() -> impl Strategy<Value = String> {
+        let token = prop_oneof![
+            prop::sample::select(
+                &[
+                    "SELECT ",
+                    "FROM ",
+                    "INTO ",
+                    "UPDATE ",
+                    "SET ",
+                    "WITH ",
+                    "INSERT ",
+                    "DELETE ",
+                    "MERGE ",
+                    "EXISTS ",
+                    "(",
+                    ")",
+                    ",",
+                    " = ",
+                    ":name",
+                    ":n_1",
+                    "::int",
+                    ":",
+                    "'",
+                    "E'",
+                    "e'",
+                    "\\'",
+                    "''",
+                    "\\",
+                    "\"",
+                    "\"\"",
+                    "$",
+                    "$$",
+                    "$tag$",
+                    "$1",
+                    "$ä$",
+                    "--",
+                    "/*",
+                    "*/",
+                    "\n",
+                    " ",
+                    ";",
+                    ".",
+                    "\"s\".\"t\"",
+                    "é",
+                    "😀",
+                    "ß",
+                    "\u{0}",
+                ][..]
+            )
+            .prop_map(str::to_owned),
+            "[a-z_]{1,6}",
+            "\\PC{1,3}",
+        ];
+        prop::collection::vec(token, 0..24).prop_map(|tokens| tokens.concat())
+    }
+
+    proptest! {
+        #[test]
+        fn any_text_lexes_into_spans_within_it(sql in sql_text()) {
+            for at in 0..sql.len() {
+                if let Some(end) = opaque_end(&sql, at) {
+                    prop_assert!(at < end && end <= sql.len(), "{at}..{end} of {sql:?}");
+                }
+            }
+            let mut last = 0;
+            for range in code_ranges(&sql) {
+                prop_assert!(last <= range.start && range.start <= range.end);
+                prop_assert!(sql.get(range.clone()).is_some(), "{range:?} of {sql:?}");
+                last = range.end;
+            }
+            prop_assert!(code_only(&sql).len() <= sql.len() * 2);
+        }
+    }
 
     fn code(sql: &str) -> Vec<&str> {
         code_ranges(sql).map(|r| &sql[r]).collect()

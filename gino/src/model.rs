@@ -1383,6 +1383,19 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        // A changeset's SQL holds the user's own expressions (`set_sql`),
+        // so its reader meets any text.
+        #[test]
+        fn any_changeset_text_is_read_or_refused_without_a_panic(
+            sql in crate::lex::tests::sql_text()
+        ) {
+            let _ = parse_targets(&sql);
+            let _ = parse_targets(&format!("\"a\" = {sql}, \"b\" = 1"));
+        }
+    }
 
     diesel::table! {
         users (id) {

@@ -321,6 +321,21 @@ impl<Conn, ST> diesel::query_dsl::RunQueryDsl<Conn> for TextQuery<'_, ST> {}
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        // Every `:name` found is bound, and the statement renders with one
+        // `$n` per name, whatever else the text holds.
+        #[test]
+        fn any_text_parses_binds_and_renders(sql in crate::lex::tests::sql_text()) {
+            let (rendered, binds) = rendered(&sql);
+            let names = text(&sql).names.len();
+            prop_assert_eq!(binds.len(), names);
+            for n in 1..=names {
+                prop_assert!(rendered.contains(&format!("${n}")), "{rendered}");
+            }
+        }
+    }
 
     fn rendered(sql: &str) -> (String, Vec<String>) {
         let mut t = text(sql);

@@ -25,7 +25,7 @@ use crate::connection::Connection;
 use crate::context::Stack;
 use crate::engine::Engine;
 use crate::error::Result;
-use crate::lex::{self, skip_quoted};
+use crate::lex;
 use crate::root::{Access, Root};
 use crate::statement::{Reread, Statement};
 use crate::transaction::Transaction;
@@ -408,10 +408,7 @@ fn bare_table(sql: &str) -> Option<String> {
     let sql = sql.trim();
     let mut rest = sql;
     loop {
-        if !rest.starts_with('"') {
-            return None;
-        }
-        rest = &rest[skip_quoted(rest.as_bytes(), 0, b'"')..];
+        (_, rest) = lex::quoted_identifier(rest)?;
         if rest.is_empty() {
             return table_after(sql);
         }
@@ -427,9 +424,7 @@ fn table_after(rest: &str) -> Option<String> {
     let mut name = None;
     loop {
         let (part, after) = if rest.starts_with('"') {
-            let end = skip_quoted(rest.as_bytes(), 0, b'"');
-            let inner = rest.get(1..end.saturating_sub(1).max(1))?;
-            (inner.replace("\"\"", "\""), &rest[end..])
+            lex::quoted_identifier(rest)?
         } else {
             let end = rest
                 .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
@@ -458,7 +453,8 @@ mod tests {
     proptest! {
         #[test]
         fn any_text_is_read_for_its_table_without_a_panic(sql in crate::lex::tests::sql_text()) {
-            let _ = first_table(&sql);
+            let table = first_table(&sql);
+            prop_assert!(table.as_ref().is_none_or(|t| !t.is_empty()), "{table:?} of {sql:?}");
             let _ = reads_only(&diesel::dsl::sql::<diesel::sql_types::Integer>(&sql));
         }
     }
@@ -500,6 +496,15 @@ mod tests {
         );
         assert_eq!(table("SELECT 'FROM x' AS a").as_deref(), None);
         assert_eq!(table("SELECT 1").as_deref(), None);
+        // An identifier never closed, or empty, names no table.
+        for sql in [
+            r#"SELECT 1 FROM "users"#,
+            r#"DELETE FROM """#,
+            r#""users"#,
+            r#""s".""#,
+        ] {
+            assert_eq!(table(sql).as_deref(), None, "{sql}");
+        }
     }
 
     #[test]

@@ -52,9 +52,28 @@ pub(crate) fn code_only(sql: &str) -> String {
     code
 }
 
+/// The quoted identifier that opens `text` (`"a""b"` is `a"b`) and the
+/// text after it; `None` when `text` does not open with one, or it is
+/// never closed, or empty (PostgreSQL refuses a zero-length identifier).
+pub(crate) fn quoted_identifier(text: &str) -> Option<(String, &str)> {
+    let body = text.strip_prefix('"')?;
+    let mut name = String::new();
+    let mut chars = body.char_indices();
+    loop {
+        match chars.next()? {
+            (i, '"') if body[i + 1..].starts_with('"') => {
+                name.push('"');
+                chars.next();
+            }
+            (i, '"') => return (!name.is_empty()).then(|| (name, &body[i + 1..])),
+            (_, c) => name.push(c),
+        }
+    }
+}
+
 /// Past the quoted text (`'...'` or `"..."`) opening at `open`; a doubled
 /// quote is an escape.
-pub(crate) fn skip_quoted(bytes: &[u8], open: usize, quote: u8) -> usize {
+fn skip_quoted(bytes: &[u8], open: usize, quote: u8) -> usize {
     skip_text(bytes, open, quote, false)
 }
 
@@ -212,13 +231,40 @@ pub(crate) mod tests {
                     prop_assert!(at < end && end <= sql.len(), "{at}..{end} of {sql:?}");
                 }
             }
+            // Code ranges and opaque spans tile the text: every gap
+            // between two ranges (and before the first, after the last)
+            // is a run of spans that ends exactly where the next range
+            // starts.
             let mut last = 0;
-            for range in code_ranges(&sql) {
+            let ranges: Vec<_> = code_ranges(&sql).collect();
+            for range in ranges.iter().cloned().chain(std::iter::once(sql.len()..sql.len())) {
                 prop_assert!(last <= range.start && range.start <= range.end);
                 prop_assert!(sql.get(range.clone()).is_some(), "{range:?} of {sql:?}");
+                let mut at = last;
+                while at < range.start {
+                    let end = opaque_end(&sql, at);
+                    prop_assert!(
+                        end.is_some_and(|end| end <= range.start),
+                        "the gap {at}..{} of {sql:?} is not spans", range.start
+                    );
+                    at = end.unwrap_or(range.start);
+                }
                 last = range.end;
             }
+            prop_assert!(ranges.iter().all(|r| !r.is_empty()));
             prop_assert!(code_only(&sql).len() <= sql.len() * 2);
+        }
+    }
+
+    #[test]
+    fn a_quoted_identifier_is_read_closed_and_unescaped() {
+        assert_eq!(
+            quoted_identifier(r#""a""b".c"#),
+            Some((r#"a"b"#.to_owned(), ".c"))
+        );
+        assert_eq!(quoted_identifier(r#""é""#), Some(("é".to_owned(), "")));
+        for open in [r#""a"#, r#""a"""#, r#""""#, "a", ""] {
+            assert_eq!(quoted_identifier(open), None, "{open}");
         }
     }
 

@@ -1111,19 +1111,7 @@ fn parse_targets(sql: &str) -> Option<Vec<String>> {
     let mut rest = sql;
     loop {
         // A target: `"name"` (quotes doubled inside), then ` = `.
-        let body = rest.trim_start().strip_prefix('"')?;
-        let mut name = String::new();
-        let mut chars = body.char_indices();
-        let after = loop {
-            match chars.next()? {
-                (i, '"') if body[i + 1..].starts_with('"') => {
-                    name.push('"');
-                    chars.next();
-                }
-                (i, '"') => break &body[i + 1..],
-                (_, c) => name.push(c),
-            }
-        };
+        let (name, after) = lex::quoted_identifier(rest.trim_start())?;
         rest = after.strip_prefix(" = ")?;
         targets.push(name);
         // The expression: up to a comma outside parentheses, in its code.

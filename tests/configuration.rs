@@ -256,13 +256,15 @@ fn block_on<F: std::future::Future>(future: F) -> F::Output {
 /// keeps the password, or an engine, closed at once. Nothing connects
 /// with `min_size(0)`.
 fn make_engine(url: &str, options: EngineOptions) {
-    match block_on(gino::create_engine(url, options.min_size(0))) {
-        Ok(engine) => block_on(engine.close()),
-        Err(e) => {
-            assert_secret_kept(&e.to_string(), "create_engine's error", url);
-            assert_secret_kept(&format!("{e:?}"), "create_engine's error (Debug)", url);
+    block_on(async {
+        match gino::create_engine(url, options.min_size(0)).await {
+            Ok(engine) => engine.close().await,
+            Err(e) => {
+                assert_secret_kept(&e.to_string(), "create_engine's error", url);
+                assert_secret_kept(&format!("{e:?}"), "create_engine's error (Debug)", url);
+            }
         }
-    }
+    })
 }
 
 proptest! {

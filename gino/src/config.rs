@@ -1898,8 +1898,7 @@ impl FromStr for DatabaseUrl {
         let (scheme, rest) = url.split_once("://").ok_or_else(not_a_url)?;
         // Text before a `://` that no scheme could spell (`u:p@h/x://`)
         // is not shown as one: it may hold a password.
-        let is_scheme_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.');
-        if !scheme.chars().all(is_scheme_char) {
+        if !is_scheme(scheme) {
             return Err(not_a_url());
         }
         // GINO's URLs name its driver too (`asyncpg://`,
@@ -1951,7 +1950,7 @@ impl FromStr for DatabaseUrl {
             let key = percent_decode(key, "query")?;
             // The value is never repeated: it may be a password, or the
             // rest of one in a URL whose password was not escaped.
-            let value = percent_decode(value, "password").map_err(|_| {
+            let value = percent_decode(value, "query").map_err(|_| {
                 Error::Configuration(format!(
                     "the value of `{key}` in the database URL is not valid percent-encoded \
                      UTF-8 (write `%` itself as `%25`)"
@@ -1967,6 +1966,15 @@ impl FromStr for DatabaseUrl {
             params,
         })
     }
+}
+
+/// Whether `text` could be a URL's scheme (RFC 3986: a letter, then
+/// letters, digits, `+`, `-` or `.`), such as `postgresql+asyncpg`.
+pub(crate) fn is_scheme(text: &str) -> bool {
+    text.starts_with(|c: char| c.is_ascii_alphabetic())
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
 }
 
 /// Splits `user:password` off what follows a URL's `://`, as libpq does:
@@ -2687,6 +2695,7 @@ mod tests {
             "h/db?password=s3cret&sslmode=require",
             "u:s3cret@h/db?sslpassword=s3cret",
             "h/db?application_name=x&pass%77ord=s3cret",
+            "u:s3cret@h/x://y",
         ] {
             let message = url.parse::<DatabaseUrl>().unwrap_err().to_string();
             assert!(!message.contains("s3cret"), "{message}");

@@ -422,6 +422,9 @@ where
 #[cfg(test)]
 mod tests {
     use super::can_declare;
+    use crate::prelude::*;
+    use diesel::dsl::sql;
+    use diesel::sql_types::Integer;
     use proptest::prelude::*;
 
     proptest! {
@@ -432,9 +435,6 @@ mod tests {
             let _ = can_declare(&sql);
         }
     }
-    use crate::prelude::*;
-    use diesel::dsl::sql;
-    use diesel::sql_types::Integer;
 
     #[test]
     fn cursors_are_declared_for_queries_that_change_nothing() {

@@ -9,8 +9,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::config::{
-    DatabaseUrl, EngineOptions, SslMode, SslRootCert, check_pool_sizes, parse_bool, parse_duration,
-    parse_number, parse_port, parse_ssl, percent_decode,
+    DatabaseUrl, EngineOptions, SslMode, SslRootCert, check_pool_sizes, is_scheme, parse_bool,
+    parse_duration, parse_number, parse_port, parse_ssl, percent_decode,
 };
 use crate::error::{Error, Result};
 
@@ -836,12 +836,8 @@ fn checked_urls<'a>(
 fn split_urls(text: &str) -> Vec<&str> {
     let starts_url = |rest: &str| {
         let rest = rest.trim_start_matches(|c: char| c == ',' || c.is_whitespace());
-        rest.split_once("://").is_some_and(|(scheme, _)| {
-            scheme.starts_with(|c: char| c.is_ascii_alphabetic())
-                && scheme
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
-        })
+        rest.split_once("://")
+            .is_some_and(|(scheme, _)| is_scheme(scheme))
     };
     let mut urls = Vec::new();
     let mut start = 0;

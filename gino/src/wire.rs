@@ -445,6 +445,9 @@ enum Socket {
     Unix(UnixStream),
     #[cfg(feature = "tls")]
     Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+    /// A transport whose reads and writes a test scripts.
+    #[cfg(test)]
+    Scripted(Box<dyn Io>),
 }
 
 impl Socket {
@@ -454,6 +457,8 @@ impl Socket {
             Socket::Unix(s) => Pin::new(s),
             #[cfg(feature = "tls")]
             Socket::Tls(s) => Pin::new(&mut **s),
+            #[cfg(test)]
+            Socket::Scripted(s) => Pin::new(&mut **s),
         }
     }
 }
@@ -1389,6 +1394,9 @@ async fn resolve(host: &Host, address: Option<&IpAddr>, port: u16) -> io::Result
         Host::Unix(dir) => Ok(vec![Place::Unix(dir.join(format!(".s.PGSQL.{port}")))]),
     }
 }
+
+#[cfg(test)]
+mod protocol_property;
 
 #[cfg(test)]
 mod tests {

@@ -207,3 +207,200 @@ fn compile_shows_the_statements_insert_many_would_run() {
         ["INSERT INTO \"tickets\" (\"id\") VALUES ($1), (DEFAULT)"]
     );
 }
+
+/// The model of [`any_batch_is_stored_whole_or_names_its_first_failing_row`],
+/// on a database of its own so that the two tests do not share binds.
+static PROPERTY_DB: Gino = Gino::secondary();
+
+#[derive(Model, Debug, Clone, PartialEq)]
+#[gino(table = "codes", db = PROPERTY_DB)]
+pub struct Code {
+    #[gino(primary_key)]
+    pub id: i64,
+    #[gino(unique)]
+    pub code: String,
+    #[gino(check = "weight >= 0")]
+    pub weight: i32,
+    pub label: Option<String>,
+}
+
+/// How a batch is sent.
+#[derive(Debug, Clone, Copy)]
+enum Send {
+    Counting,
+    Returning,
+    InTransaction,
+}
+
+/// Rows that may break the unique code (against the stored rows or an
+/// earlier row of the batch), the check, the primary key (explicit ids),
+/// or UTF-8 (a NUL, which PostgreSQL's text refuses).
+fn code_rows(len: std::ops::Range<usize>) -> impl proptest::strategy::Strategy<Value = Vec<Code>> {
+    use proptest::prelude::*;
+    let id = prop_oneof![4 => Just(0i64), 1 => 1_000_000..1_000_004i64];
+    let code = prop_oneof![
+        20 => (0..24u8).prop_map(|n| format!("c{n}")),
+        1 => Just("nul\0".to_owned()),
+    ];
+    let label = prop_oneof![
+        3 => Just(None),
+        3 => "[a-zé ]{0,6}".prop_map(Some),
+        1 => Just(Some("a\0b".to_owned())),
+    ];
+    let row = (id, code, prop_oneof![9 => 0..5i32, 1 => Just(-1)], label).prop_map(
+        |(id, code, weight, label)| Code {
+            id,
+            code,
+            weight,
+            label,
+        },
+    );
+    prop::collection::vec(row, len)
+}
+
+/// The SQLSTATEs `row` fails with after `stored`, none if it is stored.
+fn faults(row: &Code, stored: &[Code]) -> Vec<&'static str> {
+    let mut codes = Vec::new();
+    if row.code.contains('\0') || row.label.as_deref().is_some_and(|l| l.contains('\0')) {
+        codes.push("22021");
+    }
+    if row.weight < 0 {
+        codes.push("23514");
+    }
+    let taken = |other: &Code| other.code == row.code || (row.id != 0 && other.id == row.id);
+    if stored.iter().any(taken) {
+        codes.push("23505");
+    }
+    codes
+}
+
+async fn stored_codes() -> Vec<Code> {
+    Code::query()
+        .order_by(codes::id)
+        .gino()
+        .bind(&PROPERTY_DB)
+        .all()
+        .await
+        .unwrap()
+}
+
+/// Whatever the rows, a batch is stored whole, or it fails naming its
+/// first row that fails after the rows before it, with that row's error,
+/// and nothing of it is stored; inside a transaction, the transaction goes
+/// on. Against a model of the constraints, for counting, returning and
+/// transactional inserts.
+#[test]
+fn any_batch_is_stored_whole_or_names_its_first_failing_row() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestCaseError, TestRunner};
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let s = rt.block_on(async {
+        let s = common::setup().await;
+        PROPERTY_DB.set_bind(s.engine.clone()).await.unwrap();
+        PROPERTY_DB.create_all().await.unwrap();
+        s
+    });
+    let send = prop_oneof![
+        Just(Send::Counting),
+        Just(Send::Returning),
+        Just(Send::InTransaction)
+    ];
+    let case = (code_rows(0..4), code_rows(1..40), send);
+    let mut runner = TestRunner::new(Config {
+        cases: 48,
+        ..Config::default()
+    });
+    let result = runner.run(&case, |(before, batch, send)| {
+        rt.block_on(async {
+            PROPERTY_DB
+                .status(diesel::sql_query("TRUNCATE codes"))
+                .await
+                .unwrap();
+            // The rows stored first: those of `before` that store.
+            let mut stored: Vec<Code> = Vec::new();
+            for row in before {
+                if faults(&row, &stored).is_empty() {
+                    stored.extend(Code::insert_many([row]).returning().await.unwrap());
+                }
+            }
+            let mut expected = stored.clone();
+            let first_failing = batch.iter().enumerate().find_map(|(at, row)| {
+                let codes = faults(row, &expected);
+                if codes.is_empty() {
+                    expected.push(row.clone());
+                    return None;
+                }
+                Some((at, codes))
+            });
+
+            let result: gino::Result<Option<Vec<Code>>> = match send {
+                Send::Counting => Code::insert_many(batch.clone()).await.map(|n| {
+                    assert_eq!(n, batch.len() as u64);
+                    None
+                }),
+                Send::Returning => Code::insert_many(batch.clone()).returning().await.map(Some),
+                Send::InTransaction => {
+                    let tx = PROPERTY_DB.begin().await.unwrap();
+                    let result = Code::insert_many(batch.clone()).bind(&tx).await;
+                    // Usable after a failed batch: its savepoint rolled back.
+                    let probe = Code::query().count().gino().bind(&tx).one::<i64>().await;
+                    prop_assert!(probe.is_ok(), "{probe:?} after {result:?}");
+                    tx.commit().await.unwrap();
+                    result.map(|_| None)
+                }
+            };
+            let now = stored_codes().await;
+            // Codes are unique, so rows sorted by code compare as sets.
+            let data = |rows: &[Code]| -> Vec<(String, i32, Option<String>)> {
+                let mut data: Vec<_> = rows
+                    .iter()
+                    .map(|r| (r.code.clone(), r.weight, r.label.clone()))
+                    .collect();
+                data.sort();
+                data
+            };
+            match (first_failing, result) {
+                (None, Ok(returned)) => {
+                    prop_assert_eq!(data(&now), data(&expected));
+                    for row in batch.iter().filter(|row| row.id != 0) {
+                        let kept = now.iter().any(|r| r.id == row.id && r.code == row.code);
+                        prop_assert!(kept, "{:?} keeps its id", row);
+                    }
+                    if let Some(returned) = returned {
+                        prop_assert_eq!(data(&returned), data(&batch));
+                        for (row, back) in batch.iter().zip(&returned) {
+                            prop_assert_eq!(&row.code, &back.code, "in the batch's order");
+                            prop_assert!(now.contains(back), "{:?} as stored", back);
+                        }
+                    }
+                }
+                (Some((at, codes)), Err(Error::BatchRow { index, source })) => {
+                    prop_assert_eq!(index, at, "{:?}", source);
+                    let code = source.sqlstate().unwrap_or_default();
+                    prop_assert!(
+                        codes.contains(&code),
+                        "{code} for {:?}: {:?}",
+                        batch[at],
+                        codes
+                    );
+                    stored.sort_by_key(|r| r.id);
+                    prop_assert_eq!(&now, &stored, "nothing of a failed batch stays");
+                }
+                (expected, got) => {
+                    return Err(TestCaseError::fail(format!(
+                        "expected {expected:?}, got {got:?}"
+                    )));
+                }
+            }
+            Ok(())
+        })
+    });
+    rt.block_on(async {
+        PROPERTY_DB.pop_bind();
+        s.engine.close().await;
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+}

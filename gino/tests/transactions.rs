@@ -1463,3 +1463,221 @@ async fn transactions_reuse_the_held_connection_unless_told_not_to() {
     ));
     common::assert_pool_clean(e).await;
 }
+
+/// A step of a block in [`any_nesting_of_blocks_commits_what_a_model_says`].
+#[derive(Debug, Clone)]
+enum Act {
+    /// Adds the item of this name.
+    Add(String),
+    /// A statement that fails, its error passed on with `?`.
+    Fail,
+    /// A statement that fails, its error dropped: the level's last step,
+    /// after which its transaction is aborted.
+    Swallow,
+    Block(Block),
+}
+
+/// A managed transaction: its steps, how it ends when they all ran, and
+/// whether its caller passes a failure on.
+#[derive(Debug, Clone)]
+struct Block {
+    body: Vec<Act>,
+    end: End,
+    propagate: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum End {
+    Ok,
+    Err,
+    RaiseRollback,
+    RaiseCommit,
+    /// The block waits forever and its caller drops it.
+    Drop,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Outcome {
+    Ok,
+    Err,
+    Dropped,
+}
+
+fn block_strategy() -> impl proptest::strategy::Strategy<Value = Block> {
+    use proptest::prelude::*;
+    let end = prop::sample::select(
+        &[
+            End::Ok,
+            End::Ok,
+            End::Err,
+            End::RaiseRollback,
+            End::RaiseCommit,
+            End::Drop,
+        ][..],
+    );
+    let leaf = (end.clone(), any::<bool>()).prop_map(|(end, propagate)| Block {
+        body: vec![Act::Add(String::new())],
+        end,
+        propagate,
+    });
+    leaf.prop_recursive(3, 24, 4, move |inner| {
+        let act = prop_oneof![
+            4 => Just(Act::Add(String::new())),
+            1 => Just(Act::Fail),
+            3 => inner.prop_map(Act::Block),
+        ];
+        (
+            prop::collection::vec(act, 0..5),
+            any::<bool>(),
+            end.clone(),
+            any::<bool>(),
+        )
+            .prop_map(|(mut body, swallow, end, propagate)| {
+                if swallow {
+                    body.push(Act::Swallow);
+                }
+                Block {
+                    body,
+                    end,
+                    propagate,
+                }
+            })
+    })
+}
+
+/// Names every `Add` of `block` uniquely, in order.
+fn name_items(block: &mut Block, next: &mut usize) {
+    for act in &mut block.body {
+        match act {
+            Act::Add(name) => {
+                *next += 1;
+                *name = format!("i{next}");
+            }
+            Act::Block(inner) => name_items(inner, next),
+            Act::Fail | Act::Swallow => {}
+        }
+    }
+}
+
+/// What `block` leaves to its parent's level (`kept`) and how its call ends,
+/// by GINO's rules: a level commits into its parent when its block returns
+/// `Ok` (or raises a commit) unless a statement in it failed, and rolls
+/// back otherwise.
+fn model(block: &Block, kept: &mut Vec<String>) -> Outcome {
+    let mut pending = Vec::new();
+    let mut aborted = false;
+    for act in &block.body {
+        match act {
+            Act::Add(name) => pending.push(name.clone()),
+            Act::Fail => return Outcome::Err,
+            Act::Swallow => aborted = true,
+            Act::Block(inner) => {
+                if model(inner, &mut pending) != Outcome::Ok && inner.propagate {
+                    return Outcome::Err;
+                }
+            }
+        }
+    }
+    match block.end {
+        End::Ok | End::RaiseCommit if !aborted => {
+            kept.extend(pending);
+            Outcome::Ok
+        }
+        End::Ok | End::RaiseCommit | End::Err => Outcome::Err,
+        End::RaiseRollback => Outcome::Ok,
+        End::Drop => Outcome::Dropped,
+    }
+}
+
+fn fail_statement() -> diesel::query_builder::SqlQuery {
+    diesel::sql_query("SELECT 1/0")
+}
+
+/// Runs `block` as a managed transaction of `e`, nested in the one around.
+fn run_block<'a>(e: &'a Engine, block: &'a Block) -> futures_util::future::BoxFuture<'a, Outcome> {
+    async move {
+        let (signal, dropped) = tokio::sync::oneshot::channel::<()>();
+        let level = e.transaction(async move {
+            for act in &block.body {
+                match act {
+                    Act::Add(name) => add(e, name).await?,
+                    Act::Fail => drop(e.status(fail_statement()).await?),
+                    Act::Swallow => drop(e.status(fail_statement()).await),
+                    Act::Block(inner) => {
+                        if run_block(e, inner).await != Outcome::Ok && inner.propagate {
+                            return Err(Error::NotFound);
+                        }
+                    }
+                }
+            }
+            let tx = || Transaction::current().expect("inside a managed transaction");
+            match block.end {
+                End::Ok => Ok(()),
+                End::Err => Err(Error::NotFound),
+                End::RaiseRollback => match tx().raise_rollback()? {},
+                End::RaiseCommit => match tx().raise_commit()? {},
+                End::Drop => {
+                    let _ = signal.send(());
+                    std::future::pending().await
+                }
+            }
+        });
+        tokio::select! {
+            biased;
+            result = level => match result {
+                Ok(()) => Outcome::Ok,
+                Err(_) => Outcome::Err,
+            },
+            // The signal is dropped unsent once the block has returned.
+            Ok(()) = dropped => Outcome::Dropped,
+        }
+    }
+    .boxed()
+}
+
+/// Any nesting of managed transactions (steps that add, fail, or fail
+/// with the error dropped; blocks that return `Ok` or `Err`, raise a
+/// commit or a rollback, or are dropped unfinished; callers that pass a
+/// nested failure on or go on) commits exactly what the model says, each
+/// call ends as it says, and every connection goes back to the pool
+/// outside a transaction.
+#[test]
+fn any_nesting_of_blocks_commits_what_a_model_says() {
+    use proptest::test_runner::{Config, TestCaseError, TestRunner};
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (s, other) = rt.block_on(items_setup(EngineOptions::new().max_size(3)));
+    let e = &s.engine;
+    let mut runner = TestRunner::new(Config {
+        cases: 64,
+        ..Config::default()
+    });
+    let result = runner.run(&block_strategy(), |mut block| {
+        name_items(&mut block, &mut 0);
+        let mut committed = Vec::new();
+        let expected = model(&block, &mut committed);
+        rt.block_on(async {
+            e.status(diesel::sql_query("TRUNCATE items")).await.unwrap();
+            let outcome = unless_stuck(run_block(e, &block), "the blocks never ended").await;
+            proptest::prop_assert_eq!(outcome, expected);
+            let mut stored = names(&other).await;
+            stored.sort();
+            committed.sort();
+            proptest::prop_assert_eq!(stored, committed);
+            proptest::prop_assert!(e.current_connection().is_none());
+            common::assert_pool_clean(e).await;
+            Ok::<_, TestCaseError>(())
+        })
+    });
+    rt.block_on(async {
+        other.close().await;
+        s.engine.close().await;
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+}

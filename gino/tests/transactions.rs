@@ -1475,6 +1475,8 @@ enum Act {
     /// after which its transaction is aborted.
     Swallow,
     Block(Block),
+    /// Two steps (adds or blocks) joined, sharing the level's connection.
+    Join(Box<Act>, Box<Act>),
 }
 
 /// A managed transaction: its steps, how it ends when they all ran, and
@@ -1521,10 +1523,13 @@ fn block_strategy() -> impl proptest::strategy::Strategy<Value = Block> {
         propagate,
     });
     leaf.prop_recursive(3, 24, 4, move |inner| {
+        let add = Just(Act::Add(String::new()));
+        let side = prop_oneof![add.clone(), inner.clone().prop_map(Act::Block)];
         let act = prop_oneof![
-            4 => Just(Act::Add(String::new())),
+            4 => add,
             1 => Just(Act::Fail),
             3 => inner.prop_map(Act::Block),
+            1 => (side.clone(), side).prop_map(|(a, b)| Act::Join(Box::new(a), Box::new(b))),
         ];
         (
             prop::collection::vec(act, 0..5),
@@ -1548,14 +1553,22 @@ fn block_strategy() -> impl proptest::strategy::Strategy<Value = Block> {
 /// Names every `Add` of `block` uniquely, in order.
 fn name_items(block: &mut Block, next: &mut usize) {
     for act in &mut block.body {
-        match act {
-            Act::Add(name) => {
-                *next += 1;
-                *name = format!("i{next}");
-            }
-            Act::Block(inner) => name_items(inner, next),
-            Act::Fail | Act::Swallow => {}
+        name_act(act, next);
+    }
+}
+
+fn name_act(act: &mut Act, next: &mut usize) {
+    match act {
+        Act::Add(name) => {
+            *next += 1;
+            *name = format!("i{next}");
         }
+        Act::Block(inner) => name_items(inner, next),
+        Act::Join(a, b) => {
+            name_act(a, next);
+            name_act(b, next);
+        }
+        Act::Fail | Act::Swallow => {}
     }
 }
 
@@ -1568,11 +1581,17 @@ fn model(block: &Block, kept: &mut Vec<String>) -> Outcome {
     let mut aborted = false;
     for act in &block.body {
         match act {
-            Act::Add(name) => pending.push(name.clone()),
             Act::Fail => return Outcome::Err,
             Act::Swallow => aborted = true,
-            Act::Block(inner) => {
-                if model(inner, &mut pending) != Outcome::Ok && inner.propagate {
+            // Joined blocks take turns on the connection: as if in order.
+            Act::Join(a, b) => {
+                let passed_on = [a, b].map(|act| model_step(act, &mut pending));
+                if passed_on.contains(&true) {
+                    return Outcome::Err;
+                }
+            }
+            act => {
+                if model_step(act, &mut pending) {
                     return Outcome::Err;
                 }
             }
@@ -1589,6 +1608,32 @@ fn model(block: &Block, kept: &mut Vec<String>) -> Outcome {
     }
 }
 
+/// An add or a nested block in the model: whether a failure is passed on.
+fn model_step(act: &Act, pending: &mut Vec<String>) -> bool {
+    match act {
+        Act::Add(name) => {
+            pending.push(name.clone());
+            false
+        }
+        Act::Block(inner) => model(inner, pending) != Outcome::Ok && inner.propagate,
+        other => unreachable!("not a joined step: {other:?}"),
+    }
+}
+
+/// Runs an add or a nested block: `Err` when a failure is passed on.
+async fn run_step(e: &Engine, act: &Act) -> gino::Result<()> {
+    match act {
+        Act::Add(name) => add(e, name).await,
+        Act::Block(inner) => {
+            if run_block(e, inner).await != Outcome::Ok && inner.propagate {
+                return Err(Error::NotFound);
+            }
+            Ok(())
+        }
+        other => unreachable!("not a joined step: {other:?}"),
+    }
+}
+
 fn fail_statement() -> diesel::query_builder::SqlQuery {
     diesel::sql_query("SELECT 1/0")
 }
@@ -1600,14 +1645,13 @@ fn run_block<'a>(e: &'a Engine, block: &'a Block) -> futures_util::future::BoxFu
         let level = e.transaction(async move {
             for act in &block.body {
                 match act {
-                    Act::Add(name) => add(e, name).await?,
                     Act::Fail => drop(e.status(fail_statement()).await?),
                     Act::Swallow => drop(e.status(fail_statement()).await),
-                    Act::Block(inner) => {
-                        if run_block(e, inner).await != Outcome::Ok && inner.propagate {
-                            return Err(Error::NotFound);
-                        }
+                    Act::Join(a, b) => {
+                        let (a, b) = tokio::join!(run_step(e, a), run_step(e, b));
+                        a.and(b)?;
                     }
+                    act => run_step(e, act).await?,
                 }
             }
             let tx = || Transaction::current().expect("inside a managed transaction");

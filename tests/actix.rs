@@ -158,6 +158,23 @@ async fn two_hundred_concurrent_requests_on_five_connections() {
 }
 
 #[actix_web::test]
+async fn clients_leaving_under_load_leave_nothing_open() {
+    let (test, web) = setup(|_| {}).await;
+    let db = test.db;
+    let keep = move |refuse: bool| {
+        move |n: web::Path<i32>| async move {
+            Ok::<_, Error>(web::Json(scenario::keep(db, n.into_inner(), refuse).await?))
+        }
+    };
+    let server = Server::start(&web, move |cfg| {
+        cfg.route("/keep/{n}", web::get().to(keep(false)))
+            .route("/refuse/{n}", web::get().to(keep(true)));
+    });
+    scenario::expect_leaving_clients_under_load(&test, &server.url("")).await;
+    server.stop().await;
+}
+
+#[actix_web::test]
 async fn a_panicking_handler_leaves_nothing_open() {
     let (test, web) = setup(|_| {}).await;
     let db = test.db;

@@ -194,6 +194,25 @@ async fn two_hundred_concurrent_requests_on_five_connections() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_leaving_under_load_leave_nothing_open() {
+    let (test, web) = setup(|_| {}).await;
+    let db = test.db;
+    let keep = move |refuse: bool| {
+        move |Path(n): Path<i32>| async move {
+            Ok::<_, Error>(Json(scenario::keep(db, n, refuse).await?))
+        }
+    };
+    let app = Router::new()
+        .route("/keep/{n}", get(keep(false)))
+        .route("/refuse/{n}", get(keep(true)))
+        .layer(web.layer());
+    let server = Server::start(&web, app).await;
+    scenario::expect_leaving_clients_under_load(&test, &server.url("")).await;
+    scenario::wait_until("requests still in flight", || web.in_flight() == 0).await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_handler_leaves_nothing_open() {
     use tower_http::catch_panic::CatchPanicLayer;
     let (test, web) = setup(|_| {}).await;

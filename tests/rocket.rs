@@ -179,6 +179,24 @@ async fn two_hundred_concurrent_requests_on_five_connections() {
     rocket.stop().await;
 }
 
+#[get("/keep/<n>")]
+async fn keep(ctx: &State<Ctx>, n: i32) -> Result<Json<i32>, Error> {
+    Ok(Json(scenario::keep(ctx.db, n, false).await?))
+}
+
+#[get("/refuse/<n>")]
+async fn refuse(ctx: &State<Ctx>, n: i32) -> Result<Json<i32>, Error> {
+    Ok(Json(scenario::keep(ctx.db, n, true).await?))
+}
+
+#[rocket::async_test]
+async fn clients_leaving_under_load_leave_nothing_open() {
+    let t = test(|_| {}).await;
+    let rocket = Launched::start(app(&t, routes![keep, refuse])).await;
+    scenario::expect_leaving_clients_under_load(&t, &rocket.base).await;
+    rocket.stop().await;
+}
+
 #[get("/panic")]
 async fn panics(ctx: &State<Ctx>) -> &'static str {
     let db = ctx.db;

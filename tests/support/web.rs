@@ -470,3 +470,80 @@ pub async fn expect_a_streamed_body_held_through_shutdown<F>(
 fn any_in_transaction(states: &[String]) -> bool {
     states.iter().any(|s| s.contains("transaction"))
 }
+
+/// The work of `/keep/{n}` and `/refuse/{n}` in
+/// [`expect_leaving_clients_under_load`]: a transaction that stores `n` in
+/// `kept`, takes a moment on the server, and commits, or, if `refuse`,
+/// then runs a statement that fails, so that it rolls back.
+pub async fn keep(db: &gino::Gino, n: i32, refuse: bool) -> gino::Result<i32> {
+    db.transaction(async {
+        db.status(diesel::sql_query("INSERT INTO kept VALUES ($1)").bind::<Integer, _>(n))
+            .await?;
+        db.status(diesel::sql_query("SELECT pg_sleep(0.003)"))
+            .await?;
+        if refuse {
+            db.status(diesel::sql_query("SELECT 1 / 0")).await?;
+        }
+        Ok(n)
+    })
+    .await
+}
+
+/// 160 concurrent requests on a pool of five, a third of them refused
+/// (`/refuse/{n}`: 500, nothing stored) and the rest kept (`/keep/{n}`:
+/// 200, stored), a quarter of their clients leaving at once or within
+/// 13 ms: afterwards every answered keep is stored, nothing refused is,
+/// nothing stays borrowed or inside a transaction, and every pooled
+/// connection is clean.
+pub async fn expect_leaving_clients_under_load(test: &WebTest, base: &str) {
+    test.engine()
+        .status(diesel::sql_query("CREATE TABLE kept (n int PRIMARY KEY)"))
+        .await
+        .expect("create kept");
+    let client = reqwest::Client::new();
+    let requests = (0..160).map(|n: i32| {
+        let refuse = n % 3 == 0;
+        let path = if refuse { "refuse" } else { "keep" };
+        let request = client.get(format!("{base}/{path}/{n}")).send();
+        let leaves = n % 4 == 1;
+        let patience = Duration::from_millis((n * 7 % 13) as u64);
+        tokio::spawn(async move {
+            if leaves {
+                // The client drops the request when its patience ends.
+                let _ = tokio::time::timeout(patience, request).await;
+                return (n, refuse, None);
+            }
+            let status = request.await.expect("response").status().as_u16();
+            (n, refuse, Some(status))
+        })
+    });
+    let answers = futures_util::future::join_all(requests.collect::<Vec<_>>()).await;
+    wait_until("connections still borrowed after the load", || {
+        test.borrowed() == 0
+    })
+    .await;
+    test.assert_no_open_transaction().await;
+    test.assert_pool_clean().await;
+    let stored: Vec<i32> = test
+        .engine()
+        .all(diesel::select(sql::<Integer>("n FROM kept")))
+        .await
+        .expect("kept rows");
+    for answer in answers {
+        let (n, refuse, status) = answer.expect("client task");
+        match (refuse, status) {
+            (false, Some(status)) => {
+                assert_eq!(status, 200, "/keep/{n}");
+                assert!(
+                    stored.contains(&n),
+                    "/keep/{n} answered 200 but {n} is not stored"
+                );
+            }
+            (true, Some(status)) => assert_eq!(status, 500, "/refuse/{n}"),
+            (_, None) => {}
+        }
+        if refuse {
+            assert!(!stored.contains(&n), "/refuse/{n} stored {n}");
+        }
+    }
+}

@@ -456,3 +456,84 @@ async fn a_dropped_first_request_leaves_the_next_one_to_make_the_engine() {
     assert_eq!((stats.created, stats.live, stats.failed), (1, 1, 0));
     tenants.close();
 }
+
+/// Sixteen clients over ten tenants with a cap of three engines and a
+/// budget of four connections, a third of their runs dropped part-way
+/// (while the engine is made, waiting for a connection, or mid-statement):
+/// every run that ends sees its own tenant, and once the load is over only
+/// the live tenants keep connections, within the budget; closing ends them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_runs_under_eviction_and_a_budget_leave_no_engine_behind() {
+    let test = TestDatabase::create().await;
+    let observer = create_engine(test.url(), EngineOptions::new())
+        .await
+        .unwrap();
+    let db = leak(Gino::secondary());
+    let tenants = registry(db, test.url(), "churn")
+        .options(
+            EngineOptions::new()
+                .max_size(2)
+                .acquire_timeout(Duration::from_secs(20)),
+        )
+        .cap(3)
+        .connections(4)
+        .build();
+    let clients = (0..16u64).map(|client| {
+        let tenants = tenants.clone();
+        tokio::spawn(async move {
+            // A fixed walk per client: the same load on every run.
+            let mut seed = client * 2_654_435_761 + 1;
+            let mut next = move |n: u64| {
+                seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                (seed >> 33) % n
+            };
+            for _ in 0..10 {
+                let key = format!("t{}", next(10));
+                let run = tenants.run(&key, async {
+                    db.status(diesel::sql_query("SELECT pg_sleep(0.002)"))
+                        .await?;
+                    app_name(db).await
+                });
+                if next(3) == 0 {
+                    let patience = Duration::from_millis(next(6));
+                    let _ = tokio::time::timeout(patience, run).await;
+                    continue;
+                }
+                let name = run.await.unwrap().unwrap();
+                assert_eq!(name, format!("churn_{key}"));
+            }
+        })
+    });
+    for client in futures_util::future::join_all(clients).await {
+        client.unwrap();
+    }
+    let stats = tenants.stats();
+    assert!(stats.live <= 3, "{stats:?}");
+    assert_eq!(
+        stats.created,
+        stats.evicted + stats.live as u64,
+        "{stats:?}"
+    );
+    assert!(stats.tenants.iter().all(|t| t.in_use == 0), "{stats:?}");
+    let live: Vec<String> = stats.tenants.iter().map(|t| t.key.clone()).collect();
+    eventually("evicted engines keep connections", || async {
+        let mut open = 0;
+        for t in 0..10 {
+            let key = format!("t{t}");
+            let n = backends(&observer, &format!("churn_{key}")).await;
+            if !live.contains(&key) && n > 0 {
+                return false;
+            }
+            open += n;
+        }
+        open <= 4
+    })
+    .await;
+    assert!(stats.open_connections.unwrap() <= 4, "{stats:?}");
+    tenants.close();
+    eventually("every pool closed", || async {
+        backends(&observer, "churn_").await == 0
+    })
+    .await;
+    observer.close().await;
+}

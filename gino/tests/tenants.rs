@@ -56,6 +56,16 @@ fn registry(db: &'static Gino, base: &str, prefix: &str) -> gino::TenantsBuilder
     })
 }
 
+/// `registry` with pools of `max_size` whose borrows wait long enough for
+/// a loaded budget to make room.
+fn under_load(registry: gino::TenantsBuilder, max_size: usize) -> gino::TenantsBuilder {
+    registry.options(
+        EngineOptions::new()
+            .max_size(max_size)
+            .acquire_timeout(Duration::from_secs(20)),
+    )
+}
+
 fn leak(db: Gino) -> &'static Gino {
     Box::leak(Box::new(db))
 }
@@ -261,12 +271,7 @@ async fn the_connection_budget_holds_under_load() {
         .await
         .unwrap();
     let db = leak(Gino::secondary());
-    let tenants = registry(db, test.url(), "budget")
-        .options(
-            EngineOptions::new()
-                .max_size(3)
-                .acquire_timeout(Duration::from_secs(20)),
-        )
+    let tenants = under_load(registry(db, test.url(), "budget"), 3)
         .connections(4)
         .build();
 
@@ -469,12 +474,7 @@ async fn dropped_runs_under_eviction_and_a_budget_leave_no_engine_behind() {
         .await
         .unwrap();
     let db = leak(Gino::secondary());
-    let tenants = registry(db, test.url(), "churn")
-        .options(
-            EngineOptions::new()
-                .max_size(2)
-                .acquire_timeout(Duration::from_secs(20)),
-        )
+    let tenants = under_load(registry(db, test.url(), "churn"), 2)
         .cap(3)
         .connections(4)
         .build();

@@ -268,7 +268,13 @@ pub(crate) fn reads_only<Q: QueryFragment<Pg> + QueryId>(query: &Q) -> bool {
         if bare_table(sql).is_some() {
             return true;
         }
-        let upper = sql.trim_start().to_ascii_uppercase();
+        // One space for every run of whitespace, so that a lock clause
+        // split over lines (`FOR\n  UPDATE`) is seen too.
+        let upper = sql
+            .split_ascii_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .to_ascii_uppercase();
         upper.starts_with("SELECT")
             && ![
                 "FOR UPDATE",
@@ -276,7 +282,9 @@ pub(crate) fn reads_only<Q: QueryFragment<Pg> + QueryId>(query: &Q) -> bool {
                 "FOR SHARE",
                 "FOR KEY SHARE",
                 "NEXTVAL(",
+                "NEXTVAL (",
                 "SETVAL(",
+                "SETVAL (",
             ]
             .iter()
             .any(|lock| upper.contains(lock))
@@ -521,5 +529,15 @@ mod tests {
             "a table alone may go to a replica"
         );
         assert!(!reads_only(&diesel::delete(reports::table)));
+    }
+
+    #[test]
+    fn a_lock_or_a_sequence_split_over_lines_is_no_read() {
+        let reads = |sql: &str| reads_only(&diesel::dsl::sql::<diesel::sql_types::Integer>(sql));
+        assert!(reads("SELECT\n  1"));
+        assert!(!reads("SELECT 1 FROM t\nFOR\n  UPDATE"));
+        assert!(!reads("SELECT 1 FROM t FOR  NO KEY\tUPDATE"));
+        assert!(!reads("SELECT nextval ('s')"));
+        assert!(!reads("select setval\n('s', 1)"));
     }
 }

@@ -691,7 +691,12 @@ impl Engine {
     /// fails there in a way the primary would not (the connection breaks
     /// or the server shuts down while the read runs, or the replica's
     /// recovery cancels it: SQLSTATE `40001`), runs again on the primary (a
-    /// fallback), so a replica going away loses no read. A replica whose
+    /// fallback), so a replica going away loses no read. So does a
+    /// statement whose SQL reads like a read but writes (a function that
+    /// inserts, say), which the replica refuses (SQLSTATE `25006`) before
+    /// doing anything: it runs once, on the primary, and counts as the
+    /// task's write; mark such a statement `.primary()` to save the
+    /// replica's round trip. A replica whose
     /// pool is merely busy (no connection within the acquire timeout)
     /// stays in rotation.
     ///
@@ -764,9 +769,10 @@ impl Engine {
     /// Runs a read on a replica in rotation, or on the primary when there
     /// is none, it cannot be reached, or the read fails there in a way the
     /// primary would not (the connection broke, the server is shutting
-    /// down, a conflict with the replica's recovery cancelled it): the
-    /// statement runs again on the primary then. A read only reads, so
-    /// running it twice is safe.
+    /// down, a conflict with the replica's recovery cancelled it, or the
+    /// replica refused a write its SQL did not show): the statement runs
+    /// again on the primary then. A read only reads, and a refused write
+    /// did nothing, so running it twice is safe.
     pub(crate) async fn run_read<R, S: Reread<R>>(
         &self,
         timeout: Option<Duration>,
@@ -775,6 +781,7 @@ impl Engine {
         let Some(routing) = &self.inner.routing else {
             return self.run_once(timeout, statement).await;
         };
+        let mut wrote = false;
         if let Some(replica) = routing.pick() {
             let error = match replica.engine.borrow_for(timeout).await {
                 Ok((mut raw, deadline)) => {
@@ -782,24 +789,42 @@ impl Engine {
                     match run_statement(raw.get(), &deadline, Again(&mut statement), &mut None)
                         .await
                     {
-                        Err(e) if e.is_retryable() => e,
+                        Err(e) if e.is_retryable() || refused_as_a_write(&e) => e,
                         done => return done,
                     }
                 }
                 Err(e) => e,
             };
-            if error.is_connection_lost() || !error.is_retryable() {
+            wrote = refused_as_a_write(&error);
+            if error.is_connection_lost() || !(error.is_retryable() || wrote) {
                 replica.in_rotation.store(false, Ordering::Relaxed);
             }
             routing.fallbacks.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(
-                target: "gino",
-                "read on replica {} failed, running it on the primary: {error}",
-                replica.engine.url()
-            );
+            if wrote {
+                tracing::warn!(
+                    target: "gino",
+                    "replica {} refused a statement that reads like a read as a write, running \
+                     it on the primary; mark it `.primary()` to send it there at once: {error}",
+                    replica.engine.url()
+                );
+            } else {
+                tracing::warn!(
+                    target: "gino",
+                    "read on replica {} failed, running it on the primary: {error}",
+                    replica.engine.url()
+                );
+            }
         }
-        routing.primary_reads.fetch_add(1, Ordering::Relaxed);
-        self.run_once(timeout, statement).await
+        if !wrote {
+            routing.primary_reads.fetch_add(1, Ordering::Relaxed);
+            return self.run_once(timeout, statement).await;
+        }
+        // A function that writes, say: the write is the task's, and its
+        // later reads must see it.
+        let result = self.run_once(timeout, statement).await;
+        routing.writes.fetch_add(1, Ordering::Relaxed);
+        routing.pin_task();
+        result
     }
 
     /// One round of replica checks: reachable, and within the lag bound.
@@ -1067,6 +1092,14 @@ async fn checkout(
         }
     }
     pool.timeout_get(&waits(wait)).await
+}
+
+/// Whether a replica refused `error`'s statement as a write (SQLSTATE
+/// `25006`, read-only SQL transaction): a statement whose SQL looked like a
+/// read wrote (a function that writes, `nextval`, `SELECT ... INTO`).
+/// The replica did nothing, and the primary can run it.
+fn refused_as_a_write(error: &Error) -> bool {
+    error.sqlstate() == Some("25006")
 }
 
 #[cfg(test)]

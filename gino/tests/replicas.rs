@@ -665,3 +665,59 @@ async fn a_begin_that_fails_keeps_its_statement_from_running() {
     conn.release().await.unwrap();
     engine.close().await;
 }
+
+/// A statement that reads like a read but writes (here a function that
+/// inserts): the standby refuses it as a write, it runs once on the
+/// primary instead, the task's later reads see its write, and the standby
+/// stays in rotation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_that_writes_runs_on_the_primary() {
+    use diesel::sql_types::{BigInt, Integer};
+    let servers = Replicated::start();
+    let engine = servers.engine_without_checks().await;
+    create_seen(&engine).await;
+    execute_elsewhere(
+        &engine,
+        "CREATE FUNCTION see(n int) RETURNS int LANGUAGE sql \
+         AS 'INSERT INTO seen VALUES (n) RETURNING n'",
+    )
+    .await;
+    eventually("the function reaches the standby", || async {
+        diesel::select(sql::<Bool>("to_regprocedure('see(int)') IS NOT NULL"))
+            .gino()
+            .bind(&engine)
+            .one()
+            .await
+            .unwrap()
+    })
+    .await;
+    let before = engine.routing().unwrap();
+    assert!(
+        on_standby(&engine).await,
+        "this task still reads the standby"
+    );
+
+    let seen: i32 = diesel::select(sql::<Integer>("see(7)"))
+        .gino()
+        .bind(&engine)
+        .one()
+        .await
+        .expect("run on the primary");
+    assert_eq!(seen, 7);
+    let stats = engine.routing().unwrap();
+    assert_eq!(stats.fallbacks, before.fallbacks + 1, "{stats:?}");
+    assert!(stats.writes > before.writes, "{stats:?}");
+    assert!(stats.replicas[0].in_rotation, "no outage: {stats:?}");
+    assert!(
+        !on_standby(&engine).await,
+        "the task that wrote reads on the primary until the standby has its write"
+    );
+    let rows: i64 = diesel::select(sql::<BigInt>("count(*) FROM seen"))
+        .gino()
+        .bind(&engine)
+        .one()
+        .await
+        .unwrap();
+    assert_eq!(rows, 1, "it ran once");
+    engine.close().await;
+}

@@ -41,6 +41,26 @@ async fn backends(observer: &gino::Engine, prefix: &str) -> i64 {
         .unwrap()
 }
 
+/// The backends of tenants `t0..t<tenants>` of `prefix`'s registry, if
+/// only the `live` ones have any.
+async fn open_if_only_live(
+    observer: &gino::Engine,
+    prefix: &str,
+    tenants: usize,
+    live: &[String],
+) -> Option<i64> {
+    let mut open = 0;
+    for t in 0..tenants {
+        let key = format!("t{t}");
+        let n = backends(observer, &format!("{prefix}_{key}")).await;
+        if !live.contains(&key) && n > 0 {
+            return None;
+        }
+        open += n;
+    }
+    Some(open)
+}
+
 /// A registry whose tenant `t` is the test database under the
 /// application_name `<prefix>_<t>`; the key `missing` names a database
 /// that does not exist.
@@ -244,16 +264,9 @@ async fn eviction_closes_pools_after_their_last_request() {
     // Only the live tenants keep connections.
     let live: Vec<String> = stats.tenants.iter().map(|t| t.key.clone()).collect();
     eventually("evicted pools' connections are gone", || async {
-        let mut open = 0;
-        for t in 0..8 {
-            let key = format!("t{t}");
-            let n = backends(&observer, &format!("evict_{key}")).await;
-            if !live.contains(&key) && n > 0 {
-                return false;
-            }
-            open += n;
-        }
-        open > 0
+        open_if_only_live(&observer, "evict", 8, &live)
+            .await
+            .is_some_and(|open| open > 0)
     })
     .await;
     tenants.close();
@@ -517,16 +530,9 @@ async fn dropped_runs_under_eviction_and_a_budget_leave_no_engine_behind() {
     assert!(stats.tenants.iter().all(|t| t.in_use == 0), "{stats:?}");
     let live: Vec<String> = stats.tenants.iter().map(|t| t.key.clone()).collect();
     eventually("evicted engines keep connections", || async {
-        let mut open = 0;
-        for t in 0..10 {
-            let key = format!("t{t}");
-            let n = backends(&observer, &format!("churn_{key}")).await;
-            if !live.contains(&key) && n > 0 {
-                return false;
-            }
-            open += n;
-        }
-        open <= 4
+        open_if_only_live(&observer, "churn", 10, &live)
+            .await
+            .is_some_and(|open| open <= 4)
     })
     .await;
     assert!(stats.open_connections.unwrap() <= 4, "{stats:?}");

@@ -800,30 +800,26 @@ impl Engine {
                 replica.in_rotation.store(false, Ordering::Relaxed);
             }
             routing.fallbacks.fetch_add(1, Ordering::Relaxed);
-            if wrote {
-                tracing::warn!(
-                    target: "gino",
-                    "replica {} refused a statement that reads like a read as a write, running \
-                     it on the primary; mark it `.primary()` to send it there at once: {error}",
-                    replica.engine.url()
-                );
+            let advice = if wrote {
+                " (it writes: mark it `.primary()` to send it there at once)"
             } else {
-                tracing::warn!(
-                    target: "gino",
-                    "read on replica {} failed, running it on the primary: {error}",
-                    replica.engine.url()
-                );
-            }
+                ""
+            };
+            tracing::warn!(
+                target: "gino",
+                "read on replica {} failed, running it on the primary{advice}: {error}",
+                replica.engine.url()
+            );
         }
-        if !wrote {
-            routing.primary_reads.fetch_add(1, Ordering::Relaxed);
-            return self.run_once(timeout, statement).await;
-        }
-        // A function that writes, say: the write is the task's, and its
-        // later reads must see it.
         let result = self.run_once(timeout, statement).await;
-        routing.writes.fetch_add(1, Ordering::Relaxed);
-        routing.pin_task();
+        if wrote {
+            // A function that writes, say: the write is the task's, and its
+            // later reads must see it.
+            routing.writes.fetch_add(1, Ordering::Relaxed);
+            routing.pin_task();
+        } else {
+            routing.primary_reads.fetch_add(1, Ordering::Relaxed);
+        }
         result
     }
 

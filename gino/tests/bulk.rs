@@ -226,7 +226,7 @@ pub struct Code {
 
 /// How a batch is sent.
 #[derive(Debug, Clone, Copy)]
-enum Send {
+enum Sending {
     Counting,
     Returning,
     InTransaction,
@@ -292,7 +292,7 @@ async fn stored_codes() -> Vec<Code> {
 #[test]
 fn any_batch_is_stored_whole_or_names_its_first_failing_row() {
     use proptest::prelude::*;
-    use proptest::test_runner::{Config, TestCaseError, TestRunner};
+    use proptest::test_runner::TestCaseError;
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     let s = rt.block_on(async {
@@ -302,105 +302,96 @@ fn any_batch_is_stored_whole_or_names_its_first_failing_row() {
         s
     });
     let send = prop_oneof![
-        Just(Send::Counting),
-        Just(Send::Returning),
-        Just(Send::InTransaction)
+        Just(Sending::Counting),
+        Just(Sending::Returning),
+        Just(Sending::InTransaction)
     ];
     let case = (code_rows(0..4), code_rows(1..40), send);
-    let mut runner = TestRunner::new(Config {
-        cases: 48,
-        ..Config::default()
-    });
-    let result = runner.run(&case, |(before, batch, send)| {
-        rt.block_on(async {
-            PROPERTY_DB
-                .status(diesel::sql_query("TRUNCATE codes"))
-                .await
-                .unwrap();
-            // The rows stored first: those of `before` that store.
-            let mut stored: Vec<Code> = Vec::new();
-            for row in before {
-                if faults(&row, &stored).is_empty() {
-                    stored.extend(Code::insert_many([row]).returning().await.unwrap());
-                }
+    common::check_cases(&rt, 48, &case, |(before, batch, send)| async move {
+        PROPERTY_DB
+            .status(diesel::sql_query("TRUNCATE codes"))
+            .await
+            .unwrap();
+        // The rows stored first: those of `before` that store.
+        let mut stored: Vec<Code> = Vec::new();
+        for row in before {
+            if faults(&row, &stored).is_empty() {
+                stored.extend(Code::insert_many([row]).returning().await.unwrap());
             }
-            let mut expected = stored.clone();
-            let first_failing = batch.iter().enumerate().find_map(|(at, row)| {
-                let codes = faults(row, &expected);
-                if codes.is_empty() {
-                    expected.push(row.clone());
-                    return None;
-                }
-                Some((at, codes))
-            });
+        }
+        let mut expected = stored.clone();
+        let first_failing = batch.iter().enumerate().find_map(|(at, row)| {
+            let codes = faults(row, &expected);
+            if codes.is_empty() {
+                expected.push(row.clone());
+                return None;
+            }
+            Some((at, codes))
+        });
 
-            let result: gino::Result<Option<Vec<Code>>> = match send {
-                Send::Counting => Code::insert_many(batch.clone()).await.map(|n| {
-                    assert_eq!(n, batch.len() as u64);
-                    None
-                }),
-                Send::Returning => Code::insert_many(batch.clone()).returning().await.map(Some),
-                Send::InTransaction => {
-                    let tx = PROPERTY_DB.begin().await.unwrap();
-                    let result = Code::insert_many(batch.clone()).bind(&tx).await;
-                    // Usable after a failed batch: its savepoint rolled back.
-                    let probe = Code::query().count().gino().bind(&tx).one::<i64>().await;
-                    prop_assert!(probe.is_ok(), "{probe:?} after {result:?}");
-                    tx.commit().await.unwrap();
-                    result.map(|_| None)
+        let result: gino::Result<Option<Vec<Code>>> = match send {
+            Sending::Counting => Code::insert_many(batch.clone()).await.map(|n| {
+                assert_eq!(n, batch.len() as u64);
+                None
+            }),
+            Sending::Returning => Code::insert_many(batch.clone()).returning().await.map(Some),
+            Sending::InTransaction => {
+                let tx = PROPERTY_DB.begin().await.unwrap();
+                let result = Code::insert_many(batch.clone()).bind(&tx).await;
+                // Usable after a failed batch: its savepoint rolled back.
+                let probe = Code::query().count().gino().bind(&tx).one::<i64>().await;
+                prop_assert!(probe.is_ok(), "{probe:?} after {result:?}");
+                tx.commit().await.unwrap();
+                result.map(|_| None)
+            }
+        };
+        let now = stored_codes().await;
+        // Codes are unique, so rows sorted by code compare as sets.
+        let data = |rows: &[Code]| -> Vec<(String, i32, Option<String>)> {
+            let mut data: Vec<_> = rows
+                .iter()
+                .map(|r| (r.code.clone(), r.weight, r.label.clone()))
+                .collect();
+            data.sort();
+            data
+        };
+        match (first_failing, result) {
+            (None, Ok(returned)) => {
+                prop_assert_eq!(data(&now), data(&expected));
+                for row in batch.iter().filter(|row| row.id != 0) {
+                    let kept = now.iter().any(|r| r.id == row.id && r.code == row.code);
+                    prop_assert!(kept, "{:?} keeps its id", row);
                 }
-            };
-            let now = stored_codes().await;
-            // Codes are unique, so rows sorted by code compare as sets.
-            let data = |rows: &[Code]| -> Vec<(String, i32, Option<String>)> {
-                let mut data: Vec<_> = rows
-                    .iter()
-                    .map(|r| (r.code.clone(), r.weight, r.label.clone()))
-                    .collect();
-                data.sort();
-                data
-            };
-            match (first_failing, result) {
-                (None, Ok(returned)) => {
-                    prop_assert_eq!(data(&now), data(&expected));
-                    for row in batch.iter().filter(|row| row.id != 0) {
-                        let kept = now.iter().any(|r| r.id == row.id && r.code == row.code);
-                        prop_assert!(kept, "{:?} keeps its id", row);
+                if let Some(returned) = returned {
+                    prop_assert_eq!(data(&returned), data(&batch));
+                    for (row, back) in batch.iter().zip(&returned) {
+                        prop_assert_eq!(&row.code, &back.code, "in the batch's order");
+                        prop_assert!(now.contains(back), "{:?} as stored", back);
                     }
-                    if let Some(returned) = returned {
-                        prop_assert_eq!(data(&returned), data(&batch));
-                        for (row, back) in batch.iter().zip(&returned) {
-                            prop_assert_eq!(&row.code, &back.code, "in the batch's order");
-                            prop_assert!(now.contains(back), "{:?} as stored", back);
-                        }
-                    }
-                }
-                (Some((at, codes)), Err(Error::BatchRow { index, source })) => {
-                    prop_assert_eq!(index, at, "{:?}", source);
-                    let code = source.sqlstate().unwrap_or_default();
-                    prop_assert!(
-                        codes.contains(&code),
-                        "{code} for {:?}: {:?}",
-                        batch[at],
-                        codes
-                    );
-                    stored.sort_by_key(|r| r.id);
-                    prop_assert_eq!(&now, &stored, "nothing of a failed batch stays");
-                }
-                (expected, got) => {
-                    return Err(TestCaseError::fail(format!(
-                        "expected {expected:?}, got {got:?}"
-                    )));
                 }
             }
-            Ok(())
-        })
+            (Some((at, codes)), Err(Error::BatchRow { index, source })) => {
+                prop_assert_eq!(index, at, "{:?}", source);
+                let code = source.sqlstate().unwrap_or_default();
+                prop_assert!(
+                    codes.contains(&code),
+                    "{code} for {:?}: {:?}",
+                    batch[at],
+                    codes
+                );
+                stored.sort_by_key(|r| r.id);
+                prop_assert_eq!(&now, &stored, "nothing of a failed batch stays");
+            }
+            (expected, got) => {
+                return Err(TestCaseError::fail(format!(
+                    "expected {expected:?}, got {got:?}"
+                )));
+            }
+        }
+        Ok(())
     });
     rt.block_on(async {
         PROPERTY_DB.pop_bind();
         s.engine.close().await;
     });
-    if let Err(e) = result {
-        panic!("{e}");
-    }
 }

@@ -449,57 +449,49 @@ enum Walk {
 #[test]
 fn any_walk_reads_the_rows_a_position_says() {
     use proptest::prelude::*;
-    use proptest::test_runner::{Config, TestCaseError, TestRunner};
+    use proptest::test_runner::TestCaseError;
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     let s = rt.block_on(common::setup());
+    let engine = &s.engine;
     let walk = prop_oneof![
         2 => Just(Walk::Next),
         1 => (0..40usize).prop_map(Walk::Many),
         1 => (0..40usize).prop_map(Walk::Forward),
     ];
     let case = (0..120i32, 1..30usize, prop::collection::vec(walk, 1..16));
-    let mut runner = TestRunner::new(Config {
-        cases: 64,
-        ..Config::default()
-    });
-    let result = runner.run(&case, |(rows, prefetch, walks)| {
-        rt.block_on(async {
-            let conn = s.engine.acquire().await.unwrap();
-            let tx = conn.begin().await.unwrap();
-            let mut cursor = conn
-                .iterate::<i32, _>(series(rows))
-                .await
-                .unwrap()
-                .prefetch(prefetch);
-            // The next row's number; past `rows` at the end.
-            let mut at = 1;
-            let upto = |at: i32, n: usize| (at..=rows).take(n).collect::<Vec<_>>();
-            for walk in walks {
-                match walk {
-                    Walk::Next => {
-                        let row = cursor.next().await.unwrap();
-                        prop_assert_eq!(row, upto(at, 1).first().copied(), "{:?}", walk);
-                        at += 1;
-                    }
-                    Walk::Many(n) => {
-                        prop_assert_eq!(cursor.many(n).await.unwrap(), upto(at, n));
-                        at += n as i32;
-                    }
-                    Walk::Forward(n) => {
-                        cursor.forward(n).await.unwrap();
-                        at += n as i32;
-                    }
+    common::check_cases(&rt, 64, &case, |(rows, prefetch, walks)| async move {
+        let conn = engine.acquire().await.unwrap();
+        let tx = conn.begin().await.unwrap();
+        let mut cursor = conn
+            .iterate::<i32, _>(series(rows))
+            .await
+            .unwrap()
+            .prefetch(prefetch);
+        // The next row's number; past `rows` at the end.
+        let mut at = 1;
+        let upto = |at: i32, n: usize| (at..=rows).take(n).collect::<Vec<_>>();
+        for walk in walks {
+            match walk {
+                Walk::Next => {
+                    let row = cursor.next().await.unwrap();
+                    prop_assert_eq!(row, upto(at, 1).first().copied(), "{:?}", walk);
+                    at += 1;
+                }
+                Walk::Many(n) => {
+                    prop_assert_eq!(cursor.many(n).await.unwrap(), upto(at, n));
+                    at += n as i32;
+                }
+                Walk::Forward(n) => {
+                    cursor.forward(n).await.unwrap();
+                    at += n as i32;
                 }
             }
-            prop_assert_eq!(cursor.many(200).await.unwrap(), upto(at, 200), "the rest");
-            tx.commit().await.unwrap();
-            conn.release().await.unwrap();
-            Ok::<_, TestCaseError>(())
-        })
+        }
+        prop_assert_eq!(cursor.many(200).await.unwrap(), upto(at, 200), "the rest");
+        tx.commit().await.unwrap();
+        conn.release().await.unwrap();
+        Ok::<_, TestCaseError>(())
     });
     rt.block_on(s.engine.close());
-    if let Err(e) = result {
-        panic!("{e}");
-    }
 }

@@ -223,3 +223,22 @@ pub async fn setting(engine: &Engine, name: &str) -> String {
     );
     engine.one(query).await.expect("current_setting")
 }
+
+/// Checks the property `test` on `cases` cases of `strategy`, each run
+/// to its end on `rt` (proptest's cases are synchronous); a failing case is
+/// shrunk to the smallest that still fails, and panics with it.
+pub fn check_cases<S, F, Fut>(rt: &tokio::runtime::Runtime, cases: u32, strategy: &S, test: F)
+where
+    S: proptest::strategy::Strategy,
+    F: Fn(S::Value) -> Fut,
+    Fut: std::future::Future<Output = Result<(), proptest::test_runner::TestCaseError>>,
+{
+    use proptest::test_runner::{Config, TestRunner};
+    let mut runner = TestRunner::new(Config {
+        cases,
+        ..Config::default()
+    });
+    if let Err(failure) = runner.run(strategy, |case| rt.block_on(test(case))) {
+        panic!("{failure}");
+    }
+}

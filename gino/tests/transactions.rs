@@ -5,8 +5,8 @@ mod common;
 
 use std::future::IntoFuture;
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use diesel::dsl::sql;
@@ -1467,26 +1467,37 @@ async fn transactions_reuse_the_held_connection_unless_told_not_to() {
 /// A step of a block in [`any_nesting_of_blocks_commits_what_a_model_says`].
 #[derive(Debug, Clone)]
 enum Act {
-    /// Adds the item of this name.
-    Add(String),
+    Step(Step),
     /// A statement that fails, its error passed on with `?`.
     Fail,
     /// A statement that fails, its error dropped: the level's last step,
     /// after which its transaction is aborted.
     Swallow,
+    /// Two steps joined, sharing the level's connection.
+    Join(Step, Step),
+}
+
+/// A step that may run beside another.
+#[derive(Debug, Clone)]
+enum Step {
+    /// Adds the item of this name.
+    Add(String),
     Block(Block),
-    /// Two steps (adds or blocks) joined, sharing the level's connection.
-    Join(Box<Act>, Box<Act>),
 }
 
 /// A managed transaction: its steps, how it ends when they all ran, and
 /// whether its caller passes a failure on.
 #[derive(Debug, Clone)]
 struct Block {
+    /// Told apart by its number, given by [`number`].
+    id: usize,
     body: Vec<Act>,
     end: End,
     propagate: bool,
 }
+
+/// How each block's call ended, by block number.
+type Outcomes = std::collections::BTreeMap<usize, Outcome>;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum End {
@@ -1502,6 +1513,8 @@ enum End {
 enum Outcome {
     Ok,
     Err,
+    /// `Error::TransactionAborted`: a commit after a failed statement.
+    Aborted,
     Dropped,
 }
 
@@ -1517,19 +1530,19 @@ fn block_strategy() -> impl proptest::strategy::Strategy<Value = Block> {
             End::Drop,
         ][..],
     );
-    let leaf = (end.clone(), any::<bool>()).prop_map(|(end, propagate)| Block {
-        body: vec![Act::Add(String::new())],
+    let add = || Step::Add(String::new());
+    let leaf = (end.clone(), any::<bool>()).prop_map(move |(end, propagate)| Block {
+        id: 0,
+        body: vec![Act::Step(add())],
         end,
         propagate,
     });
     leaf.prop_recursive(3, 24, 4, move |inner| {
-        let add = Just(Act::Add(String::new()));
-        let side = prop_oneof![add.clone(), inner.clone().prop_map(Act::Block)];
+        let step = prop_oneof![Just(add()), inner.prop_map(Step::Block)];
         let act = prop_oneof![
-            4 => add,
+            7 => step.clone().prop_map(Act::Step),
             1 => Just(Act::Fail),
-            3 => inner.prop_map(Act::Block),
-            1 => (side.clone(), side).prop_map(|(a, b)| Act::Join(Box::new(a), Box::new(b))),
+            1 => (step.clone(), step).prop_map(|(a, b)| Act::Join(a, b)),
         ];
         (
             prop::collection::vec(act, 0..5),
@@ -1542,6 +1555,7 @@ fn block_strategy() -> impl proptest::strategy::Strategy<Value = Block> {
                     body.push(Act::Swallow);
                 }
                 Block {
+                    id: 0,
                     body,
                     end,
                     propagate,
@@ -1550,87 +1564,93 @@ fn block_strategy() -> impl proptest::strategy::Strategy<Value = Block> {
     })
 }
 
-/// Names every `Add` of `block` uniquely, in order.
-fn name_items(block: &mut Block, next: &mut usize) {
-    for act in &mut block.body {
-        name_act(act, next);
-    }
-}
-
-fn name_act(act: &mut Act, next: &mut usize) {
-    match act {
-        Act::Add(name) => {
+/// Numbers `block` and every block in it, and names every `Add` of them
+/// after its own number, all in order.
+fn number(block: &mut Block, next: &mut usize) {
+    *next += 1;
+    block.id = *next;
+    let mut name = |step: &mut Step| match step {
+        Step::Add(name) => {
             *next += 1;
             *name = format!("i{next}");
         }
-        Act::Block(inner) => name_items(inner, next),
-        Act::Join(a, b) => {
-            name_act(a, next);
-            name_act(b, next);
+        Step::Block(inner) => number(inner, next),
+    };
+    for act in &mut block.body {
+        match act {
+            Act::Step(step) => name(step),
+            Act::Join(a, b) => {
+                name(a);
+                name(b);
+            }
+            Act::Fail | Act::Swallow => {}
         }
-        Act::Fail | Act::Swallow => {}
     }
 }
 
 /// What `block` leaves to its parent's level (`kept`) and how its call ends,
-/// by GINO's rules: a level commits into its parent when its block returns
-/// `Ok` (or raises a commit) unless a statement in it failed, and rolls
-/// back otherwise.
-fn model(block: &Block, kept: &mut Vec<String>) -> Outcome {
+/// also noted in `outcomes`, by GINO's rules: a level commits into its
+/// parent when its block returns `Ok` (or raises a commit) unless a
+/// statement in it failed, and rolls back otherwise.
+fn model(block: &Block, kept: &mut Vec<String>, outcomes: &mut Outcomes) -> Outcome {
+    let outcome = model_level(block, kept, outcomes);
+    outcomes.insert(block.id, outcome);
+    outcome
+}
+
+fn model_level(block: &Block, kept: &mut Vec<String>, outcomes: &mut Outcomes) -> Outcome {
     let mut pending = Vec::new();
     let mut aborted = false;
     for act in &block.body {
-        match act {
-            Act::Fail => return Outcome::Err,
-            Act::Swallow => aborted = true,
+        let passed_on = match act {
+            Act::Fail => true,
+            Act::Swallow => {
+                aborted = true;
+                false
+            }
+            Act::Step(step) => model_step(step, &mut pending, outcomes),
             // Joined blocks take turns on the connection: as if in order.
-            Act::Join(a, b) => {
-                let passed_on = [a, b].map(|act| model_step(act, &mut pending));
-                if passed_on.contains(&true) {
-                    return Outcome::Err;
-                }
-            }
-            act => {
-                if model_step(act, &mut pending) {
-                    return Outcome::Err;
-                }
-            }
+            Act::Join(a, b) => [a, b]
+                .map(|step| model_step(step, &mut pending, outcomes))
+                .contains(&true),
+        };
+        if passed_on {
+            return Outcome::Err;
         }
     }
     match block.end {
-        End::Ok | End::RaiseCommit if !aborted => {
+        End::Ok | End::RaiseCommit if aborted => Outcome::Aborted,
+        End::Ok | End::RaiseCommit => {
             kept.extend(pending);
             Outcome::Ok
         }
-        End::Ok | End::RaiseCommit | End::Err => Outcome::Err,
+        End::Err => Outcome::Err,
         End::RaiseRollback => Outcome::Ok,
         End::Drop => Outcome::Dropped,
     }
 }
 
-/// An add or a nested block in the model: whether a failure is passed on.
-fn model_step(act: &Act, pending: &mut Vec<String>) -> bool {
-    match act {
-        Act::Add(name) => {
+/// A step in the model: whether a failure is passed on.
+fn model_step(step: &Step, pending: &mut Vec<String>, outcomes: &mut Outcomes) -> bool {
+    match step {
+        Step::Add(name) => {
             pending.push(name.clone());
             false
         }
-        Act::Block(inner) => model(inner, pending) != Outcome::Ok && inner.propagate,
-        other => unreachable!("not a joined step: {other:?}"),
+        Step::Block(inner) => model(inner, pending, outcomes) != Outcome::Ok && inner.propagate,
     }
 }
 
-/// Runs an add or a nested block: `Err` when a failure is passed on.
-async fn run_step(e: &Engine, act: &Act) -> gino::Result<()> {
-    match act {
-        Act::Add(name) => add(e, name).await,
-        Act::Block(inner) => {
-            if run_block(e, inner).await != Outcome::Ok && inner.propagate {
+/// Runs a step: `Err` when a failure is passed on.
+async fn run_step(e: &Engine, step: &Step, seen: &Mutex<Outcomes>) -> gino::Result<()> {
+    match step {
+        Step::Add(name) => add(e, name).await,
+        Step::Block(inner) => {
+            if run_block(e, inner, seen).await != Outcome::Ok && inner.propagate {
                 return Err(Error::NotFound);
             }
             Ok(())
         }
-        other => unreachable!("not a joined step: {other:?}"),
     }
 }
 
@@ -1638,20 +1658,25 @@ fn fail_statement() -> diesel::query_builder::SqlQuery {
     diesel::sql_query("SELECT 1/0")
 }
 
-/// Runs `block` as a managed transaction of `e`, nested in the one around.
-fn run_block<'a>(e: &'a Engine, block: &'a Block) -> futures_util::future::BoxFuture<'a, Outcome> {
+/// Runs `block` as a managed transaction of `e`, nested in the one
+/// around, noting how its call ended in `seen`.
+fn run_block<'a>(
+    e: &'a Engine,
+    block: &'a Block,
+    seen: &'a Mutex<Outcomes>,
+) -> futures_util::future::BoxFuture<'a, Outcome> {
     async move {
         let (signal, dropped) = tokio::sync::oneshot::channel::<()>();
         let level = e.transaction(async move {
             for act in &block.body {
                 match act {
+                    Act::Step(step) => run_step(e, step, seen).await?,
                     Act::Fail => drop(e.status(fail_statement()).await?),
                     Act::Swallow => drop(e.status(fail_statement()).await),
                     Act::Join(a, b) => {
-                        let (a, b) = tokio::join!(run_step(e, a), run_step(e, b));
+                        let (a, b) = tokio::join!(run_step(e, a, seen), run_step(e, b, seen));
                         a.and(b)?;
                     }
-                    act => run_step(e, act).await?,
                 }
             }
             let tx = || Transaction::current().expect("inside a managed transaction");
@@ -1666,15 +1691,18 @@ fn run_block<'a>(e: &'a Engine, block: &'a Block) -> futures_util::future::BoxFu
                 }
             }
         });
-        tokio::select! {
+        let outcome = tokio::select! {
             biased;
             result = level => match result {
                 Ok(()) => Outcome::Ok,
+                Err(Error::TransactionAborted) => Outcome::Aborted,
                 Err(_) => Outcome::Err,
             },
             // The signal is dropped unsent once the block has returned.
             Ok(()) = dropped => Outcome::Dropped,
-        }
+        };
+        seen.lock().unwrap().insert(block.id, outcome);
+        outcome
     }
     .boxed()
 }
@@ -1687,7 +1715,7 @@ fn run_block<'a>(e: &'a Engine, block: &'a Block) -> futures_util::future::BoxFu
 /// outside a transaction.
 #[test]
 fn any_nesting_of_blocks_commits_what_a_model_says() {
-    use proptest::test_runner::{Config, TestCaseError, TestRunner};
+    use proptest::test_runner::TestCaseError;
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -1695,33 +1723,27 @@ fn any_nesting_of_blocks_commits_what_a_model_says() {
         .build()
         .unwrap();
     let (s, other) = rt.block_on(items_setup(EngineOptions::new().max_size(3)));
-    let e = &s.engine;
-    let mut runner = TestRunner::new(Config {
-        cases: 64,
-        ..Config::default()
-    });
-    let result = runner.run(&block_strategy(), |mut block| {
-        name_items(&mut block, &mut 0);
-        let mut committed = Vec::new();
-        let expected = model(&block, &mut committed);
-        rt.block_on(async {
+    let (e, observer) = (&s.engine, &other);
+    common::check_cases(&rt, 64, &block_strategy(), |mut block| {
+        number(&mut block, &mut 0);
+        let (mut committed, mut expected) = (Vec::new(), Outcomes::new());
+        model(&block, &mut committed, &mut expected);
+        async move {
             e.status(diesel::sql_query("TRUNCATE items")).await.unwrap();
-            let outcome = unless_stuck(run_block(e, &block), "the blocks never ended").await;
-            proptest::prop_assert_eq!(outcome, expected);
-            let mut stored = names(&other).await;
+            let seen = Mutex::new(Outcomes::new());
+            unless_stuck(run_block(e, &block, &seen), "the blocks never ended").await;
+            proptest::prop_assert_eq!(seen.into_inner().unwrap(), expected, "each call's end");
+            let mut stored = names(observer).await;
             stored.sort();
             committed.sort();
             proptest::prop_assert_eq!(stored, committed);
             proptest::prop_assert!(e.current_connection().is_none());
             common::assert_pool_clean(e).await;
             Ok::<_, TestCaseError>(())
-        })
+        }
     });
     rt.block_on(async {
         other.close().await;
         s.engine.close().await;
     });
-    if let Err(e) = result {
-        panic!("{e}");
-    }
 }

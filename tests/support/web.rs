@@ -517,7 +517,7 @@ pub async fn expect_leaving_clients_under_load(test: &WebTest, base: &str) {
             (n, refuse, Some(status))
         })
     });
-    let answers = futures_util::future::join_all(requests.collect::<Vec<_>>()).await;
+    let answers = futures_util::future::join_all(requests).await;
     wait_until("connections still borrowed after the load", || {
         test.borrowed() == 0
     })

@@ -549,10 +549,11 @@ proptest! {
             let waits = !matches!(step.op, Op::Close(_));
             if waits {
                 state.begin_statement();
-                meant.row_limit = None;
             }
-            let limit = step.row_limit.filter(|_| waits).map(|rows| state.limit_rows(rows));
-            meant.row_limit = step.row_limit.filter(|_| waits);
+            // A row limit is a statement's; a close is none.
+            let row_limit = step.row_limit.filter(|_| waits);
+            let limit = row_limit.map(|rows| state.limit_rows(rows));
+            meant.row_limit = row_limit;
             if let Some(begin) = step.opening {
                 state.arm_opening(begin);
                 meant.opening = Some(begin);
@@ -574,6 +575,8 @@ proptest! {
                     break;
                 }
             }
+            // The guard disarms what no `Execute` took, as it does after a
+            // statement.
             drop(limit);
             meant.row_limit = None;
             if !waits {

@@ -157,6 +157,58 @@ async fn queries_of_a_request_share_one_connection_borrowed_once() {
     rocket.stop().await;
 }
 
+/// Forwards a request without `x-member` to the next route.
+struct Member;
+
+#[rocket::async_trait]
+impl<'r> rocket::request::FromRequest<'r> for Member {
+    type Error = ();
+
+    async fn from_request(request: &'r rocket::Request<'_>) -> rocket::request::Outcome<Self, ()> {
+        match request.headers().get_one("x-member") {
+            Some(_) => rocket::request::Outcome::Success(Member),
+            None => rocket::request::Outcome::Forward(rocket::http::Status::Unauthorized),
+        }
+    }
+}
+
+#[get("/who")]
+async fn member(_member: Member, conn: Conn) -> Result<Json<&'static str>, Error> {
+    let _: i32 = conn.one(pid()).await?;
+    Ok(Json("member"))
+}
+
+#[get("/who", rank = 2)]
+async fn anyone(ctx: &State<Ctx>, conn: Conn) -> Result<Json<(i32, i32)>, Error> {
+    let implicit = ctx.db.one(pid()).await?;
+    Ok(Json((implicit, conn.one(pid()).await?)))
+}
+
+/// A route a request was forwarded to runs in a scope of its own, and its
+/// `Conn` is that scope's connection, not the released one of the route
+/// that forwarded (rocket's request-local cache outlives a forward).
+#[rocket::async_test]
+async fn after_a_forward_conn_is_the_scope_of_the_route_that_runs() {
+    let t = test(|_| {}).await;
+    let rocket = Launched::start(app(&t, routes![member, anyone])).await;
+    let client = reqwest::Client::new();
+    for _ in 0..3 {
+        let forwarded = client.get(rocket.url("/who")).send().await.unwrap();
+        assert_eq!(forwarded.status(), 200);
+        let (implicit, explicit): (i32, i32) = forwarded.json().await.unwrap();
+        assert_eq!(implicit, explicit, "one connection for the route that ran");
+        let direct = client
+            .get(rocket.url("/who"))
+            .header("x-member", "1")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(direct.status(), 200);
+    }
+    assert_eq!(t.borrowed(), 0);
+    rocket.stop().await;
+}
+
 #[get("/double/<n>")]
 async fn double(ctx: &State<Ctx>, n: i32) -> Result<Json<i32>, Error> {
     let db = ctx.db;
@@ -455,6 +507,20 @@ async fn launch_is_refused_without_the_fairing_or_with_bad_settings() {
     drop(rocket);
     let twice = figment(&loud).merge(("databases.gino.echo", false));
     refused_ignition(&t, twice, "echo given twice, each saying otherwise").await;
+
+    // A second gino fairing: refused, not rocket's panic over managed
+    // state given twice.
+    let second = figment(dsn).merge(("databases.reports.dsn", dsn));
+    let error = app(&t, routes![needs_conn])
+        .attach(gino_rocket::Gino::fairing(fresh_db()).named("reports"))
+        .configure(second)
+        .ignite()
+        .await
+        .expect_err("two gino fairings");
+    assert!(
+        matches!(error.kind(), rocket::error::ErrorKind::FailedFairings(_)),
+        "{error}"
+    );
 }
 
 /// Ignition with `config` fails in gino's fairing, for the reason `why`.

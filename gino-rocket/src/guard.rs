@@ -6,8 +6,6 @@ use gino::web::{ErrorResponse, Extension, RequestConnection};
 use rocket::request::{FromRequest, Outcome};
 use rocket::{Ignite, Request, Rocket, Sentinel};
 
-use crate::scope::{ScopedConnection, ScopedTenant};
-
 /// The request's connection, shared with every implicit query of a
 /// [`scoped`](crate::scoped) route; all of [`gino::Connection`]'s methods
 /// through `Deref`.
@@ -54,17 +52,18 @@ impl<'r> FromRequest<'r> for Conn {
     type Error = gino::Error;
 
     async fn from_request(request: &'r Request<'_>) -> Outcome<Self, gino::Error> {
-        let scoped = request.local_cache(|| ScopedConnection(None));
-        if let Some(conn) = &scoped.0 {
-            return Outcome::Success(Conn(conn.clone()));
-        }
-        let owned = request
-            .rocket()
-            .state::<Extension>()
-            .ok_or(gino::Error::Uninitialized)
-            .and_then(|extension| extension.db().engine());
-        match owned {
-            Ok(engine) => Outcome::Success(Conn(RequestConnection::own(&engine))),
+        // The scope the handler runs in, not one cached for the request:
+        // after a forward, another route's scope (or none) is the live one.
+        let conn = RequestConnection::current().unwrap_or_else(|| {
+            request
+                .rocket()
+                .state::<Extension>()
+                .ok_or(gino::Error::Uninitialized)
+                .and_then(|extension| extension.db().engine())
+                .map(|engine| RequestConnection::own(&engine))
+        });
+        match conn {
+            Ok(conn) => Outcome::Success(Conn(conn)),
             Err(e) => {
                 let answer = ErrorResponse::report(&e);
                 Outcome::Error((rocket::http::Status::new(answer.status()), e))
@@ -104,9 +103,9 @@ pub struct Tenant(pub String);
 impl<'r> FromRequest<'r> for Tenant {
     type Error = &'static str;
 
-    async fn from_request(request: &'r Request<'_>) -> Outcome<Self, &'static str> {
-        match &request.local_cache(|| ScopedTenant(None)).0 {
-            Some(key) => Outcome::Success(Tenant(key.clone())),
+    async fn from_request(_: &'r Request<'_>) -> Outcome<Self, &'static str> {
+        match crate::scope::current_tenant() {
+            Some(key) => Outcome::Success(Tenant(key)),
             None => {
                 tracing::error!(
                     target: "gino::web",

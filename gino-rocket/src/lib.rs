@@ -102,9 +102,15 @@ impl Gino {
 
     /// Reads the `databases.<name>` table instead of `databases.gino`.
     ///
+    /// An application has one gino fairing: its [`Extension`] is managed
+    /// state, which rocket holds once per type, and [`scoped`] routes run
+    /// in that database's request scope. Launch is refused when a second
+    /// one is attached.
+    ///
     /// ```no_run
-    /// static REPORTS: gino::Gino = gino::Gino::secondary();
-    /// let fairing = gino_rocket::Gino::fairing(&REPORTS).named("reports");
+    /// static DB: gino::Gino = gino::Gino::new();
+    /// // Rocket.toml:  [default.databases.shop]  host = "db"
+    /// let fairing = gino_rocket::Gino::fairing(&DB).named("shop");
     /// # let _ = fairing;
     /// ```
     pub fn named(mut self, name: &str) -> Gino {
@@ -159,6 +165,18 @@ impl Fairing for Gino {
     }
 
     async fn on_ignite(&self, rocket: Rocket<Build>) -> fairing::Result {
+        if let Some(first) = rocket.state::<Extension>() {
+            tracing::error!(
+                target: "gino::web",
+                "a second gino fairing (database `{}`) is attached after the one of `{}`: \
+                 an application has one, since its request scope and the Conn guard serve \
+                 one database; reach another one through an engine of your own in managed \
+                 state",
+                self.name,
+                first.settings().database_name()
+            );
+            return Err(rocket);
+        }
         let settings = match self.settings(rocket.figment()) {
             Ok(settings) => settings,
             Err(e) => {

@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use gino::web::{Extension, RequestConnection};
+use gino::web::Extension;
 use rocket::http::Status;
 use rocket::route::{Handler, Outcome, Route};
 use rocket::{Data, Request};
@@ -120,13 +120,21 @@ fn registry() -> &'static Mutex<HashSet<Key>> {
     SCOPED.get_or_init(Default::default)
 }
 
-/// The request's connection as the wrapper left it for the `Conn` guard.
-pub(crate) struct ScopedConnection(pub(crate) Option<RequestConnection>);
+rocket::tokio::task_local! {
+    /// The tenant of the handler running now, for the
+    /// [`Tenant`](crate::Tenant) guard. Task-local rather than in the
+    /// request's `local_cache`: rocket keeps that cache across forwards,
+    /// and a route a request is forwarded to must not see the tenant of
+    /// the route that forwarded it.
+    static TENANT: String;
+}
+
+/// The tenant of the [`tenant_scoped`] handler the caller runs in.
+pub(crate) fn current_tenant() -> Option<String> {
+    TENANT.try_with(String::clone).ok()
+}
 
 /// A handler run in the request scope.
-/// The request's tenant, for the [`Tenant`](crate::Tenant) guard.
-pub(crate) struct ScopedTenant(pub(crate) Option<String>);
-
 #[derive(Clone)]
 struct Scoped {
     handler: Box<dyn Handler>,
@@ -157,11 +165,15 @@ impl Handler for Scoped {
                 }
             }
         };
-        request.local_cache(|| ScopedConnection(scope.connection()));
-        request.local_cache(|| ScopedTenant(scope.tenant().map(|t| t.0)));
+        // The guards run inside the handler, so inside the scope: `Conn`
+        // finds the scope's connection there, whichever route of a chain
+        // of forwards runs.
+        let tenant = scope.tenant();
         // A streamed body is held in flight until sent (`HoldStreamed`).
-        scope
-            .run_then(self.handler.handle(request, data), HoldStreamed)
-            .await
+        let handling = scope.run_then(self.handler.handle(request, data), HoldStreamed);
+        match tenant {
+            Some(tenant) => TENANT.scope(tenant.0, handling).await,
+            None => handling.await,
+        }
     }
 }

@@ -29,7 +29,9 @@ pub const MAX_BIND_PARAMETERS: usize = 65_535;
 /// in `VALUES`, all in one transaction (none for a single statement
 /// outside one): a failing row aborts the whole batch, and the error
 /// ([`Error::BatchRow`]) names the row (by its index in `rows`) with the
-/// database's error, constraint included. A row holding a serial key of
+/// database's error, constraint included. A failure that is not a row's
+/// doing (a timeout, a deadlock, a lost connection, or one no row repeats
+/// when tried alone) comes as it is, still atomic. A row holding a serial key of
 /// its own (not 0) keeps it, as GINO's executemany inserts the keys it is
 /// given; such a batch goes as `VALUES` rows, with `DEFAULT` for rows whose
 /// key is 0.
@@ -232,26 +234,41 @@ async fn attempt<M: BulkInsert>(engine: &Engine, rows: &[M]) -> Result<u64> {
         .await
 }
 
+/// SQLSTATE classes a row's values can cause: data exceptions (`22`: a
+/// NUL in text, a number out of range), integrity constraints (`23`),
+/// `WITH CHECK OPTION` (`44`), a value past a limit (`54`: an index row too
+/// large) and what a trigger raises for a row (`09`, `27`, `2F`, `38`,
+/// `39`, `P0`). Any other failure (a timeout, a deadlock, a lost
+/// connection) is not a row's doing, and is never pinned on one.
+const ROW_CLASSES: [&str; 10] = ["09", "22", "23", "27", "2F", "38", "39", "44", "54", "P0"];
+
+/// Whether `error` may be the doing of a row of the statement that failed.
+fn may_be_a_rows(error: &Error) -> bool {
+    matches!(error, Error::Database(e) if ROW_CLASSES.iter().any(|class| e.code().starts_with(class)))
+}
+
 /// Finds the first row of `rows` that fails after the ones before it, by
 /// halving in savepoints; each successful half stays inserted (in the
 /// enclosing transaction), as it was when the whole chunk failed. Counting
 /// inserts suffice: nothing needs to come back.
-async fn culprit<M: BulkInsert>(engine: &Engine, rows: &[M]) -> (usize, Option<Error>) {
+///
+/// `None` when that row, tried alone, does not fail: the chunk's failure
+/// did not come again, so it is pinned on no row. An error a row cannot
+/// cause ends the search.
+async fn culprit<M: BulkInsert>(engine: &Engine, rows: &[M]) -> Result<Option<(usize, Error)>> {
     let (mut start, mut end) = (0, rows.len());
-    let mut error = None;
     while end - start > 1 {
         let middle = start + (end - start) / 2;
         match attempt::<M>(engine, &rows[start..middle]).await {
-            Err(e) => {
-                error = Some(e);
-                end = middle;
-            }
+            Err(e) if may_be_a_rows(&e) => end = middle,
+            Err(other) => return Err(other),
             Ok(_) => start = middle,
         }
     }
     match attempt::<M>(engine, &rows[start..end]).await {
-        Err(e) => (start, Some(e)),
-        Ok(_) => (start, error),
+        Err(e) if may_be_a_rows(&e) => Ok(Some((start, e))),
+        Err(other) => Err(other),
+        Ok(_) => Ok(None),
     }
 }
 
@@ -259,8 +276,8 @@ async fn culprit<M: BulkInsert>(engine: &Engine, rows: &[M]) -> (usize, Option<E
 enum Failure {
     /// Not a row's fault (connection, timeout, ...).
     Other(Error),
-    /// The statement of the chunk starting at row `start` failed with a
-    /// database error; which row is found afterwards.
+    /// The statement of the chunk starting at row `start` failed with an
+    /// error a row may cause; which row, if any, is found afterwards.
     Chunk { start: usize, error: Error },
     /// The row at `index` fails after the rows before it.
     Row { index: usize, error: Error },
@@ -269,6 +286,17 @@ enum Failure {
 impl From<Error> for Failure {
     fn from(error: Error) -> Self {
         Failure::Other(error)
+    }
+}
+
+impl Failure {
+    /// The failure of the chunk starting at row `start`.
+    fn of_chunk(start: usize, error: Error) -> Self {
+        if may_be_a_rows(&error) {
+            Failure::Chunk { start, error }
+        } else {
+            Failure::Other(error)
+        }
     }
 }
 
@@ -288,22 +316,16 @@ async fn insert_all<M: BulkInsert, Out: Mode<M>>(
     for (i, chunk) in rows.chunks(per).enumerate() {
         match Out::insert(chunk, Bind::Engine(engine)).await {
             Ok(more) => output.extend(more),
-            // Only a database error can be pinned on a row.
-            Err(error @ Error::Database(_)) => {
-                return Err(Failure::Chunk {
-                    start: i * per,
-                    error,
-                });
-            }
-            Err(other) => return Err(Failure::Other(other)),
+            Err(error) => return Err(Failure::of_chunk(i * per, error)),
         }
     }
     Ok(output)
 }
 
-/// After chunk `start` failed: the rows before it again, then halving the
-/// chunk in savepoints to the first row that fails; always ends in
-/// `Err`, so that its transaction rolls back.
+/// After chunk `start` failed with `first`: the rows before it again,
+/// then halving the chunk in savepoints to the first row that fails (or
+/// `first` itself, when no row does now); always ends in `Err`, so that
+/// its transaction rolls back.
 async fn locate<M: BulkInsert>(
     engine: &Engine,
     rows: &[M],
@@ -315,15 +337,13 @@ async fn locate<M: BulkInsert>(
         u64::insert(chunk, Bind::Engine(engine)).await?;
     }
     let end = (start + per).min(rows.len());
-    let (offset, error) = culprit(engine, &rows[start..end]).await;
-    let error = match error {
-        Some(e @ Error::Database(_)) => e,
-        _ => first,
-    };
-    Err(Failure::Row {
-        index: start + offset,
-        error,
-    })
+    match culprit(engine, &rows[start..end]).await? {
+        Some((offset, error)) => Err(Failure::Row {
+            index: start + offset,
+            error,
+        }),
+        None => Err(Failure::Other(first)),
+    }
 }
 
 /// Whether the insert would run inside an open transaction: on `conn`, or
@@ -357,11 +377,9 @@ async fn run<M: BulkInsert, Out: Mode<M>>(bind: Bind<'_>, rows: Vec<M>) -> Resul
         // One statement is atomic by itself: no transaction around it,
         // which would cost two more round trips.
         let bind = conn.map_or(Bind::Engine(&engine), Bind::Connection);
-        match Out::insert(&rows, bind).await {
-            Ok(output) => Ok(output),
-            Err(error @ Error::Database(_)) => Err(Failure::Chunk { start: 0, error }),
-            Err(other) => Err(Failure::Other(other)),
-        }
+        Out::insert(&rows, bind)
+            .await
+            .map_err(|error| Failure::of_chunk(0, error))
     } else {
         match conn {
             Some(conn) => conn.transaction(insert_all::<M, Out>(&engine, &rows)).await,

@@ -446,7 +446,8 @@ impl DatabaseError {
 }
 
 impl Error {
-    /// The SQLSTATE when this is a database error.
+    /// The SQLSTATE when this is a database error, or a batch's row that
+    /// failed with one ([`Error::BatchRow`]).
     ///
     /// ```
     /// # async fn demo(engine: &gino::Engine) {
@@ -463,6 +464,7 @@ impl Error {
         match self {
             Error::Database(e) => Some(e.code()),
             Error::NotSent(e) => e.sqlstate(),
+            Error::BatchRow { source, .. } => source.sqlstate(),
             _ => None,
         }
     }

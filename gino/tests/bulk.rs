@@ -208,6 +208,122 @@ fn compile_shows_the_statements_insert_many_would_run() {
     );
 }
 
+static TRIGGER_DB: Gino = Gino::secondary();
+
+/// Rows a trigger refuses by their name: `always:<SQLSTATE>` every time,
+/// `once:<SQLSTATE>` only the first time any row asks (a sequence, which
+/// no rollback resets, counts).
+#[derive(Model, Debug, Clone, PartialEq)]
+#[gino(table = "jobs", db = TRIGGER_DB)]
+pub struct Job {
+    #[gino(primary_key)]
+    pub id: i32,
+    pub name: String,
+}
+
+const REFUSING_TRIGGER: [&str; 3] = [
+    "CREATE SEQUENCE calls",
+    "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+     BEGIN
+       IF NEW.name LIKE 'always:%' THEN
+         RAISE EXCEPTION 'refused' USING ERRCODE = substr(NEW.name, 8);
+       ELSIF NEW.name LIKE 'once:%' THEN
+         IF nextval('calls') = 1 THEN
+           RAISE EXCEPTION 'try again' USING ERRCODE = substr(NEW.name, 6);
+         END IF;
+       END IF;
+       RETURN NEW;
+     END $$",
+    "CREATE TRIGGER refuse BEFORE INSERT ON jobs FOR EACH ROW EXECUTE FUNCTION refuse()",
+];
+
+/// Ten jobs, the one at `at` named `name`.
+fn jobs_with(at: usize, name: &str) -> Vec<Job> {
+    (0..10)
+        .map(|i| Job {
+            id: 0,
+            name: if i == at {
+                name.to_owned()
+            } else {
+                format!("job{i}")
+            },
+        })
+        .collect()
+}
+
+/// A batch that fails for a reason no row's values give (a serialization
+/// failure, a deadlock), or that no row fails again when tried alone, is
+/// not pinned on a row: its error comes as it was, retryable when it is;
+/// a row that fails every time is named, its SQLSTATE seen through
+/// `BatchRow`. Nothing of a failed batch is stored.
+#[tokio::test]
+async fn a_failure_no_row_causes_is_not_pinned_on_one() {
+    let s = common::setup().await;
+    TRIGGER_DB.set_bind(s.engine.clone()).await.unwrap();
+    TRIGGER_DB.create_all().await.unwrap();
+    for sql in REFUSING_TRIGGER {
+        TRIGGER_DB.status(diesel::sql_query(sql)).await.unwrap();
+    }
+    let stored = || async {
+        jobs::table
+            .count()
+            .gino()
+            .bind(&TRIGGER_DB)
+            .one::<i64>()
+            .await
+            .unwrap()
+    };
+
+    for (name, returning) in [
+        ("once:40001", false),
+        ("once:40001", true),
+        ("always:40P01", false),
+        ("once:23514", false),
+        ("once:23514", true),
+    ] {
+        TRIGGER_DB
+            .status(diesel::sql_query("SELECT setval('calls', 1, false)"))
+            .await
+            .unwrap();
+        let batch = jobs_with(6, name);
+        let err = if returning {
+            Job::insert_many(batch)
+                .returning()
+                .await
+                .map(|_| ())
+                .unwrap_err()
+        } else {
+            Job::insert_many(batch).await.map(|_| ()).unwrap_err()
+        };
+        let code = &name[name.find(':').unwrap() + 1..];
+        assert!(matches!(err, Error::Database(_)), "{name}: {err:?}");
+        assert_eq!(err.sqlstate(), Some(code), "{name}");
+        assert_eq!(err.is_retryable(), code.starts_with("40"), "{name}");
+        assert_eq!(stored().await, 0, "{name}");
+    }
+
+    let err = Job::insert_many(jobs_with(4, "always:P0001"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::BatchRow { index: 4, .. }), "{err:?}");
+    assert_eq!(err.sqlstate(), Some("P0001"));
+    assert_eq!(stored().await, 0);
+
+    // Inside a transaction too, and the transaction goes on.
+    TRIGGER_DB
+        .transaction(async {
+            let err = Job::insert_many(jobs_with(2, "always:40P01"))
+                .await
+                .unwrap_err();
+            assert!(matches!(err, Error::Database(_)), "{err:?}");
+            Job::insert_many(jobs_with(99, "")).await?;
+            Ok::<_, Error>(())
+        })
+        .await
+        .unwrap();
+    assert_eq!(stored().await, 10);
+}
+
 /// The model of [`any_batch_is_stored_whole_or_names_its_first_failing_row`],
 /// on a database of its own so that the two tests do not share binds.
 static PROPERTY_DB: Gino = Gino::secondary();

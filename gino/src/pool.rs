@@ -150,6 +150,7 @@ impl PgConn {
     /// Whether the connection can be handed to someone else as it is.
     pub(crate) fn is_clean(&self) -> bool {
         !self.in_flight
+            && !self.cancel_lost
             && !self.holds_session_state
             && !self.wire.is_closed()
             && self.wire.tx_status() == TxStatus::Idle

@@ -105,6 +105,9 @@ pub(crate) struct Slot {
     /// SQL) ended the transaction under the open levels: nothing more runs
     /// on them until they are ended ([`ended_by_sql`]).
     ended_by_sql: bool,
+    /// The outermost level's `COMMIT` is on its way: a transaction found
+    /// ended after it was interrupted ended by gino's hand, not by SQL.
+    pub(crate) committing: bool,
     /// The outermost level's `BEGIN` while it has not reached the server:
     /// it goes with the level's first statement ([`crate::opening`]).
     pub(crate) opening: Option<String>,
@@ -122,6 +125,7 @@ impl Slot {
     pub(crate) fn end_levels(&mut self, depth: usize) {
         if depth == 0 {
             self.ended_by_sql = false;
+            self.committing = false;
         }
         if depth < self.levels.len() {
             self.levels.truncate(depth);
@@ -140,14 +144,29 @@ impl Slot {
         self.levels.iter().position(|l| l.id == id)
     }
 
-    /// Whether a statement that came as `access` must wait for the
-    /// innermost level to end first: it is a managed level of a block
-    /// the statement's code is not in.
+    /// Whether a statement that came as `access` must wait for levels to
+    /// end first: a managed level of a block the statement's code is not
+    /// in is open above the level it is in (also under a manual level
+    /// begun on top of it).
     fn must_wait(&self, access: Access) -> bool {
-        match (access, self.levels.last()) {
-            (Access::Contextual(inside), Some(top)) => top.managed && inside != Some(top.id),
-            _ => false,
-        }
+        let Access::Contextual(inside) = access else {
+            return false;
+        };
+        let above = inside
+            .and_then(|id| self.depth_of(id))
+            .map_or(0, |depth| depth + 1);
+        self.levels[above..].iter().any(|level| level.managed)
+    }
+
+    /// Whether the server has no transaction left under the open levels
+    /// (after the statement that ended it, or after one interrupted on
+    /// the way): statements on them would autocommit.
+    fn ended_under_levels(&mut self) -> bool {
+        !self.levels.is_empty()
+            && self.opening.is_none()
+            && self
+                .raw_if_any()
+                .is_some_and(|pg| pg.wire.tx_status() == TxStatus::Idle)
     }
 
     /// Runs transaction-control SQL, after the outermost level's `BEGIN`
@@ -228,6 +247,16 @@ impl Slot {
             }
         }
         if self.raw.is_none() {
+            if !self.levels.is_empty() {
+                // The transaction went with its connection: a new one
+                // would run the transaction's statements outside it.
+                self.forget_levels();
+                return Err(Error::TransactionMisuse(
+                    "this transaction's connection is gone (given back, or closed, while the \
+                     transaction was open): begin the transaction again"
+                        .to_owned(),
+                ));
+            }
             let started = Instant::now();
             self.raw = Some(root.engine.borrow(acquire_timeout, deadline).await?);
             root.usage.record_borrow(started.elapsed());
@@ -236,11 +265,13 @@ impl Slot {
     }
 
     /// Returns the raw connection (rolling back what is still open).
+    /// The levels end first: should this future be dropped during the
+    /// rollback, none is left standing without its connection.
     async fn give_back(&mut self) {
+        self.forget_levels();
         if let Some(mut raw) = self.raw.take() {
             raw.clean_up().await;
         }
-        self.forget_levels();
     }
 
     /// The raw connection and the opening to send with its next statement.
@@ -264,6 +295,7 @@ impl Root {
                 levels: Vec::new(),
                 levels_ended: false,
                 ended_by_sql: false,
+                committing: false,
                 opening: None,
             }),
             released: AtomicBool::new(false),
@@ -320,10 +352,27 @@ impl Root {
             root: self,
             slot: deadline.wait(self.slot()).await?,
         };
+        // Released while this waited for the lock: the connection (and
+        // any transaction) is gone, and a new borrow would run outside it.
+        if self.is_released() {
+            return Err(Error::ConnectionReleased);
+        }
         if slot.interrupted() {
             // Boxed: rare, and its round trips' futures would otherwise
             // make every statement's future a kilobyte larger.
             Box::pin(slot.resync()).await;
+            if slot.ended_under_levels() {
+                if slot.committing {
+                    // A commit dropped with its COMMIT in flight: the
+                    // server has ended the transaction, and so do its
+                    // levels.
+                    slot.forget_levels();
+                } else {
+                    // A COMMIT or ROLLBACK sent as SQL, whose future was
+                    // dropped.
+                    slot.ended_by_sql = true;
+                }
+            }
         }
         // A deferred rollback names an open level; with none open (most
         // statements) there is nothing to look up.
@@ -427,11 +476,7 @@ impl Root {
         if self.engine.has_replicas() && pg.wire.may_have_written() {
             self.pin_reads();
         }
-        if in_transaction
-            && result.is_ok()
-            && opening.is_none()
-            && pg.wire.tx_status() == TxStatus::Idle
-        {
+        if in_transaction && result.is_ok() && slot.ended_under_levels() {
             // The statement ended the transaction itself. Later statements
             // would autocommit, out of reach of the levels' commit or
             // rollback, so they fail until the levels end.

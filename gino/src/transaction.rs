@@ -457,6 +457,16 @@ impl Transaction {
         }
         let mut slot = root.lock(&Deadline::none()).await?;
         let depth = slot.depth_of(self.inner.id).ok_or_else(ended)?;
+        // Deferred rollbacks ran in `lock`: a managed level above is a
+        // block still running, whose rest would run outside its level.
+        if slot.levels[depth + 1..].iter().any(|level| level.managed) {
+            return Err(Error::TransactionMisuse(
+                "a transaction cannot end while a managed transaction inside it runs: the rest \
+                 of that block would run outside it. Let the block end first, or end it early \
+                 with raise_commit() / raise_rollback()"
+                    .to_owned(),
+            ));
+        }
         if slot.ended_by_sql() {
             // The server has no transaction left to end.
             slot.forget_levels();
@@ -497,6 +507,10 @@ impl Transaction {
             slot.forget_levels();
             return Ok(());
         }
+        // Should this future be dropped with the COMMIT in flight, the
+        // next user of the connection waits for it (a transaction is
+        // open) and then finds the levels ended, not ended by SQL.
+        slot.committing = true;
         let pg = slot.raw_if_any().ok_or_else(ended)?;
         let committed = pg.control("COMMIT").await;
         // A failed COMMIT ends the transaction on the server, so no ROLLBACK

@@ -726,9 +726,13 @@ async fn joined_futures_in_contexts_of_their_own_keep_their_connections_apart() 
     let e = &s.engine;
     let uses = |_| async {
         let conn = e.acquire().reuse(true).await?;
-        let pid = backend_pid(e).await;
+        let pid = try_backend_pid(e).await?;
         tokio::task::yield_now().await;
-        assert_eq!(backend_pid(e).await, pid, "another future's connection");
+        assert_eq!(
+            try_backend_pid(e).await?,
+            pid,
+            "another future's connection"
+        );
         conn.release().await.map(|()| pid)
     };
     let pids = futures_util::future::join_all((0..5).map(|i| gino::own_context(uses(i)))).await;

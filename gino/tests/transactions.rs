@@ -1747,3 +1747,154 @@ fn any_nesting_of_blocks_commits_what_a_model_says() {
         s.engine.close().await;
     });
 }
+
+/// `items` rows named `slow` make their transaction's COMMIT take 300 ms
+/// (a deferred trigger sleeps), so that a commit can be dropped in flight.
+async fn slow_commit_setup() -> (common::Setup, Engine) {
+    let (s, other) = items_setup(EngineOptions::new()).await;
+    for sql in [
+        "CREATE FUNCTION nap() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN IF NEW.name = 'slow' THEN PERFORM pg_sleep(0.3); END IF; RETURN NEW; END $$",
+        "CREATE CONSTRAINT TRIGGER nap AFTER INSERT ON items DEFERRABLE INITIALLY DEFERRED \
+         FOR EACH ROW EXECUTE FUNCTION nap()",
+    ] {
+        s.engine.status(diesel::sql_query(sql)).await.unwrap();
+    }
+    (s, other)
+}
+
+/// A commit dropped while its COMMIT runs still ends the transaction: the
+/// server finishes it, so the next statement runs on its own (not refused,
+/// not autocommitted under a level left standing) and the transaction
+/// counts as ended.
+#[tokio::test]
+async fn a_commit_dropped_in_flight_leaves_no_level_standing() {
+    let (s, other) = slow_commit_setup().await;
+    let conn = s.engine.acquire().await.unwrap();
+    let tx = conn.begin().await.unwrap();
+    add(&conn, "slow").await.unwrap();
+    let dropped = tokio::time::timeout(Duration::from_millis(100), tx.clone().commit()).await;
+    assert!(dropped.is_err(), "the COMMIT takes 300 ms");
+    add(&conn, "after").await.unwrap();
+    assert!(matches!(
+        tx.commit().await,
+        Err(Error::TransactionMisuse(_))
+    ));
+    assert_eq!(names(&other).await, ["slow", "after"]);
+    conn.release().await.unwrap();
+}
+
+/// `release_raw` dropped during the ROLLBACK of a transaction left open
+/// ends that transaction with its connection: the next statement borrows
+/// again and runs on its own, and nothing of the transaction is stored.
+#[tokio::test]
+async fn a_release_dropped_in_flight_leaves_no_level_standing() {
+    let (s, other) = items_setup(EngineOptions::new()).await;
+    let conn = s.engine.acquire().lazy(true).await.unwrap();
+    let tx = conn.begin().await.unwrap();
+    add(&conn, "rolled back").await.unwrap();
+    {
+        let mut release = std::pin::pin!(conn.release_raw());
+        let polled = futures_util::future::poll_fn(|cx| {
+            std::task::Poll::Ready(release.as_mut().poll(cx).is_pending())
+        });
+        assert!(polled.await, "the ROLLBACK is a round trip");
+    }
+    add(&conn, "after").await.unwrap();
+    assert!(matches!(
+        tx.commit().await,
+        Err(Error::TransactionMisuse(_))
+    ));
+    assert_eq!(names(&other).await, ["after"]);
+    conn.release().await.unwrap();
+}
+
+/// A statement waiting for the connection while its transaction is
+/// dropped (the connection closed under it) fails: it does not borrow a
+/// new connection and commit on its own what was meant for the
+/// transaction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_queued_behind_a_dropped_transaction_fails() {
+    let (s, other) = items_setup(EngineOptions::new()).await;
+    let e = &s.engine;
+    let tx = e.begin().await.unwrap();
+    let slow = gino::text("INSERT INTO items (name) SELECT 'slow' FROM pg_sleep(0.2)");
+    let (first, queued, ()) = tokio::join!(
+        e.status(slow),
+        async {
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            add(e, "queued").await
+        },
+        async {
+            tokio::time::sleep(Duration::from_millis(60)).await;
+            drop(tx);
+        },
+    );
+    assert!(first.is_ok(), "{first:?}");
+    assert!(
+        matches!(queued, Err(Error::ConnectionReleased)),
+        "{queued:?}"
+    );
+    assert!(names(&other).await.is_empty());
+}
+
+/// A statement of a managed block waits out a managed block joined beside
+/// it, also when that block begins a manual transaction on top: it must
+/// not run inside the other block's level and be rolled back with it.
+#[tokio::test]
+async fn a_manual_level_on_a_joined_block_does_not_take_in_its_neighbours() {
+    let (s, other) = items_setup(EngineOptions::new()).await;
+    let e = &s.engine;
+    e.transaction(async {
+        let (failed, beside) = tokio::join!(
+            e.transaction(async {
+                let _manual = e.begin().await?;
+                add(e, "failing").await?;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                Err::<(), _>(Error::NotFound)
+            }),
+            async {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                add(e, "beside").await
+            },
+        );
+        assert!(matches!(failed, Err(Error::NotFound)), "{failed:?}");
+        beside
+    })
+    .await
+    .unwrap();
+    assert_eq!(names(&other).await, ["beside"]);
+}
+
+/// A manual transaction cannot be committed or rolled back from inside a
+/// managed block running on top of it: the rest of the block would run
+/// outside its level. The block fails and rolls back; the manual
+/// transaction goes on.
+#[tokio::test]
+async fn a_manual_transaction_does_not_end_under_a_running_block() {
+    let (s, other) = items_setup(EngineOptions::new()).await;
+    let conn = s.engine.acquire().await.unwrap();
+    let manual = conn.begin().await.unwrap();
+    add(&conn, "before").await.unwrap();
+    for commit in [true, false] {
+        let inner = manual.clone();
+        let block = conn
+            .transaction(async {
+                add(&conn, "in the block").await?;
+                if commit {
+                    inner.commit().await
+                } else {
+                    inner.rollback().await
+                }
+            })
+            .await;
+        assert!(
+            matches!(block, Err(Error::TransactionMisuse(_))),
+            "{block:?}"
+        );
+    }
+    add(&conn, "after").await.unwrap();
+    manual.commit().await.unwrap();
+    assert_eq!(names(&other).await, ["before", "after"]);
+    conn.release().await.unwrap();
+}

@@ -898,6 +898,9 @@ impl EngineOptions {
     }
 
     pub(crate) fn validate(&self) -> Result<()> {
+        if let Some(timeout) = self.statement_timeout {
+            check_statement_timeout(timeout)?;
+        }
         if self.timeout.is_some_and(|t| t.is_zero()) {
             // A deadline that has passed before the query is sent would
             // fail some queries and not others; asyncpg refuses it too.
@@ -908,6 +911,49 @@ impl EngineOptions {
         }
         check_pool_sizes(("min_size", self.min_size), ("max_size", self.max_size))
     }
+}
+
+/// Refuses a `statement_timeout` the server cannot take as it is meant:
+/// past `i32::MAX` milliseconds every connection is refused (`22023`),
+/// and under a millisecond it would be sent as 0, which turns the
+/// timeout off. Zero itself is PostgreSQL's "no timeout".
+fn check_statement_timeout(timeout: Duration) -> Result<()> {
+    let longest = Duration::from_millis(i32::MAX as u64);
+    if timeout > longest {
+        return Err(Error::Configuration(format!(
+            "option `statement_timeout` ({timeout:?}) is longer than PostgreSQL takes \
+             ({longest:?}, about 24.8 days): leave it unset for no timeout"
+        )));
+    }
+    if !timeout.is_zero() && timeout < Duration::from_millis(1) {
+        return Err(Error::Configuration(format!(
+            "option `statement_timeout` ({timeout:?}) is shorter than PostgreSQL's unit, one \
+             millisecond: it would be sent as 0, which means no timeout"
+        )));
+    }
+    Ok(())
+}
+
+/// The longest name PostgreSQL keeps, in bytes (`NAMEDATALEN - 1`).
+const MAX_NAME_BYTES: usize = 63;
+
+/// Refuses a database or user name the server would cut short: it would
+/// silently reach the object of the shorter name (two tenants' databases
+/// whose names differ only past the cut would be one).
+fn check_name_length(what: &str, name: &str) -> Result<()> {
+    if name.len() <= MAX_NAME_BYTES {
+        return Ok(());
+    }
+    let mut cut = MAX_NAME_BYTES;
+    while !name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    Err(Error::Configuration(format!(
+        "the {what} `{name}` is {} bytes long: PostgreSQL cuts names at {MAX_NAME_BYTES} \
+         bytes, so it would reach `{}`; use a shorter name",
+        name.len(),
+        &name[..cut]
+    )))
 }
 
 /// The rules a pool's sizes follow, each size given with the name the
@@ -1075,7 +1121,7 @@ impl DatabaseUrl {
     }
 
     /// The last value of the query parameter `key`.
-    fn param(&self, key: &str) -> Option<&str> {
+    pub(crate) fn param(&self, key: &str) -> Option<&str> {
         self.params
             .iter()
             .rev()
@@ -1317,8 +1363,12 @@ impl DatabaseUrl {
             .or_else(|| env("PGUSER"))
             .or_else(|| env("USER"))
             .unwrap_or_else(|| "postgres".to_owned());
+        check_name_length("user name", &user)?;
         pg.user(&user);
         let database = database.or_else(|| env("PGDATABASE"));
+        if let Some(database) = &database {
+            check_name_length("database name", database)?;
+        }
         // An empty password is none, as libpq has it: the file may hold one.
         let password = password
             .filter(|p| !p.is_empty())
@@ -1895,7 +1945,14 @@ impl FromStr for DatabaseUrl {
                 mask_password(url)
             ))
         };
-        let (scheme, rest) = url.split_once("://").ok_or_else(not_a_url)?;
+        let RawUrl {
+            scheme,
+            userinfo,
+            hosts: hostlist,
+            path,
+            query,
+            ..
+        } = RawUrl::split(url).ok_or_else(not_a_url)?;
         // Text before a `://` that no scheme could spell (`u:p@h/x://`)
         // is not shown as one: it may hold a password.
         if !is_scheme(scheme) {
@@ -1911,15 +1968,6 @@ impl FromStr for DatabaseUrl {
                 "unsupported URL scheme `{scheme}`: gino speaks PostgreSQL, use postgresql:// or postgres://"
             )));
         }
-        let (userinfo, rest) = split_userinfo(rest);
-        let (before_query, query) = match rest.split_once('?') {
-            Some((a, q)) => (a, Some(q)),
-            None => (rest, None),
-        };
-        let (hostlist, path) = match before_query.split_once('/') {
-            Some((a, p)) => (a, Some(p)),
-            None => (before_query, None),
-        };
         let (user, password) = match userinfo {
             None => (None, None),
             Some(info) => match info.split_once(':') {
@@ -1975,6 +2023,47 @@ pub(crate) fn is_scheme(text: &str) -> bool {
         && text
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+}
+
+/// A database URL's parts as written, split as libpq splits them (see
+/// [`split_userinfo`]); nothing is decoded or checked.
+pub(crate) struct RawUrl<'a> {
+    pub(crate) scheme: &'a str,
+    pub(crate) userinfo: Option<&'a str>,
+    /// The host list, ports included.
+    pub(crate) hosts: &'a str,
+    /// After the `/` that ends the host list, up to the `?`.
+    pub(crate) path: Option<&'a str>,
+    /// After the `?`.
+    pub(crate) query: Option<&'a str>,
+    /// Everything up to the end of the host list.
+    pub(crate) server: &'a str,
+}
+
+impl<'a> RawUrl<'a> {
+    /// `None` without a `://`.
+    pub(crate) fn split(url: &'a str) -> Option<Self> {
+        let (scheme, rest) = url.split_once("://")?;
+        let (userinfo, rest) = split_userinfo(rest);
+        let (before_query, query) = match rest.split_once('?') {
+            Some((a, q)) => (a, Some(q)),
+            None => (rest, None),
+        };
+        let (hosts, path) = match before_query.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (before_query, None),
+        };
+        // `rest` is the end of `url`, and the host list its start.
+        let server = &url[..url.len() - rest.len() + hosts.len()];
+        Some(RawUrl {
+            scheme,
+            userinfo,
+            hosts,
+            path,
+            query,
+            server,
+        })
+    }
 }
 
 /// Splits `user:password` off what follows a URL's `://`, as libpq does:
@@ -2283,6 +2372,64 @@ mod tests {
             connect.pg.get_options(),
             Some("-c search_path=x -c statement_timeout=2000")
         );
+    }
+
+    #[test]
+    fn statement_timeouts_the_server_cannot_take_are_refused() {
+        let resolved = |timeout: Duration| {
+            let url: DatabaseUrl = "postgres://h/db".parse().unwrap();
+            url.resolve_in(EngineOptions::new().statement_timeout(timeout), &no_env)
+                .map(|(connect, _)| connect.pg.get_options().map(str::to_owned))
+        };
+        let longest = Duration::from_millis(i32::MAX as u64);
+        assert_eq!(
+            resolved(longest).unwrap().as_deref(),
+            Some("-c statement_timeout=2147483647")
+        );
+        assert_eq!(
+            resolved(Duration::ZERO).unwrap().as_deref(),
+            Some("-c statement_timeout=0"),
+            "PostgreSQL's own 'no timeout'"
+        );
+        for refused in [
+            longest + Duration::from_millis(1),
+            Duration::from_micros(500),
+        ] {
+            let err = resolved(refused).unwrap_err();
+            assert!(matches!(err, Error::Configuration(_)), "{refused:?}: {err}");
+            assert!(err.to_string().contains("statement_timeout"), "{err}");
+        }
+        // From the URL too.
+        let url: DatabaseUrl = "postgres://h/db?statement_timeout=3000000".parse().unwrap();
+        assert!(url.resolve_in(EngineOptions::new(), &no_env).is_err());
+    }
+
+    #[test]
+    fn names_the_server_would_cut_short_are_refused() {
+        let long = "d".repeat(63);
+        let resolved = |url: &str| {
+            url.parse::<DatabaseUrl>()
+                .unwrap()
+                .resolve_in(EngineOptions::new(), &no_env)
+        };
+        resolved(&format!("postgres://h/{long}")).unwrap();
+        let err = resolved(&format!("postgres://h/{long}x")).unwrap_err();
+        assert!(
+            err.to_string().contains(&format!("reach `{long}`")),
+            "{err}"
+        );
+        // Cut on a character's boundary, as the server cuts it.
+        let accented = format!("postgres://h/{}%C3%A9", "d".repeat(62));
+        let err = resolved(&accented).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains(&format!("reach `{}`", "d".repeat(62))),
+            "{err}"
+        );
+        assert!(resolved(&format!("postgres://{long}u@h/db")).is_err());
+        let from_env = |name: &str| (name == "PGDATABASE").then(|| format!("{long}x"));
+        let url: DatabaseUrl = "postgres://h".parse().unwrap();
+        assert!(url.resolve_in(EngineOptions::new(), &from_env).is_err());
     }
 
     #[test]

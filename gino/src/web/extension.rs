@@ -441,15 +441,20 @@ async fn open(url: &str, settings: &Settings) -> Result<Engine> {
     }
 }
 
-/// Whether a failed start-up may succeed later (the server is starting);
-/// a malformed setting, a refused certificate, a refused login (SQLSTATE
-/// class 28: a wrong password, no `pg_hba.conf` entry) or a database that
-/// does not exist (`3D000`: a server still running its set-up scripts
-/// does not take TCP connections yet) will not.
+/// Whether a failed start-up may succeed later (the server is starting):
+/// no answer, or an answer that says so (SQLSTATE classes `08`
+/// connection, `53` resources such as too many connections, `57`
+/// operator intervention such as `57P03` "starting up", `58` system). A
+/// malformed setting, a refused certificate, a refused login (class
+/// `28`), a database that does not exist (`3D000`: a server still
+/// running its set-up scripts does not take TCP connections yet) or a
+/// setting the server refuses (`22023`, `42704`) will not.
 fn worth_retrying(error: &Error) -> bool {
     match error {
         Error::Configuration(_) | Error::Tls(_) => false,
-        Error::Database(e) => !e.code().starts_with("28") && e.code() != "3D000",
+        Error::Database(e) => ["08", "53", "57", "58"]
+            .iter()
+            .any(|class| e.code().starts_with(class)),
         _ => true,
     }
 }
@@ -546,6 +551,26 @@ mod tests {
         let result = tokio::time::timeout(Duration::from_secs(5), extension.connect()).await;
         assert!(
             matches!(&result, Ok(Err(Error::Database(e))) if e.code() == "3D000"),
+            "{result:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn retries_are_not_spent_on_a_setting_the_server_refuses() {
+        let server = gino_testkit::Server::get();
+        let url = server.url_for("postgres");
+        let sep = if url.contains('?') { '&' } else { '?' };
+        let settings = Settings {
+            dsn: Some(format!("{url}{sep}options=-c%20work_mem%3Dbanana")),
+            retry_limit: 5,
+            retry_interval: Duration::from_secs(60),
+            ..Settings::default()
+        };
+        static REFUSED: Gino = Gino::secondary();
+        let extension = Extension::new(&REFUSED, settings);
+        let result = tokio::time::timeout(Duration::from_secs(5), extension.connect()).await;
+        assert!(
+            matches!(&result, Ok(Err(Error::Database(e))) if e.code() == "22023"),
             "{result:?}"
         );
     }

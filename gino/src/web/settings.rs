@@ -9,8 +9,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::config::{
-    DatabaseUrl, EngineOptions, SslMode, SslRootCert, check_pool_sizes, is_scheme, parse_bool,
-    parse_duration, parse_number, parse_port, parse_ssl, percent_decode,
+    DatabaseUrl, EngineOptions, RawUrl, SslMode, SslRootCert, check_pool_sizes, is_scheme,
+    parse_bool, parse_duration, parse_number, parse_port, parse_ssl, percent_decode,
 };
 use crate::error::{Error, Result};
 
@@ -138,20 +138,10 @@ pub struct Settings {
     pub kwargs: Vec<(String, String)>,
 }
 
-/// A DSN as (scheme and server, database, `?query` or nothing).
-fn split_dsn(dsn: &str) -> (&str, &str, &str) {
-    let after_scheme = dsn.find("://").map_or(0, |i| i + 3);
-    let (rest, query) = match dsn.find('?') {
-        Some(q) => (&dsn[..q], &dsn[q..]),
-        None => (dsn, ""),
-    };
-    match rest[after_scheme.min(rest.len())..].find('/') {
-        Some(slash) => {
-            let slash = after_scheme + slash;
-            (&rest[..slash], &rest[slash + 1..], query)
-        }
-        None => (rest, "", query),
-    }
+/// Whether a URL's query pair (`key=value`, as written) is `dbname`.
+fn is_dbname(pair: &str) -> bool {
+    let key = pair.split_once('=').map_or(pair, |(key, _)| key);
+    percent_decode(key, "query").is_ok_and(|key| key == "dbname")
 }
 
 impl Default for Settings {
@@ -569,13 +559,21 @@ impl Settings {
     /// assert_eq!(settings.database_name(), "shop");
     /// ```
     pub fn database_name(&self) -> String {
-        match &self.dsn {
-            Some(dsn) => {
-                let (_, path, _) = split_dsn(dsn);
-                // A malformed escape: the name as written.
-                percent_decode(path, "database name").unwrap_or_else(|_| path.to_owned())
-            }
-            None => self.database.clone(),
+        let Some(dsn) = &self.dsn else {
+            return self.database.clone();
+        };
+        match dsn.parse::<DatabaseUrl>() {
+            // A `dbname` parameter overrides the path, as in libpq.
+            Ok(url) => url
+                .param("dbname")
+                .or(url.database())
+                .unwrap_or_default()
+                .to_owned(),
+            // Malformed (engine creation says how): the path as written.
+            Err(_) => RawUrl::split(dsn)
+                .and_then(|raw| raw.path)
+                .unwrap_or_default()
+                .to_owned(),
         }
     }
 
@@ -591,9 +589,17 @@ impl Settings {
     pub fn for_database(&self, name: &str) -> Settings {
         let mut settings = self.clone();
         settings.database = name.to_owned();
-        if let Some(dsn) = &self.dsn {
-            let (server, _, query) = split_dsn(dsn);
-            settings.dsn = Some(format!("{server}/{}{query}", encode(name)));
+        if let Some(raw) = self.dsn.as_deref().and_then(RawUrl::split) {
+            // Split as the engine reads the URL (a password may hold a raw
+            // `?`), and without a `dbname` parameter, which would override
+            // the new path.
+            let mut dsn = format!("{}/{}", raw.server, encode(name));
+            let query = raw.query.unwrap_or_default().split('&');
+            for (i, pair) in query.filter(|p| !p.is_empty() && !is_dbname(p)).enumerate() {
+                dsn.push(if i == 0 { '?' } else { '&' });
+                dsn.push_str(pair);
+            }
+            settings.dsn = Some(dsn);
         }
         settings
     }
@@ -981,6 +987,25 @@ mod tests {
             ("postgresql://h/my%20db", "my db", "postgresql://h/app_t1"),
             // Malformed escapes stay as written.
             ("postgres://h/a%+1b%2", "a%+1b%2", "postgres://h/app_t1"),
+            // A `dbname` parameter names the database over the path, so
+            // it goes: it would take every tenant to the same one.
+            (
+                "postgres://u@h/shop?dbname=shop&sslmode=require",
+                "shop",
+                "postgres://u@h/app_t1?sslmode=require",
+            ),
+            (
+                "postgres://u@h/?db%6Eame=shop",
+                "shop",
+                "postgres://u@h/app_t1",
+            ),
+            // A raw `?` in a password is the password's, as the engine
+            // reads it.
+            (
+                "postgres://app:pa?ss@db/shop",
+                "shop",
+                "postgres://app:pa?ss@db/app_t1",
+            ),
         ];
         for (given, name, tenant) in cases {
             let settings = dsn(given);

@@ -571,6 +571,27 @@ async fn properties_take_sql_updates_indexes_and_plain_json_columns() {
         [r#"{"rank": 4}"#]
     );
 
+    // A NUL in a text is refused, in the plain json column too (which
+    // would take it, and then fail every merge and property filter that
+    // reads it as jsonb); nothing is stored or changed.
+    let err = Player::create()
+        .name("nul".to_owned())
+        .nickname("a\0b".to_owned())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("NUL"), "{err}");
+    let err = ann
+        .update()
+        .nickname("a\0b".to_owned())
+        .apply()
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("`nickname`"), "{err}");
+    assert_eq!(
+        texts("SELECT extra::text AS v FROM players").await,
+        [r#"{"rank": 4}"#]
+    );
+
     MORE.pop_bind().unwrap().close().await;
 }
 

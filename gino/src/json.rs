@@ -312,11 +312,31 @@ pub fn to_value<T: Serialize>(key: &str, value: &T) -> Result<Value> {
             format!("JSON property `{key}` cannot be stored: {float} is not a JSON number (JSON has no NaN or infinity)").into(),
         )));
     }
-    serde_json::to_value(value).map_err(|e| {
+    let refused = |why: String| {
         Error::Query(diesel::result::Error::SerializationError(
-            format!("JSON property `{key}` cannot be stored: {e}").into(),
+            format!("JSON property `{key}` cannot be stored: {why}").into(),
         ))
-    })
+    };
+    let value = serde_json::to_value(value).map_err(|e| refused(e.to_string()))?;
+    if holds_nul(&value) {
+        // `jsonb` refuses `\u0000`; a plain `json` column takes it, and then
+        // every merge into the column and every property filter on the
+        // table (both read it as `jsonb`) fails.
+        return Err(refused(
+            "a text in it holds a NUL character (\\u0000), which jsonb cannot hold".to_owned(),
+        ));
+    }
+    Ok(value)
+}
+
+/// Whether a string (or an object's key) anywhere in `value` holds a NUL.
+fn holds_nul(value: &Value) -> bool {
+    match value {
+        Value::String(text) => text.contains('\0'),
+        Value::Array(items) => items.iter().any(holds_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || holds_nul(v)),
+        Value::Null | Value::Bool(_) | Value::Number(_) => false,
+    }
 }
 
 /// A JSON property as an SQL expression of its type: what

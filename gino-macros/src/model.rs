@@ -818,6 +818,17 @@ pub(crate) fn expand_with(
             ));
         }
         if !json_columns.contains(&column) {
+            // The generated code names the column's field after it.
+            if syn::parse_str::<syn::Ident>(&column).is_err() {
+                return Err(syn::Error::new(
+                    prop.ident.span(),
+                    format!(
+                        "the properties' column `{column}` is not a Rust identifier (or is a \
+                         keyword), which the generated code needs it to be: choose another \
+                         name, #[gino(property = \"extra_data\")]"
+                    ),
+                ));
+            }
             if fields.iter().any(|f| f.column == column) {
                 return Err(syn::Error::new(
                     prop.ident.span(),
@@ -851,6 +862,23 @@ pub(crate) fn expand_with(
         }
     }
     let fields = fields;
+    // The builders of `create()` and `update()` have a setter per field
+    // beside methods and fields of their own.
+    const BUILDER_NAMES: &[&str] = &["bind", "timeout", "build", "set", "apply", "set_property"];
+    for f in fields.iter().chain(&props).filter(|f| !f.hidden) {
+        let ident = f.ident.to_string();
+        let ident = ident.trim_start_matches("r#");
+        if BUILDER_NAMES.contains(&ident) {
+            return Err(syn::Error::new(
+                f.ident.span(),
+                format!(
+                    "a field named `{ident}` would clash with the `{ident}` of `create()` and \
+                     `update()`: rename the field, and keep the column's name with \
+                     #[gino(column = \"{ident}\")]"
+                ),
+            ));
+        }
+    }
     if fields.is_empty() {
         return Err(syn::Error::new(
             Span::call_site(),
@@ -1010,6 +1038,17 @@ pub(crate) fn expand_with(
     let index_key = |ident: &Ident| -> Result<TokenStream> {
         match props.iter().find(|p| p.ident == *ident) {
             Some(p) => {
+                if p.expr.is_none() && !types::property_indexable(types::strip_option(&p.ty).0) {
+                    return Err(syn::Error::new(
+                        ident.span(),
+                        format!(
+                            "the date or time property `{ident}` cannot be indexed: PostgreSQL's \
+                             casts from text to dates and times depend on the session's DateStyle \
+                             and time zone, and an index expression must not; make it a column, \
+                             or give it an immutable expression (expr = \"...\")"
+                        ),
+                    ));
+                }
                 let sql = property_sql(p).1;
                 Ok(quote!(::gino::model::IndexKey::Expression(#sql)))
             }
@@ -1023,11 +1062,19 @@ pub(crate) fn expand_with(
     // leave the second uncreated (`CREATE INDEX IF NOT EXISTS`).
     let mut index_names: Vec<String> = Vec::new();
     let mut claim = |name: &str, span: Span| -> Result<()> {
-        if index_names.iter().any(|taken| taken == name) {
+        // PostgreSQL keeps the first 63 bytes of a name: two names alike
+        // that far are one.
+        let kept = kept_name(name);
+        if index_names.iter().any(|taken| kept_name(taken) == kept) {
+            let same = if kept.len() < name.len() {
+                format!("named alike in the 63 bytes PostgreSQL keeps of a name (`{kept}`)")
+            } else {
+                format!("named `{name}`")
+            };
             return Err(syn::Error::new(
                 span,
                 format!(
-                    "two indexes of `{table}` are named `{name}`: name this one \
+                    "two indexes of `{table}` are {same}: name this one \
                      (index(name = \"...\", columns(..)))"
                 ),
             ));
@@ -2443,4 +2490,14 @@ fn json_functions(property: &Field) -> TokenStream {
     } else {
         quote!(::gino::json)
     }
+}
+
+/// What PostgreSQL keeps of a name: its first 63 bytes, cut on a
+/// character's boundary.
+fn kept_name(name: &str) -> &str {
+    let mut end = name.len().min(63);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    &name[..end]
 }

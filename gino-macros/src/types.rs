@@ -109,6 +109,17 @@ pub fn strip_option(ty: &Type) -> (&Type, bool) {
     }
 }
 
+/// Whether the expression [`property_sql`] makes for `ty` can be indexed:
+/// PostgreSQL's casts from text to dates and times read the session's
+/// `DateStyle` and time zone, so they are not immutable, which an index
+/// expression must be.
+pub fn property_indexable(ty: &Type) -> bool {
+    let name = last_segment(ty)
+        .map(|s| s.ident.to_string())
+        .unwrap_or_default();
+    !matches!(name.as_str(), "NaiveDateTime" | "DateTime" | "NaiveDate")
+}
+
 /// How a JSON property of type `ty` reads in SQL: its diesel SQL type and
 /// the expression on `target` (the quoted JSONB column): `->>` cast to the
 /// type for scalars, `->` (jsonb) for anything else.

@@ -608,6 +608,42 @@ impl<T> QueryId for Lookup<T> {
 /// }
 /// ```
 ///
+/// PostgreSQL keeps 63 bytes of a name, so two indexes whose names are
+/// alike that far would be one (the second skipped by `IF NOT EXISTS`):
+///
+/// ```compile_fail
+/// # use gino::prelude::*;
+/// #[derive(Model, Debug, Clone)]
+/// #[gino(
+///     table = "organization_membership_invitations",
+///     index(columns(tenant_id, created_at, status)),
+///     index(columns(tenant_id, created_at, state)), // error: named alike in 63 bytes
+/// )]
+/// pub struct Invitation {
+///     #[gino(primary_key)]
+///     pub id: i32,
+///     pub tenant_id: i32,
+///     pub created_at: i64,
+///     pub status: i32,
+///     pub state: i32,
+/// }
+/// ```
+///
+/// A field cannot take the name of a method of `create()` or `update()`
+/// (`bind`, `timeout`, `build`, `set`, `apply`, `set_property`); its
+/// column can:
+///
+/// ```compile_fail
+/// # use gino::prelude::*;
+/// #[derive(Model, Debug, Clone)]
+/// #[gino(table = "jobs")]
+/// pub struct Job {
+///     #[gino(primary_key)]
+///     pub id: i32,
+///     pub timeout: i32, // error: rename it, with #[gino(column = "timeout")]
+/// }
+/// ```
+///
 /// A key of several columns names as many as the key it references:
 ///
 /// ```compile_fail
@@ -636,7 +672,7 @@ impl<T> QueryId for Lookup<T> {
 /// | `column = "name"` | the column's name when it differs from the field's |
 /// | `default = expr` | client-side default for `create()` (any Rust expression) |
 /// | `server_default = "sql"` | `DEFAULT sql` in the table |
-/// | `unique` / `index` | a unique constraint / an index on the column |
+/// | `unique` / `index` | a unique constraint / an index on the column (on a JSON property: on its expression, refused at compile time for a date or time property, whose casts from text are not immutable) |
 /// | `references = User` | a foreign key to that model's primary key, the joins diesel needs (`posts::table.inner_join(users::table)` with no `joinable!`), and for a field `author_id` the loader `Post::with_author()` (rows `(Post, Option<User>)`); no joins when the model is referenced twice or by itself |
 /// | `references = Team, join = false` | the key without the joins: for one of two models that reference each other, whose joins would be declared twice (diesel's `JoinTo` between two tables is one, whichever side declares it) |
 /// | `references = "table(column)"`, `on_delete = "cascade"`, `on_update = ".."` | a foreign key by SQL names |

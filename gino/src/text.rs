@@ -18,7 +18,9 @@ use crate::lex;
 /// loadable into `#[derive(QueryableByName)]` rows.
 ///
 /// A parameter is a `:` followed by a letter or `_` and then letters,
-/// digits or `_`; `::` casts, string literals, quoted identifiers,
+/// digits or `_`, where the `:` does not follow a letter, digit or `_`
+/// (`arr[lo:hi]` has none, as in SQLAlchemy's `text`); `\:` is a plain
+/// colon; `::` casts, string literals, quoted identifiers,
 /// dollar-quoted strings and comments are left alone. The same name may
 /// appear several times. Each value is bound with its SQL type, so the
 /// server sees real bind parameters, never interpolated text.
@@ -146,8 +148,22 @@ impl<'a> TextQuery<'a> {
         for code in lex::code_ranges(sql) {
             let mut i = code.start;
             while i < code.end {
+                if bytes[i..code.end].starts_with(b"\\:") {
+                    // `\:` is a colon of the statement's own: the
+                    // backslash goes.
+                    pieces.push(Piece::Sql(sql[start..i].to_owned()));
+                    start = i + 1;
+                    i += 2;
+                    continue;
+                }
+                // A colon right after a word (`arr[1:n]`, `x:y`) is no
+                // parameter's, as in SQLAlchemy's `text`.
+                let after_word = i > 0 && {
+                    let before = bytes[i - 1];
+                    before.is_ascii_alphanumeric() || before == b'_' || !before.is_ascii()
+                };
                 let param = match (bytes[i], bytes.get(i + 1)) {
-                    (b':', Some(b)) => b.is_ascii_alphabetic() || *b == b'_',
+                    (b':', Some(b)) => (b.is_ascii_alphabetic() || *b == b'_') && !after_word,
                     _ => false,
                 };
                 if !param {
@@ -376,6 +392,13 @@ mod tests {
         assert_eq!(names, ["p"]);
         let (_, names) = rendered("SELECT :a::text, x:: int, ::b");
         assert_eq!(names, ["a"]);
+    }
+
+    #[test]
+    fn a_colon_after_a_word_or_escaped_is_the_statements_own() {
+        let (sql, names) = rendered("SELECT (tags)[1:n], arr[lo:hi], arr[:lo], x \\:y, é:z");
+        assert_eq!(names, ["lo"]);
+        assert_eq!(sql, "SELECT (tags)[1:n], arr[lo:hi], arr[$1], x :y, é:z");
     }
 
     #[test]

@@ -98,7 +98,8 @@ pub static DB: Gino = Gino::new();
 /// a database of the test server (`DATABASE_URL`, or a throwaway cluster),
 /// which lives as long as the returned guard.
 pub async fn settings() -> gino::Result<(Settings, Option<TestDatabase>)> {
-    if std::env::vars().any(|(name, _)| name.starts_with("DB_")) {
+    // `vars_os`: `vars` panics on a variable that is not UTF-8.
+    if std::env::vars_os().any(|(name, _)| name.to_string_lossy().starts_with("DB_")) {
         return Ok((Settings::from_env()?, None));
     }
     let database = TestDatabase::create().await;

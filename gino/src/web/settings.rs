@@ -138,6 +138,25 @@ pub struct Settings {
     pub kwargs: Vec<(String, String)>,
 }
 
+/// The process environment as settings read it, once no `DB_*` variable
+/// holds bytes that are not UTF-8: such a value would otherwise read as
+/// unset, and the setting fall back to its default without a word.
+fn env_lookup() -> Result<impl Fn(&str) -> Option<String>> {
+    all_text(std::env::vars_os())?;
+    Ok(|name: &str| std::env::var(name).ok())
+}
+
+/// Refuses a `DB_*` variable of `vars` whose value is not UTF-8.
+fn all_text(vars: impl Iterator<Item = (std::ffi::OsString, std::ffi::OsString)>) -> Result<()> {
+    for (name, value) in vars {
+        let name = name.to_string_lossy();
+        if name.starts_with("DB_") && value.to_str().is_none() {
+            return Err(named(&name, "is not valid UTF-8, and settings are text"));
+        }
+    }
+    Ok(())
+}
+
 /// Whether a URL's query pair (`key=value`, as written) is `dbname`.
 fn is_dbname(pair: &str) -> bool {
     let key = pair.split_once('=').map_or(pair, |(key, _)| key);
@@ -263,7 +282,7 @@ impl Settings {
     /// # Ok::<_, gino::Error>(())
     /// ```
     pub fn from_env() -> Result<Settings> {
-        Settings::from_lookup(|name| std::env::var(name).ok())
+        Settings::from_lookup(env_lookup()?)
     }
 
     /// [`from_env`](Self::from_env) with the variables looked up by `var`
@@ -292,7 +311,7 @@ impl Settings {
     /// # Ok::<_, gino::Error>(())
     /// ```
     pub fn with_env(self) -> Result<Settings> {
-        self.with_lookup(|name| std::env::var(name).ok())
+        self.with_lookup(env_lookup()?)
     }
 
     /// [`with_env`](Self::with_env) with the variables looked up by `var`.
@@ -965,6 +984,18 @@ fn root_cert<'de, D: serde::Deserializer<'de>>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn a_variable_that_is_not_text_is_named_not_ignored() {
+        use std::os::unix::ffi::OsStringExt;
+        let var =
+            |name: &str, value: &[u8]| (name.into(), std::ffi::OsString::from_vec(value.to_vec()));
+        all_text([var("DB_HOST", b"db"), var("OTHER", b"\xff")].into_iter()).unwrap();
+        let err = all_text([var("DB_PASSWORD", b"pa\xffss")].into_iter()).unwrap_err();
+        assert!(err.to_string().contains("DB_PASSWORD"), "{err}");
+        assert!(!err.to_string().contains("pa"), "never the value: {err}");
+    }
 
     #[test]
     fn another_database_on_the_same_server() {

@@ -705,10 +705,17 @@ pub fn create_statements(tables: &[&TableMeta], checkfirst: bool) -> Vec<String>
         if comments.is_empty() {
             statements.push(create);
         } else if checkfirst {
-            // An existing table is skipped, comments and all.
-            let exists = literal(&TableName::of(table).to_string());
+            // An existing table is skipped, comments and all. Looked for
+            // where `CREATE TABLE` makes it: an unqualified name in the
+            // current schema, not in the whole search path (a table of a
+            // later schema, or a temporary one, is another table).
+            let name = literal(&TableName::of(table).to_string());
+            let exists = match table.schema {
+                Some(_) => format!("to_regclass({name})"),
+                None => format!("to_regclass(quote_ident(current_schema()) || '.' || {name})"),
+            };
             statements.push(do_block(&format!(
-                "BEGIN IF to_regclass({exists}) IS NULL THEN {create}; {}; END IF; END",
+                "BEGIN IF {exists} IS NULL THEN {create}; {}; END IF; END",
                 comments.join("; ")
             )));
         } else {
@@ -788,12 +795,21 @@ impl<'t> Plan<'t> {
                 tables.push(table);
             }
         }
-        // A reference names `schema.table`, or a table of any schema.
+        // A reference names `schema.table`, or a table without a schema
+        // (the search path's), else of any schema: a same-named table of
+        // another schema is not the one an unqualified reference means
+        // when the set has that one.
         let position = |fk: &ForeignKeyMeta| {
             let (schema, name) = fk.target();
-            tables
+            let exact = tables
                 .iter()
-                .position(|t| t.name == name && (schema.is_none() || t.schema == schema))
+                .position(|t| t.name == name && t.schema == schema);
+            exact.or_else(|| {
+                schema
+                    .is_none()
+                    .then(|| tables.iter().position(|t| t.name == name))
+                    .flatten()
+            })
         };
         // references[i]: positions of the other tables that table i references.
         let references: Vec<Vec<usize>> = tables
@@ -1308,6 +1324,21 @@ mod tests {
              EXCEPTION WHEN duplicate_object THEN NULL; END $gino2$"
         );
     }
+    #[test]
+    fn an_unqualified_reference_means_the_unqualified_table() {
+        let archived: &'static TableMeta = Box::leak(Box::new(TableMeta {
+            schema: Some("archive"),
+            ..*table("a", &["a"])
+        }));
+        let a = table("a", &[]);
+        let names: Vec<String> = Plan::of(&[archived, a])
+            .tables
+            .iter()
+            .map(|t| t.qualified_name())
+            .collect();
+        assert_eq!(names, ["a", "archive.a"]);
+    }
+
     #[test]
     fn qualified_tables_are_ordered_and_named_with_their_schema() {
         let in_app = |t: &'static TableMeta| -> &'static TableMeta {

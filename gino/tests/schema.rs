@@ -718,6 +718,41 @@ async fn create_and_drop_single_tables() {
     assert_eq!(missing.sqlstate(), Some("42P01"));
 }
 
+static NOTES: TableMeta = TableMeta {
+    comment: Some("notes of the app"),
+    ..table("notes", &[id()], &["id"])
+};
+
+/// With `checkfirst`, a table with comments is looked for where `CREATE
+/// TABLE` would make it: a same-named table of a later schema of the
+/// search path does not stand in for it.
+#[tokio::test]
+async fn a_commented_table_is_looked_for_in_the_schema_it_goes_to() {
+    let s = common::setup().await;
+    for sql in ["CREATE SCHEMA app", "CREATE TABLE public.notes (id int)"] {
+        s.engine.status(diesel::sql_query(sql)).await.unwrap();
+    }
+    let url = common::url_with(&s.db, "options=-c%20search_path%3Dapp%2Cpublic");
+    let in_app = gino::create_engine(&url, gino::EngineOptions::new())
+        .await
+        .unwrap();
+    create_tables(vec![&NOTES], Bind::Default)
+        .bind(&in_app)
+        .await
+        .unwrap();
+    let made: Option<String> =
+        diesel::select(diesel::dsl::sql::<diesel::sql_types::Nullable<Text>>(
+            "obj_description(to_regclass('app.notes'), 'pg_class')",
+        ))
+        .gino()
+        .bind(&s.engine)
+        .one()
+        .await
+        .unwrap();
+    assert_eq!(made.as_deref(), Some("notes of the app"));
+    in_app.close().await;
+}
+
 static AUTHORS: TableMeta = TableMeta {
     uniques: &[UniqueMeta {
         name: None,

@@ -1728,6 +1728,13 @@ impl TlsSettings {
             .then(|| file(options.ssl_cert.clone(), "PGSSLCERT", "postgresql.crt"))
             .flatten();
         let require_client_cert = cert_mode == CertMode::Require;
+        if require_client_cert && mode == SslMode::Disable {
+            return Err(Error::Configuration(
+                "sslcertmode=require needs a server that asks for the client certificate, which \
+                 only a TLS session can: it cannot go with sslmode=disable"
+                    .to_owned(),
+            ));
+        }
         if require_client_cert && cert.is_none() {
             return Err(Error::Configuration(
                 "sslcertmode=require sends a client certificate, but none is configured: set \

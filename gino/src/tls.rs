@@ -312,6 +312,12 @@ impl Tls {
         self.mode
     }
 
+    /// `sslcertmode=require`: the server must ask for the client's
+    /// certificate, which it can only do in a TLS session.
+    pub(crate) fn must_be_asked(&self) -> bool {
+        self.must_be_asked
+    }
+
     /// Runs the TLS handshake on `socket`, which the server agreed to
     /// encrypt; `host` is the name the certificate must carry under
     /// `verify-full`.

@@ -1077,13 +1077,22 @@ impl Connector {
             self.start(self.connect(place).await?, place, None, login)
                 .await
         };
+        // A client certificate the server must ask for, or channel binding
+        // that is required, needs TLS: no plaintext session can give
+        // either, so `allow` and `prefer` (on loopback too) go encrypted.
+        let must_encrypt = tls.must_be_asked()
+            || matches!(
+                login.pg.get_channel_binding(),
+                tokio_postgres::config::ChannelBinding::Require
+            );
         let encrypted = async || {
-            let required = tls.mode() != SslMode::Prefer;
+            let required = must_encrypt || tls.mode() != SslMode::Prefer;
             let (socket, used) = negotiate(self.connect(place).await?, tls, host, required).await?;
             let encryption = used.then(|| (tls.clone(), host.to_owned()));
             self.start(socket, place, encryption, login).await
         };
         match tls.mode() {
+            SslMode::Allow | SslMode::Prefer if must_encrypt => encrypted().await,
             // libpq's `allow`: plaintext first, TLS if the server refuses it.
             SslMode::Allow => match plaintext().await {
                 Err(Error::Database(_)) => encrypted().await,

@@ -391,15 +391,29 @@ async fn prefer_leaves_loopback_plaintext_unless_the_server_insists() {
         .start()
         .expect("a cluster with optional TLS");
     let url = both.url_for("postgres");
+    // A certificate the server must ask for needs TLS: `prefer` and
+    // `allow` encrypt then, on loopback too.
+    let client = ca.client("postgres");
+    let client = format!(
+        "sslcert={}&sslkey={}&sslcertmode=require",
+        ca.write("loopback-client.crt", &client.cert_pem).display(),
+        ca.write("loopback-client.key", &client.key_pem).display()
+    );
+    let asked = format!("?{client}");
+    let allowed = format!("?sslmode=allow&{client}");
     for (params, expected) in [
         ("", false),
         ("?sslmode=prefer", false),
         ("?sslmode=require", true),
+        (asked.as_str(), true),
+        (allowed.as_str(), true),
     ] {
         let engine = engine(&format!("{url}{params}")).await.unwrap();
         assert_eq!(encrypted(&engine).await, expected, "{params}");
         engine.close().await;
     }
+    let disabled = format!("{url}?sslmode=disable&{client}");
+    assert!(configuration_error(engine(&disabled).await).contains("sslcertmode=require"));
 }
 
 #[tokio::test]

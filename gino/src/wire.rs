@@ -1080,19 +1080,28 @@ impl Connector {
         // A client certificate the server must ask for, or channel binding
         // that is required, needs TLS: no plaintext session can give
         // either, so `allow` and `prefer` (on loopback too) go encrypted.
-        let must_encrypt = tls.must_be_asked()
-            || matches!(
-                login.pg.get_channel_binding(),
-                tokio_postgres::config::ChannelBinding::Require
-            );
+        let must_encrypt = if tls.must_be_asked() {
+            Some("sslcertmode=require".to_owned())
+        } else if matches!(
+            login.pg.get_channel_binding(),
+            tokio_postgres::config::ChannelBinding::Require
+        ) {
+            Some("channel_binding=require".to_owned())
+        } else {
+            None
+        };
+        let required_by = must_encrypt
+            .clone()
+            .or_else(|| (tls.mode() != SslMode::Prefer).then(|| format!("sslmode={}", tls.mode())));
         let encrypted = async || {
-            let required = must_encrypt || tls.mode() != SslMode::Prefer;
-            let (socket, used) = negotiate(self.connect(place).await?, tls, host, required).await?;
+            let required_by = required_by.as_deref();
+            let (socket, used) =
+                negotiate(self.connect(place).await?, tls, host, required_by).await?;
             let encryption = used.then(|| (tls.clone(), host.to_owned()));
             self.start(socket, place, encryption, login).await
         };
         match tls.mode() {
-            SslMode::Allow | SslMode::Prefer if must_encrypt => encrypted().await,
+            SslMode::Allow | SslMode::Prefer if must_encrypt.is_some() => encrypted().await,
             // libpq's `allow`: plaintext first, TLS if the server refuses it.
             SslMode::Allow => match plaintext().await {
                 Err(Error::Database(_)) => encrypted().await,
@@ -1298,7 +1307,8 @@ impl<'a> Login<'a> {
 /// connection it belongs to is.
 #[cfg(feature = "tls")]
 async fn encrypt(socket: Socket, (tls, host): &Encryption) -> Result<Socket> {
-    Ok(negotiate(socket, tls, host, true).await?.0)
+    let encrypted = "the encrypted connection it cancels a statement of";
+    Ok(negotiate(socket, tls, host, Some(encrypted)).await?.0)
 }
 
 #[cfg(not(feature = "tls"))]
@@ -1334,13 +1344,14 @@ impl CreationRuntime {
 
 /// Asks the server to encrypt (`SSLRequest`) and runs the handshake if it
 /// agrees. Returns the socket to speak the protocol on and whether it is
-/// encrypted; a server without TLS is an error only when `required`.
+/// encrypted; a server without TLS is an error only when a setting
+/// (`required_by`, as the user wrote it) requires it.
 #[cfg(feature = "tls")]
 async fn negotiate(
     socket: Socket,
     tls: &Tls,
     host: &str,
-    required: bool,
+    required_by: Option<&str>,
 ) -> Result<(Socket, bool)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let Socket::Tcp(mut stream) = socket else {
@@ -1355,10 +1366,14 @@ async fn negotiate(
     stream.read_exact(&mut answer).await.map_err(failed)?;
     match answer[0] {
         b'S' => Ok((Socket::Tls(tls.handshake(stream, host).await?), true)),
-        b'N' if required => Err(Error::Tls(format!(
-            "the server at {host} does not accept TLS, which sslmode={} requires: turn `ssl` on \
-             in its postgresql.conf, or use sslmode=prefer to allow plaintext",
-            tls.mode()
+        b'N' if let Some(setting) = required_by => Err(Error::Tls(format!(
+            "the server at {host} does not accept TLS, which {setting} requires: turn `ssl` on \
+             in its postgresql.conf{}",
+            if setting.starts_with("sslmode") {
+                ", or use sslmode=prefer to allow plaintext"
+            } else {
+                ""
+            }
         ))),
         b'N' => Ok((Socket::Tcp(stream), false)),
         other => Err(Error::Connection(format!(

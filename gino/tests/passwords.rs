@@ -284,9 +284,15 @@ async fn a_login_over_tls_binds_to_the_server_s_certificate() {
         "{refused:?}"
     );
 
-    // Plaintext has nothing to bind to.
+    // Plaintext has nothing to bind to: a server without TLS is refused,
+    // and so is a login the client does not encrypt.
     let plain = url("app:pa%3Ass%5Cword", "channel_binding=require");
     let refused = engine_or_error(&plain).await;
+    let Err(Error::Tls(message)) = refused else {
+        panic!("expected a refused login, got {refused:?}");
+    };
+    assert!(message.contains("channel_binding=require"), "{message}");
+    let refused = engine_or_error(&format!("{plain}&sslmode=disable")).await;
     let Err(Error::Connection(message)) = refused else {
         panic!("expected a refused login, got {refused:?}");
     };

@@ -249,8 +249,16 @@ impl Gino {
     /// # gino_testkit::doc::run(demo);
     /// ```
     pub fn pop_bind(&self) -> Option<Engine> {
+        self.unbind_if(|_| true)
+    }
+
+    /// Unbinds the bound engine if `which` says so of it.
+    fn unbind_if(&self, which: impl FnOnce(&Engine) -> bool) -> Option<Engine> {
         let engine = {
             let mut bound = self.engine.write().unwrap_or_else(|p| p.into_inner());
+            if !bound.as_ref().is_some_and(which) {
+                return None;
+            }
             self.bound_id.store(0, Ordering::Release);
             bound.take()
         };
@@ -378,16 +386,19 @@ impl Gino {
         Fut: Future<Output = Result<T, E>>,
         E: From<Error>,
     {
-        struct Unbind<'a>(&'a Gino);
+        /// Closes the scope's engine, and unbinds it if it is still the
+        /// one bound: a bind made meanwhile (by the scope, or by another
+        /// scope beside it) is not this scope's to end.
+        struct Unbind<'a>(&'a Gino, Engine);
         impl Drop for Unbind<'_> {
             fn drop(&mut self) {
-                if let Some(engine) = self.0.pop_bind() {
-                    engine.close_now();
-                }
+                let own = self.1.id();
+                self.0.unbind_if(|bound| bound.id() == own);
+                self.1.close_now();
             }
         }
         let engine = self.set_bind(bind).await?;
-        let _unbind = Unbind(self);
+        let _unbind = Unbind(self, engine.clone());
         scope(engine).await
     }
 

@@ -901,6 +901,13 @@ impl EngineOptions {
         if let Some(timeout) = self.statement_timeout {
             check_statement_timeout(timeout)?;
         }
+        if self.replica_check_interval.is_zero() {
+            // Also each check's time limit: every check would be cancelled
+            // as it is sent, and every replica leave rotation for good.
+            return Err(Error::Configuration(
+                "option `replica_check_interval` must be longer than zero".to_owned(),
+            ));
+        }
         if self.timeout.is_some_and(|t| t.is_zero()) {
             // A deadline that has passed before the query is sent would
             // fail some queries and not others; asyncpg refuses it too.
@@ -2409,6 +2416,14 @@ mod tests {
         // From the URL too.
         let url: DatabaseUrl = "postgres://h/db?statement_timeout=3000000".parse().unwrap();
         assert!(url.resolve_in(EngineOptions::new(), &no_env).is_err());
+    }
+
+    #[test]
+    fn a_replica_check_interval_of_zero_is_refused() {
+        let url: DatabaseUrl = "postgres://h/db".parse().unwrap();
+        let zero = EngineOptions::new().replica_check_interval(Duration::ZERO);
+        let err = url.resolve_in(zero, &no_env).unwrap_err();
+        assert!(err.to_string().contains("replica_check_interval"), "{err}");
     }
 
     #[test]

@@ -793,6 +793,10 @@ impl Engine {
                         done => return done,
                     }
                 }
+                // The caller's own time ran out waiting for the replica's
+                // pool: a busy replica, not a broken one, and no time is
+                // left to spend on the primary.
+                Err(e @ Error::QueryTimeout(_)) => return Err(e),
                 Err(e) => e,
             };
             wrote = refused_as_a_write(&error);
@@ -843,12 +847,20 @@ impl Engine {
                  FROM pg_current_wal_insert_lsn() AS l",
             ))
         };
-        // A primary that is itself in recovery has no position to compare.
-        let primary = self
+        // A primary that is itself in recovery (55000) has no position to
+        // compare: replicas count by answering. A primary that did not
+        // answer (busy, restarting) says nothing of their lag: they may
+        // leave rotation on this round, not come back into it.
+        let (primary, position_known) = match self
             .run_once(Some(routing.check_every), Load::all(position()))
             .await
-            .ok()
-            .and_then(|rows: Vec<(String, i64)>| rows.into_iter().next());
+        {
+            Ok(rows) => {
+                let rows: Vec<(String, i64)> = rows;
+                (rows.into_iter().next(), true)
+            }
+            Err(e) => (None, e.sqlstate() == Some("55000")),
+        };
         for replica in &routing.replicas {
             let behind = match &primary {
                 Some((lsn, _)) => format!(
@@ -866,6 +878,7 @@ impl Engine {
                 .await
                 .map(|rows: Vec<i64>| rows.first().copied().unwrap_or(0));
             let well = match lag {
+                Ok(_) if !position_known => replica.in_rotation.load(Ordering::Relaxed),
                 Ok(bytes) => {
                     let bytes = u64::try_from(bytes).unwrap_or(0);
                     replica.lag.store(bytes, Ordering::Relaxed);

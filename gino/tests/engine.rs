@@ -644,6 +644,52 @@ async fn with_bind_unbinds_and_closes_after_ok_and_after_err() {
     assert!(!db.is_bound());
 }
 
+/// Two `with_bind` scopes of one database overlapping: the one that ends
+/// first closes its own engine and leaves the other's bound.
+#[tokio::test]
+async fn with_bind_ends_its_own_engine_not_the_one_bound_after_it() {
+    let s = common::setup().await;
+    let db = Gino::secondary();
+    let (a_bound, b_bound, a_done) = (
+        tokio::sync::Notify::new(),
+        tokio::sync::Notify::new(),
+        tokio::sync::Notify::new(),
+    );
+    let first = async {
+        let engine = db
+            .with_bind(s.db.url(), |engine| async {
+                a_bound.notify_one();
+                b_bound.notified().await;
+                Ok::<_, Error>(engine)
+            })
+            .await;
+        a_done.notify_one();
+        engine
+    };
+    let second = async {
+        a_bound.notified().await;
+        db.with_bind(s.db.url(), |engine| async {
+            b_bound.notify_one();
+            a_done.notified().await;
+            try_backend_pid(&db).await?;
+            Ok::<_, Error>(engine)
+        })
+        .await
+    };
+    let (first, second) = tokio::join!(first, second);
+    let (first, second) = (
+        first.unwrap(),
+        second.expect("the second bind outlives the first scope"),
+    );
+    for engine in [first, second] {
+        assert!(matches!(
+            try_backend_pid(&engine).await,
+            Err(Error::PoolClosed)
+        ));
+    }
+    assert!(!db.is_bound());
+}
+
 #[tokio::test]
 async fn unbound_gino_fails_with_uninitialized() {
     let s = common::setup().await;

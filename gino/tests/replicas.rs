@@ -271,8 +271,10 @@ async fn a_stopped_standby_leaves_the_rotation_and_comes_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lagging_standby_leaves_the_rotation() {
     let servers = Replicated::start();
+    // One connection per pool, so that holding it fails the checks'
+    // question to the primary.
     let engine = servers
-        .engine(servers.options().replica_max_lag(64 * 1024))
+        .engine(servers.options().replica_max_lag(64 * 1024).max_size(1))
         .await;
     eventually("the standby is in rotation", || async {
         in_rotation(&engine)
@@ -295,6 +297,14 @@ async fn a_lagging_standby_leaves_the_rotation() {
     .await;
     assert!(!on_standby(&engine).await, "reads go to the primary");
     assert!(engine.routing().unwrap().replicas[0].lag_bytes > 64 * 1024);
+    // A primary the checks cannot ask (its only connection is held) says
+    // nothing of the lag: the standby stays out, its lag as last seen.
+    let held = engine.acquire().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let stats = engine.routing().unwrap();
+    assert!(!stats.replicas[0].in_rotation, "{stats:?}");
+    assert!(stats.replicas[0].lag_bytes > 64 * 1024, "{stats:?}");
+    held.release().await.unwrap();
 
     servers
         .standby
@@ -566,6 +576,22 @@ async fn a_busy_replica_stays_in_rotation_while_a_read_goes_to_the_primary() {
     // The replica's only connection is taken: this read waits for it in
     // vain, then runs on the primary.
     assert!(!on_standby(&engine).await, "answered by the primary");
+    let stats = engine.routing().unwrap();
+    assert_eq!(stats.fallbacks, 1, "{stats:?}");
+    assert!(stats.replicas[0].in_rotation, "busy is not down: {stats:?}");
+    // A read whose own time runs out first while it waits for the
+    // replica's connection fails as timed out: its time is spent, so it
+    // does not start over on the primary, and the replica stays.
+    let timed = diesel::select(sql::<Bool>("pg_is_in_recovery()"))
+        .gino()
+        .bind(&engine)
+        .timeout(Duration::from_millis(200))
+        .one::<bool>()
+        .await;
+    assert!(
+        matches!(timed, Err(gino::Error::QueryTimeout(_))),
+        "{timed:?}"
+    );
     let stats = engine.routing().unwrap();
     assert_eq!(stats.fallbacks, 1, "{stats:?}");
     assert!(stats.replicas[0].in_rotation, "busy is not down: {stats:?}");

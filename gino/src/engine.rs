@@ -696,7 +696,9 @@ impl Engine {
     /// inserts, say), which the replica refuses (SQLSTATE `25006`) before
     /// doing anything: it runs once, on the primary, and counts as the
     /// task's write; mark such a statement `.primary()` to save the
-    /// replica's round trip. A replica whose
+    /// replica's round trip (read-your-writes then goes by its command
+    /// tag, which shows no write: run it in a transaction, which pins
+    /// the task's reads, when they must see it). A replica whose
     /// pool is merely busy (no connection within the acquire timeout)
     /// stays in rotation.
     ///

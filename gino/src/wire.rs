@@ -1024,7 +1024,14 @@ impl Connector {
                     Host::Unix(_) => "",
                 };
                 for place in candidates {
-                    let attempt = self.open_at(&place, name, &login);
+                    // The check of the session's kind is part of the
+                    // attempt, within its time as in libpq: a server that
+                    // logs in and then stalls gives way to the next one.
+                    let attempt = async {
+                        let opened = self.open_at(&place, name, &login).await?;
+                        let wanted = is_wanted(&opened.client, *wanted).await?;
+                        Ok::<_, Error>((opened, wanted))
+                    };
                     let opened = match pg.get_connect_timeout() {
                         Some(t) => tokio::time::timeout(*t, attempt).await.unwrap_or_else(|_| {
                             Err(Error::Connection(format!(
@@ -1035,17 +1042,14 @@ impl Connector {
                         None => attempt.await,
                     };
                     match opened {
-                        Ok(opened) => match is_wanted(&opened.client, *wanted).await {
-                            Ok(true) => return Ok(opened),
-                            Ok(false) => {
-                                last_error = Some(Error::Connection(format!(
-                                    "{} is not a {} server, as target_session_attrs asks",
-                                    place.describe(),
-                                    wanted.describe()
-                                )));
-                            }
-                            Err(e) => last_error = Some(e),
-                        },
+                        Ok((opened, true)) => return Ok(opened),
+                        Ok((_, false)) => {
+                            last_error = Some(Error::Connection(format!(
+                                "{} is not a {} server, as target_session_attrs asks",
+                                place.describe(),
+                                wanted.describe()
+                            )));
+                        }
                         Err(e) => last_error = Some(e),
                     }
                 }

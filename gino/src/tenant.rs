@@ -89,8 +89,67 @@ struct Inner {
 }
 
 /// A tenant being made: everyone asking for it meanwhile waits for the one
-/// creation.
-type Pending = Arc<tokio::sync::OnceCell<Arc<Tenant>>>;
+/// creation, and shares its failure (nobody tries again behind it; the
+/// next request after it starts afresh).
+type Pending = Arc<Creation>;
+
+#[derive(Default)]
+struct Creation {
+    made: tokio::sync::OnceCell<Arc<Tenant>>,
+    failed: Mutex<Option<Failure>>,
+}
+
+/// A failed creation, told again to each caller that waited for it.
+#[derive(Clone)]
+enum Failure {
+    Unknown(String),
+    Configuration(String),
+    /// Anything else, by its message: the database could not be reached
+    /// or prepared.
+    Other(String),
+}
+
+impl Failure {
+    fn of(error: &Error) -> Self {
+        match error {
+            Error::UnknownTenant(key) => Failure::Unknown(key.clone()),
+            Error::Configuration(message) => Failure::Configuration(message.clone()),
+            other => Failure::Other(other.to_string()),
+        }
+    }
+
+    fn error(&self, key: &str) -> Error {
+        match self.clone() {
+            Failure::Unknown(key) => Error::UnknownTenant(key),
+            Failure::Configuration(message) => Error::Configuration(message),
+            Failure::Other(message) => Error::Connection(format!(
+                "tenant `{key}`'s engine could not be made: {message}"
+            )),
+        }
+    }
+}
+
+impl Creation {
+    /// The tenant, made once by whoever comes first.
+    async fn run<F: Future<Output = Result<Arc<Tenant>>>>(
+        &self,
+        key: &str,
+        create: impl FnOnce() -> F,
+    ) -> Result<&Arc<Tenant>> {
+        self.made
+            .get_or_try_init(|| async {
+                if let Some(failure) = &*self.failed.lock().unwrap_or_else(|p| p.into_inner()) {
+                    return Err(failure.error(key));
+                }
+                let made = create().await;
+                if let Err(e) = &made {
+                    *self.failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(Failure::of(e));
+                }
+                made
+            })
+            .await
+    }
+}
 
 struct State {
     live: HashMap<Arc<str>, Arc<Tenant>>,
@@ -497,7 +556,7 @@ impl Tenants {
                 }
                 state.pending.entry(Arc::from(key)).or_default().clone()
             };
-            let made = pending.get_or_try_init(|| self.create(key)).await;
+            let made = pending.run(key, || self.create(key)).await;
             let mut state = self.lock();
             if state
                 .pending

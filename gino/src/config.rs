@@ -1341,6 +1341,13 @@ impl DatabaseUrl {
                 None => vec![("localhost".to_owned(), None)],
             };
         }
+        // An empty host (`postgres://:5433/db`, `host=a,,b`) is the
+        // default one, as in libpq, not a name to resolve.
+        for (host, _) in hosts.iter_mut().filter(|(host, _)| host.is_empty()) {
+            *host = env("PGHOST")
+                .filter(|name| !name.contains(','))
+                .unwrap_or_else(|| "localhost".to_owned());
+        }
         if extra_ports.is_empty() {
             if let Some(list) = env("PGPORT") {
                 extra_ports = parse_ports(&list)?;
@@ -2416,6 +2423,37 @@ mod tests {
         // From the URL too.
         let url: DatabaseUrl = "postgres://h/db?statement_timeout=3000000".parse().unwrap();
         assert!(url.resolve_in(EngineOptions::new(), &no_env).is_err());
+    }
+
+    #[test]
+    fn an_empty_host_is_the_default_one() {
+        let hosts = |url: &str, env: &dyn Fn(&str) -> Option<String>| {
+            let url: DatabaseUrl = url.parse().unwrap();
+            let (connect, _) = url.resolve_in(EngineOptions::new(), env).unwrap();
+            let names: Vec<String> = connect
+                .pg
+                .get_hosts()
+                .iter()
+                .map(|host| match host {
+                    tokio_postgres::config::Host::Tcp(name) => name.clone(),
+                    tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+                })
+                .collect();
+            (names, connect.pg.get_ports().to_vec())
+        };
+        assert_eq!(
+            hosts("postgres://:5433/db", &no_env),
+            (vec!["localhost".to_owned()], vec![5433])
+        );
+        assert_eq!(
+            hosts("postgres://h/db?host=a,,b", &no_env).0,
+            ["a", "localhost", "b"]
+        );
+        let pghost = |name: &str| (name == "PGHOST").then(|| "db.internal".to_owned());
+        assert_eq!(
+            hosts("postgres://u@:5433/db", &pghost),
+            (vec!["db.internal".to_owned()], vec![5433])
+        );
     }
 
     #[test]

@@ -79,12 +79,38 @@ impl ResolvesClientCert for NoteAsked {
 /// KEY`, what `openssl genpkey -aes256` writes), which `sslpassword`
 /// decrypts. libpq would ask for the passphrase on the terminal; a server
 /// has none, so a missing one is an error saying what to set.
+/// libpq's rule for a client key: readable by its owner only (0600), or
+/// by root's group too when root owns it (0640), since a key others can
+/// read is no longer the client's alone.
+fn check_private(path: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let Ok(metadata) = std::fs::metadata(path) else {
+            // Reading it says what is wrong.
+            return Ok(());
+        };
+        let mode = metadata.permissions().mode();
+        let by_root = metadata.uid() == 0;
+        let open_to_others = mode & if by_root { 0o037 } else { 0o077 };
+        if open_to_others != 0 {
+            return Err(Error::Configuration(format!(
+                "the client key sslkey={} has group or world access: make it readable by its \
+                 owner only (chmod 600), or by root's group too when root owns it (chmod 640)",
+                path.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn load_key(path: &Path, password: Option<&KeyPassword>) -> Result<PrivateKeyDer<'static>> {
     const ENCRYPTED: (&str, &str) = (
         "-----BEGIN ENCRYPTED PRIVATE KEY-----",
         "-----END ENCRYPTED PRIVATE KEY-----",
     );
     let shown = path.display();
+    check_private(path)?;
     let text = std::fs::read_to_string(path).map_err(|e| {
         Error::Configuration(format!("cannot read the client key sslkey={shown}: {e}"))
     })?;
@@ -720,6 +746,8 @@ mod tests {
         let error = |name: &str, text: &str, password: Option<&KeyPassword>| {
             let path = dir.join(name);
             std::fs::write(&path, text).unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
             match load_key(&path, password) {
                 Err(Error::Configuration(m)) => {
                     assert!(m.contains(&path.display().to_string()), "{m}");

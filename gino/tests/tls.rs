@@ -297,6 +297,26 @@ async fn client_certificates_satisfy_clientcert_verify_full() {
         .unwrap();
     assert!(dn.contains("CN=postgres"), "{dn}");
     with.close().await;
+
+    // A key others can read is refused, as libpq refuses it.
+    let shared = FIXTURE.client_key.with_file_name("shared.key");
+    std::fs::copy(&FIXTURE.client_key, &shared).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let refused = engine(&tls_url(
+        "localhost",
+        "certdb",
+        &format!(
+            "sslmode=verify-full&{}&sslcert={}&sslkey={}",
+            root_param(),
+            FIXTURE.client_cert.display(),
+            shared.display()
+        ),
+    ))
+    .await;
+    assert!(configuration_error(refused).contains("group or world access"));
 }
 
 #[tokio::test]

@@ -2058,6 +2058,7 @@ pub(crate) struct RawUrl<'a> {
     /// After the `?`.
     pub(crate) query: Option<&'a str>,
     /// Everything up to the end of the host list.
+    #[cfg_attr(not(feature = "web"), allow(dead_code))] // A tenant's URL is made from it.
     pub(crate) server: &'a str,
 }
 

@@ -277,18 +277,22 @@ async fn client_certificates_satisfy_clientcert_verify_full() {
         }
         other => panic!("expected the server to ask for a certificate, got {other:?}"),
     }
-    let with = engine(&tls_url(
-        "localhost",
-        "certdb",
-        &format!(
-            "sslmode=verify-full&{}&sslcert={}&sslkey={}",
-            root_param(),
-            FIXTURE.client_cert.display(),
-            FIXTURE.client_key.display()
-        ),
-    ))
-    .await
-    .expect("a client certificate the server's CA signed");
+    // certdb over verify-full, with the fixture's certificate and `key`.
+    let with_key = |key: &std::path::Path| {
+        tls_url(
+            "localhost",
+            "certdb",
+            &format!(
+                "sslmode=verify-full&{}&sslcert={}&sslkey={}",
+                root_param(),
+                FIXTURE.client_cert.display(),
+                key.display()
+            ),
+        )
+    };
+    let with = engine(&with_key(&FIXTURE.client_key))
+        .await
+        .expect("a client certificate the server's CA signed");
     let dn: String = with
         .one(diesel::select(sql::<Text>(
             "client_dn FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
@@ -305,17 +309,7 @@ async fn client_certificates_satisfy_clientcert_verify_full() {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o644)).unwrap();
     }
-    let refused = engine(&tls_url(
-        "localhost",
-        "certdb",
-        &format!(
-            "sslmode=verify-full&{}&sslcert={}&sslkey={}",
-            root_param(),
-            FIXTURE.client_cert.display(),
-            shared.display()
-        ),
-    ))
-    .await;
+    let refused = engine(&with_key(&shared)).await;
     assert!(configuration_error(refused).contains("group or world access"));
 }
 

@@ -520,16 +520,25 @@ mod tests {
         assert_eq!(extension.in_flight(), 0);
     }
 
-    #[tokio::test]
-    async fn retries_are_not_spent_on_configuration_errors() {
+    /// What connecting `db` to `dsn` gives within five seconds, with five
+    /// retries a minute apart: a failure not worth retrying comes at once.
+    async fn first_attempt(
+        db: &'static Gino,
+        dsn: String,
+    ) -> std::result::Result<Result<Engine>, tokio::time::error::Elapsed> {
         let settings = Settings {
-            dsn: Some("postgres://h/db?nonsense=1".to_owned()),
+            dsn: Some(dsn),
             retry_limit: 5,
             retry_interval: Duration::from_secs(60),
             ..Settings::default()
         };
-        let extension = Extension::new(&DB, settings);
-        let result = tokio::time::timeout(Duration::from_secs(5), extension.connect()).await;
+        let extension = Extension::new(db, settings);
+        tokio::time::timeout(Duration::from_secs(5), extension.connect()).await
+    }
+
+    #[tokio::test]
+    async fn retries_are_not_spent_on_configuration_errors() {
+        let result = first_attempt(&DB, "postgres://h/db?nonsense=1".to_owned()).await;
         assert!(
             matches!(result, Ok(Err(Error::Configuration(_)))),
             "{result:?}"
@@ -539,16 +548,9 @@ mod tests {
     #[tokio::test]
     async fn retries_are_not_spent_on_a_database_that_does_not_exist() {
         let server = gino_testkit::Server::get();
-        let settings = Settings {
-            dsn: Some(server.url_for("gino_no_such_database")),
-            retry_limit: 5,
-            retry_interval: Duration::from_secs(60),
-            ..Settings::default()
-        };
         // Its own database: a connect that succeeded by mistake would bind it.
         static MISSING: Gino = Gino::secondary();
-        let extension = Extension::new(&MISSING, settings);
-        let result = tokio::time::timeout(Duration::from_secs(5), extension.connect()).await;
+        let result = first_attempt(&MISSING, server.url_for("gino_no_such_database")).await;
         assert!(
             matches!(&result, Ok(Err(Error::Database(e))) if e.code() == "3D000"),
             "{result:?}"
@@ -557,18 +559,11 @@ mod tests {
 
     #[tokio::test]
     async fn retries_are_not_spent_on_a_setting_the_server_refuses() {
-        let server = gino_testkit::Server::get();
-        let url = server.url_for("postgres");
+        let url = gino_testkit::Server::get().url_for("postgres");
         let sep = if url.contains('?') { '&' } else { '?' };
-        let settings = Settings {
-            dsn: Some(format!("{url}{sep}options=-c%20work_mem%3Dbanana")),
-            retry_limit: 5,
-            retry_interval: Duration::from_secs(60),
-            ..Settings::default()
-        };
         static REFUSED: Gino = Gino::secondary();
-        let extension = Extension::new(&REFUSED, settings);
-        let result = tokio::time::timeout(Duration::from_secs(5), extension.connect()).await;
+        let dsn = format!("{url}{sep}options=-c%20work_mem%3Dbanana");
+        let result = first_attempt(&REFUSED, dsn).await;
         assert!(
             matches!(&result, Ok(Err(Error::Database(e))) if e.code() == "22023"),
             "{result:?}"

@@ -223,10 +223,12 @@ impl Gino {
     /// ```
     pub async fn set_bind(&self, bind: impl IntoEngine) -> Result<Engine> {
         let engine = bind.into_engine().await?;
+        // The default list changes under the bind's lock, so that binds
+        // changing at once leave the two agreeing (no path takes the
+        // bind's lock while holding the list's).
         let mut bound = self.engine.write().unwrap_or_else(|p| p.into_inner());
         self.bound_id.store(engine.id(), Ordering::Release);
         *bound = Some(engine.clone());
-        drop(bound);
         if self.default {
             let id = self.id();
             change_defaults(|list| {
@@ -234,6 +236,7 @@ impl Gino {
                 list.push((id, engine.clone()));
             });
         }
+        drop(bound);
         Ok(engine)
     }
 
@@ -254,19 +257,16 @@ impl Gino {
 
     /// Unbinds the bound engine if `which` says so of it.
     fn unbind_if(&self, which: impl FnOnce(&Engine) -> bool) -> Option<Engine> {
-        let engine = {
-            let mut bound = self.engine.write().unwrap_or_else(|p| p.into_inner());
-            if !bound.as_ref().is_some_and(which) {
-                return None;
-            }
-            self.bound_id.store(0, Ordering::Release);
-            bound.take()
-        };
+        let mut bound = self.engine.write().unwrap_or_else(|p| p.into_inner());
+        if !bound.as_ref().is_some_and(which) {
+            return None;
+        }
+        self.bound_id.store(0, Ordering::Release);
         if self.default {
             let id = self.id();
             change_defaults(|list| list.retain(|(owner, _)| *owner != id));
         }
-        engine
+        bound.take()
     }
 
     /// Whether an engine is bound.

@@ -1206,7 +1206,14 @@ impl DatabaseUrl {
                 "user" => user = Some(value.clone()),
                 "password" => password = Some(value.clone()),
                 "dbname" => database = Some(value.clone()),
-                "host" => hosts = value.split(',').map(|h| (h.to_owned(), None)).collect(),
+                "host" => {
+                    // The URL's ports stay for the hosts named here, as
+                    // libpq keeps ports apart from host names.
+                    if extra_ports.is_empty() && hosts.iter().any(|(_, port)| port.is_some()) {
+                        extra_ports = hosts.iter().map(|(_, port)| port.unwrap_or(5432)).collect();
+                    }
+                    hosts = value.split(',').map(|h| (h.to_owned(), None)).collect();
+                }
                 "port" => extra_ports = parse_ports(value)?,
                 "options" => server_options.push(value.clone()),
                 "passfile" => passfile = Some(value.clone()),
@@ -2449,6 +2456,11 @@ mod tests {
         assert_eq!(
             hosts("postgres://h/db?host=a,,b", &no_env).0,
             ["a", "localhost", "b"]
+        );
+        // `host=` names other hosts; the URL's port stays theirs.
+        assert_eq!(
+            hosts("postgres://db:6438/x?host=h", &no_env),
+            (vec!["h".to_owned()], vec![6438])
         );
         let pghost = |name: &str| (name == "PGHOST").then(|| "db.internal".to_owned());
         assert_eq!(

@@ -2495,9 +2495,10 @@ fn json_functions(property: &Field) -> TokenStream {
 /// What PostgreSQL keeps of a name: its first 63 bytes, cut on a
 /// character's boundary.
 fn kept_name(name: &str) -> &str {
-    let mut end = name.len().min(63);
-    while !name.is_char_boundary(end) {
-        end -= 1;
-    }
+    // `floor_char_boundary` is newer than the crate's MSRV.
+    let end = (0..=name.len().min(63))
+        .rev()
+        .find(|&end| name.is_char_boundary(end))
+        .unwrap_or(0);
     &name[..end]
 }

@@ -114,11 +114,11 @@ pub fn strip_option(ty: &Type) -> (&Type, bool) {
 /// `DateStyle` and time zone, so they are not immutable, which an index
 /// expression must be.
 pub fn property_indexable(ty: &Type) -> bool {
-    let name = last_segment(ty)
-        .map(|s| s.ident.to_string())
-        .unwrap_or_default();
-    !matches!(name.as_str(), "NaiveDateTime" | "DateTime" | "NaiveDate")
+    !TEMPORAL.contains(&last_ident(ty).unwrap_or_default().as_str())
 }
+
+/// The date and time types [`property_sql`] casts from text.
+const TEMPORAL: [&str; 3] = ["NaiveDateTime", "DateTime", "NaiveDate"];
 
 /// How a JSON property of type `ty` reads in SQL: its diesel SQL type and
 /// the expression on `target` (the quoted JSONB column): `->>` cast to the
@@ -130,10 +130,7 @@ pub fn property_sql(ty: &Type, target: &str, key: &str) -> (TokenStream, String)
     };
     let cast =
         |sql_type: &str, pg: &str| (st(sql_type), format!("CAST({target} ->> '{key}' AS {pg})"));
-    let name = last_segment(ty)
-        .map(|s| s.ident.to_string())
-        .unwrap_or_default();
-    match name.as_str() {
+    match last_ident(ty).unwrap_or_default().as_str() {
         "i16" => cast("SmallInt", "SMALLINT"),
         "i32" => cast("Integer", "INTEGER"),
         "i64" => cast("BigInt", "BIGINT"),

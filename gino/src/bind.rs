@@ -270,11 +270,14 @@ pub(crate) fn reads_only<Q: QueryFragment<Pg> + QueryId>(query: &Q) -> bool {
         }
         // One space for every run of whitespace, so that a lock clause
         // split over lines (`FOR\n  UPDATE`) is seen too.
-        let upper = sql
-            .split_ascii_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ")
-            .to_ascii_uppercase();
+        let mut upper = String::with_capacity(sql.len());
+        for word in sql.split_ascii_whitespace() {
+            if !upper.is_empty() {
+                upper.push(' ');
+            }
+            upper.push_str(word);
+        }
+        upper.make_ascii_uppercase();
         upper.starts_with("SELECT")
             && ![
                 "FOR UPDATE",

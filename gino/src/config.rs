@@ -951,10 +951,11 @@ fn check_name_length(what: &str, name: &str) -> Result<()> {
     if name.len() <= MAX_NAME_BYTES {
         return Ok(());
     }
-    let mut cut = MAX_NAME_BYTES;
-    while !name.is_char_boundary(cut) {
-        cut -= 1;
-    }
+    // `floor_char_boundary` is newer than the crate's MSRV.
+    let cut = (0..=MAX_NAME_BYTES)
+        .rev()
+        .find(|&cut| name.is_char_boundary(cut))
+        .unwrap_or(0);
     Err(Error::Configuration(format!(
         "the {what} `{name}` is {} bytes long: PostgreSQL cuts names at {MAX_NAME_BYTES} \
          bytes, so it would reach `{}`; use a shorter name",

@@ -853,14 +853,11 @@ impl Engine {
         // compare: replicas count by answering. A primary that did not
         // answer (busy, restarting) says nothing of their lag: they may
         // leave rotation on this round, not come back into it.
-        let (primary, position_known) = match self
+        let asked: Result<Vec<(String, i64)>> = self
             .run_once(Some(routing.check_every), Load::all(position()))
-            .await
-        {
-            Ok(rows) => {
-                let rows: Vec<(String, i64)> = rows;
-                (rows.into_iter().next(), true)
-            }
+            .await;
+        let (primary, position_known) = match asked {
+            Ok(rows) => (rows.into_iter().next(), true),
             Err(e) => (None, e.sqlstate() == Some("55000")),
         };
         for replica in &routing.replicas {

@@ -155,7 +155,15 @@ impl Slot {
         let above = inside
             .and_then(|id| self.depth_of(id))
             .map_or(0, |depth| depth + 1);
-        self.levels[above..].iter().any(|level| level.managed)
+        self.managed_from(above)
+    }
+
+    /// Whether a managed level is open at `depth` or above: a block whose
+    /// rest must run inside it.
+    pub(crate) fn managed_from(&self, depth: usize) -> bool {
+        self.levels
+            .get(depth..)
+            .is_some_and(|levels| levels.iter().any(|level| level.managed))
     }
 
     /// Whether the server has no transaction left under the open levels
@@ -562,11 +570,7 @@ impl Root {
             .iter()
             .any(|l| l.managed && !abandoned.contains(&l.id))
         {
-            return Err(Error::TransactionMisuse(format!(
-                "{what}() inside a managed transaction on this connection: the rest of the \
-                 transaction's block would run outside it. Let the block end first, or end it \
-                 early with raise_commit() / raise_rollback()"
-            )));
+            return Err(block_still_running(what));
         }
         if permanent {
             self.released.store(true, Ordering::Release);
@@ -631,6 +635,16 @@ impl Drop for Root {
         self.slot.get_mut().raw.take();
         self.pin_task_if_written();
     }
+}
+
+/// What ending a connection or transaction under a managed block that
+/// still runs gets (`what` names the caller's method).
+pub(crate) fn block_still_running(what: &str) -> Error {
+    Error::TransactionMisuse(format!(
+        "{what}() inside a managed transaction: the rest of the transaction's block would run \
+         outside it. Let the block end first, or end it early with raise_commit() / \
+         raise_rollback()"
+    ))
 }
 
 /// What a statement on levels ended by SQL of the caller's own gets.

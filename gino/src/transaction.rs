@@ -459,13 +459,9 @@ impl Transaction {
         let depth = slot.depth_of(self.inner.id).ok_or_else(ended)?;
         // Deferred rollbacks ran in `lock`: a managed level above is a
         // block still running, whose rest would run outside its level.
-        if slot.levels[depth + 1..].iter().any(|level| level.managed) {
-            return Err(Error::TransactionMisuse(
-                "a transaction cannot end while a managed transaction inside it runs: the rest \
-                 of that block would run outside it. Let the block end first, or end it early \
-                 with raise_commit() / raise_rollback()"
-                    .to_owned(),
-            ));
+        if slot.managed_from(depth + 1) {
+            let what = if commit { "commit" } else { "rollback" };
+            return Err(crate::root::block_still_running(what));
         }
         if slot.ended_by_sql() {
             // The server has no transaction left to end.

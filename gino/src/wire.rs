@@ -1085,17 +1085,17 @@ impl Connector {
         // that is required, needs TLS: no plaintext session can give
         // either, so `allow` and `prefer` (on loopback too) go encrypted.
         let must_encrypt = if tls.must_be_asked() {
-            Some("sslcertmode=require".to_owned())
+            Some("sslcertmode=require")
         } else if matches!(
             login.pg.get_channel_binding(),
             tokio_postgres::config::ChannelBinding::Require
         ) {
-            Some("channel_binding=require".to_owned())
+            Some("channel_binding=require")
         } else {
             None
         };
         let required_by = must_encrypt
-            .clone()
+            .map(str::to_owned)
             .or_else(|| (tls.mode() != SslMode::Prefer).then(|| format!("sslmode={}", tls.mode())));
         let encrypted = async || {
             let required_by = required_by.as_deref();

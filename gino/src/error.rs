@@ -194,6 +194,16 @@ pub enum Error {
     Query(diesel::result::Error),
 }
 
+/// Whether a failure diesel-async reports as "unable to send" is the
+/// driver refusing to encode the statement (too many parameters, a message
+/// over 1 GB): nothing went out and the connection is sound, so it is not
+/// a lost connection, and running it again fails again. tokio-postgres's
+/// error kinds reach gino only as diesel-async's text of them.
+fn refused_by_the_client(message: &str) -> bool {
+    message.starts_with("error encoding message to server")
+        || message.starts_with("error serializing parameter")
+}
+
 /// Details of an error reported by PostgreSQL.
 ///
 /// ```
@@ -533,6 +543,19 @@ impl Error {
     pub(crate) fn from_diesel(err: diesel::result::Error, code: Option<String>) -> Self {
         use diesel::result::{DatabaseErrorKind, Error as D};
         match err {
+            D::DatabaseError(DatabaseErrorKind::UnableToSendCommand, info)
+                if code.is_none() && refused_by_the_client(info.message()) =>
+            {
+                Error::Query(D::SerializationError(
+                    format!(
+                        "{}: PostgreSQL takes at most 65535 parameters in one statement \
+                         and 1 GB in one message; split the statement (insert_many splits \
+                         its rows into statements that fit)",
+                        info.message()
+                    )
+                    .into(),
+                ))
+            }
             D::DatabaseError(
                 DatabaseErrorKind::UnableToSendCommand | DatabaseErrorKind::ClosedConnection,
                 info,

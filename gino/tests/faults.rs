@@ -699,3 +699,43 @@ async fn a_statement_that_may_have_run_is_neither_retried_nor_called_unsent() {
     drop(conn);
     observer.close().await;
 }
+
+diesel::table! {
+    numbers (n) {
+        n -> Integer,
+    }
+}
+
+/// A statement the driver refuses to encode (more parameters than the
+/// protocol can count) never left the client: it is a query error that
+/// says what to do, not a lost connection to retry, and the connection
+/// goes on.
+#[tokio::test]
+async fn a_statement_too_large_to_send_is_no_lost_connection() {
+    let setup = common::setup_with(EngineOptions::new().max_size(1)).await;
+    let engine = &setup.engine;
+    engine
+        .status(diesel::sql_query(
+            "CREATE TABLE numbers (n integer PRIMARY KEY)",
+        ))
+        .await
+        .unwrap();
+    let pid = common::backend_pid(engine).await;
+    let rows: Vec<_> = (0..70_000).map(|n| numbers::n.eq(n)).collect();
+    let refused = engine
+        .status(diesel::insert_into(numbers::table).values(&rows))
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, Error::Query(_)), "{refused:?}");
+    assert!(!refused.is_connection_lost(), "{refused:?}");
+    assert!(!refused.is_retryable(), "{refused:?}");
+    assert!(refused.to_string().contains("65535"), "{refused}");
+    assert_eq!(
+        common::backend_pid(engine).await,
+        pid,
+        "the connection was closed"
+    );
+    let count: i64 = engine.one(numbers::table.count()).await.unwrap();
+    assert_eq!(count, 0);
+    common::assert_pool_clean(engine).await;
+}

@@ -115,6 +115,11 @@ where
 /// not a query (`INSERT ... RETURNING`) has no server-side cursor: it runs
 /// whole when `iterate()` opens the cursor, which then reads from memory.
 ///
+/// A call dropped while it reads (a `timeout` around `next()`, a lost
+/// `select!` race) leaves the server's cursor moved past rows nobody got:
+/// every later call fails with [`Error::CursorInterrupted`] rather than
+/// skip them. Rows already read into memory are never lost.
+///
 /// ```
 /// # async fn demo(db: &gino::Gino) -> gino::Result<()> {
 /// use diesel::dsl::sql;
@@ -138,6 +143,11 @@ pub struct Cursor<U, ST> {
     buffer: VecDeque<U>,
     prefetch: usize,
     exhausted: bool,
+    /// Set while a `FETCH` or `MOVE` runs, and left set if its future is
+    /// dropped: the server went on to move the cursor (a transaction
+    /// awaits an interrupted statement), so the rows it read are gone and
+    /// reading on would silently skip them.
+    moving: bool,
     timeout: Option<Duration>,
     /// [`MOST_PER_COMMAND`]; smaller in tests, which cannot make 2³¹ rows.
     per_command: usize,
@@ -227,6 +237,7 @@ where
         buffer,
         prefetch: DEFAULT_PREFETCH,
         exhausted,
+        moving: false,
         per_command: MOST_PER_COMMAND,
         timeout,
         sql_type: PhantomData,
@@ -270,18 +281,25 @@ where
         }
     }
 
+    /// Runs a `FETCH` or `MOVE`, keeping [`moving`](Self::moving) set
+    /// while it does.
+    async fn step<R>(&mut self, command: impl Statement<R>) -> Result<R> {
+        if self.moving {
+            return Err(Error::CursorInterrupted);
+        }
+        self.moving = true;
+        let result = self.root.run(self.timeout, command).await;
+        self.moving = false;
+        result
+    }
+
     async fn fetch(&mut self, count: usize) -> Result<Vec<U>> {
         if self.exhausted || count == 0 {
             return Ok(Vec::new());
         }
         let count = count.min(self.per_command);
-        let rows = self
-            .root
-            .run(
-                self.timeout,
-                Fetch(self.command("FETCH FORWARD", count), PhantomData),
-            )
-            .await?;
+        let command = self.command("FETCH FORWARD", count);
+        let rows = self.step(Fetch(command, PhantomData)).await?;
         if rows.len() < count {
             self.exhausted = true;
         }
@@ -327,12 +345,14 @@ where
     /// # gino_testkit::doc::run(demo);
     /// ```
     pub async fn many(&mut self, n: usize) -> Result<Vec<U>> {
-        let buffered = n.min(self.buffer.len());
-        let mut rows: Vec<U> = self.buffer.drain(..buffered).collect();
-        while rows.len() < n && !self.exhausted {
-            rows.extend(self.fetch(n - rows.len()).await?);
+        // Gathered in the buffer, not taken out first: a call dropped
+        // half-way leaves the rows it had for the next.
+        while self.buffer.len() < n && !self.exhausted {
+            let rows = self.fetch(n - self.buffer.len()).await?;
+            self.buffer.extend(rows);
         }
-        Ok(rows)
+        let taken = n.min(self.buffer.len());
+        Ok(self.buffer.drain(..taken).collect())
     }
 
     /// Skips `n` rows without reading them.
@@ -358,7 +378,7 @@ where
         while rest > 0 && !self.exhausted {
             let step = rest.min(self.per_command);
             let command = self.command("MOVE FORWARD", step);
-            let moved = self.root.run(self.timeout, Execute(command)).await?;
+            let moved = self.step(Execute(command)).await?;
             // Moved past the end: reading on would cost a round trip for
             // nothing.
             if moved < step {

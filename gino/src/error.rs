@@ -173,6 +173,18 @@ pub enum Error {
     )]
     TransactionAborted,
 
+    /// A call on a [`Cursor`](crate::Cursor) (`next`, `many`, `forward`)
+    /// was dropped while its `FETCH` or `MOVE` ran: the server moved the
+    /// cursor on, so the rows that call read are gone, and reading on would
+    /// silently skip them. The cursor refuses to go on; open a new one (the
+    /// transaction is still usable).
+    #[error(
+        "a call on this cursor was dropped while it read: the rows it read are lost and where \
+         the cursor stands is unknown; open a new cursor (with OFFSET, or a WHERE on the last \
+         key read) to go on"
+    )]
+    CursorInterrupted,
+
     /// The connection was released and cannot run queries any more.
     #[error(
         "this connection was released: acquire a new one (a non-permanent \

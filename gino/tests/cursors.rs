@@ -495,3 +495,53 @@ fn any_walk_reads_the_rows_a_position_says() {
     });
     rt.block_on(s.engine.close());
 }
+
+/// A call dropped while its `FETCH` or `MOVE` runs (a `timeout` around
+/// `next()`): the server moves the cursor on regardless, so the cursor
+/// refuses to go on rather than skip the rows that call read; rows
+/// `many()` had gathered before are not lost with it.
+#[tokio::test]
+async fn a_read_dropped_half_way_stops_the_cursor_instead_of_skipping_rows() {
+    let s = common::setup().await;
+    // 20 ms a row: a batch of 10 takes 200 ms.
+    let slow = || {
+        diesel::select(diesel::dsl::sql::<Integer>(
+            "n FROM generate_series(1, 100) n, LATERAL (SELECT pg_sleep(0.02 * sign(n))) s",
+        ))
+    };
+    let conn = s.engine.acquire().await.unwrap();
+    let tx = conn.begin().await.unwrap();
+    let short = Duration::from_millis(60);
+    let mut cursor = conn.iterate::<i32, _>(slow()).await.unwrap().prefetch(10);
+    assert!(tokio::time::timeout(short, cursor.next()).await.is_err());
+    assert!(matches!(cursor.next().await, Err(Error::CursorInterrupted)));
+    assert!(matches!(
+        cursor.many(3).await,
+        Err(Error::CursorInterrupted)
+    ));
+    assert!(matches!(
+        cursor.forward(3).await,
+        Err(Error::CursorInterrupted)
+    ));
+
+    let mut cursor = conn.iterate::<i32, _>(slow()).await.unwrap().prefetch(10);
+    assert_eq!(cursor.next().await.unwrap(), Some(1)); // 2..=10 buffered
+    assert!(tokio::time::timeout(short, cursor.many(15)).await.is_err());
+    let kept = cursor.many(9).await.unwrap();
+    assert_eq!(kept, (2..=10).collect::<Vec<_>>());
+    assert!(matches!(cursor.next().await, Err(Error::CursorInterrupted)));
+
+    let mut cursor = conn.iterate::<i32, _>(slow()).await.unwrap();
+    assert!(
+        tokio::time::timeout(short, cursor.forward(50))
+            .await
+            .is_err()
+    );
+    assert!(matches!(cursor.next().await, Err(Error::CursorInterrupted)));
+
+    // The transaction goes on; a new cursor reads from the start.
+    let mut cursor = conn.iterate::<i32, _>(series(3)).await.unwrap();
+    assert_eq!(cursor.many(5).await.unwrap(), [1, 2, 3]);
+    tx.commit().await.unwrap();
+    conn.release().await.unwrap();
+}

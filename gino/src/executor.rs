@@ -121,12 +121,28 @@ impl Compiled {
     /// let q = diesel::select(sql::<Integer>("").bind::<Integer, _>(7));
     /// assert_eq!(gino::Compiled::of(&q).binds(), ["7"]);
     /// ```
+    ///
+    /// A query that cannot be built compiles to SQL saying why, rather
+    /// than panicking, since compiling is what one does to look at it:
+    ///
+    /// ```
+    /// let unbound = gino::text("SELECT :a");
+    /// let compiled = gino::Compiled::of(&unbound);
+    /// assert!(compiled.sql().starts_with("<cannot render query"), "{}", compiled.sql());
+    /// assert!(compiled.binds().is_empty());
+    /// ```
     pub fn of<Q: QueryFragment<Pg>>(query: &Q) -> Self {
         let debug = diesel::debug_query::<Pg, _>(query);
         // diesel renders bind values only through `Debug`; its pretty form
         // puts each top-level value on lines of its own, which is what is
         // split here.
-        let pretty = format!("{debug:#?}");
+        // A query that cannot be built (a `text()` parameter left unbound)
+        // fails the formatting, which `format!` would turn into a panic;
+        // its SQL says why, and it has no binds to show.
+        let mut pretty = String::new();
+        if std::fmt::Write::write_fmt(&mut pretty, format_args!("{debug:#?}")).is_err() {
+            pretty.clear();
+        }
         let mut binds: Vec<String> = Vec::new();
         let mut in_binds = false;
         for line in pretty.lines() {

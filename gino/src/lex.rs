@@ -18,7 +18,10 @@ pub(crate) fn opaque_end(sql: &str, at: usize) -> Option<usize> {
     match bytes.get(at)? {
         b'\'' => Some(skip_text(bytes, at, b'\'', escape_string(bytes, at))),
         b'"' => Some(skip_quoted(bytes, at, b'"')),
-        b'-' if next == Some(b'-') => Some(sql[at..].find('\n').map_or(sql.len(), |n| at + n)),
+        // PostgreSQL's lexer ends a comment at either line break.
+        b'-' if next == Some(b'-') => {
+            Some(sql[at..].find(['\n', '\r']).map_or(sql.len(), |n| at + n))
+        }
         b'/' if next == Some(b'*') => Some(skip_block_comment(bytes, at)),
         b'$' => dollar_quote_end(sql, at),
         _ => None,
@@ -303,6 +306,7 @@ pub(crate) mod tests {
     #[test]
     fn comments_are_opaque_and_block_comments_nest() {
         assert_eq!(code("a -- 'x\nb"), ["a ", "\nb"]);
+        assert_eq!(code("a -- 'x\rb"), ["a ", "\rb"]);
         assert_eq!(code("a /* x /* y */ z */ b"), ["a ", " b"]);
         assert_eq!(code("a /* open"), ["a "]);
         assert_eq!(code("a - b / c"), ["a - b / c"]);

@@ -606,6 +606,8 @@ pub struct Reading {
     pub value: Option<f64>,
     #[gino(property)]
     pub series: Option<Vec<f32>>,
+    #[gino(property)]
+    pub ratio: Option<f32>,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -636,6 +638,46 @@ async fn non_finite_floats_are_refused_rather_than_stored_as_null() {
     assert!(err.to_string().contains("not a JSON number"), "{err}");
     let stored = Reading::get(r.id).await.unwrap().unwrap();
     assert_eq!(stored.value, Some(1.5));
+    // Set in SQL, as a value or computed: refused by the server, where
+    // PostgreSQL would store a string that reads as no number.
+    for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+        let err = r
+            .update()
+            .set_property(readings_props::value(), bad)
+            .apply()
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("property `value`"), "{err}");
+    }
+    let err = r
+        .update()
+        .set_property(
+            readings_props::value(),
+            readings_props::value() * f64::INFINITY,
+        )
+        .apply()
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("cannot hold Infinity"), "{err}");
+    let err = r
+        .update()
+        .set_property(readings_props::ratio(), f32::NAN)
+        .apply()
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("property `ratio`"), "{err}");
+    // (`r` holds the NaN its refused setter put in memory, as in GINO.)
+    let mut r = Reading::get(r.id).await.unwrap().unwrap();
+    assert_eq!((r.value, r.ratio), (Some(1.5), None), "kept");
+    // Finite values go as they are, a real's precision kept.
+    r.update()
+        .set_property(readings_props::value(), readings_props::value() * 2.0)
+        .set_property(readings_props::ratio(), 0.1_f32)
+        .apply()
+        .await
+        .unwrap();
+    assert_eq!((r.value, r.ratio), (Some(3.0), Some(0.1)));
+    assert_eq!(Reading::get(r.id).await.unwrap().unwrap(), r);
     // Finite extremes go and come back exactly.
     let extreme = Reading::create()
         .value(f64::MAX)

@@ -1857,7 +1857,7 @@ pub(crate) fn expand_with(
     });
     let set_property = (!props.is_empty()).then(|| {
         let arms = json_columns.iter().zip(&json_fields).map(|(column, map)| {
-            quote!(#column => self.#map.set_sql(property.key(), value.as_expression()),)
+            quote!(#column => self.#map.set_sql(property.key(), property.value_of(value.as_expression())),)
         });
         quote! {
             /// Sets a JSON property to what an SQL expression computes,
@@ -1920,10 +1920,11 @@ pub(crate) fn expand_with(
             let column = p.property.clone().unwrap_or_default();
             let key = property_key(p);
             let doc = format!("The JSON property `{}` as SQL: `{sql}`.", p.ident);
+            let float = types::float_sql(types::strip_option(&p.ty).0).map(|sql_type| quote!(.float(#sql_type)));
             quote! {
                 #[doc = #doc]
                 pub fn #ident() -> ::gino::json::PropertyExpr<#schema::table, #d::sql_types::Nullable<#sql_type>> {
-                    ::gino::json::PropertyExpr::new(#sql, #column, #key)
+                    ::gino::json::PropertyExpr::new(#sql, #column, #key)#float
                 }
             }
         });

@@ -123,6 +123,16 @@ const TEMPORAL: [&str; 3] = ["NaiveDateTime", "DateTime", "NaiveDate"];
 /// How a JSON property of type `ty` reads in SQL: its diesel SQL type and
 /// the expression on `target` (the quoted JSONB column): `->>` cast to the
 /// type for scalars, `->` (jsonb) for anything else.
+/// The SQL type of a floating-point property of Rust type `ty`, whose
+/// values set in SQL gino checks to be finite.
+pub fn float_sql(ty: &Type) -> Option<&'static str> {
+    match last_ident(ty).unwrap_or_default().as_str() {
+        "f32" => Some("REAL"),
+        "f64" => Some("DOUBLE PRECISION"),
+        _ => None,
+    }
+}
+
 pub fn property_sql(ty: &Type, target: &str, key: &str) -> (TokenStream, String) {
     let st = |name: &str| {
         let ident = syn::Ident::new(name, proc_macro2::Span::call_site());

@@ -370,6 +370,9 @@ pub struct PropertyExpr<T, ST> {
     sql: &'static str,
     column: &'static str,
     key: &'static str,
+    /// The SQL type of a floating-point property, whose values set in SQL
+    /// must be checked for NaN and infinities ([`Finite`]).
+    float: Option<&'static str>,
     types: PhantomData<fn() -> (T, ST)>,
 }
 
@@ -380,7 +383,31 @@ impl<T, ST> PropertyExpr<T, ST> {
             sql,
             column,
             key,
+            float: None,
             types: PhantomData,
+        }
+    }
+
+    /// Marks the property as a floating-point one of SQL type `sql_type`.
+    #[doc(hidden)]
+    pub const fn float(mut self, sql_type: &'static str) -> Self {
+        self.float = Some(sql_type);
+        self
+    }
+
+    /// `expression` as the value this property is set to in SQL: for a
+    /// floating-point property, checked to be finite, since JSON has no
+    /// NaN or infinity and PostgreSQL would store them as strings that no
+    /// longer read as numbers.
+    #[doc(hidden)]
+    pub fn value_of<E>(&self, expression: E) -> Finite<E> {
+        Finite {
+            expression,
+            float: self.float,
+            refusal: format!(
+                "JSON has no NaN or Infinity, so the property `{}` cannot hold ",
+                self.key
+            ),
         }
     }
 
@@ -427,6 +454,34 @@ impl<T, ST> PropertyExpr<T, ST> {
     /// ```
     pub fn key(&self) -> &'static str {
         self.key
+    }
+}
+
+/// A value a property is set to in SQL ([`PropertyExpr::value_of`]).
+#[doc(hidden)]
+pub struct Finite<E> {
+    expression: E,
+    float: Option<&'static str>,
+    refusal: String,
+}
+
+impl<E: QueryFragment<Pg>> QueryFragment<Pg> for Finite<E> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        let Some(sql_type) = self.float else {
+            return self.expression.walk_ast(out);
+        };
+        // Computed once (an expression may be volatile), then checked; a
+        // non-finite value fails a cast of the refusal's text, which is
+        // SQL's one way to raise an error of its own. The refusal's arm is
+        // dropped unevaluated when the value is a finite constant.
+        out.push_sql("(SELECT CASE WHEN gino_value IN ('NaN', 'Infinity', '-Infinity') THEN CAST(");
+        out.push_bind_param::<sql_types::Text, _>(&self.refusal)?;
+        out.push_sql(" || gino_value AS ");
+        out.push_sql(sql_type);
+        out.push_sql(") ELSE gino_value END FROM (SELECT ");
+        self.expression.walk_ast(out.reborrow())?;
+        out.push_sql(" AS gino_value) AS gino_finite)");
+        Ok(())
     }
 }
 

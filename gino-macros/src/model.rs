@@ -15,6 +15,9 @@ struct Field {
     ty: Type,
     column: String,
     primary_key: bool,
+    /// Where `gino::table!` lists the column in its key, which may differ
+    /// from the columns' order; the key follows the fields' order without.
+    key_position: Option<usize>,
     autoincrement: Option<bool>,
     default: Option<Expr>,
     server_default: Option<String>,
@@ -400,6 +403,7 @@ fn parse_field(field: &syn::Field) -> Result<Field> {
         ident,
         ty: field.ty.clone(),
         primary_key: false,
+        key_position: None,
         autoincrement: None,
         default: None,
         server_default: None,
@@ -428,6 +432,8 @@ fn parse_field(field: &syn::Field) -> Result<Field> {
             let p = &meta.path;
             if p.is_ident("primary_key") {
                 parsed.primary_key = true;
+            } else if p.is_ident("__key_position") {
+                parsed.key_position = Some(meta.value()?.parse::<syn::LitInt>()?.base10_parse()?);
             } else if p.is_ident("autoincrement") {
                 parsed.autoincrement = Some(meta.value()?.parse::<syn::LitBool>()?.value);
             } else if p.is_ident("column") {
@@ -920,7 +926,8 @@ pub(crate) fn expand_with(
             ));
         }
     }
-    let pk: Vec<&Field> = fields.iter().filter(|f| f.primary_key).collect();
+    let mut pk: Vec<&Field> = fields.iter().filter(|f| f.primary_key).collect();
+    pk.sort_by_key(|f| f.key_position);
     let resolved = fields
         .iter()
         .map(|f| resolve(f, pk.len() == 1))
@@ -1943,18 +1950,32 @@ pub(crate) fn expand_with(
         }
     });
 
-    let (pk_param, pk_arg) = match pk.as_slice() {
+    let (pk_param, pk_rows) = match pk.as_slice() {
         [] => (None, None),
         [single] => {
             let ty = &single.ty;
             (
                 Some(quote!(key: impl ::core::convert::Into<#ty>)),
-                Some(quote!(key.into())),
+                Some(quote!(#d::QueryDsl::find(#schema::table, key.into()))),
             )
         }
         many => {
             let tys = many.iter().map(|f| &f.ty);
-            (Some(quote!(key: (#(#tys),*))), Some(quote!(key)))
+            // Each key column by name, not diesel's `find`: that takes the
+            // tuple in the order of the `table!`'s key, which a printed
+            // schema need not share with the fields' (equal types would
+            // then find another row).
+            let equals = many.iter().enumerate().map(|(i, f)| {
+                let (ident, at) = (&f.ident, syn::Index::from(i));
+                quote!(#d::ExpressionMethods::eq(#schema::#ident, key.#at))
+            });
+            let condition = equals
+                .reduce(|all, eq| quote!(#d::BoolExpressionMethods::and(#all, #eq)))
+                .expect("two key columns or more");
+            (
+                Some(quote!(key: (#(#tys),*))),
+                Some(quote!(#d::QueryDsl::filter(#schema::table, #condition))),
+            )
         }
     };
     let get_fn = pk_param.map(|param| {
@@ -1963,7 +1984,7 @@ pub(crate) fn expand_with(
             /// key, in declaration order); `None` if there is none.
             pub fn get(#param) -> ::gino::Run<'static, impl ::gino::Loadable<'static, Self>, ::gino::model::First<Self>> {
                 let query = #d::QueryDsl::select(
-                    #d::QueryDsl::find(#schema::table, #pk_arg),
+                    #pk_rows,
                     <Self as #d::SelectableHelper<#d::pg::Pg>>::as_select(),
                 );
                 ::gino::Run::reading(::core::result::Result::Ok(query), <Self as ::gino::Model>::DB.bind())

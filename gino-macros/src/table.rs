@@ -68,7 +68,10 @@ fn field(column: &ColumnDef, attrs: &[Attribute], keys: &[Ident]) -> TokenStream
     // `#[gino(ddl = ...)]` overrides it; with neither, the derive says what
     // to add.
     let ddl = ddl_of(inner).map(|ddl| quote!(#[gino(ddl = #ddl)]));
-    let key = keys.contains(ident).then(|| quote!(#[gino(primary_key)]));
+    let key = keys.iter().position(|k| k == ident).map(|at| {
+        let at = syn::Index::from(at);
+        quote!(#[gino(primary_key, __key_position = #at)])
+    });
     let ty = if nullable {
         quote!(Option<()>)
     } else {

@@ -1796,6 +1796,47 @@ mod existing_diesel_table {
             ["account_id", "label_text"]
         );
     }
+
+    static SHIFTS_DB: Gino = Gino::secondary();
+
+    // As `diesel print-schema` writes it: the key in the constraint's
+    // order, the columns in the table's.
+    diesel::table! {
+        shifts (staff, day) {
+            day -> Integer,
+            staff -> Integer,
+            note -> Text,
+        }
+    }
+
+    #[derive(Model, Debug, Clone, PartialEq)]
+    #[gino(table = "shifts", diesel_table = shifts, db = SHIFTS_DB)]
+    pub struct Shift {
+        #[gino(primary_key, autoincrement = false)]
+        pub day: i32,
+        #[gino(primary_key, autoincrement = false)]
+        pub staff: i32,
+        pub note: String,
+    }
+
+    /// `get` takes a composite key in the fields' order, as its doc says,
+    /// whatever order the `table!` lists the key in.
+    #[tokio::test]
+    async fn a_composite_key_is_got_in_the_fields_order() {
+        let s = bound(&SHIFTS_DB).await;
+        s.engine
+            .status(diesel::sql_query(
+                "CREATE TABLE shifts (day int, staff int, note text NOT NULL, \
+                 PRIMARY KEY (staff, day))",
+            ))
+            .await
+            .unwrap();
+        let monday_ann = Shift::create().day(1).staff(2).note("a").await.unwrap();
+        let tuesday_bob = Shift::create().day(2).staff(1).note("b").await.unwrap();
+        assert_eq!(Shift::get((1, 2)).await.unwrap(), Some(monday_ann));
+        assert_eq!(Shift::get((2, 1)).await.unwrap(), Some(tuesday_bob));
+        assert_eq!(Shift::get((1, 1)).await.unwrap(), None);
+    }
 }
 
 mod schema_qualified {

@@ -63,6 +63,21 @@ gino::table! {
     }
 }
 
+// A key in another order than the columns'.
+gino::table! {
+    rosters (name, staff_id) {
+        staff_id -> Integer,
+        name -> Text,
+    }
+}
+
+#[test]
+fn a_key_is_created_in_the_order_the_table_lists_it() {
+    let ddl = DB.schema_sql();
+    assert!(ddl.contains(r#"PRIMARY KEY ("name", "staff_id")"#), "{ddl}");
+    assert!(ddl.contains(r#"PRIMARY KEY ("staff_id", "name")"#), "{ddl}");
+}
+
 fn sql<Q: diesel::query_builder::QueryFragment<Pg>>(query: Q) -> String {
     let text = debug_query::<Pg, _>(&query).to_string();
     text.split(" -- binds").next().unwrap().to_owned()

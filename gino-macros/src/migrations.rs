@@ -7,6 +7,8 @@ use syn::{LitStr, Result};
 
 /// One `<version>_<name>/` directory.
 struct Found {
+    /// diesel's version: the name up to its first `_`, dashes removed.
+    version: String,
     name: String,
     up: String,
     down: Option<String>,
@@ -49,16 +51,28 @@ pub fn expand(dir: Option<LitStr>) -> Result<TokenStream> {
             .map(|l| l.replace(' ', ""))
             .any(|l| l == "run_in_transaction=false");
         found.push(Found {
+            version: name.split('_').next().unwrap_or(&name).replace('-', ""),
             name,
             up: up.display().to_string(),
             down: down.is_file().then(|| down.display().to_string()),
             in_transaction,
         });
     }
-    found.sort_by(|a, b| a.name.cmp(&b.name));
+    // In version order, as diesel's harness runs them: a name's dashes
+    // would otherwise sort `2024-02-01-000000_b` before `20240131000000_a`.
+    found.sort_by(|a, b| (&a.version, &a.name).cmp(&(&b.version, &b.name)));
+    if let Some(pair) = found
+        .windows(2)
+        .find(|pair| pair[0].version == pair[1].version)
+    {
+        return Err(error(format!(
+            "migrations {} and {} have the same version {}: one version is recorded once, so \
+             the second would never run; rename one of them",
+            pair[0].name, pair[1].name, pair[0].version
+        )));
+    }
     let migrations = found.iter().map(|m| {
-        let name = &m.name;
-        let version = name.split('_').next().unwrap_or(name).replace('-', "");
+        let (name, version) = (&m.name, &m.version);
         let up = &m.up;
         let down = match &m.down {
             Some(path) => quote!(::core::option::Option::Some(::core::include_str!(#path))),

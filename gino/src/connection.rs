@@ -539,7 +539,8 @@ impl Connection {
     }
 
     /// Runs `f` with the raw diesel-async connection, for anything gino does
-    /// not wrap. Leave no transaction open in it: a connection found inside a
+    /// not wrap, within the connection's [query timeout](Self::query_timeout).
+    /// Leave no transaction open in it: a connection found inside a
     /// transaction on release is rolled back or closed.
     ///
     /// ```
@@ -558,7 +559,7 @@ impl Connection {
             + Send,
     {
         self.check_usable()?;
-        self.root.run(None, f).await
+        self.root.run(self.query_timeout, f).await
     }
 
     /// Runs this connection's future `fut` with this connection as the

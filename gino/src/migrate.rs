@@ -16,9 +16,11 @@
 
 // Layer: beside `model`; uses `api`, `connection` and `text`, and the query API of `executor`.
 
+use std::time::Duration;
+
 use crate::api::Gino;
 use crate::connection::Connection;
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// One embedded migration; made by [`embed_migrations!`](crate::embed_migrations).
 #[derive(Debug, Clone, Copy)]
@@ -38,14 +40,22 @@ pub struct Migration {
 }
 
 /// The migrations of a directory, in version order.
+///
+/// Two migrations of one version are refused at compile time: the version
+/// is recorded once, so the second would never run.
+///
+/// ```compile_fail
+/// // tests/migrations_duplicate holds 2024-01-01-000000_a and 20240101000000_b.
+/// static MIGRATIONS: gino::migrate::EmbeddedMigrations = gino::embed_migrations!("tests/migrations_duplicate");
+/// ```
 #[derive(Debug, Clone, Copy)]
 pub struct EmbeddedMigrations {
     migrations: &'static [Migration],
 }
 
 impl EmbeddedMigrations {
-    /// Wraps migrations, which run in the order given: sorted by name, as
-    /// `embed_migrations!` produces them.
+    /// Wraps migrations, which run in the order given: sorted by version,
+    /// as `embed_migrations!` produces them.
     ///
     /// ```
     /// use gino::migrate::{EmbeddedMigrations, Migration};
@@ -95,11 +105,30 @@ async fn advisory(conn: &Connection, function: &str) -> Result<()> {
         .map(|_| ())
 }
 
+/// The error of a migration run in a transaction: one the migration's own
+/// `COMMIT` or `ROLLBACK` ended says so in the migration's terms.
+fn ended_by_its_sql(migration: &Migration, error: Error) -> Error {
+    match error {
+        Error::TransactionMisuse(why) => Error::TransactionMisuse(format!(
+            "migration {} ended its transaction with SQL of its own (a COMMIT or ROLLBACK in \
+             up.sql), so what it ran is not recorded as applied: drop BEGIN/COMMIT from it (every \
+             migration runs in a transaction of its own), or set run_in_transaction = false in \
+             its metadata.toml ({why})",
+            migration.name
+        )),
+        other => other,
+    }
+}
+
 impl Gino {
     /// Applies the migrations not applied yet, oldest first, each in its own
     /// transaction (unless it opts out), and returns the versions applied.
     /// A failing migration stops the run with its error; the ones before it
     /// stay applied.
+    ///
+    /// The engine's query `timeout` does not apply: a migration takes what
+    /// it takes, and so does the wait for another instance migrating at
+    /// the same time.
     ///
     /// ```
     /// # async fn demo(db: &gino::Gino) -> gino::Result<()> {
@@ -113,7 +142,12 @@ impl Gino {
         &self,
         migrations: &EmbeddedMigrations,
     ) -> Result<Vec<&'static str>> {
-        let conn = self.engine()?.acquire().reusable(false).await?;
+        let conn = self
+            .engine()?
+            .acquire()
+            .reusable(false)
+            .query_timeout(Duration::MAX)
+            .await?;
         // Session-level advisory locks outlive the release to the pool: until
         // the lock is surely released, the connection is closed rather than
         // pooled, also if this future is dropped half-way.
@@ -160,7 +194,8 @@ impl Gino {
                     batch(conn, migration.up).await?;
                     conn.status(record).await
                 })
-                .await?;
+                .await
+                .map_err(|e| ended_by_its_sql(migration, e))?;
             } else {
                 batch(conn, migration.up).await?;
                 conn.status(record).await?;

@@ -32,6 +32,60 @@ fn directories_are_embedded_in_version_order() {
     assert!(first.run_in_transaction);
 }
 
+/// diesel runs migrations in version order; a name's dashes do not count.
+#[test]
+fn migrations_run_in_version_order_whatever_their_names() {
+    static MIXED: EmbeddedMigrations = gino::embed_migrations!("tests/migrations_mixed");
+    let names: Vec<_> = MIXED.migrations().iter().map(|m| m.name).collect();
+    assert_eq!(names, ["20240131000000_a", "2024-02-01-000000_b"]);
+}
+
+/// The engine's query timeout bounds queries, not a migration or the wait
+/// for another instance's: a start-up must not fail because one runs long.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_query_timeout_bounds_neither_a_migration_nor_the_wait_for_another() {
+    static SLOW: EmbeddedMigrations = gino::embed_migrations!("tests/migrations_slow");
+    let s = common::setup_with(
+        gino::EngineOptions::new().timeout(std::time::Duration::from_millis(100)),
+    )
+    .await;
+    let db = Gino::secondary();
+    db.set_bind(s.engine.clone()).await.unwrap();
+    // Another instance migrating: it holds the lock for a while.
+    let other = s.engine.acquire().await.unwrap();
+    let hold = gino::text("SELECT pg_advisory_lock(:key)")
+        .bind::<BigInt, _>("key", 0x0067_696e_6f6d_6967_i64);
+    other.status(hold).await.unwrap();
+    let release = async {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        other
+            .status(gino::text("SELECT pg_advisory_unlock_all()"))
+            .await
+            .unwrap();
+    };
+    let (applied, ()) = tokio::join!(db.run_migrations(&SLOW), release);
+    assert_eq!(applied.unwrap(), ["20240101000000"]);
+    other.release().await.unwrap();
+}
+
+/// A migration ending its transaction with a `COMMIT` of its own is not
+/// recorded, and the error says what to change in the migration.
+#[tokio::test]
+async fn a_migration_that_commits_itself_is_told_what_to_change() {
+    static OWN: EmbeddedMigrations = gino::embed_migrations!("tests/migrations_own_transaction");
+    let s = common::setup().await;
+    let db = Gino::secondary();
+    db.set_bind(s.engine.clone()).await.unwrap();
+    let err = db.run_migrations(&OWN).await.unwrap_err();
+    let message = err.to_string();
+    assert!(message.contains("2024-01-01-000000_commits"), "{message}");
+    assert!(message.contains("run_in_transaction = false"), "{message}");
+    assert_eq!(
+        count(&db, "count(*) FROM __diesel_schema_migrations").await,
+        0
+    );
+}
+
 // A plain #[tokio::test] is a current-thread runtime, where diesel's own
 // async harness (block_in_place) cannot run.
 #[tokio::test]

@@ -1,0 +1,1 @@
+ALTER TABLE mixed_a ADD COLUMN y int;

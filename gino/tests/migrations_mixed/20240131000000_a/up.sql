@@ -1,0 +1,1 @@
+CREATE TABLE mixed_a (x int);

@@ -1,0 +1,3 @@
+BEGIN;
+CREATE TABLE committed_itself (x int);
+COMMIT;

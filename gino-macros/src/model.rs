@@ -2349,7 +2349,17 @@ pub(crate) fn expand_with(
                 let changes_before_merges = changes.columns();
                 #(#merges)*
                 if changes.is_empty() {
-                    return ::core::result::Result::Ok(());
+                    // Nothing to write, but a row deleted meanwhile is
+                    // still `NoSuchRow`, as with changes.
+                    let query = #d::select(#d::dsl::exists(#d::QueryDsl::filter(#schema::table, lookup)));
+                    let mut run = ::gino::Run::<_, ::gino::model::One<bool>>::new(::core::result::Result::Ok(query), self.bind);
+                    if let ::core::option::Option::Some(t) = self.timeout {
+                        run = run.timeout(t);
+                    }
+                    return match run.await? {
+                        true => ::core::result::Result::Ok(()),
+                        false => ::core::result::Result::Err(::gino::Error::NoSuchRow),
+                    };
                 }
                 // Kept prepared per set of changed columns (the text differs
                 // with the set; diesel would prepare it on every call).

@@ -61,12 +61,16 @@ async fn tutorial_crud() {
     assert_eq!(name.as_deref(), Some("daisy"));
     let reloaded = u.query().await.unwrap().unwrap();
     assert_eq!(reloaded, u);
+    u.update().apply().await.unwrap(); // nothing to change
 
     let status = u.delete().await.unwrap();
     assert_eq!(status, "DELETE 1");
     assert!(User::get(1).await.unwrap().is_none());
     let err = u.update().nickname("gone").apply().await.unwrap_err();
     assert!(matches!(err, Error::NoSuchRow));
+    // With nothing to change too: the row is gone all the same.
+    let err = u.update().apply().await.unwrap_err();
+    assert!(matches!(err, Error::NoSuchRow), "{err}");
 
     let mut memory = User {
         id: 0,

@@ -650,7 +650,8 @@ where
 /// `key` gives a parent's key, `child_key` the child's reference to it;
 /// `query` makes the children's query from the keys (the filter stays
 /// visible SQL, and `.bind(...)` picks where it runs). Parents keep their
-/// order, children the query's.
+/// order, children the query's; a parent listed twice has its children at
+/// its first place only (see [`group`]).
 ///
 /// ```
 /// # use gino::prelude::*;
@@ -712,7 +713,10 @@ fn distinct_keys<P, K: Hash + Eq + Clone>(parents: &[P], key: &impl Fn(&P) -> K)
 /// Pairs `parents` with their `children` in memory: what [`select_in`]
 /// does after its query, for trees loaded one level at a time (load every
 /// level's rows, then group from the leaves up). Parents keep their order,
-/// children theirs; a child without its parent is left out.
+/// children theirs; a child without its parent is left out. A parent
+/// listed twice (one key) gets its children at its first place, and its
+/// copies get none, as diesel's `grouped_by` gives them to one place: the
+/// children are not cloned. Pass distinct parents to have no such copies.
 ///
 /// ```
 /// use gino::loader::group;
@@ -720,6 +724,9 @@ fn distinct_keys<P, K: Hash + Eq + Clone>(parents: &[P], key: &impl Fn(&P) -> K)
 /// let comments = vec![(10, 2, "nice"), (11, 1, "first"), (12, 2, "+1")];
 /// let tree = group(posts, |p| p.0, comments, |c| c.1);
 /// assert_eq!(tree[1].1.iter().map(|c| c.2).collect::<Vec<_>>(), ["nice", "+1"]);
+///
+/// let twice = group(vec![1, 2, 1], |p| *p, vec![(10, 1)], |c| c.1);
+/// assert_eq!((twice[0].1.len(), twice[2].1.len()), (1, 0));
 /// ```
 pub fn group<P, C, K>(
     parents: Vec<P>,

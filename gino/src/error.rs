@@ -549,6 +549,46 @@ impl Error {
         }
     }
 
+    /// The same error again, for a failure several callers share (a tenant
+    /// creation they all waited for): each gets its own, of the same kind,
+    /// so that each is answered alike. diesel's errors are not `Clone`; one
+    /// comes again as its message.
+    pub(crate) fn replay(&self) -> Error {
+        use diesel::result::Error as D;
+        match self {
+            Error::Configuration(m) => Error::Configuration(m.clone()),
+            Error::Uninitialized => Error::Uninitialized,
+            Error::PoolTimeout(t) => Error::PoolTimeout(*t),
+            Error::PoolClosed => Error::PoolClosed,
+            Error::QueryTimeout(t) => Error::QueryTimeout(*t),
+            Error::NoSuchRow => Error::NoSuchRow,
+            Error::NoPrimaryKey(model) => Error::NoPrimaryKey(model),
+            Error::MissingValue { model, field } => Error::MissingValue { model, field },
+            Error::BatchRow { index, source } => Error::BatchRow {
+                index: *index,
+                source: Box::new(source.replay()),
+            },
+            Error::UnknownTenant(key) => Error::UnknownTenant(key.clone()),
+            Error::TenantMismatch { connection, scope } => Error::TenantMismatch {
+                connection: connection.clone(),
+                scope: scope.clone(),
+            },
+            Error::NotFound => Error::NotFound,
+            Error::NoResultFound => Error::NoResultFound,
+            Error::MultipleResultsFound => Error::MultipleResultsFound,
+            Error::Database(e) => Error::Database(e.clone()),
+            Error::Connection(m) => Error::Connection(m.clone()),
+            Error::NotSent(e) => Error::NotSent(Box::new(e.replay())),
+            Error::Tls(m) => Error::Tls(m.clone()),
+            Error::TransactionMisuse(m) => Error::TransactionMisuse(m.clone()),
+            Error::TransactionAborted => Error::TransactionAborted,
+            Error::CursorInterrupted => Error::CursorInterrupted,
+            Error::ConnectionReleased => Error::ConnectionReleased,
+            Error::EarlyExit => Error::EarlyExit,
+            Error::Query(e) => Error::Query(D::QueryBuilderError(with_sources(e).into())),
+        }
+    }
+
     /// Builds the error for a diesel failure; `code` is the SQLSTATE the
     /// connection observed on the wire for that statement, since diesel's
     /// error type does not carry it.

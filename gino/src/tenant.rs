@@ -99,32 +99,18 @@ struct Creation {
     failed: Mutex<Option<Failure>>,
 }
 
-/// A failed creation, told again to each caller that waited for it.
-#[derive(Clone)]
-enum Failure {
-    Unknown(String),
-    Configuration(String),
-    /// Anything else, by its message: the database could not be reached
-    /// or prepared.
-    Other(String),
-}
+/// A failed creation, told again to each caller that waited for it: each
+/// gets the error the creation got, so that all are answered alike (a
+/// wrong password is no "try again" for the callers behind the first).
+struct Failure(Error);
 
 impl Failure {
-    fn of(error: &Error) -> Self {
-        match error {
-            Error::UnknownTenant(key) => Failure::Unknown(key.clone()),
-            Error::Configuration(message) => Failure::Configuration(message.clone()),
-            other => Failure::Other(other.to_string()),
-        }
-    }
-
     fn error(&self, key: &str) -> Error {
-        match self.clone() {
-            Failure::Unknown(key) => Error::UnknownTenant(key),
-            Failure::Configuration(message) => Error::Configuration(message),
-            Failure::Other(message) => Error::Connection(format!(
+        match &self.0 {
+            Error::Connection(message) => Error::Connection(format!(
                 "tenant `{key}`'s engine could not be made: {message}"
             )),
+            other => other.replay(),
         }
     }
 }
@@ -143,11 +129,63 @@ impl Creation {
                 }
                 let made = create().await;
                 if let Err(e) = &made {
-                    *self.failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(Failure::of(e));
+                    *self.failed.lock().unwrap_or_else(|p| p.into_inner()) =
+                        Some(Failure(e.replay()));
                 }
                 made
             })
             .await
+    }
+}
+
+/// A caller's wait for a tenant's creation. The creation leaves the
+/// registry's list when it ends, or when its last waiter is dropped (a
+/// client gone): a key nobody waits for any more must not stay listed.
+struct Waiting<'a> {
+    tenants: &'a Tenants,
+    key: &'a str,
+    /// Taken, and dropped under the registry's lock, so that waiters
+    /// dropped at once count one another out.
+    pending: Option<Pending>,
+}
+
+impl Waiting<'_> {
+    fn creation(&self) -> &Creation {
+        self.pending.as_ref().expect("taken only when done")
+    }
+
+    /// Ends the wait with the creation's outcome: the creation leaves the
+    /// list (anyone still waiting holds it), and the tenant comes out.
+    fn done(mut self, state: &mut State, made: Result<Arc<Tenant>>) -> Result<Arc<Tenant>> {
+        let pending = self.pending.take().expect("done once");
+        if state
+            .pending
+            .get(self.key)
+            .is_some_and(|p| Arc::ptr_eq(p, &pending))
+        {
+            state.pending.remove(self.key);
+        }
+        made
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        let Some(pending) = self.pending.take() else {
+            return;
+        };
+        let mut state = self.tenants.lock();
+        // The list's and this: nobody else waits for it.
+        let last = Arc::strong_count(&pending) == 2;
+        if last
+            && state
+                .pending
+                .get(self.key)
+                .is_some_and(|p| Arc::ptr_eq(p, &pending))
+        {
+            state.pending.remove(self.key);
+        }
+        drop(pending);
     }
 }
 
@@ -269,6 +307,8 @@ pub struct TenantStats {
     pub evicted: u64,
     /// Creations that failed (not cached: the next request tries again).
     pub failed: u64,
+    /// Tenants whose engine is being made now.
+    pub creating: usize,
     /// Connections open across all tenants, when there is a budget.
     pub open_connections: Option<usize>,
     /// Each live tenant, by key.
@@ -554,18 +594,20 @@ impl Tenants {
                 if let Some(tenant) = state.live.get(key) {
                     return Ok(tenant.lease());
                 }
-                state.pending.entry(Arc::from(key)).or_default().clone()
+                let pending = state.pending.entry(Arc::from(key)).or_default().clone();
+                Waiting {
+                    tenants: self,
+                    key,
+                    pending: Some(pending),
+                }
             };
-            let made = pending.run(key, || self.create(key)).await;
+            let made = pending
+                .creation()
+                .run(key, || self.create(key))
+                .await
+                .cloned();
             let mut state = self.lock();
-            if state
-                .pending
-                .get(key)
-                .is_some_and(|p| Arc::ptr_eq(p, &pending))
-            {
-                state.pending.remove(key);
-            }
-            let tenant = made?.clone();
+            let tenant = pending.done(&mut state, made)?;
             match state.live.get(key) {
                 Some(live) if Arc::ptr_eq(live, &tenant) => return Ok(tenant.lease()),
                 // Made by a creation that lost the race with another one.
@@ -618,6 +660,7 @@ impl Tenants {
             created: self.inner.created.load(Ordering::Relaxed),
             evicted: self.inner.evicted.load(Ordering::Relaxed),
             failed: self.inner.failed.load(Ordering::Relaxed),
+            creating: state.pending.len(),
             open_connections: self.inner.budget.as_ref().map(ConnectionBudget::open),
             tenants,
         }

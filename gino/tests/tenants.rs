@@ -479,6 +479,59 @@ async fn a_dropped_first_request_leaves_the_next_one_to_make_the_engine() {
     tenants.close();
 }
 
+/// Clients that go away while their tenants are made (a fresh key each, as
+/// a crawler sends) leave no creation listed: nothing waits for them.
+#[tokio::test]
+async fn creations_nobody_waits_for_any_more_are_not_kept() {
+    let test = TestDatabase::create().await;
+    let db = leak(Gino::secondary());
+    let tenants = slow_registry(db, test.url(), "gone", Duration::from_millis(200));
+    for key in ["a", "b", "c"] {
+        // Two callers of one key: the first to go leaves it to the other.
+        let (first, second) = (tenants.lease(key), tenants.lease(key));
+        let mut second = Box::pin(second);
+        let raced = tokio::time::timeout(Duration::from_millis(30), async {
+            tokio::join!(first, &mut second)
+        })
+        .await;
+        assert!(raced.is_err(), "both were cut off");
+        assert_eq!(tenants.stats().creating, 1, "the second still waits");
+        drop(second);
+        assert_eq!(tenants.stats().creating, 0);
+    }
+    let stats = tenants.stats();
+    assert_eq!((stats.created, stats.live, stats.creating), (0, 0, 0));
+    tenants.close();
+}
+
+/// Callers that waited for a creation that failed get the error the
+/// creation got, so that each is answered alike: a login refused for good
+/// is no "try again" for those behind the first.
+#[tokio::test]
+async fn waiters_of_a_failed_creation_get_its_error() {
+    let test = TestDatabase::create().await;
+    let db = leak(Gino::secondary());
+    let (_, address) = test.url().split_once("://").unwrap();
+    let address = address.split_once('@').map_or(address, |(_, a)| a);
+    let url = format!("postgres://gino_no_such_role@{address}");
+    let tenants = Tenants::builder(db, move |_tenant: String| {
+        let url = url.clone();
+        async move { Ok(url) }
+    })
+    .build();
+    let failed = futures_util::future::join_all((0..4).map(|_| tenants.lease("t"))).await;
+    for err in failed.into_iter().map(Result::unwrap_err) {
+        // 28000 under trust, 28P01 where a password is asked for.
+        assert!(
+            err.sqlstate().is_some_and(|c| c.starts_with("28")),
+            "{err:?}"
+        );
+        assert!(!err.is_retryable(), "{err:?}");
+    }
+    assert_eq!(tenants.stats().failed, 1);
+    tenants.close();
+}
+
 /// Sixteen clients over ten tenants with a cap of three engines and a
 /// budget of four connections, a third of their runs dropped part-way
 /// (while the engine is made, waiting for a connection, or mid-statement):

@@ -557,6 +557,58 @@ mod tenant_app {
         .ok_or_else(|| actix_web::error::ErrorBadRequest("a valid X-Tenant is required"))
     }
 
+    static OUTER_DB: gino::Gino = gino::Gino::secondary();
+
+    async fn hello() -> HttpResponse {
+        HttpResponse::Ok().body("hello")
+    }
+
+    /// A request the tenant middleware refuses (no tenant, an unknown one)
+    /// is answered as any other: middleware around it sees the answer, as
+    /// it does in axum, rather than an `Err` passing it by.
+    #[actix_web::test]
+    async fn refusals_are_answers_that_outer_middleware_sees() {
+        let databases = TenantDatabases::create(1).await;
+        let settings = databases.web_settings();
+        let base = databases.base.name().to_owned();
+        let registry = gino::Tenants::builder(&OUTER_DB, move |tenant: String| {
+            let url = settings.for_database(&format!("{base}_{tenant}")).url();
+            async move { Ok(url) }
+        })
+        .build();
+        let db = gino_actix::Gino::new(&OUTER_DB, databases.web_settings()).with_tenants(registry);
+        let app_db = db.clone();
+        let server = HttpServer::new(move || {
+            App::new()
+                .route("/hello", web::get().to(hello))
+                .wrap(app_db.tenant_middleware(pick))
+                .wrap(actix_web::middleware::DefaultHeaders::new().add(("x-outer", "seen")))
+        })
+        .workers(1)
+        .disable_signals()
+        .bind(("127.0.0.1", 0))
+        .expect("bind");
+        let addr = server.addrs()[0];
+        let server = server.run();
+        let handle = server.handle();
+        let done = tokio::spawn(server);
+        let client = reqwest::Client::new();
+        for (tenant, status) in [(None, 400), (Some("nobody"), 404), (Some("t0"), 200)] {
+            let mut request = client.get(format!("http://{addr}/hello"));
+            if let Some(tenant) = tenant {
+                request = request.header("x-tenant", tenant);
+            }
+            let answer = request.send().await.unwrap();
+            assert_eq!(answer.status(), status, "{tenant:?}");
+            assert_eq!(answer.headers()["x-outer"], "seen", "{tenant:?}");
+        }
+        handle.stop(true).await;
+        done.await.unwrap().unwrap();
+        db.close().await;
+        databases.expect_all_closed().await;
+        databases.drop_all().await;
+    }
+
     #[actix_web::test]
     async fn two_thousand_requests_never_cross_tenants() {
         let databases = TenantDatabases::create(8).await;

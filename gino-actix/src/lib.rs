@@ -163,14 +163,16 @@ impl Gino {
     }
 
     /// Middleware (for `App::wrap`) that runs each request for the tenant
-    /// `pick` takes from it (a header, the host, a path segment), or fails
+    /// `pick` takes from it (a header, the host, a path segment), or answers
     /// it with `pick`'s error (`actix_web::error::ErrorBadRequest(..)`):
     /// the tenants' database is bound to the tenant's engine for the
     /// request, with a lazy connection on it, as
     /// [`middleware`](Self::middleware) does for one database. A tenant
-    /// whose engine cannot be made fails through [`Error`]
-    /// ([`gino::Error::UnknownTenant`]: 404). Handlers find the tenant as
-    /// the [`TenantKey`] extension (`web::ReqData<TenantKey>`).
+    /// whose engine cannot be made is answered through [`Error`]
+    /// ([`gino::Error::UnknownTenant`]: 404). These answers are responses,
+    /// not `Err`s, so middleware wrapped around this one (`ErrorHandlers`,
+    /// `DefaultHeaders`) sees them as it sees the handlers'. Handlers find
+    /// the tenant as the [`TenantKey`] extension (`web::ReqData<TenantKey>`).
     ///
     /// ```
     /// # async fn demo(tenants: gino::Tenants) {

@@ -7,7 +7,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use actix_web::HttpMessage;
-use actix_web::body::MessageBody;
+use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
 use futures_util::future::LocalBoxFuture;
 use gino::web::{Extension, TenantKey};
@@ -56,7 +56,7 @@ where
     F: Fn(&ServiceRequest) -> Result<String, R> + 'static,
     R: Into<actix_web::Error>,
 {
-    type Response = ServiceResponse<HeldBody<B>>;
+    type Response = ServiceResponse<EitherBody<HeldBody<B>>>;
     type Error = actix_web::Error;
     type Transform = TenantMiddlewareService<S, F>;
     type InitError = ();
@@ -94,28 +94,32 @@ where
     F: Fn(&ServiceRequest) -> Result<String, R> + 'static,
     R: Into<actix_web::Error>,
 {
-    type Response = ServiceResponse<HeldBody<B>>;
+    type Response = ServiceResponse<EitherBody<HeldBody<B>>>;
     type Error = actix_web::Error;
     type Future = LocalBoxFuture<'static, Result<Self::Response, Self::Error>>;
 
     forward_ready!(service);
 
+    // A request refused here is answered, not failed: outer middleware
+    // (`ErrorHandlers`, `DefaultHeaders`) passes an `Err` by untouched, and
+    // must see these answers as it sees every other.
     fn call(&self, request: ServiceRequest) -> Self::Future {
         let key = match (self.pick)(&request) {
             Ok(key) => key,
             Err(rejection) => {
-                let rejection = rejection.into();
-                return Box::pin(async move { Err(rejection) });
+                let answer = request.error_response(rejection.into());
+                return Box::pin(async move { Ok(answer.map_into_right_body()) });
             }
         };
         let (service, extension) = (self.service.clone(), self.extension.clone());
         Box::pin(async move {
-            let scope = extension
-                .tenant_request(&key)
-                .await
-                .map_err(|e| actix_web::Error::from(Error(e)))?;
+            let scope = match extension.tenant_request(&key).await {
+                Ok(scope) => scope,
+                Err(e) => return Ok(request.error_response(Error(e)).map_into_right_body()),
+            };
             request.extensions_mut().insert(TenantKey(key));
-            scope.run_then(service.call(request), HoldStreamed).await
+            let answer = scope.run_then(service.call(request), HoldStreamed).await?;
+            Ok(answer.map_into_left_body())
         })
     }
 }

@@ -56,11 +56,14 @@ impl Server {
         let shutdown = web.shutdown_on(async move {
             let _ = stopped.await;
         });
+        let web = web.clone();
+        // As an application runs it: the pool closes once the server is done.
         let done = tokio::spawn(async move {
             axum::serve(listener, axum::ServiceExt::into_make_service(app))
                 .with_graceful_shutdown(shutdown)
                 .await
                 .unwrap();
+            web.close().await;
         });
         Server {
             addr,
@@ -571,6 +574,43 @@ async fn a_streamed_body_keeps_the_pool_open_until_it_is_sent() {
     let stop = server.stop();
     scenario::expect_a_streamed_body_held_through_shutdown(&test, &base, &streaming, &go_on, stop)
         .await;
+}
+
+/// A request the server took before the signal but that is still in a
+/// layer outside gino's (an authentication awaiting a session store) when
+/// the signal comes finds the database: the pool closes once the server
+/// is done, not at the signal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_still_in_outer_layers_at_the_signal_finds_the_database() {
+    let (test, web) = setup(|_| {}).await;
+    let db = test.db;
+    let entered = Arc::new(Notify::new());
+    let slow_outer_layer = {
+        let entered = entered.clone();
+        move |request: axum::extract::Request, next: axum::middleware::Next| {
+            let entered = entered.clone();
+            async move {
+                entered.notify_one();
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                next.run(request).await
+            }
+        }
+    };
+    let app = Router::new()
+        .route(
+            "/pid",
+            get(move || async move { Ok::<_, Error>(Json(db.one::<i32, _>(pid()).await?)) }),
+        )
+        .layer(web.layer())
+        .layer(axum::middleware::from_fn(slow_outer_layer));
+    let server = Server::start(&web, app).await;
+    let url = server.url("/pid");
+    let request = tokio::spawn(async move { reqwest::get(url).await.unwrap().status() });
+    entered.notified().await;
+    let stopped = tokio::spawn(server.stop());
+    assert_eq!(request.await.unwrap(), 200);
+    stopped.await.unwrap();
+    test.assert_all_closed().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -16,7 +16,9 @@
 //!   unreachable database 503 with `Retry-After`, anything else an opaque
 //!   500 (detail logged).
 //! - **Shutdown.** [`Extension::shutdown_on`] plugs into
-//!   `with_graceful_shutdown`: the pool closes after in-flight requests.
+//!   `with_graceful_shutdown`, and [`Extension::close`] after `serve`
+//!   returns closes the pool: every request the server took, wherever it
+//!   was in its layers, found the database.
 //!
 //! ```no_run
 //! use axum::extract::Path;

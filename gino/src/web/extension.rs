@@ -338,9 +338,14 @@ impl Extension {
         }
     }
 
-    /// A future that waits for `signal`, then [shuts down](Self::shutdown):
-    /// what a server's graceful shutdown takes, so that the pool closes
-    /// after the requests still in flight are done.
+    /// A future that waits for `signal` and says that the server is
+    /// stopping: what a server's graceful shutdown takes. The pool stays
+    /// open: a request the server has taken may still be on its way here
+    /// through outer layers (an authentication awaiting a session store,
+    /// a concurrency limit's queue), where no count of this extension sees
+    /// it, and it must find the database. [`close`](Self::close) closes the
+    /// pool once the server has returned, after the last request and
+    /// streamed body, as a graceful shutdown waits for them.
     ///
     /// ```
     /// # async fn demo(extension: gino::web::Extension) {
@@ -361,10 +366,10 @@ impl Extension {
             signal.await;
             tracing::info!(
                 target: "gino::web",
-                "shutting down: the database pool closes once {} in-flight request(s) are done",
+                "shutting down: the server finishes {} request(s) in flight, then the database \
+                 pool closes",
                 this.in_flight()
             );
-            this.shutdown();
         }
     }
 

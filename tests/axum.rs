@@ -755,6 +755,59 @@ mod tenant_app {
         ))
     }
 
+    static STREAM_DB: gino::Gino = gino::Gino::secondary();
+
+    /// Three lines, each the database a query of the body ran on: queried
+    /// as the body streams, after the handler returned.
+    async fn stream_databases() -> axum::body::Body {
+        use futures_util::StreamExt;
+        let lines = futures_util::stream::iter(0..3).then(|_| async {
+            let database: String = STREAM_DB
+                .one(diesel::select(diesel::dsl::sql::<diesel::sql_types::Text>(
+                    "current_database()",
+                )))
+                .await?;
+            Ok::<_, gino::Error>(format!("{database}\n"))
+        });
+        axum::body::Body::from_stream(lines)
+    }
+
+    /// A tenant's streamed body queries its own tenant's database: the
+    /// response keeps the request's tenant (and its lease) until it is sent.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_streamed_body_queries_its_own_tenants_database() {
+        let databases = TenantDatabases::create(2).await;
+        let settings = databases.web_settings();
+        let base = databases.base.name().to_owned();
+        let registry = gino::Tenants::builder(&STREAM_DB, move |tenant: String| {
+            let url = settings.for_database(&format!("{base}_{tenant}")).url();
+            async move { Ok(url) }
+        })
+        .build();
+        let web = gino_axum::Gino::new(&STREAM_DB, databases.web_settings()).with_tenants(registry);
+        let app = Router::new()
+            .route("/stream", get(stream_databases))
+            .layer(web.tenant_layer(pick));
+        let server = Server::start(&web, app).await;
+        let client = reqwest::Client::new();
+        for tenant in ["t0", "t1"] {
+            let text = client
+                .get(server.url("/stream"))
+                .header("x-tenant", tenant)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            let line = format!("{}_{tenant}\n", databases.base.name());
+            assert_eq!(text, line.repeat(3), "{tenant}");
+        }
+        server.stop().await;
+        databases.expect_all_closed().await;
+        databases.drop_all().await;
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn two_thousand_requests_never_cross_tenants() {
         let databases = TenantDatabases::create(8).await;

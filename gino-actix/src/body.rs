@@ -73,8 +73,12 @@ impl<B: MessageBody> MessageBody for HeldBody<B> {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Bytes, Self::Error>>> {
-        let this = self.project();
-        let chunk = ready!(this.body.poll_next(cx));
+        let mut this = self.project();
+        let chunk = ready!(match this.hold.as_ref() {
+            // A tenant's body queries its tenant's database.
+            Some(hold) => hold.in_scope(|| this.body.as_mut().poll_next(cx)),
+            None => this.body.as_mut().poll_next(cx),
+        });
         if chunk.is_none() {
             // Sent: the request is over, even if the server keeps the body.
             *this.hold = None;

@@ -65,7 +65,13 @@ impl http_body::Body for Held {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        let frame = ready!(Pin::new(&mut self.body).poll_frame(cx));
+        let Held { body, hold } = &mut *self;
+        let mut body = Pin::new(body);
+        let frame = ready!(match hold {
+            // A tenant's body queries its tenant's database.
+            Some(hold) => hold.in_scope(|| body.as_mut().poll_frame(cx)),
+            None => body.as_mut().poll_frame(cx),
+        });
         if frame.is_none() {
             // Sent: the request is over, even if the server keeps the body.
             self.hold = None;

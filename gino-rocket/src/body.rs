@@ -51,7 +51,13 @@ impl AsyncRead for Held<'_> {
     ) -> Poll<io::Result<()>> {
         let room = buf.remaining();
         let before = buf.filled().len();
-        ready!(Pin::new(&mut self.body).poll_read(cx, buf))?;
+        let Held { body, hold } = &mut *self;
+        let mut body = Pin::new(body);
+        ready!(match hold {
+            // A tenant's body queries its tenant's database.
+            Some(hold) => hold.in_scope(|| body.as_mut().poll_read(cx, buf)),
+            None => body.as_mut().poll_read(cx, buf),
+        })?;
         if room > 0 && buf.filled().len() == before {
             // Sent: the request is over, even if rocket keeps the body.
             self.hold = None;

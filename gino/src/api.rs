@@ -112,6 +112,12 @@ scoped_local! {
     static SCOPED_BIND: Arc<ScopedBind>;
 }
 
+/// `f` run in `binding` ([`Gino::binding`]), as a future in
+/// [`Gino::scoped_bind`] runs.
+pub(crate) fn in_binding<R>(binding: &Arc<ScopedBind>, f: impl FnOnce() -> R) -> R {
+    SCOPED_BIND.sync_scope(binding, f)
+}
+
 /// `F` in the scope of a [`Gino::scoped_bind`].
 pub(crate) type BindScope<F> = Scoped<Arc<ScopedBind>, F>;
 
@@ -354,13 +360,19 @@ impl Gino {
     /// `fut` in the scope of [`scoped_bind`](Self::scoped_bind), as a
     /// future whose type can be named (the web request's future holds it).
     pub(crate) fn bind_scope<F: Future>(&self, engine: &Engine, fut: F) -> BindScope<F> {
-        let scope = Arc::new(ScopedBind {
+        SCOPED_BIND.scope(self.binding(engine), fut)
+    }
+
+    /// This database bound to `engine` inside the scopes the caller runs
+    /// in: what [`bind_scope`](Self::bind_scope) runs its future in, and
+    /// [`in_binding`] runs code in.
+    pub(crate) fn binding(&self, engine: &Engine) -> Arc<ScopedBind> {
+        Arc::new(ScopedBind {
             db: self.id(),
             default: self.default,
             engine: engine.clone(),
             parent: SCOPED_BIND.try_with(Arc::clone).ok(),
-        });
-        SCOPED_BIND.scope(scope, fut)
+        })
     }
 
     /// Binds `bind` for the duration of `scope(engine)`, then unbinds and

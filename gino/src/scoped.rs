@@ -63,6 +63,13 @@ impl<T: 'static> Key<T> {
         }
     }
 
+    /// `f` run with `value` as this key's value: [`scope`](Self::scope)
+    /// for code that is not a future (a poll of something else).
+    pub(crate) fn sync_scope<R>(&'static self, value: &T, f: impl FnOnce() -> R) -> R {
+        let _entered = self.enter(value);
+        f()
+    }
+
     /// `f` of the value of the innermost scope the caller runs in.
     pub(crate) fn try_with<R>(&'static self, f: impl FnOnce(&T) -> R) -> Result<R, NotInScope> {
         let current = self.current.with(Cell::get);

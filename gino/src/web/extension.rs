@@ -11,7 +11,7 @@ use crate::engine::{Engine, create_engine};
 use crate::error::{Error, Result};
 use crate::tenant::Tenants;
 use crate::web::Settings;
-use crate::web::request::{Bound, RequestScope};
+use crate::web::request::{Bound, Ending, RequestScope};
 
 /// A web application's database: the [`Gino`] it binds at start-up, its
 /// [`Settings`], and the requests in flight. Cloning is cheap and shares
@@ -259,7 +259,9 @@ impl Extension {
 
     /// Counts as a request in flight until dropped, so that shutdown waits
     /// for it: for what a request's response still does after its handling
-    /// ended (a streamed body, which the web crates hold with this).
+    /// ended (a streamed body, which the web crates hold with this). Made
+    /// in a request's [`Then`](crate::web::Then), it also keeps the
+    /// request's tenant, for [`ResponseHold::in_scope`].
     ///
     /// ```
     /// # async fn demo(extension: gino::web::Extension) {
@@ -271,7 +273,12 @@ impl Extension {
     /// # gino_testkit::doc::run(demo);
     /// ```
     pub fn hold(&self) -> ResponseHold {
+        let binding = Ending::take().map(|(bound, db)| RequestBinding {
+            binding: db.binding(bound.engine()),
+            _bound: bound,
+        });
         ResponseHold {
+            binding,
             _in_flight: self.enter(),
         }
     }
@@ -468,7 +475,38 @@ fn worth_retrying(error: &Error) -> bool {
 /// dropped: see [`Extension::hold`].
 #[must_use = "the response counts as in flight only while this lives"]
 pub struct ResponseHold {
+    // Dropped first: a tenant's lease ends before the request stops
+    // counting, so that a shutdown closing then finds it unused.
+    binding: Option<RequestBinding>,
     _in_flight: InFlight,
+}
+
+/// A tenant request's bind, kept for its response: the lease keeps the
+/// tenant's engine from eviction.
+struct RequestBinding {
+    binding: Arc<crate::api::ScopedBind>,
+    _bound: Bound,
+}
+
+impl ResponseHold {
+    /// Runs `f` (a poll of the response's body) where the request's
+    /// handler ran: for a tenant's request, the tenants' database bound to
+    /// the tenant's engine, so that a body streaming on queries its own
+    /// tenant's database; otherwise as it is.
+    ///
+    /// ```
+    /// # async fn demo(extension: gino::web::Extension) {
+    /// let hold = extension.hold();
+    /// assert_eq!(hold.in_scope(|| 2 + 2), 4);
+    /// # }
+    /// # gino_testkit::doc::run(demo);
+    /// ```
+    pub fn in_scope<R>(&self, f: impl FnOnce() -> R) -> R {
+        match &self.binding {
+            Some(request) => crate::api::in_binding(&request.binding, f),
+            None => f(),
+        }
+    }
 }
 
 impl std::fmt::Debug for ResponseHold {

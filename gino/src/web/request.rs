@@ -64,7 +64,7 @@ pub(super) enum Bound {
 }
 
 impl Bound {
-    fn engine(&self) -> &Engine {
+    pub(super) fn engine(&self) -> &Engine {
         match self {
             Bound::Tenant(lease) => lease.engine(),
             Bound::Closed(engine) => engine,
@@ -405,10 +405,42 @@ fn finish<F: Future, T: Then<F::Output>>(
 ) -> T::Output {
     this.stage.set(Stage::Done);
     this.release_on_drop.take();
-    this.bound.take();
     let in_flight = this.in_flight.take().expect("finished once");
     let then = this.then.take().expect("finished once");
+    // Offered to a hold `then` makes (a body streaming on), dropped here
+    // otherwise, before the request stops counting as in flight.
+    let _ending = Ending::offer(this.bound.take());
     then.then(output, in_flight.extension())
+}
+
+thread_local! {
+    /// The bind of the request whose [`Then`] runs on this thread.
+    static ENDING: std::cell::RefCell<Option<(Bound, &'static Gino)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Offers a request's bind (its tenant's engine and lease) to the
+/// [`Extension::hold`](crate::web::Extension::hold) of its [`Then`], so
+/// that a body streaming on runs where its handler ran; whatever is not
+/// taken goes when this does, also on a panic.
+pub(super) struct Ending;
+
+impl Ending {
+    fn offer(bound: Option<(Bound, &'static Gino)>) -> Ending {
+        ENDING.with(|ending| *ending.borrow_mut() = bound);
+        Ending
+    }
+
+    /// The bind offered by the request ending on this thread, if any.
+    pub(super) fn take() -> Option<(Bound, &'static Gino)> {
+        ENDING.with(|ending| ending.borrow_mut().take())
+    }
+}
+
+impl Drop for Ending {
+    fn drop(&mut self) {
+        drop(Ending::take());
+    }
 }
 
 impl<F: Future, T> std::fmt::Debug for RequestFuture<F, T> {

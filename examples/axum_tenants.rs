@@ -20,7 +20,7 @@ use axum::{Extension, Json};
 use gino::web::Settings;
 use gino::{Engine, Tenants};
 use gino_axum::{Error, TenantKey};
-use gino_examples::axum_api::{serve, users_router};
+use gino_examples::axum_api::{json_api, serve, users_routes};
 use gino_examples::users::{self, DB};
 use serde_json::{Value, json};
 
@@ -93,9 +93,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     .build();
     let db = gino_axum::Gino::new(&DB, settings).with_tenants(tenants);
 
-    let app = users_router()
-        .route("/tenant", get(tenant))
-        .layer(db.tenant_layer(pick_tenant));
+    // The tenant layer on the routes only: an unknown path or method is
+    // the API's JSON 404 or 405, with no tenant needed and none made.
+    let app = json_api(
+        users_routes()
+            .route("/tenant", get(tenant))
+            .route_layer(db.tenant_layer(pick_tenant)),
+    );
     serve(app, &db).await?;
     if let Some(demo) = demo {
         demo.drop_all().await;

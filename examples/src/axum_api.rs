@@ -33,9 +33,21 @@ pub async fn serve(app: Router, db: &gino_axum::Gino) -> Result<(), Box<dyn std:
 /// unknown path, a method the path does not take), with their status and
 /// message.
 pub fn users_router() -> Router {
+    json_api(users_routes())
+}
+
+/// The routes of [`users_router`] alone, for an app to add its own and
+/// layer them (`route_layer`) before [`json_api`] finishes the router.
+pub fn users_routes() -> Router {
     Router::new()
         .route("/users", get(list).post(create))
         .route("/users/{id}", get(show).patch(update).delete(delete))
+}
+
+/// `routes` with the API's 404 for unknown paths, and every error answer
+/// in JSON: what was added to `routes` before this is covered too.
+pub fn json_api(routes: Router) -> Router {
+    routes
         .fallback(unknown_path)
         .layer(map_response(json_errors))
 }

@@ -477,6 +477,23 @@ async fn axum_tenants_serves_each_tenant_its_own_database() {
         let body: Value = response.json().await.unwrap();
         assert!(body["error"].is_string(), "{body}");
     }
+    // An unknown path is the API's JSON 404, with or without a tenant; a
+    // method the path does not take its JSON 405.
+    for tenant in [None, Some("acme"), Some("nobody")] {
+        let response = get("/nowhere", tenant).await.unwrap();
+        assert_eq!(response.status(), 404, "X-Tenant {tenant:?}");
+        let body: Value = response.json().await.unwrap();
+        assert!(body["error"].is_string(), "{body}");
+    }
+    let response = client
+        .post(app.url("/tenant"))
+        .header("X-Tenant", "acme")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 405);
+    let body: Value = response.json().await.unwrap();
+    assert!(body["error"].is_string(), "{body}");
 
     app.stop();
     let left: i64 = admin

@@ -114,6 +114,7 @@ scoped_local! {
 
 /// `f` run in `binding` ([`Gino::binding`]), as a future in
 /// [`Gino::scoped_bind`] runs.
+#[cfg(feature = "web")]
 pub(crate) fn in_binding<R>(binding: &Arc<ScopedBind>, f: impl FnOnce() -> R) -> R {
     SCOPED_BIND.sync_scope(binding, f)
 }

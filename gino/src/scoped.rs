@@ -65,6 +65,7 @@ impl<T: 'static> Key<T> {
 
     /// `f` run with `value` as this key's value: [`scope`](Self::scope)
     /// for code that is not a future (a poll of something else).
+    #[cfg(feature = "web")]
     pub(crate) fn sync_scope<R>(&'static self, value: &T, f: impl FnOnce() -> R) -> R {
         let _entered = self.enter(value);
         f()

@@ -802,6 +802,12 @@ impl EngineOptions {
     /// something. If it fails, the connection is discarded and whoever
     /// needed it gets the error; it must leave no transaction open.
     ///
+    /// What the hook sets is the connection's for every user. A session
+    /// changed later (a `SET` outside a transaction, `LISTEN`, `PREPARE`,
+    /// a plan that DDL outdated) is closed when given back rather than
+    /// handed on with the change: use `SET LOCAL` in a transaction for a
+    /// setting of one unit of work.
+    ///
     /// ```
     /// use diesel_async::SimpleAsyncConnection;
     /// let options = gino::EngineOptions::new().on_connect(|conn| {

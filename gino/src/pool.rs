@@ -123,6 +123,8 @@ impl PgConn {
         let mut conn = AsyncPgConnection::try_from(opened.client)
             .await
             .map_err(|e| Error::Connection(e.to_string()))?;
+        // diesel-async's own `SET`s (time zone, encoding) are every user's.
+        opened.state.keep_session();
         conn.set_instrumentation(Echo::new(echo.clone()));
         Ok(PgConn {
             conn,
@@ -152,6 +154,7 @@ impl PgConn {
         !self.in_flight
             && !self.cancel_lost
             && !self.holds_session_state
+            && !self.wire.session_changed()
             && !self.wire.is_closed()
             && self.wire.tx_status() == TxStatus::Idle
             && !self.wire.opening_armed()
@@ -288,6 +291,8 @@ impl Manager {
             conn.wire.begin_statement();
             let ran = drive(&conn.driver, hook(&mut conn.conn)).await;
             drive(&conn.driver, conn.wire.settle()).await;
+            // What the hook set is every user's of the connection.
+            conn.wire.keep_session();
             if let Err(e) = ran {
                 let e = Error::from_diesel(e, conn.wire.error_code());
                 return Err(Error::Connection(format!(

@@ -80,6 +80,12 @@ pub(crate) struct WireState {
     ending: AtomicBool,
     /// Statements go unnamed, each in one round trip ([`Rewriter`]).
     unnamed: AtomicBool,
+    /// The session now differs from what a new connection's would be in
+    /// a way its next user would inherit ([`WireState::session_changed`]).
+    session_changed: AtomicBool,
+    /// A `SET` or `RESET` completed, whose `ReadyForQuery` says whether
+    /// it was outside a transaction (and so for the session).
+    set_unsettled: AtomicBool,
     /// Woken by every `ReadyForQuery` and when the connection closes.
     ready: tokio::sync::Notify,
     /// Bytes the socket has taken for the server: unchanged across a failed
@@ -148,6 +154,21 @@ impl WireState {
         let messages = crate::opening::messages(begin);
         *self.opening.lock().unwrap_or_else(|p| p.into_inner()) = Some(messages);
         self.opening_armed.store(true, Ordering::Release);
+    }
+
+    /// Whether the session differs from a new connection's in what its
+    /// next user would inherit: a setting `SET` outside a transaction, a
+    /// `LISTEN`, a `PREPARE`d or deallocated statement, a plan the schema
+    /// outdated. Such a connection is closed when given back, not pooled
+    /// (asyncpg resets one instead, which would also undo `on_connect`).
+    pub(crate) fn session_changed(&self) -> bool {
+        self.session_changed.load(Ordering::Relaxed)
+    }
+
+    /// Takes the session as it is now as the connection's own (after
+    /// `on_connect`, whose settings every user of the connection shares).
+    pub(crate) fn keep_session(&self) {
+        self.session_changed.store(false, Ordering::Relaxed);
     }
 
     /// Whether an opening waits for a statement to go out with.
@@ -282,6 +303,12 @@ impl WireState {
                 if seen.error_code.is_none() {
                     seen.error_code = error_field(body, b'C');
                 }
+                // A cached plan the schema outdated (0A000), or a prepared
+                // statement the session lost (26000): the connection's
+                // statement cache would fail the same way every time.
+                if matches!(seen.error_code.as_deref(), Some("0A000" | "26000")) {
+                    self.session_changed.store(true, Ordering::Relaxed);
+                }
                 // `V` is the severity never translated (9.6 and later).
                 let severity = error_field(body, b'V').or_else(|| error_field(body, b'S'));
                 if matches!(severity.as_deref(), Some("FATAL" | "PANIC")) {
@@ -289,9 +316,19 @@ impl WireState {
                 }
             }
             b'C' => {
+                let tag = until_nul(body);
+                match changes_session(tag) {
+                    Some(SessionChange::Always) => {
+                        self.session_changed.store(true, Ordering::Relaxed);
+                    }
+                    Some(SessionChange::OutsideTransactions) => {
+                        self.set_unsettled.store(true, Ordering::Relaxed);
+                    }
+                    None => {}
+                }
                 let mut seen = self.lock();
                 seen.tag.clear();
-                seen.tag.extend_from_slice(until_nul(body));
+                seen.tag.extend_from_slice(tag);
                 seen.has_tag = true;
             }
             b'Z' => {
@@ -299,6 +336,9 @@ impl WireState {
                 self.readies.fetch_add(1, Ordering::Relaxed);
                 let status = body.first().copied().unwrap_or(b'I');
                 self.tx_status.store(status, Ordering::Release);
+                if self.set_unsettled.swap(false, Ordering::Relaxed) && status == b'I' {
+                    self.session_changed.store(true, Ordering::Relaxed);
+                }
                 // `settle` waits only while an error is unsettled (it checks
                 // after it began listening), so only then is anyone to be
                 // woken.
@@ -309,6 +349,24 @@ impl WireState {
             _ => {}
         }
     }
+}
+
+/// How a statement of command tag `tag` leaves the session for the
+/// connection's next user: `SET`/`RESET` for the session when run outside a
+/// transaction (inside one, `SET LOCAL` is common and ends with it);
+/// `LISTEN`, `PREPARE`, `DEALLOCATE` and `DISCARD` always.
+fn changes_session(tag: &[u8]) -> Option<SessionChange> {
+    let verb = tag.split(|b| *b == b' ').next().unwrap_or_default();
+    match verb {
+        b"SET" | b"RESET" => Some(SessionChange::OutsideTransactions),
+        b"LISTEN" | b"PREPARE" | b"DEALLOCATE" | b"DISCARD" => Some(SessionChange::Always),
+        _ => None,
+    }
+}
+
+enum SessionChange {
+    Always,
+    OutsideTransactions,
 }
 
 /// A C string's bytes, without the terminating NUL.

@@ -739,3 +739,125 @@ async fn a_statement_too_large_to_send_is_no_lost_connection() {
     assert_eq!(count, 0);
     common::assert_pool_clean(engine).await;
 }
+
+fn search_path() -> diesel::dsl::select<diesel::expression::SqlLiteral<diesel::sql_types::Text>> {
+    diesel::select(sql::<diesel::sql_types::Text>(
+        "current_setting('search_path')",
+    ))
+}
+
+/// A connection whose session a statement changed for good (a `SET`
+/// outside a transaction, a `LISTEN`) is closed when given back, not
+/// handed to the next user with the change: asyncpg resets such a session
+/// on release; closing keeps `on_connect`'s settings, which a reset would
+/// undo. A `SET LOCAL` ends with its transaction and keeps the connection.
+#[tokio::test]
+async fn a_session_changed_for_good_is_not_handed_on() {
+    let setup = common::setup_with(EngineOptions::new().max_size(1).on_connect(|conn| {
+        use diesel_async::SimpleAsyncConnection;
+        Box::pin(async move { conn.batch_execute("SET search_path TO app, public").await })
+    }))
+    .await;
+    let engine = &setup.engine;
+    let baseline: String = engine.one(search_path()).await.unwrap();
+    assert_eq!(
+        baseline, "app, public",
+        "on_connect's setting is every user's"
+    );
+    let pid = common::backend_pid(engine).await;
+    assert_eq!(
+        common::backend_pid(engine).await,
+        pid,
+        "kept with on_connect's SET"
+    );
+
+    engine
+        .status(diesel::sql_query("SET search_path TO pg_catalog"))
+        .await
+        .unwrap();
+    assert_eq!(
+        engine.one::<String, _>(search_path()).await.unwrap(),
+        baseline
+    );
+    let next = common::backend_pid(engine).await;
+    assert_ne!(next, pid, "handed on with its search_path");
+
+    engine
+        .status(diesel::sql_query("LISTEN gino_channel"))
+        .await
+        .unwrap();
+    assert_ne!(
+        common::backend_pid(engine).await,
+        next,
+        "handed on listening"
+    );
+
+    let kept = common::backend_pid(engine).await;
+    engine
+        .transaction(async {
+            engine
+                .status(diesel::sql_query("SET LOCAL search_path TO pg_catalog"))
+                .await
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        common::backend_pid(engine).await,
+        kept,
+        "SET LOCAL ended with its transaction"
+    );
+    assert_eq!(
+        engine.one::<String, _>(search_path()).await.unwrap(),
+        baseline
+    );
+    common::assert_pool_clean(engine).await;
+}
+
+diesel::table! {
+    retyped (id) {
+        id -> Integer,
+        v -> Text,
+    }
+}
+
+/// A statement prepared and kept before DDL changed its result type fails
+/// once (0A000), and its connection is not pooled with the outdated plan:
+/// the next run prepares it afresh.
+#[tokio::test]
+async fn a_plan_outdated_by_ddl_fails_once_not_forever() {
+    let setup = common::setup_with(EngineOptions::new().max_size(1)).await;
+    let engine = &setup.engine;
+    engine
+        .status(diesel::sql_query(
+            "CREATE TABLE retyped (id int PRIMARY KEY, v varchar(10))",
+        ))
+        .await
+        .unwrap();
+    engine
+        .status(diesel::sql_query("INSERT INTO retyped VALUES (1, 'a')"))
+        .await
+        .unwrap();
+    let read = || retyped::table.select((retyped::id, retyped::v));
+    assert_eq!(
+        engine.all::<(i32, String), _>(read()).await.unwrap().len(),
+        1
+    );
+    engine
+        .status(diesel::sql_query(
+            "ALTER TABLE retyped ALTER COLUMN v TYPE text",
+        ))
+        .await
+        .unwrap();
+    let outdated = engine.all::<(i32, String), _>(read()).await;
+    if let Err(e) = &outdated {
+        assert_eq!(e.sqlstate(), Some("0A000"), "{e:?}");
+    }
+    assert_eq!(
+        engine.all::<(i32, String), _>(read()).await.unwrap().len(),
+        1
+    );
+    assert_eq!(
+        engine.all::<(i32, String), _>(read()).await.unwrap().len(),
+        1
+    );
+}

@@ -1,6 +1,6 @@
 //! Response bodies that stream on after their request's handling: held in
-//! flight until they end, so that a graceful shutdown closes the pool
-//! only after the last of them, not under a body still being sent.
+//! flight until they end, so that `close()` closes the pool only after the
+//! last of them, and run in their request's tenant scope.
 
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};

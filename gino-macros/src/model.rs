@@ -2335,7 +2335,8 @@ pub(crate) fn expand_with(
 
             /// Runs one `UPDATE ... RETURNING` with every change and
             /// refreshes what it changed from what the database stored
-            /// (values set in memory by requests never applied stay).
+            /// (values set in memory by requests never applied stay); with
+            /// nothing to change, one query that the row exists.
             /// `gino::Error::NoSuchRow` if the row no longer exists.
             pub async fn apply(self) -> ::gino::Result<()> {
                 // A row that cannot be located is refused even with nothing

@@ -120,9 +120,6 @@ pub fn property_indexable(ty: &Type) -> bool {
 /// The date and time types [`property_sql`] casts from text.
 const TEMPORAL: [&str; 3] = ["NaiveDateTime", "DateTime", "NaiveDate"];
 
-/// How a JSON property of type `ty` reads in SQL: its diesel SQL type and
-/// the expression on `target` (the quoted JSONB column): `->>` cast to the
-/// type for scalars, `->` (jsonb) for anything else.
 /// The SQL type of a floating-point property of Rust type `ty`, whose
 /// values set in SQL gino checks to be finite.
 pub fn float_sql(ty: &Type) -> Option<&'static str> {
@@ -133,6 +130,9 @@ pub fn float_sql(ty: &Type) -> Option<&'static str> {
     }
 }
 
+/// How a JSON property of type `ty` reads in SQL: its diesel SQL type and
+/// the expression on `target` (the quoted JSONB column): `->>` cast to the
+/// type for scalars, `->` (jsonb) for anything else.
 pub fn property_sql(ty: &Type, target: &str, key: &str) -> (TokenStream, String) {
     let st = |name: &str| {
         let ident = syn::Ident::new(name, proc_macro2::Span::call_site());

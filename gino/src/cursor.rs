@@ -116,9 +116,10 @@ where
 /// whole when `iterate()` opens the cursor, which then reads from memory.
 ///
 /// A call dropped while it reads (a `timeout` around `next()`, a lost
-/// `select!` race) leaves the server's cursor moved past rows nobody got:
-/// every later call fails with [`Error::CursorInterrupted`] rather than
-/// skip them. Rows already read into memory are never lost.
+/// `select!` race), or failed, may leave the server's cursor moved past
+/// rows nobody got: every later call that needs the server fails with
+/// [`Error::CursorInterrupted`] rather than skip them. Rows already read
+/// into memory are never lost, and are still returned.
 ///
 /// ```
 /// # async fn demo(db: &gino::Gino) -> gino::Result<()> {
@@ -289,7 +290,12 @@ where
         }
         self.moving = true;
         let result = self.root.run(self.timeout, command).await;
-        self.moving = false;
+        // Cleared only once the step is known to have ended: one that
+        // timed out with its cancel lost may still move the cursor, and a
+        // failed one leaves the transaction failed anyway.
+        if result.is_ok() {
+            self.moving = false;
+        }
         result
     }
 

@@ -174,10 +174,11 @@ pub enum Error {
     TransactionAborted,
 
     /// A call on a [`Cursor`](crate::Cursor) (`next`, `many`, `forward`)
-    /// was dropped while its `FETCH` or `MOVE` ran: the server moved the
-    /// cursor on, so the rows that call read are gone, and reading on would
-    /// silently skip them. The cursor refuses to go on; open a new one (the
-    /// transaction is still usable).
+    /// was dropped (or failed) while its `FETCH` or `MOVE` ran: the server
+    /// may have moved the cursor on, so the rows that call read are gone,
+    /// and reading on would silently skip them. The cursor refuses to read
+    /// from the server again (rows it holds in memory still come); open a
+    /// new one.
     #[error(
         "a call on this cursor was dropped while it read: the rows it read are lost and where \
          the cursor stands is unknown; open a new cursor (with OFFSET, or a WHERE on the last \
@@ -208,12 +209,14 @@ pub enum Error {
 
 /// Whether a failure diesel-async reports as "unable to send" is the
 /// driver refusing to encode the statement (too many parameters, a message
-/// over 1 GB): nothing went out and the connection is sound, so it is not
+/// over 1 GB, a NUL in its text, binds that do not match its parameters):
+/// nothing went out and the connection is sound, so it is not
 /// a lost connection, and running it again fails again. tokio-postgres's
 /// error kinds reach gino only as diesel-async's text of them.
 fn refused_by_the_client(message: &str) -> bool {
     message.starts_with("error encoding message to server")
         || message.starts_with("error serializing parameter")
+        || (message.starts_with("expected ") && message.contains(" parameters but got "))
 }
 
 /// Details of an error reported by PostgreSQL.
@@ -598,15 +601,16 @@ impl Error {
             D::DatabaseError(DatabaseErrorKind::UnableToSendCommand, info)
                 if code.is_none() && refused_by_the_client(info.message()) =>
             {
-                Error::Query(D::SerializationError(
-                    format!(
-                        "{}: PostgreSQL takes at most 65535 parameters in one statement \
-                         and 1 GB in one message; split the statement (insert_many splits \
-                         its rows into statements that fit)",
-                        info.message()
-                    )
-                    .into(),
-                ))
+                let message = info.message();
+                // tokio-postgres's cause does not reach diesel-async's text.
+                let advice = if message.starts_with("error encoding") {
+                    ": the statement could not be sent: more than 65535 parameters, a message \
+                     over 1 GB, or a NUL byte in its SQL; split a large statement (insert_many \
+                     splits its rows into statements that fit)"
+                } else {
+                    ""
+                };
+                Error::Query(D::SerializationError(format!("{message}{advice}").into()))
             }
             D::DatabaseError(
                 DatabaseErrorKind::UnableToSendCommand | DatabaseErrorKind::ClosedConnection,

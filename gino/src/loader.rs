@@ -715,8 +715,9 @@ fn distinct_keys<P, K: Hash + Eq + Clone>(parents: &[P], key: &impl Fn(&P) -> K)
 /// level's rows, then group from the leaves up). Parents keep their order,
 /// children theirs; a child without its parent is left out. A parent
 /// listed twice (one key) gets its children at its first place, and its
-/// copies get none, as diesel's `grouped_by` gives them to one place: the
-/// children are not cloned. Pass distinct parents to have no such copies.
+/// copies get none: the children are not cloned (diesel's `grouped_by`
+/// gives them to one place too, the last). Pass distinct parents to have
+/// no such copies.
 ///
 /// ```
 /// use gino::loader::group;

@@ -108,16 +108,16 @@ async fn advisory(conn: &Connection, function: &str) -> Result<()> {
 /// The error of a migration run in a transaction: one the migration's own
 /// `COMMIT` or `ROLLBACK` ended says so in the migration's terms.
 fn ended_by_its_sql(migration: &Migration, error: Error) -> Error {
-    match error {
-        Error::TransactionMisuse(why) => Error::TransactionMisuse(format!(
-            "migration {} ended its transaction with SQL of its own (a COMMIT or ROLLBACK in \
-             up.sql), so what it ran is not recorded as applied: drop BEGIN/COMMIT from it (every \
-             migration runs in a transaction of its own), or set run_in_transaction = false in \
-             its metadata.toml ({why})",
-            migration.name
-        )),
-        other => other,
+    if !crate::root::is_ended_by_sql(&error) {
+        return error;
     }
+    Error::TransactionMisuse(format!(
+        "migration {} ended its transaction with SQL of its own (a COMMIT or ROLLBACK in \
+         up.sql), so what it ran is not recorded as applied: drop BEGIN/COMMIT from it (every \
+         migration runs in a transaction of its own), or set run_in_transaction = false in its \
+         metadata.toml ({error})",
+        migration.name
+    ))
 }
 
 impl Gino {

@@ -649,14 +649,17 @@ pub(crate) fn block_still_running(what: &str) -> Error {
 
 /// What a statement on levels ended by SQL of the caller's own gets.
 pub(crate) fn ended_by_sql() -> Error {
-    Error::TransactionMisuse(
-        "a COMMIT or ROLLBACK sent as a statement ended the transaction under gino's \
-         transaction: end gino's transactions with commit() / rollback() (manual) or by \
-         returning from the block (managed, or raise_commit() / raise_rollback()), never with \
-         SQL"
-        .to_owned(),
-    )
+    Error::TransactionMisuse(ENDED_BY_SQL.to_owned())
 }
+
+/// Whether `error` is [`ended_by_sql`]'s.
+pub(crate) fn is_ended_by_sql(error: &Error) -> bool {
+    matches!(error, Error::TransactionMisuse(why) if why == ENDED_BY_SQL)
+}
+
+const ENDED_BY_SQL: &str = "a COMMIT or ROLLBACK sent as a statement ended the transaction \
+     under gino's transaction: end gino's transactions with commit() / rollback() (manual) or \
+     by returning from the block (managed, or raise_commit() / raise_rollback()), never with SQL";
 
 /// The name of the savepoint of transaction level `id`.
 pub(crate) fn savepoint(id: u64) -> String {

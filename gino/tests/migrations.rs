@@ -52,7 +52,13 @@ async fn the_query_timeout_bounds_neither_a_migration_nor_the_wait_for_another()
     let db = Gino::secondary();
     db.set_bind(s.engine.clone()).await.unwrap();
     // Another instance migrating: it holds the lock for a while.
-    let other = s.engine.acquire().await.unwrap();
+    // Its own timeout: the engine's 100 ms is for the migrator.
+    let other = s
+        .engine
+        .acquire()
+        .query_timeout(std::time::Duration::from_secs(30))
+        .await
+        .unwrap();
     let hold = gino::text("SELECT pg_advisory_lock(:key)")
         .bind::<BigInt, _>("key", 0x0067_696e_6f6d_6967_i64);
     other.status(hold).await.unwrap();

@@ -393,7 +393,8 @@ impl Extension {
     /// # gino_testkit::doc::run(demo);
     /// ```
     pub async fn close(&self) {
-        self.inner.draining.store(true, Ordering::SeqCst);
+        // Not `draining`: the last request ending would close the pool at
+        // once, and this would find nothing left to close gracefully.
         let deadline = crate::statement::deadline_after(self.inner.settings.shutdown_timeout);
         loop {
             let idle = self.inner.idle.notified();

@@ -373,7 +373,11 @@ async fn run<M: BulkInsert, Out: Mode<M>>(bind: Bind<'_>, rows: Vec<M>) -> Resul
         Resolved::Connection(conn) => (conn.engine().clone(), Some(*conn)),
         Resolved::Engine(engine) => (engine.clone(), None),
     };
-    let inserted = if rows.len() <= per_statement(&rows) && !in_transaction(&engine, conn).await? {
+    // Rows of database-assigned columns alone go one statement each
+    // (`DEFAULT VALUES`): several of them need the transaction too.
+    let one_statement =
+        rows.len() == 1 || (M::parameters_per_row(&rows) > 0 && rows.len() <= per_statement(&rows));
+    let inserted = if one_statement && !in_transaction(&engine, conn).await? {
         // One statement is atomic by itself: no transaction around it,
         // which would cost two more round trips.
         let bind = conn.map_or(Bind::Engine(&engine), Bind::Connection);

@@ -511,3 +511,60 @@ fn any_batch_is_stored_whole_or_names_its_first_failing_row() {
         s.engine.close().await;
     });
 }
+
+static STAMP_DB: Gino = Gino::secondary();
+
+/// Only database-assigned columns: each row its own `DEFAULT VALUES`.
+#[derive(Model, Debug, Clone, PartialEq)]
+#[gino(table = "stamps", db = STAMP_DB)]
+pub struct Stamp {
+    #[gino(primary_key)]
+    pub id: i32,
+}
+
+/// Rows of database-assigned columns alone, which go one statement each,
+/// are inserted all or none like any batch.
+#[tokio::test]
+async fn a_batch_of_default_rows_is_all_or_nothing() {
+    let s = common::setup().await;
+    STAMP_DB.set_bind(s.engine.clone()).await.unwrap();
+    STAMP_DB.create_all().await.unwrap();
+    for sql in [
+        "CREATE FUNCTION at_most_two() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+           IF (SELECT count(*) FROM stamps) >= 2 THEN
+             RAISE EXCEPTION 'full' USING ERRCODE = '23514';
+           END IF;
+           RETURN NEW;
+         END $$",
+        "CREATE TRIGGER at_most_two BEFORE INSERT ON stamps FOR EACH ROW \
+         EXECUTE FUNCTION at_most_two()",
+    ] {
+        STAMP_DB.status(diesel::sql_query(sql)).await.unwrap();
+    }
+    let stored = || async {
+        stamps::table
+            .count()
+            .gino()
+            .bind(&STAMP_DB)
+            .one::<i64>()
+            .await
+            .unwrap()
+    };
+    let err = Stamp::insert_many((0..3).map(|_| Stamp { id: 0 }))
+        .await
+        .unwrap_err();
+    assert_eq!(err.sqlstate(), Some("23514"), "{err:?}");
+    assert_eq!(stored().await, 0, "part of the batch was stored");
+    let err = Stamp::insert_many((0..3).map(|_| Stamp { id: 0 }))
+        .returning()
+        .await
+        .unwrap_err();
+    assert_eq!(err.sqlstate(), Some("23514"), "{err:?}");
+    assert_eq!(stored().await, 0, "part of the batch was stored");
+    Stamp::insert_many((0..2).map(|_| Stamp { id: 0 }))
+        .await
+        .unwrap();
+    assert_eq!(stored().await, 2);
+    STAMP_DB.pop_bind();
+}

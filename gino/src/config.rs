@@ -922,6 +922,17 @@ impl EngineOptions {
                     .to_owned(),
             ));
         }
+        if let Some(budget) = &self.connection_budget
+            && self.min_size > budget.limit()
+        {
+            // Its warm-up would wait for units no one can give back.
+            return Err(Error::Configuration(format!(
+                "option `min_size` ({}) is more than the connection budget allows ({}): the \
+                 engine could never open them; lower min_size or raise the budget",
+                self.min_size,
+                budget.limit()
+            )));
+        }
         check_pool_sizes(("min_size", self.min_size), ("max_size", self.max_size))
     }
 }

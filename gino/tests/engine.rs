@@ -889,3 +889,22 @@ async fn inactive_connections_are_closed_down_to_min_size() {
     assert_eq!(kept.pool_status().size, 1);
     kept.close().await;
 }
+
+/// A pool kept at more connections than its budget allows could never be
+/// filled: refused at once, not a creation waiting for ever.
+#[tokio::test]
+async fn a_min_size_over_the_connection_budget_is_refused() {
+    let db = gino_testkit::TestDatabase::create().await;
+    let options = gino::EngineOptions::new()
+        .min_size(3)
+        .connection_budget(gino::ConnectionBudget::new(2));
+    let made = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        gino::create_engine(db.url(), options),
+    )
+    .await
+    .expect("creation waited for units no one gives back");
+    let err = made.err().expect("refused");
+    assert!(matches!(err, gino::Error::Configuration(_)), "{err:?}");
+    assert!(err.to_string().contains("min_size"), "{err}");
+}

@@ -481,7 +481,9 @@ impl EngineOptions {
     }
 
     /// Longest wait for a free pooled connection before
-    /// [`Error::PoolTimeout`]; per-acquire timeouts override it.
+    /// [`Error::PoolTimeout`]; per-acquire timeouts override it. Opening a
+    /// new connection counts too: each opening may take this long (an
+    /// unpooled engine's is its whole wait).
     ///
     /// ```
     /// # async fn demo(url: &str) -> gino::Result<()> {

@@ -999,7 +999,15 @@ impl Engine {
                 }
             }
             Source::Direct(manager, open) => {
-                let conn = deadline.wait(Box::pin(manager.open())).await??;
+                let opening = Box::pin(manager.open());
+                let conn = match acquire_timeout {
+                    // Opening is an unpooled engine's whole acquiring.
+                    Some(limit) => deadline
+                        .wait(tokio::time::timeout(limit, opening))
+                        .await?
+                        .map_err(|_| Error::PoolTimeout(limit))??,
+                    None => deadline.wait(opening).await??,
+                };
                 Ok(RawConn::direct(conn, OpenCount::new(open)))
             }
         }
@@ -1088,8 +1096,12 @@ async fn checkout(
     pool: &Pool<Manager>,
     wait: Option<Duration>,
 ) -> std::result::Result<Object<Manager>, PoolError<Error>> {
-    let waits = |wait| Timeouts {
-        wait,
+    // Opening a connection (a free slot, none idle) counts against the
+    // wait too: a server that accepts and never answers must not hold the
+    // caller past it. deadpool arms that timer only when it opens one.
+    let waits = |slot| Timeouts {
+        wait: slot,
+        create: wait,
         ..Timeouts::default()
     };
     if wait.is_some_and(|wait| !wait.is_zero()) {

@@ -908,3 +908,36 @@ async fn a_min_size_over_the_connection_budget_is_refused() {
     assert!(matches!(err, gino::Error::Configuration(_)), "{err:?}");
     assert!(err.to_string().contains("min_size"), "{err}");
 }
+
+/// A server that accepts and never answers: opening a connection counts
+/// against the wait for one (`acquire_timeout`), pooled or not, as
+/// asyncpg's `acquire(timeout=)` covers connecting.
+#[tokio::test]
+async fn acquire_timeout_bounds_opening_a_connection_too() {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("postgres://nobody@{}/nothing", silent.local_addr().unwrap());
+    let accepted = tokio::spawn(async move {
+        let mut kept = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            kept.push(socket);
+        }
+    });
+    let limit = Duration::from_millis(200);
+    for pooled in [true, false] {
+        let options = EngineOptions::new()
+            .min_size(0)
+            .pool(pooled)
+            .acquire_timeout(limit);
+        let engine = create_engine(&url, options).await.unwrap();
+        let acquired = tokio::time::timeout(Duration::from_secs(10), engine.acquire())
+            .await
+            .unwrap_or_else(|_| panic!("pooled {pooled}: hung opening a connection"));
+        let err = acquired.err().expect("no server answered");
+        assert!(
+            matches!(err, Error::PoolTimeout(t) if t == limit),
+            "{err:?}"
+        );
+        engine.close().await;
+    }
+    accepted.abort();
+}

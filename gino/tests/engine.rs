@@ -904,7 +904,7 @@ async fn a_min_size_over_the_connection_budget_is_refused() {
     )
     .await
     .expect("creation waited for units no one gives back");
-    let err = made.err().expect("refused");
+    let err = made.expect_err("refused");
     assert!(matches!(err, gino::Error::Configuration(_)), "{err:?}");
     assert!(err.to_string().contains("min_size"), "{err}");
 }
@@ -932,7 +932,7 @@ async fn acquire_timeout_bounds_opening_a_connection_too() {
         let acquired = tokio::time::timeout(Duration::from_secs(10), engine.acquire())
             .await
             .unwrap_or_else(|_| panic!("pooled {pooled}: hung opening a connection"));
-        let err = acquired.err().expect("no server answered");
+        let err = acquired.expect_err("no server answered");
         assert!(
             matches!(err, Error::PoolTimeout(t) if t == limit),
             "{err:?}"

@@ -569,13 +569,7 @@ mod tenant_app {
     #[actix_web::test]
     async fn refusals_are_answers_that_outer_middleware_sees() {
         let databases = TenantDatabases::create(1).await;
-        let settings = databases.web_settings();
-        let base = databases.base.name().to_owned();
-        let registry = gino::Tenants::builder(&OUTER_DB, move |tenant: String| {
-            let url = settings.for_database(&format!("{base}_{tenant}")).url();
-            async move { Ok(url) }
-        })
-        .build();
+        let registry = databases.registry_for(&OUTER_DB).build();
         let db = gino_actix::Gino::new(&OUTER_DB, databases.web_settings()).with_tenants(registry);
         let app_db = db.clone();
         let server = HttpServer::new(move || {

@@ -777,13 +777,7 @@ mod tenant_app {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_streamed_body_queries_its_own_tenants_database() {
         let databases = TenantDatabases::create(2).await;
-        let settings = databases.web_settings();
-        let base = databases.base.name().to_owned();
-        let registry = gino::Tenants::builder(&STREAM_DB, move |tenant: String| {
-            let url = settings.for_database(&format!("{base}_{tenant}")).url();
-            async move { Ok(url) }
-        })
-        .build();
+        let registry = databases.registry_for(&STREAM_DB).build();
         let web = gino_axum::Gino::new(&STREAM_DB, databases.web_settings()).with_tenants(registry);
         let app = Router::new()
             .route("/stream", get(stream_databases))

@@ -143,20 +143,26 @@ impl TenantDatabases {
     /// A registry over the tenant databases, with `cap` live engines and
     /// `connections` connections in all.
     pub fn registry(&self, cap: usize, connections: usize) -> Tenants {
+        self.registry_for(&TENANT_DB)
+            .options(
+                EngineOptions::new()
+                    .max_size(3)
+                    .acquire_timeout(Duration::from_secs(30)),
+            )
+            .cap(cap)
+            .connections(connections)
+            .build()
+    }
+
+    /// The builder of a registry over the tenant databases for `db`, with
+    /// no limits of its own.
+    pub fn registry_for(&self, db: &'static gino::Gino) -> gino::TenantsBuilder {
         let settings = self.settings();
         let base = self.base.name().to_owned();
-        Tenants::builder(&TENANT_DB, move |tenant: String| {
+        Tenants::builder(db, move |tenant: String| {
             let url = settings.for_database(&format!("{base}_{tenant}")).url();
             async move { Ok(url) }
         })
-        .options(
-            EngineOptions::new()
-                .max_size(3)
-                .acquire_timeout(Duration::from_secs(30)),
-        )
-        .cap(cap)
-        .connections(connections)
-        .build()
     }
 
     /// Backends the app has open on the server, and how many of them sit

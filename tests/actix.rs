@@ -563,9 +563,25 @@ mod tenant_app {
         HttpResponse::Ok().body("hello")
     }
 
+    /// Three lines, each the database a query of the body ran on: queried
+    /// as the body streams, after the handler returned.
+    async fn stream_database() -> HttpResponse {
+        use futures_util::StreamExt;
+        let lines = futures_util::stream::iter(0..3).then(|_| async {
+            let database: String = OUTER_DB
+                .one(diesel::select(diesel::dsl::sql::<diesel::sql_types::Text>(
+                    "current_database()",
+                )))
+                .await?;
+            Ok::<_, gino::Error>(actix_web::web::Bytes::from(format!("{database}\n")))
+        });
+        HttpResponse::Ok().streaming(lines)
+    }
+
     /// A request the tenant middleware refuses (no tenant, an unknown one)
     /// is answered as any other: middleware around it sees the answer, as
-    /// it does in axum, rather than an `Err` passing it by.
+    /// it does in axum, rather than an `Err` passing it by. A request it
+    /// takes streams its body in its tenant's scope.
     #[actix_web::test]
     async fn refusals_are_answers_that_outer_middleware_sees() {
         let databases = TenantDatabases::create(1).await;
@@ -575,6 +591,7 @@ mod tenant_app {
         let server = HttpServer::new(move || {
             App::new()
                 .route("/hello", web::get().to(hello))
+                .route("/stream", web::get().to(stream_database))
                 .wrap(app_db.tenant_middleware(pick))
                 .wrap(actix_web::middleware::DefaultHeaders::new().add(("x-outer", "seen")))
         })
@@ -596,6 +613,18 @@ mod tenant_app {
             assert_eq!(answer.status(), status, "{tenant:?}");
             assert_eq!(answer.headers()["x-outer"], "seen", "{tenant:?}");
         }
+        // A tenant's streamed body queries its own tenant's database.
+        let streamed = client
+            .get(format!("http://{addr}/stream"))
+            .header("x-tenant", "t0")
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let line = format!("{}_t0\n", databases.base.name());
+        assert_eq!(streamed, line.repeat(3));
         handle.stop(true).await;
         done.await.unwrap().unwrap();
         db.close().await;

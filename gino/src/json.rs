@@ -401,14 +401,16 @@ impl<T, ST> PropertyExpr<T, ST> {
     /// longer read as numbers.
     #[doc(hidden)]
     pub fn value_of<E>(&self, expression: E) -> Finite<E> {
-        Finite {
-            expression,
-            float: self.float,
-            refusal: format!(
+        // The refusal's text only where it can be needed: a non-float
+        // property's value goes as it is.
+        let float = self.float.map(|sql_type| {
+            let refusal = format!(
                 "JSON has no NaN or Infinity, so the property `{}` cannot hold ",
                 self.key
-            ),
-        }
+            );
+            (sql_type, refusal)
+        });
+        Finite { expression, float }
     }
 
     /// The JSON column the property is stored in.
@@ -461,13 +463,14 @@ impl<T, ST> PropertyExpr<T, ST> {
 #[doc(hidden)]
 pub struct Finite<E> {
     expression: E,
-    float: Option<&'static str>,
-    refusal: String,
+    /// A float property's SQL type and the text refusing a non-finite
+    /// value.
+    float: Option<(&'static str, String)>,
 }
 
 impl<E: QueryFragment<Pg>> QueryFragment<Pg> for Finite<E> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        let Some(sql_type) = self.float else {
+        let Some((sql_type, refusal)) = &self.float else {
             return self.expression.walk_ast(out);
         };
         // Computed once (an expression may be volatile), then checked; a
@@ -475,7 +478,7 @@ impl<E: QueryFragment<Pg>> QueryFragment<Pg> for Finite<E> {
         // SQL's one way to raise an error of its own. The refusal's arm is
         // dropped unevaluated when the value is a finite constant.
         out.push_sql("(SELECT CASE WHEN gino_value IN ('NaN', 'Infinity', '-Infinity') THEN CAST(");
-        out.push_bind_param::<sql_types::Text, _>(&self.refusal)?;
+        out.push_bind_param::<sql_types::Text, _>(refusal)?;
         out.push_sql(" || gino_value AS ");
         out.push_sql(sql_type);
         out.push_sql(") ELSE gino_value END FROM (SELECT ");

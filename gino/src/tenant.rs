@@ -158,14 +158,20 @@ impl Waiting<'_> {
     /// list (anyone still waiting holds it), and the tenant comes out.
     fn done(mut self, state: &mut State, made: Result<Arc<Tenant>>) -> Result<Arc<Tenant>> {
         let pending = self.pending.take().expect("done once");
+        self.unlist(state, &pending);
+        made
+    }
+
+    /// Takes the creation off the registry's list, unless another has
+    /// taken its place there.
+    fn unlist(&self, state: &mut State, pending: &Pending) {
         if state
             .pending
             .get(self.key)
-            .is_some_and(|p| Arc::ptr_eq(p, &pending))
+            .is_some_and(|p| Arc::ptr_eq(p, pending))
         {
             state.pending.remove(self.key);
         }
-        made
     }
 }
 
@@ -176,14 +182,8 @@ impl Drop for Waiting<'_> {
         };
         let mut state = self.tenants.lock();
         // The list's and this: nobody else waits for it.
-        let last = Arc::strong_count(&pending) == 2;
-        if last
-            && state
-                .pending
-                .get(self.key)
-                .is_some_and(|p| Arc::ptr_eq(p, &pending))
-        {
-            state.pending.remove(self.key);
+        if Arc::strong_count(&pending) == 2 {
+            self.unlist(&mut state, &pending);
         }
         drop(pending);
     }

@@ -529,7 +529,8 @@ mod tenant_app {
     use actix_web::{App, HttpResponse, HttpServer, web};
     use gino_actix::{Error, TenantKey};
     use gino_integration_tests::tenants::{
-        TENANT_DB, TenantDatabases, TenantUser, expect_tenants_isolated, tenant_body, valid_tenant,
+        TENANT_DB, TenantDatabases, TenantUser, database_lines, expect_tenants_isolated,
+        tenant_body, valid_tenant,
     };
     use serde_json::Value;
 
@@ -563,19 +564,9 @@ mod tenant_app {
         HttpResponse::Ok().body("hello")
     }
 
-    /// Three lines, each the database a query of the body ran on: queried
-    /// as the body streams, after the handler returned.
     async fn stream_database() -> HttpResponse {
-        use futures_util::StreamExt;
-        let lines = futures_util::stream::iter(0..3).then(|_| async {
-            let database: String = OUTER_DB
-                .one(diesel::select(diesel::dsl::sql::<diesel::sql_types::Text>(
-                    "current_database()",
-                )))
-                .await?;
-            Ok::<_, gino::Error>(actix_web::web::Bytes::from(format!("{database}\n")))
-        });
-        HttpResponse::Ok().streaming(lines)
+        use futures_util::TryStreamExt;
+        HttpResponse::Ok().streaming(database_lines(&OUTER_DB).map_ok(web::Bytes::from))
     }
 
     /// A request the tenant middleware refuses (no tenant, an unknown one)
@@ -614,17 +605,9 @@ mod tenant_app {
             assert_eq!(answer.headers()["x-outer"], "seen", "{tenant:?}");
         }
         // A tenant's streamed body queries its own tenant's database.
-        let streamed = client
-            .get(format!("http://{addr}/stream"))
-            .header("x-tenant", "t0")
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let line = format!("{}_t0\n", databases.base.name());
-        assert_eq!(streamed, line.repeat(3));
+        databases
+            .expect_database_lines(&format!("http://{addr}/stream"), "t0")
+            .await;
         handle.stop(true).await;
         done.await.unwrap().unwrap();
         db.close().await;

@@ -722,7 +722,8 @@ mod tenant_app {
     use axum::{Extension, Json, Router};
     use gino_axum::{Error, TenantKey};
     use gino_integration_tests::tenants::{
-        TenantDatabases, TenantUser, expect_tenants_isolated, tenant_body, valid_tenant,
+        TenantDatabases, TenantUser, database_lines, expect_tenants_isolated, tenant_body,
+        valid_tenant,
     };
     use serde_json::{Value, json};
 
@@ -757,19 +758,8 @@ mod tenant_app {
 
     static STREAM_DB: gino::Gino = gino::Gino::secondary();
 
-    /// Three lines, each the database a query of the body ran on: queried
-    /// as the body streams, after the handler returned.
     async fn stream_databases() -> axum::body::Body {
-        use futures_util::StreamExt;
-        let lines = futures_util::stream::iter(0..3).then(|_| async {
-            let database: String = STREAM_DB
-                .one(diesel::select(diesel::dsl::sql::<diesel::sql_types::Text>(
-                    "current_database()",
-                )))
-                .await?;
-            Ok::<_, gino::Error>(format!("{database}\n"))
-        });
-        axum::body::Body::from_stream(lines)
+        axum::body::Body::from_stream(database_lines(&STREAM_DB))
     }
 
     /// A tenant's streamed body queries its own tenant's database: the
@@ -783,19 +773,10 @@ mod tenant_app {
             .route("/stream", get(stream_databases))
             .layer(web.tenant_layer(pick));
         let server = Server::start(&web, app).await;
-        let client = reqwest::Client::new();
         for tenant in ["t0", "t1"] {
-            let text = client
-                .get(server.url("/stream"))
-                .header("x-tenant", tenant)
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
-            let line = format!("{}_{tenant}\n", databases.base.name());
-            assert_eq!(text, line.repeat(3), "{tenant}");
+            databases
+                .expect_database_lines(&server.url("/stream"), tenant)
+                .await;
         }
         server.stop().await;
         databases.expect_all_closed().await;

@@ -32,11 +32,25 @@ pub struct TenantUser {
 
 /// `current_database()` of the request's tenant.
 pub async fn current_database() -> gino::Result<String> {
-    TENANT_DB
-        .one(diesel::select(diesel::dsl::sql::<Text>(
-            "current_database()",
-        )))
-        .await
+    current_database_of(&TENANT_DB).await
+}
+
+/// `current_database()` where `db` runs its queries now.
+pub async fn current_database_of(db: &'static gino::Gino) -> gino::Result<String> {
+    db.one(diesel::select(diesel::dsl::sql::<Text>(
+        "current_database()",
+    )))
+    .await
+}
+
+/// Three lines, each the database a query of `db` ran on as the line was
+/// made: a streamed body whose queries run after its handler returned.
+pub fn database_lines(
+    db: &'static gino::Gino,
+) -> impl futures_util::Stream<Item = gino::Result<String>> + Send + 'static {
+    use futures_util::StreamExt;
+    futures_util::stream::iter(0..3)
+        .then(move |_| async move { Ok(format!("{}\n", current_database_of(db).await?)) })
 }
 
 /// `{"tenant", "database"}` for `GET /tenant`.
@@ -163,6 +177,22 @@ impl TenantDatabases {
             let url = settings.for_database(&format!("{base}_{tenant}")).url();
             async move { Ok(url) }
         })
+    }
+
+    /// Expects `url`'s body for `tenant` to be [`database_lines`] of the
+    /// tenant's own database.
+    pub async fn expect_database_lines(&self, url: &str, tenant: &str) {
+        let text = reqwest::Client::new()
+            .get(url)
+            .header("x-tenant", tenant)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let line = format!("{}_{tenant}\n", self.base.name());
+        assert_eq!(text, line.repeat(3), "{tenant}");
     }
 
     /// Backends the app has open on the server, and how many of them sit

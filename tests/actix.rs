@@ -25,6 +25,28 @@ async fn setup(tune: impl FnOnce(&mut Settings)) -> (WebTest, gino_actix::Gino) 
     (test, web)
 }
 
+/// A [`Server`] of the apps `$app` (a closure, as `HttpServer::new`
+/// takes) makes, one per worker: a macro, since the app's service types
+/// cannot be named without actix-http.
+macro_rules! serve {
+    ($app:expr) => {{
+        let server = HttpServer::new($app)
+            .workers(2)
+            .disable_signals()
+            .shutdown_timeout(10)
+            .bind(("127.0.0.1", 0))
+            .expect("bind");
+        let addr = server.addrs()[0];
+        let server = server.run();
+        let handle = server.handle();
+        Server {
+            addr,
+            handle,
+            done: tokio::spawn(server),
+        }
+    }};
+}
+
 /// A running server with two workers.
 struct Server {
     addr: SocketAddr,
@@ -38,25 +60,12 @@ impl Server {
         F: Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
     {
         let db = web.clone();
-        let server = HttpServer::new(move || {
+        serve!(move || {
             App::new()
                 .app_data(web::Data::new(db.clone()))
                 .wrap(db.middleware())
                 .configure(routes.clone())
         })
-        .workers(2)
-        .disable_signals()
-        .shutdown_timeout(10)
-        .bind(("127.0.0.1", 0))
-        .expect("bind");
-        let addr = server.addrs()[0];
-        let server = server.run();
-        let handle = server.handle();
-        Server {
-            addr,
-            handle,
-            done: tokio::spawn(server),
-        }
     }
 
     fn url(&self, path: &str) -> String {
@@ -525,6 +534,7 @@ async fn start_up_waits_for_a_late_server_and_gives_up_on_an_absent_one() {
 }
 
 mod tenant_app {
+    use super::Server;
     use actix_web::dev::ServiceRequest;
     use actix_web::{App, HttpResponse, HttpServer, web};
     use gino_actix::{Error, TenantKey};
@@ -579,24 +589,16 @@ mod tenant_app {
         let registry = databases.registry_for(&OUTER_DB).build();
         let db = gino_actix::Gino::new(&OUTER_DB, databases.web_settings()).with_tenants(registry);
         let app_db = db.clone();
-        let server = HttpServer::new(move || {
+        let server = serve!(move || {
             App::new()
                 .route("/hello", web::get().to(hello))
                 .route("/stream", web::get().to(stream_database))
                 .wrap(app_db.tenant_middleware(pick))
                 .wrap(actix_web::middleware::DefaultHeaders::new().add(("x-outer", "seen")))
-        })
-        .workers(1)
-        .disable_signals()
-        .bind(("127.0.0.1", 0))
-        .expect("bind");
-        let addr = server.addrs()[0];
-        let server = server.run();
-        let handle = server.handle();
-        let done = tokio::spawn(server);
+        });
         let client = reqwest::Client::new();
         for (tenant, status) in [(None, 400), (Some("nobody"), 404), (Some("t0"), 200)] {
-            let mut request = client.get(format!("http://{addr}/hello"));
+            let mut request = client.get(server.url("/hello"));
             if let Some(tenant) = tenant {
                 request = request.header("x-tenant", tenant);
             }
@@ -606,10 +608,9 @@ mod tenant_app {
         }
         // A tenant's streamed body queries its own tenant's database.
         databases
-            .expect_database_lines(&format!("http://{addr}/stream"), "t0")
+            .expect_database_lines(&server.url("/stream"), "t0")
             .await;
-        handle.stop(true).await;
-        done.await.unwrap().unwrap();
+        server.stop().await;
         db.close().await;
         databases.expect_all_closed().await;
         databases.drop_all().await;
@@ -622,30 +623,20 @@ mod tenant_app {
             .with_tenants(databases.registry(3, 6));
         let app_db = db.clone();
         // Two workers, each its own runtime, share the registry.
-        let server = HttpServer::new(move || {
+        let server = serve!(move || {
             App::new()
                 .route("/tenant", web::get().to(tenant))
                 .route("/users/{id}", web::get().to(show))
                 .route("/users", web::post().to(create))
                 .wrap(app_db.tenant_middleware(pick))
-        })
-        .workers(2)
-        .disable_signals()
-        .shutdown_timeout(10)
-        .bind(("127.0.0.1", 0))
-        .expect("bind");
-        let addr = server.addrs()[0];
-        let server = server.run();
-        let handle = server.handle();
-        let done = tokio::spawn(server);
-        expect_tenants_isolated(&format!("http://{addr}"), &databases, 2000, 6).await;
+        });
+        expect_tenants_isolated(&server.url(""), &databases, 2000, 6).await;
         let stats = db.tenants().unwrap().stats();
         assert!(
             stats.evicted > 0,
             "a cap of 3 with 8 tenants evicts: {stats:?}"
         );
-        handle.stop(true).await;
-        done.await.unwrap().unwrap();
+        server.stop().await;
         db.close().await;
         databases.expect_all_closed().await;
         databases.drop_all().await;

@@ -484,11 +484,14 @@ impl Root {
         if self.engine.has_replicas() && pg.wire.may_have_written() {
             self.pin_reads();
         }
-        if in_transaction && result.is_ok() && slot.ended_under_levels() {
-            // The statement ended the transaction itself. Later statements
-            // would autocommit, out of reach of the levels' commit or
-            // rollback, so they fail until the levels end.
+        if in_transaction && slot.ended_under_levels() {
+            // The statement ended the transaction itself (a failed COMMIT
+            // ends it too). Later statements would autocommit, out of reach
+            // of the levels' commit or rollback, so they fail until the
+            // levels end.
             slot.ended_by_sql = true;
+            // A failure is the caller's to see; a success is no answer.
+            result?;
             return Err(ended_by_sql());
         }
         result

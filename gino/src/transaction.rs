@@ -53,7 +53,8 @@ scoped_local! {
 /// a nested transaction or an implicit statement of code outside a block
 /// (a future joined beside it) waits for that block to end instead of
 /// running inside it, and each block commits or rolls back only its own
-/// work.
+/// work. Blocks begun beside each other on one named [`Connection`] take
+/// turns likewise.
 ///
 /// ```
 /// # async fn demo(db: &gino::Gino) -> gino::Result<()> {
@@ -258,9 +259,6 @@ impl Transaction {
     /// # gino_testkit::doc::run(demo);
     /// ```
     pub async fn is_active(&self) -> bool {
-        if self.inner.conn.is_released() {
-            return false;
-        }
         match self.inner.conn.root.lock(&Deadline::none()).await {
             Ok(slot) => slot.depth_of(self.inner.id).is_some(),
             Err(_) => false,
@@ -452,10 +450,12 @@ impl Transaction {
                     .to_owned(),
             )
         };
-        if self.inner.conn.is_released() {
-            return Err(ended());
-        }
-        let mut slot = root.lock(&Deadline::none()).await?;
+        // The root, not this handle: releasing a reusing handle of the
+        // transaction's connection leaves the transaction open on it.
+        let mut slot = match root.lock(&Deadline::none()).await {
+            Err(Error::ConnectionReleased) => return Err(ended()),
+            locked => locked?,
+        };
         let depth = slot.depth_of(self.inner.id).ok_or_else(ended)?;
         // Deferred rollbacks ran in `lock`: a managed level above is a
         // block still running, whose rest would run outside its level.
@@ -657,8 +657,22 @@ where
     T: 'static,
     E: From<Error> + 'static,
 {
-    let on = origin.connection(false, &options).await?;
-    let tx = Transaction::begin(on, options, true, Transaction::current()).await?;
+    let (conn, access) = origin.connection(false, &options).await?;
+    let parent = Transaction::current();
+    let access = match access {
+        // A block begun on a named connection from outside the blocks open
+        // on it (a future joined beside one) takes its turn after them, as
+        // their documentation promises, rather than nesting in one whose
+        // end it would then outlive.
+        Access::Explicit => Access::Contextual(
+            parent
+                .as_ref()
+                .filter(|tx| Arc::ptr_eq(&tx.inner.conn.root, &conn.root))
+                .map(|tx| tx.inner.id),
+        ),
+        contextual => contextual,
+    };
+    let tx = Transaction::begin((conn, access), options, true, parent).await?;
     let mut guard = RollbackOnDrop(Some(tx.clone()));
     let fut = body.start(&tx);
     let engine_id = tx.inner.conn.engine().id();
@@ -673,29 +687,30 @@ where
     let result = match outcome {
         Ok(result) => result,
         Err(panic) => {
-            let _ = tx.finish(false).await;
-            guard.0 = None;
+            let _ = end_level(&tx, false, &mut guard).await;
             std::panic::resume_unwind(panic);
         }
     };
-    let output = match (result, tx.take_exit()) {
-        (Ok(value), Some(exit)) => tx.finish(exit.commit).await.map(|_| value).map_err(E::from),
+    match (result, tx.take_exit()) {
+        (Ok(value), Some(exit)) => end_level(&tx, exit.commit, &mut guard)
+            .await
+            .map(|_| value)
+            .map_err(E::from),
         (Err(e), Some(_)) if supersedes_exit(&e) => {
             // GINO's context manager lets another exception through and
             // rolls back: the exit was dropped and this error is the
             // block's answer.
-            end_failed(&tx, false).await;
+            end_failed(&tx, &mut guard).await;
             Err(e)
         }
         (Err(_), Some(exit)) => match exit.value.downcast::<T>() {
-            Ok(value) => tx
-                .finish(exit.commit)
+            Ok(value) => end_level(&tx, exit.commit, &mut guard)
                 .await
                 .map(|_| *value)
                 .map_err(E::from),
             Err(_) => {
                 // The call fails, so nothing of it may be saved.
-                let _ = tx.finish(false).await;
+                let _ = end_level(&tx, false, &mut guard).await;
                 Err(E::from(Error::TransactionMisuse(
                     "raise_commit()/raise_rollback() ended a transaction whose block returns a \
                      value: use raise_commit_with(value) or raise_rollback_with(value) with a \
@@ -704,22 +719,47 @@ where
                 )))
             }
         },
-        (Ok(value), None) => tx.finish(true).await.map(|_| value).map_err(E::from),
-        (Err(e), None) => {
-            let commit = !supersedes_exit(&e) && tx.ancestor_exit_commits().unwrap_or(false);
-            end_failed(&tx, commit).await;
+        (Ok(value), None) => end_level(&tx, true, &mut guard)
+            .await
+            .map(|_| value)
+            .map_err(E::from),
+        (Err(e), None) if supersedes_exit(&e) => {
+            end_failed(&tx, &mut guard).await;
             Err(e)
         }
-    };
-    guard.0 = None;
-    output
+        (Err(e), None) => match tx.ancestor_exit_commits() {
+            // An enclosing block's raise_commit() asked every level inside
+            // it to commit: if this one cannot, the enclosing commit must
+            // not go on as if it had (GINO raises the commit's error).
+            Some(true) => match end_level(&tx, true, &mut guard).await {
+                Ok(()) => Err(e),
+                Err(commit) => Err(E::from(commit)),
+            },
+            _ => {
+                end_failed(&tx, &mut guard).await;
+                Err(e)
+            }
+        },
+    }
 }
 
-/// Ends a level whose block failed. The block's error is what the caller
-/// needs; a failure to end the level is secondary (the connection is
-/// cleaned on release), but not silent.
-async fn end_failed(tx: &Transaction, commit: bool) {
-    if let Err(ending) = tx.finish(commit).await {
+/// Ends a managed level. While it fails the level may still be open (a
+/// block beside it still running, say), so `guard` stays armed: the level
+/// is rolled back before its connection's next use instead of being left
+/// open with no block to end it.
+async fn end_level(tx: &Transaction, commit: bool, guard: &mut RollbackOnDrop) -> Result<()> {
+    let ended = tx.finish(commit).await;
+    if ended.is_ok() {
+        guard.0 = None;
+    }
+    ended
+}
+
+/// Rolls back a level whose block failed. The block's error is what the
+/// caller needs; a failure to end the level is secondary (`guard` rolls
+/// it back later), but not silent.
+async fn end_failed(tx: &Transaction, guard: &mut RollbackOnDrop) {
+    if let Err(ending) = end_level(tx, false, guard).await {
         tracing::warn!(
             target: "gino",
             "a managed transaction whose block failed could not be ended: {ending}"

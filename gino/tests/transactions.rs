@@ -1898,3 +1898,149 @@ async fn a_manual_transaction_does_not_end_under_a_running_block() {
     assert_eq!(names(&other).await, ["before", "after"]);
     conn.release().await.unwrap();
 }
+
+/// An items setup with `deferred`: a table whose rows fail only at COMMIT
+/// (a deferred unique constraint), for commits that fail.
+async fn deferred_setup() -> (common::Setup, Engine) {
+    let (s, other) = items_setup(EngineOptions::new()).await;
+    s.engine
+        .status(diesel::sql_query(
+            "CREATE TABLE deferred (x int CONSTRAINT deferred_x UNIQUE DEFERRABLE INITIALLY \
+             DEFERRED)",
+        ))
+        .await
+        .unwrap();
+    (s, other)
+}
+
+fn add_duplicates() -> diesel::query_builder::SqlQuery {
+    diesel::sql_query("INSERT INTO deferred VALUES (1), (1)")
+}
+
+/// GINO re-raises the commit error of a level that an enclosing
+/// `raise_commit()` ended: the enclosing transaction then rolls back and
+/// its caller sees the error, rather than a success with a level lost.
+#[tokio::test]
+async fn a_level_that_cannot_commit_for_raise_commit_fails_the_enclosing_one() {
+    let (s, other) = deferred_setup().await;
+    let e = &s.engine;
+    // On its own connection the inner level is a transaction of its own,
+    // whose COMMIT fails.
+    let r = e
+        .transaction_with(|outer| async move {
+            add(e, "outer").await?;
+            e.transaction(async {
+                e.status(add_duplicates()).await?;
+                match outer.raise_commit()? {}
+            })
+            .reuse(false)
+            .await?;
+            Ok::<_, Error>(())
+        })
+        .await;
+    match r {
+        Err(Error::Database(error)) => assert_eq!(error.constraint(), Some("deferred_x")),
+        other => panic!("the inner commit's error, got {other:?}"),
+    }
+    assert!(
+        names(&other).await.is_empty(),
+        "the outer level rolled back"
+    );
+
+    // On one connection: a statement failed inside the inner level, which
+    // therefore cannot commit for the outer one's raise_commit().
+    let r = e
+        .transaction_with(|outer| async move {
+            add(e, "outer").await?;
+            e.transaction(async {
+                let _ = e.status(gino::text("SELECT 1/0")).await;
+                match outer.raise_commit()? {}
+            })
+            .await?;
+            Ok::<_, Error>(())
+        })
+        .await;
+    assert!(matches!(r, Err(Error::TransactionAborted)), "{r:?}");
+    assert!(
+        names(&other).await.is_empty(),
+        "the outer level rolled back"
+    );
+    common::assert_pool_clean(e).await;
+}
+
+/// Blocks joined on one named connection take turns, as they do on a
+/// contextual one: none nests inside a block it would outlive.
+#[tokio::test]
+async fn joined_blocks_on_a_named_connection_take_turns() {
+    let (s, other) = items_setup(EngineOptions::new()).await;
+    let e = &s.engine;
+    let conn = e.acquire().await.unwrap();
+    let (first, second) = tokio::join!(
+        conn.transaction(async {
+            add(&conn, "first").await?;
+            pause(5).await;
+            Ok::<_, Error>(())
+        }),
+        conn.transaction(async {
+            pause(20).await;
+            add(&conn, "second").await?;
+            Err::<(), _>(AppError::Refused)
+        }),
+    );
+    first.unwrap();
+    assert!(matches!(second, Err(AppError::Refused)), "{second:?}");
+    assert_eq!(names(&other).await, ["first"]);
+    conn.release().await.unwrap();
+    common::assert_pool_clean(e).await;
+}
+
+/// Releasing a transaction's reusing handle ends that handle only: the
+/// transaction still ends as its block says, and its connection is free
+/// afterwards.
+#[tokio::test]
+async fn releasing_a_transactions_reusing_handle_leaves_the_transaction_to_its_block() {
+    let (s, other) = items_setup(EngineOptions::new()).await;
+    let e = &s.engine;
+    let conn = e.acquire().await.unwrap();
+    conn.transaction_with(|tx| async move {
+        add(tx.connection(), "kept").await?;
+        tx.connection().release().await?;
+        assert!(tx.is_active().await);
+        Ok::<_, Error>(())
+    })
+    .await
+    .unwrap();
+    assert_eq!(names(&other).await, ["kept"]);
+
+    let tx = conn.begin().await.unwrap();
+    add(&conn, "manual").await.unwrap();
+    tx.connection().release().await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(names(&other).await, ["kept", "manual"]);
+    conn.release().await.unwrap();
+    common::assert_pool_clean(e).await;
+}
+
+/// A COMMIT sent as SQL that fails (a deferred constraint) ends the
+/// server's transaction as well: the statements after it must not
+/// autocommit under the levels.
+#[tokio::test]
+async fn a_failed_commit_sent_as_sql_still_ends_the_levels() {
+    let (s, other) = deferred_setup().await;
+    let e = &s.engine;
+    let r = e
+        .transaction(async {
+            e.status(add_duplicates()).await?;
+            let commit = e.status(gino::text("COMMIT")).await;
+            assert!(
+                matches!(commit, Err(Error::Database(_))),
+                "the COMMIT's own error: {commit:?}"
+            );
+            assert_misuse(add(e, "after").await, "sent as a statement");
+            Err::<(), _>(AppError::Refused)
+        })
+        .await;
+    assert!(matches!(r, Err(AppError::Refused)), "{r:?}");
+    assert!(names(&other).await.is_empty());
+    common::assert_pool_clean(e).await;
+}

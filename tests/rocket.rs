@@ -585,11 +585,14 @@ async fn launch_waits_for_a_late_server_and_gives_up_on_an_absent_one() {
 mod tenant_app {
     use std::sync::Arc;
 
+    use futures_util::{Stream, StreamExt};
     use gino_integration_tests::tenants::{
-        TENANT_DB, TenantDatabases, TenantUser, expect_tenants_isolated, tenant_body, valid_tenant,
+        TENANT_DB, TenantDatabases, TenantUser, database_lines, expect_tenants_isolated,
+        tenant_body, valid_tenant,
     };
     use gino_rocket::{Error, Tenant};
     use rocket::http::Status;
+    use rocket::response::stream::TextStream;
     use rocket::serde::json::Json;
     use rocket::{get, post, routes};
     use serde_json::Value;
@@ -614,6 +617,51 @@ mod tenant_app {
         Ok((Status::Created, Json(user)))
     }
 
+    static STREAM_DB: gino::Gino = gino::Gino::secondary();
+
+    #[get("/stream")]
+    fn stream_databases() -> TextStream<impl Stream<Item = String>> {
+        TextStream::from(
+            database_lines(&STREAM_DB)
+                .map(|line| line.unwrap_or_else(|error| format!("{error}\n"))),
+        )
+    }
+
+    fn pick_tenant(request: &rocket::Request<'_>) -> Result<String, Status> {
+        valid_tenant(request.headers().get_one("x-tenant")).ok_or(Status::BadRequest)
+    }
+
+    /// A tenant's streamed body queries its own tenant's database: the
+    /// response keeps the request's tenant (and its lease) until it is sent.
+    #[rocket::async_test]
+    async fn a_streamed_body_queries_its_own_tenants_database() {
+        let databases = TenantDatabases::create(2).await;
+        let settings = databases.web_settings();
+        let rocket = rocket::custom(figment(settings.dsn.as_deref().unwrap()))
+            .attach(
+                gino_rocket::Gino::fairing(&STREAM_DB)
+                    .tenants(databases.registry_for(&STREAM_DB).build()),
+            )
+            .manage(Ctx {
+                db: &STREAM_DB,
+                inside: Arc::new(Notify::new()),
+                go_on: Arc::new(Notify::new()),
+            })
+            .mount(
+                "/",
+                gino_rocket::tenant_scoped(routes![stream_databases], pick_tenant),
+            );
+        let launched = Launched::start(rocket).await;
+        for tenant in ["t0", "t1"] {
+            databases
+                .expect_database_lines(&launched.url("/stream"), tenant)
+                .await;
+        }
+        launched.stop().await;
+        databases.expect_all_closed().await;
+        databases.drop_all().await;
+    }
+
     #[rocket::async_test]
     async fn two_thousand_requests_never_cross_tenants() {
         let databases = TenantDatabases::create(8).await;
@@ -628,9 +676,7 @@ mod tenant_app {
             })
             .mount(
                 "/",
-                gino_rocket::tenant_scoped(routes![tenant, show, create], |request| {
-                    valid_tenant(request.headers().get_one("x-tenant")).ok_or(Status::BadRequest)
-                }),
+                gino_rocket::tenant_scoped(routes![tenant, show, create], pick_tenant),
             );
         let launched = Launched::start(rocket).await;
         // The fairing's start-up proof keeps one connection of the base

@@ -792,6 +792,37 @@ async fn a_session_changed_for_good_is_not_handed_on() {
         "handed on listening"
     );
 
+    for change in [
+        "PREPARE gino_prepared AS SELECT 1",
+        "DEALLOCATE ALL",
+        "DISCARD PLANS",
+    ] {
+        let before = common::backend_pid(engine).await;
+        engine.status(diesel::sql_query(change)).await.unwrap();
+        assert_ne!(
+            common::backend_pid(engine).await,
+            before,
+            "handed on after {change}"
+        );
+    }
+
+    // A prepared statement the session does not have (26000): whatever
+    // lost it, the connection's own statement cache may have lost it too.
+    let before = common::backend_pid(engine).await;
+    let missing = engine
+        .status(diesel::sql_query("EXECUTE gino_never_prepared"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&missing, Error::Database(e) if e.code() == "26000"),
+        "{missing:?}"
+    );
+    assert_ne!(
+        common::backend_pid(engine).await,
+        before,
+        "handed on after a lost prepared statement"
+    );
+
     let kept = common::backend_pid(engine).await;
     engine
         .transaction(async {

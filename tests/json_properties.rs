@@ -1079,6 +1079,21 @@ async fn properties_in_memory_and_through_crud_read_as_gino_reads_them() {
     assert_eq!(member_row(u.id).await.1, json!({"age": 50}));
     assert_eq!(Member::get(u.id).await.unwrap().unwrap().age, 50);
 
+    // The whole column and one of its properties in one update: neither is
+    // dropped in silence; the update is refused and nothing changes.
+    let err = u
+        .update()
+        .set(gino_users::props.eq(json!({"age": 60})))
+        .realname("both".to_owned())
+        .apply()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, gino::Error::Query(_)) && err.to_string().contains("`props`"),
+        "{err}"
+    );
+    assert_eq!(member_row(u.id).await.1, json!({"age": 50}));
+
     // A column that is not an object is an error naming it, not a row of
     // defaults.
     CRUD.status(diesel::sql_query(

@@ -1849,13 +1849,9 @@ pub(crate) fn expand_with(
             }
         }
     });
-    let merges = json_fields.iter().map(|map| {
-        quote! {
-            if !self.#map.is_empty() {
-                changes.push(self.#map);
-            }
-        }
-    });
+    let merges = json_fields
+        .iter()
+        .map(|map| quote!(self.#map.add_to(&mut changes)?;));
     let merge_inits = json_columns.iter().zip(&json_fields).map(|(column, map)| {
         let plain_json = fields
             .iter()
@@ -2337,7 +2333,9 @@ pub(crate) fn expand_with(
             /// refreshes what it changed from what the database stored
             /// (values set in memory by requests never applied stay); with
             /// nothing to change, one query that the row exists.
-            /// `gino::Error::NoSuchRow` if the row no longer exists.
+            /// `gino::Error::NoSuchRow` if the row no longer exists; a
+            /// `gino::Error::Query` if a JSON column is set whole and by
+            /// its properties in one update.
             pub async fn apply(self) -> ::gino::Result<()> {
                 // A row that cannot be located is refused even with nothing
                 // to change, like every other instance-level call.

@@ -470,6 +470,38 @@ async fn a_streamed_body_keeps_the_pool_open_until_it_is_sent() {
     rocket.stop().await;
 }
 
+#[get("/manifest")]
+async fn manifest() -> std::io::Result<rocket::fs::NamedFile> {
+    rocket::fs::NamedFile::open(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml")).await
+}
+
+/// A file served by a scoped route goes out whole, with its length, as it
+/// does from a route of its own: it is no stream to hold in flight.
+#[rocket::async_test]
+async fn a_file_keeps_its_content_length() {
+    let t = test(|_| {}).await;
+    let rocket = Launched::start(app(&t, routes![manifest])).await;
+    let size = std::fs::metadata(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
+        .unwrap()
+        .len();
+    let client = reqwest::Client::new();
+    for request in [
+        client.get(rocket.url("/manifest")),
+        client.head(rocket.url("/manifest")),
+    ] {
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        let length = response.headers().get("content-length").cloned();
+        assert_eq!(
+            length.as_ref().and_then(|l| l.to_str().ok()),
+            Some(size.to_string().as_str()),
+            "{:?}",
+            response.headers()
+        );
+    }
+    rocket.stop().await;
+}
+
 #[get("/conn")]
 async fn needs_conn(conn: Conn) -> String {
     conn.is_reusing().to_string()

@@ -15,6 +15,8 @@ use rocket::tokio::io::{AsyncRead, ReadBuf};
 /// What a scoped route does with its outcome once the request's connection
 /// is back: a body that streams (its size unknown) is held in flight
 /// until it ends or is dropped; a body already whole is left as it is.
+/// A seekable body (a file) must have been [sized](size_seekable) first,
+/// or it would lose its `Content-Length`.
 pub(crate) struct HoldStreamed;
 
 impl<'r> Then<Outcome<'r>> for HoldStreamed {
@@ -28,12 +30,23 @@ impl<'r> Then<Outcome<'r>> for HoldStreamed {
         if body.is_none() || body.preset_size().is_some() {
             return Outcome::Success(response);
         }
+        let max_chunk = body.max_chunk_size();
         let body = response.body_mut().take();
         response.set_streamed_body(Held {
             body,
             hold: Some(extension.hold()),
         });
+        response.set_max_chunk_size(max_chunk);
         Outcome::Success(response)
+    }
+}
+
+/// Finds the size of a seekable body (rocket's file responders leave it
+/// to be found when sent), so that it is sent whole, with its
+/// `Content-Length`, rather than taken for a stream.
+pub(crate) async fn size_seekable(outcome: &mut Outcome<'_>) {
+    if let Outcome::Success(response) = outcome {
+        response.body_mut().size().await;
     }
 }
 

@@ -12,7 +12,7 @@ use rocket::route::{Handler, Outcome, Route};
 use rocket::{Data, Request};
 
 use crate::Error;
-use crate::body::HoldStreamed;
+use crate::body::{HoldStreamed, size_seekable};
 
 /// Wraps the handlers of `routes` so that each request runs in gino's
 /// request scope: the request's queries share one lazy connection, given
@@ -170,7 +170,12 @@ impl Handler for Scoped {
         // of forwards runs.
         let tenant = scope.tenant();
         // A streamed body is held in flight until sent (`HoldStreamed`).
-        let handling = scope.run_then(self.handler.handle(request, data), HoldStreamed);
+        let handle = async {
+            let mut outcome = self.handler.handle(request, data).await;
+            size_seekable(&mut outcome).await;
+            outcome
+        };
+        let handling = scope.run_then(handle, HoldStreamed);
         match tenant {
             Some(tenant) => TENANT.scope(tenant.0, handling).await,
             None => handling.await,

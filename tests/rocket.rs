@@ -383,12 +383,23 @@ async fn text_settings_the_figment_typed_are_read_as_text() {
     // Figment (and TOML, and `ROCKET_DATABASES`) read a password `12345`
     // as a number: the settings take its text, and rocket launches.
     let t = test(|_| {}).await;
-    let rocket = app(&t, routes![query]).configure(
-        figment(t.settings.dsn.as_deref().unwrap())
-            .merge(("databases.gino.password", 12345))
-            .merge(("databases.gino.user", 1000)),
+    let config = figment(t.settings.dsn.as_deref().unwrap())
+        .merge(("databases.gino.password", 12345))
+        .merge(("databases.gino.user", 1000));
+    let ignited = app(&t, routes![query])
+        .configure(config.clone())
+        .ignite()
+        .await
+        .expect("ignites");
+    let extension = ignited.state::<Extension>().unwrap();
+    let settings = extension.settings();
+    assert_eq!(
+        (settings.user.as_str(), settings.password.as_str()),
+        ("1000", "12345")
     );
-    let rocket = Launched::start(rocket).await;
+    extension.close().await;
+    drop(ignited);
+    let rocket = Launched::start(app(&t, routes![query]).configure(config)).await;
     let answer = reqwest::get(format!("{}/query", rocket.base))
         .await
         .unwrap();
@@ -502,6 +513,11 @@ async fn a_file_keeps_its_content_length() {
     rocket.stop().await;
 }
 
+#[get("/tenant_only")]
+async fn tenant_only(tenant: gino_rocket::Tenant) -> String {
+    tenant.0
+}
+
 #[get("/conn")]
 async fn needs_conn(conn: Conn) -> String {
     conn.is_reusing().to_string()
@@ -527,6 +543,26 @@ async fn launch_is_refused_without_the_fairing_or_with_bad_settings() {
     refused_ignition(&t, port, "a bad port").await;
     let unknown = figment(dsn).merge(("databases.gino.hots", "x"));
     refused_ignition(&t, unknown, "an unknown key").await;
+    // Not a table: refused, not read as no settings (a local `postgres`).
+    let flat = rocket::Config::figment()
+        .merge(("log_level", "off"))
+        .merge(("databases.gino", dsn));
+    refused_ignition(&t, flat, "a URL where the table of settings goes").await;
+
+    // Routes for tenants, and a fairing without them.
+    let error = rocket::custom(figment(dsn))
+        .attach(gino_rocket::Gino::fairing(fresh_db()))
+        .mount(
+            "/",
+            gino_rocket::tenant_scoped(routes![tenant_only], |_| Ok("t0".to_owned())),
+        )
+        .ignite()
+        .await
+        .expect_err("tenant routes, no tenants");
+    assert!(
+        matches!(error.kind(), rocket::error::ErrorKind::FailedFairings(_)),
+        "{error}"
+    );
 
     // The DSN says echo=on: alone it applies, and a figment that says
     // `echo = false` contradicts it even though false is the default.

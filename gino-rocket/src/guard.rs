@@ -87,7 +87,7 @@ impl Sentinel for Conn {
 }
 
 /// The request's tenant in a [`tenant_scoped`](crate::tenant_scoped)
-/// route, as a request guard; forwards with `500` elsewhere (a route that
+/// route, as a request guard; fails with `500` elsewhere (a route that
 /// needs a tenant but is not mounted for tenants).
 ///
 /// ```

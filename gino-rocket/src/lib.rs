@@ -66,6 +66,7 @@ pub use scope::{scoped, tenant_scoped};
 
 use rocket::fairing::{self, Fairing, Info, Kind};
 use rocket::figment::Figment;
+use rocket::figment::value::Value;
 use rocket::{Build, Orbit, Rocket};
 
 /// gino's fairing: binds a [`gino::Gino`] on ignite and closes its pool on
@@ -135,7 +136,28 @@ impl Gino {
 
     /// The settings: the figment's table, then the `DB_*` variables.
     fn settings(&self, figment: &Figment) -> Result<Settings, String> {
-        let table = figment.focus(&format!("databases.{}", self.name));
+        let path = format!("databases.{}", self.name);
+        // `focus` would take anything but a table for no settings at all,
+        // and the defaults (a local `postgres`) would be used in silence.
+        if let Ok(value) = figment.find_value(&path)
+            && !matches!(value, Value::Dict(..))
+        {
+            // The kind only: a string here is likely a URL with a password.
+            let kind = match value {
+                Value::String(..) | Value::Char(..) => "string",
+                Value::Num(..) => "number",
+                Value::Bool(..) => "boolean",
+                Value::Array(..) => "list",
+                Value::Empty(..) | Value::Dict(..) => "empty value",
+            };
+            return Err(format!(
+                "`{path}` is a {}, not a table of settings: write its keys under it, \
+                 e.g. `[default.{path}]` with `dsn = \"postgres://...\"` in Rocket.toml or \
+                 ROCKET_DATABASES='{{{}={{dsn=\"postgres://...\"}}}}'",
+                kind, self.name
+            ));
+        }
+        let table = figment.focus(&path);
         let settings: Settings = table.extract().map_err(|e| {
             let mut message = format!("invalid settings of database `{}`", self.name);
             for error in e {
@@ -184,6 +206,30 @@ impl Fairing for Gino {
                 return Err(rocket);
             }
         };
+        let scopes: Vec<(String, Option<bool>)> = rocket
+            .routes()
+            .map(|route| {
+                let name = format!("{} {}", route.method, route.uri);
+                (name, scope::scope_of(route))
+            })
+            .collect();
+        if self.tenants.is_none() {
+            let tenant_routes: Vec<&str> = scopes
+                .iter()
+                .filter(|(_, scope)| *scope == Some(true))
+                .map(|(name, _)| name.as_str())
+                .collect();
+            if !tenant_routes.is_empty() {
+                tracing::error!(
+                    target: "gino::web",
+                    "these routes are mounted with gino_rocket::tenant_scoped, but gino's \
+                     fairing serves no tenants, so each of their requests would fail: {}; \
+                     attach gino_rocket::Gino::fairing(&DB).tenants(tenants)",
+                    tenant_routes.join(", ")
+                );
+                return Err(rocket);
+            }
+        }
         let mut extension = Extension::new(self.db, settings);
         if let Some(tenants) = &self.tenants {
             extension = extension.with_tenants(tenants.clone());
@@ -196,10 +242,10 @@ impl Fairing for Gino {
             );
             return Err(rocket);
         }
-        let unscoped: Vec<String> = rocket
-            .routes()
-            .filter(|route| !scope::is_scoped(route))
-            .map(|route| format!("{} {}", route.method, route.uri))
+        let unscoped: Vec<&str> = scopes
+            .iter()
+            .filter(|(_, scope)| scope.is_none())
+            .map(|(name, _)| name.as_str())
             .collect();
         if !unscoped.is_empty() {
             tracing::warn!(

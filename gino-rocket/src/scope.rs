@@ -3,7 +3,7 @@
 //! Fairings cannot wrap a handler's future, so the routes' handlers are
 //! wrapped where they are mounted.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use gino::web::Extension;
@@ -43,7 +43,8 @@ pub fn scoped(routes: Vec<Route>) -> Vec<Route> {
 /// `pick`'s status (rocket's catchers answer): the tenants' database is
 /// bound to the tenant's engine for the request, with a lazy connection on
 /// it, as [`scoped`] does for one database. Attach the fairing with
-/// [`Gino::tenants`](crate::Gino::tenants). A tenant whose engine cannot be
+/// [`Gino::tenants`](crate::Gino::tenants): without tenants, launch is
+/// refused, naming these routes. A tenant whose engine cannot be
 /// made is answered through [`Error`] (`UnknownTenant`: 404); handlers find
 /// the tenant with the [`Tenant`](crate::Tenant) guard.
 ///
@@ -82,10 +83,11 @@ fn wrap(routes: Vec<Route>, tenant: Option<Pick>) -> Vec<Route> {
     routes
         .into_iter()
         .map(|mut route| {
-            registry()
+            *registry()
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .insert(key(&route));
+                .entry(key(&route))
+                .or_default() |= tenant.is_some();
             route.handler = Box::new(Scoped {
                 handler: route.handler,
                 tenant: tenant.clone(),
@@ -95,11 +97,13 @@ fn wrap(routes: Vec<Route>, tenant: Option<Pick>) -> Vec<Route> {
         .collect()
 }
 
-pub(crate) fn is_scoped(route: &Route) -> bool {
+/// How `route` was mounted: `None` unscoped, `Some(true)` for tenants.
+pub(crate) fn scope_of(route: &Route) -> Option<bool> {
     registry()
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .contains(&key(route))
+        .get(&key(route))
+        .copied()
 }
 
 /// What identifies a route across the clones rocket makes of it when
@@ -115,8 +119,9 @@ fn key(route: &Route) -> Key {
     )
 }
 
-fn registry() -> &'static Mutex<HashSet<Key>> {
-    static SCOPED: OnceLock<Mutex<HashSet<Key>>> = OnceLock::new();
+/// The scoped routes, each with whether it is scoped for tenants.
+fn registry() -> &'static Mutex<HashMap<Key, bool>> {
+    static SCOPED: OnceLock<Mutex<HashMap<Key, bool>>> = OnceLock::new();
     SCOPED.get_or_init(Default::default)
 }
 

@@ -321,6 +321,10 @@ impl Settings {
     /// settings.database = "shop".into();
     /// let settings = settings.with_lookup(|name| (name == "DB_PASSWORD").then(|| "0123".to_owned()))?;
     /// assert_eq!((settings.database.as_str(), settings.password.as_str()), ("shop", "0123"));
+    ///
+    /// // A variable set empty is no value, for the password as for the rest.
+    /// let settings = settings.with_lookup(|name| (name == "DB_PASSWORD").then(String::new))?;
+    /// assert_eq!(settings.password, "0123");
     /// # Ok::<_, gino::Error>(())
     /// ```
     pub fn with_lookup(self, var: impl Fn(&str) -> Option<String>) -> Result<Settings> {
@@ -347,7 +351,10 @@ impl Settings {
         if let Some(v) = get("DB_USER") {
             s.user = v;
         }
-        if let Some(v) = var("DB_PASSWORD") {
+        // Kept as written (spaces may be part of it), but an empty one is
+        // unset, as `DB_PASSWORD: ${DB_PASSWORD}` of an unset variable in
+        // a compose file gives: it must not wipe a configured password.
+        if let Some(v) = var("DB_PASSWORD").filter(|v| !v.is_empty()) {
             s.password = v;
         }
         if let Some(v) = get("DB_DATABASE") {

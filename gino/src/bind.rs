@@ -257,9 +257,11 @@ fn routes() -> &'static HashMap<&'static str, Option<&'static Gino>> {
 }
 
 /// Whether `query` only reads, as its SQL shows: a `SELECT` without a
-/// row lock (`FOR UPDATE`, `FOR SHARE`, ...). Anything else, a `WITH`
-/// included (it may hold a write), counts as a write. Cached per query
-/// type when diesel can name it.
+/// row lock (`FOR UPDATE`, `FOR SHARE`, ...), a sequence's step, a
+/// setting (`set_config`) or an advisory lock, which a standby takes as
+/// readily as the primary but for the wrong server (and the wrong
+/// connection). Anything else, a `WITH` included (it may hold a write),
+/// counts as a write. Cached per query type when diesel can name it.
 pub(crate) fn reads_only<Q: QueryFragment<Pg> + QueryId>(query: &Q) -> bool {
     thread_local! {
         static KNOWN: PerQueryType<bool> = PerQueryType::default();
@@ -288,6 +290,8 @@ pub(crate) fn reads_only<Q: QueryFragment<Pg> + QueryId>(query: &Q) -> bool {
                 "NEXTVAL (",
                 "SETVAL(",
                 "SETVAL (",
+                "SET_CONFIG",
+                "ADVISORY_",
             ]
             .iter()
             .any(|lock| upper.contains(lock))
@@ -542,5 +546,15 @@ mod tests {
         assert!(!reads("SELECT 1 FROM t FOR  NO KEY\tUPDATE"));
         assert!(!reads("SELECT nextval ('s')"));
         assert!(!reads("select setval\n('s', 1)"));
+    }
+
+    #[test]
+    fn a_setting_or_an_advisory_lock_is_no_read() {
+        let reads = |sql: &str| reads_only(&diesel::dsl::sql::<diesel::sql_types::Integer>(sql));
+        assert!(!reads("SELECT set_config('app.user', $1, false)"));
+        assert!(!reads("SELECT pg_try_advisory_lock(42)"));
+        assert!(!reads("SELECT pg_advisory_xact_lock_shared (42)"));
+        assert!(!reads("SELECT pg_advisory_unlock_all()"));
+        assert!(reads("SELECT current_setting('app.user')"));
     }
 }

@@ -282,7 +282,8 @@ pub struct RoutingStats {
     /// in a transaction are not counted here.
     pub writes: u64,
     /// Reads meant for a replica that went to the primary because the
-    /// replica could not be reached.
+    /// replica could not be reached, refused them as writes (25006) or
+    /// cancelled them for its recovery (40001).
     pub fallbacks: u64,
     /// Each replica, in configuration order.
     pub replicas: Vec<ReplicaStats>,

@@ -784,10 +784,13 @@ impl Engine {
         let Some(routing) = &self.inner.routing else {
             return self.run_once(timeout, statement).await;
         };
+        // One deadline for both tries: the statement's timeout bounds the
+        // read, not each server's part of it.
+        let deadline = self.deadline(timeout);
         let mut wrote = false;
         if let Some(replica) = routing.pick() {
-            let error = match replica.engine.borrow_for(timeout).await {
-                Ok((mut raw, deadline)) => {
+            let error = match replica.engine.borrow_until(&deadline).await {
+                Ok(mut raw) => {
                     replica.reads.fetch_add(1, Ordering::Relaxed);
                     match run_statement(raw.get(), &deadline, Again(&mut statement), &mut None)
                         .await
@@ -818,7 +821,10 @@ impl Engine {
                 replica.engine.url()
             );
         }
-        let result = self.run_once(timeout, statement).await;
+        let result = match self.borrow_until(&deadline).await {
+            Ok(mut raw) => run_statement(raw.get(), &deadline, statement, &mut None).await,
+            Err(e) => Err(e),
+        };
         if wrote {
             // A function that writes, say: the write is the task's, and its
             // later reads must see it.
@@ -1027,11 +1033,22 @@ impl Engine {
     /// A connection for one statement, and the statement's deadline (its
     /// `timeout`, else the engine's), which the wait for it counts against.
     async fn borrow_for(&self, timeout: Option<Duration>) -> Result<(RawConn, Deadline)> {
-        let deadline = Deadline::new(timeout.or_else(|| self.timeout()));
-        let raw = self
-            .borrow(self.inner.options.acquire_timeout, &deadline)
-            .await?;
+        let deadline = self.deadline(timeout);
+        let raw = self.borrow_until(&deadline).await?;
         Ok((raw, deadline))
+    }
+
+    /// A connection for a statement due by `deadline`, which the wait for
+    /// it counts against.
+    async fn borrow_until(&self, deadline: &Deadline) -> Result<RawConn> {
+        self.borrow(self.inner.options.acquire_timeout, deadline)
+            .await
+    }
+
+    /// The deadline of a statement starting now: its `timeout`, else the
+    /// engine's.
+    fn deadline(&self, timeout: Option<Duration>) -> Deadline {
+        Deadline::new(timeout.or_else(|| self.timeout()))
     }
 }
 

@@ -425,6 +425,40 @@ async fn a_read_running_when_its_standby_stops_runs_again_on_the_primary() {
     engine.close().await;
 }
 
+/// A read's timeout bounds the whole read: run again on the primary after
+/// its standby stopped, it has only what is left of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_run_again_on_the_primary_keeps_its_timeout() {
+    let servers = Replicated::start();
+    let engine = servers.engine_without_checks().await;
+    assert!(on_standby(&engine).await);
+    let limit = Duration::from_secs(3);
+    let read = {
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let read = diesel::select(sql::<Bool>("pg_is_in_recovery() FROM pg_sleep(2)"))
+                .gino()
+                .bind(&engine)
+                .timeout(limit)
+                .one::<bool>()
+                .await;
+            (read, started.elapsed())
+        })
+    };
+    // Two seconds on the standby, stopped after one and a half; two more
+    // on the primary would end past the three the read may take.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    servers.standby.stop().unwrap();
+    let (read, took) = read.await.unwrap();
+    assert!(
+        matches!(read, Err(gino::Error::QueryTimeout(t)) if t == limit),
+        "{read:?} after {took:?}"
+    );
+    assert_eq!(engine.routing().unwrap().fallbacks, 1);
+    engine.close().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopping_the_standby_under_load_loses_no_read() {
     use std::sync::Arc;

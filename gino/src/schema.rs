@@ -74,7 +74,7 @@ use std::pin::Pin;
 
 use crate::api::Gino;
 use crate::bind::{Bind, Resolved};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::executor::Executor;
 use crate::model::{EnumMeta, ForeignKeyMeta, IndexKey, IndexMeta, PgEnum, TableMeta};
 
@@ -255,9 +255,89 @@ impl<'a> IntoFuture for SchemaOp<'a> {
     type IntoFuture = Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>>;
 
     fn into_future(self) -> Self::IntoFuture {
+        if let (Action::Create, Target::Schema { tables, sequences }) = (self.action, &self.target)
+            && let Some(clash) = name_clash(tables, sequences)
+        {
+            return Box::pin(std::future::ready(Err(clash)));
+        }
         let statements = self.statements();
         Box::pin(run_in_transaction(self.bind, statements))
     }
+}
+
+/// The name PostgreSQL keeps of `name`: its first 63 bytes (whole
+/// characters).
+fn kept(name: &str) -> &str {
+    clipped(name, 63)
+}
+
+/// `name` cut to at most `bytes` bytes, at a character boundary.
+fn clipped(name: &str, bytes: usize) -> &str {
+    let end = (0..=name.len().min(bytes))
+        .rev()
+        .find(|&end| name.is_char_boundary(end))
+        .unwrap_or(0);
+    &name[..end]
+}
+
+/// `{first}_{second}_{label}` as PostgreSQL makes a name it chooses for a
+/// constraint (`makeObjectName`): the longer of the two parts is shortened
+/// until the whole fits in 63 bytes, so the label always stays.
+fn object_name(first: &str, second: &str, label: &str) -> String {
+    let room = 63 - (label.len() + 1) - 1;
+    let (mut a, mut b) = (first.len(), second.len());
+    while a + b > room {
+        if a > b {
+            a -= 1;
+        } else {
+            b -= 1;
+        }
+    }
+    format!("{}_{}_{label}", clipped(first, a), clipped(second, b))
+}
+
+/// Two tables, indexes, unique constraints or sequences of one schema
+/// named alike: PostgreSQL names them all in one namespace, and with
+/// `IF NOT EXISTS` the second would be skipped in silence (an index
+/// missing, its table unindexed) rather than fail.
+fn name_clash(tables: &[&TableMeta], sequences: &[Sequence]) -> Option<Error> {
+    let mut named: Vec<(Option<&str>, &str, String)> = Vec::new();
+    let mut seen_tables: Vec<String> = Vec::new();
+    for table in tables {
+        // A table given twice is one table.
+        if seen_tables.contains(&table.qualified_name()) {
+            continue;
+        }
+        seen_tables.push(table.qualified_name());
+        let what = |kind: &str, name: &str| format!("{kind} `{name}` of table `{}`", table.name);
+        named.push((table.schema, table.name, format!("table `{}`", table.name)));
+        for index in table.indexes {
+            named.push((table.schema, index.name, what("index", index.name)));
+        }
+        for unique in table.uniques {
+            if let Some(name) = unique.name {
+                named.push((table.schema, name, what("unique constraint", name)));
+            }
+        }
+    }
+    for sequence in sequences {
+        let what = format!("sequence `{}`", sequence.name());
+        named.push((sequence.schema(), sequence.name(), what));
+    }
+    for (i, (schema, name, first)) in named.iter().enumerate() {
+        if let Some((_, _, second)) = named[i + 1..]
+            .iter()
+            .find(|(s, n, _)| s == schema && kept(n) == kept(name))
+        {
+            return Some(Error::Configuration(format!(
+                "{first} and {second} have one name (as PostgreSQL keeps 63 bytes of it), \
+                 and PostgreSQL names the tables, indexes and sequences of a schema in one \
+                 namespace: give one of them another name (`#[gino(index(name = \"...\", \
+                 columns(...)))]` on the model, `#[gino(table = \"...\")]`)"
+            )));
+        }
+    }
+    None
 }
 
 /// Runs `statements` in one managed transaction on `bind`. A `Gino` (or the
@@ -300,7 +380,10 @@ impl Gino {
     /// Creates the tables of this database's models ([`Gino::models`]) with
     /// their enum types, constraints and indexes, referenced tables first;
     /// GINO's `db.gino.create_all()`. Skips what exists unless
-    /// [`checkfirst(false)`](SchemaOp::checkfirst).
+    /// [`checkfirst(false)`](SchemaOp::checkfirst). Two tables, indexes,
+    /// named unique constraints or sequences of one schema named alike are
+    /// [`Error::Configuration`] before anything runs: PostgreSQL names
+    /// them in one namespace, and the second would be skipped as existing.
     ///
     /// Schema changes of gino wait for each other (a transaction-level
     /// advisory lock), so instances of an app that start at once and each
@@ -798,17 +881,21 @@ impl<'t> Plan<'t> {
         // A reference names `schema.table`, or a table without a schema
         // (the search path's), else of any schema: a same-named table of
         // another schema is not the one an unqualified reference means
-        // when the set has that one.
+        // when the set has that one. A qualified one finds a table of no
+        // declared schema when no table is declared in its schema.
         let position = |fk: &ForeignKeyMeta| {
             let (schema, name) = fk.target();
             let exact = tables
                 .iter()
                 .position(|t| t.name == name && t.schema == schema);
-            exact.or_else(|| {
-                schema
-                    .is_none()
-                    .then(|| tables.iter().position(|t| t.name == name))
-                    .flatten()
+            exact.or_else(|| match schema {
+                None => tables.iter().position(|t| t.name == name),
+                // A table declared without a schema is in the search
+                // path's first one, `public` as a rule: likely the one
+                // meant, and coming after it costs nothing if not.
+                Some(_) => tables
+                    .iter()
+                    .position(|t| t.name == name && t.schema.is_none()),
             })
         };
         // references[i]: positions of the other tables that table i references.
@@ -906,7 +993,7 @@ impl Deferred<'_> {
     fn name(&self) -> String {
         match self.fk.name {
             Some(name) => name.to_owned(),
-            None => format!("{}_{}_fkey", self.table.name, self.fk.columns.join("_")),
+            None => object_name(kept(self.table.name), &self.fk.columns.join("_"), "fkey"),
         }
     }
 
@@ -1210,6 +1297,21 @@ mod tests {
         ]);
         assert_eq!(names(&plan), ["d", "c", "a", "b"]);
         assert!(plan.deferred.is_empty());
+    }
+
+    #[test]
+    fn a_qualified_reference_comes_after_a_table_declared_without_a_schema() {
+        let plan = Plan::of(&[table("posts", &["public.users"]), table("users", &[])]);
+        assert_eq!(names(&plan), ["users", "posts"]);
+    }
+
+    #[test]
+    fn chosen_constraint_names_are_shortened_as_postgresql_does() {
+        assert_eq!(object_name("a", "b_id", "fkey"), "a_b_id_fkey");
+        let long = "t".repeat(70);
+        let name = object_name(&long, "owner_id", "fkey");
+        assert_eq!(name, format!("{}_owner_id_fkey", "t".repeat(49)));
+        assert_eq!(name.len(), 63);
     }
 
     #[test]

@@ -294,6 +294,46 @@ static BOOKINGS: TableMeta = TableMeta {
 };
 models!(BOOKING_DB: BOOKINGS);
 
+/// Two default index names alike: `user.group_id` and `user_group.id`.
+static MEMBERS: TableMeta = TableMeta {
+    indexes: &[IndexMeta {
+        name: "ix_user_group_id",
+        keys: &[IndexKey::Column("group_id")],
+        unique: false,
+    }],
+    ..table(
+        "user",
+        &[col("id", "integer"), col("group_id", "integer")],
+        &["id"],
+    )
+};
+static GROUPS: TableMeta = TableMeta {
+    indexes: &[IndexMeta {
+        name: "ix_user_group_id",
+        keys: &[IndexKey::Column("id")],
+        unique: false,
+    }],
+    ..table("user_group", &[col("id", "integer")], &["id"])
+};
+models!(CLASHING_DB: MEMBERS, GROUPS);
+
+/// Two indexes of one schema named alike: the second would be skipped by
+/// its `IF NOT EXISTS` (its table left unindexed); nothing is created and
+/// the error names both.
+#[tokio::test]
+async fn names_alike_in_one_schema_are_refused_before_anything_runs() {
+    let s = bound(&CLASHING_DB).await;
+    let error = CLASHING_DB.create_all().await.unwrap_err();
+    let message = error.to_string();
+    assert!(
+        matches!(error, gino::Error::Configuration(_))
+            && message.contains("`user`")
+            && message.contains("`user_group`"),
+        "{message}"
+    );
+    assert!(tables(&s.engine).await.is_empty());
+}
+
 #[tokio::test]
 async fn composite_primary_key_and_multi_column_indexes() {
     let s = bound(&BOOKING_DB).await;

@@ -1323,3 +1323,46 @@ async fn json_objects_arrays_and_booleans_are_selected_with_their_columns() {
     assert_eq!(found.map(|f| f.data), Some(t.data.clone()));
     KINDS.pop_bind().unwrap().close().await;
 }
+
+static DASHED: Gino = Gino::secondary();
+
+diesel::table! {
+    #[sql_name = "user-profiles"]
+    user_profiles (id) {
+        id -> Integer,
+        profile -> Jsonb,
+    }
+}
+
+#[derive(Model, Debug, Clone, PartialEq)]
+#[gino(table = "user-profiles", diesel_table = user_profiles, db = DASHED)]
+pub struct UserProfile {
+    #[gino(primary_key)]
+    pub id: i32,
+    #[gino(property)]
+    pub age: Option<i32>,
+}
+
+/// A table whose name is no Rust identifier, declared with diesel's
+/// `table!`, has its properties' expressions under its module's name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_named_unlike_rust_has_its_properties_under_its_modules_name() {
+    let database = gino_testkit::TestDatabase::create().await;
+    DASHED.set_bind(database.url()).await.unwrap();
+    DASHED
+        .status(diesel::sql_query(
+            r#"CREATE TABLE "user-profiles" (id serial PRIMARY KEY, profile jsonb NOT NULL DEFAULT '{}')"#,
+        ))
+        .await
+        .unwrap();
+    UserProfile::create().age(30).await.unwrap();
+    UserProfile::create().age(40).await.unwrap();
+    let older: Vec<UserProfile> = UserProfile::query()
+        .filter(user_profiles_props::age().gt(35))
+        .gino()
+        .all()
+        .await
+        .unwrap();
+    assert_eq!(older.iter().map(|p| p.age).collect::<Vec<_>>(), [Some(40)]);
+    DASHED.pop_bind().unwrap().close().await;
+}

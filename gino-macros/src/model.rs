@@ -1916,7 +1916,15 @@ pub(crate) fn expand_with(
     });
     let vis = &input.vis;
     let props_module = (!props.is_empty()).then(|| {
-        let module = format_ident!("{}_props", table);
+        // Named after the table; a table whose name is no Rust identifier
+        // (given with `diesel_table`) lends its module's name instead.
+        let module = syn::parse_str::<Ident>(&format!("{table}_props"))
+            .ok()
+            .or_else(|| {
+                let last = attrs.diesel_table.as_ref()?.segments.last()?;
+                Some(format_ident!("{}_props", last.ident))
+            })
+            .unwrap_or_else(|| format_ident!("table_props"));
         let functions = props.iter().map(|p| {
             let ident = &p.ident;
             let (sql_type, sql) = property_sql(p);

@@ -37,8 +37,9 @@
 //! only its key (`||` merges), so updates of different properties of one row
 //! never overwrite each other. A null column (JSON null, or SQL NULL in a
 //! table made by another program) holds no properties, and an update
-//! merges into it as into `{}`. `<table>_props::<property>()` is the
-//! property as an SQL expression of its type (integers, floats, booleans,
+//! merges into it as into `{}`. `<table>_props::<property>()` (for a
+//! table whose name is no Rust identifier, `<diesel_table module>_props`)
+//! is the property as an SQL expression of its type (integers, floats, booleans,
 //! text and date-times cast from `->>`, anything else as `jsonb` from
 //! `->`), or `expr = "sql"` gives it one of your own. A value of the wrong
 //! JSON type is an error naming the property.

@@ -719,6 +719,16 @@ pub mod datetime {
 
     const GINO_FORMAT: &str = "%Y-%m-%dT%H:%M:%S%.6f";
 
+    /// A naive date-time of `text`; of one with an offset, its wall-clock
+    /// time, the offset dropped, as the property's SQL (`CAST(... AS
+    /// TIMESTAMP)`) reads it, so that a filter and the loaded value agree.
+    ///
+    /// ```
+    /// use gino::json::datetime::JsonDateTime;
+    /// let stored = serde_json::json!("2020-01-01T00:00:00+05:00");
+    /// let read = chrono::NaiveDateTime::from_json(&stored).unwrap();
+    /// assert_eq!(read.to_string(), "2020-01-01 00:00:00");
+    /// ```
     fn parse_naive(text: &str) -> Option<NaiveDateTime> {
         NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f")
             .or_else(|_| NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f"))
@@ -726,7 +736,7 @@ pub mod datetime {
             .or_else(|| {
                 DateTime::parse_from_rfc3339(text)
                     .ok()
-                    .map(|d| d.naive_utc())
+                    .map(|d| d.naive_local())
             })
     }
 

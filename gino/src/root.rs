@@ -213,12 +213,12 @@ impl Slot {
     /// runs on past a moment ([`Abandon::Cancel`]): the next statement does not wait
     /// for an abandoned one's minutes. Inside one it is awaited, since the
     /// transaction may still be its owners' to go on with (a cancel would
-    /// make it fail).
-    async fn resync(&mut self) {
+    /// make it fail), unless its level is `doomed`: queued for rollback.
+    async fn resync(&mut self, doomed: bool) {
         let untracked = self.levels.is_empty();
         let Slot { raw, opening, .. } = self;
         if let Some(pg) = raw.as_mut().map(RawConn::get) {
-            let abandon = if untracked && !pg.cancel_lost {
+            let abandon = if (untracked || doomed) && !pg.cancel_lost {
                 Abandon::Cancel
             } else {
                 Abandon::Await
@@ -366,9 +366,19 @@ impl Root {
             return Err(Error::ConnectionReleased);
         }
         if slot.interrupted() {
+            // A level queued for rollback is dropped with the statement
+            // that ran inside it (in the innermost level, which a rollback
+            // of any open level takes too): nobody wants its work.
+            let doomed = {
+                let pending = self
+                    .pending_rollbacks
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                slot.levels.iter().any(|level| pending.contains(&level.id))
+            };
             // Boxed: rare, and its round trips' futures would otherwise
             // make every statement's future a kilobyte larger.
-            Box::pin(slot.resync()).await;
+            Box::pin(slot.resync(doomed)).await;
             if slot.ended_under_levels() {
                 if slot.committing {
                     // A commit dropped with its COMMIT in flight: the

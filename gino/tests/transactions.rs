@@ -2044,3 +2044,28 @@ async fn a_failed_commit_sent_as_sql_still_ends_the_levels() {
     assert!(names(&other).await.is_empty());
     common::assert_pool_clean(e).await;
 }
+
+/// A statement left running by a transaction that was dropped (a timeout
+/// around it) is cancelled, not awaited, by the connection's next user:
+/// its transaction is rolled back, so its work is for nobody.
+#[tokio::test]
+async fn a_statement_of_a_dropped_transaction_is_cancelled_not_awaited() {
+    let (s, other) = items_setup(EngineOptions::new()).await;
+    let e = &s.engine;
+    let conn = e.acquire().await.unwrap();
+    let dropped = tokio::time::timeout(
+        Duration::from_millis(300),
+        conn.transaction(async {
+            add(&conn, "dropped").await?;
+            conn.status(gino::text("SELECT pg_sleep(60)")).await
+        }),
+    )
+    .await;
+    assert!(dropped.is_err(), "the transaction was dropped");
+    unless_stuck(add(&conn, "next"), "waited for the abandoned pg_sleep")
+        .await
+        .unwrap();
+    assert_eq!(names(&other).await, ["next"]);
+    conn.release().await.unwrap();
+    common::assert_pool_clean(e).await;
+}

@@ -551,8 +551,10 @@ impl Root {
         slot.raw.take();
         slot.forget_levels();
         self.wake_if_levels_ended(&mut slot);
-        drop(slot);
+        // Under the lock: a rollback deferred once it ends is a new
+        // level's, which this must not clear.
         self.after_giving_back();
+        drop(slot);
         true
     }
 
@@ -590,8 +592,10 @@ impl Root {
         }
         slot.give_back().await;
         self.wake_if_levels_ended(&mut slot);
-        drop(slot);
+        // Under the lock: a rollback deferred once it ends is a new
+        // level's, which this must not clear.
         self.after_giving_back();
+        drop(slot);
         Ok(())
     }
 

@@ -436,6 +436,11 @@ impl Extension {
         if let Some(tenants) = &self.inner.tenants {
             tenants.close();
         }
+        // Kept for later requests before it is unbound: a request between
+        // the two would find neither, and answer 500 rather than 503.
+        if let Ok(bound) = self.inner.db.engine() {
+            *crate::sync::lock(&self.inner.closed_engine) = Some(bound);
+        }
         let engine = self.inner.db.pop_bind()?;
         *crate::sync::lock(&self.inner.closed_engine) = Some(engine.clone());
         Some(engine)

@@ -402,7 +402,7 @@ fn first_table(sql: &str) -> Option<String> {
                     .iter()
                     .any(|k| word.eq_ignore_ascii_case(k));
                 if names_table && best.as_ref().is_none_or(|(d, _)| depth < *d) {
-                    if let Some(table) = table_after(&sql[i..]) {
+                    if let Some(table) = table_named(&sql[i..]) {
                         best = Some((depth, table));
                         if depth == 0 {
                             break;
@@ -414,6 +414,28 @@ fn first_table(sql: &str) -> Option<String> {
         }
     }
     best.map(|(_, table)| table)
+}
+
+/// The table named at the start of `rest`, after `FROM`, `INTO` or
+/// `UPDATE`: past `ONLY` and `LATERAL`; none for a subquery (`(SELECT
+/// ...)`, `(VALUES ...)`), whose own `FROM` names it.
+fn table_named(rest: &str) -> Option<String> {
+    let mut rest = rest;
+    loop {
+        rest = rest.trim_start_matches(|c: char| c == '(' || c.is_ascii_whitespace());
+        let end = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(rest.len());
+        let word = &rest[..end];
+        let is = |keywords: &[&str]| keywords.iter().any(|k| word.eq_ignore_ascii_case(k));
+        if is(&["ONLY", "LATERAL"]) {
+            rest = &rest[end..];
+        } else if is(&["SELECT", "WITH", "VALUES", "TABLE"]) {
+            return None;
+        } else {
+            return table_after(rest);
+        }
+    }
 }
 
 /// The table a query of a table alone names (`users::table.gino()`):
@@ -508,6 +530,18 @@ mod tests {
         assert_eq!(
             table(r#"SELECT "t"."from" FROM t WHERE x IN (SELECT y FROM u)"#).as_deref(),
             Some("t")
+        );
+        assert_eq!(
+            table("SELECT * FROM (SELECT * FROM reports) r").as_deref(),
+            Some("reports")
+        );
+        assert_eq!(
+            table("SELECT * FROM ONLY reports").as_deref(),
+            Some("reports")
+        );
+        assert_eq!(
+            table("SELECT * FROM LATERAL (\n  SELECT 1 FROM \"s\".reports) x").as_deref(),
+            Some("s.reports")
         );
         assert_eq!(table("SELECT 'FROM x' AS a").as_deref(), None);
         assert_eq!(table("SELECT 1").as_deref(), None);

@@ -1851,7 +1851,7 @@ pub(crate) fn expand_with(
     });
     let merges = json_fields
         .iter()
-        .map(|map| quote!(self.#map.add_to(&mut changes)?;));
+        .map(|map| quote!(changes.merge_properties(self.#map)?;));
     let merge_inits = json_columns.iter().zip(&json_fields).map(|(column, map)| {
         let plain_json = fields
             .iter()

@@ -616,32 +616,9 @@ impl<T> Merge<T> {
         self.values.as_object().is_none_or(Map::is_empty) && self.expressions.is_empty()
     }
 
-    /// Adds the merge, if it changes anything, to an update's `changes`.
-    /// A change that also sets the whole column is refused rather than
-    /// replaced: one `SET` cannot hold both, and dropping either loses
-    /// what the caller gave.
-    pub fn add_to(self, changes: &mut crate::model::Changes<T>) -> crate::Result<()>
-    where
-        T: diesel::QuerySource + 'static,
-    {
-        if self.is_empty() {
-            return Ok(());
-        }
-        if changes.columns().assigns_directly(self.column) {
-            return Err(crate::Error::Query(
-                diesel::result::Error::QueryBuilderError(
-                    format!(
-                        "the update sets the JSON column `{}` as a whole and some of its \
-                         properties as well: set the properties in the value given for the \
-                         column, or apply them in a second update",
-                        self.column
-                    )
-                    .into(),
-                ),
-            ));
-        }
-        changes.push(self);
-        Ok(())
+    /// The JSON column it merges into.
+    pub fn column(&self) -> &'static str {
+        self.column
     }
 }
 

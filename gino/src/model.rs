@@ -1023,6 +1023,33 @@ impl<T> Changes<T> {
         self.items.push((columns, Box::new(change)));
     }
 
+    /// Adds the properties `merge` sets, if any. A change that also sets
+    /// their whole column is refused rather than replaced: one `SET`
+    /// cannot hold both, and dropping either loses what the caller gave.
+    #[doc(hidden)]
+    #[cfg(feature = "json")]
+    pub fn merge_properties(&mut self, merge: crate::json::Merge<T>) -> Result<()>
+    where
+        T: diesel::QuerySource + 'static,
+    {
+        if merge.is_empty() {
+            return Ok(());
+        }
+        if self.columns().assigns_directly(merge.column()) {
+            return Err(Error::Query(diesel::result::Error::QueryBuilderError(
+                format!(
+                    "the update sets the JSON column `{}` as a whole and some of its properties \
+                     as well: set the properties in the value given for the column, or apply \
+                     them in a second update",
+                    merge.column()
+                )
+                .into(),
+            )));
+        }
+        self.push(merge);
+        Ok(())
+    }
+
     /// Whether nothing is to be changed.
     ///
     /// ```

@@ -408,6 +408,32 @@ impl Connection {
         self.reusing
     }
 
+    /// Whether this connection and `other` run on one raw connection: one
+    /// reuses the other, or both reuse a third (GINO's
+    /// `a.raw_connection is b.raw_connection`). Asks nothing of the
+    /// server, and borrows nothing for a lazy connection.
+    ///
+    /// ```
+    /// # async fn demo(engine: &gino::Engine) -> gino::Result<()> {
+    /// let outer = engine.acquire().await?;
+    /// let inner = engine.acquire().reuse(true).await?;
+    /// assert!(inner.shares_raw_with(&outer));
+    /// let held = &outer;
+    /// engine
+    ///     .transaction_with(|tx| async move {
+    ///         assert!(tx.connection().shares_raw_with(held)); // reused
+    ///         Ok::<_, gino::Error>(())
+    ///     })
+    ///     .await?;
+    /// let other = engine.acquire().reuse(false).await?;
+    /// assert!(!other.shares_raw_with(&inner));
+    /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
+    /// ```
+    pub fn shares_raw_with(&self, other: &Connection) -> bool {
+        Arc::ptr_eq(&self.root, &other.root)
+    }
+
     /// Whether this connection (or, for a reusing one, the connection it
     /// reuses) was released permanently.
     ///

@@ -419,6 +419,26 @@ pub struct PoolStatus {
     pub waiting: usize,
 }
 
+impl PoolStatus {
+    /// Connections borrowed now: open and not idle (asyncpg's pool size
+    /// less its `qsize`, in GINO's tests).
+    ///
+    /// ```
+    /// # async fn demo(engine: &gino::Engine) -> gino::Result<()> {
+    /// let before = engine.pool_status().in_use();
+    /// let conn = engine.acquire().await?;
+    /// conn.has_raw_connection().await; // borrowed at acquire: not lazy
+    /// assert_eq!(engine.pool_status().in_use(), before + 1);
+    /// conn.release().await?;
+    /// assert_eq!(engine.pool_status().in_use(), before);
+    /// # Ok(()) }
+    /// # gino_testkit::doc::run(demo);
+    /// ```
+    pub fn in_use(&self) -> usize {
+        self.size.saturating_sub(self.available)
+    }
+}
+
 impl Engine {
     async fn warm_up(&self) -> Result<()> {
         let wanted = self.inner.options.min_size;

@@ -299,16 +299,26 @@ fn object_name(first: &str, second: &str, label: &str) -> String {
 /// Two tables, indexes, unique constraints or sequences of one schema
 /// named alike: PostgreSQL names them all in one namespace, and with
 /// `IF NOT EXISTS` the second would be skipped in silence (an index
-/// missing, its table unindexed) rather than fail.
+/// missing, its table unindexed) rather than fail. One table declared
+/// twice, differently, is refused too.
 fn name_clash(tables: &[&TableMeta], sequences: &[Sequence]) -> Option<Error> {
     let mut named: Vec<(Option<&str>, &str, String)> = Vec::new();
-    let mut seen_tables: Vec<String> = Vec::new();
+    let mut seen_tables: Vec<&TableMeta> = Vec::new();
     for table in tables {
-        // A table given twice is one table.
-        if seen_tables.contains(&table.qualified_name()) {
+        let name = table.qualified_name();
+        if let Some(seen) = seen_tables.iter().find(|t| t.qualified_name() == name) {
+            // A table given twice is one table; declared twice (two
+            // models of one table), it must be declared alike, or which
+            // declaration the database gets would be chance.
+            if format!("{seen:?}") != format!("{table:?}") {
+                return Some(Error::Configuration(format!(
+                    "two models declare table `{name}`, differently: create_all cannot tell \
+                     which to create; give one of them another table, or declare them alike"
+                )));
+            }
             continue;
         }
-        seen_tables.push(table.qualified_name());
+        seen_tables.push(table);
         let what = |kind: &str, name: &str| format!("{kind} `{name}` of table `{}`", table.name);
         named.push((table.schema, table.name, format!("table `{}`", table.name)));
         for index in table.indexes {

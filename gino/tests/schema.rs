@@ -334,6 +334,42 @@ async fn names_alike_in_one_schema_are_refused_before_anything_runs() {
     assert!(tables(&s.engine).await.is_empty());
 }
 
+/// Two models of one table, declared differently (GINO's tests declare
+/// `NameCard` twice, its key in either order).
+static CARDS_BY_NAME: TableMeta = table(
+    "cards",
+    &[col("first", "text"), col("last", "text")],
+    &["first", "last"],
+);
+static CARDS_BY_SURNAME: TableMeta = table(
+    "cards",
+    &[col("first", "text"), col("last", "text")],
+    &["last", "first"],
+);
+static CARDS_AGAIN: TableMeta = table(
+    "cards",
+    &[col("first", "text"), col("last", "text")],
+    &["last", "first"],
+);
+models!(TWICE_DB: CARDS_BY_NAME, CARDS_BY_SURNAME);
+models!(ALIKE_DB: CARDS_BY_SURNAME, CARDS_AGAIN);
+
+#[tokio::test]
+async fn a_table_two_models_declare_differently_is_refused() {
+    let s = bound(&TWICE_DB).await;
+    let error = TWICE_DB.create_all().await.unwrap_err();
+    assert!(
+        matches!(&error, gino::Error::Configuration(m) if m.contains("`cards`")),
+        "{error}"
+    );
+    assert!(tables(&s.engine).await.is_empty());
+
+    // Declared alike, it is one table.
+    let s = bound(&ALIKE_DB).await;
+    ALIKE_DB.create_all().await.unwrap();
+    assert_eq!(tables(&s.engine).await, ["cards"]);
+}
+
 #[tokio::test]
 async fn composite_primary_key_and_multi_column_indexes() {
     let s = bound(&BOOKING_DB).await;

@@ -16,7 +16,14 @@ pub(crate) fn opaque_end(sql: &str, at: usize) -> Option<usize> {
     let bytes = sql.as_bytes();
     let next = bytes.get(at + 1).copied();
     match bytes.get(at)? {
-        b'\'' => Some(skip_text(bytes, at, b'\'', escape_string(bytes, at))),
+        b'\'' => {
+            let escapes = escape_string(bytes, at);
+            let mut end = skip_text(bytes, at, b'\'', escapes);
+            while let Some(next) = continuation(bytes, end) {
+                end = skip_text(bytes, next, b'\'', escapes);
+            }
+            Some(end)
+        }
         b'"' => Some(skip_quoted(bytes, at, b'"')),
         // PostgreSQL's lexer ends a comment at either line break.
         b'-' if next == Some(b'-') => {
@@ -94,6 +101,23 @@ fn skip_text(bytes: &[u8], open: usize, quote: u8, backslashes: bool) -> usize {
         }
     }
     bytes.len()
+}
+
+/// Where a string literal ending at `end` goes on: at a `'` after
+/// whitespace holding a line break, PostgreSQL's lexer continues the same
+/// literal (an escape string keeps its escapes there).
+fn continuation(bytes: &[u8], end: usize) -> Option<usize> {
+    let mut i = end;
+    let mut line_break = false;
+    while let Some(&b) = bytes.get(i) {
+        match b {
+            b'\n' | b'\r' => line_break = true,
+            b' ' | b'\t' | b'\x0c' => {}
+            _ => break,
+        }
+        i += 1;
+    }
+    (line_break && bytes.get(i) == Some(&b'\'')).then_some(i)
 }
 
 /// Whether the `'` at `quote` opens an escape string (`E'...'`): one
@@ -292,6 +316,15 @@ pub(crate) mod tests {
         assert_eq!(code(r"a '\' b"), ["a ", " b"]);
         // `E` ending an identifier does not make an escape string.
         assert_eq!(code(r"name'\' b"), ["name", " b"]);
+    }
+
+    #[test]
+    fn a_literal_goes_on_after_a_line_break_with_its_escapes() {
+        // One literal, `x' , :p --`, as PostgreSQL reads it.
+        assert_eq!(code("a E'x'\n  '\\' , :p --' b"), ["a E", " b"]);
+        assert_eq!(code("a 'x'\r\n'y' b"), ["a ", " b"]);
+        // Without a line break, two literals side by side.
+        assert_eq!(code("a 'x' 'y' b"), ["a ", " ", " b"]);
     }
 
     #[test]

@@ -70,7 +70,12 @@ fn section(text: &str, name: &str, path: &Path) -> Result<Option<Vec<(String, St
             if found.is_some() {
                 break;
             }
-            if section.strip_suffix(']') == Some(name) {
+            // As libpq reads a header: the name and `]`, and whatever
+            // follows (`[shop] # comment`).
+            if section
+                .strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(']'))
+            {
                 found = Some(Vec::new());
             }
             continue;
@@ -94,7 +99,10 @@ fn section(text: &str, name: &str, path: &Path) -> Result<Option<Vec<(String, St
                 "a service within a service (libpq does not nest them either)",
             ));
         }
-        params.push((key.to_owned(), value.trim().to_owned()));
+        // libpq keeps a key's first value in the section.
+        if !params.iter().any(|(given, _)| given == key) {
+            params.push((key.to_owned(), value.trim().to_owned()));
+        }
     }
     Ok(found)
 }
@@ -150,6 +158,15 @@ pub(crate) mod tests {
             section("[empty]\n", "empty", Path::new("f")).unwrap(),
             Some(vec![])
         );
+    }
+
+    #[test]
+    fn a_key_keeps_its_first_value_and_a_header_may_have_a_comment() {
+        let text = "[shop] # the shop's database\nhost=a\nport=5433\nhost=b\n";
+        let found = section(text, "shop", Path::new("s.conf")).unwrap();
+        assert_eq!(found, Some(params(&[("host", "a"), ("port", "5433")])));
+        let other = section("[shopping]\nhost=a\n", "shop", Path::new("s.conf")).unwrap();
+        assert_eq!(other, None);
     }
 
     #[test]

@@ -746,7 +746,9 @@ impl EngineOptions {
     /// A read replica of the engine's database (a streaming standby, or
     /// PgBouncer in front of some): implicit reads may run there, each
     /// replica with its own pool of these options; see
-    /// [`Engine::routing`](crate::Engine::routing) for the rules.
+    /// [`Engine::routing`](crate::Engine::routing) for the rules. A server
+    /// that is no standby (not in recovery) is warned of at its first
+    /// check ([`ReplicaStats::standby`](crate::ReplicaStats::standby)).
     ///
     /// ```
     /// let options = gino::EngineOptions::new()

@@ -185,6 +185,9 @@ struct Replica {
     /// ended before then is on the replica. 0 until one does.
     caught_up: AtomicU64,
     reads: AtomicU64,
+    /// Whether a check found the server out of recovery (no standby),
+    /// which is said once.
+    not_standby: AtomicBool,
 }
 
 impl Routing {
@@ -200,6 +203,7 @@ impl Routing {
             replicas.push(Replica {
                 engine,
                 in_rotation: AtomicBool::new(true),
+                not_standby: AtomicBool::new(false),
                 lag: AtomicU64::new(0),
                 caught_up: AtomicU64::new(0),
                 reads: AtomicU64::new(0),
@@ -301,6 +305,10 @@ pub struct ReplicaStats {
     pub in_rotation: bool,
     /// WAL bytes behind the primary at the last check.
     pub lag_bytes: u64,
+    /// `false` once a check found the server out of recovery: no standby,
+    /// whose lag cannot be measured (it counts as caught up) and which
+    /// does not refuse writes. A warning says so when first found.
+    pub standby: bool,
 }
 
 /// Checks every replica's reachability and lag on the engine's interval,
@@ -747,6 +755,7 @@ impl Engine {
                     reads: r.reads.load(Ordering::Relaxed),
                     in_rotation: r.in_rotation.load(Ordering::Relaxed),
                     lag_bytes: r.lag.load(Ordering::Relaxed),
+                    standby: !r.not_standby.load(Ordering::Relaxed),
                 })
                 .collect(),
         })
@@ -859,7 +868,7 @@ impl Engine {
     /// One round of replica checks: reachable, and within the lag bound.
     async fn check_replicas(&self) {
         use diesel::dsl::sql;
-        use diesel::sql_types::{BigInt, Text};
+        use diesel::sql_types::{BigInt, Bool, Text};
         let Some(routing) = &self.inner.routing else {
             return;
         };
@@ -899,10 +908,24 @@ impl Engine {
                 .engine
                 .run_once(
                     Some(routing.check_every),
-                    Load::all(diesel::select(sql::<BigInt>(&behind))),
+                    Load::all(diesel::select(sql::<(BigInt, Bool)>(&format!(
+                        "{behind}, pg_is_in_recovery()"
+                    )))),
                 )
                 .await
-                .map(|rows: Vec<i64>| rows.first().copied().unwrap_or(0));
+                .map(|rows: Vec<(i64, bool)>| {
+                    let (bytes, standby) = rows.first().copied().unwrap_or((0, true));
+                    if !standby && !replica.not_standby.swap(true, Ordering::Relaxed) {
+                        tracing::warn!(
+                            target: "gino",
+                            "replica {} is not a standby (it is not in recovery): its lag \
+                             cannot be measured, so it counts as caught up, and a write that \
+                             reaches it is not refused; point the replica at a hot standby",
+                            replica.engine.url()
+                        );
+                    }
+                    bytes
+                });
             let well = match lag {
                 Ok(_) if !position_known => replica.in_rotation.load(Ordering::Relaxed),
                 Ok(bytes) => {

@@ -941,3 +941,28 @@ async fn acquire_timeout_bounds_opening_a_connection_too() {
     }
     accepted.abort();
 }
+
+/// A replica that is no standby (here the primary itself) is found out by
+/// the first check: its lag cannot be measured and it refuses no write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_is_no_standby_is_reported() {
+    let db = gino_testkit::TestDatabase::create().await;
+    let engine = create_engine(
+        db.url(),
+        EngineOptions::new()
+            .replica(db.url())
+            .replica_check_interval(Duration::from_millis(50)),
+    )
+    .await
+    .unwrap();
+    assert!(
+        engine.routing().unwrap().replicas[0].standby,
+        "not checked yet"
+    );
+    common::eventually("the check found it no standby", || async {
+        !engine.routing().unwrap().replicas[0].standby
+    })
+    .await;
+    assert!(engine.routing().unwrap().replicas[0].in_rotation);
+    engine.close().await;
+}

@@ -148,7 +148,7 @@ impl Gino {
                 Value::Num(..) => "number",
                 Value::Bool(..) => "boolean",
                 Value::Array(..) => "list",
-                Value::Empty(..) | Value::Dict(..) => "empty value",
+                _ => "empty value",
             };
             return Err(format!(
                 "`{path}` is a {}, not a table of settings: write its keys under it, \

@@ -83,11 +83,12 @@ fn wrap(routes: Vec<Route>, tenant: Option<Pick>) -> Vec<Route> {
     routes
         .into_iter()
         .map(|mut route| {
-            *registry()
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .entry(key(&route))
-                .or_default() |= tenant.is_some();
+            let mut registry = registry().lock().unwrap_or_else(|p| p.into_inner());
+            let mounted = registry.entry(key(&route)).or_default();
+            match tenant {
+                Some(_) => mounted.for_tenants = true,
+                None => mounted.plain = true,
+            }
             route.handler = Box::new(Scoped {
                 handler: route.handler,
                 tenant: tenant.clone(),
@@ -97,13 +98,22 @@ fn wrap(routes: Vec<Route>, tenant: Option<Pick>) -> Vec<Route> {
         .collect()
 }
 
-/// How `route` was mounted: `None` unscoped, `Some(true)` for tenants.
+/// How `route` was mounted: `None` unscoped, `Some(true)` for tenants
+/// only. The registry is the process's: a route mounted both ways (by
+/// two rockets, say) may be either, and counts as plainly scoped.
 pub(crate) fn scope_of(route: &Route) -> Option<bool> {
     registry()
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .get(&key(route))
-        .copied()
+        .map(|mounted| mounted.for_tenants && !mounted.plain)
+}
+
+/// How a route was mounted, as far as the process has seen.
+#[derive(Default)]
+struct Mounted {
+    plain: bool,
+    for_tenants: bool,
 }
 
 /// What identifies a route across the clones rocket makes of it when
@@ -119,9 +129,9 @@ fn key(route: &Route) -> Key {
     )
 }
 
-/// The scoped routes, each with whether it is scoped for tenants.
-fn registry() -> &'static Mutex<HashMap<Key, bool>> {
-    static SCOPED: OnceLock<Mutex<HashMap<Key, bool>>> = OnceLock::new();
+/// The scoped routes, each with how it was mounted.
+fn registry() -> &'static Mutex<HashMap<Key, Mounted>> {
+    static SCOPED: OnceLock<Mutex<HashMap<Key, Mounted>>> = OnceLock::new();
     SCOPED.get_or_init(Default::default)
 }
 

@@ -294,6 +294,14 @@ impl Gino {
             .is_some()
     }
 
+    /// The engine bound for every task, a task's own bind aside.
+    pub(crate) fn bound_engine(&self) -> Option<Engine> {
+        self.engine
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// The id of [`engine`](Self::engine)'s engine, if bound.
     pub(crate) fn engine_id(&self) -> Option<u64> {
         let db = self.id();
@@ -315,11 +323,7 @@ impl Gino {
         if let Some(engine) = ScopedBind::find(|b| b.db == self.id()) {
             return Ok(engine);
         }
-        self.engine
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-            .ok_or(Error::Uninitialized)
+        self.bound_engine().ok_or(Error::Uninitialized)
     }
 
     /// Runs `fut` with this database bound to `engine` for the current

@@ -256,12 +256,12 @@ fn routes() -> &'static HashMap<&'static str, Option<&'static Gino>> {
     })
 }
 
-/// Whether `query` only reads, as its SQL shows: a `SELECT` without a
-/// row lock (`FOR UPDATE`, `FOR SHARE`, ...), a sequence's step, a
-/// setting (`set_config`) or an advisory lock, which a standby takes as
-/// readily as the primary but for the wrong server (and the wrong
-/// connection). Anything else, a `WITH` included (it may hold a write),
-/// counts as a write. Cached per query type when diesel can name it.
+/// Whether `query` only reads, as its SQL shows: a `SELECT` that takes no
+/// row lock (`FOR UPDATE`, `FOR SHARE`, ...), steps no sequence, and calls
+/// neither `set_config` nor an advisory-lock function (which a standby
+/// runs as readily as the primary, but for the wrong server). Anything
+/// else, a `WITH` included (it may hold a write), counts as a write.
+/// Cached per query type when diesel can name it.
 pub(crate) fn reads_only<Q: QueryFragment<Pg> + QueryId>(query: &Q) -> bool {
     thread_local! {
         static KNOWN: PerQueryType<bool> = PerQueryType::default();
@@ -290,8 +290,10 @@ pub(crate) fn reads_only<Q: QueryFragment<Pg> + QueryId>(query: &Q) -> bool {
                 "NEXTVAL (",
                 "SETVAL(",
                 "SETVAL (",
-                "SET_CONFIG",
-                "ADVISORY_",
+                "SET_CONFIG(",
+                "SET_CONFIG (",
+                "PG_ADVISORY_",
+                "PG_TRY_ADVISORY_",
             ]
             .iter()
             .any(|lock| upper.contains(lock))
@@ -590,5 +592,6 @@ mod tests {
         assert!(!reads("SELECT pg_advisory_xact_lock_shared (42)"));
         assert!(!reads("SELECT pg_advisory_unlock_all()"));
         assert!(reads("SELECT current_setting('app.user')"));
+        assert!(reads("SELECT * FROM security_advisory_items"));
     }
 }

@@ -518,7 +518,11 @@ impl Connection {
     /// afterwards, or releasing it again, is [`Error::ConnectionReleased`].
     /// Releasing the connection of a managed transaction from inside its
     /// block is [`Error::TransactionMisuse`], and changes nothing: the rest
-    /// of the block would otherwise run outside the transaction.
+    /// of the block would otherwise run outside the transaction. Releasing
+    /// a reusing one ([`Transaction::connection`](crate::Transaction::connection)
+    /// of a transaction on a connection, say) ends that handle only: the
+    /// transaction goes on, and ends as its block or its manual
+    /// `commit`/`rollback` says.
     ///
     /// ```
     /// # async fn demo(engine: &gino::Engine) -> gino::Result<()> {

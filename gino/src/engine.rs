@@ -850,10 +850,7 @@ impl Engine {
                 replica.engine.url()
             );
         }
-        let result = match self.borrow_until(&deadline).await {
-            Ok(mut raw) => run_statement(raw.get(), &deadline, statement, &mut None).await,
-            Err(e) => Err(e),
-        };
+        let result = self.run_until(&deadline, statement).await;
         if wrote {
             // A function that writes, say: the write is the task's, and its
             // later reads must see it.
@@ -1069,8 +1066,13 @@ impl Engine {
         timeout: Option<Duration>,
         statement: S,
     ) -> Result<R> {
-        let (mut raw, deadline) = self.borrow_for(timeout).await?;
-        run_statement(raw.get(), &deadline, statement, &mut None).await
+        self.run_until(&self.deadline(timeout), statement).await
+    }
+
+    /// [`run_once`](Self::run_once) due by `deadline`.
+    async fn run_until<R, S: Statement<R>>(&self, deadline: &Deadline, statement: S) -> Result<R> {
+        let mut raw = self.borrow_until(deadline).await?;
+        run_statement(raw.get(), deadline, statement, &mut None).await
     }
 
     /// A connection for one statement, and the statement's deadline (its

@@ -58,6 +58,11 @@ pub(crate) struct Level {
     /// block, and code outside the block waits for it to end instead of
     /// running inside it.
     pub(crate) managed: bool,
+    /// The task that opened it (`None` for a runtime's `block_on` future,
+    /// or an unmanaged level): a block begun on a
+    /// named connection waits only for the blocks of its own task
+    /// ([`Access::Beside`]).
+    pub(crate) task: Option<tokio::task::Id>,
 }
 
 /// How a statement came to a root, which says whether it may run inside
@@ -73,6 +78,13 @@ pub(crate) enum Access {
     /// is waited out, not joined: the caller's work must not commit or
     /// roll back with a block it is not part of.
     Contextual(Option<u64>),
+    /// A managed block begun on a named connection, inside the managed
+    /// level given if one of the caller's own is open there: a block of
+    /// the same task opened on top (a future joined beside it) is waited
+    /// out, as for [`Contextual`](Self::Contextual); one of another task
+    /// (which that task may be waiting on) is nested in, as an explicit
+    /// statement is.
+    Beside(Option<u64>),
 }
 
 /// What a root has done: borrows from the pool, the time spent waiting for
@@ -149,13 +161,22 @@ impl Slot {
     /// in is open above the level it is in (also under a manual level
     /// begun on top of it).
     fn must_wait(&self, access: Access) -> bool {
-        let Access::Contextual(inside) = access else {
-            return false;
+        let above = |inside: Option<u64>| {
+            inside
+                .and_then(|id| self.depth_of(id))
+                .map_or(0, |depth| depth + 1)
         };
-        let above = inside
-            .and_then(|id| self.depth_of(id))
-            .map_or(0, |depth| depth + 1);
-        self.managed_from(above)
+        match access {
+            Access::Explicit => false,
+            Access::Contextual(inside) => self.managed_from(above(inside)),
+            Access::Beside(inside) => {
+                // `None` outside tasks: a runtime's `block_on` future.
+                let task = tokio::task::try_id();
+                self.levels[above(inside)..]
+                    .iter()
+                    .any(|level| level.managed && level.task == task)
+            }
+        }
     }
 
     /// Whether a managed level is open at `depth` or above: a block whose

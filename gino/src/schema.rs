@@ -342,8 +342,7 @@ fn name_clash(tables: &[&TableMeta], sequences: &[Sequence]) -> Option<Error> {
             return Some(Error::Configuration(format!(
                 "{first} and {second} have one name (as PostgreSQL keeps 63 bytes of it), \
                  and PostgreSQL names the tables, indexes and sequences of a schema in one \
-                 namespace: give one of them another name (`#[gino(index(name = \"...\", \
-                 columns(...)))]` on the model, `#[gino(table = \"...\")]`)"
+                 namespace: give one of them another name"
             )));
         }
     }

@@ -186,7 +186,8 @@ impl Transaction {
             slot.control(&format!("SAVEPOINT {}", savepoint(id)))
                 .await?;
         }
-        slot.levels.push(Level { id, managed });
+        let task = if managed { tokio::task::try_id() } else { None };
+        slot.levels.push(Level { id, managed, task });
         root.pin_reads();
         drop(slot);
         Ok(Transaction {
@@ -429,16 +430,26 @@ impl Transaction {
             .take()
     }
 
+    /// The enclosing transaction that asked to end early, if one did.
+    fn exiting_ancestor(&self) -> Option<Transaction> {
+        std::iter::successors(self.inner.parent.clone(), |tx| tx.inner.parent.clone()).find(|tx| {
+            tx.inner
+                .exit
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_some()
+        })
+    }
+
     /// Whether an enclosing transaction asked to end with a commit.
     fn ancestor_exit_commits(&self) -> Option<bool> {
-        let mut level = self.inner.parent.clone();
-        while let Some(tx) = level {
-            if let Some(exit) = &*tx.inner.exit.lock().unwrap_or_else(|p| p.into_inner()) {
-                return Some(exit.commit);
-            }
-            level = tx.inner.parent.clone();
-        }
-        None
+        let ancestor = self.exiting_ancestor()?;
+        let exit = ancestor
+            .inner
+            .exit
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        exit.as_ref().map(|exit| exit.commit)
     }
 
     async fn finish(&self, commit: bool) -> Result<()> {
@@ -660,16 +671,17 @@ where
     let (conn, access) = origin.connection(false, &options).await?;
     let parent = Transaction::current();
     let access = match access {
-        // A block begun on a named connection from outside the blocks open
-        // on it (a future joined beside one) takes its turn after them, as
-        // their documentation promises, rather than nesting in one whose
-        // end it would then outlive.
-        Access::Explicit => Access::Contextual(
-            parent
-                .as_ref()
-                .filter(|tx| Arc::ptr_eq(&tx.inner.conn.root, &conn.root))
-                .map(|tx| tx.inner.id),
-        ),
+        // A block begun on a named connection from outside the blocks of
+        // its task open on it (a future joined beside one) takes its turn
+        // after them, as their documentation promises, rather than
+        // nesting in one whose end it would then outlive. Inside its own
+        // enclosing block there (found up the chain, past blocks of other
+        // connections), it nests.
+        Access::Explicit => {
+            let enclosing = std::iter::successors(parent.clone(), |tx| tx.inner.parent.clone())
+                .find(|tx| Arc::ptr_eq(&tx.inner.conn.root, &conn.root));
+            Access::Beside(enclosing.map(|tx| tx.inner.id))
+        }
         contextual => contextual,
     };
     let tx = Transaction::begin((conn, access), options, true, parent).await?;
@@ -733,7 +745,16 @@ where
             // not go on as if it had (GINO raises the commit's error).
             Some(true) => match end_level(&tx, true, &mut guard).await {
                 Ok(()) => Err(e),
-                Err(commit) => Err(E::from(commit)),
+                Err(commit) => {
+                    // The enclosing level must not commit either: its exit
+                    // is withdrawn, so that it rolls back even where it
+                    // cannot tell this error from the exit (an app's
+                    // error type that carries both).
+                    if let Some(ancestor) = tx.exiting_ancestor() {
+                        ancestor.take_exit();
+                    }
+                    Err(E::from(commit))
+                }
             },
             _ => {
                 end_failed(&tx, &mut guard).await;
@@ -1028,7 +1049,10 @@ impl Engine {
 
 impl Connection {
     /// Runs `fut` in a managed transaction on this connection (a savepoint
-    /// if one is open already). See [`Transaction`](crate::Transaction).
+    /// if one is open already). Beside a managed block of the same task on
+    /// this connection (a future joined beside it), it waits for that
+    /// block to end; a block of another task (a spawned one) it nests in.
+    /// See [`Transaction`](crate::Transaction).
     ///
     /// ```
     /// # async fn demo(conn: &gino::Connection) -> gino::Result<()> {

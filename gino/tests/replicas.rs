@@ -432,12 +432,12 @@ async fn a_read_run_again_on_the_primary_keeps_its_timeout() {
     let servers = Replicated::start();
     let engine = servers.engine_without_checks().await;
     assert!(on_standby(&engine).await);
-    let limit = Duration::from_secs(3);
+    let limit = Duration::from_secs(4);
     let read = {
         let engine = engine.clone();
         tokio::spawn(async move {
             let started = std::time::Instant::now();
-            let read = diesel::select(sql::<Bool>("pg_is_in_recovery() FROM pg_sleep(2)"))
+            let read = diesel::select(sql::<Bool>("pg_is_in_recovery() FROM pg_sleep(3)"))
                 .gino()
                 .bind(&engine)
                 .timeout(limit)
@@ -446,9 +446,9 @@ async fn a_read_run_again_on_the_primary_keeps_its_timeout() {
             (read, started.elapsed())
         })
     };
-    // Two seconds on the standby, stopped after one and a half; two more
-    // on the primary would end past the three the read may take.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Three seconds on the standby, stopped after one; three more on the
+    // primary would end past the four the read may take.
+    tokio::time::sleep(Duration::from_secs(1)).await;
     servers.standby.stop().unwrap();
     let (read, took) = read.await.unwrap();
     assert!(

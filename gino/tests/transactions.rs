@@ -1947,6 +1947,31 @@ async fn a_level_that_cannot_commit_for_raise_commit_fails_the_enclosing_one() {
         "the outer level rolled back"
     );
 
+    // The same with an app's error type, which gino cannot look into.
+    let r = e
+        .transaction(async {
+            let outer = Transaction::current().unwrap();
+            add(e, "outer").await?;
+            e.transaction(async {
+                e.status(add_duplicates()).await?;
+                match outer.raise_commit()? {}
+                #[allow(unreachable_code)]
+                Ok::<(), AppError>(())
+            })
+            .reuse(false)
+            .await?;
+            Ok::<_, AppError>(())
+        })
+        .await;
+    assert!(
+        matches!(&r, Err(AppError::Gino(Error::Database(_)))),
+        "{r:?}"
+    );
+    assert!(
+        names(&other).await.is_empty(),
+        "the outer level rolled back"
+    );
+
     // On one connection: a statement failed inside the inner level, which
     // therefore cannot commit for the outer one's raise_commit().
     let r = e
@@ -2067,5 +2092,46 @@ async fn a_statement_of_a_dropped_transaction_is_cancelled_not_awaited() {
         .unwrap();
     assert_eq!(names(&other).await, ["next"]);
     conn.release().await.unwrap();
+    common::assert_pool_clean(e).await;
+}
+
+/// A block on a named connection nests in its own enclosing block there,
+/// found past a block of another connection, and in a block of another
+/// task (which may be waiting for it): it waits only for the blocks of
+/// its own task beside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_block_on_a_named_connection_nests_where_waiting_could_never_end() {
+    let (s, other) = items_setup(EngineOptions::new()).await;
+    let e = &s.engine;
+    let conn = e.acquire().await.unwrap();
+    unless_stuck(
+        conn.transaction(async {
+            e.transaction(async {
+                conn.transaction(add(&conn, "across")).await?;
+                Ok::<_, Error>(())
+            })
+            .reuse(false)
+            .await
+        }),
+        "waited for its own enclosing block",
+    )
+    .await
+    .unwrap();
+    assert_eq!(names(&other).await, ["across"]);
+
+    let conn = Arc::new(conn);
+    unless_stuck(
+        conn.transaction(async {
+            let spawned = Arc::clone(&conn);
+            tokio::spawn(async move { spawned.transaction(add(spawned.as_ref(), "spawned")).await })
+                .await
+                .unwrap()
+        }),
+        "waited for the block that waits for it",
+    )
+    .await
+    .unwrap();
+    assert_eq!(names(&other).await, ["across", "spawned"]);
+    Arc::into_inner(conn).unwrap().release().await.unwrap();
     common::assert_pool_clean(e).await;
 }

@@ -438,11 +438,9 @@ impl Extension {
         }
         // Kept for later requests before it is unbound: a request between
         // the two would find neither, and answer 500 rather than 503.
-        if let Ok(bound) = self.inner.db.engine() {
-            *crate::sync::lock(&self.inner.closed_engine) = Some(bound);
-        }
-        let engine = self.inner.db.pop_bind()?;
+        let engine = self.inner.db.bound_engine()?;
         *crate::sync::lock(&self.inner.closed_engine) = Some(engine.clone());
+        self.inner.db.pop_bind();
         Some(engine)
     }
 }

@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 /// | `host` | `DB_HOST` | `localhost` |
 /// | `port` | `DB_PORT` | `5432` |
 /// | `user` | `DB_USER` | `postgres` |
-/// | `password` | `DB_PASSWORD` | empty (then `PGPASSWORD`, or the password file `~/.pgpass`) |
+/// | `password` | `DB_PASSWORD` | empty (then `PGPASSWORD`, or the password file `~/.pgpass`); a variable set empty is unset, as every other |
 /// | `database` | `DB_DATABASE` | `postgres` |
 /// | `pool_min_size` | `DB_POOL_MIN_SIZE` | 5 |
 /// | `pool_max_size` | `DB_POOL_MAX_SIZE` | 10 |

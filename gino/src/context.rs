@@ -62,7 +62,7 @@ impl Base {
     fn found(&self, engine_id: u64) -> Option<Found> {
         live(engine_id, (self.engine_id, &self.root)).then(|| Found {
             root: self.root.clone(),
-            access: Access::Contextual(self.level),
+            access: Access::Contextual(self.level.and_then(std::num::NonZeroU64::new)),
         })
     }
 }

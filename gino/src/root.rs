@@ -12,6 +12,7 @@
 //!
 //! [`Connection`]: crate::Connection
 
+use std::num::NonZeroU64;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -73,18 +74,20 @@ pub(crate) enum Access {
     /// whatever is open on it.
     Explicit,
     /// The caller found the connection in its context, inside the managed
-    /// level given (`None`: inside none on this root). A managed level
+    /// level given (`None`: inside none on this root; level ids start at
+    /// 1, so that this fits in 8 bytes: every statement future holds it).
+    /// A managed level
     /// opened on top by other code (a future joined beside the caller)
     /// is waited out, not joined: the caller's work must not commit or
     /// roll back with a block it is not part of.
-    Contextual(Option<u64>),
+    Contextual(Option<NonZeroU64>),
     /// A managed block begun on a named connection, inside the managed
     /// level given if one of the caller's own is open there: a block of
     /// the same task opened on top (a future joined beside it) is waited
     /// out, as for [`Contextual`](Self::Contextual); one of another task
     /// (which that task may be waiting on) is nested in, as an explicit
     /// statement is.
-    Beside(Option<u64>),
+    Beside(Option<NonZeroU64>),
 }
 
 /// What a root has done: borrows from the pool, the time spent waiting for
@@ -161,9 +164,9 @@ impl Slot {
     /// in is open above the level it is in (also under a manual level
     /// begun on top of it).
     fn must_wait(&self, access: Access) -> bool {
-        let above = |inside: Option<u64>| {
+        let above = |inside: Option<NonZeroU64>| {
             inside
-                .and_then(|id| self.depth_of(id))
+                .and_then(|id| self.depth_of(id.get()))
                 .map_or(0, |depth| depth + 1)
         };
         match access {

@@ -14,6 +14,7 @@
 use std::any::Any;
 use std::convert::Infallible;
 use std::future::{Future, IntoFuture};
+use std::num::NonZeroU64;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -680,7 +681,7 @@ where
         Access::Explicit => {
             let enclosing = std::iter::successors(parent.clone(), |tx| tx.inner.parent.clone())
                 .find(|tx| Arc::ptr_eq(&tx.inner.conn.root, &conn.root));
-            Access::Beside(enclosing.map(|tx| tx.inner.id))
+            Access::Beside(enclosing.and_then(|tx| NonZeroU64::new(tx.inner.id)))
         }
         contextual => contextual,
     };

@@ -104,8 +104,9 @@ fn skip_text(bytes: &[u8], open: usize, quote: u8, backslashes: bool) -> usize {
 }
 
 /// Where a string literal ending at `end` goes on: at a `'` after
-/// whitespace holding a line break, PostgreSQL's lexer continues the same
-/// literal (an escape string keeps its escapes there).
+/// whitespace holding a line break (`--` comments count as whitespace),
+/// PostgreSQL's lexer continues the same literal (an escape string keeps
+/// its escapes there).
 fn continuation(bytes: &[u8], end: usize) -> Option<usize> {
     let mut i = end;
     let mut line_break = false;
@@ -113,6 +114,15 @@ fn continuation(bytes: &[u8], end: usize) -> Option<usize> {
         match b {
             b'\n' | b'\r' => line_break = true,
             b' ' | b'\t' | b'\x0c' => {}
+            // A comment runs to the line break, which the loop then sees.
+            b'-' if bytes.get(i + 1) == Some(&b'-') => {
+                while bytes
+                    .get(i + 1)
+                    .is_some_and(|b| !matches!(b, b'\n' | b'\r'))
+                {
+                    i += 1;
+                }
+            }
             _ => break,
         }
         i += 1;
@@ -323,6 +333,8 @@ pub(crate) mod tests {
         // One literal, `x' , :p --`, as PostgreSQL reads it.
         assert_eq!(code("a E'x'\n  '\\' , :p --' b"), ["a E", " b"]);
         assert_eq!(code("a 'x'\r\n'y' b"), ["a ", " b"]);
+        // A comment before the line break is whitespace there too.
+        assert_eq!(code("a E'x' -- c\n'\\' :p' b"), ["a E", " b"]);
         // Without a line break, two literals side by side.
         assert_eq!(code("a 'x' 'y' b"), ["a ", " ", " b"]);
     }

@@ -431,26 +431,12 @@ impl Transaction {
             .take()
     }
 
-    /// The enclosing transaction that asked to end early, if one did.
-    fn exiting_ancestor(&self) -> Option<Transaction> {
-        std::iter::successors(self.inner.parent.clone(), |tx| tx.inner.parent.clone()).find(|tx| {
-            tx.inner
-                .exit
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .is_some()
-        })
-    }
-
     /// Whether an enclosing transaction asked to end with a commit.
     fn ancestor_exit_commits(&self) -> Option<bool> {
-        let ancestor = self.exiting_ancestor()?;
-        let exit = ancestor
-            .inner
-            .exit
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        exit.as_ref().map(|exit| exit.commit)
+        enclosing(self.inner.parent.clone()).find_map(|tx| {
+            let exit = tx.inner.exit.lock().unwrap_or_else(|p| p.into_inner());
+            exit.as_ref().map(|exit| exit.commit)
+        })
     }
 
     async fn finish(&self, commit: bool) -> Result<()> {
@@ -679,9 +665,9 @@ where
         // enclosing block there (found up the chain, past blocks of other
         // connections), it nests.
         Access::Explicit => {
-            let enclosing = std::iter::successors(parent.clone(), |tx| tx.inner.parent.clone())
-                .find(|tx| Arc::ptr_eq(&tx.inner.conn.root, &conn.root));
-            Access::Beside(enclosing.and_then(|tx| NonZeroU64::new(tx.inner.id)))
+            let on_conn =
+                enclosing(parent.clone()).find(|tx| Arc::ptr_eq(&tx.inner.conn.root, &conn.root));
+            Access::Beside(on_conn.and_then(|tx| NonZeroU64::new(tx.inner.id)))
         }
         contextual => contextual,
     };
@@ -751,9 +737,7 @@ where
                     // is withdrawn, so that it rolls back even where it
                     // cannot tell this error from the exit (an app's
                     // error type that carries both).
-                    if let Some(ancestor) = tx.exiting_ancestor() {
-                        ancestor.take_exit();
-                    }
+                    let _ = enclosing(tx.inner.parent.clone()).find_map(|tx| tx.take_exit());
                     Err(E::from(commit))
                 }
             },
@@ -763,6 +747,11 @@ where
             }
         },
     }
+}
+
+/// `innermost` and the transactions enclosing it, innermost first.
+fn enclosing(innermost: Option<Transaction>) -> impl Iterator<Item = Transaction> {
+    std::iter::successors(innermost, |tx| tx.inner.parent.clone())
 }
 
 /// Ends a managed level. While it fails the level may still be open (a

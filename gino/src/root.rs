@@ -182,6 +182,19 @@ impl Slot {
         }
     }
 
+    /// The depth to roll back to now for the abandoned levels `pending`:
+    /// the outermost of them open, unless a managed level above it is a
+    /// block still running (another task's, nested in the abandoned one).
+    /// Rolled back under it, the rest of that block would run outside any
+    /// transaction and autocommit; the rollback waits for it to end.
+    fn rollback_due(&self, pending: &[u64]) -> Option<usize> {
+        let depth = pending.iter().filter_map(|id| self.depth_of(*id)).min()?;
+        let running_above = self.levels[depth + 1..]
+            .iter()
+            .any(|level| level.managed && !pending.contains(&level.id));
+        (!running_above).then_some(depth)
+    }
+
     /// Whether a managed level is open at `depth` or above: a block whose
     /// rest must run inside it.
     pub(crate) fn managed_from(&self, depth: usize) -> bool {
@@ -398,7 +411,7 @@ impl Root {
                     .pending_rollbacks
                     .lock()
                     .unwrap_or_else(|p| p.into_inner());
-                slot.levels.iter().any(|level| pending.contains(&level.id))
+                slot.rollback_due(&pending).is_some()
             };
             // Boxed: rare, and its round trips' futures would otherwise
             // make every statement's future a kilobyte larger.
@@ -421,14 +434,18 @@ impl Root {
         if slot.levels.is_empty() {
             return Ok(slot);
         }
-        let pending = std::mem::take(
-            &mut *self
+        let due = {
+            let mut pending = self
                 .pending_rollbacks
                 .lock()
-                .unwrap_or_else(|p| p.into_inner()),
-        );
-        let depth = pending.iter().filter_map(|id| slot.depth_of(*id)).min();
-        if let Some(depth) = depth {
+                .unwrap_or_else(|p| p.into_inner());
+            let due = slot.rollback_due(&pending);
+            if due.is_some() {
+                pending.clear();
+            }
+            due
+        };
+        if let Some(depth) = due {
             if let Err(e) = Box::pin(roll_back_to(&mut slot, depth)).await {
                 tracing::debug!(target: "gino", "rollback of an abandoned transaction failed: {e}");
             }
@@ -574,17 +591,17 @@ impl Root {
         self.released.store(true, Ordering::Release);
         slot.raw.take();
         slot.forget_levels();
-        self.wake_if_levels_ended(&mut slot);
-        // Under the lock: a rollback deferred once it ends is a new
-        // level's, which this must not clear.
-        self.after_giving_back();
+        self.after_giving_back(&mut slot);
         drop(slot);
         true
     }
 
-    /// What every release does once the raw connection is back: the task
-    /// keeps reading its writes, and no rollback is owed any more.
-    fn after_giving_back(&self) {
+    /// What every release does once the raw connection is back, still
+    /// under the lock: waiters of ended levels wake, the task keeps reading
+    /// its writes, and no rollback is owed any more (a rollback deferred
+    /// once the lock ends is a new level's, which this must not clear).
+    fn after_giving_back(&self, slot: &mut Slot) {
+        self.wake_if_levels_ended(slot);
         self.pin_task_if_written();
         self.pending_rollbacks
             .lock()
@@ -615,10 +632,7 @@ impl Root {
             self.released.store(true, Ordering::Release);
         }
         slot.give_back().await;
-        self.wake_if_levels_ended(&mut slot);
-        // Under the lock: a rollback deferred once it ends is a new
-        // level's, which this must not clear.
-        self.after_giving_back();
+        self.after_giving_back(&mut slot);
         drop(slot);
         Ok(())
     }

@@ -2135,3 +2135,49 @@ async fn a_block_on_a_named_connection_nests_where_waiting_could_never_end() {
     Arc::into_inner(conn).unwrap().release().await.unwrap();
     common::assert_pool_clean(e).await;
 }
+
+/// A block that ends while another task's block nested in it still runs
+/// cannot end its level (the rest of the nested block would run outside
+/// it): the call fails, and the level is rolled back once the nested
+/// block has ended, rather than left open for good or rolled back under
+/// the nested block (whose statements would then autocommit).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_block_ending_under_another_tasks_block_leaves_no_level_open() {
+    let (s, other) = items_setup(EngineOptions::new()).await;
+    let e = &s.engine;
+    let conn = Arc::new(e.acquire().await.unwrap());
+    let started = Arc::new(tokio::sync::Notify::new());
+    let mut nested = None;
+    let outer = conn
+        .transaction(async {
+            add(conn.as_ref(), "outer").await?;
+            let (spawned, begun) = (Arc::clone(&conn), Arc::clone(&started));
+            nested = Some(tokio::spawn(async move {
+                spawned
+                    .transaction(async {
+                        begun.notify_one();
+                        pause(200).await;
+                        add(spawned.as_ref(), "nested").await
+                    })
+                    .await
+            }));
+            started.notified().await;
+            Ok::<_, Error>(())
+        })
+        .await;
+    assert_misuse(outer, "inside a managed transaction");
+    // The nested block ends inside the outer level, which is rolled back
+    // once it has: nothing of it ran outside a transaction.
+    let nested = unless_stuck(nested.unwrap(), "the nested block")
+        .await
+        .unwrap();
+    assert!(nested.is_ok(), "{nested:?}");
+    unless_stuck(conn.release_raw(), "released").await.unwrap();
+    assert!(
+        names(&other).await.is_empty(),
+        "{:?} {nested:?}",
+        names(&other).await
+    );
+    Arc::into_inner(conn).unwrap().release().await.unwrap();
+    common::assert_pool_clean(e).await;
+}

@@ -5,20 +5,49 @@ use quote::{format_ident, quote};
 use syn::spanned::Spanned;
 use syn::{Data, DeriveInput, Fields, LitStr, Result};
 
-/// `CamelCase` → `camel_case`.
+/// `CamelCase` → `camel_case`, an acronym kept as one word (`HTTPError` →
+/// `http_error`), as heck and diesel-derive-enum split names: a word starts
+/// at an upper-case letter after a lower-case one or a digit, and at the
+/// last upper-case letter of a run when a lower-case one follows it.
 pub fn snake_case(name: &str) -> String {
-    let mut out = String::new();
-    for (i, c) in name.chars().enumerate() {
-        if c.is_uppercase() {
-            if i > 0 {
+    let chars: Vec<char> = name.chars().collect();
+    let mut out = String::with_capacity(name.len() + 4);
+    for (i, &c) in chars.iter().enumerate() {
+        if c.is_uppercase() && i > 0 {
+            let before = chars[i - 1];
+            let after_is_lower = chars.get(i + 1).is_some_and(|n| n.is_lowercase());
+            let starts_word = before.is_lowercase()
+                || before.is_ascii_digit()
+                || (before.is_uppercase() && after_is_lower);
+            if starts_word && !out.ends_with('_') {
                 out.push('_');
             }
-            out.extend(c.to_lowercase());
-        } else {
-            out.push(c);
         }
+        out.extend(c.to_lowercase());
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::snake_case;
+
+    #[test]
+    fn words_and_acronyms_split_as_heck_does() {
+        for (name, snake) in [
+            ("User", "user"),
+            ("UserType", "user_type"),
+            ("HTTPError", "http_error"),
+            ("ParseURL", "parse_url"),
+            ("ABC", "abc"),
+            ("IPv4Addr", "i_pv4_addr"),
+            ("Level2Cache", "level2_cache"),
+            ("Already_Snake", "already_snake"),
+            ("lower", "lower"),
+        ] {
+            assert_eq!(snake_case(name), snake, "{name}");
+        }
+    }
 }
 
 pub fn expand(input: DeriveInput) -> Result<TokenStream> {

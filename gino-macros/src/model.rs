@@ -1546,25 +1546,14 @@ pub(crate) fn expand_with(
     // server: a statement of fixed text (prepared once, whatever the number
     // of rows) with as many parameters as columns, cheaper to encode than
     // a VALUES list of rows.
-    let quoted = |name: &str| format!("\"{}\"", name.replace('"', "\"\""));
-    let unnest_sql = format!(
-        "INSERT INTO {}{} ({}) SELECT * FROM UNNEST({})",
-        attrs
-            .schema
-            .as_deref()
-            .map(|s| format!("{}.", quoted(s)))
-            .unwrap_or_default(),
-        quoted(&table),
-        insertable
-            .iter()
-            .map(|(f, _)| quoted(&f.column))
-            .collect::<Vec<_>>()
-            .join(", "),
-        (1..=insertable.len())
-            .map(|i| format!("${i}"))
-            .collect::<Vec<_>>()
-            .join(", "),
-    );
+    let unnest_columns = insertable.iter().map(|(f, _)| {
+        let ident = &f.ident;
+        quote!(<#schema::#ident as #d::Column>::NAME)
+    });
+    let unnest_sql = quote! {{
+        static SQL: ::std::sync::OnceLock<::std::string::String> = ::std::sync::OnceLock::new();
+        ::gino::bulk::unnest_insert_sql(&SQL, #schema::table, &[#(#unnest_columns),*])?
+    }};
     let unnest_binds: Vec<TokenStream> = insertable
         .iter()
         .map(|(f, r)| {

@@ -441,3 +441,46 @@ where
 {
     Box::pin(Executor::new(query, on).all())
 }
+
+/// The text of a counting insert into `table`: each of `columns` (their SQL
+/// names, as diesel's `Column::NAME` gives them) sent as one array and
+/// unnested by the server. Named from diesel's own table, so that it writes
+/// where every other statement of the model does, also on a `table!` the
+/// model only names (`diesel_table`, with a schema or renamed columns). The
+/// text is made once per model, in `cache`.
+#[doc(hidden)]
+pub fn unnest_insert_sql<T>(
+    cache: &'static std::sync::OnceLock<String>,
+    table: T,
+    columns: &[&str],
+) -> Result<String>
+where
+    T: diesel::query_builder::QueryFragment<diesel::pg::Pg>,
+{
+    use diesel::query_builder::QueryBuilder;
+
+    if let Some(sql) = cache.get() {
+        return Ok(sql.clone());
+    }
+    let mut out = diesel::pg::PgQueryBuilder::default();
+    out.push_sql("INSERT INTO ");
+    table
+        .to_sql(&mut out, &diesel::pg::Pg)
+        .map_err(Error::Query)?;
+    out.push_sql(" (");
+    for (i, column) in columns.iter().enumerate() {
+        if i > 0 {
+            out.push_sql(", ");
+        }
+        out.push_identifier(column).map_err(Error::Query)?;
+    }
+    out.push_sql(") SELECT * FROM UNNEST(");
+    for i in 1..=columns.len() {
+        if i > 1 {
+            out.push_sql(", ");
+        }
+        out.push_sql(&format!("${i}"));
+    }
+    out.push_sql(")");
+    Ok(cache.get_or_init(|| out.finish()).clone())
+}

@@ -1801,6 +1801,61 @@ mod existing_diesel_table {
         );
     }
 
+    static BOOKS_DB: Gino = Gino::secondary();
+
+    // As `diesel print-schema --schema books` writes it; the model names
+    // neither the schema nor the renamed column.
+    diesel::table! {
+        books.entries (entry_id) {
+            entry_id -> Integer,
+            #[sql_name = "memo_text"]
+            memo -> Text,
+        }
+    }
+
+    #[derive(Model, Debug, Clone, PartialEq)]
+    #[gino(table = "entries", diesel_table = entries, db = BOOKS_DB)]
+    pub struct Entry {
+        #[gino(primary_key)]
+        pub entry_id: i32,
+        pub memo: String,
+    }
+
+    /// A counting `insert_many` writes where `create()` and queries do: the
+    /// diesel table's schema and column names, not the model's attributes.
+    #[tokio::test]
+    async fn insert_many_writes_to_the_diesel_tables_schema_and_columns() {
+        let s = bound(&BOOKS_DB).await;
+        for ddl in [
+            "CREATE SCHEMA books",
+            "CREATE TABLE books.entries (entry_id serial PRIMARY KEY, memo_text text NOT NULL)",
+            "CREATE TABLE public.entries (entry_id serial PRIMARY KEY, memo text NOT NULL)",
+        ] {
+            s.engine.status(diesel::sql_query(ddl)).await.unwrap();
+        }
+        let rows = ["a", "b", "c"].map(|memo| Entry {
+            entry_id: 0,
+            memo: memo.to_owned(),
+        });
+        assert_eq!(Entry::insert_many(rows.clone()).await.unwrap(), 3);
+        Entry::create().memo("d").await.unwrap();
+        let memos: Vec<String> = entries::table
+            .order_by(entries::entry_id)
+            .select(entries::memo)
+            .gino()
+            .bind(&BOOKS_DB)
+            .all()
+            .await
+            .unwrap();
+        assert_eq!(memos, ["a", "b", "c", "d"]);
+        let elsewhere: Vec<String> =
+            catalog(&s.engine, "SELECT memo AS v FROM public.entries").await;
+        assert!(
+            elsewhere.is_empty(),
+            "written to public.entries: {elsewhere:?}"
+        );
+    }
+
     static SHIFTS_DB: Gino = Gino::secondary();
 
     // As `diesel print-schema` writes it: the key in the constraint's

@@ -67,6 +67,18 @@ impl Default for Gino {
     }
 }
 
+impl Drop for Gino {
+    /// A default database dropped while bound stops being the one `.gino()`
+    /// falls back to (a `static` is never dropped; a `Gino` held by a value
+    /// is).
+    fn drop(&mut self) {
+        let id = *self.id.get_mut();
+        if self.default && id != 0 {
+            change_defaults(|list| list.retain(|(owner, _)| *owner != id));
+        }
+    }
+}
+
 /// Engines of bound default databases, newest last.
 static DEFAULTS: Mutex<Vec<(u64, Engine)>> = Mutex::new(Vec::new());
 

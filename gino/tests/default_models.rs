@@ -79,7 +79,14 @@ async fn default_models_run_on_the_default_database() {
         assert_eq!(seen.map(|u| u.nickname).as_deref(), Some("ghost"));
         assert_eq!(users::table.count().gino().one::<i64>().await.unwrap(), 1);
     }
+    // A default `Gino` dropped while bound (one held by a value rather
+    // than a static) stops being the default: its engine closed, queries
+    // go on to the newest default still there.
+    let local = Gino::default();
+    local.set_bind(other.clone()).await.unwrap();
+    drop(local);
     other.close().await;
+    assert_eq!(User::get(1).await.unwrap().as_ref(), Some(&fantix));
 
     DB.pop_bind().unwrap().close().await;
     assert!(matches!(User::get(1).await, Err(Error::Uninitialized)));

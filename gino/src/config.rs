@@ -807,10 +807,14 @@ impl EngineOptions {
     /// needed it gets the error; it must leave no transaction open.
     ///
     /// What the hook sets is the connection's for every user. A session
-    /// changed later (a `SET` outside a transaction, `LISTEN`, `PREPARE`,
-    /// a plan that DDL outdated) is closed when given back rather than
-    /// handed on with the change: use `SET LOCAL` in a transaction for a
-    /// setting of one unit of work.
+    /// changed later (a `SET` or `RESET` that is not `LOCAL`, in a
+    /// transaction or not; `set_config(.., .., false)`; a session advisory
+    /// lock; a temporary table; `LISTEN`, `PREPARE`; a plan that DDL
+    /// outdated) is closed when given back rather than handed on with the
+    /// change: use `SET LOCAL` or `set_config(.., .., true)` in a
+    /// transaction for a setting of one unit of work, which keeps the
+    /// connection. Statements are read for this from the first 4 KB of
+    /// their text.
     ///
     /// ```
     /// use diesel_async::SimpleAsyncConnection;

@@ -69,6 +69,7 @@ mod root;
 pub mod schema;
 mod scoped;
 mod service;
+mod session_state;
 mod statement;
 mod sync;
 mod task;

@@ -17,7 +17,8 @@
 //! host), `peer` (the user a Unix-socket server runs as), `tls` (the
 //! handshake), `binding` (the login's channel binding over that
 //! handshake), `auth` (the methods a server may ask for), `unnamed` (the
-//! rewrite), `framing` (message headers), `error`.
+//! rewrite), `framing` (message headers), `session_state` (statements that
+//! change the session), `error`.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -45,6 +46,7 @@ use crate::framing::{HeaderReader, body_len};
 use crate::opening::Replies;
 use crate::passfile::{Entries, PassFile};
 use crate::peer;
+use crate::session_state::FrontendScan;
 #[cfg(feature = "tls")]
 use crate::tls::Tls;
 use crate::unnamed::Rewriter;
@@ -557,6 +559,9 @@ impl AsyncWrite for Socket {
 pub(crate) struct WatchedSocket {
     socket: Socket,
     framing: Framing,
+    /// What the client sends, followed for statements that leave state in
+    /// the session ([`crate::session_state`]).
+    frontend: FrontendScan,
     state: Arc<WireState>,
     rewriting: Option<Box<Rewriting>>,
     /// Bytes at the front of the client's next write that end messages
@@ -601,6 +606,7 @@ impl WatchedSocket {
         WatchedSocket {
             socket,
             framing: Framing::default(),
+            frontend: FrontendScan::default(),
             state,
             rewriting: None,
             unaligned: 0,
@@ -637,7 +643,13 @@ impl WatchedSocket {
             return Poll::Ready(Ok(()));
         };
         while !rewriting.outbound.is_empty() {
-            match write_counted(&mut self.socket, &self.state, cx, &rewriting.outbound) {
+            match write_counted(
+                &mut self.socket,
+                &self.state,
+                &mut self.frontend,
+                cx,
+                &rewriting.outbound,
+            ) {
                 Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
                 Poll::Ready(Ok(n)) => drop(rewriting.outbound.drain(..n)),
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
@@ -648,16 +660,21 @@ impl WatchedSocket {
     }
 }
 
-/// Writes to the socket, counting what it took in [`WireState::sent`].
+/// Writes to the socket, counting what it took in [`WireState::sent`] and
+/// noting a statement that leaves state in the session.
 fn write_counted(
     socket: &mut Socket,
     state: &WireState,
+    scan: &mut FrontendScan,
     cx: &mut Context<'_>,
     buf: &[u8],
 ) -> Poll<io::Result<usize>> {
     let poll = Pin::new(socket).poll_write(cx, buf);
     if let Poll::Ready(Ok(n)) = poll {
         state.sent.fetch_add(n as u64, Ordering::Relaxed);
+        if scan.feed(&buf[..n]) {
+            state.session_changed.store(true, Ordering::Relaxed);
+        }
     }
     poll
 }
@@ -740,7 +757,7 @@ impl AsyncWrite for WatchedSocket {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         if this.rewriting_writes().is_none() {
-            let poll = write_counted(&mut this.socket, &this.state, cx, buf);
+            let poll = write_counted(&mut this.socket, &this.state, &mut this.frontend, cx, buf);
             if let Poll::Ready(Ok(n)) = poll {
                 this.unaligned = buf.len() - n;
             }

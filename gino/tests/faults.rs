@@ -844,6 +844,78 @@ async fn a_session_changed_for_good_is_not_handed_on() {
     common::assert_pool_clean(engine).await;
 }
 
+/// Session state no reply shows is not handed on either: a `SET` (not
+/// `LOCAL`) inside a transaction that commits (it answers `SET` as `SET
+/// LOCAL` does, and outlives the transaction), and a setting, a lock or a
+/// temporary table made by a statement answering `SELECT` or `CREATE
+/// TABLE`. Their local kinds keep the connection.
+#[tokio::test]
+async fn session_state_no_reply_shows_is_not_handed_on() {
+    let setup = common::setup_with(EngineOptions::new().max_size(1)).await;
+    let engine = &setup.engine;
+    let baseline: String = engine.one(search_path()).await.unwrap();
+    let tenant = || {
+        diesel::select(sql::<diesel::sql_types::Text>(
+            "coalesce(current_setting('app.tenant', true), '')",
+        ))
+    };
+
+    let pid = common::backend_pid(engine).await;
+    engine
+        .transaction(async {
+            engine
+                .status(diesel::sql_query("SET search_path TO pg_catalog"))
+                .await
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        engine.one::<String, _>(search_path()).await.unwrap(),
+        baseline
+    );
+    assert_ne!(
+        common::backend_pid(engine).await,
+        pid,
+        "handed on with the search_path a committed transaction set"
+    );
+
+    for change in [
+        "SELECT set_config('app.tenant', 'acme', false)",
+        "SELECT pg_advisory_lock(42)",
+        "CREATE TEMP TABLE scratch (id int)",
+    ] {
+        let before = common::backend_pid(engine).await;
+        engine.status(diesel::sql_query(change)).await.unwrap();
+        assert_ne!(
+            common::backend_pid(engine).await,
+            before,
+            "handed on after {change}"
+        );
+        assert_eq!(engine.one::<String, _>(tenant()).await.unwrap(), "");
+    }
+
+    let kept = common::backend_pid(engine).await;
+    engine
+        .transaction(async {
+            engine
+                .status(diesel::sql_query(
+                    "SELECT set_config('app.tenant', 'acme', true)",
+                ))
+                .await?;
+            engine
+                .status(diesel::sql_query("SELECT pg_advisory_xact_lock(42)"))
+                .await
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        common::backend_pid(engine).await,
+        kept,
+        "local settings and locks ended with their transaction"
+    );
+    common::assert_pool_clean(engine).await;
+}
+
 diesel::table! {
     retyped (id) {
         id -> Integer,

@@ -12,7 +12,7 @@ const LAYERS: &[&[&str]] = &[
     &[
         "error", "framing", "sync", "task", "drive", "scoped", "lex", "passfile", "binding",
     ],
-    &["budget", "service", "auth", "peer"],
+    &["budget", "service", "auth", "peer", "session_state"],
     &["config", "text", "json"],
     &["tls", "unnamed", "opening"],
     &["wire"],

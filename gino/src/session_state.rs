@@ -1,0 +1,302 @@
+//! Statements that leave state in a session for the connection's next
+//! user, read from what the client sends (`Parse` and `Query` messages, as
+//! they go out): a `SET` that is not `LOCAL`, a `RESET`, a temporary
+//! table, a session advisory lock, `set_config(.., .., false)`. The
+//! replies cannot tell: `SET` and `SET LOCAL` both answer `SET`, the same
+//! inside a transaction that then commits (and the session keeps the
+//! former), and a `SELECT` that takes a lock or changes a setting answers
+//! `SELECT`.
+//!
+//! Uses: `framing` (message headers), `lex` (what in SQL text is code).
+
+use crate::framing::{HeaderReader, body_len};
+use crate::lex;
+
+/// How much of a statement's text is read: enough for any statement that
+/// sets something, and a bound on what a long script costs.
+const TEXT_READ: usize = 4096;
+
+/// Follows the frontend messages of one connection, from its startup
+/// message on, as they go out in pieces split anywhere.
+#[derive(Debug, Default)]
+pub(crate) struct FrontendScan {
+    /// The startup message (a length and a body, no type byte) is behind.
+    started: bool,
+    /// The startup message's length, as far as it has gone out.
+    startup_len: [u8; 4],
+    startup_read: usize,
+    header: HeaderReader,
+    /// Body bytes of the current message still to go out.
+    remaining: usize,
+    /// The type of the current message when its body holds SQL text.
+    collecting: Option<u8>,
+    /// The current message's body, up to what is read of it.
+    body: Vec<u8>,
+}
+
+impl FrontendScan {
+    /// Follows `data`, just sent: whether a statement in it leaves state in
+    /// the session.
+    pub(crate) fn feed(&mut self, mut data: &[u8]) -> bool {
+        let mut leaves = false;
+        while !data.is_empty() {
+            if self.remaining > 0 {
+                let n = self.remaining.min(data.len());
+                if self.collecting.is_some() {
+                    let room = (TEXT_READ + 256).saturating_sub(self.body.len());
+                    self.body.extend_from_slice(&data[..n.min(room)]);
+                }
+                self.remaining -= n;
+                data = &data[n..];
+                if self.remaining == 0
+                    && let Some(kind) = self.collecting.take()
+                {
+                    leaves |= message_leaves_state(kind, &self.body);
+                }
+                continue;
+            }
+            if !self.started {
+                let n = (4 - self.startup_read).min(data.len());
+                self.startup_len[self.startup_read..self.startup_read + n]
+                    .copy_from_slice(&data[..n]);
+                self.startup_read += n;
+                data = &data[n..];
+                if self.startup_read == 4 {
+                    self.started = true;
+                    self.remaining =
+                        (u32::from_be_bytes(self.startup_len) as usize).saturating_sub(4);
+                }
+                continue;
+            }
+            // A whole message at the front (nearly always): read in place.
+            if let Some((kind, body, rest)) = self.header.whole_message(data) {
+                leaves |= holds_sql(kind) && message_leaves_state(kind, body);
+                data = rest;
+                continue;
+            }
+            if let Some(header) = self.header.take(&mut data) {
+                self.remaining = body_len(&header);
+                self.collecting = holds_sql(header[0]).then_some(header[0]);
+                self.body.clear();
+                if self.remaining == 0 {
+                    self.collecting = None;
+                }
+            }
+        }
+        leaves
+    }
+}
+
+/// `Parse` (a statement name, then its text) and `Query` (the text).
+fn holds_sql(kind: u8) -> bool {
+    matches!(kind, b'P' | b'Q')
+}
+
+fn message_leaves_state(kind: u8, body: &[u8]) -> bool {
+    let body = if kind == b'P' {
+        match body.iter().position(|b| *b == 0) {
+            Some(end) => &body[end + 1..],
+            None => return false,
+        }
+    } else {
+        body
+    };
+    let text = &body[..body.len().min(TEXT_READ)];
+    let text = &text[..text.iter().position(|b| *b == 0).unwrap_or(text.len())];
+    let text = match std::str::from_utf8(text) {
+        Ok(text) => text,
+        // Cut inside a character by the bound: what comes before it.
+        Err(e) => std::str::from_utf8(&text[..e.valid_up_to()]).unwrap_or_default(),
+    };
+    leaves_session_state(text)
+}
+
+/// Whether SQL text (one statement or a script) leaves state in the
+/// session beyond its transaction.
+pub(crate) fn leaves_session_state(sql: &str) -> bool {
+    // Most statements mention none of the words: no need to read them.
+    let bytes = sql.as_bytes();
+    let mentions = |word: &[u8]| {
+        bytes
+            .windows(word.len())
+            .any(|w| w.eq_ignore_ascii_case(word))
+    };
+    if !(mentions(b"SET") || mentions(b"TEMP") || mentions(b"ADVISORY")) {
+        return false;
+    }
+    let code = lex::code_only(sql);
+    code.split(';').any(statement_leaves_state)
+}
+
+fn statement_leaves_state(code: &str) -> bool {
+    let words: Vec<(&str, usize)> = words(code).collect();
+    let word = |i: usize| words.get(i).map_or("", |(w, _)| *w);
+    let is = |i: usize, of: &[&str]| of.iter().any(|o| word(i).eq_ignore_ascii_case(o));
+    let first_says = if is(0, &["SET"]) {
+        !is(1, &["LOCAL", "TRANSACTION", "CONSTRAINTS"])
+    } else if is(0, &["RESET"]) {
+        true
+    } else if is(0, &["CREATE"]) {
+        let at = if is(1, &["LOCAL", "GLOBAL"]) { 2 } else { 1 };
+        is(at, &["TEMP", "TEMPORARY"])
+    } else {
+        false
+    };
+    first_says
+        || words.iter().any(|&(word, end)| {
+            let Some(args) = code[end..].trim_start().strip_prefix('(') else {
+                return false;
+            };
+            let named = |name: &str| word.eq_ignore_ascii_case(name);
+            if named("set_config") {
+                // Its third argument says whether it ends with the
+                // transaction; anything but a literal `true` may not.
+                return !third_argument(args).eq_ignore_ascii_case("true");
+            }
+            [
+                "pg_advisory_lock",
+                "pg_advisory_lock_shared",
+                "pg_try_advisory_lock",
+                "pg_try_advisory_lock_shared",
+            ]
+            .iter()
+            .any(|name| named(name))
+        })
+}
+
+/// The words of `code` (identifiers and keywords), each with the offset
+/// just past it.
+fn words(code: &str) -> impl Iterator<Item = (&str, usize)> {
+    let word_byte = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80;
+    let bytes = code.as_bytes();
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        while at < bytes.len() && !word_byte(bytes[at]) {
+            at += 1;
+        }
+        let start = at;
+        while at < bytes.len() && word_byte(bytes[at]) {
+            at += 1;
+        }
+        (start < at).then(|| (&code[start..at], at))
+    })
+}
+
+/// The third top-level argument of the arguments after a `(`, trimmed
+/// (empty when there is none).
+fn third_argument(args: &str) -> &str {
+    let mut depth = 0usize;
+    let mut commas = 0;
+    let mut start = None;
+    for (i, b) in args.bytes().enumerate() {
+        match b {
+            b'(' => depth += 1,
+            b')' if depth == 0 => return start.map_or("", |s| args[s..i].trim()),
+            b')' => depth -= 1,
+            b',' if depth == 0 => {
+                commas += 1;
+                if commas == 2 {
+                    start = Some(i + 1);
+                } else if let Some(s) = start {
+                    return args[s..i].trim();
+                }
+            }
+            _ => {}
+        }
+    }
+    start.map_or("", |s| args[s..].trim())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::framing::write_message;
+
+    #[test]
+    fn statements_that_leave_session_state() {
+        for sql in [
+            "SET search_path TO app",
+            "  set SESSION search_path = app",
+            "/* tenant */ SET ROLE app_user",
+            "SET SESSION AUTHORIZATION app_user",
+            "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY",
+            "RESET ALL",
+            "reset statement_timeout",
+            "BEGIN; SET search_path TO app; COMMIT",
+            "CREATE TEMP TABLE scratch (id int)",
+            "create local temporary table scratch (id int)",
+            "SELECT pg_advisory_lock(1)",
+            "SELECT pg_catalog.pg_try_advisory_lock_shared ($1)",
+            "SELECT set_config('app.tenant', $1, false)",
+            "SELECT set_config('app.tenant', $1, $2)",
+            "SELECT set_config('app.tenant', lower($1), false)",
+            "SELECT set_config('a', 'b')",
+        ] {
+            assert!(leaves_session_state(sql), "{sql}");
+        }
+    }
+
+    #[test]
+    fn statements_that_leave_none() {
+        for sql in [
+            "SET LOCAL search_path TO app",
+            "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE",
+            "SET CONSTRAINTS ALL DEFERRED",
+            "UPDATE users SET name = $1",
+            "SELECT 'SET search_path TO app'",
+            "-- SET search_path TO app\nSELECT 1",
+            "SELECT $$; RESET ALL$$",
+            "SELECT set_config('app.tenant', $1, true)",
+            "SELECT set_config('app.tenant', lower($1), TRUE)",
+            "SELECT pg_advisory_xact_lock(1)",
+            "SELECT pg_advisory_unlock_all()",
+            "CREATE TABLE temperatures (id int)",
+            "SELECT * FROM settings_temp",
+            "SELECT a.pg_advisory_lock FROM a",
+            "",
+        ] {
+            assert!(!leaves_session_state(sql), "{sql}");
+        }
+    }
+
+    fn stream(statements: &[(u8, &str)]) -> Vec<u8> {
+        // A startup message: a length, the protocol version, parameters.
+        let mut out = Vec::new();
+        let params = b"\0\x03\0\0user\0postgres\0\0";
+        out.extend_from_slice(&((params.len() + 4) as u32).to_be_bytes());
+        out.extend_from_slice(params);
+        for &(kind, sql) in statements {
+            let text = [sql.as_bytes(), b"\0"].concat();
+            match kind {
+                b'P' => write_message(&mut out, b'P', &[b"s1\0", &text, &[0, 0]]),
+                _ => write_message(&mut out, kind, &[&text]),
+            }
+            write_message(&mut out, b'S', &[]);
+        }
+        out
+    }
+
+    #[test]
+    fn messages_split_anywhere_are_read_whole() {
+        for (statements, leaves) in [
+            (vec![(b'P', "SELECT 1"), (b'Q', "SET LOCAL x = 1")], false),
+            (
+                vec![(b'P', "SELECT 1"), (b'P', "SET search_path TO app")],
+                true,
+            ),
+            (vec![(b'Q', "SELECT 1; RESET ALL")], true),
+            // A bind's bytes are no SQL, whatever they spell.
+            (vec![(b'B', "SET search_path TO app")], false),
+        ] {
+            let bytes = stream(&statements);
+            for split in 0..bytes.len() {
+                let mut scan = FrontendScan::default();
+                let seen = scan.feed(&bytes[..split]) | scan.feed(&bytes[split..]);
+                assert_eq!(seen, leaves, "{statements:?} split at {split}");
+            }
+            let mut scan = FrontendScan::default();
+            let seen = bytes.iter().fold(false, |seen, b| scan.feed(&[*b]) | seen);
+            assert_eq!(seen, leaves, "{statements:?} byte by byte");
+        }
+    }
+}

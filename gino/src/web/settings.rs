@@ -329,7 +329,13 @@ impl Settings {
     /// ```
     pub fn with_lookup(self, var: impl Fn(&str) -> Option<String>) -> Result<Settings> {
         let mut s = self;
-        let get = |name: &str| var(name).filter(|v| !v.trim().is_empty());
+        // Trimmed: an env file written on Windows (`docker --env-file`)
+        // ends every value with `\r`, which no host, user or database has.
+        let get = |name: &str| {
+            var(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
         if let Some(dsn) = get("DB_DSN") {
             // Parsed now, so that a bad URL fails start-up naming the
             // variable (its errors never show the password).
@@ -1089,6 +1095,23 @@ mod tests {
             (1, Duration::from_secs(1))
         );
         assert_eq!(s.url(), "postgres://postgres@localhost:5432/postgres");
+    }
+
+    #[test]
+    fn values_but_the_password_are_trimmed() {
+        let s = from(&[
+            ("DB_HOST", "db\r"),
+            ("DB_PORT", " 6543\r"),
+            ("DB_USER", " app\r"),
+            ("DB_PASSWORD", " secret\r"),
+            ("DB_DATABASE", "shop\r\n"),
+            ("DB_SSL_ROOT_CERT", "/ca.pem\r"),
+        ])
+        .unwrap();
+        assert_eq!(s.url(), "postgres://app:%20secret%0D@db:6543/shop");
+        assert_eq!(s.ssl_root_cert, Some(SslRootCert::File("/ca.pem".into())));
+        let dsn = from(&[("DB_DSN", "postgres://app@db/shop\r")]).unwrap();
+        assert_eq!(dsn.url(), "postgres://app@db/shop");
     }
 
     #[test]

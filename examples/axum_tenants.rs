@@ -35,8 +35,9 @@ async fn tenant(Extension(TenantKey(tenant)): Extension<TenantKey>) -> Result<Js
 }
 
 /// The tenant a request names in `X-Tenant`: lowercase letters, digits
-/// and `_`, at most 32 of them (it becomes part of a database name).
-fn pick_tenant(request: &Parts) -> Result<String, (StatusCode, Json<Value>)> {
+/// and `_`, at most `longest` of them (it becomes part of a database name,
+/// which PostgreSQL keeps to 63 bytes).
+fn pick_tenant(request: &Parts, longest: usize) -> Result<String, (StatusCode, Json<Value>)> {
     let reject = |message: &str| (StatusCode::BAD_REQUEST, Json(json!({ "error": message })));
     let tenant = request
         .headers
@@ -45,25 +46,27 @@ fn pick_tenant(request: &Parts) -> Result<String, (StatusCode, Json<Value>)> {
         .to_str()
         .map_err(|_| reject("X-Tenant must be text"))?;
     let valid = !tenant.is_empty()
-        && tenant.len() <= 32
+        && tenant.len() <= longest
         && tenant
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
     if !valid {
-        return Err(reject(
-            "X-Tenant must be 1 to 32 lowercase letters, digits or underscores",
-        ));
+        return Err(reject(&format!(
+            "X-Tenant must be 1 to {longest} lowercase letters, digits or underscores"
+        )));
     }
     Ok(tenant.to_owned())
 }
 
-/// A numeric `DB_*` variable, or `default`.
+/// A numeric `DB_*` variable, or `default` when it is unset or empty (as
+/// `DB_TENANT_CAP: ${DB_TENANT_CAP}` of an unset variable in a compose file
+/// gives), as `Settings` reads its own.
 fn env_number(name: &str, default: usize) -> Result<usize, gino::Error> {
     match std::env::var(name) {
-        Ok(value) => value.trim().parse().map_err(|_| {
+        Ok(value) if !value.trim().is_empty() => value.trim().parse().map_err(|_| {
             gino::Error::Configuration(format!("{name} must be a whole number, not {value:?}"))
         }),
-        Err(_) => Ok(default),
+        _ => Ok(default),
     }
 }
 
@@ -78,6 +81,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         None => None,
     };
 
+    // `{base}_{tenant}` within PostgreSQL's 63 bytes: a longer tenant is
+    // the client's 400, not a 500 when its database is named.
+    let longest = 32.min(63usize.saturating_sub(base.len() + 1));
     let locate_settings = settings.clone();
     let tenants = Tenants::builder(&DB, move |tenant: String| {
         let url = locate_settings
@@ -98,7 +104,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let app = json_api(
         users_routes()
             .route("/tenant", get(tenant))
-            .route_layer(db.tenant_layer(pick_tenant)),
+            .route_layer(db.tenant_layer(move |request: &Parts| pick_tenant(request, longest))),
     );
     serve(app, &db).await?;
     if let Some(demo) = demo {

@@ -94,12 +94,16 @@ impl Page {
 /// The application's database; the models above belong to it.
 pub static DB: Gino = Gino::new();
 
-/// The database settings: the `DB_*` variables when any is set, otherwise
-/// a database of the test server (`DATABASE_URL`, or a throwaway cluster),
-/// which lives as long as the returned guard.
+/// The database settings: the `DB_*` variables when any is set (but the
+/// tenant example's own `DB_TENANT_*`), otherwise a database of the test
+/// server (`DATABASE_URL`, or a throwaway cluster), which lives as long as
+/// the returned guard.
 pub async fn settings() -> gino::Result<(Settings, Option<TestDatabase>)> {
     // `vars_os`: `vars` panics on a variable that is not UTF-8.
-    if std::env::vars_os().any(|(name, _)| name.to_string_lossy().starts_with("DB_")) {
+    if std::env::vars_os().any(|(name, _)| {
+        let name = name.to_string_lossy();
+        name.starts_with("DB_") && !name.starts_with("DB_TENANT_")
+    }) {
         return Ok((Settings::from_env()?, None));
     }
     let database = TestDatabase::create().await;

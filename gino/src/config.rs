@@ -811,10 +811,11 @@ impl EngineOptions {
     /// transaction or not; `set_config(.., .., false)`; a session advisory
     /// lock; a temporary table; `LISTEN`, `PREPARE`; a plan that DDL
     /// outdated) is closed when given back rather than handed on with the
-    /// change: use `SET LOCAL` or `set_config(.., .., true)` in a
-    /// transaction for a setting of one unit of work, which keeps the
-    /// connection. Statements are read for this from the first 4 KB of
-    /// their text.
+    /// change: use `SET LOCAL` or `set_config(.., .., true)` (a bound
+    /// third argument counts as `true`) in a transaction for a setting of
+    /// one unit of work, which keeps the connection. Statements are read
+    /// for this from the first 4 KB of their text; what a function or a
+    /// `DO` block does inside is not seen.
     ///
     /// ```
     /// use diesel_async::SimpleAsyncConnection;

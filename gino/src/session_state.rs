@@ -112,33 +112,78 @@ fn message_leaves_state(kind: u8, body: &[u8]) -> bool {
 }
 
 /// Whether SQL text (one statement or a script) leaves state in the
-/// session beyond its transaction.
+/// session beyond its transaction. `set_config` with a bound third argument
+/// counts as local (the row-level security pattern binds `true`).
 pub(crate) fn leaves_session_state(sql: &str) -> bool {
-    // Most statements mention none of the words: no need to read them.
+    // Most statements have no word starting as these: no need to read them.
     let bytes = sql.as_bytes();
-    let mentions = |word: &[u8]| {
-        bytes
-            .windows(word.len())
-            .any(|w| w.eq_ignore_ascii_case(word))
-    };
-    if !(mentions(b"SET") || mentions(b"TEMP") || mentions(b"ADVISORY")) {
+    let mentioned = (0..bytes.len()).any(|at| {
+        let starts_word = word_byte(bytes[at]) && (at == 0 || !word_byte(bytes[at - 1]));
+        starts_word
+            && [&b"SET"[..], b"RESET", b"TEMP", b"PG_", b"HOLD"]
+                .iter()
+                .any(|word| {
+                    bytes[at..]
+                        .get(..word.len())
+                        .is_some_and(|w| w.eq_ignore_ascii_case(word))
+                })
+    });
+    if !mentioned {
         return false;
     }
-    let code = lex::code_only(sql);
-    code.split(';').any(statement_leaves_state)
+    // The code with every literal, quoted name and comment blanked, at the
+    // same offsets as `sql`: words are read in it, arguments in `sql`.
+    let mut code = vec![b' '; bytes.len()];
+    for range in lex::code_ranges(sql) {
+        code[range.clone()].copy_from_slice(&bytes[range]);
+    }
+    let code = String::from_utf8_lossy(&code);
+    let mut at = 0;
+    code.split(';').any(|statement| {
+        let from = at;
+        at += statement.len() + 1;
+        statement_leaves_state(statement, &sql[from..from + statement.len()])
+    })
 }
 
-fn statement_leaves_state(code: &str) -> bool {
+/// One statement's `code` (see [`leaves_session_state`]) and its `text`.
+fn statement_leaves_state(code: &str, text: &str) -> bool {
     let words: Vec<(&str, usize)> = words(code).collect();
     let word = |i: usize| words.get(i).map_or("", |(w, _)| *w);
     let is = |i: usize, of: &[&str]| of.iter().any(|o| word(i).eq_ignore_ascii_case(o));
+    let has = |run: &[&str]| {
+        words.windows(run.len()).any(|w| {
+            w.iter()
+                .zip(run)
+                .all(|((word, _), r)| word.eq_ignore_ascii_case(r))
+        })
+    };
+    let temporary = &["TEMP", "TEMPORARY"];
     let first_says = if is(0, &["SET"]) {
         !is(1, &["LOCAL", "TRANSACTION", "CONSTRAINTS"])
     } else if is(0, &["RESET"]) {
         true
     } else if is(0, &["CREATE"]) {
-        let at = if is(1, &["LOCAL", "GLOBAL"]) { 2 } else { 1 };
-        is(at, &["TEMP", "TEMPORARY"])
+        // CREATE [OR REPLACE] [LOCAL|GLOBAL] TEMP ..., or into `pg_temp`;
+        // a table dropped at commit is gone with its transaction.
+        let mut at = if is(1, &["OR"]) { 3 } else { 1 };
+        if is(at, &["LOCAL", "GLOBAL"]) {
+            at += 1;
+        }
+        (is(at, temporary) || words.iter().any(|(w, _)| w.eq_ignore_ascii_case("pg_temp")))
+            && !has(&["ON", "COMMIT", "DROP"])
+    } else if is(0, &["SELECT", "WITH"]) {
+        // SELECT ... INTO TEMP t: a table named `temp` is only `INTO temp`.
+        words.windows(3).any(|w| {
+            w[0].0.eq_ignore_ascii_case("INTO")
+                && temporary.iter().any(|t| w[1].0.eq_ignore_ascii_case(t))
+                && !["FROM", "WHERE"]
+                    .iter()
+                    .any(|k| w[2].0.eq_ignore_ascii_case(k))
+        })
+    } else if is(0, &["DECLARE"]) {
+        // A cursor held past its transaction.
+        has(&["WITH", "HOLD"])
     } else {
         false
     };
@@ -149,9 +194,8 @@ fn statement_leaves_state(code: &str) -> bool {
             };
             let named = |name: &str| word.eq_ignore_ascii_case(name);
             if named("set_config") {
-                // Its third argument says whether it ends with the
-                // transaction; anything but a literal `true` may not.
-                return !third_argument(args).eq_ignore_ascii_case("true");
+                let args_at = code.len() - args.len();
+                return !is_local(third_argument(&text[args_at..]));
             }
             [
                 "pg_advisory_lock",
@@ -164,10 +208,43 @@ fn statement_leaves_state(code: &str) -> bool {
         })
 }
 
+/// Whether `set_config`'s third argument says the setting ends with its
+/// transaction: `true` as PostgreSQL reads a boolean (also quoted, in
+/// parentheses or cast), or a bound parameter.
+fn is_local(argument: &str) -> bool {
+    let mut value = argument.trim();
+    loop {
+        let before = value;
+        if let Some(inner) = value.strip_prefix('(').and_then(|v| v.strip_suffix(')')) {
+            value = inner.trim();
+        }
+        if let Some(cast) = value.rfind("::") {
+            value = value[..cast].trim();
+        }
+        if value == before {
+            break;
+        }
+    }
+    let value = value
+        .strip_prefix('\'')
+        .and_then(|v| v.strip_suffix('\''))
+        .map_or(value, str::trim);
+    let bound = value
+        .strip_prefix('$')
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+    bound
+        || ["true", "t", "tr", "tru", "yes", "y", "ye", "on", "1"]
+            .iter()
+            .any(|t| value.eq_ignore_ascii_case(t))
+}
+
+fn word_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80
+}
+
 /// The words of `code` (identifiers and keywords), each with the offset
 /// just past it.
 fn words(code: &str) -> impl Iterator<Item = (&str, usize)> {
-    let word_byte = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80;
     let bytes = code.as_bytes();
     let mut at = 0;
     std::iter::from_fn(move || {
@@ -228,9 +305,15 @@ mod tests {
             "SELECT pg_advisory_lock(1)",
             "SELECT pg_catalog.pg_try_advisory_lock_shared ($1)",
             "SELECT set_config('app.tenant', $1, false)",
-            "SELECT set_config('app.tenant', $1, $2)",
             "SELECT set_config('app.tenant', lower($1), false)",
+            "SELECT set_config('app.tenant', $1, 'off')",
+            "SELECT set_config('app.tenant', $1, (false)::boolean)",
             "SELECT set_config('a', 'b')",
+            "SELECT * INTO TEMP scratch FROM users",
+            "WITH u AS (SELECT 1) SELECT * INTO TEMPORARY TABLE scratch FROM u",
+            "CREATE TABLE pg_temp.scratch (id int)",
+            "CREATE OR REPLACE TEMP VIEW v AS SELECT 1",
+            "DECLARE c CURSOR WITH HOLD FOR SELECT 1",
         ] {
             assert!(leaves_session_state(sql), "{sql}");
         }
@@ -248,6 +331,14 @@ mod tests {
             "SELECT $$; RESET ALL$$",
             "SELECT set_config('app.tenant', $1, true)",
             "SELECT set_config('app.tenant', lower($1), TRUE)",
+            "SELECT set_config($1, $2, $3)",
+            "SELECT set_config('app.tenant', $1, 'on')",
+            "SELECT set_config('app.tenant', $1, ('t')::bool)",
+            "CREATE TEMP TABLE staging (id int) ON COMMIT DROP",
+            "SELECT id FROM users ORDER BY id OFFSET 10",
+            "SELECT * INTO temp FROM users",
+            "DECLARE c CURSOR FOR SELECT 1",
+            "SELECT current_setting('app.tenant')",
             "SELECT pg_advisory_xact_lock(1)",
             "SELECT pg_advisory_unlock_all()",
             "CREATE TABLE temperatures (id int)",

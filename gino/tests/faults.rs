@@ -746,6 +746,18 @@ fn search_path() -> diesel::dsl::select<diesel::expression::SqlLiteral<diesel::s
     ))
 }
 
+/// Runs `change` and checks that its connection was closed when given
+/// back: the next statement runs on another backend.
+async fn assert_not_handed_on_after(engine: &gino::Engine, change: &str) {
+    let before = common::backend_pid(engine).await;
+    engine.status(diesel::sql_query(change)).await.unwrap();
+    assert_ne!(
+        common::backend_pid(engine).await,
+        before,
+        "handed on after {change}"
+    );
+}
+
 /// A connection whose session a statement changed for good (a `SET`
 /// outside a transaction, a `LISTEN`) is closed when given back, not
 /// handed to the next user with the change: asyncpg resets such a session
@@ -797,13 +809,7 @@ async fn a_session_changed_for_good_is_not_handed_on() {
         "DEALLOCATE ALL",
         "DISCARD PLANS",
     ] {
-        let before = common::backend_pid(engine).await;
-        engine.status(diesel::sql_query(change)).await.unwrap();
-        assert_ne!(
-            common::backend_pid(engine).await,
-            before,
-            "handed on after {change}"
-        );
+        assert_not_handed_on_after(engine, change).await;
     }
 
     // A prepared statement the session does not have (26000): whatever
@@ -883,14 +889,9 @@ async fn session_state_no_reply_shows_is_not_handed_on() {
         "SELECT set_config('app.tenant', 'acme', false)",
         "SELECT pg_advisory_lock(42)",
         "CREATE TEMP TABLE scratch (id int)",
+        "SELECT 1 AS id INTO TEMP copied",
     ] {
-        let before = common::backend_pid(engine).await;
-        engine.status(diesel::sql_query(change)).await.unwrap();
-        assert_ne!(
-            common::backend_pid(engine).await,
-            before,
-            "handed on after {change}"
-        );
+        assert_not_handed_on_after(engine, change).await;
         assert_eq!(engine.one::<String, _>(tenant()).await.unwrap(), "");
     }
 
@@ -900,6 +901,19 @@ async fn session_state_no_reply_shows_is_not_handed_on() {
             engine
                 .status(diesel::sql_query(
                     "SELECT set_config('app.tenant', 'acme', true)",
+                ))
+                .await?;
+            // As diesel's `set_config` function sends it: bound.
+            engine
+                .status(
+                    diesel::sql_query("SELECT set_config('app.tenant', $1, $2)")
+                        .bind::<diesel::sql_types::Text, _>("acme")
+                        .bind::<diesel::sql_types::Bool, _>(true),
+                )
+                .await?;
+            engine
+                .status(diesel::sql_query(
+                    "CREATE TEMP TABLE staging (id int) ON COMMIT DROP",
                 ))
                 .await?;
             engine

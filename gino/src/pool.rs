@@ -505,6 +505,19 @@ impl Echo {
     }
 }
 
+/// A statement's SQL and binds for the log. A statement diesel cannot
+/// render (a `:name` left unbound, an empty changeset) fails its
+/// `Display`, which `to_string` would turn into a panic; the statement
+/// itself fails with the error a moment later.
+fn rendered<Q: std::fmt::Display + ?Sized>(query: &Q) -> String {
+    use std::fmt::Write;
+    let mut text = String::new();
+    if write!(text, "{query}").is_err() {
+        text = "<a statement that cannot be rendered as SQL>".to_owned();
+    }
+    text
+}
+
 impl Instrumentation for Echo {
     fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
         if !self.enabled.load(Ordering::Relaxed) {
@@ -515,10 +528,10 @@ impl Instrumentation for Echo {
         }
         match event {
             InstrumentationEvent::StartQuery { query, .. } => {
-                self.started.push_back((query.to_string(), Instant::now()));
+                self.started.push_back((rendered(query), Instant::now()));
             }
             InstrumentationEvent::FinishQuery { query, error, .. } => {
-                let sql = query.to_string();
+                let sql = rendered(query);
                 let (text, elapsed) = loop {
                     match self.started.pop_front() {
                         Some((text, at)) if text.starts_with(&sql) => break (text, at.elapsed()),

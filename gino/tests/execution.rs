@@ -482,6 +482,11 @@ async fn echo_logs_sql_binds_and_duration() {
             .isolation_level(gino::IsolationLevel::Serializable)
             .await
             .unwrap();
+        // A statement diesel cannot render fails as it does unlogged: an
+        // error, not a panic of the logger.
+        let unbound = gino::text("SELECT :id AS id").columns::<Integer>();
+        let err = engine.one::<i32, _>(unbound).await.unwrap_err();
+        assert!(matches!(err, Error::Query(_)), "{err:?}");
         engine.set_echo(false);
         engine
             .one::<i32, _>(diesel::select(sql::<Integer>("777")))

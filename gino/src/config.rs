@@ -931,6 +931,17 @@ impl EngineOptions {
                     .to_owned(),
             ));
         }
+        if self
+            .connection_budget
+            .as_ref()
+            .is_some_and(|b| b.limit() == 0)
+        {
+            // Every connection would wait for a unit that never exists.
+            return Err(Error::Configuration(
+                "the connection budget's limit is 0, which allows no connection: give                  ConnectionBudget::new a limit of at least 1"
+                    .to_owned(),
+            ));
+        }
         if let Some(budget) = &self.connection_budget
             && self.min_size > budget.limit()
         {

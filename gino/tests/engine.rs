@@ -909,6 +909,25 @@ async fn a_min_size_over_the_connection_budget_is_refused() {
     assert!(err.to_string().contains("min_size"), "{err}");
 }
 
+/// A budget of no connections would make every borrow wait for ever (with
+/// no `acquire_timeout`): refused when the engine is made.
+#[tokio::test]
+async fn a_connection_budget_of_zero_is_refused() {
+    let db = gino_testkit::TestDatabase::create().await;
+    let options = gino::EngineOptions::new()
+        .min_size(0)
+        .connection_budget(gino::ConnectionBudget::new(0));
+    let made = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        gino::create_engine(db.url(), options),
+    )
+    .await
+    .expect("creation waited for a unit that never exists");
+    let err = made.expect_err("refused");
+    assert!(matches!(err, gino::Error::Configuration(_)), "{err:?}");
+    assert!(err.to_string().contains("at least 1"), "{err}");
+}
+
 /// A server that accepts and never answers: opening a connection counts
 /// against the wait for one (`acquire_timeout`), pooled or not, as
 /// asyncpg's `acquire(timeout=)` covers connecting.

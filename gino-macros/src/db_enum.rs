@@ -5,49 +5,31 @@ use quote::{format_ident, quote};
 use syn::spanned::Spanned;
 use syn::{Data, DeriveInput, Fields, LitStr, Result};
 
-/// `CamelCase` → `camel_case`, an acronym kept as one word (`HTTPError` →
-/// `http_error`), as heck and diesel-derive-enum split names: a word starts
-/// at an upper-case letter after a lower-case one or a digit, and at the
-/// last upper-case letter of a run when a lower-case one follows it.
+/// `CamelCase` → `camel_case` as heck (and so diesel-derive-enum) splits
+/// names: a word starts at an upper-case letter when the last letter
+/// before it (digits between carry it) is lower-case, and at the last
+/// upper-case letter of a run when a lower-case one follows it; an acronym
+/// is one word (`HTTPError` → `http_error`, `P2P` → `p2p`).
 pub fn snake_case(name: &str) -> String {
     let chars: Vec<char> = name.chars().collect();
     let mut out = String::with_capacity(name.len() + 4);
+    let mut after_lower = false;
     for (i, &c) in chars.iter().enumerate() {
         if c.is_uppercase() && i > 0 {
-            let before = chars[i - 1];
-            let after_is_lower = chars.get(i + 1).is_some_and(|n| n.is_lowercase());
-            let starts_word = before.is_lowercase()
-                || before.is_ascii_digit()
-                || (before.is_uppercase() && after_is_lower);
-            if starts_word && !out.ends_with('_') {
+            let run_ends =
+                chars[i - 1].is_uppercase() && chars.get(i + 1).is_some_and(|n| n.is_lowercase());
+            if (after_lower || run_ends) && !out.ends_with('_') {
                 out.push('_');
             }
+        }
+        if c.is_lowercase() {
+            after_lower = true;
+        } else if c.is_uppercase() || c == '_' {
+            after_lower = false;
         }
         out.extend(c.to_lowercase());
     }
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::snake_case;
-
-    #[test]
-    fn words_and_acronyms_split_as_heck_does() {
-        for (name, snake) in [
-            ("User", "user"),
-            ("UserType", "user_type"),
-            ("HTTPError", "http_error"),
-            ("ParseURL", "parse_url"),
-            ("ABC", "abc"),
-            ("IPv4Addr", "i_pv4_addr"),
-            ("Level2Cache", "level2_cache"),
-            ("Already_Snake", "already_snake"),
-            ("lower", "lower"),
-        ] {
-            assert_eq!(snake_case(name), snake, "{name}");
-        }
-    }
 }
 
 pub fn expand(input: DeriveInput) -> Result<TokenStream> {
@@ -198,4 +180,29 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::snake_case;
+
+    #[test]
+    fn words_and_acronyms_split_as_heck_does() {
+        for (name, snake) in [
+            ("User", "user"),
+            ("UserType", "user_type"),
+            ("HTTPError", "http_error"),
+            ("ParseURL", "parse_url"),
+            ("ABC", "abc"),
+            ("IPv4Addr", "i_pv4_addr"),
+            ("Level2Cache", "level2_cache"),
+            ("P2P", "p2p"),
+            ("B2bSale", "b2b_sale"),
+            ("Vec3D", "vec3_d"),
+            ("Already_Snake", "already_snake"),
+            ("lower", "lower"),
+        ] {
+            assert_eq!(snake_case(name), snake, "{name}");
+        }
+    }
 }

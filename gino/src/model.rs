@@ -206,7 +206,11 @@ pub struct EnumMeta {
 /// `#[derive(DbEnum)]`, which also makes the SQL type `<Enum>Type`.
 ///
 /// Labels are the variant names in snake_case unless renamed; the type
-/// name is the enum's name in snake_case unless set with `type_name`. A
+/// name is the enum's name in snake_case unless set with `type_name`.
+/// Names split into words as heck splits them, an acronym being one word
+/// (`HTTPError` → `http_error`); earlier builds split an acronym letter by
+/// letter (`h_t_t_p_error`), and a database made then keeps its labels with
+/// `#[gino(rename = "h_t_t_p_error")]` on the variant. A
 /// model field of the enum's type says `#[gino(db_enum)]`, and
 /// `create_all` creates the type before the table.
 ///

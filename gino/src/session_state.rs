@@ -195,7 +195,10 @@ fn statement_leaves_state(code: &str, text: &str) -> bool {
             let named = |name: &str| word.eq_ignore_ascii_case(name);
             if named("set_config") {
                 let args_at = code.len() - args.len();
-                return !is_local(third_argument(&text[args_at..]));
+                // Commas and parentheses read in the code, the value in
+                // the text (a quoted `'on'` is blank in the code).
+                let third = third_argument(&code[args_at..]);
+                return !is_local(&text[args_at + third.start..args_at + third.end]);
             }
             [
                 "pg_advisory_lock",
@@ -259,35 +262,53 @@ fn words(code: &str) -> impl Iterator<Item = (&str, usize)> {
     })
 }
 
-/// The third top-level argument of the arguments after a `(`, trimmed
+/// Where the third top-level argument of the arguments after a `(` is
 /// (empty when there is none).
-fn third_argument(args: &str) -> &str {
+fn third_argument(args: &str) -> std::ops::Range<usize> {
     let mut depth = 0usize;
     let mut commas = 0;
     let mut start = None;
     for (i, b) in args.bytes().enumerate() {
         match b {
             b'(' => depth += 1,
-            b')' if depth == 0 => return start.map_or("", |s| args[s..i].trim()),
+            b')' if depth == 0 => return start.map_or(0..0, |s| s..i),
             b')' => depth -= 1,
             b',' if depth == 0 => {
                 commas += 1;
                 if commas == 2 {
                     start = Some(i + 1);
                 } else if let Some(s) = start {
-                    return args[s..i].trim();
+                    return s..i;
                 }
             }
             _ => {}
         }
     }
-    start.map_or("", |s| args[s..].trim())
+    start.map_or(0..0, |s| s..args.len())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::framing::write_message;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn any_text_is_read_without_a_panic_and_as_its_message_says(
+            sql in crate::lex::tests::sql_text(),
+            split in any::<prop::sample::Index>(),
+        ) {
+            let leaves = leaves_session_state(&sql);
+            if !sql.contains('\0') {
+                let bytes = stream(&[(b'Q', &sql)]);
+                let at = split.index(bytes.len() + 1);
+                let mut scan = FrontendScan::default();
+                let seen = scan.feed(&bytes[..at]) | scan.feed(&bytes[at..]);
+                prop_assert_eq!(seen, leaves, "{:?}", sql);
+            }
+        }
+    }
 
     #[test]
     fn statements_that_leave_session_state() {
@@ -308,6 +329,7 @@ mod tests {
             "SELECT set_config('app.tenant', lower($1), false)",
             "SELECT set_config('app.tenant', $1, 'off')",
             "SELECT set_config('app.tenant', $1, (false)::boolean)",
+            "SELECT set_config('app.flags', 'beta,on,x', false)",
             "SELECT set_config('a', 'b')",
             "SELECT * INTO TEMP scratch FROM users",
             "WITH u AS (SELECT 1) SELECT * INTO TEMPORARY TABLE scratch FROM u",
@@ -334,6 +356,7 @@ mod tests {
             "SELECT set_config($1, $2, $3)",
             "SELECT set_config('app.tenant', $1, 'on')",
             "SELECT set_config('app.tenant', $1, ('t')::bool)",
+            "SELECT set_config('app.flags', 'a,false', true)",
             "CREATE TEMP TABLE staging (id int) ON COMMIT DROP",
             "SELECT id FROM users ORDER BY id OFFSET 10",
             "SELECT * INTO temp FROM users",

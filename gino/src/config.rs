@@ -938,7 +938,8 @@ impl EngineOptions {
         {
             // Every connection would wait for a unit that never exists.
             return Err(Error::Configuration(
-                "the connection budget's limit is 0, which allows no connection: give                  ConnectionBudget::new a limit of at least 1"
+                "the connection budget's limit is 0, which allows no connection: give \
+                 ConnectionBudget::new a limit of at least 1"
                     .to_owned(),
             ));
         }

@@ -925,7 +925,11 @@ async fn a_connection_budget_of_zero_is_refused() {
     .expect("creation waited for a unit that never exists");
     let err = made.expect_err("refused");
     assert!(matches!(err, gino::Error::Configuration(_)), "{err:?}");
-    assert!(err.to_string().contains("at least 1"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("give ConnectionBudget::new a limit of at least 1"),
+        "{err}"
+    );
 }
 
 /// A server that accepts and never answers: opening a connection counts

@@ -74,7 +74,7 @@ impl Drop for Gino {
     fn drop(&mut self) {
         let id = *self.id.get_mut();
         if self.default && id != 0 {
-            change_defaults(|list| list.retain(|(owner, _)| *owner != id));
+            forget_default(id);
         }
     }
 }
@@ -98,6 +98,11 @@ fn change_defaults(change: impl FnOnce(&mut Vec<(u64, Engine)>)) {
     change(&mut list);
     let newest = list.last().map_or(0, |(_, engine)| engine.id());
     DEFAULT_ENGINE_ID.store(newest, Ordering::Release);
+}
+
+/// Takes the engine of the default `Gino` of id `owner` off the defaults.
+fn forget_default(owner: u64) {
+    change_defaults(|list| list.retain(|(id, _)| *id != owner));
 }
 
 /// The id of the engine `.gino()` falls back to, if any: as
@@ -282,8 +287,7 @@ impl Gino {
         }
         self.bound_id.store(0, Ordering::Release);
         if self.default {
-            let id = self.id();
-            change_defaults(|list| list.retain(|(owner, _)| *owner != id));
+            forget_default(self.id());
         }
         bound.take()
     }

@@ -84,6 +84,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // `{base}_{tenant}` within PostgreSQL's 63 bytes: a longer tenant is
     // the client's 400, not a 500 when its database is named.
     let longest = 32.min(63usize.saturating_sub(base.len() + 1));
+    if longest == 0 {
+        return Err(format!(
+            "the database name {base:?} leaves no room for a tenant in PostgreSQL's 63 bytes: \
+             name a shorter DB_DATABASE"
+        )
+        .into());
+    }
     let locate_settings = settings.clone();
     let tenants = Tenants::builder(&DB, move |tenant: String| {
         let url = locate_settings

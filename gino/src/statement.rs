@@ -120,6 +120,29 @@ where
     }
 }
 
+/// Waits for the `ReadyForQuery` that follows a statement's error, up to
+/// the statement's deadline and [`CANCEL_GRACE`] past it (or past now):
+/// whether it came. A server, or a network, gone silent after the error
+/// leaves the statement in flight, its connection's state unknown, rather
+/// than its caller waiting past its timeout for as long as TCP takes to
+/// notice.
+async fn settle_within(
+    driver: &crate::drive::Driver,
+    wire: &WireState,
+    deadline: &Deadline,
+) -> bool {
+    let settle = drive(driver, wire.settle());
+    match deadline.at {
+        None => {
+            settle.await;
+            true
+        }
+        Some(at) => tokio::time::timeout_at(at.max(Instant::now()) + CANCEL_GRACE, settle)
+            .await
+            .is_ok(),
+    }
+}
+
 /// Runs `statement` on `pg`, cancelling it on the server at the deadline.
 ///
 /// On timeout the cancel request goes out and the statement is still
@@ -183,8 +206,9 @@ pub(crate) async fn run_statement<R, S: Statement<R>>(
                             break 'run Err(deadline.error());
                         };
                         if result.is_err() && wire.error_code().as_deref() == Some("57014") {
-                            drive(driver, wire.settle()).await;
-                            *in_flight = false;
+                            if Box::pin(settle_within(driver, wire, deadline)).await {
+                                *in_flight = false;
+                            }
                             break 'run Err(deadline.error());
                         }
                         result
@@ -192,12 +216,12 @@ pub(crate) async fn run_statement<R, S: Statement<R>>(
                 }
             }
         };
-        if result.is_err() {
-            // Until the server's ReadyForQuery arrives, the connection's
-            // transaction status is that of before the error.
-            drive(driver, wire.settle()).await;
+        // Until the server's ReadyForQuery arrives, the connection's
+        // transaction status is that of before the error. Boxed: rare, and
+        // its timer would grow every statement's future.
+        if result.is_ok() || Box::pin(settle_within(driver, wire, deadline)).await {
+            *in_flight = false;
         }
-        *in_flight = false;
         result.map_err(|e| {
             let error = Error::from_diesel(e, wire.error_code());
             if error.is_connection_lost() && wire.bytes_sent() == sent_before {

@@ -49,6 +49,58 @@ async fn cancel_dropping_proxy(upstream: std::net::SocketAddr) -> std::net::Sock
     addr
 }
 
+/// A TCP proxy in front of `upstream` that, once `silence` is set, passes
+/// the server's next `ErrorResponse` and then nothing more: a server (or a
+/// network) gone quiet between an error and its `ReadyForQuery`.
+async fn silent_after_error_proxy(
+    upstream: std::net::SocketAddr,
+    silence: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::net::SocketAddr {
+    use std::sync::atomic::Ordering;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(server) = TcpStream::connect(upstream).await else {
+                return;
+            };
+            let silence = silence.clone();
+            let (mut client_read, mut client_write) = client.into_split();
+            let (mut server_read, mut server_write) = server.into_split();
+            tokio::spawn(async move {
+                let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
+            });
+            tokio::spawn(async move {
+                // The server's side after the startup is typed messages.
+                loop {
+                    let mut header = [0u8; 5];
+                    if server_read.read_exact(&mut header).await.is_err() {
+                        return;
+                    }
+                    let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]);
+                    let mut body = vec![0u8; len as usize - 4];
+                    if server_read.read_exact(&mut body).await.is_err() {
+                        return;
+                    }
+                    let error = header[0] == b'E';
+                    if client_write
+                        .write_all(&[&header[..], &body].concat())
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                    if error && silence.load(Ordering::SeqCst) {
+                        tokio::time::sleep(Duration::from_secs(60)).await;
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
 fn server_addr(url: &str) -> std::net::SocketAddr {
     let config: tokio_postgres::Config = url.parse().unwrap();
     let host = match &config.get_hosts()[0] {
@@ -72,6 +124,53 @@ async fn losing_cancels(db: &gino_testkit::TestDatabase, options: EngineOptions)
     create_engine(&format!("{url}?sslmode=disable"), options)
         .await
         .unwrap()
+}
+
+/// A statement's error with nothing after it (its `ReadyForQuery` never
+/// comes) still ends by the statement's timeout and a grace, with the
+/// error; the connection, its state unknown, is not used again.
+#[tokio::test]
+async fn an_error_the_server_goes_silent_after_ends_by_the_timeout() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let db = gino_testkit::TestDatabase::create().await;
+    let silence = Arc::new(AtomicBool::new(false));
+    let proxy = silent_after_error_proxy(server_addr(db.url()), silence.clone()).await;
+    let mut url: url_parts::Url = db.url().into();
+    url.addr = proxy.to_string();
+    let engine = create_engine(
+        &format!("{url}?sslmode=disable"),
+        EngineOptions::new().max_size(1),
+    )
+    .await
+    .unwrap();
+    let pid = common::backend_pid(&engine).await;
+    silence.store(true, Ordering::SeqCst);
+    let started = Instant::now();
+    let failed = tokio::time::timeout(
+        Duration::from_secs(20),
+        diesel::select(sql::<Integer>("1 / 0"))
+            .gino()
+            .bind(&engine)
+            .timeout(Duration::from_millis(300))
+            .one::<i32>(),
+    )
+    .await
+    .expect("waited past the timeout for a ReadyForQuery that never comes");
+    let err = failed.unwrap_err();
+    assert_eq!(err.sqlstate(), Some("22012"), "{err:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    silence.store(false, Ordering::SeqCst);
+    assert_ne!(
+        common::backend_pid(&engine).await,
+        pid,
+        "the silent connection was used again"
+    );
+    engine.close().await;
 }
 
 #[tokio::test]

@@ -845,6 +845,14 @@ fn search_path() -> diesel::dsl::select<diesel::expression::SqlLiteral<diesel::s
     ))
 }
 
+/// Runs `sql` in a transaction that commits.
+async fn run_in_a_transaction(engine: &gino::Engine, sql: &str) {
+    engine
+        .transaction(engine.status(diesel::sql_query(sql)))
+        .await
+        .unwrap();
+}
+
 /// Runs `change` and checks that its connection was closed when given
 /// back: the next statement runs on another backend.
 async fn assert_not_handed_on_after(engine: &gino::Engine, change: &str) {
@@ -929,14 +937,7 @@ async fn a_session_changed_for_good_is_not_handed_on() {
     );
 
     let kept = common::backend_pid(engine).await;
-    engine
-        .transaction(async {
-            engine
-                .status(diesel::sql_query("SET LOCAL search_path TO pg_catalog"))
-                .await
-        })
-        .await
-        .unwrap();
+    run_in_a_transaction(engine, "SET LOCAL search_path TO pg_catalog").await;
     assert_eq!(
         common::backend_pid(engine).await,
         kept,
@@ -966,14 +967,7 @@ async fn session_state_no_reply_shows_is_not_handed_on() {
     };
 
     let pid = common::backend_pid(engine).await;
-    engine
-        .transaction(async {
-            engine
-                .status(diesel::sql_query("SET search_path TO pg_catalog"))
-                .await
-        })
-        .await
-        .unwrap();
+    run_in_a_transaction(engine, "SET search_path TO pg_catalog").await;
     assert_eq!(
         engine.one::<String, _>(search_path()).await.unwrap(),
         baseline

@@ -61,6 +61,72 @@ impl HeaderReader {
     }
 }
 
+/// Follows messages split anywhere and hands each message of a kind it
+/// keeps, whole, to a callback: in place when it arrived whole (nearly
+/// always), else with its body collected (up to a cap) across pieces.
+#[derive(Debug, Default)]
+pub(crate) struct MessageReader {
+    header: HeaderReader,
+    /// The type of the message whose body is being read, if any.
+    kind: Option<u8>,
+    remaining: usize,
+    body: Vec<u8>,
+}
+
+impl MessageReader {
+    /// Whether no message is half-read.
+    pub(crate) fn is_between_messages(&self) -> bool {
+        self.kind.is_none() && self.header.is_empty()
+    }
+
+    /// Follows `data` up to the end of the message it is in (or all of
+    /// it, if that message goes on): returns how much it took. A message
+    /// of a kind `keep` accepts is handed to `on_message` once it is whole,
+    /// its body cut at `cap` bytes.
+    pub(crate) fn feed_message(
+        &mut self,
+        data: &[u8],
+        keep: impl Fn(u8) -> bool,
+        cap: usize,
+        mut on_message: impl FnMut(u8, &[u8]),
+    ) -> usize {
+        let Some(kind) = self.kind else {
+            if let Some((kind, body, rest)) = self.header.whole_message(data) {
+                if keep(kind) {
+                    on_message(kind, &body[..body.len().min(cap)]);
+                }
+                return data.len() - rest.len();
+            }
+            let mut rest = data;
+            if let Some(header) = self.header.take(&mut rest) {
+                self.kind = Some(header[0]);
+                self.remaining = body_len(&header);
+                self.body.clear();
+                if self.remaining == 0 {
+                    self.finish(keep, on_message);
+                }
+            }
+            return data.len() - rest.len();
+        };
+        let n = self.remaining.min(data.len());
+        if keep(kind) {
+            let room = cap.saturating_sub(self.body.len());
+            self.body.extend_from_slice(&data[..n.min(room)]);
+        }
+        self.remaining -= n;
+        if self.remaining == 0 {
+            self.finish(keep, on_message);
+        }
+        n
+    }
+
+    fn finish(&mut self, keep: impl Fn(u8) -> bool, mut on_message: impl FnMut(u8, &[u8])) {
+        if let Some(kind) = self.kind.take().filter(|k| keep(*k)) {
+            on_message(kind, &self.body);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,7 +9,7 @@
 //!
 //! Uses: `framing` (message headers), `lex` (what in SQL text is code).
 
-use crate::framing::{HeaderReader, body_len};
+use crate::framing::MessageReader;
 use crate::lex;
 
 /// How much of a statement's text is read: enough for any statement that
@@ -25,13 +25,9 @@ pub(crate) struct FrontendScan {
     /// The startup message's length, as far as it has gone out.
     startup_len: [u8; 4],
     startup_read: usize,
-    header: HeaderReader,
-    /// Body bytes of the current message still to go out.
-    remaining: usize,
-    /// The type of the current message when its body holds SQL text.
-    collecting: Option<u8>,
-    /// The current message's body, up to what is read of it.
-    body: Vec<u8>,
+    /// Bytes of the startup message's body still to go out.
+    startup_left: usize,
+    messages: MessageReader,
 }
 
 impl FrontendScan {
@@ -40,19 +36,10 @@ impl FrontendScan {
     pub(crate) fn feed(&mut self, mut data: &[u8]) -> bool {
         let mut leaves = false;
         while !data.is_empty() {
-            if self.remaining > 0 {
-                let n = self.remaining.min(data.len());
-                if self.collecting.is_some() {
-                    let room = (TEXT_READ + 256).saturating_sub(self.body.len());
-                    self.body.extend_from_slice(&data[..n.min(room)]);
-                }
-                self.remaining -= n;
+            if self.startup_left > 0 {
+                let n = self.startup_left.min(data.len());
+                self.startup_left -= n;
                 data = &data[n..];
-                if self.remaining == 0
-                    && let Some(kind) = self.collecting.take()
-                {
-                    leaves |= message_leaves_state(kind, &self.body);
-                }
                 continue;
             }
             if !self.started {
@@ -63,25 +50,17 @@ impl FrontendScan {
                 data = &data[n..];
                 if self.startup_read == 4 {
                     self.started = true;
-                    self.remaining =
+                    self.startup_left =
                         (u32::from_be_bytes(self.startup_len) as usize).saturating_sub(4);
                 }
                 continue;
             }
-            // A whole message at the front (nearly always): read in place.
-            if let Some((kind, body, rest)) = self.header.whole_message(data) {
-                leaves |= holds_sql(kind) && message_leaves_state(kind, body);
-                data = rest;
-                continue;
-            }
-            if let Some(header) = self.header.take(&mut data) {
-                self.remaining = body_len(&header);
-                self.collecting = holds_sql(header[0]).then_some(header[0]);
-                self.body.clear();
-                if self.remaining == 0 {
-                    self.collecting = None;
-                }
-            }
+            let n = self
+                .messages
+                .feed_message(data, holds_sql, TEXT_READ + 256, |kind, body| {
+                    leaves |= message_leaves_state(kind, body);
+                });
+            data = &data[n..];
         }
         leaves
     }

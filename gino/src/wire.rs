@@ -42,7 +42,7 @@ use crate::config::SslMode;
 use crate::config::{ConnectConfig, TargetSessionAttrs};
 use crate::drive::Driver;
 use crate::error::{Error, Result};
-use crate::framing::{HeaderReader, body_len};
+use crate::framing::MessageReader;
 use crate::opening::Replies;
 use crate::passfile::{Entries, PassFile};
 use crate::peer;
@@ -397,11 +397,7 @@ fn error_field(mut body: &[u8], wanted: u8) -> Option<String> {
 /// replies to an opening out of the bytes it follows.
 #[derive(Debug, Default)]
 struct Framing {
-    header: HeaderReader,
-    /// The type of the message whose body is being read, if any.
-    kind: Option<u8>,
-    remaining: usize,
-    body: Vec<u8>,
+    messages: MessageReader,
     /// Replies to an opening that are still to come ([`crate::opening`]).
     replies: Replies,
     /// Bytes of such a reply still to be taken out.
@@ -438,7 +434,7 @@ impl Framing {
                 data.copy_within(at.., kept);
                 return kept + data.len() - at;
             }
-            if self.kind.is_none() && self.header.is_empty() {
+            if self.messages.is_between_messages() {
                 self.dropping = self.replies.take(data[at]);
                 if self.dropping > 0 {
                     continue;
@@ -455,41 +451,10 @@ impl Framing {
     /// Follows `data` up to the end of the message it is in (or all of
     /// it, if that message goes on): returns how much it took.
     fn feed_message(&mut self, data: &[u8], state: &WireState) -> usize {
-        let Some(kind) = self.kind else {
-            // A whole message at the front (nearly always): read in
-            // place, without collecting its header or body.
-            if let Some((kind, body, rest)) = self.header.whole_message(data) {
-                if Self::interesting(kind) {
-                    state.record(kind, body);
-                }
-                return data.len() - rest.len();
-            }
-            let mut rest = data;
-            if let Some(header) = self.header.take(&mut rest) {
-                self.kind = Some(header[0]);
-                self.remaining = body_len(&header);
-                self.body.clear();
-                if self.remaining == 0 {
-                    self.finish(state);
-                }
-            }
-            return data.len() - rest.len();
-        };
-        let n = self.remaining.min(data.len());
-        if Self::interesting(kind) {
-            self.body.extend_from_slice(&data[..n]);
-        }
-        self.remaining -= n;
-        if self.remaining == 0 {
-            self.finish(state);
-        }
-        n
-    }
-
-    fn finish(&mut self, state: &WireState) {
-        if let Some(kind) = self.kind.take().filter(|k| Self::interesting(*k)) {
-            state.record(kind, &self.body);
-        }
+        self.messages
+            .feed_message(data, Self::interesting, usize::MAX, |kind, body| {
+                state.record(kind, body)
+            })
     }
 }
 

@@ -347,7 +347,7 @@ impl Settings {
             s.host = v;
         }
         if let Some(v) = get("DB_PORT") {
-            s.port = parse_port(v.trim()).map_err(|_| {
+            s.port = parse_port(&v).map_err(|_| {
                 named(
                     "DB_PORT",
                     &format!("expected a port number from 1 to 65535, got `{v}`"),

@@ -162,8 +162,9 @@ impl WireState {
     /// next user would inherit: a setting `SET` for the session (in a
     /// transaction or not) or by `set_config`, a session advisory lock, a
     /// temporary table ([`crate::session_state`]), a `LISTEN`, a
-    /// `PREPARE`d or deallocated statement, a plan the schema outdated. Such a connection is closed when given back, not pooled
-    /// (asyncpg resets one instead, which would also undo `on_connect`).
+    /// `PREPARE`d or deallocated statement, a plan the schema outdated.
+    /// Such a connection is closed when given back, not pooled (asyncpg
+    /// resets one instead, which would also undo `on_connect`).
     pub(crate) fn session_changed(&self) -> bool {
         self.session_changed.load(Ordering::Relaxed)
     }

@@ -954,11 +954,19 @@ async fn a_session_changed_for_good_is_not_handed_on() {
 /// `LOCAL`) inside a transaction that commits (it answers `SET` as `SET
 /// LOCAL` does, and outlives the transaction), and a setting, a lock or a
 /// temporary table made by a statement answering `SELECT` or `CREATE
-/// TABLE`. Their local kinds keep the connection.
+/// TABLE`. Their local kinds keep the connection. Statements prepared
+/// and kept, or sent unnamed through the protocol rewrite (the statement
+/// cache off, as for PgBouncer), alike.
 #[tokio::test]
 async fn session_state_no_reply_shows_is_not_handed_on() {
-    let setup = common::setup_with(EngineOptions::new().max_size(1)).await;
-    let engine = &setup.engine;
+    for cache in [true, false] {
+        let setup =
+            common::setup_with(EngineOptions::new().max_size(1).statement_cache(cache)).await;
+        session_state_is_not_handed_on(&setup.engine).await;
+    }
+}
+
+async fn session_state_is_not_handed_on(engine: &gino::Engine) {
     let baseline: String = engine.one(search_path()).await.unwrap();
     let tenant = || {
         diesel::select(sql::<diesel::sql_types::Text>(

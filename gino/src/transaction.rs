@@ -462,8 +462,11 @@ impl Transaction {
             return Err(crate::root::block_still_running(what));
         }
         if slot.ended_by_sql() {
-            // The server has no transaction left to end.
-            slot.forget_levels();
+            // The server has no transaction left to end. Only this level
+            // and those inside it end: an enclosing one is a block still
+            // running, whose statements must go on failing rather than
+            // autocommit, until it ends too.
+            slot.end_levels(depth);
             return Err(crate::root::ended_by_sql());
         }
         if !commit {

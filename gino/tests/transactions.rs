@@ -1349,6 +1349,45 @@ async fn a_commit_or_rollback_sent_as_sql_is_reported_and_nothing_autocommits() 
 }
 
 #[tokio::test]
+async fn a_nested_level_ended_after_sql_ended_the_transaction_leaves_the_outer_one_guarded() {
+    let (s, other) = items_setup(EngineOptions::new()).await;
+    let e = &s.engine;
+    for end in ["ROLLBACK", "COMMIT"] {
+        let r = e
+            .transaction(async {
+                add(e, "before").await?;
+                let inner = e
+                    .transaction(async {
+                        assert_misuse(e.status(gino::text(end)).await, "sent as a statement");
+                        Ok::<_, Error>(())
+                    })
+                    .await;
+                assert_misuse(inner, "sent as a statement");
+                // The outer block still runs on a transaction the server
+                // no longer has: its statements would autocommit.
+                assert_misuse(add(e, "after").await, "sent as a statement");
+                Err::<(), _>(AppError::Refused)
+            })
+            .await;
+        assert!(r.is_err(), "{r:?}");
+    }
+
+    let conn = e.acquire().await.unwrap();
+    let outer = conn.begin().await.unwrap();
+    let inner = conn.begin().await.unwrap();
+    add(&conn, "manual").await.unwrap();
+    assert_misuse(conn.status(gino::text("ROLLBACK")).await, "sent as");
+    assert_misuse(inner.rollback().await, "sent as a statement");
+    assert_misuse(add(&conn, "after").await, "sent as a statement");
+    assert_misuse(outer.rollback().await, "sent as a statement");
+    add(&conn, "autocommit").await.unwrap();
+    // The first ROLLBACK undid "before", the COMMIT kept it; no "after".
+    assert_eq!(names(&other).await, ["before", "autocommit"]);
+    conn.release().await.unwrap();
+    common::assert_pool_clean(e).await;
+}
+
+#[tokio::test]
 async fn a_transaction_that_does_not_reuse_is_independent_of_the_one_around_it() {
     let (s, other) = items_setup(EngineOptions::new().max_size(2)).await;
     let e = &s.engine;

@@ -354,7 +354,7 @@ async fn in_transaction(engine: &Engine, conn: Option<&Connection>) -> Result<bo
         None => Stack::find(engine.id()),
     };
     match root {
-        Some(root) => root.in_transaction().await,
+        Some(root) => root.in_transaction(None).await,
         None => Ok(false),
     }
 }

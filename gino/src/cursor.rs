@@ -140,6 +140,10 @@ where
 /// ```
 pub struct Cursor<U, ST> {
     root: Arc<Root>,
+    /// How the `DECLARE` came to the root: every `FETCH` and `MOVE` comes
+    /// the same way, so one of a managed block waits out a block joined
+    /// beside it rather than reading inside its savepoint.
+    access: Access,
     name: String,
     buffer: VecDeque<U>,
     prefetch: usize,
@@ -217,7 +221,7 @@ where
     U: Send + 'static,
 {
     static NEXT: AtomicU64 = AtomicU64::new(1);
-    if !root.in_transaction().await? {
+    if !root.in_transaction(timeout).await? {
         return Err(needs_transaction());
     }
     let (name, buffer, exhausted) = if declarable {
@@ -234,6 +238,7 @@ where
     };
     Ok(Cursor {
         root,
+        access,
         name,
         buffer,
         prefetch: DEFAULT_PREFETCH,
@@ -289,7 +294,7 @@ where
             return Err(Error::CursorInterrupted);
         }
         self.moving = true;
-        let result = self.root.run(self.timeout, command).await;
+        let result = self.root.run_as(self.access, self.timeout, command).await;
         // Cleared only once the step is known to have ended: one that
         // timed out with its cancel lost may still move the cursor, and a
         // failed one leaves the transaction failed anyway.

@@ -496,9 +496,12 @@ impl Root {
         Ok(())
     }
 
-    /// Whether a transaction (of gino's) is open on this connection.
-    pub(crate) async fn in_transaction(&self) -> Result<bool> {
-        Ok(!self.lock(&Deadline::none()).await?.levels.is_empty())
+    /// Whether a transaction (of gino's) is open on this connection,
+    /// waiting for its lock at most `timeout` (default: the engine's
+    /// statement timeout), as a statement would.
+    pub(crate) async fn in_transaction(&self, timeout: Option<Duration>) -> Result<bool> {
+        let deadline = Deadline::new(timeout.or_else(|| self.engine.timeout()));
+        Ok(!self.lock(&deadline).await?.levels.is_empty())
     }
 
     /// Runs one statement on this connection, named by the caller.

@@ -545,3 +545,67 @@ async fn a_read_dropped_half_way_stops_the_cursor_instead_of_skipping_rows() {
     tx.commit().await.unwrap();
     conn.release().await.unwrap();
 }
+
+/// A cursor of a managed block reads as that block's statements do: a
+/// block nested beside it (a future joined with the reading one) is waited
+/// out, not read inside (its failed savepoint would fail the read and
+/// leave the cursor unusable).
+#[tokio::test]
+async fn a_cursor_read_waits_out_a_block_joined_beside_it() {
+    let s = common::setup().await;
+    let e = &s.engine;
+    e.transaction(async {
+        let mut cursor = e.iterate::<i32, _>(series(10)).await?;
+        let (nested, first) = tokio::join!(
+            e.transaction(async {
+                let failed = e.status(diesel::sql_query("SELECT 1/0")).await;
+                assert!(failed.is_err(), "{failed:?}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                Ok::<_, Error>(())
+            }),
+            async {
+                tokio::time::sleep(Duration::from_millis(30)).await;
+                cursor.next().await
+            }
+        );
+        assert!(
+            matches!(nested, Err(Error::TransactionAborted)),
+            "{nested:?}"
+        );
+        assert_eq!(first?, Some(1));
+        assert_eq!(cursor.many(2).await?, [2, 3]);
+        Ok::<_, Error>(())
+    })
+    .await
+    .unwrap();
+    common::assert_pool_clean(e).await;
+}
+
+/// `iterate()`'s timeout covers the wait for its connection, as every
+/// statement's does.
+#[tokio::test]
+async fn iterate_times_out_waiting_for_a_busy_connection() {
+    let s = common::setup().await;
+    let conn = s.engine.acquire().await.unwrap();
+    let tx = conn.begin().await.unwrap();
+    let (slept, cursor) = tokio::join!(
+        conn.status(diesel::sql_query("SELECT pg_sleep(1)")),
+        async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            series(3)
+                .gino()
+                .bind(&conn)
+                .timeout(Duration::from_millis(100))
+                .iterate::<i32>()
+                .await
+        }
+    );
+    slept.unwrap();
+    assert!(
+        matches!(cursor, Err(Error::QueryTimeout(_))),
+        "{:?}",
+        cursor.map(|_| ())
+    );
+    tx.commit().await.unwrap();
+    conn.release().await.unwrap();
+}

@@ -42,7 +42,7 @@ async fn update(
 }
 
 async fn delete(id: web::Path<i32>) -> Result<HttpResponse, Error> {
-    User::get_or_404(id.into_inner()).await?.delete().await?;
+    users::delete_user(id.into_inner()).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -88,6 +88,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         move || {
             App::new()
                 .app_data(web::Data::new(db.clone()))
+                // An `{id}` that is not an i32: 400, as in axum and rocket
+                // (actix's `Path` answers 404 by default).
+                .app_data(
+                    web::PathConfig::default()
+                        .error_handler(|_, _| actix_web::error::ErrorBadRequest(users::BAD_ID)),
+                )
                 .wrap(db.middleware())
                 .wrap(ErrorHandlers::new().default_handler(json_error))
                 // Resources, so that a method a path does not take is a 405.

@@ -13,10 +13,11 @@ use gino_examples::users::{self, DB, NicknameBody, Page, User};
 use gino_rocket::Error;
 use rocket::fairing::AdHoc;
 use rocket::form::{Errors, error::ErrorKind};
-use rocket::http::{ContentType, Status};
+use rocket::http::{ContentType, Method, Status};
 use rocket::response::content::RawJson;
+use rocket::route::{self, Handler, Route};
 use rocket::serde::json::{self, Json, serde_json::error::Category};
-use rocket::{Request, catch, catchers, delete, get, patch, post, routes};
+use rocket::{Data, Request, Response, catch, catchers, delete, get, patch, post, routes};
 
 /// What a route answers besides its value: a request it refuses, with the
 /// reason, or gino's errors.
@@ -49,6 +50,13 @@ fn count(value: Result<u32, Errors<'_>>) -> Result<Option<u32>, ApiError> {
             "limit and offset are whole numbers",
         )),
     }
+}
+
+/// The `{id}` of a path, or a 400 when it is not a 32-bit integer, as
+/// axum's and actix's answer (rocket's `i32` parameter would forward such a
+/// request to a 422).
+fn user_id(id: Result<i32, &str>) -> Result<i32, ApiError> {
+    id.map_err(|_| ApiError::refused(Status::BadRequest, users::BAD_ID))
 }
 
 /// A JSON body, or its refusal: 415 unless the request says it sends JSON,
@@ -106,8 +114,8 @@ async fn list(
 }
 
 #[get("/users/<id>")]
-async fn show(id: i32) -> Result<Json<User>, Error> {
-    Ok(Json(User::get_or_404(id).await?))
+async fn show(id: Result<i32, &str>) -> Result<Json<User>, ApiError> {
+    Ok(Json(User::get_or_404(user_id(id)?).await?))
 }
 
 #[post("/users", data = "<new>")]
@@ -122,10 +130,11 @@ async fn create(
 
 #[patch("/users/<id>", data = "<change>")]
 async fn update(
-    id: i32,
+    id: Result<i32, &str>,
     kind: Option<&ContentType>,
     change: Result<Json<NicknameBody>, json::Error<'_>>,
 ) -> Result<Json<User>, ApiError> {
+    let id = user_id(id)?;
     let change = body(kind, change)?;
     let mut user = User::get_or_404(id).await?;
     user.update().nickname(change.nickname).apply().await?;
@@ -133,9 +142,49 @@ async fn update(
 }
 
 #[delete("/users/<id>")]
-async fn remove(id: i32) -> Result<Status, Error> {
-    User::get_or_404(id).await?.delete().await?;
+async fn remove(id: Result<i32, &str>) -> Result<Status, ApiError> {
+    users::delete_user(user_id(id)?).await?;
     Ok(Status::NoContent)
+}
+
+/// A method a path does not take: 405 with `Allow`, as axum and actix
+/// answer (rocket has no 405: a request no route takes is a 404).
+#[derive(Clone)]
+struct NotAllowed {
+    allow: String,
+}
+
+#[rocket::async_trait]
+impl Handler for NotAllowed {
+    async fn handle<'r>(&self, _: &'r Request<'_>, _: Data<'r>) -> route::Outcome<'r> {
+        let body = ErrorResponse::body_for(Status::MethodNotAllowed.reason_lossy());
+        route::Outcome::Success(
+            Response::build()
+                .status(Status::MethodNotAllowed)
+                .raw_header("Allow", self.allow.clone())
+                .header(ContentType::JSON)
+                .sized_body(body.len(), std::io::Cursor::new(body))
+                .finalize(),
+        )
+    }
+}
+
+/// Routes answering 405 for every method of `path` but `allowed` (and
+/// `HEAD`, which rocket answers with `GET`'s route).
+fn not_allowed(path: &str, allowed: &[Method]) -> Vec<Route> {
+    use Method::*;
+    let mut allow: Vec<&str> = allowed.iter().map(|m| m.as_str()).collect();
+    if allowed.contains(&Get) {
+        allow.push(Head.as_str());
+    }
+    let handler = NotAllowed {
+        allow: allow.join(", "),
+    };
+    [Get, Put, Post, Delete, Options, Patch, Trace]
+        .into_iter()
+        .filter(|method| !allowed.contains(method))
+        .map(|method| Route::new(method, path, handler.clone()))
+        .collect()
 }
 
 #[rocket::main]
@@ -175,6 +224,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .mount(
             "/",
             gino_rocket::scoped(routes![list, show, create, update, remove]),
+        )
+        .mount("/", not_allowed("/users", &[Method::Get, Method::Post]))
+        .mount(
+            "/",
+            not_allowed("/users/<id>", &[Method::Get, Method::Patch, Method::Delete]),
         )
         .register("/", catchers![json_error])
         .launch()

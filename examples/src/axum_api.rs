@@ -105,6 +105,6 @@ async fn update(Path(id): Path<i32>, Json(body): Json<NicknameBody>) -> Result<J
 }
 
 async fn delete(Path(id): Path<i32>) -> Result<StatusCode, Error> {
-    User::get_or_404(id).await?.delete().await?;
+    crate::users::delete_user(id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -13,10 +13,12 @@
 //!
 //! `HEAD` answers as `GET` without the body. Every error answers in JSON
 //! too, `{"error": "..."}`: gino's (404, 503, 500) and the framework's
-//! own, with its status and its message (400 or 422 for a malformed body
-//! or query, 413 for a body too large, 404 for an unknown path, and a body
-//! not sent as `application/json` is refused: 415, or 400 from actix),
-//! made by [`ErrorResponse::body_for`].
+//! own, with its status and its message (400 for an `{id}` that is not a
+//! 32-bit integer or a malformed query, 400 or 422 for a malformed body,
+//! 413 for a body too large, 404 for an unknown path, 405 with `Allow` for
+//! a method the path does not take, and a body not sent as
+//! `application/json` is refused: 415, or 400 from actix), made by
+//! [`ErrorResponse::body_for`].
 
 use gino::prelude::*;
 use gino::web::{ErrorResponse, Settings};
@@ -90,6 +92,25 @@ impl Page {
             .await
     }
 }
+
+/// `DELETE /users/{id}`: one `DELETE` by key, [`gino::Error::NotFound`]
+/// (404) when it removed no row. Not a load and then a delete: of two
+/// requests deleting one user at once, both would find it and both answer
+/// 204.
+pub async fn delete_user(id: i32) -> gino::Result<()> {
+    let deleted = gino::diesel::delete(users::table.find(id))
+        .gino()
+        .status()
+        .await?;
+    if deleted.rows() == 0 {
+        return Err(gino::Error::NotFound);
+    }
+    Ok(())
+}
+
+/// The message of a 400 for an `{id}` that is not a 32-bit integer, where
+/// the framework's own would say less.
+pub const BAD_ID: &str = "the user id in the path is not a 32-bit integer";
 
 /// The application's database; the models above belong to it.
 pub static DB: Gino = Gino::new();

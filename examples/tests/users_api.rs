@@ -288,32 +288,50 @@ async fn drive(name: &str) {
         accepted.json::<Value>().await.unwrap()["nickname"],
         longest.as_str()
     );
-    // A method the API does not take: the client's error, in JSON, and
-    // where the framework answers 405 it says which methods are allowed.
-    let refused = client.put(app.url("/users")).send().await.unwrap();
-    if refused.status() == 405 {
+    // A method a path does not take: 405 in JSON, saying which methods
+    // are allowed, in every framework.
+    for (method, path, allowed) in [
+        (reqwest::Method::PUT, "/users".to_owned(), "POST"),
+        (reqwest::Method::PATCH, "/users".to_owned(), "GET"),
+        (reqwest::Method::POST, format!("/users/{id}"), "PATCH"),
+        (reqwest::Method::PUT, format!("/users/{id}"), "DELETE"),
+    ] {
+        let what = format!("{name}: {method} {path}");
+        let refused = client.request(method, app.url(&path)).send().await.unwrap();
+        assert_eq!(refused.status(), 405, "{what}");
         let allow = refused.headers().get("allow").map(|a| a.to_str().unwrap());
         assert_eq!(
-            allow.map(|a| a.contains("POST")),
+            allow.map(|a| a.contains(allowed) && a.contains("HEAD")),
             Some(true),
-            "{name}: 405's Allow"
+            "{what}: Allow {allow:?}"
         );
+        expect_json_refusal(refused, &what).await;
     }
-    expect_json_refusal(refused, &format!("{name}: PUT /users")).await;
-    // Paths and queries no user can match: the client's error, never 500.
-    for path in [
-        "/users?limit=-1",
-        "/users?limit=abc",
-        "/users?offset=99999999999",
-        "/users/abc",
-        "/users/99999999999",
-        "/users/1.5",
-        "/users/-1",
-        "/users/%00",
-        "/nowhere",
+    // Paths and queries no user can match: the client's error, never 500,
+    // and the same one in every framework.
+    for (path, status) in [
+        ("/users?limit=-1", 400),
+        ("/users?limit=abc", 400),
+        ("/users?offset=99999999999", 400),
+        ("/users/abc", 400),
+        ("/users/99999999999", 400),
+        ("/users/1.5", 400),
+        ("/users/%00", 400),
+        ("/users/-1", 404),
+        ("/nowhere", 404),
     ] {
         let refused = client.get(app.url(path)).send().await.unwrap();
+        assert_eq!(refused.status(), status, "{name}: GET {path}");
         expect_json_refusal(refused, &format!("{name}: GET {path}")).await;
+    }
+    for method in [reqwest::Method::PATCH, reqwest::Method::DELETE] {
+        let refused = client
+            .request(method.clone(), app.url("/users/abc"))
+            .json(&json!({ "nickname": "x" }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 400, "{name}: {method} /users/abc");
     }
     let huge_offset: Vec<Value> = app.get_json(&client, "/users?offset=4294967295").await;
     assert!(huge_offset.is_empty(), "{name}: an offset past every row");
@@ -330,6 +348,7 @@ async fn drive(name: &str) {
         .await
         .unwrap();
     assert_eq!(again.status(), 404, "{name}: DELETE of a missing user");
+    deletes_of_one_user_at_once(name, &app, &client, database.url()).await;
 
     app.stop();
 
@@ -359,6 +378,67 @@ async fn drive(name: &str) {
         .unwrap();
     assert_eq!(left, 0, "{name} left connections open");
     engine.close().await;
+}
+
+/// Requests deleting one user at once: one answers 204, the others 404.
+/// The row is locked meanwhile, so that every request has come as far as
+/// its `DELETE` (and a handler that first loads the user has found it)
+/// before any of them deletes.
+async fn deletes_of_one_user_at_once(name: &str, app: &App, client: &reqwest::Client, url: &str) {
+    use gino::diesel::{self, dsl::sql, sql_types::BigInt};
+    let doomed: Value = client
+        .post(app.url("/users"))
+        .json(&json!({ "nickname": "doomed" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let doomed = doomed["id"].as_i64().unwrap();
+    let engine = gino::create_engine(url, Default::default()).await.unwrap();
+    // Not the task's connection: the polls below run on another, as
+    // pg_stat_activity stays as a transaction first read it.
+    let conn = engine.acquire().reusable(false).await.unwrap();
+    let lock = conn.begin().await.unwrap();
+    conn.status(diesel::sql_query(format!(
+        "SELECT 1 FROM users WHERE id = {doomed} FOR UPDATE"
+    )))
+    .await
+    .unwrap();
+    // As many as the app's pool holds (`DB_POOL_MAX_SIZE`).
+    let requests = 4;
+    let mut deletes = tokio::task::JoinSet::new();
+    for _ in 0..requests {
+        deletes.spawn(client.delete(app.url(&format!("/users/{doomed}"))).send());
+    }
+    let waiting = diesel::select(sql::<BigInt>(
+        "count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
+         AND query LIKE 'DELETE%'",
+    ));
+    let started = Instant::now();
+    while engine.one::<i64, _>(waiting.clone()).await.unwrap() < requests {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{name}: the DELETEs never reached the locked row"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    lock.commit().await.unwrap();
+    conn.release().await.unwrap();
+    engine.close().await;
+    let mut statuses: Vec<u16> = deletes
+        .join_all()
+        .await
+        .into_iter()
+        .map(|answer| answer.unwrap().status().as_u16())
+        .collect();
+    statuses.sort_unstable();
+    assert_eq!(
+        statuses,
+        [204, 404, 404, 404],
+        "{name}: DELETEs of one user at once"
+    );
 }
 
 /// A refusal as the API promises every error: the client's (4xx), in

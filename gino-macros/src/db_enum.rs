@@ -71,8 +71,41 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
                 }
             })?;
         }
+        // PostgreSQL refuses a longer label, and two alike would read
+        // back as one variant.
+        if label.is_empty() || label.len() > 63 {
+            return Err(syn::Error::new(
+                variant.span(),
+                format!(
+                    "the label `{label}` is {} bytes: PostgreSQL takes 1 to 63; \
+                     #[gino(rename = \"...\")] gives it another",
+                    label.len()
+                ),
+            ));
+        }
+        if let Some(at) = labels.iter().position(|l| *l == label) {
+            return Err(syn::Error::new(
+                variant.span(),
+                format!(
+                    "`{}` and `{}` have one label, `{label}`: each variant needs its own \
+                     (#[gino(rename = \"...\")])",
+                    variants[at], variant.ident
+                ),
+            ));
+        }
         variants.push(&variant.ident);
         labels.push(label);
+    }
+    if type_name.is_empty() || type_name.len() > 63 {
+        return Err(syn::Error::new(
+            Span::call_site(),
+            format!(
+                "the type name `{type_name}` is {} bytes, and PostgreSQL keeps 63 of a name \
+                 (queries would look the whole one up): #[gino(type_name = \"...\")] \
+                 gives it a shorter one",
+                type_name.len()
+            ),
+        ));
     }
     let sql_type = format_ident!("{}Type", name);
     let meta = format_ident!("__GINO_ENUM_{}", name.to_string().to_uppercase());

@@ -515,6 +515,13 @@ fn parse_field(field: &syn::Field) -> Result<Field> {
              #[gino(property, before_set = path)]; a column's value is what its field holds",
         ));
     }
+    if parsed.references.is_none() && (parsed.on_delete.is_some() || parsed.on_update.is_some()) {
+        return Err(syn::Error::new(
+            parsed.ident.span(),
+            "`on_delete` and `on_update` are actions of a foreign key: \
+             #[gino(references = User, on_delete = \"cascade\")]",
+        ));
+    }
     if !parsed.join && !matches!(parsed.references, Some(Reference::Model(_))) {
         return Err(syn::Error::new(
             parsed.ident.span(),
@@ -600,9 +607,17 @@ fn resolve(field: &Field, single_pk: bool) -> Result<Resolved> {
     // Like SQLAlchemy: the integer primary key of a table with a one-column
     // key is assigned by the database unless told otherwise.
     let serial_ddl = types::serial_ddl(&base_ddl);
-    let serial = field
-        .autoincrement
-        .unwrap_or(single_pk && field.primary_key && serial_ddl.is_some());
+    // A key with a default of its own (`nextval` of a shared sequence, say)
+    // is not serial: PostgreSQL takes one default per column.
+    let serial = field.autoincrement.unwrap_or(
+        single_pk && field.primary_key && serial_ddl.is_some() && field.server_default.is_none(),
+    );
+    if serial && field.server_default.is_some() {
+        return Err(syn::Error::new(
+            field.ident.span(),
+            "a serial column has its sequence's default: leave out autoincrement or server_default",
+        ));
+    }
     if serial && serial_ddl.is_none() {
         return Err(syn::Error::new(
             field.ident.span(),
@@ -783,6 +798,10 @@ pub(crate) fn expand_with(
             "a model needs its table name: #[gino(table = \"users\")]",
         )
     })?;
+    name_fits(&table, "table", Span::call_site())?;
+    if let Some(schema) = &attrs.schema {
+        name_fits(schema, "schema", Span::call_site())?;
+    }
     let Data::Struct(data) = &input.data else {
         return Err(syn::Error::new(
             Span::call_site(),
@@ -895,6 +914,7 @@ pub(crate) fn expand_with(
     // model is declared; without this the table would fail only when
     // created (42701), or an insert would name the column twice.
     for (i, f) in fields.iter().enumerate() {
+        name_fits(&f.column, "column", f.ident.span())?;
         if let Some(first) = fields[..i].iter().find(|g| g.column == f.column) {
             return Err(syn::Error::new(
                 f.ident.span(),
@@ -2481,9 +2501,27 @@ fn joins(
     }
 }
 
-/// Whether `references = path` names the model being derived.
+/// Whether `references = path` names the model being derived: `Self` or
+/// its bare name. A longer path (`legacy::User`) is another model, even of
+/// the same name.
 fn refers_to_itself(model: &Ident, path: &Path) -> bool {
-    path.is_ident("Self") || path.segments.last().is_some_and(|s| s.ident == *model)
+    path.is_ident("Self") || path.is_ident(model)
+}
+
+/// Refuses a name PostgreSQL would cut to 63 bytes: DDL would make the
+/// cut name while queries and row reads use the whole one.
+fn name_fits(name: &str, what: &str, span: Span) -> Result<()> {
+    if name.len() <= 63 {
+        return Ok(());
+    }
+    Err(syn::Error::new(
+        span,
+        format!(
+            "the {what} name `{name}` is {} bytes, and PostgreSQL keeps 63 of a name: \
+             give it a shorter one",
+            name.len()
+        ),
+    ))
 }
 
 /// The default of a field of `model` of type `ty` that was given no value:

@@ -227,6 +227,21 @@ pub struct EnumMeta {
 /// assert_eq!(Mood::META.name, "mood");
 /// assert_eq!(Mood::META.variants, ["happy", "so-so"]);
 /// ```
+///
+/// Each variant needs a label of its own, of at most 63 bytes (and the
+/// type's name too, as PostgreSQL keeps 63 bytes of a name):
+///
+/// ```compile_fail
+/// #[derive(gino::DbEnum, Debug, Clone, Copy, PartialEq)]
+/// pub enum Mood {
+///     Happy,
+///     #[gino(rename = "happy")] // error: `Happy` and `Glad` have one label
+///     Glad,
+/// }
+/// ```
+///
+/// Two enum types of one name in a database, with different labels, are
+/// refused by `create_all`; give one a `type_name`.
 pub trait PgEnum {
     /// The type's name and labels.
     const META: &'static EnumMeta;
@@ -645,6 +660,49 @@ impl<T> QueryId for Lookup<T> {
 ///     #[gino(primary_key)]
 ///     pub id: i32,
 ///     pub timeout: i32, // error: rename it, with #[gino(column = "timeout")]
+/// }
+/// ```
+///
+/// PostgreSQL keeps 63 bytes of a table's or column's name; a longer one
+/// would be made cut while queries name it whole:
+///
+/// ```compile_fail
+/// # use gino::prelude::*;
+/// #[derive(Model, Debug, Clone)]
+/// #[gino(table = "events")]
+/// pub struct Event {
+///     #[gino(primary_key)]
+///     pub id: i32,
+///     // error: the column name is 65 bytes
+///     pub when_the_event_was_first_reported_by_the_monitoring_system_at_utc: i64,
+/// }
+/// ```
+///
+/// A column takes one default: an integer key with a `server_default` (a
+/// sequence's `nextval`, say) is not serial, and cannot be made so:
+///
+/// ```compile_fail
+/// # use gino::prelude::*;
+/// #[derive(Model, Debug, Clone)]
+/// #[gino(table = "tickets")]
+/// pub struct Ticket {
+///     // error: leave out autoincrement or server_default
+///     #[gino(primary_key, autoincrement = true, server_default = "nextval('tickets')")]
+///     pub id: i64,
+/// }
+/// ```
+///
+/// `on_delete` and `on_update` belong to a foreign key:
+///
+/// ```compile_fail
+/// # use gino::prelude::*;
+/// #[derive(Model, Debug, Clone)]
+/// #[gino(table = "posts")]
+/// pub struct Post {
+///     #[gino(primary_key)]
+///     pub id: i32,
+///     #[gino(on_delete = "cascade")] // error: no references
+///     pub author_id: i32,
 /// }
 /// ```
 ///

@@ -1240,6 +1240,94 @@ mod serial_keys {
     }
 }
 
+/// A key whose default is a sequence of its own (GINO's `Sequence` as a
+/// column's default): not serial, which would give the column two
+/// defaults.
+mod sequence_default_key {
+    use super::*;
+    use gino::schema::Sequence;
+
+    static DB: Gino = Gino::secondary();
+
+    #[derive(Model, Debug, Clone, PartialEq)]
+    #[gino(table = "tickets", db = DB)]
+    pub struct Ticket {
+        #[gino(primary_key, server_default = "nextval('ticket_numbers')")]
+        pub id: i64,
+        pub title: String,
+    }
+
+    #[tokio::test]
+    async fn takes_its_default_and_is_not_serial() {
+        let s = bound(&DB).await;
+        Sequence::new("ticket_numbers").declare_in(&DB);
+        DB.create_all().await.unwrap();
+        assert_eq!(
+            columns(&s.engine, "tickets").await,
+            [
+                "id bigint NO nextval('ticket_numbers'::regclass)",
+                "title text NO -"
+            ]
+        );
+        assert_eq!(Ticket::create().title("a").await.unwrap().id, 1);
+        assert_eq!(Ticket::create().title("b").await.unwrap().id, 2);
+        DB.drop_all().await.unwrap();
+    }
+}
+
+/// `references` naming another model of the same name by its path.
+mod same_name_reference {
+    use super::*;
+
+    static DB: Gino = Gino::secondary();
+
+    pub mod legacy {
+        use super::*;
+
+        #[derive(Model, Debug, Clone, PartialEq)]
+        #[gino(table = "legacy_accounts", db = DB)]
+        pub struct Account {
+            #[gino(primary_key)]
+            pub id: i32,
+        }
+    }
+
+    #[derive(Model, Debug, Clone, PartialEq)]
+    #[gino(table = "accounts", db = DB)]
+    pub struct Account {
+        #[gino(primary_key)]
+        pub id: i32,
+        #[gino(references = legacy::Account)]
+        pub legacy_id: Option<i32>,
+    }
+
+    #[tokio::test]
+    async fn is_a_key_to_that_model_not_to_itself() {
+        let sql = DB.schema_sql();
+        assert!(
+            sql.contains(r#"FOREIGN KEY ("legacy_id") REFERENCES "legacy_accounts" ("id")"#),
+            "{sql}"
+        );
+        let _s = bound(&DB).await;
+        DB.create_all().await.unwrap();
+        let old = legacy::Account::create().id(7).await.unwrap();
+        let account = Account::create().legacy_id(old.id).await.unwrap();
+        let missing = Account::create().legacy_id(8).await.unwrap_err();
+        assert_eq!(missing.sqlstate(), Some("23503"), "{missing}");
+        let (loaded, legacy) = DB
+            .one(
+                accounts::table
+                    .left_join(legacy::legacy_accounts::table)
+                    .filter(accounts::id.eq(account.id))
+                    .select((Account::as_select(), Option::<legacy::Account>::as_select())),
+            )
+            .await
+            .unwrap();
+        assert_eq!((loaded, legacy), (account, Some(old)));
+        DB.drop_all().await.unwrap();
+    }
+}
+
 mod lookup_optimistic {
     use super::*;
     use gino::model::Lookup;

@@ -25,6 +25,10 @@ pub fn expand(input: TokenStream) -> Result<TokenStream> {
             .collect()
     };
     let table_attrs = gino(&decl.meta);
+    only(&table_attrs, TABLE_KEYS)?;
+    for column in &decl.column_defs {
+        only(&gino(&column.meta), COLUMN_KEYS)?;
+    }
     let name = &decl.table_name;
     let sql_name = &decl.sql_name;
     let schema = decl.schema.as_ref().map(|s| {
@@ -56,6 +60,53 @@ pub fn expand(input: TokenStream) -> Result<TokenStream> {
         #module
         #registration
     })
+}
+
+/// What `gino::table!` takes on the table: the rest (its name, schema,
+/// key) is the declaration's own, which the diesel module follows too.
+const TABLE_KEYS: &[&str] = &["db", "index", "unique", "check", "foreign_key", "comment"];
+
+/// What `gino::table!` takes on a column: its DDL. Its name, type and key
+/// are the declaration's; a model's field attributes (a client default, a
+/// JSON property) have no field here to act on.
+const COLUMN_KEYS: &[&str] = &[
+    "references",
+    "join",
+    "on_delete",
+    "on_update",
+    "server_default",
+    "autoincrement",
+    "unique",
+    "index",
+    "check",
+    "comment",
+    "ddl",
+];
+
+/// Refuses a `#[gino(...)]` key not in `keys`: the model derive would
+/// take it, for the DDL alone, while the diesel module went on without it
+/// (a renamed column created under one name and queried under another).
+fn only(attrs: &[Attribute], keys: &[&str]) -> Result<()> {
+    use syn::punctuated::Punctuated;
+    for attr in attrs {
+        let metas =
+            attr.parse_args_with(Punctuated::<syn::Meta, syn::Token![,]>::parse_terminated)?;
+        for meta in metas {
+            let path = meta.path();
+            if !keys.iter().any(|key| path.is_ident(key)) {
+                return Err(syn::Error::new_spanned(
+                    path,
+                    format!(
+                        "gino::table! takes {} here; a table's name, schema, columns and key \
+                         are the declaration's own (diesel's `table!` syntax), and what a \
+                         field does is a model's: #[derive(Model)]",
+                        keys.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A column as a field of the description: its attributes, its SQL name,

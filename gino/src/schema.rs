@@ -30,9 +30,10 @@
 //! ## Tables without models
 //!
 //! `gino::table!` declares a table in diesel's `table!` syntax, with gino's
-//! attributes on the table (`db`, `index`, `unique`, `check`) and on the
-//! columns (`references`, `server_default`, `unique`, `index`, `check`,
-//! `ddl`), once for both uses: diesel gets the table for queries, and the
+//! attributes on the table (`db`, `index`, `unique`, `check`,
+//! `foreign_key`, `comment`) and on the columns (`references` with
+//! `on_delete`, `on_update`, `join`; `server_default`, `autoincrement`,
+//! `unique`, `index`, `check`, `comment`, `ddl`), once for both uses: diesel gets the table for queries, and the
 //! table's database learns it, so `create_all` creates it (GINO core's
 //! `db.Table`). The PostgreSQL type of a column follows from its diesel
 //! type; `#[gino(ddl = "...")]` names another.
@@ -64,6 +65,21 @@
 //!     .await?;
 //! # Ok(()) }
 //! # gino_testkit::doc::run_with(&DB, demo);
+//! ```
+//!
+//! A column's name, type and key are the declaration's, read by diesel and
+//! gino alike (`#[sql_name = "..."]` names a column in SQL); gino's
+//! attributes that would change them for the DDL alone are refused:
+//!
+//! ```compile_fail
+//! gino::table! {
+//!     notes (id) {
+//!         id -> Integer,
+//!         #[gino(column = "body_text")] // error: use diesel's #[sql_name = "body_text"]
+//!         body -> Text,
+//!     }
+//! }
+//! # fn main() {}
 //! ```
 
 // Layer: above `model`; uses `model` (metadata), `executor` and `bind` (running DDL), `api`.
@@ -330,6 +346,9 @@ fn name_clash(tables: &[&TableMeta], sequences: &[Sequence]) -> Option<Error> {
             }
         }
     }
+    if let Some(clash) = enum_clash(&seen_tables) {
+        return Some(clash);
+    }
     for sequence in sequences {
         let what = format!("sequence `{}`", sequence.name());
         named.push((sequence.schema(), sequence.name(), what));
@@ -345,6 +364,40 @@ fn name_clash(tables: &[&TableMeta], sequences: &[Sequence]) -> Option<Error> {
                  namespace: give one of them another name"
             )));
         }
+    }
+    None
+}
+
+/// Two enum types of the tables named alike with different labels (one
+/// would be created, and the other's values would not fit it), or an enum
+/// type named as a table of the search path's schema, whose row type has
+/// the table's name (the enum, made first, would be found in place of the
+/// table, or the table refused).
+fn enum_clash(tables: &[&TableMeta]) -> Option<Error> {
+    let mut enums: Vec<&EnumMeta> = Vec::new();
+    for e in tables.iter().flat_map(|t| t.enums.iter().copied()) {
+        if let Some(known) = enums.iter().find(|known| kept(known.name) == kept(e.name)) {
+            if known.variants != e.variants {
+                return Some(Error::Configuration(format!(
+                    "two enum types are named `{}`, with the labels {:?} and {:?}: create_all \
+                     would make one of them, and the other's values would not fit it; give one \
+                     of them another #[gino(type_name = \"...\")]",
+                    e.name, known.variants, e.variants
+                )));
+            }
+            continue;
+        }
+        if let Some(table) = tables
+            .iter()
+            .find(|t| t.schema.is_none() && kept(t.name) == kept(e.name))
+        {
+            return Some(Error::Configuration(format!(
+                "the enum type `{}` has the name of table `{}`, whose row type PostgreSQL names \
+                 after the table: give the enum another #[gino(type_name = \"...\")]",
+                e.name, table.name
+            )));
+        }
+        enums.push(e);
     }
     None
 }

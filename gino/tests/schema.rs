@@ -370,6 +370,54 @@ async fn a_table_two_models_declare_differently_is_refused() {
     assert_eq!(tables(&s.engine).await, ["cards"]);
 }
 
+/// Two enums of one type name (`orders::Status`, `users::Status`): only
+/// one type would be made, and the other model's values refused by it.
+static ORDER_STATUS: EnumMeta = EnumMeta {
+    name: "status",
+    variants: &["pending", "shipped"],
+};
+static ACCOUNT_STATUS: EnumMeta = EnumMeta {
+    name: "status",
+    variants: &["active", "banned"],
+};
+static SHIPMENTS: TableMeta = TableMeta {
+    enums: &[&ORDER_STATUS],
+    ..table(
+        "shipments",
+        &[col("id", "integer"), col("status", "status")],
+        &["id"],
+    )
+};
+static MEMBERSHIPS: TableMeta = TableMeta {
+    enums: &[&ACCOUNT_STATUS],
+    ..table(
+        "memberships",
+        &[col("id", "integer"), col("status", "status")],
+        &["id"],
+    )
+};
+models!(ENUM_CLASH_DB: SHIPMENTS, MEMBERSHIPS);
+/// An enum type named as a table: the table's row type has its name.
+static STATUS_TABLE: TableMeta = table("status", &[col("id", "integer")], &["id"]);
+models!(ENUM_TABLE_DB: SHIPMENTS, STATUS_TABLE);
+
+#[tokio::test]
+async fn enum_types_named_alike_or_as_a_table_are_refused_before_anything_runs() {
+    for (db, needle) in [
+        (&ENUM_CLASH_DB, "banned"),
+        (&ENUM_TABLE_DB, "table `status`"),
+    ] {
+        let s = bound(db).await;
+        let error = db.create_all().await.unwrap_err();
+        assert!(
+            matches!(&error, gino::Error::Configuration(m) if m.contains(needle)),
+            "{error}"
+        );
+        assert!(tables(&s.engine).await.is_empty());
+        assert!(enum_types(&s.engine).await.is_empty());
+    }
+}
+
 #[tokio::test]
 async fn composite_primary_key_and_multi_column_indexes() {
     let s = bound(&BOOKING_DB).await;

@@ -842,6 +842,25 @@ pub(crate) fn expand_with(
                  #[gino(index(name = \"...\", columns(property), unique))] on the model)",
             ));
         }
+        // What makes a column's DDL or its name in SQL has no column here:
+        // a property is a key of the JSON column, named by its field.
+        let column_only = [
+            (prop.column != property_key(prop), "column"),
+            (prop.sql_type.is_some(), "sql_type"),
+            (prop.ddl.is_some(), "ddl"),
+            (prop.db_enum, "db_enum"),
+            (prop.autoincrement.is_some(), "autoincrement"),
+            (prop.comment.is_some(), "comment"),
+        ];
+        if let Some((_, attribute)) = column_only.iter().find(|(set, _)| *set) {
+            return Err(syn::Error::new(
+                prop.ident.span(),
+                format!(
+                    "a JSON property takes no `{attribute}`: it is a key of the column \
+                     `{column}`, named after its field, and its type is the field's"
+                ),
+            ));
+        }
         if !json_columns.contains(&column) {
             // The generated code names the column's field after it.
             if syn::parse_str::<syn::Ident>(&column).is_err() {

@@ -129,6 +129,21 @@
 //! }
 //! ```
 //!
+//! What makes a column (`column`, `sql_type`, `ddl`, `db_enum`,
+//! `autoincrement`, `comment`) has no column to act on in a property:
+//!
+//! ```compile_fail
+//! # use gino::prelude::*;
+//! #[derive(Model, Debug, Clone)]
+//! #[gino(table = "notes")]
+//! pub struct Note {
+//!     #[gino(primary_key)]
+//!     pub id: i32,
+//!     #[gino(property, column = "title")] // error: a property's key is its field's name
+//!     pub heading: Option<String>,
+//! }
+//! ```
+//!
 //! An update sets a property to what SQL computes with
 //! `.set_property(people_props::age(), people_props::age() + 1)`
 //! ([`PropertyExpr`]). `#[gino(property, index)]` indexes the property's

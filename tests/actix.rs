@@ -579,6 +579,19 @@ mod tenant_app {
         HttpResponse::Ok().streaming(database_lines(&OUTER_DB).map_ok(web::Bytes::from))
     }
 
+    /// The same body with its length said beforehand: actix then sends it
+    /// as a sized body, which streams all the same.
+    async fn stream_database_sized() -> Result<HttpResponse, gino_actix::Error> {
+        use futures_util::TryStreamExt;
+        let name = gino_integration_tests::tenants::current_database_of(&OUTER_DB).await?;
+        Ok(HttpResponse::Ok()
+            .insert_header((
+                actix_web::http::header::CONTENT_LENGTH,
+                3 * (name.len() + 1),
+            ))
+            .streaming(database_lines(&OUTER_DB).map_ok(web::Bytes::from)))
+    }
+
     /// A request the tenant middleware refuses (no tenant, an unknown one)
     /// is answered as any other: middleware around it sees the answer, as
     /// it does in axum, rather than an `Err` passing it by. A request it
@@ -593,6 +606,7 @@ mod tenant_app {
             App::new()
                 .route("/hello", web::get().to(hello))
                 .route("/stream", web::get().to(stream_database))
+                .route("/stream-sized", web::get().to(stream_database_sized))
                 .wrap(app_db.tenant_middleware(pick))
                 .wrap(actix_web::middleware::DefaultHeaders::new().add(("x-outer", "seen")))
         });
@@ -607,9 +621,11 @@ mod tenant_app {
             assert_eq!(answer.headers()["x-outer"], "seen", "{tenant:?}");
         }
         // A tenant's streamed body queries its own tenant's database.
-        databases
-            .expect_database_lines(&server.url("/stream"), "t0")
-            .await;
+        for path in ["/stream", "/stream-sized"] {
+            databases
+                .expect_database_lines(&server.url(path), "t0")
+                .await;
+        }
         server.stop().await;
         db.close().await;
         databases.expect_all_closed().await;

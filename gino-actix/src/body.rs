@@ -11,8 +11,10 @@ use actix_web::web::Bytes;
 use gino::web::{Extension, ResponseHold, Then};
 
 /// What gino-actix's request scopes do with the response once the
-/// request's connection is back: a body that streams is held in flight
-/// until it ends or is dropped; a body already whole is passed on as it is.
+/// request's connection is back: a body is held in flight until it ends or
+/// is dropped (a whole one as soon as actix takes its bytes), so that a
+/// body that streams, its length known or not, is sent before the pool
+/// closes and queries in its request's scope.
 ///
 /// ```
 /// # async fn demo(extension: gino::web::Extension) {
@@ -44,7 +46,12 @@ impl<B: MessageBody> Then<Result<ServiceResponse<B>, actix_web::Error>> for Hold
     ) -> Self::Output {
         output.map(|response| {
             response.map_body(|_, body| {
-                let hold = matches!(body.size(), BodySize::Stream).then(|| extension.hold());
+                // A stream whose length was given (`Content-Length` set
+                // before `streaming`) says `Sized` too, so every body with
+                // bytes is held; a whole one lets go as actix takes its
+                // bytes in one piece (`try_into_bytes`).
+                let empty = matches!(body.size(), BodySize::None | BodySize::Sized(0));
+                let hold = (!empty).then(|| extension.hold());
                 HeldBody { body, hold }
             })
         })

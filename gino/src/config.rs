@@ -483,7 +483,9 @@ impl EngineOptions {
     /// Longest wait for a free pooled connection before
     /// [`Error::PoolTimeout`]; per-acquire timeouts override it. Opening a
     /// new connection counts too: each opening may take this long (an
-    /// unpooled engine's is its whole wait).
+    /// unpooled engine's is its whole wait), those of `create_engine`'s
+    /// first `min_size` connections as well. Zero is refused: no
+    /// connection could be opened in it.
     ///
     /// ```
     /// # async fn demo(url: &str) -> gino::Result<()> {
@@ -921,6 +923,15 @@ impl EngineOptions {
             // as it is sent, and every replica leave rotation for good.
             return Err(Error::Configuration(
                 "option `replica_check_interval` must be longer than zero".to_owned(),
+            ));
+        }
+        if self.acquire_timeout.is_some_and(|t| t.is_zero()) {
+            // No connection could be opened in it (each opening is bounded
+            // by it too): every borrow that found no idle one would fail.
+            return Err(Error::Configuration(
+                "option `acquire_timeout` must be longer than zero: leave it unset to wait \
+                 without limit"
+                    .to_owned(),
             ));
         }
         if self.timeout.is_some_and(|t| t.is_zero()) {

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use deadpool::Runtime;
-use deadpool::managed::{Metrics, Object, Pool, PoolError, QueueMode, TimeoutType, Timeouts};
+use deadpool::managed::{Object, Pool, PoolError, QueueMode, TimeoutType, Timeouts};
 
 use crate::budget::Reclaim;
 use crate::config::{DatabaseUrl, EngineOptions};
@@ -374,9 +374,14 @@ fn since_start() -> Duration {
 
 impl EngineInner {
     /// Closes the pool's idle connections that `close` picks.
-    fn close_idle_where(&self, mut close: impl FnMut(Metrics) -> bool) -> usize {
+    /// Closes the idle pooled connections `close` picks, given how long
+    /// each has been idle.
+    fn close_idle_where(&self, mut close: impl FnMut(Duration) -> bool) -> usize {
         match &self.source {
-            Source::Pool(pool) => pool.retain(|_, metrics| !close(metrics)).removed.len(),
+            Source::Pool(pool) => pool
+                .retain(|pg, metrics| !close(pg.idle_for(&metrics)))
+                .removed
+                .len(),
             Source::Direct(..) => 0,
         }
     }
@@ -453,9 +458,12 @@ impl Engine {
         if wanted == 0 || !self.inner.options.pooled {
             return Ok(());
         }
-        let deadline = Deadline::none();
+        // Each opening is bounded as a borrow's is: a server that accepts
+        // and never answers fails the start-up rather than hanging it.
+        let (deadline, limit) = (Deadline::none(), self.inner.options.acquire_timeout);
         let borrowed =
-            futures_util::future::join_all((0..wanted).map(|_| self.borrow(None, &deadline))).await;
+            futures_util::future::join_all((0..wanted).map(|_| self.borrow(limit, &deadline)))
+                .await;
         for result in borrowed {
             if let Err(e) = result {
                 self.close().await;
@@ -964,8 +972,7 @@ impl Engine {
     /// # gino_testkit::doc::run(demo);
     /// ```
     pub fn close_idle(&self, idle_for: Duration) -> usize {
-        self.inner
-            .close_idle_where(|metrics| metrics.last_used() >= idle_for)
+        self.inner.close_idle_where(|idle| idle >= idle_for)
     }
 
     /// [`close_idle`](Self::close_idle) that keeps `min_size` connections
@@ -973,8 +980,8 @@ impl Engine {
     fn close_inactive(&self, lifetime: Duration) {
         let keep = self.inner.options.min_size;
         let mut open = self.pool_status().size;
-        let closed = self.inner.close_idle_where(|metrics| {
-            let close = open > keep && metrics.last_used() >= lifetime;
+        let closed = self.inner.close_idle_where(|idle| {
+            let close = open > keep && idle >= lifetime;
             open -= usize::from(close);
             close
         });
@@ -1034,6 +1041,13 @@ impl Engine {
                 // Not boxed: the checkout (2 KB; opening a connection is boxed
                 // in `Manager::create`) costs less to carry than to allocate.
                 match deadline.wait(checkout(pool, wait)).await? {
+                    // Closed while this borrow waited, or opened its
+                    // connection: a graceful close counts only what is
+                    // borrowed, so nothing may be handed out after it began.
+                    Ok(object) if self.inner.closed.load(Ordering::Acquire) => {
+                        drop(Object::take(object));
+                        Err(Error::PoolClosed)
+                    }
                     Ok(object) => Ok(RawConn::pooled(object)),
                     Err(PoolError::Timeout(_)) => match (acquire_timeout, remaining) {
                         (Some(a), Some(r)) if a < r => Err(Error::PoolTimeout(a)),

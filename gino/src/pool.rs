@@ -56,6 +56,18 @@ pub(crate) struct PgConn {
     /// Set when a statement's cancel request went unanswered: another one
     /// would be lost too, so the connection is closed once given back.
     pub(crate) cancel_lost: bool,
+    /// When the connection last came back to the pool: how long it has
+    /// been idle (deadpool's own metrics count from its last checkout, so a
+    /// connection held for a minute would look idle the moment it is back).
+    pub(crate) given_back: Option<std::time::Instant>,
+}
+
+impl PgConn {
+    /// How long this pooled connection has sat unused.
+    pub(crate) fn idle_for(&self, metrics: &Metrics) -> Duration {
+        self.given_back
+            .map_or_else(|| metrics.last_used(), |at| at.elapsed())
+    }
 }
 
 /// How long a cancelled statement may take to end once its cancel request
@@ -134,6 +146,7 @@ impl PgConn {
             in_flight: false,
             holds_session_state: false,
             cancel_lost: false,
+            given_back: None,
         })
     }
 
@@ -435,13 +448,18 @@ impl RawConn {
 
 impl Drop for RawConn {
     fn drop(&mut self) {
-        let Some(held) = self.held.take() else { return };
+        let Some(mut held) = self.held.take() else {
+            return;
+        };
         let pg: &PgConn = match &held {
             Held::Pooled(object) => object,
             Held::Direct(conn, _) => conn,
         };
         pg.driver.put_away();
         if pg.is_clean() {
+            if let Held::Pooled(object) = &mut held {
+                object.given_back = Some(std::time::Instant::now());
+            }
             return drop(held);
         }
         let runtime = tokio::runtime::Handle::try_current().ok();

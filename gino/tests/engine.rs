@@ -965,6 +965,96 @@ async fn acquire_timeout_bounds_opening_a_connection_too() {
     accepted.abort();
 }
 
+/// Opening the first connections at start-up is bounded as every other
+/// opening: a server that accepts and never answers fails `create_engine`
+/// after `acquire_timeout` instead of hanging it.
+#[tokio::test]
+async fn start_up_connections_are_bounded_by_the_acquire_timeout() {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("postgres://nobody@{}/nothing", silent.local_addr().unwrap());
+    let accepted = tokio::spawn(async move {
+        let mut kept = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            kept.push(socket);
+        }
+    });
+    let limit = Duration::from_millis(200);
+    let options = EngineOptions::new().min_size(2).acquire_timeout(limit);
+    let created = tokio::time::timeout(Duration::from_secs(10), create_engine(&url, options))
+        .await
+        .expect("create_engine hung on a silent server");
+    assert!(
+        matches!(created, Err(Error::PoolTimeout(t)) if t == limit),
+        "{:?}",
+        created.map(|_| ())
+    );
+    accepted.abort();
+}
+
+/// No connection could be opened within a zero acquire timeout: refused,
+/// as a zero `timeout` is.
+#[tokio::test]
+async fn a_zero_acquire_timeout_is_refused() {
+    let db = gino_testkit::TestDatabase::create().await;
+    let from_options = create_engine(
+        db.url(),
+        EngineOptions::new().acquire_timeout(Duration::ZERO),
+    )
+    .await;
+    let from_url = create_engine(
+        &common::url_with(&db, "acquire_timeout=0"),
+        EngineOptions::new(),
+    )
+    .await;
+    for created in [from_options, from_url] {
+        assert!(
+            matches!(&created, Err(Error::Configuration(m)) if m.contains("acquire_timeout")),
+            "{:?}",
+            created.map(|_| ())
+        );
+    }
+}
+
+/// A connection held a long while and then given back has been idle only
+/// since then: idle-closing counts from its return, not its checkout.
+#[tokio::test]
+async fn idle_time_counts_from_the_connections_return() {
+    let s = common::setup_with(EngineOptions::new().min_size(0)).await;
+    let e = &s.engine;
+    let held = e.acquire().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    held.release().await.unwrap();
+    assert_eq!(e.close_idle(Duration::from_millis(400)), 0, "just back");
+    assert_eq!(e.pool_status().size, 1);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(e.close_idle(Duration::from_millis(400)), 1, "idle since");
+    assert_eq!(e.pool_status().size, 0);
+}
+
+/// A borrow waiting for the pool when a graceful close begins gets
+/// `PoolClosed`, not the connection given back meanwhile: from the start
+/// no borrow succeeds, as the close counts only what is borrowed.
+#[tokio::test]
+async fn a_borrow_waiting_when_a_graceful_close_begins_gets_nothing() {
+    let s = common::setup_with(EngineOptions::new().min_size(0).max_size(1)).await;
+    let engine = s.engine.clone();
+    let held = engine.acquire().await.unwrap();
+    let waiter = tokio::spawn({
+        let engine = engine.clone();
+        async move { engine.acquire().await.map(drop) }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let closing = tokio::spawn({
+        let engine = engine.clone();
+        async move { engine.close_gracefully(Duration::from_secs(5)).await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    held.release().await.unwrap();
+    let waited = waiter.await.unwrap();
+    assert!(matches!(waited, Err(Error::PoolClosed)), "{waited:?}");
+    assert!(closing.await.unwrap(), "every connection came back");
+}
+
 /// A replica that is no standby (here the primary itself) is found out by
 /// the first check: its lag cannot be measured and it refuses no write.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

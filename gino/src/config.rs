@@ -814,10 +814,10 @@ impl EngineOptions {
     /// lock; a temporary table; `LISTEN`, `PREPARE`; a plan that DDL
     /// outdated) is closed when given back rather than handed on with the
     /// change: use `SET LOCAL` or `set_config(.., .., true)` (a bound
-    /// third argument counts as `true`) in a transaction for a setting of
-    /// one unit of work, which keeps the connection. Statements are read
-    /// for this from the first 4 KB of their text; what a function or a
-    /// `DO` block does inside is not seen.
+    /// third argument is read from each run's value) in a transaction for
+    /// a setting of one unit of work, which keeps the connection.
+    /// Statements are read for this from the first 4 KB of their text;
+    /// what a function or a `DO` block does inside is not seen.
     ///
     /// ```
     /// use diesel_async::SimpleAsyncConnection;

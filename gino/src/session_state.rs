@@ -5,9 +5,12 @@
 //! replies cannot tell: `SET` and `SET LOCAL` both answer `SET`, the same
 //! inside a transaction that then commits (and the session keeps the
 //! former), and a `SELECT` that takes a lock or changes a setting answers
-//! `SELECT`.
+//! `SELECT`. A `set_config` whose third argument is bound is read from the
+//! value each `Bind` of its statement sends.
 //!
 //! Uses: `framing` (message headers), `lex` (what in SQL text is code).
+
+use std::collections::HashMap;
 
 use crate::framing::MessageReader;
 use crate::lex;
@@ -28,6 +31,11 @@ pub(crate) struct FrontendScan {
     /// Bytes of the startup message's body still to go out.
     startup_left: usize,
     messages: MessageReader,
+    /// Prepared statements (by name; the unnamed one is `""`) that call
+    /// `set_config` with its third argument bound: the parameters, from
+    /// 0, whose values say whether the setting ends with its transaction.
+    /// Nearly always empty, and then no `Bind` is read.
+    bound_local: HashMap<Vec<u8>, Vec<u16>>,
 }
 
 impl FrontendScan {
@@ -55,11 +63,21 @@ impl FrontendScan {
                 }
                 continue;
             }
-            let n = self
-                .messages
-                .feed_message(data, holds_sql, TEXT_READ + 256, |kind, body| {
-                    leaves |= message_leaves_state(kind, body);
-                });
+            // One message per call: a `Parse` that changes the statements
+            // to watch has been read before the next message's header.
+            let watch_binds = !self.bound_local.is_empty();
+            let bound_local = &mut self.bound_local;
+            let n = self.messages.feed_message(
+                data,
+                |kind| holds_sql(kind) || (watch_binds && kind == b'B'),
+                TEXT_READ + 256,
+                |kind, body| {
+                    leaves |= match kind {
+                        b'B' => bind_leaves_state(body, bound_local),
+                        _ => message_leaves_state(kind, body, bound_local),
+                    };
+                },
+            );
             data = &data[n..];
         }
         leaves
@@ -71,14 +89,20 @@ fn holds_sql(kind: u8) -> bool {
     matches!(kind, b'P' | b'Q')
 }
 
-fn message_leaves_state(kind: u8, body: &[u8]) -> bool {
-    let body = if kind == b'P' {
+/// Whether a `Parse` or `Query` leaves state; a `Parse` whose
+/// `set_config` takes a bound third argument is noted in `bound_local`.
+fn message_leaves_state(
+    kind: u8,
+    body: &[u8],
+    bound_local: &mut HashMap<Vec<u8>, Vec<u16>>,
+) -> bool {
+    let (name, body) = if kind == b'P' {
         match body.iter().position(|b| *b == 0) {
-            Some(end) => &body[end + 1..],
+            Some(end) => (Some(&body[..end]), &body[end + 1..]),
             None => return false,
         }
     } else {
-        body
+        (None, body)
     };
     let text = &body[..body.len().min(TEXT_READ)];
     let text = &text[..text.iter().position(|b| *b == 0).unwrap_or(text.len())];
@@ -87,13 +111,103 @@ fn message_leaves_state(kind: u8, body: &[u8]) -> bool {
         // Cut inside a character by the bound: what comes before it.
         Err(e) => std::str::from_utf8(&text[..e.valid_up_to()]).unwrap_or_default(),
     };
-    leaves_session_state(text)
+    let (leaves, bound) = scan(text);
+    if let Some(name) = name {
+        // A statement parsed again under a name replaces the one before.
+        if bound.is_empty() {
+            if !bound_local.is_empty() {
+                bound_local.remove(name);
+            }
+        } else {
+            bound_local.insert(name.to_vec(), bound);
+        }
+    }
+    leaves
+}
+
+/// Whether a `Bind` of a statement noted in `bound_local` binds a value
+/// that makes its `set_config` last the session: false, NULL (which
+/// PostgreSQL takes as false), or a value past what was read of the
+/// message.
+fn bind_leaves_state(body: &[u8], bound_local: &HashMap<Vec<u8>, Vec<u16>>) -> bool {
+    let Some(portal_end) = body.iter().position(|b| *b == 0) else {
+        return false;
+    };
+    let after_portal = &body[portal_end + 1..];
+    let Some(name_end) = after_portal.iter().position(|b| *b == 0) else {
+        return false;
+    };
+    let Some(parameters) = bound_local.get(&after_portal[..name_end]) else {
+        return false;
+    };
+    let values = bind_values(&after_portal[name_end + 1..]);
+    parameters
+        .iter()
+        .any(|&at| match values.get(usize::from(at)) {
+            Some((true, Some(value))) => value.first().is_none_or(|b| *b == 0),
+            Some((false, Some(value))) => {
+                !std::str::from_utf8(value).is_ok_and(|v| says_true(v.trim()))
+            }
+            // NULL, or not read.
+            _ => true,
+        })
+}
+
+/// The values of a `Bind`'s parameters after its statement's name, each
+/// with whether it is sent binary (`None` for NULL), as far as `rest`
+/// holds them.
+fn bind_values(mut rest: &[u8]) -> Vec<(bool, Option<&[u8]>)> {
+    fn take<'b>(rest: &mut &'b [u8], n: usize) -> Option<&'b [u8]> {
+        let (taken, after) = rest.split_at_checked(n)?;
+        *rest = after;
+        Some(taken)
+    }
+    fn int16(rest: &mut &[u8]) -> Option<usize> {
+        take(rest, 2).map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))
+    }
+    let mut values = Vec::new();
+    let Some(format_count) = int16(&mut rest) else {
+        return values;
+    };
+    let mut formats = Vec::with_capacity(format_count);
+    for _ in 0..format_count {
+        let Some(format) = int16(&mut rest) else {
+            return values;
+        };
+        formats.push(format == 1);
+    }
+    let Some(count) = int16(&mut rest) else {
+        return values;
+    };
+    for at in 0..count {
+        // No codes: all text; one: every parameter's; else one each.
+        let binary = match formats.as_slice() {
+            [] => false,
+            [only] => *only,
+            each => each.get(at).copied().unwrap_or(false),
+        };
+        let Some(len) = take(&mut rest, 4).map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        else {
+            break;
+        };
+        let Ok(len) = usize::try_from(len) else {
+            values.push((binary, None));
+            continue;
+        };
+        match take(&mut rest, len) {
+            Some(value) => values.push((binary, Some(value))),
+            None => break,
+        }
+    }
+    values
 }
 
 /// Whether SQL text (one statement or a script) leaves state in the
-/// session beyond its transaction. `set_config` with a bound third argument
-/// counts as local (the row-level security pattern binds `true`).
-pub(crate) fn leaves_session_state(sql: &str) -> bool {
+/// session beyond its transaction, and the parameters (from 0) bound as a
+/// `set_config`'s third argument, whose values decide ([`FrontendScan`]
+/// reads them from the statement's `Bind`s).
+fn scan(sql: &str) -> (bool, Vec<u16>) {
+    let mut bound = Vec::new();
     // Most statements have no word starting as these: no need to read them.
     let bytes = sql.as_bytes();
     let mentioned = (0..bytes.len()).any(|at| {
@@ -108,7 +222,7 @@ pub(crate) fn leaves_session_state(sql: &str) -> bool {
                 })
     });
     if !mentioned {
-        return false;
+        return (false, bound);
     }
     // The code with every literal, quoted name and comment blanked, at the
     // same offsets as `sql`: words are read in it, arguments in `sql`.
@@ -118,15 +232,17 @@ pub(crate) fn leaves_session_state(sql: &str) -> bool {
     }
     let code = String::from_utf8_lossy(&code);
     let mut at = 0;
-    code.split(';').any(|statement| {
+    let leaves = code.split(';').any(|statement| {
         let from = at;
         at += statement.len() + 1;
-        statement_leaves_state(statement, &sql[from..from + statement.len()])
-    })
+        statement_leaves_state(statement, &sql[from..from + statement.len()], &mut bound)
+    });
+    (leaves, bound)
 }
 
-/// One statement's `code` (see [`leaves_session_state`]) and its `text`.
-fn statement_leaves_state(code: &str, text: &str) -> bool {
+/// One statement's `code` (see [`scan`]) and its `text`;
+/// a `set_config`'s bound third argument is added to `bound`.
+fn statement_leaves_state(code: &str, text: &str, bound: &mut Vec<u16>) -> bool {
     let words: Vec<(&str, usize)> = words(code).collect();
     let word = |i: usize| words.get(i).map_or("", |(w, _)| *w);
     let is = |i: usize, of: &[&str]| of.iter().any(|o| word(i).eq_ignore_ascii_case(o));
@@ -177,7 +293,14 @@ fn statement_leaves_state(code: &str, text: &str) -> bool {
                 // Commas and parentheses read in the code, the value in
                 // the text (a quoted `'on'` is blank in the code).
                 let third = third_argument(&code[args_at..]);
-                return !is_local(&text[args_at + third.start..args_at + third.end]);
+                return match is_local(&text[args_at + third.start..args_at + third.end]) {
+                    Local::Yes => false,
+                    Local::No => true,
+                    Local::Bound(parameter) => {
+                        bound.push(parameter);
+                        false
+                    }
+                };
             }
             [
                 "pg_advisory_lock",
@@ -190,10 +313,20 @@ fn statement_leaves_state(code: &str, text: &str) -> bool {
         })
 }
 
-/// Whether `set_config`'s third argument says the setting ends with its
-/// transaction: `true` as PostgreSQL reads a boolean (also quoted, in
-/// parentheses or cast), or a bound parameter.
-fn is_local(argument: &str) -> bool {
+/// What `set_config`'s third argument says of the setting.
+enum Local {
+    /// It ends with its transaction.
+    Yes,
+    /// It lasts the session.
+    No,
+    /// Parameter `$n + 1`'s value decides.
+    Bound(u16),
+}
+
+/// What `set_config`'s third argument says: `true` as PostgreSQL reads a
+/// boolean (also quoted, in parentheses or cast) is local, a bound
+/// parameter is read from its value.
+fn is_local(argument: &str) -> Local {
     let mut value = argument.trim();
     loop {
         let before = value;
@@ -211,13 +344,24 @@ fn is_local(argument: &str) -> bool {
         .strip_prefix('\'')
         .and_then(|v| v.strip_suffix('\''))
         .map_or(value, str::trim);
-    let bound = value
+    let parameter = value
         .strip_prefix('$')
-        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
-    bound
-        || ["true", "t", "tr", "tru", "yes", "y", "ye", "on", "1"]
-            .iter()
-            .any(|t| value.eq_ignore_ascii_case(t))
+        .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        .map(|n| n.parse::<u16>().ok().filter(|n| *n > 0));
+    match parameter {
+        Some(Some(n)) => Local::Bound(n - 1),
+        // `$0` or past the protocol's 65,535: the server refuses it.
+        Some(None) => Local::Yes,
+        None if says_true(value) => Local::Yes,
+        None => Local::No,
+    }
+}
+
+/// Whether `value` is `true` as PostgreSQL reads a boolean's text.
+fn says_true(value: &str) -> bool {
+    ["true", "t", "tr", "tru", "yes", "y", "ye", "on", "1"]
+        .iter()
+        .any(|t| value.eq_ignore_ascii_case(t))
 }
 
 fn word_byte(b: u8) -> bool {
@@ -271,6 +415,10 @@ mod tests {
     use super::*;
     use crate::framing::write_message;
     use proptest::prelude::*;
+
+    fn leaves_session_state(sql: &str) -> bool {
+        scan(sql).0
+    }
 
     proptest! {
         #[test]
@@ -367,6 +515,110 @@ mod tests {
             write_message(&mut out, b'S', &[]);
         }
         out
+    }
+
+    /// A bound value: whether binary, and its bytes (`None`: NULL).
+    type Value<'v> = (bool, Option<&'v [u8]>);
+
+    /// A `Parse` of `sql` as statement `name`, then `Bind`s of statements
+    /// with their values.
+    fn parse_and_binds(name: &str, sql: &str, binds: &[(&str, &[Value<'_>])]) -> Vec<u8> {
+        let mut out = stream(&[]);
+        let (name, text) = (
+            [name.as_bytes(), b"\0"].concat(),
+            [sql.as_bytes(), b"\0"].concat(),
+        );
+        write_message(&mut out, b'P', &[&name, &text, &[0, 0]]);
+        for (statement, values) in binds {
+            let mut body = [b"\0", statement.as_bytes(), b"\0"].concat();
+            body.extend_from_slice(&(values.len() as u16).to_be_bytes());
+            for (binary, _) in *values {
+                body.extend_from_slice(&u16::from(*binary).to_be_bytes());
+            }
+            body.extend_from_slice(&(values.len() as u16).to_be_bytes());
+            for (_, value) in *values {
+                match value {
+                    Some(v) => {
+                        body.extend_from_slice(&(v.len() as i32).to_be_bytes());
+                        body.extend_from_slice(v);
+                    }
+                    None => body.extend_from_slice(&(-1i32).to_be_bytes()),
+                }
+            }
+            body.extend_from_slice(&[0, 0]);
+            write_message(&mut out, b'B', &[&body]);
+            write_message(&mut out, b'E', &[b"\0", &[0, 0, 0, 0]]);
+            write_message(&mut out, b'S', &[]);
+        }
+        out
+    }
+
+    #[test]
+    fn a_bound_set_config_is_read_from_each_bind() {
+        let sql = "SELECT set_config('app.tenant', $1, $2)";
+        let tenant: Value<'_> = (false, Some(b"acme"));
+        for (name, binds, leaves) in [
+            (
+                "s1",
+                vec![("s1", vec![tenant, (true, Some(&[1u8][..]))])],
+                false,
+            ),
+            (
+                "s1",
+                vec![("s1", vec![tenant, (true, Some(&[0u8][..]))])],
+                true,
+            ),
+            ("s1", vec![("s1", vec![tenant, (true, None)])], true),
+            (
+                "s1",
+                vec![("s1", vec![tenant, (false, Some(&b" on"[..]))])],
+                false,
+            ),
+            (
+                "s1",
+                vec![("s1", vec![tenant, (false, Some(&b"off"[..]))])],
+                true,
+            ),
+            // The unnamed statement, as with the statement cache off.
+            ("", vec![("", vec![tenant, (true, Some(&[0u8][..]))])], true),
+            // Run again and again; one run that binds false is enough.
+            (
+                "s1",
+                vec![
+                    ("s1", vec![tenant, (true, Some(&[1u8][..]))]),
+                    ("s1", vec![tenant, (true, Some(&[0u8][..]))]),
+                ],
+                true,
+            ),
+            // Another statement's bind is not read for it.
+            (
+                "s1",
+                vec![("s2", vec![tenant, (true, Some(&[0u8][..]))])],
+                false,
+            ),
+            // A bind cut short of the value counts as session-wide.
+            ("s1", vec![("s1", vec![tenant])], true),
+        ] {
+            let bytes = parse_and_binds(
+                name,
+                sql,
+                &binds.iter().map(|(s, v)| (*s, &v[..])).collect::<Vec<_>>(),
+            );
+            for split in 0..bytes.len() {
+                let mut scan = FrontendScan::default();
+                let seen = scan.feed(&bytes[..split]) | scan.feed(&bytes[split..]);
+                assert_eq!(seen, leaves, "{binds:?} split at {split}");
+            }
+        }
+        // A name parsed again for another statement is no longer read.
+        let mut scan = FrontendScan::default();
+        assert!(!scan.feed(&parse_and_binds("s1", sql, &[])));
+        let again = &parse_and_binds(
+            "s1",
+            "SELECT $1, $2",
+            &[("s1", &[tenant, (true, Some(&[0u8][..]))])],
+        );
+        assert!(!scan.feed(&again[stream(&[]).len()..]));
     }
 
     #[test]

@@ -995,6 +995,22 @@ async fn session_state_is_not_handed_on(engine: &gino::Engine) {
         assert_not_handed_on_after(engine, change).await;
         assert_eq!(engine.one::<String, _>(tenant()).await.unwrap(), "");
     }
+    // Bound, its value decides: `false` keeps the setting for the session.
+    let before = common::backend_pid(engine).await;
+    engine
+        .status(
+            diesel::sql_query("SELECT set_config('app.tenant', $1, $2)")
+                .bind::<diesel::sql_types::Text, _>("acme")
+                .bind::<diesel::sql_types::Bool, _>(false),
+        )
+        .await
+        .unwrap();
+    assert_ne!(
+        common::backend_pid(engine).await,
+        before,
+        "handed on after set_config(.., .., $2) bound false"
+    );
+    assert_eq!(engine.one::<String, _>(tenant()).await.unwrap(), "");
 
     let kept = common::backend_pid(engine).await;
     engine

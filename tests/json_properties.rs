@@ -163,6 +163,8 @@ async fn properties_round_trip_merge_filter_and_fail_clearly() {
         ("1970-01-01T00:00:00.000000", "1970-01-01T00:00:00Z"),
         ("1970-01-01T00:00:01", "1970-01-01T00:00:01Z"),
         ("1970-01-01T02:00:02.5+02:00", "1970-01-01T00:00:02.500Z"),
+        // PostgreSQL's `to_json` of a timestamptz in local mean time.
+        ("1879-12-31T19:03:58-04:56:02", "1880-01-01T00:00:00Z"),
     ] {
         set_profile_key(ann.id, "joined", written).await;
         let read = Person::get(ann.id).await.unwrap().unwrap().joined.unwrap();
@@ -247,7 +249,11 @@ async fn properties_round_trip_merge_filter_and_fail_clearly() {
     // A date-time property is the instant it holds in SQL too, whatever the
     // session's time zone: stored as GINO does (UTC, no offset) or with an
     // offset by another program.
-    for stored in ["2018-11-19T12:00:00.000000", "2018-11-19T20:00:00+08:00"] {
+    for stored in [
+        "2018-11-19T12:00:00.000000",
+        "2018-11-19T20:00:00+08:00",
+        "2018-11-19T07:03:58-04:56:02",
+    ] {
         set_profile_key(ann.id, "joined", stored).await;
         DB.transaction(async {
             DB.status(diesel::sql_query("SET LOCAL TIME ZONE 'America/New_York'"))

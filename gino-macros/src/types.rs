@@ -151,12 +151,12 @@ pub fn property_sql(ty: &Type, target: &str, key: &str) -> (TokenStream, String)
         "NaiveDateTime" => cast("Timestamp", "TIMESTAMP"),
         // Stored as GINO stores date-times, without an offset, in UTC; a
         // plain TIMESTAMPTZ cast would read that in the session's time
-        // zone. A text with an offset (written by another program) is read
-        // with it.
+        // zone. A text with an offset (written by another program, or by
+        // PostgreSQL, whose offsets can have seconds) is read with it.
         "DateTime" => {
             let text = format!("({target} ->> '{key}')");
             let sql = format!(
-                "(CASE WHEN {text} ~ '(Z|[+-]\\d\\d(:?\\d\\d)?)$' THEN CAST({text} AS TIMESTAMPTZ) \
+                "(CASE WHEN {text} ~ '(Z|[+-]\\d\\d(:?\\d\\d(:?\\d\\d)?)?)$' THEN CAST({text} AS TIMESTAMPTZ) \
                  ELSE CAST({text} AS TIMESTAMP) AT TIME ZONE 'UTC' END)"
             );
             (st("Timestamptz"), sql)

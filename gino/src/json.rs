@@ -698,7 +698,7 @@ impl<T> QueryId for Merge<T> {
 #[doc(hidden)]
 #[cfg(feature = "chrono")]
 pub mod datetime {
-    use chrono::{DateTime, NaiveDateTime, Utc};
+    use chrono::{DateTime, FixedOffset, NaiveDateTime, Utc};
     use serde_json::Value;
 
     use crate::error::Result;
@@ -725,11 +725,44 @@ pub mod datetime {
         NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f")
             .or_else(|_| NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f"))
             .ok()
-            .or_else(|| {
-                DateTime::parse_from_rfc3339(text)
-                    .ok()
-                    .map(|d| d.naive_local())
-            })
+            .or_else(|| parse_with_offset(text).map(|d| d.naive_local()))
+    }
+
+    /// A date-time with an offset: RFC 3339's, or PostgreSQL's for a zone
+    /// whose offset has seconds (`to_json` of a `timestamptz` in local mean
+    /// time: `1879-12-31T19:03:58-04:56:02`), which RFC 3339 has not.
+    ///
+    /// ```
+    /// use gino::json::datetime::JsonDateTime;
+    /// let stored = serde_json::json!("1879-12-31T19:03:58-04:56:02");
+    /// let read = chrono::DateTime::<chrono::Utc>::from_json(&stored).unwrap();
+    /// assert_eq!(read.to_rfc3339(), "1880-01-01T00:00:00+00:00");
+    /// ```
+    fn parse_with_offset(text: &str) -> Option<DateTime<FixedOffset>> {
+        if let Ok(parsed) = DateTime::parse_from_rfc3339(text) {
+            return Some(parsed);
+        }
+        // `±HH:MM:SS` at the end (chrono parses no offset with seconds).
+        let (time, offset) = text.split_at_checked(text.len().checked_sub(9)?)?;
+        let [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2, b':', s1, s2] = *offset.as_bytes() else {
+            return None;
+        };
+        let mut seconds = 0;
+        for (digits, unit) in [([h1, h2], 3600), ([m1, m2], 60), ([s1, s2], 1)] {
+            let [tens @ b'0'..=b'9', ones @ b'0'..=b'9'] = digits else {
+                return None;
+            };
+            seconds += (i32::from(tens - b'0') * 10 + i32::from(ones - b'0')) * unit;
+        }
+        let offset = if sign == b'-' {
+            FixedOffset::west_opt(seconds)?
+        } else {
+            FixedOffset::east_opt(seconds)?
+        };
+        let wall = NaiveDateTime::parse_from_str(time, "%Y-%m-%dT%H:%M:%S%.f")
+            .or_else(|_| NaiveDateTime::parse_from_str(time, "%Y-%m-%d %H:%M:%S%.f"))
+            .ok()?;
+        wall.and_local_timezone(offset).single()
     }
 
     impl JsonDateTime for NaiveDateTime {
@@ -749,9 +782,8 @@ pub mod datetime {
 
         fn from_json(value: &Value) -> Option<Self> {
             let text = value.as_str()?;
-            DateTime::parse_from_rfc3339(text)
+            parse_with_offset(text)
                 .map(|d| d.with_timezone(&Utc))
-                .ok()
                 .or_else(|| parse_naive(text).map(|n| n.and_utc()))
         }
     }

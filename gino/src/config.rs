@@ -1373,8 +1373,18 @@ impl DatabaseUrl {
                 })?;
             }
         }
+        let mut after_secret = false;
         for (key, value) in &self.params {
-            apply(key, value)?;
+            apply(key, value).map_err(|e| match e {
+                // The rest of a password whose `&` was not escaped reads
+                // as a pair of its own: its key is not repeated.
+                Error::Configuration(_) if after_secret => Error::Configuration(format!(
+                    "a query parameter after the password of the database URL is invalid \
+                     ({UNESCAPED_SECRET})"
+                )),
+                other => other,
+            })?;
+            after_secret |= is_secret(key);
         }
         options.validate()?;
         check_protocol_versions(
@@ -2056,24 +2066,48 @@ impl FromStr for DatabaseUrl {
                 None => (Some(percent_decode(info, "user name")?), None),
             },
         };
+        // An `@` not read as the end of a user part: a password holding a
+        // raw `/` or `?` may have been read as a host and a port, so their
+        // errors repeat nothing of them.
+        let unsure = userinfo.is_none() && url.contains('@');
         let mut hosts = Vec::new();
         if !hostlist.is_empty() {
             for spec in hostlist.split(',') {
-                hosts.push(parse_host(spec)?);
+                hosts.push(parse_host(spec).map_err(|e| match e {
+                    Error::Configuration(_) if unsure => Error::Configuration(format!(
+                        "invalid host or port in the database URL ({UNESCAPED_SECRET})"
+                    )),
+                    other => other,
+                })?);
             }
         }
         let database = match path {
             Some(p) if !p.is_empty() => Some(percent_decode(p, "database name")?),
             _ => None,
         };
-        let mut params = Vec::new();
+        let mut params: Vec<(String, String)> = Vec::new();
         for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+            let after_secret = params.iter().any(|(key, _)| is_secret(key));
             let (key, value) = pair.split_once('=').ok_or_else(|| {
-                Error::Configuration(format!(
-                    "query parameter `{pair}` of the database URL has no value: write `{pair}=...`"
-                ))
+                Error::Configuration(if after_secret {
+                    format!(
+                        "a query parameter after the password of the database URL has no \
+                         value ({UNESCAPED_SECRET})"
+                    )
+                } else {
+                    format!(
+                        "query parameter `{pair}` of the database URL has no value: write \
+                         `{pair}=...`"
+                    )
+                })
             })?;
-            let key = percent_decode(key, "query")?;
+            let key = percent_decode(key, "query").map_err(|e| match e {
+                Error::Configuration(_) if after_secret => Error::Configuration(format!(
+                    "a query parameter after the password of the database URL is not valid \
+                     percent-encoding ({UNESCAPED_SECRET})"
+                )),
+                other => other,
+            })?;
             // The value is never repeated: it may be a password, or the
             // rest of one in a URL whose password was not escaped.
             let value = percent_decode(value, "query").map_err(|_| {
@@ -2164,6 +2198,12 @@ fn split_userinfo(rest: &str) -> (Option<&str>, &str) {
         .find(|&at| !reads_as_query(&rest[..at]))
         .map_or((None, rest), |at| (Some(&rest[..at]), &rest[at + 1..]))
 }
+
+/// How a password with URL delimiters is written, for the errors of URLs
+/// that may have read a piece of one as something else (and so repeat
+/// nothing of it).
+const UNESCAPED_SECRET: &str = "a password holding `/`, `?`, `#`, `@` or `&` is written \
+     percent-encoded: `%2F`, `%3F`, `%23`, `%40`, `%26`";
 
 fn parse_host(spec: &str) -> Result<(String, Option<u16>)> {
     if let Some(rest) = spec.strip_prefix('[') {
@@ -2966,10 +3006,24 @@ mod tests {
             "u:s3cret@h/db?sslpassword=s3cret",
             "h/db?application_name=x&pass%77ord=s3cret",
             "u:s3cret@h/x://y",
+            // A password with a raw `/` or `?…=` reads as a host and a port.
+            "postgres://app:s3cret/xY9@db/shop",
+            "postgres://app:s3cret?a=b@db/shop",
+            "postgres://app:[s3cret/x@db/shop",
+            // A password in the query with a raw `&`.
+            "postgres://h/db?password=ab&s3cret",
+            "postgres://h/db?password=ab&s3cret%zz=1",
         ] {
             let message = url.parse::<DatabaseUrl>().unwrap_err().to_string();
             assert!(!message.contains("s3cret"), "{message}");
         }
+        let url: DatabaseUrl = "postgres://h/db?password=ab&s3cret=x".parse().unwrap();
+        let message = url
+            .resolve_in(EngineOptions::new(), &no_env)
+            .map(drop)
+            .unwrap_err()
+            .to_string();
+        assert!(!message.contains("s3cret"), "{message}");
     }
 
     #[test]

@@ -1253,7 +1253,9 @@ impl DatabaseUrl {
         let mut protocol = (None, None);
         let mut apply = |key: &str, value: &String| -> Result<()> {
             match key {
-                "user" => user = Some(value.clone()),
+                // Empty is unset, as in libpq: the default user, the
+                // default password file, no peer to require.
+                "user" => user = Some(value.clone()).filter(|v| !v.is_empty()),
                 "password" => password = Some(value.clone()),
                 "dbname" => database = Some(value.clone()),
                 "host" => {
@@ -1266,10 +1268,10 @@ impl DatabaseUrl {
                 }
                 "port" => extra_ports = parse_ports(value)?,
                 "options" => server_options.push(value.clone()),
-                "passfile" => passfile = Some(value.clone()),
+                "passfile" => passfile = Some(value.clone()).filter(|v| !v.is_empty()),
                 "channel_binding" => channel_binding = Some(value.clone()),
                 "require_auth" => require_auth = Some(value.clone()),
-                "requirepeer" => require_peer = Some(value.clone()),
+                "requirepeer" => require_peer = Some(value.clone()).filter(|v| !v.is_empty()),
                 "fallback_application_name" => fallback_name = Some(value.clone()),
                 "load_balance_hosts" => load_balance = Some(value.clone()),
                 "hostaddr" => hostaddrs = Some(value.clone()),
@@ -1339,8 +1341,21 @@ impl DatabaseUrl {
                 }
                 // libpq counts milliseconds; 0 keeps the system's default.
                 "tcp_user_timeout" => {
-                    let timeout = match value.parse::<u64>() {
+                    let timeout = match value.trim().parse::<u64>() {
                         Ok(millis) => Duration::from_millis(millis),
+                        // `2.5` would read as seconds elsewhere; libpq
+                        // takes whole milliseconds only.
+                        Err(_)
+                            if value
+                                .trim()
+                                .bytes()
+                                .all(|b| b.is_ascii_digit() || b == b'.') =>
+                        {
+                            return Err(Error::Configuration(format!(
+                                "{key}: `{value}` is not a whole number of milliseconds (or a \
+                                 duration with its unit, e.g. `2.5s`)"
+                            )));
+                        }
                         Err(_) => parse_duration(key, value)?,
                     };
                     if !timeout.is_zero() {
@@ -1415,7 +1430,10 @@ impl DatabaseUrl {
                 .filter(|name| !name.contains(','))
                 .unwrap_or_else(|| "localhost".to_owned());
         }
-        if extra_ports.is_empty() {
+        // Hosts with ports of their own (`h:5555`) take no `PGPORT`, as
+        // libpq's port list is then the URL's.
+        let own_ports = hosts.iter().any(|(_, port)| port.is_some());
+        if extra_ports.is_empty() && !own_ports {
             if let Some(list) = env("PGPORT") {
                 extra_ports = parse_ports(&list)?;
             }
@@ -1426,6 +1444,16 @@ impl DatabaseUrl {
                  order",
                 hosts.len(),
                 hostaddrs.len()
+            )));
+        }
+        if !own_ports && extra_ports.len() > 1 && extra_ports.len() != hosts.len() {
+            // libpq refuses it too: which port would the hosts past the
+            // list, or the ports past the hosts, go with?
+            return Err(Error::Configuration(format!(
+                "{} hosts but {} ports: give one port for every host, or one per host in the \
+                 same order",
+                hosts.len(),
+                extra_ports.len()
             )));
         }
         for address in hostaddrs {
@@ -2838,6 +2866,38 @@ mod tests {
         assert_eq!(file("postgres://app@h/shop", &[]), None);
     }
 
+    /// A parameter given empty is unset, as in libpq: its default applies.
+    #[test]
+    fn empty_user_passfile_and_requirepeer_are_unset() {
+        let env = [("HOME", "/home/app"), ("PGUSER", "from_env")];
+        let connect =
+            resolve_with_env("postgres://h/shop?user=&passfile=&requirepeer=", &env).unwrap();
+        assert_eq!(connect.pg.get_user(), Some("from_env"));
+        assert_eq!(
+            connect.passfile.map(|f| f.path),
+            Some(PathBuf::from("/home/app/.pgpass"))
+        );
+        assert_eq!(connect.require_peer, None);
+    }
+
+    /// Hosts and ports pair up as libpq pairs them: one port for all, or
+    /// one each; other counts are refused.
+    #[test]
+    fn a_port_list_of_another_length_than_the_hosts_is_refused() {
+        for url in [
+            "postgres:///db?host=a,b,c&port=6000,6001",
+            "postgres:///db?host=a&port=1,2,3",
+            "postgres://a,b/db?port=1,2,3",
+        ] {
+            assert!(
+                matches!(resolve(url), Err(Error::Configuration(m)) if m.contains("ports")),
+                "{url}"
+            );
+        }
+        let (connect, _) = resolve("postgres:///db?host=a,b,c&port=6000").unwrap();
+        assert_eq!(connect.pg.get_ports(), [6000, 6000, 6000]);
+    }
+
     #[test]
     fn a_service_fills_what_the_url_leaves_out_and_beats_the_environment() {
         use tokio_postgres::config::Host;
@@ -3080,6 +3140,17 @@ mod tests {
             millis
         );
         assert_eq!(timeout("postgres://h/db?tcp_user_timeout=0").unwrap(), None);
+        assert_eq!(
+            timeout("postgres://h/db?tcp_user_timeout=%202500").unwrap(),
+            millis
+        );
+        // Not seconds: libpq takes whole milliseconds.
+        for fraction in ["2500.0", "1.5"] {
+            assert!(matches!(
+                timeout(&format!("postgres://h/db?tcp_user_timeout={fraction}")),
+                Err(Error::Configuration(m)) if m.contains("milliseconds")
+            ));
+        }
         assert!(matches!(
             timeout("postgres://h/db?tcp_user_timeout=soon"),
             Err(Error::Configuration(m)) if m.contains("tcp_user_timeout")

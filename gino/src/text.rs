@@ -162,19 +162,24 @@ impl<'a> TextQuery<'a> {
                     let before = bytes[i - 1];
                     before.is_ascii_alphanumeric() || before == b'_' || !before.is_ascii()
                 };
-                let param = match (bytes[i], bytes.get(i + 1)) {
-                    (b':', Some(b)) => (b.is_ascii_alphabetic() || *b == b'_') && !after_word,
-                    _ => false,
-                };
+                // Names are words as SQLAlchemy's `\w` reads them, any
+                // script's letters and digits (`:ñame`), not starting with
+                // a digit.
+                let param = bytes[i] == b':'
+                    && !after_word
+                    && sql[i + 1..code.end]
+                        .chars()
+                        .next()
+                        .is_some_and(|c| c.is_alphabetic() || c == '_');
                 if !param {
                     // `::` is a cast: step over both colons.
                     i += if bytes[i..].starts_with(b"::") { 2 } else { 1 };
                     continue;
                 }
-                let end = bytes[i + 1..code.end]
-                    .iter()
-                    .position(|b| !(b.is_ascii_alphanumeric() || *b == b'_'))
-                    .map_or(code.end, |n| i + 1 + n);
+                let end = sql[i + 1..code.end]
+                    .char_indices()
+                    .find(|(_, c)| !(c.is_alphanumeric() || *c == '_'))
+                    .map_or(code.end, |(n, _)| i + 1 + n);
                 let name = &sql[i + 1..end];
                 pieces.push(Piece::Sql(sql[start..i].to_owned()));
                 let slot = *index.entry(name.to_owned()).or_insert_with(|| {
@@ -367,6 +372,13 @@ mod tests {
         let (sql, names) = rendered("SELECT :a, :b_2, :a");
         assert_eq!(sql, "SELECT $1, $2, $3");
         assert_eq!(names, ["a", "b_2"]);
+    }
+
+    #[test]
+    fn names_are_words_of_any_script_as_in_sqlalchemy() {
+        let (sql, names) = rendered("SELECT :ñame, :名前, :é1 || 'x', :1, x:ñ");
+        assert_eq!(names, ["ñame", "名前", "é1"]);
+        assert_eq!(sql, "SELECT $1, $2, $3 || 'x', :1, x:ñ");
     }
 
     #[test]

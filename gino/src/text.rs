@@ -17,8 +17,9 @@ use crate::lex;
 /// Raw SQL with `:name` parameters, runnable like any diesel query and
 /// loadable into `#[derive(QueryableByName)]` rows.
 ///
-/// A parameter is a `:` followed by a letter or `_` and then letters,
-/// digits or `_`, where the `:` does not follow a letter, digit or `_`
+/// A parameter is a `:` followed by a letter (of any script: `:ñame`) or
+/// `_` and then letters, digits or `_`, where the `:` does not follow a
+/// letter, digit or `_`
 /// (`arr[lo:hi]` has none, as in SQLAlchemy's `text`); `\:` is a plain
 /// colon; `::` casts, string literals, quoted identifiers,
 /// dollar-quoted strings and comments are left alone. The same name may

@@ -655,6 +655,11 @@ impl Engine {
     /// ```
     pub async fn close_gracefully(&self, timeout: Duration) -> bool {
         self.inner.closed.store(true, Ordering::Release);
+        // Waiters fail now, and connections given back close rather than
+        // wait in the pool for a borrow that can no longer come.
+        if let Source::Pool(pool) = &self.inner.source {
+            pool.close();
+        }
         let deadline = deadline_after(timeout);
         let borrowed = |status: PoolStatus| status.size.saturating_sub(status.available);
         let all_back = loop {
@@ -1041,13 +1046,6 @@ impl Engine {
                 // Not boxed: the checkout (2 KB; opening a connection is boxed
                 // in `Manager::create`) costs less to carry than to allocate.
                 match deadline.wait(checkout(pool, wait)).await? {
-                    // Closed while this borrow waited, or opened its
-                    // connection: a graceful close counts only what is
-                    // borrowed, so nothing may be handed out after it began.
-                    Ok(object) if self.inner.closed.load(Ordering::Acquire) => {
-                        drop(Object::take(object));
-                        Err(Error::PoolClosed)
-                    }
                     Ok(object) => Ok(RawConn::pooled(object)),
                     Err(PoolError::Timeout(_)) => match (acquire_timeout, remaining) {
                         (Some(a), Some(r)) if a < r => Err(Error::PoolTimeout(a)),

@@ -13,6 +13,22 @@ struct Found {
     up: String,
     down: Option<String>,
     in_transaction: bool,
+    /// Its `metadata.toml`, if it has one.
+    metadata: Option<String>,
+}
+
+/// Whether a migration's `metadata.toml` says `run_in_transaction =
+/// false`, its one setting in diesel, read as TOML reads a line: any
+/// whitespace around the `=`, a `#` comment after the value, `\r\n` line
+/// ends. (A full TOML parser is not worth a dependency for one key.)
+fn runs_outside_a_transaction(metadata: &str) -> bool {
+    metadata.lines().any(|line| {
+        let line = line.split('#').next().unwrap_or_default();
+        let Some((key, value)) = line.split_once('=') else {
+            return false;
+        };
+        key.trim() == "run_in_transaction" && value.trim() == "false"
+    })
 }
 
 pub fn expand(dir: Option<LitStr>) -> Result<TokenStream> {
@@ -43,19 +59,25 @@ pub fn expand(dir: Option<LitStr>) -> Result<TokenStream> {
             return Err(error(format!("migration {name} has no up.sql")));
         }
         let down = path.join("down.sql");
-        let metadata = std::fs::read_to_string(path.join("metadata.toml")).unwrap_or_default();
-        // diesel's metadata.toml has one setting; a full TOML parser is not
-        // worth a dependency for it.
-        let in_transaction = !metadata
-            .lines()
-            .map(|l| l.replace(' ', ""))
-            .any(|l| l == "run_in_transaction=false");
+        let metadata_path = path.join("metadata.toml");
+        let metadata = match std::fs::read(&metadata_path) {
+            Ok(bytes) => Some(
+                String::from_utf8(bytes)
+                    .map_err(|_| error(format!("migration {name}: metadata.toml is not UTF-8")))?,
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(error(format!("migration {name}: metadata.toml: {e}"))),
+        };
+        let in_transaction = !metadata.as_deref().is_some_and(runs_outside_a_transaction);
         found.push(Found {
             version: name.split('_').next().unwrap_or(&name).replace('-', ""),
             name,
             up: up.display().to_string(),
             down: down.is_file().then(|| down.display().to_string()),
             in_transaction,
+            metadata: metadata
+                .is_some()
+                .then(|| metadata_path.display().to_string()),
         });
     }
     // In version order, as diesel's harness runs them: a name's dashes
@@ -89,7 +111,36 @@ pub fn expand(dir: Option<LitStr>) -> Result<TokenStream> {
             }
         }
     });
-    Ok(quote! {
+    // Read by the compiler too, so that a changed setting rebuilds.
+    let tracked = found.iter().filter_map(|m| m.metadata.as_ref());
+    Ok(quote! {{
+        #(const _: &[u8] = ::core::include_bytes!(#tracked);)*
         ::gino::migrate::EmbeddedMigrations::new(&[#(#migrations),*])
-    })
+    }})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::runs_outside_a_transaction;
+
+    #[test]
+    fn metadata_is_read_as_toml_reads_its_line() {
+        for outside in [
+            "run_in_transaction = false",
+            "run_in_transaction=false\r\n",
+            "run_in_transaction\t=\tfalse",
+            "run_in_transaction = false # CREATE INDEX CONCURRENTLY needs it",
+            "# no transaction\nrun_in_transaction = false\n",
+        ] {
+            assert!(runs_outside_a_transaction(outside), "{outside:?}");
+        }
+        for inside in [
+            "",
+            "run_in_transaction = true",
+            "# run_in_transaction = false",
+            "not_run_in_transaction = false",
+        ] {
+            assert!(!runs_outside_a_transaction(inside), "{inside:?}");
+        }
+    }
 }

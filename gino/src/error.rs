@@ -92,6 +92,17 @@ pub enum Error {
         source: Box<Error>,
     },
 
+    /// A migration failed; it is not recorded as applied (run in a
+    /// transaction, nothing of it stays), and the migrations after it did
+    /// not run.
+    #[error("migration {name} failed: {source}")]
+    Migration {
+        /// The migration's directory name, e.g. `2024-01-01-000000_create_users`.
+        name: String,
+        /// Why, e.g. the database's error for a statement of its `up.sql`.
+        source: Box<Error>,
+    },
+
     /// A tenant's database does not exist (or the tenant registry's
     /// locator refused the key): web integrations answer `404 Not Found`.
     /// Nothing is cached, so a database created later is found.
@@ -471,8 +482,9 @@ impl DatabaseError {
 }
 
 impl Error {
-    /// The SQLSTATE when this is a database error, or a batch's row that
-    /// failed with one ([`Error::BatchRow`]).
+    /// The SQLSTATE when this is a database error, or a batch's row or a
+    /// migration that failed with one ([`Error::BatchRow`],
+    /// [`Error::Migration`]).
     ///
     /// ```
     /// # async fn demo(engine: &gino::Engine) {
@@ -489,7 +501,7 @@ impl Error {
         match self {
             Error::Database(e) => Some(e.code()),
             Error::NotSent(e) => e.sqlstate(),
-            Error::BatchRow { source, .. } => source.sqlstate(),
+            Error::BatchRow { source, .. } | Error::Migration { source, .. } => source.sqlstate(),
             _ => None,
         }
     }
@@ -569,6 +581,10 @@ impl Error {
             Error::MissingValue { model, field } => Error::MissingValue { model, field },
             Error::BatchRow { index, source } => Error::BatchRow {
                 index: *index,
+                source: Box::new(source.replay()),
+            },
+            Error::Migration { name, source } => Error::Migration {
+                name: name.clone(),
                 source: Box::new(source.replay()),
             },
             Error::UnknownTenant(key) => Error::UnknownTenant(key.clone()),

@@ -35,7 +35,11 @@ pub struct Migration {
     /// `down.sql`, if there is one.
     pub down: Option<&'static str>,
     /// `false` when `metadata.toml` says `run_in_transaction = false`
-    /// (e.g. for `CREATE INDEX CONCURRENTLY`).
+    /// (e.g. for `CREATE INDEX CONCURRENTLY`). Its `up.sql` still goes to
+    /// the server in one message, which PostgreSQL runs as one implicit
+    /// transaction when it holds several statements (as with diesel's
+    /// CLI): give a statement that refuses any transaction a migration of
+    /// its own.
     pub run_in_transaction: bool,
 }
 
@@ -189,16 +193,28 @@ impl Gino {
                 "INSERT INTO __diesel_schema_migrations (version) VALUES (:version)",
             )
             .bind::<diesel::sql_types::Text, _>("version", migration.version);
-            if migration.run_in_transaction {
+            let ran = if migration.run_in_transaction {
                 conn.transaction(async {
                     batch(conn, migration.up).await?;
                     conn.status(record).await
                 })
                 .await
-                .map_err(|e| ended_by_its_sql(migration, e))?;
+                .map_err(|e| ended_by_its_sql(migration, e))
             } else {
-                batch(conn, migration.up).await?;
-                conn.status(record).await?;
+                match batch(conn, migration.up).await {
+                    Ok(()) => conn.status(record).await,
+                    Err(e) => Err(e),
+                }
+            };
+            if let Err(error) = ran {
+                return Err(match error {
+                    // Named already, in the migration's terms.
+                    Error::TransactionMisuse(_) => error,
+                    source => Error::Migration {
+                        name: migration.name.to_owned(),
+                        source: Box::new(source),
+                    },
+                });
             }
             tracing::info!(target: "gino", "applied migration {}", migration.name);
             done.push(migration.version);

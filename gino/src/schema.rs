@@ -174,7 +174,9 @@ impl<'a> SchemaOp<'a> {
         self
     }
 
-    /// With `true` (the default, as in GINO) existing objects are skipped
+    /// With `true` (the default: GINO's for `create_all` and `drop_all`;
+    /// GINO's per-table `gino.create()` and `gino.drop()` default to
+    /// `false`, which `.checkfirst(false)` asks for) existing objects are skipped
     /// when creating (`CREATE TABLE IF NOT EXISTS`, ...) and missing ones
     /// when dropping (`DROP TABLE IF EXISTS`, ...; an enum type another
     /// table still uses is kept). With `false` the plain statements run, so

@@ -3,8 +3,8 @@
 mod common;
 
 use diesel::sql_types::{BigInt, Text};
-use gino::Gino;
 use gino::migrate::EmbeddedMigrations;
+use gino::{Error, Gino};
 
 static MIGRATIONS: EmbeddedMigrations = gino::embed_migrations!("tests/migrations");
 static FAILING: EmbeddedMigrations = gino::embed_migrations!("tests/migrations_failing");
@@ -137,6 +137,15 @@ async fn a_failing_migration_stops_the_run_and_leaves_nothing_of_itself() {
     db.set_bind(s.engine.clone()).await.unwrap();
     let err = db.run_migrations(&FAILING).await.unwrap_err();
     assert_eq!(err.sqlstate(), Some("42P01"), "{err}");
+    // The error names the migration that failed.
+    assert!(
+        matches!(&err, Error::Migration { name, .. } if name == "2024-01-02-000000_broken"),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("2024-01-02-000000_broken"),
+        "{err}"
+    );
     assert_eq!(
         count(&db, "count(*) FROM __diesel_schema_migrations").await,
         1

@@ -176,8 +176,8 @@ impl<'a> SchemaOp<'a> {
 
     /// With `true` (the default: GINO's for `create_all` and `drop_all`;
     /// GINO's per-table `gino.create()` and `gino.drop()` default to
-    /// `false`, which `.checkfirst(false)` asks for) existing objects are skipped
-    /// when creating (`CREATE TABLE IF NOT EXISTS`, ...) and missing ones
+    /// `false`, which `.checkfirst(false)` asks for) existing objects are
+    /// skipped when creating (`CREATE TABLE IF NOT EXISTS`, ...) and missing ones
     /// when dropping (`DROP TABLE IF EXISTS`, ...; an enum type another
     /// table still uses is kept). With `false` the plain statements run, so
     /// an existing table fails the creation with SQLSTATE `42P07` (an

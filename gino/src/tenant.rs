@@ -351,7 +351,10 @@ impl std::fmt::Debug for TenantsBuilder {
 
 impl TenantsBuilder {
     /// Options of every tenant's engine (pool size, timeouts, TLS, ...);
-    /// the defaults otherwise.
+    /// the defaults otherwise. Read replicas are not among them: a replica
+    /// URL names one database, and every tenant's reads would go there, so
+    /// a tenant's engine with replicas in these options is refused
+    /// ([`Error::Configuration`]).
     ///
     /// ```
     /// # async fn demo(url: &'static str) -> gino::Result<()> {
@@ -687,6 +690,14 @@ impl Tenants {
 
     async fn create(&self, key: &str) -> Result<Arc<Tenant>> {
         let made = async {
+            if !self.inner.options.replicas.is_empty() {
+                return Err(Error::Configuration(
+                    "a tenant registry's engine options name read replicas: a replica URL is \
+                     one database, and every tenant's reads would go to it; leave replicas \
+                     out of the tenants' options"
+                        .to_owned(),
+                ));
+            }
             let url = (self.inner.locate)(key.to_owned()).await?;
             let engine = create_engine(&url, self.inner.options.clone()).await?;
             let ready = async {

@@ -600,3 +600,21 @@ async fn dropped_runs_under_eviction_and_a_budget_leave_no_engine_behind() {
     .await;
     observer.close().await;
 }
+
+/// A replica URL names one database, which every tenant's reads would
+/// reach: refused in the tenants' options, before any engine is made.
+#[tokio::test]
+async fn replicas_in_the_tenants_options_are_refused() {
+    let base = TestDatabase::create().await;
+    let db = leak(Gino::secondary());
+    let tenants = registry(db, base.url(), "replicated")
+        .options(EngineOptions::new().replica(base.url()))
+        .build();
+    let refused = tenants.lease("t0").await;
+    assert!(
+        matches!(&refused, Err(Error::Configuration(m)) if m.contains("replica")),
+        "{:?}",
+        refused.map(|_| ())
+    );
+    tenants.close();
+}

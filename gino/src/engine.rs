@@ -837,7 +837,7 @@ impl Engine {
                     match run_statement(raw.get(), &deadline, Again(&mut statement), &mut None)
                         .await
                     {
-                        Err(e) if e.is_retryable() || refused_as_a_write(&e) => e,
+                        Err(e) if e.is_retryable() || primary_only(&e) => e,
                         done => return done,
                     }
                 }
@@ -848,7 +848,7 @@ impl Engine {
                 Err(e) => e,
             };
             wrote = refused_as_a_write(&error);
-            if error.is_connection_lost() || !(error.is_retryable() || wrote) {
+            if error.is_connection_lost() || !(error.is_retryable() || primary_only(&error)) {
                 replica.in_rotation.store(false, Ordering::Relaxed);
             }
             routing.fallbacks.fetch_add(1, Ordering::Relaxed);
@@ -1195,6 +1195,14 @@ async fn checkout(
 /// The replica did nothing, and the primary can run it.
 fn refused_as_a_write(error: &Error) -> bool {
     error.sqlstate() == Some("25006")
+}
+
+/// Whether a replica refused `error`'s statement as only the primary can
+/// run it: a write ([`refused_as_a_write`]), or a function a server in
+/// recovery refuses (SQLSTATE `55000`: `pg_current_wal_lsn()`, say). The
+/// replica stays in rotation; the primary runs it.
+fn primary_only(error: &Error) -> bool {
+    refused_as_a_write(error) || error.sqlstate() == Some("55000")
 }
 
 #[cfg(test)]

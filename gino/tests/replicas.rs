@@ -150,6 +150,24 @@ async fn reads_go_to_the_standby_and_everything_else_to_the_primary() {
     assert_eq!(names, ["hello"]);
     assert!(engine.routing().unwrap().replicas[0].reads >= before + 2);
 
+    // A function a standby refuses (55000, recovery in progress) runs on
+    // the primary, and the standby stays in rotation; from a task that
+    // wrote nothing, whose reads go to the standby.
+    let lsn: String = elsewhere({
+        let engine = engine.clone();
+        async move {
+            diesel::select(sql::<diesel::sql_types::Text>("pg_current_wal_lsn()::text"))
+                .gino()
+                .bind(&engine)
+                .one()
+                .await
+                .unwrap()
+        }
+    })
+    .await;
+    assert!(lsn.contains('/'), "{lsn}");
+    assert!(in_rotation(&engine));
+
     // Writes (the standby would refuse them), locking reads, and every
     // statement of a transaction: the primary.
     Note::create().id(2).body("second").await.unwrap();

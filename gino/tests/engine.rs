@@ -932,11 +932,9 @@ async fn a_connection_budget_of_zero_is_refused() {
     );
 }
 
-/// A server that accepts and never answers: opening a connection counts
-/// against the wait for one (`acquire_timeout`), pooled or not, as
-/// asyncpg's `acquire(timeout=)` covers connecting.
-#[tokio::test]
-async fn acquire_timeout_bounds_opening_a_connection_too() {
+/// A server that accepts connections and never answers: its URL, and the
+/// task holding the connections (abort it to close them).
+async fn silent_server() -> (String, tokio::task::JoinHandle<()>) {
     let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("postgres://nobody@{}/nothing", silent.local_addr().unwrap());
     let accepted = tokio::spawn(async move {
@@ -945,6 +943,15 @@ async fn acquire_timeout_bounds_opening_a_connection_too() {
             kept.push(socket);
         }
     });
+    (url, accepted)
+}
+
+/// A server that accepts and never answers: opening a connection counts
+/// against the wait for one (`acquire_timeout`), pooled or not, as
+/// asyncpg's `acquire(timeout=)` covers connecting.
+#[tokio::test]
+async fn acquire_timeout_bounds_opening_a_connection_too() {
+    let (url, accepted) = silent_server().await;
     let limit = Duration::from_millis(200);
     for pooled in [true, false] {
         let options = EngineOptions::new()
@@ -970,14 +977,7 @@ async fn acquire_timeout_bounds_opening_a_connection_too() {
 /// after `acquire_timeout` instead of hanging it.
 #[tokio::test]
 async fn start_up_connections_are_bounded_by_the_acquire_timeout() {
-    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("postgres://nobody@{}/nothing", silent.local_addr().unwrap());
-    let accepted = tokio::spawn(async move {
-        let mut kept = Vec::new();
-        while let Ok((socket, _)) = silent.accept().await {
-            kept.push(socket);
-        }
-    });
+    let (url, accepted) = silent_server().await;
     let limit = Duration::from_millis(200);
     let options = EngineOptions::new().min_size(2).acquire_timeout(limit);
     let created = tokio::time::timeout(Duration::from_secs(10), create_engine(&url, options))

@@ -286,8 +286,9 @@ pub struct RoutingStats {
     /// in a transaction are not counted here.
     pub writes: u64,
     /// Reads meant for a replica that went to the primary because the
-    /// replica could not be reached, refused them as writes (25006) or
-    /// cancelled them for its recovery (40001).
+    /// replica could not be reached, refused them as writes (25006) or as
+    /// the primary's only (55000, recovery in progress), or cancelled them
+    /// for its recovery (40001).
     pub fallbacks: u64,
     /// Each replica, in configuration order.
     pub replicas: Vec<ReplicaStats>,
@@ -373,7 +374,6 @@ fn since_start() -> Duration {
 }
 
 impl EngineInner {
-    /// Closes the pool's idle connections that `close` picks.
     /// Closes the idle pooled connections `close` picks, given how long
     /// each has been idle.
     fn close_idle_where(&self, mut close: impl FnMut(Duration) -> bool) -> usize {
@@ -640,10 +640,10 @@ impl Engine {
     /// Closes the pool after the connections borrowed from it come back,
     /// waiting for them at most `timeout`: what a server does at shutdown,
     /// once its in-flight requests are done. From the start no borrow
-    /// succeeds ([`Error::PoolClosed`]) and idle connections stay idle; then
-    /// every connection is closed. Returns whether all came back in time; a
-    /// connection still borrowed at the deadline is closed when it comes
-    /// back.
+    /// succeeds ([`Error::PoolClosed`], a borrow waiting for the pool
+    /// too), idle connections close, and each borrowed one closes as it
+    /// comes back. Returns whether all came back in time; a connection
+    /// still borrowed at the deadline is closed when it comes back.
     ///
     /// ```
     /// # async fn demo(engine: gino::Engine) {
@@ -737,7 +737,8 @@ impl Engine {
     /// statement whose SQL reads like a read but writes (a function that
     /// inserts, say), which the replica refuses (SQLSTATE `25006`) before
     /// doing anything: it runs once, on the primary, and counts as the
-    /// task's write; mark such a statement `.primary()` to save the
+    /// task's write (a function only the primary runs, refused with
+    /// `55000` "recovery is in progress", runs there too); mark such a statement `.primary()` to save the
     /// replica's round trip (read-your-writes then goes by its command
     /// tag, which shows no write: run it in a transaction, which pins
     /// the task's reads, when they must see it). A replica whose
@@ -815,7 +816,8 @@ impl Engine {
     /// is none, it cannot be reached, or the read fails there in a way the
     /// primary would not (the connection broke, the server is shutting
     /// down, a conflict with the replica's recovery cancelled it, or the
-    /// replica refused a write its SQL did not show): the statement runs
+    /// replica refused a write its SQL did not show, or a function only
+    /// the primary runs): the statement runs
     /// again on the primary then. A read only reads, and a refused write
     /// did nothing, so running it twice is safe.
     pub(crate) async fn run_read<R, S: Reread<R>>(
@@ -1199,10 +1201,14 @@ fn refused_as_a_write(error: &Error) -> bool {
 
 /// Whether a replica refused `error`'s statement as only the primary can
 /// run it: a write ([`refused_as_a_write`]), or a function a server in
-/// recovery refuses (SQLSTATE `55000`: `pg_current_wal_lsn()`, say). The
-/// replica stays in rotation; the primary runs it.
+/// recovery refuses (`pg_current_wal_lsn()`, say: SQLSTATE `55000` with
+/// "recovery is in progress"; other `55000`s, such as `currval` of a
+/// sequence this session never stepped, would mean something else on the
+/// primary). The replica stays in rotation; the primary runs it.
 fn primary_only(error: &Error) -> bool {
-    refused_as_a_write(error) || error.sqlstate() == Some("55000")
+    refused_as_a_write(error)
+        || matches!(error, Error::Database(e)
+            if e.code() == "55000" && e.message().contains("recovery is in progress"))
 }
 
 #[cfg(test)]

@@ -92,9 +92,13 @@ pub enum Error {
         source: Box<Error>,
     },
 
-    /// A migration failed; it is not recorded as applied (run in a
-    /// transaction, nothing of it stays), and the migrations after it did
-    /// not run.
+    /// A migration failed: it is not recorded as applied, and the
+    /// migrations after it did not run. Run in a transaction (the
+    /// default), nothing of it stays; run outside one
+    /// (`run_in_transaction = false`), what its `up.sql` did before the
+    /// failure stays. [`sqlstate`](Self::sqlstate),
+    /// [`is_connection_lost`](Self::is_connection_lost) and
+    /// [`is_retryable`](Self::is_retryable) answer for its cause.
     #[error("migration {name} failed: {source}")]
     Migration {
         /// The migration's directory name, e.g. `2024-01-01-000000_create_users`.
@@ -529,6 +533,7 @@ impl Error {
     /// ```
     pub fn is_connection_lost(&self) -> bool {
         match self {
+            Error::Migration { source, .. } => source.is_connection_lost(),
             Error::Connection(_) | Error::NotSent(_) => true,
             Error::Database(e) => {
                 matches!(e.code(), "57P01" | "57P02" | "57P03") || e.code().starts_with("08")
@@ -558,6 +563,7 @@ impl Error {
     /// ```
     pub fn is_retryable(&self) -> bool {
         match self {
+            Error::Migration { source, .. } => source.is_retryable(),
             Error::PoolTimeout(_) => true,
             Error::Database(e) if e.is_retryable() => true,
             other => other.is_connection_lost(),

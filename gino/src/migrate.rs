@@ -193,18 +193,16 @@ impl Gino {
                 "INSERT INTO __diesel_schema_migrations (version) VALUES (:version)",
             )
             .bind::<diesel::sql_types::Text, _>("version", migration.version);
+            let run = async {
+                batch(conn, migration.up).await?;
+                conn.status(record).await
+            };
             let ran = if migration.run_in_transaction {
-                conn.transaction(async {
-                    batch(conn, migration.up).await?;
-                    conn.status(record).await
-                })
-                .await
-                .map_err(|e| ended_by_its_sql(migration, e))
+                conn.transaction(run)
+                    .await
+                    .map_err(|e| ended_by_its_sql(migration, e))
             } else {
-                match batch(conn, migration.up).await {
-                    Ok(()) => conn.status(record).await,
-                    Err(e) => Err(e),
-                }
+                run.await
             };
             if let Err(error) = ran {
                 return Err(match error {

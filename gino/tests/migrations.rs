@@ -40,6 +40,29 @@ fn migrations_run_in_version_order_whatever_their_names() {
     assert_eq!(names, ["20240131000000_a", "2024-02-01-000000_b"]);
 }
 
+static FAILING_OUTSIDE: EmbeddedMigrations =
+    gino::embed_migrations!("tests/migrations_failing_outside");
+
+/// A migration run outside a transaction that fails is named too, and not
+/// recorded.
+#[tokio::test]
+async fn a_failing_migration_outside_a_transaction_is_named_and_not_recorded() {
+    assert!(!FAILING_OUTSIDE.migrations()[0].run_in_transaction);
+    let s = common::setup().await;
+    let db = Gino::secondary();
+    db.set_bind(s.engine.clone()).await.unwrap();
+    let err = db.run_migrations(&FAILING_OUTSIDE).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Migration { name, .. } if name == "2024-01-01-000000_broken"),
+        "{err:?}"
+    );
+    assert_eq!(err.sqlstate(), Some("42P01"), "{err}");
+    assert_eq!(
+        count(&db, "count(*) FROM __diesel_schema_migrations").await,
+        0
+    );
+}
+
 /// The engine's query timeout bounds queries, not a migration or the wait
 /// for another instance's: a start-up must not fail because one runs long.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,0 +1,1 @@
+INSERT INTO missing VALUES (1);

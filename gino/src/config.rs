@@ -1253,9 +1253,10 @@ impl DatabaseUrl {
         let mut protocol = (None, None);
         let mut apply = |key: &str, value: &String| -> Result<()> {
             match key {
-                // Empty is unset, as in libpq: the default user, the
-                // default password file, no peer to require.
-                "user" => user = Some(value.clone()).filter(|v| !v.is_empty()),
+                // Given empty, as in libpq: the default user, the default
+                // password file, no peer to require, without the
+                // environment's (which counts only for what is not given).
+                "user" => user = Some(value.clone()),
                 "password" => password = Some(value.clone()),
                 "dbname" => database = Some(value.clone()),
                 "host" => {
@@ -1268,10 +1269,10 @@ impl DatabaseUrl {
                 }
                 "port" => extra_ports = parse_ports(value)?,
                 "options" => server_options.push(value.clone()),
-                "passfile" => passfile = Some(value.clone()).filter(|v| !v.is_empty()),
+                "passfile" => passfile = Some(value.clone()),
                 "channel_binding" => channel_binding = Some(value.clone()),
                 "require_auth" => require_auth = Some(value.clone()),
-                "requirepeer" => require_peer = Some(value.clone()).filter(|v| !v.is_empty()),
+                "requirepeer" => require_peer = Some(value.clone()),
                 "fallback_application_name" => fallback_name = Some(value.clone()),
                 "load_balance_hosts" => load_balance = Some(value.clone()),
                 "hostaddr" => hostaddrs = Some(value.clone()),
@@ -1341,15 +1342,14 @@ impl DatabaseUrl {
                 }
                 // libpq counts milliseconds; 0 keeps the system's default.
                 "tcp_user_timeout" => {
-                    let timeout = match value.trim().parse::<u64>() {
+                    let number = value.trim();
+                    let timeout = match number.parse::<u64>() {
                         Ok(millis) => Duration::from_millis(millis),
                         // `2.5` would read as seconds elsewhere; libpq
                         // takes whole milliseconds only.
                         Err(_)
-                            if value
-                                .trim()
-                                .bytes()
-                                .all(|b| b.is_ascii_digit() || b == b'.') =>
+                            if number.contains('.')
+                                && number.bytes().all(|b| b.is_ascii_digit() || b == b'.') =>
                         {
                             return Err(Error::Configuration(format!(
                                 "{key}: `{value}` is not a whole number of milliseconds (or a \
@@ -1468,8 +1468,7 @@ impl DatabaseUrl {
             });
             pg.port(port.or(listed.copied()).unwrap_or(5432));
         }
-        let user = user
-            .or_else(|| env("PGUSER"))
+        let user = given_or_env(user, "PGUSER", &env)
             .or_else(|| env("USER"))
             .unwrap_or_else(|| "postgres".to_owned());
         check_name_length("user name", &user)?;
@@ -1487,7 +1486,12 @@ impl DatabaseUrl {
                 pg.password(password);
                 None
             }
-            None => PassFile::locate(passfile, &env, &user, database.as_deref()),
+            None => PassFile::locate(
+                given_or_env(passfile, "PGPASSFILE", &env),
+                &env,
+                &user,
+                database.as_deref(),
+            ),
         };
         if let Some(database) = database {
             pg.dbname(database);
@@ -1562,7 +1566,7 @@ impl DatabaseUrl {
                 tls,
                 passfile,
                 require_auth,
-                require_peer: require_peer.or_else(|| env("PGREQUIREPEER")),
+                require_peer: given_or_env(require_peer, "PGREQUIREPEER", &env),
             },
             options,
         ))
@@ -2001,6 +2005,21 @@ fn parse_hostaddrs(list: &str) -> Result<Vec<std::net::IpAddr>> {
 
 fn parse_ports(list: &str) -> Result<Vec<u16>> {
     list.split(',').map(parse_port).collect()
+}
+
+/// A connection parameter as libpq settles it: its value when given, else
+/// the environment variable `var`'s, and neither when it was given empty
+/// (the environment counts only for what is not given).
+fn given_or_env(
+    given: Option<String>,
+    var: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Option<String> {
+    match given {
+        Some(value) if value.is_empty() => None,
+        Some(value) => Some(value),
+        None => env(var),
+    }
 }
 
 /// PostgreSQL's largest `max_connections`: the most connections a pool of
@@ -2868,11 +2887,19 @@ mod tests {
 
     /// A parameter given empty is unset, as in libpq: its default applies.
     #[test]
-    fn empty_user_passfile_and_requirepeer_are_unset() {
-        let env = [("HOME", "/home/app"), ("PGUSER", "from_env")];
+    fn empty_user_passfile_and_requirepeer_take_libpqs_defaults() {
+        // Given empty, the environment does not count (only for what is
+        // not given): the system's user, the home's file, no peer.
+        let env = [
+            ("HOME", "/home/app"),
+            ("USER", "app"),
+            ("PGUSER", "from_env"),
+            ("PGPASSFILE", "/etc/pgpass"),
+            ("PGREQUIREPEER", "postgres"),
+        ];
         let connect =
             resolve_with_env("postgres://h/shop?user=&passfile=&requirepeer=", &env).unwrap();
-        assert_eq!(connect.pg.get_user(), Some("from_env"));
+        assert_eq!(connect.pg.get_user(), Some("app"));
         assert_eq!(
             connect.passfile.map(|f| f.path),
             Some(PathBuf::from("/home/app/.pgpass"))
@@ -2896,6 +2923,11 @@ mod tests {
         }
         let (connect, _) = resolve("postgres:///db?host=a,b,c&port=6000").unwrap();
         assert_eq!(connect.pg.get_ports(), [6000, 6000, 6000]);
+        // Hosts with ports of their own take none from PGPORT, as libpq's
+        // port list is then the URL's (a host without one: 5432).
+        let connect =
+            resolve_with_env("postgres://a:5555,b/db", &[("PGPORT", "6000,6001")]).unwrap();
+        assert_eq!(connect.pg.get_ports(), [5555, 5432]);
     }
 
     #[test]
@@ -3144,6 +3176,11 @@ mod tests {
             timeout("postgres://h/db?tcp_user_timeout=%202500").unwrap(),
             millis
         );
+        // A whole number too large is not called a fraction.
+        assert!(matches!(
+            timeout("postgres://h/db?tcp_user_timeout=99999999999999999999999"),
+            Err(Error::Configuration(m)) if !m.contains("whole number")
+        ));
         // Not seconds: libpq takes whole milliseconds.
         for fraction in ["2500.0", "1.5"] {
             assert!(matches!(

@@ -27,15 +27,15 @@ pub(crate) struct PassFile {
 }
 
 impl PassFile {
-    /// The file of the `passfile` parameter, else `PGPASSFILE`, else
-    /// `$HOME/.pgpass`; `None` when there is no home to find it in.
+    /// The file `given` (the `passfile` parameter, else `PGPASSFILE`),
+    /// else `$HOME/.pgpass`; `None` when there is no home to find it in.
     pub(crate) fn locate(
         given: Option<String>,
         env: &dyn Fn(&str) -> Option<String>,
         user: &str,
         database: Option<&str>,
     ) -> Option<PassFile> {
-        let path = match given.or_else(|| env("PGPASSFILE")) {
+        let path = match given {
             Some(path) => PathBuf::from(path),
             None => PathBuf::from(env("HOME")?).join(".pgpass"),
         };
@@ -272,18 +272,13 @@ mod tests {
     }
 
     #[test]
-    fn the_file_comes_from_the_parameter_then_pgpassfile_then_home() {
-        let env = |name: &str| match name {
-            "PGPASSFILE" => Some("/etc/app/pgpass".to_owned()),
-            "HOME" => Some("/home/app".to_owned()),
-            _ => None,
-        };
+    fn the_file_is_the_given_one_else_the_homes() {
+        // `given` is the parameter, else PGPASSFILE (settled by the caller).
         let at = |given: Option<&str>, env: &dyn Fn(&str) -> Option<String>| {
             PassFile::locate(given.map(str::to_owned), env, "u", None).map(|f| f.path)
         };
-        assert_eq!(at(Some("/x"), &env), Some(PathBuf::from("/x")));
-        assert_eq!(at(None, &env), Some(PathBuf::from("/etc/app/pgpass")));
         let home = |name: &str| (name == "HOME").then(|| "/home/app".to_owned());
+        assert_eq!(at(Some("/x"), &home), Some(PathBuf::from("/x")));
         assert_eq!(at(None, &home), Some(PathBuf::from("/home/app/.pgpass")));
         assert_eq!(at(None, &|_| None), None);
     }

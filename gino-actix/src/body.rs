@@ -60,8 +60,8 @@ impl<B: MessageBody> Then<Result<ServiceResponse<B>, actix_web::Error>> for Hold
 
 pin_project_lite::pin_project! {
     /// The body of a response of gino-actix's middleware: the handler's
-    /// body, and, when it streams, what holds its request in flight until
-    /// it ends ([`HoldStreamed`]).
+    /// body, and, unless it is empty, what holds its request in flight
+    /// until it ends or actix takes it whole ([`HoldStreamed`]).
     pub struct HeldBody<B> {
         #[pin]
         body: B,

@@ -156,7 +156,7 @@ pub fn property_sql(ty: &Type, target: &str, key: &str) -> (TokenStream, String)
         "DateTime" => {
             let text = format!("({target} ->> '{key}')");
             let sql = format!(
-                "(CASE WHEN {text} ~ '(Z|[+-]\\d\\d(:?\\d\\d(:?\\d\\d)?)?)$' THEN CAST({text} AS TIMESTAMPTZ) \
+                "(CASE WHEN {text} ~ '([Zz]|[+-]\\d\\d(:?\\d\\d(:?\\d\\d)?)?)$' THEN CAST({text} AS TIMESTAMPTZ) \
                  ELSE CAST({text} AS TIMESTAMP) AT TIME ZONE 'UTC' END)"
             );
             (st("Timestamptz"), sql)

@@ -221,19 +221,24 @@ where
     U: Send + 'static,
 {
     static NEXT: AtomicU64 = AtomicU64::new(1);
+    // One time limit for the wait for the connection and the statement.
+    let started = std::time::Instant::now();
     if !root.in_transaction(timeout).await? {
         return Err(needs_transaction());
     }
+    let left = timeout
+        .or_else(|| root.engine.timeout())
+        .map(|limit| limit.saturating_sub(started.elapsed()));
     let (name, buffer, exhausted) = if declarable {
         let name = format!("gino_cursor_{}", NEXT.fetch_add(1, Ordering::Relaxed));
         let declare = Declare {
             name: name.clone(),
             query: load.into_query(),
         };
-        root.run_as(access, timeout, Execute(declare)).await?;
+        root.run_as(access, left, Execute(declare)).await?;
         (name, VecDeque::new(), false)
     } else {
-        let rows = root.run_as(access, timeout, load).await?;
+        let rows = root.run_as(access, left, load).await?;
         (String::new(), rows.into(), true)
     };
     Ok(Cursor {

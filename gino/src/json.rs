@@ -722,47 +722,53 @@ pub mod datetime {
     /// assert_eq!(read.to_string(), "2020-01-01 00:00:00");
     /// ```
     fn parse_naive(text: &str) -> Option<NaiveDateTime> {
+        parse_wall(text).or_else(|| parse_with_offset(text).map(|d| d.naive_local()))
+    }
+
+    /// A wall-clock date-time, a `T` or a space between date and time.
+    fn parse_wall(text: &str) -> Option<NaiveDateTime> {
         NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f")
             .or_else(|_| NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f"))
             .ok()
-            .or_else(|| parse_with_offset(text).map(|d| d.naive_local()))
     }
 
-    /// A date-time with an offset: RFC 3339's, or PostgreSQL's for a zone
-    /// whose offset has seconds (`to_json` of a `timestamptz` in local mean
-    /// time: `1879-12-31T19:03:58-04:56:02`), which RFC 3339 has not.
+    /// A date-time with an offset, in the forms the property's SQL reads
+    /// with theirs: `Z`, or `±HH`, `±HH:MM` or `±HH:MM:SS` (colons
+    /// optional) after the time. PostgreSQL writes seconds for a zone's
+    /// local mean time (`to_json` of a `timestamptz`:
+    /// `1879-12-31T19:03:58-04:56:02`), which RFC 3339 has not.
     ///
     /// ```
     /// use gino::json::datetime::JsonDateTime;
     /// let stored = serde_json::json!("1879-12-31T19:03:58-04:56:02");
     /// let read = chrono::DateTime::<chrono::Utc>::from_json(&stored).unwrap();
     /// assert_eq!(read.to_rfc3339(), "1880-01-01T00:00:00+00:00");
+    /// let hours = serde_json::json!("2020-01-01 05:00:00+05");
+    /// let read = chrono::DateTime::<chrono::Utc>::from_json(&hours).unwrap();
+    /// assert_eq!(read.to_rfc3339(), "2020-01-01T00:00:00+00:00");
     /// ```
     fn parse_with_offset(text: &str) -> Option<DateTime<FixedOffset>> {
-        if let Ok(parsed) = DateTime::parse_from_rfc3339(text) {
-            return Some(parsed);
+        if let Some(wall) = text.strip_suffix(['Z', 'z']) {
+            return Some(parse_wall(wall)?.and_utc().fixed_offset());
         }
-        // `±HH:MM:SS` at the end (chrono parses no offset with seconds).
-        let (time, offset) = text.split_at_checked(text.len().checked_sub(9)?)?;
-        let [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2, b':', s1, s2] = *offset.as_bytes() else {
+        // The sign after the date's own dashes.
+        let at = text.get(10..)?.rfind(['+', '-'])? + 10;
+        let (wall, offset) = text.split_at(at);
+        let digits: Vec<u8> = offset[1..].bytes().filter(|b| *b != b':').collect();
+        if !matches!(digits.len(), 2 | 4 | 6) || !digits.iter().all(u8::is_ascii_digit) {
             return None;
-        };
-        let mut seconds = 0;
-        for (digits, unit) in [([h1, h2], 3600), ([m1, m2], 60), ([s1, s2], 1)] {
-            let [tens @ b'0'..=b'9', ones @ b'0'..=b'9'] = digits else {
-                return None;
-            };
-            seconds += (i32::from(tens - b'0') * 10 + i32::from(ones - b'0')) * unit;
         }
-        let offset = if sign == b'-' {
+        let seconds = digits
+            .chunks(2)
+            .zip([3600, 60, 1])
+            .map(|(pair, unit)| i32::from((pair[0] - b'0') * 10 + (pair[1] - b'0')) * unit)
+            .sum();
+        let offset = if offset.starts_with('-') {
             FixedOffset::west_opt(seconds)?
         } else {
             FixedOffset::east_opt(seconds)?
         };
-        let wall = NaiveDateTime::parse_from_str(time, "%Y-%m-%dT%H:%M:%S%.f")
-            .or_else(|_| NaiveDateTime::parse_from_str(time, "%Y-%m-%d %H:%M:%S%.f"))
-            .ok()?;
-        wall.and_local_timezone(offset).single()
+        parse_wall(wall)?.and_local_timezone(offset).single()
     }
 
     impl JsonDateTime for NaiveDateTime {
@@ -784,7 +790,7 @@ pub mod datetime {
             let text = value.as_str()?;
             parse_with_offset(text)
                 .map(|d| d.with_timezone(&Utc))
-                .or_else(|| parse_naive(text).map(|n| n.and_utc()))
+                .or_else(|| parse_wall(text).map(|n| n.and_utc()))
         }
     }
 

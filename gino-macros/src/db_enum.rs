@@ -73,16 +73,7 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
         }
         // PostgreSQL refuses a longer label, and two alike would read
         // back as one variant.
-        if label.is_empty() || label.len() > 63 {
-            return Err(syn::Error::new(
-                variant.span(),
-                format!(
-                    "the label `{label}` is {} bytes: PostgreSQL takes 1 to 63; \
-                     #[gino(rename = \"...\")] gives it another",
-                    label.len()
-                ),
-            ));
-        }
+        crate::model::name_fits(&label, "label", variant.span())?;
         if let Some(at) = labels.iter().position(|l| *l == label) {
             return Err(syn::Error::new(
                 variant.span(),
@@ -96,17 +87,7 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
         variants.push(&variant.ident);
         labels.push(label);
     }
-    if type_name.is_empty() || type_name.len() > 63 {
-        return Err(syn::Error::new(
-            Span::call_site(),
-            format!(
-                "the type name `{type_name}` is {} bytes, and PostgreSQL keeps 63 of a name \
-                 (queries would look the whole one up): #[gino(type_name = \"...\")] \
-                 gives it a shorter one",
-                type_name.len()
-            ),
-        ));
-    }
+    crate::model::name_fits(&type_name, "type", Span::call_site())?;
     let sql_type = format_ident!("{}Type", name);
     let meta = format_ident!("__GINO_ENUM_{}", name.to_string().to_uppercase());
     let vis = &input.vis;

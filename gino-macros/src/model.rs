@@ -824,27 +824,14 @@ pub(crate) fn expand_with(
     let mut json_columns: Vec<String> = Vec::new();
     for prop in &props {
         let column = prop.property.clone().expect("partitioned on it");
-        if prop.primary_key {
-            return Err(syn::Error::new(
-                prop.ident.span(),
-                "a JSON property cannot be a primary key",
-            ));
-        }
-        if prop.unique
-            || prop.server_default.is_some()
-            || prop.references.is_some()
-            || prop.check.is_some()
-        {
-            return Err(syn::Error::new(
-                prop.ident.span(),
-                "a JSON property takes no unique, server_default, references or check: they \
-                 belong to columns (a unique property is a unique index: \
-                 #[gino(index(name = \"...\", columns(property), unique))] on the model)",
-            ));
-        }
-        // What makes a column's DDL or its name in SQL has no column here:
-        // a property is a key of the JSON column, named by its field.
+        // What belongs to a column has no column here: a property is a key
+        // of the JSON column, named after its field, its type the field's.
         let column_only = [
+            (prop.primary_key, "primary_key"),
+            (prop.unique, "unique"),
+            (prop.server_default.is_some(), "server_default"),
+            (prop.references.is_some(), "references"),
+            (prop.check.is_some(), "check"),
             (prop.column != property_key(prop), "column"),
             (prop.sql_type.is_some(), "sql_type"),
             (prop.ddl.is_some(), "ddl"),
@@ -857,7 +844,9 @@ pub(crate) fn expand_with(
                 prop.ident.span(),
                 format!(
                     "a JSON property takes no `{attribute}`: it is a key of the column \
-                     `{column}`, named after its field, and its type is the field's"
+                     `{column}`, named after its field, and its type is the field's (a unique \
+                     property is a unique index: #[gino(index(name = \"...\", \
+                     columns(property), unique))] on the model)"
                 ),
             ));
         }
@@ -2527,19 +2516,18 @@ fn refers_to_itself(model: &Ident, path: &Path) -> bool {
     path.is_ident("Self") || path.is_ident(model)
 }
 
-/// Refuses a name PostgreSQL would cut to 63 bytes: DDL would make the
-/// cut name while queries and row reads use the whole one.
-fn name_fits(name: &str, what: &str, span: Span) -> Result<()> {
-    if name.len() <= 63 {
-        return Ok(());
-    }
+/// Refuses a name PostgreSQL would cut to 63 bytes (DDL would make the
+/// cut name while queries and row reads use the whole one), or an empty
+/// one, which it refuses.
+pub(crate) fn name_fits(name: &str, what: &str, span: Span) -> Result<()> {
+    let problem = match name.len() {
+        0 => "is empty".to_owned(),
+        1..=63 => return Ok(()),
+        len => format!("is {len} bytes, and PostgreSQL keeps 63 of a name"),
+    };
     Err(syn::Error::new(
         span,
-        format!(
-            "the {what} name `{name}` is {} bytes, and PostgreSQL keeps 63 of a name: \
-             give it a shorter one",
-            name.len()
-        ),
+        format!("the {what} name `{name}` {problem}: give it another"),
     ))
 }
 

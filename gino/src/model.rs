@@ -240,6 +240,16 @@ pub struct EnumMeta {
 /// }
 /// ```
 ///
+/// Nor an empty one:
+///
+/// ```compile_fail
+/// #[derive(gino::DbEnum, Debug, Clone, Copy, PartialEq)]
+/// pub enum Mood {
+///     #[gino(rename = "")] // error: the label name `` is empty
+///     Happy,
+/// }
+/// ```
+///
 /// Two enum types of one name in a database, with different labels, are
 /// refused by `create_all`; give one a `type_name`.
 pub trait PgEnum {

@@ -22,6 +22,15 @@ pub(crate) fn write_message(out: &mut Vec<u8>, kind: u8, parts: &[&[u8]]) {
     }
 }
 
+/// A C string of a message's body and what follows its terminator (all
+/// of `data`, and nothing after it, when it has none).
+pub(crate) fn split_cstr(data: &[u8]) -> (&[u8], &[u8]) {
+    match data.iter().position(|b| *b == 0) {
+        Some(end) => (&data[..end], &data[end + 1..]),
+        None => (data, &[]),
+    }
+}
+
 /// Collects a header from the front of incoming bytes.
 #[derive(Debug, Default)]
 pub(crate) struct HeaderReader {

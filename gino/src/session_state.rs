@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 
-use crate::framing::MessageReader;
+use crate::framing::{MessageReader, split_cstr};
 use crate::lex;
 
 /// How much of a statement's text is read: enough for any statement that
@@ -96,16 +96,14 @@ fn message_leaves_state(
     body: &[u8],
     bound_local: &mut HashMap<Vec<u8>, Vec<u16>>,
 ) -> bool {
-    let (name, body) = if kind == b'P' {
-        match body.iter().position(|b| *b == 0) {
-            Some(end) => (Some(&body[..end]), &body[end + 1..]),
-            None => return false,
+    let (name, body) = match kind {
+        b'P' => {
+            let (name, rest) = split_cstr(body);
+            (Some(name), rest)
         }
-    } else {
-        (None, body)
+        _ => (None, body),
     };
-    let text = &body[..body.len().min(TEXT_READ)];
-    let text = &text[..text.iter().position(|b| *b == 0).unwrap_or(text.len())];
+    let (text, _) = split_cstr(&body[..body.len().min(TEXT_READ)]);
     let text = match std::str::from_utf8(text) {
         Ok(text) => text,
         // Cut inside a character by the bound: what comes before it.
@@ -130,17 +128,12 @@ fn message_leaves_state(
 /// PostgreSQL takes as false), or a value past what was read of the
 /// message.
 fn bind_leaves_state(body: &[u8], bound_local: &HashMap<Vec<u8>, Vec<u16>>) -> bool {
-    let Some(portal_end) = body.iter().position(|b| *b == 0) else {
+    let (_portal, after_portal) = split_cstr(body);
+    let (statement, rest) = split_cstr(after_portal);
+    let Some(parameters) = bound_local.get(statement) else {
         return false;
     };
-    let after_portal = &body[portal_end + 1..];
-    let Some(name_end) = after_portal.iter().position(|b| *b == 0) else {
-        return false;
-    };
-    let Some(parameters) = bound_local.get(&after_portal[..name_end]) else {
-        return false;
-    };
-    let values = bind_values(&after_portal[name_end + 1..]);
+    let values = bind_values(rest);
     parameters
         .iter()
         .any(|&at| match values.get(usize::from(at)) {

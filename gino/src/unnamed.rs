@@ -23,7 +23,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use crate::framing::{Header, HeaderReader, body_len, write_message};
+use crate::framing::{Header, HeaderReader, body_len, split_cstr, write_message};
 
 /// Rewrites the frontend messages of one connection and filters the
 /// backend messages answering them. Used only after the startup, so every
@@ -199,14 +199,6 @@ fn message_len(data: &[u8]) -> Option<usize> {
     let header: &Header = data.get(..5)?.try_into().ok()?;
     let len = 5 + body_len(header);
     (data.len() >= len).then_some(len)
-}
-
-/// A C string and what follows its terminator.
-fn split_cstr(data: &[u8]) -> (&[u8], &[u8]) {
-    match data.iter().position(|b| *b == 0) {
-        Some(end) => (&data[..end], &data[end + 1..]),
-        None => (data, &[]),
-    }
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::executor::{Compiled, Executor};
 use crate::model::Model;
+use crate::statement::Deadline;
 
 /// PostgreSQL's limit of bind parameters in one statement.
 pub const MAX_BIND_PARAMETERS: usize = 65_535;
@@ -354,7 +355,7 @@ async fn in_transaction(engine: &Engine, conn: Option<&Connection>) -> Result<bo
         None => Stack::find(engine.id()),
     };
     match root {
-        Some(root) => root.in_transaction(None).await,
+        Some(root) => root.in_transaction(&Deadline::none()).await,
         None => Ok(false),
     }
 }

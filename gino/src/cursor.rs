@@ -222,13 +222,11 @@ where
 {
     static NEXT: AtomicU64 = AtomicU64::new(1);
     // One time limit for the wait for the connection and the statement.
-    let started = std::time::Instant::now();
-    if !root.in_transaction(timeout).await? {
+    let deadline = root.engine.deadline(timeout);
+    if !root.in_transaction(&deadline).await? {
         return Err(needs_transaction());
     }
-    let left = timeout
-        .or_else(|| root.engine.timeout())
-        .map(|limit| limit.saturating_sub(started.elapsed()));
+    let left = deadline.remaining();
     let (name, buffer, exhausted) = if declarable {
         let name = format!("gino_cursor_{}", NEXT.fetch_add(1, Ordering::Relaxed));
         let declare = Declare {

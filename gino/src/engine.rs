@@ -1106,7 +1106,8 @@ impl Engine {
 
     /// The deadline of a statement starting now: its `timeout`, else the
     /// engine's.
-    fn deadline(&self, timeout: Option<Duration>) -> Deadline {
+    /// The deadline of a statement given `timeout`, else the engine's.
+    pub(crate) fn deadline(&self, timeout: Option<Duration>) -> Deadline {
         Deadline::new(timeout.or_else(|| self.timeout()))
     }
 }

@@ -497,11 +497,9 @@ impl Root {
     }
 
     /// Whether a transaction (of gino's) is open on this connection,
-    /// waiting for its lock at most `timeout` (default: the engine's
-    /// statement timeout), as a statement would.
-    pub(crate) async fn in_transaction(&self, timeout: Option<Duration>) -> Result<bool> {
-        let deadline = Deadline::new(timeout.or_else(|| self.engine.timeout()));
-        Ok(!self.lock(&deadline).await?.levels.is_empty())
+    /// waiting for its lock until `deadline`.
+    pub(crate) async fn in_transaction(&self, deadline: &Deadline) -> Result<bool> {
+        Ok(!self.lock(deadline).await?.levels.is_empty())
     }
 
     /// Runs one statement on this connection, named by the caller.
@@ -520,7 +518,7 @@ impl Root {
         timeout: Option<Duration>,
         statement: S,
     ) -> Result<R> {
-        let deadline = Deadline::new(timeout.or_else(|| self.engine.timeout()));
+        let deadline = self.engine.deadline(timeout);
         let mut slot = self.lock_for(access, &deadline).await?;
         slot.raw(self, &deadline).await?;
         let in_transaction = !slot.levels.is_empty();

@@ -1390,15 +1390,9 @@ impl DatabaseUrl {
         }
         let mut after_secret = false;
         for (key, value) in &self.params {
-            apply(key, value).map_err(|e| match e {
-                // The rest of a password whose `&` was not escaped reads
-                // as a pair of its own: its key is not repeated.
-                Error::Configuration(_) if after_secret => Error::Configuration(format!(
-                    "a query parameter after the password of the database URL is invalid \
-                     ({UNESCAPED_SECRET})"
-                )),
-                other => other,
-            })?;
+            // The rest of a password whose `&` was not escaped reads as a
+            // pair of its own: its key is not repeated.
+            apply(key, value).map_err(|e| unless_secret(e, after_secret, AFTER_SECRET))?;
             after_secret |= is_secret(key);
         }
         options.validate()?;
@@ -2120,41 +2114,30 @@ impl FromStr for DatabaseUrl {
         let mut hosts = Vec::new();
         if !hostlist.is_empty() {
             for spec in hostlist.split(',') {
-                hosts.push(parse_host(spec).map_err(|e| match e {
-                    Error::Configuration(_) if unsure => Error::Configuration(format!(
-                        "invalid host or port in the database URL ({UNESCAPED_SECRET})"
-                    )),
-                    other => other,
-                })?);
+                hosts.push(
+                    parse_host(spec).map_err(|e| {
+                        unless_secret(e, unsure, "a host or port of the database URL")
+                    })?,
+                );
             }
         }
         let database = match path {
             Some(p) if !p.is_empty() => Some(percent_decode(p, "database name")?),
             _ => None,
         };
-        let mut params: Vec<(String, String)> = Vec::new();
+        let mut params = Vec::new();
+        let mut after_secret = false;
         for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-            let after_secret = params.iter().any(|(key, _)| is_secret(key));
             let (key, value) = pair.split_once('=').ok_or_else(|| {
-                Error::Configuration(if after_secret {
-                    format!(
-                        "a query parameter after the password of the database URL has no \
-                         value ({UNESCAPED_SECRET})"
-                    )
-                } else {
-                    format!(
-                        "query parameter `{pair}` of the database URL has no value: write \
-                         `{pair}=...`"
-                    )
-                })
+                let no_value = Error::Configuration(format!(
+                    "query parameter `{pair}` of the database URL has no value: write \
+                     `{pair}=...`"
+                ));
+                unless_secret(no_value, after_secret, AFTER_SECRET)
             })?;
-            let key = percent_decode(key, "query").map_err(|e| match e {
-                Error::Configuration(_) if after_secret => Error::Configuration(format!(
-                    "a query parameter after the password of the database URL is not valid \
-                     percent-encoding ({UNESCAPED_SECRET})"
-                )),
-                other => other,
-            })?;
+            let key = percent_decode(key, "query")
+                .map_err(|e| unless_secret(e, after_secret, AFTER_SECRET))?;
+            after_secret |= is_secret(&key);
             // The value is never repeated: it may be a password, or the
             // rest of one in a URL whose password was not escaped.
             let value = percent_decode(value, "query").map_err(|_| {
@@ -2246,11 +2229,23 @@ fn split_userinfo(rest: &str) -> (Option<&str>, &str) {
         .map_or((None, rest), |at| (Some(&rest[..at]), &rest[at + 1..]))
 }
 
-/// How a password with URL delimiters is written, for the errors of URLs
-/// that may have read a piece of one as something else (and so repeat
-/// nothing of it).
-const UNESCAPED_SECRET: &str = "a password holding `/`, `?`, `#`, `@` or `&` is written \
-     percent-encoded: `%2F`, `%3F`, `%23`, `%40`, `%26`";
+/// What a query parameter that follows a password is called in errors: it
+/// may be the rest of the password.
+const AFTER_SECRET: &str = "a query parameter after the password of the database URL";
+
+/// `error` of a part of a URL, or, when that part may be a piece of a
+/// password written with URL delimiters (read as something else), an
+/// error that names only `what` the part is and how to write such a
+/// password, repeating nothing of it.
+fn unless_secret(error: Error, may_be_secret: bool, what: &str) -> Error {
+    match error {
+        Error::Configuration(_) if may_be_secret => Error::Configuration(format!(
+            "{what} is invalid (a password holding `/`, `?`, `#`, `@` or `&` is written \
+             percent-encoded: `%2F`, `%3F`, `%23`, `%40`, `%26`)"
+        )),
+        other => other,
+    }
+}
 
 fn parse_host(spec: &str) -> Result<(String, Option<u16>)> {
     if let Some(rest) = spec.strip_prefix('[') {

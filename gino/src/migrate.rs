@@ -109,11 +109,15 @@ async fn advisory(conn: &Connection, function: &str) -> Result<()> {
         .map(|_| ())
 }
 
-/// The error of a migration run in a transaction: one the migration's own
-/// `COMMIT` or `ROLLBACK` ended says so in the migration's terms.
-fn ended_by_its_sql(migration: &Migration, error: Error) -> Error {
+/// The error of a failed migration: [`Error::Migration`] naming it, or,
+/// when its own `COMMIT` or `ROLLBACK` ended the transaction it ran in, a
+/// misuse said in the migration's terms.
+fn migration_error(migration: &Migration, error: Error) -> Error {
     if !crate::root::is_ended_by_sql(&error) {
-        return error;
+        return Error::Migration {
+            name: migration.name.to_owned(),
+            source: Box::new(error),
+        };
     }
     Error::TransactionMisuse(format!(
         "migration {} ended its transaction with SQL of its own (a COMMIT or ROLLBACK in \
@@ -198,22 +202,11 @@ impl Gino {
                 conn.status(record).await
             };
             let ran = if migration.run_in_transaction {
-                conn.transaction(run)
-                    .await
-                    .map_err(|e| ended_by_its_sql(migration, e))
+                conn.transaction(run).await
             } else {
                 run.await
             };
-            if let Err(error) = ran {
-                return Err(match error {
-                    // Named already, in the migration's terms.
-                    Error::TransactionMisuse(_) => error,
-                    source => Error::Migration {
-                        name: migration.name.to_owned(),
-                        source: Box::new(source),
-                    },
-                });
-            }
+            ran.map_err(|e| migration_error(migration, e))?;
             tracing::info!(target: "gino", "applied migration {}", migration.name);
             done.push(migration.version);
         }

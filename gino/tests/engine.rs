@@ -890,23 +890,29 @@ async fn inactive_connections_are_closed_down_to_min_size() {
     kept.close().await;
 }
 
+/// Asserts that `create_engine` refuses `options` on `url` at once, with
+/// a configuration error that says `needle` (a creation that waited would
+/// have waited for ever).
+async fn assert_refused(url: &str, options: EngineOptions, needle: &str) {
+    let made = tokio::time::timeout(Duration::from_secs(10), create_engine(url, options))
+        .await
+        .expect("creation waited instead of refusing");
+    let err = made.map(drop).expect_err("refused");
+    assert!(
+        matches!(&err, Error::Configuration(m) if m.contains(needle)),
+        "{err:?}"
+    );
+}
+
 /// A pool kept at more connections than its budget allows could never be
 /// filled: refused at once, not a creation waiting for ever.
 #[tokio::test]
 async fn a_min_size_over_the_connection_budget_is_refused() {
     let db = gino_testkit::TestDatabase::create().await;
-    let options = gino::EngineOptions::new()
+    let options = EngineOptions::new()
         .min_size(3)
         .connection_budget(gino::ConnectionBudget::new(2));
-    let made = tokio::time::timeout(
-        std::time::Duration::from_secs(10),
-        gino::create_engine(db.url(), options),
-    )
-    .await
-    .expect("creation waited for units no one gives back");
-    let err = made.expect_err("refused");
-    assert!(matches!(err, gino::Error::Configuration(_)), "{err:?}");
-    assert!(err.to_string().contains("min_size"), "{err}");
+    assert_refused(db.url(), options, "min_size").await;
 }
 
 /// A budget of no connections would make every borrow wait for ever (with
@@ -914,22 +920,11 @@ async fn a_min_size_over_the_connection_budget_is_refused() {
 #[tokio::test]
 async fn a_connection_budget_of_zero_is_refused() {
     let db = gino_testkit::TestDatabase::create().await;
-    let options = gino::EngineOptions::new()
+    let options = EngineOptions::new()
         .min_size(0)
         .connection_budget(gino::ConnectionBudget::new(0));
-    let made = tokio::time::timeout(
-        std::time::Duration::from_secs(10),
-        gino::create_engine(db.url(), options),
-    )
-    .await
-    .expect("creation waited for a unit that never exists");
-    let err = made.expect_err("refused");
-    assert!(matches!(err, gino::Error::Configuration(_)), "{err:?}");
-    assert!(
-        err.to_string()
-            .contains("give ConnectionBudget::new a limit of at least 1"),
-        "{err}"
-    );
+    let needle = "give ConnectionBudget::new a limit of at least 1";
+    assert_refused(db.url(), options, needle).await;
 }
 
 /// A server that accepts connections and never answers: its URL, and the
@@ -996,23 +991,10 @@ async fn start_up_connections_are_bounded_by_the_acquire_timeout() {
 #[tokio::test]
 async fn a_zero_acquire_timeout_is_refused() {
     let db = gino_testkit::TestDatabase::create().await;
-    let from_options = create_engine(
-        db.url(),
-        EngineOptions::new().acquire_timeout(Duration::ZERO),
-    )
-    .await;
-    let from_url = create_engine(
-        &common::url_with(&db, "acquire_timeout=0"),
-        EngineOptions::new(),
-    )
-    .await;
-    for created in [from_options, from_url] {
-        assert!(
-            matches!(&created, Err(Error::Configuration(m)) if m.contains("acquire_timeout")),
-            "{:?}",
-            created.map(|_| ())
-        );
-    }
+    let zero = EngineOptions::new().acquire_timeout(Duration::ZERO);
+    assert_refused(db.url(), zero, "acquire_timeout").await;
+    let url = common::url_with(&db, "acquire_timeout=0");
+    assert_refused(&url, EngineOptions::new(), "acquire_timeout").await;
 }
 
 /// A connection held a long while and then given back has been idle only

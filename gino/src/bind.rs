@@ -256,19 +256,32 @@ fn routes() -> &'static HashMap<&'static str, Option<&'static Gino>> {
     })
 }
 
-/// Whether `query` only reads, as its SQL shows: a `SELECT` that takes no
-/// row lock (`FOR UPDATE`, `FOR SHARE`, ...), steps no sequence, and calls
-/// neither `set_config` nor an advisory-lock function (which a standby
-/// runs as readily as the primary, but for the wrong server). Anything
-/// else, a `WITH` included (it may hold a write), counts as a write.
-/// Cached per query type when diesel can name it.
-pub(crate) fn reads_only<Q: QueryFragment<Pg> + QueryId>(query: &Q) -> bool {
+/// What a query's SQL shows it does, which decides where it may run when
+/// its engine has read replicas.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SqlKind {
+    /// A plain `SELECT`: a replica may answer it.
+    Read,
+    /// A `SELECT` that takes row locks (`FOR UPDATE`, `FOR SHARE`, ...):
+    /// the primary's, but it writes nothing.
+    Lock,
+    /// Anything else, a `WITH` included (it may hold a write), and a
+    /// `SELECT` that steps a sequence or calls `set_config` or an
+    /// advisory-lock function (which a standby runs as readily as the
+    /// primary, but for the wrong server): the primary's, and a write for
+    /// read-your-writes whatever its command tag.
+    Write,
+}
+
+/// What `query` does, as its SQL shows ([`SqlKind`]). Cached per query
+/// type when diesel can name it.
+pub(crate) fn sql_kind<Q: QueryFragment<Pg> + QueryId>(query: &Q) -> SqlKind {
     thread_local! {
-        static KNOWN: PerQueryType<bool> = PerQueryType::default();
+        static KNOWN: PerQueryType<SqlKind> = PerQueryType::default();
     }
     per_query_type(&KNOWN, query, |sql| {
         if bare_table(sql).is_some() {
-            return true;
+            return SqlKind::Read;
         }
         // One space for every run of whitespace, so that a lock clause
         // split over lines (`FOR\n  UPDATE`) is seen too.
@@ -280,12 +293,9 @@ pub(crate) fn reads_only<Q: QueryFragment<Pg> + QueryId>(query: &Q) -> bool {
             upper.push_str(word);
         }
         upper.make_ascii_uppercase();
-        upper.starts_with("SELECT")
-            && ![
-                "FOR UPDATE",
-                "FOR NO KEY UPDATE",
-                "FOR SHARE",
-                "FOR KEY SHARE",
+        let has = |markers: &[&str]| markers.iter().any(|m| upper.contains(m));
+        if !upper.starts_with("SELECT")
+            || has(&[
                 "NEXTVAL(",
                 "NEXTVAL (",
                 "SETVAL(",
@@ -294,9 +304,19 @@ pub(crate) fn reads_only<Q: QueryFragment<Pg> + QueryId>(query: &Q) -> bool {
                 "SET_CONFIG (",
                 "PG_ADVISORY_",
                 "PG_TRY_ADVISORY_",
-            ]
-            .iter()
-            .any(|lock| upper.contains(lock))
+            ])
+        {
+            SqlKind::Write
+        } else if has(&[
+            "FOR UPDATE",
+            "FOR NO KEY UPDATE",
+            "FOR SHARE",
+            "FOR KEY SHARE",
+        ]) {
+            SqlKind::Lock
+        } else {
+            SqlKind::Read
+        }
     })
 }
 
@@ -486,7 +506,7 @@ fn table_after(rest: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::{first_table, reads_only};
+    use super::{SqlKind, first_table, sql_kind};
     use proptest::prelude::*;
 
     proptest! {
@@ -494,7 +514,7 @@ mod tests {
         fn any_text_is_read_for_its_table_without_a_panic(sql in crate::lex::tests::sql_text()) {
             let table = first_table(&sql);
             prop_assert!(table.as_ref().is_none_or(|t| !t.is_empty()), "{table:?} of {sql:?}");
-            let _ = reads_only(&diesel::dsl::sql::<diesel::sql_types::Integer>(&sql));
+            let _ = sql_kind(&diesel::dsl::sql::<diesel::sql_types::Integer>(&sql));
         }
     }
 
@@ -567,31 +587,53 @@ mod tests {
         );
         assert_eq!(first_table(r#""a" x"#).as_deref(), None);
         diesel::table! { reports (id) { id -> Integer, } }
-        assert!(
-            reads_only(&reports::table),
+        assert_eq!(
+            sql_kind(&reports::table),
+            SqlKind::Read,
             "a table alone may go to a replica"
         );
-        assert!(!reads_only(&diesel::delete(reports::table)));
+        assert_eq!(sql_kind(&diesel::delete(reports::table)), SqlKind::Write);
+    }
+
+    fn kind(sql: &str) -> SqlKind {
+        sql_kind(&diesel::dsl::sql::<diesel::sql_types::Integer>(sql))
     }
 
     #[test]
     fn a_lock_or_a_sequence_split_over_lines_is_no_read() {
-        let reads = |sql: &str| reads_only(&diesel::dsl::sql::<diesel::sql_types::Integer>(sql));
-        assert!(reads("SELECT\n  1"));
-        assert!(!reads("SELECT 1 FROM t\nFOR\n  UPDATE"));
-        assert!(!reads("SELECT 1 FROM t FOR  NO KEY\tUPDATE"));
-        assert!(!reads("SELECT nextval ('s')"));
-        assert!(!reads("select setval\n('s', 1)"));
+        assert_eq!(kind("SELECT\n  1"), SqlKind::Read);
+        assert_eq!(kind("SELECT 1 FROM t\nFOR\n  UPDATE"), SqlKind::Lock);
+        assert_eq!(kind("SELECT 1 FROM t FOR  NO KEY\tUPDATE"), SqlKind::Lock);
+        assert_eq!(kind("SELECT nextval ('s')"), SqlKind::Write);
+        assert_eq!(kind("select setval\n('s', 1)"), SqlKind::Write);
+        assert_eq!(
+            kind("SELECT nextval('s') FROM t FOR UPDATE"),
+            SqlKind::Write
+        );
     }
 
     #[test]
     fn a_setting_or_an_advisory_lock_is_no_read() {
-        let reads = |sql: &str| reads_only(&diesel::dsl::sql::<diesel::sql_types::Integer>(sql));
-        assert!(!reads("SELECT set_config('app.user', $1, false)"));
-        assert!(!reads("SELECT pg_try_advisory_lock(42)"));
-        assert!(!reads("SELECT pg_advisory_xact_lock_shared (42)"));
-        assert!(!reads("SELECT pg_advisory_unlock_all()"));
-        assert!(reads("SELECT current_setting('app.user')"));
-        assert!(reads("SELECT * FROM security_advisory_items"));
+        assert_eq!(
+            kind("SELECT set_config('app.user', $1, false)"),
+            SqlKind::Write
+        );
+        assert_eq!(kind("SELECT pg_try_advisory_lock(42)"), SqlKind::Write);
+        assert_eq!(
+            kind("SELECT pg_advisory_xact_lock_shared (42)"),
+            SqlKind::Write
+        );
+        assert_eq!(kind("SELECT pg_advisory_unlock_all()"), SqlKind::Write);
+        assert_eq!(kind("SELECT current_setting('app.user')"), SqlKind::Read);
+        assert_eq!(kind("SELECT * FROM security_advisory_items"), SqlKind::Read);
+    }
+
+    #[test]
+    fn a_with_is_a_write_whatever_it_selects() {
+        assert_eq!(
+            kind("WITH ins AS (INSERT INTO t VALUES (1) RETURNING n) SELECT n FROM ins"),
+            SqlKind::Write
+        );
+        assert_eq!(kind("with x as (select 1) select * from x"), SqlKind::Write);
     }
 }

@@ -281,7 +281,7 @@ pub struct RoutingStats {
     /// primary's (no replica in rotation or caught up with the task's
     /// writes, a fallback, `.primary()`, a locking read).
     pub primary_reads: u64,
-    /// Statements that wrote (command tag other than `SELECT`) on a
+    /// Statements that wrote (as [`Engine::routing`] counts writes) on a
     /// connection of the engine's own pool; statements on a connection or
     /// in a transaction are not counted here.
     pub writes: u64,
@@ -710,12 +710,18 @@ impl Engine {
     /// acquired connection, or bound with `.bind(...)` to a connection.
     /// Read-your-writes, in two parts:
     /// - within a reusable connection's scope (a web request's lazy
-    ///   connection, `engine.acquire()` made reusable), once a write (a
-    ///   statement whose command tag is not `SELECT`) or a transaction ran
-    ///   on it, later reads of that scope run on it too, on the primary;
+    ///   connection, `engine.acquire()` made reusable), once a write or a
+    ///   transaction ran on it, later reads of that scope run on it too,
+    ///   on the primary. A write is a statement whose command tag is not
+    ///   `SELECT`, one whose SQL shows a write (a `WITH`, as in `WITH ..
+    ///   INSERT .. SELECT`, `set_config`, `nextval`; a row lock is none),
+    ///   and anything run with
+    ///   `status()` (`CREATE TABLE .. AS` and `SELECT .. INTO` end with a
+    ///   `SELECT` tag);
     /// - a task (a tokio task, or a thread outside one) that wrote through
-    ///   the engine, or whose connection, transaction or request scope
-    ///   wrote and has ended, reads afterwards only from replicas that a
+    ///   the engine, or on a connection (as soon as the write is
+    ///   committed, while the connection is still held), or whose request
+    ///   scope wrote and has ended, reads afterwards only from replicas that a
     ///   check begun after the write found replayed up to the primary's
     ///   WAL insert position (so commits with `synchronous_commit = off`
     ///   count too); until one has, from the primary. A task that keeps
@@ -782,8 +788,9 @@ impl Engine {
 
     /// Runs a statement that is not a replica's read (a write, or a read
     /// that must see the primary) on a connection borrowed just for it;
-    /// when it wrote (its command tag is not `SELECT`), later reads of the
-    /// running task see the write (read-your-writes).
+    /// when it wrote (it [`writes`](Statement::writes), or its command tag
+    /// is not `SELECT`), later reads of the running task see the write
+    /// (read-your-writes).
     pub(crate) async fn run_on_primary<R, S: Statement<R>>(
         &self,
         timeout: Option<Duration>,
@@ -792,9 +799,10 @@ impl Engine {
         let Some(routing) = &self.inner.routing else {
             return self.run_once(timeout, statement).await;
         };
+        let writes = statement.writes();
         let (mut raw, deadline) = self.borrow_for(timeout).await?;
         let result = run_statement(raw.get(), &deadline, statement, &mut None).await;
-        if raw.get().wire.may_have_written() {
+        if writes || raw.get().wire.may_have_written() {
             routing.writes.fetch_add(1, Ordering::Relaxed);
             routing.pin_task();
         } else {

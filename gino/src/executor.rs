@@ -15,7 +15,7 @@ use diesel_async::AsyncPgConnection;
 use diesel_async::methods::ExecuteDsl;
 
 use crate::api::Gino;
-use crate::bind::{Bind, Target};
+use crate::bind::{Bind, SqlKind, Target};
 use crate::connection::Connection;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
@@ -228,7 +228,7 @@ impl<Q: QueryFragment<Pg> + QueryId> GinoQuery for Q {
             bind: Bind::Default,
             timeout: None,
             route: Some(crate::bind::route::<Q>),
-            reads: Some(crate::bind::reads_only::<Q>),
+            kind: Some(crate::bind::sql_kind::<Q>),
         }
     }
 }
@@ -247,9 +247,9 @@ pub struct Executor<'a, Q> {
     timeout: Option<Duration>,
     /// Where an unbound query of a model's table runs; set by `.gino()`.
     route: Option<fn(&Q) -> Option<&'static Gino>>,
-    /// Whether the query only reads (so it may run on a read replica);
-    /// set by `.gino()` and the model API's reads.
-    reads: Option<fn(&Q) -> bool>,
+    /// What the query's SQL shows it does (a read may run on a read
+    /// replica); set by `.gino()` and the query API.
+    kind: Option<fn(&Q) -> SqlKind>,
 }
 
 impl<'a, Q> Executor<'a, Q> {
@@ -259,7 +259,7 @@ impl<'a, Q> Executor<'a, Q> {
             bind,
             timeout: None,
             route: None,
-            reads: None,
+            kind: None,
         }
     }
 
@@ -270,7 +270,7 @@ impl<'a, Q> Executor<'a, Q> {
         Q: QueryFragment<Pg> + QueryId,
     {
         Executor {
-            reads: Some(crate::bind::reads_only::<Q>),
+            kind: Some(crate::bind::sql_kind::<Q>),
             ..Executor::new(query, bind)
         }
     }
@@ -289,7 +289,7 @@ impl<'a, Q> Executor<'a, Q> {
     /// # gino_testkit::doc::run(demo);
     /// ```
     pub fn primary(mut self) -> Self {
-        self.reads = None;
+        self.kind = None;
         self
     }
 
@@ -309,14 +309,16 @@ impl<'a, Q> Executor<'a, Q> {
     /// # gino_testkit::doc::run(demo);
     /// ```
     pub fn replica(mut self) -> Self {
-        self.reads = Some(|_| true);
+        self.kind = Some(|_| SqlKind::Read);
         self
     }
 
-    /// Whether this query, run at `place`, may go to a read replica.
-    fn reads_elsewhere(&self, place: Bind<'_>) -> bool {
-        self.reads
-            .is_some_and(|reads| place.may_read_elsewhere() && reads(&self.query))
+    /// What this query's SQL does, where that decides something: `place`
+    /// has read replicas, and the query was not sent to the primary with
+    /// [`primary`](Self::primary).
+    fn sql_kind(&self, place: Bind<'_>) -> Option<SqlKind> {
+        let kind = self.kind?;
+        place.may_read_elsewhere().then(|| kind(&self.query))
     }
 
     /// Where the query runs: its bind, or for an unbound query, the
@@ -383,7 +385,7 @@ impl<'a, Q> Executor<'a, Q> {
             bind: to.into(),
             timeout: self.timeout,
             route: self.route,
-            reads: self.reads,
+            kind: self.kind,
         }
     }
 
@@ -423,17 +425,17 @@ impl<'a, Q> Executor<'a, Q> {
         Compiled::of(&self.query)
     }
 
-    async fn load_some<'q, U>(self, limit: usize) -> Result<Vec<U>>
+    async fn load_some<'q, U>(self, limit: u32) -> Result<Vec<U>>
     where
         Q: Loadable<'q, U>,
         U: Send + 'static,
     {
         let place = self.place();
-        let read = self.reads_elsewhere(place);
+        let kind = self.sql_kind(place);
         run_loading(
             place,
             self.time_limit(),
-            read,
+            kind,
             Load::some(self.query, limit),
         )
         .await
@@ -460,8 +462,8 @@ impl<'a, Q> Executor<'a, Q> {
         U: Send + 'static,
     {
         let place = self.place();
-        let read = self.reads_elsewhere(place);
-        run_loading(place, self.time_limit(), read, Load::all(self.query)).await
+        let kind = self.sql_kind(place);
+        run_loading(place, self.time_limit(), kind, Load::all(self.query)).await
     }
 
     /// The first row, or `None` when there is none. The server is asked for
@@ -672,23 +674,26 @@ impl<'a, Q> Executor<'a, Q> {
     {
         let place = self.place();
         let timeout = self.time_limit();
-        let (rows, tag) = place.run(timeout, Tagged(Load::all(self.query))).await?;
+        // Run for its effect, as `status()` is.
+        let load = Load::all(self.query).writing(true);
+        let (rows, tag) = place.run(timeout, Tagged(load)).await?;
         Ok((Status::from_wire(tag, rows.len()), rows))
     }
 }
 
-/// Runs a statement that loads rows: as a read (a replica may answer)
-/// when `read`, else where its place says.
-async fn run_loading<R, S: crate::statement::Reread<R>>(
+/// Runs a load: as a read (a replica may answer) when its SQL is one,
+/// else where its place says, as a write when its SQL shows one
+/// ([`Executor::sql_kind`]).
+async fn run_loading<'q, Q: Loadable<'q, U>, U: Send + 'static>(
     place: Bind<'_>,
     timeout: Option<Duration>,
-    read: bool,
-    statement: S,
-) -> Result<R> {
-    if read {
-        place.run_read(timeout, statement).await
-    } else {
-        place.run(timeout, statement).await
+    kind: Option<SqlKind>,
+    load: Load<Q, U>,
+) -> Result<Vec<U>> {
+    match kind {
+        Some(SqlKind::Read) => place.run_read(timeout, load).await,
+        Some(SqlKind::Write) => place.run(timeout, load.writing(true)).await,
+        Some(SqlKind::Lock) | None => place.run(timeout, load).await,
     }
 }
 

@@ -358,9 +358,10 @@ impl Root {
         self.pinned.store(true, Ordering::Relaxed);
     }
 
-    /// Once a root that wrote ends, its task's reads still see the writes
-    /// (the engine keeps them off replicas that have not replayed them).
-    fn pin_task_if_written(&self) {
+    /// Once a root that wrote ends, or commits, its task's reads still
+    /// see the writes (the engine keeps them off replicas that have not
+    /// replayed them).
+    pub(crate) fn pin_task_if_written(&self) {
         if self.pinned.load(Ordering::Relaxed) {
             self.engine.pin_task();
         }
@@ -532,9 +533,16 @@ impl Root {
             tracing::info!(target: "gino::echo", "{begin} (sent with the next statement)");
         }
         self.usage.statements.fetch_add(1, Ordering::Relaxed);
+        let writes = statement.writes();
         let result = run_statement(pg, &deadline, statement, opening).await;
-        if self.engine.has_replicas() && pg.wire.may_have_written() {
+        if self.engine.has_replicas() && (writes || pg.wire.may_have_written()) {
             self.pin_reads();
+            if pg.wire.tx_status() == TxStatus::Idle {
+                // Committed: the task's reads elsewhere (implicit ones,
+                // while a connection that is not reusable is still held)
+                // must see it from now on, not once this root ends.
+                self.engine.pin_task();
+            }
         }
         if in_transaction && slot.ended_under_levels() {
             // The statement ended the transaction itself (a failed COMMIT

@@ -93,6 +93,15 @@ pub(crate) trait Statement<R>: Send {
     /// simple query first, which an opening cannot precede.
     const CARRIES_OPENING: bool = true;
 
+    /// Whether the statement counts as a write for read-your-writes
+    /// whatever command tag it ends with. A tag of `SELECT` does not show
+    /// that nothing was written: `WITH .. INSERT .. SELECT`, `CREATE TABLE
+    /// .. AS` and `SELECT .. INTO` end with one, and so does a
+    /// `set_config` that a later read of the scope must see.
+    fn writes(&self) -> bool {
+        false
+    }
+
     fn run<'c>(
         self,
         conn: &'c mut AsyncPgConnection,
@@ -107,6 +116,11 @@ where
     F: for<'c> FnOnce(&'c mut AsyncPgConnection) -> BoxFuture<'c, diesel::QueryResult<R>> + Send,
 {
     const CARRIES_OPENING: bool = false;
+
+    /// Whatever the raw connection is used for may write.
+    fn writes(&self) -> bool {
+        true
+    }
 
     fn run<'c>(
         self,
@@ -406,6 +420,10 @@ pub(crate) trait Reread<R>: Statement<R> {
 pub(crate) struct Again<'s, S>(pub(crate) &'s mut S);
 
 impl<R, S: Reread<R>> Statement<R> for Again<'_, S> {
+    fn writes(&self) -> bool {
+        self.0.writes()
+    }
+
     fn run<'c>(
         self,
         conn: &'c mut AsyncPgConnection,
@@ -423,7 +441,9 @@ impl<R, S: Reread<R>> Statement<R> for Again<'_, S> {
 /// loaded to find out it matched more than one).
 pub(crate) struct Load<Q: AsQuery, U> {
     query: Q::Query,
-    limit: Option<usize>,
+    limit: Option<u32>,
+    /// Its SQL shows a write, whatever its tag ([`Statement::writes`]).
+    writes: bool,
     rows: PhantomData<fn() -> U>,
 }
 
@@ -432,7 +452,7 @@ impl<Q: AsQuery, U> Load<Q, U> {
         Load::new(query, None)
     }
 
-    pub(crate) fn some(query: Q, limit: usize) -> Self {
+    pub(crate) fn some(query: Q, limit: u32) -> Self {
         Load::new(query, Some(limit))
     }
 
@@ -445,10 +465,17 @@ impl<Q: AsQuery, U> Load<Q, U> {
         self.query
     }
 
-    fn new(query: Q, limit: Option<usize>) -> Self {
+    /// Counts as a write for read-your-writes when `writes`
+    /// ([`Statement::writes`]).
+    pub(crate) fn writing(self, writes: bool) -> Self {
+        Load { writes, ..self }
+    }
+
+    fn new(query: Q, limit: Option<u32>) -> Self {
         Load {
             query: query.as_query(),
             limit,
+            writes: false,
             rows: PhantomData,
         }
     }
@@ -463,7 +490,7 @@ impl<Q: AsQuery, U> Load<Q, U> {
     #[allow(clippy::manual_async_fn)]
     fn load<'q, 'c>(
         query: &'c mut Q::Query,
-        limit: Option<usize>,
+        limit: Option<u32>,
         conn: &'c mut AsyncPgConnection,
         wire: &'c WireState,
     ) -> impl Future<Output = diesel::QueryResult<Vec<U>>> + Send + 'c
@@ -472,13 +499,17 @@ impl<Q: AsQuery, U> Load<Q, U> {
         U: 'c,
     {
         async move {
-            let _limit = limit.map(|rows| wire.limit_rows(u32::try_from(rows).unwrap_or(u32::MAX)));
-            Q::load_lent(query, limit, conn).await
+            let _limit = limit.map(|rows| wire.limit_rows(rows));
+            Q::load_lent(query, limit.map(|rows| rows as usize), conn).await
         }
     }
 }
 
 impl<'q, Q: Loadable<'q, U>, U> Statement<Vec<U>> for Load<Q, U> {
+    fn writes(&self) -> bool {
+        self.writes
+    }
+
     fn run<'c>(
         self,
         conn: &'c mut AsyncPgConnection,
@@ -511,6 +542,11 @@ impl<Q> Statement<usize> for Execute<Q>
 where
     Q: ExecuteDsl<AsyncPgConnection> + Send,
 {
+    /// A statement run for its effect (`status()`), not its rows.
+    fn writes(&self) -> bool {
+        true
+    }
+
     fn run<'c>(
         self,
         conn: &'c mut AsyncPgConnection,
@@ -529,6 +565,10 @@ pub(crate) struct Tagged<S>(pub(crate) S);
 
 impl<R: Send + 'static, S: Statement<R>> Statement<(R, Option<String>)> for Tagged<S> {
     const CARRIES_OPENING: bool = S::CARRIES_OPENING;
+
+    fn writes(&self) -> bool {
+        self.0.writes()
+    }
 
     fn run<'c>(
         self,

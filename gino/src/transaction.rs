@@ -520,7 +520,13 @@ impl Transaction {
         slot.forget_levels();
         match committed {
             Ok(()) if rolled_back => Err(Error::TransactionAborted),
-            other => other,
+            Ok(()) => {
+                // The task's reads elsewhere see the commit while the
+                // connection is still held (one that is not reusable).
+                root.pin_task_if_written();
+                Ok(())
+            }
+            failed => failed,
         }
     }
 }

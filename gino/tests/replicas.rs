@@ -799,3 +799,133 @@ async fn a_read_that_writes_runs_on_the_primary() {
     assert_eq!(rows, 1, "it ran once");
     engine.close().await;
 }
+
+/// Writes whose command tag is `SELECT` (a `WITH` that inserts, `CREATE
+/// TABLE .. AS`, a request's `set_config`), and writes committed on a
+/// connection that is not reusable while it is still held: the task's
+/// later reads see each of them. The standby is paused, so a read there
+/// would miss them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_tagged_select_or_on_a_held_connection_are_read_back() {
+    use diesel::sql_types::{BigInt, Integer, Nullable, Text};
+    let servers = Replicated::start();
+    let db: &'static Gino = Box::leak(Box::new(Gino::secondary()));
+    let mut settings = Settings::default();
+    settings.dsn = Some(servers.primary.url_for("postgres"));
+    settings.replica_dsns = vec![servers.standby.url_for("postgres")];
+    settings.pool_min_size = 0;
+    let extension = Extension::new(db, settings);
+    let engine = extension.connect().await.unwrap();
+    create_seen(&engine).await;
+    servers
+        .standby
+        .execute("SELECT pg_wal_replay_pause()")
+        .unwrap();
+    let rows = |bind: Engine| async move {
+        diesel::select(sql::<BigInt>("(SELECT count(*) FROM seen)"))
+            .gino()
+            .bind(&bind)
+            .one::<i64>()
+            .await
+            .unwrap()
+    };
+    // Each case in a task of its own, which has written nothing before:
+    // its first read is the standby's.
+    let fresh_task = |engine: &Engine| {
+        let engine = engine.clone();
+        async move {
+            assert!(on_standby(&engine).await, "a fresh task reads the standby");
+            engine
+        }
+    };
+
+    let writer = fresh_task(&engine);
+    let (read_back, on_primary) = elsewhere(async move {
+        let engine = writer.await;
+        let inserted: Vec<i32> = engine
+            .all(
+                gino::text(
+                    "WITH ins AS (INSERT INTO seen VALUES (1) RETURNING n) SELECT n FROM ins",
+                )
+                .columns::<Integer>(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(inserted, [1]);
+        (rows(engine.clone()).await, !on_standby(&engine).await)
+    })
+    .await;
+    assert_eq!((read_back, on_primary), (1, true), "a WITH that inserts");
+
+    let writer = fresh_task(&engine);
+    let made = elsewhere(async move {
+        let engine = writer.await;
+        let status = engine
+            .status(gino::text("CREATE TABLE made AS SELECT 1 AS n"))
+            .await
+            .unwrap();
+        assert_eq!(status, "SELECT 1");
+        diesel::select(sql::<Bool>("to_regclass('made') IS NOT NULL"))
+            .gino()
+            .bind(&engine)
+            .one::<bool>()
+            .await
+            .unwrap()
+    })
+    .await;
+    assert!(made, "CREATE TABLE .. AS, whose tag is SELECT");
+
+    // A connection that is not reusable: the task's implicit reads do not
+    // run on it, and must still see what was committed on it.
+    let writer = fresh_task(&engine);
+    let seen = elsewhere(async move {
+        let engine = writer.await;
+        let conn = engine.acquire().reusable(false).await.unwrap();
+        conn.status(gino::text("INSERT INTO seen VALUES (2)"))
+            .await
+            .unwrap();
+        let after_statement = rows(engine.clone()).await;
+        conn.transaction(async {
+            conn.status(gino::text("INSERT INTO seen VALUES (3)"))
+                .await
+                .map(drop)
+        })
+        .await
+        .unwrap();
+        let after_transaction = rows(engine.clone()).await;
+        conn.release().await.unwrap();
+        (after_statement, after_transaction)
+    })
+    .await;
+    assert_eq!(seen, (2, 3), "writes of a held connection");
+
+    // A request's `set_config(.., false)`: its later reads are the
+    // primary's, on the connection that has the setting.
+    let (before, setting, after) = elsewhere(extension.request().run(async move {
+        let before = on_standby(db).await;
+        let set: String = diesel::select(sql::<Text>("set_config('app.who', 'ann', false)"))
+            .gino()
+            .bind(db)
+            .one()
+            .await
+            .unwrap();
+        assert_eq!(set, "ann");
+        let setting: Option<String> =
+            diesel::select(sql::<Nullable<Text>>("current_setting('app.who', true)"))
+                .gino()
+                .bind(db)
+                .one()
+                .await
+                .unwrap();
+        (before, setting, on_standby(db).await)
+    }))
+    .await;
+    assert!(before, "the request read the standby first");
+    assert_eq!(
+        setting.as_deref(),
+        Some("ann"),
+        "the request reads its setting"
+    );
+    assert!(!after, "and reads on the primary after it");
+    extension.close().await;
+}

@@ -7,10 +7,13 @@
 //! database of the test server (`DATABASE_URL`, or a throwaway cluster);
 //! `PORT` picks the port.
 
-use actix_web::dev::ServiceResponse;
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::dev::{Payload, ServiceResponse};
 use actix_web::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers};
-use actix_web::{App, HttpResponse, HttpServer, web};
+use actix_web::{App, FromRequest, HttpRequest, HttpResponse, HttpServer, web};
 use gino::prelude::*;
 use gino::web::ErrorResponse;
 use gino_actix::Error;
@@ -24,20 +27,40 @@ async fn show(id: web::Path<i32>) -> Result<web::Json<User>, Error> {
     Ok(web::Json(User::get_or_404(id.into_inner()).await?))
 }
 
-async fn create(body: web::Json<NicknameBody>) -> Result<HttpResponse, Error> {
-    let user = User::create().nickname(body.into_inner().nickname).await?;
+/// actix's `Json`, taking a body only of the types the other examples
+/// take ([`is_json`]): actix's own check also takes `text/json`, and a
+/// predicate given to its `JsonConfig` can only add types.
+struct Body<T>(T);
+
+impl<T: serde::de::DeserializeOwned + 'static> FromRequest for Body<T> {
+    type Error = actix_web::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(request: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let typed = request
+            .headers()
+            .get(CONTENT_TYPE)
+            .is_some_and(|kind| is_json(kind.as_bytes()));
+        if !typed {
+            let refused = actix_web::error::JsonPayloadError::ContentType;
+            return Box::pin(std::future::ready(Err(refused.into())));
+        }
+        let json = web::Json::<T>::from_request(request, payload);
+        Box::pin(async move { Ok(Body(json.await?.into_inner())) })
+    }
+}
+
+async fn create(Body(body): Body<NicknameBody>) -> Result<HttpResponse, Error> {
+    let user = User::create().nickname(body.nickname).await?;
     Ok(HttpResponse::Created().json(user))
 }
 
 async fn update(
     id: web::Path<i32>,
-    body: web::Json<NicknameBody>,
+    Body(body): Body<NicknameBody>,
 ) -> Result<web::Json<User>, Error> {
     let mut user = User::get_or_404(id.into_inner()).await?;
-    user.update()
-        .nickname(body.into_inner().nickname)
-        .apply()
-        .await?;
+    user.update().nickname(body.nickname).apply().await?;
     Ok(web::Json(user))
 }
 

@@ -59,7 +59,8 @@ fn user_id(id: Result<i32, &str>) -> Result<i32, ApiError> {
     id.map_err(|_| ApiError::refused(Status::BadRequest, users::BAD_ID))
 }
 
-/// A JSON body, or its refusal: 415 unless the request says it sends JSON,
+/// A JSON body, or its refusal: 415 unless the request says it sends JSON
+/// (as [`users::is_json`] reads its type, in every example),
 /// else the status rocket's `Json` guard gives (413 past the size limit,
 /// 422 for JSON of the wrong shape, else 400) and serde's reason, which
 /// rocket's catchers cannot see.
@@ -71,7 +72,7 @@ fn body<T>(
     kind: Option<&ContentType>,
     body: Result<Json<T>, json::Error<'_>>,
 ) -> Result<T, ApiError> {
-    if !kind.is_some_and(|kind| kind.is_json()) {
+    if !kind.is_some_and(|kind| users::is_json(kind.to_string().as_bytes())) {
         return Err(ApiError::refused(
             Status::UnsupportedMediaType,
             "expected a request with `Content-Type: application/json`",

@@ -16,8 +16,9 @@
 //! own, with its status and its message (400 for an `{id}` that is not a
 //! 32-bit integer or a malformed query, 400 or 422 for a malformed body,
 //! 413 for a body too large, 404 for an unknown path, 405 with `Allow` for
-//! a method the path does not take, and a body not sent as
-//! `application/json` is refused: 415, or 400 from actix), made by
+//! a method the path does not take, and a body that is not a JSON object
+//! sent as `application/json` or `application/<something>+json` is
+//! refused: 415 for another type, or 400 from actix), made by
 //! [`ErrorResponse::body_for`].
 
 use gino::prelude::*;
@@ -36,14 +37,53 @@ pub struct User {
     pub nickname: String,
 }
 
-/// The body of `POST /users` and `PATCH /users/{id}`.
-#[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The body of `POST /users` and `PATCH /users/{id}`: a JSON object with
+/// one field, `nickname`.
+///
+/// ```
+/// use gino_examples::users::NicknameBody;
+/// let body: NicknameBody = serde_json::from_str(r#"{"nickname": "fantix"}"#).unwrap();
+/// assert_eq!(body.nickname, "fantix");
+/// // The fields' values in an array are no object (serde's derive would
+/// // take them).
+/// assert!(serde_json::from_str::<NicknameBody>(r#"["fantix"]"#).is_err());
+/// assert!(serde_json::from_str::<NicknameBody>(r#"{"nickname": "x", "admin": true}"#).is_err());
+/// ```
+#[derive(Debug)]
 pub struct NicknameBody {
     /// The new nickname: 1 to [`NICKNAME_MAX`] characters, none of them
     /// NUL.
-    #[serde(deserialize_with = "nickname")]
     pub nickname: String,
+}
+
+/// The fields of a [`NicknameBody`], as serde's derive reads them.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NicknameFields {
+    #[serde(deserialize_with = "nickname")]
+    nickname: String,
+}
+
+impl<'de> serde::Deserialize<'de> for NicknameBody {
+    fn deserialize<D: serde::Deserializer<'de>>(from: D) -> Result<Self, D::Error> {
+        struct Object;
+        impl<'de> serde::de::Visitor<'de> for Object {
+            type Value = NicknameFields;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<NicknameFields, A::Error> {
+                serde::Deserialize::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        let NicknameFields { nickname } = from.deserialize_map(Object)?;
+        Ok(NicknameBody { nickname })
+    }
 }
 
 /// The longest nickname the API stores, in characters.
@@ -151,23 +191,32 @@ pub fn refusal_body(message: &str, reason: Option<&str>) -> String {
 }
 
 /// Whether a `Content-Type` value is JSON, whatever its parameters and
-/// case: an answer already in JSON (gino's, a handler's) passes the
+/// case: `application/json` or `application/<something>+json` (as axum's
+/// `Json` takes it). Every example takes a request body with such a type
+/// alone, and an answer already in JSON (gino's, a handler's) passes the
 /// examples' rewriting of errors as it is.
 ///
 /// ```
 /// use gino_examples::users::is_json;
 /// assert!(is_json(b"application/json"));
 /// assert!(is_json(b"Application/JSON; charset=utf-8"));
+/// assert!(is_json(b"application/merge-patch+json"));
+/// assert!(!is_json(b"text/json"));
+/// assert!(!is_json(b"application/+json"));
 /// assert!(!is_json(b"text/plain; charset=utf-8"));
 /// ```
 pub fn is_json(content_type: &[u8]) -> bool {
     let essence = content_type
         .split(|&b| b == b';')
         .next()
-        .unwrap_or_default();
-    essence
+        .unwrap_or_default()
         .trim_ascii()
-        .eq_ignore_ascii_case(b"application/json")
+        .to_ascii_lowercase();
+    match essence.strip_prefix(b"application/") {
+        Some(b"json") => true,
+        Some(subtype) => subtype.len() > b"+json".len() && subtype.ends_with(b"+json"),
+        None => false,
+    }
 }
 
 /// The TCP port from `PORT`, 8000 by default.

@@ -240,6 +240,10 @@ async fn drive(name: &str) {
         ("application/json", "{\"nickname\": "),
         ("application/json", ""),
         ("application/json", "[1]"),
+        // The fields' values in an array: no JSON object.
+        ("application/json", "[\"mallory\"]"),
+        // JSON under a type no example takes.
+        ("text/json", "{\"nickname\":\"x=text\"}"),
         ("application/x-www-form-urlencoded", "nickname=x"),
         // What `<form enctype="text/plain">` on another site can post
         // without the browser asking first: JSON in all but its type.
@@ -272,6 +276,21 @@ async fn drive(name: &str) {
         unchanged["nickname"], "fantix (member)",
         "{name}: refused PATCH"
     );
+    // Every example takes `application/<something>+json` (a JSON merge
+    // patch, say) and the type's parameters.
+    for content_type in [
+        "application/merge-patch+json",
+        "Application/JSON; charset=utf-8",
+    ] {
+        let accepted = client
+            .patch(app.url(&format!("/users/{id}")))
+            .header("content-type", content_type)
+            .body(r#"{"nickname":"fantix (member)"}"#)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(accepted.status(), 200, "{name}: PATCH as {content_type}");
+    }
     let longest = "x".repeat(200);
     let accepted = client
         .patch(app.url(&format!("/users/{id}")))

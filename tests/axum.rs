@@ -361,72 +361,83 @@ async fn early_release_and_borrow_again_within_a_request() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_answer_404_503_and_an_opaque_500() {
-    let (test, web) = setup(|s| {
-        s.pool_max_size = 1;
-        s.acquire_timeout = Some(Duration::from_millis(200));
-    })
-    .await;
-    let db = test.db;
-    let holding = Arc::new(Notify::new());
-    let release = Arc::new(Notify::new());
-    let (h, r) = (holding.clone(), release.clone());
-    let app = Router::new()
-        .route(
-            "/missing",
-            get(move || async move {
-                let n: i32 = db
-                    .first_or_404(diesel::select(sql::<Integer>("1 WHERE false")))
-                    .await?;
-                Ok::<_, Error>(Json(n))
-            }),
-        )
-        .route(
-            "/hold",
-            get(move || async move {
-                db.one::<i32, _>(pid()).await?;
-                h.notify_one();
-                r.notified().await;
-                Ok::<_, Error>("held")
-            }),
-        )
-        .route(
-            "/query",
-            get(move || async move { Ok::<_, Error>(Json(db.one::<i32, _>(pid()).await?)) }),
-        )
-        .route(
-            "/broken",
-            get(
-                move || async move { Ok::<_, Error>(Json(db.one::<i32, _>(leaky_query()).await?)) },
-            ),
-        )
-        .route(
-            "/missing/{via}",
-            get(move |Path(via): Path<String>, conn: Conn| async move {
-                // Every way GINO's extensions answer 404 (the tests of
-                // gino-starlette and gino-aiohttp).
-                let none = || diesel::select(sql::<Integer>("1 WHERE false"));
-                let n: i32 = match via.as_str() {
-                    "db" => db.first_or_404(none()).await?,
-                    "conn" => conn.first_or_404(none()).await?,
-                    "engine" => db.engine()?.first_or_404(none()).await?,
-                    "query" => none().gino().bind(db).first_or_404().await?,
-                    _ => none().gino().bind(&conn).first_or_404().await?,
-                };
-                Ok::<_, Error>(Json(n))
-            }),
-        )
-        .layer(web.layer());
-    let server = Server::start(&web, app).await;
-    scenario::expect_error_answers(&server.url(""), &holding, &release).await;
-    for via in ["db", "conn", "engine", "query", "bound"] {
-        let missing = reqwest::get(server.url(&format!("/missing/{via}")))
-            .await
-            .unwrap();
-        assert_eq!(missing.status(), 404, "{via}");
-        assert_eq!(missing.text().await.unwrap(), r#"{"error":"not found"}"#);
+    // A busy pool answers 503 whichever ends the wait for it: the acquire
+    // timeout, or the statement's own (asyncpg's `command_timeout`).
+    for statement_timeout in [false, true] {
+        let (test, web) = setup(|s| {
+            s.pool_max_size = 1;
+            if statement_timeout {
+                s.kwargs = vec![("command_timeout".to_owned(), "0.2".to_owned())];
+            } else {
+                s.acquire_timeout = Some(Duration::from_millis(200));
+            }
+        })
+        .await;
+        let db = test.db;
+        let holding = Arc::new(Notify::new());
+        let release = Arc::new(Notify::new());
+        let (h, r) = (holding.clone(), release.clone());
+        let app =
+            Router::new()
+                .route(
+                    "/missing",
+                    get(move || async move {
+                        let n: i32 = db
+                            .first_or_404(diesel::select(sql::<Integer>("1 WHERE false")))
+                            .await?;
+                        Ok::<_, Error>(Json(n))
+                    }),
+                )
+                .route(
+                    "/hold",
+                    get(move || async move {
+                        db.one::<i32, _>(pid()).await?;
+                        h.notify_one();
+                        r.notified().await;
+                        Ok::<_, Error>("held")
+                    }),
+                )
+                .route(
+                    "/query",
+                    get(
+                        move || async move { Ok::<_, Error>(Json(db.one::<i32, _>(pid()).await?)) },
+                    ),
+                )
+                .route(
+                    "/broken",
+                    get(move || async move {
+                        Ok::<_, Error>(Json(db.one::<i32, _>(leaky_query()).await?))
+                    }),
+                )
+                .route(
+                    "/missing/{via}",
+                    get(move |Path(via): Path<String>, conn: Conn| async move {
+                        // Every way GINO's extensions answer 404 (the tests of
+                        // gino-starlette and gino-aiohttp).
+                        let none = || diesel::select(sql::<Integer>("1 WHERE false"));
+                        let n: i32 = match via.as_str() {
+                            "db" => db.first_or_404(none()).await?,
+                            "conn" => conn.first_or_404(none()).await?,
+                            "engine" => db.engine()?.first_or_404(none()).await?,
+                            "query" => none().gino().bind(db).first_or_404().await?,
+                            _ => none().gino().bind(&conn).first_or_404().await?,
+                        };
+                        Ok::<_, Error>(Json(n))
+                    }),
+                )
+                .layer(web.layer());
+        let server = Server::start(&web, app).await;
+        scenario::expect_error_answers(&server.url(""), &holding, &release).await;
+        for via in ["db", "conn", "engine", "query", "bound"] {
+            let missing = reqwest::get(server.url(&format!("/missing/{via}")))
+                .await
+                .unwrap();
+            assert_eq!(missing.status(), 404, "{via}");
+            assert_eq!(missing.text().await.unwrap(), r#"{"error":"not found"}"#);
+        }
+        assert_eq!(test.borrowed(), 0);
+        server.stop().await;
     }
-    assert_eq!(test.borrowed(), 0);
-    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

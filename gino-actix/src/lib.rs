@@ -13,7 +13,7 @@
 //!   (`release_raw()` before slow work); `web::Data<gino_actix::Gino>`
 //!   reaches the database handle.
 //! - **Errors.** [`Error`] is a `ResponseError`: `get_or_404` /
-//!   `first_or_404` answer 404, a pool timeout or an unreachable database
+//!   `first_or_404` answer 404, a pool or query timeout or an unreachable database
 //!   503 with `Retry-After`, anything else an opaque 500 (detail logged).
 //! - **Clients that go away.** actix-web runs a handler to its end even
 //!   after its client disconnected (it does not drop the handler's

@@ -9,7 +9,7 @@ use http::{HeaderValue, StatusCode, header};
 /// [`gino::Error`] into it.
 ///
 /// [`gino::Error::NotFound`] (from `get_or_404`, `first_or_404`) answers
-/// 404, a pool timeout or an unreachable database 503 with `Retry-After`
+/// 404, a pool or query timeout or an unreachable database 503 with `Retry-After`
 /// (see [`gino::web::ErrorResponse`]), and every other error an opaque 500
 /// whose detail is logged, never sent.
 ///

@@ -12,7 +12,7 @@
 //! - **Explicit access.** The [`Conn`] extractor is that connection
 //!   (`release_raw()` before slow work).
 //! - **Errors.** [`Error`] turns gino's errors into responses:
-//!   `get_or_404` / `first_or_404` answer 404, a pool timeout or an
+//!   `get_or_404` / `first_or_404` answer 404, a pool or query timeout or an
 //!   unreachable database 503 with `Retry-After`, anything else an opaque
 //!   500 (detail logged).
 //! - **Shutdown.** [`Extension::shutdown_on`] plugs into

@@ -22,7 +22,7 @@
 //!   route that takes it refuses to launch without the fairing (a
 //!   `Sentinel`). `&State<gino_rocket::Extension>` reaches the handle.
 //! - **Errors.** [`Error`] is a `Responder`: `get_or_404` / `first_or_404`
-//!   answer 404, a pool timeout or an unreachable database 503 with
+//!   answer 404, a pool or query timeout or an unreachable database 503 with
 //!   `Retry-After`, anything else an opaque 500 (detail logged).
 //!
 //! ```no_run

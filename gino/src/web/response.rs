@@ -1,7 +1,8 @@
 //! How a gino error answers an HTTP request, the same in every framework:
 //! 404 for a missing row (`get_or_404`, or a row gone before its update)
 //! or an unknown tenant, 503 with `Retry-After` when no connection came
-//! in time or the database cannot be reached, and an opaque 500 for
+//! in time, a statement's timeout ran out (waiting for a connection
+//! included) or the database cannot be reached, and an opaque 500 for
 //! everything else, whose detail goes to the log, never to the client.
 
 use crate::error::Error;
@@ -13,8 +14,10 @@ use crate::error::Error;
 ///
 /// The 503s are the errors [`Error::is_connection_lost`] names (the server
 /// is down, restarting, or dropped the connection; `53300` too many
-/// connections too) besides a busy or closed pool: the server, not the
-/// request, is at fault, and a later try may succeed, as with
+/// connections too) besides a busy or closed pool and a statement's
+/// timeout ([`Error::QueryTimeout`], which also ends a wait for a busy
+/// pool that the acquire timeout would not have ended yet): the server,
+/// not the request, is at fault, and a later try may succeed, as with
 /// rocket_db_pools' connection guard. A statement cut off by a lost
 /// connection outside a transaction may have run, so a client should
 /// retry only work that is safe to repeat, as after any 5xx.
@@ -61,6 +64,11 @@ impl ErrorResponse {
             Error::PoolTimeout(_) | Error::PoolClosed => ErrorResponse {
                 status: 503,
                 message: "the database is busy; try again shortly",
+                retry_after: Some(1),
+            },
+            Error::QueryTimeout(_) => ErrorResponse {
+                status: 503,
+                message: "the database did not answer in time; try again shortly",
                 retry_after: Some(1),
             },
             error if unreachable(error) => UNAVAILABLE,
@@ -186,6 +194,17 @@ mod tests {
                 "{error:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_statement_out_of_time_answers_503() {
+        // Its deadline may have ended a wait for a busy pool as well.
+        let late = ErrorResponse::new(&Error::QueryTimeout(std::time::Duration::from_secs(2)));
+        assert_eq!((late.status(), late.retry_after()), (503, Some(1)));
+        assert_eq!(
+            late.body(),
+            r#"{"error":"the database did not answer in time; try again shortly"}"#
+        );
     }
 
     #[test]

@@ -425,7 +425,8 @@ impl<'a, Q> Executor<'a, Q> {
         Compiled::of(&self.query)
     }
 
-    async fn load_some<'q, U>(self, limit: u32) -> Result<Vec<U>>
+    /// At most `limit` rows: the server is asked for no more.
+    pub(crate) async fn load_some<'q, U>(self, limit: u32) -> Result<Vec<U>>
     where
         Q: Loadable<'q, U>,
         U: Send + 'static,

@@ -90,6 +90,12 @@ pub trait Loader: Send {
     /// One assembled result.
     type Output: Send + 'static;
 
+    /// Whether each row makes exactly one output, as [`PerRow`]'s loaders
+    /// do: [`one`](Load::one) and [`one_or_none`](Load::one_or_none) then
+    /// ask the server for two rows at most, as the executor's own do,
+    /// rather than reading every row to count the results.
+    const ONE_PER_ROW: bool = false;
+
     /// Assembles rows, in their order. A loader can be used again, e.g. on
     /// every batch a [`Cursor`] reads
     /// (`loader.load(cursor.many(1000).await?)`); a [`distinct`] loader then
@@ -469,6 +475,7 @@ where
 {
     type Row = R;
     type Output = O;
+    const ONE_PER_ROW: bool = true;
 
     fn load(&mut self, rows: Vec<R>) -> Vec<O> {
         rows.into_iter().map(|row| self.load_row(row)).collect()
@@ -485,7 +492,9 @@ pub struct Partial<M> {
 /// `columns` (a tuple of diesel columns of the model's table), and every
 /// other field is left at its type's `Default` (a field of a type without
 /// one keeps what was loaded). JSON properties stay with their JSON column
-/// (`people::profile`); left out, each takes its declared default.
+/// (`people::profile`); left out, each takes its declared default. A
+/// primary key left out is left at its `Default` (`0`) as well: keep the
+/// key's columns to update or delete such a model by its key.
 ///
 /// ```
 /// # use gino::prelude::*;
@@ -514,6 +523,7 @@ pub fn partial<M: Model, C: ColumnList<M::Table>>(columns: C) -> Partial<M> {
 impl<M: Model> Loader for Partial<M> {
     type Row = M;
     type Output = M;
+    const ONE_PER_ROW: bool = true;
 
     fn load(&mut self, rows: Vec<M>) -> Vec<M> {
         rows.into_iter().map(|row| self.load_row(row)).collect()
@@ -566,6 +576,7 @@ macro_rules! loader_tuples {
         impl<$($name: PerRow),+> Loader for ($($name,)+) {
             type Row = ($($name::Row,)+);
             type Output = ($($name::Output,)+);
+            const ONE_PER_ROW: bool = true;
 
             fn load(&mut self, rows: Vec<Self::Row>) -> Vec<Self::Output> {
                 rows.into_iter().map(|row| self.load_row(row)).collect()
@@ -873,8 +884,11 @@ where
     /// The one result the rows assemble into, `None` when they are none,
     /// and [`Error::MultipleResultsFound`] when they assemble into more
     /// (GINO's `.gino.load(loader).one_or_none()`): a [`distinct`] parent
-    /// of many rows is one result. Every row is read to tell, as GINO
-    /// does.
+    /// of many rows is one result. A loader that merges rows reads every
+    /// row to tell, as GINO does; one that makes an output of each row
+    /// ([`Loader::ONE_PER_ROW`]) asks the server for two rows only, as
+    /// [`Executor::one_or_none`] does, so that a query matching millions
+    /// by mistake is not loaded to find out.
     ///
     /// ```
     /// # async fn demo() -> gino::Result<()> {
@@ -890,8 +904,13 @@ where
     /// # Ok(()) }
     /// # gino_testkit::doc::run(demo);
     /// ```
-    pub async fn one_or_none(self) -> Result<Option<L::Output>> {
-        let mut outputs = self.all().await?;
+    pub async fn one_or_none(mut self) -> Result<Option<L::Output>> {
+        let mut outputs = if L::ONE_PER_ROW {
+            let rows = self.executor.load_some::<L::Row>(2).await?;
+            self.loader.load(rows)
+        } else {
+            self.all().await?
+        };
         if outputs.len() > 1 {
             return Err(Error::MultipleResultsFound);
         }

@@ -630,3 +630,62 @@ async fn relationships_load_from_one_query() {
     assert_eq!(nested[0], (10, ("red".into(), 1)));
     DB.pop_bind();
 }
+
+/// `one()` / `one_or_none()` of a loader that makes an output of each row
+/// ask the server for two rows, as the executor's own do: the third row,
+/// which would fail, is never computed. A loader that merges rows reads
+/// them all, and meets the failure.
+#[tokio::test]
+async fn one_of_a_per_row_loader_reads_two_rows_at_most() {
+    use diesel::dsl::sql;
+    use diesel::sql_types::Integer;
+    let s = common::setup().await;
+    let failing_third = || {
+        diesel::select(sql::<Integer>(
+            "CASE WHEN n < 3 THEN n ELSE 1 / (n - 3) END FROM generate_series(1, 3) AS n",
+        ))
+    };
+    let more = failing_third()
+        .gino()
+        .bind(&s.engine)
+        .load(map(|n: i32| n * 10))
+        .one()
+        .await;
+    assert!(
+        matches!(more, Err(gino::Error::MultipleResultsFound)),
+        "{more:?}"
+    );
+    let tuple = diesel::select(sql::<(Integer, Integer)>(
+        "CASE WHEN n < 3 THEN n ELSE 1 / (n - 3) END, n FROM generate_series(1, 3) AS n",
+    ))
+    .gino()
+    .bind(&s.engine)
+    .load((map(|n: i32| n), value::<i32, _>("and a value")))
+    .one_or_none()
+    .await;
+    assert!(
+        matches!(tuple, Err(gino::Error::MultipleResultsFound)),
+        "{tuple:?}"
+    );
+    let merged = diesel::select(sql::<(Integer, diesel::sql_types::Nullable<Integer>)>(
+        "CASE WHEN n < 3 THEN 1 ELSE 1 / (n - 3) END, n FROM generate_series(1, 3) AS n",
+    ))
+    .gino()
+    .bind(&s.engine)
+    .load(distinct_by(|one: &i32| *one, child_by(|n: &i32| *n)))
+    .one()
+    .await;
+    assert_eq!(
+        merged.unwrap_err().sqlstate(),
+        Some("22012"),
+        "division by zero"
+    );
+    let single = diesel::select(sql::<Integer>("7"))
+        .gino()
+        .bind(&s.engine)
+        .load(map(|n: i32| n + 1))
+        .one()
+        .await
+        .unwrap();
+    assert_eq!(single, 8);
+}

@@ -1220,22 +1220,46 @@ pub(crate) fn expand_with(
             }
         }
     };
-    let mut fk_metas: Vec<TokenStream> = fields
-        .iter()
-        .filter_map(|f| {
-            let reference = f.references.as_ref()?;
-            Some(fk_meta(
-                &None,
-                std::slice::from_ref(&f.column),
-                reference,
-                &f.on_delete,
-                &f.on_update,
-            ))
-        })
-        .collect();
-    // A key of several columns to a model's primary key: checked against
-    // that key's width once the model's constant is known.
+    // A key to a model's primary key is checked against that key's width
+    // once the model's constant is known: a model without a primary key,
+    // or with one of another width, cannot be referenced so.
     let mut fk_widths = Vec::new();
+    let mut check_width = |reference: &Reference, width: usize, message: String| {
+        if let Reference::Model(model) = reference
+            && !refers_to_itself(name, model)
+        {
+            let message = message.replace("{model}", &quote!(#model).to_string().replace(' ', ""));
+            fk_widths.push(quote! {
+                const _: () = ::core::assert!(
+                    <#model as ::gino::model::KeyTarget>::PRIMARY_KEY.len() == #width,
+                    #message
+                );
+            });
+        }
+    };
+    let mut fk_metas: Vec<TokenStream> = Vec::new();
+    for f in &fields {
+        let Some(reference) = &f.references else {
+            continue;
+        };
+        fk_metas.push(fk_meta(
+            &None,
+            std::slice::from_ref(&f.column),
+            reference,
+            &f.on_delete,
+            &f.on_update,
+        ));
+        check_width(
+            reference,
+            1,
+            format!(
+                "`references = {{model}}` on `{}` of `{name}`: `{{model}}` has no primary key \
+                 of one column; reference a model keyed by one column, or a key of several \
+                 with `foreign_key(columns(...), references = {{model}})`",
+                f.ident
+            ),
+        );
+    }
     for key in &attrs.foreign_keys {
         let columns = key
             .columns
@@ -1249,22 +1273,15 @@ pub(crate) fn expand_with(
             &key.on_delete,
             &key.on_update,
         ));
-        if let Reference::Model(model) = &key.references
-            && !refers_to_itself(name, model)
-        {
-            let width = columns.len();
-            let message = format!(
+        let width = columns.len();
+        check_width(
+            &key.references,
+            width,
+            format!(
                 "foreign_key(columns(...)) of `{name}` has {width} column(s), not as many as \
-                 the primary key of `{}`: name one column per key column, in key order",
-                quote!(#model).to_string().replace(' ', "")
-            );
-            fk_widths.push(quote! {
-                const _: () = ::core::assert!(
-                    <#model as ::gino::model::KeyTarget>::PRIMARY_KEY.len() == #width,
-                    #message
-                );
-            });
-        }
+                 the primary key of `{{model}}`: name one column per key column, in key order"
+            ),
+        );
     }
     let joins = joins(name, &input.vis, &schema, &fields);
     let mut enum_metas: Vec<TokenStream> = Vec::new();

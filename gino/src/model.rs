@@ -729,6 +729,25 @@ impl<T> QueryId for Lookup<T> {
 /// pub struct Booking { #[gino(primary_key)] pub id: i32, pub room: i32 } // error: 1 column, not 2
 /// ```
 ///
+/// and `references = M` on one field, a model keyed by one column (a
+/// model without a primary key has nothing to reference):
+///
+/// ```compile_fail
+/// # use gino::prelude::*;
+/// #[derive(Model, Debug, Clone)]
+/// #[gino(table = "events")]
+/// pub struct Event { pub at: i64, pub name: String }
+///
+/// #[derive(Model, Debug, Clone)]
+/// #[gino(table = "alerts")]
+/// pub struct Alert {
+///     #[gino(primary_key)]
+///     pub id: i32,
+///     #[gino(references = Event)] // error: `Event` has no primary key of one column
+///     pub event_at: i64,
+/// }
+/// ```
+///
 /// Columns are also associated constants of the model (`User::nickname`,
 /// the same as `users::nickname`), and raw SQL loads models by column name
 /// (`db.all::<User, _>(gino::text("SELECT * FROM users"))`); a column the

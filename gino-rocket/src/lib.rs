@@ -7,7 +7,14 @@
 //! - **Start-up and shutdown.** The fairing [`Gino::fairing`] binds the
 //!   application's [`gino::Gino`] on ignite, retrying while the database
 //!   starts (launch aborts when it never comes up), and closes the pool on
-//!   shutdown once in-flight requests are done.
+//!   shutdown once in-flight requests are done. Rocket calls it when
+//!   shutdown begins, while its own grace period runs (`shutdown.grace`
+//!   and `shutdown.mercy`, 2 s and 3 s by default), after which it cuts
+//!   the requests still running: keep `shutdown_timeout`
+//!   (`DB_SHUTDOWN_TIMEOUT`) within the two, or raise them, so that the
+//!   pool does not stay open for requests rocket has let go. A request
+//!   that reaches its handler after the close began finds the pool
+//!   closed: 503.
 //! - **Per request.** Fairings cannot wrap a handler's future, so routes
 //!   are mounted through [`scoped`]: every request then gets a lazy
 //!   connection, shared by every implicit query of the request

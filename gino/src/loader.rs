@@ -5,7 +5,11 @@
 //! loads tuples (several models, a model with an aggregate), a select of
 //! one column loads values, and the nullable side of an outer join loads as
 //! `Option<Model>`, `None` when the join matched nothing (GINO's
-//! `none_as_none`). Many-to-one is just that: `(Child, Option<Parent>)`;
+//! `none_as_none`). diesel reads a part `None` as soon as one column of a
+//! field that is not an `Option` is NULL, where GINO's `none_as_none` asks
+//! for every column NULL: a row there with such a NULL (a model over a
+//! table whose column allows NULL) counts as no row. Declare such a field
+//! `Option`. Many-to-one is just that: `(Child, Option<Parent>)`;
 //! nested, the parent with its own parent, is [`One::with`].
 //! What is left is the other direction: parents made distinct by their
 //! key, each collecting its children, to any depth; that is this module,

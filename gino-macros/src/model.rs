@@ -234,10 +234,29 @@ fn parse_model_attrs(input: &DeriveInput) -> Result<ModelAttrs> {
     parse_table_attrs(input, Declarer::Model)
 }
 
+/// Refuses an attribute key that `seen` (the keys of one item's
+/// attributes so far) already holds: the later value would silently win.
+fn given_once(seen: &mut Vec<String>, meta: &syn::meta::ParseNestedMeta) -> Result<()> {
+    let Some(key) = meta.path.get_ident().map(ToString::to_string) else {
+        return Ok(());
+    };
+    if seen.contains(&key) {
+        return Err(meta.error(format!("`{key}` is given twice: give it once")));
+    }
+    seen.push(key);
+    Ok(())
+}
+
 fn parse_table_attrs(input: &DeriveInput, declarer: Declarer) -> Result<ModelAttrs> {
     let mut attrs = ModelAttrs::default();
+    let mut seen = Vec::new();
     for attr in input.attrs.iter().filter(|a| a.path().is_ident("gino")) {
         attr.parse_nested_meta(|meta| {
+            // A set's attributes are the table's items, each as often as
+            // there are items.
+            if !SET_TABLE_ATTRS.iter().any(|key| meta.path.is_ident(key)) {
+                given_once(&mut seen, &meta)?;
+            }
             if declarer == Declarer::ColumnSet
                 && !SET_TABLE_ATTRS.iter().any(|key| meta.path.is_ident(key))
             {
@@ -427,8 +446,10 @@ fn parse_field(field: &syn::Field) -> Result<Field> {
         group: None,
         hidden: false,
     };
+    let mut seen = Vec::new();
     for attr in field.attrs.iter().filter(|a| a.path().is_ident("gino")) {
         attr.parse_nested_meta(|meta| {
+            given_once(&mut seen, &meta)?;
             let p = &meta.path;
             if p.is_ident("primary_key") {
                 parsed.primary_key = true;

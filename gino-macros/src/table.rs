@@ -11,6 +11,7 @@
 use diesel_table_macro_syntax::{ColumnDef, TableDecl};
 use proc_macro2::{Group, Span, TokenStream, TokenTree};
 use quote::{format_ident, quote};
+use syn::punctuated::Punctuated;
 use syn::{Attribute, Ident, Result, TypePath};
 
 use crate::model;
@@ -115,10 +116,15 @@ fn field(column: &ColumnDef, attrs: &[Attribute], keys: &[Ident]) -> TokenStream
     let ident = &column.column_name;
     let sql_name = &column.sql_name;
     let (inner, nullable) = strip_nullable(&column.tpe);
-    // An inferred DDL comes first, so that the column's own
-    // `#[gino(ddl = ...)]` overrides it; with neither, the derive says what
-    // to add.
-    let ddl = ddl_of(inner).map(|ddl| quote!(#[gino(ddl = #ddl)]));
+    // The column's own `#[gino(ddl = ...)]`, else the DDL inferred from
+    // its type; with neither, the derive says what to add.
+    let own_ddl = attrs.iter().filter(|a| a.path().is_ident("gino")).any(|a| {
+        a.parse_args_with(Punctuated::<syn::Meta, syn::Token![,]>::parse_terminated)
+            .is_ok_and(|metas| metas.iter().any(|m| m.path().is_ident("ddl")))
+    });
+    let ddl = ddl_of(inner)
+        .filter(|_| !own_ddl)
+        .map(|ddl| quote!(#[gino(ddl = #ddl)]));
     let key = keys.iter().position(|k| k == ident).map(|at| {
         let at = syn::Index::from(at);
         quote!(#[gino(primary_key, __key_position = #at)])

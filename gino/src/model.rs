@@ -620,6 +620,22 @@ impl<T> QueryId for Lookup<T> {
 /// }
 /// ```
 ///
+/// An attribute given twice would silently take its last value; it is
+/// refused (but for the table items `index`, `unique`, `check` and
+/// `foreign_key`, one per item):
+///
+/// ```compile_fail
+/// # use gino::prelude::*;
+/// #[derive(Model, Debug, Clone)]
+/// #[gino(table = "notes")]
+/// pub struct Note {
+///     #[gino(primary_key)]
+///     pub id: i32,
+///     #[gino(column = "body", column = "text")] // error: `column` is given twice
+///     pub body: String,
+/// }
+/// ```
+///
 /// Two fields cannot map to one column (GINO refuses it when the model is
 /// declared, as the derive does at compile time):
 ///

@@ -169,13 +169,6 @@ impl<'a> Bind<'a> {
         }
     }
 
-    /// Whether a read here may go to a read replica: the place is an
-    /// engine (or database) with replicas, not a connection.
-    pub(crate) fn may_read_elsewhere(self) -> bool {
-        crate::engine::any_replicas()
-            && matches!(self.resolve(), Ok(Resolved::Engine(engine)) if engine.has_replicas())
-    }
-
     /// Runs a statement that only reads: on a read replica when the place
     /// is an engine with replicas and the task's contextual connection of
     /// it (if any) has not pinned its reads (a write or a transaction ran

@@ -745,9 +745,9 @@ impl Engine {
     /// doing anything: it runs once, on the primary, and counts as the
     /// task's write (a function only the primary runs, refused with
     /// `55000` "recovery is in progress", runs there too); mark such a statement `.primary()` to save the
-    /// replica's round trip (read-your-writes then goes by its command
-    /// tag, which shows no write: run it in a transaction, which pins
-    /// the task's reads, when they must see it). A replica whose
+    /// replica's round trip (read-your-writes then goes by its SQL, which
+    /// shows no write: run it in a transaction, which pins the task's
+    /// reads, when they must see it). A replica whose
     /// pool is merely busy (no connection within the acquire timeout)
     /// stays in rotation.
     ///
@@ -788,9 +788,8 @@ impl Engine {
 
     /// Runs a statement that is not a replica's read (a write, or a read
     /// that must see the primary) on a connection borrowed just for it;
-    /// when it wrote (it [`writes`](Statement::writes), or its command tag
-    /// is not `SELECT`), later reads of the running task see the write
-    /// (read-your-writes).
+    /// when it wrote (as its [`writes`](Statement::writes) tells), later
+    /// reads of the running task see the write (read-your-writes).
     pub(crate) async fn run_on_primary<R, S: Statement<R>>(
         &self,
         timeout: Option<Duration>,
@@ -802,7 +801,7 @@ impl Engine {
         let writes = statement.writes();
         let (mut raw, deadline) = self.borrow_for(timeout).await?;
         let result = run_statement(raw.get(), &deadline, statement, &mut None).await;
-        if writes || raw.get().wire.may_have_written() {
+        if writes.wrote(&raw.get().wire) {
             routing.writes.fetch_add(1, Ordering::Relaxed);
             routing.pin_task();
         } else {

@@ -19,7 +19,7 @@ use crate::bind::{Bind, SqlKind, Target};
 use crate::connection::Connection;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::statement::{Execute, Load, Loadable, Tagged};
+use crate::statement::{Execute, Load, Loadable, Tagged, Writes};
 
 /// PostgreSQL's command tag of a statement, e.g. `UPDATE 8`, as returned by
 /// [`Executor::status`].
@@ -229,6 +229,7 @@ impl<Q: QueryFragment<Pg> + QueryId> GinoQuery for Q {
             timeout: None,
             route: Some(crate::bind::route::<Q>),
             kind: Some(crate::bind::sql_kind::<Q>),
+            primary: false,
         }
     }
 }
@@ -250,6 +251,8 @@ pub struct Executor<'a, Q> {
     /// What the query's SQL shows it does (a read may run on a read
     /// replica); set by `.gino()` and the query API.
     kind: Option<fn(&Q) -> SqlKind>,
+    /// Sent to the primary by [`primary`](Self::primary).
+    primary: bool,
 }
 
 impl<'a, Q> Executor<'a, Q> {
@@ -260,6 +263,7 @@ impl<'a, Q> Executor<'a, Q> {
             timeout: None,
             route: None,
             kind: None,
+            primary: false,
         }
     }
 
@@ -289,7 +293,7 @@ impl<'a, Q> Executor<'a, Q> {
     /// # gino_testkit::doc::run(demo);
     /// ```
     pub fn primary(mut self) -> Self {
-        self.kind = None;
+        self.primary = true;
         self
     }
 
@@ -310,15 +314,23 @@ impl<'a, Q> Executor<'a, Q> {
     /// ```
     pub fn replica(mut self) -> Self {
         self.kind = Some(|_| SqlKind::Read);
+        self.primary = false;
         self
     }
 
-    /// What this query's SQL does, where that decides something: `place`
-    /// has read replicas, and the query was not sent to the primary with
-    /// [`primary`](Self::primary).
-    fn sql_kind(&self, place: Bind<'_>) -> Option<SqlKind> {
+    /// What this query's SQL does, where that decides something (an
+    /// engine has read replicas): a read sent to the primary with
+    /// [`primary`](Self::primary) is one as a row lock is, the primary's
+    /// and no write.
+    fn sql_kind(&self) -> Option<SqlKind> {
         let kind = self.kind?;
-        place.may_read_elsewhere().then(|| kind(&self.query))
+        if !crate::engine::any_replicas() {
+            return None;
+        }
+        Some(match kind(&self.query) {
+            SqlKind::Read if self.primary => SqlKind::Lock,
+            kind => kind,
+        })
     }
 
     /// Where the query runs: its bind, or for an unbound query, the
@@ -386,6 +398,7 @@ impl<'a, Q> Executor<'a, Q> {
             timeout: self.timeout,
             route: self.route,
             kind: self.kind,
+            primary: self.primary,
         }
     }
 
@@ -432,7 +445,7 @@ impl<'a, Q> Executor<'a, Q> {
         U: Send + 'static,
     {
         let place = self.place();
-        let kind = self.sql_kind(place);
+        let kind = self.sql_kind();
         run_loading(
             place,
             self.time_limit(),
@@ -463,7 +476,7 @@ impl<'a, Q> Executor<'a, Q> {
         U: Send + 'static,
     {
         let place = self.place();
-        let kind = self.sql_kind(place);
+        let kind = self.sql_kind();
         run_loading(place, self.time_limit(), kind, Load::all(self.query)).await
     }
 
@@ -676,15 +689,16 @@ impl<'a, Q> Executor<'a, Q> {
         let place = self.place();
         let timeout = self.time_limit();
         // Run for its effect, as `status()` is.
-        let load = Load::all(self.query).writing(true);
+        let load = Load::all(self.query).writing(Writes::Yes);
         let (rows, tag) = place.run(timeout, Tagged(load)).await?;
         Ok((Status::from_wire(tag, rows.len()), rows))
     }
 }
 
-/// Runs a load: as a read (a replica may answer) when its SQL is one,
-/// else where its place says, as a write when its SQL shows one
-/// ([`Executor::sql_kind`]).
+/// Runs a load: as a read (a replica may answer, where its place has one)
+/// when its SQL is one, else where its place says; for read-your-writes,
+/// a write or not as its SQL shows ([`Executor::sql_kind`]), else as its
+/// command tag does.
 async fn run_loading<'q, Q: Loadable<'q, U>, U: Send + 'static>(
     place: Bind<'_>,
     timeout: Option<Duration>,
@@ -692,9 +706,10 @@ async fn run_loading<'q, Q: Loadable<'q, U>, U: Send + 'static>(
     load: Load<Q, U>,
 ) -> Result<Vec<U>> {
     match kind {
-        Some(SqlKind::Read) => place.run_read(timeout, load).await,
-        Some(SqlKind::Write) => place.run(timeout, load.writing(true)).await,
-        Some(SqlKind::Lock) | None => place.run(timeout, load).await,
+        Some(SqlKind::Read) => place.run_read(timeout, load.writing(Writes::No)).await,
+        Some(SqlKind::Lock) => place.run(timeout, load.writing(Writes::No)).await,
+        Some(SqlKind::Write) => place.run(timeout, load.writing(Writes::Yes)).await,
+        None => place.run(timeout, load).await,
     }
 }
 

@@ -535,7 +535,7 @@ impl Root {
         self.usage.statements.fetch_add(1, Ordering::Relaxed);
         let writes = statement.writes();
         let result = run_statement(pg, &deadline, statement, opening).await;
-        if self.engine.has_replicas() && (writes || pg.wire.may_have_written()) {
+        if self.engine.has_replicas() && writes.wrote(&pg.wire) {
             self.pin_reads();
             if pg.wire.tx_status() == TxStatus::Idle {
                 // Committed: the task's reads elsewhere (implicit ones,

@@ -85,6 +85,33 @@ impl Deadline {
     }
 }
 
+/// Whether a statement wrote, for read-your-writes with read replicas.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Writes {
+    /// As its command tag shows: a write unless the tag is `SELECT` (none,
+    /// after a failure or a load cut short, may be one).
+    ByTag,
+    /// Its SQL shows a write, or it ran for its effect, whatever its tag:
+    /// `WITH .. INSERT .. SELECT`, `CREATE TABLE .. AS` and `SELECT ..
+    /// INTO` end with a `SELECT` tag, and so does a `set_config` that a
+    /// later read of the scope must see.
+    Yes,
+    /// Its SQL shows a read (a row lock included), whatever its tag: a load
+    /// cut short by a row limit (`first()`) ends with none.
+    No,
+}
+
+impl Writes {
+    /// Whether the statement that just ran on `wire` wrote.
+    pub(crate) fn wrote(self, wire: &WireState) -> bool {
+        match self {
+            Writes::ByTag => wire.may_have_written(),
+            Writes::Yes => true,
+            Writes::No => false,
+        }
+    }
+}
+
 /// One statement, run on a raw connection.
 pub(crate) trait Statement<R>: Send {
     /// Whether the statement starts with a message of the extended query
@@ -93,13 +120,9 @@ pub(crate) trait Statement<R>: Send {
     /// simple query first, which an opening cannot precede.
     const CARRIES_OPENING: bool = true;
 
-    /// Whether the statement counts as a write for read-your-writes
-    /// whatever command tag it ends with. A tag of `SELECT` does not show
-    /// that nothing was written: `WITH .. INSERT .. SELECT`, `CREATE TABLE
-    /// .. AS` and `SELECT .. INTO` end with one, and so does a
-    /// `set_config` that a later read of the scope must see.
-    fn writes(&self) -> bool {
-        false
+    /// Whether the statement counts as a write for read-your-writes.
+    fn writes(&self) -> Writes {
+        Writes::ByTag
     }
 
     fn run<'c>(
@@ -118,8 +141,8 @@ where
     const CARRIES_OPENING: bool = false;
 
     /// Whatever the raw connection is used for may write.
-    fn writes(&self) -> bool {
-        true
+    fn writes(&self) -> Writes {
+        Writes::Yes
     }
 
     fn run<'c>(
@@ -420,7 +443,7 @@ pub(crate) trait Reread<R>: Statement<R> {
 pub(crate) struct Again<'s, S>(pub(crate) &'s mut S);
 
 impl<R, S: Reread<R>> Statement<R> for Again<'_, S> {
-    fn writes(&self) -> bool {
+    fn writes(&self) -> Writes {
         self.0.writes()
     }
 
@@ -442,8 +465,8 @@ impl<R, S: Reread<R>> Statement<R> for Again<'_, S> {
 pub(crate) struct Load<Q: AsQuery, U> {
     query: Q::Query,
     limit: Option<u32>,
-    /// Its SQL shows a write, whatever its tag ([`Statement::writes`]).
-    writes: bool,
+    /// What its SQL shows ([`Statement::writes`]).
+    writes: Writes,
     rows: PhantomData<fn() -> U>,
 }
 
@@ -465,9 +488,9 @@ impl<Q: AsQuery, U> Load<Q, U> {
         self.query
     }
 
-    /// Counts as a write for read-your-writes when `writes`
+    /// Counts as a write for read-your-writes as `writes` says
     /// ([`Statement::writes`]).
-    pub(crate) fn writing(self, writes: bool) -> Self {
+    pub(crate) fn writing(self, writes: Writes) -> Self {
         Load { writes, ..self }
     }
 
@@ -475,7 +498,7 @@ impl<Q: AsQuery, U> Load<Q, U> {
         Load {
             query: query.as_query(),
             limit,
-            writes: false,
+            writes: Writes::ByTag,
             rows: PhantomData,
         }
     }
@@ -506,7 +529,7 @@ impl<Q: AsQuery, U> Load<Q, U> {
 }
 
 impl<'q, Q: Loadable<'q, U>, U> Statement<Vec<U>> for Load<Q, U> {
-    fn writes(&self) -> bool {
+    fn writes(&self) -> Writes {
         self.writes
     }
 
@@ -543,8 +566,8 @@ where
     Q: ExecuteDsl<AsyncPgConnection> + Send,
 {
     /// A statement run for its effect (`status()`), not its rows.
-    fn writes(&self) -> bool {
-        true
+    fn writes(&self) -> Writes {
+        Writes::Yes
     }
 
     fn run<'c>(
@@ -566,7 +589,7 @@ pub(crate) struct Tagged<S>(pub(crate) S);
 impl<R: Send + 'static, S: Statement<R>> Statement<(R, Option<String>)> for Tagged<S> {
     const CARRIES_OPENING: bool = S::CARRIES_OPENING;
 
-    fn writes(&self) -> bool {
+    fn writes(&self) -> Writes {
         self.0.writes()
     }
 

@@ -412,6 +412,42 @@ async fn primary_and_replica_override_the_routing() {
             .await
             .unwrap()
     );
+    // Reads on the primary are no writes, though one cut short by its row
+    // limit (`first()`) ends with no command tag: the task's plain reads
+    // stay on the standby.
+    let writes = engine.routing().unwrap().writes;
+    assert_eq!(
+        looks_locking()
+            .gino()
+            .bind(&engine)
+            .first::<bool>()
+            .await
+            .unwrap(),
+        Some(false)
+    );
+    assert_eq!(
+        plain()
+            .gino()
+            .bind(&engine)
+            .primary()
+            .first::<bool>()
+            .await
+            .unwrap(),
+        Some(false)
+    );
+    let conn = engine.acquire().reusable(false).await.unwrap();
+    assert_eq!(
+        plain().gino().bind(&conn).first::<bool>().await.unwrap(),
+        Some(false)
+    );
+    assert!(plain().gino().bind(&engine).one::<bool>().await.unwrap());
+    conn.release().await.unwrap();
+    assert_eq!(
+        engine.routing().unwrap().writes,
+        writes,
+        "no read counts as a write"
+    );
+    assert!(plain().gino().bind(&engine).one::<bool>().await.unwrap());
     // The query API of an engine and a db classifies the same way; a
     // connection's is the primary's.
     assert!(engine.one::<bool, _>(plain()).await.unwrap());

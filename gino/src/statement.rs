@@ -254,12 +254,26 @@ pub(crate) async fn run_statement<R, S: Statement<R>>(
             }
         };
         // Until the server's ReadyForQuery arrives, the connection's
-        // transaction status is that of before the error. Boxed: rare, and
-        // its timer would grow every statement's future.
-        if result.is_ok() || Box::pin(settle_within(driver, wire, deadline)).await {
+        // transaction status is that of before the error. A failure the
+        // server did not report (a row diesel cannot decode, a message
+        // tokio-postgres did not expect) may come while the reply still
+        // streams in, with no error to wait for: the statement stays in
+        // flight, and the next use of the connection syncs with the server
+        // first. Boxed: rare, and its timer would grow every statement's
+        // future.
+        let ended = match &result {
+            Ok(_) => true,
+            Err(_) if wire.bytes_sent() == sent_before => true,
+            Err(_) if wire.error_seen() => Box::pin(settle_within(driver, wire, deadline)).await,
+            Err(_) => false,
+        };
+        if ended {
             *in_flight = false;
         }
         result.map_err(|e| {
+            if wire.copy_in_refused() {
+                return Error::Connection(crate::wire::COPY_IN_REFUSED.to_owned());
+            }
             let error = Error::from_diesel(e, wire.error_code());
             if error.is_connection_lost() && wire.bytes_sent() == sent_before {
                 Error::NotSent(Box::new(error))

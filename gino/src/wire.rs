@@ -80,6 +80,9 @@ pub(crate) struct WireState {
     /// session, and the socket closes soon. Seen before the close, which
     /// may come later than the error's reader consumed it.
     ending: AtomicBool,
+    /// The server began a `COPY` fed by the client (`COPY .. FROM STDIN`),
+    /// which gino's driver cannot feed: the connection is closed.
+    copy_in: AtomicBool,
     /// Statements go unnamed, each in one round trip ([`Rewriter`]).
     unnamed: AtomicBool,
     /// The session now differs from what a new connection's would be in
@@ -240,6 +243,17 @@ impl WireState {
         self.lock().error_code.clone()
     }
 
+    /// Whether the server began a `COPY` the client would have to feed,
+    /// which closed the connection ([`COPY_IN_REFUSED`]).
+    pub(crate) fn copy_in_refused(&self) -> bool {
+        self.copy_in.load(Ordering::Relaxed)
+    }
+
+    /// Whether an `ErrorResponse` came since the last `begin_statement`.
+    pub(crate) fn error_seen(&self) -> bool {
+        self.lock().error_code.is_some()
+    }
+
     pub(crate) fn tag(&self) -> Option<String> {
         let seen = self.lock();
         // Decoded when asked (rarely), not for every statement.
@@ -307,10 +321,20 @@ impl WireState {
                 if seen.error_code.is_none() {
                     seen.error_code = error_field(body, b'C');
                 }
-                // A cached plan the schema outdated (0A000), or a prepared
-                // statement the session lost (26000): the connection's
-                // statement cache would fail the same way every time.
-                if matches!(seen.error_code.as_deref(), Some("0A000" | "26000")) {
+                // A cached plan the schema outdated (0A000 from the plan
+                // cache's revalidation, by its routine's name, which is
+                // not translated; other 0A000s are a statement's own
+                // features), or a prepared statement the session lost
+                // (26000): the connection's statement cache would fail the
+                // same way every time.
+                let outdated = match seen.error_code.as_deref() {
+                    Some("0A000") => {
+                        error_field(body, b'R').as_deref() == Some("RevalidateCachedQuery")
+                    }
+                    Some("26000") => true,
+                    _ => false,
+                };
+                if outdated {
                     self.session_changed.store(true, Ordering::Relaxed);
                 }
                 // `V` is the severity never translated (9.6 and later).
@@ -334,6 +358,13 @@ impl WireState {
                 seen.tag.clear();
                 seen.tag.extend_from_slice(tag);
                 seen.has_tag = true;
+            }
+            // CopyInResponse, CopyBothResponse: the server now reads COPY
+            // data until the client ends it, and takes nothing else; the
+            // driver has no data to send, and would wait forever.
+            b'G' | b'W' => {
+                self.copy_in.store(true, Ordering::Relaxed);
+                self.ending.store(true, Ordering::Relaxed);
             }
             b'Z' => {
                 #[cfg(test)]
@@ -407,7 +438,7 @@ struct Framing {
 
 impl Framing {
     fn interesting(kind: u8) -> bool {
-        matches!(kind, b'E' | b'C' | b'Z')
+        matches!(kind, b'E' | b'C' | b'Z' | b'G' | b'W')
     }
 
     fn feed(&mut self, mut data: &[u8], state: &WireState) {
@@ -544,6 +575,11 @@ pub(crate) struct WatchedSocket {
     auth: Option<Box<AuthGate>>,
 }
 
+/// Why a connection whose server began a `COPY .. FROM STDIN` ended.
+pub(crate) const COPY_IN_REFUSED: &str = "the server waits for COPY data (COPY .. FROM STDIN), \
+    which gino cannot send, so the connection was closed: load rows with insert_many, or COPY \
+    from a file the server reads";
+
 /// How long closing waits for the server to close its side of the socket.
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
 
@@ -584,6 +620,16 @@ impl WatchedSocket {
 
     fn unnamed(&self) -> bool {
         self.state.unnamed.load(Ordering::Relaxed)
+    }
+
+    /// Ends the connection once the server waits for `COPY` data: the
+    /// statement, and every one queued behind it, fail with this error
+    /// rather than wait for data nobody sends.
+    fn refuse_copy_in(&self) -> io::Result<()> {
+        if !self.state.copy_in_refused() {
+            return Ok(());
+        }
+        Err(io::Error::new(io::ErrorKind::Unsupported, COPY_IN_REFUSED))
     }
 
     /// The rewriting of what the server sends: only for unnamed statements.
@@ -683,6 +729,7 @@ impl AsyncRead for WatchedSocket {
                     .framing
                     .feed_filtered(&mut buf.filled_mut()[before..], &this.state);
                 buf.set_filled(before + kept);
+                this.refuse_copy_in()?;
                 if kept > 0 {
                     return Poll::Ready(Ok(()));
                 }
@@ -711,6 +758,7 @@ impl AsyncRead for WatchedSocket {
                 .framing
                 .feed_filtered(&mut rewriting.inbound, &this.state);
             rewriting.inbound.truncate(kept);
+            this.refuse_copy_in()?;
             // All of it taken out (a ParseComplete): read on.
         }
     }

@@ -1095,3 +1095,75 @@ async fn a_plan_outdated_by_ddl_fails_once_not_forever() {
         1
     );
 }
+
+/// `what`, failing the test past ten seconds.
+async fn bounded<F: std::future::Future>(
+    what: F,
+) -> Result<F::Output, tokio::time::error::Elapsed> {
+    tokio::time::timeout(Duration::from_secs(10), what).await
+}
+
+/// `COPY .. FROM STDIN` makes the server wait for data the driver never
+/// sends: the statement fails at once, saying why, and its connection is
+/// closed, not handed on waiting. The pool's next statement runs.
+#[tokio::test]
+async fn a_copy_from_the_client_fails_and_leaves_no_waiting_connection() {
+    let s = common::setup_with(EngineOptions::new().max_size(1)).await;
+    s.engine
+        .status(gino::text("CREATE TABLE copied (n int)"))
+        .await
+        .unwrap();
+    let copy = bounded(s.engine.status(gino::text("COPY copied FROM STDIN")))
+        .await
+        .expect("no wait for COPY data");
+    let err = copy.unwrap_err();
+    assert!(err.to_string().contains("COPY"), "{err}");
+    let one: i32 = bounded(s.engine.one(diesel::select(sql::<Integer>("1"))))
+        .await
+        .expect("the pool's connection is not stuck")
+        .unwrap();
+    assert_eq!(one, 1);
+    // On a connection of one's own, in a transaction: its next statement
+    // fails at once too, the connection being gone.
+    let conn = s.engine.acquire().await.unwrap();
+    let tx = conn.begin().await.unwrap();
+    assert!(
+        conn.status(gino::text("COPY copied FROM STDIN"))
+            .await
+            .is_err()
+    );
+    let next = bounded(conn.one::<i32, _>(diesel::select(sql::<Integer>("1"))))
+        .await
+        .expect("no wait behind the COPY");
+    assert!(next.is_err());
+    drop(tx);
+    drop(conn);
+    let copied: i64 = s
+        .engine
+        .one(diesel::select(sql::<diesel::sql_types::BigInt>(
+            "count(*) FROM copied",
+        )))
+        .await
+        .unwrap();
+    assert_eq!(copied, 0);
+}
+
+/// Other statements refused as a feature PostgreSQL lacks (0A000, here a
+/// row lock with `DISTINCT`) leave nothing behind: their connection goes
+/// back to the pool, not closed as one with an outdated plan is.
+#[tokio::test]
+async fn an_unsupported_feature_error_keeps_the_connection() {
+    let setup = common::setup_with(EngineOptions::new().max_size(1)).await;
+    let pid = || diesel::select(sql::<Integer>("pg_backend_pid()"));
+    let before: i32 = setup.engine.one(pid()).await.unwrap();
+    let refused = setup
+        .engine
+        .status(gino::text(
+            "SELECT DISTINCT relname FROM pg_class FOR UPDATE",
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.sqlstate(), Some("0A000"), "{refused:?}");
+    let after: i32 = setup.engine.one(pid()).await.unwrap();
+    assert_eq!(before, after, "the same connection, pooled again");
+}

@@ -2220,3 +2220,41 @@ async fn a_block_ending_under_another_tasks_block_leaves_no_level_open() {
     Arc::into_inner(conn).unwrap().release().await.unwrap();
     common::assert_pool_clean(e).await;
 }
+
+/// A statement that fails on the client while its reply still streams in
+/// (a NULL row for an `i32`, rows behind it), and carries the
+/// transaction's `BEGIN` to the server: the transaction is open there,
+/// though no error came from it. Its rollback must roll it back, and a
+/// later statement must not run inside what is left of it.
+#[tokio::test]
+async fn a_client_side_failure_mid_reply_leaves_the_transaction_known() {
+    let (s, other) = items_setup(EngineOptions::new()).await;
+    diesel::table! { vals (id) { id -> Integer, x -> Integer } }
+    s.engine
+        .status(diesel::sql_query(
+            "CREATE TABLE vals AS SELECT g AS id, CASE WHEN g = 1 THEN NULL ELSE g END AS x \
+             FROM generate_series(1, 500000) AS g",
+        ))
+        .await
+        .unwrap();
+    let conn = s.engine.acquire().await.unwrap();
+    let undecodable = || vals::table.select(vals::x).order_by(vals::id);
+    // Prepared once before, so that the statement's own round trip, not
+    // its prepare, is the one that carries the `BEGIN`.
+    assert!(undecodable().gino().bind(&conn).all::<i32>().await.is_err());
+    let tx = conn.begin().await.unwrap();
+    let failed = undecodable().gino().bind(&conn).all::<i32>().await;
+    assert!(failed.is_err(), "a NULL for an i32");
+    tx.rollback().await.unwrap();
+    add(&conn, "after the rollback").await.unwrap();
+    conn.release().await.unwrap();
+    let names: Vec<String> = other
+        .all(diesel::select(sql::<st::Text>("name FROM items")))
+        .await
+        .unwrap();
+    assert_eq!(
+        names,
+        ["after the rollback"],
+        "it ran on its own, and stayed"
+    );
+}

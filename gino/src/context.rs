@@ -137,13 +137,35 @@ pub(crate) struct Registration {
 }
 
 impl Stack {
-    /// The stack new reusable connections of this task go on.
-    fn current() -> Arc<Stack> {
+    /// The stack of this task outside any scope, if it has one.
+    fn unscoped() -> Option<Arc<Stack>> {
+        if UNSCOPED_STACKS.load(Ordering::Acquire) == 0 {
+            return None;
+        }
+        lock(unscoped()).get(&TaskKey::current()).cloned()
+    }
+
+    /// Puts a reusable connection on this task's context: its scope's
+    /// stack, or outside any scope the task's own.
+    pub(crate) fn register(engine_id: u64, root: Arc<Root>) -> Registration {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        let id = NEXT.fetch_add(1, Ordering::Relaxed);
+        let entry = Entry {
+            id,
+            engine_id,
+            root,
+        };
         if let Ok(stack) = SCOPE.try_with(|scope| scope.stack().clone()) {
-            return stack;
+            lock(&stack.entries).push(entry);
+            return Registration { stack, id };
         }
         let owner = TaskKey::current();
-        lock(unscoped())
+        // Pushed under the table's lock: the last registration of the
+        // task's stack, dropped meanwhile on another thread, forgets the
+        // stack only if it finds it empty under that lock, so the entry
+        // never lands on a stack no longer on record.
+        let mut table = lock(unscoped());
+        let stack = table
             .entry(owner)
             .or_insert_with(|| {
                 UNSCOPED_STACKS.fetch_add(1, Ordering::AcqRel);
@@ -155,27 +177,9 @@ impl Stack {
                     entries: Mutex::new(Vec::new()),
                 })
             })
-            .clone()
-    }
-
-    /// The stack of this task outside any scope, if it has one.
-    fn unscoped() -> Option<Arc<Stack>> {
-        if UNSCOPED_STACKS.load(Ordering::Acquire) == 0 {
-            return None;
-        }
-        lock(unscoped()).get(&TaskKey::current()).cloned()
-    }
-
-    /// Puts a reusable connection on this task's context.
-    pub(crate) fn register(engine_id: u64, root: Arc<Root>) -> Registration {
-        static NEXT: AtomicU64 = AtomicU64::new(1);
-        let id = NEXT.fetch_add(1, Ordering::Relaxed);
-        let stack = Stack::current();
-        lock(&stack.entries).push(Entry {
-            id,
-            engine_id,
-            root,
-        });
+            .clone();
+        lock(&stack.entries).push(entry);
+        drop(table);
         Registration { stack, id }
     }
 

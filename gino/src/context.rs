@@ -230,7 +230,12 @@ impl Stack {
         root: Arc<Root>,
         fut: F,
     ) -> ReuseScope<F> {
-        Stack::scope_opened_by(engine_id, root, None, fut)
+        let base = Base {
+            engine_id,
+            root,
+            level: None,
+        };
+        Stack::open(base, fut)
     }
 
     /// [`scope`](Self::scope) for the block of the managed transaction
@@ -247,31 +252,35 @@ impl Stack {
                 root,
                 level: Some(level),
             },
-            None,
             fut,
         )
     }
 
-    /// [`scope`](Self::scope), remembering what opened it.
-    pub(crate) fn scope_opened_by<F: std::future::Future>(
+    /// A web request's scope: `fut` with `root` made reusable, opened by
+    /// `opener`. It sees no connection of the code that made it, as a
+    /// spawned task would not: a request future may be made in one task
+    /// and run in another, and the context it would take at its making is
+    /// the first's.
+    pub(crate) fn request_scope<F: std::future::Future>(
         engine_id: u64,
         root: Arc<Root>,
-        opener: Option<Opener>,
+        opener: Opener,
         fut: F,
     ) -> ReuseScope<F> {
-        let base = Base {
-            engine_id,
-            root,
-            level: None,
+        let scope = Scope {
+            base: Some(Base {
+                engine_id,
+                root,
+                level: None,
+            }),
+            parent: None,
+            stack: OnceCell::new(),
+            opener: Some(opener),
         };
-        Stack::open(base, opener, fut)
+        SCOPE.scope(scope, fut)
     }
 
-    fn open<F: std::future::Future>(
-        mut base: Base,
-        opener: Option<Opener>,
-        fut: F,
-    ) -> ReuseScope<F> {
+    fn open<F: std::future::Future>(mut base: Base, fut: F) -> ReuseScope<F> {
         let parent = match SCOPE.try_with(|scope| scope.stack().clone()) {
             Ok(stack) => Some(stack),
             Err(_) => Stack::unscoped(),
@@ -286,7 +295,7 @@ impl Stack {
             base: Some(base),
             parent,
             stack: OnceCell::new(),
-            opener,
+            opener: None,
         };
         SCOPE.scope(scope, fut)
     }

@@ -559,7 +559,14 @@ impl Root {
 
     /// Whether a raw connection is borrowed right now.
     pub(crate) async fn has_raw(&self) -> bool {
-        self.slot().await.has_raw()
+        // Through the guard: a root released meanwhile (dropped on another
+        // thread while this held the lock) gives its connection back when
+        // the lock ends.
+        SlotGuard {
+            root: self,
+            slot: self.slot().await,
+        }
+        .has_raw()
     }
 
     /// Borrows for a lazy root now, waiting for the pool at most

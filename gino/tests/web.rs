@@ -383,3 +383,32 @@ async fn an_extension_serves_again_after_a_close() {
         "the second close closed the second pool"
     );
 }
+
+/// A request future made in one task and run in another (spawned) sees
+/// none of the first task's reusable connections: a request starts with a
+/// context of its own, as a spawned task does, whoever made it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_made_in_one_task_and_run_in_another_sees_none_of_the_first() {
+    let database = TestDatabase::create().await;
+    let extension = extension(&database).await;
+    let other = gino::create_engine(database.url(), gino::EngineOptions::new())
+        .await
+        .unwrap();
+    let held = other.acquire().await.unwrap();
+    assert!(other.current_connection().is_some(), "this task's");
+    let in_request = other.clone();
+    let request = extension.request().run(async move {
+        let conn = in_request.acquire().reuse(true).await.unwrap();
+        let reusing = conn.is_reusing();
+        conn.release().await.unwrap();
+        reusing
+    });
+    let reused = tokio::spawn(request).await.unwrap();
+    assert!(
+        !reused,
+        "the request reused a connection of the task that made it"
+    );
+    held.release().await.unwrap();
+    other.close().await;
+    extension.close().await;
+}

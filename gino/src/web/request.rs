@@ -218,7 +218,7 @@ impl RequestScope {
             Some(conn) => {
                 let opener: Opener = conn.clone();
                 let (engine_id, root) = (conn.engine().id(), conn.root.clone());
-                Either::Left(Stack::scope_opened_by(engine_id, root, Some(opener), fut))
+                Either::Left(Stack::request_scope(engine_id, root, opener, fut))
             }
             None => Either::Right(CURRENT.scope(Current { db: in_flight.db() }, fut)),
         };

@@ -169,6 +169,17 @@ impl<'a> Bind<'a> {
         }
     }
 
+    /// Whether the engine this place runs on has read replicas (where
+    /// what a query's SQL does decides something).
+    pub(crate) fn has_replicas(self) -> bool {
+        crate::engine::any_replicas()
+            && match self.resolve() {
+                Ok(Resolved::Engine(engine)) => engine.has_replicas(),
+                Ok(Resolved::Connection(conn)) => conn.engine().has_replicas(),
+                Err(_) => false,
+            }
+    }
+
     /// Runs a statement that only reads: on a read replica when the place
     /// is an engine with replicas and the task's contextual connection of
     /// it (if any) has not pinned its reads (a write or a transaction ran
@@ -255,14 +266,17 @@ fn routes() -> &'static HashMap<&'static str, Option<&'static Gino>> {
 pub(crate) enum SqlKind {
     /// A plain `SELECT`: a replica may answer it.
     Read,
-    /// A `SELECT` that takes row locks (`FOR UPDATE`, `FOR SHARE`, ...):
-    /// the primary's, but it writes nothing.
+    /// A read gino sends to the primary all the same, which writes
+    /// nothing: a `SELECT` that takes row locks (`FOR UPDATE`, `FOR SHARE`,
+    /// ...), or a query that is no plain `SELECT` (a union in parentheses,
+    /// a `WITH` that only reads, `VALUES`, `TABLE`).
     Lock,
-    /// Anything else, a `WITH` included (it may hold a write), and a
-    /// `SELECT` that steps a sequence or calls `set_config` or an
-    /// advisory-lock function (which a standby runs as readily as the
-    /// primary, but for the wrong server): the primary's, and a write for
-    /// read-your-writes whatever its command tag.
+    /// A statement that changes data (anything but a query, a `WITH`
+    /// holding an `INSERT`, `UPDATE`, `DELETE` or `MERGE`, `SELECT ..
+    /// INTO`), or a `SELECT` that steps a sequence or calls `set_config`
+    /// or an advisory-lock function (which a standby runs as readily as
+    /// the primary, but for the wrong server): the primary's, and a write
+    /// for read-your-writes whatever its command tag.
     Write,
 }
 
@@ -287,7 +301,8 @@ pub(crate) fn sql_kind<Q: QueryFragment<Pg> + QueryId>(query: &Q) -> SqlKind {
         }
         upper.make_ascii_uppercase();
         let has = |markers: &[&str]| markers.iter().any(|m| upper.contains(m));
-        if !upper.starts_with("SELECT")
+        // What changes data is what a cursor cannot be declared for.
+        if !crate::cursor::can_declare(sql)
             || has(&[
                 "NEXTVAL(",
                 "NEXTVAL (",
@@ -300,12 +315,14 @@ pub(crate) fn sql_kind<Q: QueryFragment<Pg> + QueryId>(query: &Q) -> SqlKind {
             ])
         {
             SqlKind::Write
-        } else if has(&[
-            "FOR UPDATE",
-            "FOR NO KEY UPDATE",
-            "FOR SHARE",
-            "FOR KEY SHARE",
-        ]) {
+        } else if !upper.starts_with("SELECT")
+            || has(&[
+                "FOR UPDATE",
+                "FOR NO KEY UPDATE",
+                "FOR SHARE",
+                "FOR KEY SHARE",
+            ])
+        {
             SqlKind::Lock
         } else {
             SqlKind::Read
@@ -622,11 +639,17 @@ mod tests {
     }
 
     #[test]
-    fn a_with_is_a_write_whatever_it_selects() {
+    fn a_query_writes_when_it_changes_data_whatever_it_selects() {
         assert_eq!(
             kind("WITH ins AS (INSERT INTO t VALUES (1) RETURNING n) SELECT n FROM ins"),
             SqlKind::Write
         );
-        assert_eq!(kind("with x as (select 1) select * from x"), SqlKind::Write);
+        assert_eq!(kind("SELECT 1 AS n INTO made"), SqlKind::Write);
+        assert_eq!(kind("UPDATE t SET n = 1"), SqlKind::Write);
+        // Reads, on the primary all the same.
+        assert_eq!(kind("with x as (select 1) select * from x"), SqlKind::Lock);
+        assert_eq!(kind("(SELECT 1) UNION (SELECT 2)"), SqlKind::Lock);
+        assert_eq!(kind("VALUES (1), (2)"), SqlKind::Lock);
+        assert_eq!(kind("SELECT 'INSERT INTO t' AS text"), SqlKind::Read);
     }
 }

@@ -713,11 +713,12 @@ impl Engine {
     ///   connection, `engine.acquire()` made reusable), once a write or a
     ///   transaction ran on it, later reads of that scope run on it too,
     ///   on the primary. A write is a statement whose command tag is not
-    ///   `SELECT`, one whose SQL shows a write (a `WITH`, as in `WITH ..
-    ///   INSERT .. SELECT`, `set_config`, `nextval`; a row lock is none),
-    ///   and anything run with
-    ///   `status()` (`CREATE TABLE .. AS` and `SELECT .. INTO` end with a
-    ///   `SELECT` tag);
+    ///   `SELECT`, one whose SQL shows a write (`WITH .. INSERT ..
+    ///   SELECT`, `SELECT .. INTO`, `set_config`, `nextval`; a row lock or
+    ///   a `WITH` that only reads is none),
+    ///   and anything run for its effect: with `status()` or
+    ///   `status_and_all()` (`CREATE TABLE .. AS` ends with a `SELECT`
+    ///   tag), or by a closure on the raw connection (`Connection::run`);
     /// - a task (a tokio task, or a thread outside one) that wrote through
     ///   the engine, or on a connection (as soon as the write is
     ///   committed, while the connection is still held), or whose request

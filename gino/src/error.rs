@@ -472,6 +472,20 @@ impl fmt::Display for DatabaseError {
 impl std::error::Error for DatabaseError {}
 
 impl DatabaseError {
+    /// An error of gino's own with a SQLSTATE, for what the server would
+    /// refuse the same way: `code` and `message`, nothing else.
+    pub(crate) fn refused(code: &str, message: &str) -> Self {
+        DatabaseError {
+            code: code.to_owned(),
+            message: message.to_owned(),
+            detail: None,
+            hint: None,
+            table: None,
+            column: None,
+            constraint: None,
+        }
+    }
+
     pub(crate) fn from_postgres(db: &tokio_postgres::error::DbError) -> Self {
         DatabaseError {
             code: db.code().code().to_owned(),

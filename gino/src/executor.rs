@@ -318,13 +318,13 @@ impl<'a, Q> Executor<'a, Q> {
         self
     }
 
-    /// What this query's SQL does, where that decides something (an
-    /// engine has read replicas): a read sent to the primary with
-    /// [`primary`](Self::primary) is one as a row lock is, the primary's
-    /// and no write.
-    fn sql_kind(&self) -> Option<SqlKind> {
+    /// What this query's SQL does, where that decides something (`place`
+    /// runs on an engine with read replicas): a read sent to the primary
+    /// with [`primary`](Self::primary) is one as a row lock is, the
+    /// primary's and no write.
+    fn sql_kind(&self, place: Bind<'_>) -> Option<SqlKind> {
         let kind = self.kind?;
-        if !crate::engine::any_replicas() {
+        if !place.has_replicas() {
             return None;
         }
         Some(match kind(&self.query) {
@@ -445,7 +445,7 @@ impl<'a, Q> Executor<'a, Q> {
         U: Send + 'static,
     {
         let place = self.place();
-        let kind = self.sql_kind();
+        let kind = self.sql_kind(place);
         run_loading(
             place,
             self.time_limit(),
@@ -476,7 +476,7 @@ impl<'a, Q> Executor<'a, Q> {
         U: Send + 'static,
     {
         let place = self.place();
-        let kind = self.sql_kind();
+        let kind = self.sql_kind(place);
         run_loading(place, self.time_limit(), kind, Load::all(self.query)).await
     }
 

@@ -30,7 +30,7 @@ use futures_util::{FutureExt, StreamExt, TryStreamExt};
 use tokio::time::Instant;
 
 use crate::drive::drive;
-use crate::error::{Error, Result};
+use crate::error::{DatabaseError, Error, Result};
 use crate::pool::{CANCEL_GRACE, PgConn, cancel_and_wait};
 use crate::wire::{TxStatus, WireState};
 
@@ -272,7 +272,9 @@ pub(crate) async fn run_statement<R, S: Statement<R>>(
         }
         result.map_err(|e| {
             if wire.copy_in_refused() {
-                return Error::Connection(crate::wire::COPY_IN_REFUSED.to_owned());
+                // Not a lost connection: trying again fails the same way.
+                let refused = DatabaseError::refused("0A000", crate::wire::COPY_IN_REFUSED);
+                return Error::Database(Box::new(refused));
             }
             let error = Error::from_diesel(e, wire.error_code());
             if error.is_connection_lost() && wire.bytes_sent() == sent_before {

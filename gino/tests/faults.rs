@@ -1118,6 +1118,9 @@ async fn a_copy_from_the_client_fails_and_leaves_no_waiting_connection() {
         .expect("no wait for COPY data");
     let err = copy.unwrap_err();
     assert!(err.to_string().contains("COPY"), "{err}");
+    // A misuse, not an outage: trying again would fail the same way.
+    assert_eq!(err.sqlstate(), Some("0A000"), "{err:?}");
+    assert!(!err.is_retryable() && !err.is_connection_lost(), "{err:?}");
     let one: i32 = bounded(s.engine.one(diesel::select(sql::<Integer>("1"))))
         .await
         .expect("the pool's connection is not stuck")

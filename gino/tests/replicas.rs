@@ -935,6 +935,27 @@ async fn writes_tagged_select_or_on_a_held_connection_are_read_back() {
     .await;
     assert_eq!(seen, (2, 3), "writes of a held connection");
 
+    // A closure on the raw connection may write whatever its last tag.
+    let writer = fresh_task(&engine);
+    let seen = elsewhere(async move {
+        let engine = writer.await;
+        let conn = engine.acquire().reusable(false).await.unwrap();
+        conn.run(|c| {
+            Box::pin(async move {
+                use diesel_async::SimpleAsyncConnection;
+                c.batch_execute("INSERT INTO seen VALUES (4); SELECT 1")
+                    .await
+            })
+        })
+        .await
+        .unwrap();
+        let seen = rows(engine.clone()).await;
+        conn.release().await.unwrap();
+        seen
+    })
+    .await;
+    assert_eq!(seen, 4, "a closure's write");
+
     // A request's `set_config(.., false)`: its later reads are the
     // primary's, on the connection that has the setting.
     let (before, setting, after) = elsewhere(extension.request().run(async move {

@@ -169,15 +169,7 @@ mod tests {
     use crate::error::DatabaseError;
 
     fn server_error(code: &str) -> Error {
-        Error::Database(Box::new(DatabaseError {
-            code: code.to_owned(),
-            message: "from the server".to_owned(),
-            detail: None,
-            hint: None,
-            table: None,
-            column: None,
-            constraint: None,
-        }))
+        Error::Database(Box::new(DatabaseError::refused(code, "from the server")))
     }
 
     #[test]

@@ -8,7 +8,9 @@
 //! thread, for code driven by `block_on`), so a plain
 //! `let conn = engine.acquire().await?` is seen by later calls in the same
 //! task without a closure. Spawned tasks start with an empty context either
-//! way, and an entry disappears when its connection is released or dropped.
+//! way, and so does a web request's scope (whichever task made its future,
+//! it sees none of that task's connections); an entry disappears when its
+//! connection is released or dropped.
 //! Futures joined in one task share its unscoped context, as coroutines of
 //! one asyncio task share GINO's; [`Stack::isolated`] (the public
 //! `gino::own_context`) gives one future a context of its own.
@@ -79,6 +81,24 @@ pub(crate) struct Found {
 pub(crate) type Opener = Arc<dyn Any + Send + Sync>;
 
 impl Scope {
+    /// `fut` in a scope of `base` (none for a scope of its own) inside
+    /// `parent`'s context, opened by `opener`; its stack is made later, if
+    /// ever.
+    fn enter<F: std::future::Future>(
+        base: Option<Base>,
+        parent: Option<Arc<Stack>>,
+        opener: Option<Opener>,
+        fut: F,
+    ) -> ReuseScope<F> {
+        let scope = Scope {
+            base,
+            parent,
+            stack: OnceCell::new(),
+            opener,
+        };
+        SCOPE.scope(scope, fut)
+    }
+
     fn stack(&self) -> &Arc<Stack> {
         self.stack.get_or_init(|| {
             Arc::new(Stack {
@@ -267,17 +287,12 @@ impl Stack {
         opener: Opener,
         fut: F,
     ) -> ReuseScope<F> {
-        let scope = Scope {
-            base: Some(Base {
-                engine_id,
-                root,
-                level: None,
-            }),
-            parent: None,
-            stack: OnceCell::new(),
-            opener: Some(opener),
+        let base = Base {
+            engine_id,
+            root,
+            level: None,
         };
-        SCOPE.scope(scope, fut)
+        Scope::enter(Some(base), None, Some(opener), fut)
     }
 
     fn open<F: std::future::Future>(mut base: Base, fut: F) -> ReuseScope<F> {
@@ -291,26 +306,14 @@ impl Stack {
             // wait for the block to end.
             base.level = parent.as_deref().and_then(|p| p.level_of(&base.root));
         }
-        let scope = Scope {
-            base: Some(base),
-            parent,
-            stack: OnceCell::new(),
-            opener: None,
-        };
-        SCOPE.scope(scope, fut)
+        Scope::enter(Some(base), parent, None, fut)
     }
 
     /// `fut` with a context of its own, empty to begin with: it sees none
     /// of the connections around it, as a spawned task would not, and the
     /// connections it acquires are seen by no one else.
     pub(crate) fn isolated<F: std::future::Future>(fut: F) -> ReuseScope<F> {
-        let scope = Scope {
-            base: None,
-            parent: None,
-            stack: OnceCell::new(),
-            opener: None,
-        };
-        SCOPE.scope(scope, fut)
+        Scope::enter(None, None, None, fut)
     }
 
     /// The managed level of the innermost scope, from this one outwards,

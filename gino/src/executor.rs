@@ -438,8 +438,7 @@ impl<'a, Q> Executor<'a, Q> {
         Compiled::of(&self.query)
     }
 
-    /// At most `limit` rows: the server is asked for no more.
-    pub(crate) async fn load_some<'q, U>(self, limit: u32) -> Result<Vec<U>>
+    async fn load_some<'q, U>(self, limit: u32) -> Result<Vec<U>>
     where
         Q: Loadable<'q, U>,
         U: Send + 'static,

@@ -94,10 +94,11 @@ pub trait Loader: Send {
     /// One assembled result.
     type Output: Send + 'static;
 
-    /// Whether each row makes exactly one output, as [`PerRow`]'s loaders
-    /// do: [`one`](Load::one) and [`one_or_none`](Load::one_or_none) then
-    /// ask the server for two rows at most, as the executor's own do,
-    /// rather than reading every row to count the results.
+    /// Whether each row makes exactly one output, as gino's [`PerRow`]
+    /// loaders do (a loader of one's own says so by setting it):
+    /// [`one`](Load::one) and [`one_or_none`](Load::one_or_none) then ask
+    /// the server for two rows at most, as the executor's own do, rather
+    /// than reading every row to count the results.
     const ONE_PER_ROW: bool = false;
 
     /// Assembles rows, in their order. A loader can be used again, e.g. on
@@ -909,12 +910,11 @@ where
     /// # gino_testkit::doc::run(demo);
     /// ```
     pub async fn one_or_none(mut self) -> Result<Option<L::Output>> {
-        let mut outputs = if L::ONE_PER_ROW {
-            let rows = self.executor.load_some::<L::Row>(2).await?;
-            self.loader.load(rows)
-        } else {
-            self.all().await?
-        };
+        if L::ONE_PER_ROW {
+            let row = self.executor.one_or_none::<L::Row>().await?;
+            return Ok(row.and_then(|row| self.loader.load(vec![row]).pop()));
+        }
+        let mut outputs = self.all().await?;
         if outputs.len() > 1 {
             return Err(Error::MultipleResultsFound);
         }

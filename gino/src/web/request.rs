@@ -173,6 +173,10 @@ impl RequestScope {
     /// # gino_testkit::doc::run(demo);
     /// ```
     ///
+    /// The request starts with a context of its own, as a spawned task
+    /// does: its implicit queries find the request's connection, and none
+    /// of the reusable connections of the code that made the future.
+    ///
     /// The future is written by hand rather than by `async`, so that a web
     /// crate can name it as its service's future without boxing it: every
     /// request pays for whatever its scope allocates and moves.

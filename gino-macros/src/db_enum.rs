@@ -41,8 +41,10 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
         ));
     };
     let mut type_name = snake_case(&name.to_string());
+    let mut seen = Vec::new();
     for attr in input.attrs.iter().filter(|a| a.path().is_ident("gino")) {
         attr.parse_nested_meta(|meta| {
+            crate::model::given_once(&mut seen, &meta)?;
             if meta.path.is_ident("type_name") {
                 type_name = meta.value()?.parse::<LitStr>()?.value();
                 Ok(())
@@ -61,8 +63,10 @@ pub fn expand(input: DeriveInput) -> Result<TokenStream> {
             ));
         }
         let mut label = snake_case(&variant.ident.to_string());
+        let mut seen = Vec::new();
         for attr in variant.attrs.iter().filter(|a| a.path().is_ident("gino")) {
             attr.parse_nested_meta(|meta| {
+                crate::model::given_once(&mut seen, &meta)?;
                 if meta.path.is_ident("rename") {
                     label = meta.value()?.parse::<LitStr>()?.value();
                     Ok(())

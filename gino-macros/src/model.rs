@@ -236,7 +236,7 @@ fn parse_model_attrs(input: &DeriveInput) -> Result<ModelAttrs> {
 
 /// Refuses an attribute key that `seen` (the keys of one item's
 /// attributes so far) already holds: the later value would silently win.
-fn given_once(seen: &mut Vec<String>, meta: &syn::meta::ParseNestedMeta) -> Result<()> {
+pub(crate) fn given_once(seen: &mut Vec<String>, meta: &syn::meta::ParseNestedMeta) -> Result<()> {
     let Some(key) = meta.path.get_ident().map(ToString::to_string) else {
         return Ok(());
     };
@@ -284,7 +284,9 @@ fn parse_table_attrs(input: &DeriveInput, declarer: Declarer) -> Result<ModelAtt
                     columns: Vec::new(),
                     unique: false,
                 };
+                let mut item_keys = Vec::new();
                 meta.parse_nested_meta(|m| {
+                    given_once(&mut item_keys, &m)?;
                     if m.path.is_ident("name") {
                         index.name = Some(lit_str(&m)?);
                     } else if m.path.is_ident("columns") {
@@ -311,7 +313,9 @@ fn parse_table_attrs(input: &DeriveInput, declarer: Declarer) -> Result<ModelAtt
                     name: None,
                     columns: Vec::new(),
                 };
+                let mut item_keys = Vec::new();
                 meta.parse_nested_meta(|m| {
+                    given_once(&mut item_keys, &m)?;
                     if m.path.is_ident("name") {
                         unique.name = Some(lit_str(&m)?);
                     } else if m.path.is_ident("columns") {
@@ -333,7 +337,9 @@ fn parse_table_attrs(input: &DeriveInput, declarer: Declarer) -> Result<ModelAtt
                     name: None,
                     expression: String::new(),
                 };
+                let mut item_keys = Vec::new();
                 meta.parse_nested_meta(|m| {
+                    given_once(&mut item_keys, &m)?;
                     if m.path.is_ident("name") {
                         check.name = Some(lit_str(&m)?);
                     } else if m.path.is_ident("expr") {
@@ -350,7 +356,9 @@ fn parse_table_attrs(input: &DeriveInput, declarer: Declarer) -> Result<ModelAtt
             } else if meta.path.is_ident("foreign_key") {
                 let (mut name, mut columns, mut references) = (None, Vec::new(), None);
                 let (mut on_delete, mut on_update) = (None, None);
+                let mut item_keys = Vec::new();
                 meta.parse_nested_meta(|m| {
+                    given_once(&mut item_keys, &m)?;
                     if m.path.is_ident("name") {
                         name = Some(lit_str(&m)?);
                     } else if m.path.is_ident("columns") {

@@ -636,6 +636,16 @@ impl<T> QueryId for Lookup<T> {
 /// }
 /// ```
 ///
+/// ```compile_fail
+/// # use gino::prelude::*;
+/// #[derive(Model, Debug, Clone)]
+/// #[gino(table = "notes", index(name = "a", name = "b", columns(id)))] // error: `name` twice
+/// pub struct Note {
+///     #[gino(primary_key)]
+///     pub id: i32,
+/// }
+/// ```
+///
 /// Two fields cannot map to one column (GINO refuses it when the model is
 /// declared, as the derive does at compile time):
 ///

@@ -281,6 +281,7 @@ impl Stack {
     /// spawned task would not: a request future may be made in one task
     /// and run in another, and the context it would take at its making is
     /// the first's.
+    #[cfg(feature = "web")]
     pub(crate) fn request_scope<F: std::future::Future>(
         engine_id: u64,
         root: Arc<Root>,

@@ -64,6 +64,20 @@ impl Replicated {
             .acquire_timeout(Duration::from_secs(2))
     }
 
+    /// A web extension of its own database handle, with the standby as
+    /// its replica (`DB_REPLICA_DSNS`), connected: the handle, the
+    /// extension, and its engine.
+    async fn web(&self) -> (&'static Gino, Extension, Engine) {
+        let db: &'static Gino = Box::leak(Box::new(Gino::secondary()));
+        let mut settings = Settings::default();
+        settings.dsn = Some(self.primary.url_for("postgres"));
+        settings.replica_dsns = vec![self.standby.url_for("postgres")];
+        settings.pool_min_size = 0;
+        let extension = Extension::new(db, settings);
+        let engine = extension.connect().await.unwrap();
+        (db, extension, engine)
+    }
+
     /// An engine whose checks are too rare to notice anything: only reads
     /// find out that the standby is gone.
     async fn engine_without_checks(&self) -> Engine {
@@ -119,6 +133,18 @@ async fn create_seen(engine: &Engine) {
             .unwrap()
     })
     .await;
+}
+
+/// How many rows `seen` has, read as the task's reads go on `engine`.
+async fn seen_rows(engine: &Engine) -> i64 {
+    diesel::select(sql::<diesel::sql_types::BigInt>(
+        "(SELECT count(*) FROM seen)",
+    ))
+    .gino()
+    .bind(engine)
+    .one()
+    .await
+    .unwrap()
 }
 
 fn in_rotation(engine: &Engine) -> bool {
@@ -209,13 +235,7 @@ async fn reads_go_to_the_standby_and_everything_else_to_the_primary() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_reads_its_own_writes() {
     let servers = Replicated::start();
-    let db: &'static Gino = Box::leak(Box::new(Gino::secondary()));
-    let mut settings = Settings::default();
-    settings.dsn = Some(servers.primary.url_for("postgres"));
-    settings.replica_dsns = vec![servers.standby.url_for("postgres")];
-    settings.pool_min_size = 0;
-    let extension = Extension::new(db, settings);
-    let engine = extension.connect().await.unwrap();
+    let (db, extension, engine) = servers.web().await;
     assert!(
         engine.routing().is_some(),
         "DB_REPLICA_DSNS reach the engine"
@@ -568,17 +588,8 @@ async fn stopping_the_standby_under_load_loses_no_read() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_reads_its_own_writes_without_a_scope() {
-    use diesel::sql_types::BigInt;
     let servers = Replicated::start();
     let engine = servers.engine(servers.options()).await;
-    let rows = |engine: Engine| async move {
-        diesel::select(sql::<BigInt>("(SELECT count(*) FROM seen)"))
-            .gino()
-            .bind(&engine)
-            .one::<i64>()
-            .await
-            .unwrap()
-    };
     create_seen(&engine).await;
     // The standby stops replaying but stays within the lag bound, in
     // rotation: exactly where a read could miss a write just made.
@@ -593,7 +604,7 @@ async fn a_task_reads_its_own_writes_without_a_scope() {
             .status(diesel::sql_query("INSERT INTO seen VALUES (1)"))
             .await
             .unwrap();
-        let after_statement = (on_standby(&writer).await, rows(writer.clone()).await);
+        let after_statement = (on_standby(&writer).await, seen_rows(&writer).await);
         writer
             .transaction(async {
                 writer
@@ -603,7 +614,7 @@ async fn a_task_reads_its_own_writes_without_a_scope() {
             })
             .await
             .unwrap();
-        let after_transaction = (on_standby(&writer).await, rows(writer.clone()).await);
+        let after_transaction = (on_standby(&writer).await, seen_rows(&writer).await);
         (after_statement, after_transaction)
     })
     .await
@@ -617,7 +628,8 @@ async fn a_task_reads_its_own_writes_without_a_scope() {
     // A task that wrote nothing still reads on the standby, which has
     // not replayed the rows.
     let other = engine.clone();
-    let elsewhere = tokio::spawn(async move { (on_standby(&other).await, rows(other).await) });
+    let elsewhere =
+        tokio::spawn(async move { (on_standby(&other).await, seen_rows(&other).await) });
     assert_eq!(elsewhere.await.unwrap(), (true, 0));
     assert!(in_rotation(&engine));
 
@@ -633,12 +645,16 @@ async fn a_task_reads_its_own_writes_without_a_scope() {
             .status(diesel::sql_query("INSERT INTO seen VALUES (3)"))
             .await
             .unwrap();
-        assert_eq!(rows(writer.clone()).await, 3);
+        assert_eq!(seen_rows(&writer).await, 3);
         eventually("the standby has replayed the write", || async {
             on_standby(&writer).await
         })
         .await;
-        assert_eq!(rows(writer).await, 3, "the standby has all three rows");
+        assert_eq!(
+            seen_rows(&writer).await,
+            3,
+            "the standby has all three rows"
+        );
     })
     .await
     .unwrap();
@@ -843,28 +859,14 @@ async fn a_read_that_writes_runs_on_the_primary() {
 /// would miss them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_tagged_select_or_on_a_held_connection_are_read_back() {
-    use diesel::sql_types::{BigInt, Integer, Nullable, Text};
+    use diesel::sql_types::{Integer, Nullable, Text};
     let servers = Replicated::start();
-    let db: &'static Gino = Box::leak(Box::new(Gino::secondary()));
-    let mut settings = Settings::default();
-    settings.dsn = Some(servers.primary.url_for("postgres"));
-    settings.replica_dsns = vec![servers.standby.url_for("postgres")];
-    settings.pool_min_size = 0;
-    let extension = Extension::new(db, settings);
-    let engine = extension.connect().await.unwrap();
+    let (db, extension, engine) = servers.web().await;
     create_seen(&engine).await;
     servers
         .standby
         .execute("SELECT pg_wal_replay_pause()")
         .unwrap();
-    let rows = |bind: Engine| async move {
-        diesel::select(sql::<BigInt>("(SELECT count(*) FROM seen)"))
-            .gino()
-            .bind(&bind)
-            .one::<i64>()
-            .await
-            .unwrap()
-    };
     // Each case in a task of its own, which has written nothing before:
     // its first read is the standby's.
     let fresh_task = |engine: &Engine| {
@@ -888,7 +890,7 @@ async fn writes_tagged_select_or_on_a_held_connection_are_read_back() {
             .await
             .unwrap();
         assert_eq!(inserted, [1]);
-        (rows(engine.clone()).await, !on_standby(&engine).await)
+        (seen_rows(&engine).await, !on_standby(&engine).await)
     })
     .await;
     assert_eq!((read_back, on_primary), (1, true), "a WITH that inserts");
@@ -920,7 +922,7 @@ async fn writes_tagged_select_or_on_a_held_connection_are_read_back() {
         conn.status(gino::text("INSERT INTO seen VALUES (2)"))
             .await
             .unwrap();
-        let after_statement = rows(engine.clone()).await;
+        let after_statement = seen_rows(&engine).await;
         conn.transaction(async {
             conn.status(gino::text("INSERT INTO seen VALUES (3)"))
                 .await
@@ -928,7 +930,7 @@ async fn writes_tagged_select_or_on_a_held_connection_are_read_back() {
         })
         .await
         .unwrap();
-        let after_transaction = rows(engine.clone()).await;
+        let after_transaction = seen_rows(&engine).await;
         conn.release().await.unwrap();
         (after_statement, after_transaction)
     })
@@ -949,7 +951,7 @@ async fn writes_tagged_select_or_on_a_held_connection_are_read_back() {
         })
         .await
         .unwrap();
-        let seen = rows(engine.clone()).await;
+        let seen = seen_rows(&engine).await;
         conn.release().await.unwrap();
         seen
     })

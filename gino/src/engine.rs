@@ -1114,7 +1114,6 @@ impl Engine {
 
     /// The deadline of a statement starting now: its `timeout`, else the
     /// engine's.
-    /// The deadline of a statement given `timeout`, else the engine's.
     pub(crate) fn deadline(&self, timeout: Option<Duration>) -> Deadline {
         Deadline::new(timeout.or_else(|| self.timeout()))
     }

@@ -26,14 +26,27 @@ pub struct Note {
     pub body: String,
 }
 
-/// Whether the answering backend is a standby's, through `.gino()`.
-async fn on_standby(bind: impl Into<gino::Bind<'_>>) -> bool {
-    diesel::select(sql::<Bool>("pg_is_in_recovery()"))
+/// The one value of `SELECT expression` on `bind`, through `.gino()` (so
+/// a replica may answer it).
+async fn value_of<'b, ST, T>(bind: impl Into<gino::Bind<'b>>, expression: &str) -> T
+where
+    ST: diesel::sql_types::SqlType + diesel::sql_types::SingleValue + 'static,
+    diesel::dsl::select<diesel::expression::SqlLiteral<ST>>: gino::Loadable<'static, T>
+        + diesel::query_builder::QueryFragment<diesel::pg::Pg>
+        + diesel::query_builder::QueryId,
+    T: Send + 'static,
+{
+    diesel::select(sql::<ST>(expression))
         .gino()
         .bind(bind)
         .one()
         .await
         .unwrap()
+}
+
+/// Whether the answering backend is a standby's, through `.gino()`.
+async fn on_standby(bind: impl Into<gino::Bind<'_>>) -> bool {
+    value_of::<Bool, _>(bind, "pg_is_in_recovery()").await
 }
 
 /// The same, implicitly on `DB`.
@@ -124,27 +137,15 @@ async fn execute_elsewhere(engine: &Engine, sql: &'static str) {
 /// standby has it.
 async fn create_seen(engine: &Engine) {
     execute_elsewhere(engine, "CREATE TABLE seen (n int)").await;
-    eventually("the table reaches the standby", || async {
-        diesel::select(sql::<Bool>("to_regclass('seen') IS NOT NULL"))
-            .gino()
-            .bind(engine)
-            .one()
-            .await
-            .unwrap()
+    eventually("the table reaches the standby", || {
+        value_of::<Bool, _>(engine, "to_regclass('seen') IS NOT NULL")
     })
     .await;
 }
 
 /// How many rows `seen` has, read as the task's reads go on `engine`.
 async fn seen_rows(engine: &Engine) -> i64 {
-    diesel::select(sql::<diesel::sql_types::BigInt>(
-        "(SELECT count(*) FROM seen)",
-    ))
-    .gino()
-    .bind(engine)
-    .one()
-    .await
-    .unwrap()
+    value_of::<diesel::sql_types::BigInt, _>(engine, "(SELECT count(*) FROM seen)").await
 }
 
 fn in_rotation(engine: &Engine) -> bool {
@@ -182,12 +183,7 @@ async fn reads_go_to_the_standby_and_everything_else_to_the_primary() {
     let lsn: String = elsewhere({
         let engine = engine.clone();
         async move {
-            diesel::select(sql::<diesel::sql_types::Text>("pg_current_wal_lsn()::text"))
-                .gino()
-                .bind(&engine)
-                .one()
-                .await
-                .unwrap()
+            value_of::<diesel::sql_types::Text, String>(&engine, "pg_current_wal_lsn()::text").await
         }
     })
     .await;
@@ -802,7 +798,7 @@ async fn a_begin_that_fails_keeps_its_statement_from_running() {
 /// stays in rotation.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_that_writes_runs_on_the_primary() {
-    use diesel::sql_types::{BigInt, Integer};
+    use diesel::sql_types::Integer;
     let servers = Replicated::start();
     let engine = servers.engine_without_checks().await;
     create_seen(&engine).await;
@@ -812,13 +808,8 @@ async fn a_read_that_writes_runs_on_the_primary() {
          AS 'INSERT INTO seen VALUES (n) RETURNING n'",
     )
     .await;
-    eventually("the function reaches the standby", || async {
-        diesel::select(sql::<Bool>("to_regprocedure('see(int)') IS NOT NULL"))
-            .gino()
-            .bind(&engine)
-            .one()
-            .await
-            .unwrap()
+    eventually("the function reaches the standby", || {
+        value_of::<Bool, _>(&engine, "to_regprocedure('see(int)') IS NOT NULL")
     })
     .await;
     let before = engine.routing().unwrap();
@@ -842,13 +833,7 @@ async fn a_read_that_writes_runs_on_the_primary() {
         !on_standby(&engine).await,
         "the task that wrote reads on the primary until the standby has its write"
     );
-    let rows: i64 = diesel::select(sql::<BigInt>("count(*) FROM seen"))
-        .gino()
-        .bind(&engine)
-        .one()
-        .await
-        .unwrap();
-    assert_eq!(rows, 1, "it ran once");
+    assert_eq!(seen_rows(&engine).await, 1, "it ran once");
     engine.close().await;
 }
 
@@ -903,12 +888,7 @@ async fn writes_tagged_select_or_on_a_held_connection_are_read_back() {
             .await
             .unwrap();
         assert_eq!(status, "SELECT 1");
-        diesel::select(sql::<Bool>("to_regclass('made') IS NOT NULL"))
-            .gino()
-            .bind(&engine)
-            .one::<bool>()
-            .await
-            .unwrap()
+        value_of::<Bool, bool>(&engine, "to_regclass('made') IS NOT NULL").await
     })
     .await;
     assert!(made, "CREATE TABLE .. AS, whose tag is SELECT");

@@ -806,8 +806,8 @@ pub fn drop_tables(tables: Vec<&'static TableMeta>, bind: Bind<'static>) -> Sche
 }
 
 /// The statements that create `tables`: enum types, tables (referenced ones
-/// first), foreign keys that close a cycle between tables, indexes. A table
-/// name given twice is created once.
+/// first), each followed by its indexes, then foreign keys that close a
+/// cycle between tables. A table name given twice is created once.
 ///
 /// ```
 /// use gino::model::{ColumnMeta, IndexKey, IndexMeta, TableMeta};
@@ -869,13 +869,16 @@ pub fn create_statements(tables: &[&TableMeta], checkfirst: bool) -> Vec<String>
             statements.push(create);
             statements.extend(comments);
         }
+        // Right after their table: a unique index may be what a later
+        // table's foreign key, or a deferred one, references.
+        statements.extend(
+            table
+                .indexes
+                .iter()
+                .map(|index| create_index(table, index, checkfirst)),
+        );
     }
     statements.extend(plan.deferred.iter().map(|fk| fk.add(checkfirst)));
-    statements.extend(plan.tables.iter().flat_map(|t| {
-        t.indexes
-            .iter()
-            .map(move |index| create_index(t, index, checkfirst))
-    }));
     statements
 }
 

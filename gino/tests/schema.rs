@@ -565,6 +565,58 @@ async fn foreign_keys_in_dependency_order_and_cycles() {
     assert!(tables(&s.engine).await.is_empty());
 }
 
+// `cities` references a column that only a unique index makes unique.
+static COUNTRIES: TableMeta = TableMeta {
+    indexes: &[IndexMeta {
+        name: "countries_code",
+        keys: &[IndexKey::Column("code")],
+        unique: true,
+    }],
+    ..table("countries", &[id(), col("code", "text")], &["id"])
+};
+static CITIES: TableMeta = TableMeta {
+    foreign_keys: &[ForeignKeyMeta {
+        references_columns: &["code"],
+        ..fk(&["country_code"], "countries")
+    }],
+    ..table("cities", &[id(), col("country_code", "text")], &["id"])
+};
+models!(INDEXED_FK_DB: CITIES, COUNTRIES);
+
+#[tokio::test]
+async fn a_foreign_key_may_reference_a_unique_index() {
+    let s = bound(&INDEXED_FK_DB).await;
+    for checkfirst in [false, true] {
+        let firsts: Vec<_> = create_statements(&[&CITIES, &COUNTRIES], checkfirst)
+            .iter()
+            .map(|sql| sql.split(" (").next().unwrap().to_owned())
+            .collect();
+        let not_exists = if checkfirst { "IF NOT EXISTS " } else { "" };
+        assert_eq!(
+            firsts,
+            [
+                format!("CREATE TABLE {not_exists}\"countries\""),
+                format!("CREATE UNIQUE INDEX {not_exists}\"countries_code\" ON \"countries\""),
+                format!("CREATE TABLE {not_exists}\"cities\""),
+            ]
+        );
+    }
+    INDEXED_FK_DB.create_all().await.unwrap();
+    exec(&s.engine, "INSERT INTO countries (code) VALUES ('fr')")
+        .await
+        .unwrap();
+    exec(&s.engine, "INSERT INTO cities (country_code) VALUES ('fr')")
+        .await
+        .unwrap();
+    let unknown = exec(&s.engine, "INSERT INTO cities (country_code) VALUES ('xx')").await;
+    assert_eq!(
+        violation(unknown),
+        ("23503".into(), Some("cities_country_code_fkey".into()))
+    );
+    INDEXED_FK_DB.drop_all().await.unwrap();
+    assert!(tables(&s.engine).await.is_empty());
+}
+
 static MOOD: EnumMeta = EnumMeta {
     name: "mood",
     variants: &["sad", "ok", "it's great"],

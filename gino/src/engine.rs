@@ -64,6 +64,7 @@ pub async fn create_engine(url: &str, options: EngineOptions) -> Result<Engine> 
             .connection_budget
             .clone()
             .map(|budget| (budget, options.acquire_timeout)),
+        generation: AtomicU64::new(0),
     };
     let source = if options.pooled {
         let pool = Pool::builder(manager)
@@ -371,6 +372,16 @@ fn micros() -> u64 {
 fn since_start() -> Duration {
     static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
     START.get_or_init(std::time::Instant::now).elapsed()
+}
+
+impl Engine {
+    /// After SQL that may have changed enum types: the pool lends no
+    /// connection opened before it again ([`Manager::renew_connections`]).
+    pub(crate) fn renew_connections(&self) {
+        if let Source::Pool(pool) = &self.inner.source {
+            pool.manager().renew_connections();
+        }
+    }
 }
 
 impl EngineInner {

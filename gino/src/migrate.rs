@@ -166,6 +166,11 @@ impl Gino {
             conn.root.hold_session_state(false).await?;
         }
         conn.release().await?;
+        if !matches!(&result, Ok(applied) if applied.is_empty()) {
+            // A migration that ran, or failed, may have dropped or created
+            // an enum type.
+            conn.engine().renew_connections();
+        }
         let applied = result?;
         unlocked?;
         Ok(applied)

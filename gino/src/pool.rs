@@ -26,7 +26,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use deadpool::managed::{self, Metrics, Object, RecycleError, RecycleResult};
@@ -60,6 +60,8 @@ pub(crate) struct PgConn {
     /// been idle (deadpool's own metrics count from its last checkout, so a
     /// connection held for a minute would look idle the moment it is back).
     pub(crate) given_back: Option<std::time::Instant>,
+    /// The pool's [`Manager::generation`] when the connection opened.
+    generation: u64,
 }
 
 impl PgConn {
@@ -147,6 +149,7 @@ impl PgConn {
             holds_session_state: false,
             cancel_lost: false,
             given_back: None,
+            generation: 0,
         })
     }
 
@@ -282,15 +285,29 @@ pub(crate) struct Manager {
     /// The budget every new connection takes a unit of, and how long to
     /// wait for one.
     pub(crate) budget: Option<(ConnectionBudget, Option<Duration>)>,
+    /// Counts the changes of enum types made through the engine
+    /// ([`Manager::renew_connections`]).
+    pub(crate) generation: AtomicU64,
 }
 
 impl Manager {
+    /// Has every connection open now closed rather than lent again, once
+    /// it is back: each keeps the type OIDs it looked up (diesel-async's
+    /// cache of a connection's lifetime, which nothing can clear), and an
+    /// enum type dropped and created again has a new one, so that every
+    /// statement binding it would fail with "cache lookup failed for type".
+    pub(crate) fn renew_connections(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
     pub(crate) async fn open(&self) -> Result<PgConn> {
         let unit = match &self.budget {
             Some((budget, wait)) => Some(budget.take(*wait).await?),
             None => None,
         };
+        let generation = self.generation.load(Ordering::Acquire);
         let mut conn = PgConn::open(&self.connector, &self.echo, self.statement_cache).await?;
+        conn.generation = generation;
         if let Some(unit) = unit {
             // Back to the budget when the socket closes, not when the pool
             // lets go of the connection: the server counts it until then.
@@ -348,6 +365,11 @@ impl managed::Manager for Manager {
         }
         if !conn.is_clean() {
             return Err(RecycleError::message("connection is inside a transaction"));
+        }
+        if conn.generation != self.generation.load(Ordering::Acquire) {
+            return Err(RecycleError::message(
+                "an enum type changed since the connection opened",
+            ));
         }
         Ok(())
     }

@@ -279,7 +279,11 @@ impl<'a> IntoFuture for SchemaOp<'a> {
             return Box::pin(std::future::ready(Err(clash)));
         }
         let statements = self.statements();
-        Box::pin(run_in_transaction(self.bind, statements))
+        let types = match &self.target {
+            Target::Enum(_) => true,
+            Target::Schema { tables, .. } => tables.iter().any(|t| !t.enums.is_empty()),
+        };
+        Box::pin(run_in_transaction(self.bind, statements, types))
     }
 }
 
@@ -408,17 +412,29 @@ fn enum_clash(tables: &[&TableMeta]) -> Option<Error> {
 /// default one) is resolved to its engine once, so that the transaction and
 /// its statements surely use the same engine, and an unbound one fails with
 /// `Uninitialized` before anything runs.
-async fn run_in_transaction(bind: Bind<'_>, statements: Vec<String>) -> Result<()> {
-    match bind.resolve()? {
-        Resolved::Connection(conn) => conn.transaction(execute(bind, statements)).await,
+///
+/// With `types`, the statements create or drop enum types, which the
+/// engine's connections must not remember: they are
+/// [renewed](crate::Engine::renew_connections) once the transaction ends.
+async fn run_in_transaction(bind: Bind<'_>, statements: Vec<String>, types: bool) -> Result<()> {
+    let (result, engine) = match bind.resolve()? {
+        Resolved::Connection(conn) => (
+            conn.transaction(execute(bind, statements)).await,
+            conn.engine().clone(),
+        ),
         // Inside the transaction, the engine's contextual connection is the
         // transaction's, so the statements run in it.
-        Resolved::Engine(engine) => {
+        Resolved::Engine(engine) => (
             engine
                 .transaction(execute(Bind::Engine(&engine), statements))
-                .await
-        }
+                .await,
+            engine,
+        ),
+    };
+    if types {
+        engine.renew_connections();
     }
+    result
 }
 
 /// The advisory lock every schema change of gino holds for its
@@ -475,6 +491,13 @@ impl Gino {
     /// Drops the tables of this database's models, referencing tables
     /// first, and then their enum types; GINO's `db.gino.drop_all()`.
     /// Skips what is missing unless [`checkfirst(false)`](SchemaOp::checkfirst).
+    ///
+    /// An enum type created again gets a new OID, and each connection
+    /// remembers the OIDs it looked up. So after a schema change of gino
+    /// that touches enum types (and after migrations that ran), the engine
+    /// lends none of the connections it had open again: the pool opens
+    /// new ones. One held meanwhile (in a transaction that ran the change,
+    /// say) keeps what it looked up until it goes back.
     ///
     /// ```standalone_crate
     /// # #[derive(gino::Model, Debug, Clone)]

@@ -2946,3 +2946,48 @@ mod comments_and_sequences {
             .unwrap();
     }
 }
+
+/// An enum type dropped and created again gets a new OID; connections that
+/// bound the old one must not keep sending it.
+mod enum_types_created_again {
+    use super::*;
+
+    static DB: Gino = Gino::secondary();
+
+    #[derive(gino::DbEnum, Debug, Clone, Copy, PartialEq)]
+    #[gino(type_name = "again_mood")]
+    pub enum Mood {
+        Sad,
+        Happy,
+    }
+
+    #[derive(Model, Debug, Clone, PartialEq)]
+    #[gino(table = "again_people", db = DB)]
+    pub struct Person {
+        #[gino(primary_key)]
+        pub id: i32,
+        #[gino(db_enum)]
+        pub mood: Mood,
+    }
+
+    #[tokio::test]
+    async fn drop_all_and_create_all_again_leave_the_pool_usable() {
+        // One connection: the one that bound the first type binds the second.
+        let _s = bound_with(&DB, EngineOptions::new().max_size(1)).await;
+        for round in 0..2 {
+            DB.create_all().await.unwrap();
+            let created = Person::create().mood(Mood::Happy).await;
+            assert_eq!(created.unwrap().mood, Mood::Happy, "round {round}");
+            let many = Person::insert_many(vec![Person {
+                id: 0,
+                mood: Mood::Sad,
+            }])
+            .await;
+            assert_eq!(many.unwrap(), 1, "round {round}");
+            let sad = Person::query().filter(again_people::mood.eq(Mood::Sad));
+            let sad: gino::Result<Vec<Person>> = sad.gino().all().await;
+            assert_eq!(sad.unwrap().len(), 1, "round {round}");
+            DB.drop_all().await.unwrap();
+        }
+    }
+}

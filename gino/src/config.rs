@@ -291,8 +291,9 @@ impl fmt::Display for SslRootCert {
 /// Unix-domain socket must run as, e.g. `postgres`, looked up in
 /// `/etc/passwd`; another is an [`Error::Configuration`] before anything
 /// is sent), `keepalives`,
-/// `keepalives_idle`, `keepalives_interval`,
-/// `keepalives_count` and `target_session_attrs` (`any`, `read-write`,
+/// `keepalives_idle`, `keepalives_interval` (whole seconds up to 32767),
+/// `keepalives_count` (up to 127; 0 in any of the three keeps the
+/// system's default) and `target_session_attrs` (`any`, `read-write`,
 /// `read-only`, `primary`, `standby`, `prefer-standby`), and, like libpq,
 /// falls back to the environment for what it leaves out: `PGHOST`,
 /// `PGPORT`, `PGUSER`, `PGPASSWORD`, `PGDATABASE`, `PGAPPNAME`,
@@ -1268,7 +1269,8 @@ impl DatabaseUrl {
                     hosts = value.split(',').map(|h| (h.to_owned(), None)).collect();
                 }
                 "port" => extra_ports = parse_ports(value)?,
-                "options" => server_options.push(value.clone()),
+                // The last given wins, as for every other parameter.
+                "options" => server_options = vec![value.clone()],
                 "passfile" => passfile = Some(value.clone()),
                 "channel_binding" => channel_binding = Some(value.clone()),
                 "require_auth" => require_auth = Some(value.clone()),
@@ -1335,10 +1337,14 @@ impl DatabaseUrl {
                     pg.keepalives(parse_bool(key, value)?);
                 }
                 "keepalives_idle" => {
-                    pg.keepalives_idle(parse_duration(key, value)?);
+                    if let Some(idle) = keepalive_seconds(key, value)? {
+                        pg.keepalives_idle(idle);
+                    }
                 }
                 "keepalives_interval" => {
-                    pg.keepalives_interval(parse_duration(key, value)?);
+                    if let Some(interval) = keepalive_seconds(key, value)? {
+                        pg.keepalives_interval(interval);
+                    }
                 }
                 // libpq counts milliseconds; 0 keeps the system's default.
                 "tcp_user_timeout" => {
@@ -1347,9 +1353,12 @@ impl DatabaseUrl {
                         Ok(millis) => Duration::from_millis(millis),
                         // `2.5` would read as seconds elsewhere; libpq
                         // takes whole milliseconds only.
+                        // A bare number other than whole milliseconds
+                        // (`2.5`, `1e3`) would read as seconds elsewhere;
+                        // libpq takes whole milliseconds only.
                         Err(_)
-                            if number.contains('.')
-                                && number.bytes().all(|b| b.is_ascii_digit() || b == b'.') =>
+                            if number.ends_with(|c: char| c.is_ascii_digit())
+                                && !number.bytes().all(|b| b.is_ascii_digit()) =>
                         {
                             return Err(Error::Configuration(format!(
                                 "{key}: `{value}` is not a whole number of milliseconds (or a \
@@ -1364,7 +1373,13 @@ impl DatabaseUrl {
                 }
                 "keepalives_count" => {
                     let count = parse_number(key, value)?;
-                    pg.keepalives_retries(u32::try_from(count).unwrap_or(u32::MAX));
+                    if count != 0 {
+                        let count = u32::try_from(count)
+                            .ok()
+                            .filter(|count| *count <= MOST_KEEPALIVE_PROBES)
+                            .ok_or_else(|| keepalive_refused(key, value, MOST_KEEPALIVE_PROBES))?;
+                        pg.keepalives_retries(count);
+                    }
                 }
                 "target_session_attrs" => target = Some(value.parse()?),
                 "service" | "servicefile" => {}
@@ -1403,7 +1418,7 @@ impl DatabaseUrl {
 
         // What the URL and the code leave out comes from libpq's
         // environment variables, then from libpq's defaults.
-        let hostaddrs = match hostaddrs.or_else(|| env("PGHOSTADDR")) {
+        let hostaddrs = match given_or_env(hostaddrs, "PGHOSTADDR", &env) {
             Some(list) => parse_hostaddrs(&list)?,
             None => Vec::new(),
         };
@@ -1440,7 +1455,7 @@ impl DatabaseUrl {
                 hostaddrs.len()
             )));
         }
-        if !own_ports && extra_ports.len() > 1 && extra_ports.len() != hosts.len() {
+        if extra_ports.len() > 1 && extra_ports.len() != hosts.len() {
             // libpq refuses it too: which port would the hosts past the
             // list, or the ports past the hosts, go with?
             return Err(Error::Configuration(format!(
@@ -1467,7 +1482,9 @@ impl DatabaseUrl {
             .unwrap_or_else(|| "postgres".to_owned());
         check_name_length("user name", &user)?;
         pg.user(&user);
-        let database = database.or_else(|| env("PGDATABASE"));
+        // Given empty, the server takes the user's name, as the password
+        // file must.
+        let database = given_or_env(database, "PGDATABASE", &env);
         if let Some(database) = &database {
             check_name_length("database name", database)?;
         }
@@ -1547,8 +1564,7 @@ impl DatabaseUrl {
                 None => TargetSessionAttrs::Any,
             },
         };
-        let require_auth = require_auth
-            .or_else(|| env("PGREQUIREAUTH"))
+        let require_auth = given_or_env(require_auth, "PGREQUIREAUTH", &env)
             .map(|value| RequireAuth::parse(&value))
             .transpose()?;
         refuse_nul(&pg)?;
@@ -1813,13 +1829,18 @@ impl TlsSettings {
         // A file: as given, else from libpq's variable, else libpq's
         // default in ~/.postgresql when it exists.
         let file = |given: Option<PathBuf>, variable: &str, default: &str| {
-            given
-                .or_else(|| env(variable).map(PathBuf::from))
-                .or_else(|| {
-                    home.as_ref()
-                        .map(|dir| dir.join(default))
-                        .filter(|path| path.is_file())
-                })
+            let given = match given {
+                // Given empty, as in libpq: the default file, not the
+                // environment's.
+                Some(path) if path.as_os_str().is_empty() => None,
+                Some(path) => return Some(path),
+                None => env(variable).map(PathBuf::from),
+            };
+            given.or_else(|| {
+                home.as_ref()
+                    .map(|dir| dir.join(default))
+                    .filter(|path| path.is_file())
+            })
         };
         let modes = [
             ("disable", CertMode::Disable),
@@ -1857,10 +1878,7 @@ impl TlsSettings {
                 .or_else(|| home.as_ref().map(|dir| dir.join("postgresql.key")))
         });
         let crl = file(params.crl.map(PathBuf::from), "PGSSLCRL", "root.crl");
-        let crl_dir = params
-            .crl_dir
-            .or_else(|| env("PGSSLCRLDIR"))
-            .map(PathBuf::from);
+        let crl_dir = given_or_env(params.crl_dir, "PGSSLCRLDIR", &env).map(PathBuf::from);
         let sni = match params.sni.or_else(|| env("PGSSLSNI")) {
             Some(value) => parse_bool("sslsni", &value)?,
             None => true,
@@ -1997,8 +2015,40 @@ fn parse_hostaddrs(list: &str) -> Result<Vec<std::net::IpAddr>> {
         .collect()
 }
 
+/// A port list; an empty item is the default port, as in libpq.
 fn parse_ports(list: &str) -> Result<Vec<u16>> {
-    list.split(',').map(parse_port).collect()
+    list.split(',')
+        .map(|port| match port.trim() {
+            "" => Ok(5432),
+            port => parse_port(port),
+        })
+        .collect()
+}
+
+/// Linux's largest `TCP_KEEPIDLE` and `TCP_KEEPINTVL`, in seconds.
+const MOST_KEEPALIVE_SECONDS: u32 = 32_767;
+/// Linux's largest `TCP_KEEPCNT`.
+const MOST_KEEPALIVE_PROBES: u32 = 127;
+
+/// `keepalives_idle` / `keepalives_interval`: whole seconds the kernel
+/// takes (a fraction would be cut off, and a value past its limit refused
+/// by every connect); `None` for 0, the system's default.
+fn keepalive_seconds(key: &str, value: &str) -> Result<Option<Duration>> {
+    let duration = parse_duration(key, value)?;
+    if duration.is_zero() {
+        return Ok(None);
+    }
+    if duration.subsec_nanos() != 0 || duration.as_secs() > u64::from(MOST_KEEPALIVE_SECONDS) {
+        return Err(keepalive_refused(key, value, MOST_KEEPALIVE_SECONDS));
+    }
+    Ok(Some(duration))
+}
+
+fn keepalive_refused(key: &str, value: &str, most: u32) -> Error {
+    Error::Configuration(format!(
+        "{key}: `{value}` is not a whole number from 1 to {most}, which is what the kernel \
+         takes (0 keeps the system's default)"
+    ))
 }
 
 /// A connection parameter as libpq settles it: its value when given, else
@@ -2910,6 +2960,9 @@ mod tests {
             "postgres:///db?host=a,b,c&port=6000,6001",
             "postgres:///db?host=a&port=1,2,3",
             "postgres://a,b/db?port=1,2,3",
+            // A host's own port does not make a list of another length fit.
+            "postgres://a:5555,b/db?port=1,2,3",
+            "postgres://a:5555,b,c/db?port=1,2",
         ] {
             assert!(
                 matches!(resolve(url), Err(Error::Configuration(m)) if m.contains("ports")),
@@ -3005,6 +3058,82 @@ mod tests {
         assert_eq!(connect.pg.get_keepalives_retries(), Some(3));
         let (off, _) = resolve("postgres://h/db?keepalives=0").unwrap();
         assert!(!off.pg.get_keepalives());
+        // 0 is the system's default, as in libpq.
+        let (default, _) =
+            resolve("postgres://h/db?keepalives_idle=0&keepalives_interval=0&keepalives_count=0")
+                .unwrap();
+        assert_eq!(default.pg.get_keepalives_interval(), None);
+        assert_eq!(default.pg.get_keepalives_retries(), None);
+    }
+
+    /// What the kernel would refuse on every connect (`EINVAL`, read as
+    /// "cannot connect"), or a fraction it would cut off, is refused at
+    /// once, naming the setting.
+    #[test]
+    fn keepalives_the_kernel_refuses_are_refused() {
+        for setting in [
+            "keepalives_idle=500ms",
+            "keepalives_idle=1.5",
+            "keepalives_idle=600m",
+            "keepalives_idle=32768",
+            "keepalives_interval=0.5",
+            "keepalives_count=128",
+            "keepalives_count=4294967296",
+        ] {
+            let refused = resolve(&format!("postgres://h/db?{setting}"));
+            let key = setting.split('=').next().unwrap();
+            assert!(
+                matches!(&refused, Err(Error::Configuration(m)) if m.contains(key) && m.contains("kernel")),
+                "{setting}: {refused:?}"
+            );
+        }
+        let (most, _) =
+            resolve("postgres://h/db?keepalives_idle=32767&keepalives_count=127").unwrap();
+        assert_eq!(most.pg.get_keepalives_idle(), Duration::from_secs(32_767));
+        assert_eq!(most.pg.get_keepalives_retries(), Some(127));
+    }
+
+    /// An empty value, or an empty item of a port list, is libpq's
+    /// default, not a value to fail on (or to take the environment's).
+    #[test]
+    fn empty_values_take_libpqs_defaults() {
+        let env = [
+            ("PGSSLCRL", "/env/root.crl"),
+            ("PGSSLCRLDIR", "/env/crls"),
+            ("PGREQUIREAUTH", "password"),
+            ("PGHOSTADDR", "10.0.0.1"),
+            ("PGDATABASE", "envdb"),
+            ("HOME", "/home/app"),
+        ];
+        let connect = resolve_with_env(
+            "postgres://app@h/?sslcrl=&sslcrldir=&require_auth=&hostaddr=&dbname=",
+            &env,
+        )
+        .unwrap();
+        assert_eq!(connect.tls.crl, None);
+        assert_eq!(connect.tls.crl_dir, None);
+        assert_eq!(connect.require_auth, None);
+        assert!(connect.pg.get_hostaddrs().is_empty());
+        assert_eq!(connect.pg.get_dbname(), None);
+        // The server takes the user's name for the database: so does the
+        // password file.
+        let home = |name: &str| (name == "HOME").then(|| "/home/app".to_owned());
+        assert_eq!(
+            connect.passfile,
+            PassFile::locate(None, &home, "app", Some("app"))
+        );
+        let ports = |url: &str| resolve(url).unwrap().0.pg.get_ports().to_vec();
+        assert_eq!(ports("postgres:///db?host=a,b&port=6000,"), [6000, 5432]);
+        assert_eq!(ports("postgres://h/db?port="), [5432]);
+    }
+
+    /// `options` given twice: the last wins, as every other parameter,
+    /// and as in libpq (appending one to a URL overrides its options).
+    #[test]
+    fn the_last_options_given_win() {
+        let url = "postgres://h/db?options=-c%20search_path%3Dold&options=-c%20work_mem%3D1MB";
+        let (connect, _) = resolve(url).unwrap();
+        assert_eq!(connect.pg.get_options(), Some("-c work_mem=1MB"));
     }
 
     #[test]
@@ -3177,7 +3306,7 @@ mod tests {
             Err(Error::Configuration(m)) if !m.contains("whole number")
         ));
         // Not seconds: libpq takes whole milliseconds.
-        for fraction in ["2500.0", "1.5"] {
+        for fraction in ["2500.0", "1.5", "1e3", "-1"] {
             assert!(matches!(
                 timeout(&format!("postgres://h/db?tcp_user_timeout={fraction}")),
                 Err(Error::Configuration(m)) if m.contains("milliseconds")

@@ -2303,7 +2303,7 @@ fn parse_host(spec: &str) -> Result<(String, Option<u16>)> {
             Error::Configuration(format!("unclosed `[` in host `{spec}` of the database URL"))
         })?;
         let port = match after.strip_prefix(':') {
-            Some(p) => Some(parse_port(p)?),
+            Some(p) => own_port(p)?,
             None if after.is_empty() => None,
             None => {
                 return Err(Error::Configuration(format!(
@@ -2314,9 +2314,15 @@ fn parse_host(spec: &str) -> Result<(String, Option<u16>)> {
         return Ok((host.to_owned(), port));
     }
     match spec.split_once(':') {
-        Some((host, port)) => Ok((percent_decode(host, "host")?, Some(parse_port(port)?))),
+        Some((host, port)) => Ok((percent_decode(host, "host")?, own_port(port)?)),
         None => Ok((percent_decode(spec, "host")?, None)),
     }
+}
+
+/// The port after a URL's host and `:`: none when empty (`h:`), as in
+/// libpq.
+fn own_port(text: &str) -> Result<Option<u16>> {
+    (!text.is_empty()).then(|| parse_port(text)).transpose()
 }
 
 /// Whether a URL part or query parameter of this name holds a secret,
@@ -3125,6 +3131,7 @@ mod tests {
         let ports = |url: &str| resolve(url).unwrap().0.pg.get_ports().to_vec();
         assert_eq!(ports("postgres:///db?host=a,b&port=6000,"), [6000, 5432]);
         assert_eq!(ports("postgres://h/db?port="), [5432]);
+        assert_eq!(ports("postgres://h:,[::1]:/db"), [5432, 5432]);
     }
 
     /// `options` given twice: the last wins, as every other parameter,

@@ -12,12 +12,12 @@ use gino::web::ErrorResponse;
 use gino_examples::users::{self, DB, NicknameBody, Page, User};
 use gino_rocket::Error;
 use rocket::fairing::AdHoc;
-use rocket::form::{Errors, error::ErrorKind};
+use rocket::form::{Errors, Strict, error::ErrorKind};
 use rocket::http::{ContentType, Method, Status};
 use rocket::response::content::RawJson;
 use rocket::route::{self, Handler, Route};
 use rocket::serde::json::{self, Json, serde_json::error::Category};
-use rocket::{Data, Request, Response, catch, catchers, delete, get, patch, post, routes};
+use rocket::{Data, Request, Response, catch, catchers, delete, get, patch, post, routes, uri};
 
 /// What a route answers besides its value: a request it refuses, with the
 /// reason, or gino's errors.
@@ -39,11 +39,13 @@ impl From<gino::Error> for ApiError {
     }
 }
 
-/// A page bound from the query: absent is `None`, malformed is a 400
-/// (rocket's `Option` query parameters would quietly ignore one).
-fn count(value: Result<u32, Errors<'_>>) -> Result<Option<u32>, ApiError> {
+/// A page bound from the query: absent is `None`; malformed, or given
+/// twice, is a 400, as axum's and actix's answer (rocket's `Option` query
+/// parameters would quietly ignore a malformed one, and a lenient one takes
+/// the first of two).
+fn count(value: Result<Strict<u32>, Errors<'_>>) -> Result<Option<u32>, ApiError> {
     match value {
-        Ok(n) => Ok(Some(n)),
+        Ok(n) => Ok(Some(n.into_inner())),
         Err(e) if e.iter().all(|e| matches!(e.kind, ErrorKind::Missing)) => Ok(None),
         Err(_) => Err(ApiError::refused(
             Status::BadRequest,
@@ -92,6 +94,21 @@ fn body<T>(
     })
 }
 
+/// A fairing for paths with empty segments (`/users/`, `//users`):
+/// rocket's router skips those segments, so it would serve them as
+/// `/users`; axum and actix answer 404, and so does this app, by sending
+/// such a request to a path no route takes.
+fn exact_paths() -> AdHoc {
+    AdHoc::on_request("exact paths", |request, _| {
+        Box::pin(async move {
+            let path = request.uri().path();
+            if path != "/" && path.as_str().split('/').skip(1).any(str::is_empty) {
+                request.set_uri(uri!("/-"));
+            }
+        })
+    })
+}
+
 /// Every other error rocket answers itself (an unknown path, a panic), in
 /// JSON as the routes' are.
 #[catch(default)]
@@ -104,8 +121,8 @@ fn json_error(status: Status, _: &Request<'_>) -> (Status, RawJson<String>) {
 
 #[get("/users?<limit>&<offset>")]
 async fn list(
-    limit: Result<u32, Errors<'_>>,
-    offset: Result<u32, Errors<'_>>,
+    limit: Result<Strict<u32>, Errors<'_>>,
+    offset: Result<Strict<u32>, Errors<'_>>,
 ) -> Result<Json<Vec<User>>, ApiError> {
     let page = Page {
         limit: count(limit)?,
@@ -201,6 +218,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .merge(("databases.gino.pool_min_size", settings.pool_min_size));
     }
     let _rocket = rocket::custom(figment)
+        .attach(exact_paths())
         .attach(gino_rocket::Gino::fairing(&DB))
         .attach(AdHoc::try_on_ignite("create tables", |rocket| async {
             // Rocket runs every ignite fairing; when gino's failed, it has

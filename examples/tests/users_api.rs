@@ -332,12 +332,15 @@ async fn drive(name: &str) {
         ("/users?limit=-1", 400),
         ("/users?limit=abc", 400),
         ("/users?offset=99999999999", 400),
+        ("/users?limit=1&limit=2", 400),
         ("/users/abc", 400),
         ("/users/99999999999", 400),
         ("/users/1.5", 400),
         ("/users/%00", 400),
         ("/users/-1", 404),
         ("/nowhere", 404),
+        ("/users/", 404),
+        ("//users", 404),
     ] {
         let refused = client.get(app.url(path)).send().await.unwrap();
         assert_eq!(refused.status(), status, "{name}: GET {path}");

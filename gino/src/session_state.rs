@@ -6,7 +6,9 @@
 //! inside a transaction that then commits (and the session keeps the
 //! former), and a `SELECT` that takes a lock or changes a setting answers
 //! `SELECT`. A `set_config` whose third argument is bound is read from the
-//! value each `Bind` of its statement sends.
+//! value each `Bind` of its statement sends. What the text does not show
+//! (a `DO` block or a function that changes a setting) is seen only for
+//! the settings the server reports, by their `ParameterStatus` (in `wire`).
 //!
 //! Uses: `framing` (message headers), `lex` (what in SQL text is code).
 

@@ -91,6 +91,9 @@ pub(crate) struct WireState {
     /// A `SET` or `RESET` completed, whose `ReadyForQuery` says whether
     /// it was outside a transaction (and so for the session).
     set_unsettled: AtomicBool,
+    /// A setting the server reports differs from its value when the
+    /// session was [kept](WireState::keep_session) (see `Seen::reported`).
+    reported_changed: AtomicBool,
     /// Woken by every `ReadyForQuery` and when the connection closes.
     ready: tokio::sync::Notify,
     /// Bytes the socket has taken for the server: unchanged across a failed
@@ -121,6 +124,13 @@ struct Seen {
     /// if `has_tag`; the buffer is kept so that a statement allocates none.
     tag: Vec<u8>,
     has_tag: bool,
+    /// The settings the server reports (`ParameterStatus`: the time zone,
+    /// the date style, the application name, ...), name and value, as of
+    /// now and as of [`WireState::keep_session`]. However a setting was
+    /// changed (in a `DO` block or a function, which the client's SQL does
+    /// not show), the server reports it.
+    reported: Vec<(Vec<u8>, Vec<u8>)>,
+    kept: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 /// The server's transaction state of a connection, as of its last
@@ -165,17 +175,42 @@ impl WireState {
     /// next user would inherit: a setting `SET` for the session (in a
     /// transaction or not) or by `set_config`, a session advisory lock, a
     /// temporary table ([`crate::session_state`]), a `LISTEN`, a
-    /// `PREPARE`d or deallocated statement, a plan the schema outdated.
+    /// `PREPARE`d or deallocated statement, a plan the schema outdated, a
+    /// setting the server reports changed however it was (`Seen::reported`).
     /// Such a connection is closed when given back, not pooled (asyncpg
     /// resets one instead, which would also undo `on_connect`).
     pub(crate) fn session_changed(&self) -> bool {
         self.session_changed.load(Ordering::Relaxed)
+            || self.reported_changed.load(Ordering::Relaxed)
     }
 
     /// Takes the session as it is now as the connection's own (after
     /// `on_connect`, whose settings every user of the connection shares).
     pub(crate) fn keep_session(&self) {
         self.session_changed.store(false, Ordering::Relaxed);
+        let seen = &mut *self.lock();
+        seen.kept.clone_from(&seen.reported);
+        self.reported_changed.store(false, Ordering::Relaxed);
+    }
+
+    /// A `ParameterStatus`: `name\0value\0`.
+    fn report(&self, body: &[u8]) {
+        let mut fields = body.split(|b| *b == 0);
+        let (Some(name), Some(value)) = (fields.next(), fields.next()) else {
+            return;
+        };
+        let mut seen = self.lock();
+        match seen.reported.iter_mut().find(|(known, _)| known == name) {
+            Some((_, now)) => {
+                now.clear();
+                now.extend_from_slice(value);
+            }
+            None => seen.reported.push((name.to_vec(), value.to_vec())),
+        }
+        // A setting set back (a `SET LOCAL` ending with its transaction)
+        // is as it was.
+        let changed = seen.reported != seen.kept;
+        self.reported_changed.store(changed, Ordering::Relaxed);
     }
 
     /// Whether an opening waits for a statement to go out with.
@@ -366,6 +401,7 @@ impl WireState {
                 self.copy_in.store(true, Ordering::Relaxed);
                 self.ending.store(true, Ordering::Relaxed);
             }
+            b'S' => self.report(body),
             b'Z' => {
                 #[cfg(test)]
                 self.readies.fetch_add(1, Ordering::Relaxed);
@@ -438,7 +474,7 @@ struct Framing {
 
 impl Framing {
     fn interesting(kind: u8) -> bool {
-        matches!(kind, b'E' | b'C' | b'Z' | b'G' | b'W')
+        matches!(kind, b'E' | b'C' | b'Z' | b'G' | b'W' | b'S')
     }
 
     fn feed(&mut self, mut data: &[u8], state: &WireState) {

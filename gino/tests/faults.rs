@@ -1047,6 +1047,57 @@ async fn session_state_is_not_handed_on(engine: &gino::Engine) {
     common::assert_pool_clean(engine).await;
 }
 
+/// A setting the server reports (its time zone, date style, application
+/// name, ...) changed where the client's SQL does not show it, in a `DO`
+/// block or a function, is not handed on: the server's own report of it
+/// (`ParameterStatus`) is what counts. Changed back, or changed for a
+/// transaction only, it keeps the connection.
+#[tokio::test]
+async fn a_reported_setting_changed_out_of_sight_is_not_handed_on() {
+    let setup = common::setup_with(EngineOptions::new().max_size(1)).await;
+    let engine = &setup.engine;
+    let zone = || {
+        diesel::select(sql::<diesel::sql_types::Text>(
+            "current_setting('TimeZone')",
+        ))
+    };
+    let baseline: String = engine.one(zone()).await.unwrap();
+    engine
+        .status(diesel::sql_query(
+            "CREATE FUNCTION to_tokyo() RETURNS void LANGUAGE sql \
+             AS $$ SELECT set_config('Time' || 'Zone', 'Asia/Tokyo', false) $$",
+        ))
+        .await
+        .unwrap();
+    for change in [
+        "DO $$ BEGIN EXECUTE 'SET TimeZone = ''Asia/Tokyo'''; END $$",
+        "SELECT to_tokyo()",
+        "DO $$ BEGIN PERFORM set_config('application_name', 'elsewhere', false); END $$",
+    ] {
+        assert_not_handed_on_after(engine, change).await;
+        assert_eq!(engine.one::<String, _>(zone()).await.unwrap(), baseline);
+    }
+    let kept = common::backend_pid(engine).await;
+    run_in_a_transaction(
+        engine,
+        "DO $$ BEGIN PERFORM set_config('TimeZone', 'Asia/Tokyo', true); END $$",
+    )
+    .await;
+    engine
+        .status(diesel::sql_query(format!(
+            "DO $$ BEGIN PERFORM set_config('TimeZone', 'Asia/Tokyo', false); \
+             PERFORM set_config('TimeZone', '{baseline}', false); END $$"
+        )))
+        .await
+        .unwrap();
+    assert_eq!(
+        common::backend_pid(engine).await,
+        kept,
+        "a setting for a transaction, or set back, keeps the connection"
+    );
+    common::assert_pool_clean(engine).await;
+}
+
 diesel::table! {
     retyped (id) {
         id -> Integer,

@@ -291,9 +291,10 @@ pub(crate) fn sql_kind<Q: QueryFragment<Pg> + QueryId>(query: &Q) -> SqlKind {
             return SqlKind::Read;
         }
         // One space for every run of whitespace, so that a lock clause
-        // split over lines (`FOR\n  UPDATE`) is seen too.
+        // split over lines (`FOR\n  UPDATE`) is seen too; no comment or
+        // literal, so that neither hides a word nor makes one up.
         let mut upper = String::with_capacity(sql.len());
-        for word in sql.split_ascii_whitespace() {
+        for word in crate::lex::words(sql).split_ascii_whitespace() {
             if !upper.is_empty() {
                 upper.push(' ');
             }
@@ -651,5 +652,21 @@ mod tests {
         assert_eq!(kind("(SELECT 1) UNION (SELECT 2)"), SqlKind::Lock);
         assert_eq!(kind("VALUES (1), (2)"), SqlKind::Lock);
         assert_eq!(kind("SELECT 'INSERT INTO t' AS text"), SqlKind::Read);
+    }
+
+    #[test]
+    fn comments_literals_and_quotes_neither_hide_nor_make_up_words() {
+        assert_eq!(kind("SELECT * FROM t FOR /* l */ UPDATE"), SqlKind::Lock);
+        assert_eq!(kind("SELECT * FROM t FOR -- l\nUPDATE"), SqlKind::Lock);
+        assert_eq!(
+            kind(r#"SELECT "set_config"('a.b', '1', false)"#),
+            SqlKind::Write
+        );
+        assert_eq!(kind("SELECT nextval/**/('s')"), SqlKind::Write);
+        assert_eq!(
+            kind("SELECT * FROM docs WHERE body = 'nextval(' -- FOR UPDATE"),
+            SqlKind::Read
+        );
+        assert_eq!(kind("SELECT $$ FOR SHARE $$ AS x"), SqlKind::Read);
     }
 }

@@ -62,6 +62,29 @@ pub(crate) fn code_only(sql: &str) -> String {
     code
 }
 
+/// `sql` as its words read: each literal and comment one space, each
+/// quoted identifier its name (`"set_config"` is `set_config`), so that
+/// neither hides a word (`FOR /* .. */ UPDATE`) nor makes one up.
+pub(crate) fn words(sql: &str) -> String {
+    let mut words = String::with_capacity(sql.len());
+    let (mut start, mut at) = (0, 0);
+    while at < sql.len() {
+        match opaque_end(sql, at) {
+            Some(end) => {
+                words.push_str(&sql[start..at]);
+                match quoted_identifier(&sql[at..end]) {
+                    Some((name, _)) => words.push_str(&name),
+                    None => words.push(' '),
+                }
+                (start, at) = (end, end);
+            }
+            None => at += 1,
+        }
+    }
+    words.push_str(&sql[start..]);
+    words
+}
+
 /// The quoted identifier that opens `text` (`"a""b"` is `a"b`) and the
 /// text after it; `None` when `text` does not open with one, or it is
 /// never closed, or empty (PostgreSQL refuses a zero-length identifier).

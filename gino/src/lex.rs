@@ -153,6 +153,12 @@ fn continuation(bytes: &[u8], end: usize) -> Option<usize> {
     (line_break && bytes.get(i) == Some(&b'\'')).then_some(i)
 }
 
+/// Whether the `'` at byte `quote` of `sql` opens an escape string
+/// (`E'...'`), whose backslashes are escapes.
+pub(crate) fn is_escape_string(sql: &str, quote: usize) -> bool {
+    escape_string(sql.as_bytes(), quote)
+}
+
 /// Whether the `'` at `quote` opens an escape string (`E'...'`): one
 /// whose `E` is a word of its own, not the end of an identifier.
 fn escape_string(bytes: &[u8], quote: usize) -> bool {

@@ -21,7 +21,8 @@ use crate::lex;
 /// `_` and then letters, digits or `_`, where the `:` does not follow a
 /// letter, digit or `_`
 /// (`arr[lo:hi]` has none, as in SQLAlchemy's `text`); `\:` is a plain
-/// colon; `::` casts, string literals, quoted identifiers,
+/// colon, in a string literal too (`'10\:30'` is `'10:30'`, as SQLAlchemy
+/// reads it; an escape string `E'..'` keeps its own escapes); `::` casts, string literals, quoted identifiers,
 /// dollar-quoted strings and comments are left alone. The same name may
 /// appear several times. Each value is bound with its SQL type, so the
 /// server sees real bind parameters, never interpolated text.
@@ -139,8 +140,38 @@ impl<ST> fmt::Debug for TextQuery<'_, ST> {
     }
 }
 
+/// `sql` with the backslash of every `\:` in a string literal gone:
+/// SQLAlchemy's `text` takes `\:` for a colon everywhere (its documents
+/// write `'\:username'` for a colon in an inline string), so SQL written
+/// for it says `'10\:30'` for `'10:30'`. An escape string (`E'..'`) is
+/// left alone: there `\:` is a colon already, and `\\:` a backslash and
+/// a colon.
+fn colons_in_literals(sql: &str) -> std::borrow::Cow<'_, str> {
+    if !sql.contains("\\:") {
+        return std::borrow::Cow::Borrowed(sql);
+    }
+    let mut out = String::with_capacity(sql.len());
+    let (mut copied, mut at) = (0, 0);
+    while at < sql.len() {
+        match lex::opaque_end(sql, at) {
+            Some(end) => {
+                if sql.as_bytes()[at] == b'\'' && !lex::is_escape_string(sql, at) {
+                    out.push_str(&sql[copied..at]);
+                    out.push_str(&sql[at..end].replace("\\:", ":"));
+                    copied = end;
+                }
+                at = end;
+            }
+            None => at += 1,
+        }
+    }
+    out.push_str(&sql[copied..]);
+    std::borrow::Cow::Owned(out)
+}
+
 impl<'a> TextQuery<'a> {
     fn parse(sql: &str) -> Self {
+        let sql = &*colons_in_literals(sql);
         let mut pieces = Vec::new();
         let mut names: Vec<String> = Vec::new();
         let mut index: HashMap<String, usize> = HashMap::new();
@@ -412,6 +443,19 @@ mod tests {
         let (sql, names) = rendered("SELECT (tags)[1:n], arr[lo:hi], arr[:lo], x \\:y, é:z");
         assert_eq!(names, ["lo"]);
         assert_eq!(sql, "SELECT (tags)[1:n], arr[lo:hi], arr[$1], x :y, é:z");
+    }
+
+    /// SQLAlchemy's documents write `'\:username'` for a colon in an
+    /// inline string: the backslash goes there too, but not from an
+    /// escape string, nor from a quoted name or a comment.
+    #[test]
+    fn an_escaped_colon_in_a_literal_is_a_colon_as_in_sqlalchemy() {
+        let (sql, names) = rendered(r#"SELECT '10\:30', 'a''\:b', :t, E'x\\:y', "q\:" -- \:c"#);
+        assert_eq!(names, ["t"]);
+        assert_eq!(
+            sql,
+            r#"SELECT '10:30', 'a'':b', $1, E'x\\:y', "q\:" -- \:c"#
+        );
     }
 
     #[test]

@@ -59,7 +59,7 @@ async fn count_where<P>(filter: P) -> i64
 where
     P: diesel::Expression<SqlType = diesel::sql_types::Nullable<diesel::sql_types::Bool>>
         + diesel::AppearsOnTable<people::table>
-        + diesel::expression::ValidGrouping<(), IsAggregate = diesel::expression::is_aggregate::Never>
+        + diesel::expression::NonAggregate
         + diesel::query_builder::QueryFragment<diesel::pg::Pg>
         + diesel::query_builder::QueryId
         + Send

@@ -157,6 +157,7 @@ use std::fmt;
 use std::marker::PhantomData;
 
 use diesel::QueryResult;
+use diesel::Table;
 use diesel::deserialize::FromSql;
 use diesel::expression::{
     AppearsOnTable, AsExpression, Expression, SelectableExpression, TypedExpressionType,
@@ -164,6 +165,7 @@ use diesel::expression::{
 };
 use diesel::pg::{Pg, PgValue};
 use diesel::query_builder::{AsChangeset, AstPass, QueryFragment, QueryId};
+use diesel::query_source::{AppearsInFromClause, Once};
 use diesel::sql_types::{self, SqlType};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -382,6 +384,40 @@ fn holds_nul(value: &Value) -> bool {
 /// # Ok(()) }
 /// # fn main() { gino_testkit::doc::run(demo) } // models at the top level, not in main
 /// ```
+///
+/// A property reads its table's column, so, like a column, it does not
+/// compile in a query without its table (PostgreSQL would refuse it,
+/// 42P01):
+///
+/// ```compile_fail,E0277
+/// # use gino::prelude::*;
+/// # #[derive(Model, Debug, Clone)]
+/// # #[gino(table = "people")]
+/// # pub struct Person { #[gino(primary_key)] pub id: i32, #[gino(property)] pub age: Option<i32> }
+/// #[derive(Model, Debug, Clone)]
+/// #[gino(table = "teams")]
+/// pub struct Team {
+///     #[gino(primary_key)]
+///     pub id: i32,
+/// }
+/// async fn refused() -> gino::Result<Vec<Team>> {
+///     Team::query().filter(people_props::age().gt(30)).gino().all().await
+/// }
+/// # fn main() {}
+/// ```
+///
+/// nor beside an aggregate (42803):
+///
+/// ```compile_fail,E0271
+/// # use gino::prelude::*;
+/// # #[derive(Model, Debug, Clone)]
+/// # #[gino(table = "people")]
+/// # pub struct Person { #[gino(primary_key)] pub id: i32, #[gino(property)] pub age: Option<i32> }
+/// fn refused() {
+///     let _ = people::table.select((people_props::age(), diesel::dsl::count_star()));
+/// }
+/// # fn main() {}
+/// ```
 pub struct PropertyExpr<T, ST> {
     sql: &'static str,
     column: &'static str,
@@ -535,14 +571,23 @@ impl<T, ST> QueryId for PropertyExpr<T, ST> {
     const HAS_STATIC_QUERY_ID: bool = false;
 }
 
-// Like diesel's `sql()` literals, a property names its table in its SQL
-// and so may appear wherever that table does.
-impl<T, ST, QS> AppearsOnTable<QS> for PropertyExpr<T, ST> where Self: Expression {}
+// A property reads its table's column, so it appears where that table is
+// in the FROM clause once, as the column may (in a query of another
+// table, PostgreSQL would refuse the statement: 42P01), and selected it
+// is of every row (42803 beside an aggregate, or grouped by another
+// expression).
+impl<T, ST, QS> AppearsOnTable<QS> for PropertyExpr<T, ST>
+where
+    Self: Expression,
+    T: Table,
+    QS: AppearsInFromClause<T, Count = Once>,
+{
+}
 
-impl<T, ST, QS> SelectableExpression<QS> for PropertyExpr<T, ST> where Self: Expression {}
+impl<T, ST, QS> SelectableExpression<QS> for PropertyExpr<T, ST> where Self: AppearsOnTable<QS> {}
 
-impl<T, ST, GB> ValidGrouping<GB> for PropertyExpr<T, ST> {
-    type IsAggregate = is_aggregate::Never;
+impl<T, ST> ValidGrouping<()> for PropertyExpr<T, ST> {
+    type IsAggregate = is_aggregate::No;
 }
 
 macro_rules! property_operator {

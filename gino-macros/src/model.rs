@@ -1249,16 +1249,36 @@ pub(crate) fn expand_with(
             }
         }
     };
-    // A key to a model's primary key is checked against that key's width
-    // once the model's constant is known: a model without a primary key,
-    // or with one of another width, cannot be referenced so.
-    let mut fk_widths = Vec::new();
+    // Checks made once constants are known, at compile time.
+    let mut const_checks = Vec::new();
+    // On a diesel table, the model's name of a column must be the table's
+    // (a `#[sql_name]` renames it): raw loads, partial loads and `apply()`'s
+    // refresh find a column by the model's name.
+    if attrs.diesel_table.is_some() {
+        for f in fields.iter().filter(|f| f.property.is_none() && !f.hidden) {
+            let (ident, column) = (&f.ident, &f.column);
+            let message = format!(
+                "`{ident}` of `{name}`: the diesel table's column `{ident}` has another name in \
+                 SQL than `{column}` (a #[sql_name]); give the field #[gino(column = \"...\")] \
+                 with that name"
+            );
+            const_checks.push(quote! {
+                const _: () = ::core::assert!(
+                    ::gino::model::same_name(<#schema::#ident as ::gino::reexports::diesel::Column>::NAME, #column),
+                    #message
+                );
+            });
+        }
+    }
+    // A key to a model's primary key is checked against that key's width:
+    // a model without a primary key, or with one of another width, cannot
+    // be referenced so.
     let mut check_width = |reference: &Reference, width: usize, message: String| {
         if let Reference::Model(model) = reference
             && !refers_to_itself(name, model)
         {
             let message = message.replace("{model}", &quote!(#model).to_string().replace(' ', ""));
-            fk_widths.push(quote! {
+            const_checks.push(quote! {
                 const _: () = ::core::assert!(
                     <#model as ::gino::model::KeyTarget>::PRIMARY_KEY.len() == #width,
                     #message
@@ -2105,7 +2125,7 @@ pub(crate) fn expand_with(
 
         #joins
 
-        #(#fk_widths)*
+        #(#const_checks)*
 
         #props_module
 

@@ -133,6 +133,23 @@ pub struct CheckMeta {
     pub expression: &'static str,
 }
 
+/// Whether two names are one (for the derive's checks at compile time).
+#[doc(hidden)]
+pub const fn same_name(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
 /// What a foreign key to a model's table names, apart from the table's
 /// [`TableMeta`]: `#[derive(Model)]` implements it, and a `references =
 /// Model` key reads it, so that two models can reference each other (each
@@ -476,7 +493,7 @@ impl<T> QueryId for Lookup<T> {
 /// A model can also sit on a diesel `table!` that already exists (as
 /// `diesel print-schema` writes it): name it with `diesel_table`, and the
 /// derive declares no table of its own. Field names are then the table's
-/// column names.
+/// column names (its columns' Rust names).
 ///
 /// ```
 /// use gino::prelude::*;
@@ -507,6 +524,32 @@ impl<T> QueryId for Lookup<T> {
 ///     .await?;
 /// # Ok(()) }
 /// # gino_testkit::doc::run(demo);
+/// ```
+///
+/// A column the `table!` renames (`#[sql_name = "..."]`, as print-schema
+/// writes a column named as a Rust keyword, say) keeps its SQL name in the
+/// model: `#[gino(column = "...")]`, which the derive checks against the
+/// table.
+///
+/// ```compile_fail
+/// use gino::prelude::*;
+///
+/// diesel::table! {
+///     items (id) {
+///         id -> Integer,
+///         #[sql_name = "type"]
+///         kind -> Text,
+///     }
+/// }
+///
+/// #[derive(Model, Debug, Clone)]
+/// #[gino(table = "items", diesel_table = items)]
+/// pub struct Item {
+///     #[gino(primary_key)]
+///     pub id: i32,
+///     pub kind: String, // error: `items::kind` is `type` in SQL; say #[gino(column = "type")]
+/// }
+/// # fn main() {}
 /// ```
 ///
 /// Columns that many models share (GINO's mixins) are declared once, in a

@@ -1891,8 +1891,9 @@ mod existing_diesel_table {
 
     static BOOKS_DB: Gino = Gino::secondary();
 
-    // As `diesel print-schema --schema books` writes it; the model names
-    // neither the schema nor the renamed column.
+    // As `diesel print-schema --schema books` writes it; the model does not
+    // name the schema, and names the renamed column as SQL does (the derive
+    // refuses another name).
     diesel::table! {
         books.entries (entry_id) {
             entry_id -> Integer,
@@ -1906,6 +1907,7 @@ mod existing_diesel_table {
     pub struct Entry {
         #[gino(primary_key)]
         pub entry_id: i32,
+        #[gino(column = "memo_text")]
         pub memo: String,
     }
 
@@ -1942,6 +1944,34 @@ mod existing_diesel_table {
             elsewhere.is_empty(),
             "written to public.entries: {elsewhere:?}"
         );
+
+        // The renamed column read by its SQL name: a raw load, a partial
+        // load, and `apply()`'s refresh of a value computed in SQL.
+        let raw: Vec<Entry> = BOOKS_DB
+            .all(gino::text("SELECT * FROM books.entries ORDER BY entry_id"))
+            .await
+            .unwrap();
+        assert_eq!(raw[0].memo, "a");
+        let partial: Vec<Entry> = Entry::query()
+            .order_by(entries::entry_id)
+            .gino()
+            .bind(&BOOKS_DB)
+            .load(gino::loader::partial::<Entry, _>((
+                entries::entry_id,
+                entries::memo,
+            )))
+            .all()
+            .await
+            .unwrap();
+        assert_eq!(partial[1].memo, "b");
+        let mut first = raw[0].clone();
+        first
+            .update()
+            .set(entries::memo.eq(entries::memo.concat("!")))
+            .apply()
+            .await
+            .unwrap();
+        assert_eq!(first.memo, "a!");
     }
 
     static SHIFTS_DB: Gino = Gino::secondary();

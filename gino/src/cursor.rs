@@ -8,8 +8,9 @@
 //! as the server runs such statements whole even behind asyncpg's portal
 //! under GINO, and the cursor hands out its rows from memory.
 //!
-//! Uses: `root` (the transaction's connection), `statement`, `lex` (what is
-//! code, when telling queries from other statements).
+//! Uses: `root` (the transaction's connection), `context` (where the code
+//! reading a cursor is), `statement`, `lex` (what is code, when telling
+//! queries from other statements).
 
 use std::collections::VecDeque;
 use std::marker::PhantomData;
@@ -23,6 +24,7 @@ use diesel_async::AsyncPgConnection;
 use diesel_async::methods::LoadQuery;
 use futures_util::Stream;
 
+use crate::context::Stack;
 use crate::error::{Error, Result};
 use crate::lex;
 use crate::root::{Access, Root};
@@ -290,6 +292,23 @@ where
         }
     }
 
+    /// How a step comes to the connection: as the cursor was opened,
+    /// unless the code reading it is in a managed block of the cursor's
+    /// connection now (one nested in the block it was opened in, or one
+    /// around the manual transaction it was opened in, or the block around
+    /// the one it was opened in, which has ended): that block waits for the
+    /// step, so the step must not wait for the block, and runs as the
+    /// block's statements do.
+    fn access_now(&self) -> Access {
+        if let Access::Contextual(_) = self.access
+            && let Some(found) = Stack::find_access(self.root.engine.id())
+            && Arc::ptr_eq(&found.root, &self.root)
+        {
+            return found.access;
+        }
+        self.access
+    }
+
     /// Runs a `FETCH` or `MOVE`, keeping [`moving`](Self::moving) set
     /// while it does.
     async fn step<R>(&mut self, command: impl Statement<R>) -> Result<R> {
@@ -297,7 +316,10 @@ where
             return Err(Error::CursorInterrupted);
         }
         self.moving = true;
-        let result = self.root.run_as(self.access, self.timeout, command).await;
+        let result = self
+            .root
+            .run_as(self.access_now(), self.timeout, command)
+            .await;
         // Cleared only once the step is known to have ended: one that
         // timed out with its cancel lost may still move the cursor, and a
         // failed one leaves the transaction failed anyway.

@@ -581,6 +581,43 @@ async fn a_cursor_read_waits_out_a_block_joined_beside_it() {
     common::assert_pool_clean(e).await;
 }
 
+/// A cursor read inside a block nested in its own (or in a block around
+/// the manual transaction it was opened in) reads there: the block waits
+/// for the read, so the read must not wait for the block.
+#[tokio::test]
+async fn a_cursor_read_inside_a_nested_block_reads_there() {
+    let s = common::setup().await;
+    let e = &s.engine;
+    async fn within<F: std::future::IntoFuture>(what: F) -> F::Output {
+        let limit = Duration::from_secs(5);
+        tokio::time::timeout(limit, what.into_future())
+            .await
+            .expect("the read waited for the block waiting for it")
+    }
+    // Opened in a block, read in a block nested in it.
+    let read = within(e.transaction(async {
+        let mut cursor = e.iterate::<i32, _>(series(10)).await?;
+        e.transaction(async { cursor.next().await }).await
+    }));
+    assert_eq!(read.await.unwrap(), Some(1));
+    // Opened in a nested block, read in the block around it once the
+    // nested one has ended.
+    let read = within(e.transaction(async {
+        let mut cursor = e.transaction(e.iterate::<i32, _>(series(10))).await?;
+        cursor.next().await
+    }));
+    assert_eq!(read.await.unwrap(), Some(1));
+    // Opened in a manual transaction, read in a block inside it.
+    let conn = e.acquire().reuse(true).await.unwrap();
+    let tx = conn.begin().await.unwrap();
+    let mut cursor = e.iterate::<i32, _>(series(10)).await.unwrap();
+    let read = within(e.transaction(async { cursor.next().await }));
+    assert_eq!(read.await.unwrap(), Some(1));
+    tx.commit().await.unwrap();
+    conn.release().await.unwrap();
+    common::assert_pool_clean(e).await;
+}
+
 /// `iterate()`'s timeout covers the wait for its connection, as every
 /// statement's does.
 #[tokio::test]

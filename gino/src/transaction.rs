@@ -699,7 +699,7 @@ where
             std::panic::resume_unwind(panic);
         }
     };
-    match (result, tx.take_exit()) {
+    let ended = match (result, tx.take_exit()) {
         (Ok(value), Some(exit)) => end_level(&tx, exit.commit, &mut guard)
             .await
             .map(|_| value)
@@ -755,7 +755,13 @@ where
                 Err(e)
             }
         },
-    }
+    };
+    // A connection the block borrowed for itself goes back with the block,
+    // as GINO's context manager releases it: a `Transaction` kept past the
+    // block (returned from it, or moved into another task) neither holds
+    // the pool's connection nor runs statements outside the transaction.
+    tx.inner.conn.release_now();
+    ended
 }
 
 /// `innermost` and the transactions enclosing it, innermost first.
@@ -1005,7 +1011,9 @@ impl Engine {
     /// (GINO's `async with engine.transaction() as tx`); its error type is
     /// [`gino::Error`](crate::Error), so `Ok(())` needs no annotation. See
     /// [`transaction`](Self::transaction) for blocks with errors of their
-    /// own.
+    /// own. A connection the block borrowed goes back with the block: the
+    /// transaction kept past it is ended, and its
+    /// [`connection`](Transaction::connection) released.
     ///
     /// ```
     /// # async fn demo(engine: &gino::Engine) -> gino::Result<()> {

@@ -1106,6 +1106,32 @@ async fn transaction_with_hands_the_block_its_transaction() {
     assert_eq!(names(&other).await, ["kept"]);
 }
 
+/// A block's own connection goes back with the block (GINO's context
+/// manager releases it): its transaction kept past the block holds no
+/// pooled connection, and runs nothing outside the transaction.
+#[tokio::test]
+async fn a_transaction_kept_past_its_block_holds_no_connection() {
+    let (s, other) = items_setup(EngineOptions::new().max_size(1)).await;
+    let e = &s.engine;
+    let kept = e
+        .transaction_with(|tx| async move {
+            add(e, "in").await?;
+            Ok(tx)
+        })
+        .await
+        .unwrap();
+    let conn = e
+        .acquire()
+        .timeout(Duration::from_millis(500))
+        .await
+        .expect("the block's connection is back in the pool");
+    conn.release().await.unwrap();
+    let late = add(kept.connection(), "after").await;
+    assert!(matches!(late, Err(Error::ConnectionReleased)), "{late:?}");
+    assert_eq!(names(&other).await, ["in"]);
+    common::assert_pool_clean(e).await;
+}
+
 /// The server-side state of backend `pid`, as `other` sees it.
 async fn backend_state(other: &Engine, pid: i32) -> String {
     let state = format!("coalesce((SELECT state FROM pg_stat_activity WHERE pid = {pid}), '')");

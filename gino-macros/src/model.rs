@@ -529,6 +529,19 @@ fn parse_field(field: &syn::Field) -> Result<Field> {
             Ok(())
         })?;
     }
+    if let Some(other) = seen
+        .iter()
+        .find(|key| *key != "flatten")
+        .filter(|_| parsed.flatten)
+    {
+        return Err(syn::Error::new(
+            parsed.ident.span(),
+            format!(
+                "#[gino(flatten)] takes no `{other}`: the set's columns carry their own \
+                 attributes, on the fields of the struct deriving gino::Columns"
+            ),
+        ));
+    }
     if parsed.plain_json && parsed.property.is_none() {
         return Err(syn::Error::new(
             parsed.ident.span(),

@@ -639,6 +639,24 @@ impl<T> QueryId for Lookup<T> {
 /// }
 /// ```
 ///
+/// The set's fields carry their columns' attributes; the field that
+/// flattens it takes none (they would be lost):
+///
+/// ```compile_fail
+/// # use gino::prelude::*;
+/// #[derive(Columns, Debug, Clone)]
+/// pub struct Key {
+///     pub day: i32,
+/// }
+///
+/// #[derive(Model, Debug, Clone)]
+/// #[gino(table = "shifts")]
+/// pub struct Shift {
+///     #[gino(flatten, primary_key)] // error: put primary_key on `day` in Key
+///     pub key: Key,
+/// }
+/// ```
+///
 /// A set of columns takes only the indexes and constraints; the table's
 /// name and settings belong to the model:
 ///

@@ -330,6 +330,7 @@ async fn properties_round_trip_merge_filter_and_fail_clearly() {
         message.contains("`age`") && message.contains("thirty"),
         "{message}"
     );
+    a_required_property_is_not_set_to_null().await;
     DB.pop_bind();
 }
 
@@ -1371,4 +1372,50 @@ async fn a_table_named_unlike_rust_has_its_properties_under_its_modules_name() {
         .unwrap();
     assert_eq!(older.iter().map(|p| p.age).collect::<Vec<_>>(), [Some(40)]);
     DASHED.pop_bind().unwrap().close().await;
+}
+
+/// A property whose field is no `Option` is never set to NULL in SQL: a
+/// value computed from a missing key (`visits + 1`), or a NULL given, is
+/// refused by the server, and the row keeps what it had and still loads.
+async fn a_required_property_is_not_set_to_null() {
+    let mut p = Person::create().name("nil").await.unwrap();
+    DB.status(
+        diesel::sql_query("UPDATE people SET profile = profile - 'visits' WHERE id = $1")
+            .bind::<diesel::sql_types::Integer, _>(p.id),
+    )
+    .await
+    .unwrap();
+    let err = p
+        .update()
+        .set_property(people_props::visits(), people_props::visits() + 1_i64)
+        .apply()
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("property `visits` cannot be set to NULL"),
+        "{err}"
+    );
+    let err = p
+        .update()
+        .set_property(people_props::visits(), None::<i64>)
+        .apply()
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("cannot be set to NULL"), "{err}");
+    let kept = Person::get(p.id).await.unwrap().unwrap();
+    assert_eq!(kept.visits, 0, "the default, the key still missing");
+    // Given one, it goes as it is; an Option's property takes NULL.
+    p.update()
+        .set_property(
+            people_props::visits(),
+            diesel::dsl::sql::<diesel::sql_types::Nullable<diesel::sql_types::BigInt>>(
+                "COALESCE(CAST(profile ->> 'visits' AS BIGINT), 0) + 1",
+            ),
+        )
+        .set_property(people_props::age(), None::<i32>)
+        .apply()
+        .await
+        .unwrap();
+    assert_eq!((p.visits, p.age), (1, None));
 }

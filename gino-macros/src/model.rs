@@ -1962,7 +1962,9 @@ pub(crate) fn expand_with(
             /// Sets a JSON property to what an SQL expression computes,
             /// e.g. `.set_property(people_props::age(), people_props::age() - 2)`
             /// (GINO's `update(age=Person.age - 2)`); only its key is merged
-            /// into the column, and `apply()` refreshes it in memory.
+            /// into the column, and `apply()` refreshes it in memory. A
+            /// property whose field is no `Option` is not set to NULL (say,
+            /// `visits + 1` where the key is missing): the update fails.
             pub fn set_property<ST, E>(mut self, property: ::gino::json::PropertyExpr<#schema::table, ST>, value: E) -> Self
             where
                 ST: #d::sql_types::SqlType + #d::expression::TypedExpressionType,
@@ -2027,11 +2029,16 @@ pub(crate) fn expand_with(
             let column = p.property.clone().unwrap_or_default();
             let key = property_key(p);
             let doc = format!("The JSON property `{}` as SQL: `{sql}`.", p.ident);
-            let float = types::float_sql(types::strip_option(&p.ty).0).map(|sql_type| quote!(.float(#sql_type)));
+            let (inner, optional) = types::strip_option(&p.ty);
+            let float = types::float_sql(inner).map(|sql_type| quote!(.float(#sql_type)));
+            let required = (!optional).then(|| {
+                let pg = types::property_types(inner).1;
+                quote!(.required(#pg))
+            });
             quote! {
                 #[doc = #doc]
                 pub fn #ident() -> ::gino::json::PropertyExpr<#schema::table, #d::sql_types::Nullable<#sql_type>> {
-                    ::gino::json::PropertyExpr::new(#sql, #column, #key)#float
+                    ::gino::json::PropertyExpr::new(#sql, #column, #key)#float #required
                 }
             }
         });

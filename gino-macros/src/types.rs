@@ -120,12 +120,29 @@ pub fn property_indexable(ty: &Type) -> bool {
 /// The date and time types [`property_sql`] casts from text.
 const TEMPORAL: [&str; 3] = ["NaiveDateTime", "DateTime", "NaiveDate"];
 
+/// The diesel and PostgreSQL types of a JSON property of Rust type `ty`
+/// (an `Option`'s inner type).
+pub fn property_types(ty: &Type) -> (&'static str, &'static str) {
+    match last_ident(ty).unwrap_or_default().as_str() {
+        "i16" => ("SmallInt", "SMALLINT"),
+        "i32" => ("Integer", "INTEGER"),
+        "i64" => ("BigInt", "BIGINT"),
+        "f32" => ("Float", "REAL"),
+        "f64" => ("Double", "DOUBLE PRECISION"),
+        "bool" => ("Bool", "BOOLEAN"),
+        "String" => ("Text", "TEXT"),
+        "NaiveDateTime" => ("Timestamp", "TIMESTAMP"),
+        "DateTime" => ("Timestamptz", "TIMESTAMPTZ"),
+        "NaiveDate" => ("Date", "DATE"),
+        _ => ("Jsonb", "JSONB"),
+    }
+}
+
 /// The SQL type of a floating-point property of Rust type `ty`, whose
 /// values set in SQL gino checks to be finite.
 pub fn float_sql(ty: &Type) -> Option<&'static str> {
-    match last_ident(ty).unwrap_or_default().as_str() {
-        "f32" => Some("REAL"),
-        "f64" => Some("DOUBLE PRECISION"),
+    match property_types(ty) {
+        ("Float" | "Double", pg) => Some(pg),
         _ => None,
     }
 }
@@ -134,34 +151,22 @@ pub fn float_sql(ty: &Type) -> Option<&'static str> {
 /// the expression on `target` (the quoted JSONB column): `->>` cast to the
 /// type for scalars, `->` (jsonb) for anything else.
 pub fn property_sql(ty: &Type, target: &str, key: &str) -> (TokenStream, String) {
-    let st = |name: &str| {
-        let ident = syn::Ident::new(name, proc_macro2::Span::call_site());
-        quote!(::gino::reexports::diesel::sql_types::#ident)
-    };
-    let cast =
-        |sql_type: &str, pg: &str| (st(sql_type), format!("CAST({target} ->> '{key}' AS {pg})"));
-    match last_ident(ty).unwrap_or_default().as_str() {
-        "i16" => cast("SmallInt", "SMALLINT"),
-        "i32" => cast("Integer", "INTEGER"),
-        "i64" => cast("BigInt", "BIGINT"),
-        "f32" => cast("Float", "REAL"),
-        "f64" => cast("Double", "DOUBLE PRECISION"),
-        "bool" => cast("Bool", "BOOLEAN"),
-        "String" => (st("Text"), format!("({target} ->> '{key}')")),
-        "NaiveDateTime" => cast("Timestamp", "TIMESTAMP"),
+    let (diesel_type, pg) = property_types(ty);
+    let ident = syn::Ident::new(diesel_type, proc_macro2::Span::call_site());
+    let sql_type = quote!(::gino::reexports::diesel::sql_types::#ident);
+    let text = format!("({target} ->> '{key}')");
+    let sql = match diesel_type {
+        "Text" => text,
         // Stored as GINO stores date-times, without an offset, in UTC; a
         // plain TIMESTAMPTZ cast would read that in the session's time
         // zone. A text with an offset (written by another program, or by
         // PostgreSQL, whose offsets can have seconds) is read with it.
-        "DateTime" => {
-            let text = format!("({target} ->> '{key}')");
-            let sql = format!(
-                "(CASE WHEN {text} ~ '([Zz]|[+-]\\d\\d(:?\\d\\d(:?\\d\\d)?)?)$' THEN CAST({text} AS TIMESTAMPTZ) \
-                 ELSE CAST({text} AS TIMESTAMP) AT TIME ZONE 'UTC' END)"
-            );
-            (st("Timestamptz"), sql)
-        }
-        "NaiveDate" => cast("Date", "DATE"),
-        _ => (st("Jsonb"), format!("({target} -> '{key}')")),
-    }
+        "Timestamptz" => format!(
+            "(CASE WHEN {text} ~ '([Zz]|[+-]\\d\\d(:?\\d\\d(:?\\d\\d)?)?)$' THEN CAST({text} AS TIMESTAMPTZ) \
+             ELSE CAST({text} AS TIMESTAMP) AT TIME ZONE 'UTC' END)"
+        ),
+        "Jsonb" => format!("({target} -> '{key}')"),
+        _ => format!("CAST({target} ->> '{key}' AS {pg})"),
+    };
+    (sql_type, sql)
 }

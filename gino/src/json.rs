@@ -423,8 +423,12 @@ pub struct PropertyExpr<T, ST> {
     column: &'static str,
     key: &'static str,
     /// The SQL type of a floating-point property, whose values set in SQL
-    /// must be checked for NaN and infinities ([`Finite`]).
+    /// must be checked for NaN and infinities ([`Checked`]).
     float: Option<&'static str>,
+    /// The SQL type of a property whose field is no `Option`, whose values
+    /// set in SQL must not be NULL: stored as JSON `null`, the row would no
+    /// longer load ([`Checked`]).
+    required: Option<&'static str>,
     types: PhantomData<fn() -> (T, ST)>,
 }
 
@@ -436,8 +440,17 @@ impl<T, ST> PropertyExpr<T, ST> {
             column,
             key,
             float: None,
+            required: None,
             types: PhantomData,
         }
+    }
+
+    /// Marks the property as one whose field is no `Option`, of SQL type
+    /// `sql_type`.
+    #[doc(hidden)]
+    pub const fn required(mut self, sql_type: &'static str) -> Self {
+        self.required = Some(sql_type);
+        self
     }
 
     /// Marks the property as a floating-point one of SQL type `sql_type`.
@@ -450,9 +463,19 @@ impl<T, ST> PropertyExpr<T, ST> {
     /// `expression` as the value this property is set to in SQL: for a
     /// floating-point property, checked to be finite, since JSON has no
     /// NaN or infinity and PostgreSQL would store them as strings that no
-    /// longer read as numbers.
+    /// longer read as numbers; for a property whose field is no `Option`,
+    /// checked not to be NULL (`visits + 1` where the key is missing, say),
+    /// since JSON `null` would not load into the field.
     #[doc(hidden)]
-    pub fn value_of<E>(&self, expression: E) -> Finite<E> {
+    pub fn value_of<E>(&self, expression: E) -> Checked<E> {
+        let required = self.required.map(|sql_type| {
+            let refusal = format!(
+                "the JSON property `{}` cannot be set to NULL: its field is no Option (a \
+                 computed value is NULL where the key is missing; COALESCE it with a default)",
+                self.key
+            );
+            (sql_type, refusal)
+        });
         // The refusal's text only where it can be needed: a non-float
         // property's value goes as it is.
         let float = self.float.map(|sql_type| {
@@ -462,7 +485,11 @@ impl<T, ST> PropertyExpr<T, ST> {
             );
             (sql_type, refusal)
         });
-        Finite { expression, float }
+        Checked {
+            expression,
+            float,
+            required,
+        }
     }
 
     /// The JSON column the property is stored in.
@@ -513,29 +540,56 @@ impl<T, ST> PropertyExpr<T, ST> {
 
 /// A value a property is set to in SQL ([`PropertyExpr::value_of`]).
 #[doc(hidden)]
-pub struct Finite<E> {
+pub struct Checked<E> {
     expression: E,
     /// A float property's SQL type and the text refusing a non-finite
     /// value.
     float: Option<(&'static str, String)>,
+    /// A required property's SQL type and the text refusing NULL.
+    required: Option<(&'static str, String)>,
 }
 
-impl<E: QueryFragment<Pg>> QueryFragment<Pg> for Finite<E> {
+impl<E: QueryFragment<Pg>> QueryFragment<Pg> for Checked<E> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        let Some((sql_type, refusal)) = &self.float else {
+        if self.float.is_none() && self.required.is_none() {
             return self.expression.walk_ast(out);
-        };
+        }
         // Computed once (an expression may be volatile), then checked; a
-        // non-finite value fails a cast of the refusal's text, which is
-        // SQL's one way to raise an error of its own. The refusal's arm is
-        // dropped unevaluated when the value is a finite constant.
-        out.push_sql("(SELECT CASE WHEN gino_value IN ('NaN', 'Infinity', '-Infinity') THEN CAST(");
-        out.push_bind_param::<sql_types::Text, _>(refusal)?;
-        out.push_sql(" || gino_value AS ");
-        out.push_sql(sql_type);
-        out.push_sql(") ELSE gino_value END FROM (SELECT ");
+        // value refused fails a cast of the refusal's text, which is SQL's
+        // one way to raise an error of its own. The text is made to depend
+        // on the value, so that a refusal's arm is not evaluated ahead
+        // (constant folding) unless the value is a constant refused.
+        out.push_sql("(SELECT CASE");
+        if let Some((sql_type, refusal)) = &self.required {
+            out.push_sql(" WHEN gino_value IS NULL THEN ");
+            // A cast to text or jsonb takes any text: the refusal fails a
+            // cast to integer first.
+            let (open, close) = match *sql_type {
+                "TEXT" => ("CAST(CAST(", " AS INTEGER) AS TEXT)"),
+                "JSONB" => ("to_jsonb(CAST(", " AS INTEGER))"),
+                _ => ("CAST(", ""),
+            };
+            out.push_sql(open);
+            out.push_bind_param::<sql_types::Text, _>(refusal)?;
+            out.push_sql(" || left(pg_typeof(gino_value)::text, 0)");
+            if close.is_empty() {
+                out.push_sql(" AS ");
+                out.push_sql(sql_type);
+                out.push_sql(")");
+            } else {
+                out.push_sql(close);
+            }
+        }
+        if let Some((sql_type, refusal)) = &self.float {
+            out.push_sql(" WHEN gino_value IN ('NaN', 'Infinity', '-Infinity') THEN CAST(");
+            out.push_bind_param::<sql_types::Text, _>(refusal)?;
+            out.push_sql(" || gino_value AS ");
+            out.push_sql(sql_type);
+            out.push_sql(")");
+        }
+        out.push_sql(" ELSE gino_value END FROM (SELECT ");
         self.expression.walk_ast(out.reborrow())?;
-        out.push_sql(" AS gino_value) AS gino_finite)");
+        out.push_sql(" AS gino_value) AS gino_checked)");
         Ok(())
     }
 }

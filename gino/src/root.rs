@@ -17,6 +17,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::config::IsolationLevel;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::pool::{Abandon, PgConn, RawConn};
@@ -64,6 +65,10 @@ pub(crate) struct Level {
     /// named connection waits only for the blocks of its own task
     /// ([`Access::Beside`]).
     pub(crate) task: Option<tokio::task::Id>,
+    /// The isolation level the outermost level asked for (its own, else
+    /// the engine's; `None`: the server's default), which nested levels
+    /// share.
+    pub(crate) isolation: Option<IsolationLevel>,
 }
 
 /// How a statement came to a root, which says whether it may run inside

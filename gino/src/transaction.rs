@@ -125,10 +125,6 @@ struct AcquireOptions {
 }
 
 impl TxOptions {
-    fn is_set(&self) -> bool {
-        self.isolation_level.is_some() || self.read_only.is_some() || self.deferrable.is_some()
-    }
-
     fn begin_sql(&self, engine_default: Option<IsolationLevel>) -> String {
         let mut sql = String::from("BEGIN");
         if let Some(level) = self.isolation_level.or(engine_default) {
@@ -162,13 +158,29 @@ impl Transaction {
         let root = conn.root.clone();
         let deadline = Deadline::none();
         let mut slot = root.lock_for(access, &deadline).await?;
-        if !slot.levels.is_empty() && options.is_set() {
-            return Err(Error::TransactionMisuse(
-                "isolation level, read-only and deferrable can only be set on the outermost \
-                 transaction, not on a nested one (a savepoint)"
-                    .to_owned(),
-            ));
-        }
+        // A nested level (a savepoint) runs in the outermost's transaction:
+        // it may repeat the isolation level that one asked for (as asyncpg
+        // allows, so that code asking for one level runs inside a block of
+        // it), and set nothing else.
+        let isolation = match slot.levels.first() {
+            Some(outermost) => {
+                let same = options
+                    .isolation_level
+                    .is_none_or(|level| Some(level) == outermost.isolation);
+                if !same || options.read_only.is_some() || options.deferrable.is_some() {
+                    return Err(Error::TransactionMisuse(
+                        "isolation level, read-only and deferrable can only be set on the \
+                         outermost transaction, not on a nested one (a savepoint), which may \
+                         only repeat the outermost's isolation level"
+                            .to_owned(),
+                    ));
+                }
+                outermost.isolation
+            }
+            None => options
+                .isolation_level
+                .or(root.engine.options().isolation_level),
+        };
         let outermost = slot.levels.is_empty();
         let pg = slot.raw(&root, &deadline).await?;
         if outermost {
@@ -188,7 +200,12 @@ impl Transaction {
                 .await?;
         }
         let task = if managed { tokio::task::try_id() } else { None };
-        slot.levels.push(Level { id, managed, task });
+        slot.levels.push(Level {
+            id,
+            managed,
+            task,
+            isolation,
+        });
         root.pin_reads();
         drop(slot);
         Ok(Transaction {
@@ -854,7 +871,8 @@ macro_rules! transaction_options {
         }
 
         /// Isolation level of this transaction (overrides the engine's
-        /// default); only on the outermost level.
+        /// default); only on the outermost level, which a nested one may
+        /// repeat (as asyncpg allows), but not change.
         ///
         /// ```
         /// # async fn demo(db: &gino::Gino) -> gino::Result<()> {

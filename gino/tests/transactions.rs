@@ -473,6 +473,23 @@ async fn options_on_a_nested_level_are_misuse() {
     .await
     .unwrap();
     assert_eq!(names(&other).await, ["a"]);
+    // The outermost's own isolation level may be repeated (asyncpg allows
+    // it): code asking for a level runs inside a block of that level.
+    e.transaction(async {
+        e.transaction(add(e, "b"))
+            .isolation_level(IsolationLevel::Serializable)
+            .await?;
+        let other_level = e
+            .transaction(async { Ok::<_, Error>(()) })
+            .isolation_level(IsolationLevel::RepeatableRead)
+            .await;
+        assert_misuse(other_level, "outermost");
+        Ok::<_, Error>(())
+    })
+    .isolation_level(IsolationLevel::Serializable)
+    .await
+    .unwrap();
+    assert_eq!(names(&other).await, ["a", "b"]);
 }
 
 #[tokio::test]

@@ -1418,4 +1418,12 @@ async fn a_required_property_is_not_set_to_null() {
         .await
         .unwrap();
     assert_eq!((p.visits, p.age), (1, None));
+    // A date-time set in SQL is stored as gino (and GINO) writes one.
+    p.update()
+        .set_property(people_props::joined(), joined())
+        .apply()
+        .await
+        .unwrap();
+    assert_eq!(p.joined, Some(joined()));
+    assert_eq!(profile(p.id).await["joined"], "2018-11-19T12:00:00.000000");
 }

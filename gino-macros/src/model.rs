@@ -2031,14 +2031,13 @@ pub(crate) fn expand_with(
             let doc = format!("The JSON property `{}` as SQL: `{sql}`.", p.ident);
             let (inner, optional) = types::strip_option(&p.ty);
             let float = types::float_sql(inner).map(|sql_type| quote!(.float(#sql_type)));
-            let required = (!optional).then(|| {
-                let pg = types::property_types(inner).1;
-                quote!(.required(#pg))
-            });
+            let pg = types::property_types(inner).1;
+            let required = (!optional).then(|| quote!(.required(#pg)));
+            let datetime = matches!(pg, "TIMESTAMP" | "TIMESTAMPTZ").then(|| quote!(.datetime(#pg)));
             quote! {
                 #[doc = #doc]
                 pub fn #ident() -> ::gino::json::PropertyExpr<#schema::table, #d::sql_types::Nullable<#sql_type>> {
-                    ::gino::json::PropertyExpr::new(#sql, #column, #key)#float #required
+                    ::gino::json::PropertyExpr::new(#sql, #column, #key)#float #required #datetime
                 }
             }
         });

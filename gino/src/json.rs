@@ -429,6 +429,9 @@ pub struct PropertyExpr<T, ST> {
     /// set in SQL must not be NULL: stored as JSON `null`, the row would no
     /// longer load ([`Checked`]).
     required: Option<&'static str>,
+    /// The SQL type of a date-time property, whose values set in SQL are
+    /// written in GINO's format ([`Checked`]).
+    datetime: Option<&'static str>,
     types: PhantomData<fn() -> (T, ST)>,
 }
 
@@ -441,8 +444,16 @@ impl<T, ST> PropertyExpr<T, ST> {
             key,
             float: None,
             required: None,
+            datetime: None,
             types: PhantomData,
         }
+    }
+
+    /// Marks the property as a date-time one of SQL type `sql_type`.
+    #[doc(hidden)]
+    pub const fn datetime(mut self, sql_type: &'static str) -> Self {
+        self.datetime = Some(sql_type);
+        self
     }
 
     /// Marks the property as one whose field is no `Option`, of SQL type
@@ -465,7 +476,9 @@ impl<T, ST> PropertyExpr<T, ST> {
     /// NaN or infinity and PostgreSQL would store them as strings that no
     /// longer read as numbers; for a property whose field is no `Option`,
     /// checked not to be NULL (`visits + 1` where the key is missing, say),
-    /// since JSON `null` would not load into the field.
+    /// since JSON `null` would not load into the field; for a date-time
+    /// property, written as gino writes one (GINO's format, in UTC), not as
+    /// PostgreSQL writes a timestamp in JSON.
     #[doc(hidden)]
     pub fn value_of<E>(&self, expression: E) -> Checked<E> {
         let required = self.required.map(|sql_type| {
@@ -489,6 +502,7 @@ impl<T, ST> PropertyExpr<T, ST> {
             expression,
             float,
             required,
+            datetime: self.datetime,
         }
     }
 
@@ -547,10 +561,31 @@ pub struct Checked<E> {
     float: Option<(&'static str, String)>,
     /// A required property's SQL type and the text refusing NULL.
     required: Option<(&'static str, String)>,
+    /// A date-time property's SQL type.
+    datetime: Option<&'static str>,
 }
 
 impl<E: QueryFragment<Pg>> QueryFragment<Pg> for Checked<E> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        let Some(sql_type) = self.datetime else {
+            return self.walk_checked(out);
+        };
+        // GINO's `%Y-%m-%dT%H:%M:%S.%f`, a time zone's in UTC, as
+        // `JsonDateTime` writes it: a database shared with Python GINO
+        // reads the same on both sides.
+        out.push_sql("to_char(");
+        self.walk_checked(out.reborrow())?;
+        if sql_type == "TIMESTAMPTZ" {
+            out.push_sql(" AT TIME ZONE 'UTC'");
+        }
+        out.push_sql(", 'YYYY-MM-DD\"T\"HH24:MI:SS.US')");
+        Ok(())
+    }
+}
+
+impl<E: QueryFragment<Pg>> Checked<E> {
+    /// The value, refused where it must not be stored.
+    fn walk_checked<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         if self.float.is_none() && self.required.is_none() {
             return self.expression.walk_ast(out);
         }

@@ -847,6 +847,13 @@ impl Engine {
         let Some(routing) = &self.inner.routing else {
             return self.run_once(timeout, statement).await;
         };
+        // Closing the engine closes its replicas last (a graceful close
+        // waits first): from its start, a read borrows from none of them,
+        // as from the primary, and a replica's closed pool is no fault to
+        // take it out of rotation for.
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(Error::PoolClosed);
+        }
         // One deadline for both tries: the statement's timeout bounds the
         // read, not each server's part of it.
         let deadline = self.deadline(timeout);

@@ -373,6 +373,34 @@ async fn a_read_whose_standby_is_gone_falls_back_to_the_primary() {
     engine.close().await;
 }
 
+/// From the start of a close, graceful or not, no read borrows from a
+/// replica either (its pool closes last): `PoolClosed`, as from the
+/// primary, and the replica stays in rotation, no fallback counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closing_engine_reads_from_no_replica() {
+    let servers = Replicated::start();
+    let engine = servers.engine(servers.options()).await;
+    assert!(on_standby(&engine).await);
+    let held = engine.acquire().reusable(false).await.unwrap();
+    common::backend_pid(&held).await;
+    let closing = tokio::spawn({
+        let engine = engine.clone();
+        async move { engine.close_gracefully(Duration::from_secs(5)).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let read = diesel::select(sql::<Bool>("pg_is_in_recovery()"))
+        .gino()
+        .bind(&engine)
+        .one::<bool>()
+        .await;
+    assert!(matches!(read, Err(gino::Error::PoolClosed)), "{read:?}");
+    let stats = engine.routing().unwrap();
+    assert_eq!(stats.fallbacks, 0, "{stats:?}");
+    assert!(stats.replicas[0].in_rotation, "{stats:?}");
+    held.release().await.unwrap();
+    assert!(closing.await.unwrap());
+}
+
 /// The engine's default timeout changed at run time holds on its read
 /// replicas too: a read on the standby is cancelled after it, and runs to
 /// its end once the limit is lifted.

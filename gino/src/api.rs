@@ -436,7 +436,8 @@ impl Gino {
     }
 
     /// Acquires a connection from the bound engine; see [`Engine::acquire`].
-    /// Fails with [`Error::Uninitialized`] when awaited while unbound.
+    /// The engine is the one bound when this is called: unbound then, the
+    /// acquire fails with [`Error::Uninitialized`] when awaited.
     ///
     /// ```
     /// # async fn demo(db: &gino::Gino) -> gino::Result<()> {

@@ -239,11 +239,11 @@ fn imports(declared: &[ItemUse]) -> Vec<ItemUse> {
 /// table module): a leading `super` gains another.
 fn one_level_deeper(import: &ItemUse) -> ItemUse {
     let mut import = import.clone();
-    if let syn::UseTree::Path(path) = &mut import.tree {
-        if path.ident == "super" {
-            let inner = path.clone();
-            *path.tree = syn::UseTree::Path(inner);
-        }
+    if let syn::UseTree::Path(path) = &mut import.tree
+        && path.ident == "super"
+    {
+        let inner = path.clone();
+        *path.tree = syn::UseTree::Path(inner);
     }
     import
 }

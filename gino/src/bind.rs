@@ -434,12 +434,13 @@ fn first_table(sql: &str) -> Option<String> {
                 let names_table = ["FROM", "INTO", "UPDATE"]
                     .iter()
                     .any(|k| word.eq_ignore_ascii_case(k));
-                if names_table && best.as_ref().is_none_or(|(d, _)| depth < *d) {
-                    if let Some(table) = table_named(&sql[i..]) {
-                        best = Some((depth, table));
-                        if depth == 0 {
-                            break;
-                        }
+                if names_table
+                    && best.as_ref().is_none_or(|(d, _)| depth < *d)
+                    && let Some(table) = table_named(&sql[i..])
+                {
+                    best = Some((depth, table));
+                    if depth == 0 {
+                        break;
                     }
                 }
             }

@@ -144,10 +144,10 @@ impl ConnectionBudget {
                 // by a connection closing on its own; connections go idle
                 // all the time under load, so look again every few
                 // milliseconds rather than only once.
-                if self.reclaim_one() {
-                    if let Ok(unit) = units.clone().try_acquire_owned() {
-                        return Ok(Unit(unit));
-                    }
+                if self.reclaim_one()
+                    && let Ok(unit) = units.clone().try_acquire_owned()
+                {
+                    return Ok(Unit(unit));
                 }
                 tokio::select! {
                     unit = units.clone().acquire_owned() => {

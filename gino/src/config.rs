@@ -1442,10 +1442,11 @@ impl DatabaseUrl {
         // Hosts with ports of their own (`h:5555`) take no `PGPORT`, as
         // libpq's port list is then the URL's.
         let own_ports = hosts.iter().any(|(_, port)| port.is_some());
-        if extra_ports.is_empty() && !own_ports {
-            if let Some(list) = env("PGPORT") {
-                extra_ports = parse_ports(&list)?;
-            }
+        if extra_ports.is_empty()
+            && !own_ports
+            && let Some(list) = env("PGPORT")
+        {
+            extra_ports = parse_ports(&list)?;
         }
         if !hostaddrs.is_empty() && hostaddrs.len() != hosts.len() {
             return Err(Error::Configuration(format!(
@@ -1533,10 +1534,10 @@ impl DatabaseUrl {
         if !server_options.is_empty() {
             pg.options(server_options.join(" "));
         }
-        if options.connect_timeout.is_none() {
-            if let Some(value) = env("PGCONNECT_TIMEOUT") {
-                options.connect_timeout = Some(parse_duration("PGCONNECT_TIMEOUT", &value)?);
-            }
+        if options.connect_timeout.is_none()
+            && let Some(value) = env("PGCONNECT_TIMEOUT")
+        {
+            options.connect_timeout = Some(parse_duration("PGCONNECT_TIMEOUT", &value)?);
         }
         // Zero (in the URL, code or PGCONNECT_TIMEOUT) waits indefinitely,
         // as in libpq; a timer that fires at once would fail at random.

@@ -209,15 +209,15 @@ impl<'a> Acquire<'a> {
     pub(crate) async fn run_with_access(self) -> Result<(Connection, Access)> {
         let engine = &*self.engine.ok_or(Error::Uninitialized)?;
         let timeout = self.timeout.or(engine.options().acquire_timeout);
-        if self.reuse {
-            if let Some(found) = Stack::find_access(engine.id()) {
-                let mut conn = Connection::reusing(found.root);
-                conn.query_timeout = self.query_timeout;
-                if !self.lazy {
-                    conn.root.ensure_raw(self.timeout).await?;
-                }
-                return Ok((conn, found.access));
+        if self.reuse
+            && let Some(found) = Stack::find_access(engine.id())
+        {
+            let mut conn = Connection::reusing(found.root);
+            conn.query_timeout = self.query_timeout;
+            if !self.lazy {
+                conn.root.ensure_raw(self.timeout).await?;
             }
+            return Ok((conn, found.access));
         }
         let started = Instant::now();
         let raw = if self.lazy {

@@ -451,10 +451,10 @@ impl Root {
             }
             due
         };
-        if let Some(depth) = due {
-            if let Err(e) = Box::pin(roll_back_to(&mut slot, depth)).await {
-                tracing::debug!(target: "gino", "rollback of an abandoned transaction failed: {e}");
-            }
+        if let Some(depth) = due
+            && let Err(e) = Box::pin(roll_back_to(&mut slot, depth)).await
+        {
+            tracing::debug!(target: "gino", "rollback of an abandoned transaction failed: {e}");
         }
         Ok(slot)
     }

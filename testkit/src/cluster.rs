@@ -529,12 +529,11 @@ fn find_bindir() -> Option<PathBuf> {
         .arg("--bindir")
         .stdin(Stdio::null())
         .output()
+        && output.status.success()
     {
-        if output.status.success() {
-            let dir = String::from_utf8_lossy(&output.stdout).trim().to_owned();
-            if !dir.is_empty() {
-                candidates.push(PathBuf::from(dir));
-            }
+        let dir = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        if !dir.is_empty() {
+            candidates.push(PathBuf::from(dir));
         }
     }
     candidates.extend(debian_bindirs());

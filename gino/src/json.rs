@@ -597,36 +597,49 @@ impl<E: QueryFragment<Pg>> Checked<E> {
         out.push_sql("(SELECT CASE");
         if let Some((sql_type, refusal)) = &self.required {
             out.push_sql(" WHEN gino_value IS NULL THEN ");
+            let tail = " || left(pg_typeof(gino_value)::text, 0)";
             // A cast to text or jsonb takes any text: the refusal fails a
             // cast to integer first.
-            let (open, close) = match *sql_type {
-                "TEXT" => ("CAST(CAST(", " AS INTEGER) AS TEXT)"),
-                "JSONB" => ("to_jsonb(CAST(", " AS INTEGER))"),
-                _ => ("CAST(", ""),
-            };
-            out.push_sql(open);
-            out.push_bind_param::<sql_types::Text, _>(refusal)?;
-            out.push_sql(" || left(pg_typeof(gino_value)::text, 0)");
-            if close.is_empty() {
-                out.push_sql(" AS ");
-                out.push_sql(sql_type);
-                out.push_sql(")");
-            } else {
-                out.push_sql(close);
+            match *sql_type {
+                "TEXT" => {
+                    out.push_sql("CAST(");
+                    refuse(out.reborrow(), refusal, tail, "INTEGER")?;
+                    out.push_sql(" AS TEXT)");
+                }
+                "JSONB" => {
+                    out.push_sql("to_jsonb(");
+                    refuse(out.reborrow(), refusal, tail, "INTEGER")?;
+                    out.push_sql(")");
+                }
+                sql_type => refuse(out.reborrow(), refusal, tail, sql_type)?,
             }
         }
         if let Some((sql_type, refusal)) = &self.float {
-            out.push_sql(" WHEN gino_value IN ('NaN', 'Infinity', '-Infinity') THEN CAST(");
-            out.push_bind_param::<sql_types::Text, _>(refusal)?;
-            out.push_sql(" || gino_value AS ");
-            out.push_sql(sql_type);
-            out.push_sql(")");
+            out.push_sql(" WHEN gino_value IN ('NaN', 'Infinity', '-Infinity') THEN ");
+            refuse(out.reborrow(), refusal, " || gino_value", sql_type)?;
         }
         out.push_sql(" ELSE gino_value END FROM (SELECT ");
         self.expression.walk_ast(out.reborrow())?;
         out.push_sql(" AS gino_value) AS gino_checked)");
         Ok(())
     }
+}
+
+/// `CAST(<refusal> <tail> AS <sql_type>)`: an error of the refusal's text,
+/// raised by the cast that fails on it.
+fn refuse<'b>(
+    mut out: AstPass<'_, 'b, Pg>,
+    refusal: &'b String,
+    tail: &str,
+    sql_type: &str,
+) -> QueryResult<()> {
+    out.push_sql("CAST(");
+    out.push_bind_param::<sql_types::Text, _>(refusal)?;
+    out.push_sql(tail);
+    out.push_sql(" AS ");
+    out.push_sql(sql_type);
+    out.push_sql(")");
+    Ok(())
 }
 
 impl<T, ST> Clone for PropertyExpr<T, ST> {

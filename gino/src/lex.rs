@@ -62,27 +62,35 @@ pub(crate) fn code_only(sql: &str) -> String {
     code
 }
 
-/// `sql` as its words read: each literal and comment one space, each
-/// quoted identifier its name (`"set_config"` is `set_config`), so that
-/// neither hides a word (`FOR /* .. */ UPDATE`) nor makes one up.
-pub(crate) fn words(sql: &str) -> String {
-    let mut words = String::with_capacity(sql.len());
-    let (mut start, mut at) = (0, 0);
+/// `sql` with each opaque span replaced by what `with` makes of it (given
+/// the span's first byte and its text); `None` keeps the span as it is.
+pub(crate) fn map_opaque(sql: &str, mut with: impl FnMut(usize, &str) -> Option<String>) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let (mut copied, mut at) = (0, 0);
     while at < sql.len() {
         match opaque_end(sql, at) {
             Some(end) => {
-                words.push_str(&sql[start..at]);
-                match quoted_identifier(&sql[at..end]) {
-                    Some((name, _)) => words.push_str(&name),
-                    None => words.push(' '),
+                if let Some(replaced) = with(at, &sql[at..end]) {
+                    out.push_str(&sql[copied..at]);
+                    out.push_str(&replaced);
+                    copied = end;
                 }
-                (start, at) = (end, end);
+                at = end;
             }
             None => at += 1,
         }
     }
-    words.push_str(&sql[start..]);
-    words
+    out.push_str(&sql[copied..]);
+    out
+}
+
+/// `sql` as its words read: each literal and comment one space, each
+/// quoted identifier its name (`"set_config"` is `set_config`), so that
+/// neither hides a word (`FOR /* .. */ UPDATE`) nor makes one up.
+pub(crate) fn words(sql: &str) -> String {
+    map_opaque(sql, |_, span| {
+        Some(quoted_identifier(span).map_or_else(|| " ".to_owned(), |(name, _)| name))
+    })
 }
 
 /// The quoted identifier that opens `text` (`"a""b"` is `a"b`) and the

@@ -22,8 +22,9 @@ use crate::lex;
 /// letter, digit or `_`
 /// (`arr[lo:hi]` has none, as in SQLAlchemy's `text`); `\:` is a plain
 /// colon, in a string literal too (`'10\:30'` is `'10:30'`, as SQLAlchemy
-/// reads it; an escape string `E'..'` keeps its own escapes); `::` casts, string literals, quoted identifiers,
-/// dollar-quoted strings and comments are left alone. The same name may
+/// reads it; an escape string `E'..'` keeps its own escapes); `::` casts,
+/// string literals, quoted identifiers, dollar-quoted strings and comments
+/// are left alone. The same name may
 /// appear several times. Each value is bound with its SQL type, so the
 /// server sees real bind parameters, never interpolated text.
 ///
@@ -150,23 +151,10 @@ fn colons_in_literals(sql: &str) -> std::borrow::Cow<'_, str> {
     if !sql.contains("\\:") {
         return std::borrow::Cow::Borrowed(sql);
     }
-    let mut out = String::with_capacity(sql.len());
-    let (mut copied, mut at) = (0, 0);
-    while at < sql.len() {
-        match lex::opaque_end(sql, at) {
-            Some(end) => {
-                if sql.as_bytes()[at] == b'\'' && !lex::is_escape_string(sql, at) {
-                    out.push_str(&sql[copied..at]);
-                    out.push_str(&sql[at..end].replace("\\:", ":"));
-                    copied = end;
-                }
-                at = end;
-            }
-            None => at += 1,
-        }
-    }
-    out.push_str(&sql[copied..]);
-    std::borrow::Cow::Owned(out)
+    let plain_string = |at: usize| sql.as_bytes()[at] == b'\'' && !lex::is_escape_string(sql, at);
+    std::borrow::Cow::Owned(lex::map_opaque(sql, |at, span| {
+        plain_string(at).then(|| span.replace("\\:", ":"))
+    }))
 }
 
 impl<'a> TextQuery<'a> {

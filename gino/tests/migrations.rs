@@ -225,3 +225,38 @@ async fn a_cancelled_run_leaves_no_migration_lock_behind() {
         .unwrap();
     assert_eq!(held, 0);
 }
+
+/// Migrations that ran may have dropped or created enum types, whose OIDs
+/// every open connection remembers: the pool lends none of those again.
+/// A run that applies nothing keeps them. (The migrations' own connection
+/// holds a session lock and is closed anyway: two are kept idle here.)
+#[tokio::test]
+async fn migrations_that_ran_renew_the_pools_connections() {
+    let s = common::setup_with(gino::EngineOptions::new().max_size(3)).await;
+    let db = Gino::secondary();
+    db.set_bind(s.engine.clone()).await.unwrap();
+    let idle_pids = || async {
+        let (a, b) = tokio::join!(
+            s.engine.acquire().reusable(false),
+            s.engine.acquire().reusable(false)
+        );
+        let (a, b) = (a.unwrap(), b.unwrap());
+        let pids = [common::backend_pid(&a).await, common::backend_pid(&b).await];
+        a.release().await.unwrap();
+        b.release().await.unwrap();
+        pids
+    };
+    let before = idle_pids().await;
+    assert!(!db.run_migrations(&MIGRATIONS).await.unwrap().is_empty());
+    let after = idle_pids().await;
+    assert!(
+        after.iter().all(|pid| !before.contains(pid)),
+        "lent again after the migrations: {before:?} then {after:?}"
+    );
+    assert!(db.run_migrations(&MIGRATIONS).await.unwrap().is_empty());
+    let kept = idle_pids().await;
+    assert!(
+        kept.iter().any(|pid| after.contains(pid)),
+        "none kept after a run that applied nothing: {after:?} then {kept:?}"
+    );
+}

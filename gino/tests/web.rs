@@ -412,3 +412,53 @@ async fn a_request_made_in_one_task_and_run_in_another_sees_none_of_the_first() 
     other.close().await;
     extension.close().await;
 }
+
+/// A request run inline by code that holds reusable connections (a
+/// middleware's transaction around the request, say) sees none of them,
+/// with a connection of its own or without one: turning
+/// `use_connection_for_request` off must not make the handler's queries
+/// join the caller's transaction.
+#[tokio::test]
+async fn a_request_sees_none_of_its_callers_connections_with_or_without_its_own() {
+    for per_request in [true, false] {
+        let database = TestDatabase::create().await;
+        let extension =
+            extension_with(&database, |s| s.use_connection_for_request = per_request).await;
+        let other = gino::create_engine(database.url(), gino::EngineOptions::new())
+            .await
+            .unwrap();
+        let held = other.acquire().await.unwrap();
+        let in_request = other.clone();
+        let reused_inline = extension
+            .request()
+            .run(async move {
+                let conn = in_request.acquire().reuse(true).await.unwrap();
+                let reusing = conn.is_reusing();
+                conn.release().await.unwrap();
+                reusing
+            })
+            .await;
+        assert!(
+            !reused_inline,
+            "per_request {per_request}: the request reused its caller's connection"
+        );
+        let in_request = other.clone();
+        let request = extension.request();
+        let reused_in_block = other
+            .transaction(async move {
+                let reused = request
+                    .run(async move { in_request.current_connection().is_some() })
+                    .await;
+                Ok::<_, gino::Error>(reused)
+            })
+            .await
+            .unwrap();
+        assert!(
+            !reused_in_block,
+            "per_request {per_request}: the request saw its caller's transaction"
+        );
+        held.release().await.unwrap();
+        other.close().await;
+        extension.close().await;
+    }
+}

@@ -174,8 +174,9 @@ impl RequestScope {
     /// ```
     ///
     /// The request starts with a context of its own, as a spawned task
-    /// does: its implicit queries find the request's connection, and none
-    /// of the reusable connections of the code that made the future.
+    /// does: its implicit queries find the request's connection (if it
+    /// has one), and none of the reusable connections of the code that
+    /// made or runs the future.
     ///
     /// The future is written by hand rather than by `async`, so that a web
     /// crate can name it as its service's future without boxing it: every
@@ -224,7 +225,12 @@ impl RequestScope {
                 let (engine_id, root) = (conn.engine().id(), conn.root.clone());
                 Either::Left(Stack::request_scope(engine_id, root, opener, fut))
             }
-            None => Either::Right(CURRENT.scope(Current { db: in_flight.db() }, fut)),
+            // Without a connection of its own, the request still sees none
+            // of its caller's: its queries must not join a transaction of
+            // the code around it only because the setting is off.
+            None => {
+                Either::Right(CURRENT.scope(Current { db: in_flight.db() }, Stack::isolated(fut)))
+            }
         };
         let handling = match &bound {
             Some((bound, db)) => Either::Left(db.bind_scope(bound.engine(), in_request)),
@@ -277,7 +283,7 @@ impl<O> Then<O> for AsIs {
 /// any), and the request's connection made reusable (or, without one,
 /// the request in [`CURRENT`]).
 type Handling<F> = Either<BindScope<InRequest<F>>, InRequest<F>>;
-type InRequest<F> = Either<ReuseScope<F>, Scoped<Current, F>>;
+type InRequest<F> = Either<ReuseScope<F>, Scoped<Current, ReuseScope<F>>>;
 
 pin_project_lite::pin_project! {
     /// The future of [`RequestScope::run`]: the request's handling, then

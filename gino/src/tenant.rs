@@ -671,7 +671,8 @@ impl Tenants {
 
     /// Stops making engines and closes every tenant's engine, each once the
     /// work still using it is done; leasing afterwards fails with
-    /// [`Error::PoolClosed`].
+    /// [`Error::PoolClosed`] (until a web extension that closed them
+    /// connects again: `gino::web::Extension::connect`).
     ///
     /// ```
     /// # async fn demo(tenants: gino::Tenants) -> gino::Result<()> {
@@ -686,6 +687,13 @@ impl Tenants {
         for (_, tenant) in state.live.drain() {
             tenant.retire();
         }
+    }
+
+    /// Makes engines again after a [`close`](Self::close): for a web
+    /// extension that serves again (an app restarted in the same process).
+    #[cfg(feature = "web")]
+    pub(crate) fn reopen(&self) {
+        self.lock().closed = false;
     }
 
     async fn create(&self, key: &str) -> Result<Arc<Tenant>> {

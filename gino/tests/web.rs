@@ -462,3 +462,37 @@ async fn a_request_sees_none_of_its_callers_connections_with_or_without_its_own(
         extension.close().await;
     }
 }
+
+/// An app restarted in the same process (`close`, then `connect` again)
+/// serves its tenants again, as it serves its own database again.
+#[tokio::test]
+async fn an_extension_serves_its_tenants_again_after_a_close() {
+    let database = TestDatabase::create().await;
+    let url = database.url().to_owned();
+    let mut settings = Settings::default();
+    settings.dsn = Some(url.clone());
+    let db: &'static gino::Gino = Box::leak(Box::new(gino::Gino::secondary()));
+    let tenants = gino::Tenants::builder(db, move |_tenant: String| {
+        let url = url.clone();
+        async move { Ok(url) }
+    })
+    .build();
+    let extension = Extension::new(db, settings).with_tenants(tenants);
+    for round in 0..2 {
+        extension.connect().await.expect("connect");
+        let scope = extension.tenant_request("acme").await;
+        let n = match scope {
+            Ok(scope) => scope.run(db.one::<i32, _>(one())).await,
+            Err(e) => Err(e),
+        };
+        assert_eq!(n.ok(), Some(1), "round {round}");
+        extension.close().await;
+        assert!(
+            matches!(
+                extension.tenant_request("acme").await,
+                Err(gino::Error::PoolClosed)
+            ),
+            "round {round}: a closed extension leases no tenant"
+        );
+    }
+}

@@ -192,7 +192,11 @@ impl Extension {
                 Ok(engine) => {
                     self.inner.db.set_bind(engine.clone()).await?;
                     // Serving again after a close (an app restarted in
-                    // the same process): the next close closes this pool.
+                    // the same process): the next close closes this pool,
+                    // and the tenants are served again.
+                    if let Some(tenants) = &self.inner.tenants {
+                        tenants.reopen();
+                    }
                     *crate::sync::lock(&self.inner.closed_engine) = None;
                     self.inner.draining.store(false, Ordering::SeqCst);
                     self.inner.closed.store(false, Ordering::SeqCst);

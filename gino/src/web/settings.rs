@@ -138,19 +138,25 @@ pub struct Settings {
     pub kwargs: Vec<(String, String)>,
 }
 
-/// The process environment as settings read it, once no `DB_*` variable
-/// holds bytes that are not UTF-8: such a value would otherwise read as
+/// The process environment as settings read it, once no variable they
+/// read holds bytes that are not UTF-8: such a value would otherwise read as
 /// unset, and the setting fall back to its default without a word.
 fn env_lookup() -> Result<impl Fn(&str) -> Option<String>> {
     all_text(std::env::vars_os())?;
     Ok(|name: &str| std::env::var(name).ok())
 }
 
-/// Refuses a `DB_*` variable of `vars` whose value is not UTF-8.
+/// Refuses a variable of `vars` that settings read (`DB_` and a
+/// [key](Settings::KEYS)) whose value is not UTF-8. Other `DB_*` variables
+/// are the app's own business.
 fn all_text(vars: impl Iterator<Item = (std::ffi::OsString, std::ffi::OsString)>) -> Result<()> {
+    let read = |name: &str| {
+        name.strip_prefix("DB_")
+            .is_some_and(|key| Settings::KEYS.iter().any(|k| k.to_ascii_uppercase() == key))
+    };
     for (name, value) in vars {
         let name = name.to_string_lossy();
-        if name.starts_with("DB_") && value.to_str().is_none() {
+        if read(&name) && value.to_str().is_none() {
             return Err(named(&name, "is not valid UTF-8, and settings are text"));
         }
     }
@@ -1005,6 +1011,10 @@ mod tests {
         let var =
             |name: &str, value: &[u8]| (name.into(), std::ffi::OsString::from_vec(value.to_vec()));
         all_text([var("DB_HOST", b"db"), var("OTHER", b"\xff")].into_iter()).unwrap();
+        // A `DB_*` variable no setting reads is not the settings' to refuse.
+        all_text([var("DB_BACKUP_DIR", b"/srv/caf\xe9")].into_iter()).unwrap();
+        let err = all_text([var("DB_REPLICA_DSNS", b"\xff")].into_iter()).unwrap_err();
+        assert!(err.to_string().contains("DB_REPLICA_DSNS"), "{err}");
         let err = all_text([var("DB_PASSWORD", b"pa\xffss")].into_iter()).unwrap_err();
         assert!(err.to_string().contains("DB_PASSWORD"), "{err}");
         assert!(!err.to_string().contains("pa"), "never the value: {err}");

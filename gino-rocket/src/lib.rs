@@ -13,8 +13,9 @@
 //!   the requests still running: keep `shutdown_timeout`
 //!   (`DB_SHUTDOWN_TIMEOUT`) within the two, or raise them, so that the
 //!   pool does not stay open for requests rocket has let go. A request
-//!   that reaches its handler after the close began finds the pool
-//!   closed: 503.
+//!   that reaches its handler while the close waits is served (rocket took
+//!   it before it stopped) and waited for too; one that reaches it after
+//!   the pool closed finds it closed: 503.
 //! - **Per request.** Fairings cannot wrap a handler's future, so routes
 //!   are mounted through [`scoped`]: every request then gets a lazy
 //!   connection, shared by every implicit query of the request

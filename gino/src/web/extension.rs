@@ -333,8 +333,10 @@ impl Extension {
     }
 
     /// Starts shutting down: the pool closes (and the database is unbound)
-    /// as soon as no request is in flight, right away if none is.
-    /// Queries of requests that begin afterwards find the pool closed
+    /// as soon as no request is in flight, right away if none is. A
+    /// request that begins before then is served, and waited for too (the
+    /// server took it before it stopped taking requests); queries of
+    /// requests that begin once the pool is closed find it closed
     /// ([`Error::PoolClosed`], answered 503).
     ///
     /// ```no_run

@@ -389,6 +389,12 @@ pub fn distinct<P: Keyed, K: Children>(children: K) -> Distinct<P, K> {
 /// their key (rows of a view, say). Rows with equal keys become one
 /// parent, the first of them.
 ///
+/// At an inner level the parent's part of the row is `Option<P>`, `None`
+/// meaning the outer join matched nothing. Key such a parent by columns
+/// of which one is never NULL (add its primary key to the tuple): a
+/// matched parent read from nullable columns that are all NULL is
+/// `None` too, and is taken for no match.
+///
 /// ```
 /// # use gino::prelude::*;
 /// # #[derive(Model, Debug, Clone)]
@@ -667,7 +673,13 @@ where
 /// `query` makes the children's query from the keys (the filter stays
 /// visible SQL, and `.bind(...)` picks where it runs). Parents keep their
 /// order, children the query's; a parent listed twice has its children at
-/// its first place only (see [`group`]).
+/// its first place only, and keys pair as [`group`] pairs them.
+///
+/// `eq_any` on a column of a scalar type sends every key as one array
+/// parameter (`= ANY($1)`), however many parents. A query that binds
+/// each key on its own (composite keys as `OR`ed pairs, keys of an array
+/// type) binds a parameter per key, of which PostgreSQL takes 65,535:
+/// call `select_in` on batches of parents there.
 ///
 /// ```
 /// # use gino::prelude::*;
@@ -734,6 +746,11 @@ fn distinct_keys<P, K: Hash + Eq + Clone>(parents: &[P], key: &impl Fn(&P) -> K)
 /// copies get none: the children are not cloned (diesel's `grouped_by`
 /// gives them to one place too, the last). Pass distinct parents to have
 /// no such copies.
+///
+/// Keys pair as Rust values compare: with `Option` keys (a nullable
+/// column on both sides), a child keyed `None` goes to the first parent
+/// keyed `None`, where SQL's NULL would match nothing. Leave parents and
+/// children without a key out first when that is not what you mean.
 ///
 /// ```
 /// use gino::loader::group;

@@ -817,8 +817,10 @@ impl EngineOptions {
     /// change: use `SET LOCAL` or `set_config(.., .., true)` (a bound
     /// third argument is read from each run's value) in a transaction for
     /// a setting of one unit of work, which keeps the connection.
-    /// Statements are read for this from the first 4 KB of their text;
-    /// what a function or a `DO` block does inside is not seen.
+    /// Statements are read for this whole, however long the script; what
+    /// a function or a `DO` block does inside is seen only for the
+    /// settings the server reports (time zone, date style, application
+    /// name, ...), not for `search_path` or custom settings.
     ///
     /// ```
     /// use diesel_async::SimpleAsyncConnection;

@@ -17,10 +17,6 @@ use std::collections::HashMap;
 use crate::framing::{MessageReader, split_cstr};
 use crate::lex;
 
-/// How much of a statement's text is read: enough for any statement that
-/// sets something, and a bound on what a long script costs.
-const TEXT_READ: usize = 4096;
-
 /// Follows the frontend messages of one connection, from its startup
 /// message on, as they go out in pieces split anywhere.
 #[derive(Debug, Default)]
@@ -72,7 +68,10 @@ impl FrontendScan {
             let n = self.messages.feed_message(
                 data,
                 |kind| holds_sql(kind) || (watch_binds && kind == b'B'),
-                TEXT_READ + 256,
+                // Every statement of a script is read, however long: a
+                // temporary table after 4 KB of other statements is left
+                // to the next user as much as one at the start.
+                usize::MAX,
                 |kind, body| {
                     leaves |= match kind {
                         b'B' => bind_leaves_state(body, bound_local),
@@ -105,10 +104,11 @@ fn message_leaves_state(
         }
         _ => (None, body),
     };
-    let (text, _) = split_cstr(&body[..body.len().min(TEXT_READ)]);
+    let (text, _) = split_cstr(body);
     let text = match std::str::from_utf8(text) {
         Ok(text) => text,
-        // Cut inside a character by the bound: what comes before it.
+        // The server refuses text that is not UTF-8 (a client encoding of
+        // UTF8 is what gino sets): what comes before it is all that runs.
         Err(e) => std::str::from_utf8(&text[..e.valid_up_to()]).unwrap_or_default(),
     };
     let (leaves, bound) = scan(text);
@@ -127,8 +127,7 @@ fn message_leaves_state(
 
 /// Whether a `Bind` of a statement noted in `bound_local` binds a value
 /// that makes its `set_config` last the session: false, NULL (which
-/// PostgreSQL takes as false), or a value past what was read of the
-/// message.
+/// PostgreSQL takes as false), or a value the message does not hold.
 fn bind_leaves_state(body: &[u8], bound_local: &HashMap<Vec<u8>, Vec<u16>>) -> bool {
     let (_portal, after_portal) = split_cstr(body);
     let (statement, rest) = split_cstr(after_portal);
@@ -219,13 +218,15 @@ fn scan(sql: &str) -> (bool, Vec<u16>) {
     if !mentioned {
         return (false, bound);
     }
-    // The code with every literal, quoted name and comment blanked, at the
-    // same offsets as `sql`: words are read in it, arguments in `sql`.
-    let mut code = vec![b' '; bytes.len()];
-    for range in lex::code_ranges(sql) {
-        code[range.clone()].copy_from_slice(&bytes[range]);
-    }
-    let code = String::from_utf8_lossy(&code);
+    // The code with every literal and comment blanked and each quoted name
+    // unquoted (`"set_config"` is `set_config`), at the same offsets as
+    // `sql`: words are read in it, arguments in `sql`.
+    let code = lex::map_opaque(sql, |_, span| {
+        Some(match lex::quoted_identifier(span) {
+            Some((name, "")) if name.bytes().all(word_byte) => format!(" {name} "),
+            _ => " ".repeat(span.len()),
+        })
+    });
     let mut at = 0;
     let leaves = code.split(';').any(|statement| {
         let from = at;
@@ -239,7 +240,20 @@ fn scan(sql: &str) -> (bool, Vec<u16>) {
 /// a `set_config`'s bound third argument is added to `bound`.
 fn statement_leaves_state(code: &str, text: &str, bound: &mut Vec<u16>) -> bool {
     let words: Vec<(&str, usize)> = words(code).collect();
-    let word = |i: usize| words.get(i).map_or("", |(w, _)| *w);
+    // EXPLAIN ANALYZE runs the statement it explains: read from there.
+    let explained = if words
+        .first()
+        .is_some_and(|(w, _)| w.eq_ignore_ascii_case("EXPLAIN"))
+    {
+        let runs = ["SELECT", "WITH", "CREATE", "DECLARE", "EXECUTE"];
+        words
+            .iter()
+            .position(|(w, _)| runs.iter().any(|r| w.eq_ignore_ascii_case(r)))
+            .unwrap_or(0)
+    } else {
+        0
+    };
+    let word = |i: usize| words.get(explained + i).map_or("", |(w, _)| *w);
     let is = |i: usize, of: &[&str]| of.iter().any(|o| word(i).eq_ignore_ascii_case(o));
     let has = |run: &[&str]| {
         words.windows(run.len()).any(|w| {
@@ -277,7 +291,17 @@ fn statement_leaves_state(code: &str, text: &str, bound: &mut Vec<u16>) -> bool 
     } else {
         false
     };
+    // PostgreSQL's documented equivalent of `SET`, also inside a `WITH`.
+    let sets_settings = words.iter().enumerate().any(|(at, (word, _))| {
+        // UPDATE [ONLY] [pg_catalog.]pg_settings
+        word.eq_ignore_ascii_case("UPDATE")
+            && words[at + 1..]
+                .iter()
+                .take(3)
+                .any(|(w, _)| w.eq_ignore_ascii_case("pg_settings"))
+    });
     first_says
+        || sets_settings
         || words.iter().any(|&(word, end)| {
             let Some(args) = code[end..].trim_start().strip_prefix('(') else {
                 return false;
@@ -458,6 +482,17 @@ mod tests {
             "CREATE TABLE pg_temp.scratch (id int)",
             "CREATE OR REPLACE TEMP VIEW v AS SELECT 1",
             "DECLARE c CURSOR WITH HOLD FOR SELECT 1",
+            // Quoted names are the names they quote.
+            "SELECT \"set_config\"('app.tenant', 'x', false)",
+            "SELECT \"pg_advisory_lock\"(1)",
+            "CREATE TABLE \"pg_temp\".scratch (id int)",
+            "SELECT * INTO TEMP \"Scratch\" FROM users",
+            // PostgreSQL's documented equivalent of SET.
+            "UPDATE pg_settings SET setting = '5s' WHERE name = 'statement_timeout'",
+            "update only pg_catalog.pg_settings set setting = 'x' where name = 'y'",
+            // EXPLAIN ANALYZE runs its statement.
+            "EXPLAIN ANALYZE CREATE TEMP TABLE scratch AS SELECT 1",
+            "EXPLAIN (ANALYZE, BUFFERS) SELECT * INTO TEMP scratch FROM users",
         ] {
             assert!(leaves_session_state(sql), "{sql}");
         }
@@ -489,6 +524,9 @@ mod tests {
             "CREATE TABLE temperatures (id int)",
             "SELECT * FROM settings_temp",
             "SELECT a.pg_advisory_lock FROM a",
+            "SELECT \"set;config\"('a', 'b', false)",
+            "UPDATE settings SET value = 1 WHERE name = 'pg_settings'",
+            "SELECT * FROM pg_settings",
             "",
         ] {
             assert!(!leaves_session_state(sql), "{sql}");
@@ -614,6 +652,29 @@ mod tests {
             &[("s1", &[tenant, (true, Some(&[0u8][..]))])],
         );
         assert!(!scan.feed(&again[stream(&[]).len()..]));
+    }
+
+    /// A statement far into a long script is read as its first one is.
+    #[test]
+    fn a_long_scripts_every_statement_is_read() {
+        let filler = "SELECT 1; ".repeat(1000);
+        for (last, leaves) in [
+            ("CREATE TEMP TABLE scratch (id int)", true),
+            ("SELECT pg_advisory_lock(1)", true),
+            ("SELECT set_config('app.tenant', 'x', false)", true),
+            ("SELECT 2", false),
+        ] {
+            let script = format!("{filler}{last}");
+            for kind in [b'Q', b'P'] {
+                let bytes = stream(&[(kind, &script)]);
+                let mut whole = FrontendScan::default();
+                assert_eq!(whole.feed(&bytes), leaves, "{last}, whole");
+                let mut split = FrontendScan::default();
+                let half = bytes.len() / 2;
+                let seen = split.feed(&bytes[..half]) | split.feed(&bytes[half..]);
+                assert_eq!(seen, leaves, "{last}, split");
+            }
+        }
     }
 
     #[test]

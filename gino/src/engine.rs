@@ -376,10 +376,16 @@ fn since_start() -> Duration {
 
 impl Engine {
     /// After SQL that may have changed enum types: the pool lends no
-    /// connection opened before it again ([`Manager::renew_connections`]).
+    /// connection opened before it again ([`Manager::renew_connections`]),
+    /// nor do the replicas' pools, which replay the change.
     pub(crate) fn renew_connections(&self) {
         if let Source::Pool(pool) = &self.inner.source {
             pool.manager().renew_connections();
+        }
+        if let Some(routing) = &self.inner.routing {
+            for replica in &routing.replicas {
+                replica.engine.renew_connections();
+            }
         }
     }
 }

@@ -998,3 +998,71 @@ async fn writes_tagged_select_or_on_a_held_connection_are_read_back() {
     assert!(!after, "and reads on the primary after it");
     extension.close().await;
 }
+
+mod enum_types_created_again {
+    use super::*;
+
+    static DB: Gino = Gino::secondary();
+
+    #[derive(gino::DbEnum, Debug, Clone, Copy, PartialEq)]
+    #[gino(type_name = "replica_mood")]
+    pub enum Mood {
+        Sad,
+        Happy,
+    }
+
+    #[derive(Model, Debug, Clone, PartialEq)]
+    #[gino(table = "replica_people", db = DB)]
+    pub struct Person {
+        #[gino(primary_key)]
+        pub id: i32,
+        #[gino(db_enum)]
+        pub mood: Mood,
+    }
+
+    /// An enum type dropped and created again (a new OID) on the primary
+    /// reaches the standby by replication; the replica's pooled connection
+    /// that bound the old type must not be lent again with its lookup.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_replicas_connections_are_renewed_too() {
+        let servers = Replicated::start();
+        // One connection per pool: the replica's that bound the first type
+        // would bind the second.
+        let engine = servers.engine(servers.options().max_size(1)).await;
+        DB.set_bind(engine.clone()).await.unwrap();
+        for round in 0..2 {
+            elsewhere(async {
+                DB.create_all().await.unwrap();
+                Person::create().id(1).mood(Mood::Happy).await.unwrap();
+            })
+            .await;
+            let engine = &engine;
+            eventually(
+                &format!("round {round}: the standby reads the row"),
+                || async move {
+                    let happy = Person::query()
+                        .filter(replica_people::mood.eq(Mood::Happy))
+                        .gino()
+                        .bind(engine)
+                        .replica()
+                        .all()
+                        .await;
+                    match happy {
+                        Ok(rows) => rows.len() == 1,
+                        Err(e) => {
+                            // Until the standby has the table and the type.
+                            assert!(
+                                !e.to_string().contains("cache lookup"),
+                                "round {round}: {e}"
+                            );
+                            false
+                        }
+                    }
+                },
+            )
+            .await;
+            elsewhere(async { DB.drop_all().await.unwrap() }).await;
+        }
+        DB.pop_bind().unwrap().close().await;
+    }
+}

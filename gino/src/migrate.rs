@@ -128,6 +128,19 @@ fn migration_error(migration: &Migration, error: Error) -> Error {
     ))
 }
 
+/// The error of a migration outside a transaction that opened one and
+/// left it open: recorded in it, it would be rolled back with its record
+/// when its connection goes back, and reported applied.
+fn left_open(migration: &Migration) -> Error {
+    Error::TransactionMisuse(format!(
+        "migration {} runs outside a transaction (run_in_transaction = false) but opened one \
+         (a BEGIN in up.sql) and left it open, so what it ran would be rolled back: end it \
+         with COMMIT, or drop BEGIN and run_in_transaction = false to have it run in a \
+         transaction of its own",
+        migration.name
+    ))
+}
+
 impl Gino {
     /// Applies the migrations not applied yet, oldest first, each in its own
     /// transaction (unless it opts out), and returns the versions applied.
@@ -204,14 +217,19 @@ impl Gino {
             .bind::<diesel::sql_types::Text, _>("version", migration.version);
             let run = async {
                 batch(conn, migration.up).await?;
-                conn.status(record).await
+                // Outside a transaction, a script may have opened one of its
+                // own: the record would go in it, and out with its rollback.
+                if !migration.run_in_transaction && conn.root.server_in_transaction().await? {
+                    return Ok(Err(left_open(migration)));
+                }
+                conn.status(record).await.map(|_| Ok(()))
             };
             let ran = if migration.run_in_transaction {
                 conn.transaction(run).await
             } else {
                 run.await
             };
-            ran.map_err(|e| migration_error(migration, e))?;
+            ran.map_err(|e| migration_error(migration, e))??;
             tracing::info!(target: "gino", "applied migration {}", migration.name);
             done.push(migration.version);
         }

@@ -502,6 +502,14 @@ impl Root {
         Ok(())
     }
 
+    /// Whether the server has a transaction open on this connection, of
+    /// gino's or begun by SQL of the caller's (a `BEGIN` in a script).
+    pub(crate) async fn server_in_transaction(&self) -> Result<bool> {
+        let deadline = Deadline::none();
+        let mut slot = self.lock(&deadline).await?;
+        Ok(slot.raw(self, &deadline).await?.wire.tx_status() != TxStatus::Idle)
+    }
+
     /// Whether a transaction (of gino's) is open on this connection,
     /// waiting for its lock until `deadline`.
     pub(crate) async fn in_transaction(&self, deadline: &Deadline) -> Result<bool> {

@@ -115,6 +115,31 @@ async fn a_migration_that_commits_itself_is_told_what_to_change() {
     );
 }
 
+/// A migration outside a transaction that opens one and leaves it open
+/// would be rolled back with its record when its connection goes back:
+/// it fails, saying so, and nothing of it stays (as diesel's harness
+/// would leave the transaction to the next migration, gino refuses it).
+#[tokio::test]
+async fn a_migration_outside_a_transaction_that_leaves_one_open_fails() {
+    static LEFT_OPEN: EmbeddedMigrations = gino::embed_migrations!("tests/migrations_left_open");
+    let s = common::setup().await;
+    let db = Gino::secondary();
+    db.set_bind(s.engine.clone()).await.unwrap();
+    let err = db.run_migrations(&LEFT_OPEN).await.unwrap_err();
+    assert!(matches!(err, Error::TransactionMisuse(_)), "{err:?}");
+    let message = err.to_string();
+    assert!(message.contains("2024-01-01-000000_begins"), "{message}");
+    assert!(message.contains("COMMIT"), "{message}");
+    assert_eq!(
+        count(&db, "count(*) FROM __diesel_schema_migrations").await,
+        0
+    );
+    assert_eq!(
+        count(&db, "count(*) FROM pg_tables WHERE tablename = 'left_open'").await,
+        0
+    );
+}
+
 // A plain #[tokio::test] is a current-thread runtime, where diesel's own
 // async harness (block_in_place) cannot run.
 #[tokio::test]

@@ -1,0 +1,2 @@
+BEGIN;
+CREATE TABLE left_open (x int);

@@ -20,6 +20,10 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::error::{Error, Result};
 use crate::sync::lock;
 
+/// The longest a connection closed to make room keeps its unit: the wire
+/// waits as long for the server to close its side.
+const CLOSING_TAKES: Duration = Duration::from_secs(1);
+
 /// A cap on the open connections of every engine created with it
 /// ([`EngineOptions::connection_budget`](crate::EngineOptions::connection_budget)).
 /// Cloning shares the budget.
@@ -139,18 +143,25 @@ impl ConnectionBudget {
         }
         self.inner.waits.fetch_add(1, Ordering::Relaxed);
         let wait = async {
+            // One wait all along: it keeps this opening's place in line.
+            let unit = units.clone().acquire_owned();
+            tokio::pin!(unit);
+            let mut closing_since = None;
             loop {
                 // Room is made by closing an idle connection elsewhere, or
                 // by a connection closing on its own; connections go idle
                 // all the time under load, so look again every few
-                // milliseconds rather than only once.
-                if self.reclaim_one()
-                    && let Ok(unit) = units.clone().try_acquire_owned()
-                {
-                    return Ok(Unit(unit));
+                // milliseconds rather than only once. A connection closed
+                // for room gives its unit back once the server has let it
+                // go: until then, closing more would only empty others'
+                // pools.
+                let settled = closing_since
+                    .is_none_or(|since: tokio::time::Instant| since.elapsed() >= CLOSING_TAKES);
+                if settled && self.reclaim_one() {
+                    closing_since = Some(tokio::time::Instant::now());
                 }
                 tokio::select! {
-                    unit = units.clone().acquire_owned() => {
+                    unit = &mut unit => {
                         return unit.map(Unit).map_err(|_| Error::PoolClosed);
                     }
                     () = tokio::time::sleep(Duration::from_millis(5)) => {}

@@ -1221,3 +1221,71 @@ async fn an_unsupported_feature_error_keeps_the_connection() {
     let after: i32 = setup.engine.one(pid()).await.unwrap();
     assert_eq!(before, after, "the same connection, pooled again");
 }
+
+/// A TCP proxy in front of `upstream` that passes everything, but tells
+/// the client the server closed only `linger` after it did: connections
+/// that take long to close, as over a slow network.
+async fn slow_closing_proxy(
+    upstream: std::net::SocketAddr,
+    linger: Duration,
+) -> std::net::SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(server) = TcpStream::connect(upstream).await else {
+                return;
+            };
+            let (mut client_read, mut client_write) = client.into_split();
+            let (mut server_read, mut server_write) = server.into_split();
+            tokio::spawn(async move {
+                let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
+                let _ = server_write.shutdown().await;
+            });
+            tokio::spawn(async move {
+                let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
+                tokio::time::sleep(linger).await;
+                let _ = client_write.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+/// A budget that has run out closes one idle connection of another engine
+/// for an opening, and waits for it to close, however long that takes: it
+/// does not close one more every few milliseconds meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_budget_closes_one_idle_connection_not_one_per_look() {
+    let db = gino_testkit::TestDatabase::create().await;
+    let budget = gino::ConnectionBudget::new(3);
+    let options = EngineOptions::new()
+        .min_size(0)
+        .max_size(3)
+        .connection_budget(budget.clone());
+    let proxy = slow_closing_proxy(server_addr(db.url()), Duration::from_millis(300)).await;
+    let mut url: url_parts::Url = db.url().into();
+    url.addr = proxy.to_string();
+    let idle = create_engine(&format!("{url}?sslmode=disable"), options.clone())
+        .await
+        .unwrap();
+    let held = futures_util::future::try_join_all((0..3).map(|_| idle.acquire().into_future()))
+        .await
+        .unwrap();
+    for conn in held {
+        conn.status(diesel::sql_query("SELECT 1")).await.unwrap();
+        conn.release().await.unwrap();
+    }
+    assert_eq!((idle.pool_status().available, budget.open()), (3, 3));
+
+    let busy = create_engine(db.url(), options).await.unwrap();
+    busy.status(diesel::sql_query("SELECT 1")).await.unwrap();
+    assert_eq!(
+        idle.pool_status().available,
+        2,
+        "one idle connection closed to make room, not more"
+    );
+    assert_eq!(budget.open(), 3);
+    busy.close().await;
+    idle.close().await;
+}

@@ -5,8 +5,8 @@
 //!
 //! An engine opening a connection takes a unit of its budget and gives it
 //! back when that connection closes. With none left, opening waits, like a
-//! borrow from a full pool, up to the engine's acquire timeout
-//! ([`Error::PoolTimeout`]); first the budget asks its engines to close
+//! borrow from a full pool, up to the borrow's acquire timeout (its own,
+//! else the engine's: [`Error::PoolTimeout`]); first the budget asks its engines to close
 //! connections nobody is using, so that idle pools make room for busy ones.
 //!
 //! Uses: nothing of gino's but `error` and `sync`.
@@ -134,45 +134,38 @@ impl ConnectionBudget {
         engines.push(engine);
     }
 
-    /// A unit for a connection about to open, waiting at most `timeout`
-    /// (forever with `None`).
-    pub(crate) async fn take(&self, timeout: Option<Duration>) -> Result<Unit> {
+    /// A unit for a connection about to open, waiting as long as it takes:
+    /// the borrow that opens the connection bounds the opening, this wait
+    /// included, by its acquire timeout.
+    pub(crate) async fn take(&self) -> Result<Unit> {
         let units = &self.inner.units;
         if let Ok(unit) = units.clone().try_acquire_owned() {
             return Ok(Unit(unit));
         }
         self.inner.waits.fetch_add(1, Ordering::Relaxed);
-        let wait = async {
-            // One wait all along: it keeps this opening's place in line.
-            let unit = units.clone().acquire_owned();
-            tokio::pin!(unit);
-            let mut closing_since = None;
-            loop {
-                // Room is made by closing an idle connection elsewhere, or
-                // by a connection closing on its own; connections go idle
-                // all the time under load, so look again every few
-                // milliseconds rather than only once. A connection closed
-                // for room gives its unit back once the server has let it
-                // go: until then, closing more would only empty others'
-                // pools.
-                let settled = closing_since
-                    .is_none_or(|since: tokio::time::Instant| since.elapsed() >= CLOSING_TAKES);
-                if settled && self.reclaim_one() {
-                    closing_since = Some(tokio::time::Instant::now());
-                }
-                tokio::select! {
-                    unit = &mut unit => {
-                        return unit.map(Unit).map_err(|_| Error::PoolClosed);
-                    }
-                    () = tokio::time::sleep(Duration::from_millis(5)) => {}
-                }
+        // One wait all along: it keeps this opening's place in line.
+        let unit = units.clone().acquire_owned();
+        tokio::pin!(unit);
+        let mut closing_since = None;
+        loop {
+            // Room is made by closing an idle connection elsewhere, or
+            // by a connection closing on its own; connections go idle
+            // all the time under load, so look again every few
+            // milliseconds rather than only once. A connection closed
+            // for room gives its unit back once the server has let it
+            // go: until then, closing more would only empty others'
+            // pools.
+            let settled = closing_since
+                .is_none_or(|since: tokio::time::Instant| since.elapsed() >= CLOSING_TAKES);
+            if settled && self.reclaim_one() {
+                closing_since = Some(tokio::time::Instant::now());
             }
-        };
-        match timeout {
-            Some(limit) => tokio::time::timeout(limit, wait)
-                .await
-                .map_err(|_| Error::PoolTimeout(limit))?,
-            None => wait.await,
+            tokio::select! {
+                unit = &mut unit => {
+                    return unit.map(Unit).map_err(|_| Error::PoolClosed);
+                }
+                () = tokio::time::sleep(Duration::from_millis(5)) => {}
+            }
         }
     }
 

@@ -60,10 +60,7 @@ pub async fn create_engine(url: &str, options: EngineOptions) -> Result<Engine> 
         echo: echo.clone(),
         statement_cache: options.statement_cache,
         on_connect: options.on_connect.clone(),
-        budget: options
-            .connection_budget
-            .clone()
-            .map(|budget| (budget, options.acquire_timeout)),
+        budget: options.connection_budget.clone(),
         generation: AtomicU64::new(0),
     };
     let source = if options.pooled {

@@ -282,9 +282,9 @@ pub(crate) struct Manager {
     pub(crate) echo: Arc<AtomicBool>,
     pub(crate) statement_cache: bool,
     pub(crate) on_connect: Option<OnConnect>,
-    /// The budget every new connection takes a unit of, and how long to
-    /// wait for one.
-    pub(crate) budget: Option<(ConnectionBudget, Option<Duration>)>,
+    /// The budget every new connection takes a unit of; the borrow that
+    /// opens it bounds the wait for one with its acquire timeout.
+    pub(crate) budget: Option<ConnectionBudget>,
     /// Counts the changes of enum types made through the engine
     /// ([`Manager::renew_connections`]).
     pub(crate) generation: AtomicU64,
@@ -302,7 +302,7 @@ impl Manager {
 
     pub(crate) async fn open(&self) -> Result<PgConn> {
         let unit = match &self.budget {
-            Some((budget, wait)) => Some(budget.take(*wait).await?),
+            Some(budget) => Some(budget.take().await?),
             None => None,
         };
         let generation = self.generation.load(Ordering::Acquire);

@@ -1289,3 +1289,43 @@ async fn a_waiting_budget_closes_one_idle_connection_not_one_per_look() {
     busy.close().await;
     idle.close().await;
 }
+
+/// A borrow's own acquire timeout bounds its wait for the budget too, as
+/// it bounds its wait for the pool: longer than the engine's, it waits
+/// longer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_borrows_own_timeout_bounds_its_wait_for_the_budget() {
+    let db = gino_testkit::TestDatabase::create().await;
+    let budget = gino::ConnectionBudget::new(1);
+    let options = EngineOptions::new()
+        .min_size(0)
+        .acquire_timeout(Duration::from_millis(100))
+        .connection_budget(budget.clone());
+    let holder = create_engine(db.url(), options.clone()).await.unwrap();
+    let held = holder.acquire().await.unwrap();
+    held.status(diesel::sql_query("SELECT 1")).await.unwrap();
+    let waiter = create_engine(db.url(), options).await.unwrap();
+    let short = waiter.acquire().await.map(|_| ()).unwrap_err();
+    assert!(
+        matches!(short, Error::PoolTimeout(t) if t == Duration::from_millis(100)),
+        "{short:?}"
+    );
+    let release = async {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        held.release().await.unwrap();
+        // Closed, so that its unit goes back to the budget.
+        holder.close().await;
+    };
+    let (long, ()) = tokio::join!(
+        waiter
+            .acquire()
+            .timeout(Duration::from_secs(10))
+            .into_future(),
+        release
+    );
+    long.expect("the borrow's own 10 s timeout, not the engine's 100 ms")
+        .release()
+        .await
+        .unwrap();
+    waiter.close().await;
+}

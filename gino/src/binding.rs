@@ -12,7 +12,7 @@
 //! certificate's hash for the login to bind to. A cancel request keeps the
 //! connection's settings, so it goes through `Binding` too.
 //!
-//! Uses: nothing of gino.
+//! Uses: `x509` (the certificate's signature algorithm).
 
 use std::convert::Infallible;
 use std::future::{Ready, ready};
@@ -125,7 +125,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Bound<S> {
 #[cfg(feature = "tls")]
 fn end_point(certificate: &[u8]) -> Option<Vec<u8>> {
     use ring::digest;
-    let hash = match signature_algorithm(certificate)? {
+    let hash = match crate::x509::signature_algorithm(certificate)? {
         // sha256/md5/sha1 with RSA; ecdsa with sha256/sha1; dsa with sha1/sha256
         [
             0x2a,
@@ -149,41 +149,6 @@ fn end_point(certificate: &[u8]) -> Option<Vec<u8>> {
         _ => return None,
     };
     Some(digest::digest(hash, certificate).as_ref().to_vec())
-}
-
-/// The object identifier (its DER contents) of a certificate's
-/// `signatureAlgorithm`: `Certificate ::= SEQUENCE { tbsCertificate,
-/// signatureAlgorithm AlgorithmIdentifier, signature }`.
-#[cfg(feature = "tls")]
-fn signature_algorithm(certificate: &[u8]) -> Option<&[u8]> {
-    const SEQUENCE: u8 = 0x30;
-    const OBJECT_IDENTIFIER: u8 = 0x06;
-    let (fields, _) = der(certificate, SEQUENCE)?;
-    let (_tbs, after_tbs) = der(fields, SEQUENCE)?;
-    let (algorithm, _) = der(after_tbs, SEQUENCE)?;
-    Some(der(algorithm, OBJECT_IDENTIFIER)?.0)
-}
-
-/// The contents of the DER element at the start of `input`, which must
-/// have `tag`, and what follows it.
-#[cfg(feature = "tls")]
-fn der(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
-    let (&found, input) = input.split_first()?;
-    let (&first, input) = input.split_first()?;
-    if found != tag {
-        return None;
-    }
-    let (length, input) = if first < 0x80 {
-        (usize::from(first), input)
-    } else {
-        let (bytes, input) = input.split_at_checked(usize::from(first & 0x7f))?;
-        if bytes.is_empty() || bytes.len() > 4 {
-            return None;
-        }
-        let length = bytes.iter().fold(0, |n, &b| n << 8 | usize::from(b));
-        (length, input)
-    };
-    input.split_at_checked(length)
 }
 
 #[cfg(all(test, feature = "tls"))]

@@ -82,6 +82,8 @@ mod unnamed;
 #[cfg(feature = "web")]
 pub mod web;
 mod wire;
+#[cfg(feature = "tls")]
+mod x509;
 
 /// diesel, the version gino builds on: `use gino::diesel;` lets a crate
 /// whose only database dependency is gino write diesel queries beyond the

@@ -7,7 +7,8 @@
 //! protocol (`SSLRequest`) is `wire`'s job, which keeps reading the
 //! plaintext protocol above the TLS layer.
 //!
-//! Uses: `config` (the settings), `error`, `sync`.
+//! Uses: `config` (the settings), `error`, `sync`, `x509` (what webpki does
+//! not read of a certificate).
 
 use std::fmt;
 use std::path::Path;
@@ -274,7 +275,7 @@ impl Tls {
             (Check::Nothing, _) | (_, None) => Arc::new(AcceptAnyCertificate {
                 algorithms: provider.signature_verification_algorithms,
             }),
-            (check, Some(roots)) => {
+            (check, Some((roots, root_certificates))) => {
                 let webpki =
                     WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
                         .with_crls(load_crls(settings)?)
@@ -293,6 +294,7 @@ impl Tls {
                         })?;
                 Arc::new(ChainVerifier {
                     webpki,
+                    roots: root_certificates,
                     check_name: check == Check::Full,
                 })
             }
@@ -423,6 +425,18 @@ impl Tls {
                     revocation list of the authority that issued the server's certificate: add \
                     that authority's list, as every certificate of the chain is checked"
                     .to_owned(),
+                // webpki's `CaUsedAsEndEntity`, which rustls passes on only
+                // as an opaque error: a self-signed certificate (marked a
+                // CA) that is not one of the roots.
+                CertificateError::Other(other)
+                    if format!("{other:?}").contains("CaUsedAsEndEntity") =>
+                {
+                    format!(
+                        "the server's certificate is a self-signed (CA) certificate that \
+                         sslrootcert={roots} does not hold: set sslrootcert to that certificate \
+                         to trust it"
+                    )
+                }
                 other => format!("the server's certificate was refused: {other:?}"),
             },
             rustls::Error::AlertReceived(alert) => format!(
@@ -505,11 +519,13 @@ fn load_crls(settings: &TlsSettings) -> Result<Vec<CertificateRevocationListDer<
     Ok(crls)
 }
 
-fn load_roots(root: &SslRootCert) -> Result<RootCertStore> {
+/// The trusted roots of `root`, as a store and as the certificates.
+fn load_roots(root: &SslRootCert) -> Result<(RootCertStore, Vec<CertificateDer<'static>>)> {
     let mut store = RootCertStore::empty();
-    match root {
+    let certificates = match root {
         SslRootCert::File(path) => {
-            for cert in load_certificates(path, "sslrootcert")? {
+            let certificates = load_certificates(path, "sslrootcert")?;
+            for cert in certificates.iter().cloned() {
                 store.add(cert).map_err(|e| {
                     Error::Configuration(format!(
                         "sslrootcert={} holds a certificate that cannot be a root: {e}",
@@ -517,10 +533,11 @@ fn load_roots(root: &SslRootCert) -> Result<RootCertStore> {
                     ))
                 })?;
             }
+            certificates
         }
         SslRootCert::System => {
             let found = rustls_native_certs::load_native_certs();
-            let (added, _) = store.add_parsable_certificates(found.certs);
+            let (added, _) = store.add_parsable_certificates(found.certs.iter().cloned());
             if added == 0 {
                 let why = found
                     .errors
@@ -533,9 +550,10 @@ fn load_roots(root: &SslRootCert) -> Result<RootCertStore> {
                      PEM file"
                 )));
             }
+            found.certs
         }
-    }
-    Ok(store)
+    };
+    Ok((store, certificates))
 }
 
 /// Checks the chain against the roots, and the host name unless told not
@@ -543,7 +561,45 @@ fn load_roots(root: &SslRootCert) -> Result<RootCertStore> {
 #[derive(Debug)]
 struct ChainVerifier {
     webpki: Arc<WebPkiServerVerifier>,
+    /// The roots' certificates, to know a server that shows one of them.
+    roots: Vec<CertificateDer<'static>>,
     check_name: bool,
+}
+
+impl ChainVerifier {
+    /// A server certificate that is itself one of the roots (a
+    /// self-signed certificate trusted as its own root, as PostgreSQL's
+    /// documentation sets one up): trusted as it is, as OpenSSL and so
+    /// libpq trust it whatever its basic constraints say, where webpki
+    /// refuses a CA's certificate as a server's. Its dates still count,
+    /// and its names (see [`names_match`]).
+    fn verify_root_itself(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        server_name: &ServerName<'_>,
+        now: UnixTime,
+    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+        let (not_before, not_after) =
+            crate::x509::validity(end_entity).ok_or(CertificateError::BadEncoding)?;
+        let now = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
+        if now < not_before {
+            return Err(CertificateError::NotValidYet.into());
+        }
+        if now > not_after {
+            return Err(CertificateError::Expired.into());
+        }
+        if !names_match(end_entity, server_name) {
+            return Err(CertificateError::NotValidForName.into());
+        }
+        Ok(ServerCertVerified::assertion())
+    }
+}
+
+/// Whether the certificate names `server_name` as libpq reads names: by its
+/// common name too when it has no subject alternative name of the host's
+/// kind, which webpki never reads.
+fn names_match(end_entity: &CertificateDer<'_>, server_name: &ServerName<'_>) -> bool {
+    crate::x509::names(end_entity).is_some_and(|names| names.match_host(&server_name.to_str()))
 }
 
 impl ServerCertVerifier for ChainVerifier {
@@ -555,18 +611,26 @@ impl ServerCertVerifier for ChainVerifier {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        match self.webpki.verify_server_cert(
+        let verified = match self.webpki.verify_server_cert(
             end_entity,
             intermediates,
             server_name,
             ocsp_response,
             now,
         ) {
+            Err(_) if self.roots.iter().any(|root| root == end_entity) => {
+                self.verify_root_itself(end_entity, server_name, now)
+            }
+            other => other,
+        };
+        match verified {
             // webpki checks the name only after the chain, so a name error
             // means the chain is good.
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-            )) if !self.check_name => Ok(ServerCertVerified::assertion()),
+            )) if !self.check_name || names_match(end_entity, server_name) => {
+                Ok(ServerCertVerified::assertion())
+            }
             other => other,
         }
     }

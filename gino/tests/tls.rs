@@ -977,3 +977,86 @@ async fn malformed_settings_are_errors_naming_them() {
         assert!(message.contains(named), "{url}: {message}");
     }
 }
+
+/// A TLS-only cluster serving `server`'s certificate (client certificates
+/// of the fixture's authority), and a URL for `host` on it.
+fn serving(server: &gino_testkit::Issued) -> Cluster {
+    Cluster::builder()
+        .tls(server, &FIXTURE.cas.0)
+        .hba("hostssl all all 127.0.0.1/32 trust")
+        .start()
+        .expect("start a TLS cluster")
+}
+
+fn url_on(cluster: &Cluster, host: &str, params: &str) -> String {
+    format!(
+        "postgres://postgres@{host}:{}/postgres?{params}",
+        cluster.port()
+    )
+}
+
+/// libpq checks the host against the certificate's common name when the
+/// certificate has no subject alternative names (what older tools and
+/// PostgreSQL's own documentation make); webpki reads only the latter.
+#[tokio::test]
+async fn verify_full_falls_back_to_the_common_name_as_libpq_does() {
+    let cluster = serving(&FIXTURE.cas.0.server_by_common_name("localhost"));
+    let full = format!("sslmode=verify-full&{}", root_param());
+    let named = engine(&url_on(&cluster, "localhost", &full))
+        .await
+        .expect("the common name is the host's");
+    assert!(encrypted(&named).await);
+    named.close().await;
+    let wrong = tls_error(engine(&url_on(&cluster, "127.0.0.1", &full)).await);
+    assert!(
+        wrong.contains("not valid for the host name `127.0.0.1`"),
+        "{wrong}"
+    );
+}
+
+/// PostgreSQL's documented set-up: a self-signed server certificate
+/// (`openssl req -x509`, marked a CA), copied to the client as its root
+/// certificate. libpq trusts it under verify-ca and verify-full.
+#[tokio::test]
+async fn a_self_signed_server_certificate_trusted_as_the_root_is_accepted() {
+    let server = gino_testkit::self_signed_server("localhost");
+    let cluster = serving(&server);
+    let root = FIXTURE.cas.1.write("self-signed.crt", &server.cert_pem);
+    let root = format!("sslrootcert={}", root.display());
+    for (host, mode) in [
+        ("localhost", "verify-full"),
+        ("127.0.0.1", "verify-ca"),
+        ("127.0.0.1", "require"),
+    ] {
+        let engine = engine(&url_on(&cluster, host, &format!("sslmode={mode}&{root}")))
+            .await
+            .unwrap_or_else(|e| panic!("{mode}: {e}"));
+        assert!(encrypted(&engine).await);
+        engine.close().await;
+    }
+    let wrong = tls_error(
+        engine(&url_on(
+            &cluster,
+            "127.0.0.1",
+            &format!("sslmode=verify-full&{root}"),
+        ))
+        .await,
+    );
+    assert!(
+        wrong.contains("not valid for the host name `127.0.0.1`"),
+        "{wrong}"
+    );
+    // Another root does not vouch for it.
+    let stranger = tls_error(
+        engine(&url_on(
+            &cluster,
+            "localhost",
+            &format!("sslmode=verify-full&{}", root_param()),
+        ))
+        .await,
+    );
+    assert!(
+        stranger.contains("self-signed") && stranger.contains("does not hold"),
+        "{stranger}"
+    );
+}

@@ -29,7 +29,7 @@ mod url;
 
 pub use cluster::{Cluster, ClusterBuilder};
 pub use pgbouncer::PgBouncer;
-pub use tls::{Issued, TestCa};
+pub use tls::{Issued, TestCa, self_signed_server};
 
 use std::env::{self, VarError};
 use std::error::Error as StdError;

@@ -91,6 +91,16 @@ impl TestCa {
         self.sign(params)
     }
 
+    /// A server certificate named by its common name alone, with no
+    /// subject alternative names, as older tools and PostgreSQL's own
+    /// documentation make them: libpq then checks the host against the
+    /// common name.
+    pub fn server_by_common_name(&self, name: &str) -> Issued {
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("server parameters");
+        params.distinguished_name.push(DnType::CommonName, name);
+        self.sign(params)
+    }
+
     /// A client certificate for the database user `user` (its common
     /// name, which PostgreSQL's `cert` authentication and
     /// `clientcert=verify-full` compare with the user name).
@@ -164,6 +174,23 @@ impl TestCa {
     /// The authority's directory.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+}
+
+/// A self-signed server certificate for `name` (its common name, no
+/// subject alternative names), marked a CA: what PostgreSQL's
+/// documentation makes with `openssl req -new -x509 -subj "/CN=name"`, and
+/// has clients trust as their own `root.crt`.
+pub fn self_signed_server(name: &str) -> Issued {
+    let key = KeyPair::generate().expect("generate a key");
+    let mut params = CertificateParams::new(Vec::<String>::new()).expect("server parameters");
+    params.distinguished_name.push(DnType::CommonName, name);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let cert = params.self_signed(&key).expect("self-sign the certificate");
+    Issued {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+        serial: 0,
     }
 }
 

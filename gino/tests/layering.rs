@@ -10,9 +10,16 @@ use std::path::Path;
 /// modules of one layer do not use each other.
 const LAYERS: &[&[&str]] = &[
     &[
-        "error", "framing", "sync", "task", "drive", "scoped", "lex", "passfile", "binding",
+        "error", "framing", "sync", "task", "drive", "scoped", "lex", "passfile", "x509",
     ],
-    &["budget", "service", "auth", "peer", "session_state"],
+    &[
+        "budget",
+        "service",
+        "auth",
+        "peer",
+        "session_state",
+        "binding",
+    ],
     &["config", "text", "json"],
     &["tls", "unnamed", "opening"],
     &["wire"],

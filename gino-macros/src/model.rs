@@ -2058,19 +2058,20 @@ pub(crate) fn expand_with(
 
     let (pk_param, pk_rows) = match pk.as_slice() {
         [] => (None, None),
+        // Each key column by name, not diesel's `find`: that looks up the
+        // `table!`'s key, which a printed schema need not share with the
+        // model (another column, or another order of a composite key; equal
+        // types would then find another row).
         [single] => {
-            let ty = &single.ty;
+            let (ty, ident) = (&single.ty, &single.ident);
+            let condition = quote!(#d::ExpressionMethods::eq(#schema::#ident, key.into()));
             (
                 Some(quote!(key: impl ::core::convert::Into<#ty>)),
-                Some(quote!(#d::QueryDsl::find(#schema::table, key.into()))),
+                Some(quote!(#d::QueryDsl::filter(#schema::table, #condition))),
             )
         }
         many => {
             let tys = many.iter().map(|f| &f.ty);
-            // Each key column by name, not diesel's `find`: that takes the
-            // tuple in the order of the `table!`'s key, which a printed
-            // schema need not share with the fields' (equal types would
-            // then find another row).
             let equals = many.iter().enumerate().map(|(i, f)| {
                 let (ident, at) = (&f.ident, syn::Index::from(i));
                 quote!(#d::ExpressionMethods::eq(#schema::#ident, key.#at))

@@ -1117,7 +1117,9 @@ impl<T> UnsetMissing<T> for &Unset<T> {
 
 /// The SET list of an update built at run time, from plain values and SQL
 /// expressions alike; a change to a column replaces every earlier change
-/// to it (GINO: the last value set for an attribute wins).
+/// of that column alone (GINO: the last value set for an attribute wins).
+/// An earlier change that assigns other columns too cannot be split and
+/// stays, and PostgreSQL then refuses the column assigned twice.
 pub struct Changes<T> {
     items: Vec<Change>,
     table: PhantomData<fn() -> T>,
@@ -1155,7 +1157,7 @@ impl<T> Changes<T> {
 
     /// Adds a change given as a diesel changeset, e.g.
     /// `users::balance.eq(users::balance + 100)`; it replaces earlier
-    /// changes of the columns it assigns.
+    /// changes that assign only columns it assigns too (see [`Changes`]).
     ///
     /// ```
     /// # use gino::prelude::*;
@@ -1396,7 +1398,8 @@ pub struct Run<'a, Q, M> {
 pub struct All<U>(PhantomData<U>);
 /// [`Run`] mode: the first row as `U`, if any.
 pub struct First<U>(PhantomData<U>);
-/// [`Run`] mode: exactly one row as `U`; none is [`Error::NoSuchRow`].
+/// [`Run`] mode: the first row as `U` (GINO's `apply` reads `first`);
+/// none is [`Error::NoSuchRow`].
 pub struct One<U>(PhantomData<U>);
 /// [`Run`] mode: the first row as `U`; none is [`Error::NotFound`].
 pub struct Found<U>(PhantomData<U>);

@@ -2014,6 +2014,45 @@ mod existing_diesel_table {
         assert_eq!(Shift::get((2, 1)).await.unwrap(), Some(tuesday_bob));
         assert_eq!(Shift::get((1, 1)).await.unwrap(), None);
     }
+
+    static BADGES_DB: Gino = Gino::secondary();
+
+    // A printed schema whose key is another column than the model's (a
+    // legacy table keyed by its code, the model by its id).
+    diesel::table! {
+        badges (code) {
+            id -> Integer,
+            code -> Integer,
+            label -> Text,
+        }
+    }
+
+    #[derive(Model, Debug, Clone, PartialEq)]
+    #[gino(table = "badges", diesel_table = badges, db = BADGES_DB)]
+    pub struct Badge {
+        #[gino(primary_key, autoincrement = false)]
+        pub id: i32,
+        pub code: i32,
+        pub label: String,
+    }
+
+    /// `get` looks up the model's key, as `update` and `delete` do, not the
+    /// `table!`'s.
+    #[tokio::test]
+    async fn get_looks_up_the_models_key_not_the_tables() {
+        let s = bound(&BADGES_DB).await;
+        s.engine
+            .status(diesel::sql_query(
+                "CREATE TABLE badges (id int PRIMARY KEY, code int NOT NULL, label text NOT NULL)",
+            ))
+            .await
+            .unwrap();
+        let gold = Badge::create().id(1).code(2).label("gold").await.unwrap();
+        let silver = Badge::create().id(2).code(1).label("silver").await.unwrap();
+        assert_eq!(Badge::get(1).await.unwrap(), Some(gold));
+        assert_eq!(Badge::get(2).await.unwrap(), Some(silver));
+        assert_eq!(Badge::get(3).await.unwrap(), None);
+    }
 }
 
 mod schema_qualified {

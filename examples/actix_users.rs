@@ -42,11 +42,26 @@ impl<T: serde::de::DeserializeOwned + 'static> FromRequest for Body<T> {
             .get(CONTENT_TYPE)
             .is_some_and(|kind| is_json(kind.as_bytes()));
         if !typed {
-            let refused = actix_web::error::JsonPayloadError::ContentType;
-            return Box::pin(std::future::ready(Err(refused.into())));
+            // 415, as axum and rocket answer (actix's own refusal is a 400).
+            let refused = actix_web::error::ErrorUnsupportedMediaType(users::NOT_JSON);
+            return Box::pin(std::future::ready(Err(refused)));
         }
         let json = web::Json::<T>::from_request(request, payload);
-        Box::pin(async move { Ok(Body(json.await?.into_inner())) })
+        Box::pin(async move {
+            match json.await {
+                Ok(json) => Ok(Body(json.into_inner())),
+                // JSON of the wrong shape: 422, as axum and rocket answer
+                // (actix answers every body serde refuses with 400).
+                Err(e) => Err(match e.as_error::<actix_web::error::JsonPayloadError>() {
+                    Some(actix_web::error::JsonPayloadError::Deserialize(refusal))
+                        if refusal.classify() == serde_json::error::Category::Data =>
+                    {
+                        actix_web::error::ErrorUnprocessableEntity(refusal.to_string())
+                    }
+                    _ => e,
+                }),
+            }
+        })
     }
 }
 
@@ -132,11 +147,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 )
         }
     })
-    .bind(("127.0.0.1", users::port()))?;
-    println!("listening on http://{}", server.addrs()[0]);
-    // actix stops gracefully on Ctrl-C and SIGTERM, after in-flight
-    // requests; then the pool closes.
-    server.run().await?;
+    .bind(("127.0.0.1", users::port()?))?
+    // actix stops at once on Ctrl-C, cutting requests in flight: both
+    // signals are caught here instead, and stop it gracefully, after the
+    // requests in flight; then the pool closes.
+    .disable_signals();
+    let addr = server.addrs()[0];
+    let server = server.run();
+    let handle = server.handle();
+    let stop = users::stop_signal();
+    actix_web::rt::spawn(async move {
+        stop.await;
+        handle.stop(true).await;
+    });
+    println!("listening on http://{addr}");
+    server.await?;
     db.close().await;
     Ok(())
 }

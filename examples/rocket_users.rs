@@ -11,7 +11,7 @@ use gino::prelude::*;
 use gino::web::ErrorResponse;
 use gino_examples::users::{self, DB, NicknameBody, Page, User};
 use gino_rocket::Error;
-use rocket::fairing::AdHoc;
+use rocket::fairing::{AdHoc, Fairing, Info, Kind};
 use rocket::form::{Errors, Strict, error::ErrorKind};
 use rocket::http::{ContentType, Method, Status};
 use rocket::response::content::RawJson;
@@ -77,7 +77,7 @@ fn body<T>(
     if !kind.is_some_and(|kind| users::is_json(kind.to_string().as_bytes())) {
         return Err(ApiError::refused(
             Status::UnsupportedMediaType,
-            "expected a request with `Content-Type: application/json`",
+            users::NOT_JSON,
         ));
     }
     body.map(Json::into_inner).map_err(|error| {
@@ -107,6 +107,39 @@ fn exact_paths() -> AdHoc {
             }
         })
     })
+}
+
+/// rocket reads a form POST whose body opens with `_method=<method>` as a
+/// request of that method (HTML forms can only GET and POST), so an HTML
+/// form on another site could DELETE a user without the browser asking
+/// first. axum and actix take no such override, and nor does this app:
+/// such a request is the POST it was (405 on `/users/{id}`).
+struct NoMethodOverride;
+
+#[rocket::async_trait]
+impl Fairing for NoMethodOverride {
+    fn info(&self) -> Info {
+        Info {
+            name: "no _method override",
+            kind: Kind::Request,
+        }
+    }
+
+    async fn on_request(&self, request: &mut Request<'_>, data: &mut Data<'_>) {
+        let form = request.content_type().is_some_and(|kind| kind.is_form());
+        if !form || request.method() == Method::Post {
+            return;
+        }
+        // Read as rocket reads it when it overrides the method.
+        let peeked = data.peek("_method=delete".len()).await;
+        let overridden = std::str::from_utf8(peeked)
+            .ok()
+            .and_then(|form| rocket::form::Form::values(form).next())
+            .is_some_and(|field| field.name == "_method" && field.value.parse::<Method>().is_ok());
+        if overridden {
+            request.set_method(Method::Post);
+        }
+    }
 }
 
 /// Every other error rocket answers itself (an unknown path, a panic), in
@@ -210,7 +243,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (settings, _database) = users::settings().await?;
     let mut figment = rocket::Config::figment()
         .merge(("address", "127.0.0.1"))
-        .merge(("port", users::port()));
+        .merge(("port", users::port()?))
+        // The body limit of the axum and actix examples (rocket's is 1 MiB).
+        .merge(("limits.json", "2MiB"))
+        // Requests in flight get as long to finish at shutdown as the pool
+        // waits for them (`DB_SHUTDOWN_TIMEOUT`, 30 s), as in the others.
+        .merge(("shutdown.grace", settings.shutdown_timeout.as_secs()))
+        .merge(("shutdown.mercy", 5))
+        // Signals are caught from the start (see `stop` below), not from
+        // after liftoff, when rocket would listen for them.
+        .merge(("shutdown.ctrlc", false))
+        .merge(("shutdown.signals", Vec::<String>::new()));
+    let stop = users::stop_signal();
     if let Some(dsn) = settings.dsn.filter(|_| _database.is_some()) {
         // No DB_* variables: the test server's database.
         figment = figment
@@ -219,6 +263,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let _rocket = rocket::custom(figment)
         .attach(exact_paths())
+        .attach(NoMethodOverride)
         .attach(gino_rocket::Gino::fairing(&DB))
         .attach(AdHoc::try_on_ignite("create tables", |rocket| async {
             // Rocket runs every ignite fairing; when gino's failed, it has
@@ -236,6 +281,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }))
         .attach(AdHoc::on_liftoff("announce", |rocket| {
             Box::pin(async move {
+                let shutdown = rocket.shutdown();
+                rocket::tokio::spawn(async move {
+                    stop.await;
+                    shutdown.notify();
+                });
                 let config = rocket.config();
                 println!("listening on http://{}:{}", config.address, config.port);
             })

@@ -19,10 +19,11 @@ use crate::users::{NicknameBody, Page, User, is_json, refusal_body};
 /// Serves `app` on `PORT` until Ctrl-C or SIGTERM, printing the
 /// `listening on` line, then closes `db` after the requests in flight.
 pub async fn serve(app: Router, db: &gino_axum::Gino) -> Result<(), Box<dyn std::error::Error>> {
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", crate::users::port())).await?;
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", crate::users::port()?)).await?;
+    let stop = crate::users::stop_signal();
     println!("listening on http://{}", listener.local_addr()?);
     axum::serve(listener, app)
-        .with_graceful_shutdown(db.shutdown_on(crate::users::stop_signal()))
+        .with_graceful_shutdown(db.shutdown_on(stop))
         .await?;
     db.close().await;
     Ok(())

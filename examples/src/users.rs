@@ -14,12 +14,13 @@
 //! `HEAD` answers as `GET` without the body. Every error answers in JSON
 //! too, `{"error": "..."}`: gino's (404, 503, 500) and the framework's
 //! own, with its status and its message (400 for an `{id}` that is not a
-//! 32-bit integer or a malformed query, 400 or 422 for a malformed body,
-//! 413 for a body too large, 404 for an unknown path, 405 with `Allow` for
-//! a method the path does not take, and a body that is not a JSON object
-//! sent as `application/json` or `application/<something>+json` is
-//! refused: 415 for another type, or 400 from actix), made by
-//! [`ErrorResponse::body_for`].
+//! 32-bit integer or a malformed query, 400 for a body that is no JSON,
+//! 422 for JSON of the wrong shape, 413 for a body past 2 MiB, 404 for an
+//! unknown path, 405 with `Allow` for a method the path does not take,
+//! and 415 for a body not sent as `application/json` or
+//! `application/<something>+json`), the same in every framework, made by
+//! [`ErrorResponse::body_for`]. Each app stops gracefully on Ctrl-C or
+//! SIGTERM, after the requests in flight, then closes the pool.
 
 use gino::prelude::*;
 use gino::web::{ErrorResponse, Settings};
@@ -148,6 +149,9 @@ pub async fn delete_user(id: i32) -> gino::Result<()> {
     Ok(())
 }
 
+/// The refusal of a body that does not say it is JSON (415).
+pub const NOT_JSON: &str = "expected a request with `Content-Type: application/json`";
+
 /// The message of a 400 for an `{id}` that is not a 32-bit integer, where
 /// the framework's own would say less.
 pub const BAD_ID: &str = "the user id in the path is not a 32-bit integer";
@@ -219,12 +223,17 @@ pub fn is_json(content_type: &[u8]) -> bool {
     }
 }
 
-/// The TCP port from `PORT`, 8000 by default.
-pub fn port() -> u16 {
-    std::env::var("PORT")
-        .ok()
-        .and_then(|p| p.trim().parse().ok())
-        .unwrap_or(8000)
+/// The TCP port from `PORT` (`0`: any free port), 8000 by default; a
+/// `PORT` that is no port stops the start, rather than serving elsewhere.
+pub fn port() -> Result<u16, String> {
+    match std::env::var("PORT") {
+        Ok(port) => port
+            .trim()
+            .parse()
+            .map_err(|_| format!("PORT={port:?} is no TCP port (0 to 65535)")),
+        Err(std::env::VarError::NotPresent) => Ok(8000),
+        Err(std::env::VarError::NotUnicode(_)) => Err("PORT is not text".to_owned()),
+    }
 }
 
 /// Logs through `tracing` at INFO (or as `RUST_LOG` says).
@@ -236,12 +245,18 @@ pub fn init_tracing() {
         .init();
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-pub async fn stop_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("a SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+/// A future that resolves on Ctrl-C (SIGINT) or SIGTERM. Both are caught
+/// from this call on, not from the future's first poll: made before the
+/// `listening on` line, a signal sent as soon as the line is read stops
+/// the server gracefully rather than killing the process.
+pub fn stop_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt()).expect("a SIGINT handler");
+    let mut terminate = signal(SignalKind::terminate()).expect("a SIGTERM handler");
+    async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
     }
 }

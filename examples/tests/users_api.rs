@@ -83,12 +83,21 @@ impl App {
     }
 
     /// Sends SIGTERM and waits for a clean exit.
-    fn stop(mut self) {
+    fn stop(self) {
+        self.signal("TERM");
+        self.wait_for_a_clean_exit();
+    }
+
+    /// Sends the signal `name` (`TERM`, `INT`).
+    fn signal(&self, name: &str) {
         let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args([&format!("-{name}"), &self.child.id().to_string()])
             .status()
             .unwrap();
         assert!(status.success());
+    }
+
+    fn wait_for_a_clean_exit(mut self) {
         let started = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -229,6 +238,8 @@ async fn drive(name: &str) {
                 .await
                 .unwrap();
             let what = format!("{name}: {method} {path} of {body}");
+            // JSON of the wrong shape: 422 in every framework.
+            assert_eq!(refused.status(), 422, "{what}");
             let message = expect_json_refusal(refused, &what).await;
             if body["nickname"] == "" {
                 assert!(message.contains("expected 1 to 200"), "{what}: {message}");
@@ -236,27 +247,50 @@ async fn drive(name: &str) {
         }
     }
     // Bodies that are not JSON of the right kind at all.
-    for (content_type, body) in [
-        ("application/json", "{\"nickname\": "),
-        ("application/json", ""),
-        ("application/json", "[1]"),
+    for (content_type, body, status) in [
+        ("application/json", "{\"nickname\": ", 400),
+        ("application/json", "", 400),
+        ("application/json", "[1]", 422),
         // The fields' values in an array: no JSON object.
-        ("application/json", "[\"mallory\"]"),
+        ("application/json", "[\"mallory\"]", 422),
         // JSON under a type no example takes.
-        ("text/json", "{\"nickname\":\"x=text\"}"),
-        ("application/x-www-form-urlencoded", "nickname=x"),
+        ("text/json", "{\"nickname\":\"x=text\"}", 415),
+        ("application/x-www-form-urlencoded", "nickname=x", 415),
         // What `<form enctype="text/plain">` on another site can post
         // without the browser asking first: JSON in all but its type.
-        ("text/plain", "{\"nickname\":\"x=forged\"}"),
+        ("text/plain", "{\"nickname\":\"x=forged\"}", 415),
         // And the same without a content type at all.
-        ("", "{\"nickname\":\"x=untyped\"}"),
+        ("", "{\"nickname\":\"x=untyped\"}", 415),
     ] {
         let mut request = client.post(app.url("/users")).body(body);
         if !content_type.is_empty() {
             request = request.header("content-type", content_type);
         }
         let refused = request.send().await.unwrap();
-        expect_json_refusal(refused, &format!("{name}: POST {content_type} {body:?}")).await;
+        let what = format!("{name}: POST {content_type} {body:?}");
+        assert_eq!(refused.status(), status, "{what}");
+        expect_json_refusal(refused, &what).await;
+    }
+    // rocket reads a form POST opening with `_method=` as that method; an
+    // HTML form on another site could then delete a user. No example
+    // takes it: the POST it is, refused.
+    for (path, body, status) in [
+        (format!("/users/{id}"), "_method=delete", 405),
+        (format!("/users/{id}"), "_method=PATCH&nickname=forged", 405),
+        ("/users".to_owned(), "_method=get", 415),
+    ] {
+        let refused = client
+            .post(app.url(&path))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let what = format!("{name}: POST {path} of the form {body}");
+        assert_eq!(refused.status(), status, "{what}");
+        expect_json_refusal(refused, &what).await;
+        let kept = client.get(app.url(&format!("/users/{id}"))).send().await;
+        assert_eq!(kept.unwrap().status(), 200, "{what}: the user is kept");
     }
     // A body past every framework's limit (axum's and actix's 2 MiB,
     // rocket's 1 MiB for JSON): 413, in JSON. A client of its own, since
@@ -276,6 +310,19 @@ async fn drive(name: &str) {
         unchanged["nickname"], "fantix (member)",
         "{name}: refused PATCH"
     );
+    // Every example takes a body up to 2 MiB (rocket's own limit is 1).
+    let padded = format!(
+        "{{\"nickname\":\"fantix (member)\"}}{}",
+        " ".repeat(3 << 19)
+    );
+    let accepted = client
+        .patch(app.url(&format!("/users/{id}")))
+        .header("content-type", "application/json")
+        .body(padded)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(accepted.status(), 200, "{name}: a body of 1.5 MiB");
     // Every example takes `application/<something>+json` (a JSON merge
     // patch, say) and the type's parameters.
     for content_type in [
@@ -372,7 +419,7 @@ async fn drive(name: &str) {
     assert_eq!(again.status(), 404, "{name}: DELETE of a missing user");
     deletes_of_one_user_at_once(name, &app, &client, database.url()).await;
 
-    app.stop();
+    an_interrupt_waits_for_a_request_in_flight(name, app, &client, database.url()).await;
 
     // What the API reported is what the database holds, and the app left
     // no connection behind.
@@ -461,6 +508,65 @@ async fn deletes_of_one_user_at_once(name: &str, app: &App, client: &reqwest::Cl
         [204, 404, 404, 404],
         "{name}: DELETEs of one user at once"
     );
+}
+
+/// Ctrl-C (SIGINT) stops an app as SIGTERM does: after the requests in
+/// flight. A DELETE waits on a row the test has locked when the signal
+/// comes; it is answered, and then the app exits cleanly.
+async fn an_interrupt_waits_for_a_request_in_flight(
+    name: &str,
+    app: App,
+    client: &reqwest::Client,
+    url: &str,
+) {
+    use gino::diesel::{self, dsl::sql, sql_types::BigInt};
+    let late: Value = client
+        .post(app.url("/users"))
+        .json(&json!({ "nickname": "late" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let late = late["id"].as_i64().unwrap();
+    let engine = gino::create_engine(url, Default::default()).await.unwrap();
+    let conn = engine.acquire().reusable(false).await.unwrap();
+    let lock = conn.begin().await.unwrap();
+    conn.status(diesel::sql_query(format!(
+        "SELECT 1 FROM users WHERE id = {late} FOR UPDATE"
+    )))
+    .await
+    .unwrap();
+    let delete = tokio::spawn(client.delete(app.url(&format!("/users/{late}"))).send());
+    let waiting = diesel::select(sql::<BigInt>(
+        "count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
+         AND query LIKE 'DELETE%'",
+    ));
+    let started = Instant::now();
+    while engine.one::<i64, _>(waiting.clone()).await.unwrap() < 1 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{name}: the DELETE never reached the locked row"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    app.signal("INT");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    lock.commit().await.unwrap();
+    conn.release().await.unwrap();
+    engine.close().await;
+    let answer = delete.await.unwrap();
+    assert_eq!(
+        answer
+            .map(|a| a.status().as_u16())
+            .map_err(|e| e.to_string()),
+        Ok(204),
+        "{name}: a DELETE in flight at Ctrl-C"
+    );
+    tokio::task::spawn_blocking(move || app.wait_for_a_clean_exit())
+        .await
+        .unwrap();
 }
 
 /// A refusal as the API promises every error: the client's (4xx), in
@@ -615,4 +721,30 @@ async fn axum_tenants_serves_each_tenant_its_own_database() {
             .unwrap();
     }
     admin.close().await;
+}
+
+/// A `PORT` that is no port stops the start, saying so, rather than
+/// serving on another port than the one asked for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_port_that_is_no_port_stops_the_start() {
+    let database = gino_testkit::TestDatabase::create().await;
+    for name in ["axum_users", "actix_users", "rocket_users"] {
+        let mut run = Command::new(example(name));
+        run.env("DB_DSN", database.url())
+            .env("PORT", "70000")
+            .env("RUST_LOG", "warn")
+            .env("ROCKET_LOG_LEVEL", "off")
+            .stdin(Stdio::null());
+        let output = tokio::task::spawn_blocking(move || run.output())
+            .await
+            .unwrap()
+            .unwrap();
+        let said = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{name}: {}", output.status);
+        assert!(said.contains("PORT"), "{name}: {said}");
+        assert!(
+            !String::from_utf8_lossy(&output.stdout).contains("listening on"),
+            "{name}"
+        );
+    }
 }

@@ -449,53 +449,85 @@ async fn drive(name: &str) {
     engine.close().await;
 }
 
+/// A user created through the app whose row the test holds locked (in a
+/// transaction of a connection of its own), so that requests on it wait.
+struct LockedUser {
+    engine: gino::Engine,
+    conn: gino::Connection,
+    lock: gino::Transaction,
+}
+
+impl LockedUser {
+    /// Creates the user `nickname` and locks its row: its id, and the lock.
+    async fn create(
+        app: &App,
+        client: &reqwest::Client,
+        url: &str,
+        nickname: &str,
+    ) -> (i64, LockedUser) {
+        let user: Value = client
+            .post(app.url("/users"))
+            .json(&json!({ "nickname": nickname }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let id = user["id"].as_i64().unwrap();
+        let engine = gino::create_engine(url, Default::default()).await.unwrap();
+        // Not the task's connection: the polls of `wait_for_deletes` run
+        // on another, as pg_stat_activity stays as a transaction first
+        // read it.
+        let conn = engine.acquire().reusable(false).await.unwrap();
+        let lock = conn.begin().await.unwrap();
+        conn.status(gino::diesel::sql_query(format!(
+            "SELECT 1 FROM users WHERE id = {id} FOR UPDATE"
+        )))
+        .await
+        .unwrap();
+        let locked = LockedUser { engine, conn, lock };
+        (id, locked)
+    }
+
+    /// Waits until `requests` DELETEs wait for the lock.
+    async fn wait_for_deletes(&self, requests: i64, name: &str) {
+        use gino::diesel::{self, dsl::sql, sql_types::BigInt};
+        let waiting = diesel::select(sql::<BigInt>(
+            "count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
+             AND query LIKE 'DELETE%'",
+        ));
+        let started = Instant::now();
+        while self.engine.one::<i64, _>(waiting.clone()).await.unwrap() < requests {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "{name}: the DELETEs never reached the locked row"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    async fn release(self) {
+        self.lock.commit().await.unwrap();
+        self.conn.release().await.unwrap();
+        self.engine.close().await;
+    }
+}
+
 /// Requests deleting one user at once: one answers 204, the others 404.
 /// The row is locked meanwhile, so that every request has come as far as
 /// its `DELETE` (and a handler that first loads the user has found it)
 /// before any of them deletes.
 async fn deletes_of_one_user_at_once(name: &str, app: &App, client: &reqwest::Client, url: &str) {
-    use gino::diesel::{self, dsl::sql, sql_types::BigInt};
-    let doomed: Value = client
-        .post(app.url("/users"))
-        .json(&json!({ "nickname": "doomed" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let doomed = doomed["id"].as_i64().unwrap();
-    let engine = gino::create_engine(url, Default::default()).await.unwrap();
-    // Not the task's connection: the polls below run on another, as
-    // pg_stat_activity stays as a transaction first read it.
-    let conn = engine.acquire().reusable(false).await.unwrap();
-    let lock = conn.begin().await.unwrap();
-    conn.status(diesel::sql_query(format!(
-        "SELECT 1 FROM users WHERE id = {doomed} FOR UPDATE"
-    )))
-    .await
-    .unwrap();
+    let (doomed, lock) = LockedUser::create(app, client, url, "doomed").await;
     // As many as the app's pool holds (`DB_POOL_MAX_SIZE`).
     let requests = 4;
     let mut deletes = tokio::task::JoinSet::new();
     for _ in 0..requests {
         deletes.spawn(client.delete(app.url(&format!("/users/{doomed}"))).send());
     }
-    let waiting = diesel::select(sql::<BigInt>(
-        "count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
-         AND query LIKE 'DELETE%'",
-    ));
-    let started = Instant::now();
-    while engine.one::<i64, _>(waiting.clone()).await.unwrap() < requests {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "{name}: the DELETEs never reached the locked row"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    lock.commit().await.unwrap();
-    conn.release().await.unwrap();
-    engine.close().await;
+    lock.wait_for_deletes(requests, name).await;
+    lock.release().await;
     let mut statuses: Vec<u16> = deletes
         .join_all()
         .await
@@ -519,43 +551,12 @@ async fn an_interrupt_waits_for_a_request_in_flight(
     client: &reqwest::Client,
     url: &str,
 ) {
-    use gino::diesel::{self, dsl::sql, sql_types::BigInt};
-    let late: Value = client
-        .post(app.url("/users"))
-        .json(&json!({ "nickname": "late" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let late = late["id"].as_i64().unwrap();
-    let engine = gino::create_engine(url, Default::default()).await.unwrap();
-    let conn = engine.acquire().reusable(false).await.unwrap();
-    let lock = conn.begin().await.unwrap();
-    conn.status(diesel::sql_query(format!(
-        "SELECT 1 FROM users WHERE id = {late} FOR UPDATE"
-    )))
-    .await
-    .unwrap();
+    let (late, lock) = LockedUser::create(&app, client, url, "late").await;
     let delete = tokio::spawn(client.delete(app.url(&format!("/users/{late}"))).send());
-    let waiting = diesel::select(sql::<BigInt>(
-        "count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
-         AND query LIKE 'DELETE%'",
-    ));
-    let started = Instant::now();
-    while engine.one::<i64, _>(waiting.clone()).await.unwrap() < 1 {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "{name}: the DELETE never reached the locked row"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    lock.wait_for_deletes(1, name).await;
     app.signal("INT");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    lock.commit().await.unwrap();
-    conn.release().await.unwrap();
-    engine.close().await;
+    lock.release().await;
     let answer = delete.await.unwrap();
     assert_eq!(
         answer

@@ -284,13 +284,17 @@ impl Slot {
         if root.lazy && self.levels.is_empty() {
             // The next statement provably never reaches a connection the
             // server has left: it goes to a fresh one instead of failing.
-            // Only outside a transaction and without session state, where
-            // the switch changes nothing the caller can see.
+            // Only outside a transaction (also one begun in SQL) and with
+            // the session as it was set up, where the switch changes
+            // nothing the caller can see.
             // The same check as the pool's checkout: no round trip, and no
             // system call unless something has arrived.
             if let Some(raw) = self.raw.take_if(|raw| {
                 let pg = raw.get();
-                !pg.holds_session_state && pg.server_gone()
+                !pg.holds_session_state
+                    && !pg.wire.session_changed()
+                    && pg.wire.tx_status() == TxStatus::Idle
+                    && pg.server_gone()
             }) {
                 tracing::debug!(target: "gino", "the server left a lazy connection: borrowing another");
                 drop(raw);

@@ -739,6 +739,23 @@ async fn a_statement_that_never_reached_the_server_goes_to_a_fresh_connection_or
     drop(tx);
     drop(conn);
 
+    // Nor is a lazy connection whose session the caller changed (the
+    // setting would be gone on the new backend) or where the caller began
+    // a transaction in SQL (its statements would autocommit there).
+    for change in [
+        "SET application_name = 'changed'",
+        "SELECT set_config('app.tenant', '42', false)",
+        "BEGIN",
+    ] {
+        let conn = engine.acquire().lazy(true).await.unwrap();
+        conn.status(gino::text(change)).await.unwrap();
+        let pid = common::backend_pid(&conn).await;
+        kill_backend(&observer, pid).await;
+        let err = common::try_backend_pid(&conn).await.unwrap_err();
+        assert!(matches!(err, Error::NotSent(_)), "{change}: {err:?}");
+        drop(conn);
+    }
+
     // An explicitly acquired connection promises its session: it is not
     // switched either.
     let conn = engine.acquire().await.unwrap();

@@ -165,6 +165,21 @@ impl PgConn {
         self.wire.is_ending()
     }
 
+    /// Whether diesel-async still counts a transaction of its own
+    /// (`transaction()` in a closure of `Connection::run`) open or broken:
+    /// one that panicked or was dropped half-way. The server has none once
+    /// gino has rolled back, but diesel's count stays, and would make the
+    /// next user's `transaction()` begin with a `SAVEPOINT` outside any.
+    fn diesel_transaction_left(&mut self) -> bool {
+        use diesel_async::{AnsiTransactionManager, TransactionManager};
+        AnsiTransactionManager::is_broken_transaction_manager(&mut self.conn)
+            || !matches!(
+                AnsiTransactionManager::transaction_manager_status_mut(&mut self.conn)
+                    .transaction_depth(),
+                Ok(None)
+            )
+    }
+
     /// Whether the connection can be handed to someone else as it is.
     pub(crate) fn is_clean(&self) -> bool {
         !self.in_flight
@@ -365,6 +380,11 @@ impl managed::Manager for Manager {
         }
         if !conn.is_clean() {
             return Err(RecycleError::message("connection is inside a transaction"));
+        }
+        if conn.diesel_transaction_left() {
+            return Err(RecycleError::message(
+                "diesel's own transaction was left half-way on the connection",
+            ));
         }
         if conn.generation != self.generation.load(Ordering::Acquire) {
             return Err(RecycleError::message(

@@ -475,3 +475,61 @@ async fn a_statement_dropped_while_it_runs_is_cancelled_and_its_connection_kept(
     .await;
     assert_eq!(batch_counts(&other).await.get(&1), None, "half-committed");
 }
+
+/// A `conn.run` dropped inside diesel-async's own `transaction()` (after
+/// its `BEGIN`) leaves diesel's count of open transactions at one while
+/// the server, once gino has rolled back, has none: pooled as it is, the
+/// connection's next `transaction()` would begin with a `SAVEPOINT`
+/// outside any transaction (25P01), for the rest of its life.
+#[tokio::test]
+async fn a_diesel_transaction_dropped_half_way_leaves_no_stale_count_in_the_pool() {
+    use diesel_async::{AsyncConnection, RunQueryDsl};
+    use futures_util::FutureExt;
+    let s = common::setup_with(gino::EngineOptions::new().max_size(1)).await;
+    let conn = s.engine.acquire().await.unwrap();
+    let sleeping = conn.run(|c| {
+        c.transaction::<(), diesel::result::Error, _>(async |c| {
+            RunQueryDsl::execute(diesel::sql_query("SELECT pg_sleep(10)"), c).await?;
+            Ok(())
+        })
+        .boxed()
+    });
+    let dropped = tokio::time::timeout(std::time::Duration::from_millis(300), sleeping).await;
+    assert!(dropped.is_err(), "the sleep was cut short");
+    conn.release().await.unwrap();
+
+    // The same with a panic inside diesel's transaction, inside a block of
+    // gino's, in a task of its own.
+    let engine = s.engine.clone();
+    let panicked = tokio::spawn(async move {
+        let conn = engine.acquire().await.unwrap();
+        let _ = conn
+            .transaction(async {
+                conn.run(|c| {
+                    c.transaction::<(), diesel::result::Error, _>(async |c| {
+                        RunQueryDsl::execute(diesel::sql_query("SELECT 1"), c).await?;
+                        panic!("a bug in the closure");
+                    })
+                    .boxed()
+                })
+                .await
+            })
+            .await;
+    })
+    .await;
+    assert!(panicked.unwrap_err().is_panic());
+
+    // The one connection of the pool, or a new one: diesel's transaction
+    // works on it.
+    let conn = s.engine.acquire().await.unwrap();
+    let rows = conn
+        .run(|c| {
+            c.transaction::<usize, diesel::result::Error, _>(async |c| {
+                RunQueryDsl::execute(diesel::sql_query("SELECT 1"), c).await
+            })
+            .boxed()
+        })
+        .await;
+    assert_eq!(rows.ok(), Some(1));
+    conn.release().await.unwrap();
+}

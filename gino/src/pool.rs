@@ -50,6 +50,10 @@ pub(crate) struct PgConn {
     /// Set while a statement runs; still set afterwards means the future
     /// running it was dropped half-way, and the connection's state is unknown.
     pub(crate) in_flight: bool,
+    /// Whether the server had a transaction open when the statement in
+    /// flight began: one the caller began in SQL, which recovering from
+    /// that statement must not roll back behind the caller's back.
+    pub(crate) began_in_transaction: bool,
     /// Set while the session holds state a pooled connection must not
     /// carry to its next user (a session-level advisory lock).
     pub(crate) holds_session_state: bool,
@@ -146,6 +150,7 @@ impl PgConn {
             wire: opened.state,
             addr: opened.addr,
             in_flight: false,
+            began_in_transaction: false,
             holds_session_state: false,
             cancel_lost: false,
             given_back: None,
@@ -233,6 +238,8 @@ impl PgConn {
         untracked: bool,
         abandon: Abandon,
     ) -> bool {
+        // Before the probe, a statement of its own, records its own.
+        let began_in_transaction = self.began_in_transaction;
         let cancel =
             (abandon != Abandon::Await).then(|| (self.conn.cancel_token(), self.addr.clone()));
         let mut lost = false;
@@ -265,7 +272,10 @@ impl PgConn {
         // A failed probe (a transaction the interrupted statement left
         // failed, or the cancel) still leaves the status current.
         self.settle_opening(opening);
-        if untracked && self.wire.tx_status() != TxStatus::Idle {
+        // A transaction the caller began in SQL before the interrupted
+        // statement stays: failed, its next statements fail until the
+        // caller ends it, where a rollback would let them autocommit.
+        if untracked && !began_in_transaction && self.wire.tx_status() != TxStatus::Idle {
             let _ = self.control("ROLLBACK").await;
         }
         true
@@ -275,6 +285,7 @@ impl PgConn {
     pub(crate) async fn control(&mut self, sql: &str) -> Result<()> {
         self.wire.begin_statement();
         self.in_flight = true;
+        self.began_in_transaction = self.wire.tx_status() != TxStatus::Idle;
         let result = drive(&self.driver, self.conn.batch_execute(sql)).await;
         if result.is_err() {
             drive(&self.driver, self.wire.settle()).await;

@@ -533,3 +533,43 @@ async fn a_diesel_transaction_dropped_half_way_leaves_no_stale_count_in_the_pool
     assert_eq!(rows.ok(), Some(1));
     conn.release().await.unwrap();
 }
+
+/// A transaction the caller began in SQL on a held connection survives
+/// the recovery from a statement of it that was dropped half-way: it is
+/// failed (the statement was cancelled), so the next statements fail until
+/// the caller ends it, where a rollback behind its back would have let
+/// them autocommit, and its `COMMIT` report success.
+#[tokio::test]
+async fn a_transaction_begun_in_sql_is_not_rolled_back_behind_the_callers_back() {
+    let s = common::setup().await;
+    s.engine
+        .status(gino::text("CREATE TABLE marks (n int)"))
+        .await
+        .unwrap();
+    let conn = s.engine.acquire().await.unwrap();
+    conn.status(gino::text("BEGIN")).await.unwrap();
+    conn.status(gino::text("INSERT INTO marks VALUES (1)"))
+        .await
+        .unwrap();
+    let slow = conn.status(gino::text("SELECT pg_sleep(5)"));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), slow)
+            .await
+            .is_err()
+    );
+    let next = conn
+        .status(gino::text("INSERT INTO marks VALUES (2)"))
+        .await;
+    assert_eq!(
+        next.as_ref().err().and_then(gino::Error::sqlstate),
+        Some("25P02"),
+        "{next:?}"
+    );
+    conn.status(gino::text("ROLLBACK")).await.unwrap();
+    let stored: i64 = conn
+        .one(diesel::select(sql::<st::BigInt>("count(*) FROM marks")))
+        .await
+        .unwrap();
+    assert_eq!(stored, 0, "nothing autocommitted");
+    conn.release().await.unwrap();
+}

@@ -424,8 +424,11 @@ impl Root {
                 slot.rollback_due(&pending).is_some()
             };
             // Boxed: rare, and its round trips' futures would otherwise
-            // make every statement's future a kilobyte larger.
-            Box::pin(slot.resync(doomed)).await;
+            // make every statement's future a kilobyte larger. Within this
+            // statement's deadline: the wait for the interrupted one (a
+            // transaction's, awaited) counts against it. Cut short, the
+            // connection stays interrupted, for the next lock to resume.
+            deadline.wait(Box::pin(slot.resync(doomed))).await?;
             if slot.ended_under_levels() {
                 if slot.committing {
                     // A commit dropped with its COMMIT in flight: the

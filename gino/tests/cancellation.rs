@@ -573,3 +573,29 @@ async fn a_transaction_begun_in_sql_is_not_rolled_back_behind_the_callers_back()
     assert_eq!(stored, 0, "nothing autocommitted");
     conn.release().await.unwrap();
 }
+
+/// Inside a transaction a statement dropped half-way is awaited by the
+/// next statement before it runs (its transaction may still want it); the
+/// next statement's own timeout bounds that wait too.
+#[tokio::test]
+async fn the_wait_for_a_dropped_statement_counts_against_the_next_ones_timeout() {
+    let s = common::setup().await;
+    let limit = Duration::from_millis(500);
+    let conn = s.engine.acquire().query_timeout(limit).await.unwrap();
+    let mut next = None;
+    let _ = conn
+        .transaction(async {
+            let slow = conn.status(gino::text("SELECT pg_sleep(3)"));
+            let dropped = tokio::time::timeout(Duration::from_millis(100), slow).await;
+            assert!(dropped.is_err());
+            next = Some(conn.status(gino::text("SELECT 1")).await);
+            Ok::<_, gino::Error>(())
+        })
+        .await;
+    let next = next.expect("the block ran");
+    assert!(
+        matches!(next, Err(gino::Error::QueryTimeout(t)) if t == limit),
+        "{next:?}"
+    );
+    let _ = conn.release().await;
+}

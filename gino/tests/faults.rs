@@ -49,6 +49,33 @@ async fn cancel_dropping_proxy(upstream: std::net::SocketAddr) -> std::net::Sock
     addr
 }
 
+/// A TCP proxy in front of `upstream`: what the client sends goes to the
+/// server as it is, and `to_client` relays each connection's way back
+/// (the server's side to read, the client's to write).
+async fn proxy<F, Fut>(upstream: std::net::SocketAddr, to_client: F) -> std::net::SocketAddr
+where
+    F: Fn(tokio::net::tcp::OwnedReadHalf, tokio::net::tcp::OwnedWriteHalf) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(server) = TcpStream::connect(upstream).await else {
+                return;
+            };
+            let (mut client_read, client_write) = client.into_split();
+            let (server_read, mut server_write) = server.into_split();
+            tokio::spawn(async move {
+                let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
+                let _ = server_write.shutdown().await;
+            });
+            tokio::spawn(to_client(server_read, client_write));
+        }
+    });
+    addr
+}
+
 /// A TCP proxy in front of `upstream` that, once `silence` is set, passes
 /// the server's next `ErrorResponse` and then nothing more: a server (or a
 /// network) gone quiet between an error and its `ReadyForQuery`.
@@ -57,48 +84,36 @@ async fn silent_after_error_proxy(
     silence: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> std::net::SocketAddr {
     use std::sync::atomic::Ordering;
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((client, _)) = listener.accept().await {
-            let Ok(server) = TcpStream::connect(upstream).await else {
-                return;
-            };
-            let silence = silence.clone();
-            let (mut client_read, mut client_write) = client.into_split();
-            let (mut server_read, mut server_write) = server.into_split();
-            tokio::spawn(async move {
-                let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
-            });
-            tokio::spawn(async move {
-                // The server's side after the startup is typed messages.
-                loop {
-                    let mut header = [0u8; 5];
-                    if server_read.read_exact(&mut header).await.is_err() {
-                        return;
-                    }
-                    let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]);
-                    let mut body = vec![0u8; len as usize - 4];
-                    if server_read.read_exact(&mut body).await.is_err() {
-                        return;
-                    }
-                    let error = header[0] == b'E';
-                    if client_write
-                        .write_all(&[&header[..], &body].concat())
-                        .await
-                        .is_err()
-                    {
-                        return;
-                    }
-                    if error && silence.load(Ordering::SeqCst) {
-                        tokio::time::sleep(Duration::from_secs(60)).await;
-                        return;
-                    }
+    proxy(upstream, move |mut server_read, mut client_write| {
+        let silence = silence.clone();
+        async move {
+            // The server's side after the startup is typed messages.
+            loop {
+                let mut header = [0u8; 5];
+                if server_read.read_exact(&mut header).await.is_err() {
+                    return;
                 }
-            });
+                let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]);
+                let mut body = vec![0u8; len as usize - 4];
+                if server_read.read_exact(&mut body).await.is_err() {
+                    return;
+                }
+                let error = header[0] == b'E';
+                if client_write
+                    .write_all(&[&header[..], &body].concat())
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                if error && silence.load(Ordering::SeqCst) {
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                    return;
+                }
+            }
         }
-    });
-    addr
+    })
+    .await
 }
 
 fn server_addr(url: &str) -> std::net::SocketAddr {
@@ -1246,27 +1261,15 @@ async fn slow_closing_proxy(
     upstream: std::net::SocketAddr,
     linger: Duration,
 ) -> std::net::SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((client, _)) = listener.accept().await {
-            let Ok(server) = TcpStream::connect(upstream).await else {
-                return;
-            };
-            let (mut client_read, mut client_write) = client.into_split();
-            let (mut server_read, mut server_write) = server.into_split();
-            tokio::spawn(async move {
-                let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
-                let _ = server_write.shutdown().await;
-            });
-            tokio::spawn(async move {
-                let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
-                tokio::time::sleep(linger).await;
-                let _ = client_write.shutdown().await;
-            });
-        }
-    });
-    addr
+    proxy(
+        upstream,
+        move |mut server_read, mut client_write| async move {
+            let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
+            tokio::time::sleep(linger).await;
+            let _ = client_write.shutdown().await;
+        },
+    )
+    .await
 }
 
 /// A budget that has run out closes one idle connection of another engine

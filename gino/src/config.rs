@@ -2190,6 +2190,21 @@ impl FromStr for DatabaseUrl {
             })?;
             let key = percent_decode(key, "query")
                 .map_err(|e| unless_secret(e, after_secret, AFTER_SECRET))?;
+            // libpq refuses both; the value, which may be (the rest of) a
+            // password, is never repeated.
+            if key.is_empty() {
+                let no_key = Error::Configuration(
+                    "a query parameter of the database URL has no name (`=value`)".to_owned(),
+                );
+                return Err(unless_secret(no_key, after_secret, AFTER_SECRET));
+            }
+            if value.contains('=') {
+                let second = Error::Configuration(format!(
+                    "the value of `{key}` in the database URL holds a second `=`: write `=` in \
+                     a value as `%3D`"
+                ));
+                return Err(unless_secret(second, after_secret, AFTER_SECRET));
+            }
             after_secret |= is_secret(&key);
             // The value is never repeated: it may be a password, or the
             // rest of one in a URL whose password was not escaped.
@@ -3239,6 +3254,11 @@ mod tests {
             // A password in the query with a raw `&`.
             "postgres://h/db?password=ab&s3cret",
             "postgres://h/db?password=ab&s3cret%zz=1",
+            // A password with a raw `?` or `=` where a query begins: libpq
+            // refuses a parameter with no name or a second `=`.
+            "postgres://:?=?password=p%40s3cret",
+            "postgres://h/db?password=s3cret=x",
+            "postgres://h/db?sslmode=require&password=a&x==s3cret",
         ] {
             let message = url.parse::<DatabaseUrl>().unwrap_err().to_string();
             assert!(!message.contains("s3cret"), "{message}");

@@ -6,8 +6,9 @@
 //! An engine opening a connection takes a unit of its budget and gives it
 //! back when that connection closes. With none left, opening waits, like a
 //! borrow from a full pool, up to the borrow's acquire timeout (its own,
-//! else the engine's: [`Error::PoolTimeout`]); first the budget asks its engines to close
-//! connections nobody is using, so that idle pools make room for busy ones.
+//! else the engine's: [`Error::PoolTimeout`]); first the budget asks its
+//! engines to close connections nobody is using, so that idle pools make
+//! room for busy ones.
 //!
 //! Uses: nothing of gino's but `error` and `sync`.
 

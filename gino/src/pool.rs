@@ -281,11 +281,18 @@ impl PgConn {
         true
     }
 
-    /// Runs transaction-control SQL, keeping `in_flight` honest.
-    pub(crate) async fn control(&mut self, sql: &str) -> Result<()> {
+    /// A statement goes out: its replies are followed afresh, and the
+    /// connection is in flight until it ends (noting whether it began
+    /// inside a transaction).
+    pub(crate) fn start_statement(&mut self) {
         self.wire.begin_statement();
         self.in_flight = true;
         self.began_in_transaction = self.wire.tx_status() != TxStatus::Idle;
+    }
+
+    /// Runs transaction-control SQL, keeping `in_flight` honest.
+    pub(crate) async fn control(&mut self, sql: &str) -> Result<()> {
+        self.start_statement();
         let result = drive(&self.driver, self.conn.batch_execute(sql)).await;
         if result.is_err() {
             drive(&self.driver, self.wire.settle()).await;

@@ -210,21 +210,18 @@ pub(crate) async fn run_statement<R, S: Statement<R>>(
             sent?;
         }
     }
+    pg.start_statement();
     let PgConn {
         conn,
         driver,
         wire,
         addr,
         in_flight,
-        began_in_transaction,
         cancel_lost,
         ..
     } = pg;
-    wire.begin_statement();
     let sent_before = wire.bytes_sent();
     let token = deadline.at.map(|_| conn.cancel_token());
-    *in_flight = true;
-    *began_in_transaction = wire.tx_status() != TxStatus::Idle;
     let mut fut = std::pin::pin!(drive(driver, statement.run(conn, wire)));
     let result = 'run: {
         let result = match deadline.at {

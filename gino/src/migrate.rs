@@ -111,8 +111,11 @@ async fn advisory(conn: &Connection, function: &str) -> Result<()> {
 
 /// The error of a failed migration: [`Error::Migration`] naming it, or,
 /// when its own `COMMIT` or `ROLLBACK` ended the transaction it ran in, a
-/// misuse said in the migration's terms.
+/// misuse said in the migration's terms (as [`left_open`]'s already is).
 fn migration_error(migration: &Migration, error: Error) -> Error {
+    if matches!(error, Error::TransactionMisuse(_)) && !crate::root::is_ended_by_sql(&error) {
+        return error;
+    }
     if !crate::root::is_ended_by_sql(&error) {
         return Error::Migration {
             name: migration.name.to_owned(),
@@ -220,16 +223,16 @@ impl Gino {
                 // Outside a transaction, a script may have opened one of its
                 // own: the record would go in it, and out with its rollback.
                 if !migration.run_in_transaction && conn.root.server_in_transaction().await? {
-                    return Ok(Err(left_open(migration)));
+                    return Err(left_open(migration));
                 }
-                conn.status(record).await.map(|_| Ok(()))
+                conn.status(record).await
             };
             let ran = if migration.run_in_transaction {
                 conn.transaction(run).await
             } else {
                 run.await
             };
-            ran.map_err(|e| migration_error(migration, e))??;
+            ran.map_err(|e| migration_error(migration, e))?;
             tracing::info!(target: "gino", "applied migration {}", migration.name);
             done.push(migration.version);
         }

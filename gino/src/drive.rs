@@ -292,22 +292,42 @@ impl<F: Future + Unpin> Future for Driving<'_, F> {
         let mut relayed = Context::from_waker(&waker);
         let mut busy = false;
         let mut output = Poll::Pending;
+        let mut queued = false;
         for round in 0..ROUNDS {
             relay.woken.store(false, Ordering::SeqCst);
             let connection_polled = round > 0 || !first;
+            let mut answered = false;
             if connection_polled {
                 // It writes what the statement queued and reads what has
                 // come, registering for the socket.
                 busy |= this.driver.poll_connection().is_none();
+                answered = relay.woken.swap(false, Ordering::SeqCst);
             }
             output = Pin::new(&mut this.fut).poll(&mut relayed);
-            if output.is_ready() || (connection_polled && !relay.woken.load(Ordering::SeqCst)) {
+            queued = relay.woken.load(Ordering::SeqCst);
+            if answered {
+                // The round's wakes, all of them, for what follows.
+                relay.woken.store(true, Ordering::SeqCst);
+            }
+            if output.is_ready() || (connection_polled && !answered && !queued) {
                 break;
             }
         }
+        if output.is_ready() && queued {
+            // The statement ended with a request still queued (a pipelined
+            // sibling's, after the other failed; a prepared statement's
+            // `Close`, dropped with it): it goes out now, as the
+            // connection's own task would send it, not in front of
+            // whatever statement comes next. Its replies wake that task.
+            busy |= this.driver.poll_connection().is_none();
+        }
         relay.polling.store(false, Ordering::SeqCst);
-        // What woke the relay during this poll was seen by it.
-        relay.pending.store(false, Ordering::SeqCst);
+        // What woke the relay during this poll was seen by it; if the
+        // connection's own task was polling it just now, what it had not
+        // seen yet is that task's to read once this statement stops.
+        relay
+            .pending
+            .store(output.is_ready() && busy, Ordering::SeqCst);
         if output.is_ready() {
             this.stop();
         } else if busy || relay.woken.swap(false, Ordering::SeqCst) {
@@ -501,6 +521,27 @@ mod tests {
         // the statement reads the answer: one poll of the connection.
         assert_eq!(poll_as(&mut statement, &Arc::default()), Poll::Ready(6));
         assert_eq!(f.polls(), polled + 1);
+    }
+
+    #[test]
+    fn a_request_a_finished_statement_left_queued_is_written_at_once() {
+        let f = Fixture::started();
+        let (reply, mut answer) = oneshot::channel();
+        let client = f.client().clone();
+        // A statement that queues a request and ends without waiting for
+        // it (its pipelined sibling failed first).
+        let mut statement = Box::pin(drive(&f.driver, async move {
+            client.send((8, reply)).unwrap();
+            "refused"
+        }));
+        let polled = f.polls();
+        assert_eq!(
+            poll_as(&mut statement, &Arc::default()),
+            Poll::Ready("refused")
+        );
+        assert_eq!(f.polls(), polled + 1, "the connection took the request");
+        assert_eq!(answer.try_recv(), Ok(16));
+        assert_eq!(f.own_wakes(), 0);
     }
 
     #[test]

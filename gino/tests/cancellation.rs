@@ -599,3 +599,63 @@ async fn the_wait_for_a_dropped_statement_counts_against_the_next_ones_timeout()
     );
     let _ = conn.release().await;
 }
+
+/// A closure of `conn.run` whose pipelined statements end early, one of
+/// them failing before it was sent (`try_join!`), leaves the other's
+/// request queued: it goes out at once, as diesel-async's own connection
+/// task would send it, not whenever the connection is next used (by
+/// whoever borrows it next, in front of their statement).
+#[tokio::test]
+async fn a_request_a_closure_queued_and_left_goes_out_at_once() {
+    use diesel::ExpressionMethods;
+    use futures_util::FutureExt;
+    diesel::table! { marks (n) { n -> Integer } }
+
+    let s = common::setup_with(EngineOptions::new().max_size(1)).await;
+    s.engine
+        .status(gino::text("CREATE TABLE marks (n int PRIMARY KEY)"))
+        .await
+        .unwrap();
+    let observer = common::observer(&s).await;
+    let conn = s.engine.acquire().await.unwrap();
+    let insert = |n: i32| diesel::insert_into(marks::table).values(marks::n.eq(n));
+    // Prepared and cached: the next one goes out in a single request.
+    let first = conn
+        .run(move |c| async move { diesel_async::RunQueryDsl::execute(insert(1), c).await }.boxed())
+        .await;
+    assert_eq!(first.ok(), Some(1));
+
+    let pipelined = conn
+        .run(move |c| {
+            async move {
+                let sent = diesel_async::RunQueryDsl::execute(insert(2), c);
+                let refused = async { Err::<usize, _>(diesel::result::Error::NotFound) };
+                futures_util::future::try_join(sent, refused).await
+            }
+            .boxed()
+        })
+        .await;
+    assert!(
+        matches!(
+            pipelined,
+            Err(gino::Error::Query(diesel::result::Error::NotFound))
+        ),
+        "{pipelined:?}"
+    );
+    common::eventually("the queued INSERT ran", || async {
+        let rows: i64 = observer
+            .one(diesel::select(sql::<st::BigInt>("count(*) FROM marks")))
+            .await
+            .unwrap();
+        rows == 2
+    })
+    .await;
+
+    // The connection goes on as before.
+    let ran = conn
+        .run(move |c| async move { diesel_async::RunQueryDsl::execute(insert(3), c).await }.boxed())
+        .await;
+    assert_eq!(ran.ok(), Some(1));
+    conn.release().await.unwrap();
+    common::assert_pool_clean(&s.engine).await;
+}

@@ -104,22 +104,42 @@ pub(crate) enum Abandon {
     CancelOrGiveUp,
 }
 
+/// How long a cancelled statement may run on before its cancel request
+/// goes again: the server ignores one that comes while it waits for the
+/// client (between two round trips of a statement: a prepare and its
+/// run, a closure's queries), and the statement's next round trip would
+/// run its full time.
+const CANCEL_AGAIN: Duration = Duration::from_millis(200);
+
 /// Sends a cancel request for the statement running under `token` and
-/// waits for `running` (whatever awaits that statement's end) to end:
-/// `None` if it has not [`CANCEL_GRACE`] after the request went out.
+/// waits for `running` (whatever awaits that statement's end) to end,
+/// sending it again every [`CANCEL_AGAIN`] meanwhile: `None` if it has not
+/// [`CANCEL_GRACE`] after the first request went out. Each request is
+/// seen through (the server has signalled its backend) before `running`
+/// is awaited again, so none reaches a statement that comes after, unless
+/// the grace cuts one short: the cancel then counts as lost, as when the
+/// statement outlives it.
 pub(crate) async fn cancel_and_wait<F: Future>(
     addr: &ServerAddr,
     token: &tokio_postgres::CancelToken,
     running: F,
 ) -> Option<F::Output> {
+    let mut running = std::pin::pin!(running);
     let cancelled = tokio::time::timeout(CANCEL_GRACE, async {
-        // Boxed: connecting (TLS included) is a large state machine that
-        // every statement's future would otherwise carry inline, and move,
-        // for a rare path.
-        if let Err(e) = Box::pin(addr.cancel(token)).await {
-            tracing::warn!(target: "gino", "could not cancel a statement: {e}");
+        let mut said = false;
+        loop {
+            // Boxed: connecting (TLS included) is a large state machine
+            // that every statement's future would otherwise carry inline,
+            // and move, for a rare path.
+            if let Err(e) = Box::pin(addr.cancel(token)).await
+                && !std::mem::replace(&mut said, true)
+            {
+                tracing::warn!(target: "gino", "could not cancel a statement: {e}");
+            }
+            if let Ok(output) = tokio::time::timeout(CANCEL_AGAIN, &mut running).await {
+                return output;
+            }
         }
-        running.await
     });
     cancelled.await.ok()
 }

@@ -251,6 +251,45 @@ async fn per_call_timeout_cancels_the_query_on_the_server() {
     assert_eq!(s.engine.one::<i32, _>(series(1)).await.unwrap(), 1);
 }
 
+/// A timeout that lands between two round trips of a statement (here a
+/// closure's work before its query) finds the server idle, which ignores
+/// a cancel then: the request goes again while the statement runs on, so
+/// the query that follows is cancelled too, not left to run out its time
+/// on a connection given up on.
+#[tokio::test]
+async fn a_cancel_the_server_ignored_between_round_trips_goes_again() {
+    use futures_util::FutureExt;
+    let app = "gino_cancel_again";
+    let s = common::setup_with(EngineOptions::new().max_size(1).application_name(app)).await;
+    let limit = Duration::from_millis(100);
+    let conn = s.engine.acquire().query_timeout(limit).await.unwrap();
+    let pid = common::backend_pid(&conn).await;
+    let statement = conn.run(|c| {
+        async move {
+            // Past the deadline before the query goes out.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            diesel_async::RunQueryDsl::execute(diesel::sql_query("SELECT pg_sleep(30)"), c).await
+        }
+        .boxed()
+    });
+    let err = tokio::time::timeout(Duration::from_secs(20), statement)
+        .await
+        .expect("the statement ended")
+        .unwrap_err();
+    assert!(matches!(err, Error::QueryTimeout(d) if d == limit), "{err}");
+    let observer = common::observer(&s).await;
+    let states = common::session_states(&observer, app).await;
+    assert_eq!(states, ["idle"], "the query still runs");
+    assert_eq!(
+        common::backend_pid(&conn).await,
+        pid,
+        "the connection was kept"
+    );
+    observer.close().await;
+    conn.release().await.unwrap();
+    common::assert_pool_clean(&s.engine).await;
+}
+
 #[tokio::test]
 async fn engine_default_timeout_applies_and_a_call_can_override_it() {
     let s = common::setup_with(EngineOptions::new().timeout(Duration::from_millis(150))).await;

@@ -105,6 +105,15 @@ impl ArcWake for Relay {
         // clears `polling`, then looks at the marks) is sure to see them.
         relay.woken.store(true, Ordering::SeqCst);
         relay.pending.store(true, Ordering::SeqCst);
+        if relay.driving.load(Ordering::SeqCst) == 0 {
+            // The statement stopped driving since the look above, perhaps
+            // before the mark: whichever of the two takes the mark back
+            // hands the wake to the connection's own task.
+            if relay.pending.swap(false, Ordering::SeqCst) {
+                relay.wake_idle();
+            }
+            return;
+        }
         if !relay.polling.load(Ordering::SeqCst) {
             relay.task.wake();
         }
@@ -626,6 +635,29 @@ mod tests {
         drop(statement);
         assert_eq!(f.own_wakes(), 1, "nobody would answer the request");
         assert!(f.poll_own().is_pending());
+    }
+
+    #[test]
+    fn a_wake_racing_a_statement_s_end_reaches_the_own_task() {
+        for _ in 0..20_000 {
+            let f = Fixture::started();
+            let (reply, statement, _task) = f.waiting_statement();
+            let client = f.client().clone();
+            let go = Arc::new(std::sync::Barrier::new(2));
+            let other = std::thread::spawn({
+                let go = go.clone();
+                move || {
+                    go.wait();
+                    client.send((1, reply)).unwrap();
+                }
+            });
+            go.wait();
+            drop(statement);
+            other.join().unwrap();
+            // Whether the request came before the statement's end or
+            // after it, nobody but the own task is left to answer it.
+            assert_eq!(f.own_wakes(), 1, "the request reached nobody");
+        }
     }
 
     #[tokio::test]

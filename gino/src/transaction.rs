@@ -623,13 +623,22 @@ impl Origin<'_> {
 }
 
 /// Rolls a managed level back if its future is dropped before it ends.
-struct RollbackOnDrop(Option<Transaction>);
+/// However the block ends (its future dropped, a panic, a failed end), a
+/// connection it borrowed for itself goes back with it, as GINO's context
+/// manager releases it: a `Transaction` kept past the block (returned
+/// from it, or moved into another task) neither holds the pool's
+/// connection nor runs statements outside the transaction.
+struct BlockGuard {
+    tx: Transaction,
+    armed: bool,
+}
 
-impl Drop for RollbackOnDrop {
+impl Drop for BlockGuard {
     fn drop(&mut self) {
-        if let Some(tx) = self.0.take() {
-            tx.inner.conn.root.defer_rollback(tx.inner.id);
+        if self.armed {
+            self.tx.inner.conn.root.defer_rollback(self.tx.inner.id);
         }
+        self.tx.inner.conn.release_now();
     }
 }
 
@@ -698,7 +707,10 @@ where
         contextual => contextual,
     };
     let tx = Transaction::begin((conn, access), options, true, parent).await?;
-    let mut guard = RollbackOnDrop(Some(tx.clone()));
+    let mut guard = BlockGuard {
+        tx: tx.clone(),
+        armed: true,
+    };
     let fut = body.start(&tx);
     let engine_id = tx.inner.conn.engine().id();
     let root = tx.inner.conn.root.clone();
@@ -773,11 +785,7 @@ where
             }
         },
     };
-    // A connection the block borrowed for itself goes back with the block,
-    // as GINO's context manager releases it: a `Transaction` kept past the
-    // block (returned from it, or moved into another task) neither holds
-    // the pool's connection nor runs statements outside the transaction.
-    tx.inner.conn.release_now();
+    drop(guard);
     ended
 }
 
@@ -790,10 +798,10 @@ fn enclosing(innermost: Option<Transaction>) -> impl Iterator<Item = Transaction
 /// block beside it still running, say), so `guard` stays armed: the level
 /// is rolled back before its connection's next use instead of being left
 /// open with no block to end it.
-async fn end_level(tx: &Transaction, commit: bool, guard: &mut RollbackOnDrop) -> Result<()> {
+async fn end_level(tx: &Transaction, commit: bool, guard: &mut BlockGuard) -> Result<()> {
     let ended = tx.finish(commit).await;
     if ended.is_ok() {
-        guard.0 = None;
+        guard.armed = false;
     }
     ended
 }
@@ -801,7 +809,7 @@ async fn end_level(tx: &Transaction, commit: bool, guard: &mut RollbackOnDrop) -
 /// Rolls back a level whose block failed. The block's error is what the
 /// caller needs; a failure to end the level is secondary (`guard` rolls
 /// it back later), but not silent.
-async fn end_failed(tx: &Transaction, guard: &mut RollbackOnDrop) {
+async fn end_failed(tx: &Transaction, guard: &mut BlockGuard) {
     if let Err(ending) = end_level(tx, false, guard).await {
         tracing::warn!(
             target: "gino",

@@ -1149,6 +1149,66 @@ async fn a_transaction_kept_past_its_block_holds_no_connection() {
     common::assert_pool_clean(e).await;
 }
 
+/// The same when the block does not end (its future dropped, or a panic):
+/// the connection it borrowed goes back (closed, its transaction with it)
+/// rather than staying checked out, idle in its transaction with its row
+/// locks, for as long as a `Transaction` kept from it lives.
+#[tokio::test]
+async fn a_transaction_kept_past_a_dropped_or_panicking_block_holds_no_connection() {
+    let (s, other) = items_setup(EngineOptions::new().max_size(1)).await;
+    let e = s.engine.clone();
+    let kept = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let dropped = tokio::time::timeout(
+        Duration::from_millis(300),
+        e.transaction_with(|tx| {
+            let (e, kept) = (e.clone(), kept.clone());
+            async move {
+                kept.lock().unwrap().push(tx.clone());
+                add(&e, "dropped").await?;
+                std::future::pending::<gino::Result<()>>().await
+            }
+        }),
+    )
+    .await;
+    assert!(dropped.is_err(), "the block never ends");
+    let conn = e
+        .acquire()
+        .timeout(Duration::from_millis(500))
+        .await
+        .expect("the dropped block's connection is back in the pool");
+    conn.release().await.unwrap();
+
+    let panicked = tokio::spawn({
+        let (e, kept) = (e.clone(), kept.clone());
+        async move {
+            let e = &e;
+            let _ = e
+                .transaction_with(|tx| async move {
+                    kept.lock().unwrap().push(tx.clone());
+                    add(e, "panicked").await?;
+                    panic!("a bug in the block");
+                    #[allow(unreachable_code)]
+                    Ok::<(), Error>(())
+                })
+                .await;
+        }
+    })
+    .await;
+    assert!(panicked.unwrap_err().is_panic());
+    let conn = e
+        .acquire()
+        .timeout(Duration::from_millis(500))
+        .await
+        .expect("the panicking block's connection is back in the pool");
+    conn.release().await.unwrap();
+
+    for tx in kept.lock().unwrap().iter() {
+        assert!(tx.connection().is_released());
+    }
+    assert!(names(&other).await.is_empty());
+    common::assert_pool_clean(&e).await;
+}
+
 /// The server-side state of backend `pid`, as `other` sees it.
 async fn backend_state(other: &Engine, pid: i32) -> String {
     let state = format!("coalesce((SELECT state FROM pg_stat_activity WHERE pid = {pid}), '')");

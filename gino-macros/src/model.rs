@@ -614,7 +614,10 @@ fn resolve_db_enum(field: &Field) -> Result<Resolved> {
     })
 }
 
-fn resolve(field: &Field, single_pk: bool) -> Result<Resolved> {
+/// `single_pk`: the model's key is one column; `foreign`: this field is a
+/// column of a foreign key (its own `references`, or a model's
+/// `foreign_key(columns(..))`).
+fn resolve(field: &Field, single_pk: bool, foreign: bool) -> Result<Resolved> {
     if field.db_enum {
         return resolve_db_enum(field);
     }
@@ -650,9 +653,16 @@ fn resolve(field: &Field, single_pk: bool) -> Result<Resolved> {
     // key is assigned by the database unless told otherwise.
     let serial_ddl = types::serial_ddl(&base_ddl);
     // A key with a default of its own (`nextval` of a shared sequence, say)
-    // is not serial: PostgreSQL takes one default per column.
+    // is not serial: PostgreSQL takes one default per column. Nor is a key
+    // that is also a foreign key (a profile keyed by its user's id), as in
+    // SQLAlchemy: one left out would be the sequence's, naming some other
+    // row, where it must fail as a missing value.
     let serial = field.autoincrement.unwrap_or(
-        single_pk && field.primary_key && serial_ddl.is_some() && field.server_default.is_none(),
+        single_pk
+            && field.primary_key
+            && !foreign
+            && serial_ddl.is_some()
+            && field.server_default.is_none(),
     );
     if serial && field.server_default.is_some() {
         return Err(syn::Error::new(
@@ -1000,7 +1010,14 @@ pub(crate) fn expand_with(
     pk.sort_by_key(|f| f.key_position);
     let resolved = fields
         .iter()
-        .map(|f| resolve(f, pk.len() == 1))
+        .map(|f| {
+            let foreign = f.references.is_some()
+                || attrs
+                    .foreign_keys
+                    .iter()
+                    .any(|key| key.columns.contains(&f.ident));
+            resolve(f, pk.len() == 1, foreign)
+        })
         .collect::<Result<Vec<_>>>()?;
     let column_of = |ident: &Ident| -> Result<String> {
         fields

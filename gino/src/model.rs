@@ -846,7 +846,7 @@ impl<T> QueryId for Lookup<T> {
 /// | attribute | meaning |
 /// | --- | --- |
 /// | `primary_key` | part of the primary key (several fields: composite, in order) |
-/// | `autoincrement = false` | a single integer key that is not serial |
+/// | `autoincrement = false` | a single integer key that is not serial (one that is also a foreign key, or has a `server_default`, never is) |
 /// | `column = "name"` | the column's name when it differs from the field's |
 /// | `default = expr` | client-side default for `create()` (any Rust expression) |
 /// | `server_default = "sql"` | `DEFAULT sql` in the table |

@@ -1126,6 +1126,9 @@ pub struct Home {
     pub id: i32,
     #[gino(property)]
     pub address: Address,
+    /// Reads JSON `null` (as `Value::Null`).
+    #[gino(property, default = serde_json::Value::Null)]
+    pub extra: serde_json::Value,
 }
 
 /// GINO's `PropsTest` of test_properties: JSON, boolean, object and array
@@ -1312,8 +1315,37 @@ async fn json_objects_arrays_and_booleans_are_selected_with_their_columns() {
         city: "Oslo".into(),
         zip: None,
     };
-    let made = Home::create().address(home.clone()).await.unwrap();
+    let mut made = Home::create().address(home.clone()).await.unwrap();
     assert_eq!(Home::get(made.id).await.unwrap().unwrap().address, home);
+    // Set in SQL, a JSON null is refused as NULL is, where the field's
+    // type does not read it: stored, the row would no longer load.
+    for null in [json!(null), serde_json::Value::Null] {
+        let refused = made
+            .update()
+            .set_property(homes_props::address(), null)
+            .apply()
+            .await
+            .unwrap_err();
+        assert!(
+            refused
+                .to_string()
+                .contains("`address` cannot be set to NULL or JSON null"),
+            "{refused}"
+        );
+    }
+    let fetched = Home::get(made.id).await.unwrap().unwrap();
+    assert_eq!(fetched.address, home, "the row still loads");
+    made.update()
+        .set_property(homes_props::extra(), json!(null))
+        .apply()
+        .await
+        .unwrap();
+    made.update()
+        .set_property(homes_props::extra(), json!({"pets": 2}))
+        .apply()
+        .await
+        .unwrap();
+    assert_eq!(made.extra, json!({"pets": 2}));
 
     // GINO's test_json_path: a plain JSONB column filtered by a path.
     let found: Option<PropsTest> = PropsTest::query()

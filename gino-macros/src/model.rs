@@ -2049,7 +2049,10 @@ pub(crate) fn expand_with(
             let (inner, optional) = types::strip_option(&p.ty);
             let float = types::float_sql(inner).map(|sql_type| quote!(.float(#sql_type)));
             let pg = types::property_types(inner).1;
-            let required = (!optional).then(|| quote!(.required(#pg)));
+            let required = (!optional).then(|| match pg {
+                "JSONB" => quote!(.required(#pg).refuses_json_null::<#inner>()),
+                _ => quote!(.required(#pg)),
+            });
             let datetime = matches!(pg, "TIMESTAMP" | "TIMESTAMPTZ").then(|| quote!(.datetime(#pg)));
             quote! {
                 #[doc = #doc]

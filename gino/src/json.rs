@@ -429,6 +429,10 @@ pub struct PropertyExpr<T, ST> {
     /// set in SQL must not be NULL: stored as JSON `null`, the row would no
     /// longer load ([`Checked`]).
     required: Option<&'static str>,
+    /// A required JSONB property whose field's type does not read JSON
+    /// `null` (a `Vec`, a struct; `serde_json::Value` does): a JSON `null`
+    /// set in SQL is refused as NULL is.
+    refuses_json_null: bool,
     /// The SQL type of a date-time property, whose values set in SQL are
     /// written in GINO's format ([`Checked`]).
     datetime: Option<&'static str>,
@@ -444,9 +448,18 @@ impl<T, ST> PropertyExpr<T, ST> {
             key,
             float: None,
             required: None,
+            refuses_json_null: false,
             datetime: None,
             types: PhantomData,
         }
+    }
+
+    /// Marks a required JSONB property as one whose field's type `F` does
+    /// not read JSON `null` (unless it does).
+    #[doc(hidden)]
+    pub fn refuses_json_null<F: DeserializeOwned>(mut self) -> Self {
+        self.refuses_json_null = serde_json::from_value::<F>(Value::Null).is_err();
+        self
     }
 
     /// Marks the property as a date-time one of SQL type `sql_type`.
@@ -476,14 +489,20 @@ impl<T, ST> PropertyExpr<T, ST> {
     /// NaN or infinity and PostgreSQL would store them as strings that no
     /// longer read as numbers; for a property whose field is no `Option`,
     /// checked not to be NULL (`visits + 1` where the key is missing, say),
-    /// since JSON `null` would not load into the field; for a date-time
+    /// nor JSON `null` unless the field's type reads it, since JSON `null`
+    /// would not load into the field; for a date-time
     /// property, written as gino writes one (GINO's format, in UTC), not as
     /// PostgreSQL writes a timestamp in JSON.
     #[doc(hidden)]
     pub fn value_of<E>(&self, expression: E) -> Checked<E> {
         let required = self.required.map(|sql_type| {
+            let null = if self.refuses_json_null {
+                "NULL or JSON null"
+            } else {
+                "NULL"
+            };
             let refusal = format!(
-                "the JSON property `{}` cannot be set to NULL: its field is no Option (a \
+                "the JSON property `{}` cannot be set to {null}: its field is no Option (a \
                  computed value is NULL where the key is missing; COALESCE it with a default)",
                 self.key
             );
@@ -502,6 +521,7 @@ impl<T, ST> PropertyExpr<T, ST> {
             expression,
             float,
             required,
+            refuses_json_null: self.refuses_json_null,
             datetime: self.datetime,
         }
     }
@@ -561,6 +581,8 @@ pub struct Checked<E> {
     float: Option<(&'static str, String)>,
     /// A required property's SQL type and the text refusing NULL.
     required: Option<(&'static str, String)>,
+    /// JSON `null` is refused as NULL is.
+    refuses_json_null: bool,
     /// A date-time property's SQL type.
     datetime: Option<&'static str>,
 }
@@ -596,7 +618,11 @@ impl<E: QueryFragment<Pg>> Checked<E> {
         // (constant folding) unless the value is a constant refused.
         out.push_sql("(SELECT CASE");
         if let Some((sql_type, refusal)) = &self.required {
-            out.push_sql(" WHEN gino_value IS NULL THEN ");
+            out.push_sql(" WHEN gino_value IS NULL");
+            if self.refuses_json_null {
+                out.push_sql(" OR jsonb_typeof(gino_value) = 'null'");
+            }
+            out.push_sql(" THEN ");
             let tail = " || left(pg_typeof(gino_value)::text, 0)";
             // A cast to text or jsonb takes any text: the refusal fails a
             // cast to integer first.

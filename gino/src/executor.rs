@@ -61,6 +61,15 @@ impl Status {
         &self.tag
     }
 
+    /// With the rows the statement affected as its tag counts them (an
+    /// `UPDATE` without `RETURNING` returns none), or else the `loaded`.
+    fn from_tag(tag: Option<String>, loaded: usize) -> Self {
+        let counted = tag
+            .as_deref()
+            .and_then(|tag| tag.rsplit(' ').next()?.parse::<usize>().ok());
+        Status::from_wire(tag, counted.unwrap_or(loaded))
+    }
+
     /// Rows the statement affected or returned.
     ///
     /// ```
@@ -690,7 +699,7 @@ impl<'a, Q> Executor<'a, Q> {
         // Run for its effect, as `status()` is.
         let load = Load::all(self.query).writing(Writes::Yes);
         let (rows, tag) = place.run(timeout, Tagged(load)).await?;
-        Ok((Status::from_wire(tag, rows.len()), rows))
+        Ok((Status::from_tag(tag, rows.len()), rows))
     }
 }
 

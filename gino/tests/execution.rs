@@ -145,6 +145,18 @@ async fn status_and_all_returns_the_tag_with_the_rows() {
     renamed.sort();
     assert_eq!(renamed, ["item2!", "item3!"]);
 
+    // GINO's `status, _ = await db.status(db.text("UPDATE .."))`: the rows
+    // a write without RETURNING affected are the tag's, as `status()`
+    // counts them, not the none it returned.
+    let touch = gino::text("UPDATE items SET name = name").columns::<Integer>();
+    let (st, returned) = e.status_and_all::<i32, _>(touch).await.unwrap();
+    assert_eq!((st.tag(), st.rows(), returned.len()), ("UPDATE 3", 3, 0));
+    let (st, _) = e
+        .status_and_all::<i32, _>(gino::text("CREATE TEMP TABLE t (x int)").columns::<Integer>())
+        .await
+        .unwrap();
+    assert_eq!((st.tag(), st.rows()), ("CREATE TABLE", 0));
+
     let none = items::table.select(items::id).filter(items::id.gt(10));
     let (st, ids) = e.status_and_all::<i32, _>(none).await.unwrap();
     assert_eq!(st, "SELECT 0");

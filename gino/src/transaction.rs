@@ -28,7 +28,7 @@ use crate::context::Stack;
 use crate::engine::{Engine, EngineSource};
 use crate::error::{Error, Result};
 use crate::root::{Access, Level, roll_back_to, savepoint, undo_savepoint};
-use crate::scoped::scoped_local;
+use crate::scoped::{Scoped, scoped_local};
 use crate::statement::Deadline;
 use crate::wire::TxStatus;
 
@@ -584,7 +584,13 @@ impl Transaction {
 /// # gino_testkit::doc::run(demo);
 /// ```
 pub fn own_context<F: Future>(fut: F) -> impl Future<Output = F::Output> {
-    CURRENT.scope(None, Stack::isolated(fut))
+    outside_transactions(Stack::isolated(fut))
+}
+
+/// `fut` outside every managed transaction of the code around it, as a
+/// spawned task is: [`own_context`], and a web request's handling.
+pub(crate) fn outside_transactions<F: Future>(fut: F) -> Scoped<Option<Transaction>, F> {
+    CURRENT.scope(None, fut)
 }
 
 /// Where a managed or manual transaction gets its connection.

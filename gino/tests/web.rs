@@ -447,15 +447,21 @@ async fn a_request_sees_none_of_its_callers_connections_with_or_without_its_own(
         let reused_in_block = other
             .transaction(async move {
                 let reused = request
-                    .run(async move { in_request.current_connection().is_some() })
+                    .run(async move {
+                        (
+                            in_request.current_connection().is_some(),
+                            gino::Transaction::current().is_some(),
+                        )
+                    })
                     .await;
                 Ok::<_, gino::Error>(reused)
             })
             .await
             .unwrap();
-        assert!(
-            !reused_in_block,
-            "per_request {per_request}: the request saw its caller's transaction"
+        assert_eq!(
+            reused_in_block,
+            (false, false),
+            "per_request {per_request}: the request saw its caller's connection or transaction"
         );
         held.release().await.unwrap();
         other.close().await;

@@ -17,6 +17,7 @@ use crate::engine::Engine;
 use crate::error::Result;
 use crate::scoped::{Scoped, scoped_local};
 use crate::tenant::TenantLease;
+use crate::transaction::{Transaction, outside_transactions};
 use crate::web::extension::InFlight;
 
 /// One request's scope: its lazy connection, if it has one, made the
@@ -219,7 +220,9 @@ impl RequestScope {
             bound,
             in_flight,
         } = self;
-        let in_request = match &conn {
+        // Nor does it see its caller's transaction (`Transaction::current`,
+        // the parent of a block it opens).
+        let in_request = outside_transactions(match &conn {
             Some(conn) => {
                 let opener: Opener = conn.clone();
                 let (engine_id, root) = (conn.engine().id(), conn.root.clone());
@@ -231,7 +234,7 @@ impl RequestScope {
             None => {
                 Either::Right(CURRENT.scope(Current { db: in_flight.db() }, Stack::isolated(fut)))
             }
-        };
+        });
         let handling = match &bound {
             Some((bound, db)) => Either::Left(db.bind_scope(bound.engine(), in_request)),
             None => Either::Right(in_request),
@@ -280,10 +283,11 @@ impl<O> Then<O> for AsIs {
 }
 
 /// The request's handling in its task-locals: the tenant's bind (if
-/// any), and the request's connection made reusable (or, without one,
-/// the request in [`CURRENT`]).
+/// any), no managed transaction, and the request's connection made
+/// reusable (or, without one, the request in [`CURRENT`]).
 type Handling<F> = Either<BindScope<InRequest<F>>, InRequest<F>>;
-type InRequest<F> = Either<ReuseScope<F>, Scoped<Current, ReuseScope<F>>>;
+type InRequest<F> =
+    Scoped<Option<Transaction>, Either<ReuseScope<F>, Scoped<Current, ReuseScope<F>>>>;
 
 pin_project_lite::pin_project! {
     /// The future of [`RequestScope::run`]: the request's handling, then

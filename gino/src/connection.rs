@@ -614,8 +614,10 @@ impl Connection {
         let engine_id = self.engine().id();
         let root = self.root.clone();
         let output = Stack::scope(engine_id, root, fut).await;
-        // A reusing connection has nothing to give back; an error here can
-        // only mean someone released it already.
+        // A reusing connection has nothing to give back. An error here
+        // means someone released it already, or a block of another future
+        // still runs on it: dropped below, it is released all the same,
+        // and that block's next statement fails (`ConnectionReleased`).
         let _ = self.release().await;
         output
     }

@@ -60,9 +60,13 @@ struct Base {
 
 impl Base {
     /// The base as what an implicit statement of `engine_id` runs on, if
-    /// it is a live connection of that engine.
+    /// it is a live connection of that engine; or the connection of a
+    /// transaction's block, even released (its owner dropped it while the
+    /// block ran), so that the block's statement fails on it rather than
+    /// run on some other connection outside the transaction.
     fn found(&self, engine_id: u64) -> Option<Found> {
-        live(engine_id, (self.engine_id, &self.root)).then(|| Found {
+        let in_block = self.level.is_some() && self.engine_id == engine_id;
+        (in_block || live(engine_id, (self.engine_id, &self.root))).then(|| Found {
             root: self.root.clone(),
             access: Access::Contextual(self.level.and_then(std::num::NonZeroU64::new)),
         })

@@ -1543,6 +1543,31 @@ async fn a_scope_of_the_blocks_own_connection_is_part_of_the_block() {
     common::assert_pool_clean(e).await;
 }
 
+/// A block on a connection that another future owns and drops (its
+/// `scope` ends) while the block runs: the block's statements after that
+/// fail, where they went to a fresh connection of the pool, outside the
+/// transaction, and autocommitted whatever the block decided.
+#[tokio::test]
+async fn a_block_whose_connection_its_owner_drops_runs_no_statement_outside_it() {
+    let (s, other) = items_setup(EngineOptions::new()).await;
+    let e = &s.engine;
+    let conn = e.acquire().await.unwrap();
+    let block = e.transaction(async {
+        add(e, "before").await?;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        add(e, "after").await?;
+        Err::<(), _>(AppError::Refused)
+    });
+    let owner = conn.scope(tokio::time::sleep(Duration::from_millis(20)));
+    let ((), r) = tokio::join!(owner, block);
+    assert!(
+        matches!(r, Err(AppError::Gino(Error::ConnectionReleased))),
+        "{r:?}"
+    );
+    assert!(names(&other).await.is_empty(), "nothing of the block kept");
+    common::assert_pool_clean(e).await;
+}
+
 #[tokio::test]
 async fn a_statement_waiting_for_a_dropped_block_runs_once_the_block_is_rolled_back() {
     let (s, other) = items_setup(EngineOptions::new()).await;

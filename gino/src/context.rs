@@ -56,6 +56,13 @@ struct Base {
     root: Arc<Root>,
     /// The managed transaction level the scope is the block of, if any.
     level: Option<u64>,
+    /// A connection's own scope ([`Stack::scope`]) outside any block on
+    /// it: its statements meet the blocks open there as the connection's
+    /// own blocks do ([`Access::Beside`]), waiting out one of their task
+    /// (a future joined beside them) and nesting in another task's, where
+    /// waiting could never end (a block awaiting the task the scope runs
+    /// in).
+    beside: bool,
 }
 
 impl Base {
@@ -66,9 +73,14 @@ impl Base {
     /// run on some other connection outside the transaction.
     fn found(&self, engine_id: u64) -> Option<Found> {
         let in_block = self.level.is_some() && self.engine_id == engine_id;
+        let level = self.level.and_then(std::num::NonZeroU64::new);
         (in_block || live(engine_id, (self.engine_id, &self.root))).then(|| Found {
             root: self.root.clone(),
-            access: Access::Contextual(self.level.and_then(std::num::NonZeroU64::new)),
+            access: if self.beside {
+                Access::Beside(level)
+            } else {
+                Access::Contextual(level)
+            },
         })
     }
 }
@@ -258,6 +270,7 @@ impl Stack {
             engine_id,
             root,
             level: None,
+            beside: false,
         };
         Stack::open(base, fut)
     }
@@ -275,6 +288,7 @@ impl Stack {
                 engine_id,
                 root,
                 level: Some(level),
+                beside: false,
             },
             fut,
         )
@@ -296,6 +310,7 @@ impl Stack {
             engine_id,
             root,
             level: None,
+            beside: false,
         };
         Scope::enter(Some(base), None, Some(opener), fut)
     }
@@ -310,6 +325,7 @@ impl Stack {
             // same connection is part of the block: its statements must not
             // wait for the block to end.
             base.level = parent.as_deref().and_then(|p| p.level_of(&base.root));
+            base.beside = base.level.is_none();
         }
         Scope::enter(Some(base), parent, None, fut)
     }

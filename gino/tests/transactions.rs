@@ -1568,6 +1568,39 @@ async fn a_block_whose_connection_its_owner_drops_runs_no_statement_outside_it()
     common::assert_pool_clean(e).await;
 }
 
+/// The scope of a block's connection in a task the block awaits: its
+/// statements nest in the block, as the connection's own statements and
+/// blocks there do, where waiting for the block to end never ended.
+#[tokio::test]
+async fn a_scope_of_a_blocks_connection_in_a_task_it_awaits_nests_in_the_block() {
+    let (s, other) = items_setup(EngineOptions::new()).await;
+    let e = &s.engine;
+    for refuse in [true, false] {
+        let block = e.transaction(async {
+            let conn = e.acquire().reuse(true).await?;
+            let inner = e.clone();
+            let spawned = tokio::spawn(conn.scope(async move { add(&inner, "spawned").await }));
+            spawned.await.expect("the spawned scope")?;
+            if refuse {
+                return Err(AppError::Refused);
+            }
+            Ok(())
+        });
+        let r = unless_stuck(
+            block,
+            "the spawned scope waited for the block that awaits it",
+        )
+        .await;
+        assert_eq!(r.is_err(), refuse, "{r:?}");
+    }
+    assert_eq!(
+        names(&other).await,
+        ["spawned"],
+        "rolled back with the first block"
+    );
+    common::assert_pool_clean(e).await;
+}
+
 #[tokio::test]
 async fn a_statement_waiting_for_a_dropped_block_runs_once_the_block_is_rolled_back() {
     let (s, other) = items_setup(EngineOptions::new()).await;

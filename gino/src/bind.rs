@@ -151,7 +151,7 @@ impl<'a> Bind<'a> {
             Resolved::Connection(conn) => {
                 conn.check_usable()?;
                 check_tenant(conn.engine())?;
-                Target::Root(conn.root.clone(), Access::Explicit)
+                Target::Root(conn.root.clone(), conn.access())
             }
             // Looked for above, by this engine's id.
             Resolved::Engine(engine) => Target::Engine(engine),

@@ -53,7 +53,7 @@ impl Engine {
     /// # gino_testkit::doc::run(demo);
     /// ```
     pub fn current_connection(&self) -> Option<Connection> {
-        Stack::find(self.id()).map(Connection::reusing)
+        Stack::find(self.id()).map(Connection::found)
     }
 }
 
@@ -143,7 +143,11 @@ impl<'a> Acquire<'a> {
 
     /// Share the newest reusable connection of this engine in the current
     /// task instead of borrowing another, if there is one. A reusing
-    /// connection is never itself reusable.
+    /// connection is never itself reusable. Its statements run as the
+    /// task's implicit ones would where each is made (GINO's `engine.all(q)`
+    /// is `acquire(reuse=True)` then `.all(q)`): inside the transaction
+    /// block they are made in, not in one that a future joined beside them
+    /// opened on the same connection.
     ///
     /// ```
     /// # async fn demo(engine: &gino::Engine) -> gino::Result<()> {
@@ -212,7 +216,7 @@ impl<'a> Acquire<'a> {
         if self.reuse
             && let Some(found) = Stack::find_access(engine.id())
         {
-            let mut conn = Connection::reusing(found.root);
+            let mut conn = Connection::found(found.root);
             conn.query_timeout = self.query_timeout;
             if !self.lazy {
                 conn.root.ensure_raw(self.timeout).await?;
@@ -238,6 +242,7 @@ impl<'a> Acquire<'a> {
             released: AtomicBool::new(false),
             registration: registration.map(|r| Mutex::new(Some(r))),
             query_timeout: self.query_timeout,
+            found: false,
         };
         Ok((conn, Access::Explicit))
     }
@@ -318,6 +323,10 @@ pub struct Connection {
     registration: Option<Mutex<Option<Registration>>>,
     /// Default timeout of queries run through this handle.
     query_timeout: Option<Duration>,
+    /// Found in the task's context (`acquire().reuse(true)`,
+    /// [`Engine::current_connection`]): its statements run as the
+    /// context's implicit statements there would ([`Connection::access`]).
+    found: bool,
 }
 
 impl std::fmt::Debug for Connection {
@@ -330,6 +339,30 @@ impl std::fmt::Debug for Connection {
 }
 
 impl Connection {
+    /// A reusing connection of `root`, found in the task's context.
+    fn found(root: Arc<Root>) -> Self {
+        let mut conn = Connection::reusing(root);
+        conn.found = true;
+        conn
+    }
+
+    /// How this connection's statements come to its root. One found in
+    /// the context runs them as the context's implicit statements run
+    /// where each is made: inside the block of the scope it runs in,
+    /// waiting out a block that a future beside it opened on top, which
+    /// the statement is no part of (GINO's `engine.all(q)` is
+    /// `acquire(reuse=True)` then `.all(q)`). Any other runs them inside
+    /// whatever is open on it, as the caller named it.
+    pub(crate) fn access(&self) -> Access {
+        if self.found
+            && let Some(here) = Stack::find_access(self.engine().id())
+            && Arc::ptr_eq(&here.root, &self.root)
+        {
+            return here.access;
+        }
+        Access::Explicit
+    }
+
     pub(crate) fn reusing(root: Arc<Root>) -> Self {
         Connection {
             root,
@@ -337,6 +370,7 @@ impl Connection {
             released: AtomicBool::new(false),
             registration: None,
             query_timeout: None,
+            found: false,
         }
     }
 
@@ -589,7 +623,7 @@ impl Connection {
             + Send,
     {
         self.check_usable()?;
-        self.root.run(self.query_timeout, f).await
+        self.root.run_as(self.access(), self.query_timeout, f).await
     }
 
     /// Runs this connection's future `fut` with this connection as the
@@ -635,6 +669,7 @@ impl Connection {
             released: AtomicBool::new(false),
             registration: None,
             query_timeout: None,
+            found: false,
         }
     }
 

@@ -1281,9 +1281,10 @@ pub(crate) mod tests {
         let borrow = std::mem::size_of_val(&engine.borrow(None, &deadline));
         let run_once = std::mem::size_of_val(&engine.run_once(None, statement()));
         let root = crate::root::Root::new(engine.clone(), None, None);
-        let on_root = std::mem::size_of_val(&root.run(None, statement()));
+        let explicit = crate::root::Access::Explicit;
+        let on_root = std::mem::size_of_val(&root.run_as(explicit, None, statement()));
         assert!(borrow <= 1024, "Engine::borrow: {borrow} bytes");
         assert!(run_once <= 1280, "Engine::run_once: {run_once} bytes");
-        assert!(on_root <= 1280, "Root::run: {on_root} bytes");
+        assert!(on_root <= 1280, "Root::run_as: {on_root} bytes");
     }
 }

@@ -523,15 +523,6 @@ impl Root {
         Ok(!self.lock(deadline).await?.levels.is_empty())
     }
 
-    /// Runs one statement on this connection, named by the caller.
-    pub(crate) async fn run<R, S: Statement<R>>(
-        &self,
-        timeout: Option<Duration>,
-        statement: S,
-    ) -> Result<R> {
-        self.run_as(Access::Explicit, timeout, statement).await
-    }
-
     /// Runs one statement on this connection, which came as `access`.
     pub(crate) async fn run_as<R, S: Statement<R>>(
         &self,

@@ -1375,6 +1375,46 @@ async fn an_implicit_statement_beside_a_nested_block_is_not_part_of_it() {
     beside.unwrap();
     assert_eq!(names(&other).await, ["beside", "held beside"]);
     conn.release().await.unwrap();
+
+    // GINO's `engine.all(q)` is `acquire(reuse=True)` then `.all(q)`: a
+    // connection so found, or `current_connection()`, is where the
+    // implicit statement would run, and its statements run as that one
+    // does, also when the handle was found before the block opened.
+    e.transaction(async {
+        let found_before = e.acquire().reuse(true).await?;
+        let block = e.transaction(add_then_refuse_later(e, "in the block"));
+        let beside = async {
+            pause(5).await;
+            let reused = e.acquire().reuse(true).await?;
+            add(&reused, "reused beside").await?;
+            let current = e.current_connection().expect("the block's connection");
+            add(&current, "current beside").await?;
+            add(&found_before, "found before").await
+        };
+        let (block, beside) = tokio::join!(block, beside);
+        assert!(matches!(block, Err(AppError::Refused)));
+        beside?;
+        // And inside a block, the handle found before it runs in it.
+        e.transaction(async {
+            add(&found_before, "inside").await?;
+            Err::<(), _>(AppError::Refused)
+        })
+        .await
+        .unwrap_err();
+        Ok::<_, AppError>(())
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        names(&other).await,
+        [
+            "beside",
+            "held beside",
+            "reused beside",
+            "current beside",
+            "found before"
+        ]
+    );
     common::assert_pool_clean(e).await;
 }
 

@@ -1458,4 +1458,30 @@ async fn a_required_property_is_not_set_to_null() {
         .unwrap();
     assert_eq!(p.joined, Some(joined()));
     assert_eq!(profile(p.id).await["joined"], "2018-11-19T12:00:00.000000");
+    // One GINO's format cannot write (no infinity, no era) is refused, not
+    // stored as null or as a year of the other era.
+    for odd in [
+        "'infinity'::timestamptz",
+        "'-infinity'::timestamptz",
+        "'0044-03-15 12:00:00+00 BC'::timestamptz",
+    ] {
+        let refused = p
+            .update()
+            .set_property(
+                people_props::joined(),
+                diesel::dsl::sql::<diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>>(
+                    odd,
+                ),
+            )
+            .apply()
+            .await
+            .unwrap_err();
+        assert!(
+            refused
+                .to_string()
+                .contains("`joined` holds date-times as GINO"),
+            "{odd}: {refused}"
+        );
+    }
+    assert_eq!(profile(p.id).await["joined"], "2018-11-19T12:00:00.000000");
 }

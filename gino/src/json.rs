@@ -490,9 +490,10 @@ impl<T, ST> PropertyExpr<T, ST> {
     /// longer read as numbers; for a property whose field is no `Option`,
     /// checked not to be NULL (`visits + 1` where the key is missing, say),
     /// nor JSON `null` unless the field's type reads it, since JSON `null`
-    /// would not load into the field; for a date-time
-    /// property, written as gino writes one (GINO's format, in UTC), not as
-    /// PostgreSQL writes a timestamp in JSON.
+    /// would not load into the field; for a date-time property, written as
+    /// gino writes one (GINO's format, in UTC), not as PostgreSQL writes a
+    /// timestamp in JSON, and refused where that format has no form for it
+    /// (an infinite one, one before year 1).
     #[doc(hidden)]
     pub fn value_of<E>(&self, expression: E) -> Checked<E> {
         let required = self.required.map(|sql_type| {
@@ -517,12 +518,24 @@ impl<T, ST> PropertyExpr<T, ST> {
             );
             (sql_type, refusal)
         });
+        // PostgreSQL's infinite date-times and years before 1 have no form
+        // in GINO's format (`to_char` makes NULL of the first and drops the
+        // era of the other): stored, they would read back as something
+        // else.
+        let datetime = self.datetime.map(|sql_type| {
+            let refusal = format!(
+                "the JSON property `{}` holds date-times as GINO writes them, from year 1 \
+                 on, so it cannot hold ",
+                self.key
+            );
+            (sql_type, refusal)
+        });
         Checked {
             expression,
             float,
             required,
             refuses_json_null: self.refuses_json_null,
-            datetime: self.datetime,
+            datetime,
         }
     }
 
@@ -583,13 +596,14 @@ pub struct Checked<E> {
     required: Option<(&'static str, String)>,
     /// JSON `null` is refused as NULL is.
     refuses_json_null: bool,
-    /// A date-time property's SQL type.
-    datetime: Option<&'static str>,
+    /// A date-time property's SQL type and the text refusing one GINO's
+    /// format cannot write.
+    datetime: Option<(&'static str, String)>,
 }
 
 impl<E: QueryFragment<Pg>> QueryFragment<Pg> for Checked<E> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        let Some(sql_type) = self.datetime else {
+        let Some((sql_type, _)) = &self.datetime else {
             return self.walk_checked(out);
         };
         // GINO's `%Y-%m-%dT%H:%M:%S.%f`, a time zone's in UTC, as
@@ -597,7 +611,7 @@ impl<E: QueryFragment<Pg>> QueryFragment<Pg> for Checked<E> {
         // reads the same on both sides.
         out.push_sql("to_char(");
         self.walk_checked(out.reborrow())?;
-        if sql_type == "TIMESTAMPTZ" {
+        if *sql_type == "TIMESTAMPTZ" {
             out.push_sql(" AT TIME ZONE 'UTC'");
         }
         out.push_sql(", 'YYYY-MM-DD\"T\"HH24:MI:SS.US')");
@@ -608,7 +622,7 @@ impl<E: QueryFragment<Pg>> QueryFragment<Pg> for Checked<E> {
 impl<E: QueryFragment<Pg>> Checked<E> {
     /// The value, refused where it must not be stored.
     fn walk_checked<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        if self.float.is_none() && self.required.is_none() {
+        if self.float.is_none() && self.required.is_none() && self.datetime.is_none() {
             return self.expression.walk_ast(out);
         }
         // Computed once (an expression may be volatile), then checked; a
@@ -642,6 +656,12 @@ impl<E: QueryFragment<Pg>> Checked<E> {
         }
         if let Some((sql_type, refusal)) = &self.float {
             out.push_sql(" WHEN gino_value IN ('NaN', 'Infinity', '-Infinity') THEN ");
+            refuse(out.reborrow(), refusal, " || gino_value", sql_type)?;
+        }
+        if let Some((sql_type, refusal)) = &self.datetime {
+            out.push_sql(
+                " WHEN NOT isfinite(gino_value) OR date_part('year', gino_value) < 1 THEN ",
+            );
             refuse(out.reborrow(), refusal, " || gino_value", sql_type)?;
         }
         out.push_sql(" ELSE gino_value END FROM (SELECT ");

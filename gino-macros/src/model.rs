@@ -1303,18 +1303,27 @@ pub(crate) fn expand_with(
     // A key to a model's primary key is checked against that key's width:
     // a model without a primary key, or with one of another width, cannot
     // be referenced so.
-    let mut check_width = |reference: &Reference, width: usize, message: String| {
-        if let Reference::Model(model) = reference
-            && !refers_to_itself(name, model)
-        {
-            let message = message.replace("{model}", &quote!(#model).to_string().replace(' ', ""));
-            const_checks.push(quote! {
-                const _: () = ::core::assert!(
-                    <#model as ::gino::model::KeyTarget>::PRIMARY_KEY.len() == #width,
-                    #message
-                );
-            });
+    // Its own key is known here: a model referencing itself is refused at
+    // once, not by the server at `create_all`.
+    let mut check_width = |reference: &Reference, width: usize, message: String| -> Result<()> {
+        let Reference::Model(model) = reference else {
+            return Ok(());
+        };
+        if refers_to_itself(name, model) {
+            if pk.len() != width {
+                let message = message.replace("{model}", &name.to_string());
+                return Err(syn::Error::new(model.span(), message));
+            }
+            return Ok(());
         }
+        let message = message.replace("{model}", &quote!(#model).to_string().replace(' ', ""));
+        const_checks.push(quote! {
+            const _: () = ::core::assert!(
+                <#model as ::gino::model::KeyTarget>::PRIMARY_KEY.len() == #width,
+                #message
+            );
+        });
+        Ok(())
     };
     let mut fk_metas: Vec<TokenStream> = Vec::new();
     for f in &fields {
@@ -1337,7 +1346,7 @@ pub(crate) fn expand_with(
                  with `foreign_key(columns(...), references = {{model}})`",
                 f.ident
             ),
-        );
+        )?;
     }
     for key in &attrs.foreign_keys {
         let columns = key
@@ -1360,7 +1369,7 @@ pub(crate) fn expand_with(
                 "foreign_key(columns(...)) of `{name}` has {width} column(s), not as many as \
                  the primary key of `{{model}}`: name one column per key column, in key order"
             ),
-        );
+        )?;
     }
     let joins = joins(name, &input.vis, &schema, &fields);
     let mut enum_metas: Vec<TokenStream> = Vec::new();

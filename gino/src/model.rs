@@ -789,6 +789,24 @@ impl<T> QueryId for Lookup<T> {
 /// }
 /// ```
 ///
+/// A model that references itself (`references = Self`, a tree's parent)
+/// does so by a key as wide as its own primary key:
+///
+/// ```compile_fail
+/// # use gino::prelude::*;
+/// #[derive(Model, Debug, Clone)]
+/// #[gino(table = "nodes")]
+/// pub struct Node {
+///     #[gino(primary_key)]
+///     pub tree: i32,
+///     #[gino(primary_key)]
+///     pub id: i32,
+///     // error: `Node` has no primary key of one column
+///     #[gino(references = Self)]
+///     pub parent_id: Option<i32>,
+/// }
+/// ```
+///
 /// `on_delete` and `on_update` belong to a foreign key:
 ///
 /// ```compile_fail

@@ -1286,6 +1286,43 @@ mod serial_keys {
     }
 }
 
+/// A model that references itself: a tree of categories.
+mod self_reference {
+    use super::*;
+
+    static DB: Gino = Gino::secondary();
+
+    #[derive(Model, Debug, Clone, PartialEq)]
+    #[gino(table = "categories", db = DB)]
+    pub struct Category {
+        #[gino(primary_key)]
+        pub id: i32,
+        #[gino(references = Self, on_delete = "cascade")]
+        pub parent_id: Option<i32>,
+        pub name: String,
+    }
+
+    #[tokio::test]
+    async fn a_model_references_its_own_key() {
+        let _s = bound(&DB).await;
+        DB.create_all().await.unwrap();
+        let root = Category::create().name("root").await.unwrap();
+        let leaf = Category::create()
+            .parent_id(Some(root.id))
+            .name("leaf")
+            .await
+            .unwrap();
+        assert_eq!(leaf.parent_id, Some(root.id));
+        violation(
+            Category::create().parent_id(Some(999)).name("orphan").await,
+            "23503",
+            Some("categories_parent_id_fkey"),
+        );
+        root.delete().await.unwrap();
+        assert_eq!(Category::get(leaf.id).await.unwrap(), None, "cascaded");
+    }
+}
+
 /// A key whose default is a sequence of its own (GINO's `Sequence` as a
 /// column's default): not serial, which would give the column two
 /// defaults.

@@ -1319,20 +1319,17 @@ async fn json_objects_arrays_and_booleans_are_selected_with_their_columns() {
     assert_eq!(Home::get(made.id).await.unwrap().unwrap().address, home);
     // Set in SQL, a JSON null is refused as NULL is, where the field's
     // type does not read it: stored, the row would no longer load.
-    for null in [json!(null), serde_json::Value::Null] {
-        let refused = made
-            .update()
-            .set_property(homes_props::address(), null)
-            .apply()
-            .await
-            .unwrap_err();
-        assert!(
-            refused
-                .to_string()
-                .contains("`address` cannot be set to NULL or JSON null"),
-            "{refused}"
-        );
-    }
+    let refused = made
+        .update()
+        .set_property(homes_props::address(), json!(null))
+        .apply()
+        .await
+        .map(|_| "stored");
+    let refused = refused.unwrap_err().to_string();
+    assert!(
+        refused.contains("`address` cannot be set to NULL or JSON null"),
+        "{refused}"
+    );
     let fetched = Home::get(made.id).await.unwrap().unwrap();
     assert_eq!(fetched.address, home, "the row still loads");
     made.update()

@@ -1184,52 +1184,6 @@ mod serial_keys {
         pub user_id: i32,
     }
 
-    /// A single integer key that is also a foreign key: the referenced
-    /// row's, never a sequence's.
-    #[derive(Model, Debug, Clone, PartialEq)]
-    #[gino(table = "event_notes", db = DB)]
-    pub struct EventNote {
-        #[gino(primary_key, references = Event)]
-        pub event_id: i64,
-        pub note: String,
-    }
-
-    /// The same with the foreign key declared on the model.
-    #[derive(Model, Debug, Clone, PartialEq)]
-    #[gino(table = "invoice_notes", db = DB)]
-    #[gino(foreign_key(columns(invoice), references = "invoices(number)"))]
-    pub struct InvoiceNote {
-        #[gino(primary_key)]
-        pub invoice: i32,
-        pub note: String,
-    }
-
-    #[tokio::test]
-    async fn a_key_that_is_also_a_foreign_key_is_not_serial() {
-        let s = bound(&DB).await;
-        DB.create_all().await.unwrap();
-        assert_eq!(
-            columns(&s.engine, "event_notes").await,
-            ["event_id bigint NO -", "note text NO -"]
-        );
-        assert_eq!(
-            columns(&s.engine, "invoice_notes").await,
-            ["invoice integer NO -", "note text NO -"]
-        );
-        let event = Event::create().kind("a").await.unwrap();
-        // Left out, the key is missing, not some other event's.
-        let err = violation(EventNote::create().note("x").await, "23502", None);
-        assert_eq!(err.column(), Some("event_id"));
-        let note = EventNote::create()
-            .event_id(event.id)
-            .note("y")
-            .await
-            .unwrap();
-        assert_eq!(note.event_id, event.id);
-        let err = violation(InvoiceNote::create().note("x").await, "23502", None);
-        assert_eq!(err.column(), Some("invoice"));
-    }
-
     #[tokio::test]
     async fn only_a_single_integer_key_is_serial_unless_turned_off() {
         let s = bound(&DB).await;
@@ -1283,6 +1237,67 @@ mod serial_keys {
 
         let m = Membership::create().group_id(1).user_id(2).await.unwrap();
         assert_eq!(Membership::get((1, 2)).await.unwrap().as_ref(), Some(&m));
+    }
+}
+
+/// A single integer key that is also a foreign key: the referenced row's,
+/// never a sequence's. A database of its own: `serial_keys` counts its
+/// sequences from 1.
+mod foreign_key_keys {
+    use super::*;
+
+    static DB: Gino = Gino::secondary();
+
+    #[derive(Model, Debug, Clone, PartialEq)]
+    #[gino(table = "owners", db = DB)]
+    pub struct Owner {
+        #[gino(primary_key)]
+        pub id: i64,
+        pub name: String,
+    }
+
+    #[derive(Model, Debug, Clone, PartialEq)]
+    #[gino(table = "owner_notes", db = DB)]
+    pub struct OwnerNote {
+        #[gino(primary_key, references = Owner)]
+        pub owner_id: i64,
+        pub note: String,
+    }
+
+    /// The same with the foreign key declared on the model.
+    #[derive(Model, Debug, Clone, PartialEq)]
+    #[gino(table = "owner_cards", db = DB)]
+    #[gino(foreign_key(columns(owner), references = "owners(id)"))]
+    pub struct OwnerCard {
+        #[gino(primary_key)]
+        pub owner: i64,
+        pub note: String,
+    }
+
+    #[tokio::test]
+    async fn a_key_that_is_also_a_foreign_key_is_not_serial() {
+        let s = bound(&DB).await;
+        DB.create_all().await.unwrap();
+        assert_eq!(
+            columns(&s.engine, "owner_notes").await,
+            ["owner_id bigint NO -", "note text NO -"]
+        );
+        assert_eq!(
+            columns(&s.engine, "owner_cards").await,
+            ["owner bigint NO -", "note text NO -"]
+        );
+        let owner = Owner::create().name("a").await.unwrap();
+        // Left out, the key is missing, not some other owner's.
+        let err = violation(OwnerNote::create().note("x").await, "23502", None);
+        assert_eq!(err.column(), Some("owner_id"));
+        let note = OwnerNote::create()
+            .owner_id(owner.id)
+            .note("y")
+            .await
+            .unwrap();
+        assert_eq!(note.owner_id, owner.id);
+        let err = violation(OwnerCard::create().note("x").await, "23502", None);
+        assert_eq!(err.column(), Some("owner"));
     }
 }
 

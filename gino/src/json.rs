@@ -429,10 +429,12 @@ pub struct PropertyExpr<T, ST> {
     /// set in SQL must not be NULL: stored as JSON `null`, the row would no
     /// longer load ([`Checked`]).
     required: Option<&'static str>,
-    /// A required JSONB property whose field's type does not read JSON
-    /// `null` (a `Vec`, a struct; `serde_json::Value` does): a JSON `null`
-    /// set in SQL is refused as NULL is.
-    refuses_json_null: bool,
+    /// Of a required JSONB property: whether its field's type reads JSON
+    /// `null` (`serde_json::Value` does, a `Vec` or a struct does not);
+    /// where not, a JSON `null` set in SQL is refused as NULL is. Asked
+    /// only when a value is set, not whenever the property is named in a
+    /// filter.
+    reads_json_null: Option<fn() -> bool>,
     /// The SQL type of a date-time property, whose values set in SQL are
     /// written in GINO's format ([`Checked`]).
     datetime: Option<&'static str>,
@@ -448,7 +450,7 @@ impl<T, ST> PropertyExpr<T, ST> {
             key,
             float: None,
             required: None,
-            refuses_json_null: false,
+            reads_json_null: None,
             datetime: None,
             types: PhantomData,
         }
@@ -458,7 +460,7 @@ impl<T, ST> PropertyExpr<T, ST> {
     /// not read JSON `null` (unless it does).
     #[doc(hidden)]
     pub fn refuses_json_null<F: DeserializeOwned>(mut self) -> Self {
-        self.refuses_json_null = serde_json::from_value::<F>(Value::Null).is_err();
+        self.reads_json_null = Some(|| serde_json::from_value::<F>(Value::Null).is_ok());
         self
     }
 
@@ -496,8 +498,9 @@ impl<T, ST> PropertyExpr<T, ST> {
     /// (an infinite one, one before year 1).
     #[doc(hidden)]
     pub fn value_of<E>(&self, expression: E) -> Checked<E> {
+        let refuses_json_null = self.reads_json_null.is_some_and(|reads| !reads());
         let required = self.required.map(|sql_type| {
-            let null = if self.refuses_json_null {
+            let null = if refuses_json_null {
                 "NULL or JSON null"
             } else {
                 "NULL"
@@ -534,7 +537,7 @@ impl<T, ST> PropertyExpr<T, ST> {
             expression,
             float,
             required,
-            refuses_json_null: self.refuses_json_null,
+            refuses_json_null,
             datetime,
         }
     }

@@ -113,10 +113,10 @@ async fn advisory(conn: &Connection, function: &str) -> Result<()> {
 /// when its own `COMMIT` or `ROLLBACK` ended the transaction it ran in, a
 /// misuse said in the migration's terms (as [`left_open`]'s already is).
 fn migration_error(migration: &Migration, error: Error) -> Error {
-    if matches!(error, Error::TransactionMisuse(_)) && !crate::root::is_ended_by_sql(&error) {
-        return error;
-    }
     if !crate::root::is_ended_by_sql(&error) {
+        if matches!(error, Error::TransactionMisuse(_)) {
+            return error;
+        }
         return Error::Migration {
             name: migration.name.to_owned(),
             source: Box::new(error),

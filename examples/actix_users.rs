@@ -67,7 +67,9 @@ impl<T: serde::de::DeserializeOwned + 'static> FromRequest for Body<T> {
 
 async fn create(Body(body): Body<NicknameBody>) -> Result<HttpResponse, Error> {
     let user = User::create().nickname(body.nickname).await?;
-    Ok(HttpResponse::Created().json(user))
+    Ok(HttpResponse::Created()
+        .insert_header((actix_web::http::header::LOCATION, user.location()))
+        .json(user))
 }
 
 async fn update(

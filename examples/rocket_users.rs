@@ -15,6 +15,7 @@ use rocket::fairing::{AdHoc, Fairing, Info, Kind};
 use rocket::form::{Errors, Strict, error::ErrorKind};
 use rocket::http::{ContentType, Method, Status};
 use rocket::response::content::RawJson;
+use rocket::response::status::Created;
 use rocket::route::{self, Handler, Route};
 use rocket::serde::json::{self, Json, serde_json::error::Category};
 use rocket::{Data, Request, Response, catch, catchers, delete, get, patch, post, routes, uri};
@@ -173,10 +174,10 @@ async fn show(id: Result<i32, &str>) -> Result<Json<User>, ApiError> {
 async fn create(
     kind: Option<&ContentType>,
     new: Result<Json<NicknameBody>, json::Error<'_>>,
-) -> Result<(Status, Json<User>), ApiError> {
+) -> Result<Created<Json<User>>, ApiError> {
     let new = body(kind, new)?;
     let user = User::create().nickname(new.nickname).await?;
-    Ok((Status::Created, Json(user)))
+    Ok(Created::new(user.location()).body(Json(user)))
 }
 
 #[patch("/users/<id>", data = "<change>")]

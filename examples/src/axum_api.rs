@@ -4,10 +4,10 @@
 
 use axum::body::Body;
 use axum::extract::{Path, Query};
-use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::map_response;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use gino::prelude::*;
@@ -94,9 +94,13 @@ async fn show(Path(id): Path<i32>) -> Result<Json<User>, Error> {
     Ok(Json(User::get_or_404(id).await?))
 }
 
-async fn create(Json(body): Json<NicknameBody>) -> Result<(StatusCode, Json<User>), Error> {
+async fn create(Json(body): Json<NicknameBody>) -> Result<impl IntoResponse, Error> {
     let user = User::create().nickname(body.nickname).await?;
-    Ok((StatusCode::CREATED, Json(user)))
+    Ok((
+        StatusCode::CREATED,
+        [(LOCATION, user.location())],
+        Json(user),
+    ))
 }
 
 async fn update(Path(id): Path<i32>, Json(body): Json<NicknameBody>) -> Result<Json<User>, Error> {

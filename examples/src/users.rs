@@ -7,7 +7,7 @@
 //! | --- | --- |
 //! | `GET /users?limit=&offset=` | 200, a JSON array of users by id |
 //! | `GET /users/{id}` | 200 `{"id": 1, "nickname": "fantix"}`, or 404 |
-//! | `POST /users` `{"nickname": "..."}` | 201, the stored user (1 to 200 characters, no NUL) |
+//! | `POST /users` `{"nickname": "..."}` | 201, the stored user (1 to 200 characters, no NUL), its URL in `Location` |
 //! | `PATCH /users/{id}` `{"nickname": "..."}` | 200, the updated user, or 404 |
 //! | `DELETE /users/{id}` | 204, or 404 |
 //!
@@ -36,6 +36,20 @@ pub struct User {
     /// The user's nickname.
     #[gino(default = "noname")]
     pub nickname: String,
+}
+
+impl User {
+    /// The path of this user's resource, `/users/{id}`: the `Location` of
+    /// the 201 that created it (RFC 9110, 15.3.2).
+    ///
+    /// ```
+    /// use gino_examples::users::User;
+    /// let user = User { id: 7, nickname: "fantix".into() };
+    /// assert_eq!(user.location(), "/users/7");
+    /// ```
+    pub fn location(&self) -> String {
+        format!("/users/{}", self.id)
+    }
 }
 
 /// The body of `POST /users` and `PATCH /users/{id}`: a JSON object with

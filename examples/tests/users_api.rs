@@ -141,9 +141,19 @@ async fn drive(name: &str) {
         .await
         .unwrap();
     assert_eq!(created.status(), 201, "{name}: POST /users");
+    let location = created
+        .headers()
+        .get("location")
+        .unwrap_or_else(|| panic!("{name}: a 201 without Location"))
+        .to_str()
+        .unwrap()
+        .to_owned();
     let user: Value = created.json().await.unwrap();
     assert_eq!(user["nickname"], "fantix");
     let id = user["id"].as_i64().expect("an id");
+    assert_eq!(location, format!("/users/{id}"), "{name}: Location");
+    let at_location: Value = app.get_json(&client, &location).await;
+    assert_eq!(at_location, user, "{name}: GET of the Location");
     for n in ["daisy", "bob"] {
         let response = client
             .post(app.url("/users"))

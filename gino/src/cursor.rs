@@ -28,7 +28,7 @@ use crate::context::Stack;
 use crate::error::{Error, Result};
 use crate::lex;
 use crate::root::{Access, Root};
-use crate::statement::{Execute, Load, Loadable, Statement};
+use crate::statement::{Execute, Load, Loadable, Statement, Writes};
 
 /// How many rows a cursor fetches per round trip unless told otherwise.
 pub const DEFAULT_PREFETCH: usize = 100;
@@ -108,6 +108,34 @@ where
     }
 }
 
+/// A cursor's step that marks the cursor as [moving](Cursor::moving)
+/// once it is handed its connection, not before: a step still waiting for
+/// the connection has moved nothing.
+struct Marked<'a, S> {
+    moving: &'a mut bool,
+    command: S,
+}
+
+impl<R, S: Statement<R>> Statement<R> for Marked<'_, S> {
+    const CARRIES_OPENING: bool = S::CARRIES_OPENING;
+
+    fn writes(&self) -> Writes {
+        self.command.writes()
+    }
+
+    fn run<'c>(
+        self,
+        conn: &'c mut AsyncPgConnection,
+        wire: &'c crate::wire::WireState,
+    ) -> futures_util::future::BoxFuture<'c, diesel::QueryResult<R>>
+    where
+        Self: 'c,
+    {
+        *self.moving = true;
+        self.command.run(conn, wire)
+    }
+}
+
 /// A server-side cursor over a query's rows, loaded as `U`: made by
 /// `iterate()` inside a transaction.
 ///
@@ -150,10 +178,12 @@ pub struct Cursor<U, ST> {
     buffer: VecDeque<U>,
     prefetch: usize,
     exhausted: bool,
-    /// Set while a `FETCH` or `MOVE` runs, and left set if its future is
-    /// dropped: the server went on to move the cursor (a transaction
-    /// awaits an interrupted statement), so the rows it read are gone and
-    /// reading on would silently skip them.
+    /// Set once a `FETCH` or `MOVE` goes to the connection, and left set
+    /// if its future is dropped or it fails: the server went on to move
+    /// the cursor (a transaction awaits an interrupted statement), so the
+    /// rows it read are gone and reading on would silently skip them. A
+    /// step that ends before its statement goes (it timed out waiting for
+    /// the connection) leaves it clear: the cursor has not moved.
     moving: bool,
     timeout: Option<Duration>,
     /// [`MOST_PER_COMMAND`]; smaller in tests, which cannot make 2³¹ rows.
@@ -310,16 +340,17 @@ where
     }
 
     /// Runs a `FETCH` or `MOVE`, keeping [`moving`](Self::moving) set
-    /// while it does.
+    /// from when it goes to the connection until it ends.
     async fn step<R>(&mut self, command: impl Statement<R>) -> Result<R> {
         if self.moving {
             return Err(Error::CursorInterrupted);
         }
-        self.moving = true;
-        let result = self
-            .root
-            .run_as(self.access_now(), self.timeout, command)
-            .await;
+        let access = self.access_now();
+        let marked = Marked {
+            moving: &mut self.moving,
+            command,
+        };
+        let result = self.root.run_as(access, self.timeout, marked).await;
         // Cleared only once the step is known to have ended: one that
         // timed out with its cancel lost may still move the cursor, and a
         // failed one leaves the transaction failed anyway.

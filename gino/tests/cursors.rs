@@ -618,6 +618,45 @@ async fn a_cursor_read_inside_a_nested_block_reads_there() {
     common::assert_pool_clean(e).await;
 }
 
+/// A step that never reached the server (it timed out waiting for its
+/// busy connection, or was dropped while it waited) has not moved the
+/// cursor: the cursor reads on from where it was, not interrupted.
+#[tokio::test]
+async fn a_step_that_never_left_for_the_server_keeps_the_cursor_usable() {
+    let s = common::setup().await;
+    let conn = s.engine.acquire().await.unwrap();
+    let tx = conn.begin().await.unwrap();
+    let mut cursor = series(5)
+        .gino()
+        .bind(&conn)
+        .timeout(Duration::from_millis(100))
+        .iterate::<i32>()
+        .await
+        .unwrap()
+        .prefetch(1);
+    assert_eq!(cursor.next().await.unwrap(), Some(1));
+    let busy = || conn.status(diesel::sql_query("SELECT pg_sleep(0.5)"));
+    let (slept, timed_out) = tokio::join!(busy(), async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        cursor.next().await
+    });
+    slept.unwrap();
+    assert!(
+        matches!(timed_out, Err(Error::QueryTimeout(_))),
+        "{timed_out:?}"
+    );
+    assert_eq!(cursor.next().await.unwrap(), Some(2));
+    let (slept, dropped) = tokio::join!(busy(), async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::timeout(Duration::from_millis(20), cursor.many(2)).await
+    });
+    slept.unwrap();
+    assert!(dropped.is_err(), "the read waited for the connection");
+    assert_eq!(cursor.many(5).await.unwrap(), [3, 4, 5]);
+    tx.commit().await.unwrap();
+    conn.release().await.unwrap();
+}
+
 /// `iterate()`'s timeout covers the wait for its connection, as every
 /// statement's does.
 #[tokio::test]

@@ -227,12 +227,39 @@ impl<M: BulkInsert> Mode<M> for Vec<M> {
     }
 }
 
-/// Inserts `rows` in a savepoint of the transaction `engine` is in, so
-/// that a failure leaves the transaction usable for finding the culprit.
-async fn attempt<M: BulkInsert>(engine: &Engine, rows: &[M]) -> Result<u64> {
-    engine
-        .transaction(u64::insert(rows, Bind::Engine(engine)))
-        .await
+/// Where a batch's statements run: on the connection it was bound to
+/// (under that connection's query timeout), or on the engine's contextual
+/// connection; in a transaction there, that transaction.
+#[derive(Clone, Copy)]
+struct On<'a> {
+    engine: &'a Engine,
+    conn: Option<&'a Connection>,
+}
+
+impl<'a> On<'a> {
+    fn bind(self) -> Bind<'a> {
+        self.conn
+            .map_or(Bind::Engine(self.engine), Bind::Connection)
+    }
+
+    /// `fut` in a managed transaction (a savepoint inside an open one).
+    async fn transaction<T, E, F>(self, fut: F) -> Result<T, E>
+    where
+        F: Future<Output = Result<T, E>> + Send + 'a,
+        T: Send + 'static,
+        E: From<Error> + Send + 'static,
+    {
+        match self.conn {
+            Some(conn) => conn.transaction(fut).await,
+            None => self.engine.transaction(fut).await,
+        }
+    }
+}
+
+/// Inserts `rows` in a savepoint of the transaction `on` is in, so that a
+/// failure leaves the transaction usable for finding the culprit.
+async fn attempt<M: BulkInsert>(on: On<'_>, rows: &[M]) -> Result<u64> {
+    on.transaction(u64::insert(rows, on.bind())).await
 }
 
 /// SQLSTATE classes a row's values can cause: data exceptions (`22`: a
@@ -256,17 +283,17 @@ fn may_be_a_rows(error: &Error) -> bool {
 /// `None` when that row, tried alone, does not fail: the chunk's failure
 /// did not come again, so it is pinned on no row. An error a row cannot
 /// cause ends the search.
-async fn culprit<M: BulkInsert>(engine: &Engine, rows: &[M]) -> Result<Option<(usize, Error)>> {
+async fn culprit<M: BulkInsert>(on: On<'_>, rows: &[M]) -> Result<Option<(usize, Error)>> {
     let (mut start, mut end) = (0, rows.len());
     while end - start > 1 {
         let middle = start + (end - start) / 2;
-        match attempt::<M>(engine, &rows[start..middle]).await {
+        match attempt::<M>(on, &rows[start..middle]).await {
             Err(e) if may_be_a_rows(&e) => end = middle,
             Err(other) => return Err(other),
             Ok(_) => start = middle,
         }
     }
-    match attempt::<M>(engine, &rows[start..end]).await {
+    match attempt::<M>(on, &rows[start..end]).await {
         Err(e) if may_be_a_rows(&e) => Ok(Some((start, e))),
         Err(other) => Err(other),
         Ok(_) => Ok(None),
@@ -308,14 +335,11 @@ fn per_statement<M: BulkInsert>(rows: &[M]) -> usize {
 
 /// Every chunk, one statement each; no savepoints, which only finding a
 /// failing row needs.
-async fn insert_all<M: BulkInsert, Out: Mode<M>>(
-    engine: &Engine,
-    rows: &[M],
-) -> Result<Out, Failure> {
+async fn insert_all<M: BulkInsert, Out: Mode<M>>(on: On<'_>, rows: &[M]) -> Result<Out, Failure> {
     let mut output = Out::empty();
     let per = per_statement(rows);
     for (i, chunk) in rows.chunks(per).enumerate() {
-        match Out::insert(chunk, Bind::Engine(engine)).await {
+        match Out::insert(chunk, on.bind()).await {
             Ok(more) => output.extend(more),
             Err(error) => return Err(Failure::of_chunk(i * per, error)),
         }
@@ -328,17 +352,17 @@ async fn insert_all<M: BulkInsert, Out: Mode<M>>(
 /// `first` itself, when no row does now); always ends in `Err`, so that
 /// its transaction rolls back.
 async fn locate<M: BulkInsert>(
-    engine: &Engine,
+    on: On<'_>,
     rows: &[M],
     start: usize,
     first: Error,
 ) -> Result<std::convert::Infallible, Failure> {
     let per = per_statement(rows);
     for chunk in rows[..start].chunks(per) {
-        u64::insert(chunk, Bind::Engine(engine)).await?;
+        u64::insert(chunk, on.bind()).await?;
     }
     let end = (start + per).min(rows.len());
-    match culprit(engine, &rows[start..end]).await? {
+    match culprit(on, &rows[start..end]).await? {
         Some((offset, error)) => Err(Failure::Row {
             index: start + offset,
             error,
@@ -362,8 +386,9 @@ async fn in_transaction(engine: &Engine, conn: Option<&Connection>) -> Result<bo
 
 /// The whole batch in one transaction (a savepoint inside an open one);
 /// a batch of one statement outside a transaction needs none.
-/// Within it the engine's contextual connection is the transaction's, so
-/// the statements run there; on a given connection that is the connection.
+/// The statements run on the connection the batch was bound to, under
+/// its query timeout, or on the engine's contextual connection, which
+/// within the transaction is the transaction's.
 /// Only when a statement fails does a second transaction find the row.
 async fn run<M: BulkInsert, Out: Mode<M>>(bind: Bind<'_>, rows: Vec<M>) -> Result<Out> {
     if rows.is_empty() {
@@ -378,34 +403,25 @@ async fn run<M: BulkInsert, Out: Mode<M>>(bind: Bind<'_>, rows: Vec<M>) -> Resul
     // (`DEFAULT VALUES`): several of them need the transaction too.
     let one_statement =
         rows.len() == 1 || (M::parameters_per_row(&rows) > 0 && rows.len() <= per_statement(&rows));
+    let on = On {
+        engine: &engine,
+        conn,
+    };
     let inserted = if one_statement && !in_transaction(&engine, conn).await? {
         // One statement is atomic by itself: no transaction around it,
         // which would cost two more round trips.
-        let bind = conn.map_or(Bind::Engine(&engine), Bind::Connection);
-        Out::insert(&rows, bind)
+        Out::insert(&rows, on.bind())
             .await
             .map_err(|error| Failure::of_chunk(0, error))
     } else {
-        match conn {
-            Some(conn) => conn.transaction(insert_all::<M, Out>(&engine, &rows)).await,
-            None => {
-                engine
-                    .transaction(insert_all::<M, Out>(&engine, &rows))
-                    .await
-            }
-        }
+        on.transaction(insert_all::<M, Out>(on, &rows)).await
     };
     let (start, first) = match inserted {
         Ok(output) => return Ok(output),
         Err(Failure::Chunk { start, error }) => (start, error),
         Err(Failure::Other(error)) | Err(Failure::Row { error, .. }) => return Err(error),
     };
-    let search = locate(&engine, &rows, start, first);
-    let located = match conn {
-        Some(conn) => conn.transaction(search).await,
-        None => engine.transaction(search).await,
-    };
-    match located {
+    match on.transaction(locate(on, &rows, start, first)).await {
         Err(Failure::Row { index, error }) => Err(Error::BatchRow {
             index,
             source: Box::new(error),

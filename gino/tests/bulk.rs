@@ -568,3 +568,73 @@ async fn a_batch_of_default_rows_is_all_or_nothing() {
     assert_eq!(stored().await, 2);
     STAMP_DB.pop_bind();
 }
+
+static NAP_DB: Gino = Gino::secondary();
+
+/// Rows a trigger holds up: one named `slow` sleeps for 300 ms.
+#[derive(Model, Debug, Clone, PartialEq)]
+#[gino(table = "naps", db = NAP_DB)]
+pub struct Nap {
+    #[gino(primary_key)]
+    pub id: i32,
+    pub name: String,
+}
+
+/// A batch bound to a connection runs under that connection's query
+/// timeout wherever its statements go: as one statement, and inside a
+/// transaction (a savepoint and a statement in it), returning rows or not.
+#[tokio::test]
+async fn a_batch_on_a_connection_keeps_its_query_timeout() {
+    let s = common::setup().await;
+    NAP_DB.set_bind(s.engine.clone()).await.unwrap();
+    NAP_DB.create_all().await.unwrap();
+    for sql in [
+        "CREATE FUNCTION nap() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+           IF NEW.name = 'slow' THEN PERFORM pg_sleep(0.3); END IF;
+           RETURN NEW;
+         END $$",
+        "CREATE TRIGGER nap BEFORE INSERT ON naps FOR EACH ROW EXECUTE FUNCTION nap()",
+    ] {
+        NAP_DB.status(diesel::sql_query(sql)).await.unwrap();
+    }
+    let naps = || {
+        ["quick", "slow"].map(|name| Nap {
+            id: 0,
+            name: name.to_owned(),
+        })
+    };
+    let conn = s
+        .engine
+        .acquire()
+        .query_timeout(std::time::Duration::from_millis(100))
+        .await
+        .unwrap();
+    let timed_out = |what: &str, result: gino::Result<()>| {
+        assert!(
+            matches!(result, Err(Error::QueryTimeout(_))),
+            "{what}: {result:?}"
+        );
+    };
+    let alone = Nap::insert_many(naps()).bind(&conn).await.map(drop);
+    timed_out("one statement", alone);
+    let tx = conn.begin().await.unwrap();
+    let counted = Nap::insert_many(naps()).bind(&conn).await.map(drop);
+    timed_out("in a transaction", counted);
+    let returned = Nap::insert_many(naps())
+        .returning()
+        .bind(&conn)
+        .await
+        .map(drop);
+    timed_out("in a transaction, returning", returned);
+    tx.rollback().await.unwrap();
+    conn.release().await.unwrap();
+    let stored: i64 = naps::table
+        .count()
+        .gino()
+        .bind(&NAP_DB)
+        .one()
+        .await
+        .unwrap();
+    assert_eq!(stored, 0);
+}

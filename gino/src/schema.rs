@@ -470,7 +470,9 @@ impl Gino {
     /// run `create_all` do not collide: the later ones find the tables in
     /// place.
     ///
-    /// `create_all` creates what is missing but never alters what exists;
+    /// `create_all` creates what is missing but never alters what exists
+    /// (a table that exists is skipped with its indexes and comments, also
+    /// those the model gained since);
     /// for a schema that evolves, use migrations instead
     /// ([`crate::migrate`], [`Gino::run_migrations`]), as GINO recommends
     /// Alembic.
@@ -829,8 +831,10 @@ pub fn drop_tables(tables: Vec<&'static TableMeta>, bind: Bind<'static>) -> Sche
 }
 
 /// The statements that create `tables`: enum types, tables (referenced ones
-/// first), each followed by its indexes, then foreign keys that close a
-/// cycle between tables. A table name given twice is created once.
+/// first), each followed by its comments and indexes, then foreign keys
+/// that close a cycle between tables. A table name given twice is created
+/// once. With `checkfirst`, a table with comments or indexes goes in one
+/// `DO` block with them, which skips them all when the table exists.
 ///
 /// ```
 /// use gino::model::{ColumnMeta, IndexKey, IndexMeta, TableMeta};
@@ -855,12 +859,15 @@ pub fn drop_tables(tables: Vec<&'static TableMeta>, bind: Bind<'static>) -> Sche
 ///     comment: None,
 /// };
 /// assert_eq!(
-///     gino::schema::create_statements(&[&TAGS], true),
+///     gino::schema::create_statements(&[&TAGS], false),
 ///     [
-///         "CREATE TABLE IF NOT EXISTS \"tags\" (\n    \"label\" text DEFAULT 'new' UNIQUE\n)",
-///         "CREATE INDEX IF NOT EXISTS \"tags_label\" ON \"tags\" (\"label\")",
+///         "CREATE TABLE \"tags\" (\n    \"label\" text DEFAULT 'new' UNIQUE\n)",
+///         "CREATE INDEX \"tags_label\" ON \"tags\" (\"label\")",
 ///     ]
 /// );
+/// let checked = gino::schema::create_statements(&[&TAGS], true);
+/// assert_eq!(checked.len(), 1);
+/// assert!(checked[0].starts_with("DO $gino$ BEGIN IF to_regclass("));
 /// ```
 pub fn create_statements(tables: &[&TableMeta], checkfirst: bool) -> Vec<String> {
     let plan = Plan::of(tables);
@@ -871,11 +878,23 @@ pub fn create_statements(tables: &[&TableMeta], checkfirst: bool) -> Vec<String>
         .collect();
     for table in &plan.tables {
         let create = create_table(table, &plan, checkfirst);
-        let comments: Vec<String> = comments(table).collect();
-        if comments.is_empty() {
+        // Right after their table, indexes: a unique index may be what a
+        // later table's foreign key, or a deferred one, references.
+        let with_it: Vec<String> = comments(table)
+            .chain(
+                table
+                    .indexes
+                    .iter()
+                    .map(|index| create_index(table, index, checkfirst)),
+            )
+            .collect();
+        if with_it.is_empty() {
             statements.push(create);
         } else if checkfirst {
-            // An existing table is skipped, comments and all. Looked for
+            // An existing table is skipped with its comments and indexes,
+            // as SQLAlchemy's `checkfirst` skips it: an index the model
+            // gained since the table was made may name a column the table
+            // lacks, or lock a large table while it builds. Looked for
             // where `CREATE TABLE` makes it: an unqualified name in the
             // current schema, not in the whole search path (a table of a
             // later schema, or a temporary one, is another table).
@@ -886,20 +905,12 @@ pub fn create_statements(tables: &[&TableMeta], checkfirst: bool) -> Vec<String>
             };
             statements.push(do_block(&format!(
                 "BEGIN IF {exists} IS NULL THEN {create}; {}; END IF; END",
-                comments.join("; ")
+                with_it.join("; ")
             )));
         } else {
             statements.push(create);
-            statements.extend(comments);
+            statements.extend(with_it);
         }
-        // Right after their table: a unique index may be what a later
-        // table's foreign key, or a deferred one, references.
-        statements.extend(
-            table
-                .indexes
-                .iter()
-                .map(|index| create_index(table, index, checkfirst)),
-        );
     }
     statements.extend(plan.deferred.iter().map(|fk| fk.add(checkfirst)));
     statements

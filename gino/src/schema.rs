@@ -1164,9 +1164,17 @@ fn idents(names: &[&str]) -> String {
         .join(", ")
 }
 
-/// A string literal, with `'` doubled.
+/// A string literal, with `'` doubled. One with a backslash is an escape
+/// string (`E'...'`) with the backslash doubled: a plain literal's
+/// backslash escapes the quote after it on a server (or session) with
+/// `standard_conforming_strings` off, and would end the literal there.
 fn literal(value: &str) -> String {
-    format!("'{}'", value.replace('\'', "''"))
+    let quoted = value.replace('\'', "''");
+    if quoted.contains('\\') {
+        format!("E'{}'", quoted.replace('\\', "\\\\"))
+    } else {
+        format!("'{quoted}'")
+    }
 }
 
 /// `statement` in a `DO` block that ignores the error `condition`: how to
@@ -1514,6 +1522,8 @@ mod tests {
         assert_eq!(Ident("we\"ird").to_string(), "\"we\"\"ird\"");
         assert_eq!(idents(&["a", "B c"]), "\"a\", \"B c\"");
         assert_eq!(literal("it's"), "'it''s'");
+        assert_eq!(literal(r"it\'s"), r"E'it\\''s'");
+        assert_eq!(literal(r"C:\"), r"E'C:\\'");
     }
 
     #[test]

@@ -941,6 +941,54 @@ async fn create_and_drop_single_tables() {
     assert_eq!(missing.sqlstate(), Some("42P01"));
 }
 
+static SLASHED: EnumMeta = EnumMeta {
+    name: "slashed",
+    variants: &[r"it\'s", r"C:\"],
+};
+static PATHS: TableMeta = TableMeta {
+    enums: &[&SLASHED],
+    comment: Some(r"a\'comment"),
+    ..table("paths", &[col("kind", "slashed")], &[])
+};
+
+/// Text that gino writes into DDL as a literal (enum labels, comments, a
+/// sequence's name) keeps its backslashes on a session with
+/// `standard_conforming_strings` off, where a plain literal's backslash
+/// escapes the quote after it.
+#[tokio::test]
+async fn literals_keep_their_backslashes_without_standard_conforming_strings() {
+    let s = common::setup().await;
+    let url = common::url_with(&s.db, "options=-c%20standard_conforming_strings%3Doff");
+    let off = gino::create_engine(&url, gino::EngineOptions::new())
+        .await
+        .unwrap();
+    create_tables(vec![&PATHS], Bind::Default)
+        .bind(&off)
+        .await
+        .unwrap();
+    assert_eq!(enum_types(&s.engine).await, [r"slashed: it\'s, C:\"]);
+    let comment: Option<String> =
+        diesel::select(diesel::dsl::sql::<diesel::sql_types::Nullable<Text>>(
+            "obj_description('paths'::regclass, 'pg_class')",
+        ))
+        .gino()
+        .bind(&s.engine)
+        .one()
+        .await
+        .unwrap();
+    assert_eq!(comment.as_deref(), Some(r"a\'comment"));
+    let seq = gino::schema::Sequence::new(r"odd\'seq");
+    seq.create().bind(&off).await.unwrap();
+    let first: i64 = diesel::select(seq.next_value())
+        .gino()
+        .bind(&off)
+        .one()
+        .await
+        .unwrap();
+    assert_eq!(first, 1);
+    off.close().await;
+}
+
 static NOTES: TableMeta = TableMeta {
     comment: Some("notes of the app"),
     ..table("notes", &[id()], &["id"])

@@ -371,6 +371,31 @@ fn since_start() -> Duration {
     START.get_or_init(std::time::Instant::now).elapsed()
 }
 
+/// Renews an engine's connections ([`Engine::renew_connections`]) when
+/// dropped, unless [disarmed](Self::disarm): SQL that may change enum
+/// types holds one, so that the renewal comes however that SQL ends, also
+/// when its future is dropped after a change committed.
+pub(crate) struct RenewOnDrop(Option<Engine>);
+
+impl RenewOnDrop {
+    pub(crate) fn new(engine: &Engine) -> Self {
+        RenewOnDrop(Some(engine.clone()))
+    }
+
+    /// Nothing changed: no renewal.
+    pub(crate) fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for RenewOnDrop {
+    fn drop(&mut self) {
+        if let Some(engine) = &self.0 {
+            engine.renew_connections();
+        }
+    }
+}
+
 impl Engine {
     /// After SQL that may have changed enum types: the pool lends no
     /// connection opened before it again ([`Manager::renew_connections`]),

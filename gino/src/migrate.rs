@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use crate::api::Gino;
 use crate::connection::Connection;
+use crate::engine::RenewOnDrop;
 use crate::error::{Error, Result};
 
 /// One embedded migration; made by [`embed_migrations!`](crate::embed_migrations).
@@ -176,17 +177,18 @@ impl Gino {
         // the lock is surely released, the connection is closed rather than
         // pooled, also if this future is dropped half-way.
         conn.root.hold_session_state(true).await?;
+        // A migration that ran, or failed, may have dropped or created an
+        // enum type; one may have committed before this future is dropped.
+        let renew = RenewOnDrop::new(conn.engine());
         let result = self.migrate_on(&conn, migrations).await;
+        if matches!(&result, Ok(applied) if applied.is_empty()) {
+            renew.disarm();
+        }
         let unlocked = advisory(&conn, "pg_advisory_unlock").await;
         if unlocked.is_ok() {
             conn.root.hold_session_state(false).await?;
         }
         conn.release().await?;
-        if !matches!(&result, Ok(applied) if applied.is_empty()) {
-            // A migration that ran, or failed, may have dropped or created
-            // an enum type.
-            conn.engine().renew_connections();
-        }
         let applied = result?;
         unlocked?;
         Ok(applied)

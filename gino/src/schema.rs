@@ -90,6 +90,7 @@ use std::pin::Pin;
 
 use crate::api::Gino;
 use crate::bind::{Bind, Resolved};
+use crate::engine::RenewOnDrop;
 use crate::error::{Error, Result};
 use crate::executor::Executor;
 use crate::model::{EnumMeta, ForeignKeyMeta, IndexKey, IndexMeta, PgEnum, TableMeta};
@@ -417,24 +418,23 @@ fn enum_clash(tables: &[&TableMeta]) -> Option<Error> {
 /// engine's connections must not remember: they are
 /// [renewed](crate::Engine::renew_connections) once the transaction ends.
 async fn run_in_transaction(bind: Bind<'_>, statements: Vec<String>, types: bool) -> Result<()> {
-    let (result, engine) = match bind.resolve()? {
-        Resolved::Connection(conn) => (
-            conn.transaction(execute(bind, statements)).await,
-            conn.engine().clone(),
-        ),
+    let resolved = bind.resolve()?;
+    let engine = match &resolved {
+        Resolved::Connection(conn) => conn.engine(),
+        Resolved::Engine(engine) => engine,
+    };
+    // Also when this future is dropped while the `COMMIT` is under way.
+    let _renew = types.then(|| RenewOnDrop::new(engine));
+    match resolved {
+        Resolved::Connection(conn) => conn.transaction(execute(bind, statements)).await,
         // Inside the transaction, the engine's contextual connection is the
         // transaction's, so the statements run in it.
-        Resolved::Engine(engine) => (
+        Resolved::Engine(engine) => {
             engine
                 .transaction(execute(Bind::Engine(&engine), statements))
-                .await,
-            engine,
-        ),
-    };
-    if types {
-        engine.renew_connections();
+                .await
+        }
     }
-    result
 }
 
 /// The advisory lock every schema change of gino holds for its

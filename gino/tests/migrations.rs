@@ -251,6 +251,20 @@ async fn a_cancelled_run_leaves_no_migration_lock_behind() {
     assert_eq!(held, 0);
 }
 
+/// The backends of two connections of `engine`, borrowed at once and
+/// given back idle.
+async fn idle_pids(engine: &gino::Engine) -> [i32; 2] {
+    let (a, b) = tokio::join!(
+        engine.acquire().reusable(false),
+        engine.acquire().reusable(false)
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let pids = [common::backend_pid(&a).await, common::backend_pid(&b).await];
+    a.release().await.unwrap();
+    b.release().await.unwrap();
+    pids
+}
+
 /// Migrations that ran may have dropped or created enum types, whose OIDs
 /// every open connection remembers: the pool lends none of those again.
 /// A run that applies nothing keeps them. (The migrations' own connection
@@ -260,17 +274,7 @@ async fn migrations_that_ran_renew_the_pools_connections() {
     let s = common::setup_with(gino::EngineOptions::new().max_size(3)).await;
     let db = Gino::secondary();
     db.set_bind(s.engine.clone()).await.unwrap();
-    let idle_pids = || async {
-        let (a, b) = tokio::join!(
-            s.engine.acquire().reusable(false),
-            s.engine.acquire().reusable(false)
-        );
-        let (a, b) = (a.unwrap(), b.unwrap());
-        let pids = [common::backend_pid(&a).await, common::backend_pid(&b).await];
-        a.release().await.unwrap();
-        b.release().await.unwrap();
-        pids
-    };
+    let idle_pids = || idle_pids(&s.engine);
     let before = idle_pids().await;
     assert!(!db.run_migrations(&MIGRATIONS).await.unwrap().is_empty());
     let after = idle_pids().await;
@@ -283,5 +287,26 @@ async fn migrations_that_ran_renew_the_pools_connections() {
     assert!(
         kept.iter().any(|pid| after.contains(pid)),
         "none kept after a run that applied nothing: {after:?} then {kept:?}"
+    );
+}
+
+/// A run dropped after a migration committed (here while the next one
+/// runs) renews the pool's connections too: that migration may have
+/// changed enum types.
+#[tokio::test]
+async fn a_run_dropped_after_a_migration_committed_renews_the_connections() {
+    static THEN_SLOW: EmbeddedMigrations = gino::embed_migrations!("tests/migrations_then_slow");
+    let s = common::setup_with(gino::EngineOptions::new().max_size(3)).await;
+    let db = Gino::secondary();
+    db.set_bind(s.engine.clone()).await.unwrap();
+    let before = idle_pids(&s.engine).await;
+    let run = db.run_migrations(&THEN_SLOW);
+    let cut = tokio::time::timeout(std::time::Duration::from_millis(1500), run).await;
+    assert!(cut.is_err(), "the second migration sleeps for 3 s");
+    assert_eq!(count(&db, "count(*) FROM quick").await, 0);
+    let after = idle_pids(&s.engine).await;
+    assert!(
+        after.iter().all(|pid| !before.contains(pid)),
+        "lent again after a migration committed: {before:?} then {after:?}"
     );
 }

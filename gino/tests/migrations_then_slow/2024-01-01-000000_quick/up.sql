@@ -1,0 +1,1 @@
+CREATE TABLE quick (x int);

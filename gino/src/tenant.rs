@@ -104,14 +104,14 @@ struct Creation {
 /// wrong password is no "try again" for the callers behind the first).
 struct Failure(Error);
 
-impl Failure {
-    fn error(&self, key: &str) -> Error {
-        match &self.0 {
-            Error::Connection(message) => Error::Connection(format!(
-                "tenant `{key}`'s engine could not be made: {message}"
-            )),
-            other => other.replay(),
-        }
+/// The error of tenant `key`'s creation, as every caller gets it: a
+/// connection's failure says whose engine it was.
+fn creation_error(key: &str, error: Error) -> Error {
+    match error {
+        Error::Connection(message) => Error::Connection(format!(
+            "tenant `{key}`'s engine could not be made: {message}"
+        )),
+        other => other,
     }
 }
 
@@ -124,10 +124,12 @@ impl Creation {
     ) -> Result<&Arc<Tenant>> {
         self.made
             .get_or_try_init(|| async {
-                if let Some(failure) = &*self.failed.lock().unwrap_or_else(|p| p.into_inner()) {
-                    return Err(failure.error(key));
+                if let Some(Failure(error)) =
+                    &*self.failed.lock().unwrap_or_else(|p| p.into_inner())
+                {
+                    return Err(error.replay());
                 }
-                let made = create().await;
+                let made = create().await.map_err(|e| creation_error(key, e));
                 if let Err(e) = &made {
                     *self.failed.lock().unwrap_or_else(|p| p.into_inner()) =
                         Some(Failure(e.replay()));

@@ -530,6 +530,24 @@ async fn waiters_of_a_failed_creation_get_its_error() {
     }
     assert_eq!(tenants.stats().failed, 1);
     tenants.close();
+
+    // A server nobody listens at: the creator and those behind it get one
+    // message, naming the tenant.
+    let tenants = Tenants::builder(db, |_tenant: String| async {
+        Ok("postgres://postgres@127.0.0.1:1/postgres?connect_timeout=2".to_owned())
+    })
+    .build();
+    let failed = futures_util::future::join_all((0..4).map(|_| tenants.lease("gone"))).await;
+    let messages: Vec<String> = failed
+        .into_iter()
+        .map(|lease| match lease.unwrap_err() {
+            err @ Error::Connection(_) => err.to_string(),
+            other => panic!("expected a connection error, got {other:?}"),
+        })
+        .collect();
+    assert!(messages[0].contains("tenant `gone`"), "{messages:?}");
+    assert!(messages.iter().all(|m| *m == messages[0]), "{messages:#?}");
+    tenants.close();
 }
 
 /// Sixteen clients over ten tenants with a cap of three engines and a

@@ -228,14 +228,23 @@ pub(crate) fn can_declare(sql: &str) -> bool {
     if !(with || ["SELECT", "VALUES", "TABLE"].into_iter().any(first_word)) {
         return false;
     }
-    !rest
-        .to_ascii_uppercase()
+    let upper = rest.to_ascii_uppercase();
+    let mut words = upper
         .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-        .any(|word| match word {
+        .filter(|word| !word.is_empty());
+    let mut before = "";
+    !words.any(|word| {
+        let writes = match word {
             "INTO" => true,
-            "INSERT" | "UPDATE" | "DELETE" | "MERGE" => with,
+            // `FOR UPDATE` and `FOR NO KEY UPDATE` lock the rows a query
+            // reads; a cursor may do that.
+            "UPDATE" => with && !matches!(before, "FOR" | "KEY"),
+            "INSERT" | "DELETE" | "MERGE" => with,
             _ => false,
-        })
+        };
+        before = word;
+        writes
+    })
 }
 
 /// Opens a cursor for `load`'s query on `root`, which must be inside a
@@ -544,6 +553,9 @@ mod tests {
             "WITH a AS (SELECT 1 /* delete /* nested */ into */) SELECT * FROM a",
             "WITH a AS (SELECT 1 -- insert\n) SELECT * FROM a",
             "/* (*/ ( SELECT 1)",
+            "WITH due AS (SELECT id FROM jobs) SELECT * FROM jobs FOR UPDATE",
+            "WITH due AS (SELECT 1) SELECT * FROM jobs FOR NO KEY UPDATE SKIP LOCKED",
+            "WITH due AS (SELECT 1) SELECT * FROM jobs FOR  /* */ UPDATE OF jobs",
         ] {
             assert!(can_declare(query), "{query}");
         }
@@ -557,6 +569,7 @@ mod tests {
             "SELECT * INTO TEMP copied FROM users",
             "WITH a AS (SELECT 1 AS n) SELECT n INTO copied FROM a",
             "WITH a AS (SELECT 'x') INSERT INTO b SELECT * FROM a RETURNING *",
+            "WITH a AS (SELECT 1 FOR UPDATE) UPDATE b SET x = 1 RETURNING *",
             "SHOW search_path",
             "SELECTED",
             "",

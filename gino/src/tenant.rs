@@ -46,8 +46,15 @@ type Prepare =
 /// let base = url.to_owned();
 /// let tenants = gino::Tenants::builder(&DB, move |tenant: String| {
 ///     // Any key-to-URL rule; here every tenant shares the test database.
+///     // A key may come from a request: one that is no plain name is
+///     // nobody's, rather than text spliced into the URL.
 ///     let url = base.clone();
-///     async move { Ok(format!("{url}?application_name=tenant_{tenant}")) }
+///     async move {
+///         if tenant.is_empty() || !tenant.chars().all(|c| c.is_ascii_alphanumeric()) {
+///             return Err(gino::Error::UnknownTenant(tenant));
+///         }
+///         Ok(format!("{url}?application_name=tenant_{tenant}"))
+///     }
 /// })
 /// .cap(100)
 /// .connections(20)
@@ -63,6 +70,10 @@ type Prepare =
 ///     })
 ///     .await??;
 /// assert_eq!(name, "tenant_acme");
+/// assert!(matches!(
+///     tenants.lease("x&host=elsewhere").await,
+///     Err(gino::Error::UnknownTenant(_))
+/// ));
 /// assert_eq!(tenants.stats().live, 1);
 /// tenants.close();
 /// # Ok(()) }

@@ -1008,6 +1008,17 @@ pub(crate) fn expand_with(
     }
     let mut pk: Vec<&Field> = fields.iter().filter(|f| f.primary_key).collect();
     pk.sort_by_key(|f| f.key_position);
+    if let Some(nullable) = pk.iter().find(|f| types::strip_option(&f.ty).1) {
+        return Err(syn::Error::new(
+            nullable.ty.span(),
+            format!(
+                "the primary key `{}` is an Option, but a primary key column is never NULL: \
+                 give it the plain type (a key the database assigns is left out of create() \
+                 and read back from it)",
+                nullable.ident
+            ),
+        ));
+    }
     let resolved = fields
         .iter()
         .map(|f| {

@@ -707,6 +707,20 @@ impl<T> QueryId for Lookup<T> {
 /// }
 /// ```
 ///
+/// A primary key column is never NULL, so its field is no `Option`; a key
+/// the database assigns is left out of `create()` and read back from it:
+///
+/// ```compile_fail
+/// # use gino::prelude::*;
+/// #[derive(Model, Debug, Clone)]
+/// #[gino(table = "notes")]
+/// pub struct Note {
+///     #[gino(primary_key)]
+///     pub id: Option<i32>, // error: the primary key `id` is an Option
+///     pub body: String,
+/// }
+/// ```
+///
 /// Two fields cannot map to one column (GINO refuses it when the model is
 /// declared, as the derive does at compile time):
 ///

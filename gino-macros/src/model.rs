@@ -1031,6 +1031,18 @@ pub(crate) fn expand_with(
         })
         .collect::<Result<Vec<_>>>()?;
     let column_of = |ident: &Ident| -> Result<String> {
+        if let Some(p) = props.iter().find(|p| p.ident == *ident) {
+            let column = p.property.as_deref().unwrap_or_default();
+            return Err(syn::Error::new(
+                ident.span(),
+                format!(
+                    "`{ident}` is a JSON property, kept inside the column `{column}`, and a \
+                     unique constraint or foreign key takes columns: make it a column, or (for \
+                     a unique property) declare a unique index on it: \
+                     index(columns({ident}), unique)"
+                ),
+            ));
+        }
         fields
             .iter()
             .find(|f| f.ident == *ident)

@@ -721,6 +721,21 @@ impl<T> QueryId for Lookup<T> {
 /// }
 /// ```
 ///
+/// A unique constraint or a foreign key takes columns, not JSON
+/// properties; a property is made unique by a unique index on it:
+///
+/// ```compile_fail
+/// # use gino::prelude::*;
+/// #[derive(Model, Debug, Clone)]
+/// #[gino(table = "people", unique(columns(email)))] // error: `email` is a JSON property
+/// pub struct Person {
+///     #[gino(primary_key)]
+///     pub id: i32,
+///     #[gino(property)]
+///     pub email: String,
+/// }
+/// ```
+///
 /// Two fields cannot map to one column (GINO refuses it when the model is
 /// declared, as the derive does at compile time):
 ///

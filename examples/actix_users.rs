@@ -119,6 +119,7 @@ fn json_error<B>(answer: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerRe
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     users::init_tracing();
     let (settings, _database) = users::settings().await?;
+    let settings_shutdown = settings.shutdown_timeout;
     let db = gino_actix::Gino::new(&DB, settings);
     db.connect().await?;
     DB.create_all().await?;
@@ -153,7 +154,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // actix stops at once on Ctrl-C, cutting requests in flight: both
     // signals are caught here instead, and stop it gracefully, after the
     // requests in flight; then the pool closes.
-    .disable_signals();
+    .disable_signals()
+    // Those get `DB_SHUTDOWN_TIMEOUT` (30 s), as in the axum and rocket
+    // examples, not actix's own 30 s whatever the setting.
+    .shutdown_timeout(settings_shutdown.as_secs().max(1));
     let addr = server.addrs()[0];
     let server = server.run();
     let handle = server.handle();

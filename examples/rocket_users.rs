@@ -18,7 +18,9 @@ use rocket::response::content::RawJson;
 use rocket::response::status::Created;
 use rocket::route::{self, Handler, Route};
 use rocket::serde::json::{self, Json, serde_json::error::Category};
-use rocket::{Data, Request, Response, catch, catchers, delete, get, patch, post, routes, uri};
+use rocket::{
+    Data, Request, Response, Shutdown, catch, catchers, delete, get, patch, post, routes, uri,
+};
 
 /// What a route answers besides its value: a request it refuses, with the
 /// reason, or gino's errors.
@@ -241,8 +243,17 @@ fn not_allowed(path: &str, allowed: &[Method]) -> Vec<Route> {
 
 #[rocket::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let (settings, _database) = users::settings().await?;
-    let mut figment = rocket::Config::figment()
+    let gino = gino_rocket::Gino::fairing(&DB);
+    let figment = rocket::Config::figment();
+    // Rocket.toml (or ROCKET_DATABASES) configures the database as it does
+    // for any rocket app; without it, the `DB_*` variables or, with none
+    // given, a test server's database.
+    let (settings, _database) = if figment.find_value("databases.gino").is_ok() {
+        (gino.settings(&figment)?, None)
+    } else {
+        users::settings().await?
+    };
+    let mut figment = figment
         .merge(("address", "127.0.0.1"))
         .merge(("port", users::port()?))
         // The body limit of the axum and actix examples (rocket's is 1 MiB).
@@ -256,16 +267,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .merge(("shutdown.ctrlc", false))
         .merge(("shutdown.signals", Vec::<String>::new()));
     let stop = users::stop_signal();
+    // Liftoff hands over rocket's shutdown: a signal after it stops the
+    // server gracefully, one before it (while the pool connects, with its
+    // retries, or the tables are made) stops the start.
+    let (lifted, mut liftoff) = tokio::sync::oneshot::channel::<Shutdown>();
+    let lifted = std::sync::Mutex::new(Some(lifted));
     if let Some(dsn) = settings.dsn.filter(|_| _database.is_some()) {
         // No DB_* variables: the test server's database.
         figment = figment
             .merge(("databases.gino.dsn", dsn))
             .merge(("databases.gino.pool_min_size", settings.pool_min_size));
     }
-    let _rocket = rocket::custom(figment)
+    let launch = rocket::custom(figment)
         .attach(exact_paths())
         .attach(NoMethodOverride)
-        .attach(gino_rocket::Gino::fairing(&DB))
+        .attach(gino)
         .attach(AdHoc::try_on_ignite("create tables", |rocket| async {
             // Rocket runs every ignite fairing; when gino's failed, it has
             // said why and launch is off already.
@@ -280,13 +296,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 }
             }
         }))
-        .attach(AdHoc::on_liftoff("announce", |rocket| {
+        .attach(AdHoc::on_liftoff("announce", move |rocket| {
+            let lifted = lifted.lock().unwrap().take();
             Box::pin(async move {
-                let shutdown = rocket.shutdown();
-                rocket::tokio::spawn(async move {
-                    stop.await;
-                    shutdown.notify();
-                });
+                if let Some(lifted) = lifted {
+                    let _ = lifted.send(rocket.shutdown());
+                }
                 let config = rocket.config();
                 println!("listening on http://{}:{}", config.address, config.port);
             })
@@ -301,7 +316,39 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             not_allowed("/users/<id>", &[Method::Get, Method::Patch, Method::Delete]),
         )
         .register("/", catchers![json_error])
-        .launch()
-        .await?;
-    Ok(())
+        .launch();
+    tokio::pin!(launch);
+    tokio::select! {
+        ended = &mut launch => return ended_well(ended),
+        () = stop => {}
+    }
+    match liftoff.try_recv() {
+        Ok(shutdown) => {
+            shutdown.notify();
+            ended_well(launch.await)
+        }
+        // Nothing is served yet: the start is dropped where it is.
+        Err(_) => {
+            eprintln!("stopped while starting");
+            Ok(())
+        }
+    }
+}
+
+/// How rocket's run ended, as the app's exit: requests still in flight at
+/// the end of `shutdown.grace` (and `mercy`) are dropped, as in the axum
+/// and actix examples, which is a stop, not a failure.
+fn ended_well(
+    ended: Result<rocket::Rocket<rocket::Ignite>, rocket::Error>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    match ended {
+        Ok(_) => Ok(()),
+        Err(e) if matches!(e.kind(), rocket::error::ErrorKind::Shutdown(..)) => {
+            eprintln!(
+                "requests still in flight at the end of the shutdown grace: stopped without them"
+            );
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
 }

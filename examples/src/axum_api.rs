@@ -18,14 +18,45 @@ use crate::users::{NicknameBody, Page, User, is_json, refusal_body};
 
 /// Serves `app` on `PORT` until Ctrl-C or SIGTERM, printing the
 /// `listening on` line, then closes `db` after the requests in flight.
+/// Those get `DB_SHUTDOWN_TIMEOUT` (30 s) from the signal, as in the actix
+/// and rocket examples; axum's graceful shutdown alone would wait for
+/// them, and for a client that never finishes sending its request, for
+/// ever.
 pub async fn serve(app: Router, db: &gino_axum::Gino) -> Result<(), Box<dyn std::error::Error>> {
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", crate::users::port()?)).await?;
     let stop = crate::users::stop_signal();
+    let (stopping, stopped) = tokio::sync::oneshot::channel();
+    let signal = async move {
+        stop.await;
+        let _ = stopping.send(());
+    };
+    let grace = db.settings().shutdown_timeout;
+    let out_of_time = async move {
+        match stopped.await {
+            Ok(()) => tokio::time::sleep(grace).await,
+            Err(_) => std::future::pending().await,
+        }
+    };
     println!("listening on http://{}", listener.local_addr()?);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(db.shutdown_on(stop))
-        .await?;
-    db.close().await;
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(db.shutdown_on(signal))
+        .into_future();
+    tokio::select! {
+        served = served => {
+            served?;
+            db.close().await;
+        }
+        () = out_of_time => {
+            // The requests still running are dropped with the runtime:
+            // their connections go back (or, inside a transaction, close)
+            // as they do when a client goes away.
+            eprintln!(
+                "{} request(s) still in flight {grace:?} after the stop signal: stopping \
+                 without them",
+                db.in_flight()
+            );
+        }
+    }
     Ok(())
 }
 

@@ -20,7 +20,11 @@
 //! and 415 for a body not sent as `application/json` or
 //! `application/<something>+json`), the same in every framework, made by
 //! [`ErrorResponse::body_for`]. Each app stops gracefully on Ctrl-C or
-//! SIGTERM, after the requests in flight, then closes the pool.
+//! SIGTERM, after the requests in flight (given `DB_SHUTDOWN_TIMEOUT`,
+//! 30 s, and then dropped), then closes the pool; a signal while it
+//! starts (its database not up yet) ends the start. The rocket app takes
+//! its database from rocket's configuration (`Rocket.toml`,
+//! `ROCKET_DATABASES`) too.
 
 use gino::prelude::*;
 use gino::web::{ErrorResponse, Settings};

@@ -39,11 +39,19 @@ impl App {
 
     /// [`start`](Self::start) with more environment variables.
     fn start_with(name: &str, dsn: &str, env: &[(&str, &str)]) -> App {
+        let database = [
+            ("DB_DSN", dsn),
+            ("DB_POOL_MIN_SIZE", "1"),
+            ("DB_POOL_MAX_SIZE", "4"),
+        ];
+        App::launch(name, &[env, &database].concat())
+    }
+
+    /// Starts the example with only `env` configuring it (and a free
+    /// port), and waits for its `listening on` line.
+    fn launch(name: &str, env: &[(&str, &str)]) -> App {
         let mut child = Command::new(example(name))
             .envs(env.iter().copied())
-            .env("DB_DSN", dsn)
-            .env("DB_POOL_MIN_SIZE", "1")
-            .env("DB_POOL_MAX_SIZE", "4")
             .env("PORT", "0")
             .env("RUST_LOG", "warn")
             .env("ROCKET_LOG_LEVEL", "off")
@@ -97,12 +105,13 @@ impl App {
         assert!(status.success());
     }
 
-    fn wait_for_a_clean_exit(mut self) {
+    /// Waits for a clean exit, and says how long it took.
+    fn wait_for_a_clean_exit(mut self) -> Duration {
         let started = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 assert!(status.success(), "exited with {status}");
-                return;
+                return started.elapsed();
             }
             assert!(
                 started.elapsed() < Duration::from_secs(30),
@@ -505,7 +514,7 @@ impl LockedUser {
         use gino::diesel::{self, dsl::sql, sql_types::BigInt};
         let waiting = diesel::select(sql::<BigInt>(
             "count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
-             AND query LIKE 'DELETE%'",
+             AND query LIKE 'DELETE%' AND datname = current_database()",
         ));
         let started = Instant::now();
         while self.engine.one::<i64, _>(waiting.clone()).await.unwrap() < requests {
@@ -578,6 +587,104 @@ async fn an_interrupt_waits_for_a_request_in_flight(
     tokio::task::spawn_blocking(move || app.wait_for_a_clean_exit())
         .await
         .unwrap();
+}
+
+/// A stop gives the requests in flight `DB_SHUTDOWN_TIMEOUT`, and no more:
+/// a request waiting on a locked row past it, and a client that never
+/// finishes sending its request, do not keep the app from stopping.
+async fn a_stop_outlasted_by_its_requests_ends_at_the_shutdown_timeout(name: &str) {
+    let database = gino_testkit::TestDatabase::create().await;
+    let app = App::start_with(name, database.url(), &[("DB_SHUTDOWN_TIMEOUT", "2")]);
+    let client = reqwest::Client::new();
+    let (stuck, lock) = LockedUser::create(&app, &client, database.url(), "stuck").await;
+    let delete = tokio::spawn(client.delete(app.url(&format!("/users/{stuck}"))).send());
+    lock.wait_for_deletes(1, name).await;
+    let mut half_sent =
+        std::net::TcpStream::connect(app.base.trim_start_matches("http://")).expect("connect");
+    std::io::Write::write_all(&mut half_sent, b"GET /users HTTP/1.1\r\nHost: x\r\n").unwrap();
+    app.signal("TERM");
+    let took = tokio::task::spawn_blocking(move || app.wait_for_a_clean_exit())
+        .await
+        .unwrap();
+    assert!(
+        took < Duration::from_secs(15),
+        "{name}: stopped {took:?} after the signal, with a shutdown timeout of 2 s"
+    );
+    lock.release().await;
+    assert!(
+        delete.await.unwrap().is_err(),
+        "{name}: the stuck DELETE was cut off"
+    );
+    drop(half_sent);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_ends_at_the_shutdown_timeout_in_every_framework() {
+    for name in ["axum_users", "actix_users", "rocket_users"] {
+        a_stop_outlasted_by_its_requests_ends_at_the_shutdown_timeout(name).await;
+    }
+}
+
+/// A stop signal while an app still starts (its database is not up yet,
+/// and it waits to try again) ends the start, rather than waiting for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_while_starting_ends_the_start() {
+    for name in ["axum_users", "actix_users", "rocket_users"] {
+        let mut child = Command::new(example(name))
+            .env("DB_DSN", "postgres://postgres@127.0.0.1:1/nowhere")
+            .env("DB_RETRY_LIMIT", "100")
+            .env("DB_RETRY_INTERVAL", "5s")
+            .env("PORT", "0")
+            .env("RUST_LOG", "off")
+            .env("ROCKET_LOG_LEVEL", "off")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the example");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let sent = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        let started = Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if started.elapsed() > Duration::from_secs(4) {
+                let _ = child.kill();
+                panic!("{name}: still starting 4 s after SIGTERM");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// rocket's own configuration (`ROCKET_DATABASES`, as Rocket.toml) is the
+/// database the app serves when no `DB_*` variable is set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rocket_users_serves_the_database_rocket_s_configuration_names() {
+    let database = gino_testkit::TestDatabase::create().await;
+    let configured = format!("{{gino={{dsn=\"{}\",pool_min_size=1}}}}", database.url());
+    let app = App::launch("rocket_users", &[("ROCKET_DATABASES", &configured)]);
+    let client = reqwest::Client::new();
+    let created = client
+        .post(app.url("/users"))
+        .json(&json!({"nickname": "configured"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    app.stop();
+    let engine = gino::create_engine(database.url(), Default::default())
+        .await
+        .unwrap();
+    use gino::diesel::{self, dsl::sql, sql_types::Text};
+    let stored: Vec<String> = engine
+        .all(diesel::select(sql::<Text>("nickname FROM users")))
+        .await
+        .unwrap();
+    assert_eq!(stored, ["configured"]);
+    engine.close().await;
 }
 
 /// A refusal as the API promises every error: the client's (4xx), in

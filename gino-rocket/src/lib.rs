@@ -142,8 +142,21 @@ impl Gino {
         self
     }
 
-    /// The settings: the figment's table, then the `DB_*` variables.
-    fn settings(&self, figment: &Figment) -> Result<Settings, String> {
+    /// The settings this fairing takes from `figment` on ignite: its
+    /// `databases.<name>` table, then the `DB_*` variables; an error says
+    /// what is wrong with them. For what the application sets from them
+    /// before launch, such as rocket's `shutdown.grace`.
+    ///
+    /// ```
+    /// use rocket::figment::Figment;
+    /// static DB: gino::Gino = gino::Gino::new();
+    /// let figment = Figment::new().merge(("databases.gino.shutdown_timeout", "5s"));
+    /// let settings = gino_rocket::Gino::fairing(&DB).settings(&figment).unwrap();
+    /// assert_eq!(settings.shutdown_timeout, std::time::Duration::from_secs(5));
+    /// let figment = Figment::new().merge(("databases.gino", "postgres://db/app"));
+    /// assert!(gino_rocket::Gino::fairing(&DB).settings(&figment).is_err());
+    /// ```
+    pub fn settings(&self, figment: &Figment) -> Result<Settings, String> {
         let path = format!("databases.{}", self.name);
         // `focus` would take anything but a table for no settings at all,
         // and the defaults (a local `postgres`) would be used in silence.

@@ -268,14 +268,18 @@ fn statement_leaves_state(code: &str, text: &str, bound: &mut Vec<u16>) -> bool 
     } else if is(0, &["RESET"]) {
         true
     } else if is(0, &["CREATE"]) {
-        // CREATE [OR REPLACE] [LOCAL|GLOBAL] TEMP ..., or into `pg_temp`;
-        // a table dropped at commit is gone with its transaction.
+        // CREATE [OR REPLACE] [LOCAL|GLOBAL] TEMP ..., or into `pg_temp`
+        // (a name it qualifies, not `pg_temp` in a function's
+        // `SET search_path`); a table dropped at commit is gone with its
+        // transaction.
         let mut at = if is(1, &["OR"]) { 3 } else { 1 };
         if is(at, &["LOCAL", "GLOBAL"]) {
             at += 1;
         }
-        (is(at, temporary) || words.iter().any(|(w, _)| w.eq_ignore_ascii_case("pg_temp")))
-            && !has(&["ON", "COMMIT", "DROP"])
+        let into_pg_temp = words.iter().any(|(w, end)| {
+            w.eq_ignore_ascii_case("pg_temp") && code[*end..].trim_start().starts_with('.')
+        });
+        (is(at, temporary) || into_pg_temp) && !has(&["ON", "COMMIT", "DROP"])
     } else if is(0, &["SELECT", "WITH"]) {
         // SELECT ... INTO TEMP t: a table named `temp` is only `INTO temp`.
         words.windows(3).any(|w| {
@@ -527,6 +531,8 @@ mod tests {
             "SELECT \"set;config\"('a', 'b', false)",
             "UPDATE settings SET value = 1 WHERE name = 'pg_settings'",
             "SELECT * FROM pg_settings",
+            "CREATE FUNCTION f() RETURNS int SECURITY DEFINER SET search_path = admin, pg_temp \
+             AS $$ SELECT 1 $$ LANGUAGE sql",
             "",
         ] {
             assert!(!leaves_session_state(sql), "{sql}");

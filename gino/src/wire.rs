@@ -425,11 +425,13 @@ impl WireState {
 /// How a statement of command tag `tag` leaves the session for the
 /// connection's next user: `SET`/`RESET` for the session when run outside a
 /// transaction (inside one, `SET LOCAL` is common and ends with it);
-/// `LISTEN`, `PREPARE`, `DEALLOCATE` and `DISCARD` always.
+/// `LISTEN`, `PREPARE`, `DEALLOCATE` and `DISCARD` always. A `PREPARE
+/// TRANSACTION` (two-phase commit) ends its transaction and keeps nothing.
 fn changes_session(tag: &[u8]) -> Option<SessionChange> {
     let verb = tag.split(|b| *b == b' ').next().unwrap_or_default();
     match verb {
         b"SET" | b"RESET" => Some(SessionChange::OutsideTransactions),
+        b"PREPARE" if tag != b"PREPARE" => None,
         b"LISTEN" | b"PREPARE" | b"DEALLOCATE" | b"DISCARD" => Some(SessionChange::Always),
         _ => None,
     }
@@ -1555,6 +1557,25 @@ mod protocol_property;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn command_tags_that_change_the_session_for_good() {
+        for tag in [
+            &b"LISTEN"[..],
+            b"PREPARE",
+            b"DEALLOCATE ALL",
+            b"DISCARD ALL",
+        ] {
+            assert!(matches!(changes_session(tag), Some(SessionChange::Always)));
+        }
+        assert!(matches!(
+            changes_session(b"SET"),
+            Some(SessionChange::OutsideTransactions)
+        ));
+        for tag in [&b"PREPARE TRANSACTION"[..], b"COMMIT PREPARED", b"SELECT 1"] {
+            assert!(changes_session(tag).is_none(), "{tag:?}");
+        }
+    }
 
     #[cfg(target_os = "linux")]
     #[tokio::test]

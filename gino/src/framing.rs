@@ -22,6 +22,19 @@ pub(crate) fn write_message(out: &mut Vec<u8>, kind: u8, parts: &[&[u8]]) {
     }
 }
 
+/// The capacity a message buffer keeps once it is empty again. A
+/// connection that once carried a huge message (a bulk insert's `Bind` of
+/// hundreds of megabytes) would otherwise hold that much memory for the
+/// rest of its life in the pool.
+pub(crate) const RETAINED: usize = 64 * 1024;
+
+/// Gives back what an empty `buf` holds beyond [`RETAINED`].
+pub(crate) fn release_excess(buf: &mut Vec<u8>) {
+    if buf.is_empty() && buf.capacity() > RETAINED {
+        buf.shrink_to(RETAINED);
+    }
+}
+
 /// A C string of a message's body and what follows its terminator (all
 /// of `data`, and nothing after it, when it has none).
 pub(crate) fn split_cstr(data: &[u8]) -> (&[u8], &[u8]) {
@@ -133,12 +146,44 @@ impl MessageReader {
         if let Some(kind) = self.kind.take().filter(|k| keep(*k)) {
             on_message(kind, &self.body);
         }
+        self.body.clear();
+        release_excess(&mut self.body);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A message collected across pieces leaves no more than
+    /// [`RETAINED`] behind once it is handed on.
+    #[test]
+    fn a_large_message_s_buffer_is_given_back() {
+        let mut message = Vec::new();
+        write_message(&mut message, b'P', &[&vec![b'x'; 1 << 20]]);
+        let mut reader = MessageReader::default();
+        let mut seen = 0;
+        for piece in message.chunks(1000) {
+            let mut piece = piece;
+            while !piece.is_empty() {
+                let took = reader.feed_message(
+                    piece,
+                    |_| true,
+                    usize::MAX,
+                    |_, body| {
+                        seen = body.len();
+                    },
+                );
+                piece = &piece[took..];
+            }
+        }
+        assert_eq!(seen, 1 << 20);
+        assert!(
+            reader.body.capacity() <= RETAINED,
+            "{}",
+            reader.body.capacity()
+        );
+    }
 
     #[test]
     fn whole_messages_are_read_in_place() {

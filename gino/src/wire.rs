@@ -707,6 +707,7 @@ impl WatchedSocket {
                 Poll::Pending => return Poll::Pending,
             }
         }
+        crate::framing::release_excess(&mut rewriting.outbound);
         Poll::Ready(Ok(()))
     }
 }

@@ -63,9 +63,13 @@ fn pick_tenant(request: &Parts, longest: usize) -> Result<String, (StatusCode, J
 /// gives), as `Settings` reads its own.
 fn env_number(name: &str, default: usize) -> Result<usize, gino::Error> {
     match std::env::var(name) {
-        Ok(value) if !value.trim().is_empty() => value.trim().parse().map_err(|_| {
-            gino::Error::Configuration(format!("{name} must be a whole number, not {value:?}"))
-        }),
+        Ok(value) if !value.trim().is_empty() => {
+            value.trim().parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                gino::Error::Configuration(format!(
+                    "{name} must be a whole number of at least 1, not {value:?}"
+                ))
+            })
+        }
         _ => Ok(default),
     }
 }
@@ -103,7 +107,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     .connections(env_number("DB_TENANT_CONNECTIONS", 50)?)
     // A tenant's tables are made when its engine is.
     .prepare(|engine: Engine| async move { DB.scoped_bind(&engine, DB.create_all()).await })
-    .build();
+    .try_build()?;
     let db = gino_axum::Gino::new(&DB, settings).with_tenants(tenants);
 
     // The tenant layer on the routes only: an unknown path or method is

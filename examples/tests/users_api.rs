@@ -841,6 +841,59 @@ async fn axum_tenants_serves_each_tenant_its_own_database() {
     admin.close().await;
 }
 
+/// What an example that is to refuse its start printed, once it exited:
+/// one that serves instead is killed after 60 s and fails the test.
+fn output_of_a_start_that_fails(mut run: Command) -> std::process::Output {
+    let child = run
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the example");
+    let pid = child.id().to_string();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(output) => output.expect("the example's output"),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-KILL", &pid]).status();
+            panic!("the example still runs 60 s after its start: it did not refuse it");
+        }
+    }
+}
+
+/// Tenant settings no tenant's engine could be made with stop the
+/// start, saying which, rather than answer every tenant's first request
+/// with a 500.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenant_settings_no_engine_can_have_stop_the_start() {
+    let database = gino_testkit::TestDatabase::create().await;
+    for (variable, value, said) in [
+        ("DB_TENANT_CONNECTIONS", "3", "min_size"),
+        ("DB_TENANT_CONNECTIONS", "0", "DB_TENANT_CONNECTIONS"),
+        ("DB_TENANT_CAP", "0", "DB_TENANT_CAP"),
+    ] {
+        let mut run = Command::new(example("axum_tenants"));
+        run.env("DB_DSN", database.url())
+            .env("DB_POOL_MIN_SIZE", "5")
+            .env(variable, value)
+            .env("PORT", "0")
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null());
+        let output = tokio::task::spawn_blocking(move || output_of_a_start_that_fails(run))
+            .await
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{variable}={value}");
+        assert!(stderr.contains(said), "{variable}={value}: {stderr}");
+        assert!(
+            !String::from_utf8_lossy(&output.stdout).contains("listening on"),
+            "{variable}={value}"
+        );
+    }
+}
+
 /// A `PORT` that is no port stops the start, saying so, rather than
 /// serving on another port than the one asked for.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -853,9 +906,8 @@ async fn a_port_that_is_no_port_stops_the_start() {
             .env("RUST_LOG", "warn")
             .env("ROCKET_LOG_LEVEL", "off")
             .stdin(Stdio::null());
-        let output = tokio::task::spawn_blocking(move || run.output())
+        let output = tokio::task::spawn_blocking(move || output_of_a_start_that_fails(run))
             .await
-            .unwrap()
             .unwrap();
         let said = String::from_utf8_lossy(&output.stderr);
         assert!(!output.status.success(), "{name}: {}", output.status);

@@ -471,7 +471,30 @@ impl TenantsBuilder {
         self
     }
 
-    /// The registry.
+    /// The registry, once the options every tenant's engine is made with
+    /// are known to be good: a start-up that checks them fails with
+    /// [`Error::Configuration`] rather than serve every tenant's first
+    /// request a 500 (a pool's `min_size` above the `connections` budget,
+    /// a zero `acquire_timeout`, ...).
+    ///
+    /// ```
+    /// static DB: gino::Gino = gino::Gino::new();
+    /// let builder = || gino::Tenants::builder(&DB, |tenant: String| async move {
+    ///     Ok(format!("postgres://app@db.internal/app_{tenant}"))
+    /// });
+    /// let options = gino::EngineOptions::new().min_size(5);
+    /// assert!(builder().options(options.clone()).connections(3).try_build().is_err());
+    /// assert!(builder().options(options).connections(5).try_build().is_ok());
+    /// ```
+    pub fn try_build(self) -> Result<Tenants> {
+        let tenants = self.build();
+        tenants.inner.options.validate()?;
+        Ok(tenants)
+    }
+
+    /// The registry. Its engines are made on first use, so options they
+    /// cannot be made with fail each tenant's first request;
+    /// [`try_build`](Self::try_build) refuses them at once.
     ///
     /// ```
     /// static DB: gino::Gino = gino::Gino::new();

@@ -26,6 +26,19 @@ fn example(name: &str) -> PathBuf {
     path
 }
 
+/// The example `name` as the tests run it: `env` over a free port,
+/// warnings logged, no input.
+fn example_command(name: &str, env: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(example(name));
+    command
+        .env("PORT", "0")
+        .env("RUST_LOG", "warn")
+        .env("ROCKET_LOG_LEVEL", "off")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null());
+    command
+}
+
 struct App {
     child: Child,
     base: String,
@@ -50,12 +63,7 @@ impl App {
     /// Starts the example with only `env` configuring it (and a free
     /// port), and waits for its `listening on` line.
     fn launch(name: &str, env: &[(&str, &str)]) -> App {
-        let mut child = Command::new(example(name))
-            .envs(env.iter().copied())
-            .env("PORT", "0")
-            .env("RUST_LOG", "warn")
-            .env("ROCKET_LOG_LEVEL", "off")
-            .stdin(Stdio::null())
+        let mut child = example_command(name, env)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -630,14 +638,12 @@ async fn a_stop_ends_at_the_shutdown_timeout_in_every_framework() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stop_while_starting_ends_the_start() {
     for name in ["axum_users", "actix_users", "rocket_users"] {
-        let mut child = Command::new(example(name))
-            .env("DB_DSN", "postgres://postgres@127.0.0.1:1/nowhere")
-            .env("DB_RETRY_LIMIT", "100")
-            .env("DB_RETRY_INTERVAL", "5s")
-            .env("PORT", "0")
-            .env("RUST_LOG", "off")
-            .env("ROCKET_LOG_LEVEL", "off")
-            .stdin(Stdio::null())
+        let unreachable = [
+            ("DB_DSN", "postgres://postgres@127.0.0.1:1/nowhere"),
+            ("DB_RETRY_LIMIT", "100"),
+            ("DB_RETRY_INTERVAL", "5s"),
+        ];
+        let mut child = example_command(name, &unreachable)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -874,13 +880,14 @@ async fn tenant_settings_no_engine_can_have_stop_the_start() {
         ("DB_TENANT_CONNECTIONS", "0", "DB_TENANT_CONNECTIONS"),
         ("DB_TENANT_CAP", "0", "DB_TENANT_CAP"),
     ] {
-        let mut run = Command::new(example("axum_tenants"));
-        run.env("DB_DSN", database.url())
-            .env("DB_POOL_MIN_SIZE", "5")
-            .env(variable, value)
-            .env("PORT", "0")
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null());
+        let run = example_command(
+            "axum_tenants",
+            &[
+                ("DB_DSN", database.url()),
+                ("DB_POOL_MIN_SIZE", "5"),
+                (variable, value),
+            ],
+        );
         let output = tokio::task::spawn_blocking(move || output_of_a_start_that_fails(run))
             .await
             .unwrap();
@@ -900,12 +907,7 @@ async fn tenant_settings_no_engine_can_have_stop_the_start() {
 async fn a_port_that_is_no_port_stops_the_start() {
     let database = gino_testkit::TestDatabase::create().await;
     for name in ["axum_users", "actix_users", "rocket_users"] {
-        let mut run = Command::new(example(name));
-        run.env("DB_DSN", database.url())
-            .env("PORT", "70000")
-            .env("RUST_LOG", "warn")
-            .env("ROCKET_LOG_LEVEL", "off")
-            .stdin(Stdio::null());
+        let run = example_command(name, &[("DB_DSN", database.url()), ("PORT", "70000")]);
         let output = tokio::task::spawn_blocking(move || output_of_a_start_that_fails(run))
             .await
             .unwrap();

@@ -144,6 +144,21 @@ async fn indexes<'a>(on: impl Into<Bind<'a>>, table: &str) -> Vec<String> {
     strings(on, sql, table).await
 }
 
+/// The comment on the table `name` (schema-qualified or on the search
+/// path), if it exists and has one.
+async fn table_comment<'a>(on: impl Into<Bind<'a>>, name: &str) -> Option<String> {
+    diesel::select(
+        diesel::dsl::sql::<diesel::sql_types::Nullable<Text>>("obj_description(to_regclass(")
+            .bind::<Text, _>(name.to_owned())
+            .sql("), 'pg_class')"),
+    )
+    .gino()
+    .bind(on)
+    .one()
+    .await
+    .unwrap()
+}
+
 async fn exec<'a>(on: impl Into<Bind<'a>>, sql: &str) -> gino::Result<gino::Status> {
     diesel::sql_query(sql).gino().bind(on).status().await
 }
@@ -967,16 +982,10 @@ async fn literals_keep_their_backslashes_without_standard_conforming_strings() {
         .await
         .unwrap();
     assert_eq!(enum_types(&s.engine).await, [r"slashed: it\'s, C:\"]);
-    let comment: Option<String> =
-        diesel::select(diesel::dsl::sql::<diesel::sql_types::Nullable<Text>>(
-            "obj_description('paths'::regclass, 'pg_class')",
-        ))
-        .gino()
-        .bind(&s.engine)
-        .one()
-        .await
-        .unwrap();
-    assert_eq!(comment.as_deref(), Some(r"a\'comment"));
+    assert_eq!(
+        table_comment(&s.engine, "paths").await.as_deref(),
+        Some(r"a\'comment")
+    );
     let seq = gino::schema::Sequence::new(r"odd\'seq");
     seq.create().bind(&off).await.unwrap();
     let first: i64 = diesel::select(seq.next_value())
@@ -1011,16 +1020,10 @@ async fn a_commented_table_is_looked_for_in_the_schema_it_goes_to() {
         .bind(&in_app)
         .await
         .unwrap();
-    let made: Option<String> =
-        diesel::select(diesel::dsl::sql::<diesel::sql_types::Nullable<Text>>(
-            "obj_description(to_regclass('app.notes'), 'pg_class')",
-        ))
-        .gino()
-        .bind(&s.engine)
-        .one()
-        .await
-        .unwrap();
-    assert_eq!(made.as_deref(), Some("notes of the app"));
+    assert_eq!(
+        table_comment(&s.engine, "app.notes").await.as_deref(),
+        Some("notes of the app")
+    );
     in_app.close().await;
 }
 

@@ -306,7 +306,12 @@ fn clipped(name: &str, bytes: usize) -> &str {
 /// `{first}_{second}_{label}` as PostgreSQL makes a name it chooses for a
 /// constraint (`makeObjectName`): the longer of the two parts is shortened
 /// until the whole fits in 63 bytes, so the label always stays.
+/// Without a `second` part (a primary key's `{table}_pkey`), the first is
+/// shortened alone.
 fn object_name(first: &str, second: &str, label: &str) -> String {
+    if second.is_empty() {
+        return format!("{}_{label}", clipped(first, 63 - (label.len() + 1)));
+    }
     let room = 63 - (label.len() + 1) - 1;
     let (mut a, mut b) = (first.len(), second.len());
     while a + b > room {
@@ -322,10 +327,15 @@ fn object_name(first: &str, second: &str, label: &str) -> String {
 /// Two tables, indexes, unique constraints or sequences of one schema
 /// named alike: PostgreSQL names them all in one namespace, and with
 /// `IF NOT EXISTS` the second would be skipped in silence (an index
-/// missing, its table unindexed) rather than fail. One table declared
-/// twice, differently, is refused too.
+/// missing, its table unindexed) rather than fail. So is a declared name
+/// that PostgreSQL gives an object it names itself (`users_pkey`,
+/// `users_email_key`, `users_id_seq`): that object takes it first. One
+/// table declared twice, differently, is refused too.
 fn name_clash(tables: &[&TableMeta], sequences: &[Sequence]) -> Option<Error> {
     let mut named: Vec<(Option<&str>, &str, String)> = Vec::new();
+    // Names PostgreSQL picks (it numbers its own picks apart, so they
+    // clash only with declared ones).
+    let mut picked: Vec<(Option<&str>, String, String)> = Vec::new();
     let mut seen_tables: Vec<&TableMeta> = Vec::new();
     for table in tables {
         let name = table.qualified_name();
@@ -343,6 +353,33 @@ fn name_clash(tables: &[&TableMeta], sequences: &[Sequence]) -> Option<Error> {
         }
         seen_tables.push(table);
         let what = |kind: &str, name: &str| format!("{kind} `{name}` of table `{}`", table.name);
+        let mut pick = |second: &str, label: &str, what: &str| {
+            let name = object_name(table.name, second, label);
+            let what = format!("the {what} of table `{}`", table.name);
+            picked.push((table.schema, name, what));
+        };
+        if !table.primary_key.is_empty() {
+            pick("", "pkey", "primary key");
+        }
+        for column in table.columns {
+            if column.unique {
+                pick(
+                    column.name,
+                    "key",
+                    &format!("unique constraint of `{}`", column.name),
+                );
+            }
+            if column.serial {
+                pick(
+                    column.name,
+                    "seq",
+                    &format!("sequence of `{}`", column.name),
+                );
+            }
+        }
+        for unique in table.uniques.iter().filter(|u| u.name.is_none()) {
+            pick(&unique.columns.join("_"), "key", "unique constraint");
+        }
         named.push((table.schema, table.name, format!("table `{}`", table.name)));
         for index in table.indexes {
             named.push((table.schema, index.name, what("index", index.name)));
@@ -369,6 +406,15 @@ fn name_clash(tables: &[&TableMeta], sequences: &[Sequence]) -> Option<Error> {
                 "{first} and {second} have one name (as PostgreSQL keeps 63 bytes of it), \
                  and PostgreSQL names the tables, indexes and sequences of a schema in one \
                  namespace: give one of them another name"
+            )));
+        }
+        if let Some((_, _, chosen)) = picked
+            .iter()
+            .find(|(s, n, _)| s == schema && n.as_str() == kept(name))
+        {
+            return Some(Error::Configuration(format!(
+                "{first} has the name PostgreSQL gives {chosen}, which takes it first: give it \
+                 another name"
             )));
         }
     }
@@ -464,6 +510,8 @@ impl Gino {
     /// named unique constraints or sequences of one schema named alike are
     /// [`Error::Configuration`] before anything runs: PostgreSQL names
     /// them in one namespace, and the second would be skipped as existing.
+    /// So is one named as PostgreSQL names a key, a unique constraint or a
+    /// serial's sequence itself (`users_pkey`, `users_email_key`).
     ///
     /// Schema changes of gino wait for each other (a transaction-level
     /// advisory lock), so instances of an app that start at once and each

@@ -349,6 +349,68 @@ async fn names_alike_in_one_schema_are_refused_before_anything_runs() {
     assert!(tables(&s.engine).await.is_empty());
 }
 
+/// An index on `nick` named `name`.
+const fn nick_index(name: &'static str) -> IndexMeta {
+    IndexMeta {
+        name,
+        keys: &[IndexKey::Column("nick")],
+        unique: false,
+    }
+}
+const ACCOUNT_COLUMNS: &[ColumnMeta] = &[
+    id(),
+    ColumnMeta {
+        unique: true,
+        ..col("email", "text")
+    },
+    col("nick", "text"),
+];
+static ON_THE_KEY: TableMeta = TableMeta {
+    indexes: &[nick_index("accounts_pkey")],
+    ..table("accounts", ACCOUNT_COLUMNS, &["id"])
+};
+static ON_THE_UNIQUE: TableMeta = TableMeta {
+    indexes: &[nick_index("accounts_email_key")],
+    ..table("accounts", ACCOUNT_COLUMNS, &["id"])
+};
+static ON_THE_SEQUENCE: TableMeta = TableMeta {
+    indexes: &[nick_index("accounts_id_seq")],
+    ..table("accounts", ACCOUNT_COLUMNS, &["id"])
+};
+static ON_THE_COMPOSITE: TableMeta = TableMeta {
+    uniques: &[UniqueMeta {
+        name: None,
+        columns: &["email", "nick"],
+    }],
+    indexes: &[nick_index("accounts_email_nick_key")],
+    ..table("accounts", ACCOUNT_COLUMNS, &["id"])
+};
+
+/// An index named as PostgreSQL names a key, a unique constraint or a
+/// serial's sequence of its own would find that name taken (and with
+/// `IF NOT EXISTS`, be skipped in silence): refused before anything runs.
+#[tokio::test]
+async fn names_postgresql_picks_are_not_declared_again() {
+    let s = common::setup().await;
+    for (table, picked) in [
+        (&ON_THE_KEY, "primary key"),
+        (&ON_THE_UNIQUE, "unique constraint of `email`"),
+        (&ON_THE_SEQUENCE, "sequence of `id`"),
+        (&ON_THE_COMPOSITE, "unique constraint of table"),
+    ] {
+        let error = create_tables(vec![table], Bind::Default)
+            .bind(&s.engine)
+            .await
+            .unwrap_err();
+        let message = error.to_string();
+        assert!(
+            matches!(error, gino::Error::Configuration(_)) && message.contains(picked),
+            "{message}"
+        );
+        assert!(tables(&s.engine).await.is_empty());
+    }
+}
+
 /// Two models of one table, declared differently (GINO's tests declare
 /// `NameCard` twice, its key in either order).
 static CARDS_BY_NAME: TableMeta = table(

@@ -88,6 +88,16 @@ impl App {
         format!("{}{path}", self.base)
     }
 
+    /// `POST /users` of a user named `nickname`.
+    async fn post_user(&self, client: &reqwest::Client, nickname: &str) -> reqwest::Response {
+        client
+            .post(self.url("/users"))
+            .json(&json!({ "nickname": nickname }))
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// The JSON body of `GET path`.
     async fn get_json<T: serde::de::DeserializeOwned>(
         &self,
@@ -151,12 +161,7 @@ async fn drive(name: &str) {
     let app = App::start(name, &dsn);
     let client = reqwest::Client::new();
 
-    let created = client
-        .post(app.url("/users"))
-        .json(&json!({"nickname": "fantix"}))
-        .send()
-        .await
-        .unwrap();
+    let created = app.post_user(&client, "fantix").await;
     assert_eq!(created.status(), 201, "{name}: POST /users");
     let location = created
         .headers()
@@ -172,12 +177,7 @@ async fn drive(name: &str) {
     let at_location: Value = app.get_json(&client, &location).await;
     assert_eq!(at_location, user, "{name}: GET of the Location");
     for n in ["daisy", "bob"] {
-        let response = client
-            .post(app.url("/users"))
-            .json(&json!({ "nickname": n }))
-            .send()
-            .await
-            .unwrap();
+        let response = app.post_user(&client, n).await;
         assert_eq!(response.status(), 201);
     }
 
@@ -492,15 +492,7 @@ impl LockedUser {
         url: &str,
         nickname: &str,
     ) -> (i64, LockedUser) {
-        let user: Value = client
-            .post(app.url("/users"))
-            .json(&json!({ "nickname": nickname }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let user: Value = app.post_user(client, nickname).await.json().await.unwrap();
         let id = user["id"].as_i64().unwrap();
         let engine = gino::create_engine(url, Default::default()).await.unwrap();
         // Not the task's connection: the polls of `wait_for_deletes` run
@@ -673,12 +665,7 @@ async fn rocket_users_serves_the_database_rocket_s_configuration_names() {
     let configured = format!("{{gino={{dsn=\"{}\",pool_min_size=1}}}}", database.url());
     let app = App::launch("rocket_users", &[("ROCKET_DATABASES", &configured)]);
     let client = reqwest::Client::new();
-    let created = client
-        .post(app.url("/users"))
-        .json(&json!({"nickname": "configured"}))
-        .send()
-        .await
-        .unwrap();
+    let created = app.post_user(&client, "configured").await;
     assert_eq!(created.status(), 201);
     app.stop();
     let engine = gino::create_engine(database.url(), Default::default())
